@@ -1,0 +1,239 @@
+//! The validated configuration: what every other module reads.
+//!
+//! A [`Config`] only exists once every check in `config::load` passed, so the
+//! rest of steward never re-validates: durations are [`Duration`]s, limits are
+//! parsed, references between sections (tool → upstream → credential) are known
+//! to resolve, and paths are absolute.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Absolute path of the file this was loaded from; backups and doctor read it again.
+    pub source_path: PathBuf,
+    /// The agent steward stands around.
+    pub agent: AgentConfig,
+    /// The HTTP listener the agent talks to.
+    pub gateway: GatewayConfig,
+    /// Where the store, the agent token and the daemon lock live.
+    pub state: StateConfig,
+    /// Audit log location, rotation and retention.
+    pub logging: LoggingConfig,
+    /// Named credential references; values are resolved by `secrets`, never stored here.
+    pub credentials: BTreeMap<String, CredentialConfig>,
+    /// Named upstream HTTP APIs, reached through `/api/{name}/...`.
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Tools in declaration order: the first whose rule matches a call names it.
+    pub tools: Vec<ToolConfig>,
+    /// Repeated identical calls stop the agent.
+    pub loop_breaker: LoopBreakerConfig,
+    /// What happens to calls no tool rule matches.
+    pub unmatched: UnmatchedPolicy,
+    /// What redaction removes besides credentials and secret patterns.
+    pub redaction: RedactionConfig,
+}
+
+/// `[agent]`
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Shown in audit records, alerts and the runbook.
+    pub name: String,
+    /// dev and prod must never share a credential.
+    pub environment: Environment,
+}
+
+/// Deployment environment of the agent or of a credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// Development: may be noisy, must not hold production tokens.
+    Dev,
+    /// Production.
+    Prod,
+}
+
+/// `[gateway]`
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Address to bind. Loopback unless `allow_remote`.
+    pub listen: SocketAddr,
+    /// Explicit opt-in to bind a non-loopback address.
+    pub allow_remote: bool,
+    /// Largest request body accepted from the agent. Request bodies are read
+    /// whole (up to this size) because the loop breaker and the audit summary
+    /// need them; responses are streamed.
+    pub max_body_bytes: u64,
+}
+
+/// `[state]`
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    /// Absolute directory holding `steward.db`, `agent.token`, `daemon.lock`, `daemon.addr`. Mode 0700.
+    pub dir: PathBuf,
+}
+
+impl StateConfig {
+    /// `<dir>/steward.db`
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.join("steward.db")
+    }
+    /// `<dir>/agent.token` (0600)
+    pub fn token_path(&self) -> PathBuf {
+        self.dir.join("agent.token")
+    }
+    /// `<dir>/daemon.lock`: held (flock) by a running daemon.
+    pub fn lock_path(&self) -> PathBuf {
+        self.dir.join("daemon.lock")
+    }
+    /// `<dir>/daemon.addr`: the address the running daemon actually bound.
+    pub fn addr_path(&self) -> PathBuf {
+        self.dir.join("daemon.addr")
+    }
+}
+
+/// `[logging]`
+#[derive(Debug, Clone)]
+pub struct LoggingConfig {
+    /// Absolute directory of `audit.jsonl` and its rotated files. Mode 0700.
+    pub dir: PathBuf,
+    /// Rotate the active file before it would grow past this many bytes.
+    pub max_file_size: u64,
+    /// Rotated files older than this are archived or deleted.
+    pub retention: Duration,
+    /// What happens after `retention`.
+    pub after_retention: AfterRetention,
+    /// Oldest files (archives first) are deleted while the directory exceeds this.
+    pub max_total_size: u64,
+}
+
+/// What happens to an audit file once it is older than the retention period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterRetention {
+    /// Compress with zstd into `<dir>/archive/`.
+    Archive,
+    /// Remove.
+    Delete,
+}
+
+/// `[credentials.NAME]`
+#[derive(Debug, Clone)]
+pub struct CredentialConfig {
+    /// Where the value comes from; never the value itself.
+    pub source: CredentialSource,
+}
+
+/// A reference to a secret value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// `env:NAME`
+    Env(String),
+    /// `file:PATH` (absolute after validation; must be 0600 or 0400).
+    File(PathBuf),
+}
+
+/// `[upstreams.NAME]`
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Scheme, host, port and optional path prefix; no trailing slash.
+    pub base_url: String,
+    /// Key into [`Config::credentials`]; `None` for APIs that need no auth.
+    pub credential: Option<String>,
+    /// How the credential is put on the request.
+    pub auth: AuthInjection,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Longest silence between two reads of the response before it is abandoned.
+    pub read_timeout: Duration,
+}
+
+/// `auth = { header = "Authorization", format = "Bearer {secret}" }`
+#[derive(Debug, Clone)]
+pub struct AuthInjection {
+    /// Header name, validated as an HTTP header name.
+    pub header: String,
+    /// Template containing `{secret}` exactly once.
+    pub format: String,
+}
+
+/// One `[[tools]]` entry.
+#[derive(Debug, Clone)]
+pub struct ToolConfig {
+    /// Unique tool name: what audit records, limits and `steward last --tool` use.
+    pub name: String,
+    /// Key into [`Config::upstreams`].
+    pub upstream: String,
+    /// HTTP method, upper case (`POST`), or `*` for any.
+    pub method: String,
+    /// Path pattern relative to the upstream, segments `{name}` match any one segment,
+    /// a final `{*rest}` matches the remainder.
+    pub path: String,
+    /// Whether the call changes the world (posting, sending, deleting).
+    pub side_effect: bool,
+    /// Persistent rate limit, if any.
+    pub limit: Option<RateLimit>,
+    /// When a failed attempt may be retried.
+    pub retry: RetryPolicy,
+}
+
+/// `N/unit` such as `10/hour`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Calls allowed inside one window.
+    pub max: u32,
+    /// Sliding window length.
+    pub per: Duration,
+}
+
+/// When an attempt may be repeated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryPolicy {
+    /// Only connect failures, before any byte of the request was sent.
+    Never,
+    /// Also 5xx, 429 and read errors: the tool is safe to repeat.
+    Idempotent,
+}
+
+/// `[loop_breaker]`
+#[derive(Debug, Clone, Copy)]
+pub struct LoopBreakerConfig {
+    /// This many identical calls inside `window` trip the kill switch. 0 disables the breaker.
+    pub max_identical: u32,
+    /// Sliding window.
+    pub window: Duration,
+}
+
+/// `[unmatched] policy`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnmatchedPolicy {
+    /// Refuse calls that match no tool (audited as `unmatched`).
+    Deny,
+    /// Forward unmatched GET/HEAD calls, refuse the rest.
+    AllowGet,
+}
+
+/// `[redaction]`: which PII detectors run (secrets and credentials always do).
+#[derive(Debug, Clone, Copy)]
+pub struct RedactionConfig {
+    /// Email addresses.
+    pub email: bool,
+    /// Phone numbers.
+    pub phone: bool,
+    /// Card numbers passing the Luhn check.
+    pub credit_card: bool,
+    /// IBANs passing the mod-97 check.
+    pub iban: bool,
+    /// IPv4 and IPv6 addresses.
+    pub ip: bool,
+    /// US social security numbers.
+    pub ssn: bool,
+}
+
+impl Default for RedactionConfig {
+    fn default() -> Self {
+        Self { email: true, phone: true, credit_card: true, iban: true, ip: true, ssn: true }
+    }
+}

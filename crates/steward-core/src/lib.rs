@@ -1,0 +1,20 @@
+//! steward-core: everything the `steward` binary does, as a library.
+//!
+//! # Layout
+//! - [`config`]: `steward.toml` → validated [`config::Config`] (two stages, spanned errors).
+//! - [`secrets`]: resolves credential references (`env:`, `file:`) into secret values.
+//! - [`store`]: the SQLite store: call journal, persistent rate windows, kill switch.
+//! - [`audit`]: the JSON-lines audit log: writer, rotation, retention.
+//! - [`policy`]: tool identification (method + path rules) and input normalization.
+//! - [`pipeline`]: the one pipeline every front door feeds a [`pipeline::Call`] into.
+//! - [`gateway`]: the HTTP server and the `/api/{upstream}` front door; forwarding and retries.
+//! - [`daemon`]: `steward run`: startup, the daemon lock, background tasks, shutdown.
+
+pub mod audit;
+pub mod config;
+pub mod daemon;
+pub mod gateway;
+pub mod pipeline;
+pub mod policy;
+pub mod secrets;
+pub mod store;

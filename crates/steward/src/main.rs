@@ -1,0 +1,2 @@
+//! steward
+fn main() {}
