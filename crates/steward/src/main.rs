@@ -1,2 +1,21 @@
-//! steward
-fn main() {}
+//! `steward`: one binary around a self-hosted AI agent.
+//!
+//! `main` stays thin: parse the command line, call [`cli::run`], print any
+//! error with its whole chain, and exit with a documented code (see
+//! [`cli::exit`]).
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // Two TLS providers in one tree make rustls panic at first use unless one is installed.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let args = cli::Cli::parse();
+    match cli::run(args) {
+        Ok(code) => code,
+        Err(err) => err.report(),
+    }
+}

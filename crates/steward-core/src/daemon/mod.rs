@@ -1,1 +1,214 @@
-//! daemon (in progress)
+//! The daemon behind `steward run`: startup order, the single-instance lock,
+//! background tasks and shutdown.
+//!
+//! # Shutdown
+//! There is exactly one shutdown mechanism: a [`CancellationToken`] (the
+//! drain signal) plus a [`TaskTracker`] holding every background task. On
+//! shutdown the token is cancelled, the HTTP server stops accepting and lets
+//! in-flight calls finish (their records included), tracked tasks exit at
+//! their next await point, and only then is the audit log drained and
+//! fsynced. Nothing else stops the daemon.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use fs2::FileExt;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::audit::{AuditError, AuditLog};
+use crate::config::Config;
+use crate::pipeline::{ForwardError, Pipeline, unix_ms};
+use crate::secrets::{AgentToken, Secrets, SecretsError};
+use crate::store::{Store, StoreError};
+
+/// How often rotated audit files are checked against retention. Hourly keeps
+/// the 30-day / total-size promises within an hour without churning the disk.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// A directory or file steward needs could not be created.
+    #[error("cannot prepare {path}: {source}", path = path.display())]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// Another daemon holds the lock on this state dir.
+    #[error("another steward daemon (pid {pid}) already runs with state dir {dir}; stop it first, or give this one its own [state] dir", dir = dir.display())]
+    AlreadyRunning {
+        /// Its pid as written in the lock file.
+        pid: String,
+        /// The shared state dir.
+        dir: PathBuf,
+    },
+    /// A credential could not be resolved.
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    /// The store could not be opened.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The audit log could not be opened.
+    #[error("audit log: {0}")]
+    Audit(#[from] AuditError),
+    /// An upstream client could not be built.
+    #[error(transparent)]
+    Forward(#[from] ForwardError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}; is another process using the port? change [gateway] listen")]
+    Bind {
+        /// Configured address.
+        addr: std::net::SocketAddr,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// A started daemon.
+#[derive(Debug)]
+pub struct RunningDaemon {
+    addr: std::net::SocketAddr,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    audit: AuditLog,
+    addr_path: PathBuf,
+    /// Held for the daemon's lifetime: released (by the OS, even on kill -9) when it ends.
+    _lock: std::fs::File,
+}
+
+impl RunningDaemon {
+    /// The address actually bound (useful with port 0).
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// A handle that makes the daemon shut down when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Drains and stops: see the module docs.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.wait().await;
+    }
+
+    /// Waits until the shutdown token is cancelled and everything drained.
+    pub async fn wait(self) {
+        self.shutdown.cancelled().await;
+        self.tracker.close();
+        self.tracker.wait().await;
+        self.audit.shutdown().await;
+        let _ = std::fs::remove_file(&self.addr_path);
+        tracing::info!("steward stopped");
+    }
+}
+
+/// Creates `dir` (and parents) and restricts it to the owner: it holds the
+/// store, the agent token and the audit log.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), DaemonError> {
+    let io = |source| DaemonError::Io { path: dir.to_owned(), source };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)
+}
+
+/// Whether a daemon holds the lock of this state dir, and its pid.
+pub fn running_pid(state_dir: &Path) -> Option<String> {
+    let path = state_dir.join("daemon.lock");
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).ok()?;
+    if file.try_lock_exclusive().is_ok() {
+        let _ = FileExt::unlock(&file);
+        return None;
+    }
+    Some(std::fs::read_to_string(&path).unwrap_or_default().trim().to_owned())
+}
+
+/// Starts every part in dependency order and returns once the gateway listens.
+pub async fn start(config: &Config) -> Result<RunningDaemon, DaemonError> {
+    ensure_private_dir(&config.state.dir)?;
+    let lock = acquire_lock(&config.state.lock_path(), &config.state.dir)?;
+    let (agent_token, created) = AgentToken::load_or_create(&config.state.token_path())?;
+    if created {
+        tracing::info!(path = %config.state.token_path().display(), "created the agent token");
+    }
+    let secrets = Secrets::resolve(config)?;
+    let redactor = Arc::new(ArcSwap::from_pointee(secrets.redactor(&agent_token, &config.redaction)));
+    let secrets = Arc::new(ArcSwap::from_pointee(secrets));
+
+    let store = Store::open(&config.state.db_path())?;
+    let interrupted = store.settle_interrupted(unix_ms(SystemTime::now())).await?;
+    if interrupted > 0 {
+        tracing::warn!(count = interrupted, "calls were in flight when steward last stopped; marked interrupted");
+    }
+    let audit = AuditLog::open(&config.logging, Arc::clone(&redactor))?;
+    let pipeline = Arc::new(Pipeline::new(config, store, audit.clone(), redactor, secrets, agent_token)?);
+
+    let listener = tokio::net::TcpListener::bind(config.gateway.listen)
+        .await
+        .map_err(|source| DaemonError::Bind { addr: config.gateway.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| DaemonError::Bind { addr: config.gateway.listen, source })?;
+    let addr_path = config.state.addr_path();
+    write_private(&addr_path, &format!("{addr}\n"))?;
+
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let app = crate::gateway::router(Arc::clone(&pipeline), config.gateway.max_body_bytes);
+    let drain = shutdown.clone();
+    tracker.spawn(async move {
+        let served = axum::serve(listener, app).with_graceful_shutdown(drain.cancelled_owned()).await;
+        if let Err(err) = served {
+            tracing::error!(error = %err, "the gateway stopped with an error");
+        }
+    });
+    let retention_audit = audit.clone();
+    let drain = shutdown.clone();
+    tracker.spawn(async move {
+        let mut every = tokio::time::interval(RETENTION_EVERY);
+        loop {
+            tokio::select! {
+                () = drain.cancelled() => break,
+                _ = every.tick() => {}
+            }
+            let log = retention_audit.clone();
+            match tokio::task::spawn_blocking(move || log.run_retention(SystemTime::now())).await {
+                Ok(Ok(report)) => tracing::debug!(?report, "audit retention ran"),
+                Ok(Err(err)) => tracing::error!(error = %err, "audit retention failed"),
+                Err(err) => tracing::error!(error = %err, "audit retention task failed"),
+            }
+        }
+    });
+    tracing::info!(%addr, agent = %config.agent.name, "steward is listening");
+    Ok(RunningDaemon { addr, shutdown, tracker, audit, addr_path, _lock: lock })
+}
+
+fn acquire_lock(path: &Path, dir: &Path) -> Result<std::fs::File, DaemonError> {
+    use std::io::{Seek, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| DaemonError::Io { path: path.to_owned(), source };
+    let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path).map_err(io)?;
+    if file.try_lock_exclusive().is_err() {
+        let pid = std::fs::read_to_string(path).unwrap_or_default().trim().to_owned();
+        return Err(DaemonError::AlreadyRunning { pid, dir: dir.to_owned() });
+    }
+    file.set_len(0).map_err(io)?;
+    file.rewind().map_err(io)?;
+    writeln!(file, "{}", std::process::id()).map_err(io)?;
+    Ok(file)
+}
+
+/// Writes `contents` to `path` atomically (temp file + rename), mode 0600.
+fn write_private(path: &Path, contents: &str) -> Result<(), DaemonError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| DaemonError::Io { path: path.to_owned(), source };
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;
+    file.write_all(contents.as_bytes()).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}

@@ -1,1 +1,112 @@
-//! gateway (in progress)
+//! The gateway: the HTTP server the agent talks to, and the `/api/{upstream}`
+//! front door.
+//!
+//! A front door only translates its protocol into a [`Call`] and back. This
+//! one reads the request (body bounded by `gateway.max_body`), checks that the
+//! path is one steward can forward faithfully, and hands the call to the
+//! pipeline. Every decision is the pipeline's.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::IntoResponse;
+use axum::routing::{any, get};
+use http::{Response, StatusCode};
+use http_body_util::BodyExt;
+
+use crate::pipeline::{Call, Door, Pipeline, Refusal};
+
+/// Shared state of the HTTP handlers.
+#[derive(Debug, Clone)]
+struct Gateway {
+    pipeline: Arc<Pipeline>,
+    /// `gateway.max_body` in bytes.
+    max_body: u64,
+}
+
+/// The router served on `gateway.listen`.
+pub fn router(pipeline: Arc<Pipeline>, max_body: u64) -> Router {
+    Router::new()
+        .route("/api/{*rest}", any(api_door))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(not_found)
+        .with_state(Gateway { pipeline, max_body })
+}
+
+async fn not_found() -> impl IntoResponse {
+    let body = serde_json::json!({
+        "error": {
+            "type": "steward",
+            "reason": "not_found",
+            "message": "steward serves /api/{upstream}/... (and /healthz); check the agent's base URL",
+        }
+    });
+    (StatusCode::NOT_FOUND, axum::Json(body))
+}
+
+/// `ANY /api/{upstream}/{path...}`
+async fn api_door(State(gw): State<Gateway>, request: Request) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let raw = parts.uri.path().strip_prefix("/api/").unwrap_or_default();
+    let (upstream, path) = match raw.find('/') {
+        Some(i) => (&raw[..i], &raw[i..]),
+        None => (raw, "/"),
+    };
+    let query = parts.uri.query().map(str::to_owned);
+    let mut call = Call::new(Door::Api, upstream.to_owned(), parts.method, path.to_owned(), query, parts.headers, bytes::Bytes::new());
+
+    if let Err(detail) = check_path(upstream, path) {
+        return gw.pipeline.reject(call, Refusal::BadRequest { detail }).await;
+    }
+    let declared_len = call.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared_len.is_some_and(|n| n > gw.max_body) {
+        return gw.pipeline.reject(call, Refusal::BodyTooLarge { limit: gw.max_body }).await;
+    }
+    let limit = usize::try_from(gw.max_body).unwrap_or(usize::MAX);
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => call.body = collected.to_bytes(),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+            return gw.pipeline.reject(call, Refusal::BodyTooLarge { limit: gw.max_body }).await;
+        }
+        Err(_) => {
+            let detail = "the request body could not be read (connection broke off)".to_owned();
+            return gw.pipeline.reject(call, Refusal::BadRequest { detail }).await;
+        }
+    }
+    gw.pipeline.handle(call).await
+}
+
+/// A path steward forwards must name an upstream, decode to UTF-8 segment by
+/// segment, and hold no `.`/`..` segment (which could climb out of the
+/// upstream's base path once the upstream normalizes it).
+fn check_path(upstream: &str, path: &str) -> Result<(), String> {
+    if upstream.is_empty() {
+        return Err("the path must start with /api/{upstream}/, naming a configured upstream".into());
+    }
+    for segment in path.split('/') {
+        let decoded = percent_encoding::percent_decode_str(segment)
+            .decode_utf8()
+            .map_err(|_| format!("path segment `{segment}` is not valid UTF-8 once percent-decoded; encode the path as UTF-8"))?;
+        if decoded == "." || decoded == ".." {
+            return Err("path segments `.` and `..` are not forwarded; send the normalized path".into());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_checked() {
+        assert!(check_path("social", "/api/v1/statuses").is_ok());
+        assert!(check_path("social", "/a%20b/%C3%A9").is_ok());
+        assert!(check_path("", "/x").is_err());
+        assert!(check_path("social", "/a/%FF").unwrap_err().contains("UTF-8"));
+        assert!(check_path("social", "/a/%2e%2E/b").unwrap_err().contains(".."));
+        assert!(check_path("social", "/a/../b").is_err());
+    }
+}

@@ -1,1 +1,198 @@
-//! policy (in progress)
+//! Policy: which tool a call is, and what "the same input" means.
+//!
+//! Owns tool identification (method + path rules from `[[tools]]`, first
+//! match wins), the normalized input key the loop breaker counts, and the
+//! redacted input summary the journal and audit log record. Pure functions
+//! over config and bytes: no I/O, so every front door gets identical answers.
+
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+
+use crate::config::{ToolConfig, UnmatchedPolicy};
+
+/// Longest input summary kept in the journal and audit log, in characters.
+/// Long enough to recognise a post, short enough that a log line stays a line.
+pub const SUMMARY_MAX_CHARS: usize = 200;
+
+/// One compiled `match = "METHOD /path/{id}"` rule.
+#[derive(Debug, Clone)]
+struct Rule {
+    /// Index into the config's tool list.
+    tool: usize,
+    /// Upper-case method, or `None` for `*`.
+    method: Option<String>,
+    /// Path pattern, split on `/` (leading empty segment removed).
+    segments: Vec<Segment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    /// `{name}`: exactly one non-empty segment.
+    Param,
+    /// `{*name}`: the rest of the path, possibly empty.
+    Rest,
+}
+
+/// Identifies tools from method and path, per upstream.
+#[derive(Debug, Clone)]
+pub struct ToolMatcher {
+    tools: Vec<ToolConfig>,
+    /// Rules per upstream name, in declaration order.
+    rules: HashMap<String, Vec<Rule>>,
+    unmatched: UnmatchedPolicy,
+}
+
+/// What the matcher decided for one call.
+#[derive(Debug, Clone, Copy)]
+pub enum Identified<'a> {
+    /// A declared tool.
+    Tool(&'a ToolConfig),
+    /// No rule matched, but `[unmatched] policy = "allow-get"` lets this read through.
+    UnmatchedAllowed,
+    /// No rule matched and policy refuses it.
+    UnmatchedDenied,
+}
+
+impl ToolMatcher {
+    /// Compiles every tool rule. The config loader already validated the patterns.
+    pub fn new(tools: &[ToolConfig], unmatched: UnmatchedPolicy) -> Self {
+        let mut rules: HashMap<String, Vec<Rule>> = HashMap::new();
+        for (index, tool) in tools.iter().enumerate() {
+            let method = (tool.method != "*").then(|| tool.method.to_ascii_uppercase());
+            rules.entry(tool.upstream.clone()).or_default().push(Rule {
+                tool: index,
+                method,
+                segments: compile_pattern(&tool.path),
+            });
+        }
+        Self { tools: tools.to_vec(), rules, unmatched }
+    }
+
+    /// Names the tool for `method path` on `upstream`. `path` is the raw
+    /// (still percent-encoded) path relative to the upstream, without query.
+    pub fn identify(&self, upstream: &str, method: &str, path: &str) -> Identified<'_> {
+        let segments = split_path(path);
+        let found = self.rules.get(upstream).and_then(|rules| {
+            rules.iter().find(|rule| {
+                rule.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+                    && matches_segments(&rule.segments, &segments)
+            })
+        });
+        match found {
+            Some(rule) => match self.tools.get(rule.tool) {
+                Some(tool) => Identified::Tool(tool),
+                None => Identified::UnmatchedDenied,
+            },
+            None if self.unmatched == UnmatchedPolicy::AllowGet
+                && (method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD")) =>
+            {
+                Identified::UnmatchedAllowed
+            }
+            None => Identified::UnmatchedDenied,
+        }
+    }
+}
+
+fn compile_pattern(pattern: &str) -> Vec<Segment> {
+    split_path(pattern)
+        .into_iter()
+        .map(|segment| {
+            if segment.starts_with("{*") && segment.ends_with('}') {
+                Segment::Rest
+            } else if segment.starts_with('{') && segment.ends_with('}') {
+                Segment::Param
+            } else {
+                Segment::Literal(segment.to_owned())
+            }
+        })
+        .collect()
+}
+
+/// Splits `/a/b/` into `["a", "b"]`: a trailing slash does not make another tool.
+fn split_path(path: &str) -> Vec<&str> {
+    path.trim_start_matches('/').trim_end_matches('/').split('/').filter(|s| !s.is_empty()).collect()
+}
+
+fn matches_segments(pattern: &[Segment], path: &[&str]) -> bool {
+    let mut i = 0;
+    for (p, segment) in pattern.iter().enumerate() {
+        match segment {
+            Segment::Rest => return p == pattern.len() - 1,
+            Segment::Param => {
+                if i >= path.len() {
+                    return false;
+                }
+            }
+            Segment::Literal(lit) => {
+                if path.get(i) != Some(&lit.as_str()) {
+                    return false;
+                }
+            }
+        }
+        i += 1;
+    }
+    i == path.len()
+}
+
+/// The loop breaker's notion of "the same call": tool, method, path, query and
+/// the body with JSON re-serialized canonically (object keys sorted, no
+/// whitespace), so `{"a":1, "b":2}` and `{"b":2,"a":1}` count as identical.
+pub fn loop_key(tool: &str, method: &str, path: &str, query: Option<&str>, body: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    for part in [tool.as_bytes(), method.as_bytes(), path.as_bytes(), query.unwrap_or("").as_bytes()] {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        // serde_json's default map is a BTreeMap, so serializing sorts keys.
+        Ok(value) => hasher.update(value.to_string().as_bytes()),
+        Err(_) => hasher.update(body),
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// SHA-256 of the raw request body, hex: lets an operator match a journal
+/// entry to a payload they hold without steward keeping the payload.
+pub fn input_sha256(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
+/// The redacted, truncated one-line summary of a request body kept in the
+/// journal and audit log. JSON bodies are redacted structurally (sensitive
+/// keys blanked), other bodies as text; binary bodies are described, not shown.
+pub fn input_summary(redactor: &redact::Redactor, body: &[u8]) -> String {
+    if body.is_empty() {
+        return String::new();
+    }
+    let text = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(mut value) => {
+            redactor.redact_json(&mut value);
+            value.to_string()
+        }
+        Err(_) => match std::str::from_utf8(body) {
+            Ok(text) => redactor.redact(text).into_owned(),
+            Err(_) => return format!("<{} bytes binary>", body.len()),
+        },
+    };
+    truncate_summary(&text)
+}
+
+/// Truncates at a character boundary and marks the cut, then collapses
+/// control characters so a summary can never break a log line or a terminal.
+/// The text is redacted *before* truncation so a cut never exposes half a secret.
+pub fn truncate_summary(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .take(SUMMARY_MAX_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().nth(SUMMARY_MAX_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,236 @@
+//! Forwarding: one HTTP client per upstream, credential injection, header
+//! hygiene and the retry loop.
+//!
+//! The agent's own `Authorization` / `x-api-key` never leave steward; the
+//! configured credential is injected at the moment of sending, marked
+//! sensitive so no debug output shows it. Redirects are never followed, so an
+//! injected credential cannot travel to another host. Hop-by-hop headers are
+//! dropped both ways.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use secrecy::ExposeSecret;
+
+use super::retry::{self, MAX_ATTEMPTS, MAX_DELAY};
+use super::Call;
+use crate::config::{RetryPolicy, ToolConfig, UpstreamConfig};
+use crate::secrets::Secrets;
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1),
+/// plus `host` and `content-length`, which the client recomputes.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+];
+
+/// Headers through which agents present the steward token; never forwarded.
+const AGENT_AUTH_HEADERS: &[&str] = &["authorization", "x-api-key"];
+
+/// Idle pooled connections kept per upstream host: enough for bursts at 10k RPS
+/// without holding hundreds of sockets open.
+const POOL_IDLE_PER_HOST: usize = 64;
+
+/// Why forwarding produced no response.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// Connect failure, reset, or protocol error on every allowed attempt.
+    #[error("upstream unreachable after {attempts} attempt(s): {detail}")]
+    Unreachable {
+        /// Attempts made.
+        attempts: u32,
+        /// Redacted error chain for the operator's log.
+        detail: String,
+    },
+    /// Connect or read timeout.
+    #[error("upstream timed out after {attempts} attempt(s)")]
+    Timeout {
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The upstream is not configured or a header could not be built.
+    #[error("cannot build the upstream request: {0}")]
+    Build(String),
+}
+
+/// A response from upstream (possibly a non-2xx one) and how many attempts it took.
+#[derive(Debug)]
+pub struct Forwarded {
+    /// Headers received; the body is still streaming.
+    pub response: reqwest::Response,
+    /// Attempts made, the first included.
+    pub attempts: u32,
+}
+
+/// Sends calls upstream.
+#[derive(Debug)]
+pub struct Forwarder {
+    upstreams: HashMap<String, (UpstreamConfig, reqwest::Client)>,
+    secrets: Arc<ArcSwap<Secrets>>,
+}
+
+impl Forwarder {
+    /// Builds one connection-pooled client per upstream with its timeouts.
+    pub fn new(upstreams: &std::collections::BTreeMap<String, UpstreamConfig>, secrets: Arc<ArcSwap<Secrets>>) -> Result<Self, ForwardError> {
+        let mut map = HashMap::new();
+        for (name, upstream) in upstreams {
+            let client = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(upstream.connect_timeout)
+                .read_timeout(upstream.read_timeout)
+                .pool_max_idle_per_host(POOL_IDLE_PER_HOST)
+                .tcp_nodelay(true)
+                .build()
+                .map_err(|e| ForwardError::Build(format!("client for upstream `{name}`: {e}")))?;
+            map.insert(name.clone(), (upstream.clone(), client));
+        }
+        Ok(Self { upstreams: map, secrets })
+    }
+
+    /// Whether `name` is a configured upstream.
+    pub fn has_upstream(&self, name: &str) -> bool {
+        self.upstreams.contains_key(name)
+    }
+
+    /// Forwards `call`, retrying as the tool's policy allows: connect failures
+    /// (no byte sent) always; 429/502/503/504 and read errors only for
+    /// idempotent tools. Never retries once a response is handed back.
+    pub async fn send(&self, call: &Call, tool: Option<&ToolConfig>) -> Result<Forwarded, ForwardError> {
+        let (upstream, client) =
+            self.upstreams.get(&call.upstream).ok_or_else(|| ForwardError::Build(format!("unknown upstream `{}`", call.upstream)))?;
+        let idempotent = tool.map_or_else(|| call.method.is_idempotent(), |t| t.retry == RetryPolicy::Idempotent);
+        let headers = self.upstream_headers(call, upstream)?;
+        let url = match &call.query {
+            Some(query) => format!("{}{}?{}", upstream.base_url, call.path, query),
+            None => format!("{}{}", upstream.base_url, call.path),
+        };
+
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result =
+                client.request(call.method.clone(), &url).headers(headers.clone()).body(call.body.clone()).send().await;
+            let last = attempt >= MAX_ATTEMPTS;
+            match result {
+                Ok(response) => {
+                    let retryable_status = matches!(response.status().as_u16(), 429 | 502 | 503 | 504);
+                    if !idempotent || !retryable_status || last {
+                        return Ok(Forwarded { response, attempts: attempt });
+                    }
+                    let wait = match response.headers().get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()) {
+                        Some(value) => match retry::parse_retry_after(value, SystemTime::now()) {
+                            // The upstream asks for longer than we hold a call open: hand its answer back.
+                            Some(wait) if wait > MAX_DELAY => return Ok(Forwarded { response, attempts: attempt }),
+                            Some(wait) => wait,
+                            None => retry::backoff(attempt - 1),
+                        },
+                        None => retry::backoff(attempt - 1),
+                    };
+                    drop(response);
+                    tokio::time::sleep(wait).await;
+                }
+                Err(err) => {
+                    // A connect error means no byte of the request left steward: safe for any tool.
+                    let safe = err.is_connect() || idempotent;
+                    if !safe || last {
+                        return Err(classify(&err, attempt));
+                    }
+                    tokio::time::sleep(retry::backoff(attempt - 1)).await;
+                }
+            }
+        }
+    }
+
+    fn upstream_headers(&self, call: &Call, upstream: &UpstreamConfig) -> Result<HeaderMap, ForwardError> {
+        let mut headers = HeaderMap::with_capacity(call.headers.len() + 1);
+        let connection_named = connection_tokens(&call.headers);
+        for (name, value) in &call.headers {
+            let lower = name.as_str();
+            if HOP_BY_HOP.contains(&lower)
+                || AGENT_AUTH_HEADERS.contains(&lower)
+                || lower.eq_ignore_ascii_case(&upstream.auth.header)
+                || connection_named.iter().any(|c| c.eq_ignore_ascii_case(lower))
+            {
+                continue;
+            }
+            headers.append(name.clone(), value.clone());
+        }
+        if let Some(credential) = &upstream.credential {
+            let secrets = self.secrets.load();
+            let secret = secrets
+                .get(credential)
+                .ok_or_else(|| ForwardError::Build(format!("credential `{credential}` is not loaded")))?;
+            let name = HeaderName::from_bytes(upstream.auth.header.as_bytes())
+                .map_err(|_| ForwardError::Build(format!("invalid auth header name `{}`", upstream.auth.header)))?;
+            let rendered = upstream.auth.format.replace("{secret}", secret.expose_secret());
+            let mut value = HeaderValue::from_str(&rendered)
+                .map_err(|_| ForwardError::Build(format!("credential `{credential}` contains bytes not allowed in a header")))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        Ok(headers)
+    }
+}
+
+/// Copies upstream response headers for the agent, minus hop-by-hop ones.
+/// `content-length` is kept: the body is relayed byte for byte.
+pub fn response_headers(upstream: &HeaderMap) -> HeaderMap {
+    let connection_named = connection_tokens(upstream);
+    let mut out = HeaderMap::with_capacity(upstream.len());
+    for (name, value) in upstream {
+        let lower = name.as_str();
+        if (HOP_BY_HOP.contains(&lower) && lower != "content-length") || connection_named.iter().any(|c| c.eq_ignore_ascii_case(lower)) {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    out
+}
+
+/// Header names listed in `Connection`, which are hop-by-hop too.
+fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+fn classify(err: &reqwest::Error, attempts: u32) -> ForwardError {
+    if err.is_timeout() {
+        return ForwardError::Timeout { attempts };
+    }
+    // reqwest errors can embed the URL; the query may hold user data, so keep only the kind.
+    let kind = if err.is_connect() {
+        "connect failed"
+    } else if err.is_request() {
+        "request failed"
+    } else if err.is_body() {
+        "body error"
+    } else {
+        "connection error"
+    };
+    let mut detail = kind.to_owned();
+    let mut source = std::error::Error::source(err);
+    while let Some(inner) = source {
+        detail.push_str(": ");
+        detail.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    ForwardError::Unreachable { attempts, detail }
+}

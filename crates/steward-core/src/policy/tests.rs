@@ -1,0 +1,83 @@
+use std::time::Duration;
+
+use super::*;
+use crate::config::{RateLimit, RetryPolicy};
+
+fn tool(name: &str, method: &str, path: &str) -> ToolConfig {
+    ToolConfig {
+        name: name.into(),
+        upstream: "social".into(),
+        method: method.into(),
+        path: path.into(),
+        side_effect: method != "GET",
+        limit: Some(RateLimit { max: 10, per: Duration::from_secs(3600) }),
+        retry: RetryPolicy::Never,
+    }
+}
+
+fn matcher(policy: UnmatchedPolicy) -> ToolMatcher {
+    ToolMatcher::new(
+        &[
+            tool("post", "POST", "/api/v1/statuses"),
+            tool("read", "GET", "/api/v1/statuses/{id}"),
+            tool("media", "*", "/api/v2/media/{*rest}"),
+        ],
+        policy,
+    )
+}
+
+fn name(id: Identified<'_>) -> String {
+    match id {
+        Identified::Tool(t) => t.name.clone(),
+        Identified::UnmatchedAllowed => "allowed".into(),
+        Identified::UnmatchedDenied => "denied".into(),
+    }
+}
+
+#[test]
+fn identifies_by_method_and_path() {
+    let m = matcher(UnmatchedPolicy::Deny);
+    assert_eq!(name(m.identify("social", "POST", "/api/v1/statuses")), "post");
+    assert_eq!(name(m.identify("social", "post", "/api/v1/statuses/")), "post");
+    assert_eq!(name(m.identify("social", "GET", "/api/v1/statuses")), "denied");
+    assert_eq!(name(m.identify("social", "GET", "/api/v1/statuses/123")), "read");
+    assert_eq!(name(m.identify("social", "GET", "/api/v1/statuses/123/extra")), "denied");
+    assert_eq!(name(m.identify("social", "PUT", "/api/v2/media/a/b/c")), "media");
+    assert_eq!(name(m.identify("social", "PUT", "/api/v2/media")), "media");
+    assert_eq!(name(m.identify("other", "POST", "/api/v1/statuses")), "denied");
+}
+
+#[test]
+fn allow_get_lets_only_reads_through() {
+    let m = matcher(UnmatchedPolicy::AllowGet);
+    assert_eq!(name(m.identify("social", "GET", "/anything")), "allowed");
+    assert_eq!(name(m.identify("social", "HEAD", "/anything")), "allowed");
+    assert_eq!(name(m.identify("social", "DELETE", "/anything")), "denied");
+}
+
+#[test]
+fn loop_key_ignores_json_key_order_and_whitespace() {
+    let a = loop_key("post", "POST", "/s", None, br#"{"a":1, "b":[1,2]}"#);
+    let b = loop_key("post", "POST", "/s", None, br#"{"b":[1,2],"a":1}"#);
+    let c = loop_key("post", "POST", "/s", None, br#"{"b":[2,1],"a":1}"#);
+    let d = loop_key("post", "POST", "/s", Some("x=1"), br#"{"b":[1,2],"a":1}"#);
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    assert_ne!(a, d);
+    // Length-prefixing keeps field boundaries: ("ab","c") is not ("a","bc").
+    assert_ne!(loop_key("ab", "c", "/", None, b""), loop_key("a", "bc", "/", None, b""));
+}
+
+#[test]
+fn summary_redacts_truncates_and_stays_on_one_line() {
+    let redactor = redact::RedactorBuilder::new().secret("t", "canary-token-123").build();
+    let body = format!(r#"{{"status":"hello\nworld canary-token-123 {}"}}"#, "x".repeat(500));
+    let summary = input_summary(&redactor, body.as_bytes());
+    assert!(!summary.contains("canary-token-123"));
+    assert!(summary.contains("[REDACTED:"));
+    assert!(!summary.contains('\n'));
+    assert!(summary.ends_with('…'));
+    assert_eq!(summary.chars().count(), SUMMARY_MAX_CHARS + 1);
+    assert_eq!(input_summary(&redactor, &[0xff, 0xfe, 0x00]), "<3 bytes binary>");
+    assert_eq!(input_summary(&redactor, b""), "");
+}

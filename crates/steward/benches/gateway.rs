@@ -1,0 +1,174 @@
+//! Gateway overhead benchmark: the same load straight to mock-upstream and
+//! through steward (full pipeline: auth, tool match, store admission, credential
+//! injection, journal completion, audit line), in the same run, so the
+//! difference is steward's cost on this machine.
+//!
+//! `cargo bench -p steward --bench gateway` prints a Markdown table.
+//! `BENCH_SECS` (default 5) sets each phase's length.
+//! The load generator shares the machine with steward and the mock, so max-RPS
+//! figures are a floor for what steward does with a separate client.
+
+#![expect(clippy::expect_used, clippy::print_stdout, reason = "a benchmark binary reports on stdout and aborts on setup failure")]
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use mock_upstream::MockUpstream;
+
+const TOKEN: &str = "bench-upstream-token-0123456789";
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let secs: u64 = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let phase = Duration::from_secs(secs);
+
+    let mock = MockUpstream::start().await.expect("mock upstream");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(dir.path().join("token")).expect("token file");
+    writeln!(f, "{TOKEN}").expect("write token");
+    let config = format!(
+        r#"
+[agent]
+name = "bench"
+[gateway]
+listen = "127.0.0.1:0"
+[state]
+dir = "./state"
+[credentials.api]
+source = "file:token"
+[upstreams.api]
+base_url = "{}"
+credential = "api"
+[[tools]]
+name = "echo"
+upstream = "api"
+match = "POST /echo"
+side_effect = false
+[loop_breaker]
+max_identical = 0
+"#,
+        mock.base_url()
+    );
+    std::fs::write(dir.path().join("steward.toml"), config).expect("config");
+    let config = steward_core::config::load(&dir.path().join("steward.toml")).expect("valid config");
+    let daemon = steward_core::daemon::start(&config).await.expect("daemon");
+    let agent_token = std::fs::read_to_string(config.state.token_path()).expect("agent token").trim().to_owned();
+
+    let client = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build().expect("client");
+    let direct = Target { client: client.clone(), url: format!("{}/echo", mock.base_url()), token: None };
+    let through = Target { client, url: format!("http://{}/api/api/echo", daemon.addr()), token: Some(agent_token) };
+
+    // Warm both paths (connection pools, SQLite page cache).
+    fixed_rate(&direct, 500, Duration::from_millis(500)).await;
+    fixed_rate(&through, 500, Duration::from_millis(500)).await;
+
+    let d1k = fixed_rate(&direct, 1000, phase).await;
+    let s1k = fixed_rate(&through, 1000, phase).await;
+    let dmax = max_rps(&direct, 64, phase).await;
+    let smax = max_rps(&through, 64, phase).await;
+
+    println!("| measurement | direct to mock | through steward | added by steward |");
+    println!("| --- | --- | --- | --- |");
+    println!("| p50 latency at 1k RPS | {:.3} ms | {:.3} ms | {:.3} ms |", d1k.p(50.0), s1k.p(50.0), s1k.p(50.0) - d1k.p(50.0));
+    println!("| p99 latency at 1k RPS | {:.3} ms | {:.3} ms | {:.3} ms |", d1k.p(99.0), s1k.p(99.0), s1k.p(99.0) - d1k.p(99.0));
+    println!("| requests completed at 1k RPS | {} ({} errors) | {} ({} errors) | |", d1k.lat.len(), d1k.errors, s1k.lat.len(), s1k.errors);
+    println!("| max RPS, 64 concurrent | {:.0} | {:.0} | |", dmax.0, smax.0);
+    println!("| p99 latency at max RPS | {:.3} ms | {:.3} ms | |", dmax.1, smax.1);
+    daemon.shutdown().await;
+    mock.shutdown().await;
+}
+
+#[derive(Clone)]
+struct Target {
+    client: reqwest::Client,
+    url: String,
+    token: Option<String>,
+}
+
+impl Target {
+    async fn hit(&self) -> bool {
+        let mut request = self.client.post(&self.url).body(r#"{"status":"benchmark payload of a typical post"}"#);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        match request.send().await {
+            Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+struct Latencies {
+    lat: Vec<f64>,
+    errors: u64,
+}
+
+impl Latencies {
+    fn p(&self, pct: f64) -> f64 {
+        if self.lat.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((pct / 100.0) * (self.lat.len() - 1) as f64).round() as usize;
+        self.lat[i]
+    }
+}
+
+/// Open-loop load: one request every 1/rps seconds regardless of completions.
+async fn fixed_rate(target: &Target, rps: u64, length: Duration) -> Latencies {
+    let mut interval = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rps));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let end = Instant::now() + length;
+    let mut handles = Vec::new();
+    while Instant::now() < end {
+        interval.tick().await;
+        let target = target.clone();
+        handles.push(tokio::spawn(async move {
+            let start = Instant::now();
+            let ok = target.hit().await;
+            (ok, start.elapsed().as_secs_f64() * 1000.0)
+        }));
+    }
+    let mut lat = Vec::with_capacity(handles.len());
+    let mut errors = 0;
+    for handle in handles {
+        match handle.await {
+            Ok((true, ms)) => lat.push(ms),
+            _ => errors += 1,
+        }
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    Latencies { lat, errors }
+}
+
+/// Closed-loop load: `workers` loops back to back; returns (RPS, p99 ms).
+async fn max_rps(target: &Target, workers: usize, length: Duration) -> (f64, f64) {
+    let done = Arc::new(AtomicU64::new(0));
+    let end = Instant::now() + length;
+    let mut handles = Vec::new();
+    for _ in 0..workers {
+        let target = target.clone();
+        let done = Arc::clone(&done);
+        handles.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < end {
+                let start = Instant::now();
+                if target.hit().await {
+                    done.fetch_add(1, Ordering::Relaxed);
+                    lat.push(start.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for handle in handles {
+        all.extend(handle.await.unwrap_or_default());
+    }
+    all.sort_by(|a, b| a.total_cmp(b));
+    let p99 = all.get(((all.len() as f64) * 0.99) as usize).copied().unwrap_or(f64::NAN);
+    (done.load(Ordering::Relaxed) as f64 / length.as_secs_f64(), p99)
+}

@@ -1,0 +1,60 @@
+//! `steward config check`: validates the config and says what it declares.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use steward_core::secrets::Secrets;
+
+use super::{CliError, exit, load_config, print_json};
+
+/// `steward config check`
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print a machine-readable summary.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
+    let config = load_config(path)?;
+    // Resolving credentials here catches a missing variable or an unsafe file
+    // before `steward run` does; the values are dropped at once.
+    let credentials = match Secrets::resolve(&config) {
+        Ok(_) => None,
+        Err(err) => Some(err.to_string()),
+    };
+    if args.json {
+        let tools: Vec<_> = config
+            .tools
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "name": t.name, "upstream": t.upstream, "method": t.method, "path": t.path,
+                    "side_effect": t.side_effect,
+                    "limit": t.limit.map(|l| format!("{}/{}s", l.max, l.per.as_secs())),
+                })
+            })
+            .collect();
+        print_json(&serde_json::json!({
+            "valid": true,
+            "path": config.source_path,
+            "agent": config.agent.name,
+            "listen": config.gateway.listen.to_string(),
+            "upstreams": config.upstreams.keys().collect::<Vec<_>>(),
+            "tools": tools,
+            "credentials_error": credentials,
+        }))?;
+    } else {
+        anstream::println!("{}: valid", config.source_path.display());
+        anstream::println!("  agent {} ({:?}), gateway on {}", config.agent.name, config.agent.environment, config.gateway.listen);
+        anstream::println!("  {} upstream(s), {} tool(s)", config.upstreams.len(), config.tools.len());
+        for tool in &config.tools {
+            let limit = tool.limit.map_or_else(|| "no limit".to_owned(), |l| format!("{} per {}s", l.max, l.per.as_secs()));
+            anstream::println!("    {:<16} {} {} on {} ({limit})", tool.name, tool.method, tool.path, tool.upstream);
+        }
+        if let Some(err) = &credentials {
+            anstream::println!("  warning: {err}\n  (steward run will refuse to start until this is fixed)");
+        }
+    }
+    Ok(ExitCode::from(exit::OK))
+}

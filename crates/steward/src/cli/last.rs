@@ -1,0 +1,90 @@
+//! `steward last`: what the agent did, newest first, from the journal.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use comfy_table::{ContentArrangement, Table, presets};
+use steward_core::store::{CallRow, LastQuery, Store};
+
+use super::{CliError, exit, format_ms, load_config, now_ms, print_json, runtime};
+
+/// `steward last`
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// How many calls to show.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    limit: u32,
+    /// Only this tool.
+    #[arg(long)]
+    tool: Option<String>,
+    /// Only calls newer than this (e.g. 30m, 2h, 7d).
+    #[arg(long, value_parser = parse_since)]
+    since: Option<std::time::Duration>,
+    /// Only refused or failed calls.
+    #[arg(long)]
+    failed: bool,
+    /// One JSON array, for scripts.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_since(text: &str) -> Result<std::time::Duration, String> {
+    steward_core::config::units::parse_duration(text).map_err(|e| e.to_string())
+}
+
+pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
+    let config = load_config(path)?;
+    let query = LastQuery {
+        limit: args.limit,
+        tool: args.tool.clone(),
+        since_ms: args.since.map(|d| now_ms() - i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        failed_only: args.failed,
+    };
+    let rows = runtime()?.block_on(async {
+        let store = Store::open(&config.state.db_path()).context("cannot open the store")?;
+        store.last(query).await.context("cannot read the journal")
+    })?;
+    if args.json {
+        print_json(&rows)?;
+        return Ok(ExitCode::from(exit::OK));
+    }
+    if rows.is_empty() {
+        anstream::println!("no calls recorded{}", if args.failed { " that failed" } else { "" });
+        return Ok(ExitCode::from(exit::OK));
+    }
+    anstream::println!("{}", table(&rows));
+    Ok(ExitCode::from(exit::OK))
+}
+
+fn table(rows: &[CallRow]) -> Table {
+    let mut table = Table::new();
+    table.load_preset(presets::UTF8_HORIZONTAL_ONLY).set_content_arrangement(ContentArrangement::Dynamic);
+    table.set_header(["time (UTC)", "call", "tool", "decision", "status", "ms", "input"]);
+    for row in rows {
+        table.add_row([
+            format_ms(row.started_ms),
+            short_id(&row.id),
+            row.tool.clone().unwrap_or_else(|| "-".into()),
+            row.decision.clone(),
+            row.status.map_or_else(|| "-".into(), |s| s.to_string()),
+            row.duration_ms.map_or_else(|| "-".into(), |d| d.to_string()),
+            escape(&row.input_summary, 60),
+        ]);
+    }
+    table
+}
+
+/// The random tail of a UUIDv7: its head is a timestamp shared by neighbours.
+fn short_id(id: &str) -> String {
+    id.rsplit('-').next().unwrap_or(id).to_owned()
+}
+
+/// Truncates and drops control characters, so upstream text cannot drive the terminal.
+fn escape(text: &str, max: usize) -> String {
+    let mut out: String = text.chars().filter(|c| !c.is_control()).take(max).collect();
+    if text.chars().count() > max {
+        out.push('…');
+    }
+    out
+}

@@ -1,0 +1,161 @@
+//! The command line: one file per command, this file holds the argument
+//! types, the dispatch, the exit codes and the error report.
+
+mod config_check;
+mod demo;
+mod init;
+mod last;
+mod run;
+mod status;
+mod stop;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use steward_core::config::{self, Config, ConfigError};
+
+/// Documented exit codes (also in `steward --help`).
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// A command failed at run time (store unreadable, daemon could not start, ...).
+    pub const FAILURE: u8 = 1;
+    /// Wrong command-line usage (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// The configuration is invalid: fix steward.toml at the reported line.
+    pub const CONFIG: u8 = 3;
+}
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 success · 1 failure · 2 usage error · 3 invalid configuration
+
+Start here:
+  steward demo                 run the quickstart (mock upstream + example agent), no setup
+  steward init                 write a commented ./steward.toml and the state dir
+  steward config check         validate it (errors point to file:line:column)
+  steward run                  start the gateway; the agent calls http://127.0.0.1:7600/api/{upstream}/...
+  steward last                 what the agent did, newest first
+  steward stop --reason \"...\"  kill switch: refuse every call until `steward resume`";
+
+/// steward: makes the production checklist true for an AI agent, in code.
+#[derive(Debug, Parser)]
+#[command(name = "steward", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, short = 'c', global = true, env = "STEWARD_CONFIG", default_value = "steward.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a commented starter steward.toml and create the state dir and agent token.
+    Init(init::Args),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Run the gateway in the foreground (logs to stderr; Ctrl-C or SIGTERM stops it cleanly).
+    Run(run::Args),
+    /// Engage the kill switch: every call is refused until `steward resume`. Works with or without a running daemon.
+    Stop(stop::StopArgs),
+    /// Release the kill switch.
+    Resume(stop::ResumeArgs),
+    /// Show recent calls, newest first.
+    Last(last::Args),
+    /// Show whether the daemon runs, the kill switch, and calls against limits.
+    Status(status::Args),
+    /// Run the quickstart: mock upstream + gateway + example agent, no external services.
+    Demo(demo::Args),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration; errors point to file:line:column with a fix.
+    Check(config_check::Args),
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    let config_path = cli.config;
+    match cli.command {
+        Command::Init(args) => init::run(&config_path, args),
+        Command::Config(ConfigCommand::Check(args)) => config_check::run(&config_path, args),
+        Command::Run(args) => run::run(&config_path, args),
+        Command::Stop(args) => stop::stop(&config_path, args),
+        Command::Resume(args) => stop::resume(&config_path, args),
+        Command::Last(args) => last::run(&config_path, args),
+        Command::Status(args) => status::run(&config_path, args),
+        Command::Demo(args) => demo::run(args),
+    }
+}
+
+/// A failed command: an invalid config is rendered with its snippet, anything
+/// else as its error chain.
+#[derive(Debug)]
+pub enum CliError {
+    /// steward.toml is invalid.
+    Config(Box<ConfigError>),
+    /// Any other failure.
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(err: anyhow::Error) -> Self {
+        CliError::Other(err)
+    }
+}
+
+impl From<ConfigError> for CliError {
+    fn from(err: ConfigError) -> Self {
+        CliError::Config(Box::new(err))
+    }
+}
+
+impl CliError {
+    /// Prints the error to stderr and returns the matching exit code.
+    pub fn report(self) -> ExitCode {
+        match self {
+            CliError::Config(err) => {
+                anstream::eprintln!("{:?}", miette::Report::new(*err));
+                ExitCode::from(exit::CONFIG)
+            }
+            CliError::Other(err) => {
+                anstream::eprintln!("error: {err:#}");
+                ExitCode::from(exit::FAILURE)
+            }
+        }
+    }
+}
+
+/// Loads and validates the config at `path`.
+fn load_config(path: &Path) -> Result<Config, CliError> {
+    Ok(config::load(path)?)
+}
+
+/// A runtime for commands that talk to the store.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("cannot start the async runtime")
+}
+
+/// Now, in Unix milliseconds.
+fn now_ms() -> i64 {
+    steward_core::pipeline::unix_ms(std::time::SystemTime::now())
+}
+
+/// `2026-11-26 04:00:00` (UTC) from Unix milliseconds.
+fn format_ms(ms: i64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// Prints `value` as pretty JSON on stdout.
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    anstream::println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! `steward status`: daemon, kill switch, and each tool's use of its limit.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use owo_colors::OwoColorize;
+use steward_core::daemon::running_pid;
+use steward_core::store::Store;
+
+use super::{CliError, exit, format_ms, load_config, now_ms, print_json, runtime};
+
+/// `steward status`
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
+    let config = load_config(path)?;
+    let pid = running_pid(&config.state.dir);
+    let addr = std::fs::read_to_string(config.state.addr_path()).ok().map(|s| s.trim().to_owned()).filter(|_| pid.is_some());
+    let now = now_ms();
+    let (kill, tools) = runtime()?.block_on(async {
+        let store = Store::open(&config.state.db_path()).context("cannot open the store")?;
+        let kill = store.kill_state().await.context("cannot read the kill switch")?;
+        let hour = store.tool_counts_since(now - 3_600_000).await.context("cannot read the journal")?;
+        let mut tools = Vec::new();
+        for tool in &config.tools {
+            let in_hour = hour.iter().find(|(name, _)| name == &tool.name).map_or(0, |(_, n)| *n);
+            let window = match tool.limit {
+                Some(limit) => {
+                    let since = now - i64::try_from(limit.per.as_millis()).unwrap_or(i64::MAX);
+                    let counts = store.tool_counts_since(since).await.context("cannot read the journal")?;
+                    Some((counts.iter().find(|(name, _)| name == &tool.name).map_or(0, |(_, n)| *n), limit))
+                }
+                None => None,
+            };
+            tools.push((tool.name.clone(), in_hour, window));
+        }
+        Ok::<_, anyhow::Error>((kill, tools))
+    })?;
+
+    if args.json {
+        let tools: Vec<_> = tools
+            .iter()
+            .map(|(name, in_hour, window)| {
+                serde_json::json!({
+                    "tool": name,
+                    "calls_last_hour": in_hour,
+                    "window_used": window.map(|(used, _)| used),
+                    "limit": window.map(|(_, l)| l.max),
+                    "window_secs": window.map(|(_, l)| l.per.as_secs()),
+                })
+            })
+            .collect();
+        print_json(&serde_json::json!({
+            "agent": config.agent.name,
+            "daemon": { "running": pid.is_some(), "pid": pid, "addr": addr },
+            "state": if kill.engaged { "stopped" } else { "running" },
+            "kill_switch": { "engaged": kill.engaged, "reason": kill.reason, "source": kill.source, "changed_ms": kill.changed_ms },
+            "tools": tools,
+        }))?;
+        return Ok(ExitCode::from(exit::OK));
+    }
+
+    match (&pid, &addr) {
+        (Some(pid), Some(addr)) => anstream::println!("daemon   running (pid {pid}) on {addr}"),
+        (Some(pid), None) => anstream::println!("daemon   running (pid {pid})"),
+        _ => anstream::println!("daemon   {}", "not running".yellow()),
+    }
+    if kill.engaged {
+        anstream::println!(
+            "agent    {} since {}: {}  (`steward resume` to allow calls)",
+            "STOPPED".red().bold(),
+            kill.changed_ms.map(format_ms).unwrap_or_default(),
+            kill.reason.unwrap_or_default()
+        );
+    } else {
+        anstream::println!("agent    {} ({})", "allowed".green(), config.agent.name);
+    }
+    anstream::println!("\ntool             last hour   window");
+    for (name, in_hour, window) in tools {
+        let window = match window {
+            Some((used, limit)) => format!("{used}/{} per {}s", limit.max, limit.per.as_secs()),
+            None => "no limit".into(),
+        };
+        anstream::println!("{name:<16} {in_hour:>9}   {window}");
+    }
+    Ok(ExitCode::from(exit::OK))
+}

@@ -1,0 +1,94 @@
+//! The command line as a user meets it: init, config check errors, demo,
+//! last/status without a daemon, exit codes.
+
+mod common;
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn steward(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_steward")).current_dir(dir).env("NO_COLOR", "1").env_remove("STEWARD_CONFIG").args(args).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn init_writes_a_valid_starter_and_a_private_token() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = steward(dir.path(), &["init", "--name", "poster"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("steward config check"));
+    let token = dir.path().join(".steward/agent.token");
+    assert_eq!(std::fs::metadata(&token).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(dir.path().join(".steward")).unwrap().permissions().mode() & 0o777, 0o700);
+
+    let out = steward(dir.path(), &["config", "check"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("valid"));
+
+    // A second init refuses to overwrite.
+    let out = steward(dir.path(), &["init"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--force"));
+}
+
+#[test]
+fn config_errors_name_file_line_column_and_exit_3() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("steward.toml"),
+        "[agent]\nname = \"x\"\n\n[[tools]]\nname = \"post\"\nupstream = \"nowhere\"\nmatch = \"POST /x\"\nlimit = \"10/fortnight\"\n",
+    )
+    .unwrap();
+    let out = steward(dir.path(), &["config", "check"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = text(&out.stderr);
+    assert!(err.contains("steward.toml:6:") || err.contains("steward.toml:8:"), "no file:line:col in {err}");
+    assert!(err.contains("nowhere"), "{err}");
+    assert!(err.contains("hour"), "the limit hint is missing: {err}");
+
+    // Missing file: says so and points at init.
+    let empty = tempfile::tempdir().unwrap();
+    let out = steward(empty.path(), &["status"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("steward init"), "{}", text(&out.stderr));
+
+    // Usage errors are clap's exit code 2.
+    assert_eq!(steward(dir.path(), &["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn demo_runs_end_to_end_and_leaves_a_journal_to_inspect() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = steward(dir.path(), &["demo", "--dir", "demo"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "demo failed: {stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("rate_limited"), "{stdout}");
+    assert!(stdout.contains("loop_detected"), "{stdout}");
+    assert!(stdout.contains("killed"), "{stdout}");
+    assert!(stdout.contains("steward last --config"), "{stdout}");
+
+    let out = steward(dir.path(), &["last", "--config", "demo/steward.toml", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(rows.as_array().unwrap().len() >= 10);
+    let out = steward(dir.path(), &["last", "--config", "demo/steward.toml", "-n", "3"]);
+    assert!(text(&out.stdout).contains("killed"));
+
+    let out = steward(dir.path(), &["status", "--config", "demo/steward.toml", "--json"]);
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["state"], "stopped");
+    assert_eq!(status["daemon"]["running"], false);
+
+    let demo = dir.path().join("demo");
+    let token = std::fs::read_to_string(demo.join(".steward/agent.token")).unwrap();
+    common::assert_no_needles(
+        &demo,
+        &["demo-upstream-token-4f1c9a".to_owned(), token.trim().to_owned()],
+        &[demo.join("social.token"), demo.join(".steward/agent.token")],
+    );
+}

@@ -1,0 +1,284 @@
+//! Shared harness for the binary's integration tests: a temp dir, a mock
+//! upstream, a config that points at it with a planted canary credential, the
+//! real `steward run` child process, and the leak check every test ends with.
+
+#![allow(dead_code, reason = "each test file uses a different part of the harness")]
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+pub use mock_upstream::{Faults, MockUpstream};
+
+/// The planted upstream credential: must reach the upstream and nothing else.
+pub const CANARY_TOKEN: &str = "canary-upstream-token-9f8e7d6c5b4a";
+
+/// Config body after `[upstreams.social]`; `{base}` is replaced by the mock's URL.
+pub const DEFAULT_TOOLS: &str = r#"
+[[tools]]
+name = "post"
+upstream = "social"
+match = "POST /api/v1/statuses"
+side_effect = true
+limit = "10/hour"
+retry = "never"
+
+[[tools]]
+name = "read_status"
+upstream = "social"
+match = "GET /api/v1/statuses/{id}"
+retry = "idempotent"
+
+[[tools]]
+name = "list"
+upstream = "social"
+match = "GET /api/v1/statuses"
+
+[[tools]]
+name = "redirect"
+upstream = "social"
+match = "GET /redirect"
+
+[[tools]]
+name = "echo"
+upstream = "social"
+match = "POST /echo"
+side_effect = false
+"#;
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub mock: MockUpstream,
+    pub config_path: PathBuf,
+    child: Option<Child>,
+    pub addr: Option<String>,
+    pub token: String,
+}
+
+impl Env {
+    /// A fresh environment; `logging` is extra lines for the `[logging]` section.
+    pub async fn new(logging: &str) -> Env {
+        Self::with_tools(logging, DEFAULT_TOOLS).await
+    }
+
+    pub async fn with_tools(logging: &str, tools: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let mock = MockUpstream::start().await.unwrap();
+        let token_file = dir.path().join("social.token");
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&token_file).unwrap();
+        writeln!(f, "{CANARY_TOKEN}").unwrap();
+        let config = format!(
+            r#"
+[agent]
+name = "test-agent"
+environment = "prod"
+
+[gateway]
+listen = "127.0.0.1:0"
+max_body = "64KB"
+
+[state]
+dir = "./state"
+
+[logging]
+dir = "./state/logs"
+{logging}
+
+[credentials.social]
+source = "file:social.token"
+
+[upstreams.social]
+base_url = "{base}"
+credential = "social"
+auth = {{ header = "Authorization", format = "Bearer {{secret}}" }}
+read_timeout = "5s"
+
+{tools}
+
+[loop_breaker]
+max_identical = 5
+window = "10m"
+
+[unmatched]
+policy = "deny"
+"#,
+            base = mock.base_url()
+        );
+        let config_path = dir.path().join("steward.toml");
+        std::fs::write(&config_path, config).unwrap();
+        Env { dir, mock, config_path, child: None, addr: None, token: String::new() }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// `steward <args> --config <this env's config>`
+    pub fn steward(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_steward"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    }
+
+    /// Starts `steward run` and waits until it listens.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "daemon already started");
+        let addr_file = self.state_dir().join("daemon.addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("daemon.stderr")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_steward"))
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("STEWARD_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(addr) = std::fs::read_to_string(&addr_file) {
+                self.addr = Some(addr.trim().to_owned());
+                break;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("steward run exited early ({status}): {}", self.daemon_log());
+            }
+            assert!(Instant::now() < deadline, "steward did not start: {}", self.daemon_log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.token = std::fs::read_to_string(self.state_dir().join("agent.token")).unwrap().trim().to_owned();
+    }
+
+    /// SIGTERM and wait (a clean drain); `kill9` instead simulates a crash.
+    pub fn stop(&mut self, kill9: bool) {
+        if let Some(mut child) = self.child.take() {
+            let signal = if kill9 { "-KILL" } else { "-TERM" };
+            Command::new("kill").arg(signal).arg(child.id().to_string()).status().unwrap();
+            let status = child.wait().unwrap();
+            if !kill9 {
+                assert!(status.success(), "steward run exited with {status}: {}", self.daemon_log());
+            }
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop(false);
+        self.start();
+    }
+
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.stderr")).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr.as_deref().expect("daemon not started"))
+    }
+
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+    }
+
+    /// An authenticated request builder.
+    pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client().request(method, self.url(path)).bearer_auth(&self.token)
+    }
+
+    /// Every audit line, across rotated files (not archives), parsed.
+    pub fn audit_lines(&self) -> Vec<serde_json::Value> {
+        let dir = self.state_dir().join("logs");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .flat_map(|f| std::fs::read_to_string(f).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<_>>())
+            .collect()
+    }
+
+    /// Waits until the audit log holds `n` lines (records of streamed
+    /// responses are written as the body ends, which can trail the client).
+    pub async fn wait_audit_lines(&self, n: usize) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let lines = self.audit_lines();
+            if lines.len() >= n || Instant::now() > deadline {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The shared leak check: no planted secret (nor its common encodings)
+    /// in any file steward wrote, except the files meant to hold it.
+    pub fn assert_no_secret_leaked(&self) {
+        let mut needles = vec![CANARY_TOKEN.to_owned()];
+        needles.extend(encodings(CANARY_TOKEN));
+        if !self.token.is_empty() {
+            needles.push(self.token.clone());
+        }
+        let allowed = [self.dir.path().join("social.token"), self.state_dir().join("agent.token")];
+        assert_no_needles(self.dir.path(), &needles, &allowed);
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Base64 (standard and URL-safe) and percent-encoded forms of `secret`.
+pub fn encodings(secret: &str) -> Vec<String> {
+    vec![
+        base64::engine::general_purpose::STANDARD.encode(secret),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),
+    ]
+}
+
+/// Walks `root` (SQLite files and zstd archives included, decompressed) and
+/// fails naming the file that contains any needle.
+pub fn assert_no_needles(root: &Path, needles: &[String], allowed: &[PathBuf]) {
+    let mut stack = vec![root.to_owned()];
+    let mut checked = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if allowed.contains(&path) {
+                continue;
+            }
+            let mut bytes = std::fs::read(&path).unwrap();
+            if path.extension().is_some_and(|e| e == "zst") {
+                bytes = zstd::decode_all(&bytes[..]).unwrap();
+            }
+            checked += 1;
+            for needle in needles {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                    "secret leaked into {}",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(checked > 0, "the leak check found no files to check under {}", root.display());
+}
