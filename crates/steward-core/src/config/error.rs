@@ -18,8 +18,18 @@ use miette::{NamedSource, SourceSpan};
 /// with the offending value underlined, and the fix. `Display` alone gives the
 /// one-line message of the first problem.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error(transparent)]
+#[diagnostic(transparent)]
+pub struct ConfigError(
+    /// Boxed: the error travels through every `Result` of startup, and the
+    /// details are large (clippy `result_large_err`).
+    Box<Details>,
+);
+
+/// What a [`ConfigError`] carries.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("{message}")]
-pub struct ConfigError {
+pub(super) struct Details {
     /// What is wrong, in one line.
     message: String,
     /// The file text, so the report can show the offending line. Literal
@@ -75,7 +85,7 @@ impl ConfigError {
                 "check that the path is a readable file".to_owned(),
             ),
         };
-        Self {
+        Self::new(Details {
             message,
             source_code: None,
             span: None,
@@ -84,38 +94,42 @@ impl ConfigError {
             related: Vec::new(),
             line_col: None,
             cause: Some(err),
-        }
+        })
+    }
+
+    fn new(details: Details) -> Self {
+        Self(Box::new(details))
     }
 
     /// 1-based line and column (in bytes, as in miette's `path:line:col`) of
     /// the first problem; `None` for an unreadable file.
     pub fn line_col(&self) -> Option<(usize, usize)> {
-        self.line_col
+        self.0.line_col
     }
 
     /// The message of the first problem (the same text as `Display`).
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// The fix for the first problem.
     pub fn help_text(&self) -> Option<&str> {
-        self.help.as_deref()
+        self.0.help.as_deref()
     }
 
     /// Byte range of the first problem in the file text.
     pub fn span(&self) -> Option<Range<usize>> {
-        self.span.map(|s| s.offset()..s.offset() + s.len())
+        self.0.span.map(|s| s.offset()..s.offset() + s.len())
     }
 
     /// The problems after the first, in file order.
     pub fn related_errors(&self) -> &[ConfigError] {
-        &self.related
+        &self.0.related
     }
 
     /// Every problem, the first included, in file order.
     pub fn errors(&self) -> impl Iterator<Item = &ConfigError> {
-        std::iter::once(self).chain(self.related.iter())
+        std::iter::once(self).chain(self.0.related.iter())
     }
 
     /// Builds one error from every problem found in `source` (read from `path`).
@@ -130,7 +144,7 @@ impl ConfigError {
             .with_language("TOML");
         let mut errors = problems.into_iter().map(|p| {
             let span = clamp(p.span, source.len());
-            Self {
+            Self::new(Details {
                 line_col: Some(line_col(source, span.start)),
                 message: p.message,
                 source_code: Some(named.clone()),
@@ -139,16 +153,16 @@ impl ConfigError {
                 help: Some(p.help),
                 related: Vec::new(),
                 cause: None,
-            }
+            })
         });
         match errors.next() {
             Some(mut first) => {
-                first.related = errors.collect();
+                first.0.related = errors.collect();
                 first
             }
             // Callers only build an error when they found a problem; this
             // keeps the type total without a panic.
-            None => Self {
+            None => Self::new(Details {
                 message: format!("{} is not a valid steward config", path.display()),
                 source_code: Some(named),
                 span: None,
@@ -157,7 +171,7 @@ impl ConfigError {
                 related: Vec::new(),
                 line_col: None,
                 cause: None,
-            },
+            }),
         }
     }
 }
@@ -219,8 +233,7 @@ fn mask_secrets(source: &str, problems: &[Problem]) -> String {
     // Every masked range starts and ends on a char boundary of `source` (the
     // spans come from the TOML parser and the redactor) and `*` is one byte,
     // so the result is valid UTF-8; fall back to a lossy copy rather than panic.
-    String::from_utf8(bytes)
-        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// The range of `text` inside its TOML quotes (`"`, `'`, `"""`, `'''`), or all of it.

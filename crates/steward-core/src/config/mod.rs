@@ -66,7 +66,10 @@ fn literal_secrets(source: &str) -> Vec<Problem> {
         .map(|finding| {
             Problem::new(
                 finding.range,
-                format!("a literal secret ({}) is written in the config file", finding.kind),
+                format!(
+                    "a literal secret ({}) is written in the config file",
+                    finding.kind
+                ),
                 "literal secret (masked)",
                 format!(
                     "{}; then rotate the secret, it may already be in git history or backups",

@@ -62,7 +62,10 @@ pub(super) struct RawConfig {
 
 /// `[agent]`
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "an [agent] table with name = \"...\"")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an [agent] table with name = \"...\""
+)]
 pub(super) struct RawAgent {
     /// Required.
     pub name: Spanned<String>,
@@ -192,7 +195,10 @@ pub(super) struct RawUnmatched {
 
 /// `[redaction]`: each PII detector, default on.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a [redaction] table of true/false switches")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a [redaction] table of true/false switches"
+)]
 pub(super) struct RawRedaction {
     /// Email addresses.
     pub email: Option<bool>,
@@ -230,7 +236,8 @@ impl<'de> Deserialize<'de> for SizeValue {
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<SizeValue, E> {
                 // Beyond i64: keep the digits so the size parser reports "too large".
-                Ok(i64::try_from(v).map_or_else(|_| SizeValue::Text(v.to_string()), SizeValue::Bytes))
+                Ok(i64::try_from(v)
+                    .map_or_else(|_| SizeValue::Text(v.to_string()), SizeValue::Bytes))
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SizeValue, E> {
                 Ok(SizeValue::Text(v.to_owned()))
@@ -284,7 +291,11 @@ impl RawConfig {
     pub fn from_source(source: &str, problems: &mut Vec<Problem>) -> Option<Self> {
         let (root, syntax_errors) = DeTable::parse_recoverable(source);
         if !syntax_errors.is_empty() {
-            problems.extend(syntax_errors.into_iter().map(|e| syntax_problem(&e, source.len())));
+            problems.extend(
+                syntax_errors
+                    .into_iter()
+                    .map(|e| syntax_problem(&e, source.len())),
+            );
             return None;
         }
 
@@ -314,7 +325,11 @@ impl RawConfig {
                     "unknown section",
                     format!(
                         "remove it or correct its spelling; steward.toml has these sections: {}",
-                        SECTIONS.iter().map(|s| format!("[{s}]")).collect::<Vec<_>>().join(", ")
+                        SECTIONS
+                            .iter()
+                            .map(|s| format!("[{s}]"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 )),
             }
@@ -451,7 +466,11 @@ fn split_unknown_field(rest: &str) -> (&str, String) {
     let (field, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
     let expected = expected.strip_prefix("one of ").unwrap_or(expected);
     let accepted = expected.replace('`', "");
-    let accepted = if accepted.is_empty() { "no keys".to_owned() } else { accepted };
+    let accepted = if accepted.is_empty() {
+        "no keys".to_owned()
+    } else {
+        accepted
+    };
     (field, accepted)
 }
 

@@ -7,8 +7,9 @@
 
 /// Methods a rule may name, besides `*`. A fixed list, so a misspelt method
 /// is refused rather than accepted as a method nobody sends.
-pub(super) const METHODS: &[&str] =
-    &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"];
+pub(super) const METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+];
 
 /// A rule that does not parse: what is wrong and how to write it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +59,10 @@ pub(super) fn parse_rule(text: &str) -> Result<Rule, RuleError> {
                \"/files/{*rest}\""
             .to_owned(),
     })?;
-    Ok(Rule { method: (*method).to_owned(), path: (*path).to_owned() })
+    Ok(Rule {
+        method: (*method).to_owned(),
+        path: (*path).to_owned(),
+    })
 }
 
 /// Checks the path pattern; the error completes the sentence "path X ...".
@@ -93,7 +97,9 @@ fn check_path(path: &str) -> Result<(), String> {
             None => (inner, false),
         };
         if catch_all && i != last {
-            return Err(format!("has {segment:?} before the end; {{*name}} must be the last segment"));
+            return Err(format!(
+                "has {segment:?} before the end; {{*name}} must be the last segment"
+            ));
         }
         if !is_identifier(name) {
             return Err(format!(
@@ -111,7 +117,9 @@ fn check_path(path: &str) -> Result<(), String> {
 /// `[A-Za-z_][A-Za-z0-9_]*`
 pub(super) fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -126,10 +134,22 @@ mod tests {
 
     #[test]
     fn valid_rules() {
-        assert_eq!(ok("POST /api/v1/statuses"), ("POST".into(), "/api/v1/statuses".into()));
-        assert_eq!(ok("GET /api/v1/statuses/{id}"), ("GET".into(), "/api/v1/statuses/{id}".into()));
-        assert_eq!(ok("* /files/{*rest}"), ("*".into(), "/files/{*rest}".into()));
-        assert_eq!(ok("  DELETE   /a/{x}/b/{y_2}/  "), ("DELETE".into(), "/a/{x}/b/{y_2}/".into()));
+        assert_eq!(
+            ok("POST /api/v1/statuses"),
+            ("POST".into(), "/api/v1/statuses".into())
+        );
+        assert_eq!(
+            ok("GET /api/v1/statuses/{id}"),
+            ("GET".into(), "/api/v1/statuses/{id}".into())
+        );
+        assert_eq!(
+            ok("* /files/{*rest}"),
+            ("*".into(), "/files/{*rest}".into())
+        );
+        assert_eq!(
+            ok("  DELETE   /a/{x}/b/{y_2}/  "),
+            ("DELETE".into(), "/a/{x}/b/{y_2}/".into())
+        );
         assert_eq!(ok("GET /"), ("GET".into(), "/".into()));
         assert_eq!(ok("GET /{*all}"), ("GET".into(), "/{*all}".into()));
     }

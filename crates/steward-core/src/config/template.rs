@@ -121,3 +121,89 @@ iban = true
 ip = true
 ssn = true
 "#;
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::starter_template;
+    use crate::config::{Config, ConfigError, CredentialSource, RateLimit, parse};
+
+    fn ok(source: &str) -> Config {
+        parse(source, Path::new("/srv/poster/steward.toml")).unwrap()
+    }
+
+    fn err(source: &str) -> ConfigError {
+        parse(source, Path::new("/srv/poster/steward.toml")).unwrap_err()
+    }
+
+    #[test]
+    fn the_starter_template_parses_to_the_defaults() {
+        let text = starter_template("poster");
+        let c = ok(&text);
+        let defaults = ok("[agent]\nname = \"x\"\n");
+        assert_eq!(c.agent.name, "poster");
+        assert_eq!(c.agent.environment, defaults.agent.environment);
+        assert_eq!(c.gateway.listen, defaults.gateway.listen);
+        assert_eq!(c.gateway.allow_remote, defaults.gateway.allow_remote);
+        assert_eq!(c.gateway.max_body_bytes, defaults.gateway.max_body_bytes);
+        assert_eq!(c.state.dir, defaults.state.dir);
+        assert_eq!(c.logging.dir, defaults.logging.dir);
+        assert_eq!(c.logging.max_file_size, defaults.logging.max_file_size);
+        assert_eq!(c.logging.retention, defaults.logging.retention);
+        assert_eq!(c.logging.after_retention, defaults.logging.after_retention);
+        assert_eq!(c.logging.max_total_size, defaults.logging.max_total_size);
+        assert!(c.credentials.is_empty() && c.upstreams.is_empty() && c.tools.is_empty());
+        assert_eq!(
+            c.loop_breaker.max_identical,
+            defaults.loop_breaker.max_identical
+        );
+        assert_eq!(c.loop_breaker.window, defaults.loop_breaker.window);
+        assert_eq!(c.unmatched, defaults.unmatched);
+        // Every section is written out, and every key is explained.
+        for section in crate::config::raw::SECTIONS {
+            assert!(
+                text.contains(&format!("[{section}")),
+                "template lacks [{section}]"
+            );
+        }
+    }
+
+    #[test]
+    fn the_starter_template_example_is_valid_when_uncommented() {
+        let text = starter_template("poster");
+        let uncommented: String = text
+            .lines()
+            .map(|line| match line.strip_prefix('#') {
+                Some(code) if code.starts_with(|c: char| c != ' ' && c != '#') => code,
+                _ => line,
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        assert_ne!(uncommented, text);
+        let c = ok(&uncommented);
+        assert_eq!(
+            c.credentials["social"].source,
+            CredentialSource::Env("SOCIAL_TOKEN".into())
+        );
+        assert_eq!(c.upstreams["social"].base_url, "https://social.example");
+        assert_eq!(c.tools.len(), 1);
+        assert_eq!(c.tools[0].name, "post");
+        assert_eq!(
+            c.tools[0].limit,
+            Some(RateLimit {
+                max: 10,
+                per: Duration::from_secs(3_600)
+            })
+        );
+    }
+
+    #[test]
+    fn the_starter_template_quotes_any_agent_name() {
+        let c = ok(&starter_template("my \"quoted\" agent\\"));
+        assert_eq!(c.agent.name, "my \"quoted\" agent\\");
+        let e = err(&starter_template(""));
+        assert!(e.message().contains("agent name is empty"));
+    }
+}
