@@ -319,22 +319,39 @@ impl RawConfig {
                 "loop_breaker" => set(&mut raw.loop_breaker, value, "[loop_breaker]", problems),
                 "unmatched" => set(&mut raw.unmatched, value, "[unmatched]", problems),
                 "redaction" => set(&mut raw.redaction, value, "[redaction]", problems),
-                other => problems.push(Problem::new(
-                    key_span,
-                    format!("unknown section `{other}`"),
-                    "unknown section",
-                    format!(
-                        "remove it or correct its spelling; steward.toml has these sections: {}",
-                        SECTIONS
-                            .iter()
-                            .map(|s| format!("[{s}]"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                )),
+                other => problems.push(unknown_top_level(other, key_span, &value)),
             }
         }
         Some(raw)
+    }
+}
+
+/// A top-level key that is not a section steward knows. A key written above
+/// `[agent]` (such as `name = "x"`) lands here too, so the help says where it belongs.
+fn unknown_top_level(key: &str, span: Range<usize>, value: &Spanned<DeValue<'_>>) -> Problem {
+    let sections = SECTIONS
+        .iter()
+        .map(|s| format!("[{s}]"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if value.get_ref().is_table() {
+        Problem::new(
+            span,
+            format!("unknown section [{key}]"),
+            "unknown section",
+            format!(
+                "remove it or correct its spelling; steward.toml has these sections: {sections}"
+            ),
+        )
+    } else {
+        Problem::new(
+            span,
+            format!("unknown top-level key `{key}`"),
+            "outside any section",
+            format!(
+                "keys belong under a section header; move it below the right one of: {sections}"
+            ),
+        )
     }
 }
 

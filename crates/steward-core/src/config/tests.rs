@@ -416,8 +416,14 @@ fn every_validation_error_points_at_the_value_and_says_the_fix() {
         case(
             format!("{MINIMAL}[gatway]\nlisten = \"127.0.0.1:1\"\n"),
             (3, 2),
-            "unknown section `gatway`",
+            "unknown section [gatway]",
             "[gateway]",
+        ),
+        case(
+            "name = \"x\"\n[agent]\nname = \"x\"\n",
+            (1, 1),
+            "unknown top-level key `name`",
+            "move it below the right one of: [agent]",
         ),
         case(
             format!("{MINIMAL}[gateway]\nallow_remote = \"yes\"\n"),
