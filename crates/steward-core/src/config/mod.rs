@@ -1,6 +1,85 @@
 //! Configuration: `steward.toml` is parsed into a `RawConfig` and validated
 //! into a [`Config`] in one fallible step.
+//!
+//! - `raw`: stage one, the TOML as written (serde, `deny_unknown_fields`, spans).
+//! - `validate`: stage two, every check and default; collects all problems.
+//! - [`model`](Config): the validated types the rest of steward reads.
+//! - [`units`]: durations, sizes and rate limits, shared with later sections.
+//! - `rule`: the `match = "METHOD PATH"` syntax of a tool.
+//! - [`ConfigError`]: one miette diagnostic for every problem in the file.
+//! - [`starter_template`]: the commented file `steward init` writes.
+//!
+//! Relative paths in the file resolve against the file's directory and are
+//! stored absolute, so steward behaves the same whatever directory it is
+//! started from.
 
+mod error;
 mod model;
+mod raw;
+mod rule;
+mod template;
+pub mod units;
+mod validate;
 
+use std::path::Path;
+
+pub use error::ConfigError;
 pub use model::*;
+pub use template::starter_template;
+pub use validate::{
+    DEFAULT_AUTH_FORMAT, DEFAULT_AUTH_HEADER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LISTEN,
+    DEFAULT_LOOP_WINDOW, DEFAULT_MAX_BODY, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_IDENTICAL,
+    DEFAULT_MAX_TOTAL_SIZE, DEFAULT_READ_TIMEOUT, DEFAULT_RETENTION_DAYS, DEFAULT_STATE_DIR,
+    MAX_RETENTION_DAYS, MIN_MAX_FILE_SIZE,
+};
+
+use error::Problem;
+
+/// Reads and validates the config file at `path`. Relative paths inside it
+/// resolve against the file's directory.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let source = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, e))?;
+    parse(&source, path)
+}
+
+/// Validates config text as if read from `path`: `path` names the file in
+/// error messages and its directory anchors relative paths.
+pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
+    let absolute = std::path::absolute(path).map_err(|e| ConfigError::io(path, e))?;
+    let mut problems = Vec::new();
+    let raw = raw::RawConfig::from_source(source, &mut problems);
+    problems.extend(literal_secrets(source));
+    let config = raw.map(|raw| validate::validate(raw, source, &absolute, &mut problems));
+    match config {
+        Some(config) if problems.is_empty() => Ok(config),
+        _ => Err(ConfigError::from_problems(path, source, problems)),
+    }
+}
+
+/// Every token-shaped literal anywhere in the text (values, comments, keys):
+/// a secret in a config file ends up in git, backups and screenshots.
+fn literal_secrets(source: &str) -> Vec<Problem> {
+    redact::RedactorBuilder::new()
+        .build()
+        .find_secrets(source)
+        .into_iter()
+        .map(|finding| {
+            Problem::new(
+                finding.range,
+                format!(
+                    "a literal secret ({}) is written in the config file",
+                    finding.kind
+                ),
+                "literal secret (masked)",
+                format!(
+                    "{}; then rotate the secret, it may already be in git history or backups",
+                    validate::LITERAL_SECRET_HELP
+                ),
+            )
+            .secret()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

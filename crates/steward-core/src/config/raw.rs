@@ -1,0 +1,517 @@
+//! Stage one: the TOML text as written ([`RawConfig`]), before any value is
+//! checked.
+//!
+//! Every table is a serde struct with `deny_unknown_fields`, and every value
+//! that validation may refuse is a [`Spanned`] so the refusal can point at it.
+//! The document is deserialized section by section (and entry by entry inside
+//! `[credentials]`, `[upstreams]` and `[[tools]]`) rather than in one call,
+//! because serde stops at the first error: this way a typo in `[gateway]` and
+//! a wrong type in a tool are reported together.
+
+use std::ops::Range;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+use super::error::Problem;
+
+/// Top-level sections, in the order `steward init` writes them.
+pub(super) const SECTIONS: &[&str] = &[
+    "agent",
+    "gateway",
+    "state",
+    "logging",
+    "credentials",
+    "upstreams",
+    "tools",
+    "loop_breaker",
+    "unmatched",
+    "redaction",
+];
+
+/// The whole file as written. Sections that failed to deserialize hold their
+/// defaults (their problem is already recorded), so later checks can go on
+/// without reporting follow-on errors.
+#[derive(Debug, Default)]
+pub(super) struct RawConfig {
+    /// `[agent]`; `None` when it is missing or broken.
+    pub agent: Option<RawAgent>,
+    /// Whether an `[agent]` table was present at all (broken or not).
+    pub agent_present: bool,
+    /// `[gateway]`
+    pub gateway: RawGateway,
+    /// `[state]`
+    pub state: RawState,
+    /// `[logging]`
+    pub logging: RawLogging,
+    /// `[credentials.NAME]` in name order; `None` body when the entry is broken.
+    pub credentials: Vec<(Spanned<String>, Option<RawCredential>)>,
+    /// `[upstreams.NAME]` in name order; `None` body when the entry is broken.
+    pub upstreams: Vec<(Spanned<String>, Option<RawUpstream>)>,
+    /// `[[tools]]` in file order, broken entries left out.
+    pub tools: Vec<RawTool>,
+    /// `[loop_breaker]`
+    pub loop_breaker: RawLoopBreaker,
+    /// `[unmatched]`
+    pub unmatched: RawUnmatched,
+    /// `[redaction]`
+    pub redaction: RawRedaction,
+}
+
+/// `[agent]`
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an [agent] table with name = \"...\""
+)]
+pub(super) struct RawAgent {
+    /// Required.
+    pub name: Spanned<String>,
+    /// `dev` | `prod`
+    pub environment: Option<Spanned<String>>,
+}
+
+/// `[gateway]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [gateway] table")]
+pub(super) struct RawGateway {
+    /// `IP:PORT`
+    pub listen: Option<Spanned<String>>,
+    /// Opt-in for a non-loopback `listen`.
+    pub allow_remote: Option<bool>,
+    /// A size.
+    pub max_body: Option<Spanned<SizeValue>>,
+}
+
+/// `[state]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [state] table")]
+pub(super) struct RawState {
+    /// Relative to the config file's directory.
+    pub dir: Option<Spanned<String>>,
+}
+
+/// `[logging]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [logging] table")]
+pub(super) struct RawLogging {
+    /// Relative to the config file's directory.
+    pub dir: Option<Spanned<String>>,
+    /// A size.
+    pub max_file_size: Option<Spanned<SizeValue>>,
+    /// Whole days.
+    pub retention_days: Option<Spanned<i64>>,
+    /// `archive` | `delete`
+    pub after_retention: Option<Spanned<String>>,
+    /// A size.
+    pub max_total_size: Option<Spanned<SizeValue>>,
+}
+
+/// `[credentials.NAME]`
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a [credentials.NAME] table with source = \"env:NAME\" or \"file:PATH\""
+)]
+pub(super) struct RawCredential {
+    /// `env:NAME` | `file:PATH`
+    pub source: Spanned<String>,
+}
+
+/// `[upstreams.NAME]`
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an [upstreams.NAME] table with base_url = \"https://...\""
+)]
+pub(super) struct RawUpstream {
+    /// http(s) URL.
+    pub base_url: Spanned<String>,
+    /// Name of a `[credentials.*]` entry.
+    pub credential: Option<Spanned<String>>,
+    /// Both keys are required once `auth` is written: a default `Bearer`
+    /// prefix under a custom header is almost always wrong.
+    pub auth: Option<Spanned<RawAuth>>,
+    /// A duration.
+    pub connect_timeout: Option<Spanned<DurationText>>,
+    /// A duration.
+    pub read_timeout: Option<Spanned<DurationText>>,
+}
+
+/// `auth = { header = "...", format = "...{secret}..." }`
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table like { header = \"Authorization\", format = \"Bearer {secret}\" }"
+)]
+pub(super) struct RawAuth {
+    /// HTTP header name.
+    pub header: Spanned<String>,
+    /// Header value template.
+    pub format: Spanned<String>,
+}
+
+/// One `[[tools]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a [[tools]] table with name, upstream and match"
+)]
+pub(super) struct RawTool {
+    /// `[a-z0-9_.-]+`, unique.
+    pub name: Spanned<String>,
+    /// Name of an `[upstreams.*]` entry.
+    pub upstream: Spanned<String>,
+    /// `METHOD PATH`
+    #[serde(rename = "match")]
+    pub rule: Spanned<String>,
+    /// Defaults from the method.
+    pub side_effect: Option<bool>,
+    /// `N/unit`
+    pub limit: Option<Spanned<LimitText>>,
+    /// `never` | `idempotent`
+    pub retry: Option<Spanned<String>>,
+}
+
+/// `[loop_breaker]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [loop_breaker] table")]
+pub(super) struct RawLoopBreaker {
+    /// Calls; 0 disables.
+    pub max_identical: Option<Spanned<i64>>,
+    /// A duration.
+    pub window: Option<Spanned<DurationText>>,
+}
+
+/// `[unmatched]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an [unmatched] table")]
+pub(super) struct RawUnmatched {
+    /// `deny` | `allow-get`
+    pub policy: Option<Spanned<String>>,
+}
+
+/// `[redaction]`: each PII detector, default on.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a [redaction] table of true/false switches"
+)]
+pub(super) struct RawRedaction {
+    /// Email addresses.
+    pub email: Option<bool>,
+    /// Phone numbers.
+    pub phone: Option<bool>,
+    /// Card numbers.
+    pub credit_card: Option<bool>,
+    /// IBANs.
+    pub iban: Option<bool>,
+    /// IP addresses.
+    pub ip: Option<bool>,
+    /// US social security numbers.
+    pub ssn: Option<bool>,
+}
+
+/// A size as written: a TOML integer (bytes) or a string such as `"100MB"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum SizeValue {
+    /// `4096`
+    Bytes(i64),
+    /// `"100MB"`
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for SizeValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = SizeValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a size such as \"100MB\" or a byte count such as 4096")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<SizeValue, E> {
+                Ok(SizeValue::Bytes(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<SizeValue, E> {
+                // Beyond i64: keep the digits so the size parser reports "too large".
+                Ok(i64::try_from(v)
+                    .map_or_else(|_| SizeValue::Text(v.to_string()), SizeValue::Bytes))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SizeValue, E> {
+                Ok(SizeValue::Text(v.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// Declares a string newtype whose type error names the expected form, so
+/// `window = 600` is answered with "expected a duration such as \"10m\"".
+macro_rules! text_value {
+    ($(#[$doc:meta])* $name:ident, $expecting:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub(super) struct $name(pub String);
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct Visitor;
+                impl serde::de::Visitor<'_> for Visitor {
+                    type Value = String;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+                        Ok(v.to_owned())
+                    }
+                }
+                deserializer.deserialize_str(Visitor).map($name)
+            }
+        }
+    };
+}
+
+text_value!(
+    /// A duration as written, such as `"30s"`.
+    DurationText,
+    "a duration such as \"30s\" (units: ms, s, m, h, d)"
+);
+text_value!(
+    /// A rate limit as written, such as `"10/hour"`.
+    LimitText,
+    "a limit such as \"10/hour\" (units: second, minute, hour, day)"
+);
+
+impl RawConfig {
+    /// Parses `source` into its sections. Syntax errors end the attempt (the
+    /// recovered tree would only produce confusing follow-on errors); type
+    /// errors and unknown keys are recorded per section and the rest goes on.
+    pub fn from_source(source: &str, problems: &mut Vec<Problem>) -> Option<Self> {
+        let (root, syntax_errors) = DeTable::parse_recoverable(source);
+        if !syntax_errors.is_empty() {
+            problems.extend(
+                syntax_errors
+                    .into_iter()
+                    .map(|e| syntax_problem(&e, source.len())),
+            );
+            return None;
+        }
+
+        let mut raw = RawConfig::default();
+        for (key, value) in root.into_inner() {
+            let key_span = key.span();
+            let key = key.into_inner();
+            match key.as_ref() {
+                "agent" => {
+                    raw.agent_present = true;
+                    raw.agent = section(value, "[agent]", problems);
+                }
+                "gateway" => set(&mut raw.gateway, value, "[gateway]", problems),
+                "state" => set(&mut raw.state, value, "[state]", problems),
+                "logging" => set(&mut raw.logging, value, "[logging]", problems),
+                "credentials" => {
+                    raw.credentials = named_entries(value, "credentials", problems);
+                }
+                "upstreams" => raw.upstreams = named_entries(value, "upstreams", problems),
+                "tools" => raw.tools = tool_entries(value, problems),
+                "loop_breaker" => set(&mut raw.loop_breaker, value, "[loop_breaker]", problems),
+                "unmatched" => set(&mut raw.unmatched, value, "[unmatched]", problems),
+                "redaction" => set(&mut raw.redaction, value, "[redaction]", problems),
+                other => problems.push(unknown_top_level(other, key_span, &value)),
+            }
+        }
+        Some(raw)
+    }
+}
+
+/// A top-level key that is not a section steward knows. A key written above
+/// `[agent]` (such as `name = "x"`) lands here too, so the help says where it belongs.
+fn unknown_top_level(key: &str, span: Range<usize>, value: &Spanned<DeValue<'_>>) -> Problem {
+    let sections = SECTIONS
+        .iter()
+        .map(|s| format!("[{s}]"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if value.get_ref().is_table() {
+        Problem::new(
+            span,
+            format!("unknown section [{key}]"),
+            "unknown section",
+            format!(
+                "remove it or correct its spelling; steward.toml has these sections: {sections}"
+            ),
+        )
+    } else {
+        Problem::new(
+            span,
+            format!("unknown top-level key `{key}`"),
+            "outside any section",
+            format!(
+                "keys belong under a section header; move it below the right one of: {sections}"
+            ),
+        )
+    }
+}
+
+/// Deserializes one table into `T`, recording the problem on failure.
+fn section<T: DeserializeOwned>(
+    value: Spanned<DeValue<'_>>,
+    context: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    let span = value.span();
+    T::deserialize(ValueDeserializer::from(value))
+        .map_err(|e| problems.push(serde_problem(&e, span, context)))
+        .ok()
+}
+
+/// [`section`] for an optional table whose default stands in when it is broken.
+fn set<T: DeserializeOwned>(
+    slot: &mut T,
+    value: Spanned<DeValue<'_>>,
+    context: &str,
+    problems: &mut Vec<Problem>,
+) {
+    if let Some(parsed) = section(value, context, problems) {
+        *slot = parsed;
+    }
+}
+
+/// `[credentials.NAME]` / `[upstreams.NAME]`: a table of tables, each
+/// deserialized on its own so one broken entry does not hide the others.
+fn named_entries<T: DeserializeOwned>(
+    value: Spanned<DeValue<'_>>,
+    section_name: &str,
+    problems: &mut Vec<Problem>,
+) -> Vec<(Spanned<String>, Option<T>)> {
+    let span = value.span();
+    let DeValue::Table(table) = value.into_inner() else {
+        problems.push(Problem::new(
+            span,
+            format!("`{section_name}` must be a table of [{section_name}.NAME] sections"),
+            "not a table",
+            format!("write each entry as its own section: [{section_name}.NAME]"),
+        ));
+        return Vec::new();
+    };
+    table
+        .into_iter()
+        .map(|(name, entry)| {
+            let name_span = name.span();
+            let name = name.into_inner().into_owned();
+            let context = format!("[{section_name}.{name}]");
+            let body = section(entry, &context, problems);
+            (Spanned::new(name_span, name), body)
+        })
+        .collect()
+}
+
+/// `[[tools]]`: an array of tables, each deserialized on its own.
+fn tool_entries(value: Spanned<DeValue<'_>>, problems: &mut Vec<Problem>) -> Vec<RawTool> {
+    let span = value.span();
+    let DeValue::Array(items) = value.into_inner() else {
+        problems.push(Problem::new(
+            span,
+            "`tools` must be a list of [[tools]] sections",
+            "not a list of tables",
+            "write each tool as its own [[tools]] section (two brackets) with name, upstream and match",
+        ));
+        return Vec::new();
+    };
+    items
+        .iter()
+        .cloned()
+        .filter_map(|item| section(item, "[[tools]]", problems))
+        .collect()
+}
+
+/// A TOML syntax error, located where the parser stopped.
+fn syntax_problem(err: &toml::de::Error, len: usize) -> Problem {
+    let span = err.span().unwrap_or(len..len);
+    Problem::new(
+        span,
+        format!("TOML syntax error: {}", err.message().trim()),
+        "here",
+        "fix the TOML syntax at this spot: strings need quotes, each key = value sits on its \
+         own line, and a section header is [name] or [[tools]]",
+    )
+}
+
+/// A serde error from one section, turned into a problem whose help says
+/// what to write instead.
+fn serde_problem(err: &toml::de::Error, section_span: Range<usize>, context: &str) -> Problem {
+    let message = err.message().trim();
+    let span = err.span().unwrap_or(section_span);
+    if let Some(rest) = message.strip_prefix("unknown field ") {
+        let (field, accepted) = split_unknown_field(rest);
+        return Problem::new(
+            span,
+            format!("unknown key {field} in {context}"),
+            "unknown key",
+            format!("remove {field} or correct its spelling; {context} accepts: {accepted}"),
+        );
+    }
+    if let Some(field) = message.strip_prefix("missing field ") {
+        let bare = field.trim_matches('`');
+        return Problem::new(
+            span,
+            format!("{context} is missing {field}"),
+            format!("{bare} is required here"),
+            format!("add {}", example_line(bare)),
+        );
+    }
+    if let Some((_, expected)) = message.split_once(", expected ") {
+        return Problem::new(
+            span,
+            format!("{message} (in {context})"),
+            "wrong type",
+            format!("write {} here", describe_expected(expected)),
+        );
+    }
+    Problem::new(
+        span,
+        format!("{message} (in {context})"),
+        "invalid",
+        "fix this value; `steward init` writes a commented starter that shows every key",
+    )
+}
+
+/// `"`x`, expected one of `a`, `b`"` → (`` `x` ``, "a, b").
+fn split_unknown_field(rest: &str) -> (&str, String) {
+    let (field, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
+    let expected = expected.strip_prefix("one of ").unwrap_or(expected);
+    let accepted = expected.replace('`', "");
+    let accepted = if accepted.is_empty() {
+        "no keys".to_owned()
+    } else {
+        accepted
+    };
+    (field, accepted)
+}
+
+/// A line to add for a required key, with a plausible value.
+fn example_line(field: &str) -> String {
+    let value = match field {
+        "name" => "\"my-name\"",
+        "source" => "\"env:NAME\"",
+        "base_url" => "\"https://api.example.com\"",
+        "upstream" => "\"NAME\" (one of the [upstreams.*] names)",
+        "match" => "\"GET /path/{id}\"",
+        "header" => "\"Authorization\"",
+        "format" => "\"Bearer {secret}\"",
+        _ => "...",
+    };
+    format!("{field} = {value}")
+}
+
+/// serde's "expected ..." phrase in words a config author knows.
+fn describe_expected(expected: &str) -> String {
+    match expected {
+        "a boolean" => "true or false (without quotes)".to_owned(),
+        "a string" => "a quoted string".to_owned(),
+        "i64" | "u64" | "i32" | "u32" => "a whole number without quotes".to_owned(),
+        other => other.to_owned(),
+    }
+}

@@ -1,0 +1,209 @@
+//! The commented starter `steward.toml` that `steward init` writes.
+//!
+//! Every active key holds its default, so the file parses as written and
+//! behaves like an empty one; the comments say what each key does and why the
+//! default is what it is. Credentials, upstreams and tools are shown as a
+//! commented-out example: lines starting with `#` directly followed by code
+//! (no space) are example TOML, lines starting with `# ` are prose. The tests
+//! un-comment the example and parse it too.
+
+/// The starter config for an agent called `agent_name`. The name is written
+/// as a TOML string, so any text is safe to pass; an empty name gives a file
+/// that `parse` refuses, as it should.
+pub fn starter_template(agent_name: &str) -> String {
+    let name = toml::Value::String(agent_name.to_owned()).to_string();
+    TEMPLATE.replace("{{AGENT_NAME}}", &name)
+}
+
+/// The template text; `{{AGENT_NAME}}` is replaced by the quoted agent name.
+const TEMPLATE: &str = r#"# steward.toml: what your agent may reach, with which credentials, how often.
+# steward sits between the agent and the outside world: the agent calls
+# http://127.0.0.1:7600/api/<upstream>/... and steward checks, logs, rate-limits
+# and forwards the call with the real credential injected.
+#
+# Relative paths below are resolved against the directory of this file.
+# Durations: "500ms", "30s", "10m", "2h", "7d".
+# Sizes: 4096 (bytes), "512KB", "100MB", "2GB" (x1000) or "64KiB", "1GiB" (x1024).
+# `steward doctor` checks this file and the live setup against it.
+
+[agent]
+# Shown in audit records, alerts and the runbook.
+name = {{AGENT_NAME}}
+# "dev" or "prod". steward refuses to start when dev and prod share a credential.
+environment = "prod"
+
+[gateway]
+# Where the agent reaches steward. Keep it on loopback: whoever can reach this
+# port can use your credentials. A non-loopback address also needs
+# allow_remote = true.
+listen = "127.0.0.1:7600"
+allow_remote = false
+# Largest request body the agent may send. Bodies are read whole, because the
+# loop breaker and the audit summary need them; responses are streamed.
+max_body = "1MB"
+
+[state]
+# The SQLite store (journal, rate windows, kill switch), the agent token and
+# the daemon lock. Created with mode 0700. Back it up.
+dir = "./.steward"
+
+[logging]
+# Audit log: one JSON line per call, secrets and PII redacted before writing.
+dir = "./.steward/logs"
+# Rotate the active file at this size.
+max_file_size = "100MB"
+# Rotated files older than this many days are archived or deleted.
+retention_days = 30
+# "archive" (zstd-compressed into <dir>/archive/) or "delete".
+after_retention = "archive"
+# Oldest files are removed while the log directory is larger than this.
+max_total_size = "2GB"
+
+# Credentials: where each secret comes from. Never the secret itself:
+# "env:NAME" reads an environment variable, "file:PATH" reads a file that only
+# its owner can read (chmod 600). The agent never sees these values.
+#[credentials.social]
+#source = "env:SOCIAL_TOKEN"
+
+# Upstreams: the APIs the agent may call, as /api/<name>/... on the gateway.
+#[upstreams.social]
+# http or https, with an optional path prefix.
+#base_url = "https://social.example"
+# Which credential to inject (omit for APIs without auth).
+#credential = "social"
+# How to inject it; {secret} is replaced by the credential value.
+#auth = { header = "Authorization", format = "Bearer {secret}" }
+# Give up connecting after this long.
+#connect_timeout = "5s"
+# Give up when the response is silent this long (not a total time limit, so
+# long streams keep working).
+#read_timeout = "60s"
+
+# Tools: named rules for the calls the agent makes. The first rule that
+# matches a call names it; the name is what limits, audit records and
+# `steward last --tool` use.
+#[[tools]]
+# Unique; lower-case letters, digits, _ . -
+#name = "post"
+# Which [upstreams.*] entry it goes to.
+#upstream = "social"
+# METHOD PATH. METHOD is an HTTP method or *; {name} matches one path segment,
+# a final {*rest} matches the rest of the path.
+#match = "POST /api/v1/statuses"
+# Does the call change the world? Defaults to true except for GET, HEAD, OPTIONS.
+#side_effect = true
+# At most N calls per second, minute, hour or day, kept across restarts.
+#limit = "10/hour"
+# "never" or "idempotent": whether a failed call may be sent again. Defaults to
+# idempotent for GET, HEAD, OPTIONS, PUT, DELETE and never otherwise, so a post
+# is never sent twice.
+#retry = "never"
+
+[loop_breaker]
+# This many identical calls within `window` stop the agent (kill switch on,
+# fail closed): an agent stuck in a loop burns money and spams people.
+# 0 disables the breaker.
+max_identical = 5
+window = "10m"
+
+[unmatched]
+# Calls that match no tool: "deny" refuses them (audited as unmatched);
+# "allow-get" forwards unmatched GET and HEAD calls and refuses the rest.
+policy = "deny"
+
+[redaction]
+# Personal data removed from audit records, alerts and errors before they are
+# written. Secrets and credential values are always removed.
+email = true
+phone = true
+credit_card = true
+iban = true
+ip = true
+ssn = true
+"#;
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::starter_template;
+    use crate::config::{Config, ConfigError, CredentialSource, RateLimit, parse};
+
+    fn ok(source: &str) -> Config {
+        parse(source, Path::new("/srv/poster/steward.toml")).unwrap()
+    }
+
+    fn err(source: &str) -> ConfigError {
+        parse(source, Path::new("/srv/poster/steward.toml")).unwrap_err()
+    }
+
+    #[test]
+    fn the_starter_template_parses_to_the_defaults() {
+        let text = starter_template("poster");
+        let c = ok(&text);
+        let defaults = ok("[agent]\nname = \"x\"\n");
+        assert_eq!(c.agent.name, "poster");
+        assert_eq!(c.agent.environment, defaults.agent.environment);
+        assert_eq!(c.gateway.listen, defaults.gateway.listen);
+        assert_eq!(c.gateway.allow_remote, defaults.gateway.allow_remote);
+        assert_eq!(c.gateway.max_body_bytes, defaults.gateway.max_body_bytes);
+        assert_eq!(c.state.dir, defaults.state.dir);
+        assert_eq!(c.logging.dir, defaults.logging.dir);
+        assert_eq!(c.logging.max_file_size, defaults.logging.max_file_size);
+        assert_eq!(c.logging.retention, defaults.logging.retention);
+        assert_eq!(c.logging.after_retention, defaults.logging.after_retention);
+        assert_eq!(c.logging.max_total_size, defaults.logging.max_total_size);
+        assert!(c.credentials.is_empty() && c.upstreams.is_empty() && c.tools.is_empty());
+        assert_eq!(
+            c.loop_breaker.max_identical,
+            defaults.loop_breaker.max_identical
+        );
+        assert_eq!(c.loop_breaker.window, defaults.loop_breaker.window);
+        assert_eq!(c.unmatched, defaults.unmatched);
+        // Every section is written out, and every key is explained.
+        for section in crate::config::raw::SECTIONS {
+            assert!(
+                text.contains(&format!("[{section}")),
+                "template lacks [{section}]"
+            );
+        }
+    }
+
+    #[test]
+    fn the_starter_template_example_is_valid_when_uncommented() {
+        let text = starter_template("poster");
+        let uncommented: String = text
+            .lines()
+            .map(|line| match line.strip_prefix('#') {
+                Some(code) if code.starts_with(|c: char| c != ' ' && c != '#') => code,
+                _ => line,
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        assert_ne!(uncommented, text);
+        let c = ok(&uncommented);
+        assert_eq!(
+            c.credentials["social"].source,
+            CredentialSource::Env("SOCIAL_TOKEN".into())
+        );
+        assert_eq!(c.upstreams["social"].base_url, "https://social.example");
+        assert_eq!(c.tools.len(), 1);
+        assert_eq!(c.tools[0].name, "post");
+        assert_eq!(
+            c.tools[0].limit,
+            Some(RateLimit {
+                max: 10,
+                per: Duration::from_secs(3_600)
+            })
+        );
+    }
+
+    #[test]
+    fn the_starter_template_quotes_any_agent_name() {
+        let c = ok(&starter_template("my \"quoted\" agent\\"));
+        assert_eq!(c.agent.name, "my \"quoted\" agent\\");
+        let e = err(&starter_template(""));
+        assert!(e.message().contains("agent name is empty"));
+    }
+}

@@ -1,0 +1,389 @@
+//! The small value languages of `steward.toml`: durations (`"30s"`), sizes
+//! (`"100MB"`, `4096`) and rate limits (`"10/hour"`).
+//!
+//! They are plain functions on `&str` so every section that needs one (the
+//! gateway and logging today; spend, alerts and backups later) parses them the
+//! same way and reports the same fix.
+//!
+//! Units are deliberately few and exact. A typo such as `"10/hr"` or `"5mins"`
+//! is refused with the list of accepted units rather than guessed at, because a
+//! silently misread limit is worse than a refused start.
+//!
+//! Sizes: `KB`, `MB`, `GB`, `TB` are decimal (powers of 1000, as disks and
+//! network tools count), `KiB`, `MiB`, `GiB`, `TiB` are binary (powers of 1024).
+//! Unit letters are case-insensitive (`mb` = `MB`); a bare integer or `B` is bytes.
+
+use std::time::Duration;
+
+use super::model::RateLimit;
+
+/// Units accepted by [`parse_duration`], as shown in error messages.
+pub const DURATION_UNITS: &str = "ms, s, m, h, d";
+
+/// Units accepted by [`parse_size`], as shown in error messages.
+pub const SIZE_UNITS: &str = "B, KB, MB, GB, TB (x1000) and KiB, MiB, GiB, TiB (x1024)";
+
+/// Window units accepted by [`parse_rate_limit`], as shown in error messages.
+pub const RATE_UNITS: &str = "second, minute, hour, day";
+
+/// A value that is not in the expected form. The message names the input and
+/// says how to write it instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnitError {
+    /// Not `<integer><unit>`.
+    #[error(
+        "duration {input:?} is not an integer followed by a unit; write it like \"30s\" (units: {DURATION_UNITS})"
+    )]
+    Duration {
+        /// The text as written.
+        input: String,
+    },
+    /// Not a byte count or `<integer><unit>`.
+    #[error(
+        "size {input:?} is not a byte count or an integer followed by a unit; write it like \"100MB\" (units: {SIZE_UNITS})"
+    )]
+    Size {
+        /// The text as written.
+        input: String,
+    },
+    /// A size written as a negative integer.
+    #[error("size {value} is negative; write a byte count or a size like \"100MB\"")]
+    NegativeSize {
+        /// The integer as written.
+        value: i64,
+    },
+    /// Not `N/unit`.
+    #[error("limit {input:?} is not N/unit; write it like \"10/hour\" (units: {RATE_UNITS})")]
+    RateLimit {
+        /// The text as written.
+        input: String,
+    },
+    /// `0/unit`: a limit that allows nothing is almost certainly a mistake.
+    #[error(
+        "limit {input:?} allows no calls at all; allow at least one (like \"1/hour\") or remove the limit"
+    )]
+    ZeroRateLimit {
+        /// The text as written.
+        input: String,
+    },
+    /// The number does not fit (beyond u64 bytes, u32 calls or ~584 billion years).
+    #[error("{input:?} is too large; use a smaller number or a larger unit")]
+    TooLarge {
+        /// The text as written.
+        input: String,
+    },
+}
+
+/// Parses `500ms`, `30s`, `10m`, `2h`, `7d`: a non-negative integer, optional
+/// spaces, and a unit. `0s` is accepted; callers that need a positive duration
+/// check it themselves (a zero timeout and a zero retry delay mean different things).
+pub fn parse_duration(input: &str) -> Result<Duration, UnitError> {
+    let err = || UnitError::Duration {
+        input: input.to_owned(),
+    };
+    let (number, unit) = split_number(input).ok_or_else(err)?;
+    let number = parse_u64(number, input)?;
+    let millis_per_unit: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(err()),
+    };
+    let millis = number
+        .checked_mul(millis_per_unit)
+        .ok_or_else(|| UnitError::TooLarge {
+            input: input.to_owned(),
+        })?;
+    Ok(Duration::from_millis(millis))
+}
+
+/// Parses a size in bytes: `4096`, `512KB`, `100MB`, `2GB`, `64KiB`, `1GiB`
+/// (see the module docs for decimal vs binary units).
+pub fn parse_size(input: &str) -> Result<u64, UnitError> {
+    let err = || UnitError::Size {
+        input: input.to_owned(),
+    };
+    let (number, unit) = split_number(input).ok_or_else(err)?;
+    let number = parse_u64(number, input)?;
+    let multiplier: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        _ => return Err(err()),
+    };
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| UnitError::TooLarge {
+            input: input.to_owned(),
+        })
+}
+
+/// A size written as a TOML integer (`max_body = 4096`): a byte count.
+pub fn size_from_integer(value: i64) -> Result<u64, UnitError> {
+    u64::try_from(value).map_err(|_| UnitError::NegativeSize { value })
+}
+
+/// Parses `N/unit` such as `10/hour`, `5/minute`, `100/d`. Units: `second`,
+/// `minute`, `hour`, `day`, their plurals, and `s`, `m`, `h`, `d`. N must be at least 1.
+pub fn parse_rate_limit(input: &str) -> Result<RateLimit, UnitError> {
+    let err = || UnitError::RateLimit {
+        input: input.to_owned(),
+    };
+    let (count, unit) = input.split_once('/').ok_or_else(err)?;
+    let count = count.trim();
+    if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(err());
+    }
+    let max: u32 = count.parse().map_err(|_| UnitError::TooLarge {
+        input: input.to_owned(),
+    })?;
+    let seconds = match unit.trim() {
+        "s" | "second" | "seconds" => 1,
+        "m" | "minute" | "minutes" => 60,
+        "h" | "hour" | "hours" => 3_600,
+        "d" | "day" | "days" => 86_400,
+        _ => return Err(err()),
+    };
+    if max == 0 {
+        return Err(UnitError::ZeroRateLimit {
+            input: input.to_owned(),
+        });
+    }
+    Ok(RateLimit {
+        max,
+        per: Duration::from_secs(seconds),
+    })
+}
+
+/// Splits `"  10 MB "` into `("10", "MB")`. `None` when there is no leading
+/// integer or the unit is not made of letters.
+fn split_number(input: &str) -> Option<(&str, &str)> {
+    let text = input.trim();
+    let digits_end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    if digits_end == 0 {
+        return None;
+    }
+    let unit = text[digits_end..].trim_start();
+    if !unit.chars().all(|c| c.is_ascii_alphabetic()) {
+        return None;
+    }
+    Some((&text[..digits_end], unit))
+}
+
+/// ASCII digits into a u64; the only possible failure is overflow.
+fn parse_u64(digits: &str, input: &str) -> Result<u64, UnitError> {
+    digits.parse().map_err(|_| UnitError::TooLarge {
+        input: input.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7_200)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration(" 5 s "), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn bad_durations_name_the_input_and_the_units() {
+        for bad in [
+            "",
+            "10",
+            "s",
+            "1.5s",
+            "-1s",
+            "10 minutes",
+            "10M",
+            "5mins",
+            "1h30m",
+            "ten s",
+        ] {
+            let err = parse_duration(bad).unwrap_err();
+            assert_eq!(
+                err,
+                UnitError::Duration {
+                    input: bad.to_owned()
+                },
+                "{bad:?}"
+            );
+            let text = err.to_string();
+            assert!(text.contains(&format!("{bad:?}")), "{text}");
+            assert!(
+                text.contains("write it like \"30s\" (units: ms, s, m, h, d)"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn huge_durations_are_too_large_not_wrapped() {
+        let input = format!("{}d", u64::MAX / 1_000);
+        assert_eq!(
+            parse_duration(&input),
+            Err(UnitError::TooLarge {
+                input: input.clone()
+            })
+        );
+        let input = "99999999999999999999999ms";
+        assert_eq!(
+            parse_duration(input),
+            Err(UnitError::TooLarge {
+                input: input.to_owned()
+            })
+        );
+    }
+
+    #[test]
+    fn sizes_decimal_and_binary() {
+        assert_eq!(parse_size("4096"), Ok(4_096));
+        assert_eq!(parse_size("4096B"), Ok(4_096));
+        assert_eq!(parse_size("512KB"), Ok(512_000));
+        assert_eq!(parse_size("100MB"), Ok(100_000_000));
+        assert_eq!(parse_size("2GB"), Ok(2_000_000_000));
+        assert_eq!(parse_size("1TB"), Ok(1_000_000_000_000));
+        assert_eq!(parse_size("4KiB"), Ok(4_096));
+        assert_eq!(parse_size("1MiB"), Ok(1_048_576));
+        assert_eq!(parse_size("1GiB"), Ok(1_073_741_824));
+        assert_eq!(parse_size("1TiB"), Ok(1 << 40));
+        assert_eq!(parse_size("10 mb"), Ok(10_000_000));
+        assert_eq!(parse_size("0"), Ok(0));
+    }
+
+    #[test]
+    fn bad_sizes() {
+        for bad in [
+            "",
+            "MB",
+            "1.5MB",
+            "-1",
+            "10 M",
+            "10 megabytes",
+            "1 0MB",
+            "1MB2",
+        ] {
+            let err = parse_size(bad).unwrap_err();
+            assert_eq!(
+                err,
+                UnitError::Size {
+                    input: bad.to_owned()
+                },
+                "{bad:?}"
+            );
+            assert!(err.to_string().contains("write it like \"100MB\""), "{err}");
+        }
+        let huge = "20000000TB";
+        assert_eq!(
+            parse_size(huge),
+            Err(UnitError::TooLarge {
+                input: huge.to_owned()
+            })
+        );
+    }
+
+    #[test]
+    fn integer_sizes() {
+        assert_eq!(size_from_integer(4096), Ok(4096));
+        assert_eq!(
+            size_from_integer(-1),
+            Err(UnitError::NegativeSize { value: -1 })
+        );
+    }
+
+    #[test]
+    fn rate_limits() {
+        let hour = Duration::from_secs(3_600);
+        assert_eq!(
+            parse_rate_limit("10/hour"),
+            Ok(RateLimit { max: 10, per: hour })
+        );
+        assert_eq!(
+            parse_rate_limit("10/hours"),
+            Ok(RateLimit { max: 10, per: hour })
+        );
+        assert_eq!(
+            parse_rate_limit("10/h"),
+            Ok(RateLimit { max: 10, per: hour })
+        );
+        assert_eq!(
+            parse_rate_limit(" 10 / hour "),
+            Ok(RateLimit { max: 10, per: hour })
+        );
+        for (text, secs) in [
+            ("1/s", 1),
+            ("1/second", 1),
+            ("1/seconds", 1),
+            ("1/m", 60),
+            ("1/minute", 60),
+            ("1/minutes", 60),
+            ("1/d", 86_400),
+            ("1/day", 86_400),
+            ("1/days", 86_400),
+        ] {
+            assert_eq!(
+                parse_rate_limit(text),
+                Ok(RateLimit {
+                    max: 1,
+                    per: Duration::from_secs(secs)
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn bad_rate_limits() {
+        let err = parse_rate_limit("10/hr").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "limit \"10/hr\" is not N/unit; write it like \"10/hour\" (units: second, minute, hour, day)"
+        );
+        for bad in [
+            "",
+            "10",
+            "/hour",
+            "ten/hour",
+            "-1/hour",
+            "1.5/hour",
+            "10/",
+            "10/Hour",
+            "10 per hour",
+            "10/2h",
+        ] {
+            assert_eq!(
+                parse_rate_limit(bad),
+                Err(UnitError::RateLimit {
+                    input: bad.to_owned()
+                }),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            parse_rate_limit("0/hour"),
+            Err(UnitError::ZeroRateLimit {
+                input: "0/hour".into()
+            })
+        );
+        let huge = "5000000000/hour";
+        assert_eq!(
+            parse_rate_limit(huge),
+            Err(UnitError::TooLarge { input: huge.into() })
+        );
+    }
+}
