@@ -116,11 +116,6 @@ impl FaultState {
         } else {
             faults.error_rate.clamp(0.0, 1.0)
         };
-        #[expect(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            reason = "rate is clamped to 0..=1, so the product fits in 0..=PPM"
-        )]
         let ppm = (rate * PPM as f64).round() as u64;
         self.error_ppm = ppm;
         self.evaluated = 0;

@@ -6,9 +6,9 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::state::lock;
 use axum::http::request::Parts;
 use bytes::Bytes;
-use crate::state::lock;
 
 /// How many requests the log keeps before it drops the oldest.
 ///

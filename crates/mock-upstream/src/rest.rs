@@ -260,7 +260,10 @@ pub(crate) async fn list_statuses(
 pub(crate) async fn redirect() -> Response {
     (
         StatusCode::FOUND,
-        [(header::LOCATION, HeaderValue::from_static("/api/v1/statuses"))],
+        [(
+            header::LOCATION,
+            HeaderValue::from_static("/api/v1/statuses"),
+        )],
     )
         .into_response()
 }

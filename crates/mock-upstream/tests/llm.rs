@@ -8,8 +8,16 @@ use common::{SseEvent, client, parse_sse, read_body};
 use mock_upstream::{Faults, MockUpstream};
 use serde_json::{Value, json};
 
-async fn post(mock: &MockUpstream, path: &str, body: Value, headers: &[(&str, &str)]) -> reqwest::Response {
-    let mut request = client().post(format!("{}{path}", mock.base_url())).json(&body);
+#[expect(clippy::unwrap_used, reason = "test helper")]
+async fn post(
+    mock: &MockUpstream,
+    path: &str,
+    body: Value,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut request = client()
+        .post(format!("{}{path}", mock.base_url()))
+        .json(&body);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -17,7 +25,12 @@ async fn post(mock: &MockUpstream, path: &str, body: Value, headers: &[(&str, &s
 }
 
 /// Posts a streaming request and returns its events, asserting a clean end.
-async fn stream_events(mock: &MockUpstream, path: &str, body: Value, headers: &[(&str, &str)]) -> Vec<SseEvent> {
+async fn stream_events(
+    mock: &MockUpstream,
+    path: &str,
+    body: Value,
+    headers: &[(&str, &str)],
+) -> Vec<SseEvent> {
     let response = post(mock, path, body, headers).await;
     assert_eq!(response.status(), 200);
     assert_eq!(
@@ -50,7 +63,12 @@ async fn chat_non_streaming_has_usage_and_echoes_model() {
     )
     .await;
     assert_eq!(response.status(), 200);
-    assert!(response.headers()["x-request-id"].to_str().unwrap().starts_with("req_"));
+    assert!(
+        response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .starts_with("req_")
+    );
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["object"], "chat.completion");
     assert_eq!(body["model"], "gpt-4o-mini");
@@ -84,7 +102,10 @@ async fn chat_default_token_counts_follow_body_and_chunks() {
         .await
         .unwrap();
     assert_eq!(body["usage"]["prompt_tokens"], body_len.div_ceil(4));
-    assert_eq!(body["usage"]["completion_tokens"], mock_upstream::llm::DEFAULT_CHUNKS);
+    assert_eq!(
+        body["usage"]["completion_tokens"],
+        mock_upstream::llm::DEFAULT_CHUNKS
+    );
 }
 
 #[tokio::test]
@@ -98,7 +119,10 @@ async fn chat_streaming_without_include_usage_has_no_usage_anywhere() {
     )
     .await;
     assert_eq!(events.last().unwrap().data, "[DONE]");
-    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(SseEvent::json).collect();
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(SseEvent::json)
+        .collect();
     assert_eq!(chunks.len(), 1 + 4 + 1, "role, 4 deltas, finish");
     for chunk in &chunks {
         assert_eq!(chunk["object"], "chat.completion.chunk");
@@ -129,7 +153,10 @@ async fn chat_streaming_with_include_usage_ends_with_a_usage_chunk() {
     )
     .await;
     assert_eq!(events.last().unwrap().data, "[DONE]");
-    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(SseEvent::json).collect();
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(SseEvent::json)
+        .collect();
     assert_eq!(chunks.len(), 1 + 3 + 1 + 1);
     let (usage_chunk, others) = chunks.split_last().unwrap();
     for chunk in others {
@@ -140,8 +167,14 @@ async fn chat_streaming_with_include_usage_ends_with_a_usage_chunk() {
     assert_eq!(usage_chunk["usage"]["prompt_tokens"], 120);
     assert_eq!(usage_chunk["usage"]["completion_tokens"], 9);
     assert_eq!(usage_chunk["usage"]["total_tokens"], 129);
-    assert_eq!(usage_chunk["usage"]["prompt_tokens_details"]["cached_tokens"], 100);
-    assert_eq!(usage_chunk["usage"]["completion_tokens_details"]["reasoning_tokens"], 4);
+    assert_eq!(
+        usage_chunk["usage"]["prompt_tokens_details"]["cached_tokens"],
+        100
+    );
+    assert_eq!(
+        usage_chunk["usage"]["completion_tokens_details"]["reasoning_tokens"],
+        4
+    );
 }
 
 #[tokio::test]
@@ -157,7 +190,10 @@ async fn chat_stream_cut_fault_ends_without_done() {
     .await;
     assert_eq!(response.status(), 200);
     let (bytes, error) = read_body(response).await;
-    assert!(error.is_some(), "a cut stream must end with a client-visible error");
+    assert!(
+        error.is_some(),
+        "a cut stream must end with a client-visible error"
+    );
     let events = parse_sse(&bytes);
     // role + 6 deltas + finish + usage + [DONE] = 10 events; cut after 5.
     assert_eq!(events.len(), 5);
@@ -181,7 +217,10 @@ async fn cut_stream_after_fault_applies_to_llm_streams() {
     .await;
     let (bytes, error) = read_body(response).await;
     assert!(error.is_some());
-    let names: Vec<String> = parse_sse(&bytes).into_iter().filter_map(|e| e.event).collect();
+    let names: Vec<String> = parse_sse(&bytes)
+        .into_iter()
+        .filter_map(|e| e.event)
+        .collect();
     assert_eq!(names, ["message_start", "content_block_start"]);
 }
 
@@ -199,7 +238,10 @@ async fn non_streaming_cut_breaks_the_json_body() {
     let (bytes, error) = read_body(response).await;
     assert!(error.is_some());
     assert!(!bytes.is_empty());
-    assert!(serde_json::from_slice::<Value>(&bytes).is_err(), "half a JSON document");
+    assert!(
+        serde_json::from_slice::<Value>(&bytes).is_err(),
+        "half a JSON document"
+    );
 }
 
 // ----------------------------------------------------------- OpenAI responses
@@ -284,7 +326,10 @@ async fn responses_streaming_events_and_completed_usage() {
         completed["response"]["usage"]["input_tokens_details"]["cached_tokens"],
         100
     );
-    assert!(events.iter().all(|e| e.data != "[DONE]"), "no [DONE] sentinel");
+    assert!(
+        events.iter().all(|e| e.data != "[DONE]"),
+        "no [DONE] sentinel"
+    );
 }
 
 // ---------------------------------------------------------- OpenAI embeddings
@@ -304,7 +349,10 @@ async fn embeddings_float_and_base64() {
     .unwrap();
     assert_eq!(body["object"], "list");
     assert_eq!(body["model"], "text-embedding-3-small");
-    assert_eq!(body["usage"], json!({"prompt_tokens": 2, "total_tokens": 2}));
+    assert_eq!(
+        body["usage"],
+        json!({"prompt_tokens": 2, "total_tokens": 2})
+    );
     let data = body["data"].as_array().unwrap();
     assert_eq!(data.len(), 2);
     assert_eq!(data[1]["index"], 1);
@@ -343,7 +391,14 @@ async fn embeddings_float_and_base64() {
 async fn models_lists_follow_the_provider() {
     let mock = MockUpstream::start().await.unwrap();
     let url = format!("{}/v1/models", mock.base_url());
-    let openai: Value = client().get(&url).send().await.unwrap().json().await.unwrap();
+    let openai: Value = client()
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(openai["object"], "list");
     assert_eq!(openai["data"][0]["object"], "model");
     assert!(openai["data"][0]["id"].is_string());
@@ -385,7 +440,10 @@ async fn messages_non_streaming_has_usage() {
     assert_eq!(body["type"], "message");
     assert_eq!(body["role"], "assistant");
     assert_eq!(body["model"], "claude-sonnet-4-5");
-    assert_eq!(body["content"], json!([{"type": "text", "text": "Hello from"}]));
+    assert_eq!(
+        body["content"],
+        json!([{"type": "text", "text": "Hello from"}])
+    );
     assert_eq!(body["stop_reason"], "end_turn");
     assert_eq!(body["usage"]["input_tokens"], 20);
     assert_eq!(body["usage"]["output_tokens"], 2);
@@ -456,10 +514,17 @@ async fn messages_stream_cut_stops_half_way() {
     .await;
     let (bytes, error) = read_body(response).await;
     assert!(error.is_some());
-    let names: Vec<String> = parse_sse(&bytes).into_iter().filter_map(|e| e.event).collect();
+    let names: Vec<String> = parse_sse(&bytes)
+        .into_iter()
+        .filter_map(|e| e.event)
+        .collect();
     // 3 + 5 deltas + 3 = 11 events; cut after 5.
     assert_eq!(names.len(), 5);
-    assert!(!names.iter().any(|n| n == "message_delta" || n == "message_stop"));
+    assert!(
+        !names
+            .iter()
+            .any(|n| n == "message_delta" || n == "message_stop")
+    );
 }
 
 // --------------------------------------------------------------------- errors
@@ -517,7 +582,13 @@ async fn fault_529_is_anthropic_overloaded() {
 async fn server_faults_apply_to_llm_endpoints_in_provider_shape() {
     let mock = MockUpstream::start().await.unwrap();
     mock.push_status(503);
-    let response = post(&mock, "/v1/responses", json!({"model": "m", "input": "x"}), &[]).await;
+    let response = post(
+        &mock,
+        "/v1/responses",
+        json!({"model": "m", "input": "x"}),
+        &[],
+    )
+    .await;
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["type"], "server_error");
@@ -558,7 +629,10 @@ async fn llm_requests_are_recorded_with_provider_headers() {
         &mock,
         "/v1/messages",
         json!({"model": "claude-haiku-4-5", "max_tokens": 5, "messages": []}),
-        &[("x-api-key", "sk-ant-real"), ("anthropic-version", "2023-06-01")],
+        &[
+            ("x-api-key", "sk-ant-real"),
+            ("anthropic-version", "2023-06-01"),
+        ],
     )
     .await;
     let requests = mock.requests();

@@ -62,13 +62,23 @@ async fn status_crud_round_trip() {
         .unwrap();
     assert_eq!(fetched, first);
 
-    let list: Vec<Value> = http.get(&statuses).send().await.unwrap().json().await.unwrap();
+    let list: Vec<Value> = http
+        .get(&statuses)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let ids: Vec<&str> = list.iter().map(|s| s["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["2", "1"], "newest first");
 
     let deleted = http.delete(format!("{statuses}/1")).send().await.unwrap();
     assert_eq!(deleted.status(), 200);
-    assert_eq!(deleted.json::<Value>().await.unwrap()["content"], "first post");
+    assert_eq!(
+        deleted.json::<Value>().await.unwrap()["content"],
+        "first post"
+    );
 
     for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
         let missing = http
@@ -123,7 +133,10 @@ async fn recording_keeps_headers_and_body_exactly() {
     let mock = MockUpstream::start().await.unwrap();
     let body = br#"{"status":"hello \u00e9","n":1}"#;
     let response = client()
-        .post(format!("{}/api/v1/statuses?trace=1&x=%20y", mock.base_url()))
+        .post(format!(
+            "{}/api/v1/statuses?trace=1&x=%20y",
+            mock.base_url()
+        ))
         .header("Authorization", "Bearer upstream-token-123")
         .header("X-Custom", "a")
         .header("X-Custom", "b")
@@ -148,8 +161,14 @@ async fn recording_keeps_headers_and_body_exactly() {
     assert_eq!(request.path, "/api/v1/statuses");
     assert_eq!(request.query.as_deref(), Some("trace=1&x=%20y"));
     assert_eq!(&request.body[..], body);
-    assert_eq!(request.header("authorization"), Some("Bearer upstream-token-123"));
-    assert_eq!(request.header("AUTHORIZATION"), Some("Bearer upstream-token-123"));
+    assert_eq!(
+        request.header("authorization"),
+        Some("Bearer upstream-token-123")
+    );
+    assert_eq!(
+        request.header("AUTHORIZATION"),
+        Some("Bearer upstream-token-123")
+    );
     assert_eq!(request.header("x-api-key"), None);
     let custom: Vec<&str> = request
         .headers
@@ -179,7 +198,11 @@ async fn pushed_503_then_normal_200() {
 
     let ok = http.get(&url).send().await.unwrap();
     assert_eq!(ok.status(), 200);
-    assert_eq!(mock.requests().len(), 2, "faulted requests are recorded too");
+    assert_eq!(
+        mock.requests().len(),
+        2,
+        "faulted requests are recorded too"
+    );
 }
 
 #[tokio::test]
@@ -215,7 +238,11 @@ async fn blanket_429_fault_uses_the_configured_retry_after() {
         assert_eq!(response.headers()["retry-after"], "30");
     }
     mock.set_faults(Faults::default());
-    let ok = http.get(format!("{}/health", mock.base_url())).send().await.unwrap();
+    let ok = http
+        .get(format!("{}/health", mock.base_url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status(), 200);
 }
 
@@ -229,7 +256,11 @@ async fn error_rate_is_deterministic() {
     });
     let mut statuses = Vec::new();
     for _ in 0..6 {
-        let response = http.get(format!("{}/health", mock.base_url())).send().await.unwrap();
+        let response = http
+            .get(format!("{}/health", mock.base_url()))
+            .send()
+            .await
+            .unwrap();
         statuses.push(response.status().as_u16());
     }
     assert_eq!(statuses, [200, 503, 200, 503, 200, 503]);
@@ -275,7 +306,10 @@ async fn fault_header_reset_and_unknown_values() {
         .unwrap();
     assert_eq!(typo.status(), 400);
     let body: Value = typo.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("x-mock-fault"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("x-mock-fault"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -392,7 +426,10 @@ async fn echo_returns_body_and_content_type() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "application/x-custom; v=2");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/x-custom; v=2"
+    );
     assert_eq!(&response.bytes().await.unwrap()[..], &[0u8, 1, 2, 255]);
 
     // Larger than axum's default 2 MB extractor limit.
@@ -459,7 +496,11 @@ async fn control_api_over_http() {
             .contains(&json!(["x-trace", "t1"]))
     );
 
-    let cleared = http.delete(format!("{base}/__mock/requests")).send().await.unwrap();
+    let cleared = http
+        .delete(format!("{base}/__mock/requests"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(cleared.status(), 204);
     assert!(mock.requests().is_empty());
 
@@ -499,14 +540,26 @@ async fn control_api_over_http() {
         .send()
         .await
         .unwrap();
-    let pushed = http.post(format!("{base}/__mock/status/418")).send().await.unwrap();
+    let pushed = http
+        .post(format!("{base}/__mock/status/418"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(pushed.status(), 204);
     assert_eq!(
-        http.post(format!("{base}/__mock/status/42")).send().await.unwrap().status(),
+        http.post(format!("{base}/__mock/status/42"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
         400
     );
     assert_eq!(
-        http.get(format!("{base}/health")).send().await.unwrap().status(),
+        http.get(format!("{base}/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
         418
     );
 }
@@ -544,7 +597,11 @@ async fn shutdown_is_graceful_and_bounded_with_a_stream_in_flight() {
     let reader = tokio::spawn(read_body(response));
     mock.shutdown().await;
     let (body, error) = reader.await.unwrap();
-    assert_eq!(body.len(), 10, "the first chunk, then the stream ended early");
+    assert_eq!(
+        body.len(),
+        10,
+        "the first chunk, then the stream ended early"
+    );
     assert!(error.is_some(), "an interrupted stream is not a clean end");
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }

@@ -22,8 +22,16 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
 /// The models `GET /v1/models` lists with `anthropic-version`: id, display
 /// name, release date.
 const MODELS: [(&str, &str, &str); 2] = [
-    ("claude-sonnet-4-5", "Claude Sonnet 4.5", "2025-09-29T00:00:00Z"),
-    ("claude-haiku-4-5", "Claude Haiku 4.5", "2025-10-15T00:00:00Z"),
+    (
+        "claude-sonnet-4-5",
+        "Claude Sonnet 4.5",
+        "2025-09-29T00:00:00Z",
+    ),
+    (
+        "claude-haiku-4-5",
+        "Claude Haiku 4.5",
+        "2025-10-15T00:00:00Z",
+    ),
 ];
 
 /// `POST /v1/messages`.

@@ -46,7 +46,14 @@ pub const MAX_CHUNKS: usize = 100_000;
 
 /// The words the fake model "writes"; delta `i` is `WORDS[i % len]`.
 static WORDS: [&str; 8] = [
-    "Hello", " from", " the", " mock", " upstream", ",", " steward", ".",
+    "Hello",
+    " from",
+    " the",
+    " mock",
+    " upstream",
+    ",",
+    " steward",
+    ".",
 ];
 
 /// Per-request knobs read from the `x-mock-*` headers.
@@ -207,13 +214,19 @@ impl<'a> Exchange<'a> {
             let mut pacing = self.pacing(2, Duration::ZERO);
             pacing.cut_after = Some(1);
             (
-                [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
                 paced_body(frames, pacing),
             )
                 .into_response()
         } else {
             (
-                [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
                 bytes,
             )
                 .into_response()

@@ -53,7 +53,12 @@ pub(crate) async fn chat_completions(
     answer(chat(&shared, conn, &headers, &body))
 }
 
-fn chat(shared: &Shared, conn: ConnHandle, headers: &HeaderMap, body: &Bytes) -> Result<Response, ApiError> {
+fn chat(
+    shared: &Shared,
+    conn: ConnHandle,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
     let request = parse_object(body)?;
     let model = model_of(&request)?;
     let exchange = Exchange::new(shared, conn, headers, body.len(), REQUEST_ID)?;
@@ -118,16 +123,20 @@ fn chat(shared: &Shared, conn: ConnHandle, headers: &HeaderMap, body: &Bytes) ->
         }
         sse_event(None, &chunk)
     };
-    let choice = |delta: Value, finish: Value| {
-        json!([{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }])
-    };
+    let choice = |delta: Value, finish: Value| json!([{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }]);
     let mut frames = Vec::with_capacity(knobs.chunks + 4);
     frames.push(chunk(
-        choice(json!({"role": "assistant", "content": "", "refusal": null}), Value::Null),
+        choice(
+            json!({"role": "assistant", "content": "", "refusal": null}),
+            Value::Null,
+        ),
         None,
     ));
     for delta in knobs.deltas() {
-        frames.push(chunk(choice(json!({ "content": delta }), Value::Null), None));
+        frames.push(chunk(
+            choice(json!({ "content": delta }), Value::Null),
+            None,
+        ));
     }
     frames.push(chunk(choice(json!({}), json!("stop")), None));
     if include_usage {
@@ -290,7 +299,12 @@ pub(crate) async fn embeddings(
     answer(embed(&shared, conn, &headers, &body))
 }
 
-fn embed(shared: &Shared, conn: ConnHandle, headers: &HeaderMap, body: &Bytes) -> Result<Response, ApiError> {
+fn embed(
+    shared: &Shared,
+    conn: ConnHandle,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
     use base64::Engine as _;
 
     let request = parse_object(body)?;
@@ -308,7 +322,11 @@ fn embed(shared: &Shared, conn: ConnHandle, headers: &HeaderMap, body: &Bytes) -
                 other => other.to_string(),
             })
             .collect(),
-        _ => return Err(ApiError::Invalid("input: a string or a non-empty array is required".to_owned())),
+        _ => {
+            return Err(ApiError::Invalid(
+                "input: a string or a non-empty array is required".to_owned(),
+            ));
+        }
     };
     let dimensions = match request.get("dimensions") {
         None => DEFAULT_EMBEDDING_DIMENSIONS,
@@ -358,20 +376,14 @@ fn embed(shared: &Shared, conn: ConnHandle, headers: &HeaderMap, body: &Bytes) -
 fn embedding_of(text: &str, dimensions: usize) -> Vec<f32> {
     const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-    let base = text
-        .bytes()
-        .fold(FNV_OFFSET, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME));
+    let base = text.bytes().fold(FNV_OFFSET, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME)
+    });
     (0..dimensions)
         .map(|j| {
-            let hash = (j as u64)
-                .to_le_bytes()
-                .iter()
-                .fold(base, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME));
-            #[expect(
-                clippy::cast_precision_loss,
-                clippy::cast_possible_truncation,
-                reason = "the top 24 bits fit an f32 mantissa exactly"
-            )]
+            let hash = (j as u64).to_le_bytes().iter().fold(base, |hash, &byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME)
+            });
             let unit = (hash >> 40) as f32 / (1u64 << 24) as f32;
             unit * 2.0 - 1.0
         })

@@ -3,6 +3,11 @@
 //! received before an error, and a small SSE parser.
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers: failing loudly is the point"
+)]
 
 use futures_util::StreamExt as _;
 
