@@ -52,7 +52,9 @@ pub(crate) enum ApiError {
     /// `x-mock-fault` header).
     #[error("{}", injected_message(*status))]
     Injected {
+        /// The status to answer.
         status: StatusCode,
+        /// Seconds for the `Retry-After` header.
         retry_after: Option<u64>,
     },
 }

@@ -41,10 +41,15 @@ pub struct Faults {
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct FaultsWire {
+    /// [`Faults::latency`] in milliseconds.
     pub latency_ms: u64,
+    /// [`Faults::error_rate`].
     pub error_rate: f64,
+    /// [`Faults::retry_after_429`].
     pub retry_after_429: Option<u64>,
+    /// [`Faults::reset_connections`].
     pub reset_connections: u32,
+    /// [`Faults::cut_stream_after`].
     pub cut_stream_after: Option<usize>,
 }
 
@@ -86,7 +91,9 @@ pub(crate) enum Verdict {
     Reset,
     /// Answer with this status (and `Retry-After` when set) after the latency.
     Respond {
+        /// The status to answer.
         status: u16,
+        /// Seconds for the `Retry-After` header.
         retry_after: Option<u64>,
     },
     /// Serve the request normally after the latency.

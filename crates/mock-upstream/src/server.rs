@@ -2,7 +2,7 @@
 //! shutdown mechanism.
 //!
 //! # Shutdown
-//! There is one mechanism: cancelling [`Shared::shutdown`]. The accept loop
+//! There is one mechanism: cancelling `Shared::shutdown`. The accept loop
 //! stops accepting and drops the listener; every connection is told to shut
 //! down gracefully (the in-flight response finishes, keep-alive ends);
 //! streaming bodies stop early. The loop then waits up to
@@ -35,8 +35,11 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
 /// A bound, running server.
 pub(crate) struct Running {
+    /// The bound address (the real port when 0 was asked for).
     pub addr: SocketAddr,
+    /// State shared with every connection.
     pub shared: Arc<Shared>,
+    /// The accept loop; finishes once shutdown has drained connections.
     pub accept_task: JoinHandle<()>,
 }
 

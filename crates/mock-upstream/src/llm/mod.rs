@@ -1,7 +1,7 @@
 //! Owns the fake LLM providers: what they share (request parsing, the
 //! `x-mock-*` knobs, deterministic text and token counts, SSE framing,
-//! streamed and cut responses). The provider shapes live in [`openai`] and
-//! [`anthropic`].
+//! streamed and cut responses). The provider shapes live in `openai` and
+//! `anthropic`.
 //!
 //! # Knobs (request headers)
 //! | header | default | meaning |
@@ -59,14 +59,21 @@ static WORDS: [&str; 8] = [
 /// Per-request knobs read from the `x-mock-*` headers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Knobs {
+    /// Reported input (prompt) tokens.
     pub input_tokens: u64,
+    /// Reported output (completion) tokens.
     pub output_tokens: u64,
+    /// Reported cached input tokens (cache reads).
     pub cached_tokens: u64,
+    /// Reported cache-write tokens (Anthropic only).
     pub cache_write_tokens: u64,
+    /// Reported reasoning tokens (OpenAI only).
     pub reasoning_tokens: u64,
+    /// Number of content deltas generated.
     pub chunks: usize,
+    /// Pause between SSE events.
     pub delay: Duration,
-    /// `x-mock-fault: cut`.
+    /// `x-mock-fault: cut`: drop the connection half-way.
     pub cut: bool,
 }
 
@@ -162,6 +169,7 @@ pub(crate) fn sse_event(event: Option<&str>, data: &Value) -> Bytes {
 pub(crate) struct Exchange<'a> {
     shared: &'a Shared,
     conn: ConnHandle,
+    /// The request's `x-mock-*` knobs.
     pub knobs: Knobs,
     /// Unique per instance; ids such as `chatcmpl-mock{seq}` use it.
     pub seq: u64,
