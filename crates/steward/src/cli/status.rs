@@ -75,7 +75,7 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         anstream::println!(
             "agent    {} since {}: {}  (`steward resume` to allow calls)",
             "STOPPED".red().bold(),
-            kill.changed_ms.map(format_ms).unwrap_or_default(),
+            format_ms(kill.changed_ms),
             kill.reason.unwrap_or_default()
         );
     } else {
