@@ -1,1 +1,248 @@
-//! audit (in progress)
+//! The JSON-lines audit log: one record per call, redacted, in
+//! `<logging.dir>/audit.jsonl`, rotated by size and aged out by retention.
+//!
+//! # Writing
+//! [`AuditLog::write`] serializes the record, passes the whole line through
+//! the redactor once more (defense in depth: the caller already redacted the
+//! summary), and hands it to a dedicated writer thread over a bounded queue of
+//! [`QUEUE_CAPACITY`] records. When the queue is full, writers wait
+//! (backpressure): a record is never dropped. The thread takes everything
+//! queued, appends it to the file with one `write(2)`, and only then
+//! acknowledges each record of the batch. `write` returns after that
+//! acknowledgement.
+//!
+//! # Durability trade-off
+//! An acknowledged record is in the kernel's page cache: it survives a crash
+//! or `kill -9` of steward. It reaches the disk at the next `fdatasync`, which
+//! the writer issues at most every [`SYNC_INTERVAL`] while there is unsynced
+//! data, and always before a rotation and at [`AuditLog::shutdown`]. A power
+//! failure can therefore lose up to about one second of records; syncing every
+//! batch would cap throughput at the disk's flush rate instead.
+//!
+//! # Rotation
+//! Rename-based, never copy-and-truncate: when the next line would grow the
+//! active file past `max_file_size`, the writer syncs it, renames it to
+//! `audit-<YYYYMMDDTHHMMSS.mmmZ>-<seq>.jsonl` and opens a fresh `audit.jsonl`.
+//! Lines are only ever appended whole, so no line is split across files, lost
+//! or duplicated. A write that fails half-way is cut back to the last whole
+//! line before the error is reported; a file found ending in a partial line at
+//! open is trimmed the same way (those bytes were never acknowledged).
+//!
+//! # Failure
+//! A failed write marks the log unhealthy ([`AuditLog::is_healthy`]; the
+//! gateway refuses calls while it is) and returns the error; the thread keeps
+//! running and the next write reopens the file. If `audit.jsonl` is deleted or
+//! moved while open, the next batch notices and starts a new one rather than
+//! writing into a file nobody can see.
+//!
+//! # Retention
+//! [`AuditLog::run_retention`] (hourly, from the daemon) archives or deletes
+//! rotated files older than `retention`, then deletes the oldest archives and
+//! rotated files while the directory exceeds `max_total_size`. See
+//! `retention.rs`.
+
+mod retention;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use tokio::sync::{Semaphore, oneshot};
+
+use crate::config::LoggingConfig;
+
+pub use retention::RetentionReport;
+
+/// Records queued for the writer before [`AuditLog::write`] waits. Deep
+/// enough to absorb a burst while the disk stalls, small enough (a few MB)
+/// that a stuck disk shows up as backpressure quickly.
+pub const QUEUE_CAPACITY: usize = 8192;
+
+/// Longest time an acknowledged record stays unsynced (see the module doc).
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Name of the active file inside `logging.dir`.
+pub const ACTIVE_FILE: &str = "audit.jsonl";
+
+/// What can go wrong in the audit log.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuditError {
+    /// A file system operation failed.
+    #[error("audit log: cannot {op} {}: {source}", path.display())]
+    Io {
+        /// What was being done (`write`, `create`, `rename`, ...).
+        op: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The OS error (shared: one failed batch fails many records).
+        source: Arc<std::io::Error>,
+    },
+    /// The record could not be turned into JSON.
+    #[error("audit record could not be serialized: {0}")]
+    Serialize(#[source] Arc<serde_json::Error>),
+    /// The writer thread has stopped (after shutdown).
+    #[error("the audit log writer has stopped")]
+    Stopped,
+}
+
+impl AuditError {
+    fn io(op: &'static str, path: &Path, source: std::io::Error) -> Self {
+        AuditError::Io { op, path: path.to_path_buf(), source: Arc::new(source) }
+    }
+}
+
+/// One audit line. Field order is the JSON key order.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AuditRecord {
+    /// When the call arrived: RFC 3339 UTC with milliseconds (see [`format_ts`]).
+    pub ts: String,
+    /// UUIDv7 shared with the journal row and the `x-steward-call-id` header.
+    pub call_id: String,
+    /// `agent.name` from the config.
+    pub agent: String,
+    /// Front door: `api`, `llm`, `mcp`.
+    pub door: String,
+    /// Identified tool; absent for unmatched calls.
+    pub tool: Option<String>,
+    /// Upstream name.
+    pub upstream: String,
+    /// Method.
+    pub method: String,
+    /// Path relative to the upstream.
+    pub path: String,
+    /// Redacted and truncated by the caller.
+    pub input_summary: String,
+    /// SHA-256 of the raw input: proves what was sent without storing it.
+    pub input_sha256: String,
+    /// `allowed`, `killed`, `rate_limited`, `loop_detected`, `unmatched`,
+    /// `unauthenticated`, `store_unavailable`, `bad_request`, `upstream_error`...
+    pub decision: String,
+    /// Why, for anything but a plain success.
+    pub reason: Option<String>,
+    /// HTTP status returned to the agent.
+    pub status: Option<u16>,
+    /// Wall time of the call.
+    pub duration_ms: u64,
+    /// Upstream attempts (retries included).
+    pub attempts: u32,
+    /// Door-specific fields (model, tokens, cost_usd, stream), flattened into
+    /// the record. Keys must not repeat the fields above.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `t` as RFC 3339 UTC with milliseconds, e.g. `2026-11-26T04:00:00.123Z`.
+pub fn format_ts(t: SystemTime) -> String {
+    let t = time::OffsetDateTime::from(t);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+/// The audit log. Share it behind an `Arc`; [`AuditLog::shutdown`] needs it
+/// back by value.
+pub struct AuditLog {
+    cfg: LoggingConfig,
+    redactor: Arc<ArcSwap<redact::Redactor>>,
+    /// One permit per queued record: the bound of the queue.
+    permits: Arc<Semaphore>,
+    queue: std::sync::mpsc::Sender<writer::Msg>,
+    healthy: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog").field("dir", &self.cfg.dir).field("healthy", &self.is_healthy()).finish_non_exhaustive()
+    }
+}
+
+impl AuditLog {
+    /// Creates `logging.dir` (0700) if needed, opens `audit.jsonl` (0600) and
+    /// starts the writer thread.
+    pub fn open(cfg: &LoggingConfig, redactor: Arc<ArcSwap<redact::Redactor>>) -> Result<AuditLog, AuditError> {
+        writer::create_private_dir(&cfg.dir)?;
+        let healthy = Arc::new(AtomicBool::new(true));
+        let writer = writer::Writer::open(&cfg.dir, cfg.max_file_size, Arc::clone(&healthy))?;
+        let (queue, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("steward-audit-writer".into())
+            .spawn(move || writer.run(&rx))
+            .map_err(|e| AuditError::io("start the writer thread for", &cfg.dir, e))?;
+        Ok(AuditLog {
+            cfg: cfg.clone(),
+            redactor,
+            permits: Arc::new(Semaphore::new(QUEUE_CAPACITY)),
+            queue,
+            healthy,
+            thread: Some(thread),
+        })
+    }
+
+    /// Appends one record. Returns once the line was written to the file
+    /// (flushed to the kernel), or with the error that prevented it.
+    pub async fn write(&self, rec: &AuditRecord) -> Result<(), AuditError> {
+        let line = serde_json::to_string(rec).map_err(|e| AuditError::Serialize(Arc::new(e)))?;
+        let line = one_line(self.redactor.load().redact(&line).into_owned());
+        let permit = Arc::clone(&self.permits).acquire_owned().await.map_err(|_| AuditError::Stopped)?;
+        let (ack, done) = oneshot::channel();
+        self.queue.send(writer::Msg::Line { line, ack, _permit: permit }).map_err(|_| AuditError::Stopped)?;
+        done.await.map_err(|_| AuditError::Stopped)?
+    }
+
+    /// False after a failed write, until a later write succeeds.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    /// Archives or deletes rotated files older than `retention` as of `now`,
+    /// then enforces `max_total_size`. Blocking file work: call it from
+    /// `spawn_blocking`. Fails only if the directory cannot be listed; a file
+    /// that cannot be handled is listed in [`RetentionReport::failures`] and
+    /// retried next run.
+    pub fn run_retention(&self, now: SystemTime) -> Result<RetentionReport, AuditError> {
+        retention::run(&self.cfg, now)
+    }
+
+    /// `<logging.dir>/audit.jsonl`.
+    pub fn active_path(&self) -> PathBuf {
+        self.cfg.dir.join(ACTIVE_FILE)
+    }
+
+    /// Writes everything queued, fsyncs, and stops the writer thread.
+    pub async fn shutdown(mut self) {
+        let (done, finished) = oneshot::channel();
+        if self.queue.send(writer::Msg::Shutdown(done)).is_ok() {
+            // Err: the thread is already gone; nothing left to wait for.
+            let _ = finished.await;
+        }
+        if let Some(thread) = self.thread.take() {
+            // The thread exits right after acknowledging the shutdown.
+            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::error!("audit writer thread did not stop cleanly");
+            }
+        }
+    }
+}
+
+/// A serialized record always is one line (serde_json escapes control
+/// characters); this guards against a redaction rule that would put a raw
+/// line break back.
+fn one_line(line: String) -> String {
+    if line.contains(['\n', '\r']) { line.replace('\n', "\\n").replace('\r', "\\r") } else { line }
+}

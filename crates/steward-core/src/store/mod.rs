@@ -1,1 +1,553 @@
-//! store (in progress)
+//! The SQLite state store: the call journal, the persistent rate windows, the
+//! loop breaker's memory, the kill switch and a small key/value table.
+//!
+//! # Why it looks like this
+//! - **One writer thread per [`Store`]** owns the write connection. Every write
+//!   is an op sent over a bounded channel with a `oneshot` reply. The thread
+//!   blocks for one op, drains up to [`MAX_BATCH_EXTRA`] more that are already
+//!   queued, and runs them all inside one `BEGIN IMMEDIATE … COMMIT` (group
+//!   commit): one WAL commit pays for the whole batch. Ops are evaluated
+//!   **sequentially** inside that transaction, so a check-and-reserve (rate
+//!   window, loop breaker, kill switch) sees the effect of every op before it:
+//!   twenty concurrent admits against `10/hour` admit exactly ten.
+//! - Each op runs under its own savepoint: an op that fails on its own (a
+//!   duplicate call id) is rolled back alone. When SQLite rolls back the whole
+//!   transaction (I/O error, disk full) or the commit fails, **every** op of the
+//!   batch gets the error: the caller refuses its call (fail closed).
+//! - `BEGIN IMMEDIATE` takes SQLite's write lock up front, so several
+//!   processes (the daemon and `steward stop`) can share one file: their
+//!   batches serialize on the lock (`busy_timeout` 5 s) and stay exact.
+//! - Reads use a separate read-only connection behind a mutex, on
+//!   `spawn_blocking`. WAL lets them run while the writer commits, and they see
+//!   every committed write, including another process's.
+//! - Time is never read here: every call passes `now_ms` (unix epoch
+//!   milliseconds), so tests inject time.
+//! - Before every batch and every read the store checks that the database path
+//!   still names the file it opened. A deleted, moved or replaced database
+//!   makes every call fail with [`StoreError::Unavailable`] instead of
+//!   silently journaling into an unlinked file.
+//! - Durability: WAL with `synchronous=NORMAL`. A committed write survives a
+//!   crash or `kill -9` of steward (it is in the WAL, in the kernel); a power
+//!   failure may lose the last commits before the next WAL checkpoint.
+//!
+//! The async API works on any tokio runtime, including the current-thread
+//! runtime a CLI command builds (`Runtime::block_on(store.engage_kill(..))`).
+//!
+//! # Schema (version 1, see `schema::MIGRATIONS`)
+//! - `calls`: one row per call the gateway saw. `id` is the caller's UUIDv7;
+//!   `started_ms`/`finished_ms` are epoch ms; `decision` is `allowed` for an
+//!   admitted call (in flight while `finished_ms` is NULL) or the refusal
+//!   (`killed`, `loop_detected`, `rate_limited`, `unmatched`, ...); `status`
+//!   is the HTTP status returned to the agent (NULL when none, or for refusals
+//!   decided by [`Store::admit`], whose status the gateway chooses).
+//!   Indexes: `(tool, decision, started_ms)` for rate windows,
+//!   `(tool, loop_key, started_ms)` for the loop breaker, `(started_ms)` for
+//!   `steward last`, and a partial index on in-flight rows for
+//!   [`Store::settle_interrupted`].
+//! - `kill_switch`: exactly one row (`id = 1`): `engaged`, `reason`, `source`,
+//!   `changed_ms` (when it was last engaged or released).
+//! - `kv`: small persisted state (alert states, last backup time).
+
+mod queries;
+mod schema;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{LoopBreakerConfig, RateLimit};
+
+use writer::{Op, Request, Response};
+
+/// Ops queued for the writer beyond this wait in `send`: backpressure instead
+/// of unbounded memory when the disk is slow.
+pub const WRITE_QUEUE: usize = 1024;
+
+/// Ops a batch may take on top of the one the writer blocked for. Bounds the
+/// time one transaction holds SQLite's write lock (another process waits for
+/// it) and the latency of the first op in the batch.
+pub const MAX_BATCH_EXTRA: usize = 256;
+
+/// How long a connection waits for another process's write lock before the
+/// call fails as [`StoreError::Unavailable`]. Long enough for any batch, short
+/// enough that the agent gets an answer.
+pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What can go wrong in the store. The gateway maps each variant to a refusal;
+/// none of them lets a call through.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot answer now: I/O error, disk full, locked by another
+    /// process past [`BUSY_TIMEOUT`], file missing or replaced, writer gone.
+    /// The gateway answers 503 `store_unavailable`.
+    #[error("state store unavailable: {0}")]
+    Unavailable(String),
+    /// The file is not a steward database or is damaged.
+    #[error("state store is damaged: {0}; restore it from a backup")]
+    Corrupt(String),
+    /// The database was migrated by a newer steward.
+    #[error(
+        "state store schema version {found} is newer than this steward supports ({supported}); \
+         run the newer steward or restore a backup made by this version"
+    )]
+    TooNew {
+        /// `PRAGMA user_version` found in the file.
+        found: i64,
+        /// Highest version this binary knows.
+        supported: i64,
+    },
+    /// The thing asked for does not exist (e.g. completing an unknown call id).
+    #[error("{0} not found in the state store")]
+    NotFound(String),
+}
+
+/// A call asking to be let through, or to be journaled as refused.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    /// UUIDv7 text (see [`new_call_id`]); the journal's primary key.
+    pub call_id: String,
+    /// When the call arrived, epoch ms; the start of every window test.
+    pub now_ms: i64,
+    /// Front door: `api`, `llm` or `mcp`.
+    pub door: String,
+    /// Tool the call was identified as; `None` for unmatched calls (no limit,
+    /// no loop breaker).
+    pub tool: Option<String>,
+    /// Upstream name.
+    pub upstream: String,
+    /// HTTP method (or MCP method).
+    pub method: String,
+    /// Path relative to the upstream.
+    pub path: String,
+    /// Hex hash of tool + normalized input, computed by the caller; equal keys
+    /// are "identical calls" for the loop breaker.
+    pub loop_key: String,
+    /// Redacted, truncated input summary; stored as given.
+    pub input_summary: String,
+    /// SHA-256 of the raw input, hex.
+    pub input_sha256: String,
+    /// Persistent window for this tool, if any.
+    pub limit: Option<RateLimit>,
+    /// `max_identical == 0` disables the loop breaker.
+    pub loop_breaker: LoopBreakerConfig,
+}
+
+/// What [`Store::admit`] decided. Every variant has been journaled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdmitOutcome {
+    /// Row inserted with decision `allowed`, in flight until [`Store::complete`].
+    Admitted,
+    /// The kill switch is engaged; row inserted with decision `killed`.
+    Killed {
+        /// The kill switch's reason.
+        reason: String,
+    },
+    /// This call completes a run of `max_identical` identical calls: the kill
+    /// switch is now engaged (source `loop_breaker`) and the row inserted with
+    /// decision `loop_detected`.
+    LoopDetected {
+        /// `loop detected: <tool>`.
+        reason: String,
+    },
+    /// The tool's window is full; row inserted with decision `rate_limited`.
+    RateLimited {
+        /// Milliseconds until enough calls leave the window for this one to
+        /// fit (at least 1).
+        retry_after_ms: i64,
+    },
+}
+
+/// Final outcome of an admitted call.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// The admitted call.
+    pub call_id: String,
+    /// When the call finished, epoch ms.
+    pub now_ms: i64,
+    /// HTTP status returned to the agent; `None` when no response was relayed.
+    pub status: Option<u16>,
+    /// Wall time of the call.
+    pub duration_ms: u64,
+    /// Upstream attempts made (retries included).
+    pub attempts: u32,
+    /// Pointer to a stored response (for rollback), if any.
+    pub response_ref: Option<String>,
+    /// Redacted error text; stored as the row's `reason`.
+    pub error: Option<String>,
+    /// Door-specific details (model, tokens, ...) as a JSON object.
+    pub extra_json: Option<String>,
+}
+
+/// The persisted kill switch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KillState {
+    /// While true every admission is refused.
+    pub engaged: bool,
+    /// Why it was engaged (kept after release for `steward status`).
+    pub reason: Option<String>,
+    /// Who engaged it: `cli`, `loop_breaker`, `dashboard`, ...
+    pub source: Option<String>,
+    /// When it was last engaged or released, epoch ms (0: never).
+    pub changed_ms: i64,
+}
+
+/// Filter for [`Store::last`].
+#[derive(Debug, Clone)]
+pub struct LastQuery {
+    /// At most this many rows, newest first.
+    pub limit: u32,
+    /// Only this tool.
+    pub tool: Option<String>,
+    /// Only calls started at or after this time, epoch ms.
+    pub since_ms: Option<i64>,
+    /// Only failed calls: refused, status >= 400, or finished without a status.
+    pub failed_only: bool,
+}
+
+impl Default for LastQuery {
+    /// The 20 newest calls: what fits on a terminal.
+    fn default() -> Self {
+        Self {
+            limit: 20,
+            tool: None,
+            since_ms: None,
+            failed_only: false,
+        }
+    }
+}
+
+/// One journaled call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRow {
+    /// UUIDv7 call id.
+    pub id: String,
+    /// Arrival, epoch ms.
+    pub started_ms: i64,
+    /// Completion, epoch ms; `None` while in flight.
+    pub finished_ms: Option<i64>,
+    /// Front door.
+    pub door: String,
+    /// Identified tool; `None` for unmatched calls.
+    pub tool: Option<String>,
+    /// Upstream name.
+    pub upstream: String,
+    /// Method.
+    pub method: String,
+    /// Path relative to the upstream.
+    pub path: String,
+    /// Loop-breaker key.
+    pub loop_key: String,
+    /// Redacted input summary.
+    pub input_summary: String,
+    /// SHA-256 of the raw input.
+    pub input_sha256: String,
+    /// `allowed` or the refusal.
+    pub decision: String,
+    /// Refusal reason, error text, or `interrupted`.
+    pub reason: Option<String>,
+    /// HTTP status returned to the agent.
+    pub status: Option<u16>,
+    /// Wall time of the call.
+    pub duration_ms: Option<u64>,
+    /// Upstream attempts.
+    pub attempts: u32,
+    /// Pointer to a stored response.
+    pub response_ref: Option<String>,
+    /// Cost of the call in USD (written by the spend ledger).
+    pub cost_usd: Option<f64>,
+    /// Door-specific details, JSON.
+    pub extra_json: Option<String>,
+}
+
+impl CallRow {
+    /// Refused, answered with status >= 400, or finished without a status.
+    pub fn is_failed(&self) -> bool {
+        self.decision != "allowed"
+            || self.status.is_some_and(|s| s >= 400)
+            || (self.status.is_none() && self.finished_ms.is_some())
+    }
+}
+
+/// Writer activity since [`Store::open`], for metrics: `ops / batches` is the
+/// group-commit factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriterStats {
+    /// Transactions committed.
+    pub batches: u64,
+    /// Ops those transactions carried.
+    pub ops: u64,
+}
+
+/// Counters shared with the writer thread.
+#[derive(Debug, Default)]
+struct WriterCounters {
+    batches: AtomicU64,
+    ops: AtomicU64,
+}
+
+/// A fresh call id: UUIDv7, so ids sort by time.
+pub fn new_call_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Handle to the store. Cheap to clone; every clone shares one writer thread
+/// and one read connection. Dropping the last clone stops the writer after it
+/// finished the ops already queued.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    // Field order matters: `ops` is dropped before `_writer_thread`, so the
+    // writer sees its channel close and exits before the join.
+    ops: mpsc::Sender<Op>,
+    path: PathBuf,
+    reader: Mutex<schema::Opened>,
+    counters: Arc<WriterCounters>,
+    _writer_thread: WriterThread,
+}
+
+/// Joins the writer thread on drop, so the last `Store` clone closes the
+/// database before its drop returns (a reopen in the same process then finds
+/// it closed).
+struct WriterThread(Option<JoinHandle<()>>);
+
+impl Drop for WriterThread {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take()
+            && handle.join().is_err()
+        {
+            tracing::error!("state store writer thread panicked");
+        }
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed, mode 0600) and migrates the database at
+    /// `path`, and starts its writer thread. The parent directory must exist.
+    /// Blocking, but cheap (about a millisecond): fine for CLI commands and
+    /// daemon startup. Many processes may open the same file.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let writer = schema::open_writer(path, schema::MIGRATIONS)?;
+        let reader = schema::open_reader(path)?;
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let counters = Arc::new(WriterCounters::default());
+        let handle = writer::spawn(writer, rx, Arc::clone(&counters)).map_err(|e| {
+            StoreError::Unavailable(format!("cannot start the store writer thread: {e}"))
+        })?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                ops: tx,
+                path: path.to_path_buf(),
+                reader: Mutex::new(reader),
+                counters,
+                _writer_thread: WriterThread(Some(handle)),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Decides whether a call may go through, and journals it either way. See
+    /// [`AdmitOutcome`]. Order, inside one transaction: kill switch, loop
+    /// breaker, rate limit, insert.
+    pub async fn admit(&self, a: Admission) -> Result<AdmitOutcome, StoreError> {
+        match self.write(Request::Admit(a)).await? {
+            Response::Admit(outcome) => Ok(outcome),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Journals a call refused before admission (unauthenticated, unmatched,
+    /// bad request, body too large...): finished at once with `status`.
+    pub async fn record_refused(
+        &self,
+        a: Admission,
+        decision: &str,
+        reason: &str,
+        status: u16,
+    ) -> Result<(), StoreError> {
+        let req = Request::Refused {
+            admission: a,
+            decision: decision.to_owned(),
+            reason: reason.to_owned(),
+            status,
+        };
+        self.write_done(req).await
+    }
+
+    /// Records the final outcome of an admitted call. [`StoreError::NotFound`]
+    /// when no call has that id.
+    pub async fn complete(&self, c: Completion) -> Result<(), StoreError> {
+        self.write_done(Request::Complete(c)).await
+    }
+
+    /// Engages the kill switch. Already engaged: nothing changes, so the
+    /// first cause (reason, source, time) stays on record.
+    pub async fn engage_kill(
+        &self,
+        reason: &str,
+        source: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.write_done(Request::EngageKill {
+            reason: reason.to_owned(),
+            source: source.to_owned(),
+            now_ms,
+        })
+        .await
+    }
+
+    /// Releases the kill switch (a human `steward resume`). Always stamps
+    /// `changed_ms = now_ms`, which also restarts the loop breaker's count.
+    pub async fn release_kill(&self, now_ms: i64) -> Result<(), StoreError> {
+        self.write_done(Request::ReleaseKill { now_ms }).await
+    }
+
+    /// The kill switch as committed right now (any process's write included).
+    pub async fn kill_state(&self) -> Result<KillState, StoreError> {
+        self.read(queries::kill_state).await
+    }
+
+    /// Journal rows matching `q`, newest first.
+    pub async fn last(&self, q: LastQuery) -> Result<Vec<CallRow>, StoreError> {
+        self.read(move |conn| queries::last(conn, &q)).await
+    }
+
+    /// Allowed calls per tool started at or after `since_ms`, sorted by tool.
+    pub async fn tool_counts_since(&self, since_ms: i64) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read(move |conn| queries::tool_counts_since(conn, since_ms))
+            .await
+    }
+
+    /// Marks calls still in flight (left by a daemon that crashed) as
+    /// finished at `now_ms` with reason `interrupted`; decision unchanged,
+    /// status NULL. Returns how many. Only the daemon holding the daemon lock
+    /// may call this, at startup: it cannot tell a crashed call from a live one.
+    pub async fn settle_interrupted(&self, now_ms: i64) -> Result<u64, StoreError> {
+        match self.write(Request::SettleInterrupted { now_ms }).await? {
+            Response::Count(n) => Ok(n),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Batches and ops committed by this handle's writer.
+    pub fn writer_stats(&self) -> WriterStats {
+        WriterStats {
+            batches: self.inner.counters.batches.load(Ordering::Relaxed),
+            ops: self.inner.counters.ops.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A small persisted value.
+    pub async fn kv_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_owned();
+        self.read(move |conn| queries::kv_get(conn, &key)).await
+    }
+
+    /// Sets a small persisted value.
+    pub async fn kv_set(&self, key: &str, value: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.write_done(Request::KvSet {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            now_ms,
+        })
+        .await
+    }
+
+    /// Runs an empty write transaction: `Ok` means a call could be journaled
+    /// right now (for `/healthz` and `steward doctor`).
+    pub async fn check_writable(&self) -> Result<(), StoreError> {
+        self.write_done(Request::Ping).await
+    }
+
+    async fn write_done(&self, req: Request) -> Result<(), StoreError> {
+        match self.write(req).await? {
+            Response::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn write(&self, req: Request) -> Result<Response, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .ops
+            .send(Op { req, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let reader = inner
+                .reader
+                .lock()
+                .map_err(|_| StoreError::Unavailable("the read connection is poisoned".into()))?;
+            reader.check_same_file()?;
+            f(&reader.conn)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
+    }
+
+    /// Runs raw SQL on the writer connection inside a batch (tests only: to
+    /// simulate a full disk).
+    #[cfg(test)]
+    async fn exec_on_writer(&self, sql: &str) -> Result<(), StoreError> {
+        self.write_done(Request::Exec(sql.to_owned())).await
+    }
+}
+
+fn unexpected(resp: &Response) -> StoreError {
+    StoreError::Unavailable(format!("store writer sent an unexpected reply: {resp:?}"))
+}
+
+/// Maps a SQLite error to a [`StoreError`], with what was being done.
+fn sql_error(doing: &str, e: rusqlite::Error) -> StoreError {
+    use rusqlite::ffi::ErrorCode;
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) =>
+        {
+            StoreError::Corrupt(format!("{doing}: {e}"))
+        }
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::InvalidColumnType(..) => {
+            StoreError::Corrupt(format!("{doing}: unexpected value: {e}"))
+        }
+        _ => StoreError::Unavailable(format!("{doing}: {e}")),
+    }
+}
+
+/// A duration as whole milliseconds, saturating (a window longer than
+/// 292 million years is "forever").
+fn duration_ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}

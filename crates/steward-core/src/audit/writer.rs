@@ -1,0 +1,336 @@
+//! The audit writer thread: owns `audit.jsonl`, batches queued lines into
+//! one write, rotates by size, syncs on a timer.
+
+use std::fs::{DirBuilder, File, OpenOptions, Permissions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Instant, SystemTime};
+
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+
+use super::{ACTIVE_FILE, AuditError, SYNC_INTERVAL};
+
+/// Lines written in one batch at most: bounds the write buffer (a few MB)
+/// and the wait of the first record in it.
+const MAX_BATCH: usize = 4096;
+
+/// Chunk read backwards when looking for the last line break of a file.
+const TAIL_CHUNK: u64 = 64 * 1024;
+
+/// What the writer receives.
+pub(super) enum Msg {
+    /// One serialized, redacted line without its `\n`.
+    Line {
+        line: String,
+        ack: oneshot::Sender<Result<(), AuditError>>,
+        /// Frees a queue slot when the writer is done with the line.
+        _permit: OwnedSemaphorePermit,
+    },
+    /// Write what is queued before this, fsync, stop.
+    Shutdown(oneshot::Sender<()>),
+}
+
+type Ack = oneshot::Sender<Result<(), AuditError>>;
+
+/// Creates `dir` with mode 0700 (and missing parents). An existing directory
+/// is left as the administrator made it.
+pub(super) fn create_private_dir(dir: &Path) -> Result<(), AuditError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| AuditError::io("create directory", dir, e))?;
+    // The umask may have removed bits, never added any; this makes it exact.
+    std::fs::set_permissions(dir, Permissions::from_mode(0o700)).map_err(|e| AuditError::io("chmod 0700", dir, e))
+}
+
+/// The open active file.
+struct Active {
+    file: File,
+    /// Bytes in the file, all of them whole lines.
+    size: u64,
+    /// Device and inode, to notice the path being moved or deleted.
+    id: (u64, u64),
+}
+
+/// State of the writer thread.
+pub(super) struct Writer {
+    dir: PathBuf,
+    active_path: PathBuf,
+    max_file_size: u64,
+    /// `None` after a failure: the next batch reopens.
+    active: Option<Active>,
+    /// Bytes written since the last `fdatasync`.
+    dirty: bool,
+    last_sync: Instant,
+    /// Distinguishes rotations within one millisecond.
+    seq: u64,
+    healthy: Arc<AtomicBool>,
+}
+
+impl Writer {
+    /// Opens (or creates) the active file, so `AuditLog::open` fails early.
+    pub(super) fn open(dir: &Path, max_file_size: u64, healthy: Arc<AtomicBool>) -> Result<Writer, AuditError> {
+        let mut writer = Writer {
+            dir: dir.to_path_buf(),
+            active_path: dir.join(ACTIVE_FILE),
+            max_file_size,
+            active: None,
+            dirty: false,
+            last_sync: Instant::now(),
+            seq: 0,
+            healthy,
+        };
+        writer.ensure_open()?;
+        Ok(writer)
+    }
+
+    /// The thread's loop: until shutdown or every sender is gone.
+    pub(super) fn run(mut self, rx: &Receiver<Msg>) {
+        loop {
+            let first = if self.dirty {
+                match rx.recv_timeout(SYNC_INTERVAL.saturating_sub(self.last_sync.elapsed())) {
+                    Ok(msg) => msg,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.sync();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(msg) => msg,
+                    Err(_) => break,
+                }
+            };
+            let mut lines = Vec::new();
+            let mut shutdown = None;
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Line { line, ack, _permit } => lines.push((line, ack)),
+                    Msg::Shutdown(done) => {
+                        shutdown = Some(done);
+                        break;
+                    }
+                }
+                if lines.len() < MAX_BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !lines.is_empty() {
+                self.write_batch(lines);
+            }
+            if self.dirty && self.last_sync.elapsed() >= SYNC_INTERVAL {
+                self.sync();
+            }
+            if let Some(done) = shutdown {
+                self.sync();
+                let _ = done.send(());
+                return;
+            }
+        }
+        self.sync();
+    }
+
+    /// Appends the batch (rotating where needed), then acknowledges each line.
+    fn write_batch(&mut self, lines: Vec<(String, Ack)>) {
+        if let Err(e) = self.ensure_open() {
+            self.fail(lines.into_iter().map(|(_, ack)| ack), &e);
+            return;
+        }
+        let mut buf: Vec<u8> = Vec::new();
+        let mut pending: Vec<Ack> = Vec::new();
+        let mut lines = lines.into_iter();
+        while let Some((line, ack)) = lines.next() {
+            let len = u64::try_from(line.len()).unwrap_or(u64::MAX).saturating_add(1);
+            let used = self.active.as_ref().map_or(0, |a| a.size) + u64::try_from(buf.len()).unwrap_or(u64::MAX);
+            if used > 0 && used.saturating_add(len) > self.max_file_size {
+                let rotated = self.flush(&mut buf).and_then(|()| {
+                    ack_ok(pending.drain(..));
+                    self.rotate()
+                });
+                if let Err(e) = rotated {
+                    let rest = pending.into_iter().chain(std::iter::once(ack)).chain(lines.map(|(_, ack)| ack));
+                    self.fail(rest, &e);
+                    return;
+                }
+            }
+            buf.extend_from_slice(line.as_bytes());
+            buf.push(b'\n');
+            pending.push(ack);
+        }
+        match self.flush(&mut buf) {
+            Ok(()) => {
+                self.healthy.store(true, Ordering::Release);
+                ack_ok(pending);
+            }
+            Err(e) => self.fail(pending, &e),
+        }
+    }
+
+    fn fail(&self, acks: impl IntoIterator<Item = Ack>, e: &AuditError) {
+        self.healthy.store(false, Ordering::Release);
+        tracing::error!(error = %e, "audit log write failed");
+        for ack in acks {
+            let _ = ack.send(Err(e.clone()));
+        }
+    }
+
+    /// Appends `buf` to the active file with one write.
+    fn flush(&mut self, buf: &mut Vec<u8>) -> Result<(), AuditError> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let Some(active) = self.active.as_mut() else {
+            return Err(AuditError::io("write", &self.active_path, std::io::Error::other("file not open")));
+        };
+        let result = active.file.write_all(buf);
+        let written = u64::try_from(buf.len()).unwrap_or(u64::MAX);
+        buf.clear();
+        match result {
+            Ok(()) => {
+                active.size += written;
+                self.dirty = true;
+                Ok(())
+            }
+            Err(e) => {
+                // Cut the file back to its last whole line: those records are
+                // reported failed, so they must not also sit in the file.
+                if let Err(trunc) = active.file.set_len(active.size) {
+                    tracing::error!(error = %trunc, "could not cut a failed audit write back; it is trimmed at reopen");
+                }
+                self.active = None;
+                Err(AuditError::io("write", &self.active_path, e))
+            }
+        }
+    }
+
+    /// Makes sure `active` is an open file still named `audit.jsonl`.
+    fn ensure_open(&mut self) -> Result<(), AuditError> {
+        if let Some(active) = &self.active {
+            match std::fs::metadata(&self.active_path) {
+                Ok(meta) if (meta.dev(), meta.ino()) == active.id => return Ok(()),
+                _ => {
+                    tracing::warn!(path = %self.active_path.display(), "audit.jsonl was moved or deleted; starting a new one");
+                    self.sync();
+                    self.active = None;
+                }
+            }
+        }
+        let path = &self.active_path;
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| AuditError::io("open", path, e))?;
+        let meta = file.metadata().map_err(|e| AuditError::io("stat", path, e))?;
+        if meta.mode() & 0o777 != 0o600 {
+            file.set_permissions(Permissions::from_mode(0o600)).map_err(|e| AuditError::io("chmod 0600", path, e))?;
+        }
+        let size = trim_partial_tail(&file, meta.len()).map_err(|e| AuditError::io("repair", path, e))?;
+        self.active = Some(Active { file, size, id: (meta.dev(), meta.ino()) });
+        Ok(())
+    }
+
+    /// Syncs and renames the active file, then opens a fresh one.
+    fn rotate(&mut self) -> Result<(), AuditError> {
+        let Some(active) = self.active.take() else {
+            return self.ensure_open();
+        };
+        if let Err(e) = active.file.sync_data() {
+            self.active = Some(active);
+            return Err(AuditError::io("sync", &self.active_path, e));
+        }
+        self.dirty = false;
+        self.last_sync = Instant::now();
+        let target = self.rotated_path();
+        if let Err(e) = std::fs::rename(&self.active_path, &target) {
+            self.active = Some(active);
+            return Err(AuditError::io("rotate", &self.active_path, e));
+        }
+        drop(active);
+        self.ensure_open()?;
+        // Makes the rename and the new file survive a power failure.
+        if let Err(e) = File::open(&self.dir).and_then(|d| d.sync_all()) {
+            tracing::warn!(error = %e, "could not sync the audit directory after rotation");
+        }
+        Ok(())
+    }
+
+    /// `audit-<YYYYMMDDTHHMMSS.mmmZ>-<seq>.jsonl`, not taken yet: rename would
+    /// silently replace an existing file.
+    fn rotated_path(&mut self) -> PathBuf {
+        let t = time::OffsetDateTime::from(SystemTime::now());
+        let stamp = format!(
+            "{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.millisecond()
+        );
+        loop {
+            self.seq += 1;
+            let path = self.dir.join(format!("audit-{stamp}-{:06}.jsonl", self.seq));
+            if !path.exists() {
+                return path;
+            }
+        }
+    }
+
+    fn sync(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        if let Some(active) = &self.active {
+            match active.file.sync_data() {
+                Ok(()) => {
+                    self.dirty = false;
+                    self.last_sync = Instant::now();
+                }
+                // Retried at the next interval; the data is already in the kernel.
+                Err(e) => tracing::error!(error = %e, "could not fsync the audit log"),
+            }
+        } else {
+            self.dirty = false;
+        }
+    }
+}
+
+fn ack_ok(acks: impl IntoIterator<Item = Ack>) {
+    for ack in acks {
+        // A writer that stopped waiting no longer needs the answer.
+        let _ = ack.send(Ok(()));
+    }
+}
+
+/// Cuts a trailing partial line (bytes after the last `\n`, left by a write
+/// that failed half-way) and returns the new length. Those bytes were never
+/// acknowledged, and appending after them would glue two records together.
+fn trim_partial_tail(file: &File, len: u64) -> std::io::Result<u64> {
+    let mut end = len;
+    let mut chunk = vec![0_u8; usize::try_from(TAIL_CHUNK).unwrap_or(65_536)];
+    while end > 0 {
+        let start = end.saturating_sub(TAIL_CHUNK);
+        let n = usize::try_from(end - start).unwrap_or(chunk.len());
+        file.read_exact_at(&mut chunk[..n], start)?;
+        if let Some(pos) = chunk[..n].iter().rposition(|&b| b == b'\n') {
+            end = start + u64::try_from(pos).unwrap_or(0) + 1;
+            break;
+        }
+        end = start;
+    }
+    if end != len {
+        tracing::warn!(dropped_bytes = len - end, "trimmed a partial line from the end of the audit log");
+        file.set_len(end)?;
+    }
+    Ok(end)
+}

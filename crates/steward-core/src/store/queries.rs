@@ -1,0 +1,113 @@
+//! Read queries: the kill switch, `steward last`, per-tool counts, kv. They
+//! take any connection, so the writer can reuse [`kill_state`] inside its
+//! transaction.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{CallRow, KillState, LastQuery, StoreError, sql_error};
+
+/// The kill switch row.
+pub(super) fn kill_state(conn: &Connection) -> Result<KillState, StoreError> {
+    conn.prepare_cached("SELECT engaged, reason, source, changed_ms FROM kill_switch WHERE id = 1")
+        .and_then(|mut s| {
+            s.query_row([], |row| {
+                Ok(KillState {
+                    engaged: row.get::<_, i64>(0)? != 0,
+                    reason: row.get(1)?,
+                    source: row.get(2)?,
+                    changed_ms: row.get(3)?,
+                })
+            })
+        })
+        .map_err(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => {
+                StoreError::Corrupt("the kill switch row is missing".into())
+            }
+            e => sql_error("reading the kill switch", e),
+        })
+}
+
+/// Rows for `steward last`, newest first.
+pub(super) fn last(conn: &Connection, q: &LastQuery) -> Result<Vec<CallRow>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, started_ms, finished_ms, door, tool, upstream, method, path, loop_key, input_summary,
+                    input_sha256, decision, reason, status, duration_ms, attempts, response_ref, cost_usd, extra_json
+             FROM calls
+             WHERE (?1 IS NULL OR tool = ?1)
+               AND (?2 IS NULL OR started_ms >= ?2)
+               AND (?3 = 0 OR decision != 'allowed' OR status >= 400 OR (status IS NULL AND finished_ms IS NOT NULL))
+             ORDER BY started_ms DESC, id DESC
+             LIMIT ?4",
+        )
+        .map_err(|e| sql_error("preparing the journal query", e))?;
+    let rows = stmt
+        .query_map(
+            params![q.tool, q.since_ms, q.failed_only, q.limit],
+            call_row,
+        )
+        .map_err(|e| sql_error("reading the journal", e))?;
+    rows.collect::<Result<Vec<_>, _>>()
+        .map_err(|e| sql_error("reading the journal", e))
+}
+
+fn call_row(row: &Row<'_>) -> rusqlite::Result<CallRow> {
+    Ok(CallRow {
+        id: row.get(0)?,
+        started_ms: row.get(1)?,
+        finished_ms: row.get(2)?,
+        door: row.get(3)?,
+        tool: row.get(4)?,
+        upstream: row.get(5)?,
+        method: row.get(6)?,
+        path: row.get(7)?,
+        loop_key: row.get(8)?,
+        input_summary: row.get(9)?,
+        input_sha256: row.get(10)?,
+        decision: row.get(11)?,
+        reason: row.get(12)?,
+        status: row.get(13)?,
+        duration_ms: row.get::<_, Option<i64>>(14)?.map(non_negative),
+        attempts: row.get(15)?,
+        response_ref: row.get(16)?,
+        cost_usd: row.get(17)?,
+        extra_json: row.get(18)?,
+    })
+}
+
+/// Allowed calls per tool since `since_ms` (inclusive).
+pub(super) fn tool_counts_since(
+    conn: &Connection,
+    since_ms: i64,
+) -> Result<Vec<(String, u64)>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT tool, COUNT(*) FROM calls
+             WHERE decision = 'allowed' AND tool IS NOT NULL AND started_ms >= ?1
+             GROUP BY tool ORDER BY tool",
+        )
+        .map_err(|e| sql_error("preparing the tool counts", e))?;
+    let rows = stmt
+        .query_map([since_ms], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                non_negative(row.get::<_, i64>(1)?),
+            ))
+        })
+        .map_err(|e| sql_error("counting calls per tool", e))?;
+    rows.collect::<Result<Vec<_>, _>>()
+        .map_err(|e| sql_error("counting calls per tool", e))
+}
+
+/// SQLite has no unsigned integers; counts and durations are stored as
+/// non-negative `i64`.
+fn non_negative(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// One kv value.
+pub(super) fn kv_get(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+    conn.prepare_cached("SELECT value FROM kv WHERE key = ?1")
+        .and_then(|mut s| s.query_row([key], |row| row.get(0)).optional())
+        .map_err(|e| sql_error("reading a kv entry", e))
+}

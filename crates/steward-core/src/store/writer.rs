@@ -1,0 +1,389 @@
+//! The writer thread: owns the write connection, group-commits queued ops,
+//! and holds the SQL of every write (admission, journal, kill switch, kv).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::schema::Opened;
+use super::{
+    Admission, AdmitOutcome, Completion, MAX_BATCH_EXTRA, StoreError, WriterCounters, duration_ms,
+    queries, sql_error,
+};
+
+/// One write, with where its answer goes.
+pub(super) struct Op {
+    /// What to do.
+    pub(super) req: Request,
+    /// Answered once the batch holding this op committed (or failed).
+    pub(super) reply: oneshot::Sender<Result<Response, StoreError>>,
+}
+
+/// The writes the store performs.
+#[derive(Debug)]
+pub(super) enum Request {
+    Admit(Admission),
+    Refused {
+        admission: Admission,
+        decision: String,
+        reason: String,
+        status: u16,
+    },
+    Complete(Completion),
+    EngageKill {
+        reason: String,
+        source: String,
+        now_ms: i64,
+    },
+    ReleaseKill {
+        now_ms: i64,
+    },
+    SettleInterrupted {
+        now_ms: i64,
+    },
+    KvSet {
+        key: String,
+        value: String,
+        now_ms: i64,
+    },
+    Ping,
+    #[cfg(test)]
+    Exec(String),
+}
+
+/// What a write answers.
+#[derive(Debug)]
+pub(super) enum Response {
+    Admit(AdmitOutcome),
+    Done,
+    Count(u64),
+}
+
+/// Starts the writer thread. It runs until every sender is dropped.
+pub(super) fn spawn(
+    writer: Opened,
+    rx: mpsc::Receiver<Op>,
+    counters: Arc<WriterCounters>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("steward-store-writer".into())
+        .spawn(move || run(&writer, rx, &counters))
+}
+
+fn run(writer: &Opened, mut rx: mpsc::Receiver<Op>, counters: &WriterCounters) {
+    let mut batch = Vec::with_capacity(MAX_BATCH_EXTRA + 1);
+    while let Some(op) = rx.blocking_recv() {
+        batch.push(op);
+        while batch.len() <= MAX_BATCH_EXTRA {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        match run_batch(writer, &batch) {
+            Ok(results) => {
+                counters.batches.fetch_add(1, Ordering::Relaxed);
+                counters.ops.fetch_add(
+                    u64::try_from(results.len()).unwrap_or(u64::MAX),
+                    Ordering::Relaxed,
+                );
+                for (op, result) in batch.drain(..).zip(results) {
+                    // A caller that gave up waiting no longer needs the answer.
+                    let _ = op.reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, ops = batch.len(), "state store batch failed");
+                for op in batch.drain(..) {
+                    let _ = op.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Runs a batch in one transaction. `Err` means nothing of the batch was
+/// committed; `Ok` carries each op's own result (an op that failed alone was
+/// rolled back to its savepoint).
+fn run_batch(
+    writer: &Opened,
+    batch: &[Op],
+) -> Result<Vec<Result<Response, StoreError>>, StoreError> {
+    writer.check_same_file()?;
+    let conn = &writer.conn;
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| sql_error("starting a write transaction", e))?;
+    let mut results = Vec::with_capacity(batch.len());
+    for op in batch {
+        let result = apply_in_savepoint(conn, &op.req);
+        if conn.is_autocommit() {
+            // SQLite rolled back the whole transaction (I/O error, disk full):
+            // the earlier ops' effects are gone too, so all of them fail.
+            return Err(match result {
+                Err(e) => e,
+                Ok(_) => StoreError::Unavailable("the write transaction was rolled back".into()),
+            });
+        }
+        results.push(result);
+    }
+    if let Err(e) = conn.execute_batch("COMMIT") {
+        // Still inside the transaction after a failed COMMIT: end it, the
+        // batch is reported failed either way.
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(sql_error("committing", e));
+    }
+    Ok(results)
+}
+
+fn apply_in_savepoint(conn: &Connection, req: &Request) -> Result<Response, StoreError> {
+    conn.prepare_cached("SAVEPOINT op")
+        .and_then(|mut s| s.execute([]))
+        .map_err(|e| sql_error("opening a savepoint", e))?;
+    let result = apply(conn, req);
+    if conn.is_autocommit() {
+        return result;
+    }
+    if result.is_err() {
+        conn.prepare_cached("ROLLBACK TO op")
+            .and_then(|mut s| s.execute([]))
+            .map_err(|e| sql_error("rolling back a failed op", e))?;
+    }
+    conn.prepare_cached("RELEASE op")
+        .and_then(|mut s| s.execute([]))
+        .map_err(|e| sql_error("releasing a savepoint", e))?;
+    result
+}
+
+fn apply(conn: &Connection, req: &Request) -> Result<Response, StoreError> {
+    match req {
+        Request::Admit(a) => admit(conn, a).map(Response::Admit),
+        Request::Refused { admission, decision, reason, status } => {
+            let row = NewRow { decision, reason: Some(reason), status: Some(*status), finished: true };
+            insert_call(conn, admission, &row).map(|()| Response::Done)
+        }
+        Request::Complete(c) => complete(conn, c).map(|()| Response::Done),
+        Request::EngageKill { reason, source, now_ms } => engage_kill(conn, reason, source, *now_ms).map(|()| Response::Done),
+        Request::ReleaseKill { now_ms } => conn
+            .prepare_cached("UPDATE kill_switch SET engaged = 0, changed_ms = ?1 WHERE id = 1")
+            .and_then(|mut s| s.execute([now_ms]))
+            .map(|_| Response::Done)
+            .map_err(|e| sql_error("releasing the kill switch", e)),
+        Request::SettleInterrupted { now_ms } => conn
+            .prepare_cached(
+                "UPDATE calls SET finished_ms = ?1, reason = 'interrupted', status = NULL,
+                        duration_ms = MAX(?1 - started_ms, 0)
+                 WHERE finished_ms IS NULL",
+            )
+            .and_then(|mut s| s.execute([now_ms]))
+            .map(|n| Response::Count(u64::try_from(n).unwrap_or(u64::MAX)))
+            .map_err(|e| sql_error("settling interrupted calls", e)),
+        Request::KvSet { key, value, now_ms } => conn
+            .prepare_cached(
+                "INSERT INTO kv (key, value, updated_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms",
+            )
+            .and_then(|mut s| s.execute(params![key, value, now_ms]))
+            .map(|_| Response::Done)
+            .map_err(|e| sql_error("writing a kv entry", e)),
+        Request::Ping => Ok(Response::Done),
+        #[cfg(test)]
+        Request::Exec(sql) => conn.execute_batch(sql).map(|()| Response::Done).map_err(|e| sql_error("test exec", e)),
+    }
+}
+
+/// Kill switch, loop breaker, rate limit, insert: see [`super::Store::admit`].
+fn admit(conn: &Connection, a: &Admission) -> Result<AdmitOutcome, StoreError> {
+    let kill = queries::kill_state(conn)?;
+    if kill.engaged {
+        let reason = kill
+            .reason
+            .unwrap_or_else(|| "kill switch engaged".to_owned());
+        insert_call(
+            conn,
+            a,
+            &NewRow {
+                decision: "killed",
+                reason: Some(&reason),
+                status: None,
+                finished: true,
+            },
+        )?;
+        return Ok(AdmitOutcome::Killed { reason });
+    }
+    let Some(tool) = a.tool.as_deref() else {
+        insert_call(
+            conn,
+            a,
+            &NewRow {
+                decision: "allowed",
+                reason: None,
+                status: None,
+                finished: false,
+            },
+        )?;
+        return Ok(AdmitOutcome::Admitted);
+    };
+
+    let breaker = a.loop_breaker;
+    if breaker.max_identical > 0 {
+        // A release (human `resume`) starts a fresh count: calls before it
+        // no longer count toward a loop.
+        let since = a
+            .now_ms
+            .saturating_sub(duration_ms(breaker.window))
+            .max(kill.changed_ms);
+        let earlier: i64 = conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM calls
+                 WHERE tool = ?1 AND loop_key = ?2 AND started_ms > ?3 AND decision IN ('allowed', 'rate_limited')",
+            )
+            .and_then(|mut s| s.query_row(params![tool, a.loop_key, since], |row| row.get(0)))
+            .map_err(|e| sql_error("counting identical calls", e))?;
+        if earlier.saturating_add(1) >= i64::from(breaker.max_identical) {
+            let reason = format!("loop detected: {tool}");
+            engage_kill(conn, &reason, "loop_breaker", a.now_ms)?;
+            insert_call(
+                conn,
+                a,
+                &NewRow {
+                    decision: "loop_detected",
+                    reason: Some(&reason),
+                    status: None,
+                    finished: true,
+                },
+            )?;
+            return Ok(AdmitOutcome::LoopDetected { reason });
+        }
+    }
+
+    if let Some(limit) = a.limit {
+        let per = duration_ms(limit.per);
+        let since = a.now_ms.saturating_sub(per);
+        let in_window: i64 = conn
+            .prepare_cached("SELECT COUNT(*) FROM calls WHERE tool = ?1 AND decision = 'allowed' AND started_ms > ?2")
+            .and_then(|mut s| s.query_row(params![tool, since], |row| row.get(0)))
+            .map_err(|e| sql_error("counting the rate window", e))?;
+        let max = i64::from(limit.max);
+        if in_window >= max {
+            // The call fits once `in_window - max + 1` calls left the window:
+            // when the oldest leaves if the window is exactly full, later
+            // if it is over-full (the limit was lowered).
+            let leaving: Option<i64> = conn
+                .prepare_cached(
+                    "SELECT started_ms FROM calls WHERE tool = ?1 AND decision = 'allowed' AND started_ms > ?2
+                     ORDER BY started_ms LIMIT 1 OFFSET ?3",
+                )
+                .and_then(|mut s| s.query_row(params![tool, since, in_window - max], |row| row.get(0)).optional())
+                .map_err(|e| sql_error("finding the window's oldest call", e))?;
+            let retry_after_ms = match leaving {
+                Some(started) => started.saturating_add(per).saturating_sub(a.now_ms).max(1),
+                None => per.max(1),
+            };
+            let reason = format!("rate limit: {} per {} ms", limit.max, per);
+            insert_call(
+                conn,
+                a,
+                &NewRow {
+                    decision: "rate_limited",
+                    reason: Some(&reason),
+                    status: None,
+                    finished: true,
+                },
+            )?;
+            return Ok(AdmitOutcome::RateLimited { retry_after_ms });
+        }
+    }
+
+    insert_call(
+        conn,
+        a,
+        &NewRow {
+            decision: "allowed",
+            reason: None,
+            status: None,
+            finished: false,
+        },
+    )?;
+    Ok(AdmitOutcome::Admitted)
+}
+
+fn engage_kill(
+    conn: &Connection,
+    reason: &str,
+    source: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE kill_switch SET engaged = 1, reason = ?1, source = ?2, changed_ms = ?3 WHERE id = 1 AND engaged = 0")
+        .and_then(|mut s| s.execute(params![reason, source, now_ms]))
+        .map(|_| ())
+        .map_err(|e| sql_error("engaging the kill switch", e))
+}
+
+fn complete(conn: &Connection, c: &Completion) -> Result<(), StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE calls SET finished_ms = ?2, status = ?3, duration_ms = ?4, attempts = ?5,
+                    response_ref = ?6, reason = COALESCE(?7, reason), extra_json = ?8
+             WHERE id = ?1",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                c.call_id,
+                c.now_ms,
+                c.status,
+                i64::try_from(c.duration_ms).unwrap_or(i64::MAX),
+                c.attempts,
+                c.response_ref,
+                c.error,
+                c.extra_json
+            ])
+        })
+        .map_err(|e| sql_error("completing a call", e))?;
+    if changed == 0 {
+        return Err(StoreError::NotFound(format!("call {}", c.call_id)));
+    }
+    Ok(())
+}
+
+/// The columns an insert decides; the rest come from the [`Admission`].
+struct NewRow<'a> {
+    decision: &'a str,
+    reason: Option<&'a str>,
+    status: Option<u16>,
+    /// Refusals are finished on arrival; admitted calls are in flight.
+    finished: bool,
+}
+
+fn insert_call(conn: &Connection, a: &Admission, row: &NewRow<'_>) -> Result<(), StoreError> {
+    let finished_ms = row.finished.then_some(a.now_ms);
+    let duration_ms = row.finished.then_some(0_i64);
+    conn.prepare_cached(
+        "INSERT INTO calls (id, started_ms, finished_ms, door, tool, upstream, method, path, loop_key,
+                            input_summary, input_sha256, decision, reason, status, duration_ms, attempts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 0)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            a.call_id,
+            a.now_ms,
+            finished_ms,
+            a.door,
+            a.tool,
+            a.upstream,
+            a.method,
+            a.path,
+            a.loop_key,
+            a.input_summary,
+            a.input_sha256,
+            row.decision,
+            row.reason,
+            row.status,
+            duration_ms
+        ])
+    })
+    .map(|_| ())
+    .map_err(|e| sql_error("journaling a call", e))
+}
