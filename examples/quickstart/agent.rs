@@ -41,7 +41,8 @@ impl Agent {
 
     /// `GET /api/social/api/v1/statuses/{id}`
     pub async fn read(&self, id: &str) -> Outcome {
-        let request = self.client.get(format!("{}/api/social/api/v1/statuses/{id}", self.base)).bearer_auth(&self.token);
+        let request =
+            self.client.get(format!("{}/api/social/api/v1/statuses/{id}", self.base)).bearer_auth(&self.token);
         self.call(format!("read status {id}"), request).await
     }
 

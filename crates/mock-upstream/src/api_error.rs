@@ -97,14 +97,8 @@ impl ApiError {
             }),
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if let Self::Injected {
-            retry_after: Some(seconds),
-            ..
-        } = self
-        {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(*seconds));
+        if let Self::Injected { retry_after: Some(seconds), .. } = self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*seconds));
         }
         response
     }
@@ -165,9 +159,6 @@ mod tests {
 
     #[test]
     fn out_of_range_injected_status_becomes_500() {
-        assert_eq!(
-            ApiError::injected(42, None).status(),
-            StatusCode::INTERNAL_SERVER_ERROR
-        );
+        assert_eq!(ApiError::injected(42, None).status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

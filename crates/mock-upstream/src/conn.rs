@@ -75,11 +75,7 @@ impl hyper::rt::Read for CutIo {
 }
 
 impl hyper::rt::Write for CutIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
 
@@ -121,16 +117,10 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, router: Router
     let control = Arc::new(ConnControl::default());
     let handle = ConnHandle(Arc::clone(&control));
     let shutdown = shared.shutdown.clone();
-    let service = service_fn(move |request| {
-        intake::handle(request, Arc::clone(&shared), router.clone(), handle.clone())
-    });
-    let io = CutIo {
-        inner: TokioIo::new(stream),
-        control: Arc::clone(&control),
-    };
-    let mut connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .serve_connection(io, service);
+    let service =
+        service_fn(move |request| intake::handle(request, Arc::clone(&shared), router.clone(), handle.clone()));
+    let io = CutIo { inner: TokioIo::new(stream), control: Arc::clone(&control) };
+    let mut connection = http1::Builder::new().timer(TokioTimer::new()).serve_connection(io, service);
     let mut draining = false;
     loop {
         tokio::select! {

@@ -18,12 +18,7 @@ use crate::state::{Shared, lock};
 
 /// `GET /__mock/requests`: the request log as a JSON array.
 pub(crate) async fn requests(State(shared): State<Arc<Shared>>) -> Response {
-    let requests: Vec<Value> = shared
-        .recorder
-        .snapshot()
-        .iter()
-        .map(crate::RecordedRequest::to_wire)
-        .collect();
+    let requests: Vec<Value> = shared.recorder.snapshot().iter().map(crate::RecordedRequest::to_wire).collect();
     Json(requests).into_response()
 }
 
@@ -47,24 +42,19 @@ pub(crate) async fn set_faults(State(shared): State<Arc<Shared>>, body: Bytes) -
         Err(error) => return ApiError::Malformed(error.to_string()).to_response(Flavor::Rest),
     };
     if !(0.0..=1.0).contains(&wire.error_rate) {
-        return ApiError::Invalid("error_rate must be within 0..=1".to_owned())
-            .to_response(Flavor::Rest);
+        return ApiError::Invalid("error_rate must be within 0..=1".to_owned()).to_response(Flavor::Rest);
     }
     lock(&shared.faults).set(Faults::from(wire));
     StatusCode::NO_CONTENT.into_response()
 }
 
 /// `POST /__mock/status/{code}`: the next upstream request answers `code`.
-pub(crate) async fn push_status(
-    State(shared): State<Arc<Shared>>,
-    Path(code): Path<String>,
-) -> Response {
+pub(crate) async fn push_status(State(shared): State<Arc<Shared>>, Path(code): Path<String>) -> Response {
     match code.parse::<u16>() {
         Ok(code) if (100..=599).contains(&code) => {
             lock(&shared.faults).push_status(code);
             StatusCode::NO_CONTENT.into_response()
         }
-        _ => ApiError::Invalid(format!("{code:?} is not a status code 100..=599"))
-            .to_response(Flavor::Rest),
+        _ => ApiError::Invalid(format!("{code:?} is not a status code 100..=599")).to_response(Flavor::Rest),
     }
 }

@@ -118,11 +118,7 @@ impl FaultState {
     /// Replaces the faults and restarts the error-rate sequence; pushed
     /// statuses stay queued.
     pub(crate) fn set(&mut self, faults: Faults) {
-        let rate = if faults.error_rate.is_nan() {
-            0.0
-        } else {
-            faults.error_rate.clamp(0.0, 1.0)
-        };
+        let rate = if faults.error_rate.is_nan() { 0.0 } else { faults.error_rate.clamp(0.0, 1.0) };
         let ppm = (rate * PPM as f64).round() as u64;
         self.error_ppm = ppm;
         self.evaluated = 0;
@@ -157,25 +153,16 @@ impl FaultState {
         }
         if let Some(status) = self.pushed.pop_front() {
             let retry_after = (status == 429).then_some(PUSHED_429_RETRY_AFTER);
-            return Verdict::Respond {
-                status,
-                retry_after,
-            };
+            return Verdict::Respond { status, retry_after };
         }
         if let Some(seconds) = self.faults.retry_after_429 {
-            return Verdict::Respond {
-                status: 429,
-                retry_after: Some(seconds),
-            };
+            return Verdict::Respond { status: 429, retry_after: Some(seconds) };
         }
         if self.error_ppm > 0 {
             self.evaluated += 1;
             let n = self.evaluated;
             if (n * self.error_ppm) / PPM > ((n - 1) * self.error_ppm) / PPM {
-                return Verdict::Respond {
-                    status: 503,
-                    retry_after: None,
-                };
+                return Verdict::Respond { status: 503, retry_after: None };
             }
         }
         Verdict::Proceed
@@ -193,120 +180,66 @@ mod tests {
     }
 
     fn failures(state: &mut FaultState, requests: usize) -> Vec<usize> {
-        (1..=requests)
-            .filter(|_| state.decide() != Verdict::Proceed)
-            .collect::<Vec<_>>()
+        (1..=requests).filter(|_| state.decide() != Verdict::Proceed).collect::<Vec<_>>()
     }
 
     #[test]
     fn error_rate_fails_an_exact_evenly_spread_fraction() {
-        let mut state = state_with(Faults {
-            error_rate: 0.25,
-            ..Faults::default()
-        });
-        let failed: Vec<usize> = (1..=100)
-            .filter(|_| state.decide() != Verdict::Proceed)
-            .collect();
+        let mut state = state_with(Faults { error_rate: 0.25, ..Faults::default() });
+        let failed: Vec<usize> = (1..=100).filter(|_| state.decide() != Verdict::Proceed).collect();
         assert_eq!(failed.len(), 25);
         assert_eq!(&failed[..3], &[4, 8, 12]);
     }
 
     #[test]
     fn awkward_rates_still_fail_the_exact_count() {
-        let mut state = state_with(Faults {
-            error_rate: 0.29,
-            ..Faults::default()
-        });
+        let mut state = state_with(Faults { error_rate: 0.29, ..Faults::default() });
         assert_eq!(failures(&mut state, 100).len(), 29);
     }
 
     #[test]
     fn error_rate_bounds_and_nan_are_clamped() {
-        let mut always = state_with(Faults {
-            error_rate: 7.0,
-            ..Faults::default()
-        });
+        let mut always = state_with(Faults { error_rate: 7.0, ..Faults::default() });
         assert_eq!(failures(&mut always, 10).len(), 10);
-        let mut never = state_with(Faults {
-            error_rate: f64::NAN,
-            ..Faults::default()
-        });
+        let mut never = state_with(Faults { error_rate: f64::NAN, ..Faults::default() });
         assert!(failures(&mut never, 10).is_empty());
     }
 
     #[test]
     fn set_restarts_the_error_sequence() {
-        let faults = Faults {
-            error_rate: 0.5,
-            ..Faults::default()
-        };
+        let faults = Faults { error_rate: 0.5, ..Faults::default() };
         let mut state = state_with(faults.clone());
         assert_eq!(state.decide(), Verdict::Proceed);
         state.set(faults);
         assert_eq!(state.decide(), Verdict::Proceed);
-        assert!(matches!(
-            state.decide(),
-            Verdict::Respond { status: 503, .. }
-        ));
+        assert!(matches!(state.decide(), Verdict::Respond { status: 503, .. }));
     }
 
     #[test]
     fn precedence_is_reset_then_pushed_then_429() {
-        let mut state = state_with(Faults {
-            reset_connections: 1,
-            retry_after_429: Some(7),
-            ..Faults::default()
-        });
+        let mut state = state_with(Faults { reset_connections: 1, retry_after_429: Some(7), ..Faults::default() });
         state.push_status(500);
         state.push_status(429);
         assert_eq!(state.decide(), Verdict::Reset);
-        assert_eq!(
-            state.decide(),
-            Verdict::Respond {
-                status: 500,
-                retry_after: None
-            }
-        );
-        assert_eq!(
-            state.decide(),
-            Verdict::Respond {
-                status: 429,
-                retry_after: Some(1)
-            }
-        );
-        assert_eq!(
-            state.decide(),
-            Verdict::Respond {
-                status: 429,
-                retry_after: Some(7)
-            }
-        );
+        assert_eq!(state.decide(), Verdict::Respond { status: 500, retry_after: None });
+        assert_eq!(state.decide(), Verdict::Respond { status: 429, retry_after: Some(1) });
+        assert_eq!(state.decide(), Verdict::Respond { status: 429, retry_after: Some(7) });
     }
 
     #[test]
     fn pushed_statuses_survive_set_and_remaining_resets_are_reported() {
-        let mut state = state_with(Faults {
-            reset_connections: 2,
-            ..Faults::default()
-        });
+        let mut state = state_with(Faults { reset_connections: 2, ..Faults::default() });
         state.push_status(503);
         assert_eq!(state.decide(), Verdict::Reset);
         assert_eq!(state.faults().reset_connections, 1);
         state.set(Faults::default());
-        assert_eq!(
-            state.decide(),
-            Verdict::Respond {
-                status: 503,
-                retry_after: None
-            }
-        );
+        assert_eq!(state.decide(), Verdict::Respond { status: 503, retry_after: None });
         assert_eq!(state.decide(), Verdict::Proceed);
     }
 
     #[test]
     fn wire_form_round_trips_latency_in_milliseconds() {
-        let wire: FaultsWire =
-            serde_json::from_str(r#"{"latency_ms": 250, "cut_stream_after": 3}"#).unwrap();
+        let wire: FaultsWire = serde_json::from_str(r#"{"latency_ms": 250, "cut_stream_after": 3}"#).unwrap();
         let faults = Faults::from(wire);
         assert_eq!(faults.latency, Duration::from_millis(250));
         assert_eq!(faults.cut_stream_after, Some(3));

@@ -79,10 +79,7 @@ pub(crate) async fn handle(
                 // The connection task drops this future with the socket.
                 return std::future::pending().await;
             }
-            Verdict::Respond {
-                status,
-                retry_after,
-            } => {
+            Verdict::Respond { status, retry_after } => {
                 sleep(latency).await;
                 return Ok(ApiError::injected(status, retry_after).to_response(flavor));
             }
@@ -125,10 +122,7 @@ fn header_verdict(headers: &axum::http::HeaderMap) -> Result<Verdict, ApiError> 
                     .and_then(|v| v.trim().parse().ok())
                     .unwrap_or(DEFAULT_FAULT_RETRY_AFTER)
             });
-            Ok(Verdict::Respond {
-                status,
-                retry_after,
-            })
+            Ok(Verdict::Respond { status, retry_after })
         }
         _ => Err(ApiError::Invalid(format!(
             "unknown {FAULT_HEADER} value {value:?}: use cut, reset or a status code 100..=599"
@@ -138,8 +132,5 @@ fn header_verdict(headers: &axum::http::HeaderMap) -> Result<Verdict, ApiError> 
 
 /// Whether the request asked for `x-mock-fault: cut`.
 pub(crate) fn wants_cut(headers: &axum::http::HeaderMap) -> bool {
-    headers
-        .get(FAULT_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("cut"))
+    headers.get(FAULT_HEADER).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim().eq_ignore_ascii_case("cut"))
 }

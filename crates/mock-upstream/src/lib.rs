@@ -90,11 +90,7 @@ impl MockUpstream {
     /// listening when this returns.
     pub async fn start_on(addr: SocketAddr) -> io::Result<MockUpstream> {
         let running = server::start(addr).await?;
-        Ok(Self {
-            addr: running.addr,
-            shared: running.shared,
-            accept_task: Some(running.accept_task),
-        })
+        Ok(Self { addr: running.addr, shared: running.shared, accept_task: Some(running.accept_task) })
     }
 
     /// The bound address.

@@ -42,9 +42,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let mock = MockUpstream::start_on(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let mock =
+        MockUpstream::start_on(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     mock.set_recording(!args.no_record);
     announce(&mock);
     wait_for_stop_signal().await?;
@@ -63,16 +62,13 @@ async fn wait_for_stop_signal() -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate =
-            signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+        let mut terminate = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
         tokio::select! {
             result = tokio::signal::ctrl_c() => result.context("cannot listen for Ctrl-C")?,
             _ = terminate.recv() => {}
         }
     }
     #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot listen for Ctrl-C")?;
+    tokio::signal::ctrl_c().await.context("cannot listen for Ctrl-C")?;
     Ok(())
 }

@@ -41,12 +41,7 @@ pub(crate) fn paced_body<I>(frames: I, pacing: Pacing) -> Body
 where
     I: Iterator<Item = Bytes> + Send + 'static,
 {
-    let state = PaceState {
-        frames,
-        sent: 0,
-        pacing,
-        finished: false,
-    };
+    let state = PaceState { frames, sent: 0, pacing, finished: false };
     Body::from_stream(stream::unfold(state, |mut state| async move {
         if state.finished {
             return None;
@@ -76,11 +71,7 @@ where
 /// Where a stream of `total` frames is cut: after the configured
 /// [`crate::Faults::cut_stream_after`], or after half the frames when the
 /// request asked for `x-mock-fault: cut`, whichever comes first.
-pub(crate) fn cut_point(
-    total: usize,
-    configured: Option<usize>,
-    cut_header: bool,
-) -> Option<usize> {
+pub(crate) fn cut_point(total: usize, configured: Option<usize>, cut_header: bool) -> Option<usize> {
     let from_header = cut_header.then_some(total / 2);
     match (configured, from_header) {
         (Some(a), Some(b)) => Some(a.min(b)),

@@ -43,12 +43,7 @@ impl RecordedRequest {
             headers: parts
                 .headers
                 .iter()
-                .map(|(name, value)| {
-                    (
-                        name.as_str().to_owned(),
-                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                    )
-                })
+                .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
                 .collect(),
             body: body.clone(),
         }
@@ -56,10 +51,7 @@ impl RecordedRequest {
 
     /// The first value of header `name`, compared case-insensitively.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// The body parsed as JSON, or `None` when it is not JSON.
@@ -94,10 +86,7 @@ pub(crate) struct Recorder {
 
 impl Recorder {
     pub(crate) fn new() -> Self {
-        Self {
-            enabled: AtomicBool::new(true),
-            requests: Mutex::new(VecDeque::new()),
-        }
+        Self { enabled: AtomicBool::new(true), requests: Mutex::new(VecDeque::new()) }
     }
 
     pub(crate) fn record(&self, parts: &Parts, body: &Bytes) {

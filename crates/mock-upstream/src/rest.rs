@@ -86,9 +86,7 @@ impl StatusStore {
     }
 
     fn by_key(&self, key: &str) -> Option<&Status> {
-        self.idempotency
-            .get(key)
-            .and_then(|id| self.statuses.get(id))
+        self.idempotency.get(key).and_then(|id| self.statuses.get(id))
     }
 }
 
@@ -115,11 +113,7 @@ fn lenient_bool<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<boo
 const VISIBILITIES: [&str; 4] = ["public", "unlisted", "private", "direct"];
 
 /// `POST /api/v1/statuses` (JSON or form-encoded).
-pub(crate) async fn create_status(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn create_status(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     match create(&shared, &headers, &body) {
         Ok(status) => Json(status).into_response(),
         Err(error) => error.to_response(Flavor::Rest),
@@ -132,12 +126,9 @@ fn create(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Result<Status, 
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     let new: NewStatus = if is_form {
-        let pairs: serde_json::Map<String, Value> = parse_form(body)
-            .into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect();
-        serde_json::from_value(Value::Object(pairs))
-            .map_err(|e| ApiError::Malformed(e.to_string()))?
+        let pairs: serde_json::Map<String, Value> =
+            parse_form(body).into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+        serde_json::from_value(Value::Object(pairs)).map_err(|e| ApiError::Malformed(e.to_string()))?
     } else if body.is_empty() {
         NewStatus::default()
     } else {
@@ -149,14 +140,9 @@ fn create(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Result<Status, 
     }
     let visibility = new.visibility.unwrap_or_else(|| "public".to_owned());
     if !VISIBILITIES.contains(&visibility.as_str()) {
-        return Err(ApiError::Validation(format!(
-            "Visibility {visibility:?} is not one of {VISIBILITIES:?}"
-        )));
+        return Err(ApiError::Validation(format!("Visibility {visibility:?} is not one of {VISIBILITIES:?}")));
     }
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let mut store = lock(&shared.statuses);
     if let Some(existing) = key.as_deref().and_then(|k| store.by_key(k)) {
         return Ok(existing.clone());
@@ -178,13 +164,8 @@ fn create(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Result<Status, 
 /// Decodes `application/x-www-form-urlencoded` pairs (`+` is a space).
 fn parse_form(body: &[u8]) -> Vec<(String, String)> {
     let decode = |part: &[u8]| {
-        let spaced: Vec<u8> = part
-            .iter()
-            .map(|&b| if b == b'+' { b' ' } else { b })
-            .collect();
-        percent_encoding::percent_decode(&spaced)
-            .decode_utf8_lossy()
-            .into_owned()
+        let spaced: Vec<u8> = part.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
+        percent_encoding::percent_decode(&spaced).decode_utf8_lossy().into_owned()
     };
     body.split(|&b| b == b'&')
         .filter(|pair| !pair.is_empty())
@@ -200,22 +181,13 @@ fn not_found() -> Response {
 }
 
 /// `GET /api/v1/statuses/{id}`.
-pub(crate) async fn get_status(
-    State(shared): State<Arc<Shared>>,
-    Path(id): Path<String>,
-) -> Response {
-    let found = id
-        .parse::<u64>()
-        .ok()
-        .and_then(|id| lock(&shared.statuses).statuses.get(&id).cloned());
+pub(crate) async fn get_status(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    let found = id.parse::<u64>().ok().and_then(|id| lock(&shared.statuses).statuses.get(&id).cloned());
     found.map_or_else(not_found, |status| Json(status).into_response())
 }
 
 /// `DELETE /api/v1/statuses/{id}`: answers the deleted status.
-pub(crate) async fn delete_status(
-    State(shared): State<Arc<Shared>>,
-    Path(id): Path<String>,
-) -> Response {
+pub(crate) async fn delete_status(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     let removed = id.parse::<u64>().ok().and_then(|id| {
         let mut store = lock(&shared.statuses);
         let status = store.statuses.remove(&id)?;
@@ -245,27 +217,14 @@ pub(crate) async fn list_statuses(
             return ApiError::Invalid(rejection.body_text()).to_response(Flavor::Rest);
         }
     };
-    let statuses: Vec<Status> = lock(&shared.statuses)
-        .statuses
-        .values()
-        .rev()
-        .take(limit)
-        .cloned()
-        .collect();
+    let statuses: Vec<Status> = lock(&shared.statuses).statuses.values().rev().take(limit).cloned().collect();
     Json(statuses).into_response()
 }
 
 /// `/redirect` (any method): `302` to the status list, so tests can check
 /// that steward does not follow redirects with injected credentials.
 pub(crate) async fn redirect() -> Response {
-    (
-        StatusCode::FOUND,
-        [(
-            header::LOCATION,
-            HeaderValue::from_static("/api/v1/statuses"),
-        )],
-    )
-        .into_response()
+    (StatusCode::FOUND, [(header::LOCATION, HeaderValue::from_static("/api/v1/statuses"))]).into_response()
 }
 
 /// Query of `GET /stream`.
@@ -302,10 +261,7 @@ pub(crate) async fn stream(
             return ApiError::Invalid(rejection.body_text()).to_response(Flavor::Rest);
         }
     };
-    if query.chunks > MAX_STREAM_CHUNKS
-        || query.size > MAX_STREAM_CHUNK_SIZE
-        || query.delay_ms > MAX_DELAY_MS
-    {
+    if query.chunks > MAX_STREAM_CHUNKS || query.size > MAX_STREAM_CHUNK_SIZE || query.delay_ms > MAX_DELAY_MS {
         return ApiError::Invalid(format!(
             "limits: chunks <= {MAX_STREAM_CHUNKS}, size <= {MAX_STREAM_CHUNK_SIZE}, \
              delay_ms <= {MAX_DELAY_MS}"
@@ -313,10 +269,8 @@ pub(crate) async fn stream(
         .to_response(Flavor::Rest);
     }
     // One buffer per letter, shared by every chunk that uses it.
-    let letters: Vec<Bytes> = (b'a'..=b'z')
-        .take(query.chunks.min(26))
-        .map(|letter| Bytes::from(vec![letter; query.size]))
-        .collect();
+    let letters: Vec<Bytes> =
+        (b'a'..=b'z').take(query.chunks.min(26)).map(|letter| Bytes::from(vec![letter; query.size])).collect();
     let frames = (0..query.chunks).map(move |i| letters[i % letters.len()].clone());
     let configured_cut = lock(&shared.faults).cut_stream_after();
     let pacing = Pacing {
@@ -325,13 +279,7 @@ pub(crate) async fn stream(
         shutdown: shared.shutdown.clone(),
         conn,
     };
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/octet-stream"),
-        )],
-        paced_body(frames, pacing),
-    )
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"))], paced_body(frames, pacing))
         .into_response()
 }
 
@@ -340,9 +288,7 @@ pub(crate) async fn echo(headers: HeaderMap, body: Bytes) -> Response {
     let mut response = body.into_response();
     match headers.get(header::CONTENT_TYPE) {
         Some(content_type) => {
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, content_type.clone());
+            response.headers_mut().insert(header::CONTENT_TYPE, content_type.clone());
         }
         None => {
             response.headers_mut().remove(header::CONTENT_TYPE);

@@ -17,14 +17,8 @@ use crate::{control, rest};
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/health", get(rest::health))
-        .route(
-            "/api/v1/statuses",
-            post(rest::create_status).get(rest::list_statuses),
-        )
-        .route(
-            "/api/v1/statuses/{id}",
-            get(rest::get_status).delete(rest::delete_status),
-        )
+        .route("/api/v1/statuses", post(rest::create_status).get(rest::list_statuses))
+        .route("/api/v1/statuses/{id}", get(rest::get_status).delete(rest::delete_status))
         .route("/redirect", any(rest::redirect))
         .route("/stream", get(rest::stream))
         .route("/echo", post(rest::echo))
@@ -33,14 +27,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/models", get(openai::models))
         .route("/v1/messages", post(anthropic::messages))
-        .route(
-            "/__mock/requests",
-            get(control::requests).delete(control::clear_requests),
-        )
-        .route(
-            "/__mock/faults",
-            get(control::faults).put(control::set_faults),
-        )
+        .route("/__mock/requests", get(control::requests).delete(control::clear_requests))
+        .route("/__mock/faults", get(control::faults).put(control::set_faults))
         .route("/__mock/status/{code}", post(control::push_status))
         .fallback(not_found)
         // The intake already buffered and capped the body.
@@ -49,6 +37,5 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 }
 
 async fn not_found(uri: Uri) -> Response {
-    ApiError::NotFound(format!("no mock endpoint at {}", uri.path()))
-        .to_response(Flavor::of_path(uri.path()))
+    ApiError::NotFound(format!("no mock endpoint at {}", uri.path())).to_response(Flavor::of_path(uri.path()))
 }

@@ -50,11 +50,7 @@ pub(crate) async fn start(addr: SocketAddr) -> io::Result<Running> {
     let shared = Arc::new(Shared::new(format!("http://{addr}")));
     let router = crate::routes::router(Arc::clone(&shared));
     let accept_task = tokio::spawn(accept_loop(listener, Arc::clone(&shared), router));
-    Ok(Running {
-        addr,
-        shared,
-        accept_task,
-    })
+    Ok(Running { addr, shared, accept_task })
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, router: Router) {
@@ -77,24 +73,14 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, router: Router)
         }
     }
     drop(listener);
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
+    let drained =
+        tokio::time::timeout(SHUTDOWN_GRACE, async { while connections.join_next().await.is_some() {} }).await;
     if drained.is_err() {
-        tracing::warn!(
-            remaining = connections.len(),
-            "connections still busy after the shutdown grace; aborting them"
-        );
+        tracing::warn!(remaining = connections.len(), "connections still busy after the shutdown grace; aborting them");
         connections.shutdown().await;
     }
 }
 
-fn spawn_connection(
-    connections: &mut JoinSet<()>,
-    stream: TcpStream,
-    shared: &Arc<Shared>,
-    router: &Router,
-) {
+fn spawn_connection(connections: &mut JoinSet<()>, stream: TcpStream, shared: &Arc<Shared>, router: &Router) {
     connections.spawn(conn::serve(stream, Arc::clone(shared), router.clone()));
 }

@@ -87,7 +87,11 @@ impl Redactor {
                 continue;
             }
             for (start, _) in text.match_indices(value.as_str()) {
-                out.push(Finding { kind: "credential".into(), range: start..start + value.len(), category: Category::KnownSecret });
+                out.push(Finding {
+                    kind: "credential".into(),
+                    range: start..start + value.len(),
+                    category: Category::KnownSecret,
+                });
             }
         }
         out.sort_by_key(|f| f.range.start);

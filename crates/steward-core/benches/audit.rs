@@ -49,12 +49,17 @@ fn bench_audit(c: &mut Criterion) {
         after_retention: AfterRetention::Archive,
         max_total_size: 10 * 1024 * 1024 * 1024,
     };
-    let redactor = Arc::new(ArcSwap::from_pointee(redact::RedactorBuilder::new().secret("mastodon", "canary-value-123").build()));
+    let redactor =
+        Arc::new(ArcSwap::from_pointee(redact::RedactorBuilder::new().secret("mastodon", "canary-value-123").build()));
     let log = Arc::new(AuditLog::open(&cfg, redactor).expect("open audit log"));
     let next = Arc::new(AtomicU64::new(0));
 
     let mut group = c.benchmark_group("audit");
-    group.throughput(Throughput::Elements(1)).sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
+    group
+        .throughput(Throughput::Elements(1))
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
     for (name, tasks) in [("write/1_task", 1), ("write/64_tasks", TASKS)] {
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use steward_core::config::{LoopBreakerConfig, RateLimit};
-use steward_core::store::{AdmitOutcome, Admission, Completion, Store};
+use steward_core::store::{Admission, AdmitOutcome, Completion, Store};
 
 /// Concurrent callers in the parallel cases: a busy agent fleet.
 const TASKS: u64 = 64;
@@ -74,7 +74,14 @@ async fn call(fx: &Fixture, limit: Option<RateLimit>, complete: bool) {
 }
 
 /// Runs `iters` calls split over `tasks` tasks and returns the wall time.
-fn run(rt: &tokio::runtime::Runtime, fx: &Arc<Fixture>, iters: u64, tasks: u64, limit: Option<RateLimit>, complete: bool) -> Duration {
+fn run(
+    rt: &tokio::runtime::Runtime,
+    fx: &Arc<Fixture>,
+    iters: u64,
+    tasks: u64,
+    limit: Option<RateLimit>,
+    complete: bool,
+) -> Duration {
     rt.block_on(async {
         let start = Instant::now();
         let handles: Vec<_> = (0..tasks)
@@ -98,7 +105,11 @@ fn run(rt: &tokio::runtime::Runtime, fx: &Arc<Fixture>, iters: u64, tasks: u64, 
 fn bench_store(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let mut group = c.benchmark_group("store");
-    group.throughput(Throughput::Elements(1)).sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
+    group
+        .throughput(Throughput::Elements(1))
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
     // 10/hour per tool: after the first 80 calls every admit is the
     // rate-limited path (count + oldest-in-window lookup + insert).
     let limited = Some(RateLimit { max: 10, per: Duration::from_secs(3600) });
@@ -111,7 +122,12 @@ fn bench_store(c: &mut Criterion) {
         let fx = Fixture::new();
         group.bench_function(name, |b| b.iter_custom(|iters| run(&rt, &fx, iters, tasks, limit, complete)));
         let stats = fx.store.writer_stats();
-        eprintln!("{name}: {} ops in {} batches ({:.1} ops/commit)", stats.ops, stats.batches, stats.ops as f64 / stats.batches.max(1) as f64);
+        eprintln!(
+            "{name}: {} ops in {} batches ({:.1} ops/commit)",
+            stats.ops,
+            stats.batches,
+            stats.ops as f64 / stats.batches.max(1) as f64
+        );
     }
     group.finish();
 }

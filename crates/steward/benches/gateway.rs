@@ -8,7 +8,11 @@
 //! The load generator shares the machine with steward and the mock, so max-RPS
 //! figures are a floor for what steward does with a separate client.
 
-#![expect(clippy::expect_used, clippy::print_stdout, reason = "a benchmark binary reports on stdout and aborts on setup failure")]
+#![expect(
+    clippy::expect_used,
+    clippy::print_stdout,
+    reason = "a benchmark binary reports on stdout and aborts on setup failure"
+)]
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -28,7 +32,12 @@ async fn main() {
 
     let mock = MockUpstream::start().await.expect("mock upstream");
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(dir.path().join("token")).expect("token file");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dir.path().join("token"))
+        .expect("token file");
     writeln!(f, "{TOKEN}").expect("write token");
     let config = format!(
         r#"
@@ -73,9 +82,25 @@ max_identical = 0
 
     println!("| measurement | direct to mock | through steward | added by steward |");
     println!("| --- | --- | --- | --- |");
-    println!("| p50 latency at 1k RPS | {:.3} ms | {:.3} ms | {:.3} ms |", d1k.p(50.0), s1k.p(50.0), s1k.p(50.0) - d1k.p(50.0));
-    println!("| p99 latency at 1k RPS | {:.3} ms | {:.3} ms | {:.3} ms |", d1k.p(99.0), s1k.p(99.0), s1k.p(99.0) - d1k.p(99.0));
-    println!("| requests completed at 1k RPS | {} ({} errors) | {} ({} errors) | |", d1k.lat.len(), d1k.errors, s1k.lat.len(), s1k.errors);
+    println!(
+        "| p50 latency at 1k RPS | {:.3} ms | {:.3} ms | {:.3} ms |",
+        d1k.p(50.0),
+        s1k.p(50.0),
+        s1k.p(50.0) - d1k.p(50.0)
+    );
+    println!(
+        "| p99 latency at 1k RPS | {:.3} ms | {:.3} ms | {:.3} ms |",
+        d1k.p(99.0),
+        s1k.p(99.0),
+        s1k.p(99.0) - d1k.p(99.0)
+    );
+    println!(
+        "| requests completed at 1k RPS | {} ({} errors) | {} ({} errors) | |",
+        d1k.lat.len(),
+        d1k.errors,
+        s1k.lat.len(),
+        s1k.errors
+    );
     println!("| max RPS, 64 concurrent | {:.0} | {:.0} | |", dmax.0, smax.0);
     println!("| p99 latency at max RPS | {:.3} ms | {:.3} ms | |", dmax.1, smax.1);
     daemon.shutdown().await;

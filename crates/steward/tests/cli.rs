@@ -1,6 +1,8 @@
 //! The command line as a user meets it: init, config check errors, demo,
 //! last/status without a daemon, exit codes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
+
 mod common;
 
 use std::process::Command;
@@ -8,7 +10,13 @@ use std::process::Command;
 use serde_json::Value;
 
 fn steward(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_steward")).current_dir(dir).env("NO_COLOR", "1").env_remove("STEWARD_CONFIG").args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_steward"))
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("STEWARD_CONFIG")
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn text(bytes: &[u8]) -> String {

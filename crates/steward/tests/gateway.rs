@@ -1,6 +1,8 @@
 //! The core path, end to end: the real `steward run` process on 127.0.0.1:0
 //! in front of mock-upstream, driven over HTTP like an agent would.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
+
 mod common;
 
 use common::{CANARY_TOKEN, Env, Faults};
@@ -54,7 +56,8 @@ async fn injects_the_real_token_and_never_forwards_the_agents() {
     assert!(seen[1].header("x-private-hop").is_none());
 
     // Without the token: 401, and the upstream never hears of it.
-    let response = env.client().post(env.url("/api/social/api/v1/statuses")).bearer_auth("stw_wrong").send().await.unwrap();
+    let response =
+        env.client().post(env.url("/api/social/api/v1/statuses")).bearer_auth("stw_wrong").send().await.unwrap();
     assert_eq!(response.status(), 401);
     assert_eq!(reason(response).await, "unauthenticated");
     let response = env.client().get(env.url("/api/social/api/v1/statuses")).send().await.unwrap();
@@ -69,7 +72,19 @@ async fn injects_the_real_token_and_never_forwards_the_agents() {
     let lines = env.wait_audit_lines(5).await;
     assert_eq!(lines.len(), 5, "one audit line per call");
     let first = &lines[0];
-    for field in ["ts", "call_id", "agent", "door", "tool", "input_summary", "input_sha256", "decision", "status", "duration_ms", "attempts"] {
+    for field in [
+        "ts",
+        "call_id",
+        "agent",
+        "door",
+        "tool",
+        "input_summary",
+        "input_sha256",
+        "decision",
+        "status",
+        "duration_ms",
+        "attempts",
+    ] {
         assert!(first.get(field).is_some(), "audit record lacks {field}: {first}");
     }
     assert_eq!(first["tool"], "post");
@@ -85,7 +100,8 @@ async fn twenty_concurrent_posts_against_ten_per_hour_forward_exactly_ten_even_a
     let mut env = Env::new("").await;
     env.start();
     let calls = (0..20).map(|i| {
-        let request = env.req(Method::POST, "/api/social/api/v1/statuses").json(&json!({ "status": format!("post {i}") }));
+        let request =
+            env.req(Method::POST, "/api/social/api/v1/statuses").json(&json!({ "status": format!("post {i}") }));
         async move { request.send().await.unwrap() }
     });
     let responses = futures_util::future::join_all(calls).await;
@@ -218,7 +234,7 @@ async fn retries_idempotent_calls_but_never_a_post_once_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_log_rotates_without_losing_or_duplicating_a_line() {
-    let mut env = Env::new("max_file_size = \"4KB\"").await;
+    let mut env = Env::new("max_file_size = \"4KiB\"").await;
     env.start();
     let mut ids = std::collections::HashSet::new();
     for batch in 0..10 {
@@ -235,7 +251,8 @@ async fn audit_log_rotates_without_losing_or_duplicating_a_line() {
     env.stop(false);
     let lines = env.audit_lines();
     assert_eq!(lines.len(), 200);
-    let logged: std::collections::HashSet<String> = lines.iter().map(|l| l["call_id"].as_str().unwrap().to_owned()).collect();
+    let logged: std::collections::HashSet<String> =
+        lines.iter().map(|l| l["call_id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(logged, ids);
     let files = std::fs::read_dir(env.state_dir().join("logs")).unwrap().count();
     assert!(files > 3, "expected several rotated files, found {files}");

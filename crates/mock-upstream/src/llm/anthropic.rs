@@ -22,16 +22,8 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
 /// The models `GET /v1/models` lists with `anthropic-version`: id, display
 /// name, release date.
 const MODELS: [(&str, &str, &str); 2] = [
-    (
-        "claude-sonnet-4-5",
-        "Claude Sonnet 4.5",
-        "2025-09-29T00:00:00Z",
-    ),
-    (
-        "claude-haiku-4-5",
-        "Claude Haiku 4.5",
-        "2025-10-15T00:00:00Z",
-    ),
+    ("claude-sonnet-4-5", "Claude Sonnet 4.5", "2025-09-29T00:00:00Z"),
+    ("claude-haiku-4-5", "Claude Haiku 4.5", "2025-10-15T00:00:00Z"),
 ];
 
 /// `POST /v1/messages`.
@@ -41,16 +33,10 @@ pub(crate) async fn messages(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    create_message(&shared, conn, &headers, &body)
-        .unwrap_or_else(|error| error.to_response(Flavor::Anthropic))
+    create_message(&shared, conn, &headers, &body).unwrap_or_else(|error| error.to_response(Flavor::Anthropic))
 }
 
-fn create_message(
-    shared: &Shared,
-    conn: ConnHandle,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<Response, ApiError> {
+fn create_message(shared: &Shared, conn: ConnHandle, headers: &HeaderMap, body: &Bytes) -> Result<Response, ApiError> {
     let request = parse_object(body)?;
     let model = model_of(&request)?;
     let exchange = Exchange::new(shared, conn, headers, body.len(), REQUEST_ID)?;
@@ -100,17 +86,11 @@ fn create_message(
                 },
             }),
         ),
-        (
-            "content_block_start",
-            json!({ "index": 0, "content_block": { "type": "text", "text": "" } }),
-        ),
+        ("content_block_start", json!({ "index": 0, "content_block": { "type": "text", "text": "" } })),
         ("ping", json!({})),
     ];
     for delta in knobs.deltas() {
-        events.push((
-            "content_block_delta",
-            json!({ "index": 0, "delta": { "type": "text_delta", "text": delta } }),
-        ));
+        events.push(("content_block_delta", json!({ "index": 0, "delta": { "type": "text_delta", "text": delta } })));
     }
     events.extend([
         ("content_block_stop", json!({ "index": 0 })),
@@ -137,9 +117,7 @@ fn create_message(
 pub(crate) fn models() -> Response {
     let data: Vec<Value> = MODELS
         .iter()
-        .map(|(id, name, created)| {
-            json!({ "type": "model", "id": id, "display_name": name, "created_at": created })
-        })
+        .map(|(id, name, created)| json!({ "type": "model", "id": id, "display_name": name, "created_at": created }))
         .collect();
     axum::Json(json!({
         "data": data,

@@ -45,16 +45,7 @@ pub const DEFAULT_CHUNKS: usize = 5;
 pub const MAX_CHUNKS: usize = 100_000;
 
 /// The words the fake model "writes"; delta `i` is `WORDS[i % len]`.
-static WORDS: [&str; 8] = [
-    "Hello",
-    " from",
-    " the",
-    " mock",
-    " upstream",
-    ",",
-    " steward",
-    ".",
-];
+static WORDS: [&str; 8] = ["Hello", " from", " the", " mock", " upstream", ",", " steward", "."];
 
 /// Per-request knobs read from the `x-mock-*` headers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,9 +79,7 @@ impl Knobs {
             .ok_or_else(|| ApiError::Invalid(format!("x-mock-chunks must be <= {MAX_CHUNKS}")))?;
         let delay_ms = number(headers, "x-mock-delay-ms")?.unwrap_or(0);
         if delay_ms > MAX_DELAY_MS {
-            return Err(ApiError::Invalid(format!(
-                "x-mock-delay-ms must be <= {MAX_DELAY_MS}"
-            )));
+            return Err(ApiError::Invalid(format!("x-mock-delay-ms must be <= {MAX_DELAY_MS}")));
         }
         let default_input = u64::try_from(body_len.div_ceil(4)).unwrap_or(u64::MAX);
         Ok(Self {
@@ -205,9 +194,7 @@ impl<'a> Exchange<'a> {
 
     fn with_request_id(&self, mut response: Response) -> Response {
         if let Ok(value) = HeaderValue::from_str(&format!("req_mock{}", self.seq)) {
-            response
-                .headers_mut()
-                .insert(self.request_id_header.clone(), value);
+            response.headers_mut().insert(self.request_id_header.clone(), value);
         }
         response
     }
@@ -221,23 +208,10 @@ impl<'a> Exchange<'a> {
             let frames = [bytes.slice(..half), bytes.slice(half..)].into_iter();
             let mut pacing = self.pacing(2, Duration::ZERO);
             pacing.cut_after = Some(1);
-            (
-                [(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                )],
-                paced_body(frames, pacing),
-            )
+            ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], paced_body(frames, pacing))
                 .into_response()
         } else {
-            (
-                [(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                )],
-                bytes,
-            )
-                .into_response()
+            ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response()
         };
         self.with_request_id(response)
     }
@@ -248,10 +222,7 @@ impl<'a> Exchange<'a> {
         let pacing = self.pacing(frames.len(), self.knobs.delay);
         let response = (
             [
-                (
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/event-stream; charset=utf-8"),
-                ),
+                (header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8")),
                 (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
             ],
             paced_body(frames.into_iter(), pacing),

@@ -53,12 +53,7 @@ pub(crate) async fn chat_completions(
     answer(chat(&shared, conn, &headers, &body))
 }
 
-fn chat(
-    shared: &Shared,
-    conn: ConnHandle,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<Response, ApiError> {
+fn chat(shared: &Shared, conn: ConnHandle, headers: &HeaderMap, body: &Bytes) -> Result<Response, ApiError> {
     let request = parse_object(body)?;
     let model = model_of(&request)?;
     let exchange = Exchange::new(shared, conn, headers, body.len(), REQUEST_ID)?;
@@ -103,11 +98,9 @@ fn chat(
 
     // Usage appears only when asked for: `null` on every chunk, then one
     // extra chunk with empty `choices` carrying it.
-    let include_usage = request
-        .get("stream_options")
-        .and_then(|options| options.get("include_usage"))
-        .and_then(Value::as_bool)
-        == Some(true);
+    let include_usage =
+        request.get("stream_options").and_then(|options| options.get("include_usage")).and_then(Value::as_bool)
+            == Some(true);
     let chunk = |choices: Value, usage: Option<&Value>| {
         let mut chunk = json!({
             "id": id,
@@ -125,18 +118,9 @@ fn chat(
     };
     let choice = |delta: Value, finish: Value| json!([{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }]);
     let mut frames = Vec::with_capacity(knobs.chunks + 4);
-    frames.push(chunk(
-        choice(
-            json!({"role": "assistant", "content": "", "refusal": null}),
-            Value::Null,
-        ),
-        None,
-    ));
+    frames.push(chunk(choice(json!({"role": "assistant", "content": "", "refusal": null}), Value::Null), None));
     for delta in knobs.deltas() {
-        frames.push(chunk(
-            choice(json!({ "content": delta }), Value::Null),
-            None,
-        ));
+        frames.push(chunk(choice(json!({ "content": delta }), Value::Null), None));
     }
     frames.push(chunk(choice(json!({}), json!("stop")), None));
     if include_usage {
@@ -156,12 +140,7 @@ pub(crate) async fn responses(
     answer(create_response(&shared, conn, &headers, &body))
 }
 
-fn create_response(
-    shared: &Shared,
-    conn: ConnHandle,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<Response, ApiError> {
+fn create_response(shared: &Shared, conn: ConnHandle, headers: &HeaderMap, body: &Bytes) -> Result<Response, ApiError> {
     let request = parse_object(body)?;
     let model = model_of(&request)?;
     let exchange = Exchange::new(shared, conn, headers, body.len(), REQUEST_ID)?;
@@ -194,11 +173,7 @@ fn create_response(
         response.insert("usage".to_owned(), usage);
         Value::Object(response)
     };
-    let completed = with(
-        "completed",
-        json!([message("completed", json!([part(&text)]))]),
-        usage,
-    );
+    let completed = with("completed", json!([message("completed", json!([part(&text)]))]), usage);
 
     if !is_stream(&request) {
         return Ok(exchange.json(&completed));
@@ -208,10 +183,7 @@ fn create_response(
     let mut events: Vec<(&str, Value)> = vec![
         ("response.created", json!({ "response": in_progress })),
         ("response.in_progress", json!({ "response": in_progress })),
-        (
-            "response.output_item.added",
-            json!({ "output_index": 0, "item": message("in_progress", json!([])) }),
-        ),
+        ("response.output_item.added", json!({ "output_index": 0, "item": message("in_progress", json!([])) })),
         (
             "response.content_part.added",
             json!({ "item_id": item_id, "output_index": 0, "content_index": 0, "part": part("") }),
@@ -238,10 +210,7 @@ fn create_response(
             "response.content_part.done",
             json!({ "item_id": item_id, "output_index": 0, "content_index": 0, "part": part(&text) }),
         ),
-        (
-            "response.output_item.done",
-            json!({ "output_index": 0, "item": message("completed", json!([part(&text)])) }),
-        ),
+        ("response.output_item.done", json!({ "output_index": 0, "item": message("completed", json!([part(&text)])) })),
         ("response.completed", json!({ "response": completed })),
     ]);
     let frames = events
@@ -299,12 +268,7 @@ pub(crate) async fn embeddings(
     answer(embed(&shared, conn, &headers, &body))
 }
 
-fn embed(
-    shared: &Shared,
-    conn: ConnHandle,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<Response, ApiError> {
+fn embed(shared: &Shared, conn: ConnHandle, headers: &HeaderMap, body: &Bytes) -> Result<Response, ApiError> {
     use base64::Engine as _;
 
     let request = parse_object(body)?;
@@ -323,9 +287,7 @@ fn embed(
             })
             .collect(),
         _ => {
-            return Err(ApiError::Invalid(
-                "input: a string or a non-empty array is required".to_owned(),
-            ));
+            return Err(ApiError::Invalid("input: a string or a non-empty array is required".to_owned()));
         }
     };
     let dimensions = match request.get("dimensions") {
@@ -334,17 +296,13 @@ fn embed(
             .as_u64()
             .and_then(|d| usize::try_from(d).ok())
             .filter(|d| (1..=MAX_EMBEDDING_DIMENSIONS).contains(d))
-            .ok_or_else(|| {
-                ApiError::Invalid(format!("dimensions must be 1..={MAX_EMBEDDING_DIMENSIONS}"))
-            })?,
+            .ok_or_else(|| ApiError::Invalid(format!("dimensions must be 1..={MAX_EMBEDDING_DIMENSIONS}")))?,
     };
     let base64 = match request.get("encoding_format").and_then(Value::as_str) {
         None | Some("float") => false,
         Some("base64") => true,
         Some(other) => {
-            return Err(ApiError::Invalid(format!(
-                "encoding_format {other:?} is not one of \"float\", \"base64\""
-            )));
+            return Err(ApiError::Invalid(format!("encoding_format {other:?} is not one of \"float\", \"base64\"")));
         }
     };
     let exchange = Exchange::new(shared, conn, headers, body.len(), REQUEST_ID)?;
@@ -376,14 +334,13 @@ fn embed(
 fn embedding_of(text: &str, dimensions: usize) -> Vec<f32> {
     const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-    let base = text.bytes().fold(FNV_OFFSET, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME)
-    });
+    let base = text.bytes().fold(FNV_OFFSET, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME));
     (0..dimensions)
         .map(|j| {
-            let hash = (j as u64).to_le_bytes().iter().fold(base, |hash, &byte| {
-                (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME)
-            });
+            let hash = (j as u64)
+                .to_le_bytes()
+                .iter()
+                .fold(base, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME));
             let unit = (hash >> 40) as f32 / (1u64 << 24) as f32;
             unit * 2.0 - 1.0
         })
@@ -398,9 +355,7 @@ pub(crate) async fn models(headers: HeaderMap) -> Response {
     }
     let data: Vec<Value> = MODELS
         .iter()
-        .map(|(id, owner, created)| {
-            json!({ "id": id, "object": "model", "created": created, "owned_by": owner })
-        })
+        .map(|(id, owner, created)| json!({ "id": id, "object": "model", "created": created, "owned_by": owner }))
         .collect();
     axum::Json(json!({ "object": "list", "data": data })).into_response()
 }

@@ -3,21 +3,13 @@
 //! received before an error, and a small SSE parser.
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
-#![expect(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "test helpers: failing loudly is the point"
-)]
+#![expect(clippy::unwrap_used, clippy::panic, reason = "test helpers: failing loudly is the point")]
 
 use futures_util::StreamExt as _;
 
 /// A client for talking to the mock: no redirects, no proxy.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .build()
-        .unwrap()
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy().build().unwrap()
 }
 
 /// Reads the whole body; returns the bytes received and the error that
@@ -46,8 +38,7 @@ pub struct SseEvent {
 impl SseEvent {
     /// The data as JSON; panics when it is not.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.data)
-            .unwrap_or_else(|e| panic!("event data is not JSON ({e}): {}", self.data))
+        serde_json::from_str(&self.data).unwrap_or_else(|e| panic!("event data is not JSON ({e}): {}", self.data))
     }
 }
 
@@ -70,10 +61,7 @@ pub fn parse_sse(body: &[u8]) -> Vec<SseEvent> {
             }
         }
         if event.is_some() || !data.is_empty() {
-            events.push(SseEvent {
-                event,
-                data: data.join("\n"),
-            });
+            events.push(SseEvent { event, data: data.join("\n") });
         }
     }
     events

@@ -167,7 +167,10 @@ pub struct AuditLog {
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditLog").field("dir", &self.cfg.dir).field("healthy", &self.is_healthy()).finish_non_exhaustive()
+        f.debug_struct("AuditLog")
+            .field("dir", &self.cfg.dir)
+            .field("healthy", &self.is_healthy())
+            .finish_non_exhaustive()
     }
 }
 

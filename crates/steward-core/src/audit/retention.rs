@@ -117,7 +117,11 @@ fn list(dir: &Path, keep: fn(&str) -> bool) -> Result<Vec<Entry>, AuditError> {
         if !meta.is_file() {
             continue;
         }
-        out.push(Entry { path: entry.path(), size: meta.len(), mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH) });
+        out.push(Entry {
+            path: entry.path(),
+            size: meta.len(),
+            mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        });
     }
     out.sort_by(|a, b| a.mtime.cmp(&b.mtime).then_with(|| a.path.cmp(&b.path)));
     Ok(out)
@@ -142,7 +146,10 @@ fn archive(file: &Entry, archive_dir: &Path) -> Result<PathBuf, AuditError> {
     let dest = archive_dir.join(format!("{name}.zst"));
     let tmp = archive_dir.join(format!(".{name}.zst.tmp"));
     if !archive_dir.is_dir() {
-        DirBuilder::new().mode(0o700).create(archive_dir).map_err(|e| AuditError::io("create directory", archive_dir, e))?;
+        DirBuilder::new()
+            .mode(0o700)
+            .create(archive_dir)
+            .map_err(|e| AuditError::io("create directory", archive_dir, e))?;
     }
 
     let source = File::open(&file.path).map_err(|e| AuditError::io("read", &file.path, e))?;
@@ -178,7 +185,11 @@ fn verify(archive: &Path, expected: &[u8]) -> Result<(), AuditError> {
     let mut sink = HashingSink(Sha256::new());
     zstd::stream::copy_decode(compressed, &mut sink).map_err(|e| AuditError::io("verify", archive, e))?;
     if sink.0.finalize().as_slice() != expected {
-        return Err(AuditError::io("verify", archive, std::io::Error::other("archive does not decompress to the original")));
+        return Err(AuditError::io(
+            "verify",
+            archive,
+            std::io::Error::other("archive does not decompress to the original"),
+        ));
     }
     Ok(())
 }

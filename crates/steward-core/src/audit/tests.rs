@@ -65,7 +65,9 @@ fn all_lines(dir: &Path) -> Vec<serde_json::Value> {
         let text = std::fs::read_to_string(&file).unwrap();
         assert!(text.is_empty() || text.ends_with('\n'), "{} ends in a partial line", file.display());
         for line in text.lines() {
-            out.push(serde_json::from_str(line).unwrap_or_else(|e| panic!("bad line in {}: {e}: {line}", file.display())));
+            out.push(
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("bad line in {}: {e}: {line}", file.display())),
+            );
         }
     }
     out
@@ -132,7 +134,10 @@ async fn one_complete_json_line_per_record() {
 #[test]
 fn timestamps_are_rfc3339_utc_milliseconds() {
     assert_eq!(format_ts(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-    assert_eq!(format_ts(SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_665_600_123)), "2026-11-26T04:00:00.123Z");
+    assert_eq!(
+        format_ts(SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_665_600_123)),
+        "2026-11-26T04:00:00.123Z"
+    );
     assert_eq!(format_ts(SystemTime::UNIX_EPOCH + Duration::from_micros(1_999)), "1970-01-01T00:00:00.001Z");
 }
 
@@ -147,7 +152,8 @@ async fn the_redactor_runs_on_the_whole_line() {
     rec.extra.insert("note".into(), CANARY.into());
     log.write(&rec).await.unwrap();
     // A reloaded redactor (new credential) applies to the next write.
-    redactor.store(Arc::new(redact::RedactorBuilder::new().secret("x", CANARY).secret("y", "second-secret-456").build()));
+    redactor
+        .store(Arc::new(redact::RedactorBuilder::new().secret("x", CANARY).secret("y", "second-secret-456").build()));
     let mut rec = record("c2");
     rec.input_summary = "second-secret-456".into();
     log.write(&rec).await.unwrap();
@@ -237,7 +243,8 @@ async fn a_record_larger_than_the_limit_gets_a_file_of_its_own() {
     log.shutdown().await;
     let ids: Vec<_> = all_lines(tmp.path()).iter().map(|l| l["call_id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(ids.len(), 3);
-    let active: serde_json::Value = serde_json::from_str(std::fs::read_to_string(tmp.path().join(ACTIVE_FILE)).unwrap().trim()).unwrap();
+    let active: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(tmp.path().join(ACTIVE_FILE)).unwrap().trim()).unwrap();
     assert_eq!(active["call_id"], "after");
 }
 
@@ -350,7 +357,8 @@ async fn retention_archives_old_files_losslessly() {
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_665_600);
     let old_bytes = lines_of(500, "old");
     let old = rotated_file(tmp.path(), "audit-20261001T000000.000Z-000001.jsonl", &old_bytes, now, 31 * DAY);
-    let recent = rotated_file(tmp.path(), "audit-20261120T000000.000Z-000002.jsonl", &lines_of(5, "new"), now, 29 * DAY);
+    let recent =
+        rotated_file(tmp.path(), "audit-20261120T000000.000Z-000002.jsonl", &lines_of(5, "new"), now, 29 * DAY);
     let report = log.run_retention(now).unwrap();
     let archive = tmp.path().join("archive/audit-20261001T000000.000Z-000001.jsonl.zst");
     assert_eq!(report.archived, vec![archive.clone()]);
@@ -364,7 +372,8 @@ async fn retention_archives_old_files_losslessly() {
     assert_eq!(std::fs::metadata(&archive).unwrap().modified().unwrap(), now - 31 * DAY);
     assert_eq!(mode_of(&archive), 0o600);
     assert_eq!(mode_of(&tmp.path().join("archive")), 0o700);
-    let expected_total: u64 = [log.active_path(), recent, archive].iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
+    let expected_total: u64 =
+        [log.active_path(), recent, archive].iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
     assert_eq!(report.total_bytes, expected_total);
 
     // Nothing left to do: a second run changes nothing, but removes the

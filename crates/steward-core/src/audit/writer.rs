@@ -42,7 +42,11 @@ pub(super) fn create_private_dir(dir: &Path) -> Result<(), AuditError> {
     if dir.is_dir() {
         return Ok(());
     }
-    DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| AuditError::io("create directory", dir, e))?;
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| AuditError::io("create directory", dir, e))?;
     // The umask may have removed bits, never added any; this makes it exact.
     std::fs::set_permissions(dir, Permissions::from_mode(0o700)).map_err(|e| AuditError::io("chmod 0700", dir, e))
 }

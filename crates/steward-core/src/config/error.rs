@@ -72,18 +72,14 @@ impl ConfigError {
                  `chmod 600` by its owner"
                     .to_owned(),
             ),
-            std::io::ErrorKind::InvalidData => (
-                format!("config file {shown} is not valid UTF-8"),
-                "save the file as UTF-8 text".to_owned(),
-            ),
+            std::io::ErrorKind::InvalidData => {
+                (format!("config file {shown} is not valid UTF-8"), "save the file as UTF-8 text".to_owned())
+            }
             std::io::ErrorKind::IsADirectory => (
                 format!("config file {shown} is a directory"),
                 format!("pass the path of the file itself, such as {shown}/steward.toml"),
             ),
-            _ => (
-                format!("cannot read config file {shown}"),
-                "check that the path is a readable file".to_owned(),
-            ),
+            _ => (format!("cannot read config file {shown}"), "check that the path is a readable file".to_owned()),
         };
         Self::new(Details {
             message,
@@ -134,14 +130,11 @@ impl ConfigError {
 
     /// Builds one error from every problem found in `source` (read from `path`).
     pub(super) fn from_problems(path: &Path, source: &str, mut problems: Vec<Problem>) -> Self {
-        problems.sort_by(|a, b| {
-            (a.span.start, a.span.end, &a.message).cmp(&(b.span.start, b.span.end, &b.message))
-        });
+        problems.sort_by(|a, b| (a.span.start, a.span.end, &a.message).cmp(&(b.span.start, b.span.end, &b.message)));
         problems.dedup_by(|a, b| a.span == b.span && a.message == b.message);
 
         let masked = mask_secrets(source, &problems);
-        let named = NamedSource::new(path.display().to_string(), Arc::<str>::from(masked))
-            .with_language("TOML");
+        let named = NamedSource::new(path.display().to_string(), Arc::<str>::from(masked)).with_language("TOML");
         let mut errors = problems.into_iter().map(|p| {
             let span = clamp(p.span, source.len());
             Self::new(Details {
@@ -199,13 +192,7 @@ impl Problem {
         label: impl Into<String>,
         help: impl Into<String>,
     ) -> Self {
-        Self {
-            span,
-            message: message.into(),
-            label: label.into(),
-            help: help.into(),
-            secret: false,
-        }
+        Self { span, message: message.into(), label: label.into(), help: help.into(), secret: false }
     }
 
     /// Marks the span as a literal secret, to be masked in the report.
@@ -306,10 +293,8 @@ mod tests {
 
     #[test]
     fn io_not_found_suggests_init() {
-        let err = ConfigError::io(
-            Path::new("/nowhere/steward.toml"),
-            std::io::Error::from(std::io::ErrorKind::NotFound),
-        );
+        let err =
+            ConfigError::io(Path::new("/nowhere/steward.toml"), std::io::Error::from(std::io::ErrorKind::NotFound));
         assert!(err.message().contains("/nowhere/steward.toml"));
         assert!(err.help_text().unwrap_or_default().contains("steward init"));
         assert_eq!(err.line_col(), None);

@@ -27,10 +27,9 @@ pub use error::ConfigError;
 pub use model::*;
 pub use template::starter_template;
 pub use validate::{
-    DEFAULT_AUTH_FORMAT, DEFAULT_AUTH_HEADER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LISTEN,
-    DEFAULT_LOOP_WINDOW, DEFAULT_MAX_BODY, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_IDENTICAL,
-    DEFAULT_MAX_TOTAL_SIZE, DEFAULT_READ_TIMEOUT, DEFAULT_RETENTION_DAYS, DEFAULT_STATE_DIR,
-    MAX_RETENTION_DAYS, MIN_MAX_FILE_SIZE,
+    DEFAULT_AUTH_FORMAT, DEFAULT_AUTH_HEADER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LISTEN, DEFAULT_LOOP_WINDOW,
+    DEFAULT_MAX_BODY, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_IDENTICAL, DEFAULT_MAX_TOTAL_SIZE, DEFAULT_READ_TIMEOUT,
+    DEFAULT_RETENTION_DAYS, DEFAULT_STATE_DIR, MAX_RETENTION_DAYS, MIN_MAX_FILE_SIZE,
 };
 
 use error::Problem;
@@ -66,10 +65,7 @@ fn literal_secrets(source: &str) -> Vec<Problem> {
         .map(|finding| {
             Problem::new(
                 finding.range,
-                format!(
-                    "a literal secret ({}) is written in the config file",
-                    finding.kind
-                ),
+                format!("a literal secret ({}) is written in the config file", finding.kind),
                 "literal secret (masked)",
                 format!(
                     "{}; then rotate the secret, it may already be in git history or backups",

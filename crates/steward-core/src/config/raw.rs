@@ -62,10 +62,7 @@ pub(super) struct RawConfig {
 
 /// `[agent]`
 #[derive(Debug, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "an [agent] table with name = \"...\""
-)]
+#[serde(deny_unknown_fields, expecting = "an [agent] table with name = \"...\"")]
 pub(super) struct RawAgent {
     /// Required.
     pub name: Spanned<String>,
@@ -111,10 +108,7 @@ pub(super) struct RawLogging {
 
 /// `[credentials.NAME]`
 #[derive(Debug, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a [credentials.NAME] table with source = \"env:NAME\" or \"file:PATH\""
-)]
+#[serde(deny_unknown_fields, expecting = "a [credentials.NAME] table with source = \"env:NAME\" or \"file:PATH\"")]
 pub(super) struct RawCredential {
     /// `env:NAME` | `file:PATH`
     pub source: Spanned<String>,
@@ -122,10 +116,7 @@ pub(super) struct RawCredential {
 
 /// `[upstreams.NAME]`
 #[derive(Debug, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "an [upstreams.NAME] table with base_url = \"https://...\""
-)]
+#[serde(deny_unknown_fields, expecting = "an [upstreams.NAME] table with base_url = \"https://...\"")]
 pub(super) struct RawUpstream {
     /// http(s) URL.
     pub base_url: Spanned<String>,
@@ -142,10 +133,7 @@ pub(super) struct RawUpstream {
 
 /// `auth = { header = "...", format = "...{secret}..." }`
 #[derive(Debug, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a table like { header = \"Authorization\", format = \"Bearer {secret}\" }"
-)]
+#[serde(deny_unknown_fields, expecting = "a table like { header = \"Authorization\", format = \"Bearer {secret}\" }")]
 pub(super) struct RawAuth {
     /// HTTP header name.
     pub header: Spanned<String>,
@@ -155,10 +143,7 @@ pub(super) struct RawAuth {
 
 /// One `[[tools]]` entry.
 #[derive(Debug, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a [[tools]] table with name, upstream and match"
-)]
+#[serde(deny_unknown_fields, expecting = "a [[tools]] table with name, upstream and match")]
 pub(super) struct RawTool {
     /// `[a-z0-9_.-]+`, unique.
     pub name: Spanned<String>,
@@ -195,10 +180,7 @@ pub(super) struct RawUnmatched {
 
 /// `[redaction]`: each PII detector, default on.
 #[derive(Debug, Default, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a [redaction] table of true/false switches"
-)]
+#[serde(deny_unknown_fields, expecting = "a [redaction] table of true/false switches")]
 pub(super) struct RawRedaction {
     /// Email addresses.
     pub email: Option<bool>,
@@ -236,8 +218,7 @@ impl<'de> Deserialize<'de> for SizeValue {
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<SizeValue, E> {
                 // Beyond i64: keep the digits so the size parser reports "too large".
-                Ok(i64::try_from(v)
-                    .map_or_else(|_| SizeValue::Text(v.to_string()), SizeValue::Bytes))
+                Ok(i64::try_from(v).map_or_else(|_| SizeValue::Text(v.to_string()), SizeValue::Bytes))
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SizeValue, E> {
                 Ok(SizeValue::Text(v.to_owned()))
@@ -291,11 +272,7 @@ impl RawConfig {
     pub fn from_source(source: &str, problems: &mut Vec<Problem>) -> Option<Self> {
         let (root, syntax_errors) = DeTable::parse_recoverable(source);
         if !syntax_errors.is_empty() {
-            problems.extend(
-                syntax_errors
-                    .into_iter()
-                    .map(|e| syntax_problem(&e, source.len())),
-            );
+            problems.extend(syntax_errors.into_iter().map(|e| syntax_problem(&e, source.len())));
             return None;
         }
 
@@ -329,51 +306,32 @@ impl RawConfig {
 /// A top-level key that is not a section steward knows. A key written above
 /// `[agent]` (such as `name = "x"`) lands here too, so the help says where it belongs.
 fn unknown_top_level(key: &str, span: Range<usize>, value: &Spanned<DeValue<'_>>) -> Problem {
-    let sections = SECTIONS
-        .iter()
-        .map(|s| format!("[{s}]"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let sections = SECTIONS.iter().map(|s| format!("[{s}]")).collect::<Vec<_>>().join(", ");
     if value.get_ref().is_table() {
         Problem::new(
             span,
             format!("unknown section [{key}]"),
             "unknown section",
-            format!(
-                "remove it or correct its spelling; steward.toml has these sections: {sections}"
-            ),
+            format!("remove it or correct its spelling; steward.toml has these sections: {sections}"),
         )
     } else {
         Problem::new(
             span,
             format!("unknown top-level key `{key}`"),
             "outside any section",
-            format!(
-                "keys belong under a section header; move it below the right one of: {sections}"
-            ),
+            format!("keys belong under a section header; move it below the right one of: {sections}"),
         )
     }
 }
 
 /// Deserializes one table into `T`, recording the problem on failure.
-fn section<T: DeserializeOwned>(
-    value: Spanned<DeValue<'_>>,
-    context: &str,
-    problems: &mut Vec<Problem>,
-) -> Option<T> {
+fn section<T: DeserializeOwned>(value: Spanned<DeValue<'_>>, context: &str, problems: &mut Vec<Problem>) -> Option<T> {
     let span = value.span();
-    T::deserialize(ValueDeserializer::from(value))
-        .map_err(|e| problems.push(serde_problem(&e, span, context)))
-        .ok()
+    T::deserialize(ValueDeserializer::from(value)).map_err(|e| problems.push(serde_problem(&e, span, context))).ok()
 }
 
 /// [`section`] for an optional table whose default stands in when it is broken.
-fn set<T: DeserializeOwned>(
-    slot: &mut T,
-    value: Spanned<DeValue<'_>>,
-    context: &str,
-    problems: &mut Vec<Problem>,
-) {
+fn set<T: DeserializeOwned>(slot: &mut T, value: Spanned<DeValue<'_>>, context: &str, problems: &mut Vec<Problem>) {
     if let Some(parsed) = section(value, context, problems) {
         *slot = parsed;
     }
@@ -420,11 +378,7 @@ fn tool_entries(value: Spanned<DeValue<'_>>, problems: &mut Vec<Problem>) -> Vec
         ));
         return Vec::new();
     };
-    items
-        .iter()
-        .cloned()
-        .filter_map(|item| section(item, "[[tools]]", problems))
-        .collect()
+    items.iter().cloned().filter_map(|item| section(item, "[[tools]]", problems)).collect()
 }
 
 /// A TOML syntax error, located where the parser stopped.
@@ -483,11 +437,7 @@ fn split_unknown_field(rest: &str) -> (&str, String) {
     let (field, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
     let expected = expected.strip_prefix("one of ").unwrap_or(expected);
     let accepted = expected.replace('`', "");
-    let accepted = if accepted.is_empty() {
-        "no keys".to_owned()
-    } else {
-        accepted
-    };
+    let accepted = if accepted.is_empty() { "no keys".to_owned() } else { accepted };
     (field, accepted)
 }
 

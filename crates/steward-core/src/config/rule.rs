@@ -7,9 +7,7 @@
 
 /// Methods a rule may name, besides `*`. A fixed list, so a misspelt method
 /// is refused rather than accepted as a method nobody sends.
-pub(super) const METHODS: &[&str] = &[
-    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
-];
+pub(super) const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"];
 
 /// A rule that does not parse: what is wrong and how to write it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,10 +45,7 @@ pub(super) fn parse_rule(text: &str) -> Result<Rule, RuleError> {
         } else {
             format!("use one of {} or * for any method", METHODS.join(", "))
         };
-        return Err(RuleError {
-            message: format!("{method:?} in match {text:?} is not an HTTP method"),
-            help,
-        });
+        return Err(RuleError { message: format!("{method:?} in match {text:?} is not an HTTP method"), help });
     }
     check_path(path).map_err(|problem| RuleError {
         message: format!("path {path:?} in match {text:?} {problem}"),
@@ -59,10 +54,7 @@ pub(super) fn parse_rule(text: &str) -> Result<Rule, RuleError> {
                \"/files/{*rest}\""
             .to_owned(),
     })?;
-    Ok(Rule {
-        method: (*method).to_owned(),
-        path: (*path).to_owned(),
-    })
+    Ok(Rule { method: (*method).to_owned(), path: (*path).to_owned() })
 }
 
 /// Checks the path pattern; the error completes the sentence "path X ...".
@@ -86,9 +78,7 @@ fn check_path(path: &str) -> Result<(), String> {
         }
         let Some(inner) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) else {
             if segment.contains(['{', '}']) {
-                return Err(format!(
-                    "has segment {segment:?}; a placeholder must be a whole segment like {{id}}"
-                ));
+                return Err(format!("has segment {segment:?}; a placeholder must be a whole segment like {{id}}"));
             }
             continue;
         };
@@ -97,14 +87,10 @@ fn check_path(path: &str) -> Result<(), String> {
             None => (inner, false),
         };
         if catch_all && i != last {
-            return Err(format!(
-                "has {segment:?} before the end; {{*name}} must be the last segment"
-            ));
+            return Err(format!("has {segment:?} before the end; {{*name}} must be the last segment"));
         }
         if !is_identifier(name) {
-            return Err(format!(
-                "has placeholder {segment:?}; names are letters, digits and _, like {{id}}"
-            ));
+            return Err(format!("has placeholder {segment:?}; names are letters, digits and _, like {{id}}"));
         }
         if names.contains(&name) {
             return Err(format!("uses the placeholder name {name:?} twice"));
@@ -117,9 +103,7 @@ fn check_path(path: &str) -> Result<(), String> {
 /// `[A-Za-z_][A-Za-z0-9_]*`
 pub(super) fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -134,22 +118,10 @@ mod tests {
 
     #[test]
     fn valid_rules() {
-        assert_eq!(
-            ok("POST /api/v1/statuses"),
-            ("POST".into(), "/api/v1/statuses".into())
-        );
-        assert_eq!(
-            ok("GET /api/v1/statuses/{id}"),
-            ("GET".into(), "/api/v1/statuses/{id}".into())
-        );
-        assert_eq!(
-            ok("* /files/{*rest}"),
-            ("*".into(), "/files/{*rest}".into())
-        );
-        assert_eq!(
-            ok("  DELETE   /a/{x}/b/{y_2}/  "),
-            ("DELETE".into(), "/a/{x}/b/{y_2}/".into())
-        );
+        assert_eq!(ok("POST /api/v1/statuses"), ("POST".into(), "/api/v1/statuses".into()));
+        assert_eq!(ok("GET /api/v1/statuses/{id}"), ("GET".into(), "/api/v1/statuses/{id}".into()));
+        assert_eq!(ok("* /files/{*rest}"), ("*".into(), "/files/{*rest}".into()));
+        assert_eq!(ok("  DELETE   /a/{x}/b/{y_2}/  "), ("DELETE".into(), "/a/{x}/b/{y_2}/".into()));
         assert_eq!(ok("GET /"), ("GET".into(), "/".into()));
         assert_eq!(ok("GET /{*all}"), ("GET".into(), "/{*all}".into()));
     }
@@ -177,9 +149,6 @@ mod tests {
             assert!(err.message.contains(needle), "{text:?}: {}", err.message);
             assert!(!err.help.is_empty());
         }
-        assert_eq!(
-            parse_rule("post /a").unwrap_err().help,
-            "write the method in upper case: \"POST /a\""
-        );
+        assert_eq!(parse_rule("post /a").unwrap_err().help, "write the method in upper case: \"POST /a\"");
     }
 }

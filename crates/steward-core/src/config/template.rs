@@ -155,18 +155,12 @@ mod tests {
         assert_eq!(c.logging.after_retention, defaults.logging.after_retention);
         assert_eq!(c.logging.max_total_size, defaults.logging.max_total_size);
         assert!(c.credentials.is_empty() && c.upstreams.is_empty() && c.tools.is_empty());
-        assert_eq!(
-            c.loop_breaker.max_identical,
-            defaults.loop_breaker.max_identical
-        );
+        assert_eq!(c.loop_breaker.max_identical, defaults.loop_breaker.max_identical);
         assert_eq!(c.loop_breaker.window, defaults.loop_breaker.window);
         assert_eq!(c.unmatched, defaults.unmatched);
         // Every section is written out, and every key is explained.
         for section in crate::config::raw::SECTIONS {
-            assert!(
-                text.contains(&format!("[{section}")),
-                "template lacks [{section}]"
-            );
+            assert!(text.contains(&format!("[{section}")), "template lacks [{section}]");
         }
     }
 
@@ -183,20 +177,11 @@ mod tests {
             .collect();
         assert_ne!(uncommented, text);
         let c = ok(&uncommented);
-        assert_eq!(
-            c.credentials["social"].source,
-            CredentialSource::Env("SOCIAL_TOKEN".into())
-        );
+        assert_eq!(c.credentials["social"].source, CredentialSource::Env("SOCIAL_TOKEN".into()));
         assert_eq!(c.upstreams["social"].base_url, "https://social.example");
         assert_eq!(c.tools.len(), 1);
         assert_eq!(c.tools[0].name, "post");
-        assert_eq!(
-            c.tools[0].limit,
-            Some(RateLimit {
-                max: 10,
-                per: Duration::from_secs(3_600)
-            })
-        );
+        assert_eq!(c.tools[0].limit, Some(RateLimit { max: 10, per: Duration::from_secs(3_600) }));
     }
 
     #[test]

@@ -116,10 +116,7 @@ fn full_example_parses_to_the_expected_config() {
     assert_eq!(c.logging.max_total_size, 2_000_000_000);
 
     assert_eq!(c.credentials.len(), 1);
-    assert_eq!(
-        c.credentials["social"].source,
-        CredentialSource::Env("SOCIAL_TOKEN".into())
-    );
+    assert_eq!(c.credentials["social"].source, CredentialSource::Env("SOCIAL_TOKEN".into()));
 
     assert_eq!(c.upstreams.len(), 1);
     let up = &c.upstreams["social"];
@@ -137,13 +134,7 @@ fn full_example_parses_to_the_expected_config() {
     assert_eq!(t.method, "POST");
     assert_eq!(t.path, "/api/v1/statuses");
     assert!(t.side_effect);
-    assert_eq!(
-        t.limit,
-        Some(RateLimit {
-            max: 10,
-            per: Duration::from_secs(3_600)
-        })
-    );
+    assert_eq!(t.limit, Some(RateLimit { max: 10, per: Duration::from_secs(3_600) }));
     assert_eq!(t.retry, RetryPolicy::Never);
 
     assert_eq!(c.loop_breaker.max_identical, 5);
@@ -247,16 +238,11 @@ fn tool_defaults_follow_the_method() {
         ("patch", "PATCH"),
         ("any", "*"),
     ] {
-        text.push_str(&format!(
-            "[[tools]]\nname = \"{name}\"\nupstream = \"social\"\nmatch = \"{method} /x\"\n"
-        ));
+        text.push_str(&format!("[[tools]]\nname = \"{name}\"\nupstream = \"social\"\nmatch = \"{method} /x\"\n"));
     }
     let c = ok(&text);
-    let by_method: Vec<(&str, bool, RetryPolicy)> = c
-        .tools
-        .iter()
-        .map(|t| (t.method.as_str(), t.side_effect, t.retry))
-        .collect();
+    let by_method: Vec<(&str, bool, RetryPolicy)> =
+        c.tools.iter().map(|t| (t.method.as_str(), t.side_effect, t.retry)).collect();
     assert_eq!(
         by_method,
         vec![
@@ -294,9 +280,7 @@ fn base_url_is_normalized() {
         ("HTTP://127.0.0.1:7700", "http://127.0.0.1:7700"),
         ("http://[::1]:7700/x", "http://[::1]:7700/x"),
     ] {
-        let c = ok(&format!(
-            "{MINIMAL}[upstreams.u]\nbase_url = \"{written}\"\n"
-        ));
+        let c = ok(&format!("{MINIMAL}[upstreams.u]\nbase_url = \"{written}\"\n"));
         assert_eq!(c.upstreams["u"].base_url, stored);
         assert_eq!(c.upstreams["u"].credential, None);
     }
@@ -304,9 +288,7 @@ fn base_url_is_normalized() {
 
 #[test]
 fn localhost_listen_means_loopback() {
-    let c = ok(&format!(
-        "{MINIMAL}[gateway]\nlisten = \"localhost:8000\"\n"
-    ));
+    let c = ok(&format!("{MINIMAL}[gateway]\nlisten = \"localhost:8000\"\n"));
     assert_eq!(c.gateway.listen, "127.0.0.1:8000".parse().unwrap());
     let c = ok(&format!("{MINIMAL}[gateway]\nlisten = \"[::1]:8000\"\n"));
     assert!(c.gateway.listen.ip().is_loopback());
@@ -321,14 +303,8 @@ fn relative_paths_resolve_against_the_config_directory() {
     ));
     assert_eq!(c.state.dir, PathBuf::from("/srv/poster/data/state"));
     assert_eq!(c.logging.dir, PathBuf::from("/srv/poster/../logs"));
-    assert_eq!(
-        c.credentials["a"].source,
-        CredentialSource::File("/srv/poster/secrets/a.token".into())
-    );
-    assert_eq!(
-        c.credentials["b"].source,
-        CredentialSource::File("/etc/steward/b.token".into())
-    );
+    assert_eq!(c.credentials["a"].source, CredentialSource::File("/srv/poster/secrets/a.token".into()));
+    assert_eq!(c.credentials["b"].source, CredentialSource::File("/etc/steward/b.token".into()));
 }
 
 #[test]
@@ -342,18 +318,11 @@ fn default_logging_dir_follows_a_custom_state_dir() {
 fn load_reads_the_file_and_resolves_against_its_directory() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("steward.toml");
-    std::fs::write(
-        &path,
-        format!("{MINIMAL}[credentials.a]\nsource = \"file:a.token\"\n"),
-    )
-    .unwrap();
+    std::fs::write(&path, format!("{MINIMAL}[credentials.a]\nsource = \"file:a.token\"\n")).unwrap();
     let c = load(&path).unwrap();
     assert_eq!(c.source_path, path);
     assert_eq!(c.state.dir, dir.path().join(".steward"));
-    assert_eq!(
-        c.credentials["a"].source,
-        CredentialSource::File(dir.path().join("a.token"))
-    );
+    assert_eq!(c.credentials["a"].source, CredentialSource::File(dir.path().join("a.token")));
 }
 
 #[test]
@@ -369,11 +338,7 @@ fn a_missing_file_names_the_path_and_suggests_init() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nope.toml");
     let e = load(&path).unwrap_err();
-    assert!(
-        e.message().contains(&path.display().to_string()),
-        "{}",
-        e.message()
-    );
+    assert!(e.message().contains(&path.display().to_string()), "{}", e.message());
     assert!(e.help_text().unwrap().contains("steward init"));
     assert_eq!(e.line_col(), None);
     let text = render(&e);
@@ -389,18 +354,8 @@ struct Case {
     help: &'static str,
 }
 
-fn case(
-    source: impl Into<String>,
-    at: (usize, usize),
-    message: &'static str,
-    help: &'static str,
-) -> Case {
-    Case {
-        source: source.into(),
-        at,
-        message,
-        help,
-    }
+fn case(source: impl Into<String>, at: (usize, usize), message: &'static str, help: &'static str) -> Case {
+    Case { source: source.into(), at, message, help }
 }
 
 #[test]
@@ -413,12 +368,7 @@ fn every_validation_error_points_at_the_value_and_says_the_fix() {
             "unknown key `nmae` in [agent]",
             "remove `nmae` or correct its spelling; [agent] accepts: name or environment",
         ),
-        case(
-            format!("{MINIMAL}[gatway]\nlisten = \"127.0.0.1:1\"\n"),
-            (3, 2),
-            "unknown section [gatway]",
-            "[gateway]",
-        ),
+        case(format!("{MINIMAL}[gatway]\nlisten = \"127.0.0.1:1\"\n"), (3, 2), "unknown section [gatway]", "[gateway]"),
         case(
             "name = \"x\"\n[agent]\nname = \"x\"\n",
             (1, 1),
@@ -431,48 +381,18 @@ fn every_validation_error_points_at_the_value_and_says_the_fix() {
             "expected a boolean",
             "write true or false (without quotes) here",
         ),
-        case(
-            format!("{MINIMAL}[logging]\nretention_days = \"30\"\n"),
-            (4, 18),
-            "expected i64",
-            "whole number",
-        ),
-        case(
-            "[agent]\n",
-            (1, 1),
-            "[agent] is missing `name`",
-            "add name =",
-        ),
-        case(
-            "# nothing\n",
-            (1, 1),
-            "no [agent] section",
-            "[agent]\nname = \"my-agent\"",
-        ),
-        case(
-            format!("{MINIMAL}[agent.x]\n"),
-            (3, 8),
-            "unknown key `x` in [agent]",
-            "remove `x`",
-        ),
-        case(
-            "[agent\nname = \"x\"\n",
-            (1, 7),
-            "TOML syntax error",
-            "fix the TOML syntax",
-        ),
+        case(format!("{MINIMAL}[logging]\nretention_days = \"30\"\n"), (4, 18), "expected i64", "whole number"),
+        case("[agent]\n", (1, 1), "[agent] is missing `name`", "add name ="),
+        case("# nothing\n", (1, 1), "no [agent] section", "[agent]\nname = \"my-agent\""),
+        case(format!("{MINIMAL}[agent.x]\n"), (3, 8), "unknown key `x` in [agent]", "remove `x`"),
+        case("[agent\nname = \"x\"\n", (1, 7), "TOML syntax error", "fix the TOML syntax"),
         case(
             format!("tools = \"post\"\n{MINIMAL}"),
             (1, 9),
             "`tools` must be a list of [[tools]] sections",
             "[[tools]]",
         ),
-        case(
-            format!("credentials = 1\n{MINIMAL}"),
-            (1, 15),
-            "`credentials` must be a table",
-            "[credentials.NAME]",
-        ),
+        case(format!("credentials = 1\n{MINIMAL}"), (1, 15), "`credentials` must be a table", "[credentials.NAME]"),
         case(
             format!("{MINIMAL}[loop_breaker]\nwindow = \"10 minutes\"\n"),
             (4, 10),
@@ -485,12 +405,7 @@ fn every_validation_error_points_at_the_value_and_says_the_fix() {
             "expected a duration such as \"30s\"",
             "write a duration such as \"30s\"",
         ),
-        case(
-            format!("{MINIMAL}[loop_breaker]\nwindow = \"0s\"\n"),
-            (4, 10),
-            "window is zero",
-            "positive duration",
-        ),
+        case(format!("{MINIMAL}[loop_breaker]\nwindow = \"0s\"\n"), (4, 10), "window is zero", "positive duration"),
         case(
             format!("{MINIMAL}[loop_breaker]\nmax_identical = -1\n"),
             (4, 17),
@@ -503,18 +418,8 @@ fn every_validation_error_points_at_the_value_and_says_the_fix() {
             "size \"1 megabyte\" is not a byte count",
             "max_body = \"1MB\"",
         ),
-        case(
-            format!("{MINIMAL}[gateway]\nmax_body = -5\n"),
-            (4, 12),
-            "size -5 is negative",
-            "max_body = \"1MB\"",
-        ),
-        case(
-            format!("{MINIMAL}[gateway]\nmax_body = 0\n"),
-            (4, 12),
-            "max_body is 0",
-            "max_body = \"1MB\"",
-        ),
+        case(format!("{MINIMAL}[gateway]\nmax_body = -5\n"), (4, 12), "size -5 is negative", "max_body = \"1MB\""),
+        case(format!("{MINIMAL}[gateway]\nmax_body = 0\n"), (4, 12), "max_body is 0", "max_body = \"1MB\""),
         case(
             format!("{MINIMAL}[gateway]\nmax_body = true\n"),
             (4, 12),
@@ -551,12 +456,7 @@ fn every_validation_error_points_at_the_value_and_says_the_fix() {
             "environment \"staging\" is not one of dev, prod",
             "environment = \"dev\" or environment = \"prod\"",
         ),
-        case(
-            "[agent]\nname = \"  \"\n",
-            (2, 8),
-            "agent name is empty",
-            "name = \"poster\"",
-        ),
+        case("[agent]\nname = \"  \"\n", (2, 8), "agent name is empty", "name = \"poster\""),
         case(
             format!("{MINIMAL}[gateway]\nlisten = \"0.0.0.0:7600\"\n"),
             (4, 10),
@@ -576,33 +476,25 @@ fn every_validation_error_points_at_the_value_and_says_the_fix() {
             "policy = \"allow-get\"",
         ),
         case(
-            with_upstream(
-                "[[tools]]\nname = \"post\"\nupstream = \"socail\"\nmatch = \"POST /x\"\n",
-            ),
+            with_upstream("[[tools]]\nname = \"post\"\nupstream = \"socail\"\nmatch = \"POST /x\"\n"),
             (10, 12),
             "upstream \"socail\" is not defined",
             "use one of the defined upstreams: social; or add [upstreams.socail]",
         ),
         case(
-            format!(
-                "{MINIMAL}[[tools]]\nname = \"post\"\nupstream = \"social\"\nmatch = \"POST /x\"\n"
-            ),
+            format!("{MINIMAL}[[tools]]\nname = \"post\"\nupstream = \"social\"\nmatch = \"POST /x\"\n"),
             (5, 12),
             "upstream \"social\" is not defined",
             "no upstreams are defined; add [upstreams.social]",
         ),
         case(
-            format!(
-                "{MINIMAL}[upstreams.u]\nbase_url = \"https://u.example\"\ncredential = \"nope\"\n"
-            ),
+            format!("{MINIMAL}[upstreams.u]\nbase_url = \"https://u.example\"\ncredential = \"nope\"\n"),
             (5, 14),
             "credential \"nope\" is not defined",
             "no credentials are defined; add [credentials.nope]",
         ),
         case(
-            with_upstream(
-                "[upstreams.other]\nbase_url = \"https://o.example\"\ncredential = \"socal\"\n",
-            ),
+            with_upstream("[upstreams.other]\nbase_url = \"https://o.example\"\ncredential = \"socal\"\n"),
             (10, 14),
             "credential \"socal\" is not defined",
             "use one of: social",
@@ -617,9 +509,7 @@ fn every_validation_error_points_at_the_value_and_says_the_fix() {
             "the first \"post\" is on line 9",
         ),
         case(
-            with_upstream(
-                "[[tools]]\nname = \"Post\"\nupstream = \"social\"\nmatch = \"POST /a\"\n",
-            ),
+            with_upstream("[[tools]]\nname = \"Post\"\nupstream = \"social\"\nmatch = \"POST /a\"\n"),
             (9, 8),
             "tool name \"Post\" has characters other than",
             "lower-case letters",
@@ -642,12 +532,7 @@ fn every_validation_error_points_at_the_value_and_says_the_fix() {
             "\"SOCIAL-TOKEN\" is not a valid environment variable name",
             "letters, digits and _",
         ),
-        case(
-            format!("{MINIMAL}[credentials.social]\nsource = \"file:\"\n"),
-            (4, 10),
-            "names no file",
-            "file:/",
-        ),
+        case(format!("{MINIMAL}[credentials.social]\nsource = \"file:\"\n"), (4, 10), "names no file", "file:/"),
         case(
             format!("{MINIMAL}[credentials.social]\nsource = \"file:~/token\"\n"),
             (4, 10),
@@ -673,57 +558,43 @@ fn every_validation_error_points_at_the_value_and_says_the_fix() {
             "match = \"GET /api/v1/statuses/{id}\"",
         ),
         case(
-            with_upstream(
-                "[[tools]]\nname = \"post\"\nupstream = \"social\"\nmatch = \"post /x\"\n",
-            ),
+            with_upstream("[[tools]]\nname = \"post\"\nupstream = \"social\"\nmatch = \"post /x\"\n"),
             (11, 9),
             "is not an HTTP method",
             "upper case: \"POST /x\"",
         ),
         case(
-            with_upstream(
-                "[[tools]]\nname = \"post\"\nupstream = \"social\"\nmatch = \"GET statuses\"\n",
-            ),
+            with_upstream("[[tools]]\nname = \"post\"\nupstream = \"social\"\nmatch = \"GET statuses\"\n"),
             (11, 9),
             "does not start with /",
             "a path starts with /",
         ),
         case(
-            with_upstream(
-                "[[tools]]\nname = \"p\"\nupstream = \"social\"\nmatch = \"GET /{*rest}/x\"\n",
-            ),
+            with_upstream("[[tools]]\nname = \"p\"\nupstream = \"social\"\nmatch = \"GET /{*rest}/x\"\n"),
             (11, 9),
             "must be the last segment",
             "{*rest}",
         ),
         case(
-            with_upstream(
-                "[[tools]]\nname = \"p\"\nupstream = \"social\"\nmatch = \"GET /x\"\nlimit = \"10/hr\"\n",
-            ),
+            with_upstream("[[tools]]\nname = \"p\"\nupstream = \"social\"\nmatch = \"GET /x\"\nlimit = \"10/hr\"\n"),
             (12, 9),
             "limit \"10/hr\" is not N/unit; write it like \"10/hour\" (units: second, minute, hour, day)",
             "limit = \"10/hour\"",
         ),
         case(
-            with_upstream(
-                "[[tools]]\nname = \"p\"\nupstream = \"social\"\nmatch = \"GET /x\"\nlimit = \"0/hour\"\n",
-            ),
+            with_upstream("[[tools]]\nname = \"p\"\nupstream = \"social\"\nmatch = \"GET /x\"\nlimit = \"0/hour\"\n"),
             (12, 9),
             "allows no calls at all",
             "limit = \"10/hour\"",
         ),
         case(
-            with_upstream(
-                "[[tools]]\nname = \"p\"\nupstream = \"social\"\nmatch = \"GET /x\"\nretry = \"always\"\n",
-            ),
+            with_upstream("[[tools]]\nname = \"p\"\nupstream = \"social\"\nmatch = \"GET /x\"\nretry = \"always\"\n"),
             (12, 9),
             "retry \"always\" is not one of never, idempotent",
             "retry = \"never\" or retry = \"idempotent\"",
         ),
         case(
-            with_upstream(
-                "[[tools]]\nname = \"p\"\nupstream = \"social\"\nmatch = \"GET /x\"\nside_effects = true\n",
-            ),
+            with_upstream("[[tools]]\nname = \"p\"\nupstream = \"social\"\nmatch = \"GET /x\"\nside_effects = true\n"),
             (12, 1),
             "unknown key `side_effects` in [[tools]]",
             "side_effect",
@@ -772,12 +643,7 @@ fn every_validation_error_points_at_the_value_and_says_the_fix() {
             "duration \"5\" is not an integer followed by a unit",
             "connect_timeout = \"5s\"",
         ),
-        case(
-            with_upstream("read_timeout = \"0ms\"\n"),
-            (8, 16),
-            "read_timeout is zero",
-            "read_timeout = \"60s\"",
-        ),
+        case(with_upstream("read_timeout = \"0ms\"\n"), (8, 16), "read_timeout is zero", "read_timeout = \"60s\""),
     ];
     let base_url_cases = [
         ("https://s.example/x?y=1", "has a ?query"),
@@ -790,22 +656,11 @@ fn every_validation_error_points_at_the_value_and_says_the_fix() {
     ];
     let mut all = cases;
     for (url, message) in base_url_cases {
-        all.push(case(
-            format!("{MINIMAL}[upstreams.u]\nbase_url = \"{url}\"\n"),
-            (4, 12),
-            message,
-            "",
-        ));
+        all.push(case(format!("{MINIMAL}[upstreams.u]\nbase_url = \"{url}\"\n"), (4, 12), message, ""));
     }
 
     let mut failures = Vec::new();
-    for Case {
-        source,
-        at,
-        message,
-        help,
-    } in all
-    {
+    for Case { source, at, message, help } in all {
         let e = err(&source);
         let shown = render(&e);
         let got_help = e.help_text().unwrap_or_default();
@@ -819,12 +674,7 @@ fn every_validation_error_points_at_the_value_and_says_the_fix() {
             failures.push(format!("expected one problem:\n{shown}"));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} failing cases:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} failing cases:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
@@ -853,16 +703,9 @@ fn every_problem_in_the_file_is_reported_in_file_order() {
                   name = \"broken\"\n\
                   upstream = 3\n";
     let e = err(source);
-    let found: Vec<((usize, usize), &str)> = e
-        .errors()
-        .map(|p| (p.line_col().unwrap(), p.message()))
-        .collect();
+    let found: Vec<((usize, usize), &str)> = e.errors().map(|p| (p.line_col().unwrap(), p.message())).collect();
     let lines: Vec<usize> = found.iter().map(|((line, _), _)| *line).collect();
-    assert_eq!(
-        lines,
-        vec![3, 5, 6, 8, 11, 16, 18, 19, 20, 23],
-        "{found:#?}"
-    );
+    assert_eq!(lines, vec![3, 5, 6, 8, 11, 16, 18, 19, 20, 23], "{found:#?}");
     assert!(found[0].1.contains("unknown key `colour`"));
     assert!(found[1].1.contains("refusing to listen"));
     assert!(found[2].1.contains("size \"lots\""));
@@ -873,10 +716,7 @@ fn every_problem_in_the_file_is_reported_in_file_order() {
     assert!(found[7].1.contains("upstream \"nowhere\""));
     assert!(found[8].1.contains("\"FETCH\""));
     assert!(found[9].1.contains("expected a string"));
-    assert!(
-        e.errors()
-            .all(|p| p.help_text().is_some_and(|h| !h.is_empty()))
-    );
+    assert!(e.errors().all(|p| p.help_text().is_some_and(|h| !h.is_empty())));
     assert_eq!(e.related_errors().len(), 9);
 
     // The report shows every problem, each with its own location and fix.
@@ -900,39 +740,23 @@ fn the_rendered_report_has_location_snippet_and_hint() {
     ));
     let shown = render(&e);
     assert!(shown.contains(&format!("{PATH}:12:9]")), "{shown}");
-    assert!(shown.contains(
-        "× limit \"10/hr\" is not N/unit; write it like \"10/hour\" (units: second, minute, hour, day)"
-    ), "{shown}");
-    assert!(shown.contains("12 │ limit = \"10/hr\""), "{shown}");
     assert!(
-        shown.contains("───┬───"),
-        "span underline missing:\n{shown}"
-    );
-    assert!(shown.contains("╰── not N/unit"), "{shown}");
-    assert!(
-        shown.contains("help: for example: limit = \"10/hour\""),
+        shown.contains("× limit \"10/hr\" is not N/unit; write it like \"10/hour\" (units: second, minute, hour, day)"),
         "{shown}"
     );
+    assert!(shown.contains("12 │ limit = \"10/hr\""), "{shown}");
+    assert!(shown.contains("───┬───"), "span underline missing:\n{shown}");
+    assert!(shown.contains("╰── not N/unit"), "{shown}");
+    assert!(shown.contains("help: for example: limit = \"10/hour\""), "{shown}");
 }
 
 #[test]
 fn a_literal_credential_is_masked_in_the_report() {
-    let e = err(&format!(
-        "{MINIMAL}[credentials.social]\nsource = \"hunter2-very-secret\"\n"
-    ));
+    let e = err(&format!("{MINIMAL}[credentials.social]\nsource = \"hunter2-very-secret\"\n"));
     let shown = render(&e);
-    assert!(
-        !shown.contains("hunter2"),
-        "the report repeats the secret:\n{shown}"
-    );
-    assert!(
-        !format!("{e:?}").contains("hunter2"),
-        "Debug repeats the secret"
-    );
-    assert!(
-        shown.contains("source = \"*******************\""),
-        "{shown}"
-    );
+    assert!(!shown.contains("hunter2"), "the report repeats the secret:\n{shown}");
+    assert!(!format!("{e:?}").contains("hunter2"), "Debug repeats the secret");
+    assert!(shown.contains("source = \"*******************\""), "{shown}");
 }
 
 #[test]
@@ -952,22 +776,12 @@ fn literal_secrets_anywhere_in_the_file_are_refused() {
     let shown = render(&e);
     // Rules may overlap (a token rule and a generic `token = ...` rule), so
     // assert on lines rather than on an exact count.
-    let lines: Vec<usize> = e
-        .errors()
-        .filter_map(|p| p.line_col())
-        .map(|(line, _)| line)
-        .collect();
-    assert!(
-        lines.contains(&3) && lines.contains(&5),
-        "{lines:?}:\n{shown}"
-    );
+    let lines: Vec<usize> = e.errors().filter_map(|p| p.line_col()).map(|(line, _)| line).collect();
+    assert!(lines.contains(&3) && lines.contains(&5), "{lines:?}:\n{shown}");
     for problem in e.errors() {
         assert!(problem.message().contains("literal secret"), "{shown}");
         assert!(problem.help_text().unwrap().contains("env:NAME"), "{shown}");
     }
     let shown = render(&e);
-    assert!(
-        !shown.contains(&token),
-        "the report repeats the secret:\n{shown}"
-    );
+    assert!(!shown.contains(&token), "the report repeats the secret:\n{shown}");
 }

@@ -31,9 +31,7 @@ pub const RATE_UNITS: &str = "second, minute, hour, day";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnitError {
     /// Not `<integer><unit>`.
-    #[error(
-        "duration {input:?} is not an integer followed by a unit; write it like \"30s\" (units: {DURATION_UNITS})"
-    )]
+    #[error("duration {input:?} is not an integer followed by a unit; write it like \"30s\" (units: {DURATION_UNITS})")]
     Duration {
         /// The text as written.
         input: String,
@@ -59,9 +57,7 @@ pub enum UnitError {
         input: String,
     },
     /// `0/unit`: a limit that allows nothing is almost certainly a mistake.
-    #[error(
-        "limit {input:?} allows no calls at all; allow at least one (like \"1/hour\") or remove the limit"
-    )]
+    #[error("limit {input:?} allows no calls at all; allow at least one (like \"1/hour\") or remove the limit")]
     ZeroRateLimit {
         /// The text as written.
         input: String,
@@ -78,9 +74,7 @@ pub enum UnitError {
 /// spaces, and a unit. `0s` is accepted; callers that need a positive duration
 /// check it themselves (a zero timeout and a zero retry delay mean different things).
 pub fn parse_duration(input: &str) -> Result<Duration, UnitError> {
-    let err = || UnitError::Duration {
-        input: input.to_owned(),
-    };
+    let err = || UnitError::Duration { input: input.to_owned() };
     let (number, unit) = split_number(input).ok_or_else(err)?;
     let number = parse_u64(number, input)?;
     let millis_per_unit: u64 = match unit {
@@ -91,20 +85,14 @@ pub fn parse_duration(input: &str) -> Result<Duration, UnitError> {
         "d" => 86_400_000,
         _ => return Err(err()),
     };
-    let millis = number
-        .checked_mul(millis_per_unit)
-        .ok_or_else(|| UnitError::TooLarge {
-            input: input.to_owned(),
-        })?;
+    let millis = number.checked_mul(millis_per_unit).ok_or_else(|| UnitError::TooLarge { input: input.to_owned() })?;
     Ok(Duration::from_millis(millis))
 }
 
 /// Parses a size in bytes: `4096`, `512KB`, `100MB`, `2GB`, `64KiB`, `1GiB`
 /// (see the module docs for decimal vs binary units).
 pub fn parse_size(input: &str) -> Result<u64, UnitError> {
-    let err = || UnitError::Size {
-        input: input.to_owned(),
-    };
+    let err = || UnitError::Size { input: input.to_owned() };
     let (number, unit) = split_number(input).ok_or_else(err)?;
     let number = parse_u64(number, input)?;
     let multiplier: u64 = match unit.to_ascii_lowercase().as_str() {
@@ -119,11 +107,7 @@ pub fn parse_size(input: &str) -> Result<u64, UnitError> {
         "tib" => 1 << 40,
         _ => return Err(err()),
     };
-    number
-        .checked_mul(multiplier)
-        .ok_or_else(|| UnitError::TooLarge {
-            input: input.to_owned(),
-        })
+    number.checked_mul(multiplier).ok_or_else(|| UnitError::TooLarge { input: input.to_owned() })
 }
 
 /// A size written as a TOML integer (`max_body = 4096`): a byte count.
@@ -134,17 +118,13 @@ pub fn size_from_integer(value: i64) -> Result<u64, UnitError> {
 /// Parses `N/unit` such as `10/hour`, `5/minute`, `100/d`. Units: `second`,
 /// `minute`, `hour`, `day`, their plurals, and `s`, `m`, `h`, `d`. N must be at least 1.
 pub fn parse_rate_limit(input: &str) -> Result<RateLimit, UnitError> {
-    let err = || UnitError::RateLimit {
-        input: input.to_owned(),
-    };
+    let err = || UnitError::RateLimit { input: input.to_owned() };
     let (count, unit) = input.split_once('/').ok_or_else(err)?;
     let count = count.trim();
     if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit()) {
         return Err(err());
     }
-    let max: u32 = count.parse().map_err(|_| UnitError::TooLarge {
-        input: input.to_owned(),
-    })?;
+    let max: u32 = count.parse().map_err(|_| UnitError::TooLarge { input: input.to_owned() })?;
     let seconds = match unit.trim() {
         "s" | "second" | "seconds" => 1,
         "m" | "minute" | "minutes" => 60,
@@ -153,23 +133,16 @@ pub fn parse_rate_limit(input: &str) -> Result<RateLimit, UnitError> {
         _ => return Err(err()),
     };
     if max == 0 {
-        return Err(UnitError::ZeroRateLimit {
-            input: input.to_owned(),
-        });
+        return Err(UnitError::ZeroRateLimit { input: input.to_owned() });
     }
-    Ok(RateLimit {
-        max,
-        per: Duration::from_secs(seconds),
-    })
+    Ok(RateLimit { max, per: Duration::from_secs(seconds) })
 }
 
 /// Splits `"  10 MB "` into `("10", "MB")`. `None` when there is no leading
 /// integer or the unit is not made of letters.
 fn split_number(input: &str) -> Option<(&str, &str)> {
     let text = input.trim();
-    let digits_end = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     if digits_end == 0 {
         return None;
     }
@@ -182,9 +155,7 @@ fn split_number(input: &str) -> Option<(&str, &str)> {
 
 /// ASCII digits into a u64; the only possible failure is overflow.
 fn parse_u64(digits: &str, input: &str) -> Result<u64, UnitError> {
-    digits.parse().map_err(|_| UnitError::TooLarge {
-        input: input.to_owned(),
-    })
+    digits.parse().map_err(|_| UnitError::TooLarge { input: input.to_owned() })
 }
 
 #[cfg(test)]
@@ -204,51 +175,21 @@ mod tests {
 
     #[test]
     fn bad_durations_name_the_input_and_the_units() {
-        for bad in [
-            "",
-            "10",
-            "s",
-            "1.5s",
-            "-1s",
-            "10 minutes",
-            "10M",
-            "5mins",
-            "1h30m",
-            "ten s",
-        ] {
+        for bad in ["", "10", "s", "1.5s", "-1s", "10 minutes", "10M", "5mins", "1h30m", "ten s"] {
             let err = parse_duration(bad).unwrap_err();
-            assert_eq!(
-                err,
-                UnitError::Duration {
-                    input: bad.to_owned()
-                },
-                "{bad:?}"
-            );
+            assert_eq!(err, UnitError::Duration { input: bad.to_owned() }, "{bad:?}");
             let text = err.to_string();
             assert!(text.contains(&format!("{bad:?}")), "{text}");
-            assert!(
-                text.contains("write it like \"30s\" (units: ms, s, m, h, d)"),
-                "{text}"
-            );
+            assert!(text.contains("write it like \"30s\" (units: ms, s, m, h, d)"), "{text}");
         }
     }
 
     #[test]
     fn huge_durations_are_too_large_not_wrapped() {
         let input = format!("{}d", u64::MAX / 1_000);
-        assert_eq!(
-            parse_duration(&input),
-            Err(UnitError::TooLarge {
-                input: input.clone()
-            })
-        );
+        assert_eq!(parse_duration(&input), Err(UnitError::TooLarge { input: input.clone() }));
         let input = "99999999999999999999999ms";
-        assert_eq!(
-            parse_duration(input),
-            Err(UnitError::TooLarge {
-                input: input.to_owned()
-            })
-        );
+        assert_eq!(parse_duration(input), Err(UnitError::TooLarge { input: input.to_owned() }));
     }
 
     #[test]
@@ -269,63 +210,28 @@ mod tests {
 
     #[test]
     fn bad_sizes() {
-        for bad in [
-            "",
-            "MB",
-            "1.5MB",
-            "-1",
-            "10 M",
-            "10 megabytes",
-            "1 0MB",
-            "1MB2",
-        ] {
+        for bad in ["", "MB", "1.5MB", "-1", "10 M", "10 megabytes", "1 0MB", "1MB2"] {
             let err = parse_size(bad).unwrap_err();
-            assert_eq!(
-                err,
-                UnitError::Size {
-                    input: bad.to_owned()
-                },
-                "{bad:?}"
-            );
+            assert_eq!(err, UnitError::Size { input: bad.to_owned() }, "{bad:?}");
             assert!(err.to_string().contains("write it like \"100MB\""), "{err}");
         }
         let huge = "20000000TB";
-        assert_eq!(
-            parse_size(huge),
-            Err(UnitError::TooLarge {
-                input: huge.to_owned()
-            })
-        );
+        assert_eq!(parse_size(huge), Err(UnitError::TooLarge { input: huge.to_owned() }));
     }
 
     #[test]
     fn integer_sizes() {
         assert_eq!(size_from_integer(4096), Ok(4096));
-        assert_eq!(
-            size_from_integer(-1),
-            Err(UnitError::NegativeSize { value: -1 })
-        );
+        assert_eq!(size_from_integer(-1), Err(UnitError::NegativeSize { value: -1 }));
     }
 
     #[test]
     fn rate_limits() {
         let hour = Duration::from_secs(3_600);
-        assert_eq!(
-            parse_rate_limit("10/hour"),
-            Ok(RateLimit { max: 10, per: hour })
-        );
-        assert_eq!(
-            parse_rate_limit("10/hours"),
-            Ok(RateLimit { max: 10, per: hour })
-        );
-        assert_eq!(
-            parse_rate_limit("10/h"),
-            Ok(RateLimit { max: 10, per: hour })
-        );
-        assert_eq!(
-            parse_rate_limit(" 10 / hour "),
-            Ok(RateLimit { max: 10, per: hour })
-        );
+        assert_eq!(parse_rate_limit("10/hour"), Ok(RateLimit { max: 10, per: hour }));
+        assert_eq!(parse_rate_limit("10/hours"), Ok(RateLimit { max: 10, per: hour }));
+        assert_eq!(parse_rate_limit("10/h"), Ok(RateLimit { max: 10, per: hour }));
+        assert_eq!(parse_rate_limit(" 10 / hour "), Ok(RateLimit { max: 10, per: hour }));
         for (text, secs) in [
             ("1/s", 1),
             ("1/second", 1),
@@ -337,13 +243,7 @@ mod tests {
             ("1/day", 86_400),
             ("1/days", 86_400),
         ] {
-            assert_eq!(
-                parse_rate_limit(text),
-                Ok(RateLimit {
-                    max: 1,
-                    per: Duration::from_secs(secs)
-                })
-            );
+            assert_eq!(parse_rate_limit(text), Ok(RateLimit { max: 1, per: Duration::from_secs(secs) }));
         }
     }
 
@@ -354,36 +254,11 @@ mod tests {
             err.to_string(),
             "limit \"10/hr\" is not N/unit; write it like \"10/hour\" (units: second, minute, hour, day)"
         );
-        for bad in [
-            "",
-            "10",
-            "/hour",
-            "ten/hour",
-            "-1/hour",
-            "1.5/hour",
-            "10/",
-            "10/Hour",
-            "10 per hour",
-            "10/2h",
-        ] {
-            assert_eq!(
-                parse_rate_limit(bad),
-                Err(UnitError::RateLimit {
-                    input: bad.to_owned()
-                }),
-                "{bad:?}"
-            );
+        for bad in ["", "10", "/hour", "ten/hour", "-1/hour", "1.5/hour", "10/", "10/Hour", "10 per hour", "10/2h"] {
+            assert_eq!(parse_rate_limit(bad), Err(UnitError::RateLimit { input: bad.to_owned() }), "{bad:?}");
         }
-        assert_eq!(
-            parse_rate_limit("0/hour"),
-            Err(UnitError::ZeroRateLimit {
-                input: "0/hour".into()
-            })
-        );
+        assert_eq!(parse_rate_limit("0/hour"), Err(UnitError::ZeroRateLimit { input: "0/hour".into() }));
         let huge = "5000000000/hour";
-        assert_eq!(
-            parse_rate_limit(huge),
-            Err(UnitError::TooLarge { input: huge.into() })
-        );
+        assert_eq!(parse_rate_limit(huge), Err(UnitError::TooLarge { input: huge.into() }));
     }
 }

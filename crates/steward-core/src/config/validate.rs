@@ -19,8 +19,7 @@ use super::units::{UnitError, parse_duration, parse_rate_limit, parse_size, size
 
 /// Default `[gateway] listen`: loopback, so only processes on this host
 /// (the agent) can reach the credentials steward injects.
-pub const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 7600);
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 7600);
 /// Default `[gateway] max_body` (1MB): agent requests are JSON calls, and the
 /// body is held in memory for the loop breaker and the audit summary.
 pub const DEFAULT_MAX_BODY: u64 = 1_000_000;
@@ -55,20 +54,9 @@ pub(super) const LITERAL_SECRET_HELP: &str =
 
 /// Validates `raw` read from `source` at `source_path` (absolute). Returns the
 /// config when `problems` stayed empty; otherwise the caller reports them.
-pub(super) fn validate(
-    raw: RawConfig,
-    source: &str,
-    source_path: &Path,
-    problems: &mut Vec<Problem>,
-) -> Config {
-    let base_dir = source_path
-        .parent()
-        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
-    let mut v = Validator {
-        base_dir,
-        source,
-        problems,
-    };
+pub(super) fn validate(raw: RawConfig, source: &str, source_path: &Path, problems: &mut Vec<Problem>) -> Config {
+    let base_dir = source_path.parent().map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+    let mut v = Validator { base_dir, source, problems };
     let agent = v.agent(raw.agent, raw.agent_present);
     let gateway = v.gateway(raw.gateway);
     let state = v.state(raw.state);
@@ -80,10 +68,7 @@ pub(super) fn validate(
     let unmatched = v.choice(
         raw.unmatched.policy,
         "policy",
-        &[
-            ("deny", UnmatchedPolicy::Deny),
-            ("allow-get", UnmatchedPolicy::AllowGet),
-        ],
+        &[("deny", UnmatchedPolicy::Deny), ("allow-get", UnmatchedPolicy::AllowGet)],
         UnmatchedPolicy::Deny,
     );
     let r = raw.redaction;
@@ -101,14 +86,8 @@ pub(super) fn validate(
         gateway,
         state,
         logging,
-        credentials: credentials
-            .into_iter()
-            .filter_map(|(k, v)| Some((k, v?)))
-            .collect(),
-        upstreams: upstreams
-            .into_iter()
-            .filter_map(|(k, v)| Some((k, v?)))
-            .collect(),
+        credentials: credentials.into_iter().filter_map(|(k, v)| Some((k, v?))).collect(),
+        upstreams: upstreams.into_iter().filter_map(|(k, v)| Some((k, v?))).collect(),
         tools,
         loop_breaker,
         unmatched,
@@ -141,10 +120,7 @@ impl Validator<'_> {
                     "add an [agent] section at the top of the file:\n[agent]\nname = \"my-agent\"",
                 ));
             }
-            return AgentConfig {
-                name: String::new(),
-                environment: Environment::Prod,
-            };
+            return AgentConfig { name: String::new(), environment: Environment::Prod };
         };
         let name = raw.name.get_ref().trim();
         if name.is_empty() || name.chars().any(char::is_control) {
@@ -161,10 +137,7 @@ impl Validator<'_> {
             &[("dev", Environment::Dev), ("prod", Environment::Prod)],
             Environment::Prod,
         );
-        AgentConfig {
-            name: name.to_owned(),
-            environment,
-        }
+        AgentConfig { name: name.to_owned(), environment }
     }
 
     fn gateway(&mut self, raw: RawGateway) -> GatewayConfig {
@@ -207,11 +180,7 @@ impl Validator<'_> {
                 "allow at least a small body, like max_body = \"1MB\"",
             ));
         }
-        GatewayConfig {
-            listen,
-            allow_remote,
-            max_body_bytes,
-        }
+        GatewayConfig { listen, allow_remote, max_body_bytes }
     }
 
     fn state(&mut self, raw: RawState) -> StateConfig {
@@ -227,12 +196,7 @@ impl Validator<'_> {
             Some(text) => self.path(&text, "dir"),
             None => state.dir.join("logs"),
         };
-        let max_file_size = self.size(
-            raw.max_file_size.clone(),
-            "max_file_size",
-            "100MB",
-            DEFAULT_MAX_FILE_SIZE,
-        );
+        let max_file_size = self.size(raw.max_file_size.clone(), "max_file_size", "100MB", DEFAULT_MAX_FILE_SIZE);
         if let Some(span) = raw_span(&raw.max_file_size)
             && max_file_size < MIN_MAX_FILE_SIZE
         {
@@ -250,10 +214,7 @@ impl Validator<'_> {
                 _ => {
                     self.push(Problem::new(
                         days.span(),
-                        format!(
-                            "retention_days = {} is outside 1..={MAX_RETENTION_DAYS}",
-                            days.get_ref()
-                        ),
+                        format!("retention_days = {} is outside 1..={MAX_RETENTION_DAYS}", days.get_ref()),
                         "out of range",
                         "keep audit files at least one day, like retention_days = 30",
                     ));
@@ -264,18 +225,10 @@ impl Validator<'_> {
         let after_retention = self.choice(
             raw.after_retention,
             "after_retention",
-            &[
-                ("archive", AfterRetention::Archive),
-                ("delete", AfterRetention::Delete),
-            ],
+            &[("archive", AfterRetention::Archive), ("delete", AfterRetention::Delete)],
             AfterRetention::Archive,
         );
-        let max_total_size = self.size(
-            raw.max_total_size.clone(),
-            "max_total_size",
-            "2GB",
-            DEFAULT_MAX_TOTAL_SIZE,
-        );
+        let max_total_size = self.size(raw.max_total_size.clone(), "max_total_size", "2GB", DEFAULT_MAX_TOTAL_SIZE);
         if max_total_size < max_file_size {
             // Point at whichever of the two the user wrote; the total if both.
             let span = raw_span(&raw.max_total_size).or(raw_span(&raw.max_file_size));
@@ -311,10 +264,7 @@ impl Validator<'_> {
         for (name, body) in raw {
             self.entry_name(&name, "credentials");
             let config = body.and_then(|b| self.credential_source(&b.source));
-            out.insert(
-                name.into_inner(),
-                config.map(|source| CredentialConfig { source }),
-            );
+            out.insert(name.into_inner(), config.map(|source| CredentialConfig { source }));
         }
         out
     }
@@ -394,12 +344,7 @@ impl Validator<'_> {
         let base_url = match normalize_base_url(raw.base_url.get_ref()) {
             Ok(url) => url,
             Err((message, help)) => {
-                self.push(Problem::new(
-                    raw.base_url.span(),
-                    message,
-                    "invalid base_url",
-                    help,
-                ));
+                self.push(Problem::new(raw.base_url.span(), message, "invalid base_url", help));
                 String::new()
             }
         };
@@ -428,10 +373,7 @@ impl Validator<'_> {
             ));
         }
         let auth = match raw.auth {
-            None => AuthInjection {
-                header: DEFAULT_AUTH_HEADER.to_owned(),
-                format: DEFAULT_AUTH_FORMAT.to_owned(),
-            },
+            None => AuthInjection { header: DEFAULT_AUTH_HEADER.to_owned(), format: DEFAULT_AUTH_FORMAT.to_owned() },
             Some(auth) => {
                 if raw.credential.is_none() {
                     self.push(Problem::new(
@@ -444,18 +386,8 @@ impl Validator<'_> {
                 self.auth(auth.into_inner())
             }
         };
-        let connect_timeout = self.timeout(
-            raw.connect_timeout,
-            "connect_timeout",
-            "5s",
-            DEFAULT_CONNECT_TIMEOUT,
-        );
-        let read_timeout = self.timeout(
-            raw.read_timeout,
-            "read_timeout",
-            "60s",
-            DEFAULT_READ_TIMEOUT,
-        );
+        let connect_timeout = self.timeout(raw.connect_timeout, "connect_timeout", "5s", DEFAULT_CONNECT_TIMEOUT);
+        let read_timeout = self.timeout(raw.read_timeout, "read_timeout", "60s", DEFAULT_READ_TIMEOUT);
         UpstreamConfig {
             base_url,
             credential: raw.credential.map(Spanned::into_inner),
@@ -478,11 +410,7 @@ impl Validator<'_> {
         let format = raw.format.get_ref();
         let count = format.matches("{secret}").count();
         if count != 1 {
-            let what = if count == 0 {
-                "does not contain"
-            } else {
-                "repeats"
-            };
+            let what = if count == 0 { "does not contain" } else { "repeats" };
             self.push(Problem::new(
                 raw.format.span(),
                 format!("auth format {format:?} {what} {{secret}}"),
@@ -498,17 +426,10 @@ impl Validator<'_> {
                 "remove control characters and line breaks from format",
             ));
         }
-        AuthInjection {
-            header: header.clone(),
-            format: format.clone(),
-        }
+        AuthInjection { header: header.clone(), format: format.clone() }
     }
 
-    fn tools(
-        &mut self,
-        raw: Vec<RawTool>,
-        upstreams: &BTreeMap<String, Option<UpstreamConfig>>,
-    ) -> Vec<ToolConfig> {
+    fn tools(&mut self, raw: Vec<RawTool>, upstreams: &BTreeMap<String, Option<UpstreamConfig>>) -> Vec<ToolConfig> {
         let mut first_seen: HashMap<String, usize> = HashMap::new();
         let mut out = Vec::with_capacity(raw.len());
         for tool in raw {
@@ -562,12 +483,7 @@ impl Validator<'_> {
             let (method, path) = match parse_rule(tool.rule.get_ref()) {
                 Ok(rule) => (rule.method, rule.path),
                 Err(err) => {
-                    self.push(Problem::new(
-                        tool.rule.span(),
-                        err.message,
-                        "invalid match",
-                        err.help,
-                    ));
+                    self.push(Problem::new(tool.rule.span(), err.message, "invalid match", err.help));
                     ("*".to_owned(), "/".to_owned())
                 }
             };
@@ -575,32 +491,23 @@ impl Validator<'_> {
             let safe_method = matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS");
             let idempotent_method = safe_method || matches!(method.as_str(), "PUT" | "DELETE");
             let side_effect = tool.side_effect.unwrap_or(!safe_method);
-            let limit = tool
-                .limit
-                .and_then(|text| match parse_rate_limit(&text.get_ref().0) {
-                    Ok(limit) => Some(limit),
-                    Err(err) => {
-                        self.push(Problem::new(
-                            text.span(),
-                            err.to_string(),
-                            "not N/unit",
-                            "for example: limit = \"10/hour\"; remove limit for no rate limit",
-                        ));
-                        None
-                    }
-                });
-            let default_retry = if idempotent_method {
-                RetryPolicy::Idempotent
-            } else {
-                RetryPolicy::Never
-            };
+            let limit = tool.limit.and_then(|text| match parse_rate_limit(&text.get_ref().0) {
+                Ok(limit) => Some(limit),
+                Err(err) => {
+                    self.push(Problem::new(
+                        text.span(),
+                        err.to_string(),
+                        "not N/unit",
+                        "for example: limit = \"10/hour\"; remove limit for no rate limit",
+                    ));
+                    None
+                }
+            });
+            let default_retry = if idempotent_method { RetryPolicy::Idempotent } else { RetryPolicy::Never };
             let retry = self.choice(
                 tool.retry,
                 "retry",
-                &[
-                    ("never", RetryPolicy::Never),
-                    ("idempotent", RetryPolicy::Idempotent),
-                ],
+                &[("never", RetryPolicy::Never), ("idempotent", RetryPolicy::Idempotent)],
                 default_retry,
             );
             out.push(ToolConfig {
@@ -630,20 +537,14 @@ impl Validator<'_> {
             }),
         };
         let window = self.timeout(raw.window, "window", "10m", DEFAULT_LOOP_WINDOW);
-        LoopBreakerConfig {
-            max_identical,
-            window,
-        }
+        LoopBreakerConfig { max_identical, window }
     }
 
     /// A `[credentials.NAME]` / `[upstreams.NAME]` name: it appears in URLs
     /// (`/api/{name}/...`) and audit records, so it must be URL-safe.
     fn entry_name(&mut self, name: &Spanned<String>, section: &str) {
         let text = name.get_ref();
-        let valid = !text.is_empty()
-            && text
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        let valid = !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
         if !valid {
             self.push(Problem::new(
                 name.span(),
@@ -655,31 +556,18 @@ impl Validator<'_> {
     }
 
     /// One of a fixed set of words.
-    fn choice<T: Copy>(
-        &mut self,
-        raw: Option<Spanned<String>>,
-        key: &str,
-        options: &[(&str, T)],
-        default: T,
-    ) -> T {
+    fn choice<T: Copy>(&mut self, raw: Option<Spanned<String>>, key: &str, options: &[(&str, T)], default: T) -> T {
         let Some(text) = raw else { return default };
         if let Some((_, value)) = options.iter().find(|(word, _)| word == text.get_ref()) {
             return *value;
         }
-        let words: Vec<String> = options
-            .iter()
-            .map(|(w, _)| format!("{key} = \"{w}\""))
-            .collect();
+        let words: Vec<String> = options.iter().map(|(w, _)| format!("{key} = \"{w}\"")).collect();
         self.push(Problem::new(
             text.span(),
             format!(
                 "{key} {:?} is not one of {}",
                 text.get_ref(),
-                options
-                    .iter()
-                    .map(|(w, _)| *w)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                options.iter().map(|(w, _)| *w).collect::<Vec<_>>().join(", ")
             ),
             "unknown value",
             format!("write {}", words.join(" or ")),
@@ -688,30 +576,17 @@ impl Validator<'_> {
     }
 
     /// A size key: `4096` or `"100MB"`.
-    fn size(
-        &mut self,
-        raw: Option<Spanned<SizeValue>>,
-        key: &str,
-        example: &str,
-        default: u64,
-    ) -> u64 {
+    fn size(&mut self, raw: Option<Spanned<SizeValue>>, key: &str, example: &str, default: u64) -> u64 {
         let Some(value) = raw else { return default };
         let parsed = match value.get_ref() {
             SizeValue::Bytes(n) => size_from_integer(*n),
             SizeValue::Text(text) => parse_size(text),
         };
-        self.unit(parsed, value.span(), "not a size", key, example)
-            .unwrap_or(default)
+        self.unit(parsed, value.span(), "not a size", key, example).unwrap_or(default)
     }
 
     /// A duration key that must be positive.
-    fn timeout(
-        &mut self,
-        raw: Option<Spanned<DurationText>>,
-        key: &str,
-        example: &str,
-        default: Duration,
-    ) -> Duration {
+    fn timeout(&mut self, raw: Option<Spanned<DurationText>>, key: &str, example: &str, default: Duration) -> Duration {
         let Some(value) = raw else { return default };
         let parsed = parse_duration(&value.get_ref().0);
         let Some(duration) = self.unit(parsed, value.span(), "not a duration", key, example) else {
@@ -757,9 +632,7 @@ impl Validator<'_> {
         let problem = if value.is_empty() {
             Some(format!("{key} is an empty path"))
         } else if value.starts_with('~') {
-            Some(format!(
-                "{key} {value:?} starts with ~, which steward does not expand"
-            ))
+            Some(format!("{key} {value:?} starts with ~, which steward does not expand"))
         } else {
             None
         };
@@ -780,10 +653,7 @@ impl Validator<'_> {
 /// `IP:PORT`, or `localhost:PORT` as a convenience for `127.0.0.1:PORT`.
 fn parse_listen(text: &str) -> Option<SocketAddr> {
     if let Some(port) = text.strip_prefix("localhost:") {
-        return port
-            .parse()
-            .ok()
-            .map(|port| SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port));
+        return port.parse().ok().map(|port| SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port));
     }
     text.parse().ok()
 }
@@ -829,17 +699,13 @@ fn normalize_base_url(text: &str) -> Result<String, (String, String)> {
 /// `[a-z0-9_.-]+`
 fn is_tool_name(name: &str) -> bool {
     !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'))
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'))
 }
 
 /// Removes `.` components (`/cfg/./.steward` → `/cfg/.steward`). `..` is kept:
 /// resolving it lexically would be wrong across symlinks.
 fn normalize(path: &Path) -> PathBuf {
-    path.components()
-        .filter(|c| !matches!(c, Component::CurDir))
-        .collect()
+    path.components().filter(|c| !matches!(c, Component::CurDir)).collect()
 }
 
 /// The span of an optional spanned value.

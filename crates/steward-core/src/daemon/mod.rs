@@ -29,6 +29,10 @@ use crate::store::{Store, StoreError};
 /// the 30-day / total-size promises within an hour without churning the disk.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
+/// How many 20 ms waits shutdown grants straggling audit writes (5 s in all)
+/// before it leaves the final fsync to the OS.
+const AUDIT_DRAIN_POLLS: u32 = 250;
+
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -76,7 +80,7 @@ pub struct RunningDaemon {
     addr: std::net::SocketAddr,
     shutdown: CancellationToken,
     tracker: TaskTracker,
-    audit: AuditLog,
+    audit: Arc<AuditLog>,
     addr_path: PathBuf,
     /// Held for the daemon's lifetime: released (by the OS, even on kill -9) when it ends.
     _lock: std::fs::File,
@@ -104,7 +108,21 @@ impl RunningDaemon {
         self.shutdown.cancelled().await;
         self.tracker.close();
         self.tracker.wait().await;
-        self.audit.shutdown().await;
+        // Records of responses the agent abandoned are written from short
+        // spawned tasks that hold the audit log; give them a moment to finish.
+        let mut audit = self.audit;
+        for _ in 0..AUDIT_DRAIN_POLLS {
+            match Arc::try_unwrap(audit) {
+                Ok(log) => {
+                    log.shutdown().await;
+                    break;
+                }
+                Err(shared) => {
+                    audit = shared;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
         let _ = std::fs::remove_file(&self.addr_path);
         tracing::info!("steward stopped");
     }
@@ -146,8 +164,8 @@ pub async fn start(config: &Config) -> Result<RunningDaemon, DaemonError> {
     if interrupted > 0 {
         tracing::warn!(count = interrupted, "calls were in flight when steward last stopped; marked interrupted");
     }
-    let audit = AuditLog::open(&config.logging, Arc::clone(&redactor))?;
-    let pipeline = Arc::new(Pipeline::new(config, store, audit.clone(), redactor, secrets, agent_token)?);
+    let audit = Arc::new(AuditLog::open(&config.logging, Arc::clone(&redactor))?);
+    let pipeline = Arc::new(Pipeline::new(config, store, Arc::clone(&audit), redactor, secrets, agent_token)?);
 
     let listener = tokio::net::TcpListener::bind(config.gateway.listen)
         .await
@@ -166,7 +184,7 @@ pub async fn start(config: &Config) -> Result<RunningDaemon, DaemonError> {
             tracing::error!(error = %err, "the gateway stopped with an error");
         }
     });
-    let retention_audit = audit.clone();
+    let retention_audit = Arc::clone(&audit);
     let drain = shutdown.clone();
     tracker.spawn(async move {
         let mut every = tokio::time::interval(RETENTION_EVERY);
@@ -175,7 +193,7 @@ pub async fn start(config: &Config) -> Result<RunningDaemon, DaemonError> {
                 () = drain.cancelled() => break,
                 _ = every.tick() => {}
             }
-            let log = retention_audit.clone();
+            let log = Arc::clone(&retention_audit);
             match tokio::task::spawn_blocking(move || log.run_retention(SystemTime::now())).await {
                 Ok(Ok(report)) => tracing::debug!(?report, "audit retention ran"),
                 Ok(Err(err)) => tracing::error!(error = %err, "audit retention failed"),
@@ -191,7 +209,14 @@ fn acquire_lock(path: &Path, dir: &Path) -> Result<std::fs::File, DaemonError> {
     use std::io::{Seek, Write};
     use std::os::unix::fs::OpenOptionsExt;
     let io = |source| DaemonError::Io { path: path.to_owned(), source };
-    let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path).map_err(io)?;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
     if file.try_lock_exclusive().is_err() {
         let pid = std::fs::read_to_string(path).unwrap_or_default().trim().to_owned();
         return Err(DaemonError::AlreadyRunning { pid, dir: dir.to_owned() });
@@ -208,7 +233,8 @@ fn write_private(path: &Path, contents: &str) -> Result<(), DaemonError> {
     use std::os::unix::fs::OpenOptionsExt;
     let io = |source| DaemonError::Io { path: path.to_owned(), source };
     let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;
     file.write_all(contents.as_bytes()).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
 }

@@ -55,12 +55,21 @@ async fn api_door(State(gw): State<Gateway>, request: Request) -> Response<Body>
         None => (raw, "/"),
     };
     let query = parts.uri.query().map(str::to_owned);
-    let mut call = Call::new(Door::Api, upstream.to_owned(), parts.method, path.to_owned(), query, parts.headers, bytes::Bytes::new());
+    let mut call = Call::new(
+        Door::Api,
+        upstream.to_owned(),
+        parts.method,
+        path.to_owned(),
+        query,
+        parts.headers,
+        bytes::Bytes::new(),
+    );
 
     if let Err(detail) = check_path(upstream, path) {
         return gw.pipeline.reject(call, Refusal::BadRequest { detail }).await;
     }
-    let declared_len = call.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let declared_len =
+        call.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared_len.is_some_and(|n| n > gw.max_body) {
         return gw.pipeline.reject(call, Refusal::BodyTooLarge { limit: gw.max_body }).await;
     }
@@ -86,9 +95,9 @@ fn check_path(upstream: &str, path: &str) -> Result<(), String> {
         return Err("the path must start with /api/{upstream}/, naming a configured upstream".into());
     }
     for segment in path.split('/') {
-        let decoded = percent_encoding::percent_decode_str(segment)
-            .decode_utf8()
-            .map_err(|_| format!("path segment `{segment}` is not valid UTF-8 once percent-decoded; encode the path as UTF-8"))?;
+        let decoded = percent_encoding::percent_decode_str(segment).decode_utf8().map_err(|_| {
+            format!("path segment `{segment}` is not valid UTF-8 once percent-decoded; encode the path as UTF-8")
+        })?;
         if decoded == "." || decoded == ".." {
             return Err("path segments `.` and `..` are not forwarded; send the normalized path".into());
         }

@@ -15,8 +15,8 @@ use arc_swap::ArcSwap;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use secrecy::ExposeSecret;
 
-use super::retry::{self, MAX_ATTEMPTS, MAX_DELAY};
 use super::Call;
+use super::retry::{self, MAX_ATTEMPTS, MAX_DELAY};
 use crate::config::{RetryPolicy, ToolConfig, UpstreamConfig};
 use crate::secrets::Secrets;
 
@@ -83,7 +83,10 @@ pub struct Forwarder {
 
 impl Forwarder {
     /// Builds one connection-pooled client per upstream with its timeouts.
-    pub fn new(upstreams: &std::collections::BTreeMap<String, UpstreamConfig>, secrets: Arc<ArcSwap<Secrets>>) -> Result<Self, ForwardError> {
+    pub fn new(
+        upstreams: &std::collections::BTreeMap<String, UpstreamConfig>,
+        secrets: Arc<ArcSwap<Secrets>>,
+    ) -> Result<Self, ForwardError> {
         let mut map = HashMap::new();
         for (name, upstream) in upstreams {
             let client = reqwest::Client::builder()
@@ -108,8 +111,10 @@ impl Forwarder {
     /// (no byte sent) always; 429/502/503/504 and read errors only for
     /// idempotent tools. Never retries once a response is handed back.
     pub async fn send(&self, call: &Call, tool: Option<&ToolConfig>) -> Result<Forwarded, ForwardError> {
-        let (upstream, client) =
-            self.upstreams.get(&call.upstream).ok_or_else(|| ForwardError::Build(format!("unknown upstream `{}`", call.upstream)))?;
+        let (upstream, client) = self
+            .upstreams
+            .get(&call.upstream)
+            .ok_or_else(|| ForwardError::Build(format!("unknown upstream `{}`", call.upstream)))?;
         let idempotent = tool.map_or_else(|| call.method.is_idempotent(), |t| t.retry == RetryPolicy::Idempotent);
         let headers = self.upstream_headers(call, upstream)?;
         let url = match &call.query {
@@ -175,8 +180,9 @@ impl Forwarder {
             let name = HeaderName::from_bytes(upstream.auth.header.as_bytes())
                 .map_err(|_| ForwardError::Build(format!("invalid auth header name `{}`", upstream.auth.header)))?;
             let rendered = upstream.auth.format.replace("{secret}", secret.expose_secret());
-            let mut value = HeaderValue::from_str(&rendered)
-                .map_err(|_| ForwardError::Build(format!("credential `{credential}` contains bytes not allowed in a header")))?;
+            let mut value = HeaderValue::from_str(&rendered).map_err(|_| {
+                ForwardError::Build(format!("credential `{credential}` contains bytes not allowed in a header"))
+            })?;
             value.set_sensitive(true);
             headers.insert(name, value);
         }
@@ -191,7 +197,9 @@ pub fn response_headers(upstream: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(upstream.len());
     for (name, value) in upstream {
         let lower = name.as_str();
-        if (HOP_BY_HOP.contains(&lower) && lower != "content-length") || connection_named.iter().any(|c| c.eq_ignore_ascii_case(lower)) {
+        if (HOP_BY_HOP.contains(&lower) && lower != "content-length")
+            || connection_named.iter().any(|c| c.eq_ignore_ascii_case(lower))
+        {
             continue;
         }
         out.append(name.clone(), value.clone());

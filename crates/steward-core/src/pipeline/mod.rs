@@ -35,7 +35,7 @@ use crate::audit::{AuditLog, AuditRecord};
 use crate::config::{Config, LoopBreakerConfig, ToolConfig};
 use crate::policy::{self, Identified, ToolMatcher};
 use crate::secrets::{AgentToken, Secrets};
-use crate::store::{AdmitOutcome, Admission, Completion, Store};
+use crate::store::{Admission, AdmitOutcome, Completion, Store};
 
 /// The redactor every writer shares; swapped whole when credentials reload.
 pub type SharedRedactor = Arc<ArcSwap<redact::Redactor>>;
@@ -97,7 +97,15 @@ pub struct Call {
 
 impl Call {
     /// A new call arriving now.
-    pub fn new(door: Door, upstream: String, method: Method, path: String, query: Option<String>, headers: HeaderMap, body: Bytes) -> Self {
+    pub fn new(
+        door: Door,
+        upstream: String,
+        method: Method,
+        path: String,
+        query: Option<String>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Self {
         Self {
             id: uuid::Uuid::now_v7().to_string(),
             door,
@@ -135,7 +143,7 @@ pub struct Pipeline {
     matcher: ToolMatcher,
     loop_breaker: LoopBreakerConfig,
     store: Store,
-    audit: AuditLog,
+    audit: Arc<AuditLog>,
     redactor: SharedRedactor,
     agent_token: AgentToken,
     forwarder: Forwarder,
@@ -152,7 +160,7 @@ impl Pipeline {
     pub fn new(
         config: &Config,
         store: Store,
-        audit: AuditLog,
+        audit: Arc<AuditLog>,
         redactor: SharedRedactor,
         secrets: Arc<ArcSwap<Secrets>>,
         agent_token: AgentToken,
@@ -298,11 +306,19 @@ impl Pipeline {
                 limit: None,
                 loop_breaker: LoopBreakerConfig { max_identical: 0, window: std::time::Duration::ZERO },
             };
-            if let Err(err) = self.store.record_refused(admission, view.reason, &view.message, view.status.as_u16()).await {
+            if let Err(err) =
+                self.store.record_refused(admission, view.reason, &view.message, view.status.as_u16()).await
+            {
                 tracing::error!(error = %err, call_id = %record.call_id, "could not journal a refused call");
             }
         }
-        let audit = self.audit_record(&record, view.reason, Some(view.message.clone()), Some(view.status.as_u16()), refusal.attempts());
+        let audit = self.audit_record(
+            &record,
+            view.reason,
+            Some(view.message.clone()),
+            Some(view.status.as_u16()),
+            refusal.attempts(),
+        );
         if let Err(err) = self.audit.write(&audit).await {
             tracing::error!(error = %err, call_id = %record.call_id, "could not write the audit record of a refused call");
         }
@@ -322,7 +338,13 @@ impl Pipeline {
                 tracing::warn!(call_id = %record.call_id, upstream = %record.upstream, error = %detail, "forwarding failed");
                 self.complete(&record, None, refusal.attempts(), None, Some(detail)).await;
                 let view = refusal.view();
-                let audit = self.audit_record(&record, view.reason, Some(view.message.clone()), Some(view.status.as_u16()), refusal.attempts());
+                let audit = self.audit_record(
+                    &record,
+                    view.reason,
+                    Some(view.message.clone()),
+                    Some(view.status.as_u16()),
+                    refusal.attempts(),
+                );
                 if let Err(err) = self.audit.write(&audit).await {
                     tracing::error!(error = %err, call_id = %record.call_id, "could not write an audit record");
                 }
@@ -335,15 +357,14 @@ impl Pipeline {
         if let Ok(value) = HeaderValue::from_str(&record.call_id) {
             headers.insert(CALL_ID_HEADER, value);
         }
-        let expected_len = if call.method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-            Some(0)
-        } else {
-            response.content_length()
-        };
-        let peek_json = headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.contains("json"));
+        let expected_len =
+            if call.method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+                Some(0)
+            } else {
+                response.content_length()
+            };
+        let peek_json =
+            headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.contains("json"));
         let recorder = Recorder { pipeline: Arc::clone(self), record, status: status.as_u16(), attempts };
         let body = if expected_len == Some(0) {
             recorder.finish(None, Vec::new()).await;
@@ -357,7 +378,14 @@ impl Pipeline {
         out
     }
 
-    async fn complete(&self, record: &CallRecord, status: Option<u16>, attempts: u32, response_ref: Option<String>, error: Option<String>) {
+    async fn complete(
+        &self,
+        record: &CallRecord,
+        status: Option<u16>,
+        attempts: u32,
+        response_ref: Option<String>,
+        error: Option<String>,
+    ) {
         let completion = Completion {
             call_id: record.call_id.clone(),
             now_ms: unix_ms(SystemTime::now()),
@@ -373,7 +401,14 @@ impl Pipeline {
         }
     }
 
-    fn audit_record(&self, record: &CallRecord, decision: &str, reason: Option<String>, status: Option<u16>, attempts: u32) -> AuditRecord {
+    fn audit_record(
+        &self,
+        record: &CallRecord,
+        decision: &str,
+        reason: Option<String>,
+        status: Option<u16>,
+        attempts: u32,
+    ) -> AuditRecord {
         AuditRecord {
             ts: rfc3339_ms(record.received_at),
             call_id: record.call_id.clone(),
@@ -425,7 +460,9 @@ impl Drop for RecordGuard {
         if let Some(recorder) = self.0.take()
             && let Ok(handle) = tokio::runtime::Handle::try_current()
         {
-            handle.spawn(async move { recorder.finish(Some("agent disconnected before the response ended".into()), Vec::new()).await });
+            handle.spawn(async move {
+                recorder.finish(Some("agent disconnected before the response ended".into()), Vec::new()).await
+            });
         }
     }
 }
@@ -527,6 +564,7 @@ fn elapsed_ms(started: Instant) -> u64 {
 
 /// RFC 3339 UTC with milliseconds, e.g. `2026-11-26T04:00:00.123Z`.
 pub fn rfc3339_ms(t: SystemTime) -> String {
-    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
     time::OffsetDateTime::from(t).format(&format).unwrap_or_default()
 }

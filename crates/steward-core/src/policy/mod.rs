@@ -183,11 +183,7 @@ pub fn input_summary(redactor: &redact::Redactor, body: &[u8]) -> String {
 /// control characters so a summary can never break a log line or a terminal.
 /// The text is redacted *before* truncation so a cut never exposes half a secret.
 pub fn truncate_summary(text: &str) -> String {
-    let mut out: String = text
-        .chars()
-        .take(SUMMARY_MAX_CHARS)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let mut out: String = text.chars().take(SUMMARY_MAX_CHARS).map(|c| if c.is_control() { ' ' } else { c }).collect();
     if text.chars().nth(SUMMARY_MAX_CHARS).is_some() {
         out.push('…');
     }

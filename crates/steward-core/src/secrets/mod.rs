@@ -204,7 +204,10 @@ impl AgentToken {
                 }
                 let token = text.trim().to_owned();
                 if token.is_empty() {
-                    return Err(SecretsError::Empty { credential: "agent token".into(), source_desc: path.display().to_string() });
+                    return Err(SecretsError::Empty {
+                        credential: "agent token".into(),
+                        source_desc: path.display().to_string(),
+                    });
                 }
                 Ok((Self(SecretString::from(token)), false))
             }
@@ -212,7 +215,8 @@ impl AgentToken {
                 let mut bytes = [0u8; AGENT_TOKEN_BYTES];
                 rand::fill(&mut bytes);
                 let token = format!("{AGENT_TOKEN_PREFIX}{}", hex::encode(bytes));
-                let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(err)?;
+                let mut file =
+                    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(err)?;
                 file.write_all(format!("{token}\n").as_bytes()).map_err(err)?;
                 file.sync_all().map_err(err)?;
                 Ok((Self(SecretString::from(token)), true))

@@ -214,17 +214,12 @@ pub struct LastQuery {
 impl Default for LastQuery {
     /// The 20 newest calls: what fits on a terminal.
     fn default() -> Self {
-        Self {
-            limit: 20,
-            tool: None,
-            since_ms: None,
-            failed_only: false,
-        }
+        Self { limit: 20, tool: None, since_ms: None, failed_only: false }
     }
 }
 
 /// One journaled call.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct CallRow {
     /// UUIDv7 call id.
     pub id: String,
@@ -307,9 +302,7 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("path", &self.inner.path)
-            .finish_non_exhaustive()
+        f.debug_struct("Store").field("path", &self.inner.path).finish_non_exhaustive()
     }
 }
 
@@ -348,9 +341,8 @@ impl Store {
         let reader = schema::open_reader(path)?;
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let counters = Arc::new(WriterCounters::default());
-        let handle = writer::spawn(writer, rx, Arc::clone(&counters)).map_err(|e| {
-            StoreError::Unavailable(format!("cannot start the store writer thread: {e}"))
-        })?;
+        let handle = writer::spawn(writer, rx, Arc::clone(&counters))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the store writer thread: {e}")))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 ops: tx,
@@ -386,12 +378,7 @@ impl Store {
         reason: &str,
         status: u16,
     ) -> Result<(), StoreError> {
-        let req = Request::Refused {
-            admission: a,
-            decision: decision.to_owned(),
-            reason: reason.to_owned(),
-            status,
-        };
+        let req = Request::Refused { admission: a, decision: decision.to_owned(), reason: reason.to_owned(), status };
         self.write_done(req).await
     }
 
@@ -403,18 +390,8 @@ impl Store {
 
     /// Engages the kill switch. Already engaged: nothing changes, so the
     /// first cause (reason, source, time) stays on record.
-    pub async fn engage_kill(
-        &self,
-        reason: &str,
-        source: &str,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        self.write_done(Request::EngageKill {
-            reason: reason.to_owned(),
-            source: source.to_owned(),
-            now_ms,
-        })
-        .await
+    pub async fn engage_kill(&self, reason: &str, source: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.write_done(Request::EngageKill { reason: reason.to_owned(), source: source.to_owned(), now_ms }).await
     }
 
     /// Releases the kill switch (a human `steward resume`). Always stamps
@@ -435,8 +412,7 @@ impl Store {
 
     /// Allowed calls per tool started at or after `since_ms`, sorted by tool.
     pub async fn tool_counts_since(&self, since_ms: i64) -> Result<Vec<(String, u64)>, StoreError> {
-        self.read(move |conn| queries::tool_counts_since(conn, since_ms))
-            .await
+        self.read(move |conn| queries::tool_counts_since(conn, since_ms)).await
     }
 
     /// Marks calls still in flight (left by a daemon that crashed) as
@@ -466,12 +442,7 @@ impl Store {
 
     /// Sets a small persisted value.
     pub async fn kv_set(&self, key: &str, value: &str, now_ms: i64) -> Result<(), StoreError> {
-        self.write_done(Request::KvSet {
-            key: key.to_owned(),
-            value: value.to_owned(),
-            now_ms,
-        })
-        .await
+        self.write_done(Request::KvSet { key: key.to_owned(), value: value.to_owned(), now_ms }).await
     }
 
     /// Runs an empty write transaction: `Ok` means a call could be journaled
@@ -494,8 +465,7 @@ impl Store {
             .send(Op { req, reply })
             .await
             .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?
+        rx.await.map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?
     }
 
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -505,10 +475,8 @@ impl Store {
     {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
-            let reader = inner
-                .reader
-                .lock()
-                .map_err(|_| StoreError::Unavailable("the read connection is poisoned".into()))?;
+            let reader =
+                inner.reader.lock().map_err(|_| StoreError::Unavailable("the read connection is poisoned".into()))?;
             reader.check_same_file()?;
             f(&reader.conn)
         })
@@ -539,9 +507,7 @@ fn sql_error(doing: &str, e: rusqlite::Error) -> StoreError {
         }
         rusqlite::Error::FromSqlConversionFailure(..)
         | rusqlite::Error::IntegralValueOutOfRange(..)
-        | rusqlite::Error::InvalidColumnType(..) => {
-            StoreError::Corrupt(format!("{doing}: unexpected value: {e}"))
-        }
+        | rusqlite::Error::InvalidColumnType(..) => StoreError::Corrupt(format!("{doing}: unexpected value: {e}")),
         _ => StoreError::Unavailable(format!("{doing}: {e}")),
     }
 }

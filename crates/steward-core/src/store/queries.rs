@@ -20,9 +20,7 @@ pub(super) fn kill_state(conn: &Connection) -> Result<KillState, StoreError> {
             })
         })
         .map_err(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => {
-                StoreError::Corrupt("the kill switch row is missing".into())
-            }
+            rusqlite::Error::QueryReturnedNoRows => StoreError::Corrupt("the kill switch row is missing".into()),
             e => sql_error("reading the kill switch", e),
         })
 }
@@ -42,13 +40,9 @@ pub(super) fn last(conn: &Connection, q: &LastQuery) -> Result<Vec<CallRow>, Sto
         )
         .map_err(|e| sql_error("preparing the journal query", e))?;
     let rows = stmt
-        .query_map(
-            params![q.tool, q.since_ms, q.failed_only, q.limit],
-            call_row,
-        )
+        .query_map(params![q.tool, q.since_ms, q.failed_only, q.limit], call_row)
         .map_err(|e| sql_error("reading the journal", e))?;
-    rows.collect::<Result<Vec<_>, _>>()
-        .map_err(|e| sql_error("reading the journal", e))
+    rows.collect::<Result<Vec<_>, _>>().map_err(|e| sql_error("reading the journal", e))
 }
 
 fn call_row(row: &Row<'_>) -> rusqlite::Result<CallRow> {
@@ -76,10 +70,7 @@ fn call_row(row: &Row<'_>) -> rusqlite::Result<CallRow> {
 }
 
 /// Allowed calls per tool since `since_ms` (inclusive).
-pub(super) fn tool_counts_since(
-    conn: &Connection,
-    since_ms: i64,
-) -> Result<Vec<(String, u64)>, StoreError> {
+pub(super) fn tool_counts_since(conn: &Connection, since_ms: i64) -> Result<Vec<(String, u64)>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT tool, COUNT(*) FROM calls
@@ -88,15 +79,9 @@ pub(super) fn tool_counts_since(
         )
         .map_err(|e| sql_error("preparing the tool counts", e))?;
     let rows = stmt
-        .query_map([since_ms], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                non_negative(row.get::<_, i64>(1)?),
-            ))
-        })
+        .query_map([since_ms], |row| Ok((row.get::<_, String>(0)?, non_negative(row.get::<_, i64>(1)?))))
         .map_err(|e| sql_error("counting calls per tool", e))?;
-    rows.collect::<Result<Vec<_>, _>>()
-        .map_err(|e| sql_error("counting calls per tool", e))
+    rows.collect::<Result<Vec<_>, _>>().map_err(|e| sql_error("counting calls per tool", e))
 }
 
 /// SQLite has no unsigned integers; counts and durations are stored as

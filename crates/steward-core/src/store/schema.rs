@@ -91,74 +91,38 @@ impl Opened {
 /// Opens the write connection: creates the file 0600 if needed, WAL,
 /// `synchronous=NORMAL`, `busy_timeout`, `foreign_keys`, migrations.
 pub(super) fn open_writer(path: &Path, migrations: &[&str]) -> Result<Opened, StoreError> {
-    let cannot =
-        |e: std::io::Error| StoreError::Unavailable(format!("cannot open {}: {e}", path.display()));
+    let cannot = |e: std::io::Error| StoreError::Unavailable(format!("cannot open {}: {e}", path.display()));
     // Created here rather than by SQLite so the mode is 0600 from the first
     // byte instead of 0644 minus the umask.
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(cannot)?;
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| sql_error(&format!("opening {}", path.display()), e))?;
+    OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path).map_err(cannot)?;
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|e| sql_error(&format!("opening {}", path.display()), e))?;
     // SQLite silently falls back to read-only for a write-protected file.
-    if conn
-        .is_readonly(MAIN_DB)
-        .map_err(|e| sql_error("checking access", e))?
-    {
-        return Err(StoreError::Unavailable(format!(
-            "{} is not writable",
-            path.display()
-        )));
+    if conn.is_readonly(MAIN_DB).map_err(|e| sql_error("checking access", e))? {
+        return Err(StoreError::Unavailable(format!("{} is not writable", path.display())));
     }
-    conn.busy_timeout(BUSY_TIMEOUT)
-        .map_err(|e| sql_error("setting busy_timeout", e))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| sql_error("setting busy_timeout", e))?;
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
         .map_err(|e| sql_error("enabling WAL", e))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Unavailable(format!(
-            "{} refused WAL mode (got {mode})",
-            path.display()
-        )));
+        return Err(StoreError::Unavailable(format!("{} refused WAL mode (got {mode})", path.display())));
     }
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(|e| sql_error("setting synchronous", e))?;
-    conn.pragma_update(None, "foreign_keys", true)
-        .map_err(|e| sql_error("enabling foreign keys", e))?;
+    conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| sql_error("setting synchronous", e))?;
+    conn.pragma_update(None, "foreign_keys", true).map_err(|e| sql_error("enabling foreign keys", e))?;
     migrate(&conn, migrations)?;
     restrict_modes(path)?;
     let id = file_id(path).map_err(cannot)?;
-    Ok(Opened {
-        conn,
-        path: path.to_path_buf(),
-        id,
-    })
+    Ok(Opened { conn, path: path.to_path_buf(), id })
 }
 
 /// Opens the read-only connection used by queries.
 pub(super) fn open_reader(path: &Path) -> Result<Opened, StoreError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| sql_error(&format!("opening {} for reading", path.display()), e))?;
-    conn.busy_timeout(BUSY_TIMEOUT)
-        .map_err(|e| sql_error("setting busy_timeout", e))?;
-    let id = file_id(path)
-        .map_err(|e| StoreError::Unavailable(format!("cannot stat {}: {e}", path.display())))?;
-    Ok(Opened {
-        conn,
-        path: path.to_path_buf(),
-        id,
-    })
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|e| sql_error(&format!("opening {} for reading", path.display()), e))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| sql_error("setting busy_timeout", e))?;
+    let id = file_id(path).map_err(|e| StoreError::Unavailable(format!("cannot stat {}: {e}", path.display())))?;
+    Ok(Opened { conn, path: path.to_path_buf(), id })
 }
 
 /// Applies the migrations the file lacks, all in one transaction, and refuses
@@ -166,30 +130,19 @@ pub(super) fn open_reader(path: &Path) -> Result<Opened, StoreError> {
 /// a fresh file at once migrate it once.
 pub(super) fn migrate(conn: &Connection, migrations: &[&str]) -> Result<(), StoreError> {
     let known = i64::try_from(migrations.len()).unwrap_or(i64::MAX);
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(|e| sql_error("starting the migration", e))?;
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| sql_error("starting the migration", e))?;
     let result = (|| {
         let found: i64 = conn
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .map_err(|e| sql_error("reading the schema version", e))?;
         if found > known {
-            return Err(StoreError::TooNew {
-                found,
-                supported: known,
-            });
+            return Err(StoreError::TooNew { found, supported: known });
         }
         if found < 0 {
-            return Err(StoreError::Corrupt(format!(
-                "negative schema version {found}"
-            )));
+            return Err(StoreError::Corrupt(format!("negative schema version {found}")));
         }
-        for (i, sql) in migrations
-            .iter()
-            .enumerate()
-            .skip(usize::try_from(found).unwrap_or(usize::MAX))
-        {
-            conn.execute_batch(sql)
-                .map_err(|e| sql_error(&format!("applying migration {}", i + 1), e))?;
+        for (i, sql) in migrations.iter().enumerate().skip(usize::try_from(found).unwrap_or(usize::MAX)) {
+            conn.execute_batch(sql).map_err(|e| sql_error(&format!("applying migration {}", i + 1), e))?;
         }
         if found < known {
             conn.pragma_update(None, "user_version", known)
@@ -198,9 +151,7 @@ pub(super) fn migrate(conn: &Connection, migrations: &[&str]) -> Result<(), Stor
         Ok(())
     })();
     match result {
-        Ok(()) => conn
-            .execute_batch("COMMIT")
-            .map_err(|e| sql_error("committing the migration", e)),
+        Ok(()) => conn.execute_batch("COMMIT").map_err(|e| sql_error("committing the migration", e)),
         Err(e) => {
             // The rollback's own failure would hide the cause; the connection is dropped anyway.
             let _ = conn.execute_batch("ROLLBACK");
@@ -219,18 +170,12 @@ fn restrict_modes(path: &Path) -> Result<(), StoreError> {
         name.push(suffix);
         let file = PathBuf::from(name);
         match std::fs::metadata(&file) {
-            Ok(meta) if meta.mode() & 0o077 != 0 => {
-                std::fs::set_permissions(&file, Permissions::from_mode(0o600)).map_err(|e| {
-                    StoreError::Unavailable(format!("cannot chmod 0600 {}: {e}", file.display()))
-                })?
-            }
+            Ok(meta) if meta.mode() & 0o077 != 0 => std::fs::set_permissions(&file, Permissions::from_mode(0o600))
+                .map_err(|e| StoreError::Unavailable(format!("cannot chmod 0600 {}: {e}", file.display())))?,
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !suffix.is_empty() => {}
             Err(e) => {
-                return Err(StoreError::Unavailable(format!(
-                    "cannot stat {}: {e}",
-                    file.display()
-                )));
+                return Err(StoreError::Unavailable(format!("cannot stat {}: {e}", file.display())));
             }
         }
     }
@@ -239,8 +184,5 @@ fn restrict_modes(path: &Path) -> Result<(), StoreError> {
 
 fn file_id(path: &Path) -> std::io::Result<FileId> {
     let meta = std::fs::metadata(path)?;
-    Ok(FileId {
-        dev: meta.dev(),
-        ino: meta.ino(),
-    })
+    Ok(FileId { dev: meta.dev(), ino: meta.ino() })
 }

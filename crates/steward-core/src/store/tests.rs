@@ -11,24 +11,15 @@ const HOUR_MS: i64 = 3_600_000;
 const T0: i64 = 1_790_000_000_000;
 
 fn no_breaker() -> LoopBreakerConfig {
-    LoopBreakerConfig {
-        max_identical: 0,
-        window: Duration::ZERO,
-    }
+    LoopBreakerConfig { max_identical: 0, window: Duration::ZERO }
 }
 
 fn breaker(max_identical: u32) -> LoopBreakerConfig {
-    LoopBreakerConfig {
-        max_identical,
-        window: Duration::from_secs(60),
-    }
+    LoopBreakerConfig { max_identical, window: Duration::from_secs(60) }
 }
 
 fn per_hour(max: u32) -> Option<RateLimit> {
-    Some(RateLimit {
-        max,
-        per: Duration::from_secs(3600),
-    })
+    Some(RateLimit { max, per: Duration::from_secs(3600) })
 }
 
 fn admission(id: &str, now_ms: i64, tool: Option<&str>, loop_key: &str) -> Admission {
@@ -49,10 +40,7 @@ fn admission(id: &str, now_ms: i64, tool: Option<&str>, loop_key: &str) -> Admis
 }
 
 fn limited(id: &str, now_ms: i64, limit: Option<RateLimit>) -> Admission {
-    Admission {
-        limit,
-        ..admission(id, now_ms, Some("post"), id)
-    }
+    Admission { limit, ..admission(id, now_ms, Some("post"), id) }
 }
 
 fn completion(id: &str, now_ms: i64, status: Option<u16>) -> Completion {
@@ -78,8 +66,7 @@ fn mode_of(path: &Path) -> u32 {
 
 fn user_version(path: &Path) -> i64 {
     let conn = rusqlite::Connection::open(path).unwrap();
-    conn.pragma_query_value(None, "user_version", |r| r.get(0))
-        .unwrap()
+    conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap()
 }
 
 #[tokio::test]
@@ -87,24 +74,12 @@ async fn migrations_are_versioned_and_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("steward.db");
     drop(Store::open(&path).unwrap());
-    assert_eq!(
-        user_version(&path),
-        i64::try_from(schema::MIGRATIONS.len()).unwrap()
-    );
+    assert_eq!(user_version(&path), i64::try_from(schema::MIGRATIONS.len()).unwrap());
     // Reopening applies nothing twice (a second CREATE TABLE would fail).
     let store = Store::open(&path).unwrap();
-    assert_eq!(
-        store
-            .admit(admission("a", T0, Some("post"), "k"))
-            .await
-            .unwrap(),
-        AdmitOutcome::Admitted
-    );
+    assert_eq!(store.admit(admission("a", T0, Some("post"), "k")).await.unwrap(), AdmitOutcome::Admitted);
     drop(store);
-    assert_eq!(
-        user_version(&path),
-        i64::try_from(schema::MIGRATIONS.len()).unwrap()
-    );
+    assert_eq!(user_version(&path), i64::try_from(schema::MIGRATIONS.len()).unwrap());
 
     // A later release appends a migration: only the new one runs.
     let conn = rusqlite::Connection::open_in_memory().unwrap();
@@ -113,13 +88,9 @@ async fn migrations_are_versioned_and_idempotent() {
     let two: &[&str] = &["CREATE TABLE a (x INTEGER)", "CREATE TABLE b (y INTEGER)"];
     schema::migrate(&conn, two).unwrap();
     schema::migrate(&conn, two).unwrap();
-    let version: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .unwrap();
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
     assert_eq!(version, 2);
-    let kept: i64 = conn
-        .query_row("SELECT COUNT(*) FROM a", [], |r| r.get(0))
-        .unwrap();
+    let kept: i64 = conn.query_row("SELECT COUNT(*) FROM a", [], |r| r.get(0)).unwrap();
     assert_eq!(kept, 1);
     conn.execute("INSERT INTO b VALUES (1)", []).unwrap();
 }
@@ -130,10 +101,7 @@ fn a_newer_schema_is_refused() {
     let path = dir.path().join("steward.db");
     drop(Store::open(&path).unwrap());
     let newer = i64::try_from(schema::MIGRATIONS.len()).unwrap() + 1;
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .pragma_update(None, "user_version", newer)
-        .unwrap();
+    rusqlite::Connection::open(&path).unwrap().pragma_update(None, "user_version", newer).unwrap();
     match Store::open(&path) {
         Err(StoreError::TooNew { found, supported }) => {
             assert_eq!(found, newer);
@@ -141,11 +109,7 @@ fn a_newer_schema_is_refused() {
         }
         other => panic!("expected TooNew, got {other:?}"),
     }
-    let msg = StoreError::TooNew {
-        found: newer,
-        supported: newer - 1,
-    }
-    .to_string();
+    let msg = StoreError::TooNew { found: newer, supported: newer - 1 }.to_string();
     assert!(msg.contains("newer than this steward supports"), "{msg}");
 }
 
@@ -165,10 +129,7 @@ async fn files_are_0600() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("steward.db");
     let store = Store::open(&path).unwrap();
-    store
-        .admit(admission("a", T0, Some("post"), "k"))
-        .await
-        .unwrap();
+    store.admit(admission("a", T0, Some("post"), "k")).await.unwrap();
     for name in ["steward.db", "steward.db-wal", "steward.db-shm"] {
         assert_eq!(mode_of(&dir.path().join(name)), 0o600, "{name}");
     }
@@ -192,11 +153,7 @@ async fn twenty_concurrent_admits_against_ten_per_hour_admit_exactly_ten() {
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .admit(limited(&format!("c{i}"), T0 + i, per_hour(10)))
-                    .await
-            })
+            tokio::spawn(async move { store.admit(limited(&format!("c{i}"), T0 + i, per_hour(10))).await })
         })
         .collect();
     let mut admitted = 0;
@@ -214,20 +171,9 @@ async fn twenty_concurrent_admits_against_ten_per_hour_admit_exactly_ten() {
     assert_eq!((admitted, limited_count), (10, 10));
     let counts = store.tool_counts_since(0).await.unwrap();
     assert_eq!(counts, vec![("post".to_owned(), 10)]);
-    let refused = store
-        .last(LastQuery {
-            limit: 100,
-            failed_only: true,
-            ..LastQuery::default()
-        })
-        .await
-        .unwrap();
+    let refused = store.last(LastQuery { limit: 100, failed_only: true, ..LastQuery::default() }).await.unwrap();
     assert_eq!(refused.len(), 10);
-    assert!(
-        refused
-            .iter()
-            .all(|r| r.decision == "rate_limited" && r.finished_ms.is_some())
-    );
+    assert!(refused.iter().all(|r| r.decision == "rate_limited" && r.finished_ms.is_some()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -253,11 +199,7 @@ async fn queued_ops_share_one_transaction() {
     let rest: Vec<_> = (0..19)
         .map(|i| {
             let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .admit(limited(&format!("c{i}"), T0 + 1, per_hour(10)))
-                    .await
-            })
+            tokio::spawn(async move { store.admit(limited(&format!("c{i}"), T0 + 1, per_hour(10))).await })
         })
         .collect();
     while store.inner.ops.capacity() > WRITE_QUEUE - 19 {
@@ -273,13 +215,7 @@ async fn queued_ops_share_one_transaction() {
     }
     // Evaluated one after the other inside the shared transaction: exact.
     assert_eq!(admitted, 10);
-    assert_eq!(
-        store.writer_stats(),
-        WriterStats {
-            batches: 2,
-            ops: 20
-        }
-    );
+    assert_eq!(store.writer_stats(), WriterStats { batches: 2, ops: 20 });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -290,11 +226,7 @@ async fn two_stores_on_one_file_share_the_window_exactly() {
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let store = if i % 2 == 0 { a.clone() } else { b.clone() };
-            tokio::spawn(async move {
-                store
-                    .admit(limited(&format!("c{i}"), T0, per_hour(10)))
-                    .await
-            })
+            tokio::spawn(async move { store.admit(limited(&format!("c{i}"), T0, per_hour(10))).await })
         })
         .collect();
     let mut admitted = 0;
@@ -310,23 +242,12 @@ async fn two_stores_on_one_file_share_the_window_exactly() {
 async fn the_window_slides() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_in(dir.path());
-    let limit = Some(RateLimit {
-        max: 2,
-        per: Duration::from_millis(1000),
-    });
-    assert_eq!(
-        store.admit(limited("a", T0, limit)).await.unwrap(),
-        AdmitOutcome::Admitted
-    );
-    assert_eq!(
-        store.admit(limited("b", T0 + 100, limit)).await.unwrap(),
-        AdmitOutcome::Admitted
-    );
+    let limit = Some(RateLimit { max: 2, per: Duration::from_millis(1000) });
+    assert_eq!(store.admit(limited("a", T0, limit)).await.unwrap(), AdmitOutcome::Admitted);
+    assert_eq!(store.admit(limited("b", T0 + 100, limit)).await.unwrap(), AdmitOutcome::Admitted);
     assert_eq!(
         store.admit(limited("c", T0 + 200, limit)).await.unwrap(),
-        AdmitOutcome::RateLimited {
-            retry_after_ms: 800
-        }
+        AdmitOutcome::RateLimited { retry_after_ms: 800 }
     );
     // Refused calls do not occupy the window: `c` does not delay anything.
     assert_eq!(
@@ -334,65 +255,37 @@ async fn the_window_slides() {
         AdmitOutcome::RateLimited { retry_after_ms: 1 }
     );
     // At T0 + 1000 the call of T0 has left the window (started_ms > now - per).
-    assert_eq!(
-        store.admit(limited("e", T0 + 1000, limit)).await.unwrap(),
-        AdmitOutcome::Admitted
-    );
+    assert_eq!(store.admit(limited("e", T0 + 1000, limit)).await.unwrap(), AdmitOutcome::Admitted);
     assert_eq!(
         store.admit(limited("f", T0 + 1050, limit)).await.unwrap(),
         AdmitOutcome::RateLimited { retry_after_ms: 50 }
     );
     // Another tool has its own window; calls without a limit are never limited.
-    let other = Admission {
-        limit,
-        ..admission("g", T0 + 1050, Some("other"), "g")
-    };
+    let other = Admission { limit, ..admission("g", T0 + 1050, Some("other"), "g") };
     assert_eq!(store.admit(other).await.unwrap(), AdmitOutcome::Admitted);
-    assert_eq!(
-        store.admit(limited("h", T0 + 1050, None)).await.unwrap(),
-        AdmitOutcome::Admitted
-    );
+    assert_eq!(store.admit(limited("h", T0 + 1050, None)).await.unwrap(), AdmitOutcome::Admitted);
 }
 
 #[tokio::test]
 async fn a_lowered_limit_waits_for_enough_calls_to_leave() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_in(dir.path());
-    let wide = Some(RateLimit {
-        max: 3,
-        per: Duration::from_millis(1000),
-    });
+    let wide = Some(RateLimit { max: 3, per: Duration::from_millis(1000) });
     for (i, t) in [0, 100, 200].into_iter().enumerate() {
-        assert_eq!(
-            store
-                .admit(limited(&format!("a{i}"), T0 + t, wide))
-                .await
-                .unwrap(),
-            AdmitOutcome::Admitted
-        );
+        assert_eq!(store.admit(limited(&format!("a{i}"), T0 + t, wide)).await.unwrap(), AdmitOutcome::Admitted);
     }
     // Three in the window, limit now 1: the call fits once all three have
     // left, i.e. when the call of T0 + 200 leaves at T0 + 1200.
-    let narrow = Some(RateLimit {
-        max: 1,
-        per: Duration::from_millis(1000),
-    });
+    let narrow = Some(RateLimit { max: 1, per: Duration::from_millis(1000) });
     assert_eq!(
         store.admit(limited("b", T0 + 300, narrow)).await.unwrap(),
-        AdmitOutcome::RateLimited {
-            retry_after_ms: 900
-        }
+        AdmitOutcome::RateLimited { retry_after_ms: 900 }
     );
     // Limit 2: two must leave, the second at T0 + 1100.
-    let two = Some(RateLimit {
-        max: 2,
-        per: Duration::from_millis(1000),
-    });
+    let two = Some(RateLimit { max: 2, per: Duration::from_millis(1000) });
     assert_eq!(
         store.admit(limited("c", T0 + 300, two)).await.unwrap(),
-        AdmitOutcome::RateLimited {
-            retry_after_ms: 800
-        }
+        AdmitOutcome::RateLimited { retry_after_ms: 800 }
     );
 }
 
@@ -401,39 +294,19 @@ async fn limits_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_in(dir.path());
     for i in 0..10 {
-        assert_eq!(
-            store
-                .admit(limited(&format!("c{i}"), T0 + i, per_hour(10)))
-                .await
-                .unwrap(),
-            AdmitOutcome::Admitted
-        );
+        assert_eq!(store.admit(limited(&format!("c{i}"), T0 + i, per_hour(10))).await.unwrap(), AdmitOutcome::Admitted);
     }
     drop(store);
     let store = open_in(dir.path());
     assert_eq!(
-        store
-            .admit(limited("late", T0 + 60_000, per_hour(10)))
-            .await
-            .unwrap(),
-        AdmitOutcome::RateLimited {
-            retry_after_ms: HOUR_MS - 60_000
-        }
+        store.admit(limited("late", T0 + 60_000, per_hour(10))).await.unwrap(),
+        AdmitOutcome::RateLimited { retry_after_ms: HOUR_MS - 60_000 }
     );
-    assert_eq!(
-        store
-            .admit(limited("later", T0 + HOUR_MS, per_hour(10)))
-            .await
-            .unwrap(),
-        AdmitOutcome::Admitted
-    );
+    assert_eq!(store.admit(limited("later", T0 + HOUR_MS, per_hour(10))).await.unwrap(), AdmitOutcome::Admitted);
 }
 
 fn looping(id: &str, now_ms: i64, key: &str) -> Admission {
-    Admission {
-        loop_breaker: breaker(5),
-        ..admission(id, now_ms, Some("post"), key)
-    }
+    Admission { loop_breaker: breaker(5), ..admission(id, now_ms, Some("post"), key) }
 }
 
 #[tokio::test]
@@ -441,38 +314,19 @@ async fn the_loop_breaker_trips_on_the_fifth_identical_call() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_in(dir.path());
     for i in 0..4 {
-        assert_eq!(
-            store
-                .admit(looping(&format!("l{i}"), T0 + i, "same"))
-                .await
-                .unwrap(),
-            AdmitOutcome::Admitted
-        );
+        assert_eq!(store.admit(looping(&format!("l{i}"), T0 + i, "same")).await.unwrap(), AdmitOutcome::Admitted);
         // Different inputs and other tools do not add to the run.
         assert_eq!(
-            store
-                .admit(looping(&format!("d{i}"), T0 + i, &format!("other{i}")))
-                .await
-                .unwrap(),
+            store.admit(looping(&format!("d{i}"), T0 + i, &format!("other{i}"))).await.unwrap(),
             AdmitOutcome::Admitted
         );
-        let other_tool = Admission {
-            loop_breaker: breaker(5),
-            ..admission(&format!("t{i}"), T0 + i, Some("other"), "same")
-        };
-        assert_eq!(
-            store.admit(other_tool).await.unwrap(),
-            AdmitOutcome::Admitted
-        );
+        let other_tool =
+            Admission { loop_breaker: breaker(5), ..admission(&format!("t{i}"), T0 + i, Some("other"), "same") };
+        assert_eq!(store.admit(other_tool).await.unwrap(), AdmitOutcome::Admitted);
     }
     assert!(!store.kill_state().await.unwrap().engaged);
     let tripped = store.admit(looping("l4", T0 + 10, "same")).await.unwrap();
-    assert_eq!(
-        tripped,
-        AdmitOutcome::LoopDetected {
-            reason: "loop detected: post".into()
-        }
-    );
+    assert_eq!(tripped, AdmitOutcome::LoopDetected { reason: "loop detected: post".into() });
     let kill = store.kill_state().await.unwrap();
     assert_eq!(
         kill,
@@ -485,21 +339,10 @@ async fn the_loop_breaker_trips_on_the_fifth_identical_call() {
     );
     // Fail closed: everything after is killed, whatever the tool.
     assert_eq!(
-        store
-            .admit(admission("x", T0 + 11, None, ""))
-            .await
-            .unwrap(),
-        AdmitOutcome::Killed {
-            reason: "loop detected: post".into()
-        }
+        store.admit(admission("x", T0 + 11, None, "")).await.unwrap(),
+        AdmitOutcome::Killed { reason: "loop detected: post".into() }
     );
-    let rows = store
-        .last(LastQuery {
-            limit: 2,
-            ..LastQuery::default()
-        })
-        .await
-        .unwrap();
+    let rows = store.last(LastQuery { limit: 2, ..LastQuery::default() }).await.unwrap();
     assert_eq!(rows[0].decision, "killed");
     assert_eq!(rows[1].decision, "loop_detected");
     assert_eq!(rows[1].id, "l4");
@@ -510,21 +353,12 @@ async fn identical_calls_outside_the_window_do_not_count() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_in(dir.path());
     for i in 0..4 {
-        store
-            .admit(looping(&format!("old{i}"), T0 + i, "same"))
-            .await
-            .unwrap();
+        store.admit(looping(&format!("old{i}"), T0 + i, "same")).await.unwrap();
     }
     // 60 s later the old run has left the breaker's window.
     for i in 0..4 {
         let now = T0 + 60_000 + i;
-        assert_eq!(
-            store
-                .admit(looping(&format!("new{i}"), now, "same"))
-                .await
-                .unwrap(),
-            AdmitOutcome::Admitted
-        );
+        assert_eq!(store.admit(looping(&format!("new{i}"), now, "same")).await.unwrap(), AdmitOutcome::Admitted);
     }
 }
 
@@ -532,29 +366,14 @@ async fn identical_calls_outside_the_window_do_not_count() {
 async fn rate_limited_repeats_count_toward_a_loop() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_in(dir.path());
-    let limit = Some(RateLimit {
-        max: 1,
-        per: Duration::from_secs(3600),
-    });
-    let call = |id: &str, t: i64| Admission {
-        limit,
-        ..looping(id, t, "same")
-    };
-    assert_eq!(
-        store.admit(call("a", T0)).await.unwrap(),
-        AdmitOutcome::Admitted
-    );
+    let limit = Some(RateLimit { max: 1, per: Duration::from_secs(3600) });
+    let call = |id: &str, t: i64| Admission { limit, ..looping(id, t, "same") };
+    assert_eq!(store.admit(call("a", T0)).await.unwrap(), AdmitOutcome::Admitted);
     for (i, id) in ["b", "c", "d"].into_iter().enumerate() {
-        let out = store
-            .admit(call(id, T0 + 1 + i64::try_from(i).unwrap()))
-            .await
-            .unwrap();
+        let out = store.admit(call(id, T0 + 1 + i64::try_from(i).unwrap())).await.unwrap();
         assert!(matches!(out, AdmitOutcome::RateLimited { .. }), "{out:?}");
     }
-    assert!(matches!(
-        store.admit(call("e", T0 + 10)).await.unwrap(),
-        AdmitOutcome::LoopDetected { .. }
-    ));
+    assert!(matches!(store.admit(call("e", T0 + 10)).await.unwrap(), AdmitOutcome::LoopDetected { .. }));
 }
 
 #[tokio::test]
@@ -562,33 +381,18 @@ async fn resume_restarts_the_loop_count() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_in(dir.path());
     for i in 0..4 {
-        store
-            .admit(looping(&format!("a{i}"), T0 + i, "same"))
-            .await
-            .unwrap();
+        store.admit(looping(&format!("a{i}"), T0 + i, "same")).await.unwrap();
     }
-    assert!(matches!(
-        store.admit(looping("a4", T0 + 4, "same")).await.unwrap(),
-        AdmitOutcome::LoopDetected { .. }
-    ));
+    assert!(matches!(store.admit(looping("a4", T0 + 4, "same")).await.unwrap(), AdmitOutcome::LoopDetected { .. }));
     store.release_kill(T0 + 5).await.unwrap();
     let state = store.kill_state().await.unwrap();
     assert!(!state.engaged);
     assert_eq!(state.changed_ms, T0 + 5);
     // Still inside the 60 s window, but the run before the release is forgiven.
     for i in 0..4 {
-        assert_eq!(
-            store
-                .admit(looping(&format!("b{i}"), T0 + 6 + i, "same"))
-                .await
-                .unwrap(),
-            AdmitOutcome::Admitted
-        );
+        assert_eq!(store.admit(looping(&format!("b{i}"), T0 + 6 + i, "same")).await.unwrap(), AdmitOutcome::Admitted);
     }
-    assert!(matches!(
-        store.admit(looping("b4", T0 + 20, "same")).await.unwrap(),
-        AdmitOutcome::LoopDetected { .. }
-    ));
+    assert!(matches!(store.admit(looping("b4", T0 + 20, "same")).await.unwrap(), AdmitOutcome::LoopDetected { .. }));
 }
 
 #[tokio::test]
@@ -597,42 +401,21 @@ async fn the_kill_switch_refuses_until_released() {
     let store = open_in(dir.path());
     store.engage_kill("maintenance", "cli", T0).await.unwrap();
     // A second engage keeps the first cause on record.
-    store
-        .engage_kill("again", "dashboard", T0 + 5)
-        .await
-        .unwrap();
+    store.engage_kill("again", "dashboard", T0 + 5).await.unwrap();
     let state = store.kill_state().await.unwrap();
     assert_eq!(
-        (
-            state.reason.as_deref(),
-            state.source.as_deref(),
-            state.changed_ms
-        ),
+        (state.reason.as_deref(), state.source.as_deref(), state.changed_ms),
         (Some("maintenance"), Some("cli"), T0)
     );
-    let out = store
-        .admit(limited("a", T0 + 10, per_hour(10)))
-        .await
-        .unwrap();
-    assert_eq!(
-        out,
-        AdmitOutcome::Killed {
-            reason: "maintenance".into()
-        }
-    );
+    let out = store.admit(limited("a", T0 + 10, per_hour(10))).await.unwrap();
+    assert_eq!(out, AdmitOutcome::Killed { reason: "maintenance".into() });
     let row = &store.last(LastQuery::default()).await.unwrap()[0];
-    assert_eq!(
-        (row.decision.as_str(), row.reason.as_deref()),
-        ("killed", Some("maintenance"))
-    );
+    assert_eq!((row.decision.as_str(), row.reason.as_deref()), ("killed", Some("maintenance")));
     // Killed calls do not use up the window.
     store.release_kill(T0 + 20).await.unwrap();
     for i in 0..10 {
         assert_eq!(
-            store
-                .admit(limited(&format!("b{i}"), T0 + 30, per_hour(10)))
-                .await
-                .unwrap(),
+            store.admit(limited(&format!("b{i}"), T0 + 30, per_hour(10))).await.unwrap(),
             AdmitOutcome::Admitted
         );
     }
@@ -647,22 +430,11 @@ async fn a_second_store_sees_the_kill_switch_at_once() {
     cli.engage_kill("stop requested", "cli", T0).await.unwrap();
     assert!(daemon.kill_state().await.unwrap().engaged);
     assert_eq!(
-        daemon
-            .admit(admission("a", T0 + 1, Some("post"), "k"))
-            .await
-            .unwrap(),
-        AdmitOutcome::Killed {
-            reason: "stop requested".into()
-        }
+        daemon.admit(admission("a", T0 + 1, Some("post"), "k")).await.unwrap(),
+        AdmitOutcome::Killed { reason: "stop requested".into() }
     );
     cli.release_kill(T0 + 2).await.unwrap();
-    assert_eq!(
-        daemon
-            .admit(admission("b", T0 + 3, Some("post"), "k"))
-            .await
-            .unwrap(),
-        AdmitOutcome::Admitted
-    );
+    assert_eq!(daemon.admit(admission("b", T0 + 3, Some("post"), "k")).await.unwrap(), AdmitOutcome::Admitted);
     // The CLI's `last` sees the daemon's journal.
     assert_eq!(cli.last(LastQuery::default()).await.unwrap().len(), 2);
 }
@@ -671,10 +443,7 @@ async fn a_second_store_sees_the_kill_switch_at_once() {
 async fn complete_records_the_outcome() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_in(dir.path());
-    store
-        .admit(admission("a", T0, Some("post"), "k"))
-        .await
-        .unwrap();
+    store.admit(admission("a", T0, Some("post"), "k")).await.unwrap();
     let mut done = completion("a", T0 + 40, Some(502));
     done.attempts = 3;
     done.error = Some("upstream answered 502".into());
@@ -701,24 +470,10 @@ async fn settle_interrupted_closes_calls_left_in_flight() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_in(dir.path());
     for id in ["a", "b", "c"] {
-        store
-            .admit(admission(id, T0, Some("post"), id))
-            .await
-            .unwrap();
+        store.admit(admission(id, T0, Some("post"), id)).await.unwrap();
     }
-    store
-        .complete(completion("b", T0 + 5, Some(200)))
-        .await
-        .unwrap();
-    store
-        .record_refused(
-            admission("r", T0, None, ""),
-            "unauthenticated",
-            "bad token",
-            401,
-        )
-        .await
-        .unwrap();
+    store.complete(completion("b", T0 + 5, Some(200))).await.unwrap();
+    store.record_refused(admission("r", T0, None, ""), "unauthenticated", "bad token", 401).await.unwrap();
     drop(store);
     // The next daemon settles what the crashed one left.
     let store = open_in(dir.path());
@@ -743,106 +498,33 @@ async fn last_filters_and_orders_newest_first() {
     let store = open_in(dir.path());
     // ok: allowed 200; err: allowed 500; flight: allowed, unfinished;
     // refused: 401 before admission; mail: another tool, 201.
-    store
-        .admit(admission("ok", T0, Some("post"), "1"))
-        .await
-        .unwrap();
-    store
-        .complete(completion("ok", T0 + 1, Some(200)))
-        .await
-        .unwrap();
-    store
-        .admit(admission("err", T0 + 10, Some("post"), "2"))
-        .await
-        .unwrap();
-    store
-        .complete(completion("err", T0 + 11, Some(500)))
-        .await
-        .unwrap();
-    store
-        .admit(admission("flight", T0 + 20, Some("post"), "3"))
-        .await
-        .unwrap();
-    store
-        .record_refused(
-            admission("refused", T0 + 30, None, ""),
-            "unauthenticated",
-            "bad token",
-            401,
-        )
-        .await
-        .unwrap();
-    store
-        .admit(admission("mail", T0 + 40, Some("mail"), "4"))
-        .await
-        .unwrap();
-    store
-        .complete(completion("mail", T0 + 41, Some(201)))
-        .await
-        .unwrap();
+    store.admit(admission("ok", T0, Some("post"), "1")).await.unwrap();
+    store.complete(completion("ok", T0 + 1, Some(200))).await.unwrap();
+    store.admit(admission("err", T0 + 10, Some("post"), "2")).await.unwrap();
+    store.complete(completion("err", T0 + 11, Some(500))).await.unwrap();
+    store.admit(admission("flight", T0 + 20, Some("post"), "3")).await.unwrap();
+    store.record_refused(admission("refused", T0 + 30, None, ""), "unauthenticated", "bad token", 401).await.unwrap();
+    store.admit(admission("mail", T0 + 40, Some("mail"), "4")).await.unwrap();
+    store.complete(completion("mail", T0 + 41, Some(201))).await.unwrap();
 
     let ids = |rows: Vec<CallRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
-    assert_eq!(
-        ids(store.last(LastQuery::default()).await.unwrap()),
-        ["mail", "refused", "flight", "err", "ok"]
-    );
-    assert_eq!(
-        ids(store
-            .last(LastQuery {
-                limit: 2,
-                ..LastQuery::default()
-            })
-            .await
-            .unwrap()),
-        ["mail", "refused"]
-    );
-    let post = LastQuery {
-        tool: Some("post".into()),
-        ..LastQuery::default()
-    };
-    assert_eq!(
-        ids(store.last(post).await.unwrap()),
-        ["flight", "err", "ok"]
-    );
-    let since = LastQuery {
-        since_ms: Some(T0 + 20),
-        ..LastQuery::default()
-    };
-    assert_eq!(
-        ids(store.last(since).await.unwrap()),
-        ["mail", "refused", "flight"]
-    );
-    let failed = LastQuery {
-        failed_only: true,
-        ..LastQuery::default()
-    };
+    assert_eq!(ids(store.last(LastQuery::default()).await.unwrap()), ["mail", "refused", "flight", "err", "ok"]);
+    assert_eq!(ids(store.last(LastQuery { limit: 2, ..LastQuery::default() }).await.unwrap()), ["mail", "refused"]);
+    let post = LastQuery { tool: Some("post".into()), ..LastQuery::default() };
+    assert_eq!(ids(store.last(post).await.unwrap()), ["flight", "err", "ok"]);
+    let since = LastQuery { since_ms: Some(T0 + 20), ..LastQuery::default() };
+    assert_eq!(ids(store.last(since).await.unwrap()), ["mail", "refused", "flight"]);
+    let failed = LastQuery { failed_only: true, ..LastQuery::default() };
     assert_eq!(ids(store.last(failed).await.unwrap()), ["refused", "err"]);
-    let refused = &store
-        .last(LastQuery {
-            limit: 1,
-            failed_only: true,
-            ..LastQuery::default()
-        })
-        .await
-        .unwrap()[0];
+    let refused = &store.last(LastQuery { limit: 1, failed_only: true, ..LastQuery::default() }).await.unwrap()[0];
     assert_eq!(
-        (
-            refused.status,
-            refused.decision.as_str(),
-            refused.reason.as_deref()
-        ),
+        (refused.status, refused.decision.as_str(), refused.reason.as_deref()),
         (Some(401), "unauthenticated", Some("bad token"))
     );
     assert_eq!(refused.tool, None);
 
-    assert_eq!(
-        store.tool_counts_since(T0).await.unwrap(),
-        vec![("mail".to_owned(), 1), ("post".to_owned(), 3)]
-    );
-    assert_eq!(
-        store.tool_counts_since(T0 + 20).await.unwrap(),
-        vec![("mail".to_owned(), 1), ("post".to_owned(), 1)]
-    );
+    assert_eq!(store.tool_counts_since(T0).await.unwrap(), vec![("mail".to_owned(), 1), ("post".to_owned(), 3)]);
+    assert_eq!(store.tool_counts_since(T0 + 20).await.unwrap(), vec![("mail".to_owned(), 1), ("post".to_owned(), 1)]);
 }
 
 #[tokio::test]
@@ -850,20 +532,11 @@ async fn kv_round_trips_and_persists() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_in(dir.path());
     assert_eq!(store.kv_get("alert.error_rate").await.unwrap(), None);
-    store
-        .kv_set("alert.error_rate", "firing", T0)
-        .await
-        .unwrap();
-    store
-        .kv_set("alert.error_rate", "resolved", T0 + 1)
-        .await
-        .unwrap();
+    store.kv_set("alert.error_rate", "firing", T0).await.unwrap();
+    store.kv_set("alert.error_rate", "resolved", T0 + 1).await.unwrap();
     drop(store);
     let store = open_in(dir.path());
-    assert_eq!(
-        store.kv_get("alert.error_rate").await.unwrap().as_deref(),
-        Some("resolved")
-    );
+    assert_eq!(store.kv_get("alert.error_rate").await.unwrap().as_deref(), Some("resolved"));
     store.check_writable().await.unwrap();
 }
 
@@ -900,19 +573,11 @@ async fn a_failing_op_fails_alone() {
 async fn a_full_disk_fails_every_call_then_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_in(dir.path());
-    store
-        .admit(admission("before", T0, Some("post"), "k"))
-        .await
-        .unwrap();
+    store.admit(admission("before", T0, Some("post"), "k")).await.unwrap();
     // Simulates a full disk: the file may not grow by a single page.
-    store
-        .exec_on_writer("PRAGMA max_page_count = 1")
-        .await
-        .unwrap();
-    let big = |id: String| Admission {
-        input_summary: "x".repeat(64 * 1024),
-        ..admission(&id, T0 + 1, Some("post"), &id)
-    };
+    store.exec_on_writer("PRAGMA max_page_count = 1").await.unwrap();
+    let big =
+        |id: String| Admission { input_summary: "x".repeat(64 * 1024), ..admission(&id, T0 + 1, Some("post"), &id) };
     let tasks: Vec<_> = (0..8)
         .map(|i| {
             let store = store.clone();
@@ -925,21 +590,9 @@ async fn a_full_disk_fails_every_call_then_recovers() {
             other => panic!("expected Unavailable, got {other:?}"),
         }
     }
-    store
-        .exec_on_writer("PRAGMA max_page_count = 1073741823")
-        .await
-        .unwrap();
-    assert_eq!(
-        store.admit(big("after".into())).await.unwrap(),
-        AdmitOutcome::Admitted
-    );
-    let ids: Vec<_> = store
-        .last(LastQuery::default())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
+    store.exec_on_writer("PRAGMA max_page_count = 1073741823").await.unwrap();
+    assert_eq!(store.admit(big("after".into())).await.unwrap(), AdmitOutcome::Admitted);
+    let ids: Vec<_> = store.last(LastQuery::default()).await.unwrap().into_iter().map(|r| r.id).collect();
     assert_eq!(ids, ["after", "before"]);
 }
 
@@ -950,10 +603,7 @@ async fn a_vanished_database_directory_fails_closed() {
     std::fs::create_dir(&state).unwrap();
     let store = open_in(&state);
     for i in 0..10 {
-        store
-            .admit(limited(&format!("c{i}"), T0, per_hour(10)))
-            .await
-            .unwrap();
+        store.admit(limited(&format!("c{i}"), T0, per_hour(10))).await.unwrap();
     }
     // The directory is moved away and its path made unusable (a plain file:
     // nothing can be created under it, even by root).
@@ -964,22 +614,13 @@ async fn a_vanished_database_directory_fails_closed() {
         Err(StoreError::Unavailable(msg)) => assert!(msg.contains("is gone"), "{msg}"),
         other => panic!("expected Unavailable, got {other:?}"),
     }
-    assert!(matches!(
-        store.kill_state().await,
-        Err(StoreError::Unavailable(_))
-    ));
-    assert!(matches!(
-        Store::open(&state.join("steward.db")),
-        Err(StoreError::Unavailable(_))
-    ));
+    assert!(matches!(store.kill_state().await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(Store::open(&state.join("steward.db")), Err(StoreError::Unavailable(_))));
     // Restored: the same file, with its window intact.
     std::fs::remove_file(&state).unwrap();
     std::fs::rename(&moved, &state).unwrap();
     assert!(matches!(
-        store
-            .admit(limited("after", T0 + 2, per_hour(10)))
-            .await
-            .unwrap(),
+        store.admit(limited("after", T0 + 2, per_hour(10))).await.unwrap(),
         AdmitOutcome::RateLimited { .. }
     ));
 }
@@ -989,10 +630,7 @@ async fn a_replaced_database_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("steward.db");
     let store = Store::open(&path).unwrap();
-    store
-        .admit(admission("a", T0, Some("post"), "k"))
-        .await
-        .unwrap();
+    store.admit(admission("a", T0, Some("post"), "k")).await.unwrap();
     let other = dir.path().join("other.db");
     drop(Store::open(&other).unwrap());
     std::fs::rename(&other, &path).unwrap();
@@ -1026,28 +664,19 @@ fn a_write_protected_database_is_refused_at_open() {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o500)).unwrap();
     let result = Store::open(&path);
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-    assert!(
-        matches!(result, Err(StoreError::Unavailable(_))),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
 }
 
 #[test]
 fn usable_from_a_cli_current_thread_runtime() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("steward.db");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let store = Store::open(&path).unwrap();
-    rt.block_on(store.engage_kill("stopped from the CLI", "cli", T0))
-        .unwrap();
+    rt.block_on(store.engage_kill("stopped from the CLI", "cli", T0)).unwrap();
     let state = rt.block_on(store.kill_state()).unwrap();
     assert!(state.engaged);
-    assert_eq!(
-        rt.block_on(store.last(LastQuery::default())).unwrap(),
-        Vec::new()
-    );
+    assert_eq!(rt.block_on(store.last(LastQuery::default())).unwrap(), Vec::new());
     drop(store);
     // The next CLI invocation sees it.
     let store = Store::open(&path).unwrap();

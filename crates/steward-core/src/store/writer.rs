@@ -10,8 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::schema::Opened;
 use super::{
-    Admission, AdmitOutcome, Completion, MAX_BATCH_EXTRA, StoreError, WriterCounters, duration_ms,
-    queries, sql_error,
+    Admission, AdmitOutcome, Completion, MAX_BATCH_EXTRA, StoreError, WriterCounters, duration_ms, queries, sql_error,
 };
 
 /// One write, with where its answer goes.
@@ -68,9 +67,7 @@ pub(super) fn spawn(
     rx: mpsc::Receiver<Op>,
     counters: Arc<WriterCounters>,
 ) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("steward-store-writer".into())
-        .spawn(move || run(&writer, rx, &counters))
+    std::thread::Builder::new().name("steward-store-writer".into()).spawn(move || run(&writer, rx, &counters))
 }
 
 fn run(writer: &Opened, mut rx: mpsc::Receiver<Op>, counters: &WriterCounters) {
@@ -86,10 +83,7 @@ fn run(writer: &Opened, mut rx: mpsc::Receiver<Op>, counters: &WriterCounters) {
         match run_batch(writer, &batch) {
             Ok(results) => {
                 counters.batches.fetch_add(1, Ordering::Relaxed);
-                counters.ops.fetch_add(
-                    u64::try_from(results.len()).unwrap_or(u64::MAX),
-                    Ordering::Relaxed,
-                );
+                counters.ops.fetch_add(u64::try_from(results.len()).unwrap_or(u64::MAX), Ordering::Relaxed);
                 for (op, result) in batch.drain(..).zip(results) {
                     // A caller that gave up waiting no longer needs the answer.
                     let _ = op.reply.send(result);
@@ -108,14 +102,10 @@ fn run(writer: &Opened, mut rx: mpsc::Receiver<Op>, counters: &WriterCounters) {
 /// Runs a batch in one transaction. `Err` means nothing of the batch was
 /// committed; `Ok` carries each op's own result (an op that failed alone was
 /// rolled back to its savepoint).
-fn run_batch(
-    writer: &Opened,
-    batch: &[Op],
-) -> Result<Vec<Result<Response, StoreError>>, StoreError> {
+fn run_batch(writer: &Opened, batch: &[Op]) -> Result<Vec<Result<Response, StoreError>>, StoreError> {
     writer.check_same_file()?;
     let conn = &writer.conn;
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(|e| sql_error("starting a write transaction", e))?;
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| sql_error("starting a write transaction", e))?;
     let mut results = Vec::with_capacity(batch.len());
     for op in batch {
         let result = apply_in_savepoint(conn, &op.req);
@@ -165,7 +155,9 @@ fn apply(conn: &Connection, req: &Request) -> Result<Response, StoreError> {
             insert_call(conn, admission, &row).map(|()| Response::Done)
         }
         Request::Complete(c) => complete(conn, c).map(|()| Response::Done),
-        Request::EngageKill { reason, source, now_ms } => engage_kill(conn, reason, source, *now_ms).map(|()| Response::Done),
+        Request::EngageKill { reason, source, now_ms } => {
+            engage_kill(conn, reason, source, *now_ms).map(|()| Response::Done)
+        }
         Request::ReleaseKill { now_ms } => conn
             .prepare_cached("UPDATE kill_switch SET engaged = 0, changed_ms = ?1 WHERE id = 1")
             .and_then(|mut s| s.execute([now_ms]))
@@ -198,32 +190,12 @@ fn apply(conn: &Connection, req: &Request) -> Result<Response, StoreError> {
 fn admit(conn: &Connection, a: &Admission) -> Result<AdmitOutcome, StoreError> {
     let kill = queries::kill_state(conn)?;
     if kill.engaged {
-        let reason = kill
-            .reason
-            .unwrap_or_else(|| "kill switch engaged".to_owned());
-        insert_call(
-            conn,
-            a,
-            &NewRow {
-                decision: "killed",
-                reason: Some(&reason),
-                status: None,
-                finished: true,
-            },
-        )?;
+        let reason = kill.reason.unwrap_or_else(|| "kill switch engaged".to_owned());
+        insert_call(conn, a, &NewRow { decision: "killed", reason: Some(&reason), status: None, finished: true })?;
         return Ok(AdmitOutcome::Killed { reason });
     }
     let Some(tool) = a.tool.as_deref() else {
-        insert_call(
-            conn,
-            a,
-            &NewRow {
-                decision: "allowed",
-                reason: None,
-                status: None,
-                finished: false,
-            },
-        )?;
+        insert_call(conn, a, &NewRow { decision: "allowed", reason: None, status: None, finished: false })?;
         return Ok(AdmitOutcome::Admitted);
     };
 
@@ -231,10 +203,7 @@ fn admit(conn: &Connection, a: &Admission) -> Result<AdmitOutcome, StoreError> {
     if breaker.max_identical > 0 {
         // A release (human `resume`) starts a fresh count: calls before it
         // no longer count toward a loop.
-        let since = a
-            .now_ms
-            .saturating_sub(duration_ms(breaker.window))
-            .max(kill.changed_ms);
+        let since = a.now_ms.saturating_sub(duration_ms(breaker.window)).max(kill.changed_ms);
         let earlier: i64 = conn
             .prepare_cached(
                 "SELECT COUNT(*) FROM calls
@@ -248,12 +217,7 @@ fn admit(conn: &Connection, a: &Admission) -> Result<AdmitOutcome, StoreError> {
             insert_call(
                 conn,
                 a,
-                &NewRow {
-                    decision: "loop_detected",
-                    reason: Some(&reason),
-                    status: None,
-                    finished: true,
-                },
+                &NewRow { decision: "loop_detected", reason: Some(&reason), status: None, finished: true },
             )?;
             return Ok(AdmitOutcome::LoopDetected { reason });
         }
@@ -286,40 +250,23 @@ fn admit(conn: &Connection, a: &Admission) -> Result<AdmitOutcome, StoreError> {
             insert_call(
                 conn,
                 a,
-                &NewRow {
-                    decision: "rate_limited",
-                    reason: Some(&reason),
-                    status: None,
-                    finished: true,
-                },
+                &NewRow { decision: "rate_limited", reason: Some(&reason), status: None, finished: true },
             )?;
             return Ok(AdmitOutcome::RateLimited { retry_after_ms });
         }
     }
 
-    insert_call(
-        conn,
-        a,
-        &NewRow {
-            decision: "allowed",
-            reason: None,
-            status: None,
-            finished: false,
-        },
-    )?;
+    insert_call(conn, a, &NewRow { decision: "allowed", reason: None, status: None, finished: false })?;
     Ok(AdmitOutcome::Admitted)
 }
 
-fn engage_kill(
-    conn: &Connection,
-    reason: &str,
-    source: &str,
-    now_ms: i64,
-) -> Result<(), StoreError> {
-    conn.prepare_cached("UPDATE kill_switch SET engaged = 1, reason = ?1, source = ?2, changed_ms = ?3 WHERE id = 1 AND engaged = 0")
-        .and_then(|mut s| s.execute(params![reason, source, now_ms]))
-        .map(|_| ())
-        .map_err(|e| sql_error("engaging the kill switch", e))
+fn engage_kill(conn: &Connection, reason: &str, source: &str, now_ms: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE kill_switch SET engaged = 1, reason = ?1, source = ?2, changed_ms = ?3 WHERE id = 1 AND engaged = 0",
+    )
+    .and_then(|mut s| s.execute(params![reason, source, now_ms]))
+    .map(|_| ())
+    .map_err(|e| sql_error("engaging the kill switch", e))
 }
 
 fn complete(conn: &Connection, c: &Completion) -> Result<(), StoreError> {

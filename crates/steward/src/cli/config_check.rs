@@ -46,10 +46,16 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         }))?;
     } else {
         anstream::println!("{}: valid", config.source_path.display());
-        anstream::println!("  agent {} ({:?}), gateway on {}", config.agent.name, config.agent.environment, config.gateway.listen);
+        anstream::println!(
+            "  agent {} ({:?}), gateway on {}",
+            config.agent.name,
+            config.agent.environment,
+            config.gateway.listen
+        );
         anstream::println!("  {} upstream(s), {} tool(s)", config.upstreams.len(), config.tools.len());
         for tool in &config.tools {
-            let limit = tool.limit.map_or_else(|| "no limit".to_owned(), |l| format!("{} per {}s", l.max, l.per.as_secs()));
+            let limit =
+                tool.limit.map_or_else(|| "no limit".to_owned(), |l| format!("{} per {}s", l.max, l.per.as_secs()));
             anstream::println!("    {:<16} {} {} on {} ({limit})", tool.name, tool.method, tool.path, tool.upstream);
         }
         if let Some(err) = &credentials {

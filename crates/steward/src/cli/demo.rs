@@ -81,7 +81,8 @@ async fn demo(args: Args) -> anyhow::Result<()> {
     show(&agent.post("are you still there?").await);
 
     let received = mock.requests();
-    let real_token_seen = received.iter().all(|r| r.header("authorization").is_some_and(|v| v.contains(DEMO_UPSTREAM_TOKEN)));
+    let real_token_seen =
+        received.iter().all(|r| r.header("authorization").is_some_and(|v| v.contains(DEMO_UPSTREAM_TOKEN)));
     let agent_token_leaked = received.iter().any(|r| r.headers.iter().any(|(_, v)| v.contains(token.trim())));
     daemon.shutdown().await;
     mock.shutdown().await;

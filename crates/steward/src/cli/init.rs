@@ -23,12 +23,17 @@ pub struct Args {
 
 pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
     if path.exists() && !args.force {
-        return Err(anyhow::anyhow!("{} already exists; edit it, or pass --force to overwrite it with the starter", path.display()).into());
+        return Err(anyhow::anyhow!(
+            "{} already exists; edit it, or pass --force to overwrite it with the starter",
+            path.display()
+        )
+        .into());
     }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    std::fs::write(path, config::starter_template(&args.name)).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::write(path, config::starter_template(&args.name))
+        .with_context(|| format!("cannot write {}", path.display()))?;
     let config = load_config(path)?;
     ensure_private_dir(&config.state.dir).context("cannot create the state dir")?;
     let token_path = config.state.token_path();
@@ -36,10 +41,16 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
     anstream::println!("wrote {}", path.display());
     anstream::println!("state dir {} (0700)", config.state.dir.display());
     if created {
-        anstream::println!("agent token {} (0600): give its contents to your agent as its API key", token_path.display());
+        anstream::println!(
+            "agent token {} (0600): give its contents to your agent as its API key",
+            token_path.display()
+        );
     } else {
         anstream::println!("agent token {} kept", token_path.display());
     }
-    anstream::println!("\nnext: edit {} (upstreams, credentials, tools), then `steward config check` and `steward run`", path.display());
+    anstream::println!(
+        "\nnext: edit {} (upstreams, credentials, tools), then `steward config check` and `steward run`",
+        path.display()
+    );
     Ok(ExitCode::from(exit::OK))
 }

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use comfy_table::{ContentArrangement, Table, presets};
-use steward_core::store::{CallRow, LastQuery, Store};
+use steward_core::store::{CallRow, LastQuery};
 
-use super::{CliError, exit, format_ms, load_config, now_ms, print_json, runtime};
+use super::{CliError, exit, format_ms, load_config, now_ms, open_store, print_json, runtime};
 
 /// `steward last`
 #[derive(Debug, clap::Args)]
@@ -42,7 +42,7 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         failed_only: args.failed,
     };
     let rows = runtime()?.block_on(async {
-        let store = Store::open(&config.state.db_path()).context("cannot open the store")?;
+        let store = open_store(&config)?;
         store.last(query).await.context("cannot read the journal")
     })?;
     if args.json {
@@ -59,7 +59,7 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
 
 fn table(rows: &[CallRow]) -> Table {
     let mut table = Table::new();
-    table.load_preset(presets::UTF8_HORIZONTAL_ONLY).set_content_arrangement(ContentArrangement::Dynamic);
+    table.load_style(presets::UTF8_HORIZONTAL_ONLY).set_content_arrangement(ContentArrangement::Dynamic);
     table.set_header(["time (UTC)", "call", "tool", "decision", "status", "ms", "input"]);
     for row in rows {
         table.add_row([

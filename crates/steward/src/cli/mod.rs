@@ -22,6 +22,7 @@ pub mod exit {
     /// A command failed at run time (store unreadable, daemon could not start, ...).
     pub const FAILURE: u8 = 1;
     /// Wrong command-line usage (clap's own code).
+    #[expect(dead_code, reason = "clap exits with this code itself; listed so every code is documented here")]
     pub const USAGE: u8 = 2;
     /// The configuration is invalid: fix steward.toml at the reported line.
     pub const CONFIG: u8 = 3;
@@ -134,10 +135,22 @@ fn load_config(path: &Path) -> Result<Config, CliError> {
     Ok(config::load(path)?)
 }
 
+/// Opens the store of `config`. Commands that change state (`stop`) create
+/// the private state dir first, so they work before the daemon ever ran.
+fn open_store(config: &Config) -> anyhow::Result<steward_core::store::Store> {
+    use anyhow::Context;
+    steward_core::daemon::ensure_private_dir(&config.state.dir).context("cannot create the state dir")?;
+    steward_core::store::Store::open(&config.state.db_path()).context("cannot open the store")
+}
+
 /// A runtime for commands that talk to the store.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     use anyhow::Context;
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("cannot start the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// Now, in Unix milliseconds.

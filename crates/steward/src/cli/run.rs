@@ -32,7 +32,8 @@ pub fn run(path: &Path, _args: Args) -> Result<ExitCode, CliError> {
 
 /// Logs to stderr; `STEWARD_LOG` (e.g. `debug`, `steward_core=trace`) overrides `info`.
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("STEWARD_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STEWARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 

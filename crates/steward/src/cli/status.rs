@@ -6,9 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use owo_colors::OwoColorize;
 use steward_core::daemon::running_pid;
-use steward_core::store::Store;
 
-use super::{CliError, exit, format_ms, load_config, now_ms, print_json, runtime};
+use super::{CliError, exit, format_ms, load_config, now_ms, open_store, print_json, runtime};
 
 /// `steward status`
 #[derive(Debug, clap::Args)]
@@ -21,10 +20,11 @@ pub struct Args {
 pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
     let config = load_config(path)?;
     let pid = running_pid(&config.state.dir);
-    let addr = std::fs::read_to_string(config.state.addr_path()).ok().map(|s| s.trim().to_owned()).filter(|_| pid.is_some());
+    let addr =
+        std::fs::read_to_string(config.state.addr_path()).ok().map(|s| s.trim().to_owned()).filter(|_| pid.is_some());
     let now = now_ms();
     let (kill, tools) = runtime()?.block_on(async {
-        let store = Store::open(&config.state.db_path()).context("cannot open the store")?;
+        let store = open_store(&config)?;
         let kill = store.kill_state().await.context("cannot read the kill switch")?;
         let hour = store.tool_counts_since(now - 3_600_000).await.context("cannot read the journal")?;
         let mut tools = Vec::new();

@@ -9,9 +9,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use steward_core::daemon::running_pid;
-use steward_core::store::Store;
 
-use super::{CliError, exit, load_config, now_ms, runtime};
+use super::{CliError, exit, load_config, now_ms, open_store, runtime};
 
 /// `steward stop`
 #[derive(Debug, clap::Args)]
@@ -28,7 +27,7 @@ pub struct ResumeArgs {}
 pub fn stop(path: &Path, args: StopArgs) -> Result<ExitCode, CliError> {
     let config = load_config(path)?;
     runtime()?.block_on(async {
-        let store = Store::open(&config.state.db_path()).context("cannot open the store")?;
+        let store = open_store(&config)?;
         store.engage_kill(&args.reason, "cli", now_ms()).await.context("cannot engage the kill switch")
     })?;
     anstream::println!("kill switch engaged ({}): every call is refused until `steward resume`", args.reason);
@@ -41,13 +40,16 @@ pub fn stop(path: &Path, args: StopArgs) -> Result<ExitCode, CliError> {
 pub fn resume(path: &Path, _args: ResumeArgs) -> Result<ExitCode, CliError> {
     let config = load_config(path)?;
     let previous = runtime()?.block_on(async {
-        let store = Store::open(&config.state.db_path()).context("cannot open the store")?;
+        let store = open_store(&config)?;
         let previous = store.kill_state().await.context("cannot read the kill switch")?;
         store.release_kill(now_ms()).await.context("cannot release the kill switch")?;
         Ok::<_, anyhow::Error>(previous)
     })?;
     if previous.engaged {
-        anstream::println!("kill switch released (was: {}); calls are allowed again", previous.reason.unwrap_or_default());
+        anstream::println!(
+            "kill switch released (was: {}); calls are allowed again",
+            previous.reason.unwrap_or_default()
+        );
     } else {
         anstream::println!("kill switch was not engaged; nothing changed");
     }

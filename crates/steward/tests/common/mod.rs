@@ -2,7 +2,9 @@
 //! upstream, a config that points at it with a planted canary credential, the
 //! real `steward run` child process, and the leak check every test ends with.
 
-#![allow(dead_code, reason = "each test file uses a different part of the harness")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
+
+#![allow(dead_code, unused_imports, reason = "each test file uses a different part of the harness")]
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -132,7 +134,8 @@ policy = "deny"
         assert!(self.child.is_none(), "daemon already started");
         let addr_file = self.state_dir().join("daemon.addr");
         let _ = std::fs::remove_file(&addr_file);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("daemon.stderr")).unwrap();
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("daemon.stderr")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_steward"))
             .arg("run")
             .arg("--config")
@@ -204,7 +207,13 @@ policy = "deny"
         files.sort();
         files
             .iter()
-            .flat_map(|f| std::fs::read_to_string(f).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<_>>())
+            .flat_map(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap()
+                    .lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 
