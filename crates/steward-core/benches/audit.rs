@@ -3,7 +3,10 @@
 //!
 //! Run: `cargo bench -p steward-core --bench audit`
 
-#![expect(clippy::expect_used, reason = "a benchmark that cannot set up has nothing to measure")]
+#![expect(
+    clippy::expect_used,
+    reason = "a benchmark that cannot set up has nothing to measure"
+)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,7 +30,9 @@ fn record(n: u64) -> AuditRecord {
         upstream: "mastodon".into(),
         method: "POST".into(),
         path: "/api/v1/statuses".into(),
-        input_summary: "{\"status\":\"Meeting moved to 3pm, see the calendar\",\"visibility\":\"private\"}".into(),
+        input_summary:
+            "{\"status\":\"Meeting moved to 3pm, see the calendar\",\"visibility\":\"private\"}"
+                .into(),
         input_sha256: "ab".repeat(32),
         decision: "allowed".into(),
         reason: None,
@@ -39,7 +44,10 @@ fn record(n: u64) -> AuditRecord {
 }
 
 fn bench_audit(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = LoggingConfig {
         dir: dir.path().to_path_buf(),
@@ -49,12 +57,20 @@ fn bench_audit(c: &mut Criterion) {
         after_retention: AfterRetention::Archive,
         max_total_size: 10 * 1024 * 1024 * 1024,
     };
-    let redactor = Arc::new(ArcSwap::from_pointee(redact::RedactorBuilder::new().secret("mastodon", "canary-value-123").build()));
+    let redactor = Arc::new(ArcSwap::from_pointee(
+        redact::RedactorBuilder::new()
+            .secret("mastodon", "canary-value-123")
+            .build(),
+    ));
     let log = Arc::new(AuditLog::open(&cfg, redactor).expect("open audit log"));
     let next = Arc::new(AtomicU64::new(0));
 
     let mut group = c.benchmark_group("audit");
-    group.throughput(Throughput::Elements(1)).sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
+    group
+        .throughput(Throughput::Elements(1))
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
     for (name, tasks) in [("write/1_task", 1), ("write/64_tasks", TASKS)] {
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
@@ -67,7 +83,9 @@ fn bench_audit(c: &mut Criterion) {
                             let n = iters / tasks + u64::from(t < iters % tasks);
                             tokio::spawn(async move {
                                 for _ in 0..n {
-                                    log.write(&record(next.fetch_add(1, Ordering::Relaxed))).await.expect("write");
+                                    log.write(&record(next.fetch_add(1, Ordering::Relaxed)))
+                                        .await
+                                        .expect("write");
                                 }
                             })
                         })

@@ -3,7 +3,10 @@
 //!
 //! Run: `cargo bench -p steward-core --bench store`
 
-#![expect(clippy::expect_used, reason = "a benchmark that cannot set up has nothing to measure")]
+#![expect(
+    clippy::expect_used,
+    reason = "a benchmark that cannot set up has nothing to measure"
+)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -11,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use steward_core::config::{LoopBreakerConfig, RateLimit};
-use steward_core::store::{AdmitOutcome, Admission, Completion, Store};
+use steward_core::store::{Admission, AdmitOutcome, Completion, Store};
 
 /// Concurrent callers in the parallel cases: a busy agent fleet.
 const TASKS: u64 = 64;
@@ -28,7 +31,12 @@ impl Fixture {
     fn new() -> Arc<Self> {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("steward.db")).expect("open store");
-        Arc::new(Fixture { store, next_id: AtomicU64::new(0), now_ms: AtomicI64::new(1_790_000_000_000), _dir: dir })
+        Arc::new(Fixture {
+            store,
+            next_id: AtomicU64::new(0),
+            now_ms: AtomicI64::new(1_790_000_000_000),
+            _dir: dir,
+        })
     }
 
     /// A distinct call (its own loop key) to one of 8 tools, with the loop
@@ -47,7 +55,10 @@ impl Fixture {
             input_summary: "{\"status\":\"a short post about the weather\"}".into(),
             input_sha256: "ab".repeat(32),
             limit,
-            loop_breaker: LoopBreakerConfig { max_identical: 5, window: Duration::from_secs(60) },
+            loop_breaker: LoopBreakerConfig {
+                max_identical: 5,
+                window: Duration::from_secs(60),
+            },
         }
     }
 }
@@ -74,7 +85,14 @@ async fn call(fx: &Fixture, limit: Option<RateLimit>, complete: bool) {
 }
 
 /// Runs `iters` calls split over `tasks` tasks and returns the wall time.
-fn run(rt: &tokio::runtime::Runtime, fx: &Arc<Fixture>, iters: u64, tasks: u64, limit: Option<RateLimit>, complete: bool) -> Duration {
+fn run(
+    rt: &tokio::runtime::Runtime,
+    fx: &Arc<Fixture>,
+    iters: u64,
+    tasks: u64,
+    limit: Option<RateLimit>,
+    complete: bool,
+) -> Duration {
     rt.block_on(async {
         let start = Instant::now();
         let handles: Vec<_> = (0..tasks)
@@ -96,12 +114,22 @@ fn run(rt: &tokio::runtime::Runtime, fx: &Arc<Fixture>, iters: u64, tasks: u64, 
 }
 
 fn bench_store(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let mut group = c.benchmark_group("store");
-    group.throughput(Throughput::Elements(1)).sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
+    group
+        .throughput(Throughput::Elements(1))
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
     // 10/hour per tool: after the first 80 calls every admit is the
     // rate-limited path (count + oldest-in-window lookup + insert).
-    let limited = Some(RateLimit { max: 10, per: Duration::from_secs(3600) });
+    let limited = Some(RateLimit {
+        max: 10,
+        per: Duration::from_secs(3600),
+    });
     for (name, tasks, limit, complete) in [
         ("admit/1_task", 1, None, false),
         ("admit/64_tasks", TASKS, None, false),
@@ -109,9 +137,16 @@ fn bench_store(c: &mut Criterion) {
         ("admit+complete/64_tasks", TASKS, None, true),
     ] {
         let fx = Fixture::new();
-        group.bench_function(name, |b| b.iter_custom(|iters| run(&rt, &fx, iters, tasks, limit, complete)));
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| run(&rt, &fx, iters, tasks, limit, complete))
+        });
         let stats = fx.store.writer_stats();
-        eprintln!("{name}: {} ops in {} batches ({:.1} ops/commit)", stats.ops, stats.batches, stats.ops as f64 / stats.batches.max(1) as f64);
+        eprintln!(
+            "{name}: {} ops in {} batches ({:.1} ops/commit)",
+            stats.ops,
+            stats.batches,
+            stats.ops as f64 / stats.batches.max(1) as f64
+        );
     }
     group.finish();
 }

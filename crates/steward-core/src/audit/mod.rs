@@ -94,7 +94,11 @@ pub enum AuditError {
 
 impl AuditError {
     fn io(op: &'static str, path: &Path, source: std::io::Error) -> Self {
-        AuditError::Io { op, path: path.to_path_buf(), source: Arc::new(source) }
+        AuditError::Io {
+            op,
+            path: path.to_path_buf(),
+            source: Arc::new(source),
+        }
     }
 }
 
@@ -167,14 +171,20 @@ pub struct AuditLog {
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditLog").field("dir", &self.cfg.dir).field("healthy", &self.is_healthy()).finish_non_exhaustive()
+        f.debug_struct("AuditLog")
+            .field("dir", &self.cfg.dir)
+            .field("healthy", &self.is_healthy())
+            .finish_non_exhaustive()
     }
 }
 
 impl AuditLog {
     /// Creates `logging.dir` (0700) if needed, opens `audit.jsonl` (0600) and
     /// starts the writer thread.
-    pub fn open(cfg: &LoggingConfig, redactor: Arc<ArcSwap<redact::Redactor>>) -> Result<AuditLog, AuditError> {
+    pub fn open(
+        cfg: &LoggingConfig,
+        redactor: Arc<ArcSwap<redact::Redactor>>,
+    ) -> Result<AuditLog, AuditError> {
         writer::create_private_dir(&cfg.dir)?;
         let healthy = Arc::new(AtomicBool::new(true));
         let writer = writer::Writer::open(&cfg.dir, cfg.max_file_size, Arc::clone(&healthy))?;
@@ -198,9 +208,18 @@ impl AuditLog {
     pub async fn write(&self, rec: &AuditRecord) -> Result<(), AuditError> {
         let line = serde_json::to_string(rec).map_err(|e| AuditError::Serialize(Arc::new(e)))?;
         let line = one_line(self.redactor.load().redact(&line).into_owned());
-        let permit = Arc::clone(&self.permits).acquire_owned().await.map_err(|_| AuditError::Stopped)?;
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| AuditError::Stopped)?;
         let (ack, done) = oneshot::channel();
-        self.queue.send(writer::Msg::Line { line, ack, _permit: permit }).map_err(|_| AuditError::Stopped)?;
+        self.queue
+            .send(writer::Msg::Line {
+                line,
+                ack,
+                _permit: permit,
+            })
+            .map_err(|_| AuditError::Stopped)?;
         done.await.map_err(|_| AuditError::Stopped)?
     }
 
@@ -244,5 +263,9 @@ impl AuditLog {
 /// characters); this guards against a redaction rule that would put a raw
 /// line break back.
 fn one_line(line: String) -> String {
-    if line.contains(['\n', '\r']) { line.replace('\n', "\\n").replace('\r', "\\r") } else { line }
+    if line.contains(['\n', '\r']) {
+        line.replace('\n', "\\n").replace('\r', "\\r")
+    } else {
+        line
+    }
 }

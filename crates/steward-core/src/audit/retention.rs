@@ -66,14 +66,22 @@ pub(super) fn run(cfg: &LoggingConfig, now: SystemTime) -> Result<RetentionRepor
             },
             AfterRetention::Delete => match std::fs::remove_file(&file.path) {
                 Ok(()) => report.deleted_expired.push(file.path),
-                Err(e) => report.failures.push(AuditError::io("delete", &file.path, e).to_string()),
+                Err(e) => report
+                    .failures
+                    .push(AuditError::io("delete", &file.path, e).to_string()),
             },
         }
     }
 
-    let mut archives = if archive_dir.is_dir() { list(&archive_dir, is_archive)? } else { Vec::new() };
+    let mut archives = if archive_dir.is_dir() {
+        list(&archive_dir, is_archive)?
+    } else {
+        Vec::new()
+    };
     let mut rotated = list(&cfg.dir, is_rotated)?;
-    let active = std::fs::metadata(cfg.dir.join(ACTIVE_FILE)).map(|m| m.len()).unwrap_or(0);
+    let active = std::fs::metadata(cfg.dir.join(ACTIVE_FILE))
+        .map(|m| m.len())
+        .unwrap_or(0);
     let mut total = active + archives.iter().chain(&rotated).map(|f| f.size).sum::<u64>();
     // Oldest archives go first, then the oldest rotated files; never the active file.
     archives.reverse();
@@ -87,7 +95,9 @@ pub(super) fn run(cfg: &LoggingConfig, now: SystemTime) -> Result<RetentionRepor
                 total = total.saturating_sub(victim.size);
                 report.deleted_for_size.push(victim.path);
             }
-            Err(e) => report.failures.push(AuditError::io("delete", &victim.path, e).to_string()),
+            Err(e) => report
+                .failures
+                .push(AuditError::io("delete", &victim.path, e).to_string()),
         }
     }
     report.total_bytes = total;
@@ -117,7 +127,11 @@ fn list(dir: &Path, keep: fn(&str) -> bool) -> Result<Vec<Entry>, AuditError> {
         if !meta.is_file() {
             continue;
         }
-        out.push(Entry { path: entry.path(), size: meta.len(), mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH) });
+        out.push(Entry {
+            path: entry.path(),
+            size: meta.len(),
+            mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        });
     }
     out.sort_by(|a, b| a.mtime.cmp(&b.mtime).then_with(|| a.path.cmp(&b.path)));
     Ok(out)
@@ -125,12 +139,19 @@ fn list(dir: &Path, keep: fn(&str) -> bool) -> Result<Vec<Entry>, AuditError> {
 
 /// Temporaries of an archive run that crashed; their original is still there.
 fn remove_stale_temporaries(archive_dir: &Path, report: &mut RetentionReport) {
-    let Ok(entries) = std::fs::read_dir(archive_dir) else { return };
+    let Ok(entries) = std::fs::read_dir(archive_dir) else {
+        return;
+    };
     for entry in entries.flatten() {
-        if entry.file_name().to_str().is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"))
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"))
             && let Err(e) = std::fs::remove_file(entry.path())
         {
-            report.failures.push(AuditError::io("delete", &entry.path(), e).to_string());
+            report
+                .failures
+                .push(AuditError::io("delete", &entry.path(), e).to_string());
         }
     }
 }
@@ -138,11 +159,18 @@ fn remove_stale_temporaries(archive_dir: &Path, report: &mut RetentionReport) {
 /// Compresses `file` into `<archive_dir>/<name>.zst`, verifies it, and
 /// deletes the original. Returns the archive's path.
 fn archive(file: &Entry, archive_dir: &Path) -> Result<PathBuf, AuditError> {
-    let name = file.path.file_name().and_then(|n| n.to_str()).unwrap_or("audit.jsonl");
+    let name = file
+        .path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("audit.jsonl");
     let dest = archive_dir.join(format!("{name}.zst"));
     let tmp = archive_dir.join(format!(".{name}.zst.tmp"));
     if !archive_dir.is_dir() {
-        DirBuilder::new().mode(0o700).create(archive_dir).map_err(|e| AuditError::io("create directory", archive_dir, e))?;
+        DirBuilder::new()
+            .mode(0o700)
+            .create(archive_dir)
+            .map_err(|e| AuditError::io("create directory", archive_dir, e))?;
     }
 
     let source = File::open(&file.path).map_err(|e| AuditError::io("read", &file.path, e))?;
@@ -153,7 +181,10 @@ fn archive(file: &Entry, archive_dir: &Path) -> Result<PathBuf, AuditError> {
         .mode(0o600)
         .open(&tmp)
         .map_err(|e| AuditError::io("create", &tmp, e))?;
-    let mut reader = Hashing { inner: source, hasher: Sha256::new() };
+    let mut reader = Hashing {
+        inner: source,
+        hasher: Sha256::new(),
+    };
     let written = zstd::stream::copy_encode(&mut reader, &mut out, ZSTD_LEVEL)
         .and_then(|()| out.set_modified(file.mtime))
         .and_then(|()| out.sync_all());
@@ -176,15 +207,22 @@ fn archive(file: &Entry, archive_dir: &Path) -> Result<PathBuf, AuditError> {
 fn verify(archive: &Path, expected: &[u8]) -> Result<(), AuditError> {
     let compressed = File::open(archive).map_err(|e| AuditError::io("reopen", archive, e))?;
     let mut sink = HashingSink(Sha256::new());
-    zstd::stream::copy_decode(compressed, &mut sink).map_err(|e| AuditError::io("verify", archive, e))?;
+    zstd::stream::copy_decode(compressed, &mut sink)
+        .map_err(|e| AuditError::io("verify", archive, e))?;
     if sink.0.finalize().as_slice() != expected {
-        return Err(AuditError::io("verify", archive, std::io::Error::other("archive does not decompress to the original")));
+        return Err(AuditError::io(
+            "verify",
+            archive,
+            std::io::Error::other("archive does not decompress to the original"),
+        ));
     }
     Ok(())
 }
 
 fn sync_dir(dir: &Path) -> Result<(), AuditError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| AuditError::io("sync", dir, e))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| AuditError::io("sync", dir, e))
 }
 
 /// Hashes what passes through it.

@@ -26,7 +26,9 @@ fn config(dir: &Path, max_file_size: u64) -> LoggingConfig {
 }
 
 fn redactor() -> Arc<ArcSwap<redact::Redactor>> {
-    Arc::new(ArcSwap::from_pointee(redact::RedactorBuilder::new().secret("x", CANARY).build()))
+    Arc::new(ArcSwap::from_pointee(
+        redact::RedactorBuilder::new().secret("x", CANARY).build(),
+    ))
 }
 
 fn record(call_id: &str) -> AuditRecord {
@@ -56,16 +58,29 @@ fn all_lines(dir: &Path) -> Vec<serde_json::Value> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("audit-"))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("audit-")
+        })
         .collect();
     files.sort();
     files.push(dir.join(ACTIVE_FILE));
     let mut out = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
-        assert!(text.is_empty() || text.ends_with('\n'), "{} ends in a partial line", file.display());
+        assert!(
+            text.is_empty() || text.ends_with('\n'),
+            "{} ends in a partial line",
+            file.display()
+        );
         for line in text.lines() {
-            out.push(serde_json::from_str(line).unwrap_or_else(|e| panic!("bad line in {}: {e}: {line}", file.display())));
+            out.push(
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("bad line in {}: {e}: {line}", file.display())),
+            );
         }
     }
     out
@@ -83,7 +98,8 @@ async fn one_complete_json_line_per_record() {
     assert_eq!(log.active_path(), dir.join("audit.jsonl"));
     let mut rec = record("c1");
     rec.extra.insert("model".into(), "gpt-x".into());
-    rec.extra.insert("cost_usd".into(), serde_json::json!(0.0021));
+    rec.extra
+        .insert("cost_usd".into(), serde_json::json!(0.0021));
     log.write(&rec).await.unwrap();
     let mut refused = record("c2");
     refused.tool = None;
@@ -131,9 +147,18 @@ async fn one_complete_json_line_per_record() {
 
 #[test]
 fn timestamps_are_rfc3339_utc_milliseconds() {
-    assert_eq!(format_ts(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-    assert_eq!(format_ts(SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_665_600_123)), "2026-11-26T04:00:00.123Z");
-    assert_eq!(format_ts(SystemTime::UNIX_EPOCH + Duration::from_micros(1_999)), "1970-01-01T00:00:00.001Z");
+    assert_eq!(
+        format_ts(SystemTime::UNIX_EPOCH),
+        "1970-01-01T00:00:00.000Z"
+    );
+    assert_eq!(
+        format_ts(SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_665_600_123)),
+        "2026-11-26T04:00:00.123Z"
+    );
+    assert_eq!(
+        format_ts(SystemTime::UNIX_EPOCH + Duration::from_micros(1_999)),
+        "1970-01-01T00:00:00.001Z"
+    );
 }
 
 #[tokio::test]
@@ -147,7 +172,12 @@ async fn the_redactor_runs_on_the_whole_line() {
     rec.extra.insert("note".into(), CANARY.into());
     log.write(&rec).await.unwrap();
     // A reloaded redactor (new credential) applies to the next write.
-    redactor.store(Arc::new(redact::RedactorBuilder::new().secret("x", CANARY).secret("y", "second-secret-456").build()));
+    redactor.store(Arc::new(
+        redact::RedactorBuilder::new()
+            .secret("x", CANARY)
+            .secret("y", "second-secret-456")
+            .build(),
+    ));
     let mut rec = record("c2");
     rec.input_summary = "second-secret-456".into();
     log.write(&rec).await.unwrap();
@@ -193,7 +223,10 @@ async fn rotation_under_load_keeps_every_record_exactly_once() {
         assert_eq!(mode_of(&path), 0o600, "{name}");
         if name != ACTIVE_FILE {
             // audit-YYYYMMDDTHHMMSS.mmmZ-NNNNNN.jsonl
-            assert!(name.starts_with("audit-") && name.ends_with(".jsonl") && name.len() == 39, "{name}");
+            assert!(
+                name.starts_with("audit-") && name.ends_with(".jsonl") && name.len() == 39,
+                "{name}"
+            );
             assert_eq!(&name[14..15], "T");
             assert_eq!(&name[25..27], "Z-");
             rotated += 1;
@@ -203,7 +236,9 @@ async fn rotation_under_load_keeps_every_record_exactly_once() {
 
     let mut seen: HashMap<String, u32> = HashMap::new();
     for line in all_lines(tmp.path()) {
-        *seen.entry(line["call_id"].as_str().unwrap().to_owned()).or_default() += 1;
+        *seen
+            .entry(line["call_id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
     }
     assert_eq!(seen.len(), 10_000);
     assert!(seen.values().all(|&n| n == 1));
@@ -235,9 +270,17 @@ async fn a_record_larger_than_the_limit_gets_a_file_of_its_own() {
     log.write(&big).await.unwrap();
     log.write(&record("after")).await.unwrap();
     log.shutdown().await;
-    let ids: Vec<_> = all_lines(tmp.path()).iter().map(|l| l["call_id"].as_str().unwrap().to_owned()).collect();
+    let ids: Vec<_> = all_lines(tmp.path())
+        .iter()
+        .map(|l| l["call_id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(ids.len(), 3);
-    let active: serde_json::Value = serde_json::from_str(std::fs::read_to_string(tmp.path().join(ACTIVE_FILE)).unwrap().trim()).unwrap();
+    let active: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(tmp.path().join(ACTIVE_FILE))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
     assert_eq!(active["call_id"], "after");
 }
 
@@ -245,11 +288,18 @@ async fn a_record_larger_than_the_limit_gets_a_file_of_its_own() {
 async fn a_partial_line_left_by_a_crash_is_trimmed_at_open() {
     let tmp = tempfile::tempdir().unwrap();
     let good = serde_json::to_string(&record("before-crash")).unwrap();
-    std::fs::write(tmp.path().join(ACTIVE_FILE), format!("{good}\n{{\"ts\":\"2026-11-26T04:0")).unwrap();
+    std::fs::write(
+        tmp.path().join(ACTIVE_FILE),
+        format!("{good}\n{{\"ts\":\"2026-11-26T04:0"),
+    )
+    .unwrap();
     let log = AuditLog::open(&config(tmp.path(), 1 << 20), redactor()).unwrap();
     log.write(&record("after-restart")).await.unwrap();
     log.shutdown().await;
-    let ids: Vec<_> = all_lines(tmp.path()).iter().map(|l| l["call_id"].as_str().unwrap().to_owned()).collect();
+    let ids: Vec<_> = all_lines(tmp.path())
+        .iter()
+        .map(|l| l["call_id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(ids, ["before-crash", "after-restart"]);
 }
 
@@ -263,7 +313,10 @@ async fn a_moved_active_file_is_replaced_not_written_blind() {
     log.write(&record("two")).await.unwrap();
     log.shutdown().await;
     let active = std::fs::read_to_string(tmp.path().join(ACTIVE_FILE)).unwrap();
-    assert!(active.contains("\"two\"") && !active.contains("\"one\""), "{active}");
+    assert!(
+        active.contains("\"two\"") && !active.contains("\"one\""),
+        "{active}"
+    );
     assert_eq!(mode_of(&tmp.path().join(ACTIVE_FILE)), 0o600);
 }
 
@@ -291,7 +344,10 @@ async fn an_unusable_directory_fails_writes_then_recovers() {
     log.write(&record("after")).await.unwrap();
     assert!(log.is_healthy());
     log.shutdown().await;
-    let ids: Vec<_> = all_lines(&dir).iter().map(|l| l["call_id"].as_str().unwrap().to_owned()).collect();
+    let ids: Vec<_> = all_lines(&dir)
+        .iter()
+        .map(|l| l["call_id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(ids, ["before", "after"]);
 }
 
@@ -339,7 +395,10 @@ fn rotated_file(dir: &Path, name: &str, content: &[u8], now: SystemTime, age: Du
 }
 
 fn lines_of(n: usize, tag: &str) -> Vec<u8> {
-    (0..n).map(|i| format!("{{\"call_id\":\"{tag}-{i}\"}}\n")).collect::<String>().into_bytes()
+    (0..n)
+        .map(|i| format!("{{\"call_id\":\"{tag}-{i}\"}}\n"))
+        .collect::<String>()
+        .into_bytes()
 }
 
 #[tokio::test]
@@ -349,10 +408,24 @@ async fn retention_archives_old_files_losslessly() {
     log.write(&record("active")).await.unwrap();
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_665_600);
     let old_bytes = lines_of(500, "old");
-    let old = rotated_file(tmp.path(), "audit-20261001T000000.000Z-000001.jsonl", &old_bytes, now, 31 * DAY);
-    let recent = rotated_file(tmp.path(), "audit-20261120T000000.000Z-000002.jsonl", &lines_of(5, "new"), now, 29 * DAY);
+    let old = rotated_file(
+        tmp.path(),
+        "audit-20261001T000000.000Z-000001.jsonl",
+        &old_bytes,
+        now,
+        31 * DAY,
+    );
+    let recent = rotated_file(
+        tmp.path(),
+        "audit-20261120T000000.000Z-000002.jsonl",
+        &lines_of(5, "new"),
+        now,
+        29 * DAY,
+    );
     let report = log.run_retention(now).unwrap();
-    let archive = tmp.path().join("archive/audit-20261001T000000.000Z-000001.jsonl.zst");
+    let archive = tmp
+        .path()
+        .join("archive/audit-20261001T000000.000Z-000001.jsonl.zst");
     assert_eq!(report.archived, vec![archive.clone()]);
     assert!(report.deleted_expired.is_empty() && report.deleted_for_size.is_empty());
     assert!(report.failures.is_empty(), "{:?}", report.failures);
@@ -361,10 +434,16 @@ async fn retention_archives_old_files_losslessly() {
     let restored = zstd::decode_all(std::fs::File::open(&archive).unwrap()).unwrap();
     assert_eq!(restored, old_bytes);
     assert!(std::fs::metadata(&archive).unwrap().len() < u64::try_from(old_bytes.len()).unwrap());
-    assert_eq!(std::fs::metadata(&archive).unwrap().modified().unwrap(), now - 31 * DAY);
+    assert_eq!(
+        std::fs::metadata(&archive).unwrap().modified().unwrap(),
+        now - 31 * DAY
+    );
     assert_eq!(mode_of(&archive), 0o600);
     assert_eq!(mode_of(&tmp.path().join("archive")), 0o700);
-    let expected_total: u64 = [log.active_path(), recent, archive].iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
+    let expected_total: u64 = [log.active_path(), recent, archive]
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
     assert_eq!(report.total_bytes, expected_total);
 
     // Nothing left to do: a second run changes nothing, but removes the
@@ -381,11 +460,26 @@ async fn retention_archives_old_files_losslessly() {
 #[tokio::test]
 async fn retention_deletes_old_files_in_delete_mode() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = LoggingConfig { after_retention: AfterRetention::Delete, ..config(tmp.path(), 1 << 20) };
+    let cfg = LoggingConfig {
+        after_retention: AfterRetention::Delete,
+        ..config(tmp.path(), 1 << 20)
+    };
     let log = AuditLog::open(&cfg, redactor()).unwrap();
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_665_600);
-    let old = rotated_file(tmp.path(), "audit-20261001T000000.000Z-000001.jsonl", &lines_of(3, "o"), now, 40 * DAY);
-    let recent = rotated_file(tmp.path(), "audit-20261120T000000.000Z-000002.jsonl", &lines_of(3, "n"), now, DAY);
+    let old = rotated_file(
+        tmp.path(),
+        "audit-20261001T000000.000Z-000001.jsonl",
+        &lines_of(3, "o"),
+        now,
+        40 * DAY,
+    );
+    let recent = rotated_file(
+        tmp.path(),
+        "audit-20261120T000000.000Z-000002.jsonl",
+        &lines_of(3, "n"),
+        now,
+        DAY,
+    );
     let report = log.run_retention(now).unwrap();
     assert_eq!(report.deleted_expired, vec![old.clone()]);
     assert!(report.archived.is_empty());
@@ -401,23 +495,56 @@ async fn retention_enforces_the_total_size_oldest_archives_first() {
     std::fs::create_dir(&archive_dir).unwrap();
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_665_600);
     let kb = |n: usize| vec![b'a'; n * 1024];
-    let a1 = rotated_file(&archive_dir, "audit-20260901T000000.000Z-000001.jsonl.zst", &kb(10), now, 3 * DAY);
-    let a2 = rotated_file(&archive_dir, "audit-20260902T000000.000Z-000002.jsonl.zst", &kb(10), now, 2 * DAY);
-    let r1 = rotated_file(tmp.path(), "audit-20261101T000000.000Z-000003.jsonl", &kb(10), now, DAY);
-    let r2 = rotated_file(tmp.path(), "audit-20261102T000000.000Z-000004.jsonl", &kb(10), now, Duration::from_secs(60));
+    let a1 = rotated_file(
+        &archive_dir,
+        "audit-20260901T000000.000Z-000001.jsonl.zst",
+        &kb(10),
+        now,
+        3 * DAY,
+    );
+    let a2 = rotated_file(
+        &archive_dir,
+        "audit-20260902T000000.000Z-000002.jsonl.zst",
+        &kb(10),
+        now,
+        2 * DAY,
+    );
+    let r1 = rotated_file(
+        tmp.path(),
+        "audit-20261101T000000.000Z-000003.jsonl",
+        &kb(10),
+        now,
+        DAY,
+    );
+    let r2 = rotated_file(
+        tmp.path(),
+        "audit-20261102T000000.000Z-000004.jsonl",
+        &kb(10),
+        now,
+        Duration::from_secs(60),
+    );
     let active = tmp.path().join(ACTIVE_FILE);
     // Whole lines: a file ending in a partial line would be trimmed at open.
     std::fs::write(&active, [vec![b'a'; 10 * 1024 - 1], vec![b'\n']].concat()).unwrap();
     // 50 KB on disk, 25 KB allowed: both archives and the older rotated file go.
-    let cfg = LoggingConfig { max_total_size: 25 * 1024, ..config(tmp.path(), 1 << 20) };
+    let cfg = LoggingConfig {
+        max_total_size: 25 * 1024,
+        ..config(tmp.path(), 1 << 20)
+    };
     let log = AuditLog::open(&cfg, redactor()).unwrap();
     let report = log.run_retention(now).unwrap();
-    assert_eq!(report.deleted_for_size, vec![a1.clone(), a2.clone(), r1.clone()]);
+    assert_eq!(
+        report.deleted_for_size,
+        vec![a1.clone(), a2.clone(), r1.clone()]
+    );
     assert_eq!(report.total_bytes, 20 * 1024);
     assert!(!a1.exists() && !a2.exists() && !r1.exists() && r2.exists() && active.exists());
 
     // The active file is never deleted, even alone over the limit.
-    let cfg = LoggingConfig { max_total_size: 1, ..config(tmp.path(), 1 << 20) };
+    let cfg = LoggingConfig {
+        max_total_size: 1,
+        ..config(tmp.path(), 1 << 20)
+    };
     let report = retention::run(&cfg, now).unwrap();
     assert_eq!(report.deleted_for_size, vec![r2]);
     assert!(active.exists());

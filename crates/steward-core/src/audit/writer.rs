@@ -27,7 +27,8 @@ pub(super) enum Msg {
     Line {
         line: String,
         ack: oneshot::Sender<Result<(), AuditError>>,
-        /// Frees a queue slot when the writer is done with the line.
+        /// Frees a queue slot when the writer takes the line off the queue
+        /// (a batch then holds at most [`MAX_BATCH`] more lines).
         _permit: OwnedSemaphorePermit,
     },
     /// Write what is queued before this, fsync, stop.
@@ -42,9 +43,14 @@ pub(super) fn create_private_dir(dir: &Path) -> Result<(), AuditError> {
     if dir.is_dir() {
         return Ok(());
     }
-    DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| AuditError::io("create directory", dir, e))?;
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| AuditError::io("create directory", dir, e))?;
     // The umask may have removed bits, never added any; this makes it exact.
-    std::fs::set_permissions(dir, Permissions::from_mode(0o700)).map_err(|e| AuditError::io("chmod 0700", dir, e))
+    std::fs::set_permissions(dir, Permissions::from_mode(0o700))
+        .map_err(|e| AuditError::io("chmod 0700", dir, e))
 }
 
 /// The open active file.
@@ -73,7 +79,11 @@ pub(super) struct Writer {
 
 impl Writer {
     /// Opens (or creates) the active file, so `AuditLog::open` fails early.
-    pub(super) fn open(dir: &Path, max_file_size: u64, healthy: Arc<AtomicBool>) -> Result<Writer, AuditError> {
+    pub(super) fn open(
+        dir: &Path,
+        max_file_size: u64,
+        healthy: Arc<AtomicBool>,
+    ) -> Result<Writer, AuditError> {
         let mut writer = Writer {
             dir: dir.to_path_buf(),
             active_path: dir.join(ACTIVE_FILE),
@@ -146,15 +156,21 @@ impl Writer {
         let mut pending: Vec<Ack> = Vec::new();
         let mut lines = lines.into_iter();
         while let Some((line, ack)) = lines.next() {
-            let len = u64::try_from(line.len()).unwrap_or(u64::MAX).saturating_add(1);
-            let used = self.active.as_ref().map_or(0, |a| a.size) + u64::try_from(buf.len()).unwrap_or(u64::MAX);
+            let len = u64::try_from(line.len())
+                .unwrap_or(u64::MAX)
+                .saturating_add(1);
+            let used = self.active.as_ref().map_or(0, |a| a.size)
+                + u64::try_from(buf.len()).unwrap_or(u64::MAX);
             if used > 0 && used.saturating_add(len) > self.max_file_size {
                 let rotated = self.flush(&mut buf).and_then(|()| {
                     ack_ok(pending.drain(..));
                     self.rotate()
                 });
                 if let Err(e) = rotated {
-                    let rest = pending.into_iter().chain(std::iter::once(ack)).chain(lines.map(|(_, ack)| ack));
+                    let rest = pending
+                        .into_iter()
+                        .chain(std::iter::once(ack))
+                        .chain(lines.map(|(_, ack)| ack));
                     self.fail(rest, &e);
                     return;
                 }
@@ -186,7 +202,11 @@ impl Writer {
             return Ok(());
         }
         let Some(active) = self.active.as_mut() else {
-            return Err(AuditError::io("write", &self.active_path, std::io::Error::other("file not open")));
+            return Err(AuditError::io(
+                "write",
+                &self.active_path,
+                std::io::Error::other("file not open"),
+            ));
         };
         let result = active.file.write_all(buf);
         let written = u64::try_from(buf.len()).unwrap_or(u64::MAX);
@@ -229,12 +249,20 @@ impl Writer {
             .mode(0o600)
             .open(path)
             .map_err(|e| AuditError::io("open", path, e))?;
-        let meta = file.metadata().map_err(|e| AuditError::io("stat", path, e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| AuditError::io("stat", path, e))?;
         if meta.mode() & 0o777 != 0o600 {
-            file.set_permissions(Permissions::from_mode(0o600)).map_err(|e| AuditError::io("chmod 0600", path, e))?;
+            file.set_permissions(Permissions::from_mode(0o600))
+                .map_err(|e| AuditError::io("chmod 0600", path, e))?;
         }
-        let size = trim_partial_tail(&file, meta.len()).map_err(|e| AuditError::io("repair", path, e))?;
-        self.active = Some(Active { file, size, id: (meta.dev(), meta.ino()) });
+        let size =
+            trim_partial_tail(&file, meta.len()).map_err(|e| AuditError::io("repair", path, e))?;
+        self.active = Some(Active {
+            file,
+            size,
+            id: (meta.dev(), meta.ino()),
+        });
         Ok(())
     }
 
@@ -279,7 +307,9 @@ impl Writer {
         );
         loop {
             self.seq += 1;
-            let path = self.dir.join(format!("audit-{stamp}-{:06}.jsonl", self.seq));
+            let path = self
+                .dir
+                .join(format!("audit-{stamp}-{:06}.jsonl", self.seq));
             if !path.exists() {
                 return path;
             }
@@ -329,7 +359,10 @@ fn trim_partial_tail(file: &File, len: u64) -> std::io::Result<u64> {
         end = start;
     }
     if end != len {
-        tracing::warn!(dropped_bytes = len - end, "trimmed a partial line from the end of the audit log");
+        tracing::warn!(
+            dropped_bytes = len - end,
+            "trimmed a partial line from the end of the audit log"
+        );
         file.set_len(end)?;
     }
     Ok(end)
