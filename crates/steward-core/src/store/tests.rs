@@ -864,3 +864,9 @@ fn call_ids_sort_by_time() {
     assert_eq!(a.len(), 36);
     assert!(a < b, "{a} {b}");
 }
+
+#[test]
+fn store_is_clone_send_sync() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<Store>();
+}
