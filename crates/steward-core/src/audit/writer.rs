@@ -27,7 +27,8 @@ pub(super) enum Msg {
     Line {
         line: String,
         ack: oneshot::Sender<Result<(), AuditError>>,
-        /// Frees a queue slot when the writer is done with the line.
+        /// Frees a queue slot when the writer takes the line off the queue
+        /// (a batch then holds at most [`MAX_BATCH`] more lines).
         _permit: OwnedSemaphorePermit,
     },
     /// Write what is queued before this, fsync, stop.

@@ -28,7 +28,8 @@
 //!   silently journaling into an unlinked file.
 //! - Durability: WAL with `synchronous=NORMAL`. A committed write survives a
 //!   crash or `kill -9` of steward (it is in the WAL, in the kernel); a power
-//!   failure may lose the last commits before the next WAL checkpoint.
+//!   failure may roll back the commits made since the WAL was last synced
+//!   (at checkpoints).
 //!
 //! The async API works on any tokio runtime, including the current-thread
 //! runtime a CLI command builds (`Runtime::block_on(store.engage_kill(..))`).
