@@ -179,6 +179,11 @@ pub async fn start(config: &Config) -> Result<RunningDaemon, DaemonError> {
     let app = crate::gateway::router(Arc::clone(&pipeline), config.gateway.max_body_bytes);
     let drain = shutdown.clone();
     tracker.spawn(async move {
+        // Responses are relayed as a stream: headers and body go out in
+        // separate writes, which Nagle + delayed ACK would stall by ~40 ms.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let served = axum::serve(listener, app).with_graceful_shutdown(drain.cancelled_owned()).await;
         if let Err(err) = served {
             tracing::error!(error = %err, "the gateway stopped with an error");
