@@ -259,9 +259,10 @@ pub struct ModelPrice {
     /// Per 1M input tokens written to the prompt cache (Anthropic's
     /// 5-minute cache). Defaults to `input`.
     pub cache_write: Usd,
-    /// Per 1M tokens written to Anthropic's 1-hour cache, which costs twice
-    /// the input price. Defaults to the larger of `cache_write` and 2 × `input`.
-    pub cache_write_1h: Usd,
+    /// Per 1M tokens written to Anthropic's 1-hour cache; `None` for models
+    /// without one, so it does not raise their worst case. Should a response
+    /// report such writes anyway, they cost [`ModelPrice::cache_write_1h_price`].
+    pub cache_write_1h: Option<Usd>,
     /// The most input tokens one request can make the model read (its context
     /// window). Bounds requests whose input steward cannot measure, such as a
     /// Responses call continuing a stored conversation.
@@ -270,7 +271,7 @@ pub struct ModelPrice {
 
 impl ModelPrice {
     /// A price from its written parts, with the documented defaults for the
-    /// optional ones.
+    /// optional ones (`cached_input` and `cache_write` default to `input`).
     pub fn with_defaults(
         input: Usd,
         output: Usd,
@@ -279,16 +280,23 @@ impl ModelPrice {
         cache_write_1h: Option<Usd>,
         max_input_tokens: Option<u64>,
     ) -> ModelPrice {
-        let cache_write = cache_write.unwrap_or(input);
-        let twice_input = Usd::from_micros(input.micros().saturating_mul(2));
         ModelPrice {
             input,
             output,
             cached_input: cached_input.unwrap_or(input),
-            cache_write,
-            cache_write_1h: cache_write_1h.unwrap_or(cache_write.max(twice_input)),
+            cache_write: cache_write.unwrap_or(input),
+            cache_write_1h,
             max_input_tokens,
         }
+    }
+
+    /// The price of a 1-hour cache write: as configured, else Anthropic's
+    /// rule (twice the input price) or the cache-write price, whichever is higher.
+    pub fn cache_write_1h_price(&self) -> Usd {
+        self.cache_write_1h.unwrap_or_else(|| {
+            self.cache_write
+                .max(Usd::from_micros(self.input.micros().saturating_mul(2)))
+        })
     }
 }
 

@@ -234,7 +234,7 @@ pub(super) struct RawPrice {
     pub cached_input: Option<Spanned<Dollars>>,
     /// Cache writes (Anthropic 5-minute cache); defaults to `input`.
     pub cache_write: Option<Spanned<Dollars>>,
-    /// Anthropic 1-hour cache writes; defaults to 2 × `input`.
+    /// Anthropic 1-hour cache writes; unset for models without that cache.
     pub cache_write_1h: Option<Spanned<Dollars>>,
     /// Tokens.
     pub max_input_tokens: Option<Spanned<i64>>,

@@ -143,7 +143,8 @@ default_max_output_tokens = 4096
 #cached_input = 0.075
 # Cache writes (Anthropic's 5-minute cache); defaults to input.
 #cache_write = 0.1875
-# Anthropic's 1-hour cache writes; defaults to twice input.
+# Anthropic's 1-hour cache writes (twice input there); leave it out for
+# models without a 1-hour cache.
 #cache_write_1h = 0.30
 # The context window: bounds calls whose input steward cannot measure (such
 # as a Responses call that continues a stored conversation).

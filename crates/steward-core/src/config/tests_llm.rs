@@ -87,7 +87,8 @@ fn full_llm_example_parses_to_the_expected_config() {
     assert_eq!(mini.output.micros(), 600_000);
     assert_eq!(mini.cached_input.micros(), 75_000);
     assert_eq!(mini.cache_write.micros(), 187_500);
-    assert_eq!(mini.cache_write_1h.micros(), 300_000, "2 x input");
+    assert_eq!(mini.cache_write_1h, None);
+    assert_eq!(mini.cache_write_1h_price().micros(), 300_000, "2 x input");
     assert_eq!(mini.max_input_tokens, None);
     let llama = c.prices["llama3.2:3b"];
     assert_eq!(llama.input, units::Usd::ZERO);
@@ -145,10 +146,14 @@ fn price_defaults_follow_the_input_price() {
     assert_eq!(m.input.micros(), 3_000_000);
     assert_eq!(m.cached_input, m.input);
     assert_eq!(m.cache_write, m.input);
-    assert_eq!(m.cache_write_1h.micros(), 6_000_000);
-    // A cache write price above twice the input is kept for 1-hour writes too.
-    assert_eq!(c.prices["w"].cache_write_1h.micros(), 7_500_000);
-    assert_eq!(c.prices["x"].cache_write_1h.micros(), 4_000_000);
+    assert_eq!(m.cache_write_1h, None);
+    assert_eq!(m.cache_write_1h_price().micros(), 6_000_000);
+    // A cache write price above twice the input is used for 1-hour writes too.
+    assert_eq!(c.prices["w"].cache_write_1h_price().micros(), 7_500_000);
+    assert_eq!(
+        c.prices["x"].cache_write_1h.map(units::Usd::micros),
+        Some(4_000_000)
+    );
 }
 
 /// One case of the validation table: the file, where the error must point
