@@ -301,12 +301,12 @@ impl LlmRequest {
         };
         let requested_max_output = match endpoint {
             Endpoint::ChatCompletions => {
-                let modern = count(object, "max_completion_tokens")?;
-                let legacy = count(object, "max_tokens")?;
+                let modern = limit(object, "max_completion_tokens")?;
+                let legacy = limit(object, "max_tokens")?;
                 modern.max(legacy)
             }
-            Endpoint::Completions | Endpoint::Messages => count(object, "max_tokens")?,
-            Endpoint::Responses => count(object, "max_output_tokens")?,
+            Endpoint::Completions | Endpoint::Messages => limit(object, "max_tokens")?,
+            Endpoint::Responses => limit(object, "max_output_tokens")?,
             Endpoint::Embeddings | Endpoint::Other => None,
         };
         let choices = match endpoint {
@@ -543,6 +543,19 @@ fn count(object: &Map<String, Value>, field: &'static str) -> Result<Option<u64>
     }
 }
 
+/// An output limit: a whole number of at least 1. Zero is refused rather
+/// than read as a bound of nothing: some compatible servers take it to mean
+/// "no limit".
+fn limit(object: &Map<String, Value>, field: &'static str) -> Result<Option<u64>, LlmRequestError> {
+    match count(object, field)? {
+        Some(0) => Err(LlmRequestError::InvalidField {
+            field,
+            expected: "a whole number of at least 1",
+        }),
+        other => Ok(other),
+    }
+}
+
 /// What [`input_bound`] finds in the content of a request.
 #[derive(Debug, Default)]
 struct ContentScan {
@@ -571,7 +584,9 @@ impl ContentScan {
                             .get_or_insert("a reference to a stored item");
                     }
                     // Without its encrypted content, a reasoning item is read from storage.
-                    Some("reasoning") if !object.contains_key("encrypted_content") => {
+                    Some("reasoning")
+                        if object.get("encrypted_content").is_none_or(Value::is_null) =>
+                    {
                         self.server_side.get_or_insert("a stored reasoning item");
                     }
                     _ => {}

@@ -153,7 +153,7 @@ impl Validator<'_> {
     /// A dollar amount that must be above zero; `fix` is the help for a zero.
     fn positive_dollars(&mut self, value: &Spanned<Dollars>, key: &str, fix: &str) -> Option<f64> {
         let dollars = value.get_ref().0;
-        let usd = self.dollars(value, key, 1e9, fix)?;
+        let usd = self.dollars(value, key, Usd::MAX_CONFIG.as_dollars(), fix)?;
         if usd == Usd::ZERO {
             self.push(Problem::new(
                 value.span(),

@@ -220,6 +220,20 @@ fn ambiguous_or_malformed_bodies_are_refused() {
             );
         }
     }
+    // A zero limit is not a bound: some servers read it as "no limit".
+    for (path, field) in [
+        (CHAT, "max_tokens"),
+        (CHAT, "max_completion_tokens"),
+        ("/v1/responses", "max_output_tokens"),
+        ("/v1/messages", "max_tokens"),
+    ] {
+        let body = format!(r#"{{"model":"m","{field}":0}}"#);
+        assert_eq!(
+            refused(path, &body),
+            invalid(field, "a whole number of at least 1"),
+            "{path}"
+        );
+    }
     // The provider and steward could read different models: refused.
     assert_eq!(
         refused(
@@ -491,6 +505,11 @@ fn content_the_provider_fetches_itself_is_bounded_by_the_context_window() {
             "{body}"
         );
     }
+    let null_content = r#"{"model":"o3","input":[{"type":"reasoning","id":"rs_1","summary":[],"encrypted_content":null}]}"#;
+    assert!(matches!(
+        inspect("/v1/responses", null_content).input_bound(),
+        InputBound::ServerSide { .. }
+    ));
     // Reasoning items that carry their encrypted content are measured by bytes.
     let body = r#"{"model":"o3","input":[{"type":"reasoning","id":"rs_1","summary":[],"encrypted_content":"gAAA"}]}"#;
     assert!(matches!(

@@ -81,7 +81,8 @@ fn oversized_events_are_skipped_and_memory_stays_bounded() {
     let big = format!("data: {}\n\n", "x".repeat(10_000));
     for _ in 0..10 {
         p.feed(big.as_bytes());
-        assert!(p.data.capacity() <= 64 + 8, "{}", p.data.capacity());
+        // Never more than one growth step above the limit.
+        assert!(p.data.capacity() <= 2 * 64, "{}", p.data.capacity());
     }
     assert_eq!(p.oversized_events(), 10);
     // Many data lines that add up past the limit are one oversized event.
