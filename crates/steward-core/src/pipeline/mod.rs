@@ -291,7 +291,10 @@ impl Pipeline {
 
     async fn refuse(&self, record: CallRecord, refusal: Refusal, journaled: bool) -> Response<Body> {
         let view = refusal.view();
-        if !journaled {
+        let journal = async {
+            if journaled {
+                return Ok(());
+            }
             let admission = Admission {
                 call_id: record.call_id.clone(),
                 now_ms: unix_ms(record.received_at),
@@ -306,20 +309,15 @@ impl Pipeline {
                 limit: None,
                 loop_breaker: LoopBreakerConfig { max_identical: 0, window: std::time::Duration::ZERO },
             };
-            if let Err(err) =
-                self.store.record_refused(admission, view.reason, &view.message, view.status.as_u16()).await
-            {
-                tracing::error!(error = %err, call_id = %record.call_id, "could not journal a refused call");
-            }
+            self.store.record_refused(admission, view.reason, &view.message, view.status.as_u16()).await
+        };
+        let audit = self.audit_record(&record, view.reason, Some(view.message.clone()), Some(view.status.as_u16()), 0);
+        // Journal and audit log are written at once: the agent waits for the slower, not the sum.
+        let (journaled, audited) = tokio::join!(journal, self.audit.write(&audit));
+        if let Err(err) = journaled {
+            tracing::error!(error = %err, call_id = %record.call_id, "could not journal a refused call");
         }
-        let audit = self.audit_record(
-            &record,
-            view.reason,
-            Some(view.message.clone()),
-            Some(view.status.as_u16()),
-            refusal.attempts(),
-        );
-        if let Err(err) = self.audit.write(&audit).await {
+        if let Err(err) = audited {
             tracing::error!(error = %err, call_id = %record.call_id, "could not write the audit record of a refused call");
         }
         refusal_response(&view, &record.call_id)
@@ -336,18 +334,16 @@ impl Pipeline {
                 };
                 let detail = self.redactor.load().redact(&err.to_string()).into_owned();
                 tracing::warn!(call_id = %record.call_id, upstream = %record.upstream, error = %detail, "forwarding failed");
-                self.complete(&record, None, refusal.attempts(), None, Some(detail)).await;
                 let view = refusal.view();
-                let audit = self.audit_record(
-                    &record,
-                    view.reason,
-                    Some(view.message.clone()),
-                    Some(view.status.as_u16()),
-                    refusal.attempts(),
-                );
-                if let Err(err) = self.audit.write(&audit).await {
-                    tracing::error!(error = %err, call_id = %record.call_id, "could not write an audit record");
-                }
+                let outcome = Outcome {
+                    decision: view.reason,
+                    reason: Some(view.message.clone()),
+                    status: Some(view.status.as_u16()),
+                    attempts: refusal.attempts(),
+                    response_ref: None,
+                    error: Some(detail),
+                };
+                self.record_outcome(&record, outcome).await;
                 return refusal_response(&view, &record.call_id);
             }
         };
@@ -378,26 +374,26 @@ impl Pipeline {
         out
     }
 
-    async fn complete(
-        &self,
-        record: &CallRecord,
-        status: Option<u16>,
-        attempts: u32,
-        response_ref: Option<String>,
-        error: Option<String>,
-    ) {
+    /// Journals the final outcome of an admitted call and writes its audit
+    /// line, both at once: the caller waits for the slower of the two, not the sum.
+    async fn record_outcome(&self, record: &CallRecord, outcome: Outcome) {
         let completion = Completion {
             call_id: record.call_id.clone(),
             now_ms: unix_ms(SystemTime::now()),
-            status,
+            status: outcome.status.filter(|_| outcome.decision == "allowed"),
             duration_ms: elapsed_ms(record.started),
-            attempts,
-            response_ref,
-            error,
+            attempts: outcome.attempts,
+            response_ref: outcome.response_ref,
+            error: outcome.error,
             extra_json: None,
         };
-        if let Err(err) = self.store.complete(completion).await {
+        let audit = self.audit_record(record, outcome.decision, outcome.reason, outcome.status, outcome.attempts);
+        let (journaled, audited) = tokio::join!(self.store.complete(completion), self.audit.write(&audit));
+        if let Err(err) = journaled {
             tracing::error!(error = %err, call_id = %record.call_id, "could not journal a call's outcome");
+        }
+        if let Err(err) = audited {
+            tracing::error!(error = %err, call_id = %record.call_id, "could not write an audit record");
         }
     }
 
@@ -442,14 +438,32 @@ struct Recorder {
 
 impl Recorder {
     async fn finish(&self, error: Option<String>, peeked: Vec<u8>) {
-        let response_ref = response_ref(&peeked);
-        let p = &self.pipeline;
-        p.complete(&self.record, Some(self.status), self.attempts, response_ref, error.clone()).await;
-        let audit = p.audit_record(&self.record, "allowed", error, Some(self.status), self.attempts);
-        if let Err(err) = p.audit.write(&audit).await {
-            tracing::error!(error = %err, call_id = %self.record.call_id, "could not write an audit record");
-        }
+        let outcome = Outcome {
+            decision: "allowed",
+            reason: error.clone(),
+            status: Some(self.status),
+            attempts: self.attempts,
+            response_ref: response_ref(&peeked),
+            error,
+        };
+        self.pipeline.record_outcome(&self.record, outcome).await;
     }
+}
+
+/// The final facts of an admitted call, for the journal and the audit log.
+struct Outcome {
+    /// `allowed`, or the refusal reason when forwarding failed.
+    decision: &'static str,
+    /// Audit `reason`: the refusal message or the relay error.
+    reason: Option<String>,
+    /// HTTP status the agent got.
+    status: Option<u16>,
+    /// Upstream attempts made.
+    attempts: u32,
+    /// The created object's id, for undo.
+    response_ref: Option<String>,
+    /// Journal `error`: the redacted detail for the operator.
+    error: Option<String>,
 }
 
 /// Holds the recorder until the body is done; records on drop if never finished.
