@@ -51,6 +51,7 @@
 
 mod queries;
 mod schema;
+mod spend;
 mod writer;
 
 #[cfg(test)]
@@ -65,6 +66,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{LoopBreakerConfig, RateLimit};
 
+pub use spend::{SpendHold, SpendRow, SpendSettlement};
 use writer::{Op, Request, Response};
 
 /// Ops queued for the writer beyond this wait in `send`: backpressure instead
@@ -138,6 +140,8 @@ pub struct Admission {
     pub limit: Option<RateLimit>,
     /// `max_identical == 0` disables the loop breaker.
     pub loop_breaker: LoopBreakerConfig,
+    /// Worst-case spend to reserve against the daily cap (priced LLM calls).
+    pub spend: Option<SpendHold>,
 }
 
 /// What [`Store::admit`] decided. Every variant has been journaled.
@@ -163,6 +167,14 @@ pub enum AdmitOutcome {
         /// fit (at least 1).
         retry_after_ms: i64,
     },
+    /// The day's spend plus this call's worst case would pass the cap; row
+    /// inserted with decision `spend_cap`, nothing reserved.
+    SpendCapped {
+        /// The day's committed spend (settled + reserved), micro-dollars.
+        spent_micros: u64,
+        /// The cap, micro-dollars.
+        cap_micros: u64,
+    },
 }
 
 /// Final outcome of an admitted call.
@@ -184,6 +196,8 @@ pub struct Completion {
     pub error: Option<String>,
     /// Door-specific details (model, tokens, ...) as a JSON object.
     pub extra_json: Option<String>,
+    /// The real cost of a priced call, settling its reservation.
+    pub spend: Option<SpendSettlement>,
 }
 
 /// The persisted kill switch.
@@ -444,6 +458,18 @@ impl Store {
     /// Sets a small persisted value.
     pub async fn kv_set(&self, key: &str, value: &str, now_ms: i64) -> Result<(), StoreError> {
         self.write_done(Request::KvSet { key: key.to_owned(), value: value.to_owned(), now_ms }).await
+    }
+
+    /// The committed spend of `day` (settled costs plus open reservations), micro-dollars.
+    pub async fn spend_total(&self, day: &str) -> Result<u64, StoreError> {
+        let day = day.to_owned();
+        self.read(move |conn| spend::day_total(conn, &day)).await
+    }
+
+    /// Spend per day and model for `from_day..=to_day` (`YYYY-MM-DD`), newest day first.
+    pub async fn spend_by_day(&self, from_day: &str, to_day: &str) -> Result<Vec<SpendRow>, StoreError> {
+        let (from, to) = (from_day.to_owned(), to_day.to_owned());
+        self.read(move |conn| spend::by_day(conn, &from, &to)).await
     }
 
     /// Runs an empty write transaction: `Ok` means a call could be journaled

@@ -51,6 +51,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
         value      TEXT NOT NULL,
         updated_ms INTEGER NOT NULL
     ) STRICT;",
+    // 2: the spend ledger (see `spend.rs`).
+    super::spend::MIGRATION,
 ];
 
 /// Device and inode of the database file as opened.

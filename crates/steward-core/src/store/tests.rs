@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::*;
 
 mod failures;
+mod spend;
 
 const HOUR_MS: i64 = 3_600_000;
 const T0: i64 = 1_790_000_000_000;
@@ -39,6 +40,7 @@ fn admission(id: &str, now_ms: i64, tool: Option<&str>, loop_key: &str) -> Admis
         input_sha256: "ab".repeat(32),
         limit: None,
         loop_breaker: no_breaker(),
+        spend: None,
     }
 }
 
@@ -56,6 +58,7 @@ fn completion(id: &str, now_ms: i64, status: Option<u16>) -> Completion {
         response_ref: None,
         error: None,
         extra_json: None,
+        spend: None,
     }
 }
 
