@@ -233,6 +233,13 @@ impl SpendConfig {
     pub fn alert_at(&self) -> Option<Usd> {
         self.alert_at_usd.and_then(Usd::from_dollars)
     }
+
+    /// The spend day (`YYYY-MM-DD` in `timezone`) that `t` falls in, `days_back` days earlier.
+    pub fn day_of(&self, t: std::time::SystemTime, days_back: u32) -> String {
+        let date = time::OffsetDateTime::from(t).to_offset(self.utc_offset).date();
+        let date = date.checked_sub(time::Duration::days(i64::from(days_back))).unwrap_or(date);
+        format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day())
+    }
 }
 
 impl Default for SpendConfig {

@@ -126,7 +126,7 @@ impl Pipeline {
             }
         };
         let hold = price.as_ref().map(|price| SpendHold {
-            day: self.spend_day(record.received_at),
+            day: self.spend.day_of(record.received_at, 0),
             provider: call.upstream.clone(),
             model: request.model().unwrap_or_default().to_owned(),
             reserve_micros: request.worst_case_micros(price, default_max),
@@ -155,11 +155,5 @@ impl Pipeline {
                 hold,
             }),
         })
-    }
-
-    /// The spend day (`YYYY-MM-DD`) of `t` in `[spend] timezone`.
-    pub(super) fn spend_day(&self, t: std::time::SystemTime) -> String {
-        let date = time::OffsetDateTime::from(t).to_offset(self.spend.utc_offset).date();
-        format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day())
     }
 }

@@ -325,6 +325,8 @@ struct Inner {
     // Field order matters: `ops` is dropped before `_writer_thread`, so the
     // writer sees its channel close and exits before the join.
     ops: mpsc::Sender<Op>,
+    /// Dropping it stops the checkpointer thread.
+    _checkpointer: Option<std::sync::mpsc::Sender<()>>,
     path: PathBuf,
     reader: Mutex<schema::Opened>,
     counters: Arc<WriterCounters>,
@@ -354,6 +356,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let writer = schema::open_writer(path, schema::MIGRATIONS)?;
         let reader = schema::open_reader(path)?;
+        let checkpointer = schema::spawn_checkpointer(path, &writer.conn);
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let counters = Arc::new(WriterCounters::default());
         let handle = writer::spawn(writer, rx, Arc::clone(&counters))
@@ -361,6 +364,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 ops: tx,
+                _checkpointer: checkpointer,
                 path: path.to_path_buf(),
                 reader: Mutex::new(reader),
                 counters,

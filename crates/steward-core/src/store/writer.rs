@@ -206,7 +206,10 @@ fn admit(conn: &Connection, a: &Admission) -> Result<AdmitOutcome, StoreError> {
         if let Some(cap_micros) = hold.cap_micros
             && spent_micros.saturating_add(hold.reserve_micros) > cap_micros
         {
-            let reason = format!("daily spend cap: {spent_micros} of {cap_micros} micro-USD used");
+            let reason = format!(
+                "daily spend cap: {spent_micros} of {cap_micros} micro-USD committed, this call reserves {}",
+                hold.reserve_micros
+            );
             insert_call(
                 conn,
                 a,
