@@ -254,3 +254,69 @@ async fn identical_llm_calls_trip_the_loop_breaker() {
     assert_eq!(err["error"]["code"], "loop_detected");
     env.assert_no_secret_leaked();
 }
+
+/// The Python interpreter with the official SDKs: `.venv` at the repo root
+/// (created by `.ci/run`), else `python3`. `None` (test skipped, loudly) when
+/// the SDKs are missing, unless `STEWARD_REQUIRE_SDKS` is set, as CI does.
+fn sdk_python() -> Option<std::path::PathBuf> {
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    let python = if venv.exists() { venv } else { std::path::PathBuf::from("python3") };
+    let ok = std::process::Command::new(&python)
+        .args(["-c", "import openai, anthropic"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(python);
+    }
+    assert!(
+        std::env::var_os("STEWARD_REQUIRE_SDKS").is_none(),
+        "STEWARD_REQUIRE_SDKS is set but the openai/anthropic SDKs are not importable"
+    );
+    eprintln!("SKIPPED: the official openai/anthropic Python SDKs are not installed (run .ci/run to create .venv)");
+    None
+}
+
+fn run_sdk(env: &Env, python: &std::path::Path, script: &str) -> Value {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk").join(script);
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .env("OPENAI_BASE_URL", env.url("/llm/openai/v1"))
+        .env("OPENAI_API_KEY", &env.token)
+        .env("ANTHROPIC_BASE_URL", env.url("/llm/anthropic"))
+        .env("ANTHROPIC_API_KEY", &env.token)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{script:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_python_sdks_work_through_steward() {
+    let Some(python) = sdk_python() else { return };
+    let env = env_with_cap(1.0).await;
+
+    let openai = run_sdk(&env, &python, "openai_client.py");
+    assert!(!openai["chat_text"].as_str().unwrap().is_empty());
+    assert!(openai["chat_usage"].as_u64().unwrap() > 0);
+    assert!(!openai["stream_text"].as_str().unwrap().is_empty());
+    assert_eq!(openai["stream_usage_chunks"], 0, "the SDK must not see the usage chunk it did not ask for");
+    assert!(openai["embedding_len"].as_u64().unwrap() > 0);
+    assert_eq!(openai["unknown_price"], "unknown_price");
+    assert_eq!(openai["spend_cap"], "spend_cap");
+
+    let anthropic = run_sdk(&env, &python, "anthropic_client.py");
+    assert!(!anthropic["text"].as_str().unwrap().is_empty());
+    assert!(anthropic["stream_output_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(anthropic["unknown_price"], "unknown_price");
+    assert_eq!(anthropic["spend_cap"], "spend_cap");
+
+    // The SDKs' own retries did not multiply anything: each refusal was asked once,
+    // and refused calls never reached the upstream.
+    let last = env.steward(&["last", "--json", "-n", "100", "--failed"]);
+    let rows: Value = serde_json::from_slice(&last.stdout).unwrap();
+    let refused: Vec<&str> = rows.as_array().unwrap().iter().map(|r| r["decision"].as_str().unwrap()).collect();
+    assert_eq!(refused.iter().filter(|d| **d == "spend_cap").count(), 2, "{refused:?}");
+    assert_eq!(refused.iter().filter(|d| **d == "unknown_price").count(), 2, "{refused:?}");
+    assert_eq!(env.mock.requests().len(), 5, "only the allowed calls reached the upstream");
+    env.assert_no_secret_leaked();
+}
