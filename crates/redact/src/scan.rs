@@ -1,0 +1,566 @@
+//! The scanning engine: one lazy-DFA pass over the text finds every
+//! *trigger* (a rule keyword, a known-secret form, a PII shape, or an
+//! existing `[REDACTED:...]` marker); rules then run only in small windows
+//! around their keywords. Clean text therefore costs one DFA pass however
+//! many rules there are.
+//!
+//! The trigger pass reports leftmost, non-overlapping matches, which could
+//! hide a keyword or secret that starts inside another trigger. Each
+//! trigger's span is therefore rescanned with overlapping Aho-Corasick
+//! automata, so every keyword occurrence and every known-secret occurrence
+//! is seen exactly once.
+
+use std::collections::HashSet;
+use std::ops::Range;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use regex_automata::meta::Regex;
+use regex_automata::util::captures::Captures;
+use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input};
+
+use crate::pii::PiiPattern;
+use crate::rules::{Check, RuleDef};
+use crate::{BuildError, Category};
+
+/// Literal that opens a redaction marker.
+pub(crate) const MARKER_OPEN: &str = "[REDACTED:";
+
+/// Longest kind accepted inside a marker; longer bracketed text is not ours.
+const MAX_MARKER_KIND: usize = 64;
+
+/// A trigger match shorter than this that fails PII validation is retried
+/// one byte later (a valid match may start inside it); longer ones are
+/// skipped whole so pathological input stays linear.
+const RETRY_LIMIT: usize = 64;
+
+/// A rule compiled for window searches.
+#[derive(Debug)]
+pub(crate) struct CompiledRule {
+    /// Finding kind.
+    pub id: &'static str,
+    /// Secret rules and the email detector share this machinery.
+    pub category: Category,
+    /// The rule's regex, searched only inside windows.
+    regex: Regex,
+    /// Whether the regex has a group `s` marking the part to redact.
+    has_secret_group: bool,
+    /// Bytes before a keyword where a match may start.
+    lookbehind: usize,
+    /// Initial window length after a keyword.
+    max_len: usize,
+    /// Post-match validation.
+    check: Check,
+}
+
+/// What a trigger-pattern id stands for.
+#[derive(Debug, Clone, Copy)]
+enum Trigger {
+    /// A rule keyword: the overlapping rescan does the rest.
+    Keyword,
+    /// A known-secret form: the overlapping rescan reports it.
+    Known,
+    /// The opening of a `[REDACTED:` marker.
+    Marker,
+    /// A PII shape to validate.
+    Pii(PiiPattern),
+}
+
+/// Keyword automaton plus, per keyword, the rules it triggers.
+#[derive(Debug)]
+struct KeywordSet {
+    ac: AhoCorasick,
+    rules: Vec<Vec<usize>>,
+}
+
+/// Raw results of one scan, before overlap resolution.
+#[derive(Debug, Default)]
+pub(crate) struct RawScan {
+    /// Known-secret occurrences (possibly overlapping).
+    pub known: Vec<Range<usize>>,
+    /// Rule and PII candidates: (range, kind, category, priority).
+    pub candidates: Vec<Candidate>,
+    /// Existing markers, protected from further redaction.
+    pub markers: Vec<Range<usize>>,
+}
+
+/// One candidate finding from a rule or PII pattern.
+#[derive(Debug, Clone)]
+pub(crate) struct Candidate {
+    /// Range to redact.
+    pub range: Range<usize>,
+    /// Finding kind.
+    pub kind: &'static str,
+    /// Finding category.
+    pub category: Category,
+    /// Lower wins on identical spans (rule-table order, PII last).
+    pub priority: usize,
+}
+
+/// The compiled engine.
+#[derive(Debug)]
+pub(crate) struct Engine {
+    rules: Vec<CompiledRule>,
+    trigger: Regex,
+    triggers: Vec<Trigger>,
+    keywords_ci: Option<KeywordSet>,
+    keywords_cs: Option<KeywordSet>,
+    max_keyword_len: usize,
+    known: Option<AhoCorasick>,
+    max_known_len: usize,
+    marker_kinds: HashSet<&'static str>,
+}
+
+/// Rewrites `\b`, `\w` and `\d` to their ASCII forms (inside and outside
+/// character classes). Unicode `\w` makes counted repetitions enormous,
+/// and a Unicode `\b` makes the lazy DFA give up on non-ASCII input.
+pub(crate) fn ascii_boundaries(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut in_class = false;
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('b') if !in_class => out.push_str(r"(?-u:\b)"),
+                Some('w') if in_class => out.push_str("0-9A-Za-z_"),
+                Some('w') => out.push_str("[0-9A-Za-z_]"),
+                Some('d') if in_class => out.push_str("0-9"),
+                Some('d') => out.push_str("[0-9]"),
+                Some(other) => {
+                    out.push('\\');
+                    out.push(other);
+                }
+                None => out.push('\\'),
+            },
+            '[' if !in_class => {
+                in_class = true;
+                out.push(c);
+                // A `]` or `^]` right after the opening bracket is literal.
+                let rest = chars.as_str();
+                for lit in ["^]", "]", "^"] {
+                    if rest.starts_with(lit) {
+                        out.push_str(lit);
+                        for _ in 0..lit.len() {
+                            chars.next();
+                        }
+                        break;
+                    }
+                }
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes a literal for use in a regex (ASCII punctuation as `\x`).
+fn escape_literal(lit: &str, case_insensitive: bool) -> String {
+    let mut out = String::with_capacity(lit.len() * 2 + 4);
+    if case_insensitive {
+        out.push_str("(?i:");
+    }
+    for c in lit.chars() {
+        if c.is_ascii() && !c.is_ascii_alphanumeric() {
+            out.push_str(&format!(r"\x{:02x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    if case_insensitive {
+        out.push(')');
+    }
+    out
+}
+
+/// Compiles one regex for `&str` haystacks.
+pub(crate) fn compile(patterns: &[String]) -> Result<Regex, BuildError> {
+    Regex::builder()
+        .syntax(syntax::Config::new().utf8(true))
+        .build_many(patterns)
+        .map_err(|e| {
+            let mut detail = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                detail.push_str(": ");
+                detail.push_str(&s.to_string());
+                source = s.source();
+            }
+            BuildError::Regex { detail }
+        })
+}
+
+impl Engine {
+    /// Compiles the rules, the PII patterns and the known-secret forms.
+    pub(crate) fn new(
+        defs: Vec<(RuleDef, Category)>,
+        pii: &[PiiPattern],
+        known_forms: &[String],
+        extra_marker_kinds: &[&'static str],
+    ) -> Result<Self, BuildError> {
+        let mut rules = Vec::with_capacity(defs.len());
+        let mut ci: Vec<(String, Vec<usize>)> = Vec::new();
+        let mut cs: Vec<(String, Vec<usize>)> = Vec::new();
+        let mut marker_kinds: HashSet<&'static str> = extra_marker_kinds.iter().copied().collect();
+        for (idx, (def, category)) in defs.into_iter().enumerate() {
+            let regex = compile(&[ascii_boundaries(&def.pattern)]).map_err(|e| match e {
+                BuildError::Regex { detail } => BuildError::Rule { id: def.id, detail },
+                other => other,
+            })?;
+            let has_secret_group = regex.group_info().to_index(regex_automata::PatternID::ZERO, "s").is_some();
+            for kw in def.keywords {
+                let (list, key) = if def.case_sensitive {
+                    (&mut cs, (*kw).to_owned())
+                } else {
+                    (&mut ci, kw.to_ascii_lowercase())
+                };
+                match list.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, ids)) => ids.push(idx),
+                    None => list.push((key, vec![idx])),
+                }
+            }
+            marker_kinds.insert(def.id);
+            rules.push(CompiledRule {
+                id: def.id,
+                category,
+                regex,
+                has_secret_group,
+                lookbehind: def.lookbehind,
+                max_len: def.max_len,
+                check: def.check,
+            });
+        }
+        for p in PiiPattern::ALL {
+            marker_kinds.insert(p.kind());
+        }
+
+        let mut patterns: Vec<String> = Vec::new();
+        let mut triggers: Vec<Trigger> = Vec::new();
+        // Longest literals first: at one start position the earlier
+        // pattern wins, and the rescan covers the shorter ones anyway.
+        let mut forms: Vec<&String> = known_forms.iter().collect();
+        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+        for form in forms {
+            patterns.push(escape_literal(form, false));
+            triggers.push(Trigger::Known);
+        }
+        let mut kws: Vec<(&str, bool)> = ci.iter().map(|(k, _)| (k.as_str(), true)).collect();
+        kws.extend(cs.iter().map(|(k, _)| (k.as_str(), false)));
+        kws.sort_by_key(|(k, _)| std::cmp::Reverse(k.len()));
+        for (kw, insensitive) in &kws {
+            patterns.push(escape_literal(kw, *insensitive));
+            triggers.push(Trigger::Keyword);
+        }
+        patterns.push(escape_literal(MARKER_OPEN, false));
+        triggers.push(Trigger::Marker);
+        for p in pii {
+            patterns.push(ascii_boundaries(p.regex()));
+            triggers.push(Trigger::Pii(*p));
+        }
+        // A compile error for the trigger could quote a known secret, so
+        // it is reported without detail when secrets are involved.
+        let trigger = compile(&patterns).map_err(|e| if known_forms.is_empty() { e } else { BuildError::TooLarge })?;
+
+        let max_keyword_len = kws.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        let keywords_ci = keyword_set(ci, true)?;
+        let keywords_cs = keyword_set(cs, false)?;
+        let max_known_len = known_forms.iter().map(String::len).max().unwrap_or(0);
+        let known = if known_forms.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::Standard)
+                    .build(known_forms)
+                    .map_err(|e| BuildError::Automaton { detail: e.to_string() })?,
+            )
+        };
+        Ok(Self {
+            rules,
+            trigger,
+            triggers,
+            keywords_ci,
+            keywords_cs,
+            max_keyword_len,
+            known,
+            max_known_len,
+            marker_kinds,
+        })
+    }
+
+    /// Number of compiled rules (secret rules plus the email detector).
+    pub(crate) fn rule_count(&self, category: Category) -> usize {
+        self.rules.iter().filter(|r| r.category == category).count()
+    }
+
+    /// Scans `text`. With `secrets_only`, PII and known secrets are skipped.
+    pub(crate) fn scan(&self, text: &str, secrets_only: bool) -> RawScan {
+        let mut raw = RawScan::default();
+        let mut hits: Vec<(usize, usize)> = Vec::new();
+        let len = text.len();
+        let mut at = 0usize;
+        let mut kept_until = 0usize;
+        while at < len {
+            let input = Input::new(text).span(at..len);
+            let Some(m) = self.trigger.search(&input) else { break };
+            let (s, e) = (m.start(), m.end());
+            let trigger = self.triggers.get(m.pattern().as_usize()).copied();
+            if let Some(Trigger::Marker) = trigger {
+                // A marker is skipped whole: nothing inside it is redacted
+                // again, which keeps redaction idempotent and cheap.
+                if let Some(end) = self.marker_end(text, s) {
+                    raw.markers.push(s..end);
+                    kept_until = kept_until.max(end);
+                    at = end;
+                    continue;
+                }
+            }
+            let from = s.max(kept_until);
+            if from < e {
+                self.rescan(text, from..e, secrets_only, &mut hits, &mut raw.known);
+                kept_until = e;
+            }
+            at = match trigger {
+                Some(Trigger::Pii(p)) if !secrets_only => match p.validate(text, s..e) {
+                    Some(range) => {
+                        raw.candidates.push(Candidate {
+                            range,
+                            kind: p.kind(),
+                            category: Category::Pii,
+                            priority: usize::MAX,
+                        });
+                        e
+                    }
+                    None if e - s <= RETRY_LIMIT => s + 1,
+                    None => e,
+                },
+                Some(Trigger::Pii(_)) => e,
+                _ => s + 1,
+            };
+        }
+        self.run_rules(text, hits, secrets_only, &mut raw.candidates);
+        raw
+    }
+
+    /// Overlapping keyword and known-secret search over the text starting
+    /// in `span` (matches may run past its end).
+    fn rescan(
+        &self,
+        text: &str,
+        span: Range<usize>,
+        secrets_only: bool,
+        hits: &mut Vec<(usize, usize)>,
+        known: &mut Vec<Range<usize>>,
+    ) {
+        let len = text.len();
+        let kw_end = (span.end + self.max_keyword_len).min(len);
+        for set in [&self.keywords_ci, &self.keywords_cs].into_iter().flatten() {
+            let input = aho_corasick::Input::new(text).span(span.start..kw_end);
+            for m in set.ac.find_overlapping_iter(input) {
+                if m.start() >= span.end {
+                    continue;
+                }
+                if let Some(rules) = set.rules.get(m.pattern().as_usize()) {
+                    hits.extend(rules.iter().map(|r| (*r, m.start())));
+                }
+            }
+        }
+        if secrets_only {
+            return;
+        }
+        if let Some(ac) = &self.known {
+            let end = (span.end + self.max_known_len).min(len);
+            let input = aho_corasick::Input::new(text).span(span.start..end);
+            for m in ac.find_overlapping_iter(input) {
+                if m.start() < span.end {
+                    known.push(m.range());
+                }
+            }
+        }
+    }
+
+    /// End of a well-formed marker starting at `start`: `[REDACTED:<kind>]`
+    /// with a kind this redactor can emit. Anything else is ordinary text,
+    /// so a secret cannot hide inside a fake marker.
+    fn marker_end(&self, text: &str, start: usize) -> Option<usize> {
+        let rest = text.get(start + MARKER_OPEN.len()..)?;
+        let close = rest.bytes().take(MAX_MARKER_KIND + 1).position(|b| b == b']')?;
+        let kind = rest.get(..close)?;
+        self.marker_kinds.contains(kind).then_some(start + MARKER_OPEN.len() + close + 1)
+    }
+
+    /// Runs each triggered rule over the merged windows around its keyword
+    /// hits.
+    fn run_rules(
+        &self,
+        text: &str,
+        mut hits: Vec<(usize, usize)>,
+        secrets_only: bool,
+        out: &mut Vec<Candidate>,
+    ) {
+        hits.sort_unstable();
+        hits.dedup();
+        let len = text.len();
+        let mut i = 0;
+        while i < hits.len() {
+            let Some(&(rule_idx, kw)) = hits.get(i) else { break };
+            let Some(rule) = self.rules.get(rule_idx) else { break };
+            let mut window = kw.saturating_sub(rule.lookbehind)..(kw + rule.max_len).min(len);
+            i += 1;
+            while let Some(&(r, next)) = hits.get(i) {
+                if r != rule_idx || next.saturating_sub(rule.lookbehind) > window.end {
+                    break;
+                }
+                window.end = (next + rule.max_len).min(len);
+                i += 1;
+            }
+            if secrets_only && rule.category != Category::Secret {
+                continue;
+            }
+            self.search_window(text, rule_idx, rule, window, out);
+        }
+    }
+
+    /// All matches of one rule inside `window`, growing the window when a
+    /// match reaches its end (the match may continue).
+    fn search_window(
+        &self,
+        text: &str,
+        rule_idx: usize,
+        rule: &CompiledRule,
+        mut window: Range<usize>,
+        out: &mut Vec<Candidate>,
+    ) {
+        let len = text.len();
+        let mut caps: Option<Captures> = None;
+        let mut pos = window.start;
+        while pos < window.end {
+            let input = Input::new(text).span(pos..window.end);
+            let Some(m) = rule.regex.search(&input) else { break };
+            if m.end() == window.end && window.end < len {
+                window.end = (window.end + (window.end - window.start).max(rule.max_len)).min(len);
+                continue;
+            }
+            pos = if m.is_empty() { m.end() + 1 } else { m.end() };
+            let mut secret = m.range();
+            if rule.has_secret_group {
+                let caps = caps.get_or_insert_with(|| rule.regex.create_captures());
+                let exact = Input::new(text).span(m.range()).anchored(Anchored::Yes);
+                rule.regex.search_captures(&exact, caps);
+                match caps.get_group_by_name("s") {
+                    Some(span) => secret = span.range(),
+                    None => continue,
+                }
+            }
+            let Some(value) = text.get(secret.clone()) else { continue };
+            if secret.is_empty() || is_placeholder(value) || !check_ok(rule.check, text, m.range(), &secret) {
+                continue;
+            }
+            out.push(Candidate { range: secret, kind: rule.id, category: rule.category, priority: rule_idx });
+        }
+    }
+}
+
+/// Builds one overlapping keyword automaton. A DFA: it is searched many
+/// times over short spans, where its start-up cost matters most.
+fn keyword_set(list: Vec<(String, Vec<usize>)>, insensitive: bool) -> Result<Option<KeywordSet>, BuildError> {
+    if list.is_empty() {
+        return Ok(None);
+    }
+    let (words, rules): (Vec<String>, Vec<Vec<usize>>) = list.into_iter().unzip();
+    let ac = AhoCorasick::builder()
+        .ascii_case_insensitive(insensitive)
+        .match_kind(MatchKind::Standard)
+        .kind(Some(AhoCorasickKind::DFA))
+        .build(&words)
+        .map_err(|e| BuildError::Automaton { detail: e.to_string() })?;
+    Ok(Some(KeywordSet { ac, rules }))
+}
+
+/// Values that are references to a secret, not a secret: steward's
+/// `env:`/`file:` references, templates, shell variables, placeholders and
+/// earlier redaction markers.
+pub(crate) fn is_placeholder(value: &str) -> bool {
+    let v = value.trim_matches(|c| c == '"' || c == '\'' || c == '`');
+    let lower = v.to_ascii_lowercase();
+    let first = v.chars().next();
+    lower.starts_with("env:")
+        || lower.starts_with("file:")
+        || lower.starts_with("vault:")
+        || lower.starts_with("keyring:")
+        || v.starts_with("${")
+        || v.starts_with("{{")
+        || v.starts_with("$(")
+        || v.starts_with(MARKER_OPEN)
+        || (v.starts_with('$') && v.len() > 1 && v[1..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        || (v.starts_with('<') && v.ends_with('>'))
+        || (v.starts_with('{') && v.ends_with('}'))
+        || matches!(lower.as_str(), "true" | "false" | "null" | "none" | "nil" | "undefined" | "redacted" | "changeme" | "example")
+        || first.is_some_and(|c| v.chars().all(|x| x == c))
+}
+
+/// Character classes present in `v`: lower, upper, digit, other.
+fn classes(v: &str) -> usize {
+    let mut seen = [false; 4];
+    for b in v.bytes() {
+        let idx = if b.is_ascii_lowercase() {
+            0
+        } else if b.is_ascii_uppercase() {
+            1
+        } else if b.is_ascii_digit() {
+            2
+        } else {
+            3
+        };
+        if let Some(slot) = seen.get_mut(idx) {
+            *slot = true;
+        }
+    }
+    seen.iter().filter(|s| **s).count()
+}
+
+/// Key suffixes that name metadata about a secret rather than the secret.
+const METADATA_SUFFIXES: &[&str] = &[
+    "name", "id", "ids", "path", "file", "ref", "env", "arn", "type", "length", "len", "size", "count",
+    "url", "uri", "endpoint", "version", "expiry", "expires", "expires_at", "expires_in", "ttl", "hash",
+    "sha256", "header", "field", "param", "prefix", "source", "store", "limit", "usage", "budget",
+];
+
+/// Decides whether an assignment's value is a plausible secret. A value in
+/// quotes, or after `=`, is taken as deliberate; a bare value after `:` (as
+/// in prose, "password: see the wiki") must look random.
+pub(crate) fn assignment_value_ok(text: &str, m: Range<usize>, secret: &Range<usize>, digits_ok: bool) -> bool {
+    let (Some(value), Some(head)) = (text.get(secret.clone()), text.get(m.start..secret.start)) else {
+        return false;
+    };
+    let key_end = head.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.'));
+    let key = key_end.and_then(|k| head.get(..k)).unwrap_or(head).to_ascii_lowercase();
+    if METADATA_SUFFIXES.iter().any(|s| {
+        key.strip_suffix(s).is_some_and(|rest| rest.ends_with(['_', '-', '.']) || rest.is_empty())
+    }) || key.ends_with("tokens")
+    {
+        return false;
+    }
+    if value.bytes().all(|b| b.is_ascii_digit()) {
+        return digits_ok && value.len() >= 4;
+    }
+    let quoted = head.ends_with(['"', '\'', '`']);
+    let op_eq = head.trim_end_matches(['"', '\'', '`', ' ', '\t']).ends_with(['=', '>']);
+    if quoted || op_eq {
+        return true;
+    }
+    value.len() >= 8 && classes(value) >= 2
+}
+
+/// Applies a rule's [`Check`].
+fn check_ok(check: Check, text: &str, m: Range<usize>, secret: &Range<usize>) -> bool {
+    match check {
+        Check::None => true,
+        Check::Assignment { digits_ok } => assignment_value_ok(text, m, secret, digits_ok),
+        Check::Mixed => text.get(secret.clone()).is_some_and(|v| v.len() >= 8 && classes(v) >= 2),
+        Check::Email => !text.get(..secret.start).is_some_and(|head| head.ends_with("//")),
+    }
+}
