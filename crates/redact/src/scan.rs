@@ -56,14 +56,34 @@ pub(crate) struct CompiledRule {
 /// What a trigger-pattern id stands for.
 #[derive(Debug, Clone, Copy)]
 enum Trigger {
-    /// A rule keyword: the overlapping rescan does the rest.
-    Keyword,
-    /// A known-secret form: the overlapping rescan reports it.
-    Known,
+    /// A keyword or known-secret literal: index into `Engine::literals`.
+    Literal(usize),
     /// The opening of a `[REDACTED:` marker.
     Marker,
     /// A PII shape to validate.
     Pii(PiiPattern),
+}
+
+/// What an occurrence of a literal at some position means.
+#[derive(Debug, Clone)]
+enum LiteralHit {
+    /// A keyword: these rules run around it.
+    Rules(Vec<usize>),
+    /// A known-secret form.
+    Known,
+}
+
+/// One literal that may occur at a trigger's start position.
+#[derive(Debug, Clone)]
+struct PrefixLiteral {
+    /// Its length in bytes.
+    len: usize,
+    /// The text it must equal (exactly, or ASCII case-insensitively).
+    text: String,
+    /// Whether the comparison is case-sensitive.
+    exact: bool,
+    /// What it means.
+    hit: LiteralHit,
 }
 
 /// Keyword automaton plus, per keyword, the rules it triggers.
@@ -103,6 +123,10 @@ pub(crate) struct Engine {
     rules: Vec<CompiledRule>,
     trigger: Regex,
     triggers: Vec<Trigger>,
+    /// Per literal trigger: every literal that is a prefix of it (itself
+    /// included). The trigger scan reports only the longest literal at a
+    /// position; the shorter ones starting there are read from here.
+    literals: Vec<Vec<PrefixLiteral>>,
     keywords_ci: Option<KeywordSet>,
     keywords_cs: Option<KeywordSet>,
     max_keyword_len: usize,
@@ -237,23 +261,40 @@ impl Engine {
             marker_kinds.insert(p.kind());
         }
 
+        // Every literal the trigger scan looks for: keywords (with the rules
+        // they trigger) and known-secret forms.
+        let mut all: Vec<PrefixLiteral> = Vec::new();
+        for (kw, ids) in &ci {
+            all.push(PrefixLiteral { len: kw.len(), text: kw.clone(), exact: false, hit: LiteralHit::Rules(ids.clone()) });
+        }
+        for (kw, ids) in &cs {
+            all.push(PrefixLiteral { len: kw.len(), text: kw.clone(), exact: true, hit: LiteralHit::Rules(ids.clone()) });
+        }
+        for form in known_forms {
+            all.push(PrefixLiteral { len: form.len(), text: form.clone(), exact: true, hit: LiteralHit::Known });
+        }
+        // Longest first: at one start position the earlier pattern wins,
+        // and the shorter literals starting there come from `literals`.
+        all.sort_by_key(|l| std::cmp::Reverse(l.len));
         let mut patterns: Vec<String> = Vec::new();
         let mut triggers: Vec<Trigger> = Vec::new();
-        // Longest literals first: at one start position the earlier
-        // pattern wins, and the rescan covers the shorter ones anyway.
-        let mut forms: Vec<&String> = known_forms.iter().collect();
-        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
-        for form in forms {
-            patterns.push(escape_literal(form, false));
-            triggers.push(Trigger::Known);
+        let mut literals: Vec<Vec<PrefixLiteral>> = Vec::new();
+        for lit in &all {
+            // Case-insensitive prefix test: a case-insensitive literal may
+            // match text whose case makes an exact literal match too.
+            let prefixes: Vec<PrefixLiteral> = all
+                .iter()
+                .filter(|p| {
+                    p.len <= lit.len
+                        && lit.text.as_bytes().get(..p.len).is_some_and(|h| h.eq_ignore_ascii_case(p.text.as_bytes()))
+                })
+                .cloned()
+                .collect();
+            patterns.push(escape_literal(&lit.text, !lit.exact));
+            triggers.push(Trigger::Literal(literals.len()));
+            literals.push(prefixes);
         }
-        let mut kws: Vec<(&str, bool)> = ci.iter().map(|(k, _)| (k.as_str(), true)).collect();
-        kws.extend(cs.iter().map(|(k, _)| (k.as_str(), false)));
-        kws.sort_by_key(|(k, _)| std::cmp::Reverse(k.len()));
-        for (kw, insensitive) in &kws {
-            patterns.push(escape_literal(kw, *insensitive));
-            triggers.push(Trigger::Keyword);
-        }
+        let kws: Vec<&String> = ci.iter().chain(cs.iter()).map(|(k, _)| k).collect();
         patterns.push(escape_literal(MARKER_OPEN, false));
         triggers.push(Trigger::Marker);
         for p in pii {
@@ -264,7 +305,7 @@ impl Engine {
         // it is reported without detail when secrets are involved.
         let trigger = compile(&patterns).map_err(|e| if known_forms.is_empty() { e } else { BuildError::TooLarge })?;
 
-        let max_keyword_len = kws.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        let max_keyword_len = kws.iter().map(|k| k.len()).max().unwrap_or(0);
         let keywords_ci = keyword_set(ci, true)?;
         let keywords_cs = keyword_set(cs, false)?;
         let max_known_len = known_forms.iter().map(String::len).max().unwrap_or(0);
@@ -282,6 +323,7 @@ impl Engine {
             rules,
             trigger,
             triggers,
+            literals,
             keywords_ci,
             keywords_cs,
             max_keyword_len,
@@ -318,26 +360,47 @@ impl Engine {
                     continue;
                 }
             }
-            let from = s.max(kept_until);
-            if from < e {
-                self.rescan(text, from..e, secrets_only, &mut hits, &mut raw.known);
-                kept_until = e;
-            }
             at = match trigger {
-                Some(Trigger::Pii(p)) if !secrets_only => match p.validate(text, s..e) {
-                    Some(range) => {
-                        raw.candidates.push(Candidate {
-                            range,
-                            kind: p.kind(),
-                            category: Category::Pii,
-                            priority: usize::MAX,
-                        });
-                        e
+                Some(Trigger::Literal(idx)) => {
+                    for p in self.literals.get(idx).into_iter().flatten() {
+                        let Some(found) = text.as_bytes().get(s..s + p.len) else { continue };
+                        let same = if p.exact { found == p.text.as_bytes() } else { found.eq_ignore_ascii_case(p.text.as_bytes()) };
+                        match &p.hit {
+                            LiteralHit::Rules(rules) if same => hits.extend(rules.iter().map(|r| (*r, s))),
+                            LiteralHit::Known if same && !secrets_only => raw.known.push(s..s + p.len),
+                            _ => {}
+                        }
                     }
-                    None if e - s <= RETRY_LIMIT => s + 1,
-                    None => e,
-                },
-                Some(Trigger::Pii(_)) => e,
+                    // Literals starting later, even inside this one, are
+                    // found by the next search.
+                    s + 1
+                }
+                Some(Trigger::Pii(p)) => {
+                    let valid = if secrets_only { None } else { p.validate(text, s..e) };
+                    match valid {
+                        Some(range) => {
+                            raw.candidates.push(Candidate {
+                                range,
+                                kind: p.kind(),
+                                category: Category::Pii,
+                                priority: usize::MAX,
+                            });
+                        }
+                        None if e - s <= RETRY_LIMIT => {
+                            at = s + 1;
+                            continue;
+                        }
+                        None => {}
+                    }
+                    // Skipping the span would hide literals starting inside
+                    // it: find those with the overlapping automata.
+                    let from = s.max(kept_until);
+                    if from < e {
+                        self.rescan(text, from..e, secrets_only, &mut hits, &mut raw.known);
+                        kept_until = e;
+                    }
+                    e
+                }
                 _ => s + 1,
             };
         }
@@ -410,6 +473,14 @@ impl Engine {
             let Some(rule) = self.rules.get(rule_idx) else { break };
             let mut window = kw.saturating_sub(rule.lookbehind)..(kw + rule.max_len).min(len);
             i += 1;
+            if rule.lookbehind == 0 {
+                // The match starts at the keyword: one anchored attempt per
+                // hit fails within a few bytes on ordinary text.
+                if !(secrets_only && rule.category != Category::Secret) {
+                    self.search_window(text, rule_idx, rule, window, Anchored::Yes, out);
+                }
+                continue;
+            }
             while let Some(&(r, next)) = hits.get(i) {
                 if r != rule_idx || next.saturating_sub(rule.lookbehind) > window.end {
                     break;
@@ -420,7 +491,7 @@ impl Engine {
             if secrets_only && rule.category != Category::Secret {
                 continue;
             }
-            self.search_window(text, rule_idx, rule, window, out);
+            self.search_window(text, rule_idx, rule, window, Anchored::No, out);
         }
     }
 
@@ -432,29 +503,30 @@ impl Engine {
         rule_idx: usize,
         rule: &CompiledRule,
         mut window: Range<usize>,
+        anchored: Anchored,
         out: &mut Vec<Candidate>,
     ) {
         let len = text.len();
         let mut caps: Option<Captures> = None;
         let mut pos = window.start;
         while pos < window.end {
-            let input = Input::new(text).span(pos..window.end);
+            let input = Input::new(text).span(pos..window.end).anchored(anchored);
             let Some(m) = rule.regex.search(&input) else { break };
             if m.end() == window.end && window.end < len {
                 window.end = (window.end + (window.end - window.start).max(rule.max_len)).min(len);
                 continue;
             }
-            pos = if m.is_empty() { m.end() + 1 } else { m.end() };
-            let mut secret = m.range();
-            if rule.has_secret_group {
+            // An anchored search tries the keyword position only.
+            pos = if anchored == Anchored::Yes { window.end } else { m.end().max(m.start() + 1) };
+            let secret = if rule.has_secret_group {
                 let caps = caps.get_or_insert_with(|| rule.regex.create_captures());
                 let exact = Input::new(text).span(m.range()).anchored(Anchored::Yes);
                 rule.regex.search_captures(&exact, caps);
-                match caps.get_group_by_name("s") {
-                    Some(span) => secret = span.range(),
-                    None => continue,
-                }
-            }
+                caps.get_group_by_name("s").map(|span| span.range())
+            } else {
+                Some(m.range())
+            };
+            let Some(secret) = secret else { continue };
             let Some(value) = text.get(secret.clone()) else { continue };
             if secret.is_empty() || is_placeholder(value) || !check_ok(rule.check, text, m.range(), &secret) {
                 continue;
@@ -555,12 +627,20 @@ pub(crate) fn assignment_value_ok(text: &str, m: Range<usize>, secret: &Range<us
     value.len() >= 8 && classes(value) >= 2
 }
 
+/// Whether `start` lies in the userinfo of a URL: the text back to the
+/// nearest `/`, `?`, `#` or whitespace is preceded by `//`.
+fn is_url_userinfo(text: &str, start: usize) -> bool {
+    let Some(head) = text.get(..start) else { return false };
+    let run_start = head.rfind(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace());
+    run_start.is_some_and(|i| head.get(..=i).is_some_and(|h| h.ends_with("//")))
+}
+
 /// Applies a rule's [`Check`].
 fn check_ok(check: Check, text: &str, m: Range<usize>, secret: &Range<usize>) -> bool {
     match check {
         Check::None => true,
         Check::Assignment { digits_ok } => assignment_value_ok(text, m, secret, digits_ok),
         Check::Mixed => text.get(secret.clone()).is_some_and(|v| v.len() >= 8 && classes(v) >= 2),
-        Check::Email => !text.get(..secret.start).is_some_and(|head| head.ends_with("//")),
+        Check::Email => !is_url_userinfo(text, secret.start),
     }
 }

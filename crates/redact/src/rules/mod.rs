@@ -136,7 +136,7 @@ impl RuleDef {
 /// then a terminator so a prefix of a longer word is not taken.
 pub(crate) fn assignment_pattern(key: &str, value: &str) -> String {
     format!(
-        r#"(?i)(?:{key})[\w.-]{{0,25}}["'`]?[ \t]{{0,3}}(?:=|:=|::|:|=>|\|\||,)[ \t]{{0,3}}["'`]?(?P<s>{value})(?:["'`\s;,}}\])<&]|\\[nrt"]|$)"#
+        r#"(?i)(?:{key})[\w.-]{{0,25}}["'`]?[ \t]{{0,3}}(?:=|:=|:|=>)[ \t]{{0,3}}["'`]?(?P<s>{value})(?:["'`\s;,}}\])<&]|\\[nrt"]|$)"#
     )
 }
 
