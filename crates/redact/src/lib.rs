@@ -184,7 +184,7 @@ impl RedactorBuilder {
 #[derive(Default)]
 pub struct Redactor {
     /// `None` when compilation failed: every text is withheld.
-    engine: Option<Box<Engine>>,
+    pub(crate) engine: Option<Box<Engine>>,
     /// Number of registered secrets (for `Debug` only; values are not kept).
     secrets: usize,
 }

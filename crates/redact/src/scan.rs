@@ -34,6 +34,16 @@ const MAX_MARKER_KIND: usize = 64;
 /// skipped whole so pathological input stays linear.
 const RETRY_LIMIT: usize = 64;
 
+/// Appended to the trigger of a keyword whose rules are all assignments:
+/// the keyword fires only when an assignment operator follows on the same
+/// line, which keeps ordinary prose and logs from triggering it at all.
+const ASSIGNMENT_TAIL: &str = r#"[0-9A-Za-z_.\-]{0,64}["'`]?[ \t]{0,3}[=:]"#;
+
+/// [`ASSIGNMENT_TAIL`] for `token`, which also skips the plural key of a
+/// count (`"input_tokens": 12`), present in every LLM audit record.
+const COUNT_SAFE_ASSIGNMENT_TAIL: &str =
+    r#"(?:|[0-9A-Za-rt-z_.\-][0-9A-Za-z_.\-]{0,63}|[sS][0-9A-Za-z_.\-]{1,63})["'`]?[ \t]{0,3}[=:]"#;
+
 /// A rule compiled for window searches.
 #[derive(Debug)]
 pub(crate) struct CompiledRule {
@@ -45,12 +55,18 @@ pub(crate) struct CompiledRule {
     regex: Regex,
     /// Whether the regex has a group `s` marking the part to redact.
     has_secret_group: bool,
+    /// For assignment rules: the value regex alone. The value's start is
+    /// found by parsing the `key = ` prefix, which avoids a capturing
+    /// search on every candidate.
+    value_regex: Option<Regex>,
     /// Bytes before a keyword where a match may start.
     lookbehind: usize,
     /// Initial window length after a keyword.
     max_len: usize,
     /// Post-match validation.
     check: Check,
+    /// Keyword must be followed by an assignment operator.
+    assignment: bool,
 }
 
 /// What a trigger-pattern id stands for.
@@ -235,6 +251,13 @@ impl Engine {
                 other => other,
             })?;
             let has_secret_group = regex.group_info().to_index(regex_automata::PatternID::ZERO, "s").is_some();
+            let value_regex = match &def.value {
+                Some(v) => Some(compile(&[ascii_boundaries(&format!("^(?i:{v})$"))]).map_err(|e| match e {
+                    BuildError::Regex { detail } => BuildError::Rule { id: def.id, detail },
+                    other => other,
+                })?),
+                None => None,
+            };
             for kw in def.keywords {
                 let (list, key) = if def.case_sensitive {
                     (&mut cs, (*kw).to_owned())
@@ -252,9 +275,11 @@ impl Engine {
                 category,
                 regex,
                 has_secret_group,
+                value_regex,
                 lookbehind: def.lookbehind,
                 max_len: def.max_len,
                 check: def.check,
+                assignment: def.assignment,
             });
         }
         for p in PiiPattern::ALL {
@@ -264,11 +289,14 @@ impl Engine {
         // Every literal the trigger scan looks for: keywords (with the rules
         // they trigger) and known-secret forms.
         let mut all: Vec<PrefixLiteral> = Vec::new();
-        for (kw, ids) in &ci {
-            all.push(PrefixLiteral { len: kw.len(), text: kw.clone(), exact: false, hit: LiteralHit::Rules(ids.clone()) });
-        }
-        for (kw, ids) in &cs {
-            all.push(PrefixLiteral { len: kw.len(), text: kw.clone(), exact: true, hit: LiteralHit::Rules(ids.clone()) });
+        let mut assignment_only: HashSet<String> = HashSet::new();
+        for (list, exact) in [(&ci, false), (&cs, true)] {
+            for (kw, ids) in list {
+                if ids.iter().all(|i| rules.get(*i).is_some_and(|r| r.assignment)) {
+                    assignment_only.insert(kw.clone());
+                }
+                all.push(PrefixLiteral { len: kw.len(), text: kw.clone(), exact, hit: LiteralHit::Rules(ids.clone()) });
+            }
         }
         for form in known_forms {
             all.push(PrefixLiteral { len: form.len(), text: form.clone(), exact: true, hit: LiteralHit::Known });
@@ -290,7 +318,11 @@ impl Engine {
                 })
                 .cloned()
                 .collect();
-            patterns.push(escape_literal(&lit.text, !lit.exact));
+            let mut pattern = escape_literal(&lit.text, !lit.exact);
+            if matches!(lit.hit, LiteralHit::Rules(_)) && assignment_only.contains(&lit.text) {
+                pattern.push_str(if lit.text == "token" { COUNT_SAFE_ASSIGNMENT_TAIL } else { ASSIGNMENT_TAIL });
+            }
+            patterns.push(pattern);
             triggers.push(Trigger::Literal(literals.len()));
             literals.push(prefixes);
         }
@@ -473,6 +505,9 @@ impl Engine {
             let Some(rule) = self.rules.get(rule_idx) else { break };
             let mut window = kw.saturating_sub(rule.lookbehind)..(kw + rule.max_len).min(len);
             i += 1;
+            if rule.assignment && !operator_follows(text, kw) {
+                continue;
+            }
             if rule.lookbehind == 0 {
                 // The match starts at the keyword: one anchored attempt per
                 // hit fails within a few bytes on ordinary text.
@@ -518,7 +553,23 @@ impl Engine {
             }
             // An anchored search tries the keyword position only.
             pos = if anchored == Anchored::Yes { window.end } else { m.end().max(m.start() + 1) };
-            let secret = if rule.has_secret_group {
+            if let Check::Assignment { .. } = rule.check {
+                if !assignment_key_ok(text, m.start()) {
+                    continue;
+                }
+            }
+            let value = rule.value_regex.as_ref().and_then(|value_regex| {
+                // The match ends with a terminator of 0 to 4 bytes (`$`, a
+                // quote, `\n`, Unicode whitespace): the value is the longest
+                // candidate the value regex matches whole.
+                let start = assignment_value_start(text, m.start());
+                (0..=4).filter_map(|t| m.end().checked_sub(t)).filter(|end| *end > start).find(|end| {
+                    text.get(start..*end).is_some_and(|v| value_regex.is_match(v))
+                }).map(|end| start..end)
+            });
+            let secret = if value.is_some() {
+                value
+            } else if rule.has_secret_group {
                 let caps = caps.get_or_insert_with(|| rule.regex.create_captures());
                 let exact = Input::new(text).span(m.range()).anchored(Anchored::Yes);
                 rule.regex.search_captures(&exact, caps);
@@ -608,14 +659,6 @@ pub(crate) fn assignment_value_ok(text: &str, m: Range<usize>, secret: &Range<us
     let (Some(value), Some(head)) = (text.get(secret.clone()), text.get(m.start..secret.start)) else {
         return false;
     };
-    let key_end = head.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.'));
-    let key = key_end.and_then(|k| head.get(..k)).unwrap_or(head).to_ascii_lowercase();
-    if METADATA_SUFFIXES.iter().any(|s| {
-        key.strip_suffix(s).is_some_and(|rest| rest.ends_with(['_', '-', '.']) || rest.is_empty())
-    }) || key.ends_with("tokens")
-    {
-        return false;
-    }
     if value.bytes().all(|b| b.is_ascii_digit()) {
         return digits_ok && value.len() >= 4;
     }
@@ -635,6 +678,72 @@ fn is_url_userinfo(text: &str, start: usize) -> bool {
     run_start.is_some_and(|i| head.get(..=i).is_some_and(|h| h.ends_with("//")))
 }
 
+/// Whether the identifier starting at `start` (the key of an assignment)
+/// can name a secret: not `..._name`, `..._id`, `..._tokens` and the like.
+fn assignment_key_ok(text: &str, start: usize) -> bool {
+    let Some(rest) = text.get(start..) else { return false };
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.'))
+        .unwrap_or(rest.len());
+    let key = rest.get(..end).unwrap_or_default().to_ascii_lowercase();
+    let metadata = METADATA_SUFFIXES.iter().any(|s| {
+        key.strip_suffix(s).is_some_and(|head| head.ends_with(['_', '-', '.']) || head.is_empty())
+    });
+    !metadata && !key.ends_with("tokens")
+}
+
+/// Where the value of the assignment whose key starts at `start` begins:
+/// after the key (identifier characters), an optional closing quote,
+/// blanks, the operator (`=`, `:=`, `:`, `=>`), blanks and an optional
+/// opening quote — the prefix [`crate::rules::assignment_pattern`] matches.
+fn assignment_value_start(text: &str, start: usize) -> usize {
+    let bytes = text.as_bytes();
+    let mut i = start;
+    while bytes.get(i).is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
+        i += 1;
+    }
+    if matches!(bytes.get(i), Some(b'"' | b'\'' | b'`')) {
+        i += 1;
+    }
+    while matches!(bytes.get(i), Some(b' ' | b'\t')) {
+        i += 1;
+    }
+    match (bytes.get(i), bytes.get(i + 1)) {
+        (Some(b':'), Some(b'=')) | (Some(b'='), Some(b'>')) => i += 2,
+        (Some(b'=' | b':'), _) => i += 1,
+        _ => {}
+    }
+    while matches!(bytes.get(i), Some(b' ' | b'\t')) {
+        i += 1;
+    }
+    if matches!(bytes.get(i), Some(b'"' | b'\'' | b'`')) {
+        i += 1;
+    }
+    i
+}
+
+/// Cheap necessary condition for an assignment: within the 25 identifier
+/// characters, optional quote and blanks allowed after the keyword's
+/// start, an `=` or `:` appears.
+fn operator_follows(text: &str, kw: usize) -> bool {
+    let bytes = text.as_bytes();
+    let mut i = kw;
+    let limit = (kw + 96).min(bytes.len());
+    while i < limit {
+        match bytes.get(i) {
+            Some(b) if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-') => i += 1,
+            _ => break,
+        }
+    }
+    if matches!(bytes.get(i), Some(b'"' | b'\'' | b'`')) {
+        i += 1;
+    }
+    while matches!(bytes.get(i), Some(b' ' | b'\t')) {
+        i += 1;
+    }
+    matches!(bytes.get(i), Some(b'=' | b':'))
+}
+
 /// Applies a rule's [`Check`].
 fn check_ok(check: Check, text: &str, m: Range<usize>, secret: &Range<usize>) -> bool {
     match check {
@@ -642,5 +751,56 @@ fn check_ok(check: Check, text: &str, m: Range<usize>, secret: &Range<usize>) ->
         Check::Assignment { digits_ok } => assignment_value_ok(text, m, secret, digits_ok),
         Check::Mixed => text.get(secret.clone()).is_some_and(|v| v.len() >= 8 && classes(v) >= 2),
         Check::Email => !is_url_userinfo(text, secret.start),
+    }
+}
+
+#[cfg(test)]
+mod probe {
+    use super::*;
+
+    fn corpus() -> String {
+        let mut s = String::new();
+        let mut i = 0u64;
+        while s.len() < 1_000_000 {
+            i += 1;
+            let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            s.push_str(&format!("{{\"ts\":\"2026-11-{:02}T10:{:02}:{:02}.{:03}Z\",\"call_id\":\"{:08x}-{:04x}-7{:03x}-a{:03x}-{:012x}\",\"tool\":\"mastodon.post_status\",\"input_sha256\":\"{:016x}{:016x}{:016x}{:016x}\",\"result\":200,\"duration_ms\":{},\"usage\":{{\"input_tokens\":{},\"output_tokens\":{},\"cache_read_tokens\":0}},\"cost_usd\":0.{:04},\"credential\":\"env:SOCIAL_TOKEN\",\"summary\":\"Posted the weekly update about the team meeting and asked everyone to review the calendar event before Friday.\"}}\n2026-11-{:02}T10:{:02}:{:02}Z INFO steward::gateway: forwarded request for tool calendar.create_event (attempt 1 of 3, rate window {}/10 per hour, spend today $0.{:02} of $5.00); approval not required in autonomous mode; the key for this upstream is loaded from file:/run/secrets/calendar\n",
+                i % 28 + 1, i % 60, (i * 7) % 60, i % 1000, h as u32, (h >> 32) as u16, h % 4096, (h >> 8) % 4096, h >> 16, h, h.rotate_left(7), h.rotate_left(13), h.rotate_left(29), i % 5000, h % 3000, h % 900, h % 10000, i % 28 + 1, i % 60, (i * 7) % 60, i % 10, h % 100));
+        }
+        s
+    }
+
+    fn time<F: FnMut() -> usize>(name: &str, len: usize, mut f: F) {
+        let mut best = f64::MAX;
+        let mut n = 0;
+        for _ in 0..20 {
+            let t = std::time::Instant::now();
+            n = f();
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        eprintln!("{name}: {n} -> {:.0} MB/s", len as f64 / best / 1e6);
+    }
+
+    #[test]
+    #[ignore = "manual performance probe: cargo test --release -p redact probe -- --ignored --nocapture"]
+    fn probe() {
+        let text = corpus();
+        let r = crate::RedactorBuilder::new().secret("a", "mastodon-SECRET-4b1d9a77c2e04f35").build();
+        let e = r.engine.as_ref().unwrap();
+        time("trigger find_iter", text.len(), || e.trigger.find_iter(text.as_str()).count());
+        time("scan", text.len(), || e.scan(&text, false).candidates.len());
+        time("find", text.len(), || r.find(&text).len());
+        let nopii = crate::RedactorBuilder::new().pii(crate::PiiKind::Phone, false).pii(crate::PiiKind::CreditCard, false).pii(crate::PiiKind::Iban, false).pii(crate::PiiKind::Ip, false).pii(crate::PiiKind::Ssn, false).build();
+        let e2 = nopii.engine.as_ref().unwrap();
+        time("trigger without pii", text.len(), || e2.trigger.find_iter(text.as_str()).count());
+        for p in PiiPattern::ALL {
+            let re = compile(&[ascii_boundaries(p.regex())]).unwrap();
+            time(p.kind(), text.len(), || re.find_iter(text.as_str()).count());
+        }
+        let pii_all: Vec<String> = PiiPattern::ALL.iter().map(|p| ascii_boundaries(p.regex())).collect();
+        let re = compile(&pii_all).unwrap();
+        time("all pii", text.len(), || re.find_iter(text.as_str()).count());
+        let kinds: std::collections::HashMap<String, usize> = e.trigger.find_iter(text.as_str()).fold(Default::default(), |mut m, x| { *m.entry(text[x.range()].to_ascii_lowercase()).or_default() += 1; m });
+        eprintln!("{kinds:?}");
     }
 }

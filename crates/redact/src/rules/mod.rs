@@ -55,6 +55,12 @@ pub(crate) struct RuleDef {
     pub max_len: usize,
     /// Post-match validation.
     pub check: Check,
+    /// For assignment rules, the value part of the pattern on its own.
+    pub value: Option<String>,
+    /// Whether the pattern is an [`assignment_pattern`]: the scanner then
+    /// skips keywords not followed by an assignment operator without
+    /// running the regex.
+    pub assignment: bool,
     /// Builds a fake token this rule must match (tests, `doctor`).
     pub example: fn() -> String,
 }
@@ -79,6 +85,8 @@ impl RuleDef {
             lookbehind: 0,
             max_len: DEFAULT_MAX_LEN,
             check: Check::None,
+            value: None,
+            assignment: false,
             example,
         }
     }
@@ -101,6 +109,8 @@ impl RuleDef {
             lookbehind: 0,
             max_len: DEFAULT_MAX_LEN,
             check: Check::None,
+            value: Some(value.to_owned()),
+            assignment: true,
             example,
         }
     }
