@@ -37,12 +37,25 @@ const RETRY_LIMIT: usize = 64;
 /// Appended to the trigger of a keyword whose rules are all assignments:
 /// the keyword fires only when an assignment operator follows on the same
 /// line, which keeps ordinary prose and logs from triggering it at all.
-const ASSIGNMENT_TAIL: &str = r#"[0-9A-Za-z_.\-]{0,64}["'`]?[ \t]{0,3}[=:]"#;
+const ASSIGNMENT_TAIL: &str = r#"[0-9A-Za-z_.\-]*["'`]?[ \t]{0,3}[=:]"#;
 
 /// [`ASSIGNMENT_TAIL`] for `token`, which also skips the plural key of a
 /// count (`"input_tokens": 12`), present in every LLM audit record.
 const COUNT_SAFE_ASSIGNMENT_TAIL: &str =
-    r#"(?:|[0-9A-Za-rt-z_.\-][0-9A-Za-z_.\-]{0,63}|[sS][0-9A-Za-z_.\-]{1,63})["'`]?[ \t]{0,3}[=:]"#;
+    r#"(?:|[0-9A-Za-rt-z_.\-][0-9A-Za-z_.\-]*|[sS][0-9A-Za-z_.\-]+)["'`]?[ \t]{0,3}[=:]"#;
+
+/// Bytes of a known-secret form used as its trigger; the rest is compared
+/// at each hit. Eight bytes of a secret rarely occur by chance.
+const KNOWN_TRIGGER_LEN: usize = 8;
+
+/// The longest prefix of `s` of at most `n` bytes ending on a char boundary.
+fn char_prefix(s: &str, n: usize) -> &str {
+    let mut end = n.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or(s)
+}
 
 /// A rule compiled for window searches.
 #[derive(Debug)]
@@ -301,30 +314,46 @@ impl Engine {
         for form in known_forms {
             all.push(PrefixLiteral { len: form.len(), text: form.clone(), exact: true, hit: LiteralHit::Known });
         }
+        // The trigger pattern of each literal: a keyword as is (plus the
+        // assignment tail where that applies), a known-secret form by its
+        // first bytes only; long literals would bloat the DFA and slow the
+        // scan of every byte. Whole literals are compared at each hit.
+        let mut specs: Vec<(String, bool, bool)> = Vec::new();
+        for lit in &all {
+            let spec = match lit.hit {
+                LiteralHit::Known => (char_prefix(&lit.text, KNOWN_TRIGGER_LEN).to_owned(), true, false),
+                LiteralHit::Rules(_) => (lit.text.clone(), lit.exact, assignment_only.contains(&lit.text)),
+            };
+            if !specs.contains(&spec) {
+                specs.push(spec);
+            }
+        }
         // Longest first: at one start position the earlier pattern wins,
-        // and the shorter literals starting there come from `literals`.
-        all.sort_by_key(|l| std::cmp::Reverse(l.len));
+        // and every other literal that can start there comes from
+        // `literals`.
+        specs.sort_by_key(|(t, _, _)| std::cmp::Reverse(t.len()));
         let mut patterns: Vec<String> = Vec::new();
         let mut triggers: Vec<Trigger> = Vec::new();
         let mut literals: Vec<Vec<PrefixLiteral>> = Vec::new();
-        for lit in &all {
-            // Case-insensitive prefix test: a case-insensitive literal may
-            // match text whose case makes an exact literal match too.
-            let prefixes: Vec<PrefixLiteral> = all
+        for (text, exact, tail) in &specs {
+            // Literals consistent with the trigger text over their common
+            // length (ASCII case-insensitively: a case-insensitive trigger
+            // may match text that an exact literal matches too).
+            let candidates: Vec<PrefixLiteral> = all
                 .iter()
                 .filter(|p| {
-                    p.len <= lit.len
-                        && lit.text.as_bytes().get(..p.len).is_some_and(|h| h.eq_ignore_ascii_case(p.text.as_bytes()))
+                    let n = p.len.min(text.len());
+                    matches!((text.as_bytes().get(..n), p.text.as_bytes().get(..n)), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b))
                 })
                 .cloned()
                 .collect();
-            let mut pattern = escape_literal(&lit.text, !lit.exact);
-            if matches!(lit.hit, LiteralHit::Rules(_)) && assignment_only.contains(&lit.text) {
-                pattern.push_str(if lit.text == "token" { COUNT_SAFE_ASSIGNMENT_TAIL } else { ASSIGNMENT_TAIL });
+            let mut pattern = escape_literal(text, !exact);
+            if *tail {
+                pattern.push_str(if text == "token" { COUNT_SAFE_ASSIGNMENT_TAIL } else { ASSIGNMENT_TAIL });
             }
             patterns.push(pattern);
             triggers.push(Trigger::Literal(literals.len()));
-            literals.push(prefixes);
+            literals.push(candidates);
         }
         let kws: Vec<&String> = ci.iter().chain(cs.iter()).map(|(k, _)| k).collect();
         patterns.push(escape_literal(MARKER_OPEN, false));
@@ -785,7 +814,7 @@ mod probe {
     #[ignore = "manual performance probe: cargo test --release -p redact probe -- --ignored --nocapture"]
     fn probe() {
         let text = corpus();
-        let r = crate::RedactorBuilder::new().secret("a", "mastodon-SECRET-4b1d9a77c2e04f35").build();
+        let r = crate::RedactorBuilder::new().secret("a", "mastodon-SECRET-4b1d9a77c2e04f35").secret("calendar", "cal-9f8e7d6c5b4a39281706").secret("llm", "llm-0a1b2c3d4e5f60718293a4b5").build();
         let e = r.engine.as_ref().unwrap();
         time("trigger find_iter", text.len(), || e.trigger.find_iter(text.as_str()).count());
         time("scan", text.len(), || e.scan(&text, false).candidates.len());
