@@ -711,6 +711,10 @@ fn is_url_userinfo(text: &str, start: usize) -> bool {
 /// can name a secret: not `..._name`, `..._id`, `..._tokens` and the like.
 fn assignment_key_ok(text: &str, start: usize) -> bool {
     let Some(rest) = text.get(start..) else { return false };
+    if is_url_userinfo(text, start) {
+        // `https://user:pass@host`: the URL rules own it.
+        return false;
+    }
     let end = rest
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.'))
         .unwrap_or(rest.len());

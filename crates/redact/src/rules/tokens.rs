@@ -61,7 +61,7 @@ pub(super) fn rules() -> Vec<R> {
         R::token("slack-legacy-token", &["xoxa-", "xoxr-", "xoxo-", "xoxs-"], r"xox[aors]-(?:\d+-)*[0-9a-zA-Z]{8,48}", || format!("xoxs-{}-{}-{}", chars(DIGITS, 10, 61), chars(DIGITS, 10, 62), hex(40, 63))),
         R::token("slack-webhook-url", &["hooks.slack.com"], r"(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/]{20,}", || format!("https://hooks.slack.com/services/T{}/B{}/{}", chars(UPPER_ALNUM, 8, 64), chars(UPPER_ALNUM, 8, 65), alnum(24, 66))),
         R::token("discord-webhook-url", &["discord.com/api/webhooks", "discordapp.com/api/webhooks"], r"https?://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/\d+/[\w-]{20,}", || format!("https://discord.com/api/webhooks/{}/{}", chars(DIGITS, 18, 67), chars(B64URL, 68, 68))).behind(24),
-        R::token("telegram-bot-api-token", &[":AA"], r"\b\d{8,10}:AA[\w-]{33}", || format!("{}:AA{}", chars(DIGITS, 10, 69), chars(B64URL, 33, 70))).case_sensitive().behind(11),
+        R::token("telegram-bot-api-token", &[":AA"], r"\d{8,10}:AA[\w-]{33}", || format!("{}:AA{}", chars(DIGITS, 10, 69), chars(B64URL, 33, 70))).case_sensitive().behind(11),
         R::token("microsoft-teams-webhook", &["webhook.office.com"], r"https://[a-z0-9-]+\.webhook\.office\.com/webhookb2/[\w@/-]{40,}", || format!("https://contoso.webhook.office.com/webhookb2/{}@{}/IncomingWebhook/{}/{}", uuid(71), uuid(72), hex(32, 73), uuid(74))).behind(80),
         // --- AWS, Azure, Alibaba, Cloudflare, DigitalOcean, Heroku
         R::token("aws-access-key-id", &["akia", "asia", "abia", "acca", "a3t"], r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}\b", || format!("AKIA{}", chars("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16, 80))),
