@@ -68,7 +68,12 @@ fn dense_corpus(known: &str) -> String {
             1 => format!("user{}@example.com", i),
             2 => known.to_owned(),
             3 => token("sk-ant-api03-", 95, i),
-            4 => format!("AKIA{}", token("", 16, i).to_uppercase().replace(['0', '1', '8', '9'], "Q")),
+            4 => format!(
+                "AKIA{}",
+                token("", 16, i)
+                    .to_uppercase()
+                    .replace(['0', '1', '8', '9'], "Q")
+            ),
             5 => format!("password=\"{}\"", token("", 14, i)),
             6 => format!("Authorization: Bearer {}", token("", 40, i)),
             _ => format!("call +44 20 7946 {:04}", i % 10000),
@@ -93,7 +98,11 @@ fn bench(c: &mut Criterion) {
     let known = "mastodon-SECRET-4b1d9a77c2e04f35";
     let r = redactor(known);
     let clean = clean_corpus();
-    assert!(r.find(&clean).is_empty(), "clean corpus has findings: {:?}", &r.find(&clean)[..3.min(r.find(&clean).len())]);
+    assert!(
+        r.find(&clean).is_empty(),
+        "clean corpus has findings: {:?}",
+        &r.find(&clean)[..3.min(r.find(&clean).len())]
+    );
     let dense = dense_corpus(known);
     let n = r.find(&dense).len();
     assert!(n >= dense.len() / 250, "dense corpus has only {n} findings");
@@ -101,9 +110,13 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("redact");
     g.measurement_time(Duration::from_secs(5));
     g.throughput(Throughput::Bytes(clean.len() as u64));
-    g.bench_function("clean_1mb", |b| b.iter(|| black_box(r.redact(black_box(&clean))).len()));
+    g.bench_function("clean_1mb", |b| {
+        b.iter(|| black_box(r.redact(black_box(&clean))).len())
+    });
     g.throughput(Throughput::Bytes(dense.len() as u64));
-    g.bench_function("dense_1mb", |b| b.iter(|| black_box(r.redact(black_box(&dense))).len()));
+    g.bench_function("dense_1mb", |b| {
+        b.iter(|| black_box(r.redact(black_box(&dense))).len())
+    });
     g.finish();
 }
 

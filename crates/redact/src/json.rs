@@ -12,31 +12,85 @@ pub(crate) const JSON_KEY_KIND: &str = "json-key";
 
 /// Sensitive key names, lower-cased with `-` and `_` removed.
 const SENSITIVE_KEYS: &[&str] = &[
-    "authorization", "proxyauthorization", "apikey", "xapikey", "token", "accesstoken", "refreshtoken",
-    "idtoken", "authtoken", "apitoken", "bearertoken", "sessiontoken", "password", "passwd", "passphrase",
-    "secret", "clientsecret", "secretkey", "secretaccesskey", "accesskey", "cookie", "setcookie",
-    "privatekey", "session", "sessionid", "credentials", "credential", "xauthtoken", "xaccesstoken",
+    "authorization",
+    "proxyauthorization",
+    "apikey",
+    "xapikey",
+    "token",
+    "accesstoken",
+    "refreshtoken",
+    "idtoken",
+    "authtoken",
+    "apitoken",
+    "bearertoken",
+    "sessiontoken",
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "clientsecret",
+    "secretkey",
+    "secretaccesskey",
+    "accesskey",
+    "cookie",
+    "setcookie",
+    "privatekey",
+    "session",
+    "sessionid",
+    "credentials",
+    "credential",
+    "xauthtoken",
+    "xaccesstoken",
 ];
 
 /// Keys ending in `_key`, `-key` or `Key` that name identifiers, not keys.
 const NON_SECRET_KEY_SUFFIXES: &[&str] = &[
-    "publickey", "primarykey", "foreignkey", "sortkey", "partitionkey", "cachekey", "idempotencykey",
-    "routingkey", "objectkey", "s3key", "hashkey", "rangekey", "keykey", "groupkey", "dedupekey",
-    "dedupkey", "ratelimitkey", "lookupkey", "mapkey", "sshpublickey",
+    "publickey",
+    "primarykey",
+    "foreignkey",
+    "sortkey",
+    "partitionkey",
+    "cachekey",
+    "idempotencykey",
+    "routingkey",
+    "objectkey",
+    "s3key",
+    "hashkey",
+    "rangekey",
+    "keykey",
+    "groupkey",
+    "dedupekey",
+    "dedupkey",
+    "ratelimitkey",
+    "lookupkey",
+    "mapkey",
+    "sshpublickey",
 ];
 
 /// Whether a JSON object key names a secret (case-, `-`- and
 /// `_`-insensitive), including keys ending in `token`, `secret`,
 /// `password` and, with a separator or camel-case hump, `key`.
 pub(crate) fn is_sensitive_key(key: &str) -> bool {
-    let norm: String = key.chars().filter(|c| *c != '-' && *c != '_').flat_map(char::to_lowercase).collect();
+    let norm: String = key
+        .chars()
+        .filter(|c| *c != '-' && *c != '_')
+        .flat_map(char::to_lowercase)
+        .collect();
     if SENSITIVE_KEYS.contains(&norm.as_str()) {
         return true;
     }
-    if norm.ends_with("token") || norm.ends_with("secret") || norm.ends_with("password") || norm.ends_with("passwd") {
+    if norm.ends_with("token")
+        || norm.ends_with("secret")
+        || norm.ends_with("password")
+        || norm.ends_with("passwd")
+    {
         return true;
     }
-    let key_suffix = key.ends_with("_key") || key.ends_with("-key") || key.ends_with("Key") || key.ends_with("_KEY") || key.ends_with("-KEY");
+    let key_suffix = key.ends_with("_key")
+        || key.ends_with("-key")
+        || key.ends_with("Key")
+        || key.ends_with("_KEY")
+        || key.ends_with("-KEY");
     key_suffix && !NON_SECRET_KEY_SUFFIXES.iter().any(|s| norm.ends_with(s))
 }
 
@@ -91,16 +145,51 @@ mod tests {
     #[test]
     fn sensitive_key_names() {
         for k in [
-            "authorization", "Authorization", "Proxy-Authorization", "api_key", "api-key", "apiKey", "APIKEY", "x-api-key",
-            "token", "access_token", "refreshToken", "id_token", "password", "PASSWD", "secret", "client_secret",
-            "cookie", "Set-Cookie", "private_key", "session", "github_token", "webhook_secret", "db_password",
-            "signing_key", "stripeKey", "AWS_SECRET_ACCESS_KEY",
+            "authorization",
+            "Authorization",
+            "Proxy-Authorization",
+            "api_key",
+            "api-key",
+            "apiKey",
+            "APIKEY",
+            "x-api-key",
+            "token",
+            "access_token",
+            "refreshToken",
+            "id_token",
+            "password",
+            "PASSWD",
+            "secret",
+            "client_secret",
+            "cookie",
+            "Set-Cookie",
+            "private_key",
+            "session",
+            "github_token",
+            "webhook_secret",
+            "db_password",
+            "signing_key",
+            "stripeKey",
+            "AWS_SECRET_ACCESS_KEY",
         ] {
             assert!(is_sensitive_key(k), "{k}");
         }
         for k in [
-            "input_tokens", "max_tokens", "token_count", "tokenizer", "public_key", "primary_key", "idempotency_key",
-            "monkey", "keyboard", "name", "session_count", "secretary", "passwordless", "input_sha256", "tool",
+            "input_tokens",
+            "max_tokens",
+            "token_count",
+            "tokenizer",
+            "public_key",
+            "primary_key",
+            "idempotency_key",
+            "monkey",
+            "keyboard",
+            "name",
+            "session_count",
+            "secretary",
+            "passwordless",
+            "input_sha256",
+            "tool",
         ] {
             assert!(!is_sensitive_key(k), "{k}");
         }
@@ -108,7 +197,9 @@ mod tests {
 
     #[test]
     fn replaces_sensitive_values_whole_and_redacts_other_strings() {
-        let r = RedactorBuilder::new().secret("social", "hunter2-very-secret").build();
+        let r = RedactorBuilder::new()
+            .secret("social", "hunter2-very-secret")
+            .build();
         let mut v = json!({
             "Authorization": "Bearer abc",
             "headers": {"X-Api-Key": 12345, "accept": "json"},
@@ -135,7 +226,9 @@ mod tests {
 
     #[test]
     fn object_keys_are_redacted_too() {
-        let r = RedactorBuilder::new().secret("k", "zz-secret-key-zz").build();
+        let r = RedactorBuilder::new()
+            .secret("k", "zz-secret-key-zz")
+            .build();
         let mut v = json!({"zz-secret-key-zz": 1});
         r.redact_json(&mut v);
         assert_eq!(v, json!({"[REDACTED:credential]": 1}));

@@ -25,7 +25,11 @@ const MIN_SHIFTED_B64_LEN: usize = 8;
 
 /// Characters `encodeURIComponent` leaves alone besides alphanumerics; the
 /// complement is what it escapes.
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// Every form of `value` worth matching, deduplicated, the raw value first.
 /// Values shorter than [`MIN_SECRET_LEN`] yield nothing.
@@ -49,10 +53,10 @@ pub(crate) fn forms(value: &str) -> Vec<String> {
             let enc = engine.encode(&padded);
             let first = (8 * shift).div_ceil(6);
             let last = (8 * (shift + bytes.len())) / 6;
-            if let Some(core) = enc.get(first..last) {
-                if core.len() >= MIN_SHIFTED_B64_LEN {
-                    out.push(core.to_owned());
-                }
+            if let Some(core) = enc.get(first..last)
+                && core.len() >= MIN_SHIFTED_B64_LEN
+            {
+                out.push(core.to_owned());
             }
         }
     }
@@ -61,14 +65,16 @@ pub(crate) fn forms(value: &str) -> Vec<String> {
         out.push(lowercase_percent_hex(&enc));
         out.push(enc);
     }
-    let form = utf8_percent_encode(value, COMPONENT).to_string().replace("%20", "+");
+    let form = utf8_percent_encode(value, COMPONENT)
+        .to_string()
+        .replace("%20", "+");
     out.push(form);
-    if let Ok(quoted) = serde_json::to_string(value) {
-        if let Some(inner) = quoted.get(1..quoted.len().saturating_sub(1)) {
-            out.push(inner.replace('/', "\\/"));
-            out.push(ascii_json_escape(inner));
-            out.push(inner.to_owned());
-        }
+    if let Ok(quoted) = serde_json::to_string(value)
+        && let Some(inner) = quoted.get(1..quoted.len().saturating_sub(1))
+    {
+        out.push(inner.replace('/', "\\/"));
+        out.push(ascii_json_escape(inner));
+        out.push(inner.to_owned());
     }
     let mut seen = std::collections::HashSet::new();
     out.retain(|f| f.len() >= MIN_SECRET_LEN && seen.insert(f.clone()));
@@ -141,6 +147,9 @@ mod tests {
         let secret = "s3cr3t-passw0rd";
         let blob = STANDARD.encode(format!("user:{secret}"));
         let f = forms(secret);
-        assert!(f.iter().any(|form| blob.contains(form.as_str())), "{blob} {f:?}");
+        assert!(
+            f.iter().any(|form| blob.contains(form.as_str())),
+            "{blob} {f:?}"
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! [`Redactor`].
 //!
 //! # Layout
-//! - [`known`](crate::known): registered credential values and their
+//! - `known`: registered credential values and their
 //!   encoded forms (base64, percent-encoding, JSON escaping).
 //! - `rules`: the secret rule table (provider tokens, private keys,
 //!   credential assignments), each rule with prefilter keywords and an
@@ -11,6 +11,8 @@
 //! - `pii`: email, phone, card, IBAN, IP and SSN detectors with their
 //!   validators (Luhn, mod-97, range checks).
 //! - `scan`: the one-pass trigger scan and the windowed rule search.
+//! - `checks`: post-match validation (placeholders, assignment keys and
+//!   values).
 //! - `resolve`: overlap resolution into non-overlapping findings.
 //! - `json`: [`Redactor::redact_json`].
 //! - `stream`: [`StreamRedactor`], redaction of text arriving in chunks.
@@ -23,6 +25,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::ops::Range;
 
+mod checks;
 mod json;
 mod known;
 mod pii;
@@ -155,8 +158,10 @@ impl RedactorBuilder {
     }
     /// Compiles the automata, reporting why if that fails.
     pub fn try_build(self) -> Result<Redactor, BuildError> {
-        let mut defs: Vec<(rules::RuleDef, Category)> =
-            rules::all().into_iter().map(|r| (r, Category::Secret)).collect();
+        let mut defs: Vec<(rules::RuleDef, Category)> = rules::all()
+            .into_iter()
+            .map(|r| (r, Category::Secret))
+            .collect();
         if !self.disabled_pii.contains(&PiiKind::Email) {
             defs.push((pii::email_rule(), Category::Pii));
         }
@@ -164,11 +169,23 @@ impl RedactorBuilder {
             .into_iter()
             .filter(|p| !self.disabled_pii.contains(&p.pii_kind()))
             .collect();
-        let mut forms: Vec<String> = self.secrets.iter().flat_map(|(_, v)| known::forms(v)).collect();
+        let mut forms: Vec<String> = self
+            .secrets
+            .iter()
+            .flat_map(|(_, v)| known::forms(v))
+            .collect();
         forms.sort();
         forms.dedup();
-        let engine = Engine::new(defs, &pii, &forms, &[known::KNOWN_KIND, json::JSON_KEY_KIND, FAILED_KIND, "email"])?;
-        Ok(Redactor { engine: Some(Box::new(engine)), secrets: self.secrets.len() })
+        let engine = Engine::new(
+            defs,
+            &pii,
+            &forms,
+            &[known::KNOWN_KIND, json::JSON_KEY_KIND, FAILED_KIND, "email"],
+        )?;
+        Ok(Redactor {
+            engine: Some(Box::new(engine)),
+            secrets: self.secrets.len(),
+        })
     }
     /// Compiles the automata. Never panics: if compilation fails (a bug, or
     /// an absurd number of secrets), the redactor fails closed and withholds
@@ -176,7 +193,10 @@ impl RedactorBuilder {
     /// [`RedactorBuilder::try_build`] to see the error.
     pub fn build(self) -> Redactor {
         let secrets = self.secrets.len();
-        self.try_build().unwrap_or(Redactor { engine: None, secrets })
+        self.try_build().unwrap_or(Redactor {
+            engine: None,
+            secrets,
+        })
     }
 }
 
@@ -202,7 +222,9 @@ impl fmt::Debug for Redactor {
 impl Redactor {
     /// Number of secret rules (provider tokens, keys, assignments).
     pub fn rule_count(&self) -> usize {
-        self.engine.as_ref().map_or(0, |e| e.rule_count(Category::Secret))
+        self.engine
+            .as_ref()
+            .map_or(0, |e| e.rule_count(Category::Secret))
     }
 
     /// Runs every secret rule's built-in example through this redactor and
@@ -213,7 +235,10 @@ impl Redactor {
             .into_iter()
             .filter(|rule| {
                 let example = (rule.example)();
-                !self.find_secrets(&example).iter().any(|f| f.kind == rule.id)
+                !self
+                    .find_secrets(&example)
+                    .iter()
+                    .any(|f| f.kind == rule.id)
             })
             .map(|rule| rule.id)
             .collect()
@@ -241,7 +266,11 @@ impl Redactor {
             if text.is_empty() || text == withheld {
                 return Vec::new();
             }
-            return vec![Finding { kind: FAILED_KIND.to_owned(), range: 0..text.len(), category: Category::Secret }];
+            return vec![Finding {
+                kind: FAILED_KIND.to_owned(),
+                range: 0..text.len(),
+                category: Category::Secret,
+            }];
         };
         resolve::resolve(text, engine.scan(text, secrets_only))
     }
@@ -285,7 +314,11 @@ impl Redactor {
             }
             out.extend_from_slice(chunk.invalid());
         }
-        if changed { Cow::Owned(out) } else { Cow::Borrowed(bytes) }
+        if changed {
+            Cow::Owned(out)
+        } else {
+            Cow::Borrowed(bytes)
+        }
     }
 }
 

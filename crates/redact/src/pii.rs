@@ -54,18 +54,33 @@ impl PiiPattern {
     }
 
     /// Every pattern, in trigger-scan priority order.
-    pub(crate) const ALL: [PiiPattern; 7] =
-        [Self::Card, Self::Iban, Self::Ssn, Self::PhoneUs, Self::PhoneIntl, Self::Ipv6, Self::Ipv4];
+    pub(crate) const ALL: [PiiPattern; 7] = [
+        Self::Card,
+        Self::Iban,
+        Self::Ssn,
+        Self::PhoneUs,
+        Self::PhoneIntl,
+        Self::Ipv6,
+        Self::Ipv4,
+    ];
 
     /// The loose regex (before `\b` rewriting).
     pub(crate) fn regex(self) -> &'static str {
         match self {
-            Self::PhoneIntl => r"\+[1-9][0-9]{0,2}[ .-]?(?:\([0-9]{1,4}\)[ .-]?)?[0-9]{1,4}(?:[ .-]?[0-9]{1,4}){1,5}\b",
-            Self::PhoneUs => r"(?:\([2-9][0-9]{2}\) ?|\b[2-9][0-9]{2}[ .-])[2-9][0-9]{2}[ .-][0-9]{4}\b",
+            Self::PhoneIntl => {
+                r"\+[1-9][0-9]{0,2}[ .-]?(?:\([0-9]{1,4}\)[ .-]?)?[0-9]{1,4}(?:[ .-]?[0-9]{1,4}){1,5}\b"
+            }
+            Self::PhoneUs => {
+                r"(?:\([2-9][0-9]{2}\) ?|\b[2-9][0-9]{2}[ .-])[2-9][0-9]{2}[ .-][0-9]{4}\b"
+            }
             Self::Card => r"\b[0-9](?:[ -]?[0-9]){12,18}\b",
             Self::Iban => r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,34}\b",
-            Self::Ipv4 => r"\b(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\b",
-            Self::Ipv6 => r"\b(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}\b|\b[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6}::[0-9A-Fa-f:.]{0,45}|(?-u:\B)::[0-9A-Fa-f:.]{0,45}",
+            Self::Ipv4 => {
+                r"\b(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\b"
+            }
+            Self::Ipv6 => {
+                r"\b(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}\b|\b[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6}::[0-9A-Fa-f:.]{0,45}|(?-u:\B)::[0-9A-Fa-f:.]{0,45}"
+            }
             Self::Ssn => r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b",
         }
     }
@@ -133,7 +148,7 @@ pub(crate) fn luhn(digits: &[u8]) -> bool {
         }
         sum += v;
     }
-    !digits.is_empty() && sum % 10 == 0
+    !digits.is_empty() && sum.is_multiple_of(10)
 }
 
 /// A card number: consistent grouping, a known issuer prefix with a length
@@ -147,18 +162,26 @@ fn valid_card(cand: &str) -> bool {
     }
     if let Some(&sep) = seps.first() {
         let groups: Vec<usize> = cand.split(char::from(sep)).map(str::len).collect();
-        let Some((last, init)) = groups.split_last() else { return false };
+        let Some((last, init)) = groups.split_last() else {
+            return false;
+        };
         if init.iter().any(|g| *g != 4 && *g != 6) || !(1..=6).contains(last) {
             return false;
         }
     }
     let n = digits.len();
     let prefix = |k: usize| -> u32 {
-        digits.iter().take(k).fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'))
+        digits
+            .iter()
+            .take(k)
+            .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'))
     };
     let issuer_ok = match digits.first() {
         Some(b'4') => matches!(n, 13 | 16 | 19),
-        Some(b'5') => (51..=55).contains(&prefix(2)) && n == 16 || matches!(prefix(2), 50 | 56..=58) && (12..=19).contains(&n),
+        Some(b'5') => {
+            (51..=55).contains(&prefix(2)) && n == 16
+                || matches!(prefix(2), 50 | 56..=58) && (12..=19).contains(&n)
+        }
         Some(b'2') => (2221..=2720).contains(&prefix(4)) && n == 16,
         Some(b'3') => match prefix(2) {
             34 | 37 => n == 15,
@@ -180,26 +203,88 @@ fn valid_ssn(cand: &str) -> bool {
         return false;
     };
     let area: u32 = area.parse().unwrap_or(0);
-    area != 0
-        && area != 666
-        && area < 900
-        && group != "00"
-        && serial != "0000"
+    area != 0 && area != 666 && area < 900 && group != "00" && serial != "0000"
 }
 
 /// IBAN lengths by country (ISO 13616 registry).
 const IBAN_LENGTHS: &[(&str, usize)] = &[
-    ("AD", 24), ("AE", 23), ("AL", 28), ("AT", 20), ("AZ", 28), ("BA", 20), ("BE", 16),
-    ("BG", 22), ("BH", 22), ("BR", 29), ("BY", 28), ("CH", 21), ("CR", 22), ("CY", 28),
-    ("CZ", 24), ("DE", 22), ("DK", 18), ("DO", 28), ("EE", 20), ("EG", 29), ("ES", 24),
-    ("FI", 18), ("FO", 18), ("FR", 27), ("GB", 22), ("GE", 22), ("GI", 23), ("GL", 18),
-    ("GR", 27), ("GT", 28), ("HR", 21), ("HU", 28), ("IE", 22), ("IL", 23), ("IQ", 23),
-    ("IS", 26), ("IT", 27), ("JO", 30), ("KW", 30), ("KZ", 20), ("LB", 28), ("LC", 32),
-    ("LI", 21), ("LT", 20), ("LU", 20), ("LV", 21), ("MC", 27), ("MD", 24), ("ME", 22),
-    ("MK", 19), ("MR", 27), ("MT", 31), ("MU", 30), ("NL", 18), ("NO", 15), ("PK", 24),
-    ("PL", 28), ("PS", 29), ("PT", 25), ("QA", 29), ("RO", 24), ("RS", 22), ("SA", 24),
-    ("SC", 31), ("SE", 24), ("SI", 19), ("SK", 24), ("SM", 27), ("ST", 25), ("SV", 28),
-    ("TL", 23), ("TN", 24), ("TR", 26), ("UA", 29), ("VA", 22), ("VG", 24), ("XK", 20),
+    ("AD", 24),
+    ("AE", 23),
+    ("AL", 28),
+    ("AT", 20),
+    ("AZ", 28),
+    ("BA", 20),
+    ("BE", 16),
+    ("BG", 22),
+    ("BH", 22),
+    ("BR", 29),
+    ("BY", 28),
+    ("CH", 21),
+    ("CR", 22),
+    ("CY", 28),
+    ("CZ", 24),
+    ("DE", 22),
+    ("DK", 18),
+    ("DO", 28),
+    ("EE", 20),
+    ("EG", 29),
+    ("ES", 24),
+    ("FI", 18),
+    ("FO", 18),
+    ("FR", 27),
+    ("GB", 22),
+    ("GE", 22),
+    ("GI", 23),
+    ("GL", 18),
+    ("GR", 27),
+    ("GT", 28),
+    ("HR", 21),
+    ("HU", 28),
+    ("IE", 22),
+    ("IL", 23),
+    ("IQ", 23),
+    ("IS", 26),
+    ("IT", 27),
+    ("JO", 30),
+    ("KW", 30),
+    ("KZ", 20),
+    ("LB", 28),
+    ("LC", 32),
+    ("LI", 21),
+    ("LT", 20),
+    ("LU", 20),
+    ("LV", 21),
+    ("MC", 27),
+    ("MD", 24),
+    ("ME", 22),
+    ("MK", 19),
+    ("MR", 27),
+    ("MT", 31),
+    ("MU", 30),
+    ("NL", 18),
+    ("NO", 15),
+    ("PK", 24),
+    ("PL", 28),
+    ("PS", 29),
+    ("PT", 25),
+    ("QA", 29),
+    ("RO", 24),
+    ("RS", 22),
+    ("SA", 24),
+    ("SC", 31),
+    ("SE", 24),
+    ("SI", 19),
+    ("SK", 24),
+    ("SM", 27),
+    ("ST", 25),
+    ("SV", 28),
+    ("TL", 23),
+    ("TN", 24),
+    ("TR", 26),
+    ("UA", 29),
+    ("VA", 22),
+    ("VG", 24),
+    ("XK", 20),
 ];
 
 /// Where the IBAN starting at `start` ends, if it has its country's length
@@ -225,8 +310,16 @@ fn iban_end(text: &str, start: usize) -> Option<usize> {
     chars.rotate_left(4);
     let mut rem = 0u32;
     for c in chars {
-        let v = if c.is_ascii_digit() { u32::from(c - b'0') } else { u32::from(c - b'A') + 10 };
-        rem = if v >= 10 { (rem * 100 + v) % 97 } else { (rem * 10 + v) % 97 };
+        let v = if c.is_ascii_digit() {
+            u32::from(c - b'0')
+        } else {
+            u32::from(c - b'A') + 10
+        };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
     }
     (rem == 1).then_some(end)
 }
@@ -250,7 +343,8 @@ fn ipv6_range(text: &str, m: Range<usize>) -> Option<Range<usize>> {
         && !after.is_some_and(|b| b.is_ascii_alphanumeric() || *b == b':' || *b == b'_');
     let shaped = cand.contains("::") || cand.bytes().filter(|b| *b == b':').count() == 7;
     let has_digit = cand.bytes().any(|b| b.is_ascii_hexdigit());
-    (delimited && shaped && has_digit && std::net::Ipv6Addr::from_str(cand).is_ok()).then_some(m.start..end)
+    (delimited && shaped && has_digit && std::net::Ipv6Addr::from_str(cand).is_ok())
+        .then_some(m.start..end)
 }
 
 #[cfg(test)]

@@ -65,7 +65,13 @@ pub(crate) fn resolve(text: &str, raw: RawScan) -> Vec<Finding> {
     for k in union(raw.known.iter().map(|r| snap(text, r)).collect()) {
         known.extend(subtract(k, &markers));
     }
-    let mut blocked = union(markers.iter().cloned().chain(known.iter().cloned()).collect());
+    let mut blocked = union(
+        markers
+            .iter()
+            .cloned()
+            .chain(known.iter().cloned())
+            .collect(),
+    );
     blocked.dedup();
 
     let mut candidates: Vec<Candidate> = raw
@@ -81,7 +87,11 @@ pub(crate) fn resolve(text: &str, raw: RawScan) -> Vec<Finding> {
 
     let mut findings: Vec<Finding> = known
         .into_iter()
-        .map(|range| Finding { kind: KNOWN_KIND.to_owned(), range, category: Category::KnownSecret })
+        .map(|range| Finding {
+            kind: KNOWN_KIND.to_owned(),
+            range,
+            category: Category::KnownSecret,
+        })
         .collect();
     let mut last_end = 0usize;
     for c in candidates {
@@ -91,7 +101,11 @@ pub(crate) fn resolve(text: &str, raw: RawScan) -> Vec<Finding> {
         let clipped = c.range.start.max(last_end)..c.range.end;
         last_end = c.range.end;
         for piece in subtract(clipped, &blocked) {
-            findings.push(Finding { kind: c.kind.to_owned(), range: piece, category: c.category });
+            findings.push(Finding {
+                kind: c.kind.to_owned(),
+                range: piece,
+                category: c.category,
+            });
         }
     }
     findings.sort_by_key(|f| f.range.start);
@@ -103,34 +117,70 @@ mod tests {
     use super::*;
 
     fn cand(r: Range<usize>, kind: &'static str, priority: usize) -> Candidate {
-        Candidate { range: r, kind, category: Category::Secret, priority }
+        Candidate {
+            range: r,
+            kind,
+            category: Category::Secret,
+            priority,
+        }
     }
 
     #[test]
     fn leftmost_then_longest_then_priority() {
         let text = "x".repeat(40);
         let raw = RawScan {
-            candidates: vec![cand(5..10, "b", 1), cand(2..8, "a", 5), cand(2..8, "c", 0), cand(20..30, "d", 0), cand(20..25, "e", 0)],
+            candidates: vec![
+                cand(5..10, "b", 1),
+                cand(2..8, "a", 5),
+                cand(2..8, "c", 0),
+                cand(20..30, "d", 0),
+                cand(20..25, "e", 0),
+            ],
             ..RawScan::default()
         };
         let f = resolve(&text, raw);
-        let got: Vec<(&str, Range<usize>)> = f.iter().map(|f| (f.kind.as_str(), f.range.clone())).collect();
+        let got: Vec<(&str, Range<usize>)> = f
+            .iter()
+            .map(|f| (f.kind.as_str(), f.range.clone()))
+            .collect();
         assert_eq!(got, vec![("c", 2..8), ("b", 8..10), ("d", 20..30)]);
     }
 
     #[test]
+    #[expect(
+        clippy::single_range_in_vec_init,
+        reason = "a list of byte ranges, one of them"
+    )]
     fn known_secrets_win_and_rules_are_clipped_around_them() {
         let text = "x".repeat(40);
-        let raw = RawScan { known: vec![10..20], candidates: vec![cand(5..25, "r", 0)], markers: vec![] };
+        let raw = RawScan {
+            known: vec![10..20],
+            candidates: vec![cand(5..25, "r", 0)],
+            markers: vec![],
+        };
         let f = resolve(&text, raw);
-        let got: Vec<(&str, Range<usize>)> = f.iter().map(|f| (f.kind.as_str(), f.range.clone())).collect();
-        assert_eq!(got, vec![("r", 5..10), ("credential", 10..20), ("r", 20..25)]);
+        let got: Vec<(&str, Range<usize>)> = f
+            .iter()
+            .map(|f| (f.kind.as_str(), f.range.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("r", 5..10), ("credential", 10..20), ("r", 20..25)]
+        );
     }
 
     #[test]
+    #[expect(
+        clippy::single_range_in_vec_init,
+        reason = "a list of byte ranges, one of them"
+    )]
     fn markers_are_never_redacted() {
         let text = "x".repeat(40);
-        let raw = RawScan { known: vec![0..12], candidates: vec![cand(8..30, "r", 0)], markers: vec![5..15] };
+        let raw = RawScan {
+            known: vec![0..12],
+            candidates: vec![cand(8..30, "r", 0)],
+            markers: vec![5..15],
+        };
         let f = resolve(&text, raw);
         let got: Vec<Range<usize>> = f.iter().map(|f| f.range.clone()).collect();
         assert_eq!(got, vec![0..5, 15..30]);

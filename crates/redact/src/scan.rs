@@ -19,6 +19,9 @@ use regex_automata::util::captures::Captures;
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input};
 
+use crate::checks::{
+    assignment_key_ok, assignment_value_start, check_ok, is_placeholder, operator_follows,
+};
 use crate::pii::PiiPattern;
 use crate::rules::{Check, RuleDef};
 use crate::{BuildError, Category};
@@ -263,12 +266,17 @@ impl Engine {
                 BuildError::Regex { detail } => BuildError::Rule { id: def.id, detail },
                 other => other,
             })?;
-            let has_secret_group = regex.group_info().to_index(regex_automata::PatternID::ZERO, "s").is_some();
+            let has_secret_group = regex
+                .group_info()
+                .to_index(regex_automata::PatternID::ZERO, "s")
+                .is_some();
             let value_regex = match &def.value {
-                Some(v) => Some(compile(&[ascii_boundaries(&format!("^(?i:{v})$"))]).map_err(|e| match e {
-                    BuildError::Regex { detail } => BuildError::Rule { id: def.id, detail },
-                    other => other,
-                })?),
+                Some(v) => Some(
+                    compile(&[ascii_boundaries(&format!("^(?i:{v})$"))]).map_err(|e| match e {
+                        BuildError::Regex { detail } => BuildError::Rule { id: def.id, detail },
+                        other => other,
+                    })?,
+                ),
                 None => None,
             };
             for kw in def.keywords {
@@ -305,14 +313,27 @@ impl Engine {
         let mut assignment_only: HashSet<String> = HashSet::new();
         for (list, exact) in [(&ci, false), (&cs, true)] {
             for (kw, ids) in list {
-                if ids.iter().all(|i| rules.get(*i).is_some_and(|r| r.assignment)) {
+                if ids
+                    .iter()
+                    .all(|i| rules.get(*i).is_some_and(|r| r.assignment))
+                {
                     assignment_only.insert(kw.clone());
                 }
-                all.push(PrefixLiteral { len: kw.len(), text: kw.clone(), exact, hit: LiteralHit::Rules(ids.clone()) });
+                all.push(PrefixLiteral {
+                    len: kw.len(),
+                    text: kw.clone(),
+                    exact,
+                    hit: LiteralHit::Rules(ids.clone()),
+                });
             }
         }
         for form in known_forms {
-            all.push(PrefixLiteral { len: form.len(), text: form.clone(), exact: true, hit: LiteralHit::Known });
+            all.push(PrefixLiteral {
+                len: form.len(),
+                text: form.clone(),
+                exact: true,
+                hit: LiteralHit::Known,
+            });
         }
         // The trigger pattern of each literal: a keyword as is (plus the
         // assignment tail where that applies), a known-secret form by its
@@ -321,8 +342,16 @@ impl Engine {
         let mut specs: Vec<(String, bool, bool)> = Vec::new();
         for lit in &all {
             let spec = match lit.hit {
-                LiteralHit::Known => (char_prefix(&lit.text, KNOWN_TRIGGER_LEN).to_owned(), true, false),
-                LiteralHit::Rules(_) => (lit.text.clone(), lit.exact, assignment_only.contains(&lit.text)),
+                LiteralHit::Known => (
+                    char_prefix(&lit.text, KNOWN_TRIGGER_LEN).to_owned(),
+                    true,
+                    false,
+                ),
+                LiteralHit::Rules(_) => (
+                    lit.text.clone(),
+                    lit.exact,
+                    assignment_only.contains(&lit.text),
+                ),
             };
             if !specs.contains(&spec) {
                 specs.push(spec);
@@ -349,7 +378,11 @@ impl Engine {
                 .collect();
             let mut pattern = escape_literal(text, !exact);
             if *tail {
-                pattern.push_str(if text == "token" { COUNT_SAFE_ASSIGNMENT_TAIL } else { ASSIGNMENT_TAIL });
+                pattern.push_str(if text == "token" {
+                    COUNT_SAFE_ASSIGNMENT_TAIL
+                } else {
+                    ASSIGNMENT_TAIL
+                });
             }
             patterns.push(pattern);
             triggers.push(Trigger::Literal(literals.len()));
@@ -364,7 +397,13 @@ impl Engine {
         }
         // A compile error for the trigger could quote a known secret, so
         // it is reported without detail when secrets are involved.
-        let trigger = compile(&patterns).map_err(|e| if known_forms.is_empty() { e } else { BuildError::TooLarge })?;
+        let trigger = compile(&patterns).map_err(|e| {
+            if known_forms.is_empty() {
+                e
+            } else {
+                BuildError::TooLarge
+            }
+        })?;
 
         let max_keyword_len = kws.iter().map(|k| k.len()).max().unwrap_or(0);
         let keywords_ci = keyword_set(ci, true)?;
@@ -377,7 +416,9 @@ impl Engine {
                 AhoCorasick::builder()
                     .match_kind(MatchKind::Standard)
                     .build(known_forms)
-                    .map_err(|e| BuildError::Automaton { detail: e.to_string() })?,
+                    .map_err(|e| BuildError::Automaton {
+                        detail: e.to_string(),
+                    })?,
             )
         };
         Ok(Self {
@@ -408,7 +449,9 @@ impl Engine {
         let mut kept_until = 0usize;
         while at < len {
             let input = Input::new(text).span(at..len);
-            let Some(m) = self.trigger.search(&input) else { break };
+            let Some(m) = self.trigger.search(&input) else {
+                break;
+            };
             let (s, e) = (m.start(), m.end());
             let trigger = self.triggers.get(m.pattern().as_usize()).copied();
             if let Some(Trigger::Marker) = trigger {
@@ -424,11 +467,21 @@ impl Engine {
             at = match trigger {
                 Some(Trigger::Literal(idx)) => {
                     for p in self.literals.get(idx).into_iter().flatten() {
-                        let Some(found) = text.as_bytes().get(s..s + p.len) else { continue };
-                        let same = if p.exact { found == p.text.as_bytes() } else { found.eq_ignore_ascii_case(p.text.as_bytes()) };
+                        let Some(found) = text.as_bytes().get(s..s + p.len) else {
+                            continue;
+                        };
+                        let same = if p.exact {
+                            found == p.text.as_bytes()
+                        } else {
+                            found.eq_ignore_ascii_case(p.text.as_bytes())
+                        };
                         match &p.hit {
-                            LiteralHit::Rules(rules) if same => hits.extend(rules.iter().map(|r| (*r, s))),
-                            LiteralHit::Known if same && !secrets_only => raw.known.push(s..s + p.len),
+                            LiteralHit::Rules(rules) if same => {
+                                hits.extend(rules.iter().map(|r| (*r, s)))
+                            }
+                            LiteralHit::Known if same && !secrets_only => {
+                                raw.known.push(s..s + p.len)
+                            }
                             _ => {}
                         }
                     }
@@ -437,7 +490,11 @@ impl Engine {
                     s + 1
                 }
                 Some(Trigger::Pii(p)) => {
-                    let valid = if secrets_only { None } else { p.validate(text, s..e) };
+                    let valid = if secrets_only {
+                        None
+                    } else {
+                        p.validate(text, s..e)
+                    };
                     match valid {
                         Some(range) => {
                             raw.candidates.push(Candidate {
@@ -511,9 +568,14 @@ impl Engine {
     /// so a secret cannot hide inside a fake marker.
     fn marker_end(&self, text: &str, start: usize) -> Option<usize> {
         let rest = text.get(start + MARKER_OPEN.len()..)?;
-        let close = rest.bytes().take(MAX_MARKER_KIND + 1).position(|b| b == b']')?;
+        let close = rest
+            .bytes()
+            .take(MAX_MARKER_KIND + 1)
+            .position(|b| b == b']')?;
         let kind = rest.get(..close)?;
-        self.marker_kinds.contains(kind).then_some(start + MARKER_OPEN.len() + close + 1)
+        self.marker_kinds
+            .contains(kind)
+            .then_some(start + MARKER_OPEN.len() + close + 1)
     }
 
     /// Runs each triggered rule over the merged windows around its keyword
@@ -530,8 +592,12 @@ impl Engine {
         let len = text.len();
         let mut i = 0;
         while i < hits.len() {
-            let Some(&(rule_idx, kw)) = hits.get(i) else { break };
-            let Some(rule) = self.rules.get(rule_idx) else { break };
+            let Some(&(rule_idx, kw)) = hits.get(i) else {
+                break;
+            };
+            let Some(rule) = self.rules.get(rule_idx) else {
+                break;
+            };
             let mut window = kw.saturating_sub(rule.lookbehind)..(kw + rule.max_len).min(len);
             i += 1;
             if rule.assignment && !operator_follows(text, kw) {
@@ -575,26 +641,37 @@ impl Engine {
         let mut pos = window.start;
         while pos < window.end {
             let input = Input::new(text).span(pos..window.end).anchored(anchored);
-            let Some(m) = rule.regex.search(&input) else { break };
+            let Some(m) = rule.regex.search(&input) else {
+                break;
+            };
             if m.end() == window.end && window.end < len {
                 window.end = (window.end + (window.end - window.start).max(rule.max_len)).min(len);
                 continue;
             }
             // An anchored search tries the keyword position only.
-            pos = if anchored == Anchored::Yes { window.end } else { m.end().max(m.start() + 1) };
-            if let Check::Assignment { .. } = rule.check {
-                if !assignment_key_ok(text, m.start()) {
-                    continue;
-                }
+            pos = if anchored == Anchored::Yes {
+                window.end
+            } else {
+                m.end().max(m.start() + 1)
+            };
+            if let Check::Assignment { .. } = rule.check
+                && !assignment_key_ok(text, m.start())
+            {
+                continue;
             }
             let value = rule.value_regex.as_ref().and_then(|value_regex| {
                 // The match ends with a terminator of 0 to 4 bytes (`$`, a
                 // quote, `\n`, Unicode whitespace): the value is the longest
                 // candidate the value regex matches whole.
                 let start = assignment_value_start(text, m.start());
-                (0..=4).filter_map(|t| m.end().checked_sub(t)).filter(|end| *end > start).find(|end| {
-                    text.get(start..*end).is_some_and(|v| value_regex.is_match(v))
-                }).map(|end| start..end)
+                (0..=4)
+                    .filter_map(|t| m.end().checked_sub(t))
+                    .filter(|end| *end > start)
+                    .find(|end| {
+                        text.get(start..*end)
+                            .is_some_and(|v| value_regex.is_match(v))
+                    })
+                    .map(|end| start..end)
             });
             let secret = if value.is_some() {
                 value
@@ -607,18 +684,31 @@ impl Engine {
                 Some(m.range())
             };
             let Some(secret) = secret else { continue };
-            let Some(value) = text.get(secret.clone()) else { continue };
-            if secret.is_empty() || is_placeholder(value) || !check_ok(rule.check, text, m.range(), &secret) {
+            let Some(value) = text.get(secret.clone()) else {
+                continue;
+            };
+            if secret.is_empty()
+                || is_placeholder(value)
+                || !check_ok(rule.check, text, m.range(), &secret)
+            {
                 continue;
             }
-            out.push(Candidate { range: secret, kind: rule.id, category: rule.category, priority: rule_idx });
+            out.push(Candidate {
+                range: secret,
+                kind: rule.id,
+                category: rule.category,
+                priority: rule_idx,
+            });
         }
     }
 }
 
 /// Builds one overlapping keyword automaton. A DFA: it is searched many
 /// times over short spans, where its start-up cost matters most.
-fn keyword_set(list: Vec<(String, Vec<usize>)>, insensitive: bool) -> Result<Option<KeywordSet>, BuildError> {
+fn keyword_set(
+    list: Vec<(String, Vec<usize>)>,
+    insensitive: bool,
+) -> Result<Option<KeywordSet>, BuildError> {
     if list.is_empty() {
         return Ok(None);
     }
@@ -628,212 +718,8 @@ fn keyword_set(list: Vec<(String, Vec<usize>)>, insensitive: bool) -> Result<Opt
         .match_kind(MatchKind::Standard)
         .kind(Some(AhoCorasickKind::DFA))
         .build(&words)
-        .map_err(|e| BuildError::Automaton { detail: e.to_string() })?;
+        .map_err(|e| BuildError::Automaton {
+            detail: e.to_string(),
+        })?;
     Ok(Some(KeywordSet { ac, rules }))
-}
-
-/// Values that are references to a secret, not a secret: steward's
-/// `env:`/`file:` references, templates, shell variables, placeholders and
-/// earlier redaction markers.
-pub(crate) fn is_placeholder(value: &str) -> bool {
-    let v = value.trim_matches(|c| c == '"' || c == '\'' || c == '`');
-    let lower = v.to_ascii_lowercase();
-    let first = v.chars().next();
-    lower.starts_with("env:")
-        || lower.starts_with("file:")
-        || lower.starts_with("vault:")
-        || lower.starts_with("keyring:")
-        || v.starts_with("${")
-        || v.starts_with("{{")
-        || v.starts_with("$(")
-        || v.starts_with(MARKER_OPEN)
-        || (v.starts_with('$') && v.len() > 1 && v[1..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
-        || (v.starts_with('<') && v.ends_with('>'))
-        || (v.starts_with('{') && v.ends_with('}'))
-        || matches!(lower.as_str(), "true" | "false" | "null" | "none" | "nil" | "undefined" | "redacted" | "changeme" | "example")
-        || first.is_some_and(|c| v.chars().all(|x| x == c))
-}
-
-/// Character classes present in `v`: lower, upper, digit, other.
-fn classes(v: &str) -> usize {
-    let mut seen = [false; 4];
-    for b in v.bytes() {
-        let idx = if b.is_ascii_lowercase() {
-            0
-        } else if b.is_ascii_uppercase() {
-            1
-        } else if b.is_ascii_digit() {
-            2
-        } else {
-            3
-        };
-        if let Some(slot) = seen.get_mut(idx) {
-            *slot = true;
-        }
-    }
-    seen.iter().filter(|s| **s).count()
-}
-
-/// Key suffixes that name metadata about a secret rather than the secret.
-const METADATA_SUFFIXES: &[&str] = &[
-    "name", "id", "ids", "path", "file", "ref", "env", "arn", "type", "length", "len", "size", "count",
-    "url", "uri", "endpoint", "version", "expiry", "expires", "expires_at", "expires_in", "ttl", "hash",
-    "sha256", "header", "field", "param", "prefix", "source", "store", "limit", "usage", "budget",
-];
-
-/// Decides whether an assignment's value is a plausible secret. A value in
-/// quotes, or after `=`, is taken as deliberate; a bare value after `:` (as
-/// in prose, "password: see the wiki") must look random.
-pub(crate) fn assignment_value_ok(text: &str, m: Range<usize>, secret: &Range<usize>, digits_ok: bool) -> bool {
-    let (Some(value), Some(head)) = (text.get(secret.clone()), text.get(m.start..secret.start)) else {
-        return false;
-    };
-    if value.bytes().all(|b| b.is_ascii_digit()) {
-        return digits_ok && value.len() >= 4;
-    }
-    let quoted = head.ends_with(['"', '\'', '`']);
-    let op_eq = head.trim_end_matches(['"', '\'', '`', ' ', '\t']).ends_with(['=', '>']);
-    if quoted || op_eq {
-        return true;
-    }
-    value.len() >= 8 && classes(value) >= 2
-}
-
-/// Whether `start` lies in the userinfo of a URL: the text back to the
-/// nearest `/`, `?`, `#` or whitespace is preceded by `//`.
-fn is_url_userinfo(text: &str, start: usize) -> bool {
-    let Some(head) = text.get(..start) else { return false };
-    let run_start = head.rfind(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace());
-    run_start.is_some_and(|i| head.get(..=i).is_some_and(|h| h.ends_with("//")))
-}
-
-/// Whether the identifier starting at `start` (the key of an assignment)
-/// can name a secret: not `..._name`, `..._id`, `..._tokens` and the like.
-fn assignment_key_ok(text: &str, start: usize) -> bool {
-    let Some(rest) = text.get(start..) else { return false };
-    if is_url_userinfo(text, start) {
-        // `https://user:pass@host`: the URL rules own it.
-        return false;
-    }
-    let end = rest
-        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.'))
-        .unwrap_or(rest.len());
-    let key = rest.get(..end).unwrap_or_default().to_ascii_lowercase();
-    let metadata = METADATA_SUFFIXES.iter().any(|s| {
-        key.strip_suffix(s).is_some_and(|head| head.ends_with(['_', '-', '.']) || head.is_empty())
-    });
-    !metadata && !key.ends_with("tokens")
-}
-
-/// Where the value of the assignment whose key starts at `start` begins:
-/// after the key (identifier characters), an optional closing quote,
-/// blanks, the operator (`=`, `:=`, `:`, `=>`), blanks and an optional
-/// opening quote — the prefix [`crate::rules::assignment_pattern`] matches.
-fn assignment_value_start(text: &str, start: usize) -> usize {
-    let bytes = text.as_bytes();
-    let mut i = start;
-    while bytes.get(i).is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
-        i += 1;
-    }
-    if matches!(bytes.get(i), Some(b'"' | b'\'' | b'`')) {
-        i += 1;
-    }
-    while matches!(bytes.get(i), Some(b' ' | b'\t')) {
-        i += 1;
-    }
-    match (bytes.get(i), bytes.get(i + 1)) {
-        (Some(b':'), Some(b'=')) | (Some(b'='), Some(b'>')) => i += 2,
-        (Some(b'=' | b':'), _) => i += 1,
-        _ => {}
-    }
-    while matches!(bytes.get(i), Some(b' ' | b'\t')) {
-        i += 1;
-    }
-    if matches!(bytes.get(i), Some(b'"' | b'\'' | b'`')) {
-        i += 1;
-    }
-    i
-}
-
-/// Cheap necessary condition for an assignment: within the 25 identifier
-/// characters, optional quote and blanks allowed after the keyword's
-/// start, an `=` or `:` appears.
-fn operator_follows(text: &str, kw: usize) -> bool {
-    let bytes = text.as_bytes();
-    let mut i = kw;
-    let limit = (kw + 96).min(bytes.len());
-    while i < limit {
-        match bytes.get(i) {
-            Some(b) if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-') => i += 1,
-            _ => break,
-        }
-    }
-    if matches!(bytes.get(i), Some(b'"' | b'\'' | b'`')) {
-        i += 1;
-    }
-    while matches!(bytes.get(i), Some(b' ' | b'\t')) {
-        i += 1;
-    }
-    matches!(bytes.get(i), Some(b'=' | b':'))
-}
-
-/// Applies a rule's [`Check`].
-fn check_ok(check: Check, text: &str, m: Range<usize>, secret: &Range<usize>) -> bool {
-    match check {
-        Check::None => true,
-        Check::Assignment { digits_ok } => assignment_value_ok(text, m, secret, digits_ok),
-        Check::Mixed => text.get(secret.clone()).is_some_and(|v| v.len() >= 8 && classes(v) >= 2),
-        Check::Email => !is_url_userinfo(text, secret.start),
-    }
-}
-
-#[cfg(test)]
-mod probe {
-    use super::*;
-
-    fn corpus() -> String {
-        let mut s = String::new();
-        let mut i = 0u64;
-        while s.len() < 1_000_000 {
-            i += 1;
-            let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            s.push_str(&format!("{{\"ts\":\"2026-11-{:02}T10:{:02}:{:02}.{:03}Z\",\"call_id\":\"{:08x}-{:04x}-7{:03x}-a{:03x}-{:012x}\",\"tool\":\"mastodon.post_status\",\"input_sha256\":\"{:016x}{:016x}{:016x}{:016x}\",\"result\":200,\"duration_ms\":{},\"usage\":{{\"input_tokens\":{},\"output_tokens\":{},\"cache_read_tokens\":0}},\"cost_usd\":0.{:04},\"credential\":\"env:SOCIAL_TOKEN\",\"summary\":\"Posted the weekly update about the team meeting and asked everyone to review the calendar event before Friday.\"}}\n2026-11-{:02}T10:{:02}:{:02}Z INFO steward::gateway: forwarded request for tool calendar.create_event (attempt 1 of 3, rate window {}/10 per hour, spend today $0.{:02} of $5.00); approval not required in autonomous mode; the key for this upstream is loaded from file:/run/secrets/calendar\n",
-                i % 28 + 1, i % 60, (i * 7) % 60, i % 1000, h as u32, (h >> 32) as u16, h % 4096, (h >> 8) % 4096, h >> 16, h, h.rotate_left(7), h.rotate_left(13), h.rotate_left(29), i % 5000, h % 3000, h % 900, h % 10000, i % 28 + 1, i % 60, (i * 7) % 60, i % 10, h % 100));
-        }
-        s
-    }
-
-    fn time<F: FnMut() -> usize>(name: &str, len: usize, mut f: F) {
-        let mut best = f64::MAX;
-        let mut n = 0;
-        for _ in 0..20 {
-            let t = std::time::Instant::now();
-            n = f();
-            best = best.min(t.elapsed().as_secs_f64());
-        }
-        eprintln!("{name}: {n} -> {:.0} MB/s", len as f64 / best / 1e6);
-    }
-
-    #[test]
-    #[ignore = "manual performance probe: cargo test --release -p redact probe -- --ignored --nocapture"]
-    fn probe() {
-        let text = corpus();
-        let r = crate::RedactorBuilder::new().secret("a", "mastodon-SECRET-4b1d9a77c2e04f35").secret("calendar", "cal-9f8e7d6c5b4a39281706").secret("llm", "llm-0a1b2c3d4e5f60718293a4b5").build();
-        let e = r.engine.as_ref().unwrap();
-        time("trigger find_iter", text.len(), || e.trigger.find_iter(text.as_str()).count());
-        time("scan", text.len(), || e.scan(&text, false).candidates.len());
-        time("find", text.len(), || r.find(&text).len());
-        let nopii = crate::RedactorBuilder::new().pii(crate::PiiKind::Phone, false).pii(crate::PiiKind::CreditCard, false).pii(crate::PiiKind::Iban, false).pii(crate::PiiKind::Ip, false).pii(crate::PiiKind::Ssn, false).build();
-        let e2 = nopii.engine.as_ref().unwrap();
-        time("trigger without pii", text.len(), || e2.trigger.find_iter(text.as_str()).count());
-        for p in PiiPattern::ALL {
-            let re = compile(&[ascii_boundaries(p.regex())]).unwrap();
-            time(p.kind(), text.len(), || re.find_iter(text.as_str()).count());
-        }
-        let pii_all: Vec<String> = PiiPattern::ALL.iter().map(|p| ascii_boundaries(p.regex())).collect();
-        let re = compile(&pii_all).unwrap();
-        time("all pii", text.len(), || re.find_iter(text.as_str()).count());
-        let kinds: std::collections::HashMap<String, usize> = e.trigger.find_iter(text.as_str()).fold(Default::default(), |mut m, x| { *m.entry(text[x.range()].to_ascii_lowercase()).or_default() += 1; m });
-        eprintln!("{kinds:?}");
-    }
 }

@@ -35,7 +35,11 @@ impl<'r> StreamRedactor<'r> {
     /// A stream holding back `tail` bytes: at least the longest secret or
     /// token that must be caught across a chunk boundary.
     pub fn with_tail(redactor: &'r Redactor, tail: usize) -> Self {
-        Self { redactor, pending: String::new(), tail }
+        Self {
+            redactor,
+            pending: String::new(),
+            tail,
+        }
     }
 
     /// Adds a chunk; returns the redacted text that is now safe to emit
@@ -52,14 +56,20 @@ impl<'r> StreamRedactor<'r> {
         let findings = self.redactor.find(&self.pending);
         // A finding that crosses the cut may grow with the next chunk:
         // hold it back whole, unless that would hold too much.
-        if let Some(f) = findings.iter().find(|f| f.range.start < cut && f.range.end > cut) {
+        if let Some(f) = findings
+            .iter()
+            .find(|f| f.range.start < cut && f.range.end > cut)
+        {
             if self.pending.len() - f.range.start <= MAX_HOLD {
                 cut = f.range.start;
             } else {
                 cut = f.range.end;
             }
         }
-        let emitted: Vec<_> = findings.into_iter().filter(|f| f.range.end <= cut).collect();
+        let emitted: Vec<_> = findings
+            .into_iter()
+            .filter(|f| f.range.end <= cut)
+            .collect();
         let head = self.pending.get(..cut).unwrap_or_default();
         let out = apply(head, &emitted);
         self.pending.drain(..cut);
@@ -81,7 +91,11 @@ mod tests {
     fn secret_split_across_chunks_is_caught() {
         let secret = "tok-0123456789-abcdef";
         let r = RedactorBuilder::new().secret("x", secret).build();
-        let text = format!("{}{secret} and more text {}", "lorem ipsum ".repeat(10), "dolor ".repeat(10));
+        let text = format!(
+            "{}{secret} and more text {}",
+            "lorem ipsum ".repeat(10),
+            "dolor ".repeat(10)
+        );
         for split in 1..text.len() {
             if !text.is_char_boundary(split) {
                 continue;

@@ -13,8 +13,12 @@ fn kinds(r: &Redactor, text: &str) -> Vec<String> {
     r.find(text).into_iter().map(|f| f.kind).collect()
 }
 
-fn plain() -> Redactor {
-    RedactorBuilder::new().build()
+/// One default redactor for every test that needs no secrets: building
+/// one compiles ~200 regexes, which is slow in debug builds.
+pub(crate) fn plain() -> &'static Redactor {
+    static DEFAULT: std::sync::LazyLock<Redactor> =
+        std::sync::LazyLock::new(|| RedactorBuilder::new().build());
+    &DEFAULT
 }
 
 // ---- known secrets
@@ -27,7 +31,8 @@ fn known_secret_every_encoding_is_redacted() {
         secret.to_owned(),
         STANDARD.encode(secret),
         URL_SAFE_NO_PAD.encode(secret),
-        percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC).to_string(),
+        percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+            .to_string(),
         {
             let quoted = serde_json::to_string(secret).unwrap();
             quoted[1..quoted.len() - 1].to_owned()
@@ -44,7 +49,10 @@ fn known_secret_every_encoding_is_redacted() {
 fn known_secret_inside_basic_auth_blob_is_redacted() {
     let secret = "hunter2-but-longer";
     let r = RedactorBuilder::new().secret("db", secret).build();
-    let header = format!("Authorization: Basic {}", STANDARD.encode(format!("alice:{secret}")));
+    let header = format!(
+        "Authorization: Basic {}",
+        STANDARD.encode(format!("alice:{secret}"))
+    );
     let out = r.redact(&header);
     assert!(out.contains("[REDACTED:"), "{out}");
     let blob = STANDARD.encode(format!("alice:{secret}"));
@@ -53,7 +61,9 @@ fn known_secret_inside_basic_auth_blob_is_redacted() {
 
 #[test]
 fn known_secret_kind_never_contains_name_or_value() {
-    let r = RedactorBuilder::new().secret("mastodon-prod", "zq9-Known-Value-77").build();
+    let r = RedactorBuilder::new()
+        .secret("mastodon-prod", "zq9-Known-Value-77")
+        .build();
     let f = r.find("a zq9-Known-Value-77 b");
     assert_eq!(f.len(), 1);
     assert_eq!(f[0].kind, "credential");
@@ -61,12 +71,19 @@ fn known_secret_kind_never_contains_name_or_value() {
     assert_eq!(f[0].range, 2..20);
     assert!(!format!("{r:?}").contains("zq9"), "Debug leaks the value");
     let b = RedactorBuilder::new().secret("n", "zq9-Known-Value-77");
-    assert!(!format!("{b:?}").contains("zq9"), "builder Debug leaks the value");
+    assert!(
+        !format!("{b:?}").contains("zq9"),
+        "builder Debug leaks the value"
+    );
 }
 
 #[test]
 fn short_and_empty_known_values_are_ignored() {
-    let r = RedactorBuilder::new().secret("a", "").secret("b", "abc").secret("c", "abcd").build();
+    let r = RedactorBuilder::new()
+        .secret("a", "")
+        .secret("b", "abc")
+        .secret("c", "abcd")
+        .build();
     assert_eq!(r.redact("xx abc yy"), "xx abc yy");
     assert_eq!(r.redact("xx abcd yy"), "xx [REDACTED:credential] yy");
 }
@@ -86,7 +103,9 @@ fn known_secret_wins_over_rules_and_overlapping_rule_is_clipped() {
 #[test]
 fn many_known_secrets_sharing_prefixes() {
     let mut b = RedactorBuilder::new();
-    let values: Vec<String> = (0..50).map(|i| format!("shared-prefix-{i:03}-{}", alnum(12, i))).collect();
+    let values: Vec<String> = (0..50)
+        .map(|i| format!("shared-prefix-{i:03}-{}", alnum(12, i)))
+        .collect();
     for (i, v) in values.iter().enumerate() {
         b = b.secret(&format!("s{i}"), v);
     }
@@ -110,16 +129,45 @@ fn assert_redacted(r: &Redactor, text: &str, secret: &str, kind: &str) {
 #[test]
 fn ai_provider_keys() {
     let r = plain();
-    let openai = format!("sk-proj-{}T3BlbkFJ{}", chars(B64URL, 74, 1), chars(B64URL, 74, 2));
-    assert_redacted(&r, &format!("OPENAI_API_KEY={openai}\n"), &openai, "openai-project-api-key");
+    let openai = format!(
+        "sk-proj-{}T3BlbkFJ{}",
+        chars(B64URL, 74, 1),
+        chars(B64URL, 74, 2)
+    );
+    assert_redacted(
+        &r,
+        &format!("OPENAI_API_KEY={openai}\n"),
+        &openai,
+        "openai-project-api-key",
+    );
     let legacy = format!("sk-{}", alnum(48, 3));
-    assert_redacted(&r, &format!("{{\"key\": \"{legacy}\"}}"), &legacy, "openai-api-key");
+    assert_redacted(
+        &r,
+        &format!("{{\"key\": \"{legacy}\"}}"),
+        &legacy,
+        "openai-api-key",
+    );
     let ant = format!("sk-ant-api03-{}AA", chars(B64URL, 93, 4));
-    assert_redacted(&r, &format!("curl -H 'x-api-key: {ant}' https://api.anthropic.com"), &ant, "anthropic-api-key");
+    assert_redacted(
+        &r,
+        &format!("curl -H 'x-api-key: {ant}' https://api.anthropic.com"),
+        &ant,
+        "anthropic-api-key",
+    );
     let hf = format!("hf_{}", alnum(34, 5));
-    assert_redacted(&r, &format!("token is {hf}."), &hf, "huggingface-access-token");
+    assert_redacted(
+        &r,
+        &format!("token is {hf}."),
+        &hf,
+        "huggingface-access-token",
+    );
     let gcp = format!("AIza{}", chars(B64URL, 35, 6));
-    assert_redacted(&r, &format!("https://maps.googleapis.com/?key={gcp}&q=1"), &gcp, "gcp-api-key");
+    assert_redacted(
+        &r,
+        &format!("https://maps.googleapis.com/?key={gcp}&q=1"),
+        &gcp,
+        "gcp-api-key",
+    );
 }
 
 #[test]
@@ -133,11 +181,21 @@ fn github_and_gitlab_tokens() {
         ("ghr_", "github-refresh-token"),
     ] {
         let t = format!("{prefix}{}", alnum(36, 7));
-        assert_redacted(&r, &format!("git push https://x-access-token:{t}@github.com/o/r"), &t, kind);
+        assert_redacted(
+            &r,
+            &format!("git push https://x-access-token:{t}@github.com/o/r"),
+            &t,
+            kind,
+        );
         assert_redacted(&r, &format!("GITHUB_TOKEN={t}"), &t, kind);
     }
     let fine = format!("github_pat_{}_{}", alnum(22, 8), alnum(59, 9));
-    assert_redacted(&r, &format!("pat: {fine}"), &fine, "github-fine-grained-pat");
+    assert_redacted(
+        &r,
+        &format!("pat: {fine}"),
+        &fine,
+        "github-fine-grained-pat",
+    );
     let gl = format!("glpat-{}", alnum(20, 10));
     assert_redacted(&r, &format!("PRIVATE-TOKEN: {gl}"), &gl, "gitlab-pat");
 }
@@ -145,40 +203,99 @@ fn github_and_gitlab_tokens() {
 #[test]
 fn chat_and_messaging_tokens() {
     let r = plain();
-    let bot = format!("xoxb-{}-{}-{}", "1234567890", "1234567890123", alnum(24, 11));
+    let bot = format!(
+        "xoxb-{}-{}-{}",
+        "1234567890",
+        "1234567890123",
+        alnum(24, 11)
+    );
     assert_redacted(&r, &format!("slack bot {bot} ok"), &bot, "slack-bot-token");
-    let hook = format!("https://hooks.slack.com/services/T0000/B0000/{}", alnum(24, 12));
-    assert_redacted(&r, &format!("webhook = \"{hook}\""), &hook, "slack-webhook-url");
+    let hook = format!(
+        "https://hooks.slack.com/services/T0000/B0000/{}",
+        alnum(24, 12)
+    );
+    assert_redacted(
+        &r,
+        &format!("webhook = \"{hook}\""),
+        &hook,
+        "slack-webhook-url",
+    );
     let tg = format!("1234567890:AA{}", chars(B64URL, 33, 13));
-    assert_redacted(&r, &format!("https://api.telegram.org/bot{tg}/sendMessage"), &tg, "telegram-bot-api-token");
-    let dh = format!("https://discord.com/api/webhooks/123456789012345678/{}", chars(B64URL, 68, 14));
+    assert_redacted(
+        &r,
+        &format!("https://api.telegram.org/bot{tg}/sendMessage"),
+        &tg,
+        "telegram-bot-api-token",
+    );
+    let dh = format!(
+        "https://discord.com/api/webhooks/123456789012345678/{}",
+        chars(B64URL, 68, 14)
+    );
     assert_redacted(&r, &format!("POST {dh}"), &dh, "discord-webhook-url");
     let masto = chars(B64URL, 43, 15);
-    assert_redacted(&r, &format!("Authorization: Bearer {masto}"), &masto, "bearer-token");
+    assert_redacted(
+        &r,
+        &format!("Authorization: Bearer {masto}"),
+        &masto,
+        "bearer-token",
+    );
 }
 
 #[test]
 fn cloud_keys() {
     let r = plain();
     let akia = format!("AKIA{}", chars("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16, 16));
-    assert_redacted(&r, &format!("aws_access_key_id = {akia}"), &akia, "aws-access-key-id");
+    assert_redacted(
+        &r,
+        &format!("aws_access_key_id = {akia}"),
+        &akia,
+        "aws-access-key-id",
+    );
     let secret = chars(B64, 40, 17);
-    assert_redacted(&r, &format!("aws_secret_access_key = {secret}"), &secret, "aws-secret-access-key");
+    assert_redacted(
+        &r,
+        &format!("aws_secret_access_key = {secret}"),
+        &secret,
+        "aws-secret-access-key",
+    );
     let dop = format!("dop_v1_{}", hex(64, 18));
-    assert_redacted(&r, &format!("DIGITALOCEAN_TOKEN={dop}"), &dop, "digitalocean-pat");
+    assert_redacted(
+        &r,
+        &format!("DIGITALOCEAN_TOKEN={dop}"),
+        &dop,
+        "digitalocean-pat",
+    );
     let vault = format!("hvs.{}", chars(B64URL, 95, 19));
-    assert_redacted(&r, &format!("VAULT_TOKEN={vault}"), &vault, "vault-service-token");
-    let age = format!("AGE-SECRET-KEY-1{}", chars("QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L", 58, 20));
-    assert_redacted(&r, &format!("# created: 2026\n{age}\n"), &age, "age-secret-key");
+    assert_redacted(
+        &r,
+        &format!("VAULT_TOKEN={vault}"),
+        &vault,
+        "vault-service-token",
+    );
+    let age = format!(
+        "AGE-SECRET-KEY-1{}",
+        chars("QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L", 58, 20)
+    );
+    assert_redacted(
+        &r,
+        &format!("# created: 2026\n{age}\n"),
+        &age,
+        "age-secret-key",
+    );
 }
 
 #[test]
 fn payment_keys() {
     let r = plain();
     let sk = format!("sk_live_{}", alnum(24, 21));
-    assert_redacted(&r, &format!("stripe.api_key = '{sk}'"), &sk, "stripe-secret-key");
+    assert_redacted(
+        &r,
+        &format!("stripe.api_key = '{sk}'"),
+        &sk,
+        "stripe-secret-key",
+    );
     let rk = format!("rk_live_{}", alnum(24, 22));
-    assert_redacted(&r, &format!("{rk}"), &rk, "stripe-restricted-key");
+    assert_redacted(&r, &rk.clone(), &rk, "stripe-restricted-key");
     let tw = format!("SK{}", hex(32, 23));
     assert_redacted(&r, &format!("twilio key {tw}"), &tw, "twilio-api-key");
     let sg = format!("SG.{}.{}", chars(B64URL, 22, 24), chars(B64URL, 43, 25));
@@ -188,15 +305,24 @@ fn payment_keys() {
 #[test]
 fn jwt_and_private_keys() {
     let r = plain();
-    let jwt = format!("eyJhbGciOiJSUzI1NiJ9.eyJ{}.{}", chars(B64URL, 60, 26), chars(B64URL, 86, 27));
+    let jwt = format!(
+        "eyJhbGciOiJSUzI1NiJ9.eyJ{}.{}",
+        chars(B64URL, 60, 26),
+        chars(B64URL, 86, 27)
+    );
     assert_redacted(&r, &format!("{{\"id_token_hint\":\"{jwt}\"}}"), &jwt, "jwt");
     let body: Vec<String> = (0..5).map(|i| chars(B64, 64, 28 + i)).collect();
-    let pem = format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{}\n-----END OPENSSH PRIVATE KEY-----", body.join("\n"));
+    let pem = format!(
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n{}\n-----END OPENSSH PRIVATE KEY-----",
+        body.join("\n")
+    );
     let out = r.redact(&format!("key:\n{pem}\ndone")).into_owned();
     assert_eq!(out, "key:\n[REDACTED:private-key]\ndone");
     // JSON-escaped, as in a GCP service-account file.
     let escaped = pem.replace('\n', "\\n");
-    let sa = format!("{{\"type\": \"service_account\", \"private_key\": \"{escaped}\", \"client_email\": \"x\"}}");
+    let sa = format!(
+        "{{\"type\": \"service_account\", \"private_key\": \"{escaped}\", \"client_email\": \"x\"}}"
+    );
     let out = r.redact(&sa);
     assert!(!out.contains(&body[2]), "{out}");
     // A truncated block (no END line) is still redacted.
@@ -209,11 +335,31 @@ fn assignments() {
     let r = plain();
     let cases = [
         ("password=hunter2", "hunter2", "password-assignment"),
-        ("DB_PASSWORD: \"correct horse\"", "correct", "password-assignment"),
-        ("{\"client_secret\": \"abcdEFGH1234\"}", "abcdEFGH1234", "secret-assignment"),
-        ("api_key = Zx81kkq0pLmn", "Zx81kkq0pLmn", "api-key-assignment"),
-        ("refresh_token: aB3dE5gH7jK9", "aB3dE5gH7jK9", "token-assignment"),
-        ("export MY_SERVICE_TOKEN=q1w2e3r4t5y6", "q1w2e3r4t5y6", "token-assignment"),
+        (
+            "DB_PASSWORD: \"correct horse\"",
+            "correct",
+            "password-assignment",
+        ),
+        (
+            "{\"client_secret\": \"abcdEFGH1234\"}",
+            "abcdEFGH1234",
+            "secret-assignment",
+        ),
+        (
+            "api_key = Zx81kkq0pLmn",
+            "Zx81kkq0pLmn",
+            "api-key-assignment",
+        ),
+        (
+            "refresh_token: aB3dE5gH7jK9",
+            "aB3dE5gH7jK9",
+            "token-assignment",
+        ),
+        (
+            "export MY_SERVICE_TOKEN=q1w2e3r4t5y6",
+            "q1w2e3r4t5y6",
+            "token-assignment",
+        ),
     ];
     for (text, secret, kind) in cases {
         assert_redacted(&r, text, secret, kind);
@@ -224,9 +370,19 @@ fn assignments() {
 fn url_credentials_and_dsn() {
     let r = plain();
     let pw = alnum(18, 40);
-    assert_redacted(&r, &format!("DATABASE_URL=postgres://app:{pw}@db:5432/app"), &pw, "url-credentials");
+    assert_redacted(
+        &r,
+        &format!("DATABASE_URL=postgres://app:{pw}@db:5432/app"),
+        &pw,
+        "url-credentials",
+    );
     let key = hex(32, 41);
-    assert_redacted(&r, &format!("SENTRY_DSN=https://{key}@o1.ingest.sentry.io/42"), &key, "sentry-dsn");
+    assert_redacted(
+        &r,
+        &format!("SENTRY_DSN=https://{key}@o1.ingest.sentry.io/42"),
+        &key,
+        "sentry-dsn",
+    );
 }
 
 // ---- negatives
@@ -295,11 +451,21 @@ url = "env:ALERT_WEBHOOK_URL"
 
 #[test]
 fn find_secrets_reports_only_rule_findings() {
-    let r = RedactorBuilder::new().secret("k", "known-value-123").build();
+    let r = RedactorBuilder::new()
+        .secret("k", "known-value-123")
+        .build();
     let gh = format!("ghp_{}", alnum(36, 60));
     let text = format!("token {gh} mail bob@example.com known-value-123 ip 10.1.2.3");
     let all = r.find(&text);
-    assert_eq!(all.iter().map(|f| f.category).collect::<Vec<_>>(), vec![Category::Secret, Category::Pii, Category::KnownSecret, Category::Pii]);
+    assert_eq!(
+        all.iter().map(|f| f.category).collect::<Vec<_>>(),
+        vec![
+            Category::Secret,
+            Category::Pii,
+            Category::KnownSecret,
+            Category::Pii
+        ]
+    );
     let secrets = r.find_secrets(&text);
     assert_eq!(secrets.len(), 1);
     assert_eq!(secrets[0].kind, "github-pat");
@@ -309,10 +475,15 @@ fn find_secrets_reports_only_rule_findings() {
 
 #[test]
 fn redact_borrows_when_clean_and_is_idempotent() {
-    let r = RedactorBuilder::new().secret("k", "known-value-123").build();
+    let r = RedactorBuilder::new()
+        .secret("k", "known-value-123")
+        .build();
     let clean = "nothing to see here";
     assert!(matches!(r.redact(clean), Cow::Borrowed(s) if std::ptr::eq(s, clean)));
-    let dirty = format!("a known-value-123 b ghp_{} c bob@example.com d password=hunter2", alnum(36, 61));
+    let dirty = format!(
+        "a known-value-123 b ghp_{} c bob@example.com d password=hunter2",
+        alnum(36, 61)
+    );
     let once = r.redact(&dirty).into_owned();
     assert_eq!(r.redact(&once), once);
     assert!(matches!(r.redact(&once), Cow::Borrowed(_)));
@@ -332,16 +503,25 @@ fn multibyte_text_around_matches() {
     let gh = format!("ghp_{}", alnum(36, 63));
     let text = format!("€€ clé-secrète-é ü{gh}ü 日本 bob@例え.jp mail: jörg@example.com");
     let out = r.redact(&text);
-    assert!(!out.contains("clé-secrète-é") && !out.contains(&gh), "{out}");
+    assert!(
+        !out.contains("clé-secrète-é") && !out.contains(&gh),
+        "{out}"
+    );
     assert!(out.starts_with("€€ [REDACTED:credential] ü"), "{out}");
 }
 
 #[test]
 fn failed_redactor_withholds_everything() {
-    let r = Redactor { engine: None, secrets: 0 };
+    let r = Redactor {
+        engine: None,
+        secrets: 0,
+    };
     assert!(r.is_failed());
     assert_eq!(r.redact("anything at all"), "[REDACTED:redactor-error]");
-    assert_eq!(r.redact("[REDACTED:redactor-error]"), "[REDACTED:redactor-error]");
+    assert_eq!(
+        r.redact("[REDACTED:redactor-error]"),
+        "[REDACTED:redactor-error]"
+    );
     assert_eq!(r.redact(""), "");
 }
 
@@ -356,7 +536,10 @@ fn builder_compiles_and_self_check_passes() {
 fn pii_switches() {
     let text = "mail bob@example.com call +44 20 7946 0958 card 4111 1111 1111 1111 iban DE89 3704 0044 0532 0130 00 ip 192.168.1.20 ssn 123-45-6789";
     let all = RedactorBuilder::new().build();
-    assert_eq!(kinds(&all, text), vec!["email", "phone", "credit-card", "iban", "ipv4", "ssn"]);
+    assert_eq!(
+        kinds(&all, text),
+        vec!["email", "phone", "credit-card", "iban", "ipv4", "ssn"]
+    );
     for (kind, name) in [
         (PiiKind::Email, "email"),
         (PiiKind::Phone, "phone"),
@@ -369,17 +552,25 @@ fn pii_switches() {
         let k = kinds(&r, text);
         assert!(!k.iter().any(|x| x == name), "{name} still reported: {k:?}");
         assert_eq!(k.len(), 5, "{k:?}");
-        let back = RedactorBuilder::new().pii(kind, false).pii(kind, true).build();
+        let back = RedactorBuilder::new()
+            .pii(kind, false)
+            .pii(kind, true)
+            .build();
         assert_eq!(kinds(&back, text).len(), 6);
     }
 }
 
 #[test]
 fn redact_bytes_passes_invalid_utf8_through() {
-    let r = RedactorBuilder::new().secret("k", "known-value-123").build();
+    let r = RedactorBuilder::new()
+        .secret("k", "known-value-123")
+        .build();
     let mut bytes = b"a known-value-123 \xff\xfe b".to_vec();
     bytes.extend_from_slice(b" bob@example.com");
     let out = r.redact_bytes(&bytes);
-    assert_eq!(&*out, b"a [REDACTED:credential] \xff\xfe b [REDACTED:email]".as_slice());
+    assert_eq!(
+        &*out,
+        b"a [REDACTED:credential] \xff\xfe b [REDACTED:email]".as_slice()
+    );
     assert!(matches!(r.redact_bytes(b"clean \xff"), Cow::Borrowed(_)));
 }

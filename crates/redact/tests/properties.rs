@@ -3,6 +3,10 @@
 //! (arbitrary Unicode, invalid UTF-8, multi-byte characters next to
 //! matches) makes the redactor panic. The fuzz target checks the same
 //! properties with coverage guidance when a nightly toolchain is at hand.
+#![expect(
+    clippy::expect_used,
+    reason = "test setup outside #[test] fns: a failure is the point of a test"
+)]
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -20,13 +24,15 @@ const SECRET_COUNT: usize = 64;
 /// Characters secrets are drawn from: ASCII, symbols that need escaping in
 /// JSON or URLs, and multi-byte characters.
 const SECRET_CHARS: &[char] = &[
-    'a', 'b', 'c', 'x', 'y', 'z', 'A', 'Q', 'Z', '0', '1', '7', '9', '-', '_', '.', '~', '!', '#', '%', '&', '*',
-    '+', '/', '=', '@', '"', '\\', ' ', 'é', 'ß', '€', '日', '🙂',
+    'a', 'b', 'c', 'x', 'y', 'z', 'A', 'Q', 'Z', '0', '1', '7', '9', '-', '_', '.', '~', '!', '#',
+    '%', '&', '*', '+', '/', '=', '@', '"', '\\', ' ', 'é', 'ß', '€', '日', '🙂',
 ];
 
 /// Characters no redaction marker contains, one of which every secret
 /// holds, so a marker can never spell a secret.
-const NON_MARKER: &[char] = &['!', '#', '%', '&', '*', '+', '/', '=', '@', '"', '\\', 'é', '€'];
+const NON_MARKER: &[char] = &[
+    '!', '#', '%', '&', '*', '+', '/', '=', '@', '"', '\\', 'é', '€',
+];
 
 fn xorshift(state: &mut u64) -> u64 {
     *state ^= *state << 13;
@@ -40,10 +46,17 @@ static SECRETS: LazyLock<Vec<String>> = LazyLock::new(|| {
     (0..SECRET_COUNT)
         .map(|_| {
             let len = 4 + (xorshift(&mut state) % 36) as usize;
-            let mut s: String =
-                (0..len).map(|_| SECRET_CHARS[(xorshift(&mut state) % SECRET_CHARS.len() as u64) as usize]).collect();
-            let pos = s.char_indices().nth((xorshift(&mut state) % 3) as usize).map_or(0, |(i, _)| i);
-            s.insert(pos, NON_MARKER[(xorshift(&mut state) % NON_MARKER.len() as u64) as usize]);
+            let mut s: String = (0..len)
+                .map(|_| SECRET_CHARS[(xorshift(&mut state) % SECRET_CHARS.len() as u64) as usize])
+                .collect();
+            let pos = s
+                .char_indices()
+                .nth((xorshift(&mut state) % 3) as usize)
+                .map_or(0, |(i, _)| i);
+            s.insert(
+                pos,
+                NON_MARKER[(xorshift(&mut state) % NON_MARKER.len() as u64) as usize],
+            );
             s
         })
         .collect()
@@ -53,7 +66,9 @@ static REDACTOR: LazyLock<Redactor> = LazyLock::new(|| {
     SECRETS
         .iter()
         .enumerate()
-        .fold(RedactorBuilder::new(), |b, (i, s)| b.secret(&format!("s{i}"), s))
+        .fold(RedactorBuilder::new(), |b, (i, s)| {
+            b.secret(&format!("s{i}"), s)
+        })
         .try_build()
         .expect("redactor builds")
 });
@@ -76,7 +91,8 @@ fn encode(secret: &str, how: usize) -> String {
 /// Surrounding text: letters, digits, punctuation, whitespace and
 /// multi-byte characters, including characters that join onto encodings.
 fn filler() -> impl Strategy<Value = String> {
-    proptest::string::string_regex("[a-zA-Z0-9 .,:;=\"'/@+_\\-\\n\\t€é日🙂%\\[\\]{}]{0,80}").expect("valid regex")
+    proptest::string::string_regex("[a-zA-Z0-9 .,:;=\"'/@+_\\-\\n\\t€é日🙂%\\[\\]{}]{0,80}")
+        .expect("valid regex")
 }
 
 /// Snippets that look like the things the rules and detectors look for.

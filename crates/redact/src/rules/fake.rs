@@ -47,5 +47,12 @@ pub(crate) fn hex(n: usize, seed: u64) -> String {
 
 /// A UUID-shaped string of lower-case hex.
 pub(crate) fn uuid(seed: u64) -> String {
-    format!("{}-{}-{}-{}-{}", hex(8, seed), hex(4, seed + 1), hex(4, seed + 2), hex(4, seed + 3), hex(12, seed + 4))
+    format!(
+        "{}-{}-{}-{}-{}",
+        hex(8, seed),
+        hex(4, seed + 1),
+        hex(4, seed + 2),
+        hex(4, seed + 3),
+        hex(12, seed + 4)
+    )
 }
