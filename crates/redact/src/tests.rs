@@ -135,35 +135,35 @@ fn ai_provider_keys() {
         chars(B64URL, 74, 2)
     );
     assert_redacted(
-        &r,
+        r,
         &format!("OPENAI_API_KEY={openai}\n"),
         &openai,
         "openai-project-api-key",
     );
     let legacy = format!("sk-{}", alnum(48, 3));
     assert_redacted(
-        &r,
+        r,
         &format!("{{\"key\": \"{legacy}\"}}"),
         &legacy,
         "openai-api-key",
     );
     let ant = format!("sk-ant-api03-{}AA", chars(B64URL, 93, 4));
     assert_redacted(
-        &r,
+        r,
         &format!("curl -H 'x-api-key: {ant}' https://api.anthropic.com"),
         &ant,
         "anthropic-api-key",
     );
     let hf = format!("hf_{}", alnum(34, 5));
     assert_redacted(
-        &r,
+        r,
         &format!("token is {hf}."),
         &hf,
         "huggingface-access-token",
     );
     let gcp = format!("AIza{}", chars(B64URL, 35, 6));
     assert_redacted(
-        &r,
+        r,
         &format!("https://maps.googleapis.com/?key={gcp}&q=1"),
         &gcp,
         "gcp-api-key",
@@ -182,22 +182,17 @@ fn github_and_gitlab_tokens() {
     ] {
         let t = format!("{prefix}{}", alnum(36, 7));
         assert_redacted(
-            &r,
+            r,
             &format!("git push https://x-access-token:{t}@github.com/o/r"),
             &t,
             kind,
         );
-        assert_redacted(&r, &format!("GITHUB_TOKEN={t}"), &t, kind);
+        assert_redacted(r, &format!("GITHUB_TOKEN={t}"), &t, kind);
     }
     let fine = format!("github_pat_{}_{}", alnum(22, 8), alnum(59, 9));
-    assert_redacted(
-        &r,
-        &format!("pat: {fine}"),
-        &fine,
-        "github-fine-grained-pat",
-    );
+    assert_redacted(r, &format!("pat: {fine}"), &fine, "github-fine-grained-pat");
     let gl = format!("glpat-{}", alnum(20, 10));
-    assert_redacted(&r, &format!("PRIVATE-TOKEN: {gl}"), &gl, "gitlab-pat");
+    assert_redacted(r, &format!("PRIVATE-TOKEN: {gl}"), &gl, "gitlab-pat");
 }
 
 #[test]
@@ -209,20 +204,20 @@ fn chat_and_messaging_tokens() {
         "1234567890123",
         alnum(24, 11)
     );
-    assert_redacted(&r, &format!("slack bot {bot} ok"), &bot, "slack-bot-token");
+    assert_redacted(r, &format!("slack bot {bot} ok"), &bot, "slack-bot-token");
     let hook = format!(
         "https://hooks.slack.com/services/T0000/B0000/{}",
         alnum(24, 12)
     );
     assert_redacted(
-        &r,
+        r,
         &format!("webhook = \"{hook}\""),
         &hook,
         "slack-webhook-url",
     );
     let tg = format!("1234567890:AA{}", chars(B64URL, 33, 13));
     assert_redacted(
-        &r,
+        r,
         &format!("https://api.telegram.org/bot{tg}/sendMessage"),
         &tg,
         "telegram-bot-api-token",
@@ -231,10 +226,10 @@ fn chat_and_messaging_tokens() {
         "https://discord.com/api/webhooks/123456789012345678/{}",
         chars(B64URL, 68, 14)
     );
-    assert_redacted(&r, &format!("POST {dh}"), &dh, "discord-webhook-url");
+    assert_redacted(r, &format!("POST {dh}"), &dh, "discord-webhook-url");
     let masto = chars(B64URL, 43, 15);
     assert_redacted(
-        &r,
+        r,
         &format!("Authorization: Bearer {masto}"),
         &masto,
         "bearer-token",
@@ -246,28 +241,28 @@ fn cloud_keys() {
     let r = plain();
     let akia = format!("AKIA{}", chars("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16, 16));
     assert_redacted(
-        &r,
+        r,
         &format!("aws_access_key_id = {akia}"),
         &akia,
         "aws-access-key-id",
     );
     let secret = chars(B64, 40, 17);
     assert_redacted(
-        &r,
+        r,
         &format!("aws_secret_access_key = {secret}"),
         &secret,
         "aws-secret-access-key",
     );
     let dop = format!("dop_v1_{}", hex(64, 18));
     assert_redacted(
-        &r,
+        r,
         &format!("DIGITALOCEAN_TOKEN={dop}"),
         &dop,
         "digitalocean-pat",
     );
     let vault = format!("hvs.{}", chars(B64URL, 95, 19));
     assert_redacted(
-        &r,
+        r,
         &format!("VAULT_TOKEN={vault}"),
         &vault,
         "vault-service-token",
@@ -277,7 +272,7 @@ fn cloud_keys() {
         chars("QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L", 58, 20)
     );
     assert_redacted(
-        &r,
+        r,
         &format!("# created: 2026\n{age}\n"),
         &age,
         "age-secret-key",
@@ -289,17 +284,17 @@ fn payment_keys() {
     let r = plain();
     let sk = format!("sk_live_{}", alnum(24, 21));
     assert_redacted(
-        &r,
+        r,
         &format!("stripe.api_key = '{sk}'"),
         &sk,
         "stripe-secret-key",
     );
     let rk = format!("rk_live_{}", alnum(24, 22));
-    assert_redacted(&r, &rk.clone(), &rk, "stripe-restricted-key");
+    assert_redacted(r, &rk.clone(), &rk, "stripe-restricted-key");
     let tw = format!("SK{}", hex(32, 23));
-    assert_redacted(&r, &format!("twilio key {tw}"), &tw, "twilio-api-key");
+    assert_redacted(r, &format!("twilio key {tw}"), &tw, "twilio-api-key");
     let sg = format!("SG.{}.{}", chars(B64URL, 22, 24), chars(B64URL, 43, 25));
-    assert_redacted(&r, &format!("SENDGRID={sg}"), &sg, "sendgrid-api-token");
+    assert_redacted(r, &format!("SENDGRID={sg}"), &sg, "sendgrid-api-token");
 }
 
 #[test]
@@ -310,7 +305,7 @@ fn jwt_and_private_keys() {
         chars(B64URL, 60, 26),
         chars(B64URL, 86, 27)
     );
-    assert_redacted(&r, &format!("{{\"id_token_hint\":\"{jwt}\"}}"), &jwt, "jwt");
+    assert_redacted(r, &format!("{{\"id_token_hint\":\"{jwt}\"}}"), &jwt, "jwt");
     let body: Vec<String> = (0..5).map(|i| chars(B64, 64, 28 + i)).collect();
     let pem = format!(
         "-----BEGIN OPENSSH PRIVATE KEY-----\n{}\n-----END OPENSSH PRIVATE KEY-----",
@@ -362,7 +357,7 @@ fn assignments() {
         ),
     ];
     for (text, secret, kind) in cases {
-        assert_redacted(&r, text, secret, kind);
+        assert_redacted(r, text, secret, kind);
     }
 }
 
@@ -371,14 +366,14 @@ fn url_credentials_and_dsn() {
     let r = plain();
     let pw = alnum(18, 40);
     assert_redacted(
-        &r,
+        r,
         &format!("DATABASE_URL=postgres://app:{pw}@db:5432/app"),
         &pw,
         "url-credentials",
     );
     let key = hex(32, 41);
     assert_redacted(
-        &r,
+        r,
         &format!("SENTRY_DSN=https://{key}@o1.ingest.sentry.io/42"),
         &key,
         "sentry-dsn",
