@@ -88,7 +88,8 @@ max_identical = 0
     let dmax = max_rps(&direct, 64, phase).await;
     let smax = max_rps(&through, 64, phase).await;
     let llm_direct = Target { url: format!("{}/v1/chat/completions", mock.base_url()), ..direct.clone() };
-    let llm_through = Target { url: format!("http://{}/llm/openai/v1/chat/completions", daemon.addr()), ..through.clone() };
+    let llm_through =
+        Target { url: format!("http://{}/llm/openai/v1/chat/completions", daemon.addr()), ..through.clone() };
     let dstream = streams(&llm_direct, 200).await;
     let sstream = streams(&llm_through, 200).await;
 
@@ -115,10 +116,31 @@ max_identical = 0
     );
     println!("| max RPS, 64 concurrent | {:.0} | {:.0} | |", dmax.0, smax.0);
     println!("| p99 latency at max RPS | {:.3} ms | {:.3} ms | |", dmax.1, smax.1);
-    println!("| SSE time to first byte p50, 200 concurrent streams | {:.3} ms | {:.3} ms | {:.3} ms |", dstream.ttfb.p(50.0), sstream.ttfb.p(50.0), sstream.ttfb.p(50.0) - dstream.ttfb.p(50.0));
-    println!("| SSE time to first byte p99, 200 concurrent streams | {:.3} ms | {:.3} ms | {:.3} ms |", dstream.ttfb.p(99.0), sstream.ttfb.p(99.0), sstream.ttfb.p(99.0) - dstream.ttfb.p(99.0));
-    println!("| SSE gap between chunks p99 (mock paces 10 ms) | {:.3} ms | {:.3} ms | {:.3} ms |", dstream.gap.p(99.0), sstream.gap.p(99.0), sstream.gap.p(99.0) - dstream.gap.p(99.0));
-    println!("| streams completed | {} ({} errors) | {} ({} errors) | |", dstream.ttfb.lat.len(), dstream.ttfb.errors, sstream.ttfb.lat.len(), sstream.ttfb.errors);
+    println!(
+        "| SSE time to first byte p50, 200 concurrent streams | {:.3} ms | {:.3} ms | {:.3} ms |",
+        dstream.ttfb.p(50.0),
+        sstream.ttfb.p(50.0),
+        sstream.ttfb.p(50.0) - dstream.ttfb.p(50.0)
+    );
+    println!(
+        "| SSE time to first byte p99, 200 concurrent streams | {:.3} ms | {:.3} ms | {:.3} ms |",
+        dstream.ttfb.p(99.0),
+        sstream.ttfb.p(99.0),
+        sstream.ttfb.p(99.0) - dstream.ttfb.p(99.0)
+    );
+    println!(
+        "| SSE gap between chunks p99 (mock paces 10 ms) | {:.3} ms | {:.3} ms | {:.3} ms |",
+        dstream.gap.p(99.0),
+        sstream.gap.p(99.0),
+        sstream.gap.p(99.0) - dstream.gap.p(99.0)
+    );
+    println!(
+        "| streams completed | {} ({} errors) | {} ({} errors) | |",
+        dstream.ttfb.lat.len(),
+        dstream.ttfb.errors,
+        sstream.ttfb.lat.len(),
+        sstream.ttfb.errors
+    );
     daemon.shutdown().await;
     mock.shutdown().await;
 }
