@@ -59,8 +59,10 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
 /// Every token-shaped literal anywhere in the text (values, comments, keys):
 /// a secret in a config file ends up in git, backups and screenshots.
 fn literal_secrets(source: &str) -> Vec<Problem> {
-    redact::RedactorBuilder::new()
-        .build()
+    // Compiling the rule set is the expensive part: once per process.
+    static SCANNER: std::sync::OnceLock<redact::Redactor> = std::sync::OnceLock::new();
+    SCANNER
+        .get_or_init(|| redact::RedactorBuilder::new().build())
         .find_secrets(source)
         .into_iter()
         .filter(|finding| !is_credential_reference(source, finding))
