@@ -4,7 +4,8 @@
 //! - [`config`]: `steward.toml` → validated [`config::Config`] (two stages, spanned errors).
 //! - [`secrets`]: resolves credential references (`env:`, `file:`) into secret values.
 //! - [`store`]: the SQLite store: call journal, persistent rate windows, kill switch.
-//! - [`audit`]: the JSON-lines audit log: writer, rotation, retention.
+//! - [`audit`]: the JSON-lines audit log, and the rotating line files (writer, rotation,
+//!   retention) it shares with the agent's captured output.
 //! - [`policy`]: tool identification (method + path rules) and input normalization.
 //! - [`pipeline`]: the one pipeline every front door feeds a [`pipeline::Call`] into.
 //! - [`gateway`]: the HTTP server and the `/api/{upstream}` front door; forwarding and retries.
