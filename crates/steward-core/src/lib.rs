@@ -9,13 +9,17 @@
 //! - [`policy`]: tool identification (method + path rules) and input normalization.
 //! - [`pipeline`]: the one pipeline every front door feeds a [`pipeline::Call`] into.
 //! - [`gateway`]: the HTTP server and the `/api/{upstream}` front door; forwarding and retries.
+//! - [`supervisor`]: runs the agent process: restarts, crash loop, kill switch, output capture.
+//! - [`events`]: the daemon's event bus (agent lifecycle, kill switch) for alerts and metrics.
 //! - [`daemon`]: `steward run`: startup, the daemon lock, background tasks, shutdown.
 
 pub mod audit;
 pub mod config;
 pub mod daemon;
+pub mod events;
 pub mod gateway;
 pub mod pipeline;
 pub mod policy;
 pub mod secrets;
 pub mod store;
+pub mod supervisor;

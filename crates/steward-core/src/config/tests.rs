@@ -693,7 +693,12 @@ fn every_validation_error_points_at_the_value_and_says_the_fix() {
             "is one word with spaces; steward runs it without a shell",
             "command = [\"python3\", \"agent.py\"]",
         ),
-        case(format!("{MINIMAL}command = [\"\", \"x\"]\n"), (3, 12), "the program in command is empty", "start the list"),
+        case(
+            format!("{MINIMAL}command = [\"\", \"x\"]\n"),
+            (3, 12),
+            "the program in command is empty",
+            "start the list",
+        ),
         case(
             format!("{MINIMAL}command = [\"a\"]\nenv = {{ STEWARD_TOKEN = \"x\" }}\n"),
             (4, 9),

@@ -50,14 +50,8 @@ pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_MIN_UPTIME: Duration = Duration::from_secs(10);
 /// Variables steward itself gives the agent (its URL and its steward token under
 /// the names SDKs read); `[agent] env` may not set them.
-pub const AGENT_ENV_SET_BY_STEWARD: &[&str] = &[
-    "STEWARD_URL",
-    "STEWARD_TOKEN",
-    "OPENAI_BASE_URL",
-    "OPENAI_API_KEY",
-    "ANTHROPIC_BASE_URL",
-    "ANTHROPIC_API_KEY",
-];
+pub const AGENT_ENV_SET_BY_STEWARD: &[&str] =
+    &["STEWARD_URL", "STEWARD_TOKEN", "OPENAI_BASE_URL", "OPENAI_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY"];
 
 /// Default `auth.header`.
 pub const DEFAULT_AUTH_HEADER: &str = "Authorization";
