@@ -3,7 +3,6 @@
 //! real `steward run` child process, and the leak check every test ends with.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
-
 #![allow(dead_code, unused_imports, reason = "each test file uses a different part of the harness")]
 
 use std::io::Write;
