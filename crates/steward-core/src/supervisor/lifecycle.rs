@@ -215,6 +215,7 @@ impl Supervisor {
                 }
                 Some(ok) = next_health(&mut health) => {
                     if ok {
+                        confirmed = true;
                         healthy_since.get_or_insert_with(Instant::now);
                         if self.status.healthy != Some(true) {
                             self.status.healthy = Some(true);
@@ -222,11 +223,16 @@ impl Supervisor {
                         }
                     } else {
                         healthy_since = None;
-                        if self.status.healthy != Some(false) {
+                        let changed = self.status.healthy != Some(false);
+                        self.status.healthy = Some(false);
+                        self.stats.up.store(false, Ordering::Relaxed);
+                        // A starting agent gets min_uptime to open its health endpoint.
+                        let grace_over = confirmed || started_at.elapsed() >= min_uptime;
+                        if grace_over && self.down_since_ms.is_none() {
                             tracing::warn!(pid, "agent health check failing");
-                            self.status.healthy = Some(false);
-                            self.stats.up.store(false, Ordering::Relaxed);
                             self.outage(now_ms());
+                            self.publish().await;
+                        } else if changed {
                             self.publish().await;
                         }
                     }

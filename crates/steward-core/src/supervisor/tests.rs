@@ -503,11 +503,14 @@ async fn health_server(healthy: Arc<AtomicBool>) -> String {
 async fn health_checks_drive_running_down_and_up() {
     let healthy = Arc::new(AtomicBool::new(false));
     let url = health_server(Arc::clone(&healthy)).await;
-    let mut h = Harness::start(&format!("{}\nhealth_url = \"{url}\"", sh("exec sleep 1000"))).await;
+    let agent = format!("{}\nhealth_url = \"{url}\"\nmin_uptime = \"300ms\"", sh("exec sleep 1000"));
+    let started = Instant::now();
+    let mut h = Harness::start(&agent).await;
     h.events_until(|e| matches!(e, Event::AgentStarted { .. })).await;
-    // Failing from the start: down, still "starting".
+    // Failing from the start: down once min_uptime (the startup grace) is over, still "starting".
     let events = h.events_until(|e| matches!(e, Event::AgentDown { .. })).await;
     assert_eq!(events.len(), 1);
+    assert!(started.elapsed() >= Duration::from_millis(300), "an outage opened during the startup grace");
     let status = h.status_until(|s| s.healthy == Some(false)).await;
     assert_eq!(status.state, AgentState::Starting);
     assert!(!h.stats.snapshot().up);

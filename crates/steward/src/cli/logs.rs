@@ -4,7 +4,9 @@
 //! `-n` reads backwards from the end, across rotated files, so it costs the
 //! lines shown, not the size of the log. `-f` then polls the active file and
 //! follows it across rotation: when `agent.log` names a new file, the old one
-//! is read to its end first, so no line is skipped or shown twice.
+//! is read to its end first, then every file rotated since (a burst can
+//! rotate several times between two polls), then the new one, so no line is
+//! skipped or shown twice.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -79,33 +81,70 @@ pub fn run(path: &Path, command: LogsCommand) -> Result<ExitCode, CliError> {
     }
     let mut pending = Vec::new();
     loop {
-        if let Some(file) = current.as_mut() {
-            pos += read_from(file, pos, &mut pending)?;
-            if !print_complete(&mut out, &mut pending) {
-                return Ok(ExitCode::from(exit::OK));
+        let Some(file) = current.as_mut() else {
+            if let Some((file, _)) = open_active(&active)? {
+                current = Some(file);
+                pos = 0;
+                continue;
             }
-            let rotated = match (std::fs::metadata(&active), file.metadata()) {
-                (Ok(now), Ok(open)) => (now.dev(), now.ino()) != (open.dev(), open.ino()),
-                _ => false,
-            };
-            if rotated {
-                // The writer renamed it: finish the old file, then start the new one from its first byte.
-                read_from(file, pos, &mut pending)?;
-                if !print_complete(&mut out, &mut pending) {
-                    return Ok(ExitCode::from(exit::OK));
-                }
-                current = None;
-            }
+            std::thread::sleep(FOLLOW_POLL);
+            continue;
+        };
+        pos += read_from(file, pos, &mut pending)?;
+        if !print_complete(&mut out, &mut pending) {
+            return Ok(ExitCode::from(exit::OK));
         }
-        if current.is_none()
-            && let Some((file, _)) = open_active(&active)?
-        {
-            current = Some(file);
-            pos = 0;
+        let old_id = file_id(&file.metadata().context("cannot stat agent.log")?);
+        let rotated = std::fs::metadata(&active).is_ok_and(|now| file_id(&now) != old_id);
+        if !rotated {
+            std::thread::sleep(FOLLOW_POLL);
             continue;
         }
-        std::thread::sleep(FOLLOW_POLL);
+        // The writer renamed it: finish the old file, then every file rotated
+        // after it (several rotations can happen between two polls), then the
+        // new active file from its first byte.
+        read_from(file, pos, &mut pending)?;
+        let Some((next, _)) = open_active(&active)? else { continue };
+        let next_id = file_id(&next.metadata().context("cannot stat agent.log")?);
+        for path in rotated_between(&dir, old_id, next_id)? {
+            pending.extend(std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?);
+        }
+        if !print_complete(&mut out, &mut pending) {
+            return Ok(ExitCode::from(exit::OK));
+        }
+        current = Some(next);
+        pos = 0;
     }
+}
+
+/// Device and inode: what a file is, whatever its name now.
+fn file_id(meta: &std::fs::Metadata) -> (u64, u64) {
+    (meta.dev(), meta.ino())
+}
+
+/// Rotated agent files, oldest first, strictly after the file `after` and
+/// before the file `before` (which may not be rotated yet).
+fn rotated_between(dir: &Path, after: (u64, u64), before: (u64, u64)) -> anyhow::Result<Vec<PathBuf>> {
+    let rotated = rotated_files(dir)?;
+    let ids: Vec<Option<(u64, u64)>> = rotated.iter().map(|p| std::fs::metadata(p).ok().map(|m| file_id(&m))).collect();
+    let Some(start) = ids.iter().position(|id| *id == Some(after)) else {
+        anstream::eprintln!("steward: the log rotated away before it was read to the end; some lines may be missing");
+        return Ok(Vec::new());
+    };
+    let end = ids.iter().position(|id| *id == Some(before)).unwrap_or(rotated.len());
+    Ok(rotated.get(start + 1..end.max(start + 1)).unwrap_or_default().to_vec())
+}
+
+/// Rotated agent files, oldest first (their names carry the rotation time).
+fn rotated_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut rotated: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| AGENT.is_rotated(n)))
+        .collect();
+    rotated.sort();
+    Ok(rotated)
 }
 
 /// The active file and its length; `None` when it does not exist (yet).
@@ -159,14 +198,7 @@ fn tail(file: &File, len: u64, n: usize) -> anyhow::Result<Vec<String>> {
 
 /// The last `n` lines of the rotated files, oldest first.
 fn older_lines(dir: &Path, n: usize) -> anyhow::Result<Vec<String>> {
-    let mut rotated: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot list {}", dir.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| AGENT.is_rotated(n)))
-        .collect();
-    // Rotated names carry the rotation time, so name order is age order.
-    rotated.sort();
+    let rotated = rotated_files(dir)?;
     let mut out: Vec<String> = Vec::new();
     for path in rotated.iter().rev() {
         if out.len() >= n {

@@ -56,19 +56,20 @@ pub fn resume(path: &Path, _args: ResumeArgs) -> Result<ExitCode, CliError> {
         let fatal = supervisor::request_resume(&store, now).await.context("cannot clear the agent's hold")?;
         Ok::<_, anyhow::Error>((previous, fatal))
     })?;
-    if let Some(fatal) = fatal {
-        anstream::println!("the agent's crash-loop hold is cleared (was: {})", fatal.reason);
-    }
-    if config.agent.process.is_some() && running_pid(&config.state.dir).is_some() {
-        anstream::println!("the running daemon starts the agent again");
-    }
+
     if previous.engaged {
         anstream::println!(
             "kill switch released (was: {}); calls are allowed again",
             previous.reason.unwrap_or_default()
         );
     } else {
-        anstream::println!("kill switch was not engaged; nothing changed");
+        anstream::println!("kill switch was not engaged");
+    }
+    if let Some(fatal) = fatal {
+        anstream::println!("the agent's crash-loop hold is cleared (was: {})", fatal.reason);
+    }
+    if config.agent.process.is_some() && running_pid(&config.state.dir).is_some() {
+        anstream::println!("the running daemon starts the agent again");
     }
     Ok(ExitCode::from(exit::OK))
 }
