@@ -35,7 +35,7 @@ pub struct Stopped {
 /// Sends `signal` to every process in group `pgid`. Returns false when the
 /// group no longer exists.
 pub fn signal_group(pgid: u32, signal: Signal) -> bool {
-    let Ok(raw) = i32::try_from(pgid) else { return false };
+    let Some(raw) = group_id(pgid) else { return false };
     match killpg(Pid::from_raw(raw), signal) {
         Ok(()) => true,
         Err(nix::errno::Errno::ESRCH) => false,
@@ -46,9 +46,15 @@ pub fn signal_group(pgid: u32, signal: Signal) -> bool {
     }
 }
 
+/// `pgid` as a process group id that is safe to signal: never 0 (`killpg(0)`
+/// would signal steward's own group) nor 1 (init).
+fn group_id(pgid: u32) -> Option<i32> {
+    i32::try_from(pgid).ok().filter(|&id| id > 1 && u32::try_from(id).ok() != Some(std::process::id()))
+}
+
 /// Pids of group `pgid`'s members that are still alive (zombies excluded).
 pub fn live_members(pgid: u32) -> Vec<u32> {
-    let Ok(raw) = i32::try_from(pgid) else { return Vec::new() };
+    let Some(raw) = group_id(pgid) else { return Vec::new() };
     // Signal 0 checks existence: the cheap answer when the group is gone.
     if killpg(Pid::from_raw(raw), None) == Err(nix::errno::Errno::ESRCH) {
         return Vec::new();
@@ -119,5 +125,21 @@ async fn wait_empty(pgid: u32, deadline: Instant) -> bool {
             return false;
         }
         tokio::time::sleep_until((Instant::now() + GROUP_POLL).min(deadline)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steward_never_signals_its_own_group_or_init() {
+        assert_eq!(group_id(0), None);
+        assert_eq!(group_id(1), None);
+        assert_eq!(group_id(std::process::id()), None);
+        assert_eq!(group_id(u32::MAX), None);
+        assert_eq!(group_id(4242), Some(4242));
+        assert!(!signal_group(0, Signal::SIGTERM));
+        assert!(live_members(0).is_empty());
     }
 }

@@ -141,8 +141,8 @@ pub fn render(redactor: &redact::Redactor, raw: &[u8], dropped: usize) -> String
     out
 }
 
-/// `text` with control characters other than tab written as `\xNN` (and a
-/// backslash before them doubled is not needed: the log is for reading, not parsing).
+/// `text` with control characters other than tab written as `\xNN`: the
+/// log is read by people in terminals, and the agent must not drive them.
 fn escape_controls(text: &str) -> Cow<'_, str> {
     if !text.chars().any(|c| c.is_control() && c != '\t') {
         return Cow::Borrowed(text);
