@@ -84,9 +84,12 @@ pub fn exec_agent(parent: u32, command: &[OsString]) -> std::io::Error {
 /// Everything needed to start one run of the agent, prepared (and checked)
 /// once at daemon startup.
 pub(super) struct LaunchSpec {
+    /// Command, workdir, grace and the rest of `[agent]`.
     pub process: AgentProcess,
-    /// The complete environment, in the order it was built.
+    /// The complete environment, in the order it was built. Values are
+    /// secrets (the agent token), so they are never printed.
     env: Vec<(String, SecretString)>,
+    /// Direct, or through the parent-death-signal trampoline.
     launcher: Launcher,
 }
 

@@ -46,9 +46,13 @@ enum End {
 
 /// An exit as the supervisor reports it.
 struct ExitReport {
+    /// Exit code, when it exited on its own.
     code: Option<i32>,
+    /// Signal that ended it.
     signal: Option<i32>,
+    /// How long it ran.
     uptime: Duration,
+    /// How long it had been continuously healthy at the end (resets the backoff).
     healthy_for: Duration,
     /// The process could not even be started.
     spawn_error: Option<String>,

@@ -169,9 +169,13 @@ impl Default for SupervisorSettings {
 /// Counters for metrics, readable from any thread without a lock.
 #[derive(Debug, Default)]
 pub struct SupervisorStats {
+    /// The agent runs and is confirmed up (healthy).
     up: AtomicBool,
+    /// Processes spawned.
     starts: AtomicU64,
+    /// Spawns that followed an exit (not a resume or a released kill switch).
     restarts: AtomicU64,
+    /// Loop iterations: the systemd watchdog's proof of life.
     ticks: AtomicU64,
 }
 
@@ -228,14 +232,23 @@ pub struct SupervisorInit<'a> {
 /// The supervisor of one agent. Build it with [`Supervisor::new`], then run
 /// [`Supervisor::run`] as a daemon task until shutdown.
 pub struct Supervisor {
+    /// How to start the agent; `None` without `[agent] command` (disabled).
     spec: Option<launch::LaunchSpec>,
+    /// `[agent] health_url`, if any.
     health: Option<health::HealthCheck>,
+    /// `agent.log`; shared with the capture tasks of the current run.
     log: Option<Arc<LineLog>>,
+    /// Applied to every captured line.
     redactor: SharedRedactor,
+    /// Kill switch, published status, crash-loop record, resume requests.
     store: Store,
+    /// Where lifecycle events go.
     events: EventBus,
+    /// Counters shared with metrics and the systemd watchdog.
     stats: Arc<SupervisorStats>,
+    /// Timing.
     settings: SupervisorSettings,
+    /// Backoff and crash-loop memory.
     policy: RestartPolicy,
     /// The kill switch as last read; `None` before the first read.
     kill: Option<KillState>,
