@@ -62,11 +62,11 @@ enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Run the gateway in the foreground (logs to stderr; Ctrl-C or SIGTERM stops it cleanly).
+    /// Run the gateway (and the agent, with [agent] command) in the foreground (logs to stderr; Ctrl-C or SIGTERM stops it cleanly).
     Run(run::Args),
-    /// Engage the kill switch: every call is refused until `steward resume`. Works with or without a running daemon.
+    /// Engage the kill switch: every call is refused and the agent stopped until `steward resume`. Works with or without a running daemon.
     Stop(stop::StopArgs),
-    /// Release the kill switch.
+    /// Release the kill switch, and clear a crash-loop hold: the agent starts again.
     Resume(stop::ResumeArgs),
     /// Show recent calls, newest first.
     Last(last::Args),
