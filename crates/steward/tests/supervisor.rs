@@ -288,3 +288,38 @@ async fn agent_logs_are_redacted_rotated_tailed_and_followed() {
     env.stop(false);
     env.assert_no_secret_leaked();
 }
+
+// Multi-threaded: the mock upstream runs on this runtime while the test blocks in waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_quickstart_agent_runs_supervised_until_the_loop_breaker_stops_it() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart/agent.py");
+    let script = script.canonicalize().unwrap();
+    assert!(
+        std::process::Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success()),
+        "python3 is needed to run examples/quickstart/agent.py"
+    );
+    let agent = format!("command = [\"python3\", {}]\nmin_uptime = \"1s\"", toml_string(script.to_str().unwrap()));
+    let mut env = Env::with_agent(&agent, "").await;
+    env.start();
+    // The loop breaker engages the kill switch; the supervisor then stops the idling agent.
+    let status =
+        wait_status(&env, |s| s["state"] == "stopped" && s["kill_switch"]["engaged"] == true && s["pid"].is_null());
+    assert_eq!(status["kill_switch"]["source"], "loop_breaker");
+    assert!(status["reason"].as_str().unwrap().contains("loop detected: read_status"), "{status:#}");
+    let out = env.steward(&["logs", "agent", "-n", "100"]);
+    let log = text(&out.stdout);
+    assert!(log.contains("stdout example agent talking to http://127.0.0.1:"), "{log}");
+    assert!(log.contains("-> 200 1"), "{log}");
+    assert!(log.contains("-> 403 loop_detected"), "{log}");
+    assert!(log.contains("post 'are you still there?'  -> 403 killed"), "{log}");
+    assert!(log.contains("scenario done; idling until steward stops me"), "{log}");
+    // Every call went through steward with the steward token; the upstream only saw the real one.
+    assert!(
+        env.mock
+            .requests()
+            .iter()
+            .all(|r| r.header("authorization") == Some(format!("Bearer {CANARY_TOKEN}").as_str()))
+    );
+    env.stop(false);
+    env.assert_no_secret_leaked();
+}
