@@ -99,7 +99,13 @@ impl PiiPattern {
             }
             Self::Card => valid_card(cand) && !digit_follows_sep && before != Some(b'.'),
             Self::Iban => return iban_end(text, m.start).map(|end| m.start..end),
-            Self::Ipv4 => !matches!(before, Some(b'.')) && !digit_follows_sep,
+            // Loopback and unspecified addresses name no one: keeping them
+            // readable keeps "talking to http://127.0.0.1:7600" useful in logs.
+            Self::Ipv4 => {
+                !matches!(before, Some(b'.'))
+                    && !digit_follows_sep
+                    && std::net::Ipv4Addr::from_str(cand).is_ok_and(|ip| !ip.is_loopback() && !ip.is_unspecified())
+            }
             Self::Ipv6 => return ipv6_range(text, m),
             Self::Ssn => valid_ssn(cand) && !digit_follows_sep && !matches!(before, Some(b'-' | b'.')),
         };
@@ -312,7 +318,11 @@ fn ipv6_range(text: &str, m: Range<usize>) -> Option<Range<usize>> {
         && !after.is_some_and(|b| b.is_ascii_alphanumeric() || *b == b':' || *b == b'_');
     let shaped = cand.contains("::") || cand.bytes().filter(|b| *b == b':').count() == 7;
     let has_digit = cand.bytes().any(|b| b.is_ascii_hexdigit());
-    (delimited && shaped && has_digit && std::net::Ipv6Addr::from_str(cand).is_ok()).then_some(m.start..end)
+    (delimited
+        && shaped
+        && has_digit
+        && std::net::Ipv6Addr::from_str(cand).is_ok_and(|ip| !ip.is_loopback() && !ip.is_unspecified()))
+    .then_some(m.start..end)
 }
 
 #[cfg(test)]

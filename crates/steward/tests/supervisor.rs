@@ -210,11 +210,13 @@ async fn the_agent_environment_holds_the_steward_token_and_no_credential() {
 
 #[tokio::test]
 async fn a_credential_in_agent_env_refuses_to_start_with_the_config_exit_code() {
-    let env = Env::with_agent(&format!("{}\nenv = {{ TOKEN = \"{CANARY_TOKEN}\" }}", sh("true")), "").await;
+    // A key that does not look secret-bearing, so the config's literal-secret
+    // scan does not catch it first: the supervisor's value check must.
+    let env = Env::with_agent(&format!("{}\nenv = {{ GREETING = \"{CANARY_TOKEN}\" }}", sh("true")), "").await;
     let out = env.steward(&["run"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("[agent] env TOKEN contains the value of credential `social`"), "{stderr}");
+    assert!(stderr.contains("[agent] env GREETING contains the value of credential `social`"), "{stderr}");
     assert!(!stderr.contains(CANARY_TOKEN), "the error repeats the secret");
 }
 
@@ -234,12 +236,25 @@ async fn agent_logs_are_redacted_rotated_tailed_and_followed() {
     wait_status(&env, |s| s["state"] == "starting" || s["state"] == "running");
 
     let mut follower = std::process::Command::new(env!("CARGO_BIN_EXE_steward"))
-        .args(["logs", "agent", "-f", "-n", "0", "--config"])
+        // `-n 1000`: lines written before the follower attached (a debug
+        // build on a loaded machine can take seconds to start) come from the
+        // tail, later ones from following; either way each exactly once.
+        .args(["logs", "agent", "-f", "-n", "1000", "--config"])
         .arg(&env.config_path)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = follower.stdout.take().unwrap();
+    // Killed however this test ends: a leaked follower would hold the test
+    // harness's output pipe open forever.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let follower = KillOnDrop(follower);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
@@ -257,16 +272,21 @@ async fn agent_logs_are_redacted_rotated_tailed_and_followed() {
     let deadline = Instant::now() + WAIT;
     while !followed.iter().any(|l: &String| l.ends_with("stdout done")) {
         let left = deadline.saturating_duration_since(Instant::now());
-        followed.push(rx.recv_timeout(left).expect("the follower stopped receiving lines"));
+        match rx.recv_timeout(left) {
+            Ok(line) => followed.push(line),
+            Err(e) => panic!(
+                "the follower stopped receiving lines ({e}); got {} lines, last {:?}",
+                followed.len(),
+                followed.last()
+            ),
+        }
     }
-    let _ = follower.kill();
-    let _ = follower.wait();
+    drop(follower);
     assert!(followed[0].ends_with(" stderr starting"), "{:?}", followed.first());
     let stdout_lines: Vec<&String> = followed.iter().filter(|l| l.contains(" stdout line ")).collect();
     assert_eq!(stdout_lines.len(), 150, "every line exactly once across rotation");
     for (i, line) in stdout_lines.iter().enumerate() {
-        // The email stays until the redact crate's PII rules land (see the ignored core test).
-        assert!(line.contains(&format!("stdout line {i} token [REDACTED:credential] mail ")), "{line}");
+        assert!(line.contains(&format!("stdout line {i} token [REDACTED:credential] mail [REDACTED:email]")), "{line}");
     }
     let rotated = std::fs::read_dir(&log_dir)
         .unwrap()

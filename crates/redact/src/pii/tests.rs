@@ -66,6 +66,8 @@ fn ibans() {
 fn ip_addresses() {
     assert_eq!(only("from 192.168.1.20:443").as_deref(), Some("ipv4"));
     assert_eq!(only("client=10.0.0.1,").as_deref(), Some("ipv4"));
+    assert_eq!(only("listening on 127.0.0.1:7600"), None, "loopback names no one");
+    assert_eq!(only("bind 0.0.0.0:80"), None);
     assert_eq!(only("version 1.2.3.4.5"), None);
     assert_eq!(only("bad 256.1.1.1"), None);
     for v6 in [

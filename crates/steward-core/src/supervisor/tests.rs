@@ -442,7 +442,6 @@ async fn captured_output_is_redacted_escaped_and_rotated() {
 }
 
 #[tokio::test]
-#[ignore = "enable once redact rules are merged (the redact skeleton has no PII detectors yet)"]
 async fn captured_output_has_emails_redacted() {
     let mut h = Harness::start(&sh("echo 'mail bob@example.com now'; exec sleep 1000")).await;
     let deadline = Instant::now() + WAIT;
