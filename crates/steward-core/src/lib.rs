@@ -2,18 +2,21 @@
 //!
 //! # Layout
 //! - [`config`]: `steward.toml` → validated [`config::Config`] (two stages, spanned errors).
-//! - [`secrets`]: resolves credential references (`env:`, `file:`) into secret values.
+//! - [`secrets`]: resolves credential references (`env:`, `file:`, `systemd:`, `command:`,
+//!   `vault:`) into secret values; dev/prod separation, expiry, scopes, the redactor.
 //! - [`store`]: the SQLite store: call journal, persistent rate windows, kill switch.
 //! - [`audit`]: the JSON-lines audit log: writer, rotation, retention.
 //! - [`policy`]: tool identification (method + path rules) and input normalization.
 //! - [`pipeline`]: the one pipeline every front door feeds a [`pipeline::Call`] into.
 //! - [`llm`]: the pure core of the LLM front door: prices, request rewriting, usage and cost.
 //! - [`gateway`]: the HTTP server and the `/api/{upstream}` front door; forwarding and retries.
-//! - [`daemon`]: `steward run`: startup, the daemon lock, background tasks, shutdown.
+//! - [`daemon`]: `steward run`: startup, the daemon lock, background tasks, credential reload, shutdown.
+//! - [`doctor`]: `steward doctor`: the production checklist as independent checks.
 
 pub mod audit;
 pub mod config;
 pub mod daemon;
+pub mod doctor;
 pub mod gateway;
 pub mod llm;
 pub mod pipeline;

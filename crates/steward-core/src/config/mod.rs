@@ -6,6 +6,8 @@
 //! - [`model`](Config): the validated types the rest of steward reads.
 //! - [`units`]: durations, sizes and rate limits, shared with later sections.
 //! - `rule`: the `match = "METHOD PATH"` syntax of a tool.
+//! - `argv`: splits a `command:` credential source into arguments.
+//! - [`scope`]: matching scopes against `[policy] forbidden_scopes` patterns.
 //! - [`ConfigError`]: one miette diagnostic for every problem in the file.
 //! - [`starter_template`]: the commented file `steward init` writes.
 //!
@@ -13,10 +15,12 @@
 //! stored absolute, so steward behaves the same whatever directory it is
 //! started from.
 
+mod argv;
 mod error;
 mod model;
 mod raw;
 mod rule;
+pub mod scope;
 mod template;
 pub mod units;
 mod validate;
@@ -27,10 +31,11 @@ pub use error::ConfigError;
 pub use model::*;
 pub use template::starter_template;
 pub use validate::{
-    DEFAULT_AUTH_FORMAT, DEFAULT_AUTH_HEADER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LISTEN, DEFAULT_LLM_READ_TIMEOUT,
-    DEFAULT_LOOP_WINDOW, DEFAULT_MAX_BODY, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_IDENTICAL, DEFAULT_MAX_OUTPUT_TOKENS,
-    DEFAULT_MAX_TOTAL_SIZE, DEFAULT_READ_TIMEOUT, DEFAULT_RETENTION_DAYS, DEFAULT_STATE_DIR,
-    MAX_DEFAULT_MAX_OUTPUT_TOKENS, MAX_PRICE_PER_MTOK_USD, MAX_RETENTION_DAYS, MIN_MAX_FILE_SIZE,
+    DEFAULT_AUTH_FORMAT, DEFAULT_AUTH_HEADER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_EXPIRY_WARNING_DAYS, DEFAULT_LISTEN,
+    DEFAULT_LLM_READ_TIMEOUT, DEFAULT_LOOP_WINDOW, DEFAULT_MAX_BODY, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_IDENTICAL,
+    DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_MAX_TOTAL_SIZE, DEFAULT_READ_TIMEOUT, DEFAULT_RETENTION_DAYS, DEFAULT_STATE_DIR,
+    MAX_DEFAULT_MAX_OUTPUT_TOKENS, MAX_EXPIRY_WARNING_DAYS, MAX_PRICE_PER_MTOK_USD, MAX_RETENTION_DAYS,
+    MIN_MAX_FILE_SIZE,
 };
 
 use error::Problem;

@@ -42,6 +42,7 @@ impl Validator<'_> {
             }
         };
         self.credential_ref(&raw.credential, credentials, false);
+        self.credential_environment(&raw.credential, credentials, "this LLM provider");
         let connect_timeout = self.timeout(raw.connect_timeout, "connect_timeout", "5s", DEFAULT_CONNECT_TIMEOUT);
         let read_timeout = self.timeout(raw.read_timeout, "read_timeout", "120s", DEFAULT_LLM_READ_TIMEOUT);
         LlmProviderConfig { kind, base_url, credential: raw.credential.into_inner(), connect_timeout, read_timeout }
