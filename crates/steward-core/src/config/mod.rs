@@ -8,6 +8,7 @@
 //! - `rule`: the `match = "METHOD PATH"` syntax of a tool.
 //! - `argv`: splits a `command:` credential source into arguments.
 //! - [`scope`]: matching scopes against `[policy] forbidden_scopes` patterns.
+//! - `literal`: [`find_literal_secrets`], the literal-secret scan shared with `steward doctor`.
 //! - [`ConfigError`]: one miette diagnostic for every problem in the file.
 //! - [`starter_template`]: the commented file `steward init` writes.
 //!
@@ -17,6 +18,7 @@
 
 mod argv;
 mod error;
+mod literal;
 mod model;
 mod raw;
 mod rule;
@@ -28,6 +30,7 @@ mod validate;
 use std::path::Path;
 
 pub use error::ConfigError;
+pub use literal::find_literal_secrets;
 pub use model::*;
 pub use template::starter_template;
 pub use validate::{
@@ -53,8 +56,15 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
     let absolute = std::path::absolute(path).map_err(|e| ConfigError::io(path, e))?;
     let mut problems = Vec::new();
     let raw = raw::RawConfig::from_source(source, &mut problems);
-    problems.extend(literal_secrets(source));
     let config = raw.map(|raw| validate::validate(raw, source, &absolute, &mut problems));
+    // A secret validation already reports (and masks), such as the password
+    // of a base_url, is not reported a second time.
+    let masked: Vec<_> = problems.iter().filter(|p| p.secret).map(|p| p.span.clone()).collect();
+    problems.extend(
+        literal_secrets(source)
+            .into_iter()
+            .filter(|p| !masked.iter().any(|m| m.start <= p.span.start && p.span.end <= m.end)),
+    );
     match config {
         Some(config) if problems.is_empty() => Ok(config),
         _ => Err(ConfigError::from_problems(path, source, problems)),
@@ -64,9 +74,7 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
 /// Every token-shaped literal anywhere in the text (values, comments, keys):
 /// a secret in a config file ends up in git, backups and screenshots.
 fn literal_secrets(source: &str) -> Vec<Problem> {
-    redact::RedactorBuilder::new()
-        .build()
-        .find_secrets(source)
+    find_literal_secrets(source)
         .into_iter()
         .map(|finding| {
             Problem::new(

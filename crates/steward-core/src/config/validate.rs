@@ -305,13 +305,7 @@ impl Validator<'_> {
         raw: RawUpstream,
         credentials: &BTreeMap<String, Option<CredentialConfig>>,
     ) -> UpstreamConfig {
-        let base_url = match normalize_base_url(raw.base_url.get_ref()) {
-            Ok(url) => url,
-            Err((message, help)) => {
-                self.push(Problem::new(raw.base_url.span(), message, "invalid base_url", help));
-                String::new()
-            }
-        };
+        let base_url = self.base_url(&raw.base_url);
         if let Some(name) = &raw.credential {
             self.credential_ref(name, credentials, false);
             self.credential_environment(name, credentials, "this upstream");
@@ -359,6 +353,19 @@ impl Validator<'_> {
             connect_timeout,
             read_timeout,
             scopes_header,
+        }
+    }
+
+    /// A `base_url`, normalized; `""` (with the problem recorded) when invalid.
+    /// One with user credentials in it is masked in the report.
+    fn base_url(&mut self, text: &Spanned<String>) -> String {
+        match normalize_base_url(text.get_ref()) {
+            Ok(url) => url,
+            Err((message, help)) => {
+                let problem = Problem::new(text.span(), message, "invalid base_url", help);
+                self.push(if text.get_ref().contains('@') { problem.secret() } else { problem });
+                String::new()
+            }
         }
     }
 

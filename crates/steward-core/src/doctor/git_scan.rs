@@ -1,6 +1,7 @@
 //! "No secret in version control": scans every file git tracks in the
-//! repository that holds the config, with the redactor's secret rules (the
-//! same rules that refuse a literal secret in the config at load).
+//! repository that holds the config, with the redactor's secret rules
+//! ([`crate::config::find_literal_secrets`], the scan that refuses a literal
+//! secret in the config at load).
 //!
 //! Runs `git` itself (`rev-parse --show-toplevel`, `ls-files -z`): the index
 //! is what gets committed and pushed, so that is what is scanned. Binary
@@ -57,7 +58,6 @@ pub fn scan_tracked_files(dir: &Path) -> ScanOutcome {
         Ok(None) => return ScanOutcome::NotARepository,
         Err(err) => return ScanOutcome::GitUnavailable(err),
     };
-    let redactor = redact::RedactorBuilder::new().build();
     let mut files = 0;
     let mut secrets = Vec::new();
     for name in listing.split(|b| *b == 0).filter(|n| !n.is_empty()) {
@@ -75,7 +75,7 @@ pub fn scan_tracked_files(dir: &Path) -> ScanOutcome {
         let text = String::from_utf8_lossy(&bytes);
         let line_starts: Vec<usize> =
             std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
-        for finding in redactor.find_secrets(&text) {
+        for finding in crate::config::find_literal_secrets(&text) {
             let line = line_starts.partition_point(|start| *start <= finding.range.start);
             secrets.push(TrackedSecret { file: relative.clone(), line, kind: finding.kind });
         }

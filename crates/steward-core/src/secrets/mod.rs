@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 pub use agent_token::{AGENT_TOKEN_PREFIX, AgentToken};
 pub use expiry::{ExpiryFinding, ExpirySource, expiry_findings, jwt_expiry, log_expiry_findings};
 pub use scopes::{ScopeMismatch, ScopeWatch};
-pub use sources::{COMMAND_TIMEOUT, CREDENTIALS_DIRECTORY, MAX_SOURCE_BYTES, VAULT_TIMEOUT};
+pub use sources::{COMMAND_TIMEOUT, CREDENTIALS_DIRECTORY, EnvLookup, MAX_SOURCE_BYTES, VAULT_TIMEOUT, process_env};
 
 use crate::config::{Config, Environment, RedactionConfig};
 
@@ -165,6 +165,25 @@ pub enum SecretsError {
 }
 
 impl SecretsError {
+    /// The credential(s) the error is about: one, two for a dev/prod share,
+    /// none for the agent token.
+    pub fn credentials(&self) -> Vec<&str> {
+        match self {
+            SecretsError::EnvMissing { credential, .. }
+            | SecretsError::FileUnsafeMode { credential, .. }
+            | SecretsError::FileWrongOwner { credential, .. }
+            | SecretsError::FileRead { credential, .. }
+            | SecretsError::SystemdUnavailable { credential, .. }
+            | SecretsError::CommandFailed { credential, .. }
+            | SecretsError::CommandTimeout { credential, .. }
+            | SecretsError::VaultNotConfigured { credential, .. }
+            | SecretsError::Vault { credential, .. }
+            | SecretsError::Empty { credential, .. } => vec![credential.as_str()],
+            SecretsError::SharedAcrossEnvironments { dev, prod } => vec![dev.as_str(), prod.as_str()],
+            SecretsError::AgentToken { .. } => Vec::new(),
+        }
+    }
+
     /// Whether this is a setup that must be refused wherever it is seen
     /// (`steward config check` too), rather than a value that is only
     /// missing on this machine: an unsafe secret file or a dev/prod share.
@@ -232,10 +251,16 @@ impl Secrets {
     /// Like [`Secrets::resolve`], but tries every credential and reports every
     /// problem (for `steward config check` and `steward doctor`).
     pub async fn resolve_all(config: &Config) -> Resolution {
+        Self::resolve_all_with(config, &process_env).await
+    }
+
+    /// [`Secrets::resolve_all`] reading environment variables (`env:`,
+    /// `CREDENTIALS_DIRECTORY`, `VAULT_*`) through `env`.
+    pub async fn resolve_all_with(config: &Config, env: EnvLookup<'_>) -> Resolution {
         let mut secrets = Secrets::default();
         let mut errors = Vec::new();
         for (name, credential) in &config.credentials {
-            match sources::read(name, &credential.source).await {
+            match sources::read(name, &credential.source, env).await {
                 Ok(read) => {
                     let declared = credential.expires.map(|t| (t, ExpirySource::Declared));
                     let jwt = jwt_expiry(read.value.expose_secret()).map(|t| (t, ExpirySource::Jwt));
@@ -386,14 +411,23 @@ pub struct CredentialInfo {
     pub scopes: Vec<String>,
     /// First 8 hex digits of the value's SHA-256; `None` when it did not resolve.
     pub fingerprint: Option<String>,
+    /// Why it did not resolve or may not be used (never the value).
+    pub error: Option<String>,
 }
 
 /// One [`CredentialInfo`] per configured credential, in name order.
-pub fn describe(config: &Config, secrets: &Secrets, now: SystemTime) -> Vec<CredentialInfo> {
+pub fn describe(config: &Config, resolution: &Resolution, now: SystemTime) -> Vec<CredentialInfo> {
+    let secrets = &resolution.secrets;
     config
         .credentials
         .iter()
         .map(|(name, credential)| {
+            let errors: Vec<String> = resolution
+                .errors
+                .iter()
+                .filter(|e| e.credentials().contains(&name.as_str()))
+                .map(ToString::to_string)
+                .collect();
             let expiry = secrets.expiry(name).or(credential.expires.map(|t| (t, ExpirySource::Declared)));
             CredentialInfo {
                 name: name.clone(),
@@ -404,6 +438,7 @@ pub fn describe(config: &Config, secrets: &Secrets, now: SystemTime) -> Vec<Cred
                 expiry_source: expiry.map(|(_, source)| source),
                 scopes: credential.scopes.clone(),
                 fingerprint: secrets.fingerprint(name),
+                error: (!errors.is_empty()).then(|| errors.join("; ")),
             }
         })
         .collect()

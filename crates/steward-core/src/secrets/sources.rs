@@ -42,12 +42,21 @@ pub(super) struct SourceValue {
     pub vault_token: Option<SecretString>,
 }
 
+/// Looks up an environment variable: the process environment in production,
+/// a map in tests (the process environment cannot be changed safely there).
+pub type EnvLookup<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
+
+/// The process environment, as an [`EnvLookup`].
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 /// Reads the value of credential `name` from `source`.
-pub(super) async fn read(name: &str, source: &CredentialSource) -> Result<SourceValue, SecretsError> {
+pub(super) async fn read(name: &str, source: &CredentialSource, env: EnvLookup<'_>) -> Result<SourceValue, SecretsError> {
     let mut vault_token = None;
     let raw: Zeroizing<String> = match source {
         CredentialSource::Env(var) => {
-            let value = Zeroizing::new(std::env::var(var).unwrap_or_default());
+            let value = Zeroizing::new(env(var).unwrap_or_default());
             if value.is_empty() {
                 return Err(SecretsError::EnvMissing { credential: name.into(), var: var.clone() });
             }
@@ -55,7 +64,7 @@ pub(super) async fn read(name: &str, source: &CredentialSource) -> Result<Source
         }
         CredentialSource::File(path) => read_secret_file(name, path, true)?,
         CredentialSource::Systemd(credential) => {
-            let Some(dir) = std::env::var_os(CREDENTIALS_DIRECTORY).filter(|d| !d.is_empty()) else {
+            let Some(dir) = env(CREDENTIALS_DIRECTORY).filter(|d| !d.is_empty()) else {
                 return Err(SecretsError::SystemdUnavailable { credential: name.into(), name: credential.clone() });
             };
             // systemd makes the directory private to the unit (and may grant
@@ -65,7 +74,7 @@ pub(super) async fn read(name: &str, source: &CredentialSource) -> Result<Source
         }
         CredentialSource::Command(argv) => run_command(name, argv).await?,
         CredentialSource::Vault { path, field } => {
-            let (value, token) = read_vault(name, path, field).await?;
+            let (value, token) = read_vault(name, path, field, env).await?;
             vault_token = Some(token);
             value
         }
@@ -161,11 +170,12 @@ async fn read_vault(
     name: &str,
     path: &str,
     field: &str,
+    env: EnvLookup<'_>,
 ) -> Result<(Zeroizing<String>, SecretString), SecretsError> {
     let reference = format!("{path}#{field}");
     let missing = |var: &str| SecretsError::VaultNotConfigured { credential: name.into(), var: var.into() };
-    let addr = std::env::var("VAULT_ADDR").ok().filter(|v| !v.is_empty()).ok_or_else(|| missing("VAULT_ADDR"))?;
-    let token = Zeroizing::new(std::env::var("VAULT_TOKEN").unwrap_or_default());
+    let addr = env("VAULT_ADDR").filter(|v| !v.is_empty()).ok_or_else(|| missing("VAULT_ADDR"))?;
+    let token = Zeroizing::new(env("VAULT_TOKEN").unwrap_or_default());
     if token.is_empty() {
         return Err(missing("VAULT_TOKEN"));
     }
@@ -181,7 +191,7 @@ async fn read_vault(
         .map_err(|_| failed("VAULT_TOKEN contains bytes not allowed in a header".into()))?;
     token_header.set_sensitive(true);
     let mut request = client.get(&url).header("X-Vault-Token", token_header);
-    if let Ok(namespace) = std::env::var("VAULT_NAMESPACE")
+    if let Some(namespace) = env("VAULT_NAMESPACE")
         && !namespace.is_empty()
     {
         request = request.header("X-Vault-Namespace", namespace);
