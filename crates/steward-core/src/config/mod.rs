@@ -94,4 +94,6 @@ fn literal_secrets(source: &str) -> Vec<Problem> {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_credentials;
+#[cfg(test)]
 mod tests_llm;

@@ -45,6 +45,7 @@ impl Validator<'_> {
             None => DEFAULT_EXPIRY_WARNING_DAYS.to_vec(),
             Some(list) => {
                 let span = list.span();
+                let written = list.get_ref().len();
                 let mut days = Vec::new();
                 for day in list.into_inner() {
                     match u32::try_from(*day.get_ref()) {
@@ -57,13 +58,16 @@ impl Validator<'_> {
                         )),
                     }
                 }
-                if days.is_empty() {
+                if written == 0 {
                     self.push(Problem::new(
                         span,
                         "expiry_warning_days is empty, so no credential would ever be reported before it expires",
                         "no warning days",
                         "list at least one day, like expiry_warning_days = [14, 7, 3, 1] (the default)",
                     ));
+                    DEFAULT_EXPIRY_WARNING_DAYS.to_vec()
+                } else if days.is_empty() {
+                    // Every entry was refused (and reported): carry on with the defaults.
                     DEFAULT_EXPIRY_WARNING_DAYS.to_vec()
                 } else {
                     days.sort_unstable_by(|a, b| b.cmp(a));
