@@ -93,6 +93,6 @@ fn print_item(check: &CheckResult, width: usize) {
     };
     anstream::println!("  {status}  {:<width$}  {}", check.item, check.detail);
     if let Some(fix) = &check.fix {
-        anstream::println!("        {:<width$}  {} {fix}", "", "fix:".dimmed());
+        anstream::println!("        {} {fix}", "fix:".dimmed());
     }
 }
