@@ -50,9 +50,8 @@ async fn post(env: &Env, body: Value) -> reqwest::Response {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_shared_by_dev_and_prod_refuses_start_naming_both_never_the_value() {
     // social_dev reads the very file social (prod) reads: one value, two environments.
-    let tools = format!(
-        "{DEFAULT_TOOLS}\n[credentials.social_dev]\nsource = \"file:social.token\"\nenvironment = \"dev\"\n"
-    );
+    let tools =
+        format!("{DEFAULT_TOOLS}\n[credentials.social_dev]\nsource = \"file:social.token\"\nenvironment = \"dev\"\n");
     let env = Env::with_tools("", &tools).await;
     // `run` fails to start (1); `config check` calls the config invalid (3).
     for (args, code) in [(&["run"][..], 1), (&["config", "check"], 3), (&["config", "check", "--json"], 3)] {

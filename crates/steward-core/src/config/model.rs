@@ -229,7 +229,10 @@ pub struct PolicyConfig {
 
 impl Default for PolicyConfig {
     fn default() -> Self {
-        Self { forbidden_scopes: Vec::new(), expiry_warning_days: super::validate::DEFAULT_EXPIRY_WARNING_DAYS.to_vec() }
+        Self {
+            forbidden_scopes: Vec::new(),
+            expiry_warning_days: super::validate::DEFAULT_EXPIRY_WARNING_DAYS.to_vec(),
+        }
     }
 }
 

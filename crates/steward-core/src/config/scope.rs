@@ -10,7 +10,9 @@
 /// Whether `pattern` matches `scope`.
 pub fn scope_matches(pattern: &str, scope: &str) -> bool {
     match pattern.strip_suffix('*') {
-        Some(prefix) => scope.len() >= prefix.len() && scope.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes()),
+        Some(prefix) => {
+            scope.len() >= prefix.len() && scope.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+        }
         None => pattern.eq_ignore_ascii_case(scope),
     }
 }

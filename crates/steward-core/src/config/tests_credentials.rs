@@ -41,7 +41,10 @@ scopes = ["write:statuses", " read:accounts "]
         CredentialSource::Vault { path: "kv/data/agent".into(), field: "social".into() }
     );
     assert_eq!(c.credentials["c"].environment, Environment::Prod);
-    assert_eq!(c.credentials["c"].expires, Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_803_859_200 + 10 * 3600)));
+    assert_eq!(
+        c.credentials["c"].expires,
+        Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_803_859_200 + 10 * 3600))
+    );
     assert_eq!(c.credentials["c"].scopes, ["write:statuses", "read:accounts"]);
     assert_eq!(c.policy.forbidden_scopes, ["admin", "admin:*"]);
     assert_eq!(c.policy.expiry_warning_days, [30, 7, 3], "sorted descending, deduplicated");
@@ -136,9 +139,7 @@ fn credential_key_errors_point_at_the_value_and_say_the_fix() {
             failures.push(format!("expected {at:?} {message:?}:\n{shown}"));
         }
     }
-    let e = err(&format!(
-        "{MINIMAL}[upstreams.u]\nbase_url = \"https://s.example\"\nscopes_header = \"X Scopes\"\n"
-    ));
+    let e = err(&format!("{MINIMAL}[upstreams.u]\nbase_url = \"https://s.example\"\nscopes_header = \"X Scopes\"\n"));
     if e.line_col() != Some((5, 17)) || !e.message().contains("not a valid HTTP header name") {
         failures.push(render(&e));
     }

@@ -30,8 +30,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::audit::{AuditError, AuditLog};
 use crate::config::Config;
-use crate::pipeline::{Pipeline, PipelineError, unix_ms};
 use crate::pipeline::SharedRedactor;
+use crate::pipeline::{Pipeline, PipelineError, unix_ms};
 use crate::secrets::{AgentToken, Secrets, SecretsError, log_expiry_findings};
 use crate::store::{Store, StoreError};
 
@@ -297,12 +297,16 @@ impl SecretsReloader {
         let result = match Secrets::resolve(&inner.config).await {
             Ok(fresh) => {
                 let old = inner.secrets.load_full();
-                let changed: Vec<String> =
-                    fresh.names().filter(|name| fresh.fingerprint(name) != old.fingerprint(name)).map(str::to_owned).collect();
+                let changed: Vec<String> = fresh
+                    .names()
+                    .filter(|name| fresh.fingerprint(name) != old.fingerprint(name))
+                    .map(str::to_owned)
+                    .collect();
                 let fresh = fresh.retain_retired(&old);
                 let redactor = fresh.redactor(&inner.agent_token, &inner.config.redaction);
                 inner.redactor.store(Arc::new(redactor));
-                let report = ReloadReport { credentials: fresh.names().count(), changed, retired: fresh.retired_count() };
+                let report =
+                    ReloadReport { credentials: fresh.names().count(), changed, retired: fresh.retired_count() };
                 inner.secrets.store(Arc::new(fresh));
                 tracing::info!(
                     credentials = report.credentials,

@@ -73,8 +73,7 @@ pub fn scan_tracked_files(dir: &Path) -> ScanOutcome {
         }
         files += 1;
         let text = String::from_utf8_lossy(&bytes);
-        let line_starts: Vec<usize> =
-            std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        let line_starts: Vec<usize> = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
         for finding in crate::config::find_literal_secrets(&text) {
             let line = line_starts.partition_point(|start| *start <= finding.range.start);
             secrets.push(TrackedSecret { file: relative.clone(), line, kind: finding.kind });

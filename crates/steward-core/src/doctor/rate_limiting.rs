@@ -50,7 +50,10 @@ fn retries(ctx: &Context<'_>) -> CheckResult {
         return CheckResult::warn(
             SECTION,
             ITEM,
-            format!("retry = \"idempotent\" on side-effecting POST/PATCH tools may repeat them: {}", list(&risky, MAX_LISTED)),
+            format!(
+                "retry = \"idempotent\" on side-effecting POST/PATCH tools may repeat them: {}",
+                list(&risky, MAX_LISTED)
+            ),
             "set retry = \"never\" on these tools unless the upstream deduplicates (Idempotency-Key)",
         );
     }

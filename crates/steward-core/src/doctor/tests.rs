@@ -129,11 +129,9 @@ async fn expiry_is_scored_against_the_warning_window() {
 #[tokio::test]
 async fn dev_prod_sharing_and_unresolved_credentials_fail() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        "[credentials.social_dev]\nsource = \"env:DEV\"\nenvironment = \"dev\"\n",
-    );
-    let report = score(&context(&config, &[("SOCIAL", "same-value-1234"), ("DEV", "same-value-1234")], SystemTime::now()).await);
+    let config = write_config(dir.path(), "[credentials.social_dev]\nsource = \"env:DEV\"\nenvironment = \"dev\"\n");
+    let report =
+        score(&context(&config, &[("SOCIAL", "same-value-1234"), ("DEV", "same-value-1234")], SystemTime::now()).await);
     let separate = item(&report, "dev and prod credentials are separate");
     assert_eq!(separate.status, Status::Fail);
     assert!(separate.detail.contains("`social_dev` (dev) = `social` (prod)"), "{separate:?}");
@@ -190,7 +188,9 @@ email = false
         assert_eq!(found.status, status, "{found:?}");
         assert!(found.detail.contains(detail), "{found:?}");
     }
-    assert!(item(&report, "log directory is writable and 0700").fix.as_deref().unwrap_or_default().contains("chmod 700"));
+    assert!(
+        item(&report, "log directory is writable and 0700").fix.as_deref().unwrap_or_default().contains("chmod 700")
+    );
     for check in &report.checks {
         assert_eq!(check.fix.is_none(), check.status == Status::Pass, "{check:?}");
     }

@@ -82,4 +82,3 @@ impl AgentToken {
         self.0.expose_secret()
     }
 }
-

@@ -96,7 +96,8 @@ impl ScopeWatch {
                 return None;
             }
         }
-        let mismatch = ScopeMismatch { credential: watched.credential.clone(), reported, undeclared, missing, forbidden };
+        let mismatch =
+            ScopeMismatch { credential: watched.credential.clone(), reported, undeclared, missing, forbidden };
         if mismatch.forbidden.is_empty() {
             tracing::warn!(
                 credential = %mismatch.credential,

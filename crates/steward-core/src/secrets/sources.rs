@@ -52,7 +52,11 @@ pub fn process_env(name: &str) -> Option<String> {
 }
 
 /// Reads the value of credential `name` from `source`.
-pub(super) async fn read(name: &str, source: &CredentialSource, env: EnvLookup<'_>) -> Result<SourceValue, SecretsError> {
+pub(super) async fn read(
+    name: &str,
+    source: &CredentialSource,
+    env: EnvLookup<'_>,
+) -> Result<SourceValue, SecretsError> {
     let mut vault_token = None;
     let raw: Zeroizing<String> = match source {
         CredentialSource::Env(var) => {
@@ -123,7 +127,8 @@ fn current_uid() -> Option<u32> {
 /// Runs `argv` (no shell), waits at most [`COMMAND_TIMEOUT`], returns stdout.
 async fn run_command(name: &str, argv: &[String]) -> Result<Zeroizing<String>, SecretsError> {
     let program = argv.first().cloned().unwrap_or_default();
-    let failed = |detail: String| SecretsError::CommandFailed { credential: name.into(), program: program.clone(), detail };
+    let failed =
+        |detail: String| SecretsError::CommandFailed { credential: name.into(), program: program.clone(), detail };
     let child = tokio::process::Command::new(&program)
         .args(argv.iter().skip(1))
         .stdin(Stdio::null())
@@ -179,8 +184,7 @@ async fn read_vault(
     if token.is_empty() {
         return Err(missing("VAULT_TOKEN"));
     }
-    let failed =
-        |detail: String| SecretsError::Vault { credential: name.into(), reference: reference.clone(), detail };
+    let failed = |detail: String| SecretsError::Vault { credential: name.into(), reference: reference.clone(), detail };
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(VAULT_TIMEOUT)

@@ -102,10 +102,7 @@ async fn command_source_is_killed_at_its_timeout() {
     // With time paused, the runtime jumps to the timeout as soon as it is idle.
     let source = CredentialSource::Command(vec!["sleep".into(), "600".into()]);
     let err = read_value("social", &source, &process_env).await.unwrap_err();
-    assert!(
-        matches!(err, SecretsError::CommandTimeout { secs, .. } if secs == COMMAND_TIMEOUT.as_secs()),
-        "{err}"
-    );
+    assert!(matches!(err, SecretsError::CommandTimeout { secs, .. } if secs == COMMAND_TIMEOUT.as_secs()), "{err}");
 }
 
 /// A fake Vault KV v2 endpoint on 127.0.0.1 that knows one secret.
@@ -151,8 +148,7 @@ async fn vault_source_reads_kv_v2_and_registers_the_vault_token() {
     let errors = Secrets::resolve_all_with(&config, &wrong).await.errors;
     assert!(errors[0].to_string().contains("permission denied"), "{}", errors[0]);
 
-    let other_field =
-        config_in(dir.path(), "prod", "[credentials.social]\nsource = \"vault:kv/data/agent#missing\"\n");
+    let other_field = config_in(dir.path(), "prod", "[credentials.social]\nsource = \"vault:kv/data/agent#missing\"\n");
     let errors = Secrets::resolve_all_with(&other_field, &env).await.errors;
     let msg = errors[0].to_string();
     assert!(msg.contains("no field `missing`") && msg.contains("other, social"), "{msg}");
@@ -228,9 +224,15 @@ async fn expiry_findings_report_the_threshold_crossed() {
     let findings = expiry_findings(&config, &secrets, now);
     let by_name: HashMap<&str, &ExpiryFinding> = findings.iter().map(|f| (f.credential.as_str(), f)).collect();
     assert_eq!(by_name.len(), 3, "{findings:?}");
-    assert_eq!((by_name["five"].days_left, by_name["five"].threshold_hit, by_name["five"].expired), (5, Some(7), false));
+    assert_eq!(
+        (by_name["five"].days_left, by_name["five"].threshold_hit, by_name["five"].expired),
+        (5, Some(7), false)
+    );
     assert_eq!(by_name["fourteen"].threshold_hit, Some(14));
-    assert_eq!((by_name["gone"].days_left, by_name["gone"].threshold_hit, by_name["gone"].expired), (-1, Some(1), true));
+    assert_eq!(
+        (by_name["gone"].days_left, by_name["gone"].threshold_hit, by_name["gone"].expired),
+        (-1, Some(1), true)
+    );
     assert!(secrets.is_expired("gone", now) && !secrets.is_expired("five", now) && !secrets.is_expired("plain", now));
 
     // A day later the five-day credential is inside the 7-day window still; two more, inside 3.

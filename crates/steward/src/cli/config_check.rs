@@ -36,7 +36,10 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
             for err in &refused {
                 anstream::eprintln!("error: {err}");
             }
-            anstream::eprintln!("{}: refused; steward run will not start until this is fixed", config.source_path.display());
+            anstream::eprintln!(
+                "{}: refused; steward run will not start until this is fixed",
+                config.source_path.display()
+            );
         }
         return Ok(ExitCode::from(exit::CONFIG));
     }

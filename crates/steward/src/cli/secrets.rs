@@ -117,8 +117,10 @@ fn reload(path: &Path, _args: ReloadArgs) -> Result<ExitCode, CliError> {
         {
             if status["ok"] == true {
                 let report = &status["report"];
-                let changed: Vec<&str> =
-                    report["changed"].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
+                let changed: Vec<&str> = report["changed"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                    .unwrap_or_default();
                 anstream::println!(
                     "reloaded {} credential(s) in the daemon (pid {pid}); changed: {}",
                     report["credentials"],

@@ -33,7 +33,10 @@ impl Validator<'_> {
             if !valid {
                 self.push(Problem::new(
                     pattern.span(),
-                    format!("forbidden scope pattern {:?} is not a scope, a prefix ending in * or *", pattern.get_ref()),
+                    format!(
+                        "forbidden scope pattern {:?} is not a scope, a prefix ending in * or *",
+                        pattern.get_ref()
+                    ),
                     "invalid pattern",
                     "write an exact scope (\"admin\"), a prefix glob (\"admin:*\") or \"*\" for any scope",
                 ));
