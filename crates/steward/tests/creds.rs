@@ -322,3 +322,52 @@ fn doctor_table_on_the_quickstart() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     insta::assert_snapshot!(text(&out.stdout));
 }
+
+/// A one-route upstream on 127.0.0.1 that answers every request with 200
+/// and `X-OAuth-Scopes: {scopes}`, as GitHub does.
+async fn scope_reporting_upstream(scopes: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nx-oauth-scopes: {scopes}\r\ncontent-type: application/json\r\n\
+                     content-length: 2\r\nconnection: close\r\n\r\n{{}}"
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scopes_the_upstream_reports_beyond_the_declaration_are_logged_once() {
+    let github = scope_reporting_upstream("repo, admin:org").await;
+    let tools = format!(
+        "{DEFAULT_TOOLS}\n[policy]\nforbidden_scopes = [\"admin:*\"]\n\n\
+         [upstreams.github]\nbase_url = \"{github}\"\ncredential = \"social\"\nscopes_header = \"X-OAuth-Scopes\"\n\n\
+         [[tools]]\nname = \"whoami\"\nupstream = \"github\"\nmatch = \"GET /user\"\n"
+    );
+    let mut env = Env::with_tools("", &tools).await;
+    env.start();
+    for _ in 0..3 {
+        let response = env.req(Method::GET, "/api/github/user").send().await.unwrap();
+        assert_eq!(response.status(), 200, "a mismatch warns, it does not block");
+    }
+    env.stop(false);
+    let log = env.daemon_log();
+    assert_eq!(log.matches("forbidden_scopes forbids").count(), 1, "{log}");
+    assert!(log.contains("social") && log.contains("admin:org"), "{log}");
+    env.assert_no_secret_leaked();
+}
