@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`config`]: `steward.toml` → validated [`config::Config`] (two stages, spanned errors).
-//! - [`secrets`]: resolves credential references (`env:`, `file:`) into secret values.
+//! - [`secrets`]: resolves credential references (`env:`, `file:`, `systemd:`, `command:`,
+//!   `vault:`) into secret values; dev/prod separation, expiry, scopes, the redactor.
 //! - [`store`]: the SQLite store: call journal, persistent rate windows, kill switch.
 //! - [`audit`]: the JSON-lines audit log, and the rotating line files (writer, rotation,
 //!   retention) it shares with the agent's captured output.
@@ -12,11 +13,13 @@
 //! - [`gateway`]: the HTTP server and the `/api/{upstream}` front door; forwarding and retries.
 //! - [`supervisor`]: runs the agent process: restarts, crash loop, kill switch, output capture.
 //! - [`events`]: the daemon's event bus (agent lifecycle, kill switch) for alerts and metrics.
-//! - [`daemon`]: `steward run`: startup, the daemon lock, background tasks, shutdown.
+//! - [`daemon`]: `steward run`: startup, the daemon lock, background tasks, credential reload, shutdown.
+//! - [`doctor`]: `steward doctor`: the production checklist as independent checks.
 
 pub mod audit;
 pub mod config;
 pub mod daemon;
+pub mod doctor;
 pub mod events;
 pub mod gateway;
 pub mod llm;

@@ -6,6 +6,9 @@
 //! - [`model`](Config): the validated types the rest of steward reads.
 //! - [`units`]: durations, sizes and rate limits, shared with later sections.
 //! - `rule`: the `match = "METHOD PATH"` syntax of a tool.
+//! - `argv`: splits a `command:` credential source into arguments.
+//! - [`scope`]: matching scopes against `[policy] forbidden_scopes` patterns.
+//! - `literal`: [`find_literal_secrets`], the literal-secret scan shared with `steward doctor`.
 //! - [`ConfigError`]: one miette diagnostic for every problem in the file.
 //! - [`starter_template`]: the commented file `steward init` writes.
 //!
@@ -13,10 +16,13 @@
 //! stored absolute, so steward behaves the same whatever directory it is
 //! started from.
 
+mod argv;
 mod error;
+mod literal;
 mod model;
 mod raw;
 mod rule;
+pub mod scope;
 mod template;
 pub mod units;
 mod validate;
@@ -24,14 +30,16 @@ mod validate;
 use std::path::Path;
 
 pub use error::ConfigError;
+pub use literal::find_literal_secrets;
 pub use model::*;
 pub use template::starter_template;
 pub use validate::{
-    AGENT_ENV_SET_BY_STEWARD, DEFAULT_AUTH_FORMAT, DEFAULT_AUTH_HEADER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LISTEN,
-    DEFAULT_LLM_READ_TIMEOUT, DEFAULT_LOOP_WINDOW, DEFAULT_MAX_BODY, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_IDENTICAL,
-    DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_MAX_TOTAL_SIZE, DEFAULT_MIN_UPTIME, DEFAULT_READ_TIMEOUT,
-    DEFAULT_RETENTION_DAYS, DEFAULT_STATE_DIR, DEFAULT_STOP_GRACE, MAX_DEFAULT_MAX_OUTPUT_TOKENS,
-    MAX_PRICE_PER_MTOK_USD, MAX_RETENTION_DAYS, MIN_MAX_FILE_SIZE,
+    AGENT_ENV_SET_BY_STEWARD, DEFAULT_AUTH_FORMAT, DEFAULT_AUTH_HEADER, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_EXPIRY_WARNING_DAYS, DEFAULT_LISTEN, DEFAULT_LLM_READ_TIMEOUT, DEFAULT_LOOP_WINDOW, DEFAULT_MAX_BODY,
+    DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_IDENTICAL, DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_MAX_TOTAL_SIZE,
+    DEFAULT_MIN_UPTIME, DEFAULT_READ_TIMEOUT, DEFAULT_RETENTION_DAYS, DEFAULT_STATE_DIR, DEFAULT_STOP_GRACE,
+    MAX_DEFAULT_MAX_OUTPUT_TOKENS, MAX_EXPIRY_WARNING_DAYS, MAX_PRICE_PER_MTOK_USD, MAX_RETENTION_DAYS,
+    MIN_MAX_FILE_SIZE,
 };
 
 use error::Problem;
@@ -49,8 +57,15 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
     let absolute = std::path::absolute(path).map_err(|e| ConfigError::io(path, e))?;
     let mut problems = Vec::new();
     let raw = raw::RawConfig::from_source(source, &mut problems);
-    problems.extend(literal_secrets(source));
     let config = raw.map(|raw| validate::validate(raw, source, &absolute, &mut problems));
+    // A secret validation already reports (and masks), such as the password
+    // of a base_url, is not reported a second time.
+    let masked: Vec<_> = problems.iter().filter(|p| p.secret).map(|p| p.span.clone()).collect();
+    problems.extend(
+        literal_secrets(source)
+            .into_iter()
+            .filter(|p| !masked.iter().any(|m| m.start <= p.span.start && p.span.end <= m.end)),
+    );
     match config {
         Some(config) if problems.is_empty() => Ok(config),
         _ => Err(ConfigError::from_problems(path, source, problems)),
@@ -60,11 +75,7 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
 /// Every token-shaped literal anywhere in the text (values, comments, keys):
 /// a secret in a config file ends up in git, backups and screenshots.
 fn literal_secrets(source: &str) -> Vec<Problem> {
-    // Compiling the rule set is the expensive part: once per process.
-    static SCANNER: std::sync::OnceLock<redact::Redactor> = std::sync::OnceLock::new();
-    SCANNER
-        .get_or_init(|| redact::RedactorBuilder::new().build())
-        .find_secrets(source)
+    find_literal_secrets(source)
         .into_iter()
         .filter(|finding| !is_credential_reference(source, finding))
         .map(|finding| {
@@ -98,5 +109,7 @@ fn is_credential_reference(source: &str, finding: &redact::Finding) -> bool {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_credentials;
 #[cfg(test)]
 mod tests_llm;

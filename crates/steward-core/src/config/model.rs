@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use time::UtcOffset;
 
@@ -45,6 +45,8 @@ pub struct Config {
     pub unmatched: UnmatchedPolicy,
     /// What redaction removes besides credentials and secret patterns.
     pub redaction: RedactionConfig,
+    /// Rules every credential is held to: forbidden scopes, expiry warnings.
+    pub policy: PolicyConfig,
 }
 
 /// `[agent]`
@@ -90,6 +92,16 @@ pub enum Environment {
     Prod,
 }
 
+impl Environment {
+    /// The word used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Dev => "dev",
+            Environment::Prod => "prod",
+        }
+    }
+}
+
 /// `[gateway]`
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -127,6 +139,11 @@ impl StateConfig {
     pub fn addr_path(&self) -> PathBuf {
         self.dir.join("daemon.addr")
     }
+    /// `<dir>/reload.json`: the outcome of the daemon's last credential
+    /// reload, which `steward secrets reload` waits for.
+    pub fn reload_status_path(&self) -> PathBuf {
+        self.dir.join("reload.json")
+    }
 }
 
 /// `[logging]`
@@ -158,6 +175,19 @@ pub enum AfterRetention {
 pub struct CredentialConfig {
     /// Where the value comes from; never the value itself.
     pub source: CredentialSource,
+    /// Which deployment the credential belongs to. Defaults to
+    /// `[agent].environment`; an explicit mismatch with the agent is refused
+    /// where the credential is used, and a dev and a prod credential may
+    /// never hold the same value.
+    pub environment: Environment,
+    /// `expires` as written: the instant the credential stops working (a
+    /// date means 00:00 UTC that day, the earliest reading, so steward fails
+    /// closed). A JWT's own `exp` is read at resolve time and the earlier wins.
+    pub expires: Option<SystemTime>,
+    /// Declared scopes, as the provider names them. Checked against
+    /// `[policy].forbidden_scopes` at load and compared with what the
+    /// upstream reports (`scopes_header`).
+    pub scopes: Vec<String>,
 }
 
 /// A reference to a secret value.
@@ -167,6 +197,67 @@ pub enum CredentialSource {
     Env(String),
     /// `file:PATH` (absolute after validation; must be 0600 or 0400).
     File(PathBuf),
+    /// `systemd:NAME`: `$CREDENTIALS_DIRECTORY/NAME`, from systemd's `LoadCredential=`.
+    Systemd(String),
+    /// `command:ARGV`: the trimmed stdout of a program (`pass show social`),
+    /// split into arguments by shell-like quoting rules; no shell runs it.
+    Command(Vec<String>),
+    /// `vault:PATH#FIELD`: HashiCorp Vault KV v2, `GET $VAULT_ADDR/v1/PATH`
+    /// with `VAULT_TOKEN`, the value under `data.data.FIELD`.
+    Vault {
+        /// API path below `/v1/`, such as `kv/data/agent`.
+        path: String,
+        /// Key inside the secret's data.
+        field: String,
+    },
+}
+
+impl CredentialSource {
+    /// Short name of the source type (`env`, `file`, ...), for listings.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CredentialSource::Env(_) => "env",
+            CredentialSource::File(_) => "file",
+            CredentialSource::Systemd(_) => "systemd",
+            CredentialSource::Command(_) => "command",
+            CredentialSource::Vault { .. } => "vault",
+        }
+    }
+
+    /// Where the value comes from, in words safe to print (no value, and for
+    /// `command:` only the program, since arguments may be sensitive paths).
+    pub fn describe(&self) -> String {
+        match self {
+            CredentialSource::Env(var) => format!("environment variable {var}"),
+            CredentialSource::File(path) => format!("file {}", path.display()),
+            CredentialSource::Systemd(name) => format!("systemd credential {name}"),
+            CredentialSource::Command(argv) => {
+                format!("command `{}`", argv.first().map(String::as_str).unwrap_or_default())
+            }
+            CredentialSource::Vault { path, field } => format!("vault {path}#{field}"),
+        }
+    }
+}
+
+/// `[policy]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyConfig {
+    /// Scope patterns no credential may hold: exact (`admin`), a prefix glob
+    /// (`admin:*`) or everything (`*`). Empty by default; `steward doctor`
+    /// warns about that.
+    pub forbidden_scopes: Vec<String>,
+    /// Days before expiry at which a credential is reported, descending and
+    /// unique (default 14, 7, 3, 1).
+    pub expiry_warning_days: Vec<u32>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            forbidden_scopes: Vec::new(),
+            expiry_warning_days: super::validate::DEFAULT_EXPIRY_WARNING_DAYS.to_vec(),
+        }
+    }
 }
 
 /// `[upstreams.NAME]`
@@ -182,6 +273,10 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     /// Longest silence between two reads of the response before it is abandoned.
     pub read_timeout: Duration,
+    /// Response header in which the upstream reports the injected token's
+    /// real scopes (GitHub: `X-OAuth-Scopes`); compared with the credential's
+    /// declared `scopes`, a mismatch is logged once.
+    pub scopes_header: Option<String>,
 }
 
 /// `auth = { header = "Authorization", format = "Bearer {secret}" }`

@@ -34,6 +34,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "loop_breaker",
     "unmatched",
     "redaction",
+    "policy",
 ];
 
 /// The whole file as written. Sections that failed to deserialize hold their
@@ -69,6 +70,8 @@ pub(super) struct RawConfig {
     pub unmatched: RawUnmatched,
     /// `[redaction]`
     pub redaction: RawRedaction,
+    /// `[policy]`
+    pub policy: RawPolicy,
 }
 
 /// `[agent]`
@@ -133,8 +136,14 @@ pub(super) struct RawLogging {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a [credentials.NAME] table with source = \"env:NAME\" or \"file:PATH\"")]
 pub(super) struct RawCredential {
-    /// `env:NAME` | `file:PATH`
+    /// `env:NAME` | `file:PATH` | `systemd:NAME` | `command:ARGV` | `vault:PATH#FIELD`
     pub source: Spanned<String>,
+    /// `dev` | `prod`; defaults to `[agent].environment`.
+    pub environment: Option<Spanned<String>>,
+    /// A date (`2027-03-01`, quoted or as a TOML date) or an RFC 3339 time.
+    pub expires: Option<Spanned<toml::Value>>,
+    /// What the credential may do upstream, as the provider names it.
+    pub scopes: Option<Vec<Spanned<String>>>,
 }
 
 /// `[upstreams.NAME]`
@@ -152,6 +161,8 @@ pub(super) struct RawUpstream {
     pub connect_timeout: Option<Spanned<DurationText>>,
     /// A duration.
     pub read_timeout: Option<Spanned<DurationText>>,
+    /// Response header in which the upstream reports the token's real scopes.
+    pub scopes_header: Option<Spanned<String>>,
 }
 
 /// `auth = { header = "...", format = "...{secret}..." }`
@@ -248,6 +259,16 @@ pub(super) struct RawLoopBreaker {
 pub(super) struct RawUnmatched {
     /// `deny` | `allow-get`
     pub policy: Option<Spanned<String>>,
+}
+
+/// `[policy]`: rules every credential is held to.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [policy] table")]
+pub(super) struct RawPolicy {
+    /// Scope patterns no credential may declare (`admin`, `admin:*`, `*`).
+    pub forbidden_scopes: Option<Vec<Spanned<String>>>,
+    /// Days before expiry at which warnings fire.
+    pub expiry_warning_days: Option<Spanned<Vec<Spanned<i64>>>>,
 }
 
 /// `[redaction]`: each PII detector, default on.
@@ -397,6 +418,7 @@ impl RawConfig {
                 "loop_breaker" => set(&mut raw.loop_breaker, value, "[loop_breaker]", problems),
                 "unmatched" => set(&mut raw.unmatched, value, "[unmatched]", problems),
                 "redaction" => set(&mut raw.redaction, value, "[redaction]", problems),
+                "policy" => set(&mut raw.policy, value, "[policy]", problems),
                 other => problems.push(unknown_top_level(other, key_span, &value)),
             }
         }

@@ -77,9 +77,23 @@ max_total_size = "2GB"
 
 # Credentials: where each secret comes from. Never the secret itself:
 # "env:NAME" reads an environment variable, "file:PATH" reads a file that only
-# its owner can read (chmod 600). The agent never sees these values.
+# its owner can read (chmod 600), "systemd:NAME" reads a LoadCredential= of the
+# unit, "command:pass show social" runs a program (no shell, 10s timeout) and
+# takes its output, "vault:kv/data/agent#social" reads HashiCorp Vault KV v2
+# (VAULT_ADDR and VAULT_TOKEN from the environment). The agent never sees
+# these values; `steward secrets list` shows what is loaded (never the value)
+# and `steward secrets reload` rotates them without a restart.
 #[credentials.social]
 #source = "env:SOCIAL_TOKEN"
+# "dev" or "prod"; defaults to [agent] environment. A dev and a prod
+# credential may never hold the same value.
+#environment = "prod"
+# When the token stops working (a JWT's own exp is read automatically).
+# Calls are refused once it has expired; warnings start before.
+#expires = "2027-03-01"
+# What the token may do, as the provider names it; checked against
+# [policy] forbidden_scopes.
+#scopes = ["write:statuses", "read:accounts"]
 #[credentials.openai]
 #source = "env:OPENAI_API_KEY"
 
@@ -96,6 +110,9 @@ max_total_size = "2GB"
 # Give up when the response is silent this long (not a total time limit, so
 # long streams keep working).
 #read_timeout = "60s"
+# A response header in which the upstream reports the token's real scopes
+# (GitHub: X-OAuth-Scopes); steward warns when they differ from `scopes`.
+#scopes_header = "X-OAuth-Scopes"
 
 # Tools: named rules for the calls the agent makes. The first rule that
 # matches a call names it; the name is what limits, audit records and
@@ -178,6 +195,13 @@ window = "10m"
 # "allow-get" forwards unmatched GET and HEAD calls and refuses the rest.
 policy = "deny"
 
+[policy]
+# Scopes no credential may hold: exact ("admin"), a prefix ("admin:*") or
+# anything ("*"). steward refuses to start when a credential declares one.
+forbidden_scopes = []
+# Days before a credential expires at which steward warns.
+expiry_warning_days = [14, 7, 3, 1]
+
 [redaction]
 # Personal data removed from audit records, alerts and errors before they are
 # written. Secrets and credential values are always removed.
@@ -228,6 +252,7 @@ mod tests {
         assert_eq!(c.unmatched, defaults.unmatched);
         assert!(c.llm.is_empty() && c.prices.is_empty());
         assert_eq!(c.spend, defaults.spend);
+        assert_eq!(c.policy, defaults.policy);
         // Every section is written out, and every key is explained.
         for section in crate::config::raw::SECTIONS {
             assert!(text.contains(&format!("[{section}")), "template lacks [{section}]");
@@ -251,6 +276,9 @@ mod tests {
         assert_eq!(process.command, ["python3", "agent.py"]);
         assert_eq!(process.health_url.as_deref(), Some("http://127.0.0.1:8081/health"));
         assert_eq!(c.credentials["social"].source, CredentialSource::Env("SOCIAL_TOKEN".into()));
+        assert_eq!(c.credentials["social"].scopes, ["write:statuses", "read:accounts"]);
+        assert!(c.credentials["social"].expires.is_some());
+        assert_eq!(c.upstreams["social"].scopes_header.as_deref(), Some("X-OAuth-Scopes"));
         assert_eq!(c.upstreams["social"].base_url, "https://social.example");
         assert_eq!(c.tools.len(), 1);
         assert_eq!(c.tools[0].name, "post");

@@ -553,7 +553,7 @@ fn every_validation_error_points_at_the_value_and_says_the_fix() {
         case(
             format!("{MINIMAL}[credentials.social]\nsource = \"hunter2-very-secret\"\n"),
             (4, 10),
-            "credential source is neither env:NAME nor file:PATH",
+            "credential source is none of env:NAME, file:PATH",
             "never put the secret itself in the config; use source = \"env:NAME\" and export NAME",
         ),
         case(
@@ -821,7 +821,7 @@ fn every_problem_in_the_file_is_reported_in_file_order() {
     assert!(found[0].1.contains("unknown key `colour`"));
     assert!(found[1].1.contains("refusing to listen"));
     assert!(found[2].1.contains("size \"lots\""));
-    assert!(found[3].1.contains("neither env:NAME nor file:PATH"));
+    assert!(found[3].1.contains("none of env:NAME, file:PATH"));
     assert!(found[4].1.contains("credential \"socail\""));
     assert!(found[5].1.contains("limit \"10/hr\""));
     assert!(found[6].1.contains("used twice"));

@@ -7,7 +7,10 @@
 //! The LLM sections (`[llm.*]`, `[spend]`, `[prices.*]`) are checked in the
 //! child module `llm`.
 
+mod credentials;
 mod llm;
+
+pub use credentials::{DEFAULT_EXPIRY_WARNING_DAYS, MAX_EXPIRY_WARNING_DAYS};
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -83,12 +86,14 @@ pub(super) const LITERAL_SECRET_HELP: &str =
 /// config when `problems` stayed empty; otherwise the caller reports them.
 pub(super) fn validate(raw: RawConfig, source: &str, source_path: &Path, problems: &mut Vec<Problem>) -> Config {
     let base_dir = source_path.parent().map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
-    let mut v = Validator { base_dir, source, problems };
+    let mut v = Validator { base_dir, source, problems, agent_environment: Environment::Prod };
     let agent = v.agent(raw.agent, raw.agent_present);
+    v.agent_environment = agent.environment;
     let gateway = v.gateway(raw.gateway);
     let state = v.state(raw.state);
     let logging = v.logging(raw.logging, &state);
-    let credentials = v.credentials(raw.credentials);
+    let policy = v.policy(raw.policy);
+    let credentials = v.credentials(raw.credentials, &policy);
     let upstreams = v.upstreams(raw.upstreams, &credentials);
     let tools = v.tools(raw.tools, &upstreams);
     let llm = v.llm(raw.llm, &credentials);
@@ -125,6 +130,7 @@ pub(super) fn validate(raw: RawConfig, source: &str, source_path: &Path, problem
         loop_breaker,
         unmatched,
         redaction,
+        policy,
     }
 }
 
@@ -136,6 +142,9 @@ struct Validator<'a> {
     source: &'a str,
     /// Everything found so far.
     problems: &'a mut Vec<Problem>,
+    /// `[agent].environment`: the default of every credential's, and what
+    /// the credentials an upstream uses must match.
+    agent_environment: Environment,
 }
 
 impl Validator<'_> {
@@ -406,74 +415,6 @@ impl Validator<'_> {
         }
     }
 
-    /// Credential names map to `None` when their entry is broken: the name
-    /// still counts as defined, so references to it are not reported too.
-    fn credentials(
-        &mut self,
-        raw: Vec<(Spanned<String>, Option<RawCredential>)>,
-    ) -> BTreeMap<String, Option<CredentialConfig>> {
-        let mut out = BTreeMap::new();
-        for (name, body) in raw {
-            self.entry_name(&name, "credentials");
-            let config = body.and_then(|b| self.credential_source(&b.source));
-            out.insert(name.into_inner(), config.map(|source| CredentialConfig { source }));
-        }
-        out
-    }
-
-    fn credential_source(&mut self, text: &Spanned<String>) -> Option<CredentialSource> {
-        let value = text.get_ref().as_str();
-        if let Some(var) = value.strip_prefix("env:") {
-            if var.is_empty() {
-                self.push(Problem::new(
-                    text.span(),
-                    "source = \"env:\" names no environment variable",
-                    "empty variable name",
-                    "name the variable that holds the secret, like source = \"env:SOCIAL_TOKEN\"",
-                ));
-                return None;
-            }
-            if !is_identifier(var) {
-                self.push(Problem::new(
-                    text.span(),
-                    format!("{var:?} is not a valid environment variable name"),
-                    "invalid variable name",
-                    "use letters, digits and _, not starting with a digit, like \
-                     source = \"env:SOCIAL_TOKEN\"",
-                ));
-                return None;
-            }
-            return Some(CredentialSource::Env(var.to_owned()));
-        }
-        if let Some(path) = value.strip_prefix("file:") {
-            if path.is_empty() {
-                self.push(Problem::new(
-                    text.span(),
-                    "source = \"file:\" names no file",
-                    "empty path",
-                    "name the file that holds the secret (mode 0600), like \
-                     source = \"file:/etc/steward/social.token\"",
-                ));
-                return None;
-            }
-            let spanned = Spanned::new(text.span(), path.to_owned());
-            let before = self.problems.len();
-            let resolved = self.path(&spanned, "source");
-            return (self.problems.len() == before).then_some(CredentialSource::File(resolved));
-        }
-        // The value is never echoed: it is probably the secret itself.
-        self.push(
-            Problem::new(
-                text.span(),
-                "credential source is neither env:NAME nor file:PATH; it looks like the secret itself",
-                "literal value (masked)",
-                LITERAL_SECRET_HELP,
-            )
-            .secret(),
-        );
-        None
-    }
-
     fn upstreams(
         &mut self,
         raw: Vec<(Spanned<String>, Option<RawUpstream>)>,
@@ -493,15 +434,10 @@ impl Validator<'_> {
         raw: RawUpstream,
         credentials: &BTreeMap<String, Option<CredentialConfig>>,
     ) -> UpstreamConfig {
-        let base_url = match normalize_base_url(raw.base_url.get_ref()) {
-            Ok(url) => url,
-            Err((message, help)) => {
-                self.push(Problem::new(raw.base_url.span(), message, "invalid base_url", help));
-                String::new()
-            }
-        };
+        let base_url = self.base_url(&raw.base_url);
         if let Some(name) = &raw.credential {
             self.credential_ref(name, credentials, false);
+            self.credential_environment(name, credentials, "this upstream");
         }
         let auth = match raw.auth {
             None => AuthInjection { header: DEFAULT_AUTH_HEADER.to_owned(), format: DEFAULT_AUTH_FORMAT.to_owned() },
@@ -519,12 +455,46 @@ impl Validator<'_> {
         };
         let connect_timeout = self.timeout(raw.connect_timeout, "connect_timeout", "5s", DEFAULT_CONNECT_TIMEOUT);
         let read_timeout = self.timeout(raw.read_timeout, "read_timeout", "60s", DEFAULT_READ_TIMEOUT);
+        let scopes_header = raw.scopes_header.and_then(|header| {
+            if http::HeaderName::from_bytes(header.get_ref().as_bytes()).is_err() {
+                self.push(Problem::new(
+                    header.span(),
+                    format!("{:?} is not a valid HTTP header name", header.get_ref()),
+                    "invalid header name",
+                    "name the response header that lists the token's scopes, like scopes_header = \"X-OAuth-Scopes\"",
+                ));
+                return None;
+            }
+            if raw.credential.is_none() {
+                self.push(Problem::new(
+                    header.span(),
+                    "scopes_header is set but the upstream has no credential whose scopes it would report",
+                    "no credential",
+                    "add credential = \"NAME\", or remove scopes_header",
+                ));
+            }
+            Some(header.into_inner())
+        });
         UpstreamConfig {
             base_url,
             credential: raw.credential.map(Spanned::into_inner),
             auth,
             connect_timeout,
             read_timeout,
+            scopes_header,
+        }
+    }
+
+    /// A `base_url`, normalized; `""` (with the problem recorded) when invalid.
+    /// One with user credentials in it is masked in the report.
+    fn base_url(&mut self, text: &Spanned<String>) -> String {
+        match normalize_base_url(text.get_ref()) {
+            Ok(url) => url,
+            Err((message, help)) => {
+                let problem = Problem::new(text.span(), message, "invalid base_url", help);
+                self.push(if text.get_ref().contains('@') { problem.secret() } else { problem });
+                String::new()
+            }
         }
     }
 

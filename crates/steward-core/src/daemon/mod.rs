@@ -10,6 +10,15 @@
 //! their next await point (the supervisor first stops the agent: SIGTERM to
 //! its process group, `stop_grace`, SIGKILL), and only then is the audit log
 //! drained and fsynced. Nothing else stops the daemon.
+//!
+//! # Credential reload
+//! [`SecretsReloader::reload`] (SIGHUP in `steward run`, sent by `steward
+//! secrets reload`) re-reads every credential source of the config the
+//! daemon started with. The new redactor, which knows the new values and
+//! every old one, is swapped in before the new values: no new value can be
+//! injected before it is redacted, and no old one ever stops being redacted.
+//! Calls in flight keep the header they were built with, so they finish with
+//! the old value. A failed reload changes nothing.
 
 mod systemd;
 
@@ -26,14 +35,19 @@ use tokio_util::task::TaskTracker;
 use crate::audit::{AuditError, AuditLog};
 use crate::config::Config;
 use crate::events::EventBus;
+use crate::pipeline::SharedRedactor;
 use crate::pipeline::{Pipeline, PipelineError, unix_ms};
-use crate::secrets::{AgentToken, Secrets, SecretsError};
+use crate::secrets::{AgentToken, Secrets, SecretsError, log_expiry_findings};
 use crate::store::{Store, StoreError};
 use crate::supervisor::{Launcher, Supervisor, SupervisorError, SupervisorInit, SupervisorSettings, SupervisorStats};
 
 /// How often rotated audit files are checked against retention. Hourly keeps
 /// the 30-day / total-size promises within an hour without churning the disk.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+/// How often credential expiry is checked and logged (besides at start and
+/// after each reload): the warning thresholds are whole days.
+const EXPIRY_CHECK_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 /// How many 20 ms waits shutdown grants straggling audit writes (5 s in all)
 /// before it leaves the final fsync to the OS.
@@ -113,6 +127,7 @@ pub struct RunningDaemon {
     events: EventBus,
     supervisor: Arc<SupervisorStats>,
     systemd: bool,
+    reloader: SecretsReloader,
     /// Held for the daemon's lifetime: released (by the OS, even on kill -9) when it ends.
     _lock: std::fs::File,
 }
@@ -136,6 +151,11 @@ impl RunningDaemon {
     /// The supervisor's live counters (agent up, restarts).
     pub fn supervisor_stats(&self) -> Arc<SupervisorStats> {
         Arc::clone(&self.supervisor)
+    }
+
+    /// A handle that re-reads every credential source (see the module docs).
+    pub fn reloader(&self) -> SecretsReloader {
+        self.reloader.clone()
     }
 
     /// Drains and stops: see the module docs.
@@ -206,9 +226,19 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     if created {
         tracing::info!(path = %config.state.token_path().display(), "created the agent token");
     }
-    let secrets = Secrets::resolve(config)?;
+    let secrets = Secrets::resolve(config).await?;
+    log_expiry_findings(config, &secrets, SystemTime::now());
     let redactor = Arc::new(ArcSwap::from_pointee(secrets.redactor(&agent_token, &config.redaction)));
     let secrets = Arc::new(ArcSwap::from_pointee(secrets));
+    let reloader = SecretsReloader {
+        inner: Arc::new(ReloadInner {
+            config: config.clone(),
+            secrets: Arc::clone(&secrets),
+            redactor: Arc::clone(&redactor),
+            agent_token: AgentToken::from_value(agent_token.expose()),
+            serial: tokio::sync::Mutex::new(()),
+        }),
+    };
 
     let store = Store::open(&config.state.db_path())?;
     let interrupted = store.settle_interrupted(unix_ms(SystemTime::now())).await?;
@@ -283,6 +313,20 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     if options.systemd {
         systemd::ready(&tracker, shutdown.clone(), Arc::clone(&supervisor_stats));
     }
+    let expiry_config = config.clone();
+    let expiry_secrets = Arc::clone(&reloader.inner.secrets);
+    let drain = shutdown.clone();
+    tracker.spawn(async move {
+        // Logged at start already; the first tick is a day from now.
+        let mut every = tokio::time::interval_at(tokio::time::Instant::now() + EXPIRY_CHECK_EVERY, EXPIRY_CHECK_EVERY);
+        loop {
+            tokio::select! {
+                () = drain.cancelled() => break,
+                _ = every.tick() => {}
+            }
+            log_expiry_findings(&expiry_config, &expiry_secrets.load(), SystemTime::now());
+        }
+    });
     tracing::info!(%addr, agent = %config.agent.name, "steward is listening");
     Ok(RunningDaemon {
         addr,
@@ -293,8 +337,87 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
         events,
         supervisor: supervisor_stats,
         systemd: options.systemd,
+        reloader,
         _lock: lock,
     })
+}
+
+/// Re-reads credentials for a running daemon; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SecretsReloader {
+    inner: Arc<ReloadInner>,
+}
+
+/// What a reloader shares with the daemon.
+#[derive(Debug)]
+struct ReloadInner {
+    /// The config the daemon started with: a reload re-reads sources, not the file.
+    config: Config,
+    /// The values the forwarder injects.
+    secrets: Arc<ArcSwap<Secrets>>,
+    /// The redactor every writer uses.
+    redactor: SharedRedactor,
+    /// The agent token, which the redactor must keep knowing.
+    agent_token: AgentToken,
+    /// One reload at a time: two racing reloads could retire each other's values.
+    serial: tokio::sync::Mutex<()>,
+}
+
+/// What a successful reload did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReloadReport {
+    /// Credentials now loaded.
+    pub credentials: usize,
+    /// Names whose value changed (by fingerprint).
+    pub changed: Vec<String>,
+    /// Old values the redactor keeps removing.
+    pub retired: usize,
+}
+
+impl SecretsReloader {
+    /// Re-reads every source; on success swaps the redactor, then the values,
+    /// and records the outcome in `<state>/reload.json` for `steward secrets
+    /// reload`. On failure nothing changes and the error is recorded.
+    pub async fn reload(&self) -> Result<ReloadReport, SecretsError> {
+        let inner = &self.inner;
+        let _serial = inner.serial.lock().await;
+        let started = SystemTime::now();
+        let result = match Secrets::resolve(&inner.config).await {
+            Ok(fresh) => {
+                let old = inner.secrets.load_full();
+                let changed: Vec<String> = fresh
+                    .names()
+                    .filter(|name| fresh.fingerprint(name) != old.fingerprint(name))
+                    .map(str::to_owned)
+                    .collect();
+                let fresh = fresh.retain_retired(&old);
+                let redactor = fresh.redactor(&inner.agent_token, &inner.config.redaction);
+                inner.redactor.store(Arc::new(redactor));
+                let report =
+                    ReloadReport { credentials: fresh.names().count(), changed, retired: fresh.retired_count() };
+                inner.secrets.store(Arc::new(fresh));
+                tracing::info!(
+                    credentials = report.credentials,
+                    changed = %report.changed.join(", "),
+                    "credentials reloaded"
+                );
+                log_expiry_findings(&inner.config, &inner.secrets.load(), SystemTime::now());
+                Ok(report)
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "credential reload failed; the previous values stay in use");
+                Err(err)
+            }
+        };
+        let status = match &result {
+            Ok(report) => serde_json::json!({ "at_ms": unix_ms(started), "ok": true, "report": report }),
+            Err(err) => serde_json::json!({ "at_ms": unix_ms(started), "ok": false, "error": err.to_string() }),
+        };
+        if let Err(err) = write_private(&inner.config.state.reload_status_path(), &format!("{status}\n")) {
+            tracing::warn!(error = %err, "could not record the reload outcome");
+        }
+        result
+    }
 }
 
 fn acquire_lock(path: &Path, dir: &Path) -> Result<std::fs::File, DaemonError> {

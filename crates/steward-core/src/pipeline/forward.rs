@@ -109,6 +109,11 @@ impl Forwarder {
         self.upstreams.contains_key(name)
     }
 
+    /// The credential injected on the upstream under `key`, if any.
+    pub fn credential_of(&self, key: &str) -> Option<&str> {
+        self.upstreams.get(key).and_then(|(upstream, _)| upstream.credential.as_deref())
+    }
+
     /// Forwards `call` with `body` to the upstream under `key`, retrying as
     /// `retry` allows: connect failures (no byte sent) always; 429/502/503/504
     /// and read errors only when idempotent. Never retries once a response is

@@ -39,7 +39,7 @@ use crate::config::{
 };
 use crate::llm::PriceTable;
 use crate::policy::{self, ToolMatcher};
-use crate::secrets::{AgentToken, Secrets};
+use crate::secrets::{AgentToken, ScopeWatch, Secrets};
 use crate::store::{Admission, AdmitOutcome, Completion, SpendSettlement, Store};
 use plan::Plan;
 use relay::{Observer, Recorder, relay_body};
@@ -157,6 +157,10 @@ pub struct Pipeline {
     redactor: SharedRedactor,
     agent_token: AgentToken,
     forwarder: Forwarder,
+    /// The live credentials: read per call for the expiry check.
+    secrets: Arc<ArcSwap<Secrets>>,
+    /// Upstreams that report their token's scopes.
+    scope_watch: ScopeWatch,
 }
 
 /// Why the pipeline could not be assembled.
@@ -196,8 +200,10 @@ impl Pipeline {
             loop_breaker: config.loop_breaker,
             llm: config.llm.clone(),
             prices: PriceTable::with_builtin(&config.prices)?,
-            spend: config.spend.clone(),
-            forwarder: Forwarder::new(api.chain(llm), secrets)?,
+            spend: config.spend,
+            forwarder: Forwarder::new(api.chain(llm), Arc::clone(&secrets))?,
+            secrets,
+            scope_watch: ScopeWatch::new(config),
             store,
             audit,
             redactor,
@@ -388,6 +394,9 @@ impl Pipeline {
             }
         };
         let Forwarded { response, attempts } = forwarded;
+        if call.door != Door::Llm && !self.scope_watch.is_empty() {
+            self.scope_watch.observe(&call.upstream, response.headers());
+        }
         let status = response.status();
         let mut headers = forward::response_headers(response.headers());
         if let Ok(value) = HeaderValue::from_str(&record.call_id) {
@@ -494,6 +503,7 @@ fn llm_upstream(provider: &LlmProviderConfig) -> UpstreamConfig {
         auth,
         connect_timeout: provider.connect_timeout,
         read_timeout: provider.read_timeout,
+        scopes_header: None,
     }
 }
 

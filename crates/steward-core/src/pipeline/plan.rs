@@ -61,6 +61,25 @@ pub(super) fn forward_key(door: Door, name: &str) -> String {
 }
 
 impl Pipeline {
+    /// Refuses a call whose upstream needs a credential that has expired at
+    /// the call's arrival. Checked per call against the live secrets, so a
+    /// reload with a fresh token lifts it at once.
+    fn check_credential(&self, forward_key: &str, call: &Call) -> Result<(), (Refusal, bool)> {
+        let Some(credential) = self.forwarder.credential_of(forward_key) else { return Ok(()) };
+        let secrets = self.secrets.load();
+        let Some((expires_at, _)) = secrets.expiry(credential) else { return Ok(()) };
+        if expires_at > call.received_at {
+            return Ok(());
+        }
+        Err((
+            Refusal::CredentialExpired {
+                credential: credential.to_owned(),
+                expired_on: crate::secrets::expiry::format_day(expires_at),
+            },
+            false,
+        ))
+    }
+
     /// Plans an `/api/{upstream}` call: the tool from the `[[tools]]` rules.
     pub(super) async fn plan_api(&self, call: &Call, record: &CallRecord) -> Result<Plan, (Refusal, bool)> {
         let forward_key = forward_key(Door::Api, &call.upstream);
@@ -79,6 +98,7 @@ impl Pipeline {
                 });
             }
         };
+        self.check_credential(&forward_key, call)?;
         let retry = match tool {
             Some(tool) => tool.retry,
             None if call.method.is_idempotent() => RetryPolicy::Idempotent,
@@ -100,6 +120,7 @@ impl Pipeline {
         let Some(provider) = self.llm.get(&call.upstream) else {
             return Err((Refusal::UnknownUpstream { name: call.upstream.clone() }, false));
         };
+        self.check_credential(&forward_key(Door::Llm, &call.upstream), call)?;
         let request = LlmRequest::inspect(provider.kind, &call.path, &call.body)
             .map_err(|e| (Refusal::BadRequest { detail: e.to_string() }, false))?;
         let endpoint = request.endpoint();

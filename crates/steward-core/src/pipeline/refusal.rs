@@ -51,6 +51,14 @@ pub enum Refusal {
         /// The cap, micro-dollars.
         cap_micros: u64,
     },
+    /// The credential the upstream needs has expired (fail closed: an
+    /// expired token would only earn a 401 upstream, or worse, a lockout).
+    CredentialExpired {
+        /// Credential name.
+        credential: String,
+        /// `YYYY-MM-DD` (UTC) it expired.
+        expired_on: String,
+    },
     /// The request body exceeds `gateway.max_body`.
     BodyTooLarge {
         /// The configured limit in bytes.
@@ -155,6 +163,15 @@ impl Refusal {
                     "the daily LLM spend cap is reached ({} of {} committed, this call's worst case does not fit); it resets at midnight in [spend] timezone",
                     crate::config::units::Usd::from_micros(*spent_micros),
                     crate::config::units::Usd::from_micros(*cap_micros)
+                ),
+                None,
+                false,
+            ),
+            Refusal::CredentialExpired { credential, expired_on } => (
+                StatusCode::FORBIDDEN,
+                "credential_expired",
+                format!(
+                    "credential `{credential}` for this upstream expired on {expired_on}; an operator must rotate it and run `steward secrets reload`"
                 ),
                 None,
                 false,

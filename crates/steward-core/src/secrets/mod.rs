@@ -1,28 +1,42 @@
-//! Secrets: turns credential references (`env:NAME`, `file:PATH`) into values
-//! held in memory only, and the agent's own steward token.
+//! Secrets: turns credential references into values held in memory only,
+//! keeps dev and prod apart, knows when each value expires, and builds the
+//! redactor that knows every value.
+//!
+//! - `sources`: reading one value (`env:`, `file:`, `systemd:`, `command:`, `vault:`).
+//! - [`expiry`]: JWT `exp`, declared `expires`, the warning thresholds.
+//! - [`scopes`]: declared scopes against what an upstream reports.
+//! - `agent_token`: the agent's own steward token.
 //!
 //! Values live in [`secrecy::SecretString`] (zeroized on drop, never printed by
 //! `Debug`). Every value is registered with the redactor built here, so no
-//! byte of it can reach a file steward writes. Errors name the credential and
-//! the source, never the value.
+//! byte of it can reach a file steward writes; after a reload the redactor
+//! knows the old values too. Errors name the credential and the source,
+//! never the value.
+
+mod agent_token;
+pub mod expiry;
+pub mod scopes;
+mod sources;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::time::SystemTime;
 
 use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
 
-use crate::config::{Config, CredentialSource, RedactionConfig};
+pub use agent_token::{AGENT_TOKEN_PREFIX, AgentToken};
+pub use expiry::{ExpiryFinding, ExpirySource, expiry_findings, jwt_expiry, log_expiry_findings};
+pub use scopes::{ScopeMismatch, ScopeWatch};
+pub use sources::{COMMAND_TIMEOUT, CREDENTIALS_DIRECTORY, EnvLookup, MAX_SOURCE_BYTES, VAULT_TIMEOUT, process_env};
 
-/// Bytes of randomness in a generated agent token (256 bits).
-const AGENT_TOKEN_BYTES: usize = 32;
+use crate::config::{Config, Environment, RedactionConfig};
 
-/// Prefix of generated agent tokens: makes them recognisable in a leak report
-/// and lets the redactor's rules catch them by shape.
-pub const AGENT_TOKEN_PREFIX: &str = "stw_";
+/// Hex digits of the SHA-256 shown as a credential's fingerprint: enough to
+/// tell two values apart in a listing, far too few to guess the value from.
+pub const FINGERPRINT_HEX_LEN: usize = 8;
 
-/// Why a credential could not be resolved.
+/// Why a credential could not be resolved or may not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
     /// `env:NAME` but NAME is unset or empty.
@@ -69,6 +83,58 @@ pub enum SecretsError {
         /// Underlying error.
         source: std::io::Error,
     },
+    /// `systemd:NAME` outside a unit with credentials.
+    #[error(
+        "credential `{credential}`: systemd:{name} needs $CREDENTIALS_DIRECTORY, which is not set; run steward \
+         from a systemd unit with LoadCredential={name}:/path/to/secret"
+    )]
+    SystemdUnavailable {
+        /// Credential name.
+        credential: String,
+        /// The systemd credential name.
+        name: String,
+    },
+    /// The `command:` program failed.
+    #[error("credential `{credential}`: command `{program}` failed: {detail}")]
+    CommandFailed {
+        /// Credential name.
+        credential: String,
+        /// The program (arguments are not shown).
+        program: String,
+        /// What went wrong, without its output.
+        detail: String,
+    },
+    /// The `command:` program ran too long.
+    #[error(
+        "credential `{credential}`: command `{program}` did not finish within {secs}s and was killed; \
+         make it non-interactive (unlock the password store first)"
+    )]
+    CommandTimeout {
+        /// Credential name.
+        credential: String,
+        /// The program.
+        program: String,
+        /// The timeout.
+        secs: u64,
+    },
+    /// `vault:` without `VAULT_ADDR` or `VAULT_TOKEN`.
+    #[error("credential `{credential}`: a vault: source needs {var} in steward's environment; export it")]
+    VaultNotConfigured {
+        /// Credential name.
+        credential: String,
+        /// The missing variable.
+        var: String,
+    },
+    /// Vault did not return the secret.
+    #[error("credential `{credential}`: vault {reference}: {detail}")]
+    Vault {
+        /// Credential name.
+        credential: String,
+        /// `PATH#FIELD`
+        reference: String,
+        /// What went wrong (status, missing field), never a body.
+        detail: String,
+    },
     /// The source resolved to nothing.
     #[error("credential `{credential}`: {source_desc} is empty")]
     Empty {
@@ -76,6 +142,17 @@ pub enum SecretsError {
         credential: String,
         /// Where it was read from.
         source_desc: String,
+    },
+    /// A dev and a prod credential hold the same value.
+    #[error(
+        "credentials `{dev}` (dev) and `{prod}` (prod) resolve to the same value; dev and prod must never share \
+         a token: issue a separate token for `{dev}` and revoke the shared one if dev ever used it"
+    )]
+    SharedAcrossEnvironments {
+        /// The dev credential.
+        dev: String,
+        /// The prod credential.
+        prod: String,
     },
     /// The agent token file could not be created or read.
     #[error("agent token {path}: {source}", path = path.display())]
@@ -87,41 +164,215 @@ pub enum SecretsError {
     },
 }
 
+impl SecretsError {
+    /// The credential(s) the error is about: one, two for a dev/prod share,
+    /// none for the agent token.
+    pub fn credentials(&self) -> Vec<&str> {
+        match self {
+            SecretsError::EnvMissing { credential, .. }
+            | SecretsError::FileUnsafeMode { credential, .. }
+            | SecretsError::FileWrongOwner { credential, .. }
+            | SecretsError::FileRead { credential, .. }
+            | SecretsError::SystemdUnavailable { credential, .. }
+            | SecretsError::CommandFailed { credential, .. }
+            | SecretsError::CommandTimeout { credential, .. }
+            | SecretsError::VaultNotConfigured { credential, .. }
+            | SecretsError::Vault { credential, .. }
+            | SecretsError::Empty { credential, .. } => vec![credential.as_str()],
+            SecretsError::SharedAcrossEnvironments { dev, prod } => vec![dev.as_str(), prod.as_str()],
+            SecretsError::AgentToken { .. } => Vec::new(),
+        }
+    }
+
+    /// Whether this is a setup that must be refused wherever it is seen
+    /// (`steward config check` too), rather than a value that is only
+    /// missing on this machine: an unsafe secret file or a dev/prod share.
+    pub fn is_unsafe(&self) -> bool {
+        matches!(
+            self,
+            SecretsError::FileUnsafeMode { .. }
+                | SecretsError::FileWrongOwner { .. }
+                | SecretsError::SharedAcrossEnvironments { .. }
+        )
+    }
+}
+
+/// One resolved credential.
+struct Resolved {
+    /// The value.
+    value: SecretString,
+    /// SHA-256 of the value: compares dev with prod and gives the fingerprint
+    /// without exposing the value again.
+    sha256: [u8; 32],
+    /// When it stops working (the earlier of the declared `expires` and a JWT's `exp`).
+    expiry: Option<(SystemTime, ExpirySource)>,
+}
+
 /// Resolved credential values by name.
 #[derive(Default)]
 pub struct Secrets {
-    values: BTreeMap<String, SecretString>,
+    values: BTreeMap<String, Resolved>,
+    /// Values steward held but no longer injects (replaced by a reload, or the
+    /// Vault token used to read one): only for the redactor, so a value that
+    /// was once valid never appears in a log line.
+    retired: Vec<(String, SecretString)>,
 }
 
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Secrets").field("names", &self.values.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("Secrets")
+            .field("names", &self.values.keys().collect::<Vec<_>>())
+            .field("retired", &self.retired.len())
+            .finish()
     }
 }
 
+/// The result of resolving every credential: what resolved, and every problem.
+#[derive(Debug)]
+pub struct Resolution {
+    /// The credentials that resolved.
+    pub secrets: Secrets,
+    /// Every credential that did not, then any dev/prod share among those that did.
+    pub errors: Vec<SecretsError>,
+}
+
 impl Secrets {
-    /// Resolves every `[credentials.*]` entry. Fails on the first that cannot be
-    /// resolved: steward does not start with a credential missing.
-    pub fn resolve(config: &Config) -> Result<Self, SecretsError> {
-        let mut values = BTreeMap::new();
-        for (name, credential) in &config.credentials {
-            values.insert(name.clone(), resolve_one(name, &credential.source)?);
+    /// Resolves every `[credentials.*]` entry and checks that no dev and prod
+    /// credential share a value. Fails on the first problem: steward does
+    /// not start with a credential missing.
+    pub async fn resolve(config: &Config) -> Result<Self, SecretsError> {
+        let Resolution { secrets, errors } = Self::resolve_all(config).await;
+        match errors.into_iter().next() {
+            Some(err) => Err(err),
+            None => Ok(secrets),
         }
-        Ok(Self { values })
     }
 
-    /// Builds from explicit values (tests, benchmarks).
+    /// Like [`Secrets::resolve`], but tries every credential and reports every
+    /// problem (for `steward config check` and `steward doctor`).
+    pub async fn resolve_all(config: &Config) -> Resolution {
+        Self::resolve_all_with(config, &process_env).await
+    }
+
+    /// [`Secrets::resolve_all`] reading environment variables (`env:`,
+    /// `CREDENTIALS_DIRECTORY`, `VAULT_*`) through `env`.
+    pub async fn resolve_all_with(config: &Config, env: EnvLookup<'_>) -> Resolution {
+        let mut secrets = Secrets::default();
+        let mut errors = Vec::new();
+        for (name, credential) in &config.credentials {
+            match sources::read(name, &credential.source, env).await {
+                Ok(read) => {
+                    let declared = credential.expires.map(|t| (t, ExpirySource::Declared));
+                    let jwt = jwt_expiry(read.value.expose_secret()).map(|t| (t, ExpirySource::Jwt));
+                    let expiry = match (declared, jwt) {
+                        (Some(d), Some(j)) => Some(if j.0 < d.0 { j } else { d }),
+                        (d, j) => d.or(j),
+                    };
+                    let sha256 = Sha256::digest(read.value.expose_secret().as_bytes()).into();
+                    if let Some(token) = read.vault_token {
+                        secrets.retired.push(("vault-token".into(), token));
+                    }
+                    secrets.values.insert(name.clone(), Resolved { value: read.value, sha256, expiry });
+                }
+                Err(err) => errors.push(err),
+            }
+        }
+        errors.extend(secrets.shared_across_environments(config));
+        Resolution { secrets, errors }
+    }
+
+    /// Every (dev, prod) pair of resolved credentials holding the same value.
+    fn shared_across_environments(&self, config: &Config) -> Vec<SecretsError> {
+        let in_env = |env: Environment| {
+            self.values
+                .iter()
+                .filter(move |(name, _)| config.credentials.get(*name).is_some_and(|c| c.environment == env))
+        };
+        let mut errors = Vec::new();
+        for (dev, dev_value) in in_env(Environment::Dev) {
+            for (prod, prod_value) in in_env(Environment::Prod) {
+                if dev_value.sha256 == prod_value.sha256 {
+                    errors.push(SecretsError::SharedAcrossEnvironments { dev: dev.clone(), prod: prod.clone() });
+                }
+            }
+        }
+        errors
+    }
+
+    /// Builds from explicit values (tests, benchmarks); no expiry known.
     pub fn from_values(values: impl IntoIterator<Item = (String, SecretString)>) -> Self {
-        Self { values: values.into_iter().collect() }
+        let values = values
+            .into_iter()
+            .map(|(name, value)| {
+                let sha256 = Sha256::digest(value.expose_secret().as_bytes()).into();
+                (name, Resolved { value, sha256, expiry: None })
+            })
+            .collect();
+        Self { values, retired: Vec::new() }
+    }
+
+    /// Keeps every value of `previous` that this set no longer holds (and
+    /// everything `previous` had retired), so the redactor built from the
+    /// result still removes them: a rotated-out token must stay out of logs.
+    pub fn retain_retired(mut self, previous: &Secrets) -> Self {
+        let current: Vec<[u8; 32]> = self.values.values().map(|r| r.sha256).collect();
+        let mut seen: Vec<[u8; 32]> = current.clone();
+        let candidates = previous
+            .values
+            .iter()
+            .map(|(name, r)| (name.as_str(), &r.value))
+            .chain(previous.retired.iter().map(|(name, value)| (name.as_str(), value)));
+        let mut retired = std::mem::take(&mut self.retired);
+        for (_, value) in &retired {
+            seen.push(Sha256::digest(value.expose_secret().as_bytes()).into());
+        }
+        for (name, value) in candidates {
+            let hash: [u8; 32] = Sha256::digest(value.expose_secret().as_bytes()).into();
+            if !seen.contains(&hash) {
+                seen.push(hash);
+                retired.push((format!("{name} (retired)"), value.clone()));
+            }
+        }
+        self.retired = retired;
+        self
     }
 
     /// The value of a credential, for injection at the moment of forwarding.
     pub fn get(&self, name: &str) -> Option<&SecretString> {
-        self.values.get(name)
+        self.values.get(name).map(|r| &r.value)
     }
 
-    /// Builds the redactor that knows every credential value plus the agent
-    /// token, with the configured PII detectors.
+    /// Names of the resolved credentials.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(String::as_str)
+    }
+
+    /// When the credential stops working, and how that is known.
+    pub fn expiry(&self, name: &str) -> Option<(SystemTime, ExpirySource)> {
+        self.values.get(name).and_then(|r| r.expiry)
+    }
+
+    /// Whether the credential has expired at `now` (calls needing it are refused).
+    pub fn is_expired(&self, name: &str, now: SystemTime) -> bool {
+        self.expiry(name).is_some_and(|(at, _)| at <= now)
+    }
+
+    /// The first [`FINGERPRINT_HEX_LEN`] hex digits of the value's SHA-256.
+    pub fn fingerprint(&self, name: &str) -> Option<String> {
+        self.values.get(name).map(|r| {
+            let mut hex = hex::encode(r.sha256);
+            hex.truncate(FINGERPRINT_HEX_LEN);
+            hex
+        })
+    }
+
+    /// How many retired values the redactor still knows.
+    pub fn retired_count(&self) -> usize {
+        self.retired.len()
+    }
+
+    /// Builds the redactor that knows every credential value (current and
+    /// retired) plus the agent token, with the configured PII detectors.
     pub fn redactor(&self, agent_token: &AgentToken, pii: &RedactionConfig) -> redact::Redactor {
         let mut builder = redact::RedactorBuilder::new()
             .pii(redact::PiiKind::Email, pii.email)
@@ -130,117 +381,67 @@ impl Secrets {
             .pii(redact::PiiKind::Iban, pii.iban)
             .pii(redact::PiiKind::Ip, pii.ip)
             .pii(redact::PiiKind::Ssn, pii.ssn)
-            .secret("agent-token", agent_token.0.expose_secret());
-        for (name, value) in &self.values {
+            .secret("agent-token", agent_token.expose());
+        for (name, resolved) in &self.values {
+            builder = builder.secret(name, resolved.value.expose_secret());
+        }
+        for (name, value) in &self.retired {
             builder = builder.secret(name, value.expose_secret());
         }
         builder.build()
     }
 }
 
-fn resolve_one(name: &str, source: &CredentialSource) -> Result<SecretString, SecretsError> {
-    let (value, desc) = match source {
-        CredentialSource::Env(var) => {
-            let value = std::env::var(var).unwrap_or_default();
-            if value.is_empty() {
-                return Err(SecretsError::EnvMissing { credential: name.into(), var: var.clone() });
+/// What `steward secrets list` shows about one credential: never the value.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CredentialInfo {
+    /// Credential name.
+    pub name: String,
+    /// `env`, `file`, `systemd`, `command` or `vault`.
+    pub source: &'static str,
+    /// `dev` or `prod`.
+    pub environment: &'static str,
+    /// `YYYY-MM-DD` (UTC) it expires, when known.
+    pub expires: Option<String>,
+    /// Whole days left (negative once expired), when known.
+    pub days_left: Option<i64>,
+    /// How the expiry is known.
+    pub expiry_source: Option<ExpirySource>,
+    /// Declared scopes.
+    pub scopes: Vec<String>,
+    /// First 8 hex digits of the value's SHA-256; `None` when it did not resolve.
+    pub fingerprint: Option<String>,
+    /// Why it did not resolve or may not be used (never the value).
+    pub error: Option<String>,
+}
+
+/// One [`CredentialInfo`] per configured credential, in name order.
+pub fn describe(config: &Config, resolution: &Resolution, now: SystemTime) -> Vec<CredentialInfo> {
+    let secrets = &resolution.secrets;
+    config
+        .credentials
+        .iter()
+        .map(|(name, credential)| {
+            let errors: Vec<String> = resolution
+                .errors
+                .iter()
+                .filter(|e| e.credentials().contains(&name.as_str()))
+                .map(ToString::to_string)
+                .collect();
+            let expiry = secrets.expiry(name).or(credential.expires.map(|t| (t, ExpirySource::Declared)));
+            CredentialInfo {
+                name: name.clone(),
+                source: credential.source.kind(),
+                environment: credential.environment.as_str(),
+                expires: expiry.map(|(t, _)| expiry::format_day(t)),
+                days_left: expiry.map(|(t, _)| expiry::days_left(t, now)),
+                expiry_source: expiry.map(|(_, source)| source),
+                scopes: credential.scopes.clone(),
+                fingerprint: secrets.fingerprint(name),
+                error: (!errors.is_empty()).then(|| errors.join("; ")),
             }
-            (value, format!("environment variable {var}"))
-        }
-        CredentialSource::File(path) => (read_secret_file(name, path)?, format!("file {}", path.display())),
-    };
-    // Files usually end with a newline that is not part of the token.
-    let trimmed = value.trim_end_matches(['\n', '\r']).to_owned();
-    if trimmed.is_empty() {
-        return Err(SecretsError::Empty { credential: name.into(), source_desc: desc });
-    }
-    Ok(SecretString::from(trimmed))
-}
-
-fn read_secret_file(name: &str, path: &Path) -> Result<String, SecretsError> {
-    let read_err = |source| SecretsError::FileRead { credential: name.into(), path: path.to_owned(), source };
-    let meta = std::fs::metadata(path).map_err(read_err)?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(SecretsError::FileUnsafeMode { credential: name.into(), path: path.to_owned(), mode });
-    }
-    if let Some(me) = current_uid()
-        && meta.uid() != me
-    {
-        return Err(SecretsError::FileWrongOwner { credential: name.into(), path: path.to_owned(), owner: meta.uid() });
-    }
-    std::fs::read_to_string(path).map_err(read_err)
-}
-
-/// The effective uid of this process, read as the owner of `/proc/self`
-/// (Linux creates it owned by the process's euid), which avoids an FFI call.
-fn current_uid() -> Option<u32> {
-    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
-}
-
-/// The local token the agent presents instead of any real credential.
-pub struct AgentToken(SecretString);
-
-impl std::fmt::Debug for AgentToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AgentToken(..)")
-    }
-}
-
-impl AgentToken {
-    /// Reads `path`, or creates it (mode 0600, random 256-bit token) when missing.
-    /// Returns whether it was created.
-    pub fn load_or_create(path: &Path) -> Result<(Self, bool), SecretsError> {
-        let err = |source| SecretsError::AgentToken { path: path.to_owned(), source };
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let mode = std::fs::metadata(path).map_err(err)?.permissions().mode() & 0o777;
-                if mode & 0o077 != 0 {
-                    return Err(SecretsError::FileUnsafeMode {
-                        credential: "agent token".into(),
-                        path: path.to_owned(),
-                        mode,
-                    });
-                }
-                let token = text.trim().to_owned();
-                if token.is_empty() {
-                    return Err(SecretsError::Empty {
-                        credential: "agent token".into(),
-                        source_desc: path.display().to_string(),
-                    });
-                }
-                Ok((Self(SecretString::from(token)), false))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut bytes = [0u8; AGENT_TOKEN_BYTES];
-                rand::fill(&mut bytes);
-                let token = format!("{AGENT_TOKEN_PREFIX}{}", hex::encode(bytes));
-                let mut file =
-                    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(err)?;
-                file.write_all(format!("{token}\n").as_bytes()).map_err(err)?;
-                file.sync_all().map_err(err)?;
-                Ok((Self(SecretString::from(token)), true))
-            }
-            Err(e) => Err(err(e)),
-        }
-    }
-
-    /// An explicit token (tests, benchmarks).
-    pub fn from_value(value: &str) -> Self {
-        Self(SecretString::from(value.to_owned()))
-    }
-
-    /// Constant-time comparison with what the agent presented.
-    pub fn verify(&self, presented: &[u8]) -> bool {
-        use subtle::ConstantTimeEq;
-        let expected = self.0.expose_secret().as_bytes();
-        expected.len() == presented.len() && bool::from(expected.ct_eq(presented))
-    }
-
-    /// The token value, for handing to the agent process.
-    pub fn expose(&self) -> &str {
-        self.0.expose_secret()
-    }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use steward_core::secrets::Secrets;
 
-use super::{CliError, exit, load_config, print_json};
+use super::{CliError, exit, load_config, print_json, runtime};
 
 /// `steward config check`
 #[derive(Debug, clap::Args)]
@@ -17,12 +17,33 @@ pub struct Args {
 
 pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
     let config = load_config(path)?;
-    // Resolving credentials here catches a missing variable or an unsafe file
-    // before `steward run` does; the values are dropped at once.
-    let credentials = match Secrets::resolve(&config) {
-        Ok(_) => None,
-        Err(err) => Some(err.to_string()),
-    };
+    // Resolving credentials here catches a missing variable, an unsafe file or
+    // a dev/prod share before `steward run` does; the values are dropped at once.
+    let resolution = runtime()?.block_on(Secrets::resolve_all(&config));
+    drop(resolution.secrets);
+    let (refused, warnings): (Vec<_>, Vec<_>) = resolution.errors.into_iter().partition(|e| e.is_unsafe());
+    let refused: Vec<String> = refused.iter().map(ToString::to_string).collect();
+    let warnings: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+    if !refused.is_empty() {
+        if args.json {
+            print_json(&serde_json::json!({
+                "valid": false,
+                "path": config.source_path,
+                "credential_errors": refused,
+                "credential_warnings": warnings,
+            }))?;
+        } else {
+            for err in &refused {
+                anstream::eprintln!("error: {err}");
+            }
+            anstream::eprintln!(
+                "{}: refused; steward run will not start until this is fixed",
+                config.source_path.display()
+            );
+        }
+        return Ok(ExitCode::from(exit::CONFIG));
+    }
+    let credentials = (!warnings.is_empty()).then(|| warnings.join("; "));
     if args.json {
         let tools: Vec<_> = config
             .tools

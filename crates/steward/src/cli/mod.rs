@@ -4,10 +4,12 @@
 mod agent_exec;
 mod config_check;
 mod demo;
+mod doctor;
 mod init;
 mod last;
 mod logs;
 mod run;
+mod secrets;
 mod spend;
 mod status;
 mod stop;
@@ -27,12 +29,16 @@ pub mod exit {
     /// Wrong command-line usage (clap's own code).
     #[expect(dead_code, reason = "clap exits with this code itself; listed so every code is documented here")]
     pub const USAGE: u8 = 2;
-    /// The configuration is invalid: fix steward.toml at the reported line.
+    /// The configuration is invalid: fix steward.toml at the reported line
+    /// (also: `config check` found an unsafe secret file or a dev/prod share).
     pub const CONFIG: u8 = 3;
+    // `steward doctor` has its own codes: 0 nothing fails, 1 an item fails,
+    // 2 doctor could not run (see `doctor::code`).
 }
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 success · 1 failure · 2 usage error · 3 invalid configuration
+            (steward doctor: 0 no item fails · 1 an item fails · 2 could not run)
 
 Start here:
   steward demo                 run the quickstart (mock upstream + example agent), no setup
@@ -42,6 +48,7 @@ Start here:
                                http://127.0.0.1:7600/api/{upstream}/...
   steward status               agent state, restarts, kill switch, limits
   steward logs agent -f        the agent's output (redacted)
+  steward doctor               score the deployment against the production checklist
   steward last                 what the agent did, newest first
   steward stop --reason \"...\"  kill switch: refuse every call and stop the agent until `steward resume`";
 
@@ -80,6 +87,11 @@ enum Command {
     Logs(logs::LogsCommand),
     /// Run the quickstart: mock upstream + gateway + example agent, no external services.
     Demo(demo::Args),
+    /// Credentials: list them (never the values) or make the running daemon reload them.
+    #[command(subcommand)]
+    Secrets(secrets::Command),
+    /// Score this deployment against the production checklist: PASS/WARN/FAIL with a fix for each.
+    Doctor(doctor::Args),
     /// Internal: how the daemon starts the agent (parent-death signal, then exec).
     #[command(hide = true)]
     AgentExec(agent_exec::Args),
@@ -105,6 +117,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Spend(args) => spend::run(&config_path, args),
         Command::Logs(command) => logs::run(&config_path, command),
         Command::Demo(args) => demo::run(args),
+        Command::Secrets(command) => secrets::run(&config_path, command),
+        Command::Doctor(args) => Ok(doctor::run(&config_path, args)),
         Command::AgentExec(args) => Ok(agent_exec::run(args)),
     }
 }

@@ -1,16 +1,18 @@
 //! `steward run`: the daemon in the foreground, with the agent supervised
-//! (started through the `agent-exec` trampoline so it dies with steward) and
-//! systemd notifications (no-op outside systemd).
+//! (started through the `agent-exec` trampoline so it dies with steward),
+//! systemd notifications (no-op outside systemd), and SIGHUP reloading
+//! credentials.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use steward_core::daemon::{self, DaemonOptions};
 use steward_core::supervisor::Launcher;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::{CliError, exit, load_config, runtime};
 
-/// `steward run`
+/// `steward run` (SIGTERM/Ctrl-C drain and stop; SIGHUP reloads credentials)
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 
@@ -20,22 +22,31 @@ pub fn run(path: &Path, _args: Args) -> Result<ExitCode, CliError> {
     let rt = runtime()?;
     let options = DaemonOptions { launcher: launcher(), systemd: true, ..DaemonOptions::default() };
     let started = rt.block_on(async {
-        let daemon = daemon::start_with(&config, options).await?;
+        // Registered before the daemon takes its lock: `steward secrets reload`
+        // may signal as soon as the lock is held, and an unhandled SIGHUP
+        // would terminate the process.
+        let hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(err) => return Err(anyhow::Error::new(err).context("cannot handle SIGHUP")),
+        };
+        let daemon = daemon::start_with(&config, options).await.map_err(anyhow::Error::new)?;
         let stop = daemon.shutdown_token();
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("signal received; draining");
             stop.cancel();
         });
+        tokio::spawn(reload_on_hangup(hangups, daemon.reloader()));
         daemon.wait().await;
-        Ok::<_, daemon::DaemonError>(())
+        Ok(())
     });
     match started {
         Ok(()) => Ok(ExitCode::from(exit::OK)),
         Err(err) => {
-            let code = if err.is_config_error() { exit::CONFIG } else { exit::FAILURE };
-            anstream::eprintln!("error: steward could not start: {:#}", anyhow::Error::new(err));
-            Ok(ExitCode::from(code))
+            let config_error =
+                err.downcast_ref::<daemon::DaemonError>().is_some_and(daemon::DaemonError::is_config_error);
+            anstream::eprintln!("error: steward could not start: {err:#}");
+            Ok(ExitCode::from(if config_error { exit::CONFIG } else { exit::FAILURE }))
         }
     }
 }
@@ -60,8 +71,16 @@ pub fn init_tracing() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
+/// SIGHUP (`steward secrets reload`) re-reads every credential source; a
+/// failed reload keeps the previous values and is logged by the reloader.
+async fn reload_on_hangup(mut hangups: Signal, reloader: daemon::SecretsReloader) {
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP received; reloading credentials");
+        let _ = reloader.reload().await;
+    }
+}
+
 async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {
             tokio::select! {

@@ -34,14 +34,9 @@ impl Validator<'_> {
             &[("openai", LlmKind::OpenAi), ("anthropic", LlmKind::Anthropic)],
             LlmKind::OpenAi,
         );
-        let base_url = match normalize_base_url(raw.base_url.get_ref()) {
-            Ok(url) => url,
-            Err((message, help)) => {
-                self.push(Problem::new(raw.base_url.span(), message, "invalid base_url", help));
-                String::new()
-            }
-        };
+        let base_url = self.base_url(&raw.base_url);
         self.credential_ref(&raw.credential, credentials, false);
+        self.credential_environment(&raw.credential, credentials, "this LLM provider");
         let connect_timeout = self.timeout(raw.connect_timeout, "connect_timeout", "5s", DEFAULT_CONNECT_TIMEOUT);
         let read_timeout = self.timeout(raw.read_timeout, "read_timeout", "120s", DEFAULT_LLM_READ_TIMEOUT);
         LlmProviderConfig { kind, base_url, credential: raw.credential.into_inner(), connect_timeout, read_timeout }

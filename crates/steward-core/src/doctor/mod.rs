@@ -1,0 +1,186 @@
+//! `steward doctor`: the production checklist, scored item by item against
+//! the config, the credentials, the files on disk and the store.
+//!
+//! The checklist is a list of independent section checks ([`SECTIONS`]),
+//! one function each, in one file each: `credentials`, `logging`,
+//! `rate_limiting`, and `not_configured` for the sections whose subsystems
+//! have not landed yet (monitoring, backups, runbook, first deployment). A
+//! check only reads the prepared [`Context`]; the slow or fallible gathering
+//! (resolving credentials, probing the store) happens once, in [`gather`].
+//!
+//! Every non-pass result carries a one-line fix. Details never hold secret
+//! values, and hold no times or absolute paths where avoidable, so the
+//! output of one setup is stable from run to run.
+
+mod credentials;
+mod git_scan;
+mod logging;
+mod not_configured;
+mod rate_limiting;
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use crate::config::Config;
+use crate::secrets::{Resolution, Secrets};
+use crate::store::Store;
+
+pub use git_scan::{MAX_SCANNED_FILE_BYTES, ScanOutcome, TrackedSecret, scan_tracked_files};
+
+/// Outcome of one checklist item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The item holds.
+    Pass,
+    /// It holds only partly, or cannot be verified: worth fixing before production.
+    Warn,
+    /// It does not hold: fix it before production.
+    Fail,
+}
+
+impl Status {
+    /// `PASS`, `WARN` or `FAIL`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Pass => "PASS",
+            Status::Warn => "WARN",
+            Status::Fail => "FAIL",
+        }
+    }
+}
+
+/// One checklist item: the stable JSON shape of `steward doctor --json`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CheckResult {
+    /// Checklist section, such as `Credentials`.
+    pub section: &'static str,
+    /// The item inside the section, stable across releases (scripts match on it).
+    pub item: &'static str,
+    /// The outcome.
+    pub status: Status,
+    /// What was found, in one line.
+    pub detail: String,
+    /// How to fix it, in one line; `None` exactly when the item passes.
+    pub fix: Option<String>,
+}
+
+impl CheckResult {
+    /// A passing item.
+    pub fn pass(section: &'static str, item: &'static str, detail: impl Into<String>) -> Self {
+        Self { section, item, status: Status::Pass, detail: detail.into(), fix: None }
+    }
+
+    /// An item that holds only partly or cannot be verified.
+    pub fn warn(section: &'static str, item: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self { section, item, status: Status::Warn, detail: detail.into(), fix: Some(fix.into()) }
+    }
+
+    /// An item that does not hold.
+    pub fn fail(section: &'static str, item: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self { section, item, status: Status::Fail, detail: detail.into(), fix: Some(fix.into()) }
+    }
+}
+
+/// What the store looked like when doctor probed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreProbe {
+    /// The state directory does not exist yet (steward never ran here).
+    Missing,
+    /// A write transaction went through.
+    Writable,
+    /// Opening or writing failed; the error, for the detail line.
+    Failed(String),
+}
+
+/// Everything the checks read, gathered once.
+#[derive(Debug)]
+pub struct Context<'a> {
+    /// The validated config.
+    pub config: &'a Config,
+    /// The moment the checks are scored at (expiry is relative to it).
+    pub now: SystemTime,
+    /// Every credential resolved (values stay in memory only), with every problem.
+    pub resolution: Resolution,
+    /// Whether a call could be journaled now.
+    pub store: StoreProbe,
+}
+
+/// A section check: reads the context, returns its items in a fixed order.
+pub type SectionCheck = fn(&Context<'_>) -> Vec<CheckResult>;
+
+/// The checklist, in the order it is shown. Add a section by adding its function.
+pub const SECTIONS: &[SectionCheck] = &[
+    credentials::check,
+    logging::check,
+    rate_limiting::check,
+    not_configured::monitoring,
+    not_configured::backups,
+    not_configured::runbook,
+    not_configured::first_deployment,
+];
+
+/// The scored checklist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Every item, grouped by section, in checklist order.
+    pub checks: Vec<CheckResult>,
+}
+
+impl Report {
+    /// The worst status in the report.
+    pub fn worst(&self) -> Status {
+        self.checks.iter().map(|c| c.status).max().unwrap_or(Status::Pass)
+    }
+
+    /// How many items have `status`.
+    pub fn count(&self, status: Status) -> usize {
+        self.checks.iter().filter(|c| c.status == status).count()
+    }
+}
+
+/// Resolves credentials and probes the store: the part of doctor that does I/O.
+pub async fn gather(config: &Config, now: SystemTime) -> Context<'_> {
+    let resolution = Secrets::resolve_all(config).await;
+    let store = probe_store(&config.state.dir, &config.state.db_path()).await;
+    Context { config, now, resolution, store }
+}
+
+/// Runs every section check on `ctx`.
+pub fn score(ctx: &Context<'_>) -> Report {
+    Report { checks: SECTIONS.iter().flat_map(|section| section(ctx)).collect() }
+}
+
+/// [`gather`] then [`score`].
+pub async fn run(config: &Config, now: SystemTime) -> Report {
+    let ctx = gather(config, now).await;
+    score(&ctx)
+}
+
+async fn probe_store(dir: &Path, db: &Path) -> StoreProbe {
+    if !dir.is_dir() {
+        return StoreProbe::Missing;
+    }
+    // Opening creates the database in an existing state dir, which is what
+    // `steward run` would do first anyway.
+    let store = match Store::open(db) {
+        Ok(store) => store,
+        Err(err) => return StoreProbe::Failed(err.to_string()),
+    };
+    match store.check_writable().await {
+        Ok(()) => StoreProbe::Writable,
+        Err(err) => StoreProbe::Failed(err.to_string()),
+    }
+}
+
+/// `names` joined with ", ", at most `max` of them, then "and N more".
+fn list(names: &[String], max: usize) -> String {
+    let mut shown = names.iter().take(max).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > max {
+        shown.push_str(&format!(" and {} more", names.len() - max));
+    }
+    shown
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,213 @@
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use base64::Engine;
+
+use super::*;
+
+/// A GitHub-token-shaped literal (never a real one).
+fn planted_token() -> String {
+    format!("ghp_{}", "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6")
+}
+
+const BASE: &str = r#"[agent]
+name = "poster"
+
+[state]
+dir = "./state"
+
+[credentials.social]
+source = "env:SOCIAL"
+
+[upstreams.social]
+base_url = "https://social.example"
+credential = "social"
+"#;
+
+fn write_config(dir: &Path, extra: &str) -> Config {
+    let path = dir.join("steward.toml");
+    std::fs::write(&path, format!("{BASE}{extra}")).unwrap();
+    crate::config::load(&path).unwrap()
+}
+
+async fn context<'a>(config: &'a Config, env: &[(&str, &str)], now: SystemTime) -> Context<'a> {
+    let map: HashMap<String, String> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let lookup = move |name: &str| map.get(name).cloned();
+    let resolution = Secrets::resolve_all_with(config, &lookup).await;
+    let store = probe_store(&config.state.dir, &config.state.db_path()).await;
+    Context { config, now, resolution, store }
+}
+
+fn item<'r>(report: &'r Report, name: &str) -> &'r CheckResult {
+    report.checks.iter().find(|c| c.item == name).unwrap_or_else(|| panic!("no item {name:?}"))
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git").arg("-C").arg(dir).args(args).status().unwrap();
+    assert!(status.success(), "git {args:?} failed");
+}
+
+fn jwt_expiring(at: SystemTime) -> String {
+    let exp = at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    let b64 = |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    format!("{}.{}.sig", b64(serde_json::json!({"alg": "RS256"})), b64(serde_json::json!({"exp": exp})))
+}
+
+#[test]
+fn tracked_files_are_scanned_and_findings_carry_file_and_line_only() {
+    let repo = tempfile::tempdir().unwrap();
+    git(repo.path(), &["init", "-q"]);
+    let config_dir = repo.path().join("deploy");
+    std::fs::create_dir(&config_dir).unwrap();
+    write_config(&config_dir, "");
+    let token = planted_token();
+    std::fs::write(repo.path().join("notes.md"), format!("# notes\n\nold token: {token}\n")).unwrap();
+    std::fs::write(repo.path().join("untracked.md"), format!("{token}\n")).unwrap();
+    std::fs::write(repo.path().join("blob.bin"), [&b"\0\0"[..], token.as_bytes()].concat()).unwrap();
+    git(repo.path(), &["add", "deploy/steward.toml", "notes.md", "blob.bin"]);
+
+    let ScanOutcome::Scanned { files, secrets } = scan_tracked_files(&config_dir) else {
+        panic!("expected a scan");
+    };
+    assert_eq!(files, 2, "the binary file is skipped");
+    assert_eq!(secrets, [TrackedSecret { file: "notes.md".into(), line: 3, kind: "github-pat".into() }]);
+
+    let outside = tempfile::tempdir().unwrap();
+    assert_eq!(scan_tracked_files(outside.path()), ScanOutcome::NotARepository);
+}
+
+#[tokio::test]
+async fn a_literal_secret_in_a_tracked_file_fails_with_file_line_masked() {
+    let repo = tempfile::tempdir().unwrap();
+    git(repo.path(), &["init", "-q"]);
+    let config = write_config(repo.path(), "");
+    let token = planted_token();
+    std::fs::write(repo.path().join("deploy.sh"), format!("#!/bin/sh\nexport GH={token}\n")).unwrap();
+    git(repo.path(), &["add", "."]);
+    let ctx = context(&config, &[("SOCIAL", "social-value")], SystemTime::now()).await;
+    let report = score(&ctx);
+    let found = item(&report, "no secret in git-tracked files");
+    assert_eq!(found.status, Status::Fail);
+    assert!(found.detail.contains("deploy.sh:2 github-pat (masked)"), "{found:?}");
+    assert!(found.fix.as_deref().unwrap_or_default().contains("rotate"), "{found:?}");
+    let json = serde_json::to_string(&report.checks).unwrap();
+    assert!(!json.contains(&token) && !json.contains("social-value"), "{json}");
+    assert_eq!(report.worst(), Status::Fail);
+}
+
+#[tokio::test]
+async fn expiry_is_scored_against_the_warning_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let day = Duration::from_secs(86_400);
+
+    let soon = jwt_expiring(now + 5 * day);
+    let report = score(&context(&config, &[("SOCIAL", &soon)], now).await);
+    let expiry = item(&report, "every credential has a known expiry");
+    assert_eq!(expiry.status, Status::Warn);
+    assert!(expiry.detail.contains("social (5 day(s) left)"), "{expiry:?}");
+
+    let gone = jwt_expiring(now - day);
+    let report = score(&context(&config, &[("SOCIAL", &gone)], now).await);
+    let expiry = item(&report, "every credential has a known expiry");
+    assert_eq!(expiry.status, Status::Fail);
+    assert!(expiry.detail.contains("social (expired 2027-01-14)"), "{expiry:?}");
+
+    let far = jwt_expiring(now + 60 * day);
+    let report = score(&context(&config, &[("SOCIAL", &far)], now).await);
+    assert_eq!(item(&report, "every credential has a known expiry").status, Status::Pass);
+
+    let report = score(&context(&config, &[("SOCIAL", "opaque")], now).await);
+    let expiry = item(&report, "every credential has a known expiry");
+    assert_eq!((expiry.status, expiry.detail.as_str()), (Status::Warn, "no known expiry: social"));
+}
+
+#[tokio::test]
+async fn dev_prod_sharing_and_unresolved_credentials_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "[credentials.social_dev]\nsource = \"env:DEV\"\nenvironment = \"dev\"\n");
+    let report =
+        score(&context(&config, &[("SOCIAL", "same-value-1234"), ("DEV", "same-value-1234")], SystemTime::now()).await);
+    let separate = item(&report, "dev and prod credentials are separate");
+    assert_eq!(separate.status, Status::Fail);
+    assert!(separate.detail.contains("`social_dev` (dev) = `social` (prod)"), "{separate:?}");
+    assert_eq!(item(&report, "every credential resolves").status, Status::Pass);
+
+    let report = score(&context(&config, &[("DEV", "dev-value")], SystemTime::now()).await);
+    let resolve = item(&report, "every credential resolves");
+    assert_eq!(resolve.status, Status::Fail);
+    assert!(resolve.detail.contains("environment variable SOCIAL is not set"), "{resolve:?}");
+    assert_eq!(item(&report, "dev and prod credentials are separate").status, Status::Warn);
+}
+
+#[tokio::test]
+async fn rate_limiting_and_logging_items_fail_with_their_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        r#"
+[credentials.llm]
+source = "env:LLM"
+
+[llm.openai]
+kind = "openai"
+base_url = "https://api.openai.com"
+credential = "llm"
+
+[[tools]]
+name = "post"
+upstream = "social"
+match = "POST /statuses"
+retry = "idempotent"
+
+[loop_breaker]
+max_identical = 0
+
+[redaction]
+email = false
+"#,
+    );
+    std::fs::create_dir_all(&config.logging.dir).unwrap();
+    std::fs::set_permissions(&config.logging.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let report = score(&context(&config, &[("SOCIAL", "a-value"), ("LLM", "b-value")], SystemTime::now()).await);
+    let expect = [
+        ("every side-effecting tool has a limit", Status::Fail, "no limit on: post"),
+        ("retries use backoff", Status::Warn, "may repeat them: post"),
+        ("a daily spend cap is set", Status::Fail, "without a daily cap"),
+        ("the loop breaker is on", Status::Fail, "disables it"),
+        ("the store is writable", Status::Pass, "went through"),
+        ("redaction is on", Status::Warn, "PII detectors off: email"),
+        ("log directory is writable and 0700", Status::Fail, "mode 755"),
+    ];
+    for (name, status, detail) in expect {
+        let found = item(&report, name);
+        assert_eq!(found.status, status, "{found:?}");
+        assert!(found.detail.contains(detail), "{found:?}");
+    }
+    assert!(
+        item(&report, "log directory is writable and 0700").fix.as_deref().unwrap_or_default().contains("chmod 700")
+    );
+    for check in &report.checks {
+        assert_eq!(check.fix.is_none(), check.status == Status::Pass, "{check:?}");
+    }
+}
+
+#[tokio::test]
+async fn sections_come_in_checklist_order_with_stable_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let report = score(&context(&config, &[("SOCIAL", "v")], SystemTime::now()).await);
+    let mut sections: Vec<&str> = report.checks.iter().map(|c| c.section).collect();
+    sections.dedup();
+    assert_eq!(
+        sections,
+        ["Credentials", "Logging", "Rate limiting", "Monitoring", "Backups", "Runbook", "First deployment"]
+    );
+    assert_eq!(report.checks.len(), 6 + 5 + 5 + 3 + 4 + 2 + 1);
+    assert_eq!(item(&report, "the store is writable").status, Status::Warn, "no state dir yet");
+    assert_eq!(item(&report, "dead-man heartbeat is configured").detail, "not configured");
+}

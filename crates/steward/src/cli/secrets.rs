@@ -1,0 +1,146 @@
+//! `steward secrets list` and `steward secrets reload`.
+//!
+//! `list` resolves every source itself (values stay in this process's
+//! memory and are dropped at exit) and shows what is known about each
+//! credential, never the value. `reload` asks the running daemon to re-read
+//! every source (SIGHUP) and waits for the outcome it records in
+//! `<state>/reload.json`.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use owo_colors::OwoColorize;
+use steward_core::daemon::running_pid;
+use steward_core::secrets::{self, Secrets};
+
+use super::{CliError, exit, load_config, now_ms, print_json, runtime};
+
+/// How long `reload` waits for the daemon's answer: every source may take
+/// its full timeout (10 s for a command or Vault), so allow a few of them.
+const RELOAD_WAIT: Duration = Duration::from_secs(60);
+
+/// `steward secrets`
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// List credentials: source, environment, expiry, scopes, fingerprint. Never the value.
+    List(ListArgs),
+    /// Make the running daemon re-read every credential source (rotation without restart).
+    Reload(ReloadArgs),
+}
+
+/// `steward secrets list`
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `steward secrets reload`
+#[derive(Debug, clap::Args)]
+pub struct ReloadArgs {}
+
+pub fn run(path: &Path, command: Command) -> Result<ExitCode, CliError> {
+    match command {
+        Command::List(args) => list(path, args),
+        Command::Reload(args) => reload(path, args),
+    }
+}
+
+fn list(path: &Path, args: ListArgs) -> Result<ExitCode, CliError> {
+    let config = load_config(path)?;
+    let resolution = runtime()?.block_on(Secrets::resolve_all(&config));
+    let infos = secrets::describe(&config, &resolution, std::time::SystemTime::now());
+    let code = if resolution.errors.is_empty() { exit::OK } else { exit::FAILURE };
+    if args.json {
+        print_json(&infos)?;
+        return Ok(ExitCode::from(code));
+    }
+    if infos.is_empty() {
+        anstream::println!("no credentials are configured");
+        return Ok(ExitCode::from(code));
+    }
+    let mut table = comfy_table::Table::new();
+    table.load_style(comfy_table::presets::NOTHING).set_header([
+        "credential",
+        "source",
+        "env",
+        "expires",
+        "scopes",
+        "fingerprint",
+    ]);
+    for info in &infos {
+        let expires = match (&info.expires, info.days_left) {
+            (Some(day), Some(left)) if left < 0 => format!("{day} (expired)"),
+            (Some(day), Some(left)) => format!("{day} ({left}d left)"),
+            _ => "unknown".to_owned(),
+        };
+        let scopes = if info.scopes.is_empty() { "-".to_owned() } else { info.scopes.join(" ") };
+        table.add_row([
+            info.name.clone(),
+            info.source.to_owned(),
+            info.environment.to_owned(),
+            expires,
+            scopes,
+            info.fingerprint.clone().unwrap_or_else(|| "-".to_owned()),
+        ]);
+    }
+    anstream::println!("{table}");
+    for error in &resolution.errors {
+        anstream::eprintln!("{} {error}", "error:".red().bold());
+    }
+    Ok(ExitCode::from(code))
+}
+
+fn reload(path: &Path, _args: ReloadArgs) -> Result<ExitCode, CliError> {
+    let config = load_config(path)?;
+    let pid = running_pid(&config.state.dir).ok_or_else(|| {
+        anyhow!(
+            "no steward daemon is running with state dir {}; start it with `steward run` (a fresh start reads \
+             every credential anyway)",
+            config.state.dir.display()
+        )
+    })?;
+    let pid: i32 = pid.parse().with_context(|| format!("the daemon lock holds no pid ({pid:?})"))?;
+    let sent_ms = now_ms();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGHUP)
+        .with_context(|| format!("cannot signal the daemon (pid {pid})"))?;
+    let status_path = config.state.reload_status_path();
+    let deadline = Instant::now() + RELOAD_WAIT;
+    loop {
+        if let Some(status) = std::fs::read_to_string(&status_path)
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .filter(|status| status["at_ms"].as_i64().is_some_and(|at| at >= sent_ms))
+        {
+            if status["ok"] == true {
+                let report = &status["report"];
+                let changed: Vec<&str> = report["changed"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                    .unwrap_or_default();
+                anstream::println!(
+                    "reloaded {} credential(s) in the daemon (pid {pid}); changed: {}",
+                    report["credentials"],
+                    if changed.is_empty() { "none".to_owned() } else { changed.join(", ") }
+                );
+                return Ok(ExitCode::from(exit::OK));
+            }
+            return Err(anyhow!(
+                "the daemon could not reload its credentials and keeps the previous values: {}",
+                status["error"].as_str().unwrap_or("unknown error")
+            )
+            .into());
+        }
+        if Instant::now() > deadline {
+            return Err(anyhow!(
+                "sent SIGHUP to the daemon (pid {pid}) but it recorded no outcome within {}s; check its log",
+                RELOAD_WAIT.as_secs()
+            )
+            .into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

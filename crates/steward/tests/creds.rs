@@ -1,0 +1,373 @@
+//! Credentials done right, end to end through the real binary: dev/prod
+//! separation, forbidden scopes and unsafe files refused at start, expiry
+//! refused at call time, rotation with `steward secrets reload`, `steward
+//! secrets list`, and `steward doctor` on the quickstart config.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use common::{CANARY_TOKEN, DEFAULT_TOOLS, Env};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `steward <args> --config <config>` with extra environment variables.
+fn steward_with_env(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_steward"));
+    command.args(args).arg("--config").arg(config).env("NO_COLOR", "1").env_remove("STEWARD_CONFIG");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().unwrap()
+}
+
+/// An unsigned JWT expiring at `at` (steward reads `exp`, never the signature).
+fn jwt_expiring(at: SystemTime) -> String {
+    let exp = at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    format!("{}.{}.c2lnbmF0dXJl", b64(json!({"alg": "HS256", "typ": "JWT"})), b64(json!({"sub": "poster", "exp": exp})))
+}
+
+/// Replaces the social credential's file content (its 0600 mode is kept).
+fn write_social_token(env: &Env, value: &str) {
+    std::fs::write(env.dir.path().join("social.token"), format!("{value}\n")).unwrap();
+}
+
+async fn post(env: &Env, body: Value) -> reqwest::Response {
+    env.req(Method::POST, "/api/social/api/v1/statuses").json(&body).send().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_shared_by_dev_and_prod_refuses_start_naming_both_never_the_value() {
+    // social_dev reads the very file social (prod) reads: one value, two environments.
+    let tools =
+        format!("{DEFAULT_TOOLS}\n[credentials.social_dev]\nsource = \"file:social.token\"\nenvironment = \"dev\"\n");
+    let env = Env::with_tools("", &tools).await;
+    // `run` fails to start (1); `config check` calls the config invalid (3).
+    for (args, code) in [(&["run"][..], 1), (&["config", "check"], 3), (&["config", "check", "--json"], 3)] {
+        let out = env.steward(args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", text(&out.stderr));
+        let shown = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(shown.contains("`social_dev` (dev)") && shown.contains("`social` (prod)"), "{args:?}: {shown}");
+        assert!(!shown.contains(CANARY_TOKEN), "{args:?} printed the value: {shown}");
+    }
+    let out = env.steward(&["doctor", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "doctor fails on it: {}", text(&out.stderr));
+    let checks: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let separate = checks.iter().find(|c| c["item"] == "dev and prod credentials are separate").unwrap();
+    assert_eq!(separate["status"], "fail");
+    assert!(!text(&out.stdout).contains(CANARY_TOKEN));
+    env.assert_no_secret_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forbidden_scope_refuses_start() {
+    let tools = format!(
+        "{DEFAULT_TOOLS}\n[policy]\nforbidden_scopes = [\"admin\", \"admin:*\"]\n\n\
+         [credentials.admin_token]\nsource = \"file:llm.token\"\nscopes = [\"write:statuses\", \"admin:org\"]\n"
+    );
+    let env = Env::with_tools("", &tools).await;
+    for args in [&["run"][..], &["config", "check"]] {
+        let out = env.steward(args);
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains("declares scope \"admin:org\""), "{args:?}: {err}");
+        assert!(err.contains("steward.toml:"), "no file:line in {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_file_readable_by_others_is_refused_with_the_chmod_fix() {
+    let env = Env::new("").await;
+    let file = env.dir.path().join("social.token");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let fix = format!("chmod 600 {}", file.display());
+    let out = env.steward(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains(&fix), "{}", text(&out.stderr));
+    let out = env.steward(&["run"]);
+    assert_eq!(out.status.code(), Some(1), "steward run refuses to start");
+    assert!(text(&out.stderr).contains(&fix), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains(CANARY_TOKEN));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_credential_is_refused_at_call_time_and_never_sent() {
+    let mut env = Env::new("").await;
+    let expired = jwt_expiring(SystemTime::now() - Duration::from_secs(3_600));
+    write_social_token(&env, &expired);
+    env.start();
+    let response = post(&env, json!({ "status": "hello" })).await;
+    assert_eq!(response.status(), 403);
+    assert_eq!(response.headers()["x-should-retry"], "false");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["reason"], "credential_expired");
+    assert!(body["error"]["message"].as_str().unwrap().contains("steward secrets reload"), "{body}");
+    assert!(env.mock.requests().is_empty(), "an expired credential reached the upstream");
+    let lines = env.wait_audit_lines(1).await;
+    assert_eq!(lines[0]["decision"], "credential_expired");
+    assert_eq!(lines[0]["status"], 403);
+    assert!(env.daemon_log().contains("credential has expired"), "{}", env.daemon_log());
+
+    // Rotating in a valid token lifts the refusal without a restart.
+    let fresh = jwt_expiring(SystemTime::now() + Duration::from_secs(90 * 86_400));
+    write_social_token(&env, &fresh);
+    let out = env.steward(&["secrets", "reload"]);
+    assert!(out.status.success(), "{}\n{}", text(&out.stderr), env.daemon_log());
+    let response = post(&env, json!({ "status": "after rotation" })).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(env.mock.requests()[0].header("authorization"), Some(format!("Bearer {fresh}").as_str()));
+    env.stop(false);
+    common::assert_no_needles(
+        env.dir.path(),
+        &[expired.clone(), fresh.clone()],
+        &[env.dir.path().join("social.token"), env.state_dir().join("agent.token")],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwt_expiring_in_five_days_warns_in_doctor_and_secrets_list() {
+    let env = Env::new("").await;
+    // Five days and an hour: the whole-day count stays 5 however long the test takes.
+    let soon = jwt_expiring(SystemTime::now() + Duration::from_secs(5 * 86_400 + 3_600));
+    write_social_token(&env, &soon);
+
+    let out = env.steward(&["secrets", "list", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let social = listed.iter().find(|c| c["name"] == "social").unwrap();
+    assert_eq!(social["days_left"], 5);
+    assert_eq!(social["expiry_source"], "jwt");
+    assert_eq!(social["source"], "file");
+    assert_eq!(social["fingerprint"].as_str().unwrap().len(), 8);
+    assert!(!text(&out.stdout).contains(&soon));
+
+    let out = env.steward(&["doctor", "--json"]);
+    let checks: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let expiry = checks.iter().find(|c| c["item"] == "every credential has a known expiry").unwrap();
+    assert_eq!(expiry["status"], "warn", "{expiry}");
+    assert!(expiry["detail"].as_str().unwrap().contains("social (5 day(s) left)"), "{expiry}");
+    assert!(expiry["fix"].as_str().unwrap().contains("steward secrets reload"), "{expiry}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_swaps_a_rotated_token_and_the_old_one_stays_redacted() {
+    const ROTATED: &str = "rotated-upstream-token-1a2b3c4d5e6f";
+    let mut env = Env::new("").await;
+    env.start();
+    assert_eq!(post(&env, json!({ "status": "before" })).await.status(), 200);
+
+    write_social_token(&env, ROTATED);
+    let out = env.steward(&["secrets", "reload"]);
+    assert!(out.status.success(), "{}\n{}", text(&out.stderr), env.daemon_log());
+    assert!(text(&out.stdout).contains("changed: social"), "{}", text(&out.stdout));
+
+    assert_eq!(post(&env, json!({ "status": "after" })).await.status(), 200);
+    let seen = env.mock.requests();
+    assert_eq!(seen[0].header("authorization"), Some(format!("Bearer {CANARY_TOKEN}").as_str()));
+    assert_eq!(seen[1].header("authorization"), Some(format!("Bearer {ROTATED}").as_str()));
+
+    // The agent echoes both values back: neither may reach the audit log.
+    let echoed = format!("old {CANARY_TOKEN} new {ROTATED}");
+    let response = env.req(Method::POST, "/api/social/echo").body(echoed.clone()).send().await.unwrap();
+    assert_eq!(response.text().await.unwrap(), echoed, "the upstream answer is relayed unchanged");
+    let lines = env.wait_audit_lines(3).await;
+    let summary = lines[2]["input_summary"].as_str().unwrap();
+    assert!(summary.contains("[REDACTED:"), "{summary}");
+    assert!(!summary.contains(CANARY_TOKEN) && !summary.contains(ROTATED), "{summary}");
+
+    // A reload that cannot resolve a source keeps the previous values.
+    std::fs::remove_file(env.dir.path().join("social.token")).unwrap();
+    let out = env.steward(&["secrets", "reload"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("keeps the previous values"), "{}", text(&out.stderr));
+    assert_eq!(post(&env, json!({ "status": "still works" })).await.status(), 200);
+    assert_eq!(env.mock.requests()[3].header("authorization"), Some(format!("Bearer {ROTATED}").as_str()));
+
+    env.stop(false);
+    env.assert_no_secret_leaked();
+    common::assert_no_needles(env.dir.path(), &[ROTATED.to_owned()], &[env.state_dir().join("agent.token")]);
+}
+
+#[test]
+fn reload_without_a_daemon_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("steward.toml");
+    std::fs::write(&config, "[agent]\nname = \"x\"\n").unwrap();
+    let out = steward_with_env(&config, &["secrets", "reload"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no steward daemon is running"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn command_and_systemd_sources_resolve_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::write(creds.join("social"), "from-systemd-credential\n").unwrap();
+    let config = dir.path().join("steward.toml");
+    std::fs::write(
+        &config,
+        "[agent]\nname = \"x\"\n\n[credentials.social]\nsource = \"systemd:social\"\n\n\
+         [credentials.mail]\nsource = \"command:printf '%s\\\\n' from-a-command\"\nscopes = [\"send\"]\n",
+    )
+    .unwrap();
+    let creds_dir = creds.to_str().unwrap();
+    let out = steward_with_env(&config, &["secrets", "list", "--json"], &[("CREDENTIALS_DIRECTORY", creds_dir)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.len(), 2);
+    for credential in &listed {
+        assert!(credential["fingerprint"].is_string(), "{credential}");
+        assert!(credential["error"].is_null(), "{credential}");
+    }
+    assert_eq!(listed[0]["source"], "command");
+    assert_eq!(listed[0]["scopes"], json!(["send"]));
+    assert_eq!(listed[1]["source"], "systemd");
+    let shown = text(&out.stdout);
+    assert!(!shown.contains("from-systemd-credential") && !shown.contains("from-a-command"), "{shown}");
+
+    // The table, and the error when systemd gave steward no credentials.
+    let out = steward_with_env(&config, &["secrets", "list"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("social"), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("CREDENTIALS_DIRECTORY"), "{}", text(&out.stderr));
+}
+
+/// The quickstart config, copied into a fresh directory (outside any git
+/// repository, with no state yet) so the output does not depend on this checkout.
+fn quickstart_copy() -> (tempfile::TempDir, std::path::PathBuf) {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart/steward.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("steward.toml");
+    std::fs::copy(source, &config).unwrap();
+    (dir, config)
+}
+
+/// Every checklist item, as (section, item), in order.
+const CHECKLIST: &[(&str, &str)] = &[
+    ("Credentials", "every credential resolves"),
+    ("Credentials", "dev and prod credentials are separate"),
+    ("Credentials", "no secret in git-tracked files"),
+    ("Credentials", "every credential has a known expiry"),
+    ("Credentials", "no credential has a forbidden scope"),
+    ("Credentials", "agent holds no real token"),
+    ("Logging", "every route is audited"),
+    ("Logging", "audit log rotates at 100 MB or less"),
+    ("Logging", "redaction is on"),
+    ("Logging", "retention is set"),
+    ("Logging", "log directory is writable and 0700"),
+    ("Rate limiting", "every side-effecting tool has a limit"),
+    ("Rate limiting", "retries use backoff"),
+    ("Rate limiting", "a daily spend cap is set"),
+    ("Rate limiting", "the loop breaker is on"),
+    ("Rate limiting", "the store is writable"),
+    ("Monitoring", "agent-down, error-rate and spend alerts have a sink"),
+    ("Monitoring", "the last alert test succeeded"),
+    ("Monitoring", "dead-man heartbeat is configured"),
+    ("Backups", "config and state are backed up daily"),
+    ("Backups", "backups go to another device or remote"),
+    ("Backups", "the last backup is recent"),
+    ("Backups", "a restore was tested recently"),
+    ("Runbook", "contacts are listed"),
+    ("Runbook", "the runbook is rendered"),
+    ("First deployment", "supervised mode for the first week"),
+];
+
+#[test]
+fn doctor_on_the_quickstart_lists_every_item_with_a_fix_for_each_non_pass() {
+    let (dir, config) = quickstart_copy();
+    let out = steward_with_env(&config, &["doctor", "--json"], &[("SOCIAL_TOKEN", "quickstart-token-value")]);
+    assert_eq!(out.status.code(), Some(0), "warnings only: {}", text(&out.stderr));
+    let checks: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let items: Vec<(&str, &str)> =
+        checks.iter().map(|c| (c["section"].as_str().unwrap(), c["item"].as_str().unwrap())).collect();
+    assert_eq!(items, CHECKLIST);
+    for check in &checks {
+        let keys: Vec<&String> = check.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["detail", "fix", "item", "section", "status"], "{check}");
+        match check["status"].as_str().unwrap() {
+            "pass" => assert!(check["fix"].is_null(), "{check}"),
+            "warn" | "fail" => assert!(!check["fix"].as_str().unwrap().is_empty(), "{check}"),
+            other => panic!("unknown status {other}"),
+        }
+    }
+    assert!(!text(&out.stdout).contains("quickstart-token-value"));
+    assert!(!dir.path().join(".steward").exists(), "doctor created state");
+
+    // Without the variable the credential item fails: exit 1.
+    let out = steward_with_env(&config, &["doctor", "--json"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+
+    // A config that does not load: doctor could not run.
+    std::fs::write(&config, "[agent]\n").unwrap();
+    let out = steward_with_env(&config, &["doctor"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+#[test]
+fn doctor_table_on_the_quickstart() {
+    let (_dir, config) = quickstart_copy();
+    let out = steward_with_env(&config, &["doctor"], &[("SOCIAL_TOKEN", "quickstart-token-value")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    insta::assert_snapshot!(text(&out.stdout));
+}
+
+/// A one-route upstream on 127.0.0.1 that answers every request with 200
+/// and `X-OAuth-Scopes: {scopes}`, as GitHub does.
+async fn scope_reporting_upstream(scopes: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nx-oauth-scopes: {scopes}\r\ncontent-type: application/json\r\n\
+                     content-length: 2\r\nconnection: close\r\n\r\n{{}}"
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scopes_the_upstream_reports_beyond_the_declaration_are_logged_once() {
+    let github = scope_reporting_upstream("repo, admin:org").await;
+    let tools = format!(
+        "{DEFAULT_TOOLS}\n[policy]\nforbidden_scopes = [\"admin:*\"]\n\n\
+         [upstreams.github]\nbase_url = \"{github}\"\ncredential = \"social\"\nscopes_header = \"X-OAuth-Scopes\"\n\n\
+         [[tools]]\nname = \"whoami\"\nupstream = \"github\"\nmatch = \"GET /user\"\n"
+    );
+    let mut env = Env::with_tools("", &tools).await;
+    env.start();
+    for _ in 0..3 {
+        let response = env.req(Method::GET, "/api/github/user").send().await.unwrap();
+        assert_eq!(response.status(), 200, "a mismatch warns, it does not block");
+    }
+    env.stop(false);
+    let log = env.daemon_log();
+    assert_eq!(log.matches("forbidden_scopes forbids").count(), 1, "{log}");
+    assert!(log.contains("social") && log.contains("admin:org"), "{log}");
+    env.assert_no_secret_leaked();
+}
