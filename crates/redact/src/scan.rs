@@ -164,7 +164,9 @@ pub(crate) struct Engine {
     max_keyword_len: usize,
     known: Option<AhoCorasick>,
     max_known_len: usize,
-    marker_kinds: HashSet<&'static str>,
+    /// Kinds this engine can emit, sorted: only markers with these kinds
+    /// are protected from redaction.
+    marker_kinds: Vec<&'static str>,
 }
 
 /// Rewrites `\b`, `\w` and `\d` to their ASCII forms (inside and outside
@@ -421,6 +423,8 @@ impl Engine {
                     })?,
             )
         };
+        let mut marker_kinds: Vec<&'static str> = marker_kinds.into_iter().collect();
+        marker_kinds.sort_unstable();
         Ok(Self {
             rules,
             trigger,
@@ -574,7 +578,8 @@ impl Engine {
             .position(|b| b == b']')?;
         let kind = rest.get(..close)?;
         self.marker_kinds
-            .contains(kind)
+            .binary_search(&kind)
+            .is_ok()
             .then_some(start + MARKER_OPEN.len() + close + 1)
     }
 
