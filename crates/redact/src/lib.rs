@@ -19,6 +19,24 @@
 //!
 //! Replacement text is always `[REDACTED:<kind>]`; such markers are never
 //! redacted again, so `redact(redact(x)) == redact(x)`.
+//!
+//! ```
+//! use redact::RedactorBuilder;
+//!
+//! let redactor = RedactorBuilder::new().secret("mastodon", "s3cr3t-mastodon-token").build();
+//! let line = "posting with s3cr3t-mastodon-token as bob@example.com";
+//! assert_eq!(
+//!     redactor.redact(line),
+//!     "posting with [REDACTED:credential] as [REDACTED:email]"
+//! );
+//! // Clean text is returned borrowed, without allocating.
+//! assert!(matches!(redactor.redact("all clear"), std::borrow::Cow::Borrowed(_)));
+//! ```
+//!
+//! # Performance
+//! One lazy-DFA pass finds every *trigger* (rule keywords, the first bytes
+//! of known-secret forms, PII shapes, existing markers); rule regexes then
+//! run anchored at their keywords only. See `BENCHMARKS.md` for numbers.
 
 use std::borrow::Cow;
 use std::collections::HashSet;

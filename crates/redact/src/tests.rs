@@ -569,3 +569,23 @@ fn redact_bytes_passes_invalid_utf8_through() {
     );
     assert!(matches!(r.redact_bytes(b"clean \xff"), Cow::Borrowed(_)));
 }
+
+#[test]
+fn redactor_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Redactor>();
+    let r = std::sync::Arc::new(
+        RedactorBuilder::new()
+            .secret("k", "thread-secret-1")
+            .build(),
+    );
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let r = std::sync::Arc::clone(&r);
+            std::thread::spawn(move || r.redact(&format!("{i} thread-secret-1")).into_owned())
+        })
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        assert_eq!(h.join().unwrap(), format!("{i} [REDACTED:credential]"));
+    }
+}
