@@ -219,12 +219,18 @@ impl RedactorBuilder {
 }
 
 /// A compiled, immutable redactor. Cheap to share behind an `Arc`.
-#[derive(Default)]
 pub struct Redactor {
     /// `None` when compilation failed: every text is withheld.
     pub(crate) engine: Option<Box<Engine>>,
     /// Number of registered secrets (for `Debug` only; values are not kept).
     secrets: usize,
+}
+
+impl Default for Redactor {
+    /// Every rule and PII detector, no known secrets.
+    fn default() -> Self {
+        RedactorBuilder::new().build()
+    }
 }
 
 impl fmt::Debug for Redactor {

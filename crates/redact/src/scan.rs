@@ -595,6 +595,10 @@ impl Engine {
         hits.sort_unstable();
         hits.dedup();
         let len = text.len();
+        // End of the last match of the rule being processed: a keyword
+        // inside it (`glpat-glpat-...`) would only re-find a suffix, and
+        // skipping it keeps pathological input linear.
+        let mut covered: (usize, usize) = (usize::MAX, 0);
         let mut i = 0;
         while i < hits.len() {
             let Some(&(rule_idx, kw)) = hits.get(i) else {
@@ -611,8 +615,12 @@ impl Engine {
             if rule.lookbehind == 0 {
                 // The match starts at the keyword: one anchored attempt per
                 // hit fails within a few bytes on ordinary text.
+                if covered.0 == rule_idx && kw < covered.1 {
+                    continue;
+                }
                 if !(secrets_only && rule.category != Category::Secret) {
-                    self.search_window(text, rule_idx, rule, window, Anchored::Yes, out);
+                    let end = self.search_window(text, rule_idx, rule, window, Anchored::Yes, out);
+                    covered = (rule_idx, end);
                 }
                 continue;
             }
@@ -640,10 +648,11 @@ impl Engine {
         mut window: Range<usize>,
         anchored: Anchored,
         out: &mut Vec<Candidate>,
-    ) {
+    ) -> usize {
         let len = text.len();
         let mut caps: Option<Captures> = None;
         let mut pos = window.start;
+        let mut matched_until = 0;
         while pos < window.end {
             let input = Input::new(text).span(pos..window.end).anchored(anchored);
             let Some(m) = rule.regex.search(&input) else {
@@ -653,6 +662,7 @@ impl Engine {
                 window.end = (window.end + (window.end - window.start).max(rule.max_len)).min(len);
                 continue;
             }
+            matched_until = matched_until.max(m.end());
             // An anchored search tries the keyword position only.
             pos = if anchored == Anchored::Yes {
                 window.end
@@ -705,6 +715,7 @@ impl Engine {
                 priority: rule_idx,
             });
         }
+        matched_until
     }
 }
 

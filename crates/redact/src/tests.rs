@@ -589,3 +589,20 @@ fn redactor_is_shareable_across_threads() {
         assert_eq!(h.join().unwrap(), format!("{i} [REDACTED:credential]"));
     }
 }
+
+#[test]
+fn repeated_keywords_inside_one_long_token_stay_linear() {
+    // Each `glpat-` inside the run would re-find a suffix of the same match;
+    // they are skipped, so this completes quickly even in debug builds.
+    let text = format!("x {} y", "glpat-".repeat(20_000));
+    let out = plain().redact(&text);
+    assert!(!out.contains("glpat-"), "a token survived");
+    assert!(out.starts_with("x [REDACTED:gitlab-pat]") && out.ends_with("] y"));
+}
+
+#[test]
+fn default_redactor_has_every_rule() {
+    let r = Redactor::default();
+    assert!(!r.is_failed());
+    assert_eq!(r.rule_count(), plain().rule_count());
+}
