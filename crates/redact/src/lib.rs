@@ -139,7 +139,10 @@ pub enum BuildError {
 /// Builds a [`Redactor`].
 #[derive(Default, Clone)]
 pub struct RedactorBuilder {
+    /// `(name, value)` of each registered credential; names only ever
+    /// appear in `Debug` output, values never do.
     secrets: Vec<(String, String)>,
+    /// PII detectors switched off; everything is on by default.
     disabled_pii: HashSet<PiiKind>,
 }
 

@@ -121,7 +121,9 @@ struct PrefixLiteral {
 /// Keyword automaton plus, per keyword, the rules it triggers.
 #[derive(Debug)]
 struct KeywordSet {
+    /// Overlapping automaton over the keywords.
     ac: AhoCorasick,
+    /// Per keyword (pattern id): the rules it triggers.
     rules: Vec<Vec<usize>>,
 }
 
@@ -152,17 +154,27 @@ pub(crate) struct Candidate {
 /// The compiled engine.
 #[derive(Debug)]
 pub(crate) struct Engine {
+    /// Secret rules, then the email detector; indexes are priorities.
     rules: Vec<CompiledRule>,
+    /// The one-pass scanner: keyword and known-secret literals, the
+    /// marker opening, PII shapes.
     trigger: Regex,
+    /// What each trigger pattern id stands for.
     triggers: Vec<Trigger>,
-    /// Per literal trigger: every literal that is a prefix of it (itself
-    /// included). The trigger scan reports only the longest literal at a
-    /// position; the shorter ones starting there are read from here.
+    /// Per literal trigger: every literal that can start where it matched
+    /// (itself included). The scan reports one pattern per position; the
+    /// others starting there are read from here and compared directly.
     literals: Vec<Vec<PrefixLiteral>>,
+    /// Case-insensitive keywords, for rescanning spans that a PII match
+    /// skipped.
     keywords_ci: Option<KeywordSet>,
+    /// Case-sensitive keywords (`SK`, `AC`, `:AA`), likewise.
     keywords_cs: Option<KeywordSet>,
+    /// Longest keyword: how far past a skipped span a rescan must read.
     max_keyword_len: usize,
+    /// Every known-secret form, for rescanning skipped spans.
     known: Option<AhoCorasick>,
+    /// Longest known-secret form, likewise.
     max_known_len: usize,
     /// Kinds this engine can emit, sorted: only markers with these kinds
     /// are protected from redaction.
