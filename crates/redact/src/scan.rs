@@ -375,8 +375,18 @@ impl Engine {
         // and every other literal that can start there comes from
         // `literals`.
         specs.sort_by_key(|(t, _, _)| std::cmp::Reverse(t.len()));
+        // PII shapes come first: where a PII match and a literal start at
+        // the same byte (the IBAN `SK31...` and Twilio's `SK` keyword), the
+        // PII match wins and the span rescan still finds the literal. The
+        // other way round the PII match would be lost.
         let mut patterns: Vec<String> = Vec::new();
         let mut triggers: Vec<Trigger> = Vec::new();
+        for p in pii {
+            patterns.push(ascii_boundaries(p.regex()));
+            triggers.push(Trigger::Pii(*p));
+        }
+        patterns.push(escape_literal(MARKER_OPEN, false));
+        triggers.push(Trigger::Marker);
         let mut literals: Vec<Vec<PrefixLiteral>> = Vec::new();
         for (text, exact, tail) in &specs {
             // Literals consistent with the trigger text over their common
@@ -403,12 +413,6 @@ impl Engine {
             literals.push(candidates);
         }
         let kws: Vec<&String> = ci.iter().chain(cs.iter()).map(|(k, _)| k).collect();
-        patterns.push(escape_literal(MARKER_OPEN, false));
-        triggers.push(Trigger::Marker);
-        for p in pii {
-            patterns.push(ascii_boundaries(p.regex()));
-            triggers.push(Trigger::Pii(*p));
-        }
         // A compile error for the trigger could quote a known secret, so
         // it is reported without detail when secrets are involved.
         let trigger = compile(&patterns).map_err(|e| {
@@ -521,6 +525,17 @@ impl Engine {
                             });
                         }
                         None if e - s <= RETRY_LIMIT => {
+                            // Literals starting at `s` lost to this match.
+                            if s >= kept_until {
+                                self.rescan(
+                                    text,
+                                    s..s + 1,
+                                    secrets_only,
+                                    &mut hits,
+                                    &mut raw.known,
+                                );
+                                kept_until = s + 1;
+                            }
                             at = s + 1;
                             continue;
                         }

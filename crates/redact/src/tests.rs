@@ -293,6 +293,10 @@ fn payment_keys() {
     assert_redacted(r, &rk.clone(), &rk, "stripe-restricted-key");
     let tw = format!("SK{}", hex(32, 23));
     assert_redacted(r, &format!("twilio key {tw}"), &tw, "twilio-api-key");
+    // A PII candidate at the same byte (here an invalid phone-like shape)
+    // does not hide a keyword that starts there.
+    let sid = format!("AC{}", hex(32, 24));
+    assert_redacted(r, &format!("sid={sid}"), &sid, "twilio-account-sid");
     let sg = format!("SG.{}.{}", chars(B64URL, 22, 24), chars(B64URL, 43, 25));
     assert_redacted(r, &format!("SENDGRID={sg}"), &sg, "sendgrid-api-token");
 }
