@@ -137,9 +137,9 @@ pub(crate) fn is_url_userinfo(text: &str, start: usize) -> bool {
     while i > floor {
         match bytes.get(i - 1) {
             Some(b'/') => return i >= 2 && bytes.get(i - 2) == Some(&b'/'),
-            Some(b'?' | b'#') | None => return false,
-            Some(b) if b.is_ascii_whitespace() => return false,
-            Some(_) => i -= 1,
+            // RFC 3986 userinfo: unreserved, percent-encoded, sub-delims, `:`.
+            Some(b) if b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:".contains(b) => i -= 1,
+            _ => return false,
         }
     }
     false
