@@ -1,14 +1,18 @@
 //! The scanning engine: one lazy-DFA pass over the text finds every
-//! *trigger* (a rule keyword, a known-secret form, a PII shape, or an
-//! existing `[REDACTED:...]` marker); rules then run only in small windows
-//! around their keywords. Clean text therefore costs one DFA pass however
-//! many rules there are.
+//! *trigger* (a rule keyword, the first bytes of a known-secret form, a PII
+//! shape, or an existing `[REDACTED:...]` marker); rules then run only at
+//! their keywords. Clean text therefore costs one DFA pass however many
+//! rules there are.
 //!
-//! The trigger pass reports leftmost, non-overlapping matches, which could
-//! hide a keyword or secret that starts inside another trigger. Each
-//! trigger's span is therefore rescanned with overlapping Aho-Corasick
-//! automata, so every keyword occurrence and every known-secret occurrence
-//! is seen exactly once.
+//! The trigger pass reports one leftmost match at a time, so nothing that
+//! starts at or inside a trigger may be lost:
+//! - after a literal (keyword or known-secret) hit the search resumes one
+//!   byte later; the other literals that can start at the same byte are
+//!   precomputed per trigger and compared directly, and a PII shape
+//!   starting there is checked with an anchored search;
+//! - a validated PII match is skipped whole, and its span is rescanned
+//!   with overlapping Aho-Corasick automata for keywords and known secrets;
+//! - a marker is skipped whole: nothing inside it is redacted again.
 
 use std::collections::HashSet;
 use std::ops::Range;
