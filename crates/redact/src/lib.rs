@@ -52,7 +52,7 @@ mod rules;
 mod scan;
 mod stream;
 
-pub use stream::StreamRedactor;
+pub use stream::{DEFAULT_TAIL, MAX_HOLD, StreamRedactor};
 
 use scan::Engine;
 
