@@ -495,6 +495,7 @@ impl Engine {
         let len = text.len();
         let mut at = 0usize;
         let mut kept_until = 0usize;
+        let mut pii_until = 0usize;
         while at < len {
             let input = Input::new(text).span(at..len);
             let Some(m) = self.trigger.search(&input) else {
@@ -544,10 +545,11 @@ impl Engine {
                     let valid = if secrets_only {
                         None
                     } else {
-                        p.validate(text, s..e)
+                        p.validate(text, s..e, pii_until)
                     };
                     match valid {
                         Some(range) => {
+                            pii_until = range.end;
                             raw.candidates.push(Candidate {
                                 range,
                                 kind: p.kind(),
@@ -589,7 +591,7 @@ impl Engine {
         let Some(p) = patterns.get(m.pattern().as_usize()) else {
             return;
         };
-        if let Some(range) = p.validate(text, m.range()) {
+        if let Some(range) = p.validate(text, m.range(), 0) {
             out.push(Candidate {
                 range,
                 kind: p.kind(),

@@ -610,3 +610,26 @@ fn default_redactor_has_every_rule() {
     assert!(!r.is_failed());
     assert_eq!(r.rule_count(), plain().rule_count());
 }
+
+#[test]
+fn chained_phone_numbers_are_redacted_in_one_pass() {
+    // Found by the fuzzer: each phone's `+` was glued to the previous
+    // phone's digits, so every pass used to redact one more.
+    let text = "\"ir\":0ggggg.+11 111 111111 11+11 111 111111 111+11 111 11111+11 1111 11+11 111 111111 111+11 111 11111+11 111 11111 1 1111 1\"}";
+    let r = plain();
+    let once = r.redact(text).into_owned();
+    assert_eq!(r.redact(&once), once);
+    let first_pass = apply(text, &r.find(text));
+    assert_eq!(r.find(&first_pass), vec![], "{first_pass}");
+}
+
+#[test]
+fn fuzz_regression_byte_redaction_is_idempotent() {
+    // The input of the fuzzer crash, minus its first (position) byte.
+    let input = STANDARD
+        .decode("gHsidG9rXzkiLNoiaXIiOiAiaXIiOjBnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnLisxMSAxMTEgMTExMTEgImlyIjowZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZy4rMTEgMTExIDExMTExMSAxMSsxMSAxMTEgMTExMTExIDExMSsxMSAxMTEgMTExMTErMTEgMTExMSAxMSsxMSAxMTEgMTExMTExIDExMSsxMSAxMTEgMTExMTErMTEgMTExIDExMTEx////AzEgMTExMSAxIn0=")
+        .unwrap();
+    let rest = &input[1..];
+    let once = plain().redact_bytes(rest).into_owned();
+    assert_eq!(&*plain().redact_bytes(&once), once.as_slice());
+}
