@@ -1,4 +1,15 @@
-//! Fuzz target for the redaction engine (`cargo +nightly fuzz run redact`).
+//! Fuzz target for the redaction engine.
+//!
+//! With cargo-fuzz: `cargo +nightly fuzz run redact`. Without it, build the
+//! instrumented binary directly and run it:
+//! ```sh
+//! RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+//!   -Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
+//!   -Cllvm-args=-sanitizer-coverage-pc-table \
+//!   -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Zsanitizer=address" \
+//!   cargo +nightly build --release --target x86_64-unknown-linux-gnu --manifest-path fuzz/Cargo.toml
+//! fuzz/target/x86_64-unknown-linux-gnu/release/redact -max_total_time=300 corpus/
+//! ```
 //!
 //! The input's first byte chooses where a registered secret is spliced into
 //! the rest; the checks are the ones `crates/redact/tests/properties.rs`

@@ -74,7 +74,7 @@ fn dense_corpus(known: &str) -> String {
             _ => format!("call +44 20 7946 {:04}", i % 10000),
         };
         s.push_str(&format!(
-            "2026-11-14T10:{:02}:{:02}Z INFO agent output for call {:08x}: {} -- continuing with the next step of the plan\n",
+            "2026-11-14T10:{:02}:{:02}Z INFO agent output for call {:08x}: {} -- continuing with the next step of the plan, then reporting back to the operator\n",
             i % 60, (i * 7) % 60, mix(i) as u32, finding
         ));
     }
@@ -89,7 +89,53 @@ fn redactor(known: &str) -> Redactor {
         .build()
 }
 
+/// Redacts the clean corpus once; a separate function so callgrind can
+/// count just this call.
+#[inline(never)]
+fn measure_clean(r: &Redactor, text: &str) -> usize {
+    r.redact(text).len()
+}
+
+/// Redacts the dense corpus once (see [`measure_clean`]).
+#[inline(never)]
+fn measure_dense(r: &Redactor, text: &str) -> usize {
+    // Not the same body as `measure_clean`, or the two get merged.
+    r.redact(text).len() + 1
+}
+
+/// With `REDACT_ONESHOT` set: warms the lazy DFAs, then redacts each corpus
+/// once and exits, for instruction counting, which is stable where
+/// wall-clock timings on a shared machine are not:
+/// `REDACT_ONESHOT=1 valgrind --tool=callgrind
+/// --toggle-collect='*measure_clean*' <bench binary> --bench`.
+fn oneshot() {
+    let known = "mastodon-SECRET-4b1d9a77c2e04f35";
+    let r = redactor(known);
+    let clean = clean_corpus();
+    let dense = dense_corpus(known);
+    for _ in 0..3 {
+        black_box(r.redact(&clean).len() + r.redact(&dense).len());
+    }
+    // `REDACT_ONESHOT=clean:N` / `dense:N` repeats one corpus N times, for
+    // CPU-time measurement with `perf stat -e task-clock` on a busy host.
+    let spec = std::env::var("REDACT_ONESHOT").unwrap_or_default();
+    let (which, n) = spec.split_once(':').unwrap_or(("both", "1"));
+    let n: usize = n.parse().unwrap_or(1);
+    for _ in 0..n {
+        match which {
+            "clean" => black_box(measure_clean(&r, &clean)),
+            "dense" => black_box(measure_dense(&r, &dense)),
+            _ => black_box(measure_clean(&r, &clean) + measure_dense(&r, &dense)),
+        };
+    }
+    eprintln!("clean {} bytes, dense {} bytes, {} dense findings", clean.len(), dense.len(), r.find(&dense).len());
+}
+
 fn bench(c: &mut Criterion) {
+    if std::env::var_os("REDACT_ONESHOT").is_some() {
+        oneshot();
+        return;
+    }
     let known = "mastodon-SECRET-4b1d9a77c2e04f35";
     let r = redactor(known);
     let clean = clean_corpus();

@@ -111,12 +111,23 @@ pub(crate) fn assignment_value_ok(text: &str, m: Range<usize>, secret: &Range<us
 /// Whether `start` lies in the userinfo of a URL: the text back to the
 /// nearest `/`, `?`, `#` or whitespace is preceded by `//`.
 pub(crate) fn is_url_userinfo(text: &str, start: usize) -> bool {
-    let Some(head) = text.get(..start) else {
-        return false;
-    };
-    let run_start = head.rfind(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace());
-    run_start.is_some_and(|i| head.get(..=i).is_some_and(|h| h.ends_with("//")))
+    let bytes = text.as_bytes();
+    let floor = start.saturating_sub(MAX_USERINFO);
+    let mut i = start;
+    while i > floor {
+        match bytes.get(i - 1) {
+            Some(b'/') => return i >= 2 && bytes.get(i - 2) == Some(&b'/'),
+            // RFC 3986 userinfo: unreserved, percent-encoded, sub-delims, `:`.
+            Some(b) if b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:".contains(b) => i -= 1,
+            _ => return false,
+        }
+    }
+    false
 }
+
+/// Longest URL userinfo (`user:password`) looked back over: bounds the
+/// work per candidate.
+const MAX_USERINFO: usize = 512;
 
 /// Whether the identifier starting at `start` (the key of an assignment)
 /// can name a secret: not `..._name`, `..._id`, `..._tokens` and the like.
@@ -124,17 +135,14 @@ pub(crate) fn assignment_key_ok(text: &str, start: usize) -> bool {
     let Some(rest) = text.get(start..) else {
         return false;
     };
-    if is_url_userinfo(text, start) {
-        // `https://user:pass@host`: the URL rules own it.
-        return false;
-    }
     let end =
         rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')).unwrap_or(rest.len());
     let key = rest.get(..end).unwrap_or_default().to_ascii_lowercase();
     let metadata = METADATA_SUFFIXES
         .iter()
         .any(|s| key.strip_suffix(s).is_some_and(|head| head.ends_with(['_', '-', '.']) || head.is_empty()));
-    !metadata && !key.ends_with("tokens")
+    // `https://user:pass@host`: the URL rules own it.
+    !metadata && !key.ends_with("tokens") && !is_url_userinfo(text, start)
 }
 
 /// Where the value of the assignment whose key starts at `start` begins:

@@ -19,6 +19,24 @@
 //!
 //! Replacement text is always `[REDACTED:<kind>]`; such markers are never
 //! redacted again, so `redact(redact(x)) == redact(x)`.
+//!
+//! ```
+//! use redact::RedactorBuilder;
+//!
+//! let redactor = RedactorBuilder::new().secret("mastodon", "s3cr3t-mastodon-token").build();
+//! let line = "posting with s3cr3t-mastodon-token as bob@example.com";
+//! assert_eq!(
+//!     redactor.redact(line),
+//!     "posting with [REDACTED:credential] as [REDACTED:email]"
+//! );
+//! // Clean text is returned borrowed, without allocating.
+//! assert!(matches!(redactor.redact("all clear"), std::borrow::Cow::Borrowed(_)));
+//! ```
+//!
+//! # Performance
+//! One lazy-DFA pass finds every *trigger* (rule keywords, the first bytes
+//! of known-secret forms, PII shapes, existing markers); rule regexes then
+//! run anchored at their keywords only. See `BENCHMARKS.md` for numbers.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -34,7 +52,7 @@ mod rules;
 mod scan;
 mod stream;
 
-pub use stream::StreamRedactor;
+pub use stream::{DEFAULT_TAIL, MAX_HOLD, StreamRedactor};
 
 use scan::Engine;
 
@@ -43,10 +61,12 @@ use scan::Engine;
 pub const FAILED_KIND: &str = "redactor-error";
 
 /// Upper bound on extra redaction passes in [`Redactor::redact`]. Replacing
-/// a match can, rarely, create a new word boundary next to a token that
-/// did not match before; a second pass catches it. More than two extra
-/// passes have never been needed; the bound only guarantees termination.
-const MAX_EXTRA_PASSES: usize = 3;
+/// a match can create a boundary next to text that did not match before
+/// (a token glued to a known secret becomes `[REDACTED:credential]AKIA...`);
+/// a further pass catches it. Validators already treat text being redacted
+/// as a boundary, so chains longer than one extra pass need contrived
+/// input; the bound guarantees termination.
+const MAX_EXTRA_PASSES: usize = 8;
 
 /// What kind of thing a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -121,7 +141,10 @@ pub enum BuildError {
 /// Builds a [`Redactor`].
 #[derive(Default, Clone)]
 pub struct RedactorBuilder {
+    /// `(name, value)` of each registered credential; names only ever
+    /// appear in `Debug` output, values never do.
     secrets: Vec<(String, String)>,
+    /// PII detectors switched off; everything is on by default.
     disabled_pii: HashSet<PiiKind>,
 }
 
@@ -179,12 +202,18 @@ impl RedactorBuilder {
 }
 
 /// A compiled, immutable redactor. Cheap to share behind an `Arc`.
-#[derive(Default)]
 pub struct Redactor {
     /// `None` when compilation failed: every text is withheld.
     pub(crate) engine: Option<Box<Engine>>,
     /// Number of registered secrets (for `Debug` only; values are not kept).
     secrets: usize,
+}
+
+impl Default for Redactor {
+    /// Every rule and PII detector, no known secrets.
+    fn default() -> Self {
+        RedactorBuilder::new().build()
+    }
 }
 
 impl fmt::Debug for Redactor {

@@ -76,10 +76,15 @@ impl PiiPattern {
 
     /// Validates a trigger match; returns the range to redact (possibly
     /// shorter than the match) or `None` to discard it.
-    pub(crate) fn validate(self, text: &str, m: Range<usize>) -> Option<Range<usize>> {
+    ///
+    /// `redacted_until`: end of the previous accepted PII match. A byte
+    /// inside it reads as a boundary, as it will once it is replaced by a
+    /// marker; otherwise a run like `+11 111 111111 11+11 111 111111` would
+    /// yield one more phone on each redaction pass.
+    pub(crate) fn validate(self, text: &str, m: Range<usize>, redacted_until: usize) -> Option<Range<usize>> {
         let bytes = text.as_bytes();
         let cand = text.get(m.clone())?;
-        let before = m.start.checked_sub(1).and_then(|i| bytes.get(i)).copied();
+        let before = m.start.checked_sub(1).filter(|i| *i >= redacted_until).and_then(|i| bytes.get(i)).copied();
         let after = bytes.get(m.end).copied();
         let after2 = bytes.get(m.end + 1).copied();
         let digit_follows_sep = matches!(after, Some(b'-' | b'.')) && after2.is_some_and(|b| b.is_ascii_digit());

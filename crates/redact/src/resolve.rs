@@ -38,9 +38,9 @@ fn union(mut ranges: Vec<Range<usize>>) -> Vec<Range<usize>> {
     out
 }
 
-/// Parts of `r` outside the sorted, disjoint `blocked` ranges.
-fn subtract(r: Range<usize>, blocked: &[Range<usize>]) -> Vec<Range<usize>> {
-    let mut pieces = Vec::new();
+/// Calls `emit` with each part of `r` outside the sorted, disjoint
+/// `blocked` ranges.
+fn subtract(r: Range<usize>, blocked: &[Range<usize>], mut emit: impl FnMut(Range<usize>)) {
     let mut cur = r.start;
     let first = blocked.partition_point(|b| b.end <= r.start);
     for b in blocked.iter().skip(first) {
@@ -48,14 +48,13 @@ fn subtract(r: Range<usize>, blocked: &[Range<usize>]) -> Vec<Range<usize>> {
             break;
         }
         if b.start > cur {
-            pieces.push(cur..b.start);
+            emit(cur..b.start);
         }
         cur = cur.max(b.end);
     }
     if cur < r.end {
-        pieces.push(cur..r.end);
+        emit(cur..r.end);
     }
-    pieces
 }
 
 /// Resolves a raw scan into sorted, non-overlapping findings.
@@ -63,7 +62,7 @@ pub(crate) fn resolve(text: &str, raw: RawScan) -> Vec<Finding> {
     let markers = union(raw.markers);
     let mut known: Vec<Range<usize>> = Vec::new();
     for k in union(raw.known.iter().map(|r| snap(text, r)).collect()) {
-        known.extend(subtract(k, &markers));
+        subtract(k, &markers, |piece| known.push(piece));
     }
     let mut blocked = union(markers.iter().cloned().chain(known.iter().cloned()).collect());
     blocked.dedup();
@@ -90,9 +89,9 @@ pub(crate) fn resolve(text: &str, raw: RawScan) -> Vec<Finding> {
         }
         let clipped = c.range.start.max(last_end)..c.range.end;
         last_end = c.range.end;
-        for piece in subtract(clipped, &blocked) {
+        subtract(clipped, &blocked, |piece| {
             findings.push(Finding { kind: c.kind.to_owned(), range: piece, category: c.category });
-        }
+        });
     }
     findings.sort_by_key(|f| f.range.start);
     findings

@@ -1,14 +1,18 @@
 //! The scanning engine: one lazy-DFA pass over the text finds every
-//! *trigger* (a rule keyword, a known-secret form, a PII shape, or an
-//! existing `[REDACTED:...]` marker); rules then run only in small windows
-//! around their keywords. Clean text therefore costs one DFA pass however
-//! many rules there are.
+//! *trigger* (a rule keyword, the first bytes of a known-secret form, a PII
+//! shape, or an existing `[REDACTED:...]` marker); rules then run only at
+//! their keywords. Clean text therefore costs one DFA pass however many
+//! rules there are.
 //!
-//! The trigger pass reports leftmost, non-overlapping matches, which could
-//! hide a keyword or secret that starts inside another trigger. Each
-//! trigger's span is therefore rescanned with overlapping Aho-Corasick
-//! automata, so every keyword occurrence and every known-secret occurrence
-//! is seen exactly once.
+//! The trigger pass reports one leftmost match at a time, so nothing that
+//! starts at or inside a trigger may be lost:
+//! - after a literal (keyword or known-secret) hit the search resumes one
+//!   byte later; the other literals that can start at the same byte are
+//!   precomputed per trigger and compared directly, and a PII shape
+//!   starting there is checked with an anchored search;
+//! - a validated PII match is skipped whole, and its span is rescanned
+//!   with overlapping Aho-Corasick automata for keywords and known secrets;
+//! - a marker is skipped whole: nothing inside it is redacted again.
 
 use std::collections::HashSet;
 use std::ops::Range;
@@ -119,7 +123,9 @@ struct PrefixLiteral {
 /// Keyword automaton plus, per keyword, the rules it triggers.
 #[derive(Debug)]
 struct KeywordSet {
+    /// Overlapping automaton over the keywords.
     ac: AhoCorasick,
+    /// Per keyword (pattern id): the rules it triggers.
     rules: Vec<Vec<usize>>,
 }
 
@@ -150,19 +156,35 @@ pub(crate) struct Candidate {
 /// The compiled engine.
 #[derive(Debug)]
 pub(crate) struct Engine {
+    /// Secret rules, then the email detector; indexes are priorities.
     rules: Vec<CompiledRule>,
+    /// The one-pass scanner: keyword and known-secret literals, the
+    /// marker opening, PII shapes.
     trigger: Regex,
+    /// What each trigger pattern id stands for.
     triggers: Vec<Trigger>,
-    /// Per literal trigger: every literal that is a prefix of it (itself
-    /// included). The trigger scan reports only the longest literal at a
-    /// position; the shorter ones starting there are read from here.
+    /// The enabled PII shapes alone, with their pattern ids, for anchored
+    /// checks where a literal won the trigger scan at a byte where a PII
+    /// match could also start (the IBAN `SK31...` and Twilio's `SK`).
+    pii_only: Option<(Regex, Vec<PiiPattern>)>,
+    /// Per literal trigger: every literal that can start where it matched
+    /// (itself included). The scan reports one pattern per position; the
+    /// others starting there are read from here and compared directly.
     literals: Vec<Vec<PrefixLiteral>>,
+    /// Case-insensitive keywords, for rescanning spans that a PII match
+    /// skipped.
     keywords_ci: Option<KeywordSet>,
+    /// Case-sensitive keywords (`SK`, `AC`, `:AA`), likewise.
     keywords_cs: Option<KeywordSet>,
+    /// Longest keyword: how far past a skipped span a rescan must read.
     max_keyword_len: usize,
+    /// Every known-secret form, for rescanning skipped spans.
     known: Option<AhoCorasick>,
+    /// Longest known-secret form, likewise.
     max_known_len: usize,
-    marker_kinds: HashSet<&'static str>,
+    /// Kinds this engine can emit, sorted: only markers with these kinds
+    /// are protected from redaction.
+    marker_kinds: Vec<&'static str>,
 }
 
 /// Rewrites `\b`, `\w` and `\d` to their ASCII forms (inside and outside
@@ -209,6 +231,18 @@ pub(crate) fn ascii_boundaries(pattern: &str) -> String {
         }
     }
     out
+}
+
+/// Cheap test whether a PII shape can start at `s`: an IBAN's two capitals
+/// and two digits, a digit, `+` or `(` (cards, phones, SSNs, IPv4), or a
+/// hex digit followed by `:` within five bytes (IPv6).
+fn may_start_pii(bytes: &[u8], s: usize) -> bool {
+    let at = |i: usize| bytes.get(s + i).copied().unwrap_or(0);
+    let iban =
+        at(0).is_ascii_uppercase() && at(1).is_ascii_uppercase() && at(2).is_ascii_digit() && at(3).is_ascii_digit();
+    let numeric = at(0).is_ascii_digit() || at(0) == b'+' || at(0) == b'(';
+    let ipv6 = at(0).is_ascii_hexdigit() && (1..=5).any(|i| at(i) == b':');
+    iban || numeric || ipv6
 }
 
 /// Escapes a literal for use in a regex (ASCII punctuation as `\x`).
@@ -357,6 +391,15 @@ impl Engine {
             patterns.push(ascii_boundaries(p.regex()));
             triggers.push(Trigger::Pii(*p));
         }
+        // Literals precede PII shapes in priority (the other order costs a
+        // third more instructions per byte on clean text); a PII match
+        // starting at a literal's byte is recovered by `pii_at`.
+        let pii_only = if pii.is_empty() {
+            None
+        } else {
+            let list: Vec<String> = pii.iter().map(|p| ascii_boundaries(p.regex())).collect();
+            Some((compile(&list)?, pii.to_vec()))
+        };
         // A compile error for the trigger could quote a known secret, so
         // it is reported without detail when secrets are involved.
         let trigger = compile(&patterns).map_err(|e| if known_forms.is_empty() { e } else { BuildError::TooLarge })?;
@@ -375,11 +418,14 @@ impl Engine {
                     .map_err(|e| BuildError::Automaton { detail: e.to_string() })?,
             )
         };
+        let mut marker_kinds: Vec<&'static str> = marker_kinds.into_iter().collect();
+        marker_kinds.sort_unstable();
         Ok(Self {
             rules,
             trigger,
             triggers,
             literals,
+            pii_only,
             keywords_ci,
             keywords_cs,
             max_keyword_len,
@@ -401,6 +447,7 @@ impl Engine {
         let len = text.len();
         let mut at = 0usize;
         let mut kept_until = 0usize;
+        let mut pii_until = 0usize;
         while at < len {
             let input = Input::new(text).span(at..len);
             let Some(m) = self.trigger.search(&input) else {
@@ -435,14 +482,18 @@ impl Engine {
                             _ => {}
                         }
                     }
+                    if !secrets_only && may_start_pii(text.as_bytes(), s) {
+                        self.pii_at(text, s, &mut raw.candidates);
+                    }
                     // Literals starting later, even inside this one, are
                     // found by the next search.
                     s + 1
                 }
                 Some(Trigger::Pii(p)) => {
-                    let valid = if secrets_only { None } else { p.validate(text, s..e) };
+                    let valid = if secrets_only { None } else { p.validate(text, s..e, pii_until) };
                     match valid {
                         Some(range) => {
+                            pii_until = range.end;
                             raw.candidates.push(Candidate {
                                 range,
                                 kind: p.kind(),
@@ -470,6 +521,23 @@ impl Engine {
         }
         self.run_rules(text, hits, secrets_only, &mut raw.candidates);
         raw
+    }
+
+    /// A validated PII match starting exactly at `s`, if any.
+    fn pii_at(&self, text: &str, s: usize, out: &mut Vec<Candidate>) {
+        let Some((regex, patterns)) = &self.pii_only else {
+            return;
+        };
+        let input = Input::new(text).span(s..text.len()).anchored(Anchored::Yes);
+        let Some(m) = regex.search(&input) else {
+            return;
+        };
+        let Some(p) = patterns.get(m.pattern().as_usize()) else {
+            return;
+        };
+        if let Some(range) = p.validate(text, m.range(), 0) {
+            out.push(Candidate { range, kind: p.kind(), category: Category::Pii, priority: usize::MAX });
+        }
     }
 
     /// Overlapping keyword and known-secret search over the text starting
@@ -516,7 +584,7 @@ impl Engine {
         let rest = text.get(start + MARKER_OPEN.len()..)?;
         let close = rest.bytes().take(MAX_MARKER_KIND + 1).position(|b| b == b']')?;
         let kind = rest.get(..close)?;
-        self.marker_kinds.contains(kind).then_some(start + MARKER_OPEN.len() + close + 1)
+        self.marker_kinds.binary_search(&kind).is_ok().then_some(start + MARKER_OPEN.len() + close + 1)
     }
 
     /// Runs each triggered rule over the merged windows around its keyword
@@ -525,6 +593,10 @@ impl Engine {
         hits.sort_unstable();
         hits.dedup();
         let len = text.len();
+        // End of the last match of the rule being processed: a keyword
+        // inside it (`glpat-glpat-...`) would only re-find a suffix, and
+        // skipping it keeps pathological input linear.
+        let mut covered: (usize, usize) = (usize::MAX, 0);
         let mut i = 0;
         while i < hits.len() {
             let Some(&(rule_idx, kw)) = hits.get(i) else {
@@ -541,8 +613,12 @@ impl Engine {
             if rule.lookbehind == 0 {
                 // The match starts at the keyword: one anchored attempt per
                 // hit fails within a few bytes on ordinary text.
+                if covered.0 == rule_idx && kw < covered.1 {
+                    continue;
+                }
                 if !(secrets_only && rule.category != Category::Secret) {
-                    self.search_window(text, rule_idx, rule, window, Anchored::Yes, out);
+                    let end = self.search_window(text, rule_idx, rule, window, Anchored::Yes, out);
+                    covered = (rule_idx, end);
                 }
                 continue;
             }
@@ -570,10 +646,11 @@ impl Engine {
         mut window: Range<usize>,
         anchored: Anchored,
         out: &mut Vec<Candidate>,
-    ) {
+    ) -> usize {
         let len = text.len();
         let mut caps: Option<Captures> = None;
         let mut pos = window.start;
+        let mut matched_until = 0;
         while pos < window.end {
             let input = Input::new(text).span(pos..window.end).anchored(anchored);
             let Some(m) = rule.regex.search(&input) else {
@@ -583,6 +660,7 @@ impl Engine {
                 window.end = (window.end + (window.end - window.start).max(rule.max_len)).min(len);
                 continue;
             }
+            matched_until = matched_until.max(m.end());
             // An anchored search tries the keyword position only.
             pos = if anchored == Anchored::Yes { window.end } else { m.end().max(m.start() + 1) };
             if let Check::Assignment { .. } = rule.check
@@ -620,6 +698,7 @@ impl Engine {
             }
             out.push(Candidate { range: secret, kind: rule.id, category: rule.category, priority: rule_idx });
         }
+        matched_until
     }
 }
 

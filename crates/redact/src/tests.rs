@@ -184,6 +184,10 @@ fn payment_keys() {
     assert_redacted(r, &rk.clone(), &rk, "stripe-restricted-key");
     let tw = format!("SK{}", hex(32, 23));
     assert_redacted(r, &format!("twilio key {tw}"), &tw, "twilio-api-key");
+    // A PII candidate at the same byte (here an invalid phone-like shape)
+    // does not hide a keyword that starts there.
+    let sid = format!("AC{}", hex(32, 24));
+    assert_redacted(r, &format!("sid={sid}"), &sid, "twilio-account-sid");
     let sg = format!("SG.{}.{}", chars(B64URL, 22, 24), chars(B64URL, 43, 25));
     assert_redacted(r, &format!("SENDGRID={sg}"), &sg, "sendgrid-api-token");
 }
@@ -388,4 +392,60 @@ fn redact_bytes_passes_invalid_utf8_through() {
     let out = r.redact_bytes(&bytes);
     assert_eq!(&*out, b"a [REDACTED:credential] \xff\xfe b [REDACTED:email]".as_slice());
     assert!(matches!(r.redact_bytes(b"clean \xff"), Cow::Borrowed(_)));
+}
+
+#[test]
+fn redactor_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Redactor>();
+    let r = std::sync::Arc::new(RedactorBuilder::new().secret("k", "thread-secret-1").build());
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let r = std::sync::Arc::clone(&r);
+            std::thread::spawn(move || r.redact(&format!("{i} thread-secret-1")).into_owned())
+        })
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        assert_eq!(h.join().unwrap(), format!("{i} [REDACTED:credential]"));
+    }
+}
+
+#[test]
+fn repeated_keywords_inside_one_long_token_stay_linear() {
+    // Each `glpat-` inside the run would re-find a suffix of the same match;
+    // they are skipped, so this completes quickly even in debug builds.
+    let text = format!("x {} y", "glpat-".repeat(20_000));
+    let out = plain().redact(&text);
+    assert!(!out.contains("glpat-"), "a token survived");
+    assert!(out.starts_with("x [REDACTED:gitlab-pat]") && out.ends_with("] y"));
+}
+
+#[test]
+fn default_redactor_has_every_rule() {
+    let r = Redactor::default();
+    assert!(!r.is_failed());
+    assert_eq!(r.rule_count(), plain().rule_count());
+}
+
+#[test]
+fn chained_phone_numbers_are_redacted_in_one_pass() {
+    // Found by the fuzzer: each phone's `+` was glued to the previous
+    // phone's digits, so every pass used to redact one more.
+    let text = "\"ir\":0ggggg.+11 111 111111 11+11 111 111111 111+11 111 11111+11 1111 11+11 111 111111 111+11 111 11111+11 111 11111 1 1111 1\"}";
+    let r = plain();
+    let once = r.redact(text).into_owned();
+    assert_eq!(r.redact(&once), once);
+    let first_pass = apply(text, &r.find(text));
+    assert_eq!(r.find(&first_pass), vec![], "{first_pass}");
+}
+
+#[test]
+fn fuzz_regression_byte_redaction_is_idempotent() {
+    // The input of the fuzzer crash, minus its first (position) byte.
+    let input = STANDARD
+        .decode("gHsidG9rXzkiLNoiaXIiOiAiaXIiOjBnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnLisxMSAxMTEgMTExMTEgImlyIjowZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZy4rMTEgMTExIDExMTExMSAxMSsxMSAxMTEgMTExMTExIDExMSsxMSAxMTEgMTExMTErMTEgMTExMSAxMSsxMSAxMTEgMTExMTExIDExMSsxMSAxMTEgMTExMTErMTEgMTExIDExMTEx////AzEgMTExMSAxIn0=")
+        .unwrap();
+    let rest = &input[1..];
+    let once = plain().redact_bytes(rest).into_owned();
+    assert_eq!(&*plain().redact_bytes(&once), once.as_slice());
 }

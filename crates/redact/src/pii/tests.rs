@@ -56,6 +56,8 @@ fn ibans() {
         assert_eq!(only(&format!("pay to {iban}.")).as_deref(), Some("iban"), "{iban}");
     }
     assert_eq!(only("pay to DE89370400440532013001."), None);
+    // Slovak IBANs start with `SK`, which is also a (Twilio) keyword.
+    assert_eq!(only("pay to SK31 1200 0000 1987 4263 7541 ok").as_deref(), Some("iban"));
     assert_eq!(only("pay to ZZ89370400440532013000."), None);
     // Trailing upper-case words do not break detection.
     let k = pii_kinds("IBAN DE89 3704 0044 0532 0130 00 THANKS");

@@ -18,7 +18,7 @@ pub(crate) enum Check {
     /// The regex is specific enough on its own.
     None,
     /// A `key = value` assignment: the value must be a plausible secret (see
-    /// [`crate::scan::assignment_value_ok`]); `digits_ok` admits all-digit
+    /// [`crate::checks::assignment_value_ok`]); `digits_ok` admits all-digit
     /// values (PINs, numeric passwords) which for tokens are usually counts.
     Assignment {
         /// Whether an all-digit value counts as a secret.

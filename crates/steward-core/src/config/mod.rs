@@ -77,7 +77,6 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
 fn literal_secrets(source: &str) -> Vec<Problem> {
     find_literal_secrets(source)
         .into_iter()
-        .filter(|finding| !is_credential_reference(source, finding))
         .map(|finding| {
             Problem::new(
                 finding.range,
@@ -91,20 +90,6 @@ fn literal_secrets(source: &str) -> Vec<Problem> {
             .secret()
         })
         .collect()
-}
-
-/// `credential = "social"` (and `credentials = "..."`) name a
-/// `[credentials.*]` entry: steward's own way to reference a secret, which
-/// the generic "credential assignment" rule would otherwise flag.
-fn is_credential_reference(source: &str, finding: &redact::Finding) -> bool {
-    if finding.kind != "credential-assignment" {
-        return false;
-    }
-    let before = source.get(..finding.range.start).unwrap_or_default();
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let head = before.get(line_start..).unwrap_or_default().trim_start_matches([' ', '\t', '#']);
-    let key = head.split(['=', ' ', '\t']).next().unwrap_or_default();
-    matches!(key, "credential" | "credentials")
 }
 
 #[cfg(test)]
