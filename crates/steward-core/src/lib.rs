@@ -9,8 +9,10 @@
 //! - [`pipeline`]: the one pipeline every front door feeds a [`pipeline::Call`] into.
 //! - [`gateway`]: the HTTP server and the `/api/{upstream}` front door; forwarding and retries.
 //! - [`daemon`]: `steward run`: startup, the daemon lock, background tasks, shutdown.
+//! - [`backup`]: snapshots, archives, destinations, retention, verify, restore, schedule.
 
 pub mod audit;
+pub mod backup;
 pub mod config;
 pub mod daemon;
 pub mod gateway;

@@ -165,6 +165,8 @@ pub async fn start(config: &Config) -> Result<RunningDaemon, DaemonError> {
         tracing::warn!(count = interrupted, "calls were in flight when steward last stopped; marked interrupted");
     }
     let audit = Arc::new(AuditLog::open(&config.logging, Arc::clone(&redactor))?);
+    let backup_store = store.clone();
+    let backup_secrets = Arc::clone(&secrets);
     let pipeline = Arc::new(Pipeline::new(config, store, Arc::clone(&audit), redactor, secrets, agent_token)?);
 
     let listener = tokio::net::TcpListener::bind(config.gateway.listen)
@@ -201,6 +203,13 @@ pub async fn start(config: &Config) -> Result<RunningDaemon, DaemonError> {
             }
         }
     });
+    crate::backup::schedule::spawn(
+        &tracker,
+        Arc::new(config.clone()),
+        backup_store,
+        backup_secrets,
+        shutdown.clone(),
+    );
     tracing::info!(%addr, agent = %config.agent.name, "steward is listening");
     Ok(RunningDaemon { addr, shutdown, tracker, audit, addr_path, _lock: lock })
 }
