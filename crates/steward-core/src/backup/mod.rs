@@ -281,7 +281,9 @@ impl Backups {
             let sink = archive::HashingWriter::new(pipe::PipeWriter::new(tx));
             let result = archive::write_archive(sink, &plan.sources, &recipients, manifest, progress.as_ref());
             drop(plan);
-            result
+            // The pipe's sender is dropped here: that end of stream is what
+            // lets the upload finish.
+            result.map(|(sink, written)| (sink.bytes, hex::encode(sha2::Digest::finalize(sink.hasher)), written))
         });
         let upload = self.destination.upload(&archive_name, rx, cancel).await;
         let produced = producer.await.map_err(|e| BackupError::Archive(format!("the archive task failed: {e}")))?;
@@ -293,7 +295,7 @@ impl Backups {
             }
             (Err(e), _) => return Err(e),
         };
-        let (pending, (sink, written)) = pending;
+        let (pending, (archive_bytes, archive_sha256, written)) = pending;
         self.destination.complete(pending).await?;
         warnings.extend(written.warnings);
         let record = BackupRecord {
@@ -305,8 +307,8 @@ impl Backups {
             agent: written.manifest.agent.clone(),
             tag: tag.to_owned(),
             archive: archive_name,
-            archive_bytes: sink.bytes,
-            archive_sha256: hex::encode(sha2::Digest::finalize(sink.hasher)),
+            archive_bytes,
+            archive_sha256,
             encrypted,
             files: u64::try_from(written.manifest.files.len()).unwrap_or(u64::MAX),
             content_bytes: written.manifest.files.iter().map(|f| f.size).sum(),

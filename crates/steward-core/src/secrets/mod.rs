@@ -110,6 +110,19 @@ impl Secrets {
         Ok(Self { values })
     }
 
+    /// Resolves only the named `[credentials.*]` entries (a CLI command that
+    /// needs one credential should not fail on another one's missing
+    /// variable). Unknown names are skipped.
+    pub fn resolve_only<'a>(config: &Config, names: impl IntoIterator<Item = &'a str>) -> Result<Self, SecretsError> {
+        let mut values = BTreeMap::new();
+        for name in names {
+            if let Some(credential) = config.credentials.get(name) {
+                values.insert(name.to_owned(), resolve_one(name, &credential.source)?);
+            }
+        }
+        Ok(Self { values })
+    }
+
     /// Builds from explicit values (tests, benchmarks).
     pub fn from_values(values: impl IntoIterator<Item = (String, SecretString)>) -> Self {
         Self { values: values.into_iter().collect() }

@@ -1,10 +1,12 @@
 //! The command line: one file per command, this file holds the argument
 //! types, the dispatch, the exit codes and the error report.
 
+mod backup;
 mod config_check;
 mod demo;
 mod init;
 mod last;
+mod restore;
 mod run;
 mod status;
 mod stop;
@@ -37,7 +39,8 @@ Start here:
   steward config check         validate it (errors point to file:line:column)
   steward run                  start the gateway; the agent calls http://127.0.0.1:7600/api/{upstream}/...
   steward last                 what the agent did, newest first
-  steward stop --reason \"...\"  kill switch: refuse every call until `steward resume`";
+  steward stop --reason \"...\"  kill switch: refuse every call until `steward resume`
+  steward backup now           back up config, store and agent state to [backup] destination";
 
 /// steward: makes the production checklist true for an AI agent, in code.
 #[derive(Debug, Parser)]
@@ -69,6 +72,11 @@ enum Command {
     Status(status::Args),
     /// Run the quickstart: mock upstream + gateway + example agent, no external services.
     Demo(demo::Args),
+    /// Take, list and verify backups ([backup] in steward.toml).
+    #[command(subcommand)]
+    Backup(backup::Command),
+    /// Restore a backup into a new directory, or in place.
+    Restore(restore::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,6 +97,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Last(args) => last::run(&config_path, args),
         Command::Status(args) => status::run(&config_path, args),
         Command::Demo(args) => demo::run(args),
+        Command::Backup(command) => backup::run(&config_path, command),
+        Command::Restore(args) => restore::run(&config_path, args),
     }
 }
 
