@@ -25,8 +25,8 @@ use super::{BackupError, Progress};
 /// What an extraction found.
 #[derive(Debug)]
 pub struct Extracted {
-    /// The archive's manifest.
-    pub manifest: Manifest,
+    /// The archive's manifest (`None` when the archive broke before it).
+    pub manifest: Option<Manifest>,
     /// Files written: archive path → (size, SHA-256 hex).
     pub files: BTreeMap<String, (u64, String)>,
     /// Every mismatch between the files and the manifest, each naming the file.
@@ -35,13 +35,38 @@ pub struct Extracted {
 
 /// Extracts the plain tar stream `tar` into `target` (which must exist) and
 /// checks every file against the manifest. An unsafe entry stops the
-/// extraction with [`BackupError::Unsafe`]; read errors (a damaged or
-/// truncated archive, a failed decryption chunk) stop it with
-/// [`BackupError::Damaged`] naming the entry being read.
+/// extraction with [`BackupError::Unsafe`]. A read error (a damaged or
+/// truncated archive, a failed decryption chunk) stops it too, and becomes
+/// one of the returned problems, naming the entry being read, next to the
+/// checksum mismatches found in what was read before.
 pub fn extract<R: Read>(tar: R, target: &Path, progress: &dyn Progress) -> Result<Extracted, BackupError> {
-    let mut archive = tar::Archive::new(tar);
     let mut files = BTreeMap::new();
     let mut manifest: Option<Manifest> = None;
+    let mut problems = Vec::new();
+    match extract_entries(tar, target, progress, &mut files, &mut manifest) {
+        Ok(()) => {}
+        // A damaged stream ends the extraction, but what was read so far is
+        // still compared: a flipped byte inside a file is reported against
+        // that file, not only as "the archive is damaged".
+        Err(e @ BackupError::Damaged { .. }) => problems.push(e.to_string()),
+        Err(e) => return Err(e),
+    }
+    if let Some(manifest) = &manifest {
+        problems.extend(compare(manifest, &files));
+    } else if problems.is_empty() {
+        problems.push(format!("the archive has no {MANIFEST_NAME}: it was cut short or is not a steward backup"));
+    }
+    Ok(Extracted { manifest, files, problems })
+}
+
+fn extract_entries<R: Read>(
+    tar: R,
+    target: &Path,
+    progress: &dyn Progress,
+    files: &mut BTreeMap<String, (u64, String)>,
+    manifest: &mut Option<Manifest>,
+) -> Result<(), BackupError> {
+    let mut archive = tar::Archive::new(tar);
     let mut last: Option<String> = None;
     let damaged = |near: &Option<String>, e: &io::Error| BackupError::Damaged {
         near: near.clone(),
@@ -71,7 +96,7 @@ pub fn extract<R: Read>(tar: R, target: &Path, progress: &dyn Progress) -> Resul
                     detail: format!("manifest format {} is newer than this steward supports", parsed.format),
                 });
             }
-            manifest = Some(parsed);
+            *manifest = Some(parsed);
             continue;
         }
         let destination = target.join(&relative);
@@ -146,14 +171,11 @@ pub fn extract<R: Read>(tar: R, target: &Path, progress: &dyn Progress) -> Resul
             }
         }
     }
-    let Some(manifest) = manifest else {
-        return Err(BackupError::Damaged {
-            near: last,
-            detail: format!("the archive has no {MANIFEST_NAME}: it was cut short or is not a steward backup"),
-        });
-    };
-    let problems = compare(&manifest, &files);
-    Ok(Extracted { manifest, files, problems })
+    // Read to the very end: zstd checks its frame checksum and age its last
+    // chunk only there, and the download must not be cut short.
+    let mut rest = archive.into_inner();
+    io::copy(&mut rest, &mut io::sink()).map_err(|e| damaged(&last, &e))?;
+    Ok(())
 }
 
 /// Every difference between the manifest and what was extracted.

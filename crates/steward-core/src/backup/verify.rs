@@ -243,7 +243,9 @@ impl Backups {
                 record.archive, record.archive_sha256
             ));
         }
-        let manifest = extracted.manifest;
+        let Some(manifest) = extracted.manifest else {
+            return Err(BackupError::Verify { id: record.id.clone(), problems });
+        };
         if manifest.id != record.id {
             problems.push(format!("the manifest names backup {}, not {}", manifest.id, record.id));
         }
