@@ -8,6 +8,7 @@
 
 mod backup_support;
 
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -46,7 +47,10 @@ fn start_moto() -> Option<Moto> {
             "STEWARD_REQUIRE_MOTO is set but moto_server is not on PATH; run .ci/run or \
              `pip install 'moto[server]'` into .venv and put .venv/bin on PATH"
         );
-        eprintln!(
+        // Straight to stderr: the test harness captures eprintln! of passing
+        // tests, and this skip must be seen.
+        let _ = writeln!(
+            std::io::stderr(),
             "\n==================== SKIPPED: S3 backup test ====================\n\
              moto_server is not on PATH, so the S3-compatible destination is NOT tested.\n\
              Install it with: python3 -m venv .venv && .venv/bin/pip install 'moto[server]'\n\
@@ -78,12 +82,11 @@ fn start_moto() -> Option<Moto> {
 
 fn setup(port: u16, bucket: &str) -> Setup {
     let destination = format!("s3://{bucket}/steward/prod?endpoint=http://127.0.0.1:{port}&region=us-east-1");
-    let s = Setup::new(
+    Setup::new(
         Some(&destination),
         "credentials = \"s3_backup\"",
         "\n[credentials.s3_backup]\nsource = \"file:secrets/s3.key\"\n",
-    );
-    s
+    )
 }
 
 /// Every object in the bucket, fetched with plain (unsigned) HTTP: moto

@@ -61,14 +61,13 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
 /// Every token-shaped literal anywhere in the text (values, comments, keys):
 /// a secret in a config file ends up in git, backups and screenshots.
 fn literal_secrets(source: &str) -> Vec<Problem> {
-    redact::RedactorBuilder::new()
-        .build()
-        .find_secrets(source)
-        .into_iter()
-        .map(|finding| {
+    let found = redact::RedactorBuilder::new().build().find_secrets(source).into_iter().map(|f| (f.range, f.kind.to_string()));
+    found
+        .chain(age_identities(source).map(|range| (range, "age identity".to_owned())))
+        .map(|(range, kind)| {
             Problem::new(
-                finding.range,
-                format!("a literal secret ({}) is written in the config file", finding.kind),
+                range,
+                format!("a literal secret ({kind}) is written in the config file"),
                 "literal secret (masked)",
                 format!(
                     "{}; then rotate the secret, it may already be in git history or backups",
@@ -78,6 +77,15 @@ fn literal_secrets(source: &str) -> Vec<Problem> {
             .secret()
         })
         .collect()
+}
+
+/// Byte ranges of age identities (`AGE-SECRET-KEY-1...`, the private half
+/// of a backup encryption key): only the `age1...` recipient belongs in the file.
+fn age_identities(source: &str) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    source.match_indices("AGE-SECRET-KEY-").map(|(start, _)| {
+        let len = source[start..].find(|c: char| !(c.is_ascii_alphanumeric() || c == '-')).unwrap_or(source.len() - start);
+        start..start + len
+    })
 }
 
 #[cfg(test)]

@@ -262,3 +262,146 @@ fn parse_s3(rest: &str) -> Result<S3Destination, String> {
     }
     Ok(dest)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use crate::config::{BackupConfig, BackupDestination, ConfigError, KeepPolicy, parse};
+
+    const HEAD: &str = "[agent]\nname = \"x\"\n\n[credentials.s3_backup]\nsource = \"env:S3_BACKUP\"\n\n";
+
+    /// A recipient of a throwaway key: only its shape matters here.
+    const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+
+    fn ok(backup: &str) -> BackupConfig {
+        match parse(&format!("{HEAD}{backup}"), Path::new("/srv/agent/steward.toml")) {
+            Ok(config) => config.backup.expect("a [backup] section"),
+            Err(err) => panic!("{:?}", miette::Report::new(err)),
+        }
+    }
+
+    fn err(backup: &str) -> ConfigError {
+        match parse(&format!("{HEAD}{backup}"), Path::new("/srv/agent/steward.toml")) {
+            Ok(config) => panic!("expected an error, got {:#?}", config.backup),
+            Err(err) => err,
+        }
+    }
+
+    fn messages(e: &ConfigError) -> String {
+        e.errors().map(|e| format!("{} | {}", e.message(), e.help_text().unwrap_or_default())).collect::<Vec<_>>().join("\n")
+    }
+
+    #[test]
+    fn the_documented_section_parses() {
+        let b = ok(&format!(
+            r#"[backup]
+schedule = "0 3 * * *"
+timezone = "UTC"
+paths = ["./calendar.json", "./agent-state/"]
+include_logs = false
+destination = "s3://bucket/steward?endpoint=http://127.0.0.1:9000&region=eu-west-1"
+credentials = "s3_backup"
+encrypt_to = ["{RECIPIENT}"]
+keep = {{ daily = 7, weekly = 4, monthly = 6 }}
+restore_test = "0 4 * * 0"
+"#
+        ));
+        assert_eq!(b.schedule, "0 3 * * *");
+        assert_eq!(b.paths, vec![PathBuf::from("/srv/agent/calendar.json"), PathBuf::from("/srv/agent/agent-state")]);
+        let BackupDestination::S3(s3) = &b.destination else { panic!("{:?}", b.destination) };
+        assert_eq!(s3.bucket, "bucket");
+        assert_eq!(s3.prefix, "steward");
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(s3.region, "eu-west-1");
+        assert!(s3.allow_http, "a loopback http endpoint is allowed");
+        assert_eq!(b.credentials.as_deref(), Some("s3_backup"));
+        assert_eq!(b.encrypt_to, vec![RECIPIENT.to_owned()]);
+        assert_eq!(b.keep, KeepPolicy { daily: 7, weekly: 4, monthly: 6 });
+        assert_eq!(b.restore_test.as_deref(), Some("0 4 * * 0"));
+    }
+
+    #[test]
+    fn defaults_and_local_destinations() {
+        let b = ok("[backup]\ndestination = \"file:///mnt/backup/steward\"\n");
+        assert_eq!(b.schedule, super::DEFAULT_BACKUP_SCHEDULE);
+        assert_eq!(b.timezone, "UTC");
+        assert_eq!(b.keep, super::DEFAULT_KEEP);
+        assert_eq!(b.restore_test.as_deref(), Some(super::DEFAULT_RESTORE_TEST));
+        assert!(b.paths.is_empty() && !b.include_logs && b.encrypt_to.is_empty());
+        assert_eq!(b.destination, BackupDestination::Local(PathBuf::from("/mnt/backup/steward")));
+        let b = ok("[backup]\ndestination = \"../backups\"\nrestore_test = \"never\"\n");
+        assert_eq!(b.destination, BackupDestination::Local(PathBuf::from("/srv/agent/../backups")));
+        assert_eq!(b.restore_test, None);
+        let b = ok("[backup]\ndestination = \"s3://my-bucket\"\ncredentials = \"s3_backup\"\ntimezone = \"Europe/Berlin\"\n");
+        let BackupDestination::S3(s3) = &b.destination else { panic!() };
+        assert_eq!((s3.prefix.as_str(), s3.endpoint.as_deref(), s3.allow_http), ("", None, false));
+    }
+
+    #[test]
+    fn every_mistake_is_reported_with_a_fix() {
+        let e = err(r#"[backup]
+schedule = "every night"
+timezone = "Mars/Olympus"
+destination = "s3://bucket/x?endpoint=http://10.0.0.5:9000"
+encrypt_to = ["not-a-key"]
+identity = "nowhere"
+keep = { daily = 0, weekly = 0, monthly = 0 }
+restore_test = "61 * * * *"
+"#);
+        let text = messages(&e);
+        for expected in [
+            "schedule \"every night\" is not a cron expression",
+            "five fields",
+            "time zone \"Mars/Olympus\" is not known",
+            "plain http on a non-loopback host",
+            "not an age x25519 recipient",
+            "credential \"nowhere\" is not defined",
+            "keep rules are all 0",
+            "restore_test \"61 * * * *\" is not a cron expression",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+        let (line, _) = e.line_col().unwrap();
+        assert_eq!(line, 8, "the first problem is the schedule on line 8");
+    }
+
+    #[test]
+    fn destinations_and_credentials_must_fit_together() {
+        let text = messages(&err("[backup]\ndestination = \"s3://bucket\"\n"));
+        assert!(text.contains("needs credentials") && text.contains("ACCESS_KEY_ID:SECRET_ACCESS_KEY"), "{text}");
+        let text = messages(&err("[backup]\ndestination = \"file:///b\"\ncredentials = \"s3_backup\"\n"));
+        assert!(text.contains("takes no credentials"), "{text}");
+        let text = messages(&err("[backup]\ndestination = \"file://relative/dir\"\n"));
+        assert!(text.contains("absolute path"), "{text}");
+        let text = messages(&err("[backup]\ndestination = \"ftp://host/x\"\n"));
+        assert!(text.contains("only file:// and s3://"), "{text}");
+        let text = messages(&err("[backup]\ndestination = \"s3://B_ad\"\ncredentials = \"s3_backup\"\n"));
+        assert!(text.contains("bucket name"), "{text}");
+        let text = messages(&err("[backup]\ndestination = \"s3://bucket?endpoint=https://user:pw@s3.example\"\ncredentials = \"s3_backup\"\n"));
+        assert!(text.contains("user credentials"), "{text}");
+        let text = messages(&err("[backup]\ndestination = \"s3://bucket?foo=1\"\ncredentials = \"s3_backup\"\n"));
+        assert!(text.contains("unknown parameter"), "{text}");
+        // http on a trusted network is an explicit choice.
+        let b = ok("[backup]\ndestination = \"s3://bucket?endpoint=http://10.0.0.5:9000&allow_http=true\"\ncredentials = \"s3_backup\"\n");
+        let BackupDestination::S3(s3) = &b.destination else { panic!() };
+        assert!(s3.allow_http);
+    }
+
+    #[test]
+    fn structure_errors_name_the_keys() {
+        let text = messages(&err("[backup]\ndestinaton = \"file:///b\"\n"));
+        assert!(text.contains("unknown key `destinaton` in [backup]"), "{text}");
+        let text = messages(&err("[backup]\npaths = [\"./a\"]\n"));
+        assert!(text.contains("missing `destination`") && text.contains("file:///mnt/backup/steward"), "{text}");
+        let text = messages(&err("[backup]\ndestination = \"file:///b\"\nkeep = { daily = -1, hourly = 3 }\n"));
+        assert!(text.contains("hourly"), "{text}");
+    }
+
+    #[test]
+    fn an_age_identity_in_the_file_is_a_literal_secret() {
+        let key = "AGE-SECRET-KEY-1QYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQS3JK5Q5";
+        let text = messages(&err(&format!("[backup]\ndestination = \"file:///b\"\n# identity: {key}\n")));
+        assert!(text.contains("literal secret"), "{text}");
+    }
+}
