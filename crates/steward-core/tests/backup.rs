@@ -24,7 +24,8 @@ async fn round_trip_restores_identical_rows_and_a_loadable_config() {
     write_calls(&store, "call", 50, T0).await;
     store.engage_kill("testing", "cli", T0 + 100).await.unwrap();
     let backups = s.backups();
-    let report = backups.backup_now(Some(&store), "manual", T0 + 1000, quiet(), &CancellationToken::new()).await.unwrap();
+    let report =
+        backups.backup_now(Some(&store), "manual", T0 + 1000, quiet(), &CancellationToken::new()).await.unwrap();
     let record = &report.record;
     assert_eq!(record.files, 5, "config, store, calendar, 2 agent-state files; never the credential file");
     assert!(!record.encrypted);
@@ -34,7 +35,14 @@ async fn round_trip_restores_identical_rows_and_a_loadable_config() {
 
     let target = s.root().join("restored");
     let restored = backups
-        .restore(&record.id, RestoreMode::Into(target.clone()), Some(&store), T0 + 2000, quiet(), &CancellationToken::new())
+        .restore(
+            &record.id,
+            RestoreMode::Into(target.clone()),
+            Some(&store),
+            T0 + 2000,
+            quiet(),
+            &CancellationToken::new(),
+        )
         .await
         .unwrap();
     assert_eq!(restored.files, 5);
@@ -112,7 +120,8 @@ async fn encrypted_round_trip_and_verify_without_the_identity_fails_clearly() {
     let store = s.store();
     write_calls(&store, "enc", 10, T0).await;
     let backups = s.backups();
-    let report = backups.backup_now(Some(&store), "manual", T0 + 100, quiet(), &CancellationToken::new()).await.unwrap();
+    let report =
+        backups.backup_now(Some(&store), "manual", T0 + 100, quiet(), &CancellationToken::new()).await.unwrap();
     assert!(report.record.encrypted);
     assert!(report.record.archive.ends_with(".tar.zst.age"));
     let stored = std::fs::read(s.dest().join(&report.record.archive)).unwrap();
@@ -147,7 +156,8 @@ async fn retention_keeps_the_right_set_over_60_simulated_days() {
     let verified_day = 14; // 2026-09-15
     for day in 0..60 {
         let now = T0 + day * DAY;
-        let report = backups.backup_now(Some(&store), "scheduled", now, quiet(), &CancellationToken::new()).await.unwrap();
+        let report =
+            backups.backup_now(Some(&store), "scheduled", now, quiet(), &CancellationToken::new()).await.unwrap();
         if day == verified_day {
             store.kv_set(&format!("{KV_VERIFIED_PREFIX}{}", report.record.id), "1", now).await.unwrap();
         }
@@ -171,7 +181,10 @@ async fn retention_keeps_the_right_set_over_60_simulated_days() {
     expected.insert(ids[day_of("2026-09-15")].clone()); // the newest verified backup
     assert_eq!(kept, expected);
     // The archives went with their records.
-    let archives = std::fs::read_dir(s.dest()).unwrap().filter(|e| e.as_ref().unwrap().path().to_string_lossy().ends_with(".tar.zst")).count();
+    let archives = std::fs::read_dir(s.dest())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().to_string_lossy().ends_with(".tar.zst"))
+        .count();
     assert_eq!(archives, expected.len());
 }
 
@@ -234,7 +247,8 @@ async fn in_place_restore_snapshots_first_and_puts_everything_back() {
     let store = s.store();
     write_calls(&store, "before", 5, T0).await;
     let backups = s.backups();
-    let original = backups.backup_now(Some(&store), "manual", T0 + 100, quiet(), &CancellationToken::new()).await.unwrap();
+    let original =
+        backups.backup_now(Some(&store), "manual", T0 + 100, quiet(), &CancellationToken::new()).await.unwrap();
     let before_rows = all_rows(&store).await;
     write_calls(&store, "after", 7, T0 + 200).await;
     std::fs::write(s.root().join("calendar.json"), "{\"events\":[]}").unwrap();
@@ -253,7 +267,10 @@ async fn in_place_restore_snapshots_first_and_puts_everything_back() {
     let pre_record = records.iter().find(|r| r.id == pre).unwrap();
     assert_eq!(pre_record.tag, "pre-restore");
     let target = s.root().join("undo");
-    backups.restore(&pre, RestoreMode::Into(target.clone()), None, T0, quiet(), &CancellationToken::new()).await.unwrap();
+    backups
+        .restore(&pre, RestoreMode::Into(target.clone()), None, T0, quiet(), &CancellationToken::new())
+        .await
+        .unwrap();
     let undo = all_rows(&steward_core::store::Store::open(&target.join("state/steward.db")).unwrap()).await;
     assert_eq!(undo.len(), 12);
 }
@@ -269,7 +286,14 @@ async fn no_secret_reaches_a_backup_artifact_or_message() {
     let report = backups.backup_now(Some(&store), "manual", T0, quiet(), &CancellationToken::new()).await.unwrap();
     let target = s.root().join("restored");
     backups
-        .restore(&report.record.id, RestoreMode::Into(target.clone()), Some(&store), T0, quiet(), &CancellationToken::new())
+        .restore(
+            &report.record.id,
+            RestoreMode::Into(target.clone()),
+            Some(&store),
+            T0,
+            quiet(),
+            &CancellationToken::new(),
+        )
         .await
         .unwrap();
     assert!(target.join("state/logs/audit.jsonl").exists(), "include_logs did not include the logs");

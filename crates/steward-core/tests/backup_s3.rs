@@ -36,7 +36,11 @@ impl Drop for Moto {
 }
 
 fn moto_on_path() -> Option<PathBuf> {
-    std::env::var_os("PATH")?.to_str()?.split(':').map(|dir| PathBuf::from(dir).join("moto_server")).find(|p| p.is_file())
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| PathBuf::from(dir).join("moto_server"))
+        .find(|p| p.is_file())
 }
 
 /// Starts moto on a free loopback port, or says loudly why not.
@@ -164,7 +168,12 @@ async fn backups_round_trip_through_an_s3_compatible_server() {
 
     // What is stored: no part of any credential, in any object.
     let objects = all_objects(moto.port).await;
-    assert_eq!(objects.len(), 4, "two archives and two records: {:?}", objects.iter().map(|o| &o.0).collect::<Vec<_>>());
+    assert_eq!(
+        objects.len(),
+        4,
+        "two archives and two records: {:?}",
+        objects.iter().map(|o| &o.0).collect::<Vec<_>>()
+    );
     for (key, mut bytes) in objects {
         assert!(key.starts_with("steward/prod/"), "{key}");
         if key.ends_with(".tar.zst") {

@@ -46,7 +46,11 @@ async fn backup_list_verify_restore_and_config_check() {
     let out = env.steward(&["backup", "now"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("written to file://"), "{}", text(&out.stdout));
-    assert!(text(&out.stderr).contains("not a different location"), "same-device warning missing: {}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not a different location"),
+        "same-device warning missing: {}",
+        text(&out.stderr)
+    );
 
     let now = json(&env.steward(&["backup", "now", "--json"]));
     let id = now["id"].as_str().unwrap().to_owned();
@@ -104,7 +108,7 @@ async fn backup_list_verify_restore_and_config_check() {
     let out = env.steward(&["restore", "20990101T000000Z-0000", "--to", "/tmp/never-used"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("no backup"), "{}", text(&out.stderr));
-    let out = env.steward(&["restore", &list[0]["id"].as_str().unwrap().to_owned(), "--to", target.to_str().unwrap()]);
+    let out = env.steward(&["restore", list[0]["id"].as_str().unwrap(), "--to", target.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("not empty"), "{}", text(&out.stderr));
 

@@ -83,7 +83,9 @@ impl Destination {
             BackupDestination::S3(s3) => {
                 let name = config.credentials.as_deref().unwrap_or_default();
                 let secret = secrets.get(name).ok_or_else(|| {
-                    BackupError::Config(format!("the S3 credential `{name}` is not resolved; check [credentials.{name}]"))
+                    BackupError::Config(format!(
+                        "the S3 credential `{name}` is not resolved; check [credentials.{name}]"
+                    ))
                 })?;
                 let value = secret.expose_secret();
                 let Some((key_id, secret_key)) = value.split_once(':').filter(|(a, b)| !a.is_empty() && !b.is_empty())
@@ -135,7 +137,11 @@ impl Destination {
     }
 
     fn key(&self, name: &str) -> ObjectPath {
-        if self.prefix.is_empty() { ObjectPath::from(name) } else { ObjectPath::from(format!("{}/{name}", self.prefix)) }
+        if self.prefix.is_empty() {
+            ObjectPath::from(name)
+        } else {
+            ObjectPath::from(format!("{}/{name}", self.prefix))
+        }
     }
 
     fn err(&self, doing: &str, e: &object_store::Error) -> BackupError {

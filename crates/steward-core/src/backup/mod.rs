@@ -176,9 +176,9 @@ impl Backups {
             .collect::<Result<Vec<_>, _>>()?;
         let identity = match &backup.identity {
             Some(name) => {
-                let value = secrets.get(name).ok_or_else(|| {
-                    BackupError::Config(format!("the identity credential `{name}` is not resolved"))
-                })?;
+                let value = secrets
+                    .get(name)
+                    .ok_or_else(|| BackupError::Config(format!("the identity credential `{name}` is not resolved")))?;
                 Some(parse_identity(value.expose_secret()).ok_or_else(|| {
                     BackupError::Config(format!("credential `{name}` holds no age identity (AGE-SECRET-KEY-1...)"))
                 })?)

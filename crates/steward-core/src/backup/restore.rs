@@ -68,10 +68,8 @@ fn extract_entries<R: Read>(
 ) -> Result<(), BackupError> {
     let mut archive = tar::Archive::new(tar);
     let mut last: Option<String> = None;
-    let damaged = |near: &Option<String>, e: &io::Error| BackupError::Damaged {
-        near: near.clone(),
-        detail: e.to_string(),
-    };
+    let damaged =
+        |near: &Option<String>, e: &io::Error| BackupError::Damaged { near: near.clone(), detail: e.to_string() };
     let entries = archive.entries().map_err(|e| damaged(&last, &e))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| damaged(&last, &e))?;
@@ -124,12 +122,11 @@ fn extract_entries<R: Read>(
             tar::EntryType::Symlink => {
                 let link = entry.link_name_bytes().map(|l| l.into_owned()).unwrap_or_default();
                 let link_text = String::from_utf8_lossy(&link).into_owned();
-                let inside = relative.parent().map_or(Some(PathBuf::new()), |p| Some(p.to_path_buf())).and_then(
-                    |parent| {
+                let inside =
+                    relative.parent().map_or(Some(PathBuf::new()), |p| Some(p.to_path_buf())).and_then(|parent| {
                         let joined = parent.join(Path::new(&link_text));
                         lexically_inside(&joined)
-                    },
-                );
+                    });
                 if link.is_empty() || Path::new(&link_text).is_absolute() || inside.is_none() {
                     return Err(BackupError::Unsafe {
                         entry: shown,

@@ -40,7 +40,7 @@ pub fn decide(
     let mut sorted: Vec<&(String, i64)> = backups.iter().collect();
     sorted.sort_by(|a, b| (b.1, &b.0).cmp(&(a.1, &a.0)));
     let mut reasons: Vec<Vec<&'static str>> = vec![Vec::new(); sorted.len()];
-    let periods: [(u32, &'static str, fn(&jiff::Zoned) -> (i32, i32, i32)); 3] = [
+    let periods: [(u32, &'static str, PeriodOf); 3] = [
         (keep.daily, "daily", |z| (i32::from(z.year()), i32::from(z.month()), i32::from(z.day()))),
         (keep.weekly, "weekly", |z| {
             let week = z.date().iso_week_date();
@@ -82,6 +82,9 @@ pub fn decide(
     decision
 }
 
+/// The period (day, ISO week or month) a time falls in, as a sortable key.
+type PeriodOf = fn(&jiff::Zoned) -> (i32, i32, i32);
+
 /// `ms` as a time in `tz`.
 fn zoned(ms: i64, tz: &TimeZone) -> Option<jiff::Zoned> {
     jiff::Timestamp::from_millisecond(ms).ok().map(|t| t.to_zoned(tz.clone()))
@@ -100,12 +103,8 @@ mod tests {
     #[test]
     fn keeps_newest_per_day_and_never_the_newest_or_verified() {
         let t = at("2026-11-02T03:00:00Z");
-        let backups: Vec<(String, i64)> = vec![
-            ("a".into(), t),
-            ("b".into(), t + 3_600_000),
-            ("c".into(), t + DAY),
-            ("d".into(), t + 2 * DAY),
-        ];
+        let backups: Vec<(String, i64)> =
+            vec![("a".into(), t), ("b".into(), t + 3_600_000), ("c".into(), t + DAY), ("d".into(), t + 2 * DAY)];
         let keep = KeepPolicy { daily: 2, weekly: 0, monthly: 0 };
         let d = decide(&backups, &BTreeSet::new(), keep, &TimeZone::UTC, t + 10 * DAY);
         assert_eq!(d.delete, vec!["b".to_owned(), "a".to_owned()]);

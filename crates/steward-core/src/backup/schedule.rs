@@ -21,7 +21,9 @@ use jiff::tz::TimeZone;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::health::{self, KV_LAST_FAILURE, KV_LAST_RESTORE_TEST, KV_RESTORE_TEST_LAST_RUN, KV_SCHEDULE_LAST_RUN, Outcome};
+use super::health::{
+    self, KV_LAST_FAILURE, KV_LAST_RESTORE_TEST, KV_RESTORE_TEST_LAST_RUN, KV_SCHEDULE_LAST_RUN, Outcome,
+};
 use super::{BackupError, Backups, NoProgress};
 use crate::config::{Config, parse_cron};
 use crate::pipeline::unix_ms;

@@ -94,7 +94,9 @@ impl Backups {
                 },
             };
             if let Ok(report) = &result {
-                store.kv_set(&format!("{KV_VERIFIED_PREFIX}{}", report.id), &finished_ms.to_string(), finished_ms).await?;
+                store
+                    .kv_set(&format!("{KV_VERIFIED_PREFIX}{}", report.id), &finished_ms.to_string(), finished_ms)
+                    .await?;
             }
             health::record(store, KV_LAST_RESTORE_TEST, &outcome).await?;
         }
@@ -276,8 +278,8 @@ fn check_restored(target: &Path, manifest: &Manifest) -> Vec<String> {
     let mut problems = Vec::new();
     if let Some(db_entry) = &manifest.db_entry {
         let db = target.join(db_entry);
-        let result = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .and_then(|conn| {
+        let result =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).and_then(|conn| {
                 let mut stmt = conn.prepare("PRAGMA integrity_check")?;
                 let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
                 rows.collect::<Result<Vec<String>, _>>()
@@ -292,7 +294,11 @@ fn check_restored(target: &Path, manifest: &Manifest) -> Vec<String> {
     match std::fs::read_to_string(&config_path) {
         Ok(text) => {
             if let Err(err) = crate::config::parse(&text, &config_path) {
-                problems.push(format!("{}: the restored config does not load: {}", manifest.config_entry, err.message()));
+                problems.push(format!(
+                    "{}: the restored config does not load: {}",
+                    manifest.config_entry,
+                    err.message()
+                ));
             }
         }
         Err(e) => problems.push(format!("{}: cannot read the restored config: {e}", manifest.config_entry)),

@@ -27,13 +27,11 @@ pub use error::ConfigError;
 pub use model::*;
 pub use template::starter_template;
 pub use validate::{
-    DEFAULT_BACKUP_SCHEDULE, DEFAULT_BACKUP_TIMEZONE, DEFAULT_KEEP, DEFAULT_RESTORE_TEST, parse_cron,
-};
-pub use validate::{
     DEFAULT_AUTH_FORMAT, DEFAULT_AUTH_HEADER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LISTEN, DEFAULT_LOOP_WINDOW,
     DEFAULT_MAX_BODY, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_IDENTICAL, DEFAULT_MAX_TOTAL_SIZE, DEFAULT_READ_TIMEOUT,
     DEFAULT_RETENTION_DAYS, DEFAULT_STATE_DIR, MAX_RETENTION_DAYS, MIN_MAX_FILE_SIZE,
 };
+pub use validate::{DEFAULT_BACKUP_SCHEDULE, DEFAULT_BACKUP_TIMEZONE, DEFAULT_KEEP, DEFAULT_RESTORE_TEST, parse_cron};
 
 use error::Problem;
 
@@ -61,7 +59,8 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
 /// Every token-shaped literal anywhere in the text (values, comments, keys):
 /// a secret in a config file ends up in git, backups and screenshots.
 fn literal_secrets(source: &str) -> Vec<Problem> {
-    let found = redact::RedactorBuilder::new().build().find_secrets(source).into_iter().map(|f| (f.range, f.kind.to_string()));
+    let found =
+        redact::RedactorBuilder::new().build().find_secrets(source).into_iter().map(|f| (f.range, f.kind.to_string()));
     found
         .chain(age_identities(source).map(|range| (range, "age identity".to_owned())))
         .map(|(range, kind)| {
@@ -83,7 +82,8 @@ fn literal_secrets(source: &str) -> Vec<Problem> {
 /// of a backup encryption key): only the `age1...` recipient belongs in the file.
 fn age_identities(source: &str) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
     source.match_indices("AGE-SECRET-KEY-").map(|(start, _)| {
-        let len = source[start..].find(|c: char| !(c.is_ascii_alphanumeric() || c == '-')).unwrap_or(source.len() - start);
+        let len =
+            source[start..].find(|c: char| !(c.is_ascii_alphanumeric() || c == '-')).unwrap_or(source.len() - start);
         start..start + len
     })
 }

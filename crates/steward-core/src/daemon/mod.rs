@@ -203,13 +203,7 @@ pub async fn start(config: &Config) -> Result<RunningDaemon, DaemonError> {
             }
         }
     });
-    crate::backup::schedule::spawn(
-        &tracker,
-        Arc::new(config.clone()),
-        backup_store,
-        backup_secrets,
-        shutdown.clone(),
-    );
+    crate::backup::schedule::spawn(&tracker, Arc::new(config.clone()), backup_store, backup_secrets, shutdown.clone());
     tracing::info!(%addr, agent = %config.agent.name, "steward is listening");
     Ok(RunningDaemon { addr, shutdown, tracker, audit, addr_path, _lock: lock })
 }

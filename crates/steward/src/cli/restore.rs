@@ -72,7 +72,9 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         human_bytes(report.bytes)
     );
     if let Some(pre) = &report.pre_restore_backup {
-        anstream::println!("  the state before the restore is backup {pre} (`steward restore {pre} --in-place` undoes this)");
+        anstream::println!(
+            "  the state before the restore is backup {pre} (`steward restore {pre} --in-place` undoes this)"
+        );
     }
     for skipped in &report.skipped {
         anstream::eprintln!("warning: {skipped} was not restored: it is outside every declared [backup] path");

@@ -289,7 +289,10 @@ mod tests {
     }
 
     fn messages(e: &ConfigError) -> String {
-        e.errors().map(|e| format!("{} | {}", e.message(), e.help_text().unwrap_or_default())).collect::<Vec<_>>().join("\n")
+        e.errors()
+            .map(|e| format!("{} | {}", e.message(), e.help_text().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     #[test]
@@ -333,7 +336,9 @@ restore_test = "0 4 * * 0"
         let b = ok("[backup]\ndestination = \"../backups\"\nrestore_test = \"never\"\n");
         assert_eq!(b.destination, BackupDestination::Local(PathBuf::from("/srv/agent/../backups")));
         assert_eq!(b.restore_test, None);
-        let b = ok("[backup]\ndestination = \"s3://my-bucket\"\ncredentials = \"s3_backup\"\ntimezone = \"Europe/Berlin\"\n");
+        let b = ok(
+            "[backup]\ndestination = \"s3://my-bucket\"\ncredentials = \"s3_backup\"\ntimezone = \"Europe/Berlin\"\n",
+        );
         let BackupDestination::S3(s3) = &b.destination else { panic!() };
         assert_eq!((s3.prefix.as_str(), s3.endpoint.as_deref(), s3.allow_http), ("", None, false));
     }
@@ -378,12 +383,16 @@ restore_test = "61 * * * *"
         assert!(text.contains("only file:// and s3://"), "{text}");
         let text = messages(&err("[backup]\ndestination = \"s3://B_ad\"\ncredentials = \"s3_backup\"\n"));
         assert!(text.contains("bucket name"), "{text}");
-        let text = messages(&err("[backup]\ndestination = \"s3://bucket?endpoint=https://user:pw@s3.example\"\ncredentials = \"s3_backup\"\n"));
+        let text = messages(&err(
+            "[backup]\ndestination = \"s3://bucket?endpoint=https://user:pw@s3.example\"\ncredentials = \"s3_backup\"\n",
+        ));
         assert!(text.contains("user credentials"), "{text}");
         let text = messages(&err("[backup]\ndestination = \"s3://bucket?foo=1\"\ncredentials = \"s3_backup\"\n"));
         assert!(text.contains("unknown parameter"), "{text}");
         // http on a trusted network is an explicit choice.
-        let b = ok("[backup]\ndestination = \"s3://bucket?endpoint=http://10.0.0.5:9000&allow_http=true\"\ncredentials = \"s3_backup\"\n");
+        let b = ok(
+            "[backup]\ndestination = \"s3://bucket?endpoint=http://10.0.0.5:9000&allow_http=true\"\ncredentials = \"s3_backup\"\n",
+        );
         let BackupDestination::S3(s3) = &b.destination else { panic!() };
         assert!(s3.allow_http);
     }
