@@ -12,7 +12,11 @@
 //! machine are noisy; the memory column is the claim that matters
 //! (constant, not proportional to the state size).
 
-#![expect(clippy::expect_used, clippy::print_stdout, reason = "a benchmark prints its table and has nothing to measure if setup fails")]
+#![expect(
+    clippy::expect_used,
+    clippy::print_stdout,
+    reason = "a benchmark prints its table and has nothing to measure if setup fails"
+)]
 
 use std::io::Write;
 use std::sync::Arc;
@@ -60,7 +64,13 @@ fn main() {
         reset_peak();
         let started = Instant::now();
         let report = rt
-            .block_on(backups.backup_now(None, "bench", 1_790_000_000_000, Arc::new(NoProgress), &CancellationToken::new()))
+            .block_on(backups.backup_now(
+                None,
+                "bench",
+                1_790_000_000_000,
+                Arc::new(NoProgress),
+                &CancellationToken::new(),
+            ))
             .expect("backup");
         row(&format!("backup ({name})"), report.record.content_bytes, report.record.archive_bytes, started);
 

@@ -305,3 +305,33 @@ async fn no_secret_reaches_a_backup_artifact_or_message() {
     assert_no_needles(&target, &[CANARY]);
     assert_no_needles(&s.config.state.dir, &[CANARY]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_catches_up_and_records_a_restore_test() {
+    // Slots once a year: only the catch-up of never-run schedules can fire.
+    let s = Setup::new(None, "schedule = \"0 3 1 1 *\"\nrestore_test = \"0 4 1 1 *\"", "");
+    let store = s.store();
+    let tracker = tokio_util::task::TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    let secrets = Arc::new(arc_swap::ArcSwap::from_pointee(s.secrets()));
+    steward_core::backup::schedule::spawn(&tracker, Arc::clone(&s.config), store.clone(), secrets, shutdown.clone());
+    let started = std::time::Instant::now();
+    let h = loop {
+        let now = steward_core::pipeline::unix_ms(std::time::SystemTime::now());
+        let h = health::health(&store, now).await.unwrap();
+        if h.last_restore_test.is_some() {
+            break h;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "no restore test ran: {h:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(h.last_restore_test.map(|(_, ok)| ok), Some(true), "{h:?}");
+    assert!(h.last_success_id.is_some() && !h.overdue && !h.restore_test_due && !h.failing, "{h:?}");
+    assert!(store.kv_get(health::KV_SCHEDULE_LAST_RUN).await.unwrap().is_some());
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+    let (records, _) = s.backups().list().await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].tag, "scheduled");
+}

@@ -177,7 +177,7 @@ fn find(root: &Path, name: &str) -> Option<std::path::PathBuf> {
 #[tokio::test]
 async fn steward_run_catches_up_a_missed_scheduled_backup_at_start() {
     // Never backed up: the first start counts as a missed run.
-    let mut env = env_with_backup("schedule = \"0 3 * * *\"\nrestore_test = \"never\"").await;
+    let mut env = env_with_backup("schedule = \"0 3 1 1 *\"\nrestore_test = \"never\"").await;
     env.start();
     let deadline = Instant::now() + Duration::from_secs(30);
     let records = loop {

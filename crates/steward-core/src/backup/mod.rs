@@ -237,7 +237,9 @@ impl Backups {
             },
             Err(e) => Outcome { ms: finished_ms, ok: false, id: None, detail: self.destination.scrub(&e.to_string()) },
         };
-        if let Some(store) = store {
+        // A shutdown is not a failed backup: nothing is recorded, and the
+        // scheduler runs it again at the next start.
+        if let Some(store) = store.filter(|_| !matches!(result, Err(BackupError::Cancelled))) {
             let key = if outcome.ok { KV_LAST_SUCCESS } else { KV_LAST_FAILURE };
             health::record(store, key, &outcome).await?;
         }

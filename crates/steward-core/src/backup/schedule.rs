@@ -127,7 +127,14 @@ async fn run(
         if let Some(slot) = &mut test_slot {
             match slot.due(&store, &tz, now).await? {
                 Due::Now => {
-                    let ok = scheduled_restore_test(&config, &store, &secrets, now).await?;
+                    // A restore test has no partial state worth keeping: on
+                    // shutdown it is dropped (its scratch dir goes with it)
+                    // and runs again at the next start.
+                    let test = scheduled_restore_test(&config, &store, &secrets, now);
+                    let ok = tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        ok = test => ok?,
+                    };
                     slot.retry_at = (!ok).then(|| now.saturating_add(RETRY_AFTER_MS));
                     continue;
                 }
@@ -185,7 +192,7 @@ async fn scheduled_backup(
             }
             Ok(true)
         }
-        Err(BackupError::Cancelled) => Err(BackupError::Cancelled),
+        Err(BackupError::Cancelled) => Ok(false),
         Err(e) => {
             tracing::error!(error = %e, "scheduled backup failed");
             Ok(false)
