@@ -50,7 +50,7 @@ fn refuse(entries: &[Raw<'_>]) -> String {
     let base = tempfile::tempdir().unwrap();
     let inner = base.path().join("target/inner");
     std::fs::create_dir_all(&inner).unwrap();
-    let err = extract(hostile_tar(entries).as_slice(), &inner, &NoProgress).unwrap_err();
+    let err = extract(hostile_tar(entries).as_slice(), &inner, &NoProgress, false).unwrap_err();
     assert!(matches!(err, BackupError::Unsafe { .. }), "expected a refusal, got {err}");
     assert_eq!(names(base.path()), vec!["target"]);
     assert_eq!(names(&base.path().join("target")), vec!["inner"]);
@@ -124,7 +124,8 @@ fn special_files_are_refused() {
 #[test]
 fn an_archive_without_a_manifest_is_reported_not_trusted() {
     let dir = tempfile::tempdir().unwrap();
-    let extracted = extract(hostile_tar(&[file(b"a.txt", b"hello")]).as_slice(), dir.path(), &NoProgress).unwrap();
+    let extracted =
+        extract(hostile_tar(&[file(b"a.txt", b"hello")]).as_slice(), dir.path(), &NoProgress, false).unwrap();
     assert!(extracted.manifest.is_none());
     assert!(extracted.problems.iter().any(|p| p.contains("MANIFEST.json")), "{:?}", extracted.problems);
 }

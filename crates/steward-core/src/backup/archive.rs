@@ -172,7 +172,7 @@ struct ExactReader {
 
 impl Read for ExactReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.remaining == 0 {
+        if self.remaining == 0 || buf.is_empty() {
             return Ok(0);
         }
         let want = usize::try_from(self.remaining).unwrap_or(usize::MAX).min(buf.len());

@@ -39,11 +39,19 @@ pub struct Extracted {
 /// truncated archive, a failed decryption chunk) stops it too, and becomes
 /// one of the returned problems, naming the entry being read, next to the
 /// checksum mismatches found in what was read before.
-pub fn extract<R: Read>(tar: R, target: &Path, progress: &dyn Progress) -> Result<Extracted, BackupError> {
+///
+/// `durable` fsyncs every file (a restore someone will run from); a verify's
+/// scratch copy is deleted right after, so it skips that cost.
+pub fn extract<R: Read>(
+    tar: R,
+    target: &Path,
+    progress: &dyn Progress,
+    durable: bool,
+) -> Result<Extracted, BackupError> {
     let mut files = BTreeMap::new();
     let mut manifest: Option<Manifest> = None;
     let mut problems = Vec::new();
-    match extract_entries(tar, target, progress, &mut files, &mut manifest) {
+    match extract_entries(tar, target, progress, durable, &mut files, &mut manifest) {
         Ok(()) => {}
         // A damaged stream ends the extraction, but what was read so far is
         // still compared: a flipped byte inside a file is reported against
@@ -63,6 +71,7 @@ fn extract_entries<R: Read>(
     tar: R,
     target: &Path,
     progress: &dyn Progress,
+    durable: bool,
     files: &mut BTreeMap<String, (u64, String)>,
     manifest: &mut Option<Manifest>,
 ) -> Result<(), BackupError> {
@@ -102,7 +111,7 @@ fn extract_entries<R: Read>(
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 prepare_parent(target, &relative, &shown)?;
                 let mode = entry.header().mode().map_err(|e| damaged(&last, &e))? & 0o777;
-                let (size, sha) = write_file(&mut entry, &destination, mode).map_err(|e| match e {
+                let (size, sha) = write_file(&mut entry, &destination, mode, durable).map_err(|e| match e {
                     WriteError::Create(e) => BackupError::Unsafe {
                         entry: shown.clone(),
                         why: format!("cannot create it ({e}); a duplicate entry or a link in the way"),
@@ -207,7 +216,7 @@ enum WriteError {
 
 /// Copies `from` into a new file at `to` (never an existing one, never
 /// through a symlink), hashing on the way. Returns size and SHA-256.
-fn write_file(from: &mut impl Read, to: &Path, mode: u32) -> Result<(u64, String), WriteError> {
+fn write_file(from: &mut impl Read, to: &Path, mode: u32, durable: bool) -> Result<(u64, String), WriteError> {
     let mut file: File =
         OpenOptions::new().write(true).create_new(true).mode(0o600).open(to).map_err(WriteError::Create)?;
     let mut hasher = Sha256::new();
@@ -222,7 +231,9 @@ fn write_file(from: &mut impl Read, to: &Path, mode: u32) -> Result<(u64, String
         file.write_all(&buf[..n]).map_err(WriteError::Write)?;
         size += u64::try_from(n).unwrap_or(0);
     }
-    file.sync_all().map_err(WriteError::Write)?;
+    if durable {
+        file.sync_all().map_err(WriteError::Write)?;
+    }
     // Never setuid/setgid/sticky, whatever the archive says.
     file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777)).map_err(WriteError::Write)?;
     Ok((size, hex::encode(hasher.finalize())))

@@ -112,7 +112,7 @@ impl Backups {
             None => self.newest().await?.ok_or_else(|| BackupError::NotFound("(none yet)".into()))?,
         };
         let scratch = Staging::create(&self.config.state.dir, &scratch_name("verify", &record.id))?;
-        let (manifest, files, bytes) = self.fetch_checked(&record, &scratch.0, progress).await?;
+        let (manifest, files, bytes) = self.fetch_checked(&record, &scratch.0, progress, false).await?;
         drop(manifest);
         Ok(VerifyReport { id: record.id, files, bytes, archive_bytes: record.archive_bytes, duration_ms: 0 })
     }
@@ -131,13 +131,14 @@ impl Backups {
         match mode {
             RestoreMode::Into(dir) => {
                 prepare_target(&dir)?;
-                let (_, files, bytes) = self.fetch_checked(&record, &dir, progress).await.map_err(|e| match e {
-                    BackupError::Verify { id, mut problems } => {
-                        problems.push(format!("the files in {} are unverified; delete them", dir.display()));
-                        BackupError::Verify { id, problems }
-                    }
-                    other => other,
-                })?;
+                let (_, files, bytes) =
+                    self.fetch_checked(&record, &dir, progress, true).await.map_err(|e| match e {
+                        BackupError::Verify { id, mut problems } => {
+                            problems.push(format!("the files in {} are unverified; delete them", dir.display()));
+                            BackupError::Verify { id, problems }
+                        }
+                        other => other,
+                    })?;
                 if let Some(store) = store {
                     store.kv_set(&format!("{KV_VERIFIED_PREFIX}{}", record.id), &now_ms.to_string(), now_ms).await?;
                 }
@@ -168,7 +169,7 @@ impl Backups {
             )));
         }
         let scratch = Staging::create(&self.config.state.dir, &scratch_name("inplace", &record.id))?;
-        let (manifest, files, bytes) = self.fetch_checked(record, &scratch.0, progress).await?;
+        let (manifest, files, bytes) = self.fetch_checked(record, &scratch.0, progress, false).await?;
         // Only now, with a restore proven good, is the current state touched;
         // and first it is saved.
         let pre = self.backup_now(store, "pre-restore", now_ms, Arc::new(NoProgress), cancel).await?;
@@ -220,6 +221,7 @@ impl Backups {
         record: &BackupRecord,
         target: &Path,
         progress: Arc<dyn Progress>,
+        durable: bool,
     ) -> Result<(Manifest, u64, u64), BackupError> {
         progress.start(record.content_bytes);
         let (tx, rx) = mpsc::channel(pipe::PIPE_CHUNKS);
@@ -232,7 +234,7 @@ impl Backups {
         let consumer = tokio::task::spawn_blocking(move || {
             let reader = pipe::PipeReader::new(rx);
             let tar = archive::open_archive(reader, encrypted, identity.as_ref())?;
-            restore::extract(tar, &dir, progress.as_ref())
+            restore::extract(tar, &dir, progress.as_ref(), durable)
         });
         let downloaded = self.destination.download(&record.archive, tx).await;
         let extracted = consumer.await.map_err(|e| BackupError::Restore(format!("the restore task failed: {e}")))?;
@@ -325,7 +327,7 @@ fn prepare_target(dir: &Path) -> Result<(), BackupError> {
     }
 }
 
-/// Puts `from` at `to` atomically (copy next to it, then rename). For the
+/// Puts `from` at `to` atomically (copy next to it, fsync, rename). For the
 /// store, the old `-wal`/`-shm` files go first: SQLite must not replay the
 /// old database's log into the restored one.
 fn replace_file(from: &Path, to: &Path, is_db: bool) -> Result<(), BackupError> {
@@ -337,6 +339,7 @@ fn replace_file(from: &Path, to: &Path, is_db: bool) -> Result<(), BackupError> 
     tmp.push(".steward-restore");
     let tmp = PathBuf::from(tmp);
     std::fs::copy(from, &tmp).map_err(fail)?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(fail)?;
     if is_db {
         for suffix in ["-wal", "-shm"] {
             let mut side = to.as_os_str().to_owned();
