@@ -90,9 +90,9 @@ pub enum BackupError {
     #[error("cannot decrypt the backup: {0}")]
     Decrypt(String),
     /// The archive is damaged or truncated.
-    #[error("the archive is damaged{}: {detail}", near.as_ref().map(|n| format!(" at {n}")).unwrap_or_default())]
+    #[error("the archive is damaged{}: {detail}", near.as_ref().map(|n| format!(" (at or after {n})")).unwrap_or_default())]
     Damaged {
-        /// The entry being read when it broke.
+        /// The last entry read before it broke.
         near: Option<String>,
         /// What broke.
         detail: String,

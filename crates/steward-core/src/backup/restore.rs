@@ -51,19 +51,20 @@ pub fn extract<R: Read>(
     let mut files = BTreeMap::new();
     let mut manifest: Option<Manifest> = None;
     let mut problems = Vec::new();
-    match extract_entries(tar, target, progress, durable, &mut files, &mut manifest) {
-        Ok(()) => {}
-        // A damaged stream ends the extraction, but what was read so far is
-        // still compared: a flipped byte inside a file is reported against
-        // that file, not only as "the archive is damaged".
-        Err(e @ BackupError::Damaged { .. }) => problems.push(e.to_string()),
+    // A damaged stream ends the extraction, but what was read so far is
+    // still compared: a flipped byte inside a file is reported against that
+    // file first, not only as "the archive is damaged".
+    let damaged = match extract_entries(tar, target, progress, durable, &mut files, &mut manifest) {
+        Ok(()) => None,
+        Err(e @ BackupError::Damaged { .. }) => Some(e.to_string()),
         Err(e) => return Err(e),
-    }
+    };
     if let Some(manifest) = &manifest {
         problems.extend(compare(manifest, &files));
-    } else if problems.is_empty() {
+    } else if damaged.is_none() {
         problems.push(format!("the archive has no {MANIFEST_NAME}: it was cut short or is not a steward backup"));
     }
+    problems.extend(damaged);
     Ok(Extracted { manifest, files, problems })
 }
 
