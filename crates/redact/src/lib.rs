@@ -2,10 +2,51 @@
 //! agent logs, alerts, errors, backups) passes by without going through a
 //! [`Redactor`].
 //!
-//! NOTE: this is the API skeleton; the full rule set lands with the redact work.
+//! # Layout
+//! - `known`: registered credential values and their
+//!   encoded forms (base64, percent-encoding, JSON escaping).
+//! - `rules`: the secret rule table (provider tokens, private keys,
+//!   credential assignments), each rule with prefilter keywords and an
+//!   example.
+//! - `pii`: email, phone, card, IBAN, IP and SSN detectors with their
+//!   validators (Luhn, mod-97, range checks).
+//! - `scan`: the one-pass trigger scan and the windowed rule search.
+//! - `checks`: post-match validation (placeholders, assignment keys and
+//!   values).
+//! - `resolve`: overlap resolution into non-overlapping findings.
+//! - `json`: [`Redactor::redact_json`].
+//! - `stream`: [`StreamRedactor`], redaction of text arriving in chunks.
+//!
+//! Replacement text is always `[REDACTED:<kind>]`; such markers are never
+//! redacted again, so `redact(redact(x)) == redact(x)`.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
 use std::ops::Range;
+
+mod checks;
+mod json;
+mod known;
+mod pii;
+mod resolve;
+mod rules;
+mod scan;
+mod stream;
+
+pub use stream::StreamRedactor;
+
+use scan::Engine;
+
+/// Kind reported when the redactor could not be built: the whole text is
+/// withheld (fail closed).
+pub const FAILED_KIND: &str = "redactor-error";
+
+/// Upper bound on extra redaction passes in [`Redactor::redact`]. Replacing
+/// a match can, rarely, create a new word boundary next to a token that
+/// did not match before; a second pass catches it. More than two extra
+/// passes have never been needed; the bound only guarantees termination.
+const MAX_EXTRA_PASSES: usize = 3;
 
 /// What kind of thing a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,10 +87,49 @@ pub struct Finding {
     pub category: Category,
 }
 
+/// Why a [`Redactor`] could not be compiled. Messages never contain a
+/// registered secret.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A rule's regex does not compile (a bug in the rule table).
+    #[error("redaction rule `{id}` does not compile: {detail}")]
+    Rule {
+        /// The rule id.
+        id: &'static str,
+        /// The regex compiler's message.
+        detail: String,
+    },
+    /// A built-in regex does not compile.
+    #[error("redaction pattern does not compile: {detail}")]
+    Regex {
+        /// The regex compiler's message.
+        detail: String,
+    },
+    /// The trigger scanner exceeded a size limit (too many or too long
+    /// known secrets). Carries no detail: it would quote the secrets.
+    #[error("redaction trigger automaton is too large; register fewer or shorter secrets")]
+    TooLarge,
+    /// An Aho-Corasick automaton could not be built.
+    #[error("redaction automaton could not be built: {detail}")]
+    Automaton {
+        /// The builder's message (pattern ids only, never contents).
+        detail: String,
+    },
+}
+
 /// Builds a [`Redactor`].
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct RedactorBuilder {
     secrets: Vec<(String, String)>,
+    disabled_pii: HashSet<PiiKind>,
+}
+
+impl fmt::Debug for RedactorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.secrets.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("RedactorBuilder").field("secrets", &names).field("disabled_pii", &self.disabled_pii).finish()
+    }
 }
 
 impl RedactorBuilder {
@@ -58,84 +138,172 @@ impl RedactorBuilder {
         Self::default()
     }
     /// Registers a known secret value (and its encoded forms) under `name`.
+    /// Values shorter than 4 bytes are ignored: they would match ordinary
+    /// text everywhere and protect nothing.
     pub fn secret(mut self, name: &str, value: &str) -> Self {
         self.secrets.push((name.to_owned(), value.to_owned()));
         self
     }
     /// Switches one PII detector.
-    pub fn pii(self, _kind: PiiKind, _enabled: bool) -> Self {
+    pub fn pii(mut self, kind: PiiKind, enabled: bool) -> Self {
+        if enabled {
+            self.disabled_pii.remove(&kind);
+        } else {
+            self.disabled_pii.insert(kind);
+        }
         self
     }
-    /// Compiles the automata.
+    /// Compiles the automata, reporting why if that fails.
+    pub fn try_build(self) -> Result<Redactor, BuildError> {
+        let mut defs: Vec<(rules::RuleDef, Category)> =
+            rules::all().into_iter().map(|r| (r, Category::Secret)).collect();
+        if !self.disabled_pii.contains(&PiiKind::Email) {
+            defs.push((pii::email_rule(), Category::Pii));
+        }
+        let pii: Vec<pii::PiiPattern> =
+            pii::PiiPattern::ALL.into_iter().filter(|p| !self.disabled_pii.contains(&p.pii_kind())).collect();
+        let mut forms: Vec<String> = self.secrets.iter().flat_map(|(_, v)| known::forms(v)).collect();
+        forms.sort();
+        forms.dedup();
+        let engine = Engine::new(defs, &pii, &forms, &[known::KNOWN_KIND, json::JSON_KEY_KIND, FAILED_KIND, "email"])?;
+        Ok(Redactor { engine: Some(Box::new(engine)), secrets: self.secrets.len() })
+    }
+    /// Compiles the automata. Never panics: if compilation fails (a bug, or
+    /// an absurd number of secrets), the redactor fails closed and withholds
+    /// every text whole as `[REDACTED:redactor-error]`. Use
+    /// [`RedactorBuilder::try_build`] to see the error.
     pub fn build(self) -> Redactor {
-        Redactor { secrets: self.secrets }
+        let secrets = self.secrets.len();
+        self.try_build().unwrap_or(Redactor { engine: None, secrets })
     }
 }
 
 /// A compiled, immutable redactor. Cheap to share behind an `Arc`.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Redactor {
-    secrets: Vec<(String, String)>,
+    /// `None` when compilation failed: every text is withheld.
+    pub(crate) engine: Option<Box<Engine>>,
+    /// Number of registered secrets (for `Debug` only; values are not kept).
+    secrets: usize,
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Redactor")
+            .field("rules", &self.rule_count())
+            .field("known_secrets", &self.secrets)
+            .field("failed", &self.engine.is_none())
+            .finish()
+    }
 }
 
 impl Redactor {
+    /// Number of secret rules (provider tokens, keys, assignments).
+    pub fn rule_count(&self) -> usize {
+        self.engine.as_ref().map_or(0, |e| e.rule_count(Category::Secret))
+    }
+
+    /// Runs every secret rule's built-in example through this redactor and
+    /// returns the ids of the rules whose example was not reported under
+    /// that rule's id. Empty means healthy; `steward doctor` calls this.
+    pub fn self_check(&self) -> Vec<&'static str> {
+        rules::all()
+            .into_iter()
+            .filter(|rule| {
+                let example = (rule.example)();
+                !self.find_secrets(&example).iter().any(|f| f.kind == rule.id)
+            })
+            .map(|rule| rule.id)
+            .collect()
+    }
+
+    /// Whether compilation failed and every text is being withheld.
+    pub fn is_failed(&self) -> bool {
+        self.engine.is_none()
+    }
+
     /// Every finding, non-overlapping, in order.
     pub fn find(&self, text: &str) -> Vec<Finding> {
-        let mut out = Vec::new();
-        for (_, value) in &self.secrets {
-            if value.is_empty() {
-                continue;
-            }
-            for (start, _) in text.match_indices(value.as_str()) {
-                out.push(Finding {
-                    kind: "credential".into(),
-                    range: start..start + value.len(),
-                    category: Category::KnownSecret,
-                });
-            }
-        }
-        out.sort_by_key(|f| f.range.start);
-        out
+        self.find_with(text, false)
     }
+
     /// Findings of the secret rules only (no PII, no known secrets): used to
     /// spot literal secrets in config files and git-tracked files.
     pub fn find_secrets(&self, text: &str) -> Vec<Finding> {
-        self.find(text).into_iter().filter(|f| f.category == Category::Secret).collect()
+        self.find_with(text, true)
     }
-    /// `text` with every finding replaced by `[REDACTED:kind]`.
+
+    fn find_with(&self, text: &str, secrets_only: bool) -> Vec<Finding> {
+        let Some(engine) = &self.engine else {
+            let withheld = format!("[REDACTED:{FAILED_KIND}]");
+            if text.is_empty() || text == withheld {
+                return Vec::new();
+            }
+            return vec![Finding { kind: FAILED_KIND.to_owned(), range: 0..text.len(), category: Category::Secret }];
+        };
+        resolve::resolve(text, engine.scan(text, secrets_only))
+    }
+
+    /// `text` with every finding replaced by `[REDACTED:kind]`. Returns the
+    /// input borrowed, without allocating, when nothing matched.
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let findings = self.find(text);
         if findings.is_empty() {
             return Cow::Borrowed(text);
         }
-        let mut out = String::with_capacity(text.len());
-        let mut last = 0;
-        for f in findings {
-            if f.range.start < last {
-                continue;
+        let mut out = apply(text, &findings);
+        for _ in 0..MAX_EXTRA_PASSES {
+            let again = self.find(&out);
+            if again.is_empty() {
+                break;
             }
-            out.push_str(&text[last..f.range.start]);
-            out.push_str("[REDACTED:");
-            out.push_str(&f.kind);
-            out.push(']');
-            last = f.range.end;
+            out = apply(&out, &again);
         }
-        out.push_str(&text[last..]);
         Cow::Owned(out)
     }
-    /// Redacts a JSON document in place: values under sensitive keys
-    /// (authorization, api_key, token, password, secret, cookie, ...) are
-    /// replaced whole, every other string goes through [`Redactor::redact`].
-    pub fn redact_json(&self, value: &mut serde_json::Value) {
-        match value {
-            serde_json::Value::String(s) => {
-                if let Cow::Owned(r) = self.redact(s) {
-                    *s = r;
+
+    /// [`Redactor::redact`] for bytes that may not be UTF-8: each valid
+    /// UTF-8 run is redacted, invalid bytes pass through unchanged.
+    pub fn redact_bytes<'a>(&self, bytes: &'a [u8]) -> Cow<'a, [u8]> {
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            return match self.redact(text) {
+                Cow::Borrowed(_) => Cow::Borrowed(bytes),
+                Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+            };
+        }
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut changed = false;
+        for chunk in bytes.utf8_chunks() {
+            match self.redact(chunk.valid()) {
+                Cow::Borrowed(s) => out.extend_from_slice(s.as_bytes()),
+                Cow::Owned(s) => {
+                    changed = true;
+                    out.extend_from_slice(s.as_bytes());
                 }
             }
-            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| self.redact_json(v)),
-            serde_json::Value::Object(map) => map.values_mut().for_each(|v| self.redact_json(v)),
-            _ => {}
+            out.extend_from_slice(chunk.invalid());
         }
+        if changed { Cow::Owned(out) } else { Cow::Borrowed(bytes) }
     }
 }
+
+/// Replaces each (sorted, non-overlapping) finding with its marker.
+fn apply(text: &str, findings: &[Finding]) -> String {
+    let mut out = String::with_capacity(text.len() + findings.len() * 16);
+    let mut last = 0;
+    for f in findings {
+        if f.range.start < last {
+            continue;
+        }
+        out.push_str(text.get(last..f.range.start).unwrap_or_default());
+        out.push_str("[REDACTED:");
+        out.push_str(&f.kind);
+        out.push(']');
+        last = f.range.end;
+    }
+    out.push_str(text.get(last..).unwrap_or_default());
+    out
+}
+
+#[cfg(test)]
+mod tests;

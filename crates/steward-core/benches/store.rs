@@ -48,6 +48,7 @@ impl Fixture {
             input_sha256: "ab".repeat(32),
             limit,
             loop_breaker: LoopBreakerConfig { max_identical: 5, window: Duration::from_secs(60) },
+            spend: None,
         }
     }
 }
@@ -68,6 +69,7 @@ async fn call(fx: &Fixture, limit: Option<RateLimit>, complete: bool) {
             response_ref: None,
             error: None,
             extra_json: None,
+            spend: None,
         };
         fx.store.complete(c).await.expect("complete");
     }

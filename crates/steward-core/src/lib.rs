@@ -7,6 +7,7 @@
 //! - [`audit`]: the JSON-lines audit log: writer, rotation, retention.
 //! - [`policy`]: tool identification (method + path rules) and input normalization.
 //! - [`pipeline`]: the one pipeline every front door feeds a [`pipeline::Call`] into.
+//! - [`llm`]: the pure core of the LLM front door: prices, request rewriting, usage and cost.
 //! - [`gateway`]: the HTTP server and the `/api/{upstream}` front door; forwarding and retries.
 //! - [`daemon`]: `steward run`: startup, the daemon lock, background tasks, shutdown.
 //! - [`backup`]: snapshots, archives, destinations, retention, verify, restore, schedule.
@@ -16,6 +17,7 @@ pub mod backup;
 pub mod config;
 pub mod daemon;
 pub mod gateway;
+pub mod llm;
 pub mod pipeline;
 pub mod policy;
 pub mod secrets;

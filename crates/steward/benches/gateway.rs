@@ -50,8 +50,16 @@ dir = "./state"
 [credentials.api]
 source = "file:token"
 [upstreams.api]
-base_url = "{}"
+base_url = "{0}"
 credential = "api"
+[credentials.llm]
+source = "file:token"
+[llm.openai]
+kind = "openai"
+base_url = "{0}"
+credential = "llm"
+[spend]
+daily_cap_usd = 1000.0
 [[tools]]
 name = "echo"
 upstream = "api"
@@ -79,6 +87,11 @@ max_identical = 0
     let s1k = fixed_rate(&through, 1000, phase).await;
     let dmax = max_rps(&direct, 64, phase).await;
     let smax = max_rps(&through, 64, phase).await;
+    let llm_direct = Target { url: format!("{}/v1/chat/completions", mock.base_url()), ..direct.clone() };
+    let llm_through =
+        Target { url: format!("http://{}/llm/openai/v1/chat/completions", daemon.addr()), ..through.clone() };
+    let dstream = streams(&llm_direct, 200).await;
+    let sstream = streams(&llm_through, 200).await;
 
     println!("| measurement | direct to mock | through steward | added by steward |");
     println!("| --- | --- | --- | --- |");
@@ -103,6 +116,31 @@ max_identical = 0
     );
     println!("| max RPS, 64 concurrent | {:.0} | {:.0} | |", dmax.0, smax.0);
     println!("| p99 latency at max RPS | {:.3} ms | {:.3} ms | |", dmax.1, smax.1);
+    println!(
+        "| SSE time to first byte p50, 200 concurrent streams | {:.3} ms | {:.3} ms | {:.3} ms |",
+        dstream.ttfb.p(50.0),
+        sstream.ttfb.p(50.0),
+        sstream.ttfb.p(50.0) - dstream.ttfb.p(50.0)
+    );
+    println!(
+        "| SSE time to first byte p99, 200 concurrent streams | {:.3} ms | {:.3} ms | {:.3} ms |",
+        dstream.ttfb.p(99.0),
+        sstream.ttfb.p(99.0),
+        sstream.ttfb.p(99.0) - dstream.ttfb.p(99.0)
+    );
+    println!(
+        "| SSE gap between chunks p99 (mock paces 10 ms) | {:.3} ms | {:.3} ms | {:.3} ms |",
+        dstream.gap.p(99.0),
+        sstream.gap.p(99.0),
+        sstream.gap.p(99.0) - dstream.gap.p(99.0)
+    );
+    println!(
+        "| streams completed | {} ({} errors) | {} ({} errors) | |",
+        dstream.ttfb.lat.len(),
+        dstream.ttfb.errors,
+        sstream.ttfb.lat.len(),
+        sstream.ttfb.errors
+    );
     daemon.shutdown().await;
     mock.shutdown().await;
 }
@@ -140,6 +178,63 @@ impl Latencies {
         let i = ((pct / 100.0) * (self.lat.len() - 1) as f64).round() as usize;
         self.lat[i]
     }
+}
+
+/// Time to first byte and gaps between chunks of `n` concurrent streams.
+struct StreamStats {
+    ttfb: Latencies,
+    gap: Latencies,
+}
+
+async fn streams(target: &Target, n: usize) -> StreamStats {
+    let body = r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"bench"}]}"#;
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let target = target.clone();
+            tokio::spawn(async move {
+                let mut request = target
+                    .client
+                    .post(&target.url)
+                    .header("content-type", "application/json")
+                    .header("x-mock-chunks", "20")
+                    .header("x-mock-delay-ms", "10")
+                    .body(body);
+                if let Some(token) = &target.token {
+                    request = request.bearer_auth(token);
+                }
+                let start = Instant::now();
+                let mut response = request.send().await.ok()?;
+                if !response.status().is_success() {
+                    return None;
+                }
+                let mut ttfb = None;
+                let mut gaps = Vec::new();
+                let mut last = Instant::now();
+                while let Ok(Some(_chunk)) = response.chunk().await {
+                    let now = Instant::now();
+                    match ttfb {
+                        None => ttfb = Some(start.elapsed().as_secs_f64() * 1000.0),
+                        Some(_) => gaps.push((now - last).as_secs_f64() * 1000.0),
+                    }
+                    last = now;
+                }
+                Some((ttfb?, gaps))
+            })
+        })
+        .collect();
+    let (mut ttfb, mut gap, mut errors) = (Vec::new(), Vec::new(), 0);
+    for handle in handles {
+        match handle.await.ok().flatten() {
+            Some((first, gaps)) => {
+                ttfb.push(first);
+                gap.extend(gaps);
+            }
+            None => errors += 1,
+        }
+    }
+    ttfb.sort_by(|a, b| a.total_cmp(b));
+    gap.sort_by(|a, b| a.total_cmp(b));
+    StreamStats { ttfb: Latencies { lat: ttfb, errors }, gap: Latencies { lat: gap, errors: 0 } }
 }
 
 /// Open-loop load: one request every 1/rps seconds regardless of completions.

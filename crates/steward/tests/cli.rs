@@ -78,7 +78,7 @@ fn demo_runs_end_to_end_and_leaves_a_journal_to_inspect() {
     assert!(stdout.contains("rate_limited"), "{stdout}");
     assert!(stdout.contains("loop_detected"), "{stdout}");
     assert!(stdout.contains("killed"), "{stdout}");
-    assert!(stdout.contains("steward last --config"), "{stdout}");
+    assert!(stdout.contains(" last --config demo/steward.toml"), "{stdout}");
 
     let out = steward(dir.path(), &["last", "--config", "demo/steward.toml", "--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

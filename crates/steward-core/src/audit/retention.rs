@@ -129,7 +129,9 @@ fn list(dir: &Path, keep: fn(&str) -> bool) -> Result<Vec<Entry>, AuditError> {
 
 /// Temporaries of an archive run that crashed; their original is still there.
 fn remove_stale_temporaries(archive_dir: &Path, report: &mut RetentionReport) {
-    let Ok(entries) = std::fs::read_dir(archive_dir) else { return };
+    let Ok(entries) = std::fs::read_dir(archive_dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         if entry.file_name().to_str().is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"))
             && let Err(e) = std::fs::remove_file(entry.path())

@@ -454,3 +454,9 @@ async fn shutdown_flushes_and_stops() {
     log.shutdown().await;
     assert_eq!(all_lines(tmp.path()).len(), 101);
 }
+
+#[test]
+fn audit_log_can_be_shared_across_tasks() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<AuditLog>();
+}

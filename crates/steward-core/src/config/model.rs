@@ -10,6 +10,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use time::UtcOffset;
+
+use super::units::Usd;
+
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -29,6 +33,12 @@ pub struct Config {
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     /// Tools in declaration order: the first whose rule matches a call names it.
     pub tools: Vec<ToolConfig>,
+    /// Named LLM providers, reached through `/llm/{name}/...`.
+    pub llm: BTreeMap<String, LlmProviderConfig>,
+    /// The daily spend cap and how LLM calls are bounded against it.
+    pub spend: SpendConfig,
+    /// `[prices."MODEL"]`: additions to and overrides of the built-in price table.
+    pub prices: BTreeMap<String, ModelPrice>,
     /// Repeated identical calls stop the agent.
     pub loop_breaker: LoopBreakerConfig,
     /// What happens to calls no tool rule matches.
@@ -159,6 +169,142 @@ pub struct AuthInjection {
     pub header: String,
     /// Template containing `{secret}` exactly once.
     pub format: String,
+}
+
+/// `[llm.NAME]`: an OpenAI- or Anthropic-compatible API.
+#[derive(Debug, Clone)]
+pub struct LlmProviderConfig {
+    /// Which wire protocol the provider speaks: decides how the credential is
+    /// injected and the shape of the errors steward returns in its name.
+    pub kind: LlmKind,
+    /// Scheme, host, port and optional path prefix; no trailing slash.
+    pub base_url: String,
+    /// Key into [`Config::credentials`]. Required: an LLM call always costs
+    /// money on someone's account (a local server that ignores keys can be
+    /// given any value).
+    pub credential: String,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Longest silence between two reads of the response. Long, because a
+    /// model may think for minutes before its first token.
+    pub read_timeout: Duration,
+}
+
+/// The API family of an `[llm.*]` provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LlmKind {
+    /// OpenAI and every OpenAI-compatible server: `Authorization: Bearer`.
+    OpenAi,
+    /// Anthropic: `x-api-key`, `anthropic-version` passed through.
+    Anthropic,
+}
+
+impl LlmKind {
+    /// The word used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LlmKind::OpenAi => "openai",
+            LlmKind::Anthropic => "anthropic",
+        }
+    }
+}
+
+/// `[spend]`
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpendConfig {
+    /// Hard cap on LLM spend per day, in USD, as written; `None` means no cap
+    /// (`steward doctor` fails on that). Validated positive and exactly
+    /// representable: use [`SpendConfig::daily_cap`] for arithmetic.
+    pub daily_cap_usd: Option<f64>,
+    /// Spend at which the monitoring alert fires, at most the cap.
+    pub alert_at_usd: Option<f64>,
+    /// When "daily" starts: midnight at this fixed offset from UTC.
+    pub utc_offset: UtcOffset,
+    /// Output bound set on requests that name none, so every call has a
+    /// finite worst-case cost to reserve.
+    pub default_max_output_tokens: u32,
+}
+
+impl SpendConfig {
+    /// The cap in exact micro-dollars.
+    pub fn daily_cap(&self) -> Option<Usd> {
+        self.daily_cap_usd.and_then(Usd::from_dollars)
+    }
+
+    /// The alert threshold in exact micro-dollars.
+    pub fn alert_at(&self) -> Option<Usd> {
+        self.alert_at_usd.and_then(Usd::from_dollars)
+    }
+
+    /// The spend day (`YYYY-MM-DD` in `timezone`) that `t` falls in, `days_back` days earlier.
+    pub fn day_of(&self, t: std::time::SystemTime, days_back: u32) -> String {
+        let date = time::OffsetDateTime::from(t).to_offset(self.utc_offset).date();
+        let date = date.checked_sub(time::Duration::days(i64::from(days_back))).unwrap_or(date);
+        format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day())
+    }
+}
+
+impl Default for SpendConfig {
+    fn default() -> Self {
+        Self {
+            daily_cap_usd: None,
+            alert_at_usd: None,
+            utc_offset: UtcOffset::UTC,
+            default_max_output_tokens: super::validate::DEFAULT_MAX_OUTPUT_TOKENS,
+        }
+    }
+}
+
+/// The price of one model, per million tokens: a `[prices."MODEL"]` entry or
+/// an entry of the built-in table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelPrice {
+    /// Per 1M input tokens that are neither cache reads nor cache writes.
+    pub input: Usd,
+    /// Per 1M output tokens, reasoning tokens included (providers bill them as output).
+    pub output: Usd,
+    /// Per 1M input tokens read from the prompt cache. Defaults to `input`.
+    pub cached_input: Usd,
+    /// Per 1M input tokens written to the prompt cache (Anthropic's
+    /// 5-minute cache). Defaults to `input`.
+    pub cache_write: Usd,
+    /// Per 1M tokens written to Anthropic's 1-hour cache; `None` for models
+    /// without one, so it does not raise their worst case. Should a response
+    /// report such writes anyway, they cost [`ModelPrice::cache_write_1h_price`].
+    pub cache_write_1h: Option<Usd>,
+    /// The most input tokens one request can make the model read (its context
+    /// window). Bounds requests whose input steward cannot measure, such as a
+    /// Responses call continuing a stored conversation.
+    pub max_input_tokens: Option<u64>,
+}
+
+impl ModelPrice {
+    /// A price from its written parts, with the documented defaults for the
+    /// optional ones (`cached_input` and `cache_write` default to `input`).
+    pub fn with_defaults(
+        input: Usd,
+        output: Usd,
+        cached_input: Option<Usd>,
+        cache_write: Option<Usd>,
+        cache_write_1h: Option<Usd>,
+        max_input_tokens: Option<u64>,
+    ) -> ModelPrice {
+        ModelPrice {
+            input,
+            output,
+            cached_input: cached_input.unwrap_or(input),
+            cache_write: cache_write.unwrap_or(input),
+            cache_write_1h,
+            max_input_tokens,
+        }
+    }
+
+    /// The price of a 1-hour cache write: as configured, else Anthropic's
+    /// rule (twice the input price) or the cache-write price, whichever is higher.
+    pub fn cache_write_1h_price(&self) -> Usd {
+        self.cache_write_1h
+            .unwrap_or_else(|| self.cache_write.max(Usd::from_micros(self.input.micros().saturating_mul(2))))
+    }
 }
 
 /// One `[[tools]]` entry.

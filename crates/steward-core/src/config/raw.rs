@@ -4,7 +4,8 @@
 //! Every table is a serde struct with `deny_unknown_fields`, and every value
 //! that validation may refuse is a [`Spanned`] so the refusal can point at it.
 //! The document is deserialized section by section (and entry by entry inside
-//! `[credentials]`, `[upstreams]` and `[[tools]]`) rather than in one call,
+//! `[credentials]`, `[upstreams]`, `[[tools]]`, `[llm]` and `[prices]`) rather
+//! than in one call,
 //! because serde stops at the first error: this way a typo in `[gateway]` and
 //! a wrong type in a tool are reported together.
 
@@ -26,6 +27,9 @@ pub(super) const SECTIONS: &[&str] = &[
     "credentials",
     "upstreams",
     "tools",
+    "llm",
+    "spend",
+    "prices",
     "loop_breaker",
     "unmatched",
     "redaction",
@@ -53,6 +57,12 @@ pub(super) struct RawConfig {
     pub upstreams: Vec<(Spanned<String>, Option<RawUpstream>)>,
     /// `[[tools]]` in file order, broken entries left out.
     pub tools: Vec<RawTool>,
+    /// `[llm.NAME]` in name order; `None` body when the entry is broken.
+    pub llm: Vec<(Spanned<String>, Option<RawLlm>)>,
+    /// `[spend]`
+    pub spend: RawSpend,
+    /// `[prices."MODEL"]` in name order; `None` body when the entry is broken.
+    pub prices: Vec<(Spanned<String>, Option<RawPrice>)>,
     /// `[loop_breaker]`
     pub loop_breaker: RawLoopBreaker,
     /// `[unmatched]`
@@ -163,6 +173,55 @@ pub(super) struct RawTool {
     pub retry: Option<Spanned<String>>,
 }
 
+/// `[llm.NAME]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an [llm.NAME] table with kind, base_url and credential")]
+pub(super) struct RawLlm {
+    /// `openai` | `anthropic`; required, because guessing the wire protocol
+    /// from a URL would inject the key in the wrong header.
+    pub kind: Spanned<String>,
+    /// http(s) URL.
+    pub base_url: Spanned<String>,
+    /// Name of a `[credentials.*]` entry.
+    pub credential: Spanned<String>,
+    /// A duration.
+    pub connect_timeout: Option<Spanned<DurationText>>,
+    /// A duration.
+    pub read_timeout: Option<Spanned<DurationText>>,
+}
+
+/// `[spend]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [spend] table")]
+pub(super) struct RawSpend {
+    /// USD, positive.
+    pub daily_cap_usd: Option<Spanned<Dollars>>,
+    /// USD, positive, at most the cap.
+    pub alert_at_usd: Option<Spanned<Dollars>>,
+    /// `UTC` | `+HH:MM` | `-HH:MM`
+    pub timezone: Option<Spanned<String>>,
+    /// Tokens, positive.
+    pub default_max_output_tokens: Option<Spanned<i64>>,
+}
+
+/// `[prices."MODEL"]`: USD per million tokens.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [prices.\"MODEL\"] table with input and output in USD per 1M tokens")]
+pub(super) struct RawPrice {
+    /// Uncached input.
+    pub input: Spanned<Dollars>,
+    /// Output (reasoning included).
+    pub output: Spanned<Dollars>,
+    /// Cache reads; defaults to `input`.
+    pub cached_input: Option<Spanned<Dollars>>,
+    /// Cache writes (Anthropic 5-minute cache); defaults to `input`.
+    pub cache_write: Option<Spanned<Dollars>>,
+    /// Anthropic 1-hour cache writes; unset for models without that cache.
+    pub cache_write_1h: Option<Spanned<Dollars>>,
+    /// Tokens.
+    pub max_input_tokens: Option<Spanned<i64>>,
+}
+
 /// `[loop_breaker]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a [loop_breaker] table")]
@@ -269,6 +328,32 @@ impl<'de> Deserialize<'de> for SizeValue {
     }
 }
 
+/// An amount of dollars as written: a TOML float (`5.00`) or integer (`5`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Dollars(pub f64);
+
+impl<'de> Deserialize<'de> for Dollars {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Dollars;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an amount of US dollars as a number such as 5.00 (no quotes, no $)")
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Dollars, E> {
+                Ok(Dollars(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Dollars, E> {
+                Ok(Dollars(v as f64))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Dollars, E> {
+                Ok(Dollars(v as f64))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
 /// Declares a string newtype whose type error names the expected form, so
 /// `window = 600` is answered with "expected a duration such as \"10m\"".
 macro_rules! text_value {
@@ -334,6 +419,9 @@ impl RawConfig {
                 }
                 "upstreams" => raw.upstreams = named_entries(value, "upstreams", problems),
                 "tools" => raw.tools = tool_entries(value, problems),
+                "llm" => raw.llm = named_entries(value, "llm", problems),
+                "spend" => set(&mut raw.spend, value, "[spend]", problems),
+                "prices" => raw.prices = price_entries(value, problems),
                 "loop_breaker" => set(&mut raw.loop_breaker, value, "[loop_breaker]", problems),
                 "unmatched" => set(&mut raw.unmatched, value, "[unmatched]", problems),
                 "redaction" => set(&mut raw.redaction, value, "[redaction]", problems),
@@ -403,6 +491,50 @@ fn named_entries<T: DeserializeOwned>(
             let name = name.into_inner().into_owned();
             let context = format!("[{section_name}.{name}]");
             let body = section(entry, &context, problems);
+            (Spanned::new(name_span, name), body)
+        })
+        .collect()
+}
+
+/// `[prices."MODEL"]`: like [`named_entries`], but a model name with a dot
+/// written without quotes (`[prices.gpt-4.1]`) becomes nested tables in TOML;
+/// that entry gets a hint to quote the name instead of a confusing
+/// "unknown key `1`".
+fn price_entries(value: Spanned<DeValue<'_>>, problems: &mut Vec<Problem>) -> Vec<(Spanned<String>, Option<RawPrice>)> {
+    let span = value.span();
+    let DeValue::Table(table) = value.into_inner() else {
+        problems.push(Problem::new(
+            span,
+            "`prices` must be a table of [prices.\"MODEL\"] sections",
+            "not a table",
+            "write each model as its own section: [prices.\"gpt-4o-mini\"]",
+        ));
+        return Vec::new();
+    };
+    table
+        .into_iter()
+        .map(|(name, entry)| {
+            let name_span = name.span();
+            let name = name.into_inner().into_owned();
+            let nested = match entry.get_ref() {
+                DeValue::Table(fields) => fields
+                    .iter()
+                    .find(|(_, v)| v.get_ref().is_table())
+                    .map(|(k, _)| (k.span(), k.get_ref().to_string())),
+                _ => None,
+            };
+            let body = match nested {
+                Some((key_span, key)) => {
+                    problems.push(Problem::new(
+                        key_span,
+                        format!("[prices.{name}.{key}] is a table inside a price"),
+                        "dotted model name?",
+                        format!("quote model names that contain dots: [prices.\"{name}.{key}\"]"),
+                    ));
+                    None
+                }
+                None => section(entry, &format!("[prices.\"{name}\"]"), problems),
+            };
             (Spanned::new(name_span, name), body)
         })
         .collect()
@@ -494,6 +626,10 @@ fn example_line(field: &str) -> String {
         "header" => "\"Authorization\"",
         "format" => "\"Bearer {secret}\"",
         "destination" => "\"file:///mnt/backup/steward\" (or \"s3://bucket/prefix\")",
+        "kind" => "\"openai\" (or \"anthropic\")",
+        "credential" => "\"NAME\" (one of the [credentials.*] names)",
+        "input" => "0.15 (USD per 1M input tokens)",
+        "output" => "0.60 (USD per 1M output tokens)",
         _ => "...",
     };
     format!("{field} = {value}")
@@ -505,6 +641,9 @@ fn describe_expected(expected: &str) -> String {
         "a boolean" => "true or false (without quotes)".to_owned(),
         "a string" => "a quoted string".to_owned(),
         "i64" | "u64" | "i32" | "u32" => "a whole number without quotes".to_owned(),
+        "an amount of US dollars as a number such as 5.00 (no quotes, no $)" => {
+            "a number such as 5.00 (no quotes, no $)".to_owned()
+        }
         other => other.to_owned(),
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! Every active key holds its default, so the file parses as written and
 //! behaves like an empty one; the comments say what each key does and why the
-//! default is what it is. Credentials, upstreams and tools are shown as a
-//! commented-out example: lines starting with `#` directly followed by code
+//! default is what it is. Credentials, upstreams, tools, LLM providers, the
+//! spend cap and prices are shown as a commented-out example: lines starting with `#` directly followed by code
 //! (no space) are example TOML, lines starting with `# ` are prose. The tests
 //! un-comment the example and parse it too.
 
@@ -64,6 +64,8 @@ max_total_size = "2GB"
 # its owner can read (chmod 600). The agent never sees these values.
 #[credentials.social]
 #source = "env:SOCIAL_TOKEN"
+#[credentials.openai]
+#source = "env:OPENAI_API_KEY"
 
 # Upstreams: the APIs the agent may call, as /api/<name>/... on the gateway.
 #[upstreams.social]
@@ -98,6 +100,55 @@ max_total_size = "2GB"
 # idempotent for GET, HEAD, OPTIONS, PUT, DELETE and never otherwise, so a post
 # is never sent twice.
 #retry = "never"
+
+# LLM providers: OpenAI- or Anthropic-compatible APIs, reached as
+# /llm/<name>/... on the gateway. Point the SDK at steward instead of the
+# provider (OPENAI_BASE_URL=http://127.0.0.1:7600/llm/openai/v1, or
+# ANTHROPIC_BASE_URL=http://127.0.0.1:7600/llm/anthropic) and give it the
+# steward agent token as its API key. Every call is priced and counted
+# against the daily cap below.
+#[llm.openai]
+# "openai" (OpenAI and every OpenAI-compatible server) or "anthropic".
+#kind = "openai"
+#base_url = "https://api.openai.com"
+# Which credential holds the provider's API key (required).
+#credential = "openai"
+#connect_timeout = "5s"
+# Long by default: a model may think for minutes before its first token.
+#read_timeout = "120s"
+
+[spend]
+# Hard cap on LLM spend per day, in USD. Before a call is forwarded its
+# worst-case cost is reserved; a call that does not fit under the cap is
+# refused. No cap by default, which `steward doctor` reports as a failure.
+#daily_cap_usd = 5.00
+# Spend at which the "spend above threshold" alert fires; at most the cap.
+#alert_at_usd = 4.00
+# When the day starts: "UTC" or a fixed offset like "+02:00". steward has no
+# time zone database, so names like "Europe/Berlin" are not understood, and a
+# fixed offset does not follow daylight saving time.
+timezone = "UTC"
+# Output token limit steward sets on requests that set none, so every call
+# has a bounded worst-case cost.
+default_max_output_tokens = 4096
+
+# Prices in USD per 1M tokens. steward has a built-in table for current OpenAI
+# and Anthropic models; entries here add models or override it. A model with
+# no known price is refused, so self-hosted models need an entry (0 is fine).
+# Quote model names: [prices."gpt-4.1"].
+#[prices."gpt-4o-mini"]
+#input = 0.15
+#output = 0.60
+# Cache reads; defaults to input.
+#cached_input = 0.075
+# Cache writes (Anthropic's 5-minute cache); defaults to input.
+#cache_write = 0.1875
+# Anthropic's 1-hour cache writes (twice input there); leave it out for
+# models without a 1-hour cache.
+#cache_write_1h = 0.30
+# The context window: bounds calls whose input steward cannot measure (such
+# as a Responses call that continues a stored conversation).
+#max_input_tokens = 128000
 
 [loop_breaker]
 # This many identical calls within `window` stop the agent (kill switch on,
@@ -190,6 +241,8 @@ mod tests {
         assert_eq!(c.loop_breaker.max_identical, defaults.loop_breaker.max_identical);
         assert_eq!(c.loop_breaker.window, defaults.loop_breaker.window);
         assert_eq!(c.unmatched, defaults.unmatched);
+        assert!(c.llm.is_empty() && c.prices.is_empty());
+        assert_eq!(c.spend, defaults.spend);
         // Every section is written out, and every key is explained.
         for section in crate::config::raw::SECTIONS {
             assert!(text.contains(&format!("[{section}")), "template lacks [{section}]");
@@ -213,6 +266,17 @@ mod tests {
         assert_eq!(c.upstreams["social"].base_url, "https://social.example");
         assert_eq!(c.tools.len(), 1);
         assert_eq!(c.tools[0].name, "post");
+        let openai = &c.llm["openai"];
+        assert_eq!(openai.kind, crate::config::LlmKind::OpenAi);
+        assert_eq!(openai.base_url, "https://api.openai.com");
+        assert_eq!(openai.credential, "openai");
+        assert_eq!(openai.read_timeout, Duration::from_secs(120));
+        assert_eq!(c.spend.daily_cap_usd, Some(5.0));
+        assert_eq!(c.spend.alert_at_usd, Some(4.0));
+        let mini = c.prices["gpt-4o-mini"];
+        assert_eq!(mini.input.micros(), 150_000);
+        assert_eq!(mini.cached_input.micros(), 75_000);
+        assert_eq!(mini.max_input_tokens, Some(128_000));
         assert_eq!(c.tools[0].limit, Some(RateLimit { max: 10, per: Duration::from_secs(3_600) }));
         let backup = c.backup.expect("the [backup] example");
         assert_eq!(backup.paths.len(), 2);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::*;
 
 /// Where the test configs pretend to live.
-const PATH: &str = "/srv/poster/steward.toml";
+pub(super) const PATH: &str = "/srv/poster/steward.toml";
 
 /// The documented example from the design brief, every key present.
 const FULL: &str = r#"[agent]
@@ -64,23 +64,23 @@ ssn = true
 "#;
 
 /// The smallest valid file.
-const MINIMAL: &str = "[agent]\nname = \"x\"\n";
+pub(super) const MINIMAL: &str = "[agent]\nname = \"x\"\n";
 
-fn ok(source: &str) -> Config {
+pub(super) fn ok(source: &str) -> Config {
     match parse(source, Path::new(PATH)) {
         Ok(config) => config,
         Err(err) => panic!("expected a valid config, got:\n{}", render(&err)),
     }
 }
 
-fn err(source: &str) -> ConfigError {
+pub(super) fn err(source: &str) -> ConfigError {
     match parse(source, Path::new(PATH)) {
         Ok(config) => panic!("expected an error, got {config:#?}"),
         Err(err) => err,
     }
 }
 
-fn render(err: &ConfigError) -> String {
+pub(super) fn render(err: &ConfigError) -> String {
     let mut out = String::new();
     miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
         .with_width(200)

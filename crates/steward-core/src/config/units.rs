@@ -1,5 +1,6 @@
 //! The small value languages of `steward.toml`: durations (`"30s"`), sizes
-//! (`"100MB"`, `4096`) and rate limits (`"10/hour"`).
+//! (`"100MB"`, `4096`), rate limits (`"10/hour"`), UTC offsets (`"+02:00"`)
+//! and money ([`Usd`]).
 //!
 //! They are plain functions on `&str` so every section that needs one (the
 //! gateway and logging today; spend, alerts and backups later) parses them the
@@ -13,7 +14,10 @@
 //! network tools count), `KiB`, `MiB`, `GiB`, `TiB` are binary (powers of 1024).
 //! Unit letters are case-insensitive (`mb` = `MB`); a bare integer or `B` is bytes.
 
+use std::fmt;
 use std::time::Duration;
+
+use time::UtcOffset;
 
 use super::model::RateLimit;
 
@@ -65,6 +69,15 @@ pub enum UnitError {
     /// The number does not fit (beyond u64 bytes, u32 calls or ~584 billion years).
     #[error("{input:?} is too large; use a smaller number or a larger unit")]
     TooLarge {
+        /// The text as written.
+        input: String,
+    },
+    /// Not `UTC` or `+HH:MM` / `-HH:MM`.
+    #[error(
+        "timezone {input:?} is not \"UTC\" or a fixed offset like \"+02:00\"; steward has no \
+         time zone database, so names like \"Europe/Berlin\" are not understood"
+    )]
+    UtcOffset {
         /// The text as written.
         input: String,
     },
@@ -138,6 +151,108 @@ pub fn parse_rate_limit(input: &str) -> Result<RateLimit, UnitError> {
     Ok(RateLimit { max, per: Duration::from_secs(seconds) })
 }
 
+/// Parses `UTC` or a fixed offset `+HH:MM` / `-HH:MM` (hours 00-23, minutes
+/// 00-59). Zone names are refused rather than guessed: steward carries no time
+/// zone database, and a fixed offset does not follow daylight saving time, which
+/// the user should decide knowingly.
+pub fn parse_utc_offset(input: &str) -> Result<UtcOffset, UnitError> {
+    let err = || UnitError::UtcOffset { input: input.to_owned() };
+    if input == "UTC" {
+        return Ok(UtcOffset::UTC);
+    }
+    let bytes = input.as_bytes();
+    let [sign, h1, h0, b':', m1, m0] = bytes else {
+        return Err(err());
+    };
+    let sign: i8 = match sign {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return Err(err()),
+    };
+    let digit = |b: &u8| b.is_ascii_digit().then(|| (b - b'0') as i8);
+    let (Some(h1), Some(h0), Some(m1), Some(m0)) = (digit(h1), digit(h0), digit(m1), digit(m0)) else {
+        return Err(err());
+    };
+    let (hours, minutes) = (h1 * 10 + h0, m1 * 10 + m0);
+    if hours > 23 || minutes > 59 {
+        return Err(err());
+    }
+    UtcOffset::from_hms(sign * hours, sign * minutes, 0).map_err(|_| err())
+}
+
+/// An amount of US dollars, held as whole micro-dollars (1 USD = 1,000,000 µUSD).
+///
+/// Spend is summed over thousands of calls and compared with a cap; integer
+/// micro-dollars keep every sum exact where floating point would drift. A
+/// price is a `Usd` per million tokens, so even the cheapest cached token
+/// (a few thousand µUSD per million) is represented exactly; the cost of one
+/// call is rounded up to the next whole micro-dollar.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Usd(u64);
+
+impl Usd {
+    /// No money.
+    pub const ZERO: Usd = Usd(0);
+
+    /// The largest amount a config file may write (one billion dollars): its
+    /// micro-dollars stay below 2^53, so converting from the TOML float is exact
+    /// to the micro-dollar.
+    pub const MAX_CONFIG: Usd = Usd(1_000_000_000 * MICROS_PER_USD);
+
+    /// `micros` micro-dollars.
+    pub const fn from_micros(micros: u64) -> Usd {
+        Usd(micros)
+    }
+
+    /// The amount in micro-dollars.
+    pub const fn micros(self) -> u64 {
+        self.0
+    }
+
+    /// Dollars as written in a config file, rounded to the nearest
+    /// micro-dollar. `None` for negative, non-finite or larger than
+    /// [`Usd::MAX_CONFIG`] amounts.
+    pub fn from_dollars(dollars: f64) -> Option<Usd> {
+        let max = Usd::MAX_CONFIG.0 as f64;
+        let micros = (dollars * MICROS_PER_USD as f64).round();
+        if micros.is_nan() || micros < 0.0 || micros > max {
+            return None;
+        }
+        Some(Usd(micros as u64))
+    }
+
+    /// The amount in dollars, for JSON output and arithmetic in reports.
+    pub fn as_dollars(self) -> f64 {
+        self.0 as f64 / MICROS_PER_USD as f64
+    }
+
+    /// Sum that stops at the largest representable amount instead of wrapping:
+    /// a saturated total still refuses every call against a cap.
+    pub const fn saturating_add(self, other: Usd) -> Usd {
+        Usd(self.0.saturating_add(other.0))
+    }
+
+    /// Difference, or zero when `other` is larger.
+    pub const fn saturating_sub(self, other: Usd) -> Usd {
+        Usd(self.0.saturating_sub(other.0))
+    }
+}
+
+/// Micro-dollars in one dollar.
+const MICROS_PER_USD: u64 = 1_000_000;
+
+impl fmt::Display for Usd {
+    /// `$5.00`, `$0.15`, `$0.000075`: at least two decimals (how people write
+    /// money), more only when the amount has them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let whole = self.0 / MICROS_PER_USD;
+        let fraction = format!("{:06}", self.0 % MICROS_PER_USD);
+        let trimmed = fraction.trim_end_matches('0');
+        let shown = if trimmed.len() < 2 { &fraction[..2] } else { trimmed };
+        write!(f, "${whole}.{shown}")
+    }
+}
+
 /// Splits `"  10 MB "` into `("10", "MB")`. `None` when there is no leading
 /// integer or the unit is not made of letters.
 fn split_number(input: &str) -> Option<(&str, &str)> {
@@ -161,6 +276,72 @@ fn parse_u64(digits: &str, input: &str) -> Result<u64, UnitError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_offsets() {
+        assert_eq!(parse_utc_offset("UTC"), Ok(UtcOffset::UTC));
+        assert_eq!(parse_utc_offset("+00:00"), Ok(UtcOffset::UTC));
+        assert_eq!(parse_utc_offset("+02:00"), Ok(UtcOffset::from_hms(2, 0, 0).unwrap()));
+        assert_eq!(parse_utc_offset("-05:30"), Ok(UtcOffset::from_hms(-5, -30, 0).unwrap()));
+        assert_eq!(parse_utc_offset("+23:59"), Ok(UtcOffset::from_hms(23, 59, 0).unwrap()));
+        for bad in [
+            "",
+            "utc",
+            "Z",
+            "GMT",
+            "Europe/Berlin",
+            "+2:00",
+            "+0200",
+            "02:00",
+            "+24:00",
+            "+02:60",
+            "+02:00:00",
+            " +02:00",
+            "+٠٢:00",
+        ] {
+            let err = parse_utc_offset(bad).unwrap_err();
+            assert_eq!(err, UnitError::UtcOffset { input: bad.into() }, "{bad:?}");
+            assert!(err.to_string().contains("no time zone database"), "{err}");
+        }
+    }
+
+    #[test]
+    fn usd_from_dollars_rounds_to_micros() {
+        assert_eq!(Usd::from_dollars(5.0), Some(Usd::from_micros(5_000_000)));
+        assert_eq!(Usd::from_dollars(0.15), Some(Usd::from_micros(150_000)));
+        assert_eq!(Usd::from_dollars(0.075), Some(Usd::from_micros(75_000)));
+        assert_eq!(Usd::from_dollars(0.1875), Some(Usd::from_micros(187_500)));
+        assert_eq!(Usd::from_dollars(0.0000004), Some(Usd::ZERO));
+        assert_eq!(Usd::from_dollars(0.0), Some(Usd::ZERO));
+        assert_eq!(Usd::from_dollars(1e9), Some(Usd::MAX_CONFIG));
+        for bad in [-0.01, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e9 + 1.0] {
+            assert_eq!(Usd::from_dollars(bad), None, "{bad}");
+        }
+        assert!((Usd::from_micros(4_200_000).as_dollars() - 4.2).abs() < 1e-12);
+    }
+
+    #[test]
+    fn usd_display() {
+        for (micros, shown) in [
+            (0, "$0.00"),
+            (5_000_000, "$5.00"),
+            (150_000, "$0.15"),
+            (1_500_000, "$1.50"),
+            (75, "$0.000075"),
+            (1_234_567, "$1.234567"),
+            (10_000, "$0.01"),
+            (12_345_000_000, "$12345.00"),
+        ] {
+            assert_eq!(Usd::from_micros(micros).to_string(), shown);
+        }
+    }
+
+    #[test]
+    fn usd_saturates() {
+        let max = Usd::from_micros(u64::MAX);
+        assert_eq!(max.saturating_add(Usd::from_micros(1)), max);
+        assert_eq!(Usd::ZERO.saturating_sub(Usd::from_micros(1)), Usd::ZERO);
+    }
 
     #[test]
     fn durations() {

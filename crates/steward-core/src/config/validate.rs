@@ -3,6 +3,11 @@
 //! Every check records a [`Problem`] and carries on with a stand-in value, so
 //! one pass reports everything wrong with the file. The [`Config`] built
 //! alongside is only handed out when no problem was recorded.
+//!
+//! The LLM sections (`[llm.*]`, `[spend]`, `[prices.*]`) are checked in the
+//! child module `llm`.
+
+mod llm;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -43,6 +48,18 @@ pub const DEFAULT_MAX_TOTAL_SIZE: u64 = 2_000_000_000;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default `[upstreams.*] read_timeout`: LLM responses can pause for a long time between tokens.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default `[llm.*] read_timeout`: a reasoning model can think for minutes
+/// before its first token, and a long generation streams for longer still.
+pub const DEFAULT_LLM_READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default `[spend] default_max_output_tokens`: enough for a long answer,
+/// small enough that the worst-case reservation of a call stays modest.
+pub const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 4_096;
+/// Largest `[spend] default_max_output_tokens`: above every current model's
+/// output limit; a larger value is a typo that would make every reservation huge.
+pub const MAX_DEFAULT_MAX_OUTPUT_TOKENS: u32 = 1_000_000;
+/// Largest price per 1M tokens a `[prices.*]` entry may write: far above any
+/// real model, and it keeps cost arithmetic far from overflow.
+pub const MAX_PRICE_PER_MTOK_USD: f64 = 100_000.0;
 /// Default `[loop_breaker] max_identical`: an agent rarely needs the same call five times in ten minutes.
 pub const DEFAULT_MAX_IDENTICAL: u32 = 5;
 /// Default `[loop_breaker] window`.
@@ -68,6 +85,9 @@ pub(super) fn validate(raw: RawConfig, source: &str, source_path: &Path, problem
     let credentials = v.credentials(raw.credentials);
     let upstreams = v.upstreams(raw.upstreams, &credentials);
     let tools = v.tools(raw.tools, &upstreams);
+    let llm = v.llm(raw.llm, &credentials);
+    let spend = v.spend(raw.spend);
+    let prices = v.prices(raw.prices);
     let loop_breaker = v.loop_breaker(raw.loop_breaker);
     let unmatched = v.choice(
         raw.unmatched.policy,
@@ -94,6 +114,9 @@ pub(super) fn validate(raw: RawConfig, source: &str, source_path: &Path, problem
         credentials: credentials.into_iter().filter_map(|(k, v)| Some((k, v?))).collect(),
         upstreams: upstreams.into_iter().filter_map(|(k, v)| Some((k, v?))).collect(),
         tools,
+        llm,
+        spend,
+        prices,
         loop_breaker,
         unmatched,
         redaction,
@@ -354,29 +377,8 @@ impl Validator<'_> {
                 String::new()
             }
         };
-        if let Some(name) = &raw.credential
-            && !credentials.contains_key(name.get_ref())
-        {
-            let defined: Vec<&str> = credentials.keys().map(String::as_str).collect();
-            let help = if defined.is_empty() {
-                format!(
-                    "no credentials are defined; add [credentials.{0}] with source = \"env:NAME\", \
-                     or remove credential = \"{0}\"",
-                    name.get_ref()
-                )
-            } else {
-                format!(
-                    "use one of: {}; or add [credentials.{}] with source = \"env:NAME\"",
-                    defined.join(", "),
-                    name.get_ref()
-                )
-            };
-            self.push(Problem::new(
-                name.span(),
-                format!("credential {:?} is not defined", name.get_ref()),
-                "unknown credential",
-                help,
-            ));
+        if let Some(name) = &raw.credential {
+            self.credential_ref(name, credentials, false);
         }
         let auth = match raw.auth {
             None => AuthInjection { header: DEFAULT_AUTH_HEADER.to_owned(), format: DEFAULT_AUTH_FORMAT.to_owned() },
@@ -401,6 +403,40 @@ impl Validator<'_> {
             connect_timeout,
             read_timeout,
         }
+    }
+
+    /// `credential = "NAME"` must name a `[credentials.NAME]` entry; when the
+    /// key is `optional`, removing it is offered as a fix too.
+    fn credential_ref(
+        &mut self,
+        name: &Spanned<String>,
+        credentials: &BTreeMap<String, Option<CredentialConfig>>,
+        optional: bool,
+    ) {
+        if credentials.contains_key(name.get_ref()) {
+            return;
+        }
+        let defined: Vec<&str> = credentials.keys().map(String::as_str).collect();
+        let help = if defined.is_empty() {
+            let remove =
+                if optional { format!(", or remove credential = \"{}\"", name.get_ref()) } else { String::new() };
+            format!(
+                "no credentials are defined; add [credentials.{}] with source = \"env:NAME\"{remove}",
+                name.get_ref()
+            )
+        } else {
+            format!(
+                "use one of: {}; or add [credentials.{}] with source = \"env:NAME\"",
+                defined.join(", "),
+                name.get_ref()
+            )
+        };
+        self.push(Problem::new(
+            name.span(),
+            format!("credential {:?} is not defined", name.get_ref()),
+            "unknown credential",
+            help,
+        ));
     }
 
     fn auth(&mut self, raw: RawAuth) -> AuthInjection {
@@ -546,8 +582,9 @@ impl Validator<'_> {
         LoopBreakerConfig { max_identical, window }
     }
 
-    /// A `[credentials.NAME]` / `[upstreams.NAME]` name: it appears in URLs
-    /// (`/api/{name}/...`) and audit records, so it must be URL-safe.
+    /// A `[credentials.NAME]` / `[upstreams.NAME]` / `[llm.NAME]` name: it
+    /// appears in URLs (`/api/{name}/...`, `/llm/{name}/...`) and audit
+    /// records, so it must be URL-safe.
     fn entry_name(&mut self, name: &Spanned<String>, section: &str) {
         let text = name.get_ref();
         let valid = !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));

@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::audit::{AuditError, AuditLog};
 use crate::config::Config;
-use crate::pipeline::{ForwardError, Pipeline, unix_ms};
+use crate::pipeline::{Pipeline, PipelineError, unix_ms};
 use crate::secrets::{AgentToken, Secrets, SecretsError};
 use crate::store::{Store, StoreError};
 
@@ -61,9 +61,9 @@ pub enum DaemonError {
     /// The audit log could not be opened.
     #[error("audit log: {0}")]
     Audit(#[from] AuditError),
-    /// An upstream client could not be built.
+    /// The pipeline could not be assembled (an upstream client, the price table).
     #[error(transparent)]
-    Forward(#[from] ForwardError),
+    Pipeline(#[from] PipelineError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}; is another process using the port? change [gateway] listen")]
     Bind {
@@ -181,6 +181,11 @@ pub async fn start(config: &Config) -> Result<RunningDaemon, DaemonError> {
     let app = crate::gateway::router(Arc::clone(&pipeline), config.gateway.max_body_bytes);
     let drain = shutdown.clone();
     tracker.spawn(async move {
+        // Responses are relayed as a stream: headers and body go out in
+        // separate writes, which Nagle + delayed ACK would stall by ~40 ms.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let served = axum::serve(listener, app).with_graceful_shutdown(drain.cancelled_owned()).await;
         if let Err(err) = served {
             tracing::error!(error = %err, "the gateway stopped with an error");

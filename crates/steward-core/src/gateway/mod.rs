@@ -1,10 +1,11 @@
-//! The gateway: the HTTP server the agent talks to, and the `/api/{upstream}`
-//! front door.
+//! The gateway: the HTTP server the agent talks to, and its HTTP front doors:
+//! `/api/{upstream}/...` (REST APIs) and `/llm/{provider}/...` (OpenAI- and
+//! Anthropic-compatible APIs; an SDK only changes its base URL and API key).
 //!
-//! A front door only translates its protocol into a [`Call`] and back. This
-//! one reads the request (body bounded by `gateway.max_body`), checks that the
-//! path is one steward can forward faithfully, and hands the call to the
-//! pipeline. Every decision is the pipeline's.
+//! A front door only translates its protocol into a [`Call`] and back. Both
+//! read the request (body bounded by `gateway.max_body`), check that the path
+//! is one steward can forward faithfully, and hand the call to the pipeline.
+//! Every decision, including the error JSON shape, is the pipeline's.
 
 use std::sync::Arc;
 
@@ -29,7 +30,8 @@ struct Gateway {
 /// The router served on `gateway.listen`.
 pub fn router(pipeline: Arc<Pipeline>, max_body: u64) -> Router {
     Router::new()
-        .route("/api/{*rest}", any(api_door))
+        .route("/api/{*rest}", any(|State(gw): State<Gateway>, request: Request| http_door(gw, request, Door::Api)))
+        .route("/llm/{*rest}", any(|State(gw): State<Gateway>, request: Request| http_door(gw, request, Door::Llm)))
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(not_found)
         .with_state(Gateway { pipeline, max_body })
@@ -40,30 +42,27 @@ async fn not_found() -> impl IntoResponse {
         "error": {
             "type": "steward",
             "reason": "not_found",
-            "message": "steward serves /api/{upstream}/... (and /healthz); check the agent's base URL",
+            "message": "steward serves /api/{upstream}/..., /llm/{provider}/... and /healthz; check the agent's base URL",
         }
     });
     (StatusCode::NOT_FOUND, axum::Json(body))
 }
 
-/// `ANY /api/{upstream}/{path...}`
-async fn api_door(State(gw): State<Gateway>, request: Request) -> Response<Body> {
+/// `ANY /api/{upstream}/{path...}` and `ANY /llm/{provider}/{path...}`.
+async fn http_door(gw: Gateway, request: Request, door: Door) -> Response<Body> {
     let (parts, body) = request.into_parts();
-    let raw = parts.uri.path().strip_prefix("/api/").unwrap_or_default();
+    let prefix = match door {
+        Door::Llm => "/llm/",
+        Door::Api | Door::Mcp => "/api/",
+    };
+    let raw = parts.uri.path().strip_prefix(prefix).unwrap_or_default();
     let (upstream, path) = match raw.find('/') {
         Some(i) => (&raw[..i], &raw[i..]),
         None => (raw, "/"),
     };
     let query = parts.uri.query().map(str::to_owned);
-    let mut call = Call::new(
-        Door::Api,
-        upstream.to_owned(),
-        parts.method,
-        path.to_owned(),
-        query,
-        parts.headers,
-        bytes::Bytes::new(),
-    );
+    let mut call =
+        Call::new(door, upstream.to_owned(), parts.method, path.to_owned(), query, parts.headers, bytes::Bytes::new());
 
     if let Err(detail) = check_path(upstream, path) {
         return gw.pipeline.reject(call, Refusal::BadRequest { detail }).await;

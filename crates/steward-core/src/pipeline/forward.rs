@@ -12,12 +12,13 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use secrecy::ExposeSecret;
 
 use super::Call;
 use super::retry::{self, MAX_ATTEMPTS, MAX_DELAY};
-use crate::config::{RetryPolicy, ToolConfig, UpstreamConfig};
+use crate::config::{RetryPolicy, UpstreamConfig};
 use crate::secrets::Secrets;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1),
@@ -83,8 +84,9 @@ pub struct Forwarder {
 
 impl Forwarder {
     /// Builds one connection-pooled client per upstream with its timeouts.
+    /// Keys are the pipeline's forwarding keys (see `Pipeline::forward_key`).
     pub fn new(
-        upstreams: &std::collections::BTreeMap<String, UpstreamConfig>,
+        upstreams: impl IntoIterator<Item = (String, UpstreamConfig)>,
         secrets: Arc<ArcSwap<Secrets>>,
     ) -> Result<Self, ForwardError> {
         let mut map = HashMap::new();
@@ -97,7 +99,7 @@ impl Forwarder {
                 .tcp_nodelay(true)
                 .build()
                 .map_err(|e| ForwardError::Build(format!("client for upstream `{name}`: {e}")))?;
-            map.insert(name.clone(), (upstream.clone(), client));
+            map.insert(name, (upstream, client));
         }
         Ok(Self { upstreams: map, secrets })
     }
@@ -107,15 +109,20 @@ impl Forwarder {
         self.upstreams.contains_key(name)
     }
 
-    /// Forwards `call`, retrying as the tool's policy allows: connect failures
-    /// (no byte sent) always; 429/502/503/504 and read errors only for
-    /// idempotent tools. Never retries once a response is handed back.
-    pub async fn send(&self, call: &Call, tool: Option<&ToolConfig>) -> Result<Forwarded, ForwardError> {
-        let (upstream, client) = self
-            .upstreams
-            .get(&call.upstream)
-            .ok_or_else(|| ForwardError::Build(format!("unknown upstream `{}`", call.upstream)))?;
-        let idempotent = tool.map_or_else(|| call.method.is_idempotent(), |t| t.retry == RetryPolicy::Idempotent);
+    /// Forwards `call` with `body` to the upstream under `key`, retrying as
+    /// `retry` allows: connect failures (no byte sent) always; 429/502/503/504
+    /// and read errors only when idempotent. Never retries once a response is
+    /// handed back.
+    pub async fn send(
+        &self,
+        key: &str,
+        call: &Call,
+        body: &Bytes,
+        retry: RetryPolicy,
+    ) -> Result<Forwarded, ForwardError> {
+        let (upstream, client) =
+            self.upstreams.get(key).ok_or_else(|| ForwardError::Build(format!("unknown upstream `{key}`")))?;
+        let idempotent = retry == RetryPolicy::Idempotent;
         let headers = self.upstream_headers(call, upstream)?;
         let url = match &call.query {
             Some(query) => format!("{}{}?{}", upstream.base_url, call.path, query),
@@ -126,7 +133,7 @@ impl Forwarder {
         loop {
             attempt += 1;
             let result =
-                client.request(call.method.clone(), &url).headers(headers.clone()).body(call.body.clone()).send().await;
+                client.request(call.method.clone(), &url).headers(headers.clone()).body(body.clone()).send().await;
             let last = attempt >= MAX_ATTEMPTS;
             match result {
                 Ok(response) => {

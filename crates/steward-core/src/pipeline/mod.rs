@@ -3,19 +3,22 @@
 //! decision is made here, once:
 //!
 //! ```text
-//! authenticate agent → kill switch → identify tool → loop breaker → rate limit
-//!   → forward (credential injected, retries) → record (journal + audit log)
+//! authenticate agent → plan (identify tool / price LLM call) → kill switch
+//!   → loop breaker → rate limit → spend reservation → forward (credential
+//!   injected, retries) → record (journal, spend settlement, audit log)
 //! ```
 //!
-//! Kill switch, loop breaker and rate limit are decided together in one store
-//! transaction (`Store::admit`), so concurrent calls cannot both take the last
-//! slot and a restart never resets a window. A refused call is recorded
-//! before the refusal is returned. An allowed call's record is written and
-//! flushed before the agent can see the end of the response: the relayed body
-//! holds back its final bytes until the journal and audit log have them.
+//! `plan` holds what differs per door; kill switch, loop breaker, rate limit
+//! and spend cap are decided together in one store transaction
+//! (`Store::admit`), so concurrent calls cannot both take the last slot or
+//! the last dollar, and a restart never resets a window. A refused call is
+//! recorded before the refusal is returned. An allowed call's record is
+//! written before the agent can see the end of the response (`relay`).
 
 mod forward;
+mod plan;
 mod refusal;
+mod relay;
 mod retry;
 
 use std::sync::Arc;
@@ -24,18 +27,22 @@ use std::time::{Instant, SystemTime};
 use arc_swap::ArcSwap;
 use axum::body::Body;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 pub use forward::{ForwardError, Forwarded, Forwarder};
-pub use refusal::{Refusal, RefusalView, refusal_body};
+pub use refusal::{ErrorShape, Refusal, RefusalView, refusal_body};
 pub use retry::{BASE_DELAY, MAX_ATTEMPTS, MAX_DELAY};
 
 use crate::audit::{AuditLog, AuditRecord};
-use crate::config::{Config, LoopBreakerConfig, ToolConfig};
-use crate::policy::{self, Identified, ToolMatcher};
+use crate::config::{
+    AuthInjection, Config, LlmKind, LlmProviderConfig, LoopBreakerConfig, SpendConfig, UpstreamConfig,
+};
+use crate::llm::PriceTable;
+use crate::policy::{self, ToolMatcher};
 use crate::secrets::{AgentToken, Secrets};
-use crate::store::{Admission, AdmitOutcome, Completion, Store};
+use crate::store::{Admission, AdmitOutcome, Completion, SpendSettlement, Store};
+use plan::Plan;
+use relay::{Observer, Recorder, relay_body};
 
 /// The redactor every writer shares; swapped whole when credentials reload.
 pub type SharedRedactor = Arc<ArcSwap<redact::Redactor>>;
@@ -43,10 +50,6 @@ pub type SharedRedactor = Arc<ArcSwap<redact::Redactor>>;
 /// Response header carrying the call id, so an agent's log line can be matched
 /// to `steward last` and the audit log.
 pub const CALL_ID_HEADER: &str = "x-steward-call-id";
-
-/// Bytes of a JSON response kept to find the created object's `id` for undo.
-/// Creation responses are small; a larger body is relayed but not inspected.
-const RESPONSE_REF_PEEK_BYTES: usize = 64 * 1024;
 
 /// Which front door a call came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +138,8 @@ struct CallRecord {
     path: String,
     input_summary: String,
     input_sha256: String,
+    /// Error JSON the agent's client expects.
+    shape: ErrorShape,
 }
 
 /// Everything the pipeline needs, built once by the daemon.
@@ -142,11 +147,27 @@ pub struct Pipeline {
     agent: String,
     matcher: ToolMatcher,
     loop_breaker: LoopBreakerConfig,
+    /// `[llm.*]` providers by name.
+    llm: std::collections::BTreeMap<String, LlmProviderConfig>,
+    /// Built-in prices merged with `[prices.*]`.
+    prices: PriceTable,
+    spend: SpendConfig,
     store: Store,
     audit: Arc<AuditLog>,
     redactor: SharedRedactor,
     agent_token: AgentToken,
     forwarder: Forwarder,
+}
+
+/// Why the pipeline could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// An upstream client could not be built.
+    #[error(transparent)]
+    Forward(#[from] ForwardError),
+    /// The built-in price table is broken (a build defect).
+    #[error(transparent)]
+    Prices(#[from] crate::llm::PriceError),
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -164,12 +185,19 @@ impl Pipeline {
         redactor: SharedRedactor,
         secrets: Arc<ArcSwap<Secrets>>,
         agent_token: AgentToken,
-    ) -> Result<Self, ForwardError> {
+    ) -> Result<Self, PipelineError> {
+        let api =
+            config.upstreams.iter().map(|(name, upstream)| (plan::forward_key(Door::Api, name), upstream.clone()));
+        let llm =
+            config.llm.iter().map(|(name, provider)| (plan::forward_key(Door::Llm, name), llm_upstream(provider)));
         Ok(Self {
             agent: config.agent.name.clone(),
             matcher: ToolMatcher::new(&config.tools, config.unmatched),
             loop_breaker: config.loop_breaker,
-            forwarder: Forwarder::new(&config.upstreams, secrets)?,
+            llm: config.llm.clone(),
+            prices: PriceTable::with_builtin(&config.prices)?,
+            spend: config.spend.clone(),
+            forwarder: Forwarder::new(api.chain(llm), secrets)?,
             store,
             audit,
             redactor,
@@ -183,10 +211,10 @@ impl Pipeline {
     }
 
     /// Runs `call` through every step and returns the agent's response.
-    pub async fn handle(self: &Arc<Self>, call: Call) -> Response<Body> {
+    pub async fn handle(self: &Arc<Self>, mut call: Call) -> Response<Body> {
         let mut record = self.describe(&call);
-        match self.admit(&call, &mut record).await {
-            Ok(tool) => self.forward(call, record, tool.as_ref()).await,
+        match self.admit(&mut call, &mut record).await {
+            Ok(plan) => self.forward(call, record, plan).await,
             Err((refusal, journaled)) => self.refuse(record, refusal, journaled).await,
         }
     }
@@ -206,6 +234,13 @@ impl Pipeline {
             Some(query) => format!("{}?{}", call.path, query),
             None => call.path.clone(),
         };
+        let shape = match call.door {
+            Door::Llm => match self.llm.get(&call.upstream).map(|p| p.kind) {
+                Some(LlmKind::Anthropic) => ErrorShape::Anthropic,
+                _ => ErrorShape::OpenAi,
+            },
+            Door::Api | Door::Mcp => ErrorShape::Steward,
+        };
         CallRecord {
             call_id: call.id.clone(),
             door: call.door,
@@ -217,6 +252,7 @@ impl Pipeline {
             path: policy::truncate_summary(&redactor.redact(&path)),
             input_summary: policy::input_summary(&redactor, &call.body),
             input_sha256: policy::input_sha256(&call.body),
+            shape,
         }
     }
 
@@ -230,46 +266,36 @@ impl Pipeline {
 
     /// Steps up to forwarding. `Err((refusal, journaled))`: `journaled` tells
     /// whether the store already holds the call's row.
-    async fn admit(&self, call: &Call, record: &mut CallRecord) -> Result<Option<ToolConfig>, (Refusal, bool)> {
+    async fn admit(&self, call: &mut Call, record: &mut CallRecord) -> Result<Plan, (Refusal, bool)> {
         if !self.authenticated(&call.headers) {
             return Err((Refusal::Unauthenticated, false));
         }
-        if !self.forwarder.has_upstream(&call.upstream) {
-            return Err((Refusal::UnknownUpstream { name: call.upstream.clone() }, false));
-        }
-        let tool = match self.matcher.identify(&call.upstream, call.method.as_str(), &call.path) {
-            Identified::Tool(tool) => Some(tool.clone()),
-            Identified::UnmatchedAllowed => None,
-            Identified::UnmatchedDenied => {
-                // The kill switch comes before tool identification: a stopped agent hears "killed".
-                return Err(match self.store.kill_state().await {
-                    Ok(state) if state.engaged => (Refusal::Killed { reason: state.reason.unwrap_or_default() }, false),
-                    Ok(_) => (Refusal::Unmatched { route: format!("{} {}", call.method, record.path) }, false),
-                    Err(_) => (Refusal::StoreUnavailable, false),
-                });
-            }
+        let plan = match call.door {
+            Door::Api | Door::Mcp => self.plan_api(call, record).await?,
+            Door::Llm => self.plan_llm(call, record)?,
         };
-        record.tool = tool.as_ref().map(|t| t.name.clone());
+        record.tool.clone_from(&plan.tool);
         if !self.audit.is_healthy() {
             return Err((Refusal::StoreUnavailable, false));
         }
-        let tool_name = record.tool.clone().unwrap_or_default();
+        let tool_name = plan.tool.clone().unwrap_or_default();
         let admission = Admission {
             call_id: record.call_id.clone(),
             now_ms: unix_ms(record.received_at),
             door: record.door.as_str().to_owned(),
-            tool: record.tool.clone(),
+            tool: plan.tool.clone(),
             upstream: record.upstream.clone(),
             method: record.method.clone(),
             path: record.path.clone(),
             loop_key: policy::loop_key(&tool_name, &record.method, &call.path, call.query.as_deref(), &call.body),
             input_summary: record.input_summary.clone(),
             input_sha256: record.input_sha256.clone(),
-            limit: tool.as_ref().and_then(|t| t.limit),
+            limit: plan.limit,
             loop_breaker: self.loop_breaker,
+            spend: plan.llm.as_ref().and_then(|l| l.hold.clone()),
         };
         match self.store.admit(admission).await {
-            Ok(AdmitOutcome::Admitted) => Ok(tool),
+            Ok(AdmitOutcome::Admitted) => Ok(plan),
             Ok(AdmitOutcome::Killed { reason }) => Err((Refusal::Killed { reason }, true)),
             Ok(AdmitOutcome::LoopDetected { reason }) => {
                 tracing::warn!(tool = %tool_name, "loop breaker tripped; kill switch engaged");
@@ -282,6 +308,9 @@ impl Pipeline {
                 },
                 true,
             )),
+            Ok(AdmitOutcome::SpendCapped { spent_micros, cap_micros }) => {
+                Err((Refusal::SpendCap { spent_micros, cap_micros }, true))
+            }
             Err(err) => {
                 tracing::error!(error = %err, "store refused the admission; failing closed");
                 Err((Refusal::StoreUnavailable, false))
@@ -291,7 +320,10 @@ impl Pipeline {
 
     async fn refuse(&self, record: CallRecord, refusal: Refusal, journaled: bool) -> Response<Body> {
         let view = refusal.view();
-        if !journaled {
+        let journal = async {
+            if journaled {
+                return Ok(());
+            }
             let admission = Admission {
                 call_id: record.call_id.clone(),
                 now_ms: unix_ms(record.received_at),
@@ -305,28 +337,24 @@ impl Pipeline {
                 input_sha256: record.input_sha256.clone(),
                 limit: None,
                 loop_breaker: LoopBreakerConfig { max_identical: 0, window: std::time::Duration::ZERO },
+                spend: None,
             };
-            if let Err(err) =
-                self.store.record_refused(admission, view.reason, &view.message, view.status.as_u16()).await
-            {
-                tracing::error!(error = %err, call_id = %record.call_id, "could not journal a refused call");
-            }
+            self.store.record_refused(admission, view.reason, &view.message, view.status.as_u16()).await
+        };
+        let audit = self.audit_record(&record, view.reason, Some(view.message.clone()), Some(view.status.as_u16()), 0);
+        // Journal and audit log are written at once: the agent waits for the slower, not the sum.
+        let (journaled, audited) = tokio::join!(journal, self.audit.write(&audit));
+        if let Err(err) = journaled {
+            tracing::error!(error = %err, call_id = %record.call_id, "could not journal a refused call");
         }
-        let audit = self.audit_record(
-            &record,
-            view.reason,
-            Some(view.message.clone()),
-            Some(view.status.as_u16()),
-            refusal.attempts(),
-        );
-        if let Err(err) = self.audit.write(&audit).await {
+        if let Err(err) = audited {
             tracing::error!(error = %err, call_id = %record.call_id, "could not write the audit record of a refused call");
         }
-        refusal_response(&view, &record.call_id)
+        refusal_response(&view, &record.call_id, record.shape)
     }
 
-    async fn forward(self: &Arc<Self>, call: Call, record: CallRecord, tool: Option<&ToolConfig>) -> Response<Body> {
-        let forwarded = match self.forwarder.send(&call, tool).await {
+    async fn forward(self: &Arc<Self>, call: Call, record: CallRecord, plan: Plan) -> Response<Body> {
+        let forwarded = match self.forwarder.send(&plan.forward_key, &call, &plan.body, plan.retry).await {
             Ok(forwarded) => forwarded,
             Err(err) => {
                 let refusal = match &err {
@@ -336,19 +364,27 @@ impl Pipeline {
                 };
                 let detail = self.redactor.load().redact(&err.to_string()).into_owned();
                 tracing::warn!(call_id = %record.call_id, upstream = %record.upstream, error = %detail, "forwarding failed");
-                self.complete(&record, None, refusal.attempts(), None, Some(detail)).await;
                 let view = refusal.view();
-                let audit = self.audit_record(
-                    &record,
-                    view.reason,
-                    Some(view.message.clone()),
-                    Some(view.status.as_u16()),
-                    refusal.attempts(),
-                );
-                if let Err(err) = self.audit.write(&audit).await {
-                    tracing::error!(error = %err, call_id = %record.call_id, "could not write an audit record");
-                }
-                return refusal_response(&view, &record.call_id);
+                // Nothing reached the provider: a reservation is released at no cost.
+                let spend = plan.llm.as_ref().and_then(|l| l.hold.as_ref()).map(|_| SpendSettlement {
+                    micros: 0,
+                    input_tokens: 0,
+                    output_tokens: 0,
+                    cached_tokens: 0,
+                    estimated: false,
+                });
+                let outcome = Outcome {
+                    decision: view.reason,
+                    reason: Some(view.message.clone()),
+                    status: Some(view.status.as_u16()),
+                    attempts: refusal.attempts(),
+                    response_ref: None,
+                    error: Some(detail),
+                    spend,
+                    extra: serde_json::Map::new(),
+                };
+                self.record_outcome(&record, outcome).await;
+                return refusal_response(&view, &record.call_id, record.shape);
             }
         };
         let Forwarded { response, attempts } = forwarded;
@@ -357,20 +393,31 @@ impl Pipeline {
         if let Ok(value) = HeaderValue::from_str(&record.call_id) {
             headers.insert(CALL_ID_HEADER, value);
         }
-        let expected_len =
+        let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let observer = match &plan.llm {
+            Some(llm) if llm.price.is_some() && status.is_success() => {
+                Observer::llm(llm, content_type.starts_with("text/event-stream"))
+            }
+            Some(_) => Observer::None,
+            None => Observer::api(content_type.contains("json")),
+        };
+        let mut expected_len =
             if call.method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
                 Some(0)
             } else {
                 response.content_length()
             };
-        let peek_json =
-            headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.contains("json"));
-        let recorder = Recorder { pipeline: Arc::clone(self), record, status: status.as_u16(), attempts };
+        if observer.rewrites() {
+            headers.remove(http::header::CONTENT_LENGTH);
+            expected_len = None;
+        }
+        let recorder =
+            Recorder { pipeline: Arc::clone(self), record, status: status.as_u16(), attempts, llm: plan.llm };
         let body = if expected_len == Some(0) {
-            recorder.finish(None, Vec::new()).await;
+            recorder.finish(None, &observer).await;
             Body::empty()
         } else {
-            relay_body(response, recorder, expected_len, peek_json)
+            relay_body(response, recorder, observer, expected_len)
         };
         let mut out = Response::new(body);
         *out.status_mut() = status;
@@ -378,26 +425,30 @@ impl Pipeline {
         out
     }
 
-    async fn complete(
-        &self,
-        record: &CallRecord,
-        status: Option<u16>,
-        attempts: u32,
-        response_ref: Option<String>,
-        error: Option<String>,
-    ) {
+    /// Journals the final outcome of an admitted call (settling its spend)
+    /// and writes its audit line, both at once: the caller waits for the
+    /// slower of the two, not the sum.
+    async fn record_outcome(&self, record: &CallRecord, outcome: Outcome) {
         let completion = Completion {
             call_id: record.call_id.clone(),
             now_ms: unix_ms(SystemTime::now()),
-            status,
+            status: outcome.status.filter(|_| outcome.decision == "allowed"),
             duration_ms: elapsed_ms(record.started),
-            attempts,
-            response_ref,
-            error,
-            extra_json: None,
+            attempts: outcome.attempts,
+            response_ref: outcome.response_ref,
+            error: outcome.error,
+            extra_json: (!outcome.extra.is_empty())
+                .then(|| serde_json::Value::Object(outcome.extra.clone()).to_string()),
+            spend: outcome.spend,
         };
-        if let Err(err) = self.store.complete(completion).await {
+        let mut audit = self.audit_record(record, outcome.decision, outcome.reason, outcome.status, outcome.attempts);
+        audit.extra = outcome.extra;
+        let (journaled, audited) = tokio::join!(self.store.complete(completion), self.audit.write(&audit));
+        if let Err(err) = journaled {
             tracing::error!(error = %err, call_id = %record.call_id, "could not journal a call's outcome");
+        }
+        if let Err(err) = audited {
+            tracing::error!(error = %err, call_id = %record.call_id, "could not write an audit record");
         }
     }
 
@@ -430,116 +481,44 @@ impl Pipeline {
     }
 }
 
-/// Writes the journal completion and audit record of an allowed call once its
-/// response is fully relayed (or broken off). Dropped unfinished (the agent
-/// hung up), it records from a spawned task: nothing is lost.
-struct Recorder {
-    pipeline: Arc<Pipeline>,
-    record: CallRecord,
-    status: u16,
-    attempts: u32,
-}
-
-impl Recorder {
-    async fn finish(&self, error: Option<String>, peeked: Vec<u8>) {
-        let response_ref = response_ref(&peeked);
-        let p = &self.pipeline;
-        p.complete(&self.record, Some(self.status), self.attempts, response_ref, error.clone()).await;
-        let audit = p.audit_record(&self.record, "allowed", error, Some(self.status), self.attempts);
-        if let Err(err) = p.audit.write(&audit).await {
-            tracing::error!(error = %err, call_id = %self.record.call_id, "could not write an audit record");
-        }
-    }
-}
-
-/// Holds the recorder until the body is done; records on drop if never finished.
-struct RecordGuard(Option<Recorder>);
-
-impl Drop for RecordGuard {
-    fn drop(&mut self) {
-        if let Some(recorder) = self.0.take()
-            && let Ok(handle) = tokio::runtime::Handle::try_current()
-        {
-            handle.spawn(async move {
-                recorder.finish(Some("agent disconnected before the response ended".into()), Vec::new()).await
-            });
-        }
-    }
-}
-
-/// Relays the upstream body chunk by chunk (no buffering) and records the call
-/// before the agent can observe the end: before the last byte when the length
-/// is known, before the end of a chunked body otherwise.
-fn relay_body(response: reqwest::Response, recorder: Recorder, expected_len: Option<u64>, peek_json: bool) -> Body {
-    struct State {
-        upstream: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
-        guard: RecordGuard,
-        seen: u64,
-        expected: Option<u64>,
-        peek: Option<Vec<u8>>,
-        done: bool,
-    }
-    impl State {
-        async fn finish(&mut self, error: Option<String>) {
-            if let Some(recorder) = self.guard.0.take() {
-                recorder.finish(error, self.peek.take().unwrap_or_default()).await;
-            }
-        }
-    }
-    let state = State {
-        upstream: response.bytes_stream().boxed(),
-        guard: RecordGuard(Some(recorder)),
-        seen: 0,
-        expected: expected_len,
-        peek: peek_json.then(Vec::new),
-        done: false,
+/// An `[llm.*]` provider as the forwarder sees it: the credential goes where
+/// the provider's API expects it.
+fn llm_upstream(provider: &LlmProviderConfig) -> UpstreamConfig {
+    let auth = match provider.kind {
+        LlmKind::OpenAi => AuthInjection { header: "Authorization".into(), format: "Bearer {secret}".into() },
+        LlmKind::Anthropic => AuthInjection { header: "x-api-key".into(), format: "{secret}".into() },
     };
-    let stream = futures_util::stream::unfold(state, |mut st| async move {
-        if st.done {
-            return None;
-        }
-        match st.upstream.next().await {
-            Some(Ok(chunk)) => {
-                st.seen += chunk.len() as u64;
-                if let Some(peek) = st.peek.as_mut() {
-                    if peek.len() + chunk.len() <= RESPONSE_REF_PEEK_BYTES {
-                        peek.extend_from_slice(&chunk);
-                    } else {
-                        st.peek = None;
-                    }
-                }
-                if st.expected.is_some_and(|n| st.seen >= n) {
-                    st.finish(None).await;
-                    st.done = true;
-                }
-                Some((Ok(chunk), st))
-            }
-            Some(Err(err)) => {
-                st.finish(Some(format!("upstream body broke off after {} bytes", st.seen))).await;
-                st.done = true;
-                Some((Err(std::io::Error::other(err)), st))
-            }
-            None => {
-                st.finish(None).await;
-                None
-            }
-        }
-    });
-    Body::from_stream(stream)
-}
-
-/// The created object's `id` from a JSON response, kept for `steward rollback`.
-fn response_ref(peeked: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(peeked).ok()?;
-    match value.get("id")? {
-        serde_json::Value::String(s) => Some(policy::truncate_summary(s)),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
+    UpstreamConfig {
+        base_url: provider.base_url.clone(),
+        credential: Some(provider.credential.clone()),
+        auth,
+        connect_timeout: provider.connect_timeout,
+        read_timeout: provider.read_timeout,
     }
 }
 
-fn refusal_response(view: &RefusalView, call_id: &str) -> Response<Body> {
-    let body = refusal_body(view, call_id).to_string();
+/// The final facts of an admitted call, for the journal and the audit log.
+struct Outcome {
+    /// `allowed`, or the refusal reason when forwarding failed.
+    decision: &'static str,
+    /// Audit `reason`: the refusal message or the relay error.
+    reason: Option<String>,
+    /// HTTP status the agent got.
+    status: Option<u16>,
+    /// Upstream attempts made.
+    attempts: u32,
+    /// The created object's id, for undo.
+    response_ref: Option<String>,
+    /// Journal `error`: the redacted detail for the operator.
+    error: Option<String>,
+    /// Settles the call's spend reservation.
+    spend: Option<SpendSettlement>,
+    /// Door-specific audit fields (model, tokens, cost).
+    extra: serde_json::Map<String, serde_json::Value>,
+}
+
+fn refusal_response(view: &RefusalView, call_id: &str, shape: ErrorShape) -> Response<Body> {
+    let body = refusal_body(view, call_id, shape).to_string();
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = view.status;
     let headers = response.headers_mut();
@@ -550,6 +529,10 @@ fn refusal_response(view: &RefusalView, call_id: &str) -> Response<Body> {
     if let Some(secs) = view.retry_after_secs {
         headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
     }
+    // Honoured by the OpenAI and Anthropic SDKs: a refusal that waiting cannot
+    // fix is not retried, so steward is not hammered and no upstream call multiplies.
+    let should_retry = if view.retryable { "true" } else { "false" };
+    headers.insert("x-should-retry", HeaderValue::from_static(should_retry));
     response
 }
 
@@ -564,7 +547,5 @@ fn elapsed_ms(started: Instant) -> u64 {
 
 /// RFC 3339 UTC with milliseconds, e.g. `2026-11-26T04:00:00.123Z`.
 pub fn rfc3339_ms(t: SystemTime) -> String {
-    let format =
-        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-    time::OffsetDateTime::from(t).format(&format).unwrap_or_default()
+    crate::audit::format_ts(t)
 }

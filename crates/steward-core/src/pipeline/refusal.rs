@@ -39,6 +39,18 @@ pub enum Refusal {
         /// When a slot frees up.
         retry_after: Duration,
     },
+    /// The request names a model steward has no price for (fail closed).
+    UnknownPrice {
+        /// The model as requested.
+        model: String,
+    },
+    /// The day's spend plus this call's worst case would pass the cap.
+    SpendCap {
+        /// Committed spend today, micro-dollars.
+        spent_micros: u64,
+        /// The cap, micro-dollars.
+        cap_micros: u64,
+    },
     /// The request body exceeds `gateway.max_body`.
     BodyTooLarge {
         /// The configured limit in bytes.
@@ -127,6 +139,26 @@ impl Refusal {
                     true,
                 )
             }
+            Refusal::UnknownPrice { model } => (
+                StatusCode::FORBIDDEN,
+                "unknown_price",
+                format!(
+                    "steward has no price for model `{model}`, so it cannot cap its spend; add [prices.\"{model}\"] with input and output USD per 1M tokens to steward.toml"
+                ),
+                None,
+                false,
+            ),
+            Refusal::SpendCap { spent_micros, cap_micros } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "spend_cap",
+                format!(
+                    "the daily LLM spend cap is reached ({} of {} committed, this call's worst case does not fit); it resets at midnight in [spend] timezone",
+                    crate::config::units::Usd::from_micros(*spent_micros),
+                    crate::config::units::Usd::from_micros(*cap_micros)
+                ),
+                None,
+                false,
+            ),
             Refusal::BodyTooLarge { limit } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
@@ -169,14 +201,55 @@ impl Refusal {
     }
 }
 
-/// The JSON body of a refusal: `{"error": {"type", "reason", "message", "call_id"}}`.
-pub fn refusal_body(view: &RefusalView, call_id: &str) -> serde_json::Value {
-    serde_json::json!({
-        "error": {
-            "type": "steward",
-            "reason": view.reason,
-            "message": view.message,
-            "call_id": call_id,
-        }
-    })
+/// Which error JSON a refusal is written in: the agent's SDK must recognise it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorShape {
+    /// steward's own: `{"error": {"type": "steward", "reason", "message", "call_id"}}`.
+    Steward,
+    /// OpenAI's: `{"error": {"message", "type", "param", "code"}}` (+ `reason`, `call_id`).
+    OpenAi,
+    /// Anthropic's: `{"type": "error", "error": {"type", "message"}}` (+ `reason`, `call_id`).
+    Anthropic,
+}
+
+/// The JSON body of a refusal in `shape`. Every shape carries the
+/// machine-readable `reason` and the `call_id`.
+pub fn refusal_body(view: &RefusalView, call_id: &str, shape: ErrorShape) -> serde_json::Value {
+    match shape {
+        ErrorShape::Steward => serde_json::json!({
+            "error": { "type": "steward", "reason": view.reason, "message": view.message, "call_id": call_id }
+        }),
+        ErrorShape::OpenAi => serde_json::json!({
+            "error": {
+                "message": view.message,
+                "type": format!("steward_{}", view.reason),
+                "param": null,
+                "code": view.reason,
+                "reason": view.reason,
+                "call_id": call_id,
+            }
+        }),
+        ErrorShape::Anthropic => serde_json::json!({
+            "type": "error",
+            "error": {
+                "type": anthropic_error_type(view.status),
+                "message": view.message,
+                "reason": view.reason,
+                "call_id": call_id,
+            }
+        }),
+    }
+}
+
+/// Anthropic's error `type` for a status, so its SDK maps it to the right exception.
+fn anthropic_error_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 | 413 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        _ => "api_error",
+    }
 }

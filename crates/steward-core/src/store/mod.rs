@@ -28,7 +28,8 @@
 //!   silently journaling into an unlinked file.
 //! - Durability: WAL with `synchronous=NORMAL`. A committed write survives a
 //!   crash or `kill -9` of steward (it is in the WAL, in the kernel); a power
-//!   failure may lose the last commits before the next WAL checkpoint.
+//!   failure may roll back the commits made since the WAL was last synced
+//!   (at checkpoints).
 //!
 //! The async API works on any tokio runtime, including the current-thread
 //! runtime a CLI command builds (`Runtime::block_on(store.engage_kill(..))`).
@@ -50,6 +51,7 @@
 
 mod queries;
 mod schema;
+mod spend;
 mod writer;
 
 #[cfg(test)]
@@ -64,6 +66,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{LoopBreakerConfig, RateLimit};
 
+pub use spend::{SpendHold, SpendRow, SpendSettlement};
 use writer::{Op, Request, Response};
 
 /// Ops queued for the writer beyond this wait in `send`: backpressure instead
@@ -137,6 +140,8 @@ pub struct Admission {
     pub limit: Option<RateLimit>,
     /// `max_identical == 0` disables the loop breaker.
     pub loop_breaker: LoopBreakerConfig,
+    /// Worst-case spend to reserve against the daily cap (priced LLM calls).
+    pub spend: Option<SpendHold>,
 }
 
 /// What [`Store::admit`] decided. Every variant has been journaled.
@@ -162,6 +167,14 @@ pub enum AdmitOutcome {
         /// fit (at least 1).
         retry_after_ms: i64,
     },
+    /// The day's spend plus this call's worst case would pass the cap; row
+    /// inserted with decision `spend_cap`, nothing reserved.
+    SpendCapped {
+        /// The day's committed spend (settled + reserved), micro-dollars.
+        spent_micros: u64,
+        /// The cap, micro-dollars.
+        cap_micros: u64,
+    },
 }
 
 /// Final outcome of an admitted call.
@@ -183,6 +196,8 @@ pub struct Completion {
     pub error: Option<String>,
     /// Door-specific details (model, tokens, ...) as a JSON object.
     pub extra_json: Option<String>,
+    /// The real cost of a priced call, settling its reservation.
+    pub spend: Option<SpendSettlement>,
 }
 
 /// The persisted kill switch.
@@ -310,6 +325,8 @@ struct Inner {
     // Field order matters: `ops` is dropped before `_writer_thread`, so the
     // writer sees its channel close and exits before the join.
     ops: mpsc::Sender<Op>,
+    /// Dropping it stops the checkpointer thread.
+    _checkpointer: Option<std::sync::mpsc::Sender<()>>,
     path: PathBuf,
     reader: Mutex<schema::Opened>,
     counters: Arc<WriterCounters>,
@@ -339,6 +356,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let writer = schema::open_writer(path, schema::MIGRATIONS)?;
         let reader = schema::open_reader(path)?;
+        let checkpointer = schema::spawn_checkpointer(path, &writer.conn);
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let counters = Arc::new(WriterCounters::default());
         let handle = writer::spawn(writer, rx, Arc::clone(&counters))
@@ -346,6 +364,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 ops: tx,
+                _checkpointer: checkpointer,
                 path: path.to_path_buf(),
                 reader: Mutex::new(reader),
                 counters,
@@ -443,6 +462,18 @@ impl Store {
     /// Sets a small persisted value.
     pub async fn kv_set(&self, key: &str, value: &str, now_ms: i64) -> Result<(), StoreError> {
         self.write_done(Request::KvSet { key: key.to_owned(), value: value.to_owned(), now_ms }).await
+    }
+
+    /// The committed spend of `day` (settled costs plus open reservations), micro-dollars.
+    pub async fn spend_total(&self, day: &str) -> Result<u64, StoreError> {
+        let day = day.to_owned();
+        self.read(move |conn| spend::day_total(conn, &day)).await
+    }
+
+    /// Spend per day and model for `from_day..=to_day` (`YYYY-MM-DD`), newest day first.
+    pub async fn spend_by_day(&self, from_day: &str, to_day: &str) -> Result<Vec<SpendRow>, StoreError> {
+        let (from, to) = (from_day.to_owned(), to_day.to_owned());
+        self.read(move |conn| spend::by_day(conn, &from, &to)).await
     }
 
     /// Runs an empty write transaction: `Ok` means a call could be journaled

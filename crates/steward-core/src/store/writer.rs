@@ -10,7 +10,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::schema::Opened;
 use super::{
-    Admission, AdmitOutcome, Completion, MAX_BATCH_EXTRA, StoreError, WriterCounters, duration_ms, queries, sql_error,
+    Admission, AdmitOutcome, Completion, MAX_BATCH_EXTRA, StoreError, WriterCounters, duration_ms, queries, spend,
+    sql_error,
 };
 
 /// One write, with where its answer goes.
@@ -163,15 +164,16 @@ fn apply(conn: &Connection, req: &Request) -> Result<Response, StoreError> {
             .and_then(|mut s| s.execute([now_ms]))
             .map(|_| Response::Done)
             .map_err(|e| sql_error("releasing the kill switch", e)),
-        Request::SettleInterrupted { now_ms } => conn
-            .prepare_cached(
+        Request::SettleInterrupted { now_ms } => spend::settle_open_at_reserved(conn, *now_ms).and_then(|()| {
+            conn.prepare_cached(
                 "UPDATE calls SET finished_ms = ?1, reason = 'interrupted', status = NULL,
                         duration_ms = MAX(?1 - started_ms, 0)
                  WHERE finished_ms IS NULL",
             )
             .and_then(|mut s| s.execute([now_ms]))
             .map(|n| Response::Count(u64::try_from(n).unwrap_or(u64::MAX)))
-            .map_err(|e| sql_error("settling interrupted calls", e)),
+            .map_err(|e| sql_error("settling interrupted calls", e))
+        }),
         Request::KvSet { key, value, now_ms } => conn
             .prepare_cached(
                 "INSERT INTO kv (key, value, updated_ms) VALUES (?1, ?2, ?3)
@@ -194,11 +196,43 @@ fn admit(conn: &Connection, a: &Admission) -> Result<AdmitOutcome, StoreError> {
         insert_call(conn, a, &NewRow { decision: "killed", reason: Some(&reason), status: None, finished: true })?;
         return Ok(AdmitOutcome::Killed { reason });
     }
-    let Some(tool) = a.tool.as_deref() else {
+    if let Some(tool) = a.tool.as_deref()
+        && let Some(refused) = admit_tool(conn, a, tool, &kill)?
+    {
+        return Ok(refused);
+    }
+    if let Some(hold) = &a.spend {
+        let spent_micros = spend::day_total(conn, &hold.day)?;
+        if let Some(cap_micros) = hold.cap_micros
+            && spent_micros.saturating_add(hold.reserve_micros) > cap_micros
+        {
+            let reason = format!(
+                "daily spend cap: {spent_micros} of {cap_micros} micro-USD committed, this call reserves {}",
+                hold.reserve_micros
+            );
+            insert_call(
+                conn,
+                a,
+                &NewRow { decision: "spend_cap", reason: Some(&reason), status: None, finished: true },
+            )?;
+            return Ok(AdmitOutcome::SpendCapped { spent_micros, cap_micros });
+        }
         insert_call(conn, a, &NewRow { decision: "allowed", reason: None, status: None, finished: false })?;
+        spend::reserve(conn, &a.call_id, hold, a.now_ms)?;
         return Ok(AdmitOutcome::Admitted);
-    };
+    }
+    insert_call(conn, a, &NewRow { decision: "allowed", reason: None, status: None, finished: false })?;
+    Ok(AdmitOutcome::Admitted)
+}
 
+/// The per-tool steps of admission: loop breaker, then rate limit. `Some`
+/// when the call is refused (and journaled).
+fn admit_tool(
+    conn: &Connection,
+    a: &Admission,
+    tool: &str,
+    kill: &super::KillState,
+) -> Result<Option<AdmitOutcome>, StoreError> {
     let breaker = a.loop_breaker;
     if breaker.max_identical > 0 {
         // A release (human `resume`) starts a fresh count: calls before it
@@ -219,7 +253,7 @@ fn admit(conn: &Connection, a: &Admission) -> Result<AdmitOutcome, StoreError> {
                 a,
                 &NewRow { decision: "loop_detected", reason: Some(&reason), status: None, finished: true },
             )?;
-            return Ok(AdmitOutcome::LoopDetected { reason });
+            return Ok(Some(AdmitOutcome::LoopDetected { reason }));
         }
     }
 
@@ -252,12 +286,10 @@ fn admit(conn: &Connection, a: &Admission) -> Result<AdmitOutcome, StoreError> {
                 a,
                 &NewRow { decision: "rate_limited", reason: Some(&reason), status: None, finished: true },
             )?;
-            return Ok(AdmitOutcome::RateLimited { retry_after_ms });
+            return Ok(Some(AdmitOutcome::RateLimited { retry_after_ms }));
         }
     }
-
-    insert_call(conn, a, &NewRow { decision: "allowed", reason: None, status: None, finished: false })?;
-    Ok(AdmitOutcome::Admitted)
+    Ok(None)
 }
 
 fn engage_kill(conn: &Connection, reason: &str, source: &str, now_ms: i64) -> Result<(), StoreError> {
@@ -291,6 +323,9 @@ fn complete(conn: &Connection, c: &Completion) -> Result<(), StoreError> {
         .map_err(|e| sql_error("completing a call", e))?;
     if changed == 0 {
         return Err(StoreError::NotFound(format!("call {}", c.call_id)));
+    }
+    if let Some(settlement) = &c.spend {
+        spend::settle(conn, &c.call_id, settlement, c.now_ms)?;
     }
     Ok(())
 }

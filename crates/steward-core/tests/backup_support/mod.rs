@@ -114,6 +114,7 @@ pub fn admission(id: &str, now_ms: i64) -> Admission {
         input_sha256: "ab".repeat(32),
         limit: None,
         loop_breaker: LoopBreakerConfig { max_identical: 0, window: Duration::ZERO },
+        spend: None,
     }
 }
 
@@ -138,6 +139,7 @@ pub fn completion(id: &str, now_ms: i64) -> Completion {
         response_ref: None,
         error: None,
         extra_json: Some("{\"tokens\":3}".into()),
+        spend: None,
     }
 }
 

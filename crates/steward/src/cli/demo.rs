@@ -95,16 +95,34 @@ async fn demo(args: Args) -> anyhow::Result<()> {
         yes_no(agent_token_leaked)
     ));
     let config_arg = config_path.display();
+    let steward = invocation();
     step("Next:");
-    say(&format!("steward last --config {config_arg}          # every call, newest first (refusals included)"));
-    say(&format!("steward last --config {config_arg} --failed # only what was refused"));
-    say(&format!("steward status --config {config_arg}        # kill switch and limits"));
-    say(&format!("steward resume --config {config_arg}        # release the kill switch"));
+    say(&format!("{steward} last --config {config_arg}            # every call, newest first (refusals included)"));
+    say(&format!("{steward} last --config {config_arg} --failed   # only what was refused"));
+    say(&format!("{steward} status --config {config_arg}          # kill switch and limits"));
+    say(&format!("{steward} resume --config {config_arg}          # release the kill switch"));
     say(&format!("audit log: {}", config.logging.dir.join("audit.jsonl").display()));
     if !real_token_seen || agent_token_leaked {
         anyhow::bail!("credential injection did not behave as expected");
     }
     Ok(())
+}
+
+/// How the user runs steward: `steward` when this binary is on PATH, the
+/// `cargo run` form when cargo started it, else the binary's path.
+fn invocation() -> String {
+    let Ok(exe) = std::env::current_exe() else { return "steward".into() };
+    let on_path = exe.file_name().zip(std::env::var_os("PATH")).is_some_and(|(name, path)| {
+        std::env::split_paths(&path).any(|dir| dir.join(name).canonicalize().is_ok_and(|p| p == exe))
+    });
+    if on_path {
+        "steward".into()
+    } else if std::env::var_os("CARGO").is_some() {
+        let release = exe.components().any(|c| c.as_os_str() == "release");
+        if release { "cargo run --release --".into() } else { "cargo run --".into() }
+    } else {
+        exe.display().to_string()
+    }
 }
 
 fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {

@@ -59,8 +59,8 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
 
 fn table(rows: &[CallRow]) -> Table {
     let mut table = Table::new();
-    table.load_style(presets::UTF8_HORIZONTAL_ONLY).set_content_arrangement(ContentArrangement::Dynamic);
-    table.set_header(["time (UTC)", "call", "tool", "decision", "status", "ms", "input"]);
+    table.load_style(presets::NOTHING).set_content_arrangement(ContentArrangement::Dynamic);
+    table.set_header(["TIME (UTC)", "CALL", "TOOL", "DECISION", "STATUS", "MS", "REF", "REQUEST"]);
     for row in rows {
         table.add_row([
             format_ms(row.started_ms),
@@ -69,10 +69,16 @@ fn table(rows: &[CallRow]) -> Table {
             row.decision.clone(),
             row.status.map_or_else(|| "-".into(), |s| s.to_string()),
             row.duration_ms.map_or_else(|| "-".into(), |d| d.to_string()),
-            escape(&row.input_summary, 60),
+            row.response_ref.clone().unwrap_or_else(|| "-".into()),
+            escape(&request_text(row), 60),
         ]);
     }
     table
+}
+
+/// The body summary, or the method and path for calls without a body.
+fn request_text(row: &CallRow) -> String {
+    if row.input_summary.is_empty() { format!("{} {}", row.method, row.path) } else { row.input_summary.clone() }
 }
 
 /// The random tail of a UUIDv7: its head is a timestamp shared by neighbours.

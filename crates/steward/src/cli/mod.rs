@@ -8,6 +8,7 @@ mod init;
 mod last;
 mod restore;
 mod run;
+mod spend;
 mod status;
 mod stop;
 
@@ -68,8 +69,10 @@ enum Command {
     Resume(stop::ResumeArgs),
     /// Show recent calls, newest first.
     Last(last::Args),
-    /// Show whether the daemon runs, the kill switch, and calls against limits.
+    /// Show whether the daemon runs, the kill switch, spend, and calls against limits.
     Status(status::Args),
+    /// Show LLM spend: today against the cap, per model per day.
+    Spend(spend::Args),
     /// Run the quickstart: mock upstream + gateway + example agent, no external services.
     Demo(demo::Args),
     /// Take, list and verify backups ([backup] in steward.toml).
@@ -96,6 +99,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Resume(args) => stop::resume(&config_path, args),
         Command::Last(args) => last::run(&config_path, args),
         Command::Status(args) => status::run(&config_path, args),
+        Command::Spend(args) => spend::run(&config_path, args),
         Command::Demo(args) => demo::run(args),
         Command::Backup(command) => backup::run(&config_path, command),
         Command::Restore(args) => restore::run(&config_path, args),

@@ -23,8 +23,10 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
     let addr =
         std::fs::read_to_string(config.state.addr_path()).ok().map(|s| s.trim().to_owned()).filter(|_| pid.is_some());
     let now = now_ms();
-    let (kill, tools) = runtime()?.block_on(async {
+    let today = config.spend.day_of(std::time::SystemTime::now(), 0);
+    let (kill, tools, spent) = runtime()?.block_on(async {
         let store = open_store(&config)?;
+        let spent = store.spend_total(&today).await.context("cannot read the spend ledger")?;
         let kill = store.kill_state().await.context("cannot read the kill switch")?;
         let hour = store.tool_counts_since(now - 3_600_000).await.context("cannot read the journal")?;
         let mut tools = Vec::new();
@@ -40,7 +42,7 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
             };
             tools.push((tool.name.clone(), in_hour, window));
         }
-        Ok::<_, anyhow::Error>((kill, tools))
+        Ok::<_, anyhow::Error>((kill, tools, spent))
     })?;
 
     if args.json {
@@ -62,6 +64,11 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
             "state": if kill.engaged { "stopped" } else { "running" },
             "kill_switch": { "engaged": kill.engaged, "reason": kill.reason, "source": kill.source, "changed_ms": kill.changed_ms },
             "tools": tools,
+            "spend": {
+                "day": today,
+                "spent_usd": spent as f64 / 1_000_000.0,
+                "cap_usd": config.spend.daily_cap().map(|c| c.as_dollars()),
+            },
         }))?;
         return Ok(ExitCode::from(exit::OK));
     }
@@ -81,6 +88,8 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
     } else {
         anstream::println!("agent    {} ({})", "allowed".green(), config.agent.name);
     }
+    let cap = config.spend.daily_cap().map_or_else(|| "no cap".to_owned(), |c| format!("cap {c}"));
+    anstream::println!("spend    {} today, {cap}", steward_core::config::units::Usd::from_micros(spent));
     anstream::println!("\ntool             last hour   window");
     for (name, in_hour, window) in tools {
         let window = match window {

@@ -3,7 +3,6 @@
 //! real `steward run` child process, and the leak check every test ends with.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
-
 #![allow(dead_code, unused_imports, reason = "each test file uses a different part of the harness")]
 
 use std::io::Write;
@@ -17,6 +16,9 @@ pub use mock_upstream::{Faults, MockUpstream};
 
 /// The planted upstream credential: must reach the upstream and nothing else.
 pub const CANARY_TOKEN: &str = "canary-upstream-token-9f8e7d6c5b4a";
+
+/// The planted LLM provider key (`[credentials.llm]`, file `llm.token`).
+pub const CANARY_LLM_KEY: &str = "canary-llm-key-0a1b2c3d4e5f6789";
 
 /// Config body after `[upstreams.social]`; `{base}` is replaced by the mock's URL.
 pub const DEFAULT_TOOLS: &str = r#"
@@ -72,6 +74,13 @@ impl Env {
         let token_file = dir.path().join("social.token");
         let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&token_file).unwrap();
         writeln!(f, "{CANARY_TOKEN}").unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dir.path().join("llm.token"))
+            .unwrap();
+        writeln!(f, "{CANARY_LLM_KEY}").unwrap();
         let config = format!(
             r#"
 [agent]
@@ -92,6 +101,9 @@ dir = "./state/logs"
 [credentials.social]
 source = "file:social.token"
 
+[credentials.llm]
+source = "file:llm.token"
+
 [upstreams.social]
 base_url = "{base}"
 credential = "social"
@@ -107,7 +119,8 @@ window = "10m"
 [unmatched]
 policy = "deny"
 "#,
-            base = mock.base_url()
+            base = mock.base_url(),
+            tools = tools.replace("{base}", &mock.base_url())
         );
         let config_path = dir.path().join("steward.toml");
         std::fs::write(&config_path, config).unwrap();
@@ -233,12 +246,17 @@ policy = "deny"
     /// The shared leak check: no planted secret (nor its common encodings)
     /// in any file steward wrote, except the files meant to hold it.
     pub fn assert_no_secret_leaked(&self) {
-        let mut needles = vec![CANARY_TOKEN.to_owned()];
+        let mut needles = vec![CANARY_TOKEN.to_owned(), CANARY_LLM_KEY.to_owned()];
         needles.extend(encodings(CANARY_TOKEN));
+        needles.extend(encodings(CANARY_LLM_KEY));
         if !self.token.is_empty() {
             needles.push(self.token.clone());
         }
-        let allowed = [self.dir.path().join("social.token"), self.state_dir().join("agent.token")];
+        let allowed = [
+            self.dir.path().join("social.token"),
+            self.dir.path().join("llm.token"),
+            self.state_dir().join("agent.token"),
+        ];
         assert_no_needles(self.dir.path(), &needles, &allowed);
     }
 }

@@ -70,8 +70,8 @@ impl Validator<'_> {
             )),
             _ => {}
         }
-        self.credential_ref(raw.credentials.as_ref(), credentials, "ACCESS_KEY_ID:SECRET_ACCESS_KEY");
-        self.credential_ref(raw.identity.as_ref(), credentials, "an age identity (AGE-SECRET-KEY-1...)");
+        self.backup_credential_ref(raw.credentials.as_ref(), credentials, "ACCESS_KEY_ID:SECRET_ACCESS_KEY");
+        self.backup_credential_ref(raw.identity.as_ref(), credentials, "an age identity (AGE-SECRET-KEY-1...)");
         let encrypt_to = raw.encrypt_to.unwrap_or_default();
         for recipient in &encrypt_to {
             if recipient.get_ref().parse::<age::x25519::Recipient>().is_err() {
@@ -149,7 +149,7 @@ impl Validator<'_> {
             .ok()
     }
 
-    fn credential_ref(
+    fn backup_credential_ref(
         &mut self,
         name: Option<&Spanned<String>>,
         credentials: &BTreeMap<String, Option<CredentialConfig>>,

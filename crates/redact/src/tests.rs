@@ -1,0 +1,391 @@
+//! Crate-level tests: known secrets, rule families in realistic context,
+//! negatives (prose, ids, digests, references), overlaps, fail-closed mode.
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+
+use super::*;
+use crate::rules::fake::{B64, B64URL, alnum, chars, hex, uuid};
+
+fn kinds(r: &Redactor, text: &str) -> Vec<String> {
+    r.find(text).into_iter().map(|f| f.kind).collect()
+}
+
+/// One default redactor for every test that needs no secrets: building
+/// one compiles ~200 regexes, which is slow in debug builds.
+pub(crate) fn plain() -> &'static Redactor {
+    static DEFAULT: std::sync::LazyLock<Redactor> = std::sync::LazyLock::new(|| RedactorBuilder::new().build());
+    &DEFAULT
+}
+
+// ---- known secrets
+
+#[test]
+fn known_secret_every_encoding_is_redacted() {
+    let secret = "s3cr3t/va+lue=\"quoted\"";
+    let r = RedactorBuilder::new().secret("social", secret).build();
+    let encodings = [
+        secret.to_owned(),
+        STANDARD.encode(secret),
+        URL_SAFE_NO_PAD.encode(secret),
+        percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC).to_string(),
+        {
+            let quoted = serde_json::to_string(secret).unwrap();
+            quoted[1..quoted.len() - 1].to_owned()
+        },
+    ];
+    for enc in encodings {
+        let text = format!("prefix {enc} suffix");
+        let out = r.redact(&text);
+        assert_eq!(out, "prefix [REDACTED:credential] suffix", "encoding {enc}");
+    }
+}
+
+#[test]
+fn known_secret_inside_basic_auth_blob_is_redacted() {
+    let secret = "hunter2-but-longer";
+    let r = RedactorBuilder::new().secret("db", secret).build();
+    let header = format!("Authorization: Basic {}", STANDARD.encode(format!("alice:{secret}")));
+    let out = r.redact(&header);
+    assert!(out.contains("[REDACTED:"), "{out}");
+    let blob = STANDARD.encode(format!("alice:{secret}"));
+    assert!(!out.contains(&blob), "{out}");
+}
+
+#[test]
+fn known_secret_kind_never_contains_name_or_value() {
+    let r = RedactorBuilder::new().secret("mastodon-prod", "zq9-Known-Value-77").build();
+    let f = r.find("a zq9-Known-Value-77 b");
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].kind, "credential");
+    assert_eq!(f[0].category, Category::KnownSecret);
+    assert_eq!(f[0].range, 2..20);
+    assert!(!format!("{r:?}").contains("zq9"), "Debug leaks the value");
+    let b = RedactorBuilder::new().secret("n", "zq9-Known-Value-77");
+    assert!(!format!("{b:?}").contains("zq9"), "builder Debug leaks the value");
+}
+
+#[test]
+fn short_and_empty_known_values_are_ignored() {
+    let r = RedactorBuilder::new().secret("a", "").secret("b", "abc").secret("c", "abcd").build();
+    assert_eq!(r.redact("xx abc yy"), "xx abc yy");
+    assert_eq!(r.redact("xx abcd yy"), "xx [REDACTED:credential] yy");
+}
+
+#[test]
+fn known_secret_wins_over_rules_and_overlapping_rule_is_clipped() {
+    let token = format!("ghp_{}", alnum(36, 1));
+    let known = token[..20].to_owned();
+    let r = RedactorBuilder::new().secret("gh", &known).build();
+    let f = r.find(&format!("x {token} y"));
+    assert_eq!(f[0].kind, "credential");
+    assert_eq!(f[0].range, 2..22);
+    assert_eq!(f[1].kind, "github-pat");
+    assert_eq!(f[1].range, 22..42);
+}
+
+#[test]
+fn many_known_secrets_sharing_prefixes() {
+    let mut b = RedactorBuilder::new();
+    let values: Vec<String> = (0..50).map(|i| format!("shared-prefix-{i:03}-{}", alnum(12, i))).collect();
+    for (i, v) in values.iter().enumerate() {
+        b = b.secret(&format!("s{i}"), v);
+    }
+    let r = b.build();
+    let text = values.join(" | ");
+    let out = r.redact(&text);
+    for v in &values {
+        assert!(!out.contains(v.as_str()));
+    }
+    assert_eq!(out.matches("[REDACTED:credential]").count(), 50);
+}
+
+// ---- rule families in realistic context
+
+fn assert_redacted(r: &Redactor, text: &str, secret: &str, kind: &str) {
+    let out = r.redact(text);
+    assert!(!out.contains(secret), "{kind}: secret survived: {out}");
+    assert!(out.contains(&format!("[REDACTED:{kind}]")), "{kind}: {out}");
+}
+
+#[test]
+fn ai_provider_keys() {
+    let r = plain();
+    let openai = format!("sk-proj-{}T3BlbkFJ{}", chars(B64URL, 74, 1), chars(B64URL, 74, 2));
+    assert_redacted(r, &format!("OPENAI_API_KEY={openai}\n"), &openai, "openai-project-api-key");
+    let legacy = format!("sk-{}", alnum(48, 3));
+    assert_redacted(r, &format!("{{\"key\": \"{legacy}\"}}"), &legacy, "openai-api-key");
+    let ant = format!("sk-ant-api03-{}AA", chars(B64URL, 93, 4));
+    assert_redacted(r, &format!("curl -H 'x-api-key: {ant}' https://api.anthropic.com"), &ant, "anthropic-api-key");
+    let hf = format!("hf_{}", alnum(34, 5));
+    assert_redacted(r, &format!("token is {hf}."), &hf, "huggingface-access-token");
+    let gcp = format!("AIza{}", chars(B64URL, 35, 6));
+    assert_redacted(r, &format!("https://maps.googleapis.com/?key={gcp}&q=1"), &gcp, "gcp-api-key");
+}
+
+#[test]
+fn github_and_gitlab_tokens() {
+    let r = plain();
+    for (prefix, kind) in [
+        ("ghp_", "github-pat"),
+        ("gho_", "github-oauth"),
+        ("ghu_", "github-user-to-server-token"),
+        ("ghs_", "github-app-token"),
+        ("ghr_", "github-refresh-token"),
+    ] {
+        let t = format!("{prefix}{}", alnum(36, 7));
+        assert_redacted(r, &format!("git push https://x-access-token:{t}@github.com/o/r"), &t, kind);
+        assert_redacted(r, &format!("GITHUB_TOKEN={t}"), &t, kind);
+    }
+    let fine = format!("github_pat_{}_{}", alnum(22, 8), alnum(59, 9));
+    assert_redacted(r, &format!("pat: {fine}"), &fine, "github-fine-grained-pat");
+    let gl = format!("glpat-{}", alnum(20, 10));
+    assert_redacted(r, &format!("PRIVATE-TOKEN: {gl}"), &gl, "gitlab-pat");
+}
+
+#[test]
+fn chat_and_messaging_tokens() {
+    let r = plain();
+    let bot = format!("xoxb-{}-{}-{}", "1234567890", "1234567890123", alnum(24, 11));
+    assert_redacted(r, &format!("slack bot {bot} ok"), &bot, "slack-bot-token");
+    let hook = format!("https://hooks.slack.com/services/T0000/B0000/{}", alnum(24, 12));
+    assert_redacted(r, &format!("webhook = \"{hook}\""), &hook, "slack-webhook-url");
+    let tg = format!("1234567890:AA{}", chars(B64URL, 33, 13));
+    assert_redacted(r, &format!("https://api.telegram.org/bot{tg}/sendMessage"), &tg, "telegram-bot-api-token");
+    let dh = format!("https://discord.com/api/webhooks/123456789012345678/{}", chars(B64URL, 68, 14));
+    assert_redacted(r, &format!("POST {dh}"), &dh, "discord-webhook-url");
+    let masto = chars(B64URL, 43, 15);
+    assert_redacted(r, &format!("Authorization: Bearer {masto}"), &masto, "bearer-token");
+}
+
+#[test]
+fn cloud_keys() {
+    let r = plain();
+    let akia = format!("AKIA{}", chars("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16, 16));
+    assert_redacted(r, &format!("aws_access_key_id = {akia}"), &akia, "aws-access-key-id");
+    let secret = chars(B64, 40, 17);
+    assert_redacted(r, &format!("aws_secret_access_key = {secret}"), &secret, "aws-secret-access-key");
+    let dop = format!("dop_v1_{}", hex(64, 18));
+    assert_redacted(r, &format!("DIGITALOCEAN_TOKEN={dop}"), &dop, "digitalocean-pat");
+    let vault = format!("hvs.{}", chars(B64URL, 95, 19));
+    assert_redacted(r, &format!("VAULT_TOKEN={vault}"), &vault, "vault-service-token");
+    let age = format!("AGE-SECRET-KEY-1{}", chars("QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L", 58, 20));
+    assert_redacted(r, &format!("# created: 2026\n{age}\n"), &age, "age-secret-key");
+}
+
+#[test]
+fn payment_keys() {
+    let r = plain();
+    let sk = format!("sk_live_{}", alnum(24, 21));
+    assert_redacted(r, &format!("stripe.api_key = '{sk}'"), &sk, "stripe-secret-key");
+    let rk = format!("rk_live_{}", alnum(24, 22));
+    assert_redacted(r, &rk.clone(), &rk, "stripe-restricted-key");
+    let tw = format!("SK{}", hex(32, 23));
+    assert_redacted(r, &format!("twilio key {tw}"), &tw, "twilio-api-key");
+    let sg = format!("SG.{}.{}", chars(B64URL, 22, 24), chars(B64URL, 43, 25));
+    assert_redacted(r, &format!("SENDGRID={sg}"), &sg, "sendgrid-api-token");
+}
+
+#[test]
+fn jwt_and_private_keys() {
+    let r = plain();
+    let jwt = format!("eyJhbGciOiJSUzI1NiJ9.eyJ{}.{}", chars(B64URL, 60, 26), chars(B64URL, 86, 27));
+    assert_redacted(r, &format!("{{\"id_token_hint\":\"{jwt}\"}}"), &jwt, "jwt");
+    let body: Vec<String> = (0..5).map(|i| chars(B64, 64, 28 + i)).collect();
+    let pem = format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{}\n-----END OPENSSH PRIVATE KEY-----", body.join("\n"));
+    let out = r.redact(&format!("key:\n{pem}\ndone")).into_owned();
+    assert_eq!(out, "key:\n[REDACTED:private-key]\ndone");
+    // JSON-escaped, as in a GCP service-account file.
+    let escaped = pem.replace('\n', "\\n");
+    let sa = format!("{{\"type\": \"service_account\", \"private_key\": \"{escaped}\", \"client_email\": \"x\"}}");
+    let out = r.redact(&sa);
+    assert!(!out.contains(&body[2]), "{out}");
+    // A truncated block (no END line) is still redacted.
+    let cut = format!("-----BEGIN PRIVATE KEY-----\n{}\n{}", body[0], body[1]);
+    assert!(!r.redact(&cut).contains(&body[1]));
+}
+
+#[test]
+fn assignments() {
+    let r = plain();
+    let cases = [
+        ("password=hunter2", "hunter2", "password-assignment"),
+        ("DB_PASSWORD: \"correct horse\"", "correct", "password-assignment"),
+        ("{\"client_secret\": \"abcdEFGH1234\"}", "abcdEFGH1234", "secret-assignment"),
+        ("api_key = Zx81kkq0pLmn", "Zx81kkq0pLmn", "api-key-assignment"),
+        ("refresh_token: aB3dE5gH7jK9", "aB3dE5gH7jK9", "token-assignment"),
+        ("export MY_SERVICE_TOKEN=q1w2e3r4t5y6", "q1w2e3r4t5y6", "token-assignment"),
+    ];
+    for (text, secret, kind) in cases {
+        assert_redacted(r, text, secret, kind);
+    }
+}
+
+#[test]
+fn url_credentials_and_dsn() {
+    let r = plain();
+    let pw = alnum(18, 40);
+    assert_redacted(r, &format!("DATABASE_URL=postgres://app:{pw}@db:5432/app"), &pw, "url-credentials");
+    let key = hex(32, 41);
+    assert_redacted(r, &format!("SENTRY_DSN=https://{key}@o1.ingest.sentry.io/42"), &key, "sentry-dsn");
+}
+
+// ---- negatives
+
+#[test]
+fn ordinary_prose_and_logs_are_untouched() {
+    let r = plain();
+    let texts = [
+        "The agent posted a short update about the weekly meeting and asked the team to review it.",
+        "Reset your password: follow the link in the email we sent you.",
+        "Bearer tokens are described in RFC 6750; basic authentication in RFC 7617.",
+        "The secret to a good sourdough is patience; the key ingredient is time.",
+        "We asked her to review the task list and the risk register before Friday.",
+        "2026-11-14T10:30:00.123Z INFO steward::gateway: forwarded 3 requests in 120ms (v1.2.3)",
+        "usage: {\"input_tokens\": 1234, \"output_tokens\": 567, \"max_tokens\": 4096}",
+        "token_count=12 secret_name=prod-db api_key_id=42 token_type=Bearer",
+        "Access granted to the calendar API for the agent.",
+    ];
+    for t in texts {
+        assert_eq!(r.find(t), vec![], "{t}");
+        assert!(matches!(r.redact(t), Cow::Borrowed(_)));
+    }
+}
+
+#[test]
+fn ids_digests_and_references_are_untouched() {
+    let r = plain();
+    let texts = [
+        format!("call_id={} parent={}", uuid(50), uuid(51)),
+        format!("\"input_sha256\":\"{}\"", hex(64, 52)),
+        format!("commit {} tree {}", hex(40, 53), hex(40, 54)),
+        "credential = \"env:SOCIAL_TOKEN\"".to_owned(),
+        "password_file = \"file:/run/secrets/db\"".to_owned(),
+        "token = \"env:MASTODON_TOKEN\"  # loaded at start".to_owned(),
+        "header = \"Authorization: Bearer {secret}\"".to_owned(),
+        "api_key = \"${API_KEY}\"".to_owned(),
+        "password: <your-password-here>".to_owned(),
+        "already [REDACTED:github-pat] and [REDACTED:credential] and [REDACTED:email]".to_owned(),
+        "ts=1731600000000 size=4096 elapsed_ms=25 port=8080 pid=31337".to_owned(),
+        "listening on [::]:8080 and steward::gateway::proxy ready".to_owned(),
+        "mac 00:1a:2b:3c:4d:5e at 10:30:00".to_owned(),
+    ];
+    for t in &texts {
+        assert_eq!(r.find(t), vec![], "{t}");
+    }
+}
+
+#[test]
+fn steward_config_has_no_literal_secrets() {
+    let r = plain();
+    let config = r#"
+[agent]
+mode = "supervised"
+[credentials.social]
+value = "env:SOCIAL_TOKEN"
+inject = { header = "Authorization", format = "Bearer {secret}" }
+[credentials.calendar]
+value = "file:/run/secrets/calendar"
+[alerts.webhook]
+url = "env:ALERT_WEBHOOK_URL"
+[limits]
+"mastodon.post_status" = "10/hour"
+"#;
+    assert_eq!(r.find_secrets(config), vec![]);
+}
+
+#[test]
+fn find_secrets_reports_only_rule_findings() {
+    let r = RedactorBuilder::new().secret("k", "known-value-123").build();
+    let gh = format!("ghp_{}", alnum(36, 60));
+    let text = format!("token {gh} mail bob@example.com known-value-123 ip 10.1.2.3");
+    let all = r.find(&text);
+    assert_eq!(
+        all.iter().map(|f| f.category).collect::<Vec<_>>(),
+        vec![Category::Secret, Category::Pii, Category::KnownSecret, Category::Pii]
+    );
+    let secrets = r.find_secrets(&text);
+    assert_eq!(secrets.len(), 1);
+    assert_eq!(secrets[0].kind, "github-pat");
+}
+
+// ---- engine behaviour
+
+#[test]
+fn redact_borrows_when_clean_and_is_idempotent() {
+    let r = RedactorBuilder::new().secret("k", "known-value-123").build();
+    let clean = "nothing to see here";
+    assert!(matches!(r.redact(clean), Cow::Borrowed(s) if std::ptr::eq(s, clean)));
+    let dirty = format!("a known-value-123 b ghp_{} c bob@example.com d password=hunter2", alnum(36, 61));
+    let once = r.redact(&dirty).into_owned();
+    assert_eq!(r.redact(&once), once);
+    assert!(matches!(r.redact(&once), Cow::Borrowed(_)));
+}
+
+#[test]
+fn fake_markers_do_not_hide_secrets() {
+    let r = plain();
+    let gh = format!("ghp_{}", alnum(36, 62));
+    let out = r.redact(&format!("[REDACTED:{gh}]")).into_owned();
+    assert!(!out.contains(&gh), "{out}");
+}
+
+#[test]
+fn multibyte_text_around_matches() {
+    let r = RedactorBuilder::new().secret("k", "clé-secrète-é").build();
+    let gh = format!("ghp_{}", alnum(36, 63));
+    let text = format!("€€ clé-secrète-é ü{gh}ü 日本 bob@例え.jp mail: jörg@example.com");
+    let out = r.redact(&text);
+    assert!(!out.contains("clé-secrète-é") && !out.contains(&gh), "{out}");
+    assert!(out.starts_with("€€ [REDACTED:credential] ü"), "{out}");
+}
+
+#[test]
+fn failed_redactor_withholds_everything() {
+    let r = Redactor { engine: None, secrets: 0 };
+    assert!(r.is_failed());
+    assert_eq!(r.redact("anything at all"), "[REDACTED:redactor-error]");
+    assert_eq!(r.redact("[REDACTED:redactor-error]"), "[REDACTED:redactor-error]");
+    assert_eq!(r.redact(""), "");
+}
+
+#[test]
+fn builder_compiles_and_self_check_passes() {
+    let r = RedactorBuilder::new().try_build().unwrap();
+    assert!(r.rule_count() >= 100);
+    assert!(r.self_check().is_empty());
+}
+
+#[test]
+fn pii_switches() {
+    let text = "mail bob@example.com call +44 20 7946 0958 card 4111 1111 1111 1111 iban DE89 3704 0044 0532 0130 00 ip 192.168.1.20 ssn 123-45-6789";
+    let all = RedactorBuilder::new().build();
+    assert_eq!(kinds(&all, text), vec!["email", "phone", "credit-card", "iban", "ipv4", "ssn"]);
+    for (kind, name) in [
+        (PiiKind::Email, "email"),
+        (PiiKind::Phone, "phone"),
+        (PiiKind::CreditCard, "credit-card"),
+        (PiiKind::Iban, "iban"),
+        (PiiKind::Ip, "ipv4"),
+        (PiiKind::Ssn, "ssn"),
+    ] {
+        let r = RedactorBuilder::new().pii(kind, false).build();
+        let k = kinds(&r, text);
+        assert!(!k.iter().any(|x| x == name), "{name} still reported: {k:?}");
+        assert_eq!(k.len(), 5, "{k:?}");
+        let back = RedactorBuilder::new().pii(kind, false).pii(kind, true).build();
+        assert_eq!(kinds(&back, text).len(), 6);
+    }
+}
+
+#[test]
+fn redact_bytes_passes_invalid_utf8_through() {
+    let r = RedactorBuilder::new().secret("k", "known-value-123").build();
+    let mut bytes = b"a known-value-123 \xff\xfe b".to_vec();
+    bytes.extend_from_slice(b" bob@example.com");
+    let out = r.redact_bytes(&bytes);
+    assert_eq!(&*out, b"a [REDACTED:credential] \xff\xfe b [REDACTED:email]".as_slice());
+    assert!(matches!(r.redact_bytes(b"clean \xff"), Cow::Borrowed(_)));
+}

@@ -1,0 +1,159 @@
+//! Per-door decisions made before admission: which tool a call is, its
+//! limit and retry policy, where it is forwarded, what body goes out, and
+//! for priced LLM calls the worst-case spend to reserve.
+//!
+//! This is where the front doors differ; everything before (authentication)
+//! and after (admission, forwarding, recording) is shared.
+
+use bytes::Bytes;
+use http::HeaderValue;
+
+use super::{Call, CallRecord, Door, Pipeline, Refusal};
+use crate::config::{LlmKind, RateLimit, RetryPolicy};
+use crate::llm::{Endpoint, LlmRequest, ModelPrice};
+use crate::policy::{self, Identified};
+use crate::store::SpendHold;
+
+/// Anthropic's API version sent when the agent's client sent none: the one
+/// every current SDK pins.
+const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// What the pipeline decided for one call before admission.
+#[derive(Debug)]
+pub(super) struct Plan {
+    /// Tool name for the journal, limits and the loop breaker.
+    pub(super) tool: Option<String>,
+    /// Persistent window, if the tool has one.
+    pub(super) limit: Option<RateLimit>,
+    /// When a failed attempt may be repeated.
+    pub(super) retry: RetryPolicy,
+    /// The forwarder's key for the upstream.
+    pub(super) forward_key: String,
+    /// The body that goes upstream (LLM requests may be rewritten).
+    pub(super) body: Bytes,
+    /// LLM specifics; `None` for the API door.
+    pub(super) llm: Option<LlmPlan>,
+}
+
+/// A planned LLM call.
+#[derive(Debug, Clone)]
+pub(super) struct LlmPlan {
+    /// Which endpoint: decides the usage shape.
+    pub(super) endpoint: Endpoint,
+    /// Requested model.
+    pub(super) model: Option<String>,
+    /// Streaming request.
+    pub(super) stream: bool,
+    /// Price of the model; `None` for unpriced endpoints.
+    pub(super) price: Option<ModelPrice>,
+    /// steward added `stream_options.include_usage`: the extra usage chunk is hidden from the client.
+    pub(super) include_usage_added: bool,
+    /// Worst-case input tokens, for billing a cut stream.
+    pub(super) input_bound: u64,
+    /// Reservation against the cap, for priced calls.
+    pub(super) hold: Option<SpendHold>,
+}
+
+/// The forwarder key of an upstream: the doors have separate namespaces, so
+/// `[upstreams.openai]` and `[llm.openai]` can coexist.
+pub(super) fn forward_key(door: Door, name: &str) -> String {
+    format!("{}/{name}", door.as_str())
+}
+
+impl Pipeline {
+    /// Plans an `/api/{upstream}` call: the tool from the `[[tools]]` rules.
+    pub(super) async fn plan_api(&self, call: &Call, record: &CallRecord) -> Result<Plan, (Refusal, bool)> {
+        let forward_key = forward_key(Door::Api, &call.upstream);
+        if !self.forwarder.has_upstream(&forward_key) {
+            return Err((Refusal::UnknownUpstream { name: call.upstream.clone() }, false));
+        }
+        let tool = match self.matcher.identify(&call.upstream, call.method.as_str(), &call.path) {
+            Identified::Tool(tool) => Some(tool),
+            Identified::UnmatchedAllowed => None,
+            Identified::UnmatchedDenied => {
+                // The kill switch comes before tool identification: a stopped agent hears "killed".
+                return Err(match self.store.kill_state().await {
+                    Ok(state) if state.engaged => (Refusal::Killed { reason: state.reason.unwrap_or_default() }, false),
+                    Ok(_) => (Refusal::Unmatched { route: format!("{} {}", call.method, record.path) }, false),
+                    Err(_) => (Refusal::StoreUnavailable, false),
+                });
+            }
+        };
+        let retry = match tool {
+            Some(tool) => tool.retry,
+            None if call.method.is_idempotent() => RetryPolicy::Idempotent,
+            None => RetryPolicy::Never,
+        };
+        Ok(Plan {
+            tool: tool.map(|t| t.name.clone()),
+            limit: tool.and_then(|t| t.limit),
+            retry,
+            forward_key,
+            body: call.body.clone(),
+            llm: None,
+        })
+    }
+
+    /// Plans an `/llm/{provider}` call: every endpoint passes; generation
+    /// endpoints need a known price and reserve their worst case.
+    pub(super) fn plan_llm(&self, call: &mut Call, record: &mut CallRecord) -> Result<Plan, (Refusal, bool)> {
+        let Some(provider) = self.llm.get(&call.upstream) else {
+            return Err((Refusal::UnknownUpstream { name: call.upstream.clone() }, false));
+        };
+        let request = LlmRequest::inspect(provider.kind, &call.path, &call.body)
+            .map_err(|e| (Refusal::BadRequest { detail: e.to_string() }, false))?;
+        let endpoint = request.endpoint();
+        if provider.kind == LlmKind::Anthropic && !call.headers.contains_key("anthropic-version") {
+            call.headers.insert("anthropic-version", HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION));
+        }
+        // Prompts are never logged raw: only the last user message, redacted
+        // and truncated (the input hash covers the rest).
+        record.input_summary =
+            request.summary().map(|s| policy::truncate_summary(&self.redactor.load().redact(s))).unwrap_or_default();
+        let tool = format!("{}:{}", call.upstream, endpoint.as_str());
+        let default_max = self.spend.default_max_output_tokens;
+        let price = match (endpoint.is_priced(), request.model()) {
+            (false, _) => None,
+            (true, Some(model)) => match self.prices.lookup(model) {
+                Some(price) => Some(price),
+                None => return Err((Refusal::UnknownPrice { model: model.to_owned() }, false)),
+            },
+            (true, None) => {
+                return Err((
+                    Refusal::BadRequest { detail: format!("a {} request must name its `model`", endpoint.as_str()) },
+                    false,
+                ));
+            }
+        };
+        let hold = price.as_ref().map(|price| SpendHold {
+            day: self.spend.day_of(record.received_at, 0),
+            provider: call.upstream.clone(),
+            model: request.model().unwrap_or_default().to_owned(),
+            reserve_micros: request.worst_case_micros(price, default_max),
+            cap_micros: self.spend.daily_cap().map(|c| c.micros()),
+        });
+        let input_bound = price.as_ref().map_or(0, |p| request.input_bound().tokens(p));
+        let body = match request.rewrite(default_max) {
+            Some(rewritten) => Bytes::from(rewritten),
+            None => call.body.clone(),
+        };
+        Ok(Plan {
+            tool: Some(tool),
+            limit: None,
+            // A generation costs money whether or not its answer arrived: only
+            // connect failures (nothing sent) are retried.
+            retry: RetryPolicy::Never,
+            forward_key: forward_key(Door::Llm, &call.upstream),
+            body,
+            llm: Some(LlmPlan {
+                endpoint,
+                model: request.model().map(str::to_owned),
+                stream: request.stream(),
+                price,
+                include_usage_added: request.include_usage_added(),
+                input_bound,
+                hold,
+            }),
+        })
+    }
+}

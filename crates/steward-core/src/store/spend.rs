@@ -1,0 +1,166 @@
+//! The spend ledger: one row per priced LLM call, holding the worst-case
+//! reservation taken at admission and the real cost settled at completion.
+//!
+//! The daily total is `SUM(COALESCE(settled, reserved))` over the day's rows:
+//! a call in flight counts at its worst case, so concurrent calls can never
+//! together pass the cap, and the check-and-reserve runs inside the same
+//! admission transaction as the kill switch and the rate windows.
+
+use rusqlite::{Connection, params};
+
+use super::{StoreError, sql_error};
+
+/// A worst-case reservation against the daily cap, taken at admission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpendHold {
+    /// The spend day (`YYYY-MM-DD` in `[spend] timezone`) the call counts toward.
+    pub day: String,
+    /// `[llm.NAME]` the call goes to.
+    pub provider: String,
+    /// Model the request names.
+    pub model: String,
+    /// Worst-case cost in micro-dollars.
+    pub reserve_micros: u64,
+    /// The day's cap in micro-dollars; `None`: recorded, not capped.
+    pub cap_micros: Option<u64>,
+}
+
+/// What a priced call really cost, settled at completion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpendSettlement {
+    /// Cost in micro-dollars.
+    pub micros: u64,
+    /// Input tokens billed (cached included).
+    pub input_tokens: u64,
+    /// Output tokens billed (reasoning included).
+    pub output_tokens: u64,
+    /// Input tokens read from the prompt cache.
+    pub cached_tokens: u64,
+    /// True when the usage was estimated (stream cut, usage missing), not reported.
+    pub estimated: bool,
+}
+
+/// One row of `steward spend`: a day and model.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SpendRow {
+    /// Spend day.
+    pub day: String,
+    /// Model.
+    pub model: String,
+    /// Priced calls.
+    pub calls: u64,
+    /// Settled cost, micro-dollars.
+    pub settled_micros: u64,
+    /// Reservations of calls still in flight, micro-dollars.
+    pub reserved_micros: u64,
+    /// Input tokens settled.
+    pub input_tokens: u64,
+    /// Output tokens settled.
+    pub output_tokens: u64,
+}
+
+/// Migration 2: the ledger.
+pub(super) const MIGRATION: &str = "CREATE TABLE spend (
+        call_id         TEXT PRIMARY KEY NOT NULL,
+        day             TEXT NOT NULL,
+        provider        TEXT NOT NULL,
+        model           TEXT NOT NULL,
+        reserved_micros INTEGER NOT NULL,
+        settled_micros  INTEGER,
+        input_tokens    INTEGER,
+        output_tokens   INTEGER,
+        cached_tokens   INTEGER,
+        estimated       INTEGER NOT NULL DEFAULT 0,
+        created_ms      INTEGER NOT NULL,
+        settled_ms      INTEGER
+    ) STRICT;
+    CREATE INDEX spend_day ON spend (day);";
+
+fn micros_i64(micros: u64) -> i64 {
+    i64::try_from(micros).unwrap_or(i64::MAX)
+}
+
+/// The day's committed spend: settled costs plus open reservations.
+pub(super) fn day_total(conn: &Connection, day: &str) -> Result<u64, StoreError> {
+    conn.prepare_cached("SELECT COALESCE(SUM(COALESCE(settled_micros, reserved_micros)), 0) FROM spend WHERE day = ?1")
+        .and_then(|mut s| s.query_row([day], |row| row.get::<_, i64>(0)))
+        .map(|n| u64::try_from(n).unwrap_or(0))
+        .map_err(|e| sql_error("summing the day's spend", e))
+}
+
+/// Records a reservation for an admitted call.
+pub(super) fn reserve(conn: &Connection, call_id: &str, hold: &SpendHold, now_ms: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO spend (call_id, day, provider, model, reserved_micros, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![call_id, hold.day, hold.provider, hold.model, micros_i64(hold.reserve_micros), now_ms])
+    })
+    .map(|_| ())
+    .map_err(|e| sql_error("reserving spend", e))
+}
+
+/// Settles a reservation at the real cost, and copies it onto the journal row.
+pub(super) fn settle(conn: &Connection, call_id: &str, s: &SpendSettlement, now_ms: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE spend SET settled_micros = ?2, input_tokens = ?3, output_tokens = ?4, cached_tokens = ?5,
+                estimated = ?6, settled_ms = ?7
+         WHERE call_id = ?1",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            call_id,
+            micros_i64(s.micros),
+            micros_i64(s.input_tokens),
+            micros_i64(s.output_tokens),
+            micros_i64(s.cached_tokens),
+            s.estimated,
+            now_ms
+        ])
+    })
+    .map_err(|e| sql_error("settling spend", e))?;
+    conn.prepare_cached("UPDATE calls SET cost_usd = ?2 WHERE id = ?1")
+        .and_then(|mut st| st.execute(params![call_id, s.micros as f64 / 1_000_000.0]))
+        .map(|_| ())
+        .map_err(|e| sql_error("recording a call's cost", e))
+}
+
+/// At daemon start: reservations of calls that never completed are settled at
+/// their worst case (fail closed: the upstream may have billed them in full).
+pub(super) fn settle_open_at_reserved(conn: &Connection, now_ms: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE spend SET settled_micros = reserved_micros, estimated = 1, settled_ms = ?1 WHERE settled_micros IS NULL",
+    )
+    .and_then(|mut s| s.execute([now_ms]))
+    .map(|_| ())
+    .map_err(|e| sql_error("settling interrupted reservations", e))
+}
+
+/// Per day and model, for days in `[from_day, to_day]` (inclusive, `YYYY-MM-DD`).
+pub(super) fn by_day(conn: &Connection, from_day: &str, to_day: &str) -> Result<Vec<SpendRow>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT day, model, COUNT(*),
+                    COALESCE(SUM(settled_micros), 0),
+                    COALESCE(SUM(CASE WHEN settled_micros IS NULL THEN reserved_micros ELSE 0 END), 0),
+                    COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0)
+             FROM spend WHERE day >= ?1 AND day <= ?2
+             GROUP BY day, model ORDER BY day DESC, model",
+        )
+        .map_err(|e| sql_error("preparing the spend query", e))?;
+    let rows = stmt
+        .query_map([from_day, to_day], |row| {
+            let n = |i: usize| row.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0));
+            Ok(SpendRow {
+                day: row.get(0)?,
+                model: row.get(1)?,
+                calls: n(2)?,
+                settled_micros: n(3)?,
+                reserved_micros: n(4)?,
+                input_tokens: n(5)?,
+                output_tokens: n(6)?,
+            })
+        })
+        .map_err(|e| sql_error("reading spend", e))?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(|e| sql_error("reading spend", e))
+}

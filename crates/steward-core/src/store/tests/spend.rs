@@ -1,0 +1,83 @@
+//! The spend ledger: reservations against the cap are exact under
+//! concurrency, settle to the real cost, and survive a crash conservatively.
+
+use super::*;
+
+fn hold(day: &str, reserve_micros: u64, cap_micros: Option<u64>) -> SpendHold {
+    SpendHold { day: day.into(), provider: "openai".into(), model: "gpt-4o-mini".into(), reserve_micros, cap_micros }
+}
+
+fn priced(id: &str, now_ms: i64, spend: SpendHold) -> Admission {
+    Admission { spend: Some(spend), door: "llm".into(), ..admission(id, now_ms, Some("openai:chat.completions"), id) }
+}
+
+fn settled(id: &str, micros: u64) -> Completion {
+    Completion {
+        spend: Some(SpendSettlement { micros, input_tokens: 10, output_tokens: 5, cached_tokens: 0, estimated: false }),
+        ..completion(id, T0 + 10, Some(200))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_reservations_never_pass_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path());
+    // 100 calls of 30 µUSD worst case against a 1000 µUSD cap: exactly 33 fit.
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store.admit(priced(&format!("s{i}"), T0 + i, hold("2026-11-26", 30, Some(1000)))).await
+            })
+        })
+        .collect();
+    let mut admitted = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        match task.await.unwrap().unwrap() {
+            AdmitOutcome::Admitted => admitted.push(format!("s{i}")),
+            AdmitOutcome::SpendCapped { spent_micros, cap_micros } => {
+                assert_eq!(cap_micros, 1000);
+                assert!(spent_micros + 30 > 1000, "refused although it fit: {spent_micros}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(admitted.len(), 33);
+    assert_eq!(store.spend_total("2026-11-26").await.unwrap(), 990);
+
+    // Settling at the real (lower) cost frees room under the cap.
+    for id in &admitted {
+        store.complete(settled(id, 10)).await.unwrap();
+    }
+    assert_eq!(store.spend_total("2026-11-26").await.unwrap(), 330);
+    let outcome = store.admit(priced("late", T0 + 500, hold("2026-11-26", 30, Some(1000)))).await.unwrap();
+    assert_eq!(outcome, AdmitOutcome::Admitted);
+    // Another day has its own budget.
+    assert_eq!(store.spend_total("2026-11-27").await.unwrap(), 0);
+
+    let rows = store.spend_by_day("2026-11-01", "2026-11-30").await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].calls, 34);
+    assert_eq!(rows[0].settled_micros, 330);
+    assert_eq!(rows[0].reserved_micros, 30);
+    let refused = store.last(LastQuery { limit: 200, failed_only: true, ..LastQuery::default() }).await.unwrap();
+    assert_eq!(refused.iter().filter(|r| r.decision == "spend_cap").count(), 67);
+    let cost = store.last(LastQuery { limit: 200, ..LastQuery::default() }).await.unwrap();
+    assert!(cost.iter().any(|r| r.cost_usd == Some(0.00001)));
+}
+
+#[tokio::test]
+async fn a_crash_settles_open_reservations_at_their_worst_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path());
+    store.admit(priced("open", T0, hold("2026-11-26", 500, None))).await.unwrap();
+    store.admit(priced("done", T0 + 1, hold("2026-11-26", 500, None))).await.unwrap();
+    store.complete(settled("done", 120)).await.unwrap();
+    drop(store);
+    let store = open_in(dir.path());
+    assert_eq!(store.settle_interrupted(T0 + 100).await.unwrap(), 1);
+    let rows = store.spend_by_day("2026-11-26", "2026-11-26").await.unwrap();
+    assert_eq!(rows[0].settled_micros, 620);
+    assert_eq!(rows[0].reserved_micros, 0);
+    assert_eq!(store.spend_total("2026-11-26").await.unwrap(), 620);
+}
