@@ -190,9 +190,9 @@ ssn = true
 #include_logs = false
 # Another disk ("file:///mnt/backup/steward": a directory on the same disk as
 # the state dir is warned about) or S3-compatible storage:
-# "s3://bucket/prefix?endpoint=https://s3.example.com&region=us-east-1" with
-# credentials = "s3_backup", a [credentials.s3_backup] entry whose value is
-# ACCESS_KEY_ID:SECRET_ACCESS_KEY (for example source = "env:S3_BACKUP").
+# "s3://bucket/prefix?endpoint=https://s3.example.com&region=us-east-1", whose
+# `credentials` key names a [credentials.*] entry (say s3_backup, with
+# source = "env:S3_BACKUP") holding ACCESS_KEY_ID:SECRET_ACCESS_KEY.
 #destination = "file:///mnt/backup/steward"
 # Encrypt to age recipients (public keys from `age-keygen`); the identity is
 # only needed to restore, and verify reads it from --identity FILE or from
