@@ -156,8 +156,10 @@ fn fill_store(root: &std::path::Path) -> u64 {
         }
     }
     tx.commit().expect("commit");
-    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").expect("checkpoint");
-    std::fs::metadata(&db).expect("db size").len()
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).expect("checkpoint");
+    drop(conn);
+    let wal = state.join("steward.db-wal");
+    std::fs::metadata(&db).expect("db size").len() + std::fs::metadata(wal).map_or(0, |m| m.len())
 }
 
 /// Agent state of about `bytes`: 1,000 small text files, then alternating

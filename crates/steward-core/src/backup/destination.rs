@@ -8,9 +8,12 @@
 //! written only after that. Listing reads records only, so a half-written
 //! backup is never listed.
 //!
-//! Every error message passes through a redactor that knows the S3
-//! credential (whole, and both halves): no part of it can reach a log line,
-//! an alert or the terminal.
+//! Every error message passes through a [`Scrubber`] that knows the S3
+//! credential (whole, both halves, and their percent-encoded forms): no part
+//! of it can reach a log line, an alert or the terminal. It replaces known
+//! values only; the general redactor (every secret and PII rule) is not
+//! needed here, would cost tens of MB to build, and would also mangle
+//! endpoints and paths the user needs to see.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -48,7 +51,7 @@ pub(super) struct Destination {
     /// The local directory, for the same-device check and file modes.
     local_dir: Option<PathBuf>,
     /// Knows the S3 credential, to scrub error messages.
-    redactor: redact::Redactor,
+    scrubber: Scrubber,
     /// `file:///...` or `s3://bucket/prefix` (never with credentials).
     describe: String,
 }
@@ -76,7 +79,7 @@ impl Destination {
                     store: Arc::new(store),
                     prefix: String::new(),
                     local_dir: Some(dir.clone()),
-                    redactor: redact::RedactorBuilder::new().build(),
+                    scrubber: Scrubber::default(),
                     describe: format!("file://{}", dir.display()),
                 })
             }
@@ -94,11 +97,7 @@ impl Destination {
                         "credential `{name}` must hold ACCESS_KEY_ID:SECRET_ACCESS_KEY (one colon between them)"
                     )));
                 };
-                let redactor = redact::RedactorBuilder::new()
-                    .secret(name, value)
-                    .secret(&format!("{name}-secret-key"), secret_key)
-                    .secret(&format!("{name}-key-id"), key_id)
-                    .build();
+                let scrubber = Scrubber::new(&[value, secret_key, key_id]);
                 let mut builder = object_store::aws::AmazonS3Builder::new()
                     .with_bucket_name(&s3.bucket)
                     .with_region(&s3.region)
@@ -108,15 +107,15 @@ impl Destination {
                 if let Some(endpoint) = &s3.endpoint {
                     builder = builder.with_endpoint(endpoint);
                 }
-                let store = builder.build().map_err(|e| {
-                    BackupError::Destination(redactor.redact(&format!("cannot configure S3: {e}")).into_owned())
-                })?;
+                let store = builder
+                    .build()
+                    .map_err(|e| BackupError::Destination(scrubber.scrub(&format!("cannot configure S3: {e}"))))?;
                 let describe = if s3.prefix.is_empty() {
                     format!("s3://{}", s3.bucket)
                 } else {
                     format!("s3://{}/{}", s3.bucket, s3.prefix)
                 };
-                Ok(Self { store: Arc::new(store), prefix: s3.prefix.clone(), local_dir: None, redactor, describe })
+                Ok(Self { store: Arc::new(store), prefix: s3.prefix.clone(), local_dir: None, scrubber, describe })
             }
         }
     }
@@ -149,12 +148,12 @@ impl Destination {
             object_store::Error::NotFound { .. } => format!("{doing}: not found in {}", self.describe),
             other => format!("{doing} ({}): {other}", self.describe),
         };
-        BackupError::Destination(self.redactor.redact(&text).into_owned())
+        BackupError::Destination(self.scrubber.scrub(&text))
     }
 
     /// Scrubs the credential from any text about this destination.
     pub fn scrub(&self, text: &str) -> String {
-        self.redactor.redact(text).into_owned()
+        self.scrubber.scrub(text)
     }
 
     /// Streams the chunks arriving on `rx` into a multipart upload of
@@ -303,6 +302,38 @@ impl Destination {
     }
 }
 
+/// Replaces known secret values (and their percent-encoded forms) in text.
+#[derive(Default)]
+struct Scrubber {
+    /// Longest first, so a whole value goes before its halves.
+    needles: Vec<String>,
+}
+
+impl Scrubber {
+    /// What `redact` calls a value too short to protect anything.
+    const MIN_LEN: usize = 4;
+
+    fn new(values: &[&str]) -> Self {
+        let mut needles: Vec<String> = values
+            .iter()
+            .filter(|v| v.len() >= Self::MIN_LEN)
+            .flat_map(|v| {
+                let encoded = percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).to_string();
+                [(*v).to_owned(), encoded]
+            })
+            .collect();
+        needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        needles.dedup();
+        Self { needles }
+    }
+
+    fn scrub(&self, text: &str) -> String {
+        self.needles
+            .iter()
+            .fold(text.to_owned(), |acc, needle| acc.replace(needle.as_str(), "[REDACTED:s3-credential]"))
+    }
+}
+
 /// A multipart upload whose data is all sent but which is not yet visible.
 pub(super) struct PendingUpload {
     writer: WriteMultipart,
@@ -312,4 +343,18 @@ pub(super) struct PendingUpload {
 /// `path` or its nearest existing ancestor.
 fn existing_ancestor(path: &Path) -> Option<&Path> {
     path.ancestors().find(|p| p.exists())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Scrubber;
+
+    #[test]
+    fn the_credential_and_its_halves_are_scrubbed_in_any_encoding() {
+        let s = Scrubber::new(&["AKIAEXAMPLE:se/cr+et", "se/cr+et", "AKIAEXAMPLE"]);
+        let text = "key AKIAEXAMPLE, secret se/cr+et, pair AKIAEXAMPLE:se/cr+et, url se%2Fcr%2Bet";
+        let out = s.scrub(text);
+        assert!(!out.contains("AKIAEXAMPLE") && !out.contains("se/cr+et") && !out.contains("se%2Fcr%2Bet"), "{out}");
+        assert_eq!(Scrubber::default().scrub("http://127.0.0.1:9000/x"), "http://127.0.0.1:9000/x");
+    }
 }
