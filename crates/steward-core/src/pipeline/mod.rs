@@ -196,7 +196,7 @@ impl Pipeline {
             loop_breaker: config.loop_breaker,
             llm: config.llm.clone(),
             prices: PriceTable::with_builtin(&config.prices)?,
-            spend: config.spend.clone(),
+            spend: config.spend,
             forwarder: Forwarder::new(api.chain(llm), secrets)?,
             store,
             audit,
