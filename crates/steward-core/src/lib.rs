@@ -4,11 +4,14 @@
 //! - [`config`]: `steward.toml` → validated [`config::Config`] (two stages, spanned errors).
 //! - [`secrets`]: resolves credential references (`env:`, `file:`) into secret values.
 //! - [`store`]: the SQLite store: call journal, persistent rate windows, kill switch.
-//! - [`audit`]: the JSON-lines audit log: writer, rotation, retention.
+//! - [`audit`]: the JSON-lines audit log, and the rotating line files (writer, rotation,
+//!   retention) it shares with the agent's captured output.
 //! - [`policy`]: tool identification (method + path rules) and input normalization.
 //! - [`pipeline`]: the one pipeline every front door feeds a [`pipeline::Call`] into.
 //! - [`llm`]: the pure core of the LLM front door: prices, request rewriting, usage and cost.
 //! - [`gateway`]: the HTTP server and the `/api/{upstream}` front door; forwarding and retries.
+//! - [`supervisor`]: runs the agent process: restarts, crash loop, kill switch, output capture.
+//! - [`events`]: the daemon's event bus (agent lifecycle, kill switch) for alerts and metrics.
 //! - [`daemon`]: `steward run`: startup, the daemon lock, background tasks, shutdown.
 //! - [`backup`]: snapshots, archives, destinations, retention, verify, restore, schedule.
 
@@ -16,9 +19,11 @@ pub mod audit;
 pub mod backup;
 pub mod config;
 pub mod daemon;
+pub mod events;
 pub mod gateway;
 pub mod llm;
 pub mod pipeline;
 pub mod policy;
 pub mod secrets;
 pub mod store;
+pub mod supervisor;

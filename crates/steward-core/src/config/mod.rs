@@ -27,10 +27,11 @@ pub use error::ConfigError;
 pub use model::*;
 pub use template::starter_template;
 pub use validate::{
-    DEFAULT_AUTH_FORMAT, DEFAULT_AUTH_HEADER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LISTEN, DEFAULT_LLM_READ_TIMEOUT,
-    DEFAULT_LOOP_WINDOW, DEFAULT_MAX_BODY, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_IDENTICAL, DEFAULT_MAX_OUTPUT_TOKENS,
-    DEFAULT_MAX_TOTAL_SIZE, DEFAULT_READ_TIMEOUT, DEFAULT_RETENTION_DAYS, DEFAULT_STATE_DIR,
-    MAX_DEFAULT_MAX_OUTPUT_TOKENS, MAX_PRICE_PER_MTOK_USD, MAX_RETENTION_DAYS, MIN_MAX_FILE_SIZE,
+    AGENT_ENV_SET_BY_STEWARD, DEFAULT_AUTH_FORMAT, DEFAULT_AUTH_HEADER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LISTEN,
+    DEFAULT_LLM_READ_TIMEOUT, DEFAULT_LOOP_WINDOW, DEFAULT_MAX_BODY, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_IDENTICAL,
+    DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_MAX_TOTAL_SIZE, DEFAULT_MIN_UPTIME, DEFAULT_READ_TIMEOUT,
+    DEFAULT_RETENTION_DAYS, DEFAULT_STATE_DIR, DEFAULT_STOP_GRACE, MAX_DEFAULT_MAX_OUTPUT_TOKENS,
+    MAX_PRICE_PER_MTOK_USD, MAX_RETENTION_DAYS, MIN_MAX_FILE_SIZE,
 };
 pub use validate::{DEFAULT_BACKUP_SCHEDULE, DEFAULT_BACKUP_TIMEZONE, DEFAULT_KEEP, DEFAULT_RESTORE_TEST, parse_cron};
 
@@ -49,14 +50,7 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
     let absolute = std::path::absolute(path).map_err(|e| ConfigError::io(path, e))?;
     let mut problems = Vec::new();
     let raw = raw::RawConfig::from_source(source, &mut problems);
-    // `credential = "social"` names a [credentials.social] entry: a
-    // reference, not a secret, whatever a keyword rule makes of it.
-    let references: Vec<&str> =
-        raw.iter().flat_map(|r| r.credentials.iter().map(|(name, _)| name.get_ref().as_str())).collect();
-    problems.extend(literal_secrets(source).into_iter().filter(|p| {
-        let text = source.get(p.span.clone()).unwrap_or_default().trim_matches(['"', '\'']);
-        !references.contains(&text)
-    }));
+    problems.extend(literal_secrets(source));
     let config = raw.map(|raw| validate::validate(raw, source, &absolute, &mut problems));
     match config {
         Some(config) if problems.is_empty() => Ok(config),
@@ -67,9 +61,14 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
 /// Every token-shaped literal anywhere in the text (values, comments, keys):
 /// a secret in a config file ends up in git, backups and screenshots.
 fn literal_secrets(source: &str) -> Vec<Problem> {
-    let found =
-        redact::RedactorBuilder::new().build().find_secrets(source).into_iter().map(|f| (f.range, f.kind.to_string()));
-    found
+    // Compiling the rule set is the expensive part: once per process.
+    static SCANNER: std::sync::OnceLock<redact::Redactor> = std::sync::OnceLock::new();
+    SCANNER
+        .get_or_init(|| redact::RedactorBuilder::new().build())
+        .find_secrets(source)
+        .into_iter()
+        .filter(|finding| !is_credential_reference(source, finding))
+        .map(|f| (f.range, f.kind.to_string()))
         .chain(age_identities(source).map(|range| (range, "age identity".to_owned())))
         .map(|(range, kind)| {
             Problem::new(
@@ -94,6 +93,20 @@ fn age_identities(source: &str) -> impl Iterator<Item = std::ops::Range<usize>> 
             source[start..].find(|c: char| !(c.is_ascii_alphanumeric() || c == '-')).unwrap_or(source.len() - start);
         start..start + len
     })
+}
+
+/// `credential = "social"` (and `credentials = "..."`) name a
+/// `[credentials.*]` entry: steward's own way to reference a secret, which
+/// the generic "credential assignment" rule would otherwise flag.
+fn is_credential_reference(source: &str, finding: &redact::Finding) -> bool {
+    if finding.kind != "credential-assignment" {
+        return false;
+    }
+    let before = source.get(..finding.range.start).unwrap_or_default();
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let head = before.get(line_start..).unwrap_or_default().trim_start_matches([' ', '\t', '#']);
+    let key = head.split(['=', ' ', '\t']).next().unwrap_or_default();
+    matches!(key, "credential" | "credentials")
 }
 
 #[cfg(test)]

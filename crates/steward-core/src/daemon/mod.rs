@@ -1,13 +1,17 @@
 //! The daemon behind `steward run`: startup order, the single-instance lock,
-//! background tasks and shutdown.
+//! background tasks (gateway, supervisor, audit retention, systemd watchdog)
+//! and shutdown.
 //!
 //! # Shutdown
 //! There is exactly one shutdown mechanism: a [`CancellationToken`] (the
 //! drain signal) plus a [`TaskTracker`] holding every background task. On
 //! shutdown the token is cancelled, the HTTP server stops accepting and lets
 //! in-flight calls finish (their records included), tracked tasks exit at
-//! their next await point, and only then is the audit log drained and
-//! fsynced. Nothing else stops the daemon.
+//! their next await point (the supervisor first stops the agent: SIGTERM to
+//! its process group, `stop_grace`, SIGKILL), and only then is the audit log
+//! drained and fsynced. Nothing else stops the daemon.
+
+mod systemd;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -21,9 +25,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::audit::{AuditError, AuditLog};
 use crate::config::Config;
+use crate::events::EventBus;
 use crate::pipeline::{Pipeline, PipelineError, unix_ms};
 use crate::secrets::{AgentToken, Secrets, SecretsError};
 use crate::store::{Store, StoreError};
+use crate::supervisor::{Launcher, Supervisor, SupervisorError, SupervisorInit, SupervisorSettings, SupervisorStats};
 
 /// How often rotated audit files are checked against retention. Hourly keeps
 /// the 30-day / total-size promises within an hour without churning the disk.
@@ -64,6 +70,9 @@ pub enum DaemonError {
     /// The pipeline could not be assembled (an upstream client, the price table).
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// The agent supervisor could not be set up (a credential in `[agent] env`, `agent.log` unwritable).
+    #[error(transparent)]
+    Supervisor(#[from] SupervisorError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}; is another process using the port? change [gateway] listen")]
     Bind {
@@ -74,6 +83,25 @@ pub enum DaemonError {
     },
 }
 
+impl DaemonError {
+    /// Whether the fix is in `steward.toml` (the CLI exits with the config code).
+    pub fn is_config_error(&self) -> bool {
+        matches!(self, DaemonError::Supervisor(err) if err.is_config_error())
+    }
+}
+
+/// How the daemon is embedded: `steward run` differs from tests and the demo.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonOptions {
+    /// How the agent process is created; `steward run` passes
+    /// [`Launcher::ReExec`] so the agent dies with steward.
+    pub launcher: Launcher,
+    /// Send sd_notify READY/WATCHDOG/STOPPING (no-op outside systemd).
+    pub systemd: bool,
+    /// Supervisor timing; tests shorten it.
+    pub supervisor: SupervisorSettings,
+}
+
 /// A started daemon.
 #[derive(Debug)]
 pub struct RunningDaemon {
@@ -82,6 +110,9 @@ pub struct RunningDaemon {
     tracker: TaskTracker,
     audit: Arc<AuditLog>,
     addr_path: PathBuf,
+    events: EventBus,
+    supervisor: Arc<SupervisorStats>,
+    systemd: bool,
     /// Held for the daemon's lifetime: released (by the OS, even on kill -9) when it ends.
     _lock: std::fs::File,
 }
@@ -97,6 +128,16 @@ impl RunningDaemon {
         self.shutdown.clone()
     }
 
+    /// The daemon's event bus: subscribe for agent and kill-switch events.
+    pub fn events(&self) -> EventBus {
+        self.events.clone()
+    }
+
+    /// The supervisor's live counters (agent up, restarts).
+    pub fn supervisor_stats(&self) -> Arc<SupervisorStats> {
+        Arc::clone(&self.supervisor)
+    }
+
     /// Drains and stops: see the module docs.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
@@ -106,6 +147,9 @@ impl RunningDaemon {
     /// Waits until the shutdown token is cancelled and everything drained.
     pub async fn wait(self) {
         self.shutdown.cancelled().await;
+        if self.systemd {
+            systemd::stopping();
+        }
         self.tracker.close();
         self.tracker.wait().await;
         // Records of responses the agent abandoned are written from short
@@ -147,8 +191,15 @@ pub fn running_pid(state_dir: &Path) -> Option<String> {
     Some(std::fs::read_to_string(&path).unwrap_or_default().trim().to_owned())
 }
 
-/// Starts every part in dependency order and returns once the gateway listens.
+/// Starts every part in dependency order and returns once the gateway
+/// listens, with default [`DaemonOptions`] (agent started without a
+/// parent-death signal, no systemd notifications).
 pub async fn start(config: &Config) -> Result<RunningDaemon, DaemonError> {
+    start_with(config, DaemonOptions::default()).await
+}
+
+/// [`start`] with explicit options.
+pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<RunningDaemon, DaemonError> {
     ensure_private_dir(&config.state.dir)?;
     let lock = acquire_lock(&config.state.lock_path(), &config.state.dir)?;
     let (agent_token, created) = AgentToken::load_or_create(&config.state.token_path())?;
@@ -165,14 +216,35 @@ pub async fn start(config: &Config) -> Result<RunningDaemon, DaemonError> {
         tracing::warn!(count = interrupted, "calls were in flight when steward last stopped; marked interrupted");
     }
     let audit = Arc::new(AuditLog::open(&config.logging, Arc::clone(&redactor))?);
-    let backup_store = store.clone();
-    let backup_secrets = Arc::clone(&secrets);
-    let pipeline = Arc::new(Pipeline::new(config, store, Arc::clone(&audit), redactor, secrets, agent_token)?);
+    let agent_token_value = secrecy::SecretString::from(agent_token.expose().to_owned());
+    let pipeline = Arc::new(Pipeline::new(
+        config,
+        store.clone(),
+        Arc::clone(&audit),
+        Arc::clone(&redactor),
+        Arc::clone(&secrets),
+        agent_token,
+    )?);
 
     let listener = tokio::net::TcpListener::bind(config.gateway.listen)
         .await
         .map_err(|source| DaemonError::Bind { addr: config.gateway.listen, source })?;
     let addr = listener.local_addr().map_err(|source| DaemonError::Bind { addr: config.gateway.listen, source })?;
+    let events = EventBus::new();
+    let backup_store = store.clone();
+    let supervisor = Supervisor::new(SupervisorInit {
+        config,
+        secrets: &secrets.load(),
+        agent_token: secrecy::ExposeSecret::expose_secret(&agent_token_value),
+        gateway_addr: addr,
+        store,
+        redactor,
+        events: events.clone(),
+        launcher: options.launcher,
+        settings: options.supervisor,
+    })?;
+    drop(agent_token_value);
+    let supervisor_stats = supervisor.stats();
     let addr_path = config.state.addr_path();
     write_private(&addr_path, &format!("{addr}\n"))?;
 
@@ -208,9 +280,29 @@ pub async fn start(config: &Config) -> Result<RunningDaemon, DaemonError> {
             }
         }
     });
-    crate::backup::schedule::spawn(&tracker, Arc::new(config.clone()), backup_store, backup_secrets, shutdown.clone());
+    tracker.spawn(supervisor.run(shutdown.clone()));
+    crate::backup::schedule::spawn(
+        &tracker,
+        Arc::new(config.clone()),
+        backup_store,
+        Arc::clone(&secrets),
+        shutdown.clone(),
+    );
+    if options.systemd {
+        systemd::ready(&tracker, shutdown.clone(), Arc::clone(&supervisor_stats));
+    }
     tracing::info!(%addr, agent = %config.agent.name, "steward is listening");
-    Ok(RunningDaemon { addr, shutdown, tracker, audit, addr_path, _lock: lock })
+    Ok(RunningDaemon {
+        addr,
+        shutdown,
+        tracker,
+        audit,
+        addr_path,
+        events,
+        supervisor: supervisor_stats,
+        systemd: options.systemd,
+        _lock: lock,
+    })
 }
 
 fn acquire_lock(path: &Path, dir: &Path) -> Result<std::fs::File, DaemonError> {
