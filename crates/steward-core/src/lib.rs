@@ -15,8 +15,10 @@
 //! - [`events`]: the daemon's event bus (agent lifecycle, kill switch) for alerts and metrics.
 //! - [`daemon`]: `steward run`: startup, the daemon lock, background tasks, credential reload, shutdown.
 //! - [`doctor`]: `steward doctor`: the production checklist as independent checks.
+//! - [`backup`]: snapshots, archives, destinations, retention, verify, restore, schedule.
 
 pub mod audit;
+pub mod backup;
 pub mod config;
 pub mod daemon;
 pub mod doctor;

@@ -41,6 +41,7 @@ pub use validate::{
     MAX_DEFAULT_MAX_OUTPUT_TOKENS, MAX_EXPIRY_WARNING_DAYS, MAX_PRICE_PER_MTOK_USD, MAX_RETENTION_DAYS,
     MIN_MAX_FILE_SIZE,
 };
+pub use validate::{DEFAULT_BACKUP_SCHEDULE, DEFAULT_BACKUP_TIMEZONE, DEFAULT_KEEP, DEFAULT_RESTORE_TEST, parse_cron};
 
 use error::Problem;
 
@@ -77,10 +78,12 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
 fn literal_secrets(source: &str) -> Vec<Problem> {
     find_literal_secrets(source)
         .into_iter()
-        .map(|finding| {
+        .map(|f| (f.range, f.kind.to_string()))
+        .chain(age_identities(source).map(|range| (range, "age identity".to_owned())))
+        .map(|(range, kind)| {
             Problem::new(
-                finding.range,
-                format!("a literal secret ({}) is written in the config file", finding.kind),
+                range,
+                format!("a literal secret ({kind}) is written in the config file"),
                 "literal secret (masked)",
                 format!(
                     "{}; then rotate the secret, it may already be in git history or backups",
@@ -90,6 +93,16 @@ fn literal_secrets(source: &str) -> Vec<Problem> {
             .secret()
         })
         .collect()
+}
+
+/// Byte ranges of age identities (`AGE-SECRET-KEY-1...`, the private half
+/// of a backup encryption key): only the `age1...` recipient belongs in the file.
+fn age_identities(source: &str) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    source.match_indices("AGE-SECRET-KEY-").map(|(start, _)| {
+        let len =
+            source[start..].find(|c: char| !(c.is_ascii_alphanumeric() || c == '-')).unwrap_or(source.len() - start);
+        start..start + len
+    })
 }
 
 #[cfg(test)]

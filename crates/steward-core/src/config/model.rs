@@ -47,6 +47,8 @@ pub struct Config {
     pub redaction: RedactionConfig,
     /// Rules every credential is held to: forbidden scopes, expiry warnings.
     pub policy: PolicyConfig,
+    /// `[backup]`; `None` when the section is absent (no backups are taken).
+    pub backup: Option<BackupConfig>,
 }
 
 /// `[agent]`
@@ -501,4 +503,68 @@ impl Default for RedactionConfig {
     fn default() -> Self {
         Self { email: true, phone: true, credit_card: true, iban: true, ip: true, ssn: true }
     }
+}
+
+/// `[backup]`: what is backed up, where to, how often, how long it is kept.
+#[derive(Debug, Clone)]
+pub struct BackupConfig {
+    /// Cron expression (five fields) of the scheduled backup, checked by croner.
+    pub schedule: String,
+    /// IANA time zone name the cron expressions and the retention calendar use.
+    pub timezone: String,
+    /// Absolute agent-state files or directories backed up besides steward's
+    /// own config and store.
+    pub paths: Vec<PathBuf>,
+    /// Whether the audit log directory is included (it can be large).
+    pub include_logs: bool,
+    /// Where archives go.
+    pub destination: BackupDestination,
+    /// `[credentials.*]` name whose value is `ACCESS_KEY_ID:SECRET_ACCESS_KEY`
+    /// (S3 only).
+    pub credentials: Option<String>,
+    /// age x25519 recipients (`age1...`); empty means archives are not encrypted.
+    pub encrypt_to: Vec<String>,
+    /// `[credentials.*]` name whose value is an age identity
+    /// (`AGE-SECRET-KEY-1...`), used by verify and the scheduled restore test.
+    pub identity: Option<String>,
+    /// How many daily, weekly and monthly backups are kept.
+    pub keep: KeepPolicy,
+    /// Cron expression of the automatic restore test; `None` when disabled
+    /// with `restore_test = "never"`.
+    pub restore_test: Option<String>,
+}
+
+/// Where backups are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackupDestination {
+    /// A directory on a local (or mounted) filesystem, absolute.
+    Local(PathBuf),
+    /// An S3-compatible bucket.
+    S3(S3Destination),
+}
+
+/// `s3://bucket/prefix?endpoint=...&region=...`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Destination {
+    /// Bucket name.
+    pub bucket: String,
+    /// Key prefix inside the bucket, without leading or trailing `/` (may be empty).
+    pub prefix: String,
+    /// Custom endpoint (MinIO, moto, R2...); `None` for AWS itself.
+    pub endpoint: Option<String>,
+    /// Signing region.
+    pub region: String,
+    /// Plain-HTTP endpoint allowed: loopback endpoints, or `allow_http=true`.
+    pub allow_http: bool,
+}
+
+/// `keep = { daily = 7, weekly = 4, monthly = 6 }`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepPolicy {
+    /// The newest backup of each of this many most recent days that have one.
+    pub daily: u32,
+    /// The newest backup of each of this many most recent ISO weeks that have one.
+    pub weekly: u32,
+    /// The newest backup of each of this many most recent months that have one.
+    pub monthly: u32,
 }

@@ -35,6 +35,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "unmatched",
     "redaction",
     "policy",
+    "backup",
 ];
 
 /// The whole file as written. Sections that failed to deserialize hold their
@@ -72,6 +73,8 @@ pub(super) struct RawConfig {
     pub redaction: RawRedaction,
     /// `[policy]`
     pub policy: RawPolicy,
+    /// `[backup]`; `None` when absent or broken.
+    pub backup: Option<RawBackup>,
 }
 
 /// `[agent]`
@@ -289,6 +292,44 @@ pub(super) struct RawRedaction {
     pub ssn: Option<bool>,
 }
 
+/// `[backup]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [backup] table with destination = \"file:///...\" or \"s3://...\"")]
+pub(super) struct RawBackup {
+    /// Cron expression.
+    pub schedule: Option<Spanned<String>>,
+    /// IANA zone name.
+    pub timezone: Option<Spanned<String>>,
+    /// Files or directories, relative to the config file's directory.
+    pub paths: Option<Vec<Spanned<String>>>,
+    /// Include the audit log directory.
+    pub include_logs: Option<bool>,
+    /// `file:///dir`, a plain path, or `s3://bucket/prefix?endpoint=...&region=...`.
+    pub destination: Spanned<String>,
+    /// Name of a `[credentials.*]` entry (S3 only).
+    pub credentials: Option<Spanned<String>>,
+    /// age recipients.
+    pub encrypt_to: Option<Vec<Spanned<String>>>,
+    /// Name of a `[credentials.*]` entry holding an age identity.
+    pub identity: Option<Spanned<String>>,
+    /// Retention.
+    pub keep: Option<Spanned<RawKeep>>,
+    /// Cron expression or `never`.
+    pub restore_test: Option<Spanned<String>>,
+}
+
+/// `keep = { daily = 7, weekly = 4, monthly = 6 }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table like { daily = 7, weekly = 4, monthly = 6 }")]
+pub(super) struct RawKeep {
+    /// Days.
+    pub daily: Option<Spanned<i64>>,
+    /// ISO weeks.
+    pub weekly: Option<Spanned<i64>>,
+    /// Months.
+    pub monthly: Option<Spanned<i64>>,
+}
+
 /// A size as written: a TOML integer (bytes) or a string such as `"100MB"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum SizeValue {
@@ -419,6 +460,7 @@ impl RawConfig {
                 "unmatched" => set(&mut raw.unmatched, value, "[unmatched]", problems),
                 "redaction" => set(&mut raw.redaction, value, "[redaction]", problems),
                 "policy" => set(&mut raw.policy, value, "[policy]", problems),
+                "backup" => raw.backup = section(value, "[backup]", problems),
                 other => problems.push(unknown_top_level(other, key_span, &value)),
             }
         }
@@ -618,6 +660,7 @@ fn example_line(field: &str) -> String {
         "match" => "\"GET /path/{id}\"",
         "header" => "\"Authorization\"",
         "format" => "\"Bearer {secret}\"",
+        "destination" => "\"file:///mnt/backup/steward\" (or \"s3://bucket/prefix\")",
         "kind" => "\"openai\" (or \"anthropic\")",
         "credential" => "\"NAME\" (one of the [credentials.*] names)",
         "input" => "0.15 (USD per 1M input tokens)",

@@ -211,6 +211,38 @@ credit_card = true
 iban = true
 ip = true
 ssn = true
+
+# Backups: the config, a consistent snapshot of the state store and the agent
+# state you list, archived (tar + zstd), optionally encrypted, to another disk
+# or to S3-compatible storage, kept by daily/weekly/monthly rules and
+# restore-tested on a schedule (`steward backup now|list|verify`,
+# `steward restore ID --to DIR`). Never backed up: credential files, the agent
+# token. Uncomment to enable.
+#[backup]
+# Cron (minute hour day-of-month month day-of-week), in `timezone`. A run
+# missed while steward was stopped happens at the next start.
+#schedule = "0 3 * * *"
+#timezone = "UTC"
+# Agent state to include, files or directories; steward.toml and the state
+# store are always included.
+#paths = ["./calendar.json", "./agent-state/"]
+# Include the audit log directory (it can be large).
+#include_logs = false
+# Another disk ("file:///mnt/backup/steward": a directory on the same disk as
+# the state dir is warned about) or S3-compatible storage:
+# "s3://bucket/prefix?endpoint=https://s3.example.com&region=us-east-1", whose
+# `credentials` key names a [credentials.*] entry (say s3_backup, with
+# source = "env:S3_BACKUP") holding ACCESS_KEY_ID:SECRET_ACCESS_KEY.
+#destination = "file:///mnt/backup/steward"
+# Encrypt to age recipients (public keys from `age-keygen`); the identity is
+# only needed to restore, and verify reads it from --identity FILE or from
+# identity = "NAME" (a [credentials.NAME] entry).
+# encrypt_to = ["age1..."]
+# The newest backup of each of the last N days, ISO weeks and months is kept;
+# the newest verified backup is never deleted.
+#keep = { daily = 7, weekly = 4, monthly = 6 }
+# Automatic restore test of the newest backup (cron, or "never").
+#restore_test = "0 4 * * 0"
 "#;
 
 #[cfg(test)]
@@ -294,6 +326,9 @@ mod tests {
         assert_eq!(mini.cached_input.micros(), 75_000);
         assert_eq!(mini.max_input_tokens, Some(128_000));
         assert_eq!(c.tools[0].limit, Some(RateLimit { max: 10, per: Duration::from_secs(3_600) }));
+        let backup = c.backup.expect("the [backup] example");
+        assert_eq!(backup.paths.len(), 2);
+        assert_eq!(backup.keep, crate::config::DEFAULT_KEEP);
     }
 
     #[test]

@@ -23,6 +23,10 @@ use super::error::Problem;
 use super::model::*;
 use super::raw::*;
 use super::rule::{is_identifier, parse_rule};
+mod backup;
+
+pub use backup::{DEFAULT_BACKUP_SCHEDULE, DEFAULT_BACKUP_TIMEZONE, DEFAULT_KEEP, DEFAULT_RESTORE_TEST, parse_cron};
+
 use super::units::{UnitError, parse_duration, parse_rate_limit, parse_size, size_from_integer};
 
 /// Default `[gateway] listen`: loopback, so only processes on this host
@@ -106,6 +110,7 @@ pub(super) fn validate(raw: RawConfig, source: &str, source_path: &Path, problem
         &[("deny", UnmatchedPolicy::Deny), ("allow-get", UnmatchedPolicy::AllowGet)],
         UnmatchedPolicy::Deny,
     );
+    let backup = raw.backup.map(|b| v.backup(b, &credentials));
     let r = raw.redaction;
     let redaction = RedactionConfig {
         email: r.email.unwrap_or(true),
@@ -131,6 +136,7 @@ pub(super) fn validate(raw: RawConfig, source: &str, source_path: &Path, problem
         unmatched,
         redaction,
         policy,
+        backup,
     }
 }
 

@@ -261,6 +261,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
         .map_err(|source| DaemonError::Bind { addr: config.gateway.listen, source })?;
     let addr = listener.local_addr().map_err(|source| DaemonError::Bind { addr: config.gateway.listen, source })?;
     let events = EventBus::new();
+    let backup_store = store.clone();
     let supervisor = Supervisor::new(SupervisorInit {
         config,
         secrets: &secrets.load(),
@@ -310,6 +311,13 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
         }
     });
     tracker.spawn(supervisor.run(shutdown.clone()));
+    crate::backup::schedule::spawn(
+        &tracker,
+        Arc::new(config.clone()),
+        backup_store,
+        Arc::clone(&secrets),
+        shutdown.clone(),
+    );
     if options.systemd {
         systemd::ready(&tracker, shutdown.clone(), Arc::clone(&supervisor_stats));
     }

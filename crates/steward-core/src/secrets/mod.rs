@@ -299,6 +299,24 @@ impl Secrets {
         errors
     }
 
+    /// Resolves only the named `[credentials.*]` entries (a CLI command that
+    /// needs one credential should not fail on another one's missing
+    /// variable). Unknown names are skipped.
+    pub async fn resolve_only<'a>(
+        config: &Config,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, SecretsError> {
+        let mut secrets = Secrets::default();
+        for name in names {
+            if let Some(credential) = config.credentials.get(name) {
+                let read = sources::read(name, &credential.source, &process_env).await?;
+                let sha256 = Sha256::digest(read.value.expose_secret().as_bytes()).into();
+                secrets.values.insert(name.to_owned(), Resolved { value: read.value, sha256, expiry: None });
+            }
+        }
+        Ok(secrets)
+    }
+
     /// Builds from explicit values (tests, benchmarks); no expiry known.
     pub fn from_values(values: impl IntoIterator<Item = (String, SecretString)>) -> Self {
         let values = values

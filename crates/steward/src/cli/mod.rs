@@ -2,12 +2,14 @@
 //! types, the dispatch, the exit codes and the error report.
 
 mod agent_exec;
+mod backup;
 mod config_check;
 mod demo;
 mod doctor;
 mod init;
 mod last;
 mod logs;
+mod restore;
 mod run;
 mod secrets;
 mod spend;
@@ -50,7 +52,8 @@ Start here:
   steward logs agent -f        the agent's output (redacted)
   steward doctor               score the deployment against the production checklist
   steward last                 what the agent did, newest first
-  steward stop --reason \"...\"  kill switch: refuse every call and stop the agent until `steward resume`";
+  steward stop --reason \"...\"  kill switch: refuse every call and stop the agent until `steward resume`
+  steward backup now           back up config, store and agent state to the [backup] destination";
 
 /// steward: makes the production checklist true for an AI agent, in code.
 #[derive(Debug, Parser)]
@@ -95,6 +98,11 @@ enum Command {
     /// Internal: how the daemon starts the agent (parent-death signal, then exec).
     #[command(hide = true)]
     AgentExec(agent_exec::Args),
+    /// Take, list and verify backups ([backup] in steward.toml).
+    #[command(subcommand)]
+    Backup(backup::Command),
+    /// Restore a backup into a new directory, or in place.
+    Restore(restore::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,6 +128,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Secrets(command) => secrets::run(&config_path, command),
         Command::Doctor(args) => Ok(doctor::run(&config_path, args)),
         Command::AgentExec(args) => Ok(agent_exec::run(args)),
+        Command::Backup(command) => backup::run(&config_path, command),
+        Command::Restore(args) => restore::run(&config_path, args),
     }
 }
 
