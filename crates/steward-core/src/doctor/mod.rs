@@ -12,6 +12,7 @@
 //! values, and hold no times or absolute paths where avoidable, so the
 //! output of one setup is stable from run to run.
 
+mod backups;
 mod credentials;
 mod git_scan;
 mod logging;
@@ -104,6 +105,8 @@ pub struct Context<'a> {
     pub resolution: Resolution,
     /// Whether a call could be journaled now.
     pub store: StoreProbe,
+    /// Recorded backup outcomes, when `[backup]` is configured and the store readable.
+    pub backup_health: Option<crate::backup::BackupHealth>,
 }
 
 /// A section check: reads the context, returns its items in a fixed order.
@@ -115,7 +118,7 @@ pub const SECTIONS: &[SectionCheck] = &[
     logging::check,
     rate_limiting::check,
     not_configured::monitoring,
-    not_configured::backups,
+    backups::check,
     not_configured::runbook,
     not_configured::first_deployment,
 ];
@@ -143,7 +146,14 @@ impl Report {
 pub async fn gather(config: &Config, now: SystemTime) -> Context<'_> {
     let resolution = Secrets::resolve_all(config).await;
     let store = probe_store(&config.state.dir, &config.state.db_path()).await;
-    Context { config, now, resolution, store }
+    let backup_health = match (&config.backup, &store) {
+        (Some(_), StoreProbe::Writable) => match Store::open(&config.state.db_path()) {
+            Ok(opened) => crate::backup::health(&opened, crate::pipeline::unix_ms(now)).await.ok(),
+            Err(_) => None,
+        },
+        _ => None,
+    };
+    Context { config, now, resolution, store, backup_health }
 }
 
 /// Runs every section check on `ctx`.
