@@ -6,6 +6,7 @@
 //! - [`model`](Config): the validated types the rest of steward reads.
 //! - [`units`]: durations, sizes and rate limits, shared with later sections.
 //! - `rule`: the `match = "METHOD PATH"` syntax of a tool.
+//! - [`AlertsConfig`], [`HeartbeatConfig`]: `[alerts]`, `[[alerts.sinks]]`, `[heartbeat]`.
 //! - [`ConfigError`]: one miette diagnostic for every problem in the file.
 //! - [`starter_template`]: the commented file `steward init` writes.
 //!
@@ -13,6 +14,7 @@
 //! stored absolute, so steward behaves the same whatever directory it is
 //! started from.
 
+mod alerts;
 mod error;
 mod model;
 mod raw;
@@ -23,14 +25,17 @@ mod validate;
 
 use std::path::Path;
 
+pub use alerts::*;
 pub use error::ConfigError;
 pub use model::*;
 pub use template::starter_template;
 pub use validate::{
-    DEFAULT_AUTH_FORMAT, DEFAULT_AUTH_HEADER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LISTEN, DEFAULT_LLM_READ_TIMEOUT,
-    DEFAULT_LOOP_WINDOW, DEFAULT_MAX_BODY, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_IDENTICAL, DEFAULT_MAX_OUTPUT_TOKENS,
-    DEFAULT_MAX_TOTAL_SIZE, DEFAULT_READ_TIMEOUT, DEFAULT_RETENTION_DAYS, DEFAULT_STATE_DIR,
-    MAX_DEFAULT_MAX_OUTPUT_TOKENS, MAX_PRICE_PER_MTOK_USD, MAX_RETENTION_DAYS, MIN_MAX_FILE_SIZE,
+    DEFAULT_AGENT_DOWN_AFTER, DEFAULT_AUTH_FORMAT, DEFAULT_AUTH_HEADER, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_ERROR_RATE_MIN_CALLS, DEFAULT_ERROR_RATE_PERCENT, DEFAULT_HEARTBEAT_EVERY, DEFAULT_LISTEN,
+    DEFAULT_LLM_READ_TIMEOUT, DEFAULT_LOOP_WINDOW, DEFAULT_MAX_BODY, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_IDENTICAL,
+    DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_MAX_TOTAL_SIZE, DEFAULT_READ_TIMEOUT, DEFAULT_REPEAT_EVERY,
+    DEFAULT_RETENTION_DAYS, DEFAULT_SINK_TIMEOUT, DEFAULT_STATE_DIR, MAX_DEFAULT_MAX_OUTPUT_TOKENS,
+    MAX_PRICE_PER_MTOK_USD, MAX_RETENTION_DAYS, MIN_MAX_FILE_SIZE,
 };
 
 use error::Problem;
@@ -48,7 +53,14 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
     let absolute = std::path::absolute(path).map_err(|e| ConfigError::io(path, e))?;
     let mut problems = Vec::new();
     let raw = raw::RawConfig::from_source(source, &mut problems);
-    problems.extend(literal_secrets(source));
+    // `credential = "social"` names a [credentials.social] entry: a
+    // reference, not a secret, whatever a keyword rule makes of it.
+    let references: Vec<&str> =
+        raw.iter().flat_map(|r| r.credentials.iter().map(|(name, _)| name.get_ref().as_str())).collect();
+    problems.extend(literal_secrets(source).into_iter().filter(|p| {
+        let text = source.get(p.span.clone()).unwrap_or_default().trim_matches(['"', '\'']);
+        !references.contains(&text)
+    }));
     let config = raw.map(|raw| validate::validate(raw, source, &absolute, &mut problems));
     match config {
         Some(config) if problems.is_empty() => Ok(config),
@@ -80,5 +92,7 @@ fn literal_secrets(source: &str) -> Vec<Problem> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_alerts;
 #[cfg(test)]
 mod tests_llm;

@@ -45,6 +45,10 @@ pub struct Config {
     pub unmatched: UnmatchedPolicy,
     /// What redaction removes besides credentials and secret patterns.
     pub redaction: RedactionConfig,
+    /// When and where steward alerts a human.
+    pub alerts: super::AlertsConfig,
+    /// The dead-man ping that lets an outside service notice steward's death.
+    pub heartbeat: Option<super::HeartbeatConfig>,
 }
 
 /// `[agent]`

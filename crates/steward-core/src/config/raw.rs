@@ -18,6 +18,10 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::error::Problem;
 
+mod alerts;
+
+pub(super) use alerts::{RawAlerts, RawHeartbeat, RawSink};
+
 /// Top-level sections, in the order `steward init` writes them.
 pub(super) const SECTIONS: &[&str] = &[
     "agent",
@@ -33,6 +37,8 @@ pub(super) const SECTIONS: &[&str] = &[
     "loop_breaker",
     "unmatched",
     "redaction",
+    "alerts",
+    "heartbeat",
 ];
 
 /// The whole file as written. Sections that failed to deserialize hold their
@@ -68,6 +74,10 @@ pub(super) struct RawConfig {
     pub unmatched: RawUnmatched,
     /// `[redaction]`
     pub redaction: RawRedaction,
+    /// `[alerts]` and its `[[alerts.sinks]]`.
+    pub alerts: RawAlerts,
+    /// `[heartbeat]`; `None` when absent or broken.
+    pub heartbeat: Option<RawHeartbeat>,
 }
 
 /// `[agent]`
@@ -384,6 +394,8 @@ impl RawConfig {
                 "loop_breaker" => set(&mut raw.loop_breaker, value, "[loop_breaker]", problems),
                 "unmatched" => set(&mut raw.unmatched, value, "[unmatched]", problems),
                 "redaction" => set(&mut raw.redaction, value, "[redaction]", problems),
+                "alerts" => raw.alerts = alerts::alerts_section(value, problems),
+                "heartbeat" => raw.heartbeat = section(value, "[heartbeat]", problems),
                 other => problems.push(unknown_top_level(other, key_span, &value)),
             }
         }
@@ -587,6 +599,7 @@ fn example_line(field: &str) -> String {
         "credential" => "\"NAME\" (one of the [credentials.*] names)",
         "input" => "0.15 (USD per 1M input tokens)",
         "output" => "0.60 (USD per 1M output tokens)",
+        "url" => "\"env:NAME\" (an environment variable holding the URL)",
         _ => "...",
     };
     format!("{field} = {value}")

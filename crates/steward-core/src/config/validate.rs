@@ -5,9 +5,15 @@
 //! alongside is only handed out when no problem was recorded.
 //!
 //! The LLM sections (`[llm.*]`, `[spend]`, `[prices.*]`) are checked in the
-//! child module `llm`.
+//! child module `llm`; `[alerts]` and `[heartbeat]` in `alerts`.
 
+mod alerts;
 mod llm;
+
+pub use alerts::{
+    DEFAULT_AGENT_DOWN_AFTER, DEFAULT_ERROR_RATE_MIN_CALLS, DEFAULT_ERROR_RATE_PERCENT, DEFAULT_HEARTBEAT_EVERY,
+    DEFAULT_REPEAT_EVERY, DEFAULT_SINK_TIMEOUT,
+};
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -100,6 +106,8 @@ pub(super) fn validate(raw: RawConfig, source: &str, source_path: &Path, problem
         ip: r.ip.unwrap_or(true),
         ssn: r.ssn.unwrap_or(true),
     };
+    let alerts = v.alerts(raw.alerts);
+    let heartbeat = v.heartbeat(raw.heartbeat);
     Config {
         source_path: source_path.to_path_buf(),
         agent,
@@ -115,6 +123,8 @@ pub(super) fn validate(raw: RawConfig, source: &str, source_path: &Path, problem
         loop_breaker,
         unmatched,
         redaction,
+        alerts,
+        heartbeat,
     }
 }
 
