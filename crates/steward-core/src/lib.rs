@@ -9,13 +9,17 @@
 //! - [`pipeline`]: the one pipeline every front door feeds a [`pipeline::Call`] into.
 //! - [`llm`]: the pure core of the LLM front door: prices, request rewriting, usage and cost.
 //! - [`gateway`]: the HTTP server and the `/api/{upstream}` front door; forwarding and retries.
+//! - [`events`]: the daemon's event bus (agent lifecycle, kill switch, spend cap, write failures).
+//! - [`monitor`]: `/metrics`, `/readyz`, the alert engine and its sinks, the dead-man heartbeat.
 //! - [`daemon`]: `steward run`: startup, the daemon lock, background tasks, shutdown.
 
 pub mod audit;
 pub mod config;
 pub mod daemon;
+pub mod events;
 pub mod gateway;
 pub mod llm;
+pub mod monitor;
 pub mod pipeline;
 pub mod policy;
 pub mod secrets;

@@ -102,10 +102,28 @@ impl std::fmt::Debug for Secrets {
 impl Secrets {
     /// Resolves every `[credentials.*]` entry. Fails on the first that cannot be
     /// resolved: steward does not start with a credential missing.
+    ///
+    /// The secret references of `[alerts]` and `[heartbeat]` (webhook URLs,
+    /// SMTP passwords, the dead-man URL) are resolved too, under the labels
+    /// of [`crate::monitor::secret_references`], so the redactor knows them
+    /// and no alert sink starts without its secret.
     pub fn resolve(config: &Config) -> Result<Self, SecretsError> {
         let mut values = BTreeMap::new();
         for (name, credential) in &config.credentials {
             values.insert(name.clone(), resolve_one(name, &credential.source)?);
+        }
+        let mut secrets = Self { values };
+        secrets.values.extend(Self::resolve_alerts(config)?.values);
+        Ok(secrets)
+    }
+
+    /// Only the secret references of `[alerts]` and `[heartbeat]`: what
+    /// `steward alerts test` needs, without the agent's credentials.
+    pub fn resolve_alerts(config: &Config) -> Result<Self, SecretsError> {
+        let mut values = BTreeMap::new();
+        for (label, source) in crate::monitor::secret_references(config) {
+            let value = resolve_one(&label, &source)?;
+            values.insert(label, value);
         }
         Ok(Self { values })
     }
