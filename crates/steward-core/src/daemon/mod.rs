@@ -21,6 +21,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::audit::{AuditError, AuditLog};
 use crate::config::Config;
+use crate::events::EventBus;
+use crate::monitor::{Metrics, MonitorError, MonitorInit};
 use crate::pipeline::{Pipeline, PipelineError, unix_ms};
 use crate::secrets::{AgentToken, Secrets, SecretsError};
 use crate::store::{Store, StoreError};
@@ -64,6 +66,9 @@ pub enum DaemonError {
     /// The pipeline could not be assembled (an upstream client, the price table).
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// Monitoring could not start (an alert sink could not be built).
+    #[error(transparent)]
+    Monitor(#[from] MonitorError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}; is another process using the port? change [gateway] listen")]
     Bind {
@@ -82,6 +87,8 @@ pub struct RunningDaemon {
     tracker: TaskTracker,
     audit: Arc<AuditLog>,
     addr_path: PathBuf,
+    events: EventBus,
+    metrics: Arc<Metrics>,
     /// Held for the daemon's lifetime: released (by the OS, even on kill -9) when it ends.
     _lock: std::fs::File,
 }
@@ -95,6 +102,16 @@ impl RunningDaemon {
     /// A handle that makes the daemon shut down when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+
+    /// The daemon's event bus: subscribe to see what monitoring sees, or publish.
+    pub fn events(&self) -> EventBus {
+        self.events.clone()
+    }
+
+    /// The registry `/metrics` serves.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
     }
 
     /// Drains and stops: see the module docs.
@@ -158,6 +175,8 @@ pub async fn start(config: &Config) -> Result<RunningDaemon, DaemonError> {
     let secrets = Secrets::resolve(config)?;
     let redactor = Arc::new(ArcSwap::from_pointee(secrets.redactor(&agent_token, &config.redaction)));
     let secrets = Arc::new(ArcSwap::from_pointee(secrets));
+    let events = EventBus::new();
+    let metrics = Arc::new(Metrics::new());
 
     let store = Store::open(&config.state.db_path())?;
     let interrupted = store.settle_interrupted(unix_ms(SystemTime::now())).await?;
@@ -165,7 +184,17 @@ pub async fn start(config: &Config) -> Result<RunningDaemon, DaemonError> {
         tracing::warn!(count = interrupted, "calls were in flight when steward last stopped; marked interrupted");
     }
     let audit = Arc::new(AuditLog::open(&config.logging, Arc::clone(&redactor))?);
-    let pipeline = Arc::new(Pipeline::new(config, store, Arc::clone(&audit), redactor, secrets, agent_token)?);
+    let pipeline = Arc::new(
+        Pipeline::new(
+            config,
+            store.clone(),
+            Arc::clone(&audit),
+            Arc::clone(&redactor),
+            Arc::clone(&secrets),
+            agent_token,
+        )?
+        .with_monitoring(events.clone(), Arc::clone(&metrics)),
+    );
 
     let listener = tokio::net::TcpListener::bind(config.gateway.listen)
         .await
@@ -176,6 +205,24 @@ pub async fn start(config: &Config) -> Result<RunningDaemon, DaemonError> {
 
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let resolved = secrets.load_full();
+    let monitor = MonitorInit {
+        config,
+        secrets: &resolved,
+        store,
+        audit: Arc::clone(&audit),
+        metrics: Arc::clone(&metrics),
+        redactor,
+        events: &events,
+    };
+    if let Err(err) = crate::monitor::start(monitor, &tracker, &shutdown).await {
+        // Nothing else runs yet: stop the monitor tasks already started.
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+        let _ = std::fs::remove_file(&addr_path);
+        return Err(err.into());
+    }
     let app = crate::gateway::router(Arc::clone(&pipeline), config.gateway.max_body_bytes);
     let drain = shutdown.clone();
     tracker.spawn(async move {
@@ -207,7 +254,7 @@ pub async fn start(config: &Config) -> Result<RunningDaemon, DaemonError> {
         }
     });
     tracing::info!(%addr, agent = %config.agent.name, "steward is listening");
-    Ok(RunningDaemon { addr, shutdown, tracker, audit, addr_path, _lock: lock })
+    Ok(RunningDaemon { addr, shutdown, tracker, audit, addr_path, events, metrics, _lock: lock })
 }
 
 fn acquire_lock(path: &Path, dir: &Path) -> Result<std::fs::File, DaemonError> {

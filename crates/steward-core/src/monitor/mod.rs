@@ -29,14 +29,104 @@ pub mod sinks;
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::audit::AuditLog;
 use crate::config::{Config, CredentialSource, SinkKind};
+use crate::events::EventBus;
+use crate::pipeline::SharedRedactor;
+use crate::secrets::Secrets;
+use crate::store::Store;
 
 pub use delivery::{DeliveryReport, Dispatcher, SinkHealth};
 pub use engine::{Engine, FiringAlert};
 pub use metrics::Metrics;
 pub use sinks::{Sink, SinkError};
+
+/// Why monitoring could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    /// A sink could not be built (its secret missing, an SMTP setting refused).
+    #[error("alert sink `{name}`: {source}")]
+    Sink {
+        /// The sink's name.
+        name: String,
+        /// What is wrong.
+        source: SinkError,
+    },
+    /// The heartbeat URL was not resolved (a startup defect).
+    #[error("[heartbeat] url was not resolved")]
+    HeartbeatUrl,
+}
+
+/// What [`start`] needs from the daemon.
+pub struct MonitorInit<'a> {
+    /// The validated config (`[alerts]`, `[heartbeat]`, `[spend]`, agent name).
+    pub config: &'a Config,
+    /// Resolved secrets, the alert references included ([`Secrets::resolve`]).
+    pub secrets: &'a Secrets,
+    /// The store: polled by the engine, holds alert and sink state.
+    pub store: Store,
+    /// Watched for write failures.
+    pub audit: Arc<AuditLog>,
+    /// The registry the pipeline counts into.
+    pub metrics: Arc<Metrics>,
+    /// Applied to every notice.
+    pub redactor: SharedRedactor,
+    /// The daemon's bus; subscribed before [`start`] returns.
+    pub events: &'a EventBus,
+}
+
+/// Builds the sinks, then starts the sink workers, the alert engine and the
+/// heartbeat as tasks of `tracker` that stop with `shutdown`.
+pub async fn start(
+    init: MonitorInit<'_>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<(), MonitorError> {
+    let MonitorInit { config, secrets, store, audit, metrics, redactor, events } = init;
+    let sinks = build_sinks(config, secrets)?;
+    let client = sinks::http_client().map_err(|source| MonitorError::Sink { name: "(http client)".into(), source })?;
+    let ctx = delivery::DeliveryContext {
+        store: store.clone(),
+        redactor: redactor.clone(),
+        metrics: Arc::clone(&metrics),
+        client: client.clone(),
+    };
+    let dispatcher = Dispatcher::start(sinks, &ctx, tracker, shutdown);
+    if !dispatcher.has_sinks() {
+        tracing::info!("no [[alerts.sinks]] configured: alerts are only logged");
+    }
+    let engine = Engine::load(config, store.clone(), Some(Arc::clone(&audit)), Arc::clone(&metrics), redactor).await;
+    tracker.spawn(engine.run(events.subscribe(), dispatcher, engine::system_clock(), shutdown.clone()));
+    if let Some(heartbeat) = &config.heartbeat {
+        let url = secrets.get(HEARTBEAT_URL_LABEL).ok_or(MonitorError::HeartbeatUrl)?;
+        let beat = heartbeat::Heartbeat {
+            url: secrecy::SecretString::from(secrecy::ExposeSecret::expose_secret(url).to_owned()),
+            config: heartbeat.clone(),
+            store,
+            audit: Some(audit),
+            metrics,
+            client,
+        };
+        tracker.spawn(beat.run(shutdown.clone()));
+    }
+    Ok(())
+}
+
+/// Every configured sink, built with its secrets.
+pub fn build_sinks(config: &Config, secrets: &Secrets) -> Result<Vec<Sink>, MonitorError> {
+    config
+        .alerts
+        .sinks
+        .iter()
+        .map(|sink| Sink::build(sink, secrets).map_err(|source| MonitorError::Sink { name: sink.name.clone(), source }))
+        .collect()
+}
 
 /// `kv` key of the last `steward alerts test` ([`AlertsTestRecord`]); `steward doctor` reads it.
 pub const LAST_TEST_KEY: &str = "alerts.last_test";
