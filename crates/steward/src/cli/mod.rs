@@ -1,6 +1,7 @@
 //! The command line: one file per command, this file holds the argument
 //! types, the dispatch, the exit codes and the error report.
 
+mod alerts;
 mod config_check;
 mod demo;
 mod init;
@@ -38,6 +39,7 @@ Start here:
   steward config check         validate it (errors point to file:line:column)
   steward run                  start the gateway; the agent calls http://127.0.0.1:7600/api/{upstream}/...
   steward last                 what the agent did, newest first
+  steward alerts test          send a test alert through every [[alerts.sinks]] entry
   steward stop --reason \"...\"  kill switch: refuse every call until `steward resume`";
 
 /// steward: makes the production checklist true for an AI agent, in code.
@@ -70,6 +72,9 @@ enum Command {
     Status(status::Args),
     /// Show LLM spend: today against the cap, per model per day.
     Spend(spend::Args),
+    /// Alert sinks: `steward alerts test` sends a test alert through every sink.
+    #[command(subcommand)]
+    Alerts(alerts::Command),
     /// Run the quickstart: mock upstream + gateway + example agent, no external services.
     Demo(demo::Args),
 }
@@ -93,6 +98,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Status(args) => status::run(&config_path, args),
         Command::Spend(args) => spend::run(&config_path, args),
         Command::Demo(args) => demo::run(args),
+        Command::Alerts(command) => alerts::run(&config_path, command),
     }
 }
 
