@@ -181,6 +181,13 @@ impl Dispatcher {
         }
     }
 
+    /// A dispatcher whose only "sink" is the returned channel (engine tests).
+    #[cfg(test)]
+    pub(crate) fn for_test(redactor: SharedRedactor, metrics: Arc<Metrics>) -> (Self, mpsc::Receiver<Alert>) {
+        let (tx, rx) = mpsc::channel(SINK_QUEUE);
+        (Self { workers: vec![("test".to_owned(), tx)], redactor, metrics }, rx)
+    }
+
     /// Whether any sink is configured.
     pub fn has_sinks(&self) -> bool {
         !self.workers.is_empty()

@@ -138,7 +138,11 @@ impl AgentStats {
                 self.supervised.store(true, Ordering::Relaxed);
                 self.up.store(true, Ordering::Relaxed);
                 self.crash_loop.store(false, Ordering::Relaxed);
-                return self.exited.swap(false, Ordering::Relaxed);
+                let restart = self.exited.swap(false, Ordering::Relaxed);
+                if restart {
+                    self.restarts.fetch_add(1, Ordering::Relaxed);
+                }
+                return restart;
             }
             Event::AgentUp => {
                 self.supervised.store(true, Ordering::Relaxed);

@@ -132,7 +132,7 @@ pub fn build_sinks(config: &Config, secrets: &Secrets) -> Result<Vec<Sink>, Moni
 pub const LAST_TEST_KEY: &str = "alerts.last_test";
 
 /// Whether a notice opens, repeats or closes an incident.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertStatus {
     /// The condition holds (first notice or a `repeat_every` reminder).

@@ -47,7 +47,8 @@ pub fn run(path: &Path, command: Command) -> Result<ExitCode, CliError> {
     let secrets = Secrets::resolve_alerts(&config).context("cannot resolve the alert sinks' secrets")?;
     let record = runtime()?.block_on(async {
         let store = open_store(&config)?;
-        let (token, _) = AgentToken::load_or_create(&config.state.token_path()).context("cannot read the agent token")?;
+        let (token, _) =
+            AgentToken::load_or_create(&config.state.token_path()).context("cannot read the agent token")?;
         let redactor = Arc::new(ArcSwap::from_pointee(secrets.redactor(&token, &config.redaction)));
         let sinks = monitor::build_sinks(&config, &secrets).context("cannot set up the alert sinks")?;
         let client = monitor::sinks::http_client().context("cannot build the HTTP client")?;
@@ -85,7 +86,10 @@ pub fn run(path: &Path, command: Command) -> Result<ExitCode, CliError> {
     if failed == 0 {
         anstream::println!("every sink accepted the test alert");
     } else {
-        anstream::println!("{failed} of {} sinks failed; fix them and run `steward alerts test` again", record.results.len());
+        anstream::println!(
+            "{failed} of {} sinks failed; fix them and run `steward alerts test` again",
+            record.results.len()
+        );
     }
     Ok(ExitCode::from(code))
 }

@@ -145,11 +145,17 @@ async fn alert_status(store: &Store, config: &Config) -> anyhow::Result<AlertSta
 
 fn print_alerts(alerts: &AlertStatus) {
     if alerts.firing.is_empty() {
-        anstream::println!("
-alerts   {}", "none firing".green());
+        anstream::println!(
+            "
+alerts   {}",
+            "none firing".green()
+        );
     } else {
-        anstream::println!("
-alerts   {} firing", alerts.firing.len().to_string().red().bold());
+        anstream::println!(
+            "
+alerts   {} firing",
+            alerts.firing.len().to_string().red().bold()
+        );
         for alert in &alerts.firing {
             anstream::println!("  {:<16} since {}  {}", alert.key, format_ms(alert.since_ms), alert.title);
         }
