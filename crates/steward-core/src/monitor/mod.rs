@@ -28,6 +28,8 @@ pub mod sinks;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_sinks;
 
 use std::sync::Arc;
 use std::time::SystemTime;

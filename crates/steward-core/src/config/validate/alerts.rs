@@ -150,7 +150,7 @@ impl Validator<'_> {
         (self.problems.len() == before).then_some(SinkConfig { name, timeout, kind })
     }
 
-    /// The sink's own `name`, or its kind numbered from the second of a kind on.
+    /// The sink's own `name`, or its kind, numbered from the second unnamed sink of a kind on.
     fn sink_name(
         &mut self,
         written: Option<&Spanned<String>>,
@@ -158,9 +158,9 @@ impl Validator<'_> {
         names: &mut HashSet<String>,
         per_kind: &mut HashMap<&'static str, usize>,
     ) -> String {
-        let count = per_kind.entry(kind).or_insert(0);
-        *count += 1;
         let Some(written) = written else {
+            let count = per_kind.entry(kind).or_insert(0);
+            *count += 1;
             let mut name = if *count == 1 { kind.to_owned() } else { format!("{kind}-{count}") };
             while names.contains(&name) {
                 name.push('_');
