@@ -395,7 +395,8 @@ impl Pipeline {
         };
         let audit = self.audit_record(&record, view.reason, Some(view.message.clone()), Some(view.status.as_u16()), 0);
         // Journal and audit log are written at once: the agent waits for the slower, not the sum.
-        let (journaled, audited) = tokio::join!(journal, self.audit.write(&audit));
+        // Counted before the writes: this future may be dropped while it
+        // waits (the agent hung up), and the queued writes still land.
         self.metrics.record_call(
             record.door.as_str(),
             record.tool.as_deref(),
@@ -403,6 +404,7 @@ impl Pipeline {
             None,
             record.started.elapsed(),
         );
+        let (journaled, audited) = tokio::join!(journal, self.audit.write(&audit));
         if let Err(err) = &journaled {
             tracing::error!(error = %err, call_id = %record.call_id, "could not journal a refused call");
         }
@@ -506,7 +508,8 @@ impl Pipeline {
         };
         let mut audit = self.audit_record(record, outcome.decision, outcome.reason, outcome.status, outcome.attempts);
         audit.extra = outcome.extra;
-        let (journaled, audited) = tokio::join!(self.store.complete(completion), self.audit.write(&audit));
+        // Counted before the writes: this future may be dropped while it
+        // waits (the agent hung up mid-relay), and the queued writes still land.
         self.metrics.record_call(
             record.door.as_str(),
             record.tool.as_deref(),
@@ -514,6 +517,7 @@ impl Pipeline {
             outcome.status,
             record.started.elapsed(),
         );
+        let (journaled, audited) = tokio::join!(self.store.complete(completion), self.audit.write(&audit));
         if let Err(err) = &journaled {
             tracing::error!(error = %err, call_id = %record.call_id, "could not journal a call's outcome");
         }
