@@ -371,14 +371,14 @@ pub(super) fn assert_exposition(text: &str) {
         assert!(value.parse::<f64>().is_ok() || value == "+Inf", "value {value:?}: {line}");
         let name = series.split('{').next().unwrap();
         assert!(name_ok(name), "bad sample name: {line}");
-        if let Some(labels) = series.strip_prefix(name) {
-            if !labels.is_empty() {
-                assert!(labels.starts_with('{') && labels.ends_with('}'), "labels: {line}");
-                for pair in labels[1..labels.len() - 1].split("\",") {
-                    let (k, v) = pair.split_once("=\"").unwrap_or_else(|| panic!("label pair {pair:?}: {line}"));
-                    assert!(name_ok(k), "label name {k:?}: {line}");
-                    assert!(!v.contains('\n'), "{line}");
-                }
+        if let Some(labels) = series.strip_prefix(name)
+            && !labels.is_empty()
+        {
+            assert!(labels.starts_with('{') && labels.ends_with('}'), "labels: {line}");
+            for pair in labels[1..labels.len() - 1].split("\",") {
+                let (k, v) = pair.split_once("=\"").unwrap_or_else(|| panic!("label pair {pair:?}: {line}"));
+                assert!(name_ok(k), "label name {k:?}: {line}");
+                assert!(!v.contains('\n'), "{line}");
             }
         }
         let family = families.iter().rev().find(|(f, _)| name.starts_with(f.as_str()));
