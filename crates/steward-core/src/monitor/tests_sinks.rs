@@ -321,3 +321,55 @@ fn ntfy_urls_are_split_into_server_and_topic() {
     assert!(sinks::ntfy_message("https://ntfy.example/", &sample_alert()).is_err());
     assert!(sinks::ntfy_message("alerts", &sample_alert()).is_err());
 }
+
+/// A receiver that counts GET pings.
+async fn ping_receiver() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&count);
+    let app = axum::Router::new().route(
+        "/ping/{id}",
+        axum::routing::get(move || {
+            let counted = Arc::clone(&counted);
+            async move {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                "OK"
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/ping/0f4e", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_pings_while_steward_can_record_calls_and_stops_when_it_cannot() {
+    let (url, pings) = ping_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config("[heartbeat]\nurl = \"env:DEADMAN_URL\"\nevery = \"100ms\"\n");
+    let metrics = Arc::new(Metrics::new());
+    let beat = heartbeat::Heartbeat {
+        url: SecretString::from(url),
+        config: config.heartbeat.clone().unwrap(),
+        store: Store::open(&dir.path().join("steward.db")).unwrap(),
+        audit: None,
+        metrics: Arc::clone(&metrics),
+        client: sinks::http_client().unwrap(),
+    };
+    beat.ping().await.unwrap();
+    assert_eq!(pings.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let store_path = dir.path().join("steward.db");
+    let task = tokio::spawn(beat.run(shutdown.clone()));
+    wait_for("three more pings", || pings.load(std::sync::atomic::Ordering::SeqCst) >= 4).await;
+
+    // The database disappears: steward refuses calls, so the pings stop.
+    std::fs::rename(&store_path, dir.path().join("moved.db")).unwrap();
+    wait_for("a withheld ping", || metrics.render().contains("steward_heartbeat_failures_total 1")).await;
+    let after = pings.load(std::sync::atomic::Ordering::SeqCst);
+    wait_for("more withheld pings", || metrics.render().contains("steward_heartbeat_failures_total 3")).await;
+    assert_eq!(pings.load(std::sync::atomic::Ordering::SeqCst), after, "pinged while the store was gone");
+    shutdown.cancel();
+    task.await.unwrap();
+}
