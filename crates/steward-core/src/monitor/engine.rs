@@ -283,9 +283,9 @@ impl Engine {
         }
     }
 
-    /// Evaluates every rule at `now` and returns the notices to send
-    /// (firing, reminders, resolved), in rule order. Open incidents are
-    /// persisted when they change.
+    /// Evaluates every rule at `now` and returns the notices to send:
+    /// firing and reminders sorted by rule key, then resolved ones. Open
+    /// incidents are persisted when they change.
     pub async fn evaluate(&mut self, now: SystemTime) -> Vec<Alert> {
         let now_ms = unix_ms(now);
         let active = self.conditions(now, now_ms).await;
