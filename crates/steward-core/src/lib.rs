@@ -4,11 +4,13 @@
 //! - [`config`]: `steward.toml` → validated [`config::Config`] (two stages, spanned errors).
 //! - [`secrets`]: resolves credential references (`env:`, `file:`) into secret values.
 //! - [`store`]: the SQLite store: call journal, persistent rate windows, kill switch.
-//! - [`audit`]: the JSON-lines audit log: writer, rotation, retention.
+//! - [`audit`]: the JSON-lines audit log, and the rotating line files (writer, rotation,
+//!   retention) it shares with the agent's captured output.
 //! - [`policy`]: tool identification (method + path rules) and input normalization.
 //! - [`pipeline`]: the one pipeline every front door feeds a [`pipeline::Call`] into.
 //! - [`llm`]: the pure core of the LLM front door: prices, request rewriting, usage and cost.
 //! - [`gateway`]: the HTTP server and the `/api/{upstream}` front door; forwarding and retries.
+//! - [`supervisor`]: runs the agent process: restarts, crash loop, kill switch, output capture.
 //! - [`events`]: the daemon's event bus (agent lifecycle, kill switch, spend cap, write failures).
 //! - [`monitor`]: `/metrics`, `/readyz`, the alert engine and its sinks, the dead-man heartbeat.
 //! - [`daemon`]: `steward run`: startup, the daemon lock, background tasks, shutdown.
@@ -24,3 +26,4 @@ pub mod pipeline;
 pub mod policy;
 pub mod secrets;
 pub mod store;
+pub mod supervisor;

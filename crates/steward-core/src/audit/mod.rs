@@ -1,6 +1,10 @@
 //! The JSON-lines audit log: one record per call, redacted, in
 //! `<logging.dir>/audit.jsonl`, rotated by size and aged out by retention.
 //!
+//! The file machinery below (writer thread, rotation, retention) is
+//! [`LineLog`], shared with the agent's captured output (`agent.log`, see
+//! `supervisor`) so both logs rotate and age out the same way.
+//!
 //! # Writing
 //! [`AuditLog::write`] serializes the record, passes the whole line through
 //! the redactor once more (defense in depth: the caller already redacted the
@@ -41,6 +45,7 @@
 //! rotated files while the directory exceeds `max_total_size`. See
 //! `retention.rs`.
 
+mod lines;
 mod retention;
 mod writer;
 
@@ -49,15 +54,13 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use tokio::sync::{Semaphore, oneshot};
 
 use crate::config::LoggingConfig;
 
+pub use lines::{AGENT, AUDIT, FAMILIES, Family, LineLog};
 pub use retention::RetentionReport;
 
 /// Records queued for the writer before [`AuditLog::write`] waits. Deep
@@ -69,13 +72,13 @@ pub const QUEUE_CAPACITY: usize = 8192;
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Name of the active file inside `logging.dir`.
-pub const ACTIVE_FILE: &str = "audit.jsonl";
+pub const ACTIVE_FILE: &str = AUDIT.active;
 
 /// What can go wrong in the audit log.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuditError {
-    /// A file system operation failed.
-    #[error("audit log: cannot {op} {}: {source}", path.display())]
+    /// A file system operation failed. The path names the log (`audit.jsonl`, `agent.log`).
+    #[error("cannot {op} {}: {source}", path.display())]
     Io {
         /// What was being done (`write`, `create`, `rename`, ...).
         op: &'static str,
@@ -88,7 +91,7 @@ pub enum AuditError {
     #[error("audit record could not be serialized: {0}")]
     Serialize(#[source] Arc<serde_json::Error>),
     /// The writer thread has stopped (after shutdown).
-    #[error("the audit log writer has stopped")]
+    #[error("the log writer has stopped")]
     Stopped,
 }
 
@@ -158,11 +161,7 @@ pub fn format_ts(t: SystemTime) -> String {
 pub struct AuditLog {
     cfg: LoggingConfig,
     redactor: Arc<ArcSwap<redact::Redactor>>,
-    /// One permit per queued record: the bound of the queue.
-    permits: Arc<Semaphore>,
-    queue: std::sync::mpsc::Sender<writer::Msg>,
-    healthy: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    lines: LineLog,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -178,22 +177,8 @@ impl AuditLog {
     /// Creates `logging.dir` (0700) if needed, opens `audit.jsonl` (0600) and
     /// starts the writer thread.
     pub fn open(cfg: &LoggingConfig, redactor: Arc<ArcSwap<redact::Redactor>>) -> Result<AuditLog, AuditError> {
-        writer::create_private_dir(&cfg.dir)?;
-        let healthy = Arc::new(AtomicBool::new(true));
-        let writer = writer::Writer::open(&cfg.dir, cfg.max_file_size, Arc::clone(&healthy))?;
-        let (queue, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("steward-audit-writer".into())
-            .spawn(move || writer.run(&rx))
-            .map_err(|e| AuditError::io("start the writer thread for", &cfg.dir, e))?;
-        Ok(AuditLog {
-            cfg: cfg.clone(),
-            redactor,
-            permits: Arc::new(Semaphore::new(QUEUE_CAPACITY)),
-            queue,
-            healthy,
-            thread: Some(thread),
-        })
+        let lines = LineLog::open(&cfg.dir, AUDIT, cfg.max_file_size)?;
+        Ok(AuditLog { cfg: cfg.clone(), redactor, lines })
     }
 
     /// Appends one record. Returns once the line was written to the file
@@ -201,45 +186,31 @@ impl AuditLog {
     pub async fn write(&self, rec: &AuditRecord) -> Result<(), AuditError> {
         let line = serde_json::to_string(rec).map_err(|e| AuditError::Serialize(Arc::new(e)))?;
         let line = one_line(self.redactor.load().redact(&line).into_owned());
-        let permit = Arc::clone(&self.permits).acquire_owned().await.map_err(|_| AuditError::Stopped)?;
-        let (ack, done) = oneshot::channel();
-        self.queue.send(writer::Msg::Line { line, ack, _permit: permit }).map_err(|_| AuditError::Stopped)?;
-        done.await.map_err(|_| AuditError::Stopped)?
+        self.lines.write_line(line).await
     }
 
     /// False after a failed write, until a later write succeeds.
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Acquire)
+        self.lines.is_healthy()
     }
 
     /// Archives or deletes rotated files older than `retention` as of `now`,
     /// then enforces `max_total_size`. Blocking file work: call it from
     /// `spawn_blocking`. Fails only if the directory cannot be listed; a file
     /// that cannot be handled is listed in [`RetentionReport::failures`] and
-    /// retried next run.
+    /// retried next run. Covers every [`FAMILIES`] member, the agent's log too.
     pub fn run_retention(&self, now: SystemTime) -> Result<RetentionReport, AuditError> {
         retention::run(&self.cfg, now)
     }
 
     /// `<logging.dir>/audit.jsonl`.
     pub fn active_path(&self) -> PathBuf {
-        self.cfg.dir.join(ACTIVE_FILE)
+        self.lines.active_path()
     }
 
     /// Writes everything queued, fsyncs, and stops the writer thread.
-    pub async fn shutdown(mut self) {
-        let (done, finished) = oneshot::channel();
-        if self.queue.send(writer::Msg::Shutdown(done)).is_ok() {
-            // Err: the thread is already gone; nothing left to wait for.
-            let _ = finished.await;
-        }
-        if let Some(thread) = self.thread.take() {
-            // The thread exits right after acknowledging the shutdown.
-            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
-            if !matches!(joined, Ok(Ok(()))) {
-                tracing::error!("audit writer thread did not stop cleanly");
-            }
-        }
+    pub async fn shutdown(self) {
+        self.lines.shutdown().await;
     }
 }
 

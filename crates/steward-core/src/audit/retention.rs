@@ -1,5 +1,10 @@
-//! Retention of rotated audit files: archive (zstd) or delete after
+//! Retention of rotated log files: archive (zstd) or delete after
 //! `retention`, then enforce `max_total_size`.
+//!
+//! Every [`FAMILIES`] member in `logging.dir` (the audit log and the agent's
+//! captured output) is handled the same way, and `max_total_size` bounds the
+//! directory as a whole: the oldest archives go first, then the oldest rotated
+//! files, whichever log they belong to. Active files are never deleted.
 //!
 //! Archiving never loses a record: the archive is written under a temporary
 //! name, synced, decompressed again and compared (SHA-256) with the original,
@@ -16,7 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use super::{ACTIVE_FILE, AuditError};
+use super::{AuditError, FAMILIES};
 use crate::config::{AfterRetention, LoggingConfig};
 
 /// zstd level for archives: zstd's default, a good ratio on JSON at a
@@ -73,7 +78,8 @@ pub(super) fn run(cfg: &LoggingConfig, now: SystemTime) -> Result<RetentionRepor
 
     let mut archives = if archive_dir.is_dir() { list(&archive_dir, is_archive)? } else { Vec::new() };
     let mut rotated = list(&cfg.dir, is_rotated)?;
-    let active = std::fs::metadata(cfg.dir.join(ACTIVE_FILE)).map(|m| m.len()).unwrap_or(0);
+    let active: u64 =
+        FAMILIES.iter().map(|family| std::fs::metadata(cfg.dir.join(family.active)).map_or(0, |m| m.len())).sum();
     let mut total = active + archives.iter().chain(&rotated).map(|f| f.size).sum::<u64>();
     // Oldest archives go first, then the oldest rotated files; never the active file.
     archives.reverse();
@@ -94,13 +100,14 @@ pub(super) fn run(cfg: &LoggingConfig, now: SystemTime) -> Result<RetentionRepor
     Ok(report)
 }
 
-/// `audit-<stamp>-<seq>.jsonl`; not the active `audit.jsonl`.
+/// `audit-<stamp>-<seq>.jsonl`, `agent-<stamp>-<seq>.log`; never an active file.
 fn is_rotated(name: &str) -> bool {
-    name.starts_with("audit-") && name.ends_with(".jsonl")
+    FAMILIES.iter().any(|family| family.is_rotated(name))
 }
 
+/// A rotated file's name plus `.zst`.
 fn is_archive(name: &str) -> bool {
-    name.starts_with("audit-") && name.ends_with(".jsonl.zst")
+    name.strip_suffix(".zst").is_some_and(is_rotated)
 }
 
 /// Regular files of `dir` whose name passes `keep`, oldest first (mtime,

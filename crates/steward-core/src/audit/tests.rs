@@ -460,3 +460,50 @@ fn audit_log_can_be_shared_across_tasks() {
     fn shareable<T: Send + Sync + 'static>() {}
     shareable::<AuditLog>();
 }
+
+#[tokio::test]
+async fn the_agent_log_family_rotates_and_shares_retention_and_the_total_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = LineLog::open(tmp.path(), AGENT, 4096).unwrap();
+    for i in 0..200 {
+        agent.write_line(format!("2026-11-26T04:00:00.000Z stdout line {i:04} {}", "x".repeat(40))).await.unwrap();
+    }
+    assert_eq!(agent.active_path(), tmp.path().join("agent.log"));
+    agent.shutdown().await;
+    let mut rotated: Vec<PathBuf> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| AGENT.is_rotated(p.file_name().unwrap().to_str().unwrap()))
+        .collect();
+    rotated.sort();
+    assert!(rotated.len() >= 2, "{rotated:?}");
+    let mut seen = Vec::new();
+    for file in rotated.iter().chain(std::iter::once(&tmp.path().join("agent.log"))) {
+        assert!(std::fs::metadata(file).unwrap().len() <= 4096);
+        assert_eq!(mode_of(file), 0o600);
+        seen.extend(std::fs::read_to_string(file).unwrap().lines().map(str::to_owned));
+    }
+    assert_eq!(seen.len(), 200, "every line exactly once, in order");
+    assert!(seen.iter().enumerate().all(|(i, l)| l.contains(&format!("line {i:04} "))));
+
+    // Expired agent files are archived like audit files; the total counts both families.
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_665_600);
+    let old = rotated_file(tmp.path(), "agent-20261001T000000.000Z-000001.log", &lines_of(50, "a"), now, 31 * DAY);
+    let log = AuditLog::open(&config(tmp.path(), 1 << 20), redactor()).unwrap();
+    log.write(&record("one")).await.unwrap();
+    let report = log.run_retention(now).unwrap();
+    assert_eq!(report.archived, vec![tmp.path().join("archive/agent-20261001T000000.000Z-000001.log.zst")]);
+    assert!(!old.exists());
+    let on_disk: u64 = walk_sizes(tmp.path());
+    assert_eq!(report.total_bytes, on_disk);
+    log.shutdown().await;
+}
+
+/// Bytes of every regular file below `dir`.
+fn walk_sizes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| if p.is_dir() { walk_sizes(&p) } else { std::fs::metadata(&p).unwrap().len() })
+        .sum()
+}

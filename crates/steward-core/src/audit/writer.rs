@@ -1,4 +1,5 @@
-//! The audit writer thread: owns `audit.jsonl`, batches queued lines into
+//! The writer thread of a [`LineLog`](super::LineLog): owns the active file
+//! of one [`Family`] (`audit.jsonl`, `agent.log`), batches queued lines into
 //! one write, rotates by size, syncs on a timer.
 
 use std::fs::{DirBuilder, File, OpenOptions, Permissions};
@@ -12,7 +13,7 @@ use std::time::{Instant, SystemTime};
 
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
-use super::{ACTIVE_FILE, AuditError, SYNC_INTERVAL};
+use super::{AuditError, Family, SYNC_INTERVAL};
 
 /// Lines written in one batch at most: bounds the write buffer (a few MB)
 /// and the wait of the first record in it.
@@ -64,6 +65,7 @@ struct Active {
 /// State of the writer thread.
 pub(super) struct Writer {
     dir: PathBuf,
+    family: Family,
     active_path: PathBuf,
     max_file_size: u64,
     /// `None` after a failure: the next batch reopens.
@@ -83,10 +85,16 @@ pub(super) struct Writer {
 
 impl Writer {
     /// Opens (or creates) the active file, so `AuditLog::open` fails early.
-    pub(super) fn open(dir: &Path, max_file_size: u64, healthy: Arc<AtomicBool>) -> Result<Writer, AuditError> {
+    pub(super) fn open(
+        dir: &Path,
+        family: Family,
+        max_file_size: u64,
+        healthy: Arc<AtomicBool>,
+    ) -> Result<Writer, AuditError> {
         let mut writer = Writer {
             dir: dir.to_path_buf(),
-            active_path: dir.join(ACTIVE_FILE),
+            family,
+            active_path: dir.join(family.active),
             max_file_size,
             active: None,
             dirty: false,
@@ -185,7 +193,7 @@ impl Writer {
 
     fn fail(&self, acks: impl IntoIterator<Item = Ack>, e: &AuditError) {
         self.healthy.store(false, Ordering::Release);
-        tracing::error!(error = %e, "audit log write failed");
+        tracing::error!(error = %e, file = self.family.active, "log write failed");
         for ack in acks {
             let _ = ack.send(Err(e.clone()));
         }
@@ -212,7 +220,7 @@ impl Writer {
                 // Cut the file back to its last whole line: those records are
                 // reported failed, so they must not also sit in the file.
                 if let Err(trunc) = active.file.set_len(active.size) {
-                    tracing::error!(error = %trunc, "could not cut a failed audit write back; it is trimmed at reopen");
+                    tracing::error!(error = %trunc, "could not cut a failed log write back; it is trimmed at reopen");
                 }
                 self.active = None;
                 Err(AuditError::io("write", &self.active_path, e))
@@ -220,13 +228,13 @@ impl Writer {
         }
     }
 
-    /// Makes sure `active` is an open file still named `audit.jsonl`.
+    /// Makes sure `active` is an open file still named as the family's active file.
     fn ensure_open(&mut self) -> Result<(), AuditError> {
         if let Some(active) = &self.active {
             match std::fs::metadata(&self.active_path) {
                 Ok(meta) if (meta.dev(), meta.ino()) == active.id => return Ok(()),
                 _ => {
-                    tracing::warn!(path = %self.active_path.display(), "audit.jsonl was moved or deleted; starting a new one");
+                    tracing::warn!(path = %self.active_path.display(), "the active log file was moved or deleted; starting a new one");
                     self.sync();
                     self.active = None;
                 }
@@ -269,12 +277,12 @@ impl Writer {
         self.ensure_open()?;
         // Makes the rename and the new file survive a power failure.
         if let Err(e) = File::open(&self.dir).and_then(|d| d.sync_all()) {
-            tracing::warn!(error = %e, "could not sync the audit directory after rotation");
+            tracing::warn!(error = %e, "could not sync the log directory after rotation");
         }
         Ok(())
     }
 
-    /// `audit-<YYYYMMDDTHHMMSS.mmmZ>-<seq>.jsonl`, not taken yet: rename would
+    /// `<prefix><YYYYMMDDTHHMMSS.mmmZ>-<seq><suffix>` (`audit-…-000001.jsonl`), not taken yet: rename would
     /// silently replace an existing file.
     fn rotated_path(&mut self) -> PathBuf {
         let t = time::OffsetDateTime::from(SystemTime::now());
@@ -290,7 +298,7 @@ impl Writer {
         );
         loop {
             self.seq += 1;
-            let path = self.dir.join(format!("audit-{stamp}-{:06}.jsonl", self.seq));
+            let path = self.dir.join(format!("{}{stamp}-{:06}{}", self.family.prefix, self.seq, self.family.suffix));
             if !path.exists() {
                 return path;
             }
@@ -335,7 +343,7 @@ impl Writer {
                     self.last_sync = Instant::now();
                 }
                 // Retried at the next interval; the data is already in the kernel.
-                Err(e) => tracing::error!(error = %e, "could not fsync the audit log"),
+                Err(e) => tracing::error!(error = %e, file = self.family.active, "could not fsync the log file"),
             }
         } else {
             self.dirty = false;
@@ -385,7 +393,7 @@ fn trim_partial_tail(file: &File, len: u64) -> std::io::Result<u64> {
         end = start;
     }
     if end != len {
-        tracing::warn!(dropped_bytes = len - end, "trimmed a partial line from the end of the audit log");
+        tracing::warn!(dropped_bytes = len - end, "trimmed a partial line from the end of a log file");
         file.set_len(end)?;
     }
     Ok(end)

@@ -30,12 +30,12 @@ pub use error::ConfigError;
 pub use model::*;
 pub use template::starter_template;
 pub use validate::{
-    DEFAULT_AGENT_DOWN_AFTER, DEFAULT_AUTH_FORMAT, DEFAULT_AUTH_HEADER, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_ERROR_RATE_MIN_CALLS, DEFAULT_ERROR_RATE_PERCENT, DEFAULT_HEARTBEAT_EVERY, DEFAULT_LISTEN,
-    DEFAULT_LLM_READ_TIMEOUT, DEFAULT_LOOP_WINDOW, DEFAULT_MAX_BODY, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_IDENTICAL,
-    DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_MAX_TOTAL_SIZE, DEFAULT_READ_TIMEOUT, DEFAULT_REPEAT_EVERY,
-    DEFAULT_RETENTION_DAYS, DEFAULT_SINK_TIMEOUT, DEFAULT_STATE_DIR, MAX_DEFAULT_MAX_OUTPUT_TOKENS,
-    MAX_PRICE_PER_MTOK_USD, MAX_RETENTION_DAYS, MIN_MAX_FILE_SIZE,
+    AGENT_ENV_SET_BY_STEWARD, DEFAULT_AGENT_DOWN_AFTER, DEFAULT_AUTH_FORMAT, DEFAULT_AUTH_HEADER,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_ERROR_RATE_MIN_CALLS, DEFAULT_ERROR_RATE_PERCENT, DEFAULT_HEARTBEAT_EVERY,
+    DEFAULT_LISTEN, DEFAULT_LLM_READ_TIMEOUT, DEFAULT_LOOP_WINDOW, DEFAULT_MAX_BODY, DEFAULT_MAX_FILE_SIZE,
+    DEFAULT_MAX_IDENTICAL, DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_MAX_TOTAL_SIZE, DEFAULT_MIN_UPTIME, DEFAULT_READ_TIMEOUT,
+    DEFAULT_REPEAT_EVERY, DEFAULT_RETENTION_DAYS, DEFAULT_SINK_TIMEOUT, DEFAULT_STATE_DIR, DEFAULT_STOP_GRACE,
+    MAX_DEFAULT_MAX_OUTPUT_TOKENS, MAX_PRICE_PER_MTOK_USD, MAX_RETENTION_DAYS, MIN_MAX_FILE_SIZE,
 };
 
 use error::Problem;
@@ -71,10 +71,13 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
 /// Every token-shaped literal anywhere in the text (values, comments, keys):
 /// a secret in a config file ends up in git, backups and screenshots.
 fn literal_secrets(source: &str) -> Vec<Problem> {
-    redact::RedactorBuilder::new()
-        .build()
+    // Compiling the rule set is the expensive part: once per process.
+    static SCANNER: std::sync::OnceLock<redact::Redactor> = std::sync::OnceLock::new();
+    SCANNER
+        .get_or_init(|| redact::RedactorBuilder::new().build())
         .find_secrets(source)
         .into_iter()
+        .filter(|finding| !is_credential_reference(source, finding))
         .map(|finding| {
             Problem::new(
                 finding.range,
@@ -88,6 +91,20 @@ fn literal_secrets(source: &str) -> Vec<Problem> {
             .secret()
         })
         .collect()
+}
+
+/// `credential = "social"` (and `credentials = "..."`) name a
+/// `[credentials.*]` entry: steward's own way to reference a secret, which
+/// the generic "credential assignment" rule would otherwise flag.
+fn is_credential_reference(source: &str, finding: &redact::Finding) -> bool {
+    if finding.kind != "credential-assignment" {
+        return false;
+    }
+    let before = source.get(..finding.range.start).unwrap_or_default();
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let head = before.get(line_start..).unwrap_or_default().trim_start_matches([' ', '\t', '#']);
+    let key = head.split(['=', ' ', '\t']).next().unwrap_or_default();
+    matches!(key, "credential" | "credentials")
 }
 
 #[cfg(test)]

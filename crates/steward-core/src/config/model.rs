@@ -58,6 +58,30 @@ pub struct AgentConfig {
     pub name: String,
     /// dev and prod must never share a credential.
     pub environment: Environment,
+    /// The process steward starts and supervises (`command = [...]`); `None`
+    /// when the agent is started some other way (the supervisor is `disabled`).
+    pub process: Option<AgentProcess>,
+}
+
+/// `[agent] command`, `workdir`, `env`, `health_url`, `stop_grace`, `min_uptime`:
+/// how steward runs the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentProcess {
+    /// Program and arguments, exec'd directly (no shell). Never empty; the
+    /// program is looked up in the agent's `PATH` when it has no `/`.
+    pub command: Vec<String>,
+    /// Absolute working directory; defaults to the config file's directory.
+    pub workdir: PathBuf,
+    /// Extra plain variables on top of the minimal environment. Never a
+    /// secret: steward refuses to start when a value contains a credential.
+    pub env: BTreeMap<String, String>,
+    /// Polled every few seconds while the agent runs; 2xx means healthy.
+    /// Without it, liveness is "the process is alive".
+    pub health_url: Option<String>,
+    /// Time between SIGTERM and SIGKILL of the agent's process group.
+    pub stop_grace: Duration,
+    /// An exit sooner than this after start counts towards the crash loop.
+    pub min_uptime: Duration,
 }
 
 /// Deployment environment of the agent or of a credential.

@@ -9,6 +9,7 @@
 //! because serde stops at the first error: this way a typo in `[gateway]` and
 //! a wrong type in a tool are reported together.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 use serde::Deserialize;
@@ -88,6 +89,18 @@ pub(super) struct RawAgent {
     pub name: Spanned<String>,
     /// `dev` | `prod`
     pub environment: Option<Spanned<String>>,
+    /// argv of the supervised agent: `["python3", "agent.py"]`.
+    pub command: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Relative to the config file's directory.
+    pub workdir: Option<Spanned<String>>,
+    /// Plain, non-secret variables for the agent.
+    pub env: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+    /// http(s) URL answered 2xx while the agent is healthy.
+    pub health_url: Option<Spanned<String>>,
+    /// A duration.
+    pub stop_grace: Option<Spanned<DurationText>>,
+    /// A duration.
+    pub min_uptime: Option<Spanned<DurationText>>,
 }
 
 /// `[gateway]`
@@ -614,6 +627,8 @@ fn describe_expected(expected: &str) -> String {
         "an amount of US dollars as a number such as 5.00 (no quotes, no $)" => {
             "a number such as 5.00 (no quotes, no $)".to_owned()
         }
+        "a sequence" => "a list of quoted strings, like [\"python3\", \"agent.py\"]".to_owned(),
+        "a map" => "a table of quoted strings, like { LOG_LEVEL = \"info\" }".to_owned(),
         other => other.to_owned(),
     }
 }

@@ -31,6 +31,22 @@ const TEMPLATE: &str = r#"# steward.toml: what your agent may reach, with which 
 name = {{AGENT_NAME}}
 # "dev" or "prod". steward refuses to start when dev and prod share a credential.
 environment = "prod"
+# The agent process steward runs, supervises and restarts (optional: without
+# it, start the agent yourself and point it at the gateway). No shell: each
+# word is its own string. The agent gets STEWARD_URL and STEWARD_TOKEN (also as
+# OPENAI_/ANTHROPIC_ base URL and API key), never the real credentials.
+#command = ["python3", "agent.py"]
+# Its working directory, relative to this file.
+#workdir = "."
+# Extra plain variables for it; a value holding a credential is refused.
+#env = { LOG_LEVEL = "info" }
+# Asked every few seconds while the agent runs; a 2xx answer means healthy.
+#health_url = "http://127.0.0.1:8081/health"
+# Stopping: SIGTERM to the agent's process group, SIGKILL after this long.
+#stop_grace = "10s"
+# Five exits within 10 minutes, each sooner than this after its start, are a
+# crash loop: the agent is not restarted until `steward resume`.
+#min_uptime = "10s"
 
 [gateway]
 # Where the agent reaches steward. Keep it on loopback: whoever can reach this
@@ -231,6 +247,7 @@ mod tests {
         let defaults = ok("[agent]\nname = \"x\"\n");
         assert_eq!(c.agent.name, "poster");
         assert_eq!(c.agent.environment, defaults.agent.environment);
+        assert_eq!(c.agent.process, None);
         assert_eq!(c.gateway.listen, defaults.gateway.listen);
         assert_eq!(c.gateway.allow_remote, defaults.gateway.allow_remote);
         assert_eq!(c.gateway.max_body_bytes, defaults.gateway.max_body_bytes);
@@ -270,6 +287,9 @@ mod tests {
             .collect();
         assert_ne!(uncommented, text);
         let c = ok(&uncommented);
+        let process = c.agent.process.unwrap();
+        assert_eq!(process.command, ["python3", "agent.py"]);
+        assert_eq!(process.health_url.as_deref(), Some("http://127.0.0.1:8081/health"));
         assert_eq!(c.credentials["social"].source, CredentialSource::Env("SOCIAL_TOKEN".into()));
         assert_eq!(c.upstreams["social"].base_url, "https://social.example");
         assert_eq!(c.tools.len(), 1);

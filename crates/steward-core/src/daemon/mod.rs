@@ -1,13 +1,17 @@
 //! The daemon behind `steward run`: startup order, the single-instance lock,
-//! background tasks and shutdown.
+//! background tasks (gateway, supervisor, audit retention, systemd watchdog)
+//! and shutdown.
 //!
 //! # Shutdown
 //! There is exactly one shutdown mechanism: a [`CancellationToken`] (the
 //! drain signal) plus a [`TaskTracker`] holding every background task. On
 //! shutdown the token is cancelled, the HTTP server stops accepting and lets
 //! in-flight calls finish (their records included), tracked tasks exit at
-//! their next await point, and only then is the audit log drained and
-//! fsynced. Nothing else stops the daemon.
+//! their next await point (the supervisor first stops the agent: SIGTERM to
+//! its process group, `stop_grace`, SIGKILL), and only then is the audit log
+//! drained and fsynced. Nothing else stops the daemon.
+
+mod systemd;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -26,6 +30,7 @@ use crate::monitor::{Metrics, MonitorError, MonitorInit};
 use crate::pipeline::{Pipeline, PipelineError, unix_ms};
 use crate::secrets::{AgentToken, Secrets, SecretsError};
 use crate::store::{Store, StoreError};
+use crate::supervisor::{Launcher, Supervisor, SupervisorError, SupervisorInit, SupervisorSettings, SupervisorStats};
 
 /// How often rotated audit files are checked against retention. Hourly keeps
 /// the 30-day / total-size promises within an hour without churning the disk.
@@ -69,6 +74,9 @@ pub enum DaemonError {
     /// Monitoring could not start (an alert sink could not be built).
     #[error(transparent)]
     Monitor(#[from] MonitorError),
+    /// The agent supervisor could not be set up (a credential in `[agent] env`, `agent.log` unwritable).
+    #[error(transparent)]
+    Supervisor(#[from] SupervisorError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}; is another process using the port? change [gateway] listen")]
     Bind {
@@ -77,6 +85,25 @@ pub enum DaemonError {
         /// Underlying error.
         source: std::io::Error,
     },
+}
+
+impl DaemonError {
+    /// Whether the fix is in `steward.toml` (the CLI exits with the config code).
+    pub fn is_config_error(&self) -> bool {
+        matches!(self, DaemonError::Supervisor(err) if err.is_config_error())
+    }
+}
+
+/// How the daemon is embedded: `steward run` differs from tests and the demo.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonOptions {
+    /// How the agent process is created; `steward run` passes
+    /// [`Launcher::ReExec`] so the agent dies with steward.
+    pub launcher: Launcher,
+    /// Send sd_notify READY/WATCHDOG/STOPPING (no-op outside systemd).
+    pub systemd: bool,
+    /// Supervisor timing; tests shorten it.
+    pub supervisor: SupervisorSettings,
 }
 
 /// A started daemon.
@@ -89,6 +116,8 @@ pub struct RunningDaemon {
     addr_path: PathBuf,
     events: EventBus,
     metrics: Arc<Metrics>,
+    supervisor: Arc<SupervisorStats>,
+    systemd: bool,
     /// Held for the daemon's lifetime: released (by the OS, even on kill -9) when it ends.
     _lock: std::fs::File,
 }
@@ -104,7 +133,7 @@ impl RunningDaemon {
         self.shutdown.clone()
     }
 
-    /// The daemon's event bus: subscribe to see what monitoring sees, or publish.
+    /// The daemon's event bus: subscribe for agent, kill-switch and monitoring events, or publish.
     pub fn events(&self) -> EventBus {
         self.events.clone()
     }
@@ -112,6 +141,11 @@ impl RunningDaemon {
     /// The registry `/metrics` serves.
     pub fn metrics(&self) -> Arc<Metrics> {
         Arc::clone(&self.metrics)
+    }
+
+    /// The supervisor's live counters (agent up, restarts).
+    pub fn supervisor_stats(&self) -> Arc<SupervisorStats> {
+        Arc::clone(&self.supervisor)
     }
 
     /// Drains and stops: see the module docs.
@@ -123,6 +157,9 @@ impl RunningDaemon {
     /// Waits until the shutdown token is cancelled and everything drained.
     pub async fn wait(self) {
         self.shutdown.cancelled().await;
+        if self.systemd {
+            systemd::stopping();
+        }
         self.tracker.close();
         self.tracker.wait().await;
         // Records of responses the agent abandoned are written from short
@@ -164,8 +201,15 @@ pub fn running_pid(state_dir: &Path) -> Option<String> {
     Some(std::fs::read_to_string(&path).unwrap_or_default().trim().to_owned())
 }
 
-/// Starts every part in dependency order and returns once the gateway listens.
+/// Starts every part in dependency order and returns once the gateway
+/// listens, with default [`DaemonOptions`] (agent started without a
+/// parent-death signal, no systemd notifications).
 pub async fn start(config: &Config) -> Result<RunningDaemon, DaemonError> {
+    start_with(config, DaemonOptions::default()).await
+}
+
+/// [`start`] with explicit options.
+pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<RunningDaemon, DaemonError> {
     ensure_private_dir(&config.state.dir)?;
     let lock = acquire_lock(&config.state.lock_path(), &config.state.dir)?;
     let (agent_token, created) = AgentToken::load_or_create(&config.state.token_path())?;
@@ -184,6 +228,7 @@ pub async fn start(config: &Config) -> Result<RunningDaemon, DaemonError> {
         tracing::warn!(count = interrupted, "calls were in flight when steward last stopped; marked interrupted");
     }
     let audit = Arc::new(AuditLog::open(&config.logging, Arc::clone(&redactor))?);
+    let agent_token_value = secrecy::SecretString::from(agent_token.expose().to_owned());
     let pipeline = Arc::new(
         Pipeline::new(
             config,
@@ -200,6 +245,19 @@ pub async fn start(config: &Config) -> Result<RunningDaemon, DaemonError> {
         .await
         .map_err(|source| DaemonError::Bind { addr: config.gateway.listen, source })?;
     let addr = listener.local_addr().map_err(|source| DaemonError::Bind { addr: config.gateway.listen, source })?;
+    let supervisor = Supervisor::new(SupervisorInit {
+        config,
+        secrets: &secrets.load(),
+        agent_token: secrecy::ExposeSecret::expose_secret(&agent_token_value),
+        gateway_addr: addr,
+        store: store.clone(),
+        redactor: Arc::clone(&redactor),
+        events: events.clone(),
+        launcher: options.launcher,
+        settings: options.supervisor,
+    })?;
+    drop(agent_token_value);
+    let supervisor_stats = supervisor.stats();
     let addr_path = config.state.addr_path();
     write_private(&addr_path, &format!("{addr}\n"))?;
 
@@ -253,8 +311,23 @@ pub async fn start(config: &Config) -> Result<RunningDaemon, DaemonError> {
             }
         }
     });
+    tracker.spawn(supervisor.run(shutdown.clone()));
+    if options.systemd {
+        systemd::ready(&tracker, shutdown.clone(), Arc::clone(&supervisor_stats));
+    }
     tracing::info!(%addr, agent = %config.agent.name, "steward is listening");
-    Ok(RunningDaemon { addr, shutdown, tracker, audit, addr_path, events, metrics, _lock: lock })
+    Ok(RunningDaemon {
+        addr,
+        shutdown,
+        tracker,
+        audit,
+        addr_path,
+        events,
+        metrics,
+        supervisor: supervisor_stats,
+        systemd: options.systemd,
+        _lock: lock,
+    })
 }
 
 fn acquire_lock(path: &Path, dir: &Path) -> Result<std::fs::File, DaemonError> {

@@ -1,11 +1,13 @@
 //! The command line: one file per command, this file holds the argument
 //! types, the dispatch, the exit codes and the error report.
 
+mod agent_exec;
 mod alerts;
 mod config_check;
 mod demo;
 mod init;
 mod last;
+mod logs;
 mod run;
 mod spend;
 mod status;
@@ -37,10 +39,13 @@ Start here:
   steward demo                 run the quickstart (mock upstream + example agent), no setup
   steward init                 write a commented ./steward.toml and the state dir
   steward config check         validate it (errors point to file:line:column)
-  steward run                  start the gateway; the agent calls http://127.0.0.1:7600/api/{upstream}/...
+  steward run                  start the gateway (and the agent, with [agent] command); the agent calls
+                               http://127.0.0.1:7600/api/{upstream}/...
+  steward status               agent state, restarts, kill switch, limits
+  steward logs agent -f        the agent's output (redacted)
   steward last                 what the agent did, newest first
   steward alerts test          send a test alert through every [[alerts.sinks]] entry
-  steward stop --reason \"...\"  kill switch: refuse every call until `steward resume`";
+  steward stop --reason \"...\"  kill switch: refuse every call and stop the agent until `steward resume`";
 
 /// steward: makes the production checklist true for an AI agent, in code.
 #[derive(Debug, Parser)]
@@ -60,23 +65,29 @@ enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Run the gateway in the foreground (logs to stderr; Ctrl-C or SIGTERM stops it cleanly).
+    /// Run the gateway (and the agent, with [agent] command) in the foreground (logs to stderr; Ctrl-C or SIGTERM stops it cleanly).
     Run(run::Args),
-    /// Engage the kill switch: every call is refused until `steward resume`. Works with or without a running daemon.
+    /// Engage the kill switch: every call is refused and the agent stopped until `steward resume`. Works with or without a running daemon.
     Stop(stop::StopArgs),
-    /// Release the kill switch.
+    /// Release the kill switch, and clear a crash-loop hold: the agent starts again.
     Resume(stop::ResumeArgs),
     /// Show recent calls, newest first.
     Last(last::Args),
-    /// Show whether the daemon runs, the kill switch, spend, and calls against limits.
+    /// Show the agent (state, pid, uptime, restarts, last exit), the daemon, the kill switch, spend, and calls against limits.
     Status(status::Args),
     /// Show LLM spend: today against the cap, per model per day.
     Spend(spend::Args),
     /// Alert sinks: `steward alerts test` sends a test alert through every sink.
     #[command(subcommand)]
     Alerts(alerts::Command),
+    /// Show captured logs: `steward logs agent [-f] [-n N]`.
+    #[command(subcommand)]
+    Logs(logs::LogsCommand),
     /// Run the quickstart: mock upstream + gateway + example agent, no external services.
     Demo(demo::Args),
+    /// Internal: how the daemon starts the agent (parent-death signal, then exec).
+    #[command(hide = true)]
+    AgentExec(agent_exec::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,8 +108,10 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Last(args) => last::run(&config_path, args),
         Command::Status(args) => status::run(&config_path, args),
         Command::Spend(args) => spend::run(&config_path, args),
+        Command::Logs(command) => logs::run(&config_path, command),
         Command::Demo(args) => demo::run(args),
         Command::Alerts(command) => alerts::run(&config_path, command),
+        Command::AgentExec(args) => Ok(agent_exec::run(args)),
     }
 }
 

@@ -1,10 +1,12 @@
-//! `steward run`: the daemon in the foreground.
+//! `steward run`: the daemon in the foreground, with the agent supervised
+//! (started through the `agent-exec` trampoline so it dies with steward) and
+//! systemd notifications (no-op outside systemd).
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use steward_core::daemon;
+use steward_core::daemon::{self, DaemonOptions};
+use steward_core::supervisor::Launcher;
 
 use super::{CliError, exit, load_config, runtime};
 
@@ -16,8 +18,9 @@ pub fn run(path: &Path, _args: Args) -> Result<ExitCode, CliError> {
     let config = load_config(path)?;
     init_tracing();
     let rt = runtime()?;
-    rt.block_on(async {
-        let daemon = daemon::start(&config).await.context("steward could not start")?;
+    let options = DaemonOptions { launcher: launcher(), systemd: true, ..DaemonOptions::default() };
+    let started = rt.block_on(async {
+        let daemon = daemon::start_with(&config, options).await?;
         let stop = daemon.shutdown_token();
         tokio::spawn(async move {
             wait_for_signal().await;
@@ -25,9 +28,29 @@ pub fn run(path: &Path, _args: Args) -> Result<ExitCode, CliError> {
             stop.cancel();
         });
         daemon.wait().await;
-        Ok::<_, anyhow::Error>(())
-    })?;
-    Ok(ExitCode::from(exit::OK))
+        Ok::<_, daemon::DaemonError>(())
+    });
+    match started {
+        Ok(()) => Ok(ExitCode::from(exit::OK)),
+        Err(err) => {
+            let code = if err.is_config_error() { exit::CONFIG } else { exit::FAILURE };
+            anstream::eprintln!("error: steward could not start: {:#}", anyhow::Error::new(err));
+            Ok(ExitCode::from(code))
+        }
+    }
+}
+
+/// The agent is started through this very binary (`steward agent-exec`), which
+/// sets the parent-death signal before exec'ing it. Without a path to the
+/// binary it falls back to a direct start and says so.
+fn launcher() -> Launcher {
+    match std::env::current_exe() {
+        Ok(program) => Launcher::ReExec { program, args: vec!["agent-exec".into()] },
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot find the steward binary; the agent will not be killed if steward dies");
+            Launcher::Direct
+        }
+    }
 }
 
 /// Logs to stderr; `STEWARD_LOG` (e.g. `debug`, `steward_core=trace`) overrides `info`.

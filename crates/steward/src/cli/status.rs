@@ -1,5 +1,12 @@
-//! `steward status`: daemon, kill switch, spend, each tool's use of its
-//! limit, firing alerts and failing alert sinks.
+//! `steward status`: the agent (state, pid, uptime, restarts, last exit), the
+//! daemon, the kill switch, each tool's use of its limit, firing alerts and
+//! failing alert sinks.
+//!
+//! The agent's state comes from the status the daemon's supervisor publishes
+//! in the store. When no daemon runs, that status is history: the agent is
+//! `stopped` (or `fatal`, which persists), with the last known restarts and
+//! exit. Without `[agent] command` the state is `disabled` (or `stopped`
+//! while the kill switch is engaged: the agent's calls are refused either way).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -11,7 +18,8 @@ use steward_core::daemon::running_pid;
 use steward_core::monitor::delivery::read_health;
 use steward_core::monitor::engine::read_firing;
 use steward_core::monitor::{AlertsTestRecord, FiringAlert, LAST_TEST_KEY, SinkHealth};
-use steward_core::store::Store;
+use steward_core::store::{KillState, Store};
+use steward_core::supervisor::{self, AgentStatus, FatalRecord, LastExit};
 
 use super::{CliError, exit, format_ms, load_config, now_ms, open_store, print_json, runtime};
 
@@ -30,10 +38,12 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         std::fs::read_to_string(config.state.addr_path()).ok().map(|s| s.trim().to_owned()).filter(|_| pid.is_some());
     let now = now_ms();
     let today = config.spend.day_of(std::time::SystemTime::now(), 0);
-    let (kill, tools, spent, alerts) = runtime()?.block_on(async {
+    let (kill, tools, spent, published, fatal, alerts) = runtime()?.block_on(async {
         let store = open_store(&config)?;
         let spent = store.spend_total(&today).await.context("cannot read the spend ledger")?;
         let kill = store.kill_state().await.context("cannot read the kill switch")?;
+        let published = supervisor::read_status(&store).await.context("cannot read the agent status")?;
+        let fatal = supervisor::read_fatal(&store).await.context("cannot read the agent status")?;
         let hour = store.tool_counts_since(now - 3_600_000).await.context("cannot read the journal")?;
         let mut tools = Vec::new();
         for tool in &config.tools {
@@ -49,8 +59,9 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
             tools.push((tool.name.clone(), in_hour, window));
         }
         let alerts = alert_status(&store, &config).await?;
-        Ok::<_, anyhow::Error>((kill, tools, spent, alerts))
+        Ok::<_, anyhow::Error>((kill, tools, spent, published, fatal, alerts))
     })?;
+    let agent = AgentView::new(&config, pid.is_some(), &kill, published, fatal, now);
 
     if args.json {
         let tools: Vec<_> = tools
@@ -68,7 +79,13 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         print_json(&serde_json::json!({
             "agent": config.agent.name,
             "daemon": { "running": pid.is_some(), "pid": pid, "addr": addr },
-            "state": if kill.engaged { "stopped" } else { "running" },
+            "state": agent.state,
+            "reason": agent.reason,
+            "pid": agent.pid,
+            "uptime_secs": agent.uptime_secs,
+            "restarts": agent.restarts,
+            "last_exit": agent.last_exit,
+            "healthy": agent.healthy,
             "kill_switch": { "engaged": kill.engaged, "reason": kill.reason, "source": kill.source, "changed_ms": kill.changed_ms },
             "tools": tools,
             "spend": {
@@ -96,15 +113,16 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         (Some(pid), None) => anstream::println!("daemon   running (pid {pid})"),
         _ => anstream::println!("daemon   {}", "not running".yellow()),
     }
+    agent.print(&config.agent.name);
     if kill.engaged {
         anstream::println!(
-            "agent    {} since {}: {}  (`steward resume` to allow calls)",
+            "calls    {} since {}: {}  (`steward resume` to allow calls)",
             "STOPPED".red().bold(),
             format_ms(kill.changed_ms),
             kill.reason.unwrap_or_default()
         );
     } else {
-        anstream::println!("agent    {} ({})", "allowed".green(), config.agent.name);
+        anstream::println!("calls    {}", "allowed".green());
     }
     let cap = config.spend.daily_cap().map_or_else(|| "no cap".to_owned(), |c| format!("cap {c}"));
     anstream::println!("spend    {} today, {cap}", steward_core::config::units::Usd::from_micros(spent));
@@ -118,6 +136,116 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
     }
     print_alerts(&alerts);
     Ok(ExitCode::from(exit::OK))
+}
+
+/// The agent as `steward status` shows it.
+struct AgentView {
+    state: &'static str,
+    reason: Option<String>,
+    pid: Option<u32>,
+    uptime_secs: Option<u64>,
+    restarts: u64,
+    last_exit: Option<LastExit>,
+    healthy: Option<bool>,
+}
+
+impl AgentView {
+    fn new(
+        config: &Config,
+        daemon_running: bool,
+        kill: &KillState,
+        published: Option<AgentStatus>,
+        fatal: Option<FatalRecord>,
+        now_ms: i64,
+    ) -> Self {
+        let kill_reason = || format!("kill switch engaged: {}", kill.reason.clone().unwrap_or_default());
+        let mut view = Self {
+            state: "stopped",
+            reason: None,
+            pid: None,
+            uptime_secs: None,
+            restarts: published.as_ref().map_or(0, |s| s.restarts),
+            last_exit: published.as_ref().and_then(|s| s.last_exit.clone()),
+            healthy: None,
+        };
+        if config.agent.process.is_none() {
+            if kill.engaged {
+                view.reason = Some(kill_reason());
+            } else {
+                view.state = "disabled";
+                view.reason = Some("no [agent] command: steward does not run the agent".into());
+            }
+            return view;
+        }
+        match published {
+            Some(status) if daemon_running => {
+                view.state = status.state.as_str();
+                view.reason = status.reason;
+                view.pid = status.pid;
+                view.uptime_secs =
+                    status.started_ms.map(|started| u64::try_from(now_ms.saturating_sub(started) / 1000).unwrap_or(0));
+                view.healthy = status.healthy;
+            }
+            _ => {
+                if let Some(fatal) = fatal {
+                    view.state = "fatal";
+                    view.reason = Some(fatal.reason);
+                } else if kill.engaged {
+                    view.reason = Some(kill_reason());
+                } else if daemon_running {
+                    view.state = "starting";
+                } else {
+                    view.reason = Some("steward is not running; `steward run` starts the agent".into());
+                }
+            }
+        }
+        view
+    }
+
+    fn print(&self, name: &str) {
+        let state = match self.state {
+            "running" => self.state.green().to_string(),
+            "starting" | "backoff" | "disabled" => self.state.yellow().to_string(),
+            _ => self.state.red().bold().to_string(),
+        };
+        let mut line = format!("agent    {state} ({name})");
+        if let Some(pid) = self.pid {
+            line.push_str(&format!("  pid {pid}"));
+        }
+        if let Some(uptime) = self.uptime_secs {
+            line.push_str(&format!("  up {}", duration(uptime)));
+        }
+        if self.healthy == Some(false) {
+            line.push_str(&format!("  {}", "health check failing".red()));
+        }
+        line.push_str(&format!("  restarts {}", self.restarts));
+        anstream::println!("{line}");
+        if let Some(reason) = &self.reason {
+            anstream::println!("         {reason}");
+        }
+        if let Some(exit) = &self.last_exit {
+            let how = match (exit.code, exit.signal) {
+                (Some(code), _) => format!("exit code {code}"),
+                (None, Some(signal)) => format!("signal {signal}"),
+                (None, None) => "ended".to_owned(),
+            };
+            anstream::println!(
+                "         last exit: {how} after {} at {}",
+                duration(exit.uptime_ms / 1000),
+                format_ms(exit.at_ms)
+            );
+        }
+    }
+}
+
+/// `3d4h`, `2h5m`, `4m10s`, `12s`.
+fn duration(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3_600 => format!("{}m{}s", secs / 60, secs % 60),
+        3_600..86_400 => format!("{}h{}m", secs / 3_600, secs % 3_600 / 60),
+        _ => format!("{}d{}h", secs / 86_400, secs % 86_400 / 3_600),
+    }
 }
 
 /// What `status` shows about alerting.
@@ -145,17 +273,9 @@ async fn alert_status(store: &Store, config: &Config) -> anyhow::Result<AlertSta
 
 fn print_alerts(alerts: &AlertStatus) {
     if alerts.firing.is_empty() {
-        anstream::println!(
-            "
-alerts   {}",
-            "none firing".green()
-        );
+        anstream::println!("\nalerts   {}", "none firing".green());
     } else {
-        anstream::println!(
-            "
-alerts   {} firing",
-            alerts.firing.len().to_string().red().bold()
-        );
+        anstream::println!("\nalerts   {} firing", alerts.firing.len().to_string().red().bold());
         for alert in &alerts.firing {
             anstream::println!("  {:<16} since {}  {}", alert.key, format_ms(alert.since_ms), alert.title);
         }

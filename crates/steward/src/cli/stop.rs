@@ -2,13 +2,17 @@
 //!
 //! Both write the store directly, so they work whether or not a daemon runs;
 //! a running daemon checks the switch inside every admission transaction, so
-//! the very next call after `stop` returns is refused.
+//! the very next call after `stop` returns is refused, and its supervisor
+//! notices within a quarter second and stops the agent (SIGTERM to its
+//! process group, `stop_grace`, SIGKILL). `resume` also clears a crash-loop
+//! (`fatal`) or exit-78 hold, so the daemon starts the agent again.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use steward_core::daemon::running_pid;
+use steward_core::supervisor;
 
 use super::{CliError, exit, load_config, now_ms, open_store, runtime};
 
@@ -32,26 +36,40 @@ pub fn stop(path: &Path, args: StopArgs) -> Result<ExitCode, CliError> {
     })?;
     anstream::println!("kill switch engaged ({}): every call is refused until `steward resume`", args.reason);
     if let Some(pid) = running_pid(&config.state.dir) {
-        anstream::println!("the running daemon (pid {pid}) refuses calls from now on");
+        let agent = if config.agent.process.is_some() {
+            " and stops the agent (SIGTERM, then SIGKILL after [agent] stop_grace)"
+        } else {
+            ""
+        };
+        anstream::println!("the running daemon (pid {pid}) refuses calls from now on{agent}");
     }
     Ok(ExitCode::from(exit::OK))
 }
 
 pub fn resume(path: &Path, _args: ResumeArgs) -> Result<ExitCode, CliError> {
     let config = load_config(path)?;
-    let previous = runtime()?.block_on(async {
+    let (previous, fatal) = runtime()?.block_on(async {
         let store = open_store(&config)?;
         let previous = store.kill_state().await.context("cannot read the kill switch")?;
-        store.release_kill(now_ms()).await.context("cannot release the kill switch")?;
-        Ok::<_, anyhow::Error>(previous)
+        let now = now_ms();
+        store.release_kill(now).await.context("cannot release the kill switch")?;
+        let fatal = supervisor::request_resume(&store, now).await.context("cannot clear the agent's hold")?;
+        Ok::<_, anyhow::Error>((previous, fatal))
     })?;
+
     if previous.engaged {
         anstream::println!(
             "kill switch released (was: {}); calls are allowed again",
             previous.reason.unwrap_or_default()
         );
     } else {
-        anstream::println!("kill switch was not engaged; nothing changed");
+        anstream::println!("kill switch was not engaged");
+    }
+    if let Some(fatal) = fatal {
+        anstream::println!("the agent's crash-loop hold is cleared (was: {})", fatal.reason);
+    }
+    if config.agent.process.is_some() && running_pid(&config.state.dir).is_some() {
+        anstream::println!("the running daemon starts the agent again");
     }
     Ok(ExitCode::from(exit::OK))
 }

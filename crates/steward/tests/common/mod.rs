@@ -69,6 +69,16 @@ impl Env {
     }
 
     pub async fn with_tools(logging: &str, tools: &str) -> Env {
+        Self::build("", logging, tools).await
+    }
+
+    /// An environment whose `[agent]` section also has `agent` (TOML lines:
+    /// `command = [...]`, `stop_grace = ...`).
+    pub async fn with_agent(agent: &str, logging: &str) -> Env {
+        Self::build(agent, logging, DEFAULT_TOOLS).await
+    }
+
+    async fn build(agent: &str, logging: &str, tools: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let mock = MockUpstream::start().await.unwrap();
         let token_file = dir.path().join("social.token");
@@ -86,6 +96,7 @@ impl Env {
 [agent]
 name = "test-agent"
 environment = "prod"
+{agent}
 
 [gateway]
 listen = "127.0.0.1:0"
@@ -144,6 +155,11 @@ policy = "deny"
 
     /// Starts `steward run` and waits until it listens.
     pub fn start(&mut self) {
+        self.start_with_env(&[]);
+    }
+
+    /// [`Env::start`] with extra variables in steward's own environment.
+    pub fn start_with_env(&mut self, vars: &[(&str, &str)]) {
         assert!(self.child.is_none(), "daemon already started");
         let addr_file = self.state_dir().join("daemon.addr");
         let _ = std::fs::remove_file(&addr_file);
@@ -154,6 +170,7 @@ policy = "deny"
             .arg("--config")
             .arg(&self.config_path)
             .env("STEWARD_LOG", "info")
+            .envs(vars.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
@@ -190,6 +207,11 @@ policy = "deny"
     pub fn restart(&mut self) {
         self.stop(false);
         self.start();
+    }
+
+    /// The running daemon's pid.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn daemon_log(&self) -> String {
