@@ -202,3 +202,36 @@ async fn a_kill_switch_from_the_cli_is_alerted_with_its_reason() {
     env.stop(false);
     env.assert_no_secret_leaked();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_looping_agent_raises_one_crash_loop_alert_and_no_agent_down() {
+    let (hook, inbox) = receiver().await;
+    let alerts = "\n[[alerts.sinks]]\nkind = \"webhook\"\nurl = \"file:hook.url\"\n";
+    let agent = "command = [\"sh\", \"-c\", \"exit 1\"]\nmin_uptime = \"1s\"";
+    let mut env = Env::with_agent_and_tools(agent, "", &format!("{DEFAULT_TOOLS}{alerts}")).await;
+    write_secret(&env, "hook.url", &hook);
+    env.start();
+    // Five quick exits with backoff (1 s, 2 s, 4 s, 8 s) take about 15 s.
+    wait_until("the crash-loop alert", || !notices(&inbox, "crash_loop").is_empty()).await;
+    let alert = &notices(&inbox, "crash_loop")[0];
+    assert_eq!(alert["severity"], "critical");
+    assert!(alert["message"].as_str().unwrap().contains("steward resume"), "{alert}");
+    // The crash loop explains the outage: no separate agent-down alert,
+    // even past agent_down_after (30 s) and a few more evaluations.
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    assert_eq!(notices(&inbox, "crash_loop").len(), 1);
+    assert!(notices(&inbox, "agent_down").is_empty(), "{:?}", inbox.lock().unwrap());
+    let out = env.steward(&["status", "--json"]);
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["state"], "fatal", "{status:#}");
+    assert_eq!(status["alerts"]["firing"][0]["key"], "crash_loop", "{status:#}");
+    // The agent metrics come from the supervisor's events and agree with its count.
+    let text = env.client().get(env.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains(&format!("steward_agent_restarts_total {}", status["restarts"])), "{text}");
+    assert!(
+        text.contains("steward_agent_up 0") && text.contains("steward_alert_firing{rule=\"crash_loop\"} 1"),
+        "{text}"
+    );
+    env.stop(false);
+    env.assert_no_secret_leaked();
+}
