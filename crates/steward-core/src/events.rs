@@ -1,8 +1,9 @@
-//! Daemon events: what happened to the agent and the kill switch, as typed
-//! values that the alert engine, metrics and logs consume.
+//! Daemon events: what happened to the agent, the kill switch, the spend cap
+//! and steward's own writes, as typed values that the alert engine, metrics
+//! and logs consume.
 //!
 //! One [`EventBus`] is created by `daemon::start` and handed to every
-//! producer (the supervisor today) and consumer. It is a tokio `broadcast`
+//! producer (the supervisor, the pipeline) and consumer (the alert engine). It is a tokio `broadcast`
 //! channel: [`EventBus::publish`] never blocks and never fails; a consumer
 //! that falls more than [`EVENT_CAPACITY`] events behind loses the oldest
 //! ones and is told so (`RecvError::Lagged`) rather than slowing the
@@ -67,6 +68,29 @@ pub enum Event {
     },
     /// The kill switch was released (`steward resume`).
     KillSwitchReleased,
+    /// The loop breaker tripped: a run of identical calls engaged the kill
+    /// switch (a [`Event::KillSwitchEngaged`] with source `loop_breaker` follows).
+    LoopDetected {
+        /// The tool that was called over and over.
+        tool: String,
+    },
+    /// A call was refused because the daily spend cap is reached.
+    SpendCapHit {
+        /// The day's committed spend, micro-dollars.
+        spent_micros: u64,
+        /// The cap, micro-dollars.
+        cap_micros: u64,
+    },
+    /// An audit record could not be written (the call's trace is missing).
+    AuditWriteFailed {
+        /// The error, redacted.
+        detail: String,
+    },
+    /// The store could not journal a call (admission, refusal or outcome).
+    StoreWriteFailed {
+        /// The error, redacted.
+        detail: String,
+    },
 }
 
 /// The daemon's event channel. Cheap to clone; every clone publishes to the

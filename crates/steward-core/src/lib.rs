@@ -12,7 +12,8 @@
 //! - [`llm`]: the pure core of the LLM front door: prices, request rewriting, usage and cost.
 //! - [`gateway`]: the HTTP server and the `/api/{upstream}` front door; forwarding and retries.
 //! - [`supervisor`]: runs the agent process: restarts, crash loop, kill switch, output capture.
-//! - [`events`]: the daemon's event bus (agent lifecycle, kill switch) for alerts and metrics.
+//! - [`events`]: the daemon's event bus (agent lifecycle, kill switch, spend cap, write failures).
+//! - [`monitor`]: `/metrics`, `/readyz`, the alert engine and its sinks, the dead-man heartbeat.
 //! - [`daemon`]: `steward run`: startup, the daemon lock, background tasks, credential reload, shutdown.
 //! - [`doctor`]: `steward doctor`: the production checklist as independent checks.
 //! - [`backup`]: snapshots, archives, destinations, retention, verify, restore, schedule.
@@ -25,6 +26,7 @@ pub mod doctor;
 pub mod events;
 pub mod gateway;
 pub mod llm;
+pub mod monitor;
 pub mod pipeline;
 pub mod policy;
 pub mod secrets;

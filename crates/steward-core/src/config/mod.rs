@@ -9,6 +9,7 @@
 //! - `argv`: splits a `command:` credential source into arguments.
 //! - [`scope`]: matching scopes against `[policy] forbidden_scopes` patterns.
 //! - `literal`: [`find_literal_secrets`], the literal-secret scan shared with `steward doctor`.
+//! - [`AlertsConfig`], [`HeartbeatConfig`]: `[alerts]`, `[[alerts.sinks]]`, `[heartbeat]`.
 //! - [`ConfigError`]: one miette diagnostic for every problem in the file.
 //! - [`starter_template`]: the commented file `steward init` writes.
 //!
@@ -16,6 +17,7 @@
 //! stored absolute, so steward behaves the same whatever directory it is
 //! started from.
 
+mod alerts;
 mod argv;
 mod error;
 mod literal;
@@ -29,17 +31,19 @@ mod validate;
 
 use std::path::Path;
 
+pub use alerts::*;
 pub use error::ConfigError;
 pub use literal::find_literal_secrets;
 pub use model::*;
 pub use template::starter_template;
 pub use validate::{
-    AGENT_ENV_SET_BY_STEWARD, DEFAULT_AUTH_FORMAT, DEFAULT_AUTH_HEADER, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_EXPIRY_WARNING_DAYS, DEFAULT_LISTEN, DEFAULT_LLM_READ_TIMEOUT, DEFAULT_LOOP_WINDOW, DEFAULT_MAX_BODY,
+    AGENT_ENV_SET_BY_STEWARD, DEFAULT_AGENT_DOWN_AFTER, DEFAULT_AUTH_FORMAT, DEFAULT_AUTH_HEADER,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_ERROR_RATE_MIN_CALLS, DEFAULT_ERROR_RATE_PERCENT, DEFAULT_EXPIRY_WARNING_DAYS,
+    DEFAULT_HEARTBEAT_EVERY, DEFAULT_LISTEN, DEFAULT_LLM_READ_TIMEOUT, DEFAULT_LOOP_WINDOW, DEFAULT_MAX_BODY,
     DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_IDENTICAL, DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_MAX_TOTAL_SIZE,
-    DEFAULT_MIN_UPTIME, DEFAULT_READ_TIMEOUT, DEFAULT_RETENTION_DAYS, DEFAULT_STATE_DIR, DEFAULT_STOP_GRACE,
-    MAX_DEFAULT_MAX_OUTPUT_TOKENS, MAX_EXPIRY_WARNING_DAYS, MAX_PRICE_PER_MTOK_USD, MAX_RETENTION_DAYS,
-    MIN_MAX_FILE_SIZE,
+    DEFAULT_MIN_UPTIME, DEFAULT_READ_TIMEOUT, DEFAULT_REPEAT_EVERY, DEFAULT_RETENTION_DAYS, DEFAULT_SINK_TIMEOUT,
+    DEFAULT_STATE_DIR, DEFAULT_STOP_GRACE, MAX_DEFAULT_MAX_OUTPUT_TOKENS, MAX_EXPIRY_WARNING_DAYS,
+    MAX_PRICE_PER_MTOK_USD, MAX_RETENTION_DAYS, MIN_MAX_FILE_SIZE,
 };
 pub use validate::{DEFAULT_BACKUP_SCHEDULE, DEFAULT_BACKUP_TIMEZONE, DEFAULT_KEEP, DEFAULT_RESTORE_TEST, parse_cron};
 

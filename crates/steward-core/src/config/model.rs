@@ -49,6 +49,10 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// `[backup]`; `None` when the section is absent (no backups are taken).
     pub backup: Option<BackupConfig>,
+    /// When and where steward alerts a human.
+    pub alerts: super::AlertsConfig,
+    /// The dead-man ping that lets an outside service notice steward's death.
+    pub heartbeat: Option<super::HeartbeatConfig>,
 }
 
 /// `[agent]`

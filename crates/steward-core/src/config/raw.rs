@@ -19,6 +19,10 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::error::Problem;
 
+mod alerts;
+
+pub(super) use alerts::{RawAlerts, RawHeartbeat, RawSink};
+
 /// Top-level sections, in the order `steward init` writes them.
 pub(super) const SECTIONS: &[&str] = &[
     "agent",
@@ -36,6 +40,8 @@ pub(super) const SECTIONS: &[&str] = &[
     "redaction",
     "policy",
     "backup",
+    "alerts",
+    "heartbeat",
 ];
 
 /// The whole file as written. Sections that failed to deserialize hold their
@@ -75,6 +81,10 @@ pub(super) struct RawConfig {
     pub policy: RawPolicy,
     /// `[backup]`; `None` when absent or broken.
     pub backup: Option<RawBackup>,
+    /// `[alerts]` and its `[[alerts.sinks]]`.
+    pub alerts: RawAlerts,
+    /// `[heartbeat]`; `None` when absent or broken.
+    pub heartbeat: Option<RawHeartbeat>,
 }
 
 /// `[agent]`
@@ -461,6 +471,8 @@ impl RawConfig {
                 "redaction" => set(&mut raw.redaction, value, "[redaction]", problems),
                 "policy" => set(&mut raw.policy, value, "[policy]", problems),
                 "backup" => raw.backup = section(value, "[backup]", problems),
+                "alerts" => raw.alerts = alerts::alerts_section(value, problems),
+                "heartbeat" => raw.heartbeat = section(value, "[heartbeat]", problems),
                 other => problems.push(unknown_top_level(other, key_span, &value)),
             }
         }
@@ -665,6 +677,7 @@ fn example_line(field: &str) -> String {
         "credential" => "\"NAME\" (one of the [credentials.*] names)",
         "input" => "0.15 (USD per 1M input tokens)",
         "output" => "0.60 (USD per 1M output tokens)",
+        "url" => "\"env:NAME\" (an environment variable holding the URL)",
         _ => "...",
     };
     format!("{field} = {value}")

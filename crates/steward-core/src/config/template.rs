@@ -243,6 +243,40 @@ ssn = true
 #keep = { daily = 7, weekly = 4, monthly = 6 }
 # Automatic restore test of the newest backup (cron, or "never").
 #restore_test = "0 4 * * 0"
+[alerts]
+# steward tells a human when the agent is down longer than agent_down_after,
+# when more than error_rate_percent of the last hour's calls failed, and when
+# spend passes [spend] alert_at_usd; also when the cap is hit, the kill switch
+# or the loop breaker stops the agent, the agent crash-loops, or the audit log
+# or store cannot be written. A firing alert is repeated every repeat_every,
+# and a "resolved" notice follows once its condition clears.
+error_rate_percent = 20
+# Below this many calls in the last hour the error rate is not judged.
+error_rate_min_calls = 20
+agent_down_after = "30s"
+repeat_every = "4h"
+# Sinks: where alerts go (none: alerts are only logged). URLs and passwords
+# are references, like credentials. kind = "webhook" (generic JSON POST),
+# "slack", "discord", "ntfy", "email" or "command" (a program that gets the
+# alert as JSON on stdin). `steward alerts test` sends a test alert to each.
+#[[alerts.sinks]]
+#kind = "webhook"
+#url = "env:ALERT_WEBHOOK_URL"
+#[[alerts.sinks]]
+#kind = "email"
+# host:port; tls = "starttls" (the default, port 587), "tls" (port 465) or
+# "none" (only for a relay on 127.0.0.1).
+#smtp = "smtp.example.com:587"
+#from = "steward@example.com"
+#to = ["oncall@example.com"]
+#password = "env:SMTP_PASSWORD"
+
+# Dead-man switch for steward itself: while steward can record calls it pings
+# this URL every `every`; a service such as healthchecks.io alerts you when
+# the pings stop (steward crashed, the machine is gone).
+#[heartbeat]
+#url = "env:DEADMAN_URL"
+#every = "1m"
 "#;
 
 #[cfg(test)]
@@ -285,6 +319,11 @@ mod tests {
         assert!(c.llm.is_empty() && c.prices.is_empty());
         assert_eq!(c.spend, defaults.spend);
         assert_eq!(c.policy, defaults.policy);
+        assert_eq!(c.alerts.error_rate_percent, defaults.alerts.error_rate_percent);
+        assert_eq!(c.alerts.error_rate_min_calls, defaults.alerts.error_rate_min_calls);
+        assert_eq!(c.alerts.agent_down_after, defaults.alerts.agent_down_after);
+        assert_eq!(c.alerts.repeat_every, defaults.alerts.repeat_every);
+        assert!(c.alerts.sinks.is_empty() && c.heartbeat.is_none());
         // Every section is written out, and every key is explained.
         for section in crate::config::raw::SECTIONS {
             assert!(text.contains(&format!("[{section}")), "template lacks [{section}]");
@@ -329,6 +368,11 @@ mod tests {
         let backup = c.backup.expect("the [backup] example");
         assert_eq!(backup.paths.len(), 2);
         assert_eq!(backup.keep, crate::config::DEFAULT_KEEP);
+        let names: Vec<&str> = c.alerts.sinks.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["webhook", "email"]);
+        let heartbeat = c.heartbeat.unwrap();
+        assert_eq!(heartbeat.url, CredentialSource::Env("DEADMAN_URL".into()));
+        assert_eq!(heartbeat.every, Duration::from_secs(60));
     }
 
     #[test]

@@ -5,11 +5,16 @@
 //! alongside is only handed out when no problem was recorded.
 //!
 //! The LLM sections (`[llm.*]`, `[spend]`, `[prices.*]`) are checked in the
-//! child module `llm`.
+//! child module `llm`; `[alerts]` and `[heartbeat]` in `alerts`.
 
+mod alerts;
 mod credentials;
 mod llm;
 
+pub use alerts::{
+    DEFAULT_AGENT_DOWN_AFTER, DEFAULT_ERROR_RATE_MIN_CALLS, DEFAULT_ERROR_RATE_PERCENT, DEFAULT_HEARTBEAT_EVERY,
+    DEFAULT_REPEAT_EVERY, DEFAULT_SINK_TIMEOUT,
+};
 pub use credentials::{DEFAULT_EXPIRY_WARNING_DAYS, MAX_EXPIRY_WARNING_DAYS};
 
 use std::collections::{BTreeMap, HashMap};
@@ -120,6 +125,8 @@ pub(super) fn validate(raw: RawConfig, source: &str, source_path: &Path, problem
         ip: r.ip.unwrap_or(true),
         ssn: r.ssn.unwrap_or(true),
     };
+    let alerts = v.alerts(raw.alerts);
+    let heartbeat = v.heartbeat(raw.heartbeat);
     Config {
         source_path: source_path.to_path_buf(),
         agent,
@@ -137,6 +144,8 @@ pub(super) fn validate(raw: RawConfig, source: &str, source_path: &Path, problem
         redaction,
         policy,
         backup,
+        alerts,
+        heartbeat,
     }
 }
 

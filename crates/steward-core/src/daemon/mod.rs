@@ -35,6 +35,7 @@ use tokio_util::task::TaskTracker;
 use crate::audit::{AuditError, AuditLog};
 use crate::config::Config;
 use crate::events::EventBus;
+use crate::monitor::{Metrics, MonitorError, MonitorInit};
 use crate::pipeline::SharedRedactor;
 use crate::pipeline::{Pipeline, PipelineError, unix_ms};
 use crate::secrets::{AgentToken, Secrets, SecretsError, log_expiry_findings};
@@ -84,6 +85,9 @@ pub enum DaemonError {
     /// The pipeline could not be assembled (an upstream client, the price table).
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// Monitoring could not start (an alert sink could not be built).
+    #[error(transparent)]
+    Monitor(#[from] MonitorError),
     /// The agent supervisor could not be set up (a credential in `[agent] env`, `agent.log` unwritable).
     #[error(transparent)]
     Supervisor(#[from] SupervisorError),
@@ -125,6 +129,7 @@ pub struct RunningDaemon {
     audit: Arc<AuditLog>,
     addr_path: PathBuf,
     events: EventBus,
+    metrics: Arc<Metrics>,
     supervisor: Arc<SupervisorStats>,
     systemd: bool,
     reloader: SecretsReloader,
@@ -143,9 +148,14 @@ impl RunningDaemon {
         self.shutdown.clone()
     }
 
-    /// The daemon's event bus: subscribe for agent and kill-switch events.
+    /// The daemon's event bus: subscribe for agent, kill-switch and monitoring events, or publish.
     pub fn events(&self) -> EventBus {
         self.events.clone()
+    }
+
+    /// The registry `/metrics` serves.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
     }
 
     /// The supervisor's live counters (agent up, restarts).
@@ -239,6 +249,8 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
             serial: tokio::sync::Mutex::new(()),
         }),
     };
+    let events = EventBus::new();
+    let metrics = Arc::new(Metrics::new());
 
     let store = Store::open(&config.state.db_path())?;
     let interrupted = store.settle_interrupted(unix_ms(SystemTime::now())).await?;
@@ -247,28 +259,30 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     }
     let audit = Arc::new(AuditLog::open(&config.logging, Arc::clone(&redactor))?);
     let agent_token_value = secrecy::SecretString::from(agent_token.expose().to_owned());
-    let pipeline = Arc::new(Pipeline::new(
-        config,
-        store.clone(),
-        Arc::clone(&audit),
-        Arc::clone(&redactor),
-        Arc::clone(&secrets),
-        agent_token,
-    )?);
+    let pipeline = Arc::new(
+        Pipeline::new(
+            config,
+            store.clone(),
+            Arc::clone(&audit),
+            Arc::clone(&redactor),
+            Arc::clone(&secrets),
+            agent_token,
+        )?
+        .with_monitoring(events.clone(), Arc::clone(&metrics)),
+    );
 
     let listener = tokio::net::TcpListener::bind(config.gateway.listen)
         .await
         .map_err(|source| DaemonError::Bind { addr: config.gateway.listen, source })?;
     let addr = listener.local_addr().map_err(|source| DaemonError::Bind { addr: config.gateway.listen, source })?;
-    let events = EventBus::new();
     let backup_store = store.clone();
     let supervisor = Supervisor::new(SupervisorInit {
         config,
         secrets: &secrets.load(),
         agent_token: secrecy::ExposeSecret::expose_secret(&agent_token_value),
         gateway_addr: addr,
-        store,
-        redactor,
+        store: store.clone(),
+        redactor: Arc::clone(&redactor),
         events: events.clone(),
         launcher: options.launcher,
         settings: options.supervisor,
@@ -280,6 +294,24 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
 
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let resolved = secrets.load_full();
+    let monitor = MonitorInit {
+        config,
+        secrets: &resolved,
+        store,
+        audit: Arc::clone(&audit),
+        metrics: Arc::clone(&metrics),
+        redactor,
+        events: &events,
+    };
+    if let Err(err) = crate::monitor::start(monitor, &tracker, &shutdown).await {
+        // Nothing else runs yet: stop the monitor tasks already started.
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+        let _ = std::fs::remove_file(&addr_path);
+        return Err(err.into());
+    }
     let app = crate::gateway::router(Arc::clone(&pipeline), config.gateway.max_body_bytes);
     let drain = shutdown.clone();
     tracker.spawn(async move {
@@ -343,6 +375,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
         audit,
         addr_path,
         events,
+        metrics,
         supervisor: supervisor_stats,
         systemd: options.systemd,
         reloader,

@@ -6,6 +6,12 @@
 //! read the request (body bounded by `gateway.max_body`), check that the path
 //! is one steward can forward faithfully, and hand the call to the pipeline.
 //! Every decision, including the error JSON shape, is the pipeline's.
+//!
+//! Beside the doors, on the same loopback listener: `/healthz` (steward
+//! answers), `/readyz` (steward can record calls: the store accepts a write
+//! and the audit log is healthy; else 503 naming which) and `/metrics`
+//! (Prometheus/OpenMetrics text; labels hold only config names and fixed
+//! words, never secrets).
 
 use std::sync::Arc;
 
@@ -33,8 +39,26 @@ pub fn router(pipeline: Arc<Pipeline>, max_body: u64) -> Router {
         .route("/api/{*rest}", any(|State(gw): State<Gateway>, request: Request| http_door(gw, request, Door::Api)))
         .route("/llm/{*rest}", any(|State(gw): State<Gateway>, request: Request| http_door(gw, request, Door::Llm)))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|State(gw): State<Gateway>| readyz(gw)))
+        .route("/metrics", get(|State(gw): State<Gateway>| metrics(gw)))
         .fallback(not_found)
         .with_state(Gateway { pipeline, max_body })
+}
+
+/// 200 when a call could be recorded right now, 503 with what is wrong.
+async fn readyz(gw: Gateway) -> Response<Body> {
+    let store = gw.pipeline.store().check_writable().await.map_err(|e| e.to_string());
+    let readiness = crate::monitor::metrics::Readiness::new(store, gw.pipeline.audit_healthy());
+    let status = if readiness.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let mut readiness = readiness;
+    readiness.detail = readiness.detail.map(|d| gw.pipeline.redact(&d));
+    (status, axum::Json(readiness)).into_response()
+}
+
+/// The metrics in the OpenMetrics text format.
+async fn metrics(gw: Gateway) -> Response<Body> {
+    let text = gw.pipeline.metrics().render();
+    ([(http::header::CONTENT_TYPE, crate::monitor::metrics::CONTENT_TYPE)], text).into_response()
 }
 
 async fn not_found() -> impl IntoResponse {
@@ -42,7 +66,7 @@ async fn not_found() -> impl IntoResponse {
         "error": {
             "type": "steward",
             "reason": "not_found",
-            "message": "steward serves /api/{upstream}/..., /llm/{provider}/... and /healthz; check the agent's base URL",
+            "message": "steward serves /api/{upstream}/..., /llm/{provider}/..., /healthz, /readyz and /metrics; check the agent's base URL",
         }
     });
     (StatusCode::NOT_FOUND, axum::Json(body))

@@ -14,6 +14,11 @@
 //! the last dollar, and a restart never resets a window. A refused call is
 //! recorded before the refusal is returned. An allowed call's record is
 //! written before the agent can see the end of the response (`relay`).
+//!
+//! Monitoring hooks sit where every call ends (`refuse`, `record_outcome`):
+//! one [`Metrics::record_call`] (atomic counters) per call, and an
+//! [`Event`] on the bus for what a human must hear about (loop breaker,
+//! spend cap, store or audit write failures). Neither can block a call.
 
 mod forward;
 mod plan;
@@ -37,7 +42,9 @@ use crate::audit::{AuditLog, AuditRecord};
 use crate::config::{
     AuthInjection, Config, LlmKind, LlmProviderConfig, LoopBreakerConfig, SpendConfig, UpstreamConfig,
 };
+use crate::events::{Event, EventBus};
 use crate::llm::PriceTable;
+use crate::monitor::Metrics;
 use crate::policy::{self, ToolMatcher};
 use crate::secrets::{AgentToken, ScopeWatch, Secrets};
 use crate::store::{Admission, AdmitOutcome, Completion, SpendSettlement, Store};
@@ -161,6 +168,10 @@ pub struct Pipeline {
     secrets: Arc<ArcSwap<Secrets>>,
     /// Upstreams that report their token's scopes.
     scope_watch: ScopeWatch,
+    /// Where loop, spend-cap and write-failure events go.
+    events: EventBus,
+    /// Per-call counters for `/metrics`.
+    metrics: Arc<Metrics>,
 }
 
 /// Why the pipeline could not be assembled.
@@ -208,12 +219,48 @@ impl Pipeline {
             audit,
             redactor,
             agent_token,
+            events: EventBus::new(),
+            metrics: Arc::new(Metrics::new()),
         })
+    }
+
+    /// The pipeline publishing on the daemon's `events` and counting into
+    /// its `metrics` (instead of a private bus and registry).
+    pub fn with_monitoring(mut self, events: EventBus, metrics: Arc<Metrics>) -> Self {
+        self.events = events;
+        self.metrics = metrics;
+        self
     }
 
     /// The store, for front doors and the daemon's background tasks.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The metrics registry `/metrics` serves.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// `text` through the shared redactor.
+    pub fn redact(&self, text: &str) -> String {
+        self.redactor.load().redact(text).into_owned()
+    }
+
+    /// Whether the audit log's last write succeeded (for `/readyz`).
+    pub fn audit_healthy(&self) -> bool {
+        self.audit.is_healthy()
+    }
+
+    /// Publishes a write failure, redacted (store errors can quote paths and values).
+    fn write_failed(&self, store: Option<&dyn std::fmt::Display>, audit: Option<&dyn std::fmt::Display>) {
+        let redactor = self.redactor.load();
+        if let Some(err) = store {
+            self.events.publish(Event::StoreWriteFailed { detail: redactor.redact(&err.to_string()).into_owned() });
+        }
+        if let Some(err) = audit {
+            self.events.publish(Event::AuditWriteFailed { detail: redactor.redact(&err.to_string()).into_owned() });
+        }
     }
 
     /// Runs `call` through every step and returns the agent's response.
@@ -305,6 +352,9 @@ impl Pipeline {
             Ok(AdmitOutcome::Killed { reason }) => Err((Refusal::Killed { reason }, true)),
             Ok(AdmitOutcome::LoopDetected { reason }) => {
                 tracing::warn!(tool = %tool_name, "loop breaker tripped; kill switch engaged");
+                self.events.publish(Event::LoopDetected { tool: tool_name.clone() });
+                self.events
+                    .publish(Event::KillSwitchEngaged { reason: reason.clone(), source: "loop_breaker".to_owned() });
                 Err((Refusal::LoopDetected { reason }, true))
             }
             Ok(AdmitOutcome::RateLimited { retry_after_ms }) => Err((
@@ -315,10 +365,12 @@ impl Pipeline {
                 true,
             )),
             Ok(AdmitOutcome::SpendCapped { spent_micros, cap_micros }) => {
+                self.events.publish(Event::SpendCapHit { spent_micros, cap_micros });
                 Err((Refusal::SpendCap { spent_micros, cap_micros }, true))
             }
             Err(err) => {
                 tracing::error!(error = %err, "store refused the admission; failing closed");
+                self.write_failed(Some(&err), None);
                 Err((Refusal::StoreUnavailable, false))
             }
         }
@@ -349,13 +401,26 @@ impl Pipeline {
         };
         let audit = self.audit_record(&record, view.reason, Some(view.message.clone()), Some(view.status.as_u16()), 0);
         // Journal and audit log are written at once: the agent waits for the slower, not the sum.
+        // Counted before the writes: this future may be dropped while it
+        // waits (the agent hung up), and the queued writes still land.
+        self.metrics.record_call(
+            record.door.as_str(),
+            record.tool.as_deref(),
+            view.reason,
+            None,
+            record.started.elapsed(),
+        );
         let (journaled, audited) = tokio::join!(journal, self.audit.write(&audit));
-        if let Err(err) = journaled {
+        if let Err(err) = &journaled {
             tracing::error!(error = %err, call_id = %record.call_id, "could not journal a refused call");
         }
-        if let Err(err) = audited {
+        if let Err(err) = &audited {
             tracing::error!(error = %err, call_id = %record.call_id, "could not write the audit record of a refused call");
         }
+        self.write_failed(
+            journaled.as_ref().err().map(|e| e as &dyn std::fmt::Display),
+            audited.as_ref().err().map(|e| e as &dyn std::fmt::Display),
+        );
         refusal_response(&view, &record.call_id, record.shape)
     }
 
@@ -452,13 +517,26 @@ impl Pipeline {
         };
         let mut audit = self.audit_record(record, outcome.decision, outcome.reason, outcome.status, outcome.attempts);
         audit.extra = outcome.extra;
+        // Counted before the writes: this future may be dropped while it
+        // waits (the agent hung up mid-relay), and the queued writes still land.
+        self.metrics.record_call(
+            record.door.as_str(),
+            record.tool.as_deref(),
+            outcome.decision,
+            outcome.status,
+            record.started.elapsed(),
+        );
         let (journaled, audited) = tokio::join!(self.store.complete(completion), self.audit.write(&audit));
-        if let Err(err) = journaled {
+        if let Err(err) = &journaled {
             tracing::error!(error = %err, call_id = %record.call_id, "could not journal a call's outcome");
         }
-        if let Err(err) = audited {
+        if let Err(err) = &audited {
             tracing::error!(error = %err, call_id = %record.call_id, "could not write an audit record");
         }
+        self.write_failed(
+            journaled.as_ref().err().map(|e| e as &dyn std::fmt::Display),
+            audited.as_ref().err().map(|e| e as &dyn std::fmt::Display),
+        );
     }
 
     fn audit_record(

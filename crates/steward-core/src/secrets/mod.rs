@@ -240,12 +240,30 @@ impl Secrets {
     /// Resolves every `[credentials.*]` entry and checks that no dev and prod
     /// credential share a value. Fails on the first problem: steward does
     /// not start with a credential missing.
+    ///
+    /// The secret references of `[alerts]` and `[heartbeat]` (webhook URLs,
+    /// SMTP passwords, the dead-man URL) are resolved too, under the labels
+    /// of [`crate::monitor::secret_references`], so the redactor knows them
+    /// and no alert sink starts without its secret.
     pub async fn resolve(config: &Config) -> Result<Self, SecretsError> {
-        let Resolution { secrets, errors } = Self::resolve_all(config).await;
-        match errors.into_iter().next() {
-            Some(err) => Err(err),
-            None => Ok(secrets),
+        let Resolution { mut secrets, errors } = Self::resolve_all(config).await;
+        if let Some(err) = errors.into_iter().next() {
+            return Err(err);
         }
+        secrets.values.extend(Self::resolve_alerts(config).await?.values);
+        Ok(secrets)
+    }
+
+    /// Only the secret references of `[alerts]` and `[heartbeat]`: what
+    /// `steward alerts test` needs, without the agent's credentials.
+    pub async fn resolve_alerts(config: &Config) -> Result<Self, SecretsError> {
+        let mut secrets = Secrets::default();
+        for (label, source) in crate::monitor::secret_references(config) {
+            let read = sources::read(&label, &source, &process_env).await?;
+            let sha256 = Sha256::digest(read.value.expose_secret().as_bytes()).into();
+            secrets.values.insert(label, Resolved { value: read.value, sha256, expiry: None });
+        }
+        Ok(secrets)
     }
 
     /// Like [`Secrets::resolve`], but tries every credential and reports every

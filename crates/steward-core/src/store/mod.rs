@@ -434,6 +434,21 @@ impl Store {
         self.read(move |conn| queries::tool_counts_since(conn, since_ms)).await
     }
 
+    /// `(judged, failed)`: the calls the error-rate alert weighs, started at
+    /// or after `since_ms` and finished. **Failed** means the upstream
+    /// answered 5xx, could not be reached or timed out (journaled `allowed`
+    /// without a status), or steward refused the call for safety:
+    /// `loop_detected`, `store_unavailable`, `unmatched`, `unknown_price`.
+    /// Left out of both counts: `unauthenticated` (not necessarily the
+    /// agent), `killed` and `spend_cap` (each has its own alert; counting them
+    /// would re-alert for an hour after `steward resume` or midnight), calls
+    /// `interrupted` by a steward restart, and calls still in flight. Other
+    /// refusals (`rate_limited`, `bad_request`, ...) and upstream 4xx count as
+    /// judged, not failed: the limit or the API worked as configured.
+    pub async fn error_counts_since(&self, since_ms: i64) -> Result<(u64, u64), StoreError> {
+        self.read(move |conn| queries::error_counts_since(conn, since_ms)).await
+    }
+
     /// Marks calls still in flight (left by a daemon that crashed) as
     /// finished at `now_ms` with reason `interrupted`; decision unchanged,
     /// status NULL. Returns how many. Only the daemon holding the daemon lock

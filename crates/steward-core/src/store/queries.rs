@@ -84,6 +84,28 @@ pub(super) fn tool_counts_since(conn: &Connection, since_ms: i64) -> Result<Vec<
     rows.collect::<Result<Vec<_>, _>>().map_err(|e| sql_error("counting calls per tool", e))
 }
 
+/// `(judged, failed)` calls started at or after `since_ms`, for the
+/// error-rate alert. See [`super::Store::error_counts_since`] for the definition.
+pub(super) fn error_counts_since(conn: &Connection, since_ms: i64) -> Result<(u64, u64), StoreError> {
+    conn.prepare_cached(
+        "SELECT COUNT(*),
+                COALESCE(SUM(CASE
+                    WHEN decision IN ('loop_detected', 'store_unavailable', 'unmatched', 'unknown_price') THEN 1
+                    WHEN decision = 'allowed' AND status >= 500 THEN 1
+                    WHEN decision = 'allowed' AND status IS NULL THEN 1
+                    ELSE 0 END), 0)
+         FROM calls
+         WHERE started_ms >= ?1
+           AND finished_ms IS NOT NULL
+           AND decision NOT IN ('unauthenticated', 'killed', 'spend_cap')
+           AND COALESCE(reason, '') != 'interrupted'",
+    )
+    .and_then(|mut s| {
+        s.query_row([since_ms], |row| Ok((non_negative(row.get::<_, i64>(0)?), non_negative(row.get::<_, i64>(1)?))))
+    })
+    .map_err(|e| sql_error("counting failed calls", e))
+}
+
 /// SQLite has no unsigned integers; counts and durations are stored as
 /// non-negative `i64`.
 fn non_negative(v: i64) -> u64 {

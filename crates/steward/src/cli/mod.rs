@@ -2,6 +2,7 @@
 //! types, the dispatch, the exit codes and the error report.
 
 mod agent_exec;
+mod alerts;
 mod backup;
 mod config_check;
 mod demo;
@@ -52,6 +53,7 @@ Start here:
   steward logs agent -f        the agent's output (redacted)
   steward doctor               score the deployment against the production checklist
   steward last                 what the agent did, newest first
+  steward alerts test          send a test alert through every [[alerts.sinks]] entry
   steward stop --reason \"...\"  kill switch: refuse every call and stop the agent until `steward resume`
   steward backup now           back up config, store and agent state to the [backup] destination";
 
@@ -85,6 +87,9 @@ enum Command {
     Status(status::Args),
     /// Show LLM spend: today against the cap, per model per day.
     Spend(spend::Args),
+    /// Alert sinks: `steward alerts test` sends a test alert through every sink.
+    #[command(subcommand)]
+    Alerts(alerts::Command),
     /// Show captured logs: `steward logs agent [-f] [-n N]`.
     #[command(subcommand)]
     Logs(logs::LogsCommand),
@@ -127,6 +132,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Demo(args) => demo::run(args),
         Command::Secrets(command) => secrets::run(&config_path, command),
         Command::Doctor(args) => Ok(doctor::run(&config_path, args)),
+        Command::Alerts(command) => alerts::run(&config_path, command),
         Command::AgentExec(args) => Ok(agent_exec::run(args)),
         Command::Backup(command) => backup::run(&config_path, command),
         Command::Restore(args) => restore::run(&config_path, args),

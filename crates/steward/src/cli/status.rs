@@ -1,5 +1,6 @@
 //! `steward status`: the agent (state, pid, uptime, restarts, last exit), the
-//! daemon, the kill switch, and each tool's use of its limit.
+//! daemon, the kill switch, each tool's use of its limit, firing alerts and
+//! failing alert sinks.
 //!
 //! The agent's state comes from the status the daemon's supervisor publishes
 //! in the store. When no daemon runs, that status is history: the agent is
@@ -14,7 +15,10 @@ use anyhow::Context;
 use owo_colors::OwoColorize;
 use steward_core::config::Config;
 use steward_core::daemon::running_pid;
-use steward_core::store::KillState;
+use steward_core::monitor::delivery::read_health;
+use steward_core::monitor::engine::read_firing;
+use steward_core::monitor::{AlertsTestRecord, FiringAlert, LAST_TEST_KEY, SinkHealth};
+use steward_core::store::{KillState, Store};
 use steward_core::supervisor::{self, AgentStatus, FatalRecord, LastExit};
 
 use super::{CliError, exit, format_ms, load_config, now_ms, open_store, print_json, runtime};
@@ -34,7 +38,7 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         std::fs::read_to_string(config.state.addr_path()).ok().map(|s| s.trim().to_owned()).filter(|_| pid.is_some());
     let now = now_ms();
     let today = config.spend.day_of(std::time::SystemTime::now(), 0);
-    let (kill, tools, spent, published, fatal) = runtime()?.block_on(async {
+    let (kill, tools, spent, published, fatal, alerts) = runtime()?.block_on(async {
         let store = open_store(&config)?;
         let spent = store.spend_total(&today).await.context("cannot read the spend ledger")?;
         let kill = store.kill_state().await.context("cannot read the kill switch")?;
@@ -54,7 +58,8 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
             };
             tools.push((tool.name.clone(), in_hour, window));
         }
-        Ok::<_, anyhow::Error>((kill, tools, spent, published, fatal))
+        let alerts = alert_status(&store, &config).await?;
+        Ok::<_, anyhow::Error>((kill, tools, spent, published, fatal, alerts))
     })?;
     let agent = AgentView::new(&config, pid.is_some(), &kill, published, fatal, now);
 
@@ -88,6 +93,17 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
                 "spent_usd": spent as f64 / 1_000_000.0,
                 "cap_usd": config.spend.daily_cap().map(|c| c.as_dollars()),
             },
+            "alerts": {
+                "firing": alerts.firing,
+                "sinks": alerts.sinks.iter().map(|(name, kind, health)| serde_json::json!({
+                    "name": name,
+                    "kind": kind,
+                    "ok": health.as_ref().map(|h| h.ok),
+                    "last_delivery_ms": health.as_ref().map(|h| h.at_ms),
+                    "error": health.as_ref().and_then(|h| h.error.clone()),
+                })).collect::<Vec<_>>(),
+                "last_test": alerts.last_test,
+            },
         }))?;
         return Ok(ExitCode::from(exit::OK));
     }
@@ -118,6 +134,7 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         };
         anstream::println!("{name:<16} {in_hour:>9}   {window}");
     }
+    print_alerts(&alerts);
     Ok(ExitCode::from(exit::OK))
 }
 
@@ -228,5 +245,59 @@ fn duration(secs: u64) -> String {
         60..3_600 => format!("{}m{}s", secs / 60, secs % 60),
         3_600..86_400 => format!("{}h{}m", secs / 3_600, secs % 3_600 / 60),
         _ => format!("{}d{}h", secs / 86_400, secs % 86_400 / 3_600),
+    }
+}
+
+/// What `status` shows about alerting.
+struct AlertStatus {
+    /// Open incidents.
+    firing: Vec<FiringAlert>,
+    /// Each configured sink: name, kind, last delivery (None: never used).
+    sinks: Vec<(String, &'static str, Option<SinkHealth>)>,
+    /// The last `steward alerts test`.
+    last_test: Option<AlertsTestRecord>,
+}
+
+async fn alert_status(store: &Store, config: &Config) -> anyhow::Result<AlertStatus> {
+    let firing = read_firing(store).await.context("cannot read the alert state")?;
+    let names = config.alerts.sinks.iter().map(|s| s.name.clone());
+    let health = read_health(store, names).await.context("cannot read the alert sinks' state")?;
+    let sinks = config.alerts.sinks.iter().zip(health).map(|(sink, (name, h))| (name, sink.kind.as_str(), h)).collect();
+    let last_test = store
+        .kv_get(LAST_TEST_KEY)
+        .await
+        .context("cannot read the last alerts test")?
+        .and_then(|text| serde_json::from_str(&text).ok());
+    Ok(AlertStatus { firing, sinks, last_test })
+}
+
+fn print_alerts(alerts: &AlertStatus) {
+    if alerts.firing.is_empty() {
+        anstream::println!("\nalerts   {}", "none firing".green());
+    } else {
+        anstream::println!("\nalerts   {} firing", alerts.firing.len().to_string().red().bold());
+        for alert in &alerts.firing {
+            anstream::println!("  {:<16} since {}  {}", alert.key, format_ms(alert.since_ms), alert.title);
+        }
+    }
+    if alerts.sinks.is_empty() {
+        anstream::println!("sinks    none configured: alerts are only logged");
+    }
+    for (name, kind, health) in &alerts.sinks {
+        match health {
+            Some(h) if !h.ok => anstream::println!(
+                "sink     {name} ({kind}) {} at {}: {}",
+                "FAILING".red().bold(),
+                format_ms(h.at_ms),
+                h.error.as_deref().unwrap_or("unknown error")
+            ),
+            Some(h) => anstream::println!("sink     {name} ({kind}) ok, last delivery {}", format_ms(h.at_ms)),
+            None => anstream::println!("sink     {name} ({kind}) not used yet (`steward alerts test` tries it)"),
+        }
+    }
+    match &alerts.last_test {
+        Some(t) if t.ok => anstream::println!("tested   {} (every sink delivered)", format_ms(t.at_ms)),
+        Some(t) => anstream::println!("tested   {} ({})", format_ms(t.at_ms), "some sinks failed".red()),
+        None => {}
     }
 }

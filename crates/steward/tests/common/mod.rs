@@ -78,6 +78,11 @@ impl Env {
         Self::build(agent, logging, DEFAULT_TOOLS).await
     }
 
+    /// [`Env::with_agent`] with `tools` (and any sections after them) instead of the default tools.
+    pub async fn with_agent_and_tools(agent: &str, logging: &str, tools: &str) -> Env {
+        Self::build(agent, logging, tools).await
+    }
+
     async fn build(agent: &str, logging: &str, tools: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let mock = MockUpstream::start().await.unwrap();

@@ -1,0 +1,656 @@
+//! The alert engine: which conditions are true now, and which notices that
+//! makes.
+//!
+//! # Rules
+//! | key | condition | severity |
+//! | --- | --- | --- |
+//! | `agent_down` | the agent has been down ([`Event::AgentDown`]) for `agent_down_after` | critical |
+//! | `error_rate` | over the last hour, at least `error_rate_min_calls` calls were judged and more than `error_rate_percent`% failed ([`Store::error_counts_since`] defines both) | warning |
+//! | `spend_threshold` | today's committed spend ≥ `[spend] alert_at_usd` | warning |
+//! | `spend_cap` | today's spend ≥ the cap, or a call was refused by the cap today | critical |
+//! | `kill_switch` | the kill switch is engaged (`steward stop`, any source but the loop breaker) | critical |
+//! | `loop_breaker` | the loop breaker engaged the kill switch | critical |
+//! | `crash_loop` | the supervisor gave up on a crash-looping agent (event, or `kv` `supervisor.fatal`) | critical |
+//! | `audit_write` | an audit write failed since the last evaluation, or the audit log is unhealthy | critical |
+//! | `store_write` | a journal write failed since the last evaluation, or the store refuses an empty write | critical |
+//!
+//! Conditions are re-evaluated every [`EVAL_EVERY`] and right after any bus
+//! event. Everything the engine needs to decide is polled (kill switch, `kv`,
+//! journal counts, spend, audit health), so a kill switch engaged by
+//! `steward stop` in another process, or an event lost to a lagging
+//! receiver, is still noticed. Events only make it faster, and make
+//! failures that heal within one interval (a failed audit write) visible.
+//!
+//! # Notices, grouping, persistence
+//! Notices are grouped by rule key: one incident per key. The first
+//! evaluation that finds a condition sends a `firing` notice; while it holds,
+//! a reminder goes out every `repeat_every`; once it clears, one `resolved`
+//! notice. A symptom of another firing condition does not open its own
+//! incident: `agent_down` is not raised while `crash_loop`, `kill_switch` or
+//! `loop_breaker` fires (they say why the agent is down). An incident that
+//! is already open when its cause appears stays open, so nobody gets a
+//! misleading "resolved".
+//!
+//! The open incidents (since, last sent, reminders) live in `kv` under
+//! [`STATE_KEY`] and are written on every change, so a restarted steward
+//! neither re-sends open incidents before `repeat_every` nor forgets to
+//! resolve one that cleared while it was down.
+//!
+//! Time is always a parameter ([`Engine::evaluate`]) or a [`Clock`], so
+//! tests inject it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::{Alert, AlertStatus, Dispatcher, Metrics, Severity};
+use crate::audit::AuditLog;
+use crate::config::{AlertsConfig, Config, SpendConfig};
+use crate::events::Event;
+use crate::pipeline::{SharedRedactor, unix_ms};
+use crate::store::Store;
+
+/// `kv` key of the open incidents.
+pub const STATE_KEY: &str = "alerts.state";
+/// How often conditions are polled when no event arrives: well under
+/// `agent_down_after`'s default, and a handful of indexed reads each time.
+pub const EVAL_EVERY: Duration = Duration::from_secs(5);
+/// The error-rate rule looks this far back.
+pub const ERROR_RATE_WINDOW: Duration = Duration::from_secs(3600);
+/// `kv` key where the supervisor keeps its sticky crash-loop verdict (JSON; empty: none).
+pub const SUPERVISOR_FATAL_KEY: &str = "supervisor.fatal";
+
+/// The rule keys, in the order conditions are evaluated.
+pub mod rules {
+    /// The agent is down.
+    pub const AGENT_DOWN: &str = "agent_down";
+    /// Too many calls fail.
+    pub const ERROR_RATE: &str = "error_rate";
+    /// Spend passed the alert threshold.
+    pub const SPEND_THRESHOLD: &str = "spend_threshold";
+    /// Spend reached the cap.
+    pub const SPEND_CAP: &str = "spend_cap";
+    /// The kill switch is engaged.
+    pub const KILL_SWITCH: &str = "kill_switch";
+    /// The loop breaker stopped the agent.
+    pub const LOOP_BREAKER: &str = "loop_breaker";
+    /// The agent crash-loops.
+    pub const CRASH_LOOP: &str = "crash_loop";
+    /// The audit log cannot be written.
+    pub const AUDIT_WRITE: &str = "audit_write";
+    /// The store cannot be written.
+    pub const STORE_WRITE: &str = "store_write";
+    /// Every built-in rule.
+    pub const ALL: &[&str] = &[
+        AGENT_DOWN,
+        ERROR_RATE,
+        SPEND_THRESHOLD,
+        SPEND_CAP,
+        KILL_SWITCH,
+        LOOP_BREAKER,
+        CRASH_LOOP,
+        AUDIT_WRITE,
+        STORE_WRITE,
+    ];
+}
+
+/// Where the engine's loop reads the time.
+pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// The wall clock.
+pub fn system_clock() -> Clock {
+    Arc::new(SystemTime::now)
+}
+
+/// One open incident, as persisted.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RuleState {
+    /// When the condition began, epoch ms.
+    pub since_ms: i64,
+    /// When the last notice went out, epoch ms.
+    pub last_sent_ms: i64,
+    /// Reminders sent so far.
+    pub repeats: u32,
+    /// The title of the last notice (the resolved notice repeats it).
+    pub title: String,
+    /// Its severity.
+    pub severity: Severity,
+}
+
+/// What `kv` [`STATE_KEY`] holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct PersistedState {
+    /// Open incidents by rule key.
+    firing: BTreeMap<String, RuleState>,
+    /// The spend day on which a call was refused by the cap.
+    cap_hit_day: Option<String>,
+}
+
+/// An open incident, for `steward status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FiringAlert {
+    /// Rule key.
+    pub key: String,
+    /// Last title.
+    pub title: String,
+    /// Severity.
+    pub severity: Severity,
+    /// When the condition began, epoch ms.
+    pub since_ms: i64,
+    /// When the last notice went out, epoch ms.
+    pub last_sent_ms: i64,
+}
+
+/// The open incidents as persisted (by a running or a past daemon).
+pub async fn read_firing(store: &Store) -> Result<Vec<FiringAlert>, crate::store::StoreError> {
+    let state: PersistedState =
+        store.kv_get(STATE_KEY).await?.and_then(|text| serde_json::from_str(&text).ok()).unwrap_or_default();
+    Ok(state
+        .firing
+        .into_iter()
+        .map(|(key, s)| FiringAlert {
+            key,
+            title: s.title,
+            severity: s.severity,
+            since_ms: s.since_ms,
+            last_sent_ms: s.last_sent_ms,
+        })
+        .collect())
+}
+
+/// A condition found true.
+#[derive(Debug, Clone)]
+struct Finding {
+    severity: Severity,
+    title: String,
+    message: String,
+    /// When it began, if known better than "now".
+    since_ms: Option<i64>,
+}
+
+impl Finding {
+    fn new(severity: Severity, title: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { severity, title: title.into(), message: message.into(), since_ms: None }
+    }
+
+    fn since(mut self, since_ms: i64) -> Self {
+        self.since_ms = Some(since_ms);
+        self
+    }
+}
+
+/// Failures and trips announced by events since the last evaluation.
+#[derive(Debug, Default)]
+struct Pending {
+    audit: Option<String>,
+    store: Option<String>,
+    loop_tool: Option<String>,
+    kill: Option<(String, String)>,
+    crash_exits: Option<u32>,
+    cap: Option<(u64, u64)>,
+}
+
+/// The alert engine of one daemon.
+pub struct Engine {
+    agent: String,
+    alerts: AlertsConfig,
+    spend: SpendConfig,
+    store: Store,
+    audit: Option<Arc<AuditLog>>,
+    metrics: Arc<Metrics>,
+    redactor: SharedRedactor,
+    state: PersistedState,
+    pending: Pending,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("firing", &self.state.firing.keys().collect::<Vec<_>>()).finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine for `config`, resuming the incidents persisted in `store`.
+    /// `audit` is watched for write failures when given.
+    pub async fn load(
+        config: &Config,
+        store: Store,
+        audit: Option<Arc<AuditLog>>,
+        metrics: Arc<Metrics>,
+        redactor: SharedRedactor,
+    ) -> Self {
+        let state = match store.kv_get(STATE_KEY).await {
+            Ok(Some(text)) => serde_json::from_str(&text).unwrap_or_else(|err| {
+                tracing::warn!(error = %err, "the persisted alert state is unreadable; starting with no open incident");
+                PersistedState::default()
+            }),
+            Ok(None) => PersistedState::default(),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot read the persisted alert state; starting with no open incident");
+                PersistedState::default()
+            }
+        };
+        for key in state.firing.keys() {
+            metrics.set_alert_firing(key, true);
+        }
+        Self {
+            agent: config.agent.name.clone(),
+            alerts: config.alerts.clone(),
+            spend: config.spend,
+            store,
+            audit,
+            metrics,
+            redactor,
+            state,
+            pending: Pending::default(),
+        }
+    }
+
+    /// The open incidents.
+    pub fn firing(&self) -> Vec<FiringAlert> {
+        self.state
+            .firing
+            .iter()
+            .map(|(key, s)| FiringAlert {
+                key: key.clone(),
+                title: s.title.clone(),
+                severity: s.severity,
+                since_ms: s.since_ms,
+                last_sent_ms: s.last_sent_ms,
+            })
+            .collect()
+    }
+
+    /// Takes in one bus event (metrics included); the next
+    /// [`Engine::evaluate`] acts on it.
+    pub fn observe(&mut self, event: &Event, now: SystemTime) {
+        self.metrics.observe_event(event, unix_ms(now));
+        let redact = |text: &str| self.redactor.load().redact(text).into_owned();
+        match event {
+            Event::AuditWriteFailed { detail } => self.pending.audit = Some(redact(detail)),
+            Event::StoreWriteFailed { detail } => self.pending.store = Some(redact(detail)),
+            Event::LoopDetected { tool } => self.pending.loop_tool = Some(tool.clone()),
+            Event::KillSwitchEngaged { reason, source } => self.pending.kill = Some((reason.clone(), source.clone())),
+            Event::CrashLoop { exits } => self.pending.crash_exits = Some(*exits),
+            Event::SpendCapHit { spent_micros, cap_micros } => {
+                self.pending.cap = Some((*spent_micros, *cap_micros));
+                self.state.cap_hit_day = Some(self.spend.day_of(now, 0));
+            }
+            _ => {}
+        }
+    }
+
+    /// Evaluates every rule at `now` and returns the notices to send:
+    /// firing and reminders sorted by rule key, then resolved ones. Open
+    /// incidents are persisted when they change.
+    pub async fn evaluate(&mut self, now: SystemTime) -> Vec<Alert> {
+        let now_ms = unix_ms(now);
+        let active = self.conditions(now, now_ms).await;
+        let mut notices = Vec::new();
+        let mut changed = false;
+        for (key, finding) in &active {
+            let repeat_ms = i64::try_from(self.alerts.repeat_every.as_millis()).unwrap_or(i64::MAX);
+            match self.state.firing.get_mut(*key) {
+                None => {
+                    let since_ms = finding.since_ms.unwrap_or(now_ms).min(now_ms);
+                    self.state.firing.insert(
+                        (*key).to_owned(),
+                        RuleState {
+                            since_ms,
+                            last_sent_ms: now_ms,
+                            repeats: 0,
+                            title: finding.title.clone(),
+                            severity: finding.severity,
+                        },
+                    );
+                    notices.push(self.notice(key, AlertStatus::Firing, finding, since_ms, now_ms, 0));
+                    changed = true;
+                }
+                Some(open) if now_ms.saturating_sub(open.last_sent_ms) >= repeat_ms => {
+                    open.last_sent_ms = now_ms;
+                    open.repeats += 1;
+                    open.title.clone_from(&finding.title);
+                    let (since, repeats) = (open.since_ms, open.repeats);
+                    notices.push(self.notice(key, AlertStatus::Firing, finding, since, now_ms, repeats));
+                    changed = true;
+                }
+                Some(_) => {}
+            }
+        }
+        let cleared: Vec<String> =
+            self.state.firing.keys().filter(|k| !active.contains_key(k.as_str())).cloned().collect();
+        for key in cleared {
+            if let Some(open) = self.state.firing.remove(&key) {
+                let lasted = Duration::from_millis(u64::try_from(now_ms.saturating_sub(open.since_ms)).unwrap_or(0));
+                let finding = Finding::new(
+                    open.severity,
+                    open.title.clone(),
+                    format!("Resolved after {}: {}.", human_duration(lasted), open.title),
+                );
+                notices.push(self.notice(&key, AlertStatus::Resolved, &finding, open.since_ms, now_ms, open.repeats));
+                changed = true;
+            }
+        }
+        for key in rules::ALL {
+            self.metrics.set_alert_firing(key, self.state.firing.contains_key(*key));
+        }
+        if changed {
+            self.persist(now_ms).await;
+        }
+        for notice in &notices {
+            self.metrics.count_notice(&notice.key);
+            match notice.status {
+                AlertStatus::Firing => {
+                    tracing::warn!(alert = %notice.key, title = %notice.title, repeat = notice.repeat, "alert firing");
+                }
+                AlertStatus::Resolved => tracing::info!(alert = %notice.key, title = %notice.title, "alert resolved"),
+            }
+        }
+        notices
+    }
+
+    fn notice(
+        &self,
+        key: &str,
+        status: AlertStatus,
+        finding: &Finding,
+        since_ms: i64,
+        at_ms: i64,
+        repeat: u32,
+    ) -> Alert {
+        Alert {
+            key: key.to_owned(),
+            status,
+            severity: finding.severity,
+            agent: self.agent.clone(),
+            title: finding.title.clone(),
+            message: finding.message.clone(),
+            since_ms,
+            at_ms,
+            repeat,
+            test: false,
+        }
+    }
+
+    async fn persist(&self, now_ms: i64) {
+        let Ok(text) = serde_json::to_string(&self.state) else { return };
+        if let Err(err) = self.store.kv_set(STATE_KEY, &text, now_ms).await {
+            tracing::error!(error = %err, "could not persist the alert state; a restart may repeat notices");
+        }
+    }
+
+    /// Whether `key` may not open a new incident because `causes` explain it.
+    fn suppressed(&self, key: &str, causes: &[&str], active: &BTreeMap<&'static str, Finding>) -> bool {
+        !self.state.firing.contains_key(key) && causes.iter().any(|c| active.contains_key(c))
+    }
+
+    async fn conditions(&mut self, now: SystemTime, now_ms: i64) -> BTreeMap<&'static str, Finding> {
+        let mut active = BTreeMap::new();
+        let redact = |text: String| self.redactor.load().redact(&text).into_owned();
+
+        let mut store_problem = self.pending.store.take();
+        if let Err(err) = self.store.check_writable().await {
+            store_problem = Some(redact(err.to_string()));
+        }
+        let kill = match self.store.kill_state().await {
+            Ok(kill) => Some(kill),
+            Err(err) => {
+                store_problem.get_or_insert_with(|| redact(err.to_string()));
+                None
+            }
+        };
+        if let Some(detail) = store_problem {
+            active.insert(
+                rules::STORE_WRITE,
+                Finding::new(
+                    Severity::Critical,
+                    "steward cannot write its state store",
+                    format!(
+                        "{detail}. Calls are refused (fail closed) until the store is writable again; check the \
+                         disk and `steward status`."
+                    ),
+                ),
+            );
+        }
+
+        let audit_unhealthy = self.audit.as_ref().is_some_and(|a| !a.is_healthy());
+        let audit_problem = match (self.pending.audit.take(), audit_unhealthy) {
+            (Some(detail), _) => Some(detail),
+            (None, true) => Some("the audit log's last write failed".to_owned()),
+            (None, false) => None,
+        };
+        if let Some(detail) = audit_problem {
+            active.insert(
+                rules::AUDIT_WRITE,
+                Finding::new(
+                    Severity::Critical,
+                    "steward cannot write the audit log",
+                    format!(
+                        "{detail}. Calls are refused (fail closed) while the audit log is not writable; check the \
+                         log directory's disk and permissions."
+                    ),
+                ),
+            );
+        }
+
+        let pending_kill = self.pending.kill.take();
+        let pending_loop = self.pending.loop_tool.take();
+        let engaged = kill
+            .as_ref()
+            .filter(|k| k.engaged)
+            .map(|k| (k.reason.clone().unwrap_or_default(), k.source.clone().unwrap_or_default(), k.changed_ms));
+        self.metrics.set_kill_switch(engaged.is_some());
+        let engaged = engaged.or(pending_kill.map(|(reason, source)| (reason, source, now_ms)));
+        match engaged {
+            Some((reason, source, since)) if source == "loop_breaker" => {
+                active.insert(rules::LOOP_BREAKER, loop_finding(&reason).since(since));
+            }
+            Some((reason, source, since)) => {
+                let by = if source.is_empty() { String::new() } else { format!(" by {source}") };
+                active.insert(
+                    rules::KILL_SWITCH,
+                    Finding::new(
+                        Severity::Critical,
+                        "Kill switch engaged: the agent is stopped",
+                        format!(
+                            "The kill switch was engaged{by}: {reason}. Every call is refused until an operator \
+                             runs `steward resume`."
+                        ),
+                    )
+                    .since(since),
+                );
+            }
+            None => {}
+        }
+        if let Some(tool) = pending_loop
+            && !active.contains_key(rules::LOOP_BREAKER)
+        {
+            active.insert(rules::LOOP_BREAKER, loop_finding(&format!("loop detected: {tool}")));
+        }
+
+        let fatal = match self.store.kv_get(SUPERVISOR_FATAL_KEY).await {
+            Ok(Some(text)) if !text.trim().is_empty() => serde_json::from_str::<serde_json::Value>(&text).ok(),
+            _ => None,
+        };
+        let agent = self.metrics.agent();
+        let pending_exits = self.pending.crash_exits.take();
+        if agent.crash_loop || fatal.is_some() || pending_exits.is_some() {
+            let exits = fatal
+                .as_ref()
+                .and_then(|f| f.get("exits")?.as_u64())
+                .map(|n| n.to_string())
+                .or(pending_exits.map(|n| n.to_string()))
+                .unwrap_or_else(|| "several".to_owned());
+            let mut finding = Finding::new(
+                Severity::Critical,
+                "The agent is crash-looping and is no longer restarted",
+                format!(
+                    "The agent exited {exits} times right after starting, so steward stopped restarting it. \
+                     Read `steward logs agent`, fix the cause, then run `steward resume`."
+                ),
+            );
+            if let Some(since) = fatal.as_ref().and_then(|f| f.get("since_ms")?.as_i64()) {
+                finding = finding.since(since);
+            }
+            active.insert(rules::CRASH_LOOP, finding);
+        }
+
+        let down_after = i64::try_from(self.alerts.agent_down_after.as_millis()).unwrap_or(i64::MAX);
+        if let Some(since) = agent.down_since_ms
+            && now_ms.saturating_sub(since) >= down_after
+            && !self.suppressed(
+                rules::AGENT_DOWN,
+                &[rules::CRASH_LOOP, rules::KILL_SWITCH, rules::LOOP_BREAKER],
+                &active,
+            )
+        {
+            let down = Duration::from_millis(u64::try_from(now_ms - since).unwrap_or(0));
+            active.insert(
+                rules::AGENT_DOWN,
+                Finding::new(
+                    Severity::Critical,
+                    "The agent is not running",
+                    format!(
+                        "The agent has been down for {} (alert after {}). steward keeps restarting it with \
+                         backoff; see `steward status` and `steward logs agent`.",
+                        human_duration(down),
+                        human_duration(self.alerts.agent_down_after)
+                    ),
+                )
+                .since(since),
+            );
+        }
+
+        let window_ms = i64::try_from(ERROR_RATE_WINDOW.as_millis()).unwrap_or(i64::MAX);
+        match self.store.error_counts_since(now_ms.saturating_sub(window_ms)).await {
+            Ok((judged, failed)) => {
+                let percent = u64::from(self.alerts.error_rate_percent);
+                if judged >= u64::from(self.alerts.error_rate_min_calls) && failed * 100 > percent * judged {
+                    let rate = failed * 100 / judged.max(1);
+                    active.insert(
+                        rules::ERROR_RATE,
+                        Finding::new(
+                            Severity::Warning,
+                            format!("{rate}% of the agent's calls failed in the last hour"),
+                            format!(
+                                "{failed} of {judged} calls in the last hour failed (upstream 5xx, unreachable, \
+                                 timed out, or refused for safety), above the {percent}% threshold. \
+                                 `steward last --failed` shows them."
+                            ),
+                        ),
+                    );
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot count failed calls for the error-rate alert"),
+        }
+
+        let today = self.spend.day_of(now, 0);
+        let cap = self.spend.daily_cap().map(|c| c.micros());
+        let alert_at = self.spend.alert_at().map(|c| c.micros());
+        match self.store.spend_total(&today).await {
+            Ok(spent) => {
+                self.metrics.set_spend(spent, cap, alert_at);
+                let usd = |m: u64| crate::config::units::Usd::from_micros(m).to_string();
+                let hit_today = self.state.cap_hit_day.as_deref() == Some(today.as_str());
+                let pending_cap = self.pending.cap.take();
+                if let Some(cap) = cap
+                    && (spent >= cap || hit_today || pending_cap.is_some())
+                {
+                    active.insert(
+                        rules::SPEND_CAP,
+                        Finding::new(
+                            Severity::Critical,
+                            "The daily spend cap is reached: LLM calls are refused",
+                            format!(
+                                "{} of the {} daily cap is committed ({today}); LLM calls that do not fit are \
+                                 refused until the day ends in [spend] timezone.",
+                                usd(spent),
+                                usd(cap)
+                            ),
+                        ),
+                    );
+                }
+                if let Some(alert_at) = alert_at
+                    && spent >= alert_at
+                {
+                    active.insert(
+                        rules::SPEND_THRESHOLD,
+                        Finding::new(
+                            Severity::Warning,
+                            format!("LLM spend today passed {}", usd(alert_at)),
+                            format!(
+                                "{} committed today ({today}), at or above the {} alert threshold{}.",
+                                usd(spent),
+                                usd(alert_at),
+                                cap.map(|c| format!(" (the cap is {})", usd(c))).unwrap_or_default()
+                            ),
+                        ),
+                    );
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot read today's spend for the spend alerts"),
+        }
+        active
+    }
+
+    /// Evaluates every [`EVAL_EVERY`] and after every event, handing each
+    /// notice to `dispatcher`, until `shutdown`.
+    pub async fn run(
+        mut self,
+        mut events: broadcast::Receiver<Event>,
+        dispatcher: Dispatcher,
+        clock: Clock,
+        shutdown: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(EVAL_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut bus_open = true;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+                received = events.recv(), if bus_open => match received {
+                    Ok(event) => {
+                        self.observe(&event, clock());
+                        while let Ok(event) = events.try_recv() {
+                            self.observe(&event, clock());
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(lost)) => {
+                        tracing::warn!(lost, "the alert engine missed events; polled state still applies");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => bus_open = false,
+                },
+            }
+            for notice in self.evaluate(clock()).await {
+                dispatcher.dispatch(notice);
+            }
+        }
+    }
+}
+
+fn loop_finding(reason: &str) -> Finding {
+    Finding::new(
+        Severity::Critical,
+        "The loop breaker stopped the agent",
+        format!(
+            "{reason}: the agent repeated the same call too often, so steward engaged the kill switch. Every \
+             call is refused until an operator runs `steward resume`; `steward last` shows the loop."
+        ),
+    )
+}
+
+/// `45s`, `3m`, `2h 5m`, `1d 4h`.
+pub fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86_400 if secs % 3600 >= 60 => format!("{}h {}m", secs / 3600, secs % 3600 / 60),
+        3600..86_400 => format!("{}h", secs / 3600),
+        _ => format!("{}d {}h", secs / 86_400, secs % 86_400 / 3600),
+    }
+}

@@ -1,0 +1,459 @@
+//! Tests of the alert engine against the real store with injected time, of
+//! the metrics exposition format, and of the notice text's redaction. The
+//! sinks' wire formats against local receivers are in `tests_sinks`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+
+use super::engine::rules;
+use super::*;
+use crate::config::{self, LoopBreakerConfig};
+use crate::events::Event;
+use crate::store::{Admission, Completion, SpendHold};
+
+/// A planted secret the redactor knows: must never reach a notice.
+pub(super) const CANARY: &str = "canary-alert-secret-4f3e2d1c0b9a";
+
+/// 2026-11-26T10:00:00Z
+pub(super) fn t0() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_687_200)
+}
+
+pub(super) fn at(base: SystemTime, secs: u64) -> SystemTime {
+    base + Duration::from_secs(secs)
+}
+
+pub(super) fn ms(t: SystemTime) -> i64 {
+    crate::pipeline::unix_ms(t)
+}
+
+pub(super) fn redactor() -> SharedRedactor {
+    Arc::new(ArcSwap::from_pointee(redact::RedactorBuilder::new().secret("canary", CANARY).build()))
+}
+
+pub(super) fn config(extra: &str) -> Config {
+    let text = format!("[agent]\nname = \"poster\"\n{extra}");
+    match config::parse(&text, Path::new("/srv/poster/steward.toml")) {
+        Ok(c) => c,
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Store,
+    engine: Engine,
+    config: Config,
+    metrics: Arc<Metrics>,
+}
+
+async fn fixture(extra: &str) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("steward.db")).unwrap();
+    let config = config(extra);
+    let metrics = Arc::new(Metrics::new());
+    let engine = Engine::load(&config, store.clone(), None, Arc::clone(&metrics), redactor()).await;
+    Fixture { _dir: dir, store, engine, config, metrics }
+}
+
+impl Fixture {
+    /// A new engine on the same store, as after a daemon restart.
+    async fn restart(&mut self) {
+        let metrics = Arc::new(Metrics::new());
+        self.engine = Engine::load(&self.config, self.store.clone(), None, Arc::clone(&metrics), redactor()).await;
+        self.metrics = metrics;
+    }
+}
+
+fn admission(id: &str, at_ms: i64, spend: Option<SpendHold>) -> Admission {
+    Admission {
+        call_id: id.to_owned(),
+        now_ms: at_ms,
+        door: "api".into(),
+        tool: Some("echo".into()),
+        upstream: "social".into(),
+        method: "POST".into(),
+        path: "/echo".into(),
+        loop_key: id.to_owned(),
+        input_summary: String::new(),
+        input_sha256: String::new(),
+        limit: None,
+        loop_breaker: LoopBreakerConfig { max_identical: 0, window: Duration::ZERO },
+        spend,
+    }
+}
+
+/// Journals a forwarded call started at `at` that got `status` (None: unreachable).
+async fn call(store: &Store, at: SystemTime, status: Option<u16>) {
+    let id = crate::store::new_call_id();
+    store.admit(admission(&id, ms(at), None)).await.unwrap();
+    let completion = Completion {
+        call_id: id,
+        now_ms: ms(at) + 20,
+        status,
+        duration_ms: 20,
+        attempts: 1,
+        response_ref: None,
+        error: status.is_none().then(|| "connection refused".to_owned()),
+        extra_json: None,
+        spend: None,
+    };
+    store.complete(completion).await.unwrap();
+}
+
+/// `n` calls in the minute before `end`, the first `failed` of them 503.
+async fn calls(store: &Store, end: SystemTime, n: u32, failed: u32) {
+    for i in 0..n {
+        let t = end - Duration::from_millis(60_000 - u64::from(i) * 100);
+        call(store, t, Some(if i < failed { 503 } else { 200 })).await;
+    }
+}
+
+fn keys(notices: &[Alert]) -> Vec<(&str, AlertStatus, u32)> {
+    notices.iter().map(|n| (n.key.as_str(), n.status, n.repeat)).collect()
+}
+
+const ERROR_RATE: &str = "[alerts]\nerror_rate_percent = 20\nerror_rate_min_calls = 20\nrepeat_every = \"10m\"\n";
+
+#[tokio::test]
+async fn error_rate_fires_once_repeats_after_repeat_every_and_resolves_on_recovery() {
+    let mut f = fixture(ERROR_RATE).await;
+    // 30 calls, 40% upstream 503 (12 of them).
+    calls(&f.store, t0(), 30, 12).await;
+    let notices = f.engine.evaluate(t0()).await;
+    assert_eq!(keys(&notices), [(rules::ERROR_RATE, AlertStatus::Firing, 0)]);
+    assert!(notices[0].message.contains("12 of 30 calls"), "{}", notices[0].message);
+    assert!(notices[0].title.starts_with("40%"), "{}", notices[0].title);
+    assert_eq!(notices[0].severity, Severity::Warning);
+
+    // Still failing, but repeat_every (10m) has not passed: nothing new.
+    for secs in [5, 60, 599] {
+        assert!(f.engine.evaluate(at(t0(), secs)).await.is_empty(), "notice at +{secs}s");
+    }
+    // repeat_every passed and the condition still holds: one reminder.
+    let reminder = f.engine.evaluate(at(t0(), 600)).await;
+    assert_eq!(keys(&reminder), [(rules::ERROR_RATE, AlertStatus::Firing, 1)]);
+    assert_eq!(reminder[0].label(), "REMINDER");
+    assert_eq!(reminder[0].since_ms, ms(t0()));
+    assert!(f.engine.evaluate(at(t0(), 601)).await.is_empty());
+
+    // Recovery: 60 good calls bring it to 12 of 90 (13%).
+    calls(&f.store, at(t0(), 660), 60, 0).await;
+    let resolved = f.engine.evaluate(at(t0(), 660)).await;
+    assert_eq!(keys(&resolved), [(rules::ERROR_RATE, AlertStatus::Resolved, 1)]);
+    assert!(resolved[0].message.starts_with("Resolved after 11m"), "{}", resolved[0].message);
+    assert!(f.engine.evaluate(at(t0(), 665)).await.is_empty());
+    assert!(f.engine.firing().is_empty());
+}
+
+#[tokio::test]
+async fn error_rate_needs_the_minimum_volume() {
+    let mut f = fixture(ERROR_RATE).await;
+    // 19 calls, every one failing: below error_rate_min_calls, no alert.
+    calls(&f.store, t0(), 19, 19).await;
+    assert!(f.engine.evaluate(t0()).await.is_empty());
+    // Unreachable upstreams count as failures once the volume is there.
+    call(&f.store, t0() - Duration::from_secs(1), None).await;
+    let notices = f.engine.evaluate(t0()).await;
+    assert_eq!(keys(&notices), [(rules::ERROR_RATE, AlertStatus::Firing, 0)]);
+    assert!(notices[0].message.contains("20 of 20"), "{}", notices[0].message);
+}
+
+#[tokio::test]
+async fn refusals_of_their_own_rules_do_not_count_as_errors() {
+    let mut f = fixture(ERROR_RATE).await;
+    calls(&f.store, t0(), 10, 0).await;
+    // 30 calls refused by the kill switch, 5 rate-limited: the kill switch
+    // has its own alert, and a working rate limit is not an error.
+    for i in 0..30 {
+        let a = admission(&crate::store::new_call_id(), ms(t0()) - 1000 - i, None);
+        f.store.record_refused(a, "killed", "stopped", 403).await.unwrap();
+    }
+    for i in 0..5 {
+        let a = admission(&crate::store::new_call_id(), ms(t0()) - 2000 - i, None);
+        f.store.record_refused(a, "rate_limited", "limit", 429).await.unwrap();
+    }
+    assert_eq!(f.store.error_counts_since(ms(t0()) - 3_600_000).await.unwrap(), (15, 0));
+    assert!(f.engine.evaluate(t0()).await.is_empty());
+}
+
+#[tokio::test]
+async fn open_incidents_survive_a_restart_without_being_sent_again() {
+    let mut f = fixture(ERROR_RATE).await;
+    calls(&f.store, t0(), 30, 12).await;
+    assert_eq!(f.engine.evaluate(t0()).await.len(), 1);
+    f.restart().await;
+    assert_eq!(f.engine.firing().len(), 1);
+    assert!(f.engine.evaluate(at(t0(), 30)).await.is_empty(), "a restart re-sent an open incident");
+    // The incident cleared while steward was down: the new engine resolves it.
+    calls(&f.store, at(t0(), 120), 60, 0).await;
+    f.restart().await;
+    let notices = f.engine.evaluate(at(t0(), 120)).await;
+    assert_eq!(keys(&notices), [(rules::ERROR_RATE, AlertStatus::Resolved, 0)]);
+    let persisted = engine::read_firing(&f.store).await.unwrap();
+    assert!(persisted.is_empty());
+}
+
+#[tokio::test]
+async fn a_kill_switch_engaged_by_another_process_fires_with_its_reason_redacted() {
+    let mut f = fixture("").await;
+    // `steward stop` runs in its own process with its own store handle.
+    let cli = Store::open(f.store.path()).unwrap();
+    let reason = format!("token {CANARY} was leaked");
+    cli.engage_kill(&reason, "cli", ms(t0())).await.unwrap();
+    let notices = f.engine.evaluate(at(t0(), 3)).await;
+    assert_eq!(keys(&notices), [(rules::KILL_SWITCH, AlertStatus::Firing, 0)]);
+    assert_eq!(notices[0].since_ms, ms(t0()));
+    let redacted = notices[0].clone().redacted(&redactor().load());
+    assert!(redacted.message.contains("by cli") && redacted.message.contains("was leaked"), "{}", redacted.message);
+    assert!(!serde_json::to_string(&redacted.json()).unwrap().contains(CANARY));
+    assert!(!redacted.text().contains(CANARY));
+    assert!(f.metrics.render().contains("steward_kill_switch_engaged 1"));
+
+    cli.release_kill(ms(at(t0(), 60))).await.unwrap();
+    let notices = f.engine.evaluate(at(t0(), 61)).await;
+    assert_eq!(keys(&notices), [(rules::KILL_SWITCH, AlertStatus::Resolved, 0)]);
+}
+
+#[tokio::test]
+async fn the_loop_breaker_is_its_own_alert_and_an_event_is_enough() {
+    let mut f = fixture("").await;
+    f.store.engage_kill("loop detected: post", "loop_breaker", ms(t0())).await.unwrap();
+    let notices = f.engine.evaluate(t0()).await;
+    assert_eq!(keys(&notices), [(rules::LOOP_BREAKER, AlertStatus::Firing, 0)]);
+    assert!(notices[0].message.contains("loop detected: post"));
+    f.store.release_kill(ms(at(t0(), 10))).await.unwrap();
+    assert_eq!(keys(&f.engine.evaluate(at(t0(), 10)).await), [(rules::LOOP_BREAKER, AlertStatus::Resolved, 0)]);
+
+    // Released before the engine looked: the event still makes it fire once.
+    f.engine.observe(&Event::LoopDetected { tool: "post".into() }, at(t0(), 20));
+    let notices = f.engine.evaluate(at(t0(), 21)).await;
+    assert_eq!(keys(&notices), [(rules::LOOP_BREAKER, AlertStatus::Firing, 0)]);
+    assert_eq!(keys(&f.engine.evaluate(at(t0(), 26)).await), [(rules::LOOP_BREAKER, AlertStatus::Resolved, 0)]);
+}
+
+#[tokio::test]
+async fn agent_down_waits_for_agent_down_after_and_a_crash_loop_explains_it() {
+    let mut f = fixture("[alerts]\nagent_down_after = \"30s\"\n").await;
+    f.engine.observe(&Event::AgentStarted { pid: 42 }, t0());
+    f.engine.observe(&Event::AgentExited { code: Some(1), signal: None, uptime: Duration::from_secs(1) }, t0());
+    f.engine.observe(&Event::AgentDown { since_ms: ms(t0()) }, t0());
+    assert!(f.engine.evaluate(at(t0(), 29)).await.is_empty());
+    let notices = f.engine.evaluate(at(t0(), 30)).await;
+    assert_eq!(keys(&notices), [(rules::AGENT_DOWN, AlertStatus::Firing, 0)]);
+    assert!(notices[0].message.contains("down for 30s"), "{}", notices[0].message);
+    f.engine.observe(&Event::AgentUp, at(t0(), 40));
+    assert_eq!(keys(&f.engine.evaluate(at(t0(), 40)).await), [(rules::AGENT_DOWN, AlertStatus::Resolved, 0)]);
+
+    // Down again, and this time the supervisor gives up: one crash-loop
+    // alert, no separate agent-down alert.
+    f.engine.observe(&Event::AgentDown { since_ms: ms(at(t0(), 100)) }, at(t0(), 100));
+    f.engine.observe(&Event::CrashLoop { exits: 5 }, at(t0(), 110));
+    let notices = f.engine.evaluate(at(t0(), 200)).await;
+    assert_eq!(keys(&notices), [(rules::CRASH_LOOP, AlertStatus::Firing, 0)]);
+    assert!(notices[0].message.contains("exited 5 times"), "{}", notices[0].message);
+    assert!(f.engine.evaluate(at(t0(), 300)).await.is_empty());
+}
+
+#[tokio::test]
+async fn the_supervisors_persisted_crash_loop_verdict_fires_after_a_restart() {
+    let mut f = fixture("").await;
+    let verdict = serde_json::json!({"since_ms": ms(t0()), "exits": 6, "reason": "crash loop"});
+    f.store.kv_set(engine::SUPERVISOR_FATAL_KEY, &verdict.to_string(), ms(t0())).await.unwrap();
+    let notices = f.engine.evaluate(at(t0(), 5)).await;
+    assert_eq!(keys(&notices), [(rules::CRASH_LOOP, AlertStatus::Firing, 0)]);
+    assert!(notices[0].message.contains("exited 6 times"));
+    // `steward resume` clears the verdict.
+    f.store.kv_set(engine::SUPERVISOR_FATAL_KEY, "", ms(t0())).await.unwrap();
+    assert_eq!(keys(&f.engine.evaluate(at(t0(), 10)).await), [(rules::CRASH_LOOP, AlertStatus::Resolved, 0)]);
+}
+
+#[tokio::test]
+async fn spend_threshold_and_cap_fire_and_resolve_with_the_day() {
+    let mut f = fixture("[spend]\ndaily_cap_usd = 5\nalert_at_usd = 4\n").await;
+    let day = f.config.spend.day_of(t0(), 0);
+    let hold = SpendHold {
+        day: day.clone(),
+        provider: "openai".into(),
+        model: "m".into(),
+        reserve_micros: 4_500_000,
+        cap_micros: Some(5_000_000),
+    };
+    f.store.admit(admission("spend-1", ms(t0()), Some(hold))).await.unwrap();
+    let notices = f.engine.evaluate(at(t0(), 1)).await;
+    assert_eq!(keys(&notices), [(rules::SPEND_THRESHOLD, AlertStatus::Firing, 0)]);
+    assert!(notices[0].message.contains("$4.50"), "{}", notices[0].message);
+    assert!(f.metrics.render().contains("steward_spend_today_usd 4.5"));
+
+    // A call is refused by the cap: the cap alert fires although 4.50 < 5.00.
+    f.engine.observe(&Event::SpendCapHit { spent_micros: 4_500_000, cap_micros: 5_000_000 }, at(t0(), 2));
+    let notices = f.engine.evaluate(at(t0(), 3)).await;
+    assert_eq!(keys(&notices), [(rules::SPEND_CAP, AlertStatus::Firing, 0)]);
+    f.restart().await;
+    assert!(f.engine.evaluate(at(t0(), 60)).await.is_empty(), "the cap stays hit for the day, across a restart");
+
+    // The next day both clear.
+    let notices = f.engine.evaluate(at(t0(), 86_400)).await;
+    let mut got = keys(&notices);
+    got.sort();
+    assert_eq!(got, [(rules::SPEND_CAP, AlertStatus::Resolved, 0), (rules::SPEND_THRESHOLD, AlertStatus::Resolved, 0)]);
+}
+
+#[tokio::test]
+async fn write_failures_announced_by_events_fire_then_resolve() {
+    let mut f = fixture("").await;
+    f.engine.observe(&Event::AuditWriteFailed { detail: format!("cannot write /logs/audit.jsonl ({CANARY})") }, t0());
+    f.engine.observe(&Event::StoreWriteFailed { detail: "disk I/O error".into() }, t0());
+    let notices = f.engine.evaluate(t0()).await;
+    let mut got = keys(&notices);
+    got.sort();
+    assert_eq!(got, [(rules::AUDIT_WRITE, AlertStatus::Firing, 0), (rules::STORE_WRITE, AlertStatus::Firing, 0)]);
+    assert!(notices.iter().all(|n| !n.message.contains(CANARY)), "{notices:?}");
+    let text = f.metrics.render();
+    assert!(
+        text.contains("steward_audit_write_failures_total 1") && text.contains("steward_store_write_failures_total 1")
+    );
+    assert_eq!(f.engine.evaluate(at(t0(), 5)).await.len(), 2, "both resolve once writes work again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_engine_loop_alerts_an_agent_down_after_agent_down_after_on_paused_time() {
+    let f = fixture("[alerts]\nagent_down_after = \"30s\"\n").await;
+    let base = t0();
+    let start = tokio::time::Instant::now();
+    let clock: engine::Clock = Arc::new(move || base + start.elapsed());
+    let (dispatcher, mut notices) = Dispatcher::for_test(redactor(), Arc::clone(&f.metrics));
+    let bus = crate::events::EventBus::new();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(f.engine.run(bus.subscribe(), dispatcher, clock, shutdown.clone()));
+    bus.publish(Event::AgentDown { since_ms: ms(base) });
+    let first = notices.recv().await.unwrap();
+    assert_eq!(first.key, rules::AGENT_DOWN);
+    assert!(first.at_ms - first.since_ms >= 30_000, "fired {} ms after the outage began", first.at_ms - first.since_ms);
+    assert!(first.at_ms - first.since_ms < 30_000 + 2 * 5_000, "fired late: {}", first.at_ms - first.since_ms);
+    bus.publish(Event::AgentUp);
+    let resolved = notices.recv().await.unwrap();
+    assert_eq!((resolved.key.as_str(), resolved.status), (rules::AGENT_DOWN, AlertStatus::Resolved));
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+/// Each line of an OpenMetrics text exposition is a `# HELP`/`# TYPE`/`# UNIT`
+/// line, a sample `name{label="value",...} number`, or the final `# EOF`;
+/// every sample belongs to a declared family.
+pub(super) fn assert_exposition(text: &str) {
+    let mut families: Vec<(String, String)> = Vec::new();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.last(), Some(&"# EOF"), "no # EOF at the end");
+    assert!(text.ends_with('\n'));
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            && !n.starts_with(|c: char| c.is_ascii_digit())
+    };
+    for line in &lines[..lines.len() - 1] {
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            let (kind, name) = (parts.next().unwrap(), parts.next().unwrap_or_default());
+            assert!(matches!(kind, "HELP" | "TYPE" | "UNIT"), "unknown comment: {line}");
+            assert!(name_ok(name), "bad family name: {line}");
+            if kind == "TYPE" {
+                let t = parts.next().unwrap_or_default();
+                assert!(matches!(t, "counter" | "gauge" | "histogram"), "type {t}: {line}");
+                families.push((name.to_owned(), t.to_owned()));
+            }
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line}"));
+        assert!(value.parse::<f64>().is_ok() || value == "+Inf", "value {value:?}: {line}");
+        let name = series.split('{').next().unwrap();
+        assert!(name_ok(name), "bad sample name: {line}");
+        if let Some(labels) = series.strip_prefix(name)
+            && !labels.is_empty()
+        {
+            assert!(labels.starts_with('{') && labels.ends_with('}'), "labels: {line}");
+            for pair in labels[1..labels.len() - 1].split("\",") {
+                let (k, v) = pair.split_once("=\"").unwrap_or_else(|| panic!("label pair {pair:?}: {line}"));
+                assert!(name_ok(k), "label name {k:?}: {line}");
+                assert!(!v.contains('\n'), "{line}");
+            }
+        }
+        let family = families.iter().rev().find(|(f, _)| name.starts_with(f.as_str()));
+        assert!(family.is_some(), "sample before its # TYPE: {line}");
+    }
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text() {
+    let m = Metrics::new();
+    m.record_call("api", Some("post"), "allowed", Some(200), Duration::from_millis(12));
+    m.record_call("llm", Some("openai:chat"), "allowed", Some(502), Duration::from_millis(900));
+    m.record_call("api", None, "unauthenticated", None, Duration::from_millis(1));
+    m.set_spend(1_250_000, Some(5_000_000), None);
+    m.set_alert_firing("error_rate", true);
+    m.count_delivery("webhook", false);
+    m.observe_event(&Event::AgentStarted { pid: 1 }, 0);
+    let text = m.render();
+    assert_exposition(&text);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    let value = |metric: &str, label: Option<(&str, &str)>| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == metric && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| s.value.clone())
+    };
+    // OpenMetrics names a counter family `x` and its sample `x_total`;
+    // prometheus-parse only types samples named like their family, so it
+    // reads counters as untyped. The value is what matters.
+    let counter = |v: Option<prometheus_parse::Value>| match v {
+        Some(prometheus_parse::Value::Counter(n) | prometheus_parse::Value::Untyped(n)) => Some(n),
+        _ => None,
+    };
+    assert_eq!(counter(value("steward_calls_total", Some(("tool", "post")))), Some(1.0));
+    assert_eq!(counter(value("steward_calls_total", Some(("decision", "unauthenticated")))), Some(1.0));
+    assert_eq!(counter(value("steward_alert_deliveries_total", Some(("result", "failed")))), Some(1.0));
+    assert!(
+        matches!(value("steward_spend_today_usd", None), Some(prometheus_parse::Value::Gauge(v)) if (v - 1.25).abs() < 1e-9)
+    );
+    assert!(
+        matches!(value("steward_spend_cap_usd", None), Some(prometheus_parse::Value::Gauge(v)) if (v - 5.0).abs() < 1e-9)
+    );
+    assert!(matches!(
+        value("steward_alert_firing", Some(("rule", "error_rate"))),
+        Some(prometheus_parse::Value::Gauge(1.0))
+    ));
+    assert!(matches!(value("steward_agent_up", None), Some(prometheus_parse::Value::Gauge(1.0))));
+    assert_eq!(counter(value("steward_upstream_errors_total", Some(("kind", "status_5xx")))), Some(1.0));
+    match value("steward_call_duration_seconds", Some(("tool", "post"))) {
+        Some(prometheus_parse::Value::Histogram(buckets)) => assert!(buckets.len() >= 14, "{buckets:?}"),
+        other => panic!("no latency histogram: {other:?}"),
+    }
+}
+
+#[test]
+fn alert_text_is_redacted_and_labelled() {
+    let alert = Alert {
+        key: "kill_switch".into(),
+        status: AlertStatus::Firing,
+        severity: Severity::Critical,
+        agent: "poster".into(),
+        title: format!("stopped: {CANARY}"),
+        message: format!("reason: {CANARY}, mail ops@example.com"),
+        since_ms: ms(t0()),
+        at_ms: ms(t0()),
+        repeat: 0,
+        test: false,
+    }
+    .redacted(&redactor().load());
+    for text in [alert.text(), alert.json().to_string(), alert.headline()] {
+        assert!(!text.contains(CANARY), "{text}");
+    }
+    assert!(!alert.message.contains("ops@example.com"), "PII is redacted too: {}", alert.message);
+    assert_eq!(alert.headline(), format!("[steward] FIRING: {} (poster)", alert.title));
+    assert_eq!(alert.json()["since"], "2026-11-26T10:00:00.000Z");
+    assert_eq!(alert.json()["status"], "firing");
+}
