@@ -16,6 +16,7 @@ mod backups;
 mod credentials;
 mod git_scan;
 mod logging;
+mod monitoring;
 mod not_configured;
 mod rate_limiting;
 
@@ -107,6 +108,8 @@ pub struct Context<'a> {
     pub store: StoreProbe,
     /// Recorded backup outcomes, when `[backup]` is configured and the store readable.
     pub backup_health: Option<crate::backup::BackupHealth>,
+    /// The last `steward alerts test`, when one was recorded.
+    pub alerts_test: Option<crate::monitor::AlertsTestRecord>,
 }
 
 /// A section check: reads the context, returns its items in a fixed order.
@@ -117,7 +120,7 @@ pub const SECTIONS: &[SectionCheck] = &[
     credentials::check,
     logging::check,
     rate_limiting::check,
-    not_configured::monitoring,
+    monitoring::check,
     backups::check,
     not_configured::runbook,
     not_configured::first_deployment,
@@ -146,14 +149,24 @@ impl Report {
 pub async fn gather(config: &Config, now: SystemTime) -> Context<'_> {
     let resolution = Secrets::resolve_all(config).await;
     let store = probe_store(&config.state.dir, &config.state.db_path()).await;
-    let backup_health = match (&config.backup, &store) {
-        (Some(_), StoreProbe::Writable) => match Store::open(&config.state.db_path()) {
-            Ok(opened) => crate::backup::health(&opened, crate::pipeline::unix_ms(now)).await.ok(),
-            Err(_) => None,
-        },
+    let opened = match store {
+        StoreProbe::Writable => Store::open(&config.state.db_path()).ok(),
         _ => None,
     };
-    Context { config, now, resolution, store, backup_health }
+    let backup_health = match (&config.backup, &opened) {
+        (Some(_), Some(opened)) => crate::backup::health(opened, crate::pipeline::unix_ms(now)).await.ok(),
+        _ => None,
+    };
+    let alerts_test = match &opened {
+        Some(opened) => opened
+            .kv_get(crate::monitor::LAST_TEST_KEY)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|json| serde_json::from_str(&json).ok()),
+        None => None,
+    };
+    Context { config, now, resolution, store, backup_health, alerts_test }
 }
 
 /// Runs every section check on `ctx`.

@@ -1,5 +1,5 @@
 //! Doctor sections whose subsystems have not landed in this build:
-//! Monitoring, Backups, Runbook and First deployment. Each checklist item is
+//! Runbook and First deployment (and Backups when `[backup]` is absent). Each checklist item is
 //! listed (so scripts see the whole checklist) as WARN "not configured" with
 //! the fix. When a subsystem lands, its section function here is replaced
 //! by a real check in its own file.
@@ -9,24 +9,6 @@ use super::{CheckResult, Context};
 /// One WARN "not configured" item.
 fn missing(section: &'static str, item: &'static str, fix: &str) -> CheckResult {
     CheckResult::warn(section, item, "not configured", fix)
-}
-
-/// Monitoring: alerts with a sink, the last alert test, the dead-man heartbeat.
-pub(super) fn monitoring(_ctx: &Context<'_>) -> Vec<CheckResult> {
-    const SECTION: &str = "Monitoring";
-    vec![
-        missing(
-            SECTION,
-            "agent-down, error-rate and spend alerts have a sink",
-            "add an [alerts] section with the three default alerts and at least one sink (webhook, ntfy, email or command)",
-        ),
-        missing(SECTION, "the last alert test succeeded", "run `steward alerts test` once [alerts] is configured"),
-        missing(
-            SECTION,
-            "dead-man heartbeat is configured",
-            "add a [heartbeat] section pinging an external dead-man service, so a dead host is noticed too",
-        ),
-    ]
 }
 
 /// Backups: daily, off-device, recent, restore-tested.

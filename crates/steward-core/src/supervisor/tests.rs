@@ -387,7 +387,10 @@ fn credentials_in_the_environment_are_dropped_or_refused() {
     assert!(!format!("{spec:?}").contains(TOKEN), "Debug prints the token");
 
     let config =
-        config_in(dir.path(), &format!("{}\nenv = {{ DB_URL = \"postgres://u:{CANARY}@db/x\" }}", sh("true")), "");
+        // Embedded in a value the literal-secret scan does not recognise (a URL
+        // with `user:password@` it would refuse at load already): the
+        // supervisor's own value check must catch it.
+        config_in(dir.path(), &format!("{}\nenv = {{ DB_URL = \"db.example/x?user=u&p={CANARY}\" }}", sh("true")), "");
     let process = config.agent.process.as_ref().unwrap();
     let err = launch::LaunchSpec::new(process, &config, &secrets, TOKEN, "http://x", inherited, Launcher::Direct)
         .unwrap_err();
@@ -419,7 +422,10 @@ async fn captured_output_is_redacted_escaped_and_rotated() {
     let stdout: Vec<&String> = lines.iter().filter(|l| l.contains(" stdout line ")).collect();
     assert_eq!(stdout.len(), 120, "every line exactly once");
     for (i, line) in stdout.iter().enumerate() {
-        assert!(line.ends_with(&format!("stdout line {i} token [REDACTED:credential] from bob@example.com")), "{line}");
+        assert!(
+            line.ends_with(&format!("stdout line {i} token [REDACTED:credential] from [REDACTED:email]")),
+            "{line}"
+        );
         assert!(line.starts_with("20") && line.as_bytes()[10] == b'T', "no timestamp: {line}");
     }
     assert!(lines.iter().any(|l| l.ends_with("stderr colour \\x1b[31mred")), "{lines:?}");
