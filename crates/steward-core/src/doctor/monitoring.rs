@@ -10,8 +10,10 @@ const SECTION: &str = "Monitoring";
 pub(super) fn check(ctx: &Context<'_>) -> Vec<CheckResult> {
     let alerts = &ctx.config.alerts;
     let mut out = Vec::new();
+    // WARN, not FAIL: without a sink alerts are still raised and logged; a
+    // FAIL is kept for a sink that was tested and does not deliver.
     out.push(if alerts.sinks.is_empty() {
-        CheckResult::fail(
+        CheckResult::warn(
             SECTION,
             "agent-down, error-rate and spend alerts have a sink",
             "no [[alerts.sinks]]: alerts are only logged",

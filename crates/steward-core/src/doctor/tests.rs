@@ -209,5 +209,8 @@ async fn sections_come_in_checklist_order_with_stable_items() {
     );
     assert_eq!(report.checks.len(), 6 + 5 + 5 + 3 + 4 + 2 + 1);
     assert_eq!(item(&report, "the store is writable").status, Status::Warn, "no state dir yet");
-    assert_eq!(item(&report, "dead-man heartbeat is configured").detail, "not configured");
+    assert_eq!(item(&report, "dead-man heartbeat is configured").status, Status::Warn);
+    assert!(item(&report, "dead-man heartbeat is configured").detail.starts_with("no [heartbeat]"));
+    // No sink: alerts are only logged, which degrades but does not break the deployment.
+    assert_eq!(item(&report, "agent-down, error-rate and spend alerts have a sink").status, Status::Warn);
 }
