@@ -320,3 +320,24 @@ async fn the_official_python_sdks_work_through_steward() {
     assert_eq!(env.mock.requests().len(), 5, "only the allowed calls reached the upstream");
     env.assert_no_secret_leaked();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_llm_call_never_logs_its_prompt() {
+    let env = env_with_cap(5.0).await;
+    let response = env
+        .client()
+        .post(env.url("/llm/openai/v1/chat/completions"))
+        .bearer_auth("stw_wrong")
+        .json(&json!({ "model": "gpt-4o-mini", "messages": [
+            {"role": "system", "content": "system prompt canary-prompt-7731"},
+            {"role": "user", "content": "hi"}] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let lines = env.wait_audit_lines(1).await;
+    assert_eq!(lines[0]["decision"], "unauthenticated");
+    assert_eq!(lines[0]["input_summary"], "");
+    assert!(!lines[0].to_string().contains("canary-prompt-7731"));
+    env.assert_no_secret_leaked();
+}

@@ -24,12 +24,12 @@ pub(super) fn check(ctx: &Context<'_>) -> Vec<CheckResult> {
     let fields: Vec<&str> = backup.schedule.split_whitespace().collect();
     let daily = fields.len() == 5 && fields[2..].iter().all(|f| *f == "*");
     out.push(if daily {
-        CheckResult::pass(SECTION, "config and state are backed up daily", &format!("schedule \"{}\"", backup.schedule))
+        CheckResult::pass(SECTION, "config and state are backed up daily", format!("schedule \"{}\"", backup.schedule))
     } else {
         CheckResult::warn(
             SECTION,
             "config and state are backed up daily",
-            &format!("schedule \"{}\" is not daily", backup.schedule),
+            format!("schedule \"{}\" is not daily", backup.schedule),
             "set [backup] schedule to a daily cron, e.g. \"0 3 * * *\"",
         )
     });
@@ -37,7 +37,7 @@ pub(super) fn check(ctx: &Context<'_>) -> Vec<CheckResult> {
         BackupDestination::S3(s3) => CheckResult::pass(
             SECTION,
             "backups go to another device or remote",
-            &format!("S3-compatible bucket {}", s3.bucket),
+            format!("S3-compatible bucket {}", s3.bucket),
         ),
         BackupDestination::Local(path) => {
             let device = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| m.dev());
@@ -46,18 +46,18 @@ pub(super) fn check(ctx: &Context<'_>) -> Vec<CheckResult> {
                 Some(false) => CheckResult::pass(
                     SECTION,
                     "backups go to another device or remote",
-                    &format!("{} is on another device than the state dir", path.display()),
+                    format!("{} is on another device than the state dir", path.display()),
                 ),
                 Some(true) => CheckResult::warn(
                     SECTION,
                     "backups go to another device or remote",
-                    &format!("{} is on the same device as the state dir: a failed disk loses both", path.display()),
+                    format!("{} is on the same device as the state dir: a failed disk loses both", path.display()),
                     "point [backup] destination at another disk or at S3-compatible storage",
                 ),
                 None => CheckResult::warn(
                     SECTION,
                     "backups go to another device or remote",
-                    &format!("cannot tell the device of {}", path.display()),
+                    format!("cannot tell the device of {}", path.display()),
                     "create the destination directory, then run `steward backup now`",
                 ),
             }
@@ -82,17 +82,17 @@ pub(super) fn check(ctx: &Context<'_>) -> Vec<CheckResult> {
         Some(health) => {
             out.push(match health.last_success_ms {
                 Some(ms) if !health.overdue && !health.failing => {
-                    CheckResult::pass(SECTION, "the last backup is recent", &format!("{} ago", hours(now_ms - ms)))
+                    CheckResult::pass(SECTION, "the last backup is recent", format!("{} ago", hours(now_ms - ms)))
                 }
                 Some(ms) => CheckResult::fail(
                     SECTION,
                     "the last backup is recent",
-                    &format!(
+                    format!(
                         "last success {} ago{}",
                         hours(now_ms - ms),
                         if health.failing { ", and the latest attempt failed" } else { "" }
                     ),
-                    &format!("run `steward backup now` and fix what it reports (limit {})", hours(MAX_BACKUP_AGE_MS)),
+                    format!("run `steward backup now` and fix what it reports (limit {})", hours(MAX_BACKUP_AGE_MS)),
                 ),
                 None => CheckResult::fail(
                     SECTION,
@@ -105,13 +105,13 @@ pub(super) fn check(ctx: &Context<'_>) -> Vec<CheckResult> {
                 Some((ms, true)) if !health.restore_test_due => CheckResult::pass(
                     SECTION,
                     "a restore was tested recently",
-                    &format!("passed {} ago", hours(now_ms - ms)),
+                    format!("passed {} ago", hours(now_ms - ms)),
                 ),
                 Some((ms, ok)) => CheckResult::fail(
                     SECTION,
                     "a restore was tested recently",
-                    &format!("last test {} {} ago", if ok { "passed" } else { "FAILED" }, hours(now_ms - ms)),
-                    &format!(
+                    format!("last test {} {} ago", if ok { "passed" } else { "FAILED" }, hours(now_ms - ms)),
+                    format!(
                         "run `steward backup verify` (the scheduled test must pass within {})",
                         hours(MAX_RESTORE_TEST_AGE_MS)
                     ),

@@ -303,7 +303,12 @@ impl Pipeline {
             upstream: call.upstream.clone(),
             method: call.method.as_str().to_owned(),
             path: policy::truncate_summary(&redactor.redact(&path)),
-            input_summary: policy::input_summary(&redactor, &call.body),
+            // LLM prompts are never summarised whole: `plan_llm` sets the last
+            // user message; a call refused before planning keeps only the hash.
+            input_summary: match call.door {
+                Door::Llm => String::new(),
+                Door::Api | Door::Mcp => policy::input_summary(&redactor, &call.body),
+            },
             input_sha256: policy::input_sha256(&call.body),
             shape,
         }
@@ -548,7 +553,7 @@ impl Pipeline {
         attempts: u32,
     ) -> AuditRecord {
         AuditRecord {
-            ts: rfc3339_ms(record.received_at),
+            ts: crate::audit::format_ts(record.received_at),
             call_id: record.call_id.clone(),
             agent: self.agent.clone(),
             door: record.door.as_str().to_owned(),
@@ -631,9 +636,4 @@ pub fn unix_ms(t: SystemTime) -> i64 {
 
 fn elapsed_ms(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
-}
-
-/// RFC 3339 UTC with milliseconds, e.g. `2026-11-26T04:00:00.123Z`.
-pub fn rfc3339_ms(t: SystemTime) -> String {
-    crate::audit::format_ts(t)
 }
