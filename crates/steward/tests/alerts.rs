@@ -8,10 +8,10 @@ mod common;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::routing::post;
-use common::{DEFAULT_TOOLS, Env, Faults};
+use common::{DEFAULT_TOOLS, Env, Faults, jwt_expiring};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -232,6 +232,69 @@ async fn a_crash_looping_agent_raises_one_crash_loop_alert_and_no_agent_down() {
         text.contains("steward_agent_up 0") && text.contains("steward_alert_firing{rule=\"crash_loop\"} 1"),
         "{text}"
     );
+    env.stop(false);
+    env.assert_no_secret_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_expiring_in_five_days_is_alerted_once_at_the_seven_day_threshold() {
+    let (hook, inbox) = receiver().await;
+    let alerts = "\n[[alerts.sinks]]\nkind = \"webhook\"\nurl = \"file:hook.url\"\n";
+    let mut env = Env::with_tools("", &format!("{DEFAULT_TOOLS}{alerts}")).await;
+    write_secret(&env, "hook.url", &hook);
+    // Five days and an hour: the whole-day count stays 5 however long the test takes.
+    let soon = jwt_expiring(SystemTime::now() + Duration::from_secs(5 * 86_400 + 3_600));
+    std::fs::write(env.dir.path().join("social.token"), format!("{soon}\n")).unwrap();
+    env.start();
+    wait_until("the expiry alert", || !notices(&inbox, "credential_expiry:social").is_empty()).await;
+    let alert = &notices(&inbox, "credential_expiry:social")[0];
+    assert_eq!((alert["severity"].as_str(), alert["label"].as_str()), (Some("warning"), Some("FIRING")));
+    assert_eq!(alert["title"], "Credential `social` expires in 5 days");
+    let message = alert["message"].as_str().unwrap();
+    assert!(message.contains("7-day warning") && message.contains("steward secrets reload"), "{message}");
+    assert!(!alert.to_string().contains(&soon), "the token is in the notice");
+    // Several more evaluations: the same threshold is not sent again.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(notices(&inbox, "credential_expiry:social").len(), 1, "{:?}", inbox.lock().unwrap());
+    let out = env.steward(&["status", "--json"]);
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["alerts"]["firing"][0]["key"], "credential_expiry:social", "{status:#}");
+    env.stop(false);
+    env.assert_no_secret_leaked();
+    common::assert_no_needles(env.dir.path(), &[soon], &[env.dir.path().join("social.token")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_scheduled_backup_is_alerted_and_a_good_one_resolves_it() {
+    let (hook, inbox) = receiver().await;
+    let alerts = "\n[[alerts.sinks]]\nkind = \"webhook\"\nurl = \"file:hook.url\"\n";
+    let mut env = Env::with_tools("", &format!("{DEFAULT_TOOLS}{alerts}")).await;
+    write_secret(&env, "hook.url", &hook);
+    // The destination is a regular file, so the upload cannot create its directory.
+    let dest = env.dir.path().join("dest");
+    std::fs::write(&dest, "not a directory").unwrap();
+    let mut config = std::fs::OpenOptions::new().append(true).open(&env.config_path).unwrap();
+    // Never backed up: the start counts as a missed run, which fails.
+    writeln!(
+        config,
+        "\n[backup]\ndestination = \"file://{}\"\nschedule = \"0 3 1 1 *\"\nrestore_test = \"never\"",
+        dest.display()
+    )
+    .unwrap();
+    drop(config);
+    env.start();
+    wait_until("the backup-failed alert", || !notices(&inbox, "backup_failed").is_empty()).await;
+    let alert = &notices(&inbox, "backup_failed")[0];
+    assert_eq!(alert["severity"], "warning");
+    assert!(alert["message"].as_str().unwrap().contains("steward backup now"), "{alert}");
+
+    // Fixed: a manual backup succeeds and the incident resolves.
+    std::fs::remove_file(&dest).unwrap();
+    let out = env.steward(&["backup", "now", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_until("the resolved notice", || notices(&inbox, "backup_failed").len() == 2).await;
+    assert_eq!(notices(&inbox, "backup_failed")[1]["status"], "resolved");
+    assert!(notices(&inbox, "backup_overdue").is_empty() && notices(&inbox, "restore_test").is_empty());
     env.stop(false);
     env.assert_no_secret_leaked();
 }

@@ -12,8 +12,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
-use base64::Engine;
-use common::{CANARY_TOKEN, DEFAULT_TOOLS, Env};
+use common::{CANARY_TOKEN, DEFAULT_TOOLS, Env, jwt_expiring};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -29,13 +28,6 @@ fn steward_with_env(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Outpu
         command.env(name, value);
     }
     command.output().unwrap()
-}
-
-/// An unsigned JWT expiring at `at` (steward reads `exp`, never the signature).
-fn jwt_expiring(at: SystemTime) -> String {
-    let exp = at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
-    let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
-    format!("{}.{}.c2lnbmF0dXJl", b64(json!({"alg": "HS256", "typ": "JWT"})), b64(json!({"sub": "poster", "exp": exp})))
 }
 
 /// Replaces the social credential's file content (its 0600 mode is kept).

@@ -23,6 +23,10 @@ pub const KV_LAST_RESTORE_TEST: &str = "backup.last_restore_test";
 pub const KV_VERIFIED_PREFIX: &str = "backup.verified.";
 /// kv key: epoch ms of the last scheduled backup run (catch-up at start).
 pub const KV_SCHEDULE_LAST_RUN: &str = "backup.schedule.last_run";
+/// kv key: epoch ms since when the alert engine watches backups (set on its
+/// first evaluation with `[backup]` configured): "no backup for 26 h" counts
+/// from here until the first success.
+pub const KV_WATCHED_SINCE: &str = "backup.watched_since";
 /// kv key: epoch ms of the last scheduled restore test run.
 pub const KV_RESTORE_TEST_LAST_RUN: &str = "backup.restore_test.last_run";
 

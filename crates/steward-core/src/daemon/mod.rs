@@ -46,10 +46,6 @@ use crate::supervisor::{Launcher, Supervisor, SupervisorError, SupervisorInit, S
 /// the 30-day / total-size promises within an hour without churning the disk.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
-/// How often credential expiry is checked and logged (besides at start and
-/// after each reload): the warning thresholds are whole days.
-const EXPIRY_CHECK_EVERY: Duration = Duration::from_secs(24 * 3600);
-
 /// How many 20 ms waits shutdown grants straggling audit writes (5 s in all)
 /// before it leaves the final fsync to the OS.
 const AUDIT_DRAIN_POLLS: u32 = 250;
@@ -294,10 +290,9 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
 
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let resolved = secrets.load_full();
     let monitor = MonitorInit {
         config,
-        secrets: &resolved,
+        secrets: Arc::clone(&secrets),
         store,
         audit: Arc::clone(&audit),
         metrics: Arc::clone(&metrics),
@@ -353,20 +348,6 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     if options.systemd {
         systemd::ready(&tracker, shutdown.clone(), Arc::clone(&supervisor_stats));
     }
-    let expiry_config = config.clone();
-    let expiry_secrets = Arc::clone(&reloader.inner.secrets);
-    let drain = shutdown.clone();
-    tracker.spawn(async move {
-        // Logged at start already; the first tick is a day from now.
-        let mut every = tokio::time::interval_at(tokio::time::Instant::now() + EXPIRY_CHECK_EVERY, EXPIRY_CHECK_EVERY);
-        loop {
-            tokio::select! {
-                () = drain.cancelled() => break,
-                _ = every.tick() => {}
-            }
-            log_expiry_findings(&expiry_config, &expiry_secrets.load(), SystemTime::now());
-        }
-    });
     tracing::info!(%addr, agent = %config.agent.name, "steward is listening");
     Ok(RunningDaemon {
         addr,

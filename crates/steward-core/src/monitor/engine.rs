@@ -13,6 +13,10 @@
 //! | `crash_loop` | the supervisor gave up on a crash-looping agent (event, or `kv` `supervisor.fatal`) | critical |
 //! | `audit_write` | an audit write failed since the last evaluation, or the audit log is unhealthy | critical |
 //! | `store_write` | a journal write failed since the last evaluation, or the store refuses an empty write | critical |
+//! | `credential_expiry:NAME` | the credential expires within one of `[policy] expiry_warning_days` (a new notice at each threshold crossed), or has expired | warning; critical once expired |
+//! | `backup_failed` | the most recent backup attempt failed | warning |
+//! | `backup_overdue` | no successful backup for [`MAX_BACKUP_AGE_MS`] (26 h), counted from when backups were first watched | critical |
+//! | `restore_test` | the last restore test failed, or none passed for [`MAX_RESTORE_TEST_AGE_MS`] (8 days) | warning |
 //!
 //! Conditions are re-evaluated every [`EVAL_EVERY`] and right after any bus
 //! event. Everything the engine needs to decide is polled (kill switch, `kv`,
@@ -31,6 +35,11 @@
 //! is already open when its cause appears stays open, so nobody gets a
 //! misleading "resolved".
 //!
+//! Some conditions move through stages (a credential 14, 7, 3, 1 days before
+//! expiry, then expired): a new stage sends a fresh notice at once, while
+//! the same stage is not repeated at `repeat_every` when the finding says so
+//! (a 14-day warning every four hours would be noise, not a warning).
+//!
 //! The open incidents (since, last sent, reminders) live in `kv` under
 //! [`STATE_KEY`] and are written on every change, so a restarted steward
 //! neither re-sends open incidents before `repeat_every` nor forgets to
@@ -46,11 +55,15 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use arc_swap::ArcSwap;
+
 use super::{Alert, AlertStatus, Dispatcher, Metrics, Severity};
 use crate::audit::AuditLog;
+use crate::backup::health::{KV_WATCHED_SINCE, MAX_BACKUP_AGE_MS, MAX_RESTORE_TEST_AGE_MS};
 use crate::config::{AlertsConfig, Config, SpendConfig};
 use crate::events::Event;
 use crate::pipeline::{SharedRedactor, unix_ms};
+use crate::secrets::{Secrets, expiry_findings, format_day};
 use crate::store::Store;
 
 /// `kv` key of the open incidents.
@@ -83,7 +96,16 @@ pub mod rules {
     pub const AUDIT_WRITE: &str = "audit_write";
     /// The store cannot be written.
     pub const STORE_WRITE: &str = "store_write";
-    /// Every built-in rule.
+    /// The last backup failed.
+    pub const BACKUP_FAILED: &str = "backup_failed";
+    /// No recent successful backup.
+    pub const BACKUP_OVERDUE: &str = "backup_overdue";
+    /// The restore test failed or is too old.
+    pub const RESTORE_TEST: &str = "restore_test";
+    /// Prefix of the per-credential expiry rule: `credential_expiry:NAME`.
+    pub const CREDENTIAL_EXPIRY_PREFIX: &str = "credential_expiry:";
+    /// Every built-in rule with a fixed key (the per-credential expiry keys
+    /// are made from [`CREDENTIAL_EXPIRY_PREFIX`]).
     pub const ALL: &[&str] = &[
         AGENT_DOWN,
         ERROR_RATE,
@@ -94,6 +116,9 @@ pub mod rules {
         CRASH_LOOP,
         AUDIT_WRITE,
         STORE_WRITE,
+        BACKUP_FAILED,
+        BACKUP_OVERDUE,
+        RESTORE_TEST,
     ];
 }
 
@@ -118,6 +143,9 @@ pub struct RuleState {
     pub title: String,
     /// Its severity.
     pub severity: Severity,
+    /// The stage of a staged condition (`7d`, `expired`): a new stage is a new notice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
 }
 
 /// What `kv` [`STATE_KEY`] holds.
@@ -169,17 +197,35 @@ struct Finding {
     message: String,
     /// When it began, if known better than "now".
     since_ms: Option<i64>,
+    /// The stage of a staged condition; a change sends a notice at once.
+    stage: Option<String>,
+    /// Whether `repeat_every` reminders go out while it holds.
+    remind: bool,
 }
 
 impl Finding {
     fn new(severity: Severity, title: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { severity, title: title.into(), message: message.into(), since_ms: None }
+        Self { severity, title: title.into(), message: message.into(), since_ms: None, stage: None, remind: true }
     }
 
     fn since(mut self, since_ms: i64) -> Self {
         self.since_ms = Some(since_ms);
         self
     }
+
+    /// A staged finding; `remind` says whether the same stage is repeated at `repeat_every`.
+    fn staged(mut self, stage: impl Into<String>, remind: bool) -> Self {
+        self.stage = Some(stage.into());
+        self.remind = remind;
+        self
+    }
+}
+
+/// What the credential-expiry rule reads: the config's credentials and
+/// thresholds, and the values the daemon holds now (a reload swaps them).
+struct ExpiryWatch {
+    config: Arc<Config>,
+    secrets: Arc<ArcSwap<Secrets>>,
 }
 
 /// Failures and trips announced by events since the last evaluation.
@@ -204,6 +250,12 @@ pub struct Engine {
     redactor: SharedRedactor,
     state: PersistedState,
     pending: Pending,
+    /// Set by [`Engine::with_credentials`].
+    expiry: Option<ExpiryWatch>,
+    /// `[backup]` is configured: the backup rules apply.
+    backups: bool,
+    /// Since when backups are watched (`kv` [`KV_WATCHED_SINCE`]), read on first use.
+    backups_watched_since: Option<i64>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -246,7 +298,18 @@ impl Engine {
             redactor,
             state,
             pending: Pending::default(),
+            expiry: None,
+            backups: config.backup.is_some(),
+            backups_watched_since: None,
         }
+    }
+
+    /// Watches the expiry of `config`'s credentials, reading their current
+    /// values (and so their JWT `exp`) from `secrets` at every evaluation.
+    #[must_use]
+    pub fn with_credentials(mut self, config: &Config, secrets: Arc<ArcSwap<Secrets>>) -> Self {
+        self.expiry = Some(ExpiryWatch { config: Arc::new(config.clone()), secrets });
+        self
     }
 
     /// The open incidents.
@@ -293,23 +356,34 @@ impl Engine {
         let mut changed = false;
         for (key, finding) in &active {
             let repeat_ms = i64::try_from(self.alerts.repeat_every.as_millis()).unwrap_or(i64::MAX);
-            match self.state.firing.get_mut(*key) {
+            match self.state.firing.get_mut(key.as_str()) {
                 None => {
                     let since_ms = finding.since_ms.unwrap_or(now_ms).min(now_ms);
                     self.state.firing.insert(
-                        (*key).to_owned(),
+                        key.clone(),
                         RuleState {
                             since_ms,
                             last_sent_ms: now_ms,
                             repeats: 0,
                             title: finding.title.clone(),
                             severity: finding.severity,
+                            stage: finding.stage.clone(),
                         },
                     );
                     notices.push(self.notice(key, AlertStatus::Firing, finding, since_ms, now_ms, 0));
                     changed = true;
                 }
-                Some(open) if now_ms.saturating_sub(open.last_sent_ms) >= repeat_ms => {
+                Some(open) if open.stage != finding.stage => {
+                    open.last_sent_ms = now_ms;
+                    open.repeats = 0;
+                    open.title.clone_from(&finding.title);
+                    open.severity = finding.severity;
+                    open.stage.clone_from(&finding.stage);
+                    let since = open.since_ms;
+                    notices.push(self.notice(key, AlertStatus::Firing, finding, since, now_ms, 0));
+                    changed = true;
+                }
+                Some(open) if finding.remind && now_ms.saturating_sub(open.last_sent_ms) >= repeat_ms => {
                     open.last_sent_ms = now_ms;
                     open.repeats += 1;
                     open.title.clone_from(&finding.title);
@@ -336,6 +410,11 @@ impl Engine {
         }
         for key in rules::ALL {
             self.metrics.set_alert_firing(key, self.state.firing.contains_key(*key));
+        }
+        for notice in &notices {
+            if notice.key.starts_with(rules::CREDENTIAL_EXPIRY_PREFIX) {
+                self.metrics.set_alert_firing(&notice.key, notice.status == AlertStatus::Firing);
+            }
         }
         if changed {
             self.persist(now_ms).await;
@@ -383,11 +462,18 @@ impl Engine {
     }
 
     /// Whether `key` may not open a new incident because `causes` explain it.
-    fn suppressed(&self, key: &str, causes: &[&str], active: &BTreeMap<&'static str, Finding>) -> bool {
-        !self.state.firing.contains_key(key) && causes.iter().any(|c| active.contains_key(c))
+    fn suppressed(&self, key: &str, causes: &[&str], active: &BTreeMap<String, Finding>) -> bool {
+        !self.state.firing.contains_key(key) && causes.iter().any(|c| active.contains_key(*c))
     }
 
-    async fn conditions(&mut self, now: SystemTime, now_ms: i64) -> BTreeMap<&'static str, Finding> {
+    async fn conditions(&mut self, now: SystemTime, now_ms: i64) -> BTreeMap<String, Finding> {
+        let mut active = self.builtin_conditions(now, now_ms).await;
+        self.expiry_conditions(now, &mut active);
+        self.backup_conditions(now_ms, &mut active).await;
+        active
+    }
+
+    async fn builtin_conditions(&mut self, now: SystemTime, now_ms: i64) -> BTreeMap<String, Finding> {
         let mut active = BTreeMap::new();
         let redact = |text: String| self.redactor.load().redact(&text).into_owned();
 
@@ -404,7 +490,7 @@ impl Engine {
         };
         if let Some(detail) = store_problem {
             active.insert(
-                rules::STORE_WRITE,
+                rules::STORE_WRITE.into(),
                 Finding::new(
                     Severity::Critical,
                     "steward cannot write its state store",
@@ -424,7 +510,7 @@ impl Engine {
         };
         if let Some(detail) = audit_problem {
             active.insert(
-                rules::AUDIT_WRITE,
+                rules::AUDIT_WRITE.into(),
                 Finding::new(
                     Severity::Critical,
                     "steward cannot write the audit log",
@@ -446,12 +532,12 @@ impl Engine {
         let engaged = engaged.or(pending_kill.map(|(reason, source)| (reason, source, now_ms)));
         match engaged {
             Some((reason, source, since)) if source == "loop_breaker" => {
-                active.insert(rules::LOOP_BREAKER, loop_finding(&reason).since(since));
+                active.insert(rules::LOOP_BREAKER.into(), loop_finding(&reason).since(since));
             }
             Some((reason, source, since)) => {
                 let by = if source.is_empty() { String::new() } else { format!(" by {source}") };
                 active.insert(
-                    rules::KILL_SWITCH,
+                    rules::KILL_SWITCH.into(),
                     Finding::new(
                         Severity::Critical,
                         "Kill switch engaged: the agent is stopped",
@@ -468,7 +554,7 @@ impl Engine {
         if let Some(tool) = pending_loop
             && !active.contains_key(rules::LOOP_BREAKER)
         {
-            active.insert(rules::LOOP_BREAKER, loop_finding(&format!("loop detected: {tool}")));
+            active.insert(rules::LOOP_BREAKER.into(), loop_finding(&format!("loop detected: {tool}")));
         }
 
         let fatal = match self.store.kv_get(SUPERVISOR_FATAL_KEY).await {
@@ -495,7 +581,7 @@ impl Engine {
             if let Some(since) = fatal.as_ref().and_then(|f| f.get("since_ms")?.as_i64()) {
                 finding = finding.since(since);
             }
-            active.insert(rules::CRASH_LOOP, finding);
+            active.insert(rules::CRASH_LOOP.into(), finding);
         }
 
         let down_after = i64::try_from(self.alerts.agent_down_after.as_millis()).unwrap_or(i64::MAX);
@@ -509,7 +595,7 @@ impl Engine {
         {
             let down = Duration::from_millis(u64::try_from(now_ms - since).unwrap_or(0));
             active.insert(
-                rules::AGENT_DOWN,
+                rules::AGENT_DOWN.into(),
                 Finding::new(
                     Severity::Critical,
                     "The agent is not running",
@@ -531,7 +617,7 @@ impl Engine {
                 if judged >= u64::from(self.alerts.error_rate_min_calls) && failed * 100 > percent * judged {
                     let rate = failed * 100 / judged.max(1);
                     active.insert(
-                        rules::ERROR_RATE,
+                        rules::ERROR_RATE.into(),
                         Finding::new(
                             Severity::Warning,
                             format!("{rate}% of the agent's calls failed in the last hour"),
@@ -560,7 +646,7 @@ impl Engine {
                     && (spent >= cap || hit_today || pending_cap.is_some())
                 {
                     active.insert(
-                        rules::SPEND_CAP,
+                        rules::SPEND_CAP.into(),
                         Finding::new(
                             Severity::Critical,
                             "The daily spend cap is reached: LLM calls are refused",
@@ -577,7 +663,7 @@ impl Engine {
                     && spent >= alert_at
                 {
                     active.insert(
-                        rules::SPEND_THRESHOLD,
+                        rules::SPEND_THRESHOLD.into(),
                         Finding::new(
                             Severity::Warning,
                             format!("LLM spend today passed {}", usd(alert_at)),
@@ -594,6 +680,162 @@ impl Engine {
             Err(err) => tracing::warn!(error = %err, "cannot read today's spend for the spend alerts"),
         }
         active
+    }
+
+    /// `credential_expiry:NAME` for every credential within a warning
+    /// threshold or expired: one stage per threshold, so each crossing is
+    /// one notice; reminders only once it has expired.
+    fn expiry_conditions(&self, now: SystemTime, active: &mut BTreeMap<String, Finding>) {
+        let Some(watch) = &self.expiry else { return };
+        let secrets = watch.secrets.load();
+        for found in expiry_findings(&watch.config, &secrets, now) {
+            let name = &found.credential;
+            let day = format_day(found.expires_at);
+            let fix = "Rotate it at the provider, update its source, then run `steward secrets reload` (`steward \
+                       secrets list` shows every expiry).";
+            let finding = if found.expired {
+                Finding::new(
+                    Severity::Critical,
+                    format!("Credential `{name}` has expired"),
+                    format!(
+                        "The credential `{name}` expired on {day}. Calls that need it are refused \
+                         (credential_expired, fail closed). {fix}"
+                    ),
+                )
+                .staged("expired", true)
+            } else {
+                let threshold = found.threshold_hit.unwrap_or_default();
+                let left = match found.days_left {
+                    0 => "less than a day".to_owned(),
+                    1 => "1 day".to_owned(),
+                    n => format!("{n} days"),
+                };
+                Finding::new(
+                    Severity::Warning,
+                    format!("Credential `{name}` expires in {left}"),
+                    format!(
+                        "The credential `{name}` stops working on {day} (in {left}, within the {threshold}-day \
+                         warning). After that, calls that need it are refused (credential_expired). {fix}"
+                    ),
+                )
+                .staged(format!("{threshold}d"), false)
+            };
+            active.insert(format!("{}{name}", rules::CREDENTIAL_EXPIRY_PREFIX), finding);
+        }
+    }
+
+    /// The backup rules, from what backup runs recorded
+    /// ([`crate::backup::health`]). "Overdue" and "no restore test" count
+    /// from the last success or test, or else from when backups were first
+    /// watched, so a fresh install is not alerted before its first day.
+    async fn backup_conditions(&mut self, now_ms: i64, active: &mut BTreeMap<String, Finding>) {
+        if !self.backups {
+            return;
+        }
+        let watched_since = match self.backups_watched_since {
+            Some(ms) => ms,
+            None => match self.store.kv_get(KV_WATCHED_SINCE).await {
+                Ok(Some(text)) if text.trim().parse::<i64>().is_ok() => {
+                    let ms = text.trim().parse::<i64>().unwrap_or(now_ms);
+                    self.backups_watched_since = Some(ms);
+                    ms
+                }
+                Ok(_) => {
+                    if let Err(err) = self.store.kv_set(KV_WATCHED_SINCE, &now_ms.to_string(), now_ms).await {
+                        tracing::warn!(error = %err, "cannot record since when backups are watched");
+                    }
+                    self.backups_watched_since = Some(now_ms);
+                    now_ms
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot read the backup records for the backup alerts");
+                    return;
+                }
+            },
+        };
+        let health = match crate::backup::health(&self.store, now_ms).await {
+            Ok(health) => health,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the backup records for the backup alerts");
+                return;
+            }
+        };
+        let age = |since: i64| Duration::from_millis(u64::try_from(now_ms.saturating_sub(since)).unwrap_or(0));
+        if health.failing {
+            let (at, detail) = health.last_failure.clone().unwrap_or((now_ms, String::new()));
+            active.insert(
+                rules::BACKUP_FAILED.into(),
+                Finding::new(
+                    Severity::Warning,
+                    "The last backup failed",
+                    format!(
+                        "The backup {} ago failed: {detail}. Fix the cause, then run `steward backup now` \
+                         (`steward doctor` checks the destination).",
+                        human_duration(age(at))
+                    ),
+                )
+                .since(at),
+            );
+        }
+        let last_good = health.last_success_ms.unwrap_or(watched_since);
+        if now_ms.saturating_sub(last_good) > MAX_BACKUP_AGE_MS
+            && !self.suppressed(rules::BACKUP_OVERDUE, &[rules::BACKUP_FAILED], active)
+        {
+            let what = match health.last_success_ms {
+                Some(_) => format!("The last successful backup is {} old", human_duration(age(last_good))),
+                None => format!(
+                    "No backup has succeeded in the {} backups have been configured",
+                    human_duration(age(last_good))
+                ),
+            };
+            active.insert(
+                rules::BACKUP_OVERDUE.into(),
+                Finding::new(
+                    Severity::Critical,
+                    "No successful backup for over 26 hours",
+                    format!(
+                        "{what}. Check that `steward run` is running with [backup] schedule, then run \
+                         `steward backup now` and `steward backup list`."
+                    ),
+                )
+                .since(last_good.saturating_add(MAX_BACKUP_AGE_MS)),
+            );
+        }
+        let restore = match health.last_restore_test {
+            Some((at, false)) => Some((
+                at,
+                format!(
+                    "The restore test {} ago failed: {}. A backup that does not restore is not a backup: run \
+                     `steward backup verify` and fix what it names.",
+                    human_duration(age(at)),
+                    health.last_restore_test_detail.clone().unwrap_or_default()
+                ),
+            )),
+            Some((at, true)) if now_ms.saturating_sub(at) > MAX_RESTORE_TEST_AGE_MS => Some((
+                at.saturating_add(MAX_RESTORE_TEST_AGE_MS),
+                format!(
+                    "The last passing restore test is {} old (the limit is 8 days). Run `steward backup verify`, \
+                     and set [backup] restore_test (weekly) so it runs by itself.",
+                    human_duration(age(at))
+                ),
+            )),
+            None if now_ms.saturating_sub(watched_since) > MAX_RESTORE_TEST_AGE_MS => Some((
+                watched_since.saturating_add(MAX_RESTORE_TEST_AGE_MS),
+                format!(
+                    "No restore test has run in the {} backups have been configured. Run `steward backup verify`, \
+                     and set [backup] restore_test (weekly) so it runs by itself.",
+                    human_duration(age(watched_since))
+                ),
+            )),
+            _ => None,
+        };
+        if let Some((since, message)) = restore {
+            active.insert(
+                rules::RESTORE_TEST.into(),
+                Finding::new(Severity::Warning, "Backups are not proven by a recent restore test", message)
+                    .since(since),
+            );
+        }
     }
 
     /// Evaluates every [`EVAL_EVERY`] and after every event, handing each

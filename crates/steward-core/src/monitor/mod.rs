@@ -30,9 +30,13 @@ pub mod sinks;
 mod tests;
 #[cfg(test)]
 mod tests_sinks;
+#[cfg(test)]
+mod tests_staged;
 
 use std::sync::Arc;
 use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -69,8 +73,9 @@ pub enum MonitorError {
 pub struct MonitorInit<'a> {
     /// The validated config (`[alerts]`, `[heartbeat]`, `[spend]`, agent name).
     pub config: &'a Config,
-    /// Resolved secrets, the alert references included ([`Secrets::resolve`]).
-    pub secrets: &'a Secrets,
+    /// Resolved secrets, the alert references included ([`Secrets::resolve`]);
+    /// the engine reads the current ones for the credential-expiry rule.
+    pub secrets: Arc<ArcSwap<Secrets>>,
     /// The store: polled by the engine, holds alert and sink state.
     pub store: Store,
     /// Watched for write failures.
@@ -91,7 +96,8 @@ pub async fn start(
     shutdown: &CancellationToken,
 ) -> Result<(), MonitorError> {
     let MonitorInit { config, secrets, store, audit, metrics, redactor, events } = init;
-    let sinks = build_sinks(config, secrets)?;
+    let current = secrets.load_full();
+    let sinks = build_sinks(config, &current)?;
     let client = sinks::http_client().map_err(|source| MonitorError::Sink { name: "(http client)".into(), source })?;
     let ctx = delivery::DeliveryContext {
         store: store.clone(),
@@ -103,10 +109,12 @@ pub async fn start(
     if !dispatcher.has_sinks() {
         tracing::info!("no [[alerts.sinks]] configured: alerts are only logged");
     }
-    let engine = Engine::load(config, store.clone(), Some(Arc::clone(&audit)), Arc::clone(&metrics), redactor).await;
+    let engine = Engine::load(config, store.clone(), Some(Arc::clone(&audit)), Arc::clone(&metrics), redactor)
+        .await
+        .with_credentials(config, secrets);
     tracker.spawn(engine.run(events.subscribe(), dispatcher, engine::system_clock(), shutdown.clone()));
     if let Some(heartbeat) = &config.heartbeat {
-        let url = secrets.get(HEARTBEAT_URL_LABEL).ok_or(MonitorError::HeartbeatUrl)?;
+        let url = current.get(HEARTBEAT_URL_LABEL).ok_or(MonitorError::HeartbeatUrl)?;
         let beat = heartbeat::Heartbeat {
             url: secrecy::SecretString::from(secrecy::ExposeSecret::expose_secret(url).to_owned()),
             config: heartbeat.clone(),
@@ -161,8 +169,9 @@ pub enum Severity {
 pub struct Alert {
     /// The rule key (`agent_down`, `error_rate`, `spend_threshold`,
     /// `spend_cap`, `kill_switch`, `loop_breaker`, `crash_loop`,
-    /// `audit_write`, `store_write`, `test`): notices with the same key
-    /// belong to one incident.
+    /// `audit_write`, `store_write`, `credential_expiry:NAME`,
+    /// `backup_failed`, `backup_overdue`, `restore_test`, `test`): notices
+    /// with the same key belong to one incident.
     pub key: String,
     /// Firing or resolved.
     pub status: AlertStatus,

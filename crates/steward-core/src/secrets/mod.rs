@@ -26,7 +26,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 pub use agent_token::{AGENT_TOKEN_PREFIX, AgentToken};
-pub use expiry::{ExpiryFinding, ExpirySource, expiry_findings, jwt_expiry, log_expiry_findings};
+pub use expiry::{ExpiryFinding, ExpirySource, expiry_findings, format_day, jwt_expiry, log_expiry_findings};
 pub use scopes::{ScopeMismatch, ScopeWatch};
 pub use sources::{COMMAND_TIMEOUT, CREDENTIALS_DIRECTORY, EnvLookup, MAX_SOURCE_BYTES, VAULT_TIMEOUT, process_env};
 

@@ -20,6 +20,14 @@ pub const CANARY_TOKEN: &str = "canary-upstream-token-9f8e7d6c5b4a";
 /// The planted LLM provider key (`[credentials.llm]`, file `llm.token`).
 pub const CANARY_LLM_KEY: &str = "canary-llm-key-0a1b2c3d4e5f6789";
 
+/// An unsigned JWT expiring at `at` (steward reads `exp`, never the signature).
+pub fn jwt_expiring(at: std::time::SystemTime) -> String {
+    let exp = at.duration_since(std::time::SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    let b64 = |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let header = serde_json::json!({"alg": "HS256", "typ": "JWT"});
+    format!("{}.{}.c2lnbmF0dXJl", b64(header), b64(serde_json::json!({"sub": "poster", "exp": exp})))
+}
+
 /// Config body after `[upstreams.social]`; `{base}` is replaced by the mock's URL.
 pub const DEFAULT_TOOLS: &str = r#"
 [[tools]]
