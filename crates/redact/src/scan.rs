@@ -266,16 +266,20 @@ fn escape_literal(lit: &str, case_insensitive: bool) -> String {
 
 /// Compiles one regex for `&str` haystacks.
 pub(crate) fn compile(patterns: &[String]) -> Result<Regex, BuildError> {
-    Regex::builder().syntax(syntax::Config::new().utf8(true)).build_many(patterns).map_err(|e| {
-        let mut detail = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            detail.push_str(": ");
-            detail.push_str(&s.to_string());
-            source = s.source();
-        }
-        BuildError::Regex { detail }
-    })
+    Regex::builder()
+        .configure(Regex::config().onepass(false).dfa(false).backtrack(false))
+        .syntax(syntax::Config::new().utf8(true))
+        .build_many(patterns)
+        .map_err(|e| {
+            let mut detail = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                detail.push_str(": ");
+                detail.push_str(&s.to_string());
+                source = s.source();
+            }
+            BuildError::Regex { detail }
+        })
 }
 
 impl Engine {

@@ -449,3 +449,23 @@ fn fuzz_regression_byte_redaction_is_idempotent() {
     let once = plain().redact_bytes(rest).into_owned();
     assert_eq!(&*plain().redact_bytes(&once), once.as_slice());
 }
+
+// ---- long values
+
+#[test]
+fn a_long_value_is_redacted_whole_never_leaving_its_tail() {
+    // Values longer than the old bounded repetitions ({4,200}, {1,256}) used
+    // to be cut at the bound, leaving the rest of the secret in the output.
+    let tail = "TAILzq9x8w7v6u5t4s3r2q1p";
+    let long = format!("{}{tail}", "a1B2c3D4e5".repeat(40));
+    for text in [
+        format!("api_key={long} next"),
+        format!("password: \"{long}\""),
+        format!("postgres://app:{long}@db.internal:5432/app"),
+        format!("aws_session_token = {}{tail}", "A".repeat(2100)),
+    ] {
+        let out = plain().redact(&text);
+        assert!(out.contains("[REDACTED:"), "{out}");
+        assert!(!out.contains(tail), "the tail leaked: {out}");
+    }
+}

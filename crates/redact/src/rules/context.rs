@@ -12,13 +12,13 @@ const UUID: &str = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 /// Characters a generic assignment value may contain: anything but
 /// whitespace, quotes, separators and the brackets of `{secret}` templates
 /// and `[REDACTED:...]` markers.
-const GENERIC_VALUE: &str = r#"[^\s"'`,;{}\[\]<>()]{4,200}"#;
+const GENERIC_VALUE: &str = r#"[^\s"'`,;{}\[\]<>()]{4,}"#;
 
 #[rustfmt::skip]
 pub(super) fn rules() -> Vec<R> {
     vec![
         R::context("aws-secret-access-key", &["aws"], "aws", r"[A-Za-z0-9/+=]{40}", || format!("AWS_SECRET_ACCESS_KEY={}", chars(super::fake::B64, 40, 300))),
-        R::context("aws-session-token", &["session_token", "sessiontoken"], r"aws_?session_?token|sessiontoken", r"[A-Za-z0-9/+=]{100,2048}", || format!("aws_session_token = {}", chars(super::fake::B64, 300, 301))).behind(4).max_len(4096),
+        R::context("aws-session-token", &["session_token", "sessiontoken"], r"aws_?session_?token|sessiontoken", r"[A-Za-z0-9/+=]{100,}", || format!("aws_session_token = {}", chars(super::fake::B64, 300, 301))).behind(4).max_len(4096),
         R::context("azure-client-secret", &["azure"], "azure", r"[\w~.-]{34,40}", || format!("AZURE_CLIENT_SECRET=\"{}\"", alnum(40, 302))),
         R::context("cloudflare-api-token", &["cloudflare"], "cloudflare", r"[a-z0-9_-]{40}", || format!("CLOUDFLARE_API_TOKEN={}", alnum(40, 303))),
         R::context("cloudflare-global-api-key", &["cloudflare"], "cloudflare", r"[a-f0-9]{37}", || format!("cloudflare_global_key: {}", hex(37, 304))),

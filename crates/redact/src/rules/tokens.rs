@@ -31,7 +31,7 @@ pub(super) fn rules() -> Vec<R> {
         // --- private keys
         R::token("private-key", &["-----begin"], r"(?i)-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----(?:(?s:.)*?-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----|(?:[A-Za-z0-9+/=\s]|\\[nr])*)", || format!("-----BEGIN RSA PRIVATE KEY-----\n{}\n{}\n-----END RSA PRIVATE KEY-----", chars(B64, 64, 15), chars(B64, 64, 16))).max_len(BLOCK_LEN),
         R::token("age-secret-key", &["age-secret-key-1"], r"AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}", || format!("AGE-SECRET-KEY-1{}", chars("QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L", 58, 17))),
-        R::token("putty-private-key", &["putty-user-key-file-"], r"(?i)PuTTY-User-Key-File-\d: [\w-]+(?s:.){0,4000}?Private-Lines: \d+(?:\r?\n[A-Za-z0-9+/=]+)+", || format!("PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nPrivate-Lines: 1\n{}", chars(B64, 64, 18))).max_len(BLOCK_LEN),
+        R::token("putty-private-key", &["putty-user-key-file-"], r"(?i)PuTTY-User-Key-File-\d: [\w-]+(?s:.)*?Private-Lines: \d+(?:\r?\n[A-Za-z0-9+/=]+)+", || format!("PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nPrivate-Lines: 1\n{}", chars(B64, 64, 18))).max_len(BLOCK_LEN),
         // --- GitHub
         R::token("github-pat", &["ghp_"], r"ghp_[0-9A-Za-z]{36,255}", || format!("ghp_{}", alnum(36, 20))),
         R::token("github-oauth", &["gho_"], r"gho_[0-9A-Za-z]{36,255}", || format!("gho_{}", alnum(36, 21))),
@@ -153,6 +153,6 @@ pub(super) fn rules() -> Vec<R> {
         R::token("jwt", &["eyj"], r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*", || format!("eyJhbGciOiJIUzI1NiJ9.eyJ{}.{}", chars(B64URL, 40, 200), chars(B64URL, 43, 201))).max_len(LONG_TOKEN_LEN),
         R::token("bearer-token", &["bearer"], r"(?i)\bbearer[ \t]+(?P<s>[A-Za-z0-9._~+/-]{8,}=*)", || format!("Authorization: Bearer {}", chars(B64URL, 43, 202))).check(Check::Mixed).max_len(LONG_TOKEN_LEN),
         R::token("basic-auth", &["basic"], r"(?i)\bbasic[ \t]+(?P<s>[A-Za-z0-9+/]{8,}={0,2})", || format!("Authorization: Basic {}", chars(B64, 24, 203))).check(Check::Mixed),
-        R::token("url-credentials", &["@"], r"\b[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s:/@?#\[\]]{1,256}:(?P<s>[^\s@/?#\[\]]{1,256})@", || format!("postgres://app:{}@db.internal:5432/app", alnum(16, 204))).behind(560),
+        R::token("url-credentials", &["@"], r"\b[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s:/@?#\[\]]+:(?P<s>[^\s@/?#\[\]]+)@", || format!("postgres://app:{}@db.internal:5432/app", alnum(16, 204))).behind(560),
     ]
 }
