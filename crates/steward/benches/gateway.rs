@@ -92,6 +92,8 @@ max_identical = 0
         Target { url: format!("http://{}/llm/openai/v1/chat/completions", daemon.addr()), ..through.clone() };
     let dstream = streams(&llm_direct, 200).await;
     let sstream = streams(&llm_through, 200).await;
+    let dsteady = steady_streams(&llm_direct, 200, phase).await;
+    let ssteady = steady_streams(&llm_through, 200, phase).await;
 
     println!("| measurement | direct to mock | through steward | added by steward |");
     println!("| --- | --- | --- | --- |");
@@ -116,26 +118,49 @@ max_identical = 0
     );
     println!("| max RPS, 64 concurrent | {:.0} | {:.0} | |", dmax.0, smax.0);
     println!("| p99 latency at max RPS | {:.3} ms | {:.3} ms | |", dmax.1, smax.1);
+    for (pct, label) in [(50.0, "p50"), (99.0, "p99")] {
+        println!(
+            "| SSE time to first byte {label}, 200 concurrent streams (steady) | {:.3} ms | {:.3} ms | {:.3} ms |",
+            dsteady.stats.ttfb.p(pct),
+            ssteady.stats.ttfb.p(pct),
+            ssteady.stats.ttfb.p(pct) - dsteady.stats.ttfb.p(pct)
+        );
+    }
     println!(
-        "| SSE time to first byte p50, 200 concurrent streams | {:.3} ms | {:.3} ms | {:.3} ms |",
+        "| SSE gap between chunks p99 (steady; mock paces {STEADY_GAP_MS} ms) | {:.3} ms | {:.3} ms | {:.3} ms |",
+        dsteady.stats.gap.p(99.0),
+        ssteady.stats.gap.p(99.0),
+        ssteady.stats.gap.p(99.0) - dsteady.stats.gap.p(99.0)
+    );
+    println!(
+        "| steady streams measured (errors), peak concurrency | {} ({}), {} | {} ({}), {} | |",
+        dsteady.stats.ttfb.lat.len(),
+        dsteady.stats.ttfb.errors,
+        dsteady.peak,
+        ssteady.stats.ttfb.lat.len(),
+        ssteady.stats.ttfb.errors,
+        ssteady.peak
+    );
+    println!(
+        "| SSE time to first byte p50, burst: 200 streams started at once | {:.3} ms | {:.3} ms | {:.3} ms |",
         dstream.ttfb.p(50.0),
         sstream.ttfb.p(50.0),
         sstream.ttfb.p(50.0) - dstream.ttfb.p(50.0)
     );
     println!(
-        "| SSE time to first byte p99, 200 concurrent streams | {:.3} ms | {:.3} ms | {:.3} ms |",
+        "| SSE time to first byte p99, burst: 200 streams started at once | {:.3} ms | {:.3} ms | {:.3} ms |",
         dstream.ttfb.p(99.0),
         sstream.ttfb.p(99.0),
         sstream.ttfb.p(99.0) - dstream.ttfb.p(99.0)
     );
     println!(
-        "| SSE gap between chunks p99 (mock paces 10 ms) | {:.3} ms | {:.3} ms | {:.3} ms |",
+        "| SSE gap between chunks p99 (burst; mock paces 10 ms) | {:.3} ms | {:.3} ms | {:.3} ms |",
         dstream.gap.p(99.0),
         sstream.gap.p(99.0),
         sstream.gap.p(99.0) - dstream.gap.p(99.0)
     );
     println!(
-        "| streams completed | {} ({} errors) | {} ({} errors) | |",
+        "| burst streams completed | {} ({} errors) | {} ({} errors) | |",
         dstream.ttfb.lat.len(),
         dstream.ttfb.errors,
         sstream.ttfb.lat.len(),
@@ -235,6 +260,94 @@ async fn streams(target: &Target, n: usize) -> StreamStats {
     ttfb.sort_by(|a, b| a.total_cmp(b));
     gap.sort_by(|a, b| a.total_cmp(b));
     StreamStats { ttfb: Latencies { lat: ttfb, errors }, gap: Latencies { lat: gap, errors: 0 } }
+}
+
+/// Chunks per stream in the steady phase, and the mock's pause between them:
+/// a 2 s answer at 20 chunks per second, about the pace of a real model.
+const STEADY_CHUNKS: u64 = 40;
+/// See [`STEADY_CHUNKS`].
+const STEADY_GAP_MS: u64 = 50;
+
+/// What the steady phase measured.
+struct Steady {
+    stats: StreamStats,
+    /// Most streams open at once.
+    peak: u64,
+}
+
+/// `concurrency` streams open at all times: new streams arrive open-loop at
+/// `concurrency / stream length` per second for a warm-up of one stream
+/// length (until the level is reached) plus `length`; only streams started
+/// after the warm-up are measured, so each of them starts while about
+/// `concurrency` others are streaming.
+async fn steady_streams(target: &Target, concurrency: u64, length: Duration) -> Steady {
+    let stream_len = Duration::from_millis(STEADY_CHUNKS * STEADY_GAP_MS);
+    let every = stream_len / u32::try_from(concurrency).unwrap_or(1);
+    let body = r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"bench"}]}"#;
+    let open = Arc::new(AtomicU64::new(0));
+    let peak = Arc::new(AtomicU64::new(0));
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let begin = Instant::now();
+    let measure_from = begin + stream_len;
+    let end = measure_from + length;
+    let mut handles = Vec::new();
+    while Instant::now() < end {
+        interval.tick().await;
+        let measured = Instant::now() >= measure_from;
+        let (target, open, peak) = (target.clone(), Arc::clone(&open), Arc::clone(&peak));
+        handles.push(tokio::spawn(async move {
+            let now_open = open.fetch_add(1, Ordering::Relaxed) + 1;
+            peak.fetch_max(now_open, Ordering::Relaxed);
+            let mut request = target
+                .client
+                .post(&target.url)
+                .header("content-type", "application/json")
+                .header("x-mock-chunks", STEADY_CHUNKS.to_string())
+                .header("x-mock-delay-ms", STEADY_GAP_MS.to_string())
+                .body(body);
+            if let Some(token) = &target.token {
+                request = request.bearer_auth(token);
+            }
+            let start = Instant::now();
+            let result = async {
+                let mut response = request.send().await.ok()?;
+                if !response.status().is_success() {
+                    return None;
+                }
+                let (mut ttfb, mut gaps, mut last) = (None, Vec::new(), Instant::now());
+                while let Ok(Some(_chunk)) = response.chunk().await {
+                    let now = Instant::now();
+                    match ttfb {
+                        None => ttfb = Some(start.elapsed().as_secs_f64() * 1000.0),
+                        Some(_) => gaps.push((now - last).as_secs_f64() * 1000.0),
+                    }
+                    last = now;
+                }
+                Some((ttfb?, gaps))
+            }
+            .await;
+            open.fetch_sub(1, Ordering::Relaxed);
+            measured.then_some(result)
+        }));
+    }
+    let (mut ttfb, mut gap, mut errors) = (Vec::new(), Vec::new(), 0);
+    for handle in handles {
+        match handle.await.ok().flatten() {
+            Some(Some((first, gaps))) => {
+                ttfb.push(first);
+                gap.extend(gaps);
+            }
+            Some(None) => errors += 1,
+            None => {}
+        }
+    }
+    ttfb.sort_by(|a, b| a.total_cmp(b));
+    gap.sort_by(|a, b| a.total_cmp(b));
+    Steady {
+        stats: StreamStats { ttfb: Latencies { lat: ttfb, errors }, gap: Latencies { lat: gap, errors: 0 } },
+        peak: peak.load(Ordering::Relaxed),
+    }
 }
 
 /// Open-loop load: one request every 1/rps seconds regardless of completions.
