@@ -17,6 +17,10 @@ use crate::conn::ConnHandle;
 pub(crate) struct Pacing {
     /// Pause between frames (none before the first).
     pub delay: Duration,
+    /// Frames after this many are sent without a pause: what a provider
+    /// sends once generation is over (a usage chunk, `[DONE]`) follows the
+    /// last generated event at once. `usize::MAX`: every frame is paced.
+    pub paced_frames: usize,
     /// Drop the connection after this many frames, when fewer than all.
     pub cut_after: Option<usize>,
     /// The server's shutdown signal: the stream stops early when it fires.
@@ -54,7 +58,7 @@ where
             return Some((Err(io::Error::other("stream cut by mock-upstream")), state));
         }
         let frame = state.frames.next()?;
-        if state.sent > 0 && !state.pacing.delay.is_zero() {
+        if state.sent > 0 && state.sent < state.pacing.paced_frames && !state.pacing.delay.is_zero() {
             tokio::select! {
                 () = tokio::time::sleep(state.pacing.delay) => {}
                 () = state.pacing.shutdown.cancelled() => {

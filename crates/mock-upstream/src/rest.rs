@@ -274,6 +274,7 @@ pub(crate) async fn stream(
     let frames = (0..query.chunks).map(move |i| letters[i % letters.len()].clone());
     let configured_cut = lock(&shared.faults).cut_stream_after();
     let pacing = Pacing {
+        paced_frames: usize::MAX,
         delay: Duration::from_millis(query.delay_ms),
         cut_after: cut_point(query.chunks, configured_cut, wants_cut(&headers)),
         shutdown: shared.shutdown.clone(),

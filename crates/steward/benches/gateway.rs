@@ -4,7 +4,8 @@
 //! difference is steward's cost on this machine.
 //!
 //! `cargo bench -p steward --bench gateway` prints a Markdown table.
-//! `BENCH_SECS` (default 5) sets each phase's length.
+//! `BENCH_SECS` (default 5) sets each phase's length; `BENCH_ONLY=steady`
+//! runs only the steady streams through steward (to profile them).
 //! The load generator shares the machine with steward and the mock, so max-RPS
 //! figures are a floor for what steward does with a separate client.
 
@@ -82,6 +83,24 @@ max_identical = 0
     // Warm both paths (connection pools, SQLite page cache).
     fixed_rate(&direct, 500, Duration::from_millis(500)).await;
     fixed_rate(&through, 500, Duration::from_millis(500)).await;
+
+    // `BENCH_ONLY=steady`: only the steady streams through steward (for a profiler).
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("steady") {
+        let llm_through =
+            Target { url: format!("http://{}/llm/openai/v1/chat/completions", daemon.addr()), ..through.clone() };
+        let steady = steady_streams(&llm_through, 200, phase).await;
+        println!(
+            "steady through steward: TTFB p50 {:.3} ms, p99 {:.3} ms; gap p99 {:.3} ms; {} streams, peak {}",
+            steady.stats.ttfb.p(50.0),
+            steady.stats.ttfb.p(99.0),
+            steady.stats.gap.p(99.0),
+            steady.stats.ttfb.lat.len(),
+            steady.peak
+        );
+        daemon.shutdown().await;
+        mock.shutdown().await;
+        return;
+    }
 
     let d1k = fixed_rate(&direct, 1000, phase).await;
     let s1k = fixed_rate(&through, 1000, phase).await;

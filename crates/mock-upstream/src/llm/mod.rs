@@ -12,7 +12,7 @@
 //! | `x-mock-cache-write-tokens` | 0 | Anthropic `cache_creation_input_tokens` |
 //! | `x-mock-reasoning-tokens` | 0 | OpenAI `reasoning_tokens` |
 //! | `x-mock-chunks` | [`DEFAULT_CHUNKS`] | number of content deltas |
-//! | `x-mock-delay-ms` | 0 | pause between SSE events |
+//! | `x-mock-delay-ms` | 0 | pause between SSE events (OpenAI chat: the usage chunk and `[DONE]` follow the finish chunk at once, as the real API sends them) |
 //! | `x-mock-fault` | none | `cut`, `reset`, or a status such as `429` / `529` |
 //!
 //! Token values are reported verbatim in each provider's own fields; the
@@ -186,6 +186,7 @@ impl<'a> Exchange<'a> {
         let configured = lock(&self.shared.faults).cut_stream_after();
         Pacing {
             delay,
+            paced_frames: usize::MAX,
             cut_after: cut_point(total, configured, self.knobs.cut),
             shutdown: self.shared.shutdown.clone(),
             conn: self.conn.clone(),
@@ -219,7 +220,14 @@ impl<'a> Exchange<'a> {
     /// A `text/event-stream` answer of `frames`, paced by `x-mock-delay-ms`
     /// and cut by the stream faults.
     pub(crate) fn sse(&self, frames: Vec<Bytes>) -> Response {
-        let pacing = self.pacing(frames.len(), self.knobs.delay);
+        self.sse_with_tail(frames, 0)
+    }
+
+    /// [`Exchange::sse`] whose last `tail` frames follow the one before at
+    /// once, unpaced, as a provider's trailing frames do.
+    pub(crate) fn sse_with_tail(&self, frames: Vec<Bytes>, tail: usize) -> Response {
+        let mut pacing = self.pacing(frames.len(), self.knobs.delay);
+        pacing.paced_frames = frames.len().saturating_sub(tail);
         let response = (
             [
                 (header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8")),

@@ -127,7 +127,8 @@ fn chat(shared: &Shared, conn: ConnHandle, headers: &HeaderMap, body: &Bytes) ->
         frames.push(chunk(json!([]), Some(&usage)));
     }
     frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
-    Ok(exchange.sse(frames))
+    // The usage chunk and `[DONE]` follow the finish chunk at once.
+    Ok(exchange.sse_with_tail(frames, 1 + usize::from(include_usage)))
 }
 
 /// `POST /v1/responses`.
