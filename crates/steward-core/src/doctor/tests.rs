@@ -38,7 +38,7 @@ async fn context<'a>(config: &'a Config, env: &[(&str, &str)], now: SystemTime) 
     let lookup = move |name: &str| map.get(name).cloned();
     let resolution = Secrets::resolve_all_with(config, &lookup).await;
     let store = probe_store(&config.state.dir, &config.state.db_path()).await;
-    Context { config, now, resolution, store, backup_health: None, alerts_test: None }
+    Context { config, now, resolution, store, backup_health: None, alerts_test: None, introspection: BTreeMap::new() }
 }
 
 fn item<'r>(report: &'r Report, name: &str) -> &'r CheckResult {
