@@ -199,11 +199,18 @@ pub async fn introspect(
     if !parsed.active {
         return Err(IntrospectError::Inactive);
     }
+    // What is kept of the answer must not carry what steward sent, whatever
+    // the endpoint echoes; the redactor catches the encoded forms later.
+    let mut sent = vec![token.expose_secret()];
+    if let ClientAuth::Basic { client_secret, .. } = client_auth {
+        sent.push(client_secret);
+    }
+    let scrub = |text: String| sent.iter().fold(text, |text, secret| text.replace(secret, "[REDACTED]"));
     let expires = parsed
         .exp
         .filter(|secs| secs.is_finite() && *secs > 0.0)
         .and_then(|secs| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs_f64(secs.min(1e12))));
-    Ok(Introspection { scope: parsed.scope, expires, client_id: parsed.client_id })
+    Ok(Introspection { scope: parsed.scope.map(scrub), expires, client_id: parsed.client_id.map(scrub) })
 }
 
 /// The latest outcome for one upstream, as recorded in the store (key
