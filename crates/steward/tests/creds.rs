@@ -398,13 +398,17 @@ impl Introspector {
                     "Basic {}",
                     base64::engine::general_purpose::STANDARD.encode(format!("steward-client:{CLIENT_SECRET}"))
                 );
-                let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                let header =
+                    |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
                 let fields: Vec<(String, String)> = body
                     .split('&')
                     .map(|pair| {
                         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                         let decode = |s: &str| {
-                            percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8().unwrap().into_owned()
+                            percent_encoding::percent_decode_str(&s.replace('+', " "))
+                                .decode_utf8()
+                                .unwrap()
+                                .into_owned()
                         };
                         (decode(k), decode(v))
                     })
@@ -502,6 +506,6 @@ async fn introspection_at_start_and_after_reload_reaches_doctor() {
     common::assert_no_needles(
         env.dir.path(),
         &[CLIENT_SECRET.to_owned(), b64.encode(format!("steward-client:{CLIENT_SECRET}")), b64.encode(CLIENT_SECRET)],
-        &[client_file.clone()],
+        &[client_file],
     );
 }

@@ -165,7 +165,10 @@ fn introspection_url_and_credential_parse_and_loopback_may_be_plain_http() {
     assert_eq!(social.introspection_url.as_deref(), Some("https://auth.social.example/oauth/introspect"));
     assert_eq!(social.introspection_credential.as_deref(), Some("social_client"));
     let c = ok(&introspected("credential = \"social\"\n"));
-    assert_eq!((c.upstreams["social"].introspection_url.as_ref(), c.upstreams["social"].introspection_credential.as_ref()), (None, None));
+    assert_eq!(
+        (c.upstreams["social"].introspection_url.as_ref(), c.upstreams["social"].introspection_credential.as_ref()),
+        (None, None)
+    );
     for url in ["http://127.0.0.1:9000/introspect", "http://[::1]:9000/introspect", "http://localhost/introspect"] {
         let c = ok(&introspected(&format!("credential = \"social\"\nintrospection_url = \"{url}\"\n")));
         assert_eq!(c.upstreams["social"].introspection_url.as_deref(), Some(url));
@@ -179,11 +182,21 @@ fn a_bad_introspection_setup_is_refused_at_its_line_with_the_fix() {
     // (keys, line:column, message, help)
     let cases: Vec<(String, (usize, usize), &str, &str)> = vec![
         (url_line("http://auth.social.example/introspect"), (10, 21), "plain http on a non-loopback host", "use https"),
-        (url_line("ftp://auth.social.example/introspect"), (10, 21), "is not an http or https URL", "introspection_url = \"https://"),
+        (
+            url_line("ftp://auth.social.example/introspect"),
+            (10, 21),
+            "is not an http or https URL",
+            "introspection_url = \"https://",
+        ),
         (url_line("auth.social.example/introspect"), (10, 21), "is not a URL", "RFC 7662"),
         (url_line("auth.social.example:443"), (10, 21), "has no scheme", "RFC 7662"),
         (url_line("not a url"), (10, 21), "is not a URL", "RFC 7662"),
-        (url_line("https://auth.social.example/introspect?client_id=x"), (10, 21), "has a ?query", "introspection_credential"),
+        (
+            url_line("https://auth.social.example/introspect?client_id=x"),
+            (10, 21),
+            "has a ?query",
+            "introspection_credential",
+        ),
         (url_line("https://auth.social.example/introspect#x"), (10, 21), "has a #fragment", "RFC 7662"),
         (
             "introspection_url = \"https://auth.social.example/introspect\"\n".into(),

@@ -12,8 +12,8 @@ use super::{CheckResult, Context, list};
 use crate::config::{CredentialSource, Environment};
 use crate::secrets::SecretsError;
 use crate::secrets::compare_scopes;
-use crate::secrets::introspect::introspected_upstreams;
 use crate::secrets::expiry::{days_left, format_day};
+use crate::secrets::introspect::introspected_upstreams;
 
 /// The section name.
 const SECTION: &str = "Credentials";
@@ -303,11 +303,7 @@ fn scopes_match_upstream(ctx: &Context<'_>) -> Option<CheckResult> {
              reload` and daily",
         ));
     }
-    Some(CheckResult::pass(
-        SECTION,
-        ITEM,
-        format!("active, exactly the declared scopes: {}", upstreams.join(", ")),
-    ))
+    Some(CheckResult::pass(SECTION, ITEM, format!("active, exactly the declared scopes: {}", upstreams.join(", "))))
 }
 
 fn agent_holds_no_real_token(ctx: &Context<'_>) -> CheckResult {

@@ -237,8 +237,7 @@ fn introspected(reported: &[&str], active: Option<bool>, error: Option<&str>) ->
     IntrospectionRecord {
         at_ms: 1,
         active,
-        reported: (active == Some(true) && error.is_none())
-            .then(|| reported.iter().map(|s| (*s).to_owned()).collect()),
+        reported: (active == Some(true) && error.is_none()).then(|| reported.iter().map(|s| (*s).to_owned()).collect()),
         error: error.map(str::to_owned),
         ..IntrospectionRecord::default()
     }
@@ -251,13 +250,13 @@ async fn the_introspection_item_scores_the_latest_outcome_against_the_current_de
     let env = [("SOCIAL", "s-value"), ("GH", "g-value")];
     let cases: Vec<(Option<IntrospectionRecord>, Status, &str, &str)> = vec![
         (None, Status::Warn, "not checked yet: gh", "steward run"),
-        (Some(introspected(&["read:org", "repo"], Some(true), None)), Status::Pass, "exactly the declared scopes: gh", ""),
         (
-            Some(introspected(&["repo"], Some(true), None)),
-            Status::Warn,
-            "gh (gh): missing read:org",
-            "fix `scopes`",
+            Some(introspected(&["read:org", "repo"], Some(true), None)),
+            Status::Pass,
+            "exactly the declared scopes: gh",
+            "",
         ),
+        (Some(introspected(&["repo"], Some(true), None)), Status::Warn, "gh (gh): missing read:org", "fix `scopes`"),
         (
             // The record predates the policy: the scopes are compared again.
             Some(introspected(&["read:org", "repo", "admin:org"], Some(true), None)),
@@ -265,7 +264,12 @@ async fn the_introspection_item_scores_the_latest_outcome_against_the_current_de
             "forbidden scopes reported: gh: admin:org",
             "revoke",
         ),
-        (Some(introspected(&[], Some(false), Some("not active"))), Status::Fail, "token not active: gh (credential gh)", "issue a new token"),
+        (
+            Some(introspected(&[], Some(false), Some("not active"))),
+            Status::Fail,
+            "token not active: gh (credential gh)",
+            "issue a new token",
+        ),
         (
             Some(introspected(&[], None, Some("cannot reach the introspection endpoint"))),
             Status::Warn,

@@ -180,7 +180,8 @@ pub async fn introspect(
         ClientAuth::Token => request.bearer_auth(token.expose_secret()),
         ClientAuth::Basic { client_id, client_secret } => request.basic_auth(client_id, Some(client_secret)),
     };
-    let transport = |e: reqwest::Error| if e.is_timeout() { IntrospectError::Timeout } else { IntrospectError::Unreachable };
+    let transport =
+        |e: reqwest::Error| if e.is_timeout() { IntrospectError::Timeout } else { IntrospectError::Unreachable };
     let mut response = request.send().await.map_err(transport)?;
     let status = response.status().as_u16();
     match status {
@@ -262,7 +263,9 @@ impl IntrospectionRecord {
             return Self {
                 at_ms,
                 active: Some(true),
-                error: Some("the introspection endpoint reports no scope, so the declaration cannot be compared".into()),
+                error: Some(
+                    "the introspection endpoint reports no scope, so the declaration cannot be compared".into(),
+                ),
                 expires_at_ms,
                 ..Self::default()
             };
@@ -324,8 +327,13 @@ pub async fn check_upstream(
     let (url, credential) = (settings.introspection_url.as_deref()?, settings.credential.as_deref()?);
     let declared = config.credentials.get(credential).map(|c| c.scopes.as_slice()).unwrap_or_default();
     let outcome = ask(settings, credential, secrets, client, url).await;
-    let record =
-        IntrospectionRecord::new(&outcome, declared, &config.policy.forbidden_scopes, redactor, crate::pipeline::unix_ms(now));
+    let record = IntrospectionRecord::new(
+        &outcome,
+        declared,
+        &config.policy.forbidden_scopes,
+        redactor,
+        crate::pipeline::unix_ms(now),
+    );
     log_outcome(upstream, credential, &outcome, &record, secrets.expiry(credential).is_some());
     Some(record)
 }
@@ -447,8 +455,7 @@ pub fn spawn(task: IntrospectionTask, wake: Arc<Notify>, tracker: &TaskTracker, 
         return;
     }
     tracker.spawn(async move {
-        let mut daily =
-            tokio::time::interval_at(tokio::time::Instant::now() + INTROSPECT_EVERY, INTROSPECT_EVERY);
+        let mut daily = tokio::time::interval_at(tokio::time::Instant::now() + INTROSPECT_EVERY, INTROSPECT_EVERY);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,

@@ -29,9 +29,7 @@ use sha2::{Digest, Sha256};
 
 pub use agent_token::{AGENT_TOKEN_PREFIX, AgentToken};
 pub use expiry::{ExpiryFinding, ExpirySource, expiry_findings, jwt_expiry, log_expiry_findings};
-pub use introspect::{
-    ClientAuth, IntrospectError, Introspection, IntrospectionRecord, IntrospectionTask, introspect,
-};
+pub use introspect::{ClientAuth, IntrospectError, Introspection, IntrospectionRecord, IntrospectionTask, introspect};
 pub use scopes::{ScopeComparison, ScopeMismatch, ScopeWatch, compare_scopes};
 pub use sources::{COMMAND_TIMEOUT, CREDENTIALS_DIRECTORY, EnvLookup, MAX_SOURCE_BYTES, VAULT_TIMEOUT, process_env};
 

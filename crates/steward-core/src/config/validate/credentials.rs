@@ -386,7 +386,9 @@ fn check_introspection_url(text: &str) -> Result<(), (String, String)> {
     }
     if scheme.as_deref() == Some("http") && !super::alerts::is_loopback_host(host) {
         return Err((
-            format!("introspection_url {text:?} is plain http on a non-loopback host, so the token would cross the network unencrypted"),
+            format!(
+                "introspection_url {text:?} is plain http on a non-loopback host, so the token would cross the network unencrypted"
+            ),
             "use https (plain http is only for an endpoint on 127.0.0.1, ::1 or localhost)".to_owned(),
         ));
     }

@@ -260,9 +260,13 @@ fn the_record_of_each_outcome() {
     assert_eq!(ok.reported.as_deref(), Some(&declared[..]));
     assert_eq!(ok.expires_at_ms, Some(1_900_000_000_000));
 
-    let admin = IntrospectionRecord::new(&answer(Some("read write:statuses admin")), &declared, &forbidden, &redactor, 1);
+    let admin =
+        IntrospectionRecord::new(&answer(Some("read write:statuses admin")), &declared, &forbidden, &redactor, 1);
     assert!(!admin.ok);
-    assert_eq!((admin.undeclared.as_slice(), admin.forbidden.as_slice()), (&["admin".to_owned()][..], &["admin".to_owned()][..]));
+    assert_eq!(
+        (admin.undeclared.as_slice(), admin.forbidden.as_slice()),
+        (&["admin".to_owned()][..], &["admin".to_owned()][..])
+    );
     assert!(admin.missing.is_empty());
     assert!(!admin.comparison().unwrap().matches());
 
@@ -287,7 +291,9 @@ fn the_record_of_each_outcome() {
 fn a_client_credential_is_split_at_its_first_colon() {
     let value = SecretString::from("id:se:cret");
     match ClientAuth::from_value(&value) {
-        Some(ClientAuth::Basic { client_id, client_secret }) => assert_eq!((client_id, client_secret), ("id", "se:cret")),
+        Some(ClientAuth::Basic { client_id, client_secret }) => {
+            assert_eq!((client_id, client_secret), ("id", "se:cret"))
+        }
         other => panic!("{other:?}"),
     }
     for bad in ["no-colon", ":secret", "id:"] {
