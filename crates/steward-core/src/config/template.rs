@@ -116,8 +116,8 @@ max_total_size = "2GB"
 # An RFC 7662 token-introspection endpoint: steward asks it about the token
 # at start, after `steward secrets reload` and daily, and warns when the token
 # is inactive or its scopes differ (https unless on 127.0.0.1). It sends the
-# token itself as Bearer, or, with introspection_credential = "NAME", the
-# client_id:client_secret held by [credentials.NAME] as HTTP Basic.
+# token itself as Bearer; introspection_credential names a [credentials.*]
+# entry holding client_id:client_secret to send as HTTP Basic instead.
 #introspection_url = "https://auth.social.example/oauth/introspect"
 
 # Tools: named rules for the calls the agent makes. The first rule that

@@ -149,12 +149,32 @@ pub enum IntrospectError {
 struct Response {
     /// Required by RFC 7662.
     active: bool,
-    /// Space-separated scopes.
-    scope: Option<String>,
+    /// Space-separated scopes (a list from servers that bend the RFC).
+    scope: Option<ScopeField>,
     /// Seconds since the epoch (some servers send a float).
     exp: Option<f64>,
     /// The client the token was issued to.
     client_id: Option<String>,
+}
+
+/// `scope` as RFC 7662 writes it, or as a JSON list.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum ScopeField {
+    /// `"a b c"`
+    Text(String),
+    /// `["a", "b", "c"]`
+    List(Vec<String>),
+}
+
+impl ScopeField {
+    /// Space-separated, as RFC 7662 has it.
+    fn into_text(self) -> String {
+        match self {
+            ScopeField::Text(text) => text,
+            ScopeField::List(list) => list.join(" "),
+        }
+    }
 }
 
 /// POSTs `token=<token>&token_type_hint=access_token` to `url` (RFC 7662
@@ -166,16 +186,18 @@ pub async fn introspect(
     token: &SecretString,
     client_auth: ClientAuth<'_>,
 ) -> Result<Introspection, IntrospectError> {
-    let body = Zeroizing::new(format!(
+    // reqwest takes the buffer over and does not zeroize it, as it does not
+    // for the header the forwarder injects; no copy is made here.
+    let body = format!(
         "token={}&token_type_hint={TOKEN_TYPE_HINT}",
         percent_encoding::utf8_percent_encode(token.expose_secret(), percent_encoding::NON_ALPHANUMERIC)
-    ));
+    );
     let mut request = client
         .post(url)
         .timeout(INTROSPECTION_TIMEOUT)
         .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .header(http::header::ACCEPT, "application/json")
-        .body(body.as_bytes().to_vec());
+        .body(body);
     request = match client_auth {
         ClientAuth::Token => request.bearer_auth(token.expose_secret()),
         ClientAuth::Basic { client_id, client_secret } => request.basic_auth(client_id, Some(client_secret)),
@@ -211,7 +233,8 @@ pub async fn introspect(
         .exp
         .filter(|secs| secs.is_finite() && *secs > 0.0)
         .and_then(|secs| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs_f64(secs.min(1e12))));
-    Ok(Introspection { scope: parsed.scope.map(scrub), expires, client_id: parsed.client_id.map(scrub) })
+    let scope = parsed.scope.map(|field| scrub(field.into_text()));
+    Ok(Introspection { scope, expires, client_id: parsed.client_id.map(scrub) })
 }
 
 /// The latest outcome for one upstream, as recorded in the store (key

@@ -328,6 +328,17 @@ async fn matching_scopes_with_client_auth_and_with_the_token_as_bearer() {
 }
 
 #[tokio::test]
+async fn a_scope_list_is_read_like_the_rfc_string() {
+    let f = fixture().await;
+    let mut answer = active("");
+    answer["scope"] = serde_json::json!(["write:statuses", "read"]);
+    f.fake.answer(200, answer);
+    for (upstream, record) in f.task.run_once(SystemTime::now()).await {
+        assert!(record.ok, "{upstream}: {record:?}");
+    }
+}
+
+#[tokio::test]
 async fn an_extra_admin_scope_is_reported_forbidden() {
     let f = fixture().await;
     f.fake.answer(200, active("read write:statuses admin"));
