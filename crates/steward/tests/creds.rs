@@ -1,7 +1,8 @@
 //! Credentials done right, end to end through the real binary: dev/prod
 //! separation, forbidden scopes and unsafe files refused at start, expiry
 //! refused at call time, rotation with `steward secrets reload`, `steward
-//! secrets list`, and `steward doctor` on the quickstart config.
+//! secrets list`, the scopes an upstream reports (a response header, an RFC
+//! 7662 introspection endpoint), and `steward doctor` on the quickstart config.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
 
@@ -381,8 +382,11 @@ const CLIENT_SECRET: &str = "canary-client-secret-3a4b5c6d7e8f";
 /// counts the requests, proper and not.
 #[derive(Clone, Default)]
 struct Introspector {
+    /// The `scope` of the next answers.
     scope: std::sync::Arc<std::sync::Mutex<String>>,
+    /// Proper introspection requests seen.
     proper: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Anything else seen (answered 400).
     improper: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
