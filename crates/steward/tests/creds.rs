@@ -1,7 +1,8 @@
 //! Credentials done right, end to end through the real binary: dev/prod
 //! separation, forbidden scopes and unsafe files refused at start, expiry
 //! refused at call time, rotation with `steward secrets reload`, `steward
-//! secrets list`, and `steward doctor` on the quickstart config.
+//! secrets list`, the scopes an upstream reports (a response header, an RFC
+//! 7662 introspection endpoint), and `steward doctor` on the quickstart config.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
 
@@ -12,6 +13,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
+use base64::Engine;
 use common::{CANARY_TOKEN, DEFAULT_TOOLS, Env, jwt_expiring};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -362,4 +364,145 @@ async fn scopes_the_upstream_reports_beyond_the_declaration_are_logged_once() {
     assert_eq!(log.matches("forbidden_scopes forbids").count(), 1, "{log}");
     assert!(log.contains("social") && log.contains("admin:org"), "{log}");
     env.assert_no_secret_leaked();
+}
+
+/// The planted OAuth client secret of the introspection client credential.
+const CLIENT_SECRET: &str = "canary-client-secret-3a4b5c6d7e8f";
+
+/// A fake RFC 7662 endpoint on 127.0.0.1: answers `POST /introspect` with
+/// `{"active": true, "scope": <scope>}` when the request is a proper
+/// introspection of [`CANARY_TOKEN`] authenticated as `steward-client`, and
+/// counts the requests, proper and not.
+#[derive(Clone, Default)]
+struct Introspector {
+    /// The `scope` of the next answers.
+    scope: std::sync::Arc<std::sync::Mutex<String>>,
+    /// Proper introspection requests seen.
+    proper: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Anything else seen (answered 400).
+    improper: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Introspector {
+    async fn start(&self, scope: &str) -> String {
+        use axum::http::{HeaderMap, StatusCode};
+        *self.scope.lock().unwrap() = scope.to_owned();
+        let state = self.clone();
+        let handler = move |headers: HeaderMap, body: String| {
+            let state = state.clone();
+            async move {
+                let basic = format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("steward-client:{CLIENT_SECRET}"))
+                );
+                let header =
+                    |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                let fields: Vec<(String, String)> = body
+                    .split('&')
+                    .map(|pair| {
+                        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                        let decode = |s: &str| {
+                            percent_encoding::percent_decode_str(&s.replace('+', " "))
+                                .decode_utf8()
+                                .unwrap()
+                                .into_owned()
+                        };
+                        (decode(k), decode(v))
+                    })
+                    .collect();
+                let proper = header("authorization") == basic
+                    && header("content-type") == "application/x-www-form-urlencoded"
+                    && fields
+                        == [
+                            ("token".to_owned(), CANARY_TOKEN.to_owned()),
+                            ("token_type_hint".to_owned(), "access_token".to_owned()),
+                        ];
+                let counter = if proper { &state.proper } else { &state.improper };
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if !proper {
+                    return (StatusCode::BAD_REQUEST, String::new());
+                }
+                let scope = state.scope.lock().unwrap().clone();
+                // Echoes the token and the client secret in fields steward must not keep.
+                let answer = json!({
+                    "active": true, "scope": scope, "client_id": "steward-client",
+                    "username": CANARY_TOKEN, "sub": CLIENT_SECRET,
+                });
+                (StatusCode::OK, answer.to_string())
+            }
+        };
+        let app = axum::Router::new().route("/introspect", axum::routing::post(handler));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/introspect")
+    }
+
+    fn proper(&self) -> usize {
+        self.proper.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Runs `steward doctor --json` until `item` satisfies `done` (bounded), and returns it.
+async fn doctor_item_until(env: &Env, item: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = env.steward(&["doctor", "--json"]);
+        let checks: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let found = checks.into_iter().find(|c| c["item"] == item).unwrap();
+        if done(&found) || std::time::Instant::now() > deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_at_start_and_after_reload_reaches_doctor() {
+    const ITEM: &str = "scopes match what the upstream reports";
+    let introspector = Introspector::default();
+    let url = introspector.start("write:statuses").await;
+    let tools = format!(
+        "{DEFAULT_TOOLS}\n[policy]\nforbidden_scopes = [\"admin\"]\n\n\
+         [credentials.mastodon]\nsource = \"file:social.token\"\nscopes = [\"write:statuses\"]\n\n\
+         [credentials.social_client]\nsource = \"file:client.token\"\n\n\
+         [upstreams.mastodon]\nbase_url = \"{{base}}\"\ncredential = \"mastodon\"\n\
+         introspection_url = \"{url}\"\nintrospection_credential = \"social_client\"\n"
+    );
+    let mut env = Env::with_tools("", &tools).await;
+    let client_file = env.dir.path().join("client.token");
+    std::fs::write(&client_file, format!("steward-client:{CLIENT_SECRET}\n")).unwrap();
+    std::fs::set_permissions(&client_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let before = doctor_item_until(&env, ITEM, |_| true).await;
+    assert_eq!(before["status"], "warn", "{before}");
+    assert!(before["detail"].as_str().unwrap().contains("not checked yet: mastodon"), "{before}");
+
+    env.start();
+    let checked = doctor_item_until(&env, ITEM, |c| c["status"] != "warn").await;
+    assert_eq!(checked["status"], "pass", "{checked}\n{}", env.daemon_log());
+    assert!(checked["detail"].as_str().unwrap().contains("mastodon"), "{checked}");
+    assert_eq!(introspector.proper(), 1, "asked once at start");
+
+    // The grant widens; a reload asks again and doctor fails on the forbidden scope.
+    *introspector.scope.lock().unwrap() = "write:statuses admin".to_owned();
+    let out = env.steward(&["secrets", "reload"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let widened = doctor_item_until(&env, ITEM, |c| c["status"] == "fail").await;
+    assert_eq!(widened["status"], "fail", "{widened}\n{}", env.daemon_log());
+    assert!(widened["detail"].as_str().unwrap().contains("forbidden scopes reported: mastodon: admin"), "{widened}");
+    assert_eq!(introspector.proper(), 2, "asked again after the reload");
+    assert_eq!(introspector.improper.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    env.stop(false);
+    let log = env.daemon_log();
+    assert!(log.contains("token introspection: active, exactly the declared scopes"), "{log}");
+    assert!(log.contains("forbidden_scopes forbids") && log.contains("mastodon"), "{log}");
+    env.assert_no_secret_leaked();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    common::assert_no_needles(
+        env.dir.path(),
+        &[CLIENT_SECRET.to_owned(), b64.encode(format!("steward-client:{CLIENT_SECRET}")), b64.encode(CLIENT_SECRET)],
+        &[client_file],
+    );
 }

@@ -192,7 +192,7 @@ pub struct CredentialConfig {
     pub expires: Option<SystemTime>,
     /// Declared scopes, as the provider names them. Checked against
     /// `[policy].forbidden_scopes` at load and compared with what the
-    /// upstream reports (`scopes_header`).
+    /// upstream reports (`scopes_header`, `introspection_url`).
     pub scopes: Vec<String>,
 }
 
@@ -283,6 +283,16 @@ pub struct UpstreamConfig {
     /// real scopes (GitHub: `X-OAuth-Scopes`); compared with the credential's
     /// declared `scopes`, a mismatch is logged once.
     pub scopes_header: Option<String>,
+    /// RFC 7662 token-introspection endpoint of the upstream's authorization
+    /// server: steward asks it about the injected token at start, after every
+    /// credential reload and daily, and compares the scopes it reports with
+    /// the declared ones. https unless the host is loopback: the token is
+    /// sent in the request body.
+    pub introspection_url: Option<String>,
+    /// `[credentials.*]` entry steward authenticates to the introspection
+    /// endpoint with (`client_id:client_secret`, sent as HTTP Basic). `None`:
+    /// the token itself is sent as a Bearer token, which many endpoints accept.
+    pub introspection_credential: Option<String>,
 }
 
 /// `auth = { header = "Authorization", format = "Bearer {secret}" }`

@@ -176,6 +176,10 @@ pub(super) struct RawUpstream {
     pub read_timeout: Option<Spanned<DurationText>>,
     /// Response header in which the upstream reports the token's real scopes.
     pub scopes_header: Option<Spanned<String>>,
+    /// http(s) URL of an RFC 7662 token-introspection endpoint.
+    pub introspection_url: Option<Spanned<String>>,
+    /// Name of a `[credentials.*]` entry holding `client_id:client_secret`.
+    pub introspection_credential: Option<Spanned<String>>,
 }
 
 /// `auth = { header = "...", format = "...{secret}..." }`

@@ -113,6 +113,12 @@ max_total_size = "2GB"
 # A response header in which the upstream reports the token's real scopes
 # (GitHub: X-OAuth-Scopes); steward warns when they differ from `scopes`.
 #scopes_header = "X-OAuth-Scopes"
+# An RFC 7662 token-introspection endpoint: steward asks it about the token
+# at start, after `steward secrets reload` and daily, and warns when the token
+# is inactive or its scopes differ (https unless on 127.0.0.1). It sends the
+# token itself as Bearer; introspection_credential names a [credentials.*]
+# entry holding client_id:client_secret to send as HTTP Basic instead.
+#introspection_url = "https://auth.social.example/oauth/introspect"
 
 # Tools: named rules for the calls the agent makes. The first rule that
 # matches a call names it; the name is what limits, audit records and
@@ -350,6 +356,10 @@ mod tests {
         assert_eq!(c.credentials["social"].scopes, ["write:statuses", "read:accounts"]);
         assert!(c.credentials["social"].expires.is_some());
         assert_eq!(c.upstreams["social"].scopes_header.as_deref(), Some("X-OAuth-Scopes"));
+        assert_eq!(
+            c.upstreams["social"].introspection_url.as_deref(),
+            Some("https://auth.social.example/oauth/introspect")
+        );
         assert_eq!(c.upstreams["social"].base_url, "https://social.example");
         assert_eq!(c.tools.len(), 1);
         assert_eq!(c.tools[0].name, "post");

@@ -1,6 +1,7 @@
 //! Tests of the credential keys (`environment`, `expires`, `scopes`, the five
-//! source forms), `[policy]`, `scopes_header`, and the refusals decided from
-//! the file alone: a forbidden scope, a credential of the wrong environment.
+//! source forms), `[policy]`, `scopes_header`, `introspection_url` and
+//! `introspection_credential`, and the refusals decided from the file alone:
+//! a forbidden scope, a credential of the wrong environment.
 
 use std::time::{Duration, SystemTime};
 
@@ -144,4 +145,106 @@ fn credential_key_errors_point_at_the_value_and_say_the_fix() {
         failures.push(render(&e));
     }
     assert!(failures.is_empty(), "{} failing cases:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// `[agent]`, a token and a client credential, then one upstream with `keys`.
+fn introspected(keys: &str) -> String {
+    format!(
+        "{MINIMAL}[credentials.social]\nsource = \"env:SOCIAL\"\n[credentials.social_client]\nsource = \"env:CLIENT\"\n\
+         [upstreams.social]\nbase_url = \"https://social.example\"\n{keys}"
+    )
+}
+
+#[test]
+fn introspection_url_and_credential_parse_and_loopback_may_be_plain_http() {
+    let c = ok(&introspected(
+        "credential = \"social\"\nintrospection_url = \"https://auth.social.example/oauth/introspect\"\n\
+         introspection_credential = \"social_client\"\n",
+    ));
+    let social = &c.upstreams["social"];
+    assert_eq!(social.introspection_url.as_deref(), Some("https://auth.social.example/oauth/introspect"));
+    assert_eq!(social.introspection_credential.as_deref(), Some("social_client"));
+    let c = ok(&introspected("credential = \"social\"\n"));
+    assert_eq!(
+        (c.upstreams["social"].introspection_url.as_ref(), c.upstreams["social"].introspection_credential.as_ref()),
+        (None, None)
+    );
+    for url in ["http://127.0.0.1:9000/introspect", "http://[::1]:9000/introspect", "http://localhost/introspect"] {
+        let c = ok(&introspected(&format!("credential = \"social\"\nintrospection_url = \"{url}\"\n")));
+        assert_eq!(c.upstreams["social"].introspection_url.as_deref(), Some(url));
+        assert_eq!(c.upstreams["social"].introspection_credential, None, "the token itself authenticates");
+    }
+}
+
+#[test]
+fn a_bad_introspection_setup_is_refused_at_its_line_with_the_fix() {
+    let url_line = |url: &str| format!("credential = \"social\"\nintrospection_url = \"{url}\"\n");
+    // (keys, line:column, message, help)
+    let cases: Vec<(String, (usize, usize), &str, &str)> = vec![
+        (url_line("http://auth.social.example/introspect"), (10, 21), "plain http on a non-loopback host", "use https"),
+        (
+            url_line("ftp://auth.social.example/introspect"),
+            (10, 21),
+            "is not an http or https URL",
+            "introspection_url = \"https://",
+        ),
+        (url_line("auth.social.example/introspect"), (10, 21), "is not a URL", "RFC 7662"),
+        (url_line("auth.social.example:443"), (10, 21), "has no scheme", "RFC 7662"),
+        (url_line("not a url"), (10, 21), "is not a URL", "RFC 7662"),
+        (
+            url_line("https://auth.social.example/introspect?client_id=x"),
+            (10, 21),
+            "has a ?query",
+            "introspection_credential",
+        ),
+        (url_line("https://auth.social.example/introspect#x"), (10, 21), "has a #fragment", "RFC 7662"),
+        (
+            "introspection_url = \"https://auth.social.example/introspect\"\n".into(),
+            (9, 21),
+            "no credential whose token it would check",
+            "add credential = \"NAME\"",
+        ),
+        (
+            format!("{}introspection_credential = \"nobody\"\n", url_line("https://auth.social.example/i")),
+            (11, 28),
+            "credential \"nobody\" is not defined",
+            "use one of: social, social_client",
+        ),
+        (
+            "credential = \"social\"\nintrospection_credential = \"social_client\"\n".into(),
+            (10, 28),
+            "no introspection_url to use it with",
+            "add introspection_url",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (keys, at, message, help) in cases {
+        let e = err(&introspected(&keys));
+        let shown = render(&e);
+        if e.line_col() != Some(at) || !e.message().contains(message) {
+            failures.push(format!("expected {at:?} {message:?}:\n{shown}"));
+        } else if !e.help_text().unwrap_or_default().contains(help) {
+            failures.push(format!("help lacks {help:?}:\n{shown}"));
+        } else if !e.related_errors().is_empty() {
+            failures.push(format!("expected one problem:\n{shown}"));
+        }
+    }
+    assert!(failures.is_empty(), "{} failing cases:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn a_client_secret_written_into_the_introspection_url_is_refused_and_masked() {
+    let secret = "Zq8xW2vB7nM4kP1sT3yH";
+    let source = introspected(&format!(
+        "credential = \"social\"\nintrospection_url = \"https://client:{secret}@auth.social.example/introspect\"\n"
+    ));
+    // The literal scan finds it on its own (validation's masked problem then
+    // stands for both, so the report names it once).
+    let found = crate::config::find_literal_secrets(&source);
+    assert!(found.iter().any(|f| source[f.range.clone()].contains(secret)), "{found:?}");
+    let e = err(&source);
+    let shown = render(&e);
+    assert!(e.message().contains("contains user credentials"), "{shown}");
+    assert!(!shown.contains(secret), "the report repeats the secret:\n{shown}");
+    assert!(!format!("{e:?}").contains(secret), "Debug repeats the secret");
 }

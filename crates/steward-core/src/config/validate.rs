@@ -490,6 +490,12 @@ impl Validator<'_> {
             }
             Some(header.into_inner())
         });
+        let (introspection_url, introspection_credential) = self.introspection(
+            raw.introspection_url,
+            raw.introspection_credential,
+            raw.credential.is_some(),
+            credentials,
+        );
         UpstreamConfig {
             base_url,
             credential: raw.credential.map(Spanned::into_inner),
@@ -497,6 +503,8 @@ impl Validator<'_> {
             connect_timeout,
             read_timeout,
             scopes_header,
+            introspection_url,
+            introspection_credential,
         }
     }
 

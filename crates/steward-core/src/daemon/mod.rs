@@ -1,6 +1,6 @@
 //! The daemon behind `steward run`: startup order, the single-instance lock,
-//! background tasks (gateway, supervisor, audit retention, systemd watchdog)
-//! and shutdown.
+//! background tasks (gateway, supervisor, audit retention, systemd watchdog,
+//! token introspection) and shutdown.
 //!
 //! # Shutdown
 //! There is exactly one shutdown mechanism: a [`CancellationToken`] (the
@@ -18,7 +18,9 @@
 //! every old one, is swapped in before the new values: no new value can be
 //! injected before it is redacted, and no old one ever stops being redacted.
 //! Calls in flight keep the header they were built with, so they finish with
-//! the old value. A failed reload changes nothing.
+//! the old value. A failed reload changes nothing. A successful one wakes
+//! the token-introspection task (`secrets::introspect`), which asks each
+//! `introspection_url` about the new tokens in the background.
 
 mod systemd;
 
@@ -38,7 +40,7 @@ use crate::events::EventBus;
 use crate::monitor::{Metrics, MonitorError, MonitorInit};
 use crate::pipeline::SharedRedactor;
 use crate::pipeline::{Pipeline, PipelineError, unix_ms};
-use crate::secrets::{AgentToken, Secrets, SecretsError, log_expiry_findings};
+use crate::secrets::{AgentToken, IntrospectionTask, Secrets, SecretsError, introspect, log_expiry_findings};
 use crate::store::{Store, StoreError};
 use crate::supervisor::{Launcher, Supervisor, SupervisorError, SupervisorInit, SupervisorSettings, SupervisorStats};
 
@@ -236,6 +238,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     log_expiry_findings(config, &secrets, SystemTime::now());
     let redactor = Arc::new(ArcSwap::from_pointee(secrets.redactor(&agent_token, &config.redaction)));
     let secrets = Arc::new(ArcSwap::from_pointee(secrets));
+    let introspect_wake = Arc::new(tokio::sync::Notify::new());
     let reloader = SecretsReloader {
         inner: Arc::new(ReloadInner {
             config: config.clone(),
@@ -243,6 +246,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
             redactor: Arc::clone(&redactor),
             agent_token: AgentToken::from_value(agent_token.expose()),
             serial: tokio::sync::Mutex::new(()),
+            introspect: Arc::clone(&introspect_wake),
         }),
     };
     let events = EventBus::new();
@@ -272,6 +276,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
         .map_err(|source| DaemonError::Bind { addr: config.gateway.listen, source })?;
     let addr = listener.local_addr().map_err(|source| DaemonError::Bind { addr: config.gateway.listen, source })?;
     let backup_store = store.clone();
+    let introspect_store = store.clone();
     let supervisor = Supervisor::new(SupervisorInit {
         config,
         secrets: &secrets.load(),
@@ -345,6 +350,22 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
         Arc::clone(&secrets),
         shutdown.clone(),
     );
+    match crate::monitor::sinks::http_client() {
+        Ok(client) => introspect::spawn(
+            IntrospectionTask {
+                config: Arc::new(config.clone()),
+                secrets: Arc::clone(&secrets),
+                redactor: Arc::clone(&reloader.inner.redactor),
+                store: introspect_store,
+                client,
+            },
+            introspect_wake,
+            &tracker,
+            shutdown.clone(),
+        ),
+        // Introspection is a check, never a reason not to start.
+        Err(err) => tracing::warn!(error = %err, "cannot build the HTTP client for token introspection; skipped"),
+    }
     if options.systemd {
         systemd::ready(&tracker, shutdown.clone(), Arc::clone(&supervisor_stats));
     }
@@ -383,6 +404,8 @@ struct ReloadInner {
     agent_token: AgentToken,
     /// One reload at a time: two racing reloads could retire each other's values.
     serial: tokio::sync::Mutex<()>,
+    /// Wakes the token-introspection task after a successful reload.
+    introspect: Arc<tokio::sync::Notify>,
 }
 
 /// What a successful reload did.
@@ -424,6 +447,7 @@ impl SecretsReloader {
                     "credentials reloaded"
                 );
                 log_expiry_findings(&inner.config, &inner.secrets.load(), SystemTime::now());
+                inner.introspect.notify_one();
                 Ok(report)
             }
             Err(err) => {

@@ -1,7 +1,9 @@
 //! Doctor, section Credentials: every credential resolves, dev and prod are
 //! separate, no secret sits in a tracked file, every credential has a known
-//! expiry beyond the warning window, no forbidden scope, and the agent holds
-//! no real token.
+//! expiry beyond the warning window, no forbidden scope, the scopes an
+//! upstream's token-introspection endpoint reports match the declaration
+//! (only shown when an upstream has an `introspection_url`), and the agent
+//! holds no real token.
 
 use std::collections::BTreeSet;
 
@@ -9,7 +11,9 @@ use super::git_scan::{ScanOutcome, scan_tracked_files};
 use super::{CheckResult, Context, list};
 use crate::config::{CredentialSource, Environment};
 use crate::secrets::SecretsError;
+use crate::secrets::compare_scopes;
 use crate::secrets::expiry::{days_left, format_day};
+use crate::secrets::introspect::introspected_upstreams;
 
 /// The section name.
 const SECTION: &str = "Credentials";
@@ -19,14 +23,16 @@ const MAX_LISTED: usize = 5;
 
 /// Every item of the section, in order.
 pub(super) fn check(ctx: &Context<'_>) -> Vec<CheckResult> {
-    vec![
+    let mut items = vec![
         resolve(ctx),
         dev_prod_separate(ctx),
         no_secret_in_tracked_files(ctx),
         known_expiry(ctx),
         no_forbidden_scope(ctx),
-        agent_holds_no_real_token(ctx),
-    ]
+    ];
+    items.extend(scopes_match_upstream(ctx));
+    items.push(agent_holds_no_real_token(ctx));
+    items
 }
 
 fn resolve(ctx: &Context<'_>) -> CheckResult {
@@ -210,6 +216,94 @@ fn no_forbidden_scope(ctx: &Context<'_>) -> CheckResult {
         );
     }
     CheckResult::pass(SECTION, ITEM, format!("declared scopes avoid {}", policy.forbidden_scopes.join(", ")))
+}
+
+/// The latest introspection outcome of every upstream with an
+/// `introspection_url`, compared again with the current declaration (the
+/// config may have changed since). `None` when no upstream has one, so a
+/// setup without introspection gets no new item.
+fn scopes_match_upstream(ctx: &Context<'_>) -> Option<CheckResult> {
+    const ITEM: &str = "scopes match what the upstream reports";
+    let upstreams: Vec<&str> = introspected_upstreams(ctx.config).collect();
+    if upstreams.is_empty() {
+        return None;
+    }
+    let forbidden_patterns = &ctx.config.policy.forbidden_scopes;
+    let (mut inactive, mut forbidden, mut mismatched, mut unchecked, mut failed) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for upstream in &upstreams {
+        let credential = ctx.config.upstreams.get(*upstream).and_then(|u| u.credential.as_deref()).unwrap_or_default();
+        let Some(record) = ctx.introspection.get(*upstream) else {
+            unchecked.push((*upstream).to_owned());
+            continue;
+        };
+        if record.active == Some(false) {
+            inactive.push(format!("{upstream} (credential {credential})"));
+            continue;
+        }
+        let Some(reported) = &record.reported else {
+            let why = record.error.as_deref().unwrap_or("no answer recorded");
+            failed.push(format!("{upstream}: {why}"));
+            continue;
+        };
+        let declared = ctx.config.credentials.get(credential).map(|c| c.scopes.as_slice()).unwrap_or_default();
+        let comparison = compare_scopes(&reported.join(" "), declared, forbidden_patterns);
+        if !comparison.forbidden.is_empty() {
+            forbidden.push(format!("{upstream}: {}", comparison.forbidden.join(" ")));
+        }
+        if !comparison.undeclared.is_empty() || !comparison.missing.is_empty() {
+            let mut parts = Vec::new();
+            if !comparison.undeclared.is_empty() {
+                parts.push(format!("undeclared {}", comparison.undeclared.join(" ")));
+            }
+            if !comparison.missing.is_empty() {
+                parts.push(format!("missing {}", comparison.missing.join(" ")));
+            }
+            mismatched.push(format!("{upstream} ({credential}): {}", parts.join(", ")));
+        }
+    }
+    let reload = "then `steward secrets reload` (which checks again)";
+    if !inactive.is_empty() || !forbidden.is_empty() {
+        let mut found = Vec::new();
+        if !inactive.is_empty() {
+            found.push(format!("token not active: {}", list(&inactive, MAX_LISTED)));
+        }
+        if !forbidden.is_empty() {
+            found.push(format!("forbidden scopes reported: {}", list(&forbidden, MAX_LISTED)));
+        }
+        let fix = if forbidden.is_empty() {
+            format!("issue a new token for each inactive credential, {reload}")
+        } else {
+            format!("revoke each token with a forbidden scope and issue one without it, {reload}")
+        };
+        return Some(CheckResult::fail(SECTION, ITEM, found.join("; "), fix));
+    }
+    if !mismatched.is_empty() {
+        return Some(CheckResult::warn(
+            SECTION,
+            ITEM,
+            format!("the upstream reports other scopes than declared: {}", list(&mismatched, MAX_LISTED)),
+            format!("fix `scopes` in the config or issue a token with exactly the declared scopes, {reload}"),
+        ));
+    }
+    if !failed.is_empty() {
+        return Some(CheckResult::warn(
+            SECTION,
+            ITEM,
+            format!("introspection gave no scopes to compare: {}", list(&failed, MAX_LISTED)),
+            "check introspection_url and introspection_credential; the daemon log has each attempt",
+        ));
+    }
+    if !unchecked.is_empty() {
+        return Some(CheckResult::warn(
+            SECTION,
+            ITEM,
+            format!("not checked yet: {}", list(&unchecked, MAX_LISTED)),
+            "start steward (`steward run`): it asks each introspection_url at start, after `steward secrets \
+             reload` and daily",
+        ));
+    }
+    Some(CheckResult::pass(SECTION, ITEM, format!("active, exactly the declared scopes: {}", upstreams.join(", "))))
 }
 
 fn agent_holds_no_real_token(ctx: &Context<'_>) -> CheckResult {

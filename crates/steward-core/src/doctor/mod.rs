@@ -20,11 +20,13 @@ mod monitoring;
 mod not_configured;
 mod rate_limiting;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::SystemTime;
 
 use crate::config::Config;
-use crate::secrets::{Resolution, Secrets};
+use crate::secrets::introspect::{introspected_upstreams, load_record};
+use crate::secrets::{IntrospectionRecord, Resolution, Secrets};
 use crate::store::Store;
 
 pub use git_scan::{MAX_SCANNED_FILE_BYTES, ScanOutcome, TrackedSecret, scan_tracked_files};
@@ -110,6 +112,9 @@ pub struct Context<'a> {
     pub backup_health: Option<crate::backup::BackupHealth>,
     /// The last `steward alerts test`, when one was recorded.
     pub alerts_test: Option<crate::monitor::AlertsTestRecord>,
+    /// The latest token-introspection outcome of each upstream with an
+    /// `introspection_url` that the daemon has checked.
+    pub introspection: BTreeMap<String, IntrospectionRecord>,
 }
 
 /// A section check: reads the context, returns its items in a fixed order.
@@ -166,7 +171,15 @@ pub async fn gather(config: &Config, now: SystemTime) -> Context<'_> {
             .and_then(|json| serde_json::from_str(&json).ok()),
         None => None,
     };
-    Context { config, now, resolution, store, backup_health, alerts_test }
+    let mut introspection = BTreeMap::new();
+    if let Some(opened) = &opened {
+        for upstream in introspected_upstreams(config) {
+            if let Some(record) = load_record(opened, upstream).await {
+                introspection.insert(upstream.to_owned(), record);
+            }
+        }
+    }
+    Context { config, now, resolution, store, backup_health, alerts_test, introspection }
 }
 
 /// Runs every section check on `ctx`.

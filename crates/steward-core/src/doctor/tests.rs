@@ -38,7 +38,7 @@ async fn context<'a>(config: &'a Config, env: &[(&str, &str)], now: SystemTime) 
     let lookup = move |name: &str| map.get(name).cloned();
     let resolution = Secrets::resolve_all_with(config, &lookup).await;
     let store = probe_store(&config.state.dir, &config.state.db_path()).await;
-    Context { config, now, resolution, store, backup_health: None, alerts_test: None }
+    Context { config, now, resolution, store, backup_health: None, alerts_test: None, introspection: BTreeMap::new() }
 }
 
 fn item<'r>(report: &'r Report, name: &str) -> &'r CheckResult {
@@ -213,4 +213,103 @@ async fn sections_come_in_checklist_order_with_stable_items() {
     assert!(item(&report, "dead-man heartbeat is configured").detail.starts_with("no [heartbeat]"));
     // No sink: alerts are only logged, which degrades but does not break the deployment.
     assert_eq!(item(&report, "agent-down, error-rate and spend alerts have a sink").status, Status::Warn);
+}
+
+/// An upstream whose token steward introspects, with `[policy]` forbidding admin.
+const INTROSPECTED: &str = r#"
+[credentials.gh]
+source = "env:GH"
+scopes = ["repo", "read:org"]
+
+[upstreams.gh]
+base_url = "https://api.gh.example"
+credential = "gh"
+introspection_url = "https://auth.gh.example/introspect"
+
+[policy]
+forbidden_scopes = ["admin", "admin:*"]
+"#;
+
+const SCOPES_ITEM: &str = "scopes match what the upstream reports";
+
+/// A record as the daemon writes it.
+fn introspected(reported: &[&str], active: Option<bool>, error: Option<&str>) -> IntrospectionRecord {
+    IntrospectionRecord {
+        at_ms: 1,
+        active,
+        reported: (active == Some(true) && error.is_none()).then(|| reported.iter().map(|s| (*s).to_owned()).collect()),
+        error: error.map(str::to_owned),
+        ..IntrospectionRecord::default()
+    }
+}
+
+#[tokio::test]
+async fn the_introspection_item_scores_the_latest_outcome_against_the_current_declaration() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), INTROSPECTED);
+    let env = [("SOCIAL", "s-value"), ("GH", "g-value")];
+    let cases: Vec<(Option<IntrospectionRecord>, Status, &str, &str)> = vec![
+        (None, Status::Warn, "not checked yet: gh", "steward run"),
+        (
+            Some(introspected(&["read:org", "repo"], Some(true), None)),
+            Status::Pass,
+            "exactly the declared scopes: gh",
+            "",
+        ),
+        (Some(introspected(&["repo"], Some(true), None)), Status::Warn, "gh (gh): missing read:org", "fix `scopes`"),
+        (
+            // The record predates the policy: the scopes are compared again.
+            Some(introspected(&["read:org", "repo", "admin:org"], Some(true), None)),
+            Status::Fail,
+            "forbidden scopes reported: gh: admin:org",
+            "revoke",
+        ),
+        (
+            Some(introspected(&[], Some(false), Some("not active"))),
+            Status::Fail,
+            "token not active: gh (credential gh)",
+            "issue a new token",
+        ),
+        (
+            Some(introspected(&[], None, Some("cannot reach the introspection endpoint"))),
+            Status::Warn,
+            "gh: cannot reach the introspection endpoint",
+            "introspection_url",
+        ),
+    ];
+    for (record, status, detail, fix) in cases {
+        let mut ctx = context(&config, &env, SystemTime::now()).await;
+        ctx.introspection.extend(record.clone().map(|r| ("gh".to_owned(), r)));
+        let report = score(&ctx);
+        let found = item(&report, SCOPES_ITEM);
+        assert_eq!(found.status, status, "{record:?}: {found:?}");
+        assert!(found.detail.contains(detail), "{record:?}: {found:?}");
+        assert!(found.fix.as_deref().unwrap_or_default().contains(fix), "{record:?}: {found:?}");
+        let names: Vec<&str> = report.checks.iter().filter(|c| c.section == "Credentials").map(|c| c.item).collect();
+        assert_eq!(names[5], SCOPES_ITEM, "after the declared-scope item: {names:?}");
+    }
+}
+
+#[tokio::test]
+async fn without_an_introspection_url_there_is_no_introspection_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "scopes_header = \"X-OAuth-Scopes\"\n");
+    let report = score(&context(&config, &[("SOCIAL", "v")], SystemTime::now()).await);
+    assert!(report.checks.iter().all(|c| c.item != SCOPES_ITEM));
+}
+
+#[tokio::test]
+async fn doctor_reads_the_record_the_daemon_left_in_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), INTROSPECTED);
+    std::fs::create_dir_all(&config.state.dir).unwrap();
+    let store = Store::open(&config.state.db_path()).unwrap();
+    let record = introspected(&["repo", "read:org"], Some(true), None);
+    let key = crate::secrets::introspect::record_key("gh");
+    assert_eq!(key, "scopes.introspection.gh");
+    store.kv_set(&key, &serde_json::to_string(&record).unwrap(), 1).await.unwrap();
+    drop(store);
+    let ctx = gather(&config, SystemTime::now()).await;
+    assert_eq!(ctx.introspection.get("gh"), Some(&record));
+    assert_eq!(item(&score(&ctx), SCOPES_ITEM).status, Status::Pass);
 }

@@ -587,6 +587,8 @@ fn llm_upstream(provider: &LlmProviderConfig) -> UpstreamConfig {
         connect_timeout: provider.connect_timeout,
         read_timeout: provider.read_timeout,
         scopes_header: None,
+        introspection_url: None,
+        introspection_credential: None,
     }
 }
 

@@ -5,6 +5,7 @@
 //! - `sources`: reading one value (`env:`, `file:`, `systemd:`, `command:`, `vault:`).
 //! - [`expiry`]: JWT `exp`, declared `expires`, the warning thresholds.
 //! - [`scopes`]: declared scopes against what an upstream reports.
+//! - [`introspect`]: asking an upstream's RFC 7662 endpoint about the token.
 //! - `agent_token`: the agent's own steward token.
 //!
 //! Values live in [`secrecy::SecretString`] (zeroized on drop, never printed by
@@ -15,6 +16,7 @@
 
 mod agent_token;
 pub mod expiry;
+pub mod introspect;
 pub mod scopes;
 mod sources;
 
@@ -27,7 +29,8 @@ use sha2::{Digest, Sha256};
 
 pub use agent_token::{AGENT_TOKEN_PREFIX, AgentToken};
 pub use expiry::{ExpiryFinding, ExpirySource, expiry_findings, format_day, jwt_expiry, log_expiry_findings};
-pub use scopes::{ScopeMismatch, ScopeWatch};
+pub use introspect::{ClientAuth, IntrospectError, Introspection, IntrospectionRecord, IntrospectionTask, introspect};
+pub use scopes::{ScopeComparison, ScopeMismatch, ScopeWatch, compare_scopes};
 pub use sources::{COMMAND_TIMEOUT, CREDENTIALS_DIRECTORY, EnvLookup, MAX_SOURCE_BYTES, VAULT_TIMEOUT, process_env};
 
 use crate::config::{Config, Environment, RedactionConfig};

@@ -6,6 +6,10 @@
 //! every response: the operator needs to hear it, not drown in it. The
 //! comparison never blocks a call; the hard check is the declared scopes
 //! against `[policy] forbidden_scopes` at load.
+//!
+//! [`compare_scopes`] is the one comparison: the header watch here and the
+//! RFC 7662 introspection (`super::introspect`) both use it, so a scope set
+//! means the same thing whichever way the upstream reported it.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Mutex;
@@ -14,6 +18,40 @@ use http::{HeaderMap, HeaderName};
 
 use crate::config::Config;
 use crate::config::scope::forbidden_by;
+
+/// Reported scopes set against a declaration: the outcome of [`compare_scopes`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ScopeComparison {
+    /// Scopes the upstream reports, lower-cased, sorted, without duplicates.
+    pub reported: Vec<String>,
+    /// Reported but not declared: the token can do more than the config says.
+    pub undeclared: Vec<String>,
+    /// Declared but not reported: the config promises what the token cannot do.
+    pub missing: Vec<String>,
+    /// Reported scopes that `[policy] forbidden_scopes` forbids.
+    pub forbidden: Vec<String>,
+}
+
+impl ScopeComparison {
+    /// Whether the upstream reports exactly the declared scopes, none forbidden.
+    pub fn matches(&self) -> bool {
+        self.undeclared.is_empty() && self.missing.is_empty() && self.forbidden.is_empty()
+    }
+}
+
+/// Compares the scopes an upstream reports (`reported`, separated by commas
+/// and/or spaces, as both `X-OAuth-Scopes: a, b` and RFC 7662's `"a b"` are)
+/// with the `declared` ones, and the reported ones with the `forbidden`
+/// patterns. Case-insensitive: providers are inconsistent about case.
+pub fn compare_scopes<S: AsRef<str>>(reported: &str, declared: &[S], forbidden: &[String]) -> ScopeComparison {
+    let reported: BTreeSet<String> =
+        reported.split([',', ' ']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_ascii_lowercase).collect();
+    let declared: BTreeSet<String> = declared.iter().map(|s| s.as_ref().trim().to_ascii_lowercase()).collect();
+    let undeclared = reported.difference(&declared).cloned().collect();
+    let missing = declared.difference(&reported).cloned().collect();
+    let forbidden = reported.iter().filter(|s| forbidden_by(forbidden, s).is_some()).cloned().collect();
+    ScopeComparison { reported: reported.into_iter().collect(), undeclared, missing, forbidden }
+}
 
 /// What an upstream reported that differs from the declaration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,8 +75,8 @@ struct Watched {
     credential: String,
     /// The response header to read.
     header: HeaderName,
-    /// Declared scopes, lower-cased.
-    declared: BTreeSet<String>,
+    /// Declared scopes, as written.
+    declared: Vec<String>,
 }
 
 /// Watches responses of upstreams that report scopes.
@@ -59,11 +97,7 @@ impl ScopeWatch {
         for (name, upstream) in &config.upstreams {
             let (Some(credential), Some(header)) = (&upstream.credential, &upstream.scopes_header) else { continue };
             let Ok(header) = HeaderName::from_bytes(header.as_bytes()) else { continue };
-            let declared = config
-                .credentials
-                .get(credential)
-                .map(|c| c.scopes.iter().map(|s| s.to_ascii_lowercase()).collect())
-                .unwrap_or_default();
+            let declared = config.credentials.get(credential).map(|c| c.scopes.clone()).unwrap_or_default();
             upstreams.insert(name.clone(), Watched { credential: credential.clone(), header, declared });
         }
         Self { upstreams, forbidden: config.policy.forbidden_scopes.clone(), warned: Mutex::default() }
@@ -79,44 +113,44 @@ impl ScopeWatch {
     pub fn observe(&self, upstream: &str, headers: &HeaderMap) -> Option<ScopeMismatch> {
         let watched = self.upstreams.get(upstream)?;
         let value = headers.get(&watched.header)?.to_str().ok()?;
-        let reported: BTreeSet<String> =
-            value.split([',', ' ']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_ascii_lowercase).collect();
-        let undeclared: Vec<String> = reported.difference(&watched.declared).cloned().collect();
-        let missing: Vec<String> = watched.declared.difference(&reported).cloned().collect();
-        let forbidden: Vec<String> =
-            reported.iter().filter(|s| forbidden_by(&self.forbidden, s).is_some()).cloned().collect();
-        if undeclared.is_empty() && missing.is_empty() && forbidden.is_empty() {
+        let comparison = compare_scopes(value, &watched.declared, &self.forbidden);
+        if comparison.matches() {
             return None;
         }
-        let reported: Vec<String> = reported.into_iter().collect();
-        let key = (watched.credential.clone(), reported.join(","));
+        let key = (watched.credential.clone(), comparison.reported.join(","));
         {
             let mut warned = self.warned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if !warned.insert(key) {
                 return None;
             }
         }
-        let mismatch =
-            ScopeMismatch { credential: watched.credential.clone(), reported, undeclared, missing, forbidden };
-        if mismatch.forbidden.is_empty() {
-            tracing::warn!(
-                credential = %mismatch.credential,
-                upstream,
-                reported = %mismatch.reported.join(" "),
-                undeclared = %mismatch.undeclared.join(" "),
-                missing = %mismatch.missing.join(" "),
-                "the upstream reports other scopes than the credential declares; fix `scopes` in the config \
-                 or issue a token with exactly the declared scopes"
-            );
-        } else {
-            tracing::error!(
-                credential = %mismatch.credential,
-                upstream,
-                forbidden = %mismatch.forbidden.join(" "),
-                "the upstream reports scopes that [policy] forbidden_scopes forbids; revoke this token and \
-                 issue one without them"
-            );
-        }
-        Some(mismatch)
+        log_mismatch(upstream, &watched.credential, &comparison);
+        let ScopeComparison { reported, undeclared, missing, forbidden } = comparison;
+        Some(ScopeMismatch { credential: watched.credential.clone(), reported, undeclared, missing, forbidden })
+    }
+}
+
+/// Logs a scope mismatch of `credential` on `upstream`: an error when a
+/// forbidden scope is reported, a warning otherwise. The one wording for
+/// both ways an upstream reports scopes; `comparison` must be safe to log.
+pub(crate) fn log_mismatch(upstream: &str, credential: &str, comparison: &ScopeComparison) {
+    if comparison.forbidden.is_empty() {
+        tracing::warn!(
+            credential = %credential,
+            upstream,
+            reported = %comparison.reported.join(" "),
+            undeclared = %comparison.undeclared.join(" "),
+            missing = %comparison.missing.join(" "),
+            "the upstream reports other scopes than the credential declares; fix `scopes` in the config \
+             or issue a token with exactly the declared scopes"
+        );
+    } else {
+        tracing::error!(
+            credential = %credential,
+            upstream,
+            forbidden = %comparison.forbidden.join(" "),
+            "the upstream reports scopes that [policy] forbidden_scopes forbids; revoke this token and \
+             issue one without them"
+        );
     }
 }

@@ -349,6 +349,6 @@ fn parse_host_port(text: &str) -> Option<(String, u16)> {
 }
 
 /// Whether `host` is this machine: `localhost` or a loopback IP.
-fn is_loopback_host(host: &str) -> bool {
+pub(super) fn is_loopback_host(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }

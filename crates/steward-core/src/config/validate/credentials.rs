@@ -263,6 +263,48 @@ impl Validator<'_> {
         None
     }
 
+    /// `introspection_url` and `introspection_credential` of an upstream:
+    /// the URL is http(s), https unless loopback (the token travels in the
+    /// body), without user credentials, query or fragment; the upstream needs
+    /// a credential to introspect; the client credential must be defined and
+    /// only makes sense with a URL.
+    pub(super) fn introspection(
+        &mut self,
+        url: Option<Spanned<String>>,
+        client: Option<Spanned<String>>,
+        has_credential: bool,
+        credentials: &BTreeMap<String, Option<CredentialConfig>>,
+    ) -> (Option<String>, Option<String>) {
+        if let Some(client) = &client {
+            self.credential_ref(client, credentials, false);
+            self.credential_environment(client, credentials, "this upstream's introspection");
+            if url.is_none() {
+                self.push(Problem::new(
+                    client.span(),
+                    "introspection_credential is set but the upstream has no introspection_url to use it with",
+                    "no introspection_url",
+                    "add introspection_url = \"https://auth.example/oauth/introspect\", or remove \
+                     introspection_credential",
+                ));
+            }
+        }
+        let Some(url) = url else { return (None, client.map(Spanned::into_inner)) };
+        if let Err((message, help)) = check_introspection_url(url.get_ref()) {
+            let problem = Problem::new(url.span(), message, "invalid introspection_url", help);
+            self.push(if url.get_ref().contains('@') { problem.secret() } else { problem });
+            return (None, client.map(Spanned::into_inner));
+        }
+        if !has_credential {
+            self.push(Problem::new(
+                url.span(),
+                "introspection_url is set but the upstream has no credential whose token it would check",
+                "no credential",
+                "add credential = \"NAME\", or remove introspection_url",
+            ));
+        }
+        (Some(url.into_inner()), client.map(Spanned::into_inner))
+    }
+
     /// A credential used by an upstream or LLM provider must belong to the
     /// agent's environment: a dev deployment holding a prod token (or the
     /// reverse) is how test traffic reaches real accounts.
@@ -300,4 +342,55 @@ pub(crate) fn parse_expiry(text: &str) -> Option<SystemTime> {
         return Some(date.midnight().assume_utc().into());
     }
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok().map(SystemTime::from)
+}
+
+/// An `introspection_url`: http or https with a host, no user credentials,
+/// query or fragment, and https unless the host is loopback. The error is
+/// (message, fix); the message never repeats a URL holding credentials.
+fn check_introspection_url(text: &str) -> Result<(), (String, String)> {
+    let fix = "write the RFC 7662 endpoint of the upstream's authorization server, like \
+               introspection_url = \"https://auth.example/oauth/introspect\"";
+    let bad = |what: &str| Err((format!("introspection_url {text:?} {what}"), fix.to_owned()));
+    if text.contains('#') {
+        return bad("has a #fragment");
+    }
+    let Ok(uri) = text.parse::<http::Uri>() else {
+        return bad("is not a URL");
+    };
+    let scheme = uri.scheme_str().map(str::to_ascii_lowercase);
+    if !matches!(scheme.as_deref(), Some("http" | "https")) {
+        return bad(if scheme.is_some() { "is not an http or https URL" } else { "has no scheme (https://)" });
+    }
+    let Some(authority) = uri.authority() else {
+        return bad("has no host");
+    };
+    if authority.as_str().contains('@') {
+        return Err((
+            "introspection_url contains user credentials".to_owned(),
+            "remove user:password@ from the URL and put client_id:client_secret in a [credentials.NAME] \
+             section named by introspection_credential = \"NAME\""
+                .to_owned(),
+        ));
+    }
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return bad("has no host");
+    }
+    if uri.query().is_some() {
+        return Err((
+            format!("introspection_url {text:?} has a ?query"),
+            "remove the query; client credentials belong in a [credentials.NAME] section named by \
+             introspection_credential = \"NAME\""
+                .to_owned(),
+        ));
+    }
+    if scheme.as_deref() == Some("http") && !super::alerts::is_loopback_host(host) {
+        return Err((
+            format!(
+                "introspection_url {text:?} is plain http on a non-loopback host, so the token would cross the network unencrypted"
+            ),
+            "use https (plain http is only for an endpoint on 127.0.0.1, ::1 or localhost)".to_owned(),
+        ));
+    }
+    Ok(())
 }
