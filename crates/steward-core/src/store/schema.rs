@@ -53,6 +53,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ) STRICT;",
     // 2: the spend ledger (see `spend.rs`).
     super::spend::MIGRATION,
+    // 3: the ledger's per-day running total, kept by triggers (see `spend.rs`).
+    super::spend::DAY_TOTALS_MIGRATION,
 ];
 
 /// Device and inode of the database file as opened.

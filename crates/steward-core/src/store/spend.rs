@@ -5,6 +5,13 @@
 //! a call in flight counts at its worst case, so concurrent calls can never
 //! together pass the cap, and the check-and-reserve runs inside the same
 //! admission transaction as the kill switch and the rate windows.
+//!
+//! That sum is kept per day in `spend_days` by triggers on every insert,
+//! update and delete of a ledger row ([`DAY_TOTALS_MIGRATION`]), so an
+//! admission reads one row instead of summing the whole day's ledger, which
+//! grew with every call (100,000 LLM calls a day meant 100,000 rows summed
+//! per admission). Triggers rather than code: every writer of `spend`,
+//! present and future, keeps the total right inside its own transaction.
 
 use rusqlite::{Connection, params};
 
@@ -76,13 +83,37 @@ pub(super) const MIGRATION: &str = "CREATE TABLE spend (
     ) STRICT;
     CREATE INDEX spend_day ON spend (day);";
 
+/// Migration 3: the per-day running total, backfilled from the ledger.
+pub(super) const DAY_TOTALS_MIGRATION: &str = "CREATE TABLE spend_days (
+        day              TEXT PRIMARY KEY NOT NULL,
+        committed_micros INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO spend_days (day, committed_micros)
+        SELECT day, SUM(COALESCE(settled_micros, reserved_micros)) FROM spend GROUP BY day;
+    CREATE TRIGGER spend_days_on_insert AFTER INSERT ON spend BEGIN
+        INSERT OR IGNORE INTO spend_days (day, committed_micros) VALUES (NEW.day, 0);
+        UPDATE spend_days SET committed_micros = committed_micros + COALESCE(NEW.settled_micros, NEW.reserved_micros)
+            WHERE day = NEW.day;
+    END;
+    CREATE TRIGGER spend_days_on_update AFTER UPDATE OF day, reserved_micros, settled_micros ON spend BEGIN
+        UPDATE spend_days SET committed_micros = committed_micros - COALESCE(OLD.settled_micros, OLD.reserved_micros)
+            WHERE day = OLD.day;
+        INSERT OR IGNORE INTO spend_days (day, committed_micros) VALUES (NEW.day, 0);
+        UPDATE spend_days SET committed_micros = committed_micros + COALESCE(NEW.settled_micros, NEW.reserved_micros)
+            WHERE day = NEW.day;
+    END;
+    CREATE TRIGGER spend_days_on_delete AFTER DELETE ON spend BEGIN
+        UPDATE spend_days SET committed_micros = committed_micros - COALESCE(OLD.settled_micros, OLD.reserved_micros)
+            WHERE day = OLD.day;
+    END;";
+
 fn micros_i64(micros: u64) -> i64 {
     i64::try_from(micros).unwrap_or(i64::MAX)
 }
 
 /// The day's committed spend: settled costs plus open reservations.
 pub(super) fn day_total(conn: &Connection, day: &str) -> Result<u64, StoreError> {
-    conn.prepare_cached("SELECT COALESCE(SUM(COALESCE(settled_micros, reserved_micros)), 0) FROM spend WHERE day = ?1")
+    conn.prepare_cached("SELECT COALESCE((SELECT committed_micros FROM spend_days WHERE day = ?1), 0)")
         .and_then(|mut s| s.query_row([day], |row| row.get::<_, i64>(0)))
         .map(|n| u64::try_from(n).unwrap_or(0))
         .map_err(|e| sql_error("summing the day's spend", e))

@@ -81,3 +81,57 @@ async fn a_crash_settles_open_reservations_at_their_worst_case() {
     assert_eq!(rows[0].reserved_micros, 0);
     assert_eq!(store.spend_total("2026-11-26").await.unwrap(), 620);
 }
+
+/// The ledger's own sum for `day`, the definition the running total must match.
+fn ledger_sum(path: &std::path::Path, day: &str) -> i64 {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.query_row(
+        "SELECT COALESCE(SUM(COALESCE(settled_micros, reserved_micros)), 0) FROM spend WHERE day = ?1",
+        [day],
+        |row| row.get(0),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_running_day_total_matches_the_ledger_through_reserve_settle_and_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path());
+    let db = dir.path().join("steward.db");
+    for (i, day) in ["2026-11-26", "2026-11-26", "2026-11-27", "2026-11-26"].iter().enumerate() {
+        store.admit(priced(&format!("c{i}"), T0 + i as i64, hold(day, 100 + i as u64, None))).await.unwrap();
+    }
+    store.complete(settled("c0", 7)).await.unwrap();
+    store.complete(settled("c2", 0)).await.unwrap();
+    for day in ["2026-11-26", "2026-11-27", "2026-11-28"] {
+        let total = store.spend_total(day).await.unwrap();
+        assert_eq!(i64::try_from(total).unwrap(), ledger_sum(&db, day), "{day}");
+    }
+    assert_eq!(store.spend_total("2026-11-26").await.unwrap(), 7 + 101 + 103);
+    drop(store);
+    let store = open_in(dir.path());
+    store.settle_interrupted(T0 + 100).await.unwrap();
+    assert_eq!(store.spend_total("2026-11-26").await.unwrap(), 7 + 101 + 103);
+    assert_eq!(i64::try_from(store.spend_total("2026-11-27").await.unwrap()).unwrap(), ledger_sum(&db, "2026-11-27"));
+}
+
+#[tokio::test]
+async fn a_store_from_before_the_running_total_is_backfilled_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("steward.db");
+    {
+        // A version-2 store (ledger, no running total) with one settled and one open call.
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        for migration in &crate::store::schema::MIGRATIONS[..2] {
+            conn.execute_batch(migration).unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 2;
+             INSERT INTO spend (call_id, day, provider, model, reserved_micros, settled_micros, created_ms)
+                 VALUES ('a', '2026-11-26', 'openai', 'm', 500, 40, 1), ('b', '2026-11-26', 'openai', 'm', 300, NULL, 2);",
+        )
+        .unwrap();
+    }
+    let store = open_in(dir.path());
+    assert_eq!(store.spend_total("2026-11-26").await.unwrap(), 340);
+}
