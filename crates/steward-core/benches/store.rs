@@ -11,10 +11,14 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use steward_core::config::{LoopBreakerConfig, RateLimit};
-use steward_core::store::{Admission, AdmitOutcome, Completion, Store};
+use steward_core::store::{Admission, AdmitOutcome, Completion, SpendHold, SpendSettlement, Store};
 
 /// Concurrent callers in the parallel cases: a busy agent fleet.
 const TASKS: u64 = 64;
+
+/// Ledger rows already on the day before the priced case is measured: a
+/// busy LLM agent's day (about one call per second for a day).
+const LEDGER_ROWS: u64 = 100_000;
 
 struct Fixture {
     store: Store,
@@ -34,6 +38,11 @@ impl Fixture {
     /// A distinct call (its own loop key) to one of 8 tools, with the loop
     /// breaker on and, if given, a rate limit.
     fn admission(&self, limit: Option<RateLimit>) -> Admission {
+        self.admission_with(limit, None)
+    }
+
+    /// [`Fixture::admission`] of a priced LLM call holding `spend`.
+    fn admission_with(&self, limit: Option<RateLimit>, spend: Option<SpendHold>) -> Admission {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
         Admission {
             call_id: format!("00000000-0000-7000-8000-{n:012}"),
@@ -48,8 +57,41 @@ impl Fixture {
             input_sha256: "ab".repeat(32),
             limit,
             loop_breaker: LoopBreakerConfig { max_identical: 5, window: Duration::from_secs(60) },
-            spend: None,
+            spend,
         }
+    }
+}
+
+/// A worst-case reservation of 1,000 µUSD against a cap no run reaches.
+fn hold() -> SpendHold {
+    SpendHold {
+        day: "2026-11-26".into(),
+        provider: "openai".into(),
+        model: "gpt-4o-mini".into(),
+        reserve_micros: 1_000,
+        cap_micros: Some(u64::MAX / 2),
+    }
+}
+
+/// A priced call: admit with a reservation, settle it at 10 µUSD.
+async fn priced_call(fx: &Fixture) {
+    let a = fx.admission_with(None, Some(hold()));
+    let (id, now) = (a.call_id.clone(), a.now_ms);
+    if fx.store.admit(a).await.expect("admit") == AdmitOutcome::Admitted {
+        let spend =
+            SpendSettlement { micros: 10, input_tokens: 20, output_tokens: 5, cached_tokens: 0, estimated: false };
+        let c = Completion {
+            call_id: id,
+            now_ms: now + 30,
+            status: Some(200),
+            duration_ms: 30,
+            attempts: 1,
+            response_ref: None,
+            error: None,
+            extra_json: None,
+            spend: Some(spend),
+        };
+        fx.store.complete(c).await.expect("complete");
     }
 }
 
@@ -131,6 +173,35 @@ fn bench_store(c: &mut Criterion) {
             stats.ops as f64 / stats.batches.max(1) as f64
         );
     }
+    // Priced calls one after another, on a day whose ledger already holds
+    // LEDGER_ROWS settled calls: the cap check must not grow with the day.
+    let fx = Fixture::new();
+    rt.block_on(async {
+        let handles: Vec<_> = (0..TASKS)
+            .map(|_| {
+                let fx = Arc::clone(&fx);
+                tokio::spawn(async move {
+                    for _ in 0..LEDGER_ROWS / TASKS {
+                        priced_call(&fx).await;
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await.expect("task");
+        }
+    });
+    group.bench_function("admit_priced+settle/1_task, 100k rows that day", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    priced_call(&fx).await;
+                }
+                start.elapsed()
+            })
+        })
+    });
     group.finish();
 }
 
