@@ -10,6 +10,7 @@
 //! - [`scope`]: matching scopes against `[policy] forbidden_scopes` patterns.
 //! - `literal`: [`find_literal_secrets`], the literal-secret scan shared with `steward doctor`.
 //! - [`AlertsConfig`], [`HeartbeatConfig`]: `[alerts]`, `[[alerts.sinks]]`, `[heartbeat]`.
+//! - [`RunbookConfig`]: `[runbook]`, whom to call and where `steward runbook` writes.
 //! - [`ConfigError`]: one miette diagnostic for every problem in the file.
 //! - [`starter_template`]: the commented file `steward init` writes.
 //!
@@ -45,6 +46,7 @@ pub use validate::{
     DEFAULT_STATE_DIR, DEFAULT_STOP_GRACE, MAX_DEFAULT_MAX_OUTPUT_TOKENS, MAX_EXPIRY_WARNING_DAYS,
     MAX_PRICE_PER_MTOK_USD, MAX_RETENTION_DAYS, MIN_MAX_FILE_SIZE,
 };
+pub use validate::DEFAULT_RUNBOOK_FILE;
 pub use validate::{DEFAULT_BACKUP_SCHEDULE, DEFAULT_BACKUP_TIMEZONE, DEFAULT_KEEP, DEFAULT_RESTORE_TEST, parse_cron};
 
 use error::Problem;
@@ -115,3 +117,5 @@ mod tests;
 mod tests_credentials;
 #[cfg(test)]
 mod tests_llm;
+#[cfg(test)]
+mod tests_runbook;
