@@ -54,7 +54,9 @@ impl Page<'_> {
     }
 
     fn heading(&mut self, text: &str) {
-        self.line("");
+        if !self.out.ends_with("\n\n") {
+            self.line("");
+        }
         self.line(format!("## {text}"));
         self.line("");
     }
@@ -291,10 +293,13 @@ impl Page<'_> {
         self.line("");
         let commands = [self.cmd("secrets reload", "")];
         self.commands(&commands);
-        self.line(
-            "Then revoke the old token at the provider. An `env:` source is read from steward's own \
-             environment, which only changes when steward restarts.",
-        );
+        self.line("Then revoke the old token at the provider.");
+        if config.credentials.values().any(|c| matches!(c.source, crate::config::CredentialSource::Env(_))) {
+            self.line(
+                "An environment-variable source is read from steward's own environment, which only changes \
+                 when steward restarts: restart it instead of `secrets reload`.",
+            );
+        }
     }
 
     fn expiry(&self, credential: &CredentialConfig) -> String {
@@ -369,15 +374,27 @@ impl Page<'_> {
                 alerts.sinks.iter().map(|s| format!("{} ({})", code(&s.name), s.kind.as_str())).collect();
             self.line(format!("- Sinks: {}.", sinks.join(", ")));
         }
-        self.line(format!(
-            "- Fires when the agent is down for more than {}, when more than {}% of the last hour's calls \
-             failed (from {} calls), on spend past `[spend] alert_at_usd` or the cap, the kill switch, the \
-             loop breaker, a crash loop, an audit or store write failure, a credential close to expiry, and \
-             backup problems.",
-            human_duration(alerts.agent_down_after),
-            alerts.error_rate_percent,
-            alerts.error_rate_min_calls
-        ));
+        let mut rules = vec![
+            format!("the agent is down for more than {}", human_duration(alerts.agent_down_after)),
+            format!(
+                "more than {}% of the last hour's calls failed (from {} calls)",
+                alerts.error_rate_percent, alerts.error_rate_min_calls
+            ),
+        ];
+        if !config.llm.is_empty() {
+            rules.push("spend passes the alert threshold or the cap".to_owned());
+        }
+        rules.extend(
+            ["the kill switch or the loop breaker engages", "the agent crash-loops", "an audit or store write fails"]
+                .map(str::to_owned),
+        );
+        if !config.credentials.is_empty() {
+            rules.push("a credential comes close to its expiry".to_owned());
+        }
+        if config.backup.is_some() {
+            rules.push("a backup fails or is overdue, or a restore test fails".to_owned());
+        }
+        self.line(format!("- Fires when: {}.", rules.join("; ")));
         match &config.heartbeat {
             Some(heartbeat) => self.line(format!(
                 "- Heartbeat: on, every {}: the outside service alerts when the pings stop (steward or the \
