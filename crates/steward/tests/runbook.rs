@@ -69,7 +69,10 @@ async fn the_runbook_is_written_recorded_and_checked_by_doctor() {
     assert_eq!(std::fs::metadata(&page_path).unwrap().permissions().mode() & 0o777, 0o644);
     assert!(page.starts_with("# Runbook: test-agent\n"), "{page}");
     assert!(page.contains(&format!("steward resume --config {config}\n")), "{page}");
-    assert_eq!(doctor_item(&env, "the runbook is rendered"), ("pass".into(), "RUNBOOK.md was rendered from the current config".into()));
+    assert_eq!(
+        doctor_item(&env, "the runbook is rendered"),
+        ("pass".into(), "RUNBOOK.md was rendered from the current config".into())
+    );
 
     // Any edit of the config, even a comment, makes the page stale.
     append(&env.config_path, "# tuned the limits\n");
@@ -96,7 +99,10 @@ async fn the_runbook_is_written_recorded_and_checked_by_doctor() {
 async fn an_unwritable_output_fails_and_records_nothing() {
     let env = Env::new("").await;
     std::fs::write(env.dir.path().join("blocker"), "a file, not a directory").unwrap();
-    append(&env.config_path, "\n[runbook]\ncontacts = [\"Ana <ana@example.com>\"]\noutput = \"./blocker/RUNBOOK.md\"\n");
+    append(
+        &env.config_path,
+        "\n[runbook]\ncontacts = [\"Ana <ana@example.com>\"]\noutput = \"./blocker/RUNBOOK.md\"\n",
+    );
     let out = env.steward(&["runbook", "--json"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     assert!(text(&out.stderr).contains("cannot write the runbook to"), "{}", text(&out.stderr));

@@ -222,7 +222,10 @@ async fn runbook_items_follow_the_contacts_and_the_recorded_page() {
     let now = SystemTime::now();
     let report = score(&context(&config, &[("SOCIAL", "v")], now).await);
     let contacts = item(&report, "contacts are listed");
-    assert_eq!((contacts.status, contacts.detail.as_str()), (Status::Warn, "no [runbook] contacts: nobody is written down to call"));
+    assert_eq!(
+        (contacts.status, contacts.detail.as_str()),
+        (Status::Warn, "no [runbook] contacts: nobody is written down to call")
+    );
     assert!(contacts.fix.as_deref().unwrap().contains("[runbook] contacts = ["), "{contacts:?}");
     let rendered = item(&report, "the runbook is rendered");
     assert_eq!((rendered.status, rendered.detail.as_str()), (Status::Warn, "not rendered yet"));
@@ -278,9 +281,6 @@ async fn gather_reads_the_runbook_record_from_the_store() {
     crate::runbook::record(&store, &record).await.unwrap();
     drop(store);
     let ctx = gather(&config, SystemTime::now()).await;
-    assert_eq!(
-        ctx.runbook,
-        Some(RunbookProbe { record, freshness: crate::runbook::Freshness::Current })
-    );
+    assert_eq!(ctx.runbook, Some(RunbookProbe { record, freshness: crate::runbook::Freshness::Current }));
     assert_eq!(item(&score(&ctx), "the runbook is rendered").status, Status::Pass);
 }

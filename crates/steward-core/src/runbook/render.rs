@@ -247,16 +247,19 @@ impl Page<'_> {
         let zone = if offset.is_utc() {
             "UTC".to_owned()
         } else {
-            format!("UTC{}{:02}:{:02}", if offset.is_negative() { '-' } else { '+' }, offset.whole_hours().abs(), offset.minutes_past_hour().abs())
+            format!(
+                "UTC{}{:02}:{:02}",
+                if offset.is_negative() { '-' } else { '+' },
+                offset.whole_hours().abs(),
+                offset.minutes_past_hour().abs()
+            )
         };
         match config.spend.daily_cap() {
             Some(cap) => self.line(format!(
                 "- Daily cap: **{cap}** over all LLM calls; the day starts at 00:00 {zone}. Once it is \
                  reached, every LLM call is refused until the next day."
             )),
-            None => self.line(
-                "- **No daily cap** (`[spend] daily_cap_usd` is not set): LLM spend is not bounded.",
-            ),
+            None => self.line("- **No daily cap** (`[spend] daily_cap_usd` is not set): LLM spend is not bounded."),
         }
         if let Some(alert) = config.spend.alert_at() {
             self.line(format!("- An alert fires when the day's spend reaches {alert}."));
@@ -339,16 +342,20 @@ impl Page<'_> {
         if encrypted {
             let identity = match &backup.identity {
                 Some(name) => format!("the identity is the credential {}", code(name)),
-                None => "verify and restore need `--identity FILE` (the age identity, kept off this machine)"
-                    .to_owned(),
+                None => {
+                    "verify and restore need `--identity FILE` (the age identity, kept off this machine)".to_owned()
+                }
             };
             self.line(format!("- Encrypted to {} age recipient(s); {identity}.", backup.encrypt_to.len()));
         } else {
             self.line("- Not encrypted.");
         }
         self.line("");
-        let commands =
-            [self.cmd("backup list", ""), self.cmd("backup verify", ""), self.cmd("restore", "ID --to /path/to/empty-dir")];
+        let commands = [
+            self.cmd("backup list", ""),
+            self.cmd("backup verify", ""),
+            self.cmd("restore", "ID --to /path/to/empty-dir"),
+        ];
         self.commands(&commands);
         self.line("- `backup list`: every backup, oldest first, with its id and whether it was verified.");
         self.line(
@@ -455,9 +462,9 @@ pub(super) fn human_duration(d: Duration) -> String {
         return format!("{} ms", d.as_millis());
     }
     match secs {
-        s if s % 86_400 == 0 => format!("{} day(s)", s / 86_400),
-        s if s % 3_600 == 0 => format!("{} h", s / 3_600),
-        s if s % 60 == 0 => format!("{} min", s / 60),
+        s if s.is_multiple_of(86_400) => format!("{} day(s)", s / 86_400),
+        s if s.is_multiple_of(3_600) => format!("{} h", s / 3_600),
+        s if s.is_multiple_of(60) => format!("{} min", s / 60),
         s => format!("{s} s"),
     }
 }
@@ -465,7 +472,7 @@ pub(super) fn human_duration(d: Duration) -> String {
 /// `100 MB`, `2 GB`, `64 KB` (decimal units, as the config's defaults are written).
 fn human_bytes(bytes: u64) -> String {
     for (unit, size) in [("GB", 1_000_000_000), ("MB", 1_000_000), ("KB", 1_000)] {
-        if bytes >= size && bytes % size == 0 {
+        if bytes >= size && bytes.is_multiple_of(size) {
             return format!("{} {unit}", bytes / size);
         }
     }
@@ -475,14 +482,7 @@ fn human_bytes(bytes: u64) -> String {
 /// `2026-11-26 04:00 UTC`
 fn format_time(t: SystemTime) -> String {
     let t = time::OffsetDateTime::from(t);
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02} UTC",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute()
-    )
+    format!("{:04}-{:02}-{:02} {:02}:{:02} UTC", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute())
 }
 
 /// `2027-03-01` (UTC)
@@ -520,6 +520,8 @@ fn cell(text: &str) -> String {
 /// characters, else in single quotes (a `'` inside becomes `'\''`).
 pub(super) fn shell_quote(text: &str) -> String {
     let safe = !text.is_empty()
-        && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '+' | ':' | ',' | '@' | '%' | '='));
+        && text.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '+' | ':' | ',' | '@' | '%' | '=')
+        });
     if safe { text.to_owned() } else { format!("'{}'", text.replace('\'', "'\\''")) }
 }

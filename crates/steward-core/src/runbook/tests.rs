@@ -201,7 +201,9 @@ fn side_effect_tools_are_listed_for_rollback_and_no_rollback_command_is_promised
         "{rollback}"
     );
     assert!(
-        rollback.contains("| `delete_status` | social (`https://social.example`) | `DELETE /api/v1/statuses/{id}` | none |"),
+        rollback.contains(
+            "| `delete_status` | social (`https://social.example`) | `DELETE /api/v1/statuses/{id}` | none |"
+        ),
         "{rollback}"
     );
     assert!(!rollback.contains("read_status"), "a GET tool has no side effect: {rollback}");
@@ -210,8 +212,10 @@ fn side_effect_tools_are_listed_for_rollback_and_no_rollback_command_is_promised
     assert!(!page.contains("api-prefix"), "upstreams are shown as scheme and host only");
     assert!(!page.contains("steward rollback"), "{page}");
 
-    let reads_only = render_text("[agent]\nname = \"reader\"\n[upstreams.u]\nbase_url = \"https://u.example\"\n\
-         [[tools]]\nname = \"get\"\nupstream = \"u\"\nmatch = \"GET /x\"\n");
+    let reads_only = render_text(
+        "[agent]\nname = \"reader\"\n[upstreams.u]\nbase_url = \"https://u.example\"\n\
+         [[tools]]\nname = \"get\"\nupstream = \"u\"\nmatch = \"GET /x\"\n",
+    );
     assert!(section(&reads_only, "Roll back a bad post").contains("No `[[tools]]` entry has a side effect"));
 }
 
@@ -376,8 +380,7 @@ async fn the_record_round_trips_through_the_store() {
     let rec = RenderedRecord { at_ms: 42, path: dir.path().join("RUNBOOK.md"), config_sha256: config_sha256(b"x") };
     record(&store, &rec).await.unwrap();
     assert_eq!(last_rendered(&store).await.unwrap(), Some(rec));
-    let json: serde_json::Value =
-        serde_json::from_str(&store.kv_get(KV_RENDERED).await.unwrap().unwrap()).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&store.kv_get(KV_RENDERED).await.unwrap().unwrap()).unwrap();
     let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
     assert_eq!(keys, ["at_ms", "config_sha256", "path"]);
 }
