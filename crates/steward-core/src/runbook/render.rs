@@ -290,19 +290,27 @@ impl Page<'_> {
         }
         self.line("");
         self.line(
-            "To rotate one: create the new token at the provider, put it where the source reads it, then \
-             make the running daemon re-read every source (no restart):",
+            "To rotate one: create the new token at the provider and put it where the source reads it, \
+             then make the running daemon re-read every source, without a restart:",
         );
         self.line("");
         let commands = [self.cmd("secrets reload", "")];
         self.commands(&commands);
-        self.line("Then revoke the old token at the provider.");
-        if config.credentials.values().any(|c| matches!(c.source, crate::config::CredentialSource::Env(_))) {
-            self.line(
-                "An environment-variable source is read from steward's own environment, which only changes \
-                 when steward restarts: restart it instead of `secrets reload`.",
-            );
+        let from_env: Vec<String> = config
+            .credentials
+            .iter()
+            .filter(|(_, c)| matches!(c.source, crate::config::CredentialSource::Env(_)))
+            .map(|(name, _)| code(name))
+            .collect();
+        if !from_env.is_empty() {
+            self.line(format!(
+                "Environment-variable sources ({}) are read from steward's own environment, which only \
+                 changes when steward restarts: for those, restart steward instead of reloading.",
+                from_env.join(", ")
+            ));
+            self.line("");
         }
+        self.line("Then revoke the old token at the provider.");
     }
 
     fn expiry(&self, credential: &CredentialConfig) -> String {
@@ -351,10 +359,13 @@ impl Page<'_> {
             self.line("- Not encrypted.");
         }
         self.line("");
+        // An encrypted backup needs the identity; without a configured one it comes from a file.
+        let identity =
+            if encrypted && backup.identity.is_none() { " --identity /path/to/age-identity.txt" } else { "" };
         let commands = [
             self.cmd("backup list", ""),
-            self.cmd("backup verify", ""),
-            self.cmd("restore", "ID --to /path/to/empty-dir"),
+            self.cmd("backup verify", identity.trim_start()),
+            self.cmd("restore", &format!("ID --to /path/to/empty-dir{identity}")),
         ];
         self.commands(&commands);
         self.line("- `backup list`: every backup, oldest first, with its id and whether it was verified.");

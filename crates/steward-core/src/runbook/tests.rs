@@ -239,6 +239,8 @@ fn spend_credentials_backups_and_alerts_show_names_never_values_or_urls() {
     assert!(credentials.contains("| `llm` | file /etc/poster/llm.key | prod | not declared"), "{credentials}");
     assert!(credentials.contains("| `s3_backup` | command `pass` |"), "only the program of a command: {credentials}");
     assert!(!credentials.contains("show s3"), "{credentials}");
+    assert!(credentials.contains("Environment-variable sources (`social`) are read"), "{credentials}");
+    assert!(credentials.contains("Then revoke the old token at the provider."), "{credentials}");
 
     let backups = section(&page, "Backups and restore");
     assert!(backups.contains("Destination: `s3://poster-backups/steward` at `https://s3.example.com`."), "{backups}");
@@ -247,6 +249,21 @@ fn spend_credentials_backups_and_alerts_show_names_never_values_or_urls() {
     }
     assert!(backups.contains("steward restore --config /srv/poster/steward.toml ID --to /path/to/empty-dir\n"));
     assert!(backups.contains("Not encrypted."), "{backups}");
+    assert!(!backups.contains("--identity"), "{backups}");
+
+    let encrypted = full().replace(
+        "credentials = \"s3_backup\"\n",
+        "credentials = \"s3_backup\"\nencrypt_to = [\"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\"]\n",
+    );
+    let encrypted = render_text(&encrypted);
+    let backups = section(&encrypted, "Backups and restore");
+    assert!(backups.contains("Encrypted to 1 age recipient(s); verify and restore need `--identity FILE`"));
+    assert!(
+        backups.contains(
+            "steward restore --config /srv/poster/steward.toml ID --to /path/to/empty-dir --identity /path/to/age-identity.txt\n"
+        ),
+        "{backups}"
+    );
 
     let alerts = section(&page, "Alerts");
     assert!(alerts.contains("Sinks: `oncall-hook` (webhook), `slack` (slack)."), "{alerts}");
