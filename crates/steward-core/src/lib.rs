@@ -17,6 +17,7 @@
 //! - [`daemon`]: `steward run`: startup, the daemon lock, background tasks, credential reload, shutdown.
 //! - [`doctor`]: `steward doctor`: the production checklist as independent checks.
 //! - [`backup`]: snapshots, archives, destinations, retention, verify, restore, schedule.
+//! - [`runbook`]: `steward runbook`: the one-page runbook rendered from the config, and its record.
 
 pub mod audit;
 pub mod backup;
@@ -29,6 +30,7 @@ pub mod llm;
 pub mod monitor;
 pub mod pipeline;
 pub mod policy;
+pub mod runbook;
 pub mod secrets;
 pub mod store;
 pub mod supervisor;

@@ -71,4 +71,6 @@ fn the_quickstart_config_says_what_the_readme_promises() {
     assert_eq!(config.loop_breaker.window.as_secs(), 600);
     assert_eq!(config.unmatched, steward_core::config::UnmatchedPolicy::Deny);
     assert_eq!(config.state.dir, path.parent().unwrap().join(".steward"));
+    assert_eq!(config.runbook.contacts, ["Your Name <you@example.com> (on-call, first)"]);
+    assert_eq!(config.runbook.output, path.parent().unwrap().join(".steward/RUNBOOK.md"));
 }

@@ -80,7 +80,7 @@ impl Destination {
                     prefix: String::new(),
                     local_dir: Some(dir.clone()),
                     scrubber: Scrubber::default(),
-                    describe: format!("file://{}", dir.display()),
+                    describe: describe_destination(&config.destination),
                 })
             }
             BackupDestination::S3(s3) => {
@@ -110,11 +110,7 @@ impl Destination {
                 let store = builder
                     .build()
                     .map_err(|e| BackupError::Destination(scrubber.scrub(&format!("cannot configure S3: {e}"))))?;
-                let describe = if s3.prefix.is_empty() {
-                    format!("s3://{}", s3.bucket)
-                } else {
-                    format!("s3://{}/{}", s3.bucket, s3.prefix)
-                };
+                let describe = describe_destination(&config.destination);
                 Ok(Self { store: Arc::new(store), prefix: s3.prefix.clone(), local_dir: None, scrubber, describe })
             }
         }
@@ -299,6 +295,18 @@ impl Destination {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.err(&format!("deleting {name}"), &e)),
         }
+    }
+}
+
+/// `file:///dir` or `s3://bucket/prefix`, from the config alone: safe to
+/// print anywhere (the runbook, error messages), since the S3 credential
+/// lives in `[credentials.*]` and validation refuses `user:pass@` in an
+/// endpoint; the endpoint and region are left out.
+pub fn describe_destination(destination: &BackupDestination) -> String {
+    match destination {
+        BackupDestination::Local(dir) => format!("file://{}", dir.display()),
+        BackupDestination::S3(s3) if s3.prefix.is_empty() => format!("s3://{}", s3.bucket),
+        BackupDestination::S3(s3) => format!("s3://{}/{}", s3.bucket, s3.prefix),
     }
 }
 

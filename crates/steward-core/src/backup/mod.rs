@@ -38,6 +38,7 @@ use secrecy::ExposeSecret;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub use destination::describe_destination;
 pub use health::{BackupHealth, MAX_BACKUP_AGE_MS, MAX_RESTORE_TEST_AGE_MS, health};
 pub use manifest::{BackupRecord, Manifest, ManifestEntry};
 pub use restore::{Extracted, extract, safe_relative};

@@ -10,6 +10,7 @@
 //! - [`scope`]: matching scopes against `[policy] forbidden_scopes` patterns.
 //! - `literal`: [`find_literal_secrets`], the literal-secret scan shared with `steward doctor`.
 //! - [`AlertsConfig`], [`HeartbeatConfig`]: `[alerts]`, `[[alerts.sinks]]`, `[heartbeat]`.
+//! - [`RunbookConfig`]: `[runbook]`, whom to call and where `steward runbook` writes.
 //! - [`ConfigError`]: one miette diagnostic for every problem in the file.
 //! - [`starter_template`]: the commented file `steward init` writes.
 //!
@@ -36,6 +37,7 @@ pub use error::ConfigError;
 pub use literal::find_literal_secrets;
 pub use model::*;
 pub use template::starter_template;
+pub use validate::DEFAULT_RUNBOOK_FILE;
 pub use validate::{
     AGENT_ENV_SET_BY_STEWARD, DEFAULT_AGENT_DOWN_AFTER, DEFAULT_AUTH_FORMAT, DEFAULT_AUTH_HEADER,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_ERROR_RATE_MIN_CALLS, DEFAULT_ERROR_RATE_PERCENT, DEFAULT_EXPIRY_WARNING_DAYS,
@@ -115,3 +117,5 @@ mod tests;
 mod tests_credentials;
 #[cfg(test)]
 mod tests_llm;
+#[cfg(test)]
+mod tests_runbook;

@@ -53,6 +53,9 @@ pub struct Config {
     pub alerts: super::AlertsConfig,
     /// The dead-man ping that lets an outside service notice steward's death.
     pub heartbeat: Option<super::HeartbeatConfig>,
+    /// `[runbook]`: whom to call, and where `steward runbook` writes the page.
+    /// Present (empty) when the section is absent, so the page can always be rendered.
+    pub runbook: RunbookConfig,
 }
 
 /// `[agent]`
@@ -106,6 +109,20 @@ impl Environment {
             Environment::Prod => "prod",
         }
     }
+}
+
+/// `[runbook]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunbookConfig {
+    /// Whom to call, in the order to call them, as written ("Ana Ops
+    /// <ana@example.com> (on-call, first)"). Empty: the page says nobody is
+    /// listed, and `steward doctor` warns.
+    pub contacts: Vec<String>,
+    /// Absolute path `steward runbook` writes the page to; default
+    /// `<state dir>/RUNBOOK.md`.
+    pub output: PathBuf,
+    /// Free text put under the contacts (who owns which account, escalation).
+    pub notes: Option<String>,
 }
 
 /// `[gateway]`

@@ -42,6 +42,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "backup",
     "alerts",
     "heartbeat",
+    "runbook",
 ];
 
 /// The whole file as written. Sections that failed to deserialize hold their
@@ -85,6 +86,8 @@ pub(super) struct RawConfig {
     pub alerts: RawAlerts,
     /// `[heartbeat]`; `None` when absent or broken.
     pub heartbeat: Option<RawHeartbeat>,
+    /// `[runbook]`; `None` when absent or broken.
+    pub runbook: Option<RawRunbook>,
 }
 
 /// `[agent]`
@@ -332,6 +335,18 @@ pub(super) struct RawBackup {
     pub restore_test: Option<Spanned<String>>,
 }
 
+/// `[runbook]`: who to call, where `steward runbook` writes the page.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [runbook] table with contacts = [\"Name <email or phone>\"]")]
+pub(super) struct RawRunbook {
+    /// Who to call, in order.
+    pub contacts: Option<Vec<Spanned<String>>>,
+    /// Relative to the config file's directory.
+    pub output: Option<Spanned<String>>,
+    /// Free text shown under "Whom to call".
+    pub notes: Option<Spanned<String>>,
+}
+
 /// `keep = { daily = 7, weekly = 4, monthly = 6 }`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a table like { daily = 7, weekly = 4, monthly = 6 }")]
@@ -477,6 +492,7 @@ impl RawConfig {
                 "backup" => raw.backup = section(value, "[backup]", problems),
                 "alerts" => raw.alerts = alerts::alerts_section(value, problems),
                 "heartbeat" => raw.heartbeat = section(value, "[heartbeat]", problems),
+                "runbook" => raw.runbook = section(value, "[runbook]", problems),
                 other => problems.push(unknown_top_level(other, key_span, &value)),
             }
         }

@@ -283,6 +283,18 @@ repeat_every = "4h"
 #[heartbeat]
 #url = "env:DEADMAN_URL"
 #every = "1m"
+
+# The runbook: `steward runbook` renders a one-page Markdown runbook for this
+# deployment (stop it, see what it did, roll back a post, resume, spend,
+# credentials, backups, alerts, whom to call) with every command spelled out.
+# `steward doctor` warns while nobody is listed or the page is older than this file.
+#[runbook]
+# Whom to call, in order: one line each (name, email or phone, role).
+#contacts = ["Ana Ops <ana@example.com> (on-call, first)", "Platform team <+1 555 0100>"]
+# Where the page is written, relative to this file; default <state dir>/RUNBOOK.md.
+#output = "./RUNBOOK.md"
+# Free text under the contacts: account owners, escalation.
+#notes = "Social account owner: marketing (Bo)."
 "#;
 
 #[cfg(test)]
@@ -330,6 +342,7 @@ mod tests {
         assert_eq!(c.alerts.agent_down_after, defaults.alerts.agent_down_after);
         assert_eq!(c.alerts.repeat_every, defaults.alerts.repeat_every);
         assert!(c.alerts.sinks.is_empty() && c.heartbeat.is_none());
+        assert_eq!(c.runbook, defaults.runbook);
         // Every section is written out, and every key is explained.
         for section in crate::config::raw::SECTIONS {
             assert!(text.contains(&format!("[{section}")), "template lacks [{section}]");
@@ -383,6 +396,9 @@ mod tests {
         let heartbeat = c.heartbeat.unwrap();
         assert_eq!(heartbeat.url, CredentialSource::Env("DEADMAN_URL".into()));
         assert_eq!(heartbeat.every, Duration::from_secs(60));
+        assert_eq!(c.runbook.contacts.len(), 2);
+        assert_eq!(c.runbook.output, Path::new("/srv/poster/RUNBOOK.md"));
+        assert_eq!(c.runbook.notes.as_deref(), Some("Social account owner: marketing (Bo)."));
     }
 
     #[test]

@@ -5,17 +5,20 @@
 //! alongside is only handed out when no problem was recorded.
 //!
 //! The LLM sections (`[llm.*]`, `[spend]`, `[prices.*]`) are checked in the
-//! child module `llm`; `[alerts]` and `[heartbeat]` in `alerts`.
+//! child module `llm`; `[alerts]` and `[heartbeat]` in `alerts`; `[runbook]`
+//! in `runbook`.
 
 mod alerts;
 mod credentials;
 mod llm;
+mod runbook;
 
 pub use alerts::{
     DEFAULT_AGENT_DOWN_AFTER, DEFAULT_ERROR_RATE_MIN_CALLS, DEFAULT_ERROR_RATE_PERCENT, DEFAULT_HEARTBEAT_EVERY,
     DEFAULT_REPEAT_EVERY, DEFAULT_SINK_TIMEOUT,
 };
 pub use credentials::{DEFAULT_EXPIRY_WARNING_DAYS, MAX_EXPIRY_WARNING_DAYS};
+pub use runbook::DEFAULT_RUNBOOK_FILE;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -127,6 +130,7 @@ pub(super) fn validate(raw: RawConfig, source: &str, source_path: &Path, problem
     };
     let alerts = v.alerts(raw.alerts);
     let heartbeat = v.heartbeat(raw.heartbeat);
+    let runbook = v.runbook(raw.runbook, &state);
     Config {
         source_path: source_path.to_path_buf(),
         agent,
@@ -146,6 +150,7 @@ pub(super) fn validate(raw: RawConfig, source: &str, source_path: &Path, problem
         backup,
         alerts,
         heartbeat,
+        runbook,
     }
 }
 

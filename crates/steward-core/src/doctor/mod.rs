@@ -3,8 +3,8 @@
 //!
 //! The checklist is a list of independent section checks ([`SECTIONS`]),
 //! one function each, in one file each: `credentials`, `logging`,
-//! `rate_limiting`, and `not_configured` for the sections whose subsystems
-//! have not landed yet (monitoring, backups, runbook, first deployment). A
+//! `rate_limiting`, `monitoring`, `backups`, `runbook`, and `not_configured`
+//! for what has not landed yet (supervised mode; backups without `[backup]`). A
 //! check only reads the prepared [`Context`]; the slow or fallible gathering
 //! (resolving credentials, probing the store) happens once, in [`gather`].
 //!
@@ -19,6 +19,7 @@ mod logging;
 mod monitoring;
 mod not_configured;
 mod rate_limiting;
+mod runbook;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -115,6 +116,27 @@ pub struct Context<'a> {
     /// The latest token-introspection outcome of each upstream with an
     /// `introspection_url` that the daemon has checked.
     pub introspection: BTreeMap<String, IntrospectionRecord>,
+    /// The last page `steward runbook` wrote, when one was recorded.
+    pub runbook: Option<RunbookProbe>,
+}
+
+/// The recorded runbook page, judged against the config file and the disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunbookProbe {
+    /// What `steward runbook` recorded.
+    pub record: crate::runbook::RenderedRecord,
+    /// Whether it still describes the deployment.
+    pub freshness: crate::runbook::Freshness,
+}
+
+impl RunbookProbe {
+    /// Judges `record` against the config file at `config_path` as it is
+    /// now (an unreadable file counts as changed) and the page's own file.
+    pub fn probe(record: crate::runbook::RenderedRecord, config_path: &Path) -> Self {
+        let current = std::fs::read(config_path).ok().map(|bytes| crate::runbook::config_sha256(&bytes));
+        let freshness = record.freshness(current.as_deref(), record.path.is_file());
+        Self { record, freshness }
+    }
 }
 
 /// A section check: reads the context, returns its items in a fixed order.
@@ -127,7 +149,7 @@ pub const SECTIONS: &[SectionCheck] = &[
     rate_limiting::check,
     monitoring::check,
     backups::check,
-    not_configured::runbook,
+    runbook::check,
     not_configured::first_deployment,
 ];
 
@@ -179,7 +201,12 @@ pub async fn gather(config: &Config, now: SystemTime) -> Context<'_> {
             }
         }
     }
-    Context { config, now, resolution, store, backup_health, alerts_test, introspection }
+    let runbook = match &opened {
+        Some(opened) => crate::runbook::last_rendered(opened).await.ok().flatten(),
+        None => None,
+    }
+    .map(|record| RunbookProbe::probe(record, &config.source_path));
+    Context { config, now, resolution, store, backup_health, alerts_test, introspection, runbook }
 }
 
 /// Runs every section check on `ctx`.

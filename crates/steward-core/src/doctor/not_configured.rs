@@ -1,5 +1,5 @@
 //! Doctor sections whose subsystems have not landed in this build:
-//! Runbook and First deployment (and Backups when `[backup]` is absent). Each checklist item is
+//! First deployment (and Backups when `[backup]` is absent). Each checklist item is
 //! listed (so scripts see the whole checklist) as WARN "not configured" with
 //! the fix. When a subsystem lands, its section function here is replaced
 //! by a real check in its own file.
@@ -27,15 +27,6 @@ pub(super) fn backups(_ctx: &Context<'_>) -> Vec<CheckResult> {
             "a restore was tested recently",
             "configure [backup] restore tests; doctor then reports the last one's age",
         ),
-    ]
-}
-
-/// Runbook: contacts and the rendered runbook.
-pub(super) fn runbook(_ctx: &Context<'_>) -> Vec<CheckResult> {
-    const SECTION: &str = "Runbook";
-    vec![
-        missing(SECTION, "contacts are listed", "add [runbook] contacts = [\"name <email or phone>\"]"),
-        missing(SECTION, "the runbook is rendered", "run `steward runbook` and keep the page where on-call finds it"),
     ]
 }
 

@@ -38,7 +38,16 @@ async fn context<'a>(config: &'a Config, env: &[(&str, &str)], now: SystemTime) 
     let lookup = move |name: &str| map.get(name).cloned();
     let resolution = Secrets::resolve_all_with(config, &lookup).await;
     let store = probe_store(&config.state.dir, &config.state.db_path()).await;
-    Context { config, now, resolution, store, backup_health: None, alerts_test: None, introspection: BTreeMap::new() }
+    Context {
+        config,
+        now,
+        resolution,
+        store,
+        backup_health: None,
+        alerts_test: None,
+        introspection: BTreeMap::new(),
+        runbook: None,
+    }
 }
 
 fn item<'r>(report: &'r Report, name: &str) -> &'r CheckResult {
@@ -291,6 +300,58 @@ async fn the_introspection_item_scores_the_latest_outcome_against_the_current_de
 }
 
 #[tokio::test]
+async fn runbook_items_follow_the_contacts_and_the_recorded_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let now = SystemTime::now();
+    let report = score(&context(&config, &[("SOCIAL", "v")], now).await);
+    let contacts = item(&report, "contacts are listed");
+    assert_eq!(
+        (contacts.status, contacts.detail.as_str()),
+        (Status::Warn, "no [runbook] contacts: nobody is written down to call")
+    );
+    assert!(contacts.fix.as_deref().unwrap().contains("[runbook] contacts = ["), "{contacts:?}");
+    let rendered = item(&report, "the runbook is rendered");
+    assert_eq!((rendered.status, rendered.detail.as_str()), (Status::Warn, "not rendered yet"));
+    assert!(rendered.fix.as_deref().unwrap().contains("`steward runbook`"), "{rendered:?}");
+
+    let config = write_config(dir.path(), "[runbook]\ncontacts = [\"Ana <ana@example.com>\", \"Bo <+1 555 0100>\"]\n");
+    let bytes = std::fs::read(&config.source_path).unwrap();
+    let page = config.runbook.output.clone();
+    std::fs::create_dir_all(page.parent().unwrap()).unwrap();
+    std::fs::write(&page, "# Runbook\n").unwrap();
+    let record = crate::runbook::RenderedRecord {
+        at_ms: 1,
+        path: page.clone(),
+        config_sha256: crate::runbook::config_sha256(&bytes),
+    };
+    let mut ctx = context(&config, &[("SOCIAL", "v")], now).await;
+    let states = [
+        (Status::Pass, "RUNBOOK.md was rendered from the current config"),
+        (Status::Warn, "the rendered file is gone (RUNBOOK.md is no longer where it was written)"),
+        (Status::Warn, "RUNBOOK.md was rendered before the config changed"),
+    ];
+    for (step, (status, detail)) in states.into_iter().enumerate() {
+        match step {
+            1 => std::fs::remove_file(&page).unwrap(),
+            2 => {
+                std::fs::write(&page, "# Runbook\n").unwrap();
+                let mut file = std::fs::OpenOptions::new().append(true).open(&config.source_path).unwrap();
+                std::io::Write::write_all(&mut file, b"# a comment\n").unwrap();
+            }
+            _ => {}
+        }
+        ctx.runbook = Some(RunbookProbe::probe(record.clone(), &config.source_path));
+        let report = score(&ctx);
+        assert_eq!(item(&report, "contacts are listed").detail, "2 contact(s) in [runbook]");
+        assert_eq!(item(&report, "contacts are listed").status, Status::Pass);
+        let rendered = item(&report, "the runbook is rendered");
+        assert_eq!((rendered.status, rendered.detail.as_str()), (status, detail), "step {step}");
+        assert_eq!(rendered.fix.is_none(), status == Status::Pass);
+    }
+}
+
+#[tokio::test]
 async fn without_an_introspection_url_there_is_no_introspection_item() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "scopes_header = \"X-OAuth-Scopes\"\n");
@@ -312,4 +373,22 @@ async fn doctor_reads_the_record_the_daemon_left_in_the_store() {
     let ctx = gather(&config, SystemTime::now()).await;
     assert_eq!(ctx.introspection.get("gh"), Some(&record));
     assert_eq!(item(&score(&ctx), SCOPES_ITEM).status, Status::Pass);
+}
+
+#[tokio::test]
+async fn gather_reads_the_runbook_record_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let bytes = std::fs::read(&config.source_path).unwrap();
+    crate::daemon::ensure_private_dir(&config.state.dir).unwrap();
+    let page = config.runbook.output.clone();
+    crate::runbook::write_page(&page, "# Runbook\n").unwrap();
+    let record =
+        crate::runbook::RenderedRecord { at_ms: 1, path: page, config_sha256: crate::runbook::config_sha256(&bytes) };
+    let store = Store::open(&config.state.db_path()).unwrap();
+    crate::runbook::record(&store, &record).await.unwrap();
+    drop(store);
+    let ctx = gather(&config, SystemTime::now()).await;
+    assert_eq!(ctx.runbook, Some(RunbookProbe { record, freshness: crate::runbook::Freshness::Current }));
+    assert_eq!(item(&score(&ctx), "the runbook is rendered").status, Status::Pass);
 }

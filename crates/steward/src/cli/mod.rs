@@ -12,6 +12,7 @@ mod last;
 mod logs;
 mod restore;
 mod run;
+mod runbook;
 mod secrets;
 mod spend;
 mod status;
@@ -55,7 +56,8 @@ Start here:
   steward last                 what the agent did, newest first
   steward alerts test          send a test alert through every [[alerts.sinks]] entry
   steward stop --reason \"...\"  kill switch: refuse every call and stop the agent until `steward resume`
-  steward backup now           back up config, store and agent state to the [backup] destination";
+  steward backup now           back up config, store and agent state to the [backup] destination
+  steward runbook              write the one-page runbook of this deployment ([runbook] output)";
 
 /// steward: makes the production checklist true for an AI agent, in code.
 #[derive(Debug, Parser)]
@@ -108,6 +110,9 @@ enum Command {
     Backup(backup::Command),
     /// Restore a backup into a new directory, or in place.
     Restore(restore::Args),
+    /// Render this deployment's one-page runbook (Markdown: stop, last, roll back, resume, spend,
+    /// credentials, backups, alerts, whom to call) to [runbook] output, or print it with --stdout.
+    Runbook(runbook::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,6 +141,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::AgentExec(args) => Ok(agent_exec::run(args)),
         Command::Backup(command) => backup::run(&config_path, command),
         Command::Restore(args) => restore::run(&config_path, args),
+        Command::Runbook(args) => runbook::run(&config_path, args),
     }
 }
 
