@@ -114,6 +114,8 @@ fn age_identities(source: &str) -> impl Iterator<Item = std::ops::Range<usize>> 
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_alerts;
+#[cfg(test)]
 mod tests_credentials;
 #[cfg(test)]
 mod tests_llm;
