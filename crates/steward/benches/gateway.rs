@@ -109,6 +109,11 @@ max_identical = 0
     let llm_direct = Target { url: format!("{}/v1/chat/completions", mock.base_url()), ..direct.clone() };
     let llm_through =
         Target { url: format!("http://{}/llm/openai/v1/chat/completions", daemon.addr()), ..through.clone() };
+    // A pass-through proxy on the same HTTP stack (axum server, reqwest
+    // client, streamed body) with no pipeline: what any proxy hop costs here.
+    let noop = noop_proxy(mock.base_url()).await;
+    let llm_noop = Target { url: format!("http://{noop}/v1/chat/completions"), ..direct.clone() };
+    let nsteady = steady_streams(&llm_noop, 200, phase).await;
     let dstream = streams(&llm_direct, 200).await;
     let sstream = streams(&llm_through, 200).await;
     let dsteady = steady_streams(&llm_direct, 200, phase).await;
@@ -143,6 +148,14 @@ max_identical = 0
             dsteady.stats.ttfb.p(pct),
             ssteady.stats.ttfb.p(pct),
             ssteady.stats.ttfb.p(pct) - dsteady.stats.ttfb.p(pct)
+        );
+    }
+    for (pct, label) in [(50.0, "p50"), (99.0, "p99")] {
+        println!(
+            "| SSE time to first byte {label}, steady, through a no-op proxy (same HTTP stack, no pipeline) | {:.3} ms | {:.3} ms | {:.3} ms |",
+            dsteady.stats.ttfb.p(pct),
+            nsteady.stats.ttfb.p(pct),
+            nsteady.stats.ttfb.p(pct) - dsteady.stats.ttfb.p(pct)
         );
     }
     println!(
@@ -367,6 +380,48 @@ async fn steady_streams(target: &Target, concurrency: u64, length: Duration) -> 
         stats: StreamStats { ttfb: Latencies { lat: ttfb, errors }, gap: Latencies { lat: gap, errors: 0 } },
         peak: peak.load(Ordering::Relaxed),
     }
+}
+
+/// Starts a pass-through proxy to `upstream` on 127.0.0.1 and returns its
+/// address: the request is forwarded with its headers and body, the answer
+/// streamed back as it arrives. No auth, policy, store, audit or parsing.
+async fn noop_proxy(upstream: String) -> std::net::SocketAddr {
+    use axum::body::Body;
+    use axum::extract::{Request, State};
+    use axum::response::Response;
+
+    async fn forward(State((client, upstream)): State<(reqwest::Client, String)>, request: Request) -> Response {
+        let (parts, body) = request.into_parts();
+        let url = format!("{upstream}{}", parts.uri.path());
+        let mut headers = parts.headers;
+        headers.remove(axum::http::header::HOST);
+        let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+        let sent = client.request(parts.method, url).headers(headers).body(body).send().await;
+        match sent {
+            Ok(answer) => {
+                let mut response = Response::builder().status(answer.status());
+                for (name, value) in answer.headers() {
+                    if name != axum::http::header::TRANSFER_ENCODING && name != axum::http::header::CONTENT_LENGTH {
+                        response = response.header(name, value);
+                    }
+                }
+                response.body(Body::from_stream(answer.bytes_stream())).unwrap_or_default()
+            }
+            Err(_) => Response::builder().status(502).body(Body::empty()).unwrap_or_default(),
+        }
+    }
+
+    let client = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build().expect("client");
+    let app = axum::Router::new().fallback(forward).with_state((client, upstream));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
 }
 
 /// Open-loop load: one request every 1/rps seconds regardless of completions.
