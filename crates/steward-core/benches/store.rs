@@ -80,18 +80,7 @@ async fn priced_call(fx: &Fixture) {
     if fx.store.admit(a).await.expect("admit") == AdmitOutcome::Admitted {
         let spend =
             SpendSettlement { micros: 10, input_tokens: 20, output_tokens: 5, cached_tokens: 0, estimated: false };
-        let c = Completion {
-            call_id: id,
-            now_ms: now + 30,
-            status: Some(200),
-            duration_ms: 30,
-            attempts: 1,
-            response_ref: None,
-            error: None,
-            extra_json: None,
-            spend: Some(spend),
-        };
-        fx.store.complete(c).await.expect("complete");
+        fx.store.complete(completion(id, now, Some(spend))).await.expect("complete");
     }
 }
 
@@ -102,18 +91,22 @@ async fn call(fx: &Fixture, limit: Option<RateLimit>, complete: bool) {
     let now = a.now_ms;
     let outcome = fx.store.admit(a).await.expect("admit");
     if complete && outcome == AdmitOutcome::Admitted {
-        let c = Completion {
-            call_id: id,
-            now_ms: now + 30,
-            status: Some(200),
-            duration_ms: 30,
-            attempts: 1,
-            response_ref: None,
-            error: None,
-            extra_json: None,
-            spend: None,
-        };
-        fx.store.complete(c).await.expect("complete");
+        fx.store.complete(completion(id, now, None)).await.expect("complete");
+    }
+}
+
+/// The completion of the call `id` admitted at `now`, 30 ms later with a 200.
+fn completion(call_id: String, now: i64, spend: Option<SpendSettlement>) -> Completion {
+    Completion {
+        call_id,
+        now_ms: now + 30,
+        status: Some(200),
+        duration_ms: 30,
+        attempts: 1,
+        response_ref: None,
+        error: None,
+        extra_json: None,
+        spend,
     }
 }
 

@@ -243,45 +243,42 @@ struct StreamStats {
     gap: Latencies,
 }
 
-async fn streams(target: &Target, n: usize) -> StreamStats {
+/// One streamed chat completion of `chunks` chunks `delay_ms` apart:
+/// (time to first byte, gaps between chunks) in ms, `None` on any failure.
+async fn one_stream(target: &Target, chunks: u64, delay_ms: u64) -> Option<(f64, Vec<f64>)> {
     let body = r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"bench"}]}"#;
-    let handles: Vec<_> = (0..n)
-        .map(|_| {
-            let target = target.clone();
-            tokio::spawn(async move {
-                let mut request = target
-                    .client
-                    .post(&target.url)
-                    .header("content-type", "application/json")
-                    .header("x-mock-chunks", "20")
-                    .header("x-mock-delay-ms", "10")
-                    .body(body);
-                if let Some(token) = &target.token {
-                    request = request.bearer_auth(token);
-                }
-                let start = Instant::now();
-                let mut response = request.send().await.ok()?;
-                if !response.status().is_success() {
-                    return None;
-                }
-                let mut ttfb = None;
-                let mut gaps = Vec::new();
-                let mut last = Instant::now();
-                while let Ok(Some(_chunk)) = response.chunk().await {
-                    let now = Instant::now();
-                    match ttfb {
-                        None => ttfb = Some(start.elapsed().as_secs_f64() * 1000.0),
-                        Some(_) => gaps.push((now - last).as_secs_f64() * 1000.0),
-                    }
-                    last = now;
-                }
-                Some((ttfb?, gaps))
-            })
-        })
-        .collect();
+    let mut request = target
+        .client
+        .post(&target.url)
+        .header("content-type", "application/json")
+        .header("x-mock-chunks", chunks.to_string())
+        .header("x-mock-delay-ms", delay_ms.to_string())
+        .body(body);
+    if let Some(token) = &target.token {
+        request = request.bearer_auth(token);
+    }
+    let start = Instant::now();
+    let mut response = request.send().await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    let (mut ttfb, mut gaps, mut last) = (None, Vec::new(), Instant::now());
+    while let Ok(Some(_chunk)) = response.chunk().await {
+        let now = Instant::now();
+        match ttfb {
+            None => ttfb = Some(start.elapsed().as_secs_f64() * 1000.0),
+            Some(_) => gaps.push((now - last).as_secs_f64() * 1000.0),
+        }
+        last = now;
+    }
+    Some((ttfb?, gaps))
+}
+
+/// Sorted statistics of finished streams (`None`: a stream that failed).
+fn stream_stats(results: impl IntoIterator<Item = Option<(f64, Vec<f64>)>>) -> StreamStats {
     let (mut ttfb, mut gap, mut errors) = (Vec::new(), Vec::new(), 0);
-    for handle in handles {
-        match handle.await.ok().flatten() {
+    for result in results {
+        match result {
             Some((first, gaps)) => {
                 ttfb.push(first);
                 gap.extend(gaps);
@@ -292,6 +289,20 @@ async fn streams(target: &Target, n: usize) -> StreamStats {
     ttfb.sort_by(|a, b| a.total_cmp(b));
     gap.sort_by(|a, b| a.total_cmp(b));
     StreamStats { ttfb: Latencies { lat: ttfb, errors }, gap: Latencies { lat: gap, errors: 0 } }
+}
+
+async fn streams(target: &Target, n: usize) -> StreamStats {
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let target = target.clone();
+            tokio::spawn(async move { one_stream(&target, 20, 10).await })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(n);
+    for handle in handles {
+        results.push(handle.await.ok().flatten());
+    }
+    stream_stats(results)
 }
 
 /// Chunks per stream in the steady phase, and the mock's pause between them:
@@ -315,7 +326,6 @@ struct Steady {
 async fn steady_streams(target: &Target, concurrency: u64, length: Duration) -> Steady {
     let stream_len = Duration::from_millis(STEADY_CHUNKS * STEADY_GAP_MS);
     let every = stream_len / u32::try_from(concurrency).unwrap_or(1);
-    let body = r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"bench"}]}"#;
     let open = Arc::new(AtomicU64::new(0));
     let peak = Arc::new(AtomicU64::new(0));
     let mut interval = tokio::time::interval(every);
@@ -331,55 +341,19 @@ async fn steady_streams(target: &Target, concurrency: u64, length: Duration) -> 
         handles.push(tokio::spawn(async move {
             let now_open = open.fetch_add(1, Ordering::Relaxed) + 1;
             peak.fetch_max(now_open, Ordering::Relaxed);
-            let mut request = target
-                .client
-                .post(&target.url)
-                .header("content-type", "application/json")
-                .header("x-mock-chunks", STEADY_CHUNKS.to_string())
-                .header("x-mock-delay-ms", STEADY_GAP_MS.to_string())
-                .body(body);
-            if let Some(token) = &target.token {
-                request = request.bearer_auth(token);
-            }
-            let start = Instant::now();
-            let result = async {
-                let mut response = request.send().await.ok()?;
-                if !response.status().is_success() {
-                    return None;
-                }
-                let (mut ttfb, mut gaps, mut last) = (None, Vec::new(), Instant::now());
-                while let Ok(Some(_chunk)) = response.chunk().await {
-                    let now = Instant::now();
-                    match ttfb {
-                        None => ttfb = Some(start.elapsed().as_secs_f64() * 1000.0),
-                        Some(_) => gaps.push((now - last).as_secs_f64() * 1000.0),
-                    }
-                    last = now;
-                }
-                Some((ttfb?, gaps))
-            }
-            .await;
+            let result = one_stream(&target, STEADY_CHUNKS, STEADY_GAP_MS).await;
             open.fetch_sub(1, Ordering::Relaxed);
             measured.then_some(result)
         }));
     }
-    let (mut ttfb, mut gap, mut errors) = (Vec::new(), Vec::new(), 0);
+    let mut results = Vec::new();
     for handle in handles {
-        match handle.await.ok().flatten() {
-            Some(Some((first, gaps))) => {
-                ttfb.push(first);
-                gap.extend(gaps);
-            }
-            Some(None) => errors += 1,
-            None => {}
+        // `None`: started during the warm-up, not measured.
+        if let Some(result) = handle.await.ok().flatten() {
+            results.push(result);
         }
     }
-    ttfb.sort_by(|a, b| a.total_cmp(b));
-    gap.sort_by(|a, b| a.total_cmp(b));
-    Steady {
-        stats: StreamStats { ttfb: Latencies { lat: ttfb, errors }, gap: Latencies { lat: gap, errors: 0 } },
-        peak: peak.load(Ordering::Relaxed),
-    }
+    Steady { stats: stream_stats(results), peak: peak.load(Ordering::Relaxed) }
 }
 
 /// Starts a pass-through proxy to `upstream` on 127.0.0.1 and returns its
