@@ -331,8 +331,11 @@ async fn the_python_quickstart_agent_runs_supervised_until_the_loop_breaker_stop
     assert!(log.contains("stdout example agent talking to http://127.0.0.1:"), "{log}");
     assert!(log.contains("-> 200 1"), "{log}");
     assert!(log.contains("-> 403 loop_detected"), "{log}");
-    assert!(log.contains("post 'are you still there?'  -> 403 killed"), "{log}");
-    assert!(log.contains("scenario done; idling until steward stops me"), "{log}");
+    // What the agent does after the loop breaker races the supervisor's stop
+    // (its next call, refused as `killed`, may or may not go out first):
+    // whichever wins, nothing after the trip reached the upstream, which saw
+    // the 10 posts and the 4 admitted reads only.
+    assert_eq!(env.mock.requests().len(), 14, "{log}");
     // Every call went through steward with the steward token; the upstream only saw the real one.
     assert!(
         env.mock
