@@ -735,17 +735,16 @@ impl Engine {
         let watched_since = match self.backups_watched_since {
             Some(ms) => ms,
             None => match self.store.kv_get(KV_WATCHED_SINCE).await {
-                Ok(Some(text)) if text.trim().parse::<i64>().is_ok() => {
-                    let ms = text.trim().parse::<i64>().unwrap_or(now_ms);
-                    self.backups_watched_since = Some(ms);
-                    ms
-                }
-                Ok(_) => {
-                    if let Err(err) = self.store.kv_set(KV_WATCHED_SINCE, &now_ms.to_string(), now_ms).await {
+                Ok(text) => {
+                    let recorded = text.and_then(|t| t.trim().parse::<i64>().ok());
+                    if recorded.is_none()
+                        && let Err(err) = self.store.kv_set(KV_WATCHED_SINCE, &now_ms.to_string(), now_ms).await
+                    {
                         tracing::warn!(error = %err, "cannot record since when backups are watched");
                     }
-                    self.backups_watched_since = Some(now_ms);
-                    now_ms
+                    let since = recorded.unwrap_or(now_ms);
+                    self.backups_watched_since = Some(since);
+                    since
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot read the backup records for the backup alerts");
