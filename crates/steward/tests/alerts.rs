@@ -197,10 +197,17 @@ async fn a_kill_switch_from_the_cli_is_alerted_with_its_reason() {
     let message = alert["message"].as_str().unwrap();
     assert!(message.contains("rotating") && message.contains("steward resume"), "{message}");
     assert!(!alert.to_string().contains("ops.lead@example.com"), "{alert}");
+    // The reason is redacted before it is stored, so status, the journal and
+    // the agent's refusals never carry the address either.
+    let out = env.steward(&["status", "--json"]);
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stored = status["kill_switch"]["reason"].as_str().unwrap();
+    assert!(stored.contains("rotating the token") && stored.contains("[REDACTED:email]"), "{status:#}");
     assert!(env.steward(&["resume"]).status.success());
     wait_until("the resolved notice", || notices(&inbox, "kill_switch").len() == 2).await;
     env.stop(false);
     env.assert_no_secret_leaked();
+    common::assert_no_needles(env.dir.path(), &["ops.lead@example.com".to_owned()], &[env.config_path.clone()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -413,14 +413,7 @@ impl Secrets {
     /// Builds the redactor that knows every credential value (current and
     /// retired) plus the agent token, with the configured PII detectors.
     pub fn redactor(&self, agent_token: &AgentToken, pii: &RedactionConfig) -> redact::Redactor {
-        let mut builder = redact::RedactorBuilder::new()
-            .pii(redact::PiiKind::Email, pii.email)
-            .pii(redact::PiiKind::Phone, pii.phone)
-            .pii(redact::PiiKind::CreditCard, pii.credit_card)
-            .pii(redact::PiiKind::Iban, pii.iban)
-            .pii(redact::PiiKind::Ip, pii.ip)
-            .pii(redact::PiiKind::Ssn, pii.ssn)
-            .secret("agent-token", agent_token.expose());
+        let mut builder = pii_builder(pii).secret("agent-token", agent_token.expose());
         for (name, resolved) in &self.values {
             builder = builder.secret(name, resolved.value.expose_secret());
         }
@@ -485,3 +478,26 @@ pub fn describe(config: &Config, resolution: &Resolution, now: SystemTime) -> Ve
 
 #[cfg(test)]
 mod tests;
+
+/// A redactor builder with every secret rule and the configured PII detectors.
+fn pii_builder(pii: &RedactionConfig) -> redact::RedactorBuilder {
+    redact::RedactorBuilder::new()
+        .pii(redact::PiiKind::Email, pii.email)
+        .pii(redact::PiiKind::Phone, pii.phone)
+        .pii(redact::PiiKind::CreditCard, pii.credit_card)
+        .pii(redact::PiiKind::Iban, pii.iban)
+        .pii(redact::PiiKind::Ip, pii.ip)
+        .pii(redact::PiiKind::Ssn, pii.ssn)
+}
+
+/// A redactor for commands that must not wait on credential sources
+/// (`steward stop` runs in an emergency; a `command:` or `vault:` source can
+/// take seconds): the secret rules, the configured PII detectors and the
+/// agent token when given, but no credential value.
+pub fn offline_redactor(agent_token: Option<&AgentToken>, pii: &RedactionConfig) -> redact::Redactor {
+    let builder = pii_builder(pii);
+    match agent_token {
+        Some(token) => builder.secret("agent-token", token.expose()).build(),
+        None => builder.build(),
+    }
+}

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use steward_core::daemon::running_pid;
+use steward_core::secrets::{AgentToken, offline_redactor};
 use steward_core::supervisor;
 
 use super::{CliError, exit, load_config, now_ms, open_store, runtime};
@@ -19,7 +20,8 @@ use super::{CliError, exit, load_config, now_ms, open_store, runtime};
 /// `steward stop`
 #[derive(Debug, clap::Args)]
 pub struct StopArgs {
-    /// Why: shown to the agent in every refusal, in `steward status` and in the journal.
+    /// Why: shown to the agent in every refusal, in `steward status` and in
+    /// the journal (secrets and personal data in it are redacted first).
     #[arg(long, default_value = "stopped by operator")]
     reason: String,
 }
@@ -30,11 +32,17 @@ pub struct ResumeArgs {}
 
 pub fn stop(path: &Path, args: StopArgs) -> Result<ExitCode, CliError> {
     let config = load_config(path)?;
+    // The reason is stored, shown to the agent and alerted: secrets and
+    // personal data in it are redacted first, without resolving any
+    // credential source (a stop must not wait on `pass` or Vault).
+    let token =
+        std::fs::read_to_string(config.state.token_path()).ok().map(|value| AgentToken::from_value(value.trim()));
+    let reason = offline_redactor(token.as_ref(), &config.redaction).redact(&args.reason).into_owned();
     runtime()?.block_on(async {
         let store = open_store(&config)?;
-        store.engage_kill(&args.reason, "cli", now_ms()).await.context("cannot engage the kill switch")
+        store.engage_kill(&reason, "cli", now_ms()).await.context("cannot engage the kill switch")
     })?;
-    anstream::println!("kill switch engaged ({}): every call is refused until `steward resume`", args.reason);
+    anstream::println!("kill switch engaged ({reason}): every call is refused until `steward resume`");
     if let Some(pid) = running_pid(&config.state.dir) {
         let agent = if config.agent.process.is_some() {
             " and stops the agent (SIGTERM, then SIGKILL after [agent] stop_grace)"
