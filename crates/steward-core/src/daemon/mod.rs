@@ -276,6 +276,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
         .map_err(|source| DaemonError::Bind { addr: config.gateway.listen, source })?;
     let addr = listener.local_addr().map_err(|source| DaemonError::Bind { addr: config.gateway.listen, source })?;
     let backup_store = store.clone();
+    let journal_store = store.clone();
     let introspect_store = store.clone();
     let supervisor = Supervisor::new(SupervisorInit {
         config,
@@ -326,6 +327,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
         }
     });
     let retention_audit = Arc::clone(&audit);
+    let journal_keep = journal_keep(config);
     let drain = shutdown.clone();
     tracker.spawn(async move {
         let mut every = tokio::time::interval(RETENTION_EVERY);
@@ -340,6 +342,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
                 Ok(Err(err)) => tracing::error!(error = %err, "audit retention failed"),
                 Err(err) => tracing::error!(error = %err, "audit retention task failed"),
             }
+            prune_journal(&journal_store, journal_keep, &drain).await;
         }
     });
     tracker.spawn(supervisor.run(shutdown.clone()));
@@ -383,6 +386,49 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
         reloader,
         _lock: lock,
     })
+}
+
+/// Journal rows deleted per transaction: small enough that an admission
+/// queued behind the prune waits a few milliseconds at most.
+const JOURNAL_PRUNE_BATCH: u64 = 2_000;
+
+/// How long finished journal rows are kept: as long as the audit log keeps
+/// its files (`[logging] retention`), and never less than a day or than the
+/// longest rate-limit or loop-breaker window, which count those rows.
+pub fn journal_keep(config: &Config) -> Duration {
+    let longest_window = config
+        .tools
+        .iter()
+        .filter_map(|tool| tool.limit.map(|limit| limit.per))
+        .chain(std::iter::once(config.loop_breaker.window))
+        .max()
+        .unwrap_or_default();
+    config.logging.retention.max(longest_window).max(Duration::from_secs(86_400))
+}
+
+/// Deletes the journal rows older than `keep`, a batch per transaction,
+/// until none is left or `shutdown`.
+async fn prune_journal(store: &Store, keep: Duration, shutdown: &CancellationToken) {
+    let before = unix_ms(SystemTime::now().checked_sub(keep).unwrap_or(SystemTime::UNIX_EPOCH));
+    let mut pruned = 0_u64;
+    while !shutdown.is_cancelled() {
+        match store.prune_journal(before, JOURNAL_PRUNE_BATCH).await {
+            Ok(n) => {
+                pruned += n;
+                if n < JOURNAL_PRUNE_BATCH {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "journal pruning failed");
+                break;
+            }
+        }
+    }
+    if pruned > 0 {
+        tracing::info!(rows = pruned, keep_days = keep.as_secs() / 86_400, "pruned old journal rows");
+    }
 }
 
 /// Re-reads credentials for a running daemon; cheap to clone.
@@ -498,4 +544,22 @@ fn write_private(path: &Path, contents: &str) -> Result<(), DaemonError> {
         std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;
     file.write_all(contents.as_bytes()).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
+}
+
+#[cfg(test)]
+mod journal_tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let text = format!("[agent]\nname = \"t\"\n{extra}");
+        crate::config::parse(&text, std::path::Path::new("/srv/t/steward.toml")).unwrap()
+    }
+
+    #[test]
+    fn the_journal_is_kept_as_long_as_the_logs_and_any_window_that_counts_it() {
+        let day = Duration::from_secs(86_400);
+        assert_eq!(journal_keep(&config("")), 30 * day, "[logging] retention by default");
+        let long_window = config("[logging]\nretention_days = 1\n[loop_breaker]\nwindow = \"3d\"\n");
+        assert_eq!(journal_keep(&long_window), 3 * day, "the loop breaker counts rows that old");
+    }
 }

@@ -460,6 +460,17 @@ impl Store {
         }
     }
 
+    /// Deletes up to `max_rows` finished journal rows of calls started before
+    /// `before_ms`, oldest first, and returns how many. Calls still in flight
+    /// are kept whatever their age. The spend ledger is not touched (it is
+    /// `steward spend`'s history and holds one small row per LLM call).
+    pub async fn prune_journal(&self, before_ms: i64, max_rows: u64) -> Result<u64, StoreError> {
+        match self.write(Request::PruneJournal { before_ms, max_rows }).await? {
+            Response::Count(n) => Ok(n),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// Batches and ops committed by this handle's writer.
     pub fn writer_stats(&self) -> WriterStats {
         WriterStats {

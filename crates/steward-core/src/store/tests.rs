@@ -550,3 +550,35 @@ fn store_is_clone_send_sync() {
     fn shareable<T: Clone + Send + Sync + 'static>() {}
     shareable::<Store>();
 }
+
+#[tokio::test]
+async fn pruning_deletes_old_finished_rows_in_batches_and_keeps_calls_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path());
+    const DAY: i64 = 86_400_000;
+    // Five finished calls 40 days ago, one still in flight from then, and two recent.
+    for i in 0..5 {
+        let id = format!("old{i}");
+        store.admit(admission(&id, T0 - 40 * DAY + i, Some("post"), &id)).await.unwrap();
+        store.complete(completion(&id, T0 - 40 * DAY + i + 10, Some(200))).await.unwrap();
+    }
+    store.admit(admission("stuck", T0 - 40 * DAY, Some("post"), "stuck")).await.unwrap();
+    for i in 0..2 {
+        let id = format!("new{i}");
+        store.admit(admission(&id, T0 - DAY + i, Some("post"), &id)).await.unwrap();
+        store.complete(completion(&id, T0 - DAY + i + 10, Some(200))).await.unwrap();
+    }
+    let cutoff = T0 - 30 * DAY;
+    assert_eq!(store.prune_journal(cutoff, 3).await.unwrap(), 3, "one batch");
+    assert_eq!(store.prune_journal(cutoff, 3).await.unwrap(), 2, "the rest");
+    assert_eq!(store.prune_journal(cutoff, 3).await.unwrap(), 0);
+    let left: Vec<String> = store
+        .last(LastQuery { limit: 100, ..LastQuery::default() })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.id)
+        .collect();
+    assert_eq!(left.len(), 3, "{left:?}");
+    assert!(left.contains(&"stuck".to_owned()) && left.contains(&"new0".to_owned()), "{left:?}");
+}

@@ -49,6 +49,10 @@ pub(super) enum Request {
         value: String,
         now_ms: i64,
     },
+    PruneJournal {
+        before_ms: i64,
+        max_rows: u64,
+    },
     Ping,
     #[cfg(test)]
     Exec(String),
@@ -186,6 +190,15 @@ fn apply(conn: &Connection, req: &Request) -> Result<Response, StoreError> {
             .and_then(|mut s| s.execute(params![key, value, now_ms]))
             .map(|_| Response::Done)
             .map_err(|e| sql_error("writing a kv entry", e)),
+        Request::PruneJournal { before_ms, max_rows } => conn
+            .prepare_cached(
+                "DELETE FROM calls WHERE id IN (
+                     SELECT id FROM calls WHERE started_ms < ?1 AND finished_ms IS NOT NULL
+                     ORDER BY started_ms LIMIT ?2)",
+            )
+            .and_then(|mut s| s.execute(params![before_ms, i64::try_from(*max_rows).unwrap_or(i64::MAX)]))
+            .map(|n| Response::Count(u64::try_from(n).unwrap_or(u64::MAX)))
+            .map_err(|e| sql_error("pruning the journal", e)),
         Request::Ping => Ok(Response::Done),
         #[cfg(test)]
         Request::Exec(sql) => conn.execute_batch(sql).map(|()| Response::Done).map_err(|e| sql_error("test exec", e)),
