@@ -418,7 +418,9 @@ async fn prune_journal(store: &Store, keep: Duration, shutdown: &CancellationTok
                 if n < JOURNAL_PRUNE_BATCH {
                     break;
                 }
-                tokio::task::yield_now().await;
+                // A pause between batches: a large backlog (the first run
+                // after an upgrade) never holds the writer for long at a time.
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Err(err) => {
                 tracing::error!(error = %err, "journal pruning failed");
