@@ -158,7 +158,8 @@ async fn retention_keeps_the_right_set_over_60_simulated_days() {
         let now = T0 + day * DAY;
         let report =
             backups.backup_now(Some(&store), "scheduled", now, quiet(), &CancellationToken::new()).await.unwrap();
-        if day == verified_day {
+        // Day 2 is verified too, but retention deletes it later: its mark must go with it.
+        if day == verified_day || day == 2 {
             store.kv_set(&format!("{KV_VERIFIED_PREFIX}{}", report.record.id), "1", now).await.unwrap();
         }
         ids.push(report.record.id.clone());
@@ -180,6 +181,9 @@ async fn retention_keeps_the_right_set_over_60_simulated_days() {
     expected.insert(ids[day_of("2026-09-30")].clone()); // monthly
     expected.insert(ids[day_of("2026-09-15")].clone()); // the newest verified backup
     assert_eq!(kept, expected);
+    let verified_mark = |id: &str| format!("{KV_VERIFIED_PREFIX}{id}");
+    assert_eq!(store.kv_get(&verified_mark(&ids[2])).await.unwrap(), None, "a deleted backup's verified mark");
+    assert!(store.kv_get(&verified_mark(&ids[verified_day as usize])).await.unwrap().is_some());
     // The archives went with their records.
     let archives = std::fs::read_dir(s.dest())
         .unwrap()

@@ -368,6 +368,7 @@ impl Backups {
             if let Some(record) = records.iter().find(|r| &r.id == id) {
                 self.destination.delete(&format!("{id}{RECORD_SUFFIX}")).await?;
                 self.destination.delete(&record.archive).await?;
+                store.kv_delete(&format!("{KV_VERIFIED_PREFIX}{id}")).await?;
             }
         }
         let listed: BTreeSet<&str> = records.iter().map(|r| r.id.as_str()).collect();

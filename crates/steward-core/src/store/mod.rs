@@ -490,6 +490,11 @@ impl Store {
         self.write_done(Request::KvSet { key: key.to_owned(), value: value.to_owned(), now_ms }).await
     }
 
+    /// Removes a persisted value (no error when it is absent).
+    pub async fn kv_delete(&self, key: &str) -> Result<(), StoreError> {
+        self.write_done(Request::KvDelete { key: key.to_owned() }).await
+    }
+
     /// The committed spend of `day` (settled costs plus open reservations), micro-dollars.
     pub async fn spend_total(&self, day: &str) -> Result<u64, StoreError> {
         let day = day.to_owned();

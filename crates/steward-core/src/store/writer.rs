@@ -49,6 +49,9 @@ pub(super) enum Request {
         value: String,
         now_ms: i64,
     },
+    KvDelete {
+        key: String,
+    },
     PruneJournal {
         before_ms: i64,
         max_rows: u64,
@@ -190,6 +193,11 @@ fn apply(conn: &Connection, req: &Request) -> Result<Response, StoreError> {
             .and_then(|mut s| s.execute(params![key, value, now_ms]))
             .map(|_| Response::Done)
             .map_err(|e| sql_error("writing a kv entry", e)),
+        Request::KvDelete { key } => conn
+            .prepare_cached("DELETE FROM kv WHERE key = ?1")
+            .and_then(|mut s| s.execute([key]))
+            .map(|_| Response::Done)
+            .map_err(|e| sql_error("deleting a key", e)),
         Request::PruneJournal { before_ms, max_rows } => conn
             .prepare_cached(
                 "DELETE FROM calls WHERE id IN (
