@@ -348,3 +348,17 @@ async fn the_python_quickstart_agent_runs_supervised_until_the_loop_breaker_stop
     env.stop(false);
     env.assert_no_secret_leaked();
 }
+
+// A SIGTERM that arrives as soon as the daemon's address file exists (systemd,
+// `steward stop`, a script) is drained like any other, never the default
+// action that kills the process mid-start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_right_after_start_drains_and_exits_cleanly() {
+    let mut env = Env::with_agent("command = [\"sleep\", \"30\"]", "").await;
+    for _ in 0..5 {
+        env.start();
+        // `stop` sends SIGTERM at once and asserts exit status 0.
+        env.stop(false);
+    }
+    env.assert_no_secret_leaked();
+}

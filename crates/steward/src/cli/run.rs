@@ -23,16 +23,23 @@ pub fn run(path: &Path, _args: Args) -> Result<ExitCode, CliError> {
     let options = DaemonOptions { launcher: launcher(), systemd: true, ..DaemonOptions::default() };
     let started = rt.block_on(async {
         // Registered before the daemon takes its lock: `steward secrets reload`
-        // may signal as soon as the lock is held, and an unhandled SIGHUP
-        // would terminate the process.
+        // may signal as soon as the lock is held, `steward stop`, systemd or a
+        // test may send SIGTERM as soon as the address file exists, and an
+        // unhandled SIGHUP or SIGTERM would kill the process without draining.
+        // A signal that arrives while the daemon starts is kept and acted on
+        // once it has started.
         let hangups = match signal(SignalKind::hangup()) {
             Ok(hangups) => hangups,
             Err(err) => return Err(anyhow::Error::new(err).context("cannot handle SIGHUP")),
         };
+        let terminate =
+            signal(SignalKind::terminate()).map_err(|e| anyhow::Error::new(e).context("cannot handle SIGTERM"))?;
+        let interrupt =
+            signal(SignalKind::interrupt()).map_err(|e| anyhow::Error::new(e).context("cannot handle SIGINT"))?;
         let daemon = daemon::start_with(&config, options).await.map_err(anyhow::Error::new)?;
         let stop = daemon.shutdown_token();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            wait_for_signal(terminate, interrupt).await;
             tracing::info!("signal received; draining");
             stop.cancel();
         });
@@ -80,16 +87,10 @@ async fn reload_on_hangup(mut hangups: Signal, reloader: daemon::SecretsReloader
     }
 }
 
-async fn wait_for_signal() {
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
+/// The first SIGTERM or SIGINT (Ctrl-C).
+async fn wait_for_signal(mut terminate: Signal, mut interrupt: Signal) {
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
     }
 }
