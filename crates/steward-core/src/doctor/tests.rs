@@ -4,9 +4,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use base64::Engine;
-
 use super::*;
+use crate::secrets::tests::jwt_expiring;
 
 /// A GitHub-token-shaped literal (never a real one).
 fn planted_token() -> String {
@@ -57,12 +56,6 @@ fn item<'r>(report: &'r Report, name: &str) -> &'r CheckResult {
 fn git(dir: &Path, args: &[&str]) {
     let status = Command::new("git").arg("-C").arg(dir).args(args).status().unwrap();
     assert!(status.success(), "git {args:?} failed");
-}
-
-fn jwt_expiring(at: SystemTime) -> String {
-    let exp = at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
-    let b64 = |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
-    format!("{}.{}.sig", b64(serde_json::json!({"alg": "RS256"})), b64(serde_json::json!({"exp": exp})))
 }
 
 #[test]

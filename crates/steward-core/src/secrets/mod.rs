@@ -477,7 +477,7 @@ pub fn describe(config: &Config, resolution: &Resolution, now: SystemTime) -> Ve
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// A redactor builder with every secret rule and the configured PII detectors.
 fn pii_builder(pii: &RedactionConfig) -> redact::RedactorBuilder {

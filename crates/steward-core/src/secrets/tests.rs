@@ -21,9 +21,15 @@ fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + Sync + us
 }
 
 /// An unsigned JWT (the signature is never checked) whose payload is `claims`.
-fn jwt(claims: &serde_json::Value) -> String {
+pub(crate) fn jwt(claims: &serde_json::Value) -> String {
     let b64 = |v: &serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
     format!("{}.{}.c2lnbmF0dXJl", b64(&serde_json::json!({"alg": "HS256", "typ": "JWT"})), b64(claims))
+}
+
+/// An unsigned JWT whose `exp` is `at` (whole seconds).
+pub(crate) fn jwt_expiring(at: SystemTime) -> String {
+    let exp = at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    jwt(&serde_json::json!({ "exp": exp }))
 }
 
 fn unix(secs: u64) -> SystemTime {
