@@ -84,19 +84,27 @@ max_identical = 0
     fixed_rate(&direct, 500, Duration::from_millis(500)).await;
     fixed_rate(&through, 500, Duration::from_millis(500)).await;
 
-    // `BENCH_ONLY=steady`: only the steady streams through steward (for a profiler).
+    // `BENCH_ONLY=steady`: only the steady streams (direct, through a no-op
+    // proxy, through steward), for quick comparisons and a profiler.
     if std::env::var("BENCH_ONLY").as_deref() == Ok("steady") {
+        let llm_direct = Target { url: format!("{}/v1/chat/completions", mock.base_url()), ..direct.clone() };
+        let noop = noop_proxy(mock.base_url()).await;
+        let llm_noop = Target { url: format!("http://{noop}/v1/chat/completions"), ..direct.clone() };
         let llm_through =
             Target { url: format!("http://{}/llm/openai/v1/chat/completions", daemon.addr()), ..through.clone() };
-        let steady = steady_streams(&llm_through, 200, phase).await;
-        println!(
-            "steady through steward: TTFB p50 {:.3} ms, p99 {:.3} ms; gap p99 {:.3} ms; {} streams, peak {}",
-            steady.stats.ttfb.p(50.0),
-            steady.stats.ttfb.p(99.0),
-            steady.stats.gap.p(99.0),
-            steady.stats.ttfb.lat.len(),
-            steady.peak
-        );
+        for (name, target) in [("direct", &llm_direct), ("no-op proxy", &llm_noop), ("through steward", &llm_through)] {
+            let steady = steady_streams(target, 200, phase).await;
+            println!(
+                "steady {name}: TTFB p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms; gap p99 {:.3} ms; {} streams ({} errors), peak {}",
+                steady.stats.ttfb.p(50.0),
+                steady.stats.ttfb.p(90.0),
+                steady.stats.ttfb.p(99.0),
+                steady.stats.gap.p(99.0),
+                steady.stats.ttfb.lat.len(),
+                steady.stats.ttfb.errors,
+                steady.peak
+            );
+        }
         daemon.shutdown().await;
         mock.shutdown().await;
         return;

@@ -10,8 +10,12 @@
 //!   **sequentially** inside that transaction, so a check-and-reserve (rate
 //!   window, loop breaker, kill switch) sees the effect of every op before it:
 //!   twenty concurrent admits against `10/hour` admit exactly ten.
-//! - Each op runs under its own savepoint: an op that fails on its own (a
-//!   duplicate call id) is rolled back alone. When SQLite rolls back the whole
+//! - Each op of a batch runs under its own savepoint: an op that fails on its
+//!   own (a duplicate call id) is rolled back alone. A batch of one op (the
+//!   usual case at agent rates) skips the savepoint and rolls back the whole
+//!   transaction instead, which undoes the same writes for less work. The
+//!   savepoints' sub-journal is kept in memory (`temp_store = MEMORY`), never
+//!   spilled to a temporary file inside a commit. When SQLite rolls back the whole
 //!   transaction (I/O error, disk full) or the commit fails, **every** op of the
 //!   batch gets the error: the caller refuses its call (fail closed).
 //! - `BEGIN IMMEDIATE` takes SQLite's write lock up front, so several

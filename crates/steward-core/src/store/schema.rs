@@ -114,6 +114,10 @@ pub(super) fn open_writer(path: &Path, migrations: &[&str]) -> Result<Opened, St
     }
     conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| sql_error("setting synchronous", e))?;
     conn.pragma_update(None, "foreign_keys", true).map_err(|e| sql_error("enabling foreign keys", e))?;
+    // The per-op savepoints' sub-journal stays in memory. By default SQLite
+    // spills it to a temporary file past 64 KiB, which a batch of a few
+    // admissions reaches: an open, writes and a close inside every such commit.
+    conn.pragma_update(None, "temp_store", "MEMORY").map_err(|e| sql_error("setting temp_store", e))?;
     // Checkpoints (which fsync the database file) run on the checkpointer
     // thread, not inside a commit that an agent's call is waiting for.
     conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(|e| sql_error("disabling auto-checkpoint", e))?;

@@ -119,6 +119,21 @@ fn run_batch(writer: &Opened, batch: &[Op]) -> Result<Vec<Result<Response, Store
         .and_then(|mut s| s.execute([]))
         .map_err(|e| sql_error("starting a write transaction", e))?;
     let mut results = Vec::with_capacity(batch.len());
+    // A lone op (the usual case at agent rates) needs no savepoint: when it
+    // fails, rolling back the transaction is rolling back the op.
+    if let [op] = batch {
+        let result = apply(conn, &op.req);
+        if result.is_ok() && !conn.is_autocommit() {
+            return commit(conn).map(|()| vec![result]);
+        }
+        if !conn.is_autocommit() {
+            let _ = conn.prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
+        }
+        return match result {
+            Err(e) => Ok(vec![Err(e)]),
+            Ok(_) => Err(StoreError::Unavailable("the write transaction was rolled back".into())),
+        };
+    }
     for op in batch {
         let result = apply_in_savepoint(conn, &op.req);
         if conn.is_autocommit() {
@@ -131,13 +146,16 @@ fn run_batch(writer: &Opened, batch: &[Op]) -> Result<Vec<Result<Response, Store
         }
         results.push(result);
     }
-    if let Err(e) = conn.prepare_cached("COMMIT").and_then(|mut s| s.execute([])) {
+    commit(conn).map(|()| results)
+}
+
+fn commit(conn: &Connection) -> Result<(), StoreError> {
+    conn.prepare_cached("COMMIT").and_then(|mut s| s.execute([])).map(|_| ()).map_err(|e| {
         // Still inside the transaction after a failed COMMIT: end it, the
         // batch is reported failed either way.
         let _ = conn.execute_batch("ROLLBACK");
-        return Err(sql_error("committing", e));
-    }
-    Ok(results)
+        sql_error("committing", e)
+    })
 }
 
 fn apply_in_savepoint(conn: &Connection, req: &Request) -> Result<Response, StoreError> {

@@ -63,6 +63,27 @@ async fn a_failing_op_fails_alone() {
     assert_eq!(store.last(LastQuery::default()).await.unwrap().len(), 3);
 }
 
+/// One op at a time: each batch holds a lone op, which runs without a
+/// savepoint; its failure must still undo exactly that op.
+#[tokio::test]
+async fn a_lone_failing_op_is_rolled_back_and_the_store_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path());
+    assert_eq!(store.admit(admission("a", T0, Some("post"), "a")).await.unwrap(), AdmitOutcome::Admitted);
+    match store.admit(admission("a", T0 + 1, Some("post"), "again")).await {
+        Err(StoreError::Unavailable(msg)) => assert!(msg.contains("UNIQUE"), "{msg}"),
+        other => panic!("expected the duplicate to fail, got {other:?}"),
+    }
+    let unknown = completion("nobody", T0 + 2, Some(200));
+    assert!(matches!(store.complete(unknown).await, Err(StoreError::NotFound(_))));
+    assert_eq!(store.admit(admission("b", T0 + 3, Some("post"), "b")).await.unwrap(), AdmitOutcome::Admitted);
+    let rows = store.last(LastQuery::default()).await.unwrap();
+    let ids: Vec<_> = rows.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["b", "a"]);
+    // The failed duplicate left the first row as it was.
+    assert_eq!((rows[1].loop_key.as_str(), rows[1].started_ms), ("a", T0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_disk_fails_every_call_then_recovers() {
     let dir = tempfile::tempdir().unwrap();
