@@ -4,8 +4,10 @@
 //! difference is steward's cost on this machine.
 //!
 //! `cargo bench -p steward --bench gateway` prints a Markdown table.
-//! `BENCH_SECS` (default 5) sets each phase's length; `BENCH_ONLY=steady`
-//! runs only the steady streams through steward (to profile them).
+//! `BENCH_SECS` (default 5) sets each phase's length; the steady phases run
+//! `BENCH_ROUNDS` (default 3) alternating rounds per target, pooled;
+//! `BENCH_ONLY=steady` runs only the steady phases (to compare quickly or
+//! profile them).
 //! The load generator shares the machine with steward and the mock, so max-RPS
 //! figures are a floor for what steward does with a separate client.
 
@@ -92,8 +94,9 @@ max_identical = 0
         let llm_noop = Target { url: format!("http://{noop}/v1/chat/completions"), ..direct.clone() };
         let llm_through =
             Target { url: format!("http://{}/llm/openai/v1/chat/completions", daemon.addr()), ..through.clone() };
-        for (name, target) in [("direct", &llm_direct), ("no-op proxy", &llm_noop), ("through steward", &llm_through)] {
-            let steady = steady_streams(target, 200, phase).await;
+        let names = ["direct", "no-op proxy", "through steward"];
+        let pooled = steady_rounds(&[&llm_direct, &llm_noop, &llm_through], phase).await;
+        for (name, steady) in names.into_iter().zip(pooled) {
             println!(
                 "steady {name}: TTFB p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms; gap p99 {:.3} ms; {} streams ({} errors), peak {}",
                 steady.stats.ttfb.p(50.0),
@@ -121,11 +124,14 @@ max_identical = 0
     // client, streamed body) with no pipeline: what any proxy hop costs here.
     let noop = noop_proxy(mock.base_url()).await;
     let llm_noop = Target { url: format!("http://{noop}/v1/chat/completions"), ..direct.clone() };
-    let nsteady = steady_streams(&llm_noop, 200, phase).await;
+
     let dstream = streams(&llm_direct, 200).await;
     let sstream = streams(&llm_through, 200).await;
-    let dsteady = steady_streams(&llm_direct, 200, phase).await;
-    let ssteady = steady_streams(&llm_through, 200, phase).await;
+    let [dsteady, nsteady, ssteady]: [Steady; 3] = steady_rounds(&[&llm_direct, &llm_noop, &llm_through], phase)
+        .await
+        .try_into()
+        .ok()
+        .expect("one result per target");
 
     println!("| measurement | direct to mock | through steward | added by steward |");
     println!("| --- | --- | --- | --- |");
@@ -324,6 +330,39 @@ struct Steady {
     stats: StreamStats,
     /// Most streams open at once.
     peak: u64,
+}
+
+/// Rounds of the steady phase ([`steady_rounds`]); `BENCH_ROUNDS` overrides.
+const STEADY_ROUNDS: usize = 3;
+
+/// The steady phase for each target in turn, repeated for `BENCH_ROUNDS`
+/// rounds (default [`STEADY_ROUNDS`]), each target's samples pooled over the
+/// rounds. Alternating spreads the machine's drift (other processes, CPU
+/// frequency, page cache) over every target alike, where one long phase per
+/// target would hand each its own slice of it: on this 2-core VM the direct
+/// p99 alone moved 0.78 to 1.06 ms between consecutive single phases.
+async fn steady_rounds(targets: &[&Target], length: Duration) -> Vec<Steady> {
+    let rounds = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(STEADY_ROUNDS).max(1);
+    let mut pooled: Vec<Steady> = Vec::new();
+    for _ in 0..rounds {
+        for (i, target) in targets.iter().enumerate() {
+            let round = steady_streams(target, 200, length).await;
+            match pooled.get_mut(i) {
+                None => pooled.push(round),
+                Some(sum) => {
+                    sum.stats.ttfb.lat.extend(round.stats.ttfb.lat);
+                    sum.stats.ttfb.errors += round.stats.ttfb.errors;
+                    sum.stats.gap.lat.extend(round.stats.gap.lat);
+                    sum.peak = sum.peak.max(round.peak);
+                }
+            }
+        }
+    }
+    for steady in &mut pooled {
+        steady.stats.ttfb.lat.sort_by(|a, b| a.total_cmp(b));
+        steady.stats.gap.lat.sort_by(|a, b| a.total_cmp(b));
+    }
+    pooled
 }
 
 /// `concurrency` streams open at all times: new streams arrive open-loop at
