@@ -124,7 +124,6 @@ max_identical = 0
     // client, streamed body) with no pipeline: what any proxy hop costs here.
     let noop = noop_proxy(mock.base_url()).await;
     let llm_noop = Target { url: format!("http://{noop}/v1/chat/completions"), ..direct.clone() };
-
     let dstream = streams(&llm_direct, 200).await;
     let sstream = streams(&llm_through, 200).await;
     let [dsteady, nsteady, ssteady]: [Steady; 3] = steady_rounds(&[&llm_direct, &llm_noop, &llm_through], phase)
