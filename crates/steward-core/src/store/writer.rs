@@ -109,7 +109,8 @@ fn run(writer: &Opened, mut rx: mpsc::Receiver<Op>, counters: &WriterCounters) {
 
 /// Runs a batch in one transaction. `Err` means nothing of the batch was
 /// committed; `Ok` carries each op's own result (an op that failed alone was
-/// rolled back to its savepoint).
+/// rolled back: to its savepoint, or with the transaction when it was the
+/// batch's only op).
 fn run_batch(writer: &Opened, batch: &[Op]) -> Result<Vec<Result<Response, StoreError>>, StoreError> {
     writer.check_same_file()?;
     let conn = &writer.conn;
@@ -123,16 +124,21 @@ fn run_batch(writer: &Opened, batch: &[Op]) -> Result<Vec<Result<Response, Store
     // fails, rolling back the transaction is rolling back the op.
     if let [op] = batch {
         let result = apply(conn, &op.req);
-        if result.is_ok() && !conn.is_autocommit() {
-            return commit(conn).map(|()| vec![result]);
+        if conn.is_autocommit() {
+            // SQLite rolled the transaction back itself (I/O error, disk
+            // full): a batch failure, as in the loop below.
+            return Err(match result {
+                Err(e) => e,
+                Ok(_) => StoreError::Unavailable("the write transaction was rolled back".into()),
+            });
         }
-        if !conn.is_autocommit() {
-            let _ = conn.prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
+        if result.is_err() {
+            conn.prepare_cached("ROLLBACK")
+                .and_then(|mut s| s.execute([]))
+                .map_err(|e| sql_error("rolling back a failed op", e))?;
+            return Ok(vec![result]);
         }
-        return match result {
-            Err(e) => Ok(vec![Err(e)]),
-            Ok(_) => Err(StoreError::Unavailable("the write transaction was rolled back".into())),
-        };
+        return commit(conn).map(|()| vec![result]);
     }
     for op in batch {
         let result = apply_in_savepoint(conn, &op.req);
