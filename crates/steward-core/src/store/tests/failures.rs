@@ -82,6 +82,17 @@ async fn a_lone_failing_op_is_rolled_back_and_the_store_goes_on() {
     assert_eq!(ids, ["b", "a"]);
     // The failed duplicate left the first row as it was.
     assert_eq!((rows[1].loop_key.as_str(), rows[1].started_ms), ("a", T0));
+
+    // A full disk, one op at a time: that op fails, and the store recovers.
+    let big = |id: &str| Admission { input_summary: "x".repeat(64 * 1024), ..admission(id, T0 + 4, Some("post"), id) };
+    store.exec_on_writer("PRAGMA max_page_count = 1").await.unwrap();
+    match store.admit(big("c")).await {
+        Err(StoreError::Unavailable(msg)) => assert!(msg.contains("full"), "{msg}"),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    store.exec_on_writer("PRAGMA max_page_count = 1073741823").await.unwrap();
+    assert_eq!(store.admit(big("c")).await.unwrap(), AdmitOutcome::Admitted);
+    assert_eq!(store.last(LastQuery::default()).await.unwrap().len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
