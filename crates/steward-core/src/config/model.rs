@@ -373,6 +373,9 @@ pub struct SpendConfig {
     /// Output bound set on requests that name none, so every call has a
     /// finite worst-case cost to reserve.
     pub default_max_output_tokens: u32,
+    /// Days of the spend ledger kept (`steward spend --days` history); older
+    /// settled records are deleted hourly, so the ledger does not grow forever.
+    pub history_days: u32,
 }
 
 impl SpendConfig {
@@ -401,6 +404,7 @@ impl Default for SpendConfig {
             alert_at_usd: None,
             utc_offset: UtcOffset::UTC,
             default_max_output_tokens: super::validate::DEFAULT_MAX_OUTPUT_TOKENS,
+            history_days: super::validate::DEFAULT_SPEND_HISTORY_DAYS,
         }
     }
 }

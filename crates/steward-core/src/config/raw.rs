@@ -243,6 +243,8 @@ pub(super) struct RawSpend {
     pub timezone: Option<Spanned<String>>,
     /// Tokens, positive.
     pub default_max_output_tokens: Option<Spanned<i64>>,
+    /// Days of per-call spend history kept.
+    pub history_days: Option<Spanned<i64>>,
 }
 
 /// `[prices."MODEL"]`: USD per million tokens.

@@ -170,6 +170,9 @@ timezone = "UTC"
 # Output token limit steward sets on requests that set none, so every call
 # has a bounded worst-case cost.
 default_max_output_tokens = 4096
+# Days of per-call spend records kept for `steward spend --days`; older ones
+# are deleted hourly.
+history_days = 400
 
 # Prices in USD per 1M tokens. steward has a built-in table for current OpenAI
 # and Anthropic models; entries here add models or override it. A model with

@@ -37,6 +37,7 @@ daily_cap_usd = 5.00
 alert_at_usd = 4.00           # optional, must be <= daily_cap_usd
 timezone = "+02:00"           # "UTC" or a fixed offset like "+02:00"
 default_max_output_tokens = 2048
+history_days = 90             # per-call spend records kept for `steward spend --days`
 
 [prices."gpt-4o-mini"]        # USD per 1M tokens
 input = 0.15
@@ -78,6 +79,7 @@ fn full_llm_example_parses_to_the_expected_config() {
     assert_eq!(c.spend.alert_at(), Some(units::Usd::from_micros(4_000_000)));
     assert_eq!(c.spend.utc_offset, UtcOffset::from_hms(2, 0, 0).unwrap());
     assert_eq!(c.spend.default_max_output_tokens, 2048);
+    assert_eq!(c.spend.history_days, 90);
 
     let mini = c.prices["gpt-4o-mini"];
     assert_eq!(mini.input.micros(), 150_000);
@@ -105,6 +107,7 @@ fn llm_sections_default_to_nothing_and_no_cap() {
     assert_eq!(c.spend.utc_offset, UtcOffset::UTC);
     assert_eq!(c.spend.default_max_output_tokens, DEFAULT_MAX_OUTPUT_TOKENS);
     assert_eq!(DEFAULT_MAX_OUTPUT_TOKENS, 4096);
+    assert_eq!(c.spend.history_days, DEFAULT_SPEND_HISTORY_DAYS);
 }
 
 #[test]
@@ -290,6 +293,13 @@ fn every_llm_validation_error_points_at_the_value_and_says_the_fix() {
             "is outside 1..=1000000",
             "default_max_output_tokens = 4096",
         ),
+        case(
+            spend("history_days = 1\n"),
+            (4, 16),
+            "history_days = 1 is outside 2..=36500",
+            "history_days = 400 (the default)",
+        ),
+        case(spend("history_days = -3\n"), (4, 16), "is outside 2..=36500", "today's and yesterday's always stay"),
         case(spend("daily_cap = 5\n"), (4, 1), "unknown key `daily_cap` in [spend]", "daily_cap_usd"),
         case(
             price("input = 0.15\n"),

@@ -68,6 +68,14 @@ pub const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 4_096;
 /// Largest `[spend] default_max_output_tokens`: above every current model's
 /// output limit; a larger value is a typo that would make every reservation huge.
 pub const MAX_DEFAULT_MAX_OUTPUT_TOKENS: u32 = 1_000_000;
+/// Default `[spend] history_days`: a year of per-call spend plus a month, so
+/// `steward spend --days` can compare with the same month a year ago.
+pub const DEFAULT_SPEND_HISTORY_DAYS: u32 = 400;
+/// Smallest `[spend] history_days`: today and yesterday stay whatever the
+/// time zone, so the cap and the alert always see the whole current day.
+pub const MIN_SPEND_HISTORY_DAYS: u32 = 2;
+/// Largest `[spend] history_days`: a hundred years, i.e. keep everything.
+pub const MAX_SPEND_HISTORY_DAYS: u32 = 36_500;
 /// Largest price per 1M tokens a `[prices.*]` entry may write: far above any
 /// real model, and it keeps cost arithmetic far from overflow.
 pub const MAX_PRICE_PER_MTOK_USD: f64 = 100_000.0;

@@ -328,6 +328,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     });
     let retention_audit = Arc::clone(&audit);
     let journal_keep = journal_keep(config);
+    let spend_config = config.spend;
     let drain = shutdown.clone();
     tracker.spawn(async move {
         let mut every = tokio::time::interval(RETENTION_EVERY);
@@ -343,6 +344,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
                 Err(err) => tracing::error!(error = %err, "audit retention task failed"),
             }
             prune_journal(&journal_store, journal_keep, &drain).await;
+            prune_spend(&journal_store, &spend_config, &drain).await;
         }
     });
     tracker.spawn(supervisor.run(shutdown.clone()));
@@ -388,9 +390,10 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     })
 }
 
-/// Journal rows deleted per transaction: small enough that an admission
-/// queued behind the prune waits a few milliseconds at most.
-const JOURNAL_PRUNE_BATCH: u64 = 2_000;
+/// Rows deleted per pruning transaction (journal or spend ledger): small
+/// enough that an admission queued behind the prune waits a few milliseconds
+/// at most.
+const PRUNE_BATCH: u64 = 2_000;
 
 /// How long finished journal rows are kept: as long as the audit log keeps
 /// its files (`[logging] retention`), and never less than a day or than the
@@ -406,16 +409,38 @@ pub fn journal_keep(config: &Config) -> Duration {
     config.logging.retention.max(longest_window).max(Duration::from_secs(86_400))
 }
 
-/// Deletes the journal rows older than `keep`, a batch per transaction,
-/// until none is left or `shutdown`.
+/// Deletes the journal rows older than `keep`.
 async fn prune_journal(store: &Store, keep: Duration, shutdown: &CancellationToken) {
     let before = unix_ms(SystemTime::now().checked_sub(keep).unwrap_or(SystemTime::UNIX_EPOCH));
+    let pruned = prune_in_batches("journal", shutdown, || store.prune_journal(before, PRUNE_BATCH)).await;
+    if pruned > 0 {
+        tracing::info!(rows = pruned, keep_days = keep.as_secs() / 86_400, "pruned old journal rows");
+    }
+}
+
+/// Deletes the settled spend records of days more than `[spend]
+/// history_days` before today (in the spend time zone).
+async fn prune_spend(store: &Store, spend: &crate::config::SpendConfig, shutdown: &CancellationToken) {
+    let before_day = spend.day_of(SystemTime::now(), spend.history_days);
+    let pruned = prune_in_batches("spend ledger", shutdown, || store.prune_spend(&before_day, PRUNE_BATCH)).await;
+    if pruned > 0 {
+        tracing::info!(rows = pruned, history_days = spend.history_days, "pruned old spend records");
+    }
+}
+
+/// Runs `batch` (one transaction deleting at most [`PRUNE_BATCH`] rows) until
+/// it deletes fewer, fails, or `shutdown`; returns the rows deleted.
+async fn prune_in_batches<F, Fut>(what: &str, shutdown: &CancellationToken, mut batch: F) -> u64
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, crate::store::StoreError>>,
+{
     let mut pruned = 0_u64;
     while !shutdown.is_cancelled() {
-        match store.prune_journal(before, JOURNAL_PRUNE_BATCH).await {
+        match batch().await {
             Ok(n) => {
                 pruned += n;
-                if n < JOURNAL_PRUNE_BATCH {
+                if n < PRUNE_BATCH {
                     break;
                 }
                 // A pause between batches: a large backlog (the first run
@@ -423,14 +448,12 @@ async fn prune_journal(store: &Store, keep: Duration, shutdown: &CancellationTok
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Err(err) => {
-                tracing::error!(error = %err, "journal pruning failed");
+                tracing::error!(error = %err, "{what} pruning failed");
                 break;
             }
         }
     }
-    if pruned > 0 {
-        tracing::info!(rows = pruned, keep_days = keep.as_secs() / 86_400, "pruned old journal rows");
-    }
+    pruned
 }
 
 /// Re-reads credentials for a running daemon; cheap to clone.

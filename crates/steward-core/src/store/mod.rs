@@ -466,10 +466,22 @@ impl Store {
 
     /// Deletes up to `max_rows` finished journal rows of calls started before
     /// `before_ms`, oldest first, and returns how many. Calls still in flight
-    /// are kept whatever their age. The spend ledger is not touched (it is
-    /// `steward spend`'s history and holds one small row per LLM call).
+    /// are kept whatever their age. The spend ledger is not touched: it is
+    /// `steward spend`'s history, kept longer ([`Store::prune_spend`]).
     pub async fn prune_journal(&self, before_ms: i64, max_rows: u64) -> Result<u64, StoreError> {
         match self.write(Request::PruneJournal { before_ms, max_rows }).await? {
+            Response::Count(n) => Ok(n),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Deletes up to `max_rows` settled spend ledger records of days before
+    /// `before_day` (`YYYY-MM-DD`), oldest first, and returns how many. Open
+    /// reservations are kept whatever their age. A day whose records are all
+    /// gone loses its running total too, so `steward spend` shows nothing
+    /// rather than a total it can no longer break down.
+    pub async fn prune_spend(&self, before_day: &str, max_rows: u64) -> Result<u64, StoreError> {
+        match self.write(Request::PruneSpend { before_day: before_day.to_owned(), max_rows }).await? {
             Response::Count(n) => Ok(n),
             other => Err(unexpected(&other)),
         }

@@ -167,6 +167,25 @@ pub(super) fn settle_open_at_reserved(conn: &Connection, now_ms: i64) -> Result<
     .map_err(|e| sql_error("settling interrupted reservations", e))
 }
 
+/// Deletes up to `max_rows` settled records of days before `before_day`, then
+/// the running totals of days left without records. The delete trigger keeps
+/// each day's total equal to its remaining records until then.
+pub(super) fn prune(conn: &Connection, before_day: &str, max_rows: u64) -> Result<u64, StoreError> {
+    let deleted = conn
+        .prepare_cached(
+            "DELETE FROM spend WHERE rowid IN (
+                 SELECT rowid FROM spend WHERE day < ?1 AND settled_micros IS NOT NULL ORDER BY day LIMIT ?2)",
+        )
+        .and_then(|mut s| s.execute(params![before_day, i64::try_from(max_rows).unwrap_or(i64::MAX)]))
+        .map_err(|e| sql_error("pruning the spend ledger", e))?;
+    conn.prepare_cached(
+        "DELETE FROM spend_days WHERE day < ?1 AND NOT EXISTS (SELECT 1 FROM spend WHERE spend.day = spend_days.day)",
+    )
+    .and_then(|mut s| s.execute([before_day]))
+    .map_err(|e| sql_error("pruning the spend day totals", e))?;
+    Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
+}
+
 /// Per day and model, for days in `[from_day, to_day]` (inclusive, `YYYY-MM-DD`).
 pub(super) fn by_day(conn: &Connection, from_day: &str, to_day: &str) -> Result<Vec<SpendRow>, StoreError> {
     let mut stmt = conn

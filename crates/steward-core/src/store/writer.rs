@@ -56,6 +56,10 @@ pub(super) enum Request {
         before_ms: i64,
         max_rows: u64,
     },
+    PruneSpend {
+        before_day: String,
+        max_rows: u64,
+    },
     Ping,
     #[cfg(test)]
     Exec(String),
@@ -231,6 +235,7 @@ fn apply(conn: &Connection, req: &Request) -> Result<Response, StoreError> {
             .and_then(|mut s| s.execute(params![before_ms, i64::try_from(*max_rows).unwrap_or(i64::MAX)]))
             .map(|n| Response::Count(u64::try_from(n).unwrap_or(u64::MAX)))
             .map_err(|e| sql_error("pruning the journal", e)),
+        Request::PruneSpend { before_day, max_rows } => spend::prune(conn, before_day, *max_rows).map(Response::Count),
         Request::Ping => Ok(Response::Done),
         #[cfg(test)]
         Request::Exec(sql) => conn.execute_batch(sql).map(|()| Response::Done).map_err(|e| sql_error("test exec", e)),

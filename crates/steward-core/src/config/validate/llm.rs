@@ -109,7 +109,26 @@ impl Validator<'_> {
                 }
             },
         };
-        SpendConfig { daily_cap_usd, alert_at_usd, utc_offset, default_max_output_tokens }
+        let history_days = match raw.history_days {
+            None => DEFAULT_SPEND_HISTORY_DAYS,
+            Some(n) => match u32::try_from(*n.get_ref()) {
+                Ok(days @ MIN_SPEND_HISTORY_DAYS..=MAX_SPEND_HISTORY_DAYS) => days,
+                _ => {
+                    self.push(Problem::new(
+                        n.span(),
+                        format!(
+                            "history_days = {} is outside {MIN_SPEND_HISTORY_DAYS}..={MAX_SPEND_HISTORY_DAYS}",
+                            n.get_ref()
+                        ),
+                        "out of range",
+                        "use a number of days such as history_days = 400 (the default); older \
+                         per-call spend records are deleted, today's and yesterday's always stay",
+                    ));
+                    DEFAULT_SPEND_HISTORY_DAYS
+                }
+            },
+        };
+        SpendConfig { daily_cap_usd, alert_at_usd, utc_offset, default_max_output_tokens, history_days }
     }
 
     /// A dollar amount that must be above zero; `fix` is the help for a zero.

@@ -135,3 +135,44 @@ async fn a_store_from_before_the_running_total_is_backfilled_on_open() {
     let store = open_in(dir.path());
     assert_eq!(store.spend_total("2026-11-26").await.unwrap(), 340);
 }
+
+/// History retention: settled records of old days go, in batches, with
+/// their day totals; open reservations and recent days stay exact.
+#[tokio::test]
+async fn pruning_deletes_old_settled_records_and_their_day_totals_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path());
+    let db = dir.path().join("steward.db");
+    for i in 0..5 {
+        store.admit(priced(&format!("old{i}"), T0 + i, hold("2025-01-10", 100, None))).await.unwrap();
+        store.complete(settled(&format!("old{i}"), 40)).await.unwrap();
+    }
+    // An old reservation that never settled (a daemon that has not restarted since).
+    store.admit(priced("open", T0 + 10, hold("2025-01-11", 300, None))).await.unwrap();
+    store.admit(priced("today", T0 + 11, hold("2026-11-26", 200, None))).await.unwrap();
+    store.complete(settled("today", 50)).await.unwrap();
+
+    // Two rows per batch: the caller repeats until a batch comes back short.
+    assert_eq!(store.prune_spend("2026-01-01", 2).await.unwrap(), 2);
+    assert_eq!(store.spend_total("2025-01-10").await.unwrap(), 120, "the total follows the remaining records");
+    assert_eq!(store.prune_spend("2026-01-01", 2).await.unwrap(), 2);
+    assert_eq!(store.prune_spend("2026-01-01", 2).await.unwrap(), 1);
+    assert_eq!(store.prune_spend("2026-01-01", 2).await.unwrap(), 0);
+
+    assert_eq!(store.spend_by_day("2025-01-01", "2025-01-31").await.unwrap().len(), 1, "only the open reservation");
+    assert_eq!(store.spend_total("2025-01-10").await.unwrap(), 0);
+    assert_eq!(store.spend_total("2025-01-11").await.unwrap(), 300);
+    assert_eq!(store.spend_total("2026-11-26").await.unwrap(), 50);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let days: Vec<String> = conn
+        .prepare("SELECT day FROM spend_days ORDER BY day")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(days, ["2025-01-11", "2026-11-26"], "the emptied day's total row is gone");
+    for day in ["2025-01-11", "2026-11-26"] {
+        assert_eq!(i64::try_from(store.spend_total(day).await.unwrap()).unwrap(), ledger_sum(&db, day), "{day}");
+    }
+}
