@@ -587,4 +587,74 @@ mod journal_tests {
         let long_window = config("[logging]\nretention_days = 1\n[loop_breaker]\nwindow = \"3d\"\n");
         assert_eq!(journal_keep(&long_window), 3 * day, "the loop breaker counts rows that old");
     }
+
+    /// One settled LLM call of `days_back` days ago (in the spend time zone).
+    async fn spent(store: &Store, spend: &crate::config::SpendConfig, id: &str, days_back: u32) {
+        let now = unix_ms(SystemTime::now());
+        let hold = crate::store::SpendHold {
+            day: spend.day_of(SystemTime::now(), days_back),
+            provider: "openai".into(),
+            model: "gpt-4o-mini".into(),
+            reserve_micros: 100,
+            cap_micros: None,
+        };
+        let admission = crate::store::Admission {
+            call_id: id.into(),
+            now_ms: now,
+            door: "llm".into(),
+            tool: Some("openai:chat.completions".into()),
+            upstream: "openai".into(),
+            method: "POST".into(),
+            path: "/v1/chat/completions".into(),
+            loop_key: id.into(),
+            input_summary: String::new(),
+            input_sha256: String::new(),
+            limit: None,
+            loop_breaker: crate::config::LoopBreakerConfig { max_identical: 0, window: Duration::ZERO },
+            spend: Some(hold),
+        };
+        store.admit(admission).await.unwrap();
+        let settlement = crate::store::SpendSettlement {
+            micros: 40,
+            input_tokens: 1,
+            output_tokens: 1,
+            cached_tokens: 0,
+            estimated: false,
+        };
+        let completion = crate::store::Completion {
+            call_id: id.into(),
+            now_ms: now,
+            status: Some(200),
+            duration_ms: 1,
+            attempts: 1,
+            response_ref: None,
+            error: None,
+            extra_json: None,
+            spend: Some(settlement),
+        };
+        store.complete(completion).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn spend_records_older_than_history_days_are_pruned_and_recent_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("steward.db")).unwrap();
+        let spend = config("[spend]\nhistory_days = 2\n").spend;
+        for (id, days_back) in [("today", 0), ("edge", 2), ("old", 3), ("older", 40)] {
+            spent(&store, &spend, id, days_back).await;
+        }
+        prune_spend(&store, &spend, &CancellationToken::new()).await;
+        let (today, edge, old) = (
+            spend.day_of(SystemTime::now(), 0),
+            spend.day_of(SystemTime::now(), 2),
+            spend.day_of(SystemTime::now(), 3),
+        );
+        assert_eq!(store.spend_total(&today).await.unwrap(), 40);
+        assert_eq!(store.spend_total(&edge).await.unwrap(), 40, "history_days = 2 keeps the day two days back");
+        assert_eq!(store.spend_total(&old).await.unwrap(), 0);
+        let oldest = spend.day_of(SystemTime::now(), 40);
+        let rows = store.spend_by_day(&oldest, &today).await.unwrap();
+        let days: Vec<_> = rows.iter().map(|r| r.day.as_str()).collect();
+        assert_eq!(days, [today.as_str(), edge.as_str()]);
+    }
 }
