@@ -44,8 +44,9 @@ use crate::secrets::{AgentToken, IntrospectionTask, Secrets, SecretsError, intro
 use crate::store::{Store, StoreError};
 use crate::supervisor::{Launcher, Supervisor, SupervisorError, SupervisorInit, SupervisorSettings, SupervisorStats};
 
-/// How often rotated audit files are checked against retention. Hourly keeps
-/// the 30-day / total-size promises within an hour without churning the disk.
+/// How often retention runs: rotated audit files, old journal rows and old
+/// spend records. Hourly keeps the 30-day / total-size promises within an
+/// hour without churning the disk.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 /// How many 20 ms waits shutdown grants straggling audit writes (5 s in all)
@@ -433,7 +434,7 @@ async fn prune_spend(store: &Store, spend: &crate::config::SpendConfig, shutdown
 async fn prune_in_batches<F, Fut>(what: &str, shutdown: &CancellationToken, mut batch: F) -> u64
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<u64, crate::store::StoreError>>,
+    Fut: std::future::Future<Output = Result<u64, StoreError>>,
 {
     let mut pruned = 0_u64;
     while !shutdown.is_cancelled() {
