@@ -126,26 +126,9 @@ fn run_batch(writer: &Opened, batch: &[Op]) -> Result<Vec<Result<Response, Store
     let mut results = Vec::with_capacity(batch.len());
     // A lone op (the usual case at agent rates) needs no savepoint: when it
     // fails, rolling back the transaction is rolling back the op.
-    if let [op] = batch {
-        let result = apply(conn, &op.req);
-        if conn.is_autocommit() {
-            // SQLite rolled the transaction back itself (I/O error, disk
-            // full): a batch failure, as in the loop below.
-            return Err(match result {
-                Err(e) => e,
-                Ok(_) => StoreError::Unavailable("the write transaction was rolled back".into()),
-            });
-        }
-        if result.is_err() {
-            conn.prepare_cached("ROLLBACK")
-                .and_then(|mut s| s.execute([]))
-                .map_err(|e| sql_error("rolling back a failed op", e))?;
-            return Ok(vec![result]);
-        }
-        return commit(conn).map(|()| vec![result]);
-    }
+    let lone = batch.len() == 1;
     for op in batch {
-        let result = apply_in_savepoint(conn, &op.req);
+        let result = if lone { apply(conn, &op.req) } else { apply_in_savepoint(conn, &op.req) };
         if conn.is_autocommit() {
             // SQLite rolled back the whole transaction (I/O error, disk full):
             // the earlier ops' effects are gone too, so all of them fail.
@@ -155,6 +138,12 @@ fn run_batch(writer: &Opened, batch: &[Op]) -> Result<Vec<Result<Response, Store
             });
         }
         results.push(result);
+    }
+    if lone && results.iter().any(Result::is_err) {
+        conn.prepare_cached("ROLLBACK")
+            .and_then(|mut s| s.execute([]))
+            .map_err(|e| sql_error("rolling back a failed op", e))?;
+        return Ok(results);
     }
     commit(conn).map(|()| results)
 }
