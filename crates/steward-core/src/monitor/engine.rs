@@ -59,7 +59,7 @@ use arc_swap::ArcSwap;
 
 use super::{Alert, AlertStatus, Dispatcher, Metrics, Severity};
 use crate::audit::AuditLog;
-use crate::backup::health::{KV_WATCHED_SINCE, MAX_BACKUP_AGE_MS, MAX_RESTORE_TEST_AGE_MS};
+use crate::backup::health::{BackupHealth, KV_WATCHED_SINCE, MAX_BACKUP_AGE_MS, MAX_RESTORE_TEST_AGE_MS};
 use crate::config::{AlertsConfig, Config, SpendConfig};
 use crate::events::Event;
 use crate::pipeline::{SharedRedactor, unix_ms};
@@ -287,6 +287,13 @@ impl Engine {
         };
         for key in state.firing.keys() {
             metrics.set_alert_firing(key, true);
+        }
+        // Without `[backup]` the watch ends, so a `[backup]` added back later
+        // starts a fresh one instead of counting the months backups were off.
+        if config.backup.is_none()
+            && let Err(err) = store.kv_delete(KV_WATCHED_SINCE).await
+        {
+            tracing::warn!(error = %err, "cannot end the backup watch of an earlier [backup] configuration");
         }
         Self {
             agent: config.agent.name.clone(),
@@ -728,6 +735,8 @@ impl Engine {
     /// ([`crate::backup::health`]). "Overdue" and "no restore test" count
     /// from the last success or test, or else from when backups were first
     /// watched, so a fresh install is not alerted before its first day.
+    /// Records from before the watch began (an earlier `[backup]`, removed
+    /// since) are ignored: see [`forget_before`].
     async fn backup_conditions(&mut self, now_ms: i64, active: &mut BTreeMap<String, Finding>) {
         if !self.backups {
             return;
@@ -753,7 +762,7 @@ impl Engine {
             },
         };
         let health = match crate::backup::health(&self.store, now_ms).await {
-            Ok(health) => health,
+            Ok(health) => forget_before(health, watched_since),
             Err(err) => {
                 tracing::warn!(error = %err, "cannot read the backup records for the backup alerts");
                 return;
@@ -871,6 +880,28 @@ impl Engine {
             }
         }
     }
+}
+
+/// `health` without the records older than `watched_since`: they belong to
+/// an earlier `[backup]` configuration, removed and later added back (its
+/// watch was ended by [`Engine::load`]). Backups that were off for months
+/// are not "overdue" the minute they are configured again, and a failure
+/// or restore test from back then is not news: the new watch gets the same
+/// grace as a fresh install.
+fn forget_before(mut health: BackupHealth, watched_since: i64) -> BackupHealth {
+    if health.last_success_ms.is_some_and(|ms| ms < watched_since) {
+        health.last_success_ms = None;
+        health.last_success_id = None;
+    }
+    if health.last_failure.as_ref().is_some_and(|(ms, _)| *ms < watched_since) {
+        health.last_failure = None;
+        health.failing = false;
+    }
+    if health.last_restore_test.is_some_and(|(ms, _)| ms < watched_since) {
+        health.last_restore_test = None;
+        health.last_restore_test_detail = None;
+    }
+    health
 }
 
 fn loop_finding(reason: &str) -> Finding {

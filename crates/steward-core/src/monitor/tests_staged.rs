@@ -176,3 +176,47 @@ async fn without_a_backup_section_no_backup_rule_runs() {
     assert!(engine.evaluate(at(t0(), 30 * DAY)).await.is_empty());
     assert_eq!(store.kv_get(crate::backup::health::KV_WATCHED_SINCE).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn a_backup_section_added_back_starts_a_fresh_watch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("steward.db")).unwrap();
+    let load = |text: &'static str| {
+        let store = store.clone();
+        async move { Engine::load(&config(text), store, None, Arc::new(Metrics::new()), redactor()).await }
+    };
+
+    // Backups ran for a while: a success, then a failure, then a failed restore test.
+    let mut engine = load(BACKUP).await;
+    assert!(engine.evaluate(t0()).await.is_empty());
+    outcome(&store, KV_LAST_SUCCESS, at(t0(), 3600), true, "12 files").await;
+    outcome(&store, KV_LAST_FAILURE, at(t0(), DAY), false, "upload refused: 403").await;
+    outcome(&store, KV_LAST_RESTORE_TEST, at(t0(), DAY + 60), false, "sha256 mismatch").await;
+    drop(engine);
+
+    // Then [backup] was removed: the watch ends.
+    let mut engine = load("").await;
+    assert_eq!(store.kv_get(crate::backup::health::KV_WATCHED_SINCE).await.unwrap(), None);
+    assert!(engine.evaluate(at(t0(), 30 * DAY)).await.is_empty());
+    drop(engine);
+
+    // Added back 60 days later: the old failure, the old restore test and the
+    // 59 days without a backup are an earlier configuration's, not news.
+    let back = at(t0(), 60 * DAY);
+    let mut engine = load(BACKUP).await;
+    assert!(engine.evaluate(back).await.is_empty());
+    assert_eq!(
+        store.kv_get(crate::backup::health::KV_WATCHED_SINCE).await.unwrap(),
+        Some(ms(back).to_string()),
+        "the new watch starts at its first evaluation"
+    );
+    assert!(engine.evaluate(at(back, 25 * 3600)).await.is_empty(), "the same grace as a fresh install");
+    let overdue = engine.evaluate(at(back, 27 * 3600)).await;
+    assert_eq!(keys(&overdue), [(rules::BACKUP_OVERDUE, AlertStatus::Firing, Severity::Critical)]);
+    assert!(overdue[0].message.contains("No backup has succeeded in the 1d 3h"), "{}", overdue[0].message);
+
+    // A failure of the new watch is news at once.
+    outcome(&store, KV_LAST_FAILURE, at(back, 28 * 3600), false, "disk full").await;
+    let failed = engine.evaluate(at(back, 28 * 3600 + 60)).await;
+    assert!(failed.iter().any(|n| n.key == rules::BACKUP_FAILED && n.status == AlertStatus::Firing), "{failed:?}");
+}
