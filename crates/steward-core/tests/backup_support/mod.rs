@@ -156,38 +156,3 @@ pub fn completion(id: &str, now_ms: i64) -> Completion {
 pub async fn all_rows(store: &Store) -> Vec<steward_core::store::CallRow> {
     store.last(LastQuery { limit: 1_000_000, tool: None, since_ms: None, failed_only: false }).await.unwrap()
 }
-
-/// Fails naming the file when any needle occurs in any file under `root`;
-/// `.tar.zst` files are decompressed first.
-pub fn assert_no_needles(root: &Path, needles: &[&str]) {
-    let mut stack = vec![root.to_owned()];
-    let mut checked = 0;
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            // SQLite removes `-wal`/`-shm` when its last connection closes,
-            // which may happen between the listing and the read.
-            let mut bytes = match std::fs::read(&path) {
-                Ok(bytes) => bytes,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => panic!("{}: {e}", path.display()),
-            };
-            if path.to_string_lossy().ends_with(".tar.zst") {
-                bytes = zstd::decode_all(&bytes[..]).unwrap();
-            }
-            checked += 1;
-            for needle in needles {
-                assert!(
-                    !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
-                    "{needle:?} leaked into {}",
-                    path.display()
-                );
-            }
-        }
-    }
-    assert!(checked > 0, "no files to check under {}", root.display());
-}

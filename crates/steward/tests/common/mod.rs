@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+pub use leak_check::{assert_no_needles, encodings, with_encodings};
 pub use mock_upstream::{Faults, MockUpstream};
 
 /// The planted upstream credential: must reach the upstream and nothing else.
@@ -281,9 +282,7 @@ policy = "deny"
     /// The shared leak check: no planted secret (nor its common encodings)
     /// in any file steward wrote, except the files meant to hold it.
     pub fn assert_no_secret_leaked(&self) {
-        let mut needles = vec![CANARY_TOKEN.to_owned(), CANARY_LLM_KEY.to_owned()];
-        needles.extend(encodings(CANARY_TOKEN));
-        needles.extend(encodings(CANARY_LLM_KEY));
+        let mut needles = with_encodings(&[CANARY_TOKEN, CANARY_LLM_KEY]);
         if !self.token.is_empty() {
             needles.push(self.token.clone());
         }
@@ -303,44 +302,4 @@ impl Drop for Env {
             let _ = child.wait();
         }
     }
-}
-
-/// Base64 (standard and URL-safe) and percent-encoded forms of `secret`.
-pub fn encodings(secret: &str) -> Vec<String> {
-    vec![
-        base64::engine::general_purpose::STANDARD.encode(secret),
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),
-    ]
-}
-
-/// Walks `root` (SQLite files and zstd archives included, decompressed) and
-/// fails naming the file that contains any needle.
-pub fn assert_no_needles(root: &Path, needles: &[String], allowed: &[PathBuf]) {
-    let mut stack = vec![root.to_owned()];
-    let mut checked = 0;
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            if allowed.contains(&path) {
-                continue;
-            }
-            let mut bytes = std::fs::read(&path).unwrap();
-            if path.extension().is_some_and(|e| e == "zst") {
-                bytes = zstd::decode_all(&bytes[..]).unwrap();
-            }
-            checked += 1;
-            for needle in needles {
-                assert!(
-                    !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
-                    "secret leaked into {}",
-                    path.display()
-                );
-            }
-        }
-    }
-    assert!(checked > 0, "the leak check found no files to check under {}", root.display());
 }
