@@ -89,6 +89,14 @@ fn ticker(every: Duration) -> tokio::time::Interval {
     ticks
 }
 
+/// Sleeps until `until`, or forever when there is none.
+async fn sleep_until(until: Option<Instant>) {
+    match until {
+        Some(until) => tokio::time::sleep_until(until).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The next health result, or never when there is no health check.
 async fn next_health(rx: &mut Option<mpsc::Receiver<bool>>) -> Option<bool> {
     match rx {
@@ -107,10 +115,9 @@ impl Supervisor {
                 Phase::Decide if shutdown.is_cancelled() => Phase::Shutdown,
                 Phase::Decide => self.decide().await,
                 Phase::Run => self.run_once(&shutdown).await,
-                Phase::Backoff { until } => self.backoff(until, &shutdown).await,
-                Phase::Killed => self.killed(&shutdown).await,
-                Phase::Held { since_ms } => self.held(since_ms, &shutdown).await,
-                Phase::Disabled => self.disabled(&shutdown).await,
+                waiting @ (Phase::Backoff { .. } | Phase::Killed | Phase::Held { .. } | Phase::Disabled) => {
+                    self.wait(waiting, &shutdown).await
+                }
                 Phase::Shutdown => break,
             };
         }
@@ -340,18 +347,26 @@ impl Supervisor {
         }
     }
 
-    async fn backoff(&mut self, until: Instant, shutdown: &CancellationToken) -> Phase {
+    /// The phases that wait for something outside steward's loop: the
+    /// restart delay (`Backoff`), the kill switch's release (`Killed`), a
+    /// `steward resume` (`Held`), or nothing (`Disabled`). One loop for all:
+    /// it ends on shutdown or at the restart delay, and otherwise polls
+    /// every `poll_every` ([`Self::on_poll`] may name the next phase) and
+    /// republishes the status.
+    async fn wait(&mut self, waiting: Phase, shutdown: &CancellationToken) -> Phase {
         let mut poll = ticker(self.settings.poll_every);
+        let until = match waiting {
+            Phase::Backoff { until } => Some(until),
+            _ => None,
+        };
         loop {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return Phase::Shutdown,
-                () = tokio::time::sleep_until(until) => return Phase::Run,
+                () = sleep_until(until) => return Phase::Run,
                 _ = poll.tick() => {
-                    if self.poll_kill().await {
-                        self.restarting = false;
-                        self.enter_killed().await;
-                        return Phase::Killed;
+                    if let Some(next) = self.on_poll(&waiting).await {
+                        return next;
                     }
                     self.republish().await;
                 }
@@ -359,59 +374,36 @@ impl Supervisor {
         }
     }
 
-    async fn killed(&mut self, shutdown: &CancellationToken) -> Phase {
-        let mut poll = ticker(self.settings.poll_every);
-        loop {
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => return Phase::Shutdown,
-                _ = poll.tick() => {
-                    if !self.poll_kill().await {
-                        tracing::info!("kill switch released; starting the agent again");
-                        self.policy.reset();
-                        return Phase::Decide;
-                    }
-                    self.republish().await;
-                }
+    /// One poll of a waiting phase: reads the kill switch (publishing its
+    /// transitions in every phase), and returns the next phase when the
+    /// wait is over.
+    async fn on_poll(&mut self, waiting: &Phase) -> Option<Phase> {
+        let engaged = self.poll_kill().await;
+        match *waiting {
+            Phase::Backoff { .. } if engaged => {
+                self.restarting = false;
+                self.enter_killed().await;
+                Some(Phase::Killed)
             }
-        }
-    }
-
-    async fn held(&mut self, since_ms: i64, shutdown: &CancellationToken) -> Phase {
-        let mut poll = ticker(self.settings.poll_every);
-        loop {
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => return Phase::Shutdown,
-                _ = poll.tick() => {
-                    self.poll_kill().await;
-                    match state::last_resume_ms(&self.store).await {
-                        Ok(resumed) if resumed > since_ms => {
-                            tracing::info!("`steward resume`: starting the agent again");
-                            self.policy.reset();
-                            self.restarting = false;
-                            return Phase::Decide;
-                        }
-                        Ok(_) => {}
-                        Err(err) => tracing::debug!(error = %err, "cannot read the resume request"),
-                    }
-                    self.republish().await;
-                }
+            Phase::Killed if !engaged => {
+                tracing::info!("kill switch released; starting the agent again");
+                self.policy.reset();
+                Some(Phase::Decide)
             }
-        }
-    }
-
-    async fn disabled(&mut self, shutdown: &CancellationToken) -> Phase {
-        let mut poll = ticker(self.settings.poll_every);
-        loop {
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => return Phase::Shutdown,
-                _ = poll.tick() => {
-                    self.poll_kill().await;
-                    self.republish().await;
+            Phase::Held { since_ms } => match state::last_resume_ms(&self.store).await {
+                Ok(resumed) if resumed > since_ms => {
+                    tracing::info!("`steward resume`: starting the agent again");
+                    self.policy.reset();
+                    self.restarting = false;
+                    Some(Phase::Decide)
                 }
-            }
+                Ok(_) => None,
+                Err(err) => {
+                    tracing::debug!(error = %err, "cannot read the resume request");
+                    None
+                }
+            },
+            _ => None,
         }
     }
 
