@@ -45,6 +45,49 @@ fn init_writes_a_valid_starter_and_a_private_token() {
 }
 
 #[test]
+fn config_check_names_the_llm_providers_and_the_spend_cap() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut key = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dir.path().join("openai.key"))
+        .unwrap();
+    std::io::Write::write_all(&mut key, b"sk-config-check-test-key-0123456789\n").unwrap();
+    let llm = "[agent]\nname = \"writer\"\n\n[credentials.openai]\nsource = \"file:openai.key\"\n\n\
+               [llm.openai]\nkind = \"openai\"\nbase_url = \"https://api.openai.example\"\ncredential = \"openai\"\n";
+    std::fs::write(
+        dir.path().join("steward.toml"),
+        format!("{llm}\n[spend]\ndaily_cap_usd = 5.0\nalert_at_usd = 4.0\n"),
+    )
+    .unwrap();
+    let out = steward(dir.path(), &["config", "check"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("1 LLM provider(s)"), "{stdout}");
+    assert!(stdout.contains("openai API at https://api.openai.example (credential openai)"), "{stdout}");
+    assert!(stdout.contains("spend cap $5 a day (alert at $4)"), "{stdout}");
+
+    let out = steward(dir.path(), &["config", "check", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["llm"][0]["name"], "openai");
+    assert_eq!(json["llm"][0]["kind"], "openai");
+    assert_eq!(json["spend"]["daily_cap_usd"], 5.0);
+
+    // Without a cap the check says so, with the setting that adds one.
+    std::fs::write(dir.path().join("steward.toml"), llm).unwrap();
+    let out = steward(dir.path(), &["config", "check"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("no spend cap") && text(&out.stdout).contains("daily_cap_usd"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
 fn config_errors_name_file_line_column_and_exit_3() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(

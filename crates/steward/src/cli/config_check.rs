@@ -56,6 +56,15 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
                 })
             })
             .collect();
+        let llm: Vec<_> = config
+            .llm
+            .iter()
+            .map(|(name, p)| {
+                serde_json::json!({
+                    "name": name, "kind": p.kind.as_str(), "base_url": p.base_url, "credential": p.credential,
+                })
+            })
+            .collect();
         print_json(&serde_json::json!({
             "valid": true,
             "path": config.source_path,
@@ -63,6 +72,11 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
             "listen": config.gateway.listen.to_string(),
             "upstreams": config.upstreams.keys().collect::<Vec<_>>(),
             "tools": tools,
+            "llm": llm,
+            "spend": {
+                "daily_cap_usd": config.spend.daily_cap_usd,
+                "alert_at_usd": config.spend.alert_at_usd,
+            },
             "credentials_error": credentials,
         }))?;
     } else {
@@ -73,15 +87,43 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
             config.agent.environment,
             config.gateway.listen
         );
-        anstream::println!("  {} upstream(s), {} tool(s)", config.upstreams.len(), config.tools.len());
+        anstream::println!(
+            "  {} upstream(s), {} tool(s), {} LLM provider(s)",
+            config.upstreams.len(),
+            config.tools.len(),
+            config.llm.len()
+        );
         for tool in &config.tools {
             let limit =
                 tool.limit.map_or_else(|| "no limit".to_owned(), |l| format!("{} per {}s", l.max, l.per.as_secs()));
             anstream::println!("    {:<16} {} {} on {} ({limit})", tool.name, tool.method, tool.path, tool.upstream);
+        }
+        for (name, provider) in &config.llm {
+            anstream::println!(
+                "    {:<16} {} API at {} (credential {})",
+                name,
+                provider.kind.as_str(),
+                provider.base_url,
+                provider.credential
+            );
+        }
+        if !config.llm.is_empty() {
+            anstream::println!("  {}", spend_line(&config.spend));
         }
         if let Some(err) = &credentials {
             anstream::println!("  warning: {err}\n  (steward run will refuse to start until this is fixed)");
         }
     }
     Ok(ExitCode::from(exit::OK))
+}
+
+/// What `[spend]` holds LLM calls to, in one line.
+fn spend_line(spend: &steward_core::config::SpendConfig) -> String {
+    match (spend.daily_cap_usd, spend.alert_at_usd) {
+        (Some(cap), Some(alert)) => format!("spend cap ${cap} a day (alert at ${alert})"),
+        (Some(cap), None) => format!("spend cap ${cap} a day"),
+        (None, _) => {
+            "no spend cap: LLM calls are priced and journaled but not capped; set [spend] daily_cap_usd".to_owned()
+        }
+    }
 }
