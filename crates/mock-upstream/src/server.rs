@@ -45,12 +45,25 @@ pub(crate) struct Running {
 
 /// Binds `addr` and starts serving in a background task.
 pub(crate) async fn start(addr: SocketAddr) -> io::Result<Running> {
-    let listener = TcpListener::bind(addr).await?;
+    let listener = bind(addr)?;
     let addr = listener.local_addr()?;
     let shared = Arc::new(Shared::new(format!("http://{addr}")));
     let router = crate::routes::router(Arc::clone(&shared));
     let accept_task = tokio::spawn(accept_loop(listener, Arc::clone(&shared), router));
     Ok(Running { addr, shared, accept_task })
+}
+
+/// Connections queued before `accept`: a real API's front end takes a burst
+/// of new connections (steward opening 200 streams at once) without dropping
+/// handshakes, so the mock does too; tokio's default of 128 would add TCP
+/// retransmits (200 ms and more) to what the benchmarks measure.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, router: Router) {

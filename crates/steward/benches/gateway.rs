@@ -431,7 +431,8 @@ async fn noop_proxy(upstream: String) -> std::net::SocketAddr {
 
     let client = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build().expect("client");
     let app = axum::Router::new().fallback(forward).with_state((client, upstream));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    // The gateway's backlog, so the comparison is of the pipeline, not of listen queues.
+    let listener = steward_core::gateway::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {

@@ -272,8 +272,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
         .with_monitoring(events.clone(), Arc::clone(&metrics)),
     );
 
-    let listener = tokio::net::TcpListener::bind(config.gateway.listen)
-        .await
+    let listener = crate::gateway::bind(config.gateway.listen)
         .map_err(|source| DaemonError::Bind { addr: config.gateway.listen, source })?;
     let addr = listener.local_addr().map_err(|source| DaemonError::Bind { addr: config.gateway.listen, source })?;
     let backup_store = store.clone();
