@@ -151,7 +151,7 @@ mod tests {
     use super::*;
 
     /// 300 clients connect before the gateway accepts any: every handshake
-    /// completes (queued), none is dropped, as 128 would drop 170 of them.
+    /// completes (queued), none is dropped; a backlog of 128 dropped 171 of them.
     #[tokio::test]
     async fn a_burst_of_connections_before_the_first_accept_is_queued_not_dropped() {
         let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
