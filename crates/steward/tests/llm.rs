@@ -194,6 +194,9 @@ async fn concurrent_streams_never_settle_above_the_cap() {
     for (_, body) in &capped {
         let body: Value = serde_json::from_str(body).unwrap();
         assert_eq!(body["error"]["code"], "spend_cap", "OpenAI error shape: {body}");
+        // The agent learns what did not fit and what to change.
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("worst case") && message.contains("max_tokens"), "{message}");
     }
     let lines = env.wait_audit_lines(100).await;
     let settled: f64 = lines.iter().filter_map(|l| l["cost_usd"].as_f64()).sum();

@@ -369,9 +369,9 @@ impl Pipeline {
                 },
                 true,
             )),
-            Ok(AdmitOutcome::SpendCapped { spent_micros, cap_micros }) => {
+            Ok(AdmitOutcome::SpendCapped { spent_micros, cap_micros, reserve_micros }) => {
                 self.events.publish(Event::SpendCapHit { spent_micros, cap_micros });
-                Err((Refusal::SpendCap { spent_micros, cap_micros }, true))
+                Err((Refusal::SpendCap { spent_micros, cap_micros, reserve_micros }, true))
             }
             Err(err) => {
                 tracing::error!(error = %err, "store refused the admission; failing closed");

@@ -50,6 +50,9 @@ pub enum Refusal {
         spent_micros: u64,
         /// The cap, micro-dollars.
         cap_micros: u64,
+        /// This call's worst case (its input bound plus its max output
+        /// tokens, priced), micro-dollars: what did not fit.
+        reserve_micros: u64,
     },
     /// The credential the upstream needs has expired (fail closed: an
     /// expired token would only earn a 401 upstream, or worse, a lockout).
@@ -156,13 +159,16 @@ impl Refusal {
                 None,
                 false,
             ),
-            Refusal::SpendCap { spent_micros, cap_micros } => (
+            Refusal::SpendCap { spent_micros, cap_micros, reserve_micros } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "spend_cap",
                 format!(
-                    "the daily LLM spend cap is reached ({} of {} committed, this call's worst case does not fit); it resets at midnight in [spend] timezone",
+                    "the daily LLM spend cap is reached: {} of {} committed today, and this call's worst case \
+                     (its input plus max output tokens) is {}; a lower max_tokens may fit, else the cap resets \
+                     at midnight in [spend] timezone",
                     crate::config::units::Usd::from_micros(*spent_micros),
-                    crate::config::units::Usd::from_micros(*cap_micros)
+                    crate::config::units::Usd::from_micros(*cap_micros),
+                    crate::config::units::Usd::from_micros(*reserve_micros)
                 ),
                 None,
                 false,

@@ -178,6 +178,8 @@ pub enum AdmitOutcome {
         spent_micros: u64,
         /// The cap, micro-dollars.
         cap_micros: u64,
+        /// This call's worst case, which did not fit, micro-dollars.
+        reserve_micros: u64,
     },
 }
 

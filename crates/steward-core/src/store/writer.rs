@@ -258,7 +258,7 @@ fn admit(conn: &Connection, a: &Admission) -> Result<AdmitOutcome, StoreError> {
                 a,
                 &NewRow { decision: "spend_cap", reason: Some(&reason), status: None, finished: true },
             )?;
-            return Ok(AdmitOutcome::SpendCapped { spent_micros, cap_micros });
+            return Ok(AdmitOutcome::SpendCapped { spent_micros, cap_micros, reserve_micros: hold.reserve_micros });
         }
         insert_call(conn, a, &NewRow { decision: "allowed", reason: None, status: None, finished: false })?;
         spend::reserve(conn, &a.call_id, hold, a.now_ms)?;

@@ -35,8 +35,9 @@ async fn concurrent_reservations_never_pass_the_cap() {
     for (i, task) in tasks.into_iter().enumerate() {
         match task.await.unwrap().unwrap() {
             AdmitOutcome::Admitted => admitted.push(format!("s{i}")),
-            AdmitOutcome::SpendCapped { spent_micros, cap_micros } => {
+            AdmitOutcome::SpendCapped { spent_micros, cap_micros, reserve_micros } => {
                 assert_eq!(cap_micros, 1000);
+                assert_eq!(reserve_micros, 30);
                 assert!(spent_micros + 30 > 1000, "refused although it fit: {spent_micros}");
             }
             other => panic!("unexpected {other:?}"),
