@@ -6,7 +6,6 @@
 mod common;
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -38,9 +37,7 @@ async fn receiver() -> (String, Inbox) {
 }
 
 fn write_secret(env: &Env, name: &str, value: &str) {
-    let mut f =
-        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(env.dir.path().join(name)).unwrap();
-    writeln!(f, "{value}").unwrap();
+    common::private_file(&env.dir.path().join(name), &format!("{value}\n"));
 }
 
 fn notices(inbox: &Inbox, key: &str) -> Vec<Value> {

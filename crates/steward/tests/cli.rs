@@ -46,15 +46,8 @@ fn init_writes_a_valid_starter_and_a_private_token() {
 
 #[test]
 fn config_check_names_the_llm_providers_and_the_spend_cap() {
-    use std::os::unix::fs::OpenOptionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let mut key = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(dir.path().join("openai.key"))
-        .unwrap();
-    std::io::Write::write_all(&mut key, b"sk-config-check-test-key-0123456789\n").unwrap();
+    common::private_file(&dir.path().join("openai.key"), "sk-config-check-test-key-0123456789\n");
     let llm = "[agent]\nname = \"writer\"\n\n[credentials.openai]\nsource = \"file:openai.key\"\n\n\
                [llm.openai]\nkind = \"openai\"\nbase_url = \"https://api.openai.example\"\ncredential = \"openai\"\n";
     std::fs::write(

@@ -485,8 +485,7 @@ async fn introspection_at_start_and_after_reload_reaches_doctor() {
     );
     let mut env = Env::with_tools("", &tools).await;
     let client_file = env.dir.path().join("client.token");
-    std::fs::write(&client_file, format!("steward-client:{CLIENT_SECRET}\n")).unwrap();
-    std::fs::set_permissions(&client_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    common::private_file(&client_file, &format!("steward-client:{CLIENT_SECRET}\n"));
 
     let before = doctor_item_until(&env, ITEM, |_| true).await;
     assert_eq!(before["status"], "warn", "{before}");

@@ -95,16 +95,8 @@ impl Env {
     async fn build(agent: &str, logging: &str, tools: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let mock = MockUpstream::start().await.unwrap();
-        let token_file = dir.path().join("social.token");
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&token_file).unwrap();
-        writeln!(f, "{CANARY_TOKEN}").unwrap();
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(dir.path().join("llm.token"))
-            .unwrap();
-        writeln!(f, "{CANARY_LLM_KEY}").unwrap();
+        private_file(&dir.path().join("social.token"), &format!("{CANARY_TOKEN}\n"));
+        private_file(&dir.path().join("llm.token"), &format!("{CANARY_LLM_KEY}\n"));
         let config = format!(
             r#"
 [agent]
@@ -293,6 +285,13 @@ policy = "deny"
         ];
         assert_no_needles(self.dir.path(), &needles, &allowed);
     }
+}
+
+/// Writes a new file readable by its owner only (0600), as steward wants a
+/// credential file.
+pub fn private_file(path: &Path, contents: &str) {
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).unwrap();
+    f.write_all(contents.as_bytes()).unwrap();
 }
 
 impl Drop for Env {
