@@ -197,6 +197,17 @@ impl Captured {
 
 /// Captures every log line of this thread until the guard drops.
 fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
+    // `tracing` caches each callsite's interest process-wide, computed by the
+    // first thread to reach it: a sibling test reaching a log line on a
+    // thread with no subscriber caches it as "never", and this thread's
+    // capture then misses it (seen once in CI). A global default that is
+    // interested in everything (a bare registry, which writes nothing) keeps
+    // any callsite from being cached as "never"; the rebuild re-asks the
+    // callsites cached before it was set.
+    static ANCHOR: std::sync::Once = std::sync::Once::new();
+    ANCHOR.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+    });
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -204,7 +215,9 @@ fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    (captured, tracing::subscriber::set_default(subscriber))
+    let guard = tracing::subscriber::set_default(subscriber);
+    tracing::callsite::rebuild_interest_cache();
+    (captured, guard)
 }
 
 /// The planted values and the encodings they could leak in.
