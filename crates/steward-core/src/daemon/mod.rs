@@ -588,51 +588,13 @@ mod journal_tests {
         assert_eq!(journal_keep(&long_window), 3 * day, "the loop breaker counts rows that old");
     }
 
-    /// One settled LLM call of `days_back` days ago (in the spend time zone).
+    /// One LLM call of `days_back` days ago (in the spend time zone),
+    /// reserved at 100 and settled at 40 micro-dollars.
     async fn spent(store: &Store, spend: &crate::config::SpendConfig, id: &str, days_back: u32) {
-        let now = unix_ms(SystemTime::now());
-        let hold = crate::store::SpendHold {
-            day: spend.day_of(SystemTime::now(), days_back),
-            provider: "openai".into(),
-            model: "gpt-4o-mini".into(),
-            reserve_micros: 100,
-            cap_micros: None,
-        };
-        let admission = crate::store::Admission {
-            call_id: id.into(),
-            now_ms: now,
-            door: "llm".into(),
-            tool: Some("openai:chat.completions".into()),
-            upstream: "openai".into(),
-            method: "POST".into(),
-            path: "/v1/chat/completions".into(),
-            loop_key: id.into(),
-            input_summary: String::new(),
-            input_sha256: String::new(),
-            limit: None,
-            loop_breaker: crate::config::LoopBreakerConfig { max_identical: 0, window: Duration::ZERO },
-            spend: Some(hold),
-        };
-        store.admit(admission).await.unwrap();
-        let settlement = crate::store::SpendSettlement {
-            micros: 40,
-            input_tokens: 1,
-            output_tokens: 1,
-            cached_tokens: 0,
-            estimated: false,
-        };
-        let completion = crate::store::Completion {
-            call_id: id.into(),
-            now_ms: now,
-            status: Some(200),
-            duration_ms: 1,
-            attempts: 1,
-            response_ref: None,
-            error: None,
-            extra_json: None,
-            spend: Some(settlement),
-        };
-        store.complete(completion).await.unwrap();
+        use crate::store::tests::spend::{hold, priced, settled};
+        let day = spend.day_of(SystemTime::now(), days_back);
+        store.admit(priced(id, crate::store::tests::T0, hold(&day, 100, None))).await.unwrap();
+        store.complete(settled(id, 40)).await.unwrap();
     }
 
     #[tokio::test]

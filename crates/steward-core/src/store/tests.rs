@@ -1,6 +1,7 @@
 //! Store tests: migrations, file modes, exact windows under concurrency,
 //! loop breaker, kill switch across processes. Failure modes are in
-//! `tests/failures.rs`.
+//! `tests/failures.rs`. The call and ledger fixtures are `pub(crate)`: other
+//! modules' tests (the daemon's retention) journal calls with them.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -9,10 +10,10 @@ use std::time::Duration;
 use super::*;
 
 mod failures;
-mod spend;
+pub(crate) mod spend;
 
 const HOUR_MS: i64 = 3_600_000;
-const T0: i64 = 1_790_000_000_000;
+pub(crate) const T0: i64 = 1_790_000_000_000;
 
 fn no_breaker() -> LoopBreakerConfig {
     LoopBreakerConfig { max_identical: 0, window: Duration::ZERO }
@@ -26,7 +27,7 @@ fn per_hour(max: u32) -> Option<RateLimit> {
     Some(RateLimit { max, per: Duration::from_secs(3600) })
 }
 
-fn admission(id: &str, now_ms: i64, tool: Option<&str>, loop_key: &str) -> Admission {
+pub(crate) fn admission(id: &str, now_ms: i64, tool: Option<&str>, loop_key: &str) -> Admission {
     Admission {
         call_id: id.to_owned(),
         now_ms,
@@ -48,7 +49,7 @@ fn limited(id: &str, now_ms: i64, limit: Option<RateLimit>) -> Admission {
     Admission { limit, ..admission(id, now_ms, Some("post"), id) }
 }
 
-fn completion(id: &str, now_ms: i64, status: Option<u16>) -> Completion {
+pub(crate) fn completion(id: &str, now_ms: i64, status: Option<u16>) -> Completion {
     Completion {
         call_id: id.to_owned(),
         now_ms,

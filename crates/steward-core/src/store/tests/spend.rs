@@ -3,15 +3,15 @@
 
 use super::*;
 
-fn hold(day: &str, reserve_micros: u64, cap_micros: Option<u64>) -> SpendHold {
+pub(crate) fn hold(day: &str, reserve_micros: u64, cap_micros: Option<u64>) -> SpendHold {
     SpendHold { day: day.into(), provider: "openai".into(), model: "gpt-4o-mini".into(), reserve_micros, cap_micros }
 }
 
-fn priced(id: &str, now_ms: i64, spend: SpendHold) -> Admission {
+pub(crate) fn priced(id: &str, now_ms: i64, spend: SpendHold) -> Admission {
     Admission { spend: Some(spend), door: "llm".into(), ..admission(id, now_ms, Some("openai:chat.completions"), id) }
 }
 
-fn settled(id: &str, micros: u64) -> Completion {
+pub(crate) fn settled(id: &str, micros: u64) -> Completion {
     Completion {
         spend: Some(SpendSettlement { micros, input_tokens: 10, output_tokens: 5, cached_tokens: 0, estimated: false }),
         ..completion(id, T0 + 10, Some(200))
