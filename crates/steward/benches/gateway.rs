@@ -86,14 +86,19 @@ max_identical = 0
     fixed_rate(&direct, 500, Duration::from_millis(500)).await;
     fixed_rate(&through, 500, Duration::from_millis(500)).await;
 
+    // The streaming targets: the mock's chat completions straight, through
+    // steward, and through a pass-through proxy on the same HTTP stack (axum
+    // server, reqwest client, streamed body) with no pipeline: what any proxy
+    // hop costs here.
+    let llm_direct = Target { url: format!("{}/v1/chat/completions", mock.base_url()), ..direct.clone() };
+    let llm_through =
+        Target { url: format!("http://{}/llm/openai/v1/chat/completions", daemon.addr()), ..through.clone() };
+    let noop = noop_proxy(mock.base_url()).await;
+    let llm_noop = Target { url: format!("http://{noop}/v1/chat/completions"), ..direct.clone() };
+
     // `BENCH_ONLY=steady`: only the steady streams (direct, through a no-op
     // proxy, through steward), for quick comparisons and a profiler.
     if std::env::var("BENCH_ONLY").as_deref() == Ok("steady") {
-        let llm_direct = Target { url: format!("{}/v1/chat/completions", mock.base_url()), ..direct.clone() };
-        let noop = noop_proxy(mock.base_url()).await;
-        let llm_noop = Target { url: format!("http://{noop}/v1/chat/completions"), ..direct.clone() };
-        let llm_through =
-            Target { url: format!("http://{}/llm/openai/v1/chat/completions", daemon.addr()), ..through.clone() };
         let names = ["direct", "no-op proxy", "through steward"];
         let pooled = steady_rounds(&[&llm_direct, &llm_noop, &llm_through], phase).await;
         for (name, steady) in names.into_iter().zip(pooled) {
@@ -117,13 +122,6 @@ max_identical = 0
     let s1k = fixed_rate(&through, 1000, phase).await;
     let dmax = max_rps(&direct, 64, phase).await;
     let smax = max_rps(&through, 64, phase).await;
-    let llm_direct = Target { url: format!("{}/v1/chat/completions", mock.base_url()), ..direct.clone() };
-    let llm_through =
-        Target { url: format!("http://{}/llm/openai/v1/chat/completions", daemon.addr()), ..through.clone() };
-    // A pass-through proxy on the same HTTP stack (axum server, reqwest
-    // client, streamed body) with no pipeline: what any proxy hop costs here.
-    let noop = noop_proxy(mock.base_url()).await;
-    let llm_noop = Target { url: format!("http://{noop}/v1/chat/completions"), ..direct.clone() };
     let dstream = streams(&llm_direct, 200).await;
     let sstream = streams(&llm_through, 200).await;
     let [dsteady, nsteady, ssteady]: [Steady; 3] = steady_rounds(&[&llm_direct, &llm_noop, &llm_through], phase)
