@@ -4,6 +4,9 @@
 //! its WAL, alert records, backup archives, logs) and fail naming the file
 //! that holds any of them, raw or in a common encoding.
 //!
+//! [`private_file`] plants a credential file the way steward requires one
+//! (0600); the walk's `allowed` list names such files.
+//!
 //! A test-only crate: it needs none of steward's types, and both
 //! `steward-core`'s and `steward`'s integration tests depend on it, so the
 //! walk exists once.
@@ -13,6 +16,20 @@
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
+
+/// Writes `contents` (a planted credential) to a new file readable by its
+/// owner only (0600), as steward requires of a credential file.
+pub fn private_file(path: &Path, contents: &str) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+    file.write_all(contents.as_bytes()).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+}
 
 /// Base64 (standard and URL-safe, unpadded) forms of `secret`: how a token
 /// most often reaches a file unredacted once it is not verbatim (a Basic

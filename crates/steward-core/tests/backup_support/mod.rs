@@ -5,12 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
 #![allow(dead_code, reason = "each test file uses a different part of the helpers")]
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use leak_check::private_file;
 use steward_core::backup::{Backups, NoProgress, Progress};
 use steward_core::config::{Config, LoopBreakerConfig};
 use steward_core::secrets::Secrets;
@@ -95,12 +94,6 @@ destination = "{destination}"
     pub fn backups(&self) -> Backups {
         Backups::open(Arc::clone(&self.config), &self.secrets()).unwrap()
     }
-}
-
-/// Writes `contents` to a new 0600 file.
-pub fn private_file(path: &Path, contents: &str) {
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).unwrap();
-    f.write_all(contents.as_bytes()).unwrap();
 }
 
 /// No progress reporting.

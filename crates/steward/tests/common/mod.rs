@@ -5,14 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
 #![allow(dead_code, unused_imports, reason = "each test file uses a different part of the harness")]
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-pub use leak_check::{assert_no_needles, encodings, with_encodings};
+pub use leak_check::{assert_no_needles, encodings, private_file, with_encodings};
 pub use mock_upstream::{Faults, MockUpstream};
 
 /// The planted upstream credential: must reach the upstream and nothing else.
@@ -285,13 +283,6 @@ policy = "deny"
         ];
         assert_no_needles(self.dir.path(), &needles, &allowed);
     }
-}
-
-/// Writes a new file readable by its owner only (0600), as steward wants a
-/// credential file.
-pub fn private_file(path: &Path, contents: &str) {
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).unwrap();
-    f.write_all(contents.as_bytes()).unwrap();
 }
 
 impl Drop for Env {
