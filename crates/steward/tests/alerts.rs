@@ -99,7 +99,17 @@ timeout = "2s"
     assert_eq!(firing.len(), 1);
     assert_eq!(firing[0]["status"], "firing");
     assert_eq!(firing[0]["agent"], "test-agent");
-    assert!(firing[0]["message"].as_str().unwrap().contains("12 of 30 calls"), "{}", firing[0]);
+    // The engine polls every 5 s, so it may judge the window while the 30
+    // calls are still being made: the counts are the ones it saw then.
+    let message = firing[0]["message"].as_str().unwrap();
+    let counts: Vec<u64> = message
+        .split(" calls")
+        .next()
+        .and_then(|head| head.split_once(" of "))
+        .map(|(failed, judged)| vec![failed.parse().unwrap(), judged.parse().unwrap()])
+        .unwrap_or_else(|| panic!("no `N of M calls` in {message}"));
+    let (failed, judged) = (counts[0], counts[1]);
+    assert!((20..=30).contains(&judged) && failed <= 12 && failed * 100 > judged * 20, "{message}");
 
     // /metrics parses and counts the upstream errors; /readyz says ready.
     let metrics = env.client().get(env.url("/metrics")).send().await.unwrap();
