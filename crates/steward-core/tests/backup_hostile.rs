@@ -54,6 +54,7 @@ async fn refused_everywhere(s: &Setup) -> (BackupError, BackupError) {
         .await
         .unwrap_err();
     let peak = disk.stop();
+    eprintln!("refused: peak disk {peak} bytes, peak RSS of the test process {} bytes", peak_rss("self"));
     let archive = std::fs::metadata(s.dest().join(format!("{PLANTED_ID}.tar.zst"))).unwrap().len();
     assert!(peak < MAX_DISK + archive, "the refused restores used {peak} bytes of disk");
     assert!(tree(&target.parent).is_empty(), "a refused restore left {:?}", tree(&target.parent));
@@ -211,6 +212,32 @@ async fn a_bomb_after_the_end_of_the_tar_is_refused() {
     // Not a timing assertion on performance: 4.29 GB of zeros would take
     // many seconds; this only shows they were never decompressed.
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
+}
+
+#[tokio::test]
+async fn a_zstd_frame_asking_for_a_128_mib_window_is_refused() {
+    // The decoder allocates the window a frame asks for.
+    let s = Setup::new(None, "", "");
+    let honest = honest_files(&s);
+    let entries: Vec<Raw<'_>> = honest.iter().map(|(p, d)| file(p.as_bytes(), d)).collect();
+    let mut archive = zstd::encode_all(hostile_tar_parts(&entries, false).as_slice(), 3).unwrap();
+    archive.extend(zero_frame_in_window(1024, 27));
+    plant(&s, &archive, 2, honest.iter().map(|(_, d)| len(d)).sum());
+    let (verify, _) = refused_everywhere(&s).await;
+    assert!(verify.to_string().contains("memory"), "{verify}");
+}
+
+#[tokio::test]
+async fn a_manifest_larger_than_its_record_needs_is_refused_before_parsing() {
+    let s = Setup::new(None, "", "");
+    plant_with(&s, &[], |honest| {
+        let mut manifest = manifest_json("steward.toml", None, honest);
+        manifest.extend(std::iter::repeat_n(b' ', 200_000)); // valid JSON, padded
+        manifest
+    });
+    let (verify, _) = refused_everywhere(&s).await;
+    unsafe_naming(&verify, "MANIFEST.json");
+    assert!(verify.to_string().contains("a backup of 2 files needs"), "{verify}");
 }
 
 #[tokio::test]
@@ -388,6 +415,10 @@ async fn the_schedulers_restore_test_refuses_a_bomb_with_bounded_memory() {
     tracker.close();
     tracker.wait().await;
     let peak = disk.stop();
+    eprintln!(
+        "scheduled restore test: peak disk {peak} bytes, peak RSS of the test process {} bytes",
+        peak_rss("self")
+    );
     assert_eq!(h.last_restore_test.map(|(_, ok)| ok), Some(false), "{h:?}");
     let detail = h.last_restore_test_detail.unwrap();
     assert!(detail.contains("agent-state/big.bin") && detail.contains("74678"), "{detail}");

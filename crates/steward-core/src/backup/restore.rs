@@ -52,6 +52,15 @@ const ENTRY_OVERHEAD: u64 = 512 + 511 + 512 + MAX_NAME_BYTES + 511;
 /// and record padding (GNU tar pads to 10 KiB; steward writes 1 KiB).
 const MAX_TRAILING_BYTES: u64 = 64 * 1024;
 
+/// Manifest bytes allowed per file the record declares: a path of up to
+/// [`MAX_NAME_BYTES`], JSON-escaped, its hash, size and mode. With
+/// [`MANIFEST_BASE_BYTES`] this bounds the manifest (and the memory its
+/// parse takes) by the record, below [`MAX_MANIFEST_BYTES`].
+const MANIFEST_BYTES_PER_FILE: u64 = 16 * 1024;
+
+/// Manifest bytes allowed besides its files (id, host, version, entries).
+const MANIFEST_BASE_BYTES: u64 = 64 * 1024;
+
 /// Space left free on the filesystem after a restore's declared content:
 /// the store and the audit log on the same disk must keep working.
 pub const FREE_SPACE_RESERVE: u64 = 64 * 1024 * 1024;
@@ -72,11 +81,16 @@ impl Limits {
         Self { content_bytes: record.content_bytes, files: record.files }
     }
 
+    /// Largest manifest for this many files.
+    fn manifest_bytes(self) -> u64 {
+        self.files.saturating_mul(MANIFEST_BYTES_PER_FILE).saturating_add(MANIFEST_BASE_BYTES).min(MAX_MANIFEST_BYTES)
+    }
+
     /// Most bytes the decompressed tar stream may hold.
     fn stream_bytes(self) -> u64 {
         self.content_bytes
             .saturating_add(self.files.saturating_add(1).saturating_mul(ENTRY_OVERHEAD))
-            .saturating_add(MAX_MANIFEST_BYTES)
+            .saturating_add(self.manifest_bytes())
             .saturating_add(MAX_TRAILING_BYTES)
     }
 }
@@ -246,11 +260,15 @@ impl Extraction<'_> {
                 return Err(refuse(not_a_file(kind, &entry)));
             }
             if shown == MANIFEST_NAME {
-                if size > MAX_MANIFEST_BYTES {
-                    return Err(refuse(format!("the manifest is {size} bytes, more than 64 MiB")));
+                let most = self.limits.manifest_bytes();
+                if size > most {
+                    return Err(refuse(format!(
+                        "the manifest is {size} bytes, more than the {most} a backup of {} files needs",
+                        self.limits.files
+                    )));
                 }
                 let mut text = Vec::new();
-                (&mut entry).take(MAX_MANIFEST_BYTES).read_to_end(&mut text).map_err(|e| damaged(&last, &e))?;
+                (&mut entry).take(most).read_to_end(&mut text).map_err(|e| damaged(&last, &e))?;
                 let parsed = parse_manifest(&text, &shown)?;
                 check_references(&parsed, self.files)?;
                 *manifest = Some(parsed);
@@ -530,7 +548,9 @@ mod tests {
     #[test]
     fn the_stream_cap_is_the_declared_content_plus_overhead_and_saturates() {
         let limits = Limits { content_bytes: 74_678, files: 3 };
-        assert_eq!(limits.stream_bytes(), 74_678 + 4 * ENTRY_OVERHEAD + MAX_MANIFEST_BYTES + MAX_TRAILING_BYTES);
+        let manifest = MANIFEST_BASE_BYTES + 3 * MANIFEST_BYTES_PER_FILE;
+        assert_eq!(limits.stream_bytes(), 74_678 + 4 * ENTRY_OVERHEAD + manifest + MAX_TRAILING_BYTES);
+        assert_eq!(Limits { content_bytes: 0, files: 1 << 40 }.manifest_bytes(), MAX_MANIFEST_BYTES);
         assert_eq!(Limits { content_bytes: u64::MAX, files: u64::MAX }.stream_bytes(), u64::MAX);
     }
 

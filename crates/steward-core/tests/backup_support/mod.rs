@@ -214,10 +214,16 @@ pub fn raw_header(name: &[u8], kind: tar::EntryType, link: &[u8], size: u64) -> 
 /// 128 KiB, so 4.29 GB fit in 131 KB, the shape of the bomb in issue 23.
 /// Frames concatenate, so it goes between ordinary frames of the tar.
 pub fn zero_frame(len: u64) -> Vec<u8> {
+    zero_frame_in_window(len, 17)
+}
+
+/// [`zero_frame`] whose header asks the decoder for a window of
+/// 2^`window_log` bytes (10 to 41).
+pub fn zero_frame_in_window(len: u64, window_log: u8) -> Vec<u8> {
     const BLOCK: u64 = 128 * 1024;
-    // Magic, a frame header with no checksum and no content size, and a
-    // 128 KiB window (exponent 7: 2^(10+7)).
-    let mut out = vec![0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x38];
+    // Magic, a frame header with no checksum and no content size, and the
+    // window descriptor (exponent = window_log - 10, no mantissa).
+    let mut out = vec![0x28, 0xb5, 0x2f, 0xfd, 0x00, (window_log - 10) << 3];
     let mut left = len;
     if left == 0 {
         out.extend_from_slice(&[1, 0, 0]); // the last block, raw, empty
