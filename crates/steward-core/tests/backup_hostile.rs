@@ -275,6 +275,32 @@ async fn a_record_declaring_more_than_the_free_space_is_refused_before_extractin
         .unwrap_err();
     assert!(err.to_string().contains("free"), "{err}");
     assert!(tree(&target.parent).is_empty(), "{:?}", tree(&target.parent));
+    // An inode bomb: a few bytes in more files than the filesystem has inodes.
+    json["content_bytes"] = serde_json::json!(10);
+    json["files"] = serde_json::json!(1_u64 << 50);
+    std::fs::write(&record, json.to_string()).unwrap();
+    let err = backups.verify(Some(PLANTED_ID), None, T0, quiet()).await.unwrap_err();
+    let counts_inodes = nix::sys::statvfs::statvfs(s.root()).unwrap().files() > 0;
+    if counts_inodes {
+        assert!(err.to_string().contains("free inodes"), "{err}");
+    } else {
+        // btrfs and the like have no inode limit; the record still does not match the manifest.
+        assert!(err.to_string().contains("the record declares 1125899906842624 files"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn a_record_that_does_not_match_its_manifest_fails_verify() {
+    // The record's counts bound the extraction; they must also be true.
+    let s = Setup::new(None, "", "");
+    plant_with(&s, &[], |honest| manifest_json("steward.toml", None, honest));
+    let record = s.dest().join(format!("{PLANTED_ID}.json"));
+    let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    json["files"] = serde_json::json!(3);
+    std::fs::write(&record, json.to_string()).unwrap();
+    let err = s.backups().verify(Some(PLANTED_ID), None, T0, quiet()).await.unwrap_err();
+    assert!(matches!(err, BackupError::Verify { .. }), "{err}");
+    assert!(err.to_string().contains("the manifest lists 2 files") && err.to_string().contains("declares 3"), "{err}");
 }
 
 #[tokio::test]

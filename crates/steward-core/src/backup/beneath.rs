@@ -51,6 +51,16 @@ pub(super) enum Kind {
     Other,
 }
 
+/// Room left on a filesystem for an unprivileged user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FreeSpace {
+    /// Bytes.
+    pub bytes: u64,
+    /// Inodes (files and directories); `None` when the filesystem does not
+    /// count them.
+    pub inodes: Option<u64>,
+}
+
 /// An open directory; see the module docs.
 #[derive(Debug)]
 pub(super) struct Dir {
@@ -119,7 +129,9 @@ impl Dir {
 
     /// Opens the regular file `relative` beneath this one for reading.
     pub fn open_file(&self, relative: &Path) -> io::Result<File> {
-        let fd = open_beneath(self.fd.as_fd(), relative, OFlag::O_RDONLY, None)?;
+        // O_NONBLOCK: opening a FIFO someone put there must not hang; it is
+        // then refused as not a regular file.
+        let fd = open_beneath(self.fd.as_fd(), relative, OFlag::O_RDONLY | OFlag::O_NONBLOCK, None)?;
         let file = File::from(fd);
         if !file.metadata()?.is_file() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
@@ -172,15 +184,18 @@ impl Dir {
         nix::unistd::fsync(self.fd.as_fd()).map_err(io::Error::from)
     }
 
-    /// Bytes an unprivileged user may still write on this directory's
+    /// What an unprivileged user may still create on this directory's
     /// filesystem.
     #[allow(
         clippy::useless_conversion,
-        reason = "both are u64 on 64-bit Linux but narrower on 32-bit targets (an `expect` would fail there)"
+        reason = "the counts are u64 on 64-bit Linux but narrower on 32-bit targets (an `expect` would fail there)"
     )]
-    pub fn available_bytes(&self) -> io::Result<u64> {
+    pub fn free_space(&self) -> io::Result<FreeSpace> {
         let stat = nix::sys::statvfs::fstatvfs(self.fd.as_fd())?;
-        Ok(u64::from(stat.blocks_available()).saturating_mul(u64::from(stat.fragment_size())))
+        let bytes = u64::from(stat.blocks_available()).saturating_mul(u64::from(stat.fragment_size()));
+        // A filesystem without an inode table (btrfs) reports none at all.
+        let inodes = (u64::from(stat.files()) > 0).then(|| u64::from(stat.files_available()));
+        Ok(FreeSpace { bytes, inodes })
     }
 
     /// The directory holding `relative` (opened beneath this one) and the
@@ -302,7 +317,9 @@ mod tests {
         deep.rename(OsStr::new("f"), OsStr::new("g")).unwrap();
         assert!(root.path().join("real/a/b/g").is_file());
         assert!(deep.rename(OsStr::new("g"), OsStr::new("../g")).is_err());
-        assert!(dir.available_bytes().unwrap() > 0);
+        assert!(dir.free_space().unwrap().bytes > 0);
+        nix::unistd::mkfifo(&root.path().join("fifo"), Mode::from_bits_truncate(0o600)).unwrap();
+        assert!(dir.open_file(Path::new("fifo")).is_err(), "a FIFO is not a file (and must not block)");
     }
 
     #[test]

@@ -65,6 +65,10 @@ const MANIFEST_BASE_BYTES: u64 = 64 * 1024;
 /// the store and the audit log on the same disk must keep working.
 pub const FREE_SPACE_RESERVE: u64 = 64 * 1024 * 1024;
 
+/// Inodes left free after a restore's files: the store and the audit log
+/// on the same filesystem must still be able to create theirs.
+pub const FREE_INODES_RESERVE: u64 = 10_000;
+
 /// What the backup's record declares, which bounds an extraction before
 /// its manifest (the last entry) is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,19 +165,32 @@ pub fn extract<R: Read>(
 }
 
 /// Refuses an extraction whose declared content does not fit the free space
-/// of `root`'s filesystem (with [`FREE_SPACE_RESERVE`] to spare).
+/// of `root`'s filesystem (with [`FREE_SPACE_RESERVE`] bytes and
+/// [`FREE_INODES_RESERVE`] inodes to spare).
 fn check_free_space(root: &Dir, limits: Limits) -> Result<(), BackupError> {
     let free = root
-        .available_bytes()
+        .free_space()
         .map_err(|e| BackupError::Restore(format!("cannot read the free space of {}: {e}", root.path().display())))?;
     let needed = limits.content_bytes.saturating_add(FREE_SPACE_RESERVE);
-    if needed > free {
+    if needed > free.bytes {
         return Err(BackupError::Restore(format!(
             "not enough free space: the backup's record declares {} bytes of files, and {} must stay free, but \
-             the filesystem of {} has {free} bytes free; free some space there, or restore onto another disk \
+             the filesystem of {} has {} bytes free; free some space there, or restore onto another disk \
              (`steward restore ID --to DIR`)",
             limits.content_bytes,
             FREE_SPACE_RESERVE,
+            root.path().display(),
+            free.bytes
+        )));
+    }
+    // Each file may need a directory too.
+    let inodes = limits.files.saturating_mul(2).saturating_add(FREE_INODES_RESERVE);
+    if let Some(free_inodes) = free.inodes.filter(|free| inodes > *free) {
+        return Err(BackupError::Restore(format!(
+            "not enough free inodes: the backup's record declares {} files, and {FREE_INODES_RESERVE} inodes must \
+             stay free, but the filesystem of {} has {free_inodes}; free some there, or restore onto another disk \
+             (`steward restore ID --to DIR`)",
+            limits.files,
             root.path().display()
         )));
     }

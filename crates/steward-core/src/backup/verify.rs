@@ -143,6 +143,9 @@ impl Backups {
         let record = self.find(id).await?;
         match mode {
             RestoreMode::Into(dir) => {
+                if record.encrypted && self.identity.is_none() {
+                    return Err(BackupError::NoIdentity);
+                }
                 let made = prepare_target(&dir)?;
                 let mut created = Vec::new();
                 let (_, files, bytes) = match self.fetch_checked(&record, &dir, progress, true, &mut created).await {
@@ -210,6 +213,15 @@ impl Backups {
         };
         if manifest.id != record.id {
             problems.push(format!("the manifest names backup {}, not {}", manifest.id, record.id));
+        }
+        let listed = u64::try_from(manifest.files.len()).unwrap_or(u64::MAX);
+        let listed_bytes = manifest.files.iter().fold(0u64, |sum, f| sum.saturating_add(f.size));
+        if listed != record.files || listed_bytes != record.content_bytes {
+            problems.push(format!(
+                "the manifest lists {listed} files of {listed_bytes} bytes, but the record declares {} files of {} \
+                 bytes",
+                record.files, record.content_bytes
+            ));
         }
         let target_owned = target.to_path_buf();
         let checked = manifest.clone();
