@@ -212,7 +212,8 @@ impl Dir {
 /// beneath a [`Dir`] (`ELOOP` for a link, `ENOTDIR` for a file, `EXDEV`
 /// for an escape).
 pub(super) fn is_in_the_way(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(code) if [Errno::ELOOP, Errno::ENOTDIR, Errno::EXDEV].contains(&Errno::from_raw(code)))
+    let in_the_way = [Errno::ELOOP, Errno::ENOTDIR, Errno::EXDEV];
+    e.raw_os_error().is_some_and(|code| in_the_way.contains(&Errno::from_raw(code)))
 }
 
 /// Opens `relative` beneath `dir` with `flags` (plus `O_NOFOLLOW |

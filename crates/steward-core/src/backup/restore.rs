@@ -325,8 +325,8 @@ impl Extraction<'_> {
             return Err(BackupError::Unsafe {
                 entry: last.unwrap_or_else(|| "(the archive)".to_owned()),
                 why: format!(
-                    "more than {MAX_TRAILING_BYTES} bytes come after the end of the tar stream, where only padding may be \
-                     (a decompression bomb, or not a steward backup)"
+                    "more than {MAX_TRAILING_BYTES} bytes come after the end of the tar stream, where only \
+                     padding may be (a decompression bomb, or not a steward backup)"
                 ),
             });
         }
