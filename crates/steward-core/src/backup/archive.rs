@@ -23,6 +23,12 @@ use super::{BackupError, Progress};
 /// SQLite pages and JSON, and a window of a few MB.
 const ZSTD_LEVEL: i32 = 3;
 
+/// Largest zstd window a restore accepts (2^23 = 8 MiB): the decoder
+/// allocates the window a frame asks for, so a hostile archive could
+/// otherwise take 128 MiB per frame (zstd's default limit). Level 3 writes
+/// 2 MiB windows; every level up to 19 fits.
+const MAX_WINDOW_LOG: u32 = 23;
+
 /// One file to put into the archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Source {
@@ -125,8 +131,11 @@ pub(super) fn open_archive<'a, R: Read + 'a>(
     } else {
         Box::new(raw)
     };
-    let decoder = zstd::stream::read::Decoder::new(decrypted)
+    let mut decoder = zstd::stream::read::Decoder::new(decrypted)
         .map_err(|e| BackupError::Damaged { near: None, detail: format!("not a zstd stream: {e}") })?;
+    decoder
+        .window_log_max(MAX_WINDOW_LOG)
+        .map_err(|e| BackupError::Damaged { near: None, detail: format!("cannot limit the zstd window: {e}") })?;
     Ok(Box::new(decoder))
 }
 

@@ -10,10 +10,13 @@
 //!   `object_store`; atomic uploads; records make backups visible.
 //! - [`manifest`]: the manifest inside each archive and the record next to it.
 //! - [`retention`]: daily/weekly/monthly keep rules, a pure function of time.
-//! - `restore`: safe extraction (no absolute paths, `..`, escaping links).
+//! - `restore`: safe extraction (regular files only, no absolute paths or
+//!   `..`, bounded by what the record declares and the free space).
+//! - `beneath`: file access beneath a directory without following links
+//!   (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`).
 //! - `verify`: verify = restore into a scratch dir + checksums +
-//!   `PRAGMA integrity_check` + config parse; restore into a new directory or
-//!   in place.
+//!   `PRAGMA integrity_check` + config parse; restore into a new directory.
+//! - `in_place`: restore over the live config, store and declared paths.
 //! - [`schedule`]: cron schedules, catch-up of missed runs, the daemon task.
 //! - [`health`](mod@health): last success / failure / restore test for alerts and doctor.
 //!
@@ -21,8 +24,10 @@
 //! a parameter.
 
 mod archive;
+mod beneath;
 mod destination;
 pub mod health;
+mod in_place;
 pub mod manifest;
 mod pipe;
 mod restore;
@@ -41,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 pub use destination::describe_destination;
 pub use health::{BackupHealth, MAX_BACKUP_AGE_MS, MAX_RESTORE_TEST_AGE_MS, health};
 pub use manifest::{BackupRecord, Manifest, ManifestEntry};
-pub use restore::{Extracted, extract, safe_relative};
+pub use restore::{Created, Extracted, FREE_SPACE_RESERVE, Limits, extract, remove_created, safe_relative};
 pub use retention::RetentionDecision;
 pub use verify::{RestoreMode, RestoreReport, VerifyReport};
 
@@ -109,6 +114,15 @@ pub enum BackupError {
     /// Restoring failed on this machine's side.
     #[error("{0}")]
     Restore(String),
+    /// A restore into a directory failed; what it had written there was
+    /// removed, or `cleanup` names what is left.
+    #[error("{error}; {cleanup}")]
+    Abandoned {
+        /// Why the restore failed.
+        error: Box<BackupError>,
+        /// What the clean-up removed or left.
+        cleanup: String,
+    },
     /// Verification found problems (each names the file).
     #[error("backup {id} failed verification:\n  {}", problems.join("\n  "))]
     Verify {

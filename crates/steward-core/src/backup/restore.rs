@@ -2,25 +2,112 @@
 //! file against the manifest.
 //!
 //! An archive is untrusted input (a destination can be written by others, a
-//! bucket can be compromised). Extraction never uses `tar`'s own `unpack`:
-//! each entry is examined and refused, before anything is written for it,
-//! when its path is absolute, contains `..`, or is empty; when it is a
-//! symlink or hard link whose target is absolute or leaves the target
-//! directory; or when it is a device, FIFO or other special file. Files are
-//! created with `O_CREAT|O_EXCL` (which never follows a symlink) below
-//! directories that are checked not to be symlinks, so even a link the
-//! archive itself placed cannot redirect a later write.
+//! bucket can be compromised), and so is the record next to it. Extraction
+//! never uses `tar`'s own `unpack`, nor its handling of long names and PAX
+//! headers (which reads them into memory whole): entries are read raw, and
+//! each is examined and refused, before anything is written for it, when
+//! - its path is absolute, contains `..`, or is empty;
+//! - it is anything but a regular file. steward's writer (`archive`) emits
+//!   regular files only, and a backup skips links, so a symlink, hard link,
+//!   directory, device or PAX header means the archive was not written by
+//!   steward. Refusing every link is simpler and stronger than resolving
+//!   chains of them (`l1 -> .`, `up -> l1/..`) as the kernel would;
+//! - it does not fit the [`Limits`] the record declares: more files than
+//!   its file count, or more bytes (by the tar header, before a byte is
+//!   read) than what is left of its content bytes;
+//! - it comes after the manifest (written last), or the manifest names a
+//!   `config_entry` / `db_entry` that is not one of the archive's files.
+//!
+//! The decompressed stream as a whole is capped at the declared content
+//! plus the tar format's overhead, so a zstd bomb hidden where nothing is
+//! written (a long name, after the end of the tar) stops there too; and the
+//! filesystem must have room for the declared content before anything is
+//! extracted. Every file is created through a [`Dir`] on the target:
+//! beneath it, with `O_EXCL`, never through a link.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::ffi::OsStr;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use sha2::{Digest, Sha256};
 
-use super::manifest::{FORMAT, MANIFEST_NAME, MAX_MANIFEST_BYTES, Manifest};
+use super::beneath::{Dir, is_in_the_way};
+use super::manifest::{BackupRecord, FORMAT, MANIFEST_NAME, MAX_MANIFEST_BYTES, Manifest};
 use super::{BackupError, Progress};
+
+/// Longest GNU long name read: Linux's `PATH_MAX`. Anything longer cannot
+/// be created, and the tar crate would read it into memory whole.
+const MAX_NAME_BYTES: u64 = 4096;
+
+/// Bytes of the tar format around one file besides its content: its
+/// header, a GNU long-name header with up to [`MAX_NAME_BYTES`] of name,
+/// and the padding of both to 512-byte blocks.
+const ENTRY_OVERHEAD: u64 = 512 + 511 + 512 + MAX_NAME_BYTES + 511;
+
+/// What may follow the end of the tar stream: the rest of its end blocks
+/// and record padding (GNU tar pads to 10 KiB; steward writes 1 KiB).
+const MAX_TRAILING_BYTES: u64 = 64 * 1024;
+
+/// Manifest bytes allowed per file the record declares: a path of up to
+/// [`MAX_NAME_BYTES`], JSON-escaped, its hash, size and mode. With
+/// [`MANIFEST_BASE_BYTES`] this bounds the manifest (and the memory its
+/// parse takes) by the record, below [`MAX_MANIFEST_BYTES`].
+const MANIFEST_BYTES_PER_FILE: u64 = 16 * 1024;
+
+/// Manifest bytes allowed besides its files (id, host, version, entries).
+const MANIFEST_BASE_BYTES: u64 = 64 * 1024;
+
+/// Space left free on the filesystem after a restore's declared content:
+/// the store and the audit log on the same disk must keep working.
+pub const FREE_SPACE_RESERVE: u64 = 64 * 1024 * 1024;
+
+/// Inodes left free after a restore's files: the store and the audit log
+/// on the same filesystem must still be able to create theirs.
+pub const FREE_INODES_RESERVE: u64 = 10_000;
+
+/// What the backup's record declares, which bounds an extraction before
+/// its manifest (the last entry) is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of file content in all (the manifest excluded).
+    pub content_bytes: u64,
+    /// Files (the manifest excluded).
+    pub files: u64,
+}
+
+impl Limits {
+    /// The limits `record` declares.
+    pub fn of(record: &BackupRecord) -> Self {
+        Self { content_bytes: record.content_bytes, files: record.files }
+    }
+
+    /// Largest manifest for this many files.
+    fn manifest_bytes(self) -> u64 {
+        self.files.saturating_mul(MANIFEST_BYTES_PER_FILE).saturating_add(MANIFEST_BASE_BYTES).min(MAX_MANIFEST_BYTES)
+    }
+
+    /// Most bytes the decompressed tar stream may hold.
+    fn stream_bytes(self) -> u64 {
+        self.content_bytes
+            .saturating_add(self.files.saturating_add(1).saturating_mul(ENTRY_OVERHEAD))
+            .saturating_add(self.manifest_bytes())
+            .saturating_add(MAX_TRAILING_BYTES)
+    }
+}
+
+/// One thing an extraction created beneath its target, so that a failed
+/// restore can take it back (see [`remove_created`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// A file (relative to the target).
+    File(PathBuf),
+    /// A directory (relative to the target).
+    Dir(PathBuf),
+}
 
 /// What an extraction found.
 #[derive(Debug)]
@@ -33,28 +120,37 @@ pub struct Extracted {
     pub problems: Vec<String>,
 }
 
-/// Extracts the plain tar stream `tar` into `target` (which must exist) and
-/// checks every file against the manifest. An unsafe entry stops the
-/// extraction with [`BackupError::Unsafe`]. A read error (a damaged or
-/// truncated archive, a failed decryption chunk) stops it too, and becomes
-/// one of the returned problems, naming the entry being read, next to the
-/// checksum mismatches found in what was read before.
+/// Extracts the plain tar stream `tar` into `target` (which must exist)
+/// within `limits` and checks every file against the manifest. An unsafe
+/// entry stops the extraction with [`BackupError::Unsafe`]. A read error (a
+/// damaged or truncated archive, a failed decryption chunk) stops it too,
+/// and becomes one of the returned problems, naming the entry being read,
+/// next to the checksum mismatches found in what was read before.
 ///
-/// `durable` fsyncs every file (a restore someone will run from); a verify's
-/// scratch copy is deleted right after, so it skips that cost.
+/// Everything created is pushed onto `created` as it is created, whatever
+/// the outcome. `durable` fsyncs every file (a restore someone will run
+/// from); a verify's scratch copy is deleted right after, so it skips that.
 pub fn extract<R: Read>(
     tar: R,
     target: &Path,
+    limits: Limits,
     progress: &dyn Progress,
     durable: bool,
+    created: &mut Vec<Created>,
 ) -> Result<Extracted, BackupError> {
+    let root = Dir::open_ambient(target)
+        .map_err(|e| BackupError::Restore(format!("cannot open {}: {e}", target.display())))?;
+    check_free_space(&root, limits)?;
     let mut files = BTreeMap::new();
     let mut manifest: Option<Manifest> = None;
     let mut problems = Vec::new();
+    let read = Rc::new(Cell::new(0));
+    let capped = Capped { inner: tar, left: limits.stream_bytes(), read: Rc::clone(&read) };
+    let mut extraction = Extraction { root, limits, progress, durable, created, files: &mut files, read };
     // A damaged stream ends the extraction, but what was read so far is
     // still compared: a flipped byte inside a file is reported against that
     // file first, not only as "the archive is damaged".
-    let damaged = match extract_entries(tar, target, progress, durable, &mut files, &mut manifest) {
+    let damaged = match extraction.run(capped, &mut manifest) {
         Ok(()) => None,
         Err(e @ BackupError::Damaged { .. }) => Some(e.to_string()),
         Err(e) => return Err(e),
@@ -68,121 +164,308 @@ pub fn extract<R: Read>(
     Ok(Extracted { manifest, files, problems })
 }
 
-fn extract_entries<R: Read>(
-    tar: R,
-    target: &Path,
-    progress: &dyn Progress,
+/// Refuses an extraction whose declared content does not fit the free space
+/// of `root`'s filesystem (with [`FREE_SPACE_RESERVE`] bytes and
+/// [`FREE_INODES_RESERVE`] inodes to spare).
+fn check_free_space(root: &Dir, limits: Limits) -> Result<(), BackupError> {
+    let free = root
+        .free_space()
+        .map_err(|e| BackupError::Restore(format!("cannot read the free space of {}: {e}", root.path().display())))?;
+    let needed = limits.content_bytes.saturating_add(FREE_SPACE_RESERVE);
+    if needed > free.bytes {
+        return Err(BackupError::Restore(format!(
+            "not enough free space: the backup's record declares {} bytes of files, and {} must stay free, but \
+             the filesystem of {} has {} bytes free; free some space there, or restore onto another disk \
+             (`steward restore ID --to DIR`)",
+            limits.content_bytes,
+            FREE_SPACE_RESERVE,
+            root.path().display(),
+            free.bytes
+        )));
+    }
+    // Each file may need a directory too.
+    let inodes = limits.files.saturating_mul(2).saturating_add(FREE_INODES_RESERVE);
+    if let Some(free_inodes) = free.inodes.filter(|free| inodes > *free) {
+        return Err(BackupError::Restore(format!(
+            "not enough free inodes: the backup's record declares {} files, and {FREE_INODES_RESERVE} inodes must \
+             stay free, but the filesystem of {} has {free_inodes}; free some there, or restore onto another disk \
+             (`steward restore ID --to DIR`)",
+            limits.files,
+            root.path().display()
+        )));
+    }
+    Ok(())
+}
+
+/// The state of one extraction.
+struct Extraction<'a> {
+    /// The target directory.
+    root: Dir,
+    /// What the record declares.
+    limits: Limits,
+    /// Progress reporting.
+    progress: &'a dyn Progress,
+    /// fsync every file.
     durable: bool,
-    files: &mut BTreeMap<String, (u64, String)>,
-    manifest: &mut Option<Manifest>,
-) -> Result<(), BackupError> {
-    let mut archive = tar::Archive::new(tar);
-    let mut last: Option<String> = None;
-    let damaged =
-        |near: &Option<String>, e: &io::Error| BackupError::Damaged { near: near.clone(), detail: e.to_string() };
-    let entries = archive.entries().map_err(|e| damaged(&last, &e))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| damaged(&last, &e))?;
-        let raw_path = entry.path_bytes().into_owned();
-        let shown = String::from_utf8_lossy(&raw_path).into_owned();
-        let relative = safe_relative(&raw_path).map_err(|why| BackupError::Unsafe { entry: shown.clone(), why })?;
-        let kind = entry.header().entry_type();
-        last = Some(shown.clone());
-        if shown == MANIFEST_NAME && kind.is_file() {
-            let mut text = Vec::new();
-            (&mut entry).take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut text).map_err(|e| damaged(&last, &e))?;
-            if u64::try_from(text.len()).unwrap_or(u64::MAX) > MAX_MANIFEST_BYTES {
-                return Err(BackupError::Unsafe { entry: shown, why: "the manifest is larger than 64 MiB".into() });
+    /// Everything created, in order.
+    created: &'a mut Vec<Created>,
+    /// Files written: archive path → (size, SHA-256 hex).
+    files: &'a mut BTreeMap<String, (u64, String)>,
+    /// Decompressed bytes read so far (shared with the [`Capped`] reader).
+    read: Rc<Cell<u64>>,
+}
+
+impl Extraction<'_> {
+    fn run<R: Read>(&mut self, tar: Capped<R>, manifest: &mut Option<Manifest>) -> Result<(), BackupError> {
+        let cap = self.limits.stream_bytes();
+        let mut archive = tar::Archive::new(tar);
+        let mut last: Option<String> = None;
+        let read = Rc::clone(&self.read);
+        let limits = self.limits;
+        // An error while reading is a damaged archive, or, once the cap is
+        // reached, a stream larger than its record allows.
+        let damaged = |near: &Option<String>, e: &io::Error| {
+            if read.get() > cap {
+                BackupError::Unsafe {
+                    entry: near.clone().unwrap_or_else(|| "(the archive)".to_owned()),
+                    why: format!(
+                        "the archive expands beyond the {cap} bytes its record allows ({} bytes in {} files, plus \
+                         the tar format's overhead): a decompression bomb, or an archive that does not match its \
+                         record",
+                        limits.content_bytes, limits.files
+                    ),
+                }
+            } else {
+                BackupError::Damaged { near: near.clone(), detail: e.to_string() }
             }
-            let parsed: Manifest = serde_json::from_slice(&text).map_err(|e| BackupError::Damaged {
-                near: Some(shown.clone()),
-                detail: format!("the manifest is not valid: {e}"),
+        };
+        let mut long_name: Option<Vec<u8>> = None;
+        let mut count = 0u64;
+        let mut content_left = self.limits.content_bytes;
+        let entries = archive.entries().map_err(|e| damaged(&last, &e))?.raw(true);
+        for entry in entries {
+            let mut entry = entry.map_err(|e| damaged(&last, &e))?;
+            let kind = entry.header().entry_type();
+            let size = entry.size();
+            if kind.is_gnu_longname() {
+                if long_name.is_some() || size > MAX_NAME_BYTES {
+                    return Err(BackupError::Unsafe {
+                        entry: last.map_or_else(|| "(the first entry)".to_owned(), |l| format!("(after {l})")),
+                        why: format!(
+                            "a GNU long name of {size} bytes{}; a path has at most {MAX_NAME_BYTES}",
+                            if long_name.is_some() { " follows another" } else { "" }
+                        ),
+                    });
+                }
+                let mut name = Vec::new();
+                (&mut entry).take(MAX_NAME_BYTES).read_to_end(&mut name).map_err(|e| damaged(&last, &e))?;
+                if name.last() == Some(&0) {
+                    name.pop();
+                }
+                long_name = Some(name);
+                continue;
+            }
+            let raw_path = long_name.take().unwrap_or_else(|| entry.path_bytes().into_owned());
+            let shown = String::from_utf8_lossy(&raw_path).into_owned();
+            let refuse = |why: String| BackupError::Unsafe { entry: shown.clone(), why };
+            if manifest.is_some() {
+                return Err(refuse(format!("it comes after {MANIFEST_NAME}, which steward writes last")));
+            }
+            let relative = safe_relative(&raw_path).map_err(refuse)?;
+            last = Some(shown.clone());
+            if !matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous) {
+                return Err(refuse(not_a_file(kind, &entry)));
+            }
+            if shown == MANIFEST_NAME {
+                let most = self.limits.manifest_bytes();
+                if size > most {
+                    return Err(refuse(format!(
+                        "the manifest is {size} bytes, more than the {most} a backup of {} files needs",
+                        self.limits.files
+                    )));
+                }
+                let mut text = Vec::new();
+                (&mut entry).take(most).read_to_end(&mut text).map_err(|e| damaged(&last, &e))?;
+                let parsed = parse_manifest(&text, &shown)?;
+                check_references(&parsed, self.files)?;
+                *manifest = Some(parsed);
+                continue;
+            }
+            count += 1;
+            if count > self.limits.files {
+                return Err(refuse(format!(
+                    "the archive holds more than the {} files its record declares",
+                    self.limits.files
+                )));
+            }
+            if size > content_left {
+                return Err(refuse(format!(
+                    "its tar header declares {size} bytes, more than the {content_left} bytes left of the {} bytes \
+                     of files its record declares; refused before writing it (a decompression bomb, or an archive \
+                     that does not match its record)",
+                    self.limits.content_bytes
+                )));
+            }
+            content_left -= size;
+            let mode = entry.header().mode().map_err(|e| damaged(&last, &e))? & 0o777;
+            let (size, sha) = self.write_file(&mut entry, &relative, &shown, mode).map_err(|e| match e {
+                WriteError::Refused(e) => e,
+                WriteError::Read(e) => damaged(&last, &e),
             })?;
-            if parsed.format > FORMAT {
-                return Err(BackupError::Damaged {
-                    near: Some(shown),
-                    detail: format!("manifest format {} is newer than this steward supports", parsed.format),
-                });
-            }
-            *manifest = Some(parsed);
-            continue;
+            self.progress.advance(size);
+            self.files.insert(shown, (size, sha));
         }
-        let destination = target.join(&relative);
-        match kind {
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                prepare_parent(target, &relative, &shown)?;
-                let mode = entry.header().mode().map_err(|e| damaged(&last, &e))? & 0o777;
-                let (size, sha) = write_file(&mut entry, &destination, mode, durable).map_err(|e| match e {
-                    WriteError::Create(e) => BackupError::Unsafe {
-                        entry: shown.clone(),
-                        why: format!("cannot create it ({e}); a duplicate entry or a link in the way"),
-                    },
-                    WriteError::Read(e) => damaged(&last, &e),
-                    WriteError::Write(e) => {
-                        BackupError::Restore(format!("cannot write {}: {e}", destination.display()))
-                    }
-                })?;
-                progress.advance(size);
-                files.insert(shown, (size, sha));
+        // Read to the very end: zstd checks its frame checksum and age its
+        // last chunk only there, and the download must not be cut short.
+        // Only padding may follow the tar's end.
+        let mut rest = archive.into_inner();
+        let trailing =
+            io::copy(&mut (&mut rest).take(MAX_TRAILING_BYTES + 1), &mut io::sink()).map_err(|e| damaged(&last, &e))?;
+        if trailing > MAX_TRAILING_BYTES {
+            return Err(BackupError::Unsafe {
+                entry: last.unwrap_or_else(|| "(the archive)".to_owned()),
+                why: format!(
+                    "more than {MAX_TRAILING_BYTES} bytes come after the end of the tar stream, where only \
+                     padding may be (a decompression bomb, or not a steward backup)"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Creates `relative` (new, beneath the target, never through a link)
+    /// and copies `from` into it, hashing on the way. Returns size and SHA-256.
+    fn write_file(
+        &mut self,
+        from: &mut impl Read,
+        relative: &Path,
+        shown: &str,
+        mode: u32,
+    ) -> Result<(u64, String), WriteError> {
+        let refused = |why: String| WriteError::Refused(BackupError::Unsafe { entry: shown.to_owned(), why });
+        let parent = relative.parent().unwrap_or(Path::new(""));
+        let name = relative.file_name().unwrap_or(OsStr::new(""));
+        let mut dirs = Vec::new();
+        let made = self.root.create_dir_all(parent, &mut dirs);
+        self.created.extend(dirs.into_iter().map(Created::Dir));
+        let dir = made.map_err(|e| {
+            if is_in_the_way(&e) {
+                refused(format!("{} is not a directory (a link or a file is in the way)", parent.display()))
+            } else {
+                WriteError::Refused(BackupError::Restore(format!(
+                    "cannot create {}: {e}",
+                    self.root.path().join(parent).display()
+                )))
             }
-            tar::EntryType::Directory => {
-                prepare_parent(target, &relative, &shown)?;
-                make_dir(&destination, &shown)?;
+        })?;
+        let mut file = dir.create_new(name, 0o600).map_err(|e| {
+            refused(format!("cannot create it ({e}); a duplicate entry or a link or directory in the way"))
+        })?;
+        self.created.push(Created::File(relative.to_path_buf()));
+        let write = |e: io::Error| {
+            WriteError::Refused(BackupError::Restore(format!(
+                "cannot write {}: {e}",
+                self.root.path().join(relative).display()
+            )))
+        };
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut size = 0u64;
+        loop {
+            let n = from.read(&mut buf).map_err(WriteError::Read)?;
+            if n == 0 {
+                break;
             }
-            tar::EntryType::Symlink => {
-                let link = entry.link_name_bytes().map(|l| l.into_owned()).unwrap_or_default();
-                let link_text = String::from_utf8_lossy(&link).into_owned();
-                let inside =
-                    relative.parent().map_or(Some(PathBuf::new()), |p| Some(p.to_path_buf())).and_then(|parent| {
-                        let joined = parent.join(Path::new(&link_text));
-                        lexically_inside(&joined)
-                    });
-                if link.is_empty() || Path::new(&link_text).is_absolute() || inside.is_none() {
-                    return Err(BackupError::Unsafe {
-                        entry: shown,
-                        why: format!("it is a symlink to {link_text:?}, which points outside the restore directory"),
-                    });
-                }
-                prepare_parent(target, &relative, &shown)?;
-                std::os::unix::fs::symlink(&link_text, &destination).map_err(|e| BackupError::Unsafe {
-                    entry: shown.clone(),
-                    why: format!("cannot create the link ({e})"),
-                })?;
-            }
-            tar::EntryType::Link => {
-                let link = entry.link_name_bytes().map(|l| l.into_owned()).unwrap_or_default();
-                let link_text = String::from_utf8_lossy(&link).into_owned();
-                let source = safe_relative(&link).map_err(|_| BackupError::Unsafe {
-                    entry: shown.clone(),
-                    why: format!("it is a hard link to {link_text:?}, which is outside the restore directory"),
-                })?;
-                let source_path = target.join(&source);
-                let regular = std::fs::symlink_metadata(&source_path).is_ok_and(|m| m.file_type().is_file());
-                if !regular || !no_symlink_below(target, &source) {
-                    return Err(BackupError::Unsafe {
-                        entry: shown,
-                        why: format!("it is a hard link to {link_text:?}, which is not a file restored before it"),
-                    });
-                }
-                prepare_parent(target, &relative, &shown)?;
-                std::fs::hard_link(&source_path, &destination).map_err(|e| BackupError::Unsafe {
-                    entry: shown.clone(),
-                    why: format!("cannot create the link ({e})"),
-                })?;
-            }
-            other => {
-                return Err(BackupError::Unsafe {
-                    entry: shown,
-                    why: format!("it is a special file ({other:?}); backups hold only files and directories"),
-                });
-            }
+            hasher.update(&buf[..n]);
+            file.write_all(&buf[..n]).map_err(write)?;
+            size += u64::try_from(n).unwrap_or(0);
+        }
+        if self.durable {
+            file.sync_all().map_err(write)?;
+        }
+        // Never setuid/setgid/sticky, whatever the archive says.
+        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777)).map_err(write)?;
+        Ok((size, hex::encode(hasher.finalize())))
+    }
+}
+
+/// Why an entry that is not a regular file is refused.
+fn not_a_file<R: Read>(kind: tar::EntryType, entry: &tar::Entry<'_, R>) -> String {
+    let target = entry.link_name_bytes().map(|l| String::from_utf8_lossy(&l).into_owned());
+    let what = match kind {
+        tar::EntryType::Symlink => format!("a symlink to {:?}", target.unwrap_or_default()),
+        tar::EntryType::Link => format!("a hard link to {:?}", target.unwrap_or_default()),
+        tar::EntryType::Directory => "a directory entry".to_owned(),
+        tar::EntryType::XHeader | tar::EntryType::XGlobalHeader => "a PAX header".to_owned(),
+        tar::EntryType::GNULongLink => "a GNU long link name".to_owned(),
+        other => format!("a special file ({other:?})"),
+    };
+    format!(
+        "it is {what}; steward backups hold only regular files (a backup skips links, directories are \
+         implied), so this archive was not written by steward"
+    )
+}
+
+/// Parses the manifest's text.
+fn parse_manifest(text: &[u8], shown: &str) -> Result<Manifest, BackupError> {
+    let parsed: Manifest = serde_json::from_slice(text).map_err(|e| BackupError::Damaged {
+        near: Some(shown.to_owned()),
+        detail: format!("the manifest is not valid: {e}"),
+    })?;
+    if parsed.format > FORMAT {
+        return Err(BackupError::Damaged {
+            near: Some(shown.to_owned()),
+            detail: format!("manifest format {} is newer than this steward supports", parsed.format),
+        });
+    }
+    Ok(parsed)
+}
+
+/// Every reference of the manifest names a file of the archive itself
+/// (already extracted: the manifest is last), never a path outside it.
+fn check_references(manifest: &Manifest, files: &BTreeMap<String, (u64, String)>) -> Result<(), BackupError> {
+    let references = [("config_entry", Some(&manifest.config_entry)), ("db_entry", manifest.db_entry.as_ref())];
+    for (field, reference) in references {
+        let Some(reference) = reference else { continue };
+        let listed = manifest.files.iter().any(|f| &f.path == reference);
+        if !listed || !files.contains_key(reference) {
+            return Err(BackupError::Unsafe {
+                entry: MANIFEST_NAME.to_owned(),
+                why: format!(
+                    "its {field} {reference:?} is not a file of this archive; a manifest may name only the \
+                     archive's own entries, and restore reads nothing else"
+                ),
+            });
         }
     }
-    // Read to the very end: zstd checks its frame checksum and age its last
-    // chunk only there, and the download must not be cut short.
-    let mut rest = archive.into_inner();
-    io::copy(&mut rest, &mut io::sink()).map_err(|e| damaged(&last, &e))?;
     Ok(())
+}
+
+/// Removes what an extraction `created` beneath `target`, newest first,
+/// never following a link. Returns what could not be removed (a directory
+/// someone else put files in, a file that went away is not listed).
+pub fn remove_created(target: &Path, created: &[Created]) -> Vec<PathBuf> {
+    let Ok(root) = Dir::open_ambient(target) else {
+        return created
+            .iter()
+            .map(|c| match c {
+                Created::File(p) | Created::Dir(p) => target.join(p),
+            })
+            .collect();
+    };
+    let mut left = Vec::new();
+    for item in created.iter().rev() {
+        let (result, path) = match item {
+            Created::File(path) => (root.remove_file(path), path),
+            Created::Dir(path) => (root.remove_dir(path), path),
+        };
+        match result {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(_) => left.push(target.join(path)),
+        }
+    }
+    left
 }
 
 /// Every difference between the manifest and what was extracted.
@@ -208,88 +491,37 @@ fn compare(manifest: &Manifest, files: &BTreeMap<String, (u64, String)>) -> Vec<
     problems
 }
 
-/// Why a file could not be written.
+/// Why a file could not be extracted.
 enum WriteError {
-    Create(io::Error),
+    /// Refused or failed on this side (already the error to return).
+    Refused(BackupError),
+    /// Reading the archive failed.
     Read(io::Error),
-    Write(io::Error),
 }
 
-/// Copies `from` into a new file at `to` (never an existing one, never
-/// through a symlink), hashing on the way. Returns size and SHA-256.
-fn write_file(from: &mut impl Read, to: &Path, mode: u32, durable: bool) -> Result<(u64, String), WriteError> {
-    let mut file: File =
-        OpenOptions::new().write(true).create_new(true).mode(0o600).open(to).map_err(WriteError::Create)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = from.read(&mut buf).map_err(WriteError::Read)?;
-        if n == 0 {
-            break;
+/// Counts the decompressed bytes and fails the read that would go past
+/// `left`: the cap on what a hostile archive can make restore decompress.
+struct Capped<R> {
+    /// The decompressed tar stream.
+    inner: R,
+    /// Bytes still allowed.
+    left: u64,
+    /// Bytes read so far, also seen by the error mapping.
+    read: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let got = u64::try_from(n).unwrap_or(u64::MAX);
+        self.read.set(self.read.get().saturating_add(got));
+        if got > self.left {
+            self.left = 0;
+            return Err(io::Error::other("the archive is larger than its record allows"));
         }
-        hasher.update(&buf[..n]);
-        file.write_all(&buf[..n]).map_err(WriteError::Write)?;
-        size += u64::try_from(n).unwrap_or(0);
+        self.left -= got;
+        Ok(n)
     }
-    if durable {
-        file.sync_all().map_err(WriteError::Write)?;
-    }
-    // Never setuid/setgid/sticky, whatever the archive says.
-    file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777)).map_err(WriteError::Write)?;
-    Ok((size, hex::encode(hasher.finalize())))
-}
-
-/// Creates the directories above `relative` inside `target`, refusing to go
-/// through anything that is not a real directory (a symlink in particular).
-fn prepare_parent(target: &Path, relative: &Path, shown: &str) -> Result<(), BackupError> {
-    let Some(parent) = relative.parent() else { return Ok(()) };
-    let mut current = target.to_path_buf();
-    for component in parent.components() {
-        current.push(component);
-        match std::fs::symlink_metadata(&current) {
-            Ok(meta) if meta.file_type().is_dir() => {}
-            Ok(_) => {
-                return Err(BackupError::Unsafe {
-                    entry: shown.to_owned(),
-                    why: format!("{} is not a directory (a link or file is in the way)", current.display()),
-                });
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => make_dir(&current, shown)?,
-            Err(e) => return Err(BackupError::Restore(format!("cannot examine {}: {e}", current.display()))),
-        }
-    }
-    Ok(())
-}
-
-fn make_dir(path: &Path, shown: &str) -> Result<(), BackupError> {
-    match std::fs::create_dir(path) {
-        Ok(()) => std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| BackupError::Restore(format!("cannot chmod {}: {e}", path.display()))),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            let is_dir = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_dir());
-            if is_dir {
-                Ok(())
-            } else {
-                Err(BackupError::Unsafe {
-                    entry: shown.to_owned(),
-                    why: format!("{} exists and is not a directory", path.display()),
-                })
-            }
-        }
-        Err(e) => Err(BackupError::Restore(format!("cannot create {}: {e}", path.display()))),
-    }
-}
-
-/// Whether no directory between `target` and `relative`'s parent is a symlink.
-fn no_symlink_below(target: &Path, relative: &Path) -> bool {
-    let mut current = target.to_path_buf();
-    relative.parent().is_none_or(|parent| {
-        parent.components().all(|c| {
-            current.push(c);
-            std::fs::symlink_metadata(&current).is_ok_and(|m| m.file_type().is_dir())
-        })
-    })
 }
 
 /// A tar path as a relative path of normal components only: refuses
@@ -317,25 +549,6 @@ pub fn safe_relative(raw: &[u8]) -> Result<PathBuf, String> {
     Ok(out)
 }
 
-/// Resolves `..` lexically in a relative path; `None` when it climbs above
-/// its start (leaves the restore directory).
-fn lexically_inside(path: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::Normal(part) => out.push(part),
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    return None;
-                }
-            }
-            Component::RootDir | Component::Prefix(_) => return None,
-        }
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,9 +563,21 @@ mod tests {
     }
 
     #[test]
-    fn link_targets_are_resolved_lexically() {
-        assert_eq!(lexically_inside(Path::new("a/../b")), Some(PathBuf::from("b")));
-        assert_eq!(lexically_inside(Path::new("a/../../b")), None);
-        assert_eq!(lexically_inside(Path::new("..")), None);
+    fn the_stream_cap_is_the_declared_content_plus_overhead_and_saturates() {
+        let limits = Limits { content_bytes: 74_678, files: 3 };
+        let manifest = MANIFEST_BASE_BYTES + 3 * MANIFEST_BYTES_PER_FILE;
+        assert_eq!(limits.stream_bytes(), 74_678 + 4 * ENTRY_OVERHEAD + manifest + MAX_TRAILING_BYTES);
+        assert_eq!(Limits { content_bytes: 0, files: 1 << 40 }.manifest_bytes(), MAX_MANIFEST_BYTES);
+        assert_eq!(Limits { content_bytes: u64::MAX, files: u64::MAX }.stream_bytes(), u64::MAX);
+    }
+
+    #[test]
+    fn the_capped_reader_fails_past_its_cap() {
+        let read = Rc::new(Cell::new(0));
+        let mut capped = Capped { inner: io::repeat(0).take(100), left: 10, read: Rc::clone(&read) };
+        let mut buf = [0u8; 8];
+        assert_eq!(capped.read(&mut buf).unwrap(), 8);
+        assert!(capped.read(&mut buf).is_err());
+        assert!(read.get() > 10);
     }
 }

@@ -5,18 +5,29 @@
 //!
 //! Verify (and the scheduled restore test) does exactly that in a scratch
 //! directory inside the state dir and deletes it afterwards: a backup counts
-//! as verified only once a real restore of it worked.
+//! as verified only once a real restore of it worked. The checks read the
+//! extracted tree only, through a [`Dir`]: the manifest names the config and
+//! the store, and extraction already refused a name that is not one of the
+//! archive's own files.
+//!
+//! A restore into a directory that fails (refused, damaged, unverified)
+//! removes everything it wrote, and the directories it created for the
+//! target, or names exactly what it could not remove. The in-place restore
+//! lives in `in_place`.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::beneath::Dir;
 use super::health::{self, KV_LAST_RESTORE_TEST, KV_VERIFIED_PREFIX, Outcome};
 use super::manifest::{BackupRecord, Manifest};
-use super::snapshot::{ABSOLUTE_PREFIX, Staging, config_root};
-use super::{BackupError, Backups, NoProgress, Progress, archive, pipe, restore};
+use super::restore::{Created, Limits};
+use super::snapshot::Staging;
+use super::{BackupError, Backups, Progress, archive, pipe, restore};
 use crate::store::Store;
 
 /// Where `steward restore` writes.
@@ -112,7 +123,9 @@ impl Backups {
             None => self.newest().await?.ok_or_else(|| BackupError::NotFound("(none yet)".into()))?,
         };
         let scratch = Staging::create(&self.config.state.dir, &scratch_name("verify", &record.id))?;
-        let (manifest, files, bytes) = self.fetch_checked(&record, &scratch.0, progress, false).await?;
+        // The scratch directory goes as a whole (`Staging`'s drop).
+        let (manifest, files, bytes) =
+            self.fetch_checked(&record, &scratch.0, progress, false, &mut Vec::new()).await?;
         drop(manifest);
         Ok(VerifyReport { id: record.id, files, bytes, archive_bytes: record.archive_bytes, duration_ms: 0 })
     }
@@ -130,15 +143,15 @@ impl Backups {
         let record = self.find(id).await?;
         match mode {
             RestoreMode::Into(dir) => {
-                prepare_target(&dir)?;
-                let (_, files, bytes) =
-                    self.fetch_checked(&record, &dir, progress, true).await.map_err(|e| match e {
-                        BackupError::Verify { id, mut problems } => {
-                            problems.push(format!("the files in {} are unverified; delete them", dir.display()));
-                            BackupError::Verify { id, problems }
-                        }
-                        other => other,
-                    })?;
+                if record.encrypted && self.identity.is_none() {
+                    return Err(BackupError::NoIdentity);
+                }
+                let made = prepare_target(&dir)?;
+                let mut created = Vec::new();
+                let (_, files, bytes) = match self.fetch_checked(&record, &dir, progress, true, &mut created).await {
+                    Ok(done) => done,
+                    Err(e) => return Err(abandon(e, &dir, &created, &made)),
+                };
                 if let Some(store) = store {
                     store.kv_set(&format!("{KV_VERIFIED_PREFIX}{}", record.id), &now_ms.to_string(), now_ms).await?;
                 }
@@ -155,73 +168,16 @@ impl Backups {
         }
     }
 
-    async fn restore_in_place(
-        &self,
-        record: &BackupRecord,
-        store: Option<&Store>,
-        now_ms: i64,
-        progress: Arc<dyn Progress>,
-        cancel: &CancellationToken,
-    ) -> Result<RestoreReport, BackupError> {
-        if let Some(pid) = crate::daemon::running_pid(&self.config.state.dir) {
-            return Err(BackupError::Restore(format!(
-                "steward run (pid {pid}) is using this state; stop it before restoring in place"
-            )));
-        }
-        let scratch = Staging::create(&self.config.state.dir, &scratch_name("inplace", &record.id))?;
-        let (manifest, files, bytes) = self.fetch_checked(record, &scratch.0, progress, false).await?;
-        // Only now, with a restore proven good, is the current state touched;
-        // and first it is saved.
-        let pre = self.backup_now(store, "pre-restore", now_ms, Arc::new(NoProgress), cancel).await?;
-        let mut skipped = Vec::new();
-        for entry in &manifest.files {
-            let Some(target) = self.in_place_target(&manifest, &entry.path) else {
-                skipped.push(entry.path.clone());
-                continue;
-            };
-            let is_db = Some(&entry.path) == manifest.db_entry.as_ref();
-            replace_file(&scratch.0.join(&entry.path), &target, is_db)?;
-        }
-        Ok(RestoreReport {
-            id: record.id.clone(),
-            target: config_root(&self.config),
-            files,
-            bytes,
-            pre_restore_backup: Some(pre.record.id),
-            skipped,
-        })
-    }
-
-    /// Where an archive entry goes in an in-place restore: the config file,
-    /// the store, or a file under a currently declared path (or the logs
-    /// dir). Anything else is not written: the archive does not get to
-    /// choose arbitrary places on this machine.
-    fn in_place_target(&self, manifest: &Manifest, entry: &str) -> Option<PathBuf> {
-        if entry == manifest.config_entry {
-            return Some(self.config.source_path.clone());
-        }
-        if Some(entry) == manifest.db_entry.as_deref() {
-            return Some(self.config.state.db_path());
-        }
-        let relative = restore::safe_relative(entry.as_bytes()).ok()?;
-        let target = match relative.strip_prefix(ABSOLUTE_PREFIX) {
-            Ok(rest) => Path::new("/").join(rest),
-            Err(_) => config_root(&self.config).join(relative),
-        };
-        let backup = self.config.backup.as_ref()?;
-        let logs = backup.include_logs.then_some(&self.config.logging.dir);
-        let allowed = backup.paths.iter().chain(logs).any(|root| target.starts_with(root));
-        allowed.then_some(target)
-    }
-
     /// Downloads and extracts `record` into `target` (existing, empty), then
-    /// runs every check. Returns the manifest, file count and bytes.
-    async fn fetch_checked(
+    /// runs every check. Returns the manifest, file count and bytes. What
+    /// the extraction created is in `created`, whatever the outcome.
+    pub(super) async fn fetch_checked(
         &self,
         record: &BackupRecord,
         target: &Path,
         progress: Arc<dyn Progress>,
         durable: bool,
+        created: &mut Vec<Created>,
     ) -> Result<(Manifest, u64, u64), BackupError> {
         progress.start(record.content_bytes);
         let (tx, rx) = mpsc::channel(pipe::PIPE_CHUNKS);
@@ -231,13 +187,18 @@ impl Backups {
             return Err(BackupError::NoIdentity);
         }
         let dir = target.to_path_buf();
+        let limits = Limits::of(record);
         let consumer = tokio::task::spawn_blocking(move || {
-            let reader = pipe::PipeReader::new(rx);
-            let tar = archive::open_archive(reader, encrypted, identity.as_ref())?;
-            restore::extract(tar, &dir, progress.as_ref(), durable)
+            let mut created = Vec::new();
+            let extracted = pipe::PipeReader::new(rx);
+            let extracted = archive::open_archive(extracted, encrypted, identity.as_ref())
+                .and_then(|tar| restore::extract(tar, &dir, limits, progress.as_ref(), durable, &mut created));
+            (created, extracted)
         });
         let downloaded = self.destination.download(&record.archive, tx).await;
-        let extracted = consumer.await.map_err(|e| BackupError::Restore(format!("the restore task failed: {e}")))?;
+        let (made, extracted) =
+            consumer.await.map_err(|e| BackupError::Restore(format!("the restore task failed: {e}")))?;
+        *created = made;
         let (archive_bytes, archive_sha) = downloaded?;
         let extracted = extracted?;
         let mut problems = extracted.problems;
@@ -252,6 +213,15 @@ impl Backups {
         };
         if manifest.id != record.id {
             problems.push(format!("the manifest names backup {}, not {}", manifest.id, record.id));
+        }
+        let listed = u64::try_from(manifest.files.len()).unwrap_or(u64::MAX);
+        let listed_bytes = manifest.files.iter().fold(0u64, |sum, f| sum.saturating_add(f.size));
+        if listed != record.files || listed_bytes != record.content_bytes {
+            problems.push(format!(
+                "the manifest lists {listed} files of {listed_bytes} bytes, but the record declares {} files of {} \
+                 bytes",
+                record.files, record.content_bytes
+            ));
         }
         let target_owned = target.to_path_buf();
         let checked = manifest.clone();
@@ -268,34 +238,35 @@ impl Backups {
     }
 }
 
+/// Largest config file the check reads into memory: a `steward.toml` is a
+/// few KB, and the parse must not be the way to exhaust memory.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
 /// Name of a scratch directory inside the state dir.
 /// (`snapshot` skips these when a declared path contains the state dir.)
-fn scratch_name(label: &str, id: &str) -> String {
+pub(super) fn scratch_name(label: &str, id: &str) -> String {
     format!(".restore-{label}-{id}")
 }
 
 /// The restored store passes `PRAGMA integrity_check` and the restored
-/// config parses; each problem names the file.
+/// config parses; each problem names the file. Both are opened beneath
+/// `target`, never through a link.
 fn check_restored(target: &Path, manifest: &Manifest) -> Vec<String> {
     let mut problems = Vec::new();
+    let root = match Dir::open_ambient(target) {
+        Ok(root) => root,
+        Err(e) => return vec![format!("cannot open {}: {e}", target.display())],
+    };
     if let Some(db_entry) = &manifest.db_entry {
-        let db = target.join(db_entry);
-        let result =
-            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).and_then(|conn| {
-                let mut stmt = conn.prepare("PRAGMA integrity_check")?;
-                let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
-                rows.collect::<Result<Vec<String>, _>>()
-            });
-        match result {
+        match check_store(&root, db_entry) {
             Ok(rows) if rows == ["ok"] => {}
             Ok(rows) => problems.push(format!("{db_entry}: integrity_check failed: {}", rows.join("; "))),
             Err(e) => problems.push(format!("{db_entry}: cannot be opened as SQLite: {e}")),
         }
     }
-    let config_path = target.join(&manifest.config_entry);
-    match std::fs::read_to_string(&config_path) {
-        Ok(text) => {
-            if let Err(err) = crate::config::parse(&text, &config_path) {
+    match read_config(&root, &manifest.config_entry) {
+        Ok((path, text)) => {
+            if let Err(err) = crate::config::parse(&text, &path) {
                 problems.push(format!(
                     "{}: the restored config does not load: {}",
                     manifest.config_entry,
@@ -308,9 +279,39 @@ fn check_restored(target: &Path, manifest: &Manifest) -> Vec<String> {
     problems
 }
 
-/// Creates `dir` (0700) or checks that it is empty: a restore never mixes
-/// with existing files.
-fn prepare_target(dir: &Path) -> Result<(), BackupError> {
+/// `PRAGMA integrity_check` of the extracted store `entry`: a regular file
+/// beneath `root` (checked through the [`Dir`]), opened read-only by SQLite
+/// without following a link.
+fn check_store(root: &Dir, entry: &str) -> Result<Vec<String>, String> {
+    let relative = restore::safe_relative(entry.as_bytes())?;
+    root.open_file(&relative).map_err(|e| e.to_string())?;
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW;
+    let result = rusqlite::Connection::open_with_flags(root.path().join(&relative), flags).and_then(|conn| {
+        let mut stmt = conn.prepare("PRAGMA integrity_check")?;
+        let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+        rows.collect::<Result<Vec<String>, _>>()
+    });
+    result.map_err(|e| e.to_string())
+}
+
+/// The extracted config `entry` (beneath `root`, at most
+/// [`MAX_CONFIG_BYTES`]) and the path it has in the restored tree.
+fn read_config(root: &Dir, entry: &str) -> Result<(PathBuf, String), String> {
+    let relative = restore::safe_relative(entry.as_bytes())?;
+    let file = root.open_file(&relative).map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text).map_err(|e| e.to_string())?;
+    if u64::try_from(text.len()).unwrap_or(u64::MAX) > MAX_CONFIG_BYTES {
+        return Err(format!("it is larger than {MAX_CONFIG_BYTES} bytes, which no steward config is"));
+    }
+    Ok((root.path().join(relative), text))
+}
+
+/// Creates `dir` (0700, with any missing parents) or checks that it is
+/// empty: a restore never mixes with existing files. Returns the
+/// directories it created, outermost first, so a failed restore removes
+/// them again.
+fn prepare_target(dir: &Path) -> Result<Vec<PathBuf>, BackupError> {
     match std::fs::read_dir(dir) {
         Ok(mut entries) => {
             if entries.next().is_some() {
@@ -319,37 +320,62 @@ fn prepare_target(dir: &Path) -> Result<(), BackupError> {
                     dir.display()
                 )));
             }
-            Ok(())
+            Ok(Vec::new())
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => crate::daemon::ensure_private_dir(dir)
-            .map_err(|e| BackupError::Restore(format!("cannot create {}: {e}", dir.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let missing: Vec<PathBuf> =
+                dir.ancestors().take_while(|d| std::fs::symlink_metadata(d).is_err()).map(Path::to_path_buf).collect();
+            let mut made = Vec::new();
+            for path in missing.into_iter().rev() {
+                if let Err(e) = std::fs::create_dir(&path) {
+                    let stayed = remove_dirs(&made);
+                    let left = if stayed.is_empty() { String::new() } else { format!("; left {}", stayed.join(", ")) };
+                    return Err(BackupError::Restore(format!("cannot create {}: {e}{left}", path.display())));
+                }
+                made.push(path);
+            }
+            crate::daemon::ensure_private_dir(dir)
+                .map_err(|e| BackupError::Restore(format!("cannot create {}: {e}", dir.display())))?;
+            Ok(made)
+        }
         Err(e) => Err(BackupError::Restore(format!("cannot use {}: {e}", dir.display()))),
     }
 }
 
-/// Puts `from` at `to` atomically (copy next to it, fsync, rename). For the
-/// store, the old `-wal`/`-shm` files go first: SQLite must not replay the
-/// old database's log into the restored one.
-fn replace_file(from: &Path, to: &Path, is_db: bool) -> Result<(), BackupError> {
-    let fail = |e: std::io::Error| BackupError::Restore(format!("cannot restore {}: {e}", to.display()));
-    if let Some(parent) = to.parent() {
-        std::fs::create_dir_all(parent).map_err(fail)?;
-    }
-    let mut tmp = to.as_os_str().to_owned();
-    tmp.push(".steward-restore");
-    let tmp = PathBuf::from(tmp);
-    std::fs::copy(from, &tmp).map_err(fail)?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(fail)?;
-    if is_db {
-        for suffix in ["-wal", "-shm"] {
-            let mut side = to.as_os_str().to_owned();
-            side.push(suffix);
-            match std::fs::remove_file(PathBuf::from(side)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(fail(e)),
-            }
+/// Removes the (empty) directories `made`, innermost first; returns those
+/// that stayed (someone else wrote into them).
+fn remove_dirs(made: &[PathBuf]) -> Vec<String> {
+    made.iter().rev().filter(|d| std::fs::remove_dir(d).is_err()).map(|d| d.display().to_string()).collect()
+}
+
+/// Takes back what a failed restore into `dir` wrote (`created`, then the
+/// directories `made` for it) and adds to `error` what it removed, or
+/// exactly what it could not.
+fn abandon(error: BackupError, dir: &Path, created: &[Created], made: &[PathBuf]) -> BackupError {
+    let left = restore::remove_created(dir, created);
+    let cleanup = if !left.is_empty() {
+        let left: Vec<String> = left.iter().map(|p| p.display().to_string()).collect();
+        format!(
+            "the restore removed what it could but left: {}; delete them before restoring there again",
+            left.join(", ")
+        )
+    } else {
+        let stayed = remove_dirs(made);
+        match (made.first(), stayed.is_empty()) {
+            (Some(top), true) => format!("the restore removed everything it had written, and {}", top.display()),
+            (None, true) => format!("the restore removed everything it had written; {} is as before", dir.display()),
+            (_, false) => format!(
+                "the restore removed everything it had written, but left the directories {} (someone else \
+                 wrote there)",
+                stayed.join(", ")
+            ),
         }
+    };
+    match error {
+        BackupError::Verify { id, mut problems } => {
+            problems.push(cleanup);
+            BackupError::Verify { id, problems }
+        }
+        other => BackupError::Abandoned { error: Box::new(other), cleanup },
     }
-    std::fs::rename(&tmp, to).map_err(fail)
 }
