@@ -278,6 +278,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     let backup_store = store.clone();
     let journal_store = store.clone();
     let introspect_store = store.clone();
+    let app = crate::gateway::router(Arc::clone(&pipeline), config.gateway.max_body_bytes);
     let supervisor = Supervisor::new(SupervisorInit {
         config,
         secrets: &secrets.load(),
@@ -287,6 +288,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
         redactor: Arc::clone(&redactor),
         events: events.clone(),
         launcher: options.launcher,
+        gateway: Some(app.clone()),
         settings: options.supervisor,
     })?;
     drop(agent_token_value);
@@ -313,7 +315,6 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
         let _ = std::fs::remove_file(&addr_path);
         return Err(err.into());
     }
-    let app = crate::gateway::router(Arc::clone(&pipeline), config.gateway.max_body_bytes);
     let drain = shutdown.clone();
     tracker.spawn(async move {
         // Responses are relayed as a stream: headers and body go out in

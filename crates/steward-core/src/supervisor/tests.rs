@@ -104,6 +104,7 @@ impl Harness {
             redactor,
             events: bus,
             launcher: Launcher::Direct,
+            gateway: None,
             settings,
         })
         .unwrap();
@@ -378,7 +379,7 @@ fn credentials_in_the_environment_are_dropped_or_refused() {
     let config = config_in(dir.path(), &format!("{}\nenv = {{ MODE = \"x\" }}", sh("true")), "");
     let process = config.agent.process.as_ref().unwrap();
     let spec =
-        launch::LaunchSpec::new(process, &config, &secrets, TOKEN, "http://127.0.0.1:1/", inherited, Launcher::Direct)
+        launch::LaunchSpec::new(process, &config, &secrets, TOKEN, "http://127.0.0.1:1/", inherited, Launcher::Direct, None)
             .unwrap();
     let env = spec.env();
     assert!(env.contains(&("PATH", "/usr/bin:/bin")));
@@ -392,7 +393,7 @@ fn credentials_in_the_environment_are_dropped_or_refused() {
         // supervisor's own value check must catch it.
         config_in(dir.path(), &format!("{}\nenv = {{ DB_URL = \"db.example/x?user=u&p={CANARY}\" }}", sh("true")), "");
     let process = config.agent.process.as_ref().unwrap();
-    let err = launch::LaunchSpec::new(process, &config, &secrets, TOKEN, "http://x", inherited, Launcher::Direct)
+    let err = launch::LaunchSpec::new(process, &config, &secrets, TOKEN, "http://x", inherited, Launcher::Direct, None)
         .unwrap_err();
     assert!(err.is_config_error());
     let text = err.to_string();

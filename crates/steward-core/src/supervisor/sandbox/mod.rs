@@ -314,7 +314,9 @@ fn enter_user_namespace(flags: CloneFlags) -> Result<(), BoxError> {
 fn clear_capabilities() -> Result<(), BoxError> {
     let setup = |what: &str, e: rustix::io::Errno| BoxError::Setup(format!("cannot {what}: {e}"));
     rustix::thread::clear_ambient_capability_set().map_err(|e| setup("clear the ambient capabilities", e))?;
-    rustix::thread::set_capabilities(None, rustix::thread::CapabilitySets::empty())
+    let none = rustix::thread::CapabilitySet::empty();
+    let sets = rustix::thread::CapabilitySets { effective: none, permitted: none, inheritable: none };
+    rustix::thread::set_capabilities(None, sets)
         .map_err(|e| setup("drop every capability", e))?;
     nix::sys::prctl::set_no_new_privs().map_err(|errno| BoxError::Refused {
         what: "set no_new_privs",
