@@ -56,7 +56,12 @@ fn wait_lines(path: &Path, n: usize) -> Vec<String> {
         if lines.len() >= n {
             return lines;
         }
-        assert!(Instant::now() < deadline, "{} has {} lines, expected {n}", path.display(), lines.len());
+        if Instant::now() >= deadline {
+            // The agent's own words say why it never wrote.
+            let log = path.parent().and_then(Path::parent).map(|d| d.join("state/logs/agent.log"));
+            let log = log.and_then(|l| std::fs::read_to_string(l).ok()).unwrap_or_default();
+            panic!("{} has {} lines, expected {n}; agent.log:\n{log}", path.display(), lines.len());
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -161,7 +166,9 @@ async fn stop_kills_a_process_group_that_ignores_sigterm_within_grace_and_resume
 
 /// Processes whose command line contains `marker` (`pgrep -f`).
 fn marked(marker: &str) -> Vec<u32> {
-    let out = std::process::Command::new("pgrep").args(["-f", marker]).output().unwrap();
+    // The lingerers' own command lines (the box's and init's hold the marker as an argument too).
+    let pattern = format!("done {marker}");
+    let out = std::process::Command::new("pgrep").args(["-f", &pattern]).output().unwrap();
     text(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).filter(|p| !dead(*p)).collect()
 }
 
@@ -193,8 +200,7 @@ if os.fork() == 0:
     os.setpgid(0, 0)
     linger("setpgid")
 time.sleep(0.3)
-open("ready", "a").write("x
-")
+open("ready", "a").write("x\n")
 if len(sys.argv) > 2:
     sys.exit(int(sys.argv[2]))
 linger("main")

@@ -219,17 +219,23 @@ const SETUID_FIX: &str = "steward needs CAP_SETUID and CAP_SETGID to run the age
                           root, or grant them (AmbientCapabilities=CAP_SETUID CAP_SETGID in the unit, or `setcap \
                           cap_setuid,cap_setgid=ep` on the binary)";
 
-fn build_and_run(spec: &BoxSpec, command: &[OsString]) -> Result<Outcome, BoxError> {
+/// Arms SIGKILL on steward's death and checks steward is still the parent:
+/// it may have died before the prctl, and then no signal would ever come.
+/// Called again after every change of credentials, which clears the setting.
+fn die_with_parent(parent: u32) -> Result<(), BoxError> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|errno| BoxError::Refused {
         what: "set the parent-death signal",
         errno,
         fix: "this kernel lacks prctl(PR_SET_PDEATHSIG)",
     })?;
-    // steward may have died between our fork and the prctl: then no signal
-    // would ever come, and the agent would run unsupervised.
-    if std::os::unix::process::parent_id() != spec.parent {
+    if std::os::unix::process::parent_id() != parent {
         return Err(BoxError::Orphaned);
     }
+    Ok(())
+}
+
+fn build_and_run(spec: &BoxSpec, command: &[OsString]) -> Result<Outcome, BoxError> {
+    die_with_parent(spec.parent)?;
     // From here on, a stop is forwarded to the init instead of ending the box early.
     let handled = handled_signals();
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&handled), None);
@@ -253,6 +259,8 @@ fn build_and_run(spec: &BoxSpec, command: &[OsString]) -> Result<Outcome, BoxErr
     }
     drop_privileges(spec.account.as_ref())?;
     clear_capabilities()?;
+    // Changing the uid cleared the parent-death signal.
+    die_with_parent(spec.parent)?;
 
     // The init's stdin: the read end of a pipe whose write end only this
     // process holds. It reads end-of-file once the box is gone, which is how
