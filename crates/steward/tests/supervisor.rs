@@ -712,3 +712,53 @@ async fn steward_only_network_reaches_the_gateway_and_nothing_else() {
     env.stop(false);
     env.assert_no_secret_leaked();
 }
+
+/// Bytes of every file under `dir` (the logs, their rotations, archives).
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+// 200 MiB go through the pipe as 200 lines of 1 MiB: each is cut at 16 KiB
+// (the rest read and discarded), so 3.2 MB are redacted and logged, three
+// times the budget, in seconds. Short lines carry the same pressure, but a
+// debug build redacts about 0.5 MB/s, which would make this test last
+// minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_mib_stdout_flood_never_takes_the_log_dir_over_max_total_size() {
+    const BUDGET: u64 = 1024 * 1024;
+    let script = "yes 'the agent reports: processed item, all good, moving on' | tr -d '\\n' | fold -w 1048576 \
+                  | head -n 200; echo flood done; exec sleep 1000";
+    let logging = format!("max_total_size = {BUDGET}\nmax_file_size = \"256KiB\"");
+    let mut env = Env::with_agent(&sh(script), &logging).await;
+    env.start();
+    let logs = env.state_dir().join("logs");
+    let (mut samples, mut peak) = (0_u32, 0_u64);
+    let deadline = Instant::now() + WAIT * 4;
+    loop {
+        let bytes = dir_bytes(&logs);
+        peak = peak.max(bytes);
+        samples += 1;
+        assert!(bytes <= BUDGET, "the log dir holds {bytes} bytes, over max_total_size = {BUDGET}");
+        let active = std::fs::read_to_string(logs.join("agent.log")).unwrap_or_default();
+        if active.contains("stdout flood done") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the flood did not end in time ({samples} samples, peak {peak})");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = text(&env.steward(&["logs", "agent", "-n", "100000"]).stdout);
+    assert!(log.contains("steward dropped the"), "no line says what was dropped");
+    assert!(peak > BUDGET / 2, "the budget was never approached (peak {peak}): not a flood");
+    eprintln!("flood: {samples} samples every 100 ms, peak {peak} of {BUDGET} bytes");
+    env.stop(false);
+    assert!(dir_bytes(&logs) <= BUDGET);
+    env.assert_no_secret_leaked();
+}

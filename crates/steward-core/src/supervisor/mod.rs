@@ -322,7 +322,13 @@ impl Supervisor {
                     Some(url) => Some(health::HealthCheck::new(url, init.settings.health_timeout)?),
                     None => None,
                 };
-                let log = Arc::new(LineLog::open(&config.logging.dir, AGENT, config.logging.max_file_size)?);
+                // The agent can flood its output: its log holds max_total_size at every write.
+                let log = Arc::new(LineLog::open_with_budget(
+                    &config.logging.dir,
+                    AGENT,
+                    config.logging.max_file_size,
+                    Some(config.logging.max_total_size),
+                )?);
                 (Some(spec), health, Some(log), process.min_uptime)
             }
         };
