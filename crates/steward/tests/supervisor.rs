@@ -587,10 +587,8 @@ async fn the_agent_cannot_read_credentials_nor_touch_the_store() {
     let report_path = env.work("report.json");
     let deadline = Instant::now() + WAIT;
     let report: Value = loop {
-        if let Ok(report) = std::fs::read(&report_path).map(|b| serde_json::from_slice(&b)) {
-            if let Ok(report) = report {
-                break report;
-            }
+        if let Ok(Ok(report)) = std::fs::read(&report_path).map(|b| serde_json::from_slice(&b)) {
+            break report;
         }
         assert!(Instant::now() < deadline, "no report; {}", env.daemon_log());
         std::thread::sleep(Duration::from_millis(50));

@@ -114,8 +114,7 @@ pub(super) fn usage(dir: &Path, family: Family) -> Result<(u64, Vec<(PathBuf, u6
         let name = entry.path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         family.is_rotated(name.strip_suffix(".zst").unwrap_or(name))
     };
-    let mut mine: Vec<(PathBuf, u64)> =
-        archives.iter().filter(|e| ours(e)).map(|e| (e.path.clone(), e.size)).collect();
+    let mut mine: Vec<(PathBuf, u64)> = archives.iter().filter(|e| ours(e)).map(|e| (e.path.clone(), e.size)).collect();
     mine.extend(rotated.iter().filter(|e| ours(e)).map(|e| (e.path.clone(), e.size)));
     Ok((total, mine))
 }

@@ -194,7 +194,13 @@ impl Writer {
         if files == 0 {
             return Ok(None);
         }
-        tracing::warn!(files, bytes, max_total, file = self.family.active, "dropped the oldest log files to stay under max_total_size");
+        tracing::warn!(
+            files,
+            bytes,
+            max_total,
+            file = self.family.active,
+            "dropped the oldest log files to stay under max_total_size"
+        );
         Ok(Some(format!(
             "{} steward dropped the {files} oldest {} file(s) ({bytes} bytes) to keep {} under [logging] \
              max_total_size ({max_total} bytes)",

@@ -32,8 +32,8 @@ use crate::secrets::introspect::{introspected_upstreams, load_record};
 use crate::secrets::{IntrospectionRecord, Resolution, Secrets};
 use crate::store::Store;
 
-pub use sandbox::NamespaceProbe;
 pub use git_scan::{MAX_SCANNED_FILE_BYTES, ScanOutcome, TrackedSecret, scan_tracked_files};
+pub use sandbox::NamespaceProbe;
 
 /// Outcome of one checklist item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]

@@ -5,7 +5,7 @@
 
 use super::{CheckResult, Context};
 use crate::config::{AgentNetwork, Environment};
-use crate::supervisor::sandbox::{Account, AccessError, check_private_paths};
+use crate::supervisor::sandbox::{AccessError, Account, check_private_paths};
 
 const SECTION: &str = "Agent sandbox";
 

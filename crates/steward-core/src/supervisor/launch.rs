@@ -98,7 +98,6 @@ impl LaunchSpec {
         steward_url: &str,
         inherited: impl Fn(&str) -> Option<String>,
         launcher: Launcher,
-        account: Option<sandbox::Account>,
     ) -> Result<Self, SupervisorError> {
         // Every form the redactor would redact: a value the agent could decode back is a credential too.
         let credentials: Vec<(&str, String)> = config
@@ -115,9 +114,8 @@ impl LaunchSpec {
                 forms.into_iter().map(move |form| (name, form))
             })
             .collect();
-        let holds_credential = |value: &str| {
-            credentials.iter().find(|(_, form)| value.contains(form.as_str())).map(|(name, _)| *name)
-        };
+        let holds_credential =
+            |value: &str| credentials.iter().find(|(_, form)| value.contains(form.as_str())).map(|(name, _)| *name);
 
         let mut env: Vec<(String, SecretString)> = Vec::new();
         let mut set = |name: &str, value: String| {
@@ -167,7 +165,13 @@ impl LaunchSpec {
             };
             set(name, value);
         }
-        Ok(Self { process: process.clone(), env, launcher, account, gateway_port })
+        Ok(Self { process: process.clone(), env, launcher, account: None, gateway_port })
+    }
+
+    /// Runs the agent as `account` (`[agent] user`, resolved and checked).
+    pub fn with_account(mut self, account: Option<sandbox::Account>) -> Self {
+        self.account = account;
+        self
     }
 
     /// The names and values of the agent's environment (tests).

@@ -583,7 +583,10 @@ impl Supervisor {
         if let Some(record) = record
             && group::reap(&record).await
         {
-            tracing::warn!(pid = record.pid, "the agent's last run was still alive (steward did not stop it); killed it");
+            tracing::warn!(
+                pid = record.pid,
+                "the agent's last run was still alive (steward did not stop it); killed it"
+            );
         }
     }
 
@@ -608,7 +611,9 @@ impl Supervisor {
                         tracing::error!(error = %err, "the gateway inside the agent's namespace stopped");
                     }
                 }
-                Err(err) => tracing::error!(error = %err, "the agent cannot reach steward: no gateway in its network namespace"),
+                Err(err) => {
+                    tracing::error!(error = %err, "the agent cannot reach steward: no gateway in its network namespace")
+                }
             }
         }))
     }

@@ -316,8 +316,8 @@ impl Supervisor {
                     &format!("http://{}", init.gateway_addr),
                     |name| std::env::var(name).ok(),
                     init.launcher,
-                    account,
-                )?;
+                )?
+                .with_account(account);
                 let health = match &process.health_url {
                     Some(url) => Some(health::HealthCheck::new(url, init.settings.health_timeout)?),
                     None => None,

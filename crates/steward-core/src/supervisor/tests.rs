@@ -379,7 +379,7 @@ fn credentials_in_the_environment_are_dropped_or_refused() {
     let config = config_in(dir.path(), &format!("{}\nenv = {{ MODE = \"x\" }}", sh("true")), "");
     let process = config.agent.process.as_ref().unwrap();
     let spec =
-        launch::LaunchSpec::new(process, &config, &secrets, TOKEN, "http://127.0.0.1:1/", inherited, Launcher::Direct, None)
+        launch::LaunchSpec::new(process, &config, &secrets, TOKEN, "http://127.0.0.1:1/", inherited, Launcher::Direct)
             .unwrap();
     let env = spec.env();
     assert!(env.contains(&("PATH", "/usr/bin:/bin")));
@@ -393,7 +393,7 @@ fn credentials_in_the_environment_are_dropped_or_refused() {
         // supervisor's own value check must catch it.
         config_in(dir.path(), &format!("{}\nenv = {{ DB_URL = \"db.example/x?user=u&p={CANARY}\" }}", sh("true")), "");
     let process = config.agent.process.as_ref().unwrap();
-    let err = launch::LaunchSpec::new(process, &config, &secrets, TOKEN, "http://x", inherited, Launcher::Direct, None)
+    let err = launch::LaunchSpec::new(process, &config, &secrets, TOKEN, "http://x", inherited, Launcher::Direct)
         .unwrap_err();
     assert!(err.is_config_error());
     let text = err.to_string();

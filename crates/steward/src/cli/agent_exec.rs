@@ -37,7 +37,9 @@ pub fn run(args: Args) -> ExitCode {
         Ok(spec) => spec,
         Err(err) => {
             // The agent's stderr is captured: this line ends up in `steward logs agent`.
-            anstream::eprintln!("steward: the agent's box got an unreadable spec ({err}); is this steward's own binary?");
+            anstream::eprintln!(
+                "steward: the agent's box got an unreadable spec ({err}); is this steward's own binary?"
+            );
             return ExitCode::from(EXIT_BOX_REFUSED);
         }
     };

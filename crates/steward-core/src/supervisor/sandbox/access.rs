@@ -32,7 +32,9 @@ pub enum AccessError {
         user: String,
     },
     /// `[agent] group` names no group of this machine.
-    #[error("[agent] group {group:?} does not exist on this machine; create it (`sudo groupadd --system {group}`) or remove group")]
+    #[error(
+        "[agent] group {group:?} does not exist on this machine; create it (`sudo groupadd --system {group}`) or remove group"
+    )]
     UnknownGroup {
         /// As configured.
         group: String,
@@ -94,7 +96,10 @@ enum Guard {
 pub fn check_private_paths(config: &Config, account: Option<&Account>) -> Result<(), AccessError> {
     let own_uid = nix::unistd::geteuid().as_raw();
     let Some(account) = account else {
-        return Err(AccessError::SameUser { who: if own_uid == 0 { "root" } else { "steward's own user" }, uid: own_uid });
+        return Err(AccessError::SameUser {
+            who: if own_uid == 0 { "root" } else { "steward's own user" },
+            uid: own_uid,
+        });
     };
     if account.uid == 0 {
         return Err(AccessError::SameUser { who: "root", uid: 0 });
@@ -146,7 +151,12 @@ fn check_one(path: &Path, guard: Guard, account: &Account) -> Result<(), AccessE
                     nix::unistd::geteuid(),
                     p = parent.display()
                 );
-                return Err(exposed("replace", path, format!("it can write {}: {}", parent.display(), why(&meta, account)), fix));
+                return Err(exposed(
+                    "replace",
+                    path,
+                    format!("it can write {}: {}", parent.display(), why(&meta, account)),
+                    fix,
+                ));
             }
         }
         child = parent;

@@ -54,7 +54,6 @@ mod net;
 
 use std::ffi::OsString;
 use std::io::Write as _;
-use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt as _;
 use std::process::{Command, Stdio};
 
@@ -65,7 +64,7 @@ use nix::unistd::{Gid, Pid, Uid};
 
 pub use access::{AccessError, Exposure, check_private_paths};
 pub use init::run_init;
-pub use net::{receive_listener, LISTENER_TIMEOUT};
+pub use net::{LISTENER_TIMEOUT, receive_listener};
 
 /// Exit code of a box that could not be built (`EX_CONFIG`): the supervisor
 /// does not restart it, and `agent.log` says why.
@@ -252,7 +251,9 @@ fn build_and_run(spec: &BoxSpec, command: &[OsString]) -> Result<Outcome, BoxErr
             drop_privileges(spec.account.as_ref())?;
             enter_user_namespace(flags)?;
         }
-        Err(errno) => return Err(BoxError::Refused { what: "create the agent's namespaces", errno, fix: NAMESPACE_FIX }),
+        Err(errno) => {
+            return Err(BoxError::Refused { what: "create the agent's namespaces", errno, fix: NAMESPACE_FIX });
+        }
     }
     if let Some(port) = spec.gateway_port {
         net::open_gateway(port).map_err(|e| BoxError::Setup(e.to_string()))?;
@@ -274,7 +275,7 @@ fn build_and_run(spec: &BoxSpec, command: &[OsString]) -> Result<Outcome, BoxErr
         .arg(spec.grace_ms.to_string())
         .arg("--")
         .args(command)
-        .stdin(Stdio::from(OwnedFd::from(alive_read)))
+        .stdin(Stdio::from(alive_read))
         .spawn()
         .map_err(BoxError::Init)?;
     let init = Pid::from_raw(i32::try_from(init.id()).unwrap_or(i32::MAX));
@@ -324,8 +325,7 @@ fn clear_capabilities() -> Result<(), BoxError> {
     rustix::thread::clear_ambient_capability_set().map_err(|e| setup("clear the ambient capabilities", e))?;
     let none = rustix::thread::CapabilitySet::empty();
     let sets = rustix::thread::CapabilitySets { effective: none, permitted: none, inheritable: none };
-    rustix::thread::set_capabilities(None, sets)
-        .map_err(|e| setup("drop every capability", e))?;
+    rustix::thread::set_capabilities(None, sets).map_err(|e| setup("drop every capability", e))?;
     nix::sys::prctl::set_no_new_privs().map_err(|errno| BoxError::Refused {
         what: "set no_new_privs",
         errno,
