@@ -540,9 +540,9 @@ if len(sys.argv) > 5:
     if os.fork() == 0:
         os.setsid()
         if os.fork() == 0:
-            os.execvp("sh", ["sh", "-c", 'while :; do "$0" resume --config "$1" >/dev/null 2>&1; '
-                             'printf x >> "$2"/steward.db 2>/dev/null; sleep 0.05; done', steward, config, state,
-                             sys.argv[5]])
+            os.execvp("sh", ["sh", "-c", 'while :; do "$1" resume --config "$2" >/dev/null 2>&1; '
+                             'printf x >> "$3"/steward.db 2>/dev/null; sleep 0.05; done', sys.argv[5], steward,
+                             config, state])
         os._exit(0)
 os.execvp("sleep", ["sleep", "1000"])
 "#;

@@ -263,12 +263,22 @@ impl Validator<'_> {
             }
             self.account(group, "group", "steward-agent")
         });
+        let network_span = raw.network.as_ref().map(Spanned::span);
         let network = self.choice(
             raw.network,
             "network",
             &[("host", AgentNetwork::Host), ("steward-only", AgentNetwork::StewardOnly)],
             AgentNetwork::Host,
         );
+        if let (AgentNetwork::StewardOnly, Some(_), Some(span)) = (network, &health_url, network_span) {
+            self.push(Problem::new(
+                span,
+                "health_url cannot be checked with network = \"steward-only\": the agent's endpoints are inside its \
+                 own network namespace, out of steward's reach",
+                "health_url unreachable",
+                "remove health_url (liveness is then the process being alive), or use network = \"host\"",
+            ));
+        }
         Some(AgentProcess { command, workdir, env, health_url, stop_grace, min_uptime, user, group, network })
     }
 
