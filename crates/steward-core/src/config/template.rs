@@ -52,9 +52,9 @@ environment = "prod"
 # `sudo steward init` creates steward-agent; steward needs root or
 # CAP_SETUID/CAP_SETGID to switch to it.
 #user = "steward-agent"
-# "steward-only": the agent gets its own network namespace in which the only
-# reachable endpoint is steward's gateway. "host" (default): the host network.
-#network = "steward-only"
+# network = "steward-only" gives the agent its own network namespace in which
+# the only reachable endpoint is steward's gateway (health_url then cannot be
+# checked: drop it). The default, "host", is the host's network.
 
 [gateway]
 # Where the agent reaches steward. Keep it on loopback: whoever can reach this
@@ -376,7 +376,6 @@ mod tests {
         let process = c.agent.process.unwrap();
         assert_eq!(process.command, ["python3", "agent.py"]);
         assert_eq!(process.user.as_deref(), Some("steward-agent"));
-        assert_eq!(process.network, crate::config::AgentNetwork::StewardOnly);
         assert_eq!(process.health_url.as_deref(), Some("http://127.0.0.1:8081/health"));
         assert_eq!(c.credentials["social"].source, CredentialSource::Env("SOCIAL_TOKEN".into()));
         assert_eq!(c.credentials["social"].scopes, ["write:statuses", "read:accounts"]);
