@@ -1,6 +1,7 @@
 //! Known secrets: the exact credential values steward loaded, and every
 //! encoded form under which they commonly leak (base64 in its four
-//! variants and at every byte alignment, percent-encoding, JSON escaping).
+//! variants and at every byte alignment, percent-encoding, hex, JSON
+//! escaping).
 //!
 //! The forms are computed once at build time and matched with one
 //! Aho-Corasick automaton. The values themselves never appear in a finding's
@@ -63,6 +64,10 @@ pub(crate) fn forms(value: &str) -> Vec<String> {
     }
     let form = utf8_percent_encode(value, COMPONENT).to_string().replace("%20", "+");
     out.push(form);
+    // Hex dumps and `xxd -p`: both cases.
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    out.push(hex.to_ascii_uppercase());
+    out.push(hex);
     if let Ok(quoted) = serde_json::to_string(value)
         && let Some(inner) = quoted.get(1..quoted.len().saturating_sub(1))
     {
@@ -134,6 +139,8 @@ mod tests {
         assert!(f.contains(&"p@ss\\/wörd+1 x\\\"y".to_owned()));
         assert!(f.contains(&"p@ss/w\\u00f6rd+1 x\\\"y".to_owned()));
         assert!(f.iter().any(|x| x.contains("%c3%b6")));
+        assert!(f.contains(&"704073732f77c3b672642b3120782279".to_owned()));
+        assert!(f.contains(&"704073732F77C3B672642B3120782279".to_owned()));
     }
 
     #[test]

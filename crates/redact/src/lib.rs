@@ -54,6 +54,15 @@ mod stream;
 
 pub use stream::{DEFAULT_TAIL, MAX_HOLD, StreamRedactor};
 
+/// Every form of a secret value the redactor matches (raw, base64 in each
+/// variant and alignment, percent-encoded, hex, JSON-escaped), raw first.
+/// Values shorter than 4 bytes yield nothing. For checks that must agree
+/// with the redactor about what "contains the secret" means, such as the
+/// agent's environment hygiene.
+pub fn encoded_forms(value: &str) -> Vec<String> {
+    known::forms(value)
+}
+
 use scan::Engine;
 
 /// Kind reported when the redactor could not be built: the whole text is

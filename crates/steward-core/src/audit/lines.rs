@@ -68,9 +68,24 @@ impl LineLog {
     /// and starts the writer thread. The active file rotates before it would
     /// grow past `max_file_size`.
     pub fn open(dir: &Path, family: Family, max_file_size: u64) -> Result<LineLog, AuditError> {
+        Self::open_with_budget(dir, family, max_file_size, None)
+    }
+
+    /// [`LineLog::open`], and with `budget`, the directory's `max_total_size`
+    /// holds at every write, not only when retention runs: before a line
+    /// would take the directory past it, this family's oldest rotations
+    /// (archives first) are deleted and one line says what was dropped. The
+    /// agent's log, which the agent can flood at will, is opened this way;
+    /// the other families' files are never deleted by it.
+    pub fn open_with_budget(
+        dir: &Path,
+        family: Family,
+        max_file_size: u64,
+        budget: Option<u64>,
+    ) -> Result<LineLog, AuditError> {
         writer::create_private_dir(dir)?;
         let healthy = Arc::new(AtomicBool::new(true));
-        let writer = writer::Writer::open(dir, family, max_file_size, Arc::clone(&healthy))?;
+        let writer = writer::Writer::open(dir, family, max_file_size, Arc::clone(&healthy))?.with_budget(budget);
         let (queue, rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(format!("steward-log-{}", family.prefix.trim_end_matches('-')))

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use super::{AuditError, FAMILIES};
+use super::{AuditError, FAMILIES, Family};
 use crate::config::{AfterRetention, LoggingConfig};
 
 /// zstd level for archives: zstd's default, a good ratio on JSON at a
@@ -98,6 +98,25 @@ pub(super) fn run(cfg: &LoggingConfig, now: SystemTime) -> Result<RetentionRepor
     }
     report.total_bytes = total;
     Ok(report)
+}
+
+/// Bytes of everything retention counts against `max_total_size` in `dir`
+/// (active files, rotated files, archives), and `family`'s rotated files and
+/// archives, oldest first: what a budgeted writer may delete.
+pub(super) fn usage(dir: &Path, family: Family) -> Result<(u64, Vec<(PathBuf, u64)>), AuditError> {
+    let archive_dir = dir.join(ARCHIVE_DIR);
+    let archives = if archive_dir.is_dir() { list(&archive_dir, is_archive)? } else { Vec::new() };
+    let rotated = list(dir, is_rotated)?;
+    let active: u64 =
+        FAMILIES.iter().map(|family| std::fs::metadata(dir.join(family.active)).map_or(0, |m| m.len())).sum();
+    let total = active + archives.iter().chain(&rotated).map(|f| f.size).sum::<u64>();
+    let ours = |entry: &Entry| {
+        let name = entry.path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        family.is_rotated(name.strip_suffix(".zst").unwrap_or(name))
+    };
+    let mut mine: Vec<(PathBuf, u64)> = archives.iter().filter(|e| ours(e)).map(|e| (e.path.clone(), e.size)).collect();
+    mine.extend(rotated.iter().filter(|e| ours(e)).map(|e| (e.path.clone(), e.size)));
+    Ok((total, mine))
 }
 
 /// `audit-<stamp>-<seq>.jsonl`, `agent-<stamp>-<seq>.log`; never an active file.

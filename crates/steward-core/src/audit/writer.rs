@@ -19,6 +19,13 @@ use super::{AuditError, Family, SYNC_INTERVAL};
 /// and the wait of the first record in it.
 const MAX_BATCH: usize = 4096;
 
+/// How stale the budgeted writer's picture of the directory may get before
+/// it lists it again: the other logs grow meanwhile, by little.
+const BUDGET_RESCAN: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Room kept for the one line that says what was dropped.
+const NOTE_ROOM: u64 = 256;
+
 /// Chunk read backwards when looking for the last line break of a file.
 const TAIL_CHUNK: u64 = 64 * 1024;
 
@@ -81,6 +88,18 @@ pub(super) struct Writer {
     /// batch (a multi-millisecond fsync once a second was the audit log's p99).
     /// Capacity 1: while a sync is still running, the next round is skipped.
     syncer: Option<std::sync::mpsc::SyncSender<File>>,
+    /// `max_total_size` held at every write (see `LineLog::open_with_budget`).
+    budget: Option<Budget>,
+}
+
+/// A budgeted writer's picture of its directory.
+struct Budget {
+    /// `max_total_size`.
+    max_total: u64,
+    /// Bytes in the directory when last listed, plus what was written since.
+    total: u64,
+    /// When the directory was last listed; `None`: never.
+    scanned: Option<Instant>,
 }
 
 impl Writer {
@@ -102,9 +121,93 @@ impl Writer {
             seq: 0,
             healthy,
             syncer: spawn_syncer(),
+            budget: None,
         };
         writer.ensure_open()?;
         Ok(writer)
+    }
+
+    /// Holds `max_total` at every write (see `LineLog::open_with_budget`).
+    /// The active file then rotates at a quarter of the budget at most, so
+    /// that old output can go before new output does.
+    pub(super) fn with_budget(mut self, max_total: Option<u64>) -> Self {
+        if let Some(max_total) = max_total {
+            self.max_file_size = self.max_file_size.min(max_total / 4).max(NOTE_ROOM * 4);
+            self.budget = Some(Budget { max_total, total: 0, scanned: None });
+        }
+        self
+    }
+
+    /// Whether `len` more bytes surely fit (no budget, or a fresh picture
+    /// of the directory with room to spare); counts them if so.
+    fn fits_budget(&mut self, len: u64) -> bool {
+        let Some(budget) = self.budget.as_mut() else { return true };
+        let fresh = budget.scanned.is_some_and(|t| t.elapsed() < BUDGET_RESCAN);
+        if fresh && budget.total + len + NOTE_ROOM <= budget.max_total {
+            budget.total += len;
+            return true;
+        }
+        false
+    }
+
+    /// Makes room for `len` more bytes (`pending` are buffered, not yet
+    /// written) under the budget: deletes this family's oldest rotations,
+    /// then, if still needed, rotates the active file away and deletes it.
+    /// Returns the note to log about what was dropped, or an error when even
+    /// an empty family does not fit (the other logs fill the budget).
+    fn make_room(&mut self, len: u64, pending: u64) -> Result<Option<String>, AuditError> {
+        let Some(budget) = self.budget.as_ref() else { return Ok(None) };
+        let (mut total, mut victims) = super::retention::usage(&self.dir, self.family)?;
+        total += pending;
+        let (mut files, mut bytes) = (0_u64, 0_u64);
+        let max_total = budget.max_total;
+        victims.reverse();
+        let mut rotated_active = false;
+        while total + len + NOTE_ROOM > max_total {
+            let victim = match victims.pop() {
+                Some(victim) => victim,
+                None if !rotated_active && self.active.as_ref().is_some_and(|a| a.size > 0) => {
+                    // Nothing older left: the active file's lines are the oldest now.
+                    rotated_active = true;
+                    let path = self.rotated_path();
+                    self.rotate_to(&path)?;
+                    let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+                    (path, size)
+                }
+                None => {
+                    return Err(AuditError::io(
+                        "write",
+                        &self.active_path,
+                        std::io::Error::other("the other logs fill [logging] max_total_size"),
+                    ));
+                }
+            };
+            std::fs::remove_file(&victim.0).map_err(|e| AuditError::io("delete", &victim.0, e))?;
+            total = total.saturating_sub(victim.1);
+            files += 1;
+            bytes += victim.1;
+        }
+        if let Some(budget) = self.budget.as_mut() {
+            budget.total = total + len;
+            budget.scanned = Some(Instant::now());
+        }
+        if files == 0 {
+            return Ok(None);
+        }
+        tracing::warn!(
+            files,
+            bytes,
+            max_total,
+            file = self.family.active,
+            "dropped the oldest log files to stay under max_total_size"
+        );
+        Ok(Some(format!(
+            "{} steward dropped the {files} oldest {} file(s) ({bytes} bytes) to keep {} under [logging] \
+             max_total_size ({max_total} bytes)",
+            super::format_ts(SystemTime::now()),
+            self.family.active,
+            self.dir.display()
+        )))
     }
 
     /// The thread's loop: until shutdown or every sender is gone.
@@ -166,6 +269,28 @@ impl Writer {
         let mut lines = lines.into_iter();
         while let Some((line, ack)) = lines.next() {
             let len = u64::try_from(line.len()).unwrap_or(u64::MAX).saturating_add(1);
+            if !self.fits_budget(len) {
+                // Whatever was buffered goes to the file first: the picture of the directory is then exact.
+                let room = self.flush(&mut buf).and_then(|()| {
+                    ack_ok(pending.drain(..));
+                    self.make_room(len, 0)
+                });
+                match room {
+                    Ok(None) => {}
+                    Ok(Some(note)) => {
+                        buf.extend_from_slice(note.as_bytes());
+                        buf.push(b'\n');
+                    }
+                    Err(e) => {
+                        let _ = ack.send(Err(e.clone()));
+                        if !self.healthy.swap(false, Ordering::AcqRel) {
+                            continue;
+                        }
+                        tracing::error!(error = %e, file = self.family.active, "log write failed");
+                        continue;
+                    }
+                }
+            }
             let used = self.active.as_ref().map_or(0, |a| a.size) + u64::try_from(buf.len()).unwrap_or(u64::MAX);
             if used > 0 && used.saturating_add(len) > self.max_file_size {
                 let rotated = self.flush(&mut buf).and_then(|()| {
@@ -259,6 +384,12 @@ impl Writer {
 
     /// Syncs and renames the active file, then opens a fresh one.
     fn rotate(&mut self) -> Result<(), AuditError> {
+        let target = self.rotated_path();
+        self.rotate_to(&target)
+    }
+
+    /// [`Writer::rotate`] to a given name.
+    fn rotate_to(&mut self, target: &Path) -> Result<(), AuditError> {
         let Some(active) = self.active.take() else {
             return self.ensure_open();
         };
@@ -268,8 +399,7 @@ impl Writer {
         }
         self.dirty = false;
         self.last_sync = Instant::now();
-        let target = self.rotated_path();
-        if let Err(e) = std::fs::rename(&self.active_path, &target) {
+        if let Err(e) = std::fs::rename(&self.active_path, target) {
             self.active = Some(active);
             return Err(AuditError::io("rotate", &self.active_path, e));
         }

@@ -89,6 +89,37 @@ pub struct AgentProcess {
     pub stop_grace: Duration,
     /// An exit sooner than this after start counts towards the crash loop.
     pub min_uptime: Duration,
+    /// `[agent] user`: the account the agent runs as (name or numeric uid),
+    /// so that it cannot read or write what steward owns. `None`: steward's
+    /// own uid, which steward accepts only when the agent's box hides the
+    /// store from it (see `supervisor::sandbox`).
+    pub user: Option<String>,
+    /// `[agent] group` (name or numeric gid); `None`: the user's primary group.
+    pub group: Option<String>,
+    /// `[agent] network`: whether the agent may reach anything but steward.
+    pub network: AgentNetwork,
+}
+
+/// `[agent] network`: what the agent's network is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AgentNetwork {
+    /// The host's network, as any process (the default).
+    #[default]
+    Host,
+    /// Its own network namespace, in which the only reachable endpoint is
+    /// steward's gateway: "the agent reaches the world only through steward"
+    /// becomes a property of the kernel, not a convention.
+    StewardOnly,
+}
+
+impl AgentNetwork {
+    /// The word used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentNetwork::Host => "host",
+            AgentNetwork::StewardOnly => "steward-only",
+        }
+    }
 }
 
 /// Deployment environment of the agent or of a credential.

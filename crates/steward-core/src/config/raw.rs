@@ -110,6 +110,12 @@ pub(super) struct RawAgent {
     pub stop_grace: Option<Spanned<DurationText>>,
     /// A duration.
     pub min_uptime: Option<Spanned<DurationText>>,
+    /// A user name (or numeric uid) the agent runs as.
+    pub user: Option<Spanned<String>>,
+    /// A group name (or numeric gid); defaults to the user's primary group.
+    pub group: Option<Spanned<String>>,
+    /// `host` | `steward-only`
+    pub network: Option<Spanned<String>>,
 }
 
 /// `[gateway]`

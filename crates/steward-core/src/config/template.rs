@@ -47,6 +47,14 @@ environment = "prod"
 # Five exits within 10 minutes, each sooner than this after its start, are a
 # crash loop: the agent is not restarted until `steward resume`.
 #min_uptime = "10s"
+# The account the agent runs as (required with command: an agent running as
+# steward's own user could read its credentials and release its kill switch).
+# `sudo steward init` creates steward-agent; steward needs root or
+# CAP_SETUID/CAP_SETGID to switch to it.
+#user = "steward-agent"
+# network = "steward-only" gives the agent its own network namespace in which
+# the only reachable endpoint is steward's gateway (health_url then cannot be
+# checked: drop it). The default, "host", is the host's network.
 
 [gateway]
 # Where the agent reaches steward. Keep it on loopback: whoever can reach this
@@ -367,6 +375,7 @@ mod tests {
         let c = ok(&uncommented);
         let process = c.agent.process.unwrap();
         assert_eq!(process.command, ["python3", "agent.py"]);
+        assert_eq!(process.user.as_deref(), Some("steward-agent"));
         assert_eq!(process.health_url.as_deref(), Some("http://127.0.0.1:8081/health"));
         assert_eq!(c.credentials["social"].source, CredentialSource::Env("SOCIAL_TOKEN".into()));
         assert_eq!(c.credentials["social"].scopes, ["write:statuses", "read:accounts"]);

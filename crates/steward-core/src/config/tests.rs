@@ -897,3 +897,32 @@ fn literal_secrets_anywhere_in_the_file_are_refused() {
     let shown = render(&e);
     assert!(!shown.contains(&token), "the report repeats the secret:\n{shown}");
 }
+
+#[test]
+fn agent_user_group_and_network_are_validated() {
+    let base = "[agent]\nname = \"a\"\ncommand = [\"true\"]\n";
+    let c = parse(
+        &format!("{base}user = \"steward-agent\"\ngroup = \"agents\"\nnetwork = \"steward-only\"\n"),
+        Path::new("/srv/a/steward.toml"),
+    )
+    .unwrap();
+    let process = c.agent.process.unwrap();
+    assert_eq!(process.user.as_deref(), Some("steward-agent"));
+    assert_eq!(process.group.as_deref(), Some("agents"));
+    assert_eq!(process.network, AgentNetwork::StewardOnly);
+    for (extra, expected) in [
+        ("group = \"agents\"\n", "group is set without user"),
+        ("user = \"-rf\"\n", "is not a user or group name"),
+        ("network = \"none\"\n", "network \"none\" is not one of host, steward-only"),
+        (
+            "network = \"steward-only\"\nhealth_url = \"http://127.0.0.1:8081/health\"\n",
+            "health_url cannot be checked with network = \"steward-only\"",
+        ),
+    ] {
+        let err = parse(&format!("{base}{extra}"), Path::new("/srv/a/steward.toml")).unwrap_err();
+        // Debug escapes the quotes of the messages.
+        assert!(format!("{err:?}").replace('\\', "").contains(expected), "{extra}: {err:?}");
+    }
+    let err = parse("[agent]\nname = \"a\"\nuser = \"x\"\n", Path::new("/srv/a/steward.toml")).unwrap_err();
+    assert!(format!("{err:?}").contains("user is set but [agent] has no command"), "{err:?}");
+}

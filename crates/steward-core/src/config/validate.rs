@@ -221,6 +221,9 @@ impl Validator<'_> {
                 ("health_url", raw_span(&raw.health_url)),
                 ("stop_grace", raw_span(&raw.stop_grace)),
                 ("min_uptime", raw_span(&raw.min_uptime)),
+                ("user", raw_span(&raw.user)),
+                ("group", raw_span(&raw.group)),
+                ("network", raw_span(&raw.network)),
             ];
             for (key, span) in orphans {
                 if let Some(span) = span {
@@ -248,7 +251,55 @@ impl Validator<'_> {
         });
         let stop_grace = self.timeout(raw.stop_grace, "stop_grace", "10s", DEFAULT_STOP_GRACE);
         let min_uptime = self.timeout(raw.min_uptime, "min_uptime", "10s", DEFAULT_MIN_UPTIME);
-        Some(AgentProcess { command, workdir, env, health_url, stop_grace, min_uptime })
+        let user = raw.user.map(|user| self.account(user, "user", "steward-agent"));
+        let group = raw.group.map(|group| {
+            if user.is_none() {
+                self.push(Problem::new(
+                    group.span(),
+                    "group is set without user",
+                    "no user",
+                    "add user = \"steward-agent\" to [agent] (the group alone would leave the agent with steward's uid)",
+                ));
+            }
+            self.account(group, "group", "steward-agent")
+        });
+        let network_span = raw.network.as_ref().map(Spanned::span);
+        let network = self.choice(
+            raw.network,
+            "network",
+            &[("host", AgentNetwork::Host), ("steward-only", AgentNetwork::StewardOnly)],
+            AgentNetwork::Host,
+        );
+        if let (AgentNetwork::StewardOnly, Some(_), Some(span)) = (network, &health_url, network_span) {
+            self.push(Problem::new(
+                span,
+                "health_url cannot be checked with network = \"steward-only\": the agent's endpoints are inside its \
+                 own network namespace, out of steward's reach",
+                "health_url unreachable",
+                "remove health_url (liveness is then the process being alive), or use network = \"host\"",
+            ));
+        }
+        Some(AgentProcess { command, workdir, env, health_url, stop_grace, min_uptime, user, group, network })
+    }
+
+    /// `[agent] user` / `group`: a name or a numeric id. Whether it exists is
+    /// checked where the agent is started (this config may be checked on
+    /// another machine).
+    fn account(&mut self, raw: Spanned<String>, key: &str, example: &str) -> String {
+        let text = raw.get_ref();
+        let valid = !text.is_empty()
+            && text.len() <= 32
+            && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            && !text.starts_with('-');
+        if !valid {
+            self.push(Problem::new(
+                raw.span(),
+                format!("{key} {text:?} is not a user or group name"),
+                "invalid name",
+                format!("name an account of this machine, like {key} = \"{example}\" (`steward init` creates it)"),
+            ));
+        }
+        raw.into_inner()
     }
 
     fn agent_command(&mut self, command: Spanned<Vec<Spanned<String>>>) -> Vec<String> {

@@ -209,6 +209,23 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), DaemonError> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)
 }
 
+/// The database and its WAL and shared-memory files are created by SQLite
+/// with the umask's mode (0644): made 0600 like everything else steward owns.
+fn restrict_store_files(db: &Path) -> Result<(), DaemonError> {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let path = PathBuf::from(name);
+        match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
+            Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+                return Err(DaemonError::Io { path, source });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Whether a daemon holds the lock of this state dir, and its pid.
 pub fn running_pid(state_dir: &Path) -> Option<String> {
     let path = state_dir.join("daemon.lock");
@@ -254,6 +271,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     let metrics = Arc::new(Metrics::new());
 
     let store = Store::open(&config.state.db_path())?;
+    restrict_store_files(&config.state.db_path())?;
     let interrupted = store.settle_interrupted(unix_ms(SystemTime::now())).await?;
     if interrupted > 0 {
         tracing::warn!(count = interrupted, "calls were in flight when steward last stopped; marked interrupted");
@@ -278,6 +296,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     let backup_store = store.clone();
     let journal_store = store.clone();
     let introspect_store = store.clone();
+    let app = crate::gateway::router(Arc::clone(&pipeline), config.gateway.max_body_bytes);
     let supervisor = Supervisor::new(SupervisorInit {
         config,
         secrets: &secrets.load(),
@@ -287,6 +306,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
         redactor: Arc::clone(&redactor),
         events: events.clone(),
         launcher: options.launcher,
+        gateway: Some(app.clone()),
         settings: options.supervisor,
     })?;
     drop(agent_token_value);
@@ -313,7 +333,6 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
         let _ = std::fs::remove_file(&addr_path);
         return Err(err.into());
     }
-    let app = crate::gateway::router(Arc::clone(&pipeline), config.gateway.max_body_bytes);
     let drain = shutdown.clone();
     tracker.spawn(async move {
         // Responses are relayed as a stream: headers and body go out in

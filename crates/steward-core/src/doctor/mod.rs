@@ -3,7 +3,8 @@
 //!
 //! The checklist is a list of independent section checks ([`SECTIONS`]),
 //! one function each, in one file each: `credentials`, `logging`,
-//! `rate_limiting`, `monitoring`, `backups`, `runbook`, and `not_configured`
+//! `rate_limiting`, `monitoring`, `backups`, `runbook`, `sandbox` (the
+//! agent's box), and `not_configured`
 //! for what has not landed yet (supervised mode; backups without `[backup]`). A
 //! check only reads the prepared [`Context`]; the slow or fallible gathering
 //! (resolving credentials, probing the store) happens once, in [`gather`].
@@ -20,6 +21,7 @@ mod monitoring;
 mod not_configured;
 mod rate_limiting;
 mod runbook;
+mod sandbox;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -31,6 +33,7 @@ use crate::secrets::{IntrospectionRecord, Resolution, Secrets};
 use crate::store::Store;
 
 pub use git_scan::{MAX_SCANNED_FILE_BYTES, ScanOutcome, TrackedSecret, scan_tracked_files};
+pub use sandbox::NamespaceProbe;
 
 /// Outcome of one checklist item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -118,6 +121,8 @@ pub struct Context<'a> {
     pub introspection: BTreeMap<String, IntrospectionRecord>,
     /// The last page `steward runbook` wrote, when one was recorded.
     pub runbook: Option<RunbookProbe>,
+    /// What the kernel allows for the agent's box.
+    pub namespaces: NamespaceProbe,
 }
 
 /// The recorded runbook page, judged against the config file and the disk.
@@ -150,6 +155,7 @@ pub const SECTIONS: &[SectionCheck] = &[
     monitoring::check,
     backups::check,
     runbook::check,
+    sandbox::check,
     not_configured::first_deployment,
 ];
 
@@ -206,7 +212,8 @@ pub async fn gather(config: &Config, now: SystemTime) -> Context<'_> {
         None => None,
     }
     .map(|record| RunbookProbe::probe(record, &config.source_path));
-    Context { config, now, resolution, store, backup_health, alerts_test, introspection, runbook }
+    let namespaces = NamespaceProbe::read();
+    Context { config, now, resolution, store, backup_health, alerts_test, introspection, runbook, namespaces }
 }
 
 /// Runs every section check on `ctx`.

@@ -45,6 +45,7 @@ async fn context<'a>(config: &'a Config, env: &[(&str, &str)], now: SystemTime) 
         backup_health: None,
         alerts_test: None,
         introspection: BTreeMap::new(),
+        namespaces: NamespaceProbe { root: false, userns_refused: None },
         runbook: None,
     }
 }
@@ -384,4 +385,41 @@ async fn gather_reads_the_runbook_record_from_the_store() {
     let ctx = gather(&config, SystemTime::now()).await;
     assert_eq!(ctx.runbook, Some(RunbookProbe { record, freshness: crate::runbook::Freshness::Current }));
     assert_eq!(item(&score(&ctx), "the runbook is rendered").status, Status::Pass);
+}
+
+fn agent_config(dir: &Path, agent: &str) -> Config {
+    let path = dir.join("steward.toml");
+    let text = BASE.replacen("name = \"poster\"", &format!("name = \"poster\"\ncommand = [\"true\"]\n{agent}"), 1);
+    std::fs::write(&path, text).unwrap();
+    crate::config::load(&path).unwrap()
+}
+
+#[tokio::test]
+async fn a_production_agent_with_stewards_own_uid_fails_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = agent_config(dir.path(), "");
+    let report = score(&context(&config, &[("SOCIAL", "tok-123456789")], SystemTime::now()).await);
+    let user = item(&report, "the agent runs as its own user, away from steward's files");
+    assert_eq!(user.status, Status::Fail);
+    assert!(user.detail.contains("in production") && user.detail.contains("release its kill switch"), "{user:?}");
+    assert!(user.fix.as_deref().unwrap().contains("user = \"steward-agent\""), "{user:?}");
+    let net = item(&report, "the agent reaches the network only through steward");
+    assert_eq!(net.status, Status::Warn);
+    assert_eq!(item(&report, "the kernel can box the agent (PID namespace)").status, Status::Pass);
+
+    // A kernel that refuses user namespaces, steward not root: FAIL with the sysctl.
+    let mut ctx = context(&config, &[("SOCIAL", "tok-123456789")], SystemTime::now()).await;
+    ctx.namespaces = NamespaceProbe { root: false, userns_refused: Some("user.max_user_namespaces = 0".into()) };
+    let report = score(&ctx);
+    let kernel = item(&report, "the kernel can box the agent (PID namespace)");
+    assert_eq!(kernel.status, Status::Fail);
+    assert!(kernel.fix.as_deref().unwrap().contains("max_user_namespaces"), "{kernel:?}");
+
+    // An unknown user fails with how to create it; steward-only passes.
+    let config = agent_config(dir.path(), "user = \"no-such-user-q7\"\nnetwork = \"steward-only\"");
+    let report = score(&context(&config, &[("SOCIAL", "tok-123456789")], SystemTime::now()).await);
+    let user = item(&report, "the agent runs as its own user, away from steward's files");
+    assert_eq!(user.status, Status::Fail);
+    assert!(user.fix.as_deref().unwrap().contains("useradd"), "{user:?}");
+    assert_eq!(item(&report, "the agent reaches the network only through steward").status, Status::Pass);
 }

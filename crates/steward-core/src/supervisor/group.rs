@@ -128,6 +128,48 @@ async fn wait_empty(pgid: u32, deadline: Instant) -> bool {
     }
 }
 
+/// A run's box as recorded in the store: enough to recognise that very
+/// process later (a pid alone may have been reused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RunRecord {
+    /// The box's pid, also its process group.
+    pub pid: u32,
+    /// Its start time in clock ticks since boot (`/proc/<pid>/stat` field 22).
+    pub start_ticks: u64,
+}
+
+impl RunRecord {
+    /// The record of the live process `pid`; `None` when it is already gone.
+    pub fn of(pid: u32) -> Option<RunRecord> {
+        start_ticks(pid).map(|start_ticks| RunRecord { pid, start_ticks })
+    }
+}
+
+/// Field 22 (`starttime`) of `/proc/<pid>/stat`, for a live (not zombie) process.
+fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state): field N is fields[N - 3].
+    if matches!(fields.first(), Some(&"Z" | &"X")) {
+        return None;
+    }
+    fields.get(22 - 3)?.parse().ok()
+}
+
+/// Kills the recorded run and its group if that very process still runs;
+/// returns whether it did. Waits (bounded) until the group is gone.
+pub async fn reap(record: &RunRecord) -> bool {
+    if start_ticks(record.pid) != Some(record.start_ticks) {
+        return false;
+    }
+    signal_group(record.pid, Signal::SIGKILL);
+    if !wait_empty(record.pid, Instant::now() + KILL_WAIT).await {
+        tracing::error!(pid = record.pid, members = ?live_members(record.pid), "the last run survived SIGKILL");
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +183,13 @@ mod tests {
         assert_eq!(group_id(4242), Some(4242));
         assert!(!signal_group(0, Signal::SIGTERM));
         assert!(live_members(0).is_empty());
+    }
+
+    #[test]
+    fn a_run_record_recognises_its_process_and_not_another() {
+        let me = RunRecord::of(std::process::id()).unwrap();
+        assert!(me.start_ticks > 0);
+        assert_eq!(RunRecord::of(std::process::id()), Some(me));
+        assert_eq!(RunRecord::of(u32::MAX), None);
     }
 }

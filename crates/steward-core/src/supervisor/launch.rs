@@ -11,21 +11,20 @@
 //! never reaches the agent, and an `[agent] env` value that does is refused
 //! at startup.
 //!
-//! # Process group and parent death
-//! The agent leads its own process group (`process_group(0)`), so stopping it
-//! signals everything it started. Steward forbids `unsafe`, so it cannot call
-//! `prctl(PR_SET_PDEATHSIG)` between `fork` and `exec` itself. Instead, with
-//! [`Launcher::ReExec`], the `steward` binary starts itself as a tiny
-//! trampoline (`steward agent-exec <steward pid> -- <command>`): that process
-//! sets its parent-death signal to SIGKILL with nix's safe wrapper
-//! ([`exec_agent`]), checks steward is still its parent, and `exec`s the
-//! agent, which keeps the signal (it survives `execve` unless the program is
-//! set-uid). If steward dies, even by `kill -9`, the kernel kills the agent.
-//! Its own children are reached through the group when steward stops it, and
-//! by systemd's cgroup when steward runs as a unit.
+//! Values are compared in every form the redactor knows
+//! ([`redact::encoded_forms`]: raw, base64, percent-encoded, hex, JSON):
+//! `USER=<base64 of a credential>` is dropped like the raw value.
+//!
+//! # The box
+//! With [`Launcher::ReExec`], the `steward` binary starts itself as the
+//! agent's box (`steward agent-exec --spec JSON -- <command>`): parent-death
+//! signal, PID namespace (and network namespace), the agent's own user, no
+//! capabilities; see `sandbox`. The agent leads its own process group
+//! (`process_group(0)`) either way, so [`Launcher::Direct`] still stops what
+//! stays in the group.
 //!
 //! The kernel sends the parent-death signal when the *thread* that forked the
-//! agent ends. The agent is spawned from a tokio worker thread, which lives as
+//! box ends. The box is spawned from a tokio worker thread, which lives as
 //! long as the daemon's runtime; never spawn it from `spawn_blocking`, whose
 //! threads retire when idle.
 
@@ -35,8 +34,8 @@ use std::process::Stdio;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::SupervisorError;
-use crate::config::{AGENT_ENV_SET_BY_STEWARD, AgentProcess, Config};
+use super::{SupervisorError, sandbox};
+use crate::config::{AGENT_ENV_SET_BY_STEWARD, AgentNetwork, AgentProcess, Config};
 use crate::secrets::Secrets;
 
 /// Variables copied from steward's own environment when present.
@@ -45,40 +44,20 @@ pub const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG", "TZ", "USER"];
 /// How the agent's process is created.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Launcher {
-    /// `exec` the command directly. No parent-death signal: if steward is
-    /// killed the agent lives on. For embedding steward-core and for tests.
+    /// `exec` the command directly: no box, no parent-death signal (if
+    /// steward is killed the agent lives on), steward's own user. For
+    /// embedding steward-core and for tests of the supervisor's logic.
     #[default]
     Direct,
-    /// Through a trampoline that arranges SIGKILL on steward's death, then
-    /// `exec`s the agent: `<program> <args...> <steward pid> -- <command...>`.
-    /// The `steward` binary's hidden `agent-exec` command is this trampoline;
-    /// it calls [`exec_agent`].
+    /// Through the box (see `sandbox`): `<program> <args...> --spec JSON --
+    /// <command...>`. The `steward` binary's hidden `agent-exec` command is
+    /// the box; it calls [`sandbox::run_box`].
     ReExec {
         /// Usually `std::env::current_exe()`.
         program: PathBuf,
         /// Usually `["agent-exec"]`.
         args: Vec<OsString>,
     },
-}
-
-/// The trampoline's body (in the short-lived process [`Launcher::ReExec`]
-/// starts): sets the parent-death signal to SIGKILL, makes sure `parent` (steward)
-/// is still the parent, and replaces this process with `command`. Returns
-/// only on failure, with the reason.
-pub fn exec_agent(parent: u32, command: &[OsString]) -> std::io::Error {
-    use std::os::unix::process::CommandExt;
-    if let Err(errno) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
-        return std::io::Error::from(errno);
-    }
-    // Steward may have died between our fork and the prctl: then no signal
-    // would ever come, and the agent would run unsupervised.
-    if std::os::unix::process::parent_id() != parent {
-        return std::io::Error::other("steward exited before the agent could start");
-    }
-    let Some((program, args)) = command.split_first() else {
-        return std::io::Error::new(std::io::ErrorKind::InvalidInput, "no agent command given");
-    };
-    std::process::Command::new(program).args(args).exec()
 }
 
 /// Everything needed to start one run of the agent, prepared (and checked)
@@ -89,8 +68,12 @@ pub(super) struct LaunchSpec {
     /// The complete environment, in the order it was built. Values are
     /// secrets (the agent token), so they are never printed.
     env: Vec<(String, SecretString)>,
-    /// Direct, or through the parent-death-signal trampoline.
+    /// Direct, or through the box.
     launcher: Launcher,
+    /// `[agent] user`, resolved: who the box makes the agent.
+    account: Option<sandbox::Account>,
+    /// `network = "steward-only"`: the gateway port the box opens inside the agent's namespace.
+    gateway_port: Option<u16>,
 }
 
 impl std::fmt::Debug for LaunchSpec {
@@ -116,14 +99,23 @@ impl LaunchSpec {
         inherited: impl Fn(&str) -> Option<String>,
         launcher: Launcher,
     ) -> Result<Self, SupervisorError> {
-        let credentials: Vec<(&str, &str)> = config
+        // Every form the redactor would redact: a value the agent could decode back is a credential too.
+        let credentials: Vec<(&str, String)> = config
             .credentials
             .keys()
             .filter_map(|name| secrets.get(name).map(|v| (name.as_str(), v.expose_secret())))
             .filter(|(_, value)| !value.is_empty())
+            .flat_map(|(name, value)| {
+                let mut forms = redact::encoded_forms(value);
+                // Shorter than the redactor's minimum: still never handed over raw.
+                if forms.is_empty() {
+                    forms.push(value.to_owned());
+                }
+                forms.into_iter().map(move |form| (name, form))
+            })
             .collect();
         let holds_credential =
-            |value: &str| credentials.iter().find(|(_, secret)| value.contains(secret)).map(|(name, _)| *name);
+            |value: &str| credentials.iter().find(|(_, form)| value.contains(form.as_str())).map(|(name, _)| *name);
 
         let mut env: Vec<(String, SecretString)> = Vec::new();
         let mut set = |name: &str, value: String| {
@@ -151,6 +143,19 @@ impl LaunchSpec {
             set(name, value.clone());
         }
         let base = steward_url.trim_end_matches('/');
+        let gateway_port = match (process.network, &launcher) {
+            (AgentNetwork::StewardOnly, Launcher::ReExec { .. }) => {
+                let port = base.rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok());
+                Some(port.ok_or_else(|| SupervisorError::Gateway(format!("no port in the gateway URL {base}")))?)
+            }
+            _ => None,
+        };
+        // Inside its own network namespace, the agent finds steward on its loopback, on the same port.
+        let base = match gateway_port {
+            Some(port) => format!("http://127.0.0.1:{port}"),
+            None => base.to_owned(),
+        };
+        let base = base.as_str();
         for name in AGENT_ENV_SET_BY_STEWARD {
             let value = match *name {
                 "STEWARD_URL" => base.to_owned(),
@@ -160,7 +165,13 @@ impl LaunchSpec {
             };
             set(name, value);
         }
-        Ok(Self { process: process.clone(), env, launcher })
+        Ok(Self { process: process.clone(), env, launcher, account: None, gateway_port })
+    }
+
+    /// Runs the agent as `account` (`[agent] user`, resolved and checked).
+    pub fn with_account(mut self, account: Option<sandbox::Account>) -> Self {
+        self.account = account;
+        self
     }
 
     /// The names and values of the agent's environment (tests).
@@ -169,11 +180,15 @@ impl LaunchSpec {
         self.env.iter().map(|(k, v)| (k.as_str(), v.expose_secret())).collect()
     }
 
-    /// Spawns one run: own process group, piped stdout/stderr, no stdin,
-    /// killed if the handle is dropped (a last resort: the supervisor stops
-    /// the whole group itself).
-    pub fn spawn(&self) -> std::io::Result<tokio::process::Child> {
+    /// Spawns one run: own process group, piped stdout/stderr, killed if
+    /// the handle is dropped (a last resort: the supervisor stops the whole
+    /// box itself). With `network = "steward-only"`, also returns steward's
+    /// end of the channel the box sends the gateway listener over (the box's
+    /// stdin); otherwise stdin is empty.
+    pub fn spawn(&self) -> std::io::Result<(tokio::process::Child, Option<std::os::unix::net::UnixStream>)> {
         let command = &self.process.command;
+        let mut channel = None;
+        let mut stdin = Stdio::null();
         let mut cmd = match &self.launcher {
             Launcher::Direct => {
                 let (program, args) = command
@@ -184,8 +199,20 @@ impl LaunchSpec {
                 cmd
             }
             Launcher::ReExec { program, args } => {
+                let spec = sandbox::BoxSpec {
+                    parent: std::process::id(),
+                    account: self.account.clone(),
+                    gateway_port: self.gateway_port,
+                    grace_ms: u64::try_from(self.process.stop_grace.as_millis()).unwrap_or(u64::MAX),
+                };
+                let spec = serde_json::to_string(&spec).map_err(std::io::Error::other)?;
+                if self.gateway_port.is_some() {
+                    let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+                    stdin = Stdio::from(std::os::fd::OwnedFd::from(theirs));
+                    channel = Some(ours);
+                }
                 let mut cmd = tokio::process::Command::new(program);
-                cmd.args(args).arg(std::process::id().to_string()).arg("--").args(command);
+                cmd.args(args).arg("--spec").arg(spec).arg("--").args(command);
                 cmd
             }
         };
@@ -193,10 +220,10 @@ impl LaunchSpec {
             .envs(self.env.iter().map(|(k, v)| (k, v.expose_secret())))
             .current_dir(&self.process.workdir)
             .process_group(0)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        cmd.spawn()
+        Ok((cmd.spawn()?, channel))
     }
 }

@@ -125,6 +125,9 @@ impl Supervisor {
     }
 
     async fn decide(&mut self) -> Phase {
+        if !std::mem::replace(&mut self.reaped_previous, true) {
+            self.reap_previous_run().await;
+        }
         if self.spec.is_none() {
             self.status.state = AgentState::Disabled;
             self.publish().await;
@@ -158,8 +161,8 @@ impl Supervisor {
         let min_uptime = spec.process.min_uptime;
         let started_at = Instant::now();
         let spawned = spec.spawn();
-        let mut child = match spawned {
-            Ok(child) => child,
+        let (mut child, channel) = match spawned {
+            Ok(spawned) => spawned,
             Err(err) => {
                 tracing::error!(command = ?spec.process.command, workdir = %spec.process.workdir.display(), error = %err, "cannot start the agent");
                 let report = ExitReport {
@@ -173,6 +176,9 @@ impl Supervisor {
             }
         };
         let pid = child.id().unwrap_or_default();
+        // Whatever happens to steward from here on, its next start finds this run and ends it first.
+        self.remember_run(pid).await;
+        let _gateway = channel.map(|channel| self.serve_in_namespace(channel));
         let mut capture = JoinSet::new();
         if let Some(log) = &self.log {
             if let Some(pipe) = child.stdout.take() {
@@ -544,6 +550,72 @@ impl Supervisor {
         if let Err(err) = self.store.kv_set(state::STATUS_KEY, &text, self.status.updated_ms).await {
             tracing::warn!(error = %err, "cannot publish the agent status");
         }
+    }
+}
+
+impl Supervisor {
+    /// Records the run's box (pid and start time) in the store, so that a
+    /// steward that did not get to stop it (killed, crashed) ends it at its
+    /// next start: see [`Supervisor::reap_previous_run`].
+    async fn remember_run(&self, pid: u32) {
+        let Some(record) = group::RunRecord::of(pid) else { return };
+        let text = match serde_json::to_string(&record) {
+            Ok(text) => text,
+            Err(err) => return tracing::warn!(error = %err, "cannot encode the run record"),
+        };
+        if let Err(err) = self.store.kv_set(state::RUN_KEY, &text, now_ms()).await {
+            tracing::warn!(error = %err, "cannot record the agent's run; a crashed steward's next start cannot reap it");
+        }
+    }
+
+    /// A restart first reaps what the last run left: the recorded box, when
+    /// that very process (same pid, same start time) still runs, is killed
+    /// with its group. Killing the box ends the agent's PID namespace.
+    async fn reap_previous_run(&self) {
+        let record = match self.store.kv_get(state::RUN_KEY).await {
+            Ok(Some(text)) if !text.is_empty() => serde_json::from_str::<group::RunRecord>(&text).ok(),
+            Ok(_) => None,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the last run's record; not reaping it");
+                None
+            }
+        };
+        if let Some(record) = record
+            && group::reap(&record).await
+        {
+            tracing::warn!(
+                pid = record.pid,
+                "the agent's last run was still alive (steward did not stop it); killed it"
+            );
+        }
+    }
+
+    /// Serves the gateway on the listener the box opens inside the agent's
+    /// network namespace, for as long as the returned handle lives (the run).
+    fn serve_in_namespace(&self, channel: std::os::unix::net::UnixStream) -> tokio_util::task::AbortOnDropHandle<()> {
+        let router = self.gateway.clone();
+        tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+            let received = tokio::task::spawn_blocking(move || super::sandbox::receive_listener(&channel)).await;
+            let listener = match received {
+                Ok(Ok(listener)) => tokio::net::TcpListener::from_std(listener),
+                Ok(Err(err)) => Err(err),
+                Err(err) => Err(std::io::Error::other(err)),
+            };
+            let (listener, Some(router)) = (listener, router) else {
+                return tracing::error!("no gateway to serve in the agent's network namespace");
+            };
+            match listener {
+                Ok(listener) => {
+                    tracing::info!("serving the gateway inside the agent's network namespace");
+                    if let Err(err) = axum::serve(listener, router).await {
+                        tracing::error!(error = %err, "the gateway inside the agent's namespace stopped");
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "the agent cannot reach steward: no gateway in its network namespace")
+                }
+            }
+        }))
     }
 }
 

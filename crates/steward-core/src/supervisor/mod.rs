@@ -30,7 +30,9 @@
 //!
 //! # Pieces
 //! - `policy`: the restart policy as pure arithmetic on times ([`RestartPolicy`]).
-//! - `launch`: the child's environment, process group and parent-death signal ([`Launcher`]).
+//! - `launch`: the child's environment and how it is started ([`Launcher`]).
+//! - `sandbox`: the agent's box: PID (and network) namespace, its own user,
+//!   no capabilities, parent-death signals; who could reach steward's files.
 //! - `group`: stopping the whole process group (SIGTERM, grace, SIGKILL).
 //! - `output`: stdout/stderr → redacted `agent.log` lines.
 //! - `health`: the optional HTTP health check.
@@ -43,6 +45,7 @@ mod launch;
 mod lifecycle;
 mod output;
 mod policy;
+pub mod sandbox;
 mod state;
 
 #[cfg(test)]
@@ -56,7 +59,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use group::live_members;
-pub use launch::{INHERITED_ENV, Launcher, exec_agent};
+pub use launch::{INHERITED_ENV, Launcher};
 pub use output::{MAX_LINE, SCAN_TAIL};
 pub use policy::{EXIT_DO_NOT_RESTART, RestartPolicy, Verdict};
 pub use state::{
@@ -92,12 +95,19 @@ pub enum SupervisorError {
     /// The health-check HTTP client could not be built.
     #[error("agent health check: {0}")]
     HealthClient(String),
+    /// The agent could reach steward's files as configured, or its user does not exist.
+    #[error(transparent)]
+    Access(#[from] sandbox::AccessError),
+    /// The gateway cannot be offered inside the agent's network namespace.
+    #[error("network = \"steward-only\": {0}")]
+    Gateway(String),
 }
 
 impl SupervisorError {
-    /// Whether the fix is in `steward.toml` (the CLI exits with the config code).
+    /// Whether the fix is in `steward.toml` or the deployment's files (the
+    /// CLI exits with the config code: restarting cannot help).
     pub fn is_config_error(&self) -> bool {
-        matches!(self, SupervisorError::CredentialInAgentEnv { .. })
+        matches!(self, SupervisorError::CredentialInAgentEnv { .. } | SupervisorError::Access(_))
     }
 }
 
@@ -223,8 +233,11 @@ pub struct SupervisorInit<'a> {
     pub redactor: SharedRedactor,
     /// Where lifecycle events go.
     pub events: EventBus,
-    /// How the process is created (parent-death signal or not).
+    /// How the process is created (the box, or directly).
     pub launcher: Launcher,
+    /// The gateway's routes, served on the listener the box opens inside the
+    /// agent's network namespace (`network = "steward-only"`).
+    pub gateway: Option<axum::Router>,
     /// Timing.
     pub settings: SupervisorSettings,
 }
@@ -236,6 +249,8 @@ pub struct Supervisor {
     spec: Option<launch::LaunchSpec>,
     /// `[agent] health_url`, if any.
     health: Option<health::HealthCheck>,
+    /// Served inside the agent's network namespace, when it has one.
+    gateway: Option<axum::Router>,
     /// `agent.log`; shared with the capture tasks of the current run.
     log: Option<Arc<LineLog>>,
     /// Applied to every captured line.
@@ -260,6 +275,8 @@ pub struct Supervisor {
     down_since_ms: Option<i64>,
     /// The next start is a restart after an exit (counted in `restarts`).
     restarting: bool,
+    /// The last run's record was looked at (once, before the first start).
+    reaped_previous: bool,
     last_published: Option<Instant>,
 }
 
@@ -278,6 +295,19 @@ impl Supervisor {
         let (spec, health, log, min_uptime) = match &config.agent.process {
             None => (None, None, None, crate::config::DEFAULT_MIN_UPTIME),
             Some(process) => {
+                // The box makes the agent its own user; steward checks first
+                // that this user cannot reach what steward owns.
+                let account = match &init.launcher {
+                    Launcher::ReExec { .. } => {
+                        let account = match &process.user {
+                            Some(user) => Some(sandbox::Account::resolve(user, process.group.as_deref())?),
+                            None => None,
+                        };
+                        sandbox::check_private_paths(config, account.as_ref())?;
+                        account
+                    }
+                    Launcher::Direct => None,
+                };
                 let spec = launch::LaunchSpec::new(
                     process,
                     config,
@@ -286,12 +316,19 @@ impl Supervisor {
                     &format!("http://{}", init.gateway_addr),
                     |name| std::env::var(name).ok(),
                     init.launcher,
-                )?;
+                )?
+                .with_account(account);
                 let health = match &process.health_url {
                     Some(url) => Some(health::HealthCheck::new(url, init.settings.health_timeout)?),
                     None => None,
                 };
-                let log = Arc::new(LineLog::open(&config.logging.dir, AGENT, config.logging.max_file_size)?);
+                // The agent can flood its output: its log holds max_total_size at every write.
+                let log = Arc::new(LineLog::open_with_budget(
+                    &config.logging.dir,
+                    AGENT,
+                    config.logging.max_file_size,
+                    Some(config.logging.max_total_size),
+                )?);
                 (Some(spec), health, Some(log), process.min_uptime)
             }
         };
@@ -299,6 +336,7 @@ impl Supervisor {
         Ok(Self {
             spec,
             health,
+            gateway: init.gateway,
             log,
             redactor: init.redactor,
             store: init.store,
@@ -311,6 +349,7 @@ impl Supervisor {
             status: AgentStatus::new(state, now),
             down_since_ms: None,
             restarting: false,
+            reaped_previous: false,
             last_published: None,
         })
     }

@@ -10,6 +10,8 @@
 //! - [`RESUME_KEY`]: epoch ms of the last `steward resume`. A supervisor that
 //!   holds the agent (crash loop, exit 78) starts it again once this is newer
 //!   than the hold.
+//! - [`RUN_KEY`]: the box of the current run (pid and start time), so that
+//!   the next start reaps a run a killed steward could not stop.
 
 use crate::store::{Store, StoreError};
 
@@ -19,6 +21,8 @@ pub const STATUS_KEY: &str = "supervisor.status";
 pub const FATAL_KEY: &str = "supervisor.fatal";
 /// `kv` key of the last resume request, epoch ms.
 pub const RESUME_KEY: &str = "supervisor.resume_ms";
+/// `kv` key of the current (or last) run's box: pid and start time, JSON.
+pub const RUN_KEY: &str = "supervisor.run";
 
 /// The agent's lifecycle state, as `steward status` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -104,6 +104,7 @@ impl Harness {
             redactor,
             events: bus,
             launcher: Launcher::Direct,
+            gateway: None,
             settings,
         })
         .unwrap();
@@ -531,5 +532,31 @@ async fn health_checks_drive_running_down_and_up() {
     let status = h.status_until(|s| s.healthy == Some(false)).await;
     assert_eq!(status.state, AgentState::Running, "an unhealthy agent is reported, not restarted");
     assert_eq!(h.stats.snapshot().starts, 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_first_reaps_the_run_a_killed_steward_left() {
+    let mut h = Harness::start("").await;
+    h.stop().await;
+    // What a steward killed by SIGKILL leaves: a live run (its own group) recorded in the store.
+    let mut left = std::process::Command::new("sleep");
+    std::os::unix::process::CommandExt::process_group(&mut left, 0);
+    let mut left = left.arg("1000").spawn().unwrap();
+    let record = group::RunRecord::of(left.id()).unwrap();
+    h.store.kv_set(state::RUN_KEY, &serde_json::to_string(&record).unwrap(), 0).await.unwrap();
+    // A record whose pid now names another process (same pid, other start time) is left alone.
+    let mut other = std::process::Command::new("sleep").arg("1000").spawn().unwrap();
+    let stale = group::RunRecord { pid: other.id(), start_ticks: 1 };
+    assert!(!group::reap(&stale).await);
+    h.spawn(fast());
+    let deadline = Instant::now() + WAIT;
+    while left.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the last run was not reaped");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(other.try_wait().unwrap().is_none(), "another process was killed");
+    let _ = other.kill();
+    let _ = other.wait();
     h.stop().await;
 }

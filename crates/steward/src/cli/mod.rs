@@ -102,9 +102,12 @@ enum Command {
     Secrets(secrets::Command),
     /// Score this deployment against the production checklist: PASS/WARN/FAIL with a fix for each.
     Doctor(doctor::Args),
-    /// Internal: how the daemon starts the agent (parent-death signal, then exec).
+    /// Internal: the agent's box (namespaces, its own user, parent-death signal).
     #[command(hide = true)]
     AgentExec(agent_exec::Args),
+    /// Internal: the init of the agent's PID namespace.
+    #[command(hide = true)]
+    AgentInit(agent_exec::InitArgs),
     /// Take, list and verify backups ([backup] in steward.toml).
     #[command(subcommand)]
     Backup(backup::Command),
@@ -139,6 +142,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Doctor(args) => Ok(doctor::run(&config_path, args)),
         Command::Alerts(command) => alerts::run(&config_path, command),
         Command::AgentExec(args) => Ok(agent_exec::run(args)),
+        Command::AgentInit(args) => Ok(agent_exec::run_init(args)),
         Command::Backup(command) => backup::run(&config_path, command),
         Command::Restore(args) => restore::run(&config_path, args),
         Command::Runbook(args) => runbook::run(&config_path, args),

@@ -1,7 +1,12 @@
 //! `steward run`: the daemon in the foreground, with the agent supervised
-//! (started through the `agent-exec` trampoline so it dies with steward),
-//! systemd notifications (no-op outside systemd), and SIGHUP reloading
-//! credentials.
+//! (started in its box, `agent-exec`, so it dies with steward and cannot
+//! reach steward's files), systemd notifications (no-op outside systemd),
+//! and SIGHUP reloading credentials.
+//!
+//! The daemon makes itself non-dumpable first (`PR_SET_DUMPABLE = 0`): its
+//! `/proc/<pid>/environ` and `mem` then belong to root, and ptrace is refused,
+//! even to a process of the same uid. Its environment may hold `env:`
+//! credentials, and its memory holds every credential.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -19,6 +24,13 @@ pub struct Args {}
 pub fn run(path: &Path, _args: Args) -> Result<ExitCode, CliError> {
     let config = load_config(path)?;
     init_tracing();
+    if let Err(errno) = nix::sys::prctl::set_dumpable(false) {
+        return Err(anyhow::anyhow!(
+            "cannot make steward non-dumpable ({errno}): its environment and memory would be readable by processes \
+             of its uid"
+        )
+        .into());
+    }
     let rt = runtime()?;
     let options = DaemonOptions { launcher: launcher(), systemd: true, ..DaemonOptions::default() };
     let started = rt.block_on(async {
@@ -58,17 +70,12 @@ pub fn run(path: &Path, _args: Args) -> Result<ExitCode, CliError> {
     }
 }
 
-/// The agent is started through this very binary (`steward agent-exec`), which
-/// sets the parent-death signal before exec'ing it. Without a path to the
-/// binary it falls back to a direct start and says so.
+/// The agent is started in its box by this very binary (`steward
+/// agent-exec`); `/proc/self/exe` when the binary's path is unknown (deleted
+/// after an upgrade): never without the box.
 fn launcher() -> Launcher {
-    match std::env::current_exe() {
-        Ok(program) => Launcher::ReExec { program, args: vec!["agent-exec".into()] },
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot find the steward binary; the agent will not be killed if steward dies");
-            Launcher::Direct
-        }
-    }
+    let program = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+    Launcher::ReExec { program, args: vec!["agent-exec".into()] }
 }
 
 /// Logs to stderr; `STEWARD_LOG` (e.g. `debug`, `steward_core=trace`) overrides `info`.

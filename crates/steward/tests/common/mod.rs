@@ -60,6 +60,31 @@ match = "POST /echo"
 side_effect = false
 "#;
 
+/// The account supervised agents run as in these tests (and `.ci/run` creates).
+pub const AGENT_USER: &str = "steward-agent";
+
+/// uid and gid of [`AGENT_USER`], created when missing. The supervisor tests
+/// run as root, as CI does: steward needs CAP_SETUID to run the agent as
+/// its own user, and refuses to run it as its own.
+pub fn agent_user() -> (u32, u32) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the supervised-agent tests need root (as in CI): steward runs the agent as the {AGENT_USER} user"
+    );
+    for _ in 0..50 {
+        if let Ok(Some(user)) = nix::unistd::User::from_name(AGENT_USER) {
+            return (user.uid.as_raw(), user.gid.as_raw());
+        }
+        // Parallel tests may race to create it: useradd then fails on its lock; retry.
+        let _ = Command::new("useradd")
+            .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", AGENT_USER])
+            .stderr(Stdio::null())
+            .status();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("cannot create the {AGENT_USER} user with useradd");
+}
+
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub mock: MockUpstream,
@@ -92,6 +117,27 @@ impl Env {
 
     async fn build(agent: &str, logging: &str, tools: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
+        // A supervised agent runs as its own user (steward refuses anything
+        // else), in ./work, which it owns; it may enter the test dir but
+        // read nothing of steward's in it.
+        let agent = if agent.contains("command") {
+            let user = agent_user();
+            std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+            let work = dir.path().join("work");
+            std::fs::create_dir(&work).unwrap();
+            std::os::unix::fs::chown(&work, Some(user.0), Some(user.1)).unwrap();
+            let mut agent = agent.to_owned();
+            if !agent.contains("user =") {
+                agent.push_str(&format!("\nuser = \"{AGENT_USER}\""));
+            }
+            if !agent.contains("workdir =") {
+                agent.push_str("\nworkdir = \"./work\"");
+            }
+            agent
+        } else {
+            agent.to_owned()
+        };
+        let agent = agent.as_str();
         let mock = MockUpstream::start().await.unwrap();
         private_file(&dir.path().join("social.token"), &format!("{CANARY_TOKEN}\n"));
         private_file(&dir.path().join("llm.token"), &format!("{CANARY_LLM_KEY}\n"));
@@ -140,6 +186,11 @@ policy = "deny"
         let config_path = dir.path().join("steward.toml");
         std::fs::write(&config_path, config).unwrap();
         Env { dir, mock, config_path, child: None, addr: None, token: String::new() }
+    }
+
+    /// `<dir>/work/<name>`: the supervised agent's working directory.
+    pub fn work(&self, name: &str) -> PathBuf {
+        self.dir.path().join("work").join(name)
     }
 
     pub fn state_dir(&self) -> PathBuf {
