@@ -79,7 +79,7 @@ async fn priced_call(fx: &Fixture) {
     let (id, now) = (a.call_id.clone(), a.now_ms);
     if fx.store.admit(a).await.expect("admit") == AdmitOutcome::Admitted {
         let spend =
-            SpendSettlement { micros: 10, input_tokens: 20, output_tokens: 5, cached_tokens: 0, estimated: false };
+            SpendSettlement { micros: 10, input_tokens: 20, output_tokens: 5, cached_tokens: 0, estimated: false, stop: None };
         fx.store.complete(completion(id, now, Some(spend))).await.expect("complete");
     }
 }

@@ -13,7 +13,7 @@ pub(crate) fn priced(id: &str, now_ms: i64, spend: SpendHold) -> Admission {
 
 pub(crate) fn settled(id: &str, micros: u64) -> Completion {
     Completion {
-        spend: Some(SpendSettlement { micros, input_tokens: 10, output_tokens: 5, cached_tokens: 0, estimated: false }),
+        spend: Some(SpendSettlement { micros, input_tokens: 10, output_tokens: 5, cached_tokens: 0, estimated: false, stop: None }),
         ..completion(id, T0 + 10, Some(200))
     }
 }
