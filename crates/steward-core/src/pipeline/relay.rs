@@ -163,7 +163,7 @@ impl SseWatch {
     /// `Some((seen, reserved))` once the stream carried more output tokens
     /// than reserved: the larger of the usage it reported so far and its
     /// content deltas (about a token each; a lower bound).
-    fn output_exceeded(&self) -> Option<(u64, u64)> {
+    pub(super) fn output_exceeded(&self) -> Option<(u64, u64)> {
         let seen = self.parser.output_tokens_seen_estimate();
         (seen > self.max_output).then_some((seen, self.max_output))
     }
@@ -190,7 +190,7 @@ impl Observer {
     }
 
     /// Sees the upstream's `chunk`; returns the bytes to relay (before scrubbing).
-    fn observe(&mut self, chunk: Bytes) -> Bytes {
+    pub(super) fn observe(&mut self, chunk: Bytes) -> Bytes {
         match self {
             Observer::None => chunk,
             Observer::Peek { buf, limit } => {
@@ -239,8 +239,10 @@ pub(super) struct Recorder {
 impl Recorder {
     /// Records the call; `observer` is what the relay saw, `ending` how it ended.
     pub(super) async fn finish(&self, error: Option<String>, observer: &Observer, ending: Ending) {
-        let settled =
-            self.llm.as_ref().and_then(|plan| settle::settle(plan, self.status, observer, ending, &self.pipeline.prices));
+        let settled = self
+            .llm
+            .as_ref()
+            .and_then(|plan| settle::settle(plan, self.status, observer, ending, &self.pipeline.prices));
         let mut extra = serde_json::Map::new();
         if let Some(plan) = &self.llm {
             extra.insert("model".into(), plan.model.clone().into());
@@ -280,7 +282,11 @@ impl Recorder {
         let model = plan.model.clone().unwrap_or_default();
         if let Some(reason) = settled.overrun {
             tracing::error!(call_id = %self.record.call_id, %reason, "LLM spend overrun; priced calls stopped for the day");
-            self.pipeline.events.publish(Event::SpendOverrun { provider: plan.provider.clone(), model: model.clone(), reason });
+            self.pipeline.events.publish(Event::SpendOverrun {
+                provider: plan.provider.clone(),
+                model: model.clone(),
+                reason,
+            });
         }
         if let Some(reported) = settled.mismatch {
             tracing::warn!(call_id = %self.record.call_id, %reported, "the response names another model");
@@ -346,13 +352,17 @@ impl Pipeline {
             Some(_) => Observer::None,
             None => Observer::api(content_type.contains("json")),
         };
-        let upstream_len = if *method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED
-        {
-            Some(0)
-        } else {
-            response.content_length()
+        let upstream_len =
+            if *method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+                Some(0)
+            } else {
+                response.content_length()
+            };
+        let shape = StreamEnd {
+            shape: record.shape,
+            endpoint: llm.as_ref().map(|p| p.endpoint),
+            call_id: record.call_id.clone(),
         };
-        let shape = StreamEnd { shape: record.shape, endpoint: llm.as_ref().map(|p| p.endpoint), call_id: record.call_id.clone() };
         let recorder = Recorder { pipeline: Arc::clone(self), record, status: status.as_u16(), attempts, llm };
         let body = if upstream_len == Some(0) {
             recorder.finish(None, &observer, Ending::Complete).await;

@@ -154,7 +154,11 @@ pub(super) fn settle(
         ));
     }
     let overrun = (!overrun.is_empty()).then(|| {
-        format!("provider `{}` (model `{requested}`) used more than its reservation: {}", plan.provider, overrun.join("; "))
+        format!(
+            "provider `{}` (model `{requested}`) used more than its reservation: {}",
+            plan.provider,
+            overrun.join("; ")
+        )
     });
     if let Some(reason) = &overrun {
         notes.push(reason.clone());
@@ -213,7 +217,9 @@ fn read(plan: &LlmPlan, observer: &Observer, ending: Ending, notes: &mut Vec<Str
                         None,
                         "the agent hung up before the stream reported usage; billed the reservation".to_owned(),
                     ),
-                    Ending::Cut | Ending::OutputExceeded => Reading::Estimated(parser.usage_or_estimate(plan.input_bound)),
+                    Ending::Cut | Ending::OutputExceeded => {
+                        Reading::Estimated(parser.usage_or_estimate(plan.input_bound))
+                    }
                 }
             };
             (reading, models)
@@ -230,12 +236,18 @@ fn read(plan: &LlmPlan, observer: &Observer, ending: Ending, notes: &mut Vec<Str
         Observer::Peek { buf: None, limit } => (
             Reading::Reservation(
                 None,
-                format!("the response was larger than {} MiB, so its usage was not read; billed the reservation", limit >> 20),
+                format!(
+                    "the response was larger than {} MiB, so its usage was not read; billed the reservation",
+                    limit >> 20
+                ),
             ),
             Vec::new(),
         ),
         Observer::Peek { .. } | Observer::None => (
-            Reading::Reservation(None, "the response ended before its usage could be read; billed the reservation".to_owned()),
+            Reading::Reservation(
+                None,
+                "the response ended before its usage could be read; billed the reservation".to_owned(),
+            ),
             Vec::new(),
         ),
     }

@@ -182,7 +182,8 @@ fn write_stop(conn: &Connection, call_id: &str, reason: &str, now_ms: i64) -> Re
         return Ok(());
     }
     let stop = SpendStop { day, reason: reason.to_owned(), call_id: call_id.to_owned(), at_ms: now_ms };
-    let text = serde_json::to_string(&stop).map_err(|e| StoreError::Unavailable(format!("encoding a spend stop: {e}")))?;
+    let text =
+        serde_json::to_string(&stop).map_err(|e| StoreError::Unavailable(format!("encoding a spend stop: {e}")))?;
     conn.prepare_cached(
         "INSERT INTO kv (key, value, updated_ms) VALUES (?1, ?2, ?3)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms",
