@@ -72,6 +72,16 @@ const LLM_PEEK_BYTES: usize = 8 * 1024 * 1024;
 /// few hundred KiB); a larger event is relayed as it arrives.
 const SSE_EVENT_HOLD_LIMIT: usize = 1 << 20;
 
+/// After a stream's final event, what is left of the upstream body (its
+/// chunked end, usually nothing more) is read in the background for at most
+/// this long, so the connection can go back to the pool; an upstream that
+/// keeps it open longer is simply dropped.
+const DRAIN_AFTER_END: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Most bytes read while draining: the end of a body is a few bytes, and an
+/// upstream that keeps sending after its final event is not worth reading.
+const DRAIN_MAX_BYTES: usize = 64 << 10;
+
 /// What the relay watches in the body.
 pub(super) enum Observer {
     /// Nothing to learn (unpriced endpoints, non-JSON API bodies).
@@ -498,6 +508,25 @@ impl Relay {
         self.done = true;
     }
 
+    /// Hands the rest of the upstream body to a background task (see
+    /// [`DRAIN_AFTER_END`]): the agent's stream has ended already.
+    fn drain_upstream(&mut self) {
+        let mut upstream = std::mem::replace(&mut self.upstream, futures_util::stream::empty().boxed());
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn(async move {
+            let drain = async {
+                let mut read = 0;
+                while let Some(Ok(chunk)) = upstream.next().await {
+                    read += chunk.len();
+                    if read > DRAIN_MAX_BYTES {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_AFTER_END, drain).await;
+        });
+    }
+
     /// Reads the next upstream chunk and queues what it yields.
     async fn step(&mut self) {
         match self.upstream.next().await {
@@ -517,7 +546,11 @@ impl Relay {
                     );
                     let reason = format!("the stream passed its {reserved} reserved output tokens ({seen} seen)");
                     self.broken(reason, Ending::OutputExceeded, "output_exceeded", message).await;
-                } else if self.guard.observer.stream_ended() || self.upstream_len.is_some_and(|n| self.seen >= n) {
+                } else if self.guard.observer.stream_ended() {
+                    self.emit(relayed);
+                    self.complete().await;
+                    self.drain_upstream();
+                } else if self.upstream_len.is_some_and(|n| self.seen >= n) {
                     self.emit(relayed);
                     self.complete().await;
                 } else {

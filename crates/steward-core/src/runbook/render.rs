@@ -406,7 +406,8 @@ impl Page<'_> {
             ),
         ];
         if !config.llm.is_empty() {
-            rules.push("spend passes the alert threshold or the cap, or a provider bills past a reservation".to_owned());
+            rules
+                .push("spend passes the alert threshold or the cap, or a provider bills past a reservation".to_owned());
         }
         rules.extend(
             ["the kill switch or the loop breaker engages", "the agent crash-loops", "an audit or store write fails"]
