@@ -4,7 +4,6 @@
 //! events, every line ending, comments, oversized events, raw bytes), plus a
 //! replay of the fuzz corpus kept in `fuzz/seeds/sse/` (the fuzzer's input
 //! format: endpoint byte, chunking seed byte, stream).
-#![expect(clippy::expect_used, reason = "test setup outside #[test] fns: a failure is the point of a test")]
 
 use proptest::prelude::*;
 use steward_core::llm::{Endpoint, SseUsageParser, Usage, UsageChunkFilter};

@@ -131,7 +131,7 @@ async fn audit_line(env: &Env, n: usize) -> Value {
 
 /// The last SSE `data:` payload of a body.
 fn last_data(body: &str) -> Value {
-    let data = body.lines().filter_map(|l| l.strip_prefix("data: ")).last().unwrap();
+    let data = body.lines().filter_map(|l| l.strip_prefix("data: ")).next_back().unwrap();
     serde_json::from_str(data).unwrap()
 }
 

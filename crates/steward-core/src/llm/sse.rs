@@ -437,11 +437,12 @@ impl SseUsageParser {
                     None => error_code(&event),
                 });
             }
-            delta if delta.ends_with(".delta") => {
-                // An empty delta carries no token.
-                if event.get("delta").and_then(Value::as_str).is_none_or(|d| !d.is_empty()) {
-                    self.content_deltas += 1;
-                }
+            // An empty delta carries no token.
+            delta
+                if delta.ends_with(".delta")
+                    && event.get("delta").and_then(Value::as_str).is_none_or(|d| !d.is_empty()) =>
+            {
+                self.content_deltas += 1;
             }
             _ => {}
         }
