@@ -178,6 +178,8 @@ async fn usage_beyond_the_reservation_is_billed_stops_the_day_and_alerts() {
     assert!(message.contains("stopped for today") && message.contains("steward resume"), "{message}");
     assert_eq!(env.mock.requests().len(), 1, "the refused call never reached the provider");
     assert!(spend_json(&env)["today"]["stopped"].as_str().unwrap().contains("gpt-4o-mini"));
+    let status: Value = serde_json::from_slice(&env.steward(&["status", "--json"]).stdout).unwrap();
+    assert!(status["spend"]["stopped"].as_str().unwrap().contains("`openai`"), "{status}");
 
     let alert = wait_for_alert(&inbox, "spend_overrun").await;
     let text = alert["message"].as_str().unwrap();
