@@ -1,7 +1,8 @@
 //! Owns the path every request takes before routing: collect the body,
 //! record the request, apply the faults (server-wide [`crate::Faults`] and
-//! the per-request `x-mock-fault` header), wait out the latency, then hand
-//! the request to the axum router. Control routes (`/__mock/*`) skip the
+//! the per-request `x-mock-fault` header), wait out the latency, then
+//! answer with a queued [`crate::Script`] or hand the request to the axum
+//! router. Control routes (`/__mock/*`) skip the
 //! recording and the faults.
 
 use std::convert::Infallible;
@@ -84,6 +85,10 @@ pub(crate) async fn handle(
                 return Ok(ApiError::injected(status, retry_after).to_response(flavor));
             }
             Verdict::Proceed => sleep(latency).await,
+        }
+        let script = lock(&shared.scripts).next();
+        if let Some(script) = script {
+            return Ok(crate::script::respond(script, &shared, conn));
         }
     }
 

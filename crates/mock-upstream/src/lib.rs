@@ -24,6 +24,12 @@
 //!   `anthropic-version`). Knobs: see [`llm`].
 //! - Control: `GET|DELETE /__mock/requests`, `GET|PUT /__mock/faults`,
 //!   `POST /__mock/status/{code}`.
+//! - `/reflect` (any method): echoes the credential it received (the
+//!   `Authorization` or `x-api-key` value) back in headers and body, as a
+//!   debugging upstream might: see `reflect`.
+//! - Scripts: [`MockUpstream::push_script`] answers the next upstream
+//!   request with a [`Script`] verbatim (status, headers, frames, then a
+//!   clean end, an open connection or a cut).
 //!
 //! # Faults
 //! [`Faults`] and [`MockUpstream::push_status`] apply to every upstream
@@ -37,7 +43,8 @@
 //! - [`server`]: listener, accept loop, the shutdown mechanism.
 //! - `conn`: one connection; reset (RST) and cut (FIN after flush).
 //! - `intake`: body collection, recording, faults, latency, then routing.
-//! - `routes`: the route table. `rest`, [`llm`], `control`: the handlers.
+//! - `routes`: the route table. `rest`, [`llm`], `control`, `reflect`: the handlers.
+//! - [`script`]: scripted answers.
 //! - `paced`: streaming bodies (pacing, cuts).
 //! - [`faults`], [`recording`]: fault decisions and the request log.
 //! - `api_error`: error responses in each API's shape.
@@ -52,8 +59,10 @@ mod intake;
 pub mod llm;
 mod paced;
 pub mod recording;
+mod reflect;
 mod rest;
 mod routes;
+pub mod script;
 pub mod server;
 mod state;
 
@@ -67,6 +76,7 @@ pub use faults::Faults;
 pub use intake::MAX_BODY_BYTES;
 pub use recording::{MAX_RECORDED, RecordedRequest};
 pub use rest::{MAX_DELAY_MS, MAX_STATUSES, MAX_STREAM_CHUNK_SIZE, MAX_STREAM_CHUNKS};
+pub use script::{Script, ScriptEnd};
 
 use crate::state::{Shared, lock};
 
@@ -136,6 +146,12 @@ impl MockUpstream {
     /// `retry_after_429` and `error_rate`, but not over connection resets.
     pub fn push_status(&self, status: u16) {
         lock(&self.shared.faults).push_status(status);
+    }
+
+    /// Queues `script` as the answer to a coming upstream request (FIFO,
+    /// after faults and pushed statuses): see [`Script`].
+    pub fn push_script(&self, script: Script) {
+        lock(&self.shared.scripts).push(script);
     }
 
     /// Stops accepting, lets in-flight responses finish (streams end

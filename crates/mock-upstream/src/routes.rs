@@ -11,7 +11,7 @@ use axum::routing::{any, get, post};
 use crate::api_error::{ApiError, Flavor};
 use crate::llm::{anthropic, openai};
 use crate::state::Shared;
-use crate::{control, rest};
+use crate::{control, reflect, rest};
 
 /// The router for one mock instance.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -22,6 +22,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/redirect", any(rest::redirect))
         .route("/stream", get(rest::stream))
         .route("/echo", post(rest::echo))
+        .route("/reflect", any(reflect::reflect))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/responses", post(openai::responses))
         .route("/v1/embeddings", post(openai::embeddings))

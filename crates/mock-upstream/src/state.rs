@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::faults::FaultState;
 use crate::recording::Recorder;
 use crate::rest::StatusStore;
+use crate::script::Scripts;
 
 /// State shared by one running mock, behind an `Arc`.
 #[derive(Debug)]
@@ -20,6 +21,8 @@ pub(crate) struct Shared {
     pub faults: Mutex<FaultState>,
     /// The in-memory social-media statuses.
     pub statuses: Mutex<StatusStore>,
+    /// Scripted answers for the next upstream requests.
+    pub scripts: Mutex<Scripts>,
     /// Source of the numeric part of LLM object ids (`chatcmpl-mock7`) and
     /// request ids, so ids are unique per instance and deterministic.
     sequence: AtomicU64,
@@ -36,6 +39,7 @@ impl Shared {
             recorder: Recorder::new(),
             faults: Mutex::new(FaultState::default()),
             statuses: Mutex::new(StatusStore::default()),
+            scripts: Mutex::new(Scripts::default()),
             sequence: AtomicU64::new(0),
             base_url,
             shutdown: CancellationToken::new(),

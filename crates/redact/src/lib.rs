@@ -16,6 +16,8 @@
 //! - `resolve`: overlap resolution into non-overlapping findings.
 //! - `json`: [`Redactor::redact_json`].
 //! - `stream`: [`StreamRedactor`], redaction of text arriving in chunks.
+//! - `scrub`: [`CredentialScrubber`] and [`ScrubStream`], removal of the
+//!   loaded credential values alone from bytes relayed to the agent.
 //!
 //! Replacement text is always `[REDACTED:<kind>]`; such markers are never
 //! redacted again, so `redact(redact(x)) == redact(x)`.
@@ -50,8 +52,10 @@ mod pii;
 mod resolve;
 mod rules;
 mod scan;
+mod scrub;
 mod stream;
 
+pub use scrub::{CredentialScrubber, SCRUBBER_FAILED_KIND, ScrubStream};
 pub use stream::{DEFAULT_TAIL, MAX_HOLD, StreamRedactor};
 
 /// Every form of a secret value the redactor matches (raw, base64 in each

@@ -78,8 +78,14 @@ async fn priced_call(fx: &Fixture) {
     let a = fx.admission_with(None, Some(hold()));
     let (id, now) = (a.call_id.clone(), a.now_ms);
     if fx.store.admit(a).await.expect("admit") == AdmitOutcome::Admitted {
-        let spend =
-            SpendSettlement { micros: 10, input_tokens: 20, output_tokens: 5, cached_tokens: 0, estimated: false };
+        let spend = SpendSettlement {
+            micros: 10,
+            input_tokens: 20,
+            output_tokens: 5,
+            cached_tokens: 0,
+            estimated: false,
+            stop: None,
+        };
         fx.store.complete(completion(id, now, Some(spend))).await.expect("complete");
     }
 }

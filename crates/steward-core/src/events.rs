@@ -81,6 +81,28 @@ pub enum Event {
         /// The cap, micro-dollars.
         cap_micros: u64,
     },
+    /// A priced call used more than its reservation (the provider streamed
+    /// past `max_tokens`, reported absurd counts, or steward's bound was
+    /// wrong): it is billed what was reported, and priced calls are stopped
+    /// for the rest of the spend day (`steward resume` lifts it).
+    SpendOverrun {
+        /// `[llm.NAME]` of the provider.
+        provider: String,
+        /// The model requested.
+        model: String,
+        /// What happened, with the amounts: the alert's text.
+        reason: String,
+    },
+    /// A response named another model than the request, at another price (or
+    /// none): the call was billed at the dearer of the two.
+    UsageModelMismatch {
+        /// `[llm.NAME]` of the provider.
+        provider: String,
+        /// The model requested.
+        requested: String,
+        /// The model the response named.
+        reported: String,
+    },
     /// An audit record could not be written (the call's trace is missing).
     AuditWriteFailed {
         /// The error, redacted.

@@ -174,7 +174,9 @@ async fn reload_swaps_a_rotated_token_and_the_old_one_stays_redacted() {
     // The agent echoes both values back: neither may reach the audit log.
     let echoed = format!("old {CANARY_TOKEN} new {ROTATED}");
     let response = env.req(Method::POST, "/api/social/echo").body(echoed.clone()).send().await.unwrap();
-    assert_eq!(response.text().await.unwrap(), echoed, "the upstream answer is relayed unchanged");
+    // Nor the agent: the echo comes back scrubbed, the retired value included.
+    let relayed = response.text().await.unwrap();
+    assert_eq!(relayed, "old [REDACTED:social (retired)] new [REDACTED:social]");
     let lines = env.wait_audit_lines(3).await;
     let summary = lines[2]["input_summary"].as_str().unwrap();
     assert!(summary.contains("[REDACTED:"), "{summary}");

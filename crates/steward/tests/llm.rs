@@ -229,8 +229,13 @@ async fn a_cut_stream_is_an_error_for_the_client_and_still_billed() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200, "headers arrived before the cut");
-    let body = response.text().await;
-    assert!(body.is_err(), "a cut stream must not look complete: {body:?}");
+    // Not a clean end that looks complete: no `[DONE]`, and a final error
+    // event the SDK raises, naming the cut.
+    let body = response.text().await.unwrap();
+    let events = sse_data(&body);
+    assert!(!events.iter().any(|e| e == "[DONE]"), "{body}");
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "upstream_cut", "{body}");
 
     let lines = env.wait_audit_lines(1).await;
     let line = &lines[0];
@@ -321,6 +326,24 @@ async fn the_official_python_sdks_work_through_steward() {
     assert_eq!(refused.iter().filter(|d| **d == "spend_cap").count(), 2, "{refused:?}");
     assert_eq!(refused.iter().filter(|d| **d == "unknown_price").count(), 2, "{refused:?}");
     assert_eq!(env.mock.requests().len(), 5, "only the allowed calls reached the upstream");
+    env.assert_no_secret_leaked();
+}
+
+/// Issue 23 item 9: a stream steward ends with an error (the upstream cut
+/// it, or it passed its reserved output) surfaces in the official SDKs as
+/// the API's error with steward's message, not `APIConnectionError`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_sdks_show_the_error_event_of_a_stream_steward_ended() {
+    let Some(python) = sdk_python() else { return };
+    let env = env_with_cap(1.0).await;
+    let out = run_sdk(&env, &python, "stream_errors.py");
+    assert_eq!(out["openai_cut"]["type"], "APIError", "{out}");
+    assert!(out["openai_cut"]["message"].as_str().unwrap().contains("the upstream cut this stream"), "{out}");
+    // Anthropic's SDK raises its status error (the stream's status was 200).
+    assert_eq!(out["anthropic_cut"]["type"], "APIStatusError", "{out}");
+    assert!(out["anthropic_cut"]["message"].as_str().unwrap().contains("upstream_cut"), "{out}");
+    assert_eq!(out["openai_exceeded"]["type"], "APIError", "{out}");
+    assert!(out["openai_exceeded"]["message"].as_str().unwrap().contains("10 output tokens"), "{out}");
     env.assert_no_secret_leaked();
 }
 

@@ -38,7 +38,7 @@ pub use request::{
     REQUEST_OVERHEAD_TOKENS, UNKNOWN_CONTEXT_TOKENS, input_token_bound,
 };
 pub use sse::{DEFAULT_MAX_EVENT_BYTES, SseUsageParser};
-pub use usage::{Usage, UsageError, cost_micros, worst_case_micros};
+pub use usage::{ResponseUsage, Usage, UsageError, cost_micros, worst_case_micros};
 
 #[cfg(test)]
 mod tests;

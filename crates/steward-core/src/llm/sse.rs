@@ -9,12 +9,24 @@
 //! - the final usage: OpenAI chat's usage chunk (with or without `choices`),
 //!   the Responses API's `response.completed` / `.incomplete` / `.failed`,
 //!   Anthropic's `message_start` (input, cache) plus cumulative
-//!   `message_delta` (output);
+//!   `message_delta` (output). Provider usage is cumulative, so each field
+//!   keeps the **largest** value reported: a later, smaller report (usage
+//!   sent twice, `input_tokens: 0` in a `message_delta`) never lowers the
+//!   bill. An Anthropic `message_delta` whose `output_tokens` is missing,
+//!   `null`, negative or not an integer leaves the usage unreadable
+//!   ([`SseUsageParser::output_unreadable`]): the caller bills the
+//!   reservation;
+//! - the models the upstream says it used (`model` of the chunks, of
+//!   `response`, of `message_start`), so a response naming another model
+//!   than the request can be billed at the dearer price;
 //! - whether the stream ended the way the protocol ends (`[DONE]`,
 //!   `response.completed` and its siblings, `message_stop`), so a cut stream
 //!   is told apart from a clean end;
 //! - an estimate of the output seen, so a cut stream is billed for what it
-//!   produced.
+//!   produced, and a stream that outruns its reserved output is stopped;
+//! - how many of the bytes fed belong to the event still being received
+//!   ([`SseUsageParser::bytes_since_event_end`]), so the relay can release
+//!   whole events only.
 //!
 //! Memory is bounded: one event's data is held at most
 //! [`DEFAULT_MAX_EVENT_BYTES`] (configurable); a larger event is skipped
@@ -43,6 +55,14 @@ const MAX_EVENT_NAME: usize = 64;
 /// Capacity kept for the data buffer between events; a larger buffer left by
 /// one big event is released.
 const KEEP_CAPACITY: usize = 64 << 10;
+
+/// Distinct reported model names kept. A stream names one model; a few
+/// more cover a lying upstream without letting it grow the parser.
+const MAX_REPORTED_MODELS: usize = 4;
+
+/// Longest model name kept; longer names are cut (they are still compared
+/// whole against the price table's names, which are all shorter).
+const MAX_MODEL_NAME: usize = 128;
 
 /// Where the parser is inside the current line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,12 +118,20 @@ pub struct SseUsageParser {
     /// The current event outgrew the limit and will be skipped.
     oversized: bool,
 
-    /// The usage an OpenAI stream reported last.
+    /// The usage an OpenAI stream reported, each field the largest seen.
     usage: Option<Usage>,
-    /// Anthropic's counts so far.
+    /// Anthropic's counts so far, each the largest seen.
     anthropic: AnthropicCounts,
     /// Anthropic sent `message_delta`: its counts are final.
     anthropic_final: bool,
+    /// A `message_delta` carried no readable `output_tokens`.
+    output_unreadable: bool,
+    /// Distinct `model` names the upstream reported, in order of appearance.
+    models: Vec<String>,
+    /// Bytes fed since the end of the last complete event (the empty line).
+    since_event_end: usize,
+    /// The byte just handled ended an event.
+    event_ended: bool,
     /// The stream ended the way its protocol ends.
     terminal: bool,
     /// Content-bearing deltas seen (about one token each).
@@ -137,6 +165,10 @@ impl SseUsageParser {
             usage: None,
             anthropic: AnthropicCounts::default(),
             anthropic_final: false,
+            output_unreadable: false,
+            models: Vec::new(),
+            since_event_end: 0,
+            event_ended: false,
             terminal: false,
             content_deltas: 0,
             oversized_events: 0,
@@ -146,6 +178,7 @@ impl SseUsageParser {
 
     /// Feeds the next relayed bytes, split anywhere.
     pub fn feed(&mut self, mut chunk: &[u8]) {
+        self.since_event_end = self.since_event_end.saturating_add(chunk.len());
         while let Some((&first, rest)) = chunk.split_first() {
             if std::mem::take(&mut self.after_cr) && first == b'\n' {
                 chunk = rest;
@@ -161,14 +194,37 @@ impl SseUsageParser {
             }
             chunk = rest;
             self.byte(first);
+            if std::mem::take(&mut self.event_ended) {
+                self.since_event_end = chunk.len();
+            }
         }
+    }
+
+    /// Bytes at the end of what was fed that belong to an event not yet
+    /// complete (0 right after an empty line). Everything before them forms
+    /// whole events; the relay releases only those, so a stream cut in the
+    /// middle of an event can still end with a well-formed error event.
+    pub fn bytes_since_event_end(&self) -> usize {
+        self.since_event_end
+    }
+
+    /// Whether a `message_delta` reported its output count as missing,
+    /// `null`, negative or not an integer: the output cannot be known, so
+    /// the call is billed its reservation.
+    pub fn output_unreadable(&self) -> bool {
+        self.output_unreadable
+    }
+
+    /// The distinct models the upstream said it used (at most a few).
+    pub fn reported_models(&self) -> &[String] {
+        &self.models
     }
 
     /// The final usage the upstream reported; `None` when it never arrived
     /// (for Anthropic: until `message_delta`, which carries the final output count).
     pub fn usage(&self) -> Option<Usage> {
         match self.endpoint {
-            Endpoint::Messages if self.anthropic_final => self.anthropic.usage(),
+            Endpoint::Messages if self.anthropic_final && !self.output_unreadable => self.anthropic.usage(),
             Endpoint::Messages => None,
             _ => self.usage,
         }
@@ -307,6 +363,7 @@ impl SseUsageParser {
 
     /// An empty line: the event is complete.
     fn dispatch(&mut self) {
+        self.event_ended = true;
         if self.has_data {
             if self.oversized {
                 self.oversized_events += 1;
@@ -347,8 +404,9 @@ impl SseUsageParser {
             return;
         };
         if let Some(usage) = chunk.get("usage").and_then(Usage::openai_chat) {
-            self.usage = Some(usage);
+            self.report(usage);
         }
+        self.note_model(chunk.get("model"));
         if let Some(choices) = chunk.get("choices").and_then(Value::as_array) {
             let with_content = choices.iter().filter(|c| choice_has_content(c)).count();
             self.content_deltas += with_content as u64;
@@ -369,7 +427,7 @@ impl SseUsageParser {
                 if let Some(usage) =
                     event.get("response").and_then(|r| r.get("usage")).and_then(Usage::openai_responses)
                 {
-                    self.usage = Some(usage);
+                    self.report(usage);
                 }
             }
             // The event itself is the error here: its `type` is "error", its `code` the reason.
@@ -379,9 +437,16 @@ impl SseUsageParser {
                     None => error_code(&event),
                 });
             }
-            delta if delta.ends_with(".delta") => self.content_deltas += 1,
+            // An empty delta carries no token.
+            delta
+                if delta.ends_with(".delta")
+                    && event.get("delta").and_then(Value::as_str).is_none_or(|d| !d.is_empty()) =>
+            {
+                self.content_deltas += 1;
+            }
             _ => {}
         }
+        self.note_model(event.get("response").and_then(|r| r.get("model")));
     }
 
     fn anthropic_event(&mut self, name: &[u8], data: &[u8]) {
@@ -393,17 +458,47 @@ impl SseUsageParser {
                 if let Some(usage) = event.get("message").and_then(|m| m.get("usage")) {
                     self.anthropic.update(AnthropicCounts::read(usage));
                 }
+                self.note_model(event.get("message").and_then(|m| m.get("model")));
             }
             "message_delta" => {
                 if let Some(usage) = event.get("usage") {
-                    self.anthropic.update(AnthropicCounts::read(usage));
+                    let counts = AnthropicCounts::read(usage);
+                    if counts.output.is_none() {
+                        self.output_unreadable = true;
+                    }
+                    self.anthropic.update(counts);
                     self.anthropic_final = true;
                 }
             }
-            "content_block_delta" => self.content_deltas += 1,
+            // A thinking block's signature is not generated text.
+            "content_block_delta"
+                if event.get("delta").and_then(|d| d.get("type")).and_then(Value::as_str)
+                    != Some("signature_delta") =>
+            {
+                self.content_deltas += 1;
+            }
             "message_stop" => self.terminal = true,
             "error" => self.error = Some(error_type(event.get("error").unwrap_or(&event))),
             _ => {}
+        }
+    }
+}
+
+impl SseUsageParser {
+    /// Merges a cumulative usage report: every field keeps its largest value.
+    fn report(&mut self, usage: Usage) {
+        self.usage = Some(match self.usage {
+            Some(earlier) => earlier.max_each(&usage),
+            None => usage,
+        });
+    }
+
+    /// Remembers a reported model name (a few distinct ones at most).
+    fn note_model(&mut self, model: Option<&Value>) {
+        let Some(model) = model.and_then(Value::as_str).filter(|m| !m.is_empty()) else { return };
+        let model: String = model.chars().take(MAX_MODEL_NAME).collect();
+        if self.models.len() < MAX_REPORTED_MODELS && !self.models.contains(&model) {
+            self.models.push(model);
         }
     }
 }

@@ -58,14 +58,38 @@ pub enum UsageError {
     NotPriced,
 }
 
+/// What a complete response body says about its cost: its usage, and the
+/// model it names (which may differ from the one requested).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseUsage {
+    /// The usage, or why it cannot be read.
+    pub usage: Result<Usage, UsageError>,
+    /// The body's top-level `model`, if it is a string.
+    pub model: Option<String>,
+}
+
 impl Usage {
-    /// The usage of a complete (non-streaming, 2xx) response body.
+    /// The usage of a complete (non-streaming) response body.
     pub fn from_response(endpoint: Endpoint, body: &[u8]) -> Result<Usage, UsageError> {
+        Usage::read_response(endpoint, body).usage
+    }
+
+    /// The usage of a complete (non-streaming) response body and the model it names.
+    pub fn read_response(endpoint: Endpoint, body: &[u8]) -> ResponseUsage {
         let name = endpoint.as_str();
         if endpoint == Endpoint::Other {
-            return Err(UsageError::NotPriced);
+            return ResponseUsage { usage: Err(UsageError::NotPriced), model: None };
         }
-        let value: Value = serde_json::from_slice(body).map_err(|_| UsageError::NotJson { endpoint: name })?;
+        let Ok(value) = serde_json::from_slice::<Value>(body) else {
+            return ResponseUsage { usage: Err(UsageError::NotJson { endpoint: name }), model: None };
+        };
+        let model = value.get("model").and_then(Value::as_str).map(str::to_owned);
+        ResponseUsage { usage: Usage::of_value(endpoint, &value), model }
+    }
+
+    /// The usage inside a parsed response body.
+    fn of_value(endpoint: Endpoint, value: &Value) -> Result<Usage, UsageError> {
+        let name = endpoint.as_str();
         let usage = value.get("usage");
         let parsed = match endpoint {
             Endpoint::ChatCompletions | Endpoint::Completions => usage.and_then(Usage::openai_chat),
@@ -75,6 +99,45 @@ impl Usage {
             Endpoint::Other => None,
         };
         parsed.ok_or(UsageError::Missing { endpoint: name })
+    }
+
+    /// Each field the larger of `self` and `other`: provider usage is
+    /// cumulative, so a smaller later report is a lie or a glitch and never
+    /// lowers the bill.
+    pub fn max_each(&self, other: &Usage) -> Usage {
+        Usage {
+            input_tokens: self.input_tokens.max(other.input_tokens),
+            output_tokens: self.output_tokens.max(other.output_tokens),
+            cached_input_tokens: self.cached_input_tokens.max(other.cached_input_tokens),
+            cache_write_tokens: self.cache_write_tokens.max(other.cache_write_tokens),
+            cache_write_1h_tokens: self.cache_write_1h_tokens.max(other.cache_write_1h_tokens),
+            reasoning_tokens: self.reasoning_tokens.max(other.reasoning_tokens),
+        }
+    }
+
+    /// Every count at most `limit` (see `pipeline` settlement: absurd counts
+    /// are saturated so the bill stays a number the ledger can hold), and
+    /// whether any count was above it.
+    pub fn saturated(&self, limit: u64) -> (Usage, bool) {
+        let over = [
+            self.input_tokens,
+            self.output_tokens,
+            self.cached_input_tokens,
+            self.cache_write_tokens,
+            self.cache_write_1h_tokens,
+            self.reasoning_tokens,
+        ]
+        .iter()
+        .any(|&n| n > limit);
+        let usage = Usage {
+            input_tokens: self.input_tokens.min(limit),
+            output_tokens: self.output_tokens.min(limit),
+            cached_input_tokens: self.cached_input_tokens.min(limit),
+            cache_write_tokens: self.cache_write_tokens.min(limit),
+            cache_write_1h_tokens: self.cache_write_1h_tokens.min(limit),
+            reasoning_tokens: self.reasoning_tokens.min(limit),
+        };
+        (usage, over)
     }
 
     /// Input tokens billed at the plain input price.
@@ -143,14 +206,20 @@ impl AnthropicCounts {
         }
     }
 
-    /// Later counts replace earlier ones; missing ones keep the earlier value
-    /// (Anthropic's stream counts are cumulative).
+    /// Each count becomes the largest reported so far; missing ones keep the
+    /// earlier value. Anthropic's stream counts are cumulative, so a later,
+    /// smaller count (`input_tokens: 0` in a `message_delta` after
+    /// `message_start` reported 90,000) never lowers the bill.
     pub fn update(&mut self, later: AnthropicCounts) {
-        self.input = later.input.or(self.input);
-        self.cache_read = later.cache_read.or(self.cache_read);
-        self.cache_creation = later.cache_creation.or(self.cache_creation);
-        self.cache_creation_1h = later.cache_creation_1h.or(self.cache_creation_1h);
-        self.output = later.output.or(self.output);
+        let max = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.input = max(self.input, later.input);
+        self.cache_read = max(self.cache_read, later.cache_read);
+        self.cache_creation = max(self.cache_creation, later.cache_creation);
+        self.cache_creation_1h = max(self.cache_creation_1h, later.cache_creation_1h);
+        self.output = max(self.output, later.output);
     }
 
     /// Normalized usage; `None` without the input and output counts.

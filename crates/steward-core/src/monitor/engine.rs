@@ -8,6 +8,8 @@
 //! | `error_rate` | over the last hour, at least `error_rate_min_calls` calls were judged and more than `error_rate_percent`% failed ([`Store::error_counts_since`] defines both) | warning |
 //! | `spend_threshold` | today's committed spend ≥ `[spend] alert_at_usd` | warning |
 //! | `spend_cap` | today's spend ≥ the cap, or a call was refused by the cap today | critical |
+//! | `spend_overrun` | a call used more than its reservation today (a provider streamed past `max_tokens`, reported absurd counts...), so priced calls are stopped for the day ([`Store::spend_stop`]) | critical |
+//! | `usage_model_mismatch` | a response today named another model than requested, priced differently (billed at the dearer price) | warning |
 //! | `kill_switch` | the kill switch is engaged (`steward stop`, any source but the loop breaker) | critical |
 //! | `loop_breaker` | the loop breaker engaged the kill switch | critical |
 //! | `crash_loop` | the supervisor gave up on a crash-looping agent (event, or `kv` `supervisor.fatal`) | critical |
@@ -86,6 +88,10 @@ pub mod rules {
     pub const SPEND_THRESHOLD: &str = "spend_threshold";
     /// Spend reached the cap.
     pub const SPEND_CAP: &str = "spend_cap";
+    /// A call used more than its reservation: priced calls stopped for the day.
+    pub const SPEND_OVERRUN: &str = "spend_overrun";
+    /// A response named another model than requested.
+    pub const USAGE_MODEL_MISMATCH: &str = "usage_model_mismatch";
     /// The kill switch is engaged.
     pub const KILL_SWITCH: &str = "kill_switch";
     /// The loop breaker stopped the agent.
@@ -111,6 +117,8 @@ pub mod rules {
         ERROR_RATE,
         SPEND_THRESHOLD,
         SPEND_CAP,
+        SPEND_OVERRUN,
+        USAGE_MODEL_MISMATCH,
         KILL_SWITCH,
         LOOP_BREAKER,
         CRASH_LOOP,
@@ -155,6 +163,10 @@ struct PersistedState {
     firing: BTreeMap<String, RuleState>,
     /// The spend day on which a call was refused by the cap.
     cap_hit_day: Option<String>,
+    /// The spend day and text of the last response that named another
+    /// model: the incident holds for the rest of that day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    model_mismatch: Option<(String, String)>,
 }
 
 /// An open incident, for `steward status`.
@@ -237,6 +249,8 @@ struct Pending {
     kill: Option<(String, String)>,
     crash_exits: Option<u32>,
     cap: Option<(u64, u64)>,
+    /// An overrun announced by the bus, before the store's stop is read.
+    overrun: Option<String>,
 }
 
 /// The alert engine of one daemon.
@@ -348,6 +362,11 @@ impl Engine {
             Event::SpendCapHit { spent_micros, cap_micros } => {
                 self.pending.cap = Some((*spent_micros, *cap_micros));
                 self.state.cap_hit_day = Some(self.spend.day_of(now, 0));
+            }
+            Event::SpendOverrun { reason, .. } => self.pending.overrun = Some(redact(reason)),
+            Event::UsageModelMismatch { provider, requested, reported } => {
+                let text = redact(&format!("provider `{provider}`, model `{requested}` requested: {reported}"));
+                self.state.model_mismatch = Some((self.spend.day_of(now, 0), text));
             }
             _ => {}
         }
@@ -685,6 +704,47 @@ impl Engine {
                 }
             }
             Err(err) => tracing::warn!(error = %err, "cannot read today's spend for the spend alerts"),
+        }
+
+        let pending_overrun = self.pending.overrun.take();
+        let stop = match self.store.spend_stop(&today).await {
+            Ok(stop) => stop.map(|s| (redact(s.reason), Some(s.at_ms))),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the day's spend stop for the overrun alert");
+                None
+            }
+        };
+        if let Some((reason, at)) = stop.or(pending_overrun.map(|r| (r, None))) {
+            let mut finding = Finding::new(
+                Severity::Critical,
+                "An LLM provider billed past the reserved output: LLM calls are stopped for today",
+                format!(
+                    "{reason}. The call was billed what the provider reported, and steward refuses every priced \
+                     LLM call until the day ends in [spend] timezone. Check the provider's usage page, then run \
+                     `steward resume` to allow LLM calls again."
+                ),
+            );
+            if let Some(at) = at {
+                finding = finding.since(at);
+            }
+            active.insert(rules::SPEND_OVERRUN.into(), finding);
+        }
+        if let Some((day, text)) = &self.state.model_mismatch {
+            if *day == today {
+                active.insert(
+                    rules::USAGE_MODEL_MISMATCH.into(),
+                    Finding::new(
+                        Severity::Warning,
+                        "An LLM response named another model than requested",
+                        format!(
+                            "{text}. The call was billed at the dearer of the two prices. If the provider routes \
+                             requests to other models, pin the model or add its price under [prices.\"MODEL\"]."
+                        ),
+                    ),
+                );
+            } else {
+                self.state.model_mismatch = None;
+            }
         }
         active
     }

@@ -303,6 +303,69 @@ async fn spend_threshold_and_cap_fire_and_resolve_with_the_day() {
 }
 
 #[tokio::test]
+async fn a_spend_overrun_fires_while_the_day_is_stopped_and_resolves_on_resume() {
+    let mut f = fixture("[spend]\ndaily_cap_usd = 5\n").await;
+    let day = f.config.spend.day_of(t0(), 0);
+    let hold = SpendHold {
+        day,
+        provider: "openai".into(),
+        model: "m".into(),
+        reserve_micros: 10,
+        cap_micros: Some(5_000_000),
+    };
+    f.store.admit(admission("over", ms(t0()), Some(hold))).await.unwrap();
+    let reason = format!("provider `openai` (model `m`) used more than its reservation: billed $0.05 ({CANARY})");
+    let settlement = crate::store::SpendSettlement {
+        micros: 50_000,
+        input_tokens: 1,
+        output_tokens: 9_000,
+        cached_tokens: 0,
+        estimated: false,
+        stop: Some(reason.clone()),
+    };
+    let completion = Completion {
+        call_id: "over".into(),
+        now_ms: ms(t0()) + 5,
+        status: Some(200),
+        duration_ms: 5,
+        attempts: 1,
+        response_ref: None,
+        error: None,
+        extra_json: None,
+        spend: Some(settlement),
+    };
+    f.store.complete(completion).await.unwrap();
+    f.engine.observe(&Event::SpendOverrun { provider: "openai".into(), model: "m".into(), reason }, at(t0(), 1));
+    let notices = f.engine.evaluate(at(t0(), 1)).await;
+    assert_eq!(keys(&notices), [(rules::SPEND_OVERRUN, AlertStatus::Firing, 0)]);
+    let message = &notices[0].message;
+    assert!(message.contains("`openai`") && message.contains("model `m`") && message.contains("steward resume"));
+    assert!(!message.contains(CANARY), "{message}");
+    f.restart().await;
+    assert!(f.engine.evaluate(at(t0(), 60)).await.is_empty(), "the stop is read from the store after a restart");
+    f.store.lift_spend_stop().await.unwrap();
+    assert_eq!(keys(&f.engine.evaluate(at(t0(), 65)).await), [(rules::SPEND_OVERRUN, AlertStatus::Resolved, 0)]);
+}
+
+#[tokio::test]
+async fn a_model_mismatch_fires_for_the_rest_of_the_day() {
+    let mut f = fixture("").await;
+    let event = Event::UsageModelMismatch {
+        provider: "openai".into(),
+        requested: "gpt-4o-mini".into(),
+        reported: "the response names model `o1-pro` (priced differently than `gpt-4o-mini`)".into(),
+    };
+    f.engine.observe(&event, t0());
+    let notices = f.engine.evaluate(t0()).await;
+    assert_eq!(keys(&notices), [(rules::USAGE_MODEL_MISMATCH, AlertStatus::Firing, 0)]);
+    assert!(notices[0].message.contains("o1-pro"));
+    f.restart().await;
+    assert!(f.engine.evaluate(at(t0(), 600)).await.is_empty(), "still firing, across a restart");
+    let notices = f.engine.evaluate(at(t0(), 86_400)).await;
+    assert_eq!(keys(&notices), [(rules::USAGE_MODEL_MISMATCH, AlertStatus::Resolved, 0)]);
+}
+
+#[tokio::test]
 async fn write_failures_announced_by_events_fire_then_resolve() {
     let mut f = fixture("").await;
     f.engine.observe(&Event::AuditWriteFailed { detail: format!("cannot write /logs/audit.jsonl ({CANARY})") }, t0());

@@ -40,6 +40,10 @@ const HOP_BY_HOP: &[&str] = &[
 /// Headers through which agents present the steward token; never forwarded.
 const AGENT_AUTH_HEADERS: &[&str] = &["authorization", "x-api-key"];
 
+/// Asked of every upstream: a body steward can scrub of credentials as it
+/// streams (a compressed one would hide them), and read usage from.
+const ACCEPT_ENCODING: &str = "identity";
+
 /// Idle pooled connections kept per upstream host: enough for bursts at 10k RPS
 /// without holding hundreds of sockets open.
 const POOL_IDLE_PER_HOST: usize = 64;
@@ -177,6 +181,7 @@ impl Forwarder {
             let lower = name.as_str();
             if HOP_BY_HOP.contains(&lower)
                 || AGENT_AUTH_HEADERS.contains(&lower)
+                || lower == "accept-encoding"
                 || lower.eq_ignore_ascii_case(&upstream.auth.header)
                 || connection_named.iter().any(|c| c.eq_ignore_ascii_case(lower))
             {
@@ -184,6 +189,7 @@ impl Forwarder {
             }
             headers.append(name.clone(), value.clone());
         }
+        headers.insert(http::header::ACCEPT_ENCODING, HeaderValue::from_static(ACCEPT_ENCODING));
         if let Some(credential) = &upstream.credential {
             let secrets = self.secrets.load();
             let secret = secrets

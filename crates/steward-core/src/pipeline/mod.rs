@@ -12,8 +12,10 @@
 //! and spend cap are decided together in one store transaction
 //! (`Store::admit`), so concurrent calls cannot both take the last slot or
 //! the last dollar, and a restart never resets a window. A refused call is
-//! recorded before the refusal is returned. An allowed call's record is
-//! written before the agent can see the end of the response (`relay`).
+//! recorded before the refusal is returned. An allowed call's response is
+//! scrubbed of every credential value, and its record is written before the
+//! agent can see the end of the response (`relay`), settling its spend
+//! fail-safe (`settle`).
 //!
 //! Monitoring hooks sit where every call ends (`refuse`, `record_outcome`):
 //! one [`Metrics::record_call`] (atomic counters) per call, and an
@@ -25,6 +27,7 @@ mod plan;
 mod refusal;
 mod relay;
 mod retry;
+mod settle;
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -32,10 +35,10 @@ use std::time::{Instant, SystemTime};
 use arc_swap::ArcSwap;
 use axum::body::Body;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Response};
 
 pub use forward::{ForwardError, Forwarded, Forwarder};
-pub use refusal::{ErrorShape, Refusal, RefusalView, refusal_body};
+pub use refusal::{ErrorShape, Refusal, RefusalView, refusal_body, stream_error_event};
 pub use retry::{BASE_DELAY, MAX_ATTEMPTS, MAX_DELAY};
 
 use crate::audit::{AuditLog, AuditRecord};
@@ -49,7 +52,6 @@ use crate::policy::{self, ToolMatcher};
 use crate::secrets::{AgentToken, ScopeWatch, Secrets};
 use crate::store::{Admission, AdmitOutcome, Completion, SpendSettlement, Store};
 use plan::Plan;
-use relay::{Observer, Recorder, relay_body};
 
 /// The redactor every writer shares; swapped whole when credentials reload.
 pub type SharedRedactor = Arc<ArcSwap<redact::Redactor>>;
@@ -373,6 +375,7 @@ impl Pipeline {
                 self.events.publish(Event::SpendCapHit { spent_micros, cap_micros });
                 Err((Refusal::SpendCap { spent_micros, cap_micros, reserve_micros }, true))
             }
+            Ok(AdmitOutcome::SpendStopped { reason }) => Err((Refusal::SpendStopped { reason }, true)),
             Err(err) => {
                 tracing::error!(error = %err, "store refused the admission; failing closed");
                 self.write_failed(Some(&err), None);
@@ -448,6 +451,7 @@ impl Pipeline {
                     output_tokens: 0,
                     cached_tokens: 0,
                     estimated: false,
+                    stop: None,
                 });
                 let outcome = Outcome {
                     decision: view.reason,
@@ -467,41 +471,7 @@ impl Pipeline {
         if call.door != Door::Llm && !self.scope_watch.is_empty() {
             self.scope_watch.observe(&call.upstream, response.headers());
         }
-        let status = response.status();
-        let mut headers = forward::response_headers(response.headers());
-        if let Ok(value) = HeaderValue::from_str(&record.call_id) {
-            headers.insert(CALL_ID_HEADER, value);
-        }
-        let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-        let observer = match &plan.llm {
-            Some(llm) if llm.price.is_some() && status.is_success() => {
-                Observer::llm(llm, content_type.starts_with("text/event-stream"))
-            }
-            Some(_) => Observer::None,
-            None => Observer::api(content_type.contains("json")),
-        };
-        let mut expected_len =
-            if call.method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-                Some(0)
-            } else {
-                response.content_length()
-            };
-        if observer.rewrites() {
-            headers.remove(http::header::CONTENT_LENGTH);
-            expected_len = None;
-        }
-        let recorder =
-            Recorder { pipeline: Arc::clone(self), record, status: status.as_u16(), attempts, llm: plan.llm };
-        let body = if expected_len == Some(0) {
-            recorder.finish(None, &observer).await;
-            Body::empty()
-        } else {
-            relay_body(response, recorder, observer, expected_len)
-        };
-        let mut out = Response::new(body);
-        *out.status_mut() = status;
-        *out.headers_mut() = headers;
-        out
+        self.respond(&call.method, record, plan.llm, response, attempts).await
     }
 
     /// Journals the final outcome of an admitted call (settling its spend)

@@ -50,6 +50,11 @@ pub(super) struct LlmPlan {
     pub(super) include_usage_added: bool,
     /// Worst-case input tokens, for billing a cut stream.
     pub(super) input_bound: u64,
+    /// Output tokens reserved (max tokens × choices): a stream that carries
+    /// more is ended, since the provider is billing past the reservation.
+    pub(super) max_output: u64,
+    /// `[llm.NAME]` the call goes to, named in overrun alerts.
+    pub(super) provider: String,
     /// Reservation against the cap, for priced calls.
     pub(super) hold: Option<SpendHold>,
 }
@@ -173,6 +178,8 @@ impl Pipeline {
                 price,
                 include_usage_added: request.include_usage_added(),
                 input_bound,
+                max_output: request.max_output_bound(default_max),
+                provider: call.upstream.clone(),
                 hold,
             }),
         })

@@ -54,6 +54,12 @@ pub enum Refusal {
         /// tokens, priced), micro-dollars: what did not fit.
         reserve_micros: u64,
     },
+    /// A call earlier today used more than its reservation, so priced calls
+    /// are stopped for the rest of the spend day.
+    SpendStopped {
+        /// The stop's reason (provider, model, billed against reserved).
+        reason: String,
+    },
     /// The credential the upstream needs has expired (fail closed: an
     /// expired token would only earn a 401 upstream, or worse, a lockout).
     CredentialExpired {
@@ -173,6 +179,17 @@ impl Refusal {
                 None,
                 false,
             ),
+            Refusal::SpendStopped { reason } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "spend_cap",
+                format!(
+                    "LLM calls are stopped for today: {reason}. The cap cannot be trusted while a provider bills \
+                     past what was reserved; the stop ends at midnight in [spend] timezone, or when an operator \
+                     has checked the provider's bill and runs `steward resume`"
+                ),
+                None,
+                false,
+            ),
             Refusal::CredentialExpired { credential, expired_on } => (
                 StatusCode::FORBIDDEN,
                 "credential_expired",
@@ -262,6 +279,38 @@ pub fn refusal_body(view: &RefusalView, call_id: &str, shape: ErrorShape) -> ser
             }
         }),
     }
+}
+
+/// The last event of a stream that steward ends with an error (the upstream
+/// cut it, or it passed its reserved output): the shape the agent's SDK
+/// raises from. OpenAI's SDK raises on any event whose data has an `error`
+/// object (chat chunks carry nothing else; the Responses API's `event:
+/// error` carries its `code` and `message` too); Anthropic's raises on
+/// `event: error`. `code` is also the error's machine-readable `reason`.
+pub fn stream_error_event(shape: ErrorShape, responses: bool, code: &str, message: &str, call_id: &str) -> String {
+    let data = match shape {
+        ErrorShape::Anthropic => serde_json::json!({
+            "type": "error",
+            "error": { "type": "api_error", "message": message, "reason": code, "call_id": call_id },
+        }),
+        ErrorShape::OpenAi | ErrorShape::Steward => {
+            let error = serde_json::json!({
+                "message": message,
+                "type": format!("steward_{code}"),
+                "param": null,
+                "code": code,
+                "reason": code,
+                "call_id": call_id,
+            });
+            if responses {
+                serde_json::json!({ "type": "error", "code": code, "message": message, "param": null, "error": error })
+            } else {
+                serde_json::json!({ "error": error })
+            }
+        }
+    };
+    let named = shape == ErrorShape::Anthropic || responses;
+    format!("{}data: {data}\n\n", if named { "event: error\n" } else { "" })
 }
 
 /// Anthropic's error `type` for a status, so its SDK maps it to the right exception.

@@ -264,6 +264,12 @@ impl Page<'_> {
         if let Some(alert) = config.spend.alert_at() {
             self.line(format!("- An alert fires when the day's spend reaches {alert}."));
         }
+        self.line(format!(
+            "- If a provider bills a call past its reservation (more output than `max_tokens`, absurd token \
+             counts), that call is billed as reported, every LLM call is refused for the rest of the day, and the \
+             `spend_overrun` alert fires. Check the provider's usage page, then run `{}` to allow LLM calls again.",
+            self.cmd("resume", "")
+        ));
     }
 
     fn credentials(&mut self) {
@@ -400,7 +406,8 @@ impl Page<'_> {
             ),
         ];
         if !config.llm.is_empty() {
-            rules.push("spend passes the alert threshold or the cap".to_owned());
+            rules
+                .push("spend passes the alert threshold or the cap, or a provider bills past a reservation".to_owned());
         }
         rules.extend(
             ["the kill switch or the loop breaker engages", "the agent crash-loops", "an audit or store write fails"]

@@ -219,6 +219,9 @@ pub struct Secrets {
     /// Vault token used to read one): only for the redactor, so a value that
     /// was once valid never appears in a log line.
     retired: Vec<(String, SecretString)>,
+    /// Removes every value above from what upstreams send back to the
+    /// agent; built on first use, so a reload's new set builds its own.
+    scrubber: std::sync::OnceLock<std::sync::Arc<redact::CredentialScrubber>>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -347,7 +350,7 @@ impl Secrets {
                 (name, Resolved { value, sha256, expiry: None })
             })
             .collect();
-        Self { values, retired: Vec::new() }
+        Self { values, retired: Vec::new(), scrubber: std::sync::OnceLock::new() }
     }
 
     /// Keeps every value of `previous` that this set no longer holds (and
@@ -373,6 +376,7 @@ impl Secrets {
             }
         }
         self.retired = retired;
+        self.scrubber = std::sync::OnceLock::new();
         self
     }
 
@@ -408,6 +412,19 @@ impl Secrets {
     /// How many retired values the redactor still knows.
     pub fn retired_count(&self) -> usize {
         self.retired.len()
+    }
+
+    /// The scrubber of responses: every credential value (current and
+    /// retired, `[alerts]` secrets included), each replaced by
+    /// `[REDACTED:<name>]` wherever an upstream echoes it back. The agent
+    /// token is not among them: the agent holds it already.
+    pub fn scrubber(&self) -> std::sync::Arc<redact::CredentialScrubber> {
+        let scrubber = self.scrubber.get_or_init(|| {
+            let current = self.values.iter().map(|(name, r)| (name.as_str(), r.value.expose_secret()));
+            let retired = self.retired.iter().map(|(name, value)| (name.as_str(), value.expose_secret()));
+            std::sync::Arc::new(redact::CredentialScrubber::new(current.chain(retired)))
+        });
+        std::sync::Arc::clone(scrubber)
     }
 
     /// Builds the redactor that knows every credential value (current and

@@ -70,7 +70,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{LoopBreakerConfig, RateLimit};
 
-pub use spend::{SpendHold, SpendRow, SpendSettlement};
+pub use spend::{MAX_STORED_MICROS, MAX_STORED_TOKENS, STOP_KEY, SpendHold, SpendRow, SpendSettlement, SpendStop};
 use writer::{Op, Request, Response};
 
 /// Ops queued for the writer beyond this wait in `send`: backpressure instead
@@ -180,6 +180,13 @@ pub enum AdmitOutcome {
         cap_micros: u64,
         /// This call's worst case, which did not fit, micro-dollars.
         reserve_micros: u64,
+    },
+    /// An earlier call of the same spend day used more than its
+    /// reservation, which stopped priced calls for the day ([`SpendStop`]);
+    /// row inserted with decision `spend_cap`, nothing reserved.
+    SpendStopped {
+        /// The stop's reason (provider, model, billed against reserved).
+        reason: String,
     },
 }
 
@@ -517,6 +524,21 @@ impl Store {
     pub async fn spend_total(&self, day: &str) -> Result<u64, StoreError> {
         let day = day.to_owned();
         self.read(move |conn| spend::day_total(conn, &day)).await
+    }
+
+    /// The stop in force on spend day `day`, if a call of that day used
+    /// more than its reservation (see [`SpendStop`]).
+    pub async fn spend_stop(&self, day: &str) -> Result<Option<SpendStop>, StoreError> {
+        let day = day.to_owned();
+        self.read(move |conn| spend::stop_on(conn, &day)).await
+    }
+
+    /// Lifts the spend stop, whatever its day (`steward resume`: an operator
+    /// checked the provider's bill). Returns the stop that was recorded.
+    pub async fn lift_spend_stop(&self) -> Result<Option<SpendStop>, StoreError> {
+        let previous = self.kv_get(STOP_KEY).await?.and_then(|text| serde_json::from_str(&text).ok());
+        self.kv_delete(STOP_KEY).await?;
+        Ok(previous)
     }
 
     /// Spend per day and model for `from_day..=to_day` (`YYYY-MM-DD`), newest day first.

@@ -12,8 +12,22 @@
 //! grew with every call (100,000 LLM calls a day meant 100,000 rows summed
 //! per admission). Triggers rather than code: every writer of `spend`,
 //! present and future, keeps the total right inside its own transaction.
+//!
+//! **The day's stop.** A settlement can carry a [`SpendSettlement::stop`]:
+//! the provider billed beyond what was reserved (more output than
+//! `max_tokens`, absurd counts), so the cap's arithmetic can no longer be
+//! trusted for the rest of the day. The stop is written in the settlement's
+//! own transaction (`kv` [`STOP_KEY`]), and every later admission of a
+//! priced call on that spend day is refused ([`super::AdmitOutcome::SpendStopped`])
+//! until the day ends or `steward resume` lifts it ([`super::Store::lift_spend_stop`]).
+//!
+//! **Bounded numbers.** Settled costs and token counts are stored saturated
+//! at [`MAX_STORED_MICROS`] and [`MAX_STORED_TOKENS`], so neither a column nor
+//! the day's running total can overflow SQLite's 64-bit integers (an
+//! overflowing sum becomes a REAL, which a STRICT INTEGER column refuses,
+//! and the whole completion with it).
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{StoreError, sql_error};
 
@@ -32,6 +46,32 @@ pub struct SpendHold {
     pub cap_micros: Option<u64>,
 }
 
+/// `kv` key of the day's spend stop: JSON `{"day", "reason", "call_id", "at_ms"}`.
+pub const STOP_KEY: &str = "spend.stopped";
+
+/// Largest cost stored for one call: one million dollars. Far above any real
+/// call and far below `i64::MAX` (9.2e18), so even millions of saturated
+/// calls in a day keep the running total an integer.
+pub const MAX_STORED_MICROS: u64 = 1_000_000_000_000;
+
+/// Largest token count stored for one call: a thousand times the largest
+/// context window sold today.
+pub const MAX_STORED_TOKENS: u64 = 10_000_000_000;
+
+/// The stop a settlement writes: see the module docs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SpendStop {
+    /// The spend day it holds for (`YYYY-MM-DD` in `[spend] timezone`).
+    pub day: String,
+    /// Why, for the refusal, `steward status` and the alert: names the
+    /// provider, the model and what was billed against what was reserved.
+    pub reason: String,
+    /// The call that caused it.
+    pub call_id: String,
+    /// When, epoch ms.
+    pub at_ms: i64,
+}
+
 /// What a priced call really cost, settled at completion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpendSettlement {
@@ -45,6 +85,9 @@ pub struct SpendSettlement {
     pub cached_tokens: u64,
     /// True when the usage was estimated (stream cut, usage missing), not reported.
     pub estimated: bool,
+    /// Stops priced calls for the rest of the spend day, with this reason:
+    /// the call used more than its reservation.
+    pub stop: Option<String>,
 }
 
 /// One row of `steward spend`: a day and model.
@@ -111,6 +154,45 @@ fn micros_i64(micros: u64) -> i64 {
     i64::try_from(micros).unwrap_or(i64::MAX)
 }
 
+/// A settled cost as stored: saturated at [`MAX_STORED_MICROS`].
+fn stored_micros(micros: u64) -> i64 {
+    micros_i64(micros.min(MAX_STORED_MICROS))
+}
+
+/// A token count as stored: saturated at [`MAX_STORED_TOKENS`].
+fn stored_tokens(tokens: u64) -> i64 {
+    micros_i64(tokens.min(MAX_STORED_TOKENS))
+}
+
+/// The stop in force on `day`, if any.
+pub(super) fn stop_on(conn: &Connection, day: &str) -> Result<Option<SpendStop>, StoreError> {
+    let stored = super::queries::kv_get(conn, STOP_KEY)?;
+    Ok(stored.and_then(|text| serde_json::from_str::<SpendStop>(&text).ok()).filter(|stop| stop.day == day))
+}
+
+/// Records the day's stop, unless one is already in force that day (the
+/// first cause stays on record).
+fn write_stop(conn: &Connection, call_id: &str, reason: &str, now_ms: i64) -> Result<(), StoreError> {
+    let day: Option<String> = conn
+        .prepare_cached("SELECT day FROM spend WHERE call_id = ?1")
+        .and_then(|mut s| s.query_row([call_id], |row| row.get(0)).optional())
+        .map_err(|e| sql_error("reading a call's spend day", e))?;
+    let Some(day) = day else { return Ok(()) };
+    if stop_on(conn, &day)?.is_some() {
+        return Ok(());
+    }
+    let stop = SpendStop { day, reason: reason.to_owned(), call_id: call_id.to_owned(), at_ms: now_ms };
+    let text =
+        serde_json::to_string(&stop).map_err(|e| StoreError::Unavailable(format!("encoding a spend stop: {e}")))?;
+    conn.prepare_cached(
+        "INSERT INTO kv (key, value, updated_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms",
+    )
+    .and_then(|mut s| s.execute(params![STOP_KEY, text, now_ms]))
+    .map(|_| ())
+    .map_err(|e| sql_error("recording the day's spend stop", e))
+}
+
 /// The day's committed spend: settled costs plus open reservations.
 pub(super) fn day_total(conn: &Connection, day: &str) -> Result<u64, StoreError> {
     conn.prepare_cached("SELECT COALESCE((SELECT committed_micros FROM spend_days WHERE day = ?1), 0)")
@@ -131,8 +213,32 @@ pub(super) fn reserve(conn: &Connection, call_id: &str, hold: &SpendHold, now_ms
     .map_err(|e| sql_error("reserving spend", e))
 }
 
-/// Settles a reservation at the real cost, and copies it onto the journal row.
+/// Settles a reservation at the real cost (saturated, see the module docs),
+/// copies it onto the journal row, and records the day's stop the
+/// settlement carries. When the settlement itself cannot be stored, the
+/// reservation is billed and the day stopped instead, so the journal row is
+/// never lost with it and the cap stays closed.
 pub(super) fn settle(conn: &Connection, call_id: &str, s: &SpendSettlement, now_ms: i64) -> Result<(), StoreError> {
+    if let Err(err) = settle_exactly(conn, call_id, s, now_ms) {
+        tracing::error!(error = %err, call_id, "cannot store a call's settlement; billing its reservation");
+        conn.prepare_cached(
+            "UPDATE spend SET settled_micros = reserved_micros, estimated = 1, settled_ms = ?2 WHERE call_id = ?1",
+        )
+        .and_then(|mut st| st.execute(params![call_id, now_ms]))
+        .map_err(|e| sql_error("settling spend at its reservation", e))?;
+        let reason = format!(
+            "the settlement of call {call_id} could not be stored ({err}); it was billed at its reservation, \
+             and LLM calls are stopped for the day"
+        );
+        return write_stop(conn, call_id, &reason, now_ms);
+    }
+    match &s.stop {
+        Some(reason) => write_stop(conn, call_id, reason, now_ms),
+        None => Ok(()),
+    }
+}
+
+fn settle_exactly(conn: &Connection, call_id: &str, s: &SpendSettlement, now_ms: i64) -> Result<(), StoreError> {
     conn.prepare_cached(
         "UPDATE spend SET settled_micros = ?2, input_tokens = ?3, output_tokens = ?4, cached_tokens = ?5,
                 estimated = ?6, settled_ms = ?7
@@ -141,17 +247,17 @@ pub(super) fn settle(conn: &Connection, call_id: &str, s: &SpendSettlement, now_
     .and_then(|mut st| {
         st.execute(params![
             call_id,
-            micros_i64(s.micros),
-            micros_i64(s.input_tokens),
-            micros_i64(s.output_tokens),
-            micros_i64(s.cached_tokens),
+            stored_micros(s.micros),
+            stored_tokens(s.input_tokens),
+            stored_tokens(s.output_tokens),
+            stored_tokens(s.cached_tokens),
             s.estimated,
             now_ms
         ])
     })
     .map_err(|e| sql_error("settling spend", e))?;
     conn.prepare_cached("UPDATE calls SET cost_usd = ?2 WHERE id = ?1")
-        .and_then(|mut st| st.execute(params![call_id, s.micros as f64 / 1_000_000.0]))
+        .and_then(|mut st| st.execute(params![call_id, s.micros.min(MAX_STORED_MICROS) as f64 / 1_000_000.0]))
         .map(|_| ())
         .map_err(|e| sql_error("recording a call's cost", e))
 }

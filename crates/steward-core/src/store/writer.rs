@@ -245,6 +245,14 @@ fn admit(conn: &Connection, a: &Admission) -> Result<AdmitOutcome, StoreError> {
         return Ok(refused);
     }
     if let Some(hold) = &a.spend {
+        if let Some(stop) = spend::stop_on(conn, &hold.day)? {
+            insert_call(
+                conn,
+                a,
+                &NewRow { decision: "spend_cap", reason: Some(&stop.reason), status: None, finished: true },
+            )?;
+            return Ok(AdmitOutcome::SpendStopped { reason: stop.reason });
+        }
         let spent_micros = spend::day_total(conn, &hold.day)?;
         if let Some(cap_micros) = hold.cap_micros
             && spent_micros.saturating_add(hold.reserve_micros) > cap_micros

@@ -30,11 +30,12 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
     let now = std::time::SystemTime::now();
     let today = config.spend.day_of(now, 0);
     let first = config.spend.day_of(now, args.days - 1);
-    let (total, rows) = runtime()?.block_on(async {
+    let (total, rows, stop) = runtime()?.block_on(async {
         let store = open_store(&config)?;
         let total = store.spend_total(&today).await.context("cannot read the spend ledger")?;
         let rows = store.spend_by_day(&first, &today).await.context("cannot read the spend ledger")?;
-        Ok::<_, anyhow::Error>((total, rows))
+        let stop = store.spend_stop(&today).await.context("cannot read the spend ledger")?;
+        Ok::<_, anyhow::Error>((total, rows, stop))
     })?;
     let today_rows: Vec<&SpendRow> = rows.iter().filter(|r| r.day == today).collect();
     let settled: u64 = today_rows.iter().map(|r| r.settled_micros).sum();
@@ -59,6 +60,7 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
                 "reserved_usd": usd(reserved),
                 "cap_usd": cap.map(|c| c.as_dollars()),
                 "alert_at_usd": config.spend.alert_at().map(|c| c.as_dollars()),
+                "stopped": stop.as_ref().map(|s| &s.reason),
             },
             "days": days,
         }))?;
@@ -71,6 +73,12 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         Usd::from_micros(settled),
         Usd::from_micros(reserved)
     );
+    if let Some(stop) = &stop {
+        anstream::println!(
+            "LLM calls are STOPPED for today: {}. Check the provider's bill, then `steward resume`.",
+            stop.reason
+        );
+    }
     if rows.is_empty() {
         anstream::println!("no LLM calls recorded");
         return Ok(ExitCode::from(exit::OK));

@@ -38,9 +38,10 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         std::fs::read_to_string(config.state.addr_path()).ok().map(|s| s.trim().to_owned()).filter(|_| pid.is_some());
     let now = now_ms();
     let today = config.spend.day_of(std::time::SystemTime::now(), 0);
-    let (kill, tools, spent, published, fatal, alerts) = runtime()?.block_on(async {
+    let (kill, tools, (spent, spend_stop), published, fatal, alerts) = runtime()?.block_on(async {
         let store = open_store(&config)?;
         let spent = store.spend_total(&today).await.context("cannot read the spend ledger")?;
+        let spend_stop = store.spend_stop(&today).await.context("cannot read the spend ledger")?;
         let kill = store.kill_state().await.context("cannot read the kill switch")?;
         let published = supervisor::read_status(&store).await.context("cannot read the agent status")?;
         let fatal = supervisor::read_fatal(&store).await.context("cannot read the agent status")?;
@@ -59,7 +60,7 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
             tools.push((tool.name.clone(), in_hour, window));
         }
         let alerts = alert_status(&store, &config).await?;
-        Ok::<_, anyhow::Error>((kill, tools, spent, published, fatal, alerts))
+        Ok::<_, anyhow::Error>((kill, tools, (spent, spend_stop), published, fatal, alerts))
     })?;
     let agent = AgentView::new(&config, pid.is_some(), &kill, published, fatal, now);
 
@@ -92,6 +93,7 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
                 "day": today,
                 "spent_usd": spent as f64 / 1_000_000.0,
                 "cap_usd": config.spend.daily_cap().map(|c| c.as_dollars()),
+                "stopped": spend_stop.as_ref().map(|s| &s.reason),
             },
             "alerts": {
                 "firing": alerts.firing,
@@ -126,6 +128,13 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
     }
     let cap = config.spend.daily_cap().map_or_else(|| "no cap".to_owned(), |c| format!("cap {c}"));
     anstream::println!("spend    {} today, {cap}", steward_core::config::units::Usd::from_micros(spent));
+    if let Some(stop) = &spend_stop {
+        anstream::println!(
+            "         {}: {}; `steward resume` lifts it",
+            "LLM calls STOPPED for today".red().bold(),
+            stop.reason
+        );
+    }
     anstream::println!("\ntool             last hour   window");
     for (name, in_hour, window) in tools {
         let window = match window {

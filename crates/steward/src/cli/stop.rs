@@ -5,7 +5,8 @@
 //! the very next call after `stop` returns is refused, and its supervisor
 //! notices within a quarter second and stops the agent (SIGTERM to its
 //! process group, `stop_grace`, SIGKILL). `resume` also clears a crash-loop
-//! (`fatal`) or exit-78 hold, so the daemon starts the agent again.
+//! (`fatal`) or exit-78 hold, so the daemon starts the agent again, and
+//! lifts the day's LLM spend stop (a provider billed past a reservation).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -56,13 +57,14 @@ pub fn stop(path: &Path, args: StopArgs) -> Result<ExitCode, CliError> {
 
 pub fn resume(path: &Path, _args: ResumeArgs) -> Result<ExitCode, CliError> {
     let config = load_config(path)?;
-    let (previous, fatal) = runtime()?.block_on(async {
+    let (previous, fatal, spend_stop) = runtime()?.block_on(async {
         let store = open_store(&config)?;
         let previous = store.kill_state().await.context("cannot read the kill switch")?;
         let now = now_ms();
         store.release_kill(now).await.context("cannot release the kill switch")?;
         let fatal = supervisor::request_resume(&store, now).await.context("cannot clear the agent's hold")?;
-        Ok::<_, anyhow::Error>((previous, fatal))
+        let spend_stop = store.lift_spend_stop().await.context("cannot lift the LLM spend stop")?;
+        Ok::<_, anyhow::Error>((previous, fatal, spend_stop))
     })?;
 
     if previous.engaged {
@@ -75,6 +77,9 @@ pub fn resume(path: &Path, _args: ResumeArgs) -> Result<ExitCode, CliError> {
     }
     if let Some(fatal) = fatal {
         anstream::println!("the agent's crash-loop hold is cleared (was: {})", fatal.reason);
+    }
+    if let Some(stop) = spend_stop {
+        anstream::println!("LLM calls are allowed again (stopped on {}: {})", stop.day, stop.reason);
     }
     if config.agent.process.is_some() && running_pid(&config.state.dir).is_some() {
         anstream::println!("the running daemon starts the agent again");

@@ -210,3 +210,76 @@ fn garbage_is_ignored_and_unpriced_endpoints_read_nothing() {
     assert!(!p.saw_terminal_event());
     assert_eq!(p.output_tokens_seen_estimate(), 0);
 }
+
+#[test]
+fn cumulative_usage_keeps_the_largest_of_each_field() {
+    let stream = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":900,\"completion_tokens\":80}}\n\n\
+                  data: {\"choices\":[],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":90}}\n\ndata: [DONE]\n\n";
+    let p = parse(Endpoint::ChatCompletions, stream);
+    assert_eq!(p.usage(), Some(chat_usage(900, 90)));
+}
+
+#[test]
+fn an_unreadable_final_output_count_leaves_the_usage_unknown() {
+    for usage in [r#"{"input_tokens":3}"#, r#"{"output_tokens":null}"#, r#"{"output_tokens":-1}"#] {
+        let stream = format!(
+            "event: message_start\ndata: {{\"type\":\"message_start\",\"message\":{{\"usage\":{{\"input_tokens\":3,\"output_tokens\":1}}}}}}\n\n\
+             event: message_delta\ndata: {{\"type\":\"message_delta\",\"usage\":{usage}}}\n\n"
+        );
+        let p = parse(Endpoint::Messages, &stream);
+        assert!(p.output_unreadable(), "{usage}");
+        assert_eq!(p.usage(), None, "{usage}");
+    }
+}
+
+#[test]
+fn reported_models_are_kept_distinct_and_bounded() {
+    let mut p = SseUsageParser::new(Endpoint::ChatCompletions);
+    for i in 0..10 {
+        p.feed(format!("data: {{\"model\":\"m{}\",\"choices\":[]}}\n\n", i % 6).as_bytes());
+    }
+    assert_eq!(p.reported_models(), ["m0", "m1", "m2", "m3"]);
+    let p = parse(
+        Endpoint::Messages,
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-x\"}}\n\n",
+    );
+    assert_eq!(p.reported_models(), ["claude-x"]);
+    let p = parse(
+        Endpoint::Responses,
+        "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"model\":\"o3\"}}\n\n",
+    );
+    assert_eq!(p.reported_models(), ["o3"]);
+}
+
+#[test]
+fn bytes_since_event_end_counts_the_unfinished_event_across_chunks() {
+    let mut p = SseUsageParser::new(Endpoint::ChatCompletions);
+    p.feed(b"data: {\"choices\":[]}\n\ndata: {\"cho");
+    assert_eq!(p.bytes_since_event_end(), 11);
+    p.feed(b"ices\":[]}\n");
+    assert_eq!(p.bytes_since_event_end(), 21);
+    p.feed(b"\n");
+    assert_eq!(p.bytes_since_event_end(), 0);
+    p.feed(b"data: [DONE]\r\n\r\n");
+    assert_eq!(p.bytes_since_event_end(), 1, "the `\\n` of the last `\\r\\n` follows the event end");
+    for byte in b": keep-alive\n\n" {
+        p.feed(std::slice::from_ref(byte));
+    }
+    assert_eq!(p.bytes_since_event_end(), 0);
+}
+
+#[test]
+fn signature_deltas_and_empty_deltas_are_not_output() {
+    let p = parse(
+        Endpoint::Messages,
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"x\"}}\n\n\
+         event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"signature_delta\",\"signature\":\"s\"}}\n\n",
+    );
+    assert_eq!(p.output_tokens_seen_estimate(), 1);
+    let p = parse(
+        Endpoint::Responses,
+        "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"\"}\n\n\
+         event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"a\"}\n\n",
+    );
+    assert_eq!(p.output_tokens_seen_estimate(), 1);
+}

@@ -13,7 +13,14 @@ pub(crate) fn priced(id: &str, now_ms: i64, spend: SpendHold) -> Admission {
 
 pub(crate) fn settled(id: &str, micros: u64) -> Completion {
     Completion {
-        spend: Some(SpendSettlement { micros, input_tokens: 10, output_tokens: 5, cached_tokens: 0, estimated: false }),
+        spend: Some(SpendSettlement {
+            micros,
+            input_tokens: 10,
+            output_tokens: 5,
+            cached_tokens: 0,
+            estimated: false,
+            stop: None,
+        }),
         ..completion(id, T0 + 10, Some(200))
     }
 }
@@ -176,4 +183,80 @@ async fn pruning_deletes_old_settled_records_and_their_day_totals_only() {
     for day in ["2025-01-11", "2026-11-26"] {
         assert_eq!(i64::try_from(store.spend_total(day).await.unwrap()).unwrap(), ledger_sum(&db, day), "{day}");
     }
+}
+
+/// Issue 23 item 7: absurd counts (10^18 tokens on two concurrent streams)
+/// overflowed the day's running total ("cannot store REAL value in INTEGER
+/// column"): the completions failed, the calls were never journaled, and
+/// later calls were still admitted.
+#[tokio::test]
+async fn absurd_settlements_are_stored_saturated_and_never_lose_the_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path());
+    let db = dir.path().join("steward.db");
+    for id in ["a", "b"] {
+        store.admit(priced(id, T0, hold("2026-11-26", 100, Some(1_000_000)))).await.unwrap();
+    }
+    for id in ["a", "b"] {
+        let absurd = SpendSettlement {
+            micros: u64::MAX,
+            input_tokens: u64::MAX,
+            output_tokens: 1_000_000_000_000_000_000,
+            cached_tokens: 0,
+            estimated: false,
+            stop: None,
+        };
+        store.complete(Completion { spend: Some(absurd), ..completion(id, T0 + 10, Some(200)) }).await.unwrap();
+    }
+    let rows = store.last(LastQuery::default()).await.unwrap();
+    assert!(rows.iter().all(|r| r.finished_ms.is_some() && r.status == Some(200)), "{rows:?}");
+    assert_eq!(store.spend_total("2026-11-26").await.unwrap(), 2 * MAX_STORED_MICROS);
+    assert_eq!(i64::try_from(store.spend_total("2026-11-26").await.unwrap()).unwrap(), ledger_sum(&db, "2026-11-26"));
+    let day = &store.spend_by_day("2026-11-26", "2026-11-26").await.unwrap()[0];
+    assert_eq!(day.output_tokens, 2 * MAX_STORED_TOKENS);
+    let next = store.admit(priced("c", T0 + 20, hold("2026-11-26", 1, Some(1_000_000)))).await.unwrap();
+    assert!(matches!(next, AdmitOutcome::SpendCapped { .. }), "{next:?}");
+}
+
+/// Issue 23 item 1: a call billed past its reservation stops priced calls
+/// for the rest of its spend day, in the settlement's own transaction.
+#[tokio::test]
+async fn a_settlement_over_its_reservation_stops_the_day_until_lifted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path());
+    store.admit(priced("over", T0, hold("2026-11-26", 100, Some(1_000_000)))).await.unwrap();
+    store.admit(priced("inflight", T0 + 1, hold("2026-11-26", 100, Some(1_000_000)))).await.unwrap();
+    let reason = "provider `openai` (model `gpt-4o-mini`) used more than its reservation: billed $0.0003";
+    let over = SpendSettlement {
+        micros: 300,
+        input_tokens: 10,
+        output_tokens: 500,
+        cached_tokens: 0,
+        estimated: false,
+        stop: Some(reason.to_owned()),
+    };
+    store.complete(Completion { spend: Some(over), ..completion("over", T0 + 5, Some(200)) }).await.unwrap();
+    assert_eq!(store.spend_total("2026-11-26").await.unwrap(), 400, "billed what was reported");
+    let stop = store.spend_stop("2026-11-26").await.unwrap().unwrap();
+    assert_eq!((stop.reason.as_str(), stop.call_id.as_str()), (reason, "over"));
+
+    // Far under the cap, and still refused; journaled with the reason.
+    let next = store.admit(priced("next", T0 + 6, hold("2026-11-26", 1, Some(1_000_000)))).await.unwrap();
+    assert_eq!(next, AdmitOutcome::SpendStopped { reason: reason.to_owned() });
+    let rows = store.last(LastQuery::default()).await.unwrap();
+    assert_eq!(rows[0].decision, "spend_cap");
+    assert_eq!(rows[0].reason.as_deref(), Some(reason));
+    // A second overrun the same day keeps the first cause on record.
+    let again = SpendSettlement { stop: Some("second".to_owned()), ..settled("x", 1).spend.unwrap() };
+    store.complete(Completion { spend: Some(again), ..completion("inflight", T0 + 7, Some(200)) }).await.unwrap();
+    assert_eq!(store.spend_stop("2026-11-26").await.unwrap().unwrap().reason, reason);
+    // Unpriced calls and other days are not stopped.
+    assert_eq!(store.admit(admission("api", T0 + 8, Some("post"), "k")).await.unwrap(), AdmitOutcome::Admitted);
+    assert!(store.spend_stop("2026-11-27").await.unwrap().is_none());
+    let tomorrow = store.admit(priced("tomorrow", T0 + 9, hold("2026-11-27", 1, Some(1_000_000)))).await.unwrap();
+    assert_eq!(tomorrow, AdmitOutcome::Admitted);
+    // `steward resume` lifts it.
+    assert_eq!(store.lift_spend_stop().await.unwrap().unwrap().reason, reason);
+    let lifted = store.admit(priced("lifted", T0 + 10, hold("2026-11-26", 1, Some(1_000_000)))).await.unwrap();
+    assert_eq!(lifted, AdmitOutcome::Admitted);
 }
