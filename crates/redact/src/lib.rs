@@ -14,6 +14,8 @@
 //! - `checks`: post-match validation (placeholders, assignment keys and
 //!   values).
 //! - `resolve`: overlap resolution into non-overlapping findings.
+//! - `decode`: decoded views (percent-encoding, JSON escapes) whose
+//!   findings are mapped back onto the escaped bytes of the original.
 //! - `json`: [`Redactor::redact_json`].
 //! - `stream`: [`StreamRedactor`], redaction of text arriving in chunks.
 //!
@@ -44,6 +46,7 @@ use std::fmt;
 use std::ops::Range;
 
 mod checks;
+mod decode;
 mod json;
 mod known;
 mod pii;
@@ -54,7 +57,7 @@ mod stream;
 
 pub use stream::{DEFAULT_TAIL, MAX_HOLD, StreamRedactor};
 
-use scan::Engine;
+use scan::{Candidate, Engine};
 
 /// Kind reported when the redactor could not be built: the whole text is
 /// withheld (fail closed).
@@ -270,7 +273,25 @@ impl Redactor {
             }
             return vec![Finding { kind: FAILED_KIND.to_owned(), range: 0..text.len(), category: Category::Secret }];
         };
-        resolve::resolve(text, engine.scan(text, secrets_only))
+        let mut raw = engine.scan(text, secrets_only);
+        // A secret written with escapes (`%43ANARY...`) is found in a
+        // decoded view; its finding covers the escaped bytes here, and
+        // competes with the direct findings in one resolution.
+        for view in decode::views(text) {
+            for found in resolve::resolve(&view.text, engine.scan(&view.text, secrets_only)) {
+                let Some(range) = view.original(&found.range) else { continue };
+                match found.category {
+                    Category::KnownSecret => raw.known.push(range),
+                    category => {
+                        raw.candidates.push(Candidate { range, kind: found.kind, category, priority: usize::MAX });
+                    }
+                }
+            }
+        }
+        resolve::resolve(text, raw)
+            .into_iter()
+            .map(|r| Finding { kind: r.kind.to_owned(), range: r.range, category: r.category })
+            .collect()
     }
 
     /// `text` with every finding replaced by `[REDACTED:kind]`. Returns the
