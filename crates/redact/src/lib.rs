@@ -230,6 +230,16 @@ impl fmt::Debug for Redactor {
 }
 
 impl Redactor {
+    /// A redactor that withholds every non-empty text whole as
+    /// `[REDACTED:redactor-error]`, as a redactor that failed to build does;
+    /// it builds nothing, so it costs nothing. For a handle that is not
+    /// meant to write free text at all (a read-only command's store): a
+    /// write that happens anyway fails closed instead of storing text that
+    /// was never checked.
+    pub fn withhold_all() -> Self {
+        Redactor { engine: None, secrets: 0 }
+    }
+
     /// Number of secret rules (provider tokens, keys, assignments).
     pub fn rule_count(&self) -> usize {
         self.engine.as_ref().map_or(0, |e| e.rule_count(Category::Secret))

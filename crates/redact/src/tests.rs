@@ -356,6 +356,15 @@ fn failed_redactor_withholds_everything() {
 }
 
 #[test]
+fn withhold_all_withholds_every_text() {
+    let r = Redactor::withhold_all();
+    assert!(r.is_failed());
+    assert_eq!(r.redact("anything at all"), "[REDACTED:redactor-error]");
+    assert_eq!(r.redact(""), "");
+    assert_eq!(r.redact("[REDACTED:redactor-error]"), "[REDACTED:redactor-error]");
+}
+
+#[test]
 fn builder_compiles_and_self_check_passes() {
     let r = RedactorBuilder::new().try_build().unwrap();
     assert!(r.rule_count() >= 100);

@@ -253,7 +253,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     let events = EventBus::new();
     let metrics = Arc::new(Metrics::new());
 
-    let store = Store::open(&config.state.db_path())?;
+    let store = Store::open(&config.state.db_path(), Arc::clone(&redactor))?;
     let interrupted = store.settle_interrupted(unix_ms(SystemTime::now())).await?;
     if interrupted > 0 {
         tracing::warn!(count = interrupted, "calls were in flight when steward last stopped; marked interrupted");
@@ -600,7 +600,7 @@ mod journal_tests {
     #[tokio::test]
     async fn spend_records_older_than_history_days_are_pruned_and_recent_ones_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("steward.db")).unwrap();
+        let store = Store::open(&dir.path().join("steward.db"), crate::store::tests::redactor()).unwrap();
         let spend = config("[spend]\nhistory_days = 2\n").spend;
         for (id, days_back) in [("today", 0), ("edge", 2), ("old", 3), ("older", 40)] {
             spent(&store, &spend, id, days_back).await;
