@@ -20,12 +20,15 @@
 //!   space is also registered with `+` for it.
 //!
 //! # Which views
-//! Three, each built only when its escapes occur: percent only, JSON only,
-//! and both at once (mixed encodings such as `%43\u0041NARY`). Keeping the
-//! single-scheme views matters for a secret that itself contains `%41` or
-//! `\u0041` as text: decoding the other scheme too would change it. Each
-//! view is decoded again while escapes remain, up to [`MAX_ROUNDS`] times
-//! (double encoding: `%2543` is `%43` is `C`).
+//! One, undoing both schemes at once (mixed encodings such as
+//! `%43\u0041NARY` included), when the text has a `%XX` or a `\uXXXX`.
+//! Decoding both would change a secret that itself contains escape text
+//! (`pa%41ss` inside JSON, `a\"b` in a URL), so when a registered secret
+//! holds a `%` the text also gets a JSON-only view, and when one holds a
+//! `\` a percent-only view ([`Singles`]); other secrets pay nothing for
+//! them. Each view is decoded again while escapes remain, up to
+//! [`MAX_ROUNDS`] times (double encoding: `%2543` is `%43` is `C`), and
+//! every round is scanned.
 //!
 //! Escapes that decode to invalid UTF-8 (`%FF`) stay as written. A text
 //! without escapes costs one `memchr` pass and no allocation.
@@ -57,23 +60,84 @@ impl Scheme {
     }
 }
 
+/// One decoded escape: where it sits in the decoded text and in the text it
+/// was decoded from. Bytes between escapes are copied unchanged, so their
+/// position follows from the escape before them.
+#[derive(Debug, Clone, Copy)]
+struct Escape {
+    /// Offset of its decoded bytes in the decoded text.
+    at: usize,
+    /// How many bytes it decoded to.
+    len: usize,
+    /// Offset of the escape in the text it was decoded from.
+    from: usize,
+    /// Length of the escape there (3 for `%XX`, 2 for `\n`, 6 or 12 for `\u`).
+    from_len: usize,
+}
+
+/// One decoding round: the escapes it undid, in order.
+#[derive(Debug, Clone, Default)]
+struct Round {
+    escapes: Vec<Escape>,
+}
+
+impl Round {
+    /// The span of the round's input that `range` of its output came from.
+    fn source(&self, range: &Range<usize>) -> Option<Range<usize>> {
+        let last = range.end.checked_sub(1)?;
+        Some(self.position(range.start).start..self.position(last).end)
+    }
+
+    /// The span of the input that byte `at` of the output came from: a whole
+    /// escape, or the one byte it was copied from.
+    fn position(&self, at: usize) -> Range<usize> {
+        let i = self.escapes.partition_point(|e| e.at <= at);
+        match i.checked_sub(1).and_then(|i| self.escapes.get(i)) {
+            None => at..at + 1,
+            Some(e) if at < e.at + e.len => e.from..e.from + e.from_len,
+            Some(e) => {
+                let copied = e.from + e.from_len + (at - e.at - e.len);
+                copied..copied + 1
+            }
+        }
+    }
+}
+
 /// A decoded copy of a text and the way back to it.
 #[derive(Debug)]
 pub(crate) struct View {
     /// The decoded text.
     pub(crate) text: String,
-    /// Per byte of `text`: the span of the original text it came from
-    /// (three bytes for a `%XX`, six or twelve for a `\u` escape, one for a
-    /// byte copied as is).
-    spans: Vec<Range<usize>>,
+    /// The rounds that produced it, first to last.
+    rounds: Vec<Round>,
 }
 
 impl View {
     /// The span of the original text that `range` of the view came from.
     pub(crate) fn original(&self, range: &Range<usize>) -> Option<Range<usize>> {
-        let first = self.spans.get(range.start)?;
-        let last = self.spans.get(range.end.checked_sub(1)?)?;
-        Some(first.start..last.end)
+        self.rounds.iter().rev().try_fold(range.clone(), |r, round| round.source(&r))
+    }
+}
+
+/// Which single-scheme views a redactor needs besides the mixed one: only
+/// registered secrets that contain escape characters do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Singles {
+    /// A percent-only view: some secret holds a `\`, which JSON decoding
+    /// would change.
+    pub(crate) percent: bool,
+    /// A JSON-only view: some secret holds a `%`, which percent decoding
+    /// would change.
+    pub(crate) json: bool,
+}
+
+impl Singles {
+    /// What secrets with these values need.
+    pub(crate) fn for_secrets<'a>(values: impl IntoIterator<Item = &'a str>) -> Self {
+        values.into_iter().fold(Singles::default(), |acc, v| Singles {
+            percent: acc.percent || v.contains('\\'),
+            json: acc.json || v.contains('%'),
+        })
     }
 }
 
@@ -97,15 +161,17 @@ fn escapes(text: &str) -> (bool, bool) {
 /// Every decoded view of `text` worth scanning (each round of each
 /// scheme, without duplicates), in no particular order; empty when `text`
 /// has no escapes.
-pub(crate) fn views(text: &str) -> Vec<View> {
+pub(crate) fn views(text: &str, singles: Singles) -> Vec<View> {
     let (percent, json) = escapes(text);
     let mut schemes = Vec::with_capacity(3);
-    if percent {
+    if percent || json {
+        schemes.push(Scheme::Both);
+    }
+    if percent && singles.percent {
         schemes.push(Scheme::Percent);
     }
-    if json {
-        // `\u0025` decodes to `%`: the mixed view sees what follows it.
-        schemes.extend([Scheme::Json, Scheme::Both]);
+    if json && singles.json {
+        schemes.push(Scheme::Json);
     }
     let mut out: Vec<View> = Vec::new();
     for scheme in schemes {
@@ -113,16 +179,15 @@ pub(crate) fn views(text: &str) -> Vec<View> {
         // (`pa%41ss`) is whole after one round and changed by the next.
         let mut previous: Option<usize> = None;
         for _ in 0..MAX_ROUNDS {
-            let source = previous.and_then(|i| out.get(i)).map_or(text, |v| v.text.as_str());
-            let Some(next) = decode(source, scheme) else { break };
-            let view = match previous.and_then(|i| out.get(i)) {
-                Some(prior) => compose(prior, next),
-                None => next,
-            };
-            previous = match out.iter().position(|v| v.text == view.text) {
+            let prior = previous.and_then(|i| out.get(i));
+            let source = prior.map_or(text, |v| v.text.as_str());
+            let Some((decoded, round)) = decode(source, scheme) else { break };
+            let mut rounds = prior.map(|v| v.rounds.clone()).unwrap_or_default();
+            rounds.push(round);
+            previous = match out.iter().position(|v| v.text == decoded) {
                 Some(same) => Some(same),
                 None => {
-                    out.push(view);
+                    out.push(View { text: decoded, rounds });
                     Some(out.len() - 1)
                 }
             };
@@ -131,91 +196,73 @@ pub(crate) fn views(text: &str) -> Vec<View> {
     out
 }
 
-/// `next` (a view of `previous.text`) as a view of the original text.
-fn compose(previous: &View, next: View) -> View {
-    let spans = next.spans.iter().map(|r| previous.original(r).unwrap_or_else(|| r.clone())).collect();
-    View { text: next.text, spans }
-}
-
-/// One round of decoding; `None` when nothing was decoded.
-fn decode(text: &str, scheme: Scheme) -> Option<View> {
+/// One round of decoding; `None` when nothing was decoded. Runs between
+/// escapes are copied whole.
+fn decode(text: &str, scheme: Scheme) -> Option<(String, Round)> {
     let bytes = text.as_bytes();
     let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
-    let mut spans: Vec<Range<usize>> = Vec::with_capacity(bytes.len());
-    let mut decoded = false;
+    let mut round = Round::default();
+    let mut copied = 0;
     let mut at = 0;
-    while let Some(&b) = bytes.get(at) {
-        if b == b'%'
-            && scheme.percent()
-            && let Some(value) = percent_at(bytes, at)
-        {
-            out.push(value);
-            spans.push(at..at + 3);
-            decoded = true;
-            at += 3;
+    let mut run: Vec<u8> = Vec::new();
+    while let Some(found) = memchr::memchr2(b'%', b'\\', bytes.get(at..).unwrap_or_default()) {
+        at += found;
+        let is_percent = bytes.get(at) == Some(&b'%');
+        if is_percent && scheme.percent() && percent_at(bytes, at).is_some() {
+            // A run of adjacent `%XX` escapes is decoded together: its
+            // bytes may form one multi-byte character, or invalid UTF-8.
+            let start = at;
+            run.clear();
+            while let Some(byte) = percent_at(bytes, at) {
+                run.push(byte);
+                at += 3;
+            }
+            out.extend_from_slice(bytes.get(copied..start).unwrap_or_default());
+            push_percent_run(bytes, &run, start, &mut out, &mut round);
+            copied = at;
             continue;
         }
-        if b == b'\\'
+        if !is_percent
             && scheme.json()
             && let Some((c, len)) = json_escape_at(bytes, at)
         {
+            out.extend_from_slice(bytes.get(copied..at).unwrap_or_default());
             let mut buf = [0u8; 4];
-            for byte in c.encode_utf8(&mut buf).bytes() {
-                out.push(byte);
-                spans.push(at..at + len);
-            }
-            decoded = true;
+            let encoded = c.encode_utf8(&mut buf);
+            round.escapes.push(Escape { at: out.len(), len: encoded.len(), from: at, from_len: len });
+            out.extend_from_slice(encoded.as_bytes());
             at += len;
+            copied = at;
             continue;
         }
-        out.push(b);
-        spans.push(at..at + 1);
         at += 1;
     }
-    if !decoded {
+    if round.escapes.is_empty() {
         return None;
     }
-    let (text, spans) = valid_utf8(bytes, out, spans);
-    Some(View { text, spans })
+    out.extend_from_slice(bytes.get(copied..).unwrap_or_default());
+    // Every decoded run was checked to be UTF-8, and the bytes copied
+    // between them were text: this cannot fail; no view beats a wrong one.
+    String::from_utf8(out).ok().map(|text| (text, round))
 }
 
-/// The decoded bytes as a `String`: bytes that do not form valid UTF-8
-/// (only decoded bytes can: everything copied as is was valid text) are
-/// put back as the escape text they came from.
-fn valid_utf8(original: &[u8], out: Vec<u8>, spans: Vec<Range<usize>>) -> (String, Vec<Range<usize>>) {
-    let out = match String::from_utf8(out) {
-        Ok(text) => return (text, spans),
-        Err(e) => e.into_bytes(),
-    };
-    let mut text = String::with_capacity(out.len() + 8);
-    let mut fixed: Vec<Range<usize>> = Vec::with_capacity(spans.len() + 8);
-    let mut at = 0;
-    for chunk in out.utf8_chunks() {
-        let valid = chunk.valid();
-        text.push_str(valid);
-        fixed.extend(spans.get(at..at + valid.len()).unwrap_or_default().iter().cloned());
-        at += valid.len();
-        let invalid = chunk.invalid().len();
-        // Put back each original escape whole, once, even when it decoded
-        // to several of the invalid bytes.
-        let mut last: Option<Range<usize>> = None;
-        for span in spans.get(at..at + invalid).unwrap_or_default() {
-            if last.as_ref() == Some(span) {
-                continue;
-            }
-            for i in span.clone() {
-                if let Some(&byte) = original.get(i) {
-                    // Escape text is ASCII; the loop keeps one span per byte regardless.
-                    let c = char::from(byte);
-                    text.push(c);
-                    fixed.extend(std::iter::repeat_n(i..i + 1, c.len_utf8()));
-                }
-            }
-            last = Some(span.clone());
+/// Appends a run of decoded `%XX` bytes that started at `from`: valid UTF-8
+/// decoded (one escape per byte), invalid bytes as the escape text they
+/// came from. A run is checked on its own: the text around it starts and
+/// ends on character boundaries, so no character can span its edge.
+fn push_percent_run(text: &[u8], run: &[u8], from: usize, out: &mut Vec<u8>, round: &mut Round) {
+    let mut from = from;
+    for chunk in run.utf8_chunks() {
+        for &byte in chunk.valid().as_bytes() {
+            round.escapes.push(Escape { at: out.len(), len: 1, from, from_len: 3 });
+            out.push(byte);
+            from += 3;
         }
-        at += invalid;
+        // Kept as written (`%FF`): copied bytes, like the text around them.
+        let kept = 3 * chunk.invalid().len();
+        out.extend_from_slice(text.get(from..from + kept).unwrap_or_default());
+        from += kept;
     }
-    (text, fixed)
 }
 
 /// The byte a `%XX` escape at `at` stands for.
@@ -237,6 +284,9 @@ fn unicode_at(bytes: &[u8], at: usize) -> Option<u16> {
 /// The character a JSON escape at `at` stands for, and its length. A lone
 /// surrogate is not decoded (it is no character).
 fn json_escape_at(bytes: &[u8], at: usize) -> Option<(char, usize)> {
+    if bytes.get(at) != Some(&b'\\') {
+        return None;
+    }
     let simple = match bytes.get(at + 1)? {
         b'"' => Some('"'),
         b'\\' => Some('\\'),
@@ -273,16 +323,19 @@ fn hex_digit(b: u8) -> Option<u8> {
 mod tests {
     use super::*;
 
+    /// Every view, as for secrets holding both escape characters.
+    const ALL: Singles = Singles { percent: true, json: true };
+
     fn only(text: &str) -> View {
-        let mut all = views(text);
+        let mut all = views(text, ALL);
         assert_eq!(all.len(), 1, "{text}");
         all.remove(0)
     }
 
     #[test]
     fn text_without_escapes_has_no_view() {
-        assert!(views("plain text, 100% sure, a\\b, \\u12").is_empty());
-        assert!(views("").is_empty());
+        assert!(views("plain text, 100% sure, a\\b, \\u12", ALL).is_empty());
+        assert!(views("", ALL).is_empty());
     }
 
     #[test]
@@ -296,16 +349,16 @@ mod tests {
 
     #[test]
     fn double_encoding_is_undone_within_the_round_limit() {
-        let texts = |t: &str| views(t).into_iter().map(|v| v.text).collect::<Vec<_>>();
+        let texts = |t: &str| views(t, ALL).into_iter().map(|v| v.text).collect::<Vec<_>>();
         assert_eq!(texts("x%2543y"), ["x%43y", "xCy"]);
-        let last = views("x%2543y").pop().unwrap();
+        let last = views("x%2543y", ALL).pop().unwrap();
         assert_eq!(last.original(&(1..2)), Some(1..6));
         assert_eq!(texts("%25252541"), ["%252541", "%2541", "%41"], "three rounds, then it stops");
     }
 
     #[test]
     fn json_escapes_and_surrogate_pairs() {
-        let all = views(r#"\u0041\"\ud83d\ude00\/"#);
+        let all = views(r#"\u0041\"\ud83d\ude00\/"#, ALL);
         // Json and Both agree here: one view.
         assert_eq!(all.len(), 1);
         let v = &all[0];
@@ -316,13 +369,21 @@ mod tests {
     }
 
     #[test]
+    fn single_scheme_views_only_for_secrets_that_need_them() {
+        let texts = |singles| views(r"%41\u0042", singles).into_iter().map(|v| v.text).collect::<Vec<_>>();
+        assert_eq!(texts(Singles::default()), ["AB"]);
+        assert_eq!(texts(Singles::for_secrets(["plain", "with%percent"])), ["AB", "%41B"]);
+        assert_eq!(texts(Singles::for_secrets([r"back\slash"])), ["AB", r"A\u0042"]);
+    }
+
+    #[test]
     fn mixed_and_single_scheme_views() {
-        let texts: Vec<String> = views(r"%41\u0042%2543").into_iter().map(|v| v.text).collect();
+        let texts: Vec<String> = views(r"%41\u0042%2543", ALL).into_iter().map(|v| v.text).collect();
         assert!(texts.contains(&r"A\u0042C".to_owned()), "{texts:?}");
         assert!(texts.contains(&"%41B%2543".to_owned()), "{texts:?}");
         assert!(texts.contains(&"ABC".to_owned()), "{texts:?}");
         // `\u0025` is `%`: the mixed view decodes what it opens.
-        assert!(views(r"\u002543").iter().any(|v| v.text == "C"));
+        assert!(views(r"\u002543", ALL).iter().any(|v| v.text == "C"));
     }
 
     #[test]
@@ -332,8 +393,36 @@ mod tests {
         assert_eq!(v.original(&(1..4)), Some(1..4));
         assert_eq!(v.original(&(5..7)), Some(5..11));
         assert_eq!(v.original(&(8..14)), Some(12..18));
-        // A decoded lead byte followed by a real multi-byte character.
-        assert_eq!(only("%E2é").text, "%E2é");
+        // A lone lead byte before a real multi-byte character decodes to
+        // nothing valid: no view at all.
+        assert!(views("%E2é", ALL).is_empty());
+        assert_eq!(only("%e2%82%ACé").text, "€é");
+    }
+
+    proptest::proptest! {
+        /// Every character of every view maps back to a non-empty span of
+        /// the original on character boundaries, in order, and a character
+        /// copied as is maps to itself.
+        #[test]
+        fn views_map_back_in_order(text in "([a-z%+\\\\/\"é€🙂]|%[0-9a-fA-F]{2}|%25[0-9a-f]{2}|\\\\u[0-9a-fA-F]{4}|\\\\u[dD][89abAB][0-9a-f]{2}){0,24}") {
+            for view in views(&text, ALL) {
+                let mut last = 0;
+                for (i, c) in view.text.char_indices() {
+                    let span = view.original(&(i..i + c.len_utf8())).unwrap();
+                    proptest::prop_assert!(span.start >= last && span.start < span.end && span.end <= text.len());
+                    proptest::prop_assert!(text.is_char_boundary(span.start) && text.is_char_boundary(span.end));
+                    if span.len() == c.len_utf8() {
+                        proptest::prop_assert_eq!(&text[span.clone()], &view.text[i..i + c.len_utf8()]);
+                    }
+                    last = span.start;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_percent_sign_before_a_backslash_is_not_an_escape() {
+        assert_eq!(only(r"%\u003D%\\").text, r"%=%\");
     }
 
     #[test]

@@ -192,7 +192,8 @@ impl RedactorBuilder {
         forms.sort();
         forms.dedup();
         let engine = Engine::new(defs, &pii, &forms, &[known::KNOWN_KIND, json::JSON_KEY_KIND, FAILED_KIND, "email"])?;
-        Ok(Redactor { engine: Some(Box::new(engine)), secrets: self.secrets.len() })
+        let singles = decode::Singles::for_secrets(self.secrets.iter().map(|(_, v)| v.as_str()));
+        Ok(Redactor { engine: Some(Box::new(engine)), secrets: self.secrets.len(), singles })
     }
     /// Compiles the automata. Never panics: if compilation fails (a bug, or
     /// an absurd number of secrets), the redactor fails closed and withholds
@@ -200,7 +201,7 @@ impl RedactorBuilder {
     /// [`RedactorBuilder::try_build`] to see the error.
     pub fn build(self) -> Redactor {
         let secrets = self.secrets.len();
-        self.try_build().unwrap_or(Redactor { engine: None, secrets })
+        self.try_build().unwrap_or(Redactor { engine: None, secrets, singles: decode::Singles::default() })
     }
 }
 
@@ -210,6 +211,8 @@ pub struct Redactor {
     pub(crate) engine: Option<Box<Engine>>,
     /// Number of registered secrets (for `Debug` only; values are not kept).
     secrets: usize,
+    /// Which single-scheme decoded views the registered secrets need.
+    singles: decode::Singles,
 }
 
 impl Default for Redactor {
@@ -237,7 +240,7 @@ impl Redactor {
     /// write that happens anyway fails closed instead of storing text that
     /// was never checked.
     pub fn withhold_all() -> Self {
-        Redactor { engine: None, secrets: 0 }
+        Redactor { engine: None, secrets: 0, singles: decode::Singles::default() }
     }
 
     /// Number of secret rules (provider tokens, keys, assignments).
@@ -287,7 +290,7 @@ impl Redactor {
         // A secret written with escapes (`%43ANARY...`) is found in a
         // decoded view; its finding covers the escaped bytes here, and
         // competes with the direct findings in one resolution.
-        for view in decode::views(text) {
+        for view in decode::views(text, self.singles) {
             for found in resolve::resolve(&view.text, engine.scan(&view.text, secrets_only)) {
                 let Some(range) = view.original(&found.range) else { continue };
                 match found.category {

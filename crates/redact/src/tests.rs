@@ -348,7 +348,7 @@ fn multibyte_text_around_matches() {
 
 #[test]
 fn failed_redactor_withholds_everything() {
-    let r = Redactor { engine: None, secrets: 0 };
+    let r = Redactor::withhold_all();
     assert!(r.is_failed());
     assert_eq!(r.redact("anything at all"), "[REDACTED:redactor-error]");
     assert_eq!(r.redact("[REDACTED:redactor-error]"), "[REDACTED:redactor-error]");
