@@ -219,9 +219,10 @@ impl Problem {
     }
 }
 
-/// `source` with the bytes of every secret span replaced by `*`, so the
-/// snippet under the error does not show the secret it complains about. The
-/// length is unchanged, so every span still points at the same place.
+/// `source` with the bytes of every secret span, and of every other
+/// occurrence of the same text, replaced by `*`, so the snippet under the
+/// error does not show the secret it complains about. The length is
+/// unchanged, so every span still points at the same place.
 fn mask_secrets(source: &str, problems: &[Problem]) -> String {
     let mut bytes = source.as_bytes().to_vec();
     for problem in problems.iter().filter(|p| p.secret) {
@@ -233,6 +234,15 @@ fn mask_secrets(source: &str, problems: &[Problem]) -> String {
         let start = span.start + inner.start;
         let end = span.start + inner.end;
         bytes[start..end].fill(b'*');
+    }
+    // The same value written again elsewhere (as a key, in a line no rule
+    // flagged) is masked too: another problem's snippet may show that line.
+    for text in secret_texts(source, problems) {
+        for (at, found) in source.match_indices(text) {
+            if let Some(masked) = bytes.get_mut(at..at + found.len()) {
+                masked.fill(b'*');
+            }
+        }
     }
     // Every masked range starts and ends on a char boundary of `source` (the
     // spans come from the TOML parser and the redactor) and `*` is one byte,
