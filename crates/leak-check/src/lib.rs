@@ -212,9 +212,8 @@ fn database_values(path: &Path) -> Option<Vec<Vec<u8>>> {
         let mut rows = stmt.query([]).ok()?;
         while let Ok(Some(row)) = rows.next() {
             for i in 0..columns {
-                match row.get_ref(i) {
-                    Ok(ValueRef::Text(bytes) | ValueRef::Blob(bytes)) => values.push(bytes.to_vec()),
-                    _ => {}
+                if let Ok(ValueRef::Text(bytes) | ValueRef::Blob(bytes)) = row.get_ref(i) {
+                    values.push(bytes.to_vec());
                 }
             }
         }
