@@ -12,9 +12,11 @@
 //! ```
 //!
 //! The input's first byte chooses where a registered secret is spliced into
-//! the rest; the checks are the ones `crates/redact/tests/properties.rs`
-//! runs on stable: no panic, the secret never survives, redaction is
-//! idempotent, clean text comes back borrowed.
+//! the rest, once as is and once partly escaped (the characters the first
+//! byte's bits pick percent-encoded, or `\uXXXX`-escaped when its top bit
+//! is set); the checks are the ones `crates/redact/tests/properties.rs`
+//! runs on stable: no panic, the secret never survives in either form,
+//! redaction is idempotent, clean text comes back borrowed.
 #![no_main]
 
 use std::borrow::Cow;
@@ -51,13 +53,16 @@ fuzz_target!(|data: &[u8]| {
         at -= 1;
     }
     let spliced = format!("{}{SECRET}{}", &text[..at], &text[at..]);
+    let escaped_secret = escape(SECRET, pos);
+    let escaped = format!("{}{escaped_secret}{}", &text[..at], &text[at..]);
 
-    for input in [text, spliced.as_str()] {
+    for input in [text, spliced.as_str(), escaped.as_str()] {
         let once = r.redact(input);
         if r.find(input).is_empty() {
             assert!(matches!(once, Cow::Borrowed(_)));
         }
         assert!(!once.contains(SECRET), "secret survived");
+        assert!(!once.contains(&escaped_secret), "escaped secret survived");
         let twice = r.redact(&once);
         assert_eq!(&*twice, &*once, "not idempotent");
         let _ = r.find_secrets(input);
@@ -70,3 +75,22 @@ fuzz_target!(|data: &[u8]| {
     streamed.push_str(&stream.finish());
     assert!(!streamed.contains(SECRET), "secret survived streaming");
 });
+
+/// `secret` with the characters at the positions of `bits`'s low seven
+/// bits (modulo 7) escaped: `%XX` per byte, or `\uXXXX` when the top bit
+/// is set. `%`, `"` and `\` are always escaped, as an encoder must.
+fn escape(secret: &str, bits: u8) -> String {
+    let json = bits & 0x80 != 0;
+    secret
+        .chars()
+        .enumerate()
+        .map(|(i, c)| {
+            let picked = bits & (1 << (i % 7)) != 0 || matches!(c, '%' | '"' | '\\');
+            match (picked, json) {
+                (false, _) => c.to_string(),
+                (true, false) => c.to_string().bytes().map(|b| format!("%{b:02X}")).collect(),
+                (true, true) => c.encode_utf16(&mut [0u16; 2]).iter().map(|u| format!("\\u{u:04x}")).collect(),
+            }
+        })
+        .collect()
+}

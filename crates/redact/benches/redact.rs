@@ -1,5 +1,7 @@
-//! Redaction throughput on ~1 MB of clean audit/log text (no findings) and
-//! on secret-dense text (a finding every ~200 bytes).
+//! Redaction throughput on ~1 MB of clean audit/log text (no findings), on
+//! secret-dense text (a finding every ~200 bytes), and on clean text full of
+//! percent and `\u` escapes (every record has some, so the decoded views
+//! are built and scanned too).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -57,6 +59,30 @@ fn clean_corpus() -> String {
     s
 }
 
+/// The clean corpus with escapes in every record: a percent-encoded path
+/// and query (UTF-8, spaces, `#`) and a JSON `\u00e9`, as audit records of
+/// a search tool look. Still nothing to redact.
+fn escaped_corpus() -> String {
+    let mut s = String::with_capacity(CORPUS_BYTES + 1024);
+    let mut i = 0u64;
+    while s.len() < CORPUS_BYTES {
+        i += 1;
+        let h = mix(i);
+        s.push_str(&format!(
+            concat!(
+                "{{\"ts\":\"2026-11-{:02}T10:{:02}:{:02}.{:03}Z\",\"call_id\":\"{:08x}-{:04x}-7{:03x}-a{:03x}-{:012x}\",",
+                "\"tool\":\"search\",\"method\":\"GET\",\"path\":\"/api/v1/search?q=caf%C3%A9%20au%20lait%20{}",
+                "&tag=%23weekly&page={}\",\"input_sha256\":\"{:016x}{:016x}\",\"result\":200,\"duration_ms\":{},",
+                "\"summary\":\"looked up the caf\\u00e9 opening hours for the team lunch\"}}\n",
+            ),
+            i % 28 + 1, i % 60, (i * 7) % 60, i % 1000,
+            h as u32, (h >> 32) as u16, h % 4096, (h >> 8) % 4096, h >> 16,
+            i % 97, i % 9, h, h.rotate_left(7), i % 5000,
+        ));
+    }
+    s
+}
+
 /// A secret or PII finding roughly every 200 bytes.
 fn dense_corpus(known: &str) -> String {
     let mut s = String::with_capacity(CORPUS_BYTES + 1024);
@@ -103,6 +129,12 @@ fn measure_dense(r: &Redactor, text: &str) -> usize {
     r.redact(text).len() + 1
 }
 
+/// Redacts the escaped corpus once (see [`measure_clean`]).
+#[inline(never)]
+fn measure_escaped(r: &Redactor, text: &str) -> usize {
+    r.redact(text).len() + 2
+}
+
 /// With `REDACT_ONESHOT` set: warms the lazy DFAs, then redacts each corpus
 /// once and exits, for instruction counting, which is stable where
 /// wall-clock timings on a shared machine are not:
@@ -113,10 +145,11 @@ fn oneshot() {
     let r = redactor(known);
     let clean = clean_corpus();
     let dense = dense_corpus(known);
+    let escaped = escaped_corpus();
     for _ in 0..3 {
-        black_box(r.redact(&clean).len() + r.redact(&dense).len());
+        black_box(r.redact(&clean).len() + r.redact(&dense).len() + r.redact(&escaped).len());
     }
-    // `REDACT_ONESHOT=clean:N` / `dense:N` repeats one corpus N times, for
+    // `REDACT_ONESHOT=clean:N` / `dense:N` / `escaped:N` repeats one corpus N times, for
     // CPU-time measurement with `perf stat -e task-clock` on a busy host.
     let spec = std::env::var("REDACT_ONESHOT").unwrap_or_default();
     let (which, n) = spec.split_once(':').unwrap_or(("both", "1"));
@@ -125,10 +158,17 @@ fn oneshot() {
         match which {
             "clean" => black_box(measure_clean(&r, &clean)),
             "dense" => black_box(measure_dense(&r, &dense)),
-            _ => black_box(measure_clean(&r, &clean) + measure_dense(&r, &dense)),
+            "escaped" => black_box(measure_escaped(&r, &escaped)),
+            _ => black_box(measure_clean(&r, &clean) + measure_dense(&r, &dense) + measure_escaped(&r, &escaped)),
         };
     }
-    eprintln!("clean {} bytes, dense {} bytes, {} dense findings", clean.len(), dense.len(), r.find(&dense).len());
+    eprintln!(
+        "clean {} bytes, dense {} bytes, {} dense findings, escaped {} bytes",
+        clean.len(),
+        dense.len(),
+        r.find(&dense).len(),
+        escaped.len()
+    );
 }
 
 fn bench(c: &mut Criterion) {
@@ -147,6 +187,8 @@ fn bench(c: &mut Criterion) {
     let dense = dense_corpus(known);
     let n = r.find(&dense).len();
     assert!(n >= dense.len() / 250, "dense corpus has only {n} findings");
+    let escaped = escaped_corpus();
+    assert!(r.find(&escaped).is_empty(), "escaped corpus has findings: {:?}", r.find(&escaped).first());
 
     let mut g = c.benchmark_group("redact");
     g.measurement_time(Duration::from_secs(5));
@@ -154,6 +196,8 @@ fn bench(c: &mut Criterion) {
     g.bench_function("clean_1mb", |b| b.iter(|| black_box(r.redact(black_box(&clean))).len()));
     g.throughput(Throughput::Bytes(dense.len() as u64));
     g.bench_function("dense_1mb", |b| b.iter(|| black_box(r.redact(black_box(&dense))).len()));
+    g.throughput(Throughput::Bytes(escaped.len() as u64));
+    g.bench_function("escaped_1mb", |b| b.iter(|| black_box(r.redact(black_box(&escaped))).len()));
     g.finish();
 }
 

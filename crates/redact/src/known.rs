@@ -1,7 +1,8 @@
 //! Known secrets: the exact credential values steward loaded, and every
 //! encoded form under which they commonly leak (base64 in its four
 //! variants and at every byte alignment, percent-encoding, hex, JSON
-//! escaping).
+//! escaping). Partial and mixed escaping (`%43ANARY...`) is not enumerated
+//! here: the decoded views of `decode` see it as the value itself.
 //!
 //! The forms are computed once at build time and matched with one
 //! Aho-Corasick automaton. The values themselves never appear in a finding's
@@ -68,6 +69,12 @@ pub(crate) fn forms(value: &str) -> Vec<String> {
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     out.push(hex.to_ascii_uppercase());
     out.push(hex);
+    // A form encoder writes a space as `+`; the decoded views leave `+`
+    // alone (see `decode`), so a space-holding secret written partly
+    // escaped in a form body is seen with `+` for each space.
+    if value.contains(' ') {
+        out.push(value.replace(' ', "+"));
+    }
     if let Ok(quoted) = serde_json::to_string(value)
         && let Some(inner) = quoted.get(1..quoted.len().saturating_sub(1))
     {

@@ -14,6 +14,8 @@
 //! - `checks`: post-match validation (placeholders, assignment keys and
 //!   values).
 //! - `resolve`: overlap resolution into non-overlapping findings.
+//! - `decode`: decoded views (percent-encoding, JSON escapes) whose
+//!   findings are mapped back onto the escaped bytes of the original.
 //! - `json`: [`Redactor::redact_json`].
 //! - `stream`: [`StreamRedactor`], redaction of text arriving in chunks.
 //! - `scrub`: [`CredentialScrubber`] and [`ScrubStream`], removal of the
@@ -46,6 +48,7 @@ use std::fmt;
 use std::ops::Range;
 
 mod checks;
+mod decode;
 mod json;
 mod known;
 mod pii;
@@ -67,7 +70,7 @@ pub fn encoded_forms(value: &str) -> Vec<String> {
     known::forms(value)
 }
 
-use scan::Engine;
+use scan::{Candidate, Engine};
 
 /// Kind reported when the redactor could not be built: the whole text is
 /// withheld (fail closed).
@@ -202,7 +205,8 @@ impl RedactorBuilder {
         forms.sort();
         forms.dedup();
         let engine = Engine::new(defs, &pii, &forms, &[known::KNOWN_KIND, json::JSON_KEY_KIND, FAILED_KIND, "email"])?;
-        Ok(Redactor { engine: Some(Box::new(engine)), secrets: self.secrets.len() })
+        let singles = decode::Singles::for_secrets(self.secrets.iter().map(|(_, v)| v.as_str()));
+        Ok(Redactor { engine: Some(Box::new(engine)), secrets: self.secrets.len(), singles })
     }
     /// Compiles the automata. Never panics: if compilation fails (a bug, or
     /// an absurd number of secrets), the redactor fails closed and withholds
@@ -210,7 +214,7 @@ impl RedactorBuilder {
     /// [`RedactorBuilder::try_build`] to see the error.
     pub fn build(self) -> Redactor {
         let secrets = self.secrets.len();
-        self.try_build().unwrap_or(Redactor { engine: None, secrets })
+        self.try_build().unwrap_or(Redactor { engine: None, secrets, singles: decode::Singles::default() })
     }
 }
 
@@ -220,6 +224,8 @@ pub struct Redactor {
     pub(crate) engine: Option<Box<Engine>>,
     /// Number of registered secrets (for `Debug` only; values are not kept).
     secrets: usize,
+    /// Which single-scheme decoded views the registered secrets need.
+    singles: decode::Singles,
 }
 
 impl Default for Redactor {
@@ -240,6 +246,16 @@ impl fmt::Debug for Redactor {
 }
 
 impl Redactor {
+    /// A redactor that withholds every non-empty text whole as
+    /// `[REDACTED:redactor-error]`, as a redactor that failed to build does;
+    /// it builds nothing, so it costs nothing. For a handle that is not
+    /// meant to write free text at all (a read-only command's store): a
+    /// write that happens anyway fails closed instead of storing text that
+    /// was never checked.
+    pub fn withhold_all() -> Self {
+        Redactor { engine: None, secrets: 0, singles: decode::Singles::default() }
+    }
+
     /// Number of secret rules (provider tokens, keys, assignments).
     pub fn rule_count(&self) -> usize {
         self.engine.as_ref().map_or(0, |e| e.rule_count(Category::Secret))
@@ -283,7 +299,25 @@ impl Redactor {
             }
             return vec![Finding { kind: FAILED_KIND.to_owned(), range: 0..text.len(), category: Category::Secret }];
         };
-        resolve::resolve(text, engine.scan(text, secrets_only))
+        let mut raw = engine.scan(text, secrets_only);
+        // A secret written with escapes (`%43ANARY...`) is found in a
+        // decoded view; its finding covers the escaped bytes here, and
+        // competes with the direct findings in one resolution.
+        for view in decode::views(text, self.singles) {
+            for found in resolve::resolve(&view.text, engine.scan(&view.text, secrets_only)) {
+                let Some(range) = view.original(&found.range) else { continue };
+                match found.category {
+                    Category::KnownSecret => raw.known.push(range),
+                    category => {
+                        raw.candidates.push(Candidate { range, kind: found.kind, category, priority: usize::MAX });
+                    }
+                }
+            }
+        }
+        resolve::resolve(text, raw)
+            .into_iter()
+            .map(|r| Finding { kind: r.kind.to_owned(), range: r.range, category: r.category })
+            .collect()
     }
 
     /// `text` with every finding replaced by `[REDACTED:kind]`. Returns the

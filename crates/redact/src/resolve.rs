@@ -8,9 +8,22 @@
 
 use std::ops::Range;
 
+use crate::Category;
 use crate::known::KNOWN_KIND;
 use crate::scan::{Candidate, RawScan};
-use crate::{Category, Finding};
+
+/// One resolved finding, before it becomes a public [`crate::Finding`]
+/// (whose kind is an owned `String`); the decoded views feed these back
+/// into the scan of the original text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Resolved {
+    /// Byte range in the resolved text.
+    pub(crate) range: Range<usize>,
+    /// Rule or detector id.
+    pub(crate) kind: &'static str,
+    /// Broad class of the match.
+    pub(crate) category: Category,
+}
 
 /// Widens `r` to the nearest char boundaries of `text`.
 fn snap(text: &str, r: &Range<usize>) -> Range<usize> {
@@ -58,7 +71,7 @@ fn subtract(r: Range<usize>, blocked: &[Range<usize>], mut emit: impl FnMut(Rang
 }
 
 /// Resolves a raw scan into sorted, non-overlapping findings.
-pub(crate) fn resolve(text: &str, raw: RawScan) -> Vec<Finding> {
+pub(crate) fn resolve(text: &str, raw: RawScan) -> Vec<Resolved> {
     let markers = union(raw.markers);
     let mut known: Vec<Range<usize>> = Vec::new();
     for k in union(raw.known.iter().map(|r| snap(text, r)).collect()) {
@@ -78,10 +91,8 @@ pub(crate) fn resolve(text: &str, raw: RawScan) -> Vec<Finding> {
         .collect();
     candidates.sort_by_key(|c| (c.range.start, std::cmp::Reverse(c.range.end), c.priority));
 
-    let mut findings: Vec<Finding> = known
-        .into_iter()
-        .map(|range| Finding { kind: KNOWN_KIND.to_owned(), range, category: Category::KnownSecret })
-        .collect();
+    let mut findings: Vec<Resolved> =
+        known.into_iter().map(|range| Resolved { kind: KNOWN_KIND, range, category: Category::KnownSecret }).collect();
     let mut last_end = 0usize;
     for c in candidates {
         if c.range.end <= last_end {
@@ -90,7 +101,7 @@ pub(crate) fn resolve(text: &str, raw: RawScan) -> Vec<Finding> {
         let clipped = c.range.start.max(last_end)..c.range.end;
         last_end = c.range.end;
         subtract(clipped, &blocked, |piece| {
-            findings.push(Finding { kind: c.kind.to_owned(), range: piece, category: c.category });
+            findings.push(Resolved { kind: c.kind, range: piece, category: c.category });
         });
     }
     findings.sort_by_key(|f| f.range.start);
@@ -119,7 +130,7 @@ mod tests {
             ..RawScan::default()
         };
         let f = resolve(&text, raw);
-        let got: Vec<(&str, Range<usize>)> = f.iter().map(|f| (f.kind.as_str(), f.range.clone())).collect();
+        let got: Vec<(&str, Range<usize>)> = f.iter().map(|f| (f.kind, f.range.clone())).collect();
         assert_eq!(got, vec![("c", 2..8), ("b", 8..10), ("d", 20..30)]);
     }
 
@@ -129,7 +140,7 @@ mod tests {
         let text = "x".repeat(40);
         let raw = RawScan { known: vec![10..20], candidates: vec![cand(5..25, "r", 0)], markers: vec![] };
         let f = resolve(&text, raw);
-        let got: Vec<(&str, Range<usize>)> = f.iter().map(|f| (f.kind.as_str(), f.range.clone())).collect();
+        let got: Vec<(&str, Range<usize>)> = f.iter().map(|f| (f.kind, f.range.clone())).collect();
         assert_eq!(got, vec![("r", 5..10), ("credential", 10..20), ("r", 20..25)]);
     }
 

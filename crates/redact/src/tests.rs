@@ -348,11 +348,20 @@ fn multibyte_text_around_matches() {
 
 #[test]
 fn failed_redactor_withholds_everything() {
-    let r = Redactor { engine: None, secrets: 0 };
+    let r = Redactor::withhold_all();
     assert!(r.is_failed());
     assert_eq!(r.redact("anything at all"), "[REDACTED:redactor-error]");
     assert_eq!(r.redact("[REDACTED:redactor-error]"), "[REDACTED:redactor-error]");
     assert_eq!(r.redact(""), "");
+}
+
+#[test]
+fn withhold_all_withholds_every_text() {
+    let r = Redactor::withhold_all();
+    assert!(r.is_failed());
+    assert_eq!(r.redact("anything at all"), "[REDACTED:redactor-error]");
+    assert_eq!(r.redact(""), "");
+    assert_eq!(r.redact("[REDACTED:redactor-error]"), "[REDACTED:redactor-error]");
 }
 
 #[test]
@@ -468,4 +477,60 @@ fn a_long_value_is_redacted_whole_never_leaving_its_tail() {
         assert!(out.contains("[REDACTED:"), "{out}");
         assert!(!out.contains(tail), "the tail leaked: {out}");
     }
+}
+
+// ---- escaped forms (decoded views)
+
+#[test]
+fn partly_percent_encoded_known_secret_is_redacted_whole() {
+    // Issue 12, item 4: a credential with only its first letter encoded.
+    let secret = "CANARY-upstream-token-9f8e7d";
+    let r = RedactorBuilder::new().secret("social", secret).build();
+    let path = "GET /api/social/echo/%43ANARY-upstream-token-9f8e7d?x=1";
+    assert_eq!(r.redact(path), "GET /api/social/echo/[REDACTED:credential]?x=1");
+    for text in [
+        "a %43%41NARY-upstream-token-9f8e7d b",
+        "a %2543ANARY-upstream-token-9f8e7d b",
+        "a CANARY%2Dupstream%2dtoken-9f8e7d b",
+        r"a \u0043ANARY-upstream-token-9f8e7d b",
+        r"a \u0043%41NARY-upstream-token-9f8e7d b",
+        r"a \u002543ANARY-upstream-token-9f8e7d b",
+    ] {
+        assert_eq!(r.redact(text), "a [REDACTED:credential] b", "{text}");
+    }
+}
+
+#[test]
+fn escaped_rule_secrets_and_pii_are_found_in_the_decoded_view() {
+    let token = format!("ghp_{}", alnum(36, 7));
+    let escaped = format!("%67hp_{}", &token[4..]);
+    assert_eq!(plain().redact(&format!("q={escaped}&x")), "q=[REDACTED:github-pat]&x");
+    assert_eq!(plain().redact("to=bob%40example.com&x"), "to=[REDACTED:email]&x");
+    let json = format!(r#"{{"note":"\u0067hp_{}"}}"#, &token[4..]);
+    assert_eq!(plain().redact(&json), r#"{"note":"[REDACTED:github-pat]"}"#);
+}
+
+#[test]
+fn a_secret_holding_escape_text_is_still_found() {
+    // The secret itself contains `%41` and `\u0042`: the single-scheme views
+    // keep the other scheme's text as written.
+    let secret = r"pa%41ss\u0042word-77";
+    let r = RedactorBuilder::new().secret("odd", secret).build();
+    assert_eq!(r.redact(&format!("x {secret} y")), "x [REDACTED:credential] y");
+    let percent = "x %70a%2541ss\\u0042word-77 y";
+    assert_eq!(r.redact(percent), "x [REDACTED:credential] y");
+    let json = r"x \u0070a%41ss\\u0042word-77 y";
+    assert_eq!(r.redact(json), "x [REDACTED:credential] y");
+}
+
+#[test]
+fn form_encoded_space_in_a_known_secret() {
+    let r = RedactorBuilder::new().secret("phrase", "correct horse battery").build();
+    assert_eq!(r.redact("p=%63orrect+horse+battery&x"), "p=[REDACTED:credential]&x");
+}
+
+#[test]
+fn escapes_without_secrets_stay_borrowed() {
+    let text = "GET /search?q=caf%C3%A9%20au%20lait&page=2 %FF \\u00e9";
+    assert!(matches!(plain().redact(text), Cow::Borrowed(_)));
 }

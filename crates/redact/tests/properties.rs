@@ -1,7 +1,9 @@
-//! Property tests: registered secrets never survive in any encoding,
-//! redaction is idempotent, clean text is returned untouched, and no input
-//! (arbitrary Unicode, invalid UTF-8, multi-byte characters next to
-//! matches) makes the redactor panic. The fuzz target checks the same
+//! Property tests: registered secrets never survive in any encoding
+//! (partial and mixed escaping included: some characters percent-encoded,
+//! some `\uXXXX`-escaped, double encoding), redaction is idempotent, clean
+//! text is returned untouched, and no input (arbitrary Unicode, invalid
+//! UTF-8, multi-byte characters next to matches, stray escapes) makes the
+//! redactor panic. The fuzz target checks the same
 //! properties with coverage guidance when a nightly toolchain is at hand.
 #![expect(clippy::expect_used, reason = "test setup outside #[test] fns: a failure is the point of a test")]
 
@@ -74,6 +76,58 @@ fn encode(secret: &str, how: usize) -> String {
     }
 }
 
+/// How [`escape`] writes the characters it picks.
+#[derive(Debug, Clone, Copy)]
+enum Scheme {
+    /// `%XX` per UTF-8 byte (a URL path or query).
+    Percent,
+    /// `%XX`, and every space as `+` (an HTML form body).
+    Form,
+    /// `\uXXXX` per UTF-16 unit (a JSON string).
+    Json,
+    /// Per character: raw, `%XX` or `\uXXXX` (a URL-encoded value inside JSON).
+    Mixed,
+}
+
+/// `secret` with the characters `picks` selects escaped the way `scheme`
+/// writes them, in upper- or lower-case hex (`lower`). Characters an
+/// encoder of that scheme must always escape are escaped whatever the
+/// picks (`%` in a URL, `"` and `\` in JSON), so the text means the secret.
+fn escape(secret: &str, scheme: Scheme, picks: u64, lower: bool) -> String {
+    let percent = |c: char| {
+        let mut buf = [0u8; 4];
+        c.encode_utf8(&mut buf)
+            .bytes()
+            .map(|b| if lower { format!("%{b:02x}") } else { format!("%{b:02X}") })
+            .collect::<String>()
+    };
+    let json = |c: char| {
+        let mut buf = [0u16; 2];
+        c.encode_utf16(&mut buf)
+            .iter()
+            .map(|u| if lower { format!("\\u{u:04x}") } else { format!("\\u{u:04X}") })
+            .collect::<String>()
+    };
+    secret
+        .chars()
+        .enumerate()
+        .map(|(i, c)| {
+            let pick = (picks >> (2 * (i % 32))) & 3;
+            match scheme {
+                Scheme::Percent if c == '%' || pick == 1 => percent(c),
+                Scheme::Form if c == ' ' => "+".to_owned(),
+                Scheme::Form if c == '%' || c == '+' || pick == 1 => percent(c),
+                Scheme::Json if c == '"' || c == '\\' || pick == 1 => json(c),
+                Scheme::Mixed if c == '%' => percent(c),
+                Scheme::Mixed if c == '"' || c == '\\' => json(c),
+                Scheme::Mixed if pick == 1 => percent(c),
+                Scheme::Mixed if pick == 2 => json(c),
+                _ => c.to_string(),
+            }
+        })
+        .collect()
+}
+
 /// Surrounding text: letters, digits, punctuation, whitespace and
 /// multi-byte characters, including characters that join onto encodings.
 fn filler() -> impl Strategy<Value = String> {
@@ -95,6 +149,11 @@ fn snippet() -> impl Strategy<Value = String> {
         "[0-9a-f]{1,4}::[0-9a-f]{1,4}",
         "[a-z]{2,8}_(token|secret|key)[\"']?: ?[\"']?[a-zA-Z0-9]{8,16}[\"']?",
         (0..SECRET_COUNT).prop_map(|i| SECRETS[i].clone()),
+        (0..SECRET_COUNT, 0..4usize, any::<u64>(), any::<bool>()).prop_map(|(i, scheme, picks, lower)| {
+            let scheme = [Scheme::Percent, Scheme::Form, Scheme::Json, Scheme::Mixed][scheme];
+            escape(&SECRETS[i], scheme, picks, lower)
+        }),
+        "(%[0-9A-Fa-f]{2}|%25[0-9a-f]{2}|%[0-9G]|\\\\u[0-9a-fA-F]{4}|\\\\u[dD][89abAB][0-9a-f]{2}|\\\\[\"/nu]|[a-z+]){1,12}",
         Just("[REDACTED:github-pat]".to_owned()),
         Just("[REDACTED:".to_owned()),
         Just("-----BEGIN PRIVATE KEY-----\nQUJDRA==\n".to_owned()),
@@ -115,6 +174,24 @@ proptest! {
         let out = REDACTOR.redact(&text);
         prop_assert!(!out.contains(&form), "form {how} of secret {idx} survived: {out:?}");
         prop_assert!(!out.contains(SECRETS[idx].as_str()));
+    }
+
+    #[test]
+    fn escaped_secret_never_survives(
+        idx in 0..SECRET_COUNT,
+        scheme in 0..4usize,
+        picks in any::<u64>(),
+        lower in any::<bool>(),
+        before in filler(),
+        after in filler(),
+    ) {
+        let scheme = [Scheme::Percent, Scheme::Form, Scheme::Json, Scheme::Mixed][scheme];
+        let escaped = escape(&SECRETS[idx], scheme, picks, lower);
+        let text = format!("{before}{escaped}{after}");
+        let out = REDACTOR.redact(&text);
+        prop_assert!(!out.contains(&escaped), "{scheme:?} escaping of secret {idx} survived: {out:?}");
+        prop_assert!(!out.contains(SECRETS[idx].as_str()));
+        prop_assert_eq!(&*REDACTOR.redact(&out), &*out, "not idempotent");
     }
 
     #[test]

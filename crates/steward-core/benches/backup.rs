@@ -138,7 +138,10 @@ fn fill_store(root: &std::path::Path) -> u64 {
     let state = root.join("state");
     std::fs::create_dir_all(&state).expect("state dir");
     let db = state.join("steward.db");
-    drop(steward_core::store::Store::open(&db).expect("store"));
+    drop(
+        steward_core::store::Store::open(&db, steward_core::store::fixed_redactor(redact::Redactor::default()))
+            .expect("store"),
+    );
     let mut conn = rusqlite::Connection::open(&db).expect("sqlite");
     let tx = conn.transaction().expect("tx");
     {

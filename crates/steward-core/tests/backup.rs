@@ -56,7 +56,11 @@ async fn round_trip_restores_identical_rows_and_a_loadable_config() {
 
     let restored_config = steward_core::config::load(&target.join("steward.toml")).unwrap();
     assert_eq!(restored_config.state.dir, target.join("state"));
-    let restored_store = steward_core::store::Store::open(&restored_config.state.db_path()).unwrap();
+    let restored_store = steward_core::store::Store::open(
+        &restored_config.state.db_path(),
+        steward_core::store::fixed_redactor(redact::Redactor::default()),
+    )
+    .unwrap();
     assert_eq!(all_rows(&restored_store).await, all_rows(&store).await);
     assert_eq!(all_rows(&restored_store).await.len(), 50);
     assert_eq!(restored_store.kill_state().await.unwrap(), store.kill_state().await.unwrap());
@@ -143,7 +147,11 @@ async fn encrypted_round_trip_and_verify_without_the_identity_fails_clearly() {
         .restore(&report.record.id, RestoreMode::Into(target.clone()), None, T0, quiet(), &CancellationToken::new())
         .await
         .unwrap();
-    let restored = steward_core::store::Store::open(&target.join("state/steward.db")).unwrap();
+    let restored = steward_core::store::Store::open(
+        &target.join("state/steward.db"),
+        steward_core::store::fixed_redactor(redact::Redactor::default()),
+    )
+    .unwrap();
     assert_eq!(all_rows(&restored).await, all_rows(&store).await);
 }
 
@@ -230,7 +238,14 @@ async fn a_backup_under_1000_concurrent_writes_restores_to_a_consistent_store() 
         .restore(&report.record.id, RestoreMode::Into(target.clone()), None, T0, quiet(), &CancellationToken::new())
         .await
         .unwrap();
-    let restored = all_rows(&steward_core::store::Store::open(&target.join("state/steward.db")).unwrap()).await;
+    let restored = all_rows(
+        &steward_core::store::Store::open(
+            &target.join("state/steward.db"),
+            steward_core::store::fixed_redactor(redact::Redactor::default()),
+        )
+        .unwrap(),
+    )
+    .await;
     assert!(restored.len() >= 199, "the snapshot predates writes that had finished: {}", restored.len());
     // A consistent point in time: every restored row is the live row, or the
     // live row as it was before its completion committed.
@@ -275,7 +290,14 @@ async fn in_place_restore_snapshots_first_and_puts_everything_back() {
         .restore(&pre, RestoreMode::Into(target.clone()), None, T0, quiet(), &CancellationToken::new())
         .await
         .unwrap();
-    let undo = all_rows(&steward_core::store::Store::open(&target.join("state/steward.db")).unwrap()).await;
+    let undo = all_rows(
+        &steward_core::store::Store::open(
+            &target.join("state/steward.db"),
+            steward_core::store::fixed_redactor(redact::Redactor::default()),
+        )
+        .unwrap(),
+    )
+    .await;
     assert_eq!(undo.len(), 12);
 }
 

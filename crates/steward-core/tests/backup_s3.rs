@@ -146,7 +146,11 @@ async fn backups_round_trip_through_an_s3_compatible_server() {
         .await
         .unwrap();
     assert_eq!(std::fs::read(target.join("agent-state/big.bin")).unwrap(), big);
-    let restored = steward_core::store::Store::open(&target.join("state/steward.db")).unwrap();
+    let restored = steward_core::store::Store::open(
+        &target.join("state/steward.db"),
+        steward_core::store::fixed_redactor(redact::Redactor::default()),
+    )
+    .unwrap();
     assert_eq!(all_rows(&restored).await, all_rows(&store).await);
 
     // Retention deletes through the same API.

@@ -105,6 +105,50 @@ fn config_errors_name_file_line_column_and_exit_3() {
     assert_eq!(steward(dir.path(), &["frobnicate"]).status.code(), Some(2));
 }
 
+/// Issue 12, item 11: the snippet under a config error masked a literal
+/// secret, but the error's first line printed it in full, from `config
+/// check`, `run` and `doctor` alike (and under systemd, into the journal).
+#[test]
+fn no_command_prints_a_literal_secret_from_a_config_error() {
+    let pat = "ghp_16C7e42F292c6912E7710c838347Ae178B4a";
+    let project = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdEFGH";
+    let head = "[agent]\nname = \"x\"\n\n[credentials.social]\nsource = \"env:SOCIAL_TOKEN\"\n\n";
+    let cases = [
+        (
+            format!(
+                "{head}[upstreams.social]\nbase_url = \"https://social.example\"\ncredential = \"social\"\n\
+                 auth = {{ header = \"Authorization\", format = \"Bearer {pat}\" }}\n"
+            ),
+            pat,
+            "{secret}",
+        ),
+        (
+            format!(
+                "{head}[upstreams.llm]\nbase_url = \"https://api.example.com/v1?api_key={project}\"\n\
+                 credential = \"social\"\n"
+            ),
+            project,
+            "?query",
+        ),
+    ];
+    for (config, secret, message) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("steward.toml"), &config).unwrap();
+        for args in [&["config", "check"][..], &["run"], &["doctor"], &["doctor", "--json"]] {
+            let out = steward(dir.path(), args);
+            let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+            assert_eq!(out.status.code(), Some(3), "{args:?}: {stdout}{stderr}");
+            for shown in [&stdout, &stderr] {
+                // Joined up again in case the report wrapped a long word.
+                let joined: String = shown.chars().filter(|c| !c.is_whitespace() && *c != '│').collect();
+                assert!(!joined.contains(&secret[..12]), "{args:?} printed the secret:\n{shown}");
+            }
+            // The error still says what is wrong, at file:line:column.
+            assert!(stderr.contains(message) && stderr.contains("steward.toml:"), "{args:?}: {stderr}");
+        }
+    }
+}
+
 #[test]
 fn demo_runs_end_to_end_and_leaves_a_journal_to_inspect() {
     let dir = tempfile::tempdir().unwrap();

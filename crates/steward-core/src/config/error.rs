@@ -81,19 +81,29 @@ impl ConfigError {
             ),
             _ => (format!("cannot read config file {shown}"), "check that the path is a readable file".to_owned()),
         };
-        Self::new(Details {
-            message,
-            source_code: None,
-            span: None,
-            label: String::new(),
-            help: Some(help),
-            related: Vec::new(),
-            line_col: None,
-            cause: Some(err),
-        })
+        Self::new(
+            Details {
+                message,
+                source_code: None,
+                span: None,
+                label: String::new(),
+                help: Some(help),
+                related: Vec::new(),
+                line_col: None,
+                cause: Some(err),
+            },
+            &[],
+        )
     }
 
-    fn new(details: Details) -> Self {
+    /// The one constructor: every text a report can print (message, label,
+    /// help) is masked here, so no rendering of a config error (`config
+    /// check`, `run`, `doctor`, the journal under systemd) can show a
+    /// literal secret. `secrets` are the texts the file's secret spans hold.
+    fn new(mut details: Details, secrets: &[&str]) -> Self {
+        details.message = mask_text(&details.message, secrets, Rules::All);
+        details.label = mask_text(&details.label, secrets, Rules::All);
+        details.help = details.help.map(|help| mask_text(&help, secrets, Rules::NotSyntax));
         Self(Box::new(details))
     }
 
@@ -135,18 +145,22 @@ impl ConfigError {
 
         let masked = mask_secrets(source, &problems);
         let named = NamedSource::new(path.display().to_string(), Arc::<str>::from(masked)).with_language("TOML");
+        let secrets = secret_texts(source, &problems);
         let mut errors = problems.into_iter().map(|p| {
             let span = clamp(p.span, source.len());
-            Self::new(Details {
-                line_col: Some(line_col(source, span.start)),
-                message: p.message,
-                source_code: Some(named.clone()),
-                span: Some(SourceSpan::from(span)),
-                label: p.label,
-                help: Some(p.help),
-                related: Vec::new(),
-                cause: None,
-            })
+            Self::new(
+                Details {
+                    line_col: Some(line_col(source, span.start)),
+                    message: p.message,
+                    source_code: Some(named.clone()),
+                    span: Some(SourceSpan::from(span)),
+                    label: p.label,
+                    help: Some(p.help),
+                    related: Vec::new(),
+                    cause: None,
+                },
+                &secrets,
+            )
         });
         match errors.next() {
             Some(mut first) => {
@@ -155,16 +169,19 @@ impl ConfigError {
             }
             // Callers only build an error when they found a problem; this
             // keeps the type total without a panic.
-            None => Self::new(Details {
-                message: format!("{} is not a valid steward config", path.display()),
-                source_code: Some(named),
-                span: None,
-                label: String::new(),
-                help: Some("run `steward init` for a commented starter".to_owned()),
-                related: Vec::new(),
-                line_col: None,
-                cause: None,
-            }),
+            None => Self::new(
+                Details {
+                    message: format!("{} is not a valid steward config", path.display()),
+                    source_code: Some(named),
+                    span: None,
+                    label: String::new(),
+                    help: Some("run `steward init` for a commented starter".to_owned()),
+                    related: Vec::new(),
+                    line_col: None,
+                    cause: None,
+                },
+                &secrets,
+            ),
         }
     }
 }
@@ -202,9 +219,10 @@ impl Problem {
     }
 }
 
-/// `source` with the bytes of every secret span replaced by `*`, so the
-/// snippet under the error does not show the secret it complains about. The
-/// length is unchanged, so every span still points at the same place.
+/// `source` with the bytes of every secret span, and of every other
+/// occurrence of the same text, replaced by `*`, so the snippet under the
+/// error does not show the secret it complains about. The length is
+/// unchanged, so every span still points at the same place.
 fn mask_secrets(source: &str, problems: &[Problem]) -> String {
     let mut bytes = source.as_bytes().to_vec();
     for problem in problems.iter().filter(|p| p.secret) {
@@ -217,10 +235,88 @@ fn mask_secrets(source: &str, problems: &[Problem]) -> String {
         let end = span.start + inner.end;
         bytes[start..end].fill(b'*');
     }
+    // The same value written again elsewhere (as a key, in a line no rule
+    // flagged) is masked too: another problem's snippet may show that line.
+    for text in secret_texts(source, problems) {
+        for (at, found) in source.match_indices(text) {
+            if let Some(masked) = bytes.get_mut(at..at + found.len()) {
+                masked.fill(b'*');
+            }
+        }
+    }
     // Every masked range starts and ends on a char boundary of `source` (the
     // spans come from the TOML parser and the redactor) and `*` is one byte,
     // so the result is valid UTF-8; fall back to a lossy copy rather than panic.
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Shortest secret-span text matched in messages: a shorter one would mask
+/// ordinary words; values that short are not tokens anyway.
+const MIN_MASKED_TEXT: usize = 4;
+
+/// The text inside the quotes of every secret span of `source`, longest
+/// first (a longer one may contain a shorter one).
+fn secret_texts<'a>(source: &'a str, problems: &[Problem]) -> Vec<&'a str> {
+    let mut texts: Vec<&str> = problems
+        .iter()
+        .filter(|p| p.secret)
+        .filter_map(|p| {
+            let span = clamp(p.span.clone(), source.len());
+            let text = source.get(span)?;
+            text.get(strip_quotes(text))
+        })
+        .filter(|t| t.len() >= MIN_MASKED_TEXT)
+        .collect();
+    texts.sort_by_key(|t| std::cmp::Reverse(t.len()));
+    texts.dedup();
+    texts
+}
+
+/// Which rule findings [`mask_text`] masks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rules {
+    /// Every one: messages and labels quote the file's values.
+    All,
+    /// All but the generic `credential = "..."` assignment: a help text
+    /// teaches that syntax with a placeholder (`credential = "NAME"`), and a
+    /// value it quotes from the file is masked by its secret span anyway.
+    NotSyntax,
+}
+
+/// Rule id whose findings [`Rules::NotSyntax`] leaves alone.
+const SYNTAX_RULE: &str = "credential-assignment";
+
+/// `text` with every occurrence of `secrets` and every token the secret
+/// rules recognise (a message may quote a value as TOML decoded it, escapes
+/// undone) replaced by `*`, one per byte, as the snippet masks them.
+fn mask_text(text: &str, secrets: &[&str], rules: Rules) -> String {
+    let found = super::literal::find_literal_secrets(text)
+        .into_iter()
+        .filter(|f| rules == Rules::All || f.kind != SYNTAX_RULE)
+        .map(|f| f.range);
+    let mut ranges: Vec<Range<usize>> = secrets
+        .iter()
+        .flat_map(|secret| text.match_indices(secret).map(|(at, found)| at..at + found.len()))
+        .chain(found)
+        .chain(super::age_identities(text))
+        .collect();
+    if ranges.is_empty() {
+        return text.to_owned();
+    }
+    ranges.sort_by_key(|r| r.start);
+    let mut out = String::with_capacity(text.len());
+    let mut done = 0;
+    for range in ranges {
+        let start = range.start.max(done);
+        if range.end <= start {
+            continue;
+        }
+        out.push_str(text.get(done..start).unwrap_or_default());
+        out.extend(std::iter::repeat_n('*', text.get(start..range.end).map_or(0, str::len)));
+        done = range.end;
+    }
+    out.push_str(text.get(done..).unwrap_or_default());
+    out
 }
 
 /// The range of `text` inside its TOML quotes (`"`, `'`, `"""`, `'''`), or all of it.

@@ -103,7 +103,7 @@ fn literal_secrets(source: &str) -> Vec<Problem> {
 
 /// Byte ranges of age identities (`AGE-SECRET-KEY-1...`, the private half
 /// of a backup encryption key): only the `age1...` recipient belongs in the file.
-fn age_identities(source: &str) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+pub(super) fn age_identities(source: &str) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
     source.match_indices("AGE-SECRET-KEY-").map(|(start, _)| {
         let len =
             source[start..].find(|c: char| !(c.is_ascii_alphanumeric() || c == '-')).unwrap_or(source.len() - start);

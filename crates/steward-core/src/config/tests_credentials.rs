@@ -248,3 +248,57 @@ fn a_client_secret_written_into_the_introspection_url_is_refused_and_masked() {
     assert!(!shown.contains(secret), "the report repeats the secret:\n{shown}");
     assert!(!format!("{e:?}").contains(secret), "Debug repeats the secret");
 }
+
+/// Issue 12, item 11: a literal secret the snippet masks was printed in
+/// full by the message above it (`auth format "Bearer ghp_..."`, `base_url
+/// "...?api_key=sk-proj-..."`). No message, label or help may repeat it,
+/// nor any secret-shaped value, in any rendering of the error.
+#[test]
+fn no_message_label_or_help_repeats_a_literal_secret() {
+    let pat = "ghp_16C7e42F292c6912E7710c838347Ae178B4a";
+    let project = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdEFGH";
+    let upstream = |line: &str| {
+        format!(
+            "{MINIMAL}[credentials.social]\nsource = \"env:SOCIAL\"\n[upstreams.social]\n\
+             base_url = \"https://s.example\"\ncredential = \"social\"\n{line}\n"
+        )
+    };
+    // (file, secret, whether a message quotes the value besides the
+    // literal-secret problem)
+    let cases = [
+        (upstream(&format!("auth = {{ header = \"Authorization\", format = \"Bearer {pat}\" }}")), pat, true),
+        (upstream(&format!("scopes_header = \"X-{pat}\"")), pat, false),
+        (
+            format!(
+                "{MINIMAL}[credentials.social]\nsource = \"env:SOCIAL\"\n[upstreams.llm]\n\
+                 base_url = \"https://api.example.com/v1?api_key={project}\"\ncredential = \"social\"\n"
+            ),
+            project,
+            true,
+        ),
+        // TOML escapes are undone before a message quotes the value: the
+        // rules still recognise what the file spelled differently.
+        (
+            upstream(
+                "auth = { header = \"Authorization\", format = \"Bearer \\u0067hp_16C7e42F292c6912E7710c838347Ae178B4a\" }",
+            ),
+            pat,
+            true,
+        ),
+    ];
+    for (source, secret, quoted) in cases {
+        let e = err(&source);
+        let shown = render(&e);
+        assert!(!shown.contains(secret), "the report repeats the secret:\n{shown}");
+        assert!(!e.to_string().contains(secret), "Display repeats the secret: {e}");
+        assert!(!format!("{e:?}").contains(secret), "Debug repeats the secret");
+        for problem in e.errors() {
+            for text in [problem.message(), problem.help_text().unwrap_or_default()] {
+                assert!(!text.contains(secret), "{text}");
+                assert!(!text.contains(&secret[..12]), "a prefix of the secret survived: {text}");
+            }
+        }
+        // The message still says what is wrong, with the value masked.
+        assert_eq!(e.errors().any(|p| p.message().contains("****")), quoted, "{shown}");
+    }
+}

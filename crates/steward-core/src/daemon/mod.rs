@@ -270,7 +270,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     let events = EventBus::new();
     let metrics = Arc::new(Metrics::new());
 
-    let store = Store::open(&config.state.db_path())?;
+    let store = Store::open(&config.state.db_path(), Arc::clone(&redactor))?;
     restrict_store_files(&config.state.db_path())?;
     let interrupted = store.settle_interrupted(unix_ms(SystemTime::now())).await?;
     if interrupted > 0 {
@@ -619,7 +619,7 @@ mod journal_tests {
     #[tokio::test]
     async fn spend_records_older_than_history_days_are_pruned_and_recent_ones_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("steward.db")).unwrap();
+        let store = Store::open(&dir.path().join("steward.db"), crate::store::tests::redactor()).unwrap();
         let spend = config("[spend]\nhistory_days = 2\n").spend;
         for (id, days_back) in [("today", 0), ("edge", 2), ("old", 3), ("older", 40)] {
             spent(&store, &spend, id, days_back).await;

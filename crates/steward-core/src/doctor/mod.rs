@@ -183,7 +183,7 @@ pub async fn gather(config: &Config, now: SystemTime) -> Context<'_> {
     let resolution = Secrets::resolve_all(config).await;
     let store = probe_store(&config.state.dir, &config.state.db_path()).await;
     let opened = match store {
-        StoreProbe::Writable => Store::open(&config.state.db_path()).ok(),
+        StoreProbe::Writable => Store::open(&config.state.db_path(), read_only_redactor()).ok(),
         _ => None,
     };
     let backup_health = match (&config.backup, &opened) {
@@ -233,7 +233,7 @@ async fn probe_store(dir: &Path, db: &Path) -> StoreProbe {
     }
     // Opening creates the database in an existing state dir, which is what
     // `steward run` would do first anyway.
-    let store = match Store::open(db) {
+    let store = match Store::open(db, read_only_redactor()) {
         Ok(store) => store,
         Err(err) => return StoreProbe::Failed(err.to_string()),
     };
@@ -241,6 +241,12 @@ async fn probe_store(dir: &Path, db: &Path) -> StoreProbe {
         Ok(()) => StoreProbe::Writable,
         Err(err) => StoreProbe::Failed(err.to_string()),
     }
+}
+
+/// Doctor only reads the store (and writes an empty probe transaction):
+/// any free text it wrote would be withheld whole, never stored unchecked.
+fn read_only_redactor() -> crate::store::StoreRedactor {
+    crate::store::fixed_redactor(redact::Redactor::withhold_all())
 }
 
 /// `names` joined with ", ", at most `max` of them, then "and N more".

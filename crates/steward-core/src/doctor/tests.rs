@@ -358,7 +358,7 @@ async fn doctor_reads_the_record_the_daemon_left_in_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), INTROSPECTED);
     std::fs::create_dir_all(&config.state.dir).unwrap();
-    let store = Store::open(&config.state.db_path()).unwrap();
+    let store = Store::open(&config.state.db_path(), crate::store::tests::redactor()).unwrap();
     let record = introspected(&["repo", "read:org"], Some(true), None);
     let key = crate::secrets::introspect::record_key("gh");
     assert_eq!(key, "scopes.introspection.gh");
@@ -379,7 +379,7 @@ async fn gather_reads_the_runbook_record_from_the_store() {
     crate::runbook::write_page(&page, "# Runbook\n").unwrap();
     let record =
         crate::runbook::RenderedRecord { at_ms: 1, path: page, config_sha256: crate::runbook::config_sha256(&bytes) };
-    let store = Store::open(&config.state.db_path()).unwrap();
+    let store = Store::open(&config.state.db_path(), crate::store::tests::redactor()).unwrap();
     crate::runbook::record(&store, &record).await.unwrap();
     drop(store);
     let ctx = gather(&config, SystemTime::now()).await;

@@ -52,7 +52,7 @@ struct Fixture {
 
 async fn fixture(extra: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("steward.db")).unwrap();
+    let store = Store::open(&dir.path().join("steward.db"), crate::store::tests::redactor()).unwrap();
     let config = config(extra);
     let metrics = Arc::new(Metrics::new());
     let engine = Engine::load(&config, store.clone(), None, Arc::clone(&metrics), redactor()).await;
@@ -201,7 +201,7 @@ async fn open_incidents_survive_a_restart_without_being_sent_again() {
 async fn a_kill_switch_engaged_by_another_process_fires_with_its_reason_redacted() {
     let mut f = fixture("").await;
     // `steward stop` runs in its own process with its own store handle.
-    let cli = Store::open(f.store.path()).unwrap();
+    let cli = Store::open(f.store.path(), crate::store::tests::redactor()).unwrap();
     let reason = format!("token {CANARY} was leaked");
     cli.engage_kill(&reason, "cli", ms(t0())).await.unwrap();
     let notices = f.engine.evaluate(at(t0(), 3)).await;

@@ -192,7 +192,7 @@ command = ["/bin/sh", "-c", "cat > '{out}'"]
         ("alerts:ntfy:token", "tk_ntfy_access".to_owned()),
     ]);
     let sinks = build_sinks(&config, &secrets).unwrap();
-    let store = Store::open(&dir.path().join("steward.db")).unwrap();
+    let store = Store::open(&dir.path().join("steward.db"), crate::store::tests::redactor()).unwrap();
     let metrics = Arc::new(Metrics::new());
     let ctx = DeliveryContext {
         store: store.clone(),
@@ -351,7 +351,7 @@ async fn the_heartbeat_pings_while_steward_can_record_calls_and_stops_when_it_ca
     let beat = heartbeat::Heartbeat {
         url: SecretString::from(url),
         config: config.heartbeat.clone().unwrap(),
-        store: Store::open(&dir.path().join("steward.db")).unwrap(),
+        store: Store::open(&dir.path().join("steward.db"), crate::store::tests::redactor()).unwrap(),
         audit: None,
         metrics: Arc::clone(&metrics),
         client: sinks::http_client().unwrap(),

@@ -34,7 +34,7 @@ const KEY: &str = "credential_expiry:social";
 #[tokio::test]
 async fn credential_expiry_notifies_once_per_threshold_then_critically_once_expired() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("steward.db")).unwrap();
+    let store = Store::open(&dir.path().join("steward.db"), crate::store::tests::redactor()).unwrap();
     let config = config(EXPIRY);
     let metrics = Arc::new(Metrics::new());
     // Five days and an hour left: inside the 7-day threshold of [14, 7, 3, 1].
@@ -89,7 +89,7 @@ async fn credential_expiry_notifies_once_per_threshold_then_critically_once_expi
 #[tokio::test]
 async fn a_credential_without_known_expiry_or_far_from_it_raises_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("steward.db")).unwrap();
+    let store = Store::open(&dir.path().join("steward.db"), crate::store::tests::redactor()).unwrap();
     let config = config(EXPIRY);
     for token in ["plain-opaque-token".to_owned(), jwt(at(t0(), 30 * DAY))] {
         let secrets = secrets_with(&config, &token).await;
@@ -110,7 +110,7 @@ async fn outcome(store: &Store, key: &str, when: SystemTime, ok: bool, detail: &
 #[tokio::test]
 async fn backup_rules_fire_on_failure_age_and_missing_restore_tests() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("steward.db")).unwrap();
+    let store = Store::open(&dir.path().join("steward.db"), crate::store::tests::redactor()).unwrap();
     let config = config(BACKUP);
     let mut engine = Engine::load(&config, store.clone(), None, Arc::new(Metrics::new()), redactor()).await;
 
@@ -171,7 +171,7 @@ async fn backup_rules_fire_on_failure_age_and_missing_restore_tests() {
 #[tokio::test]
 async fn without_a_backup_section_no_backup_rule_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("steward.db")).unwrap();
+    let store = Store::open(&dir.path().join("steward.db"), crate::store::tests::redactor()).unwrap();
     let mut engine = Engine::load(&config(""), store.clone(), None, Arc::new(Metrics::new()), redactor()).await;
     assert!(engine.evaluate(at(t0(), 30 * DAY)).await.is_empty());
     assert_eq!(store.kv_get(crate::backup::health::KV_WATCHED_SINCE).await.unwrap(), None);
@@ -180,7 +180,7 @@ async fn without_a_backup_section_no_backup_rule_runs() {
 #[tokio::test]
 async fn a_backup_section_added_back_starts_a_fresh_watch() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("steward.db")).unwrap();
+    let store = Store::open(&dir.path().join("steward.db"), crate::store::tests::redactor()).unwrap();
     let load = |text: &'static str| {
         let store = store.clone();
         async move { Engine::load(&config(text), store, None, Arc::new(Metrics::new()), redactor()).await }

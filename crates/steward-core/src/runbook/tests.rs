@@ -392,7 +392,7 @@ fn freshness_tells_the_three_stale_states_apart() {
 #[tokio::test]
 async fn the_record_round_trips_through_the_store() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("steward.db")).unwrap();
+    let store = Store::open(&dir.path().join("steward.db"), crate::store::tests::redactor()).unwrap();
     assert_eq!(last_rendered(&store).await.unwrap(), None);
     let rec = RenderedRecord { at_ms: 42, path: dir.path().join("RUNBOOK.md"), config_sha256: config_sha256(b"x") };
     record(&store, &rec).await.unwrap();

@@ -33,7 +33,7 @@ pub use introspect::{ClientAuth, IntrospectError, Introspection, IntrospectionRe
 pub use scopes::{ScopeComparison, ScopeMismatch, ScopeWatch, compare_scopes};
 pub use sources::{COMMAND_TIMEOUT, CREDENTIALS_DIRECTORY, EnvLookup, MAX_SOURCE_BYTES, VAULT_TIMEOUT, process_env};
 
-use crate::config::{Config, Environment, RedactionConfig};
+use crate::config::{Config, CredentialSource, Environment, RedactionConfig};
 
 /// Hex digits of the SHA-256 shown as a credential's fingerprint: enough to
 /// tell two values apart in a listing, far too few to guess the value from.
@@ -507,10 +507,46 @@ fn pii_builder(pii: &RedactionConfig) -> redact::RedactorBuilder {
         .pii(redact::PiiKind::Ssn, pii.ssn)
 }
 
-/// A redactor for commands that must not wait on credential sources
-/// (`steward stop` runs in an emergency; a `command:` or `vault:` source can
-/// take seconds): the secret rules, the configured PII detectors and the
-/// agent token when given, but no credential value.
+/// Whether a source answers at once, without running a program or asking a
+/// server: what a command that must not wait (`steward stop`) may read.
+fn is_local(source: &CredentialSource) -> bool {
+    match source {
+        CredentialSource::Env(_) | CredentialSource::File(_) | CredentialSource::Systemd(_) => true,
+        CredentialSource::Command(_) | CredentialSource::Vault { .. } => false,
+    }
+}
+
+/// The redactor of CLI commands that write the store without the daemon
+/// (`steward stop`, `resume`, `backup`, `runbook`, `restore`): every secret
+/// rule, the configured PII detectors, the agent token (when the state dir
+/// has one) and the value of every credential and alert secret whose source
+/// answers at once (`env:`, `file:`, `systemd:`). `command:` and `vault:`
+/// sources are not asked: a password manager or Vault can take seconds, and
+/// `steward stop` runs in an emergency. A value held only there is still
+/// redacted when it is shaped like a token (the rules), and the daemon
+/// redacts the kill switch's reason again, knowing every value, when it
+/// copies it onto a refused call. A source that fails (a variable not
+/// exported here) is skipped: this only decides what is redacted.
+pub async fn local_redactor(config: &Config) -> redact::Redactor {
+    let mut builder = pii_builder(&config.redaction);
+    if let Ok(token) = std::fs::read_to_string(config.state.token_path()) {
+        builder = builder.secret("agent-token", token.trim());
+    }
+    let credentials = config.credentials.iter().map(|(name, c)| (name.clone(), c.source.clone()));
+    for (label, source) in credentials.chain(crate::monitor::secret_references(config)) {
+        if is_local(&source)
+            && let Ok(read) = sources::read(&label, &source, &process_env).await
+        {
+            builder = builder.secret(&label, read.value.expose_secret());
+        }
+    }
+    builder.build()
+}
+
+/// A redactor that reads no credential source at all (`steward doctor`'s
+/// logging check): the secret rules, the configured PII detectors and the
+/// agent token when given, but no credential value. Commands that write the
+/// store use [`local_redactor`].
 pub fn offline_redactor(agent_token: Option<&AgentToken>, pii: &RedactionConfig) -> redact::Redactor {
     let builder = pii_builder(pii);
     match agent_token {

@@ -35,6 +35,20 @@
 //!   failure may roll back the commits made since the WAL was last synced
 //!   (at checkpoints).
 //!
+//! - **Only redacted text is stored.** Every [`Store`] owns a redactor
+//!   ([`StoreRedactor`]) and passes every free-text value of every write
+//!   through it before the op is queued (see `redaction.rs` for what counts as
+//!   free text, and why the rest does not): the path, method, upstream,
+//!   input summary, refusal and error text, the upstream's response id, the
+//!   door's JSON details, the kill switch's reason, the spend ledger's model
+//!   and provider, kv values. The redaction runs on the caller's task, not on
+//!   the single writer thread; the writer redacts only the kill switch's
+//!   reason it copies onto a refused call, because the process that engaged
+//!   the switch (`steward stop`) may have known fewer secrets. The daemon
+//!   passes the audit log's redactor, so a credential reload reaches both;
+//!   the CLI passes one that knows the agent token and the credentials it can
+//!   read without running a program or asking Vault.
+//!
 //! The async API works on any tokio runtime, including the current-thread
 //! runtime a CLI command builds (`Runtime::block_on(store.engage_kill(..))`).
 //!
@@ -54,6 +68,7 @@
 //! - `kv`: small persisted state (alert states, last backup time).
 
 mod queries;
+mod redaction;
 mod schema;
 mod spend;
 mod writer;
@@ -66,12 +81,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{LoopBreakerConfig, RateLimit};
 
 pub use spend::{MAX_STORED_MICROS, MAX_STORED_TOKENS, STOP_KEY, SpendHold, SpendRow, SpendSettlement, SpendStop};
 use writer::{Op, Request, Response};
+
+/// The redactor a [`Store`] passes every free-text value through before it is
+/// written: in the daemon, the audit log's own (swapped whole when credentials
+/// reload).
+pub type StoreRedactor = Arc<ArcSwap<redact::Redactor>>;
+
+/// `redactor` as a [`StoreRedactor`] that nothing swaps: for CLI commands and tests.
+pub fn fixed_redactor(redactor: redact::Redactor) -> StoreRedactor {
+    Arc::new(ArcSwap::from_pointee(redactor))
+}
 
 /// Ops queued for the writer beyond this wait in `send`: backpressure instead
 /// of unbounded memory when the disk is slow.
@@ -342,6 +368,8 @@ struct Inner {
     _checkpointer: Option<std::sync::mpsc::Sender<()>>,
     path: PathBuf,
     reader: Mutex<schema::Opened>,
+    /// Every write's free text passes it before it is queued.
+    redactor: StoreRedactor,
     counters: Arc<WriterCounters>,
     _writer_thread: WriterThread,
 }
@@ -365,14 +393,15 @@ impl Store {
     /// Opens (creating if needed, mode 0600) and migrates the database at
     /// `path`, and starts its writer thread. The parent directory must exist.
     /// Blocking, but cheap (about a millisecond): fine for CLI commands and
-    /// daemon startup. Many processes may open the same file.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    /// daemon startup. Many processes may open the same file. Every free-text
+    /// value written through this handle passes `redactor` first.
+    pub fn open(path: &Path, redactor: StoreRedactor) -> Result<Store, StoreError> {
         let writer = schema::open_writer(path, schema::MIGRATIONS)?;
         let reader = schema::open_reader(path)?;
         let checkpointer = schema::spawn_checkpointer(path, &writer.conn);
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let counters = Arc::new(WriterCounters::default());
-        let handle = writer::spawn(writer, rx, Arc::clone(&counters))
+        let handle = writer::spawn(writer, rx, Arc::clone(&counters), Arc::clone(&redactor))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the store writer thread: {e}")))?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -380,6 +409,7 @@ impl Store {
                 _checkpointer: checkpointer,
                 path: path.to_path_buf(),
                 reader: Mutex::new(reader),
+                redactor,
                 counters,
                 _writer_thread: WriterThread(Some(handle)),
             }),
@@ -561,6 +591,7 @@ impl Store {
     }
 
     async fn write(&self, req: Request) -> Result<Response, StoreError> {
+        let req = req.redacted(&self.inner.redactor.load());
         let (reply, rx) = oneshot::channel();
         self.inner
             .ops

@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::*;
 
 mod failures;
+mod redaction;
 pub(crate) mod spend;
 
 const HOUR_MS: i64 = 3_600_000;
@@ -63,8 +64,17 @@ pub(crate) fn completion(id: &str, now_ms: i64, status: Option<u16>) -> Completi
     }
 }
 
+/// The redactor test stores write through: every rule and PII detector, no
+/// known secret. Built once per test binary (compiling the rules is slow in
+/// debug builds) and shared.
+pub(crate) fn redactor() -> StoreRedactor {
+    static SHARED: std::sync::LazyLock<StoreRedactor> =
+        std::sync::LazyLock::new(|| fixed_redactor(redact::Redactor::default()));
+    Arc::clone(&SHARED)
+}
+
 fn open_in(dir: &Path) -> Store {
-    Store::open(&dir.join("steward.db")).unwrap()
+    Store::open(&dir.join("steward.db"), redactor()).unwrap()
 }
 
 fn mode_of(path: &Path) -> u32 {
@@ -80,10 +90,10 @@ fn user_version(path: &Path) -> i64 {
 async fn migrations_are_versioned_and_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("steward.db");
-    drop(Store::open(&path).unwrap());
+    drop(Store::open(&path, redactor()).unwrap());
     assert_eq!(user_version(&path), i64::try_from(schema::MIGRATIONS.len()).unwrap());
     // Reopening applies nothing twice (a second CREATE TABLE would fail).
-    let store = Store::open(&path).unwrap();
+    let store = Store::open(&path, redactor()).unwrap();
     assert_eq!(store.admit(admission("a", T0, Some("post"), "k")).await.unwrap(), AdmitOutcome::Admitted);
     drop(store);
     assert_eq!(user_version(&path), i64::try_from(schema::MIGRATIONS.len()).unwrap());
@@ -106,7 +116,7 @@ async fn migrations_are_versioned_and_idempotent() {
 async fn files_are_0600() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("steward.db");
-    let store = Store::open(&path).unwrap();
+    let store = Store::open(&path, redactor()).unwrap();
     store.admit(admission("a", T0, Some("post"), "k")).await.unwrap();
     for name in ["steward.db", "steward.db-wal", "steward.db-shm"] {
         assert_eq!(mode_of(&dir.path().join(name)), 0o600, "{name}");
@@ -117,7 +127,7 @@ async fn files_are_0600() {
     let loose = dir.path().join("loose.db");
     std::fs::write(&loose, b"").unwrap();
     std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let store = Store::open(&loose).unwrap();
+    let store = Store::open(&loose, redactor()).unwrap();
     store.kv_set("k", "v", T0).await.unwrap();
     for name in ["loose.db", "loose.db-wal", "loose.db-shm"] {
         assert_eq!(mode_of(&dir.path().join(name)), 0o600, "{name}");
@@ -161,7 +171,7 @@ async fn twenty_concurrent_admits_against_ten_per_hour_admit_exactly_ten() {
 async fn queued_ops_share_one_transaction() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("steward.db");
-    let store = Store::open(&path).unwrap();
+    let store = Store::open(&path, redactor()).unwrap();
     // Another "process" holds the write lock, so the writer blocks in the
     // first batch's BEGIN IMMEDIATE while the other ops queue up behind it.
     let other = rusqlite::Connection::open(&path).unwrap();
@@ -526,14 +536,14 @@ fn usable_from_a_cli_current_thread_runtime() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("steward.db");
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    let store = Store::open(&path).unwrap();
+    let store = Store::open(&path, redactor()).unwrap();
     rt.block_on(store.engage_kill("stopped from the CLI", "cli", T0)).unwrap();
     let state = rt.block_on(store.kill_state()).unwrap();
     assert!(state.engaged);
     assert_eq!(rt.block_on(store.last(LastQuery::default())).unwrap(), Vec::new());
     drop(store);
     // The next CLI invocation sees it.
-    let store = Store::open(&path).unwrap();
+    let store = Store::open(&path, redactor()).unwrap();
     assert!(rt.block_on(store.kill_state()).unwrap().engaged);
 }
 

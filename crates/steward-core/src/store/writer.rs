@@ -8,10 +8,12 @@ use std::thread::JoinHandle;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
+use redact::Redactor;
+
 use super::schema::Opened;
 use super::{
-    Admission, AdmitOutcome, Completion, MAX_BATCH_EXTRA, StoreError, WriterCounters, duration_ms, queries, spend,
-    sql_error,
+    Admission, AdmitOutcome, Completion, MAX_BATCH_EXTRA, StoreError, StoreRedactor, WriterCounters, duration_ms,
+    queries, redaction, spend, sql_error,
 };
 
 /// One write, with where its answer goes.
@@ -74,15 +76,29 @@ pub(super) enum Response {
 }
 
 /// Starts the writer thread. It runs until every sender is dropped.
+/// `redactor` is for the one value the writer copies inside the database
+/// (see [`admit`]); every value a request carries was redacted before it
+/// was queued.
 pub(super) fn spawn(
     writer: Opened,
     rx: mpsc::Receiver<Op>,
     counters: Arc<WriterCounters>,
+    redactor: StoreRedactor,
 ) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name("steward-store-writer".into()).spawn(move || run(&writer, rx, &counters))
+    std::thread::Builder::new()
+        .name("steward-store-writer".into())
+        .spawn(move || run(&Writer { opened: writer, redactor }, rx, &counters))
 }
 
-fn run(writer: &Opened, mut rx: mpsc::Receiver<Op>, counters: &WriterCounters) {
+/// What the writer thread owns.
+struct Writer {
+    /// The write connection.
+    opened: Opened,
+    /// For the kill switch's reason, copied onto refused calls.
+    redactor: StoreRedactor,
+}
+
+fn run(writer: &Writer, mut rx: mpsc::Receiver<Op>, counters: &WriterCounters) {
     let mut batch = Vec::with_capacity(MAX_BATCH_EXTRA + 1);
     while let Some(op) = rx.blocking_recv() {
         batch.push(op);
@@ -115,9 +131,10 @@ fn run(writer: &Opened, mut rx: mpsc::Receiver<Op>, counters: &WriterCounters) {
 /// committed; `Ok` carries each op's own result (an op that failed alone was
 /// rolled back: to its savepoint, or with the transaction when it was the
 /// batch's only op).
-fn run_batch(writer: &Opened, batch: &[Op]) -> Result<Vec<Result<Response, StoreError>>, StoreError> {
-    writer.check_same_file()?;
-    let conn = &writer.conn;
+fn run_batch(writer: &Writer, batch: &[Op]) -> Result<Vec<Result<Response, StoreError>>, StoreError> {
+    writer.opened.check_same_file()?;
+    let conn = &writer.opened.conn;
+    let redactor = writer.redactor.load();
     // Cached statements: parsing BEGIN and COMMIT again was a tenth of the
     // writer's CPU per batch under streaming load.
     conn.prepare_cached("BEGIN IMMEDIATE")
@@ -128,7 +145,7 @@ fn run_batch(writer: &Opened, batch: &[Op]) -> Result<Vec<Result<Response, Store
     // fails, rolling back the transaction is rolling back the op.
     let lone = batch.len() == 1;
     for op in batch {
-        let result = if lone { apply(conn, &op.req) } else { apply_in_savepoint(conn, &op.req) };
+        let result = if lone { apply(conn, &op.req, &redactor) } else { apply_in_savepoint(conn, &op.req, &redactor) };
         if conn.is_autocommit() {
             // SQLite rolled back the whole transaction (I/O error, disk full):
             // the earlier ops' effects are gone too, so all of them fail.
@@ -157,11 +174,11 @@ fn commit(conn: &Connection) -> Result<(), StoreError> {
     })
 }
 
-fn apply_in_savepoint(conn: &Connection, req: &Request) -> Result<Response, StoreError> {
+fn apply_in_savepoint(conn: &Connection, req: &Request, redactor: &Redactor) -> Result<Response, StoreError> {
     conn.prepare_cached("SAVEPOINT op")
         .and_then(|mut s| s.execute([]))
         .map_err(|e| sql_error("opening a savepoint", e))?;
-    let result = apply(conn, req);
+    let result = apply(conn, req, redactor);
     if conn.is_autocommit() {
         return result;
     }
@@ -176,9 +193,9 @@ fn apply_in_savepoint(conn: &Connection, req: &Request) -> Result<Response, Stor
     result
 }
 
-fn apply(conn: &Connection, req: &Request) -> Result<Response, StoreError> {
+fn apply(conn: &Connection, req: &Request, redactor: &Redactor) -> Result<Response, StoreError> {
     match req {
-        Request::Admit(a) => admit(conn, a).map(Response::Admit),
+        Request::Admit(a) => admit(conn, a, redactor).map(Response::Admit),
         Request::Refused { admission, decision, reason, status } => {
             let row = NewRow { decision, reason: Some(reason), status: Some(*status), finished: true };
             insert_call(conn, admission, &row).map(|()| Response::Done)
@@ -232,10 +249,12 @@ fn apply(conn: &Connection, req: &Request) -> Result<Response, StoreError> {
 }
 
 /// Kill switch, loop breaker, rate limit, insert: see [`super::Store::admit`].
-fn admit(conn: &Connection, a: &Admission) -> Result<AdmitOutcome, StoreError> {
+/// The kill switch's reason is redacted again as it is copied onto the
+/// refused call: `steward stop` wrote it knowing fewer secrets than the daemon.
+fn admit(conn: &Connection, a: &Admission, redactor: &Redactor) -> Result<AdmitOutcome, StoreError> {
     let kill = queries::kill_state(conn)?;
     if kill.engaged {
-        let reason = kill.reason.unwrap_or_else(|| "kill switch engaged".to_owned());
+        let reason = kill.reason.map_or_else(|| "kill switch engaged".to_owned(), |r| redaction::text(redactor, r));
         insert_call(conn, a, &NewRow { decision: "killed", reason: Some(&reason), status: None, finished: true })?;
         return Ok(AdmitOutcome::Killed { reason });
     }

@@ -73,7 +73,7 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let config = config_in(dir.path(), agent, logging);
         crate::daemon::ensure_private_dir(&config.state.dir).unwrap();
-        let store = Store::open(&config.state.db_path()).unwrap();
+        let store = Store::open(&config.state.db_path(), crate::store::tests::redactor()).unwrap();
         let mut h = Harness {
             dir,
             store,

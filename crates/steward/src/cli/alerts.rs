@@ -12,7 +12,7 @@ use owo_colors::OwoColorize;
 use steward_core::monitor::{self, Alert, AlertsTestRecord, delivery};
 use steward_core::secrets::{AgentToken, Secrets};
 
-use super::{CliError, exit, load_config, now_ms, open_store, print_json, runtime};
+use super::{CliError, exit, load_config, now_ms, open_store_with, print_json, runtime};
 
 /// Attempts per sink for a test: one retry rides out a blip, and the
 /// operator gets an answer within seconds.
@@ -47,10 +47,12 @@ pub fn run(path: &Path, command: Command) -> Result<ExitCode, CliError> {
     let rt = runtime()?;
     let secrets = rt.block_on(Secrets::resolve_alerts(&config)).context("cannot resolve the alert sinks' secrets")?;
     let record = rt.block_on(async {
-        let store = open_store(&config)?;
+        // The state dir first: the agent token lives in it.
+        steward_core::daemon::ensure_private_dir(&config.state.dir).context("cannot create the state dir")?;
         let (token, _) =
             AgentToken::load_or_create(&config.state.token_path()).context("cannot read the agent token")?;
         let redactor = Arc::new(ArcSwap::from_pointee(secrets.redactor(&token, &config.redaction)));
+        let store = open_store_with(&config, Arc::clone(&redactor))?;
         let sinks = monitor::build_sinks(&config, &secrets).context("cannot set up the alert sinks")?;
         let client = monitor::sinks::http_client().context("cannot build the HTTP client")?;
         let alert = Alert::test(&config.agent.name, std::time::SystemTime::now());

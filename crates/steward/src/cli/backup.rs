@@ -68,7 +68,7 @@ fn now(config: Arc<Config>, args: &NowArgs) -> Result<ExitCode, CliError> {
     let backups = open(&config, None)?;
     let bar = bar(args.json, "backing up");
     let (report, retention) = runtime()?.block_on(async {
-        let store = open_store(&config)?;
+        let store = open_store(&config).await?;
         let progress: Arc<dyn Progress> = bar.clone();
         let report = backups
             .backup_now(Some(&store), "manual", now_ms(), progress, &CancellationToken::new())
@@ -124,7 +124,7 @@ fn list(config: Arc<Config>, args: &ListArgs) -> Result<ExitCode, CliError> {
     let backups = open(&config, None)?;
     let (records, warnings, verified) = runtime()?.block_on(async {
         let (records, warnings) = backups.list().await.context("cannot list backups")?;
-        let store = open_store(&config)?;
+        let store = open_store(&config).await?;
         let mut verified = Vec::new();
         for record in &records {
             let mark = store.kv_get(&format!("{KV_VERIFIED_PREFIX}{}", record.id)).await.context("store")?;
@@ -175,7 +175,7 @@ fn verify(config: Arc<Config>, args: &VerifyArgs) -> Result<ExitCode, CliError> 
     let backups = open(&config, args.identity.as_deref())?;
     let bar = bar(args.json, "verifying");
     let result = runtime()?.block_on(async {
-        let store = open_store(&config)?;
+        let store = open_store(&config).await?;
         let progress: Arc<dyn Progress> = bar.clone();
         backups.verify(args.id.as_deref(), Some(&store), now_ms(), progress).await.context("verify failed")
     });

@@ -7,7 +7,7 @@ use anyhow::Context;
 use comfy_table::{ContentArrangement, Table, presets};
 use steward_core::store::{CallRow, LastQuery};
 
-use super::{CliError, exit, format_ms, load_config, now_ms, open_store, print_json, runtime};
+use super::{CliError, exit, format_ms, load_config, now_ms, open_store_read_only, print_json, runtime};
 
 /// `steward last`
 #[derive(Debug, clap::Args)]
@@ -42,7 +42,7 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         failed_only: args.failed,
     };
     let rows = runtime()?.block_on(async {
-        let store = open_store(&config)?;
+        let store = open_store_read_only(&config)?;
         store.last(query).await.context("cannot read the journal")
     })?;
     if args.json {

@@ -192,12 +192,34 @@ fn load_config(path: &Path) -> Result<Config, CliError> {
     Ok(config::load(path)?)
 }
 
-/// Opens the store of `config`. Commands that change state (`stop`) create
-/// the private state dir first, so they work before the daemon ever ran.
-fn open_store(config: &Config) -> anyhow::Result<steward_core::store::Store> {
+/// Opens the store of `config` for a command that writes it. Every free
+/// text it writes passes [`steward_core::secrets::local_redactor`]: the
+/// rules, the agent token and the credentials readable at once (see there
+/// for why `command:` and `vault:` sources are not asked). Commands that
+/// change state (`stop`) create the private state dir first, so they work
+/// before the daemon ever ran.
+async fn open_store(config: &Config) -> anyhow::Result<steward_core::store::Store> {
+    let redactor = steward_core::store::fixed_redactor(steward_core::secrets::local_redactor(config).await);
+    open_store_with(config, redactor)
+}
+
+/// [`open_store`] with a redactor the command already built (one that knows
+/// more secrets, such as `alerts test`'s).
+fn open_store_with(
+    config: &Config,
+    redactor: steward_core::store::StoreRedactor,
+) -> anyhow::Result<steward_core::store::Store> {
     use anyhow::Context;
     steward_core::daemon::ensure_private_dir(&config.state.dir).context("cannot create the state dir")?;
-    steward_core::store::Store::open(&config.state.db_path()).context("cannot open the store")
+    steward_core::store::Store::open(&config.state.db_path(), redactor).context("cannot open the store")
+}
+
+/// Opens the store of `config` for a command that only reads it (`last`,
+/// `status`, `spend`): building a redactor would cost more than the command,
+/// so any free text written through this handle is withheld whole instead
+/// (fail closed, never stored unchecked).
+fn open_store_read_only(config: &Config) -> anyhow::Result<steward_core::store::Store> {
+    open_store_with(config, steward_core::store::fixed_redactor(redact::Redactor::withhold_all()))
 }
 
 /// A runtime for commands that talk to the store.

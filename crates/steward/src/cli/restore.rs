@@ -43,7 +43,7 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         let store = match &mode {
             // The live store is about to be replaced: no handle may stay open on it.
             RestoreMode::InPlace => None,
-            RestoreMode::Into(_) => Some(open_store(&config)?),
+            RestoreMode::Into(_) => Some(open_store(&config).await?),
         };
         let progress: Arc<dyn Progress> = bar.clone();
         backups

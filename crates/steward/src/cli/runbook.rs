@@ -43,7 +43,7 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
     };
     runtime()?.block_on(async {
         // The store first: a page doctor could not know about is not worth writing.
-        let store = open_store(&config)?;
+        let store = open_store(&config).await?;
         runbook::write_page(&record.path, &page)?;
         runbook::record(&store, &record).await.context("the runbook was written but not recorded")
     })?;

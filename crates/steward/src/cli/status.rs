@@ -21,7 +21,7 @@ use steward_core::monitor::{AlertsTestRecord, FiringAlert, LAST_TEST_KEY, SinkHe
 use steward_core::store::{KillState, Store};
 use steward_core::supervisor::{self, AgentStatus, FatalRecord, LastExit};
 
-use super::{CliError, exit, format_ms, load_config, now_ms, open_store, print_json, runtime};
+use super::{CliError, exit, format_ms, load_config, now_ms, open_store_read_only, print_json, runtime};
 
 /// `steward status`
 #[derive(Debug, clap::Args)]
@@ -39,7 +39,7 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
     let now = now_ms();
     let today = config.spend.day_of(std::time::SystemTime::now(), 0);
     let (kill, tools, (spent, spend_stop), published, fatal, alerts) = runtime()?.block_on(async {
-        let store = open_store(&config)?;
+        let store = open_store_read_only(&config)?;
         let spent = store.spend_total(&today).await.context("cannot read the spend ledger")?;
         let spend_stop = store.spend_stop(&today).await.context("cannot read the spend ledger")?;
         let kill = store.kill_state().await.context("cannot read the kill switch")?;

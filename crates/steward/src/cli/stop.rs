@@ -13,16 +13,19 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use steward_core::daemon::running_pid;
-use steward_core::secrets::{AgentToken, offline_redactor};
+use steward_core::secrets::local_redactor;
+use steward_core::store::fixed_redactor;
 use steward_core::supervisor;
 
-use super::{CliError, exit, load_config, now_ms, open_store, runtime};
+use super::{CliError, exit, load_config, now_ms, open_store, open_store_with, runtime};
 
 /// `steward stop`
 #[derive(Debug, clap::Args)]
 pub struct StopArgs {
     /// Why: shown to the agent in every refusal, in `steward status` and in
-    /// the journal (secrets and personal data in it are redacted first).
+    /// the journal (secrets and personal data in it are redacted first:
+    /// token shapes, the agent token, and credentials from `env:`, `file:`
+    /// and `systemd:` sources).
     #[arg(long, default_value = "stopped by operator")]
     reason: String,
 }
@@ -33,15 +36,16 @@ pub struct ResumeArgs {}
 
 pub fn stop(path: &Path, args: StopArgs) -> Result<ExitCode, CliError> {
     let config = load_config(path)?;
-    // The reason is stored, shown to the agent and alerted: secrets and
-    // personal data in it are redacted first, without resolving any
-    // credential source (a stop must not wait on `pass` or Vault).
-    let token =
-        std::fs::read_to_string(config.state.token_path()).ok().map(|value| AgentToken::from_value(value.trim()));
-    let reason = offline_redactor(token.as_ref(), &config.redaction).redact(&args.reason).into_owned();
-    runtime()?.block_on(async {
-        let store = open_store(&config)?;
-        store.engage_kill(&reason, "cli", now_ms()).await.context("cannot engage the kill switch")
+    // The reason is stored, shown to the agent and alerted: the store
+    // redacts it on the way in, knowing the agent token and every credential
+    // readable at once, without asking `pass` or Vault (a stop must not wait
+    // on them). The same redactor redacts what is printed.
+    let reason = runtime()?.block_on(async {
+        let redactor = fixed_redactor(local_redactor(&config).await);
+        let reason = redactor.load().redact(&args.reason).into_owned();
+        let store = open_store_with(&config, redactor)?;
+        store.engage_kill(&reason, "cli", now_ms()).await.context("cannot engage the kill switch")?;
+        Ok::<_, anyhow::Error>(reason)
     })?;
     anstream::println!("kill switch engaged ({reason}): every call is refused until `steward resume`");
     if let Some(pid) = running_pid(&config.state.dir) {
@@ -58,7 +62,7 @@ pub fn stop(path: &Path, args: StopArgs) -> Result<ExitCode, CliError> {
 pub fn resume(path: &Path, _args: ResumeArgs) -> Result<ExitCode, CliError> {
     let config = load_config(path)?;
     let (previous, fatal, spend_stop) = runtime()?.block_on(async {
-        let store = open_store(&config)?;
+        let store = open_store(&config).await?;
         let previous = store.kill_state().await.context("cannot read the kill switch")?;
         let now = now_ms();
         store.release_kill(now).await.context("cannot release the kill switch")?;

@@ -162,7 +162,7 @@ async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), &base);
     std::fs::create_dir_all(&config.state.dir).unwrap();
-    let store = Store::open(&config.state.db_path()).unwrap();
+    let store = Store::open(&config.state.db_path(), crate::store::tests::redactor()).unwrap();
     let secrets = secrets();
     let redactor = redactor(&secrets);
     let task = IntrospectionTask {

@@ -9,10 +9,10 @@ use super::*;
 fn a_newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("steward.db");
-    drop(Store::open(&path).unwrap());
+    drop(Store::open(&path, super::redactor()).unwrap());
     let newer = i64::try_from(schema::MIGRATIONS.len()).unwrap() + 1;
     rusqlite::Connection::open(&path).unwrap().pragma_update(None, "user_version", newer).unwrap();
-    match Store::open(&path) {
+    match Store::open(&path, super::redactor()) {
         Err(StoreError::TooNew { found, supported }) => {
             assert_eq!(found, newer);
             assert_eq!(supported, newer - 1);
@@ -28,7 +28,7 @@ fn a_file_that_is_not_a_database_is_corrupt() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("steward.db");
     std::fs::write(&path, vec![0x5a_u8; 8192]).unwrap();
-    match Store::open(&path) {
+    match Store::open(&path, super::redactor()) {
         Err(StoreError::Corrupt(_)) => {}
         other => panic!("expected Corrupt, got {other:?}"),
     }
@@ -141,7 +141,7 @@ async fn a_vanished_database_directory_fails_closed() {
         other => panic!("expected Unavailable, got {other:?}"),
     }
     assert!(matches!(store.kill_state().await, Err(StoreError::Unavailable(_))));
-    assert!(matches!(Store::open(&state.join("steward.db")), Err(StoreError::Unavailable(_))));
+    assert!(matches!(Store::open(&state.join("steward.db"), super::redactor()), Err(StoreError::Unavailable(_))));
     // Restored: the same file, with its window intact.
     std::fs::remove_file(&state).unwrap();
     std::fs::rename(&moved, &state).unwrap();
@@ -155,10 +155,10 @@ async fn a_vanished_database_directory_fails_closed() {
 async fn a_replaced_database_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("steward.db");
-    let store = Store::open(&path).unwrap();
+    let store = Store::open(&path, super::redactor()).unwrap();
     store.admit(admission("a", T0, Some("post"), "k")).await.unwrap();
     let other = dir.path().join("other.db");
-    drop(Store::open(&other).unwrap());
+    drop(Store::open(&other, super::redactor()).unwrap());
     std::fs::rename(&other, &path).unwrap();
     match store.admit(admission("b", T0, Some("post"), "k")).await {
         Err(StoreError::Unavailable(msg)) => assert!(msg.contains("replaced"), "{msg}"),
@@ -185,10 +185,10 @@ fn a_write_protected_database_is_refused_at_open() {
         return;
     }
     let path = dir.path().join("steward.db");
-    drop(Store::open(&path).unwrap());
+    drop(Store::open(&path, super::redactor()).unwrap());
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o500)).unwrap();
-    let result = Store::open(&path);
+    let result = Store::open(&path, super::redactor());
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
 }
