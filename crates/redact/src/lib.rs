@@ -54,6 +54,16 @@ mod stream;
 
 pub use stream::{DEFAULT_TAIL, MAX_HOLD, StreamRedactor};
 
+/// Every form under which `value` is matched as a known secret: the value,
+/// its base64 encodings (four alphabets, and the stable core at each byte
+/// alignment inside a larger blob), percent-encodings and JSON escapes.
+/// Empty for values shorter than 4 bytes. For callers that must recognise a
+/// secret without redacting text (steward strips its agent token from query
+/// strings).
+pub fn encoded_forms(value: &str) -> Vec<String> {
+    known::forms(value)
+}
+
 use scan::Engine;
 
 /// Kind reported when the redactor could not be built: the whole text is

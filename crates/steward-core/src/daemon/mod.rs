@@ -132,6 +132,8 @@ pub struct RunningDaemon {
     supervisor: Arc<SupervisorStats>,
     systemd: bool,
     reloader: SecretsReloader,
+    /// Writes the sampled audit lines still pending at shutdown.
+    pipeline: Arc<Pipeline>,
     /// Held for the daemon's lifetime: released (by the OS, even on kill -9) when it ends.
     _lock: std::fs::File,
 }
@@ -181,6 +183,9 @@ impl RunningDaemon {
         }
         self.tracker.close();
         self.tracker.wait().await;
+        // The gateway is closed: account for the junk requests not yet sampled.
+        self.pipeline.flush_junk(true).await;
+        drop(self.pipeline);
         // Records of responses the agent abandoned are written from short
         // spawned tasks that hold the audit log; give them a moment to finish.
         let mut audit = self.audit;
@@ -313,19 +318,10 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
         let _ = std::fs::remove_file(&addr_path);
         return Err(err.into());
     }
-    let app = crate::gateway::router(Arc::clone(&pipeline), config.gateway.max_body_bytes);
-    let drain = shutdown.clone();
-    tracker.spawn(async move {
-        // Responses are relayed as a stream: headers and body go out in
-        // separate writes, which Nagle + delayed ACK would stall by ~40 ms.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let served = axum::serve(listener, app).with_graceful_shutdown(drain.cancelled_owned()).await;
-        if let Err(err) = served {
-            tracing::error!(error = %err, "the gateway stopped with an error");
-        }
-    });
+    let app = crate::gateway::router(Arc::clone(&pipeline), &config.gateway);
+    let limits = crate::gateway::ServerLimits::from_config(&config.gateway);
+    tracker.spawn(crate::gateway::serve(listener, app, limits, Arc::clone(&metrics), shutdown.clone()));
+    tracker.spawn(Arc::clone(&pipeline).run_junk_flush(shutdown.clone()));
     let retention_audit = Arc::clone(&audit);
     let journal_keep = journal_keep(config);
     let spend_config = config.spend;
@@ -386,6 +382,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
         supervisor: supervisor_stats,
         systemd: options.systemd,
         reloader,
+        pipeline,
         _lock: lock,
     })
 }

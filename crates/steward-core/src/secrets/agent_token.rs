@@ -77,6 +77,13 @@ impl AgentToken {
         expected.len() == presented.len() && bool::from(expected.ct_eq(presented))
     }
 
+    /// Whether `text` holds the token, as is or in any encoded form the
+    /// redactor recognises (base64, percent-encoding, JSON escapes); the
+    /// caller decodes percent-encoding layers first where it applies.
+    pub fn appears_in(&self, text: &str) -> bool {
+        redact::encoded_forms(self.0.expose_secret()).iter().any(|form| text.contains(form.as_str()))
+    }
+
     /// The token value, for handing to the agent process.
     pub fn expose(&self) -> &str {
         self.0.expose_secret()
