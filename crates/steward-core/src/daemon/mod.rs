@@ -34,7 +34,7 @@ use fs2::FileExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::audit::{AuditError, AuditLog};
+use crate::audit::{AuditError, AuditLog, AuditRecord, Phase};
 use crate::config::Config;
 use crate::events::EventBus;
 use crate::monitor::{Metrics, MonitorError, MonitorInit};
@@ -259,11 +259,8 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     let metrics = Arc::new(Metrics::new());
 
     let store = Store::open(&config.state.db_path())?;
-    let interrupted = store.settle_interrupted(unix_ms(SystemTime::now())).await?;
-    if interrupted > 0 {
-        tracing::warn!(count = interrupted, "calls were in flight when steward last stopped; marked interrupted");
-    }
     let audit = Arc::new(AuditLog::open(&config.logging, Arc::clone(&redactor))?);
+    audit_interrupted(&store, &audit, &config.agent.name).await?;
     let agent_token_value = secrecy::SecretString::from(agent_token.expose().to_owned());
     let pipeline = Arc::new(
         Pipeline::new(
@@ -385,6 +382,51 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
         pipeline,
         _lock: lock,
     })
+}
+
+/// Gives every call the last run left in flight (`kill -9`, crash, power
+/// loss) its audit line, then marks it interrupted in the journal. Lines
+/// first: a crash in between writes them again at the next start rather
+/// than never.
+async fn audit_interrupted(store: &Store, audit: &AuditLog, agent: &str) -> Result<(), DaemonError> {
+    let unfinished = store.in_flight().await?;
+    let now = SystemTime::now();
+    for row in &unfinished {
+        audit.write(&interrupted_record(row, agent, now)).await?;
+    }
+    let interrupted = store.settle_interrupted(unix_ms(now)).await?;
+    if interrupted > 0 {
+        tracing::warn!(count = interrupted, "calls were in flight when steward last stopped; marked interrupted");
+    }
+    Ok(())
+}
+
+/// The audit line of a call found in flight at start.
+fn interrupted_record(row: &crate::store::CallRow, agent: &str, now: SystemTime) -> AuditRecord {
+    let started = SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(row.started_ms).unwrap_or(0));
+    AuditRecord {
+        ts: crate::audit::format_ts(started),
+        call_id: row.id.clone(),
+        agent: agent.to_owned(),
+        door: row.door.clone(),
+        tool: row.tool.clone(),
+        upstream: row.upstream.clone(),
+        method: row.method.clone(),
+        path: row.path.clone(),
+        input_summary: row.input_summary.clone(),
+        input_sha256: row.input_sha256.clone(),
+        decision: "interrupted".to_owned(),
+        phase: Phase::Interrupted,
+        reason: Some(
+            "steward stopped before this call finished (crash, kill -9 or power loss): the outcome is unknown, \
+             the upstream may have executed it; check there"
+                .to_owned(),
+        ),
+        status: None,
+        duration_ms: u64::try_from(now.duration_since(started).unwrap_or_default().as_millis()).unwrap_or(u64::MAX),
+        attempts: row.attempts,
+        extra: serde_json::Map::new(),
+    }
 }
 
 /// Rows deleted per pruning transaction (journal or spend ledger): small

@@ -235,8 +235,14 @@ policy = "deny"
         self.client().request(method, self.url(path)).bearer_auth(&self.token)
     }
 
-    /// Every audit line, across rotated files (not archives), parsed.
+    /// The last line of every call: every audit line except the `admitted`
+    /// ones an allowed call writes before it is forwarded.
     pub fn audit_lines(&self) -> Vec<serde_json::Value> {
+        self.all_audit_lines().into_iter().filter(|line| line["phase"] != "admitted").collect()
+    }
+
+    /// Every audit line, across rotated files (not archives), parsed.
+    pub fn all_audit_lines(&self) -> Vec<serde_json::Value> {
         let dir = self.state_dir().join("logs");
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .unwrap()
@@ -256,7 +262,7 @@ policy = "deny"
             .collect()
     }
 
-    /// Waits until the audit log holds `n` lines (records of streamed
+    /// Waits until the audit log holds `n` last lines (records of streamed
     /// responses are written as the body ends, which can trail the client).
     pub async fn wait_audit_lines(&self, n: usize) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + Duration::from_secs(10);
