@@ -60,6 +60,13 @@ match = "POST /echo"
 side_effect = false
 "#;
 
+/// The binary under test: this build's, or `$STEWARD_BIN` (to show that a
+/// regression test fails on an older build: `STEWARD_BIN=/path/to/old/steward
+/// cargo test -p steward --test enforced`).
+pub fn steward_bin() -> PathBuf {
+    std::env::var_os("STEWARD_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_steward")), PathBuf::from)
+}
+
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub mock: MockUpstream,
@@ -76,21 +83,27 @@ impl Env {
     }
 
     pub async fn with_tools(logging: &str, tools: &str) -> Env {
-        Self::build("", logging, tools).await
+        Self::build("", "", logging, tools).await
+    }
+
+    /// An environment whose `[gateway]` section also has `gateway` (TOML lines:
+    /// `header_timeout = "1s"`, `max_connections = 8`).
+    pub async fn with_gateway(gateway: &str, tools: &str) -> Env {
+        Self::build("", gateway, "", tools).await
     }
 
     /// An environment whose `[agent]` section also has `agent` (TOML lines:
     /// `command = [...]`, `stop_grace = ...`).
     pub async fn with_agent(agent: &str, logging: &str) -> Env {
-        Self::build(agent, logging, DEFAULT_TOOLS).await
+        Self::build(agent, "", logging, DEFAULT_TOOLS).await
     }
 
     /// [`Env::with_agent`] with `tools` (and any sections after them) instead of the default tools.
     pub async fn with_agent_and_tools(agent: &str, logging: &str, tools: &str) -> Env {
-        Self::build(agent, logging, tools).await
+        Self::build(agent, "", logging, tools).await
     }
 
-    async fn build(agent: &str, logging: &str, tools: &str) -> Env {
+    async fn build(agent: &str, gateway: &str, logging: &str, tools: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let mock = MockUpstream::start().await.unwrap();
         private_file(&dir.path().join("social.token"), &format!("{CANARY_TOKEN}\n"));
@@ -105,6 +118,7 @@ environment = "prod"
 [gateway]
 listen = "127.0.0.1:0"
 max_body = "64KB"
+{gateway}
 
 [state]
 dir = "./state"
@@ -148,7 +162,7 @@ policy = "deny"
 
     /// `steward <args> --config <this env's config>`
     pub fn steward(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_steward"))
+        Command::new(steward_bin())
             .args(args)
             .arg("--config")
             .arg(&self.config_path)
@@ -169,7 +183,7 @@ policy = "deny"
         let _ = std::fs::remove_file(&addr_file);
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("daemon.stderr")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_steward"))
+        let child = Command::new(steward_bin())
             .arg("run")
             .arg("--config")
             .arg(&self.config_path)
@@ -275,6 +289,36 @@ policy = "deny"
         }
     }
 
+    /// One HTTP/1.1 exchange over a fresh TCP connection, byte for byte: an
+    /// HTTP client would normalize the targets under test (`\\`, `..`).
+    /// With `authed`, the agent's token goes in `Authorization`.
+    pub fn raw(&self, method: &str, target: &[u8], body: &[u8], authed: bool) -> RawResponse {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.addr.as_deref().expect("daemon not started")).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut request = format!("{method} ").into_bytes();
+        request.extend_from_slice(target);
+        request.extend_from_slice(b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+        if authed {
+            request.extend_from_slice(format!("Authorization: Bearer {}\r\n", self.token).as_bytes());
+        }
+        request.extend_from_slice(
+            format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes(),
+        );
+        request.extend_from_slice(body);
+        stream.write_all(&request).unwrap();
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        RawResponse::parse(&response)
+    }
+
+    /// Journal rows, newest first (`steward last --json`).
+    pub fn journal(&self) -> Vec<serde_json::Value> {
+        let out = self.steward(&["last", "--json", "-n", "100000"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     /// The shared leak check: no planted secret (nor its common encodings)
     /// in any file steward wrote, except the files meant to hold it.
     pub fn assert_no_secret_leaked(&self) {
@@ -297,5 +341,40 @@ impl Drop for Env {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A response read off the wire by [`Env::raw`].
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawResponse {
+    fn parse(bytes: &[u8]) -> RawResponse {
+        let text = String::from_utf8_lossy(bytes);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let mut lines = head.lines();
+        let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        RawResponse { status, headers, body: body.to_owned() }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The refusal's machine-readable reason, in any of the three error shapes.
+    pub fn reason(&self) -> String {
+        let body = self.body.find('{').map_or("", |i| &self.body[i..]);
+        let body = body.rfind('}').map_or(body, |i| &body[..=i]);
+        let value: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        value["error"]["reason"].as_str().unwrap_or_default().to_owned()
     }
 }
