@@ -308,7 +308,9 @@ impl Connection {
             let mut app = app.clone();
             async move {
                 let response = tower::Service::call(&mut app, request.map(Body::new)).await?;
-                Ok::<_, std::convert::Infallible>(response.map(|body| Body::new(Guarded { inner: body, guard })))
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| Body::new(Guarded { inner: body, _guard: guard })),
+                )
             }
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
@@ -369,10 +371,10 @@ impl Drop for BusyGuard {
     }
 }
 
-/// A response body that holds its connection's [`BusyGuard`].
+/// A response body that holds its connection's [`BusyGuard`] until dropped.
 struct Guarded {
     inner: Body,
-    guard: BusyGuard,
+    _guard: BusyGuard,
 }
 
 impl http_body::Body for Guarded {
@@ -383,7 +385,6 @@ impl http_body::Body for Guarded {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
-        let _ = &self.guard;
         std::pin::Pin::new(&mut self.inner).poll_frame(cx)
     }
 
