@@ -54,14 +54,15 @@ pub(crate) enum ApiError {
     Injected {
         /// The status to answer.
         status: StatusCode,
-        /// Seconds for the `Retry-After` header.
-        retry_after: Option<u64>,
+        /// Seconds for the `Retry-After` header (`u128`: tests send values
+        /// too large for a `u64`, which a client must read as "not soon").
+        retry_after: Option<u128>,
     },
 }
 
 impl ApiError {
     /// An injected status; codes outside `100..=999` become `500`.
-    pub(crate) fn injected(status: u16, retry_after: Option<u64>) -> Self {
+    pub(crate) fn injected(status: u16, retry_after: Option<u128>) -> Self {
         Self::Injected {
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             retry_after,
@@ -97,8 +98,10 @@ impl ApiError {
             }),
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if let Self::Injected { retry_after: Some(seconds), .. } = self {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*seconds));
+        if let Self::Injected { retry_after: Some(seconds), .. } = self
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response
     }

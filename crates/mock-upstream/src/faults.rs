@@ -94,7 +94,7 @@ pub(crate) enum Verdict {
         /// The status to answer.
         status: u16,
         /// Seconds for the `Retry-After` header.
-        retry_after: Option<u64>,
+        retry_after: Option<u128>,
     },
     /// Serve the request normally after the latency.
     Proceed,
@@ -152,11 +152,11 @@ impl FaultState {
             return Verdict::Reset;
         }
         if let Some(status) = self.pushed.pop_front() {
-            let retry_after = (status == 429).then_some(PUSHED_429_RETRY_AFTER);
+            let retry_after = (status == 429).then_some(u128::from(PUSHED_429_RETRY_AFTER));
             return Verdict::Respond { status, retry_after };
         }
         if let Some(seconds) = self.faults.retry_after_429 {
-            return Verdict::Respond { status: 429, retry_after: Some(seconds) };
+            return Verdict::Respond { status: 429, retry_after: Some(u128::from(seconds)) };
         }
         if self.error_ppm > 0 {
             self.evaluated += 1;

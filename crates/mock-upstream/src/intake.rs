@@ -125,7 +125,7 @@ fn header_verdict(headers: &axum::http::HeaderMap) -> Result<Verdict, ApiError> 
                     .get(RETRY_AFTER_HEADER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(DEFAULT_FAULT_RETRY_AFTER)
+                    .unwrap_or(u128::from(DEFAULT_FAULT_RETRY_AFTER))
             });
             Ok(Verdict::Respond { status, retry_after })
         }

@@ -61,11 +61,12 @@ mod stream;
 pub use scrub::{CredentialScrubber, SCRUBBER_FAILED_KIND, ScrubStream};
 pub use stream::{DEFAULT_TAIL, MAX_HOLD, StreamRedactor};
 
-/// Every form of a secret value the redactor matches (raw, base64 in each
-/// variant and alignment, percent-encoded, hex, JSON-escaped), raw first.
-/// Values shorter than 4 bytes yield nothing. For checks that must agree
-/// with the redactor about what "contains the secret" means, such as the
-/// agent's environment hygiene.
+/// Every form under which `value` is matched as a known secret: the value,
+/// its base64 encodings (four alphabets, and the stable core at each byte
+/// alignment inside a larger blob), percent-encodings, hex and JSON escapes.
+/// Empty for values shorter than 4 bytes. For callers that must recognise a
+/// secret without redacting text: the agent's environment hygiene, and
+/// stripping the agent token from query strings.
 pub fn encoded_forms(value: &str) -> Vec<String> {
     known::forms(value)
 }

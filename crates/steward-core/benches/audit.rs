@@ -30,6 +30,7 @@ fn record(n: u64) -> AuditRecord {
         input_summary: "{\"status\":\"Meeting moved to 3pm, see the calendar\",\"visibility\":\"private\"}".into(),
         input_sha256: "ab".repeat(32),
         decision: "allowed".into(),
+        phase: steward_core::audit::Phase::Completed,
         reason: None,
         status: Some(200),
         duration_ms: 87,

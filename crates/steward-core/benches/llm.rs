@@ -77,6 +77,7 @@ fn request(c: &mut Criterion) {
             "messages":[{{"role":"system","content":"You are a careful agent."}},{}]}}"#,
         turns.join(",")
     );
+    let Ok(chat_path) = canonical_path::CanonicalPath::parse("/v1/chat/completions") else { return };
     let mut group = c.benchmark_group("request");
     group
         .warm_up_time(Duration::from_secs(1))
@@ -85,7 +86,7 @@ fn request(c: &mut Criterion) {
         .throughput(Throughput::Bytes(body.len() as u64));
     group.bench_function("inspect_and_rewrite", |b| {
         b.iter(|| {
-            let request = LlmRequest::inspect(LlmKind::OpenAi, "/v1/chat/completions", black_box(body.as_bytes()));
+            let request = LlmRequest::inspect(LlmKind::OpenAi, &chat_path, black_box(body.as_bytes()));
             request.ok().and_then(|r| r.rewrite(4096))
         });
     });

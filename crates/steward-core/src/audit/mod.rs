@@ -125,8 +125,12 @@ pub struct AuditRecord {
     /// SHA-256 of the raw input: proves what was sent without storing it.
     pub input_sha256: String,
     /// `allowed`, `killed`, `rate_limited`, `loop_detected`, `unmatched`,
-    /// `unauthenticated`, `store_unavailable`, `bad_request`, `upstream_error`...
+    /// `unauthenticated`, `store_unavailable`, `bad_request`, `upstream_error`,
+    /// `interrupted`...
     pub decision: String,
+    /// Which moment of the call this line records: an allowed call has an
+    /// `admitted` line before it is forwarded and a `completed` one after.
+    pub phase: Phase,
     /// Why, for anything but a plain success.
     pub reason: Option<String>,
     /// HTTP status returned to the agent.
@@ -139,6 +143,25 @@ pub struct AuditRecord {
     /// the record. Keys must not repeat the fields above.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Which moment of a call an audit line records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The call passed every check: written (and acknowledged) before it is
+    /// forwarded, so no call reaches an upstream without its line.
+    Admitted,
+    /// The outcome of an admitted call: the upstream's answer, or why forwarding failed.
+    Completed,
+    /// Refused before forwarding: the call's only line.
+    Refused,
+    /// Stands for `sampled_count` unauthenticated or malformed requests of
+    /// its `decision` (see `pipeline::junk`).
+    Sampled,
+    /// Written at start for a call the last run left unfinished (`kill -9`,
+    /// crash, power loss): the upstream may or may not have executed it.
+    Interrupted,
 }
 
 /// `t` as RFC 3339 UTC with milliseconds, e.g. `2026-11-26T04:00:00.123Z`.

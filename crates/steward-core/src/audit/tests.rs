@@ -42,6 +42,7 @@ fn record(call_id: &str) -> AuditRecord {
         input_summary: "{\"status\":\"hello\"}".into(),
         input_sha256: "ab".repeat(32),
         decision: "allowed".into(),
+        phase: super::Phase::Completed,
         reason: None,
         status: Some(200),
         duration_ms: 42,
@@ -111,6 +112,7 @@ async fn one_complete_json_line_per_record() {
         "input_summary",
         "input_sha256",
         "decision",
+        "phase",
         "reason",
         "status",
         "duration_ms",
@@ -118,6 +120,7 @@ async fn one_complete_json_line_per_record() {
     ] {
         assert!(first.contains_key(key), "missing {key}");
     }
+    assert_eq!(first["phase"], "completed");
     assert_eq!(first["ts"], "2026-11-26T04:00:00.123Z");
     assert_eq!(first["call_id"], "c1");
     assert_eq!(first["status"], 200);

@@ -167,6 +167,20 @@ pub struct GatewayConfig {
     /// whole (up to this size) because the loop breaker and the audit summary
     /// need them; responses are streamed.
     pub max_body_bytes: u64,
+    /// A client must send a request's whole head (request line and headers)
+    /// within this, from its first byte: a slowloris sender holds a
+    /// connection (a file descriptor) for this long at most.
+    pub header_timeout: Duration,
+    /// Longest pause while a request body is read; a stalled body is refused
+    /// with 408 and its connection closed.
+    pub body_timeout: Duration,
+    /// How long an idle keep-alive connection (or one that never sent a
+    /// byte) is kept for its next request.
+    pub keepalive_timeout: Duration,
+    /// Open connections at most. At the cap, the connection idle the longest
+    /// is closed to admit a new one; with none idle, new connections wait in
+    /// the listen backlog. Bounded below the open-file limit at start.
+    pub max_connections: u32,
 }
 
 /// `[state]`

@@ -128,6 +128,14 @@ pub(super) struct RawGateway {
     pub allow_remote: Option<bool>,
     /// A size.
     pub max_body: Option<Spanned<SizeValue>>,
+    /// A duration: the whole request head must arrive within it.
+    pub header_timeout: Option<Spanned<DurationText>>,
+    /// A duration: the longest pause while a request body is read.
+    pub body_timeout: Option<Spanned<DurationText>>,
+    /// A duration: how long a connection may wait for its next request.
+    pub keepalive_timeout: Option<Spanned<DurationText>>,
+    /// Open connections at most.
+    pub max_connections: Option<Spanned<i64>>,
 }
 
 /// `[state]`

@@ -97,6 +97,9 @@ fn check_path(path: &str) -> Result<(), String> {
         }
         names.push(name);
     }
+    // Requests are matched on their canonical path; a pattern that is not one
+    // (`..`, `\\`, `%2F`, `;`) could never match and would hide a typo.
+    canonical_path::CanonicalPath::parse(path).map_err(|e| format!("can never match a request: {e}"))?;
     Ok(())
 }
 
@@ -144,6 +147,10 @@ mod tests {
             ("GET /{1a}", "names are letters"),
             ("GET /{a-b}", "names are letters"),
             ("GET /{id}/{id}", "twice"),
+            ("POST /echo/..\\api", "can never match"),
+            ("GET /a/../b", "can never match"),
+            ("GET /a%2Fb", "can never match"),
+            ("GET /a;v=1", "can never match"),
         ] {
             let err = parse_rule(text).unwrap_err();
             assert!(err.message.contains(needle), "{text:?}: {}", err.message);

@@ -65,6 +65,14 @@ allow_remote = false
 # Largest request body the agent may send. Bodies are read whole, because the
 # loop breaker and the audit summary need them; responses are streamed.
 max_body = "1MB"
+# Server timeouts, so a stalled or hostile client cannot hold connections:
+# the whole request head must arrive within header_timeout, a body may pause
+# at most body_timeout, an idle connection waits keepalive_timeout for its
+# next request. At max_connections, the longest-idle connection is closed.
+header_timeout = "10s"
+body_timeout = "30s"
+keepalive_timeout = "60s"
+max_connections = 1024
 
 [state]
 # The SQLite store (journal, rate windows, kill switch), the agent token and
@@ -335,6 +343,10 @@ mod tests {
         assert_eq!(c.gateway.listen, defaults.gateway.listen);
         assert_eq!(c.gateway.allow_remote, defaults.gateway.allow_remote);
         assert_eq!(c.gateway.max_body_bytes, defaults.gateway.max_body_bytes);
+        assert_eq!(c.gateway.header_timeout, defaults.gateway.header_timeout);
+        assert_eq!(c.gateway.body_timeout, defaults.gateway.body_timeout);
+        assert_eq!(c.gateway.keepalive_timeout, defaults.gateway.keepalive_timeout);
+        assert_eq!(c.gateway.max_connections, defaults.gateway.max_connections);
         assert_eq!(c.state.dir, defaults.state.dir);
         assert_eq!(c.logging.dir, defaults.logging.dir);
         assert_eq!(c.logging.max_file_size, defaults.logging.max_file_size);

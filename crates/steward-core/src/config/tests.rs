@@ -24,6 +24,10 @@ min_uptime = "10s"                  # shorter runs count towards the crash loop
 listen = "127.0.0.1:7600"           # default 127.0.0.1:7600
 allow_remote = false                # non-loopback `listen` is refused unless true
 max_body = "1MB"                    # default 1MB -> GatewayConfig::max_body_bytes
+header_timeout = "5s"               # default 10s
+body_timeout = "20s"                # default 30s
+keepalive_timeout = "90s"           # default 60s
+max_connections = 256               # default 1024
 
 [state]
 dir = "./.steward"                  # default "./.steward" relative to the config file's directory
@@ -120,6 +124,10 @@ fn full_example_parses_to_the_expected_config() {
     assert_eq!(c.gateway.listen, "127.0.0.1:7600".parse().unwrap());
     assert!(!c.gateway.allow_remote);
     assert_eq!(c.gateway.max_body_bytes, 1_000_000);
+    assert_eq!(c.gateway.header_timeout, Duration::from_secs(5));
+    assert_eq!(c.gateway.body_timeout, Duration::from_secs(20));
+    assert_eq!(c.gateway.keepalive_timeout, Duration::from_secs(90));
+    assert_eq!(c.gateway.max_connections, 256);
     assert_eq!(c.state.dir, dir.join(".steward"));
     assert_eq!(c.state.db_path(), dir.join(".steward/steward.db"));
     assert_eq!(c.logging.dir, dir.join(".steward/logs"));
@@ -456,6 +464,18 @@ fn every_validation_error_points_at_the_value_and_says_the_fix() {
         ),
         case(format!("{MINIMAL}[gateway]\nmax_body = -5\n"), (4, 12), "size -5 is negative", "max_body = \"1MB\""),
         case(format!("{MINIMAL}[gateway]\nmax_body = 0\n"), (4, 12), "max_body is 0", "max_body = \"1MB\""),
+        case(
+            format!("{MINIMAL}[gateway]\nheader_timeout = \"0s\"\n"),
+            (4, 18),
+            "header_timeout is zero",
+            "header_timeout = \"10s\"",
+        ),
+        case(
+            format!("{MINIMAL}[gateway]\nmax_connections = 0\n"),
+            (4, 19),
+            "max_connections = 0 is outside 1..=1000000",
+            "max_connections = 1024",
+        ),
         case(
             format!("{MINIMAL}[gateway]\nmax_body = true\n"),
             (4, 12),

@@ -43,6 +43,21 @@ pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4
 /// Default `[gateway] max_body` (1MB): agent requests are JSON calls, and the
 /// body is held in memory for the loop breaker and the audit summary.
 pub const DEFAULT_MAX_BODY: u64 = 1_000_000;
+/// Default `[gateway] header_timeout`: a local agent sends a request head in
+/// milliseconds; ten seconds tolerates a loaded machine.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `[gateway] body_timeout`: bodies are at most `max_body` and come
+/// from the same host; a pause this long is a stalled or hostile client.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `[gateway] keepalive_timeout`: long enough for SDK connection
+/// pools to reuse a connection between an agent's steps.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default `[gateway] max_connections`: far above what one agent opens (the
+/// gateway bench fans out 200 streams at once), far below a file-descriptor limit.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
+/// Largest `[gateway] max_connections`: each connection holds a file
+/// descriptor and some memory; beyond this is a typo.
+pub const MAX_MAX_CONNECTIONS: u32 = 1_000_000;
 /// Default `[state] dir`, relative to the config file's directory.
 pub const DEFAULT_STATE_DIR: &str = ".steward";
 /// Default `[logging] max_file_size` (100MB): small enough to open in an editor.
@@ -420,7 +435,34 @@ impl Validator<'_> {
                 "allow at least a small body, like max_body = \"1MB\"",
             ));
         }
-        GatewayConfig { listen, allow_remote, max_body_bytes }
+        let header_timeout = self.timeout(raw.header_timeout, "header_timeout", "10s", DEFAULT_HEADER_TIMEOUT);
+        let body_timeout = self.timeout(raw.body_timeout, "body_timeout", "30s", DEFAULT_BODY_TIMEOUT);
+        let keepalive_timeout =
+            self.timeout(raw.keepalive_timeout, "keepalive_timeout", "60s", DEFAULT_KEEPALIVE_TIMEOUT);
+        let max_connections = match raw.max_connections {
+            None => DEFAULT_MAX_CONNECTIONS,
+            Some(n) => match u32::try_from(*n.get_ref()) {
+                Ok(max @ 1..=MAX_MAX_CONNECTIONS) => max,
+                _ => {
+                    self.push(Problem::new(
+                        n.span(),
+                        format!("max_connections = {} is outside 1..={MAX_MAX_CONNECTIONS}", n.get_ref()),
+                        "out of range",
+                        "use a count such as max_connections = 1024 (the default)",
+                    ));
+                    DEFAULT_MAX_CONNECTIONS
+                }
+            },
+        };
+        GatewayConfig {
+            listen,
+            allow_remote,
+            max_body_bytes,
+            header_timeout,
+            body_timeout,
+            keepalive_timeout,
+            max_connections,
+        }
     }
 
     fn state(&mut self, raw: RawState) -> StateConfig {

@@ -34,7 +34,7 @@ use fs2::FileExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::audit::{AuditError, AuditLog};
+use crate::audit::{AuditError, AuditLog, AuditRecord, Phase};
 use crate::config::Config;
 use crate::events::EventBus;
 use crate::monitor::{Metrics, MonitorError, MonitorInit};
@@ -132,6 +132,8 @@ pub struct RunningDaemon {
     supervisor: Arc<SupervisorStats>,
     systemd: bool,
     reloader: SecretsReloader,
+    /// Writes the sampled audit lines still pending at shutdown.
+    pipeline: Arc<Pipeline>,
     /// Held for the daemon's lifetime: released (by the OS, even on kill -9) when it ends.
     _lock: std::fs::File,
 }
@@ -181,6 +183,9 @@ impl RunningDaemon {
         }
         self.tracker.close();
         self.tracker.wait().await;
+        // The gateway is closed: account for the junk requests not yet sampled.
+        self.pipeline.flush_junk(true).await;
+        drop(self.pipeline);
         // Records of responses the agent abandoned are written from short
         // spawned tasks that hold the audit log; give them a moment to finish.
         let mut audit = self.audit;
@@ -272,11 +277,8 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
 
     let store = Store::open(&config.state.db_path(), Arc::clone(&redactor))?;
     restrict_store_files(&config.state.db_path())?;
-    let interrupted = store.settle_interrupted(unix_ms(SystemTime::now())).await?;
-    if interrupted > 0 {
-        tracing::warn!(count = interrupted, "calls were in flight when steward last stopped; marked interrupted");
-    }
     let audit = Arc::new(AuditLog::open(&config.logging, Arc::clone(&redactor))?);
+    audit_interrupted(&store, &audit, &config.agent.name).await?;
     let agent_token_value = secrecy::SecretString::from(agent_token.expose().to_owned());
     let pipeline = Arc::new(
         Pipeline::new(
@@ -296,7 +298,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     let backup_store = store.clone();
     let journal_store = store.clone();
     let introspect_store = store.clone();
-    let app = crate::gateway::router(Arc::clone(&pipeline), config.gateway.max_body_bytes);
+    let gateway = crate::gateway::Service::new(Arc::clone(&pipeline), &config.gateway, Arc::clone(&metrics));
     let supervisor = Supervisor::new(SupervisorInit {
         config,
         secrets: &secrets.load(),
@@ -306,7 +308,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
         redactor: Arc::clone(&redactor),
         events: events.clone(),
         launcher: options.launcher,
-        gateway: Some(app.clone()),
+        gateway: Some(gateway.clone()),
         settings: options.supervisor,
     })?;
     drop(agent_token_value);
@@ -333,18 +335,8 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
         let _ = std::fs::remove_file(&addr_path);
         return Err(err.into());
     }
-    let drain = shutdown.clone();
-    tracker.spawn(async move {
-        // Responses are relayed as a stream: headers and body go out in
-        // separate writes, which Nagle + delayed ACK would stall by ~40 ms.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let served = axum::serve(listener, app).with_graceful_shutdown(drain.cancelled_owned()).await;
-        if let Err(err) = served {
-            tracing::error!(error = %err, "the gateway stopped with an error");
-        }
-    });
+    tracker.spawn(gateway.serve(listener, shutdown.clone()));
+    tracker.spawn(Arc::clone(&pipeline).run_junk_flush(shutdown.clone()));
     let retention_audit = Arc::clone(&audit);
     let journal_keep = journal_keep(config);
     let spend_config = config.spend;
@@ -405,8 +397,54 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
         supervisor: supervisor_stats,
         systemd: options.systemd,
         reloader,
+        pipeline,
         _lock: lock,
     })
+}
+
+/// Gives every call the last run left in flight (`kill -9`, crash, power
+/// loss) its audit line, then marks it interrupted in the journal. Lines
+/// first: a crash in between writes them again at the next start rather
+/// than never.
+async fn audit_interrupted(store: &Store, audit: &AuditLog, agent: &str) -> Result<(), DaemonError> {
+    let unfinished = store.in_flight().await?;
+    let now = SystemTime::now();
+    for row in &unfinished {
+        audit.write(&interrupted_record(row, agent, now)).await?;
+    }
+    let interrupted = store.settle_interrupted(unix_ms(now)).await?;
+    if interrupted > 0 {
+        tracing::warn!(count = interrupted, "calls were in flight when steward last stopped; marked interrupted");
+    }
+    Ok(())
+}
+
+/// The audit line of a call found in flight at start.
+fn interrupted_record(row: &crate::store::CallRow, agent: &str, now: SystemTime) -> AuditRecord {
+    let started = SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(row.started_ms).unwrap_or(0));
+    AuditRecord {
+        ts: crate::audit::format_ts(started),
+        call_id: row.id.clone(),
+        agent: agent.to_owned(),
+        door: row.door.clone(),
+        tool: row.tool.clone(),
+        upstream: row.upstream.clone(),
+        method: row.method.clone(),
+        path: row.path.clone(),
+        input_summary: row.input_summary.clone(),
+        input_sha256: row.input_sha256.clone(),
+        decision: "interrupted".to_owned(),
+        phase: Phase::Interrupted,
+        reason: Some(
+            "steward stopped before this call finished (crash, kill -9 or power loss): the outcome is unknown, \
+             the upstream may have executed it; check there"
+                .to_owned(),
+        ),
+        status: None,
+        duration_ms: u64::try_from(now.duration_since(started).unwrap_or_default().as_millis()).unwrap_or(u64::MAX),
+        attempts: row.attempts,
+        extra: serde_json::Map::new(),
+    }
 }
 
 /// Rows deleted per pruning transaction (journal or spend ledger): small

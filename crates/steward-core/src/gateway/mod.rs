@@ -3,9 +3,15 @@
 //! Anthropic-compatible APIs; an SDK only changes its base URL and API key).
 //!
 //! A front door only translates its protocol into a [`Call`] and back. Both
-//! read the request (body bounded by `gateway.max_body`), check that the path
-//! is one steward can forward faithfully, and hand the call to the pipeline.
-//! Every decision, including the error JSON shape, is the pipeline's.
+//! read the request target once into a [`RequestTarget`] (the canonical path
+//! every later step matches, records and forwards; a target two readers could
+//! read differently is refused with 400), read the body (bounded by
+//! `gateway.max_body`, each chunk within `gateway.body_timeout`), and hand the
+//! call to the pipeline. Every decision, including the error JSON shape, is
+//! the pipeline's.
+//!
+//! The server around the router ([`server`]) enforces the head and
+//! keep-alive timeouts and the connection cap.
 //!
 //! Beside the doors, on the same loopback listener: `/healthz` (steward
 //! answers), `/readyz` (steward can record calls: the store accepts a write
@@ -13,17 +19,32 @@
 //! (Prometheus/OpenMetrics text; labels hold only config names and fixed
 //! words, never secrets).
 
+pub mod server;
+
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::IntoResponse;
 use axum::routing::{any, get};
-use http::{Response, StatusCode};
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, Response, StatusCode};
 use http_body_util::BodyExt;
 
-use crate::pipeline::{Call, Door, Pipeline, Refusal};
+use crate::config::GatewayConfig;
+use crate::pipeline::{Call, CanonicalQuery, Door, Pipeline, Refusal, RequestTarget};
+pub use server::{ServerLimits, serve};
+
+/// Headers some frameworks read as the request's real method (Rails,
+/// Laravel, Express's method-override, ASP.NET). The tool matcher sees the
+/// HTTP method, so a call carrying one is refused rather than counted as a
+/// `POST` and executed as a `DELETE`.
+const METHOD_OVERRIDE_HEADERS: &[&str] = &["x-http-method-override", "x-http-method", "x-method-override"];
+
+/// The query parameter frameworks read as a method override (`?_method=DELETE`).
+const METHOD_OVERRIDE_PARAM: &str = "_method";
 
 /// Connections the kernel queues for the gateway before it accepts them.
 /// tokio's `TcpListener::bind` (like std's) asks for 128, which a burst of
@@ -43,16 +64,42 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListen
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// The gateway as served: its routes, the server limits and the metrics
+/// they report to. The main listener and the one the agent's box opens in
+/// its own network namespace are served alike, timeouts and cap included.
+#[derive(Debug, Clone)]
+pub struct Service {
+    app: Router,
+    limits: ServerLimits,
+    metrics: Arc<crate::monitor::Metrics>,
+}
+
+impl Service {
+    /// The router and limits `gateway` configures, around `pipeline`.
+    pub fn new(pipeline: Arc<Pipeline>, gateway: &GatewayConfig, metrics: Arc<crate::monitor::Metrics>) -> Self {
+        Self { app: router(pipeline, gateway), limits: ServerLimits::from_config(gateway), metrics }
+    }
+
+    /// Serves `listener` until `shutdown`, then drains its connections.
+    pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: tokio_util::sync::CancellationToken) {
+        server::serve(listener, self.app, self.limits, self.metrics, shutdown).await;
+    }
+}
+
 /// Shared state of the HTTP handlers.
 #[derive(Debug, Clone)]
 struct Gateway {
     pipeline: Arc<Pipeline>,
     /// `gateway.max_body` in bytes.
     max_body: u64,
+    /// `gateway.body_timeout`: the longest pause between two body chunks.
+    body_timeout: Duration,
 }
 
 /// The router served on `gateway.listen`.
-pub fn router(pipeline: Arc<Pipeline>, max_body: u64) -> Router {
+pub fn router(pipeline: Arc<Pipeline>, gateway: &GatewayConfig) -> Router {
+    let max_body = gateway.max_body_bytes;
+    let body_timeout = gateway.body_timeout;
     Router::new()
         .route("/api/{*rest}", any(|State(gw): State<Gateway>, request: Request| http_door(gw, request, Door::Api)))
         .route("/llm/{*rest}", any(|State(gw): State<Gateway>, request: Request| http_door(gw, request, Door::Llm)))
@@ -60,7 +107,7 @@ pub fn router(pipeline: Arc<Pipeline>, max_body: u64) -> Router {
         .route("/readyz", get(|State(gw): State<Gateway>| readyz(gw)))
         .route("/metrics", get(|State(gw): State<Gateway>| metrics(gw)))
         .fallback(not_found)
-        .with_state(Gateway { pipeline, max_body })
+        .with_state(Gateway { pipeline, max_body, body_timeout })
 }
 
 /// 200 when a call could be recorded right now, 503 with what is wrong.
@@ -97,16 +144,18 @@ async fn http_door(gw: Gateway, request: Request, door: Door) -> Response<Body> 
         Door::Llm => "/llm/",
         Door::Api | Door::Mcp => "/api/",
     };
-    let raw = parts.uri.path().strip_prefix(prefix).unwrap_or_default();
-    let (upstream, path) = match raw.find('/') {
-        Some(i) => (&raw[..i], &raw[i..]),
-        None => (raw, "/"),
+    let rest = parts.uri.path().strip_prefix(prefix).unwrap_or_default();
+    let target = match RequestTarget::parse(rest, parts.uri.query()) {
+        Ok(target) => target,
+        Err(err) => return gw.pipeline.reject_target(door, &parts.method, &parts.uri, &parts.headers, &err).await,
     };
-    let query = parts.uri.query().map(str::to_owned);
-    let mut call =
-        Call::new(door, upstream.to_owned(), parts.method, path.to_owned(), query, parts.headers, bytes::Bytes::new());
+    let mut call = Call::new(door, target, parts.method, parts.headers, Bytes::new());
 
-    if let Err(detail) = check_path(upstream, path) {
+    if let Some(how) = method_override(&call.headers, call.query.as_ref()) {
+        let detail = format!(
+            "{how} asks the upstream for another method than the request's; steward matches tools by the \
+             HTTP method, so send the method you mean"
+        );
         return gw.pipeline.reject(call, Refusal::BadRequest { detail }).await;
     }
     let declared_len =
@@ -114,36 +163,47 @@ async fn http_door(gw: Gateway, request: Request, door: Door) -> Response<Body> 
     if declared_len.is_some_and(|n| n > gw.max_body) {
         return gw.pipeline.reject(call, Refusal::BodyTooLarge { limit: gw.max_body }).await;
     }
-    let limit = usize::try_from(gw.max_body).unwrap_or(usize::MAX);
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => call.body = collected.to_bytes(),
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-            return gw.pipeline.reject(call, Refusal::BodyTooLarge { limit: gw.max_body }).await;
-        }
-        Err(_) => {
-            let detail = "the request body could not be read (connection broke off)".to_owned();
-            return gw.pipeline.reject(call, Refusal::BadRequest { detail }).await;
-        }
+    match read_body(body, gw.max_body, gw.body_timeout).await {
+        Ok(bytes) => call.body = bytes,
+        Err(refusal) => return gw.pipeline.reject(call, refusal).await,
     }
     gw.pipeline.handle(call).await
 }
 
-/// A path steward forwards must name an upstream, decode to UTF-8 segment by
-/// segment, and hold no `.`/`..` segment (which could climb out of the
-/// upstream's base path once the upstream normalizes it).
-fn check_path(upstream: &str, path: &str) -> Result<(), String> {
-    if upstream.is_empty() {
-        return Err("the path must start with /api/{upstream}/, naming a configured upstream".into());
-    }
-    for segment in path.split('/') {
-        let decoded = percent_encoding::percent_decode_str(segment).decode_utf8().map_err(|_| {
-            format!("path segment `{segment}` is not valid UTF-8 once percent-decoded; encode the path as UTF-8")
-        })?;
-        if decoded == "." || decoded == ".." {
-            return Err("path segments `.` and `..` are not forwarded; send the normalized path".into());
+/// Reads the whole body, at most `limit` bytes, with at most `idle` between
+/// two chunks.
+async fn read_body(mut body: Body, limit: u64, idle: Duration) -> Result<Bytes, Refusal> {
+    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut buf = BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(Refusal::BodyTimeout { idle }),
+            Ok(None) => return Ok(buf.freeze()),
+            Ok(Some(Err(_))) => {
+                let detail = "the request body could not be read (connection broke off)".to_owned();
+                return Err(Refusal::Malformed { detail });
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            if buf.len().saturating_add(data.len()) > limit_usize {
+                return Err(Refusal::BodyTooLarge { limit });
+            }
+            buf.extend_from_slice(&data);
         }
     }
-    Ok(())
+}
+
+/// Names the method override a request carries, if any.
+fn method_override(headers: &HeaderMap, query: Option<&CanonicalQuery>) -> Option<String> {
+    if let Some(name) = METHOD_OVERRIDE_HEADERS.iter().find(|name| headers.contains_key(**name)) {
+        return Some(format!("header `{name}`"));
+    }
+    let query = query?;
+    let (_, found) = query.remove_pairs(|pair| {
+        pair.split_once('=').map_or(pair, |(name, _)| name).trim().eq_ignore_ascii_case(METHOD_OVERRIDE_PARAM)
+    });
+    (found > 0).then(|| format!("query parameter `{METHOD_OVERRIDE_PARAM}`"))
 }
 
 #[cfg(test)]
@@ -181,12 +241,13 @@ mod tests {
     }
 
     #[test]
-    fn paths_are_checked() {
-        assert!(check_path("social", "/api/v1/statuses").is_ok());
-        assert!(check_path("social", "/a%20b/%C3%A9").is_ok());
-        assert!(check_path("", "/x").is_err());
-        assert!(check_path("social", "/a/%FF").unwrap_err().contains("UTF-8"));
-        assert!(check_path("social", "/a/%2e%2E/b").unwrap_err().contains(".."));
-        assert!(check_path("social", "/a/../b").is_err());
+    fn method_overrides_are_named() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(method_override(&headers, None), None);
+        let query = CanonicalQuery::new("a=1&%5Fmethod=DELETE");
+        assert_eq!(method_override(&headers, query.as_ref()).as_deref(), Some("query parameter `_method`"));
+        assert_eq!(method_override(&headers, CanonicalQuery::new("method=x&a_method=y").as_ref()), None);
+        headers.insert("x-http-method-override", http::HeaderValue::from_static("DELETE"));
+        assert_eq!(method_override(&headers, None).as_deref(), Some("header `x-http-method-override`"));
     }
 }

@@ -12,6 +12,7 @@
 use std::collections::HashSet;
 use std::ops::Range;
 
+use canonical_path::CanonicalPath;
 use serde_json::{Map, Value};
 
 use super::json_members::{Member, top_level_members};
@@ -76,26 +77,17 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    /// The endpoint of a request path (the part after `/llm/{provider}`, or
-    /// the full upstream path). Matched on the end of the path so every
-    /// OpenAI-compatible prefix (`/v1`, `/api/v1`, `/openai/v1`) works, and
-    /// on a normalized copy (query removed, percent-escapes decoded, `.`,
-    /// `..` and empty segments resolved, lower case): an odd spelling of a
-    /// priced path is priced, never passed through as "other".
-    pub fn classify(path: &str) -> Endpoint {
-        let path = path.split(['?', '#']).next().unwrap_or_default();
-        let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
-        let mut segments: Vec<String> = Vec::new();
-        for segment in decoded.split('/') {
-            match segment {
-                "" | "." => {}
-                ".." => {
-                    segments.pop();
-                }
-                other => segments.push(other.to_ascii_lowercase()),
-            }
-        }
-        let tail: Vec<&str> = segments.iter().rev().take(2).map(String::as_str).collect();
+    /// The endpoint of a request path (the part after `/llm/{provider}`).
+    /// Matched on the end of the path so every OpenAI-compatible prefix
+    /// (`/v1`, `/api/v1`, `/openai/v1`) works, on the decoded segments the
+    /// call is forwarded with, case-insensitively: an odd spelling of a priced
+    /// path (`/v1/chat/%63ompletions`, `/V1/Chat/Completions`) is priced,
+    /// never passed through as "other". Spellings that could reach another
+    /// endpoint (`\\`, `..`, `%2F`) never get here: the front door refuses them.
+    pub fn classify(path: &CanonicalPath) -> Endpoint {
+        let segments = path.segments();
+        let tail: Vec<String> = segments.iter().rev().take(2).map(|s| s.to_ascii_lowercase()).collect();
+        let tail: Vec<&str> = tail.iter().map(String::as_str).collect();
         match tail.as_slice() {
             ["completions", "chat", ..] => Endpoint::ChatCompletions,
             ["completions", ..] => Endpoint::Completions,
@@ -247,14 +239,14 @@ struct Shape {
 }
 
 impl LlmRequest {
-    /// Reads a request for `endpoint_path` sent to a provider of `kind`.
+    /// Reads a request for `path` (below `/llm/{provider}`) sent to a provider of `kind`.
     ///
     /// Unpriced endpoints, and bodies that are empty (a `GET` such as listing
     /// stored chat completions), are not parsed: they pass through as
     /// [`Endpoint::Other`]. A priced endpoint needs a JSON object with a
     /// `model`.
-    pub fn inspect(kind: LlmKind, endpoint_path: &str, body: &[u8]) -> Result<LlmRequest, LlmRequestError> {
-        let endpoint = Endpoint::classify(endpoint_path);
+    pub fn inspect(kind: LlmKind, path: &CanonicalPath, body: &[u8]) -> Result<LlmRequest, LlmRequestError> {
+        let endpoint = Endpoint::classify(path);
         if endpoint == Endpoint::Other || body.iter().all(u8::is_ascii_whitespace) {
             return Ok(LlmRequest::unpriced(kind, body.len()));
         }

@@ -79,6 +79,13 @@ struct DeliveryLabels {
     result: &'static str,
 }
 
+/// Labels of `steward_gateway_connections_closed_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectionLabels {
+    /// `header_timeout`, `keepalive_timeout` or `evicted` (closed at the connection cap).
+    reason: &'static str,
+}
+
 /// What steward knows about the agent process, kept from the supervisor's
 /// events ([`Metrics::observe_event`]) so monitoring needs no handle on the
 /// supervisor. Atomics: read by the engine and `/metrics`, written by the
@@ -193,6 +200,7 @@ pub struct Metrics {
     audit_write_failures: Counter,
     store_write_failures: Counter,
     heartbeat_failures: Counter,
+    connections_closed: Family<ConnectionLabels, Counter>,
     agent: AgentStats,
 }
 
@@ -275,6 +283,12 @@ impl Metrics {
             "Dead-man pings that failed or were withheld",
             heartbeat_failures.clone(),
         );
+        let connections_closed = Family::<ConnectionLabels, Counter>::default();
+        registry.register(
+            "gateway_connections_closed",
+            "Agent connections the gateway closed itself: a head or an idle wait too long, or the connection cap",
+            connections_closed.clone(),
+        );
         Self {
             registry,
             calls,
@@ -293,8 +307,15 @@ impl Metrics {
             audit_write_failures,
             store_write_failures,
             heartbeat_failures,
+            connections_closed,
             agent: AgentStats::default(),
         }
+    }
+
+    /// Counts a connection the gateway closed: `header_timeout`,
+    /// `keepalive_timeout` or `evicted`.
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.connections_closed.get_or_create(&ConnectionLabels { reason }).inc();
     }
 
     /// Counts one finished call. `decision` is `allowed` or the refusal

@@ -1,6 +1,11 @@
 //! Forwarding: one HTTP client per upstream, credential injection, header
 //! hygiene and the retry loop.
 //!
+//! The URL is built from the call's canonical path, segment by segment, on
+//! the upstream's parsed base URL ([`canonical_path::CanonicalPath::join_onto`]),
+//! never by concatenating strings that a URL parser could read differently
+//! from the tool matcher (`\\` as `/`, `..` resolved).
+//!
 //! The agent's own `Authorization` / `x-api-key` never leave steward; the
 //! configured credential is injected at the moment of sending, marked
 //! sensitive so no debug output shows it. Redirects are never followed, so an
@@ -79,10 +84,19 @@ pub struct Forwarded {
     pub attempts: u32,
 }
 
+/// One upstream as the forwarder holds it.
+#[derive(Debug)]
+struct Upstream {
+    config: UpstreamConfig,
+    /// `config.base_url`, parsed once: every call's path is joined onto it.
+    base: url::Url,
+    client: reqwest::Client,
+}
+
 /// Sends calls upstream.
 #[derive(Debug)]
 pub struct Forwarder {
-    upstreams: HashMap<String, (UpstreamConfig, reqwest::Client)>,
+    upstreams: HashMap<String, Upstream>,
     secrets: Arc<ArcSwap<Secrets>>,
 }
 
@@ -103,7 +117,9 @@ impl Forwarder {
                 .tcp_nodelay(true)
                 .build()
                 .map_err(|e| ForwardError::Build(format!("client for upstream `{name}`: {e}")))?;
-            map.insert(name, (upstream, client));
+            let base = url::Url::parse(&upstream.base_url)
+                .map_err(|e| ForwardError::Build(format!("base_url of upstream `{name}`: {e}")))?;
+            map.insert(name, Upstream { config: upstream, base, client });
         }
         Ok(Self { upstreams: map, secrets })
     }
@@ -115,7 +131,7 @@ impl Forwarder {
 
     /// The credential injected on the upstream under `key`, if any.
     pub fn credential_of(&self, key: &str) -> Option<&str> {
-        self.upstreams.get(key).and_then(|(upstream, _)| upstream.credential.as_deref())
+        self.upstreams.get(key).and_then(|upstream| upstream.config.credential.as_deref())
     }
 
     /// Forwards `call` with `body` to the upstream under `key`, retrying as
@@ -129,20 +145,22 @@ impl Forwarder {
         body: &Bytes,
         retry: RetryPolicy,
     ) -> Result<Forwarded, ForwardError> {
-        let (upstream, client) =
+        let Upstream { config: upstream, base, client } =
             self.upstreams.get(key).ok_or_else(|| ForwardError::Build(format!("unknown upstream `{key}`")))?;
         let idempotent = retry == RetryPolicy::Idempotent;
         let headers = self.upstream_headers(call, upstream)?;
-        let url = match &call.query {
-            Some(query) => format!("{}{}?{}", upstream.base_url, call.path, query),
-            None => format!("{}{}", upstream.base_url, call.path),
-        };
+        let mut url = call.path.join_onto(base).map_err(|e| ForwardError::Build(e.to_string()))?;
+        url.set_query(call.query.as_ref().map(canonical_path::CanonicalQuery::as_str));
 
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result =
-                client.request(call.method.clone(), &url).headers(headers.clone()).body(body.clone()).send().await;
+            let result = client
+                .request(call.method.clone(), url.clone())
+                .headers(headers.clone())
+                .body(body.clone())
+                .send()
+                .await;
             let last = attempt >= MAX_ATTEMPTS;
             match result {
                 Ok(response) => {

@@ -3,19 +3,30 @@
 //! decision is made here, once:
 //!
 //! ```text
-//! authenticate agent → plan (identify tool / price LLM call) → kill switch
-//!   → loop breaker → rate limit → spend reservation → forward (credential
-//!   injected, retries) → record (journal, spend settlement, audit log)
+//! canonical request (the front door parsed the path once; the agent's token
+//!   is stripped from the query) → authenticate agent → plan (identify tool /
+//!   price LLM call) → kill switch → loop breaker → rate limit → spend
+//!   reservation → audit "admitted" → forward (credential injected, retries)
+//!   → record (journal, spend settlement, audit "completed")
 //! ```
 //!
 //! `plan` holds what differs per door; kill switch, loop breaker, rate limit
 //! and spend cap are decided together in one store transaction
 //! (`Store::admit`), so concurrent calls cannot both take the last slot or
 //! the last dollar, and a restart never resets a window. A refused call is
-//! recorded before the refusal is returned. An allowed call's response is
-//! scrubbed of every credential value, and its record is written before the
-//! agent can see the end of the response (`relay`), settling its spend
-//! fail-safe (`settle`).
+//! recorded before the refusal is returned.
+//!
+//! An admitted call leaves steward only after its journal row *and* its
+//! `admitted` audit line are written: when the audit log fails, that very
+//! call is withdrawn (`Store::withdraw`) and refused, never forwarded
+//! unaudited. Its response is scrubbed of every credential value, and its
+//! outcome is journaled and audited (`completed`) before the agent can see
+//! the end of the response (`relay`), settling its spend fail-safe
+//! (`settle`).
+//!
+//! Requests that never become calls (no valid token, an unreadable target
+//! or body) are counted and sampled into the audit log, not journaled one
+//! row each (`junk`).
 //!
 //! Monitoring hooks sit where every call ends (`refuse`, `record_outcome`):
 //! one [`Metrics::record_call`] (atomic counters) per call, and an
@@ -23,6 +34,7 @@
 //! spend cap, store or audit write failures). Neither can block a call.
 
 mod forward;
+mod junk;
 mod plan;
 mod refusal;
 mod relay;
@@ -35,13 +47,15 @@ use std::time::{Instant, SystemTime};
 use arc_swap::ArcSwap;
 use axum::body::Body;
 use bytes::Bytes;
+pub use canonical_path::{CanonicalPath, CanonicalQuery, RequestTarget, TargetError};
 use http::{HeaderMap, HeaderValue, Method, Response};
 
 pub use forward::{ForwardError, Forwarded, Forwarder};
+pub use junk::{SAMPLE_EVERY, SAMPLED_COUNT_KEY};
 pub use refusal::{ErrorShape, Refusal, RefusalView, refusal_body, stream_error_event};
 pub use retry::{BASE_DELAY, MAX_ATTEMPTS, MAX_DELAY};
 
-use crate::audit::{AuditLog, AuditRecord};
+use crate::audit::{AuditLog, AuditRecord, Phase};
 use crate::config::{
     AuthInjection, Config, LlmKind, LlmProviderConfig, LoopBreakerConfig, SpendConfig, UpstreamConfig,
 };
@@ -51,6 +65,7 @@ use crate::monitor::Metrics;
 use crate::policy::{self, ToolMatcher};
 use crate::secrets::{AgentToken, ScopeWatch, Secrets};
 use crate::store::{Admission, AdmitOutcome, Completion, SpendSettlement, Store};
+use junk::JunkSampler;
 use plan::Plan;
 
 /// The redactor every writer shares; swapped whole when credentials reload.
@@ -93,14 +108,16 @@ pub struct Call {
     pub received_at: SystemTime,
     /// Monotonic arrival, for durations.
     pub started: Instant,
-    /// Upstream name (`/api/{upstream}`).
+    /// Upstream name (`/api/{upstream}`), decoded.
     pub upstream: String,
     /// HTTP method.
     pub method: Method,
-    /// Raw, still percent-encoded path relative to the upstream, starting with `/`.
-    pub path: String,
-    /// Raw query string, without `?`.
-    pub query: Option<String>,
+    /// The path below the upstream, read once by the front door: the one
+    /// value that is matched, classified, recorded and forwarded.
+    pub path: CanonicalPath,
+    /// The query, as recorded and forwarded (the agent's token is removed
+    /// from it before anything reads it).
+    pub query: Option<CanonicalQuery>,
     /// Headers as the agent sent them (steward token included; never forwarded).
     pub headers: HeaderMap,
     /// The whole request body (bounded by `gateway.max_body`).
@@ -108,16 +125,9 @@ pub struct Call {
 }
 
 impl Call {
-    /// A new call arriving now.
-    pub fn new(
-        door: Door,
-        upstream: String,
-        method: Method,
-        path: String,
-        query: Option<String>,
-        headers: HeaderMap,
-        body: Bytes,
-    ) -> Self {
+    /// A new call arriving now, for the canonical `target`.
+    pub fn new(door: Door, target: RequestTarget, method: Method, headers: HeaderMap, body: Bytes) -> Self {
+        let RequestTarget { upstream, path, query } = target;
         Self {
             id: uuid::Uuid::now_v7().to_string(),
             door,
@@ -174,6 +184,8 @@ pub struct Pipeline {
     events: EventBus,
     /// Per-call counters for `/metrics`.
     metrics: Arc<Metrics>,
+    /// Unauthenticated and malformed requests, counted and sampled.
+    junk: JunkSampler,
 }
 
 /// Why the pipeline could not be assembled.
@@ -223,6 +235,7 @@ impl Pipeline {
             agent_token,
             events: EventBus::new(),
             metrics: Arc::new(Metrics::new()),
+            junk: JunkSampler::default(),
         })
     }
 
@@ -267,27 +280,69 @@ impl Pipeline {
 
     /// Runs `call` through every step and returns the agent's response.
     pub async fn handle(self: &Arc<Self>, mut call: Call) -> Response<Body> {
+        self.strip_agent_token(&mut call);
         let mut record = self.describe(&call);
-        match self.admit(&mut call, &mut record).await {
-            Ok(plan) => self.forward(call, record, plan).await,
-            Err((refusal, journaled)) => self.refuse(record, refusal, journaled).await,
+        let plan = match self.admit(&mut call, &mut record).await {
+            Ok(plan) => plan,
+            Err((refusal, journaled)) => return self.refuse(record, refusal, journaled).await,
+        };
+        if let Err(refused) = self.audit_admission(&record).await {
+            return refused;
         }
+        self.forward(call, record, plan).await
     }
 
-    /// Records and answers a call the front door could not even assemble
-    /// (body too large, malformed path). Authentication still comes first, so
-    /// an unauthenticated client learns nothing about the request's validity.
-    pub async fn reject(self: &Arc<Self>, call: Call, refusal: Refusal) -> Response<Body> {
+    /// Records and answers a call the front door could not complete (body
+    /// too large, body broken off or stalled). Authentication still comes
+    /// first, so an unauthenticated client learns nothing about the
+    /// request's validity.
+    pub async fn reject(self: &Arc<Self>, mut call: Call, refusal: Refusal) -> Response<Body> {
+        self.strip_agent_token(&mut call);
         let record = self.describe(&call);
         let refusal = if self.authenticated(&call.headers) { refusal } else { Refusal::Unauthenticated };
         self.refuse(record, refusal, false).await
+    }
+
+    /// Removes from the query every parameter holding the agent's token, in
+    /// any encoding (`?access_token=stw_...`): like the `Authorization`
+    /// header, it is steward's and never travels upstream, nor into a record.
+    fn strip_agent_token(&self, call: &mut Call) {
+        let Some(query) = &call.query else { return };
+        let (rest, dropped) = query.remove_pairs(|text| self.agent_token.appears_in(text));
+        if dropped > 0 {
+            tracing::debug!(call_id = %call.id, parameters = dropped, "removed the agent token from the query");
+            call.query = rest;
+        }
+    }
+
+    /// Writes the `admitted` line of an admitted call and waits for it. A
+    /// failed write withdraws the admission (journal row refused, spend
+    /// reservation released, rate slot freed) and refuses this very call:
+    /// no call is forwarded without its audit line.
+    async fn audit_admission(&self, record: &CallRecord) -> Result<(), Response<Body>> {
+        let line = self.audit_record(record, "allowed", Phase::Admitted, None, None, 0);
+        let Err(err) = self.audit.write(&line).await else {
+            return Ok(());
+        };
+        tracing::error!(error = %err, call_id = %record.call_id, "could not audit an admitted call; refusing it (fail closed)");
+        self.write_failed(None, Some(&err));
+        let view = Refusal::StoreUnavailable.view();
+        let withdrawn = self
+            .store
+            .withdraw(&record.call_id, view.reason, &view.message, view.status.as_u16(), unix_ms(SystemTime::now()))
+            .await;
+        if let Err(store_err) = &withdrawn {
+            tracing::error!(error = %store_err, call_id = %record.call_id, "could not withdraw the call's admission");
+            self.write_failed(Some(store_err), None);
+        }
+        Err(self.refuse(record.clone(), Refusal::StoreUnavailable, true).await)
     }
 
     fn describe(&self, call: &Call) -> CallRecord {
         let redactor = self.redactor.load();
         let path = match &call.query {
             Some(query) => format!("{}?{}", call.path, query),
-            None => call.path.clone(),
+            None => call.path.as_str().to_owned(),
         };
         let shape = match call.door {
             Door::Llm => match self.llm.get(&call.upstream).map(|p| p.kind) {
@@ -335,9 +390,6 @@ impl Pipeline {
             Door::Llm => self.plan_llm(call, record)?,
         };
         record.tool.clone_from(&plan.tool);
-        if !self.audit.is_healthy() {
-            return Err((Refusal::StoreUnavailable, false));
-        }
         let tool_name = plan.tool.clone().unwrap_or_default();
         let admission = Admission {
             call_id: record.call_id.clone(),
@@ -347,7 +399,13 @@ impl Pipeline {
             upstream: record.upstream.clone(),
             method: record.method.clone(),
             path: record.path.clone(),
-            loop_key: policy::loop_key(&tool_name, &record.method, &call.path, call.query.as_deref(), &call.body),
+            loop_key: policy::loop_key(
+                &tool_name,
+                &record.method,
+                call.path.as_str(),
+                call.query.as_ref().map(CanonicalQuery::as_str),
+                &call.body,
+            ),
             input_summary: record.input_summary.clone(),
             input_sha256: record.input_sha256.clone(),
             limit: plan.limit,
@@ -385,6 +443,9 @@ impl Pipeline {
     }
 
     async fn refuse(&self, record: CallRecord, refusal: Refusal, journaled: bool) -> Response<Body> {
+        if refusal.is_junk() {
+            return self.refuse_junk(record, &refusal).await;
+        }
         let view = refusal.view();
         let journal = async {
             if journaled {
@@ -407,7 +468,14 @@ impl Pipeline {
             };
             self.store.record_refused(admission, view.reason, &view.message, view.status.as_u16()).await
         };
-        let audit = self.audit_record(&record, view.reason, Some(view.message.clone()), Some(view.status.as_u16()), 0);
+        let audit = self.audit_record(
+            &record,
+            view.reason,
+            Phase::Refused,
+            Some(view.message.clone()),
+            Some(view.status.as_u16()),
+            0,
+        );
         // Journal and audit log are written at once: the agent waits for the slower, not the sum.
         // Counted before the writes: this future may be dropped while it
         // waits (the agent hung up), and the queued writes still land.
@@ -490,7 +558,14 @@ impl Pipeline {
                 .then(|| serde_json::Value::Object(outcome.extra.clone()).to_string()),
             spend: outcome.spend,
         };
-        let mut audit = self.audit_record(record, outcome.decision, outcome.reason, outcome.status, outcome.attempts);
+        let mut audit = self.audit_record(
+            record,
+            outcome.decision,
+            Phase::Completed,
+            outcome.reason,
+            outcome.status,
+            outcome.attempts,
+        );
         audit.extra = outcome.extra;
         // Counted before the writes: this future may be dropped while it
         // waits (the agent hung up mid-relay), and the queued writes still land.
@@ -518,6 +593,7 @@ impl Pipeline {
         &self,
         record: &CallRecord,
         decision: &str,
+        phase: Phase,
         reason: Option<String>,
         status: Option<u16>,
         attempts: u32,
@@ -534,6 +610,7 @@ impl Pipeline {
             input_summary: record.input_summary.clone(),
             input_sha256: record.input_sha256.clone(),
             decision: decision.to_owned(),
+            phase,
             reason,
             status,
             duration_ms: elapsed_ms(record.started),

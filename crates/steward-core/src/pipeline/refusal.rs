@@ -73,10 +73,23 @@ pub enum Refusal {
         /// The configured limit in bytes.
         limit: u64,
     },
-    /// The request cannot be forwarded as sent (bad path, bad header).
+    /// The request cannot be forwarded as sent (a body the provider would
+    /// read differently, a method override).
     BadRequest {
         /// What is wrong, safe to show.
         detail: String,
+    },
+    /// The front door could not read the request: its target is not a
+    /// canonical path, or its body broke off. Answered like `BadRequest`,
+    /// but counted and sampled, not journaled (see [`Refusal::is_junk`]).
+    Malformed {
+        /// What is wrong, safe to show.
+        detail: String,
+    },
+    /// The request body stalled longer than `[gateway] body_timeout`.
+    BodyTimeout {
+        /// The configured idle limit.
+        idle: Duration,
     },
     /// The store or the audit log cannot record the call, so it is not made (fail closed).
     StoreUnavailable,
@@ -206,7 +219,19 @@ impl Refusal {
                 None,
                 false,
             ),
-            Refusal::BadRequest { detail } => (StatusCode::BAD_REQUEST, "bad_request", detail.clone(), None, false),
+            Refusal::BadRequest { detail } | Refusal::Malformed { detail } => {
+                (StatusCode::BAD_REQUEST, "bad_request", detail.clone(), None, false)
+            }
+            Refusal::BodyTimeout { idle } => (
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request body stalled for {}s ([gateway] body_timeout); send the whole body without pauses",
+                    idle.as_secs()
+                ),
+                None,
+                true,
+            ),
             Refusal::StoreUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
@@ -230,6 +255,14 @@ impl Refusal {
             ),
         };
         RefusalView { status, reason, message, retry_after_secs: retry_after, retryable }
+    }
+
+    /// Whether this refusal is of a request that never became a call (no
+    /// valid token, or a target or body the front door could not read): such
+    /// requests are counted and sampled into the audit log, never journaled
+    /// one row each, so a flood of them costs bounded disk.
+    pub fn is_junk(&self) -> bool {
+        matches!(self, Refusal::Unauthenticated | Refusal::Malformed { .. } | Refusal::BodyTimeout { .. })
     }
 
     /// Attempts made upstream before this outcome (0 when refused before forwarding).

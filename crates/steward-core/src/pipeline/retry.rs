@@ -26,11 +26,13 @@ pub fn backoff(retry: u32) -> Duration {
 }
 
 /// Parses `Retry-After` as delta-seconds or an HTTP-date relative to `now`.
-/// A date in the past means "now". Unparseable values are ignored.
+/// A date in the past means "now". Delta-seconds too large for a `u64` mean
+/// "not in any time worth waiting" ([`Duration::MAX`]): the caller hands the
+/// answer back instead of retrying. Unparseable values are ignored.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(value.parse::<u64>().map_or(Duration::MAX, Duration::from_secs));
     }
     let when = httpdate::parse_http_date(value).ok()?;
     Some(when.duration_since(now).unwrap_or(Duration::ZERO))
@@ -60,5 +62,16 @@ mod tests {
         let earlier = httpdate::fmt_http_date(now - Duration::from_secs(30));
         assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    /// Too large to parse is "do not retry", not "unparseable, so retry
+    /// three times in half a second".
+    #[test]
+    fn an_absurdly_long_retry_after_means_do_not_retry() {
+        let now = SystemTime::UNIX_EPOCH;
+        let wait = parse_retry_after("99999999999999999999", now).unwrap();
+        assert!(wait > MAX_DELAY);
+        assert_eq!(parse_retry_after(" 18446744073709551616 ", now), Some(Duration::MAX));
+        assert_eq!(parse_retry_after("-1", now), None);
     }
 }

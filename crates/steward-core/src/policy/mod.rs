@@ -4,9 +4,15 @@
 //! match wins), the normalized input key the loop breaker counts, and the
 //! redacted input summary the journal and audit log record. Pure functions
 //! over config and bytes: no I/O, so every front door gets identical answers.
+//!
+//! Rules match the decoded segments of the call's [`CanonicalPath`], the same
+//! value the forwarder sends: a tool is never named from one reading of the
+//! path while the upstream executes another. Literal segments of a rule are
+//! read the same way (`%20` in a rule is a space).
 
 use std::collections::HashMap;
 
+use canonical_path::CanonicalPath;
 use sha2::{Digest, Sha256};
 
 use crate::config::{ToolConfig, UnmatchedPolicy};
@@ -22,12 +28,13 @@ struct Rule {
     tool: usize,
     /// Upper-case method, or `None` for `*`.
     method: Option<String>,
-    /// Path pattern, split on `/` (leading empty segment removed).
+    /// Path pattern, one entry per segment (a trailing `/` is ignored).
     segments: Vec<Segment>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
+    /// A decoded literal segment.
     Literal(String),
     /// `{name}`: exactly one non-empty segment.
     Param,
@@ -70,14 +77,14 @@ impl ToolMatcher {
         Self { tools: tools.to_vec(), rules, unmatched }
     }
 
-    /// Names the tool for `method path` on `upstream`. `path` is the raw
-    /// (still percent-encoded) path relative to the upstream, without query.
-    pub fn identify(&self, upstream: &str, method: &str, path: &str) -> Identified<'_> {
-        let segments = split_path(path);
+    /// Names the tool for `method path` on `upstream`. A trailing `/` does
+    /// not make another tool.
+    pub fn identify(&self, upstream: &str, method: &str, path: &CanonicalPath) -> Identified<'_> {
+        let segments = path.segments();
         let found = self.rules.get(upstream).and_then(|rules| {
             rules.iter().find(|rule| {
                 rule.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
-                    && matches_segments(&rule.segments, &segments)
+                    && matches_segments(&rule.segments, segments)
             })
         });
         match found {
@@ -95,27 +102,28 @@ impl ToolMatcher {
     }
 }
 
+/// The segments of a rule's path pattern. The config loader refused every
+/// pattern that is not a canonical path (`\\`, `..`, `%2F`...), so the
+/// fallback (a pattern no path matches) is never reached in practice.
 fn compile_pattern(pattern: &str) -> Vec<Segment> {
-    split_path(pattern)
-        .into_iter()
+    let Ok(path) = CanonicalPath::parse(pattern) else {
+        return vec![Segment::Literal("/".to_owned())];
+    };
+    path.segments()
+        .iter()
         .map(|segment| {
             if segment.starts_with("{*") && segment.ends_with('}') {
                 Segment::Rest
             } else if segment.starts_with('{') && segment.ends_with('}') {
                 Segment::Param
             } else {
-                Segment::Literal(segment.to_owned())
+                Segment::Literal(segment.clone())
             }
         })
         .collect()
 }
 
-/// Splits `/a/b/` into `["a", "b"]`: a trailing slash does not make another tool.
-fn split_path(path: &str) -> Vec<&str> {
-    path.trim_start_matches('/').trim_end_matches('/').split('/').filter(|s| !s.is_empty()).collect()
-}
-
-fn matches_segments(pattern: &[Segment], path: &[&str]) -> bool {
+fn matches_segments(pattern: &[Segment], path: &[String]) -> bool {
     let mut i = 0;
     for (p, segment) in pattern.iter().enumerate() {
         match segment {
@@ -126,7 +134,7 @@ fn matches_segments(pattern: &[Segment], path: &[&str]) -> bool {
                 }
             }
             Segment::Literal(lit) => {
-                if path.get(i) != Some(&lit.as_str()) {
+                if path.get(i) != Some(lit) {
                     return false;
                 }
             }

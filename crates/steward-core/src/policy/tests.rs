@@ -26,6 +26,10 @@ fn matcher(policy: UnmatchedPolicy) -> ToolMatcher {
     )
 }
 
+fn path(raw: &str) -> CanonicalPath {
+    CanonicalPath::parse(raw).unwrap()
+}
+
 fn name(id: Identified<'_>) -> String {
     match id {
         Identified::Tool(t) => t.name.clone(),
@@ -37,22 +41,34 @@ fn name(id: Identified<'_>) -> String {
 #[test]
 fn identifies_by_method_and_path() {
     let m = matcher(UnmatchedPolicy::Deny);
-    assert_eq!(name(m.identify("social", "POST", "/api/v1/statuses")), "post");
-    assert_eq!(name(m.identify("social", "post", "/api/v1/statuses/")), "post");
-    assert_eq!(name(m.identify("social", "GET", "/api/v1/statuses")), "denied");
-    assert_eq!(name(m.identify("social", "GET", "/api/v1/statuses/123")), "read");
-    assert_eq!(name(m.identify("social", "GET", "/api/v1/statuses/123/extra")), "denied");
-    assert_eq!(name(m.identify("social", "PUT", "/api/v2/media/a/b/c")), "media");
-    assert_eq!(name(m.identify("social", "PUT", "/api/v2/media")), "media");
-    assert_eq!(name(m.identify("other", "POST", "/api/v1/statuses")), "denied");
+    assert_eq!(name(m.identify("social", "POST", &path("/api/v1/statuses"))), "post");
+    assert_eq!(name(m.identify("social", "post", &path("/api/v1/statuses/"))), "post");
+    assert_eq!(name(m.identify("social", "GET", &path("/api/v1/statuses"))), "denied");
+    assert_eq!(name(m.identify("social", "GET", &path("/api/v1/statuses/123"))), "read");
+    assert_eq!(name(m.identify("social", "GET", &path("/api/v1/statuses/123/extra"))), "denied");
+    assert_eq!(name(m.identify("social", "PUT", &path("/api/v2/media/a/b/c"))), "media");
+    assert_eq!(name(m.identify("social", "PUT", &path("/api/v2/media"))), "media");
+    assert_eq!(name(m.identify("other", "POST", &path("/api/v1/statuses"))), "denied");
+}
+
+/// The matcher reads decoded segments, as the upstream does: an escaped
+/// spelling of a limited tool's path is that tool, not an unmatched call.
+#[test]
+fn escaped_spellings_name_the_same_tool() {
+    let m = matcher(UnmatchedPolicy::AllowGet);
+    assert_eq!(name(m.identify("social", "POST", &path("/api/v1/%73tatuses"))), "post");
+    assert_eq!(name(m.identify("social", "GET", &path("/api/v1/statuses/%31%32"))), "read");
+    let spaced = ToolMatcher::new(&[tool("spaced", "GET", "/a%20b")], UnmatchedPolicy::Deny);
+    assert_eq!(name(spaced.identify("social", "GET", &path("/a b"))), "spaced");
+    assert_eq!(name(spaced.identify("social", "GET", &path("/a%20b"))), "spaced");
 }
 
 #[test]
 fn allow_get_lets_only_reads_through() {
     let m = matcher(UnmatchedPolicy::AllowGet);
-    assert_eq!(name(m.identify("social", "GET", "/anything")), "allowed");
-    assert_eq!(name(m.identify("social", "HEAD", "/anything")), "allowed");
-    assert_eq!(name(m.identify("social", "DELETE", "/anything")), "denied");
+    assert_eq!(name(m.identify("social", "GET", &path("/anything"))), "allowed");
+    assert_eq!(name(m.identify("social", "HEAD", &path("/anything"))), "allowed");
+    assert_eq!(name(m.identify("social", "DELETE", &path("/anything"))), "denied");
 }
 
 #[test]

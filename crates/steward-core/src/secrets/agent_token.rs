@@ -18,6 +18,16 @@ const AGENT_TOKEN_BYTES: usize = 32;
 /// and lets the redactor's rules catch them by shape.
 pub const AGENT_TOKEN_PREFIX: &str = "stw_";
 
+/// Least randomness a token in `agent.token` may have: any process on the
+/// host can try tokens against the gateway as fast as it answers, so
+/// guessing must stay hopeless (128 bits is the usual floor for a bearer
+/// secret; a generated token has 256).
+pub const MIN_AGENT_TOKEN_BITS: u32 = 128;
+
+/// Fewest distinct characters a token may hold: a long run of one character
+/// has the length of a strong token and none of its randomness.
+const MIN_DISTINCT_CHARS: usize = 8;
+
 /// The local token the agent presents instead of any real credential.
 pub struct AgentToken(SecretString);
 
@@ -49,6 +59,10 @@ impl AgentToken {
                         source_desc: path.display().to_string(),
                     });
                 }
+                let bits = estimated_bits(&token);
+                if bits < MIN_AGENT_TOKEN_BITS {
+                    return Err(SecretsError::WeakAgentToken { path: path.to_owned(), bits });
+                }
                 Ok((Self(SecretString::from(token)), false))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -65,7 +79,7 @@ impl AgentToken {
         }
     }
 
-    /// An explicit token (tests, benchmarks).
+    /// An explicit token (tests, benchmarks; the strength check is `load_or_create`'s).
     pub fn from_value(value: &str) -> Self {
         Self(SecretString::from(value.to_owned()))
     }
@@ -77,8 +91,69 @@ impl AgentToken {
         expected.len() == presented.len() && bool::from(expected.ct_eq(presented))
     }
 
+    /// Whether `text` holds the token, as is or in any encoded form the
+    /// redactor recognises (base64, percent-encoding, JSON escapes); the
+    /// caller decodes percent-encoding layers first where it applies.
+    pub fn appears_in(&self, text: &str) -> bool {
+        redact::encoded_forms(self.0.expose_secret()).iter().any(|form| text.contains(form.as_str()))
+    }
+
     /// The token value, for handing to the agent process.
     pub fn expose(&self) -> &str {
         self.0.expose_secret()
+    }
+}
+
+/// An upper estimate of a token's randomness in bits: its length (without
+/// the `stw_` prefix) times log2 of the smallest alphabet its characters fit
+/// (hex, lower case and digits, letters and digits, printable ASCII, any).
+/// A token with fewer than [`MIN_DISTINCT_CHARS`] distinct characters scores 0.
+fn estimated_bits(token: &str) -> u32 {
+    let body = token.strip_prefix(AGENT_TOKEN_PREFIX).unwrap_or(token);
+    let distinct: std::collections::BTreeSet<char> = body.chars().collect();
+    if distinct.len() < MIN_DISTINCT_CHARS {
+        return 0;
+    }
+    let alphabet: f64 = if body.chars().all(|c| c.is_ascii_hexdigit()) && !body.chars().any(|c| c.is_ascii_uppercase())
+    {
+        16.0
+    } else if body.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+        36.0
+    } else if body.chars().all(|c| c.is_ascii_alphanumeric()) {
+        62.0
+    } else if body.chars().all(|c| c.is_ascii_graphic()) {
+        94.0
+    } else {
+        // Any Unicode: generous, the length requirement still applies.
+        65_536.0
+    };
+    let bits = (body.chars().count() as f64) * alphabet.log2();
+    bits.floor().min(f64::from(u32::MAX)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_tokens_are_strong_and_short_or_repetitive_ones_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.token");
+        let (token, created) = AgentToken::load_or_create(&path).unwrap();
+        assert!(created);
+        assert!(estimated_bits(token.expose()) >= 256);
+        assert!(AgentToken::load_or_create(&path).is_ok(), "a generated token loads again");
+
+        assert_eq!(estimated_bits("stw_0123abcd"), 32);
+        assert!(estimated_bits(&format!("stw_{}", "0123456789abcdef".repeat(2))) >= 128);
+        assert!(estimated_bits("Xk29fQp0LmZr81TbWc7Ye3") >= 128, "22 mixed-case letters and digits");
+        assert_eq!(estimated_bits(&"a".repeat(100)), 0);
+
+        for weak in ["hunter22", "stw_0123abcd", "correcthorsebattery"] {
+            std::fs::write(&path, format!("{weak}\n")).unwrap();
+            let err = AgentToken::load_or_create(&path).unwrap_err().to_string();
+            assert!(err.contains("too weak") && err.contains("openssl rand -hex 32"), "{err}");
+            assert!(!err.contains(weak), "the error must not echo the token: {err}");
+        }
     }
 }

@@ -165,6 +165,20 @@ pub enum SecretsError {
         /// Underlying error.
         source: std::io::Error,
     },
+    /// The agent token (hand-made) is guessable.
+    #[error(
+        "agent token {path} is too weak: about {bits} bits of randomness, steward needs at least {min}; \
+         delete the file and run `steward init` (or start steward) to generate a 256-bit token, or write \
+         `stw_` followed by the output of `openssl rand -hex 32` into it (mode 0600)",
+        path = path.display(),
+        min = agent_token::MIN_AGENT_TOKEN_BITS
+    )]
+    WeakAgentToken {
+        /// The token file.
+        path: PathBuf,
+        /// The estimate, rounded down.
+        bits: u32,
+    },
 }
 
 impl SecretsError {
@@ -183,7 +197,7 @@ impl SecretsError {
             | SecretsError::Vault { credential, .. }
             | SecretsError::Empty { credential, .. } => vec![credential.as_str()],
             SecretsError::SharedAcrossEnvironments { dev, prod } => vec![dev.as_str(), prod.as_str()],
-            SecretsError::AgentToken { .. } => Vec::new(),
+            SecretsError::AgentToken { .. } | SecretsError::WeakAgentToken { .. } => Vec::new(),
         }
     }
 

@@ -450,6 +450,29 @@ impl Store {
         self.write_done(Request::Complete(c)).await
     }
 
+    /// Turns an admitted call that was never forwarded into a refusal (the
+    /// audit log could not record its admission): the row gets `decision`,
+    /// `reason` and `status` and is finished, which takes it out of its rate
+    /// window and the loop breaker's count; an open spend reservation is
+    /// released at no cost. [`StoreError::NotFound`] unless the call is in flight.
+    pub async fn withdraw(
+        &self,
+        call_id: &str,
+        decision: &str,
+        reason: &str,
+        status: u16,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.write_done(Request::Withdraw {
+            call_id: call_id.to_owned(),
+            decision: decision.to_owned(),
+            reason: reason.to_owned(),
+            status,
+            now_ms,
+        })
+        .await
+    }
+
     /// Engages the kill switch. Already engaged: nothing changes, so the
     /// first cause (reason, source, time) stays on record.
     pub async fn engage_kill(&self, reason: &str, source: &str, now_ms: i64) -> Result<(), StoreError> {
@@ -490,6 +513,12 @@ impl Store {
     /// judged, not failed: the limit or the API worked as configured.
     pub async fn error_counts_since(&self, since_ms: i64) -> Result<(u64, u64), StoreError> {
         self.read(move |conn| queries::error_counts_since(conn, since_ms)).await
+    }
+
+    /// Calls still in flight, oldest first: at startup, before
+    /// [`Store::settle_interrupted`], the calls the last run left unfinished.
+    pub async fn in_flight(&self) -> Result<Vec<CallRow>, StoreError> {
+        self.read(queries::in_flight).await
     }
 
     /// Marks calls still in flight (left by a daemon that crashed) as
@@ -577,8 +606,10 @@ impl Store {
         self.read(move |conn| spend::by_day(conn, &from, &to)).await
     }
 
-    /// Runs an empty write transaction: `Ok` means a call could be journaled
-    /// right now (for `/healthz` and `steward doctor`).
+    /// Rewrites one small row and commits: `Ok` means a call could be
+    /// journaled right now (for `/readyz`, the alerts, the heartbeat and
+    /// `steward doctor`). A real write, because an empty transaction writes
+    /// nothing and succeeds on a file that refuses writes (`chattr +i`).
     pub async fn check_writable(&self) -> Result<(), StoreError> {
         self.write_done(Request::Ping).await
     }

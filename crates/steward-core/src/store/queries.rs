@@ -45,6 +45,19 @@ pub(super) fn last(conn: &Connection, q: &LastQuery) -> Result<Vec<CallRow>, Sto
     rows.collect::<Result<Vec<_>, _>>().map_err(|e| sql_error("reading the journal", e))
 }
 
+/// Calls still in flight (admitted, not finished), oldest first.
+pub(super) fn in_flight(conn: &Connection) -> Result<Vec<CallRow>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, started_ms, finished_ms, door, tool, upstream, method, path, loop_key, input_summary,
+                    input_sha256, decision, reason, status, duration_ms, attempts, response_ref, cost_usd, extra_json
+             FROM calls WHERE finished_ms IS NULL ORDER BY started_ms, id",
+        )
+        .map_err(|e| sql_error("preparing the in-flight query", e))?;
+    let rows = stmt.query_map([], call_row).map_err(|e| sql_error("reading calls in flight", e))?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(|e| sql_error("reading calls in flight", e))
+}
+
 fn call_row(row: &Row<'_>) -> rusqlite::Result<CallRow> {
     Ok(CallRow {
         id: row.get(0)?,

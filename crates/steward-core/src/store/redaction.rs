@@ -38,6 +38,9 @@ impl Request {
                 Request::Refused { admission: admission(r, a), decision, reason: text(r, reason), status }
             }
             Request::Complete(c) => Request::Complete(completion(r, c)),
+            Request::Withdraw { call_id, decision, reason, status, now_ms } => {
+                Request::Withdraw { call_id, decision, reason: text(r, reason), status, now_ms }
+            }
             Request::EngageKill { reason, source, now_ms } => {
                 Request::EngageKill { reason: text(r, reason), source: text(r, source), now_ms }
             }

@@ -262,6 +262,24 @@ fn settle_exactly(conn: &Connection, call_id: &str, s: &SpendSettlement, now_ms:
         .map_err(|e| sql_error("recording a call's cost", e))
 }
 
+/// Settles the open reservation of `call_id`, if it has one, at no cost:
+/// the call never left steward.
+pub(super) fn release(conn: &Connection, call_id: &str, now_ms: i64) -> Result<(), StoreError> {
+    let released = conn
+        .prepare_cached(
+            "UPDATE spend SET settled_micros = 0, estimated = 0, settled_ms = ?2
+             WHERE call_id = ?1 AND settled_micros IS NULL",
+        )
+        .and_then(|mut s| s.execute(params![call_id, now_ms]))
+        .map_err(|e| sql_error("releasing a reservation", e))?;
+    if released > 0 {
+        conn.prepare_cached("UPDATE calls SET cost_usd = 0 WHERE id = ?1")
+            .and_then(|mut s| s.execute([call_id]))
+            .map_err(|e| sql_error("recording a call's cost", e))?;
+    }
+    Ok(())
+}
+
 /// At daemon start: reservations of calls that never completed are settled at
 /// their worst case (fail closed: the upstream may have billed them in full).
 pub(super) fn settle_open_at_reserved(conn: &Connection, now_ms: i64) -> Result<(), StoreError> {

@@ -35,6 +35,13 @@ pub(super) enum Request {
         status: u16,
     },
     Complete(Completion),
+    Withdraw {
+        call_id: String,
+        decision: String,
+        reason: String,
+        status: u16,
+        now_ms: i64,
+    },
     EngageKill {
         reason: String,
         source: String,
@@ -62,6 +69,7 @@ pub(super) enum Request {
         before_day: String,
         max_rows: u64,
     },
+    /// A real write (see `Store::check_writable`).
     Ping,
     #[cfg(test)]
     Exec(String),
@@ -201,6 +209,9 @@ fn apply(conn: &Connection, req: &Request, redactor: &Redactor) -> Result<Respon
             insert_call(conn, admission, &row).map(|()| Response::Done)
         }
         Request::Complete(c) => complete(conn, c).map(|()| Response::Done),
+        Request::Withdraw { call_id, decision, reason, status, now_ms } => {
+            withdraw(conn, call_id, decision, reason, *status, *now_ms).map(|()| Response::Done)
+        }
         Request::EngageKill { reason, source, now_ms } => {
             engage_kill(conn, reason, source, *now_ms).map(|()| Response::Done)
         }
@@ -242,7 +253,17 @@ fn apply(conn: &Connection, req: &Request, redactor: &Redactor) -> Result<Respon
             .map(|n| Response::Count(u64::try_from(n).unwrap_or(u64::MAX)))
             .map_err(|e| sql_error("pruning the journal", e)),
         Request::PruneSpend { before_day, max_rows } => spend::prune(conn, before_day, *max_rows).map(Response::Count),
-        Request::Ping => Ok(Response::Done),
+        // Rewrites one row of `kv`: the page reaches the WAL at commit, so a
+        // file that refuses writes fails here, which an empty transaction
+        // would not notice (it writes nothing).
+        Request::Ping => conn
+            .prepare_cached(
+                "INSERT INTO kv (key, value, updated_ms) VALUES ('store.write_probe', '', 0)
+                 ON CONFLICT (key) DO UPDATE SET updated_ms = updated_ms + 1",
+            )
+            .and_then(|mut s| s.execute([]))
+            .map(|_| Response::Done)
+            .map_err(|e| sql_error("writing the probe row", e)),
         #[cfg(test)]
         Request::Exec(sql) => conn.execute_batch(sql).map(|()| Response::Done).map_err(|e| sql_error("test exec", e)),
     }
@@ -398,6 +419,29 @@ fn complete(conn: &Connection, c: &Completion) -> Result<(), StoreError> {
         spend::settle(conn, &c.call_id, settlement, c.now_ms)?;
     }
     Ok(())
+}
+
+/// See [`super::Store::withdraw`].
+fn withdraw(
+    conn: &Connection,
+    call_id: &str,
+    decision: &str,
+    reason: &str,
+    status: u16,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE calls SET decision = ?2, reason = ?3, status = ?4, finished_ms = ?5,
+                    duration_ms = MAX(?5 - started_ms, 0)
+             WHERE id = ?1 AND finished_ms IS NULL",
+        )
+        .and_then(|mut s| s.execute(params![call_id, decision, reason, status, now_ms]))
+        .map_err(|e| sql_error("withdrawing a call", e))?;
+    if changed == 0 {
+        return Err(StoreError::NotFound(format!("call {call_id} in flight")));
+    }
+    spend::release(conn, call_id, now_ms)
 }
 
 /// The columns an insert decides; the rest come from the [`Admission`].

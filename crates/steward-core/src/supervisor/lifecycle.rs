@@ -591,31 +591,33 @@ impl Supervisor {
     }
 
     /// Serves the gateway on the listener the box opens inside the agent's
-    /// network namespace, for as long as the returned handle lives (the run).
-    fn serve_in_namespace(&self, channel: std::os::unix::net::UnixStream) -> tokio_util::task::AbortOnDropHandle<()> {
-        let router = self.gateway.clone();
-        tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+    /// network namespace, with the main listener's limits, for as long as
+    /// the returned guard lives (the run); dropping it drains the connections.
+    fn serve_in_namespace(&self, channel: std::os::unix::net::UnixStream) -> tokio_util::sync::DropGuard {
+        let service = self.gateway.clone();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let drain = stop.clone();
+        tokio::spawn(async move {
             let received = tokio::task::spawn_blocking(move || super::sandbox::receive_listener(&channel)).await;
             let listener = match received {
                 Ok(Ok(listener)) => tokio::net::TcpListener::from_std(listener),
                 Ok(Err(err)) => Err(err),
                 Err(err) => Err(std::io::Error::other(err)),
             };
-            let (listener, Some(router)) = (listener, router) else {
+            let (listener, Some(service)) = (listener, service) else {
                 return tracing::error!("no gateway to serve in the agent's network namespace");
             };
             match listener {
                 Ok(listener) => {
                     tracing::info!("serving the gateway inside the agent's network namespace");
-                    if let Err(err) = axum::serve(listener, router).await {
-                        tracing::error!(error = %err, "the gateway inside the agent's namespace stopped");
-                    }
+                    service.serve(listener, drain).await;
                 }
                 Err(err) => {
                     tracing::error!(error = %err, "the agent cannot reach steward: no gateway in its network namespace")
                 }
             }
-        }))
+        });
+        stop.drop_guard()
     }
 }
 

@@ -237,7 +237,7 @@ pub struct SupervisorInit<'a> {
     pub launcher: Launcher,
     /// The gateway's routes, served on the listener the box opens inside the
     /// agent's network namespace (`network = "steward-only"`).
-    pub gateway: Option<axum::Router>,
+    pub gateway: Option<crate::gateway::Service>,
     /// Timing.
     pub settings: SupervisorSettings,
 }
@@ -250,7 +250,7 @@ pub struct Supervisor {
     /// `[agent] health_url`, if any.
     health: Option<health::HealthCheck>,
     /// Served inside the agent's network namespace, when it has one.
-    gateway: Option<axum::Router>,
+    gateway: Option<crate::gateway::Service>,
     /// `agent.log`; shared with the capture tasks of the current run.
     log: Option<Arc<LineLog>>,
     /// Applied to every captured line.

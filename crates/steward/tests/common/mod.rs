@@ -85,6 +85,13 @@ pub fn agent_user() -> (u32, u32) {
     panic!("cannot create the {AGENT_USER} user with useradd");
 }
 
+/// The binary under test: this build's, or `$STEWARD_BIN` (to show that a
+/// regression test fails on an older build: `STEWARD_BIN=/path/to/old/steward
+/// cargo test -p steward --test enforced`).
+pub fn steward_bin() -> PathBuf {
+    std::env::var_os("STEWARD_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_steward")), PathBuf::from)
+}
+
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub mock: MockUpstream,
@@ -101,21 +108,27 @@ impl Env {
     }
 
     pub async fn with_tools(logging: &str, tools: &str) -> Env {
-        Self::build("", logging, tools).await
+        Self::build("", "", logging, tools).await
+    }
+
+    /// An environment whose `[gateway]` section also has `gateway` (TOML lines:
+    /// `header_timeout = "1s"`, `max_connections = 8`).
+    pub async fn with_gateway(gateway: &str, tools: &str) -> Env {
+        Self::build("", gateway, "", tools).await
     }
 
     /// An environment whose `[agent]` section also has `agent` (TOML lines:
     /// `command = [...]`, `stop_grace = ...`).
     pub async fn with_agent(agent: &str, logging: &str) -> Env {
-        Self::build(agent, logging, DEFAULT_TOOLS).await
+        Self::build(agent, "", logging, DEFAULT_TOOLS).await
     }
 
     /// [`Env::with_agent`] with `tools` (and any sections after them) instead of the default tools.
     pub async fn with_agent_and_tools(agent: &str, logging: &str, tools: &str) -> Env {
-        Self::build(agent, logging, tools).await
+        Self::build(agent, "", logging, tools).await
     }
 
-    async fn build(agent: &str, logging: &str, tools: &str) -> Env {
+    async fn build(agent: &str, gateway: &str, logging: &str, tools: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
         // A supervised agent runs as its own user (steward refuses anything
         // else), in ./work, which it owns; it may enter the test dir but
@@ -151,6 +164,7 @@ environment = "prod"
 [gateway]
 listen = "127.0.0.1:0"
 max_body = "64KB"
+{gateway}
 
 [state]
 dir = "./state"
@@ -199,7 +213,7 @@ policy = "deny"
 
     /// `steward <args> --config <this env's config>`
     pub fn steward(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_steward"))
+        Command::new(steward_bin())
             .args(args)
             .arg("--config")
             .arg(&self.config_path)
@@ -220,7 +234,7 @@ policy = "deny"
         let _ = std::fs::remove_file(&addr_file);
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("daemon.stderr")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_steward"))
+        let child = Command::new(steward_bin())
             .arg("run")
             .arg("--config")
             .arg(&self.config_path)
@@ -286,8 +300,14 @@ policy = "deny"
         self.client().request(method, self.url(path)).bearer_auth(&self.token)
     }
 
-    /// Every audit line, across rotated files (not archives), parsed.
+    /// The last line of every call: every audit line except the `admitted`
+    /// ones an allowed call writes before it is forwarded.
     pub fn audit_lines(&self) -> Vec<serde_json::Value> {
+        self.all_audit_lines().into_iter().filter(|line| line["phase"] != "admitted").collect()
+    }
+
+    /// Every audit line, across rotated files (not archives), parsed.
+    pub fn all_audit_lines(&self) -> Vec<serde_json::Value> {
         let dir = self.state_dir().join("logs");
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .unwrap()
@@ -307,7 +327,7 @@ policy = "deny"
             .collect()
     }
 
-    /// Waits until the audit log holds `n` lines (records of streamed
+    /// Waits until the audit log holds `n` last lines (records of streamed
     /// responses are written as the body ends, which can trail the client).
     pub async fn wait_audit_lines(&self, n: usize) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -318,6 +338,36 @@ policy = "deny"
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// One HTTP/1.1 exchange over a fresh TCP connection, byte for byte: an
+    /// HTTP client would normalize the targets under test (`\\`, `..`).
+    /// With `authed`, the agent's token goes in `Authorization`.
+    pub fn raw(&self, method: &str, target: &[u8], body: &[u8], authed: bool) -> RawResponse {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.addr.as_deref().expect("daemon not started")).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut request = format!("{method} ").into_bytes();
+        request.extend_from_slice(target);
+        request.extend_from_slice(b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+        if authed {
+            request.extend_from_slice(format!("Authorization: Bearer {}\r\n", self.token).as_bytes());
+        }
+        request.extend_from_slice(
+            format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes(),
+        );
+        request.extend_from_slice(body);
+        stream.write_all(&request).unwrap();
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        RawResponse::parse(&response)
+    }
+
+    /// Journal rows, newest first (`steward last --json`).
+    pub fn journal(&self) -> Vec<serde_json::Value> {
+        let out = self.steward(&["last", "--json", "-n", "100000"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
     }
 
     /// The shared leak check: no planted secret (nor its common encodings)
@@ -342,5 +392,40 @@ impl Drop for Env {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A response read off the wire by [`Env::raw`].
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawResponse {
+    fn parse(bytes: &[u8]) -> RawResponse {
+        let text = String::from_utf8_lossy(bytes);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let mut lines = head.lines();
+        let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        RawResponse { status, headers, body: body.to_owned() }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The refusal's machine-readable reason, in any of the three error shapes.
+    pub fn reason(&self) -> String {
+        let body = self.body.find('{').map_or("", |i| &self.body[i..]);
+        let body = body.rfind('}').map_or(body, |i| &body[..=i]);
+        let value: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        value["error"]["reason"].as_str().unwrap_or_default().to_owned()
     }
 }
