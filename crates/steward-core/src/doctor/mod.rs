@@ -2,7 +2,8 @@
 //! the config, the credentials, the files on disk and the store.
 //!
 //! The checklist is a list of independent section checks ([`SECTIONS`]),
-//! one function each, in one file each: `credentials`, `logging`,
+//! one function each, in one file each: `credentials`, `logging` (with its
+//! disk items in `disk`),
 //! `rate_limiting`, `monitoring`, `backups`, `runbook`, and `not_configured`
 //! for what has not landed yet (supervised mode; backups without `[backup]`). A
 //! check only reads the prepared [`Context`]; the slow or fallible gathering
@@ -14,6 +15,7 @@
 
 mod backups;
 mod credentials;
+mod disk;
 mod git_scan;
 mod logging;
 mod monitoring;
@@ -30,6 +32,7 @@ use crate::secrets::introspect::{introspected_upstreams, load_record};
 use crate::secrets::{IntrospectionRecord, Resolution, Secrets};
 use crate::store::Store;
 
+pub use disk::{DEFAULT_AUDIT_BYTES_PER_CALL, DEFAULT_STORE_BYTES_PER_CALL, DiskProbe, ObservedRate};
 pub use git_scan::{MAX_SCANNED_FILE_BYTES, ScanOutcome, TrackedSecret, scan_tracked_files};
 
 /// Outcome of one checklist item.
@@ -118,6 +121,8 @@ pub struct Context<'a> {
     pub introspection: BTreeMap<String, IntrospectionRecord>,
     /// The last page `steward runbook` wrote, when one was recorded.
     pub runbook: Option<RunbookProbe>,
+    /// The disk the store and logs use, the call rate, the free space.
+    pub disk: DiskProbe,
 }
 
 /// The recorded runbook page, judged against the config file and the disk.
@@ -206,7 +211,8 @@ pub async fn gather(config: &Config, now: SystemTime) -> Context<'_> {
         None => None,
     }
     .map(|record| RunbookProbe::probe(record, &config.source_path));
-    Context { config, now, resolution, store, backup_health, alerts_test, introspection, runbook }
+    let disk = DiskProbe::gather(config, opened.as_ref(), now).await;
+    Context { config, now, resolution, store, backup_health, alerts_test, introspection, runbook, disk }
 }
 
 /// Runs every section check on `ctx`.

@@ -10,19 +10,23 @@
 //! Writers: the pipeline calls [`Metrics::record_call`] once per call (a map
 //! lookup and an atomic add, never blocking on I/O); the alert engine feeds
 //! [`Metrics::observe_event`] with every bus event and refreshes spend, kill
-//! switch and alert gauges on each evaluation; the sinks count deliveries.
+//! switch and alert gauges on each evaluation; the sinks count deliveries;
+//! `/metrics` copies the store's WAL size and checkpoint histograms in
+//! ([`Metrics::observe_store`]) just before it renders.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use crate::events::Event;
+use crate::store::WalStats;
 
 /// Content type of [`Metrics::render`]: the OpenMetrics text format, which
 /// Prometheus scrapes natively (and which ends with `# EOF`).
@@ -77,6 +81,38 @@ struct DeliveryLabels {
     sink: String,
     /// `ok` or `failed` (after every retry).
     result: &'static str,
+}
+
+/// Labels of `steward_store_checkpoint_duration_seconds`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckpointLabels {
+    /// `passive` (the checkpointer thread, never blocks a call), `restart`
+    /// or `truncate` (run by the writer between batches: the writer's pause).
+    mode: &'static str,
+}
+
+/// A histogram the store keeps itself (cumulative since it opened), copied
+/// in at each scrape: the store has no dependency on the metrics registry.
+#[derive(Debug, Default)]
+struct CopiedHistogram {
+    /// `(sum, count, per-bucket counts ending with +Inf)` as last copied.
+    state: std::sync::Mutex<(f64, u64, Vec<(f64, u64)>)>,
+}
+
+impl TypedMetric for CopiedHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for CopiedHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let state = self.state.lock().map_err(|_| std::fmt::Error)?;
+        let (sum, count, buckets) = &*state;
+        encoder.encode_histogram::<NoLabelSet>(*sum, *count, buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
 }
 
 /// What steward knows about the agent process, kept from the supervisor's
@@ -193,6 +229,9 @@ pub struct Metrics {
     audit_write_failures: Counter,
     store_write_failures: Counter,
     heartbeat_failures: Counter,
+    store_wal_bytes: Gauge,
+    store_db_bytes: Gauge,
+    store_checkpoints: Family<CheckpointLabels, CopiedHistogram>,
     agent: AgentStats,
 }
 
@@ -275,6 +314,20 @@ impl Metrics {
             "Dead-man pings that failed or were withheld",
             heartbeat_failures.clone(),
         );
+        let store_wal_bytes = Gauge::default();
+        registry.register(
+            "store_wal_bytes",
+            "Size of the store's write-ahead log file (steward.db-wal) on disk",
+            store_wal_bytes.clone(),
+        );
+        let store_db_bytes = Gauge::default();
+        registry.register("store_db_bytes", "Size of the store's database file on disk", store_db_bytes.clone());
+        let store_checkpoints = Family::<CheckpointLabels, CopiedHistogram>::default();
+        registry.register(
+            "store_checkpoint_duration_seconds",
+            "WAL checkpoints by mode; restart and truncate hold the store's writer for their duration",
+            store_checkpoints.clone(),
+        );
         Self {
             registry,
             calls,
@@ -293,6 +346,9 @@ impl Metrics {
             audit_write_failures,
             store_write_failures,
             heartbeat_failures,
+            store_wal_bytes,
+            store_db_bytes,
+            store_checkpoints,
             agent: AgentStats::default(),
         }
     }
@@ -380,6 +436,18 @@ impl Metrics {
     /// One heartbeat ping failed or was withheld.
     pub fn count_heartbeat_failure(&self) {
         self.heartbeat_failures.inc();
+    }
+
+    /// Copies the store's file sizes and checkpoint histograms in (before a render).
+    pub fn observe_store(&self, stats: &WalStats) {
+        self.store_wal_bytes.set(i64::try_from(stats.wal_bytes).unwrap_or(i64::MAX));
+        self.store_db_bytes.set(i64::try_from(stats.db_bytes).unwrap_or(i64::MAX));
+        for histogram in &stats.checkpoints {
+            let metric = self.store_checkpoints.get_or_create(&CheckpointLabels { mode: histogram.mode.as_str() });
+            if let Ok(mut state) = metric.state.lock() {
+                *state = (histogram.sum_seconds, histogram.count, histogram.buckets.clone());
+            }
+        }
     }
 
     /// The exposition text served on `/metrics` ([`CONTENT_TYPE`]).

@@ -1,5 +1,7 @@
 //! The writer thread: owns the write connection, group-commits queued ops,
 //! and holds the SQL of every write (admission, journal, kill switch, kv).
+//! It also runs the checkpoints that must briefly hold the writer (see
+//! `checkpoint.rs`), between two batches.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -8,10 +10,11 @@ use std::thread::JoinHandle;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpoint::{self, CheckpointMode, ESCALATION_BUSY_WAIT, Pass};
 use super::schema::Opened;
 use super::{
-    Admission, AdmitOutcome, Completion, MAX_BATCH_EXTRA, StoreError, WriterCounters, duration_ms, queries, spend,
-    sql_error,
+    Admission, AdmitOutcome, BUSY_TIMEOUT, Completion, MAX_BATCH_EXTRA, StoreError, WriterCounters, duration_ms,
+    queries, spend, sql_error,
 };
 
 /// One write, with where its answer goes.
@@ -61,6 +64,9 @@ pub(super) enum Request {
         max_rows: u64,
     },
     Ping,
+    /// A `RESTART` or `TRUNCATE` checkpoint, run between two batches (never
+    /// inside a transaction), asked for by the checkpointer thread.
+    Checkpoint(CheckpointMode),
     #[cfg(test)]
     Exec(String),
 }
@@ -71,6 +77,7 @@ pub(super) enum Response {
     Admit(AdmitOutcome),
     Done,
     Count(u64),
+    Checkpointed(Pass),
 }
 
 /// Starts the writer thread. It runs until every sender is dropped.
@@ -84,10 +91,27 @@ pub(super) fn spawn(
 
 fn run(writer: &Opened, mut rx: mpsc::Receiver<Op>, counters: &WriterCounters) {
     let mut batch = Vec::with_capacity(MAX_BATCH_EXTRA + 1);
-    while let Some(op) = rx.blocking_recv() {
+    // A checkpoint found while draining: it runs after the batch gathered so far.
+    let mut checkpoint: Option<Op> = None;
+    loop {
+        let op = match checkpoint.take() {
+            Some(op) => op,
+            None => match rx.blocking_recv() {
+                Some(op) => op,
+                None => break,
+            },
+        };
+        if let Request::Checkpoint(mode) = op.req {
+            let _ = op.reply.send(run_checkpoint(writer, mode).map(Response::Checkpointed));
+            continue;
+        }
         batch.push(op);
         while batch.len() <= MAX_BATCH_EXTRA {
             match rx.try_recv() {
+                Ok(op) if matches!(op.req, Request::Checkpoint(_)) => {
+                    checkpoint = Some(op);
+                    break;
+                }
                 Ok(op) => batch.push(op),
                 Err(_) => break,
             }
@@ -109,6 +133,18 @@ fn run(writer: &Opened, mut rx: mpsc::Receiver<Op>, counters: &WriterCounters) {
             }
         }
     }
+}
+
+/// Runs an escalated checkpoint on the writer's connection. Readers (and
+/// another process's writer) are waited for at most
+/// [`ESCALATION_BUSY_WAIT`], so the writer's pause stays bounded: a
+/// checkpoint that could not finish reports busy and is retried later.
+fn run_checkpoint(writer: &Opened, mode: CheckpointMode) -> Result<Pass, StoreError> {
+    let conn = &writer.conn;
+    conn.busy_timeout(ESCALATION_BUSY_WAIT).map_err(|e| sql_error("shortening busy_timeout", e))?;
+    let pass = checkpoint::run(conn, mode);
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| sql_error("restoring busy_timeout", e))?;
+    pass
 }
 
 /// Runs a batch in one transaction. `Err` means nothing of the batch was
@@ -226,6 +262,10 @@ fn apply(conn: &Connection, req: &Request) -> Result<Response, StoreError> {
             .map_err(|e| sql_error("pruning the journal", e)),
         Request::PruneSpend { before_day, max_rows } => spend::prune(conn, before_day, *max_rows).map(Response::Count),
         Request::Ping => Ok(Response::Done),
+        // Never batched: `run` takes checkpoints out of the batch.
+        Request::Checkpoint(mode) => {
+            Err(StoreError::Unavailable(format!("a {} checkpoint cannot run inside a transaction", mode.as_str())))
+        }
         #[cfg(test)]
         Request::Exec(sql) => conn.execute_batch(sql).map(|()| Response::Done).map_err(|e| sql_error("test exec", e)),
     }
