@@ -240,7 +240,9 @@ fn free_space(ctx: &Context<'_>) -> CheckResult {
             let p = project(ctx.config, disk, rate);
             (p.store, p.total.saturating_sub(p.store), format!("at {} calls/day", calls(rate.per_day())))
         }
-        None => (disk.store_bytes.max(JOURNAL_SIZE_LIMIT), budget, "at most max_total_size".to_owned()),
+        None => {
+            (disk.store_bytes.max(JOURNAL_SIZE_LIMIT), budget, format!("at most max_total_size ({})", human(budget)))
+        }
     };
     let store_more = store_total.saturating_sub(disk.store_bytes);
     let logs_more = logs_total.saturating_sub(disk.log_bytes);
@@ -261,7 +263,7 @@ fn free_space(ctx: &Context<'_>) -> CheckResult {
         return CheckResult::warn(
             SECTION,
             ITEM,
-            format!("{basis} over the retention window, {}", short.join("; ")),
+            format!("{basis}, over the retention window: {}", short.join("; ")),
             "free disk space, lower [logging] max_total_size or retention_days, or move [state] dir / [logging] dir \
              to a larger disk; a full disk makes steward refuse every call",
         );
@@ -277,7 +279,7 @@ fn free_space(ctx: &Context<'_>) -> CheckResult {
     CheckResult::pass(
         SECTION,
         ITEM,
-        format!("{basis}, the store and logs fit in the free space over the retention window"),
+        format!("{basis}: the store and logs fit in the free space over the retention window"),
     )
 }
 

@@ -276,7 +276,7 @@ async fn the_disk_items_project_the_observed_call_rate_over_the_retention_window
     ctx.disk.log_free = Some(1_000);
     let found = item(&score(&ctx), ROOM_ITEM).clone();
     assert_eq!(found.status, Status::Warn, "{found:?}");
-    assert!(found.detail.starts_with("at 1,000 calls/day over the retention window,"), "{found:?}");
+    assert!(found.detail.starts_with("at 1,000 calls/day, over the retention window: "), "{found:?}");
     assert!(found.detail.contains("1.0 KB free"), "{found:?}");
     assert!(found.fix.unwrap().contains("refuse every call"));
 }

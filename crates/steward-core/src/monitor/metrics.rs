@@ -542,6 +542,32 @@ mod tests {
         assert!(text.contains("steward_agent_up 1"), "{text}");
     }
 
+    #[tokio::test]
+    async fn the_store_s_files_and_checkpoints_are_copied_in_at_each_render() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("steward.db")).unwrap();
+        store.kv_set("k", "v", 1).await.unwrap();
+        let m = Metrics::new();
+        let mut stats = store.wal_stats();
+        stats.checkpoints[1].buckets[3].1 = 2;
+        stats.checkpoints[1].count = 2;
+        stats.checkpoints[1].sum_seconds = 0.007;
+        m.observe_store(&stats);
+        let text = m.render();
+        assert!(text.contains(&format!("steward_store_db_bytes {}", stats.db_bytes)), "{text}");
+        assert!(text.contains(&format!("steward_store_wal_bytes {}", stats.wal_bytes)), "{text}");
+        assert!(stats.wal_bytes > 0, "a commit went to the WAL: {stats:?}");
+        assert!(
+            text.contains("steward_store_checkpoint_duration_seconds_bucket{le=\"0.005\",mode=\"restart\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("steward_store_checkpoint_duration_seconds_count{mode=\"restart\"} 2"), "{text}");
+        assert!(
+            text.contains("steward_store_checkpoint_duration_seconds_bucket{le=\"+Inf\",mode=\"passive\"} 0"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn readiness_names_what_is_wrong() {
         assert!(Readiness::new(Ok(()), true).ready);
