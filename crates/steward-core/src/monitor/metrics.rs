@@ -26,7 +26,7 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use crate::events::Event;
-use crate::store::WalStats;
+use crate::store::{CheckpointHistogram, WalStats};
 
 /// Content type of [`Metrics::render`]: the OpenMetrics text format, which
 /// Prometheus scrapes natively (and which ends with `# EOF`).
@@ -95,8 +95,8 @@ struct CheckpointLabels {
 /// in at each scrape: the store has no dependency on the metrics registry.
 #[derive(Debug, Default)]
 struct CopiedHistogram {
-    /// `(sum, count, per-bucket counts ending with +Inf)` as last copied.
-    state: std::sync::Mutex<(f64, u64, Vec<(f64, u64)>)>,
+    /// The store's histogram as last copied; `None` before the first copy.
+    state: std::sync::Mutex<Option<CheckpointHistogram>>,
 }
 
 impl TypedMetric for CopiedHistogram {
@@ -106,8 +106,10 @@ impl TypedMetric for CopiedHistogram {
 impl EncodeMetric for CopiedHistogram {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
         let state = self.state.lock().map_err(|_| std::fmt::Error)?;
-        let (sum, count, buckets) = &*state;
-        encoder.encode_histogram::<NoLabelSet>(*sum, *count, buckets, None)
+        match &*state {
+            Some(h) => encoder.encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &h.buckets, None),
+            None => encoder.encode_histogram::<NoLabelSet>(0.0, 0, &[], None),
+        }
     }
 
     fn metric_type(&self) -> MetricType {
@@ -445,7 +447,7 @@ impl Metrics {
         for histogram in &stats.checkpoints {
             let metric = self.store_checkpoints.get_or_create(&CheckpointLabels { mode: histogram.mode.as_str() });
             if let Ok(mut state) = metric.state.lock() {
-                *state = (histogram.sum_seconds, histogram.count, histogram.buckets.clone());
+                *state = Some(histogram.clone());
             }
         }
     }
