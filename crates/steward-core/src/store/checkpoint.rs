@@ -386,7 +386,11 @@ impl Worker {
                 None => break,
             }
         }
-        // Fold the WAL back before the store closes, so a copy of the file is complete.
+        // Fold the WAL back before the store closes, so a copy of the file is
+        // complete. Bounded like an escalation: a CLI command closing its
+        // store while the daemon is busy must neither wait seconds nor hold
+        // the daemon's writer; the daemon's own checkpointer does it later.
+        let _ = self.conn.busy_timeout(ESCALATION_BUSY_WAIT);
         let _ = run(&self.conn, CheckpointMode::Truncate);
     }
 
