@@ -175,8 +175,15 @@ async fn main() {
         mb(usage.audit as f64),
         usage.audit as f64 / calls.max(1) as f64
     );
-    for line in metrics.lines().filter(|l| l.starts_with("steward_store_")) {
-        println!("| `/metrics` at the end of the load | `{line}` |");
+    for mode in ["passive", "restart", "truncate"] {
+        let Some(h) = CheckpointSummary::parse(&metrics, mode) else { continue };
+        println!(
+            "| `{mode}` checkpoints during the load (from `/metrics`) | {}, mean {:.1} ms, p99 ≤ {}, max ≤ {} |",
+            h.count,
+            h.mean_ms(),
+            h.bound(0.99),
+            h.bound(1.0)
+        );
     }
     println!();
     println!("| t (s) | calls | RSS MB | anon (heap) MB | file-backed MB | shmem MB | WAL MB | -shm MB | db MB |");
@@ -389,5 +396,52 @@ async fn scrape_metrics(client: &reqwest::Client, addr: &str) -> String {
     match client.get(format!("http://{addr}/metrics")).send().await {
         Ok(response) => response.text().await.unwrap_or_default(),
         Err(_) => String::new(),
+    }
+}
+
+/// One mode of `steward_store_checkpoint_duration_seconds`, read back from
+/// the exposition text (absent from a build before the metric existed).
+struct CheckpointSummary {
+    count: u64,
+    sum: f64,
+    /// Cumulative `(le, count)`.
+    buckets: Vec<(String, u64)>,
+}
+
+impl CheckpointSummary {
+    fn parse(text: &str, mode: &str) -> Option<CheckpointSummary> {
+        let name = "steward_store_checkpoint_duration_seconds";
+        let label = format!("mode=\"{mode}\"");
+        let value = |line: &str| line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+        let mut summary = CheckpointSummary { count: 0, sum: 0.0, buckets: Vec::new() };
+        let mut seen = false;
+        for line in text.lines().filter(|l| l.starts_with(name) && l.contains(&label)) {
+            seen = true;
+            if line.starts_with(&format!("{name}_count")) {
+                summary.count = value(line)? as u64;
+            } else if line.starts_with(&format!("{name}_sum")) {
+                summary.sum = value(line)?;
+            } else if let Some(le) = line.split("le=\"").nth(1).and_then(|rest| rest.split('"').next()) {
+                summary.buckets.push((le.to_owned(), value(line)? as u64));
+            }
+        }
+        seen.then_some(summary)
+    }
+
+    fn mean_ms(&self) -> f64 {
+        self.sum * 1000.0 / self.count.max(1) as f64
+    }
+
+    /// The upper bound of the bucket holding the `q` quantile.
+    fn bound(&self, q: f64) -> String {
+        if self.count == 0 {
+            return "-".to_owned();
+        }
+        let rank = (q * self.count as f64).ceil() as u64;
+        let le = self.buckets.iter().find(|(_, n)| *n >= rank.max(1)).map_or("+Inf", |(le, _)| le.as_str());
+        match le.parse::<f64>() {
+            Ok(secs) => format!("{} ms", secs * 1000.0),
+            Err(_) => le.to_owned(),
+        }
     }
 }

@@ -12,7 +12,7 @@
 //!
 //! # What happens instead
 //! 1. The checkpointer runs a `PASSIVE` pass every [`CHECKPOINT_EVERY`], or
-//!    as soon as the writer's commit hook sees the WAL reach
+//!    as soon as the writer's commit hook sees the WAL grow by
 //!    [`WAKE_AT_FRAMES`]. It copies nearly everything, concurrently with
 //!    the writer.
 //! 2. When a pass leaves frames behind in a WAL of at least
@@ -24,10 +24,12 @@
 //!    waited for at most [`ESCALATION_BUSY_WAIT`]. The writer's next commit
 //!    starts the WAL again from its beginning, and cuts the file to
 //!    [`JOURNAL_SIZE_LIMIT`] (`journal_size_limit`).
-//! 3. When a pass copied everything but the file is still larger than
-//!    [`JOURNAL_SIZE_LIMIT`] (the store went idle after a burst, so no commit
-//!    comes to cut it), the writer runs a `TRUNCATE` checkpoint: nothing to
-//!    copy, the file goes to zero bytes.
+//! 3. When a pass copied everything, no commit came since the pass before
+//!    (the store went idle after a burst, so no commit comes to cut the
+//!    file), and the file is still larger than [`JOURNAL_SIZE_LIMIT`], the
+//!    writer runs a `TRUNCATE` checkpoint: nothing to copy, the file goes to
+//!    zero bytes. Never under load: there the next commit cuts the file, for
+//!    free.
 //!
 //! Running the escalation on the writer thread instead of here makes the
 //! pause exactly the checkpoint's own time: the writer does not sit in
@@ -56,12 +58,15 @@ use super::{BUSY_TIMEOUT, StoreError, sql_error};
 /// at agent rates (a few calls a minute) this is what keeps the WAL small.
 pub(super) const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
-/// Frames in the WAL at which the writer's commit hook wakes the
-/// checkpointer before its next tick (8 MiB of 4 KiB pages). At full speed
-/// the WAL grows by about 150 MB/s (issue 21's measurement), so waiting for
-/// the tick would let it reach that size; waking here keeps the peak at
-/// this plus what one passive pass lets accumulate.
-pub(super) const WAKE_AT_FRAMES: i64 = 2048;
+/// Frames the writer's commits add to the WAL since the last pass (or since
+/// it was rewound) at which the commit hook wakes the checkpointer before
+/// its next tick (8 MiB of 4 KiB pages). At full speed the WAL grows by
+/// about 150 MB/s (issue 21's measurement), so waiting for the tick would
+/// let it reach that size; waking here keeps the peak at this plus what one
+/// passive pass lets accumulate. Counting from the last pass, not from
+/// zero, keeps a WAL the writer could not rewind at once (a reader held a
+/// snapshot) from waking a pass at every commit.
+pub(super) const WAKE_AT_FRAMES: u64 = 2048;
 
 /// Smallest WAL worth a writer pause: when a passive pass leaves frames
 /// behind in a smaller WAL, the next pass is left to catch up. At agent
@@ -153,8 +158,9 @@ pub(super) fn run(conn: &Connection, mode: CheckpointMode) -> Result<Pass, Store
 }
 
 /// What to do after a passive pass: the policy of the module doc, as a
-/// function of what the pass saw and the WAL file's size on disk.
-pub(super) fn escalation(pass: &Pass, wal_file_bytes: u64) -> Option<CheckpointMode> {
+/// function of what the pass saw, the WAL file's size on disk, and whether
+/// any commit came since the pass before (`idle` when none did).
+pub(super) fn escalation(pass: &Pass, wal_file_bytes: u64, idle: bool) -> Option<CheckpointMode> {
     if pass.log < 0 || pass.checkpointed < 0 {
         // Another connection was checkpointing: it is doing the work.
         return None;
@@ -162,7 +168,7 @@ pub(super) fn escalation(pass: &Pass, wal_file_bytes: u64) -> Option<CheckpointM
     if pass.log > pass.checkpointed {
         return (pass.log >= RESTART_AT_FRAMES).then_some(CheckpointMode::Restart);
     }
-    (wal_file_bytes > JOURNAL_SIZE_LIMIT).then_some(CheckpointMode::Truncate)
+    (idle && wal_file_bytes > JOURNAL_SIZE_LIMIT).then_some(CheckpointMode::Truncate)
 }
 
 /// Checkpoint durations and the writer's view of the WAL, shared by the
@@ -178,6 +184,12 @@ pub(super) struct Counters {
     busy: [AtomicU64; 3],
     /// Frames in the WAL after the writer's last commit.
     pub(super) frames: AtomicU64,
+    /// Commits seen by the hook: a pass that finds it unchanged since the
+    /// pass before knows the store was idle in between.
+    commits: AtomicU64,
+    /// Frames in the WAL when the last pass started: the hook wakes the
+    /// next one [`WAKE_AT_FRAMES`] later.
+    frames_at_pass: AtomicU64,
     /// Set by the commit hook when it sends a wake, cleared when a pass
     /// starts: one wake per pass, however many commits cross the line.
     wake_pending: AtomicBool,
@@ -253,7 +265,7 @@ impl WalStats {
 /// What the checkpointer thread is told.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Signal {
-    /// The WAL reached [`WAKE_AT_FRAMES`]: run a pass now.
+    /// The WAL grew by [`WAKE_AT_FRAMES`]: run a pass now.
     Wake,
     /// The store is closing: fold the WAL back and exit.
     Stop,
@@ -309,9 +321,13 @@ pub(super) fn spawn(
     let checkpointer = Checkpointer { signals: signals.clone(), thread: Some(thread) };
     let hook_counters = Arc::clone(counters);
     let hooked = writer.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, frames: std::ffi::c_int| {
-        let frames = i64::from(frames);
-        hook_counters.frames.store(u64::try_from(frames).unwrap_or(0), Ordering::Relaxed);
-        if frames >= WAKE_AT_FRAMES && !hook_counters.wake_pending.swap(true, Ordering::Relaxed) {
+        let frames = u64::try_from(frames).unwrap_or(0);
+        hook_counters.frames.store(frames, Ordering::Relaxed);
+        hook_counters.commits.fetch_add(1, Ordering::Relaxed);
+        // A WAL smaller than at the last pass was rewound since: count from zero.
+        let base = hook_counters.frames_at_pass.load(Ordering::Relaxed);
+        let added = if frames < base { frames } else { frames - base };
+        if added >= WAKE_AT_FRAMES && !hook_counters.wake_pending.swap(true, Ordering::Relaxed) {
             // The checkpointer gone means the store is closing.
             let _ = signals.send(Signal::Wake);
         }
@@ -353,6 +369,7 @@ impl Worker {
         // process checkpoints), wakes wait for the next tick instead of
         // spinning: the pending flag stays set, so the hook sends no more.
         let mut wakes_welcome = true;
+        let mut commits_before = self.counters.commits.load(Ordering::Relaxed);
         'passes: loop {
             let tick = Instant::now() + CHECKPOINT_EVERY;
             loop {
@@ -363,6 +380,10 @@ impl Worker {
                 }
             }
             self.counters.wake_pending.store(false, Ordering::Relaxed);
+            self.counters.frames_at_pass.store(self.counters.frames.load(Ordering::Relaxed), Ordering::Relaxed);
+            let commits = self.counters.commits.load(Ordering::Relaxed);
+            let idle = commits == commits_before;
+            commits_before = commits;
             let pass = match run(&self.conn, CheckpointMode::Passive) {
                 Ok(pass) => pass,
                 Err(e) => {
@@ -373,7 +394,7 @@ impl Worker {
             self.counters.record(CheckpointMode::Passive, &pass);
             wakes_welcome = !pass.busy;
             let wal_bytes = std::fs::metadata(&self.wal).map_or(0, |m| m.len());
-            let Some(mode) = escalation(&pass, wal_bytes) else { continue };
+            let Some(mode) = escalation(&pass, wal_bytes, idle) else { continue };
             match self.escalate(mode) {
                 Some(Ok(escalated)) => {
                     self.counters.record(mode, &escalated);
@@ -420,24 +441,27 @@ mod tests {
 
     #[test]
     fn frames_left_behind_in_a_large_wal_escalate_to_restart() {
-        assert_eq!(escalation(&pass(RESTART_AT_FRAMES, RESTART_AT_FRAMES - 3), 0), Some(CheckpointMode::Restart));
-        assert_eq!(escalation(&pass(100_000, 2), JOURNAL_SIZE_LIMIT * 4), Some(CheckpointMode::Restart));
+        let left = pass(RESTART_AT_FRAMES, RESTART_AT_FRAMES - 3);
+        assert_eq!(escalation(&left, 0, false), Some(CheckpointMode::Restart));
+        assert_eq!(escalation(&pass(100_000, 2), JOURNAL_SIZE_LIMIT * 4, false), Some(CheckpointMode::Restart));
         // A small WAL with a commit that landed during the pass: the next pass catches up.
-        assert_eq!(escalation(&pass(RESTART_AT_FRAMES - 1, 10), JOURNAL_SIZE_LIMIT * 4), None);
+        assert_eq!(escalation(&pass(RESTART_AT_FRAMES - 1, 10), JOURNAL_SIZE_LIMIT * 4, false), None);
     }
 
     #[test]
-    fn an_idle_oversized_wal_is_truncated_and_a_small_one_left_alone() {
-        assert_eq!(escalation(&pass(500, 500), JOURNAL_SIZE_LIMIT + 1), Some(CheckpointMode::Truncate));
-        assert_eq!(escalation(&pass(0, 0), JOURNAL_SIZE_LIMIT + 1), Some(CheckpointMode::Truncate));
-        assert_eq!(escalation(&pass(500, 500), JOURNAL_SIZE_LIMIT), None);
+    fn an_idle_oversized_wal_is_truncated_and_a_small_or_busy_one_left_alone() {
+        assert_eq!(escalation(&pass(500, 500), JOURNAL_SIZE_LIMIT + 1, true), Some(CheckpointMode::Truncate));
+        assert_eq!(escalation(&pass(0, 0), JOURNAL_SIZE_LIMIT + 1, true), Some(CheckpointMode::Truncate));
+        assert_eq!(escalation(&pass(500, 500), JOURNAL_SIZE_LIMIT, true), None);
+        // Under load the next commit rewinds the WAL and cuts the file, for free.
+        assert_eq!(escalation(&pass(500, 500), JOURNAL_SIZE_LIMIT + 1, false), None);
     }
 
     #[test]
     fn a_pass_that_could_not_look_does_nothing() {
         // Another connection held the checkpoint lock: SQLite reports -1.
         let busy = Pass { busy: true, log: -1, checkpointed: -1, elapsed: Duration::ZERO };
-        assert_eq!(escalation(&busy, JOURNAL_SIZE_LIMIT * 10), None);
+        assert_eq!(escalation(&busy, JOURNAL_SIZE_LIMIT * 10, true), None);
     }
 
     #[test]
