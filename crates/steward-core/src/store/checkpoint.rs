@@ -16,7 +16,9 @@
 //!    [`WAKE_AT_FRAMES`]. It copies nearly everything, concurrently with
 //!    the writer.
 //! 2. When a pass leaves frames behind in a WAL of at least
-//!    [`RESTART_AT_FRAMES`], the checkpointer asks the **writer thread** to
+//!    [`RESTART_AT_FRAMES`] (a pass reports the WAL as it was when it began,
+//!    so the checkpointer looks again with a `NOOP` checkpoint: commits
+//!    that landed during the pass count), the checkpointer asks the **writer thread** to
 //!    run a `RESTART` checkpoint between two batches. Only the frames
 //!    committed during the passive pass are left to copy, so the writer's
 //!    pause is short; it is measured (`mode="restart"` in
@@ -157,9 +159,21 @@ pub(super) fn run(conn: &Connection, mode: CheckpointMode) -> Result<Pass, Store
     Ok(Pass { busy: busy != 0, log, checkpointed, elapsed: start.elapsed() })
 }
 
+/// The WAL's frames now and how many of them are copied, without copying
+/// anything (`NOOP`: no lock taken, nothing waited for).
+fn now_vs_checkpointed(conn: &Connection) -> Result<Pass, StoreError> {
+    let start = Instant::now();
+    let (log, checkpointed) = conn
+        .prepare_cached("PRAGMA wal_checkpoint(NOOP)")
+        .and_then(|mut s| s.query_row([], |row| Ok((row.get::<_, i64>(1)?, row.get(2)?))))
+        .map_err(|e| sql_error("reading the WAL's state", e))?;
+    Ok(Pass { busy: false, log, checkpointed, elapsed: start.elapsed() })
+}
+
 /// What to do after a passive pass: the policy of the module doc, as a
-/// function of what the pass saw, the WAL file's size on disk, and whether
-/// any commit came since the pass before (`idle` when none did).
+/// function of the WAL's state right after the pass (frames now, frames
+/// copied), the WAL file's size on disk, and whether any commit came since
+/// the pass before (`idle` when none did).
 pub(super) fn escalation(pass: &Pass, wal_file_bytes: u64, idle: bool) -> Option<CheckpointMode> {
     if pass.log < 0 || pass.checkpointed < 0 {
         // Another connection was checkpointing: it is doing the work.
@@ -393,8 +407,17 @@ impl Worker {
             };
             self.counters.record(CheckpointMode::Passive, &pass);
             wakes_welcome = !pass.busy;
+            // A pass reports the WAL as it was when the pass began, so it
+            // looks complete even when commits landed meanwhile: look again.
+            let now = match now_vs_checkpointed(&self.conn) {
+                Ok(now) => Pass { busy: pass.busy, ..now },
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the WAL's state; retrying");
+                    continue;
+                }
+            };
             let wal_bytes = std::fs::metadata(&self.wal).map_or(0, |m| m.len());
-            let Some(mode) = escalation(&pass, wal_bytes, idle) else { continue };
+            let Some(mode) = escalation(&now, wal_bytes, idle) else { continue };
             match self.escalate(mode) {
                 Some(Ok(escalated)) => {
                     self.counters.record(mode, &escalated);
