@@ -131,6 +131,14 @@ timeout = "2s"
     assert_eq!(sample("steward_calls_total", "tool", "echo"), Some(30.0), "{text}");
     assert_eq!(sample("steward_alert_firing", "rule", "error_rate"), Some(1.0), "{text}");
     assert!(!text.contains(common::CANARY_TOKEN) && !text.contains(&env.token));
+    // The store's files and checkpoints, read at the scrape.
+    let value = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok());
+    assert!(value("steward_store_db_bytes").is_some_and(|v| v > 0.0), "{text}");
+    assert!(value("steward_store_wal_bytes").is_some(), "{text}");
+    for mode in ["passive", "restart", "truncate"] {
+        let count = format!("steward_store_checkpoint_duration_seconds_count{{mode=\"{mode}\"}}");
+        assert!(value(&count).is_some(), "{count} in {text}");
+    }
     let ready = env.client().get(env.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     let ready: Value = ready.json().await.unwrap();

@@ -263,6 +263,8 @@ const CHECKLIST: &[(&str, &str)] = &[
     ("Logging", "redaction is on"),
     ("Logging", "retention is set"),
     ("Logging", "log directory is writable and 0700"),
+    ("Logging", "the store and logs fit in max_total_size"),
+    ("Logging", "the disk has room for the retention window"),
     ("Rate limiting", "every side-effecting tool has a limit"),
     ("Rate limiting", "retries use backoff"),
     ("Rate limiting", "a daily spend cap is set"),

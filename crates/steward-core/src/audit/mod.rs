@@ -42,8 +42,8 @@
 //! # Retention
 //! [`AuditLog::run_retention`] (hourly, from the daemon) archives or deletes
 //! rotated files older than `retention`, then deletes the oldest archives and
-//! rotated files while the directory exceeds `max_total_size`. See
-//! `retention.rs`.
+//! rotated files while the directory plus the state store exceed
+//! `max_total_size`. See `retention.rs`.
 
 mod lines;
 mod retention;
@@ -218,12 +218,14 @@ impl AuditLog {
     }
 
     /// Archives or deletes rotated files older than `retention` as of `now`,
-    /// then enforces `max_total_size`. Blocking file work: call it from
-    /// `spawn_blocking`. Fails only if the directory cannot be listed; a file
-    /// that cannot be handled is listed in [`RetentionReport::failures`] and
-    /// retried next run. Covers every [`FAMILIES`] member, the agent's log too.
-    pub fn run_retention(&self, now: SystemTime) -> Result<RetentionReport, AuditError> {
-        retention::run(&self.cfg, now)
+    /// then enforces `max_total_size` over the logs plus `store_bytes` (the
+    /// state store's files, which are never deleted here). Blocking file
+    /// work: call it from `spawn_blocking`. Fails only if the directory
+    /// cannot be listed; a file that cannot be handled is listed in
+    /// [`RetentionReport::failures`] and retried next run. Covers every
+    /// [`FAMILIES`] member, the agent's log too.
+    pub fn run_retention(&self, now: SystemTime, store_bytes: u64) -> Result<RetentionReport, AuditError> {
+        retention::run(&self.cfg, now, store_bytes)
     }
 
     /// `<logging.dir>/audit.jsonl`.

@@ -3,8 +3,10 @@
 //!
 //! Every [`FAMILIES`] member in `logging.dir` (the audit log and the agent's
 //! captured output) is handled the same way, and `max_total_size` bounds the
-//! directory as a whole: the oldest archives go first, then the oldest rotated
-//! files, whichever log they belong to. Active files are never deleted.
+//! directory together with the state store (whose size the caller passes):
+//! the oldest archives go first, then the oldest rotated files, whichever log
+//! they belong to. Active files and the store are never deleted (the store
+//! holds live state; see `doctor/disk.rs` for what the budget means).
 //!
 //! Archiving never loses a record: the archive is written under a temporary
 //! name, synced, decompressed again and compared (SHA-256) with the original,
@@ -40,7 +42,8 @@ pub struct RetentionReport {
     pub deleted_expired: Vec<PathBuf>,
     /// Files deleted, oldest first, to bring the directory under `max_total_size`.
     pub deleted_for_size: Vec<PathBuf>,
-    /// Bytes in the directory afterwards (active + rotated + archives).
+    /// Bytes in the directory afterwards (active + rotated + archives); the
+    /// store's bytes are not included.
     pub total_bytes: u64,
     /// Files that could not be handled, with why; retried next run.
     pub failures: Vec<String>,
@@ -54,7 +57,9 @@ struct Entry {
     mtime: SystemTime,
 }
 
-pub(super) fn run(cfg: &LoggingConfig, now: SystemTime) -> Result<RetentionReport, AuditError> {
+/// `store_bytes`: the state store's files, counted against `max_total_size`
+/// but never deleted here.
+pub(super) fn run(cfg: &LoggingConfig, now: SystemTime, store_bytes: u64) -> Result<RetentionReport, AuditError> {
     let mut report = RetentionReport::default();
     let archive_dir = cfg.dir.join(ARCHIVE_DIR);
     remove_stale_temporaries(&archive_dir, &mut report);
@@ -84,7 +89,8 @@ pub(super) fn run(cfg: &LoggingConfig, now: SystemTime) -> Result<RetentionRepor
     // Oldest archives go first, then the oldest rotated files; never the active file.
     archives.reverse();
     rotated.reverse();
-    while total > cfg.max_total_size {
+    let budget = cfg.max_total_size.saturating_sub(store_bytes);
+    while total > budget {
         let Some(victim) = archives.pop().or_else(|| rotated.pop()) else {
             break;
         };

@@ -362,7 +362,7 @@ async fn retention_archives_old_files_losslessly() {
     let old = rotated_file(tmp.path(), "audit-20261001T000000.000Z-000001.jsonl", &old_bytes, now, 31 * DAY);
     let recent =
         rotated_file(tmp.path(), "audit-20261120T000000.000Z-000002.jsonl", &lines_of(5, "new"), now, 29 * DAY);
-    let report = log.run_retention(now).unwrap();
+    let report = log.run_retention(now, 0).unwrap();
     let archive = tmp.path().join("archive/audit-20261001T000000.000Z-000001.jsonl.zst");
     assert_eq!(report.archived, vec![archive.clone()]);
     assert!(report.deleted_expired.is_empty() && report.deleted_for_size.is_empty());
@@ -383,7 +383,7 @@ async fn retention_archives_old_files_losslessly() {
     // temporary a crashed run left behind.
     let junk = tmp.path().join("archive/.audit-x.jsonl.zst.tmp");
     std::fs::write(&junk, b"junk").unwrap();
-    let again = log.run_retention(now).unwrap();
+    let again = log.run_retention(now, 0).unwrap();
     assert!(again.archived.is_empty() && again.deleted_for_size.is_empty());
     assert_eq!(again.total_bytes, expected_total);
     assert!(!junk.exists());
@@ -398,7 +398,7 @@ async fn retention_deletes_old_files_in_delete_mode() {
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_665_600);
     let old = rotated_file(tmp.path(), "audit-20261001T000000.000Z-000001.jsonl", &lines_of(3, "o"), now, 40 * DAY);
     let recent = rotated_file(tmp.path(), "audit-20261120T000000.000Z-000002.jsonl", &lines_of(3, "n"), now, DAY);
-    let report = log.run_retention(now).unwrap();
+    let report = log.run_retention(now, 0).unwrap();
     assert_eq!(report.deleted_expired, vec![old.clone()]);
     assert!(report.archived.is_empty());
     assert!(!old.exists() && recent.exists() && log.active_path().exists());
@@ -423,17 +423,39 @@ async fn retention_enforces_the_total_size_oldest_archives_first() {
     // 50 KB on disk, 25 KB allowed: both archives and the older rotated file go.
     let cfg = LoggingConfig { max_total_size: 25 * 1024, ..config(tmp.path(), 1 << 20) };
     let log = AuditLog::open(&cfg, redactor()).unwrap();
-    let report = log.run_retention(now).unwrap();
+    let report = log.run_retention(now, 0).unwrap();
     assert_eq!(report.deleted_for_size, vec![a1.clone(), a2.clone(), r1.clone()]);
     assert_eq!(report.total_bytes, 20 * 1024);
     assert!(!a1.exists() && !a2.exists() && !r1.exists() && r2.exists() && active.exists());
 
     // The active file is never deleted, even alone over the limit.
     let cfg = LoggingConfig { max_total_size: 1, ..config(tmp.path(), 1 << 20) };
-    let report = retention::run(&cfg, now).unwrap();
+    let report = retention::run(&cfg, now, 0).unwrap();
     assert_eq!(report.deleted_for_size, vec![r2]);
     assert!(active.exists());
     assert_eq!(report.total_bytes, 10 * 1024);
+    log.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_store_counts_against_the_total_size_and_the_logs_give_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_665_600);
+    let kb = |n: usize| vec![b'a'; n * 1024];
+    let r1 = rotated_file(tmp.path(), "audit-20261101T000000.000Z-000001.jsonl", &kb(10), now, 2 * DAY);
+    let r2 = rotated_file(tmp.path(), "audit-20261102T000000.000Z-000002.jsonl", &kb(10), now, DAY);
+    let cfg = LoggingConfig { max_total_size: 35 * 1024, ..config(tmp.path(), 1 << 20) };
+    let log = AuditLog::open(&cfg, redactor()).unwrap();
+    // 20 KB of logs fit in 35 KB alone; next to a 20 KB store only 15 KB do.
+    assert!(log.run_retention(now, 0).unwrap().deleted_for_size.is_empty());
+    let report = log.run_retention(now, 20 * 1024).unwrap();
+    assert_eq!(report.deleted_for_size, vec![r1.clone()]);
+    assert_eq!(report.total_bytes, 10 * 1024, "the store's bytes are not the log directory's");
+    assert!(!r1.exists() && r2.exists());
+    // A store over the whole budget empties the rotated files, never the active file.
+    let report = log.run_retention(now, 1 << 20).unwrap();
+    assert_eq!(report.deleted_for_size, vec![r2]);
+    assert!(log.active_path().exists());
     log.shutdown().await;
 }
 
@@ -494,7 +516,7 @@ async fn the_agent_log_family_rotates_and_shares_retention_and_the_total_size() 
     let old = rotated_file(tmp.path(), "agent-20261001T000000.000Z-000001.log", &lines_of(50, "a"), now, 31 * DAY);
     let log = AuditLog::open(&config(tmp.path(), 1 << 20), redactor()).unwrap();
     log.write(&record("one")).await.unwrap();
-    let report = log.run_retention(now).unwrap();
+    let report = log.run_retention(now, 0).unwrap();
     assert_eq!(report.archived, vec![tmp.path().join("archive/agent-20261001T000000.000Z-000001.log.zst")]);
     assert!(!old.exists());
     let on_disk: u64 = walk_sizes(tmp.path());

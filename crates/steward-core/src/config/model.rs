@@ -225,7 +225,9 @@ pub struct LoggingConfig {
     pub retention: Duration,
     /// What happens after `retention`.
     pub after_retention: AfterRetention,
-    /// Oldest files (archives first) are deleted while the directory exceeds this.
+    /// Oldest files (archives first) are deleted while the directory plus
+    /// the state store exceed this. The store is never trimmed to fit (it
+    /// holds live state); see `doctor/disk.rs`.
     pub max_total_size: u64,
 }
 

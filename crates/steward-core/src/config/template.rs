@@ -88,7 +88,9 @@ max_file_size = "100MB"
 retention_days = 30
 # "archive" (zstd-compressed into <dir>/archive/) or "delete".
 after_retention = "archive"
-# Oldest files are removed while the log directory is larger than this.
+# Oldest files are removed while the log directory plus the store
+# (steward.db) are larger than this. The store is never trimmed to fit: it
+# holds the rate windows and the spend ledger; `steward doctor` warns ahead.
 max_total_size = "2GB"
 
 # Credentials: where each secret comes from. Never the secret itself:

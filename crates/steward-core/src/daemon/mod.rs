@@ -349,7 +349,9 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
                 _ = every.tick() => {}
             }
             let log = Arc::clone(&retention_audit);
-            match tokio::task::spawn_blocking(move || log.run_retention(SystemTime::now())).await {
+            // `max_total_size` covers the store too; the logs give way.
+            let store_bytes = journal_store.wal_stats().total_bytes();
+            match tokio::task::spawn_blocking(move || log.run_retention(SystemTime::now(), store_bytes)).await {
                 Ok(Ok(report)) => tracing::debug!(?report, "audit retention ran"),
                 Ok(Err(err)) => tracing::error!(error = %err, "audit retention failed"),
                 Err(err) => tracing::error!(error = %err, "audit retention task failed"),

@@ -1,5 +1,7 @@
 //! Doctor, section Logging: every route audited, rotation at most 100 MB,
-//! redaction on, retention set, and the log directory private and writable.
+//! redaction on, retention set, the log directory private and writable,
+//! then the disk items (`disk.rs`): the store and logs within
+//! `max_total_size` and the free space.
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -11,7 +13,9 @@ const SECTION: &str = "Logging";
 
 /// Every item of the section, in order.
 pub(super) fn check(ctx: &Context<'_>) -> Vec<CheckResult> {
-    vec![every_route_audited(), rotation(ctx), redaction(ctx), retention(ctx), log_dir(ctx)]
+    let mut items = vec![every_route_audited(), rotation(ctx), redaction(ctx), retention(ctx), log_dir(ctx)];
+    items.extend(super::disk::check(ctx));
+    items
 }
 
 fn every_route_audited() -> CheckResult {

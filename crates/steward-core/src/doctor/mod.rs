@@ -2,9 +2,9 @@
 //! the config, the credentials, the files on disk and the store.
 //!
 //! The checklist is a list of independent section checks ([`SECTIONS`]),
-//! one function each, in one file each: `credentials`, `logging`,
-//! `rate_limiting`, `monitoring`, `backups`, `runbook`, `sandbox` (the
-//! agent's box), and `not_configured`
+//! one function each, in one file each: `credentials`, `logging` (with its
+//! disk items in `disk`), `rate_limiting`, `monitoring`, `backups`,
+//! `runbook`, `sandbox` (the agent's box), and `not_configured`
 //! for what has not landed yet (supervised mode; backups without `[backup]`). A
 //! check only reads the prepared [`Context`]; the slow or fallible gathering
 //! (resolving credentials, probing the store) happens once, in [`gather`].
@@ -15,6 +15,7 @@
 
 mod backups;
 mod credentials;
+mod disk;
 mod git_scan;
 mod logging;
 mod monitoring;
@@ -32,6 +33,7 @@ use crate::secrets::introspect::{introspected_upstreams, load_record};
 use crate::secrets::{IntrospectionRecord, Resolution, Secrets};
 use crate::store::Store;
 
+pub use disk::{DEFAULT_AUDIT_BYTES_PER_CALL, DEFAULT_STORE_BYTES_PER_CALL, DiskProbe, ObservedRate};
 pub use git_scan::{MAX_SCANNED_FILE_BYTES, ScanOutcome, TrackedSecret, scan_tracked_files};
 pub use sandbox::NamespaceProbe;
 
@@ -123,6 +125,8 @@ pub struct Context<'a> {
     pub runbook: Option<RunbookProbe>,
     /// What the kernel allows for the agent's box.
     pub namespaces: NamespaceProbe,
+    /// The disk the store and logs use, the call rate, the free space.
+    pub disk: DiskProbe,
 }
 
 /// The recorded runbook page, judged against the config file and the disk.
@@ -213,7 +217,8 @@ pub async fn gather(config: &Config, now: SystemTime) -> Context<'_> {
     }
     .map(|record| RunbookProbe::probe(record, &config.source_path));
     let namespaces = NamespaceProbe::read();
-    Context { config, now, resolution, store, backup_health, alerts_test, introspection, runbook, namespaces }
+    let disk = DiskProbe::gather(config, opened.as_ref(), now).await;
+    Context { config, now, resolution, store, backup_health, alerts_test, introspection, runbook, namespaces, disk }
 }
 
 /// Runs every section check on `ctx`.

@@ -37,6 +37,9 @@ async fn context<'a>(config: &'a Config, env: &[(&str, &str)], now: SystemTime) 
     let lookup = move |name: &str| map.get(name).cloned();
     let resolution = Secrets::resolve_all_with(config, &lookup).await;
     let store = probe_store(&config.state.dir, &config.state.db_path()).await;
+    let opened = matches!(store, StoreProbe::Writable)
+        .then(|| Store::open(&config.state.db_path(), crate::store::tests::redactor()).unwrap());
+    let disk = DiskProbe::gather(config, opened.as_ref(), now).await;
     Context {
         config,
         now,
@@ -47,6 +50,7 @@ async fn context<'a>(config: &'a Config, env: &[(&str, &str)], now: SystemTime) 
         introspection: BTreeMap::new(),
         namespaces: NamespaceProbe { root: false, userns_refused: None },
         runbook: None,
+        disk,
     }
 }
 
@@ -210,12 +214,73 @@ async fn sections_come_in_checklist_order_with_stable_items() {
         sections,
         ["Credentials", "Logging", "Rate limiting", "Monitoring", "Backups", "Runbook", "First deployment"]
     );
-    assert_eq!(report.checks.len(), 6 + 5 + 5 + 3 + 4 + 2 + 1);
+    assert_eq!(report.checks.len(), 6 + 7 + 5 + 3 + 4 + 2 + 1);
     assert_eq!(item(&report, "the store is writable").status, Status::Warn, "no state dir yet");
     assert_eq!(item(&report, "dead-man heartbeat is configured").status, Status::Warn);
     assert!(item(&report, "dead-man heartbeat is configured").detail.starts_with("no [heartbeat]"));
     // No sink: alerts are only logged, which degrades but does not break the deployment.
     assert_eq!(item(&report, "agent-down, error-rate and spend alerts have a sink").status, Status::Warn);
+}
+
+const BUDGET_ITEM: &str = "the store and logs fit in max_total_size";
+const ROOM_ITEM: &str = "the disk has room for the retention window";
+
+#[tokio::test]
+async fn the_disk_items_project_the_observed_call_rate_over_the_retention_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let now_ms = crate::pipeline::unix_ms(now);
+
+    // No calls yet: nothing to project, and the budget is the bound.
+    let ctx = context(&config, &[("SOCIAL", "v")], now).await;
+    assert_eq!(ctx.disk.rate, None);
+    let budget = item(&score(&ctx), BUDGET_ITEM).clone();
+    assert_eq!(budget.status, Status::Pass, "{budget:?}");
+    assert!(budget.detail.contains("no calls journaled"), "{budget:?}");
+
+    // 2,000 calls over the last two days: 1,000 a day.
+    std::fs::create_dir_all(&config.state.dir).unwrap();
+    let store = Store::open(&config.state.db_path(), crate::store::tests::redactor()).unwrap();
+    for i in 1..=2_000_i64 {
+        let id = format!("c{i}");
+        store.admit(crate::store::tests::admission(&id, now_ms - i * 86_400, None, &id)).await.unwrap();
+    }
+    drop(store);
+    let mut ctx = context(&config, &[("SOCIAL", "v")], now).await;
+    let rate = ctx.disk.rate.unwrap();
+    assert_eq!(rate.calls, 2_000);
+    assert!((rate.per_day() - 1_000.0).abs() < 1.0, "{rate:?}");
+    assert_ne!(ctx.disk.store_bytes_per_call, DEFAULT_STORE_BYTES_PER_CALL, "measured on 2,000 rows");
+    let report = score(&ctx);
+    assert_eq!(item(&report, BUDGET_ITEM).status, Status::Pass, "{:?}", item(&report, BUDGET_ITEM));
+    assert!(item(&report, BUDGET_ITEM).detail.starts_with("at 1,000 calls/day: store ~"), "{report:?}");
+
+    // Fat audit lines: 30 days of them no longer fit next to the store.
+    ctx.disk.audit_bytes_per_call = 100_000;
+    let found = item(&score(&ctx), BUDGET_ITEM).clone();
+    assert_eq!(found.status, Status::Warn, "{found:?}");
+    assert!(found.detail.contains("audit files older than about 19 days will be deleted"), "{found:?}");
+    assert!(found.fix.unwrap().contains("lower [logging] retention_days to 19"));
+
+    // A budget smaller than the store alone: the store is not trimmed, say so.
+    let small = write_config(dir.path(), "[logging]\nmax_file_size = \"100KB\"\nmax_total_size = \"1MB\"\n");
+    let ctx = context(&small, &[("SOCIAL", "v")], now).await;
+    let found = item(&score(&ctx), BUDGET_ITEM).clone();
+    assert_eq!(found.status, Status::Warn, "{found:?}");
+    assert!(found.detail.contains("the store alone will reach"), "{found:?}");
+    assert!(found.detail.contains("never trimmed for size"), "{found:?}");
+
+    // The disk: room here, not once the free space is a kilobyte.
+    let mut ctx = context(&config, &[("SOCIAL", "v")], now).await;
+    assert_eq!(item(&score(&ctx), ROOM_ITEM).status, Status::Pass, "{:?}", item(&score(&ctx), ROOM_ITEM));
+    ctx.disk.state_free = Some(1_000);
+    ctx.disk.log_free = Some(1_000);
+    let found = item(&score(&ctx), ROOM_ITEM).clone();
+    assert_eq!(found.status, Status::Warn, "{found:?}");
+    assert!(found.detail.starts_with("at 1,000 calls/day, over the retention window: "), "{found:?}");
+    assert!(found.detail.contains("1.0 KB free"), "{found:?}");
+    assert!(found.fix.unwrap().contains("refuse every call"));
 }
 
 /// An upstream whose token steward introspects, with `[policy]` forbidding admin.

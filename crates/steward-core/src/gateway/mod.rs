@@ -122,7 +122,9 @@ async fn readyz(gw: Gateway) -> Response<Body> {
 
 /// The metrics in the OpenMetrics text format.
 async fn metrics(gw: Gateway) -> Response<Body> {
-    let text = gw.pipeline.metrics().render();
+    let metrics = gw.pipeline.metrics();
+    metrics.observe_store(&gw.pipeline.store().wal_stats());
+    let text = metrics.render();
     ([(http::header::CONTENT_TYPE, crate::monitor::metrics::CONTENT_TYPE)], text).into_response()
 }
 

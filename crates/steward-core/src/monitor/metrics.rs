@@ -10,19 +10,23 @@
 //! Writers: the pipeline calls [`Metrics::record_call`] once per call (a map
 //! lookup and an atomic add, never blocking on I/O); the alert engine feeds
 //! [`Metrics::observe_event`] with every bus event and refreshes spend, kill
-//! switch and alert gauges on each evaluation; the sinks count deliveries.
+//! switch and alert gauges on each evaluation; the sinks count deliveries;
+//! `/metrics` copies the store's WAL size and checkpoint histograms in
+//! ([`Metrics::observe_store`]) just before it renders.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use crate::events::Event;
+use crate::store::{CheckpointHistogram, WalStats};
 
 /// Content type of [`Metrics::render`]: the OpenMetrics text format, which
 /// Prometheus scrapes natively (and which ends with `# EOF`).
@@ -84,6 +88,40 @@ struct DeliveryLabels {
 struct ConnectionLabels {
     /// `header_timeout`, `keepalive_timeout` or `evicted` (closed at the connection cap).
     reason: &'static str,
+}
+
+/// Labels of `steward_store_checkpoint_duration_seconds`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckpointLabels {
+    /// `passive` (the checkpointer thread, never blocks a call), `restart`
+    /// or `truncate` (run by the writer between batches: the writer's pause).
+    mode: &'static str,
+}
+
+/// A histogram the store keeps itself (cumulative since it opened), copied
+/// in at each scrape: the store has no dependency on the metrics registry.
+#[derive(Debug, Default)]
+struct CopiedHistogram {
+    /// The store's histogram as last copied; `None` before the first copy.
+    state: std::sync::Mutex<Option<CheckpointHistogram>>,
+}
+
+impl TypedMetric for CopiedHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for CopiedHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let state = self.state.lock().map_err(|_| std::fmt::Error)?;
+        match &*state {
+            Some(h) => encoder.encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &h.buckets, None),
+            None => encoder.encode_histogram::<NoLabelSet>(0.0, 0, &[], None),
+        }
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
 }
 
 /// What steward knows about the agent process, kept from the supervisor's
@@ -201,6 +239,9 @@ pub struct Metrics {
     store_write_failures: Counter,
     heartbeat_failures: Counter,
     connections_closed: Family<ConnectionLabels, Counter>,
+    store_wal_bytes: Gauge,
+    store_db_bytes: Gauge,
+    store_checkpoints: Family<CheckpointLabels, CopiedHistogram>,
     agent: AgentStats,
 }
 
@@ -289,6 +330,20 @@ impl Metrics {
             "Agent connections the gateway closed itself: a head or an idle wait too long, or the connection cap",
             connections_closed.clone(),
         );
+        let store_wal_bytes = Gauge::default();
+        registry.register(
+            "store_wal_bytes",
+            "Size of the store's write-ahead log file (steward.db-wal) on disk",
+            store_wal_bytes.clone(),
+        );
+        let store_db_bytes = Gauge::default();
+        registry.register("store_db_bytes", "Size of the store's database file on disk", store_db_bytes.clone());
+        let store_checkpoints = Family::<CheckpointLabels, CopiedHistogram>::default();
+        registry.register(
+            "store_checkpoint_duration_seconds",
+            "WAL checkpoints by mode; restart and truncate hold the store's writer for their duration",
+            store_checkpoints.clone(),
+        );
         Self {
             registry,
             calls,
@@ -308,6 +363,9 @@ impl Metrics {
             store_write_failures,
             heartbeat_failures,
             connections_closed,
+            store_wal_bytes,
+            store_db_bytes,
+            store_checkpoints,
             agent: AgentStats::default(),
         }
     }
@@ -403,6 +461,18 @@ impl Metrics {
         self.heartbeat_failures.inc();
     }
 
+    /// Copies the store's file sizes and checkpoint histograms in (before a render).
+    pub fn observe_store(&self, stats: &WalStats) {
+        self.store_wal_bytes.set(i64::try_from(stats.wal_bytes).unwrap_or(i64::MAX));
+        self.store_db_bytes.set(i64::try_from(stats.db_bytes).unwrap_or(i64::MAX));
+        for histogram in &stats.checkpoints {
+            let metric = self.store_checkpoints.get_or_create(&CheckpointLabels { mode: histogram.mode.as_str() });
+            if let Ok(mut state) = metric.state.lock() {
+                *state = Some(histogram.clone());
+            }
+        }
+    }
+
     /// The exposition text served on `/metrics` ([`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -493,6 +563,32 @@ mod tests {
         let text = m.render();
         assert!(text.contains("steward_agent_restarts_total 1"), "{text}");
         assert!(text.contains("steward_agent_up 1"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn the_store_s_files_and_checkpoints_are_copied_in_at_each_render() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("steward.db"), crate::store::tests::redactor()).unwrap();
+        store.kv_set("k", "v", 1).await.unwrap();
+        let m = Metrics::new();
+        let mut stats = store.wal_stats();
+        stats.checkpoints[1].buckets[3].1 = 2;
+        stats.checkpoints[1].count = 2;
+        stats.checkpoints[1].sum_seconds = 0.007;
+        m.observe_store(&stats);
+        let text = m.render();
+        assert!(text.contains(&format!("steward_store_db_bytes {}", stats.db_bytes)), "{text}");
+        assert!(text.contains(&format!("steward_store_wal_bytes {}", stats.wal_bytes)), "{text}");
+        assert!(stats.wal_bytes > 0, "a commit went to the WAL: {stats:?}");
+        assert!(
+            text.contains("steward_store_checkpoint_duration_seconds_bucket{le=\"0.005\",mode=\"restart\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("steward_store_checkpoint_duration_seconds_count{mode=\"restart\"} 2"), "{text}");
+        assert!(
+            text.contains("steward_store_checkpoint_duration_seconds_bucket{le=\"+Inf\",mode=\"passive\"} 0"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -34,6 +34,11 @@
 //!   crash or `kill -9` of steward (it is in the WAL, in the kernel); a power
 //!   failure may roll back the commits made since the WAL was last synced
 //!   (at checkpoints).
+//! - The WAL stays bounded at any write rate: a checkpointer thread copies it
+//!   back with passive checkpoints and, when continuous writes keep a pass
+//!   from finishing, has the writer run a short `RESTART` between two
+//!   batches; `journal_size_limit` cuts the rewound file back. See
+//!   `checkpoint.rs`; [`Store::wal_stats`] feeds `/metrics`.
 //!
 //! - **Only redacted text is stored.** Every [`Store`] owns a redactor
 //!   ([`StoreRedactor`]) and passes every free-text value of every write
@@ -67,6 +72,7 @@
 //!   `changed_ms` (when it was last engaged or released).
 //! - `kv`: small persisted state (alert states, last backup time).
 
+mod checkpoint;
 mod queries;
 mod redaction;
 mod schema;
@@ -86,6 +92,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{LoopBreakerConfig, RateLimit};
 
+pub use checkpoint::{CHECKPOINT_BUCKETS, CheckpointHistogram, CheckpointMode, JOURNAL_SIZE_LIMIT, WalStats};
 pub use spend::{MAX_STORED_MICROS, MAX_STORED_TOKENS, STOP_KEY, SpendHold, SpendRow, SpendSettlement, SpendStop};
 use writer::{Op, Request, Response};
 
@@ -324,6 +331,20 @@ impl CallRow {
     }
 }
 
+/// What the journal holds and costs on disk ([`Store::journal_footprint`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct JournalFootprint {
+    /// Calls started at or after the time asked for.
+    pub recent_calls: u64,
+    /// When the first of them started, epoch ms.
+    pub recent_first_ms: Option<i64>,
+    /// Every row of the journal.
+    pub rows: u64,
+    /// Bytes of the database file in use (its pages not on the free list):
+    /// the journal, its indexes, the spend ledger and the small tables.
+    pub used_bytes: u64,
+}
+
 /// Writer activity since [`Store::open`], for metrics: `ops / batches` is the
 /// group-commit factor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -364,13 +385,16 @@ struct Inner {
     // Field order matters: `ops` is dropped before `_writer_thread`, so the
     // writer sees its channel close and exits before the join.
     ops: mpsc::Sender<Op>,
-    /// Dropping it stops the checkpointer thread.
-    _checkpointer: Option<std::sync::mpsc::Sender<()>>,
+    /// Dropping it stops the checkpointer thread and waits for its last
+    /// checkpoint (the writer still runs then: it is joined last).
+    _checkpointer: Option<checkpoint::Checkpointer>,
     path: PathBuf,
     reader: Mutex<schema::Opened>,
     /// Every write's free text passes it before it is queued.
     redactor: StoreRedactor,
     counters: Arc<WriterCounters>,
+    /// Checkpoint durations and the WAL's frames, for [`Store::wal_stats`].
+    checkpoints: Arc<checkpoint::Counters>,
     _writer_thread: WriterThread,
 }
 
@@ -396,10 +420,11 @@ impl Store {
     /// daemon startup. Many processes may open the same file. Every free-text
     /// value written through this handle passes `redactor` first.
     pub fn open(path: &Path, redactor: StoreRedactor) -> Result<Store, StoreError> {
-        let writer = schema::open_writer(path, schema::MIGRATIONS)?;
+        let mut writer = schema::open_writer(path, schema::MIGRATIONS)?;
         let reader = schema::open_reader(path)?;
-        let checkpointer = schema::spawn_checkpointer(path, &writer.conn);
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let checkpoints = Arc::new(checkpoint::Counters::default());
+        let checkpointer = checkpoint::spawn(path, &mut writer.conn, &tx, &checkpoints);
         let counters = Arc::new(WriterCounters::default());
         let handle = writer::spawn(writer, rx, Arc::clone(&counters), Arc::clone(&redactor))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the store writer thread: {e}")))?;
@@ -411,6 +436,7 @@ impl Store {
                 reader: Mutex::new(reader),
                 redactor,
                 counters,
+                checkpoints,
                 _writer_thread: WriterThread(Some(handle)),
             }),
         })
@@ -500,6 +526,13 @@ impl Store {
         self.read(move |conn| queries::tool_counts_since(conn, since_ms)).await
     }
 
+    /// How many calls started since `since_ms`, how many rows the journal
+    /// holds in all, and the database bytes they use (for `steward doctor`'s
+    /// disk projection).
+    pub async fn journal_footprint(&self, since_ms: i64) -> Result<JournalFootprint, StoreError> {
+        self.read(move |conn| queries::footprint(conn, since_ms)).await
+    }
+
     /// `(judged, failed)`: the calls the error-rate alert weighs, started at
     /// or after `since_ms` and finished. **Failed** means the upstream
     /// answered 5xx, could not be reached or timed out (journaled `allowed`
@@ -560,6 +593,20 @@ impl Store {
         WriterStats {
             batches: self.inner.counters.batches.load(Ordering::Relaxed),
             ops: self.inner.counters.ops.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The store's files on disk and its checkpoints since it opened, for
+    /// `/metrics` and retention. Three `stat` calls: cheap enough for every scrape.
+    pub fn wal_stats(&self) -> WalStats {
+        let len = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
+        let counters = &self.inner.checkpoints;
+        WalStats {
+            wal_bytes: len(&checkpoint::wal_path(&self.inner.path)),
+            db_bytes: len(&self.inner.path),
+            shm_bytes: len(&checkpoint::side_file(&self.inner.path, "-shm")),
+            wal_frames: counters.frames.load(Ordering::Relaxed),
+            checkpoints: CheckpointMode::ALL.iter().map(|&mode| counters.histogram(mode)).collect(),
         }
     }
 

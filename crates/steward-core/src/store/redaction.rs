@@ -51,6 +51,7 @@ impl Request {
             Request::PruneJournal { before_ms, max_rows } => Request::PruneJournal { before_ms, max_rows },
             Request::PruneSpend { before_day, max_rows } => Request::PruneSpend { before_day, max_rows },
             Request::Ping => Request::Ping,
+            Request::Checkpoint(mode) => Request::Checkpoint(mode),
             #[cfg(test)]
             Request::Exec(sql) => Request::Exec(sql),
         }

@@ -93,7 +93,8 @@ impl Opened {
 }
 
 /// Opens the write connection: creates the file 0600 if needed, WAL,
-/// `synchronous=NORMAL`, `busy_timeout`, `foreign_keys`, migrations.
+/// `synchronous=NORMAL`, `busy_timeout`, `foreign_keys`, `journal_size_limit`,
+/// migrations.
 pub(super) fn open_writer(path: &Path, migrations: &[&str]) -> Result<Opened, StoreError> {
     let cannot = |e: std::io::Error| StoreError::Unavailable(format!("cannot open {}: {e}", path.display()));
     // Created here rather than by SQLite so the mode is 0600 from the first
@@ -121,39 +122,14 @@ pub(super) fn open_writer(path: &Path, migrations: &[&str]) -> Result<Opened, St
     // Checkpoints (which fsync the database file) run on the checkpointer
     // thread, not inside a commit that an agent's call is waiting for.
     conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(|e| sql_error("disabling auto-checkpoint", e))?;
+    // A rewound WAL is cut back to this size by the next commit, instead of
+    // keeping its high-water size on disk until a clean shutdown.
+    conn.pragma_update(None, "journal_size_limit", i64::try_from(super::JOURNAL_SIZE_LIMIT).unwrap_or(i64::MAX))
+        .map_err(|e| sql_error("setting journal_size_limit", e))?;
     migrate(&conn, migrations)?;
     restrict_modes(path)?;
     let id = file_id(path).map_err(cannot)?;
     Ok(Opened { conn, path: path.to_path_buf(), id })
-}
-
-/// How often the checkpointer copies the WAL back into the database file.
-/// Often enough that the WAL stays small (a few MB at 10k calls/s).
-pub(super) const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Starts the thread that checkpoints the WAL with its own connection
-/// (`PASSIVE`: never blocks the writer or readers). It stops when the
-/// returned sender is dropped. `None` if it cannot start: the writer then
-/// checkpoints inline again, as SQLite does by default.
-pub(super) fn spawn_checkpointer(path: &Path, writer: &Connection) -> Option<std::sync::mpsc::Sender<()>> {
-    let conn =
-        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX).ok()?;
-    conn.busy_timeout(BUSY_TIMEOUT).ok()?;
-    let (stop, stopped) = std::sync::mpsc::channel::<()>();
-    let spawned = std::thread::Builder::new().name("steward-store-checkpoint".into()).spawn(move || {
-        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
-            }
-        }
-        // Fold the WAL back before the store closes, so a copy of the file is complete.
-        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-    });
-    if spawned.is_err() {
-        let _ = writer.pragma_update(None, "wal_autocheckpoint", 1000);
-        return None;
-    }
-    Some(stop)
 }
 
 /// Opens the read-only connection used by queries.

@@ -1,7 +1,8 @@
 //! Store tests: migrations, file modes, exact windows under concurrency,
 //! loop breaker, kill switch across processes. Failure modes are in
-//! `tests/failures.rs`. The call and ledger fixtures are `pub(crate)`: other
-//! modules' tests (the daemon's retention) journal calls with them.
+//! `tests/failures.rs`, the WAL's bound in `tests/wal.rs`. The call and
+//! ledger fixtures are `pub(crate)`: other modules' tests (the daemon's
+//! retention) journal calls with them.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -12,6 +13,7 @@ use super::*;
 mod failures;
 mod redaction;
 pub(crate) mod spend;
+mod wal;
 
 const HOUR_MS: i64 = 3_600_000;
 pub(crate) const T0: i64 = 1_790_000_000_000;

@@ -1,5 +1,7 @@
 //! The writer thread: owns the write connection, group-commits queued ops,
 //! and holds the SQL of every write (admission, journal, kill switch, kv).
+//! It also runs the checkpoints that must briefly hold the writer (see
+//! `checkpoint.rs`), between two batches.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,10 +12,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use redact::Redactor;
 
+use super::checkpoint::{self, CheckpointMode, ESCALATION_BUSY_WAIT, Pass};
 use super::schema::Opened;
 use super::{
-    Admission, AdmitOutcome, Completion, MAX_BATCH_EXTRA, StoreError, StoreRedactor, WriterCounters, duration_ms,
-    queries, redaction, spend, sql_error,
+    Admission, AdmitOutcome, BUSY_TIMEOUT, Completion, MAX_BATCH_EXTRA, StoreError, StoreRedactor, WriterCounters,
+    duration_ms, queries, redaction, spend, sql_error,
 };
 
 /// One write, with where its answer goes.
@@ -71,6 +74,9 @@ pub(super) enum Request {
     },
     /// A real write (see `Store::check_writable`).
     Ping,
+    /// A `RESTART` or `TRUNCATE` checkpoint, run between two batches (never
+    /// inside a transaction), asked for by the checkpointer thread.
+    Checkpoint(CheckpointMode),
     #[cfg(test)]
     Exec(String),
 }
@@ -81,6 +87,7 @@ pub(super) enum Response {
     Admit(AdmitOutcome),
     Done,
     Count(u64),
+    Checkpointed(Pass),
 }
 
 /// Starts the writer thread. It runs until every sender is dropped.
@@ -108,10 +115,27 @@ struct Writer {
 
 fn run(writer: &Writer, mut rx: mpsc::Receiver<Op>, counters: &WriterCounters) {
     let mut batch = Vec::with_capacity(MAX_BATCH_EXTRA + 1);
-    while let Some(op) = rx.blocking_recv() {
+    // A checkpoint found while draining: it runs after the batch gathered so far.
+    let mut checkpoint: Option<Op> = None;
+    loop {
+        let op = match checkpoint.take() {
+            Some(op) => op,
+            None => match rx.blocking_recv() {
+                Some(op) => op,
+                None => break,
+            },
+        };
+        if let Request::Checkpoint(mode) = op.req {
+            let _ = op.reply.send(run_checkpoint(&writer.opened, mode).map(Response::Checkpointed));
+            continue;
+        }
         batch.push(op);
         while batch.len() <= MAX_BATCH_EXTRA {
             match rx.try_recv() {
+                Ok(op) if matches!(op.req, Request::Checkpoint(_)) => {
+                    checkpoint = Some(op);
+                    break;
+                }
                 Ok(op) => batch.push(op),
                 Err(_) => break,
             }
@@ -133,6 +157,18 @@ fn run(writer: &Writer, mut rx: mpsc::Receiver<Op>, counters: &WriterCounters) {
             }
         }
     }
+}
+
+/// Runs an escalated checkpoint on the writer's connection. Readers (and
+/// another process's writer) are waited for at most
+/// [`ESCALATION_BUSY_WAIT`], so the writer's pause stays bounded: a
+/// checkpoint that could not finish reports busy and is retried later.
+fn run_checkpoint(writer: &Opened, mode: CheckpointMode) -> Result<Pass, StoreError> {
+    let conn = &writer.conn;
+    conn.busy_timeout(ESCALATION_BUSY_WAIT).map_err(|e| sql_error("shortening busy_timeout", e))?;
+    let pass = checkpoint::run(conn, mode);
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| sql_error("restoring busy_timeout", e))?;
+    pass
 }
 
 /// Runs a batch in one transaction. `Err` means nothing of the batch was
@@ -264,6 +300,10 @@ fn apply(conn: &Connection, req: &Request, redactor: &Redactor) -> Result<Respon
             .and_then(|mut s| s.execute([]))
             .map(|_| Response::Done)
             .map_err(|e| sql_error("writing the probe row", e)),
+        // Never batched: `run` takes checkpoints out of the batch.
+        Request::Checkpoint(mode) => {
+            Err(StoreError::Unavailable(format!("a {} checkpoint cannot run inside a transaction", mode.as_str())))
+        }
         #[cfg(test)]
         Request::Exec(sql) => conn.execute_batch(sql).map(|()| Response::Done).map_err(|e| sql_error("test exec", e)),
     }
