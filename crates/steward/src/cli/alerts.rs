@@ -30,7 +30,7 @@ pub enum Command {
 pub struct TestArgs {
     /// Machine-readable output.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 pub fn run(path: &Path, command: Command) -> Result<ExitCode, CliError> {

@@ -26,7 +26,7 @@ pub struct Args {
     failed: bool,
     /// One JSON array, for scripts.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 fn parse_since(text: &str) -> Result<std::time::Duration, String> {

@@ -1,7 +1,8 @@
 //! `steward run`: the daemon in the foreground, with the agent supervised
 //! (started through the `agent-exec` trampoline so it dies with steward),
 //! systemd notifications (no-op outside systemd), and SIGHUP reloading
-//! credentials.
+//! credentials. Its log goes to stderr: text (coloured only on a terminal)
+//! or, with `--log-format json`, one JSON object per line for log shippers.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -14,11 +15,24 @@ use super::{CliError, exit, load_config, runtime};
 
 /// `steward run` (SIGTERM/Ctrl-C drain and stop; SIGHUP reloads credentials)
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// How steward's own log lines are written to stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
 
-pub fn run(path: &Path, _args: Args) -> Result<ExitCode, CliError> {
+/// `--log-format`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event (coloured only on a terminal).
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields`, `target`), for log shippers.
+    Json,
+}
+
+pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
     let config = load_config(path)?;
-    init_tracing();
+    init_tracing(args.log_format);
     let rt = runtime()?;
     let options = DaemonOptions { launcher: launcher(), systemd: true, ..DaemonOptions::default() };
     let started = rt.block_on(async {
@@ -49,12 +63,16 @@ pub fn run(path: &Path, _args: Args) -> Result<ExitCode, CliError> {
     });
     match started {
         Ok(()) => Ok(ExitCode::from(exit::OK)),
-        Err(err) => {
-            let config_error =
-                err.downcast_ref::<daemon::DaemonError>().is_some_and(daemon::DaemonError::is_config_error);
-            anstream::eprintln!("error: steward could not start: {err:#}");
-            Ok(ExitCode::from(if config_error { exit::CONFIG } else { exit::FAILURE }))
-        }
+        Err(err) => match err.downcast::<daemon::DaemonError>() {
+            Ok(daemon::DaemonError::Credentials(unresolved)) => Err(CliError::unresolved(path, &unresolved)),
+            Ok(err) if err.is_config_error() => Err(CliError::Credentials {
+                path: path.to_owned(),
+                problems: vec![err.to_string()],
+                needs_a_person: true,
+            }),
+            Ok(err) => Err(anyhow::Error::new(err).context("steward could not start").into()),
+            Err(err) => Err(err.context("steward could not start").into()),
+        },
     }
 }
 
@@ -71,11 +89,17 @@ fn launcher() -> Launcher {
     }
 }
 
-/// Logs to stderr; `STEWARD_LOG` (e.g. `debug`, `steward_core=trace`) overrides `info`.
-pub fn init_tracing() {
+/// Logs to stderr in `format`; `STEWARD_LOG` (e.g. `debug`,
+/// `steward_core=trace`) overrides `info`. Colour codes only when stderr
+/// gets colour ([`super::color_on_stderr`]): never into a file or journald.
+pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("STEWARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(super::color_on_stderr()).try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
 }
 
 /// SIGHUP (`steward secrets reload`) re-reads every credential source; a

@@ -24,12 +24,12 @@ pub struct Args {
     stdout: bool,
     /// Machine-readable output: {"path", "bytes", "config_sha256"} of the written page.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
-    let source = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, e))?;
-    let config = config::parse(&source, path)?;
+    let source = std::fs::read_to_string(path).map_err(|e| CliError::config(path, ConfigError::io(path, e)))?;
+    let config = config::parse(&source, path).map_err(|e| CliError::config(path, e))?;
     let now = SystemTime::now();
     let page = runbook::render(&config, &config.source_path, now);
     if args.stdout {

@@ -28,7 +28,7 @@ use super::{CliError, exit, format_ms, load_config, now_ms, open_store, print_js
 pub struct Args {
     /// Machine-readable output.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
