@@ -196,3 +196,31 @@ fn completions_and_the_man_page_come_from_the_command_definition() {
     }
     assert!(!dir.path().join("man/steward-agent-exec.1").exists());
 }
+
+#[test]
+fn iana_time_zones_work_on_a_host_without_a_time_zone_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let no_tzdata = dir.path().join("empty-zoneinfo");
+    std::fs::create_dir(&no_tzdata).unwrap();
+    std::fs::write(
+        dir.path().join("steward.toml"),
+        "[agent]\nname = \"x\"\n\n[spend]\ndaily_cap_usd = 5\ntimezone = \"Europe/Berlin\"\n\n\
+         [backup]\ndestination = \"file:///tmp/steward-tz-test-backups\"\ntimezone = \"America/New_York\"\n",
+    )
+    .unwrap();
+    // jiff reads the system database from TZDIR: pointed at an empty
+    // directory, only the copy compiled into steward can know these names.
+    let tzdir = no_tzdata.to_str().unwrap();
+    let out = steward(dir.path(), &["config", "check", "--offline"], &[("TZDIR", tzdir)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = steward(dir.path(), &["spend", "--json"], &[("TZDIR", tzdir)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let day = serde_json::from_slice::<Value>(&out.stdout).unwrap()["today"]["day"].as_str().unwrap().to_owned();
+    assert_eq!(day.len(), 10, "{day}");
+
+    std::fs::write(dir.path().join("steward.toml"), "[agent]\nname = \"x\"\n\n[spend]\ntimezone = \"Mars/Olympus\"\n")
+        .unwrap();
+    let out = steward(dir.path(), &["config", "check", "--offline"], &[("TZDIR", tzdir)]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("Europe/Berlin"), "the fix names an IANA zone: {}", text(&out.stderr));
+}

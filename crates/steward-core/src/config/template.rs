@@ -163,9 +163,9 @@ max_total_size = "2GB"
 #daily_cap_usd = 5.00
 # Spend at which the "spend above threshold" alert fires; at most the cap.
 #alert_at_usd = 4.00
-# When the day starts: "UTC" or a fixed offset like "+02:00". steward has no
-# time zone database, so names like "Europe/Berlin" are not understood, and a
-# fixed offset does not follow daylight saving time.
+# When the day starts: midnight in an IANA time zone like "Europe/Berlin"
+# (daylight saving time included; steward carries the time zone database, so
+# this works on a host without tzdata), "UTC", or a fixed offset like "+02:00".
 timezone = "UTC"
 # Output token limit steward sets on requests that set none, so every call
 # has a bounded worst-case cost.

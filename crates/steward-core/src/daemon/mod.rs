@@ -337,7 +337,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     });
     let retention_audit = Arc::clone(&audit);
     let journal_keep = journal_keep(config);
-    let spend_config = config.spend;
+    let spend_config = config.spend.clone();
     let drain = shutdown.clone();
     tracker.spawn(async move {
         let mut every = tokio::time::interval(RETENTION_EVERY);

@@ -298,7 +298,7 @@ impl Engine {
         Self {
             agent: config.agent.name.clone(),
             alerts: config.alerts.clone(),
-            spend: config.spend,
+            spend: config.spend.clone(),
             store,
             audit,
             metrics,

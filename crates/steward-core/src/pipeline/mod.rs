@@ -211,7 +211,7 @@ impl Pipeline {
             loop_breaker: config.loop_breaker,
             llm: config.llm.clone(),
             prices: PriceTable::with_builtin(&config.prices)?,
-            spend: config.spend,
+            spend: config.spend.clone(),
             forwarder: Forwarder::new(api.chain(llm), Arc::clone(&secrets))?,
             secrets,
             scope_watch: ScopeWatch::new(config),

@@ -243,17 +243,8 @@ impl Page<'_> {
         let providers: Vec<String> =
             config.llm.iter().map(|(name, p)| format!("{} ({})", code(name), p.kind.as_str())).collect();
         self.line(format!("- LLM providers: {}.", providers.join(", ")));
-        let offset = config.spend.utc_offset;
-        let zone = if offset.is_utc() {
-            "UTC".to_owned()
-        } else {
-            format!(
-                "UTC{}{:02}:{:02}",
-                if offset.is_negative() { '-' } else { '+' },
-                offset.whole_hours().abs(),
-                offset.minutes_past_hour().abs()
-            )
-        };
+        let name = &config.spend.timezone_name;
+        let zone = if name.starts_with(['+', '-']) { format!("UTC{name}") } else { name.clone() };
         match config.spend.daily_cap() {
             Some(cap) => self.line(format!(
                 "- Daily cap: **{cap}** over all LLM calls; the day starts at 00:00 {zone}. Once it is \
