@@ -137,7 +137,7 @@ fn spend_accepts_whole_dollars_an_alert_without_cap_and_an_alert_equal_to_the_ca
 fn spend_timezone_takes_iana_names_and_the_day_follows_daylight_saving_time() {
     let c = ok(&format!("{MINIMAL}[spend]\ntimezone = \"Europe/Berlin\"\n"));
     assert_eq!(c.spend.timezone_name, "Europe/Berlin");
-    let at = |rfc3339: &str| std::time::SystemTime::try_from(rfc3339.parse::<jiff::Timestamp>().unwrap()).unwrap();
+    let at = |rfc3339: &str| std::time::SystemTime::from(rfc3339.parse::<jiff::Timestamp>().unwrap());
     // 23:30 UTC is already the next day in Berlin: 00:30 in winter (CET), 01:30 in summer (CEST).
     assert_eq!(c.spend.day_of(at("2026-01-15T23:30:00Z"), 0), "2026-01-16");
     assert_eq!(c.spend.day_of(at("2026-07-15T22:30:00Z"), 0), "2026-07-16");
