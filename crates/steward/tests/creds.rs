@@ -260,6 +260,7 @@ const CHECKLIST: &[(&str, &str)] = &[
     ("Credentials", "every credential resolves"),
     ("Credentials", "dev and prod credentials are separate"),
     ("Credentials", "no secret in git-tracked files"),
+    ("Credentials", "git tracks neither the state dir nor a secret file"),
     ("Credentials", "every credential has a known expiry"),
     ("Credentials", "no credential has a forbidden scope"),
     ("Credentials", "agent holds no real token"),

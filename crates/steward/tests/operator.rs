@@ -224,3 +224,50 @@ fn iana_time_zones_work_on_a_host_without_a_time_zone_database() {
     assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stderr).contains("Europe/Berlin"), "the fix names an IANA zone: {}", text(&out.stderr));
 }
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+}
+
+/// The doctor item about git tracking, from `doctor --json`.
+fn tracking_item(dir: &Path) -> Value {
+    let out = steward(dir, &["doctor", "--json"], &[]);
+    let checks: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    checks.into_iter().find(|c| c["item"] == "git tracks neither the state dir nor a secret file").unwrap()
+}
+
+#[test]
+fn init_keeps_the_state_dir_out_of_git_and_doctor_fails_when_it_is_tracked_anyway() {
+    let dir = tempfile::tempdir().unwrap();
+    git(dir.path(), &["init", "-q"]);
+    let out = steward(dir.path(), &["init"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(dir.path().join(".steward/.gitignore")).unwrap().lines().last(), Some("*"));
+
+    // `git add .` takes the config, never the agent token or the store.
+    git(dir.path(), &["add", "."]);
+    let staged = Command::new("git").current_dir(dir.path()).args(["ls-files"]).output().unwrap();
+    assert_eq!(text(&staged.stdout), "steward.toml\n");
+    assert_eq!(tracking_item(dir.path())["status"], "pass");
+
+    // Forced in anyway (and a secret file next to the config): doctor fails, naming both.
+    common::private_file(&dir.path().join("social.token"), "token-value-for-the-git-test\n");
+    let config = std::fs::read_to_string(dir.path().join("steward.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("steward.toml"),
+        format!("{config}\n[credentials.social]\nsource = \"file:social.token\"\n"),
+    )
+    .unwrap();
+    git(dir.path(), &["add", "-f", ".steward/agent.token", "social.token"]);
+    let item = tracking_item(dir.path());
+    assert_eq!(item["status"], "fail", "{item}");
+    let detail = item["detail"].as_str().unwrap();
+    assert!(detail.contains(".steward") && detail.contains("social.token"), "{detail}");
+    assert!(item["fix"].as_str().unwrap().contains("git rm -r --cached"), "{item}");
+}

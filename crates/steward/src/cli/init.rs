@@ -1,4 +1,6 @@
-//! `steward init`: writes a commented starter config, the state dir and the agent token.
+//! `steward init`: writes a commented starter config, the state dir (with a
+//! `.gitignore` of `*`, so `git add .` next to the config never commits the
+//! agent token or the store) and the agent token.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -9,6 +11,11 @@ use steward_core::daemon::ensure_private_dir;
 use steward_core::secrets::AgentToken;
 
 use super::{CliError, exit, load_config};
+
+/// The state dir's `.gitignore`: everything in it (agent token, store,
+/// logs) is private to this machine. It ignores itself too, so it is never
+/// committed either.
+const STATE_GITIGNORE: &str = "# steward's state: the agent token, the store and the logs. Never commit them.\n*\n";
 
 /// `steward init`
 #[derive(Debug, clap::Args)]
@@ -36,10 +43,14 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         .with_context(|| format!("cannot write {}", path.display()))?;
     let config = load_config(path)?;
     ensure_private_dir(&config.state.dir).context("cannot create the state dir")?;
+    let ignore = config.state.dir.join(".gitignore");
+    if !ignore.exists() {
+        std::fs::write(&ignore, STATE_GITIGNORE).with_context(|| format!("cannot write {}", ignore.display()))?;
+    }
     let token_path = config.state.token_path();
     let (_, created) = AgentToken::load_or_create(&token_path).context("cannot create the agent token")?;
     anstream::println!("wrote {}", path.display());
-    anstream::println!("state dir {} (0700)", config.state.dir.display());
+    anstream::println!("state dir {} (0700, with a .gitignore of *)", config.state.dir.display());
     if created {
         anstream::println!(
             "agent token {} (0600): give its contents to your agent as its API key",
