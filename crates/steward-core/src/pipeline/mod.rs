@@ -370,7 +370,7 @@ impl Pipeline {
                 true,
             )),
             Ok(AdmitOutcome::SpendCapped { spent_micros, cap_micros, reserve_micros }) => {
-                self.events.publish(Event::SpendCapHit { spent_micros, cap_micros });
+                self.events.publish(Event::SpendCapHit { spent_micros, cap_micros, reserve_micros });
                 Err((Refusal::SpendCap { spent_micros, cap_micros, reserve_micros }, true))
             }
             Err(err) => {

@@ -159,20 +159,28 @@ impl Refusal {
                 None,
                 false,
             ),
-            Refusal::SpendCap { spent_micros, cap_micros, reserve_micros } => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "spend_cap",
-                format!(
-                    "the daily LLM spend cap is reached: {} of {} committed today, and this call's worst case \
-                     (its input plus max output tokens) is {}; a lower max_tokens may fit, else the cap resets \
-                     at midnight in [spend] timezone",
-                    crate::config::units::Usd::from_micros(*spent_micros),
-                    crate::config::units::Usd::from_micros(*cap_micros),
-                    crate::config::units::Usd::from_micros(*reserve_micros)
-                ),
-                None,
-                false,
-            ),
+            Refusal::SpendCap { spent_micros, cap_micros, reserve_micros } => {
+                let usd = crate::config::units::Usd::from_micros;
+                let message = if spent_micros >= cap_micros {
+                    format!(
+                        "the daily LLM spend cap is reached: {} of {} committed today; LLM calls are refused \
+                         until midnight in [spend] timezone",
+                        usd(*spent_micros),
+                        usd(*cap_micros)
+                    )
+                } else {
+                    format!(
+                        "this call's worst case ({}: its input plus max output tokens, priced) does not fit in \
+                         the {} left under the {} daily LLM spend cap ({} committed today); the cap is not \
+                         reached: a call with a lower max_tokens (max_completion_tokens) may fit",
+                        usd(*reserve_micros),
+                        usd(cap_micros.saturating_sub(*spent_micros)),
+                        usd(*cap_micros),
+                        usd(*spent_micros)
+                    )
+                };
+                (StatusCode::TOO_MANY_REQUESTS, "spend_cap", message, None, false)
+            }
             Refusal::CredentialExpired { credential, expired_on } => (
                 StatusCode::FORBIDDEN,
                 "credential_expired",
