@@ -121,6 +121,12 @@ pub struct RunbookConfig {
     pub output: PathBuf,
     /// Free text put under the contacts (who owns which account, escalation).
     pub notes: Option<String>,
+    /// The user steward runs as, when that is not whoever reads the page
+    /// (the `steward` user of the systemd unit): every command is printed
+    /// as `sudo -u USER steward ...`, since only that user can read the
+    /// state. `None`: commands are printed bare (`steward runbook` also
+    /// looks for an installed unit's `User=`).
+    pub run_as: Option<String>,
 }
 
 /// `[gateway]`

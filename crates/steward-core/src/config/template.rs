@@ -298,6 +298,10 @@ repeat_every = "4h"
 #output = "./RUNBOOK.md"
 # Free text under the contacts: account owners, escalation.
 #notes = "Social account owner: marketing (Bo)."
+# The user steward runs as (the systemd unit's User=): every command on the
+# page becomes `sudo -u steward steward ...`. Found by itself when the unit
+# is installed.
+#run_as = "steward"
 "#;
 
 #[cfg(test)]
@@ -402,6 +406,7 @@ mod tests {
         assert_eq!(c.runbook.contacts.len(), 2);
         assert_eq!(c.runbook.output, Path::new("/srv/poster/RUNBOOK.md"));
         assert_eq!(c.runbook.notes.as_deref(), Some("Social account owner: marketing (Bo)."));
+        assert_eq!(c.runbook.run_as.as_deref(), Some("steward"));
     }
 
     #[test]

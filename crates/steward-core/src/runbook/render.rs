@@ -61,10 +61,12 @@ impl Page<'_> {
         self.line("");
     }
 
-    /// `steward SUB --config PATH ARGS`
+    /// `steward SUB --config PATH ARGS`, as `[runbook] run_as` when set
+    /// (`sudo -u steward steward ...`): the state is readable by that user only.
     fn cmd(&self, sub: &str, args: &str) -> String {
         let args = if args.is_empty() { String::new() } else { format!(" {args}") };
-        format!("steward {sub} --config {}{args}", self.config_arg)
+        let sudo = self.config.runbook.run_as.as_deref().map(|user| format!("sudo -u {user} ")).unwrap_or_default();
+        format!("{sudo}steward {sub} --config {}{args}", self.config_arg)
     }
 
     /// A fenced `sh` block of commands.
@@ -95,6 +97,13 @@ impl Page<'_> {
         ));
         self.line("");
         self.line("Every command below names the config file, so it can be pasted as it is from any directory.");
+        if let Some(user) = &config.runbook.run_as {
+            self.line(format!(
+                "steward runs as the `{user}` user (systemd), which alone can read its state: every command \
+                 runs as that user through `sudo -u {user}`. Start and stop the service itself with \
+                 `sudo systemctl start|stop steward`."
+            ));
+        }
     }
 
     fn stop(&mut self) {
