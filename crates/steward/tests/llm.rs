@@ -164,6 +164,12 @@ async fn anthropic_gets_its_key_header_and_its_error_shape() {
     assert_eq!(body["error"]["reason"], "unknown_price");
     assert!(body["error"]["message"].as_str().unwrap().contains("[prices.\"claude-imaginary-9\"]"));
     assert_eq!(env.mock.requests().len(), 1);
+    // `steward last` names the endpoint and the model refused, with the status the agent got.
+    let rows: Value = serde_json::from_slice(&env.steward(&["last", "--json", "-n", "1"]).stdout).unwrap();
+    assert_eq!(rows[0]["decision"], "unknown_price");
+    assert_eq!(rows[0]["tool"], "anthropic:messages", "{rows}");
+    assert!(rows[0]["input_summary"].as_str().unwrap().starts_with("model claude-imaginary-9"), "{rows}");
+    assert_eq!(rows[0]["status"], 403);
     env.assert_no_secret_leaked();
 }
 

@@ -271,3 +271,101 @@ fn init_keeps_the_state_dir_out_of_git_and_doctor_fails_when_it_is_tracked_anywa
     assert!(detail.contains(".steward") && detail.contains("social.token"), "{detail}");
     assert!(item["fix"].as_str().unwrap().contains("git rm -r --cached"), "{item}");
 }
+
+/// Splits a shell command line into words, honouring '...' and "..." quotes
+/// and `\` line continuations (enough for the README's curl example).
+fn shell_words(line: &str) -> Vec<String> {
+    let line = line.replace("\\\n", " ");
+    let (mut words, mut word, mut quote, mut in_word) = (Vec::new(), String::new(), None, false);
+    for c in line.chars() {
+        match (quote, c) {
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (Some(q), c) if c == q => quote = None,
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                }
+                in_word = false;
+            }
+            (_, c) => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    words
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_curl_example_posts_successfully() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
+    let start = readme.find("\ncurl ").expect("the README has a curl example") + 1;
+    let end = start + readme[start..].find("'\n").unwrap() + 1;
+    let words = shell_words(&readme[start..end]);
+
+    let mut env = common::Env::new("").await;
+    env.start();
+    let (mut headers, mut method, mut url, mut data) = (Vec::new(), "GET".to_owned(), String::new(), None);
+    let mut args = words.iter().skip(1);
+    while let Some(word) = args.next() {
+        match word.as_str() {
+            "-H" => headers.push(args.next().unwrap().replace("$STEWARD_TOKEN", &env.token)),
+            "-X" => method.clone_from(args.next().unwrap()),
+            "-d" => data = Some(args.next().unwrap().clone()),
+            other => url = other.replace("http://127.0.0.1:7600", &env.url("")),
+        }
+    }
+    let mut request = env.client().request(method.parse().unwrap(), url);
+    let mut content_type = None;
+    for header in &headers {
+        let (name, value) = header.split_once(": ").unwrap();
+        if name.eq_ignore_ascii_case("content-type") {
+            content_type = Some(value.to_owned());
+        }
+        request = request.header(name, value);
+    }
+    if let Some(data) = data {
+        // What curl sends with -d and no Content-Type of its own.
+        if content_type.is_none() {
+            request = request.header("content-type", "application/x-www-form-urlencoded");
+        }
+        request = request.body(data);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    env.stop(false);
+    env.assert_no_secret_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_shows_the_status_the_agent_got_and_names_unknown_tools() {
+    let mut env = common::Env::new("").await;
+    env.start();
+    // Twelve posts against a 10/hour limit: two are refused at admission (429).
+    for i in 0..12 {
+        let body = serde_json::json!({ "status": format!("post {i}") });
+        env.req(reqwest::Method::POST, "/api/social/api/v1/statuses").json(&body).send().await.unwrap();
+    }
+    let out = env.steward(&["last", "--json", "--tool", "post"]);
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let limited: Vec<&Value> = rows.iter().filter(|r| r["decision"] == "rate_limited").collect();
+    assert_eq!(limited.len(), 2, "{rows:?}");
+    assert!(limited.iter().all(|r| r["status"] == 429), "the status the agent got: {limited:?}");
+    let table = text(&env.steward(&["last", "--failed"]).stdout);
+    assert!(table.lines().any(|l| l.contains("rate_limited") && l.contains(" 429 ")), "{table}");
+
+    let out = env.steward(&["last", "--tool", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("no tool is named `nope`") && err.contains("post, read_status, list"), "{err}");
+    let out = env.steward(&["last", "--tool", "echo"]);
+    assert!(out.status.success() && text(&out.stdout).contains("no calls of tool `echo` recorded"));
+    env.stop(false);
+    env.assert_no_secret_leaked();
+}

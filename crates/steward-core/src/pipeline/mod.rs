@@ -35,7 +35,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 pub use forward::{ForwardError, Forwarded, Forwarder};
-pub use refusal::{ErrorShape, Refusal, RefusalView, refusal_body};
+pub use refusal::{ErrorShape, Refusal, RefusalView, refusal_body, status_of_decision};
 pub use retry::{BASE_DELAY, MAX_ATTEMPTS, MAX_DELAY};
 
 use crate::audit::{AuditLog, AuditRecord};

@@ -239,3 +239,36 @@ fn older_lines(dir: &Path, n: usize) -> anyhow::Result<Vec<String>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_split_time_stream_and_text() {
+        let mut out = Vec::new();
+        emit(&mut out, "2026-11-26T04:00:00.123Z stderr boom: it broke  twice", true).unwrap();
+        emit(&mut out, "edited by hand", true).unwrap();
+        emit(&mut out, "2026-11-26T04:00:01.000Z stdout plain", false).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(first["time"], "2026-11-26T04:00:00.123Z");
+        assert_eq!(first["stream"], "stderr");
+        assert_eq!(first["text"], "boom: it broke  twice");
+        let second: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(second["text"], "edited by hand");
+        assert!(second["stream"].is_null());
+        assert_eq!(lines[2], "2026-11-26T04:00:01.000Z stdout plain");
+    }
+
+    #[test]
+    fn following_prints_complete_lines_as_json_and_keeps_the_rest() {
+        let mut out = Vec::new();
+        let mut pending = b"2026-11-26T04:00:00Z stdout one\n2026-11-26T04:00:01Z stdout tw".to_vec();
+        assert!(print_complete(&mut out, &mut pending, true));
+        assert_eq!(pending, b"2026-11-26T04:00:01Z stdout tw");
+        let line: serde_json::Value = serde_json::from_slice(out.strip_suffix(b"\n").unwrap()).unwrap();
+        assert_eq!(line["text"], "one");
+    }
+}

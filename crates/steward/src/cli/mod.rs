@@ -190,6 +190,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     }
 }
 
+/// Whether stdout gets colour, by the same rules as [`color_on_stderr`].
+pub fn color_on_stdout() -> bool {
+    anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never
+}
+
 /// Whether stderr gets colour: a terminal, unless `NO_COLOR` is set;
 /// `CLICOLOR_FORCE` forces it (anstream's rules, so steward's own lines,
 /// config errors and the daemon's log lines all agree).
