@@ -15,6 +15,17 @@ pub fn starter_template(agent_name: &str) -> String {
     TEMPLATE.replace("{{AGENT_NAME}}", &name)
 }
 
+/// [`starter_template`] with the state dir (and the logs in it) at
+/// `state_dir` instead of `./.steward`: `steward init --state-dir
+/// /var/lib/steward`, and so the config the Debian package installs.
+pub fn starter_template_in(agent_name: &str, state_dir: &str) -> String {
+    let state_dir = state_dir.trim_end_matches('/');
+    let quoted = |dir: String| toml::Value::String(dir).to_string();
+    starter_template(agent_name)
+        .replace("dir = \"./.steward/logs\"", &format!("dir = {}", quoted(format!("{state_dir}/logs"))))
+        .replace("dir = \"./.steward\"", &format!("dir = {}", quoted(state_dir.to_owned())))
+}
+
 /// The template text; `{{AGENT_NAME}}` is replaced by the quoted agent name.
 const TEMPLATE: &str = r#"# steward.toml: what your agent may reach, with which credentials, how often.
 # steward sits between the agent and the outside world: the agent calls
@@ -407,6 +418,14 @@ mod tests {
         assert_eq!(c.runbook.output, Path::new("/srv/poster/RUNBOOK.md"));
         assert_eq!(c.runbook.notes.as_deref(), Some("Social account owner: marketing (Bo)."));
         assert_eq!(c.runbook.run_as.as_deref(), Some("steward"));
+    }
+
+    #[test]
+    fn the_starter_template_can_keep_its_state_elsewhere() {
+        let c = ok(&super::starter_template_in("poster", "/var/lib/steward/"));
+        assert_eq!(c.state.dir, Path::new("/var/lib/steward"));
+        assert_eq!(c.logging.dir, Path::new("/var/lib/steward/logs"));
+        assert_eq!(c.runbook.output, Path::new("/var/lib/steward/RUNBOOK.md"));
     }
 
     #[test]

@@ -486,3 +486,38 @@ fn alert_text_is_redacted_and_labelled() {
     assert_eq!(alert.json()["since"], "2026-11-26T10:00:00.000Z");
     assert_eq!(alert.json()["status"], "firing");
 }
+
+/// The shipped Prometheus rules and Grafana dashboard (packaging/) query only
+/// metrics steward exports: a renamed metric fails here, not at 2am.
+#[test]
+fn the_shipped_rules_and_dashboard_query_metrics_steward_exports() {
+    // Families render only once they hold a label set: touch every one.
+    let m = Metrics::new();
+    m.record_call("api", Some("post"), "allowed", Some(502), Duration::from_millis(12));
+    m.record_call("api", Some("post"), "rate_limited", None, Duration::from_millis(1));
+    m.set_alert_firing("error_rate", true);
+    m.count_notice("error_rate");
+    m.count_delivery("webhook", false);
+    let text = m.render();
+    let exported: Vec<&str> =
+        text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split_whitespace().next()).collect();
+    assert!(exported.contains(&"steward_calls"), "{text}");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging");
+    for file in ["prometheus/steward.rules.yml", "grafana/steward.json"] {
+        let body = std::fs::read_to_string(root.join(file)).unwrap();
+        let mut queried = std::collections::BTreeSet::new();
+        for (at, _) in body.match_indices("steward_") {
+            let name: String =
+                body[at..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit()).collect();
+            queried.insert(name);
+        }
+        assert!(queried.len() >= 3, "{file}: {queried:?}");
+        for name in &queried {
+            let base = ["_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(name);
+            assert!(exported.contains(&base), "{file} queries {name}, which steward does not export: {exported:?}");
+        }
+    }
+}

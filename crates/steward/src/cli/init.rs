@@ -26,6 +26,14 @@ pub struct Args {
     /// Overwrite an existing config file.
     #[arg(long)]
     force: bool,
+    /// Keep the state (store, agent token, logs) here instead of ./.steward
+    /// next to the config, like /var/lib/steward under systemd.
+    #[arg(long)]
+    state_dir: Option<String>,
+    /// Write the config file only: no state dir, no agent token (`steward
+    /// run` creates both at its first start). Used to build the Debian package.
+    #[arg(long)]
+    config_only: bool,
 }
 
 pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
@@ -39,9 +47,20 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    std::fs::write(path, config::starter_template(&args.name))
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    let text = match &args.state_dir {
+        Some(dir) => config::starter_template_in(&args.name, dir),
+        None => config::starter_template(&args.name),
+    };
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     let config = load_config(path)?;
+    if args.config_only {
+        anstream::println!("wrote {}", path.display());
+        anstream::println!(
+            "state dir {} is created by `steward run` at its first start, with the agent token",
+            config.state.dir.display()
+        );
+        return Ok(ExitCode::from(exit::OK));
+    }
     ensure_private_dir(&config.state.dir).context("cannot create the state dir")?;
     let ignore = config.state.dir.join(".gitignore");
     if !ignore.exists() {
