@@ -111,6 +111,14 @@ fn with_json_every_error_is_a_json_object_on_stdout_with_the_same_exit_code() {
     let out = steward(dir.path(), &["logs", "agent", "--json"], &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(serde_json::from_slice::<Value>(&out.stdout).unwrap()["error"]["message"].is_string());
+
+    // A usage error: clap's exit code 2, as JSON too.
+    let out = steward(dir.path(), &["last", "--json", "--bogus"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["error"]["kind"], "usage");
+    assert!(json["error"]["message"].as_str().unwrap().contains("--bogus"), "{json}");
+    assert_eq!(steward(dir.path(), &["last", "--bogus"], &[]).status.code(), Some(2));
 }
 
 #[test]

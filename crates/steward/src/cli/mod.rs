@@ -36,7 +36,6 @@ pub mod exit {
     /// A command failed at run time (store unreadable, daemon could not start, ...).
     pub const FAILURE: u8 = 1;
     /// Wrong command-line usage (clap's own code).
-    #[expect(dead_code, reason = "clap exits with this code itself; listed so every code is documented here")]
     pub const USAGE: u8 = 2;
     /// The configuration is invalid: fix steward.toml at the reported line
     /// (also: `config check` found an unsafe secret file or a dev/prod share).
@@ -162,6 +161,26 @@ impl Cli {
             | Command::Man(_) => false,
         }
     }
+}
+
+/// A command line clap refused: clap's own report and exit code (2), or with
+/// `--json` among the words, the JSON error object on stdout (kind `usage`),
+/// so a script that asked for JSON always gets JSON. Help and version are
+/// printed as usual.
+pub fn usage_error(err: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let wants_json = std::env::args_os().skip(1).any(|arg| arg == "--json");
+    if !wants_json || matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = err.print();
+        return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(exit::USAGE));
+    }
+    let text = err.to_string();
+    let message = text.lines().next().unwrap_or_default().trim_start_matches("error: ");
+    let error = serde_json::json!({
+        "error": { "kind": "usage", "message": message, "help": "steward --help lists the commands and their options", "location": null }
+    });
+    anstream::println!("{}", serde_json::to_string_pretty(&error).unwrap_or_default());
+    ExitCode::from(exit::USAGE)
 }
 
 /// Runs the parsed command.
