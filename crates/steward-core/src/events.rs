@@ -74,12 +74,17 @@ pub enum Event {
         /// The tool that was called over and over.
         tool: String,
     },
-    /// A call was refused because the daily spend cap is reached.
+    /// An LLM call was refused by the daily spend cap: the day's committed
+    /// spend plus its worst case would pass the cap. The cap itself may be
+    /// far from reached (one large call does not fit): the alert engine
+    /// tells the two apart.
     SpendCapHit {
         /// The day's committed spend, micro-dollars.
         spent_micros: u64,
         /// The cap, micro-dollars.
         cap_micros: u64,
+        /// The refused call's worst case, micro-dollars.
+        reserve_micros: u64,
     },
     /// A priced call used more than its reservation (the provider streamed
     /// past `max_tokens`, reported absurd counts, or steward's bound was

@@ -13,9 +13,13 @@ use clap::Parser;
 fn main() -> ExitCode {
     // Two TLS providers in one tree make rustls panic at first use unless one is installed.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let args = cli::Cli::parse();
+    let args = match cli::Cli::try_parse() {
+        Ok(args) => args,
+        Err(err) => return cli::usage_error(&err),
+    };
+    let json = args.json();
     match cli::run(args) {
         Ok(code) => code,
-        Err(err) => err.report(),
+        Err(err) => err.report(json),
     }
 }

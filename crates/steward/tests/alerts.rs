@@ -188,6 +188,12 @@ timeout = "2s"
     assert_eq!(notices(&inbox, "test")[0]["test"], true);
     let table = String::from_utf8(env.steward(&["alerts", "test"]).stdout).unwrap();
     assert!(table.contains("delivered") && table.contains("FAILED"), "{table}");
+    // Columns line up: each row's attempt count sits under ATTEMPTS (colour codes were counted as width once).
+    let lines: Vec<&str> = table.lines().take(3).collect();
+    let column = lines[0].find("ATTEMPTS").unwrap();
+    for row in &lines[1..] {
+        assert!(row[column..].starts_with(|c: char| c.is_ascii_digit()), "misaligned:\n{table}");
+    }
     let human = String::from_utf8(env.steward(&["status"]).stdout).unwrap();
     assert!(human.contains("tested") && human.contains("none firing"), "{human}");
 

@@ -76,10 +76,11 @@ async fn backup_list_verify_restore_and_config_check() {
     assert!(!target.join("social.token").exists(), "the credential file was backed up");
     assert!(!target.join("state/agent.token").exists(), "the agent token was backed up");
 
-    // The restored config passes `steward config check`, and its store has the kill switch.
+    // The restored config passes `steward config check --offline` (its
+    // credential files are not in the backup), and its store has the kill switch.
     let restored_config = target.join("steward.toml");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_steward"))
-        .args(["config", "check", "--config", restored_config.to_str().unwrap()])
+        .args(["config", "check", "--offline", "--config", restored_config.to_str().unwrap()])
         .env("NO_COLOR", "1")
         .output()
         .unwrap();

@@ -169,7 +169,9 @@ fn demo_runs_end_to_end_and_leaves_a_journal_to_inspect() {
 
     let out = steward(dir.path(), &["status", "--config", "demo/steward.toml", "--json"]);
     let status: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(status["state"], "stopped");
+    // The demo's agent runs inside the demo, not under steward: disabled, as the README says.
+    assert_eq!(status["state"], "disabled");
+    assert!(status["reason"].as_str().unwrap().contains("kill switch engaged"), "{status}");
     assert_eq!(status["daemon"]["running"], false);
 
     let demo = dir.path().join("demo");

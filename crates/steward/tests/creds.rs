@@ -47,8 +47,8 @@ async fn a_token_shared_by_dev_and_prod_refuses_start_naming_both_never_the_valu
     let tools =
         format!("{DEFAULT_TOOLS}\n[credentials.social_dev]\nsource = \"file:social.token\"\nenvironment = \"dev\"\n");
     let env = Env::with_tools("", &tools).await;
-    // `run` fails to start (1); `config check` calls the config invalid (3).
-    for (args, code) in [(&["run"][..], 1), (&["config", "check"], 3), (&["config", "check", "--json"], 3)] {
+    // `run` and `config check` both call the config unusable (3): a person must fix it.
+    for (args, code) in [(&["run"][..], 3), (&["config", "check"], 3), (&["config", "check", "--json"], 3)] {
         let out = env.steward(args);
         assert_eq!(out.status.code(), Some(code), "{args:?}: {}", text(&out.stderr));
         let shown = format!("{}{}", text(&out.stdout), text(&out.stderr));
@@ -90,7 +90,7 @@ async fn a_secret_file_readable_by_others_is_refused_with_the_chmod_fix() {
     assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stderr).contains(&fix), "{}", text(&out.stderr));
     let out = env.steward(&["run"]);
-    assert_eq!(out.status.code(), Some(1), "steward run refuses to start");
+    assert_eq!(out.status.code(), Some(3), "steward run refuses to start, with the config code");
     assert!(text(&out.stderr).contains(&fix), "{}", text(&out.stderr));
     assert!(!text(&out.stderr).contains(CANARY_TOKEN));
 }
@@ -157,7 +157,10 @@ async fn a_jwt_expiring_in_five_days_warns_in_doctor_and_secrets_list() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_swaps_a_rotated_token_and_the_old_one_stays_redacted() {
     const ROTATED: &str = "rotated-upstream-token-1a2b3c4d5e6f";
-    let mut env = Env::new("").await;
+    // An alert sink whose URL is a reference: reloaded too, but not a credential.
+    let tools = format!("{DEFAULT_TOOLS}\n[[alerts.sinks]]\nkind = \"webhook\"\nurl = \"file:hook.url\"\n");
+    let mut env = Env::with_tools("", &tools).await;
+    common::private_file(&env.dir.path().join("hook.url"), "http://127.0.0.1:9/hook\n");
     env.start();
     assert_eq!(post(&env, json!({ "status": "before" })).await.status(), 200);
 
@@ -165,6 +168,10 @@ async fn reload_swaps_a_rotated_token_and_the_old_one_stays_redacted() {
     let out = env.steward(&["secrets", "reload"]);
     assert!(out.status.success(), "{}\n{}", text(&out.stderr), env.daemon_log());
     assert!(text(&out.stdout).contains("changed: social"), "{}", text(&out.stdout));
+    // The count is the one `secrets list` shows; the sink's URL is counted apart.
+    let listed: Vec<Value> = serde_json::from_slice(&env.steward(&["secrets", "list", "--json"]).stdout).unwrap();
+    let count = format!("reloaded {} credential(s) and 1 alert reference(s)", listed.len());
+    assert!(text(&out.stdout).contains(&count), "{count}: {}", text(&out.stdout));
 
     assert_eq!(post(&env, json!({ "status": "after" })).await.status(), 200);
     let seen = env.mock.requests();
@@ -255,6 +262,7 @@ const CHECKLIST: &[(&str, &str)] = &[
     ("Credentials", "every credential resolves"),
     ("Credentials", "dev and prod credentials are separate"),
     ("Credentials", "no secret in git-tracked files"),
+    ("Credentials", "git tracks neither the state dir nor a secret file"),
     ("Credentials", "every credential has a known expiry"),
     ("Credentials", "no credential has a forbidden scope"),
     ("Credentials", "agent holds no real token"),

@@ -159,7 +159,7 @@ async fn kill_switch_refuses_the_next_call_and_survives_restart() {
     assert_eq!(post(&env, "after restart").await.status(), 403);
     let status = env.steward(&["status", "--json"]);
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(status["state"], "stopped");
+    assert_eq!(status["state"], "disabled", "no [agent] command: steward does not run the agent");
     assert_eq!(status["kill_switch"]["reason"], "second time");
     assert_eq!(status["daemon"]["running"], true);
 

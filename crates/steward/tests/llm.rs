@@ -164,6 +164,12 @@ async fn anthropic_gets_its_key_header_and_its_error_shape() {
     assert_eq!(body["error"]["reason"], "unknown_price");
     assert!(body["error"]["message"].as_str().unwrap().contains("[prices.\"claude-imaginary-9\"]"));
     assert_eq!(env.mock.requests().len(), 1);
+    // `steward last` names the endpoint and the model refused, with the status the agent got.
+    let rows: Value = serde_json::from_slice(&env.steward(&["last", "--json", "-n", "1"]).stdout).unwrap();
+    assert_eq!(rows[0]["decision"], "unknown_price");
+    assert_eq!(rows[0]["tool"], "anthropic:messages", "{rows}");
+    assert!(rows[0]["input_summary"].as_str().unwrap().starts_with("model claude-imaginary-9"), "{rows}");
+    assert_eq!(rows[0]["status"], 403);
     env.assert_no_secret_leaked();
 }
 
@@ -194,9 +200,11 @@ async fn concurrent_streams_never_settle_above_the_cap() {
     for (_, body) in &capped {
         let body: Value = serde_json::from_str(body).unwrap();
         assert_eq!(body["error"]["code"], "spend_cap", "OpenAI error shape: {body}");
-        // The agent learns what did not fit and what to change.
+        // The agent learns what did not fit and what to change, or that the cap is reached
+        // (when the reservations in flight filled it exactly).
         let message = body["error"]["message"].as_str().unwrap();
-        assert!(message.contains("worst case") && message.contains("max_tokens"), "{message}");
+        let does_not_fit = message.contains("worst case") && message.contains("max_tokens");
+        assert!(does_not_fit || message.contains("cap is reached"), "{message}");
     }
     let lines = env.wait_audit_lines(100).await;
     let settled: f64 = lines.iter().filter_map(|l| l["cost_usd"].as_f64()).sum();
@@ -214,6 +222,25 @@ async fn concurrent_streams_never_settle_above_the_cap() {
         let (spent, cap, reserve) = (numbers[0], numbers[1], numbers[2]);
         assert!(spent + reserve > cap, "refused although it fit: {reason}");
     }
+    env.assert_no_secret_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_too_large_for_the_cap_is_refused_as_such_and_smaller_calls_still_pass() {
+    let env = env_with_cap(5.0).await;
+    let send = |body: Value| env.req(Method::POST, "/llm/openai/v1/chat/completions").json(&body).send();
+    assert_eq!(send(chat("gpt-4o-mini", "a small one", false)).await.unwrap().status(), 200);
+    // o1-pro at $600 per 1M output tokens: 100k tokens are a $60 worst case against a $5 cap.
+    let mut big = chat("o1-pro", "write a novel", false);
+    big["max_completion_tokens"] = json!(100_000);
+    let response = send(big).await.unwrap();
+    assert_eq!(response.status(), 429);
+    let body: Value = response.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("does not fit") && message.contains("$60"), "{message}");
+    assert!(message.contains("the cap is not reached"), "{message}");
+    assert!(!message.contains("cap is reached"), "{message}");
+    assert_eq!(send(chat("gpt-4o-mini", "another small one", false)).await.unwrap().status(), 200);
     env.assert_no_secret_leaked();
 }
 

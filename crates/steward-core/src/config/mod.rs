@@ -12,7 +12,7 @@
 //! - [`AlertsConfig`], [`HeartbeatConfig`]: `[alerts]`, `[[alerts.sinks]]`, `[heartbeat]`.
 //! - [`RunbookConfig`]: `[runbook]`, whom to call and where `steward runbook` writes.
 //! - [`ConfigError`]: one miette diagnostic for every problem in the file.
-//! - [`starter_template`]: the commented file `steward init` writes.
+//! - [`starter_template`], [`starter_template_in`]: the commented file `steward init` writes.
 //!
 //! Relative paths in the file resolve against the file's directory and are
 //! stored absolute, so steward behaves the same whatever directory it is
@@ -36,7 +36,7 @@ pub use alerts::*;
 pub use error::ConfigError;
 pub use literal::find_literal_secrets;
 pub use model::*;
-pub use template::starter_template;
+pub use template::{starter_template, starter_template_in};
 pub use validate::DEFAULT_RUNBOOK_FILE;
 pub use validate::{
     AGENT_ENV_SET_BY_STEWARD, DEFAULT_AGENT_DOWN_AFTER, DEFAULT_AUTH_FORMAT, DEFAULT_AUTH_HEADER,

@@ -10,8 +10,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use time::UtcOffset;
-
 use super::units::Usd;
 
 /// The whole validated configuration.
@@ -154,6 +152,12 @@ pub struct RunbookConfig {
     pub output: PathBuf,
     /// Free text put under the contacts (who owns which account, escalation).
     pub notes: Option<String>,
+    /// The user steward runs as, when that is not whoever reads the page
+    /// (the `steward` user of the systemd unit): every command is printed
+    /// as `sudo -u USER steward ...`, since only that user can read the
+    /// state. `None`: commands are printed bare (`steward runbook` also
+    /// looks for an installed unit's `User=`).
+    pub run_as: Option<String>,
 }
 
 /// `[gateway]`
@@ -407,7 +411,7 @@ impl LlmKind {
 }
 
 /// `[spend]`
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SpendConfig {
     /// Hard cap on LLM spend per day, in USD, as written; `None` means no cap
     /// (`steward doctor` fails on that). Validated positive and exactly
@@ -415,8 +419,12 @@ pub struct SpendConfig {
     pub daily_cap_usd: Option<f64>,
     /// Spend at which the monitoring alert fires, at most the cap.
     pub alert_at_usd: Option<f64>,
-    /// When "daily" starts: midnight at this fixed offset from UTC.
-    pub utc_offset: UtcOffset,
+    /// When "daily" starts: midnight in this zone (an IANA zone follows
+    /// daylight saving time; a fixed offset does not).
+    pub timezone: jiff::tz::TimeZone,
+    /// `timezone` as written (`UTC`, `+02:00`, `Europe/Berlin`), for the
+    /// runbook and messages.
+    pub timezone_name: String,
     /// Output bound set on requests that name none, so every call has a
     /// finite worst-case cost to reserve.
     pub default_max_output_tokens: u32,
@@ -438,9 +446,11 @@ impl SpendConfig {
 
     /// The spend day (`YYYY-MM-DD` in `timezone`) that `t` falls in, `days_back` days earlier.
     pub fn day_of(&self, t: std::time::SystemTime, days_back: u32) -> String {
-        let date = time::OffsetDateTime::from(t).to_offset(self.utc_offset).date();
-        let date = date.checked_sub(time::Duration::days(i64::from(days_back))).unwrap_or(date);
-        format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day())
+        // Outside jiff's range (years beyond ±9999) only in a broken clock: count it as the epoch.
+        let at = jiff::Timestamp::try_from(t).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let date = self.timezone.to_datetime(at).date();
+        let date = date.checked_sub(jiff::Span::new().days(i64::from(days_back))).unwrap_or(date);
+        format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day())
     }
 }
 
@@ -449,7 +459,8 @@ impl Default for SpendConfig {
         Self {
             daily_cap_usd: None,
             alert_at_usd: None,
-            utc_offset: UtcOffset::UTC,
+            timezone: jiff::tz::TimeZone::UTC,
+            timezone_name: "UTC".to_owned(),
             default_max_output_tokens: super::validate::DEFAULT_MAX_OUTPUT_TOKENS,
             history_days: super::validate::DEFAULT_SPEND_HISTORY_DAYS,
         }

@@ -361,6 +361,8 @@ pub(super) struct RawRunbook {
     pub output: Option<Spanned<String>>,
     /// Free text shown under "Whom to call".
     pub notes: Option<Spanned<String>>,
+    /// The user steward runs as (under systemd): commands get `sudo -u`.
+    pub run_as: Option<Spanned<String>>,
 }
 
 /// `keep = { daily = 7, weekly = 4, monthly = 6 }`

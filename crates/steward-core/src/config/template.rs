@@ -15,6 +15,17 @@ pub fn starter_template(agent_name: &str) -> String {
     TEMPLATE.replace("{{AGENT_NAME}}", &name)
 }
 
+/// [`starter_template`] with the state dir (and the logs in it) at
+/// `state_dir` instead of `./.steward`: `steward init --state-dir
+/// /var/lib/steward`, and so the config the Debian package installs.
+pub fn starter_template_in(agent_name: &str, state_dir: &str) -> String {
+    let state_dir = state_dir.trim_end_matches('/');
+    let quoted = |dir: String| toml::Value::String(dir).to_string();
+    starter_template(agent_name)
+        .replace("dir = \"./.steward/logs\"", &format!("dir = {}", quoted(format!("{state_dir}/logs"))))
+        .replace("dir = \"./.steward\"", &format!("dir = {}", quoted(state_dir.to_owned())))
+}
+
 /// The template text; `{{AGENT_NAME}}` is replaced by the quoted agent name.
 const TEMPLATE: &str = r#"# steward.toml: what your agent may reach, with which credentials, how often.
 # steward sits between the agent and the outside world: the agent calls
@@ -181,9 +192,9 @@ max_total_size = "2GB"
 #daily_cap_usd = 5.00
 # Spend at which the "spend above threshold" alert fires; at most the cap.
 #alert_at_usd = 4.00
-# When the day starts: "UTC" or a fixed offset like "+02:00". steward has no
-# time zone database, so names like "Europe/Berlin" are not understood, and a
-# fixed offset does not follow daylight saving time.
+# When the day starts: midnight in an IANA time zone like "Europe/Berlin"
+# (daylight saving time included; steward carries the time zone database, so
+# this works on a host without tzdata), "UTC", or a fixed offset like "+02:00".
 timezone = "UTC"
 # Output token limit steward sets on requests that set none, so every call
 # has a bounded worst-case cost.
@@ -316,6 +327,10 @@ repeat_every = "4h"
 #output = "./RUNBOOK.md"
 # Free text under the contacts: account owners, escalation.
 #notes = "Social account owner: marketing (Bo)."
+# The user steward runs as (the systemd unit's User=): every command on the
+# page becomes `sudo -u steward steward ...`. Found by itself when the unit
+# is installed.
+#run_as = "steward"
 "#;
 
 #[cfg(test)]
@@ -425,6 +440,15 @@ mod tests {
         assert_eq!(c.runbook.contacts.len(), 2);
         assert_eq!(c.runbook.output, Path::new("/srv/poster/RUNBOOK.md"));
         assert_eq!(c.runbook.notes.as_deref(), Some("Social account owner: marketing (Bo)."));
+        assert_eq!(c.runbook.run_as.as_deref(), Some("steward"));
+    }
+
+    #[test]
+    fn the_starter_template_can_keep_its_state_elsewhere() {
+        let c = ok(&super::starter_template_in("poster", "/var/lib/steward/"));
+        assert_eq!(c.state.dir, Path::new("/var/lib/steward"));
+        assert_eq!(c.logging.dir, Path::new("/var/lib/steward/logs"));
+        assert_eq!(c.runbook.output, Path::new("/var/lib/steward/RUNBOOK.md"));
     }
 
     #[test]

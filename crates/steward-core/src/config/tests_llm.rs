@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use time::UtcOffset;
-
 use super::tests::{MINIMAL, err, ok, render};
 use super::*;
 
@@ -35,7 +33,7 @@ read_timeout = "10m"
 [spend]
 daily_cap_usd = 5.00
 alert_at_usd = 4.00           # optional, must be <= daily_cap_usd
-timezone = "+02:00"           # "UTC" or a fixed offset like "+02:00"
+timezone = "+02:00"           # an IANA name like "Europe/Berlin", "UTC" or a fixed offset like "+02:00"
 default_max_output_tokens = 2048
 history_days = 90             # per-call spend records kept for `steward spend --days`
 
@@ -77,7 +75,8 @@ fn full_llm_example_parses_to_the_expected_config() {
     assert_eq!(c.spend.daily_cap(), Some(units::Usd::from_micros(5_000_000)));
     assert_eq!(c.spend.alert_at_usd, Some(4.0));
     assert_eq!(c.spend.alert_at(), Some(units::Usd::from_micros(4_000_000)));
-    assert_eq!(c.spend.utc_offset, UtcOffset::from_hms(2, 0, 0).unwrap());
+    assert_eq!(c.spend.timezone, jiff::tz::TimeZone::fixed(jiff::tz::offset(2)));
+    assert_eq!(c.spend.timezone_name, "+02:00");
     assert_eq!(c.spend.default_max_output_tokens, 2048);
     assert_eq!(c.spend.history_days, 90);
 
@@ -104,7 +103,7 @@ fn llm_sections_default_to_nothing_and_no_cap() {
     assert_eq!(c.spend.daily_cap_usd, None);
     assert_eq!(c.spend.daily_cap(), None);
     assert_eq!(c.spend.alert_at_usd, None);
-    assert_eq!(c.spend.utc_offset, UtcOffset::UTC);
+    assert_eq!(c.spend.timezone, jiff::tz::TimeZone::UTC);
     assert_eq!(c.spend.default_max_output_tokens, DEFAULT_MAX_OUTPUT_TOKENS);
     assert_eq!(DEFAULT_MAX_OUTPUT_TOKENS, 4096);
     assert_eq!(c.spend.history_days, DEFAULT_SPEND_HISTORY_DAYS);
@@ -130,7 +129,20 @@ fn spend_accepts_whole_dollars_an_alert_without_cap_and_an_alert_equal_to_the_ca
     assert_eq!(c.spend.daily_cap_usd, None);
     assert_eq!(c.spend.alert_at(), Some(units::Usd::from_micros(500_000)));
     let c = ok(&format!("{MINIMAL}[spend]\ntimezone = \"-05:30\"\n"));
-    assert_eq!(c.spend.utc_offset, UtcOffset::from_hms(-5, -30, 0).unwrap());
+    let offset = jiff::tz::Offset::from_seconds(-(5 * 3600 + 30 * 60)).unwrap();
+    assert_eq!(c.spend.timezone, jiff::tz::TimeZone::fixed(offset));
+}
+
+#[test]
+fn spend_timezone_takes_iana_names_and_the_day_follows_daylight_saving_time() {
+    let c = ok(&format!("{MINIMAL}[spend]\ntimezone = \"Europe/Berlin\"\n"));
+    assert_eq!(c.spend.timezone_name, "Europe/Berlin");
+    let at = |rfc3339: &str| std::time::SystemTime::from(rfc3339.parse::<jiff::Timestamp>().unwrap());
+    // 23:30 UTC is already the next day in Berlin: 00:30 in winter (CET), 01:30 in summer (CEST).
+    assert_eq!(c.spend.day_of(at("2026-01-15T23:30:00Z"), 0), "2026-01-16");
+    assert_eq!(c.spend.day_of(at("2026-07-15T22:30:00Z"), 0), "2026-07-16");
+    assert_eq!(c.spend.day_of(at("2026-07-15T21:30:00Z"), 0), "2026-07-15");
+    assert_eq!(c.spend.day_of(at("2026-03-01T12:00:00Z"), 1), "2026-02-28");
 }
 
 #[test]
@@ -275,10 +287,10 @@ fn every_llm_validation_error_points_at_the_value_and_says_the_fix() {
         ),
         case(spend("alert_at_usd = 0\n"), (4, 16), "alert_at_usd = 0 is zero", "alert_at_usd = 4.00"),
         case(
-            spend("timezone = \"Europe/Berlin\"\n"),
+            spend("timezone = \"Mars/Olympus\"\n"),
             (4, 12),
-            "timezone \"Europe/Berlin\" is not \"UTC\" or a fixed offset like \"+02:00\"; steward has no time zone database",
-            "timezone = \"+02:00\"",
+            "timezone \"Mars/Olympus\" is not a time zone steward knows",
+            "timezone = \"Europe/Berlin\"",
         ),
         case(spend("timezone = \"+2\"\n"), (4, 12), "timezone \"+2\" is not", "daylight saving time"),
         case(
@@ -387,7 +399,7 @@ fn llm_problems_are_reported_together_with_the_others() {
                   [spend]\n\
                   daily_cap_usd = 5\n\
                   alert_at_usd = 10\n\
-                  timezone = \"CET\"\n\
+                  timezone = \"Mars/Olympus\"\n\
                   [prices.\"m\"]\n\
                   input = -1\n\
                   output = 1\n";

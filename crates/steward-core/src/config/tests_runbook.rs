@@ -17,6 +17,9 @@ fn the_runbook_section_parses_in_order_with_a_relative_output() {
     assert_eq!(c.runbook.contacts, ["Ana Ops <ana@example.com> (on-call, first)", "Platform team <+1 555 0100>"]);
     assert_eq!(c.runbook.output, PathBuf::from("/srv/poster/docs/RUNBOOK.md"));
     assert_eq!(c.runbook.notes.as_deref(), Some("Social account owner: marketing (Bo)."));
+    assert_eq!(c.runbook.run_as, None);
+    let c = ok(&format!("{MINIMAL}[runbook]\nrun_as = \"steward\"\n"));
+    assert_eq!(c.runbook.run_as.as_deref(), Some("steward"));
 }
 
 #[test]
@@ -39,7 +42,14 @@ fn every_runbook_error_points_at_the_value_and_says_the_fix() {
         ("output = \"./docs/\"", (4, 10), "names a directory", "output = \"./RUNBOOK.md\""),
         ("output = \"~/RUNBOOK.md\"", (4, 10), "starts with ~", "relative to the directory of this config file"),
         ("contacts = \"Ana\"", (4, 12), "expected a sequence", "a list of quoted strings"),
-        ("contact = [\"Ana\"]", (4, 1), "unknown key `contact` in [runbook]", "accepts: contacts, output, notes"),
+        (
+            "contact = [\"Ana\"]",
+            (4, 1),
+            "unknown key `contact` in [runbook]",
+            "accepts: contacts, output, notes, run_as",
+        ),
+        ("run_as = \"steward; rm -rf /\"", (4, 10), "is not a user name", "run_as = \"steward\""),
+        ("run_as = \"-u\"", (4, 10), "is not a user name", "run_as = \"steward\""),
     ];
     let mut failures = Vec::new();
     for (body, at, message, help) in cases {

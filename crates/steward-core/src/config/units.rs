@@ -1,6 +1,6 @@
 //! The small value languages of `steward.toml`: durations (`"30s"`), sizes
-//! (`"100MB"`, `4096`), rate limits (`"10/hour"`), UTC offsets (`"+02:00"`)
-//! and money ([`Usd`]).
+//! (`"100MB"`, `4096`), rate limits (`"10/hour"`), time zones
+//! (`"Europe/Berlin"`, `"+02:00"`) and money ([`Usd`]).
 //!
 //! They are plain functions on `&str` so every section that needs one (the
 //! gateway and logging today; spend, alerts and backups later) parses them the
@@ -72,12 +72,18 @@ pub enum UnitError {
         /// The text as written.
         input: String,
     },
-    /// Not `UTC` or `+HH:MM` / `-HH:MM`.
-    #[error(
-        "timezone {input:?} is not \"UTC\" or a fixed offset like \"+02:00\"; steward has no \
-         time zone database, so names like \"Europe/Berlin\" are not understood"
-    )]
+    /// Starts like an offset but is not `+HH:MM` / `-HH:MM`.
+    #[error("timezone {input:?} is not \"UTC\" or a fixed offset like \"+02:00\"")]
     UtcOffset {
+        /// The text as written.
+        input: String,
+    },
+    /// Not `UTC`, an offset, or a name in the time zone database.
+    #[error(
+        "timezone {input:?} is not a time zone steward knows: not an IANA name like \"Europe/Berlin\", \
+         \"UTC\" or a fixed offset like \"+02:00\""
+    )]
+    TimeZone {
         /// The text as written.
         input: String,
     },
@@ -151,10 +157,24 @@ pub fn parse_rate_limit(input: &str) -> Result<RateLimit, UnitError> {
     Ok(RateLimit { max, per: Duration::from_secs(seconds) })
 }
 
+/// Parses a time zone: an IANA name (`Europe/Berlin`, which follows daylight
+/// saving time), `UTC`, or a fixed offset (see [`parse_utc_offset`]). Names
+/// come from jiff's database: the system's `/usr/share/zoneinfo` (or `TZDIR`)
+/// when present, else the copy compiled into steward, so a minimal host
+/// without tzdata knows them too.
+pub fn parse_timezone(input: &str) -> Result<jiff::tz::TimeZone, UnitError> {
+    if input == "UTC" || input.starts_with(['+', '-']) {
+        let offset = parse_utc_offset(input)?;
+        let offset = jiff::tz::Offset::from_seconds(offset.whole_seconds())
+            .map_err(|_| UnitError::UtcOffset { input: input.to_owned() })?;
+        return Ok(jiff::tz::TimeZone::fixed(offset));
+    }
+    jiff::tz::TimeZone::get(input).map_err(|_| UnitError::TimeZone { input: input.to_owned() })
+}
+
 /// Parses `UTC` or a fixed offset `+HH:MM` / `-HH:MM` (hours 00-23, minutes
-/// 00-59). Zone names are refused rather than guessed: steward carries no time
-/// zone database, and a fixed offset does not follow daylight saving time, which
-/// the user should decide knowingly.
+/// 00-59). A fixed offset does not follow daylight saving time: an IANA name
+/// ([`parse_timezone`]) does.
 pub fn parse_utc_offset(input: &str) -> Result<UtcOffset, UnitError> {
     let err = || UnitError::UtcOffset { input: input.to_owned() };
     if input == "UTC" {
@@ -301,7 +321,20 @@ mod tests {
         ] {
             let err = parse_utc_offset(bad).unwrap_err();
             assert_eq!(err, UnitError::UtcOffset { input: bad.into() }, "{bad:?}");
-            assert!(err.to_string().contains("no time zone database"), "{err}");
+            assert!(err.to_string().contains("fixed offset like \"+02:00\""), "{err}");
+        }
+    }
+
+    #[test]
+    fn time_zones_are_iana_names_utc_or_fixed_offsets() {
+        assert_eq!(parse_timezone("UTC"), Ok(jiff::tz::TimeZone::fixed(jiff::tz::Offset::UTC)));
+        assert_eq!(parse_timezone("+02:00"), Ok(jiff::tz::TimeZone::fixed(jiff::tz::offset(2))));
+        assert_eq!(parse_timezone("Europe/Berlin").unwrap().iana_name(), Some("Europe/Berlin"));
+        assert_eq!(parse_timezone("+2"), Err(UnitError::UtcOffset { input: "+2".into() }));
+        for bad in ["Mars/Olympus", "", "europe berlin"] {
+            let err = parse_timezone(bad).unwrap_err();
+            assert_eq!(err, UnitError::TimeZone { input: bad.into() });
+            assert!(err.to_string().contains("\"Europe/Berlin\""), "{err}");
         }
     }
 

@@ -40,7 +40,9 @@ use crate::events::EventBus;
 use crate::monitor::{Metrics, MonitorError, MonitorInit};
 use crate::pipeline::SharedRedactor;
 use crate::pipeline::{Pipeline, PipelineError, unix_ms};
-use crate::secrets::{AgentToken, IntrospectionTask, Secrets, SecretsError, introspect, log_expiry_findings};
+use crate::secrets::{
+    AgentToken, IntrospectionTask, Secrets, SecretsError, Unresolved, introspect, log_expiry_findings,
+};
 use crate::store::{Store, StoreError};
 use crate::supervisor::{Launcher, Supervisor, SupervisorError, SupervisorInit, SupervisorSettings, SupervisorStats};
 
@@ -72,9 +74,12 @@ pub enum DaemonError {
         /// The shared state dir.
         dir: PathBuf,
     },
-    /// A credential could not be resolved.
+    /// The agent token could not be created or read.
     #[error(transparent)]
     Secrets(#[from] SecretsError),
+    /// Credential or alert references did not resolve (all of them are listed).
+    #[error(transparent)]
+    Credentials(#[from] Unresolved),
     /// The store could not be opened.
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -103,7 +108,11 @@ pub enum DaemonError {
 impl DaemonError {
     /// Whether the fix is in `steward.toml` (the CLI exits with the config code).
     pub fn is_config_error(&self) -> bool {
-        matches!(self, DaemonError::Supervisor(err) if err.is_config_error())
+        match self {
+            DaemonError::Supervisor(err) => err.is_config_error(),
+            DaemonError::Credentials(unresolved) => unresolved.needs_a_person(),
+            _ => false,
+        }
     }
 }
 
@@ -339,7 +348,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     tracker.spawn(Arc::clone(&pipeline).run_junk_flush(shutdown.clone()));
     let retention_audit = Arc::clone(&audit);
     let journal_keep = journal_keep(config);
-    let spend_config = config.spend;
+    let spend_config = config.spend.clone();
     let drain = shutdown.clone();
     tracker.spawn(async move {
         let mut every = tokio::time::interval(RETENTION_EVERY);
@@ -541,8 +550,10 @@ struct ReloadInner {
 /// What a successful reload did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ReloadReport {
-    /// Credentials now loaded.
+    /// `[credentials.*]` entries now loaded (the count `steward secrets list` shows).
     pub credentials: usize,
+    /// Secret references of `[alerts]` and `[heartbeat]` now loaded.
+    pub alert_references: usize,
     /// Names whose value changed (by fingerprint).
     pub changed: Vec<String>,
     /// Old values the redactor keeps removing.
@@ -553,7 +564,7 @@ impl SecretsReloader {
     /// Re-reads every source; on success swaps the redactor, then the values,
     /// and records the outcome in `<state>/reload.json` for `steward secrets
     /// reload`. On failure nothing changes and the error is recorded.
-    pub async fn reload(&self) -> Result<ReloadReport, SecretsError> {
+    pub async fn reload(&self) -> Result<ReloadReport, Unresolved> {
         let inner = &self.inner;
         let _serial = inner.serial.lock().await;
         let started = SystemTime::now();
@@ -568,8 +579,13 @@ impl SecretsReloader {
                 let fresh = fresh.retain_retired(&old);
                 let redactor = fresh.redactor(&inner.agent_token, &inner.config.redaction);
                 inner.redactor.store(Arc::new(redactor));
-                let report =
-                    ReloadReport { credentials: fresh.names().count(), changed, retired: fresh.retired_count() };
+                let credentials = fresh.credential_count(&inner.config);
+                let report = ReloadReport {
+                    credentials,
+                    alert_references: fresh.names().count() - credentials,
+                    changed,
+                    retired: fresh.retired_count(),
+                };
                 inner.secrets.store(Arc::new(fresh));
                 tracing::info!(
                     credentials = report.credentials,

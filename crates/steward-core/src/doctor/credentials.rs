@@ -1,5 +1,6 @@
 //! Doctor, section Credentials: every credential resolves, dev and prod are
-//! separate, no secret sits in a tracked file, every credential has a known
+//! separate, no secret sits in a tracked file, git tracks neither the state
+//! dir nor a secret file, every credential has a known
 //! expiry beyond the warning window, no forbidden scope, the scopes an
 //! upstream's token-introspection endpoint reports match the declaration
 //! (only shown when an upstream has an `introspection_url`), and the agent
@@ -7,7 +8,7 @@
 
 use std::collections::BTreeSet;
 
-use super::git_scan::{ScanOutcome, scan_tracked_files};
+use super::git_scan::{ScanOutcome, scan_tracked_files, tracked};
 use super::{CheckResult, Context, list};
 use crate::config::{CredentialSource, Environment};
 use crate::secrets::SecretsError;
@@ -27,6 +28,7 @@ pub(super) fn check(ctx: &Context<'_>) -> Vec<CheckResult> {
         resolve(ctx),
         dev_prod_separate(ctx),
         no_secret_in_tracked_files(ctx),
+        state_and_secret_files_untracked(ctx),
         known_expiry(ctx),
         no_forbidden_scope(ctx),
     ];
@@ -122,6 +124,39 @@ fn no_secret_in_tracked_files(ctx: &Context<'_>) -> CheckResult {
                 format!("{} secret(s) in tracked files: {}", secrets.len(), list(&found, MAX_LISTED)),
                 "move each value into an env:/file: credential source, delete it from the file, and rotate it: \
                  it is in the git history",
+            )
+        }
+    }
+}
+
+fn state_and_secret_files_untracked(ctx: &Context<'_>) -> CheckResult {
+    const ITEM: &str = "git tracks neither the state dir nor a secret file";
+    let config = ctx.config;
+    let references = crate::monitor::secret_references(config);
+    let sources = config.credentials.values().map(|c| &c.source).chain(references.iter().map(|(_, s)| s));
+    let mut paths = vec![config.state.dir.clone()];
+    paths.extend(sources.filter_map(|source| match source {
+        CredentialSource::File(path) => Some(path.clone()),
+        _ => None,
+    }));
+    match tracked(&paths) {
+        Err(_) => CheckResult::warn(
+            SECTION,
+            ITEM,
+            "git could not be run, so it is unknown whether the state dir is tracked",
+            "install git (or put it on PATH) and run `steward doctor` again",
+        ),
+        Ok(found) if found.is_empty() => {
+            CheckResult::pass(SECTION, ITEM, format!("checked the state dir and {} secret file(s)", paths.len() - 1))
+        }
+        Ok(found) => {
+            let shown: Vec<String> = found.iter().map(|p| p.display().to_string()).collect();
+            CheckResult::fail(
+                SECTION,
+                ITEM,
+                format!("git tracks {}", list(&shown, MAX_LISTED)),
+                "run `git rm -r --cached PATH` for each and commit; put `*` in a .gitignore inside the state dir \
+                 (`steward init` writes one); rotate every token those files held: they are in the git history",
             )
         }
     }

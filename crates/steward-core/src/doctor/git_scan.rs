@@ -8,6 +8,10 @@
 //! files (a NUL byte in the first 8 KiB), symlinks and files over
 //! [`MAX_SCANNED_FILE_BYTES`] are skipped. A finding carries the file
 //! (relative to the repository root), the line and the rule, never the text.
+//!
+//! [`tracked`] asks git whether given paths (the state dir, secret files)
+//! are in the index at all: a tracked agent token or store is pushed with
+//! the next commit whatever it contains.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -48,12 +52,12 @@ pub enum ScanOutcome {
 
 /// Scans the git-tracked files of the repository containing `dir`.
 pub fn scan_tracked_files(dir: &Path) -> ScanOutcome {
-    let top = match git(dir, &["rev-parse", "--show-toplevel"]) {
+    let top = match git(dir, &["rev-parse", "--show-toplevel"], None) {
         Ok(Some(out)) => PathBuf::from(String::from_utf8_lossy(&out).trim()),
         Ok(None) => return ScanOutcome::NotARepository,
         Err(err) => return ScanOutcome::GitUnavailable(err),
     };
-    let listing = match git(&top, &["ls-files", "-z"]) {
+    let listing = match git(&top, &["ls-files", "-z"], None) {
         Ok(Some(out)) => out,
         Ok(None) => return ScanOutcome::NotARepository,
         Err(err) => return ScanOutcome::GitUnavailable(err),
@@ -82,13 +86,40 @@ pub fn scan_tracked_files(dir: &Path) -> ScanOutcome {
     ScanOutcome::Scanned { files, secrets }
 }
 
+/// Which of `paths` (files or directories) git tracks: a file that is in the
+/// index, or a directory with anything in the index under it. Each path is
+/// asked of the repository that contains it; paths outside any repository,
+/// or that do not exist, are not tracked. `Err` when git could not run.
+pub fn tracked(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut found = Vec::new();
+    for path in paths {
+        let (dir, pathspec) = if path.is_dir() {
+            (path.as_path(), std::ffi::OsStr::new("."))
+        } else if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+            (dir, name)
+        } else {
+            continue;
+        };
+        if !dir.is_dir() {
+            continue;
+        }
+        let listing = git(dir, &["ls-files", "-z", "--"], Some(pathspec))?;
+        if listing.is_some_and(|out| !out.is_empty()) {
+            found.push(path.clone());
+        }
+    }
+    Ok(found)
+}
+
 /// Runs `git -C dir args...`: `Ok(Some(stdout))` on success, `Ok(None)` when
 /// git ran but refused (not a repository), `Err` when git could not run.
-fn git(dir: &Path, args: &[&str]) -> Result<Option<Vec<u8>>, String> {
+/// `pathspec`, when given, is appended last (it may not be UTF-8).
+fn git(dir: &Path, args: &[&str], pathspec: Option<&std::ffi::OsStr>) -> Result<Option<Vec<u8>>, String> {
     let output = Command::new("git")
         .arg("-C")
         .arg(dir)
         .args(args)
+        .args(pathspec)
         .env("GIT_OPTIONAL_LOCKS", "0")
         .stdin(std::process::Stdio::null())
         .output()

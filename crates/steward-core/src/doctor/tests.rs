@@ -214,7 +214,7 @@ async fn sections_come_in_checklist_order_with_stable_items() {
         sections,
         ["Credentials", "Logging", "Rate limiting", "Monitoring", "Backups", "Runbook", "First deployment"]
     );
-    assert_eq!(report.checks.len(), 6 + 7 + 5 + 3 + 4 + 2 + 1);
+    assert_eq!(report.checks.len(), 7 + 7 + 5 + 3 + 4 + 2 + 1);
     assert_eq!(item(&report, "the store is writable").status, Status::Warn, "no state dir yet");
     assert_eq!(item(&report, "dead-man heartbeat is configured").status, Status::Warn);
     assert!(item(&report, "dead-man heartbeat is configured").detail.starts_with("no [heartbeat]"));
@@ -354,7 +354,7 @@ async fn the_introspection_item_scores_the_latest_outcome_against_the_current_de
         assert!(found.detail.contains(detail), "{record:?}: {found:?}");
         assert!(found.fix.as_deref().unwrap_or_default().contains(fix), "{record:?}: {found:?}");
         let names: Vec<&str> = report.checks.iter().filter(|c| c.section == "Credentials").map(|c| c.item).collect();
-        assert_eq!(names[5], SCOPES_ITEM, "after the declared-scope item: {names:?}");
+        assert_eq!(names[6], SCOPES_ITEM, "after the declared-scope item: {names:?}");
     }
 }
 

@@ -7,7 +7,8 @@
 //! | `agent_down` | the agent has been down ([`Event::AgentDown`]) for `agent_down_after` | critical |
 //! | `error_rate` | over the last hour, at least `error_rate_min_calls` calls were judged and more than `error_rate_percent`% failed ([`Store::error_counts_since`] defines both) | warning |
 //! | `spend_threshold` | today's committed spend ≥ `[spend] alert_at_usd` | warning |
-//! | `spend_cap` | today's spend ≥ the cap, or a call was refused by the cap today | critical |
+//! | `spend_cap` | today's committed spend ≥ the cap: every LLM call is refused | critical |
+//! | `spend_call_refused` | within [`CALL_REFUSED_HOLD`], an LLM call was refused because its worst case did not fit under the cap, while spend is below it (other calls still pass) | warning |
 //! | `spend_overrun` | a call used more than its reservation today (a provider streamed past `max_tokens`, reported absurd counts...), so priced calls are stopped for the day ([`Store::spend_stop`]) | critical |
 //! | `usage_model_mismatch` | a response today named another model than requested, priced differently (billed at the dearer price) | warning |
 //! | `kill_switch` | the kill switch is engaged (`steward stop`, any source but the loop breaker) | critical |
@@ -75,6 +76,10 @@ pub const STATE_KEY: &str = "alerts.state";
 pub const EVAL_EVERY: Duration = Duration::from_secs(5);
 /// The error-rate rule looks this far back.
 pub const ERROR_RATE_WINDOW: Duration = Duration::from_secs(3600);
+/// How long `spend_call_refused` holds after the last such refusal: long
+/// enough that a retrying agent does not make it flap, short enough that it
+/// does not outlive the agent's attempts by a whole day.
+pub const CALL_REFUSED_HOLD: Duration = Duration::from_secs(3600);
 /// `kv` key where the supervisor keeps its sticky crash-loop verdict (JSON; empty: none).
 pub const SUPERVISOR_FATAL_KEY: &str = "supervisor.fatal";
 
@@ -92,6 +97,8 @@ pub mod rules {
     pub const SPEND_OVERRUN: &str = "spend_overrun";
     /// A response named another model than requested.
     pub const USAGE_MODEL_MISMATCH: &str = "usage_model_mismatch";
+    /// A call's worst case did not fit under the cap (the cap is not reached).
+    pub const SPEND_CALL_REFUSED: &str = "spend_call_refused";
     /// The kill switch is engaged.
     pub const KILL_SWITCH: &str = "kill_switch";
     /// The loop breaker stopped the agent.
@@ -119,6 +126,7 @@ pub mod rules {
         SPEND_CAP,
         SPEND_OVERRUN,
         USAGE_MODEL_MISMATCH,
+        SPEND_CALL_REFUSED,
         KILL_SWITCH,
         LOOP_BREAKER,
         CRASH_LOOP,
@@ -161,12 +169,27 @@ pub struct RuleState {
 struct PersistedState {
     /// Open incidents by rule key.
     firing: BTreeMap<String, RuleState>,
-    /// The spend day on which a call was refused by the cap.
-    cap_hit_day: Option<String>,
+    /// The last LLM call refused by the spend cap (kept across a restart,
+    /// so the warning does not resolve and fire again).
+    #[serde(default)]
+    call_refused: Option<CapRefusal>,
     /// The spend day and text of the last response that named another
     /// model: the incident holds for the rest of that day.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     model_mismatch: Option<(String, String)>,
+}
+
+/// An LLM call the spend cap refused, as the refusal saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct CapRefusal {
+    /// When, epoch ms.
+    at_ms: i64,
+    /// The day's committed spend then, micro-dollars.
+    spent_micros: u64,
+    /// The cap, micro-dollars.
+    cap_micros: u64,
+    /// The call's worst case, micro-dollars.
+    reserve_micros: u64,
 }
 
 /// An open incident, for `steward status`.
@@ -248,7 +271,6 @@ struct Pending {
     loop_tool: Option<String>,
     kill: Option<(String, String)>,
     crash_exits: Option<u32>,
-    cap: Option<(u64, u64)>,
     /// An overrun announced by the bus, before the store's stop is read.
     overrun: Option<String>,
 }
@@ -312,7 +334,7 @@ impl Engine {
         Self {
             agent: config.agent.name.clone(),
             alerts: config.alerts.clone(),
-            spend: config.spend,
+            spend: config.spend.clone(),
             store,
             audit,
             metrics,
@@ -359,9 +381,13 @@ impl Engine {
             Event::LoopDetected { tool } => self.pending.loop_tool = Some(tool.clone()),
             Event::KillSwitchEngaged { reason, source } => self.pending.kill = Some((reason.clone(), source.clone())),
             Event::CrashLoop { exits } => self.pending.crash_exits = Some(*exits),
-            Event::SpendCapHit { spent_micros, cap_micros } => {
-                self.pending.cap = Some((*spent_micros, *cap_micros));
-                self.state.cap_hit_day = Some(self.spend.day_of(now, 0));
+            Event::SpendCapHit { spent_micros, cap_micros, reserve_micros } => {
+                self.state.call_refused = Some(CapRefusal {
+                    at_ms: unix_ms(now),
+                    spent_micros: *spent_micros,
+                    cap_micros: *cap_micros,
+                    reserve_micros: *reserve_micros,
+                });
             }
             Event::SpendOverrun { reason, .. } => self.pending.overrun = Some(redact(reason)),
             Event::UsageModelMismatch { provider, requested, reported } => {
@@ -666,10 +692,8 @@ impl Engine {
             Ok(spent) => {
                 self.metrics.set_spend(spent, cap, alert_at);
                 let usd = |m: u64| crate::config::units::Usd::from_micros(m).to_string();
-                let hit_today = self.state.cap_hit_day.as_deref() == Some(today.as_str());
-                let pending_cap = self.pending.cap.take();
                 if let Some(cap) = cap
-                    && (spent >= cap || hit_today || pending_cap.is_some())
+                    && spent >= cap
                 {
                     active.insert(
                         rules::SPEND_CAP.into(),
@@ -677,12 +701,36 @@ impl Engine {
                             Severity::Critical,
                             "The daily spend cap is reached: LLM calls are refused",
                             format!(
-                                "{} of the {} daily cap is committed ({today}); LLM calls that do not fit are \
-                                 refused until the day ends in [spend] timezone.",
+                                "{} of the {} daily cap is committed ({today}); every LLM call is refused until \
+                                 the day ends in [spend] timezone.",
                                 usd(spent),
                                 usd(cap)
                             ),
                         ),
+                    );
+                }
+                let hold_ms = i64::try_from(CALL_REFUSED_HOLD.as_millis()).unwrap_or(i64::MAX);
+                if let Some(refused) = self.state.call_refused
+                    && now_ms.saturating_sub(refused.at_ms) < hold_ms
+                    && cap.is_some_and(|cap| spent < cap)
+                {
+                    active.insert(
+                        rules::SPEND_CALL_REFUSED.into(),
+                        Finding::new(
+                            Severity::Warning,
+                            "An LLM call was refused: its worst case does not fit under the daily cap",
+                            format!(
+                                "A call's worst case ({}: its input plus max output tokens, priced) did not fit \
+                                 in the {} left under the {} daily cap ({} committed), so steward refused it. \
+                                 The cap is not reached: smaller calls still pass. Lower the call's max_tokens \
+                                 (max_completion_tokens), or raise [spend] daily_cap_usd.",
+                                usd(refused.reserve_micros),
+                                usd(refused.cap_micros.saturating_sub(refused.spent_micros)),
+                                usd(refused.cap_micros),
+                                usd(refused.spent_micros)
+                            ),
+                        )
+                        .since(refused.at_ms),
                     );
                 }
                 if let Some(alert_at) = alert_at

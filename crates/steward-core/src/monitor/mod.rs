@@ -168,7 +168,7 @@ pub enum Severity {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Alert {
     /// The rule key (`agent_down`, `error_rate`, `spend_threshold`,
-    /// `spend_cap`, `kill_switch`, `loop_breaker`, `crash_loop`,
+    /// `spend_cap`, `spend_call_refused`, `kill_switch`, `loop_breaker`, `crash_loop`,
     /// `audit_write`, `store_write`, `credential_expiry:NAME`,
     /// `backup_failed`, `backup_overdue`, `restore_test`, `test`): notices
     /// with the same key belong to one incident.

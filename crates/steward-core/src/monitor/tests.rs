@@ -275,25 +275,27 @@ async fn the_supervisors_persisted_crash_loop_verdict_fires_after_a_restart() {
 async fn spend_threshold_and_cap_fire_and_resolve_with_the_day() {
     let mut f = fixture("[spend]\ndaily_cap_usd = 5\nalert_at_usd = 4\n").await;
     let day = f.config.spend.day_of(t0(), 0);
-    let hold = SpendHold {
+    let hold = |reserve_micros| SpendHold {
         day: day.clone(),
         provider: "openai".into(),
         model: "m".into(),
-        reserve_micros: 4_500_000,
+        reserve_micros,
         cap_micros: Some(5_000_000),
     };
-    f.store.admit(admission("spend-1", ms(t0()), Some(hold))).await.unwrap();
+    f.store.admit(admission("spend-1", ms(t0()), Some(hold(4_500_000)))).await.unwrap();
     let notices = f.engine.evaluate(at(t0(), 1)).await;
     assert_eq!(keys(&notices), [(rules::SPEND_THRESHOLD, AlertStatus::Firing, 0)]);
     assert!(notices[0].message.contains("$4.50"), "{}", notices[0].message);
     assert!(f.metrics.render().contains("steward_spend_today_usd 4.5"));
 
-    // A call is refused by the cap: the cap alert fires although 4.50 < 5.00.
-    f.engine.observe(&Event::SpendCapHit { spent_micros: 4_500_000, cap_micros: 5_000_000 }, at(t0(), 2));
+    // The rest of the cap is reached: critical, every call is refused.
+    f.store.admit(admission("spend-2", ms(t0()) + 1, Some(hold(500_000)))).await.unwrap();
     let notices = f.engine.evaluate(at(t0(), 3)).await;
     assert_eq!(keys(&notices), [(rules::SPEND_CAP, AlertStatus::Firing, 0)]);
+    assert_eq!(notices[0].severity, Severity::Critical);
+    assert!(notices[0].message.contains("$5.00 of the $5.00"), "{}", notices[0].message);
     f.restart().await;
-    assert!(f.engine.evaluate(at(t0(), 60)).await.is_empty(), "the cap stays hit for the day, across a restart");
+    assert!(f.engine.evaluate(at(t0(), 60)).await.is_empty(), "the cap stays reached for the day, across a restart");
 
     // The next day both clear.
     let notices = f.engine.evaluate(at(t0(), 86_400)).await;
@@ -363,6 +365,33 @@ async fn a_model_mismatch_fires_for_the_rest_of_the_day() {
     assert!(f.engine.evaluate(at(t0(), 600)).await.is_empty(), "still firing, across a restart");
     let notices = f.engine.evaluate(at(t0(), 86_400)).await;
     assert_eq!(keys(&notices), [(rules::USAGE_MODEL_MISMATCH, AlertStatus::Resolved, 0)]);
+}
+
+#[tokio::test]
+async fn one_call_too_large_for_the_cap_is_a_warning_not_the_cap_reached() {
+    // $0.000229 spent of a $5 cap; one call's worst case is $60 (o1-pro, 100k output tokens).
+    let mut f = fixture("[spend]\ndaily_cap_usd = 5\n").await;
+    let day = f.config.spend.day_of(t0(), 0);
+    let hold = SpendHold { day, provider: "openai".into(), model: "m".into(), reserve_micros: 229, cap_micros: None };
+    f.store.admit(admission("small", ms(t0()), Some(hold))).await.unwrap();
+    let refused = Event::SpendCapHit { spent_micros: 229, cap_micros: 5_000_000, reserve_micros: 60_000_000 };
+    f.engine.observe(&refused, at(t0(), 1));
+    let notices = f.engine.evaluate(at(t0(), 2)).await;
+    assert_eq!(keys(&notices), [(rules::SPEND_CALL_REFUSED, AlertStatus::Firing, 0)], "no critical spend_cap");
+    let notice = &notices[0];
+    assert_eq!(notice.severity, Severity::Warning);
+    assert!(notice.title.contains("worst case does not fit"), "{}", notice.title);
+    assert!(notice.message.contains("$60.00") && notice.message.contains("not reached"), "{}", notice.message);
+    assert!(!notice.title.contains("reached"), "{}", notice.title);
+
+    // It holds across a restart while the agent keeps trying, then clears an hour after the last refusal.
+    f.restart().await;
+    assert!(f.engine.evaluate(at(t0(), 600)).await.is_empty());
+    f.engine.observe(&refused, at(t0(), 1_800));
+    assert!(f.engine.evaluate(at(t0(), 1_801)).await.is_empty());
+    assert!(f.engine.evaluate(at(t0(), 1_800 + 3_599)).await.is_empty());
+    let notices = f.engine.evaluate(at(t0(), 1_800 + 3_600)).await;
+    assert_eq!(keys(&notices), [(rules::SPEND_CALL_REFUSED, AlertStatus::Resolved, 0)]);
 }
 
 #[tokio::test]
@@ -519,4 +548,39 @@ fn alert_text_is_redacted_and_labelled() {
     assert_eq!(alert.headline(), format!("[steward] FIRING: {} (poster)", alert.title));
     assert_eq!(alert.json()["since"], "2026-11-26T10:00:00.000Z");
     assert_eq!(alert.json()["status"], "firing");
+}
+
+/// The shipped Prometheus rules and Grafana dashboard (packaging/) query only
+/// metrics steward exports: a renamed metric fails here, not at 2am.
+#[test]
+fn the_shipped_rules_and_dashboard_query_metrics_steward_exports() {
+    // Families render only once they hold a label set: touch every one.
+    let m = Metrics::new();
+    m.record_call("api", Some("post"), "allowed", Some(502), Duration::from_millis(12));
+    m.record_call("api", Some("post"), "rate_limited", None, Duration::from_millis(1));
+    m.set_alert_firing("error_rate", true);
+    m.count_notice("error_rate");
+    m.count_delivery("webhook", false);
+    let text = m.render();
+    let exported: Vec<&str> =
+        text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split_whitespace().next()).collect();
+    assert!(exported.contains(&"steward_calls"), "{text}");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging");
+    for file in ["prometheus/steward.rules.yml", "grafana/steward.json"] {
+        let body = std::fs::read_to_string(root.join(file)).unwrap();
+        let mut queried = std::collections::BTreeSet::new();
+        for (at, _) in body.match_indices("steward_") {
+            let name: String =
+                body[at..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit()).collect();
+            queried.insert(name);
+        }
+        assert!(queried.len() >= 3, "{file}: {queried:?}");
+        for name in &queried {
+            let base = ["_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(name);
+            assert!(exported.contains(&base), "{file} queries {name}, which steward does not export: {exported:?}");
+        }
+    }
 }

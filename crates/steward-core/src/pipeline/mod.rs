@@ -52,7 +52,7 @@ use http::{HeaderMap, HeaderValue, Method, Response};
 
 pub use forward::{ForwardError, Forwarded, Forwarder};
 pub use junk::{SAMPLE_EVERY, SAMPLED_COUNT_KEY};
-pub use refusal::{ErrorShape, Refusal, RefusalView, refusal_body, stream_error_event};
+pub use refusal::{ErrorShape, Refusal, RefusalView, refusal_body, status_of_decision, stream_error_event};
 pub use retry::{BASE_DELAY, MAX_ATTEMPTS, MAX_DELAY};
 
 use crate::audit::{AuditLog, AuditRecord, Phase};
@@ -225,7 +225,7 @@ impl Pipeline {
             loop_breaker: config.loop_breaker,
             llm: config.llm.clone(),
             prices: PriceTable::with_builtin(&config.prices)?,
-            spend: config.spend,
+            spend: config.spend.clone(),
             forwarder: Forwarder::new(api.chain(llm), Arc::clone(&secrets))?,
             secrets,
             scope_watch: ScopeWatch::new(config),
@@ -430,7 +430,7 @@ impl Pipeline {
                 true,
             )),
             Ok(AdmitOutcome::SpendCapped { spent_micros, cap_micros, reserve_micros }) => {
-                self.events.publish(Event::SpendCapHit { spent_micros, cap_micros });
+                self.events.publish(Event::SpendCapHit { spent_micros, cap_micros, reserve_micros });
                 Err((Refusal::SpendCap { spent_micros, cap_micros, reserve_micros }, true))
             }
             Ok(AdmitOutcome::SpendStopped { reason }) => Err((Refusal::SpendStopped { reason }, true)),

@@ -142,7 +142,13 @@ impl Pipeline {
             (false, _) => None,
             (true, Some(model)) => match self.prices.lookup(model) {
                 Some(price) => Some(price),
-                None => return Err((Refusal::UnknownPrice { model: model.to_owned() }, false)),
+                None => {
+                    // `steward last` shows the endpoint and, first in the summary, the model refused.
+                    record.tool = Some(tool);
+                    let summary = format!("model {model}: {}", request.summary().unwrap_or_default());
+                    record.input_summary = policy::truncate_summary(&self.redactor.load().redact(&summary));
+                    return Err((Refusal::UnknownPrice { model: model.to_owned() }, false));
+                }
             },
             (true, None) => {
                 return Err((

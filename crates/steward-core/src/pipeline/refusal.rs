@@ -178,20 +178,28 @@ impl Refusal {
                 None,
                 false,
             ),
-            Refusal::SpendCap { spent_micros, cap_micros, reserve_micros } => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "spend_cap",
-                format!(
-                    "the daily LLM spend cap is reached: {} of {} committed today, and this call's worst case \
-                     (its input plus max output tokens) is {}; a lower max_tokens may fit, else the cap resets \
-                     at midnight in [spend] timezone",
-                    crate::config::units::Usd::from_micros(*spent_micros),
-                    crate::config::units::Usd::from_micros(*cap_micros),
-                    crate::config::units::Usd::from_micros(*reserve_micros)
-                ),
-                None,
-                false,
-            ),
+            Refusal::SpendCap { spent_micros, cap_micros, reserve_micros } => {
+                let usd = crate::config::units::Usd::from_micros;
+                let message = if spent_micros >= cap_micros {
+                    format!(
+                        "the daily LLM spend cap is reached: {} of {} committed today; LLM calls are refused \
+                         until midnight in [spend] timezone",
+                        usd(*spent_micros),
+                        usd(*cap_micros)
+                    )
+                } else {
+                    format!(
+                        "this call's worst case ({}: its input plus max output tokens, priced) does not fit in \
+                         the {} left under the {} daily LLM spend cap ({} committed today); the cap is not \
+                         reached: a call with a lower max_tokens (max_completion_tokens) may fit",
+                        usd(*reserve_micros),
+                        usd(cap_micros.saturating_sub(*spent_micros)),
+                        usd(*cap_micros),
+                        usd(*spent_micros)
+                    )
+                };
+                (StatusCode::TOO_MANY_REQUESTS, "spend_cap", message, None, false)
+            }
             Refusal::SpendStopped { reason } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "spend_cap",
@@ -265,6 +273,53 @@ impl Refusal {
         matches!(self, Refusal::Unauthenticated | Refusal::Malformed { .. } | Refusal::BodyTimeout { .. })
     }
 
+    /// One refusal of every kind, with placeholder details: the statuses of
+    /// [`status_of_decision`] come from [`Refusal::view`] through these.
+    fn every_kind() -> [Refusal; 17] {
+        let all = [
+            Refusal::Unauthenticated,
+            Refusal::Killed { reason: String::new() },
+            Refusal::Unmatched { route: String::new() },
+            Refusal::UnknownUpstream { name: String::new() },
+            Refusal::LoopDetected { reason: String::new() },
+            Refusal::RateLimited { tool: String::new(), retry_after: Duration::ZERO },
+            Refusal::UnknownPrice { model: String::new() },
+            Refusal::SpendCap { spent_micros: 0, cap_micros: 0, reserve_micros: 0 },
+            Refusal::SpendStopped { reason: String::new() },
+            Refusal::CredentialExpired { credential: String::new(), expired_on: String::new() },
+            Refusal::BodyTooLarge { limit: 0 },
+            Refusal::BadRequest { detail: String::new() },
+            Refusal::Malformed { detail: String::new() },
+            Refusal::BodyTimeout { idle: Duration::ZERO },
+            Refusal::StoreUnavailable,
+            Refusal::UpstreamUnreachable { attempts: 0 },
+            Refusal::UpstreamTimeout { attempts: 0 },
+        ];
+        // A new variant stops this match from compiling: add it to the list above too.
+        for refusal in &all {
+            match refusal {
+                Refusal::Unauthenticated
+                | Refusal::Killed { .. }
+                | Refusal::Unmatched { .. }
+                | Refusal::UnknownUpstream { .. }
+                | Refusal::LoopDetected { .. }
+                | Refusal::RateLimited { .. }
+                | Refusal::UnknownPrice { .. }
+                | Refusal::SpendCap { .. }
+                | Refusal::SpendStopped { .. }
+                | Refusal::CredentialExpired { .. }
+                | Refusal::BodyTooLarge { .. }
+                | Refusal::BadRequest { .. }
+                | Refusal::Malformed { .. }
+                | Refusal::BodyTimeout { .. }
+                | Refusal::StoreUnavailable
+                | Refusal::UpstreamUnreachable { .. }
+                | Refusal::UpstreamTimeout { .. } => {}
+            }
+        }
+        all
+    }
+
     /// Attempts made upstream before this outcome (0 when refused before forwarding).
     pub fn attempts(&self) -> u32 {
         match self {
@@ -272,6 +327,20 @@ impl Refusal {
             _ => 0,
         }
     }
+}
+
+/// The HTTP status the agent got for a call journaled with `decision` (a
+/// refusal reason), from the one mapping in [`Refusal::view`]. Calls refused
+/// at admission (killed, loop_detected, rate_limited, spend_cap) are
+/// journaled inside the admission transaction, before a response exists, so
+/// their rows carry no status: `steward last` fills it in from here.
+/// `None` for `allowed` and anything unknown.
+pub fn status_of_decision(decision: &str) -> Option<u16> {
+    Refusal::every_kind()
+        .iter()
+        .map(Refusal::view)
+        .find(|view| view.reason == decision)
+        .map(|view| view.status.as_u16())
 }
 
 /// Which error JSON a refusal is written in: the agent's SDK must recognise it.
@@ -356,5 +425,36 @@ fn anthropic_error_type(status: StatusCode) -> &'static str {
         429 => "rate_limit_error",
         503 | 529 => "overloaded_error",
         _ => "api_error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_decision_maps_back_to_the_status_the_agent_got() {
+        let expected = [
+            ("unauthenticated", 401),
+            ("killed", 403),
+            ("loop_detected", 403),
+            ("unmatched", 403),
+            ("unknown_upstream", 404),
+            ("body_too_large", 413),
+            ("bad_request", 400),
+            ("rate_limited", 429),
+            ("spend_cap", 429),
+            ("credential_expired", 403),
+            ("unknown_price", 403),
+            ("store_unavailable", 503),
+            ("upstream_unreachable", 502),
+            ("upstream_timeout", 504),
+        ];
+        for (decision, status) in expected {
+            assert_eq!(status_of_decision(decision), Some(status), "{decision}");
+        }
+        assert_eq!(Refusal::every_kind().len(), expected.len());
+        assert_eq!(status_of_decision("allowed"), None);
+        assert_eq!(status_of_decision("interrupted"), None);
     }
 }

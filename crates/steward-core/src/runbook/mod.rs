@@ -6,8 +6,9 @@
 //!   renders on a machine where no secret is present, and no secret value can
 //!   reach it.
 //! - here: [`write_page`] (temp file + rename, so a reader never sees half a
-//!   page), the SHA-256 of the config bytes it was rendered from, and the
-//!   [`RenderedRecord`] kept in the store's kv table under [`KV_RENDERED`].
+//!   page), the SHA-256 of the config bytes it was rendered from, the
+//!   [`RenderedRecord`] kept in the store's kv table under [`KV_RENDERED`],
+//!   and [`unit_user`], the `User=` of an installed systemd unit.
 //!
 //! The record lets doctor tell three stale states apart: never rendered, the
 //! config changed since (its SHA-256 differs), and the file was deleted.
@@ -82,6 +83,26 @@ pub enum RunbookError {
     /// The record could not be stored.
     #[error("cannot record the rendered runbook in the store: {0}")]
     Store(#[from] StoreError),
+}
+
+/// Where an installed steward unit is found: the admin's copy first, then
+/// the Debian package's.
+pub const UNIT_PATHS: &[&str] = &[
+    "/etc/systemd/system/steward.service",
+    "/usr/lib/systemd/system/steward.service",
+    "/lib/systemd/system/steward.service",
+];
+
+/// The `User=` of the first steward unit found at `paths` (see
+/// [`UNIT_PATHS`]): under systemd the runbook's commands must run as that
+/// user, so `steward runbook` uses it when `[runbook] run_as` is not set.
+pub fn unit_user(paths: &[&str]) -> Option<String> {
+    let text = paths.iter().find_map(|path| std::fs::read_to_string(path).ok())?;
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix("User="))
+        .map(str::trim)
+        .find(|user| !user.is_empty())
+        .map(str::to_owned)
 }
 
 /// Hex SHA-256 of the config file's bytes: what [`RenderedRecord::config_sha256`] holds.

@@ -61,10 +61,12 @@ impl Page<'_> {
         self.line("");
     }
 
-    /// `steward SUB --config PATH ARGS`
+    /// `steward SUB --config PATH ARGS`, as `[runbook] run_as` when set
+    /// (`sudo -u steward steward ...`): the state is readable by that user only.
     fn cmd(&self, sub: &str, args: &str) -> String {
         let args = if args.is_empty() { String::new() } else { format!(" {args}") };
-        format!("steward {sub} --config {}{args}", self.config_arg)
+        let sudo = self.config.runbook.run_as.as_deref().map(|user| format!("sudo -u {user} ")).unwrap_or_default();
+        format!("{sudo}steward {sub} --config {}{args}", self.config_arg)
     }
 
     /// A fenced `sh` block of commands.
@@ -95,6 +97,13 @@ impl Page<'_> {
         ));
         self.line("");
         self.line("Every command below names the config file, so it can be pasted as it is from any directory.");
+        if let Some(user) = &config.runbook.run_as {
+            self.line(format!(
+                "steward runs as the `{user}` user (systemd), which alone can read its state: every command \
+                 runs as that user through `sudo -u {user}`. Start and stop the service itself with \
+                 `sudo systemctl start|stop steward`."
+            ));
+        }
     }
 
     fn stop(&mut self) {
@@ -243,17 +252,8 @@ impl Page<'_> {
         let providers: Vec<String> =
             config.llm.iter().map(|(name, p)| format!("{} ({})", code(name), p.kind.as_str())).collect();
         self.line(format!("- LLM providers: {}.", providers.join(", ")));
-        let offset = config.spend.utc_offset;
-        let zone = if offset.is_utc() {
-            "UTC".to_owned()
-        } else {
-            format!(
-                "UTC{}{:02}:{:02}",
-                if offset.is_negative() { '-' } else { '+' },
-                offset.whole_hours().abs(),
-                offset.minutes_past_hour().abs()
-            )
-        };
+        let name = &config.spend.timezone_name;
+        let zone = if name.starts_with(['+', '-']) { format!("UTC{name}") } else { name.clone() };
         match config.spend.daily_cap() {
             Some(cap) => self.line(format!(
                 "- Daily cap: **{cap}** over all LLM calls; the day starts at 00:00 {zone}. Once it is \

@@ -182,6 +182,37 @@ fn every_command_names_the_absolute_config() {
 }
 
 #[test]
+fn under_systemd_every_command_runs_as_the_steward_user() {
+    let page = render_text(&full().replace("[runbook]\n", "[runbook]\nrun_as = \"steward\"\n"));
+    let commands = command_lines(&page);
+    assert!(commands.len() >= 15, "{commands:?}");
+    for command in &commands {
+        assert!(command.starts_with("sudo -u steward steward "), "{command}");
+    }
+    assert!(page.contains("runs as the `steward` user"), "{page}");
+    assert!(
+        section(&page, "Stop it now")
+            .contains("sudo -u steward steward stop --config /srv/poster/steward.toml --reason \"what went wrong\"\n")
+    );
+    // Without run_as, nothing changes.
+    assert!(command_lines(&render_text(&full())).iter().all(|c| c.starts_with("steward ")));
+}
+
+#[test]
+fn the_user_of_an_installed_unit_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = dir.path().join("steward.service");
+    std::fs::write(&unit, "[Unit]\nDescription=x\n\n[Service]\nExecStart=/usr/bin/steward run\nUser=steward\n")
+        .unwrap();
+    let missing = dir.path().join("none.service");
+    let paths = [missing.to_str().unwrap(), unit.to_str().unwrap()];
+    assert_eq!(unit_user(&paths).as_deref(), Some("steward"));
+    assert_eq!(unit_user(&paths[..1]), None, "no unit installed");
+    std::fs::write(&unit, "[Service]\nExecStart=/usr/bin/steward run\n").unwrap();
+    assert_eq!(unit_user(&paths), None, "a unit without User= runs as root: no sudo");
+}
+
+#[test]
 fn a_config_path_with_spaces_or_quotes_is_quoted_for_the_shell() {
     let path = "/srv/my agent's/steward.toml";
     let page = render(&load(&full(), path), Path::new(path), now());

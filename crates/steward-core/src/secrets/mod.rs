@@ -201,6 +201,22 @@ impl SecretsError {
         }
     }
 
+    /// Whether only a person can fix it (a variable to export, a file to
+    /// create or chmod, a unit to give a credential, two tokens to separate),
+    /// as opposed to a source that may answer next time (a `command:` that
+    /// failed or timed out, Vault unreachable or refusing). `steward run`
+    /// exits with the configuration code for these, so systemd does not
+    /// restart it every few seconds to the same refusal.
+    pub fn needs_a_person(&self) -> bool {
+        !matches!(
+            self,
+            SecretsError::CommandFailed { .. }
+                | SecretsError::CommandTimeout { .. }
+                | SecretsError::Vault { .. }
+                | SecretsError::AgentToken { .. }
+        )
+    }
+
     /// Whether this is a setup that must be refused wherever it is seen
     /// (`steward config check` too), rather than a value that is only
     /// missing on this machine: an unsafe secret file or a dev/prod share.
@@ -213,6 +229,41 @@ impl SecretsError {
         )
     }
 }
+
+/// Every credential reference that did not resolve or may not be used, all
+/// at once: a person fixing them should not restart steward once per
+/// missing variable.
+#[derive(Debug)]
+pub struct Unresolved {
+    /// In config order: `[credentials.*]`, then dev/prod shares, then the
+    /// references of `[alerts]` and `[heartbeat]`.
+    pub errors: Vec<SecretsError>,
+}
+
+impl Unresolved {
+    /// Whether a person must change the config or the environment (see
+    /// [`SecretsError::needs_a_person`]): true when any of them does.
+    pub fn needs_a_person(&self) -> bool {
+        self.errors.iter().any(SecretsError::needs_a_person)
+    }
+}
+
+impl std::fmt::Display for Unresolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.errors.as_slice() {
+            [one] => write!(f, "{one}"),
+            errors => {
+                write!(f, "{} credential references did not resolve or may not be used:", errors.len())?;
+                for err in errors {
+                    write!(f, "\n  - {err}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for Unresolved {}
 
 /// One resolved credential.
 struct Resolved {
@@ -257,21 +308,45 @@ pub struct Resolution {
 }
 
 impl Secrets {
-    /// Resolves every `[credentials.*]` entry and checks that no dev and prod
-    /// credential share a value. Fails on the first problem: steward does
-    /// not start with a credential missing.
-    ///
-    /// The secret references of `[alerts]` and `[heartbeat]` (webhook URLs,
-    /// SMTP passwords, the dead-man URL) are resolved too, under the labels
-    /// of [`crate::monitor::secret_references`], so the redactor knows them
-    /// and no alert sink starts without its secret.
-    pub async fn resolve(config: &Config) -> Result<Self, SecretsError> {
-        let Resolution { mut secrets, errors } = Self::resolve_all(config).await;
-        if let Some(err) = errors.into_iter().next() {
-            return Err(err);
+    /// Resolves every reference [`Secrets::resolve_every_reference`] does and
+    /// fails with all of the problems when there is any: steward does not
+    /// start with a credential missing.
+    pub async fn resolve(config: &Config) -> Result<Self, Unresolved> {
+        let Resolution { secrets, errors } = Self::resolve_every_reference(config).await;
+        if errors.is_empty() { Ok(secrets) } else { Err(Unresolved { errors }) }
+    }
+
+    /// Every `[credentials.*]` entry and dev/prod share, as
+    /// [`Secrets::resolve_all`], then the secret references of `[alerts]`
+    /// and `[heartbeat]` (webhook URLs, SMTP passwords, the dead-man URL)
+    /// under the labels of [`crate::monitor::secret_references`], so the
+    /// redactor knows them and no alert sink starts without its secret.
+    /// This is what `steward run` resolves, so `steward config check`
+    /// resolves exactly this too.
+    pub async fn resolve_every_reference(config: &Config) -> Resolution {
+        Self::resolve_every_reference_with(config, &process_env).await
+    }
+
+    /// [`Secrets::resolve_every_reference`] reading environment variables through `env`.
+    pub async fn resolve_every_reference_with(config: &Config, env: EnvLookup<'_>) -> Resolution {
+        let mut resolution = Self::resolve_all_with(config, env).await;
+        for (label, source) in crate::monitor::secret_references(config) {
+            match sources::read(&label, &source, env).await {
+                Ok(read) => {
+                    let sha256 = Sha256::digest(read.value.expose_secret().as_bytes()).into();
+                    resolution.secrets.values.insert(label, Resolved { value: read.value, sha256, expiry: None });
+                }
+                Err(err) => resolution.errors.push(err),
+            }
         }
-        secrets.values.extend(Self::resolve_alerts(config).await?.values);
-        Ok(secrets)
+        resolution
+    }
+
+    /// How many of the resolved values are `[credentials.*]` entries (the
+    /// rest are alert and heartbeat references): what `steward secrets
+    /// list` counts.
+    pub fn credential_count(&self, config: &Config) -> usize {
+        self.values.keys().filter(|name| config.credentials.contains_key(*name)).count()
     }
 
     /// Only the secret references of `[alerts]` and `[heartbeat]`: what

@@ -286,6 +286,13 @@ impl std::fmt::Debug for Supervisor {
     }
 }
 
+/// The check `steward run` makes on `[agent] env` before it starts anything
+/// (no value may hold a credential in `secrets`), for `steward config check`.
+pub fn check_agent_env(config: &Config, secrets: &Secrets) -> Result<(), SupervisorError> {
+    let Some(process) = &config.agent.process else { return Ok(()) };
+    launch::LaunchSpec::new(process, config, secrets, "", "http://127.0.0.1", |_| None, Launcher::Direct).map(|_| ())
+}
+
 impl Supervisor {
     /// Prepares the agent's environment (refusing credentials in it), opens
     /// `agent.log` and the health-check client. Nothing is started yet.

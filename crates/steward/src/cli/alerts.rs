@@ -7,8 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
-use comfy_table::{Table, presets};
-use owo_colors::OwoColorize;
+use comfy_table::{Attribute, Cell, Color, Table, presets};
 use steward_core::monitor::{self, Alert, AlertsTestRecord, delivery};
 use steward_core::secrets::{AgentToken, Secrets};
 
@@ -30,7 +29,7 @@ pub enum Command {
 pub struct TestArgs {
     /// Machine-readable output.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 pub fn run(path: &Path, command: Command) -> Result<ExitCode, CliError> {
@@ -73,15 +72,26 @@ pub fn run(path: &Path, command: Command) -> Result<ExitCode, CliError> {
     }
     let mut table = Table::new();
     table.load_style(presets::NOTHING);
+    // The table styles its own cells, so widths count the text, not colour
+    // codes (which anstream strips off a terminal after the layout).
+    if super::color_on_stdout() {
+        table.enforce_styling();
+    } else {
+        table.force_no_tty();
+    }
     table.set_header(["SINK", "KIND", "RESULT", "ATTEMPTS", "ERROR"]);
     for r in &record.results {
-        let result = if r.ok { "delivered".green().to_string() } else { "FAILED".red().bold().to_string() };
-        table.add_row([
-            r.sink.clone(),
-            r.kind.clone(),
+        let result = if r.ok {
+            Cell::new("delivered").fg(Color::Green)
+        } else {
+            Cell::new("FAILED").fg(Color::Red).add_attribute(Attribute::Bold)
+        };
+        table.add_row(vec![
+            Cell::new(&r.sink),
+            Cell::new(&r.kind),
             result,
-            r.attempts.to_string(),
-            r.error.clone().unwrap_or_default(),
+            Cell::new(r.attempts),
+            Cell::new(r.error.clone().unwrap_or_default()),
         ]);
     }
     anstream::println!("{table}");

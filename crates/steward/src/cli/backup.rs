@@ -31,7 +31,7 @@ pub enum Command {
 pub struct NowArgs {
     /// Machine-readable output (no progress bar).
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 /// `steward backup list`
@@ -39,7 +39,7 @@ pub struct NowArgs {
 pub struct ListArgs {
     /// Machine-readable output.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 /// `steward backup verify`
@@ -52,7 +52,7 @@ pub struct VerifyArgs {
     identity: Option<PathBuf>,
     /// Machine-readable output (no progress bar).
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 pub fn run(path: &Path, command: Command) -> Result<ExitCode, CliError> {

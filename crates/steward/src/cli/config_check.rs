@@ -1,9 +1,12 @@
-//! `steward config check`: validates the config and says what it declares.
+//! `steward config check`: validates the config, resolves every credential
+//! and alert reference exactly as `steward run` does (so a check that passes
+//! predicts a start that passes), and says what the config declares.
+//! `--offline` validates the file alone, for a machine without the secrets.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use steward_core::secrets::Secrets;
+use steward_core::secrets::{Secrets, Unresolved};
 
 use super::{CliError, exit, load_config, print_json, runtime};
 
@@ -12,38 +15,41 @@ use super::{CliError, exit, load_config, print_json, runtime};
 pub struct Args {
     /// Print a machine-readable summary.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
+    /// Validate the file only: do not resolve credential and alert references
+    /// (for a machine without the secrets; `steward run` still resolves them).
+    #[arg(long)]
+    offline: bool,
 }
 
 pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
     let config = load_config(path)?;
-    // Resolving credentials here catches a missing variable, an unsafe file or
-    // a dev/prod share before `steward run` does; the values are dropped at once.
-    let resolution = runtime()?.block_on(Secrets::resolve_all(&config));
-    drop(resolution.secrets);
-    let (refused, warnings): (Vec<_>, Vec<_>) = resolution.errors.into_iter().partition(|e| e.is_unsafe());
-    let refused: Vec<String> = refused.iter().map(ToString::to_string).collect();
-    let warnings: Vec<String> = warnings.iter().map(ToString::to_string).collect();
-    if !refused.is_empty() {
-        if args.json {
-            print_json(&serde_json::json!({
-                "valid": false,
-                "path": config.source_path,
-                "credential_errors": refused,
-                "credential_warnings": warnings,
-            }))?;
-        } else {
-            for err in &refused {
-                anstream::eprintln!("error: {err}");
-            }
-            anstream::eprintln!(
-                "{}: refused; steward run will not start until this is fixed",
-                config.source_path.display()
-            );
+    let resolved = if args.offline {
+        None
+    } else {
+        // What `steward run` resolves at start, every problem at once; the
+        // values are dropped here and never printed.
+        let resolution = runtime()?.block_on(Secrets::resolve_every_reference(&config));
+        if !resolution.errors.is_empty() {
+            return Err(CliError::unresolved(&config.source_path, &Unresolved { errors: resolution.errors }));
         }
-        return Ok(ExitCode::from(exit::CONFIG));
-    }
-    let credentials = (!warnings.is_empty()).then(|| warnings.join("; "));
+        if let Err(err) = steward_core::supervisor::check_agent_env(&config, &resolution.secrets) {
+            return Err(CliError::Credentials {
+                path: config.source_path.clone(),
+                problems: vec![err.to_string()],
+                needs_a_person: true,
+            });
+        }
+        let credentials = resolution.secrets.credential_count(&config);
+        Some((credentials, resolution.secrets.names().count() - credentials))
+    };
+    let credentials = match resolved {
+        None => "not resolved (--offline): steward run resolves every reference at start".to_owned(),
+        Some((credentials, 0)) => format!("{credentials} credential(s) resolved"),
+        Some((credentials, alerts)) => {
+            format!("{credentials} credential(s) and {alerts} alert reference(s) resolved")
+        }
+    };
     if args.json {
         let tools: Vec<_> = config
             .tools
@@ -77,7 +83,12 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
                 "daily_cap_usd": config.spend.daily_cap_usd,
                 "alert_at_usd": config.spend.alert_at_usd,
             },
-            "credentials_error": credentials,
+            "credentials": {
+                "resolved": resolved.is_some(),
+                "offline": args.offline,
+                "count": resolved.map(|(c, _)| c),
+                "alert_references": resolved.map(|(_, a)| a),
+            },
         }))?;
     } else {
         anstream::println!("{}: valid", config.source_path.display());
@@ -110,9 +121,7 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         if !config.llm.is_empty() {
             anstream::println!("  {}", spend_line(&config.spend));
         }
-        if let Some(err) = &credentials {
-            anstream::println!("  warning: {err}\n  (steward run will refuse to start until this is fixed)");
-        }
+        anstream::println!("  credentials: {credentials}");
     }
     Ok(ExitCode::from(exit::OK))
 }

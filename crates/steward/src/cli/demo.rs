@@ -46,10 +46,7 @@ async fn demo(args: Args) -> anyhow::Result<()> {
 
     let mock = MockUpstream::start().await.context("cannot start the mock upstream")?;
     let config_path = dir.join("steward.toml");
-    let text = EXAMPLE_CONFIG
-        .replace("http://127.0.0.1:7700", &mock.base_url())
-        .replace("env:SOCIAL_TOKEN", "file:social.token")
-        .replace("127.0.0.1:7600", "127.0.0.1:0");
+    let text = demo_config(&mock.base_url());
     std::fs::write(&config_path, text).with_context(|| format!("cannot write {}", config_path.display()))?;
     write_private(&dir.join("social.token"), DEMO_UPSTREAM_TOKEN)?;
 
@@ -108,6 +105,23 @@ async fn demo(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The example config pointed at the mock (`base_url`), the token file and
+/// a free port. Only the settings change: the comments keep describing the
+/// example as shipped (a blanket replace once rewrote "point the agent at
+/// http://127.0.0.1:7600/..." to port 0).
+fn demo_config(base_url: &str) -> String {
+    EXAMPLE_CONFIG
+        .lines()
+        .map(|line| match line {
+            "listen = \"127.0.0.1:7600\"" => "listen = \"127.0.0.1:0\"".to_owned(),
+            "base_url = \"http://127.0.0.1:7700\"" => format!("base_url = \"{base_url}\""),
+            "source = \"env:SOCIAL_TOKEN\"" => "source = \"file:social.token\"".to_owned(),
+            other => other.to_owned(),
+        })
+        .map(|line| line + "\n")
+        .collect()
+}
+
 /// How the user runs steward: `steward` when this binary is on PATH, the
 /// `cargo run` form when cargo started it, else the binary's path.
 fn invocation() -> String {
@@ -157,4 +171,20 @@ fn show(outcome: &agent::Outcome) {
 
 fn yes_no(value: bool) -> &'static str {
     if value { "yes" } else { "no" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_config_changes_settings_not_comments() {
+        let text = demo_config("http://127.0.0.1:45678");
+        assert!(text.contains("listen = \"127.0.0.1:0\"\n"), "{text}");
+        assert!(text.contains("base_url = \"http://127.0.0.1:45678\"\n"), "{text}");
+        assert!(text.contains("source = \"file:social.token\"\n"), "{text}");
+        assert!(text.contains("point the agent at http://127.0.0.1:7600/api/social/"), "{text}");
+        assert!(!text.contains("env:SOCIAL_TOKEN\""), "{text}");
+        assert!(!text.contains("127.0.0.1:0/"), "{text}");
+    }
 }

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use owo_colors::OwoColorize;
 use steward_core::doctor::{self, CheckResult, Report, Status};
 
-use super::{print_json, runtime};
+use super::{CliError, print_json, runtime};
 
 /// Doctor's exit codes.
 pub mod code {
@@ -28,7 +28,7 @@ pub mod code {
 pub struct Args {
     /// Machine-readable output: a list of {"section", "item", "status", "detail", "fix"}.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 /// Runs doctor; failures to run are reported here, so the exit code is always doctor's.
@@ -36,21 +36,26 @@ pub fn run(path: &Path, args: Args) -> ExitCode {
     let config = match steward_core::config::load(path) {
         Ok(config) => config,
         Err(err) => {
-            anstream::eprintln!("{:?}", miette::Report::new(err));
-            anstream::eprintln!("steward doctor could not run: fix the config first");
+            let err = CliError::config(path, err);
+            if args.json {
+                anstream::println!("{}", serde_json::to_string_pretty(&err.to_json()).unwrap_or_default());
+            } else {
+                anstream::eprint!("{}", err.to_text());
+                anstream::eprintln!("steward doctor could not run: fix the config first");
+            }
             return ExitCode::from(code::COULD_NOT_RUN);
         }
     };
     let report = match runtime() {
         Ok(rt) => rt.block_on(doctor::run(&config, std::time::SystemTime::now())),
         Err(err) => {
-            anstream::eprintln!("error: {err:#}");
+            CliError::Other(err).report(args.json);
             return ExitCode::from(code::COULD_NOT_RUN);
         }
     };
     let printed = if args.json { print_json(&report.checks) } else { print_table(&report) };
     if let Err(err) = printed {
-        anstream::eprintln!("error: {err:#}");
+        CliError::Other(err).report(args.json);
         return ExitCode::from(code::COULD_NOT_RUN);
     }
     match report.worst() {

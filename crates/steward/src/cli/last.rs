@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use comfy_table::{ContentArrangement, Table, presets};
+use steward_core::config::Config;
+use steward_core::pipeline::status_of_decision;
 use steward_core::store::{CallRow, LastQuery};
 
 use super::{CliError, exit, format_ms, load_config, now_ms, open_store_read_only, print_json, runtime};
@@ -26,7 +28,7 @@ pub struct Args {
     failed: bool,
     /// One JSON array, for scripts.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 fn parse_since(text: &str) -> Result<std::time::Duration, String> {
@@ -41,20 +43,55 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         since_ms: args.since.map(|d| now_ms() - i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
         failed_only: args.failed,
     };
-    let rows = runtime()?.block_on(async {
+    let mut rows = runtime()?.block_on(async {
         let store = open_store_read_only(&config)?;
         store.last(query).await.context("cannot read the journal")
     })?;
+    if rows.is_empty()
+        && let Some(tool) = &args.tool
+        && !is_a_tool(&config, tool)
+    {
+        return Err(anyhow::anyhow!("no tool is named `{tool}`; {}", known_tools(&config)).into());
+    }
+    for row in &mut rows {
+        // Refused at admission: journaled before the response existed (see status_of_decision).
+        if row.status.is_none() && row.finished_ms.is_some() {
+            row.status = status_of_decision(&row.decision);
+        }
+    }
     if args.json {
         print_json(&rows)?;
         return Ok(ExitCode::from(exit::OK));
     }
     if rows.is_empty() {
-        anstream::println!("no calls recorded{}", if args.failed { " that failed" } else { "" });
+        let of_tool = args.tool.as_ref().map(|t| format!(" of tool `{t}`")).unwrap_or_default();
+        anstream::println!("no calls{of_tool} recorded{}", if args.failed { " that failed" } else { "" });
         return Ok(ExitCode::from(exit::OK));
     }
     anstream::println!("{}", table(&rows));
     Ok(ExitCode::from(exit::OK))
+}
+
+/// A `[[tools]]` name, or `PROVIDER:ENDPOINT` of an `[llm.*]` provider.
+fn is_a_tool(config: &Config, name: &str) -> bool {
+    config.tools.iter().any(|t| t.name == name)
+        || name.split_once(':').is_some_and(|(provider, _)| config.llm.contains_key(provider))
+}
+
+/// The tools `--tool` takes, for an error message.
+fn known_tools(config: &Config) -> String {
+    let mut text = match config.tools.len() {
+        0 => "no [[tools]] are configured".to_owned(),
+        _ => format!("the tools are: {}", config.tools.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")),
+    };
+    if let Some((provider, llm)) = config.llm.iter().next() {
+        let endpoint = match llm.kind {
+            steward_core::config::LlmKind::Anthropic => "messages",
+            steward_core::config::LlmKind::OpenAi => "chat.completions",
+        };
+        text.push_str(&format!("; LLM calls are named PROVIDER:ENDPOINT, like {provider}:{endpoint}"));
+    }
+    text
 }
 
 fn table(rows: &[CallRow]) -> Table {

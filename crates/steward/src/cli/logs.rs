@@ -7,6 +7,9 @@
 //! is read to its end first, then every file rotated since (a burst can
 //! rotate several times between two polls), then the new one, so no line is
 //! skipped or shown twice.
+//!
+//! `--json` prints each line as one JSON object (`time`, `stream`, `text`),
+//! one per line, following included.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -42,6 +45,9 @@ pub struct AgentArgs {
     /// How many of the last lines to print first.
     #[arg(short = 'n', long, default_value_t = 50)]
     lines: usize,
+    /// One JSON object per line: {"time", "stream", "text"}.
+    #[arg(long)]
+    pub(super) json: bool,
 }
 
 pub fn run(path: &Path, command: LogsCommand) -> Result<ExitCode, CliError> {
@@ -50,10 +56,10 @@ pub fn run(path: &Path, command: LogsCommand) -> Result<ExitCode, CliError> {
     let dir = config.logging.dir.clone();
     let active = dir.join(AGENT.active);
     if config.agent.process.is_none() && !active.exists() {
-        anstream::eprintln!(
+        return Err(anyhow::anyhow!(
             "steward does not run the agent: [agent] has no command (see `steward init` for an example)"
-        );
-        return Ok(ExitCode::from(exit::FAILURE));
+        )
+        .into());
     }
     let mut out = anstream::stdout().lock();
     let opened = open_active(&active).with_context(|| format!("cannot read {}", active.display()))?;
@@ -65,7 +71,7 @@ pub fn run(path: &Path, command: LogsCommand) -> Result<ExitCode, CliError> {
                 lines.splice(0..0, older);
             }
             for line in &lines {
-                if writeln!(out, "{line}").is_err() {
+                if emit(&mut out, line, args.json).is_err() {
                     return Ok(ExitCode::from(exit::OK));
                 }
             }
@@ -91,7 +97,7 @@ pub fn run(path: &Path, command: LogsCommand) -> Result<ExitCode, CliError> {
             continue;
         };
         pos += read_from(file, pos, &mut pending)?;
-        if !print_complete(&mut out, &mut pending) {
+        if !print_complete(&mut out, &mut pending, args.json) {
             return Ok(ExitCode::from(exit::OK));
         }
         let old_id = file_id(&file.metadata().context("cannot stat agent.log")?);
@@ -109,7 +115,7 @@ pub fn run(path: &Path, command: LogsCommand) -> Result<ExitCode, CliError> {
         for path in rotated_between(&dir, old_id, next_id)? {
             pending.extend(std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?);
         }
-        if !print_complete(&mut out, &mut pending) {
+        if !print_complete(&mut out, &mut pending, args.json) {
             return Ok(ExitCode::from(exit::OK));
         }
         current = Some(next);
@@ -169,11 +175,32 @@ fn read_from(file: &mut File, pos: u64, buf: &mut Vec<u8>) -> anyhow::Result<u64
 
 /// Prints the complete lines at the start of `pending` and keeps the rest.
 /// False when stdout is closed (the reader went away: stop quietly).
-fn print_complete(out: &mut impl Write, pending: &mut Vec<u8>) -> bool {
+fn print_complete(out: &mut impl Write, pending: &mut Vec<u8>, json: bool) -> bool {
     let Some(end) = pending.iter().rposition(|&b| b == b'\n') else { return true };
-    let ok = out.write_all(&pending[..=end]).and_then(|()| out.flush()).is_ok();
+    let ok = if json {
+        String::from_utf8_lossy(&pending[..end]).lines().try_for_each(|line| emit(out, line, true))
+    } else {
+        out.write_all(&pending[..=end])
+    };
+    let ok = ok.and_then(|()| out.flush()).is_ok();
     pending.drain(..=end);
     ok
+}
+
+/// Writes one `agent.log` line: as it is, or as `{"time", "stream", "text"}`.
+fn emit(out: &mut impl Write, line: &str, json: bool) -> std::io::Result<()> {
+    if !json {
+        return writeln!(out, "{line}");
+    }
+    let mut parts = line.splitn(3, ' ');
+    let value = match (parts.next(), parts.next(), parts.next()) {
+        (Some(time), Some(stream @ ("stdout" | "stderr")), text) => {
+            serde_json::json!({ "time": time, "stream": stream, "text": text.unwrap_or_default() })
+        }
+        // Not a line steward wrote (edited by hand): keep it whole.
+        _ => serde_json::json!({ "time": null, "stream": null, "text": line }),
+    };
+    writeln!(out, "{value}")
 }
 
 /// The last `n` lines of the first `len` bytes of `file`, reading backwards.
@@ -211,4 +238,37 @@ fn older_lines(dir: &Path, n: usize) -> anyhow::Result<Vec<String>> {
         out = lines;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_split_time_stream_and_text() {
+        let mut out = Vec::new();
+        emit(&mut out, "2026-11-26T04:00:00.123Z stderr boom: it broke  twice", true).unwrap();
+        emit(&mut out, "edited by hand", true).unwrap();
+        emit(&mut out, "2026-11-26T04:00:01.000Z stdout plain", false).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(first["time"], "2026-11-26T04:00:00.123Z");
+        assert_eq!(first["stream"], "stderr");
+        assert_eq!(first["text"], "boom: it broke  twice");
+        let second: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(second["text"], "edited by hand");
+        assert!(second["stream"].is_null());
+        assert_eq!(lines[2], "2026-11-26T04:00:01.000Z stdout plain");
+    }
+
+    #[test]
+    fn following_prints_complete_lines_as_json_and_keeps_the_rest() {
+        let mut out = Vec::new();
+        let mut pending = b"2026-11-26T04:00:00Z stdout one\n2026-11-26T04:00:01Z stdout tw".to_vec();
+        assert!(print_complete(&mut out, &mut pending, true));
+        assert_eq!(pending, b"2026-11-26T04:00:01Z stdout tw");
+        let line: serde_json::Value = serde_json::from_slice(out.strip_suffix(b"\n").unwrap()).unwrap();
+        assert_eq!(line["text"], "one");
+    }
 }

@@ -1,12 +1,15 @@
 //! The command line: one file per command, this file holds the argument
-//! types, the dispatch, the exit codes and the error report.
+//! types, the dispatch, the exit codes and the colour policy; `error` holds
+//! the error report (text, or JSON with `--json`).
 
 mod agent_exec;
 mod alerts;
 mod backup;
+mod completions;
 mod config_check;
 mod demo;
 mod doctor;
+mod error;
 mod init;
 mod last;
 mod logs;
@@ -18,11 +21,13 @@ mod spend;
 mod status;
 mod stop;
 
+pub use error::CliError;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use steward_core::config::{self, Config, ConfigError};
+use steward_core::config::{self, Config};
 
 /// Documented exit codes (also in `steward --help`).
 pub mod exit {
@@ -31,7 +36,6 @@ pub mod exit {
     /// A command failed at run time (store unreadable, daemon could not start, ...).
     pub const FAILURE: u8 = 1;
     /// Wrong command-line usage (clap's own code).
-    #[expect(dead_code, reason = "clap exits with this code itself; listed so every code is documented here")]
     pub const USAGE: u8 = 2;
     /// The configuration is invalid: fix steward.toml at the reported line
     /// (also: `config check` found an unsafe secret file or a dev/prod share).
@@ -57,7 +61,10 @@ Start here:
   steward alerts test          send a test alert through every [[alerts.sinks]] entry
   steward stop --reason \"...\"  kill switch: refuse every call and stop the agent until `steward resume`
   steward backup now           back up config, store and agent state to the [backup] destination
-  steward runbook              write the one-page runbook of this deployment ([runbook] output)";
+  steward runbook              write the one-page runbook of this deployment ([runbook] output)
+
+Colour only on a terminal; NO_COLOR=1 turns it off, CLICOLOR_FORCE=1 forces it.
+With --json, a failed command prints {\"error\": {\"kind\", \"message\", \"help\", \"location\"}} on stdout.";
 
 /// steward: makes the production checklist true for an AI agent, in code.
 #[derive(Debug, Parser)]
@@ -116,12 +123,68 @@ enum Command {
     /// Render this deployment's one-page runbook (Markdown: stop, last, roll back, resume, spend,
     /// credentials, backups, alerts, whom to call) to [runbook] output, or print it with --stdout.
     Runbook(runbook::Args),
+    /// Print a shell completion script: `steward completions bash > /etc/bash_completion.d/steward`.
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page (roff): `steward man | man -l -`; `--dir D` writes one page per command.
+    Man(completions::ManArgs),
 }
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Validate the configuration; errors point to file:line:column with a fix.
     Check(config_check::Args),
+}
+
+impl Cli {
+    /// Whether the command was asked for JSON output (`--json`): its errors
+    /// are then JSON on stdout too.
+    pub fn json(&self) -> bool {
+        match &self.command {
+            Command::Config(ConfigCommand::Check(args)) => args.json,
+            Command::Last(args) => args.json,
+            Command::Status(args) => args.json,
+            Command::Spend(args) => args.json,
+            Command::Alerts(alerts::Command::Test(args)) => args.json,
+            Command::Logs(logs::LogsCommand::Agent(args)) => args.json,
+            Command::Secrets(secrets::Command::List(args)) => args.json,
+            Command::Doctor(args) => args.json,
+            Command::Backup(backup::Command::Now(args)) => args.json,
+            Command::Backup(backup::Command::List(args)) => args.json,
+            Command::Backup(backup::Command::Verify(args)) => args.json,
+            Command::Restore(args) => args.json,
+            Command::Runbook(args) => args.json,
+            Command::Init(_)
+            | Command::Run(_)
+            | Command::Stop(_)
+            | Command::Resume(_)
+            | Command::Demo(_)
+            | Command::Secrets(secrets::Command::Reload(_))
+            | Command::AgentExec(_)
+            | Command::AgentInit(_)
+            | Command::Completions(_)
+            | Command::Man(_) => false,
+        }
+    }
+}
+
+/// A command line clap refused: clap's own report and exit code (2), or with
+/// `--json` among the words, the JSON error object on stdout (kind `usage`),
+/// so a script that asked for JSON always gets JSON. Help and version are
+/// printed as usual.
+pub fn usage_error(err: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let wants_json = std::env::args_os().skip(1).any(|arg| arg == "--json");
+    if !wants_json || matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = err.print();
+        return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(exit::USAGE));
+    }
+    let text = err.to_string();
+    let message = text.lines().next().unwrap_or_default().trim_start_matches("error: ");
+    let error = serde_json::json!({
+        "error": { "kind": "usage", "message": message, "help": "steward --help lists the commands and their options", "location": null }
+    });
+    anstream::println!("{}", serde_json::to_string_pretty(&error).unwrap_or_default());
+    ExitCode::from(exit::USAGE)
 }
 
 /// Runs the parsed command.
@@ -146,50 +209,26 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Backup(command) => backup::run(&config_path, command),
         Command::Restore(args) => restore::run(&config_path, args),
         Command::Runbook(args) => runbook::run(&config_path, args),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args),
     }
 }
 
-/// A failed command: an invalid config is rendered with its snippet, anything
-/// else as its error chain.
-#[derive(Debug)]
-pub enum CliError {
-    /// steward.toml is invalid.
-    Config(Box<ConfigError>),
-    /// Any other failure.
-    Other(anyhow::Error),
+/// Whether stdout gets colour, by the same rules as [`color_on_stderr`].
+pub fn color_on_stdout() -> bool {
+    anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never
 }
 
-impl From<anyhow::Error> for CliError {
-    fn from(err: anyhow::Error) -> Self {
-        CliError::Other(err)
-    }
-}
-
-impl From<ConfigError> for CliError {
-    fn from(err: ConfigError) -> Self {
-        CliError::Config(Box::new(err))
-    }
-}
-
-impl CliError {
-    /// Prints the error to stderr and returns the matching exit code.
-    pub fn report(self) -> ExitCode {
-        match self {
-            CliError::Config(err) => {
-                anstream::eprintln!("{:?}", miette::Report::new(*err));
-                ExitCode::from(exit::CONFIG)
-            }
-            CliError::Other(err) => {
-                anstream::eprintln!("error: {err:#}");
-                ExitCode::from(exit::FAILURE)
-            }
-        }
-    }
+/// Whether stderr gets colour: a terminal, unless `NO_COLOR` is set;
+/// `CLICOLOR_FORCE` forces it (anstream's rules, so steward's own lines,
+/// config errors and the daemon's log lines all agree).
+pub fn color_on_stderr() -> bool {
+    anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never
 }
 
 /// Loads and validates the config at `path`.
 fn load_config(path: &Path) -> Result<Config, CliError> {
-    Ok(config::load(path)?)
+    config::load(path).map_err(|err| CliError::config(path, err))
 }
 
 /// Opens the store of `config` for a command that writes it. Every free

@@ -28,7 +28,7 @@ pub struct Args {
     identity: Option<PathBuf>,
     /// Machine-readable output (no progress bar).
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
@@ -81,7 +81,7 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
     }
     if report.pre_restore_backup.is_none() {
         anstream::println!(
-            "  check it with `steward config check --config {}`",
+            "  check it with `steward config check --offline --config {}` (credentials are not in backups)",
             report.target.join("steward.toml").display()
         );
     }

@@ -1,7 +1,9 @@
 //! `steward run`: the daemon in the foreground, with the agent supervised
 //! (started in its box, `agent-exec`, so it dies with steward and cannot
 //! reach steward's files), systemd notifications (no-op outside systemd),
-//! and SIGHUP reloading credentials.
+//! and SIGHUP reloading credentials. Its log goes to stderr: text (coloured
+//! only on a terminal) or, with `--log-format json`, one JSON object per
+//! line for log shippers.
 //!
 //! The daemon makes itself non-dumpable first (`PR_SET_DUMPABLE = 0`): its
 //! `/proc/<pid>/environ` and `mem` then belong to root, and ptrace is refused,
@@ -19,11 +21,24 @@ use super::{CliError, exit, load_config, runtime};
 
 /// `steward run` (SIGTERM/Ctrl-C drain and stop; SIGHUP reloads credentials)
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// How steward's own log lines are written to stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
 
-pub fn run(path: &Path, _args: Args) -> Result<ExitCode, CliError> {
+/// `--log-format`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event (coloured only on a terminal).
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields`, `target`), for log shippers.
+    Json,
+}
+
+pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
     let config = load_config(path)?;
-    init_tracing();
+    init_tracing(args.log_format);
     if let Err(errno) = nix::sys::prctl::set_dumpable(false) {
         return Err(anyhow::anyhow!(
             "cannot make steward non-dumpable ({errno}): its environment and memory would be readable by processes \
@@ -61,12 +76,16 @@ pub fn run(path: &Path, _args: Args) -> Result<ExitCode, CliError> {
     });
     match started {
         Ok(()) => Ok(ExitCode::from(exit::OK)),
-        Err(err) => {
-            let config_error =
-                err.downcast_ref::<daemon::DaemonError>().is_some_and(daemon::DaemonError::is_config_error);
-            anstream::eprintln!("error: steward could not start: {err:#}");
-            Ok(ExitCode::from(if config_error { exit::CONFIG } else { exit::FAILURE }))
-        }
+        Err(err) => match err.downcast::<daemon::DaemonError>() {
+            Ok(daemon::DaemonError::Credentials(unresolved)) => Err(CliError::unresolved(path, &unresolved)),
+            Ok(err) if err.is_config_error() => Err(CliError::Credentials {
+                path: path.to_owned(),
+                problems: vec![err.to_string()],
+                needs_a_person: true,
+            }),
+            Ok(err) => Err(anyhow::Error::new(err).context("steward could not start").into()),
+            Err(err) => Err(err.context("steward could not start").into()),
+        },
     }
 }
 
@@ -78,11 +97,17 @@ fn launcher() -> Launcher {
     Launcher::ReExec { program, args: vec!["agent-exec".into()] }
 }
 
-/// Logs to stderr; `STEWARD_LOG` (e.g. `debug`, `steward_core=trace`) overrides `info`.
-pub fn init_tracing() {
+/// Logs to stderr in `format`; `STEWARD_LOG` (e.g. `debug`,
+/// `steward_core=trace`) overrides `info`. Colour codes only when stderr
+/// gets colour ([`super::color_on_stderr`]): never into a file or journald.
+pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("STEWARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(super::color_on_stderr()).try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
 }
 
 /// SIGHUP (`steward secrets reload`) re-reads every credential source; a

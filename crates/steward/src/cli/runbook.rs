@@ -5,6 +5,8 @@
 //! The config is read once: the page and the recorded SHA-256 come from the
 //! same bytes, so doctor's "rendered before the config changed" is exact.
 //! No credential is resolved: the page renders where no secret is present.
+//! Without `[runbook] run_as`, an installed steward unit's `User=` decides
+//! whether the commands carry `sudo -u`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -24,12 +26,16 @@ pub struct Args {
     stdout: bool,
     /// Machine-readable output: {"path", "bytes", "config_sha256"} of the written page.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
-    let source = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, e))?;
-    let config = config::parse(&source, path)?;
+    let source = std::fs::read_to_string(path).map_err(|e| CliError::config(path, ConfigError::io(path, e)))?;
+    let mut config = config::parse(&source, path).map_err(|e| CliError::config(path, e))?;
+    // Under the installed unit, the commands must run as its user.
+    if config.runbook.run_as.is_none() {
+        config.runbook.run_as = runbook::unit_user(runbook::UNIT_PATHS);
+    }
     let now = SystemTime::now();
     let page = runbook::render(&config, &config.source_path, now);
     if args.stdout {

@@ -35,7 +35,7 @@ pub enum Command {
 pub struct ListArgs {
     /// Machine-readable output.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 /// `steward secrets reload`
@@ -121,8 +121,12 @@ fn reload(path: &Path, _args: ReloadArgs) -> Result<ExitCode, CliError> {
                     .as_array()
                     .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
                     .unwrap_or_default();
+                let alerts = match report["alert_references"].as_u64() {
+                    Some(n) if n > 0 => format!(" and {n} alert reference(s)"),
+                    _ => String::new(),
+                };
                 anstream::println!(
-                    "reloaded {} credential(s) in the daemon (pid {pid}); changed: {}",
+                    "reloaded {} credential(s){alerts} in the daemon (pid {pid}); changed: {}",
                     report["credentials"],
                     if changed.is_empty() { "none".to_owned() } else { changed.join(", ") }
                 );

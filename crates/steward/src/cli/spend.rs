@@ -18,7 +18,7 @@ pub struct Args {
     days: u32,
     /// Machine-readable output.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 fn usd(micros: u64) -> f64 {

@@ -5,8 +5,9 @@
 //! The agent's state comes from the status the daemon's supervisor publishes
 //! in the store. When no daemon runs, that status is history: the agent is
 //! `stopped` (or `fatal`, which persists), with the last known restarts and
-//! exit. Without `[agent] command` the state is `disabled` (or `stopped`
-//! while the kill switch is engaged: the agent's calls are refused either way).
+//! exit. Without `[agent] command` the state is always `disabled` (steward
+//! does not run the agent); the reason adds that the kill switch refuses its
+//! calls when it is engaged.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -28,7 +29,7 @@ use super::{CliError, exit, format_ms, load_config, now_ms, open_store_read_only
 pub struct Args {
     /// Machine-readable output.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
@@ -178,12 +179,12 @@ impl AgentView {
             healthy: None,
         };
         if config.agent.process.is_none() {
+            view.state = "disabled";
+            let mut reason = "no [agent] command: steward does not run the agent".to_owned();
             if kill.engaged {
-                view.reason = Some(kill_reason());
-            } else {
-                view.state = "disabled";
-                view.reason = Some("no [agent] command: steward does not run the agent".into());
+                reason.push_str(&format!("; its calls are refused ({})", kill_reason()));
             }
+            view.reason = Some(reason);
             return view;
         }
         match published {

@@ -43,7 +43,7 @@ impl Validator<'_> {
                 if jiff::tz::TimeZone::get(text.get_ref()).is_err() {
                     self.push(Problem::new(
                         text.span(),
-                        format!("time zone {:?} is not known to this system's time zone database", text.get_ref()),
+                        format!("time zone {:?} is not a time zone steward knows", text.get_ref()),
                         "unknown time zone",
                         "use an IANA name such as timezone = \"UTC\" or \"Europe/Berlin\"",
                     ));
@@ -358,7 +358,7 @@ restore_test = "61 * * * *"
         for expected in [
             "schedule \"every night\" is not a cron expression",
             "five fields",
-            "time zone \"Mars/Olympus\" is not known",
+            "time zone \"Mars/Olympus\" is not a time zone steward knows",
             "plain http on a non-loopback host",
             "not an age x25519 recipient",
             "credential \"nowhere\" is not defined",

@@ -3,7 +3,7 @@
 //! recorded with its fix and a stand-in value keeps the pass going.
 
 use super::*;
-use crate::config::units::{Usd, parse_utc_offset};
+use crate::config::units::{Usd, parse_timezone};
 
 impl Validator<'_> {
     /// `[llm.NAME]` entries; broken ones are left out (their problem is recorded).
@@ -73,20 +73,20 @@ impl Validator<'_> {
                 format!("set alert_at_usd at or below the cap, like alert_at_usd = {:.2} (80% of it)", cap * 0.8),
             ));
         }
-        let utc_offset = match raw.timezone {
-            None => time::UtcOffset::UTC,
-            Some(text) => match parse_utc_offset(text.get_ref()) {
-                Ok(offset) => offset,
+        let (timezone, timezone_name) = match raw.timezone {
+            None => (jiff::tz::TimeZone::UTC, "UTC".to_owned()),
+            Some(text) => match parse_timezone(text.get_ref()) {
+                Ok(zone) => (zone, text.into_inner()),
                 Err(err) => {
                     self.push(Problem::new(
                         text.span(),
                         err.to_string(),
-                        "not UTC or +HH:MM",
-                        "write timezone = \"UTC\" or a fixed offset such as timezone = \"+02:00\"; \
-                         a fixed offset does not follow daylight saving time, so the day may \
-                         start an hour off in summer or winter",
+                        "unknown time zone",
+                        "write an IANA name such as timezone = \"Europe/Berlin\" (the day then starts at local \
+                         midnight, daylight saving time included), timezone = \"UTC\", or a fixed offset such \
+                         as timezone = \"+02:00\"",
                     ));
-                    time::UtcOffset::UTC
+                    (jiff::tz::TimeZone::UTC, "UTC".to_owned())
                 }
             },
         };
@@ -128,7 +128,7 @@ impl Validator<'_> {
                 }
             },
         };
-        SpendConfig { daily_cap_usd, alert_at_usd, utc_offset, default_max_output_tokens, history_days }
+        SpendConfig { daily_cap_usd, alert_at_usd, timezone, timezone_name, default_max_output_tokens, history_days }
     }
 
     /// A dollar amount that must be above zero; `fix` is the help for a zero.

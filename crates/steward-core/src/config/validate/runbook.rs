@@ -1,5 +1,6 @@
 //! Stage two for `[runbook]`: the contacts on-call reads at 2am, where
-//! `steward runbook` writes the page, and the free-text notes.
+//! `steward runbook` writes the page, the free-text notes, and the user the
+//! page's commands run as (`sudo -u`).
 //!
 //! A contact is one line of the rendered page, so it must be non-empty and
 //! free of control characters (a line break would split it into two list
@@ -17,7 +18,7 @@ impl Validator<'_> {
     pub(super) fn runbook(&mut self, raw: Option<RawRunbook>, state: &StateConfig) -> RunbookConfig {
         let default_output = state.dir.join(DEFAULT_RUNBOOK_FILE);
         let Some(raw) = raw else {
-            return RunbookConfig { contacts: Vec::new(), output: default_output, notes: None };
+            return RunbookConfig { contacts: Vec::new(), output: default_output, notes: None, run_as: None };
         };
         let mut contacts = Vec::new();
         for contact in raw.contacts.unwrap_or_default() {
@@ -55,6 +56,22 @@ impl Validator<'_> {
             None => default_output,
         };
         let notes = raw.notes.map(Spanned::into_inner).map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
-        RunbookConfig { contacts, output, notes }
+        let run_as = raw.run_as.and_then(|user| {
+            let name = user.get_ref();
+            let valid = !name.is_empty()
+                && !name.starts_with('-')
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            if !valid {
+                self.push(Problem::new(
+                    user.span(),
+                    format!("run_as {name:?} is not a user name"),
+                    "not a user name",
+                    "write the user steward runs as under systemd, like run_as = \"steward\" (letters, digits, \
+                     _ - .), or remove the key",
+                ));
+            }
+            valid.then(|| user.into_inner())
+        });
+        RunbookConfig { contacts, output, notes, run_as }
     }
 }
