@@ -9,6 +9,8 @@
 //!   retention) it shares with the agent's captured output.
 //! - [`policy`]: tool identification (method + path rules) and input normalization.
 //! - [`pipeline`]: the one pipeline every front door feeds a [`pipeline::Call`] into.
+//! - [`decision`]: the vocabulary of call outcomes: each decision's stored name, HTTP status
+//!   and error-rate weight, in one mapping the pipeline, the store and the CLI share.
 //! - [`llm`]: the pure core of the LLM front door: prices, request rewriting, usage and cost.
 //! - [`gateway`]: the HTTP server and the `/api/{upstream}` front door; forwarding and retries.
 //! - [`supervisor`]: runs the agent process: restarts, crash loop, kill switch, output capture.
@@ -23,6 +25,7 @@ pub mod audit;
 pub mod backup;
 pub mod config;
 pub mod daemon;
+pub mod decision;
 pub mod doctor;
 pub mod events;
 pub mod gateway;

@@ -4,12 +4,16 @@
 //!
 //! # Shutdown
 //! There is exactly one shutdown mechanism: a [`CancellationToken`] (the
-//! drain signal) plus a [`TaskTracker`] holding every background task. On
-//! shutdown the token is cancelled, the HTTP server stops accepting and lets
-//! in-flight calls finish (their records included), tracked tasks exit at
-//! their next await point (the supervisor first stops the agent: SIGTERM to
-//! its process group, `stop_grace`, SIGKILL), and only then is the audit log
-//! drained and fsynced. Nothing else stops the daemon.
+//! drain signal) plus a [`TaskTracker`] holding every background task. The
+//! pipeline gets the tracker too: what a call leaves behind (the record of a
+//! response the agent abandoned) runs on it, as does the gateway served in
+//! the agent's network namespace. On shutdown the token is cancelled, the
+//! HTTP server stops accepting and lets in-flight calls finish (their
+//! records included), tracked tasks exit at their next await point (the
+//! supervisor first stops the agent: SIGTERM to its process group,
+//! `stop_grace`, SIGKILL), and once the tracker is empty nothing holds the
+//! audit log but the daemon: it is drained and fsynced. Nothing else stops
+//! the daemon.
 //!
 //! # Credential reload
 //! [`SecretsReloader::reload`] (SIGHUP in `steward run`, sent by `steward
@@ -36,6 +40,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::audit::{AuditError, AuditLog, AuditRecord, Phase};
 use crate::config::Config;
+use crate::decision::Decision;
 use crate::events::EventBus;
 use crate::monitor::{Metrics, MonitorError, MonitorInit};
 use crate::pipeline::SharedRedactor;
@@ -50,10 +55,6 @@ use crate::supervisor::{Launcher, Supervisor, SupervisorError, SupervisorInit, S
 /// spend records. Hourly keeps the 30-day / total-size promises within an
 /// hour without churning the disk.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
-
-/// How many 20 ms waits shutdown grants straggling audit writes (5 s in all)
-/// before it leaves the final fsync to the OS.
-const AUDIT_DRAIN_POLLS: u32 = 250;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -195,20 +196,12 @@ impl RunningDaemon {
         // The gateway is closed: account for the junk requests not yet sampled.
         self.pipeline.flush_junk(true).await;
         drop(self.pipeline);
-        // Records of responses the agent abandoned are written from short
-        // spawned tasks that hold the audit log; give them a moment to finish.
-        let mut audit = self.audit;
-        for _ in 0..AUDIT_DRAIN_POLLS {
-            match Arc::try_unwrap(audit) {
-                Ok(log) => {
-                    log.shutdown().await;
-                    break;
-                }
-                Err(shared) => {
-                    audit = shared;
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
+        // Every task that held the audit log ran on the tracker and has ended.
+        match Arc::try_unwrap(self.audit) {
+            Ok(log) => log.shutdown().await,
+            Err(_) => tracing::error!(
+                "the audit log is still shared after every task ended (a defect); its final fsync is left to the OS"
+            ),
         }
         let _ = std::fs::remove_file(&self.addr_path);
         tracing::info!("steward stopped");
@@ -289,6 +282,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     let audit = Arc::new(AuditLog::open(&config.logging, Arc::clone(&redactor))?);
     audit_interrupted(&store, &audit, &config.agent.name).await?;
     let agent_token_value = secrecy::SecretString::from(agent_token.expose().to_owned());
+    let tracker = TaskTracker::new();
     let pipeline = Arc::new(
         Pipeline::new(
             config,
@@ -297,6 +291,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
             Arc::clone(&redactor),
             Arc::clone(&secrets),
             agent_token,
+            tracker.clone(),
         )?
         .with_monitoring(events.clone(), Arc::clone(&metrics)),
     );
@@ -326,7 +321,6 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     write_private(&addr_path, &format!("{addr}\n"))?;
 
     let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
     let monitor = MonitorInit {
         config,
         secrets: Arc::clone(&secrets),
@@ -444,7 +438,7 @@ fn interrupted_record(row: &crate::store::CallRow, agent: &str, now: SystemTime)
         path: row.path.clone(),
         input_summary: row.input_summary.clone(),
         input_sha256: row.input_sha256.clone(),
-        decision: "interrupted".to_owned(),
+        decision: Decision::Interrupted.as_str().to_owned(),
         phase: Phase::Interrupted,
         reason: Some(
             "steward stopped before this call finished (crash, kill -9 or power loss): the outcome is unknown, \

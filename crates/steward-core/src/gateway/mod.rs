@@ -72,17 +72,26 @@ pub struct Service {
     app: Router,
     limits: ServerLimits,
     metrics: Arc<crate::monitor::Metrics>,
+    /// The pipeline's tracker, for [`Service::tasks`].
+    tasks: tokio_util::task::TaskTracker,
 }
 
 impl Service {
     /// The router and limits `gateway` configures, around `pipeline`.
     pub fn new(pipeline: Arc<Pipeline>, gateway: &GatewayConfig, metrics: Arc<crate::monitor::Metrics>) -> Self {
-        Self { app: router(pipeline, gateway), limits: ServerLimits::from_config(gateway), metrics }
+        let tasks = pipeline.tasks().clone();
+        Self { app: router(pipeline, gateway), limits: ServerLimits::from_config(gateway), metrics, tasks }
     }
 
     /// Serves `listener` until `shutdown`, then drains its connections.
     pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: tokio_util::sync::CancellationToken) {
         server::serve(listener, self.app, self.limits, self.metrics, shutdown).await;
+    }
+
+    /// The tracker shutdown waits on (the pipeline's): a listener served
+    /// beside the main one runs its task there.
+    pub fn tasks(&self) -> tokio_util::task::TaskTracker {
+        self.tasks.clone()
     }
 }
 

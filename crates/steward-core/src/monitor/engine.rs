@@ -67,7 +67,7 @@ use crate::config::{AlertsConfig, Config, SpendConfig};
 use crate::events::Event;
 use crate::pipeline::{SharedRedactor, unix_ms};
 use crate::secrets::{Secrets, expiry_findings, format_day};
-use crate::store::Store;
+use crate::store::{Store, Window};
 
 /// `kv` key of the open incidents.
 pub const STATE_KEY: &str = "alerts.state";
@@ -662,8 +662,7 @@ impl Engine {
             );
         }
 
-        let window_ms = i64::try_from(ERROR_RATE_WINDOW.as_millis()).unwrap_or(i64::MAX);
-        match self.store.error_counts_since(now_ms.saturating_sub(window_ms)).await {
+        match self.store.error_counts_in(Window::ending_at(now_ms, ERROR_RATE_WINDOW)).await {
             Ok((judged, failed)) => {
                 let percent = u64::from(self.alerts.error_rate_percent);
                 if judged >= u64::from(self.alerts.error_rate_min_calls) && failed * 100 > percent * judged {

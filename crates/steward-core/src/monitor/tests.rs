@@ -11,8 +11,9 @@ use arc_swap::ArcSwap;
 use super::engine::rules;
 use super::*;
 use crate::config::{self, LoopBreakerConfig};
+use crate::decision::Decision;
 use crate::events::Event;
-use crate::store::{Admission, Completion, SpendHold};
+use crate::store::{Admission, Completion, SpendHold, Window};
 
 /// A planted secret the redactor knows: must never reach a notice.
 pub(super) const CANARY: &str = "canary-alert-secret-4f3e2d1c0b9a";
@@ -170,13 +171,13 @@ async fn refusals_of_their_own_rules_do_not_count_as_errors() {
     // has its own alert, and a working rate limit is not an error.
     for i in 0..30 {
         let a = admission(&crate::store::new_call_id(), ms(t0()) - 1000 - i, None);
-        f.store.record_refused(a, "killed", "stopped", 403).await.unwrap();
+        f.store.record_refused(a, Decision::Killed, "stopped", 403).await.unwrap();
     }
     for i in 0..5 {
         let a = admission(&crate::store::new_call_id(), ms(t0()) - 2000 - i, None);
-        f.store.record_refused(a, "rate_limited", "limit", 429).await.unwrap();
+        f.store.record_refused(a, Decision::RateLimited, "limit", 429).await.unwrap();
     }
-    assert_eq!(f.store.error_counts_since(ms(t0()) - 3_600_000).await.unwrap(), (15, 0));
+    assert_eq!(f.store.error_counts_in(Window::ending_at(ms(t0()), engine::ERROR_RATE_WINDOW)).await.unwrap(), (15, 0));
     assert!(f.engine.evaluate(t0()).await.is_empty());
 }
 

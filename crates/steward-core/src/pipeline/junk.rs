@@ -1,5 +1,7 @@
 //! Requests that never became calls: no valid steward token, or a target or
-//! body the front door could not read (`Refusal::is_junk`).
+//! body the front door could not read (`Refusal::is_junk`). While the kill
+//! switch is engaged, an authenticated one is the stopped agent's call: it
+//! is refused `killed` and journaled like every other (the pipeline's gate).
 //!
 //! Each is answered and counted (`steward_calls_total{decision}`), but not
 //! journaled one row each nor audited one line each: 277k unauthenticated
@@ -79,7 +81,9 @@ impl JunkSampler {
 impl Pipeline {
     /// Answers a request whose target is not a canonical path: 401 without a
     /// valid token (an unauthenticated client learns nothing about its
-    /// request), else 400 `bad_request` saying which segment and why.
+    /// request), 403 `killed` (journaled: it is the agent's call) while the
+    /// kill switch is engaged, else 400 `bad_request` saying which segment
+    /// and why.
     pub async fn reject_target(
         &self,
         door: Door,
@@ -88,13 +92,9 @@ impl Pipeline {
         headers: &HeaderMap,
         err: &TargetError,
     ) -> Response<Body> {
-        let refusal = if self.authenticated(headers) {
-            Refusal::Malformed { detail: err.to_string() }
-        } else {
-            Refusal::Unauthenticated
-        };
+        let refusal = self.gate(headers).await.err().unwrap_or_else(|| Refusal::Malformed { detail: err.to_string() });
         let record = self.describe_unread(door, method, target);
-        self.refuse_junk(record, &refusal).await
+        self.refuse(record, refusal, false).await
     }
 
     /// The record of a request that has no canonical target: the target as
@@ -133,13 +133,13 @@ impl Pipeline {
         self.metrics.record_call(
             record.door.as_str(),
             record.tool.as_deref(),
-            view.reason,
+            view.decision.as_str(),
             None,
             record.started.elapsed(),
         );
         let example = self.audit_record(
             &record,
-            view.reason,
+            view.decision,
             Phase::Refused,
             Some(view.message.clone()),
             Some(view.status.as_u16()),

@@ -4,17 +4,34 @@
 //!
 //! ```text
 //! canonical request (the front door parsed the path once; the agent's token
-//!   is stripped from the query) → authenticate agent → plan (identify tool /
-//!   price LLM call) → kill switch → loop breaker → rate limit → spend
-//!   reservation → audit "admitted" → forward (credential injected, retries)
-//!   → record (journal, spend settlement, audit "completed")
+//!   is stripped from the query) → authenticate agent → kill switch → plan
+//!   (identify tool / price LLM call) → admission (kill switch again, loop
+//!   breaker, rate limit, spend reservation) → audit "admitted" → forward
+//!   (credential injected, retries) → record (journal, spend settlement,
+//!   audit "completed")
 //! ```
+//!
+//! **The kill switch comes first.** A stopped agent hears `killed` for every
+//! call it makes, whatever else is wrong with it: matched or unmatched, an
+//! unknown upstream or price, an expired credential, a bad or malformed
+//! request, a body too large or stalled. [`Pipeline::gate`] decides it, once
+//! per request, right after authentication and before anything else (the
+//! front doors' early refusals go through it too: [`Pipeline::reject`],
+//! [`Pipeline::reject_target`]): it reads the switch as committed
+//! ([`crate::store::KillState::refusal_reason`] words the refusal). Admission
+//! reads it again inside its store transaction, and that check is the
+//! authoritative one: a `steward stop` committed between the two still stops
+//! the call, atomically with its rate slot and spend reservation. Requests
+//! without a valid steward token are not the agent's calls: they stay
+//! `unauthenticated`, killed or not, and learn nothing about the switch.
 //!
 //! `plan` holds what differs per door; kill switch, loop breaker, rate limit
 //! and spend cap are decided together in one store transaction
 //! (`Store::admit`), so concurrent calls cannot both take the last slot or
 //! the last dollar, and a restart never resets a window. A refused call is
-//! recorded before the refusal is returned.
+//! recorded before the refusal is returned. What each outcome is called,
+//! which status it answers and how the error-rate alert weighs it is
+//! [`Decision`]'s one mapping; [`Refusal`] says which decision each refusal is.
 //!
 //! An admitted call leaves steward only after its journal row *and* its
 //! `admitted` audit line are written: when the audit log fails, that very
@@ -28,10 +45,16 @@
 //! or body) are counted and sampled into the audit log, not journaled one
 //! row each (`junk`).
 //!
-//! Monitoring hooks sit where every call ends (`refuse`, `record_outcome`):
-//! one [`Metrics::record_call`] (atomic counters) per call, and an
-//! [`Event`] on the bus for what a human must hear about (loop breaker,
-//! spend cap, store or audit write failures). Neither can block a call.
+//! Monitoring hooks sit where every call ends (`finish`, shared by refused
+//! and forwarded calls): one [`Metrics::record_call`] (atomic counters) per
+//! call, and an [`Event`] on the bus for what a human must hear about (loop
+//! breaker, spend cap, store or audit write failures). Neither can block a
+//! call.
+//!
+//! Work a call leaves behind (the record of a response the agent abandoned,
+//! the drain of an upstream body after its stream ended) runs on the
+//! daemon's [`TaskTracker`], so shutdown waits for it like for every other
+//! task.
 
 mod forward;
 mod junk;
@@ -49,22 +72,24 @@ use axum::body::Body;
 use bytes::Bytes;
 pub use canonical_path::{CanonicalPath, CanonicalQuery, RequestTarget, TargetError};
 use http::{HeaderMap, HeaderValue, Method, Response};
+use tokio_util::task::TaskTracker;
 
 pub use forward::{ForwardError, Forwarded, Forwarder};
 pub use junk::{SAMPLE_EVERY, SAMPLED_COUNT_KEY};
-pub use refusal::{ErrorShape, Refusal, RefusalView, refusal_body, status_of_decision, stream_error_event};
+pub use refusal::{ErrorShape, Refusal, RefusalView, refusal_body, stream_error_event};
 pub use retry::{BASE_DELAY, MAX_ATTEMPTS, MAX_DELAY};
 
 use crate::audit::{AuditLog, AuditRecord, Phase};
 use crate::config::{
     AuthInjection, Config, LlmKind, LlmProviderConfig, LoopBreakerConfig, SpendConfig, UpstreamConfig,
 };
+use crate::decision::Decision;
 use crate::events::{Event, EventBus};
 use crate::llm::PriceTable;
 use crate::monitor::Metrics;
 use crate::policy::{self, ToolMatcher};
 use crate::secrets::{AgentToken, ScopeWatch, Secrets};
-use crate::store::{Admission, AdmitOutcome, Completion, SpendSettlement, Store};
+use crate::store::{Admission, AdmitOutcome, Completion, SpendSettlement, Store, StoreError};
 use junk::JunkSampler;
 use plan::Plan;
 
@@ -186,6 +211,9 @@ pub struct Pipeline {
     metrics: Arc<Metrics>,
     /// Unauthenticated and malformed requests, counted and sampled.
     junk: JunkSampler,
+    /// The daemon's tracker: tasks a call leaves behind run on it, so
+    /// shutdown waits for them (the one shutdown mechanism, see `daemon`).
+    tasks: TaskTracker,
 }
 
 /// Why the pipeline could not be assembled.
@@ -207,6 +235,7 @@ impl std::fmt::Debug for Pipeline {
 
 impl Pipeline {
     /// Assembles the pipeline from validated config and opened resources.
+    /// `tasks` is the tracker shutdown waits on.
     pub fn new(
         config: &Config,
         store: Store,
@@ -214,6 +243,7 @@ impl Pipeline {
         redactor: SharedRedactor,
         secrets: Arc<ArcSwap<Secrets>>,
         agent_token: AgentToken,
+        tasks: TaskTracker,
     ) -> Result<Self, PipelineError> {
         let api =
             config.upstreams.iter().map(|(name, upstream)| (plan::forward_key(Door::Api, name), upstream.clone()));
@@ -236,6 +266,7 @@ impl Pipeline {
             events: EventBus::new(),
             metrics: Arc::new(Metrics::new()),
             junk: JunkSampler::default(),
+            tasks,
         })
     }
 
@@ -255,6 +286,11 @@ impl Pipeline {
     /// The metrics registry `/metrics` serves.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The tracker shutdown waits on, for the tasks serving this pipeline.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.tasks
     }
 
     /// `text` through the shared redactor.
@@ -293,14 +329,32 @@ impl Pipeline {
     }
 
     /// Records and answers a call the front door could not complete (body
-    /// too large, body broken off or stalled). Authentication still comes
-    /// first, so an unauthenticated client learns nothing about the
-    /// request's validity.
+    /// too large, body broken off or stalled, a method override). The gate
+    /// still comes first: an unauthenticated client learns nothing about
+    /// the request's validity, and a stopped agent hears `killed`.
     pub async fn reject(self: &Arc<Self>, mut call: Call, refusal: Refusal) -> Response<Body> {
         self.strip_agent_token(&mut call);
         let record = self.describe(&call);
-        let refusal = if self.authenticated(&call.headers) { refusal } else { Refusal::Unauthenticated };
+        let refusal = self.gate(&call.headers).await.err().unwrap_or(refusal);
         self.refuse(record, refusal, false).await
+    }
+
+    /// The first steps of every request, before anything about it is read:
+    /// authentication, then the kill switch (see the module docs).
+    async fn gate(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        if !self.authenticated(headers) {
+            return Err(Refusal::Unauthenticated);
+        }
+        match self.store.kill_state().await {
+            Ok(state) => match state.refusal_reason(&self.redactor.load()) {
+                Some(reason) => Err(Refusal::Killed { reason }),
+                None => Ok(()),
+            },
+            Err(err) => {
+                tracing::error!(error = %err, "cannot read the kill switch; refusing the call (fail closed)");
+                Err(Refusal::StoreUnavailable)
+            }
+        }
     }
 
     /// Removes from the query every parameter holding the agent's token, in
@@ -320,7 +374,7 @@ impl Pipeline {
     /// reservation released, rate slot freed) and refuses this very call:
     /// no call is forwarded without its audit line.
     async fn audit_admission(&self, record: &CallRecord) -> Result<(), Response<Body>> {
-        let line = self.audit_record(record, "allowed", Phase::Admitted, None, None, 0);
+        let line = self.audit_record(record, Decision::Allowed, Phase::Admitted, None, None, 0);
         let Err(err) = self.audit.write(&line).await else {
             return Ok(());
         };
@@ -329,7 +383,7 @@ impl Pipeline {
         let view = Refusal::StoreUnavailable.view();
         let withdrawn = self
             .store
-            .withdraw(&record.call_id, view.reason, &view.message, view.status.as_u16(), unix_ms(SystemTime::now()))
+            .withdraw(&record.call_id, view.decision, &view.message, view.status.as_u16(), unix_ms(SystemTime::now()))
             .await;
         if let Err(store_err) = &withdrawn {
             tracing::error!(error = %store_err, call_id = %record.call_id, "could not withdraw the call's admission");
@@ -382,37 +436,21 @@ impl Pipeline {
     /// Steps up to forwarding. `Err((refusal, journaled))`: `journaled` tells
     /// whether the store already holds the call's row.
     async fn admit(&self, call: &mut Call, record: &mut CallRecord) -> Result<Plan, (Refusal, bool)> {
-        if !self.authenticated(&call.headers) {
-            return Err((Refusal::Unauthenticated, false));
-        }
+        self.gate(&call.headers).await.map_err(|refusal| (refusal, false))?;
         let plan = match call.door {
-            Door::Api | Door::Mcp => self.plan_api(call, record).await?,
+            Door::Api | Door::Mcp => self.plan_api(call, record)?,
             Door::Llm => self.plan_llm(call, record)?,
         };
         record.tool.clone_from(&plan.tool);
         let tool_name = plan.tool.clone().unwrap_or_default();
-        let admission = Admission {
-            call_id: record.call_id.clone(),
-            now_ms: unix_ms(record.received_at),
-            door: record.door.as_str().to_owned(),
-            tool: plan.tool.clone(),
-            upstream: record.upstream.clone(),
-            method: record.method.clone(),
-            path: record.path.clone(),
-            loop_key: policy::loop_key(
-                &tool_name,
-                &record.method,
-                call.path.as_str(),
-                call.query.as_ref().map(CanonicalQuery::as_str),
-                &call.body,
-            ),
-            input_summary: record.input_summary.clone(),
-            input_sha256: record.input_sha256.clone(),
-            limit: plan.limit,
-            loop_breaker: self.loop_breaker,
-            spend: plan.llm.as_ref().and_then(|l| l.hold.clone()),
-        };
-        match self.store.admit(admission).await {
+        let loop_key = policy::loop_key(
+            &tool_name,
+            &record.method,
+            call.path.as_str(),
+            call.query.as_ref().map(CanonicalQuery::as_str),
+            &call.body,
+        );
+        match self.store.admit(self.admission(record, loop_key, Some(&plan))).await {
             Ok(AdmitOutcome::Admitted) => Ok(plan),
             Ok(AdmitOutcome::Killed { reason }) => Err((Refusal::Killed { reason }, true)),
             Ok(AdmitOutcome::LoopDetected { reason }) => {
@@ -442,6 +480,28 @@ impl Pipeline {
         }
     }
 
+    /// The journal row of a call, with the gates admission applies to it:
+    /// `plan`'s limit and spend reservation, and the loop breaker. A call
+    /// refused before admission has no plan, and `Store::record_refused`
+    /// reads only the row.
+    fn admission(&self, record: &CallRecord, loop_key: String, plan: Option<&Plan>) -> Admission {
+        Admission {
+            call_id: record.call_id.clone(),
+            now_ms: unix_ms(record.received_at),
+            door: record.door.as_str().to_owned(),
+            tool: record.tool.clone(),
+            upstream: record.upstream.clone(),
+            method: record.method.clone(),
+            path: record.path.clone(),
+            loop_key,
+            input_summary: record.input_summary.clone(),
+            input_sha256: record.input_sha256.clone(),
+            limit: plan.and_then(|p| p.limit),
+            loop_breaker: self.loop_breaker,
+            spend: plan.and_then(|p| p.llm.as_ref()).and_then(|l| l.hold.clone()),
+        }
+    }
+
     async fn refuse(&self, record: CallRecord, refusal: Refusal, journaled: bool) -> Response<Body> {
         if refusal.is_junk() {
             return self.refuse_junk(record, &refusal).await;
@@ -451,53 +511,53 @@ impl Pipeline {
             if journaled {
                 return Ok(());
             }
-            let admission = Admission {
-                call_id: record.call_id.clone(),
-                now_ms: unix_ms(record.received_at),
-                door: record.door.as_str().to_owned(),
-                tool: record.tool.clone(),
-                upstream: record.upstream.clone(),
-                method: record.method.clone(),
-                path: record.path.clone(),
-                loop_key: String::new(),
-                input_summary: record.input_summary.clone(),
-                input_sha256: record.input_sha256.clone(),
-                limit: None,
-                loop_breaker: LoopBreakerConfig { max_identical: 0, window: std::time::Duration::ZERO },
-                spend: None,
-            };
-            self.store.record_refused(admission, view.reason, &view.message, view.status.as_u16()).await
+            let admission = self.admission(&record, String::new(), None);
+            self.store.record_refused(admission, view.decision, &view.message, view.status.as_u16()).await
         };
         let audit = self.audit_record(
             &record,
-            view.reason,
+            view.decision,
             Phase::Refused,
             Some(view.message.clone()),
             Some(view.status.as_u16()),
             0,
         );
-        // Journal and audit log are written at once: the agent waits for the slower, not the sum.
+        self.finish(&record, view.decision, None, journal, audit).await;
+        refusal_response(&view, &record.call_id, record.shape)
+    }
+
+    /// Where every journaled call ends, refused or forwarded: counted, then
+    /// its `journal` write and its `audit` line, both at once (the caller
+    /// waits for the slower of the two, not the sum). A failed write is
+    /// logged and published.
+    async fn finish(
+        &self,
+        record: &CallRecord,
+        decision: Decision,
+        status: Option<u16>,
+        journal: impl Future<Output = Result<(), StoreError>>,
+        audit: AuditRecord,
+    ) {
         // Counted before the writes: this future may be dropped while it
         // waits (the agent hung up), and the queued writes still land.
         self.metrics.record_call(
             record.door.as_str(),
             record.tool.as_deref(),
-            view.reason,
-            None,
+            decision.as_str(),
+            status,
             record.started.elapsed(),
         );
         let (journaled, audited) = tokio::join!(journal, self.audit.write(&audit));
         if let Err(err) = &journaled {
-            tracing::error!(error = %err, call_id = %record.call_id, "could not journal a refused call");
+            tracing::error!(error = %err, call_id = %record.call_id, %decision, "could not journal a call");
         }
         if let Err(err) = &audited {
-            tracing::error!(error = %err, call_id = %record.call_id, "could not write the audit record of a refused call");
+            tracing::error!(error = %err, call_id = %record.call_id, %decision, "could not write a call's audit record");
         }
         self.write_failed(
             journaled.as_ref().err().map(|e| e as &dyn std::fmt::Display),
             audited.as_ref().err().map(|e| e as &dyn std::fmt::Display),
         );
-        refusal_response(&view, &record.call_id, record.shape)
     }
 
     async fn forward(self: &Arc<Self>, call: Call, record: CallRecord, plan: Plan) -> Response<Body> {
@@ -522,7 +582,7 @@ impl Pipeline {
                     stop: None,
                 });
                 let outcome = Outcome {
-                    decision: view.reason,
+                    decision: view.decision,
                     reason: Some(view.message.clone()),
                     status: Some(view.status.as_u16()),
                     attempts: refusal.attempts(),
@@ -543,13 +603,12 @@ impl Pipeline {
     }
 
     /// Journals the final outcome of an admitted call (settling its spend)
-    /// and writes its audit line, both at once: the caller waits for the
-    /// slower of the two, not the sum.
+    /// and writes its audit line (see `finish`).
     async fn record_outcome(&self, record: &CallRecord, outcome: Outcome) {
         let completion = Completion {
             call_id: record.call_id.clone(),
             now_ms: unix_ms(SystemTime::now()),
-            status: outcome.status.filter(|_| outcome.decision == "allowed"),
+            status: outcome.status.filter(|_| outcome.decision == Decision::Allowed),
             duration_ms: elapsed_ms(record.started),
             attempts: outcome.attempts,
             response_ref: outcome.response_ref,
@@ -567,32 +626,13 @@ impl Pipeline {
             outcome.attempts,
         );
         audit.extra = outcome.extra;
-        // Counted before the writes: this future may be dropped while it
-        // waits (the agent hung up mid-relay), and the queued writes still land.
-        self.metrics.record_call(
-            record.door.as_str(),
-            record.tool.as_deref(),
-            outcome.decision,
-            outcome.status,
-            record.started.elapsed(),
-        );
-        let (journaled, audited) = tokio::join!(self.store.complete(completion), self.audit.write(&audit));
-        if let Err(err) = &journaled {
-            tracing::error!(error = %err, call_id = %record.call_id, "could not journal a call's outcome");
-        }
-        if let Err(err) = &audited {
-            tracing::error!(error = %err, call_id = %record.call_id, "could not write an audit record");
-        }
-        self.write_failed(
-            journaled.as_ref().err().map(|e| e as &dyn std::fmt::Display),
-            audited.as_ref().err().map(|e| e as &dyn std::fmt::Display),
-        );
+        self.finish(record, outcome.decision, outcome.status, self.store.complete(completion), audit).await;
     }
 
     fn audit_record(
         &self,
         record: &CallRecord,
-        decision: &str,
+        decision: Decision,
         phase: Phase,
         reason: Option<String>,
         status: Option<u16>,
@@ -609,7 +649,7 @@ impl Pipeline {
             path: record.path.clone(),
             input_summary: record.input_summary.clone(),
             input_sha256: record.input_sha256.clone(),
-            decision: decision.to_owned(),
+            decision: decision.as_str().to_owned(),
             phase,
             reason,
             status,
@@ -641,8 +681,8 @@ fn llm_upstream(provider: &LlmProviderConfig) -> UpstreamConfig {
 
 /// The final facts of an admitted call, for the journal and the audit log.
 struct Outcome {
-    /// `allowed`, or the refusal reason when forwarding failed.
-    decision: &'static str,
+    /// `Allowed`, or the failure when forwarding failed.
+    decision: Decision,
     /// Audit `reason`: the refusal message or the relay error.
     reason: Option<String>,
     /// HTTP status the agent got.

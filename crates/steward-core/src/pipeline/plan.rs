@@ -2,8 +2,10 @@
 //! limit and retry policy, where it is forwarded, what body goes out, and
 //! for priced LLM calls the worst-case spend to reserve.
 //!
-//! This is where the front doors differ; everything before (authentication)
-//! and after (admission, forwarding, recording) is shared.
+//! This is where the front doors differ; everything before (authentication,
+//! the kill switch) and after (admission, forwarding, recording) is shared.
+//! A refusal here is never `killed`: the gate decided the kill switch before
+//! planning began.
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -86,7 +88,7 @@ impl Pipeline {
     }
 
     /// Plans an `/api/{upstream}` call: the tool from the `[[tools]]` rules.
-    pub(super) async fn plan_api(&self, call: &Call, record: &CallRecord) -> Result<Plan, (Refusal, bool)> {
+    pub(super) fn plan_api(&self, call: &Call, record: &CallRecord) -> Result<Plan, (Refusal, bool)> {
         let forward_key = forward_key(Door::Api, &call.upstream);
         if !self.forwarder.has_upstream(&forward_key) {
             return Err((Refusal::UnknownUpstream { name: call.upstream.clone() }, false));
@@ -95,12 +97,7 @@ impl Pipeline {
             Identified::Tool(tool) => Some(tool),
             Identified::UnmatchedAllowed => None,
             Identified::UnmatchedDenied => {
-                // The kill switch comes before tool identification: a stopped agent hears "killed".
-                return Err(match self.store.kill_state().await {
-                    Ok(state) if state.engaged => (Refusal::Killed { reason: state.reason.unwrap_or_default() }, false),
-                    Ok(_) => (Refusal::Unmatched { route: format!("{} {}", call.method, record.path) }, false),
-                    Err(_) => (Refusal::StoreUnavailable, false),
-                });
+                return Err((Refusal::Unmatched { route: format!("{} {}", call.method, record.path) }, false));
             }
         };
         self.check_credential(&forward_key, call)?;

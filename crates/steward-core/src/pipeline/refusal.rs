@@ -1,11 +1,15 @@
 //! Every reason the pipeline refuses or fails a call, and the one place each
-//! maps to an HTTP status, a machine-readable `reason`, and whether the
-//! agent may retry. Messages are written for the agent's operator and never
-//! carry internal details (paths, SQL, upstream bodies, secrets).
+//! maps to its [`Decision`] (whose one mapping gives the machine-readable
+//! `reason`, the HTTP status and the error-rate weight), a message, and
+//! whether the agent may retry. Messages are written for the agent's
+//! operator and never carry internal details (paths, SQL, upstream bodies,
+//! secrets).
 
 use std::time::Duration;
 
 use http::StatusCode;
+
+use crate::decision::Decision;
 
 /// Why a call did not get an upstream response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,10 +112,11 @@ pub enum Refusal {
 /// How a refusal is presented: the single exhaustive mapping.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefusalView {
-    /// HTTP status for the agent.
+    /// HTTP status for the agent (the decision's).
     pub status: StatusCode,
-    /// Machine-readable reason, also the audit `decision` and the metric label.
-    pub reason: &'static str,
+    /// The decision: its name is the machine-readable `reason`, the audit
+    /// and journal `decision` and the metric label.
+    pub decision: Decision,
     /// Human-readable explanation with the fix.
     pub message: String,
     /// `Retry-After` seconds, for 429/503 where waiting helps.
@@ -121,58 +126,65 @@ pub struct RefusalView {
 }
 
 impl Refusal {
-    /// Maps this refusal to status, reason and message.
+    /// The decision this refusal is recorded as.
+    pub fn decision(&self) -> Decision {
+        match self {
+            Refusal::Unauthenticated => Decision::Unauthenticated,
+            Refusal::Killed { .. } => Decision::Killed,
+            Refusal::Unmatched { .. } => Decision::Unmatched,
+            Refusal::UnknownUpstream { .. } => Decision::UnknownUpstream,
+            Refusal::LoopDetected { .. } => Decision::LoopDetected,
+            Refusal::RateLimited { .. } => Decision::RateLimited,
+            Refusal::UnknownPrice { .. } => Decision::UnknownPrice,
+            Refusal::SpendCap { .. } | Refusal::SpendStopped { .. } => Decision::SpendCap,
+            Refusal::CredentialExpired { .. } => Decision::CredentialExpired,
+            Refusal::BodyTooLarge { .. } => Decision::BodyTooLarge,
+            Refusal::BadRequest { .. } | Refusal::Malformed { .. } => Decision::BadRequest,
+            Refusal::BodyTimeout { .. } => Decision::BodyTimeout,
+            Refusal::StoreUnavailable => Decision::StoreUnavailable,
+            Refusal::UpstreamUnreachable { .. } => Decision::UpstreamUnreachable,
+            Refusal::UpstreamTimeout { .. } => Decision::UpstreamTimeout,
+        }
+    }
+
+    /// Maps this refusal to its decision, status and message.
     pub fn view(&self) -> RefusalView {
-        let (status, reason, message, retry_after, retryable) = match self {
+        let (message, retry_after, retryable) = match self {
             Refusal::Unauthenticated => (
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "missing or wrong steward token: send the contents of <state dir>/agent.token as `Authorization: Bearer <token>` or `x-api-key: <token>`".to_owned(),
+                                "missing or wrong steward token: send the contents of <state dir>/agent.token as `Authorization: Bearer <token>` or `x-api-key: <token>`".to_owned(),
                 None,
                 false,
             ),
             Refusal::Killed { reason } => (
-                StatusCode::FORBIDDEN,
-                "killed",
-                format!("steward's kill switch is engaged ({reason}); an operator must run `steward resume`"),
+                                format!("steward's kill switch is engaged ({reason}); an operator must run `steward resume`"),
                 None,
                 false,
             ),
             Refusal::Unmatched { route } => (
-                StatusCode::FORBIDDEN,
-                "unmatched",
-                format!("no tool rule matches {route}; add a [[tools]] entry for it or set [unmatched] policy"),
+                                format!("no tool rule matches {route}; add a [[tools]] entry for it or set [unmatched] policy"),
                 None,
                 false,
             ),
             Refusal::UnknownUpstream { name } => (
-                StatusCode::NOT_FOUND,
-                "unknown_upstream",
-                format!("no upstream named `{name}` is configured; add [upstreams.{name}] to steward.toml"),
+                                format!("no upstream named `{name}` is configured; add [upstreams.{name}] to steward.toml"),
                 None,
                 false,
             ),
             Refusal::LoopDetected { reason } => (
-                StatusCode::FORBIDDEN,
-                "loop_detected",
-                format!("{reason}: the same call repeated too often, so steward stopped the agent; an operator must run `steward resume`"),
+                                format!("{reason}: the same call repeated too often, so steward stopped the agent; an operator must run `steward resume`"),
                 None,
                 false,
             ),
             Refusal::RateLimited { tool, retry_after } => {
                 let secs = retry_after.as_millis().div_ceil(1000).max(1) as u64;
                 (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    format!("tool `{tool}` reached its limit; retry in {secs}s"),
+                                        format!("tool `{tool}` reached its limit; retry in {secs}s"),
                     Some(secs),
                     true,
                 )
             }
             Refusal::UnknownPrice { model } => (
-                StatusCode::FORBIDDEN,
-                "unknown_price",
-                format!(
+                                format!(
                     "steward has no price for model `{model}`, so it cannot cap its spend; add [prices.\"{model}\"] with input and output USD per 1M tokens to steward.toml"
                 ),
                 None,
@@ -198,12 +210,10 @@ impl Refusal {
                         usd(*spent_micros)
                     )
                 };
-                (StatusCode::TOO_MANY_REQUESTS, "spend_cap", message, None, false)
+                (message, None, false)
             }
             Refusal::SpendStopped { reason } => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "spend_cap",
-                format!(
+                                format!(
                     "LLM calls are stopped for today: {reason}. The cap cannot be trusted while a provider bills \
                      past what was reserved; the stop ends at midnight in [spend] timezone, or when an operator \
                      has checked the provider's bill and runs `steward resume`"
@@ -212,28 +222,22 @@ impl Refusal {
                 false,
             ),
             Refusal::CredentialExpired { credential, expired_on } => (
-                StatusCode::FORBIDDEN,
-                "credential_expired",
-                format!(
+                                format!(
                     "credential `{credential}` for this upstream expired on {expired_on}; an operator must rotate it and run `steward secrets reload`"
                 ),
                 None,
                 false,
             ),
             Refusal::BodyTooLarge { limit } => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("request body exceeds the {limit}-byte limit (gateway.max_body)"),
+                                format!("request body exceeds the {limit}-byte limit (gateway.max_body)"),
                 None,
                 false,
             ),
             Refusal::BadRequest { detail } | Refusal::Malformed { detail } => {
-                (StatusCode::BAD_REQUEST, "bad_request", detail.clone(), None, false)
+                (detail.clone(), None, false)
             }
             Refusal::BodyTimeout { idle } => (
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                format!(
+                                format!(
                     "the request body stalled for {}s ([gateway] body_timeout); send the whole body without pauses",
                     idle.as_secs()
                 ),
@@ -241,28 +245,25 @@ impl Refusal {
                 true,
             ),
             Refusal::StoreUnavailable => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                "steward cannot record this call (store or audit log not writable), so it was not made; check `steward status`".to_owned(),
+                                "steward cannot record this call (store or audit log not writable), so it was not made; check `steward status`".to_owned(),
                 Some(5),
                 true,
             ),
             Refusal::UpstreamUnreachable { attempts } => (
-                StatusCode::BAD_GATEWAY,
-                "upstream_unreachable",
-                format!("the upstream could not be reached ({attempts} attempt(s))"),
+                                format!("the upstream could not be reached ({attempts} attempt(s))"),
                 None,
                 true,
             ),
             Refusal::UpstreamTimeout { attempts } => (
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
-                format!("the upstream did not answer in time ({attempts} attempt(s))"),
+                                format!("the upstream did not answer in time ({attempts} attempt(s))"),
                 None,
                 true,
             ),
         };
-        RefusalView { status, reason, message, retry_after_secs: retry_after, retryable }
+        let decision = self.decision();
+        // Every refusal's decision has a status (a test checks it).
+        let status = decision.status().unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        RefusalView { status, decision, message, retry_after_secs: retry_after, retryable }
     }
 
     /// Whether this refusal is of a request that never became a call (no
@@ -273,53 +274,6 @@ impl Refusal {
         matches!(self, Refusal::Unauthenticated | Refusal::Malformed { .. } | Refusal::BodyTimeout { .. })
     }
 
-    /// One refusal of every kind, with placeholder details: the statuses of
-    /// [`status_of_decision`] come from [`Refusal::view`] through these.
-    fn every_kind() -> [Refusal; 17] {
-        let all = [
-            Refusal::Unauthenticated,
-            Refusal::Killed { reason: String::new() },
-            Refusal::Unmatched { route: String::new() },
-            Refusal::UnknownUpstream { name: String::new() },
-            Refusal::LoopDetected { reason: String::new() },
-            Refusal::RateLimited { tool: String::new(), retry_after: Duration::ZERO },
-            Refusal::UnknownPrice { model: String::new() },
-            Refusal::SpendCap { spent_micros: 0, cap_micros: 0, reserve_micros: 0 },
-            Refusal::SpendStopped { reason: String::new() },
-            Refusal::CredentialExpired { credential: String::new(), expired_on: String::new() },
-            Refusal::BodyTooLarge { limit: 0 },
-            Refusal::BadRequest { detail: String::new() },
-            Refusal::Malformed { detail: String::new() },
-            Refusal::BodyTimeout { idle: Duration::ZERO },
-            Refusal::StoreUnavailable,
-            Refusal::UpstreamUnreachable { attempts: 0 },
-            Refusal::UpstreamTimeout { attempts: 0 },
-        ];
-        // A new variant stops this match from compiling: add it to the list above too.
-        for refusal in &all {
-            match refusal {
-                Refusal::Unauthenticated
-                | Refusal::Killed { .. }
-                | Refusal::Unmatched { .. }
-                | Refusal::UnknownUpstream { .. }
-                | Refusal::LoopDetected { .. }
-                | Refusal::RateLimited { .. }
-                | Refusal::UnknownPrice { .. }
-                | Refusal::SpendCap { .. }
-                | Refusal::SpendStopped { .. }
-                | Refusal::CredentialExpired { .. }
-                | Refusal::BodyTooLarge { .. }
-                | Refusal::BadRequest { .. }
-                | Refusal::Malformed { .. }
-                | Refusal::BodyTimeout { .. }
-                | Refusal::StoreUnavailable
-                | Refusal::UpstreamUnreachable { .. }
-                | Refusal::UpstreamTimeout { .. } => {}
-            }
-        }
-        all
-    }
-
     /// Attempts made upstream before this outcome (0 when refused before forwarding).
     pub fn attempts(&self) -> u32 {
         match self {
@@ -327,20 +281,6 @@ impl Refusal {
             _ => 0,
         }
     }
-}
-
-/// The HTTP status the agent got for a call journaled with `decision` (a
-/// refusal reason), from the one mapping in [`Refusal::view`]. Calls refused
-/// at admission (killed, loop_detected, rate_limited, spend_cap) are
-/// journaled inside the admission transaction, before a response exists, so
-/// their rows carry no status: `steward last` fills it in from here.
-/// `None` for `allowed` and anything unknown.
-pub fn status_of_decision(decision: &str) -> Option<u16> {
-    Refusal::every_kind()
-        .iter()
-        .map(Refusal::view)
-        .find(|view| view.reason == decision)
-        .map(|view| view.status.as_u16())
 }
 
 /// Which error JSON a refusal is written in: the agent's SDK must recognise it.
@@ -359,15 +299,15 @@ pub enum ErrorShape {
 pub fn refusal_body(view: &RefusalView, call_id: &str, shape: ErrorShape) -> serde_json::Value {
     match shape {
         ErrorShape::Steward => serde_json::json!({
-            "error": { "type": "steward", "reason": view.reason, "message": view.message, "call_id": call_id }
+            "error": { "type": "steward", "reason": view.decision.as_str(), "message": view.message, "call_id": call_id }
         }),
         ErrorShape::OpenAi => serde_json::json!({
             "error": {
                 "message": view.message,
-                "type": format!("steward_{}", view.reason),
+                "type": format!("steward_{}", view.decision.as_str()),
                 "param": null,
-                "code": view.reason,
-                "reason": view.reason,
+                "code": view.decision.as_str(),
+                "reason": view.decision.as_str(),
                 "call_id": call_id,
             }
         }),
@@ -376,7 +316,7 @@ pub fn refusal_body(view: &RefusalView, call_id: &str, shape: ErrorShape) -> ser
             "error": {
                 "type": anthropic_error_type(view.status),
                 "message": view.message,
-                "reason": view.reason,
+                "reason": view.decision.as_str(),
                 "call_id": call_id,
             }
         }),
@@ -432,29 +372,63 @@ fn anthropic_error_type(status: StatusCode) -> &'static str {
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_decision_maps_back_to_the_status_the_agent_got() {
-        let expected = [
-            ("unauthenticated", 401),
-            ("killed", 403),
-            ("loop_detected", 403),
-            ("unmatched", 403),
-            ("unknown_upstream", 404),
-            ("body_too_large", 413),
-            ("bad_request", 400),
-            ("rate_limited", 429),
-            ("spend_cap", 429),
-            ("credential_expired", 403),
-            ("unknown_price", 403),
-            ("store_unavailable", 503),
-            ("upstream_unreachable", 502),
-            ("upstream_timeout", 504),
+    /// One refusal of every kind; a new variant stops the `match` from compiling.
+    fn every_kind() -> Vec<Refusal> {
+        let all = vec![
+            Refusal::Unauthenticated,
+            Refusal::Killed { reason: String::new() },
+            Refusal::Unmatched { route: String::new() },
+            Refusal::UnknownUpstream { name: String::new() },
+            Refusal::LoopDetected { reason: String::new() },
+            Refusal::RateLimited { tool: String::new(), retry_after: Duration::ZERO },
+            Refusal::UnknownPrice { model: String::new() },
+            Refusal::SpendCap { spent_micros: 0, cap_micros: 0, reserve_micros: 0 },
+            Refusal::SpendStopped { reason: String::new() },
+            Refusal::CredentialExpired { credential: String::new(), expired_on: String::new() },
+            Refusal::BodyTooLarge { limit: 0 },
+            Refusal::BadRequest { detail: String::new() },
+            Refusal::Malformed { detail: String::new() },
+            Refusal::BodyTimeout { idle: Duration::ZERO },
+            Refusal::StoreUnavailable,
+            Refusal::UpstreamUnreachable { attempts: 0 },
+            Refusal::UpstreamTimeout { attempts: 0 },
         ];
-        for (decision, status) in expected {
-            assert_eq!(status_of_decision(decision), Some(status), "{decision}");
+        for refusal in &all {
+            match refusal {
+                Refusal::Unauthenticated
+                | Refusal::Killed { .. }
+                | Refusal::Unmatched { .. }
+                | Refusal::UnknownUpstream { .. }
+                | Refusal::LoopDetected { .. }
+                | Refusal::RateLimited { .. }
+                | Refusal::UnknownPrice { .. }
+                | Refusal::SpendCap { .. }
+                | Refusal::SpendStopped { .. }
+                | Refusal::CredentialExpired { .. }
+                | Refusal::BodyTooLarge { .. }
+                | Refusal::BadRequest { .. }
+                | Refusal::Malformed { .. }
+                | Refusal::BodyTimeout { .. }
+                | Refusal::StoreUnavailable
+                | Refusal::UpstreamUnreachable { .. }
+                | Refusal::UpstreamTimeout { .. } => {}
+            }
         }
-        assert_eq!(Refusal::every_kind().len(), expected.len());
-        assert_eq!(status_of_decision("allowed"), None);
-        assert_eq!(status_of_decision("interrupted"), None);
+        all
+    }
+
+    #[test]
+    fn every_refusal_is_answered_with_its_decisions_status() {
+        for refusal in every_kind() {
+            let view = refusal.view();
+            assert_eq!(Some(view.status), view.decision.status(), "{refusal:?}");
+            assert_ne!(view.decision, Decision::Allowed, "{refusal:?}");
+        }
+        // Every refusal decision is reachable from a refusal.
+        let decided: Vec<Decision> = every_kind().iter().map(Refusal::decision).collect();
+        for decision in Decision::ALL {
+            let expected = !matches!(decision, Decision::Allowed | Decision::Interrupted);
+            assert_eq!(decided.contains(&decision), expected, "{decision:?}");
+        }
     }
 }

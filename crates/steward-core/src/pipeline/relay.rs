@@ -38,8 +38,9 @@
 //!   `event: error`), never a clean end that looks complete. Other bodies
 //!   cut by the upstream end in a transport error.
 //!
-//! An agent that hangs up mid-body leaves the record to a spawned task,
-//! which settles with what the relay saw.
+//! An agent that hangs up mid-body leaves the record to a task on the
+//! daemon's tracker (shutdown waits for it), which settles with what the
+//! relay saw.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -54,6 +55,7 @@ use redact::{CredentialScrubber, ScrubStream};
 use super::plan::LlmPlan;
 use super::settle::{self, Ending};
 use super::{CALL_ID_HEADER, CallRecord, Outcome, Pipeline, forward, refusal};
+use crate::decision::Decision;
 use crate::events::Event;
 use crate::llm::{Endpoint, SseUsageParser, UsageChunkFilter};
 use crate::policy;
@@ -278,7 +280,7 @@ impl Recorder {
             _ => None,
         };
         let outcome = Outcome {
-            decision: "allowed",
+            decision: Decision::Allowed,
             reason: error.clone(),
             status: Some(self.status),
             attempts: self.attempts,
@@ -310,7 +312,8 @@ impl Recorder {
 }
 
 /// Holds the recorder and the observer until the body is done; records from
-/// a spawned task on drop if never finished (the agent hung up).
+/// a task on the pipeline's tracker on drop if never finished (the agent
+/// hung up).
 struct RecordGuard {
     recorder: Option<Recorder>,
     observer: Observer,
@@ -330,10 +333,14 @@ impl Drop for RecordGuard {
             && let Ok(handle) = tokio::runtime::Handle::try_current()
         {
             let observer = std::mem::replace(&mut self.observer, Observer::None);
-            handle.spawn(async move {
-                let error = Some("agent disconnected before the response ended".to_owned());
-                recorder.finish(error, &observer, Ending::AgentGone).await;
-            });
+            let tasks = recorder.pipeline.tasks.clone();
+            tasks.spawn_on(
+                async move {
+                    let error = Some("agent disconnected before the response ended".to_owned());
+                    recorder.finish(error, &observer, Ending::AgentGone).await;
+                },
+                &handle,
+            );
         }
     }
 }
@@ -441,6 +448,8 @@ impl StreamEnd {
 /// The relay's state between two polls of the agent's body.
 struct Relay {
     upstream: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+    /// Where the drain of the upstream body runs (the pipeline's tracker).
+    tasks: tokio_util::task::TaskTracker,
     guard: RecordGuard,
     scrub: ScrubStream,
     /// Upstream bytes received.
@@ -513,7 +522,7 @@ impl Relay {
     fn drain_upstream(&mut self) {
         let mut upstream = std::mem::replace(&mut self.upstream, futures_util::stream::empty().boxed());
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        runtime.spawn(async move {
+        let drain_task = async move {
             let drain = async {
                 let mut read = 0;
                 while let Some(Ok(chunk)) = upstream.next().await {
@@ -524,7 +533,8 @@ impl Relay {
                 }
             };
             let _ = tokio::time::timeout(DRAIN_AFTER_END, drain).await;
-        });
+        };
+        self.tasks.spawn_on(drain_task, &runtime);
     }
 
     /// Reads the next upstream chunk and queues what it yields.
@@ -588,6 +598,7 @@ fn relay_body(
 ) -> Body {
     let relay = Relay {
         upstream: response.bytes_stream().boxed(),
+        tasks: recorder.pipeline.tasks.clone(),
         guard: RecordGuard { recorder: Some(recorder), observer },
         scrub: ScrubStream::new(scrubber),
         seen: 0,

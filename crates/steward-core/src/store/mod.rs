@@ -57,13 +57,16 @@
 //! The async API works on any tokio runtime, including the current-thread
 //! runtime a CLI command builds (`Runtime::block_on(store.engage_kill(..))`).
 //!
-//! # Schema (version 1, see `schema::MIGRATIONS`)
+//! # Schema (see `schema::MIGRATIONS`)
 //! - `calls`: one row per call the gateway saw. `id` is the caller's UUIDv7;
 //!   `started_ms`/`finished_ms` are epoch ms; `decision` is `allowed` for an
 //!   admitted call (in flight while `finished_ms` is NULL) or the refusal
 //!   (`killed`, `loop_detected`, `rate_limited`, `unmatched`, ...); `status`
 //!   is the HTTP status returned to the agent (NULL when none, or for refusals
-//!   decided by [`Store::admit`], whose status the gateway chooses).
+//!   decided by [`Store::admit`], whose status the gateway chooses);
+//!   `counts_as_error` is the error-rate alert's flag, written with the
+//!   row's outcome ([`Decision::counts_as_error`]: NULL while in flight or
+//!   when the alert leaves the call out, else 0 or 1; migration 4 added it).
 //!   Indexes: `(tool, decision, started_ms)` for rate windows,
 //!   `(tool, loop_key, started_ms)` for the loop breaker, `(started_ms)` for
 //!   `steward last`, and a partial index on in-flight rows for
@@ -91,6 +94,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{LoopBreakerConfig, RateLimit};
+use crate::decision::Decision;
 
 pub use checkpoint::{CHECKPOINT_BUCKETS, CheckpointHistogram, CheckpointMode, JOURNAL_SIZE_LIMIT, WalStats};
 pub use spend::{MAX_STORED_MICROS, MAX_STORED_TOKENS, STOP_KEY, SpendHold, SpendRow, SpendSettlement, SpendStop};
@@ -223,6 +227,46 @@ pub enum AdmitOutcome {
     },
 }
 
+/// A time window ending at some moment: the calls **started strictly after**
+/// its start. The one rule for every window steward counts: a tool's rate
+/// limit and the loop breaker at admission, `steward status`'s use of each
+/// limit and its last hour, the error-rate alert's hour. A call exactly one
+/// window length old has left the window, so a `10/hour` tool admits its
+/// next call exactly an hour after the oldest of its ten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Epoch ms; calls started at this instant are outside.
+    after_ms: i64,
+}
+
+impl Window {
+    /// The calls started strictly after `after_ms` (up to now).
+    pub fn after(after_ms: i64) -> Window {
+        Window { after_ms }
+    }
+
+    /// The window of length `length` ending at `now_ms`.
+    pub fn ending_at(now_ms: i64, length: std::time::Duration) -> Window {
+        Window { after_ms: now_ms.saturating_sub(duration_ms(length)) }
+    }
+
+    /// The same window, cut to the calls started after `ms` too.
+    pub fn and_after(self, ms: i64) -> Window {
+        Window { after_ms: self.after_ms.max(ms) }
+    }
+
+    /// Whether a call started at `started_ms` is inside. The SQL of every
+    /// window reads `started_ms > ?` with [`Window::after_ms`]: this rule.
+    pub fn contains(self, started_ms: i64) -> bool {
+        started_ms > self.after_ms
+    }
+
+    /// The instant the window starts after, epoch ms.
+    pub fn after_ms(self) -> i64 {
+        self.after_ms
+    }
+}
+
 /// Final outcome of an admitted call.
 #[derive(Debug, Clone)]
 pub struct Completion {
@@ -257,6 +301,23 @@ pub struct KillState {
     pub source: Option<String>,
     /// When it was last engaged or released, epoch ms (0: never).
     pub changed_ms: i64,
+}
+
+impl KillState {
+    /// The reason every call is refused with while the switch is engaged
+    /// (`None` when released), passed through `redactor`: `steward stop`
+    /// wrote it knowing fewer secrets than the daemon. The one wording both
+    /// kill-switch checks give (the pipeline's first read and admission's
+    /// transactional one).
+    pub fn refusal_reason(&self, redactor: &redact::Redactor) -> Option<String> {
+        if !self.engaged {
+            return None;
+        }
+        Some(match &self.reason {
+            Some(reason) => redaction::text(redactor, reason.clone()),
+            None => "kill switch engaged".to_owned(),
+        })
+    }
 }
 
 /// Filter for [`Store::last`].
@@ -325,7 +386,7 @@ pub struct CallRow {
 impl CallRow {
     /// Refused, answered with status >= 400, or finished without a status.
     pub fn is_failed(&self) -> bool {
-        self.decision != "allowed"
+        self.decision != Decision::Allowed.as_str()
             || self.status.is_some_and(|s| s >= 400)
             || (self.status.is_none() && self.finished_ms.is_some())
     }
@@ -457,16 +518,18 @@ impl Store {
         }
     }
 
-    /// Journals a call refused before admission (unauthenticated, unmatched,
-    /// bad request, body too large...): finished at once with `status`.
+    /// Journals a call refused before admission (killed, unmatched, bad
+    /// request, body too large...): finished at once with `status`. Only the
+    /// row's facts are read from `a`; its gates (limit, loop breaker, spend)
+    /// are not applied.
     pub async fn record_refused(
         &self,
         a: Admission,
-        decision: &str,
+        decision: Decision,
         reason: &str,
         status: u16,
     ) -> Result<(), StoreError> {
-        let req = Request::Refused { admission: a, decision: decision.to_owned(), reason: reason.to_owned(), status };
+        let req = Request::Refused { admission: a, decision, reason: reason.to_owned(), status };
         self.write_done(req).await
     }
 
@@ -484,14 +547,14 @@ impl Store {
     pub async fn withdraw(
         &self,
         call_id: &str,
-        decision: &str,
+        decision: Decision,
         reason: &str,
         status: u16,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         self.write_done(Request::Withdraw {
             call_id: call_id.to_owned(),
-            decision: decision.to_owned(),
+            decision,
             reason: reason.to_owned(),
             status,
             now_ms,
@@ -521,9 +584,10 @@ impl Store {
         self.read(move |conn| queries::last(conn, &q)).await
     }
 
-    /// Allowed calls per tool started at or after `since_ms`, sorted by tool.
-    pub async fn tool_counts_since(&self, since_ms: i64) -> Result<Vec<(String, u64)>, StoreError> {
-        self.read(move |conn| queries::tool_counts_since(conn, since_ms)).await
+    /// Allowed calls per tool started in `window`, sorted by tool: what
+    /// counts against a tool's limit, by the rule admission uses.
+    pub async fn tool_counts_in(&self, window: Window) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read(move |conn| queries::tool_counts_in(conn, window)).await
     }
 
     /// How many calls started since `since_ms`, how many rows the journal
@@ -533,19 +597,14 @@ impl Store {
         self.read(move |conn| queries::footprint(conn, since_ms)).await
     }
 
-    /// `(judged, failed)`: the calls the error-rate alert weighs, started at
-    /// or after `since_ms` and finished. **Failed** means the upstream
-    /// answered 5xx, could not be reached or timed out (journaled `allowed`
-    /// without a status), or steward refused the call for safety:
-    /// `loop_detected`, `store_unavailable`, `unmatched`, `unknown_price`.
-    /// Left out of both counts: `unauthenticated` (not necessarily the
-    /// agent), `killed` and `spend_cap` (each has its own alert; counting them
-    /// would re-alert for an hour after `steward resume` or midnight), calls
-    /// `interrupted` by a steward restart, and calls still in flight. Other
-    /// refusals (`rate_limited`, `bad_request`, ...) and upstream 4xx count as
-    /// judged, not failed: the limit or the API worked as configured.
-    pub async fn error_counts_since(&self, since_ms: i64) -> Result<(u64, u64), StoreError> {
-        self.read(move |conn| queries::error_counts_since(conn, since_ms)).await
+    /// `(judged, failed)`: the finished calls started in `window` that the
+    /// error-rate alert weighs, as each row's `counts_as_error` flag says.
+    /// The flag is written with the row's outcome from
+    /// [`Decision::counts_as_error`] (see [`crate::decision::ErrorWeight`]
+    /// for what is failed, judged, or left out); calls still in flight and
+    /// calls `interrupted` by a steward restart carry none.
+    pub async fn error_counts_in(&self, window: Window) -> Result<(u64, u64), StoreError> {
+        self.read(move |conn| queries::error_counts_in(conn, window)).await
     }
 
     /// Calls still in flight, oldest first: at startup, before

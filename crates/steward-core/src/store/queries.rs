@@ -4,7 +4,8 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{CallRow, JournalFootprint, KillState, LastQuery, StoreError, sql_error};
+use super::{CallRow, JournalFootprint, KillState, LastQuery, StoreError, Window, sql_error};
+use crate::decision::Decision;
 
 /// The kill switch row.
 pub(super) fn kill_state(conn: &Connection) -> Result<KillState, StoreError> {
@@ -34,13 +35,13 @@ pub(super) fn last(conn: &Connection, q: &LastQuery) -> Result<Vec<CallRow>, Sto
              FROM calls
              WHERE (?1 IS NULL OR tool = ?1)
                AND (?2 IS NULL OR started_ms >= ?2)
-               AND (?3 = 0 OR decision != 'allowed' OR status >= 400 OR (status IS NULL AND finished_ms IS NOT NULL))
+               AND (?3 = 0 OR decision != ?5 OR status >= 400 OR (status IS NULL AND finished_ms IS NOT NULL))
              ORDER BY started_ms DESC, id DESC
              LIMIT ?4",
         )
         .map_err(|e| sql_error("preparing the journal query", e))?;
     let rows = stmt
-        .query_map(params![q.tool, q.since_ms, q.failed_only, q.limit], call_row)
+        .query_map(params![q.tool, q.since_ms, q.failed_only, q.limit, Decision::Allowed.as_str()], call_row)
         .map_err(|e| sql_error("reading the journal", e))?;
     rows.collect::<Result<Vec<_>, _>>().map_err(|e| sql_error("reading the journal", e))
 }
@@ -82,39 +83,35 @@ fn call_row(row: &Row<'_>) -> rusqlite::Result<CallRow> {
     })
 }
 
-/// Allowed calls per tool since `since_ms` (inclusive).
-pub(super) fn tool_counts_since(conn: &Connection, since_ms: i64) -> Result<Vec<(String, u64)>, StoreError> {
+/// Allowed calls per tool started in `window`.
+pub(super) fn tool_counts_in(conn: &Connection, window: Window) -> Result<Vec<(String, u64)>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT tool, COUNT(*) FROM calls
-             WHERE decision = 'allowed' AND tool IS NOT NULL AND started_ms >= ?1
+             WHERE decision = ?2 AND tool IS NOT NULL AND started_ms > ?1
              GROUP BY tool ORDER BY tool",
         )
         .map_err(|e| sql_error("preparing the tool counts", e))?;
     let rows = stmt
-        .query_map([since_ms], |row| Ok((row.get::<_, String>(0)?, non_negative(row.get::<_, i64>(1)?))))
+        .query_map(params![window.after_ms(), Decision::Allowed.as_str()], |row| {
+            Ok((row.get::<_, String>(0)?, non_negative(row.get::<_, i64>(1)?)))
+        })
         .map_err(|e| sql_error("counting calls per tool", e))?;
     rows.collect::<Result<Vec<_>, _>>().map_err(|e| sql_error("counting calls per tool", e))
 }
 
-/// `(judged, failed)` calls started at or after `since_ms`, for the
-/// error-rate alert. See [`super::Store::error_counts_since`] for the definition.
-pub(super) fn error_counts_since(conn: &Connection, since_ms: i64) -> Result<(u64, u64), StoreError> {
+/// `(judged, failed)` calls started in `window`, for the error-rate alert:
+/// the rows' own flags. See [`super::Store::error_counts_in`].
+pub(super) fn error_counts_in(conn: &Connection, window: Window) -> Result<(u64, u64), StoreError> {
     conn.prepare_cached(
-        "SELECT COUNT(*),
-                COALESCE(SUM(CASE
-                    WHEN decision IN ('loop_detected', 'store_unavailable', 'unmatched', 'unknown_price') THEN 1
-                    WHEN decision = 'allowed' AND status >= 500 THEN 1
-                    WHEN decision = 'allowed' AND status IS NULL THEN 1
-                    ELSE 0 END), 0)
+        "SELECT COUNT(*), COALESCE(SUM(counts_as_error), 0)
          FROM calls
-         WHERE started_ms >= ?1
-           AND finished_ms IS NOT NULL
-           AND decision NOT IN ('unauthenticated', 'killed', 'spend_cap')
-           AND COALESCE(reason, '') != 'interrupted'",
+         WHERE started_ms > ?1 AND counts_as_error IS NOT NULL",
     )
     .and_then(|mut s| {
-        s.query_row([since_ms], |row| Ok((non_negative(row.get::<_, i64>(0)?), non_negative(row.get::<_, i64>(1)?))))
+        s.query_row([window.after_ms()], |row| {
+            Ok((non_negative(row.get::<_, i64>(0)?), non_negative(row.get::<_, i64>(1)?)))
+        })
     })
     .map_err(|e| sql_error("counting failed calls", e))
 }

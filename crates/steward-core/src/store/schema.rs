@@ -55,6 +55,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
     super::spend::MIGRATION,
     // 3: the ledger's per-day running total, kept by triggers (see `spend.rs`).
     super::spend::DAY_TOTALS_MIGRATION,
+    // 4: the error-rate alert's flag, written with each outcome from
+    // `Decision::counts_as_error` (NULL: left out). Rows written before it
+    // are classified by the list the alert's SQL carried until then.
+    "ALTER TABLE calls ADD COLUMN counts_as_error INTEGER CHECK (counts_as_error IN (0, 1));
+    UPDATE calls SET counts_as_error = CASE
+            WHEN decision IN ('loop_detected', 'store_unavailable', 'unmatched', 'unknown_price') THEN 1
+            WHEN decision = 'allowed' AND status >= 500 THEN 1
+            WHEN decision = 'allowed' AND status IS NULL THEN 1
+            ELSE 0 END
+        WHERE finished_ms IS NOT NULL
+          AND decision NOT IN ('unauthenticated', 'killed', 'spend_cap')
+          AND COALESCE(reason, '') != 'interrupted';",
 ];
 
 /// Device and inode of the database file as opened.

@@ -162,7 +162,7 @@ async fn twenty_concurrent_admits_against_ten_per_hour_admit_exactly_ten() {
         }
     }
     assert_eq!((admitted, limited_count), (10, 10));
-    let counts = store.tool_counts_since(0).await.unwrap();
+    let counts = store.tool_counts_in(Window::after(0)).await.unwrap();
     assert_eq!(counts, vec![("post".to_owned(), 10)]);
     let refused = store.last(LastQuery { limit: 100, failed_only: true, ..LastQuery::default() }).await.unwrap();
     assert_eq!(refused.len(), 10);
@@ -466,7 +466,7 @@ async fn settle_interrupted_closes_calls_left_in_flight() {
         store.admit(admission(id, T0, Some("post"), id)).await.unwrap();
     }
     store.complete(completion("b", T0 + 5, Some(200))).await.unwrap();
-    store.record_refused(admission("r", T0, None, ""), "unauthenticated", "bad token", 401).await.unwrap();
+    store.record_refused(admission("r", T0, None, ""), Decision::Unauthenticated, "bad token", 401).await.unwrap();
     drop(store);
     // The next daemon settles what the crashed one left.
     let store = open_in(dir.path());
@@ -496,7 +496,10 @@ async fn last_filters_and_orders_newest_first() {
     store.admit(admission("err", T0 + 10, Some("post"), "2")).await.unwrap();
     store.complete(completion("err", T0 + 11, Some(500))).await.unwrap();
     store.admit(admission("flight", T0 + 20, Some("post"), "3")).await.unwrap();
-    store.record_refused(admission("refused", T0 + 30, None, ""), "unauthenticated", "bad token", 401).await.unwrap();
+    store
+        .record_refused(admission("refused", T0 + 30, None, ""), Decision::Unauthenticated, "bad token", 401)
+        .await
+        .unwrap();
     store.admit(admission("mail", T0 + 40, Some("mail"), "4")).await.unwrap();
     store.complete(completion("mail", T0 + 41, Some(201))).await.unwrap();
 
@@ -516,8 +519,12 @@ async fn last_filters_and_orders_newest_first() {
     );
     assert_eq!(refused.tool, None);
 
-    assert_eq!(store.tool_counts_since(T0).await.unwrap(), vec![("mail".to_owned(), 1), ("post".to_owned(), 3)]);
-    assert_eq!(store.tool_counts_since(T0 + 20).await.unwrap(), vec![("mail".to_owned(), 1), ("post".to_owned(), 1)]);
+    // Windows hold the calls started strictly after their start (`Window`).
+    let counts = |after| store.tool_counts_in(Window::after(after));
+    assert_eq!(counts(T0 - 1).await.unwrap(), vec![("mail".to_owned(), 1), ("post".to_owned(), 3)]);
+    assert_eq!(counts(T0).await.unwrap(), vec![("mail".to_owned(), 1), ("post".to_owned(), 2)]);
+    assert_eq!(counts(T0 + 19).await.unwrap(), vec![("mail".to_owned(), 1), ("post".to_owned(), 1)]);
+    assert_eq!(counts(T0 + 20).await.unwrap(), vec![("mail".to_owned(), 1)]);
 }
 
 #[tokio::test]

@@ -12,11 +12,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use redact::Redactor;
 
+use crate::decision::Decision;
+
 use super::checkpoint::{self, CheckpointMode, ESCALATION_BUSY_WAIT, Pass};
 use super::schema::Opened;
 use super::{
-    Admission, AdmitOutcome, BUSY_TIMEOUT, Completion, MAX_BATCH_EXTRA, StoreError, StoreRedactor, WriterCounters,
-    duration_ms, queries, redaction, spend, sql_error,
+    Admission, AdmitOutcome, BUSY_TIMEOUT, Completion, MAX_BATCH_EXTRA, StoreError, StoreRedactor, Window,
+    WriterCounters, duration_ms, queries, spend, sql_error,
 };
 
 /// One write, with where its answer goes.
@@ -33,14 +35,14 @@ pub(super) enum Request {
     Admit(Admission),
     Refused {
         admission: Admission,
-        decision: String,
+        decision: Decision,
         reason: String,
         status: u16,
     },
     Complete(Completion),
     Withdraw {
         call_id: String,
-        decision: String,
+        decision: Decision,
         reason: String,
         status: u16,
         now_ms: i64,
@@ -241,12 +243,12 @@ fn apply(conn: &Connection, req: &Request, redactor: &Redactor) -> Result<Respon
     match req {
         Request::Admit(a) => admit(conn, a, redactor).map(Response::Admit),
         Request::Refused { admission, decision, reason, status } => {
-            let row = NewRow { decision, reason: Some(reason), status: Some(*status), finished: true };
+            let row = NewRow { decision: *decision, reason: Some(reason), status: Some(*status), finished: true };
             insert_call(conn, admission, &row).map(|()| Response::Done)
         }
         Request::Complete(c) => complete(conn, c).map(|()| Response::Done),
         Request::Withdraw { call_id, decision, reason, status, now_ms } => {
-            withdraw(conn, call_id, decision, reason, *status, *now_ms).map(|()| Response::Done)
+            withdraw(conn, call_id, *decision, reason, *status, *now_ms).map(|()| Response::Done)
         }
         Request::EngageKill { reason, source, now_ms } => {
             engage_kill(conn, reason, source, *now_ms).map(|()| Response::Done)
@@ -257,12 +259,13 @@ fn apply(conn: &Connection, req: &Request, redactor: &Redactor) -> Result<Respon
             .map(|_| Response::Done)
             .map_err(|e| sql_error("releasing the kill switch", e)),
         Request::SettleInterrupted { now_ms } => spend::settle_open_at_reserved(conn, *now_ms).and_then(|()| {
+            // The outcome is unknown: the error-rate alert leaves the call out.
             conn.prepare_cached(
-                "UPDATE calls SET finished_ms = ?1, reason = 'interrupted', status = NULL,
+                "UPDATE calls SET finished_ms = ?1, reason = ?2, status = NULL, counts_as_error = NULL,
                         duration_ms = MAX(?1 - started_ms, 0)
                  WHERE finished_ms IS NULL",
             )
-            .and_then(|mut s| s.execute([now_ms]))
+            .and_then(|mut s| s.execute(params![now_ms, Decision::Interrupted.as_str()]))
             .map(|n| Response::Count(u64::try_from(n).unwrap_or(u64::MAX)))
             .map_err(|e| sql_error("settling interrupted calls", e))
         }),
@@ -314,9 +317,12 @@ fn apply(conn: &Connection, req: &Request, redactor: &Redactor) -> Result<Respon
 /// refused call: `steward stop` wrote it knowing fewer secrets than the daemon.
 fn admit(conn: &Connection, a: &Admission, redactor: &Redactor) -> Result<AdmitOutcome, StoreError> {
     let kill = queries::kill_state(conn)?;
-    if kill.engaged {
-        let reason = kill.reason.map_or_else(|| "kill switch engaged".to_owned(), |r| redaction::text(redactor, r));
-        insert_call(conn, a, &NewRow { decision: "killed", reason: Some(&reason), status: None, finished: true })?;
+    if let Some(reason) = kill.refusal_reason(redactor) {
+        insert_call(
+            conn,
+            a,
+            &NewRow { decision: Decision::Killed, reason: Some(&reason), status: None, finished: true },
+        )?;
         return Ok(AdmitOutcome::Killed { reason });
     }
     if let Some(tool) = a.tool.as_deref()
@@ -329,7 +335,7 @@ fn admit(conn: &Connection, a: &Admission, redactor: &Redactor) -> Result<AdmitO
             insert_call(
                 conn,
                 a,
-                &NewRow { decision: "spend_cap", reason: Some(&stop.reason), status: None, finished: true },
+                &NewRow { decision: Decision::SpendCap, reason: Some(&stop.reason), status: None, finished: true },
             )?;
             return Ok(AdmitOutcome::SpendStopped { reason: stop.reason });
         }
@@ -344,15 +350,15 @@ fn admit(conn: &Connection, a: &Admission, redactor: &Redactor) -> Result<AdmitO
             insert_call(
                 conn,
                 a,
-                &NewRow { decision: "spend_cap", reason: Some(&reason), status: None, finished: true },
+                &NewRow { decision: Decision::SpendCap, reason: Some(&reason), status: None, finished: true },
             )?;
             return Ok(AdmitOutcome::SpendCapped { spent_micros, cap_micros, reserve_micros: hold.reserve_micros });
         }
-        insert_call(conn, a, &NewRow { decision: "allowed", reason: None, status: None, finished: false })?;
+        insert_call(conn, a, &NewRow { decision: Decision::Allowed, reason: None, status: None, finished: false })?;
         spend::reserve(conn, &a.call_id, hold, a.now_ms)?;
         return Ok(AdmitOutcome::Admitted);
     }
-    insert_call(conn, a, &NewRow { decision: "allowed", reason: None, status: None, finished: false })?;
+    insert_call(conn, a, &NewRow { decision: Decision::Allowed, reason: None, status: None, finished: false })?;
     Ok(AdmitOutcome::Admitted)
 }
 
@@ -368,13 +374,24 @@ fn admit_tool(
     if breaker.max_identical > 0 {
         // A release (human `resume`) starts a fresh count: calls before it
         // no longer count toward a loop.
-        let since = a.now_ms.saturating_sub(duration_ms(breaker.window)).max(kill.changed_ms);
+        let window = Window::ending_at(a.now_ms, breaker.window).and_after(kill.changed_ms);
         let earlier: i64 = conn
             .prepare_cached(
                 "SELECT COUNT(*) FROM calls
-                 WHERE tool = ?1 AND loop_key = ?2 AND started_ms > ?3 AND decision IN ('allowed', 'rate_limited')",
+                 WHERE tool = ?1 AND loop_key = ?2 AND started_ms > ?3 AND decision IN (?4, ?5)",
             )
-            .and_then(|mut s| s.query_row(params![tool, a.loop_key, since], |row| row.get(0)))
+            .and_then(|mut s| {
+                s.query_row(
+                    params![
+                        tool,
+                        a.loop_key,
+                        window.after_ms(),
+                        Decision::Allowed.as_str(),
+                        Decision::RateLimited.as_str()
+                    ],
+                    |row| row.get(0),
+                )
+            })
             .map_err(|e| sql_error("counting identical calls", e))?;
         if earlier.saturating_add(1) >= i64::from(breaker.max_identical) {
             let reason = format!("loop detected: {tool}");
@@ -382,7 +399,7 @@ fn admit_tool(
             insert_call(
                 conn,
                 a,
-                &NewRow { decision: "loop_detected", reason: Some(&reason), status: None, finished: true },
+                &NewRow { decision: Decision::LoopDetected, reason: Some(&reason), status: None, finished: true },
             )?;
             return Ok(Some(AdmitOutcome::LoopDetected { reason }));
         }
@@ -390,10 +407,11 @@ fn admit_tool(
 
     if let Some(limit) = a.limit {
         let per = duration_ms(limit.per);
-        let since = a.now_ms.saturating_sub(per);
+        let window = Window::ending_at(a.now_ms, limit.per);
+        let allowed = Decision::Allowed.as_str();
         let in_window: i64 = conn
-            .prepare_cached("SELECT COUNT(*) FROM calls WHERE tool = ?1 AND decision = 'allowed' AND started_ms > ?2")
-            .and_then(|mut s| s.query_row(params![tool, since], |row| row.get(0)))
+            .prepare_cached("SELECT COUNT(*) FROM calls WHERE tool = ?1 AND decision = ?3 AND started_ms > ?2")
+            .and_then(|mut s| s.query_row(params![tool, window.after_ms(), allowed], |row| row.get(0)))
             .map_err(|e| sql_error("counting the rate window", e))?;
         let max = i64::from(limit.max);
         if in_window >= max {
@@ -402,10 +420,12 @@ fn admit_tool(
             // if it is over-full (the limit was lowered).
             let leaving: Option<i64> = conn
                 .prepare_cached(
-                    "SELECT started_ms FROM calls WHERE tool = ?1 AND decision = 'allowed' AND started_ms > ?2
+                    "SELECT started_ms FROM calls WHERE tool = ?1 AND decision = ?4 AND started_ms > ?2
                      ORDER BY started_ms LIMIT 1 OFFSET ?3",
                 )
-                .and_then(|mut s| s.query_row(params![tool, since, in_window - max], |row| row.get(0)).optional())
+                .and_then(|mut s| {
+                    s.query_row(params![tool, window.after_ms(), in_window - max, allowed], |row| row.get(0)).optional()
+                })
                 .map_err(|e| sql_error("finding the window's oldest call", e))?;
             let retry_after_ms = match leaving {
                 Some(started) => started.saturating_add(per).saturating_sub(a.now_ms).max(1),
@@ -415,7 +435,7 @@ fn admit_tool(
             insert_call(
                 conn,
                 a,
-                &NewRow { decision: "rate_limited", reason: Some(&reason), status: None, finished: true },
+                &NewRow { decision: Decision::RateLimited, reason: Some(&reason), status: None, finished: true },
             )?;
             return Ok(Some(AdmitOutcome::RateLimited { retry_after_ms }));
         }
@@ -436,7 +456,7 @@ fn complete(conn: &Connection, c: &Completion) -> Result<(), StoreError> {
     let changed = conn
         .prepare_cached(
             "UPDATE calls SET finished_ms = ?2, status = ?3, duration_ms = ?4, attempts = ?5,
-                    response_ref = ?6, reason = COALESCE(?7, reason), extra_json = ?8
+                    response_ref = ?6, reason = COALESCE(?7, reason), extra_json = ?8, counts_as_error = ?9
              WHERE id = ?1",
         )
         .and_then(|mut s| {
@@ -448,7 +468,9 @@ fn complete(conn: &Connection, c: &Completion) -> Result<(), StoreError> {
                 c.attempts,
                 c.response_ref,
                 c.error,
-                c.extra_json
+                c.extra_json,
+                // Only admitted (`allowed`) calls are completed.
+                Decision::Allowed.counts_as_error(c.status)
             ])
         })
         .map_err(|e| sql_error("completing a call", e))?;
@@ -465,7 +487,7 @@ fn complete(conn: &Connection, c: &Completion) -> Result<(), StoreError> {
 fn withdraw(
     conn: &Connection,
     call_id: &str,
-    decision: &str,
+    decision: Decision,
     reason: &str,
     status: u16,
     now_ms: i64,
@@ -473,10 +495,19 @@ fn withdraw(
     let changed = conn
         .prepare_cached(
             "UPDATE calls SET decision = ?2, reason = ?3, status = ?4, finished_ms = ?5,
-                    duration_ms = MAX(?5 - started_ms, 0)
+                    duration_ms = MAX(?5 - started_ms, 0), counts_as_error = ?6
              WHERE id = ?1 AND finished_ms IS NULL",
         )
-        .and_then(|mut s| s.execute(params![call_id, decision, reason, status, now_ms]))
+        .and_then(|mut s| {
+            s.execute(params![
+                call_id,
+                decision.as_str(),
+                reason,
+                status,
+                now_ms,
+                decision.counts_as_error(Some(status))
+            ])
+        })
         .map_err(|e| sql_error("withdrawing a call", e))?;
     if changed == 0 {
         return Err(StoreError::NotFound(format!("call {call_id} in flight")));
@@ -486,7 +517,7 @@ fn withdraw(
 
 /// The columns an insert decides; the rest come from the [`Admission`].
 struct NewRow<'a> {
-    decision: &'a str,
+    decision: Decision,
     reason: Option<&'a str>,
     status: Option<u16>,
     /// Refusals are finished on arrival; admitted calls are in flight.
@@ -496,10 +527,13 @@ struct NewRow<'a> {
 fn insert_call(conn: &Connection, a: &Admission, row: &NewRow<'_>) -> Result<(), StoreError> {
     let finished_ms = row.finished.then_some(a.now_ms);
     let duration_ms = row.finished.then_some(0_i64);
+    // An admitted call's flag is written when it completes.
+    let counts_as_error = if row.finished { row.decision.counts_as_error(row.status) } else { None };
     conn.prepare_cached(
         "INSERT INTO calls (id, started_ms, finished_ms, door, tool, upstream, method, path, loop_key,
-                            input_summary, input_sha256, decision, reason, status, duration_ms, attempts)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 0)",
+                            input_summary, input_sha256, decision, reason, status, duration_ms, attempts,
+                            counts_as_error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 0, ?16)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -514,10 +548,11 @@ fn insert_call(conn: &Connection, a: &Admission, row: &NewRow<'_>) -> Result<(),
             a.loop_key,
             a.input_summary,
             a.input_sha256,
-            row.decision,
+            row.decision.as_str(),
             row.reason,
             row.status,
-            duration_ms
+            duration_ms,
+            counts_as_error
         ])
     })
     .map(|_| ())

@@ -592,12 +592,14 @@ impl Supervisor {
 
     /// Serves the gateway on the listener the box opens inside the agent's
     /// network namespace, with the main listener's limits, for as long as
-    /// the returned guard lives (the run); dropping it drains the connections.
+    /// the returned guard lives (the run); dropping it drains the connections,
+    /// on the daemon's tracker (shutdown waits for them).
     fn serve_in_namespace(&self, channel: std::os::unix::net::UnixStream) -> tokio_util::sync::DropGuard {
         let service = self.gateway.clone();
+        let tasks = service.as_ref().map_or_else(tokio_util::task::TaskTracker::new, crate::gateway::Service::tasks);
         let stop = tokio_util::sync::CancellationToken::new();
         let drain = stop.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let received = tokio::task::spawn_blocking(move || super::sandbox::receive_listener(&channel)).await;
             let listener = match received {
                 Ok(Ok(listener)) => tokio::net::TcpListener::from_std(listener),

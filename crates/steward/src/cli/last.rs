@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use comfy_table::{ContentArrangement, Table, presets};
 use steward_core::config::Config;
-use steward_core::pipeline::status_of_decision;
+use steward_core::decision::status_of_decision;
 use steward_core::store::{CallRow, LastQuery};
 
 use super::{CliError, exit, format_ms, load_config, now_ms, open_store_read_only, print_json, runtime};

@@ -19,7 +19,7 @@ use steward_core::daemon::running_pid;
 use steward_core::monitor::delivery::read_health;
 use steward_core::monitor::engine::read_firing;
 use steward_core::monitor::{AlertsTestRecord, FiringAlert, LAST_TEST_KEY, SinkHealth};
-use steward_core::store::{KillState, Store};
+use steward_core::store::{KillState, Store, Window};
 use steward_core::supervisor::{self, AgentStatus, FatalRecord, LastExit};
 
 use super::{CliError, exit, format_ms, load_config, now_ms, open_store_read_only, print_json, runtime};
@@ -46,14 +46,18 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         let kill = store.kill_state().await.context("cannot read the kill switch")?;
         let published = supervisor::read_status(&store).await.context("cannot read the agent status")?;
         let fatal = supervisor::read_fatal(&store).await.context("cannot read the agent status")?;
-        let hour = store.tool_counts_since(now - 3_600_000).await.context("cannot read the journal")?;
+        let hour = store
+            .tool_counts_in(Window::ending_at(now, std::time::Duration::from_secs(3600)))
+            .await
+            .context("cannot read the journal")?;
         let mut tools = Vec::new();
         for tool in &config.tools {
             let in_hour = hour.iter().find(|(name, _)| name == &tool.name).map_or(0, |(_, n)| *n);
             let window = match tool.limit {
                 Some(limit) => {
-                    let since = now - i64::try_from(limit.per.as_millis()).unwrap_or(i64::MAX);
-                    let counts = store.tool_counts_since(since).await.context("cannot read the journal")?;
+                    // Counted by the rule admission enforces.
+                    let window = Window::ending_at(now, limit.per);
+                    let counts = store.tool_counts_in(window).await.context("cannot read the journal")?;
                     Some((counts.iter().find(|(name, _)| name == &tool.name).map_or(0, |(_, n)| *n), limit))
                 }
                 None => None,

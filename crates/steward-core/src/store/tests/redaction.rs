@@ -92,7 +92,15 @@ async fn every_free_text_value_is_redacted_before_it_is_written() {
 
     // A refused call (unknown upstream), the kill switch, and kv values.
     let refused = Admission { upstream: format!("nope-{raw}"), ..admission("c2", T0 + 10, None, "k2") };
-    store.record_refused(refused, "unknown_upstream", &format!("no upstream named `nope-{raw}`"), 404).await.unwrap();
+    store
+        .record_refused(
+            refused,
+            crate::decision::Decision::UnknownUpstream,
+            &format!("no upstream named `nope-{raw}`"),
+            404,
+        )
+        .await
+        .unwrap();
     store.engage_kill(&format!("stop: {percent}"), &format!("cli {raw}"), T0 + 20).await.unwrap();
     store.kv_set("alerts:state", &serde_json::json!({"detail": json, "n": 3}).to_string(), T0).await.unwrap();
     store.kv_set("plain", &format!("sent {raw}"), T0).await.unwrap();

@@ -58,12 +58,12 @@ async fn after_a_burst_the_wal_file_is_truncated_back_under_the_limit_without_a_
     }
     assert_eq!(store.wal_stats().wal_bytes, wal_len(&db));
     // Nothing lost, and the store goes on.
-    let rows = store.tool_counts_since(0).await.unwrap();
+    let rows = store.tool_counts_in(Window::after(0)).await.unwrap();
     assert_eq!(rows, [("post".to_owned(), u64::try_from(admitted).unwrap())]);
     assert_eq!(store.admit(fat("after", T0 + admitted)).await.unwrap(), AdmitOutcome::Admitted);
     drop(store);
     let reopened = Store::open(&db, crate::store::tests::redactor()).unwrap();
-    let rows = reopened.tool_counts_since(0).await.unwrap();
+    let rows = reopened.tool_counts_in(Window::after(0)).await.unwrap();
     assert_eq!(rows, [("post".to_owned(), u64::try_from(admitted + 1).unwrap())]);
 }
 
@@ -102,6 +102,6 @@ async fn continuous_writes_still_get_the_wal_rewound() {
     for writer in writers {
         written += writer.await.unwrap();
     }
-    let rows = store.tool_counts_since(0).await.unwrap();
+    let rows = store.tool_counts_in(Window::after(0)).await.unwrap();
     assert_eq!(rows, [("post".to_owned(), u64::try_from(written).unwrap())], "nothing lost");
 }
