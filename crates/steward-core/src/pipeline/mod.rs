@@ -64,6 +64,9 @@ mod relay;
 mod retry;
 mod settle;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 

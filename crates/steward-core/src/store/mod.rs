@@ -757,7 +757,7 @@ impl Store {
     /// Runs raw SQL on the writer connection inside a batch (tests only: to
     /// simulate a full disk).
     #[cfg(test)]
-    async fn exec_on_writer(&self, sql: &str) -> Result<(), StoreError> {
+    pub(crate) async fn exec_on_writer(&self, sql: &str) -> Result<(), StoreError> {
         self.write_done(Request::Exec(sql.to_owned())).await
     }
 }
