@@ -1,5 +1,6 @@
 //! Store tests: migrations, file modes, exact windows under concurrency,
-//! loop breaker, kill switch across processes. Failure modes are in
+//! loop breaker, kill switch across processes. What windows and the
+//! error-rate flag count is in `tests/counting.rs`. Failure modes are in
 //! `tests/failures.rs`, the WAL's bound in `tests/wal.rs`. The call and
 //! ledger fixtures are `pub(crate)`: other modules' tests (the daemon's
 //! retention) journal calls with them.
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use super::*;
 
+mod counting;
 mod failures;
 mod redaction;
 pub(crate) mod spend;
