@@ -64,13 +64,16 @@ async fn the_error_flag_is_written_with_each_outcome() {
     assert_eq!(store.error_counts_in(all).await.unwrap(), (7, 4));
 }
 
+/// A row as a steward before the flag wrote it: `(id, decision, status,
+/// finished, reason)`.
+type OldRow = (&'static str, &'static str, Option<u16>, bool, Option<&'static str>);
+
 /// Rows journaled before migration 4 get the flag the old SQL list gave them.
 #[tokio::test]
 async fn migration_4_backfills_the_error_flag_from_the_old_list() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("steward.db");
-    // `(id, decision, status, finished, reason)`, written by a steward before the flag.
-    let rows: &[(&str, &str, Option<u16>, bool, Option<&str>)] = &[
+    let rows: &[OldRow] = &[
         ("ok", "allowed", Some(200), true, None),
         ("not_found", "allowed", Some(404), true, None),
         ("broken", "allowed", Some(500), true, None),
