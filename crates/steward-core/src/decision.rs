@@ -10,7 +10,7 @@
 //! the store journals the name and, at write time, the error flag
 //! ([`Decision::counts_as_error`]); `steward last` reads the status back
 //! ([`status_of_decision`]). A new outcome is a new variant: the `match` in
-//! [`Decision::facts`] does not compile until it says all three, and
+//! `Decision::facts` does not compile until it says all three, and
 //! [`Decision::ALL`]'s test fails until it lists it.
 
 use http::StatusCode;

@@ -5,7 +5,7 @@
 //! | key | condition | severity |
 //! | --- | --- | --- |
 //! | `agent_down` | the agent has been down ([`Event::AgentDown`]) for `agent_down_after` | critical |
-//! | `error_rate` | over the last hour, at least `error_rate_min_calls` calls were judged and more than `error_rate_percent`% failed ([`Store::error_counts_since`] defines both) | warning |
+//! | `error_rate` | over the last hour, at least `error_rate_min_calls` calls were judged and more than `error_rate_percent`% failed ([`Store::error_counts_in`] and [`crate::decision::ErrorWeight`] define both) | warning |
 //! | `spend_threshold` | today's committed spend ≥ `[spend] alert_at_usd` | warning |
 //! | `spend_cap` | today's committed spend ≥ the cap: every LLM call is refused | critical |
 //! | `spend_call_refused` | within [`CALL_REFUSED_HOLD`], an LLM call was refused because its worst case did not fit under the cap, while spend is below it (other calls still pass) | warning |

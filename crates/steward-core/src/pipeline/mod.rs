@@ -14,7 +14,7 @@
 //! **The kill switch comes first.** A stopped agent hears `killed` for every
 //! call it makes, whatever else is wrong with it: matched or unmatched, an
 //! unknown upstream or price, an expired credential, a bad or malformed
-//! request, a body too large or stalled. [`Pipeline::gate`] decides it, once
+//! request, a body too large or stalled. `Pipeline::gate` decides it, once
 //! per request, right after authentication and before anything else (the
 //! front doors' early refusals go through it too: [`Pipeline::reject`],
 //! [`Pipeline::reject_target`]): it reads the switch as committed
