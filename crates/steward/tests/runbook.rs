@@ -105,7 +105,10 @@ async fn an_unwritable_output_fails_and_records_nothing() {
     );
     let out = env.steward(&["runbook", "--json"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
-    assert!(text(&out.stderr).contains("cannot write the runbook to"), "{}", text(&out.stderr));
+    // With --json, the error is a JSON object on stdout.
+    let error: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let message = error["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("cannot write the runbook to"), "{}", text(&out.stdout));
     assert_eq!(doctor_item(&env, "the runbook is rendered").1, "not rendered yet");
 
     // An invalid [runbook] is a config error with its fix.
