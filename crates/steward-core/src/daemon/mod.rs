@@ -24,25 +24,25 @@
 
 mod systemd;
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use fs2::FileExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::audit::{AuditError, AuditLog, AuditRecord, Phase};
+use crate::clock::unix_ms;
 use crate::config::Config;
 use crate::events::EventBus;
 use crate::monitor::{Metrics, MonitorError, MonitorInit};
-use crate::pipeline::SharedRedactor;
-use crate::pipeline::{Pipeline, PipelineError, unix_ms};
+use crate::pipeline::{Pipeline, PipelineError};
+use crate::redaction::SharedRedactor;
 use crate::secrets::{
     AgentToken, IntrospectionTask, Secrets, SecretsError, Unresolved, introspect, log_expiry_findings,
 };
+use crate::state_dir::{StateDirError, acquire_lock, ensure_private_dir, restrict_store_files, write_private};
 use crate::store::{Store, StoreError};
 use crate::supervisor::{Launcher, Supervisor, SupervisorError, SupervisorInit, SupervisorSettings, SupervisorStats};
 
@@ -58,22 +58,10 @@ const AUDIT_DRAIN_POLLS: u32 = 250;
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    /// A directory or file steward needs could not be created.
-    #[error("cannot prepare {path}: {source}", path = path.display())]
-    Io {
-        /// The path involved.
-        path: PathBuf,
-        /// Underlying error.
-        source: std::io::Error,
-    },
-    /// Another daemon holds the lock on this state dir.
-    #[error("another steward daemon (pid {pid}) already runs with state dir {dir}; stop it first, or give this one its own [state] dir", dir = dir.display())]
-    AlreadyRunning {
-        /// Its pid as written in the lock file.
-        pid: String,
-        /// The shared state dir.
-        dir: PathBuf,
-    },
+    /// The state dir or a file in it could not be prepared, or another
+    /// daemon holds its lock.
+    #[error(transparent)]
+    StateDir(#[from] StateDirError),
     /// The agent token could not be created or read.
     #[error(transparent)]
     Secrets(#[from] SecretsError),
@@ -215,42 +203,6 @@ impl RunningDaemon {
     }
 }
 
-/// Creates `dir` (and parents) and restricts it to the owner: it holds the
-/// store, the agent token and the audit log.
-pub fn ensure_private_dir(dir: &Path) -> Result<(), DaemonError> {
-    let io = |source| DaemonError::Io { path: dir.to_owned(), source };
-    std::fs::create_dir_all(dir).map_err(io)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)
-}
-
-/// The database and its WAL and shared-memory files are created by SQLite
-/// with the umask's mode (0644): made 0600 like everything else steward owns.
-fn restrict_store_files(db: &Path) -> Result<(), DaemonError> {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let mut name = db.as_os_str().to_owned();
-        name.push(suffix);
-        let path = PathBuf::from(name);
-        match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
-            Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
-                return Err(DaemonError::Io { path, source });
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// Whether a daemon holds the lock of this state dir, and its pid.
-pub fn running_pid(state_dir: &Path) -> Option<String> {
-    let path = state_dir.join("daemon.lock");
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).ok()?;
-    if file.try_lock_exclusive().is_ok() {
-        let _ = FileExt::unlock(&file);
-        return None;
-    }
-    Some(std::fs::read_to_string(&path).unwrap_or_default().trim().to_owned())
-}
-
 /// Starts every part in dependency order and returns once the gateway
 /// listens, with default [`DaemonOptions`] (agent started without a
 /// parent-death signal, no systemd notifications).
@@ -268,7 +220,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     }
     let secrets = Secrets::resolve(config).await?;
     log_expiry_findings(config, &secrets, SystemTime::now());
-    let redactor = Arc::new(ArcSwap::from_pointee(secrets.redactor(&agent_token, &config.redaction)));
+    let redactor = crate::redaction::shared(secrets.redactor(&agent_token, &config.redaction));
     let secrets = Arc::new(ArcSwap::from_pointee(secrets));
     let introspect_wake = Arc::new(tokio::sync::Notify::new());
     let reloader = SecretsReloader {
@@ -298,7 +250,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
             Arc::clone(&secrets),
             agent_token,
         )?
-        .with_monitoring(events.clone(), Arc::clone(&metrics)),
+        .with_monitoring(events.clone(), metrics.clone()),
     );
 
     let listener = crate::gateway::bind(config.gateway.listen)
@@ -377,7 +329,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
         Arc::clone(&secrets),
         shutdown.clone(),
     );
-    match crate::monitor::sinks::http_client() {
+    match crate::outbound::http_client() {
         Ok(client) => introspect::spawn(
             IntrospectionTask {
                 config: Arc::new(config.clone()),
@@ -434,7 +386,7 @@ async fn audit_interrupted(store: &Store, audit: &AuditLog, agent: &str) -> Resu
 fn interrupted_record(row: &crate::store::CallRow, agent: &str, now: SystemTime) -> AuditRecord {
     let started = SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(row.started_ms).unwrap_or(0));
     AuditRecord {
-        ts: crate::audit::format_ts(started),
+        ts: crate::clock::format_ts(started),
         call_id: row.id.clone(),
         agent: agent.to_owned(),
         door: row.door.clone(),
@@ -610,40 +562,6 @@ impl SecretsReloader {
         }
         result
     }
-}
-
-fn acquire_lock(path: &Path, dir: &Path) -> Result<std::fs::File, DaemonError> {
-    use std::io::{Seek, Write};
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |source| DaemonError::Io { path: path.to_owned(), source };
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(io)?;
-    if file.try_lock_exclusive().is_err() {
-        let pid = std::fs::read_to_string(path).unwrap_or_default().trim().to_owned();
-        return Err(DaemonError::AlreadyRunning { pid, dir: dir.to_owned() });
-    }
-    file.set_len(0).map_err(io)?;
-    file.rewind().map_err(io)?;
-    writeln!(file, "{}", std::process::id()).map_err(io)?;
-    Ok(file)
-}
-
-/// Writes `contents` to `path` atomically (temp file + rename), mode 0600.
-fn write_private(path: &Path, contents: &str) -> Result<(), DaemonError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |source| DaemonError::Io { path: path.to_owned(), source };
-    let tmp = path.with_extension("tmp");
-    let mut file =
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;
-    file.write_all(contents.as_bytes()).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
 }
 
 #[cfg(test)]

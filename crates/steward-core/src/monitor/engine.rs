@@ -61,12 +61,14 @@ use tokio_util::sync::CancellationToken;
 use arc_swap::ArcSwap;
 
 use super::{Alert, AlertStatus, Dispatcher, Metrics, Severity};
+use crate::agent_state::read_fatal;
 use crate::audit::AuditLog;
 use crate::backup::health::{BackupHealth, KV_WATCHED_SINCE, MAX_BACKUP_AGE_MS, MAX_RESTORE_TEST_AGE_MS};
+use crate::clock::{format_day, unix_ms};
 use crate::config::{AlertsConfig, Config, SpendConfig};
 use crate::events::Event;
-use crate::pipeline::{SharedRedactor, unix_ms};
-use crate::secrets::{Secrets, expiry_findings, format_day};
+use crate::redaction::SharedRedactor;
+use crate::secrets::{Secrets, expiry_findings};
 use crate::store::Store;
 
 /// `kv` key of the open incidents.
@@ -80,8 +82,6 @@ pub const ERROR_RATE_WINDOW: Duration = Duration::from_secs(3600);
 /// enough that a retrying agent does not make it flap, short enough that it
 /// does not outlive the agent's attempts by a whole day.
 pub const CALL_REFUSED_HOLD: Duration = Duration::from_secs(3600);
-/// `kv` key where the supervisor keeps its sticky crash-loop verdict (JSON; empty: none).
-pub const SUPERVISOR_FATAL_KEY: &str = "supervisor.fatal";
 
 /// The rule keys, in the order conditions are evaluated.
 pub mod rules {
@@ -609,17 +609,14 @@ impl Engine {
             active.insert(rules::LOOP_BREAKER.into(), loop_finding(&format!("loop detected: {tool}")));
         }
 
-        let fatal = match self.store.kv_get(SUPERVISOR_FATAL_KEY).await {
-            Ok(Some(text)) if !text.trim().is_empty() => serde_json::from_str::<serde_json::Value>(&text).ok(),
-            _ => None,
-        };
+        // An unreadable record is treated as none: the crash-loop event still fires it.
+        let fatal = read_fatal(&self.store).await.ok().flatten();
         let agent = self.metrics.agent();
         let pending_exits = self.pending.crash_exits.take();
         if agent.crash_loop || fatal.is_some() || pending_exits.is_some() {
             let exits = fatal
                 .as_ref()
-                .and_then(|f| f.get("exits")?.as_u64())
-                .map(|n| n.to_string())
+                .map(|f| f.exits.to_string())
                 .or(pending_exits.map(|n| n.to_string()))
                 .unwrap_or_else(|| "several".to_owned());
             let mut finding = Finding::new(
@@ -630,7 +627,7 @@ impl Engine {
                      Read `steward logs agent`, fix the cause, then run `steward resume`."
                 ),
             );
-            if let Some(since) = fatal.as_ref().and_then(|f| f.get("since_ms")?.as_i64()) {
+            if let Some(since) = fatal.as_ref().map(|f| f.since_ms) {
                 finding = finding.since(since);
             }
             active.insert(rules::CRASH_LOOP.into(), finding);

@@ -27,6 +27,7 @@ use prometheus_client::registry::Registry;
 
 use crate::events::Event;
 use crate::store::{CheckpointHistogram, WalStats};
+use crate::telemetry::CallMetrics;
 
 /// Content type of [`Metrics::render`]: the OpenMetrics text format, which
 /// Prometheus scrapes natively (and which ends with `# EOF`).
@@ -515,6 +516,20 @@ impl Readiness {
             audit_writable: audit_healthy,
             detail: (!problems.is_empty()).then(|| problems.join("; ")),
         }
+    }
+}
+
+/// The pipeline counts through [`CallMetrics`]; this registry is what it counts into.
+impl CallMetrics for Metrics {
+    fn record_call(
+        &self,
+        door: &'static str,
+        tool: Option<&str>,
+        decision: &'static str,
+        status: Option<u16>,
+        elapsed: Duration,
+    ) {
+        Metrics::record_call(self, door, tool, decision, status, elapsed);
     }
 }
 

@@ -14,9 +14,9 @@ use tokio_util::sync::CancellationToken;
 use super::group;
 use super::output::{self, Stream};
 use super::policy::{Exit, Verdict};
-use super::state::{self, AgentState, FatalRecord, LastExit};
 use super::{Event, Supervisor};
-use crate::pipeline::unix_ms;
+use crate::agent_state::{self as state, AgentState, FatalRecord, LastExit};
+use crate::clock::unix_ms;
 
 /// What the loop does next.
 enum Phase {

@@ -46,7 +46,6 @@ mod lifecycle;
 mod output;
 mod policy;
 pub mod sandbox;
-mod state;
 
 #[cfg(test)]
 mod tests;
@@ -62,15 +61,12 @@ pub use group::live_members;
 pub use launch::{INHERITED_ENV, Launcher};
 pub use output::{MAX_LINE, SCAN_TAIL};
 pub use policy::{EXIT_DO_NOT_RESTART, RestartPolicy, Verdict};
-pub use state::{
-    AgentState, AgentStatus, FATAL_KEY, FatalRecord, LastExit, RESUME_KEY, STATUS_KEY, last_resume_ms, read_fatal,
-    read_status, request_resume,
-};
 
+use crate::agent_state::{AgentState, AgentStatus};
 use crate::audit::{AGENT, AuditError, LineLog};
 use crate::config::Config;
 use crate::events::{Event, EventBus};
-use crate::pipeline::SharedRedactor;
+use crate::redaction::SharedRedactor;
 use crate::secrets::Secrets;
 use crate::store::{KillState, Store};
 
@@ -298,7 +294,7 @@ impl Supervisor {
     /// `agent.log` and the health-check client. Nothing is started yet.
     pub fn new(init: SupervisorInit<'_>) -> Result<Self, SupervisorError> {
         let config = init.config;
-        let now = crate::pipeline::unix_ms(std::time::SystemTime::now());
+        let now = crate::clock::unix_ms(std::time::SystemTime::now());
         let (spec, health, log, min_uptime) = match &config.agent.process {
             None => (None, None, None, crate::config::DEFAULT_MIN_UPTIME),
             Some(process) => {
