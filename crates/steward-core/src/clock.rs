@@ -5,11 +5,16 @@
 //! Nothing here reads the clock on its own: every function takes the time
 //! it formats, so callers (and tests) decide what "now" is.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// Milliseconds since the Unix epoch (0 for times before it).
 pub fn unix_ms(t: SystemTime) -> i64 {
     t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The time `ms` Unix milliseconds name (the epoch for negative ones).
+pub fn from_unix_ms(ms: i64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 /// `t` as RFC 3339 UTC with milliseconds, e.g. `2026-11-26T04:00:00.123Z`:
@@ -46,14 +51,14 @@ pub fn format_ymd(year: i32, month: u8, day: u8) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     #[test]
     fn unix_ms_counts_from_the_epoch_and_clamps_before_it() {
         assert_eq!(unix_ms(SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_665_600_123)), 1_795_665_600_123);
         assert_eq!(unix_ms(SystemTime::UNIX_EPOCH - Duration::from_secs(1)), 0);
+        assert_eq!(unix_ms(from_unix_ms(1_795_665_600_123)), 1_795_665_600_123);
+        assert_eq!(from_unix_ms(-5), SystemTime::UNIX_EPOCH);
     }
 
     #[test]

@@ -384,7 +384,7 @@ async fn audit_interrupted(store: &Store, audit: &AuditLog, agent: &str) -> Resu
 
 /// The audit line of a call found in flight at start.
 fn interrupted_record(row: &crate::store::CallRow, agent: &str, now: SystemTime) -> AuditRecord {
-    let started = SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(row.started_ms).unwrap_or(0));
+    let started = crate::clock::from_unix_ms(row.started_ms);
     AuditRecord {
         ts: crate::clock::format_ts(started),
         call_id: row.id.clone(),

@@ -266,8 +266,7 @@ impl Alert {
 
 /// Epoch ms as RFC 3339 UTC.
 fn rfc3339(ms: i64) -> String {
-    let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    crate::clock::format_ts(t)
+    crate::clock::format_ts(crate::clock::from_unix_ms(ms))
 }
 
 /// What `steward alerts test` recorded, in `kv` [`LAST_TEST_KEY`].
