@@ -11,6 +11,7 @@ use super::*;
 use crate::config::{self, LoopBreakerConfig};
 use crate::events::Event;
 use crate::store::{Admission, Completion, SpendHold};
+use crate::telemetry::CallMetrics;
 
 /// A planted secret the redactor knows: must never reach a notice.
 pub(super) const CANARY: &str = "canary-alert-secret-4f3e2d1c0b9a";
