@@ -499,8 +499,9 @@ fn human_bytes(bytes: u64) -> String {
 
 /// `2026-11-26 04:00 UTC`
 fn format_time(t: SystemTime) -> String {
+    let day = crate::clock::format_day(t);
     let t = time::OffsetDateTime::from(t);
-    format!("{:04}-{:02}-{:02} {:02}:{:02} UTC", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute())
+    format!("{day} {:02}:{:02} UTC", t.hour(), t.minute())
 }
 
 /// `scheme://host:port` of a URL: where a provider is, without a path or
