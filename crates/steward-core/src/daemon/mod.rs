@@ -1,6 +1,7 @@
-//! The daemon behind `steward run`: startup order, the single-instance lock,
-//! background tasks (gateway, supervisor, audit retention, systemd watchdog,
-//! token introspection) and shutdown.
+//! The daemon behind `steward run`: startup order, the single-instance lock
+//! (taken through `state_dir`), background tasks (gateway, supervisor,
+//! retention in `retention`, systemd watchdog in `systemd`, token
+//! introspection) and shutdown.
 //!
 //! # Shutdown
 //! There is exactly one shutdown mechanism: a [`CancellationToken`] (the

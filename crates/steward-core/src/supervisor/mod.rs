@@ -26,7 +26,7 @@
 //! one-row read on the store's read connection, cheap enough that a
 //! notification channel across processes is not worth its complexity, and a
 //! stopped agent is signalled within a quarter of a second. Resume requests
-//! (`steward resume`, see [`request_resume`]) are noticed the same way.
+//! (`steward resume`, see [`crate::agent_state::request_resume`]) are noticed the same way.
 //!
 //! # Pieces
 //! - `policy`: the restart policy as pure arithmetic on times ([`RestartPolicy`]).
@@ -36,7 +36,8 @@
 //! - `group`: stopping the whole process group (SIGTERM, grace, SIGKILL).
 //! - `output`: stdout/stderr → redacted `agent.log` lines.
 //! - `health`: the optional HTTP health check.
-//! - `state`: what is persisted in the store's `kv` table, and CLI helpers.
+//! - [`crate::agent_state`] (outside this module, so readers need not import
+//!   the supervisor): what it persists in the store's `kv` table.
 //! - `lifecycle`: the loop that ties them together.
 
 mod group;
