@@ -11,7 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use steward_core::audit::{AuditLog, AuditRecord, format_ts};
+use steward_core::audit::{AuditLog, AuditRecord};
+use steward_core::clock::format_ts;
 use steward_core::config::{AfterRetention, LoggingConfig};
 
 /// Concurrent writers: one per in-flight call of a busy gateway.

@@ -139,7 +139,7 @@ fn fill_store(root: &std::path::Path) -> u64 {
     std::fs::create_dir_all(&state).expect("state dir");
     let db = state.join("steward.db");
     drop(
-        steward_core::store::Store::open(&db, steward_core::store::fixed_redactor(redact::Redactor::default()))
+        steward_core::store::Store::open(&db, steward_core::redaction::shared(redact::Redactor::default()))
             .expect("store"),
     );
     let mut conn = rusqlite::Connection::open(&db).expect("sqlite");

@@ -31,11 +31,9 @@ struct Fixture {
 impl Fixture {
     fn new() -> Arc<Self> {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(
-            &dir.path().join("steward.db"),
-            steward_core::store::fixed_redactor(redact::Redactor::default()),
-        )
-        .expect("open store");
+        let store =
+            Store::open(&dir.path().join("steward.db"), steward_core::redaction::shared(redact::Redactor::default()))
+                .expect("open store");
         Arc::new(Fixture { store, next_id: AtomicU64::new(0), now_ms: AtomicI64::new(1_790_000_000_000), _dir: dir })
     }
 

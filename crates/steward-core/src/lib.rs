@@ -2,6 +2,11 @@
 //!
 //! # Layout
 //! - [`config`]: `steward.toml` → validated [`config::Config`] (two stages, spanned errors).
+//! - [`clock`]: Unix milliseconds and the one format of each timestamp and calendar day.
+//! - [`redaction`]: the [`redaction::SharedRedactor`] every writer shares, swapped on reload.
+//! - [`state_dir`]: the private state dir, its files (0600) and the one-daemon lock.
+//! - [`outbound`]: steward's own outbound HTTP client, and the secrets its
+//!   destinations (alert sinks, heartbeat) reference.
 //! - [`secrets`]: resolves credential references (`env:`, `file:`, `systemd:`, `command:`,
 //!   `vault:`) into secret values; dev/prod separation, expiry, scopes, the redactor.
 //! - [`store`]: the SQLite store: call journal, persistent rate windows, kill switch.
@@ -13,16 +18,29 @@
 //!   and error-rate weight, in one mapping the pipeline, the store and the CLI share.
 //! - [`llm`]: the pure core of the LLM front door: prices, request rewriting, usage and cost.
 //! - [`gateway`]: the HTTP server and the `/api/{upstream}` front door; forwarding and retries.
+//! - [`agent_state`]: the agent's lifecycle records in the store (status, crash-loop hold, resume).
 //! - [`supervisor`]: runs the agent process: restarts, crash loop, kill switch, output capture.
 //! - [`events`]: the daemon's event bus (agent lifecycle, kill switch, spend cap, write failures).
+//! - [`telemetry`]: [`telemetry::CallMetrics`], the per-call counters the pipeline reports
+//!   through and `monitor` implements (so neither imports the other).
 //! - [`monitor`]: `/metrics`, `/readyz`, the alert engine and its sinks, the dead-man heartbeat.
 //! - [`daemon`]: `steward run`: startup, the daemon lock, background tasks, credential reload, shutdown.
 //! - [`doctor`]: `steward doctor`: the production checklist as independent checks.
 //! - [`backup`]: snapshots, archives, destinations, retention, verify, restore, schedule.
 //! - [`runbook`]: `steward runbook`: the one-page runbook rendered from the config, and its record.
+//!
+//! # Who may import whom
+//! The small shared modules (`clock`, `redaction`, `state_dir`, `outbound`,
+//! `telemetry`, `events`, `agent_state`) import nothing but `config`, `store`
+//! and each other. The pipeline publishes through `events` and `telemetry`
+//! and never imports `monitor`; `monitor` never imports `pipeline`; `secrets`
+//! never imports `monitor`; and no two modules import each other, directly or
+//! around a loop. The test module `module_boundaries` keeps it so.
 
+pub mod agent_state;
 pub mod audit;
 pub mod backup;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod decision;
@@ -31,9 +49,16 @@ pub mod events;
 pub mod gateway;
 pub mod llm;
 pub mod monitor;
+pub mod outbound;
 pub mod pipeline;
 pub mod policy;
+pub mod redaction;
 pub mod runbook;
 pub mod secrets;
+pub mod state_dir;
 pub mod store;
 pub mod supervisor;
+pub mod telemetry;
+
+#[cfg(test)]
+mod module_boundaries;

@@ -58,7 +58,7 @@ async fn round_trip_restores_identical_rows_and_a_loadable_config() {
     assert_eq!(restored_config.state.dir, target.join("state"));
     let restored_store = steward_core::store::Store::open(
         &restored_config.state.db_path(),
-        steward_core::store::fixed_redactor(redact::Redactor::default()),
+        steward_core::redaction::shared(redact::Redactor::default()),
     )
     .unwrap();
     assert_eq!(all_rows(&restored_store).await, all_rows(&store).await);
@@ -149,7 +149,7 @@ async fn encrypted_round_trip_and_verify_without_the_identity_fails_clearly() {
         .unwrap();
     let restored = steward_core::store::Store::open(
         &target.join("state/steward.db"),
-        steward_core::store::fixed_redactor(redact::Redactor::default()),
+        steward_core::redaction::shared(redact::Redactor::default()),
     )
     .unwrap();
     assert_eq!(all_rows(&restored).await, all_rows(&store).await);
@@ -241,7 +241,7 @@ async fn a_backup_under_1000_concurrent_writes_restores_to_a_consistent_store() 
     let restored = all_rows(
         &steward_core::store::Store::open(
             &target.join("state/steward.db"),
-            steward_core::store::fixed_redactor(redact::Redactor::default()),
+            steward_core::redaction::shared(redact::Redactor::default()),
         )
         .unwrap(),
     )
@@ -293,7 +293,7 @@ async fn in_place_restore_snapshots_first_and_puts_everything_back() {
     let undo = all_rows(
         &steward_core::store::Store::open(
             &target.join("state/steward.db"),
-            steward_core::store::fixed_redactor(redact::Redactor::default()),
+            steward_core::redaction::shared(redact::Redactor::default()),
         )
         .unwrap(),
     )
@@ -343,7 +343,7 @@ async fn the_scheduler_catches_up_and_records_a_restore_test() {
     steward_core::backup::schedule::spawn(&tracker, Arc::clone(&s.config), store.clone(), secrets, shutdown.clone());
     let started = std::time::Instant::now();
     let h = loop {
-        let now = steward_core::pipeline::unix_ms(std::time::SystemTime::now());
+        let now = steward_core::clock::unix_ms(std::time::SystemTime::now());
         let h = health::health(&store, now).await.unwrap();
         if h.last_restore_test.is_some() {
             break h;

@@ -421,7 +421,7 @@ async fn the_schedulers_restore_test_refuses_a_bomb_with_bounded_memory() {
     let archive = bomb(&s, b"agent-state/big.bin", tar::EntryType::Regular, 4_290_000_000);
     plant(&s, &archive, 3, 74_678);
     let store = s.store();
-    let now = steward_core::pipeline::unix_ms(std::time::SystemTime::now());
+    let now = steward_core::clock::unix_ms(std::time::SystemTime::now());
     store.kv_set(health::KV_SCHEDULE_LAST_RUN, &now.to_string(), now).await.unwrap();
     let tracker = tokio_util::task::TaskTracker::new();
     let shutdown = CancellationToken::new();
@@ -430,7 +430,7 @@ async fn the_schedulers_restore_test_refuses_a_bomb_with_bounded_memory() {
     steward_core::backup::schedule::spawn(&tracker, Arc::clone(&s.config), store.clone(), secrets, shutdown.clone());
     let started = std::time::Instant::now();
     let h = loop {
-        let h = health::health(&store, steward_core::pipeline::unix_ms(std::time::SystemTime::now())).await.unwrap();
+        let h = health::health(&store, steward_core::clock::unix_ms(std::time::SystemTime::now())).await.unwrap();
         if h.last_restore_test.is_some() {
             break h;
         }
@@ -464,7 +464,7 @@ async fn the_schedulers_restore_test_refuses_a_manifest_naming_dev_zero() {
     let s = Setup::new(None, "schedule = \"0 3 1 1 *\"\nrestore_test = \"0 4 1 1 *\"", "");
     plant_with(&s, &[], |honest| manifest_json("/dev/zero", Some("/dev/zero"), honest));
     let store = s.store();
-    let now = steward_core::pipeline::unix_ms(std::time::SystemTime::now());
+    let now = steward_core::clock::unix_ms(std::time::SystemTime::now());
     store.kv_set(health::KV_SCHEDULE_LAST_RUN, &now.to_string(), now).await.unwrap();
     let tracker = tokio_util::task::TaskTracker::new();
     let shutdown = CancellationToken::new();
@@ -472,7 +472,7 @@ async fn the_schedulers_restore_test_refuses_a_manifest_naming_dev_zero() {
     steward_core::backup::schedule::spawn(&tracker, Arc::clone(&s.config), store.clone(), secrets, shutdown.clone());
     let started = std::time::Instant::now();
     let h = loop {
-        let h = health::health(&store, steward_core::pipeline::unix_ms(std::time::SystemTime::now())).await.unwrap();
+        let h = health::health(&store, steward_core::clock::unix_ms(std::time::SystemTime::now())).await.unwrap();
         if h.last_restore_test.is_some() {
             break h;
         }

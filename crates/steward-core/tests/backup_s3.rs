@@ -148,7 +148,7 @@ async fn backups_round_trip_through_an_s3_compatible_server() {
     assert_eq!(std::fs::read(target.join("agent-state/big.bin")).unwrap(), big);
     let restored = steward_core::store::Store::open(
         &target.join("state/steward.db"),
-        steward_core::store::fixed_redactor(redact::Redactor::default()),
+        steward_core::redaction::shared(redact::Redactor::default()),
     )
     .unwrap();
     assert_eq!(all_rows(&restored).await, all_rows(&store).await);

@@ -90,8 +90,7 @@ ssn = false
         let daemon = steward_core::daemon::start(&config).await.unwrap();
         let token = std::fs::read_to_string(config.state.token_path()).unwrap().trim().to_owned();
         let store =
-            Store::open(&config.state.db_path(), steward_core::store::fixed_redactor(redact::Redactor::default()))
-                .unwrap();
+            Store::open(&config.state.db_path(), steward_core::redaction::shared(redact::Redactor::default())).unwrap();
         Arc::new(Rig { addr: daemon.addr(), _dir: dir, mock, config, token, store, _daemon: daemon })
     })
 }

@@ -56,9 +56,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
-
 use crate::config::LoggingConfig;
+use crate::redaction::SharedRedactor;
 
 pub use lines::{AGENT, AUDIT, FAMILIES, Family, LineLog};
 pub use retention::RetentionReport;
@@ -104,7 +103,7 @@ impl AuditError {
 /// One audit line. Field order is the JSON key order.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AuditRecord {
-    /// When the call arrived: RFC 3339 UTC with milliseconds (see [`format_ts`]).
+    /// When the call arrived: RFC 3339 UTC with milliseconds (see [`crate::clock::format_ts`]).
     pub ts: String,
     /// UUIDv7 shared with the journal row and the `x-steward-call-id` header.
     pub call_id: String,
@@ -164,26 +163,11 @@ pub enum Phase {
     Interrupted,
 }
 
-/// `t` as RFC 3339 UTC with milliseconds, e.g. `2026-11-26T04:00:00.123Z`.
-pub fn format_ts(t: SystemTime) -> String {
-    let t = time::OffsetDateTime::from(t);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
-}
-
 /// The audit log. Share it behind an `Arc`; [`AuditLog::shutdown`] needs it
 /// back by value.
 pub struct AuditLog {
     cfg: LoggingConfig,
-    redactor: Arc<ArcSwap<redact::Redactor>>,
+    redactor: SharedRedactor,
     lines: LineLog,
 }
 
@@ -199,7 +183,7 @@ impl std::fmt::Debug for AuditLog {
 impl AuditLog {
     /// Creates `logging.dir` (0700) if needed, opens `audit.jsonl` (0600) and
     /// starts the writer thread.
-    pub fn open(cfg: &LoggingConfig, redactor: Arc<ArcSwap<redact::Redactor>>) -> Result<AuditLog, AuditError> {
+    pub fn open(cfg: &LoggingConfig, redactor: SharedRedactor) -> Result<AuditLog, AuditError> {
         let lines = LineLog::open(&cfg.dir, AUDIT, cfg.max_file_size)?;
         Ok(AuditLog { cfg: cfg.clone(), redactor, lines })
     }

@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
-
 use super::*;
+use crate::clock::format_ts;
 use crate::config::AfterRetention;
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -25,8 +24,8 @@ fn config(dir: &Path, max_file_size: u64) -> LoggingConfig {
     }
 }
 
-fn redactor() -> Arc<ArcSwap<redact::Redactor>> {
-    Arc::new(ArcSwap::from_pointee(redact::RedactorBuilder::new().secret("x", CANARY).build()))
+fn redactor() -> SharedRedactor {
+    crate::redaction::shared(redact::RedactorBuilder::new().secret("x", CANARY).build())
 }
 
 fn record(call_id: &str) -> AuditRecord {

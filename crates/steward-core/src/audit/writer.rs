@@ -204,7 +204,7 @@ impl Writer {
         Ok(Some(format!(
             "{} steward dropped the {files} oldest {} file(s) ({bytes} bytes) to keep {} under [logging] \
              max_total_size ({max_total} bytes)",
-            super::format_ts(SystemTime::now()),
+            crate::clock::format_ts(SystemTime::now()),
             self.family.active,
             self.dir.display()
         )))
@@ -415,17 +415,7 @@ impl Writer {
     /// `<prefix><YYYYMMDDTHHMMSS.mmmZ>-<seq><suffix>` (`audit-…-000001.jsonl`), not taken yet: rename would
     /// silently replace an existing file.
     fn rotated_path(&mut self) -> PathBuf {
-        let t = time::OffsetDateTime::from(SystemTime::now());
-        let stamp = format!(
-            "{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.millisecond()
-        );
+        let stamp = crate::clock::format_ts_compact(SystemTime::now());
         loop {
             self.seq += 1;
             let path = self.dir.join(format!("{}{stamp}-{:06}{}", self.family.prefix, self.seq, self.family.suffix));

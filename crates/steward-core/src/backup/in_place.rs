@@ -63,7 +63,7 @@ impl Backups {
         progress: Arc<dyn Progress>,
         cancel: &CancellationToken,
     ) -> Result<RestoreReport, BackupError> {
-        if let Some(pid) = crate::daemon::running_pid(&self.config.state.dir) {
+        if let Some(pid) = crate::state_dir::running_pid(&self.config.state.dir) {
             return Err(BackupError::Restore(format!(
                 "steward run (pid {pid}) is using this state; stop it before restoring in place"
             )));

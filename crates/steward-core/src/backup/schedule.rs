@@ -25,8 +25,8 @@ use super::health::{
     self, KV_LAST_FAILURE, KV_LAST_RESTORE_TEST, KV_RESTORE_TEST_LAST_RUN, KV_SCHEDULE_LAST_RUN, Outcome,
 };
 use super::{BackupError, Backups, NoProgress};
+use crate::clock::unix_ms;
 use crate::config::{Config, parse_cron};
-use crate::pipeline::unix_ms;
 use crate::secrets::Secrets;
 use crate::store::Store;
 

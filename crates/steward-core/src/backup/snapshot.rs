@@ -80,7 +80,7 @@ pub(super) fn plan(config: &Config, id: &str) -> Result<Plan, BackupError> {
     };
     let root = config_root(config);
     let state_dir = &config.state.dir;
-    crate::daemon::ensure_private_dir(state_dir).map_err(|e| BackupError::Config(e.to_string()))?;
+    crate::state_dir::ensure_private_dir(state_dir).map_err(|e| BackupError::Config(e.to_string()))?;
     let staging = Staging::create(state_dir, &format!(".backup-{id}"))?;
 
     let mut excluded: BTreeSet<PathBuf> = BTreeSet::new();

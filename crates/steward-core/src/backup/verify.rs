@@ -334,7 +334,7 @@ fn prepare_target(dir: &Path) -> Result<Vec<PathBuf>, BackupError> {
                 }
                 made.push(path);
             }
-            crate::daemon::ensure_private_dir(dir)
+            crate::state_dir::ensure_private_dir(dir)
                 .map_err(|e| BackupError::Restore(format!("cannot create {}: {e}", dir.display())))?;
             Ok(made)
         }

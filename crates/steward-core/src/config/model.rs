@@ -450,7 +450,7 @@ impl SpendConfig {
         let at = jiff::Timestamp::try_from(t).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
         let date = self.timezone.to_datetime(at).date();
         let date = date.checked_sub(jiff::Span::new().days(i64::from(days_back))).unwrap_or(date);
-        format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day())
+        crate::clock::format_ymd(i32::from(date.year()), date.month().unsigned_abs(), date.day().unsigned_abs())
     }
 }
 

@@ -1,6 +1,7 @@
-//! The daemon behind `steward run`: startup order, the single-instance lock,
-//! background tasks (gateway, supervisor, audit retention, systemd watchdog,
-//! token introspection) and shutdown.
+//! The daemon behind `steward run`: startup order, the single-instance lock
+//! (taken through `state_dir`), background tasks (gateway, supervisor,
+//! retention in `retention`, systemd watchdog in `systemd`, token
+//! introspection) and shutdown.
 //!
 //! # Shutdown
 //! There is exactly one shutdown mechanism: a [`CancellationToken`] (the
@@ -26,55 +27,41 @@
 //! the token-introspection task (`secrets::introspect`), which asks each
 //! `introspection_url` about the new tokens in the background.
 
+mod retention;
 mod systemd;
 
-use std::os::unix::fs::PermissionsExt;
+pub use retention::journal_keep;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use fs2::FileExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::audit::{AuditError, AuditLog, AuditRecord, Phase};
+use crate::clock::unix_ms;
 use crate::config::Config;
 use crate::decision::Decision;
 use crate::events::EventBus;
 use crate::monitor::{Metrics, MonitorError, MonitorInit};
-use crate::pipeline::SharedRedactor;
-use crate::pipeline::{Pipeline, PipelineError, unix_ms};
+use crate::pipeline::{Pipeline, PipelineError};
+use crate::redaction::SharedRedactor;
 use crate::secrets::{
     AgentToken, IntrospectionTask, Secrets, SecretsError, Unresolved, introspect, log_expiry_findings,
 };
+use crate::state_dir::{StateDirError, acquire_lock, ensure_private_dir, restrict_store_files, write_private};
 use crate::store::{Store, StoreError};
 use crate::supervisor::{Launcher, Supervisor, SupervisorError, SupervisorInit, SupervisorSettings, SupervisorStats};
-
-/// How often retention runs: rotated audit files, old journal rows and old
-/// spend records. Hourly keeps the 30-day / total-size promises within an
-/// hour without churning the disk.
-const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    /// A directory or file steward needs could not be created.
-    #[error("cannot prepare {path}: {source}", path = path.display())]
-    Io {
-        /// The path involved.
-        path: PathBuf,
-        /// Underlying error.
-        source: std::io::Error,
-    },
-    /// Another daemon holds the lock on this state dir.
-    #[error("another steward daemon (pid {pid}) already runs with state dir {dir}; stop it first, or give this one its own [state] dir", dir = dir.display())]
-    AlreadyRunning {
-        /// Its pid as written in the lock file.
-        pid: String,
-        /// The shared state dir.
-        dir: PathBuf,
-    },
+    /// The state dir or a file in it could not be prepared, or another
+    /// daemon holds its lock.
+    #[error(transparent)]
+    StateDir(#[from] StateDirError),
     /// The agent token could not be created or read.
     #[error(transparent)]
     Secrets(#[from] SecretsError),
@@ -208,42 +195,6 @@ impl RunningDaemon {
     }
 }
 
-/// Creates `dir` (and parents) and restricts it to the owner: it holds the
-/// store, the agent token and the audit log.
-pub fn ensure_private_dir(dir: &Path) -> Result<(), DaemonError> {
-    let io = |source| DaemonError::Io { path: dir.to_owned(), source };
-    std::fs::create_dir_all(dir).map_err(io)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)
-}
-
-/// The database and its WAL and shared-memory files are created by SQLite
-/// with the umask's mode (0644): made 0600 like everything else steward owns.
-fn restrict_store_files(db: &Path) -> Result<(), DaemonError> {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let mut name = db.as_os_str().to_owned();
-        name.push(suffix);
-        let path = PathBuf::from(name);
-        match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
-            Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
-                return Err(DaemonError::Io { path, source });
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// Whether a daemon holds the lock of this state dir, and its pid.
-pub fn running_pid(state_dir: &Path) -> Option<String> {
-    let path = state_dir.join("daemon.lock");
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).ok()?;
-    if file.try_lock_exclusive().is_ok() {
-        let _ = FileExt::unlock(&file);
-        return None;
-    }
-    Some(std::fs::read_to_string(&path).unwrap_or_default().trim().to_owned())
-}
-
 /// Starts every part in dependency order and returns once the gateway
 /// listens, with default [`DaemonOptions`] (agent started without a
 /// parent-death signal, no systemd notifications).
@@ -255,32 +206,17 @@ pub async fn start(config: &Config) -> Result<RunningDaemon, DaemonError> {
 pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<RunningDaemon, DaemonError> {
     ensure_private_dir(&config.state.dir)?;
     let lock = acquire_lock(&config.state.lock_path(), &config.state.dir)?;
-    let (agent_token, created) = AgentToken::load_or_create(&config.state.token_path())?;
-    if created {
-        tracing::info!(path = %config.state.token_path().display(), "created the agent token");
-    }
+    let agent_token = load_agent_token(config)?;
     let secrets = Secrets::resolve(config).await?;
     log_expiry_findings(config, &secrets, SystemTime::now());
-    let redactor = Arc::new(ArcSwap::from_pointee(secrets.redactor(&agent_token, &config.redaction)));
+    let redactor = crate::redaction::shared(secrets.redactor(&agent_token, &config.redaction));
     let secrets = Arc::new(ArcSwap::from_pointee(secrets));
     let introspect_wake = Arc::new(tokio::sync::Notify::new());
-    let reloader = SecretsReloader {
-        inner: Arc::new(ReloadInner {
-            config: config.clone(),
-            secrets: Arc::clone(&secrets),
-            redactor: Arc::clone(&redactor),
-            agent_token: AgentToken::from_value(agent_token.expose()),
-            serial: tokio::sync::Mutex::new(()),
-            introspect: Arc::clone(&introspect_wake),
-        }),
-    };
+    let reloader = SecretsReloader::new(config, &secrets, &redactor, &agent_token, &introspect_wake);
     let events = EventBus::new();
     let metrics = Arc::new(Metrics::new());
 
-    let store = Store::open(&config.state.db_path(), Arc::clone(&redactor))?;
-    restrict_store_files(&config.state.db_path())?;
-    let audit = Arc::new(AuditLog::open(&config.logging, Arc::clone(&redactor))?);
-    audit_interrupted(&store, &audit, &config.agent.name).await?;
+    let (store, audit) = open_records(config, &redactor).await?;
     let agent_token_value = secrecy::SecretString::from(agent_token.expose().to_owned());
     let tracker = TaskTracker::new();
     let pipeline = Arc::new(
@@ -293,7 +229,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
             agent_token,
             tracker.clone(),
         )?
-        .with_monitoring(events.clone(), Arc::clone(&metrics)),
+        .with_monitoring(events.clone(), metrics.clone()),
     );
 
     let listener = crate::gateway::bind(config.gateway.listen)
@@ -330,39 +266,10 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
         redactor,
         events: &events,
     };
-    if let Err(err) = crate::monitor::start(monitor, &tracker, &shutdown).await {
-        // Nothing else runs yet: stop the monitor tasks already started.
-        shutdown.cancel();
-        tracker.close();
-        tracker.wait().await;
-        let _ = std::fs::remove_file(&addr_path);
-        return Err(err.into());
-    }
+    start_monitor(monitor, &tracker, &shutdown, &addr_path).await?;
     tracker.spawn(gateway.serve(listener, shutdown.clone()));
     tracker.spawn(Arc::clone(&pipeline).run_junk_flush(shutdown.clone()));
-    let retention_audit = Arc::clone(&audit);
-    let journal_keep = journal_keep(config);
-    let spend_config = config.spend.clone();
-    let drain = shutdown.clone();
-    tracker.spawn(async move {
-        let mut every = tokio::time::interval(RETENTION_EVERY);
-        loop {
-            tokio::select! {
-                () = drain.cancelled() => break,
-                _ = every.tick() => {}
-            }
-            let log = Arc::clone(&retention_audit);
-            // `max_total_size` covers the store too; the logs give way.
-            let store_bytes = journal_store.wal_stats().total_bytes();
-            match tokio::task::spawn_blocking(move || log.run_retention(SystemTime::now(), store_bytes)).await {
-                Ok(Ok(report)) => tracing::debug!(?report, "audit retention ran"),
-                Ok(Err(err)) => tracing::error!(error = %err, "audit retention failed"),
-                Err(err) => tracing::error!(error = %err, "audit retention task failed"),
-            }
-            prune_journal(&journal_store, journal_keep, &drain).await;
-            prune_spend(&journal_store, &spend_config, &drain).await;
-        }
-    });
+    tracker.spawn(retention::task(config, Arc::clone(&audit), journal_store, shutdown.clone()));
     tracker.spawn(supervisor.run(shutdown.clone()));
     crate::backup::schedule::spawn(
         &tracker,
@@ -371,22 +278,14 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
         Arc::clone(&secrets),
         shutdown.clone(),
     );
-    match crate::monitor::sinks::http_client() {
-        Ok(client) => introspect::spawn(
-            IntrospectionTask {
-                config: Arc::new(config.clone()),
-                secrets: Arc::clone(&secrets),
-                redactor: Arc::clone(&reloader.inner.redactor),
-                store: introspect_store,
-                client,
-            },
-            introspect_wake,
-            &tracker,
-            shutdown.clone(),
-        ),
-        // Introspection is a check, never a reason not to start.
-        Err(err) => tracing::warn!(error = %err, "cannot build the HTTP client for token introspection; skipped"),
-    }
+    let introspection = |client| IntrospectionTask {
+        config: Arc::new(config.clone()),
+        secrets: Arc::clone(&secrets),
+        redactor: Arc::clone(&reloader.inner.redactor),
+        store: introspect_store,
+        client,
+    };
+    spawn_introspection(introspection, introspect_wake, &tracker, shutdown.clone());
     if options.systemd {
         systemd::ready(&tracker, shutdown.clone(), Arc::clone(&supervisor_stats));
     }
@@ -405,6 +304,60 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
         pipeline,
         _lock: lock,
     })
+}
+
+/// The agent token of `[state] dir`, created on the first start.
+fn load_agent_token(config: &Config) -> Result<AgentToken, DaemonError> {
+    let (agent_token, created) = AgentToken::load_or_create(&config.state.token_path())?;
+    if created {
+        tracing::info!(path = %config.state.token_path().display(), "created the agent token");
+    }
+    Ok(agent_token)
+}
+
+/// Opens the store (its files made private) and the audit log, and gives
+/// the calls the last run left in flight their records.
+async fn open_records(config: &Config, redactor: &SharedRedactor) -> Result<(Store, Arc<AuditLog>), DaemonError> {
+    let store = Store::open(&config.state.db_path(), Arc::clone(redactor))?;
+    restrict_store_files(&config.state.db_path())?;
+    let audit = Arc::new(AuditLog::open(&config.logging, Arc::clone(redactor))?);
+    audit_interrupted(&store, &audit, &config.agent.name).await?;
+    Ok((store, audit))
+}
+
+/// Starts monitoring (alert engine, sinks, heartbeat). When it cannot start,
+/// nothing else runs yet: the monitor tasks already started are stopped and
+/// the address file is removed before the error is returned.
+async fn start_monitor(
+    monitor: MonitorInit<'_>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+    addr_path: &Path,
+) -> Result<(), DaemonError> {
+    if let Err(err) = crate::monitor::start(monitor, tracker, shutdown).await {
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+        let _ = std::fs::remove_file(addr_path);
+        return Err(err.into());
+    }
+    Ok(())
+}
+
+/// Spawns token introspection (`secrets::introspect`) with the task `task`
+/// builds around the outbound HTTP client, woken by `wake` after each
+/// reload. Introspection is a check, never a reason not to start: without
+/// an HTTP client it is skipped with a warning.
+fn spawn_introspection(
+    task: impl FnOnce(reqwest::Client) -> IntrospectionTask,
+    wake: Arc<tokio::sync::Notify>,
+    tracker: &TaskTracker,
+    shutdown: CancellationToken,
+) {
+    match crate::outbound::http_client() {
+        Ok(client) => introspect::spawn(task(client), wake, tracker, shutdown),
+        Err(err) => tracing::warn!(error = %err, "cannot build the HTTP client for token introspection; skipped"),
+    }
 }
 
 /// Gives every call the last run left in flight (`kill -9`, crash, power
@@ -426,9 +379,9 @@ async fn audit_interrupted(store: &Store, audit: &AuditLog, agent: &str) -> Resu
 
 /// The audit line of a call found in flight at start.
 fn interrupted_record(row: &crate::store::CallRow, agent: &str, now: SystemTime) -> AuditRecord {
-    let started = SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(row.started_ms).unwrap_or(0));
+    let started = crate::clock::from_unix_ms(row.started_ms);
     AuditRecord {
-        ts: crate::audit::format_ts(started),
+        ts: crate::clock::format_ts(started),
         call_id: row.id.clone(),
         agent: agent.to_owned(),
         door: row.door.clone(),
@@ -450,72 +403,6 @@ fn interrupted_record(row: &crate::store::CallRow, agent: &str, now: SystemTime)
         attempts: row.attempts,
         extra: serde_json::Map::new(),
     }
-}
-
-/// Rows deleted per pruning transaction (journal or spend ledger): small
-/// enough that an admission queued behind the prune waits a few milliseconds
-/// at most.
-const PRUNE_BATCH: u64 = 2_000;
-
-/// How long finished journal rows are kept: as long as the audit log keeps
-/// its files (`[logging] retention`), and never less than a day or than the
-/// longest rate-limit or loop-breaker window, which count those rows.
-pub fn journal_keep(config: &Config) -> Duration {
-    let longest_window = config
-        .tools
-        .iter()
-        .filter_map(|tool| tool.limit.map(|limit| limit.per))
-        .chain(std::iter::once(config.loop_breaker.window))
-        .max()
-        .unwrap_or_default();
-    config.logging.retention.max(longest_window).max(Duration::from_secs(86_400))
-}
-
-/// Deletes the journal rows older than `keep`.
-async fn prune_journal(store: &Store, keep: Duration, shutdown: &CancellationToken) {
-    let before = unix_ms(SystemTime::now().checked_sub(keep).unwrap_or(SystemTime::UNIX_EPOCH));
-    let pruned = prune_in_batches("journal", shutdown, || store.prune_journal(before, PRUNE_BATCH)).await;
-    if pruned > 0 {
-        tracing::info!(rows = pruned, keep_days = keep.as_secs() / 86_400, "pruned old journal rows");
-    }
-}
-
-/// Deletes the settled spend records of days more than `[spend]
-/// history_days` before today (in the spend time zone).
-async fn prune_spend(store: &Store, spend: &crate::config::SpendConfig, shutdown: &CancellationToken) {
-    let before_day = spend.day_of(SystemTime::now(), spend.history_days);
-    let pruned = prune_in_batches("spend ledger", shutdown, || store.prune_spend(&before_day, PRUNE_BATCH)).await;
-    if pruned > 0 {
-        tracing::info!(rows = pruned, history_days = spend.history_days, "pruned old spend records");
-    }
-}
-
-/// Runs `batch` (one transaction deleting at most [`PRUNE_BATCH`] rows) until
-/// it deletes fewer, fails, or `shutdown`; returns the rows deleted.
-async fn prune_in_batches<F, Fut>(what: &str, shutdown: &CancellationToken, mut batch: F) -> u64
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<u64, StoreError>>,
-{
-    let mut pruned = 0_u64;
-    while !shutdown.is_cancelled() {
-        match batch().await {
-            Ok(n) => {
-                pruned += n;
-                if n < PRUNE_BATCH {
-                    break;
-                }
-                // A pause between batches: a large backlog (the first run
-                // after an upgrade) never holds the writer for long at a time.
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "{what} pruning failed");
-                break;
-            }
-        }
-    }
-    pruned
 }
 
 /// Re-reads credentials for a running daemon; cheap to clone.
@@ -555,6 +442,27 @@ pub struct ReloadReport {
 }
 
 impl SecretsReloader {
+    /// A reloader of `config`'s sources into `secrets`, swapping `redactor`
+    /// (which keeps knowing `agent_token`) and waking `introspect` after each
+    /// successful reload.
+    fn new(
+        config: &Config,
+        secrets: &Arc<ArcSwap<Secrets>>,
+        redactor: &SharedRedactor,
+        agent_token: &AgentToken,
+        introspect: &Arc<tokio::sync::Notify>,
+    ) -> Self {
+        let inner = ReloadInner {
+            config: config.clone(),
+            secrets: Arc::clone(secrets),
+            redactor: Arc::clone(redactor),
+            agent_token: AgentToken::from_value(agent_token.expose()),
+            serial: tokio::sync::Mutex::new(()),
+            introspect: Arc::clone(introspect),
+        };
+        Self { inner: Arc::new(inner) }
+    }
+
     /// Re-reads every source; on success swaps the redactor, then the values,
     /// and records the outcome in `<state>/reload.json` for `steward secrets
     /// reload`. On failure nothing changes and the error is recorded.
@@ -603,89 +511,5 @@ impl SecretsReloader {
             tracing::warn!(error = %err, "could not record the reload outcome");
         }
         result
-    }
-}
-
-fn acquire_lock(path: &Path, dir: &Path) -> Result<std::fs::File, DaemonError> {
-    use std::io::{Seek, Write};
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |source| DaemonError::Io { path: path.to_owned(), source };
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(io)?;
-    if file.try_lock_exclusive().is_err() {
-        let pid = std::fs::read_to_string(path).unwrap_or_default().trim().to_owned();
-        return Err(DaemonError::AlreadyRunning { pid, dir: dir.to_owned() });
-    }
-    file.set_len(0).map_err(io)?;
-    file.rewind().map_err(io)?;
-    writeln!(file, "{}", std::process::id()).map_err(io)?;
-    Ok(file)
-}
-
-/// Writes `contents` to `path` atomically (temp file + rename), mode 0600.
-fn write_private(path: &Path, contents: &str) -> Result<(), DaemonError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |source| DaemonError::Io { path: path.to_owned(), source };
-    let tmp = path.with_extension("tmp");
-    let mut file =
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;
-    file.write_all(contents.as_bytes()).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
-}
-
-#[cfg(test)]
-mod journal_tests {
-    use super::*;
-
-    fn config(extra: &str) -> Config {
-        let text = format!("[agent]\nname = \"t\"\n{extra}");
-        crate::config::parse(&text, std::path::Path::new("/srv/t/steward.toml")).unwrap()
-    }
-
-    #[test]
-    fn the_journal_is_kept_as_long_as_the_logs_and_any_window_that_counts_it() {
-        let day = Duration::from_secs(86_400);
-        assert_eq!(journal_keep(&config("")), 30 * day, "[logging] retention by default");
-        let long_window = config("[logging]\nretention_days = 1\n[loop_breaker]\nwindow = \"3d\"\n");
-        assert_eq!(journal_keep(&long_window), 3 * day, "the loop breaker counts rows that old");
-    }
-
-    /// One LLM call of `days_back` days ago (in the spend time zone),
-    /// reserved at 100 and settled at 40 micro-dollars.
-    async fn spent(store: &Store, spend: &crate::config::SpendConfig, id: &str, days_back: u32) {
-        use crate::store::tests::spend::{hold, priced, settled};
-        let day = spend.day_of(SystemTime::now(), days_back);
-        store.admit(priced(id, crate::store::tests::T0, hold(&day, 100, None))).await.unwrap();
-        store.complete(settled(id, 40)).await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn spend_records_older_than_history_days_are_pruned_and_recent_ones_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("steward.db"), crate::store::tests::redactor()).unwrap();
-        let spend = config("[spend]\nhistory_days = 2\n").spend;
-        for (id, days_back) in [("today", 0), ("edge", 2), ("old", 3), ("older", 40)] {
-            spent(&store, &spend, id, days_back).await;
-        }
-        prune_spend(&store, &spend, &CancellationToken::new()).await;
-        let (today, edge, old) = (
-            spend.day_of(SystemTime::now(), 0),
-            spend.day_of(SystemTime::now(), 2),
-            spend.day_of(SystemTime::now(), 3),
-        );
-        assert_eq!(store.spend_total(&today).await.unwrap(), 40);
-        assert_eq!(store.spend_total(&edge).await.unwrap(), 40, "history_days = 2 keeps the day two days back");
-        assert_eq!(store.spend_total(&old).await.unwrap(), 0);
-        let oldest = spend.day_of(SystemTime::now(), 40);
-        let rows = store.spend_by_day(&oldest, &today).await.unwrap();
-        let days: Vec<_> = rows.iter().map(|r| r.day.as_str()).collect();
-        assert_eq!(days, [today.as_str(), edge.as_str()]);
     }
 }

@@ -63,7 +63,7 @@ pub(super) fn check(ctx: &Context<'_>) -> Vec<CheckResult> {
             }
         }
     });
-    let now_ms = crate::pipeline::unix_ms(ctx.now);
+    let now_ms = crate::clock::unix_ms(ctx.now);
     match &ctx.backup_health {
         None => {
             out.push(CheckResult::warn(

@@ -10,10 +10,11 @@ use std::collections::BTreeSet;
 
 use super::git_scan::{ScanOutcome, scan_tracked_files, tracked};
 use super::{CheckResult, Context, list};
+use crate::clock::format_day;
 use crate::config::{CredentialSource, Environment};
 use crate::secrets::SecretsError;
 use crate::secrets::compare_scopes;
-use crate::secrets::expiry::{days_left, format_day};
+use crate::secrets::expiry::days_left;
 use crate::secrets::introspect::introspected_upstreams;
 
 /// The section name.
@@ -132,7 +133,7 @@ fn no_secret_in_tracked_files(ctx: &Context<'_>) -> CheckResult {
 fn state_and_secret_files_untracked(ctx: &Context<'_>) -> CheckResult {
     const ITEM: &str = "git tracks neither the state dir nor a secret file";
     let config = ctx.config;
-    let references = crate::monitor::secret_references(config);
+    let references = crate::outbound::secret_references(config);
     let sources = config.credentials.values().map(|c| &c.source).chain(references.iter().map(|(_, s)| s));
     let mut paths = vec![config.state.dir.clone()];
     paths.extend(sources.filter_map(|source| match source {

@@ -96,7 +96,7 @@ impl DiskProbe {
     /// Reads the journal (through `store`, when it opened), the files and
     /// the file systems.
     pub async fn gather(config: &Config, store: Option<&Store>, now: SystemTime) -> DiskProbe {
-        let now_ms = crate::pipeline::unix_ms(now);
+        let now_ms = crate::clock::unix_ms(now);
         let since_ms = now_ms.saturating_sub(i64::try_from(OBSERVE.as_millis()).unwrap_or(i64::MAX));
         let footprint = match store {
             Some(store) => store.journal_footprint(since_ms).await.ok(),

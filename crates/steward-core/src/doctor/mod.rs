@@ -191,7 +191,7 @@ pub async fn gather(config: &Config, now: SystemTime) -> Context<'_> {
         _ => None,
     };
     let backup_health = match (&config.backup, &opened) {
-        (Some(_), Some(opened)) => crate::backup::health(opened, crate::pipeline::unix_ms(now)).await.ok(),
+        (Some(_), Some(opened)) => crate::backup::health(opened, crate::clock::unix_ms(now)).await.ok(),
         _ => None,
     };
     let alerts_test = match &opened {
@@ -250,8 +250,8 @@ async fn probe_store(dir: &Path, db: &Path) -> StoreProbe {
 
 /// Doctor only reads the store (and writes an empty probe transaction):
 /// any free text it wrote would be withheld whole, never stored unchecked.
-fn read_only_redactor() -> crate::store::StoreRedactor {
-    crate::store::fixed_redactor(redact::Redactor::withhold_all())
+fn read_only_redactor() -> crate::redaction::SharedRedactor {
+    crate::redaction::shared(redact::Redactor::withhold_all())
 }
 
 /// `names` joined with ", ", at most `max` of them, then "and N more".

@@ -32,7 +32,7 @@ pub(super) fn check(ctx: &Context<'_>) -> Vec<CheckResult> {
             ),
         )
     });
-    let now_ms = crate::pipeline::unix_ms(ctx.now);
+    let now_ms = crate::clock::unix_ms(ctx.now);
     out.push(match &ctx.alerts_test {
         Some(record) if record.ok => CheckResult::pass(
             SECTION,

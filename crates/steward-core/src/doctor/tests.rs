@@ -230,7 +230,7 @@ async fn the_disk_items_project_the_observed_call_rate_over_the_retention_window
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-    let now_ms = crate::pipeline::unix_ms(now);
+    let now_ms = crate::clock::unix_ms(now);
 
     // No calls yet: nothing to project, and the budget is the bound.
     let ctx = context(&config, &[("SOCIAL", "v")], now).await;
@@ -439,7 +439,7 @@ async fn gather_reads_the_runbook_record_from_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
     let bytes = std::fs::read(&config.source_path).unwrap();
-    crate::daemon::ensure_private_dir(&config.state.dir).unwrap();
+    crate::state_dir::ensure_private_dir(&config.state.dir).unwrap();
     let page = config.runbook.output.clone();
     crate::runbook::write_page(&page, "# Runbook\n").unwrap();
     let record =

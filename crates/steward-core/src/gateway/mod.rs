@@ -34,6 +34,7 @@ use http::{HeaderMap, Response, StatusCode};
 use http_body_util::BodyExt;
 
 use crate::config::GatewayConfig;
+use crate::monitor::Metrics;
 use crate::pipeline::{Call, CanonicalQuery, Door, Pipeline, Refusal, RequestTarget};
 pub use server::{ServerLimits, serve};
 
@@ -71,16 +72,17 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListen
 pub struct Service {
     app: Router,
     limits: ServerLimits,
-    metrics: Arc<crate::monitor::Metrics>,
+    metrics: Arc<Metrics>,
     /// The pipeline's tracker, for [`Service::tasks`].
     tasks: tokio_util::task::TaskTracker,
 }
 
 impl Service {
     /// The router and limits `gateway` configures, around `pipeline`.
-    pub fn new(pipeline: Arc<Pipeline>, gateway: &GatewayConfig, metrics: Arc<crate::monitor::Metrics>) -> Self {
+    pub fn new(pipeline: Arc<Pipeline>, gateway: &GatewayConfig, metrics: Arc<Metrics>) -> Self {
         let tasks = pipeline.tasks().clone();
-        Self { app: router(pipeline, gateway), limits: ServerLimits::from_config(gateway), metrics, tasks }
+        let app = router(pipeline, gateway, Arc::clone(&metrics));
+        Self { app, limits: ServerLimits::from_config(gateway), metrics, tasks }
     }
 
     /// Serves `listener` until `shutdown`, then drains its connections.
@@ -99,6 +101,8 @@ impl Service {
 #[derive(Debug, Clone)]
 struct Gateway {
     pipeline: Arc<Pipeline>,
+    /// The registry `/metrics` serves (the pipeline counts into it too).
+    metrics: Arc<Metrics>,
     /// `gateway.max_body` in bytes.
     max_body: u64,
     /// `gateway.body_timeout`: the longest pause between two body chunks.
@@ -106,7 +110,7 @@ struct Gateway {
 }
 
 /// The router served on `gateway.listen`.
-pub fn router(pipeline: Arc<Pipeline>, gateway: &GatewayConfig) -> Router {
+pub fn router(pipeline: Arc<Pipeline>, gateway: &GatewayConfig, registry: Arc<Metrics>) -> Router {
     let max_body = gateway.max_body_bytes;
     let body_timeout = gateway.body_timeout;
     Router::new()
@@ -116,7 +120,7 @@ pub fn router(pipeline: Arc<Pipeline>, gateway: &GatewayConfig) -> Router {
         .route("/readyz", get(|State(gw): State<Gateway>| readyz(gw)))
         .route("/metrics", get(|State(gw): State<Gateway>| metrics(gw)))
         .fallback(not_found)
-        .with_state(Gateway { pipeline, max_body, body_timeout })
+        .with_state(Gateway { pipeline, metrics: registry, max_body, body_timeout })
 }
 
 /// 200 when a call could be recorded right now, 503 with what is wrong.
@@ -131,7 +135,7 @@ async fn readyz(gw: Gateway) -> Response<Body> {
 
 /// The metrics in the OpenMetrics text format.
 async fn metrics(gw: Gateway) -> Response<Body> {
-    let metrics = gw.pipeline.metrics();
+    let metrics = &gw.metrics;
     metrics.observe_store(&gw.pipeline.store().wal_stats());
     let text = metrics.render();
     ([(http::header::CONTENT_TYPE, crate::monitor::metrics::CONTENT_TYPE)], text).into_response()

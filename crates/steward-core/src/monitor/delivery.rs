@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{Alert, Metrics, Sink};
-use crate::pipeline::{SharedRedactor, unix_ms};
+use crate::clock::unix_ms;
+use crate::redaction::SharedRedactor;
 use crate::store::Store;
 
 /// Notices queued per sink before new ones are dropped (and logged): a sink

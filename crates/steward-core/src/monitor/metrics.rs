@@ -27,6 +27,7 @@ use prometheus_client::registry::Registry;
 
 use crate::events::Event;
 use crate::store::{CheckpointHistogram, WalStats};
+use crate::telemetry::CallMetrics;
 
 /// Content type of [`Metrics::render`]: the OpenMetrics text format, which
 /// Prometheus scrapes natively (and which ends with `# EOF`).
@@ -375,10 +376,13 @@ impl Metrics {
     pub fn connection_closed(&self, reason: &'static str) {
         self.connections_closed.get_or_create(&ConnectionLabels { reason }).inc();
     }
+}
 
+/// The pipeline counts through [`CallMetrics`]; this registry is what it counts into.
+impl CallMetrics for Metrics {
     /// Counts one finished call. `decision` is `allowed` or the refusal
     /// reason; `status` the HTTP status of a forwarded call; `elapsed` its wall time.
-    pub fn record_call(
+    fn record_call(
         &self,
         door: &'static str,
         tool: Option<&str>,
@@ -404,7 +408,9 @@ impl Metrics {
             self.rate_limited.get_or_create(&ToolLabels { door, tool }).inc();
         }
     }
+}
 
+impl Metrics {
     /// Feeds one bus event: agent stats and gauges, failure counters.
     pub fn observe_event(&self, event: &Event, now_ms: i64) {
         if self.agent.apply(event, now_ms) {

@@ -42,9 +42,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::audit::AuditLog;
-use crate::config::{Config, CredentialSource, SinkKind};
+use crate::config::Config;
 use crate::events::EventBus;
-use crate::pipeline::SharedRedactor;
+use crate::outbound::HEARTBEAT_URL_LABEL;
+use crate::redaction::SharedRedactor;
 use crate::secrets::Secrets;
 use crate::store::Store;
 
@@ -98,7 +99,10 @@ pub async fn start(
     let MonitorInit { config, secrets, store, audit, metrics, redactor, events } = init;
     let current = secrets.load_full();
     let sinks = build_sinks(config, &current)?;
-    let client = sinks::http_client().map_err(|source| MonitorError::Sink { name: "(http client)".into(), source })?;
+    let client = crate::outbound::http_client().map_err(|err| MonitorError::Sink {
+        name: "(http client)".into(),
+        source: SinkError::Transport(err.to_string()),
+    })?;
     let ctx = delivery::DeliveryContext {
         store: store.clone(),
         redactor: redactor.clone(),
@@ -204,7 +208,7 @@ impl Alert {
 
     /// The test notice `steward alerts test` sends.
     pub fn test(agent: &str, now: SystemTime) -> Self {
-        let now_ms = crate::pipeline::unix_ms(now);
+        let now_ms = crate::clock::unix_ms(now);
         Alert {
             key: "test".to_owned(),
             status: AlertStatus::Firing,
@@ -262,8 +266,7 @@ impl Alert {
 
 /// Epoch ms as RFC 3339 UTC.
 fn rfc3339(ms: i64) -> String {
-    let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    crate::audit::format_ts(t)
+    crate::clock::format_ts(crate::clock::from_unix_ms(ms))
 }
 
 /// What `steward alerts test` recorded, in `kv` [`LAST_TEST_KEY`].
@@ -275,42 +278,4 @@ pub struct AlertsTestRecord {
     pub ok: bool,
     /// Per sink.
     pub results: Vec<DeliveryReport>,
-}
-
-/// Every secret reference of `[alerts]` and `[heartbeat]`, with the label
-/// its value is stored under in [`crate::secrets::Secrets`]. Labels contain
-/// `:`, which credential names cannot, so they never collide.
-pub fn secret_references(config: &Config) -> Vec<(String, CredentialSource)> {
-    let mut out = Vec::new();
-    for sink in &config.alerts.sinks {
-        match &sink.kind {
-            SinkKind::Webhook { url } | SinkKind::Slack { url } | SinkKind::Discord { url } => {
-                out.push((secret_label(&sink.name, "url"), url.clone()));
-            }
-            SinkKind::Ntfy { url, token } => {
-                out.push((secret_label(&sink.name, "url"), url.clone()));
-                if let Some(token) = token {
-                    out.push((secret_label(&sink.name, "token"), token.clone()));
-                }
-            }
-            SinkKind::Email(email) => {
-                if let Some(password) = &email.password {
-                    out.push((secret_label(&sink.name, "password"), password.clone()));
-                }
-            }
-            SinkKind::Command { .. } => {}
-        }
-    }
-    if let Some(heartbeat) = &config.heartbeat {
-        out.push((HEARTBEAT_URL_LABEL.to_owned(), heartbeat.url.clone()));
-    }
-    out
-}
-
-/// The [`crate::secrets::Secrets`] label of the heartbeat URL.
-pub const HEARTBEAT_URL_LABEL: &str = "heartbeat:url";
-
-/// The [`crate::secrets::Secrets`] label of a sink's `key` (`url`, `token`, `password`).
-pub fn secret_label(sink: &str, key: &str) -> String {
-    format!("alerts:{sink}:{key}")
 }

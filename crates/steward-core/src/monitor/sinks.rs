@@ -13,8 +13,9 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::io::AsyncWriteExt;
 
 use super::email::Mailer;
-use super::{Alert, AlertStatus, Severity, secret_label};
+use super::{Alert, AlertStatus, Severity};
 use crate::config::{SinkConfig, SinkKind};
+use crate::outbound::secret_label;
 use crate::secrets::Secrets;
 
 /// Discord refuses embeds whose description passes 4096 characters.
@@ -161,17 +162,6 @@ impl Sink {
         };
         tokio::time::timeout(self.timeout, attempt).await.map_err(|_| SinkError::Timeout(self.timeout))?
     }
-}
-
-/// The HTTP client every HTTP sink shares: rustls, no redirects (a webhook
-/// URL with its token must not be replayed elsewhere), bounded connect time.
-pub fn http_client() -> Result<reqwest::Client, SinkError> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(5))
-        .user_agent(concat!("steward/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| SinkError::Transport(e.without_url().to_string()))
 }
 
 async fn post_json(

@@ -6,14 +6,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
-
 use super::engine::rules;
 use super::*;
 use crate::config::{self, LoopBreakerConfig};
 use crate::decision::Decision;
 use crate::events::Event;
 use crate::store::{Admission, Completion, SpendHold, Window};
+use crate::telemetry::CallMetrics;
 
 /// A planted secret the redactor knows: must never reach a notice.
 pub(super) const CANARY: &str = "canary-alert-secret-4f3e2d1c0b9a";
@@ -28,11 +27,11 @@ pub(super) fn at(base: SystemTime, secs: u64) -> SystemTime {
 }
 
 pub(super) fn ms(t: SystemTime) -> i64 {
-    crate::pipeline::unix_ms(t)
+    crate::clock::unix_ms(t)
 }
 
 pub(super) fn redactor() -> SharedRedactor {
-    Arc::new(ArcSwap::from_pointee(redact::RedactorBuilder::new().secret("canary", CANARY).build()))
+    crate::redaction::shared(redact::RedactorBuilder::new().secret("canary", CANARY).build())
 }
 
 pub(super) fn config(extra: &str) -> Config {
@@ -262,13 +261,13 @@ async fn agent_down_waits_for_agent_down_after_and_a_crash_loop_explains_it() {
 #[tokio::test]
 async fn the_supervisors_persisted_crash_loop_verdict_fires_after_a_restart() {
     let mut f = fixture("").await;
-    let verdict = serde_json::json!({"since_ms": ms(t0()), "exits": 6, "reason": "crash loop"});
-    f.store.kv_set(engine::SUPERVISOR_FATAL_KEY, &verdict.to_string(), ms(t0())).await.unwrap();
+    let verdict = crate::agent_state::FatalRecord { since_ms: ms(t0()), exits: 6, reason: "crash loop".into() };
+    crate::agent_state::write_fatal(&f.store, &verdict, ms(t0())).await.unwrap();
     let notices = f.engine.evaluate(at(t0(), 5)).await;
     assert_eq!(keys(&notices), [(rules::CRASH_LOOP, AlertStatus::Firing, 0)]);
     assert!(notices[0].message.contains("exited 6 times"));
     // `steward resume` clears the verdict.
-    f.store.kv_set(engine::SUPERVISOR_FATAL_KEY, "", ms(t0())).await.unwrap();
+    crate::agent_state::request_resume(&f.store, ms(t0())).await.unwrap();
     assert_eq!(keys(&f.engine.evaluate(at(t0(), 10)).await), [(rules::CRASH_LOOP, AlertStatus::Resolved, 0)]);
 }
 

@@ -198,7 +198,7 @@ command = ["/bin/sh", "-c", "cat > '{out}'"]
         store: store.clone(),
         redactor: redactor(),
         metrics: Arc::clone(&metrics),
-        client: sinks::http_client().unwrap(),
+        client: crate::outbound::http_client().unwrap(),
     };
     let tracker = tokio_util::task::TaskTracker::new();
     let shutdown = tokio_util::sync::CancellationToken::new();
@@ -283,7 +283,7 @@ async fn a_failing_sink_is_retried_then_recorded_and_a_rejected_one_is_not_retri
     let secrets =
         secrets(&[("alerts:broken:url", format!("{base}/fail")), ("alerts:revoked:url", format!("{base}/gone"))]);
     let sinks = build_sinks(&config, &secrets).unwrap();
-    let client = sinks::http_client().unwrap();
+    let client = crate::outbound::http_client().unwrap();
     let reports = delivery::deliver_to_all(&sinks, &sample_alert(), &client, &redactor(), 3).await;
     let broken = &reports[0];
     assert!(!broken.ok && broken.attempts == 3, "{broken:?}");
@@ -308,7 +308,7 @@ async fn an_unreachable_webhook_error_does_not_reveal_its_url() {
     let port = { TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port() };
     let url = format!("http://127.0.0.1:{port}/api/webhooks/123/{CANARY}");
     let sinks = build_sinks(&config, &secrets(&[("alerts:discord:url", url)])).unwrap();
-    let err = sinks[0].send(&sample_alert(), &sinks::http_client().unwrap()).await.unwrap_err();
+    let err = sinks[0].send(&sample_alert(), &crate::outbound::http_client().unwrap()).await.unwrap_err();
     assert!(matches!(err, SinkError::Transport(_)), "{err:?}");
     assert!(!err.to_string().contains(CANARY) && !err.to_string().contains("webhooks"), "{err}");
 }
@@ -354,7 +354,7 @@ async fn the_heartbeat_pings_while_steward_can_record_calls_and_stops_when_it_ca
         store: Store::open(&dir.path().join("steward.db"), crate::store::tests::redactor()).unwrap(),
         audit: None,
         metrics: Arc::clone(&metrics),
-        client: sinks::http_client().unwrap(),
+        client: crate::outbound::http_client().unwrap(),
     };
     beat.ping().await.unwrap();
     assert_eq!(pings.load(std::sync::atomic::Ordering::SeqCst), 1);

@@ -46,10 +46,11 @@
 //! row each (`junk`).
 //!
 //! Monitoring hooks sit where every call ends (`finish`, shared by refused
-//! and forwarded calls): one [`Metrics::record_call`] (atomic counters) per
-//! call, and an [`Event`] on the bus for what a human must hear about (loop
-//! breaker, spend cap, store or audit write failures). Neither can block a
-//! call.
+//! and forwarded calls): one [`CallMetrics::record_call`] (atomic counters)
+//! per call, and an [`Event`] on the bus for what a human must hear about
+//! (loop breaker, spend cap, store or audit write failures). Neither can
+//! block a call, and both are interfaces of neutral modules (`telemetry`,
+//! `events`): the pipeline never imports `monitor`.
 //!
 //! Work a call leaves behind (the record of a response the agent abandoned,
 //! the drain of an upstream body after its stream ended) runs on the
@@ -83,21 +84,20 @@ pub use refusal::{ErrorShape, Refusal, RefusalView, refusal_body, stream_error_e
 pub use retry::{BASE_DELAY, MAX_ATTEMPTS, MAX_DELAY};
 
 use crate::audit::{AuditLog, AuditRecord, Phase};
+use crate::clock::unix_ms;
 use crate::config::{
     AuthInjection, Config, LlmKind, LlmProviderConfig, LoopBreakerConfig, SpendConfig, UpstreamConfig,
 };
 use crate::decision::Decision;
 use crate::events::{Event, EventBus};
 use crate::llm::PriceTable;
-use crate::monitor::Metrics;
 use crate::policy::{self, ToolMatcher};
+use crate::redaction::SharedRedactor;
 use crate::secrets::{AgentToken, ScopeWatch, Secrets};
 use crate::store::{Admission, AdmitOutcome, Completion, SpendSettlement, Store, StoreError};
+use crate::telemetry::{CallMetrics, Uncounted};
 use junk::JunkSampler;
 use plan::Plan;
-
-/// The redactor every writer shares; swapped whole when credentials reload.
-pub type SharedRedactor = Arc<ArcSwap<redact::Redactor>>;
 
 /// Response header carrying the call id, so an agent's log line can be matched
 /// to `steward last` and the audit log.
@@ -210,8 +210,8 @@ pub struct Pipeline {
     scope_watch: ScopeWatch,
     /// Where loop, spend-cap and write-failure events go.
     events: EventBus,
-    /// Per-call counters for `/metrics`.
-    metrics: Arc<Metrics>,
+    /// Per-call counters (`/metrics`, once the daemon wires them).
+    metrics: Arc<dyn CallMetrics>,
     /// Unauthenticated and malformed requests, counted and sampled.
     junk: JunkSampler,
     /// The daemon's tracker: tasks a call leaves behind run on it, so
@@ -267,15 +267,15 @@ impl Pipeline {
             redactor,
             agent_token,
             events: EventBus::new(),
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(Uncounted),
             junk: JunkSampler::default(),
             tasks,
         })
     }
 
     /// The pipeline publishing on the daemon's `events` and counting into
-    /// its `metrics` (instead of a private bus and registry).
-    pub fn with_monitoring(mut self, events: EventBus, metrics: Arc<Metrics>) -> Self {
+    /// its `metrics` (instead of a private bus and no counters).
+    pub fn with_monitoring(mut self, events: EventBus, metrics: Arc<dyn CallMetrics>) -> Self {
         self.events = events;
         self.metrics = metrics;
         self
@@ -284,11 +284,6 @@ impl Pipeline {
     /// The store, for front doors and the daemon's background tasks.
     pub fn store(&self) -> &Store {
         &self.store
-    }
-
-    /// The metrics registry `/metrics` serves.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
     }
 
     /// The tracker shutdown waits on, for the tasks serving this pipeline.
@@ -642,7 +637,7 @@ impl Pipeline {
         attempts: u32,
     ) -> AuditRecord {
         AuditRecord {
-            ts: crate::audit::format_ts(record.received_at),
+            ts: crate::clock::format_ts(record.received_at),
             call_id: record.call_id.clone(),
             agent: self.agent.clone(),
             door: record.door.as_str().to_owned(),
@@ -719,11 +714,6 @@ fn refusal_response(view: &RefusalView, call_id: &str, shape: ErrorShape) -> Res
     let should_retry = if view.retryable { "true" } else { "false" };
     headers.insert("x-should-retry", HeaderValue::from_static(should_retry));
     response
-}
-
-/// Milliseconds since the Unix epoch (0 for times before it).
-pub fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn elapsed_ms(started: Instant) -> u64 {

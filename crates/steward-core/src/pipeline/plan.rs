@@ -81,7 +81,7 @@ impl Pipeline {
         Err((
             Refusal::CredentialExpired {
                 credential: credential.to_owned(),
-                expired_on: crate::secrets::expiry::format_day(expires_at),
+                expired_on: crate::clock::format_day(expires_at),
             },
             false,
         ))

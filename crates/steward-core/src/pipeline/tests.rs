@@ -190,7 +190,10 @@ impl Harness {
         let metrics = Arc::new(Metrics::new());
         let pipeline = Pipeline::new(&config, store.clone(), audit, redactor, secrets, agent_token, tasks.clone())
             .unwrap()
-            .with_monitoring(crate::events::EventBus::new(), Arc::clone(&metrics));
+            .with_monitoring(
+                crate::events::EventBus::new(),
+                Arc::clone(&metrics) as Arc<dyn crate::telemetry::CallMetrics>,
+            );
         let pipeline = Arc::new(pipeline);
         let listener = crate::gateway::bind(config.gateway.listen).unwrap();
         let addr = listener.local_addr().unwrap();

@@ -323,7 +323,7 @@ impl Page<'_> {
         let Some(expires) = credential.expires else {
             return "not declared (a JWT's own `exp` shows in `secrets list`)".to_owned();
         };
-        let date = format_date(expires);
+        let date = crate::clock::format_day(expires);
         match expires.duration_since(self.now) {
             Ok(left) => format!("{date} ({} day(s) left)", left.as_secs() / 86_400),
             Err(_) => format!("**expired** {date}"),
@@ -499,14 +499,9 @@ fn human_bytes(bytes: u64) -> String {
 
 /// `2026-11-26 04:00 UTC`
 fn format_time(t: SystemTime) -> String {
+    let day = crate::clock::format_day(t);
     let t = time::OffsetDateTime::from(t);
-    format!("{:04}-{:02}-{:02} {:02}:{:02} UTC", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute())
-}
-
-/// `2027-03-01` (UTC)
-fn format_date(t: SystemTime) -> String {
-    let t = time::OffsetDateTime::from(t);
-    format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
+    format!("{day} {:02}:{:02} UTC", t.hour(), t.minute())
 }
 
 /// `scheme://host:port` of a URL: where a provider is, without a path or

@@ -13,6 +13,7 @@ use base64::Engine;
 use zeroize::Zeroizing;
 
 use super::Secrets;
+use crate::clock::format_day;
 use crate::config::Config;
 
 /// Seconds in a day, for day arithmetic on expiry times.
@@ -109,12 +110,6 @@ pub fn log_expiry_findings(config: &Config, secrets: &Secrets, now: SystemTime) 
 /// Whole days from `now` until `expires_at`, rounded down (negative once past).
 pub fn days_left(expires_at: SystemTime, now: SystemTime) -> i64 {
     signed_secs_between(now, expires_at).div_euclid(DAY_SECS)
-}
-
-/// `YYYY-MM-DD` (UTC) of `t`, for messages and listings.
-pub fn format_day(t: SystemTime) -> String {
-    let date = time::OffsetDateTime::from(t).date();
-    format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day())
 }
 
 /// `to - from` in whole seconds, negative when `to` is earlier.

@@ -26,9 +26,10 @@ use tokio_util::task::TaskTracker;
 use zeroize::Zeroizing;
 
 use super::Secrets;
-use super::expiry::format_day;
 use super::scopes::{ScopeComparison, compare_scopes, log_mismatch};
+use crate::clock::{format_day, unix_ms};
 use crate::config::Config;
+use crate::redaction::SharedRedactor;
 use crate::store::Store;
 
 /// How long one introspection request may take, connect included: the
@@ -281,7 +282,7 @@ impl IntrospectionRecord {
                 return Self { at_ms, active, error: Some(err.to_string()), ..Self::default() };
             }
         };
-        let expires_at_ms = introspection.expires.map(crate::pipeline::unix_ms);
+        let expires_at_ms = introspection.expires.map(unix_ms);
         let Some(scope) = &introspection.scope else {
             return Self {
                 at_ms,
@@ -350,13 +351,7 @@ pub async fn check_upstream(
     let (url, credential) = (settings.introspection_url.as_deref()?, settings.credential.as_deref()?);
     let declared = config.credentials.get(credential).map(|c| c.scopes.as_slice()).unwrap_or_default();
     let outcome = ask(settings, credential, secrets, client, url).await;
-    let record = IntrospectionRecord::new(
-        &outcome,
-        declared,
-        &config.policy.forbidden_scopes,
-        redactor,
-        crate::pipeline::unix_ms(now),
-    );
+    let record = IntrospectionRecord::new(&outcome, declared, &config.policy.forbidden_scopes, redactor, unix_ms(now));
     log_outcome(upstream, credential, &outcome, &record, secrets.expiry(credential).is_some());
     Some(record)
 }
@@ -436,7 +431,7 @@ pub struct IntrospectionTask {
     /// The values in use (swapped by a reload).
     pub secrets: Arc<ArcSwap<Secrets>>,
     /// The redactor in use (swapped by a reload).
-    pub redactor: Arc<ArcSwap<redact::Redactor>>,
+    pub redactor: SharedRedactor,
     /// Where the records go.
     pub store: Store,
     /// Shared HTTP client: no redirects (a 307 would replay the token elsewhere).

@@ -28,7 +28,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 pub use agent_token::{AGENT_TOKEN_PREFIX, AgentToken};
-pub use expiry::{ExpiryFinding, ExpirySource, expiry_findings, format_day, jwt_expiry, log_expiry_findings};
+pub use expiry::{ExpiryFinding, ExpirySource, expiry_findings, jwt_expiry, log_expiry_findings};
 pub use introspect::{ClientAuth, IntrospectError, Introspection, IntrospectionRecord, IntrospectionTask, introspect};
 pub use scopes::{ScopeComparison, ScopeMismatch, ScopeWatch, compare_scopes};
 pub use sources::{COMMAND_TIMEOUT, CREDENTIALS_DIRECTORY, EnvLookup, MAX_SOURCE_BYTES, VAULT_TIMEOUT, process_env};
@@ -319,7 +319,7 @@ impl Secrets {
     /// Every `[credentials.*]` entry and dev/prod share, as
     /// [`Secrets::resolve_all`], then the secret references of `[alerts]`
     /// and `[heartbeat]` (webhook URLs, SMTP passwords, the dead-man URL)
-    /// under the labels of [`crate::monitor::secret_references`], so the
+    /// under the labels of [`crate::outbound::secret_references`], so the
     /// redactor knows them and no alert sink starts without its secret.
     /// This is what `steward run` resolves, so `steward config check`
     /// resolves exactly this too.
@@ -330,7 +330,7 @@ impl Secrets {
     /// [`Secrets::resolve_every_reference`] reading environment variables through `env`.
     pub async fn resolve_every_reference_with(config: &Config, env: EnvLookup<'_>) -> Resolution {
         let mut resolution = Self::resolve_all_with(config, env).await;
-        for (label, source) in crate::monitor::secret_references(config) {
+        for (label, source) in crate::outbound::secret_references(config) {
             match sources::read(&label, &source, env).await {
                 Ok(read) => {
                     let sha256 = Sha256::digest(read.value.expose_secret().as_bytes()).into();
@@ -353,7 +353,7 @@ impl Secrets {
     /// `steward alerts test` needs, without the agent's credentials.
     pub async fn resolve_alerts(config: &Config) -> Result<Self, SecretsError> {
         let mut secrets = Secrets::default();
-        for (label, source) in crate::monitor::secret_references(config) {
+        for (label, source) in crate::outbound::secret_references(config) {
             let read = sources::read(&label, &source, &process_env).await?;
             let sha256 = Sha256::digest(read.value.expose_secret().as_bytes()).into();
             secrets.values.insert(label, Resolved { value: read.value, sha256, expiry: None });
@@ -571,7 +571,7 @@ pub fn describe(config: &Config, resolution: &Resolution, now: SystemTime) -> Ve
                 name: name.clone(),
                 source: credential.source.kind(),
                 environment: credential.environment.as_str(),
-                expires: expiry.map(|(t, _)| expiry::format_day(t)),
+                expires: expiry.map(|(t, _)| crate::clock::format_day(t)),
                 days_left: expiry.map(|(t, _)| expiry::days_left(t, now)),
                 expiry_source: expiry.map(|(_, source)| source),
                 scopes: credential.scopes.clone(),
@@ -622,7 +622,7 @@ pub async fn local_redactor(config: &Config) -> redact::Redactor {
         builder = builder.secret("agent-token", token.trim());
     }
     let credentials = config.credentials.iter().map(|(name, c)| (name.clone(), c.source.clone()));
-    for (label, source) in credentials.chain(crate::monitor::secret_references(config)) {
+    for (label, source) in credentials.chain(crate::outbound::secret_references(config)) {
         if is_local(&source)
             && let Ok(read) = sources::read(&label, &source, &process_env).await
         {

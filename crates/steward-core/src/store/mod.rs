@@ -41,7 +41,7 @@
 //!   `checkpoint.rs`; [`Store::wal_stats`] feeds `/metrics`.
 //!
 //! - **Only redacted text is stored.** Every [`Store`] owns a redactor
-//!   ([`StoreRedactor`]) and passes every free-text value of every write
+//!   ([`SharedRedactor`]) and passes every free-text value of every write
 //!   through it before the op is queued (see `redaction.rs` for what counts as
 //!   free text, and why the rest does not): the path, method, upstream,
 //!   input summary, refusal and error text, the upstream's response id, the
@@ -90,25 +90,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{LoopBreakerConfig, RateLimit};
 use crate::decision::Decision;
+use crate::redaction::SharedRedactor;
 
 pub use checkpoint::{CHECKPOINT_BUCKETS, CheckpointHistogram, CheckpointMode, JOURNAL_SIZE_LIMIT, WalStats};
 pub use spend::{MAX_STORED_MICROS, MAX_STORED_TOKENS, STOP_KEY, SpendHold, SpendRow, SpendSettlement, SpendStop};
 use writer::{Op, Request, Response};
-
-/// The redactor a [`Store`] passes every free-text value through before it is
-/// written: in the daemon, the audit log's own (swapped whole when credentials
-/// reload).
-pub type StoreRedactor = Arc<ArcSwap<redact::Redactor>>;
-
-/// `redactor` as a [`StoreRedactor`] that nothing swaps: for CLI commands and tests.
-pub fn fixed_redactor(redactor: redact::Redactor) -> StoreRedactor {
-    Arc::new(ArcSwap::from_pointee(redactor))
-}
 
 /// Ops queued for the writer beyond this wait in `send`: backpressure instead
 /// of unbounded memory when the disk is slow.
@@ -452,7 +442,7 @@ struct Inner {
     path: PathBuf,
     reader: Mutex<schema::Opened>,
     /// Every write's free text passes it before it is queued.
-    redactor: StoreRedactor,
+    redactor: SharedRedactor,
     counters: Arc<WriterCounters>,
     /// Checkpoint durations and the WAL's frames, for [`Store::wal_stats`].
     checkpoints: Arc<checkpoint::Counters>,
@@ -480,7 +470,7 @@ impl Store {
     /// Blocking, but cheap (about a millisecond): fine for CLI commands and
     /// daemon startup. Many processes may open the same file. Every free-text
     /// value written through this handle passes `redactor` first.
-    pub fn open(path: &Path, redactor: StoreRedactor) -> Result<Store, StoreError> {
+    pub fn open(path: &Path, redactor: SharedRedactor) -> Result<Store, StoreError> {
         let mut writer = schema::open_writer(path, schema::MIGRATIONS)?;
         let reader = schema::open_reader(path)?;
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);

@@ -71,9 +71,9 @@ pub(crate) fn completion(id: &str, now_ms: i64, status: Option<u16>) -> Completi
 /// The redactor test stores write through: every rule and PII detector, no
 /// known secret. Built once per test binary (compiling the rules is slow in
 /// debug builds) and shared.
-pub(crate) fn redactor() -> StoreRedactor {
-    static SHARED: std::sync::LazyLock<StoreRedactor> =
-        std::sync::LazyLock::new(|| fixed_redactor(redact::Redactor::default()));
+pub(crate) fn redactor() -> SharedRedactor {
+    static SHARED: std::sync::LazyLock<SharedRedactor> =
+        std::sync::LazyLock::new(|| crate::redaction::shared(redact::Redactor::default()));
     Arc::clone(&SHARED)
 }
 

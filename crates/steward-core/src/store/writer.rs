@@ -17,9 +17,10 @@ use crate::decision::Decision;
 use super::checkpoint::{self, CheckpointMode, ESCALATION_BUSY_WAIT, Pass};
 use super::schema::Opened;
 use super::{
-    Admission, AdmitOutcome, BUSY_TIMEOUT, Completion, MAX_BATCH_EXTRA, StoreError, StoreRedactor, Window,
-    WriterCounters, duration_ms, queries, spend, sql_error,
+    Admission, AdmitOutcome, BUSY_TIMEOUT, Completion, MAX_BATCH_EXTRA, StoreError, Window, WriterCounters,
+    duration_ms, queries, spend, sql_error,
 };
+use crate::redaction::SharedRedactor;
 
 /// One write, with where its answer goes.
 pub(super) struct Op {
@@ -100,7 +101,7 @@ pub(super) fn spawn(
     writer: Opened,
     rx: mpsc::Receiver<Op>,
     counters: Arc<WriterCounters>,
-    redactor: StoreRedactor,
+    redactor: SharedRedactor,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("steward-store-writer".into())
@@ -112,7 +113,7 @@ struct Writer {
     /// The write connection.
     opened: Opened,
     /// For the kill switch's reason, copied onto refused calls.
-    redactor: StoreRedactor,
+    redactor: SharedRedactor,
 }
 
 fn run(writer: &Writer, mut rx: mpsc::Receiver<Op>, counters: &WriterCounters) {

@@ -14,9 +14,9 @@ use tokio_util::sync::CancellationToken;
 use super::group;
 use super::output::{self, Stream};
 use super::policy::{Exit, Verdict};
-use super::state::{self, AgentState, FatalRecord, LastExit};
 use super::{Event, Supervisor};
-use crate::pipeline::unix_ms;
+use crate::agent_state::{self as state, AgentState, FatalRecord, LastExit};
+use crate::clock::unix_ms;
 
 /// What the loop does next.
 enum Phase {
@@ -42,6 +42,30 @@ enum End {
     Exited(std::io::Result<ExitStatus>),
     /// Steward stopped it: the kill switch (`kill`) or shutdown.
     Stop { reason: String, kill: bool },
+}
+
+/// A started run of the agent: what watching and ending it need.
+struct Run {
+    child: tokio::process::Child,
+    /// Its pid, also its process group.
+    pid: u32,
+    /// `stop_grace`: SIGTERM to SIGKILL.
+    grace: Duration,
+    /// `min_uptime`: how long it must run to count as started.
+    min_uptime: Duration,
+    started_at: Instant,
+    /// The output capture tasks, drained once the agent is gone.
+    capture: JoinSet<u64>,
+    /// Health-check results, when a health check is configured.
+    health: Option<mpsc::Receiver<bool>>,
+    /// Confirmed up: a passing health check, or `min_uptime` without one.
+    confirmed: bool,
+    /// Healthy without a break since (resets the restart backoff).
+    healthy_since: Option<Instant>,
+    /// The health check, stopped when the run is dropped.
+    _health_task: Option<tokio_util::task::AbortOnDropHandle<()>>,
+    /// The gateway served in the agent's network namespace, drained when the run is dropped.
+    _gateway: Option<tokio_util::sync::DropGuard>,
 }
 
 /// An exit as the supervisor reports it.
@@ -154,9 +178,22 @@ impl Supervisor {
         }
     }
 
-    /// One run: spawn, capture output, watch exit / kill switch / health / shutdown.
+    /// One run: spawn, capture output, watch exit / kill switch / health /
+    /// shutdown, then end it.
     async fn run_once(&mut self, shutdown: &CancellationToken) -> Phase {
-        let Some(spec) = self.spec.as_ref() else { return Phase::Disabled };
+        let mut run = match self.start_run().await {
+            Ok(run) => run,
+            Err(next) => return next,
+        };
+        let end = self.watch(&mut run, shutdown).await;
+        self.end_run(run, end).await
+    }
+
+    /// Spawns the agent and starts what its run needs: the record of the
+    /// run, the gateway in its namespace, output capture, the `starting`
+    /// status, the health check. `Err`: the phase after a failed spawn.
+    async fn start_run(&mut self) -> Result<Run, Phase> {
+        let Some(spec) = self.spec.as_ref() else { return Err(Phase::Disabled) };
         let grace = spec.process.stop_grace;
         let min_uptime = spec.process.min_uptime;
         let started_at = Instant::now();
@@ -172,13 +209,13 @@ impl Supervisor {
                     healthy_for: Duration::ZERO,
                     spawn_error: Some(err.to_string()),
                 };
-                return self.after_exit(report).await;
+                return Err(self.after_exit(report).await);
             }
         };
         let pid = child.id().unwrap_or_default();
         // Whatever happens to steward from here on, its next start finds this run and ends it first.
         self.remember_run(pid).await;
-        let _gateway = channel.map(|channel| self.serve_in_namespace(channel));
+        let gateway = channel.map(|channel| self.serve_in_namespace(channel));
         let mut capture = JoinSet::new();
         if let Some(log) = &self.log {
             if let Some(pipe) = child.stdout.take() {
@@ -203,61 +240,91 @@ impl Supervisor {
         self.status.next_start_ms = None;
         self.publish().await;
 
-        let (mut health, _health_task) = match &self.health {
+        let (health, health_task) = match &self.health {
             Some(check) => {
                 let (rx, task) = check.clone().spawn(self.settings.health_every);
                 (Some(rx), Some(task))
             }
             None => (None, None),
         };
-        let confirm_at = started_at + min_uptime;
-        let mut confirmed = false;
-        let mut healthy_since: Option<Instant> = None;
+        Ok(Run {
+            child,
+            pid,
+            grace,
+            min_uptime,
+            started_at,
+            capture,
+            health,
+            confirmed: false,
+            healthy_since: None,
+            _health_task: health_task,
+            _gateway: gateway,
+        })
+    }
+
+    /// Watches a run until it ends: the agent exits, the kill switch is
+    /// engaged, or steward shuts down. Meanwhile the agent is confirmed up
+    /// (its first passing health check, or `min_uptime` without a check)
+    /// and failing health checks are reported.
+    async fn watch(&mut self, run: &mut Run, shutdown: &CancellationToken) -> End {
+        let confirm_at = run.started_at + run.min_uptime;
         let mut poll = ticker(self.settings.poll_every);
-        let end = loop {
+        loop {
             tokio::select! {
                 biased;
-                () = shutdown.cancelled() => break End::Stop { reason: "steward is shutting down".into(), kill: false },
-                status = child.wait() => break End::Exited(status),
+                () = shutdown.cancelled() => return End::Stop { reason: "steward is shutting down".into(), kill: false },
+                status = run.child.wait() => return End::Exited(status),
                 _ = poll.tick() => {
                     if self.poll_kill().await {
-                        break End::Stop { reason: self.kill_reason(), kill: true };
+                        return End::Stop { reason: self.kill_reason(), kill: true };
                     }
                     self.republish().await;
                 }
-                () = tokio::time::sleep_until(confirm_at), if health.is_none() && !confirmed => {
-                    confirmed = true;
-                    healthy_since = Some(Instant::now());
+                () = tokio::time::sleep_until(confirm_at), if run.health.is_none() && !run.confirmed => {
+                    run.confirmed = true;
+                    run.healthy_since = Some(Instant::now());
                     self.mark_up().await;
                 }
-                Some(ok) = next_health(&mut health) => {
-                    if ok {
-                        confirmed = true;
-                        healthy_since.get_or_insert_with(Instant::now);
-                        if self.status.healthy != Some(true) {
-                            self.status.healthy = Some(true);
-                            self.mark_up().await;
-                        }
-                    } else {
-                        healthy_since = None;
-                        let changed = self.status.healthy != Some(false);
-                        self.status.healthy = Some(false);
-                        self.stats.up.store(false, Ordering::Relaxed);
-                        // A starting agent gets min_uptime to open its health endpoint.
-                        let grace_over = confirmed || started_at.elapsed() >= min_uptime;
-                        if grace_over && self.down_since_ms.is_none() {
-                            tracing::warn!(pid, "agent health check failing");
-                            self.outage(now_ms());
-                            self.publish().await;
-                        } else if changed {
-                            self.publish().await;
-                        }
-                    }
-                }
+                Some(ok) = next_health(&mut run.health) => self.on_health(run, ok).await,
             }
-        };
-        let uptime = started_at.elapsed();
-        let healthy_for = healthy_since.map_or(Duration::ZERO, |t| t.elapsed());
+        }
+    }
+
+    /// One health-check result of a run: a pass confirms the agent up; a
+    /// failure marks it down, and opens an outage once the starting agent's
+    /// `min_uptime` is over.
+    async fn on_health(&mut self, run: &mut Run, ok: bool) {
+        if ok {
+            run.confirmed = true;
+            run.healthy_since.get_or_insert_with(Instant::now);
+            if self.status.healthy != Some(true) {
+                self.status.healthy = Some(true);
+                self.mark_up().await;
+            }
+        } else {
+            run.healthy_since = None;
+            let changed = self.status.healthy != Some(false);
+            self.status.healthy = Some(false);
+            self.stats.up.store(false, Ordering::Relaxed);
+            // A starting agent gets min_uptime to open its health endpoint.
+            let grace_over = run.confirmed || run.started_at.elapsed() >= run.min_uptime;
+            if grace_over && self.down_since_ms.is_none() {
+                tracing::warn!(pid = run.pid, "agent health check failing");
+                self.outage(now_ms());
+                self.publish().await;
+            } else if changed {
+                self.publish().await;
+            }
+        }
+    }
+
+    /// Ends a run as `end` says: an exit goes through the restart policy; a
+    /// stop (kill switch, shutdown) first stops the agent's process group.
+    /// The run's gateway and health check last until this returns.
+    async fn end_run(&mut self, run: Run, end: End) -> Phase {
+        let uptime = run.started_at.elapsed();
+        let healthy_for = run.healthy_since.map_or(Duration::ZERO, |t| t.elapsed());
+        let Run { mut child, pid, grace, capture, .. } = run;
         match end {
             End::Exited(status) => {
                 group::stop_leftovers(pid, grace).await;

@@ -26,7 +26,7 @@
 //! one-row read on the store's read connection, cheap enough that a
 //! notification channel across processes is not worth its complexity, and a
 //! stopped agent is signalled within a quarter of a second. Resume requests
-//! (`steward resume`, see [`request_resume`]) are noticed the same way.
+//! (`steward resume`, see [`crate::agent_state::request_resume`]) are noticed the same way.
 //!
 //! # Pieces
 //! - `policy`: the restart policy as pure arithmetic on times ([`RestartPolicy`]).
@@ -36,7 +36,8 @@
 //! - `group`: stopping the whole process group (SIGTERM, grace, SIGKILL).
 //! - `output`: stdout/stderr → redacted `agent.log` lines.
 //! - `health`: the optional HTTP health check.
-//! - `state`: what is persisted in the store's `kv` table, and CLI helpers.
+//! - [`crate::agent_state`] (outside this module, so readers need not import
+//!   the supervisor): what it persists in the store's `kv` table.
 //! - `lifecycle`: the loop that ties them together.
 
 mod group;
@@ -46,7 +47,6 @@ mod lifecycle;
 mod output;
 mod policy;
 pub mod sandbox;
-mod state;
 
 #[cfg(test)]
 mod tests;
@@ -62,15 +62,12 @@ pub use group::live_members;
 pub use launch::{INHERITED_ENV, Launcher};
 pub use output::{MAX_LINE, SCAN_TAIL};
 pub use policy::{EXIT_DO_NOT_RESTART, RestartPolicy, Verdict};
-pub use state::{
-    AgentState, AgentStatus, FATAL_KEY, FatalRecord, LastExit, RESUME_KEY, STATUS_KEY, last_resume_ms, read_fatal,
-    read_status, request_resume,
-};
 
+use crate::agent_state::{AgentState, AgentStatus};
 use crate::audit::{AGENT, AuditError, LineLog};
 use crate::config::Config;
 use crate::events::{Event, EventBus};
-use crate::pipeline::SharedRedactor;
+use crate::redaction::SharedRedactor;
 use crate::secrets::Secrets;
 use crate::store::{KillState, Store};
 
@@ -298,7 +295,7 @@ impl Supervisor {
     /// `agent.log` and the health-check client. Nothing is started yet.
     pub fn new(init: SupervisorInit<'_>) -> Result<Self, SupervisorError> {
         let config = init.config;
-        let now = crate::pipeline::unix_ms(std::time::SystemTime::now());
+        let now = crate::clock::unix_ms(std::time::SystemTime::now());
         let (spec, health, log, min_uptime) = match &config.agent.process {
             None => (None, None, None, crate::config::DEFAULT_MIN_UPTIME),
             Some(process) => {

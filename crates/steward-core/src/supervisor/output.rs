@@ -23,8 +23,9 @@ use std::time::SystemTime;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
-use crate::audit::{LineLog, format_ts};
-use crate::pipeline::SharedRedactor;
+use crate::audit::LineLog;
+use crate::clock::format_ts;
+use crate::redaction::SharedRedactor;
 
 /// Longest line kept, in bytes (before redaction). Beyond it a line is cut.
 pub const MAX_LINE: usize = 16 * 1024;

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::agent_state::{self as state, read_fatal, read_status, request_resume};
 use crate::config;
 
 /// The planted credential: must never reach the agent or agent.log.
@@ -72,7 +73,7 @@ impl Harness {
     async fn start_with(agent: &str, logging: &str, settings: SupervisorSettings) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let config = config_in(dir.path(), agent, logging);
-        crate::daemon::ensure_private_dir(&config.state.dir).unwrap();
+        crate::state_dir::ensure_private_dir(&config.state.dir).unwrap();
         let store = Store::open(&config.state.db_path(), crate::store::tests::redactor()).unwrap();
         let mut h = Harness {
             dir,
@@ -232,7 +233,7 @@ async fn a_crash_looping_agent_is_restarted_exactly_four_times_then_held_as_fata
 
     // `steward resume` clears it and the agent runs again.
     assert_eq!(
-        request_resume(&h.store, crate::pipeline::unix_ms(std::time::SystemTime::now())).await.unwrap(),
+        request_resume(&h.store, crate::clock::unix_ms(std::time::SystemTime::now())).await.unwrap(),
         Some(record)
     );
     h.events_until(|e| matches!(e, Event::AgentStarted { .. })).await;
@@ -283,7 +284,7 @@ async fn exit_code_78_is_not_restarted_until_resume() {
     assert_eq!(h.stats.snapshot().starts, 1);
     assert_eq!(read_fatal(&h.store).await.unwrap(), None);
 
-    request_resume(&h.store, crate::pipeline::unix_ms(std::time::SystemTime::now())).await.unwrap();
+    request_resume(&h.store, crate::clock::unix_ms(std::time::SystemTime::now())).await.unwrap();
     h.file_lines("starts.txt", 2).await;
     h.stop().await;
 }
@@ -311,7 +312,7 @@ async fn the_kill_switch_stops_a_group_that_ignores_sigterm_and_release_starts_i
     assert_eq!(live_members(pids[0]).len(), 2, "the agent and its grandchild share the group");
 
     let engaged_at = Instant::now();
-    h.store.engage_kill("posting junk", "cli", crate::pipeline::unix_ms(std::time::SystemTime::now())).await.unwrap();
+    h.store.engage_kill("posting junk", "cli", crate::clock::unix_ms(std::time::SystemTime::now())).await.unwrap();
     let events = h.events_until(|e| matches!(e, Event::AgentExited { .. })).await;
     assert!(events.contains(&Event::KillSwitchEngaged { reason: "posting junk".into(), source: "cli".into() }));
     assert!(matches!(events.last(), Some(Event::AgentExited { signal: Some(9), .. })), "{events:?}");
@@ -330,7 +331,7 @@ async fn the_kill_switch_stops_a_group_that_ignores_sigterm_and_release_starts_i
     h.status_until(|s| s.updated_ms > later).await;
     assert_eq!(h.stats.snapshot().starts, 1);
 
-    h.store.release_kill(crate::pipeline::unix_ms(std::time::SystemTime::now())).await.unwrap();
+    h.store.release_kill(crate::clock::unix_ms(std::time::SystemTime::now())).await.unwrap();
     let events = h.events_until(|e| matches!(e, Event::AgentStarted { .. })).await;
     assert!(events.contains(&Event::KillSwitchReleased), "{events:?}");
     let pids = h.file_lines("pids.txt", 4).await;
@@ -467,7 +468,7 @@ async fn without_a_command_only_the_kill_switch_is_watched() {
     let mut h = Harness::start("").await;
     let status = h.status_until(|s| s.state == AgentState::Disabled).await;
     assert_eq!(status.pid, None);
-    let now = crate::pipeline::unix_ms(std::time::SystemTime::now());
+    let now = crate::clock::unix_ms(std::time::SystemTime::now());
     h.store.engage_kill("loop detected: post", "loop_breaker", now).await.unwrap();
     let events = h.events_until(|e| matches!(e, Event::KillSwitchEngaged { .. })).await;
     assert_eq!(

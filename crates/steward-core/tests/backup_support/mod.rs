@@ -80,8 +80,7 @@ destination = "{destination}"
     }
 
     pub fn store(&self) -> Store {
-        Store::open(&self.config.state.db_path(), steward_core::store::fixed_redactor(redact::Redactor::default()))
-            .unwrap()
+        Store::open(&self.config.state.db_path(), steward_core::redaction::shared(redact::Redactor::default())).unwrap()
     }
 
     /// Resolved on a thread of its own: callers may already be inside a runtime.

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use arc_swap::ArcSwap;
 use comfy_table::{Attribute, Cell, Color, Table, presets};
 use steward_core::monitor::{self, Alert, AlertsTestRecord, delivery};
 use steward_core::secrets::{AgentToken, Secrets};
@@ -47,13 +46,13 @@ pub fn run(path: &Path, command: Command) -> Result<ExitCode, CliError> {
     let secrets = rt.block_on(Secrets::resolve_alerts(&config)).context("cannot resolve the alert sinks' secrets")?;
     let record = rt.block_on(async {
         // The state dir first: the agent token lives in it.
-        steward_core::daemon::ensure_private_dir(&config.state.dir).context("cannot create the state dir")?;
+        steward_core::state_dir::ensure_private_dir(&config.state.dir).context("cannot create the state dir")?;
         let (token, _) =
             AgentToken::load_or_create(&config.state.token_path()).context("cannot read the agent token")?;
-        let redactor = Arc::new(ArcSwap::from_pointee(secrets.redactor(&token, &config.redaction)));
+        let redactor = steward_core::redaction::shared(secrets.redactor(&token, &config.redaction));
         let store = open_store_with(&config, Arc::clone(&redactor))?;
         let sinks = monitor::build_sinks(&config, &secrets).context("cannot set up the alert sinks")?;
-        let client = monitor::sinks::http_client().context("cannot build the HTTP client")?;
+        let client = steward_core::outbound::http_client().context("cannot build the HTTP client")?;
         let alert = Alert::test(&config.agent.name, std::time::SystemTime::now());
         let results = delivery::deliver_to_all(&sinks, &alert, &client, &redactor, TEST_ATTEMPTS).await;
         for report in &results {

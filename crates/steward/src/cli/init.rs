@@ -9,8 +9,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use steward_core::config;
-use steward_core::daemon::ensure_private_dir;
 use steward_core::secrets::AgentToken;
+use steward_core::state_dir::ensure_private_dir;
 
 use super::{CliError, exit, load_config};
 

@@ -238,7 +238,7 @@ fn load_config(path: &Path) -> Result<Config, CliError> {
 /// change state (`stop`) create the private state dir first, so they work
 /// before the daemon ever ran.
 async fn open_store(config: &Config) -> anyhow::Result<steward_core::store::Store> {
-    let redactor = steward_core::store::fixed_redactor(steward_core::secrets::local_redactor(config).await);
+    let redactor = steward_core::redaction::shared(steward_core::secrets::local_redactor(config).await);
     open_store_with(config, redactor)
 }
 
@@ -246,10 +246,10 @@ async fn open_store(config: &Config) -> anyhow::Result<steward_core::store::Stor
 /// more secrets, such as `alerts test`'s).
 fn open_store_with(
     config: &Config,
-    redactor: steward_core::store::StoreRedactor,
+    redactor: steward_core::redaction::SharedRedactor,
 ) -> anyhow::Result<steward_core::store::Store> {
     use anyhow::Context;
-    steward_core::daemon::ensure_private_dir(&config.state.dir).context("cannot create the state dir")?;
+    steward_core::state_dir::ensure_private_dir(&config.state.dir).context("cannot create the state dir")?;
     steward_core::store::Store::open(&config.state.db_path(), redactor).context("cannot open the store")
 }
 
@@ -258,7 +258,7 @@ fn open_store_with(
 /// so any free text written through this handle is withheld whole instead
 /// (fail closed, never stored unchecked).
 fn open_store_read_only(config: &Config) -> anyhow::Result<steward_core::store::Store> {
-    open_store_with(config, steward_core::store::fixed_redactor(redact::Redactor::withhold_all()))
+    open_store_with(config, steward_core::redaction::shared(redact::Redactor::withhold_all()))
 }
 
 /// A runtime for commands that talk to the store.
@@ -273,7 +273,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Now, in Unix milliseconds.
 fn now_ms() -> i64 {
-    steward_core::pipeline::unix_ms(std::time::SystemTime::now())
+    steward_core::clock::unix_ms(std::time::SystemTime::now())
 }
 
 /// `2026-11-26 04:00:00` (UTC) from Unix milliseconds.

@@ -43,7 +43,7 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::from(exit::OK));
     }
     let record = RenderedRecord {
-        at_ms: steward_core::pipeline::unix_ms(now),
+        at_ms: steward_core::clock::unix_ms(now),
         path: config.runbook.output.clone(),
         config_sha256: runbook::config_sha256(source.as_bytes()),
     };

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use owo_colors::OwoColorize;
-use steward_core::daemon::running_pid;
 use steward_core::secrets::{self, Secrets};
+use steward_core::state_dir::running_pid;
 
 use super::{CliError, exit, load_config, now_ms, print_json, runtime};
 

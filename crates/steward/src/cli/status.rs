@@ -14,13 +14,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use owo_colors::OwoColorize;
+use steward_core::agent_state::{self, AgentStatus, FatalRecord, LastExit};
 use steward_core::config::Config;
-use steward_core::daemon::running_pid;
 use steward_core::monitor::delivery::read_health;
 use steward_core::monitor::engine::read_firing;
 use steward_core::monitor::{AlertsTestRecord, FiringAlert, LAST_TEST_KEY, SinkHealth};
+use steward_core::state_dir::running_pid;
 use steward_core::store::{KillState, Store, Window};
-use steward_core::supervisor::{self, AgentStatus, FatalRecord, LastExit};
 
 use super::{CliError, exit, format_ms, load_config, now_ms, open_store_read_only, print_json, runtime};
 
@@ -44,8 +44,8 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         let spent = store.spend_total(&today).await.context("cannot read the spend ledger")?;
         let spend_stop = store.spend_stop(&today).await.context("cannot read the spend ledger")?;
         let kill = store.kill_state().await.context("cannot read the kill switch")?;
-        let published = supervisor::read_status(&store).await.context("cannot read the agent status")?;
-        let fatal = supervisor::read_fatal(&store).await.context("cannot read the agent status")?;
+        let published = agent_state::read_status(&store).await.context("cannot read the agent status")?;
+        let fatal = agent_state::read_fatal(&store).await.context("cannot read the agent status")?;
         let hour = store
             .tool_counts_in(Window::ending_at(now, std::time::Duration::from_secs(3600)))
             .await

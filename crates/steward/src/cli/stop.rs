@@ -12,10 +12,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use steward_core::daemon::running_pid;
+use steward_core::agent_state;
+use steward_core::redaction;
 use steward_core::secrets::local_redactor;
-use steward_core::store::fixed_redactor;
-use steward_core::supervisor;
+use steward_core::state_dir::running_pid;
 
 use super::{CliError, exit, load_config, now_ms, open_store, open_store_with, runtime};
 
@@ -41,7 +41,7 @@ pub fn stop(path: &Path, args: StopArgs) -> Result<ExitCode, CliError> {
     // readable at once, without asking `pass` or Vault (a stop must not wait
     // on them). The same redactor redacts what is printed.
     let reason = runtime()?.block_on(async {
-        let redactor = fixed_redactor(local_redactor(&config).await);
+        let redactor = redaction::shared(local_redactor(&config).await);
         let reason = redactor.load().redact(&args.reason).into_owned();
         let store = open_store_with(&config, redactor)?;
         store.engage_kill(&reason, "cli", now_ms()).await.context("cannot engage the kill switch")?;
@@ -66,7 +66,7 @@ pub fn resume(path: &Path, _args: ResumeArgs) -> Result<ExitCode, CliError> {
         let previous = store.kill_state().await.context("cannot read the kill switch")?;
         let now = now_ms();
         store.release_kill(now).await.context("cannot release the kill switch")?;
-        let fatal = supervisor::request_resume(&store, now).await.context("cannot clear the agent's hold")?;
+        let fatal = agent_state::request_resume(&store, now).await.context("cannot clear the agent's hold")?;
         let spend_stop = store.lift_spend_stop().await.context("cannot lift the LLM spend stop")?;
         Ok::<_, anyhow::Error>((previous, fatal, spend_stop))
     })?;

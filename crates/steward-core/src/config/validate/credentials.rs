@@ -333,6 +333,40 @@ impl Validator<'_> {
             ),
         ));
     }
+
+    /// `credential = "NAME"` must name a `[credentials.NAME]` entry; when the
+    /// key is `optional`, removing it is offered as a fix too.
+    pub(super) fn credential_ref(
+        &mut self,
+        name: &Spanned<String>,
+        credentials: &BTreeMap<String, Option<CredentialConfig>>,
+        optional: bool,
+    ) {
+        if credentials.contains_key(name.get_ref()) {
+            return;
+        }
+        let defined: Vec<&str> = credentials.keys().map(String::as_str).collect();
+        let help = if defined.is_empty() {
+            let remove =
+                if optional { format!(", or remove credential = \"{}\"", name.get_ref()) } else { String::new() };
+            format!(
+                "no credentials are defined; add [credentials.{}] with source = \"env:NAME\"{remove}",
+                name.get_ref()
+            )
+        } else {
+            format!(
+                "use one of: {}; or add [credentials.{}] with source = \"env:NAME\"",
+                defined.join(", "),
+                name.get_ref()
+            )
+        };
+        self.push(Problem::new(
+            name.span(),
+            format!("credential {:?} is not defined", name.get_ref()),
+            "unknown credential",
+            help,
+        ));
+    }
 }
 
 /// `2027-03-01` (00:00 UTC) or RFC 3339 (`2027-03-01T12:00:00Z`).

@@ -168,9 +168,9 @@ async fn fixture() -> Fixture {
     let task = IntrospectionTask {
         config: Arc::new(config),
         secrets: Arc::new(ArcSwap::from_pointee(secrets)),
-        redactor: Arc::new(ArcSwap::from_pointee(redactor)),
+        redactor: crate::redaction::shared(redactor),
         store,
-        client: crate::monitor::sinks::http_client().unwrap(),
+        client: crate::outbound::http_client().unwrap(),
     };
     Fixture { fake, task, _dir: dir }
 }
@@ -387,7 +387,7 @@ async fn an_inactive_token_is_an_error_naming_the_upstream_and_credential() {
 #[tokio::test]
 async fn failures_are_described_without_the_body() {
     let f = fixture().await;
-    let client = crate::monitor::sinks::http_client().unwrap();
+    let client = crate::outbound::http_client().unwrap();
     let url = f.task.config.upstreams["plain"].introspection_url.clone().unwrap();
     let token = SecretString::from(TOKEN);
     // A wrong token gets the fake's 400, whose body echoes the token.

@@ -7,8 +7,8 @@ use super::*;
 /// A credential value the store's redactor knows; no rule would spot it.
 const CANARY: &str = "canary-store-value-5e6f7a8b";
 
-fn knowing_canary() -> StoreRedactor {
-    fixed_redactor(redact::RedactorBuilder::new().secret("social", CANARY).build())
+fn knowing_canary() -> SharedRedactor {
+    crate::redaction::shared(redact::RedactorBuilder::new().secret("social", CANARY).build())
 }
 
 /// The canary's spellings an agent or upstream might use: as is, its first
@@ -149,7 +149,8 @@ async fn a_kill_reason_written_knowing_less_is_redacted_again_when_copied() {
 #[tokio::test]
 async fn a_store_that_withholds_everything_stores_no_unchecked_text() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("steward.db"), fixed_redactor(redact::Redactor::withhold_all())).unwrap();
+    let store = Store::open(&dir.path().join("steward.db"), crate::redaction::shared(redact::Redactor::withhold_all()))
+        .unwrap();
     store.kv_set("k", &format!("value {CANARY}"), T0).await.unwrap();
     assert_eq!(store.kv_get("k").await.unwrap().as_deref(), Some("[REDACTED:redactor-error]"));
     // Reads and empty writes are unaffected.

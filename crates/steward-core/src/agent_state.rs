@@ -1,5 +1,8 @@
-//! What the supervisor persists in the store's `kv` table, and the helpers
-//! the CLI uses to read it or to ask for a resume from another process.
+//! The agent's lifecycle as persisted in the store's `kv` table: written
+//! by the supervisor, read by `steward status` and the alert engine, and
+//! the resume request `steward resume` leaves for a running daemon. It
+//! depends on the store alone, so every reader can use these typed records
+//! without importing the supervisor.
 //!
 //! - [`STATUS_KEY`]: the latest [`AgentStatus`] as JSON, written on every
 //!   transition and every few seconds, so `steward status` can show it
