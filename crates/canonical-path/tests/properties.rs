@@ -5,8 +5,6 @@
 //! coverage guidance; its findings and the reproductions are kept in
 //! `tests/corpus/` and replayed here.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
-
 use canonical_path::invariants::{check, check_wire};
 use proptest::prelude::*;
 

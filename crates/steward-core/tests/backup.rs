@@ -2,8 +2,6 @@
 //! retention over simulated months, a backup under write load, in-place
 //! restore, and the no-secret-leak check.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
-
 mod backup_support;
 
 use std::collections::BTreeSet;

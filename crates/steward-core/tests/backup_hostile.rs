@@ -6,7 +6,7 @@
 //! restore test, and each test measures that nothing appeared outside the
 //! target (a walk before and after), and bounded disk and memory.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
+#![expect(clippy::unwrap_used, reason = "test helpers outside #[test] fns: a failed step is a failed test")]
 
 mod backup_support;
 

@@ -1,8 +1,6 @@
 //! Hand-crafted hostile archives: extraction refuses each without writing a
 //! byte outside the target directory, and records everything it did write.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
-
 mod backup_support;
 
 use std::path::Path;
@@ -17,6 +15,7 @@ const ROOMY: Limits = Limits { content_bytes: 1 << 20, files: 100 };
 /// nothing appeared in `<base>` besides `target`, nor outside `inner`
 /// besides `inner` itself, and that removing what was recorded as created
 /// empties `inner` again.
+#[expect(clippy::unwrap_used, reason = "a test helper: a failed step is a failed test")]
 fn refuse(entries: &[Raw<'_>]) -> String {
     let base = tempfile::tempdir().unwrap();
     let inner = base.path().join("target/inner");
@@ -31,6 +30,7 @@ fn refuse(entries: &[Raw<'_>]) -> String {
     err.to_string()
 }
 
+#[expect(clippy::unwrap_used, reason = "a test helper: a failed step is a failed test")]
 fn names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> =
         std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();

@@ -4,8 +4,6 @@
 //! Without `moto_server` on PATH the test is skipped with a loud message,
 //! unless `STEWARD_REQUIRE_MOTO` is set (as in CI), where it fails instead.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
-
 mod backup_support;
 
 use std::io::Write;
@@ -44,6 +42,7 @@ fn moto_on_path() -> Option<PathBuf> {
 }
 
 /// Starts moto on a free loopback port, or says loudly why not.
+#[expect(clippy::unwrap_used, clippy::panic, reason = "a test helper: a failed step is a failed test")]
 fn start_moto() -> Option<Moto> {
     let Some(binary) = moto_on_path() else {
         assert!(
@@ -95,6 +94,7 @@ fn setup(port: u16, bucket: &str) -> Setup {
 
 /// Every object in the bucket, fetched with plain (unsigned) HTTP: moto
 /// serves them, and the leak check reads exactly what was stored.
+#[expect(clippy::unwrap_used, reason = "a test helper: a failed step is a failed test")]
 async fn all_objects(port: u16) -> Vec<(String, Vec<u8>)> {
     let client = reqwest::Client::new();
     let listing = client.get(format!("http://127.0.0.1:{port}/{BUCKET}?list-type=2")).send().await.unwrap();

@@ -4,8 +4,6 @@
 //! mock-upstream; each case is a raw HTTP/1.1 request over TCP, because an
 //! HTTP client would normalize the very targets under test (`\`, `..`).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
-
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -31,6 +29,7 @@ struct Rig {
     _daemon: steward_core::daemon::RunningDaemon,
 }
 
+#[expect(clippy::unwrap_used, reason = "a test helper: a failed step is a failed test")]
 fn rig(rt: &tokio::runtime::Runtime) -> Arc<Rig> {
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
@@ -96,6 +95,7 @@ ssn = false
 }
 
 /// Sends `METHOD /api/social/<target>` and returns the status and the call id.
+#[expect(clippy::unwrap_used, reason = "a test helper: a failed step is a failed test")]
 fn send(rig: &Rig, method: &str, target: &[u8]) -> (u16, Option<String>) {
     let mut stream = std::net::TcpStream::connect(rig.addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

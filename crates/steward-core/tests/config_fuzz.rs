@@ -6,8 +6,6 @@
 //! syntax and secret-shaped values. The property itself is in
 //! `config_fuzz/check.rs`, shared with the fuzz target.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
-
 #[path = "config_fuzz/check.rs"]
 mod check;
 
@@ -21,6 +19,7 @@ fn corpus_dir() -> PathBuf {
 }
 
 /// Every corpus file, read as the fuzz target reads its input (lossy UTF-8).
+#[expect(clippy::unwrap_used, reason = "a test helper: a failed step is a failed test")]
 static CORPUS: LazyLock<Vec<(PathBuf, String)>> = LazyLock::new(|| {
     let mut files: Vec<PathBuf> =
         std::fs::read_dir(corpus_dir()).unwrap().map(|entry| entry.unwrap().path()).filter(|p| p.is_file()).collect();

@@ -1,7 +1,7 @@
 //! Monitoring end to end: the real `steward run` in front of mock-upstream,
 //! alert sinks pointing at a local receiver, driven like an agent would.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
+#![expect(clippy::unwrap_used, reason = "test helpers outside #[test] fns: a failed step is a failed test")]
 
 mod common;
 
@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::routing::post;
-use common::{DEFAULT_TOOLS, Env, Faults, jwt_expiring};
+use common::{DEFAULT_TOOLS, Env, jwt_expiring};
+use mock_upstream::Faults;
 use reqwest::Method;
 use serde_json::Value;
 

@@ -1,7 +1,7 @@
 //! `steward backup now|list|verify` and `steward restore` through the real
 //! binary, the scheduled backup inside `steward run`, and the leak check.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
+#![expect(clippy::unwrap_used, reason = "test helpers outside #[test] fns: a failed step is a failed test")]
 
 mod common;
 
@@ -31,6 +31,7 @@ async fn env_with_backup(extra: &str) -> Env {
     env
 }
 
+#[expect(clippy::panic, reason = "a test helper fails its test by panicking, saying what went wrong")]
 fn json(out: &std::process::Output) -> Value {
     assert!(out.status.success(), "failed: {}\n{}", text(&out.stdout), text(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))

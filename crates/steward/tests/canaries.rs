@@ -6,8 +6,6 @@
 //! The leak check also searches percent-decoded and JSON-unescaped views of
 //! every file, so a canary stored as `%63anary...` counts as leaked.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
-
 mod common;
 
 use common::{CANARY_LLM_KEY, CANARY_TOKEN, Env, assert_no_needles, with_encodings};

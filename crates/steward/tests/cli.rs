@@ -1,14 +1,13 @@
 //! The command line as a user meets it: init, config check errors, demo,
 //! last/status without a daemon, exit codes.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
-
 mod common;
 
 use std::process::Command;
 
 use serde_json::Value;
 
+#[expect(clippy::unwrap_used, reason = "a test helper: a failed step is a failed test")]
 fn steward(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_steward"))
         .current_dir(dir)

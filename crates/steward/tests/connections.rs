@@ -3,8 +3,6 @@
 //! server, and the connection cap never starves a real call. Timeouts are
 //! configured short (a second or two), so nothing here sleeps long.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
-
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
@@ -22,6 +20,7 @@ const SHORT: &str = "header_timeout = \"1s\"\nbody_timeout = \"1s\"\nkeepalive_t
 /// every configured timeout, far below the 45 s the issue measured.
 const CLOSE_WITHIN: Duration = Duration::from_secs(8);
 
+#[expect(clippy::unwrap_used, reason = "a test helper: a failed step is a failed test")]
 fn connect(env: &Env) -> TcpStream {
     let stream = TcpStream::connect(env.addr.as_deref().unwrap()).unwrap();
     stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();

@@ -4,7 +4,7 @@
 //! secrets list`, the scopes an upstream reports (a response header, an RFC
 //! 7662 introspection endpoint), and `steward doctor` on the quickstart config.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
+#![expect(clippy::unwrap_used, reason = "test helpers outside #[test] fns: a failed step is a failed test")]
 
 mod common;
 

@@ -2,8 +2,6 @@
 //! pipeline, tried against the real `steward run` as an attacker would, and
 //! shown closed. Each test failed on the code before the fix.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
-
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -12,6 +10,7 @@ use std::time::Instant;
 use common::{DEFAULT_TOOLS, Env};
 use reqwest::Method;
 use serde_json::{Value, json};
+use unwritable::Unwritable;
 
 /// `post` limited to one an hour, and a catch-all `echo_any` with no limit:
 /// the shape of the reproduction.
@@ -93,62 +92,45 @@ async fn no_spelling_of_an_llm_path_is_a_free_call() {
     env.assert_no_secret_leaked();
 }
 
-/// `chattr +i` (or `-i`) on `paths`; false when this file system or user cannot.
-fn set_immutable(paths: &[&Path], on: bool) -> bool {
-    let flag = if on { "+i" } else { "-i" };
-    paths.iter().all(|path| {
-        std::process::Command::new("chattr")
-            .arg(flag)
-            .arg(path)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
+/// The audit log made unwritable while the daemon holds it open: immutable
+/// (`chattr +i`, even root cannot write through it) where this process may
+/// set the flag, else replaced by a directory of the same name, which needs
+/// no root. Undone on drop, so a failing test leaves a removable temp dir.
+enum AuditFault {
+    Immutable(Unwritable),
+    /// The directory standing in for the log, until cleared.
+    Replaced(Option<PathBuf>),
 }
 
-/// A file made unwritable for the length of a test, even as root: immutable
-/// (`chattr +i`) where the file system allows it, else (audit log only)
-/// replaced by a directory of the same name. Undone on drop, so a failing
-/// test leaves a removable temp dir.
-struct Unwritable {
-    paths: Vec<PathBuf>,
-    immutable: bool,
-}
-
-impl Unwritable {
-    fn new(paths: &[&Path], directory_fallback: bool) -> Option<Unwritable> {
-        if set_immutable(paths, true) {
-            return Some(Unwritable { paths: paths.iter().map(|p| p.to_path_buf()).collect(), immutable: true });
+impl AuditFault {
+    #[expect(clippy::unwrap_used, reason = "test setup: a file that cannot be replaced is a failed test")]
+    fn new(path: &Path) -> AuditFault {
+        if let Ok(guard) = Unwritable::immutable(&[path]) {
+            return AuditFault::Immutable(guard);
         }
-        if !directory_fallback {
-            return None;
-        }
-        for path in paths {
-            std::fs::remove_file(path).unwrap();
-            std::fs::create_dir(path).unwrap();
-        }
-        Some(Unwritable { paths: paths.iter().map(|p| p.to_path_buf()).collect(), immutable: false })
+        std::fs::remove_file(path).unwrap();
+        std::fs::create_dir(path).unwrap();
+        AuditFault::Replaced(Some(path.to_path_buf()))
     }
 
     fn clear(&mut self) {
-        if self.paths.is_empty() {
-            return;
-        }
-        let paths: Vec<&Path> = self.paths.iter().map(PathBuf::as_path).collect();
-        if self.immutable {
-            set_immutable(&paths, false);
-        } else {
-            for path in paths {
-                let _ = std::fs::remove_dir(path);
+        match self {
+            AuditFault::Immutable(guard) => guard.clear(),
+            AuditFault::Replaced(path) => {
+                if let Some(path) = path.take() {
+                    let _ = std::fs::remove_dir(path);
+                }
             }
         }
-        self.paths.clear();
     }
 }
 
-impl Drop for Unwritable {
+impl Drop for AuditFault {
+    /// The immutable guard undoes itself.
     fn drop(&mut self) {
-        self.clear();
+        if let AuditFault::Replaced(_) = self {
+            self.clear();
+        }
     }
 }
 
@@ -163,7 +145,7 @@ async fn a_call_is_forwarded_only_after_its_audit_line_is_written() {
     env.start();
     assert_eq!(env.req(Method::GET, "/api/social/api/v1/statuses").send().await.unwrap().status(), 200);
     let audit = env.state_dir().join("logs/audit.jsonl");
-    let mut fault = Unwritable::new(&[&audit], true).unwrap();
+    let mut fault = AuditFault::new(&audit);
     let before = env.mock.requests().len();
 
     let response = env.req(Method::GET, "/api/social/api/v1/statuses").send().await.unwrap();
@@ -293,10 +275,12 @@ async fn readyz_is_not_ready_while_the_store_refuses_writes_and_ready_again_afte
     assert_eq!(ready(&env).await.0, 200);
     let db = env.state_dir().join("steward.db");
     let wal = env.state_dir().join("steward.db-wal");
-    let Some(mut fault) = Unwritable::new(&[&db, &wal], false) else {
-        eprintln!("SKIPPED: chattr +i is not available here (needs root and ext4/xfs/btrfs); CI runs it as root");
-        env.stop(false);
-        return;
+    let mut fault = match Unwritable::immutable(&[&db, &wal]) {
+        Ok(guard) => guard,
+        Err(unavailable) => {
+            env.stop(false);
+            return unavailable.not_run("readyz_is_not_ready_while_the_store_refuses_writes_and_ready_again_after");
+        }
     };
     let (status, body) = ready(&env).await;
     assert_eq!(status, 503, "{body}");

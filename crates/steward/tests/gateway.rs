@@ -1,18 +1,19 @@
 //! The core path, end to end: the real `steward run` process on 127.0.0.1:0
 //! in front of mock-upstream, driven over HTTP like an agent would.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
-
 mod common;
 
-use common::{CANARY_TOKEN, Env, Faults};
+use common::{CANARY_TOKEN, Env};
+use mock_upstream::Faults;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+#[expect(clippy::unwrap_used, reason = "a test helper: a failed step is a failed test")]
 async fn post(env: &Env, text: &str) -> reqwest::Response {
     env.req(Method::POST, "/api/social/api/v1/statuses").json(&json!({ "status": text })).send().await.unwrap()
 }
 
+#[expect(clippy::unwrap_used, reason = "a test helper: a failed step is a failed test")]
 async fn reason(response: reqwest::Response) -> String {
     let body: Value = response.json().await.unwrap();
     body["error"]["reason"].as_str().unwrap_or_default().to_owned()

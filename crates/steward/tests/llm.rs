@@ -1,8 +1,6 @@
 //! The LLM front door end to end: `steward run` in front of mock-upstream's
 //! OpenAI and Anthropic endpoints, driven with plain HTTP like an SDK would.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
-
 mod common;
 
 use common::{CANARY_LLM_KEY, DEFAULT_TOOLS, Env};
@@ -311,6 +309,7 @@ fn sdk_python() -> Option<std::path::PathBuf> {
     None
 }
 
+#[expect(clippy::unwrap_used, reason = "a test helper: a failed step is a failed test")]
 fn run_sdk(env: &Env, python: &std::path::Path, script: &str) -> Value {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk").join(script);
     let out = std::process::Command::new(python)

@@ -3,7 +3,7 @@
 //! as JSON with `--json`, config errors without stray prefixes, colour only
 //! on a terminal, `--log-format json`, completions and the man page.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
+#![expect(clippy::unwrap_used, reason = "test helpers outside #[test] fns: a failed step is a failed test")]
 
 mod common;
 

@@ -3,8 +3,6 @@
 //! stale after a config edit, then gone), `--stdout` prints pasteable
 //! commands, and no planted secret reaches the page or the store.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
-
 mod common;
 
 use std::io::Write;
@@ -18,12 +16,14 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+#[expect(clippy::unwrap_used, reason = "a test helper: a failed step is a failed test")]
 fn append(path: &std::path::Path, lines: &str) {
     let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
     file.write_all(lines.as_bytes()).unwrap();
 }
 
 /// `(status, detail)` of a doctor item.
+#[expect(clippy::unwrap_used, clippy::panic, reason = "a test helper: a failed step is a failed test")]
 fn doctor_item(env: &Env, item: &str) -> (String, String) {
     let out = env.steward(&["doctor", "--json"]);
     assert_ne!(out.status.code(), Some(2), "doctor could not run: {}", text(&out.stderr));

@@ -3,8 +3,6 @@
 //! credential steward injected back in headers and body, and scripted
 //! streams carrying it one byte per chunk. One test per carrier.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
-
 mod common;
 
 use std::time::Duration;

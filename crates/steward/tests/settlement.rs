@@ -3,7 +3,7 @@
 //! streams of every shape the issue found, an alert receiver, and the
 //! ledger read back through `steward spend` and the audit log.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
+#![expect(clippy::unwrap_used, reason = "test helpers outside #[test] fns: a failed step is a failed test")]
 
 mod common;
 

@@ -6,7 +6,7 @@
 //! token and no credential, and `steward logs agent` shows its redacted,
 //! rotated output. Every wait is bounded; every test ends with the leak check.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
+#![expect(clippy::unwrap_used, reason = "test helpers outside #[test] fns: a failed step is a failed test")]
 
 mod common;
 
@@ -49,6 +49,7 @@ fn wait_status(env: &Env, ok: impl Fn(&Value) -> bool) -> Value {
 }
 
 /// Waits until `path` has at least `n` lines.
+#[expect(clippy::panic, reason = "a test helper fails its test by panicking, saying what went wrong")]
 fn wait_lines(path: &Path, n: usize) -> Vec<String> {
     let deadline = Instant::now() + WAIT;
     loop {

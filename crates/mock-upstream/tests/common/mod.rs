@@ -2,7 +2,6 @@
 //! never follows redirects or proxies, a body reader that keeps the bytes
 //! received before an error, and a small SSE parser.
 
-#![allow(dead_code, reason = "each test binary uses a different subset")]
 #![expect(clippy::unwrap_used, clippy::panic, reason = "test helpers: failing loudly is the point")]
 
 use futures_util::StreamExt as _;

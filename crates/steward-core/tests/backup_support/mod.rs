@@ -5,8 +5,8 @@
 //! crafted backups planted at the destination, and the measurements the
 //! restore tests assert on (a walk of a tree, peak RSS, peak disk use).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
-#![allow(dead_code, reason = "each test file uses a different part of the helpers")]
+#![expect(clippy::unwrap_used, reason = "test helpers outside #[test] fns: a failed step is a failed test")]
+#![expect(dead_code, reason = "each test binary uses a different part of the helpers")]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,6 +36,7 @@ impl Setup {
     /// A deployment whose `[backup]` writes to `destination` (`None`: a
     /// local `./dest` directory); `extra` adds lines to `[backup]`, and
     /// `credentials` adds `[credentials.*]` sections.
+    #[expect(clippy::panic, reason = "a test helper fails its test by panicking, saying what went wrong")]
     pub fn new(destination: Option<&str>, extra: &str, credentials: &str) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();

@@ -2,16 +2,16 @@
 //! upstream, a config that points at it with a planted canary credential, the
 //! real `steward run` child process, and the leak check every test ends with.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
-#![allow(dead_code, unused_imports, reason = "each test file uses a different part of the harness")]
+#![expect(clippy::unwrap_used, reason = "test helpers outside #[test] fns: a failed step is a failed test")]
+#![expect(dead_code, reason = "each test binary uses a different part of the harness")]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-pub use leak_check::{assert_no_needles, encodings, private_file, with_encodings};
-pub use mock_upstream::{Faults, MockUpstream};
+pub use leak_check::{assert_no_needles, private_file, with_encodings};
+pub use mock_upstream::MockUpstream;
 
 /// The planted upstream credential: must reach the upstream and nothing else.
 pub const CANARY_TOKEN: &str = "canary-upstream-token-9f8e7d6c5b4a";
@@ -66,6 +66,7 @@ pub const AGENT_USER: &str = "steward-agent";
 /// uid and gid of [`AGENT_USER`], created when missing. The supervisor tests
 /// run as root, as CI does: steward needs CAP_SETUID to run the agent as
 /// its own user, and refuses to run it as its own.
+#[expect(clippy::panic, reason = "a test helper fails its test by panicking, saying what went wrong")]
 pub fn agent_user() -> (u32, u32) {
     assert!(
         nix::unistd::geteuid().is_root(),
@@ -228,6 +229,7 @@ policy = "deny"
     }
 
     /// [`Env::start`] with extra variables in steward's own environment.
+    #[expect(clippy::panic, reason = "a test helper fails its test by panicking, saying what went wrong")]
     pub fn start_with_env(&mut self, vars: &[(&str, &str)]) {
         assert!(self.child.is_none(), "daemon already started");
         let addr_file = self.state_dir().join("daemon.addr");
@@ -287,6 +289,7 @@ policy = "deny"
         std::fs::read_to_string(self.dir.path().join("daemon.stderr")).unwrap_or_default()
     }
 
+    #[expect(clippy::expect_used, reason = "a test helper: a failed step is a failed test")]
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr.as_deref().expect("daemon not started"))
     }
@@ -343,6 +346,7 @@ policy = "deny"
     /// One HTTP/1.1 exchange over a fresh TCP connection, byte for byte: an
     /// HTTP client would normalize the targets under test (`\\`, `..`).
     /// With `authed`, the agent's token goes in `Authorization`.
+    #[expect(clippy::expect_used, reason = "a test helper: a failed step is a failed test")]
     pub fn raw(&self, method: &str, target: &[u8], body: &[u8], authed: bool) -> RawResponse {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(self.addr.as_deref().expect("daemon not started")).unwrap();

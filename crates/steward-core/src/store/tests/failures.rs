@@ -166,29 +166,19 @@ async fn a_replaced_database_is_refused() {
     }
 }
 
-/// True when this process ignores file permissions (root with
-/// CAP_DAC_OVERRIDE): permission tests cannot fail there.
-fn ignores_permissions(dir: &Path) -> bool {
-    let probe = dir.join("probe");
-    std::fs::write(&probe, b"").unwrap();
-    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o400)).unwrap();
-    let writable = std::fs::OpenOptions::new().write(true).open(&probe).is_ok();
-    std::fs::remove_file(&probe).unwrap();
-    writable
-}
-
+/// A database steward cannot write is refused at open, not at the first
+/// call: the file and its directory read-only (write bits cleared, or
+/// `chattr +i` as root, who ignores write bits).
 #[test]
 fn a_write_protected_database_is_refused_at_open() {
     let dir = tempfile::tempdir().unwrap();
-    if ignores_permissions(dir.path()) {
-        eprintln!("skipped: this process ignores file permissions (root)");
-        return;
-    }
     let path = dir.path().join("steward.db");
     drop(Store::open(&path, super::redactor()).unwrap());
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o500)).unwrap();
+    let read_only = match unwritable::Unwritable::read_only(&[&path, dir.path()]) {
+        Ok(guard) => guard,
+        Err(unavailable) => return unavailable.not_run("store: a_write_protected_database_is_refused_at_open"),
+    };
     let result = Store::open(&path, super::redactor());
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    drop(read_only);
     assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
 }
