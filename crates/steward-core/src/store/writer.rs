@@ -428,8 +428,11 @@ fn admit_tool(
                     s.query_row(params![tool, window.after_ms(), in_window - max, allowed], |row| row.get(0)).optional()
                 })
                 .map_err(|e| sql_error("finding the window's oldest call", e))?;
+            // Capped at one window: calls are stamped before the writer orders
+            // them, so the oldest in the window may carry a later stamp than
+            // this call, and a slot never takes longer than a window to free.
             let retry_after_ms = match leaving {
-                Some(started) => started.saturating_add(per).saturating_sub(a.now_ms).max(1),
+                Some(started) => started.saturating_add(per).saturating_sub(a.now_ms).clamp(1, per.max(1)),
                 None => per.max(1),
             };
             let reason = format!("rate limit: {} per {} ms", limit.max, per);
