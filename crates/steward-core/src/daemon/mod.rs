@@ -31,8 +31,8 @@ mod retention;
 mod systemd;
 
 pub use reload::{
-    CONFIG_SHA256_KEY, RESTART_NEEDED_KEY, RESTART_SECTIONS, ReloadError, ReloadReport, Reloader, restart_needed,
-    sections_changed,
+    CONFIG_SHA256_KEY, ConfigDrift, RESTART_NEEDED_KEY, RESTART_SECTIONS, ReloadError, ReloadReport, Reloader,
+    config_drift, restart_needed, sections_changed,
 };
 pub use retention::journal_keep;
 

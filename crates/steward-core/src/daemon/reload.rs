@@ -496,3 +496,39 @@ async fn audit_refused(inner: &Inner, running: &Config, new_sha: Option<&str>, e
         tracing::error!(error = %err, "could not audit the refused config reload");
     }
 }
+
+/// The running daemon's config against the file on disk, as `steward
+/// status` and `steward doctor` show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConfigDrift {
+    /// SHA-256 of the file on disk now.
+    pub file_sha256: String,
+    /// SHA-256 of the file the daemon runs (`None`: it recorded none).
+    pub running_sha256: Option<String>,
+    /// Whether the file on disk is not the one the daemon runs: an edit
+    /// not yet reloaded (`steward reload` applies it).
+    pub differs: bool,
+    /// Keys changed in the running file that wait for a restart.
+    pub restart_needed: Vec<String>,
+}
+
+/// What the daemon recorded about the config it runs, against `on_disk`
+/// (the config as loaded from the file now). Call it only while a daemon
+/// runs: otherwise the record is history, and the next start reads the file.
+pub async fn config_drift(store: &Store, on_disk: &Config) -> ConfigDrift {
+    let running_sha256 = store.kv_get(CONFIG_SHA256_KEY).await.ok().flatten();
+    let restart_needed = store
+        .kv_get(RESTART_NEEDED_KEY)
+        .await
+        .ok()
+        .flatten()
+        .map(|keys| keys.split(',').filter(|k| !k.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default();
+    let file_sha256 = on_disk.source.sha256().to_owned();
+    ConfigDrift {
+        differs: running_sha256.as_deref() != Some(file_sha256.as_str()),
+        file_sha256,
+        running_sha256,
+        restart_needed,
+    }
+}
