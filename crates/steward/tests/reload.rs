@@ -4,6 +4,8 @@
 //! reload is audited with both hashes, and `status` shows the running hash
 //! and whether the file on disk differs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step is a failed test")]
+
 mod common;
 
 use std::time::{Duration, Instant};

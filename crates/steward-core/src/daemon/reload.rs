@@ -532,3 +532,30 @@ pub async fn config_drift(store: &Store, on_disk: &Config) -> ConfigDrift {
         restart_needed,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{restart_needed, sections_changed};
+
+    const BASE: &str = "[agent]\nname = \"a\"\n\n[gateway]\nlisten = \"127.0.0.1:7600\"\n\n[[tools]]\nname = \"t\"\nlimit = \"1/hour\"\n";
+
+    #[test]
+    fn sections_changed_names_each_top_level_section_whose_text_differs() {
+        let edited = BASE.replace("1/hour", "2/hour");
+        assert_eq!(sections_changed(BASE, &edited), ["tools"]);
+        assert_eq!(sections_changed(BASE, BASE), Vec::<String>::new());
+        // A comment or whitespace is no change; a new section is one.
+        assert_eq!(sections_changed(BASE, &format!("# note\n{BASE}\n")), Vec::<String>::new());
+        assert_eq!(sections_changed(BASE, &format!("{BASE}\n[spend]\ndaily_cap_usd = 1.0\n")), ["spend"]);
+    }
+
+    #[test]
+    fn restart_needed_names_the_changed_keys_of_the_sections_bound_at_start() {
+        let listen = BASE.replace("127.0.0.1:7600", "127.0.0.1:7601").replace("1/hour", "2/hour");
+        assert_eq!(restart_needed(BASE, &listen), ["gateway.listen"]);
+        let agent = BASE.replace("name = \"a\"", "name = \"a\"\ncommand = [\"x\"]\nnetwork = \"none\"");
+        assert_eq!(restart_needed(BASE, &agent), ["agent.command", "agent.network"]);
+        assert_eq!(restart_needed(BASE, &format!("{BASE}\n[state]\ndir = \"/srv\"\n")), ["state"]);
+        assert_eq!(restart_needed(BASE, &BASE.replace("1/hour", "9/hour")), Vec::<String>::new());
+    }
+}
