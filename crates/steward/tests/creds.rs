@@ -287,6 +287,7 @@ const CHECKLIST: &[(&str, &str)] = &[
     ("Backups", "a restore was tested recently"),
     ("Runbook", "contacts are listed"),
     ("Runbook", "the runbook is rendered"),
+    ("Config", "the daemon runs the config on disk"),
     ("First deployment", "supervised mode for the first week"),
 ];
 

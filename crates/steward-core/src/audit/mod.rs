@@ -161,6 +161,9 @@ pub enum Phase {
     /// Written at start for a call the last run left unfinished (`kill -9`,
     /// crash, power loss): the upstream may or may not have executed it.
     Interrupted,
+    /// Not a call: a config reload (`door = "config"`), applied or refused,
+    /// with the old and new SHA-256 of the file (see `daemon::reload`).
+    Reload,
 }
 
 /// The audit log. Share it behind an `Arc`; [`AuditLog::shutdown`] needs it

@@ -17,6 +17,9 @@ use super::units::Usd;
 pub struct Config {
     /// Absolute path of the file this was loaded from; backups and doctor read it again.
     pub source_path: PathBuf,
+    /// The text this was validated from, and its SHA-256: what a reload
+    /// compares the file on disk with, and the hash `status` and `doctor` show.
+    pub source: ConfigSource,
     /// The agent steward stands around.
     pub agent: AgentConfig,
     /// The HTTP listener the agent talks to.
@@ -54,6 +57,46 @@ pub struct Config {
     /// `[runbook]`: whom to call, and where `steward runbook` writes the page.
     /// Present (empty) when the section is absent, so the page can always be rendered.
     pub runbook: RunbookConfig,
+}
+
+/// The text of a config file as it was validated.
+#[derive(Clone)]
+pub struct ConfigSource {
+    /// The text: a reload reads which top-level sections changed from it.
+    text: std::sync::Arc<str>,
+    /// Lowercase hex SHA-256 of the text's bytes (`sha256sum steward.toml`).
+    sha256: String,
+}
+
+impl ConfigSource {
+    /// The source `text` and its hash.
+    pub fn new(text: &str) -> Self {
+        Self { text: text.into(), sha256: sha256_hex(text.as_bytes()) }
+    }
+
+    /// The text as validated.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Lowercase hex SHA-256 of the file's bytes.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+}
+
+/// Only the hash: the text is the whole file.
+impl std::fmt::Debug for ConfigSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigSource").field("sha256", &self.sha256).finish_non_exhaustive()
+    }
+}
+
+/// Lowercase hex SHA-256 of `bytes`: the config hash `reload`, `status`
+/// and `doctor` show, comparable with `sha256sum`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// `[agent]`

@@ -16,20 +16,24 @@
 //! audit log but the daemon: it is drained and fsynced. Nothing else stops
 //! the daemon.
 //!
-//! # Credential reload
-//! [`SecretsReloader::reload`] (SIGHUP in `steward run`, sent by `steward
-//! secrets reload`) re-reads every credential source of the config the
-//! daemon started with. The new redactor, which knows the new values and
-//! every old one, is swapped in before the new values: no new value can be
-//! injected before it is redacted, and no old one ever stops being redacted.
-//! Calls in flight keep the header they were built with, so they finish with
-//! the old value. A failed reload changes nothing. A successful one wakes
-//! the token-introspection task (`secrets::introspect`), which asks each
-//! `introspection_url` about the new tokens in the background.
+//! # Reload
+//! [`Reloader::reload`] (SIGHUP in `steward run`, sent by `steward reload`
+//! and `steward secrets reload`) re-reads the config file and every
+//! credential source, validates them, and swaps the whole config in at
+//! once; an invalid config is refused and the old one keeps running. See
+//! `reload` for the order, and for the sections that need a restart. A
+//! successful reload wakes the token-introspection task
+//! (`secrets::introspect`), which asks each `introspection_url` about the
+//! new tokens in the background.
 
+mod reload;
 mod retention;
 mod systemd;
 
+pub use reload::{
+    CONFIG_SHA256_KEY, ConfigDrift, RESTART_NEEDED_KEY, RESTART_SECTIONS, ReloadError, ReloadReport, Reloader,
+    config_drift, restart_needed, sections_changed,
+};
 pub use retention::journal_keep;
 
 use std::path::{Path, PathBuf};
@@ -128,7 +132,7 @@ pub struct RunningDaemon {
     metrics: Arc<Metrics>,
     supervisor: Arc<SupervisorStats>,
     systemd: bool,
-    reloader: SecretsReloader,
+    reloader: Reloader,
     /// Writes the sampled audit lines still pending at shutdown.
     pipeline: Arc<Pipeline>,
     /// Held for the daemon's lifetime: released (by the OS, even on kill -9) when it ends.
@@ -161,8 +165,8 @@ impl RunningDaemon {
         Arc::clone(&self.supervisor)
     }
 
-    /// A handle that re-reads every credential source (see the module docs).
-    pub fn reloader(&self) -> SecretsReloader {
+    /// A handle that reloads the config file and every credential source (see the module docs).
+    pub fn reloader(&self) -> Reloader {
         self.reloader.clone()
     }
 
@@ -212,11 +216,11 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     let redactor = crate::redaction::shared(secrets.redactor(&agent_token, &config.redaction));
     let secrets = Arc::new(ArcSwap::from_pointee(secrets));
     let introspect_wake = Arc::new(tokio::sync::Notify::new());
-    let reloader = SecretsReloader::new(config, &secrets, &redactor, &agent_token, &introspect_wake);
     let events = EventBus::new();
     let metrics = Arc::new(Metrics::new());
 
     let (store, audit) = open_records(config, &redactor).await?;
+    let reload_token = AgentToken::from_value(agent_token.expose());
     let agent_token_value = secrecy::SecretString::from(agent_token.expose().to_owned());
     let tracker = TaskTracker::new();
     let pipeline = Arc::new(
@@ -257,16 +261,36 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     write_private(&addr_path, &format!("{addr}\n"))?;
 
     let shutdown = CancellationToken::new();
+    let monitor_stop = shutdown.child_token();
     let monitor = MonitorInit {
         config,
         secrets: Arc::clone(&secrets),
-        store,
+        store: store.clone(),
         audit: Arc::clone(&audit),
         metrics: Arc::clone(&metrics),
-        redactor,
+        redactor: Arc::clone(&redactor),
         events: &events,
     };
-    start_monitor(monitor, &tracker, &shutdown, &addr_path).await?;
+    start_monitor(monitor, &tracker, &shutdown, &monitor_stop, &addr_path).await?;
+    let reloader = Reloader::new(reload::ReloaderInit {
+        config,
+        secrets: &secrets,
+        redactor: &redactor,
+        agent_token: &reload_token,
+        introspect: &introspect_wake,
+        pipeline: &pipeline,
+        monitor: reload::MonitorSlot {
+            store,
+            audit: Arc::clone(&audit),
+            metrics: Arc::clone(&metrics),
+            events: events.clone(),
+            tracker: tracker.clone(),
+            shutdown: shutdown.clone(),
+            current: std::sync::Mutex::new(monitor_stop),
+        },
+    });
+    drop(reload_token);
+    reloader.record_running(config).await;
     tracker.spawn(gateway.serve(listener, shutdown.clone()));
     tracker.spawn(Arc::clone(&pipeline).run_junk_flush(shutdown.clone()));
     tracker.spawn(retention::task(config, Arc::clone(&audit), journal_store, shutdown.clone()));
@@ -281,7 +305,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     let introspection = |client| IntrospectionTask {
         config: Arc::new(config.clone()),
         secrets: Arc::clone(&secrets),
-        redactor: Arc::clone(&reloader.inner.redactor),
+        redactor: Arc::clone(reloader.redactor()),
         store: introspect_store,
         client,
     };
@@ -325,16 +349,19 @@ async fn open_records(config: &Config, redactor: &SharedRedactor) -> Result<(Sto
     Ok((store, audit))
 }
 
-/// Starts monitoring (alert engine, sinks, heartbeat). When it cannot start,
-/// nothing else runs yet: the monitor tasks already started are stopped and
-/// the address file is removed before the error is returned.
+/// Starts monitoring (alert engine, sinks, heartbeat) on `monitor_stop`, a
+/// child of `shutdown` that a reload cancels once the next monitoring
+/// runs. When it cannot start, nothing else runs yet: the monitor tasks
+/// already started are stopped and the address file is removed before the
+/// error is returned.
 async fn start_monitor(
     monitor: MonitorInit<'_>,
     tracker: &TaskTracker,
     shutdown: &CancellationToken,
+    monitor_stop: &CancellationToken,
     addr_path: &Path,
 ) -> Result<(), DaemonError> {
-    if let Err(err) = crate::monitor::start(monitor, tracker, shutdown).await {
+    if let Err(err) = crate::monitor::start(monitor, tracker, monitor_stop).await {
         shutdown.cancel();
         tracker.close();
         tracker.wait().await;
@@ -402,114 +429,5 @@ fn interrupted_record(row: &crate::store::CallRow, agent: &str, now: SystemTime)
         duration_ms: u64::try_from(now.duration_since(started).unwrap_or_default().as_millis()).unwrap_or(u64::MAX),
         attempts: row.attempts,
         extra: serde_json::Map::new(),
-    }
-}
-
-/// Re-reads credentials for a running daemon; cheap to clone.
-#[derive(Debug, Clone)]
-pub struct SecretsReloader {
-    inner: Arc<ReloadInner>,
-}
-
-/// What a reloader shares with the daemon.
-#[derive(Debug)]
-struct ReloadInner {
-    /// The config the daemon started with: a reload re-reads sources, not the file.
-    config: Config,
-    /// The values the forwarder injects.
-    secrets: Arc<ArcSwap<Secrets>>,
-    /// The redactor every writer uses.
-    redactor: SharedRedactor,
-    /// The agent token, which the redactor must keep knowing.
-    agent_token: AgentToken,
-    /// One reload at a time: two racing reloads could retire each other's values.
-    serial: tokio::sync::Mutex<()>,
-    /// Wakes the token-introspection task after a successful reload.
-    introspect: Arc<tokio::sync::Notify>,
-}
-
-/// What a successful reload did.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ReloadReport {
-    /// `[credentials.*]` entries now loaded (the count `steward secrets list` shows).
-    pub credentials: usize,
-    /// Secret references of `[alerts]` and `[heartbeat]` now loaded.
-    pub alert_references: usize,
-    /// Names whose value changed (by fingerprint).
-    pub changed: Vec<String>,
-    /// Old values the redactor keeps removing.
-    pub retired: usize,
-}
-
-impl SecretsReloader {
-    /// A reloader of `config`'s sources into `secrets`, swapping `redactor`
-    /// (which keeps knowing `agent_token`) and waking `introspect` after each
-    /// successful reload.
-    fn new(
-        config: &Config,
-        secrets: &Arc<ArcSwap<Secrets>>,
-        redactor: &SharedRedactor,
-        agent_token: &AgentToken,
-        introspect: &Arc<tokio::sync::Notify>,
-    ) -> Self {
-        let inner = ReloadInner {
-            config: config.clone(),
-            secrets: Arc::clone(secrets),
-            redactor: Arc::clone(redactor),
-            agent_token: AgentToken::from_value(agent_token.expose()),
-            serial: tokio::sync::Mutex::new(()),
-            introspect: Arc::clone(introspect),
-        };
-        Self { inner: Arc::new(inner) }
-    }
-
-    /// Re-reads every source; on success swaps the redactor, then the values,
-    /// and records the outcome in `<state>/reload.json` for `steward secrets
-    /// reload`. On failure nothing changes and the error is recorded.
-    pub async fn reload(&self) -> Result<ReloadReport, Unresolved> {
-        let inner = &self.inner;
-        let _serial = inner.serial.lock().await;
-        let started = SystemTime::now();
-        let result = match Secrets::resolve(&inner.config).await {
-            Ok(fresh) => {
-                let old = inner.secrets.load_full();
-                let changed: Vec<String> = fresh
-                    .names()
-                    .filter(|name| fresh.fingerprint(name) != old.fingerprint(name))
-                    .map(str::to_owned)
-                    .collect();
-                let fresh = fresh.retain_retired(&old);
-                let redactor = fresh.redactor(&inner.agent_token, &inner.config.redaction);
-                inner.redactor.store(Arc::new(redactor));
-                let credentials = fresh.credential_count(&inner.config);
-                let report = ReloadReport {
-                    credentials,
-                    alert_references: fresh.names().count() - credentials,
-                    changed,
-                    retired: fresh.retired_count(),
-                };
-                inner.secrets.store(Arc::new(fresh));
-                tracing::info!(
-                    credentials = report.credentials,
-                    changed = %report.changed.join(", "),
-                    "credentials reloaded"
-                );
-                log_expiry_findings(&inner.config, &inner.secrets.load(), SystemTime::now());
-                inner.introspect.notify_one();
-                Ok(report)
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "credential reload failed; the previous values stay in use");
-                Err(err)
-            }
-        };
-        let status = match &result {
-            Ok(report) => serde_json::json!({ "at_ms": unix_ms(started), "ok": true, "report": report }),
-            Err(err) => serde_json::json!({ "at_ms": unix_ms(started), "ok": false, "error": err.to_string() }),
-        };
-        if let Err(err) = write_private(&inner.config.state.reload_status_path(), &format!("{status}\n")) {
-            tracing::warn!(error = %err, "could not record the reload outcome");
-        }
-        result
     }
 }

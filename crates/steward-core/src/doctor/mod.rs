@@ -4,7 +4,8 @@
 //! The checklist is a list of independent section checks ([`SECTIONS`]),
 //! one function each, in one file each: `credentials`, `logging` (with its
 //! disk items in `disk`), `rate_limiting`, `monitoring`, `backups`,
-//! `runbook`, `sandbox` (the agent's box), and `not_configured`
+//! `runbook`, `sandbox` (the agent's box), `running_config` (the daemon
+//! runs the file on disk), and `not_configured`
 //! for what has not landed yet (supervised mode; backups without `[backup]`). A
 //! check only reads the prepared [`Context`]; the slow or fallible gathering
 //! (resolving credentials, probing the store) happens once, in [`gather`].
@@ -22,6 +23,7 @@ mod monitoring;
 mod not_configured;
 mod rate_limiting;
 mod runbook;
+mod running_config;
 mod sandbox;
 
 use std::collections::BTreeMap;
@@ -127,6 +129,8 @@ pub struct Context<'a> {
     pub namespaces: NamespaceProbe,
     /// The disk the store and logs use, the call rate, the free space.
     pub disk: DiskProbe,
+    /// The running daemon's config against the file; `None` when no daemon runs.
+    pub running_config: Option<crate::daemon::ConfigDrift>,
 }
 
 /// The recorded runbook page, judged against the config file and the disk.
@@ -160,6 +164,7 @@ pub const SECTIONS: &[SectionCheck] = &[
     backups::check,
     runbook::check,
     sandbox::check,
+    running_config::check,
     not_configured::first_deployment,
 ];
 
@@ -218,7 +223,23 @@ pub async fn gather(config: &Config, now: SystemTime) -> Context<'_> {
     .map(|record| RunbookProbe::probe(record, &config.source_path));
     let namespaces = NamespaceProbe::read();
     let disk = DiskProbe::gather(config, opened.as_ref(), now).await;
-    Context { config, now, resolution, store, backup_health, alerts_test, introspection, runbook, namespaces, disk }
+    let running_config = match (&opened, crate::state_dir::running_pid(&config.state.dir)) {
+        (Some(opened), Some(_)) => Some(crate::daemon::config_drift(opened, config).await),
+        _ => None,
+    };
+    Context {
+        config,
+        now,
+        resolution,
+        store,
+        backup_health,
+        alerts_test,
+        introspection,
+        runbook,
+        namespaces,
+        disk,
+        running_config,
+    }
 }
 
 /// Runs every section check on `ctx`.

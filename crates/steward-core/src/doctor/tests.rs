@@ -51,6 +51,7 @@ async fn context<'a>(config: &'a Config, env: &[(&str, &str)], now: SystemTime) 
         namespaces: NamespaceProbe { root: false, userns_refused: None },
         runbook: None,
         disk,
+        running_config: None,
     }
 }
 
@@ -212,9 +213,9 @@ async fn sections_come_in_checklist_order_with_stable_items() {
     sections.dedup();
     assert_eq!(
         sections,
-        ["Credentials", "Logging", "Rate limiting", "Monitoring", "Backups", "Runbook", "First deployment"]
+        ["Credentials", "Logging", "Rate limiting", "Monitoring", "Backups", "Runbook", "Config", "First deployment"]
     );
-    assert_eq!(report.checks.len(), 7 + 7 + 5 + 3 + 4 + 2 + 1);
+    assert_eq!(report.checks.len(), 7 + 7 + 5 + 3 + 4 + 2 + 1 + 1);
     assert_eq!(item(&report, "the store is writable").status, Status::Warn, "no state dir yet");
     assert_eq!(item(&report, "dead-man heartbeat is configured").status, Status::Warn);
     assert!(item(&report, "dead-man heartbeat is configured").detail.starts_with("no [heartbeat]"));

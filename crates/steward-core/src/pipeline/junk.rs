@@ -104,8 +104,9 @@ impl Pipeline {
         // Only the error JSON's shape depends on the provider's name here;
         // nothing is matched or forwarded from this raw reading.
         let provider = raw.strip_prefix("/llm/").and_then(|rest| rest.split(['/', '?']).next());
+        let live = self.live.load_full();
         let shape = match door {
-            Door::Llm => match provider.and_then(|name| self.llm.get(name)).map(|p| p.kind) {
+            Door::Llm => match provider.and_then(|name| live.llm.get(name)).map(|p| p.kind) {
                 Some(LlmKind::Anthropic) => ErrorShape::Anthropic,
                 _ => ErrorShape::OpenAi,
             },
@@ -123,6 +124,7 @@ impl Pipeline {
             input_summary: String::new(),
             input_sha256: String::new(),
             shape,
+            live,
         }
     }
 

@@ -59,6 +59,7 @@
 
 mod forward;
 mod junk;
+mod live;
 mod plan;
 mod refusal;
 mod relay;
@@ -80,20 +81,18 @@ use tokio_util::task::TaskTracker;
 
 pub use forward::{ForwardError, Forwarded, Forwarder};
 pub use junk::{SAMPLE_EVERY, SAMPLED_COUNT_KEY};
+pub use live::LiveConfig;
 pub use refusal::{ErrorShape, Refusal, RefusalView, refusal_body, stream_error_event};
 pub use retry::{BASE_DELAY, MAX_ATTEMPTS, MAX_DELAY};
 
 use crate::audit::{AuditLog, AuditRecord, Phase};
 use crate::clock::unix_ms;
-use crate::config::{
-    AuthInjection, Config, LlmKind, LlmProviderConfig, LoopBreakerConfig, SpendConfig, UpstreamConfig,
-};
+use crate::config::{AuthInjection, Config, LlmKind, LlmProviderConfig, UpstreamConfig};
 use crate::decision::Decision;
 use crate::events::{Event, EventBus};
-use crate::llm::PriceTable;
-use crate::policy::{self, ToolMatcher};
+use crate::policy;
 use crate::redaction::SharedRedactor;
-use crate::secrets::{AgentToken, ScopeWatch, Secrets};
+use crate::secrets::{AgentToken, Secrets};
 use crate::store::{Admission, AdmitOutcome, Completion, SpendSettlement, Store, StoreError};
 use crate::telemetry::{CallMetrics, Uncounted};
 use junk::JunkSampler;
@@ -187,27 +186,22 @@ struct CallRecord {
     input_sha256: String,
     /// Error JSON the agent's client expects.
     shape: ErrorShape,
+    /// The config snapshot this call runs under, loaded once when it
+    /// arrived: a reload never changes a call in flight (see `live`).
+    live: Arc<LiveConfig>,
 }
 
 /// Everything the pipeline needs, built once by the daemon.
 pub struct Pipeline {
-    agent: String,
-    matcher: ToolMatcher,
-    loop_breaker: LoopBreakerConfig,
-    /// `[llm.*]` providers by name.
-    llm: std::collections::BTreeMap<String, LlmProviderConfig>,
-    /// Built-in prices merged with `[prices.*]`.
-    prices: PriceTable,
-    spend: SpendConfig,
+    /// What is built from the config, swapped whole by a reload; each call
+    /// loads it once (see `live`).
+    live: ArcSwap<LiveConfig>,
     store: Store,
     audit: Arc<AuditLog>,
     redactor: SharedRedactor,
     agent_token: AgentToken,
-    forwarder: Forwarder,
     /// The live credentials: read per call for the expiry check.
     secrets: Arc<ArcSwap<Secrets>>,
-    /// Upstreams that report their token's scopes.
-    scope_watch: ScopeWatch,
     /// Where loop, spend-cap and write-failure events go.
     events: EventBus,
     /// Per-call counters (`/metrics`, once the daemon wires them).
@@ -232,7 +226,7 @@ pub enum PipelineError {
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pipeline").field("agent", &self.agent).finish_non_exhaustive()
+        f.debug_struct("Pipeline").field("live", &self.live.load()).finish_non_exhaustive()
     }
 }
 
@@ -248,20 +242,9 @@ impl Pipeline {
         agent_token: AgentToken,
         tasks: TaskTracker,
     ) -> Result<Self, PipelineError> {
-        let api =
-            config.upstreams.iter().map(|(name, upstream)| (plan::forward_key(Door::Api, name), upstream.clone()));
-        let llm =
-            config.llm.iter().map(|(name, provider)| (plan::forward_key(Door::Llm, name), llm_upstream(provider)));
         Ok(Self {
-            agent: config.agent.name.clone(),
-            matcher: ToolMatcher::new(&config.tools, config.unmatched),
-            loop_breaker: config.loop_breaker,
-            llm: config.llm.clone(),
-            prices: PriceTable::with_builtin(&config.prices)?,
-            spend: config.spend.clone(),
-            forwarder: Forwarder::new(api.chain(llm), Arc::clone(&secrets))?,
+            live: ArcSwap::from_pointee(LiveConfig::build(config, &secrets)?),
             secrets,
-            scope_watch: ScopeWatch::new(config),
             store,
             audit,
             redactor,
@@ -279,6 +262,19 @@ impl Pipeline {
         self.events = events;
         self.metrics = metrics;
         self
+    }
+
+    /// Builds the snapshot of `config` that [`Pipeline::swap_config`] would
+    /// apply, without applying it: a reload builds first and refuses a
+    /// config whose parts cannot be built.
+    pub fn prepare_config(&self, config: &Config) -> Result<LiveConfig, PipelineError> {
+        LiveConfig::build(config, &self.secrets)
+    }
+
+    /// Makes `live` the config of every call that arrives from now on;
+    /// calls in flight finish under the one they loaded.
+    pub fn swap_config(&self, live: LiveConfig) {
+        self.live.store(Arc::new(live));
     }
 
     /// The store, for front doors and the daemon's background tasks.
@@ -391,13 +387,14 @@ impl Pipeline {
     }
 
     fn describe(&self, call: &Call) -> CallRecord {
+        let live = self.live.load_full();
         let redactor = self.redactor.load();
         let path = match &call.query {
             Some(query) => format!("{}?{}", call.path, query),
             None => call.path.as_str().to_owned(),
         };
         let shape = match call.door {
-            Door::Llm => match self.llm.get(&call.upstream).map(|p| p.kind) {
+            Door::Llm => match live.llm.get(&call.upstream).map(|p| p.kind) {
                 Some(LlmKind::Anthropic) => ErrorShape::Anthropic,
                 _ => ErrorShape::OpenAi,
             },
@@ -420,6 +417,7 @@ impl Pipeline {
             },
             input_sha256: policy::input_sha256(&call.body),
             shape,
+            live,
         }
     }
 
@@ -495,7 +493,7 @@ impl Pipeline {
             input_summary: record.input_summary.clone(),
             input_sha256: record.input_sha256.clone(),
             limit: plan.and_then(|p| p.limit),
-            loop_breaker: self.loop_breaker,
+            loop_breaker: record.live.loop_breaker,
             spend: plan.and_then(|p| p.llm.as_ref()).and_then(|l| l.hold.clone()),
         }
     }
@@ -559,7 +557,7 @@ impl Pipeline {
     }
 
     async fn forward(self: &Arc<Self>, call: Call, record: CallRecord, plan: Plan) -> Response<Body> {
-        let forwarded = match self.forwarder.send(&plan.forward_key, &call, &plan.body, plan.retry).await {
+        let forwarded = match record.live.forwarder.send(&plan.forward_key, &call, &plan.body, plan.retry).await {
             Ok(forwarded) => forwarded,
             Err(err) => {
                 let refusal = match &err {
@@ -594,8 +592,8 @@ impl Pipeline {
             }
         };
         let Forwarded { response, attempts } = forwarded;
-        if call.door != Door::Llm && !self.scope_watch.is_empty() {
-            self.scope_watch.observe(&call.upstream, response.headers());
+        if call.door != Door::Llm && !record.live.scope_watch.is_empty() {
+            record.live.scope_watch.observe(&call.upstream, response.headers());
         }
         self.respond(&call.method, record, plan.llm, response, attempts).await
     }
@@ -639,7 +637,7 @@ impl Pipeline {
         AuditRecord {
             ts: crate::clock::format_ts(record.received_at),
             call_id: record.call_id.clone(),
-            agent: self.agent.clone(),
+            agent: record.live.agent.clone(),
             door: record.door.as_str().to_owned(),
             tool: record.tool.clone(),
             upstream: record.upstream.clone(),

@@ -7,6 +7,8 @@
 //! A refusal here is never `killed`: the gate decided the kill switch before
 //! planning began.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::HeaderValue;
 
@@ -71,8 +73,8 @@ impl Pipeline {
     /// Refuses a call whose upstream needs a credential that has expired at
     /// the call's arrival. Checked per call against the live secrets, so a
     /// reload with a fresh token lifts it at once.
-    fn check_credential(&self, forward_key: &str, call: &Call) -> Result<(), (Refusal, bool)> {
-        let Some(credential) = self.forwarder.credential_of(forward_key) else { return Ok(()) };
+    fn check_credential(&self, record: &CallRecord, forward_key: &str, call: &Call) -> Result<(), (Refusal, bool)> {
+        let Some(credential) = record.live.forwarder.credential_of(forward_key) else { return Ok(()) };
         let secrets = self.secrets.load();
         let Some((expires_at, _)) = secrets.expiry(credential) else { return Ok(()) };
         if expires_at > call.received_at {
@@ -90,17 +92,18 @@ impl Pipeline {
     /// Plans an `/api/{upstream}` call: the tool from the `[[tools]]` rules.
     pub(super) fn plan_api(&self, call: &Call, record: &CallRecord) -> Result<Plan, (Refusal, bool)> {
         let forward_key = forward_key(Door::Api, &call.upstream);
-        if !self.forwarder.has_upstream(&forward_key) {
+        let live = &record.live;
+        if !live.forwarder.has_upstream(&forward_key) {
             return Err((Refusal::UnknownUpstream { name: call.upstream.clone() }, false));
         }
-        let tool = match self.matcher.identify(&call.upstream, call.method.as_str(), &call.path) {
+        let tool = match live.matcher.identify(&call.upstream, call.method.as_str(), &call.path) {
             Identified::Tool(tool) => Some(tool),
             Identified::UnmatchedAllowed => None,
             Identified::UnmatchedDenied => {
                 return Err((Refusal::Unmatched { route: format!("{} {}", call.method, record.path) }, false));
             }
         };
-        self.check_credential(&forward_key, call)?;
+        self.check_credential(record, &forward_key, call)?;
         let retry = match tool {
             Some(tool) => tool.retry,
             None if call.method.is_idempotent() => RetryPolicy::Idempotent,
@@ -119,10 +122,11 @@ impl Pipeline {
     /// Plans an `/llm/{provider}` call: every endpoint passes; generation
     /// endpoints need a known price and reserve their worst case.
     pub(super) fn plan_llm(&self, call: &mut Call, record: &mut CallRecord) -> Result<Plan, (Refusal, bool)> {
-        let Some(provider) = self.llm.get(&call.upstream) else {
+        let live = Arc::clone(&record.live);
+        let Some(provider) = live.llm.get(&call.upstream) else {
             return Err((Refusal::UnknownUpstream { name: call.upstream.clone() }, false));
         };
-        self.check_credential(&forward_key(Door::Llm, &call.upstream), call)?;
+        self.check_credential(record, &forward_key(Door::Llm, &call.upstream), call)?;
         let request = LlmRequest::inspect(provider.kind, &call.path, &call.body)
             .map_err(|e| (Refusal::BadRequest { detail: e.to_string() }, false))?;
         let endpoint = request.endpoint();
@@ -134,10 +138,10 @@ impl Pipeline {
         record.input_summary =
             request.summary().map(|s| policy::truncate_summary(&self.redactor.load().redact(s))).unwrap_or_default();
         let tool = format!("{}:{}", call.upstream, endpoint.as_str());
-        let default_max = self.spend.default_max_output_tokens;
+        let default_max = live.spend.default_max_output_tokens;
         let price = match (endpoint.is_priced(), request.model()) {
             (false, _) => None,
-            (true, Some(model)) => match self.prices.lookup(model) {
+            (true, Some(model)) => match live.prices.lookup(model) {
                 Some(price) => Some(price),
                 None => {
                     // `steward last` shows the endpoint and, first in the summary, the model refused.
@@ -155,11 +159,11 @@ impl Pipeline {
             }
         };
         let hold = price.as_ref().map(|price| SpendHold {
-            day: self.spend.day_of(record.received_at, 0),
+            day: live.spend.day_of(record.received_at, 0),
             provider: call.upstream.clone(),
             model: request.model().unwrap_or_default().to_owned(),
             reserve_micros: request.worst_case_micros(price, default_max),
-            cap_micros: self.spend.daily_cap().map(|c| c.micros()),
+            cap_micros: live.spend.daily_cap().map(|c| c.micros()),
         });
         let input_bound = price.as_ref().map_or(0, |p| request.input_bound().tokens(p));
         let body = match request.rewrite(default_max) {

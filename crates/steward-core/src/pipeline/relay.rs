@@ -254,7 +254,7 @@ impl Recorder {
         let settled = self
             .llm
             .as_ref()
-            .and_then(|plan| settle::settle(plan, self.status, observer, ending, &self.pipeline.prices));
+            .and_then(|plan| settle::settle(plan, self.status, observer, ending, &self.record.live.prices));
         let mut extra = serde_json::Map::new();
         if let Some(plan) = &self.llm {
             extra.insert("model".into(), plan.model.clone().into());

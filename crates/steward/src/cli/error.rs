@@ -35,6 +35,15 @@ pub enum CliError {
         /// Whether a person must fix one (see `SecretsError::needs_a_person`).
         needs_a_person: bool,
     },
+    /// The running daemon refused a reload (invalid file, a reference that
+    /// did not resolve, a part that could not be built) and keeps its
+    /// current config (exit 3).
+    Reload {
+        /// The config the daemon was asked to reload.
+        path: PathBuf,
+        /// Every problem, one line each.
+        problems: Vec<String>,
+    },
     /// Any other failure (exit 1).
     Other(anyhow::Error),
 }
@@ -63,7 +72,7 @@ impl CliError {
     /// The exit code this failure ends the command with.
     pub fn code(&self) -> u8 {
         match self {
-            CliError::Config { .. } => exit::CONFIG,
+            CliError::Config { .. } | CliError::Reload { .. } => exit::CONFIG,
             CliError::Credentials { needs_a_person: true, .. } => exit::CONFIG,
             CliError::Credentials { .. } | CliError::Other(_) => exit::FAILURE,
         }
@@ -92,6 +101,14 @@ impl CliError {
                 text.push_str(&format!("{}: {}\n", path.display(), credentials_summary(problems.len())));
                 text
             }
+            CliError::Reload { path, problems } => {
+                let mut text = String::new();
+                for problem in problems {
+                    text.push_str(&format!("error: {problem}\n"));
+                }
+                text.push_str(&format!("{}: {}\n", path.display(), RELOAD_REFUSED));
+                text
+            }
             CliError::Other(err) => format!("error: {}\n", chain_text(err)),
         }
     }
@@ -113,6 +130,13 @@ impl CliError {
                 "location": path.display().to_string(),
                 "problems": problems,
             }),
+            CliError::Reload { path, problems } => serde_json::json!({
+                "kind": "reload",
+                "message": RELOAD_REFUSED,
+                "help": RELOAD_HELP,
+                "location": path.display().to_string(),
+                "problems": problems,
+            }),
             CliError::Other(err) => serde_json::json!({
                 "kind": "failure",
                 "message": chain_text(err),
@@ -123,6 +147,13 @@ impl CliError {
         serde_json::json!({ "error": error })
     }
 }
+
+/// What [`CliError::Reload`] means for the running daemon.
+const RELOAD_REFUSED: &str = "the daemon refused the new config and keeps running the previous one";
+
+/// The fix for [`CliError::Reload`].
+const RELOAD_HELP: &str =
+    "fix each problem as its message says, check with `steward config check`, then `steward reload` again";
 
 /// The fix for [`CliError::Credentials`], after each problem's own.
 const CREDENTIALS_HELP: &str = "fix each as its message says (export the variable, chmod the file, ...); \

@@ -13,6 +13,7 @@ mod error;
 mod init;
 mod last;
 mod logs;
+mod reload;
 mod restore;
 mod run;
 mod runbook;
@@ -102,6 +103,9 @@ enum Command {
     /// Show captured logs: `steward logs agent [-f] [-n N]`.
     #[command(subcommand)]
     Logs(logs::LogsCommand),
+    /// Make the running daemon reload steward.toml and every credential: validated first (an invalid file
+    /// is refused and the running config stays), swapped at once; listener, state dir and agent changes need a restart.
+    Reload(reload::Args),
     /// Run the quickstart: mock upstream + gateway + example agent, no external services.
     Demo(demo::Args),
     /// Credentials: list them (never the values) or make the running daemon reload them.
@@ -158,6 +162,7 @@ impl Cli {
             | Command::Stop(_)
             | Command::Resume(_)
             | Command::Demo(_)
+            | Command::Reload(_)
             | Command::Secrets(secrets::Command::Reload(_))
             | Command::AgentExec(_)
             | Command::AgentInit(_)
@@ -201,6 +206,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Spend(args) => spend::run(&config_path, args),
         Command::Logs(command) => logs::run(&config_path, command),
         Command::Demo(args) => demo::run(args),
+        Command::Reload(args) => reload::run(&config_path, args),
         Command::Secrets(command) => secrets::run(&config_path, command),
         Command::Doctor(args) => Ok(doctor::run(&config_path, args)),
         Command::Alerts(command) => alerts::run(&config_path, command),

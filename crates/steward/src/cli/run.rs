@@ -1,7 +1,7 @@
 //! `steward run`: the daemon in the foreground, with the agent supervised
 //! (started in its box, `agent-exec`, so it dies with steward and cannot
 //! reach steward's files), systemd notifications (no-op outside systemd),
-//! and SIGHUP reloading credentials. Its log goes to stderr: text (coloured
+//! and SIGHUP reloading the whole config (`steward reload`). Its log goes to stderr: text (coloured
 //! only on a terminal) or, with `--log-format json`, one JSON object per
 //! line for log shippers.
 //!
@@ -19,7 +19,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::{CliError, exit, load_config, runtime};
 
-/// `steward run` (SIGTERM/Ctrl-C drain and stop; SIGHUP reloads credentials)
+/// `steward run` (SIGTERM/Ctrl-C drain and stop; SIGHUP reloads the config and credentials)
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// How steward's own log lines are written to stderr.
@@ -49,7 +49,7 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
     let rt = runtime()?;
     let options = DaemonOptions { launcher: launcher(), systemd: true, ..DaemonOptions::default() };
     let started = rt.block_on(async {
-        // Registered before the daemon takes its lock: `steward secrets reload`
+        // Registered before the daemon takes its lock: `steward reload`
         // may signal as soon as the lock is held, `steward stop`, systemd or a
         // test may send SIGTERM as soon as the address file exists, and an
         // unhandled SIGHUP or SIGTERM would kill the process without draining.
@@ -110,11 +110,12 @@ pub fn init_tracing(format: LogFormat) {
     };
 }
 
-/// SIGHUP (`steward secrets reload`) re-reads every credential source; a
-/// failed reload keeps the previous values and is logged by the reloader.
-async fn reload_on_hangup(mut hangups: Signal, reloader: daemon::SecretsReloader) {
+/// SIGHUP (`steward reload`, `steward secrets reload`, systemd's
+/// `ExecReload`) re-reads the config file and every credential source; a
+/// refused reload keeps the running config and is logged by the reloader.
+async fn reload_on_hangup(mut hangups: Signal, reloader: daemon::Reloader) {
     while hangups.recv().await.is_some() {
-        tracing::info!("SIGHUP received; reloading credentials");
+        tracing::info!("SIGHUP received; reloading the config");
         let _ = reloader.reload().await;
     }
 }

@@ -3,23 +3,19 @@
 //! `list` resolves every source itself (values stay in this process's
 //! memory and are dropped at exit) and shows what is known about each
 //! credential, never the value. `reload` asks the running daemon to re-read
-//! every source (SIGHUP) and waits for the outcome it records in
-//! `<state>/reload.json`.
+//! every source, the way `steward reload` does (SIGHUP, then the outcome
+//! in `<state>/reload.json`, see `reload`): the daemon reloads its whole
+//! config with them, and this command reports the credentials.
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use owo_colors::OwoColorize;
 use steward_core::secrets::{self, Secrets};
-use steward_core::state_dir::running_pid;
 
-use super::{CliError, exit, load_config, now_ms, print_json, runtime};
-
-/// How long `reload` waits for the daemon's answer: every source may take
-/// its full timeout (10 s for a command or Vault), so allow a few of them.
-const RELOAD_WAIT: Duration = Duration::from_secs(60);
+use super::reload::{Outcome, ask_daemon};
+use super::{CliError, exit, load_config, print_json, runtime};
 
 /// `steward secrets`
 #[derive(Debug, clap::Subcommand)]
@@ -96,55 +92,25 @@ fn list(path: &Path, args: ListArgs) -> Result<ExitCode, CliError> {
 
 fn reload(path: &Path, _args: ReloadArgs) -> Result<ExitCode, CliError> {
     let config = load_config(path)?;
-    let pid = running_pid(&config.state.dir).ok_or_else(|| {
-        anyhow!(
-            "no steward daemon is running with state dir {}; start it with `steward run` (a fresh start reads \
-             every credential anyway)",
-            config.state.dir.display()
+    let Outcome { pid, status } = ask_daemon(&config, "a fresh start reads every credential anyway")?;
+    if status["ok"] != true {
+        return Err(anyhow!(
+            "the daemon could not reload its credentials and keeps the previous values: {}",
+            status["error"].as_str().unwrap_or("unknown error")
         )
-    })?;
-    let pid: i32 = pid.parse().with_context(|| format!("the daemon lock holds no pid ({pid:?})"))?;
-    let sent_ms = now_ms();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGHUP)
-        .with_context(|| format!("cannot signal the daemon (pid {pid})"))?;
-    let status_path = config.state.reload_status_path();
-    let deadline = Instant::now() + RELOAD_WAIT;
-    loop {
-        if let Some(status) = std::fs::read_to_string(&status_path)
-            .ok()
-            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-            .filter(|status| status["at_ms"].as_i64().is_some_and(|at| at >= sent_ms))
-        {
-            if status["ok"] == true {
-                let report = &status["report"];
-                let changed: Vec<&str> = report["changed"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
-                    .unwrap_or_default();
-                let alerts = match report["alert_references"].as_u64() {
-                    Some(n) if n > 0 => format!(" and {n} alert reference(s)"),
-                    _ => String::new(),
-                };
-                anstream::println!(
-                    "reloaded {} credential(s){alerts} in the daemon (pid {pid}); changed: {}",
-                    report["credentials"],
-                    if changed.is_empty() { "none".to_owned() } else { changed.join(", ") }
-                );
-                return Ok(ExitCode::from(exit::OK));
-            }
-            return Err(anyhow!(
-                "the daemon could not reload its credentials and keeps the previous values: {}",
-                status["error"].as_str().unwrap_or("unknown error")
-            )
-            .into());
-        }
-        if Instant::now() > deadline {
-            return Err(anyhow!(
-                "sent SIGHUP to the daemon (pid {pid}) but it recorded no outcome within {}s; check its log",
-                RELOAD_WAIT.as_secs()
-            )
-            .into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
+        .into());
     }
+    let report = &status["report"];
+    let changed: Vec<&str> =
+        report["changed"].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
+    let alerts = match report["alert_references"].as_u64() {
+        Some(n) if n > 0 => format!(" and {n} alert reference(s)"),
+        _ => String::new(),
+    };
+    anstream::println!(
+        "reloaded {} credential(s){alerts} in the daemon (pid {pid}); changed: {}",
+        report["credentials"],
+        if changed.is_empty() { "none".to_owned() } else { changed.join(", ") }
+    );
+    Ok(ExitCode::from(exit::OK))
 }

@@ -1,6 +1,7 @@
 //! `steward status`: the agent (state, pid, uptime, restarts, last exit), the
 //! daemon, the kill switch, each tool's use of its limit, firing alerts and
-//! failing alert sinks.
+//! failing alert sinks, and the config the daemon runs: its SHA-256 and
+//! whether the file on disk differs (edited, not yet `steward reload`ed).
 //!
 //! The agent's state comes from the status the daemon's supervisor publishes
 //! in the store. When no daemon runs, that status is history: the agent is
@@ -39,7 +40,7 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         std::fs::read_to_string(config.state.addr_path()).ok().map(|s| s.trim().to_owned()).filter(|_| pid.is_some());
     let now = now_ms();
     let today = config.spend.day_of(std::time::SystemTime::now(), 0);
-    let (kill, tools, (spent, spend_stop), published, fatal, alerts) = runtime()?.block_on(async {
+    let (kill, tools, (spent, spend_stop), published, fatal, alerts, drift) = runtime()?.block_on(async {
         let store = open_store_read_only(&config)?;
         let spent = store.spend_total(&today).await.context("cannot read the spend ledger")?;
         let spend_stop = store.spend_stop(&today).await.context("cannot read the spend ledger")?;
@@ -65,7 +66,11 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
             tools.push((tool.name.clone(), in_hour, window));
         }
         let alerts = alert_status(&store, &config).await?;
-        Ok::<_, anyhow::Error>((kill, tools, (spent, spend_stop), published, fatal, alerts))
+        let drift = match pid {
+            Some(_) => Some(steward_core::daemon::config_drift(&store, &config).await),
+            None => None,
+        };
+        Ok::<_, anyhow::Error>((kill, tools, (spent, spend_stop), published, fatal, alerts, drift))
     })?;
     let agent = AgentView::new(&config, pid.is_some(), &kill, published, fatal, now);
 
@@ -85,6 +90,13 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         print_json(&serde_json::json!({
             "agent": config.agent.name,
             "daemon": { "running": pid.is_some(), "pid": pid, "addr": addr },
+            "config": {
+                "path": config.source_path.display().to_string(),
+                "file_sha256": config.source.sha256(),
+                "running_sha256": drift.as_ref().and_then(|d| d.running_sha256.clone()),
+                "differs": drift.as_ref().map(|d| d.differs),
+                "restart_needed": drift.as_ref().map(|d| d.restart_needed.clone()).unwrap_or_default(),
+            },
             "state": agent.state,
             "reason": agent.reason,
             "pid": agent.pid,
@@ -120,6 +132,7 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         (Some(pid), None) => anstream::println!("daemon   running (pid {pid})"),
         _ => anstream::println!("daemon   {}", "not running".yellow()),
     }
+    print_config(&config, drift.as_ref());
     agent.print(&config.agent.name);
     if kill.engaged {
         anstream::println!(
@@ -150,6 +163,32 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
     }
     print_alerts(&alerts);
     Ok(ExitCode::from(exit::OK))
+}
+
+/// The `config` line: the running hash, and whether the file on disk differs.
+fn print_config(config: &Config, drift: Option<&steward_core::daemon::ConfigDrift>) {
+    let short = |sha: &str| sha.chars().take(12).collect::<String>();
+    let file = short(config.source.sha256());
+    let Some(drift) = drift else {
+        anstream::println!("config   sha256 {file} (the file on disk; read when the daemon starts)");
+        return;
+    };
+    match &drift.running_sha256 {
+        None => anstream::println!("config   sha256 unknown (the daemon recorded none); file on disk sha256 {file}"),
+        Some(running) if drift.differs => anstream::println!(
+            "config   sha256 {} running; the file on disk {} (sha256 {file}): `steward reload` applies it",
+            short(running),
+            "differs".yellow().bold()
+        ),
+        Some(running) => anstream::println!("config   sha256 {} running, the same as the file on disk", short(running)),
+    }
+    if !drift.restart_needed.is_empty() {
+        anstream::println!(
+            "         {}: {} (not applied until steward restarts)",
+            "restart needed".yellow().bold(),
+            drift.restart_needed.join(", ")
+        );
+    }
 }
 
 /// The agent as `steward status` shows it.

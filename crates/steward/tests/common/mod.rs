@@ -304,9 +304,13 @@ policy = "deny"
     }
 
     /// The last line of every call: every audit line except the `admitted`
-    /// ones an allowed call writes before it is forwarded.
+    /// ones an allowed call writes before it is forwarded, and the lines of
+    /// config reloads (`phase = "reload"`), which are not calls.
     pub fn audit_lines(&self) -> Vec<serde_json::Value> {
-        self.all_audit_lines().into_iter().filter(|line| line["phase"] != "admitted").collect()
+        self.all_audit_lines()
+            .into_iter()
+            .filter(|line| line["phase"] != "admitted" && line["phase"] != "reload")
+            .collect()
     }
 
     /// Every audit line, across rotated files (not archives), parsed.

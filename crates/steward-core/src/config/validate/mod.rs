@@ -165,6 +165,7 @@ pub(super) fn validate(raw: RawConfig, source: &str, source_path: &Path, problem
     let runbook = v.runbook(raw.runbook, &state);
     Config {
         source_path: source_path.to_path_buf(),
+        source: super::ConfigSource::new(source),
         agent,
         gateway,
         state,
