@@ -74,6 +74,10 @@
 //! - `kill_switch`: exactly one row (`id = 1`): `engaged`, `reason`, `source`,
 //!   `changed_ms` (when it was last engaged or released).
 //! - `kv`: small persisted state (alert states, last backup time).
+//! - `approvals` (migration 5): supervised mode's approval requests, one row
+//!   each: the call's digest and redacted summary (never its body), its
+//!   expiry, and the decision (`pending`, `approved`, `released`, `denied`,
+//!   `expired`) with who made it, how and when.
 
 mod checkpoint;
 mod queries;

@@ -67,6 +67,33 @@ pub(super) const MIGRATIONS: &[&str] = &[
         WHERE finished_ms IS NOT NULL
           AND decision NOT IN ('unauthenticated', 'killed', 'spend_cap')
           AND COALESCE(reason, '') != 'interrupted';",
+    // 5: supervised mode's approval requests (issue 14). One row per
+    // request a human must decide; the full request body stays in the
+    // daemon's memory only, the row keeps its digest and redacted summary.
+    // `state`: pending → approved → released (the grant used, once), or
+    // pending → denied | expired. `decided_via`: cli, dashboard, expiry.
+    "CREATE TABLE approvals (
+        id               TEXT PRIMARY KEY NOT NULL,
+        created_ms       INTEGER NOT NULL,
+        expires_ms       INTEGER NOT NULL,
+        door             TEXT NOT NULL,
+        tool             TEXT NOT NULL,
+        upstream         TEXT NOT NULL,
+        method           TEXT NOT NULL,
+        path             TEXT NOT NULL,
+        digest           TEXT NOT NULL,
+        summary          TEXT NOT NULL,
+        state            TEXT NOT NULL
+                         CHECK (state IN ('pending', 'approved', 'denied', 'expired', 'released')),
+        decided_ms       INTEGER,
+        decided_by       TEXT,
+        decided_via      TEXT,
+        note             TEXT,
+        released_call_id TEXT
+    ) STRICT;
+    CREATE INDEX approvals_state_created ON approvals (state, created_ms);
+    CREATE INDEX approvals_digest_state ON approvals (digest, state);
+    CREATE INDEX approvals_decided ON approvals (decided_ms) WHERE decided_ms IS NOT NULL;",
 ];
 
 /// Device and inode of the database file as opened.
