@@ -394,16 +394,19 @@ impl Store {
         .await
     }
 
-    /// The request still open for `digest`: pending, or approved and not
-    /// yet used (newest first), if any. A held call that steward's restart
-    /// cut off is found again through it.
-    pub async fn open_approval_for(&self, digest: &str) -> Result<Option<ApprovalRow>, StoreError> {
+    /// The request still open for `digest` at `now_ms`: pending (even if
+    /// overdue: the caller expires it), or approved with a grant still
+    /// valid, newest first. A held call that steward's restart cut off is
+    /// found again through it.
+    pub async fn open_approval_for(&self, digest: &str, now_ms: i64) -> Result<Option<ApprovalRow>, StoreError> {
         let digest = digest.to_owned();
         self.read(move |conn| {
             query(
                 conn,
-                "WHERE digest = ?1 AND state IN ('pending', 'approved') ORDER BY created_ms DESC, id LIMIT 1",
-                [digest],
+                "WHERE digest = ?1 AND (state = 'pending'
+                       OR (state = 'approved' AND ?2 < decided_ms + (expires_ms - created_ms)))
+                 ORDER BY created_ms DESC, id LIMIT 1",
+                params![digest, now_ms],
             )
             .map(|rows| rows.into_iter().next())
         })
