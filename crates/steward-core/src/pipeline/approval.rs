@@ -311,6 +311,16 @@ impl Pipeline {
         &self.approvals
     }
 
+    /// `body` as the approver sees it ([`redacted_body`] with the live redactor).
+    pub fn redacted_body(&self, body: &[u8]) -> String {
+        redacted_body(&self.redactor.load(), body)
+    }
+
+    /// The rate limit of tool `name` in the live config (the approver's context).
+    pub fn tool_limit(&self, name: &str) -> Option<crate::config::RateLimit> {
+        self.live.load().matcher.tool(name).and_then(|t| t.limit)
+    }
+
     /// The approval step (see the module docs). `Ok` when the call needs no
     /// approval or its grant was just used; the caller admits it next.
     pub(super) async fn supervise(
@@ -589,5 +599,8 @@ fn system_time(ms: i64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
+mod decide;
 #[cfg(test)]
 mod tests;
+
+pub use decide::{DecideError, decide};

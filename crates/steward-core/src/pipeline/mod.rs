@@ -89,8 +89,8 @@ use http::{HeaderMap, HeaderValue, Method, Response};
 use tokio_util::task::TaskTracker;
 
 pub use approval::{
-    AUDITED_KEY, Approvals, EXPIRE_EVERY, HeldRequest, POLL_EVERY, RETRY_PENDING_AFTER, digest, policy_version,
-    redacted_body,
+    AUDITED_KEY, Approvals, DecideError, EXPIRE_EVERY, HeldRequest, POLL_EVERY, RETRY_PENDING_AFTER, decide, digest,
+    policy_version, redacted_body,
 };
 pub use forward::{ForwardError, Forwarded, Forwarder};
 pub use junk::{SAMPLE_EVERY, SAMPLED_COUNT_KEY};
