@@ -58,7 +58,7 @@ async fn list(State(state): State<AdminState>) -> Result<Json<Value>, ApiError> 
         let context = context(&state, &row.tool, now_ms).await.map_err(store_error)?;
         let held = state.pipeline.approvals().request(&row.id);
         let body = held.map(|h| state.pipeline.redacted_body(&h.body));
-        let mut item = row_json(&row, now_ms);
+        let mut item = approval_json(&row, now_ms);
         item["body_in_memory"] = body.is_some().into();
         item["body"] = body.into();
         item["context"] = context;
@@ -102,7 +102,7 @@ async fn context(state: &AdminState, tool: &str, now_ms: i64) -> Result<Value, c
 }
 
 /// A stored request as JSON (no body: the store never has it).
-pub fn row_json(row: &ApprovalRow, now_ms: i64) -> Value {
+pub fn approval_json(row: &ApprovalRow, now_ms: i64) -> Value {
     json!({
         "id": row.id,
         "tool": row.tool,
@@ -156,7 +156,7 @@ async fn decided(
     match decide(&state.store, prefix, verdict, by, via, note, now_ms).await {
         Ok(row) => {
             state.pipeline.approvals().decided(&row);
-            Ok(Json(json!({ "approval": row_json(&row, now_ms) })))
+            Ok(Json(json!({ "approval": approval_json(&row, now_ms) })))
         }
         Err(err) => Err(api_error(state, &err)),
     }

@@ -33,6 +33,7 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use tokio_util::sync::CancellationToken;
 
+pub use approvals::approval_json;
 pub use client::{AdminClient, ClientError};
 pub use token::{ADMIN_TOKEN_PREFIX, AdminToken};
 
