@@ -69,6 +69,14 @@ async fn wait_until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// Stops the daemon (its socket cannot be read by the leak walker) and
+/// checks that no planted secret reached any file.
+fn finish(env: Arc<Env>) {
+    let mut env = Arc::try_unwrap(env).ok().unwrap();
+    env.stop(false);
+    env.assert_no_secret_leaked();
+}
+
 /// The approval audit lines (`phase = "approval"`) with `decision`.
 fn approval_lines(env: &Env, decision: &str) -> Vec<Value> {
     env.all_audit_lines().into_iter().filter(|l| l["phase"] == "approval" && l["decision"] == decision).collect()
@@ -91,7 +99,7 @@ async fn an_approved_call_reaches_the_upstream_exactly_once() {
     let approved = cli_json(&env, &["approve", &id[..6], "--note", "fine", "--json"]);
     assert_eq!(approved["approval"]["state"], "approved", "{approved:#}");
     let (status, body, _) = agent.await.unwrap();
-    assert_eq!(status, 201, "{body}");
+    assert_eq!(status, 200, "{body}");
     assert_eq!(upstream_posts(&env), 1);
     // The grant was used: the identical repeat is a new request, not a second release.
     assert!(pending(&env).is_empty());
@@ -101,7 +109,7 @@ async fn an_approved_call_reaches_the_upstream_exactly_once() {
     let decided = wait_until("the approval's audit line", || approval_lines(&env, "approved").into_iter().next()).await;
     assert_eq!((decided["approval_id"].as_str(), decided["decided_via"].as_str()), (Some(id), Some("cli")));
     assert!(decided["time_to_decide_ms"].as_i64().is_some(), "{decided}");
-    env.assert_no_secret_leaked();
+    finish(env);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,7 +134,7 @@ async fn a_denied_call_never_reaches_the_upstream() {
     let journal = env.journal();
     assert_eq!(journal[0]["decision"], "approval_denied", "{journal:#?}");
     wait_until("the denial's audit line", || approval_lines(&env, "denied").into_iter().next()).await;
-    env.assert_no_secret_leaked();
+    finish(env);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,6 +155,7 @@ async fn an_undecided_request_expires_denied_and_is_audited() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("expired"), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(upstream_posts(&env), 0);
+    env.stop(false);
     env.assert_no_secret_leaked();
 }
 
@@ -169,7 +178,7 @@ async fn a_grant_releases_only_the_identical_call() {
     assert_eq!(upstream_posts(&env), 0);
     // The identical call is released, once.
     let (status, body, _) = post_status(&env, call).await;
-    assert_eq!(status, 201, "{body}");
+    assert_eq!(status, 200, "{body}");
     assert_eq!(upstream_posts(&env), 1);
     let (status, body, _) = post_status(&env, call).await;
     assert_eq!(status, 409, "a grant is single-use: {body}");
@@ -181,6 +190,7 @@ async fn a_grant_releases_only_the_identical_call() {
     }
     let kill = cli_json(&env, &["status", "--json"]);
     assert_eq!(kill["kill_switch"]["engaged"], false, "{kill:#}");
+    env.stop(false);
     env.assert_no_secret_leaked();
 }
 
@@ -202,10 +212,10 @@ async fn ten_identical_concurrent_calls_make_one_request_and_one_upstream_call()
         statuses.push(agent.await.unwrap().0);
     }
     statuses.sort_unstable();
-    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
-    assert!(statuses.iter().all(|s| *s == 201 || *s == 409), "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 409), "{statuses:?}");
     assert_eq!(upstream_posts(&env), 1);
-    env.assert_no_secret_leaked();
+    finish(env);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,7 +245,7 @@ async fn pending_requests_and_their_expiry_survive_a_restart() {
     assert_eq!(approved["via_daemon"], false, "{approved:#}");
     env.start();
     let (status, body, _) = post_status(&env, call).await;
-    assert_eq!(status, 201, "{body}");
+    assert_eq!(status, 200, "{body}");
     assert_eq!(upstream_posts(&env), 1);
     env.stop(false);
     env.assert_no_secret_leaked();
@@ -259,7 +269,7 @@ async fn a_request_that_expired_while_steward_was_down_is_expired_never_approved
     assert!(!out.status.success(), "an expired request cannot be approved");
     env.start();
     let (status, body, _) = post_status(&env, call).await;
-    assert_ne!(status, 201, "{body}");
+    assert_ne!(status, 200, "{body}");
     assert_eq!(upstream_posts(&env), 0);
     let expired = wait_until("the expiry's audit line", || approval_lines(&env, "expired").into_iter().next()).await;
     assert_eq!(expired["approval_id"], id.as_str());
@@ -284,7 +294,7 @@ async fn a_call_approved_after_the_kill_switch_was_engaged_is_refused_killed() {
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"]["reason"], "killed", "{body}");
     assert_eq!(upstream_posts(&env), 0);
-    env.assert_no_secret_leaked();
+    finish(env);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -314,6 +324,8 @@ async fn the_agent_token_reaches_no_approval_endpoint() {
     }
     assert_eq!(pending(&env)[0]["state"], "pending");
     assert_eq!(upstream_posts(&env), 0);
+    std::fs::remove_file(&presented).unwrap();
+    env.stop(false);
     env.assert_no_secret_leaked();
 }
 
