@@ -109,6 +109,10 @@ async fn an_approved_call_reaches_the_upstream_exactly_once() {
     let decided = wait_until("the approval's audit line", || approval_lines(&env, "approved").into_iter().next()).await;
     assert_eq!((decided["approval_id"].as_str(), decided["decided_via"].as_str()), (Some(id), Some("cli")));
     assert!(decided["time_to_decide_ms"].as_i64().is_some(), "{decided}");
+    // `steward last` shows the decision among the calls.
+    let last = String::from_utf8(env.steward(&["last"]).stdout).unwrap();
+    let line = last.lines().find(|l| l.contains("approval") && l.contains("approved")).unwrap_or_default();
+    assert!(line.contains("via cli") && line.contains(": fine"), "{last}");
     finish(env);
 }
 
