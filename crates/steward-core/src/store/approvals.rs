@@ -241,7 +241,7 @@ impl ApprovalWrite {
                 })
                 .map(|_| Response::Done)
                 .map_err(|e| sql_error("recording an approval request", e)),
-            ApprovalWrite::Decide(d) => decide(conn, d).map(Response::Decided),
+            ApprovalWrite::Decide(d) => decide(conn, d).map(|d| Response::Decided(Box::new(d))),
             ApprovalWrite::ExpireDue { now_ms } => expire_due(conn, *now_ms, None).map(Response::Count),
             ApprovalWrite::Release { id, call_id, now_ms } => conn
                 .prepare_cached(
@@ -340,7 +340,7 @@ impl Store {
     /// [`StoreError::NotFound`] when no request has that id.
     pub async fn decide_approval(&self, d: ApprovalDecision) -> Result<Decided, StoreError> {
         match self.write_approval(ApprovalWrite::Decide(d)).await? {
-            Response::Decided(decided) => Ok(decided),
+            Response::Decided(decided) => Ok(*decided),
             other => Err(super::unexpected(&other)),
         }
     }

@@ -94,7 +94,7 @@ pub(super) enum Response {
     Done,
     Count(u64),
     Checkpointed(Pass),
-    Decided(super::approvals::Decided),
+    Decided(Box<super::approvals::Decided>),
 }
 
 /// Starts the writer thread. It runs until every sender is dropped.
