@@ -219,6 +219,10 @@ struct Held {
 pub struct Approvals {
     /// By digest: an identical call finds its request here.
     held: Mutex<HashMap<String, Arc<Held>>>,
+    /// Cancelled when the daemon drains: held calls are answered
+    /// `approval_pending` at once instead of holding the shutdown for `wait`
+    /// (their requests stay pending in the store).
+    draining: CancellationToken,
 }
 
 impl std::fmt::Debug for Approvals {
@@ -360,10 +364,14 @@ impl Pipeline {
             let id = held.request.id.clone();
             let mut verdict = held.verdict.subscribe();
             // The `Ref` a decision is read through must not live across an await.
-            let decided = match tokio::time::timeout_at(deadline, verdict.wait_for(|v| *v != Verdict::Pending)).await {
-                Err(_) => None,
-                Ok(Err(_)) => Some(Verdict::Failed),
-                Ok(Ok(v)) => Some(v.clone()),
+            let wait = tokio::time::timeout_at(deadline, verdict.wait_for(|v| *v != Verdict::Pending));
+            let decided = tokio::select! {
+                () = self.approvals.draining.cancelled() => None,
+                waited = wait => match waited {
+                    Err(_) => None,
+                    Ok(Err(_)) => Some(Verdict::Failed),
+                    Ok(Ok(v)) => Some(v.clone()),
+                },
             };
             let Some(verdict) = decided else {
                 let left = Duration::from_millis(
@@ -513,7 +521,10 @@ impl Pipeline {
         let mut last_expiry: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => {
+                    self.approvals.draining.cancel();
+                    return;
+                }
                 _ = poll.tick() => {}
             }
             let now_ms = unix_ms(SystemTime::now());
