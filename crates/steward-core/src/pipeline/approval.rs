@@ -44,7 +44,7 @@ use super::plan::Plan;
 use super::{Call, CallRecord, Pipeline, Refusal};
 use crate::audit::{AuditRecord, Phase};
 use crate::clock::unix_ms;
-use crate::config::Config;
+use crate::config::{Approval, Config};
 use crate::events::Event;
 use crate::store::{AdmitOutcome, ApprovalRow, ApprovalState, NewApproval};
 
@@ -336,8 +336,13 @@ impl Pipeline {
     ) -> Result<(), Refusal> {
         let live = &record.live;
         let Some(tool) = plan.tool.as_deref() else { return Ok(()) };
-        let supervising = live.supervised.enabled && !self.graduated().await?;
-        if !plan.approval.required(supervising) {
+        // The graduation record is read only when it decides.
+        let needed = match plan.approval {
+            Approval::Never => false,
+            Approval::Always => true,
+            Approval::Supervised => live.supervised.enabled && !self.graduated().await?,
+        };
+        if !needed {
             return Ok(());
         }
         let precheck = self.store.precheck(self.admission(record, loop_key.to_owned(), Some(plan))).await;
