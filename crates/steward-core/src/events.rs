@@ -108,6 +108,20 @@ pub enum Event {
         /// The model the response named.
         reported: String,
     },
+    /// Supervised mode: a new request waits for a human's decision. The
+    /// monitor sends it to every alert sink, batched per tool per minute.
+    ApprovalRequested {
+        /// The request's id (`steward approve <id>`).
+        id: String,
+        /// The tool.
+        tool: String,
+        /// HTTP method.
+        method: String,
+        /// Path and redacted query.
+        path: String,
+        /// Redacted summary of the body.
+        summary: String,
+    },
     /// An audit record could not be written (the call's trace is missing).
     AuditWriteFailed {
         /// The error, redacted.

@@ -9,11 +9,12 @@
 //!   destinations (alert sinks, heartbeat) reference.
 //! - [`secrets`]: resolves credential references (`env:`, `file:`, `systemd:`, `command:`,
 //!   `vault:`) into secret values; dev/prod separation, expiry, scopes, the redactor.
-//! - [`store`]: the SQLite store: call journal, persistent rate windows, kill switch.
+//! - [`store`]: the SQLite store: call journal, persistent rate windows, kill switch, approvals.
 //! - [`audit`]: the JSON-lines audit log, and the rotating line files (writer, rotation,
 //!   retention) it shares with the agent's captured output.
 //! - [`policy`]: tool identification (method + path rules) and input normalization.
-//! - [`pipeline`]: the one pipeline every front door feeds a [`pipeline::Call`] into.
+//! - [`pipeline`]: the one pipeline every front door feeds a [`pipeline::Call`] into, with
+//!   supervised mode's approval step (the digest, the held calls, their release).
 //! - [`decision`]: the vocabulary of call outcomes: each decision's stored name, HTTP status
 //!   and error-rate weight, in one mapping the pipeline, the store and the CLI share.
 //! - [`llm`]: the pure core of the LLM front door: prices, request rewriting, usage and cost.

@@ -11,13 +11,14 @@
 //! behind its own session auth.
 //!
 //! Each feature owns one file with its routes (`status`: `GET
-//! /admin/v1/status`); [`router`] merges them and puts the token check in
+//! /admin/v1/status`; `approvals`: supervised mode's requests and decisions); [`router`] merges them and puts the token check in
 //! front of all of them. Every state-changing route is a POST with a JSON
 //! body naming who acts (`by`) and how (`via`: `cli` or `dashboard`), so the
 //! audit line can say it. Errors are [`ApiError`]s: a JSON object
 //! `{"error": {"kind", "message", "help"}}` whose `help` names the next
 //! command, like every other refusal steward prints.
 
+mod approvals;
 mod client;
 mod status;
 mod token;
@@ -32,6 +33,7 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use tokio_util::sync::CancellationToken;
 
+pub use approvals::approval_json;
 pub use client::{AdminClient, ClientError};
 pub use token::{ADMIN_TOKEN_PREFIX, AdminToken};
 
@@ -134,6 +136,7 @@ impl IntoResponse for ApiError {
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .merge(status::routes())
+        .merge(approvals::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)

@@ -48,6 +48,7 @@ pub use validate::{
     MAX_EXPIRY_WARNING_DAYS, MAX_PRICE_PER_MTOK_USD, MAX_RETENTION_DAYS, MIN_MAX_FILE_SIZE,
 };
 pub use validate::{DEFAULT_BACKUP_SCHEDULE, DEFAULT_BACKUP_TIMEZONE, DEFAULT_KEEP, DEFAULT_RESTORE_TEST, parse_cron};
+pub use validate::{DEFAULT_SUPERVISED_EXPIRES, DEFAULT_SUPERVISED_WAIT, MAX_SUPERVISED_WAIT};
 
 use error::Problem;
 
@@ -121,3 +122,5 @@ mod tests_credentials;
 mod tests_llm;
 #[cfg(test)]
 mod tests_runbook;
+#[cfg(test)]
+mod tests_supervised;

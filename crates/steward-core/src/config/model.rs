@@ -57,6 +57,65 @@ pub struct Config {
     /// `[runbook]`: whom to call, and where `steward runbook` writes the page.
     /// Present (empty) when the section is absent, so the page can always be rendered.
     pub runbook: RunbookConfig,
+    /// `[supervised]`: whether side-effect calls wait for a human, and how long.
+    pub supervised: SupervisedConfig,
+}
+
+/// `[supervised]`: the first week (see `pipeline::approval`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SupervisedConfig {
+    /// Whether `approval = "supervised"` tools wait for a human (until
+    /// `steward graduate` records the end of the first week).
+    pub enabled: bool,
+    /// How long steward holds the agent's request open for a decision
+    /// before answering `approval_pending`: long enough for a human at the
+    /// terminal, short enough for the agent's HTTP client not to give up.
+    pub wait: Duration,
+    /// A request nobody decided by then is expired, never approved (fail
+    /// closed); an approved grant unused by then is void too.
+    pub expires: Duration,
+}
+
+impl Default for SupervisedConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            wait: super::validate::DEFAULT_SUPERVISED_WAIT,
+            expires: super::validate::DEFAULT_SUPERVISED_EXPIRES,
+        }
+    }
+}
+
+/// `approval = ...` of a `[[tools]]` entry: when its calls wait for a human.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approval {
+    /// While `[supervised]` is on and not graduated (the default of side-effect tools).
+    Supervised,
+    /// Always, even after graduation (`delete_account`).
+    Always,
+    /// Never (the default of tools without side effects).
+    Never,
+}
+
+impl Approval {
+    /// The word used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Approval::Supervised => "supervised",
+            Approval::Always => "always",
+            Approval::Never => "never",
+        }
+    }
+
+    /// Whether a call of a tool with this setting waits for a human, when
+    /// supervision is `supervising` (`[supervised] enabled` and not graduated).
+    pub fn required(self, supervising: bool) -> bool {
+        match self {
+            Approval::Supervised => supervising,
+            Approval::Always => true,
+            Approval::Never => false,
+        }
+    }
 }
 
 /// The text of a config file as it was validated.
@@ -588,6 +647,8 @@ pub struct ToolConfig {
     pub limit: Option<RateLimit>,
     /// When a failed attempt may be retried.
     pub retry: RetryPolicy,
+    /// When its calls wait for a human's approval.
+    pub approval: Approval,
 }
 
 /// `N/unit` such as `10/hour`.

@@ -43,6 +43,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "alerts",
     "heartbeat",
     "runbook",
+    "supervised",
 ];
 
 /// The whole file as written. Sections that failed to deserialize hold their
@@ -88,6 +89,8 @@ pub(super) struct RawConfig {
     pub heartbeat: Option<RawHeartbeat>,
     /// `[runbook]`; `None` when absent or broken.
     pub runbook: Option<RawRunbook>,
+    /// `[supervised]`
+    pub supervised: RawSupervised,
 }
 
 /// `[agent]`
@@ -226,6 +229,8 @@ pub(super) struct RawTool {
     pub limit: Option<Spanned<LimitText>>,
     /// `never` | `idempotent`
     pub retry: Option<Spanned<String>>,
+    /// `supervised` | `always` | `never`
+    pub approval: Option<Spanned<String>>,
 }
 
 /// `[llm.NAME]`
@@ -287,6 +292,18 @@ pub(super) struct RawLoopBreaker {
     pub max_identical: Option<Spanned<i64>>,
     /// A duration.
     pub window: Option<Spanned<DurationText>>,
+}
+
+/// `[supervised]`: the first week, side-effect calls wait for a human.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [supervised] table")]
+pub(super) struct RawSupervised {
+    /// Off by default.
+    pub enabled: Option<bool>,
+    /// A duration.
+    pub wait: Option<Spanned<DurationText>>,
+    /// A duration.
+    pub expires: Option<Spanned<DurationText>>,
 }
 
 /// `[unmatched]`
@@ -511,6 +528,7 @@ impl RawConfig {
                 "alerts" => raw.alerts = alerts::alerts_section(value, problems),
                 "heartbeat" => raw.heartbeat = section(value, "[heartbeat]", problems),
                 "runbook" => raw.runbook = section(value, "[runbook]", problems),
+                "supervised" => set(&mut raw.supervised, value, "[supervised]", problems),
                 other => problems.push(unknown_top_level(other, key_span, &value)),
             }
         }

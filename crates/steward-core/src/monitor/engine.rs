@@ -293,6 +293,8 @@ pub struct Engine {
     backups: bool,
     /// Since when backups are watched (`kv` [`KV_WATCHED_SINCE`]), read on first use.
     backups_watched_since: Option<i64>,
+    /// Supervised mode's new requests, batched per tool per minute.
+    approvals: super::approval_notices::ApprovalNotices,
 }
 
 impl std::fmt::Debug for Engine {
@@ -345,6 +347,7 @@ impl Engine {
             expiry: None,
             backups: config.backup.is_some(),
             backups_watched_since: None,
+            approvals: super::approval_notices::ApprovalNotices::default(),
         }
     }
 
@@ -375,6 +378,7 @@ impl Engine {
     /// [`Engine::evaluate`] acts on it.
     pub fn observe(&mut self, event: &Event, now: SystemTime) {
         self.metrics.observe_event(event, unix_ms(now));
+        self.approvals.observe(event);
         let redact = |text: &str| self.redactor.load().redact(text).into_owned();
         match event {
             Event::AuditWriteFailed { detail } => self.pending.audit = Some(redact(detail)),
@@ -472,6 +476,7 @@ impl Engine {
         if changed {
             self.persist(now_ms).await;
         }
+        notices.extend(self.approvals.due(&self.agent, now_ms));
         for notice in &notices {
             self.metrics.count_notice(&notice.key);
             match notice.status {

@@ -5,10 +5,11 @@
 //! ```text
 //! canonical request (the front door parsed the path once; the agent's token
 //!   is stripped from the query) → authenticate agent → kill switch → plan
-//!   (identify tool / price LLM call) → admission (kill switch again, loop
-//!   breaker, rate limit, spend reservation) → audit "admitted" → forward
-//!   (credential injected, retries) → record (journal, spend settlement,
-//!   audit "completed")
+//!   (identify tool / price LLM call) → approval (supervised mode: precheck
+//!   of kill switch, rate limit and spend, then held for a human; released
+//!   once) → admission (kill switch again, loop breaker, rate limit, spend
+//!   reservation) → audit "admitted" → forward (credential injected,
+//!   retries) → record (journal, spend settlement, audit "completed")
 //! ```
 //!
 //! **The kill switch comes first.** A stopped agent hears `killed` for every
@@ -41,6 +42,13 @@
 //! the end of the response (`relay`), settling its spend fail-safe
 //! (`settle`).
 //!
+//! **Approval comes before admission, never instead of it** (`approval`).
+//! A call whose tool needs a human's approval is held after planning, once
+//! a read-only precheck found that admission would let it through; a
+//! decision releases it at most once, and admission then decides as for
+//! any call. An identical repeat of a held call joins it and never reaches
+//! admission, so the loop breaker does not count it.
+//!
 //! Requests that never become calls (no valid token, an unreadable target
 //! or body) are counted and sampled into the audit log, not journaled one
 //! row each (`junk`).
@@ -57,6 +65,7 @@
 //! daemon's [`TaskTracker`], so shutdown waits for it like for every other
 //! task.
 
+mod approval;
 mod forward;
 mod junk;
 mod live;
@@ -79,6 +88,10 @@ pub use canonical_path::{CanonicalPath, CanonicalQuery, RequestTarget, TargetErr
 use http::{HeaderMap, HeaderValue, Method, Response};
 use tokio_util::task::TaskTracker;
 
+pub use approval::{
+    AUDITED_KEY, Approvals, DecideError, EXPIRE_EVERY, HeldRequest, POLL_EVERY, RETRY_PENDING_AFTER, decide, digest,
+    policy_version, redacted_body,
+};
 pub use forward::{ForwardError, Forwarded, Forwarder};
 pub use junk::{SAMPLE_EVERY, SAMPLED_COUNT_KEY};
 pub use live::LiveConfig;
@@ -211,6 +224,8 @@ pub struct Pipeline {
     /// The daemon's tracker: tasks a call leaves behind run on it, so
     /// shutdown waits for them (the one shutdown mechanism, see `daemon`).
     tasks: TaskTracker,
+    /// Calls held for a human's approval (supervised mode), by digest.
+    approvals: Arc<Approvals>,
 }
 
 /// Why the pipeline could not be assembled.
@@ -253,6 +268,7 @@ impl Pipeline {
             metrics: Arc::new(Uncounted),
             junk: JunkSampler::default(),
             tasks,
+            approvals: Arc::new(Approvals::default()),
         })
     }
 
@@ -446,33 +462,40 @@ impl Pipeline {
             call.query.as_ref().map(CanonicalQuery::as_str),
             &call.body,
         );
+        self.supervise(call, record, &plan, &loop_key).await.map_err(|refusal| (refusal, false))?;
         match self.store.admit(self.admission(record, loop_key, Some(&plan))).await {
-            Ok(AdmitOutcome::Admitted) => Ok(plan),
-            Ok(AdmitOutcome::Killed { reason }) => Err((Refusal::Killed { reason }, true)),
-            Ok(AdmitOutcome::LoopDetected { reason }) => {
-                tracing::warn!(tool = %tool_name, "loop breaker tripped; kill switch engaged");
-                self.events.publish(Event::LoopDetected { tool: tool_name.clone() });
-                self.events
-                    .publish(Event::KillSwitchEngaged { reason: reason.clone(), source: "loop_breaker".to_owned() });
-                Err((Refusal::LoopDetected { reason }, true))
-            }
-            Ok(AdmitOutcome::RateLimited { retry_after_ms }) => Err((
-                Refusal::RateLimited {
-                    tool: tool_name,
-                    retry_after: std::time::Duration::from_millis(u64::try_from(retry_after_ms).unwrap_or(1)),
-                },
-                true,
-            )),
-            Ok(AdmitOutcome::SpendCapped { spent_micros, cap_micros, reserve_micros }) => {
-                self.events.publish(Event::SpendCapHit { spent_micros, cap_micros, reserve_micros });
-                Err((Refusal::SpendCap { spent_micros, cap_micros, reserve_micros }, true))
-            }
-            Ok(AdmitOutcome::SpendStopped { reason }) => Err((Refusal::SpendStopped { reason }, true)),
+            Ok(outcome) => self.admitted(outcome, &tool_name).map(|()| plan).map_err(|refusal| (refusal, true)),
             Err(err) => {
                 tracing::error!(error = %err, "store refused the admission; failing closed");
                 self.write_failed(Some(&err), None);
                 Err((Refusal::StoreUnavailable, false))
             }
+        }
+    }
+
+    /// What admission's `outcome` means for the call: `Ok` when admitted,
+    /// else its refusal, with the events a human must hear about. Shared by
+    /// admission and the approval step's precheck.
+    fn admitted(&self, outcome: AdmitOutcome, tool_name: &str) -> Result<(), Refusal> {
+        match outcome {
+            AdmitOutcome::Admitted => Ok(()),
+            AdmitOutcome::Killed { reason } => Err(Refusal::Killed { reason }),
+            AdmitOutcome::LoopDetected { reason } => {
+                tracing::warn!(tool = %tool_name, "loop breaker tripped; kill switch engaged");
+                self.events.publish(Event::LoopDetected { tool: tool_name.to_owned() });
+                self.events
+                    .publish(Event::KillSwitchEngaged { reason: reason.clone(), source: "loop_breaker".to_owned() });
+                Err(Refusal::LoopDetected { reason })
+            }
+            AdmitOutcome::RateLimited { retry_after_ms } => Err(Refusal::RateLimited {
+                tool: tool_name.to_owned(),
+                retry_after: std::time::Duration::from_millis(u64::try_from(retry_after_ms).unwrap_or(1)),
+            }),
+            AdmitOutcome::SpendCapped { spent_micros, cap_micros, reserve_micros } => {
+                self.events.publish(Event::SpendCapHit { spent_micros, cap_micros, reserve_micros });
+                Err(Refusal::SpendCap { spent_micros, cap_micros, reserve_micros })
+            }
+            AdmitOutcome::SpendStopped { reason } => Err(Refusal::SpendStopped { reason }),
         }
     }
 

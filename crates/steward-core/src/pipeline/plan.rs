@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::HeaderValue;
 
 use super::{Call, CallRecord, Door, Pipeline, Refusal};
-use crate::config::{LlmKind, RateLimit, RetryPolicy};
+use crate::config::{Approval, LlmKind, RateLimit, RetryPolicy};
 use crate::llm::{Endpoint, LlmRequest, ModelPrice};
 use crate::policy::{self, Identified};
 use crate::store::SpendHold;
@@ -37,6 +37,9 @@ pub(super) struct Plan {
     pub(super) body: Bytes,
     /// LLM specifics; `None` for the API door.
     pub(super) llm: Option<LlmPlan>,
+    /// When the call waits for a human (the tool's `approval`; LLM and
+    /// unmatched calls never do).
+    pub(super) approval: Approval,
 }
 
 /// A planned LLM call.
@@ -116,6 +119,7 @@ impl Pipeline {
             forward_key,
             body: call.body.clone(),
             llm: None,
+            approval: tool.map_or(Approval::Never, |t| t.approval),
         })
     }
 
@@ -189,6 +193,7 @@ impl Pipeline {
                 provider: call.upstream.clone(),
                 hold,
             }),
+            approval: Approval::Never,
         })
     }
 }

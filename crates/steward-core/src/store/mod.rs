@@ -79,11 +79,13 @@
 //!   expiry, and the decision (`pending`, `approved`, `released`, `denied`,
 //!   `expired`) with who made it, how and when.
 
+mod approvals;
 mod checkpoint;
 mod queries;
 mod redaction;
 mod schema;
 mod spend;
+mod supervision;
 mod writer;
 
 #[cfg(test)]
@@ -100,8 +102,10 @@ use crate::config::{LoopBreakerConfig, RateLimit};
 use crate::decision::Decision;
 use crate::redaction::SharedRedactor;
 
+pub use approvals::{ApprovalDecision, ApprovalRow, ApprovalState, Decided, NewApproval, VIA_EXPIRY, Verdict};
 pub use checkpoint::{CHECKPOINT_BUCKETS, CheckpointHistogram, CheckpointMode, JOURNAL_SIZE_LIMIT, WalStats};
 pub use spend::{MAX_STORED_MICROS, MAX_STORED_TOKENS, STOP_KEY, SpendHold, SpendRow, SpendSettlement, SpendStop};
+pub use supervision::{GRADUATED_KEY, Graduation};
 use writer::{Op, Request, Response};
 
 /// Ops queued for the writer beyond this wait in `send`: backpressure instead
@@ -507,6 +511,18 @@ impl Store {
     /// breaker, rate limit, insert.
     pub async fn admit(&self, a: Admission) -> Result<AdmitOutcome, StoreError> {
         match self.write(Request::Admit(a)).await? {
+            Response::Admit(outcome) => Ok(outcome),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// What [`Store::admit`] would decide for `a` right now (kill switch,
+    /// rate limit, spend cap and stop; not the loop breaker), with nothing
+    /// journaled or reserved: supervised mode asks it before holding a call
+    /// for a human, so nobody is asked about a call that would be refused
+    /// anyway. Advisory only: the admission after the approval decides.
+    pub async fn precheck(&self, a: Admission) -> Result<AdmitOutcome, StoreError> {
+        match self.write(Request::Precheck(a)).await? {
             Response::Admit(outcome) => Ok(outcome),
             other => Err(unexpected(&other)),
         }

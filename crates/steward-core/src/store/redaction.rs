@@ -34,6 +34,8 @@ impl Request {
     pub(super) fn redacted(self, r: &Redactor) -> Request {
         match self {
             Request::Admit(a) => Request::Admit(admission(r, a)),
+            Request::Precheck(a) => Request::Precheck(admission(r, a)),
+            Request::Approval(w) => Request::Approval(w.redacted(r)),
             Request::Refused { admission: a, decision, reason, status } => {
                 Request::Refused { admission: admission(r, a), decision, reason: text(r, reason), status }
             }

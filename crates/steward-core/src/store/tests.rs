@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::*;
 
+mod approvals;
 mod counting;
 mod failures;
 mod redaction;

@@ -34,6 +34,9 @@ pub(super) struct Op {
 #[derive(Debug)]
 pub(super) enum Request {
     Admit(Admission),
+    /// What `Admit` would answer, with nothing written (see `Store::precheck`).
+    Precheck(Admission),
+    Approval(super::approvals::ApprovalWrite),
     Refused {
         admission: Admission,
         decision: Decision,
@@ -91,6 +94,7 @@ pub(super) enum Response {
     Done,
     Count(u64),
     Checkpointed(Pass),
+    Decided(Box<super::approvals::Decided>),
 }
 
 /// Starts the writer thread. It runs until every sender is dropped.
@@ -243,6 +247,8 @@ fn apply_in_savepoint(conn: &Connection, req: &Request, redactor: &Redactor) -> 
 fn apply(conn: &Connection, req: &Request, redactor: &Redactor) -> Result<Response, StoreError> {
     match req {
         Request::Admit(a) => admit(conn, a, redactor).map(Response::Admit),
+        Request::Precheck(a) => precheck(conn, a, redactor).map(Response::Admit),
+        Request::Approval(w) => w.apply(conn),
         Request::Refused { admission, decision, reason, status } => {
             let row = NewRow { decision: *decision, reason: Some(reason), status: Some(*status), finished: true };
             insert_call(conn, admission, &row).map(|()| Response::Done)
@@ -361,6 +367,26 @@ fn admit(conn: &Connection, a: &Admission, redactor: &Redactor) -> Result<AdmitO
     }
     insert_call(conn, a, &NewRow { decision: Decision::Allowed, reason: None, status: None, finished: false })?;
     Ok(AdmitOutcome::Admitted)
+}
+
+/// Admission's verdict on `a` without its effects: the same code inside a
+/// savepoint that is always rolled back, so the two cannot disagree on what
+/// would be refused. The loop breaker is left out: it engages the kill
+/// switch, and only the authoritative admission may do that.
+fn precheck(conn: &Connection, a: &Admission, redactor: &Redactor) -> Result<AdmitOutcome, StoreError> {
+    let mut a = a.clone();
+    a.loop_breaker.max_identical = 0;
+    conn.prepare_cached("SAVEPOINT precheck")
+        .and_then(|mut s| s.execute([]))
+        .map_err(|e| sql_error("opening the precheck savepoint", e))?;
+    let outcome = admit(conn, &a, redactor);
+    if !conn.is_autocommit() {
+        conn.prepare_cached("ROLLBACK TO precheck")
+            .and_then(|mut s| s.execute([]))
+            .and_then(|_| conn.prepare_cached("RELEASE precheck").and_then(|mut s| s.execute([])))
+            .map_err(|e| sql_error("rolling back the precheck", e))?;
+    }
+    outcome
 }
 
 /// The per-tool steps of admission: loop breaker, then rate limit. `Some`

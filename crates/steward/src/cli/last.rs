@@ -1,4 +1,7 @@
-//! `steward last`: what the agent did, newest first, from the journal.
+//! `steward last`: what the agent did, newest first, from the journal. The
+//! table also shows supervised mode's decisions (approved, denied, expired:
+//! who, how, how long it took) among the calls of the same period; `--json`
+//! stays the journal's rows.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -7,7 +10,7 @@ use anyhow::Context;
 use comfy_table::{ContentArrangement, Table, presets};
 use steward_core::config::Config;
 use steward_core::decision::status_of_decision;
-use steward_core::store::{CallRow, LastQuery};
+use steward_core::store::{ApprovalRow, ApprovalState, CallRow, LastQuery};
 
 use super::{CliError, exit, format_ms, load_config, now_ms, open_store_read_only, print_json, runtime};
 
@@ -43,10 +46,21 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         since_ms: args.since.map(|d| now_ms() - i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
         failed_only: args.failed,
     };
-    let mut rows = runtime()?.block_on(async {
+    let since_ms = query.since_ms;
+    let (mut rows, decisions) = runtime()?.block_on(async {
         let store = open_store_read_only(&config)?;
-        store.last(query).await.context("cannot read the journal")
+        let rows = store.last(query).await.context("cannot read the journal")?;
+        // Decisions made since the oldest call shown (or the --since bound).
+        let from = rows.last().map(|r| r.started_ms).or(since_ms).unwrap_or(0);
+        let decisions = if args.json || args.failed {
+            Vec::new()
+        } else {
+            store.approvals_decided_since(from).await.context("cannot read the approval decisions")?
+        };
+        anyhow::Ok((rows, decisions))
     })?;
+    let decisions: Vec<ApprovalRow> =
+        decisions.into_iter().filter(|d| args.tool.as_ref().is_none_or(|t| *t == d.tool)).collect();
     if rows.is_empty()
         && let Some(tool) = &args.tool
         && !is_a_tool(&config, tool)
@@ -63,12 +77,12 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         print_json(&rows)?;
         return Ok(ExitCode::from(exit::OK));
     }
-    if rows.is_empty() {
+    if rows.is_empty() && decisions.is_empty() {
         let of_tool = args.tool.as_ref().map(|t| format!(" of tool `{t}`")).unwrap_or_default();
         anstream::println!("no calls{of_tool} recorded{}", if args.failed { " that failed" } else { "" });
         return Ok(ExitCode::from(exit::OK));
     }
-    anstream::println!("{}", table(&rows));
+    anstream::println!("{}", table(&rows, &decisions));
     Ok(ExitCode::from(exit::OK))
 }
 
@@ -94,11 +108,18 @@ fn known_tools(config: &Config) -> String {
     text
 }
 
-fn table(rows: &[CallRow]) -> Table {
+fn table(rows: &[CallRow], decisions: &[ApprovalRow]) -> Table {
     let mut table = Table::new();
     table.load_style(presets::NOTHING).set_content_arrangement(ContentArrangement::Dynamic);
     table.set_header(["TIME (UTC)", "CALL", "TOOL", "DECISION", "STATUS", "MS", "REF", "REQUEST"]);
+    // Newest first, decisions among the calls.
+    let mut decisions: Vec<&ApprovalRow> = decisions.iter().collect();
+    decisions.sort_by_key(|d| std::cmp::Reverse(d.decided_ms));
+    let mut decisions = decisions.into_iter().peekable();
     for row in rows {
+        while let Some(d) = decisions.next_if(|d| d.decided_ms.unwrap_or(0) >= row.started_ms) {
+            table.add_row(decision_row(d));
+        }
         table.add_row([
             format_ms(row.started_ms),
             short_id(&row.id),
@@ -110,7 +131,36 @@ fn table(rows: &[CallRow]) -> Table {
             escape(&request_text(row), 60),
         ]);
     }
+    for d in decisions {
+        table.add_row(decision_row(d));
+    }
     table
+}
+
+/// A decision as a row: who decided, how, and how long it took.
+fn decision_row(d: &ApprovalRow) -> [String; 8] {
+    let word = match d.state {
+        ApprovalState::Approved | ApprovalState::Released => "approved",
+        ApprovalState::Denied => "denied",
+        ApprovalState::Expired | ApprovalState::Pending => "expired",
+    };
+    let who = format!(
+        "{} by {} via {}{}",
+        d.id.chars().take(8).collect::<String>(),
+        d.decided_by.as_deref().unwrap_or("-"),
+        d.decided_via.as_deref().unwrap_or("-"),
+        d.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default()
+    );
+    [
+        format_ms(d.decided_ms.unwrap_or(d.created_ms)),
+        "approval".to_owned(),
+        d.tool.clone(),
+        word.to_owned(),
+        "-".to_owned(),
+        d.time_to_decide_ms().map_or_else(|| "-".into(), |ms| ms.to_string()),
+        "-".to_owned(),
+        escape(&who, 60),
+    ]
 }
 
 /// The body summary, or the method and path for calls without a body.

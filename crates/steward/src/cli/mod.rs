@@ -2,10 +2,11 @@
 //! types, the dispatch, the exit codes and the colour policy; `error` holds
 //! the error report (text, or JSON with `--json`).
 
-#[expect(dead_code, reason = "its first commands (approvals, undo) land with issues 14 and 15")]
 mod admin_client;
 mod agent_exec;
+
 mod alerts;
+mod approvals;
 mod backup;
 mod completions;
 mod config_check;
@@ -95,6 +96,12 @@ enum Command {
     Resume(stop::ResumeArgs),
     /// Show recent calls, newest first.
     Last(last::Args),
+    /// Supervised mode: the requests waiting for a human, oldest first, with the full request (--json).
+    Approvals(approvals::ListArgs),
+    /// Supervised mode: approve a waiting request (id or unique prefix); its call is released once.
+    Approve(approvals::ApproveArgs),
+    /// Supervised mode: deny a waiting request; the agent is told the reason.
+    Deny(approvals::DenyArgs),
     /// Show the agent (state, pid, uptime, restarts, last exit), the daemon, the kill switch, spend, and calls against limits.
     Status(status::Args),
     /// Show LLM spend: today against the cap, per model per day.
@@ -148,6 +155,9 @@ impl Cli {
         match &self.command {
             Command::Config(ConfigCommand::Check(args)) => args.json,
             Command::Last(args) => args.json,
+            Command::Approvals(args) => args.json,
+            Command::Approve(args) => args.json,
+            Command::Deny(args) => args.json,
             Command::Status(args) => args.json,
             Command::Spend(args) => args.json,
             Command::Alerts(alerts::Command::Test(args)) => args.json,
@@ -204,6 +214,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Stop(args) => stop::stop(&config_path, args),
         Command::Resume(args) => stop::resume(&config_path, args),
         Command::Last(args) => last::run(&config_path, args),
+        Command::Approvals(args) => approvals::list(&config_path, &args),
+        Command::Approve(args) => approvals::approve(&config_path, &args),
+        Command::Deny(args) => approvals::deny(&config_path, &args),
         Command::Status(args) => status::run(&config_path, args),
         Command::Spend(args) => spend::run(&config_path, args),
         Command::Logs(command) => logs::run(&config_path, command),

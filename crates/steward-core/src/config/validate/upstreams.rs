@@ -213,6 +213,12 @@ impl Validator<'_> {
                 &[("never", RetryPolicy::Never), ("idempotent", RetryPolicy::Idempotent)],
                 default_retry,
             );
+            let approval = self.choice(
+                tool.approval,
+                "approval",
+                &[("supervised", Approval::Supervised), ("always", Approval::Always), ("never", Approval::Never)],
+                if side_effect { Approval::Supervised } else { Approval::Never },
+            );
             out.push(ToolConfig {
                 name: tool.name.into_inner(),
                 upstream: tool.upstream.into_inner(),
@@ -221,6 +227,7 @@ impl Validator<'_> {
                 side_effect,
                 limit,
                 retry,
+                approval,
             });
         }
         out
