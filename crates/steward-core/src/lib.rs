@@ -19,6 +19,7 @@
 //! - [`llm`]: the pure core of the LLM front door: prices, request rewriting, usage and cost.
 //! - [`gateway`]: the HTTP server and the `/api/{upstream}` front door; forwarding and retries.
 //! - [`agent_state`]: the agent's lifecycle records in the store (status, crash-loop hold, resume).
+//! - [`supervision`]: supervised mode's records: the first supervised start, graduation, return.
 //! - [`supervisor`]: runs the agent process: restarts, crash loop, kill switch, output capture.
 //! - [`events`]: the daemon's event bus (agent lifecycle, kill switch, spend cap, write failures).
 //! - [`telemetry`]: [`telemetry::CallMetrics`], the per-call counters the pipeline reports
@@ -57,6 +58,7 @@ pub mod runbook;
 pub mod secrets;
 pub mod state_dir;
 pub mod store;
+pub mod supervision;
 pub mod supervisor;
 pub mod telemetry;
 

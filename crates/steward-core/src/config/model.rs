@@ -57,6 +57,8 @@ pub struct Config {
     /// `[runbook]`: whom to call, and where `steward runbook` writes the page.
     /// Present (empty) when the section is absent, so the page can always be rendered.
     pub runbook: RunbookConfig,
+    /// `[supervised]`: the first week, and when `steward report` calls it ready.
+    pub supervised: SupervisedConfig,
 }
 
 /// The text of a config file as it was validated.
@@ -703,4 +705,34 @@ pub struct KeepPolicy {
     pub weekly: u32,
     /// The newest backup of each of this many most recent months that have one.
     pub monthly: u32,
+}
+
+/// `[supervised]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SupervisedConfig {
+    /// Side-effect calls wait for a human's approval (until `steward graduate`).
+    pub enabled: bool,
+    /// `[supervised.ready]`: what `steward report` and `steward graduate` require.
+    pub ready: ReadyThresholds,
+}
+
+/// `[supervised.ready]`: the readiness verdict's configurable thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadyThresholds {
+    /// At least this many whole days since the first supervised start.
+    pub min_days: u32,
+    /// At least this many human decisions (approved or denied) in the report's window.
+    pub min_decisions: u32,
+    /// No denial in this many most recent days.
+    pub quiet_days: u32,
+}
+
+impl Default for ReadyThresholds {
+    fn default() -> Self {
+        Self {
+            min_days: super::validate::DEFAULT_READY_MIN_DAYS,
+            min_decisions: super::validate::DEFAULT_READY_MIN_DECISIONS,
+            quiet_days: super::validate::DEFAULT_READY_QUIET_DAYS,
+        }
+    }
 }

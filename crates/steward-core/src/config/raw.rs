@@ -43,6 +43,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "alerts",
     "heartbeat",
     "runbook",
+    "supervised",
 ];
 
 /// The whole file as written. Sections that failed to deserialize hold their
@@ -88,6 +89,8 @@ pub(super) struct RawConfig {
     pub heartbeat: Option<RawHeartbeat>,
     /// `[runbook]`; `None` when absent or broken.
     pub runbook: Option<RawRunbook>,
+    /// `[supervised]` (and `[supervised.ready]`).
+    pub supervised: RawSupervised,
 }
 
 /// `[agent]`
@@ -365,6 +368,28 @@ pub(super) struct RawRunbook {
     pub run_as: Option<Spanned<String>>,
 }
 
+/// `[supervised]`: the first week, when a human approves side effects.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [supervised] table")]
+pub(super) struct RawSupervised {
+    /// Side-effect calls wait for a human.
+    pub enabled: Option<bool>,
+    /// `[supervised.ready]`: the readiness verdict's thresholds.
+    pub ready: Option<RawReady>,
+}
+
+/// `[supervised.ready]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [supervised.ready] table with min_days, min_decisions, quiet_days")]
+pub(super) struct RawReady {
+    /// Whole days.
+    pub min_days: Option<Spanned<i64>>,
+    /// Human decisions.
+    pub min_decisions: Option<Spanned<i64>>,
+    /// Whole days.
+    pub quiet_days: Option<Spanned<i64>>,
+}
+
 /// `keep = { daily = 7, weekly = 4, monthly = 6 }`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a table like { daily = 7, weekly = 4, monthly = 6 }")]
@@ -511,6 +536,7 @@ impl RawConfig {
                 "alerts" => raw.alerts = alerts::alerts_section(value, problems),
                 "heartbeat" => raw.heartbeat = section(value, "[heartbeat]", problems),
                 "runbook" => raw.runbook = section(value, "[runbook]", problems),
+                "supervised" => set(&mut raw.supervised, value, "[supervised]", problems),
                 other => problems.push(unknown_top_level(other, key_span, &value)),
             }
         }

@@ -331,6 +331,16 @@ repeat_every = "4h"
 # page becomes `sudo -u steward steward ...`. Found by itself when the unit
 # is installed.
 #run_as = "steward"
+
+# The first week: side-effect calls wait for a human's approval. `steward report`
+# says what the agent did and whether it is ready; `steward graduate` ends it.
+#[supervised]
+#enabled = true
+# What `steward report` and `steward graduate` require (these are the defaults).
+#[supervised.ready]
+#min_days = 7
+#min_decisions = 20
+#quiet_days = 3
 "#;
 
 #[cfg(test)]

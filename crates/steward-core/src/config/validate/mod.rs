@@ -11,7 +11,7 @@
 //! - `credentials`: `[credentials.*]`, `[policy]`;
 //! - `upstreams`: `[upstreams.*]`, `[[tools]]`, `[loop_breaker]`;
 //! - `llm`: `[llm.*]`, `[spend]`, `[prices.*]`;
-//! - `backup`, `alerts` (with `[heartbeat]`), `runbook`: their sections;
+//! - `backup`, `alerts` (with `[heartbeat]`), `runbook`, `supervised`: their sections;
 //! - `values`: the checks of single values every section shares.
 
 mod agent;
@@ -21,6 +21,7 @@ mod credentials;
 mod llm;
 mod local;
 mod runbook;
+mod supervised;
 mod upstreams;
 mod values;
 
@@ -31,6 +32,7 @@ pub use alerts::{
 pub use backup::{DEFAULT_BACKUP_SCHEDULE, DEFAULT_BACKUP_TIMEZONE, DEFAULT_KEEP, DEFAULT_RESTORE_TEST, parse_cron};
 pub use credentials::{DEFAULT_EXPIRY_WARNING_DAYS, MAX_EXPIRY_WARNING_DAYS};
 pub use runbook::DEFAULT_RUNBOOK_FILE;
+pub use supervised::{DEFAULT_READY_MIN_DAYS, DEFAULT_READY_MIN_DECISIONS, DEFAULT_READY_QUIET_DAYS, MAX_READY_DAYS};
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -163,6 +165,7 @@ pub(super) fn validate(raw: RawConfig, source: &str, source_path: &Path, problem
     let alerts = v.alerts(raw.alerts);
     let heartbeat = v.heartbeat(raw.heartbeat);
     let runbook = v.runbook(raw.runbook, &state);
+    let supervised = v.supervised(raw.supervised);
     Config {
         source_path: source_path.to_path_buf(),
         source: super::ConfigSource::new(source),
@@ -184,6 +187,7 @@ pub(super) fn validate(raw: RawConfig, source: &str, source_path: &Path, problem
         alerts,
         heartbeat,
         runbook,
+        supervised,
     }
 }
 
