@@ -28,6 +28,7 @@
 //! - [`daemon`]: `steward run`: startup, the daemon lock, background tasks, credential reload, shutdown.
 //! - [`doctor`]: `steward doctor`: the production checklist as independent checks.
 //! - [`backup`]: snapshots, archives, destinations, retention, verify, restore, schedule.
+//! - [`report`]: `steward report`: the supervised week summarized, and the readiness verdict.
 //! - [`runbook`]: `steward runbook`: the one-page runbook rendered from the config, and its record.
 //!
 //! # Who may import whom
@@ -54,6 +55,7 @@ pub mod outbound;
 pub mod pipeline;
 pub mod policy;
 pub mod redaction;
+pub mod report;
 pub mod runbook;
 pub mod secrets;
 pub mod state_dir;

@@ -101,8 +101,8 @@ use crate::config::{LoopBreakerConfig, RateLimit};
 use crate::decision::Decision;
 use crate::redaction::SharedRedactor;
 
-pub use report::{ApprovalRow, ToolBucket, UpstreamErrors};
 pub use checkpoint::{CHECKPOINT_BUCKETS, CheckpointHistogram, CheckpointMode, JOURNAL_SIZE_LIMIT, WalStats};
+pub use report::{ApprovalRow, ToolBucket, UpstreamErrors};
 pub use spend::{MAX_STORED_MICROS, MAX_STORED_TOKENS, STOP_KEY, SpendHold, SpendRow, SpendSettlement, SpendStop};
 use writer::{Op, Request, Response};
 

@@ -167,24 +167,29 @@ fn approvals_in(conn: &Connection, window: Window) -> Result<Vec<ApprovalRow>, S
         .map_err(|e| sql_error("preparing the approvals query", e))?;
     let rows = stmt
         .query_map([window.after_ms()], |row| {
-            Ok(ApprovalRow { state: row.get(0)?, created_ms: row.get(1)?, decided_ms: row.get(2)?, decided_via: row.get(3)? })
+            Ok(ApprovalRow {
+                state: row.get(0)?,
+                created_ms: row.get(1)?,
+                decided_ms: row.get(2)?,
+                decided_via: row.get(3)?,
+            })
         })
         .map_err(|e| sql_error("reading approvals", e))?;
     rows.collect::<Result<Vec<_>, _>>().map_err(|e| sql_error("reading approvals", e))
 }
 
 fn last_denial_ms(conn: &Connection) -> Result<Option<i64>, StoreError> {
-    conn.prepare_cached("SELECT MAX(decided_ms) FROM approvals WHERE state = 'denied'")
-        .and_then(|mut s| s.query_row([], |row| row.get::<_, Option<i64>>(0)).optional())
-        .map(Option::flatten)
-        .map_err(|e| sql_error("reading the last denial", e))
+    conn.prepare_cached(
+        "SELECT MAX(decided_ms) FROM approvals WHERE state = 'denied' AND COALESCE(decided_via, '') != 'expiry'",
+    )
+    .and_then(|mut s| s.query_row([], |row| row.get::<_, Option<i64>>(0)).optional())
+    .map(Option::flatten)
+    .map_err(|e| sql_error("reading the last denial", e))
 }
 
 fn kv_with_prefix(conn: &Connection, prefix: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
     let mut stmt = conn
-        .prepare_cached(
-            "SELECT key, value, updated_ms FROM kv WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key",
-        )
+        .prepare_cached("SELECT key, value, updated_ms FROM kv WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key")
         .map_err(|e| sql_error("preparing the kv listing", e))?;
     let rows = stmt
         .query_map([prefix], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
