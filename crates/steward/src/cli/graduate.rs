@@ -147,8 +147,7 @@ pub fn supervise(path: &Path, args: SuperviseArgs) -> Result<ExitCode, CliError>
         if supervision::read(&store).await.context("cannot read supervised mode")?.graduated.is_none() {
             return Ok::<_, anyhow::Error>(None);
         }
-        let withdrew =
-            supervision::supervise(&store, &by, unix_ms(now)).await.context("cannot record the return")?;
+        let withdrew = supervision::supervise(&store, &by, unix_ms(now)).await.context("cannot record the return")?;
         let mut extra = serde_json::Map::new();
         extra.insert("by".into(), by.clone().into());
         if let Some(g) = &withdrew {
