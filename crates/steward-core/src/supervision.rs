@@ -148,7 +148,6 @@ pub async fn write_audit_line(
 
 #[cfg(test)]
 mod tests {
-    #![expect(clippy::unwrap_used, reason = "tests")]
     use super::*;
 
     fn store() -> (tempfile::TempDir, Store) {
