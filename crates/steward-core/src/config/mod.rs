@@ -122,3 +122,5 @@ mod tests_credentials;
 mod tests_llm;
 #[cfg(test)]
 mod tests_runbook;
+#[cfg(test)]
+mod tests_supervised;
