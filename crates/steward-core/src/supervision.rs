@@ -40,7 +40,9 @@ pub struct Graduation {
     pub at_ms: i64,
     /// Who (`--by`, else the login name).
     pub by: String,
-    /// True when the readiness verdict did not pass and `--force` overrode it.
+    /// True when the readiness verdict did not pass and `--force` overrode it
+    /// (absent in a record written without it: not forced).
+    #[serde(default)]
     pub forced: bool,
 }
 

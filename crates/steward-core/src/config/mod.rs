@@ -121,6 +121,6 @@ mod tests_credentials;
 #[cfg(test)]
 mod tests_llm;
 #[cfg(test)]
-mod tests_runbook;
+mod tests_ready;
 #[cfg(test)]
-mod tests_supervised;
+mod tests_runbook;

@@ -11,7 +11,8 @@
 //! - `credentials`: `[credentials.*]`, `[policy]`;
 //! - `upstreams`: `[upstreams.*]`, `[[tools]]`, `[loop_breaker]`;
 //! - `llm`: `[llm.*]`, `[spend]`, `[prices.*]`;
-//! - `backup`, `alerts` (with `[heartbeat]`), `runbook`, `supervised`: their sections;
+//! - `backup`, `alerts` (with `[heartbeat]`), `runbook`: their sections;
+//! - `ready`: `[supervised.ready]`, the readiness verdict's thresholds;
 //! - `values`: the checks of single values every section shares.
 
 mod agent;
@@ -20,8 +21,8 @@ mod backup;
 mod credentials;
 mod llm;
 mod local;
+mod ready;
 mod runbook;
-mod supervised;
 mod upstreams;
 mod values;
 
@@ -31,8 +32,8 @@ pub use alerts::{
 };
 pub use backup::{DEFAULT_BACKUP_SCHEDULE, DEFAULT_BACKUP_TIMEZONE, DEFAULT_KEEP, DEFAULT_RESTORE_TEST, parse_cron};
 pub use credentials::{DEFAULT_EXPIRY_WARNING_DAYS, MAX_EXPIRY_WARNING_DAYS};
+pub use ready::{DEFAULT_READY_MIN_DAYS, DEFAULT_READY_MIN_DECISIONS, DEFAULT_READY_QUIET_DAYS, MAX_READY_DAYS};
 pub use runbook::DEFAULT_RUNBOOK_FILE;
-pub use supervised::{DEFAULT_READY_MIN_DAYS, DEFAULT_READY_MIN_DECISIONS, DEFAULT_READY_QUIET_DAYS, MAX_READY_DAYS};
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -165,7 +166,8 @@ pub(super) fn validate(raw: RawConfig, source: &str, source_path: &Path, problem
     let alerts = v.alerts(raw.alerts);
     let heartbeat = v.heartbeat(raw.heartbeat);
     let runbook = v.runbook(raw.runbook, &state);
-    let supervised = v.supervised(raw.supervised);
+    let supervised =
+        SupervisedConfig { enabled: raw.supervised.enabled.unwrap_or(false), ready: v.ready(raw.supervised.ready) };
     Config {
         source_path: source_path.to_path_buf(),
         source: super::ConfigSource::new(source),

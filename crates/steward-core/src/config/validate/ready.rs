@@ -1,6 +1,5 @@
-//! Stage two for `[supervised]`: whether the first week's approvals are on,
-//! and `[supervised.ready]`, the thresholds of the readiness verdict that
-//! `steward report` prints and `steward graduate` requires.
+//! Stage two for `[supervised.ready]`: the thresholds of the readiness
+//! verdict that `steward report` prints and `steward graduate` requires.
 
 use super::*;
 
@@ -18,10 +17,10 @@ pub const MAX_READY_DAYS: u32 = 3_650;
 const MAX_READY_DECISIONS: u32 = 1_000_000;
 
 impl Validator<'_> {
-    /// `[supervised]`; absent: off, default thresholds.
-    pub(super) fn supervised(&mut self, raw: RawSupervised) -> SupervisedConfig {
-        let ready = raw.ready.unwrap_or_default();
-        let ready = ReadyThresholds {
+    /// `[supervised.ready]`; absent: the defaults.
+    pub(super) fn ready(&mut self, raw: Option<RawReady>) -> ReadyThresholds {
+        let ready = raw.unwrap_or_default();
+        ReadyThresholds {
             min_days: self.ready_count(ready.min_days, "min_days", DEFAULT_READY_MIN_DAYS, MAX_READY_DAYS, "days"),
             min_decisions: self.ready_count(
                 ready.min_decisions,
@@ -37,8 +36,7 @@ impl Validator<'_> {
                 MAX_READY_DAYS,
                 "days",
             ),
-        };
-        SupervisedConfig { enabled: raw.enabled.unwrap_or(false), ready }
+        }
     }
 
     /// A whole number in `0..=max`, or the default (with a problem recorded).

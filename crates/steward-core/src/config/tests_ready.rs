@@ -1,4 +1,4 @@
-//! Tests of `[supervised]` and `[supervised.ready]`: defaults, values, and
+//! Tests of `[supervised] enabled` and `[supervised.ready]`: defaults, values, and
 //! every validation error with its location and fix.
 
 use super::tests::{MINIMAL, err, ok};
