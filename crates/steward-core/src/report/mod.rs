@@ -70,7 +70,10 @@ pub struct Report {
     pub loop_breaker_trips: u64,
     /// Alerts fired (new incidents and stages, not reminders), by rule.
     pub alerts: Vec<AlertCount>,
-    /// Restore tests (`steward backup verify`, scheduled or not) that passed.
+    /// Backups whose restore test (`steward backup verify`, scheduled or
+    /// not) passed in the window: the backup module keeps one mark per
+    /// backup (`backup.verified.<id>`, the latest pass), so a backup
+    /// verified twice counts once.
     pub restore_tests_passed: u64,
     /// Supervised mode's records.
     pub supervision: SupervisionState,
