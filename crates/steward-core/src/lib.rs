@@ -20,6 +20,7 @@
 //! - [`llm`]: the pure core of the LLM front door: prices, request rewriting, usage and cost.
 //! - [`gateway`]: the HTTP server and the `/api/{upstream}` front door; forwarding and retries.
 //! - [`agent_state`]: the agent's lifecycle records in the store (status, crash-loop hold, resume).
+//! - [`supervision`]: supervised mode's records: the first supervised start, graduation, return.
 //! - [`supervisor`]: runs the agent process: restarts, crash loop, kill switch, output capture.
 //! - [`events`]: the daemon's event bus (agent lifecycle, kill switch, spend cap, write failures).
 //! - [`telemetry`]: [`telemetry::CallMetrics`], the per-call counters the pipeline reports
@@ -30,6 +31,7 @@
 //! - [`daemon`]: `steward run`: startup, the daemon lock, background tasks, credential reload, shutdown.
 //! - [`doctor`]: `steward doctor`: the production checklist as independent checks.
 //! - [`backup`]: snapshots, archives, destinations, retention, verify, restore, schedule.
+//! - [`report`]: `steward report`: the supervised week summarized, and the readiness verdict.
 //! - [`runbook`]: `steward runbook`: the one-page runbook rendered from the config, and its record.
 //!
 //! # Who may import whom
@@ -57,10 +59,12 @@ pub mod outbound;
 pub mod pipeline;
 pub mod policy;
 pub mod redaction;
+pub mod report;
 pub mod runbook;
 pub mod secrets;
 pub mod state_dir;
 pub mod store;
+pub mod supervision;
 pub mod supervisor;
 pub mod telemetry;
 

@@ -168,6 +168,9 @@ pub enum Phase {
     /// Not a call: a config reload (`door = "config"`), applied or refused,
     /// with the old and new SHA-256 of the file (see `daemon::reload`).
     Reload,
+    /// Not a call: supervised mode switched (`door = "supervised"`,
+    /// `steward graduate` or `steward supervise`; see `supervision`).
+    Supervision,
 }
 
 /// The audit log. Share it behind an `Arc`; [`AuditLog::shutdown`] needs it

@@ -48,6 +48,7 @@ pub use validate::{
     MAX_EXPIRY_WARNING_DAYS, MAX_PRICE_PER_MTOK_USD, MAX_RETENTION_DAYS, MIN_MAX_FILE_SIZE,
 };
 pub use validate::{DEFAULT_BACKUP_SCHEDULE, DEFAULT_BACKUP_TIMEZONE, DEFAULT_KEEP, DEFAULT_RESTORE_TEST, parse_cron};
+pub use validate::{DEFAULT_READY_MIN_DAYS, DEFAULT_READY_MIN_DECISIONS, DEFAULT_READY_QUIET_DAYS, MAX_READY_DAYS};
 pub use validate::{DEFAULT_SUPERVISED_EXPIRES, DEFAULT_SUPERVISED_WAIT, MAX_SUPERVISED_WAIT};
 
 use error::Problem;
@@ -120,6 +121,8 @@ mod tests_alerts;
 mod tests_credentials;
 #[cfg(test)]
 mod tests_llm;
+#[cfg(test)]
+mod tests_ready;
 #[cfg(test)]
 mod tests_runbook;
 #[cfg(test)]

@@ -57,7 +57,8 @@ pub struct Config {
     /// `[runbook]`: whom to call, and where `steward runbook` writes the page.
     /// Present (empty) when the section is absent, so the page can always be rendered.
     pub runbook: RunbookConfig,
-    /// `[supervised]`: whether side-effect calls wait for a human, and how long.
+    /// `[supervised]`: whether side-effect calls wait for a human, how long,
+    /// and when `steward report` calls the agent ready.
     pub supervised: SupervisedConfig,
 }
 
@@ -74,6 +75,8 @@ pub struct SupervisedConfig {
     /// A request nobody decided by then is expired, never approved (fail
     /// closed); an approved grant unused by then is void too.
     pub expires: Duration,
+    /// `[supervised.ready]`: what `steward report` and `steward graduate` require.
+    pub ready: ReadyThresholds,
 }
 
 impl Default for SupervisedConfig {
@@ -82,6 +85,7 @@ impl Default for SupervisedConfig {
             enabled: false,
             wait: super::validate::DEFAULT_SUPERVISED_WAIT,
             expires: super::validate::DEFAULT_SUPERVISED_EXPIRES,
+            ready: ReadyThresholds::default(),
         }
     }
 }
@@ -772,4 +776,25 @@ pub struct KeepPolicy {
     pub weekly: u32,
     /// The newest backup of each of this many most recent months that have one.
     pub monthly: u32,
+}
+
+/// `[supervised.ready]`: the readiness verdict's configurable thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadyThresholds {
+    /// At least this many whole days since the first supervised start.
+    pub min_days: u32,
+    /// At least this many human decisions (approved or denied) in the report's window.
+    pub min_decisions: u32,
+    /// No denial in this many most recent days.
+    pub quiet_days: u32,
+}
+
+impl Default for ReadyThresholds {
+    fn default() -> Self {
+        Self {
+            min_days: super::validate::DEFAULT_READY_MIN_DAYS,
+            min_decisions: super::validate::DEFAULT_READY_MIN_DECISIONS,
+            quiet_days: super::validate::DEFAULT_READY_QUIET_DAYS,
+        }
+    }
 }

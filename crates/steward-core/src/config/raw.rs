@@ -89,7 +89,7 @@ pub(super) struct RawConfig {
     pub heartbeat: Option<RawHeartbeat>,
     /// `[runbook]`; `None` when absent or broken.
     pub runbook: Option<RawRunbook>,
-    /// `[supervised]`
+    /// `[supervised]` (and `[supervised.ready]`).
     pub supervised: RawSupervised,
 }
 
@@ -304,6 +304,8 @@ pub(super) struct RawSupervised {
     pub wait: Option<Spanned<DurationText>>,
     /// A duration.
     pub expires: Option<Spanned<DurationText>>,
+    /// `[supervised.ready]`: the readiness verdict's thresholds.
+    pub ready: Option<RawReady>,
 }
 
 /// `[unmatched]`
@@ -380,6 +382,18 @@ pub(super) struct RawRunbook {
     pub notes: Option<Spanned<String>>,
     /// The user steward runs as (under systemd): commands get `sudo -u`.
     pub run_as: Option<Spanned<String>>,
+}
+
+/// `[supervised.ready]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [supervised.ready] table with min_days, min_decisions, quiet_days")]
+pub(super) struct RawReady {
+    /// Whole days.
+    pub min_days: Option<Spanned<i64>>,
+    /// Human decisions.
+    pub min_decisions: Option<Spanned<i64>>,
+    /// Whole days.
+    pub quiet_days: Option<Spanned<i64>>,
 }
 
 /// `keep = { daily = 7, weekly = 4, monthly = 6 }`

@@ -247,6 +247,13 @@ wait = "30s"
 # A request nobody decided by then is expired: denied, never approved.
 expires = "2h"
 
+# What `steward report` says is ready and `steward graduate` requires
+# (these are the defaults).
+[supervised.ready]
+min_days = 7
+min_decisions = 20
+quiet_days = 3
+
 [policy]
 # Scopes no credential may hold: exact ("admin"), a prefix ("admin:*") or
 # anything ("*"). steward refuses to start when a credential declares one.
@@ -345,6 +352,7 @@ repeat_every = "4h"
 # page becomes `sudo -u steward steward ...`. Found by itself when the unit
 # is installed.
 #run_as = "steward"
+
 "#;
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ use crate::secrets::Secrets;
 use crate::store::Store;
 
 pub use delivery::{DeliveryReport, Dispatcher, SinkHealth};
-pub use engine::{Engine, FiringAlert};
+pub use engine::{Engine, FiredAlert, FiringAlert, read_fired};
 pub use metrics::Metrics;
 pub use sinks::{Sink, SinkError};
 

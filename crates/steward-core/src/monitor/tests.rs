@@ -147,6 +147,25 @@ async fn error_rate_fires_once_repeats_after_repeat_every_and_resolves_on_recove
     assert!(resolved[0].message.starts_with("Resolved after 11m"), "{}", resolved[0].message);
     assert!(f.engine.evaluate(at(t0(), 665)).await.is_empty());
     assert!(f.engine.firing().is_empty());
+
+    // The history keeps the incident once (not its reminder) after it resolved.
+    let fired = read_fired(&f.store, 0).await.unwrap();
+    assert_eq!(fired.iter().map(|a| (a.key.as_str(), a.at_ms)).collect::<Vec<_>>(), [(rules::ERROR_RATE, ms(t0()))]);
+    assert!(read_fired(&f.store, ms(t0())).await.unwrap().is_empty(), "only alerts fired after the given time");
+}
+
+#[tokio::test]
+async fn the_history_of_fired_alerts_forgets_what_is_older_than_its_keep() {
+    let mut f = fixture(ERROR_RATE).await;
+    calls(&f.store, t0(), 30, 12).await;
+    f.engine.evaluate(t0()).await;
+    calls(&f.store, at(t0(), 660), 60, 0).await;
+    f.engine.evaluate(at(t0(), 660)).await;
+    let later = t0() + engine::FIRED_HISTORY_KEEP + Duration::from_secs(3600);
+    calls(&f.store, later, 30, 12).await;
+    f.engine.evaluate(later).await;
+    let fired = read_fired(&f.store, 0).await.unwrap();
+    assert_eq!(fired.iter().map(|a| a.at_ms).collect::<Vec<_>>(), [ms(later)]);
 }
 
 #[tokio::test]

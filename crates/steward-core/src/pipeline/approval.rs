@@ -417,7 +417,7 @@ impl Pipeline {
     /// Whether `steward graduate` ended supervision; a store that cannot
     /// say refuses the call (fail closed).
     async fn graduated(&self) -> Result<bool, Refusal> {
-        self.store.supervision_graduated().await.map(|g| g.is_some()).map_err(|err| {
+        crate::supervision::graduated(&self.store).await.map(|g| g.is_some()).map_err(|err| {
             tracing::error!(error = %err, "cannot read whether supervision graduated; refusing the call (fail closed)");
             Refusal::StoreUnavailable
         })

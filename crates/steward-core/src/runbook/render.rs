@@ -238,6 +238,20 @@ impl Page<'_> {
             "Releases the kill switch, whoever engaged it (`steward stop` or the loop breaker), and clears a \
              crash-loop hold{restart}."
         ));
+        self.line("");
+        self.line(
+            "Not sure the agent should act on its own again? Go back to supervised mode, where every \
+             side-effect call waits for a human, and see what waits:",
+        );
+        self.line("");
+        let commands = [self.cmd("supervise", ""), self.cmd("approvals", "")];
+        self.commands(&commands);
+        let state = if self.config.supervised.enabled { "on" } else { "**off**" };
+        self.line(format!(
+            "- `supervise` undoes `steward graduate` (recorded, audited); `[supervised] enabled` is {state} in \
+             this config, and calls are held only while it is on. `approvals` lists the pending requests, oldest \
+             first; `steward report` says whether the agent is ready to graduate again."
+        ));
     }
 
     fn spend(&mut self) {

@@ -179,6 +179,10 @@ fn every_command_names_the_absolute_config() {
     assert!(last.contains("`/var/lib/poster/logs/audit.jsonl`"), "{last}");
     assert!(last.contains("rotates at 100 MB; rotated files older than 30 day(s) are archived"), "{last}");
     assert!(section(&page, "Resume").contains("steward resume --config /srv/poster/steward.toml\n"));
+    let resume = section(&page, "Resume");
+    assert!(resume.contains("steward supervise --config /srv/poster/steward.toml\n"), "{resume}");
+    assert!(resume.contains("steward approvals --config /srv/poster/steward.toml\n"), "{resume}");
+    assert!(resume.contains("`[supervised] enabled` is **off** in this config"), "{resume}");
 }
 
 #[test]

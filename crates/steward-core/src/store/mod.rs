@@ -83,9 +83,9 @@ mod approvals;
 mod checkpoint;
 mod queries;
 mod redaction;
+mod report;
 mod schema;
 mod spend;
-mod supervision;
 mod writer;
 
 #[cfg(test)]
@@ -104,8 +104,8 @@ use crate::redaction::SharedRedactor;
 
 pub use approvals::{ApprovalDecision, ApprovalRow, ApprovalState, Decided, NewApproval, VIA_EXPIRY, Verdict};
 pub use checkpoint::{CHECKPOINT_BUCKETS, CheckpointHistogram, CheckpointMode, JOURNAL_SIZE_LIMIT, WalStats};
+pub use report::{ApprovalOutcome, ToolBucket, UpstreamErrors};
 pub use spend::{MAX_STORED_MICROS, MAX_STORED_TOKENS, STOP_KEY, SpendHold, SpendRow, SpendSettlement, SpendStop};
-pub use supervision::{GRADUATED_KEY, Graduation};
 use writer::{Op, Request, Response};
 
 /// Ops queued for the writer beyond this wait in `send`: backpressure instead

@@ -13,10 +13,12 @@ mod config_check;
 mod demo;
 mod doctor;
 mod error;
+mod graduate;
 mod init;
 mod last;
 mod logs;
 mod reload;
+mod report;
 mod restore;
 mod run;
 mod runbook;
@@ -44,12 +46,16 @@ pub mod exit {
     /// The configuration is invalid: fix steward.toml at the reported line
     /// (also: `config check` found an unsafe secret file or a dev/prod share).
     pub const CONFIG: u8 = 3;
+    /// `steward graduate` refused: a readiness criterion is not met (each is
+    /// printed with its fix; `--force` overrides).
+    pub const NOT_READY: u8 = 4;
     // `steward doctor` has its own codes: 0 nothing fails, 1 an item fails,
     // 2 doctor could not run (see `doctor::code`).
 }
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 success · 1 failure · 2 usage error · 3 invalid configuration
+            (steward graduate: 4 not ready, a readiness criterion is not met)
             (steward doctor: 0 no item fails · 1 an item fails · 2 could not run)
 
 Start here:
@@ -65,6 +71,8 @@ Start here:
   steward alerts test          send a test alert through every [[alerts.sinks]] entry
   steward stop --reason \"...\"  kill switch: refuse every call and stop the agent until `steward resume`
   steward backup now           back up config, store and agent state to the [backup] destination
+  steward report --since 7d    what the agent did, approvals, and whether it is ready to run unsupervised
+  steward graduate             end supervised mode (refused with the unmet criteria unless --force)
   steward runbook              write the one-page runbook of this deployment ([runbook] output)
 
 Colour only on a terminal; NO_COLOR=1 turns it off, CLICOLOR_FORCE=1 forces it.
@@ -136,6 +144,14 @@ enum Command {
     /// Render this deployment's one-page runbook (Markdown: stop, last, roll back, resume, spend,
     /// credentials, backups, alerts, whom to call) to [runbook] output, or print it with --stdout.
     Runbook(runbook::Args),
+    /// Summarize what the agent did (calls per tool per day, approvals, refusals, upstream errors, spend,
+    /// loop-breaker trips, alerts, restore tests) and whether it is ready to run without approvals.
+    Report(report::Args),
+    /// End supervised mode: refused, with every unmet readiness criterion and its fix, unless all pass or
+    /// --force; recorded (who, when, forced) and audited. Works with or without a running daemon.
+    Graduate(graduate::GraduateArgs),
+    /// Go back to supervised mode (undo `steward graduate`), recorded and audited.
+    Supervise(graduate::SuperviseArgs),
     /// Print a shell completion script: `steward completions bash > /etc/bash_completion.d/steward`.
     Completions(completions::CompletionsArgs),
     /// Print the manual page (roff): `steward man | man -l -`; `--dir D` writes one page per command.
@@ -169,6 +185,8 @@ impl Cli {
             Command::Backup(backup::Command::Verify(args)) => args.json,
             Command::Restore(args) => args.json,
             Command::Runbook(args) => args.json,
+            Command::Report(args) => args.json,
+            Command::Graduate(_) | Command::Supervise(_) => false,
             Command::Init(_)
             | Command::Run(_)
             | Command::Stop(_)
@@ -230,6 +248,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Backup(command) => backup::run(&config_path, command),
         Command::Restore(args) => restore::run(&config_path, args),
         Command::Runbook(args) => runbook::run(&config_path, args),
+        Command::Report(args) => report::run(&config_path, args),
+        Command::Graduate(args) => graduate::graduate(&config_path, args),
+        Command::Supervise(args) => graduate::supervise(&config_path, args),
         Command::Completions(args) => completions::completions(args),
         Command::Man(args) => completions::man(args),
     }

@@ -12,6 +12,7 @@
 //! - `upstreams`: `[upstreams.*]`, `[[tools]]`, `[loop_breaker]`;
 //! - `llm`: `[llm.*]`, `[spend]`, `[prices.*]`;
 //! - `backup`, `alerts` (with `[heartbeat]`), `runbook`, `supervised`: their sections;
+//! - `ready`: `[supervised.ready]`, the readiness verdict's thresholds;
 //! - `values`: the checks of single values every section shares.
 
 mod agent;
@@ -20,6 +21,7 @@ mod backup;
 mod credentials;
 mod llm;
 mod local;
+mod ready;
 mod runbook;
 mod supervised;
 mod upstreams;
@@ -31,6 +33,7 @@ pub use alerts::{
 };
 pub use backup::{DEFAULT_BACKUP_SCHEDULE, DEFAULT_BACKUP_TIMEZONE, DEFAULT_KEEP, DEFAULT_RESTORE_TEST, parse_cron};
 pub use credentials::{DEFAULT_EXPIRY_WARNING_DAYS, MAX_EXPIRY_WARNING_DAYS};
+pub use ready::{DEFAULT_READY_MIN_DAYS, DEFAULT_READY_MIN_DECISIONS, DEFAULT_READY_QUIET_DAYS, MAX_READY_DAYS};
 pub use runbook::DEFAULT_RUNBOOK_FILE;
 pub use supervised::{DEFAULT_SUPERVISED_EXPIRES, DEFAULT_SUPERVISED_WAIT, MAX_SUPERVISED_WAIT};
 

@@ -45,6 +45,7 @@ impl Validator<'_> {
                 "make expires longer than wait, like expires = \"2h\" (the default)",
             ));
         }
-        SupervisedConfig { enabled: raw.enabled.unwrap_or(false), wait, expires }
+        let ready = self.ready(raw.ready);
+        SupervisedConfig { enabled: raw.enabled.unwrap_or(false), wait, expires, ready }
     }
 }

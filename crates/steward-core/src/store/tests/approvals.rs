@@ -133,17 +133,6 @@ async fn prefixes_find_one_request_or_list_the_matches() {
 }
 
 #[tokio::test]
-async fn graduation_is_read_from_its_key_and_a_broken_value_keeps_supervision_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_in(dir.path());
-    assert_eq!(store.supervision_graduated().await.unwrap(), None);
-    store.kv_set(GRADUATED_KEY, r#"{"at_ms": 5, "by": "ana"}"#, T0).await.unwrap();
-    assert_eq!(store.supervision_graduated().await.unwrap(), Some(Graduation { at_ms: 5, by: "ana".into() }));
-    store.kv_set(GRADUATED_KEY, "yes", T0).await.unwrap();
-    assert_eq!(store.supervision_graduated().await.unwrap(), None);
-}
-
-#[tokio::test]
 async fn the_precheck_answers_like_admission_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_in(dir.path());
