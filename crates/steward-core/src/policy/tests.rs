@@ -12,6 +12,7 @@ fn tool(name: &str, method: &str, path: &str) -> ToolConfig {
         side_effect: method != "GET",
         limit: Some(RateLimit { max: 10, per: Duration::from_secs(3600) }),
         retry: RetryPolicy::Never,
+        undo: None,
     }
 }
 

@@ -21,6 +21,7 @@ mod credentials;
 mod llm;
 mod local;
 mod runbook;
+mod undo;
 mod upstreams;
 mod values;
 
