@@ -27,6 +27,8 @@
 //! - [`daemon`]: `steward run`: startup, the daemon lock, background tasks, credential reload, shutdown.
 //! - [`doctor`]: `steward doctor`: the production checklist as independent checks.
 //! - [`backup`]: snapshots, archives, destinations, retention, verify, restore, schedule.
+//! - [`undo`]: a tool's declared undo resolved against one released call (pure); the
+//!   pipeline journals it and runs it (`steward undo`).
 //! - [`runbook`]: `steward runbook`: the one-page runbook rendered from the config, and its record.
 //!
 //! # Who may import whom
@@ -59,6 +61,7 @@ pub mod state_dir;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;
+pub mod undo;
 
 #[cfg(test)]
 mod module_boundaries;
