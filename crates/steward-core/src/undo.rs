@@ -232,7 +232,10 @@ mod tests {
         let resolved = resolve(&undo, inputs(&response, &request, &segments)).unwrap();
         assert_eq!(resolved.path, "/s/109/ana/x%20y?to=bo&n=7");
         assert_eq!(resolved.method, "DELETE");
-        assert_eq!(serde_json::from_str::<Value>(&resolved.body.unwrap()).unwrap(), json!({"id": 7, "note": "undo of 109"}));
+        assert_eq!(
+            serde_json::from_str::<Value>(&resolved.body.unwrap()).unwrap(),
+            json!({"id": 7, "note": "undo of 109"})
+        );
     }
 
     #[test]
@@ -244,7 +247,8 @@ mod tests {
             assert!(err.is_err(), "{bad:?} gave {err:?}");
         }
         let response = json!({"id": "1?x=2#f"});
-        let resolved = resolve(&call("/s/{response.id}", None, None), inputs(&response, &json!({}), &segments)).unwrap();
+        let resolved =
+            resolve(&call("/s/{response.id}", None, None), inputs(&response, &json!({}), &segments)).unwrap();
         assert_eq!(resolved.path, "/s/1%3Fx=2%23f");
         let response = json!({"id": "1&admin=true"});
         let resolved =

@@ -174,7 +174,9 @@ fn parse_placeholder(inner: &str) -> Result<Placeholder, String> {
                 return Err(format!("placeholder {{{inner}}} has an empty step (..)"));
             }
             if !step.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '@' | '$')) {
-                return Err(format!("placeholder {{{inner}}}: step {step:?} has characters other than a-z A-Z 0-9 _ - @ $"));
+                return Err(format!(
+                    "placeholder {{{inner}}}: step {step:?} has characters other than a-z A-Z 0-9 _ - @ $"
+                ));
             }
             Ok(match step.parse::<usize>() {
                 Ok(i) if step.chars().all(|c| c.is_ascii_digit()) => Step::Index(i),

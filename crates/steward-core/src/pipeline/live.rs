@@ -40,6 +40,8 @@ pub struct LiveConfig {
     pub(super) forwarder: Forwarder,
     /// Upstreams that report their token's scopes.
     pub(super) scope_watch: ScopeWatch,
+    /// `[[tools]]` name → upstream: where the operator's undo of a tool goes.
+    pub(super) tool_upstreams: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for LiveConfig {
@@ -66,6 +68,7 @@ impl LiveConfig {
             spend: config.spend.clone(),
             forwarder: Forwarder::new(api.chain(llm), Arc::clone(secrets))?,
             scope_watch: ScopeWatch::new(config),
+            tool_upstreams: config.tools.iter().map(|t| (t.name.clone(), t.upstream.clone())).collect(),
         })
     }
 }

@@ -46,6 +46,7 @@ pub(crate) fn admission(id: &str, now_ms: i64, tool: Option<&str>, loop_key: &st
         input_sha256: "ab".repeat(32),
         limit: None,
         loop_breaker: no_breaker(),
+        undo_by_operator: false,
         spend: None,
     }
 }
@@ -62,6 +63,7 @@ pub(crate) fn completion(id: &str, now_ms: i64, status: Option<u16>) -> Completi
         duration_ms: 12,
         attempts: 1,
         response_ref: None,
+        undo: None,
         error: None,
         extra_json: None,
         spend: None,

@@ -178,7 +178,10 @@ impl Validator<'_> {
                     "the tool's match has no {param} segment; use {response.<json path>} or {request.<json path>}"
                         .to_owned()
                 } else {
-                    format!("the tool's match names: {}", params.iter().map(|p| format!("{{{p}}}")).collect::<Vec<_>>().join(", "))
+                    format!(
+                        "the tool's match names: {}",
+                        params.iter().map(|p| format!("{{{p}}}")).collect::<Vec<_>>().join(", ")
+                    )
                 };
                 self.push(Problem::new(
                     span,
