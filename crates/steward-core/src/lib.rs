@@ -24,6 +24,8 @@
 //! - [`telemetry`]: [`telemetry::CallMetrics`], the per-call counters the pipeline reports
 //!   through and `monitor` implements (so neither imports the other).
 //! - [`monitor`]: `/metrics`, `/readyz`, the alert engine and its sinks, the dead-man heartbeat.
+//! - [`admin`]: the admin API on `<state>/admin.sock` (admin token, never the agent's): what
+//!   the CLI and the dashboard ask a running daemon (approvals, undo, status).
 //! - [`daemon`]: `steward run`: startup, the daemon lock, background tasks, credential reload, shutdown.
 //! - [`doctor`]: `steward doctor`: the production checklist as independent checks.
 //! - [`backup`]: snapshots, archives, destinations, retention, verify, restore, schedule.
@@ -39,6 +41,7 @@
 //! never imports `monitor`; and no two modules import each other, directly or
 //! around a loop. The test module `module_boundaries` keeps it so.
 
+pub mod admin;
 pub mod agent_state;
 pub mod audit;
 pub mod backup;

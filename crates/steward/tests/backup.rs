@@ -76,6 +76,7 @@ async fn backup_list_verify_restore_and_config_check() {
     assert_eq!(std::fs::read_to_string(target.join("calendar.json")).unwrap(), "{\"events\":[\"dentist\"]}");
     assert!(!target.join("social.token").exists(), "the credential file was backed up");
     assert!(!target.join("state/agent.token").exists(), "the agent token was backed up");
+    assert!(!target.join("state/admin.token").exists(), "the admin token was backed up");
 
     // The restored config passes `steward config check --offline` (its
     // credential files are not in the backup), and its store has the kill switch.

@@ -3,7 +3,7 @@
 //!
 //! - `snapshot`: what goes in (config, a `VACUUM INTO` copy of the store,
 //!   declared paths, optionally logs) and what never does (live database
-//!   files, the agent token, credential files).
+//!   files, the agent and admin tokens, the admin socket, credential files).
 //! - `archive`: tar + zstd (+ age), streamed with constant memory.
 //! - `pipe`: the bounded pipe between blocking archive code and async uploads.
 //! - `destination`: local directory or S3-compatible bucket via

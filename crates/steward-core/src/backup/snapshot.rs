@@ -91,6 +91,8 @@ pub(super) fn plan(config: &Config, id: &str) -> Result<Plan, BackupError> {
         excluded.insert(PathBuf::from(name));
     }
     excluded.insert(config.state.token_path());
+    excluded.insert(config.state.admin_token_path());
+    excluded.insert(config.state.admin_socket_path());
     excluded.insert(config.state.lock_path());
     excluded.insert(config.state.addr_path());
     excluded.insert(staging.0.clone());

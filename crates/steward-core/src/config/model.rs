@@ -255,6 +255,14 @@ impl StateConfig {
     pub fn addr_path(&self) -> PathBuf {
         self.dir.join("daemon.addr")
     }
+    /// `<dir>/admin.token` (0600): the operator's bearer token for the admin API.
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.dir.join("admin.token")
+    }
+    /// `<dir>/admin.sock` (0600): the running daemon's admin API.
+    pub fn admin_socket_path(&self) -> PathBuf {
+        self.dir.join("admin.sock")
+    }
     /// `<dir>/reload.json`: the outcome of the daemon's last credential
     /// reload, which `steward secrets reload` waits for.
     pub fn reload_status_path(&self) -> PathBuf {

@@ -1,5 +1,6 @@
 //! The daemon behind `steward run`: startup order, the single-instance lock
-//! (taken through `state_dir`), background tasks (gateway, supervisor,
+//! (taken through `state_dir`), background tasks (gateway, the admin API on
+//! `<state>/admin.sock` (`crate::admin`), supervisor,
 //! retention in `retention`, systemd watchdog in `systemd`, token
 //! introspection) and shutdown.
 //!
@@ -44,6 +45,7 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admin::AdminToken;
 use crate::audit::{AuditError, AuditLog, AuditRecord, Phase};
 use crate::clock::unix_ms;
 use crate::config::Config;
@@ -92,6 +94,17 @@ pub enum DaemonError {
     Bind {
         /// Configured address.
         addr: std::net::SocketAddr,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The admin API's socket could not be bound.
+    #[error(
+        "cannot serve the admin API on {path}: {source}; check that [state] dir is writable by the user running steward",
+        path = path.display()
+    )]
+    AdminSocket {
+        /// `<state>/admin.sock`
+        path: PathBuf,
         /// Underlying error.
         source: std::io::Error,
     },
@@ -257,6 +270,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     })?;
     drop(agent_token_value);
     let supervisor_stats = supervisor.stats();
+    let (admin_token, admin_listener, admin_socket) = open_admin(config)?;
     let addr_path = config.state.addr_path();
     write_private(&addr_path, &format!("{addr}\n"))?;
 
@@ -292,6 +306,14 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     drop(reload_token);
     reloader.record_running(config).await;
     tracker.spawn(gateway.serve(listener, shutdown.clone()));
+    let admin = crate::admin::AdminState::new(
+        Arc::clone(&pipeline),
+        Arc::clone(&audit),
+        events.clone(),
+        &config.agent.name,
+        admin_token,
+    );
+    tracker.spawn(crate::admin::serve(admin_listener, crate::admin::router(admin), shutdown.clone(), admin_socket));
     tracker.spawn(Arc::clone(&pipeline).run_junk_flush(shutdown.clone()));
     tracker.spawn(retention::task(config, Arc::clone(&audit), journal_store, shutdown.clone()));
     tracker.spawn(supervisor.run(shutdown.clone()));
@@ -337,6 +359,20 @@ fn load_agent_token(config: &Config) -> Result<AgentToken, DaemonError> {
         tracing::info!(path = %config.state.token_path().display(), "created the agent token");
     }
     Ok(agent_token)
+}
+
+/// The admin API's token (created on the first start) and its socket,
+/// bound before the address file announces the daemon, so a client that
+/// sees the daemon can reach it.
+fn open_admin(config: &Config) -> Result<(AdminToken, tokio::net::UnixListener, PathBuf), DaemonError> {
+    let (token, created) = AdminToken::load_or_create(&config.state.admin_token_path())?;
+    if created {
+        tracing::info!(path = %config.state.admin_token_path().display(), "created the admin token");
+    }
+    let path = config.state.admin_socket_path();
+    let listener =
+        crate::admin::bind(&path).map_err(|source| DaemonError::AdminSocket { path: path.clone(), source })?;
+    Ok((token, listener, path))
 }
 
 /// Opens the store (its files made private) and the audit log, and gives

@@ -18,6 +18,11 @@ const AGENT_TOKEN_BYTES: usize = 32;
 /// and lets the redactor's rules catch them by shape.
 pub const AGENT_TOKEN_PREFIX: &str = "stw_";
 
+/// Prefix of the generated admin token (`<state>/admin.token`, the
+/// operator's key to the admin API): distinct from the agent's, so a
+/// refusal can tell which one was presented.
+pub const ADMIN_TOKEN_PREFIX: &str = "stwadm_";
+
 /// Least randomness a token in `agent.token` may have: any process on the
 /// host can try tokens against the gateway as fast as it answers, so
 /// guessing must stay hopeless (128 bits is the usual floor for a bearer
@@ -41,42 +46,8 @@ impl AgentToken {
     /// Reads `path`, or creates it (mode 0600, random 256-bit token) when missing.
     /// Returns whether it was created.
     pub fn load_or_create(path: &Path) -> Result<(Self, bool), SecretsError> {
-        let err = |source| SecretsError::AgentToken { path: path.to_owned(), source };
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let mode = std::fs::metadata(path).map_err(err)?.permissions().mode() & 0o777;
-                if mode & 0o077 != 0 {
-                    return Err(SecretsError::FileUnsafeMode {
-                        credential: "agent token".into(),
-                        path: path.to_owned(),
-                        mode,
-                    });
-                }
-                let token = text.trim().to_owned();
-                if token.is_empty() {
-                    return Err(SecretsError::Empty {
-                        credential: "agent token".into(),
-                        source_desc: path.display().to_string(),
-                    });
-                }
-                let bits = estimated_bits(&token);
-                if bits < MIN_AGENT_TOKEN_BITS {
-                    return Err(SecretsError::WeakAgentToken { path: path.to_owned(), bits });
-                }
-                Ok((Self(SecretString::from(token)), false))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut bytes = [0u8; AGENT_TOKEN_BYTES];
-                rand::fill(&mut bytes);
-                let token = format!("{AGENT_TOKEN_PREFIX}{}", hex::encode(bytes));
-                let mut file =
-                    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(err)?;
-                file.write_all(format!("{token}\n").as_bytes()).map_err(err)?;
-                file.sync_all().map_err(err)?;
-                Ok((Self(SecretString::from(token)), true))
-            }
-            Err(e) => Err(err(e)),
-        }
+        let (token, created) = read_or_create_private(path, AGENT_TOKEN_PREFIX, "agent token")?;
+        Ok((Self(token), created))
     }
 
     /// An explicit token (tests, benchmarks; the strength check is `load_or_create`'s).
@@ -104,12 +75,54 @@ impl AgentToken {
     }
 }
 
+/// Reads the bearer token kept in `path` (mode 0600 or refused, not empty,
+/// at least [`MIN_AGENT_TOKEN_BITS`] of randomness), or creates it when
+/// missing: `prefix` and 256 random bits in hex, written 0600. Returns
+/// whether it was created. `label` names it in errors ("agent token",
+/// "admin token").
+pub(crate) fn read_or_create_private(
+    path: &Path,
+    prefix: &str,
+    label: &str,
+) -> Result<(SecretString, bool), SecretsError> {
+    let err = |source| SecretsError::AgentToken { path: path.to_owned(), source };
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let mode = std::fs::metadata(path).map_err(err)?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(SecretsError::FileUnsafeMode { credential: label.into(), path: path.to_owned(), mode });
+            }
+            let token = text.trim().to_owned();
+            if token.is_empty() {
+                return Err(SecretsError::Empty { credential: label.into(), source_desc: path.display().to_string() });
+            }
+            let bits = estimated_bits(&token);
+            if bits < MIN_AGENT_TOKEN_BITS {
+                return Err(SecretsError::WeakAgentToken { path: path.to_owned(), bits });
+            }
+            Ok((SecretString::from(token), false))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; AGENT_TOKEN_BYTES];
+            rand::fill(&mut bytes);
+            let token = format!("{prefix}{}", hex::encode(bytes));
+            let mut file =
+                std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(err)?;
+            file.write_all(format!("{token}\n").as_bytes()).map_err(err)?;
+            file.sync_all().map_err(err)?;
+            Ok((SecretString::from(token), true))
+        }
+        Err(e) => Err(err(e)),
+    }
+}
+
 /// An upper estimate of a token's randomness in bits: its length (without
 /// the `stw_` prefix) times log2 of the smallest alphabet its characters fit
 /// (hex, lower case and digits, letters and digits, printable ASCII, any).
 /// A token with fewer than [`MIN_DISTINCT_CHARS`] distinct characters scores 0.
 fn estimated_bits(token: &str) -> u32 {
-    let body = token.strip_prefix(AGENT_TOKEN_PREFIX).unwrap_or(token);
+    let body =
+        token.strip_prefix(AGENT_TOKEN_PREFIX).or_else(|| token.strip_prefix(ADMIN_TOKEN_PREFIX)).unwrap_or(token);
     let distinct: std::collections::BTreeSet<char> = body.chars().collect();
     if distinct.len() < MIN_DISTINCT_CHARS {
         return 0;

@@ -27,7 +27,8 @@ use std::time::SystemTime;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-pub use agent_token::{AGENT_TOKEN_PREFIX, AgentToken};
+pub(crate) use agent_token::read_or_create_private;
+pub use agent_token::{ADMIN_TOKEN_PREFIX, AGENT_TOKEN_PREFIX, AgentToken};
 pub use expiry::{ExpiryFinding, ExpirySource, expiry_findings, jwt_expiry, log_expiry_findings};
 pub use introspect::{ClientAuth, IntrospectError, Introspection, IntrospectionRecord, IntrospectionTask, introspect};
 pub use scopes::{ScopeComparison, ScopeMismatch, ScopeWatch, compare_scopes};

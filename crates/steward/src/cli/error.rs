@@ -44,6 +44,17 @@ pub enum CliError {
         /// Every problem, one line each.
         problems: Vec<String>,
     },
+    /// The running daemon's admin API refused the request (exit 1).
+    Api {
+        /// The HTTP status it answered.
+        status: u16,
+        /// Its machine-readable kind (`not_found`, `unauthorized`, ...).
+        kind: String,
+        /// What happened.
+        message: String,
+        /// The next command, when it named one.
+        help: Option<String>,
+    },
     /// Any other failure (exit 1).
     Other(anyhow::Error),
 }
@@ -74,7 +85,7 @@ impl CliError {
         match self {
             CliError::Config { .. } | CliError::Reload { .. } => exit::CONFIG,
             CliError::Credentials { needs_a_person: true, .. } => exit::CONFIG,
-            CliError::Credentials { .. } | CliError::Other(_) => exit::FAILURE,
+            CliError::Credentials { .. } | CliError::Api { .. } | CliError::Other(_) => exit::FAILURE,
         }
     }
 
@@ -109,6 +120,10 @@ impl CliError {
                 text.push_str(&format!("{}: {}\n", path.display(), RELOAD_REFUSED));
                 text
             }
+            CliError::Api { message, help, .. } => match help {
+                Some(help) => format!("error: {message}\nhelp: {help}\n"),
+                None => format!("error: {message}\n"),
+            },
             CliError::Other(err) => format!("error: {}\n", chain_text(err)),
         }
     }
@@ -136,6 +151,13 @@ impl CliError {
                 "help": RELOAD_HELP,
                 "location": path.display().to_string(),
                 "problems": problems,
+            }),
+            CliError::Api { status, kind, message, help } => serde_json::json!({
+                "kind": kind,
+                "message": message,
+                "help": help,
+                "location": null,
+                "status": status,
             }),
             CliError::Other(err) => serde_json::json!({
                 "kind": "failure",

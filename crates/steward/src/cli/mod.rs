@@ -2,6 +2,8 @@
 //! types, the dispatch, the exit codes and the colour policy; `error` holds
 //! the error report (text, or JSON with `--json`).
 
+#[expect(dead_code, reason = "its first commands (approvals, undo) land with issues 14 and 15")]
+mod admin_client;
 mod agent_exec;
 mod alerts;
 mod backup;
