@@ -21,6 +21,7 @@
 mod client;
 mod status;
 mod token;
+mod undo;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -134,6 +135,7 @@ impl IntoResponse for ApiError {
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .merge(status::routes())
+        .merge(undo::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)

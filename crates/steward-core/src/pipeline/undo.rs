@@ -216,6 +216,14 @@ pub enum UndoError {
          declare undo = {{ tool = ..., path = ... }} on the tool for future calls"
     )]
     NoPlan(String),
+    /// `--tool` names no configured tool.
+    #[error("no tool is named `{tool}`; the tools are: {known}")]
+    UnknownTool {
+        /// What was asked for.
+        tool: String,
+        /// The configured tools.
+        known: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -249,6 +257,11 @@ impl Pipeline {
         since_ms: i64,
         req: &UndoRequest,
     ) -> Result<Vec<UndoReport>, UndoError> {
+        let live = self.live.load_full();
+        if !live.tool_upstreams.contains_key(tool) {
+            let known = live.tool_upstreams.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
+            return Err(UndoError::UnknownTool { tool: tool.to_owned(), known });
+        }
         let query = UndoQuery {
             tool: Some(tool.to_owned()),
             since_ms: Some(since_ms),
