@@ -5,9 +5,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use comfy_table::{ContentArrangement, Table, presets};
+use std::collections::HashMap;
 use steward_core::config::Config;
 use steward_core::decision::status_of_decision;
-use steward_core::store::{CallRow, LastQuery};
+
+use steward_core::store::{CallRow, LastQuery, UndoQuery, UndoRow, UndoState};
 
 use super::{CliError, exit, format_ms, load_config, now_ms, open_store_read_only, print_json, runtime};
 
@@ -26,6 +28,9 @@ pub struct Args {
     /// Only refused or failed calls.
     #[arg(long)]
     failed: bool,
+    /// Only calls steward can still undo, with the undo it would send (`steward undo CALL`).
+    #[arg(long, conflicts_with = "failed")]
+    undoable: bool,
     /// One JSON array, for scripts.
     #[arg(long)]
     pub(super) json: bool,
@@ -37,16 +42,33 @@ fn parse_since(text: &str) -> Result<std::time::Duration, String> {
 
 pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
     let config = load_config(path)?;
+    if args.undoable {
+        return undoable(&config, &args);
+    }
     let query = LastQuery {
         limit: args.limit,
         tool: args.tool.clone(),
         since_ms: args.since.map(|d| now_ms() - i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
         failed_only: args.failed,
     };
-    let mut rows = runtime()?.block_on(async {
+    let (mut rows, undos) = runtime()?.block_on(async {
         let store = open_store_read_only(&config)?;
-        store.last(query).await.context("cannot read the journal")
+        let rows = store.last(query).await.context("cannot read the journal")?;
+        // The undo state of the calls shown: `steward last` marks undone calls.
+        let undos = match rows.iter().map(|r| r.started_ms).min() {
+            Some(since_ms) => {
+                let q = UndoQuery {
+                    call_ids: Some(rows.iter().map(|r| r.id.clone()).collect()),
+                    since_ms: Some(since_ms),
+                    ..UndoQuery::default()
+                };
+                store.undos(q).await.context("cannot read the undo plans")?
+            }
+            None => Vec::new(),
+        };
+        anyhow::Ok((rows, undos))
     })?;
+    let undos: HashMap<String, UndoRow> = undos.into_iter().map(|u| (u.call_id.clone(), u)).collect();
     if rows.is_empty()
         && let Some(tool) = &args.tool
         && !is_a_tool(&config, tool)
@@ -60,6 +82,16 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         }
     }
     if args.json {
+        let rows: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|row| {
+                let mut value = serde_json::to_value(row).unwrap_or_default();
+                if let Some(undo) = undos.get(&row.id) {
+                    value["undo"] = serde_json::to_value(undo).unwrap_or_default();
+                }
+                value
+            })
+            .collect();
         print_json(&rows)?;
         return Ok(ExitCode::from(exit::OK));
     }
@@ -68,8 +100,62 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         anstream::println!("no calls{of_tool} recorded{}", if args.failed { " that failed" } else { "" });
         return Ok(ExitCode::from(exit::OK));
     }
-    anstream::println!("{}", table(&rows));
+    anstream::println!("{}", table(&rows, &undos));
     Ok(ExitCode::from(exit::OK))
+}
+
+/// `steward last --undoable`: the calls steward can still undo, newest first.
+fn undoable(config: &Config, args: &Args) -> Result<ExitCode, CliError> {
+    let query = UndoQuery {
+        tool: args.tool.clone(),
+        since_ms: args.since.map(|d| now_ms() - i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        undoable_only: true,
+        limit: args.limit,
+        ..UndoQuery::default()
+    };
+    let rows = runtime()?.block_on(async {
+        let store = open_store_read_only(config)?;
+        store.undos(query).await.context("cannot read the undo plans")
+    })?;
+    if args.json {
+        print_json(&rows)?;
+        return Ok(ExitCode::from(exit::OK));
+    }
+    if rows.is_empty() {
+        anstream::println!("no call can be undone (a tool declares its undo with undo = {{ tool, path }})");
+        return Ok(ExitCode::from(exit::OK));
+    }
+    let mut table = Table::new();
+    table.load_style(presets::NOTHING).set_content_arrangement(ContentArrangement::Dynamic);
+    table.set_header(["TIME (UTC)", "CALL", "TOOL", "STATE", "UNDO (steward undo CALL)"]);
+    for row in &rows {
+        let undo = format!("{} {}", row.method.as_deref().unwrap_or("?"), row.path.as_deref().unwrap_or("?"));
+        let state = match row.state {
+            UndoState::Failed => format!("failed: {}", row.reason.as_deref().unwrap_or("?")),
+            other => other.to_string(),
+        };
+        table.add_row([
+            format_ms(row.started_ms),
+            short_id(&row.call_id),
+            row.tool.clone(),
+            escape(&state, 60),
+            escape(&undo, 80),
+        ]);
+    }
+    anstream::println!("{table}");
+    Ok(ExitCode::from(exit::OK))
+}
+
+/// The UNDO column: what `steward undo` did or can do for the call.
+fn undo_mark(undo: Option<&UndoRow>) -> String {
+    match undo.map(|u| u.state) {
+        None => "-".into(),
+        Some(UndoState::Undone | UndoState::Gone) => "undone".into(),
+        Some(UndoState::Planned) => "undoable".into(),
+        Some(UndoState::Failed) => "undo failed".into(),
+        Some(UndoState::Running) => "undoing".into(),
+        Some(UndoState::Unavailable) => "no undo".into(),
+    }
 }
 
 /// A `[[tools]]` name, or `PROVIDER:ENDPOINT` of an `[llm.*]` provider.
@@ -94,10 +180,10 @@ fn known_tools(config: &Config) -> String {
     text
 }
 
-fn table(rows: &[CallRow]) -> Table {
+fn table(rows: &[CallRow], undos: &HashMap<String, UndoRow>) -> Table {
     let mut table = Table::new();
     table.load_style(presets::NOTHING).set_content_arrangement(ContentArrangement::Dynamic);
-    table.set_header(["TIME (UTC)", "CALL", "TOOL", "DECISION", "STATUS", "MS", "REF", "REQUEST"]);
+    table.set_header(["TIME (UTC)", "CALL", "TOOL", "DECISION", "STATUS", "MS", "REF", "UNDO", "REQUEST"]);
     for row in rows {
         table.add_row([
             format_ms(row.started_ms),
@@ -107,6 +193,7 @@ fn table(rows: &[CallRow]) -> Table {
             row.status.map_or_else(|| "-".into(), |s| s.to_string()),
             row.duration_ms.map_or_else(|| "-".into(), |d| d.to_string()),
             row.response_ref.clone().unwrap_or_else(|| "-".into()),
+            undo_mark(undos.get(&row.id)),
             escape(&request_text(row), 60),
         ]);
     }

@@ -23,6 +23,7 @@ mod secrets;
 mod spend;
 mod status;
 mod stop;
+mod undo;
 
 pub use error::CliError;
 
@@ -61,6 +62,7 @@ Start here:
   steward logs agent -f        the agent's output (redacted)
   steward doctor               score the deployment against the production checklist
   steward last                 what the agent did, newest first
+  steward undo --tool post --since 2h   undo the agent's recent posts (the tool's declared undo)
   steward alerts test          send a test alert through every [[alerts.sinks]] entry
   steward stop --reason \"...\"  kill switch: refuse every call and stop the agent until `steward resume`
   steward backup now           back up config, store and agent state to the [backup] destination
@@ -95,6 +97,9 @@ enum Command {
     Resume(stop::ResumeArgs),
     /// Show recent calls, newest first.
     Last(last::Args),
+    /// Undo calls through their tool's declared undo (`steward undo CALL`, or `--tool T --since 2h`):
+    /// shows the plan and asks; --yes for scripts, --dry-run sends nothing. Needs the running daemon.
+    Undo(undo::Args),
     /// Show the agent (state, pid, uptime, restarts, last exit), the daemon, the kill switch, spend, and calls against limits.
     Status(status::Args),
     /// Show LLM spend: today against the cap, per model per day.
@@ -148,6 +153,7 @@ impl Cli {
         match &self.command {
             Command::Config(ConfigCommand::Check(args)) => args.json,
             Command::Last(args) => args.json,
+            Command::Undo(args) => args.json,
             Command::Status(args) => args.json,
             Command::Spend(args) => args.json,
             Command::Alerts(alerts::Command::Test(args)) => args.json,
@@ -204,6 +210,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Stop(args) => stop::stop(&config_path, args),
         Command::Resume(args) => stop::resume(&config_path, args),
         Command::Last(args) => last::run(&config_path, args),
+        Command::Undo(args) => undo::run(&config_path, args),
         Command::Status(args) => status::run(&config_path, args),
         Command::Spend(args) => spend::run(&config_path, args),
         Command::Logs(command) => logs::run(&config_path, command),
