@@ -19,8 +19,8 @@ use canonical_path::{CanonicalPath, CanonicalQuery};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
+use crate::config::UndoCall;
 use crate::config::undo::{Piece, Placeholder, Step, Template};
-use crate::config::{ToolConfig, UndoCall};
 
 /// Largest 2xx response body read to resolve a template: creation answers
 /// are small; a larger one makes the plan unavailable (the reason says so)
@@ -173,29 +173,6 @@ fn fill_body(template: &Value, inputs: Inputs<'_>) -> Result<Value, String> {
         ),
         other => other.clone(),
     })
-}
-
-/// The `steward undo` commands the runbook lists for `tools` (one line each,
-/// with what the undo sends or why there is none).
-pub fn runbook_lines(tools: &[ToolConfig]) -> Vec<String> {
-    use crate::config::UndoSpec;
-    tools
-        .iter()
-        .filter_map(|tool| match &tool.undo {
-            Some(UndoSpec::Call(call)) => Some(format!(
-                "`steward undo --tool {} --since 2h` (sends `{} {}` through tool `{}`)",
-                tool.name, call.method, call.path.text, call.tool
-            )),
-            Some(UndoSpec::Declined { reason }) => {
-                Some(format!("`{}` cannot be undone by steward: {reason}", tool.name))
-            }
-            None if tool.side_effect => Some(format!(
-                "`{}` declares no undo: find the call with `steward last --tool {}` and reverse it at the provider",
-                tool.name, tool.name
-            )),
-            None => None,
-        })
-        .collect()
 }
 
 #[cfg(test)]
