@@ -146,10 +146,16 @@ fn undoable(config: &Config, args: &Args) -> Result<ExitCode, CliError> {
     Ok(ExitCode::from(exit::OK))
 }
 
-/// The UNDO column: what `steward undo` did or can do for the call.
-fn undo_mark(undo: Option<&UndoRow>) -> String {
+/// The UNDO column: what `steward undo` did or can do for the call, or
+/// which call an undo call undid.
+fn undo_mark(row: &CallRow, undo: Option<&UndoRow>) -> String {
+    let undo_of = row
+        .extra_json
+        .as_deref()
+        .and_then(|extra| serde_json::from_str::<serde_json::Value>(extra).ok())
+        .and_then(|extra| extra["undo_of"].as_str().map(short_id));
     match undo.map(|u| u.state) {
-        None => "-".into(),
+        None => undo_of.map_or_else(|| "-".into(), |of| format!("undo of {of}")),
         Some(UndoState::Undone | UndoState::Gone) => "undone".into(),
         Some(UndoState::Planned) => "undoable".into(),
         Some(UndoState::Failed) => "undo failed".into(),
@@ -193,7 +199,7 @@ fn table(rows: &[CallRow], undos: &HashMap<String, UndoRow>) -> Table {
             row.status.map_or_else(|| "-".into(), |s| s.to_string()),
             row.duration_ms.map_or_else(|| "-".into(), |d| d.to_string()),
             row.response_ref.clone().unwrap_or_else(|| "-".into()),
-            undo_mark(undos.get(&row.id)),
+            undo_mark(row, undos.get(&row.id)),
             escape(&request_text(row), 60),
         ]);
     }
