@@ -80,7 +80,7 @@ fn undo_declared(ctx: &Context<'_>) -> Vec<CheckResult> {
     }
     let detail = match side_effects.len() {
         0 => "no tool has a side effect".to_owned(),
-        n => format!("{n} side-effect tool(s), each with undo declared (`steward undo` runs it)"),
+        n => format!("{n} side-effect tool(s), each declares its undo or why it has none"),
     };
     vec![CheckResult::pass(SECTION, ITEM, detail)]
 }
