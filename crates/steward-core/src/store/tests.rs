@@ -15,6 +15,7 @@ mod counting;
 mod failures;
 mod redaction;
 pub(crate) mod spend;
+mod undo;
 mod wal;
 
 const HOUR_MS: i64 = 3_600_000;
