@@ -177,7 +177,6 @@ fn fill_body(template: &Value, inputs: Inputs<'_>) -> Result<Value, String> {
 
 #[cfg(test)]
 mod tests {
-    #![expect(clippy::unwrap_used, reason = "tests")]
     use serde_json::json;
 
     use super::*;

@@ -96,7 +96,9 @@ async fn remaining(env: &Env) -> Vec<String> {
 }
 
 fn reports(out: &Output) -> Vec<Value> {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}\n{}", text(&out.stdout), text(&out.stderr)))
+    let parsed = serde_json::from_slice(&out.stdout);
+    assert!(parsed.is_ok(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    parsed.unwrap()
 }
 
 #[tokio::test]
@@ -170,7 +172,7 @@ async fn a_failed_undo_is_recorded_alerted_and_can_be_retried() {
     let failed = &reports(&out)[0];
     assert_eq!(failed["outcome"], "undo_failed", "{failed}");
     assert!(failed["message"].as_str().unwrap().contains("500"), "{failed}");
-    assert_eq!(remaining(&env).await, [id.clone()], "the post is still up");
+    assert_eq!(remaining(&env).await, std::slice::from_ref(&id), "the post is still up");
     let out = env.steward(&["last", "--undoable", "--json"]);
     let plans: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(plans[0]["state"], "failed", "{plans:?}");

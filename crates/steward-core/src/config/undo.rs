@@ -214,7 +214,6 @@ fn walk(value: &serde_json::Value, out: &mut Vec<Template>) -> Result<(), String
 
 #[cfg(test)]
 mod tests {
-    #![expect(clippy::unwrap_used, reason = "tests")]
     use super::*;
 
     #[test]

@@ -676,7 +676,7 @@ impl Store {
     /// stands. One transaction: two concurrent undos of a call send one.
     pub async fn claim_undo(&self, claim: UndoClaim) -> Result<ClaimOutcome, StoreError> {
         match self.write(Request::ClaimUndo(claim)).await? {
-            Response::Claim(outcome) => Ok(outcome),
+            Response::Claim(outcome) => Ok(*outcome),
             other => Err(unexpected(&other)),
         }
     }

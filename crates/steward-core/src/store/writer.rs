@@ -97,7 +97,7 @@ pub(super) enum Response {
     Admit(AdmitOutcome),
     Done,
     Count(u64),
-    Claim(super::ClaimOutcome),
+    Claim(Box<super::ClaimOutcome>),
     Checkpointed(Pass),
 }
 
@@ -305,7 +305,7 @@ fn apply(conn: &Connection, req: &Request, redactor: &Redactor) -> Result<Respon
                 Ok(Response::Count(u64::try_from(n).unwrap_or(u64::MAX)))
             }),
         Request::PruneSpend { before_day, max_rows } => spend::prune(conn, before_day, *max_rows).map(Response::Count),
-        Request::ClaimUndo(claim) => super::undo::claim(conn, claim).map(Response::Claim),
+        Request::ClaimUndo(claim) => super::undo::claim(conn, claim).map(|c| Response::Claim(Box::new(c))),
         Request::FinishUndo { call_id, state, reason, now_ms } => {
             super::undo::finish(conn, call_id, *state, reason.as_deref(), *now_ms).map(|()| Response::Done)
         }
