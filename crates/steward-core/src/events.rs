@@ -132,6 +132,17 @@ pub enum Event {
         /// The error, redacted.
         detail: String,
     },
+    /// An operator's undo failed (the upstream answered 5xx or other
+    /// non-404 error, was unreachable, or steward refused it): the original
+    /// call is still in effect. Retryable with the same `steward undo`.
+    UndoFailed {
+        /// The original call.
+        call_id: String,
+        /// Its tool.
+        tool: String,
+        /// Why, redacted.
+        reason: String,
+    },
 }
 
 /// The daemon's event channel. Cheap to clone; every clone publishes to the

@@ -32,6 +32,8 @@
 //! - [`doctor`]: `steward doctor`: the production checklist as independent checks.
 //! - [`backup`]: snapshots, archives, destinations, retention, verify, restore, schedule.
 //! - [`report`]: `steward report`: the supervised week summarized, and the readiness verdict.
+//! - [`undo`]: a tool's declared undo resolved against one released call (pure); the
+//!   pipeline journals it and runs it (`steward undo`).
 //! - [`runbook`]: `steward runbook`: the one-page runbook rendered from the config, and its record.
 //!
 //! # Who may import whom
@@ -67,6 +69,7 @@ pub mod store;
 pub mod supervision;
 pub mod supervisor;
 pub mod telemetry;
+pub mod undo;
 
 #[cfg(test)]
 mod module_boundaries;

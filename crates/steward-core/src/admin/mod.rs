@@ -22,6 +22,7 @@ mod approvals;
 mod client;
 mod status;
 mod token;
+mod undo;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -137,6 +138,7 @@ pub fn router(state: AdminState) -> Router {
     Router::new()
         .merge(status::routes())
         .merge(approvals::routes())
+        .merge(undo::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)

@@ -27,6 +27,7 @@ mod raw;
 mod rule;
 pub mod scope;
 mod template;
+pub mod undo;
 pub mod units;
 mod validate;
 
@@ -37,6 +38,7 @@ pub use error::ConfigError;
 pub use literal::find_literal_secrets;
 pub use model::*;
 pub use template::{starter_template, starter_template_in};
+pub use undo::{UndoCall, UndoSpec};
 pub use validate::DEFAULT_RUNBOOK_FILE;
 pub use validate::{
     AGENT_ENV_SET_BY_STEWARD, DEFAULT_AGENT_DOWN_AFTER, DEFAULT_AUTH_FORMAT, DEFAULT_AUTH_HEADER,
@@ -127,3 +129,5 @@ mod tests_ready;
 mod tests_runbook;
 #[cfg(test)]
 mod tests_supervised;
+#[cfg(test)]
+mod tests_undo;

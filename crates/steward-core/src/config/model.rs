@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use super::undo::UndoSpec;
 use super::units::Usd;
 
 /// The whole validated configuration.
@@ -653,6 +654,8 @@ pub struct ToolConfig {
     pub retry: RetryPolicy,
     /// When its calls wait for a human's approval.
     pub approval: Approval,
+    /// How a call of this tool is undone (`undo = ...`); `None` when not declared.
+    pub undo: Option<UndoSpec>,
 }
 
 /// `N/unit` such as `10/hour`.

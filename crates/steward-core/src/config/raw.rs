@@ -231,6 +231,30 @@ pub(super) struct RawTool {
     pub retry: Option<Spanned<String>>,
     /// `supervised` | `always` | `never`
     pub approval: Option<Spanned<String>>,
+    /// How to undo a call of this tool (see `config::undo`).
+    pub undo: Option<Spanned<RawUndo>>,
+}
+
+/// `undo = { tool, path, method?, query?, body? }` or `undo = { none = "why" }`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an undo table, like undo = { tool = \"delete_status\", path = \"/api/v1/statuses/{response.id}\" } \
+                 or undo = { none = \"why it cannot be undone\" }"
+)]
+pub(super) struct RawUndo {
+    /// The `[[tools]]` name the undo is a call of.
+    pub tool: Option<Spanned<String>>,
+    /// Path template.
+    pub path: Option<Spanned<String>>,
+    /// HTTP method; defaults to the undo tool's.
+    pub method: Option<Spanned<String>>,
+    /// Query template.
+    pub query: Option<Spanned<String>>,
+    /// Body template: any TOML value, sent as JSON.
+    pub body: Option<Spanned<toml::Value>>,
+    /// The reason the tool's calls cannot be undone.
+    pub none: Option<Spanned<String>>,
 }
 
 /// `[llm.NAME]`

@@ -191,6 +191,7 @@ email = false
         ("the store is writable", Status::Pass, "went through"),
         ("redaction is on", Status::Warn, "PII detectors off: email"),
         ("log directory is writable and 0700", Status::Fail, "mode 755"),
+        ("side-effect tools declare their undo", Status::Warn, "tool `post` has a side effect and no undo"),
     ];
     for (name, status, detail) in expect {
         let found = item(&report, name);
@@ -216,7 +217,8 @@ async fn sections_come_in_checklist_order_with_stable_items() {
         sections,
         ["Credentials", "Logging", "Rate limiting", "Monitoring", "Backups", "Runbook", "Config", "First deployment"]
     );
-    assert_eq!(report.checks.len(), 7 + 7 + 5 + 3 + 4 + 2 + 1 + 1);
+    assert_eq!(report.checks.len(), 7 + 7 + 5 + 3 + 4 + 3 + 1 + 1);
+    assert_eq!(item(&report, "side-effect tools declare their undo").detail, "no tool has a side effect");
     assert_eq!(item(&report, "the store is writable").status, Status::Warn, "no state dir yet");
     assert_eq!(item(&report, "dead-man heartbeat is configured").status, Status::Warn);
     assert!(item(&report, "dead-man heartbeat is configured").detail.starts_with("no [heartbeat]"));

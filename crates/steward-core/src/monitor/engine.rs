@@ -19,6 +19,7 @@
 //! | `credential_expiry:NAME` | the credential expires within one of `[policy] expiry_warning_days` (a new notice at each threshold crossed), or has expired | warning; critical once expired |
 //! | `backup_failed` | the most recent backup attempt failed | warning |
 //! | `backup_overdue` | no successful backup for [`MAX_BACKUP_AGE_MS`](crate::backup::health::MAX_BACKUP_AGE_MS) (26 h), counted from when backups were first watched | critical |
+//! | `undo_failed` | an operator's undo failed (the upstream answered 5xx or another error, was unreachable, or steward refused it) and was not retried successfully since ([`Event::UndoFailed`], and the store's failed undos) | critical |
 //! | `restore_test` | the last restore test failed, or none passed for [`MAX_RESTORE_TEST_AGE_MS`](crate::backup::health::MAX_RESTORE_TEST_AGE_MS) (8 days) | warning |
 //!
 //! Conditions are re-evaluated every [`EVAL_EVERY`] and right after any bus
@@ -124,6 +125,8 @@ pub mod rules {
     pub const BACKUP_OVERDUE: &str = "backup_overdue";
     /// The restore test failed or is too old.
     pub const RESTORE_TEST: &str = "restore_test";
+    /// An operator's undo failed: the original call is still in effect.
+    pub const UNDO_FAILED: &str = "undo_failed";
     /// Prefix of the per-credential expiry rule: `credential_expiry:NAME`.
     pub const CREDENTIAL_EXPIRY_PREFIX: &str = "credential_expiry:";
     /// Every built-in rule with a fixed key (the per-credential expiry keys
@@ -144,6 +147,7 @@ pub mod rules {
         BACKUP_FAILED,
         BACKUP_OVERDUE,
         RESTORE_TEST,
+        UNDO_FAILED,
     ];
 }
 

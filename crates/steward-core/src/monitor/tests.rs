@@ -82,6 +82,7 @@ fn admission(id: &str, at_ms: i64, spend: Option<SpendHold>) -> Admission {
         input_sha256: String::new(),
         limit: None,
         loop_breaker: LoopBreakerConfig { max_identical: 0, window: Duration::ZERO },
+        undo_by_operator: false,
         spend,
     }
 }
@@ -97,6 +98,7 @@ async fn call(store: &Store, at: SystemTime, status: Option<u16>) {
         duration_ms: 20,
         attempts: 1,
         response_ref: None,
+        undo: None,
         error: status.is_none().then(|| "connection refused".to_owned()),
         extra_json: None,
         spend: None,
@@ -351,6 +353,7 @@ async fn a_spend_overrun_fires_while_the_day_is_stopped_and_resolves_on_resume()
         duration_ms: 5,
         attempts: 1,
         response_ref: None,
+        undo: None,
         error: None,
         extra_json: None,
         spend: Some(settlement),

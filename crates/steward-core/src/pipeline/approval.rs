@@ -336,6 +336,11 @@ impl Pipeline {
     ) -> Result<(), Refusal> {
         let live = &record.live;
         let Some(tool) = plan.tool.as_deref() else { return Ok(()) };
+        // The operator's own `steward undo` is a human decision already:
+        // it is not asked again (it still goes through admission).
+        if record.undo_of.is_some() {
+            return Ok(());
+        }
         // The graduation record is read only when it decides.
         let needed = match plan.approval {
             Approval::Never => false,

@@ -44,6 +44,8 @@ pub struct LiveConfig {
     pub(super) supervised: SupervisedConfig,
     /// What an approval is bound to besides the call (see `approval::policy_version`).
     pub(super) policy_version: String,
+    /// `[[tools]]` name → upstream: where the operator's undo of a tool goes.
+    pub(super) tool_upstreams: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for LiveConfig {
@@ -72,6 +74,7 @@ impl LiveConfig {
             scope_watch: ScopeWatch::new(config),
             supervised: config.supervised,
             policy_version: super::approval::policy_version(config),
+            tool_upstreams: config.tools.iter().map(|t| (t.name.clone(), t.upstream.clone())).collect(),
         })
     }
 }

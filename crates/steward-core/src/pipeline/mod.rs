@@ -74,6 +74,7 @@ mod refusal;
 mod relay;
 mod retry;
 mod settle;
+mod undo;
 
 #[cfg(test)]
 mod tests;
@@ -97,6 +98,7 @@ pub use junk::{SAMPLE_EVERY, SAMPLED_COUNT_KEY};
 pub use live::LiveConfig;
 pub use refusal::{ErrorShape, Refusal, RefusalView, refusal_body, stream_error_event};
 pub use retry::{BASE_DELAY, MAX_ATTEMPTS, MAX_DELAY};
+pub use undo::{UndoError, UndoReport, UndoRequest};
 
 use crate::audit::{AuditLog, AuditRecord, Phase};
 use crate::clock::unix_ms;
@@ -106,7 +108,7 @@ use crate::events::{Event, EventBus};
 use crate::policy;
 use crate::redaction::SharedRedactor;
 use crate::secrets::{AgentToken, Secrets};
-use crate::store::{Admission, AdmitOutcome, Completion, SpendSettlement, Store, StoreError};
+use crate::store::{self, Admission, AdmitOutcome, Completion, SpendSettlement, Store, StoreError};
 use crate::telemetry::{CallMetrics, Uncounted};
 use junk::JunkSampler;
 use plan::Plan;
@@ -162,6 +164,9 @@ pub struct Call {
     pub headers: HeaderMap,
     /// The whole request body (bounded by `gateway.max_body`).
     pub body: Bytes,
+    /// Set only by the operator's undo (`undo.rs`), never by a front door:
+    /// the call is the undo of another, and the kill switch lets it pass.
+    undo: Option<undo::UndoMark>,
 }
 
 impl Call {
@@ -179,6 +184,7 @@ impl Call {
             query,
             headers,
             body,
+            undo: None,
         }
     }
 }
@@ -202,6 +208,11 @@ struct CallRecord {
     /// The config snapshot this call runs under, loaded once when it
     /// arrived: a reload never changes a call in flight (see `live`).
     live: Arc<LiveConfig>,
+    /// The original call, when this call is the operator's undo of it.
+    undo_of: Option<String>,
+    /// What the undo plan of this call is resolved from, when its tool
+    /// declares an undo (set once the call is forwarded).
+    undo_source: Option<Arc<undo::UndoSource>>,
 }
 
 /// Everything the pipeline needs, built once by the daemon.
@@ -434,6 +445,8 @@ impl Pipeline {
             input_sha256: policy::input_sha256(&call.body),
             shape,
             live,
+            undo_of: call.undo.as_ref().map(|mark| mark.of.clone()),
+            undo_source: None,
         }
     }
 
@@ -448,7 +461,11 @@ impl Pipeline {
     /// Steps up to forwarding. `Err((refusal, journaled))`: `journaled` tells
     /// whether the store already holds the call's row.
     async fn admit(&self, call: &mut Call, record: &mut CallRecord) -> Result<Plan, (Refusal, bool)> {
-        self.gate(&call.headers).await.map_err(|refusal| (refusal, false))?;
+        // The operator's undo was authenticated by the admin API, and the
+        // kill switch does not stop it (see `undo`); no agent call is marked.
+        if call.undo.is_none() {
+            self.gate(&call.headers).await.map_err(|refusal| (refusal, false))?;
+        }
         let plan = match call.door {
             Door::Api | Door::Mcp => self.plan_api(call, record)?,
             Door::Llm => self.plan_llm(call, record)?,
@@ -518,6 +535,7 @@ impl Pipeline {
             limit: plan.and_then(|p| p.limit),
             loop_breaker: record.live.loop_breaker,
             spend: plan.and_then(|p| p.llm.as_ref()).and_then(|l| l.hold.clone()),
+            undo_by_operator: record.undo_of.is_some(),
         }
     }
 
@@ -579,7 +597,10 @@ impl Pipeline {
         );
     }
 
-    async fn forward(self: &Arc<Self>, call: Call, record: CallRecord, plan: Plan) -> Response<Body> {
+    async fn forward(self: &Arc<Self>, call: Call, mut record: CallRecord, plan: Plan) -> Response<Body> {
+        if let Some((spec, pattern)) = &plan.undo {
+            record.undo_source = Some(Arc::new(undo::UndoSource::new(spec.clone(), pattern, &call)));
+        }
         let forwarded = match record.live.forwarder.send(&plan.forward_key, &call, &plan.body, plan.retry).await {
             Ok(forwarded) => forwarded,
             Err(err) => {
@@ -609,6 +630,9 @@ impl Pipeline {
                     error: Some(detail),
                     spend,
                     extra: serde_json::Map::new(),
+                    undo: record.undo_source.as_ref().map(|_| store::UndoPlan::Unavailable {
+                        reason: "the upstream was not reached, so there is nothing to undo".to_owned(),
+                    }),
                 };
                 self.record_outcome(&record, outcome).await;
                 return refusal_response(&view, &record.call_id, record.shape);
@@ -623,7 +647,10 @@ impl Pipeline {
 
     /// Journals the final outcome of an admitted call (settling its spend)
     /// and writes its audit line (see `finish`).
-    async fn record_outcome(&self, record: &CallRecord, outcome: Outcome) {
+    async fn record_outcome(&self, record: &CallRecord, mut outcome: Outcome) {
+        if let Some(of) = &record.undo_of {
+            outcome.extra.insert("undo_of".into(), of.clone().into());
+        }
         let completion = Completion {
             call_id: record.call_id.clone(),
             now_ms: unix_ms(SystemTime::now()),
@@ -635,6 +662,7 @@ impl Pipeline {
             extra_json: (!outcome.extra.is_empty())
                 .then(|| serde_json::Value::Object(outcome.extra.clone()).to_string()),
             spend: outcome.spend,
+            undo: outcome.undo,
         };
         let mut audit = self.audit_record(
             record,
@@ -674,7 +702,7 @@ impl Pipeline {
             status,
             duration_ms: elapsed_ms(record.started),
             attempts,
-            extra: serde_json::Map::new(),
+            extra: record.undo_of.iter().map(|of| ("undo_of".to_owned(), of.clone().into())).collect(),
         }
     }
 }
@@ -716,6 +744,8 @@ struct Outcome {
     spend: Option<SpendSettlement>,
     /// Door-specific audit fields (model, tokens, cost).
     extra: serde_json::Map<String, serde_json::Value>,
+    /// The undo plan, for a call whose tool declares an undo.
+    undo: Option<store::UndoPlan>,
 }
 
 fn refusal_response(view: &RefusalView, call_id: &str, shape: ErrorShape) -> Response<Body> {

@@ -13,6 +13,7 @@ fn tool(name: &str, method: &str, path: &str) -> ToolConfig {
         limit: Some(RateLimit { max: 10, per: Duration::from_secs(3600) }),
         retry: RetryPolicy::Never,
         approval: crate::config::Approval::Never,
+        undo: None,
     }
 }
 

@@ -45,6 +45,7 @@ fn admission(at_ms: i64, tool: Option<&str>, spend: Option<SpendHold>) -> Admiss
         limit: None,
         loop_breaker: LoopBreakerConfig { max_identical: 0, window: Duration::ZERO },
         spend,
+        undo_by_operator: false,
     }
 }
 
@@ -63,6 +64,7 @@ async fn call(store: &Store, at_ms: i64, tool: &str, status: Option<u16>, error:
         error: error.map(str::to_owned),
         extra_json: None,
         spend: None,
+        undo: None,
     };
     store.complete(completion).await.unwrap();
 }
@@ -137,6 +139,7 @@ async fn the_report_counts_what_the_store_holds() {
         error: None,
         extra_json: None,
         spend: Some(settled),
+        undo: None,
     };
     store.complete(completion).await.unwrap();
     // Approvals: granted after 60 s and 180 s, denied after 120 s, one expired, one pending, one too old.

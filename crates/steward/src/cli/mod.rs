@@ -26,6 +26,7 @@ mod secrets;
 mod spend;
 mod status;
 mod stop;
+mod undo;
 
 pub use error::CliError;
 
@@ -68,6 +69,7 @@ Start here:
   steward logs agent -f        the agent's output (redacted)
   steward doctor               score the deployment against the production checklist
   steward last                 what the agent did, newest first
+  steward undo --tool post --since 2h   undo the agent's recent posts (the tool's declared undo)
   steward alerts test          send a test alert through every [[alerts.sinks]] entry
   steward stop --reason \"...\"  kill switch: refuse every call and stop the agent until `steward resume`
   steward backup now           back up config, store and agent state to the [backup] destination
@@ -110,6 +112,9 @@ enum Command {
     Approve(approvals::ApproveArgs),
     /// Supervised mode: deny a waiting request; the agent is told the reason.
     Deny(approvals::DenyArgs),
+    /// Undo calls through their tool's declared undo (`steward undo CALL`, or `--tool T --since 2h`):
+    /// shows the plan and asks; --yes for scripts, --dry-run sends nothing. Needs the running daemon.
+    Undo(undo::Args),
     /// Show the agent (state, pid, uptime, restarts, last exit), the daemon, the kill switch, spend, and calls against limits.
     Status(status::Args),
     /// Show LLM spend: today against the cap, per model per day.
@@ -174,6 +179,7 @@ impl Cli {
             Command::Approvals(args) => args.json,
             Command::Approve(args) => args.json,
             Command::Deny(args) => args.json,
+            Command::Undo(args) => args.json,
             Command::Status(args) => args.json,
             Command::Spend(args) => args.json,
             Command::Alerts(alerts::Command::Test(args)) => args.json,
@@ -235,6 +241,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Approvals(args) => approvals::list(&config_path, &args),
         Command::Approve(args) => approvals::approve(&config_path, &args),
         Command::Deny(args) => approvals::deny(&config_path, &args),
+        Command::Undo(args) => undo::run(&config_path, args),
         Command::Status(args) => status::run(&config_path, args),
         Command::Spend(args) => spend::run(&config_path, args),
         Command::Logs(command) => logs::run(&config_path, command),

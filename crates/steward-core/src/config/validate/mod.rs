@@ -24,6 +24,7 @@ mod local;
 mod ready;
 mod runbook;
 mod supervised;
+mod undo;
 mod upstreams;
 mod values;
 

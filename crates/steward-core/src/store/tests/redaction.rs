@@ -75,6 +75,7 @@ async fn every_free_text_value_is_redacted_before_it_is_written() {
     store
         .complete(Completion {
             response_ref: Some(format!("resp-{raw}")),
+            undo: None,
             error: Some(format!("upstream said {double}")),
             extra_json: Some(extra),
             spend: Some(SpendSettlement {
