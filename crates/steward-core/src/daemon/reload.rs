@@ -57,8 +57,9 @@ pub const CONFIG_SHA256_KEY: &str = "config.sha256";
 /// (comma-separated; absent when none do).
 pub const RESTART_NEEDED_KEY: &str = "config.restart_needed";
 
-/// Top-level sections bound once at start (see the module docs).
-pub const RESTART_SECTIONS: [&str; 5] = ["agent", "gateway", "state", "logging", "backup"];
+/// Top-level sections bound once at start (see the module docs). `[mcp]`
+/// is among them: its stdio servers are processes started with the daemon.
+pub const RESTART_SECTIONS: [&str; 6] = ["agent", "gateway", "state", "logging", "backup", "mcp"];
 
 /// Why a reload was refused. Nothing changed: the old config keeps running.
 #[derive(Debug, thiserror::Error)]
@@ -375,6 +376,7 @@ fn keep_restart_sections(new: Config, running: &Config) -> Config {
         state: running.state.clone(),
         logging: running.logging.clone(),
         backup: running.backup.clone(),
+        mcp: running.mcp.clone(),
         ..new
     }
 }

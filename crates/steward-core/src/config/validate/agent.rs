@@ -127,7 +127,7 @@ impl Validator<'_> {
         raw.into_inner()
     }
 
-    fn agent_command(&mut self, command: Spanned<Vec<Spanned<String>>>) -> Vec<String> {
+    pub(super) fn agent_command(&mut self, command: Spanned<Vec<Spanned<String>>>) -> Vec<String> {
         let span = command.span();
         let words = command.into_inner();
         let Some(program) = words.first() else {
