@@ -255,7 +255,9 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     let backup_store = store.clone();
     let journal_store = store.clone();
     let introspect_store = store.clone();
-    let gateway = crate::gateway::Service::new(Arc::clone(&pipeline), &config.gateway, Arc::clone(&metrics));
+    let shutdown = CancellationToken::new();
+    let mcp = Arc::new(crate::mcp::McpHub::new(config, &secrets, &redactor, &shutdown, &tracker));
+    let gateway = crate::gateway::Service::new(Arc::clone(&pipeline), mcp, &config.gateway, Arc::clone(&metrics));
     let supervisor = Supervisor::new(SupervisorInit {
         config,
         secrets: &secrets.load(),
@@ -274,7 +276,6 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     let addr_path = config.state.addr_path();
     write_private(&addr_path, &format!("{addr}\n"))?;
 
-    let shutdown = CancellationToken::new();
     let monitor_stop = shutdown.child_token();
     let monitor = MonitorInit {
         config,

@@ -1,6 +1,7 @@
 //! The gateway: the HTTP server the agent talks to, and its HTTP front doors:
-//! `/api/{upstream}/...` (REST APIs) and `/llm/{provider}/...` (OpenAI- and
-//! Anthropic-compatible APIs; an SDK only changes its base URL and API key).
+//! `/api/{upstream}/...` (REST APIs), `/llm/{provider}/...` (OpenAI- and
+//! Anthropic-compatible APIs; an SDK only changes its base URL and API key)
+//! and `/mcp/{server}` (MCP's streamable HTTP, see `mcp`).
 //!
 //! A front door only translates its protocol into a [`Call`] and back. Both
 //! read the request target once into a [`RequestTarget`] (the canonical path
@@ -19,6 +20,7 @@
 //! (Prometheus/OpenMetrics text; labels hold only config names and fixed
 //! words, never secrets).
 
+mod mcp;
 pub mod server;
 
 use std::sync::Arc;
@@ -34,6 +36,7 @@ use http::{HeaderMap, Response, StatusCode};
 use http_body_util::BodyExt;
 
 use crate::config::GatewayConfig;
+use crate::mcp::McpHub;
 use crate::monitor::Metrics;
 use crate::pipeline::{Call, CanonicalQuery, Door, Pipeline, Refusal, RequestTarget};
 pub use server::{ServerLimits, serve};
@@ -79,9 +82,9 @@ pub struct Service {
 
 impl Service {
     /// The router and limits `gateway` configures, around `pipeline`.
-    pub fn new(pipeline: Arc<Pipeline>, gateway: &GatewayConfig, metrics: Arc<Metrics>) -> Self {
+    pub fn new(pipeline: Arc<Pipeline>, mcp: Arc<McpHub>, gateway: &GatewayConfig, metrics: Arc<Metrics>) -> Self {
         let tasks = pipeline.tasks().clone();
-        let app = router(pipeline, gateway, Arc::clone(&metrics));
+        let app = router(pipeline, mcp, gateway, Arc::clone(&metrics));
         Self { app, limits: ServerLimits::from_config(gateway), metrics, tasks }
     }
 
@@ -110,10 +113,12 @@ struct Gateway {
 }
 
 /// The router served on `gateway.listen`.
-pub fn router(pipeline: Arc<Pipeline>, gateway: &GatewayConfig, registry: Arc<Metrics>) -> Router {
+pub fn router(pipeline: Arc<Pipeline>, mcp: Arc<McpHub>, gateway: &GatewayConfig, registry: Arc<Metrics>) -> Router {
     let max_body = gateway.max_body_bytes;
     let body_timeout = gateway.body_timeout;
+    let mcp_door = mcp::Door { pipeline: Arc::clone(&pipeline), hub: mcp, body_timeout };
     Router::new()
+        .route("/mcp/{server}", mcp::routes().with_state(mcp_door))
         .route("/api/{*rest}", any(|State(gw): State<Gateway>, request: Request| http_door(gw, request, Door::Api)))
         .route("/llm/{*rest}", any(|State(gw): State<Gateway>, request: Request| http_door(gw, request, Door::Llm)))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -146,7 +151,7 @@ async fn not_found() -> impl IntoResponse {
         "error": {
             "type": "steward",
             "reason": "not_found",
-            "message": "steward serves /api/{upstream}/..., /llm/{provider}/..., /healthz, /readyz and /metrics; check the agent's base URL",
+            "message": "steward serves /api/{upstream}/..., /llm/{provider}/..., /mcp/{server}, /healthz, /readyz and /metrics; check the agent's base URL",
         }
     });
     (StatusCode::NOT_FOUND, axum::Json(body))

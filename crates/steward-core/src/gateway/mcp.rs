@@ -1,0 +1,322 @@
+//! The MCP front door: `POST`, `GET` and `DELETE /mcp/{server}`, MCP's
+//! streamable HTTP (revision 2025-11-25, with `Mcp-Session-Id`), with the
+//! agent's steward token on every request.
+//!
+//! - `POST` carries one JSON-RPC message. `initialize` opens a session (the
+//!   answer names it in `Mcp-Session-Id`); every later message names it. A
+//!   request is answered with one JSON response: `tools/call` becomes a
+//!   [`Call`] of the one pipeline (its refusals are `isError` results, see
+//!   `pipeline::mcp`), `tools/list` is relayed with the tools the policy
+//!   denies left out, `ping` is answered here, everything else is relayed
+//!   to the server as it is. Notifications and responses are relayed and
+//!   answered `202 Accepted`.
+//! - `GET` is the session's stream (SSE) of what the server starts:
+//!   requests (sampling, elicitation, roots), progress, list changes, logs.
+//! - `DELETE` ends the session.
+//!
+//! Transport-level errors (no token, no or unknown session, a body over
+//! `max_message_size`, not JSON) are HTTP errors with a JSON-RPC error body
+//! that says the fix; a tool call is never refused that way.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::routing::MethodRouter;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use serde_json::{Value, json};
+
+use super::read_body;
+use crate::mcp::{McpHub, RELAY_ERROR, SESSION_HEADER, Session, rpc_error};
+use crate::pipeline::{Call, McpAnswer, McpForwardError, McpToolCall, Pipeline, Refusal};
+
+/// JSON-RPC: the body is not JSON.
+const PARSE_ERROR: i64 = -32700;
+/// JSON-RPC: not a valid request object.
+const INVALID_REQUEST: i64 = -32600;
+/// JSON-RPC: invalid params.
+const INVALID_PARAMS: i64 = -32602;
+
+/// Comment lines sent on an idle `GET` stream, so proxies and clients see
+/// it alive.
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(15);
+
+/// State of the MCP routes.
+#[derive(Debug, Clone)]
+pub(super) struct Door {
+    pub(super) pipeline: Arc<Pipeline>,
+    pub(super) hub: Arc<McpHub>,
+    /// `gateway.body_timeout`.
+    pub(super) body_timeout: Duration,
+}
+
+/// `POST`, `GET` and `DELETE` of `/mcp/{server}`.
+pub(super) fn routes() -> MethodRouter<Door> {
+    axum::routing::post(post).get(get).delete(delete)
+}
+
+/// An HTTP error whose body is a JSON-RPC error saying the fix.
+fn transport_error(status: StatusCode, code: i64, message: impl Into<String>) -> Response<Body> {
+    let body = json!({ "jsonrpc": "2.0", "id": null, "error": rpc_error(code, message) });
+    json_response(status, &body)
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// The checks every method shares: the server exists, the agent's token.
+fn check(door: &Door, server: &str, headers: &HeaderMap) -> Result<(), Response<Body>> {
+    if !door.hub.has(server) {
+        let message = if door.hub.is_remote(server) {
+            format!(
+                "[mcp.{server}] is a streamable-HTTP server, which steward does not relay to yet; run it as a stdio server (command = [...])"
+            )
+        } else {
+            format!("no MCP server named `{server}` is configured; add [mcp.{server}] to steward.toml or fix the URL")
+        };
+        return Err(transport_error(StatusCode::NOT_FOUND, INVALID_REQUEST, message));
+    }
+    if !door.pipeline.is_agent(headers) {
+        return Err(transport_error(
+            StatusCode::UNAUTHORIZED,
+            RELAY_ERROR,
+            "missing or wrong steward token: send the contents of <state dir>/agent.token as `Authorization: Bearer <token>`",
+        ));
+    }
+    Ok(())
+}
+
+/// The session a request names.
+fn session_of(door: &Door, server: &str, headers: &HeaderMap) -> Result<Arc<Session>, Response<Body>> {
+    let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
+        return Err(transport_error(
+            StatusCode::BAD_REQUEST,
+            INVALID_REQUEST,
+            "no Mcp-Session-Id header: send initialize first, then the session id it answered with",
+        ));
+    };
+    door.hub.session(server, id).ok_or_else(|| {
+        transport_error(StatusCode::NOT_FOUND, INVALID_REQUEST, "unknown or ended MCP session: initialize a new one")
+    })
+}
+
+async fn post(State(door): State<Door>, Path(server): Path<String>, request: Request) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    if let Err(response) = check(&door, &server, &parts.headers) {
+        return response;
+    }
+    let limit = door.hub.server(&server).map_or(0, |s| s.max_message_size() as u64);
+    let bytes: Bytes = match read_body(body, limit, door.body_timeout).await {
+        Ok(bytes) => bytes,
+        Err(Refusal::BodyTooLarge { limit }) => {
+            return transport_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                RELAY_ERROR,
+                format!(
+                    "the message is larger than [mcp.{server}] max_message_size ({limit} bytes); send less, or raise max_message_size"
+                ),
+            );
+        }
+        Err(_) => {
+            return transport_error(
+                StatusCode::BAD_REQUEST,
+                RELAY_ERROR,
+                "the request body could not be read whole; send it again",
+            );
+        }
+    };
+    let message: Value = match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(object)) => Value::Object(object),
+        Ok(Value::Array(_)) => {
+            return transport_error(
+                StatusCode::BAD_REQUEST,
+                INVALID_REQUEST,
+                "JSON-RPC batches are not part of MCP 2025-06-18 and later: send one message per request",
+            );
+        }
+        Ok(_) | Err(_) => {
+            return transport_error(
+                StatusCode::BAD_REQUEST,
+                PARSE_ERROR,
+                "the body is not a JSON-RPC message (a JSON object)",
+            );
+        }
+    };
+    let method = message.get("method").and_then(Value::as_str).map(str::to_owned);
+    let id = message.get("id").cloned();
+    if method.as_deref() == Some("initialize") {
+        let Some(id) = id else {
+            return transport_error(StatusCode::BAD_REQUEST, INVALID_REQUEST, "initialize is a request: give it an id");
+        };
+        return initialize(&door, &server, id, message.get("params").cloned().unwrap_or(Value::Null)).await;
+    }
+    let session = match session_of(&door, &server, &parts.headers) {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
+    let (Some(method), Some(id)) = (method, id) else {
+        // A notification or a response to the server: relayed, accepted.
+        if message.get("method").and_then(Value::as_str) == Some("notifications/initialized") {
+            return accepted();
+        }
+        if let Err(err) = door.hub.relay(&server, &session, message).await {
+            tracing::debug!(server = %server, error = %err, "could not relay a client message to the MCP server");
+        }
+        return accepted();
+    };
+    let params = message.get("params").cloned();
+    let reply = match method.as_str() {
+        "ping" => Ok(McpAnswer::Result(json!({}))),
+        "tools/call" => Ok(tools_call(&door, &server, &session, &id, params, parts.headers).await),
+        "tools/list" => tools_list(&door, &server, &session, &id, params).await,
+        _ => door.hub.request(&server, &session, &id, &method, params).await.map(answer_of),
+    };
+    let body = match reply {
+        Ok(McpAnswer::Result(result)) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
+        Ok(McpAnswer::Error(error)) => json!({ "jsonrpc": "2.0", "id": id, "error": error }),
+        Err(err) => {
+            json!({ "jsonrpc": "2.0", "id": id, "error": rpc_error(RELAY_ERROR, door.pipeline.redact(&err.to_string())) })
+        }
+    };
+    json_response(StatusCode::OK, &body)
+}
+
+fn accepted() -> Response<Body> {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::ACCEPTED;
+    response
+}
+
+/// The `result` or `error` of a server's response message.
+fn answer_of(message: Value) -> McpAnswer {
+    match (message.get("result"), message.get("error")) {
+        (Some(result), _) => McpAnswer::Result(result.clone()),
+        (None, Some(error)) => McpAnswer::Error(error.clone()),
+        (None, None) => {
+            McpAnswer::Error(rpc_error(RELAY_ERROR, "the MCP server answered with neither result nor error"))
+        }
+    }
+}
+
+async fn initialize(door: &Door, server: &str, id: Value, params: Value) -> Response<Body> {
+    match door.hub.open_session(server, &params).await {
+        Ok((session, result)) => {
+            let mut response = json_response(StatusCode::OK, &json!({ "jsonrpc": "2.0", "id": id, "result": result }));
+            if let Ok(value) = HeaderValue::from_str(&session.id) {
+                response.headers_mut().insert(SESSION_HEADER, value);
+            }
+            tracing::info!(server = %server, session = %session.id, "MCP session opened");
+            response
+        }
+        Err(err) => {
+            let message = door.pipeline.redact(&err.to_string());
+            tracing::warn!(server = %server, error = %message, "MCP initialize failed");
+            json_response(
+                StatusCode::OK,
+                &json!({ "jsonrpc": "2.0", "id": id, "error": rpc_error(RELAY_ERROR, message) }),
+            )
+        }
+    }
+}
+
+/// A `tools/call`: one call of the pipeline.
+async fn tools_call(
+    door: &Door,
+    server: &str,
+    session: &Arc<Session>,
+    id: &Value,
+    params: Option<Value>,
+    headers: HeaderMap,
+) -> McpAnswer {
+    let Some(name) = params.as_ref().and_then(|p| p.get("name")).and_then(Value::as_str).map(str::to_owned) else {
+        return McpAnswer::Error(rpc_error(INVALID_PARAMS, "tools/call needs params.name, the tool to call"));
+    };
+    let arguments = params.as_ref().and_then(|p| p.get("arguments")).cloned();
+    let read_only = door.hub.read_only(server, &name);
+    let call = Call::mcp_tool(server, McpToolCall { name, read_only }, arguments, headers);
+    let hub = Arc::clone(&door.hub);
+    let forward = || async move { hub.request(server, session, id, "tools/call", params).await.map(answer_of) };
+    door.pipeline.handle_mcp(call, forward).await
+}
+
+/// A `tools/list`, relayed with the tools the policy denies left out.
+async fn tools_list(
+    door: &Door,
+    server: &str,
+    session: &Arc<Session>,
+    id: &Value,
+    params: Option<Value>,
+) -> Result<McpAnswer, McpForwardError> {
+    let message = door.hub.request(server, session, id, "tools/list", params).await?;
+    let mut answer = answer_of(message);
+    if let McpAnswer::Result(result) = &mut answer
+        && let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut)
+    {
+        door.hub.remember_tools(server, tools);
+        tools.retain(|tool| {
+            let name = tool.get("name").and_then(Value::as_str).unwrap_or_default();
+            let read_only = tool.pointer("/annotations/readOnlyHint").and_then(Value::as_bool).unwrap_or(false);
+            door.pipeline.mcp_tool_allowed(server, name, read_only)
+        });
+    }
+    Ok(answer)
+}
+
+async fn get(State(door): State<Door>, Path(server): Path<String>, headers: HeaderMap) -> Response<Body> {
+    if let Err(response) = check(&door, &server, &headers) {
+        return response;
+    }
+    let session = match session_of(&door, &server, &headers) {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
+    let Some(receiver) = session.stream() else {
+        return transport_error(
+            StatusCode::CONFLICT,
+            INVALID_REQUEST,
+            "this session already has its GET stream open; use that one",
+        );
+    };
+    let stream = futures_util::stream::unfold(receiver, |mut rx| async move {
+        let chunk = match tokio::time::timeout(KEEPALIVE_EVERY, rx.recv()).await {
+            Ok(Some(message)) => format!("event: message\ndata: {message}\n\n"),
+            Ok(None) => return None,
+            Err(_) => ": keepalive\n\n".to_owned(),
+        };
+        Some((Ok::<_, Infallible>(Bytes::from(chunk)), rx))
+    });
+    let mut response = Response::new(Body::from_stream(stream.boxed()));
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+async fn delete(State(door): State<Door>, Path(server): Path<String>, headers: HeaderMap) -> Response<Body> {
+    if let Err(response) = check(&door, &server, &headers) {
+        return response;
+    }
+    let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
+        return transport_error(
+            StatusCode::BAD_REQUEST,
+            INVALID_REQUEST,
+            "no Mcp-Session-Id header: name the session to end",
+        );
+    };
+    if door.hub.close_session(&server, id) {
+        tracing::info!(server = %server, session = %id, "MCP session ended");
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        response
+    } else {
+        transport_error(StatusCode::NOT_FOUND, INVALID_REQUEST, "unknown or ended MCP session")
+    }
+}

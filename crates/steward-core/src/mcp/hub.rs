@@ -1,0 +1,277 @@
+//! The servers of `[mcp.*]` and the agent's sessions with them: which
+//! session a message the server started belongs to, and which server
+//! request id a client's request became (see the module docs of `mcp`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::SESSION_BUFFER;
+use super::stdio::{ServerMessages, ServerState, StdioServer};
+use crate::config::{Config, McpTransport};
+use crate::pipeline::McpForwardError;
+use crate::redaction::SharedRedactor;
+use crate::secrets::Secrets;
+
+/// Every `[mcp.*]` server steward runs, and the sessions open with them.
+#[derive(Debug, Default)]
+pub struct McpHub {
+    servers: BTreeMap<String, Server>,
+    /// `[mcp.*]` servers reached over HTTP: configured, not relayed yet.
+    remote: Vec<String>,
+}
+
+/// One server and the routing of its messages.
+#[derive(Debug)]
+struct Server {
+    process: Arc<StdioServer>,
+    router: Arc<Router>,
+    /// The tool definitions of the latest `tools/list`, by name.
+    tools: Mutex<HashMap<String, Value>>,
+}
+
+/// One agent session (`Mcp-Session-Id`) with a server.
+#[derive(Debug)]
+pub struct Session {
+    /// The `Mcp-Session-Id`.
+    pub id: String,
+    /// Messages the server started for this session, until its `GET`
+    /// stream reads them.
+    tx: mpsc::Sender<Value>,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Value>>>,
+    /// Requests in flight: the client's id (as JSON text) → steward's id
+    /// towards the server, for `notifications/cancelled`.
+    in_flight: Mutex<HashMap<String, u64>>,
+}
+
+impl Session {
+    fn new(id: String) -> Arc<Self> {
+        let (tx, rx) = mpsc::channel(SESSION_BUFFER);
+        Arc::new(Self { id, tx, rx: Arc::new(tokio::sync::Mutex::new(rx)), in_flight: Mutex::new(HashMap::new()) })
+    }
+
+    /// The receiving end of this session's server messages, for its one
+    /// `GET` stream; `None` while another stream holds it.
+    pub fn stream(&self) -> Option<tokio::sync::OwnedMutexGuard<mpsc::Receiver<Value>>> {
+        Arc::clone(&self.rx).try_lock_owned().ok()
+    }
+
+    /// Queues a message without waiting; false when the buffer is full.
+    fn push(&self, message: Value) -> bool {
+        self.tx.try_send(message).is_ok()
+    }
+}
+
+/// Routes what a server starts to its sessions (see the module docs).
+#[derive(Debug, Default)]
+struct Router {
+    sessions: Mutex<BTreeMap<String, Arc<Session>>>,
+    /// Progress token (JSON text) → session id.
+    progress: Mutex<HashMap<String, String>>,
+    /// The session that made the latest request.
+    latest: Mutex<Option<String>>,
+}
+
+impl Router {
+    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Session>>> {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn session_for_progress(&self, token: &Value) -> Option<Arc<Session>> {
+        let id = self.progress.lock().unwrap_or_else(PoisonError::into_inner).get(&token.to_string()).cloned()?;
+        self.lock_sessions().get(&id).cloned()
+    }
+}
+
+impl ServerMessages for Router {
+    fn server_request(&self, message: Value) -> bool {
+        let session = message
+            .pointer("/params/_meta/progressToken")
+            .and_then(|token| self.session_for_progress(token))
+            .or_else(|| {
+                let latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner).clone()?;
+                self.lock_sessions().get(&latest).cloned()
+            })
+            .or_else(|| self.lock_sessions().values().next_back().cloned());
+        session.is_some_and(|s| s.push(message))
+    }
+
+    fn server_notification(&self, message: Value) {
+        let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
+        if method == "notifications/progress"
+            && let Some(token) = message.pointer("/params/progressToken")
+        {
+            if let Some(session) = self.session_for_progress(token) {
+                let _ = session.push(message);
+            }
+            return;
+        }
+        for session in self.lock_sessions().values() {
+            if !session.push(message.clone()) {
+                tracing::warn!(session = %session.id, method, "dropped a server notification: the session's GET stream is not reading");
+            }
+        }
+    }
+}
+
+impl McpHub {
+    /// The servers of `config` (not started: each starts with its first session).
+    pub fn new(
+        config: &Config,
+        secrets: &Arc<ArcSwap<Secrets>>,
+        redactor: &SharedRedactor,
+        shutdown: &CancellationToken,
+        tasks: &TaskTracker,
+    ) -> Self {
+        let config_dir = config.source_path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+        let mut servers = BTreeMap::new();
+        let mut remote = Vec::new();
+        for (name, server) in &config.mcp {
+            if let McpTransport::Http { .. } = server.transport {
+                tracing::warn!(server = %name, "[mcp.{name}] is a streamable-HTTP server; steward does not relay to HTTP MCP servers yet");
+                remote.push(name.clone());
+                continue;
+            }
+            let router = Arc::new(Router::default());
+            let messages: Arc<dyn ServerMessages> = router.clone();
+            let process = StdioServer::new(
+                name,
+                server,
+                &config_dir,
+                Arc::clone(secrets),
+                redactor.clone(),
+                messages,
+                shutdown.clone(),
+                tasks.clone(),
+            );
+            if let Some(process) = process {
+                servers.insert(name.clone(), Server { process: Arc::new(process), router, tools: Mutex::default() });
+            }
+        }
+        Self { servers, remote }
+    }
+
+    /// Whether `name` is an `[mcp.*]` server steward relays to.
+    pub fn has(&self, name: &str) -> bool {
+        self.servers.contains_key(name)
+    }
+
+    /// Whether `name` is an `[mcp.*]` server reached over HTTP (not relayed yet).
+    pub fn is_remote(&self, name: &str) -> bool {
+        self.remote.iter().any(|r| r == name)
+    }
+
+    /// The names of the servers, with their state.
+    pub fn states(&self) -> Vec<(String, ServerState)> {
+        self.servers.iter().map(|(name, s)| (name.clone(), s.process.state())).collect()
+    }
+
+    /// The server `name`.
+    pub fn server(&self, name: &str) -> Option<&Arc<StdioServer>> {
+        self.servers.get(name).map(|s| &s.process)
+    }
+
+    /// Keeps the definitions of a `tools/list` answer of `server`.
+    pub fn remember_tools(&self, server: &str, tools: &[Value]) {
+        let Some(entry) = self.servers.get(server) else { return };
+        let mut known = entry.tools.lock().unwrap_or_else(PoisonError::into_inner);
+        for tool in tools {
+            if let Some(name) = tool.get("name").and_then(Value::as_str) {
+                known.insert(name.to_owned(), tool.clone());
+            }
+        }
+    }
+
+    /// Whether the tool `name` of `server` said it only reads, in the
+    /// latest `tools/list` (false when unknown: fail closed).
+    pub fn read_only(&self, server: &str, name: &str) -> bool {
+        let Some(entry) = self.servers.get(server) else { return false };
+        let known = entry.tools.lock().unwrap_or_else(PoisonError::into_inner);
+        known.get(name).and_then(|t| t.pointer("/annotations/readOnlyHint")).and_then(Value::as_bool).unwrap_or(false)
+    }
+
+    /// Opens a session with `server` for a client that sent `initialize`
+    /// with `params`: the server's result (the server started if needed)
+    /// and the new session.
+    pub async fn open_session(&self, server: &str, params: &Value) -> Result<(Arc<Session>, Value), McpForwardError> {
+        let Some(entry) = self.servers.get(server) else {
+            return Err(McpForwardError::Unreachable(format!("no MCP server named `{server}`")));
+        };
+        let result = entry.process.initialize(params).await?;
+        let session = Session::new(hex::encode(rand::random::<[u8; 16]>()));
+        entry.router.lock_sessions().insert(session.id.clone(), Arc::clone(&session));
+        Ok((session, result))
+    }
+
+    /// The open session `id` with `server`.
+    pub fn session(&self, server: &str, id: &str) -> Option<Arc<Session>> {
+        self.servers.get(server)?.router.lock_sessions().get(id).cloned()
+    }
+
+    /// Ends the session `id`; false when there was none.
+    pub fn close_session(&self, server: &str, id: &str) -> bool {
+        let Some(entry) = self.servers.get(server) else { return false };
+        entry.router.progress.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, s| s != id);
+        entry.router.lock_sessions().remove(id).is_some()
+    }
+
+    /// Sends the client request `method` (`params`, the client's `client_id`)
+    /// of `session` to `server` and returns the server's response message.
+    pub async fn request(
+        &self,
+        server: &str,
+        session: &Session,
+        client_id: &Value,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<Value, McpForwardError> {
+        let Some(entry) = self.servers.get(server) else {
+            return Err(McpForwardError::Unreachable(format!("no MCP server named `{server}`")));
+        };
+        *entry.router.latest.lock().unwrap_or_else(PoisonError::into_inner) = Some(session.id.clone());
+        let token = params.as_ref().and_then(|p| p.pointer("/_meta/progressToken")).map(Value::to_string);
+        if let Some(token) = &token {
+            entry
+                .router
+                .progress
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(token.clone(), session.id.clone());
+        }
+        let key = client_id.to_string();
+        let answer = entry
+            .process
+            .request(method, params, |id| {
+                session.in_flight.lock().unwrap_or_else(PoisonError::into_inner).insert(key.clone(), id);
+            })
+            .await;
+        session.in_flight.lock().unwrap_or_else(PoisonError::into_inner).remove(&key);
+        if let Some(token) = &token {
+            entry.router.progress.lock().unwrap_or_else(PoisonError::into_inner).remove(token);
+        }
+        answer
+    }
+
+    /// Relays a client notification or response to `server`. A
+    /// `notifications/cancelled` is rewritten to the id the server knows;
+    /// one for a request no longer in flight is dropped.
+    pub async fn relay(&self, server: &str, session: &Session, mut message: Value) -> Result<(), McpForwardError> {
+        let Some(entry) = self.servers.get(server) else {
+            return Err(McpForwardError::Unreachable(format!("no MCP server named `{server}`")));
+        };
+        if message.get("method").and_then(Value::as_str) == Some("notifications/cancelled") {
+            let Some(client_id) = message.pointer("/params/requestId").map(Value::to_string) else { return Ok(()) };
+            let upstream = session.in_flight.lock().unwrap_or_else(PoisonError::into_inner).get(&client_id).copied();
+            let (Some(upstream), Some(slot)) = (upstream, message.pointer_mut("/params/requestId")) else {
+                return Ok(());
+            };
+            *slot = upstream.into();
+        }
+        entry.process.notify(&message).await
+    }
+}

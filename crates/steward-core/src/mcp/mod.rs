@@ -1,0 +1,67 @@
+//! The MCP front door's upstream side: the `[mcp.*]` servers steward runs
+//! (stdio), the agent's sessions with them, and the relay of every JSON-RPC
+//! message between the two. The HTTP routes (`/mcp/{server}`) are the
+//! gateway's (`gateway::mcp`); a `tools/call` is a call of the one pipeline
+//! (`pipeline::mcp`), never decided here.
+//!
+//! # Library decision: relay JSON-RPC as `serde_json::Value`, no `rmcp`
+//! `rmcp` (the official Rust SDK, 3.x) was weighed for its model types and
+//! transports. steward is a proxy, not a client or a server: it must pass on
+//! every method, field, notification and `_meta` it does not know, in both
+//! directions, byte-faithful in meaning, and look at only a handful of
+//! members (`method`, `id`, `params.name`, `params.arguments`,
+//! `params._meta.progressToken`, `result.tools[]`, `isError`). rmcp's typed
+//! model is a closed set of enums: a message it does not model (a newer
+//! revision's method, an experimental capability) fails to parse or loses
+//! members on the round trip, and its service layer answers requests itself
+//! (ping, initialize) where steward must relay them to the right session.
+//! So messages are framed here (newline-delimited JSON on stdio, bounded by
+//! `max_message_size`; JSON bodies over HTTP) and held as
+//! `serde_json::Value`; the few members steward reads are read with
+//! `Value::get`. rmcp is not a dependency (it would also add its macro and
+//! schema crates to a 2-core build for types steward never constructs).
+//! The real peers in the tests are the official Python SDK and the
+//! reference servers, not rmcp.
+//!
+//! # Sessions
+//! One stdio process per `[mcp.NAME]`, shared by the agent's sessions
+//! (`Mcp-Session-Id`, protocol `2025-11-25`). steward initializes the
+//! server itself with the first client's `initialize` params and answers
+//! every client's `initialize` with the server's result; a server that
+//! exits is restarted with backoff and initialized again with the same
+//! params on the next request (transparently; a `tools/call` that was in
+//! flight is failed, never replayed). Request ids are rewritten towards
+//! the server (steward numbers them, so two sessions cannot collide) and
+//! back; a client's `notifications/cancelled` is rewritten to the id the
+//! server knows. Messages the server starts go to the session they belong
+//! to: progress by its token, other requests (sampling, elicitation,
+//! roots) to the session that made the latest request, list-changed and
+//! log notifications to every session; a session reads them on its `GET`
+//! stream (buffered up to [`SESSION_BUFFER`] while none is open).
+
+mod hub;
+mod stdio;
+
+pub use hub::{McpHub, Session};
+pub use stdio::{ServerState, StdioServer, quarantine_line};
+
+/// The protocol revisions steward relays, newest first. A client asking for
+/// another gets the newest (the client then decides whether it can go on).
+pub const PROTOCOL_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
+/// Messages the server started that wait for a session's `GET` stream;
+/// beyond this they are dropped (requests among them answered with an
+/// error), so a client that never reads cannot grow steward's memory.
+pub const SESSION_BUFFER: usize = 1024;
+
+/// The header that names a client's session.
+pub const SESSION_HEADER: &str = "mcp-session-id";
+
+/// JSON-RPC error code steward uses for its own relay failures (the
+/// server unreachable, no session, a message too large): "server error".
+pub const RELAY_ERROR: i64 = -32000;
+
+/// A JSON-RPC error object.
+pub fn rpc_error(code: i64, message: impl Into<String>) -> serde_json::Value {
+    serde_json::json!({ "code": code, "message": message.into() })
+}

@@ -1,0 +1,314 @@
+//! The MCP front door end to end: the real `steward run`, the official
+//! Python SDK (`mcp`, pinned in tests/sdk/requirements.txt) as the agent
+//! over streamable HTTP (`/mcp/posts`) and over stdio (`steward mcp posts`),
+//! and real MCP servers steward runs over stdio: a small Python server
+//! (tests/sdk/posts_server.py) and `@modelcontextprotocol/server-everything`
+//! (npm, installed by `.ci/run` into `.mcp-node`). No MCP mocks; loopback only.
+//!
+//! Every test checks what the server received (its log of calls) and the
+//! audit lines, and ends with the shared leak check.
+
+#![expect(clippy::unwrap_used, reason = "test helpers outside #[test] fns: a failed step is a failed test")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{CANARY_TOKEN, Env};
+use serde_json::{Value, json};
+
+fn sdk_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk")
+}
+
+/// The interpreter with the official `mcp` SDK: `.venv` at the repo root
+/// (created by `.ci/run`), else `python3`. `None` (the test is skipped,
+/// loudly) when `mcp` cannot be imported, unless CI requires it
+/// (`STEWARD_REQUIRE_SDKS` or `STEWARD_REQUIRE_MCP`).
+fn mcp_python() -> Option<PathBuf> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    let python = if venv.exists() { venv } else { PathBuf::from("python3") };
+    let ok = std::process::Command::new(&python)
+        .args(["-c", "import mcp.server.fastmcp, mcp.client.streamable_http"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(python);
+    }
+    assert!(
+        std::env::var_os("STEWARD_REQUIRE_SDKS").is_none() && std::env::var_os("STEWARD_REQUIRE_MCP").is_none(),
+        "STEWARD_REQUIRE_SDKS/STEWARD_REQUIRE_MCP is set but the Python `mcp` SDK is not importable (run .ci/run)"
+    );
+    eprintln!("!!! NOT RUN: the official Python `mcp` SDK is not installed (run .ci/run to create .venv) !!!");
+    None
+}
+
+/// `[mcp.posts]` running tests/sdk/posts_server.py, and the tools of `tools`.
+fn posts_config(python: &Path, tools: &str) -> String {
+    format!(
+        r#"
+[mcp.posts]
+command = ["{python}", "{server}"]
+env = {{ SOCIAL_TOKEN = "credential:social", POSTS_LOG = "posts.log", POSTS_DESCRIPTION_FILE = "description.txt" }}
+
+{tools}
+"#,
+        python = python.display(),
+        server = sdk_dir().join("posts_server.py").display(),
+    )
+}
+
+/// The usual MCP tools: `post` limited to 2/hour with its undo, and the
+/// side-effect-free helpers. `slow`, `big` and `pid` stay unmatched
+/// unless a test declares them.
+const POSTS_TOOLS: &str = r#"
+[[tools]]
+name = "post"
+mcp = "posts"
+match = "create_post"
+limit = "2/hour"
+undo = { tool = "unpost", arguments = { id = "{response.structuredContent.id}" } }
+
+[[tools]]
+name = "unpost"
+mcp = "posts"
+match = "delete_post"
+
+[[tools]]
+name = "whoami"
+mcp = "posts"
+match = "whoami"
+side_effect = false
+
+[[tools]]
+name = "junk"
+mcp = "posts"
+match = "j?n*"
+side_effect = false
+"#;
+
+/// Runs the SDK client with `steps` against `/mcp/posts` and returns its report.
+async fn client(env: &Env, python: &Path, steps: Value) -> Value {
+    client_with(env, python, steps, &[]).await
+}
+
+async fn client_with(env: &Env, python: &Path, steps: Value, vars: &[(&str, String)]) -> Value {
+    let mut command = std::process::Command::new(python);
+    command
+        .arg(sdk_dir().join("mcp_client.py"))
+        .arg(steps.to_string())
+        .env("MCP_URL", env.url("/mcp/posts"))
+        .env("MCP_TOKEN", &env.token);
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    let out = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();
+    assert!(
+        out.status.success(),
+        "mcp_client.py failed: {}\n--- daemon log ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        env.daemon_log()
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The calls the posts server received, in order.
+fn server_calls(env: &Env, tool: &str) -> Vec<Value> {
+    std::fs::read_to_string(env.dir.path().join("posts.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["tool"] == tool)
+        .collect()
+}
+
+fn mcp_lines(env: &Env) -> Vec<Value> {
+    env.audit_lines().into_iter().filter(|l| l["door"] == "mcp").collect()
+}
+
+fn steward_ok(env: &Env, args: &[&str]) -> String {
+    let out = env.steward(args);
+    assert!(out.status.success(), "steward {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_calls_go_through_the_pipeline_limit_scrub_quarantine_and_kill_switch() {
+    let Some(python) = mcp_python() else { return };
+    let mut env = Env::with_tools("", &posts_config(&python, POSTS_TOOLS)).await;
+    env.start();
+    let post = |text: &str| json!({ "call": "create_post", "args": { "text": text } });
+    let report = client(
+        &env,
+        &python,
+        json!([
+            { "list": true },
+            post("one"),
+            post("two"),
+            post("three"),
+            { "call": "whoami" },
+            { "call": "junk" },
+            { "call": "big", "args": { "size": 10 } },
+        ]),
+    )
+    .await;
+    let steps = report["steps"].as_array().unwrap();
+
+    // tools/list hides what the policy denies (`big`, `slow` and `pid` match no tool).
+    let listed: Vec<&str> = steps[0]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    for name in ["create_post", "delete_post", "whoami", "junk"] {
+        assert!(listed.contains(&name), "{name} missing from {listed:?}");
+    }
+    for name in ["big", "slow", "pid"] {
+        assert!(!listed.contains(&name), "{name} should be hidden: {listed:?}");
+    }
+
+    // Two posts pass, the third is an MCP error result naming the reason and the fix.
+    assert_eq!(steps[1]["isError"], false, "{report:#}");
+    assert_eq!(steps[2]["isError"], false, "{report:#}");
+    assert_eq!(steps[3]["isError"], true, "{report:#}");
+    let refused = steps[3]["text"].as_str().unwrap();
+    assert!(refused.starts_with("rate_limited: tool `post` reached its limit; retry in"), "{refused}");
+    assert_eq!(steps[3]["meta"]["steward/reason"], "rate_limited", "{report:#}");
+    assert_eq!(server_calls(&env, "create_post").len(), 2, "the server saw exactly two posts");
+
+    // The server's credential never reaches the agent: scrubbed out of the result.
+    let whoami = steps[4]["text"].as_str().unwrap();
+    assert!(!whoami.contains(CANARY_TOKEN), "{whoami}");
+    assert!(whoami.contains("[REDACTED:social]"), "{whoami}");
+
+    // A line of junk on the server's stdout is quarantined; the session goes on.
+    assert_eq!(steps[5]["text"], "still here", "{report:#}");
+    assert!(env.daemon_log().contains("quarantined a line on the MCP server's stdout"), "{}", env.daemon_log());
+    // An unmatched tool is refused with the fix.
+    assert_eq!(steps[6]["isError"], true, "{report:#}");
+    let unmatched = steps[6]["text"].as_str().unwrap();
+    assert!(unmatched.starts_with("unmatched: no tool rule matches the MCP tool `big` of [mcp.posts]"), "{unmatched}");
+
+    // One audit line per tools/call, through the one pipeline.
+    let lines = mcp_lines(&env);
+    let decisions: Vec<(&str, &str)> =
+        lines.iter().map(|l| (l["tool"].as_str().unwrap_or("-"), l["decision"].as_str().unwrap())).collect();
+    assert_eq!(
+        decisions,
+        [
+            ("post", "allowed"),
+            ("post", "allowed"),
+            ("post", "rate_limited"),
+            ("whoami", "allowed"),
+            ("junk", "allowed"),
+            ("-", "unmatched"),
+        ],
+        "{lines:#?}"
+    );
+    assert_eq!(lines[0]["upstream"], "posts");
+    assert_eq!(lines[0]["path"], "/tools/call/create_post");
+    assert!(lines[0]["input_summary"].as_str().unwrap().contains("one"), "{:#}", lines[0]);
+
+    // The kill switch: every tool call refused, nothing reaches the server.
+    steward_ok(&env, &["stop", "--reason", "test"]);
+    let report = client(&env, &python, json!([post("after stop")])).await;
+    let step = &report["steps"][0];
+    assert_eq!(step["isError"], true, "{report:#}");
+    assert!(step["text"].as_str().unwrap().starts_with("killed: "), "{report:#}");
+    assert_eq!(server_calls(&env, "create_post").len(), 2);
+    assert_eq!(mcp_lines(&env).last().unwrap()["decision"], "killed");
+
+    env.stop(false);
+    env.assert_no_secret_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supervised_mode_holds_an_mcp_call_until_a_human_approves_it() {
+    let Some(python) = mcp_python() else { return };
+    let tools = format!("{POSTS_TOOLS}\n[supervised]\nenabled = true\nwait = \"40s\"\n");
+    let mut env = Env::with_tools("", &posts_config(&python, &tools)).await;
+    env.start();
+    let env = Arc::new(env);
+    let agent = {
+        let env = Arc::clone(&env);
+        let python = python.clone();
+        tokio::spawn(async move {
+            client(&env, &python, json!([{ "call": "create_post", "args": { "text": "held" } }])).await
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let request = loop {
+        let out = steward_ok(&env, &["approvals", "--json"]);
+        let listed: Value = serde_json::from_str(&out).unwrap();
+        if let Some(first) = listed["approvals"].as_array().and_then(|a| a.first()).cloned() {
+            break first;
+        }
+        assert!(Instant::now() < deadline, "no pending approval appeared: {}", env.daemon_log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(request["tool"], "post", "{request:#}");
+    assert!(server_calls(&env, "create_post").is_empty(), "nothing reaches the server before the approval");
+    steward_ok(&env, &["approve", request["id"].as_str().unwrap(), "--json"]);
+    let report = agent.await.unwrap();
+    assert_eq!(report["steps"][0]["isError"], false, "{report:#}");
+    assert_eq!(report["steps"][0]["structured"]["text"], "held", "{report:#}");
+    assert_eq!(server_calls(&env, "create_post").len(), 1, "exactly one call after the approval");
+    let mut env = Arc::try_unwrap(env).ok().unwrap();
+    env.stop(false);
+    env.assert_no_secret_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_stdio_server_is_restarted_and_the_session_goes_on() {
+    let Some(python) = mcp_python() else { return };
+    let tools =
+        format!("{POSTS_TOOLS}\n[[tools]]\nname = \"pid\"\nmcp = \"posts\"\nmatch = \"pid\"\nside_effect = false\n");
+    let mut env = Env::with_tools("", &posts_config(&python, &tools)).await;
+    env.start();
+    let report = client(
+        &env,
+        &python,
+        json!([
+            { "call": "pid" },
+            { "kill_previous": true },
+            { "sleep": 0.5 },
+            { "call": "pid" },
+            { "call": "create_post", "args": { "text": "after restart" } },
+        ]),
+    )
+    .await;
+    let steps = report["steps"].as_array().unwrap();
+    let (first, second) = (steps[0]["text"].as_str().unwrap(), steps[2]["text"].as_str().unwrap());
+    assert_eq!(steps[2]["isError"], false, "{report:#}");
+    assert_ne!(first, second, "a new server process answers: {report:#}");
+    assert_eq!(steps[3]["isError"], false, "{report:#}");
+    assert_eq!(server_calls(&env, "create_post").len(), 1);
+    env.stop(false);
+    env.assert_no_secret_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_8_mib_result_passes_and_a_larger_one_is_a_clear_error() {
+    let Some(python) = mcp_python() else { return };
+    let tools = "[[tools]]\nname = \"big\"\nmcp = \"posts\"\nmatch = \"big\"\nside_effect = false\n";
+    // The default max_message_size, 16 MiB.
+    let mut env = Env::with_tools("", &posts_config(&python, tools)).await;
+    env.start();
+    let report = client(
+        &env,
+        &python,
+        json!([
+            { "call": "big", "args": { "size": 8 * 1024 * 1024 } },
+            { "call": "big", "args": { "size": 17 * 1024 * 1024 } },
+            { "call": "big", "args": { "size": 3 } },
+        ]),
+    )
+    .await;
+    let steps = report["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["isError"], false);
+    assert_eq!(steps[0]["text"].as_str().unwrap().len(), 8 * 1024 * 1024);
+    assert_eq!(steps[1]["isError"], true);
+    let text = steps[1]["text"].as_str().unwrap();
+    assert!(text.contains("larger than max_message_size") && text.contains("[mcp.posts] max_message_size"), "{text}");
+    assert_eq!(steps[2]["text"], "xxx", "the session survives: {report:#}");
+    env.stop(false);
+    env.assert_no_secret_leaked();
+}
