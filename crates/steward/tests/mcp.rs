@@ -111,7 +111,9 @@ async fn client_with(env: &Env, python: &Path, steps: Value, vars: &[(&str, Stri
         String::from_utf8_lossy(&out.stderr),
         env.daemon_log()
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    let parsed = serde_json::from_slice(&out.stdout);
+    assert!(parsed.is_ok(), "not a report: {}", String::from_utf8_lossy(&out.stdout));
+    parsed.unwrap()
 }
 
 /// The calls the posts server received, in order.

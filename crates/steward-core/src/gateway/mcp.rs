@@ -73,7 +73,7 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
 }
 
 /// The checks every method shares: the server exists, the agent's token.
-fn check(door: &Door, server: &str, headers: &HeaderMap) -> Result<(), Response<Body>> {
+fn check(door: &Door, server: &str, headers: &HeaderMap) -> Result<(), Box<Response<Body>>> {
     if !door.hub.has(server) {
         let message = if door.hub.is_remote(server) {
             format!(
@@ -82,36 +82,40 @@ fn check(door: &Door, server: &str, headers: &HeaderMap) -> Result<(), Response<
         } else {
             format!("no MCP server named `{server}` is configured; add [mcp.{server}] to steward.toml or fix the URL")
         };
-        return Err(transport_error(StatusCode::NOT_FOUND, INVALID_REQUEST, message));
+        return Err(Box::new(transport_error(StatusCode::NOT_FOUND, INVALID_REQUEST, message)));
     }
     if !door.pipeline.is_agent(headers) {
-        return Err(transport_error(
+        return Err(Box::new(transport_error(
             StatusCode::UNAUTHORIZED,
             RELAY_ERROR,
             "missing or wrong steward token: send the contents of <state dir>/agent.token as `Authorization: Bearer <token>`",
-        ));
+        )));
     }
     Ok(())
 }
 
 /// The session a request names.
-fn session_of(door: &Door, server: &str, headers: &HeaderMap) -> Result<Arc<Session>, Response<Body>> {
+fn session_of(door: &Door, server: &str, headers: &HeaderMap) -> Result<Arc<Session>, Box<Response<Body>>> {
     let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
-        return Err(transport_error(
+        return Err(Box::new(transport_error(
             StatusCode::BAD_REQUEST,
             INVALID_REQUEST,
             "no Mcp-Session-Id header: send initialize first, then the session id it answered with",
-        ));
+        )));
     };
     door.hub.session(server, id).ok_or_else(|| {
-        transport_error(StatusCode::NOT_FOUND, INVALID_REQUEST, "unknown or ended MCP session: initialize a new one")
+        Box::new(transport_error(
+            StatusCode::NOT_FOUND,
+            INVALID_REQUEST,
+            "unknown or ended MCP session: initialize a new one",
+        ))
     })
 }
 
 async fn post(State(door): State<Door>, Path(server): Path<String>, request: Request) -> Response<Body> {
     let (parts, body) = request.into_parts();
     if let Err(response) = check(&door, &server, &parts.headers) {
-        return response;
+        return *response;
     }
     let limit = door.hub.server(&server).map_or(0, |s| s.max_message_size() as u64);
     let bytes: Bytes = match read_body(body, limit, door.body_timeout).await {
@@ -160,7 +164,7 @@ async fn post(State(door): State<Door>, Path(server): Path<String>, request: Req
     }
     let session = match session_of(&door, &server, &parts.headers) {
         Ok(session) => session,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let (Some(method), Some(id)) = (method, id) else {
         // A notification or a response to the server: relayed, accepted.
@@ -272,11 +276,11 @@ async fn tools_list(
 
 async fn get(State(door): State<Door>, Path(server): Path<String>, headers: HeaderMap) -> Response<Body> {
     if let Err(response) = check(&door, &server, &headers) {
-        return response;
+        return *response;
     }
     let session = match session_of(&door, &server, &headers) {
         Ok(session) => session,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let Some(receiver) = session.stream() else {
         return transport_error(
@@ -302,7 +306,7 @@ async fn get(State(door): State<Door>, Path(server): Path<String>, headers: Head
 
 async fn delete(State(door): State<Door>, Path(server): Path<String>, headers: HeaderMap) -> Response<Body> {
     if let Err(response) = check(&door, &server, &headers) {
-        return response;
+        return *response;
     }
     let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
         return transport_error(
