@@ -58,6 +58,9 @@ pub enum Decision {
     ApprovalDenied,
     /// Supervised mode: nobody decided before `[supervised] expires` (fail closed).
     ApprovalExpired,
+    /// An MCP tool's definition (name, description, input schema) changed
+    /// since steward pinned it, and nobody ran `steward mcp trust` yet.
+    ToolChanged,
     /// steward stopped (crash, `kill -9`) while the call was in flight: the
     /// audit line written at the next start. The journal keeps the row's
     /// decision and says `interrupted` in its reason.
@@ -93,7 +96,7 @@ struct Facts {
 
 impl Decision {
     /// Every decision, in declaration order (a test checks it is complete).
-    pub const ALL: [Decision; 20] = [
+    pub const ALL: [Decision; 21] = [
         Decision::Allowed,
         Decision::Unauthenticated,
         Decision::Killed,
@@ -113,6 +116,7 @@ impl Decision {
         Decision::ApprovalPending,
         Decision::ApprovalDenied,
         Decision::ApprovalExpired,
+        Decision::ToolChanged,
         Decision::Interrupted,
     ];
 
@@ -139,6 +143,7 @@ impl Decision {
             Decision::ApprovalPending => ("approval_pending", Some(StatusCode::CONFLICT), Ignored),
             Decision::ApprovalDenied => ("approval_denied", Some(StatusCode::FORBIDDEN), Ignored),
             Decision::ApprovalExpired => ("approval_expired", Some(StatusCode::FORBIDDEN), Ignored),
+            Decision::ToolChanged => ("tool_changed", Some(StatusCode::FORBIDDEN), Failed),
             Decision::Interrupted => ("interrupted", None, Ignored),
         };
         Facts { name, status, weight }

@@ -256,7 +256,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     let journal_store = store.clone();
     let introspect_store = store.clone();
     let shutdown = CancellationToken::new();
-    let mcp = Arc::new(crate::mcp::McpHub::new(config, &secrets, &redactor, &shutdown, &tracker));
+    let mcp = Arc::new(crate::mcp::McpHub::new(config, &secrets, &redactor, &store, &events, &shutdown, &tracker));
     let gateway = crate::gateway::Service::new(Arc::clone(&pipeline), mcp, &config.gateway, Arc::clone(&metrics));
     let supervisor = Supervisor::new(SupervisorInit {
         config,

@@ -31,6 +31,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::read_body;
+use crate::mcp::pins::Verdict;
 use crate::mcp::{McpHub, RELAY_ERROR, SESSION_HEADER, Session, rpc_error};
 use crate::pipeline::{Call, McpAnswer, McpForwardError, McpToolCall, Pipeline, Refusal};
 
@@ -244,8 +245,20 @@ async fn tools_call(
         return McpAnswer::Error(rpc_error(INVALID_PARAMS, "tools/call needs params.name, the tool to call"));
     };
     let arguments = params.as_ref().and_then(|p| p.get("arguments")).cloned();
+    let verdict = door.hub.pin_verdict(server, &name).await;
     let read_only = door.hub.read_only(server, &name);
-    let call = Call::mcp_tool(server, McpToolCall { name, read_only }, arguments, headers);
+    let call = Call::mcp_tool(server, McpToolCall { name: name.clone(), read_only }, arguments, headers);
+    match verdict {
+        Ok(Verdict::Trusted) => {}
+        Ok(Verdict::Changed { .. }) => {
+            let refusal = Refusal::ToolChanged { server: server.to_owned(), tool: name };
+            return door.pipeline.reject_mcp(call, refusal).await;
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "cannot read the MCP tool pins; refusing the call (fail closed)");
+            return door.pipeline.reject_mcp(call, Refusal::StoreUnavailable).await;
+        }
+    }
     let hub = Arc::clone(&door.hub);
     let forward = || async move { hub.request(server, session, id, "tools/call", params).await.map(answer_of) };
     door.pipeline.handle_mcp(call, forward).await
@@ -265,6 +278,10 @@ async fn tools_list(
         && let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut)
     {
         door.hub.remember_tools(server, tools);
+        if let Err(err) = door.hub.pin_listed(server, tools).await {
+            tracing::error!(error = %err, "cannot read the MCP tool pins; listing no tools (fail closed)");
+            tools.clear();
+        }
         tools.retain(|tool| {
             let name = tool.get("name").and_then(Value::as_str).unwrap_or_default();
             let read_only = tool.pointer("/annotations/readOnlyHint").and_then(Value::as_bool).unwrap_or(false);

@@ -12,11 +12,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::SESSION_BUFFER;
+use super::pins::{self, Verdict};
 use super::stdio::{ServerMessages, ServerState, StdioServer};
+use crate::clock::unix_ms;
 use crate::config::{Config, McpTransport};
+use crate::events::{Event, EventBus};
 use crate::pipeline::McpForwardError;
 use crate::redaction::SharedRedactor;
 use crate::secrets::Secrets;
+use crate::store::{Store, StoreError};
 
 /// Every `[mcp.*]` server steward runs, and the sessions open with them.
 #[derive(Debug, Default)]
@@ -24,6 +28,10 @@ pub struct McpHub {
     servers: BTreeMap<String, Server>,
     /// `[mcp.*]` servers reached over HTTP: configured, not relayed yet.
     remote: Vec<String>,
+    /// Where the tool pins live (`None` only in tests without MCP).
+    store: Option<Store>,
+    /// Where a changed tool is announced.
+    events: Option<EventBus>,
 }
 
 /// One server and the routing of its messages.
@@ -121,10 +129,13 @@ impl ServerMessages for Router {
 
 impl McpHub {
     /// The servers of `config` (not started: each starts with its first session).
+    #[expect(clippy::too_many_arguments, reason = "the daemon's shared resources, passed once")]
     pub fn new(
         config: &Config,
         secrets: &Arc<ArcSwap<Secrets>>,
         redactor: &SharedRedactor,
+        store: &Store,
+        events: &EventBus,
         shutdown: &CancellationToken,
         tasks: &TaskTracker,
     ) -> Self {
@@ -153,7 +164,73 @@ impl McpHub {
                 servers.insert(name.clone(), Server { process: Arc::new(process), router, tools: Mutex::default() });
             }
         }
-        Self { servers, remote }
+        Self { servers, remote, store: Some(store.clone()), events: Some(events.clone()) }
+    }
+
+    /// Pins the tools of a `tools/list` answer of `server` (first sight) or
+    /// checks them against their pins, and removes the changed ones (see
+    /// `pins`); a change seen for the first time is announced.
+    pub async fn pin_listed(&self, server: &str, tools: &mut Vec<Value>) -> Result<(), StoreError> {
+        let Some(store) = &self.store else { return Ok(()) };
+        let now_ms = unix_ms(std::time::SystemTime::now());
+        let mut keep = Vec::with_capacity(tools.len());
+        for tool in tools.drain(..) {
+            match pins::observe(store, server, &tool, now_ms).await? {
+                Verdict::Trusted => keep.push(tool),
+                Verdict::Changed { new } => self.announce_change(server, &tool, new),
+            }
+        }
+        *tools = keep;
+        Ok(())
+    }
+
+    /// What pinning says of a `tools/call` of `name` on `server`: its
+    /// definition from the latest `tools/list` (asked of the server when
+    /// steward has not seen one yet) against its pin. A tool the server
+    /// does not list is left to the server to refuse.
+    pub async fn pin_verdict(&self, server: &str, name: &str) -> Result<Verdict, StoreError> {
+        let Some(store) = &self.store else { return Ok(Verdict::Trusted) };
+        let Some(entry) = self.servers.get(server) else { return Ok(Verdict::Trusted) };
+        let known = entry.tools.lock().unwrap_or_else(PoisonError::into_inner).get(name).cloned();
+        let definition = match known {
+            Some(definition) => Some(definition),
+            None => {
+                self.refresh_tools(server).await;
+                entry.tools.lock().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
+            }
+        };
+        let Some(definition) = definition else { return Ok(Verdict::Trusted) };
+        let verdict = pins::observe(store, server, &definition, unix_ms(std::time::SystemTime::now())).await?;
+        if let Verdict::Changed { new } = verdict {
+            self.announce_change(server, &definition, new);
+        }
+        Ok(verdict)
+    }
+
+    /// Asks `server` for its tools (every page) and remembers them.
+    async fn refresh_tools(&self, server: &str) {
+        let Some(entry) = self.servers.get(server) else { return };
+        let mut cursor: Option<Value> = None;
+        for _ in 0..100 {
+            let params = cursor.take().map(|c| serde_json::json!({ "cursor": c }));
+            let Ok(answer) = entry.process.request("tools/list", params, |_| {}).await else { return };
+            let Some(tools) = answer.pointer("/result/tools").and_then(Value::as_array) else { return };
+            self.remember_tools(server, tools);
+            match answer.pointer("/result/nextCursor") {
+                Some(next) if !next.is_null() => cursor = Some(next.clone()),
+                _ => return,
+            }
+        }
+    }
+
+    fn announce_change(&self, server: &str, tool: &Value, new: bool) {
+        let name = tool.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+        if new {
+            tracing::error!(server = %server, tool = %name, "an MCP tool's definition changed since it was pinned; refusing it until `steward mcp trust {server}`");
+            if let Some(events) = &self.events {
+                events.publish(Event::McpToolChanged { server: server.to_owned(), tool: name });
+            }
+        }
     }
 
     /// Whether `name` is an `[mcp.*]` server steward relays to.

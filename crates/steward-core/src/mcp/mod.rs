@@ -40,6 +40,7 @@
 //! stream (buffered up to [`SESSION_BUFFER`] while none is open).
 
 mod hub;
+pub mod pins;
 mod stdio;
 
 pub use hub::{McpHub, Session};
