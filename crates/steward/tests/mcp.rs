@@ -416,3 +416,114 @@ async fn a_changed_tool_description_is_refused_and_alerted_until_trusted() {
     env.stop(false);
     env.assert_no_secret_leaked();
 }
+
+/// `@modelcontextprotocol/server-everything`'s entry point in `.mcp-node`
+/// (installed by `.ci/run`). `None` (NOT RUN, loudly) when missing, unless
+/// `STEWARD_REQUIRE_MCP` is set, as CI does.
+fn server_everything() -> Option<PathBuf> {
+    let entry = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../.mcp-node/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    let node = std::process::Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    if entry.exists() && node {
+        return Some(entry);
+    }
+    assert!(
+        std::env::var_os("STEWARD_REQUIRE_MCP").is_none(),
+        "STEWARD_REQUIRE_MCP is set but node or @modelcontextprotocol/server-everything (.mcp-node) is missing; run .ci/run"
+    );
+    eprintln!("!!! NOT RUN: @modelcontextprotocol/server-everything is not installed in .mcp-node (run .ci/run) !!!");
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_server_everything_over_stdio_through_steward() {
+    let Some(python) = mcp_python() else { return };
+    let Some(everything) = server_everything() else { return };
+    let config = format!(
+        r#"
+[mcp.everything]
+command = ["node", "{entry}", "stdio"]
+env = {{ SOCIAL_TOKEN = "credential:social" }}
+
+[[tools]]
+name = "echo"
+mcp = "everything"
+match = "echo"
+side_effect = false
+
+[[tools]]
+name = "sum"
+mcp = "everything"
+match = "get-sum"
+side_effect = false
+limit = "1/hour"
+
+[[tools]]
+name = "env"
+mcp = "everything"
+match = "get-env"
+side_effect = false
+"#,
+        entry = everything.display()
+    );
+    let mut env = Env::with_tools("", &config).await;
+    env.start();
+    let vars = [("MCP_URL", env.url("/mcp/everything"))];
+    let report = client_with(
+        &env,
+        &python,
+        json!([
+            { "list": true },
+            { "call": "echo", "args": { "message": "hello through steward" } },
+            { "call": "get-sum", "args": { "a": 2, "b": 3 } },
+            { "call": "get-sum", "args": { "a": 2, "b": 4 } },
+            { "call": "get-env" },
+            { "call": "trigger-long-running-operation", "args": { "duration": 1, "steps": 1 } },
+            { "prompts": true },
+            { "resources": true },
+        ]),
+        &vars,
+    )
+    .await;
+    let steps = report["steps"].as_array().unwrap();
+    let listed: Vec<&str> = steps[0]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(listed, ["echo", "get-env", "get-sum"], "only the declared tools are listed: {report:#}");
+    assert_eq!(steps[1]["text"], "Echo: hello through steward", "{report:#}");
+    assert!(steps[2]["text"].as_str().unwrap().contains('5'), "{report:#}");
+    assert!(steps[3]["text"].as_str().unwrap().starts_with("rate_limited: "), "{report:#}");
+    // The credential is in the server's environment, and never reaches the agent.
+    let server_env = steps[4]["text"].as_str().unwrap();
+    assert!(server_env.contains("\"SOCIAL_TOKEN\": \"[REDACTED:social]\""), "{server_env}");
+    assert!(!server_env.contains(CANARY_TOKEN));
+    assert!(!server_env.contains(&env.token), "the agent's steward token is not the server's business");
+    assert!(steps[5]["text"].as_str().unwrap().starts_with("unmatched: "), "{report:#}");
+    // Everything else is relayed as the server answers it.
+    assert!(!steps[6]["prompts"].as_array().unwrap().is_empty(), "{report:#}");
+    assert!(!steps[7]["resources"].as_array().unwrap().is_empty(), "{report:#}");
+    env.stop(false);
+    env.assert_no_secret_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_credential_is_in_its_env_and_never_in_the_agents() {
+    let Some(python) = mcp_python() else { return };
+    // The supervised agent writes its environment where the test can read it.
+    let agent = "command = [\"sh\", \"-c\", \"env > env.txt; sleep 60\"]";
+    let mut env = Env::with_agent_and_tools(agent, "", &posts_config(&python, POSTS_TOOLS)).await;
+    env.start();
+    let report = client(&env, &python, json!([{ "call": "whoami" }])).await;
+    // The server holds the credential (steward scrubbed it from the answer).
+    assert_eq!(report["steps"][0]["text"], "my token is [REDACTED:social]", "{report:#}");
+    let env_file = env.work("env.txt");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&env_file).is_ok_and(|t| t.contains("STEWARD_TOKEN")) {
+        assert!(Instant::now() < deadline, "the agent did not write its env: {}", env.daemon_log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let agent_env = std::fs::read_to_string(&env_file).unwrap();
+    std::fs::remove_file(&env_file).unwrap();
+    assert!(!agent_env.contains(CANARY_TOKEN), "the agent's env holds the MCP server's credential");
+    assert!(!agent_env.contains("SOCIAL_TOKEN"), "the server's variables are not the agent's: {agent_env}");
+    env.stop(false);
+    env.assert_no_secret_leaked();
+}

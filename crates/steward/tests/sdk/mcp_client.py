@@ -3,7 +3,7 @@ over streamable HTTP (`MCP_URL`, the steward token in `MCP_TOKEN`), or over
 stdio through `steward mcp NAME` (`MCP_STDIO` = a JSON argv).
 
 argv[1] is a JSON list of steps: {"list": true}, {"call": NAME, "args": {...}},
-{"sleep": SECONDS},
+{"sleep": SECONDS}, {"prompts": true}, {"resources": true},
 {"kill_previous": true} (SIGKILL the pid the previous step answered). Prints one JSON object: the negotiated protocol version
 and each step's result ({"tools": [...]} or {"isError", "text", "structured"}).
 """
@@ -39,6 +39,12 @@ async def run(session, steps):
                 out["steps"].append(result_of(result))
             except Exception as err:  # a JSON-RPC error: reported, not raised
                 out["steps"].append({"error": str(err)})
+        elif step.get("prompts"):
+            prompts = await session.list_prompts()
+            out["steps"].append({"prompts": [p.name for p in prompts.prompts]})
+        elif step.get("resources"):
+            resources = await session.list_resources()
+            out["steps"].append({"resources": [str(r.uri) for r in resources.resources]})
         elif step.get("kill_previous"):
             os.kill(int(out["steps"][-1]["text"]), 9)
             out["steps"].append({"killed": True})
