@@ -242,6 +242,7 @@ mod tests {
             ("approval_pending", 409),
             ("approval_denied", 403),
             ("approval_expired", 403),
+            ("tool_changed", 403),
         ];
         for (decision, status) in expected {
             assert_eq!(status_of_decision(decision), Some(status), "{decision}");
@@ -256,7 +257,7 @@ mod tests {
     /// before the flag was stored (migration 4 backfills with that list).
     #[test]
     fn the_error_flag_keeps_the_error_rate_classification() {
-        let failed = ["loop_detected", "store_unavailable", "unmatched", "unknown_price"];
+        let failed = ["loop_detected", "store_unavailable", "unmatched", "unknown_price", "tool_changed"];
         let ignored = [
             "unauthenticated",
             "killed",

@@ -20,7 +20,6 @@
 //! (Prometheus/OpenMetrics text; labels hold only config names and fixed
 //! words, never secrets).
 
-mod mcp;
 pub mod server;
 
 use std::sync::Arc;
@@ -36,7 +35,6 @@ use http::{HeaderMap, Response, StatusCode};
 use http_body_util::BodyExt;
 
 use crate::config::GatewayConfig;
-use crate::mcp::McpHub;
 use crate::monitor::Metrics;
 use crate::pipeline::{Call, CanonicalQuery, Door, Pipeline, Refusal, RequestTarget};
 pub use server::{ServerLimits, serve};
@@ -82,9 +80,11 @@ pub struct Service {
 
 impl Service {
     /// The router and limits `gateway` configures, around `pipeline`.
-    pub fn new(pipeline: Arc<Pipeline>, mcp: Arc<McpHub>, gateway: &GatewayConfig, metrics: Arc<Metrics>) -> Self {
+    /// `doors` are more routes on the same listener (the MCP door's
+    /// `/mcp/{server}`, built by `mcp::routes`).
+    pub fn new(pipeline: Arc<Pipeline>, doors: Router, gateway: &GatewayConfig, metrics: Arc<Metrics>) -> Self {
         let tasks = pipeline.tasks().clone();
-        let app = router(pipeline, mcp, gateway, Arc::clone(&metrics));
+        let app = router(pipeline, gateway, Arc::clone(&metrics)).merge(doors);
         Self { app, limits: ServerLimits::from_config(gateway), metrics, tasks }
     }
 
@@ -113,12 +113,10 @@ struct Gateway {
 }
 
 /// The router served on `gateway.listen`.
-pub fn router(pipeline: Arc<Pipeline>, mcp: Arc<McpHub>, gateway: &GatewayConfig, registry: Arc<Metrics>) -> Router {
+pub fn router(pipeline: Arc<Pipeline>, gateway: &GatewayConfig, registry: Arc<Metrics>) -> Router {
     let max_body = gateway.max_body_bytes;
     let body_timeout = gateway.body_timeout;
-    let mcp_door = mcp::Door { pipeline: Arc::clone(&pipeline), hub: mcp, body_timeout };
     Router::new()
-        .route("/mcp/{server}", mcp::routes().with_state(mcp_door))
         .route("/api/{*rest}", any(|State(gw): State<Gateway>, request: Request| http_door(gw, request, Door::Api)))
         .route("/llm/{*rest}", any(|State(gw): State<Gateway>, request: Request| http_door(gw, request, Door::Llm)))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -191,8 +189,8 @@ async fn http_door(gw: Gateway, request: Request, door: Door) -> Response<Body> 
 }
 
 /// Reads the whole body, at most `limit` bytes, with at most `idle` between
-/// two chunks.
-async fn read_body(mut body: Body, limit: u64, idle: Duration) -> Result<Bytes, Refusal> {
+/// two chunks (the MCP door reads its messages with it too).
+pub(crate) async fn read_body(mut body: Body, limit: u64, idle: Duration) -> Result<Bytes, Refusal> {
     let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
     let mut buf = BytesMut::new();
     loop {

@@ -1,8 +1,8 @@
-//! The MCP front door's upstream side: the `[mcp.*]` servers steward runs
-//! (stdio), the agent's sessions with them, and the relay of every JSON-RPC
-//! message between the two. The HTTP routes (`/mcp/{server}`) are the
-//! gateway's (`gateway::mcp`); a `tools/call` is a call of the one pipeline
-//! (`pipeline::mcp`), never decided here.
+//! The MCP front door: the HTTP routes (`door`: `/mcp/{server}`, served on
+//! the gateway's listener), the `[mcp.*]` servers steward runs (`stdio`),
+//! the agent's sessions with them (`hub`), tool pinning (`pins`), and the
+//! relay of every JSON-RPC message between the two sides. A `tools/call` is
+//! a call of the one pipeline (`pipeline::mcp`), never decided here.
 //!
 //! # Library decision: relay JSON-RPC as `serde_json::Value`, no `rmcp`
 //! `rmcp` (the official Rust SDK, 3.x) was weighed for its model types and
@@ -39,10 +39,12 @@
 //! log notifications to every session; a session reads them on its `GET`
 //! stream (buffered up to [`SESSION_BUFFER`] while none is open).
 
+mod door;
 mod hub;
-pub mod pins;
+pub use crate::store::pins;
 mod stdio;
 
+pub use door::routes;
 pub use hub::{McpHub, Session};
 pub use stdio::{ServerState, StdioServer, quarantine_line};
 

@@ -84,6 +84,7 @@
 
 mod approvals;
 mod checkpoint;
+pub mod pins;
 mod queries;
 mod redaction;
 mod report;

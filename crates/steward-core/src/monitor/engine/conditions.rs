@@ -52,7 +52,7 @@ impl Engine {
     /// `mcp_tool_changed`: a pinned MCP tool's definition changed and is not
     /// trusted yet (the pins in `kv`, see `crate::mcp::pins`).
     async fn mcp_tool_changed(&mut self, active: &mut Active) {
-        let changed = match crate::mcp::pins::changed(&self.store).await {
+        let changed = match crate::store::pins::changed(&self.store).await {
             Ok(changed) => changed,
             Err(err) => {
                 tracing::warn!(error = %err, "cannot read the MCP tool pins for the mcp_tool_changed alert");

@@ -1,4 +1,5 @@
-//! Tool pinning: the hash of each MCP tool's definition (name, description,
+//! Tool pinning (the MCP door's, kept here with the rest of what is
+//! persisted, so monitoring reads it without importing `mcp`): the hash of each MCP tool's definition (name, description,
 //! input schema; RFC 8785 canonical JSON, SHA-256), kept in the store's
 //! `kv` table under `mcp.pin.<server>.<tool>` the first time steward sees
 //! the tool. A later definition with another hash is recorded as `seen`
@@ -11,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::store::{Store, StoreError};
+use super::{Store, StoreError};
 
 /// `kv` prefix of the pins.
 pub const PIN_PREFIX: &str = "mcp.pin.";

@@ -1,6 +1,8 @@
 //! The MCP front door: `POST`, `GET` and `DELETE /mcp/{server}`, MCP's
 //! streamable HTTP (revision 2025-11-25, with `Mcp-Session-Id`), with the
-//! agent's steward token on every request.
+//! agent's steward token on every request. Served on the gateway's
+//! listener ([`routes`] is handed to `gateway::Service`, so the gateway
+//! does not depend on this module).
 //!
 //! - `POST` carries one JSON-RPC message. `initialize` opens a session (the
 //!   answer names it in `Mcp-Session-Id`); every later message names it. A
@@ -30,9 +32,9 @@ use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use serde_json::{Value, json};
 
-use super::read_body;
-use crate::mcp::pins::Verdict;
-use crate::mcp::{McpHub, RELAY_ERROR, SESSION_HEADER, Session, rpc_error};
+use super::pins::Verdict;
+use super::{McpHub, RELAY_ERROR, SESSION_HEADER, Session, rpc_error};
+use crate::gateway::read_body;
 use crate::pipeline::{Call, McpAnswer, McpForwardError, McpToolCall, Pipeline, Refusal};
 
 /// JSON-RPC: the body is not JSON.
@@ -48,16 +50,17 @@ const KEEPALIVE_EVERY: Duration = Duration::from_secs(15);
 
 /// State of the MCP routes.
 #[derive(Debug, Clone)]
-pub(super) struct Door {
-    pub(super) pipeline: Arc<Pipeline>,
-    pub(super) hub: Arc<McpHub>,
+struct Door {
+    pipeline: Arc<Pipeline>,
+    hub: Arc<McpHub>,
     /// `gateway.body_timeout`.
-    pub(super) body_timeout: Duration,
+    body_timeout: Duration,
 }
 
-/// `POST`, `GET` and `DELETE` of `/mcp/{server}`.
-pub(super) fn routes() -> MethodRouter<Door> {
-    axum::routing::post(post).get(get).delete(delete)
+/// `POST`, `GET` and `DELETE` of `/mcp/{server}`, for the gateway's listener.
+pub fn routes(pipeline: Arc<Pipeline>, hub: Arc<McpHub>, body_timeout: Duration) -> axum::Router {
+    let methods: MethodRouter<Door> = axum::routing::post(post).get(get).delete(delete);
+    axum::Router::new().route("/mcp/{server}", methods).with_state(Door { pipeline, hub, body_timeout })
 }
 
 /// An HTTP error whose body is a JSON-RPC error saying the fix.
