@@ -129,7 +129,6 @@ impl ServerMessages for Router {
 
 impl McpHub {
     /// The servers of `config` (not started: each starts with its first session).
-    #[expect(clippy::too_many_arguments, reason = "the daemon's shared resources, passed once")]
     pub fn new(
         config: &Config,
         secrets: &Arc<ArcSwap<Secrets>>,
