@@ -527,3 +527,37 @@ async fn the_servers_credential_is_in_its_env_and_never_in_the_agents() {
     env.stop(false);
     env.assert_no_secret_leaked();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undo_of_an_mcp_call_calls_the_undo_tool_with_the_created_id() {
+    let Some(python) = mcp_python() else { return };
+    let mut env = Env::with_tools("", &posts_config(&python, POSTS_TOOLS)).await;
+    env.start();
+    let report = client(&env, &python, json!([{ "call": "create_post", "args": { "text": "regret" } }])).await;
+    let created = report["steps"][0]["structured"]["id"].as_str().unwrap().to_owned();
+    let call_id = mcp_lines(&env)[0]["call_id"].as_str().unwrap().to_owned();
+    let row = env.journal().into_iter().find(|r| r["id"] == call_id.as_str()).unwrap();
+    assert_eq!(row["undo"]["state"], "planned", "{row:#}");
+
+    let path = env.config_path.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(common::steward_bin())
+            .args(["undo", &call_id, "--yes", "--config"])
+            .arg(&path)
+            .env("NO_COLOR", "1")
+            .env("USER", "ana")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let deletes = server_calls(&env, "delete_post");
+    assert_eq!(deletes.len(), 1, "{deletes:?}");
+    assert_eq!(deletes[0]["arguments"]["id"], created.as_str(), "the undo names the created post");
+    let undo_line = mcp_lines(&env).into_iter().find(|l| l["tool"] == "unpost").unwrap();
+    assert!(undo_line["undo_of"].as_str().is_some(), "{undo_line:#}");
+    env.stop(false);
+    env.assert_no_secret_leaked();
+}

@@ -33,7 +33,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::pins::Verdict;
-use super::{McpHub, RELAY_ERROR, SESSION_HEADER, Session, rpc_error};
+use super::{McpHub, RELAY_ERROR, SESSION_HEADER, Session, answer_of, rpc_error};
 use crate::gateway::read_body;
 use crate::pipeline::{Call, McpAnswer, McpForwardError, McpToolCall, Pipeline, Refusal};
 
@@ -203,17 +203,6 @@ fn accepted() -> Response<Body> {
     response
 }
 
-/// The `result` or `error` of a server's response message.
-fn answer_of(message: Value) -> McpAnswer {
-    match (message.get("result"), message.get("error")) {
-        (Some(result), _) => McpAnswer::Result(result.clone()),
-        (None, Some(error)) => McpAnswer::Error(error.clone()),
-        (None, None) => {
-            McpAnswer::Error(rpc_error(RELAY_ERROR, "the MCP server answered with neither result nor error"))
-        }
-    }
-}
-
 async fn initialize(door: &Door, server: &str, id: Value, params: Value) -> Response<Body> {
     match door.hub.open_session(server, &params).await {
         Ok((session, result)) => {
@@ -309,13 +298,20 @@ async fn get(State(door): State<Door>, Path(server): Path<String>, headers: Head
             "this session already has its GET stream open; use that one",
         );
     };
-    let stream = futures_util::stream::unfold(receiver, |mut rx| async move {
-        let chunk = match tokio::time::timeout(KEEPALIVE_EVERY, rx.recv()).await {
+    // The stream ends with the daemon's drain (a client holding it open
+    // must not hold up shutdown) or with the session.
+    let shutdown = door.hub.shutdown().clone();
+    let stream = futures_util::stream::unfold((receiver, shutdown), |(mut rx, shutdown)| async move {
+        let next = tokio::select! {
+            next = tokio::time::timeout(KEEPALIVE_EVERY, rx.recv()) => next,
+            () = shutdown.cancelled() => return None,
+        };
+        let chunk = match next {
             Ok(Some(message)) => format!("event: message\ndata: {message}\n\n"),
             Ok(None) => return None,
             Err(_) => ": keepalive\n\n".to_owned(),
         };
-        Some((Ok::<_, Infallible>(Bytes::from(chunk)), rx))
+        Some((Ok::<_, Infallible>(Bytes::from(chunk)), (rx, shutdown)))
     });
     let mut response = Response::new(Body::from_stream(stream.boxed()));
     let headers = response.headers_mut();

@@ -17,7 +17,7 @@ use super::stdio::{ServerMessages, ServerState, StdioServer};
 use crate::clock::unix_ms;
 use crate::config::{Config, McpTransport};
 use crate::events::{Event, EventBus};
-use crate::pipeline::McpForwardError;
+use crate::pipeline::{McpAnswer, McpForwardError};
 use crate::redaction::SharedRedactor;
 use crate::secrets::Secrets;
 use crate::store::{Store, StoreError};
@@ -32,6 +32,8 @@ pub struct McpHub {
     store: Option<Store>,
     /// Where a changed tool is announced.
     events: Option<EventBus>,
+    /// The daemon's drain signal: open `GET` streams end with it.
+    shutdown: CancellationToken,
 }
 
 /// One server and the routing of its messages.
@@ -163,7 +165,7 @@ impl McpHub {
                 servers.insert(name.clone(), Server { process: Arc::new(process), router, tools: Mutex::default() });
             }
         }
-        Self { servers, remote, store: Some(store.clone()), events: Some(events.clone()) }
+        Self { servers, remote, store: Some(store.clone()), events: Some(events.clone()), shutdown: shutdown.clone() }
     }
 
     /// Pins the tools of a `tools/list` answer of `server` (first sight) or
@@ -230,6 +232,11 @@ impl McpHub {
                 events.publish(Event::McpToolChanged { server: server.to_owned(), tool: name });
             }
         }
+    }
+
+    /// The daemon's drain signal.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
     }
 
     /// Whether `name` is an `[mcp.*]` server steward relays to.
@@ -349,5 +356,23 @@ impl McpHub {
             *slot = upstream.into();
         }
         entry.process.notify(&message).await
+    }
+}
+
+impl crate::pipeline::McpRelay for McpHub {
+    fn call_tool<'a>(
+        &'a self,
+        server: &'a str,
+        params: Value,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<McpAnswer, McpForwardError>> + Send + 'a>> {
+        Box::pin(async move {
+            let Some(entry) = self.servers.get(server) else {
+                return Err(McpForwardError::Unreachable(format!("no MCP server named `{server}`")));
+            };
+            // The server may not have been started since steward started.
+            entry.process.initialize(&Value::Null).await?;
+            let message = entry.process.request("tools/call", Some(params), |_| {}).await?;
+            Ok(super::answer_of(message))
+        })
     }
 }

@@ -68,3 +68,15 @@ pub const RELAY_ERROR: i64 = -32000;
 pub fn rpc_error(code: i64, message: impl Into<String>) -> serde_json::Value {
     serde_json::json!({ "code": code, "message": message.into() })
 }
+
+/// The `result` or `error` of a server's response message.
+pub fn answer_of(message: serde_json::Value) -> crate::pipeline::McpAnswer {
+    match (message.get("result"), message.get("error")) {
+        (Some(result), _) => crate::pipeline::McpAnswer::Result(result.clone()),
+        (None, Some(error)) => crate::pipeline::McpAnswer::Error(error.clone()),
+        (None, None) => crate::pipeline::McpAnswer::Error(rpc_error(
+            RELAY_ERROR,
+            "the MCP server answered with neither result nor error",
+        )),
+    }
+}

@@ -229,7 +229,7 @@ impl StdioServer {
     pub async fn initialize(&self, params: &Value) -> Result<Value, McpForwardError> {
         {
             let mut stored = self.init_params.lock().unwrap_or_else(PoisonError::into_inner);
-            if stored.is_none() {
+            if stored.is_none() && params.is_object() {
                 *stored = Some(params.clone());
             }
         }
@@ -418,7 +418,7 @@ impl StdioServer {
             init_result: std::sync::OnceLock::new(),
             dead: CancellationToken::new(),
         });
-        self.tasks.spawn(write_stdin(stdin, rx));
+        self.tasks.spawn(write_stdin(stdin, rx, conn.dead.clone()));
         self.tasks.spawn(log_stderr(stderr, self.name.clone(), self.redactor.clone()));
         let reader = Reader {
             server: self.name.clone(),
@@ -519,10 +519,16 @@ impl StdioServer {
     }
 }
 
-/// Writes queued lines to the server's stdin until the queue closes or the
-/// pipe breaks.
-async fn write_stdin(mut stdin: tokio::process::ChildStdin, mut rx: mpsc::Receiver<Vec<u8>>) {
-    while let Some(line) = rx.recv().await {
+/// Writes queued lines to the server's stdin until the queue closes, the
+/// pipe breaks or the process is gone (`dead`: the queue's senders may
+/// outlive it, and shutdown waits for this task).
+async fn write_stdin(mut stdin: tokio::process::ChildStdin, mut rx: mpsc::Receiver<Vec<u8>>, dead: CancellationToken) {
+    loop {
+        let line = tokio::select! {
+            line = rx.recv() => line,
+            () = dead.cancelled() => None,
+        };
+        let Some(line) = line else { break };
         if stdin.write_all(&line).await.is_err() || stdin.flush().await.is_err() {
             break;
         }

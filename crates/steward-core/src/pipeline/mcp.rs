@@ -63,6 +63,18 @@ pub enum McpForwardError {
     TooLarge(u64),
 }
 
+/// How the operator's undo of an MCP tool's call reaches the server: the
+/// MCP hub, handed to the pipeline by the daemon (the pipeline does not
+/// import the MCP door).
+pub trait McpRelay: Send + Sync {
+    /// Sends `tools/call` with `params` to the server `server`.
+    fn call_tool<'a>(
+        &'a self,
+        server: &'a str,
+        params: Value,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<McpAnswer, McpForwardError>> + Send + 'a>>;
+}
+
 /// The `isError` tool result that words `view` for the agent: the reason
 /// first (`rate_limited: ...`), then the message with its fix. `_meta`
 /// carries the call id and the machine-readable reason.
@@ -268,9 +280,19 @@ impl Pipeline {
                 return Err((Refusal::Unmatched { route }, false));
             }
         };
+        if let Some(mark) = &call.undo
+            && tool.map(|t| t.name.as_str()) != Some(mark.tool.as_str())
+        {
+            let detail = format!(
+                "the undo is planned as a call of tool `{}`, but the MCP tool `{}` is not it; fix the undo or the tools' match",
+                mark.tool, tool_call.name
+            );
+            return Err((Refusal::BadRequest { detail }, false));
+        }
         Ok(Plan {
             tool: tool.map(|t| t.name.clone()),
-            limit: tool.and_then(|t| t.limit),
+            // `steward undo --force` passes the undo tool's limit (the undo records it).
+            limit: tool.and_then(|t| t.limit).filter(|_| !call.undo.as_ref().is_some_and(|m| m.force)),
             // A tools/call is never repeated by steward: it could act twice.
             retry: RetryPolicy::Never,
             forward_key: forward_key(Door::Mcp, &call.upstream),

@@ -97,7 +97,7 @@ pub use approval::{
 pub use forward::{ForwardError, Forwarded, Forwarder};
 pub use junk::{SAMPLE_EVERY, SAMPLED_COUNT_KEY};
 pub use live::LiveConfig;
-pub use mcp::{McpAnswer, McpForwardError, McpToolCall, refusal_result};
+pub use mcp::{McpAnswer, McpForwardError, McpRelay, McpToolCall, refusal_result};
 pub use refusal::{ErrorShape, Refusal, RefusalView, refusal_body, stream_error_event};
 pub use retry::{BASE_DELAY, MAX_ATTEMPTS, MAX_DELAY};
 pub use undo::{UndoError, UndoReport, UndoRequest};
@@ -243,6 +243,9 @@ pub struct Pipeline {
     tasks: TaskTracker,
     /// Calls held for a human's approval (supervised mode), by digest.
     approvals: Arc<Approvals>,
+    /// Where the operator's undo of an MCP tool's call goes (the daemon's
+    /// MCP hub; unset without `[mcp.*]` servers).
+    mcp_relay: std::sync::OnceLock<Arc<dyn McpRelay>>,
 }
 
 /// Why the pipeline could not be assembled.
@@ -286,7 +289,14 @@ impl Pipeline {
             junk: JunkSampler::default(),
             tasks,
             approvals: Arc::new(Approvals::default()),
+            mcp_relay: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Where the operator's undo of an MCP tool's call is sent (set once,
+    /// by the daemon).
+    pub fn set_mcp_relay(&self, relay: Arc<dyn McpRelay>) {
+        let _ = self.mcp_relay.set(relay);
     }
 
     /// The pipeline publishing on the daemon's `events` and counting into
