@@ -26,8 +26,8 @@
 //! # Restart needed
 //! Some sections are bound once at start: the listener and its limits
 //! (`[gateway]`), the state dir (`[state]`), the agent process and its box
-//! (`[agent]`), the audit log's files (`[logging]`) and the backup schedule
-//! (`[backup]`). A change there is **not applied**, and does not refuse the
+//! (`[agent]`), the audit log's files (`[logging]`), the backup schedule
+//! (`[backup]`) and the MCP servers steward runs (`[mcp]`). A change there is **not applied**, and does not refuse the
 //! reload: everything else is applied, the sections above keep their
 //! running values, and the report names each changed key ("restart needed:
 //! gateway.listen"). `steward status` keeps saying so until a restart.
