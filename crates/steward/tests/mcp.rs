@@ -561,3 +561,46 @@ async fn undo_of_an_mcp_call_calls_the_undo_tool_with_the_created_id() {
     env.stop(false);
     env.assert_no_secret_leaked();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_10k_server_notifications_does_not_deadlock_the_session() {
+    let Some(python) = mcp_python() else { return };
+    let tools = format!(
+        "{POSTS_TOOLS}\n[[tools]]\nname = \"burst\"\nmcp = \"posts\"\nmatch = \"burst\"\nside_effect = false\n"
+    );
+    let mut env = Env::with_tools("", &posts_config(&python, &tools)).await;
+    env.start();
+    let started = Instant::now();
+    let report = client(
+        &env,
+        &python,
+        json!([{ "call": "burst", "args": { "n": 10000 } }, { "call": "create_post", "args": { "text": "after" } }]),
+    )
+    .await;
+    assert_eq!(report["steps"][0]["text"], "sent 10000", "{report:#}");
+    assert_eq!(report["steps"][1]["isError"], false, "{report:#}");
+    assert!(started.elapsed() < Duration::from_secs(120), "took {:?}", started.elapsed());
+    env.stop(false);
+    env.assert_no_secret_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_call_is_cancelled_at_the_server_and_recorded() {
+    let Some(python) = mcp_python() else { return };
+    let tools =
+        format!("{POSTS_TOOLS}\n[[tools]]\nname = \"slow\"\nmcp = \"posts\"\nmatch = \"slow\"\nside_effect = false\n");
+    let mut env = Env::with_tools("", &posts_config(&python, &tools)).await;
+    env.start();
+    let report = client(&env, &python, json!([{ "cancel_slow": 4 }, { "sleep": 4.5 }, { "call": "whoami" }])).await;
+    let steps = report["steps"].as_array().unwrap();
+    // The SDK still reads the answer steward gives the cancelled request's
+    // POST (an isError result saying it was cancelled); what matters is the server.
+    assert!(steps[0]["cancelled"].is_string(), "{report:#}");
+    assert_eq!(server_calls(&env, "slow_started").len(), 1, "the call reached the server");
+    assert!(server_calls(&env, "slow_done").is_empty(), "the server cancelled it: the tool never finished");
+    assert!(steps[1]["text"].as_str().unwrap().starts_with("my token is"), "the session goes on: {report:#}");
+    let line = mcp_lines(&env).into_iter().find(|l| l["tool"] == "slow").unwrap();
+    assert!(line["reason"].as_str().unwrap().contains("the agent cancelled the call"), "{line:#}");
+    env.stop(false);
+    env.assert_no_secret_leaked();
+}

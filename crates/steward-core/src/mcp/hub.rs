@@ -354,6 +354,9 @@ impl McpHub {
                 return Ok(());
             };
             *slot = upstream.into();
+            let sent = entry.process.notify(&message).await;
+            entry.process.abandon(upstream).await;
+            return sent;
         }
         entry.process.notify(&message).await
     }

@@ -275,6 +275,17 @@ impl StdioServer {
         }
     }
 
+    /// Stops waiting for steward's request `id` (the agent cancelled it):
+    /// its caller gets [`McpForwardError::Cancelled`] at once.
+    pub async fn abandon(&self, id: u64) {
+        let conn = self.conn.lock().await.clone();
+        if let Some(conn) = conn
+            && let Some(tx) = conn.pending.lock().unwrap_or_else(PoisonError::into_inner).remove(&id)
+        {
+            let _ = tx.send(Err(McpForwardError::Cancelled));
+        }
+    }
+
     /// Sends a notification or a response to the running server (not
     /// started for it: a notification for a server that is not running
     /// has no one to tell).

@@ -61,6 +61,10 @@ pub enum McpForwardError {
     /// The answer was larger than `[mcp.*] max_message_size`.
     #[error("the MCP server's answer is larger than max_message_size ({0} bytes)")]
     TooLarge(u64),
+    /// The agent cancelled the request (`notifications/cancelled`, relayed
+    /// to the server); steward stops waiting for its answer.
+    #[error("the agent cancelled the request")]
+    Cancelled,
 }
 
 /// How the operator's undo of an MCP tool's call reaches the server: the
@@ -197,20 +201,23 @@ impl Pipeline {
             Err(err) => {
                 let refusal = match &err {
                     McpForwardError::Timeout(_) => Refusal::UpstreamTimeout { attempts: 1 },
-                    McpForwardError::Unreachable(_) | McpForwardError::TooLarge(_) => {
+                    McpForwardError::Unreachable(_) | McpForwardError::TooLarge(_) | McpForwardError::Cancelled => {
                         Refusal::UpstreamUnreachable { attempts: 1 }
                     }
                 };
                 let detail = self.redact(&err.to_string());
                 tracing::warn!(call_id = %record.call_id, server = %record.upstream, error = %detail, "MCP tools/call failed");
                 let mut view = refusal.view();
-                // The one case where the agent's fix differs from "try later".
+                // The cases where the message differs from "try later".
                 if let McpForwardError::TooLarge(limit) = err {
                     view.message = format!(
                         "the MCP server's answer is larger than max_message_size ({limit} bytes); ask the tool \
                          for less, or raise [mcp.{}] max_message_size",
                         record.upstream
                     );
+                } else if let McpForwardError::Cancelled = err {
+                    view.message =
+                        "the agent cancelled the call; the MCP server was told (notifications/cancelled)".to_owned();
                 }
                 let outcome = Outcome {
                     decision: view.decision,

@@ -4,6 +4,7 @@ stdio through `steward mcp NAME` (`MCP_STDIO` = a JSON argv).
 
 argv[1] is a JSON list of steps: {"list": true}, {"call": NAME, "args": {...}},
 {"sleep": SECONDS}, {"prompts": true}, {"resources": true},
+{"cancel_slow": SECONDS} (call `slow`, cancel it after 1 s),
 {"kill_previous": true} (SIGKILL the pid the previous step answered). Prints one JSON object: the negotiated protocol version
 and each step's result ({"tools": [...]} or {"isError", "text", "structured"}).
 """
@@ -13,7 +14,7 @@ import json
 import os
 import sys
 
-from mcp import ClientSession
+from mcp import ClientSession, types
 
 
 def result_of(result):
@@ -45,6 +46,24 @@ async def run(session, steps):
         elif step.get("resources"):
             resources = await session.list_resources()
             out["steps"].append({"resources": [str(r.uri) for r in resources.resources]})
+        elif "cancel_slow" in step:
+            # The SDK numbers requests from 0: the next id is the slow call's.
+            request_id = session._request_id
+            task = asyncio.create_task(session.call_tool("slow", {"seconds": step["cancel_slow"]}))
+            await asyncio.sleep(1)
+            await session.send_notification(
+                types.ClientNotification(
+                    types.CancelledNotification(
+                        params=types.CancelledNotificationParams(requestId=request_id, reason="test")
+                    )
+                )
+            )
+            try:
+                await asyncio.wait_for(task, 15)
+                outcome = "answered"
+            except Exception as err:
+                outcome = type(err).__name__ + ": " + str(err)
+            out["steps"].append({"cancelled": outcome})
         elif step.get("kill_previous"):
             os.kill(int(out["steps"][-1]["text"]), 9)
             out["steps"].append({"killed": True})

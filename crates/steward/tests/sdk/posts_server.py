@@ -3,7 +3,7 @@
 Tools: create_post / delete_post (each call is appended to $POSTS_LOG as one
 JSON line, so a test can count what the server really received), whoami
 (answers with the $SOCIAL_TOKEN it was given: steward must scrub it),
-big (a result of N bytes), junk (prints a non-JSON line on stdout, then
+big (a result of N bytes), burst (N log notifications, then the answer), junk (prints a non-JSON line on stdout, then
 answers), slow (sleeps; for cancellation). create_post's description is
 read from $POSTS_DESCRIPTION_FILE when set, so a test can change it
 between two runs (tool pinning). A line of junk is printed on stdout before
@@ -15,7 +15,9 @@ import os
 import sys
 import time
 
-from mcp.server.fastmcp import FastMCP
+import anyio
+
+from mcp.server.fastmcp import Context, FastMCP
 from pydantic import BaseModel
 
 LOG = os.environ.get("POSTS_LOG")
@@ -79,11 +81,20 @@ def junk() -> str:
 
 
 @mcp.tool()
-def slow(seconds: float) -> str:
-    """Sleep, then answer."""
-    time.sleep(seconds)
+async def slow(seconds: float) -> str:
+    """Sleep, then answer (a cancelled call never records slow_done)."""
+    record("slow_started", {"seconds": seconds})
+    await anyio.sleep(seconds)
     record("slow_done", {"seconds": seconds})
     return "done"
+
+
+@mcp.tool()
+async def burst(n: int, ctx: Context) -> str:
+    """Send `n` log notifications while the call runs, then answer."""
+    for i in range(n):
+        await ctx.info(f"burst line {i}")
+    return f"sent {n}"
 
 
 @mcp.tool()
