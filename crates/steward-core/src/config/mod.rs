@@ -38,6 +38,7 @@ pub use literal::find_literal_secrets;
 pub use model::*;
 pub use template::{starter_template, starter_template_in};
 pub use validate::DEFAULT_RUNBOOK_FILE;
+pub use validate::{DEFAULT_DASHBOARD_LISTEN, DEFAULT_SESSION_TTL};
 pub use validate::{
     AGENT_ENV_SET_BY_STEWARD, DEFAULT_AGENT_DOWN_AFTER, DEFAULT_AUTH_FORMAT, DEFAULT_AUTH_HEADER,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_ERROR_RATE_MIN_CALLS, DEFAULT_ERROR_RATE_PERCENT, DEFAULT_EXPIRY_WARNING_DAYS,

@@ -11,7 +11,7 @@
 //! - `credentials`: `[credentials.*]`, `[policy]`;
 //! - `upstreams`: `[upstreams.*]`, `[[tools]]`, `[loop_breaker]`;
 //! - `llm`: `[llm.*]`, `[spend]`, `[prices.*]`;
-//! - `backup`, `alerts` (with `[heartbeat]`), `runbook`: their sections;
+//! - `backup`, `alerts` (with `[heartbeat]`), `runbook`, `dashboard`: their sections;
 //! - `values`: the checks of single values every section shares.
 
 mod agent;
@@ -20,6 +20,7 @@ mod backup;
 mod credentials;
 mod llm;
 mod local;
+mod dashboard;
 mod runbook;
 mod upstreams;
 mod values;
@@ -30,6 +31,7 @@ pub use alerts::{
 };
 pub use backup::{DEFAULT_BACKUP_SCHEDULE, DEFAULT_BACKUP_TIMEZONE, DEFAULT_KEEP, DEFAULT_RESTORE_TEST, parse_cron};
 pub use credentials::{DEFAULT_EXPIRY_WARNING_DAYS, MAX_EXPIRY_WARNING_DAYS};
+pub use dashboard::{DEFAULT_DASHBOARD_LISTEN, DEFAULT_SESSION_TTL};
 pub use runbook::DEFAULT_RUNBOOK_FILE;
 
 use std::collections::{BTreeMap, HashMap};
@@ -163,6 +165,7 @@ pub(super) fn validate(raw: RawConfig, source: &str, source_path: &Path, problem
     let alerts = v.alerts(raw.alerts);
     let heartbeat = v.heartbeat(raw.heartbeat);
     let runbook = v.runbook(raw.runbook, &state);
+    let dashboard = raw.dashboard.map(|d| v.dashboard(d, &gateway));
     Config {
         source_path: source_path.to_path_buf(),
         source: super::ConfigSource::new(source),
@@ -184,6 +187,7 @@ pub(super) fn validate(raw: RawConfig, source: &str, source_path: &Path, problem
         alerts,
         heartbeat,
         runbook,
+        dashboard,
     }
 }
 
