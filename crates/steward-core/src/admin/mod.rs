@@ -18,7 +18,10 @@
 //! `{"error": {"kind", "message", "help"}}` whose `help` names the next
 //! command, like every other refusal steward prints.
 
+pub mod calls;
 mod client;
+pub mod kill;
+pub mod operator;
 mod status;
 mod token;
 
@@ -132,11 +135,13 @@ impl IntoResponse for ApiError {
 
 /// The admin API's routes, every one behind the admin token.
 pub fn router(state: AdminState) -> Router {
-    Router::new()
-        .merge(status::routes())
-        .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
-        .with_state(state)
+    routes().fallback(not_found).layer(axum::middleware::from_fn_with_state(state.clone(), require_token)).with_state(state)
+}
+
+/// Every admin route, with no authentication: [`router`] puts the admin
+/// token in front of them, the dashboard its login session.
+pub fn routes() -> Router<AdminState> {
+    Router::new().merge(status::routes()).merge(kill::routes()).merge(calls::routes())
 }
 
 /// Every route, the fallback included: the admin token or 401.
@@ -170,7 +175,8 @@ async fn require_token(State(state): State<AdminState>, request: Request, next: 
     }
 }
 
-async fn not_found() -> ApiError {
+/// The fallback of the admin API: a JSON 404 naming where the routes are.
+pub async fn not_found() -> ApiError {
     ApiError::not_found("no such admin route", "the admin API serves /admin/v1/...; see the README's \"Admin API\"")
 }
 
