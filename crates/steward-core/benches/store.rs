@@ -59,6 +59,7 @@ impl Fixture {
             input_sha256: "ab".repeat(32),
             limit,
             loop_breaker: LoopBreakerConfig { max_identical: 5, window: Duration::from_secs(60) },
+            undo_by_operator: false,
             spend,
         }
     }
@@ -112,6 +113,7 @@ fn completion(call_id: String, now: i64, spend: Option<SpendSettlement>) -> Comp
         duration_ms: 30,
         attempts: 1,
         response_ref: None,
+        undo: None,
         error: None,
         extra_json: None,
         spend,

@@ -51,6 +51,13 @@ pub enum Decision {
     UpstreamUnreachable,
     /// The upstream did not answer in time.
     UpstreamTimeout,
+    /// Supervised mode: the call waits for a human, who has not decided
+    /// within `[supervised] wait`; repeating it later finds the decision.
+    ApprovalPending,
+    /// Supervised mode: a human refused the call.
+    ApprovalDenied,
+    /// Supervised mode: nobody decided before `[supervised] expires` (fail closed).
+    ApprovalExpired,
     /// steward stopped (crash, `kill -9`) while the call was in flight: the
     /// audit line written at the next start. The journal keeps the row's
     /// decision and says `interrupted` in its reason.
@@ -62,8 +69,10 @@ pub enum Decision {
 pub enum ErrorWeight {
     /// Left out of both counts: not necessarily the agent (`unauthenticated`),
     /// alerted on their own (`killed`, `spend_cap`: counting them would
-    /// re-alert for an hour after `steward resume` or midnight), or of
-    /// unknown outcome (`interrupted`).
+    /// re-alert for an hour after `steward resume` or midnight), of
+    /// unknown outcome (`interrupted`), or a human's supervision at work
+    /// (`approval_*`: a held call repeated every few seconds would drown
+    /// the hour's real calls, and a denial is not the agent failing).
     Ignored,
     /// Judged, not failed: the limit or the API worked as configured.
     Judged,
@@ -84,7 +93,7 @@ struct Facts {
 
 impl Decision {
     /// Every decision, in declaration order (a test checks it is complete).
-    pub const ALL: [Decision; 17] = [
+    pub const ALL: [Decision; 20] = [
         Decision::Allowed,
         Decision::Unauthenticated,
         Decision::Killed,
@@ -101,6 +110,9 @@ impl Decision {
         Decision::StoreUnavailable,
         Decision::UpstreamUnreachable,
         Decision::UpstreamTimeout,
+        Decision::ApprovalPending,
+        Decision::ApprovalDenied,
+        Decision::ApprovalExpired,
         Decision::Interrupted,
     ];
 
@@ -124,6 +136,9 @@ impl Decision {
             Decision::StoreUnavailable => ("store_unavailable", Some(StatusCode::SERVICE_UNAVAILABLE), Failed),
             Decision::UpstreamUnreachable => ("upstream_unreachable", Some(StatusCode::BAD_GATEWAY), Failed),
             Decision::UpstreamTimeout => ("upstream_timeout", Some(StatusCode::GATEWAY_TIMEOUT), Failed),
+            Decision::ApprovalPending => ("approval_pending", Some(StatusCode::CONFLICT), Ignored),
+            Decision::ApprovalDenied => ("approval_denied", Some(StatusCode::FORBIDDEN), Ignored),
+            Decision::ApprovalExpired => ("approval_expired", Some(StatusCode::FORBIDDEN), Ignored),
             Decision::Interrupted => ("interrupted", None, Ignored),
         };
         Facts { name, status, weight }
@@ -198,7 +213,7 @@ mod tests {
         for decision in Decision::ALL {
             assert_eq!(Decision::parse(decision.as_str()), Some(decision));
         }
-        assert_eq!(Decision::parse("approval_pending"), None);
+        assert_eq!(Decision::parse("approval_approved"), None);
     }
 
     #[test]
@@ -219,6 +234,9 @@ mod tests {
             ("store_unavailable", 503),
             ("upstream_unreachable", 502),
             ("upstream_timeout", 504),
+            ("approval_pending", 409),
+            ("approval_denied", 403),
+            ("approval_expired", 403),
         ];
         for (decision, status) in expected {
             assert_eq!(status_of_decision(decision), Some(status), "{decision}");
@@ -234,7 +252,15 @@ mod tests {
     #[test]
     fn the_error_flag_keeps_the_error_rate_classification() {
         let failed = ["loop_detected", "store_unavailable", "unmatched", "unknown_price"];
-        let ignored = ["unauthenticated", "killed", "spend_cap", "interrupted"];
+        let ignored = [
+            "unauthenticated",
+            "killed",
+            "spend_cap",
+            "interrupted",
+            "approval_pending",
+            "approval_denied",
+            "approval_expired",
+        ];
         for decision in Decision::ALL.into_iter().filter(|d| *d != Decision::Allowed) {
             let flag = decision.counts_as_error(None);
             let name = decision.as_str();

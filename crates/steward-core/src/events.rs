@@ -108,6 +108,20 @@ pub enum Event {
         /// The model the response named.
         reported: String,
     },
+    /// Supervised mode: a new request waits for a human's decision. The
+    /// monitor sends it to every alert sink, batched per tool per minute.
+    ApprovalRequested {
+        /// The request's id (`steward approve <id>`).
+        id: String,
+        /// The tool.
+        tool: String,
+        /// HTTP method.
+        method: String,
+        /// Path and redacted query.
+        path: String,
+        /// Redacted summary of the body.
+        summary: String,
+    },
     /// An audit record could not be written (the call's trace is missing).
     AuditWriteFailed {
         /// The error, redacted.
@@ -117,6 +131,17 @@ pub enum Event {
     StoreWriteFailed {
         /// The error, redacted.
         detail: String,
+    },
+    /// An operator's undo failed (the upstream answered 5xx or other
+    /// non-404 error, was unreachable, or steward refused it): the original
+    /// call is still in effect. Retryable with the same `steward undo`.
+    UndoFailed {
+        /// The original call.
+        call_id: String,
+        /// Its tool.
+        tool: String,
+        /// Why, redacted.
+        reason: String,
     },
 }
 

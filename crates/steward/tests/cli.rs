@@ -167,8 +167,17 @@ fn demo_runs_end_to_end_and_leaves_a_journal_to_inspect() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(rows.as_array().unwrap().len() >= 10);
+    // Step 5: the operator undid the posts, newest first, and the mock holds none.
+    assert!(stdout.contains("undo --config demo/steward.toml --tool post --since 1h --yes"), "{stdout}");
+    let undone = stdout.lines().filter(|l| l.contains("DELETE /api/v1/statuses/") && l.contains("undone")).count();
+    assert_eq!(undone, 5, "{stdout}");
+    assert!(stdout.contains("the mock now holds 0 status(es)"), "{stdout}");
     let out = steward(dir.path(), &["last", "--config", "demo/steward.toml", "-n", "3"]);
+    assert!(text(&out.stdout).contains("undo of"), "{}", text(&out.stdout));
+    let out = steward(dir.path(), &["last", "--config", "demo/steward.toml", "-n", "6"]);
     assert!(text(&out.stdout).contains("killed"));
+    let out = steward(dir.path(), &["last", "--config", "demo/steward.toml", "--undoable"]);
+    assert!(text(&out.stdout).contains("no call can be undone"), "{}", text(&out.stdout));
 
     let out = steward(dir.path(), &["status", "--config", "demo/steward.toml", "--json"]);
     let status: Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -287,6 +287,7 @@ const CHECKLIST: &[(&str, &str)] = &[
     ("Backups", "a restore was tested recently"),
     ("Runbook", "contacts are listed"),
     ("Runbook", "the runbook is rendered"),
+    ("Runbook", "side-effect tools declare their undo"),
     ("Config", "the daemon runs the config on disk"),
     ("First deployment", "supervised mode for the first week"),
 ];
@@ -318,6 +319,8 @@ fn doctor_on_the_quickstart_lists_every_item_with_a_fix_for_each_non_pass() {
     // The quickstart lists a placeholder contact; its page is not rendered until `steward runbook`.
     assert_eq!(status(&checks, "contacts are listed"), ("pass".into(), "1 contact(s) in [runbook]".into()));
     assert_eq!(status(&checks, "the runbook is rendered"), ("warn".into(), "not rendered yet".into()));
+    // `post` declares its undo and `delete_status` why it has none.
+    assert_eq!(status(&checks, "side-effect tools declare their undo").0, "pass");
     let out = steward_with_env(&config, &["runbook", "--json"], &[]);
     assert!(out.status.success(), "renders without the credential: {}", text(&out.stderr));
     let written: Value = serde_json::from_slice(&out.stdout).unwrap();

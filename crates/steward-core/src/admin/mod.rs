@@ -11,19 +11,21 @@
 //! behind its own session auth.
 //!
 //! Each feature owns one file with its routes (`status`: `GET
-//! /admin/v1/status`); [`router`] merges them and puts the token check in
+//! /admin/v1/status`; `approvals`: supervised mode's requests and decisions); [`router`] merges them and puts the token check in
 //! front of all of them. Every state-changing route is a POST with a JSON
 //! body naming who acts (`by`) and how (`via`: `cli` or `dashboard`), so the
 //! audit line can say it. Errors are [`ApiError`]s: a JSON object
 //! `{"error": {"kind", "message", "help"}}` whose `help` names the next
 //! command, like every other refusal steward prints.
 
+pub mod approvals;
 pub mod calls;
 mod client;
 pub mod kill;
 pub mod operator;
 mod status;
 mod token;
+pub mod undo;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -35,6 +37,7 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use tokio_util::sync::CancellationToken;
 
+pub use approvals::approval_json;
 pub use client::{AdminClient, ClientError};
 pub use token::{ADMIN_TOKEN_PREFIX, AdminToken};
 
@@ -141,7 +144,12 @@ pub fn router(state: AdminState) -> Router {
 /// Every admin route, with no authentication: [`router`] puts the admin
 /// token in front of them, the dashboard its login session.
 pub fn routes() -> Router<AdminState> {
-    Router::new().merge(status::routes()).merge(kill::routes()).merge(calls::routes())
+    Router::new()
+        .merge(status::routes())
+        .merge(kill::routes())
+        .merge(calls::routes())
+        .merge(approvals::routes())
+        .merge(undo::routes())
 }
 
 /// Every route, the fallback included: the admin token or 401.

@@ -161,6 +161,10 @@ pub enum Phase {
     /// Written at start for a call the last run left unfinished (`kill -9`,
     /// crash, power loss): the upstream may or may not have executed it.
     Interrupted,
+    /// Not a call: a supervised-mode approval request (`approval_pending`)
+    /// or its decision (`approved`, `denied`, `expired`, with who, how and
+    /// the time to decide), keyed by `approval_id` (see `pipeline::approval`).
+    Approval,
     /// Not a call: a config reload (`door = "config"`), applied or refused,
     /// with the old and new SHA-256 of the file (see `daemon::reload`).
     Reload,
@@ -168,6 +172,9 @@ pub enum Phase {
     /// "admin"`): stop, resume, approve, deny, undo, with `via` (`cli` or
     /// `dashboard`) and `by` (who: the dashboard session) as extra fields.
     Operator,
+    /// Not a call: supervised mode switched (`door = "supervised"`,
+    /// `steward graduate` or `steward supervise`; see `supervision`).
+    Supervision,
 }
 
 /// The audit log. Share it behind an `Arc`; [`AuditLog::shutdown`] needs it

@@ -27,6 +27,7 @@ mod raw;
 mod rule;
 pub mod scope;
 mod template;
+pub mod undo;
 pub mod units;
 mod validate;
 
@@ -37,6 +38,7 @@ pub use error::ConfigError;
 pub use literal::find_literal_secrets;
 pub use model::*;
 pub use template::{starter_template, starter_template_in};
+pub use undo::{UndoCall, UndoSpec};
 pub use validate::DEFAULT_RUNBOOK_FILE;
 pub use validate::{DEFAULT_DASHBOARD_LISTEN, DEFAULT_SESSION_TTL};
 pub use validate::{
@@ -49,6 +51,8 @@ pub use validate::{
     MAX_EXPIRY_WARNING_DAYS, MAX_PRICE_PER_MTOK_USD, MAX_RETENTION_DAYS, MIN_MAX_FILE_SIZE,
 };
 pub use validate::{DEFAULT_BACKUP_SCHEDULE, DEFAULT_BACKUP_TIMEZONE, DEFAULT_KEEP, DEFAULT_RESTORE_TEST, parse_cron};
+pub use validate::{DEFAULT_READY_MIN_DAYS, DEFAULT_READY_MIN_DECISIONS, DEFAULT_READY_QUIET_DAYS, MAX_READY_DAYS};
+pub use validate::{DEFAULT_SUPERVISED_EXPIRES, DEFAULT_SUPERVISED_WAIT, MAX_SUPERVISED_WAIT};
 
 use error::Problem;
 
@@ -121,4 +125,10 @@ mod tests_credentials;
 #[cfg(test)]
 mod tests_llm;
 #[cfg(test)]
+mod tests_ready;
+#[cfg(test)]
 mod tests_runbook;
+#[cfg(test)]
+mod tests_supervised;
+#[cfg(test)]
+mod tests_undo;

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use super::undo::UndoSpec;
 use super::units::Usd;
 
 /// The whole validated configuration.
@@ -60,6 +61,69 @@ pub struct Config {
     /// `[dashboard]`: the operator's web page; `None` when the section is
     /// absent (no dashboard is served).
     pub dashboard: Option<DashboardConfig>,
+    /// `[supervised]`: whether side-effect calls wait for a human, how long,
+    /// and when `steward report` calls the agent ready.
+    pub supervised: SupervisedConfig,
+}
+
+/// `[supervised]`: the first week (see `pipeline::approval`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SupervisedConfig {
+    /// Whether `approval = "supervised"` tools wait for a human (until
+    /// `steward graduate` records the end of the first week).
+    pub enabled: bool,
+    /// How long steward holds the agent's request open for a decision
+    /// before answering `approval_pending`: long enough for a human at the
+    /// terminal, short enough for the agent's HTTP client not to give up.
+    pub wait: Duration,
+    /// A request nobody decided by then is expired, never approved (fail
+    /// closed); an approved grant unused by then is void too.
+    pub expires: Duration,
+    /// `[supervised.ready]`: what `steward report` and `steward graduate` require.
+    pub ready: ReadyThresholds,
+}
+
+impl Default for SupervisedConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            wait: super::validate::DEFAULT_SUPERVISED_WAIT,
+            expires: super::validate::DEFAULT_SUPERVISED_EXPIRES,
+            ready: ReadyThresholds::default(),
+        }
+    }
+}
+
+/// `approval = ...` of a `[[tools]]` entry: when its calls wait for a human.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approval {
+    /// While `[supervised]` is on and not graduated (the default of side-effect tools).
+    Supervised,
+    /// Always, even after graduation (`delete_account`).
+    Always,
+    /// Never (the default of tools without side effects).
+    Never,
+}
+
+impl Approval {
+    /// The word used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Approval::Supervised => "supervised",
+            Approval::Always => "always",
+            Approval::Never => "never",
+        }
+    }
+
+    /// Whether a call of a tool with this setting waits for a human, when
+    /// supervision is `supervising` (`[supervised] enabled` and not graduated).
+    pub fn required(self, supervising: bool) -> bool {
+        match self {
+            Approval::Supervised => supervising,
+            Approval::Always => true,
+            Approval::Never => false,
+        }
+    }
 }
 
 /// The text of a config file as it was validated.
@@ -615,6 +679,10 @@ pub struct ToolConfig {
     pub limit: Option<RateLimit>,
     /// When a failed attempt may be retried.
     pub retry: RetryPolicy,
+    /// When its calls wait for a human's approval.
+    pub approval: Approval,
+    /// How a call of this tool is undone (`undo = ...`); `None` when not declared.
+    pub undo: Option<UndoSpec>,
 }
 
 /// `N/unit` such as `10/hour`.
@@ -738,4 +806,25 @@ pub struct KeepPolicy {
     pub weekly: u32,
     /// The newest backup of each of this many most recent months that have one.
     pub monthly: u32,
+}
+
+/// `[supervised.ready]`: the readiness verdict's configurable thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadyThresholds {
+    /// At least this many whole days since the first supervised start.
+    pub min_days: u32,
+    /// At least this many human decisions (approved or denied) in the report's window.
+    pub min_decisions: u32,
+    /// No denial in this many most recent days.
+    pub quiet_days: u32,
+}
+
+impl Default for ReadyThresholds {
+    fn default() -> Self {
+        Self {
+            min_days: super::validate::DEFAULT_READY_MIN_DAYS,
+            min_decisions: super::validate::DEFAULT_READY_MIN_DECISIONS,
+            quiet_days: super::validate::DEFAULT_READY_QUIET_DAYS,
+        }
+    }
 }

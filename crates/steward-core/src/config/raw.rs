@@ -44,6 +44,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "heartbeat",
     "runbook",
     "dashboard",
+    "supervised",
 ];
 
 /// The whole file as written. Sections that failed to deserialize hold their
@@ -91,6 +92,8 @@ pub(super) struct RawConfig {
     pub runbook: Option<RawRunbook>,
     /// `[dashboard]`; `None` when absent or broken.
     pub dashboard: Option<RawDashboard>,
+    /// `[supervised]` (and `[supervised.ready]`).
+    pub supervised: RawSupervised,
 }
 
 /// `[agent]`
@@ -229,6 +232,32 @@ pub(super) struct RawTool {
     pub limit: Option<Spanned<LimitText>>,
     /// `never` | `idempotent`
     pub retry: Option<Spanned<String>>,
+    /// `supervised` | `always` | `never`
+    pub approval: Option<Spanned<String>>,
+    /// How to undo a call of this tool (see `config::undo`).
+    pub undo: Option<Spanned<RawUndo>>,
+}
+
+/// `undo = { tool, path, method?, query?, body? }` or `undo = { none = "why" }`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an undo table, like undo = { tool = \"delete_status\", path = \"/api/v1/statuses/{response.id}\" } \
+                 or undo = { none = \"why it cannot be undone\" }"
+)]
+pub(super) struct RawUndo {
+    /// The `[[tools]]` name the undo is a call of.
+    pub tool: Option<Spanned<String>>,
+    /// Path template.
+    pub path: Option<Spanned<String>>,
+    /// HTTP method; defaults to the undo tool's.
+    pub method: Option<Spanned<String>>,
+    /// Query template.
+    pub query: Option<Spanned<String>>,
+    /// Body template: any TOML value, sent as JSON.
+    pub body: Option<Spanned<toml::Value>>,
+    /// The reason the tool's calls cannot be undone.
+    pub none: Option<Spanned<String>>,
 }
 
 /// `[llm.NAME]`
@@ -290,6 +319,20 @@ pub(super) struct RawLoopBreaker {
     pub max_identical: Option<Spanned<i64>>,
     /// A duration.
     pub window: Option<Spanned<DurationText>>,
+}
+
+/// `[supervised]`: the first week, side-effect calls wait for a human.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [supervised] table")]
+pub(super) struct RawSupervised {
+    /// Off by default.
+    pub enabled: Option<bool>,
+    /// A duration.
+    pub wait: Option<Spanned<DurationText>>,
+    /// A duration.
+    pub expires: Option<Spanned<DurationText>>,
+    /// `[supervised.ready]`: the readiness verdict's thresholds.
+    pub ready: Option<RawReady>,
 }
 
 /// `[unmatched]`
@@ -382,6 +425,18 @@ pub(super) struct RawDashboard {
     pub tls_key: Option<Spanned<String>>,
     /// A duration: how long a login session lasts.
     pub session_ttl: Option<Spanned<DurationText>>,
+}
+
+/// `[supervised.ready]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [supervised.ready] table with min_days, min_decisions, quiet_days")]
+pub(super) struct RawReady {
+    /// Whole days.
+    pub min_days: Option<Spanned<i64>>,
+    /// Human decisions.
+    pub min_decisions: Option<Spanned<i64>>,
+    /// Whole days.
+    pub quiet_days: Option<Spanned<i64>>,
 }
 
 /// `keep = { daily = 7, weekly = 4, monthly = 6 }`
@@ -531,6 +586,7 @@ impl RawConfig {
                 "heartbeat" => raw.heartbeat = section(value, "[heartbeat]", problems),
                 "runbook" => raw.runbook = section(value, "[runbook]", problems),
                 "dashboard" => raw.dashboard = section(value, "[dashboard]", problems),
+                "supervised" => set(&mut raw.supervised, value, "[supervised]", problems),
                 other => problems.push(unknown_top_level(other, key_span, &value)),
             }
         }

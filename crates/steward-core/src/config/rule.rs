@@ -7,7 +7,7 @@
 
 /// Methods a rule may name, besides `*`. A fixed list, so a misspelt method
 /// is refused rather than accepted as a method nobody sends.
-pub(super) const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"];
+pub(crate) const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"];
 
 /// A rule that does not parse: what is wrong and how to write it.
 #[derive(Debug, Clone, PartialEq, Eq)]

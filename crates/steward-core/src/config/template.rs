@@ -168,6 +168,10 @@ max_total_size = "2GB"
 # idempotent for GET, HEAD, OPTIONS, PUT, DELETE and never otherwise, so a post
 # is never sent twice.
 #retry = "never"
+# When its calls wait for a human: "supervised" (the default for side-effect
+# tools: while [supervised] is on), "always" (even after `steward graduate`,
+# e.g. delete_account) or "never".
+#approval = "supervised"
 
 # LLM providers: OpenAI- or Anthropic-compatible APIs, reached as
 # /llm/<name>/... on the gateway. Point the SDK at steward instead of the
@@ -232,6 +236,23 @@ window = "10m"
 # Calls that match no tool: "deny" refuses them (audited as unmatched);
 # "allow-get" forwards unmatched GET and HEAD calls and refuses the rest.
 policy = "deny"
+
+[supervised]
+# The first week: set enabled = true and every side-effect call waits for a
+# human (`steward approvals`, `steward approve ID`, `steward deny ID --reason`).
+enabled = false
+# How long the agent's request is held open for a decision; then it gets
+# 409 approval_pending and repeats the identical call later.
+wait = "30s"
+# A request nobody decided by then is expired: denied, never approved.
+expires = "2h"
+
+# What `steward report` says is ready and `steward graduate` requires
+# (these are the defaults).
+[supervised.ready]
+min_days = 7
+min_decisions = 20
+quiet_days = 3
 
 [policy]
 # Scopes no credential may hold: exact ("admin"), a prefix ("admin:*") or
@@ -331,6 +352,7 @@ repeat_every = "4h"
 # page becomes `sudo -u steward steward ...`. Found by itself when the unit
 # is installed.
 #run_as = "steward"
+
 "#;
 
 #[cfg(test)]
@@ -374,6 +396,7 @@ mod tests {
         assert_eq!(c.loop_breaker.max_identical, defaults.loop_breaker.max_identical);
         assert_eq!(c.loop_breaker.window, defaults.loop_breaker.window);
         assert_eq!(c.unmatched, defaults.unmatched);
+        assert_eq!(c.supervised, defaults.supervised);
         assert!(c.llm.is_empty() && c.prices.is_empty());
         assert_eq!(c.spend, defaults.spend);
         assert_eq!(c.policy, defaults.policy);

@@ -315,6 +315,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     );
     tracker.spawn(crate::admin::serve(admin_listener, crate::admin::router(admin), shutdown.clone(), admin_socket));
     tracker.spawn(Arc::clone(&pipeline).run_junk_flush(shutdown.clone()));
+    tracker.spawn(Arc::clone(&pipeline).run_approval_watch(shutdown.clone()));
     tracker.spawn(retention::task(config, Arc::clone(&audit), journal_store, shutdown.clone()));
     tracker.spawn(supervisor.run(shutdown.clone()));
     crate::backup::schedule::spawn(

@@ -204,6 +204,7 @@ impl Reloader {
     /// Records the running config's hash in `kv` (at start).
     pub(super) async fn record_running(&self, config: &Config) {
         record_hash(&self.inner.store, config.source.sha256(), &[]).await;
+        record_supervised_start(&self.inner.store, config).await;
     }
 
     /// Re-reads the config file and every credential source, and applies
@@ -315,6 +316,7 @@ impl Reloader {
         log_expiry_findings(&config, &inner.secrets.load(), SystemTime::now());
         inner.introspect.notify_one();
         record_hash(&inner.store, config.source.sha256(), &report.restart_needed).await;
+        record_supervised_start(&inner.store, &config).await;
         audit_reloaded(inner, &config, &report).await;
         (report, config)
     }
@@ -447,6 +449,19 @@ async fn record_hash(store: &Store, sha256: &str, restart_needed: &[String]) {
     }
     if let Err(err) = result {
         tracing::warn!(error = %err, "could not record the running config's hash; `steward status` will not show it");
+    }
+}
+
+/// With `[supervised] enabled = true`, records the first supervised start
+/// (`kv` `supervised.since`, kept once written): the readiness verdict
+/// counts supervised days from it. At start and after every reload, so
+/// supervised mode turned on by a reload counts too.
+async fn record_supervised_start(store: &Store, config: &Config) {
+    if !config.supervised.enabled {
+        return;
+    }
+    if let Err(err) = crate::supervision::record_start(store, unix_ms(SystemTime::now())).await {
+        tracing::warn!(error = %err, "could not record the start of supervised mode; `steward report` counts from a later start");
     }
 }
 

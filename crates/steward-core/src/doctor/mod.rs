@@ -5,8 +5,8 @@
 //! one function each, in one file each: `credentials`, `logging` (with its
 //! disk items in `disk`), `rate_limiting`, `monitoring`, `backups`,
 //! `runbook`, `sandbox` (the agent's box), `running_config` (the daemon
-//! runs the file on disk), and `not_configured`
-//! for what has not landed yet (supervised mode; backups without `[backup]`). A
+//! runs the file on disk), `first_week` (supervised mode), and
+//! `not_configured` for what is not set up (backups without `[backup]`). A
 //! check only reads the prepared [`Context`]; the slow or fallible gathering
 //! (resolving credentials, probing the store) happens once, in [`gather`].
 //!
@@ -17,6 +17,7 @@
 mod backups;
 mod credentials;
 mod disk;
+mod first_week;
 mod git_scan;
 mod logging;
 mod monitoring;
@@ -131,6 +132,8 @@ pub struct Context<'a> {
     pub disk: DiskProbe,
     /// The running daemon's config against the file; `None` when no daemon runs.
     pub running_config: Option<crate::daemon::ConfigDrift>,
+    /// Supervised mode's records, when the store is readable.
+    pub supervision: Option<crate::supervision::SupervisionState>,
 }
 
 /// The recorded runbook page, judged against the config file and the disk.
@@ -165,7 +168,7 @@ pub const SECTIONS: &[SectionCheck] = &[
     runbook::check,
     sandbox::check,
     running_config::check,
-    not_configured::first_deployment,
+    first_week::check,
 ];
 
 /// The scored checklist.
@@ -221,6 +224,10 @@ pub async fn gather(config: &Config, now: SystemTime) -> Context<'_> {
         None => None,
     }
     .map(|record| RunbookProbe::probe(record, &config.source_path));
+    let supervision = match &opened {
+        Some(opened) => crate::supervision::read(opened).await.ok(),
+        None => None,
+    };
     let namespaces = NamespaceProbe::read();
     let disk = DiskProbe::gather(config, opened.as_ref(), now).await;
     let running_config = match (&opened, crate::state_dir::running_pid(&config.state.dir)) {
@@ -239,6 +246,7 @@ pub async fn gather(config: &Config, now: SystemTime) -> Context<'_> {
         namespaces,
         disk,
         running_config,
+        supervision,
     }
 }
 

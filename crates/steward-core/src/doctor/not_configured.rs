@@ -1,5 +1,5 @@
-//! Doctor sections whose subsystems have not landed in this build:
-//! First deployment (and Backups when `[backup]` is absent). Each checklist item is
+//! Doctor sections whose subsystems are not configured: Backups when
+//! `[backup]` is absent. Each checklist item is
 //! listed (so scripts see the whole checklist) as WARN "not configured" with
 //! the fix. When a subsystem lands, its section function here is replaced
 //! by a real check in its own file.
@@ -28,18 +28,4 @@ pub(super) fn backups(_ctx: &Context<'_>) -> Vec<CheckResult> {
             "configure [backup] restore tests; doctor then reports the last one's age",
         ),
     ]
-}
-
-/// First deployment: the mode, and the days left in supervised mode.
-/// Supervised (human-approval) mode is not built yet, so the only mode is
-/// autonomous: said as it is, with what a user can do meanwhile, rather
-/// than a fix naming a setting this build would refuse.
-pub(super) fn first_deployment(_ctx: &Context<'_>) -> Vec<CheckResult> {
-    vec![CheckResult::warn(
-        "First deployment",
-        "supervised mode for the first week",
-        "autonomous: calls are forwarded without a human's approval (supervised mode is not in this build)",
-        "for the first week, keep tight [[tools]] limits on side effects, watch `steward last` and \
-         `steward logs agent -f`, and keep `steward stop` at hand",
-    )]
 }

@@ -1,6 +1,8 @@
-//! Doctor: Runbook. Whom to call is written down (`[runbook] contacts`), and
+//! Doctor: Runbook. Whom to call is written down (`[runbook] contacts`),
 //! the page `steward runbook` renders exists and was rendered from the
-//! config as it is now (the SHA-256 recorded in the store, see `runbook`).
+//! config as it is now (the SHA-256 recorded in the store, see `runbook`),
+//! and every tool with a side effect says how to undo its calls (`undo =`,
+//! which `steward undo` runs), or why they cannot be undone.
 
 use super::{CheckResult, Context};
 use crate::runbook::Freshness;
@@ -48,5 +50,37 @@ pub(super) fn check(ctx: &Context<'_>) -> Vec<CheckResult> {
             }
         }
     };
-    vec![listed, rendered]
+    let mut out = vec![listed, rendered];
+    out.extend(undo_declared(ctx));
+    out
+}
+
+/// One WARN per side-effect tool without `undo`, or one PASS.
+fn undo_declared(ctx: &Context<'_>) -> Vec<CheckResult> {
+    const ITEM: &str = "side-effect tools declare their undo";
+    let side_effects: Vec<_> = ctx.config.tools.iter().filter(|t| t.side_effect).collect();
+    let missing: Vec<CheckResult> = side_effects
+        .iter()
+        .filter(|t| t.undo.is_none())
+        .map(|tool| {
+            CheckResult::warn(
+                SECTION,
+                ITEM,
+                format!("tool `{}` has a side effect and no undo: a bad call is reversed by hand", tool.name),
+                format!(
+                    "declare how to undo it, like undo = {{ tool = \"delete_...\", path = \"/.../{{response.id}}\" }}, \
+                     or undo = {{ none = \"why it cannot be undone\" }} on the [[tools]] entry `{}`",
+                    tool.name
+                ),
+            )
+        })
+        .collect();
+    if !missing.is_empty() {
+        return missing;
+    }
+    let detail = match side_effects.len() {
+        0 => "no tool has a side effect".to_owned(),
+        n => format!("{n} side-effect tool(s), each declares its undo or why it has none"),
+    };
+    vec![CheckResult::pass(SECTION, ITEM, detail)]
 }

@@ -52,6 +52,7 @@ async fn context<'a>(config: &'a Config, env: &[(&str, &str)], now: SystemTime) 
         runbook: None,
         disk,
         running_config: None,
+        supervision: None,
     }
 }
 
@@ -190,6 +191,7 @@ email = false
         ("the store is writable", Status::Pass, "went through"),
         ("redaction is on", Status::Warn, "PII detectors off: email"),
         ("log directory is writable and 0700", Status::Fail, "mode 755"),
+        ("side-effect tools declare their undo", Status::Warn, "tool `post` has a side effect and no undo"),
     ];
     for (name, status, detail) in expect {
         let found = item(&report, name);
@@ -215,7 +217,8 @@ async fn sections_come_in_checklist_order_with_stable_items() {
         sections,
         ["Credentials", "Logging", "Rate limiting", "Monitoring", "Backups", "Runbook", "Config", "First deployment"]
     );
-    assert_eq!(report.checks.len(), 7 + 7 + 5 + 3 + 4 + 2 + 1 + 1);
+    assert_eq!(report.checks.len(), 7 + 7 + 5 + 3 + 4 + 3 + 1 + 1);
+    assert_eq!(item(&report, "side-effect tools declare their undo").detail, "no tool has a side effect");
     assert_eq!(item(&report, "the store is writable").status, Status::Warn, "no state dir yet");
     assert_eq!(item(&report, "dead-man heartbeat is configured").status, Status::Warn);
     assert!(item(&report, "dead-man heartbeat is configured").detail.starts_with("no [heartbeat]"));
@@ -488,4 +491,44 @@ async fn a_production_agent_with_stewards_own_uid_fails_with_the_fix() {
     assert_eq!(user.status, Status::Fail);
     assert!(user.fix.as_deref().unwrap().contains("useradd"), "{user:?}");
     assert_eq!(item(&report, "the agent reaches the network only through steward").status, Status::Pass);
+}
+
+#[tokio::test]
+async fn the_first_week_row_says_supervised_graduated_or_never_supervised() {
+    use crate::supervision::{Graduation, SupervisionState};
+    const ITEM: &str = "supervised mode for the first week";
+    let dir = tempfile::tempdir().unwrap();
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_687_200);
+    let off = write_config(dir.path(), "");
+    let mut ctx = context(&off, &[("SOCIAL", "v")], now).await;
+    let never = item(&score(&ctx), ITEM).clone();
+    assert_eq!(never.status, Status::Warn);
+    assert!(never.detail.starts_with("never supervised"), "{never:?}");
+    assert!(never.fix.as_deref().unwrap().contains("[supervised] enabled = true"), "{never:?}");
+
+    let since = SupervisionState { since_ms: Some(1_795_000_000_000), ..SupervisionState::default() };
+    ctx.supervision = Some(since.clone());
+    let dropped = item(&score(&ctx), ITEM).clone();
+    assert_eq!(dropped.status, Status::Warn, "turned off without graduating: {dropped:?}");
+    assert!(dropped.fix.as_deref().unwrap().contains("steward graduate"), "{dropped:?}");
+
+    let on = write_config(dir.path(), "\n[supervised]\nenabled = true\n");
+    let mut ctx = context(&on, &[("SOCIAL", "v")], now).await;
+    let pending = item(&score(&ctx), ITEM).clone();
+    assert_eq!(pending.status, Status::Pass);
+    assert!(pending.detail.contains("next `steward run`"), "{pending:?}");
+    ctx.supervision = Some(since.clone());
+    let supervised = item(&score(&ctx), ITEM).clone();
+    assert_eq!(supervised.status, Status::Pass);
+    assert!(supervised.detail.starts_with("supervised since 2026-11-18"), "{supervised:?}");
+
+    let graduated = Graduation { at_ms: 1_795_687_200_000, by: "ana".into(), forced: true };
+    ctx.supervision = Some(SupervisionState { graduated: Some(graduated), ..since });
+    let done = item(&score(&ctx), ITEM).clone();
+    assert_eq!(done.status, Status::Pass);
+    assert_eq!(
+        done.detail,
+        "graduated on 2026-11-26 by ana (forced past the readiness verdict), after supervision since 2026-11-18; \
+         `steward supervise` goes back"
+    );
 }

@@ -19,6 +19,7 @@
 //! | `credential_expiry:NAME` | the credential expires within one of `[policy] expiry_warning_days` (a new notice at each threshold crossed), or has expired | warning; critical once expired |
 //! | `backup_failed` | the most recent backup attempt failed | warning |
 //! | `backup_overdue` | no successful backup for [`MAX_BACKUP_AGE_MS`](crate::backup::health::MAX_BACKUP_AGE_MS) (26 h), counted from when backups were first watched | critical |
+//! | `undo_failed` | an operator's undo failed (the upstream answered 5xx or another error, was unreachable, or steward refused it) and was not retried successfully since ([`Event::UndoFailed`], and the store's failed undos) | critical |
 //! | `restore_test` | the last restore test failed, or none passed for [`MAX_RESTORE_TEST_AGE_MS`](crate::backup::health::MAX_RESTORE_TEST_AGE_MS) (8 days) | warning |
 //!
 //! Conditions are re-evaluated every [`EVAL_EVERY`] and right after any bus
@@ -46,7 +47,9 @@
 //! The open incidents (since, last sent, reminders) live in `kv` under
 //! [`STATE_KEY`] and are written on every change, so a restarted steward
 //! neither re-sends open incidents before `repeat_every` nor forgets to
-//! resolve one that cleared while it was down.
+//! resolve one that cleared while it was down. The same value keeps the
+//! history of alerts fired (each new incident or stage, not reminders) for
+//! [`FIRED_HISTORY_KEEP`], which `steward report` counts ([`read_fired`]).
 //!
 //! Time is always a parameter ([`Engine::evaluate`]) or a [`Clock`], so
 //! tests inject it.
@@ -79,6 +82,12 @@ pub const STATE_KEY: &str = "alerts.state";
 pub const EVAL_EVERY: Duration = Duration::from_secs(5);
 /// The error-rate rule looks this far back.
 pub const ERROR_RATE_WINDOW: Duration = Duration::from_secs(3600);
+/// How long the history of fired alerts ([`read_fired`]) keeps an entry:
+/// long enough for `steward report` over a supervised month and more.
+pub const FIRED_HISTORY_KEEP: Duration = Duration::from_secs(90 * 86_400);
+/// Most entries the history keeps (the newest): bounds the `kv` value even
+/// for a deployment whose alerts flap all quarter.
+pub const FIRED_HISTORY_MAX: usize = 1_000;
 /// How long `spend_call_refused` holds after the last such refusal: long
 /// enough that a retrying agent does not make it flap, short enough that it
 /// does not outlive the agent's attempts by a whole day.
@@ -116,6 +125,8 @@ pub mod rules {
     pub const BACKUP_OVERDUE: &str = "backup_overdue";
     /// The restore test failed or is too old.
     pub const RESTORE_TEST: &str = "restore_test";
+    /// An operator's undo failed: the original call is still in effect.
+    pub const UNDO_FAILED: &str = "undo_failed";
     /// Prefix of the per-credential expiry rule: `credential_expiry:NAME`.
     pub const CREDENTIAL_EXPIRY_PREFIX: &str = "credential_expiry:";
     /// Every built-in rule with a fixed key (the per-credential expiry keys
@@ -136,6 +147,7 @@ pub mod rules {
         BACKUP_FAILED,
         BACKUP_OVERDUE,
         RESTORE_TEST,
+        UNDO_FAILED,
     ];
 }
 
@@ -178,6 +190,24 @@ struct PersistedState {
     /// model: the incident holds for the rest of that day.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     model_mismatch: Option<(String, String)>,
+    /// Every firing notice that opened an incident or a new stage of one
+    /// (reminders aside), oldest first, for `steward report`: the open
+    /// incidents above forget an alert once it resolves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    fired: Vec<FiredAlert>,
+}
+
+/// An alert that fired, as `steward report` counts it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FiredAlert {
+    /// Rule key.
+    pub key: String,
+    /// Its title then.
+    pub title: String,
+    /// Its severity then.
+    pub severity: Severity,
+    /// When the notice went out, epoch ms.
+    pub at_ms: i64,
 }
 
 /// An LLM call the spend cap refused, as the refusal saw it.
@@ -223,6 +253,15 @@ pub async fn read_firing(store: &Store) -> Result<Vec<FiringAlert>, crate::store
             last_sent_ms: s.last_sent_ms,
         })
         .collect())
+}
+
+/// The alerts that fired after `after_ms` (see [`FiredAlert`]), oldest
+/// first, as persisted by a running or a past daemon. Kept for
+/// [`FIRED_HISTORY_KEEP`], at most [`FIRED_HISTORY_MAX`] of them.
+pub async fn read_fired(store: &Store, after_ms: i64) -> Result<Vec<FiredAlert>, crate::store::StoreError> {
+    let state: PersistedState =
+        store.kv_get(STATE_KEY).await?.and_then(|text| serde_json::from_str(&text).ok()).unwrap_or_default();
+    Ok(state.fired.into_iter().filter(|f| f.at_ms > after_ms).collect())
 }
 
 /// A condition found true.
@@ -293,6 +332,8 @@ pub struct Engine {
     backups: bool,
     /// Since when backups are watched (`kv` [`KV_WATCHED_SINCE`]), read on first use.
     backups_watched_since: Option<i64>,
+    /// Supervised mode's new requests, batched per tool per minute.
+    approvals: super::approval_notices::ApprovalNotices,
 }
 
 impl std::fmt::Debug for Engine {
@@ -345,6 +386,7 @@ impl Engine {
             expiry: None,
             backups: config.backup.is_some(),
             backups_watched_since: None,
+            approvals: super::approval_notices::ApprovalNotices::default(),
         }
     }
 
@@ -375,6 +417,7 @@ impl Engine {
     /// [`Engine::evaluate`] acts on it.
     pub fn observe(&mut self, event: &Event, now: SystemTime) {
         self.metrics.observe_event(event, unix_ms(now));
+        self.approvals.observe(event);
         let redact = |text: &str| self.redactor.load().redact(text).into_owned();
         match event {
             Event::AuditWriteFailed { detail } => self.pending.audit = Some(redact(detail)),
@@ -469,9 +512,22 @@ impl Engine {
                 self.metrics.set_alert_firing(&notice.key, notice.status == AlertStatus::Firing);
             }
         }
+        for notice in notices.iter().filter(|n| n.status == AlertStatus::Firing && n.repeat == 0) {
+            self.state.fired.push(FiredAlert {
+                key: notice.key.clone(),
+                title: notice.title.clone(),
+                severity: notice.severity,
+                at_ms: now_ms,
+            });
+        }
         if changed {
+            let keep_after = now_ms.saturating_sub(i64::try_from(FIRED_HISTORY_KEEP.as_millis()).unwrap_or(i64::MAX));
+            self.state.fired.retain(|f| f.at_ms > keep_after);
+            let excess = self.state.fired.len().saturating_sub(FIRED_HISTORY_MAX);
+            self.state.fired.drain(..excess);
             self.persist(now_ms).await;
         }
+        notices.extend(self.approvals.due(&self.agent, now_ms));
         for notice in &notices {
             self.metrics.count_notice(&notice.key);
             match notice.status {

@@ -14,11 +14,13 @@
 //! - [`delivery`]: one worker per sink, so a dead sink never delays the others.
 //! - [`sinks`]: each sink kind's message format and transport (`email` for SMTP).
 //! - [`heartbeat`]: the dead-man ping.
+//! - [`approval_notices`]: supervised mode's requests, to every sink, batched per tool per minute.
 //!
 //! Every notice is redacted ([`Alert::redacted`]) before it reaches a sink:
 //! alert text quotes kill-switch reasons and error messages, which could
 //! carry a secret or personal data.
 
+pub mod approval_notices;
 pub mod delivery;
 mod email;
 pub mod engine;
@@ -50,7 +52,7 @@ use crate::secrets::Secrets;
 use crate::store::Store;
 
 pub use delivery::{DeliveryReport, Dispatcher, SinkHealth};
-pub use engine::{Engine, FiringAlert};
+pub use engine::{Engine, FiredAlert, FiringAlert, read_fired};
 pub use metrics::Metrics;
 pub use sinks::{Sink, SinkError};
 

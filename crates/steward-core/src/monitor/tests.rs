@@ -82,6 +82,7 @@ fn admission(id: &str, at_ms: i64, spend: Option<SpendHold>) -> Admission {
         input_sha256: String::new(),
         limit: None,
         loop_breaker: LoopBreakerConfig { max_identical: 0, window: Duration::ZERO },
+        undo_by_operator: false,
         spend,
     }
 }
@@ -97,6 +98,7 @@ async fn call(store: &Store, at: SystemTime, status: Option<u16>) {
         duration_ms: 20,
         attempts: 1,
         response_ref: None,
+        undo: None,
         error: status.is_none().then(|| "connection refused".to_owned()),
         extra_json: None,
         spend: None,
@@ -147,6 +149,25 @@ async fn error_rate_fires_once_repeats_after_repeat_every_and_resolves_on_recove
     assert!(resolved[0].message.starts_with("Resolved after 11m"), "{}", resolved[0].message);
     assert!(f.engine.evaluate(at(t0(), 665)).await.is_empty());
     assert!(f.engine.firing().is_empty());
+
+    // The history keeps the incident once (not its reminder) after it resolved.
+    let fired = read_fired(&f.store, 0).await.unwrap();
+    assert_eq!(fired.iter().map(|a| (a.key.as_str(), a.at_ms)).collect::<Vec<_>>(), [(rules::ERROR_RATE, ms(t0()))]);
+    assert!(read_fired(&f.store, ms(t0())).await.unwrap().is_empty(), "only alerts fired after the given time");
+}
+
+#[tokio::test]
+async fn the_history_of_fired_alerts_forgets_what_is_older_than_its_keep() {
+    let mut f = fixture(ERROR_RATE).await;
+    calls(&f.store, t0(), 30, 12).await;
+    f.engine.evaluate(t0()).await;
+    calls(&f.store, at(t0(), 660), 60, 0).await;
+    f.engine.evaluate(at(t0(), 660)).await;
+    let later = t0() + engine::FIRED_HISTORY_KEEP + Duration::from_secs(3600);
+    calls(&f.store, later, 30, 12).await;
+    f.engine.evaluate(later).await;
+    let fired = read_fired(&f.store, 0).await.unwrap();
+    assert_eq!(fired.iter().map(|a| a.at_ms).collect::<Vec<_>>(), [ms(later)]);
 }
 
 #[tokio::test]
@@ -332,6 +353,7 @@ async fn a_spend_overrun_fires_while_the_day_is_stopped_and_resolves_on_resume()
         duration_ms: 5,
         attempts: 1,
         response_ref: None,
+        undo: None,
         error: None,
         extra_json: None,
         spend: Some(settlement),

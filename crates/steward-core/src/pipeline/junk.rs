@@ -125,6 +125,8 @@ impl Pipeline {
             input_sha256: String::new(),
             shape,
             live,
+            undo_of: None,
+            undo_source: None,
         }
     }
 

@@ -17,7 +17,7 @@ use arc_swap::ArcSwap;
 
 use super::forward::Forwarder;
 use super::{Door, PipelineError, llm_upstream, plan};
-use crate::config::{Config, LlmProviderConfig, LoopBreakerConfig, SpendConfig};
+use crate::config::{Config, LlmProviderConfig, LoopBreakerConfig, SpendConfig, SupervisedConfig};
 use crate::llm::PriceTable;
 use crate::policy::ToolMatcher;
 use crate::secrets::{ScopeWatch, Secrets};
@@ -40,6 +40,12 @@ pub struct LiveConfig {
     pub(super) forwarder: Forwarder,
     /// Upstreams that report their token's scopes.
     pub(super) scope_watch: ScopeWatch,
+    /// `[supervised]`: whether side-effect calls wait for a human, how long.
+    pub(super) supervised: SupervisedConfig,
+    /// What an approval is bound to besides the call (see `approval::policy_version`).
+    pub(super) policy_version: String,
+    /// `[[tools]]` name → upstream: where the operator's undo of a tool goes.
+    pub(super) tool_upstreams: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for LiveConfig {
@@ -66,6 +72,9 @@ impl LiveConfig {
             spend: config.spend.clone(),
             forwarder: Forwarder::new(api.chain(llm), Arc::clone(secrets))?,
             scope_watch: ScopeWatch::new(config),
+            supervised: config.supervised,
+            policy_version: super::approval::policy_version(config),
+            tool_upstreams: config.tools.iter().map(|t| (t.name.clone(), t.upstream.clone())).collect(),
         })
     }
 }

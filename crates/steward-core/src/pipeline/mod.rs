@@ -5,10 +5,11 @@
 //! ```text
 //! canonical request (the front door parsed the path once; the agent's token
 //!   is stripped from the query) → authenticate agent → kill switch → plan
-//!   (identify tool / price LLM call) → admission (kill switch again, loop
-//!   breaker, rate limit, spend reservation) → audit "admitted" → forward
-//!   (credential injected, retries) → record (journal, spend settlement,
-//!   audit "completed")
+//!   (identify tool / price LLM call) → approval (supervised mode: precheck
+//!   of kill switch, rate limit and spend, then held for a human; released
+//!   once) → admission (kill switch again, loop breaker, rate limit, spend
+//!   reservation) → audit "admitted" → forward (credential injected,
+//!   retries) → record (journal, spend settlement, audit "completed")
 //! ```
 //!
 //! **The kill switch comes first.** A stopped agent hears `killed` for every
@@ -41,6 +42,13 @@
 //! the end of the response (`relay`), settling its spend fail-safe
 //! (`settle`).
 //!
+//! **Approval comes before admission, never instead of it** (`approval`).
+//! A call whose tool needs a human's approval is held after planning, once
+//! a read-only precheck found that admission would let it through; a
+//! decision releases it at most once, and admission then decides as for
+//! any call. An identical repeat of a held call joins it and never reaches
+//! admission, so the loop breaker does not count it.
+//!
 //! Requests that never become calls (no valid token, an unreadable target
 //! or body) are counted and sampled into the audit log, not journaled one
 //! row each (`junk`).
@@ -57,6 +65,7 @@
 //! daemon's [`TaskTracker`], so shutdown waits for it like for every other
 //! task.
 
+mod approval;
 mod forward;
 mod junk;
 mod live;
@@ -65,6 +74,7 @@ mod refusal;
 mod relay;
 mod retry;
 mod settle;
+mod undo;
 
 #[cfg(test)]
 mod tests;
@@ -79,11 +89,16 @@ pub use canonical_path::{CanonicalPath, CanonicalQuery, RequestTarget, TargetErr
 use http::{HeaderMap, HeaderValue, Method, Response};
 use tokio_util::task::TaskTracker;
 
+pub use approval::{
+    AUDITED_KEY, Approvals, DecideError, EXPIRE_EVERY, HeldRequest, POLL_EVERY, RETRY_PENDING_AFTER, decide, digest,
+    policy_version, redacted_body,
+};
 pub use forward::{ForwardError, Forwarded, Forwarder};
 pub use junk::{SAMPLE_EVERY, SAMPLED_COUNT_KEY};
 pub use live::LiveConfig;
 pub use refusal::{ErrorShape, Refusal, RefusalView, refusal_body, stream_error_event};
 pub use retry::{BASE_DELAY, MAX_ATTEMPTS, MAX_DELAY};
+pub use undo::{UndoError, UndoReport, UndoRequest};
 
 use crate::audit::{AuditLog, AuditRecord, Phase};
 use crate::clock::unix_ms;
@@ -93,7 +108,7 @@ use crate::events::{Event, EventBus};
 use crate::policy;
 use crate::redaction::SharedRedactor;
 use crate::secrets::{AgentToken, Secrets};
-use crate::store::{Admission, AdmitOutcome, Completion, SpendSettlement, Store, StoreError};
+use crate::store::{self, Admission, AdmitOutcome, Completion, SpendSettlement, Store, StoreError};
 use crate::telemetry::{CallMetrics, Uncounted};
 use junk::JunkSampler;
 use plan::Plan;
@@ -149,6 +164,9 @@ pub struct Call {
     pub headers: HeaderMap,
     /// The whole request body (bounded by `gateway.max_body`).
     pub body: Bytes,
+    /// Set only by the operator's undo (`undo.rs`), never by a front door:
+    /// the call is the undo of another, and the kill switch lets it pass.
+    undo: Option<undo::UndoMark>,
 }
 
 impl Call {
@@ -166,6 +184,7 @@ impl Call {
             query,
             headers,
             body,
+            undo: None,
         }
     }
 }
@@ -189,6 +208,11 @@ struct CallRecord {
     /// The config snapshot this call runs under, loaded once when it
     /// arrived: a reload never changes a call in flight (see `live`).
     live: Arc<LiveConfig>,
+    /// The original call, when this call is the operator's undo of it.
+    undo_of: Option<String>,
+    /// What the undo plan of this call is resolved from, when its tool
+    /// declares an undo (set once the call is forwarded).
+    undo_source: Option<Arc<undo::UndoSource>>,
 }
 
 /// Everything the pipeline needs, built once by the daemon.
@@ -211,6 +235,8 @@ pub struct Pipeline {
     /// The daemon's tracker: tasks a call leaves behind run on it, so
     /// shutdown waits for them (the one shutdown mechanism, see `daemon`).
     tasks: TaskTracker,
+    /// Calls held for a human's approval (supervised mode), by digest.
+    approvals: Arc<Approvals>,
 }
 
 /// Why the pipeline could not be assembled.
@@ -253,6 +279,7 @@ impl Pipeline {
             metrics: Arc::new(Uncounted),
             junk: JunkSampler::default(),
             tasks,
+            approvals: Arc::new(Approvals::default()),
         })
     }
 
@@ -418,6 +445,8 @@ impl Pipeline {
             input_sha256: policy::input_sha256(&call.body),
             shape,
             live,
+            undo_of: call.undo.as_ref().map(|mark| mark.of.clone()),
+            undo_source: None,
         }
     }
 
@@ -432,7 +461,11 @@ impl Pipeline {
     /// Steps up to forwarding. `Err((refusal, journaled))`: `journaled` tells
     /// whether the store already holds the call's row.
     async fn admit(&self, call: &mut Call, record: &mut CallRecord) -> Result<Plan, (Refusal, bool)> {
-        self.gate(&call.headers).await.map_err(|refusal| (refusal, false))?;
+        // The operator's undo was authenticated by the admin API, and the
+        // kill switch does not stop it (see `undo`); no agent call is marked.
+        if call.undo.is_none() {
+            self.gate(&call.headers).await.map_err(|refusal| (refusal, false))?;
+        }
         let plan = match call.door {
             Door::Api | Door::Mcp => self.plan_api(call, record)?,
             Door::Llm => self.plan_llm(call, record)?,
@@ -446,33 +479,40 @@ impl Pipeline {
             call.query.as_ref().map(CanonicalQuery::as_str),
             &call.body,
         );
+        self.supervise(call, record, &plan, &loop_key).await.map_err(|refusal| (refusal, false))?;
         match self.store.admit(self.admission(record, loop_key, Some(&plan))).await {
-            Ok(AdmitOutcome::Admitted) => Ok(plan),
-            Ok(AdmitOutcome::Killed { reason }) => Err((Refusal::Killed { reason }, true)),
-            Ok(AdmitOutcome::LoopDetected { reason }) => {
-                tracing::warn!(tool = %tool_name, "loop breaker tripped; kill switch engaged");
-                self.events.publish(Event::LoopDetected { tool: tool_name.clone() });
-                self.events
-                    .publish(Event::KillSwitchEngaged { reason: reason.clone(), source: "loop_breaker".to_owned() });
-                Err((Refusal::LoopDetected { reason }, true))
-            }
-            Ok(AdmitOutcome::RateLimited { retry_after_ms }) => Err((
-                Refusal::RateLimited {
-                    tool: tool_name,
-                    retry_after: std::time::Duration::from_millis(u64::try_from(retry_after_ms).unwrap_or(1)),
-                },
-                true,
-            )),
-            Ok(AdmitOutcome::SpendCapped { spent_micros, cap_micros, reserve_micros }) => {
-                self.events.publish(Event::SpendCapHit { spent_micros, cap_micros, reserve_micros });
-                Err((Refusal::SpendCap { spent_micros, cap_micros, reserve_micros }, true))
-            }
-            Ok(AdmitOutcome::SpendStopped { reason }) => Err((Refusal::SpendStopped { reason }, true)),
+            Ok(outcome) => self.admitted(outcome, &tool_name).map(|()| plan).map_err(|refusal| (refusal, true)),
             Err(err) => {
                 tracing::error!(error = %err, "store refused the admission; failing closed");
                 self.write_failed(Some(&err), None);
                 Err((Refusal::StoreUnavailable, false))
             }
+        }
+    }
+
+    /// What admission's `outcome` means for the call: `Ok` when admitted,
+    /// else its refusal, with the events a human must hear about. Shared by
+    /// admission and the approval step's precheck.
+    fn admitted(&self, outcome: AdmitOutcome, tool_name: &str) -> Result<(), Refusal> {
+        match outcome {
+            AdmitOutcome::Admitted => Ok(()),
+            AdmitOutcome::Killed { reason } => Err(Refusal::Killed { reason }),
+            AdmitOutcome::LoopDetected { reason } => {
+                tracing::warn!(tool = %tool_name, "loop breaker tripped; kill switch engaged");
+                self.events.publish(Event::LoopDetected { tool: tool_name.to_owned() });
+                self.events
+                    .publish(Event::KillSwitchEngaged { reason: reason.clone(), source: "loop_breaker".to_owned() });
+                Err(Refusal::LoopDetected { reason })
+            }
+            AdmitOutcome::RateLimited { retry_after_ms } => Err(Refusal::RateLimited {
+                tool: tool_name.to_owned(),
+                retry_after: std::time::Duration::from_millis(u64::try_from(retry_after_ms).unwrap_or(1)),
+            }),
+            AdmitOutcome::SpendCapped { spent_micros, cap_micros, reserve_micros } => {
+                self.events.publish(Event::SpendCapHit { spent_micros, cap_micros, reserve_micros });
+                Err(Refusal::SpendCap { spent_micros, cap_micros, reserve_micros })
+            }
+            AdmitOutcome::SpendStopped { reason } => Err(Refusal::SpendStopped { reason }),
         }
     }
 
@@ -495,6 +535,7 @@ impl Pipeline {
             limit: plan.and_then(|p| p.limit),
             loop_breaker: record.live.loop_breaker,
             spend: plan.and_then(|p| p.llm.as_ref()).and_then(|l| l.hold.clone()),
+            undo_by_operator: record.undo_of.is_some(),
         }
     }
 
@@ -556,7 +597,10 @@ impl Pipeline {
         );
     }
 
-    async fn forward(self: &Arc<Self>, call: Call, record: CallRecord, plan: Plan) -> Response<Body> {
+    async fn forward(self: &Arc<Self>, call: Call, mut record: CallRecord, plan: Plan) -> Response<Body> {
+        if let Some((spec, pattern)) = &plan.undo {
+            record.undo_source = Some(Arc::new(undo::UndoSource::new(spec.clone(), pattern, &call)));
+        }
         let forwarded = match record.live.forwarder.send(&plan.forward_key, &call, &plan.body, plan.retry).await {
             Ok(forwarded) => forwarded,
             Err(err) => {
@@ -586,6 +630,9 @@ impl Pipeline {
                     error: Some(detail),
                     spend,
                     extra: serde_json::Map::new(),
+                    undo: record.undo_source.as_ref().map(|_| store::UndoPlan::Unavailable {
+                        reason: "the upstream was not reached, so there is nothing to undo".to_owned(),
+                    }),
                 };
                 self.record_outcome(&record, outcome).await;
                 return refusal_response(&view, &record.call_id, record.shape);
@@ -600,7 +647,10 @@ impl Pipeline {
 
     /// Journals the final outcome of an admitted call (settling its spend)
     /// and writes its audit line (see `finish`).
-    async fn record_outcome(&self, record: &CallRecord, outcome: Outcome) {
+    async fn record_outcome(&self, record: &CallRecord, mut outcome: Outcome) {
+        if let Some(of) = &record.undo_of {
+            outcome.extra.insert("undo_of".into(), of.clone().into());
+        }
         let completion = Completion {
             call_id: record.call_id.clone(),
             now_ms: unix_ms(SystemTime::now()),
@@ -612,6 +662,7 @@ impl Pipeline {
             extra_json: (!outcome.extra.is_empty())
                 .then(|| serde_json::Value::Object(outcome.extra.clone()).to_string()),
             spend: outcome.spend,
+            undo: outcome.undo,
         };
         let mut audit = self.audit_record(
             record,
@@ -651,7 +702,7 @@ impl Pipeline {
             status,
             duration_ms: elapsed_ms(record.started),
             attempts,
-            extra: serde_json::Map::new(),
+            extra: record.undo_of.iter().map(|of| ("undo_of".to_owned(), of.clone().into())).collect(),
         }
     }
 }
@@ -693,6 +744,8 @@ struct Outcome {
     spend: Option<SpendSettlement>,
     /// Door-specific audit fields (model, tokens, cost).
     extra: serde_json::Map<String, serde_json::Value>,
+    /// The undo plan, for a call whose tool declares an undo.
+    undo: Option<store::UndoPlan>,
 }
 
 fn refusal_response(view: &RefusalView, call_id: &str, shape: ErrorShape) -> Response<Body> {

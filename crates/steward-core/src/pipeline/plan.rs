@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::HeaderValue;
 
 use super::{Call, CallRecord, Door, Pipeline, Refusal};
-use crate::config::{LlmKind, RateLimit, RetryPolicy};
+use crate::config::{Approval, LlmKind, RateLimit, RetryPolicy, UndoCall, UndoSpec};
 use crate::llm::{Endpoint, LlmRequest, ModelPrice};
 use crate::policy::{self, Identified};
 use crate::store::SpendHold;
@@ -37,6 +37,11 @@ pub(super) struct Plan {
     pub(super) body: Bytes,
     /// LLM specifics; `None` for the API door.
     pub(super) llm: Option<LlmPlan>,
+    /// When the call waits for a human (the tool's `approval`; LLM and
+    /// unmatched calls never do).
+    pub(super) approval: Approval,
+    /// The tool's declared undo and its `match` path pattern, when it has one.
+    pub(super) undo: Option<(UndoCall, String)>,
 }
 
 /// A planned LLM call.
@@ -103,6 +108,16 @@ impl Pipeline {
                 return Err((Refusal::Unmatched { route: format!("{} {}", call.method, record.path) }, false));
             }
         };
+        if let Some(mark) = &call.undo
+            && tool.map(|t| t.name.as_str()) != Some(mark.tool.as_str())
+        {
+            let found = tool.map_or_else(|| "no tool".to_owned(), |t| format!("tool `{}`", t.name));
+            let detail = format!(
+                "the undo is planned as a call of tool `{}`, but {} {} is {found}; fix the undo's path or the tools' match",
+                mark.tool, call.method, record.path
+            );
+            return Err((Refusal::BadRequest { detail }, false));
+        }
         self.check_credential(record, &forward_key, call)?;
         let retry = match tool {
             Some(tool) => tool.retry,
@@ -111,11 +126,20 @@ impl Pipeline {
         };
         Ok(Plan {
             tool: tool.map(|t| t.name.clone()),
-            limit: tool.and_then(|t| t.limit),
+            // `steward undo --force` passes the undo tool's limit (the undo records it).
+            limit: tool.and_then(|t| t.limit).filter(|_| !call.undo.as_ref().is_some_and(|m| m.force)),
             retry,
             forward_key,
             body: call.body.clone(),
             llm: None,
+            approval: tool.map_or(Approval::Never, |t| t.approval),
+            // An undo's own calls record no undo plan of their own.
+            undo: match tool.and_then(|t| t.undo.as_ref()) {
+                Some(UndoSpec::Call(spec)) if call.undo.is_none() => {
+                    Some((spec.clone(), tool.map(|t| t.path.clone()).unwrap_or_default()))
+                }
+                _ => None,
+            },
         })
     }
 
@@ -178,6 +202,7 @@ impl Pipeline {
             retry: RetryPolicy::Never,
             forward_key: forward_key(Door::Llm, &call.upstream),
             body,
+            undo: None,
             llm: Some(LlmPlan {
                 endpoint,
                 model: request.model().map(str::to_owned),
@@ -189,6 +214,7 @@ impl Pipeline {
                 provider: call.upstream.clone(),
                 hold,
             }),
+            approval: Approval::Never,
         })
     }
 }

@@ -107,6 +107,25 @@ pub enum Refusal {
         /// Attempts made.
         attempts: u32,
     },
+    /// Supervised mode: no human decided within `[supervised] wait`.
+    ApprovalPending {
+        /// The request's id, for `steward approve` and for the agent's log.
+        id: String,
+        /// When to repeat the identical call.
+        retry_after: Duration,
+    },
+    /// Supervised mode: a human refused the call.
+    ApprovalDenied {
+        /// The request's id.
+        id: String,
+        /// The reason the human gave (redacted).
+        reason: String,
+    },
+    /// Supervised mode: nobody decided before `[supervised] expires`.
+    ApprovalExpired {
+        /// The request's id.
+        id: String,
+    },
 }
 
 /// How a refusal is presented: the single exhaustive mapping.
@@ -123,6 +142,9 @@ pub struct RefusalView {
     pub retry_after_secs: Option<u64>,
     /// Whether repeating the same call later can succeed without a human.
     pub retryable: bool,
+    /// The approval request the refusal is about (supervised mode), carried
+    /// in every error shape as `approval_id`.
+    pub approval_id: Option<String>,
 }
 
 impl Refusal {
@@ -144,6 +166,9 @@ impl Refusal {
             Refusal::StoreUnavailable => Decision::StoreUnavailable,
             Refusal::UpstreamUnreachable { .. } => Decision::UpstreamUnreachable,
             Refusal::UpstreamTimeout { .. } => Decision::UpstreamTimeout,
+            Refusal::ApprovalPending { .. } => Decision::ApprovalPending,
+            Refusal::ApprovalDenied { .. } => Decision::ApprovalDenied,
+            Refusal::ApprovalExpired { .. } => Decision::ApprovalExpired,
         }
     }
 
@@ -259,11 +284,42 @@ impl Refusal {
                 None,
                 true,
             ),
+            Refusal::ApprovalPending { id, retry_after } => {
+                let secs = retry_after.as_secs().max(1);
+                (
+                    format!(
+                        "this call waits for a human's approval (request {id}); repeat the identical call in \
+                         {secs}s to get the decision. An operator runs `steward approve {id}` or \
+                         `steward deny {id} --reason ...`"
+                    ),
+                    Some(secs),
+                    true,
+                )
+            }
+            Refusal::ApprovalDenied { id, reason } => (
+                format!("a human denied this call (request {id}): {reason}; do not repeat it unchanged"),
+                None,
+                false,
+            ),
+            Refusal::ApprovalExpired { id } => (
+                format!(
+                    "nobody approved this call in time (request {id} expired); an operator must be watching \
+                     `steward approvals` before the agent tries again"
+                ),
+                None,
+                false,
+            ),
         };
         let decision = self.decision();
         // Every refusal's decision has a status (a test checks it).
         let status = decision.status().unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        RefusalView { status, decision, message, retry_after_secs: retry_after, retryable }
+        let approval_id = match self {
+            Refusal::ApprovalPending { id, .. }
+            | Refusal::ApprovalDenied { id, .. }
+            | Refusal::ApprovalExpired { id } => Some(id.clone()),
+            _ => None,
+        };
+        RefusalView { status, decision, message, retry_after_secs: retry_after, retryable, approval_id }
     }
 
     /// Whether this refusal is of a request that never became a call (no
@@ -297,6 +353,16 @@ pub enum ErrorShape {
 /// The JSON body of a refusal in `shape`. Every shape carries the
 /// machine-readable `reason` and the `call_id`.
 pub fn refusal_body(view: &RefusalView, call_id: &str, shape: ErrorShape) -> serde_json::Value {
+    let mut body = shaped_body(view, call_id, shape);
+    if let Some(id) = &view.approval_id
+        && let Some(error) = body.get_mut("error").and_then(serde_json::Value::as_object_mut)
+    {
+        error.insert("approval_id".to_owned(), id.clone().into());
+    }
+    body
+}
+
+fn shaped_body(view: &RefusalView, call_id: &str, shape: ErrorShape) -> serde_json::Value {
     match shape {
         ErrorShape::Steward => serde_json::json!({
             "error": { "type": "steward", "reason": view.decision.as_str(), "message": view.message, "call_id": call_id }
@@ -392,6 +458,9 @@ mod tests {
             Refusal::StoreUnavailable,
             Refusal::UpstreamUnreachable { attempts: 0 },
             Refusal::UpstreamTimeout { attempts: 0 },
+            Refusal::ApprovalPending { id: String::new(), retry_after: Duration::ZERO },
+            Refusal::ApprovalDenied { id: String::new(), reason: String::new() },
+            Refusal::ApprovalExpired { id: String::new() },
         ];
         for refusal in &all {
             match refusal {
@@ -411,7 +480,10 @@ mod tests {
                 | Refusal::BodyTimeout { .. }
                 | Refusal::StoreUnavailable
                 | Refusal::UpstreamUnreachable { .. }
-                | Refusal::UpstreamTimeout { .. } => {}
+                | Refusal::UpstreamTimeout { .. }
+                | Refusal::ApprovalPending { .. }
+                | Refusal::ApprovalDenied { .. }
+                | Refusal::ApprovalExpired { .. } => {}
             }
         }
         all
@@ -423,6 +495,18 @@ mod tests {
             let view = refusal.view();
             assert_eq!(Some(view.status), view.decision.status(), "{refusal:?}");
             assert_ne!(view.decision, Decision::Allowed, "{refusal:?}");
+        }
+        let pending = Refusal::ApprovalPending { id: "7f3a".into(), retry_after: Duration::from_secs(30) }.view();
+        assert_eq!((pending.status.as_u16(), pending.retryable, pending.retry_after_secs), (409, true, Some(30)));
+        for shape in [ErrorShape::Steward, ErrorShape::OpenAi, ErrorShape::Anthropic] {
+            assert_eq!(refusal_body(&pending, "c", shape)["error"]["approval_id"], "7f3a", "{shape:?}");
+        }
+        for refusal in [
+            Refusal::ApprovalDenied { id: "7f3a".into(), reason: "off-brand".into() },
+            Refusal::ApprovalExpired { id: "7f3a".into() },
+        ] {
+            let view = refusal.view();
+            assert_eq!((view.status.as_u16(), view.retryable), (403, false), "{refusal:?}");
         }
         // Every refusal decision is reachable from a refusal.
         let decided: Vec<Decision> = every_kind().iter().map(Refusal::decision).collect();

@@ -15,7 +15,8 @@
 //!
 //! **Observing.** Bytes go through as they arrive (no whole-body buffering).
 //! The *upstream's* bytes feed an observer: for API calls the first 64 KiB
-//! of a JSON body (the created object's `id`, kept for undo); for priced LLM
+//! of a JSON body (the created object's `id`), or up to 1 MiB of any body
+//! when the tool's undo is resolved from it (see `undo`); for priced LLM
 //! calls the usage, from the SSE stream or the JSON body, whatever the
 //! status (a 500 can carry usage). A stream is released to the agent one
 //! complete event at a time (an event the agent could not act on yet is
@@ -54,6 +55,7 @@ use redact::{CredentialScrubber, ScrubStream};
 
 use super::plan::LlmPlan;
 use super::settle::{self, Ending};
+use super::undo::Seen;
 use super::{CALL_ID_HEADER, CallRecord, Outcome, Pipeline, forward, refusal};
 use crate::decision::Decision;
 use crate::events::Event;
@@ -182,9 +184,17 @@ impl SseWatch {
 }
 
 impl Observer {
-    /// The observer for an API response.
-    pub(super) fn api(is_json: bool) -> Self {
-        if is_json { Observer::Peek { buf: Some(Vec::new()), limit: RESPONSE_REF_PEEK_BYTES } } else { Observer::None }
+    /// The observer for an API response. A call whose undo is planned from
+    /// its answer keeps up to [`crate::undo::MAX_RESPONSE_BYTES`] of it,
+    /// whatever its content type.
+    pub(super) fn api(is_json: bool, plans_undo: bool) -> Self {
+        if plans_undo {
+            Observer::Peek { buf: Some(Vec::new()), limit: crate::undo::MAX_RESPONSE_BYTES }
+        } else if is_json {
+            Observer::Peek { buf: Some(Vec::new()), limit: RESPONSE_REF_PEEK_BYTES }
+        } else {
+            Observer::None
+        }
     }
 
     /// The observer for a response of a priced LLM call, whatever its status.
@@ -279,7 +289,17 @@ impl Recorder {
             Observer::Peek { buf: Some(buf), .. } if ending == Ending::Complete => Some(buf.as_slice()),
             _ => None,
         };
+        let undo = self.record.undo_source.as_ref().map(|source| {
+            let seen = match observer {
+                _ if ending != Ending::Complete => Seen::Incomplete,
+                Observer::Peek { buf: Some(buf), .. } => Seen::Body(buf),
+                Observer::Peek { buf: None, .. } => Seen::TooLarge,
+                _ => Seen::Incomplete,
+            };
+            source.plan(self.status, seen, &self.pipeline.redactor.load())
+        });
         let outcome = Outcome {
+            undo,
             decision: Decision::Allowed,
             reason: error.clone(),
             status: Some(self.status),
@@ -367,7 +387,7 @@ impl Pipeline {
         let observer = match &llm {
             Some(plan) if plan.price.is_some() => Observer::llm(plan, content_type.starts_with("text/event-stream")),
             Some(_) => Observer::None,
-            None => Observer::api(content_type.contains("json")),
+            None => Observer::api(content_type.contains("json"), record.undo_source.is_some()),
         };
         let upstream_len =
             if *method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {

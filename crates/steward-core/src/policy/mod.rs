@@ -77,6 +77,11 @@ impl ToolMatcher {
         Self { tools: tools.to_vec(), rules, unmatched }
     }
 
+    /// The `[[tools]]` entry named `name`.
+    pub fn tool(&self, name: &str) -> Option<&ToolConfig> {
+        self.tools.iter().find(|t| t.name == name)
+    }
+
     /// Names the tool for `method path` on `upstream`. A trailing `/` does
     /// not make another tool.
     pub fn identify(&self, upstream: &str, method: &str, path: &CanonicalPath) -> Identified<'_> {

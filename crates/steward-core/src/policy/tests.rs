@@ -12,6 +12,8 @@ fn tool(name: &str, method: &str, path: &str) -> ToolConfig {
         side_effect: method != "GET",
         limit: Some(RateLimit { max: 10, per: Duration::from_secs(3600) }),
         retry: RetryPolicy::Never,
+        approval: crate::config::Approval::Never,
+        undo: None,
     }
 }
 

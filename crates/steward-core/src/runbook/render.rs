@@ -16,7 +16,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use crate::config::{BackupDestination, Config, CredentialConfig, RateLimit};
+use crate::config::{BackupDestination, Config, CredentialConfig, RateLimit, UndoSpec};
 
 /// Renders the runbook of `config`, loaded from `config_path`, as of `now`.
 pub fn render(config: &Config, config_path: &Path, now: SystemTime) -> String {
@@ -183,42 +183,77 @@ impl Page<'_> {
     fn rollback(&mut self) {
         self.heading("3. Roll back a bad post");
         self.line(
-            "steward has no `rollback` command yet: a post, message or event that went out must be deleted \
-             at the provider, in its web interface or through its API. Stop the agent first (section 1), \
-             so it cannot post again while you clean up.",
+            "Stop the agent first (section 1), so it cannot post again while you clean up; the kill switch \
+             does not block `steward undo`.",
         );
         self.line("");
         let tools: Vec<_> = self.config.tools.iter().filter(|t| t.side_effect).collect();
-        let Some(first) = tools.first() else {
+        if tools.is_empty() {
             self.line(
                 "No `[[tools]]` entry has a side effect: nothing this agent does through steward changes \
                  the outside world.",
             );
             return;
-        };
-        let first = first.name.clone();
+        }
         self.line("The tools that change the outside world (`[[tools]]` with a side effect):");
         self.line("");
-        self.line("| tool | upstream | match | limit |");
-        self.line("| --- | --- | --- | --- |");
+        self.line("| tool | upstream | match | limit | undo |");
+        self.line("| --- | --- | --- | --- | --- |");
         for tool in &tools {
             let upstream = match self.config.upstreams.get(&tool.upstream).and_then(|u| origin(&u.base_url)) {
                 Some(origin) => format!("{} ({})", tool.upstream, code(&origin)),
                 None => tool.upstream.clone(),
             };
             let limit = tool.limit.map_or_else(|| "none".to_owned(), format_limit);
+            let undo = match &tool.undo {
+                Some(UndoSpec::Call(call)) => {
+                    format!("{} (tool {})", code(&format!("{} {}", call.method, call.path.text)), code(&call.tool))
+                }
+                Some(UndoSpec::Declined { reason }) => format!("none: {reason}"),
+                None => "not declared".to_owned(),
+            };
             self.line(format!(
-                "| {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} |",
                 cell(&code(&tool.name)),
                 cell(&upstream),
                 cell(&code(&format!("{} {}", tool.method, tool.path))),
-                cell(&limit)
+                cell(&limit),
+                cell(&undo)
             ));
         }
         self.line("");
-        self.line("Find the call (one tool at a time):");
+        let undoable: Vec<String> =
+            tools.iter().filter(|t| matches!(t.undo, Some(UndoSpec::Call(_)))).map(|t| t.name.clone()).collect();
+        if !undoable.is_empty() {
+            self.line(
+                "steward recorded the undo of every call of these tools. Undo the agent's recent calls of a \
+                 tool with one command: it shows the plan and asks (`--dry-run` sends nothing, `--yes` does \
+                 not ask), and undoes the newest first:",
+            );
+            self.line("");
+            let mut commands = vec![self.cmd("last", "--undoable")];
+            for name in &undoable {
+                commands.push(self.cmd("undo", &format!("--tool {} --since 2h", shell_quote(name))));
+            }
+            commands.push(self.cmd("undo", "CALL"));
+            self.commands(&commands);
+            self.line(
+                "`CALL` is the CALL column of `steward last`. An undo the provider answers 404 or 410 counts \
+                 as done (already gone); a failed one (5xx, network) alerts and is retried by running the same \
+                 command again. Undoing twice sends one undo.",
+            );
+            self.line("");
+        }
+        let manual: Vec<_> = tools.iter().filter(|t| !matches!(t.undo, Some(UndoSpec::Call(_)))).collect();
+        let Some(first) = manual.first() else { return };
+        let names: Vec<String> = manual.iter().map(|t| code(&t.name)).collect();
+        self.line(format!(
+            "steward cannot undo calls of {}: what they did must be reversed at the provider, in its web \
+             interface or through its API. Find the call (one tool at a time):",
+            names.join(", ")
+        ));
         self.line("");
-        let commands = [self.cmd("last", &format!("--tool {}", shell_quote(&first)))];
+        let commands = [self.cmd("last", &format!("--tool {}", shell_quote(&first.name)))];
         self.commands(&commands);
         self.line(
             "It lists each call's time (UTC), status and REF: the `id` the provider returned for what the \
@@ -237,6 +272,20 @@ impl Page<'_> {
         self.line(format!(
             "Releases the kill switch, whoever engaged it (`steward stop` or the loop breaker), and clears a \
              crash-loop hold{restart}."
+        ));
+        self.line("");
+        self.line(
+            "Not sure the agent should act on its own again? Go back to supervised mode, where every \
+             side-effect call waits for a human, and see what waits:",
+        );
+        self.line("");
+        let commands = [self.cmd("supervise", ""), self.cmd("approvals", "")];
+        self.commands(&commands);
+        let state = if self.config.supervised.enabled { "on" } else { "**off**" };
+        self.line(format!(
+            "- `supervise` undoes `steward graduate` (recorded, audited); `[supervised] enabled` is {state} in \
+             this config, and calls are held only while it is on. `approvals` lists the pending requests, oldest \
+             first; `steward report` says whether the agent is ready to graduate again."
         ));
     }
 

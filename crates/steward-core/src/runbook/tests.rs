@@ -179,6 +179,10 @@ fn every_command_names_the_absolute_config() {
     assert!(last.contains("`/var/lib/poster/logs/audit.jsonl`"), "{last}");
     assert!(last.contains("rotates at 100 MB; rotated files older than 30 day(s) are archived"), "{last}");
     assert!(section(&page, "Resume").contains("steward resume --config /srv/poster/steward.toml\n"));
+    let resume = section(&page, "Resume");
+    assert!(resume.contains("steward supervise --config /srv/poster/steward.toml\n"), "{resume}");
+    assert!(resume.contains("steward approvals --config /srv/poster/steward.toml\n"), "{resume}");
+    assert!(resume.contains("`[supervised] enabled` is **off** in this config"), "{resume}");
 }
 
 #[test]
@@ -226,7 +230,8 @@ fn a_config_path_with_spaces_or_quotes_is_quoted_for_the_shell() {
 fn side_effect_tools_are_listed_for_rollback_and_no_rollback_command_is_promised() {
     let page = render_text(&full());
     let rollback = section(&page, "Roll back a bad post");
-    assert!(rollback.contains("steward has no `rollback` command yet"), "{rollback}");
+    assert!(rollback.contains("steward cannot undo calls of `post`, `delete_status`"), "{rollback}");
+    assert!(!rollback.contains("steward undo "), "no tool declares an undo: {rollback}");
     assert!(
         rollback.contains("| `post` | social (`https://social.example`) | `POST /api/v1/statuses` | 5/minute |"),
         "{rollback}"
@@ -248,6 +253,21 @@ fn side_effect_tools_are_listed_for_rollback_and_no_rollback_command_is_promised
          [[tools]]\nname = \"get\"\nupstream = \"u\"\nmatch = \"GET /x\"\n",
     );
     assert!(section(&reads_only, "Roll back a bad post").contains("No `[[tools]]` entry has a side effect"));
+
+    // A declared undo: the one command per tool, and the manual way only for the rest.
+    let with_undo = render_text(
+        "[agent]\nname = \"poster\"\n[upstreams.u]\nbase_url = \"https://u.example\"\n\
+         [[tools]]\nname = \"post\"\nupstream = \"u\"\nmatch = \"POST /s\"\n\
+         undo = { tool = \"delete\", path = \"/s/{response.id}\" }\n\
+         [[tools]]\nname = \"delete\"\nupstream = \"u\"\nmatch = \"DELETE /s/{id}\"\n\
+         undo = { none = \"a deleted status cannot be restored\" }\n",
+    );
+    let rollback = section(&with_undo, "Roll back a bad post");
+    assert!(rollback.contains("steward undo --config /srv/poster/steward.toml --tool post --since 2h\n"), "{rollback}");
+    assert!(rollback.contains("steward last --config /srv/poster/steward.toml --undoable\n"), "{rollback}");
+    assert!(rollback.contains("| `DELETE /s/{response.id}` (tool `delete`) |"), "{rollback}");
+    assert!(rollback.contains("| none: a deleted status cannot be restored |"), "{rollback}");
+    assert!(rollback.contains("steward cannot undo calls of `delete`"), "{rollback}");
 }
 
 #[test]

@@ -78,12 +78,18 @@
 //!   each: the call's digest and redacted summary (never its body), its
 //!   expiry, and the decision (`pending`, `approved`, `released`, `denied`,
 //!   `expired`) with who made it, how and when.
+//! - `undos` (migration 6): the undo plan of each released call whose tool
+//!   declares one, and where its undo stands (see `undo.rs` for why it is a
+//!   table of its own).
 
+mod approvals;
 mod checkpoint;
 mod queries;
 mod redaction;
+mod report;
 mod schema;
 mod spend;
+mod undo;
 mod writer;
 
 #[cfg(test)]
@@ -100,8 +106,11 @@ use crate::config::{LoopBreakerConfig, RateLimit};
 use crate::decision::Decision;
 use crate::redaction::SharedRedactor;
 
+pub use approvals::{ApprovalDecision, ApprovalRow, ApprovalState, Decided, NewApproval, VIA_EXPIRY, Verdict};
 pub use checkpoint::{CHECKPOINT_BUCKETS, CheckpointHistogram, CheckpointMode, JOURNAL_SIZE_LIMIT, WalStats};
+pub use report::{ApprovalOutcome, ToolBucket, UpstreamErrors};
 pub use spend::{MAX_STORED_MICROS, MAX_STORED_TOKENS, STOP_KEY, SpendHold, SpendRow, SpendSettlement, SpendStop};
+pub use undo::{ClaimOutcome, UndoClaim, UndoPlan, UndoQuery, UndoRow, UndoState};
 use writer::{Op, Request, Response};
 
 /// Ops queued for the writer beyond this wait in `send`: backpressure instead
@@ -177,6 +186,10 @@ pub struct Admission {
     pub loop_breaker: LoopBreakerConfig,
     /// Worst-case spend to reserve against the daily cap (priced LLM calls).
     pub spend: Option<SpendHold>,
+    /// An undo the operator ran (`steward undo`, never the agent): the kill
+    /// switch does not refuse it, because stopping the agent and then
+    /// cleaning up is the normal sequence. Every other gate applies.
+    pub undo_by_operator: bool,
 }
 
 /// What [`Store::admit`] decided. Every variant has been journaled.
@@ -282,6 +295,9 @@ pub struct Completion {
     pub extra_json: Option<String>,
     /// The real cost of a priced call, settling its reservation.
     pub spend: Option<SpendSettlement>,
+    /// The undo plan of a call whose tool declares an undo, recorded with
+    /// the completion (see `undo.rs`).
+    pub undo: Option<UndoPlan>,
 }
 
 /// The persisted kill switch.
@@ -512,6 +528,18 @@ impl Store {
         }
     }
 
+    /// What [`Store::admit`] would decide for `a` right now (kill switch,
+    /// rate limit, spend cap and stop; not the loop breaker), with nothing
+    /// journaled or reserved: supervised mode asks it before holding a call
+    /// for a human, so nobody is asked about a call that would be refused
+    /// anyway. Advisory only: the admission after the approval decides.
+    pub async fn precheck(&self, a: Admission) -> Result<AdmitOutcome, StoreError> {
+        match self.write(Request::Precheck(a)).await? {
+            Response::Admit(outcome) => Ok(outcome),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// Journals a call refused before admission (killed, unmatched, bad
     /// request, body too large...): finished at once with `status`. Only the
     /// row's facts are read from `a`; its gates (limit, loop breaker, spend)
@@ -639,6 +667,46 @@ impl Store {
             Response::Count(n) => Ok(n),
             other => Err(unexpected(&other)),
         }
+    }
+
+    /// The journal row of call `id`, if any.
+    pub async fn call(&self, id: &str) -> Result<Option<CallRow>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |conn| queries::call(conn, &id)).await
+    }
+
+    /// Undo plans matching `q`, newest original call first.
+    pub async fn undos(&self, q: UndoQuery) -> Result<Vec<UndoRow>, StoreError> {
+        self.read(move |conn| undo::query(conn, &q)).await
+    }
+
+    /// Journal ids matching what an operator typed (a whole id, the short
+    /// id `steward last` shows, or a prefix of either), newest first, at most 10.
+    pub async fn find_call_ids(&self, text: &str) -> Result<Vec<String>, StoreError> {
+        let text = text.to_owned();
+        self.read(move |conn| undo::find_call_ids(conn, &text)).await
+    }
+
+    /// Marks the undo of `claim.call_id` as running under `claim`, if it can
+    /// run (planned, or failed before); otherwise returns the row as it
+    /// stands. One transaction: two concurrent undos of a call send one.
+    pub async fn claim_undo(&self, claim: UndoClaim) -> Result<ClaimOutcome, StoreError> {
+        match self.write(Request::ClaimUndo(claim)).await? {
+            Response::Claim(outcome) => Ok(*outcome),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Ends a running undo: `undone`, `gone` or `failed` (with `reason`).
+    pub async fn finish_undo(
+        &self,
+        call_id: &str,
+        state: UndoState,
+        reason: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let req = Request::FinishUndo { call_id: call_id.to_owned(), state, reason: reason.map(str::to_owned), now_ms };
+        self.write_done(req).await
     }
 
     /// Batches and ops committed by this handle's writer.

@@ -46,6 +46,17 @@ pub(super) fn last(conn: &Connection, q: &LastQuery) -> Result<Vec<CallRow>, Sto
     rows.collect::<Result<Vec<_>, _>>().map_err(|e| sql_error("reading the journal", e))
 }
 
+/// The journal row of `id`.
+pub(super) fn call(conn: &Connection, id: &str) -> Result<Option<CallRow>, StoreError> {
+    conn.prepare_cached(
+        "SELECT id, started_ms, finished_ms, door, tool, upstream, method, path, loop_key, input_summary,
+                input_sha256, decision, reason, status, duration_ms, attempts, response_ref, cost_usd, extra_json
+         FROM calls WHERE id = ?1",
+    )
+    .and_then(|mut s| s.query_row([id], call_row).optional())
+    .map_err(|e| sql_error("reading a call", e))
+}
+
 /// Calls still in flight (admitted, not finished), oldest first.
 pub(super) fn in_flight(conn: &Connection) -> Result<Vec<CallRow>, StoreError> {
     let mut stmt = conn

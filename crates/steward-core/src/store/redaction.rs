@@ -34,6 +34,8 @@ impl Request {
     pub(super) fn redacted(self, r: &Redactor) -> Request {
         match self {
             Request::Admit(a) => Request::Admit(admission(r, a)),
+            Request::Precheck(a) => Request::Precheck(admission(r, a)),
+            Request::Approval(w) => Request::Approval(w.redacted(r)),
             Request::Refused { admission: a, decision, reason, status } => {
                 Request::Refused { admission: admission(r, a), decision, reason: text(r, reason), status }
             }
@@ -50,6 +52,12 @@ impl Request {
             Request::KvDelete { key } => Request::KvDelete { key },
             Request::PruneJournal { before_ms, max_rows } => Request::PruneJournal { before_ms, max_rows },
             Request::PruneSpend { before_day, max_rows } => Request::PruneSpend { before_day, max_rows },
+            Request::ClaimUndo(c) => {
+                Request::ClaimUndo(super::UndoClaim { by: text(r, c.by), via: text(r, c.via), ..c })
+            }
+            Request::FinishUndo { call_id, state, reason, now_ms } => {
+                Request::FinishUndo { call_id, state, reason: reason.map(|v| text(r, v)), now_ms }
+            }
             Request::Ping => Request::Ping,
             Request::Checkpoint(mode) => Request::Checkpoint(mode),
             #[cfg(test)]
@@ -73,6 +81,7 @@ fn admission(r: &Redactor, a: Admission) -> Admission {
         limit,
         loop_breaker,
         spend,
+        undo_by_operator,
     } = a;
     Admission {
         call_id,
@@ -88,6 +97,7 @@ fn admission(r: &Redactor, a: Admission) -> Admission {
         limit,
         loop_breaker,
         spend: spend.map(|s| hold(r, s)),
+        undo_by_operator,
     }
 }
 
@@ -97,7 +107,7 @@ fn hold(r: &Redactor, h: SpendHold) -> SpendHold {
 }
 
 fn completion(r: &Redactor, c: Completion) -> Completion {
-    let Completion { call_id, now_ms, status, duration_ms, attempts, response_ref, error, extra_json, spend } = c;
+    let Completion { call_id, now_ms, status, duration_ms, attempts, response_ref, error, extra_json, spend, undo } = c;
     Completion {
         call_id,
         now_ms,
@@ -108,6 +118,21 @@ fn completion(r: &Redactor, c: Completion) -> Completion {
         error: error.map(|v| text(r, v)),
         extra_json: extra_json.map(|v| json_or_text(r, v)),
         spend: spend.map(|s| settlement(r, s)),
+        undo: undo.map(|u| undo_plan(r, u)),
+    }
+}
+
+/// Every text of a plan; the pipeline already refused a plan redaction would change.
+fn undo_plan(r: &Redactor, plan: super::UndoPlan) -> super::UndoPlan {
+    use super::UndoPlan;
+    match plan {
+        UndoPlan::Call { tool, method, path, body } => UndoPlan::Call {
+            tool: text(r, tool),
+            method: text(r, method),
+            path: text(r, path),
+            body: body.map(|b| json_or_text(r, b)),
+        },
+        UndoPlan::Unavailable { reason } => UndoPlan::Unavailable { reason: text(r, reason) },
     }
 }
 

@@ -94,6 +94,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX approvals_state_created ON approvals (state, created_ms);
     CREATE INDEX approvals_digest_state ON approvals (digest, state);
     CREATE INDEX approvals_decided ON approvals (decided_ms) WHERE decided_ms IS NOT NULL;",
+    // 6: the undo plan of each released call whose tool declares one (see `undo.rs`).
+    super::undo::MIGRATION,
 ];
 
 /// Device and inode of the database file as opened.

@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use super::*;
 
+mod approvals;
 mod counting;
 mod failures;
 mod redaction;
 pub(crate) mod spend;
+mod undo;
 mod wal;
 
 const HOUR_MS: i64 = 3_600_000;
@@ -46,6 +48,7 @@ pub(crate) fn admission(id: &str, now_ms: i64, tool: Option<&str>, loop_key: &st
         input_sha256: "ab".repeat(32),
         limit: None,
         loop_breaker: no_breaker(),
+        undo_by_operator: false,
         spend: None,
     }
 }
@@ -62,6 +65,7 @@ pub(crate) fn completion(id: &str, now_ms: i64, status: Option<u16>) -> Completi
         duration_ms: 12,
         attempts: 1,
         response_ref: None,
+        undo: None,
         error: None,
         extra_json: None,
         spend: None,

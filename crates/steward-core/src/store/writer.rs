@@ -34,6 +34,9 @@ pub(super) struct Op {
 #[derive(Debug)]
 pub(super) enum Request {
     Admit(Admission),
+    /// What `Admit` would answer, with nothing written (see `Store::precheck`).
+    Precheck(Admission),
+    Approval(super::approvals::ApprovalWrite),
     Refused {
         admission: Admission,
         decision: Decision,
@@ -75,6 +78,13 @@ pub(super) enum Request {
         before_day: String,
         max_rows: u64,
     },
+    ClaimUndo(super::UndoClaim),
+    FinishUndo {
+        call_id: String,
+        state: super::UndoState,
+        reason: Option<String>,
+        now_ms: i64,
+    },
     /// A real write (see `Store::check_writable`).
     Ping,
     /// A `RESTART` or `TRUNCATE` checkpoint, run between two batches (never
@@ -90,7 +100,9 @@ pub(super) enum Response {
     Admit(AdmitOutcome),
     Done,
     Count(u64),
+    Claim(Box<super::ClaimOutcome>),
     Checkpointed(Pass),
+    Decided(Box<super::approvals::Decided>),
 }
 
 /// Starts the writer thread. It runs until every sender is dropped.
@@ -243,6 +255,8 @@ fn apply_in_savepoint(conn: &Connection, req: &Request, redactor: &Redactor) -> 
 fn apply(conn: &Connection, req: &Request, redactor: &Redactor) -> Result<Response, StoreError> {
     match req {
         Request::Admit(a) => admit(conn, a, redactor).map(Response::Admit),
+        Request::Precheck(a) => precheck(conn, a, redactor).map(Response::Admit),
+        Request::Approval(w) => w.apply(conn),
         Request::Refused { admission, decision, reason, status } => {
             let row = NewRow { decision: *decision, reason: Some(reason), status: Some(*status), finished: true };
             insert_call(conn, admission, &row).map(|()| Response::Done)
@@ -260,6 +274,7 @@ fn apply(conn: &Connection, req: &Request, redactor: &Redactor) -> Result<Respon
             .map(|_| Response::Done)
             .map_err(|e| sql_error("releasing the kill switch", e)),
         Request::SettleInterrupted { now_ms } => spend::settle_open_at_reserved(conn, *now_ms).and_then(|()| {
+            super::undo::fail_running(conn, *now_ms)?;
             // The outcome is unknown: the error-rate alert leaves the call out.
             conn.prepare_cached(
                 "UPDATE calls SET finished_ms = ?1, reason = ?2, status = NULL, counts_as_error = NULL,
@@ -290,9 +305,16 @@ fn apply(conn: &Connection, req: &Request, redactor: &Redactor) -> Result<Respon
                      ORDER BY started_ms LIMIT ?2)",
             )
             .and_then(|mut s| s.execute(params![before_ms, i64::try_from(*max_rows).unwrap_or(i64::MAX)]))
-            .map(|n| Response::Count(u64::try_from(n).unwrap_or(u64::MAX)))
-            .map_err(|e| sql_error("pruning the journal", e)),
+            .map_err(|e| sql_error("pruning the journal", e))
+            .and_then(|n| {
+                super::undo::prune_orphans(conn, *before_ms)?;
+                Ok(Response::Count(u64::try_from(n).unwrap_or(u64::MAX)))
+            }),
         Request::PruneSpend { before_day, max_rows } => spend::prune(conn, before_day, *max_rows).map(Response::Count),
+        Request::ClaimUndo(claim) => super::undo::claim(conn, claim).map(|c| Response::Claim(Box::new(c))),
+        Request::FinishUndo { call_id, state, reason, now_ms } => {
+            super::undo::finish(conn, call_id, *state, reason.as_deref(), *now_ms).map(|()| Response::Done)
+        }
         // Rewrites one row of `kv`: the page reaches the WAL at commit, so a
         // file that refuses writes fails here, which an empty transaction
         // would not notice (it writes nothing).
@@ -318,7 +340,9 @@ fn apply(conn: &Connection, req: &Request, redactor: &Redactor) -> Result<Respon
 /// refused call: `steward stop` wrote it knowing fewer secrets than the daemon.
 fn admit(conn: &Connection, a: &Admission, redactor: &Redactor) -> Result<AdmitOutcome, StoreError> {
     let kill = queries::kill_state(conn)?;
-    if let Some(reason) = kill.refusal_reason(redactor) {
+    if !a.undo_by_operator
+        && let Some(reason) = kill.refusal_reason(redactor)
+    {
         insert_call(
             conn,
             a,
@@ -361,6 +385,26 @@ fn admit(conn: &Connection, a: &Admission, redactor: &Redactor) -> Result<AdmitO
     }
     insert_call(conn, a, &NewRow { decision: Decision::Allowed, reason: None, status: None, finished: false })?;
     Ok(AdmitOutcome::Admitted)
+}
+
+/// Admission's verdict on `a` without its effects: the same code inside a
+/// savepoint that is always rolled back, so the two cannot disagree on what
+/// would be refused. The loop breaker is left out: it engages the kill
+/// switch, and only the authoritative admission may do that.
+fn precheck(conn: &Connection, a: &Admission, redactor: &Redactor) -> Result<AdmitOutcome, StoreError> {
+    let mut a = a.clone();
+    a.loop_breaker.max_identical = 0;
+    conn.prepare_cached("SAVEPOINT precheck")
+        .and_then(|mut s| s.execute([]))
+        .map_err(|e| sql_error("opening the precheck savepoint", e))?;
+    let outcome = admit(conn, &a, redactor);
+    if !conn.is_autocommit() {
+        conn.prepare_cached("ROLLBACK TO precheck")
+            .and_then(|mut s| s.execute([]))
+            .and_then(|_| conn.prepare_cached("RELEASE precheck").and_then(|mut s| s.execute([])))
+            .map_err(|e| sql_error("rolling back the precheck", e))?;
+    }
+    outcome
 }
 
 /// The per-tool steps of admission: loop breaker, then rate limit. `Some`
@@ -483,6 +527,9 @@ fn complete(conn: &Connection, c: &Completion) -> Result<(), StoreError> {
     }
     if let Some(settlement) = &c.spend {
         spend::settle(conn, &c.call_id, settlement, c.now_ms)?;
+    }
+    if let Some(plan) = &c.undo {
+        super::undo::record(conn, &c.call_id, plan, c.now_ms)?;
     }
     Ok(())
 }

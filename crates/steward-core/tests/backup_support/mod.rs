@@ -122,6 +122,7 @@ pub fn admission(id: &str, now_ms: i64) -> Admission {
         input_sha256: "ab".repeat(32),
         limit: None,
         loop_breaker: LoopBreakerConfig { max_identical: 0, window: Duration::ZERO },
+        undo_by_operator: false,
         spend: None,
     }
 }
@@ -145,6 +146,7 @@ pub fn completion(id: &str, now_ms: i64) -> Completion {
         duration_ms: 5,
         attempts: 1,
         response_ref: None,
+        undo: None,
         error: None,
         extra_json: Some("{\"tokens\":3}".into()),
         spend: None,

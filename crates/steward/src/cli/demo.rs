@@ -1,8 +1,11 @@
 //! `steward demo`: the quickstart. A mock social-media upstream, the real
 //! gateway, and the example agent from `examples/quickstart/`, all in this
 //! process with zero external services. The agent posts, hits its rate limit,
-//! gets stuck in a loop and is stopped by the loop breaker; the demo narrates
-//! each step and leaves the state behind for `steward last`.
+//! gets stuck in a loop and is stopped by the loop breaker; then the operator
+//! undoes its posts with one `steward undo` (run as its own process, through
+//! the daemon's admin API, like on a real host) and the mock shows them
+//! gone. The demo narrates each step and leaves the state behind for
+//! `steward last`.
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
@@ -77,7 +80,19 @@ async fn demo(args: Args) -> anyhow::Result<()> {
     step("4. The kill switch is now engaged. Every call is refused until a human runs `steward resume`:");
     show(&agent.post("are you still there?").await);
 
+    let steward = invocation();
+    let config_arg = config_path.display();
+    step("5. The operator undoes the agent's posts with one command (the kill switch does not block an undo):");
+    say(&format!("$ {steward} undo --config {config_arg} --tool post --since 1h --yes"));
+    let undo = undo_posts(&config_path).await?;
+    for line in undo.lines() {
+        say(line);
+    }
+    // What reached the upstream through steward (the demo's own listing below does not count).
     let received = mock.requests();
+    let left = statuses_left(&mock.base_url()).await?;
+    say(&format!("the mock now holds {left} status(es): the posts are gone"));
+
     let real_token_seen =
         received.iter().all(|r| r.header("authorization").is_some_and(|v| v.contains(DEMO_UPSTREAM_TOKEN)));
     let agent_token_leaked = received.iter().any(|r| r.headers.iter().any(|(_, v)| v.contains(token.trim())));
@@ -91,11 +106,10 @@ async fn demo(args: Args) -> anyhow::Result<()> {
         yes_no(real_token_seen),
         yes_no(agent_token_leaked)
     ));
-    let config_arg = config_path.display();
-    let steward = invocation();
     step("Next:");
     say(&format!("{steward} last --config {config_arg}            # every call, newest first (refusals included)"));
     say(&format!("{steward} last --config {config_arg} --failed   # only what was refused"));
+    say(&format!("{steward} last --config {config_arg} --undoable # what steward can still undo"));
     say(&format!("{steward} status --config {config_arg}          # kill switch and limits"));
     say(&format!("{steward} resume --config {config_arg}          # release the kill switch"));
     say(&format!("audit log: {}", config.logging.dir.join("audit.jsonl").display()));
@@ -103,6 +117,36 @@ async fn demo(args: Args) -> anyhow::Result<()> {
         anyhow::bail!("credential injection did not behave as expected");
     }
     Ok(())
+}
+
+/// Runs `steward undo --tool post --since 1h --yes` as its own process
+/// (this binary), the way an operator would; returns what it printed.
+async fn undo_posts(config_path: &std::path::Path) -> anyhow::Result<String> {
+    let exe = std::env::current_exe().context("cannot find the steward binary")?;
+    let out = tokio::process::Command::new(exe)
+        .args(["undo", "--tool", "post", "--since", "1h", "--yes", "--config"])
+        .arg(config_path)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .context("cannot run steward undo")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        anyhow::bail!("steward undo failed: {text}");
+    }
+    Ok(text)
+}
+
+/// How many statuses the mock still holds (`GET /api/v1/statuses`).
+async fn statuses_left(base_url: &str) -> anyhow::Result<usize> {
+    let list: serde_json::Value = reqwest::get(format!("{base_url}/api/v1/statuses"))
+        .await
+        .context("cannot list the mock's statuses")?
+        .json()
+        .await
+        .context("the mock's status list is not JSON")?;
+    Ok(list.as_array().map_or(0, Vec::len))
 }
 
 /// The example config pointed at the mock (`base_url`), the token file and

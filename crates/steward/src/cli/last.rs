@@ -1,5 +1,9 @@
-//! `steward last`: what the agent did, newest first, from the journal.
+//! `steward last`: what the agent did, newest first, from the journal. The
+//! table also shows supervised mode's decisions (approved, denied, expired:
+//! who, how, how long it took) among the calls of the same period; `--json`
+//! stays the journal's rows.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -7,7 +11,7 @@ use anyhow::Context;
 use comfy_table::{ContentArrangement, Table, presets};
 use steward_core::config::Config;
 use steward_core::decision::status_of_decision;
-use steward_core::store::{CallRow, LastQuery};
+use steward_core::store::{ApprovalRow, ApprovalState, CallRow, LastQuery, UndoQuery, UndoRow, UndoState};
 
 use super::{CliError, exit, format_ms, load_config, now_ms, open_store_read_only, print_json, runtime};
 
@@ -26,6 +30,9 @@ pub struct Args {
     /// Only refused or failed calls.
     #[arg(long)]
     failed: bool,
+    /// Only calls steward can still undo, with the undo it would send (`steward undo CALL`).
+    #[arg(long, conflicts_with = "failed")]
+    undoable: bool,
     /// One JSON array, for scripts.
     #[arg(long)]
     pub(super) json: bool,
@@ -37,16 +44,43 @@ fn parse_since(text: &str) -> Result<std::time::Duration, String> {
 
 pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
     let config = load_config(path)?;
+    if args.undoable {
+        return undoable(&config, &args);
+    }
     let query = LastQuery {
         limit: args.limit,
         tool: args.tool.clone(),
         since_ms: args.since.map(|d| now_ms() - i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
         failed_only: args.failed,
     };
-    let mut rows = runtime()?.block_on(async {
+    let since_ms = query.since_ms;
+    let (mut rows, decisions, undos) = runtime()?.block_on(async {
         let store = open_store_read_only(&config)?;
-        store.last(query).await.context("cannot read the journal")
+        let rows = store.last(query).await.context("cannot read the journal")?;
+        // Decisions made since the oldest call shown (or the --since bound).
+        let from = rows.last().map(|r| r.started_ms).or(since_ms).unwrap_or(0);
+        let decisions = if args.json || args.failed {
+            Vec::new()
+        } else {
+            store.approvals_decided_since(from).await.context("cannot read the approval decisions")?
+        };
+        // The undo state of the calls shown: `steward last` marks undone calls.
+        let undos = match rows.iter().map(|r| r.started_ms).min() {
+            Some(since_ms) => {
+                let q = UndoQuery {
+                    call_ids: Some(rows.iter().map(|r| r.id.clone()).collect()),
+                    since_ms: Some(since_ms),
+                    ..UndoQuery::default()
+                };
+                store.undos(q).await.context("cannot read the undo plans")?
+            }
+            None => Vec::new(),
+        };
+        anyhow::Ok((rows, decisions, undos))
     })?;
+    let decisions: Vec<ApprovalRow> =
+        decisions.into_iter().filter(|d| args.tool.as_ref().is_none_or(|t| *t == d.tool)).collect();
+    let undos: HashMap<String, UndoRow> = undos.into_iter().map(|u| (u.call_id.clone(), u)).collect();
     if rows.is_empty()
         && let Some(tool) = &args.tool
         && !is_a_tool(&config, tool)
@@ -60,16 +94,86 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         }
     }
     if args.json {
+        let rows: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|row| {
+                let mut value = serde_json::to_value(row).unwrap_or_default();
+                if let Some(undo) = undos.get(&row.id) {
+                    value["undo"] = serde_json::to_value(undo).unwrap_or_default();
+                }
+                value
+            })
+            .collect();
         print_json(&rows)?;
         return Ok(ExitCode::from(exit::OK));
     }
-    if rows.is_empty() {
+    if rows.is_empty() && decisions.is_empty() {
         let of_tool = args.tool.as_ref().map(|t| format!(" of tool `{t}`")).unwrap_or_default();
         anstream::println!("no calls{of_tool} recorded{}", if args.failed { " that failed" } else { "" });
         return Ok(ExitCode::from(exit::OK));
     }
-    anstream::println!("{}", table(&rows));
+    anstream::println!("{}", table(&rows, &decisions, &undos));
     Ok(ExitCode::from(exit::OK))
+}
+
+/// `steward last --undoable`: the calls steward can still undo, newest first.
+fn undoable(config: &Config, args: &Args) -> Result<ExitCode, CliError> {
+    let query = UndoQuery {
+        tool: args.tool.clone(),
+        since_ms: args.since.map(|d| now_ms() - i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        undoable_only: true,
+        limit: args.limit,
+        ..UndoQuery::default()
+    };
+    let rows = runtime()?.block_on(async {
+        let store = open_store_read_only(config)?;
+        store.undos(query).await.context("cannot read the undo plans")
+    })?;
+    if args.json {
+        print_json(&rows)?;
+        return Ok(ExitCode::from(exit::OK));
+    }
+    if rows.is_empty() {
+        anstream::println!("no call can be undone (a tool declares its undo with undo = {{ tool, path }})");
+        return Ok(ExitCode::from(exit::OK));
+    }
+    let mut table = Table::new();
+    table.load_style(presets::NOTHING).set_content_arrangement(ContentArrangement::Dynamic);
+    table.set_header(["TIME (UTC)", "CALL", "TOOL", "STATE", "UNDO (steward undo CALL)"]);
+    for row in &rows {
+        let undo = format!("{} {}", row.method.as_deref().unwrap_or("?"), row.path.as_deref().unwrap_or("?"));
+        let state = match row.state {
+            UndoState::Failed => format!("failed: {}", row.reason.as_deref().unwrap_or("?")),
+            other => other.to_string(),
+        };
+        table.add_row([
+            format_ms(row.started_ms),
+            short_id(&row.call_id),
+            row.tool.clone(),
+            escape(&state, 60),
+            escape(&undo, 80),
+        ]);
+    }
+    anstream::println!("{table}");
+    Ok(ExitCode::from(exit::OK))
+}
+
+/// The UNDO column: what `steward undo` did or can do for the call, or
+/// which call an undo call undid.
+fn undo_mark(row: &CallRow, undo: Option<&UndoRow>) -> String {
+    let undo_of = row
+        .extra_json
+        .as_deref()
+        .and_then(|extra| serde_json::from_str::<serde_json::Value>(extra).ok())
+        .and_then(|extra| extra["undo_of"].as_str().map(short_id));
+    match undo.map(|u| u.state) {
+        None => undo_of.map_or_else(|| "-".into(), |of| format!("undo of {of}")),
+        Some(UndoState::Undone | UndoState::Gone) => "undone".into(),
+        Some(UndoState::Planned) => "undoable".into(),
+        Some(UndoState::Failed) => "undo failed".into(),
+        Some(UndoState::Running) => "undoing".into(),
+        Some(UndoState::Unavailable) => "no undo".into(),
+    }
 }
 
 /// A `[[tools]]` name, or `PROVIDER:ENDPOINT` of an `[llm.*]` provider.
@@ -94,11 +198,18 @@ fn known_tools(config: &Config) -> String {
     text
 }
 
-fn table(rows: &[CallRow]) -> Table {
+fn table(rows: &[CallRow], decisions: &[ApprovalRow], undos: &HashMap<String, UndoRow>) -> Table {
     let mut table = Table::new();
     table.load_style(presets::NOTHING).set_content_arrangement(ContentArrangement::Dynamic);
-    table.set_header(["TIME (UTC)", "CALL", "TOOL", "DECISION", "STATUS", "MS", "REF", "REQUEST"]);
+    table.set_header(["TIME (UTC)", "CALL", "TOOL", "DECISION", "STATUS", "MS", "REF", "UNDO", "REQUEST"]);
+    // Newest first, decisions among the calls.
+    let mut decisions: Vec<&ApprovalRow> = decisions.iter().collect();
+    decisions.sort_by_key(|d| std::cmp::Reverse(d.decided_ms));
+    let mut decisions = decisions.into_iter().peekable();
     for row in rows {
+        while let Some(d) = decisions.next_if(|d| d.decided_ms.unwrap_or(0) >= row.started_ms) {
+            table.add_row(decision_row(d));
+        }
         table.add_row([
             format_ms(row.started_ms),
             short_id(&row.id),
@@ -107,10 +218,41 @@ fn table(rows: &[CallRow]) -> Table {
             row.status.map_or_else(|| "-".into(), |s| s.to_string()),
             row.duration_ms.map_or_else(|| "-".into(), |d| d.to_string()),
             row.response_ref.clone().unwrap_or_else(|| "-".into()),
+            undo_mark(row, undos.get(&row.id)),
             escape(&request_text(row), 60),
         ]);
     }
+    for d in decisions {
+        table.add_row(decision_row(d));
+    }
     table
+}
+
+/// A decision as a row: who decided, how, and how long it took.
+fn decision_row(d: &ApprovalRow) -> [String; 9] {
+    let word = match d.state {
+        ApprovalState::Approved | ApprovalState::Released => "approved",
+        ApprovalState::Denied => "denied",
+        ApprovalState::Expired | ApprovalState::Pending => "expired",
+    };
+    let who = format!(
+        "{} by {} via {}{}",
+        d.id.chars().take(8).collect::<String>(),
+        d.decided_by.as_deref().unwrap_or("-"),
+        d.decided_via.as_deref().unwrap_or("-"),
+        d.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default()
+    );
+    [
+        format_ms(d.decided_ms.unwrap_or(d.created_ms)),
+        "approval".to_owned(),
+        d.tool.clone(),
+        word.to_owned(),
+        "-".to_owned(),
+        d.time_to_decide_ms().map_or_else(|| "-".into(), |ms| ms.to_string()),
+        "-".to_owned(),
+        "-".to_owned(),
+        escape(&who, 60),
+    ]
 }
 
 /// The body summary, or the method and path for calls without a body.

@@ -2,20 +2,23 @@
 //! types, the dispatch, the exit codes and the colour policy; `error` holds
 //! the error report (text, or JSON with `--json`).
 
-#[expect(dead_code, reason = "its first commands (approvals, undo) land with issues 14 and 15")]
 mod admin_client;
 mod agent_exec;
+
 mod alerts;
+mod approvals;
 mod backup;
 mod completions;
 mod config_check;
 mod demo;
 mod doctor;
 mod error;
+mod graduate;
 mod init;
 mod last;
 mod logs;
 mod reload;
+mod report;
 mod restore;
 mod run;
 mod runbook;
@@ -23,6 +26,7 @@ mod secrets;
 mod spend;
 mod status;
 mod stop;
+mod undo;
 
 pub use error::CliError;
 
@@ -43,12 +47,16 @@ pub mod exit {
     /// The configuration is invalid: fix steward.toml at the reported line
     /// (also: `config check` found an unsafe secret file or a dev/prod share).
     pub const CONFIG: u8 = 3;
+    /// `steward graduate` refused: a readiness criterion is not met (each is
+    /// printed with its fix; `--force` overrides).
+    pub const NOT_READY: u8 = 4;
     // `steward doctor` has its own codes: 0 nothing fails, 1 an item fails,
     // 2 doctor could not run (see `doctor::code`).
 }
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 success · 1 failure · 2 usage error · 3 invalid configuration
+            (steward graduate: 4 not ready, a readiness criterion is not met)
             (steward doctor: 0 no item fails · 1 an item fails · 2 could not run)
 
 Start here:
@@ -61,9 +69,12 @@ Start here:
   steward logs agent -f        the agent's output (redacted)
   steward doctor               score the deployment against the production checklist
   steward last                 what the agent did, newest first
+  steward undo --tool post --since 2h   undo the agent's recent posts (the tool's declared undo)
   steward alerts test          send a test alert through every [[alerts.sinks]] entry
   steward stop --reason \"...\"  kill switch: refuse every call and stop the agent until `steward resume`
   steward backup now           back up config, store and agent state to the [backup] destination
+  steward report --since 7d    what the agent did, approvals, and whether it is ready to run unsupervised
+  steward graduate             end supervised mode (refused with the unmet criteria unless --force)
   steward runbook              write the one-page runbook of this deployment ([runbook] output)
 
 Colour only on a terminal; NO_COLOR=1 turns it off, CLICOLOR_FORCE=1 forces it.
@@ -95,6 +106,15 @@ enum Command {
     Resume(stop::ResumeArgs),
     /// Show recent calls, newest first.
     Last(last::Args),
+    /// Supervised mode: the requests waiting for a human, oldest first, with the full request (--json).
+    Approvals(approvals::ListArgs),
+    /// Supervised mode: approve a waiting request (id or unique prefix); its call is released once.
+    Approve(approvals::ApproveArgs),
+    /// Supervised mode: deny a waiting request; the agent is told the reason.
+    Deny(approvals::DenyArgs),
+    /// Undo calls through their tool's declared undo (`steward undo CALL`, or `--tool T --since 2h`):
+    /// shows the plan and asks; --yes for scripts, --dry-run sends nothing. Needs the running daemon.
+    Undo(undo::Args),
     /// Show the agent (state, pid, uptime, restarts, last exit), the daemon, the kill switch, spend, and calls against limits.
     Status(status::Args),
     /// Show LLM spend: today against the cap, per model per day.
@@ -129,6 +149,14 @@ enum Command {
     /// Render this deployment's one-page runbook (Markdown: stop, last, roll back, resume, spend,
     /// credentials, backups, alerts, whom to call) to [runbook] output, or print it with --stdout.
     Runbook(runbook::Args),
+    /// Summarize what the agent did (calls per tool per day, approvals, refusals, upstream errors, spend,
+    /// loop-breaker trips, alerts, restore tests) and whether it is ready to run without approvals.
+    Report(report::Args),
+    /// End supervised mode: refused, with every unmet readiness criterion and its fix, unless all pass or
+    /// --force; recorded (who, when, forced) and audited. Works with or without a running daemon.
+    Graduate(graduate::GraduateArgs),
+    /// Go back to supervised mode (undo `steward graduate`), recorded and audited.
+    Supervise(graduate::SuperviseArgs),
     /// Print a shell completion script: `steward completions bash > /etc/bash_completion.d/steward`.
     Completions(completions::CompletionsArgs),
     /// Print the manual page (roff): `steward man | man -l -`; `--dir D` writes one page per command.
@@ -148,6 +176,10 @@ impl Cli {
         match &self.command {
             Command::Config(ConfigCommand::Check(args)) => args.json,
             Command::Last(args) => args.json,
+            Command::Approvals(args) => args.json,
+            Command::Approve(args) => args.json,
+            Command::Deny(args) => args.json,
+            Command::Undo(args) => args.json,
             Command::Status(args) => args.json,
             Command::Spend(args) => args.json,
             Command::Alerts(alerts::Command::Test(args)) => args.json,
@@ -159,6 +191,8 @@ impl Cli {
             Command::Backup(backup::Command::Verify(args)) => args.json,
             Command::Restore(args) => args.json,
             Command::Runbook(args) => args.json,
+            Command::Report(args) => args.json,
+            Command::Graduate(_) | Command::Supervise(_) => false,
             Command::Init(_)
             | Command::Run(_)
             | Command::Stop(_)
@@ -204,6 +238,10 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Stop(args) => stop::stop(&config_path, args),
         Command::Resume(args) => stop::resume(&config_path, args),
         Command::Last(args) => last::run(&config_path, args),
+        Command::Approvals(args) => approvals::list(&config_path, &args),
+        Command::Approve(args) => approvals::approve(&config_path, &args),
+        Command::Deny(args) => approvals::deny(&config_path, &args),
+        Command::Undo(args) => undo::run(&config_path, args),
         Command::Status(args) => status::run(&config_path, args),
         Command::Spend(args) => spend::run(&config_path, args),
         Command::Logs(command) => logs::run(&config_path, command),
@@ -217,6 +255,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Backup(command) => backup::run(&config_path, command),
         Command::Restore(args) => restore::run(&config_path, args),
         Command::Runbook(args) => runbook::run(&config_path, args),
+        Command::Report(args) => report::run(&config_path, args),
+        Command::Graduate(args) => graduate::graduate(&config_path, args),
+        Command::Supervise(args) => graduate::supervise(&config_path, args),
         Command::Completions(args) => completions::completions(args),
         Command::Man(args) => completions::man(args),
     }

@@ -305,11 +305,12 @@ policy = "deny"
 
     /// The last line of every call: every audit line except the `admitted`
     /// ones an allowed call writes before it is forwarded, and the lines of
-    /// config reloads (`phase = "reload"`), which are not calls.
+    /// config reloads (`phase = "reload"`) and mode changes
+    /// (`phase = "supervision"`), which are not calls.
     pub fn audit_lines(&self) -> Vec<serde_json::Value> {
         self.all_audit_lines()
             .into_iter()
-            .filter(|line| line["phase"] != "admitted" && line["phase"] != "reload")
+            .filter(|line| line["phase"] != "admitted" && line["phase"] != "reload" && line["phase"] != "supervision")
             .collect()
     }
 

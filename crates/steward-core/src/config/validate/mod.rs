@@ -11,7 +11,8 @@
 //! - `credentials`: `[credentials.*]`, `[policy]`;
 //! - `upstreams`: `[upstreams.*]`, `[[tools]]`, `[loop_breaker]`;
 //! - `llm`: `[llm.*]`, `[spend]`, `[prices.*]`;
-//! - `backup`, `alerts` (with `[heartbeat]`), `runbook`, `dashboard`: their sections;
+//! - `backup`, `alerts` (with `[heartbeat]`), `runbook`, `supervised`, `dashboard`: their sections;
+//! - `ready`: `[supervised.ready]`, the readiness verdict's thresholds;
 //! - `values`: the checks of single values every section shares.
 
 mod agent;
@@ -21,7 +22,10 @@ mod credentials;
 mod llm;
 mod local;
 mod dashboard;
+mod ready;
 mod runbook;
+mod supervised;
+mod undo;
 mod upstreams;
 mod values;
 
@@ -32,7 +36,9 @@ pub use alerts::{
 pub use backup::{DEFAULT_BACKUP_SCHEDULE, DEFAULT_BACKUP_TIMEZONE, DEFAULT_KEEP, DEFAULT_RESTORE_TEST, parse_cron};
 pub use credentials::{DEFAULT_EXPIRY_WARNING_DAYS, MAX_EXPIRY_WARNING_DAYS};
 pub use dashboard::{DEFAULT_DASHBOARD_LISTEN, DEFAULT_SESSION_TTL};
+pub use ready::{DEFAULT_READY_MIN_DAYS, DEFAULT_READY_MIN_DECISIONS, DEFAULT_READY_QUIET_DAYS, MAX_READY_DAYS};
 pub use runbook::DEFAULT_RUNBOOK_FILE;
+pub use supervised::{DEFAULT_SUPERVISED_EXPIRES, DEFAULT_SUPERVISED_WAIT, MAX_SUPERVISED_WAIT};
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -166,6 +172,7 @@ pub(super) fn validate(raw: RawConfig, source: &str, source_path: &Path, problem
     let heartbeat = v.heartbeat(raw.heartbeat);
     let runbook = v.runbook(raw.runbook, &state);
     let dashboard = raw.dashboard.map(|d| v.dashboard(d, &gateway));
+    let supervised = v.supervised(raw.supervised);
     Config {
         source_path: source_path.to_path_buf(),
         source: super::ConfigSource::new(source),
@@ -188,6 +195,7 @@ pub(super) fn validate(raw: RawConfig, source: &str, source_path: &Path, problem
         heartbeat,
         runbook,
         dashboard,
+        supervised,
     }
 }
 

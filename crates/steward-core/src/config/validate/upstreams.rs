@@ -135,6 +135,7 @@ impl Validator<'_> {
     ) -> Vec<ToolConfig> {
         let mut first_seen: HashMap<String, usize> = HashMap::new();
         let mut out = Vec::with_capacity(raw.len());
+        let mut undos = Vec::new();
         for tool in raw {
             let name = tool.name.get_ref();
             if !is_tool_name(name) {
@@ -213,6 +214,15 @@ impl Validator<'_> {
                 &[("never", RetryPolicy::Never), ("idempotent", RetryPolicy::Idempotent)],
                 default_retry,
             );
+            let approval = self.choice(
+                tool.approval,
+                "approval",
+                &[("supervised", Approval::Supervised), ("always", Approval::Always), ("never", Approval::Never)],
+                if side_effect { Approval::Supervised } else { Approval::Never },
+            );
+            if let Some(undo) = tool.undo {
+                undos.push((out.len(), undo));
+            }
             out.push(ToolConfig {
                 name: tool.name.into_inner(),
                 upstream: tool.upstream.into_inner(),
@@ -221,7 +231,14 @@ impl Validator<'_> {
                 side_effect,
                 limit,
                 retry,
+                approval,
+                undo: None,
             });
+        }
+        // After every tool is known: an undo may name a tool declared below it.
+        for (index, raw) in undos {
+            let spec = self.undo(raw, &out[index], &out);
+            out[index].undo = spec;
         }
         out
     }

@@ -18,7 +18,7 @@ use crate::clock::format_day;
 use crate::monitor::Severity;
 use crate::monitor::metrics::AgentSnapshot;
 use crate::secrets::expiry_findings;
-use crate::store::{KillState, Window};
+use crate::store::{KillState, UndoQuery, Window};
 
 /// Conditions found true, by rule key.
 type Active = BTreeMap<String, Finding>;
@@ -44,6 +44,7 @@ impl Engine {
         self.usage_model_mismatch(&today, &mut active);
         self.credential_expiry(now, &mut active);
         self.backups(now_ms, &mut active).await;
+        self.undo_failed(&mut active).await;
         active
     }
 
@@ -304,6 +305,40 @@ impl Engine {
             }
             active.insert(rules::SPEND_OVERRUN.into(), finding);
         }
+    }
+
+    /// `undo_failed`: undos that failed and were not run again successfully
+    /// (polled from the store, so an undo failed by another daemon run, or
+    /// an event lost to a lagging receiver, still alerts; a successful
+    /// retry resolves it).
+    async fn undo_failed(&mut self, active: &mut Active) {
+        let query = UndoQuery { failed_only: true, limit: 3, ..UndoQuery::default() };
+        let failed = match self.store.undos(query).await {
+            Ok(failed) => failed,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read failed undos for the undo_failed alert");
+                return;
+            }
+        };
+        let Some(newest) = failed.first() else { return };
+        let ids: Vec<&str> = failed.iter().map(|r| r.call_id.as_str()).collect();
+        let reason = self.redact(newest.reason.as_deref().unwrap_or("unknown"));
+        active.insert(
+            rules::UNDO_FAILED.into(),
+            Finding::new(
+                Severity::Critical,
+                "An undo failed: the original call is still in effect",
+                format!(
+                    "The undo of call {} (tool `{}`) failed: {reason}. Failed undos: {}. Run `steward undo {}` again \
+                     once the upstream is back, or undo it at the provider.",
+                    newest.call_id,
+                    newest.tool,
+                    ids.join(", "),
+                    newest.call_id
+                ),
+            )
+            .since(newest.changed_ms),
+        );
     }
 
     /// `usage_model_mismatch`: a response today named another model than

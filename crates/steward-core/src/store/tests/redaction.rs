@@ -75,6 +75,7 @@ async fn every_free_text_value_is_redacted_before_it_is_written() {
     store
         .complete(Completion {
             response_ref: Some(format!("resp-{raw}")),
+            undo: None,
             error: Some(format!("upstream said {double}")),
             extra_json: Some(extra),
             spend: Some(SpendSettlement {
@@ -104,6 +105,33 @@ async fn every_free_text_value_is_redacted_before_it_is_written() {
     store.engage_kill(&format!("stop: {percent}"), &format!("cli {raw}"), T0 + 20).await.unwrap();
     store.kv_set("alerts:state", &serde_json::json!({"detail": json, "n": 3}).to_string(), T0).await.unwrap();
     store.kv_set("plain", &format!("sent {raw}"), T0).await.unwrap();
+    // An approval request and its decision (supervised mode).
+    store
+        .create_approval(NewApproval {
+            id: "ab12".into(),
+            created_ms: T0,
+            expires_ms: T0 + 1_000_000,
+            door: "api".into(),
+            tool: format!("post-{raw}"),
+            upstream: format!("social-{percent}"),
+            method: "POST".into(),
+            path: format!("/api/v1/statuses?q={double}"),
+            digest: "d".repeat(64),
+            summary: format!("{{\"status\":\"{json}\"}}"),
+        })
+        .await
+        .unwrap();
+    store
+        .decide_approval(ApprovalDecision {
+            id: "ab12".into(),
+            verdict: Verdict::Deny,
+            by: format!("ana {raw}"),
+            via: "cli".into(),
+            note: Some(format!("leaks {percent}")),
+            now_ms: T0 + 1,
+        })
+        .await
+        .unwrap();
 
     let stored = all_text(&path);
     for spelling in spellings() {
