@@ -1,5 +1,5 @@
-//! The dashboard's front gate, run on every route (pages, the admin JSON
-//! API, the SSE feed and the static assets alike):
+//! The dashboard's front gate, run on every route (pages, form actions,
+//! the SSE feed, the login page and the static assets alike):
 //! 1. security headers on every answer: a strict `Content-Security-Policy`
 //!    (only this origin, no inline script), `X-Frame-Options: DENY`,
 //!    `nosniff`, no referrer, no caching;
@@ -14,7 +14,11 @@
 //!    session's, in `X-CSRF-Token` or a form field `csrf` (the login form
 //!    uses a double-submit cookie instead, having no session yet);
 //! 5. routes other than the login page and the assets need a live session:
-//!    pages redirect to `/login`, the rest answer 401.
+//!    pages redirect to `/login`, the SSE feed and every POST answer 401.
+//!
+//! Methods other than GET, HEAD and POST are refused (405) before any
+//! handler runs, so "no state change on GET" holds by construction: every
+//! handler that changes state is mounted with `post` only.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -87,34 +91,35 @@ async fn check(state: &DashboardState, request: Request, next: Next) -> Response
     } else if request.method() != Method::GET && request.method() != Method::HEAD {
         return refuse(StatusCode::METHOD_NOT_ALLOWED, "the dashboard answers GET and POST only");
     }
-    let cookie = |name: &str| cookie_value(request.headers(), name);
-    let session = match cookie(SESSION_COOKIE) {
+    if post && path == "/login" {
+        // The login form has no session yet: a double-submit token (the
+        // cookie set with the form must equal its field). Checked even for
+        // a browser that is logged in already, so a second login works.
+        let expected = cookie_value(request.headers(), LOGIN_CSRF_COOKIE);
+        let (request, presented) = match csrf_of(request).await {
+            Ok(pair) => pair,
+            Err(response) => return response,
+        };
+        return match (expected, presented) {
+            (Some(e), Some(p)) if e.len() == 64 && e == p => next.run(request).await,
+            _ => refuse(StatusCode::FORBIDDEN, "the login form expired (CSRF token missing); open the login URL again"),
+        };
+    }
+    let session = match cookie_value(request.headers(), SESSION_COOKIE) {
         Some(value) => state.sessions.get(&value, now_ms()).await,
         None => None,
     };
     let Some(session) = session else {
-        if public {
-            if post {
-                // The login form: a double-submit token (cookie = field).
-                let expected = cookie(LOGIN_CSRF_COOKIE);
-                let (request, presented) = match csrf_of(request).await {
-                    Ok(pair) => pair,
-                    Err(response) => return response,
-                };
-                return match (expected, presented) {
-                    (Some(e), Some(p)) if !e.is_empty() && e == p => next.run(request).await,
-                    _ => refuse(
-                        StatusCode::FORBIDDEN,
-                        "the login form expired (CSRF token missing); open the login URL again",
-                    ),
-                };
-            }
+        if public && !post {
             return next.run(request).await;
         }
-        if !post && !path.starts_with("/admin/") && path != "/events" {
+        if !post && path != "/events" {
             return Redirect::to("/login").into_response();
         }
-        return refuse(StatusCode::UNAUTHORIZED, "not logged in; run `steward dashboard` for a login URL");
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "not logged in (or the session expired); run `steward dashboard` for a login URL",
+        );
     };
     let (mut request, presented) = if post {
         match csrf_of(request).await {

@@ -1,7 +1,11 @@
-//! HTML by hand: [`esc`], the one escaping function every value passes
-//! through, and [`page`], the layout every page shares.
+//! HTML by hand: [`esc`], the one escaping function every value from the
+//! store, the config or a request passes through (see the module docs of
+//! [`super`] for the rule), and [`page`], the layout every page shares.
 
 use std::fmt::Write as _;
+
+use axum::response::{Html, IntoResponse, Response};
+use http::StatusCode;
 
 /// Escapes text for an HTML element body or a double-quoted attribute.
 /// Newlines become `&#10;` so a fragment stays on one SSE `data:` line.
@@ -23,12 +27,25 @@ pub fn esc(text: &str) -> String {
 }
 
 /// The navigation: (path, label).
-const NAV: &[(&str, &str)] = &[("/", "Overview"), ("/feed", "Live feed")];
+const NAV: &[(&str, &str)] =
+    &[("/", "Overview"), ("/feed", "Live feed"), ("/approvals", "Approvals"), ("/report", "Report")];
 
-/// A whole page: `title`, the active nav path (`None` on the login page:
-/// no nav), the session's CSRF token for the logout form, and `body`
-/// (already escaped).
-pub fn page(title: &str, active: Option<&str>, csrf: Option<&str>, body: &str) -> String {
+/// What the layout needs besides the body: the active nav path (`None` on
+/// the login and error pages: no nav), the session's CSRF token (for the
+/// logout form) and the number of pending approvals (the nav badge; the
+/// live script keeps it and the title current).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Chrome<'a> {
+    /// The current page's path.
+    pub active: Option<&'a str>,
+    /// The session's CSRF token.
+    pub csrf: Option<&'a str>,
+    /// Pending approvals.
+    pub pending: usize,
+}
+
+/// A whole page: `title`, its [`Chrome`], and `body` (already escaped).
+pub fn page(title: &str, chrome: Chrome<'_>, body: &str) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
@@ -39,25 +56,48 @@ pub fn page(title: &str, active: Option<&str>, csrf: Option<&str>, body: &str) -
          <script src=\"/assets/live.js\" defer></script></head><body>",
         esc(title)
     );
-    if let Some(active) = active {
+    if let Some(active) = chrome.active {
         out.push_str("<header><nav><strong>steward</strong>");
         for (path, label) in NAV {
             let current = if *path == active { " aria-current=\"page\"" } else { "" };
-            let _ = write!(out, "<a href=\"{path}\"{current}>{label}</a>");
+            let _ = write!(out, "<a href=\"{path}\"{current}>{label}");
+            if *path == "/approvals" {
+                let n = if chrome.pending > 0 { chrome.pending.to_string() } else { String::new() };
+                let _ = write!(out, " <span id=\"badge\" class=\"badge\">{n}</span>");
+            }
+            out.push_str("</a>");
         }
-        out.push_str("<a href=\"/approvals\" id=\"approvals-link\">Approvals <span id=\"badge\" class=\"badge\"></span></a>");
-        if let Some(csrf) = csrf {
+        if let Some(csrf) = chrome.csrf {
             let _ = write!(
                 out,
-                "<form method=\"post\" action=\"/logout\" class=\"logout\"><input type=\"hidden\" name=\"csrf\" \
-                 value=\"{}\"><button>Log out</button></form>",
-                esc(csrf)
+                "<form method=\"post\" action=\"/logout\" class=\"logout\">{}<button id=\"logout\">Log out</button></form>",
+                csrf_field(csrf)
             );
         }
         out.push_str("</nav></header>");
     }
     let _ = write!(out, "<main><h1>{}</h1>{body}</main></body></html>", esc(title));
     out
+}
+
+/// An error page: what happened and the fix (both escaped here).
+pub fn error_page(status: StatusCode, message: &str, help: &str) -> Response {
+    let body = format!(
+        "<p class=\"flash bad\" id=\"error\">{}</p><p>{}</p><p><a href=\"/\">Back to the overview</a></p>",
+        esc(message),
+        esc(help)
+    );
+    (status, Html(page("Error", Chrome::default(), &body))).into_response()
+}
+
+/// An admin API error as a page.
+pub fn api_error_page(err: &crate::admin::ApiError) -> Response {
+    error_page(err.status, &err.message, &err.help)
+}
+
+/// Every path no route matches.
+pub async fn not_found() -> Response {
+    error_page(StatusCode::NOT_FOUND, "no such page", "the dashboard has /, /feed, /approvals and /report")
 }
 
 /// The hidden CSRF field of a form.
@@ -84,8 +124,9 @@ mod tests {
 
     #[test]
     fn a_page_escapes_its_title() {
-        let html = page("<b>", Some("/"), Some("t\"k"), "");
+        let html = page("<b>", Chrome { active: Some("/"), csrf: Some("t\"k"), pending: 2 }, "");
         assert!(html.contains("<title>&lt;b&gt; · steward</title>"), "{html}");
         assert!(html.contains("value=\"t&quot;k\""), "{html}");
+        assert!(html.contains("class=\"badge\">2</span>"), "{html}");
     }
 }

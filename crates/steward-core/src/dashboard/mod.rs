@@ -2,32 +2,49 @@
 //! TCP listener (`[dashboard] listen`, 127.0.0.1:7601 by default; never the
 //! gateway's port), only when `[dashboard]` is configured.
 //!
-//! It mounts the admin JSON API ([`crate::admin::routes`]) behind a login
-//! session instead of the admin token, and adds server-rendered pages:
-//! overview (agent state, kill switch, spend and its 14-day chart, tool use,
-//! alerts, backups, credential expiry), the live feed (SSE), and the login
-//! page. Every action is a plain form POST that calls the same function the
-//! admin route does, audited `via = "dashboard"` with the session's name;
-//! JavaScript (`assets/live.js`, plain `EventSource`) only adds live
-//! updates.
+//! Pages (server-rendered HTML, one file each): [`overview`] (agent state,
+//! the kill switch, spend and its 14-day chart, tool use against limits,
+//! firing alerts, backups, credential expiry, supervised or graduated),
+//! [`feed`] (the journal, live over SSE, with Undo), [`approvals`]
+//! (supervised mode's pending requests, Approve and Deny) and [`report`]
+//! (`steward report`'s verdict and charts); [`login`] owns the login and
+//! logout flow. Every action is a plain form POST that calls the admin
+//! API's own function ([`crate::admin`]: `kill::stop`, `approvals::decided`,
+//! `undo::undo_call`, ...) with the session as the actor (`via =
+//! "dashboard"`, `by = "session <id>"`), then redirects (303): one code
+//! path, one audit line, whichever door the operator used. Pages read
+//! through the same admin and store functions the CLI uses.
 //!
 //! Security lives in [`guard`] (Host allow-list, Origin and CSRF checks,
-//! CSP, no bearer tokens) and [`session`] (one-time login codes, expiring
-//! sessions). HTML is escaped by hand in [`html`]: four small pages do not
-//! need a template engine's proc macros compiled on every build, and one
-//! escaping function, tested, is easier to audit than a template syntax.
-//! Assets are `include_str!`ed into the binary.
+//! CSP, no bearer tokens, GET/HEAD/POST only) and [`session`] (sessions;
+//! the one-time login codes are [`crate::admin::login`]'s).
 //!
-//! The module owns: the listener (plain or TLS, rustls), the pages, the SSE
-//! feed, the login flow. It reads the store and the config; it never
-//! reaches into the pipeline beyond what [`crate::admin::AdminState`] offers.
+//! HTML is escaped by hand, in one place: [`html::esc`], tested, which
+//! every interpolated value passes through (the page fragments are built
+//! with `format!` calls whose arguments are either `esc(...)`, numbers, or
+//! other fragments built the same way). A template engine's auto-escaping
+//! would make the safe path the default; the price is a proc-macro crate
+//! and its template dialect compiled into every build for five small pages.
+//! The rule instead: no `format!` argument in this module is a string from
+//! the store, the config or the request unless it is wrapped in `esc`.
+//!
+//! Assets (`assets/style.css`, `assets/live.js`) are `include_str!`ed into
+//! the binary. JavaScript only adds live updates (plain `EventSource`);
+//! every action works without it.
+//!
+//! The module owns the listener (plain or TLS, rustls: [`tls`]), the pages,
+//! the SSE feed and the login flow. It reads the store and the config; it
+//! reaches the pipeline only through [`crate::admin::AdminState`].
 
+mod approvals;
 mod assets;
 mod charts;
 mod feed;
 pub mod guard;
 mod html;
-mod pages;
+mod login;
+mod overview;
+mod report;
 pub mod session;
 mod tls;
 
@@ -39,8 +56,6 @@ use axum::Router;
 use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 
-pub use session::{LOGIN_CODE_TTL, mint_login_code};
-
 use crate::admin::AdminState;
 use crate::config::Config;
 use crate::secrets::Secrets;
@@ -49,9 +64,6 @@ use crate::secrets::Secrets;
 pub const SESSION_COOKIE: &str = "steward_session";
 /// The login form's double-submit CSRF cookie.
 pub const LOGIN_CSRF_COOKIE: &str = "steward_login";
-/// The file in the state dir holding the bound address (`steward dashboard`
-/// reads it: with `listen = "...:0"` only the daemon knows the port).
-pub const ADDR_FILE: &str = "dashboard.addr";
 
 /// Errors starting the dashboard.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +79,9 @@ pub enum DashboardError {
         source: std::io::Error,
     },
     /// The TLS certificate or key could not be loaded.
-    #[error("cannot load the dashboard's TLS {what} from {path}: {detail}; check [dashboard] tls_cert and tls_key (PEM)")]
+    #[error(
+        "cannot load the dashboard's TLS {what} from {path}: {detail}; check [dashboard] tls_cert and tls_key (PEM)"
+    )]
     Tls {
         /// `certificate` or `key`.
         what: &'static str,
@@ -96,6 +110,11 @@ pub struct Inner {
     hosts: Vec<String>,
     /// `http` or `https`.
     scheme: &'static str,
+    /// The bound port: the only one Host and Origin may name.
+    port: u16,
+    /// The daemon's shutdown: the SSE feeds end with it (the server's
+    /// graceful shutdown waits for open connections).
+    pub shutdown: CancellationToken,
 }
 
 impl std::ops::Deref for DashboardState {
@@ -107,7 +126,13 @@ impl std::ops::Deref for DashboardState {
 
 impl DashboardState {
     /// The state of a dashboard bound to `bound`.
-    pub fn new(admin: AdminState, config: Arc<Config>, secrets: Arc<ArcSwap<Secrets>>, bound: SocketAddr) -> Self {
+    pub fn new(
+        admin: AdminState,
+        config: Arc<Config>,
+        secrets: Arc<ArcSwap<Secrets>>,
+        bound: SocketAddr,
+        shutdown: CancellationToken,
+    ) -> Self {
         let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()];
         let mut add = |ip: std::net::IpAddr| {
             if !ip.is_unspecified() {
@@ -125,22 +150,24 @@ impl DashboardState {
         }
         add(bound.ip());
         let scheme = if config.dashboard.as_ref().is_some_and(|d| d.tls.is_some()) { "https" } else { "http" };
-        Self(Arc::new(Inner { admin, config, secrets, sessions: session::Sessions::default(), hosts, scheme }))
+        let sessions = session::Sessions::default();
+        Self(Arc::new(Inner { admin, config, secrets, sessions, hosts, scheme, port: bound.port(), shutdown }))
     }
 
-    /// Whether a `Host` header names this dashboard (any port: an `ssh -L`
-    /// tunnel may use another local port; the host name is what DNS
-    /// rebinding changes).
+    /// Whether a `Host` header names this dashboard: one of the allowed
+    /// names with the bound port (the port may be left out only when it is
+    /// the scheme's default). A DNS rebinding page carries its own host
+    /// name; a page of another local service carries another port.
     pub fn host_allowed(&self, host: &str) -> bool {
         let host = host.trim().to_ascii_lowercase();
-        let name = match host.rsplit_once(':') {
-            Some((name, port)) if !name.is_empty() && port.chars().all(|c| c.is_ascii_digit()) && !port.is_empty() => {
-                // `[::1]:7601` splits at the last colon; a bare `[::1]` ends in `]`.
-                name
+        let (name, port) = match host.rsplit_once(':') {
+            // `[::1]:7601` splits at the last colon; a bare `[::1]` ends in `]`.
+            Some((name, port)) if !port.is_empty() && port.chars().all(|c| c.is_ascii_digit()) => {
+                (name, port.parse::<u16>().ok())
             }
-            _ => host.as_str(),
+            _ => (host.as_str(), Some(if self.tls() { 443 } else { 80 })),
         };
-        !name.is_empty() && self.hosts.iter().any(|h| h == name)
+        port == Some(self.port) && !name.is_empty() && self.hosts.iter().any(|h| h == name)
     }
 
     /// Whether an `Origin` header is this dashboard's (scheme and host).
@@ -162,24 +189,39 @@ pub(crate) fn now_ms() -> i64 {
     crate::clock::unix_ms(std::time::SystemTime::now())
 }
 
-/// Every dashboard route, behind [`guard::gate`].
+/// Every dashboard route, behind [`guard::gate`]. GET routes only read;
+/// every route that changes state is a POST.
 pub fn router(state: DashboardState) -> Router {
-    let admin = crate::admin::routes()
-        .layer(axum::middleware::from_fn(pages::stamp_actor))
-        .with_state(state.admin.clone());
     Router::new()
-        .route("/", get(pages::overview))
-        .route("/feed", get(pages::feed))
-        .route("/login", get(pages::login_page).post(pages::login))
-        .route("/logout", post(pages::logout))
-        .route("/stop", post(pages::stop))
-        .route("/resume", post(pages::resume))
+        .route("/", get(overview::page))
+        .route("/stop", post(overview::stop))
+        .route("/resume", post(overview::resume))
+        .route("/feed", get(feed::page))
         .route("/events", get(feed::events))
+        .route("/calls/{id}/undo", post(feed::undo))
+        .route("/approvals", get(approvals::page))
+        .route("/approvals/{id}/approve", post(approvals::approve))
+        .route("/approvals/{id}/deny", post(approvals::deny))
+        .route("/report", get(report::page))
+        .route("/login", get(login::page).post(login::login))
+        .route("/logout", post(login::logout))
         .route("/assets/{name}", get(assets::asset))
-        .with_state(state.clone())
-        .merge(admin)
-        .fallback(pages::not_found)
-        .layer(axum::middleware::from_fn_with_state(state, guard::gate))
+        .fallback(html::not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard::gate))
+        .with_state(state)
+}
+
+/// The base URL of a dashboard bound to `bound` (what `steward dashboard`
+/// prints, followed by `/login?code=...`): the configured address, or
+/// `127.0.0.1` for a wildcard one.
+pub fn base_url(config: &crate::config::DashboardConfig, bound: SocketAddr) -> String {
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
+    let host = match bound.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+    };
+    format!("{scheme}://{host}:{}", bound.port())
 }
 
 /// The bound listener: plain TCP, or TLS when `[dashboard]` has a certificate.

@@ -23,8 +23,11 @@ pub(super) fn acceptor(files: &DashboardTls) -> Result<TlsAcceptor, DashboardErr
     let certs = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
         .map_err(|e| DashboardError::Tls { what: "certificate", path: files.cert.clone(), detail: e.to_string() })?;
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| DashboardError::Tls { what: "key", path: files.key.clone(), detail: e.to_string() })?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| DashboardError::Tls {
+        what: "key",
+        path: files.key.clone(),
+        detail: e.to_string(),
+    })?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
