@@ -159,8 +159,23 @@ async fn a_cross_origin_or_tokenless_post_is_refused() {
     assert_eq!(dash.post_raw("/stop", Some("http://evil.example"), form, &good).await.status(), 403);
     // Another local port is another origin.
     assert_eq!(dash.post_raw("/stop", Some("http://127.0.0.1:1"), form, &good).await.status(), 403);
-    // No Origin at all.
+    // No Origin at all; `null` without the browser's same-origin mark, or
+    // with another site's.
     assert_eq!(dash.post_raw("/stop", None, form, &good).await.status(), 403);
+    assert_eq!(dash.post_raw("/stop", Some("null"), form, &good).await.status(), 403);
+    for site in ["cross-site", "same-site", "none"] {
+        let r = dashboard::client()
+            .post(format!("{}/stop", dash.base))
+            .header("origin", if site == "none" { "null" } else { dash.base.as_str() })
+            .header("sec-fetch-site", site)
+            .header("cookie", format!("steward_session={}", dash.cookie))
+            .header("content-type", form)
+            .body(good.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "Sec-Fetch-Site: {site}");
+    }
     // Our origin, text/plain: the token is not read from such a body.
     assert_eq!(dash.post_raw("/stop", Some(&dash.base), "text/plain", &good).await.status(), 403);
     // Our origin, no token, a wrong token, another session's token.
@@ -211,7 +226,8 @@ async fn bearer_tokens_are_refused_and_only_the_cookie_is_a_session() {
         for (method, path) in ROUTES {
             let client = dashboard::client();
             let url = format!("{}{path}", dash.base);
-            let request = if *method == "GET" { client.get(url) } else { client.post(url).header("origin", &dash.base) };
+            let request =
+                if *method == "GET" { client.get(url) } else { client.post(url).header("origin", &dash.base) };
             let response = request.bearer_auth(token).send().await.unwrap();
             assert_eq!(response.status(), 401, "{method} {path} with a bearer token");
         }

@@ -102,8 +102,9 @@ async fn browser(driver: &Driver, profile: &Path, javascript: bool) -> Client {
     caps.insert("browserName".into(), json!("chrome"));
     caps.insert("goog:chromeOptions".into(), json!({ "binary": CHROMIUM, "args": args }));
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    let connect = ClientBuilder::new(connector).capabilities(caps).connect(&driver.url);
-    tokio::time::timeout(STEP, connect).await.unwrap().unwrap()
+    let mut builder = ClientBuilder::new(connector);
+    builder.capabilities(caps);
+    tokio::time::timeout(STEP, builder.connect(&driver.url)).await.unwrap().unwrap()
 }
 
 /// Saves a screenshot of the current page as `<STEWARD_SCREENSHOTS>/<name>.png`.
@@ -116,8 +117,16 @@ async fn screenshot(client: &Client, name: &str) {
 }
 
 /// Waits for `css` on the current page (the live script may add it).
+#[expect(clippy::panic, reason = "a test helper fails its test by panicking, saying what went wrong")]
 async fn wait_for(client: &Client, css: &str) -> fantoccini::elements::Element {
-    client.wait().at_most(STEP).for_element(Locator::Css(css)).await.unwrap()
+    match client.wait().at_most(STEP).for_element(Locator::Css(css)).await {
+        Ok(element) => element,
+        Err(err) => {
+            let url = client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+            let source = client.source().await.unwrap_or_default();
+            panic!("waiting for {css}: {err} at {url}: {source}")
+        }
+    }
 }
 
 /// Opens `path` and waits for its `<h1>`.
@@ -150,7 +159,8 @@ fn agent_post(env: &Env, text: &str) -> tokio::task::JoinHandle<(u16, String, Va
     tokio::spawn(async move {
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
-        let id = response.headers().get("x-steward-call-id").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        let id =
+            response.headers().get("x-steward-call-id").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
         (status, id, response.json().await.unwrap_or(Value::Null))
     })
 }

@@ -9,8 +9,11 @@
 //! 3. any `Authorization` header is refused with 401: the dashboard knows
 //!    only its session cookie, and the agent's token never works here;
 //! 4. every POST (the only method that changes state; GET never does) must
-//!    come with an `Origin` on the allow-list, else 403 (a cross-site
-//!    `text/plain` form post is refused here), and a CSRF token: the
+//!    come with an `Origin` on the allow-list (or `Origin: null`, which
+//!    browsers send with a same-origin form under `no-referrer`, together
+//!    with `Sec-Fetch-Site: same-origin`), and no `Sec-Fetch-Site` saying
+//!    another site sent it, else 403 (a cross-site `text/plain` form post is
+//!    refused here); and a CSRF token: the
 //!    session's, in `X-CSRF-Token` or a form field `csrf` (the login form
 //!    uses a double-submit cookie instead, having no session yet);
 //! 5. routes other than the login page and the assets need a live session:
@@ -37,6 +40,9 @@ const MAX_FORM_BODY: usize = 16 * 1024;
 /// no frames, forms post only here, the SSE feed connects only here.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                        connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The pages a logged-out browser is sent to `/login` from.
+const PAGES: &[&str] = &["/", "/feed", "/approvals", "/report"];
 
 /// What the handlers behind the gate find in the request's extensions.
 #[derive(Debug, Clone)]
@@ -82,7 +88,15 @@ async fn check(state: &DashboardState, request: Request, next: Next) -> Response
     let post = request.method() == Method::POST;
     if post {
         let origin = request.headers().get(header::ORIGIN).and_then(|h| h.to_str().ok()).unwrap_or("");
-        if !state.origin_allowed(origin) {
+        let fetch_site = request.headers().get("sec-fetch-site").and_then(|h| h.to_str().ok()).unwrap_or("");
+        // Under `Referrer-Policy: no-referrer` a browser sends `Origin: null`
+        // with its own form posts; it is accepted only together with the
+        // browser's `Sec-Fetch-Site: same-origin` (a header no page can set).
+        let same_origin_form = origin == "null" && fetch_site == "same-origin";
+        if !(state.origin_allowed(origin) || same_origin_form)
+            || fetch_site == "cross-site"
+            || fetch_site == "same-site"
+        {
             return refuse(
                 StatusCode::FORBIDDEN,
                 "cross-origin request refused (Origin missing or not this dashboard); use the dashboard's own forms",
@@ -102,7 +116,14 @@ async fn check(state: &DashboardState, request: Request, next: Next) -> Response
         };
         return match (expected, presented) {
             (Some(e), Some(p)) if e.len() == 64 && e == p => next.run(request).await,
-            _ => refuse(StatusCode::FORBIDDEN, "the login form expired (CSRF token missing); open the login URL again"),
+            (None, _) => refuse(
+                StatusCode::FORBIDDEN,
+                "the login form's cookie is missing (cookies blocked, or the form expired); open the login URL again",
+            ),
+            _ => refuse(
+                StatusCode::FORBIDDEN,
+                "the login form's CSRF token is missing or stale; open the login URL again",
+            ),
         };
     }
     let session = match cookie_value(request.headers(), SESSION_COOKIE) {
@@ -113,7 +134,9 @@ async fn check(state: &DashboardState, request: Request, next: Next) -> Response
         if public && !post {
             return next.run(request).await;
         }
-        if !post && path != "/events" {
+        // Only the pages send a browser to the login page: a redirect of
+        // `/favicon.ico` would load the login page behind the user's back.
+        if !post && PAGES.contains(&path.as_str()) {
             return Redirect::to("/login").into_response();
         }
         return refuse(

@@ -41,8 +41,16 @@ pub(super) fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'
 }
 
 /// `GET /login`
-pub(super) async fn page(State(state): State<DashboardState>, Query(query): Query<LoginQuery>) -> Response {
-    let token = session::new_token();
+pub(super) async fn page(
+    State(state): State<DashboardState>,
+    Query(query): Query<LoginQuery>,
+    request: Request,
+) -> Response {
+    // One token per browser while its login cookie lives: a second load of
+    // the page (another tab, a reload) keeps the first form valid.
+    let token = cookie_value(request.headers(), LOGIN_CSRF_COOKIE)
+        .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or_else(session::new_token);
     let code = query.code.trim();
     let body = if code.is_empty() {
         "<p>Run <code>steward dashboard</code> on the server: it prints a one-time login URL.</p>".to_owned()
@@ -56,6 +64,9 @@ pub(super) async fn page(State(state): State<DashboardState>, Query(query): Quer
         )
     };
     let mut response = Html(html::page("Log in", Chrome::default(), &body)).into_response();
+    if code.is_empty() {
+        return response;
+    }
     if let Some(value) = cookie(&state, LOGIN_CSRF_COOKIE, &token, 600) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }

@@ -38,7 +38,11 @@ mod tests {
         let none = write("").unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let sections = |config: &crate::config::Config| {
-            rt.block_on(super::super::run(config, now)).checks.into_iter().filter(|c| c.section == super::SECTION).collect::<Vec<_>>()
+            rt.block_on(super::super::run(config, now))
+                .checks
+                .into_iter()
+                .filter(|c| c.section == super::SECTION)
+                .collect::<Vec<_>>()
         };
         assert!(sections(&none).is_empty());
         let local = write("[dashboard]\n").unwrap();

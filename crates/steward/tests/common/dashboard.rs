@@ -128,7 +128,8 @@ pub async fn login(env: &Env) -> Dash {
     let cookie = set_cookie(&response, "steward_session").unwrap();
     let base = base_of(&url);
     let client = client();
-    let page = client.get(format!("{base}/")).header("cookie", format!("steward_session={cookie}")).send().await.unwrap();
+    let page =
+        client.get(format!("{base}/")).header("cookie", format!("steward_session={cookie}")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let csrf = hidden(&page.text().await.unwrap(), "csrf").unwrap();
     Dash { base, cookie, csrf, set_cookie_header, client }
@@ -148,12 +149,23 @@ impl Dash {
     /// A form POST as the dashboard's own page sends it (Origin, cookie,
     /// CSRF field), with `fields` after the token.
     pub async fn post(&self, path: &str, fields: &str) -> reqwest::Response {
-        self.post_raw(path, Some(&self.base), "application/x-www-form-urlencoded", &format!("csrf={}&{fields}", self.csrf))
-            .await
+        self.post_raw(
+            path,
+            Some(&self.base),
+            "application/x-www-form-urlencoded",
+            &format!("csrf={}&{fields}", self.csrf),
+        )
+        .await
     }
 
     /// A POST with every part chosen.
-    pub async fn post_raw(&self, path: &str, origin: Option<&str>, content_type: &str, body: &str) -> reqwest::Response {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        origin: Option<&str>,
+        content_type: &str,
+        body: &str,
+    ) -> reqwest::Response {
         let mut request = self
             .client
             .post(format!("{}{path}", self.base))

@@ -314,9 +314,7 @@ policy = "deny"
     pub fn audit_lines(&self) -> Vec<serde_json::Value> {
         self.all_audit_lines()
             .into_iter()
-            .filter(|line| {
-                !matches!(line["phase"].as_str(), Some("admitted" | "reload" | "supervision" | "operator"))
-            })
+            .filter(|line| !matches!(line["phase"].as_str(), Some("admitted" | "reload" | "supervision" | "operator")))
             .collect()
     }
 
