@@ -366,3 +366,58 @@ async fn steward_dashboard_without_a_dashboard_says_how_to_add_one() {
     assert!(err.contains("add [dashboard] to steward.toml") && err.contains("docs/config.md#dashboard"), "{err}");
     env.assert_no_secret_leaked();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_certificate_the_dashboard_speaks_https_only_and_its_cookie_is_secure() {
+    let mut env = started_later("tls_cert = \"tls.crt\"\ntls_key = \"tls.key\"").await;
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    for (from, to) in [("dashboard-test.crt", "tls.crt"), ("dashboard-test.key", "tls.key")] {
+        common::private_file(&env.dir.path().join(to), &std::fs::read_to_string(fixtures.join(from)).unwrap());
+    }
+    env.start();
+    let url = login_url(&env);
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let base = dashboard::base_of(&url);
+    let pem = std::fs::read(fixtures.join("dashboard-test-ca.crt")).unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    // Plain HTTP on the TLS port gets no page.
+    let plain = dashboard::client().get(base.replace("https://", "http://") + "/login").send().await;
+    assert!(plain.is_err() || plain.unwrap().status() != 200);
+    // The login over HTTPS: both cookies are Secure.
+    let form = client.get(&url).send().await.unwrap();
+    assert_eq!(form.status(), 200);
+    let token = dashboard::set_cookie(&form, "steward_login").unwrap();
+    let login_cookie = form.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(login_cookie.contains("; Secure"), "{login_cookie}");
+    let post = |origin: String| {
+        client
+            .post(format!("{base}/login"))
+            .header("origin", origin)
+            .header("cookie", format!("steward_login={token}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("csrf={token}&code={}", dashboard::code_of(&url)))
+            .send()
+    };
+    // The http:// origin is another origin.
+    assert_eq!(post(base.replace("https://", "http://")).await.unwrap().status(), 403);
+    let response = post(base.clone()).await.unwrap();
+    assert_eq!(response.status(), 303);
+    let session = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("steward_session="))
+        .unwrap();
+    assert!(session.contains("; Secure") && session.contains("HttpOnly") && session.contains("SameSite=Strict"));
+    env.assert_no_secret_leaked();
+}
+
+/// A dashboard environment not started yet.
+async fn started_later(dashboard_lines: &str) -> Env {
+    dashboard::env(dashboard_lines, "").await
+}

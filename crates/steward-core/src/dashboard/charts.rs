@@ -1,5 +1,6 @@
-//! Server-side SVG charts: bars of one value per day. No script, no third
-//! party: the page draws with what the browser already has.
+//! Server-side SVG charts: bars of one value per label (a day, a reason).
+//! No script, no third party: the page draws with what the browser already
+//! has. Labels and titles pass through [`esc`]; numbers are formatted here.
 
 use std::fmt::Write as _;
 
@@ -42,6 +43,7 @@ pub fn bars(title: &str, points: &[(String, f64)], unit: impl Fn(f64) -> String)
             esc(&last.0)
         );
     }
+    let _ = write!(svg, "<line class=\"base\" x1=\"0\" y1=\"{H}\" x2=\"{W}\" y2=\"{H}\"/>");
     svg.push_str("</svg>");
     svg
 }

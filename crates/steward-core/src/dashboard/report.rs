@@ -54,13 +54,10 @@ pub(super) async fn page(
     let mut tools: Vec<&str> = report.calls.iter().map(|c| c.tool.as_str()).collect();
     tools.sort_unstable();
     tools.dedup();
-    let days: Vec<&str> = {
-        let mut d: Vec<&str> = report.calls.iter().map(|c| c.day.as_str()).collect();
-        d.extend(report.spend.iter().map(|s| s.day.as_str()));
-        d.sort_unstable();
-        d.dedup();
-        d
-    };
+    // Every day of the window, oldest first, so an idle day shows as one.
+    let window_days = u32::try_from(WINDOW.as_secs() / 86_400).unwrap_or(7);
+    let day_names: Vec<String> = (0..window_days).rev().map(|back| state.config.spend.day_of(now, back)).collect();
+    let days: Vec<&str> = day_names.iter().map(String::as_str).collect();
     for tool in &tools {
         let points: Vec<(String, f64)> = days
             .iter()
@@ -99,7 +96,10 @@ pub(super) async fn page(
             charts::bars("refusals", &refusals, |v| format!("{v}"))
         }
     );
-    let spend: Vec<(String, f64)> = report.spend.iter().map(|s| (s.day.clone(), s.usd)).collect();
+    let spend: Vec<(String, f64)> = days
+        .iter()
+        .map(|day| ((*day).to_owned(), report.spend.iter().filter(|s| s.day == *day).map(|s| s.usd).sum()))
+        .collect();
     let _ = write!(
         body,
         "<section class=\"card\"><h2>Spend per day</h2>{}</section></div>",

@@ -13,6 +13,8 @@
     if (!row) return;
     var old = document.getElementById(row.id);
     if (old) { row.open = old.open; old.replaceWith(row); } else { feed.insertBefore(row, feed.firstChild); }
+    var empty = document.getElementById("empty");
+    if (empty) empty.remove();
   });
   es.addEventListener("approvals", function (e) {
     var n = parseInt(e.data, 10) || 0;
