@@ -421,3 +421,41 @@ async fn with_a_certificate_the_dashboard_speaks_https_only_and_its_cookie_is_se
 async fn started_later(dashboard_lines: &str) -> Env {
     dashboard::env(dashboard_lines, "").await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_feed_filters_by_tool_decision_and_door_and_shows_the_undo_button() {
+    let env = started("", "").await;
+    let dash = login(&env).await;
+    let posted = agent_post(&env, "hello").await;
+    assert_eq!(posted.status(), 200);
+    let post_id = posted.headers()["x-steward-call-id"].to_str().unwrap().to_owned();
+    let listed = env.req(reqwest::Method::GET, "/api/social/api/v1/statuses").send().await.unwrap();
+    let list_id = listed.headers()["x-steward-call-id"].to_str().unwrap().to_owned();
+    let feed = |query: &'static str| {
+        let dash = &dash;
+        async move { dash.get(&format!("/feed{query}")).await.text().await.unwrap() }
+    };
+    let all = feed("").await;
+    assert!(all.contains(&format!("call-{post_id}")) && all.contains(&format!("call-{list_id}")));
+    assert!(all.contains(&format!("id=\"undo-{post_id}\"")), "the post can be undone");
+    assert!(!all.contains(&format!("id=\"undo-{list_id}\"")), "a read has no undo");
+    let only_list = feed("?tool=list").await;
+    assert!(only_list.contains(&format!("call-{list_id}")) && !only_list.contains(&format!("call-{post_id}")));
+    let killed = feed("?decision=killed").await;
+    assert!(!killed.contains(&format!("call-{list_id}")) && !killed.contains(&format!("call-{post_id}")));
+    let api = feed("?door=api").await;
+    assert!(api.contains(&format!("call-{list_id}")));
+    let llm = feed("?door=llm").await;
+    assert!(!llm.contains(&format!("call-{list_id}")));
+    // Undo through the form: the upstream deletes the post.
+    assert_eq!(dash.post(&format!("/calls/{post_id}/undo"), "").await.status(), 303);
+    assert!(env.mock.requests().iter().any(|r| r.method == "DELETE"), "the undo reached the upstream");
+    let after = feed("").await;
+    assert!(!after.contains(&format!("id=\"undo-{post_id}\"")), "an undone call has no Undo button");
+    let ops: Vec<Value> = env.all_audit_lines().into_iter().filter(|l| l["phase"] == "operator").collect();
+    assert_eq!(ops.len(), 1);
+    assert_eq!(ops[0]["decision"], "undo");
+    assert_eq!(ops[0]["via"], "dashboard");
+    assert_eq!(ops[0]["path"], post_id.as_str());
+    env.assert_no_secret_leaked();
+}

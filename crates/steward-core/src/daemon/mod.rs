@@ -134,6 +134,9 @@ pub struct DaemonOptions {
     pub systemd: bool,
     /// Supervisor timing; tests shorten it.
     pub supervisor: SupervisorSettings,
+    /// The doctor's FAIL items for the dashboard's report verdict (`steward
+    /// run` passes them; see [`crate::dashboard::DoctorFails`]).
+    pub doctor_fails: Option<crate::dashboard::DoctorFails>,
 }
 
 /// A started daemon.
@@ -335,6 +338,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
             Arc::clone(&secrets),
             bound,
             shutdown.clone(),
+            options.doctor_fails.clone(),
         );
         tracing::info!(%url, "the dashboard is listening (`steward dashboard` prints a login URL)");
         tracker.spawn(crate::dashboard::serve(listener, crate::dashboard::router(state), shutdown.clone()));

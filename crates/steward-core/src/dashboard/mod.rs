@@ -65,6 +65,26 @@ pub const SESSION_COOKIE: &str = "steward_session";
 /// The login form's double-submit CSRF cookie.
 pub const LOGIN_CSRF_COOKIE: &str = "steward_login";
 
+/// `steward doctor`'s FAIL items (`Section: item`), which the report
+/// page's readiness verdict counts: provided by the binary, as `steward
+/// report` scores them, because `doctor` imports `daemon`, which starts
+/// the dashboard (no module imports another around a loop). Without it the
+/// verdict fails closed (a "not checked" item).
+#[derive(Clone)]
+pub struct DoctorFails(
+    /// Scores the checklist of a config at a time.
+    pub Arc<dyn Fn(Arc<Config>, std::time::SystemTime) -> BoxedFails + Send + Sync>,
+);
+
+/// The future of [`DoctorFails`].
+pub type BoxedFails = std::pin::Pin<Box<dyn std::future::Future<Output = Vec<String>> + Send>>;
+
+impl std::fmt::Debug for DoctorFails {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DoctorFails")
+    }
+}
+
 /// Errors starting the dashboard.
 #[derive(Debug, thiserror::Error)]
 pub enum DashboardError {
@@ -106,6 +126,8 @@ pub struct Inner {
     pub secrets: Arc<ArcSwap<Secrets>>,
     /// Live sessions.
     pub sessions: session::Sessions,
+    /// The doctor's FAIL items for the report page's verdict.
+    pub doctor: Option<DoctorFails>,
     /// Host names (lower case, IPv6 in brackets) the Host and Origin checks accept.
     hosts: Vec<String>,
     /// `http` or `https`.
@@ -132,6 +154,7 @@ impl DashboardState {
         secrets: Arc<ArcSwap<Secrets>>,
         bound: SocketAddr,
         shutdown: CancellationToken,
+        doctor: Option<DoctorFails>,
     ) -> Self {
         let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()];
         let mut add = |ip: std::net::IpAddr| {
@@ -151,7 +174,7 @@ impl DashboardState {
         add(bound.ip());
         let scheme = if config.dashboard.as_ref().is_some_and(|d| d.tls.is_some()) { "https" } else { "http" };
         let sessions = session::Sessions::default();
-        Self(Arc::new(Inner { admin, config, secrets, sessions, hosts, scheme, port: bound.port(), shutdown }))
+        Self(Arc::new(Inner { admin, config, secrets, sessions, doctor, hosts, scheme, port: bound.port(), shutdown }))
     }
 
     /// Whether a `Host` header names this dashboard: one of the allowed

@@ -4,6 +4,7 @@
 //! charts: calls per day per tool, approvals, refusals, spend per day.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::Extension;
@@ -14,7 +15,6 @@ use super::guard::Authenticated;
 use super::html::{self, Chrome, api_error_page, esc};
 use super::overview::pending_count;
 use super::{DashboardState, charts};
-use crate::doctor::Status;
 
 /// The report's window, as `steward report`'s default.
 const WINDOW: Duration = Duration::from_secs(7 * 86_400);
@@ -29,14 +29,12 @@ pub(super) async fn page(
     Extension(Authenticated(session)): Extension<Authenticated>,
 ) -> Response {
     let now = SystemTime::now();
-    let doctor_fails = match tokio::time::timeout(DOCTOR_TIMEOUT, crate::doctor::run(&state.config, now)).await {
-        Ok(report) => report
-            .checks
-            .into_iter()
-            .filter(|c| c.status == Status::Fail)
-            .map(|c| format!("{}: {}", c.section, c.item))
-            .collect(),
-        Err(_) => vec!["doctor: did not finish in 10 s (run `steward doctor`)".to_owned()],
+    let doctor_fails = match &state.doctor {
+        Some(doctor) => match tokio::time::timeout(DOCTOR_TIMEOUT, (doctor.0)(Arc::clone(&state.config), now)).await {
+            Ok(fails) => fails,
+            Err(_) => vec!["doctor: did not finish in 10 s (run `steward doctor`)".to_owned()],
+        },
+        None => vec!["doctor: not checked by this daemon (run `steward report`)".to_owned()],
     };
     let inputs = crate::report::Inputs { now, since: WINDOW, doctor_fails };
     let report = match crate::report::gather(&state.admin.store, &state.config, inputs).await {
