@@ -145,16 +145,24 @@ pub(super) async fn page(
 
 /// What the live feed last sent, to send only changes.
 struct Watch {
+    /// The dashboard: store, sessions, shutdown.
     state: DashboardState,
+    /// The public id of the session that opened the stream: it ends with it.
     session_id: String,
+    /// The session's CSRF token, for the Undo forms inside rows.
     csrf: String,
+    /// The page's filters.
     query: CallsQuery,
-    /// Each row's last sent HTML, by call id (only rows still in the window).
+    /// Each row's last sent HTML, by call id (only rows still in the
+    /// window): bounded by [`FEED_ROWS`].
     sent: HashMap<String, String>,
+    /// The pending-approvals count last sent.
     pending: Option<usize>,
+    /// The agent's state last sent.
     agent: Option<&'static str>,
     /// Events ready to go out.
     queue: std::collections::VecDeque<Event>,
+    /// No wait before the first look: the page may be older than a tick.
     first: bool,
 }
 
