@@ -28,6 +28,9 @@
 //! - [`monitor`]: `/metrics`, `/readyz`, the alert engine and its sinks, the dead-man heartbeat.
 //! - [`admin`]: the admin API on `<state>/admin.sock` (admin token, never the agent's): what
 //!   the CLI and the dashboard ask a running daemon (approvals, undo, status).
+//! - [`dashboard`]: the operator's web page on its own listener (`[dashboard]`): login
+//!   sessions, Host/Origin/CSRF guard, overview, live feed (SSE), approvals, report; its
+//!   actions call the admin API's functions.
 //! - [`daemon`]: `steward run`: startup, the daemon lock, background tasks, credential reload, shutdown.
 //! - [`doctor`]: `steward doctor`: the production checklist as independent checks.
 //! - [`backup`]: snapshots, archives, destinations, retention, verify, restore, schedule.
@@ -51,6 +54,7 @@ pub mod backup;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod dashboard;
 pub mod decision;
 pub mod doctor;
 pub mod events;

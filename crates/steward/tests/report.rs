@@ -14,9 +14,14 @@ use common::{DEFAULT_TOOLS, Env};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-/// The default tools, with supervised mode on.
+/// The default tools, with supervised mode on (the daemon records its
+/// start). `post` is `approval = "never"` so the agent's calls go straight
+/// through: the approvals the report counts are seeded rows, and
+/// `tests/supervised.rs` covers holding and releasing real calls.
 fn supervised_tools() -> String {
-    format!("{DEFAULT_TOOLS}\n[supervised]\nenabled = true\n")
+    let tools = DEFAULT_TOOLS.replace("side_effect = true\nlimit", "side_effect = true\napproval = \"never\"\nlimit");
+    assert!(tools.contains("approval = \"never\""), "the post tool changed shape");
+    format!("{tools}\n[supervised]\nenabled = true\n")
 }
 
 fn stdout(out: &std::process::Output) -> String {

@@ -50,12 +50,19 @@ struct DenyBody {
 }
 
 async fn list(State(state): State<AdminState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({ "approvals": pending(&state).await? })))
+}
+
+/// The pending requests, oldest first, each with its full body (redacted)
+/// while the daemon holds it, and its context: what `steward approvals`
+/// and the dashboard's Approvals page show.
+pub async fn pending(state: &AdminState) -> Result<Vec<Value>, ApiError> {
     let store_error = |e: crate::store::StoreError| ApiError::store(state.pipeline.redact(&e.to_string()));
     let rows = state.store.pending_approvals().await.map_err(store_error)?;
     let now_ms = unix_ms(SystemTime::now());
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        let context = context(&state, &row.tool, now_ms).await.map_err(store_error)?;
+        let context = context(state, &row.tool, now_ms).await.map_err(store_error)?;
         let held = state.pipeline.approvals().request(&row.id);
         let body = held.map(|h| state.pipeline.redacted_body(&h.body));
         let mut item = approval_json(&row, now_ms);
@@ -64,7 +71,7 @@ async fn list(State(state): State<AdminState>) -> Result<Json<Value>, ApiError> 
         item["context"] = context;
         out.push(item);
     }
-    Ok(Json(json!({ "approvals": out })))
+    Ok(out)
 }
 
 /// The tool's recent calls and its use of its limit.
@@ -138,7 +145,11 @@ async fn deny(
     decided(&state, &id, Verdict::Deny, &body.by, &body.via, body.reason).await
 }
 
-async fn decided(
+/// Records a human's decision about request `prefix` (an id or a unique
+/// prefix) and wakes its held call: what `steward approve`/`deny` and the
+/// dashboard's buttons do. The pipeline's approval watch writes the audit
+/// line, with `decided_by` and `decided_via`.
+pub async fn decided(
     state: &AdminState,
     prefix: &str,
     verdict: Verdict,

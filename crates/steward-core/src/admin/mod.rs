@@ -7,22 +7,30 @@
 //! the first start, [`AdminToken`]). It is not served on the gateway's port:
 //! the agent reaches steward only there, and its own token is refused here
 //! with a 401 that says so. The CLI talks to it (`steward approvals`,
-//! `steward undo`, ...), and the dashboard mounts the same [`router`]
-//! behind its own session auth.
+//! `steward undo`, ...), and the dashboard (`crate::dashboard`) calls the
+//! same route functions behind its own login session.
 //!
 //! Each feature owns one file with its routes (`status`: `GET
-//! /admin/v1/status`; `approvals`: supervised mode's requests and decisions); [`router`] merges them and puts the token check in
-//! front of all of them. Every state-changing route is a POST with a JSON
+//! /admin/v1/status`; `approvals`: supervised mode's requests and
+//! decisions; `undo`; `kill`: stop and resume; `calls`: the journal;
+//! `login`: the dashboard's one-time login codes); [`router`] merges them
+//! and puts the token check in front of all of them. Each route is a thin
+//! wrapper around a `pub` function: the dashboard calls those same
+//! functions in-process, under its login session, so no check exists twice. Every state-changing route is a POST with a JSON
 //! body naming who acts (`by`) and how (`via`: `cli` or `dashboard`), so the
 //! audit line can say it. Errors are [`ApiError`]s: a JSON object
 //! `{"error": {"kind", "message", "help"}}` whose `help` names the next
 //! command, like every other refusal steward prints.
 
-mod approvals;
+pub mod approvals;
+pub mod calls;
 mod client;
+pub mod kill;
+pub mod login;
+pub mod operator;
 mod status;
 mod token;
-mod undo;
+pub mod undo;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -60,6 +68,11 @@ pub struct AdminState {
     pub agent: String,
     /// The admin token requests must present.
     token: Arc<AdminToken>,
+    /// The dashboard's base URL (`http://127.0.0.1:7601`), when the daemon
+    /// serves one: what `POST /admin/v1/dashboard/login` answers with.
+    pub dashboard_url: Option<String>,
+    /// The dashboard's unused one-time login codes (hashes only).
+    pub login_codes: login::LoginCodes,
 }
 
 impl AdminState {
@@ -78,7 +91,16 @@ impl AdminState {
             events,
             agent: agent.to_owned(),
             token: Arc::new(token),
+            dashboard_url: None,
+            login_codes: login::LoginCodes::default(),
         }
+    }
+
+    /// The same state, for a daemon that serves the dashboard at `url`.
+    #[must_use]
+    pub fn with_dashboard_url(mut self, url: String) -> Self {
+        self.dashboard_url = Some(url);
+        self
     }
 }
 
@@ -135,13 +157,22 @@ impl IntoResponse for ApiError {
 
 /// The admin API's routes, every one behind the admin token.
 pub fn router(state: AdminState) -> Router {
-    Router::new()
-        .merge(status::routes())
-        .merge(approvals::routes())
-        .merge(undo::routes())
+    routes()
+        .merge(login::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
+}
+
+/// Every admin route, with no authentication: [`router`] puts the admin
+/// token in front of them, the dashboard its login session.
+pub fn routes() -> Router<AdminState> {
+    Router::new()
+        .merge(status::routes())
+        .merge(kill::routes())
+        .merge(calls::routes())
+        .merge(approvals::routes())
+        .merge(undo::routes())
 }
 
 /// Every route, the fallback included: the admin token or 401.
@@ -175,7 +206,8 @@ async fn require_token(State(state): State<AdminState>, request: Request, next: 
     }
 }
 
-async fn not_found() -> ApiError {
+/// The fallback of the admin API: a JSON 404 naming where the routes are.
+pub async fn not_found() -> ApiError {
     ApiError::not_found("no such admin route", "the admin API serves /admin/v1/...; see the README's \"Admin API\"")
 }
 

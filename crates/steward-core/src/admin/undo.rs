@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use http::StatusCode;
 use serde::Deserialize;
 
+use super::operator::{self, Actor, Via};
 use super::{AdminState, ApiError};
 use crate::pipeline::{UndoError, UndoReport, UndoRequest};
 use crate::store::UndoQuery;
@@ -85,9 +86,21 @@ async fn undo_one(
     Path(id): Path<String>,
     Json(req): Json<UndoRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    check_actor(&req)?;
-    let report = state.pipeline.undo_call(&id, &req).await.map_err(|e| api_error(&state, e))?;
-    Ok(answer(vec![report]))
+    Ok(answer(vec![undo_call(&state, &id, &req).await?]))
+}
+
+/// Undoes one call (`steward undo CALL`, the dashboard's Undo button): the
+/// pipeline runs the undo as a call of its own (audited with `undo_of`),
+/// and an operator line records who asked and how.
+pub async fn undo_call(state: &AdminState, id: &str, req: &UndoRequest) -> Result<UndoReport, ApiError> {
+    check_actor(req)?;
+    let report = state.pipeline.undo_call(id, req).await.map_err(|e| api_error(state, e))?;
+    if !req.dry_run {
+        let via = if req.via == "dashboard" { Via::Dashboard } else { Via::Cli };
+        let actor = Actor { by: req.by.clone(), via };
+        operator::audit(state, "undo", &actor, &report.call_id, Some(&report.outcome)).await;
+    }
+    Ok(report)
 }
 
 async fn undo_batch(

@@ -168,6 +168,10 @@ pub enum Phase {
     /// Not a call: a config reload (`door = "config"`), applied or refused,
     /// with the old and new SHA-256 of the file (see `daemon::reload`).
     Reload,
+    /// Not a call: an operator action through the admin API (`door =
+    /// "admin"`): stop, resume, approve, deny, undo, with `via` (`cli` or
+    /// `dashboard`) and `by` (who: the dashboard session) as extra fields.
+    Operator,
     /// Not a call: supervised mode switched (`door = "supervised"`,
     /// `steward graduate` or `steward supervise`; see `supervision`).
     Supervision,

@@ -60,6 +60,9 @@ pub struct Config {
     /// `[runbook]`: whom to call, and where `steward runbook` writes the page.
     /// Present (empty) when the section is absent, so the page can always be rendered.
     pub runbook: RunbookConfig,
+    /// `[dashboard]`: the operator's web page; `None` when the section is
+    /// absent (no dashboard is served).
+    pub dashboard: Option<DashboardConfig>,
     /// `[supervised]`: whether side-effect calls wait for a human, how long,
     /// and when `steward report` calls the agent ready.
     pub supervised: SupervisedConfig,
@@ -294,6 +297,30 @@ pub struct GatewayConfig {
     /// is closed to admit a new one; with none idle, new connections wait in
     /// the listen backlog. Bounded below the open-file limit at start.
     pub max_connections: u32,
+}
+
+/// `[dashboard]`
+#[derive(Debug, Clone)]
+pub struct DashboardConfig {
+    /// Address to bind: its own listener, never the gateway's. Loopback
+    /// unless `allow_remote` (which also needs `tls`).
+    pub listen: SocketAddr,
+    /// Explicit opt-in to bind a non-loopback address.
+    pub allow_remote: bool,
+    /// Certificate and key: the dashboard speaks HTTPS when set (required
+    /// with `allow_remote`: a session cookie must not cross a network in clear).
+    pub tls: Option<DashboardTls>,
+    /// How long a login session lasts before the operator logs in again.
+    pub session_ttl: Duration,
+}
+
+/// `[dashboard] tls_cert` and `tls_key`.
+#[derive(Debug, Clone)]
+pub struct DashboardTls {
+    /// PEM certificate chain, absolute.
+    pub cert: PathBuf,
+    /// PEM private key, absolute.
+    pub key: PathBuf,
 }
 
 /// `[state]`

@@ -44,6 +44,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "alerts",
     "heartbeat",
     "runbook",
+    "dashboard",
     "supervised",
 ];
 
@@ -92,6 +93,8 @@ pub(super) struct RawConfig {
     pub heartbeat: Option<RawHeartbeat>,
     /// `[runbook]`; `None` when absent or broken.
     pub runbook: Option<RawRunbook>,
+    /// `[dashboard]`; `None` when absent or broken.
+    pub dashboard: Option<RawDashboard>,
     /// `[supervised]` (and `[supervised.ready]`).
     pub supervised: RawSupervised,
 }
@@ -440,6 +443,22 @@ pub(super) struct RawRunbook {
     pub run_as: Option<Spanned<String>>,
 }
 
+/// `[dashboard]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [dashboard] table")]
+pub(super) struct RawDashboard {
+    /// `IP:PORT`
+    pub listen: Option<Spanned<String>>,
+    /// Opt-in for a non-loopback `listen` (TLS required).
+    pub allow_remote: Option<bool>,
+    /// PEM certificate chain, relative to the config file's directory.
+    pub tls_cert: Option<Spanned<String>>,
+    /// PEM private key, relative to the config file's directory.
+    pub tls_key: Option<Spanned<String>>,
+    /// A duration: how long a login session lasts.
+    pub session_ttl: Option<Spanned<DurationText>>,
+}
+
 /// `[supervised.ready]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a [supervised.ready] table with min_days, min_decisions, quiet_days")]
@@ -599,6 +618,7 @@ impl RawConfig {
                 "alerts" => raw.alerts = alerts::alerts_section(value, problems),
                 "heartbeat" => raw.heartbeat = section(value, "[heartbeat]", problems),
                 "runbook" => raw.runbook = section(value, "[runbook]", problems),
+                "dashboard" => raw.dashboard = section(value, "[dashboard]", problems),
                 "supervised" => set(&mut raw.supervised, value, "[supervised]", problems),
                 other => problems.push(unknown_top_level(other, key_span, &value)),
             }

@@ -365,6 +365,15 @@ repeat_every = "4h"
 # is installed.
 #run_as = "steward"
 
+# The dashboard: one local page to watch the agent, stop it, approve and
+# undo its calls (see docs/config.md#dashboard). Off while commented out;
+# `steward dashboard` prints a one-time login URL. From a laptop:
+# ssh -L 7601:127.0.0.1:7601 server, then open that URL.
+#[dashboard]
+#listen = "127.0.0.1:7601"
+# How long a login lasts.
+#session_ttl = "12h"
+
 "#;
 
 #[cfg(test)]

@@ -97,6 +97,9 @@ pub enum DaemonError {
         /// Underlying error.
         source: std::io::Error,
     },
+    /// The dashboard could not start (its port, its TLS files).
+    #[error(transparent)]
+    Dashboard(#[from] crate::dashboard::DashboardError),
     /// The admin API's socket could not be bound.
     #[error(
         "cannot serve the admin API on {path}: {source}; check that [state] dir is writable by the user running steward",
@@ -131,6 +134,9 @@ pub struct DaemonOptions {
     pub systemd: bool,
     /// Supervisor timing; tests shorten it.
     pub supervisor: SupervisorSettings,
+    /// The doctor's FAIL items for the dashboard's report verdict (`steward
+    /// run` passes them; see [`crate::dashboard::DoctorFails`]).
+    pub doctor_fails: Option<crate::dashboard::DoctorFails>,
 }
 
 /// A started daemon.
@@ -275,6 +281,14 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     drop(agent_token_value);
     let supervisor_stats = supervisor.stats();
     let (admin_token, admin_listener, admin_socket) = open_admin(config)?;
+    let dashboard = match &config.dashboard {
+        Some(d) => {
+            let listener = crate::dashboard::bind(d).await?;
+            let bound = listener.local_addr().map_err(|source| DaemonError::Bind { addr: d.listen, source })?;
+            Some((listener, bound, crate::dashboard::base_url(d, bound)))
+        }
+        None => None,
+    };
     let addr_path = config.state.addr_path();
     write_private(&addr_path, &format!("{addr}\n"))?;
 
@@ -316,6 +330,22 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
         &config.agent.name,
         admin_token,
     );
+    let admin = match &dashboard {
+        Some((_, _, url)) => admin.with_dashboard_url(url.clone()),
+        None => admin,
+    };
+    if let Some((listener, bound, url)) = dashboard {
+        let state = crate::dashboard::DashboardState::new(
+            admin.clone(),
+            Arc::new(config.clone()),
+            Arc::clone(&secrets),
+            bound,
+            shutdown.clone(),
+            options.doctor_fails.clone(),
+        );
+        tracing::info!(%url, "the dashboard is listening (`steward dashboard` prints a login URL)");
+        tracker.spawn(crate::dashboard::serve(listener, crate::dashboard::router(state), shutdown.clone()));
+    }
     tracker.spawn(crate::admin::serve(admin_listener, crate::admin::router(admin), shutdown.clone(), admin_socket));
     tracker.spawn(Arc::clone(&pipeline).run_junk_flush(shutdown.clone()));
     tracker.spawn(Arc::clone(&pipeline).run_approval_watch(shutdown.clone()));

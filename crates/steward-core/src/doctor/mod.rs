@@ -16,6 +16,7 @@
 
 mod backups;
 mod credentials;
+mod dashboard;
 mod disk;
 mod first_week;
 mod git_scan;
@@ -169,6 +170,7 @@ pub const SECTIONS: &[SectionCheck] = &[
     sandbox::check,
     running_config::check,
     first_week::check,
+    dashboard::check,
 ];
 
 /// The scored checklist.

@@ -41,9 +41,21 @@ struct ToolQueue {
 #[derive(Debug, Default)]
 pub struct ApprovalNotices {
     tools: BTreeMap<String, ToolQueue>,
+    /// The dashboard's approvals page, when `[dashboard]` is configured.
+    dashboard: Option<String>,
 }
 
 impl ApprovalNotices {
+    /// Notices that also name the dashboard's approvals page of `config`
+    /// (`None` without a `[dashboard]` section).
+    pub fn for_config(config: &crate::config::Config) -> Self {
+        let dashboard = config.dashboard.as_ref().map(|d| {
+            let scheme = if d.tls.is_some() { "https" } else { "http" };
+            format!("{scheme}://{}/approvals", d.listen)
+        });
+        Self { tools: BTreeMap::new(), dashboard }
+    }
+
     /// Takes in `event` if it is a new request.
     pub fn observe(&mut self, event: &Event) {
         if let Event::ApprovalRequested { id, tool, method, path, summary } = event {
@@ -67,13 +79,13 @@ impl ApprovalNotices {
             }
             let requests = std::mem::take(&mut queue.waiting);
             queue.last_sent_ms = Some(now_ms);
-            notices.push(notice(agent, tool, &requests, now_ms));
+            notices.push(notice(agent, tool, &requests, self.dashboard.as_deref(), now_ms));
         }
         notices
     }
 }
 
-fn notice(agent: &str, tool: &str, requests: &[Requested], now_ms: i64) -> Alert {
+fn notice(agent: &str, tool: &str, requests: &[Requested], dashboard: Option<&str>, now_ms: i64) -> Alert {
     let title = match requests.len() {
         1 => format!("Approval needed: a `{tool}` call"),
         n => format!("Approval needed: {n} `{tool}` calls"),
@@ -93,6 +105,9 @@ fn notice(agent: &str, tool: &str, requests: &[Requested], now_ms: i64) -> Alert
         message.push_str(&format!("\n...and {} more: run `steward approvals`.\n", requests.len() - LISTED));
     }
     message.push_str("\n`steward approvals` shows the full requests; nobody deciding means they expire, denied.");
+    if let Some(url) = dashboard {
+        message.push_str(&format!("\nDashboard: {url} (log in with `steward dashboard`)."));
+    }
     Alert {
         key: format!("approval:{tool}"),
         status: AlertStatus::Firing,
@@ -129,6 +144,7 @@ mod tests {
         assert_eq!(first.len(), 1);
         assert!(first[0].message.contains("steward approve aaaa1111"), "{}", first[0].message);
         assert!(first[0].message.contains("steward deny aaaa1111 --reason"), "{}", first[0].message);
+        assert!(!first[0].message.contains("Dashboard:"), "no [dashboard], no URL: {}", first[0].message);
         n.observe(&requested("bbbb2222", "post"));
         n.observe(&requested("cccc3333", "post"));
         n.observe(&requested("dddd4444", "follow"));
@@ -140,5 +156,18 @@ mod tests {
         assert_eq!(later[0].title, "Approval needed: 2 `post` calls");
         assert!(later[0].message.contains("bbbb2222") && later[0].message.contains("cccc3333"));
         assert!(n.due("bot", 200_000).is_empty(), "nothing waits");
+    }
+
+    #[test]
+    fn with_a_dashboard_the_notice_names_its_approvals_page() {
+        let config = crate::monitor::tests::config("[dashboard]\nlisten = \"127.0.0.1:7601\"\n");
+        let mut n = ApprovalNotices::for_config(&config);
+        n.observe(&requested("aaaa1111", "post"));
+        let sent = n.due("bot", 1_000);
+        assert!(
+            sent[0].message.contains("Dashboard: http://127.0.0.1:7601/approvals (log in with `steward dashboard`)"),
+            "{}",
+            sent[0].message
+        );
     }
 }

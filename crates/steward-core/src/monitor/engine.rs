@@ -389,7 +389,7 @@ impl Engine {
             expiry: None,
             backups: config.backup.is_some(),
             backups_watched_since: None,
-            approvals: super::approval_notices::ApprovalNotices::default(),
+            approvals: super::approval_notices::ApprovalNotices::for_config(config),
         }
     }
 

@@ -10,6 +10,7 @@ mod approvals;
 mod backup;
 mod completions;
 mod config_check;
+mod dashboard;
 mod demo;
 mod doctor;
 mod error;
@@ -116,6 +117,8 @@ enum Command {
     /// Undo calls through their tool's declared undo (`steward undo CALL`, or `--tool T --since 2h`):
     /// shows the plan and asks; --yes for scripts, --dry-run sends nothing. Needs the running daemon.
     Undo(undo::Args),
+    /// Print a one-time login URL for the dashboard ([dashboard] in steward.toml); --open opens it here.
+    Dashboard(dashboard::Args),
     /// Show the agent (state, pid, uptime, restarts, last exit), the daemon, the kill switch, spend, and calls against limits.
     Status(status::Args),
     /// Show LLM spend: today against the cap, per model per day.
@@ -186,6 +189,7 @@ impl Cli {
             Command::Deny(args) => args.json,
             Command::Undo(args) => args.json,
             Command::Status(args) => args.json,
+            Command::Dashboard(args) => args.json,
             Command::Spend(args) => args.json,
             Command::Alerts(alerts::Command::Test(args)) => args.json,
             Command::Logs(logs::LogsCommand::Agent(args)) => args.json,
@@ -250,6 +254,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Deny(args) => approvals::deny(&config_path, &args),
         Command::Undo(args) => undo::run(&config_path, args),
         Command::Status(args) => status::run(&config_path, args),
+        Command::Dashboard(args) => dashboard::run(&config_path, args),
         Command::Spend(args) => spend::run(&config_path, args),
         Command::Logs(command) => logs::run(&config_path, command),
         Command::Demo(args) => demo::run(args),

@@ -47,7 +47,13 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         .into());
     }
     let rt = runtime()?;
-    let options = DaemonOptions { launcher: launcher(), systemd: true, ..DaemonOptions::default() };
+    // The dashboard's report verdict counts the doctor's FAIL items, scored
+    // as `steward report` scores them.
+    let doctor = steward_core::dashboard::DoctorFails(std::sync::Arc::new(|config, now| {
+        Box::pin(async move { super::report::doctor_fails(&config, now).await })
+    }));
+    let options =
+        DaemonOptions { launcher: launcher(), systemd: true, doctor_fails: Some(doctor), ..DaemonOptions::default() };
     let started = rt.block_on(async {
         // Registered before the daemon takes its lock: `steward reload`
         // may signal as soon as the lock is held, `steward stop`, systemd or a

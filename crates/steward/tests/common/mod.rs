@@ -13,6 +13,8 @@ use base64::Engine;
 pub use leak_check::{assert_no_needles, private_file, with_encodings};
 pub use mock_upstream::MockUpstream;
 
+pub mod dashboard;
+
 /// The planted upstream credential: must reach the upstream and nothing else.
 pub const CANARY_TOKEN: &str = "canary-upstream-token-9f8e7d6c5b4a";
 
@@ -305,12 +307,14 @@ policy = "deny"
 
     /// The last line of every call: every audit line except the `admitted`
     /// ones an allowed call writes before it is forwarded, and the lines of
-    /// config reloads (`phase = "reload"`) and mode changes
-    /// (`phase = "supervision"`), which are not calls.
+    /// config reloads (`phase = "reload"`), mode changes
+    /// (`phase = "supervision"`) and operator actions (`phase =
+    /// "operator"`: stop, resume, undo through the admin API), which are
+    /// not calls.
     pub fn audit_lines(&self) -> Vec<serde_json::Value> {
         self.all_audit_lines()
             .into_iter()
-            .filter(|line| line["phase"] != "admitted" && line["phase"] != "reload" && line["phase"] != "supervision")
+            .filter(|line| !matches!(line["phase"].as_str(), Some("admitted" | "reload" | "supervision" | "operator")))
             .collect()
     }
 

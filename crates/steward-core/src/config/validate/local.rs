@@ -148,7 +148,7 @@ impl Validator<'_> {
 }
 
 /// `IP:PORT`, or `localhost:PORT` as a convenience for `127.0.0.1:PORT`.
-fn parse_listen(text: &str) -> Option<SocketAddr> {
+pub(super) fn parse_listen(text: &str) -> Option<SocketAddr> {
     if let Some(port) = text.strip_prefix("localhost:") {
         return port.parse().ok().map(|port| SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port));
     }

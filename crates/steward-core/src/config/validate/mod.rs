@@ -12,7 +12,7 @@
 //! - `upstreams`: `[upstreams.*]`, `[[tools]]`, `[loop_breaker]`;
 //! - `llm`: `[llm.*]`, `[spend]`, `[prices.*]`;
 //! - `mcp`: `[mcp.*]` (the MCP tools of `[[tools]]` are checked with the others);
-//! - `backup`, `alerts` (with `[heartbeat]`), `runbook`, `supervised`: their sections;
+//! - `backup`, `alerts` (with `[heartbeat]`), `runbook`, `supervised`, `dashboard`: their sections;
 //! - `ready`: `[supervised.ready]`, the readiness verdict's thresholds;
 //! - `values`: the checks of single values every section shares.
 
@@ -20,6 +20,7 @@ mod agent;
 mod alerts;
 mod backup;
 mod credentials;
+mod dashboard;
 mod llm;
 mod local;
 mod mcp;
@@ -36,6 +37,7 @@ pub use alerts::{
 };
 pub use backup::{DEFAULT_BACKUP_SCHEDULE, DEFAULT_BACKUP_TIMEZONE, DEFAULT_KEEP, DEFAULT_RESTORE_TEST, parse_cron};
 pub use credentials::{DEFAULT_EXPIRY_WARNING_DAYS, MAX_EXPIRY_WARNING_DAYS};
+pub use dashboard::{DEFAULT_DASHBOARD_LISTEN, DEFAULT_SESSION_TTL};
 pub use mcp::{CREDENTIAL_REF_PREFIX, DEFAULT_MCP_MAX_MESSAGE_SIZE, DEFAULT_MCP_REQUEST_TIMEOUT};
 pub use ready::{DEFAULT_READY_MIN_DAYS, DEFAULT_READY_MIN_DECISIONS, DEFAULT_READY_QUIET_DAYS, MAX_READY_DAYS};
 pub use runbook::DEFAULT_RUNBOOK_FILE;
@@ -173,6 +175,7 @@ pub(super) fn validate(raw: RawConfig, source: &str, source_path: &Path, problem
     let alerts = v.alerts(raw.alerts);
     let heartbeat = v.heartbeat(raw.heartbeat);
     let runbook = v.runbook(raw.runbook, &state);
+    let dashboard = raw.dashboard.map(|d| v.dashboard(d, &gateway));
     let supervised = v.supervised(raw.supervised);
     Config {
         source_path: source_path.to_path_buf(),
@@ -196,6 +199,7 @@ pub(super) fn validate(raw: RawConfig, source: &str, source_path: &Path, problem
         alerts,
         heartbeat,
         runbook,
+        dashboard,
         supervised,
     }
 }
