@@ -404,6 +404,14 @@ async fn a_changed_tool_description_is_refused_and_alerted_until_trusted() {
     let pins = listed["servers"][0]["pins"].as_array().unwrap();
     let create = pins.iter().find(|p| p["tool"] == "create_post").unwrap();
     assert_eq!(create["changed"], true, "{listed:#}");
+    let doctor: Value = serde_json::from_str(&env_doctor_json(&env)).unwrap();
+    let pins = doctor.as_array().unwrap().iter().find(|c| c["item"] == "MCP tool definitions are as pinned");
+    let pins = pins.unwrap();
+    assert_eq!(pins["status"], "fail", "{pins:#}");
+    assert!(pins["detail"].as_str().unwrap().contains("posts/create_post"), "{pins:#}");
+    assert!(pins["fix"].as_str().unwrap().contains("`steward mcp trust posts`"), "{pins:#}");
+    let status = steward_ok(&env, &["status"]);
+    assert!(status.contains("changed tool definitions") && status.contains("create_post"), "{status}");
 
     // The operator accepts it: the tool works again.
     let out = steward_ok(&env, &["mcp", "trust", "posts"]);
@@ -603,4 +611,92 @@ async fn a_cancelled_call_is_cancelled_at_the_server_and_recorded() {
     assert!(line["reason"].as_str().unwrap().contains("the agent cancelled the call"), "{line:#}");
     env.stop(false);
     env.assert_no_secret_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_last_doctor_runbook_dashboard_and_the_audit_show_mcp_tools() {
+    let Some(python) = mcp_python() else { return };
+    let dashboard = "\n[dashboard]\nlisten = \"127.0.0.1:0\"\n";
+    let mut env = Env::with_tools("", &posts_config(&python, &format!("{POSTS_TOOLS}{dashboard}"))).await;
+    env.start();
+    let post = |text: &str| json!({ "call": "create_post", "args": { "text": text } });
+    client(
+        &env,
+        &python,
+        json!([{ "list": true }, post("one"), post("two"), { "prompts": true }, { "resources": true }]),
+    )
+    .await;
+
+    // status: the MCP tool against its limit, the server running.
+    let status: Value = serde_json::from_str(&steward_ok(&env, &["status", "--json"])).unwrap();
+    let tool = status["tools"].as_array().unwrap().iter().find(|t| t["tool"] == "post").unwrap();
+    assert_eq!((tool["window_used"].as_u64(), tool["limit"].as_u64()), (Some(2), Some(2)), "{status:#}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status: Value = serde_json::from_str(&steward_ok(&env, &["status", "--json"])).unwrap();
+        let server = &status["mcp"][0];
+        assert_eq!(server["server"], "posts", "{status:#}");
+        assert_eq!(server["transport"], "stdio", "{status:#}");
+        if server["state"] == "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server's state was never published: {status:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let text = steward_ok(&env, &["status"]);
+    assert!(text.contains("mcp server") && text.contains("posts") && text.contains("running"), "{text}");
+    let listed = steward_ok(&env, &["mcp", "list"]);
+    assert!(listed.starts_with("[mcp.posts]  running\n  stdio: "), "{listed}");
+
+    // last: the calls of the MCP tool, with the door and the created id.
+    let last: Value = serde_json::from_str(&steward_ok(&env, &["last", "--json", "--tool", "post"])).unwrap();
+    let last = last.as_array().unwrap();
+    assert_eq!(last.len(), 2, "{last:#?}");
+    assert!(last.iter().all(|c| c["door"] == "mcp" && c["upstream"] == "posts"), "{last:#?}");
+    assert!(last[0]["undo"].is_object(), "the undo was recorded: {:#}", last[0]);
+
+    // doctor: the MCP section, with the pins and the running server.
+    let doctor: Value = serde_json::from_str(&env_doctor_json(&env)).unwrap();
+    let items: Vec<&Value> = doctor.as_array().unwrap().iter().filter(|c| c["section"] == "MCP").collect();
+    assert_eq!(items.len(), 2, "{doctor:#}");
+    assert_eq!(items[0]["status"], "pass", "{:#}", items[0]);
+    assert!(items[0]["detail"].as_str().unwrap().contains("pinned, none changed"), "{:#}", items[0]);
+    assert_eq!(items[1]["status"], "pass", "{:#}", items[1]);
+    assert_eq!(items[1]["detail"], "posts running", "{:#}", items[1]);
+
+    // runbook: MCP tools with their server, MCP name and undo arguments.
+    let page = steward_ok(&env, &["runbook", "--stdout"]);
+    assert!(page.contains("`/mcp/{server}` (MCP tools)"), "{page}");
+    assert!(
+        page.contains("| `post` | MCP server posts | MCP tool `create_post` | 2/hour | `delete_post {\"id\":\"{response.structuredContent.id}\"}` (tool `unpost`) |"),
+        "{page}"
+    );
+
+    // dashboard: the MCP card.
+    let dash = common::dashboard::login(&env).await;
+    let overview = dash.get("/").await.text().await.unwrap();
+    assert!(overview.contains("<h2>MCP servers</h2>"), "{overview}");
+    assert!(overview.contains("<td>posts</td><td class=\"ok\">running</td>"), "{overview}");
+
+    // The audit log: one line per tools/call, and at shutdown one summary
+    // line for the other methods (tools/list, prompts/list, resources/list).
+    env.stop(false);
+    let summary: Vec<Value> =
+        env.audit_lines().into_iter().filter(|l| l["door"] == "mcp" && l["phase"] == "summary").collect();
+    assert_eq!(summary.len(), 1, "{summary:#?}");
+    let methods = &summary[0]["methods"];
+    for method in ["tools/list", "prompts/list", "resources/list"] {
+        assert_eq!(methods[method]["count"], 1, "{method}: {:#}", summary[0]);
+        assert_eq!(methods[method]["errors"], 0, "{method}: {:#}", summary[0]);
+    }
+    assert!(methods.get("tools/call").is_none(), "tools/call has its own lines: {:#}", summary[0]);
+    assert_eq!(summary[0]["upstream"], "posts");
+    let status: Value = serde_json::from_str(&steward_ok(&env, &["status", "--json"])).unwrap();
+    assert_eq!(status["mcp"][0]["state"], "stopped", "{status:#}");
+    env.assert_no_secret_leaked();
+}
+
+fn env_doctor_json(env: &Env) -> String {
+    // doctor exits non-zero on a FAIL item (the unlimited `unpost`): the JSON is still the report.
+    String::from_utf8_lossy(&env.steward(&["doctor", "--json"]).stdout).into_owned()
 }

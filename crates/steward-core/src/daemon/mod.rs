@@ -264,6 +264,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     let shutdown = CancellationToken::new();
     let mcp = Arc::new(crate::mcp::McpHub::new(config, &secrets, &redactor, &store, &events, &shutdown, &tracker));
     pipeline.set_mcp_relay(Arc::clone(&mcp) as Arc<dyn crate::pipeline::McpRelay>);
+    tracker.spawn(crate::mcp::publish::run(Arc::clone(&mcp), store.clone(), shutdown.clone()));
     let mcp_door = crate::mcp::routes(Arc::clone(&pipeline), mcp, config.gateway.body_timeout);
     let gateway = crate::gateway::Service::new(Arc::clone(&pipeline), mcp_door, &config.gateway, Arc::clone(&metrics));
     let supervisor = Supervisor::new(SupervisorInit {
@@ -348,6 +349,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     }
     tracker.spawn(crate::admin::serve(admin_listener, crate::admin::router(admin), shutdown.clone(), admin_socket));
     tracker.spawn(Arc::clone(&pipeline).run_junk_flush(shutdown.clone()));
+    tracker.spawn(Arc::clone(&pipeline).run_mcp_summary(shutdown.clone()));
     tracker.spawn(Arc::clone(&pipeline).run_approval_watch(shutdown.clone()));
     tracker.spawn(retention::task(config, Arc::clone(&audit), journal_store, shutdown.clone()));
     tracker.spawn(supervisor.run(shutdown.clone()));

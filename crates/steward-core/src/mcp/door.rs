@@ -175,9 +175,12 @@ async fn post(State(door): State<Door>, Path(server): Path<String>, request: Req
         if message.get("method").and_then(Value::as_str) == Some("notifications/initialized") {
             return accepted();
         }
-        if let Err(err) = door.hub.relay(&server, &session, message).await {
+        let what = message.get("method").and_then(Value::as_str).unwrap_or("(response)").to_owned();
+        let relayed = door.hub.relay(&server, &session, message).await;
+        if let Err(err) = &relayed {
             tracing::debug!(server = %server, error = %err, "could not relay a client message to the MCP server");
         }
+        door.pipeline.count_mcp_message(&server, &what, relayed.is_err());
         return accepted();
     };
     let params = message.get("params").cloned();
@@ -187,6 +190,9 @@ async fn post(State(door): State<Door>, Path(server): Path<String>, request: Req
         "tools/list" => tools_list(&door, &server, &session, &id, params).await,
         _ => door.hub.request(&server, &session, &id, &method, params).await.map(answer_of),
     };
+    if method != "tools/call" {
+        door.pipeline.count_mcp_message(&server, &method, !matches!(reply, Ok(McpAnswer::Result(_))));
+    }
     let body = match reply {
         Ok(McpAnswer::Result(result)) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
         Ok(McpAnswer::Error(error)) => json!({ "jsonrpc": "2.0", "id": id, "error": error }),

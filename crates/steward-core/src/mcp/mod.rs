@@ -1,6 +1,7 @@
 //! The MCP front door: the HTTP routes (`door`: `/mcp/{server}`, served on
 //! the gateway's listener), the `[mcp.*]` servers steward runs (`stdio`),
-//! the agent's sessions with them (`hub`), tool pinning (`pins`), and the
+//! the agent's sessions with them (`hub`), tool pinning (`pins`), the
+//! servers' states published into the store (`publish`), and the
 //! relay of every JSON-RPC message between the two sides. A `tools/call` is
 //! a call of the one pipeline (`pipeline::mcp`), never decided here.
 //!
@@ -42,6 +43,7 @@
 mod door;
 mod hub;
 pub use crate::store::pins;
+pub mod publish;
 mod stdio;
 
 pub use door::routes;

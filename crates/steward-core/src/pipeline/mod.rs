@@ -70,6 +70,7 @@ mod forward;
 mod junk;
 mod live;
 mod mcp;
+mod mcp_summary;
 mod plan;
 mod refusal;
 mod relay;
@@ -246,6 +247,9 @@ pub struct Pipeline {
     /// Where the operator's undo of an MCP tool's call goes (the daemon's
     /// MCP hub; unset without `[mcp.*]` servers).
     mcp_relay: std::sync::OnceLock<Arc<dyn McpRelay>>,
+    /// The MCP messages other than `tools/call`, counted for the audit
+    /// log's summary lines.
+    mcp_summary: mcp_summary::McpSummary,
 }
 
 /// Why the pipeline could not be assembled.
@@ -290,6 +294,7 @@ impl Pipeline {
             tasks,
             approvals: Arc::new(Approvals::default()),
             mcp_relay: std::sync::OnceLock::new(),
+            mcp_summary: mcp_summary::McpSummary::default(),
         })
     }
 

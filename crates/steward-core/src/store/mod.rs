@@ -84,6 +84,7 @@
 
 mod approvals;
 mod checkpoint;
+pub mod mcp_servers;
 pub mod pins;
 mod queries;
 mod redaction;

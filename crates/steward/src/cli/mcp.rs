@@ -69,9 +69,13 @@ pub fn run(config_path: &Path, command: Command) -> Result<ExitCode, CliError> {
 
 fn list(config_path: &Path, args: &ListArgs) -> Result<ExitCode, CliError> {
     let config = load_config(config_path)?;
-    let pins = runtime()?.block_on(async {
+    let daemon_running = steward_core::state_dir::running_pid(&config.state.dir).is_some();
+    let (pins, states) = runtime()?.block_on(async {
         let store = open_store_read_only(&config)?;
-        pins::all(&store).await.context("cannot read the tool pins")
+        let pins = pins::all(&store).await.context("cannot read the tool pins")?;
+        let states =
+            steward_core::store::mcp_servers::all(&store).await.context("cannot read the MCP servers' states")?;
+        Ok::<_, anyhow::Error>((pins, states))
     })?;
     let servers: Vec<Value> = config
         .mcp
@@ -92,7 +96,14 @@ fn list(config_path: &Path, args: &ListArgs) -> Result<ExitCode, CliError> {
                 .filter(|(s, _, _)| s == name)
                 .map(|(_, tool, pin)| json!({ "tool": tool, "changed": pin.changed(), "pinned": &pin.pinned[..12], "seen": &pin.seen[..12], "description": pin.description }))
                 .collect();
-            json!({ "name": name, "transport": transport, "tools": tools, "pins": pinned })
+            // The daemon's record, or `stopped` when none runs (a crash
+            // loop stays `fatal`: it is still why the server is down).
+            let (state, reason) = match states.get(name) {
+                Some(r) if daemon_running || r.state == "fatal" => (r.state.clone(), r.reason.clone()),
+                _ if daemon_running => ("idle".to_owned(), None),
+                _ => ("stopped".to_owned(), None),
+            };
+            json!({ "name": name, "transport": transport, "state": state, "reason": reason, "tools": tools, "pins": pinned })
         })
         .collect();
     if args.json {
@@ -104,7 +115,18 @@ fn list(config_path: &Path, args: &ListArgs) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::SUCCESS);
     }
     for server in &servers {
-        anstream::println!("[mcp.{}]  {}", server["name"].as_str().unwrap_or_default(), server["transport"]);
+        let transport = match (server["transport"]["stdio"].as_array(), server["transport"]["url"].as_str()) {
+            (Some(argv), _) => {
+                format!("stdio: {}", argv.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "))
+            }
+            (None, Some(url)) => format!("http: {url}"),
+            (None, None) => String::new(),
+        };
+        let state = match server["reason"].as_str() {
+            Some(reason) => format!("{}: {reason}", server["state"].as_str().unwrap_or_default()),
+            None => server["state"].as_str().unwrap_or_default().to_owned(),
+        };
+        anstream::println!("[mcp.{}]  {state}\n  {transport}", server["name"].as_str().unwrap_or_default());
         let mut table = Table::new();
         table.load_style(presets::NOTHING).set_content_arrangement(ContentArrangement::Dynamic);
         table.set_header(["MCP TOOL", "PIN", "DESCRIPTION (latest)"]);
