@@ -211,10 +211,13 @@ async fn tool_calls_go_through_the_pipeline_limit_scrub_quarantine_and_kill_swit
 
     // The kill switch: every tool call refused, nothing reaches the server.
     steward_ok(&env, &["stop", "--reason", "test"]);
-    let report = client(&env, &python, json!([post("after stop")])).await;
+    let report = client(&env, &python, json!([post("after stop"), { "resources": true }])).await;
     let step = &report["steps"][0];
     assert_eq!(step["isError"], true, "{report:#}");
     assert!(step["text"].as_str().unwrap().starts_with("killed: "), "{report:#}");
+    // Nothing else reaches the server either: a read is refused with the reason and the fix.
+    let read = report["steps"][1]["error"].as_str().unwrap_or_default();
+    assert!(read.contains("killed: ") && read.contains("steward resume"), "{report:#}");
     assert_eq!(server_calls(&env, "create_post").len(), 2);
     assert_eq!(mcp_lines(&env).last().unwrap()["decision"], "killed");
 

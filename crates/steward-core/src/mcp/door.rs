@@ -184,6 +184,16 @@ async fn post(State(door): State<Door>, Path(server): Path<String>, request: Req
         return accepted();
     };
     let params = message.get("params").cloned();
+    // A stopped agent does nothing through steward: every request but the
+    // session's housekeeping (`ping`; `tools/call` is refused as a call by
+    // the pipeline) is answered with the kill switch's reason.
+    if !matches!(method.as_str(), "ping" | "tools/call") {
+        if let Some(refusal) = door.pipeline.mcp_message_refusal(&parts.headers).await {
+            door.pipeline.count_mcp_message(&server, &method, true);
+            let error = rpc_error(RELAY_ERROR, refusal);
+            return json_response(StatusCode::OK, &json!({ "jsonrpc": "2.0", "id": id, "error": error }));
+        }
+    }
     let reply = match method.as_str() {
         "ping" => Ok(McpAnswer::Result(json!({}))),
         "tools/call" => Ok(tools_call(&door, &server, &session, &id, params, parts.headers).await),

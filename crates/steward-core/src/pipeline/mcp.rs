@@ -94,6 +94,19 @@ pub fn refusal_result(view: &RefusalView, call_id: &str) -> Value {
     })
 }
 
+impl super::Pipeline {
+    /// The kill switch for an MCP message that is not a `tools/call` (a
+    /// `tools/call` meets it in the pipeline like every call): `Some` with
+    /// the refusal's text while the switch is engaged, or while it cannot
+    /// be read (fail closed). `headers` are the request's: an
+    /// unauthenticated one is answered by the door before this.
+    pub async fn mcp_message_refusal(&self, headers: &http::HeaderMap) -> Option<String> {
+        let refusal = self.gate(headers).await.err()?;
+        let view = refusal.view();
+        Some(format!("{}: {}", view.decision.as_str(), view.message))
+    }
+}
+
 impl Call {
     /// A `tools/call` of `tool` on the MCP server `server`, whose params
     /// are `arguments` (see the module docs for how it is recorded).

@@ -41,11 +41,17 @@ async def run(session, steps):
             except Exception as err:  # a JSON-RPC error: reported, not raised
                 out["steps"].append({"error": str(err)})
         elif step.get("prompts"):
-            prompts = await session.list_prompts()
-            out["steps"].append({"prompts": [p.name for p in prompts.prompts]})
+            try:
+                prompts = await session.list_prompts()
+                out["steps"].append({"prompts": [p.name for p in prompts.prompts]})
+            except Exception as err:  # a JSON-RPC error: reported, not raised
+                out["steps"].append({"error": str(err)})
         elif step.get("resources"):
-            resources = await session.list_resources()
-            out["steps"].append({"resources": [str(r.uri) for r in resources.resources]})
+            try:
+                resources = await session.list_resources()
+                out["steps"].append({"resources": [str(r.uri) for r in resources.resources]})
+            except Exception as err:
+                out["steps"].append({"error": str(err)})
         elif "cancel_slow" in step:
             # The SDK numbers requests from 0: the next id is the slow call's.
             request_id = session._request_id
