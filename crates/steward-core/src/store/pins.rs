@@ -1,7 +1,8 @@
 //! Tool pinning (the MCP door's, kept here with the rest of what is
 //! persisted, so monitoring reads it without importing `mcp`): the hash of each MCP tool's definition (name, description,
 //! input schema; RFC 8785 canonical JSON, SHA-256), kept in the store's
-//! `kv` table under `mcp.pin.<server>.<tool>` the first time steward sees
+//! `kv` table under `mcp.pin.<server>/<tool>` (a server's name has no `/`;
+//! a tool's name may hold `.`) the first time steward sees
 //! the tool. A later definition with another hash is recorded as `seen`
 //! and the tool is refused and hidden until `steward mcp trust <server>`
 //! makes what was seen the pin. This closes the "rug pull": a server that
@@ -62,7 +63,7 @@ pub fn definition_hash(tool: &Value) -> String {
 }
 
 fn key(server: &str, tool: &str) -> String {
-    format!("{PIN_PREFIX}{server}.{tool}")
+    format!("{PIN_PREFIX}{server}/{tool}")
 }
 
 /// Pins `tool` of `server` on first sight, or compares it with its pin.
@@ -96,7 +97,7 @@ pub async fn all(store: &Store) -> Result<Vec<(String, String, Pin)>, StoreError
         .into_iter()
         .filter_map(|(key, value, _)| {
             let rest = key.strip_prefix(PIN_PREFIX)?;
-            let (server, tool) = rest.split_once('.')?;
+            let (server, tool) = rest.split_once('/')?;
             let pin: Pin = serde_json::from_str(&value).ok()?;
             Some((server.to_owned(), tool.to_owned(), pin))
         })
@@ -129,6 +130,18 @@ pub async fn trust(store: &Store, server: &str, now_ms: i64) -> Result<Vec<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn dotted_server_and_tool_names_keep_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db"), crate::store::tests::redactor()).unwrap();
+        let tool = json!({"name": "files.read", "description": "d"});
+        observe(&store, "a.b", &tool, 1).await.unwrap();
+        observe(&store, "a", &json!({"name": "b.files.read"}), 1).await.unwrap();
+        let mut all: Vec<(String, String)> = all(&store).await.unwrap().into_iter().map(|(s, t, _)| (s, t)).collect();
+        all.sort();
+        assert_eq!(all, [("a".to_owned(), "b.files.read".to_owned()), ("a.b".to_owned(), "files.read".to_owned())]);
+    }
 
     #[test]
     fn the_hash_covers_name_description_and_schema_not_key_order_or_other_members() {
