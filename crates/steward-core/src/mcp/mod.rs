@@ -42,15 +42,28 @@
 mod door;
 mod hub;
 pub use crate::store::pins;
+mod stateless;
 mod stdio;
 
 pub use door::routes;
 pub use hub::{McpHub, Session};
+pub use stateless::request_headers as stateless_request_headers;
 pub use stdio::{ServerState, StdioServer, quarantine_line};
 
-/// The protocol revisions steward relays, newest first. A client asking for
+/// Every protocol revision the door speaks, newest first: what a
+/// `server/discover` lists and what an `UnsupportedProtocolVersion` error
+/// offers a 2026-07-28-era client asking for another.
+pub const PROTOCOL_VERSIONS: &[&str] = &["2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
+/// The stateless revisions (per-request `_meta`, no `initialize`, no
+/// session), newest first: a request naming one is served by `stateless`.
+pub const STATELESS_VERSIONS: &[&str] = &["2026-07-28"];
+
+/// The session revisions (`initialize`, `Mcp-Session-Id`), newest first.
+/// steward speaks one of these to its servers whatever its clients speak
+/// (one handshake per server process); a client whose `initialize` asks for
 /// another gets the newest (the client then decides whether it can go on).
-pub const PROTOCOL_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+pub const SESSION_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 
 /// Messages the server started that wait for a session's `GET` stream;
 /// beyond this they are dropped (requests among them answered with an
