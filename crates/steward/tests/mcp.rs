@@ -678,6 +678,7 @@ async fn a_2026_07_28_client_is_served_statelessly_through_the_same_pipeline() {
     assert!(requests.iter().all(|r| r["http"] == "POST"), "no GET stream, no DELETE: {requests:#?}");
     assert!(requests.iter().all(|r| r["headers"].get("mcp-session-id").is_none()), "no session: {requests:#?}");
     assert!(requests.iter().all(|r| r["headers"]["mcp-protocol-version"] == "2026-07-28"), "{requests:#?}");
+    assert_eq!(requests[0]["headers"]["mcp-method"], "server/discover", "the SDK probes first: {requests:#?}");
     let calls: Vec<&Value> = requests.iter().filter(|r| r["headers"]["mcp-method"] == "tools/call").collect();
     assert_eq!(calls.len(), 5, "{requests:#?}");
     assert_eq!(calls[0]["headers"]["mcp-name"], "create_post", "{requests:#?}");
@@ -686,10 +687,17 @@ async fn a_2026_07_28_client_is_served_statelessly_through_the_same_pipeline() {
     let listed: Vec<&str> = steps[0]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert!(listed.contains(&"create_post") && !listed.contains(&"big"), "{listed:?}");
     // The limit 2/hour: the third post is an isError result; the server saw two.
-    assert_eq!((steps[1]["isError"].as_bool(), steps[2]["isError"].as_bool()), (Some(false), Some(false)), "{report:#}");
+    assert_eq!(
+        (steps[1]["isError"].as_bool(), steps[2]["isError"].as_bool()),
+        (Some(false), Some(false)),
+        "{report:#}"
+    );
     assert_eq!(steps[1]["structured"]["text"], "one", "{report:#}");
     assert_eq!(steps[3]["isError"], true, "{report:#}");
-    assert!(steps[3]["text"].as_str().unwrap().starts_with("rate_limited: tool `post` reached its limit"), "{report:#}");
+    assert!(
+        steps[3]["text"].as_str().unwrap().starts_with("rate_limited: tool `post` reached its limit"),
+        "{report:#}"
+    );
     assert_eq!(steps[3]["meta"]["steward/reason"], "rate_limited", "{report:#}");
     assert_eq!(server_calls(&env, "create_post").len(), 2, "the server saw exactly two posts");
     // The credential is scrubbed from the answer.
@@ -742,7 +750,11 @@ async fn steward_mcp_bridges_a_2026_07_28_stdio_client_through_the_same_pipeline
     assert_eq!(report["server"], "posts", "{report:#}");
     let steps = report["steps"].as_array().unwrap();
     assert!(steps[0]["tools"].as_array().unwrap().iter().any(|t| t["name"] == "create_post"), "{report:#}");
-    assert_eq!((steps[1]["isError"].as_bool(), steps[2]["isError"].as_bool()), (Some(false), Some(false)), "{report:#}");
+    assert_eq!(
+        (steps[1]["isError"].as_bool(), steps[2]["isError"].as_bool()),
+        (Some(false), Some(false)),
+        "{report:#}"
+    );
     assert_eq!(steps[3]["isError"], true, "the daemon's limit applies over stdio too: {report:#}");
     assert!(steps[3]["text"].as_str().unwrap().starts_with("rate_limited: "), "{report:#}");
     let whoami = steps[4]["text"].as_str().unwrap();
@@ -794,7 +806,10 @@ async fn a_header_that_does_not_repeat_the_body_is_refused_before_anything_runs(
     assert_eq!(answer["error"]["code"], -32020, "HeaderMismatch: {answer:#}");
     assert_eq!(answer["id"], 7, "{answer:#}");
     let message = answer["error"]["message"].as_str().unwrap();
-    assert!(message.contains("Mcp-Name") && message.contains("'whoami'") && message.contains("'create_post'"), "{message}");
+    assert!(
+        message.contains("Mcp-Name") && message.contains("'whoami'") && message.contains("'create_post'"),
+        "{message}"
+    );
     // Missing, or sent twice, is refused the same way.
     let (status, answer) = raw_stateless_call(&env, "create_post", &[version, method]).await;
     assert_eq!((status, answer["error"]["code"].as_i64()), (400, Some(-32020)), "{answer:#}");
@@ -828,13 +843,55 @@ async fn a_header_that_does_not_repeat_the_body_is_refused_before_anything_runs(
     assert_eq!(answer["error"]["data"]["requested"], "2099-01-01", "{answer:#}");
 
     // With matching headers the same call runs, once.
-    let (status, answer) = raw_stateless_call(&env, "create_post", &[version, method, ("mcp-name", "create_post")]).await;
+    let (status, answer) =
+        raw_stateless_call(&env, "create_post", &[version, method, ("mcp-name", "create_post")]).await;
     assert_eq!(status, 200, "{answer:#}");
     assert_eq!(answer["result"]["isError"], false, "{answer:#}");
     assert_eq!(answer["result"]["resultType"], "complete", "{answer:#}");
     let seen = server_calls(&env, "create_post");
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0]["arguments"]["text"], "smuggled");
+    env.stop(false);
+    env.assert_no_secret_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateless_call_whose_response_is_closed_is_cancelled_at_the_server_and_recorded() {
+    let Some(python) = mcp_python() else { return };
+    let tools =
+        format!("{POSTS_TOOLS}\n[[tools]]\nname = \"slow\"\nmcp = \"posts\"\nmatch = \"slow\"\nside_effect = false\n");
+    let mut env = Env::with_tools("", &posts_config(&python, &tools)).await;
+    env.start();
+    // The server started and its tools known first, so the call below reaches it at once.
+    let (status, warm) = raw_stateless_call(
+        &env,
+        "whoami",
+        &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "whoami")],
+    )
+    .await;
+    assert_eq!(status, 200, "{warm:#}");
+    let body = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": { "name": "slow", "arguments": { "seconds": 6 },
+            "_meta": { "io.modelcontextprotocol/protocolVersion": "2026-07-28" } },
+    });
+    // 2026-07-28 has no cancellation message over HTTP: the client closes the response.
+    let sent = env
+        .req(reqwest::Method::POST, "/mcp/posts")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "slow")
+        .timeout(Duration::from_secs(3))
+        .body(body.to_string())
+        .send()
+        .await;
+    assert!(sent.is_err_and(|e| e.is_timeout()), "the call should still be running when the client hangs up");
+    // Uncancelled, the tool would have finished 6 s after it started.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(server_calls(&env, "slow_started").len(), 1, "the call reached the server");
+    assert!(server_calls(&env, "slow_done").is_empty(), "the server cancelled it: the tool never finished");
+    let line = mcp_lines(&env).into_iter().find(|l| l["tool"] == "slow").unwrap();
+    assert!(line["reason"].as_str().unwrap().contains("the agent cancelled the call"), "{line:#}");
     env.stop(false);
     env.assert_no_secret_leaked();
 }
