@@ -1,7 +1,9 @@
 //! The MCP front door: the HTTP routes (`door`: `/mcp/{server}`, served on
-//! the gateway's listener), the `[mcp.*]` servers steward runs (`stdio`),
-//! the agent's sessions with them (`hub`), tool pinning (`pins`), and the
-//! relay of every JSON-RPC message between the two sides. A `tools/call` is
+//! the gateway's listener), the rules of the stateless revision 2026-07-28
+//! (`stateless`: which request is one, its header checks, its translation),
+//! the `[mcp.*]` servers steward runs (`stdio`), the agent's sessions with
+//! them (`hub`), tool pinning (`pins`), and the relay of every JSON-RPC
+//! message between the two sides. A `tools/call` is
 //! a call of the one pipeline (`pipeline::mcp`), never decided here.
 //!
 //! # Library decision: relay JSON-RPC as `serde_json::Value`, no `rmcp`
@@ -38,6 +40,15 @@
 //! roots) to the session that made the latest request, list-changed and
 //! log notifications to every session; a session reads them on its `GET`
 //! stream (buffered up to [`SESSION_BUFFER`] while none is open).
+//!
+//! # Two eras, one server process
+//! The era is the client's, per request: `initialize` opens a session as
+//! above; a request naming revision 2026-07-28 in its `_meta` is served
+//! without one (see `stateless`), on the same server process, which steward
+//! always speaks a session revision to ([`SESSION_VERSIONS`]). A stateless
+//! request takes nothing the server starts: a server request that arrives
+//! while one is the latest is answered with an error to the server, never
+//! handed to another client's session.
 
 mod door;
 mod hub;
