@@ -141,10 +141,10 @@ fn decode(value: &str) -> Option<String> {
 /// spaces allowed) and does not look encoded, else `=?base64?…?=`.
 fn encode(value: &str) -> String {
     use base64::Engine as _;
-    let plain = value.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
-        && !value.starts_with(' ')
-        && !value.ends_with(' ')
-        && !(value.starts_with(BASE64_PREFIX) && value.ends_with(BASE64_SUFFIX));
+    let header_safe = value.bytes().all(|b| b == b' ' || b.is_ascii_graphic());
+    let padded = value.starts_with(' ') || value.ends_with(' ');
+    let looks_encoded = value.starts_with(BASE64_PREFIX) && value.ends_with(BASE64_SUFFIX);
+    let plain = header_safe && !padded && !looks_encoded;
     if plain {
         value.to_owned()
     } else {
