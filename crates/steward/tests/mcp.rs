@@ -895,3 +895,51 @@ async fn a_stateless_call_whose_response_is_closed_is_cancelled_at_the_server_an
     env.stop(false);
     env.assert_no_secret_leaked();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateless_call_closed_while_it_waits_for_approval_never_reaches_the_server() {
+    let Some(python) = mcp_python() else { return };
+    let tools = format!("{POSTS_TOOLS}\n[supervised]\nenabled = true\nwait = \"40s\"\n");
+    let mut env = Env::with_tools("", &posts_config(&python, &tools)).await;
+    env.start();
+    let body = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": { "name": "create_post", "arguments": { "text": "held" },
+            "_meta": { "io.modelcontextprotocol/protocolVersion": "2026-07-28" } },
+    });
+    let request = env
+        .req(reqwest::Method::POST, "/mcp/posts")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "create_post")
+        .body(body.to_string());
+    let agent = tokio::spawn(request.send());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pending = loop {
+        let listed: Value = serde_json::from_str(&steward_ok(&env, &["approvals", "--json"])).unwrap();
+        if let Some(first) = listed["approvals"].as_array().and_then(|a| a.first()).cloned() {
+            break first;
+        }
+        assert!(Instant::now() < deadline, "no pending approval appeared: {}", env.daemon_log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // The agent goes away (this revision's cancellation), then a human approves.
+    agent.abort();
+    let _ = agent.await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    steward_ok(&env, &["approve", pending["id"].as_str().unwrap(), "--json"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let line = loop {
+        if let Some(line) =
+            mcp_lines(&env).into_iter().find(|l| l["tool"] == "post" && l["decision"] != "approval_pending")
+        {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "no audit line for the call: {}", env.daemon_log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(line["reason"].as_str().unwrap_or_default().contains("the agent cancelled the call"), "{line:#}");
+    assert!(server_calls(&env, "create_post").is_empty(), "the approved call of a gone agent is not sent");
+    env.stop(false);
+    env.assert_no_secret_leaked();
+}

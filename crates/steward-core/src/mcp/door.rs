@@ -52,6 +52,10 @@ const INVALID_PARAMS: i64 = -32602;
 /// it alive.
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(15);
 
+/// How often a closed stateless request's cancellation is sent again
+/// while its call has not ended (it may not have reached the server yet).
+const CANCEL_RETRY: Duration = Duration::from_millis(200);
+
 /// State of the MCP routes.
 #[derive(Debug, Clone)]
 struct Door {
@@ -246,30 +250,47 @@ async fn stateless_post(door: Door, server: String, headers: HeaderMap, message:
         let reply = tokio::select! {
             reply = &mut reply => reply,
             () = cancel.cancelled() => {
-                // The agent closed the response: cancel at the server (the
-                // pipeline then records the call as cancelled).
+                // The agent closed the response: nothing more is sent for it,
+                // and what is in flight is cancelled at the server (the
+                // pipeline records the call as cancelled). Repeated until the
+                // call ends: it may be waiting for an approval, or between
+                // its admission and its send.
+                session.close();
                 let cancelled = json!({
                     "jsonrpc": "2.0",
                     "method": "notifications/cancelled",
                     "params": { "requestId": id, "reason": "the agent closed the request" },
                 });
-                if let Err(err) = door.hub.relay(&server, &session, cancelled).await {
-                    tracing::debug!(server = %server, error = %err, "could not relay a cancellation to the MCP server");
+                loop {
+                    if let Err(err) = door.hub.relay(&server, &session, cancelled.clone()).await {
+                        tracing::debug!(server = %server, error = %err, "could not relay a cancellation to the MCP server");
+                    }
+                    tokio::select! {
+                        reply = &mut reply => break reply,
+                        () = tokio::time::sleep(CANCEL_RETRY) => {}
+                    }
                 }
-                reply.await
             }
         };
-        let body = match reply {
+        let (status, body) = match reply {
             Ok(McpAnswer::Result(mut result)) => {
                 stateless::complete(&method, &mut result);
-                json!({ "jsonrpc": "2.0", "id": id, "result": result })
+                (StatusCode::OK, json!({ "jsonrpc": "2.0", "id": id, "result": result }))
             }
-            Ok(McpAnswer::Error(error)) => json!({ "jsonrpc": "2.0", "id": id, "error": error }),
-            Err(err) => json!({
-                "jsonrpc": "2.0", "id": id, "error": rpc_error(RELAY_ERROR, door.pipeline.redact(&err.to_string()))
-            }),
+            Ok(McpAnswer::Error(error)) => {
+                // This revision answers a method the server does not have with 404.
+                let unknown = error.get("code").and_then(Value::as_i64) == Some(stateless::METHOD_NOT_FOUND);
+                let status = if unknown { StatusCode::NOT_FOUND } else { StatusCode::OK };
+                (status, json!({ "jsonrpc": "2.0", "id": id, "error": error }))
+            }
+            Err(err) => (
+                StatusCode::OK,
+                json!({
+                    "jsonrpc": "2.0", "id": id, "error": rpc_error(RELAY_ERROR, door.pipeline.redact(&err.to_string()))
+                }),
+            ),
         };
-        json_response(StatusCode::OK, &body)
+        json_response(status, &body)
     });
     let response = task.await;
     hung_up.disarm();

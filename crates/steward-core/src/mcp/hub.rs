@@ -64,6 +64,9 @@ pub struct Session {
     /// server's requests during it are refused, not handed to another
     /// client's session.
     stateless: bool,
+    /// The stateless client closed its request: a request not sent to the
+    /// server yet is not sent (it is cancelled, and recorded so).
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Session {
@@ -75,7 +78,14 @@ impl Session {
             rx: Arc::new(tokio::sync::Mutex::new(rx)),
             in_flight: Mutex::new(HashMap::new()),
             stateless,
+            closed: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// The client is gone (a stateless request's response was closed):
+    /// nothing more is sent to the server for it.
+    pub fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The stand-in session of one stateless (2026-07-28) request: never
@@ -358,6 +368,9 @@ impl McpHub {
         let Some(entry) = self.servers.get(server) else {
             return Err(McpForwardError::Unreachable(format!("no MCP server named `{server}`")));
         };
+        if session.closed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(McpForwardError::Cancelled);
+        }
         *entry.router.latest.lock().unwrap_or_else(PoisonError::into_inner) =
             Some((session.id.clone(), session.stateless));
         let token = params.as_ref().and_then(|p| p.pointer("/_meta/progressToken")).map(Value::to_string);
