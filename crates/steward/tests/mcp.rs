@@ -1,6 +1,8 @@
 //! The MCP front door end to end: the real `steward run`, the official
-//! Python SDK (`mcp`, pinned in tests/sdk/requirements.txt) as the agent
-//! over streamable HTTP (`/mcp/posts`) and over stdio (`steward mcp posts`),
+//! Python SDK as the agent, both eras of it: `mcp` 1.x (pinned in
+//! tests/sdk/requirements.txt, revision 2025-11-25, sessions) and `mcp` 2.x
+//! (tests/sdk/requirements-mcp2.txt, revision 2026-07-28, stateless), over
+//! streamable HTTP (`/mcp/posts`) and over stdio (`steward mcp posts`),
 //! and real MCP servers steward runs over stdio: a small Python server
 //! (tests/sdk/posts_server.py) and `@modelcontextprotocol/server-everything`
 //! (npm, installed by `.ci/run` into `.mcp-node`). No MCP mocks; loopback only.
@@ -702,4 +704,339 @@ async fn status_last_doctor_runbook_dashboard_and_the_audit_show_mcp_tools() {
 fn env_doctor_json(env: &Env) -> String {
     // doctor exits non-zero on a FAIL item (the unlimited `unpost`): the JSON is still the report.
     String::from_utf8_lossy(&env.steward(&["doctor", "--json"]).stdout).into_owned()
+}
+
+/// The interpreter with the official `mcp` SDK 2.x (revision 2026-07-28):
+/// `.venv-mcp2` at the repo root (created by `.ci/run` from
+/// tests/sdk/requirements-mcp2.txt). `None` (the test is skipped, loudly)
+/// when it is missing, unless CI requires it (`STEWARD_REQUIRE_SDKS` or
+/// `STEWARD_REQUIRE_MCP`).
+fn mcp2_python() -> Option<PathBuf> {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv-mcp2/bin/python");
+    let ok = std::process::Command::new(&python)
+        .args(["-c", "import mcp, mcp_types.version as v; from mcp import Client; assert '2026-07-28' in v.MODERN_PROTOCOL_VERSIONS"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(python);
+    }
+    assert!(
+        std::env::var_os("STEWARD_REQUIRE_SDKS").is_none() && std::env::var_os("STEWARD_REQUIRE_MCP").is_none(),
+        "STEWARD_REQUIRE_SDKS/STEWARD_REQUIRE_MCP is set but .venv-mcp2 has no `mcp` 2.x SDK (run .ci/run)"
+    );
+    eprintln!("!!! NOT RUN: the official Python `mcp` 2.x SDK is not installed in .venv-mcp2 (run .ci/run) !!!");
+    None
+}
+
+/// Runs the 2.x SDK client (tests/sdk/mcp2_client.py) with `steps` and returns its report.
+async fn client2(env: &Env, python: &Path, steps: Value, vars: &[(&str, String)]) -> Value {
+    let mut command = std::process::Command::new(python);
+    command
+        .arg(sdk_dir().join("mcp2_client.py"))
+        .arg(steps.to_string())
+        .env("MCP_URL", env.url("/mcp/posts"))
+        .env("MCP_TOKEN", &env.token);
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    let out = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();
+    assert!(
+        out.status.success(),
+        "mcp2_client.py failed: {}\n--- daemon log ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        env.daemon_log()
+    );
+    let parsed = serde_json::from_slice(&out.stdout);
+    assert!(parsed.is_ok(), "not a report: {}", String::from_utf8_lossy(&out.stdout));
+    parsed.unwrap()
+}
+
+/// `POSTS_TOOLS` and `ask` (the server asks the client for a sampling completion).
+fn posts_tools_with_ask() -> String {
+    format!("{POSTS_TOOLS}\n[[tools]]\nname = \"ask\"\nmcp = \"posts\"\nmatch = \"ask\"\nside_effect = false\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2026_07_28_client_is_served_statelessly_through_the_same_pipeline() {
+    let Some(python) = mcp_python() else { return };
+    let Some(python2) = mcp2_python() else { return };
+    let mut env = Env::with_tools("", &posts_config(&python, &posts_tools_with_ask())).await;
+    env.start();
+    let post = |text: &str| json!({ "call": "create_post", "args": { "text": text } });
+    let report = client2(
+        &env,
+        &python2,
+        json!([{ "list": true }, post("one"), post("two"), post("three"), { "call": "whoami" }, { "call": "ask" }]),
+        &[],
+    )
+    .await;
+    // Negotiated per client: this one speaks 2026-07-28, without a session.
+    assert_eq!(report["protocolVersion"], "2026-07-28", "{report:#}");
+    assert_eq!(report["server"], "posts", "the server's identity, from server/discover: {report:#}");
+    let requests = report["requests"].as_array().unwrap();
+    assert!(requests.iter().all(|r| r["http"] == "POST"), "no GET stream, no DELETE: {requests:#?}");
+    assert!(requests.iter().all(|r| r["headers"].get("mcp-session-id").is_none()), "no session: {requests:#?}");
+    assert!(requests.iter().all(|r| r["headers"]["mcp-protocol-version"] == "2026-07-28"), "{requests:#?}");
+    assert_eq!(requests[0]["headers"]["mcp-method"], "server/discover", "the SDK probes first: {requests:#?}");
+    let calls: Vec<&Value> = requests.iter().filter(|r| r["headers"]["mcp-method"] == "tools/call").collect();
+    assert_eq!(calls.len(), 5, "{requests:#?}");
+    assert_eq!(calls[0]["headers"]["mcp-name"], "create_post", "{requests:#?}");
+
+    let steps = report["steps"].as_array().unwrap();
+    let listed: Vec<&str> = steps[0]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert!(listed.contains(&"create_post") && !listed.contains(&"big"), "{listed:?}");
+    // The limit 2/hour: the third post is an isError result; the server saw two.
+    assert_eq!(
+        (steps[1]["isError"].as_bool(), steps[2]["isError"].as_bool()),
+        (Some(false), Some(false)),
+        "{report:#}"
+    );
+    assert_eq!(steps[1]["structured"]["text"], "one", "{report:#}");
+    assert_eq!(steps[3]["isError"], true, "{report:#}");
+    assert!(
+        steps[3]["text"].as_str().unwrap().starts_with("rate_limited: tool `post` reached its limit"),
+        "{report:#}"
+    );
+    assert_eq!(steps[3]["meta"]["steward/reason"], "rate_limited", "{report:#}");
+    assert_eq!(server_calls(&env, "create_post").len(), 2, "the server saw exactly two posts");
+    // The credential is scrubbed from the answer.
+    let whoami = steps[4]["text"].as_str().unwrap();
+    assert!(!whoami.contains(CANARY_TOKEN) && whoami.contains("[REDACTED:social]"), "{whoami}");
+    // The server's sampling request has no session to go to: an error back to the server.
+    let asked = steps[5]["text"].as_str().unwrap();
+    assert!(asked.starts_with("refused: ") && asked.contains("no agent session"), "{report:#}");
+
+    // One audit line per tools/call, door mcp, through the one pipeline.
+    let lines = mcp_lines(&env);
+    let decisions: Vec<(&str, &str)> =
+        lines.iter().map(|l| (l["tool"].as_str().unwrap_or("-"), l["decision"].as_str().unwrap())).collect();
+    assert_eq!(
+        decisions,
+        [("post", "allowed"), ("post", "allowed"), ("post", "rate_limited"), ("whoami", "allowed"), ("ask", "allowed")],
+        "{lines:#?}"
+    );
+    assert_eq!(lines[0]["path"], "/tools/call/create_post");
+
+    // The kill switch refuses a stateless call too; nothing reaches the server.
+    steward_ok(&env, &["stop", "--reason", "test"]);
+    let report = client2(&env, &python2, json!([post("after stop")]), &[]).await;
+    let step = &report["steps"][0];
+    assert_eq!(step["isError"], true, "{report:#}");
+    assert!(step["text"].as_str().unwrap().starts_with("killed: "), "{report:#}");
+    assert_eq!(server_calls(&env, "create_post").len(), 2);
+    assert_eq!(mcp_lines(&env).last().unwrap()["decision"], "killed");
+
+    // A 1.x client still gets its 2025-11-25 session on the same endpoint.
+    let legacy = client(&env, &python, json!([{ "call": "whoami" }])).await;
+    assert_eq!(legacy["protocolVersion"], "2025-11-25", "{legacy:#}");
+    assert!(legacy["steps"][0]["text"].as_str().unwrap().starts_with("killed: "), "{legacy:#}");
+    env.stop(false);
+    env.assert_no_secret_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steward_mcp_bridges_a_2026_07_28_stdio_client_through_the_same_pipeline() {
+    let Some(python) = mcp_python() else { return };
+    let Some(python2) = mcp2_python() else { return };
+    let mut env = Env::with_tools("", &posts_config(&python, POSTS_TOOLS)).await;
+    env.start();
+    let stdio = json!([common::steward_bin().display().to_string(), "mcp", "posts"]).to_string();
+    let vars = [("MCP_STDIO", stdio), ("STEWARD_URL", env.url("")), ("STEWARD_TOKEN", env.token.clone())];
+    let post = |text: &str| json!({ "call": "create_post", "args": { "text": text } });
+    let steps = json!([{ "list": true }, post("a"), post("b"), post("c"), { "call": "whoami" }]);
+    let report = client2(&env, &python2, steps, &vars).await;
+    assert_eq!(report["protocolVersion"], "2026-07-28", "{report:#}");
+    assert_eq!(report["server"], "posts", "{report:#}");
+    let steps = report["steps"].as_array().unwrap();
+    assert!(steps[0]["tools"].as_array().unwrap().iter().any(|t| t["name"] == "create_post"), "{report:#}");
+    assert_eq!(
+        (steps[1]["isError"].as_bool(), steps[2]["isError"].as_bool()),
+        (Some(false), Some(false)),
+        "{report:#}"
+    );
+    assert_eq!(steps[3]["isError"], true, "the daemon's limit applies over stdio too: {report:#}");
+    assert!(steps[3]["text"].as_str().unwrap().starts_with("rate_limited: "), "{report:#}");
+    let whoami = steps[4]["text"].as_str().unwrap();
+    assert!(!whoami.contains(CANARY_TOKEN) && whoami.contains("[REDACTED:social]"), "{whoami}");
+    assert_eq!(server_calls(&env, "create_post").len(), 2);
+    let decisions: Vec<Value> = mcp_lines(&env).iter().map(|l| l["decision"].clone()).collect();
+    assert_eq!(decisions, ["allowed", "allowed", "rate_limited", "allowed"]);
+
+    steward_ok(&env, &["stop", "--reason", "test"]);
+    let report = client2(&env, &python2, json!([post("after stop")]), &vars).await;
+    assert!(report["steps"][0]["text"].as_str().unwrap().starts_with("killed: "), "{report:#}");
+    assert_eq!(server_calls(&env, "create_post").len(), 2);
+    env.stop(false);
+    env.assert_no_secret_leaked();
+}
+
+/// A raw 2026-07-28 `tools/call` of `tool` with the headers `headers`.
+async fn raw_stateless_call(env: &Env, tool: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    let body = json!({
+        "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {
+            "name": tool, "arguments": { "text": "smuggled" },
+            "_meta": { "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {} },
+        },
+    });
+    let mut request = env
+        .req(reqwest::Method::POST, "/mcp/posts")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.body(body.to_string()).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_that_does_not_repeat_the_body_is_refused_before_anything_runs() {
+    let Some(python) = mcp_python() else { return };
+    let mut env = Env::with_tools("", &posts_config(&python, POSTS_TOOLS)).await;
+    env.start();
+    let version = ("mcp-protocol-version", "2026-07-28");
+    let method = ("mcp-method", "tools/call");
+
+    // A gateway routing or limiting on Mcp-Name would see `whoami`; the body says create_post.
+    let (status, answer) = raw_stateless_call(&env, "create_post", &[version, method, ("mcp-name", "whoami")]).await;
+    assert_eq!(status, 400, "{answer:#}");
+    assert_eq!(answer["error"]["code"], -32020, "HeaderMismatch: {answer:#}");
+    assert_eq!(answer["id"], 7, "{answer:#}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("Mcp-Name") && message.contains("'whoami'") && message.contains("'create_post'"),
+        "{message}"
+    );
+    // Missing, or sent twice, is refused the same way.
+    let (status, answer) = raw_stateless_call(&env, "create_post", &[version, method]).await;
+    assert_eq!((status, answer["error"]["code"].as_i64()), (400, Some(-32020)), "{answer:#}");
+    let twice = [version, method, ("mcp-name", "create_post"), ("mcp-name", "whoami")];
+    let (status, answer) = raw_stateless_call(&env, "create_post", &twice).await;
+    assert_eq!((status, answer["error"]["code"].as_i64()), (400, Some(-32020)), "{answer:#}");
+    let (status, answer) =
+        raw_stateless_call(&env, "create_post", &[version, ("mcp-method", "tools/list"), ("mcp-name", "create_post")])
+            .await;
+    assert_eq!((status, answer["error"]["code"].as_i64()), (400, Some(-32020)), "{answer:#}");
+
+    // The server saw nothing, and the pipeline never ran (no audit line).
+    assert!(server_calls(&env, "create_post").is_empty());
+    assert!(mcp_lines(&env).is_empty(), "{:#?}", mcp_lines(&env));
+
+    // A revision steward does not speak: refused with the ones it does, newest first.
+    let body = json!({ "jsonrpc": "2.0", "id": 8, "method": "tools/list",
+        "params": { "_meta": { "io.modelcontextprotocol/protocolVersion": "2099-01-01" } } });
+    let response = env
+        .req(reqwest::Method::POST, "/mcp/posts")
+        .header("mcp-protocol-version", "2099-01-01")
+        .header("mcp-method", "tools/list")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], -32022, "{answer:#}");
+    assert_eq!(answer["error"]["data"]["supported"][0], "2026-07-28", "{answer:#}");
+    assert_eq!(answer["error"]["data"]["requested"], "2099-01-01", "{answer:#}");
+
+    // With matching headers the same call runs, once.
+    let (status, answer) =
+        raw_stateless_call(&env, "create_post", &[version, method, ("mcp-name", "create_post")]).await;
+    assert_eq!(status, 200, "{answer:#}");
+    assert_eq!(answer["result"]["isError"], false, "{answer:#}");
+    assert_eq!(answer["result"]["resultType"], "complete", "{answer:#}");
+    let seen = server_calls(&env, "create_post");
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0]["arguments"]["text"], "smuggled");
+    env.stop(false);
+    env.assert_no_secret_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateless_call_whose_response_is_closed_is_cancelled_at_the_server_and_recorded() {
+    let Some(python) = mcp_python() else { return };
+    let tools =
+        format!("{POSTS_TOOLS}\n[[tools]]\nname = \"slow\"\nmcp = \"posts\"\nmatch = \"slow\"\nside_effect = false\n");
+    let mut env = Env::with_tools("", &posts_config(&python, &tools)).await;
+    env.start();
+    // The server started and its tools known first, so the call below reaches it at once.
+    let (status, warm) = raw_stateless_call(
+        &env,
+        "whoami",
+        &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "whoami")],
+    )
+    .await;
+    assert_eq!(status, 200, "{warm:#}");
+    let body = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": { "name": "slow", "arguments": { "seconds": 6 },
+            "_meta": { "io.modelcontextprotocol/protocolVersion": "2026-07-28" } },
+    });
+    // 2026-07-28 has no cancellation message over HTTP: the client closes the response.
+    let sent = env
+        .req(reqwest::Method::POST, "/mcp/posts")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "slow")
+        .timeout(Duration::from_secs(3))
+        .body(body.to_string())
+        .send()
+        .await;
+    assert!(sent.is_err_and(|e| e.is_timeout()), "the call should still be running when the client hangs up");
+    // Uncancelled, the tool would have finished 6 s after it started.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(server_calls(&env, "slow_started").len(), 1, "the call reached the server");
+    assert!(server_calls(&env, "slow_done").is_empty(), "the server cancelled it: the tool never finished");
+    let line = mcp_lines(&env).into_iter().find(|l| l["tool"] == "slow").unwrap();
+    assert!(line["reason"].as_str().unwrap().contains("the agent cancelled the call"), "{line:#}");
+    env.stop(false);
+    env.assert_no_secret_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateless_call_closed_while_it_waits_for_approval_never_reaches_the_server() {
+    let Some(python) = mcp_python() else { return };
+    let tools = format!("{POSTS_TOOLS}\n[supervised]\nenabled = true\nwait = \"40s\"\n");
+    let mut env = Env::with_tools("", &posts_config(&python, &tools)).await;
+    env.start();
+    let body = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": { "name": "create_post", "arguments": { "text": "held" },
+            "_meta": { "io.modelcontextprotocol/protocolVersion": "2026-07-28" } },
+    });
+    let request = env
+        .req(reqwest::Method::POST, "/mcp/posts")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "create_post")
+        .body(body.to_string());
+    let agent = tokio::spawn(request.send());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pending = loop {
+        let listed: Value = serde_json::from_str(&steward_ok(&env, &["approvals", "--json"])).unwrap();
+        if let Some(first) = listed["approvals"].as_array().and_then(|a| a.first()).cloned() {
+            break first;
+        }
+        assert!(Instant::now() < deadline, "no pending approval appeared: {}", env.daemon_log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // The agent goes away (this revision's cancellation), then a human approves.
+    agent.abort();
+    let _ = agent.await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    steward_ok(&env, &["approve", pending["id"].as_str().unwrap(), "--json"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // The call's last line (after its approval lines) says it was cancelled.
+    let cancelled = |l: &Value| {
+        l["tool"] == "post" && l["reason"].as_str().is_some_and(|r| r.contains("the agent cancelled the call"))
+    };
+    while !mcp_lines(&env).iter().any(cancelled) {
+        assert!(Instant::now() < deadline, "no cancelled line for the call: {:#?}", mcp_lines(&env));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(server_calls(&env, "create_post").is_empty(), "the approved call of a gone agent is not sent");
+    env.stop(false);
+    env.assert_no_secret_leaked();
 }

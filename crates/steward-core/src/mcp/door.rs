@@ -1,11 +1,15 @@
 //! The MCP front door: `POST`, `GET` and `DELETE /mcp/{server}`, MCP's
-//! streamable HTTP (revision 2025-11-25, with `Mcp-Session-Id`), with the
-//! agent's steward token on every request. Served on the gateway's
-//! listener ([`routes`] is handed to `gateway::Service`, so the gateway
-//! does not depend on this module).
+//! streamable HTTP, with the agent's steward token on every request, in
+//! both eras, chosen per request: revision 2025-11-25 and older (a
+//! session: `initialize`, then `Mcp-Session-Id`) and revision 2026-07-28
+//! (stateless: every `POST` self-contained, see `stateless` for how a
+//! request is told apart, the header checks and the translation). Served
+//! on the gateway's listener ([`routes`] is handed to `gateway::Service`,
+//! so the gateway does not depend on this module).
 //!
 //! - `POST` carries one JSON-RPC message. `initialize` opens a session (the
-//!   answer names it in `Mcp-Session-Id`); every later message names it. A
+//!   answer names it in `Mcp-Session-Id`); every later message names it,
+//!   unless it is a stateless request. A
 //!   request is answered with one JSON response: `tools/call` becomes a
 //!   [`Call`] of the one pipeline (its refusals are `isError` results, see
 //!   `pipeline::mcp`), `tools/list` is relayed with the tools the policy
@@ -33,7 +37,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::pins::Verdict;
-use super::{McpHub, RELAY_ERROR, SESSION_HEADER, Session, answer_of, rpc_error};
+use super::{McpHub, RELAY_ERROR, SESSION_HEADER, Session, answer_of, rpc_error, stateless};
 use crate::gateway::read_body;
 use crate::pipeline::{Call, McpAnswer, McpForwardError, McpToolCall, Pipeline, Refusal};
 
@@ -47,6 +51,10 @@ const INVALID_PARAMS: i64 = -32602;
 /// Comment lines sent on an idle `GET` stream, so proxies and clients see
 /// it alive.
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(15);
+
+/// How often a closed stateless request's cancellation is sent again
+/// while its call has not ended (it may not have reached the server yet).
+const CANCEL_RETRY: Duration = Duration::from_millis(200);
 
 /// State of the MCP routes.
 #[derive(Debug, Clone)]
@@ -104,7 +112,7 @@ fn session_of(door: &Door, server: &str, headers: &HeaderMap) -> Result<Arc<Sess
         return Err(Box::new(transport_error(
             StatusCode::BAD_REQUEST,
             INVALID_REQUEST,
-            "no Mcp-Session-Id header: send initialize first, then the session id it answered with",
+            "no Mcp-Session-Id header: send initialize first, then the session id it answered with (or speak 2026-07-28: MCP-Protocol-Version and params._meta on every request)",
         )));
     };
     door.hub.session(server, id).ok_or_else(|| {
@@ -166,6 +174,9 @@ async fn post(State(door): State<Door>, Path(server): Path<String>, request: Req
         };
         return initialize(&door, &server, id, message.get("params").cloned().unwrap_or(Value::Null)).await;
     }
+    if stateless::applies(&parts.headers, &message) {
+        return stateless_post(door, server, parts.headers, message).await;
+    }
     let session = match session_of(&door, &server, &parts.headers) {
         Ok(session) => session,
         Err(response) => return *response,
@@ -184,25 +195,7 @@ async fn post(State(door): State<Door>, Path(server): Path<String>, request: Req
         return accepted();
     };
     let params = message.get("params").cloned();
-    // A stopped agent does nothing through steward: every request but the
-    // session's housekeeping (`ping`; `tools/call` is refused as a call by
-    // the pipeline) is answered with the kill switch's reason.
-    if !matches!(method.as_str(), "ping" | "tools/call") {
-        if let Some(refusal) = door.pipeline.mcp_message_refusal(&parts.headers).await {
-            door.pipeline.count_mcp_message(&server, &method, true);
-            let error = rpc_error(RELAY_ERROR, refusal);
-            return json_response(StatusCode::OK, &json!({ "jsonrpc": "2.0", "id": id, "error": error }));
-        }
-    }
-    let reply = match method.as_str() {
-        "ping" => Ok(McpAnswer::Result(json!({}))),
-        "tools/call" => Ok(tools_call(&door, &server, &session, &id, params, parts.headers).await),
-        "tools/list" => tools_list(&door, &server, &session, &id, params).await,
-        _ => door.hub.request(&server, &session, &id, &method, params).await.map(answer_of),
-    };
-    if method != "tools/call" {
-        door.pipeline.count_mcp_message(&server, &method, !matches!(reply, Ok(McpAnswer::Result(_))));
-    }
+    let reply = dispatch(&door, &server, &session, &id, &method, params, parts.headers).await;
     let body = match reply {
         Ok(McpAnswer::Result(result)) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
         Ok(McpAnswer::Error(error)) => json!({ "jsonrpc": "2.0", "id": id, "error": error }),
@@ -211,6 +204,152 @@ async fn post(State(door): State<Door>, Path(server): Path<String>, request: Req
         }
     };
     json_response(StatusCode::OK, &body)
+}
+
+/// A request of a 2026-07-28 client (see `stateless`): checked, then
+/// served on its own, without a session. It runs on the daemon's task
+/// tracker: when the agent closes the response (this revision's
+/// cancellation), the call is cancelled at the server and recorded, not
+/// dropped half-way.
+async fn stateless_post(door: Door, server: String, headers: HeaderMap, message: Value) -> Response<Body> {
+    let id = message.get("id").cloned();
+    let Some(method) = message.get("method").and_then(Value::as_str).map(str::to_owned) else {
+        return transport_error(
+            StatusCode::BAD_REQUEST,
+            INVALID_REQUEST,
+            "a 2026-07-28 client sends requests only: the server asks nothing of it, so there is nothing to answer",
+        );
+    };
+    let Some(id) = id else {
+        // This revision defines no client notification over HTTP (closing
+        // the response is the cancellation): accepted, not relayed.
+        tracing::debug!(server = %server, method = %method, "ignored a notification of a stateless MCP client");
+        return accepted();
+    };
+    if let Err(rejection) = stateless::check(&headers, &message) {
+        tracing::warn!(server = %server, method = %method, error = %rejection.error, "refused a stateless MCP request");
+        return json_response(rejection.status, &json!({ "jsonrpc": "2.0", "id": id, "error": rejection.error }));
+    }
+    if method == "subscriptions/listen" {
+        let error = rpc_error(
+            stateless::METHOD_NOT_FOUND,
+            "steward does not relay subscriptions/listen: list again (results are never cacheable through steward)",
+        );
+        return json_response(StatusCode::NOT_FOUND, &json!({ "jsonrpc": "2.0", "id": id, "error": error }));
+    }
+    let params = stateless::upstream_params(message.get("params").cloned());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let hung_up = cancel.clone().drop_guard();
+    let tasks = door.hub.tasks().clone();
+    let task = tasks.spawn(async move {
+        let session = Session::stateless();
+        let reply = stateless_reply(&door, &server, &session, &id, &method, params, headers);
+        tokio::pin!(reply);
+        let reply = tokio::select! {
+            reply = &mut reply => reply,
+            () = cancel.cancelled() => {
+                // The agent closed the response: nothing more is sent for it,
+                // and what is in flight is cancelled at the server (the
+                // pipeline records the call as cancelled). Repeated until the
+                // call ends: it may be waiting for an approval, or between
+                // its admission and its send.
+                session.close();
+                let cancelled = json!({
+                    "jsonrpc": "2.0",
+                    "method": "notifications/cancelled",
+                    "params": { "requestId": id, "reason": "the agent closed the request" },
+                });
+                loop {
+                    if let Err(err) = door.hub.relay(&server, &session, cancelled.clone()).await {
+                        tracing::debug!(server = %server, error = %err, "could not relay a cancellation to the MCP server");
+                    }
+                    tokio::select! {
+                        reply = &mut reply => break reply,
+                        () = tokio::time::sleep(CANCEL_RETRY) => {}
+                    }
+                }
+            }
+        };
+        let (status, body) = match reply {
+            Ok(McpAnswer::Result(mut result)) => {
+                stateless::complete(&method, &mut result);
+                (StatusCode::OK, json!({ "jsonrpc": "2.0", "id": id, "result": result }))
+            }
+            Ok(McpAnswer::Error(error)) => {
+                // This revision answers a method the server does not have with 404.
+                let unknown = error.get("code").and_then(Value::as_i64) == Some(stateless::METHOD_NOT_FOUND);
+                let status = if unknown { StatusCode::NOT_FOUND } else { StatusCode::OK };
+                (status, json!({ "jsonrpc": "2.0", "id": id, "error": error }))
+            }
+            Err(err) => (
+                StatusCode::OK,
+                json!({
+                    "jsonrpc": "2.0", "id": id, "error": rpc_error(RELAY_ERROR, door.pipeline.redact(&err.to_string()))
+                }),
+            ),
+        };
+        json_response(status, &body)
+    });
+    let response = task.await;
+    hung_up.disarm();
+    response.unwrap_or_else(|_| {
+        transport_error(StatusCode::INTERNAL_SERVER_ERROR, RELAY_ERROR, "steward failed to serve the request")
+    })
+}
+
+/// What a stateless request is answered with (its `session` a stand-in that
+/// takes nothing the server starts).
+async fn stateless_reply(
+    door: &Door,
+    server: &str,
+    session: &Arc<Session>,
+    id: &Value,
+    method: &str,
+    params: Option<Value>,
+    headers: HeaderMap,
+) -> Result<McpAnswer, McpForwardError> {
+    if method == "server/discover" {
+        let process = door
+            .hub
+            .server(server)
+            .ok_or_else(|| McpForwardError::Unreachable(format!("no MCP server named `{server}`")))?;
+        let init = process.initialize(&Value::Null).await?;
+        door.pipeline.count_mcp_message(server, method, false);
+        return Ok(McpAnswer::Result(stateless::discover(&init)));
+    }
+    dispatch(door, server, session, id, method, params, headers).await
+}
+
+/// A client's request, in either revision: a `tools/call` is a call of the
+/// one pipeline; anything else meets the kill switch here (a stopped agent
+/// does nothing through steward: every request but `ping` is answered with
+/// the switch's reason), is relayed (`tools/list` with the denied tools
+/// left out), and is counted for the audit log's summary line.
+async fn dispatch(
+    door: &Door,
+    server: &str,
+    session: &Arc<Session>,
+    id: &Value,
+    method: &str,
+    params: Option<Value>,
+    headers: HeaderMap,
+) -> Result<McpAnswer, McpForwardError> {
+    if method == "tools/call" {
+        return Ok(tools_call(door, server, session, id, params, headers).await);
+    }
+    if method != "ping" {
+        if let Some(refusal) = door.pipeline.mcp_message_refusal(&headers).await {
+            door.pipeline.count_mcp_message(server, method, true);
+            return Ok(McpAnswer::Error(rpc_error(RELAY_ERROR, refusal)));
+        }
+    }
+    let reply = match method {
+        "ping" => Ok(McpAnswer::Result(json!({}))),
+        "tools/list" => tools_list(door, server, session, id, params).await,
+        _ => door.hub.request(server, session, id, method, params).await.map(answer_of),
+    };
+    door.pipeline.count_mcp_message(server, method, !matches!(reply, Ok(McpAnswer::Result(_))));
+    reply
 }
 
 fn accepted() -> Response<Body> {

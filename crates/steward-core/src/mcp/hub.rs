@@ -34,6 +34,9 @@ pub struct McpHub {
     events: Option<EventBus>,
     /// The daemon's drain signal: open `GET` streams end with it.
     shutdown: CancellationToken,
+    /// The daemon's task tracker: a stateless request runs on it, so the
+    /// agent hanging up cancels the call instead of dropping it unrecorded.
+    tasks: TaskTracker,
 }
 
 /// One server and the routing of its messages.
@@ -57,12 +60,38 @@ pub struct Session {
     /// Requests in flight: the client's id (as JSON text) → steward's id
     /// towards the server, for `notifications/cancelled`.
     in_flight: Mutex<HashMap<String, u64>>,
+    /// One request of a 2026-07-28 client, which has no session: the
+    /// server's requests during it are refused, not handed to another
+    /// client's session.
+    stateless: bool,
+    /// The stateless client closed its request: a request not sent to the
+    /// server yet is not sent (it is cancelled, and recorded so).
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Session {
-    fn new(id: String) -> Arc<Self> {
-        let (tx, rx) = mpsc::channel(SESSION_BUFFER);
-        Arc::new(Self { id, tx, rx: Arc::new(tokio::sync::Mutex::new(rx)), in_flight: Mutex::new(HashMap::new()) })
+    fn new(id: String, stateless: bool) -> Arc<Self> {
+        let (tx, rx) = mpsc::channel(if stateless { 1 } else { SESSION_BUFFER });
+        Arc::new(Self {
+            id,
+            tx,
+            rx: Arc::new(tokio::sync::Mutex::new(rx)),
+            in_flight: Mutex::new(HashMap::new()),
+            stateless,
+            closed: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// The client is gone (a stateless request's response was closed):
+    /// nothing more is sent to the server for it.
+    pub fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The stand-in session of one stateless (2026-07-28) request: never
+    /// registered, so nothing the server starts is routed to it.
+    pub fn stateless() -> Arc<Self> {
+        Self::new(format!("stateless-{}", hex::encode(rand::random::<[u8; 8]>())), true)
     }
 
     /// The receiving end of this session's server messages, for its one
@@ -83,8 +112,9 @@ struct Router {
     sessions: Mutex<BTreeMap<String, Arc<Session>>>,
     /// Progress token (JSON text) → session id.
     progress: Mutex<HashMap<String, String>>,
-    /// The session that made the latest request.
-    latest: Mutex<Option<String>>,
+    /// The session that made the latest request, and whether it was a
+    /// stateless request (then no session takes the server's requests).
+    latest: Mutex<Option<(String, bool)>>,
 }
 
 impl Router {
@@ -104,10 +134,20 @@ impl ServerMessages for Router {
             .pointer("/params/_meta/progressToken")
             .and_then(|token| self.session_for_progress(token))
             .or_else(|| {
-                let latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner).clone()?;
-                self.lock_sessions().get(&latest).cloned()
-            })
-            .or_else(|| self.lock_sessions().values().next_back().cloned());
+                let latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                match latest {
+                    // A 2026-07-28 client takes no server requests (they are
+                    // refused with an error to the server), and another
+                    // client's session must not get them either.
+                    Some((_, true)) => None,
+                    Some((id, false)) => self
+                        .lock_sessions()
+                        .get(&id)
+                        .cloned()
+                        .or_else(|| self.lock_sessions().values().next_back().cloned()),
+                    None => self.lock_sessions().values().next_back().cloned(),
+                }
+            });
         session.is_some_and(|s| s.push(message))
     }
 
@@ -165,7 +205,14 @@ impl McpHub {
                 servers.insert(name.clone(), Server { process: Arc::new(process), router, tools: Mutex::default() });
             }
         }
-        Self { servers, remote, store: Some(store.clone()), events: Some(events.clone()), shutdown: shutdown.clone() }
+        Self {
+            servers,
+            remote,
+            store: Some(store.clone()),
+            events: Some(events.clone()),
+            shutdown: shutdown.clone(),
+            tasks: tasks.clone(),
+        }
     }
 
     /// Pins the tools of a `tools/list` answer of `server` (first sight) or
@@ -239,6 +286,11 @@ impl McpHub {
         &self.shutdown
     }
 
+    /// The daemon's task tracker.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.tasks
+    }
+
     /// Whether `name` is an `[mcp.*]` server steward relays to.
     pub fn has(&self, name: &str) -> bool {
         self.servers.contains_key(name)
@@ -286,7 +338,7 @@ impl McpHub {
             return Err(McpForwardError::Unreachable(format!("no MCP server named `{server}`")));
         };
         let result = entry.process.initialize(params).await?;
-        let session = Session::new(hex::encode(rand::random::<[u8; 16]>()));
+        let session = Session::new(hex::encode(rand::random::<[u8; 16]>()), false);
         entry.router.lock_sessions().insert(session.id.clone(), Arc::clone(&session));
         Ok((session, result))
     }
@@ -316,7 +368,11 @@ impl McpHub {
         let Some(entry) = self.servers.get(server) else {
             return Err(McpForwardError::Unreachable(format!("no MCP server named `{server}`")));
         };
-        *entry.router.latest.lock().unwrap_or_else(PoisonError::into_inner) = Some(session.id.clone());
+        if session.closed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(McpForwardError::Cancelled);
+        }
+        *entry.router.latest.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((session.id.clone(), session.stateless));
         let token = params.as_ref().and_then(|p| p.pointer("/_meta/progressToken")).map(Value::to_string);
         if let Some(token) = &token {
             entry

@@ -1,9 +1,11 @@
 //! The MCP front door: the HTTP routes (`door`: `/mcp/{server}`, served on
-//! the gateway's listener), the `[mcp.*]` servers steward runs (`stdio`),
-//! the agent's sessions with them (`hub`), tool pinning (`pins`), the
-//! servers' states published into the store (`publish`), and the
-//! relay of every JSON-RPC message between the two sides. A `tools/call` is
-//! a call of the one pipeline (`pipeline::mcp`), never decided here.
+//! the gateway's listener), the rules of the stateless revision 2026-07-28
+//! (`stateless`: which request is one, its header checks, its translation),
+//! the `[mcp.*]` servers steward runs (`stdio`), the agent's sessions with
+//! them (`hub`), tool pinning (`pins`), the servers' states published
+//! into the store (`publish`), and the relay of every JSON-RPC message
+//! between the two sides. A `tools/call` is a call of the one pipeline
+//! (`pipeline::mcp`), never decided here.
 //!
 //! # Library decision: relay JSON-RPC as `serde_json::Value`, no `rmcp`
 //! `rmcp` (the official Rust SDK, 3.x) was weighed for its model types and
@@ -39,20 +41,42 @@
 //! roots) to the session that made the latest request, list-changed and
 //! log notifications to every session; a session reads them on its `GET`
 //! stream (buffered up to [`SESSION_BUFFER`] while none is open).
+//!
+//! # Two eras, one server process
+//! The era is the client's, per request: `initialize` opens a session as
+//! above; a request naming revision 2026-07-28 in its `_meta` is served
+//! without one (see `stateless`), on the same server process, which steward
+//! always speaks a session revision to ([`SESSION_VERSIONS`]). A stateless
+//! request takes nothing the server starts: a server request that arrives
+//! while one is the latest is answered with an error to the server, never
+//! handed to another client's session.
 
 mod door;
 mod hub;
 pub use crate::store::pins;
 pub mod publish;
+mod stateless;
 mod stdio;
 
 pub use door::routes;
 pub use hub::{McpHub, Session};
+pub use stateless::request_headers as stateless_request_headers;
 pub use stdio::{ServerState, StdioServer, quarantine_line};
 
-/// The protocol revisions steward relays, newest first. A client asking for
+/// Every protocol revision the door speaks, newest first: what a
+/// `server/discover` lists and what an `UnsupportedProtocolVersion` error
+/// offers a 2026-07-28-era client asking for another.
+pub const PROTOCOL_VERSIONS: &[&str] = &["2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
+/// The stateless revisions (per-request `_meta`, no `initialize`, no
+/// session), newest first: a request naming one is served by `stateless`.
+pub const STATELESS_VERSIONS: &[&str] = &["2026-07-28"];
+
+/// The session revisions (`initialize`, `Mcp-Session-Id`), newest first.
+/// steward speaks one of these to its servers whatever its clients speak
+/// (one handshake per server process); a client whose `initialize` asks for
 /// another gets the newest (the client then decides whether it can go on).
-pub const PROTOCOL_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+pub const SESSION_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 
 /// Messages the server started that wait for a session's `GET` stream;
 /// beyond this they are dropped (requests among them answered with an

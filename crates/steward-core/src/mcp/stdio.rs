@@ -44,7 +44,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::PROTOCOL_VERSIONS;
+use super::SESSION_VERSIONS;
 use crate::config::{McpEnvValue, McpServerConfig, McpTransport};
 use crate::pipeline::McpForwardError;
 use crate::redaction::SharedRedactor;
@@ -462,7 +462,7 @@ impl StdioServer {
         );
         if let Some(object) = params.as_object_mut() {
             let asked = object.get("protocolVersion").and_then(Value::as_str).unwrap_or_default();
-            let version = PROTOCOL_VERSIONS.iter().find(|v| **v == asked).unwrap_or(&PROTOCOL_VERSIONS[0]);
+            let version = SESSION_VERSIONS.iter().find(|v| **v == asked).unwrap_or(&SESSION_VERSIONS[0]);
             object.insert("protocolVersion".to_owned(), (*version).into());
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);

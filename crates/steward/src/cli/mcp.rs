@@ -6,7 +6,12 @@
 //! steward token. It runs no pipeline of its own: every decision is the
 //! daemon's. The daemon is found through `STEWARD_URL` and `STEWARD_TOKEN`
 //! (what steward gives a supervised agent), else through the config's
-//! state dir (`daemon.addr`, `agent.token`).
+//! state dir (`daemon.addr`, `agent.token`). Both eras pass: a 2025-11-25
+//! client's `initialize` opens a session (then its `GET` stream is copied to
+//! stdout); a 2026-07-28 client's requests are stateless, so each is sent
+//! with the headers that revision mirrors from the body (stdio has none),
+//! and its `notifications/cancelled` closes the request's `POST`, which is
+//! how that revision cancels over HTTP.
 //!
 //! `list` shows each `[mcp.*]` server, the `[[tools]]` that match its tools
 //! and the pins steward holds (a changed definition is marked); `trust`
@@ -220,6 +225,9 @@ struct Bridge {
     client: reqwest::Client,
     session: Mutex<Option<String>>,
     stdout: Arc<Mutex<tokio::io::Stdout>>,
+    /// The stateless requests in flight, by id (JSON text): a
+    /// `notifications/cancelled` aborts the request's `POST`.
+    stateless: std::sync::Mutex<std::collections::HashMap<String, tokio::task::AbortHandle>>,
 }
 
 impl Bridge {
@@ -235,6 +243,7 @@ impl Bridge {
             client,
             session: Mutex::new(None),
             stdout: Arc::new(Mutex::new(tokio::io::stdout())),
+            stateless: std::sync::Mutex::default(),
         }))
     }
 
@@ -268,6 +277,18 @@ impl Bridge {
                 Arc::clone(&self).send(message).await;
                 let bridge = Arc::clone(&self);
                 tasks.spawn(async move { bridge.listen().await });
+            } else if let Some(key) = stateless_request(&message) {
+                // Held while the task is spawned: it removes itself only once listed.
+                let mut in_flight = self.stateless.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let bridge = Arc::clone(&self);
+                let done = key.clone();
+                let task = tasks.spawn(async move {
+                    Arc::clone(&bridge).send(message).await;
+                    bridge.stateless.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&done);
+                });
+                in_flight.insert(key, task.abort_handle());
+            } else if let Some(abort) = self.cancelled_stateless(&message) {
+                abort.abort();
             } else {
                 let bridge = Arc::clone(&self);
                 tasks.spawn(async move { bridge.send(message).await });
@@ -288,6 +309,16 @@ impl Bridge {
         Ok(())
     }
 
+    /// The in-flight stateless request a `notifications/cancelled` names,
+    /// taken off the list.
+    fn cancelled_stateless(&self, message: &Value) -> Option<tokio::task::AbortHandle> {
+        if message.get("method").and_then(Value::as_str) != Some("notifications/cancelled") {
+            return None;
+        }
+        let key = message.pointer("/params/requestId")?.to_string();
+        self.stateless.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&key)
+    }
+
     /// POSTs one message and writes the answer (if any) to stdout.
     async fn send(self: Arc<Self>, message: Value) {
         let id = message.get("id").cloned();
@@ -299,8 +330,14 @@ impl Bridge {
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
             .body(message.to_string());
-        if let Some(session) = self.session.lock().await.clone() {
+        let headers = steward_core::mcp::stateless_request_headers(&message);
+        if headers.is_empty()
+            && let Some(session) = self.session.lock().await.clone()
+        {
             request = request.header("mcp-session-id", session);
+        }
+        for (name, value) in headers {
+            request = request.header(name, value);
         }
         let response = match request.send().await {
             Ok(response) => response,
@@ -368,6 +405,15 @@ impl Bridge {
             }
         }
     }
+}
+
+/// The id (JSON text) of a 2026-07-28 request, which the bridge sends
+/// statelessly; `None` for anything else.
+fn stateless_request(message: &Value) -> Option<String> {
+    message.get("method")?;
+    let id = message.get("id")?;
+    message.pointer("/params/_meta/io.modelcontextprotocol~1protocolVersion")?;
+    Some(id.to_string())
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -3,7 +3,8 @@
 Tools: create_post / delete_post (each call is appended to $POSTS_LOG as one
 JSON line, so a test can count what the server really received), whoami
 (answers with the $SOCIAL_TOKEN it was given: steward must scrub it),
-big (a result of N bytes), burst (N log notifications, then the answer), junk (prints a non-JSON line on stdout, then
+big (a result of N bytes), ask (asks the client for a sampling
+completion and says whether it got one), burst (N log notifications, then the answer), junk (prints a non-JSON line on stdout, then
 answers), slow (sleeps; for cancellation). create_post's description is
 read from $POSTS_DESCRIPTION_FILE when set, so a test can change it
 between two runs (tool pinning). A line of junk is printed on stdout before
@@ -18,6 +19,7 @@ import time
 import anyio
 
 from mcp.server.fastmcp import Context, FastMCP
+from mcp.types import SamplingMessage, TextContent
 from pydantic import BaseModel
 
 LOG = os.environ.get("POSTS_LOG")
@@ -95,6 +97,18 @@ async def burst(n: int, ctx: Context) -> str:
     for i in range(n):
         await ctx.info(f"burst line {i}")
     return f"sent {n}"
+
+
+@mcp.tool()
+async def ask(ctx: Context) -> str:
+    """Ask the client for a sampling completion; say what came back."""
+    try:
+        await ctx.session.create_message(
+            messages=[SamplingMessage(role="user", content=TextContent(type="text", text="hello"))], max_tokens=5
+        )
+        return "answered"
+    except Exception as err:
+        return "refused: " + str(err)
 
 
 @mcp.tool()
