@@ -13,7 +13,9 @@ use tokio_util::task::TaskTracker;
 
 use super::SESSION_BUFFER;
 use super::pins::{self, Verdict};
-use super::stdio::{ServerMessages, ServerState, StdioServer};
+use super::http::HttpServer;
+use super::stdio::StdioServer;
+use super::upstream::{ServerMessages, ServerState, Upstream};
 use crate::clock::unix_ms;
 use crate::config::{Config, McpTransport};
 use crate::events::{Event, EventBus};
@@ -26,8 +28,6 @@ use crate::store::{Store, StoreError};
 #[derive(Debug, Default)]
 pub struct McpHub {
     servers: BTreeMap<String, Server>,
-    /// `[mcp.*]` servers reached over HTTP: configured, not relayed yet.
-    remote: Vec<String>,
     /// Where the tool pins live (`None` only in tests without MCP).
     store: Option<Store>,
     /// Where a changed tool is announced.
@@ -39,7 +39,7 @@ pub struct McpHub {
 /// One server and the routing of its messages.
 #[derive(Debug)]
 struct Server {
-    process: Arc<StdioServer>,
+    process: Arc<Upstream>,
     router: Arc<Router>,
     /// The tool definitions of the latest `tools/list`, by name.
     tools: Mutex<HashMap<String, Value>>,
@@ -142,30 +142,37 @@ impl McpHub {
     ) -> Self {
         let config_dir = config.source_path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
         let mut servers = BTreeMap::new();
-        let mut remote = Vec::new();
         for (name, server) in &config.mcp {
-            if let McpTransport::Http { .. } = server.transport {
-                tracing::warn!(server = %name, "[mcp.{name}] is a streamable-HTTP server; steward does not relay to HTTP MCP servers yet");
-                remote.push(name.clone());
-                continue;
-            }
             let router = Arc::new(Router::default());
             let messages: Arc<dyn ServerMessages> = router.clone();
-            let process = StdioServer::new(
-                name,
-                server,
-                &config_dir,
-                Arc::clone(secrets),
-                redactor.clone(),
-                messages,
-                shutdown.clone(),
-                tasks.clone(),
-            );
+            let process = match &server.transport {
+                McpTransport::Stdio { .. } => StdioServer::new(
+                    name,
+                    server,
+                    &config_dir,
+                    Arc::clone(secrets),
+                    redactor.clone(),
+                    messages,
+                    shutdown.clone(),
+                    tasks.clone(),
+                )
+                .map(Upstream::Stdio),
+                McpTransport::Http { .. } => HttpServer::new(
+                    name,
+                    server,
+                    Arc::clone(secrets),
+                    redactor.clone(),
+                    messages,
+                    shutdown.clone(),
+                    tasks.clone(),
+                )
+                .map(Upstream::Http),
+            };
             if let Some(process) = process {
                 servers.insert(name.clone(), Server { process: Arc::new(process), router, tools: Mutex::default() });
             }
         }
-        Self { servers, remote, store: Some(store.clone()), events: Some(events.clone()), shutdown: shutdown.clone() }
+        Self { servers, store: Some(store.clone()), events: Some(events.clone()), shutdown: shutdown.clone() }
     }
 
     /// Pins the tools of a `tools/list` answer of `server` (first sight) or
@@ -214,7 +221,7 @@ impl McpHub {
         let mut cursor: Option<Value> = None;
         for _ in 0..100 {
             let params = cursor.take().map(|c| serde_json::json!({ "cursor": c }));
-            let Ok(answer) = entry.process.request("tools/list", params, |_| {}).await else { return };
+            let Ok(answer) = entry.process.request("tools/list", params, true, |_| {}).await else { return };
             let Some(tools) = answer.pointer("/result/tools").and_then(Value::as_array) else { return };
             self.remember_tools(server, tools);
             match answer.pointer("/result/nextCursor") {
@@ -244,18 +251,13 @@ impl McpHub {
         self.servers.contains_key(name)
     }
 
-    /// Whether `name` is an `[mcp.*]` server reached over HTTP (not relayed yet).
-    pub fn is_remote(&self, name: &str) -> bool {
-        self.remote.iter().any(|r| r == name)
-    }
-
     /// The names of the servers, with their state.
     pub fn states(&self) -> Vec<(String, ServerState)> {
         self.servers.iter().map(|(name, s)| (name.clone(), s.process.state())).collect()
     }
 
     /// The server `name`.
-    pub fn server(&self, name: &str) -> Option<&Arc<StdioServer>> {
+    pub fn server(&self, name: &str) -> Option<&Arc<Upstream>> {
         self.servers.get(name).map(|s| &s.process)
     }
 
@@ -326,10 +328,19 @@ impl McpHub {
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(token.clone(), session.id.clone());
         }
+        // A request that cannot act twice may be sent again when the
+        // connection breaks under it (HTTP); a tool call only when its
+        // definition says it only reads.
+        let replayable = method != "tools/call"
+            || params
+                .as_ref()
+                .and_then(|p| p.get("name"))
+                .and_then(Value::as_str)
+                .is_some_and(|name| self.read_only(server, name));
         let key = client_id.to_string();
         let answer = entry
             .process
-            .request(method, params, |id| {
+            .request(method, params, replayable, |id| {
                 session.in_flight.lock().unwrap_or_else(PoisonError::into_inner).insert(key.clone(), id);
             })
             .await;
@@ -374,7 +385,9 @@ impl crate::pipeline::McpRelay for McpHub {
             };
             // The server may not have been started since steward started.
             entry.process.initialize(&Value::Null).await?;
-            let message = entry.process.request("tools/call", Some(params), |_| {}).await?;
+            let replayable =
+                params.get("name").and_then(Value::as_str).is_some_and(|name| self.read_only(server, name));
+            let message = entry.process.request("tools/call", Some(params), replayable, |_| {}).await?;
             Ok(super::answer_of(message))
         })
     }

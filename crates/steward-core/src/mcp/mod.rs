@@ -40,13 +40,17 @@
 //! stream (buffered up to [`SESSION_BUFFER`] while none is open).
 
 mod door;
+mod http;
 mod hub;
 pub use crate::store::pins;
 mod stdio;
+mod upstream;
 
 pub use door::routes;
+pub use http::HttpServer;
 pub use hub::{McpHub, Session};
-pub use stdio::{ServerState, StdioServer, quarantine_line};
+pub use stdio::{StdioServer, quarantine_line};
+pub use upstream::{ServerMessages, ServerState, Upstream};
 
 /// The protocol revisions steward relays, newest first. A client asking for
 /// another gets the newest (the client then decides whether it can go on).

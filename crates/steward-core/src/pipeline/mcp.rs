@@ -65,6 +65,10 @@ pub enum McpForwardError {
     /// to the server); steward stops waiting for its answer.
     #[error("the agent cancelled the request")]
     Cancelled,
+    /// The connection broke while a call that may act was in flight; it
+    /// is not sent again. The text says what happened and what to check.
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 /// How the operator's undo of an MCP tool's call reaches the server: the
@@ -201,9 +205,10 @@ impl Pipeline {
             Err(err) => {
                 let refusal = match &err {
                     McpForwardError::Timeout(_) => Refusal::UpstreamTimeout { attempts: 1 },
-                    McpForwardError::Unreachable(_) | McpForwardError::TooLarge(_) | McpForwardError::Cancelled => {
-                        Refusal::UpstreamUnreachable { attempts: 1 }
-                    }
+                    McpForwardError::Unreachable(_)
+                    | McpForwardError::TooLarge(_)
+                    | McpForwardError::Cancelled
+                    | McpForwardError::Interrupted(_) => Refusal::UpstreamUnreachable { attempts: 1 },
                 };
                 let detail = self.redact(&err.to_string());
                 tracing::warn!(call_id = %record.call_id, server = %record.upstream, error = %detail, "MCP tools/call failed");
@@ -218,6 +223,8 @@ impl Pipeline {
                 } else if let McpForwardError::Cancelled = err {
                     view.message =
                         "the agent cancelled the call; the MCP server was told (notifications/cancelled)".to_owned();
+                } else if let McpForwardError::Interrupted(_) = err {
+                    view.message = detail.clone();
                 }
                 let outcome = Outcome {
                     decision: view.decision,
