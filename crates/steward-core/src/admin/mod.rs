@@ -13,7 +13,8 @@
 //! Each feature owns one file with its routes (`status`: `GET
 //! /admin/v1/status`; `approvals`: supervised mode's requests and
 //! decisions; `undo`; `kill`: stop and resume; `calls`: the journal;
-//! `login`: the dashboard's one-time login codes); [`router`] merges them
+//! `login`: the dashboard's one-time login codes; `mcp`: the state of the
+//! `[mcp.*]` servers); [`router`] merges them
 //! and puts the token check in front of all of them. Each route is a thin
 //! wrapper around a `pub` function: the dashboard calls those same
 //! functions in-process, under its login session, so no check exists twice. Every state-changing route is a POST with a JSON
@@ -27,6 +28,7 @@ pub mod calls;
 mod client;
 pub mod kill;
 pub mod login;
+mod mcp;
 pub mod operator;
 mod status;
 mod token;
@@ -73,6 +75,8 @@ pub struct AdminState {
     pub dashboard_url: Option<String>,
     /// The dashboard's unused one-time login codes (hashes only).
     pub login_codes: login::LoginCodes,
+    /// The `[mcp.*]` servers, for their state (`None`: a daemon without them).
+    pub mcp: Option<Arc<crate::mcp::McpHub>>,
 }
 
 impl AdminState {
@@ -93,7 +97,15 @@ impl AdminState {
             token: Arc::new(token),
             dashboard_url: None,
             login_codes: login::LoginCodes::default(),
+            mcp: None,
         }
+    }
+
+    /// The same state, with the daemon's `[mcp.*]` servers.
+    #[must_use]
+    pub fn with_mcp(mut self, hub: Arc<crate::mcp::McpHub>) -> Self {
+        self.mcp = Some(hub);
+        self
     }
 
     /// The same state, for a daemon that serves the dashboard at `url`.
@@ -173,6 +185,7 @@ pub fn routes() -> Router<AdminState> {
         .merge(calls::routes())
         .merge(approvals::routes())
         .merge(undo::routes())
+        .merge(mcp::routes())
 }
 
 /// Every route, the fallback included: the admin token or 401.

@@ -264,7 +264,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     let shutdown = CancellationToken::new();
     let mcp = Arc::new(crate::mcp::McpHub::new(config, &secrets, &redactor, &store, &events, &shutdown, &tracker));
     pipeline.set_mcp_relay(Arc::clone(&mcp) as Arc<dyn crate::pipeline::McpRelay>);
-    let mcp_door = crate::mcp::routes(Arc::clone(&pipeline), mcp, config.gateway.body_timeout);
+    let mcp_door = crate::mcp::routes(Arc::clone(&pipeline), Arc::clone(&mcp), config.gateway.body_timeout);
     let gateway = crate::gateway::Service::new(Arc::clone(&pipeline), mcp_door, &config.gateway, Arc::clone(&metrics));
     let supervisor = Supervisor::new(SupervisorInit {
         config,
@@ -329,7 +329,8 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
         events.clone(),
         &config.agent.name,
         admin_token,
-    );
+    )
+    .with_mcp(mcp);
     let admin = match &dashboard {
         Some((_, _, url)) => admin.with_dashboard_url(url.clone()),
         None => admin,

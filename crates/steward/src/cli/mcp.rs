@@ -8,8 +8,11 @@
 //! (what steward gives a supervised agent), else through the config's
 //! state dir (`daemon.addr`, `agent.token`).
 //!
-//! `list` shows each `[mcp.*]` server, the `[[tools]]` that match its tools
-//! and the pins steward holds (a changed definition is marked); `trust`
+//! `list` shows each `[mcp.*]` server, its state in the running daemon
+//! (stdio: idle, running, exited, fatal; HTTP: idle, reachable,
+//! unreachable with the latest error; `not running` without a daemon), the
+//! `[[tools]]` that match its tools and the pins steward holds (a changed
+//! definition is marked); `trust`
 //! accepts the changed definitions of one server's tools.
 
 use std::ffi::OsString;
@@ -20,11 +23,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use comfy_table::{ContentArrangement, Table, presets};
 use serde_json::{Value, json};
-use steward_core::config::{McpTransport, ToolDoor};
+use steward_core::admin::ClientError;
+use steward_core::config::{Config, McpTransport, ToolDoor};
 use steward_core::mcp::pins;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::Mutex;
 
+use super::admin_client::AdminClient;
 use super::{CliError, load_config, now_ms, open_store, open_store_read_only, print_json, runtime};
 
 /// Longest line the bridge reads from its client: above any
@@ -69,9 +74,10 @@ pub fn run(config_path: &Path, command: Command) -> Result<ExitCode, CliError> {
 
 fn list(config_path: &Path, args: &ListArgs) -> Result<ExitCode, CliError> {
     let config = load_config(config_path)?;
-    let pins = runtime()?.block_on(async {
+    let (pins, live) = runtime()?.block_on(async {
         let store = open_store_read_only(&config)?;
-        pins::all(&store).await.context("cannot read the tool pins")
+        let pins = pins::all(&store).await.context("cannot read the tool pins")?;
+        Ok::<_, CliError>((pins, live_states(&config).await?))
     })?;
     let servers: Vec<Value> = config
         .mcp
@@ -92,7 +98,13 @@ fn list(config_path: &Path, args: &ListArgs) -> Result<ExitCode, CliError> {
                 .filter(|(s, _, _)| s == name)
                 .map(|(_, tool, pin)| json!({ "tool": tool, "changed": pin.changed(), "pinned": &pin.pinned[..12], "seen": &pin.seen[..12], "description": pin.description }))
                 .collect();
-            json!({ "name": name, "transport": transport, "tools": tools, "pins": pinned })
+            let live = live.as_ref().and_then(|l| l.iter().find(|s| s["name"] == name.as_str()));
+            let state = match live {
+                Some(server) => server["state"].clone(),
+                None => json!("not running"),
+            };
+            let last_error = live.map_or(Value::Null, |server| server["last_error"].clone());
+            json!({ "name": name, "transport": transport, "state": state, "last_error": last_error, "tools": tools, "pins": pinned })
         })
         .collect();
     if args.json {
@@ -104,7 +116,15 @@ fn list(config_path: &Path, args: &ListArgs) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::SUCCESS);
     }
     for server in &servers {
-        anstream::println!("[mcp.{}]  {}", server["name"].as_str().unwrap_or_default(), server["transport"]);
+        anstream::println!(
+            "[mcp.{}]  {}  {}",
+            server["name"].as_str().unwrap_or_default(),
+            server["transport"],
+            server["state"].as_str().unwrap_or_default()
+        );
+        if let Some(error) = server["last_error"].as_str() {
+            anstream::println!("  last error: {error}");
+        }
         let mut table = Table::new();
         table.load_style(presets::NOTHING).set_content_arrangement(ContentArrangement::Dynamic);
         table.set_header(["MCP TOOL", "PIN", "DESCRIPTION (latest)"]);
@@ -140,6 +160,24 @@ fn list(config_path: &Path, args: &ListArgs) -> Result<ExitCode, CliError> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The servers' states as the running daemon sees them; `None` when no
+/// daemon runs (no admin token yet, or nothing on the socket).
+async fn live_states(config: &Config) -> Result<Option<Vec<Value>>, CliError> {
+    if !config.state.admin_token_path().exists() {
+        return Ok(None);
+    }
+    let client = AdminClient::connect(config)?;
+    match client.get("/admin/v1/mcp").await {
+        Ok(answer) => Ok(answer["servers"].as_array().cloned()),
+        Err(CliError::Other(err))
+            if err.downcast_ref::<ClientError>().is_some_and(|e| matches!(e, ClientError::NotRunning { .. })) =>
+        {
+            Ok(None)
+        }
+        Err(err) => Err(err),
+    }
 }
 
 fn trust(config_path: &Path, args: &TrustArgs) -> Result<ExitCode, CliError> {
