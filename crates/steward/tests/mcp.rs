@@ -790,7 +790,7 @@ side_effect = false
     assert!(text.contains("check on the server whether it ran"), "{text}");
     let posts: Vec<Value> = server_calls(&env, "create_post").iter().map(|c| c["arguments"]["text"].clone()).collect();
     assert_eq!(posts, ["die", "after"], "the cut call reached the server exactly once: {report:#}");
-    assert_eq!(steps[5]["isError"], false, "the next call works: {report:#}");
+    assert_eq!(steps[4]["isError"], false, "the next call works: {report:#}");
 
     let decisions: Vec<Value> = mcp_lines(&env).iter().map(|l| l["decision"].clone()).collect();
     assert_eq!(decisions, ["allowed", "allowed", "upstream_unreachable", "allowed"], "{:#?}", mcp_lines(&env));
