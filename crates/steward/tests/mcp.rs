@@ -708,8 +708,19 @@ async fn an_http_server_gets_the_credential_injected_and_the_pipeline_limits_and
     env.start();
     let post = |text: &str| json!({ "call": "create_post", "args": { "text": text } });
     let report =
-        client(&env, &python, json!([{ "list": true }, post("one"), post("two"), post("three"), { "call": "whoami" }]))
-            .await;
+        client(
+            &env,
+            &python,
+            json!([
+                { "list": true },
+                post("one"),
+                post("two"),
+                post("three"),
+                { "call": "whoami" },
+                { "read": "posts://whoami/me" },
+            ]),
+        )
+        .await;
     let steps = report["steps"].as_array().unwrap();
     assert_eq!(report["server"], "posts", "the server's initialize result, relayed: {report:#}");
     let listed: Vec<&str> = steps[0]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
@@ -725,7 +736,7 @@ async fn an_http_server_gets_the_credential_injected_and_the_pipeline_limits_and
     // Every request the server received carried the injected credential
     // (never the agent's steward token).
     let requests = server_calls(&env, "http");
-    assert!(requests.len() >= 6, "initialize, initialized, list, two calls, whoami: {requests:#?}");
+    assert!(requests.len() >= 7, "initialize, initialized, list, two calls, whoami, read: {requests:#?}");
     for request in &requests {
         assert_eq!(request["arguments"]["auth"], injected_auth_hash().as_str(), "{request:#}");
     }
@@ -733,6 +744,8 @@ async fn an_http_server_gets_the_credential_injected_and_the_pipeline_limits_and
     // A server that echoes the credential back: scrubbed before the agent sees it.
     let whoami = steps[4]["text"].as_str().unwrap();
     assert_eq!(whoami, "my token is Bearer [REDACTED:social]", "{report:#}");
+    // Every other answer too (resources/read here), not only tools/call.
+    assert_eq!(steps[5]["text"], "my token is Bearer [REDACTED:social]", "{report:#}");
     assert!(!report.to_string().contains(CANARY_TOKEN), "{report:#}");
 
     let decisions: Vec<Value> = mcp_lines(&env).iter().map(|l| l["decision"].clone()).collect();

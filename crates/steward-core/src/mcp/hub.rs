@@ -85,11 +85,22 @@ struct Router {
     progress: Mutex<HashMap<String, String>>,
     /// The session that made the latest request.
     latest: Mutex<Option<String>>,
+    /// What messages are scrubbed of before a session reads them.
+    secrets: Option<Arc<ArcSwap<Secrets>>>,
 }
 
 impl Router {
     fn lock_sessions(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Session>>> {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `message` scrubbed of every credential value (a server may echo
+    /// what steward injected, or what its environment holds).
+    fn scrubbed(&self, message: Value) -> Value {
+        match &self.secrets {
+            Some(secrets) => crate::pipeline::scrub_json(&secrets.load().scrubber(), message),
+            None => message,
+        }
     }
 
     fn session_for_progress(&self, token: &Value) -> Option<Arc<Session>> {
@@ -100,6 +111,7 @@ impl Router {
 
 impl ServerMessages for Router {
     fn server_request(&self, message: Value) -> bool {
+        let message = self.scrubbed(message);
         let session = message
             .pointer("/params/_meta/progressToken")
             .and_then(|token| self.session_for_progress(token))
@@ -112,6 +124,7 @@ impl ServerMessages for Router {
     }
 
     fn server_notification(&self, message: Value) {
+        let message = self.scrubbed(message);
         let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
         if method == "notifications/progress"
             && let Some(token) = message.pointer("/params/progressToken")
@@ -143,7 +156,7 @@ impl McpHub {
         let config_dir = config.source_path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
         let mut servers = BTreeMap::new();
         for (name, server) in &config.mcp {
-            let router = Arc::new(Router::default());
+            let router = Arc::new(Router { secrets: Some(Arc::clone(secrets)), ..Router::default() });
             let messages: Arc<dyn ServerMessages> = router.clone();
             let process = match &server.transport {
                 McpTransport::Stdio { .. } => StdioServer::new(
@@ -348,7 +361,8 @@ impl McpHub {
         if let Some(token) = &token {
             entry.router.progress.lock().unwrap_or_else(PoisonError::into_inner).remove(token);
         }
-        answer
+        // A tools/call answer is scrubbed by the pipeline, every other one here.
+        if method == "tools/call" { answer } else { answer.map(|message| entry.router.scrubbed(message)) }
     }
 
     /// Relays a client notification or response to `server`. A

@@ -98,6 +98,20 @@ pub fn refusal_result(view: &RefusalView, call_id: &str) -> Value {
     })
 }
 
+/// `value` with every credential value `scrubber` knows replaced, as the
+/// agent may see it: the one scrub of what an MCP server sends, used for
+/// `tools/call` answers here and for every other message by the MCP hub.
+pub fn scrub_json(scrubber: &redact::CredentialScrubber, value: Value) -> Value {
+    if scrubber.is_empty() {
+        return value;
+    }
+    let text = value.to_string();
+    match scrubber.scrub(text.as_bytes()) {
+        std::borrow::Cow::Borrowed(_) => value,
+        std::borrow::Cow::Owned(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    }
+}
+
 impl Call {
     /// A `tools/call` of `tool` on the MCP server `server`, whose params
     /// are `arguments` (see the module docs for how it is recorded).
@@ -140,16 +154,7 @@ impl Pipeline {
         }
         let answered = forward().await;
         let scrubber = self.secrets.load().scrubber();
-        let scrub = |value: Value| -> Value {
-            if scrubber.is_empty() {
-                return value;
-            }
-            let text = value.to_string();
-            match scrubber.scrub(text.as_bytes()) {
-                std::borrow::Cow::Borrowed(_) => value,
-                std::borrow::Cow::Owned(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            }
-        };
+        let scrub = |value: Value| -> Value { scrub_json(&scrubber, value) };
         let (answer, outcome) = match answered {
             Ok(McpAnswer::Result(result)) => {
                 let result = scrub(result);

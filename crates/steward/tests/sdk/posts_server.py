@@ -80,6 +80,12 @@ def whoami(ctx: Context) -> str:
     return "my token is " + os.environ.get("SOCIAL_TOKEN", "<none>")
 
 
+@mcp.resource("posts://whoami/{who}")
+def whoami_resource(who: str, ctx: Context) -> str:
+    """whoami as a resource: steward must scrub resources/read answers too."""
+    return whoami(ctx)
+
+
 @mcp.tool(structured_output=False)
 def big(size: int) -> str:
     """Answer with `size` bytes of text."""
