@@ -1,6 +1,8 @@
-//! The servers of `[mcp.*]` and the agent's sessions with them: which
-//! session a message the server started belongs to, and which server
-//! request id a client's request became (see the module docs of `mcp`).
+//! The servers of `[mcp.*]` (each an [`Upstream`], stdio or HTTP) and the
+//! agent's sessions with them: which session a message the server started
+//! belongs to, which server request id a client's request became, whether
+//! a request may be sent again after a broken connection, and the scrub of
+//! what reaches a session (see the module docs of `mcp`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -143,7 +145,7 @@ impl ServerMessages for Router {
 }
 
 impl McpHub {
-    /// The servers of `config` (not started: each starts with its first session).
+    /// The servers of `config` (not started or contacted: each with its first session).
     pub fn new(
         config: &Config,
         secrets: &Arc<ArcSwap<Secrets>>,
