@@ -900,3 +900,87 @@ limit = "1/hour"
     env.stop(false);
     env.assert_no_secret_leaked();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_servers_answers_are_bounded_cancellable_and_its_state_listed() {
+    let Some(python) = mcp_python() else { return };
+    let tools = r#"
+[[tools]]
+name = "big"
+mcp = "posts"
+match = "big"
+side_effect = false
+
+[[tools]]
+name = "slow"
+mcp = "posts"
+match = "slow"
+side_effect = false
+
+[[tools]]
+name = "whoami"
+mcp = "posts"
+match = "whoami"
+side_effect = false
+"#;
+    let (port, down) = (free_port(), free_port());
+    // [mcp.down]: nothing listens there.
+    let config = format!(
+        "{}\n[mcp.down]\nurl = \"http://127.0.0.1:{down}/mcp\"\n",
+        http_config("posts", &format!("http://127.0.0.1:{port}/mcp"), tools)
+    );
+    let mut env = Env::with_tools("", &config).await;
+    let server = HttpMcp::posts(&env, &python, port, false);
+    env.start();
+    let report = client(
+        &env,
+        &python,
+        json!([
+            { "call": "big", "args": { "size": 8 * 1024 * 1024 } },
+            { "call": "big", "args": { "size": 17 * 1024 * 1024 } },
+            { "call": "big", "args": { "size": 3 } },
+            { "cancel_slow": 4 },
+            { "sleep": 4.5 },
+            { "call": "whoami" },
+        ]),
+    )
+    .await;
+    let steps = report["steps"].as_array().unwrap();
+    // An 8 MiB answer on the SSE stream passes; a 17 MiB one is a clear error; the session goes on.
+    assert_eq!(steps[0]["isError"], false, "{}", &report.to_string()[..500]);
+    assert_eq!(steps[0]["text"].as_str().unwrap().len(), 8 * 1024 * 1024);
+    assert_eq!(steps[1]["isError"], true);
+    let text = steps[1]["text"].as_str().unwrap();
+    assert!(text.contains("larger than max_message_size") && text.contains("[mcp.posts] max_message_size"), "{text}");
+    assert_eq!(steps[2]["text"], "xxx", "{report:#}");
+    // The agent's cancellation reaches the HTTP server: the tool never finished.
+    assert!(steps[3]["cancelled"].is_string(), "{report:#}");
+    assert_eq!(server_calls(&env, "slow_started").len(), 1, "the call reached the server");
+    assert!(server_calls(&env, "slow_done").is_empty(), "the server cancelled it");
+    assert!(steps[4]["text"].as_str().unwrap().starts_with("my token is"), "the session goes on: {report:#}");
+
+    // A server steward cannot reach: the agent gets a JSON-RPC error, the operator the state and why.
+    let answer: Value = reqwest::Client::new()
+        .post(env.url("/mcp/down"))
+        .bearer_auth(&env.token)
+        .json(&json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } } }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("cannot connect to the MCP server `down`"), "{answer:#}");
+    let listed: Value = serde_json::from_str(&steward_ok(&env, &["mcp", "list", "--json"])).unwrap();
+    let state = |name: &str| listed["servers"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap().clone();
+    assert_eq!(state("posts")["state"], "reachable", "{listed:#}");
+    assert_eq!(state("down")["state"], "unreachable", "{listed:#}");
+    assert!(state("down")["last_error"].as_str().unwrap().contains("[mcp.down] url"), "{listed:#}");
+    let text = steward_ok(&env, &["mcp", "list"]);
+    assert!(text.contains("unreachable") && text.contains("last error: "), "{text}");
+    drop(server);
+    env.stop(false);
+    env.assert_no_secret_leaked();
+}
