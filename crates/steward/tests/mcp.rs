@@ -707,20 +707,19 @@ async fn an_http_server_gets_the_credential_injected_and_the_pipeline_limits_and
     let server = HttpMcp::posts(&env, &python, port, false);
     env.start();
     let post = |text: &str| json!({ "call": "create_post", "args": { "text": text } });
-    let report =
-        client(
-            &env,
-            &python,
-            json!([
-                { "list": true },
-                post("one"),
-                post("two"),
-                post("three"),
-                { "call": "whoami" },
-                { "read": "posts://whoami/me" },
-            ]),
-        )
-        .await;
+    let report = client(
+        &env,
+        &python,
+        json!([
+            { "list": true },
+            post("one"),
+            post("two"),
+            post("three"),
+            { "call": "whoami" },
+            { "read": "posts://whoami/me" },
+        ]),
+    )
+    .await;
     let steps = report["steps"].as_array().unwrap();
     assert_eq!(report["server"], "posts", "the server's initialize result, relayed: {report:#}");
     let listed: Vec<&str> = steps[0]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
@@ -838,9 +837,10 @@ async fn the_reference_server_everything_over_streamable_http_through_steward() 
     let port = tokio::task::spawn_blocking(move || {
         use std::io::BufRead;
         let mut lines = std::io::BufReader::new(stdout).lines();
-        let port = lines.by_ref().map_while(Result::ok).find_map(|l| {
-            l.strip_prefix("listening on 127.0.0.1:").map(|p| p.trim().parse::<u16>().unwrap())
-        });
+        let port = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("listening on 127.0.0.1:").map(|p| p.trim().parse::<u16>().unwrap()));
         // Keep draining, so the server never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
         port

@@ -238,9 +238,7 @@ impl HttpServer {
         match result {
             Ok(_) => health.last_error = None,
             Err(
-                err @ (McpForwardError::Unreachable(_)
-                | McpForwardError::Timeout(_)
-                | McpForwardError::Interrupted(_)),
+                err @ (McpForwardError::Unreachable(_) | McpForwardError::Timeout(_) | McpForwardError::Interrupted(_)),
             ) => {
                 health.last_error = Some(self.link.redactor.load().redact(&err.to_string()).into_owned());
             }
@@ -300,7 +298,13 @@ impl HttpServer {
 
     /// One request until its answer: the session (re)initialized as
     /// needed, sent again only as the module docs allow.
-    async fn exchange(&self, id: u64, method: &str, message: &Value, replayable: bool) -> Result<Value, McpForwardError> {
+    async fn exchange(
+        &self,
+        id: u64,
+        method: &str,
+        message: &Value,
+        replayable: bool,
+    ) -> Result<Value, McpForwardError> {
         let name = &self.link.name;
         let mut renewed = false;
         let mut replayed = false;
@@ -485,7 +489,10 @@ impl Link {
                 ))
             })?;
             let name = HeaderName::from_bytes(self.auth.header.as_bytes()).map_err(|_| {
-                McpForwardError::Unreachable(format!("[mcp.{}] auth header `{}` is not a header name", self.name, self.auth.header))
+                McpForwardError::Unreachable(format!(
+                    "[mcp.{}] auth header `{}` is not a header name",
+                    self.name, self.auth.header
+                ))
             })?;
             let mut value = HeaderValue::from_str(&self.auth.format.replace("{secret}", secret.expose_secret()))
                 .map_err(|_| {
@@ -635,11 +642,7 @@ impl Link {
 
     /// A non-2xx answer: its JSON-RPC error when it carries one for the
     /// request, else a refusal that says the status and what to check.
-    async fn refused(
-        &self,
-        response: reqwest::Response,
-        want: Option<u64>,
-    ) -> Result<Option<Value>, PostError> {
+    async fn refused(&self, response: reqwest::Response, want: Option<u64>) -> Result<Option<Value>, PostError> {
         let status = response.status();
         let body = self.read_bounded(response, ERROR_BODY_MAX).await.unwrap_or_default();
         if let Some(want) = want
@@ -653,10 +656,9 @@ impl Link {
         }
         let hint = match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => match &self.credential {
-                Some(credential) => format!(
-                    "; check credential `{credential}` and [mcp.{}] auth (header and format)",
-                    self.name
-                ),
+                Some(credential) => {
+                    format!("; check credential `{credential}` and [mcp.{}] auth (header and format)", self.name)
+                }
                 None => format!("; the server wants a credential: add credential = \"NAME\" to [mcp.{}]", self.name),
             },
             StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => {
@@ -991,7 +993,8 @@ mod tests {
 
     #[test]
     fn events_are_split_on_any_line_end_and_chunk_boundary() {
-        let got = events(&[b"id: 1\nevent: message\ndata: {\"a\"", b":1}\r", b"\n\r\n: comment\n\ndata:x\ndata: y\n\n"], 64);
+        let got =
+            events(&[b"id: 1\nevent: message\ndata: {\"a\"", b":1}\r", b"\n\r\n: comment\n\ndata:x\ndata: y\n\n"], 64);
         assert_eq!(got, [SseEvent::Message(b"{\"a\":1}".to_vec()), SseEvent::Message(b"x\ny".to_vec())]);
     }
 

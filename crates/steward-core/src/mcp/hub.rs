@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::SESSION_BUFFER;
-use super::pins::{self, Verdict};
 use super::http::HttpServer;
+use super::pins::{self, Verdict};
 use super::stdio::StdioServer;
 use super::upstream::{ServerMessages, ServerState, Upstream};
 use crate::clock::unix_ms;
