@@ -821,33 +821,39 @@ impl Drop for Killed {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_reference_server_everything_over_streamable_http_through_steward() {
-    let Some(python) = mcp_python() else { return };
-    let Some(everything) = server_everything() else { return };
+/// `@modelcontextprotocol/server-everything` over streamable HTTP on
+/// 127.0.0.1:`port` (tests/sdk/everything_http.mjs), once it listens.
+async fn everything_http(entry: &Path, port: u16) -> Killed {
     let mut child = std::process::Command::new("node")
         .arg(sdk_dir().join("everything_http.mjs"))
-        .env("EVERYTHING_ENTRY", &everything)
+        .env("EVERYTHING_ENTRY", entry)
+        .env("EVERYTHING_PORT", port.to_string())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let node = Killed(child);
-    let port = tokio::task::spawn_blocking(move || {
+    let listening = tokio::task::spawn_blocking(move || {
         use std::io::BufRead;
         let mut lines = std::io::BufReader::new(stdout).lines();
-        let port = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|l| l.strip_prefix("listening on 127.0.0.1:").map(|p| p.trim().parse::<u16>().unwrap()));
+        let listening = lines.by_ref().map_while(Result::ok).any(|l| l.starts_with("listening on 127.0.0.1:"));
         // Keep draining, so the server never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        port
+        listening
     })
     .await
-    .unwrap()
-    .expect("server-everything did not say where it listens");
+    .unwrap();
+    assert!(listening, "server-everything did not start listening on {port}");
+    node
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_server_everything_over_streamable_http_through_steward() {
+    let Some(python) = mcp_python() else { return };
+    let Some(everything) = server_everything() else { return };
+    let port = free_port();
+    let node = everything_http(&everything, port).await;
     let tools = r#"
 [[tools]]
 name = "echo"
@@ -896,6 +902,14 @@ limit = "1/hour"
     // `steward mcp list` shows the server's state from the running daemon.
     let listed: Value = serde_json::from_str(&steward_ok(&env, &["mcp", "list", "--json"])).unwrap();
     assert_eq!(listed["servers"][0]["state"], "reachable", "{listed:#}");
+
+    // The server restarts and forgets steward's session (it answers 400
+    // "No valid session ID provided", not 404): steward initializes again.
+    drop(node);
+    let node = everything_http(&everything, port).await;
+    let report = client_with(&env, &python, json!([{ "call": "echo", "args": { "message": "again" } }]), &vars).await;
+    assert_eq!(report["steps"][0]["text"], "Echo: again", "{report:#}\n{}", env.daemon_log());
+    assert!(env.daemon_log().contains("initializing again"), "{}", env.daemon_log());
     drop(node);
     env.stop(false);
     env.assert_no_secret_leaked();

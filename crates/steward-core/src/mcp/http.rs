@@ -26,7 +26,9 @@
 //!
 //! # Lost sessions and broken streams
 //! A `404` to a request that named the session means the server forgot it
-//! (it restarted): the message was never processed, so steward initializes
+//! (it restarted; many servers built on the TypeScript SDK's example answer
+//! `400` naming the session instead, read the same way): the message was
+//! never processed, so steward initializes
 //! again with the stored `initialize` params and sends it once more. A
 //! connect failure (no byte left steward) is retried a few times with
 //! backoff (the server may be restarting). A stream that breaks after the
@@ -98,7 +100,8 @@ struct UpSession {
 /// What one `POST` came to.
 #[derive(Debug)]
 enum PostError {
-    /// `404` to a request that named the session: never processed.
+    /// `404` (or `400` naming the session) to a request that named the
+    /// session: never processed.
     SessionLost,
     /// The connection failed before any byte of the request left steward.
     NotSent(String),
@@ -583,7 +586,17 @@ impl Link {
             )));
         }
         if !status.is_success() {
-            return self.refused(response, want).await.map(|answer| (answer, session_id));
+            let body = self.read_bounded(response, ERROR_BODY_MAX).await.unwrap_or_default();
+            // Many servers built on the TypeScript SDK's example answer an
+            // unknown session with 400 "No valid session ID provided"
+            // instead of 404: rejected before processing all the same.
+            if status == StatusCode::BAD_REQUEST
+                && session.is_some_and(|s| s.id.is_some())
+                && String::from_utf8_lossy(&body).to_ascii_lowercase().contains("session")
+            {
+                return Err(PostError::SessionLost);
+            }
+            return self.refused(status, &body, want).map(|answer| (answer, session_id));
         }
         let Some(want) = want else {
             // A notification or a response: 202, nothing to read.
@@ -642,11 +655,9 @@ impl Link {
 
     /// A non-2xx answer: its JSON-RPC error when it carries one for the
     /// request, else a refusal that says the status and what to check.
-    async fn refused(&self, response: reqwest::Response, want: Option<u64>) -> Result<Option<Value>, PostError> {
-        let status = response.status();
-        let body = self.read_bounded(response, ERROR_BODY_MAX).await.unwrap_or_default();
+    fn refused(&self, status: StatusCode, body: &[u8], want: Option<u64>) -> Result<Option<Value>, PostError> {
         if let Some(want) = want
-            && let Ok(Value::Object(mut answer)) = serde_json::from_slice::<Value>(&body)
+            && let Ok(Value::Object(mut answer)) = serde_json::from_slice::<Value>(body)
             && answer.get("error").is_some_and(Value::is_object)
             && answer.get("id").is_none_or(|id| id.is_null() || id.as_u64() == Some(want))
         {
