@@ -633,6 +633,7 @@ impl HttpMcp {
             .env("POSTS_HTTP_PORT", port.to_string())
             .env("POSTS_LOG", env.dir.path().join("posts.log"))
             .env("POSTS_DIE_ON", "die")
+            .env("POSTS_FLAKY_FILE", env.dir.path().join("flaky.marker"))
             .env_remove("SOCIAL_TOKEN")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
@@ -755,7 +756,7 @@ async fn an_http_server_gets_the_credential_injected_and_the_pipeline_limits_and
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restarted_http_server_is_reinitialized_and_a_call_cut_mid_flight_is_not_replayed() {
+async fn a_restarted_http_server_is_reinitialized_and_only_a_read_only_call_cut_mid_flight_is_replayed() {
     let Some(python) = mcp_python() else { return };
     let tools = r#"
 [[tools]]
@@ -767,6 +768,12 @@ match = "create_post"
 name = "pid"
 mcp = "posts"
 match = "pid"
+side_effect = false
+
+[[tools]]
+name = "flaky"
+mcp = "posts"
+match = "flaky_read"
 side_effect = false
 "#;
     let port = free_port();
@@ -784,6 +791,7 @@ side_effect = false
             { "call": "create_post", "args": { "text": "die" } },
             { "sleep": 1.0 },
             { "call": "create_post", "args": { "text": "after" } },
+            { "call": "flaky_read" },
         ]),
     )
     .await;
@@ -804,8 +812,18 @@ side_effect = false
     assert_eq!(posts, ["die", "after"], "the cut call reached the server exactly once: {report:#}");
     assert_eq!(steps[4]["isError"], false, "the next call works: {report:#}");
 
+    // A tool that says readOnlyHint cannot act twice: its cut call is sent again.
+    assert_eq!(steps[5]["text"], "read", "{report:#}\n{}", env.daemon_log());
+    assert_eq!(server_calls(&env, "flaky_read").len(), 2, "cut once, then answered");
+    assert!(env.daemon_log().contains("sending the request again"), "{}", env.daemon_log());
+
     let decisions: Vec<Value> = mcp_lines(&env).iter().map(|l| l["decision"].clone()).collect();
-    assert_eq!(decisions, ["allowed", "allowed", "upstream_unreachable", "allowed"], "{:#?}", mcp_lines(&env));
+    assert_eq!(
+        decisions,
+        ["allowed", "allowed", "upstream_unreachable", "allowed", "allowed"],
+        "{:#?}",
+        mcp_lines(&env)
+    );
     drop(server);
     env.stop(false);
     env.assert_no_secret_leaked();

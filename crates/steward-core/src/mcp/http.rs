@@ -70,8 +70,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const INIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Sends of one message that failed to connect (nothing left steward, so
 /// always safe to repeat), the server perhaps restarting: 250 ms, 500 ms,
-/// 1 s, 2 s between them.
-const CONNECT_ATTEMPTS: u32 = 5;
+/// 1 s, 2 s, 4 s between them (a restart of a few seconds is ridden out).
+const CONNECT_ATTEMPTS: u32 = 6;
 /// The first wait between two connect attempts.
 const CONNECT_BACKOFF: Duration = Duration::from_millis(250);
 /// Bytes of an error body read for its JSON-RPC error: an error is short,

@@ -15,7 +15,8 @@ instead of stdio (steward as its client): every HTTP request is logged as
 check the injected credential without the log holding it; whoami answers
 with the Authorization header it received (a hostile echo steward must
 scrub); create_post with the text in $POSTS_DIE_ON records the call, then
-kills the process before answering (a connection that dies mid-call).
+kills the process before answering (a connection that dies mid-call), and
+so does the first flaky_read (a tool that says readOnlyHint).
 """
 
 import hashlib
@@ -27,6 +28,7 @@ import time
 import anyio
 
 from mcp.server.fastmcp import Context, FastMCP
+from mcp.types import ToolAnnotations
 from pydantic import BaseModel
 
 LOG = os.environ.get("POSTS_LOG")
@@ -115,6 +117,17 @@ async def burst(n: int, ctx: Context) -> str:
     for i in range(n):
         await ctx.info(f"burst line {i}")
     return f"sent {n}"
+
+
+@mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
+def flaky_read() -> str:
+    """Only reads; the first call ever ($POSTS_FLAKY_FILE missing) kills the server mid-call."""
+    record("flaky_read", {})
+    marker = os.environ.get("POSTS_FLAKY_FILE")
+    if marker and not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)
+    return "read"
 
 
 @mcp.tool()
