@@ -49,6 +49,7 @@ mod door;
 mod http;
 mod hub;
 pub use crate::store::pins;
+mod sse;
 mod stdio;
 mod upstream;
 
