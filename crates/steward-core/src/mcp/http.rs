@@ -331,6 +331,10 @@ impl HttpServer {
                 Err(PostError::Broke(detail)) if replayable && !replayed => {
                     replayed = true;
                     tracing::info!(server = %name, method, error = %detail, "the connection to the MCP server broke; sending the request again (it cannot act twice)");
+                    // A server that died leaves other pooled connections
+                    // behind; the pool notices their end within moments,
+                    // and the one second try must not go out on one of them.
+                    tokio::time::sleep(CONNECT_BACKOFF).await;
                 }
                 Err(PostError::Broke(detail)) if method == "tools/call" => {
                     let tool = message.pointer("/params/name").and_then(Value::as_str).unwrap_or("?");
