@@ -16,6 +16,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::time::{Duration, Instant};
 
 use common::{CANARY_TOKEN, Env};
@@ -1039,4 +1041,434 @@ async fn a_stateless_call_closed_while_it_waits_for_approval_never_reaches_the_s
     assert!(server_calls(&env, "create_post").is_empty(), "the approved call of a gone agent is not sent");
     env.stop(false);
     env.assert_no_secret_leaked();
+}
+
+/// A streamable-HTTP MCP server the test runs on 127.0.0.1 (steward is its
+/// client, it does not run it), killed with the test. With `restart`, it is
+/// started again on the same port whenever it exits, as a service manager
+/// would, until dropped.
+struct HttpMcp {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    pid: Arc<AtomicU32>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A free loopback port for a server the test starts later.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl HttpMcp {
+    /// tests/sdk/posts_server.py over streamable HTTP on `port`, its call
+    /// log in the env's `posts.log`; `create_post("die")` kills it mid-call.
+    fn posts(env: &Env, python: &Path, port: u16, restart: bool) -> Self {
+        let mut command = std::process::Command::new(python);
+        command
+            .arg(sdk_dir().join("posts_server.py"))
+            .env("POSTS_HTTP_PORT", port.to_string())
+            .env("POSTS_LOG", env.dir.path().join("posts.log"))
+            .env("POSTS_DIE_ON", "die")
+            .env("POSTS_FLAKY_FILE", env.dir.path().join("flaky.marker"))
+            .env_remove("SOCIAL_TOKEN")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let (stop, pid) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU32::new(0)));
+        let thread = {
+            let (stop, pid) = (Arc::clone(&stop), Arc::clone(&pid));
+            std::thread::spawn(move || {
+                loop {
+                    let mut child = command.spawn().unwrap();
+                    pid.store(child.id(), SeqCst);
+                    let _ = child.wait();
+                    if !restart || stop.load(SeqCst) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        };
+        let server = Self { port, stop, pid, thread: Some(thread) };
+        server.wait_listening();
+        server
+    }
+
+    /// Waits until the server accepts connections (a restarted one too).
+    fn wait_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "the HTTP MCP server did not listen on {}", self.port);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for HttpMcp {
+    fn drop(&mut self) {
+        self.stop.store(true, SeqCst);
+        let pid = self.pid.load(SeqCst);
+        let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// `[mcp.NAME]` reached over streamable HTTP at `url`, the canary
+/// credential injected as `Authorization: Bearer ...`.
+fn http_config(name: &str, url: &str, tools: &str) -> String {
+    format!(
+        r#"
+[mcp.{name}]
+url = "{url}"
+credential = "social"
+auth = {{ header = "Authorization", format = "Bearer {{secret}}" }}
+
+{tools}
+"#
+    )
+}
+
+/// The sha256 (hex) of what steward must inject: `Bearer <canary>`.
+fn injected_auth_hash() -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(format!("Bearer {CANARY_TOKEN}").as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_server_gets_the_credential_injected_and_the_pipeline_limits_and_scrubs_it() {
+    let Some(python) = mcp_python() else { return };
+    let port = free_port();
+    let config = http_config("posts", &format!("http://127.0.0.1:{port}/mcp"), POSTS_TOOLS);
+    let mut env = Env::with_tools("", &config).await;
+    let server = HttpMcp::posts(&env, &python, port, false);
+    env.start();
+    let post = |text: &str| json!({ "call": "create_post", "args": { "text": text } });
+    let report = client(
+        &env,
+        &python,
+        json!([
+            { "list": true },
+            post("one"),
+            post("two"),
+            post("three"),
+            { "call": "whoami" },
+            { "read": "posts://whoami/me" },
+        ]),
+    )
+    .await;
+    let steps = report["steps"].as_array().unwrap();
+    assert_eq!(report["server"], "posts", "the server's initialize result, relayed: {report:#}");
+    let listed: Vec<&str> = steps[0]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert!(listed.contains(&"create_post") && !listed.contains(&"big"), "{listed:?}");
+
+    // The limit: two posts pass, the third is an MCP error result; the server saw two.
+    assert_eq!((steps[1]["isError"].as_bool(), steps[2]["isError"].as_bool()), (Some(false), Some(false)));
+    assert_eq!(steps[1]["structured"]["text"], "one", "{report:#}");
+    assert_eq!(steps[3]["isError"], true, "{report:#}");
+    assert!(steps[3]["text"].as_str().unwrap().starts_with("rate_limited: "), "{report:#}");
+    assert_eq!(server_calls(&env, "create_post").len(), 2, "the server saw exactly two posts");
+
+    // Every request the server received carried the injected credential
+    // (never the agent's steward token).
+    let requests = server_calls(&env, "http");
+    assert!(requests.len() >= 7, "initialize, initialized, list, two calls, whoami, read: {requests:#?}");
+    for request in &requests {
+        assert_eq!(request["arguments"]["auth"], injected_auth_hash().as_str(), "{request:#}");
+    }
+
+    // A server that echoes the credential back: scrubbed before the agent sees it.
+    let whoami = steps[4]["text"].as_str().unwrap();
+    assert_eq!(whoami, "my token is Bearer [REDACTED:social]", "{report:#}");
+    // Every other answer too (resources/read here), not only tools/call.
+    assert_eq!(steps[5]["text"], "my token is Bearer [REDACTED:social]", "{report:#}");
+    assert!(!report.to_string().contains(CANARY_TOKEN), "{report:#}");
+
+    let decisions: Vec<Value> = mcp_lines(&env).iter().map(|l| l["decision"].clone()).collect();
+    assert_eq!(decisions, ["allowed", "allowed", "rate_limited", "allowed"], "{:#?}", mcp_lines(&env));
+    drop(server);
+    env.stop(false);
+    env.assert_no_secret_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_http_server_is_reinitialized_and_only_a_read_only_call_cut_mid_flight_is_replayed() {
+    let Some(python) = mcp_python() else { return };
+    let tools = r#"
+[[tools]]
+name = "post"
+mcp = "posts"
+match = "create_post"
+
+[[tools]]
+name = "pid"
+mcp = "posts"
+match = "pid"
+side_effect = false
+
+[[tools]]
+name = "flaky"
+mcp = "posts"
+match = "flaky_read"
+side_effect = false
+"#;
+    let port = free_port();
+    let mut env = Env::with_tools("", &http_config("posts", &format!("http://127.0.0.1:{port}/mcp"), tools)).await;
+    let server = HttpMcp::posts(&env, &python, port, true);
+    env.start();
+    let report = client(
+        &env,
+        &python,
+        json!([
+            { "call": "pid" },
+            { "kill_previous": true },
+            { "sleep": 1.0 },
+            { "call": "pid" },
+            { "call": "create_post", "args": { "text": "die" } },
+            { "sleep": 1.0 },
+            { "call": "create_post", "args": { "text": "after" } },
+            { "call": "flaky_read" },
+        ]),
+    )
+    .await;
+    let steps = report["steps"].as_array().unwrap();
+    // The server restarted between two calls: steward initialized a new
+    // session with it, and the agent's session went on.
+    assert_eq!(steps[2]["isError"], false, "{report:#}\n{}", env.daemon_log());
+    assert_ne!(steps[0]["text"], steps[2]["text"], "a new server process answers: {report:#}");
+    assert!(env.daemon_log().contains("initializing again"), "{}", env.daemon_log());
+
+    // The connection died while create_post ran: never sent again.
+    assert_eq!(steps[3]["isError"], true, "{report:#}");
+    let text = steps[3]["text"].as_str().unwrap();
+    assert!(text.starts_with("upstream_unreachable: "), "{text}");
+    assert!(text.contains("broke while the tool `create_post` was running"), "{text}");
+    assert!(text.contains("check on the server whether it ran"), "{text}");
+    let posts: Vec<Value> = server_calls(&env, "create_post").iter().map(|c| c["arguments"]["text"].clone()).collect();
+    assert_eq!(posts, ["die", "after"], "the cut call reached the server exactly once: {report:#}");
+    assert_eq!(steps[4]["isError"], false, "the next call works: {report:#}");
+
+    // A tool that says readOnlyHint cannot act twice: its cut call is sent again.
+    assert_eq!(steps[5]["text"], "read", "{report:#}\n{}", env.daemon_log());
+    assert_eq!(server_calls(&env, "flaky_read").len(), 2, "cut once, then answered");
+    assert!(env.daemon_log().contains("sending the request again"), "{}", env.daemon_log());
+
+    let decisions: Vec<Value> = mcp_lines(&env).iter().map(|l| l["decision"].clone()).collect();
+    assert_eq!(
+        decisions,
+        ["allowed", "allowed", "upstream_unreachable", "allowed", "allowed"],
+        "{:#?}",
+        mcp_lines(&env)
+    );
+    drop(server);
+    env.stop(false);
+    env.assert_no_secret_leaked();
+}
+
+/// A child process killed when the test ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `@modelcontextprotocol/server-everything` over streamable HTTP on
+/// 127.0.0.1:`port` (tests/sdk/everything_http.mjs), once it listens.
+async fn everything_http(entry: &Path, port: u16) -> Killed {
+    let mut child = std::process::Command::new("node")
+        .arg(sdk_dir().join("everything_http.mjs"))
+        .env("EVERYTHING_ENTRY", entry)
+        .env("EVERYTHING_PORT", port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let node = Killed(child);
+    let listening = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let listening = lines.by_ref().map_while(Result::ok).any(|l| l.starts_with("listening on 127.0.0.1:"));
+        // Keep draining, so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        listening
+    })
+    .await
+    .unwrap();
+    assert!(listening, "server-everything did not start listening on {port}");
+    node
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_server_everything_over_streamable_http_through_steward() {
+    let Some(python) = mcp_python() else { return };
+    let Some(everything) = server_everything() else { return };
+    let port = free_port();
+    let node = everything_http(&everything, port).await;
+    let tools = r#"
+[[tools]]
+name = "echo"
+mcp = "everything"
+match = "echo"
+side_effect = false
+
+[[tools]]
+name = "sum"
+mcp = "everything"
+match = "get-sum"
+side_effect = false
+limit = "1/hour"
+"#;
+    let config = http_config("everything", &format!("http://127.0.0.1:{port}/mcp"), tools);
+    let mut env = Env::with_tools("", &config).await;
+    env.start();
+    let vars = [("MCP_URL", env.url("/mcp/everything"))];
+    let report = client_with(
+        &env,
+        &python,
+        json!([
+            { "list": true },
+            { "call": "echo", "args": { "message": "hello over http" } },
+            { "call": "get-sum", "args": { "a": 2, "b": 3 } },
+            { "call": "get-sum", "args": { "a": 2, "b": 4 } },
+            { "call": "get-env" },
+            { "prompts": true },
+            { "resources": true },
+        ]),
+        &vars,
+    )
+    .await;
+    let steps = report["steps"].as_array().unwrap();
+    let listed: Vec<&str> = steps[0]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(listed, ["echo", "get-sum"], "only the declared tools are listed: {report:#}");
+    assert_eq!(steps[1]["text"], "Echo: hello over http", "{report:#}");
+    assert!(steps[2]["text"].as_str().unwrap().contains('5'), "{report:#}");
+    assert_eq!(steps[3]["isError"], true, "{report:#}");
+    assert!(steps[3]["text"].as_str().unwrap().starts_with("rate_limited: "), "{report:#}");
+    assert!(steps[4]["text"].as_str().unwrap().starts_with("unmatched: "), "{report:#}");
+    assert!(!steps[5]["prompts"].as_array().unwrap().is_empty(), "{report:#}");
+    assert!(!steps[6]["resources"].as_array().unwrap().is_empty(), "{report:#}");
+    assert!(!report.to_string().contains(CANARY_TOKEN), "{report:#}");
+
+    // `steward mcp list` shows the server's state from the running daemon.
+    mcp_list_until(&env, |l| l["servers"][0]["state"] == "reachable").await;
+
+    // The server restarts and forgets steward's session (it answers 400
+    // "No valid session ID provided", not 404): steward initializes again.
+    drop(node);
+    let node = everything_http(&everything, port).await;
+    let report = client_with(&env, &python, json!([{ "call": "echo", "args": { "message": "again" } }]), &vars).await;
+    assert_eq!(report["steps"][0]["text"], "Echo: again", "{report:#}\n{}", env.daemon_log());
+    assert!(env.daemon_log().contains("initializing again"), "{}", env.daemon_log());
+    drop(node);
+    env.stop(false);
+    env.assert_no_secret_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_servers_answers_are_bounded_cancellable_and_its_state_listed() {
+    let Some(python) = mcp_python() else { return };
+    let tools = r#"
+[[tools]]
+name = "big"
+mcp = "posts"
+match = "big"
+side_effect = false
+
+[[tools]]
+name = "slow"
+mcp = "posts"
+match = "slow"
+side_effect = false
+
+[[tools]]
+name = "whoami"
+mcp = "posts"
+match = "whoami"
+side_effect = false
+"#;
+    let (port, down) = (free_port(), free_port());
+    // [mcp.down]: nothing listens there.
+    let config = format!(
+        "{}\n[mcp.down]\nurl = \"http://127.0.0.1:{down}/mcp\"\n",
+        http_config("posts", &format!("http://127.0.0.1:{port}/mcp"), tools)
+    );
+    let mut env = Env::with_tools("", &config).await;
+    let server = HttpMcp::posts(&env, &python, port, false);
+    env.start();
+    let report = client(
+        &env,
+        &python,
+        json!([
+            { "call": "big", "args": { "size": 8 * 1024 * 1024 } },
+            { "call": "big", "args": { "size": 17 * 1024 * 1024 } },
+            { "call": "big", "args": { "size": 3 } },
+            { "cancel_slow": 4 },
+            { "sleep": 4.5 },
+            { "call": "whoami" },
+        ]),
+    )
+    .await;
+    let steps = report["steps"].as_array().unwrap();
+    // An 8 MiB answer on the SSE stream passes; a 17 MiB one is a clear error; the session goes on.
+    assert_eq!(steps[0]["isError"], false, "{}", &report.to_string()[..500]);
+    assert_eq!(steps[0]["text"].as_str().unwrap().len(), 8 * 1024 * 1024);
+    assert_eq!(steps[1]["isError"], true);
+    let text = steps[1]["text"].as_str().unwrap();
+    assert!(text.contains("larger than max_message_size") && text.contains("[mcp.posts] max_message_size"), "{text}");
+    assert_eq!(steps[2]["text"], "xxx", "{report:#}");
+    // The agent's cancellation reaches the HTTP server: the tool never finished.
+    assert!(steps[3]["cancelled"].is_string(), "{report:#}");
+    assert_eq!(server_calls(&env, "slow_started").len(), 1, "the call reached the server");
+    assert!(server_calls(&env, "slow_done").is_empty(), "the server cancelled it");
+    assert!(steps[4]["text"].as_str().unwrap().starts_with("my token is"), "the session goes on: {report:#}");
+
+    // A server steward cannot reach: the agent gets a JSON-RPC error, the operator the state and why.
+    let answer: Value = reqwest::Client::new()
+        .post(env.url("/mcp/down"))
+        .bearer_auth(&env.token)
+        .json(&json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } } }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("cannot connect to the MCP server `down`"), "{answer:#}");
+    let listed = mcp_list_until(&env, |l| server_state(l, "down")["state"] == "unreachable").await;
+    assert_eq!(server_state(&listed, "posts")["state"], "reachable", "{listed:#}");
+    let reason = server_state(&listed, "down")["reason"].clone();
+    assert!(reason.as_str().unwrap().contains("[mcp.down] url"), "{listed:#}");
+    let text = steward_ok(&env, &["mcp", "list"]);
+    assert!(text.contains("[mcp.down]  unreachable: "), "{text}");
+    let status: Value = serde_json::from_str(&steward_ok(&env, &["status", "--json"])).unwrap();
+    let down = status["mcp"].as_array().unwrap().iter().find(|s| s["server"] == "down").unwrap();
+    assert_eq!(down["transport"], "http", "{status:#}");
+    assert_eq!(down["state"], "unreachable", "{status:#}");
+    drop(server);
+    env.stop(false);
+    env.assert_no_secret_leaked();
+}
+
+/// `steward mcp list --json` once `done` holds for it (the daemon publishes
+/// the servers' states once a second), or a failure after 10 s.
+async fn mcp_list_until(env: &Env, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed: Value = serde_json::from_str(&steward_ok(env, &["mcp", "list", "--json"])).unwrap();
+        if done(&listed) {
+            return listed;
+        }
+        assert!(Instant::now() < deadline, "steward mcp list never showed the expected state: {listed:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn server_state(listed: &Value, name: &str) -> Value {
+    listed["servers"].as_array().unwrap().iter().find(|s| s["name"] == name).cloned().unwrap_or(Value::Null)
 }

@@ -87,13 +87,8 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
 /// The checks every method shares: the server exists, the agent's token.
 fn check(door: &Door, server: &str, headers: &HeaderMap) -> Result<(), Box<Response<Body>>> {
     if !door.hub.has(server) {
-        let message = if door.hub.is_remote(server) {
-            format!(
-                "[mcp.{server}] is a streamable-HTTP server, which steward does not relay to yet; run it as a stdio server (command = [...])"
-            )
-        } else {
-            format!("no MCP server named `{server}` is configured; add [mcp.{server}] to steward.toml or fix the URL")
-        };
+        let message =
+            format!("no MCP server named `{server}` is configured; add [mcp.{server}] to steward.toml or fix the URL");
         return Err(Box::new(transport_error(StatusCode::NOT_FOUND, INVALID_REQUEST, message)));
     }
     if !door.pipeline.is_agent(headers) {

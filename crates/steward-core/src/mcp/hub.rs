@@ -1,6 +1,8 @@
-//! The servers of `[mcp.*]` and the agent's sessions with them: which
-//! session a message the server started belongs to, and which server
-//! request id a client's request became (see the module docs of `mcp`).
+//! The servers of `[mcp.*]` (each an [`Upstream`], stdio or HTTP) and the
+//! agent's sessions with them: which session a message the server started
+//! belongs to, which server request id a client's request became, whether
+//! a request may be sent again after a broken connection, and the scrub of
+//! what reaches a session (see the module docs of `mcp`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -12,8 +14,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::SESSION_BUFFER;
+use super::http::HttpServer;
 use super::pins::{self, Verdict};
-use super::stdio::{ServerMessages, ServerState, StdioServer};
+use super::stdio::StdioServer;
+use super::upstream::{ServerMessages, ServerState, Upstream};
 use crate::clock::unix_ms;
 use crate::config::{Config, McpTransport};
 use crate::events::{Event, EventBus};
@@ -26,8 +30,6 @@ use crate::store::{Store, StoreError};
 #[derive(Debug, Default)]
 pub struct McpHub {
     servers: BTreeMap<String, Server>,
-    /// `[mcp.*]` servers reached over HTTP: configured, not relayed yet.
-    remote: Vec<String>,
     /// Where the tool pins live (`None` only in tests without MCP).
     store: Option<Store>,
     /// Where a changed tool is announced.
@@ -42,7 +44,7 @@ pub struct McpHub {
 /// One server and the routing of its messages.
 #[derive(Debug)]
 struct Server {
-    process: Arc<StdioServer>,
+    process: Arc<Upstream>,
     router: Arc<Router>,
     /// The tool definitions of the latest `tools/list`, by name.
     tools: Mutex<HashMap<String, Value>>,
@@ -115,11 +117,22 @@ struct Router {
     /// The session that made the latest request, and whether it was a
     /// stateless request (then no session takes the server's requests).
     latest: Mutex<Option<(String, bool)>>,
+    /// What messages are scrubbed of before a session reads them.
+    secrets: Option<Arc<ArcSwap<Secrets>>>,
 }
 
 impl Router {
     fn lock_sessions(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Session>>> {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `message` scrubbed of every credential value (a server may echo
+    /// what steward injected, or what its environment holds).
+    fn scrubbed(&self, message: Value) -> Value {
+        match &self.secrets {
+            Some(secrets) => crate::pipeline::scrub_json(&secrets.load().scrubber(), message),
+            None => message,
+        }
     }
 
     fn session_for_progress(&self, token: &Value) -> Option<Arc<Session>> {
@@ -130,6 +143,7 @@ impl Router {
 
 impl ServerMessages for Router {
     fn server_request(&self, message: Value) -> bool {
+        let message = self.scrubbed(message);
         let session = message
             .pointer("/params/_meta/progressToken")
             .and_then(|token| self.session_for_progress(token))
@@ -152,6 +166,7 @@ impl ServerMessages for Router {
     }
 
     fn server_notification(&self, message: Value) {
+        let message = self.scrubbed(message);
         let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
         if method == "notifications/progress"
             && let Some(token) = message.pointer("/params/progressToken")
@@ -170,7 +185,7 @@ impl ServerMessages for Router {
 }
 
 impl McpHub {
-    /// The servers of `config` (not started: each starts with its first session).
+    /// The servers of `config` (not started or contacted: each with its first session).
     pub fn new(
         config: &Config,
         secrets: &Arc<ArcSwap<Secrets>>,
@@ -182,32 +197,38 @@ impl McpHub {
     ) -> Self {
         let config_dir = config.source_path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
         let mut servers = BTreeMap::new();
-        let mut remote = Vec::new();
         for (name, server) in &config.mcp {
-            if let McpTransport::Http { .. } = server.transport {
-                tracing::warn!(server = %name, "[mcp.{name}] is a streamable-HTTP server; steward does not relay to HTTP MCP servers yet");
-                remote.push(name.clone());
-                continue;
-            }
-            let router = Arc::new(Router::default());
+            let router = Arc::new(Router { secrets: Some(Arc::clone(secrets)), ..Router::default() });
             let messages: Arc<dyn ServerMessages> = router.clone();
-            let process = StdioServer::new(
-                name,
-                server,
-                &config_dir,
-                Arc::clone(secrets),
-                redactor.clone(),
-                messages,
-                shutdown.clone(),
-                tasks.clone(),
-            );
+            let process = match &server.transport {
+                McpTransport::Stdio { .. } => StdioServer::new(
+                    name,
+                    server,
+                    &config_dir,
+                    Arc::clone(secrets),
+                    redactor.clone(),
+                    messages,
+                    shutdown.clone(),
+                    tasks.clone(),
+                )
+                .map(Upstream::Stdio),
+                McpTransport::Http { .. } => HttpServer::new(
+                    name,
+                    server,
+                    Arc::clone(secrets),
+                    redactor.clone(),
+                    messages,
+                    shutdown.clone(),
+                    tasks.clone(),
+                )
+                .map(Upstream::Http),
+            };
             if let Some(process) = process {
                 servers.insert(name.clone(), Server { process: Arc::new(process), router, tools: Mutex::default() });
             }
         }
         Self {
             servers,
-            remote,
             store: Some(store.clone()),
             events: Some(events.clone()),
             shutdown: shutdown.clone(),
@@ -261,7 +282,7 @@ impl McpHub {
         let mut cursor: Option<Value> = None;
         for _ in 0..100 {
             let params = cursor.take().map(|c| serde_json::json!({ "cursor": c }));
-            let Ok(answer) = entry.process.request("tools/list", params, |_| {}).await else { return };
+            let Ok(answer) = entry.process.request("tools/list", params, true, |_| {}).await else { return };
             let Some(tools) = answer.pointer("/result/tools").and_then(Value::as_array) else { return };
             self.remember_tools(server, tools);
             match answer.pointer("/result/nextCursor") {
@@ -296,18 +317,13 @@ impl McpHub {
         self.servers.contains_key(name)
     }
 
-    /// Whether `name` is an `[mcp.*]` server reached over HTTP (not relayed yet).
-    pub fn is_remote(&self, name: &str) -> bool {
-        self.remote.iter().any(|r| r == name)
-    }
-
     /// The names of the servers, with their state.
     pub fn states(&self) -> Vec<(String, ServerState)> {
         self.servers.iter().map(|(name, s)| (name.clone(), s.process.state())).collect()
     }
 
     /// The server `name`.
-    pub fn server(&self, name: &str) -> Option<&Arc<StdioServer>> {
+    pub fn server(&self, name: &str) -> Option<&Arc<Upstream>> {
         self.servers.get(name).map(|s| &s.process)
     }
 
@@ -382,10 +398,19 @@ impl McpHub {
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(token.clone(), session.id.clone());
         }
+        // A request that cannot act twice may be sent again when the
+        // connection breaks under it (HTTP); a tool call only when its
+        // definition says it only reads.
+        let replayable = method != "tools/call"
+            || params
+                .as_ref()
+                .and_then(|p| p.get("name"))
+                .and_then(Value::as_str)
+                .is_some_and(|name| self.read_only(server, name));
         let key = client_id.to_string();
         let answer = entry
             .process
-            .request(method, params, |id| {
+            .request(method, params, replayable, |id| {
                 session.in_flight.lock().unwrap_or_else(PoisonError::into_inner).insert(key.clone(), id);
             })
             .await;
@@ -393,7 +418,8 @@ impl McpHub {
         if let Some(token) = &token {
             entry.router.progress.lock().unwrap_or_else(PoisonError::into_inner).remove(token);
         }
-        answer
+        // A tools/call answer is scrubbed by the pipeline, every other one here.
+        if method == "tools/call" { answer } else { answer.map(|message| entry.router.scrubbed(message)) }
     }
 
     /// Relays a client notification or response to `server`. A
@@ -430,7 +456,9 @@ impl crate::pipeline::McpRelay for McpHub {
             };
             // The server may not have been started since steward started.
             entry.process.initialize(&Value::Null).await?;
-            let message = entry.process.request("tools/call", Some(params), |_| {}).await?;
+            let replayable =
+                params.get("name").and_then(Value::as_str).is_some_and(|name| self.read_only(server, name));
+            let message = entry.process.request("tools/call", Some(params), replayable, |_| {}).await?;
             Ok(super::answer_of(message))
         })
     }

@@ -1,10 +1,12 @@
 //! The MCP front door: the HTTP routes (`door`: `/mcp/{server}`, served on
 //! the gateway's listener), the rules of the stateless revision 2026-07-28
 //! (`stateless`: which request is one, its header checks, its translation),
-//! the `[mcp.*]` servers steward runs (`stdio`), the agent's sessions with
-//! them (`hub`), tool pinning (`pins`), the servers' states published
-//! into the store (`publish`), and the relay of every JSON-RPC message
-//! between the two sides. A `tools/call` is a call of the one pipeline
+//! the `[mcp.*]` servers (`upstream`: one face for the servers steward
+//! runs, `stdio`, and the streamable-HTTP servers it is the client of,
+//! `http`), the agent's sessions with them (`hub`), tool pinning (`pins`),
+//! the servers' states published into the store (`publish`), and the relay
+//! of every JSON-RPC message between the two sides. A `tools/call` is a
+//! call of the one pipeline
 //! (`pipeline::mcp`), never decided here.
 //!
 //! # Library decision: relay JSON-RPC as `serde_json::Value`, no `rmcp`
@@ -18,8 +20,8 @@
 //! revision's method, an experimental capability) fails to parse or loses
 //! members on the round trip, and its service layer answers requests itself
 //! (ping, initialize) where steward must relay them to the right session.
-//! So messages are framed here (newline-delimited JSON on stdio, bounded by
-//! `max_message_size`; JSON bodies over HTTP) and held as
+//! So messages are framed here (newline-delimited JSON on stdio; JSON
+//! bodies and SSE events over HTTP; all bounded by `max_message_size`) and held as
 //! `serde_json::Value`; the few members steward reads are read with
 //! `Value::get`. rmcp is not a dependency (it would also add its macro and
 //! schema crates to a 2-core build for types steward never constructs).
@@ -27,20 +29,24 @@
 //! reference servers, not rmcp.
 //!
 //! # Sessions
-//! One stdio process per `[mcp.NAME]`, shared by the agent's sessions
-//! (`Mcp-Session-Id`, protocol `2025-11-25`). steward initializes the
-//! server itself with the first client's `initialize` params and answers
-//! every client's `initialize` with the server's result; a server that
-//! exits is restarted with backoff and initialized again with the same
-//! params on the next request (transparently; a `tools/call` that was in
-//! flight is failed, never replayed). Request ids are rewritten towards
+//! One stdio process, or one upstream HTTP session, per `[mcp.NAME]`,
+//! shared by the agent's sessions (`Mcp-Session-Id`, protocol
+//! `2025-11-25`). steward initializes the server itself with the first
+//! client's `initialize` params and answers every client's `initialize`
+//! with the server's result; a stdio server that exits is restarted with
+//! backoff, an HTTP server that forgot the session (`404`) is connected
+//! again, and either is initialized again with the same params on the next
+//! request (transparently; a `tools/call` that was in flight is failed,
+//! never replayed, unless its tool only reads). Request ids are rewritten towards
 //! the server (steward numbers them, so two sessions cannot collide) and
 //! back; a client's `notifications/cancelled` is rewritten to the id the
 //! server knows. Messages the server starts go to the session they belong
 //! to: progress by its token, other requests (sampling, elicitation,
 //! roots) to the session that made the latest request, list-changed and
 //! log notifications to every session; a session reads them on its `GET`
-//! stream (buffered up to [`SESSION_BUFFER`] while none is open).
+//! stream (buffered up to [`SESSION_BUFFER`] while none is open). Every
+//! message from a server reaches a session scrubbed of credential values
+//! (`tools/call` answers by the pipeline, the rest by the hub).
 //!
 //! # Two eras, one server process
 //! The era is the client's, per request: `initialize` opens a session as
@@ -52,16 +58,21 @@
 //! handed to another client's session.
 
 mod door;
+mod http;
 mod hub;
 pub use crate::store::pins;
 pub mod publish;
+mod sse;
 mod stateless;
 mod stdio;
+mod upstream;
 
 pub use door::routes;
+pub use http::HttpServer;
 pub use hub::{McpHub, Session};
 pub use stateless::request_headers as stateless_request_headers;
-pub use stdio::{ServerState, StdioServer, quarantine_line};
+pub use stdio::{StdioServer, quarantine_line};
+pub use upstream::{ServerMessages, ServerState, Upstream};
 
 /// Every protocol revision the door speaks, newest first: what a
 /// `server/discover` lists and what an `UnsupportedProtocolVersion` error

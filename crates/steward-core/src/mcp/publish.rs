@@ -18,11 +18,7 @@ use crate::store::mcp_servers::{ServerRecord, publish};
 const EVERY: Duration = Duration::from_secs(1);
 
 fn record(state: &ServerState, now_ms: i64) -> ServerRecord {
-    let reason = match state {
-        ServerState::Fatal(reason) => Some(reason.clone()),
-        _ => None,
-    };
-    ServerRecord { state: state.as_str().to_owned(), reason, since_ms: now_ms }
+    ServerRecord { state: state.as_str().to_owned(), reason: state.last_error().map(str::to_owned), since_ms: now_ms }
 }
 
 /// Runs until `shutdown`, then records every server as `stopped`.

@@ -45,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::SESSION_VERSIONS;
+use super::upstream::{ServerMessages, ServerState};
 use crate::config::{McpEnvValue, McpServerConfig, McpTransport};
 use crate::pipeline::McpForwardError;
 use crate::redaction::SharedRedactor;
@@ -68,40 +69,6 @@ const STOP_GRACE: Duration = Duration::from_secs(3);
 const STDIN_QUEUE: usize = 4096;
 /// Bytes of an over-long line kept to find the request id it answers.
 const OVERSIZE_PREFIX: usize = 256;
-
-/// Where messages the server starts go (the hub's sessions).
-pub trait ServerMessages: Send + Sync {
-    /// A request from the server (sampling, elicitation, roots): to the
-    /// session it belongs to. `false` when no session can take it.
-    fn server_request(&self, message: Value) -> bool;
-    /// A notification from the server.
-    fn server_notification(&self, message: Value);
-}
-
-/// Where a server is in its life.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServerState {
-    /// Not started yet (started by the first session).
-    Idle,
-    /// Running and initialized.
-    Running,
-    /// Exited; started again by the next request.
-    Exited,
-    /// Crash-looped: refused until steward restarts.
-    Fatal(String),
-}
-
-impl ServerState {
-    /// One word for `steward mcp list`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ServerState::Idle => "idle",
-            ServerState::Running => "running",
-            ServerState::Exited => "exited",
-            ServerState::Fatal(_) => "fatal",
-        }
-    }
-}
 
 /// One running process of the server, initialized.
 struct Conn {
@@ -653,7 +620,7 @@ fn pong(id: &Value) -> Vec<u8> {
 }
 
 /// steward's numeric request id in the start of a response (`"id":12`).
-fn request_id_in(prefix: &[u8]) -> Option<u64> {
+pub(super) fn request_id_in(prefix: &[u8]) -> Option<u64> {
     let text = String::from_utf8_lossy(prefix);
     let at = text.find("\"id\"")?;
     let rest = text[at + 4..].trim_start().strip_prefix(':')?.trim_start();

@@ -65,6 +65,10 @@ pub enum McpForwardError {
     /// to the server); steward stops waiting for its answer.
     #[error("the agent cancelled the request")]
     Cancelled,
+    /// The connection broke while a call that may act was in flight; it
+    /// is not sent again. The text says what happened and what to check.
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 /// How the operator's undo of an MCP tool's call reaches the server: the
@@ -104,6 +108,20 @@ impl super::Pipeline {
         let refusal = self.gate(headers).await.err()?;
         let view = refusal.view();
         Some(format!("{}: {}", view.decision.as_str(), view.message))
+    }
+}
+
+/// `value` with every credential value `scrubber` knows replaced, as the
+/// agent may see it: the one scrub of what an MCP server sends, used for
+/// `tools/call` answers here and for every other message by the MCP hub.
+pub fn scrub_json(scrubber: &redact::CredentialScrubber, value: Value) -> Value {
+    if scrubber.is_empty() {
+        return value;
+    }
+    let text = value.to_string();
+    match scrubber.scrub(text.as_bytes()) {
+        std::borrow::Cow::Borrowed(_) => value,
+        std::borrow::Cow::Owned(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     }
 }
 
@@ -149,16 +167,7 @@ impl Pipeline {
         }
         let answered = forward().await;
         let scrubber = self.secrets.load().scrubber();
-        let scrub = |value: Value| -> Value {
-            if scrubber.is_empty() {
-                return value;
-            }
-            let text = value.to_string();
-            match scrubber.scrub(text.as_bytes()) {
-                std::borrow::Cow::Borrowed(_) => value,
-                std::borrow::Cow::Owned(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            }
-        };
+        let scrub = |value: Value| -> Value { scrub_json(&scrubber, value) };
         let (answer, outcome) = match answered {
             Ok(McpAnswer::Result(result)) => {
                 let result = scrub(result);
@@ -214,9 +223,10 @@ impl Pipeline {
             Err(err) => {
                 let refusal = match &err {
                     McpForwardError::Timeout(_) => Refusal::UpstreamTimeout { attempts: 1 },
-                    McpForwardError::Unreachable(_) | McpForwardError::TooLarge(_) | McpForwardError::Cancelled => {
-                        Refusal::UpstreamUnreachable { attempts: 1 }
-                    }
+                    McpForwardError::Unreachable(_)
+                    | McpForwardError::TooLarge(_)
+                    | McpForwardError::Cancelled
+                    | McpForwardError::Interrupted(_) => Refusal::UpstreamUnreachable { attempts: 1 },
                 };
                 let detail = self.redact(&err.to_string());
                 tracing::warn!(call_id = %record.call_id, server = %record.upstream, error = %detail, "MCP tools/call failed");
@@ -231,6 +241,8 @@ impl Pipeline {
                 } else if let McpForwardError::Cancelled = err {
                     view.message =
                         "the agent cancelled the call; the MCP server was told (notifications/cancelled)".to_owned();
+                } else if let McpForwardError::Interrupted(_) = err {
+                    view.message = detail.clone();
                 }
                 let outcome = Outcome {
                     decision: view.decision,

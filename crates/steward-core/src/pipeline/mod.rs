@@ -98,7 +98,7 @@ pub use approval::{
 pub use forward::{ForwardError, Forwarded, Forwarder};
 pub use junk::{SAMPLE_EVERY, SAMPLED_COUNT_KEY};
 pub use live::LiveConfig;
-pub use mcp::{McpAnswer, McpForwardError, McpRelay, McpToolCall, refusal_result};
+pub use mcp::{McpAnswer, McpForwardError, McpRelay, McpToolCall, refusal_result, scrub_json};
 pub use refusal::{ErrorShape, Refusal, RefusalView, refusal_body, stream_error_event};
 pub use retry::{BASE_DELAY, MAX_ATTEMPTS, MAX_DELAY};
 pub use undo::{UndoError, UndoReport, UndoRequest};

@@ -13,8 +13,12 @@
 //! and its `notifications/cancelled` closes the request's `POST`, which is
 //! how that revision cancels over HTTP.
 //!
-//! `list` shows each `[mcp.*]` server, the `[[tools]]` that match its tools
-//! and the pins steward holds (a changed definition is marked); `trust`
+//! `list` shows each `[mcp.*]` server, its state as the daemon published
+//! it in the store (stdio: idle, running, exited, fatal; HTTP: idle,
+//! reachable, unreachable with the latest error; `stopped` without a
+//! daemon), the
+//! `[[tools]]` that match its tools and the pins steward holds (a changed
+//! definition is marked); `trust`
 //! accepts the changed definitions of one server's tools.
 
 use std::ffi::OsString;

@@ -3,7 +3,7 @@ over streamable HTTP (`MCP_URL`, the steward token in `MCP_TOKEN`), or over
 stdio through `steward mcp NAME` (`MCP_STDIO` = a JSON argv).
 
 argv[1] is a JSON list of steps: {"list": true}, {"call": NAME, "args": {...}},
-{"sleep": SECONDS}, {"prompts": true}, {"resources": true},
+{"sleep": SECONDS}, {"prompts": true}, {"resources": true}, {"read": URI},
 {"cancel_slow": SECONDS} (call `slow`, cancel it after 1 s),
 {"kill_previous": true} (SIGKILL the pid the previous step answered). Prints one JSON object: the negotiated protocol version
 and each step's result ({"tools": [...]} or {"isError", "text", "structured"}).
@@ -52,6 +52,9 @@ async def run(session, steps):
                 out["steps"].append({"resources": [str(r.uri) for r in resources.resources]})
             except Exception as err:
                 out["steps"].append({"error": str(err)})
+        elif "read" in step:
+            read = await session.read_resource(step["read"])
+            out["steps"].append({"text": "\n".join(getattr(c, "text", "") for c in read.contents)})
         elif "cancel_slow" in step:
             # The SDK numbers requests from 0: the next id is the slow call's.
             request_id = session._request_id

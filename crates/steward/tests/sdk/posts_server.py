@@ -9,8 +9,18 @@ answers), slow (sleeps; for cancellation). create_post's description is
 read from $POSTS_DESCRIPTION_FILE when set, so a test can change it
 between two runs (tool pinning). A line of junk is printed on stdout before
 the server starts, like a chatty launcher.
+
+With $POSTS_HTTP_PORT set it serves streamable HTTP on 127.0.0.1:PORT/mcp
+instead of stdio (steward as its client): every HTTP request is logged as
+{"tool": "http", "auth": sha256 of its Authorization header}, so a test can
+check the injected credential without the log holding it; whoami answers
+with the Authorization header it received (a hostile echo steward must
+scrub); create_post with the text in $POSTS_DIE_ON records the call, then
+kills the process before answering (a connection that dies mid-call), and
+so does the first flaky_read (a tool that says readOnlyHint).
 """
 
+import hashlib
 import json
 import os
 import sys
@@ -19,7 +29,7 @@ import time
 import anyio
 
 from mcp.server.fastmcp import Context, FastMCP
-from mcp.types import SamplingMessage, TextContent
+from mcp.types import SamplingMessage, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
 LOG = os.environ.get("POSTS_LOG")
@@ -52,6 +62,8 @@ def create_post(text: str) -> Post:
     post_id = f"{os.getpid()}-{_next[0]}"
     _next[0] += 1
     record("create_post", {"text": text})
+    if os.environ.get("POSTS_DIE_ON") and text == os.environ["POSTS_DIE_ON"]:
+        os._exit(1)
     return Post(id=post_id, text=text)
 
 
@@ -63,9 +75,18 @@ def delete_post(id: str) -> Deleted:
 
 
 @mcp.tool()
-def whoami() -> str:
-    """Say which token the server holds."""
+def whoami(ctx: Context) -> str:
+    """Say which token the server holds (over HTTP: the one it was sent)."""
+    request = getattr(ctx.request_context, "request", None)
+    if request is not None and "SOCIAL_TOKEN" not in os.environ:
+        return "my token is " + request.headers.get("authorization", "<none>")
     return "my token is " + os.environ.get("SOCIAL_TOKEN", "<none>")
+
+
+@mcp.resource("posts://whoami/{who}")
+def whoami_resource(who: str, ctx: Context) -> str:
+    """whoami as a resource: steward must scrub resources/read answers too."""
+    return whoami(ctx)
 
 
 @mcp.tool(structured_output=False)
@@ -99,6 +120,17 @@ async def burst(n: int, ctx: Context) -> str:
     return f"sent {n}"
 
 
+@mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
+def flaky_read() -> str:
+    """Only reads; the first call ever ($POSTS_FLAKY_FILE missing) kills the server mid-call."""
+    record("flaky_read", {})
+    marker = os.environ.get("POSTS_FLAKY_FILE")
+    if marker and not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)
+    return "read"
+
+
 @mcp.tool()
 async def ask(ctx: Context) -> str:
     """Ask the client for a sampling completion; say what came back."""
@@ -117,7 +149,33 @@ def pid() -> int:
     return os.getpid()
 
 
+def log_auth(app):
+    """ASGI middleware: logs a hash of each request's Authorization header."""
+
+    async def logged(scope, receive, send):
+        if scope["type"] == "http":
+            headers = dict(scope.get("headers") or [])
+            auth = headers.get(b"authorization")
+            digest = hashlib.sha256(auth).hexdigest() if auth is not None else None
+            record("http", {"method": scope["method"], "auth": digest})
+        await app(scope, receive, send)
+
+    return logged
+
+
+def serve_http(port):
+    import uvicorn
+
+    mcp.settings.host = "127.0.0.1"
+    mcp.settings.port = port
+    app = log_auth(mcp.streamable_http_app())
+    uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")).run()
+
+
 if __name__ == "__main__":
-    sys.stdout.write("posts server starting (not JSON-RPC)\n")
-    sys.stdout.flush()
-    mcp.run("stdio")
+    if os.environ.get("POSTS_HTTP_PORT"):
+        serve_http(int(os.environ["POSTS_HTTP_PORT"]))
+    else:
+        sys.stdout.write("posts server starting (not JSON-RPC)\n")
+        sys.stdout.flush()
+        mcp.run("stdio")
