@@ -13,11 +13,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::SESSION_BUFFER;
 use super::http::HttpServer;
 use super::pins::{self, Verdict};
 use super::stdio::StdioServer;
 use super::upstream::{ServerMessages, ServerState, Upstream};
+use super::{MAX_SESSIONS, SESSION_BUFFER, SESSION_IDLE};
 use crate::clock::unix_ms;
 use crate::config::{Config, McpTransport};
 use crate::events::{Event, EventBus};
@@ -69,6 +69,8 @@ pub struct Session {
     /// The stateless client closed its request: a request not sent to the
     /// server yet is not sent (it is cancelled, and recorded so).
     closed: std::sync::atomic::AtomicBool,
+    /// When a request last named this session.
+    last_used: Mutex<std::time::Instant>,
 }
 
 impl Session {
@@ -81,7 +83,21 @@ impl Session {
             in_flight: Mutex::new(HashMap::new()),
             stateless,
             closed: std::sync::atomic::AtomicBool::new(false),
+            last_used: Mutex::new(std::time::Instant::now()),
         })
+    }
+
+    fn touch(&self) {
+        *self.last_used.lock().unwrap_or_else(PoisonError::into_inner) = std::time::Instant::now();
+    }
+
+    /// When it was last used; now while its `GET` stream is open (a client
+    /// that only listens is using it).
+    fn used_at(&self, now: std::time::Instant) -> std::time::Instant {
+        if self.rx.try_lock().is_err() {
+            return now;
+        }
+        *self.last_used.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The client is gone (a stateless request's response was closed):
@@ -133,6 +149,35 @@ impl Router {
             Some(secrets) => crate::pipeline::scrub_json(&secrets.load().scrubber(), message),
             None => message,
         }
+    }
+
+    /// Ends the sessions idle for [`SESSION_IDLE`], then the least recently
+    /// used ones while [`MAX_SESSIONS`] are open, so one more fits. Returns
+    /// the ids ended.
+    fn make_room(&self, now: std::time::Instant) -> Vec<String> {
+        let mut sessions = self.lock_sessions();
+        let mut ended: Vec<String> = sessions
+            .iter()
+            .filter(|(_, s)| now.saturating_duration_since(s.used_at(now)) >= SESSION_IDLE)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &ended {
+            sessions.remove(id);
+        }
+        if sessions.len() >= MAX_SESSIONS {
+            let mut by_use: Vec<(std::time::Instant, String)> =
+                sessions.iter().map(|(id, s)| (s.used_at(now), id.clone())).collect();
+            by_use.sort();
+            for (_, id) in by_use.into_iter().take(sessions.len() + 1 - MAX_SESSIONS) {
+                sessions.remove(&id);
+                ended.push(id);
+            }
+        }
+        drop(sessions);
+        if !ended.is_empty() {
+            self.progress.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, s| !ended.contains(s));
+        }
+        ended
     }
 
     fn session_for_progress(&self, token: &Value) -> Option<Arc<Session>> {
@@ -355,13 +400,23 @@ impl McpHub {
         };
         let result = entry.process.initialize(params).await?;
         let session = Session::new(hex::encode(rand::random::<[u8; 16]>()), false);
+        let ended = entry.router.make_room(std::time::Instant::now());
+        if !ended.is_empty() {
+            tracing::info!(
+                server = %server,
+                ended = ended.len(),
+                "ended idle or least recently used MCP sessions to open a new one (their clients start new sessions)"
+            );
+        }
         entry.router.lock_sessions().insert(session.id.clone(), Arc::clone(&session));
         Ok((session, result))
     }
 
     /// The open session `id` with `server`.
     pub fn session(&self, server: &str, id: &str) -> Option<Arc<Session>> {
-        self.servers.get(server)?.router.lock_sessions().get(id).cloned()
+        let session = self.servers.get(server)?.router.lock_sessions().get(id).cloned()?;
+        session.touch();
+        Some(session)
     }
 
     /// Ends the session `id`; false when there was none.
@@ -461,5 +516,41 @@ impl crate::pipeline::McpRelay for McpHub {
             let message = entry.process.request("tools/call", Some(params), replayable, |_| {}).await?;
             Ok(super::answer_of(message))
         })
+    }
+}
+
+#[cfg(test)]
+mod session_tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn open(router: &Router, id: &str, used: Instant) -> Arc<Session> {
+        let session = Session::new(id.to_owned(), false);
+        *session.last_used.lock().unwrap() = used;
+        router.lock_sessions().insert(id.to_owned(), Arc::clone(&session));
+        session
+    }
+
+    #[test]
+    fn idle_sessions_end_and_the_least_recently_used_make_room_at_the_cap() {
+        let router = Router::default();
+        let now = Instant::now() + SESSION_IDLE + Duration::from_secs(10);
+        open(&router, "idle", now - SESSION_IDLE - Duration::from_secs(1));
+        // Idle as long, but its GET stream is open: in use.
+        let listening = open(&router, "listening", now - SESSION_IDLE - Duration::from_secs(1));
+        let _stream = listening.stream().unwrap();
+        router.progress.lock().unwrap().insert("\"tok\"".into(), "idle".into());
+        for i in 0..MAX_SESSIONS - 1 {
+            open(&router, &format!("s{i:04}"), now - Duration::from_secs(1000 - i as u64));
+        }
+        assert_eq!(router.lock_sessions().len(), MAX_SESSIONS + 1);
+        let ended = router.make_room(now);
+        assert_eq!(ended[0], "idle");
+        assert_eq!(ended[1..], ["s0000".to_owned()], "the least recently used makes room for one");
+        assert_eq!(router.lock_sessions().len(), MAX_SESSIONS - 1);
+        assert!(router.lock_sessions().contains_key("listening"));
+        assert!(router.progress.lock().unwrap().is_empty(), "the ended session's progress routes are gone");
+        assert!(router.make_room(now).is_empty(), "room for one more already");
     }
 }

@@ -94,6 +94,17 @@ pub const SESSION_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26"
 /// error), so a client that never reads cannot grow steward's memory.
 pub const SESSION_BUFFER: usize = 1024;
 
+/// Sessions one server keeps open at most. A client that opens more than
+/// this without ending them (`DELETE`) pushes out the least recently used
+/// one, whose next request is answered `404` (the client starts a new
+/// session, as the transport says): an agent cannot grow steward's memory
+/// by opening sessions.
+pub const MAX_SESSIONS: usize = 256;
+
+/// A session neither used by a request nor reading its `GET` stream for
+/// this long is ended when the next session opens.
+pub const SESSION_IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// The header that names a client's session.
 pub const SESSION_HEADER: &str = "mcp-session-id";
 
