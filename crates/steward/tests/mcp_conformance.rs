@@ -97,6 +97,14 @@ fn read_results(out: &Path) -> Results {
     results
 }
 
+/// Checks whose outcome differs through steward by design, and why; any
+/// other difference fails the test.
+const KNOWN_DIFFERENCES: &[(&str, &str)] = &[(
+    "server-sse-streams-functional",
+    "the reference server answers each POST as an SSE stream, steward as application/json (SSE answers to POST \
+     are not relayed yet; the suite scores JSON answers INFO, 'SSE streaming is optional'); the scenario passes both ways",
+)];
+
 /// A free loopback port (bound, then released for the server to take).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -190,16 +198,30 @@ side_effect = false
 
     assert!(direct.len() >= 20, "the suite ran its scenarios: {direct:#?}");
     assert_eq!(direct.keys().collect::<Vec<_>>(), through.keys().collect::<Vec<_>>(), "the same scenarios ran");
-    let differences: Vec<String> = direct
-        .iter()
-        .filter(|(scenario, checks)| through.get(*scenario) != Some(checks))
-        .map(|(scenario, checks)| format!("{scenario}: direct {checks:?}, through steward {:?}", through[scenario]))
-        .collect();
     // The record for the README: `cargo test ... -- --nocapture`.
     for (scenario, checks) in &direct {
-        eprintln!("{scenario}: direct {checks:?} / through {:?}", through[scenario]);
+        eprintln!("{scenario}: direct {checks:?} / through steward {:?}", through[scenario]);
+    }
+    let verdict = |checks: &BTreeMap<String, String>| checks.values().all(|s| s == "SUCCESS" || s == "WARNING");
+    let mut differences = Vec::new();
+    for (scenario, checks) in &direct {
+        let (mut direct_checks, mut through_checks) = (checks.clone(), through[scenario].clone());
+        for (known, why) in KNOWN_DIFFERENCES {
+            // Present one way only: the check is INFO (left out) the other way.
+            if direct_checks.contains_key(*known) != through_checks.contains_key(*known) {
+                eprintln!("{scenario}: {known} differs, as expected: {why}");
+                direct_checks.remove(*known);
+                through_checks.remove(*known);
+            }
+        }
+        if direct_checks != through_checks || verdict(checks) != verdict(&through[scenario]) {
+            differences.push(format!("{scenario}: direct {checks:?}, through steward {:?}", through[scenario]));
+        }
     }
     assert!(differences.is_empty(), "results differ through steward:\n{}", differences.join("\n"));
+    // The suite's tool calls went through the pipeline: one audit line each.
+    let audited = env.audit_lines().into_iter().filter(|l| l["door"] == "mcp").count();
+    assert!(audited >= 10, "{audited} MCP audit lines:\n{}", env.daemon_log());
     env.stop(false);
     env.assert_no_secret_leaked();
 }
