@@ -16,9 +16,12 @@
 //! | HTTP | client POSTs to the server's `/mcp` | client POSTs to `/mcp/bench`; steward relays to its stdio server |
 //! | HTTP → HTTP | (as HTTP) | client POSTs to `/mcp/bench_http`, `[mcp.bench_http] url = ...` (the relay to an HTTP server; skipped, with the reason, where this build does not relay it) |
 //!
-//! `ping` rows split the HTTP figure: steward answers `ping` itself (HTTP,
-//! token, session; no pipeline, no server), so `tools/call` minus `ping`
-//! through steward is the pipeline plus the stdio relay.
+//! Two more requests split the figure: steward answers `ping` itself
+//! (HTTP, token, session; no pipeline, no server), and relays
+//! `resources/list` to the server without the pipeline (the mock answers
+//! it "method not found" at once). So through steward, `resources/list`
+//! minus `ping` is the relay to the stdio server, and `tools/call` minus
+//! `resources/list` is the pipeline (policy, store, audit).
 //!
 //! ```sh
 //! cargo bench -p steward --bench mcp
@@ -143,6 +146,7 @@ async fn bench() {
     let series: Vec<(usize, Op)> = [(0, Op::Call), (1, Op::Call), (2, Op::Call), (3, Op::Call), (4, Op::Call)]
         .into_iter()
         .chain([(0, Op::Ping), (1, Op::Ping), (2, Op::Ping), (3, Op::Ping)])
+        .chain([(0, Op::Relay), (1, Op::Relay), (2, Op::Relay), (3, Op::Relay)])
         .filter(|(t, _)| !targets[*t].skip)
         .collect();
     let mut samples: Vec<Samples> = series.iter().map(|_| Samples::default()).collect();
@@ -151,6 +155,7 @@ async fn bench() {
             let _ = targets[t].op(op).await;
         }
     }
+    let load_before = load_average();
     let per_round = calls.div_ceil(rounds);
     let mut rounds_run = 0;
     for _ in 0..rounds {
@@ -177,19 +182,24 @@ async fn bench() {
     let find = |t: usize, op: Op| series.iter().position(|&s| s == (t, op)).map(|i| &samples[i]);
 
     println!(
-        "{} calls per row in {rounds_run} interleaved rounds after {warmup} warm-up calls; steward {steward}\n",
-        per_round * rounds_run
+        "{} calls per row in {rounds_run} interleaved rounds after {warmup} warm-up calls; steward {steward}; \
+         state dir {}; load average before {load_before}, after {}\n",
+        per_round * rounds_run,
+        dir.path().display(),
+        load_average()
     );
     println!(
         "| path | request | direct p50 / p99 / max | through steward p50 / p99 / max | added p50 | added p99 | errors (direct, through) |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- |");
-    let rows: [(&str, usize, usize, Op); 5] = [
+    let rows: [(&str, usize, usize, Op); 7] = [
         ("stdio", 0, 1, Op::Call),
         ("HTTP, steward → stdio server", 2, 3, Op::Call),
         ("HTTP, steward → HTTP server (`url =`)", 2, 4, Op::Call),
-        ("stdio (bridge + door; no server)", 0, 1, Op::Ping),
-        ("HTTP (door only; no pipeline, no server)", 2, 3, Op::Ping),
+        ("stdio: bridge + door + relay, no pipeline", 0, 1, Op::Relay),
+        ("HTTP: door + stdio relay, no pipeline", 2, 3, Op::Relay),
+        ("stdio: bridge + door, no server", 0, 1, Op::Ping),
+        ("HTTP: door only", 2, 3, Op::Ping),
     ];
     for (path, direct, through, op) in rows {
         let (Some(d), Some(s)) = (find(direct, op), find(through, op)) else {
@@ -217,6 +227,13 @@ async fn bench() {
     }
     drop(targets);
     daemon.stop();
+}
+
+/// `/proc/loadavg`'s three figures: how busy the machine was (the other
+/// processes on it weigh on every p99 here).
+fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
 /// `steward.toml`: `[mcp.bench]` runs this binary's stdio server; with
@@ -329,8 +346,11 @@ impl Daemon {
 enum Op {
     /// `tools/call` of `echo`, checked.
     Call,
-    /// `ping`.
+    /// `ping` (steward answers it itself).
     Ping,
+    /// `resources/list`: relayed by steward without the pipeline; the mock
+    /// answers "method not found".
+    Relay,
 }
 
 impl Op {
@@ -338,6 +358,7 @@ impl Op {
         match self {
             Op::Call => "`tools/call`",
             Op::Ping => "`ping`",
+            Op::Relay => "`resources/list`",
         }
     }
 }
@@ -441,6 +462,12 @@ impl Target {
             Op::Ping => {
                 let answer = self.request("ping", json!({})).await?;
                 if answer.get("result").is_none() {
+                    return Err(format!("unexpected answer: {answer}"));
+                }
+            }
+            Op::Relay => {
+                let answer = self.request("resources/list", json!({})).await?;
+                if answer.pointer("/error/code") != Some(&json!(-32601)) {
                     return Err(format!("unexpected answer: {answer}"));
                 }
             }
