@@ -4,8 +4,6 @@
 
 #![expect(clippy::unwrap_used, reason = "tests: a failed step is a failed test")]
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
@@ -59,7 +57,7 @@ fn the_stdio_server_answers_each_request_on_one_line_and_ends_with_stdin() {
 async fn the_http_server_answers_json_and_accepts_notifications() {
     let mock = MockUpstream::start().await.unwrap();
     let url = format!("{}/mcp", mock.base_url());
-    let client = common::client();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let post = |body: Value| {
         client
             .post(&url)
