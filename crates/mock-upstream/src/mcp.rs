@@ -23,7 +23,6 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use std::io::{BufRead, Write};
 
-
 /// The revisions the server speaks, newest first: a client asking for
 /// another gets the newest (the lifecycle's version negotiation).
 pub const PROTOCOL_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26"];
@@ -188,8 +187,12 @@ mod tests {
             "params": { "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } } });
         let reply = answer(&asked);
         assert_eq!(reply.as_ref().and_then(|r| r.pointer("/result/protocolVersion")), Some(&json!("2025-06-18")));
-        let unknown = json!({ "jsonrpc": "2.0", "id": 2, "method": "initialize", "params": { "protocolVersion": "1999-01-01" } });
-        assert_eq!(answer(&unknown).and_then(|r| r.pointer("/result/protocolVersion").cloned()), Some(json!("2025-11-25")));
+        let unknown =
+            json!({ "jsonrpc": "2.0", "id": 2, "method": "initialize", "params": { "protocolVersion": "1999-01-01" } });
+        assert_eq!(
+            answer(&unknown).and_then(|r| r.pointer("/result/protocolVersion").cloned()),
+            Some(json!("2025-11-25"))
+        );
     }
 
     #[test]
@@ -204,7 +207,9 @@ mod tests {
             "params": { "name": "echo", "arguments": { "text": "hi" } } });
         assert_eq!(
             answer(&call),
-            Some(json!({ "jsonrpc": "2.0", "id": "a", "result": { "content": [{ "type": "text", "text": "hi" }], "isError": false } }))
+            Some(
+                json!({ "jsonrpc": "2.0", "id": "a", "result": { "content": [{ "type": "text", "text": "hi" }], "isError": false } })
+            )
         );
         let unknown = json!({ "jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": { "name": "nope" } });
         assert_eq!(answer(&unknown).and_then(|r| r.pointer("/error/code").cloned()), Some(json!(INVALID_PARAMS)));

@@ -47,8 +47,11 @@ fn the_stdio_server_answers_each_request_on_one_line_and_ends_with_stdin() {
     assert_eq!(lines[0]["result"]["capabilities"]["tools"], json!({ "listChanged": false }));
     assert_eq!(lines[1]["result"]["tools"][0]["name"], "echo");
     assert_eq!(lines[1]["result"]["tools"][0]["inputSchema"]["type"], "object");
-    assert_eq!(lines[2], json!({ "jsonrpc": "2.0", "id": 3, "result": {
-        "content": [{ "type": "text", "text": "hé\nllo" }], "isError": false } }));
+    assert_eq!(
+        lines[2],
+        json!({ "jsonrpc": "2.0", "id": 3, "result": {
+        "content": [{ "type": "text", "text": "hé\nllo" }], "isError": false } })
+    );
     assert_eq!(lines[3], json!({ "jsonrpc": "2.0", "id": 4, "result": {} }));
     assert_eq!(lines[4]["error"]["code"], -32700);
 }

@@ -321,7 +321,15 @@ impl Daemon {
             }
             if child.try_wait().expect("wait").is_some() {
                 let text = std::fs::read_to_string(&log).unwrap_or_default();
-                return Err(text.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
+                return Err(text
+                    .lines()
+                    .rev()
+                    .take(8)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n"));
             }
             assert!(started.elapsed() < Duration::from_secs(30), "steward did not start within 30 s");
             std::thread::sleep(Duration::from_millis(20));

@@ -14,7 +14,11 @@
 //! else (method, path, headers, `Host` included, and streamed bodies) on
 //! as it is.
 
-#![expect(clippy::unwrap_used, clippy::panic, reason = "test helpers outside #[test] fns: a failed step is a failed test")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] fns: a failed step is a failed test"
+)]
 
 mod common;
 
@@ -68,7 +72,8 @@ async fn run_suite(suite: &Path, url: &str, out: &Path) -> Results {
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let output = tokio::time::timeout(SUITE_TIMEOUT, command.output()).await;
-    let output = output.unwrap_or_else(|_| panic!("the conformance suite did not finish within {SUITE_TIMEOUT:?}")).unwrap();
+    let output =
+        output.unwrap_or_else(|_| panic!("the conformance suite did not finish within {SUITE_TIMEOUT:?}")).unwrap();
     // Exit 1 means "some scenario failed", which the reference server does.
     let summary = String::from_utf8_lossy(&output.stdout);
     assert!(summary.contains("=== SUMMARY ==="), "{summary}\n{}", String::from_utf8_lossy(&output.stderr));
@@ -128,7 +133,10 @@ async fn token_proxy(target: String, token: String) -> std::net::SocketAddr {
     use axum::extract::{Request, State};
     use axum::response::Response;
 
-    async fn forward(State((client, target, token)): State<(reqwest::Client, String, String)>, request: Request) -> Response {
+    async fn forward(
+        State((client, target, token)): State<(reqwest::Client, String, String)>,
+        request: Request,
+    ) -> Response {
         let (parts, body) = request.into_parts();
         let mut headers = parts.headers;
         headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
