@@ -2,8 +2,6 @@
 //! binary, newline-delimited JSON-RPC) and `POST /mcp` on the HTTP mock.
 //! Correctness only: nothing here is timed.
 
-#![expect(clippy::unwrap_used, reason = "tests: a failed step is a failed test")]
-
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 

@@ -404,7 +404,7 @@ struct Target {
 enum Transport {
     Stdio {
         /// Held so the child lives as long as the session (killed on drop).
-        _child: Child,
+        _child: Box<Child>,
         stdin: ChildStdin,
         stdout: BufReader<ChildStdout>,
         line: String,
@@ -430,7 +430,7 @@ impl Target {
         let stdout = BufReader::new(child.stdout.take().expect("stdout"));
         Target {
             name,
-            transport: Transport::Stdio { _child: child, stdin, stdout, line: String::new() },
+            transport: Transport::Stdio { _child: Box::new(child), stdin, stdout, line: String::new() },
             next_id: 0,
             skip: false,
         }
