@@ -1472,3 +1472,39 @@ async fn mcp_list_until(env: &Env, done: impl Fn(&Value) -> bool) -> Value {
 fn server_state(listed: &Value, name: &str) -> Value {
     listed["servers"].as_array().unwrap().iter().find(|s| s["name"] == name).cloned().unwrap_or(Value::Null)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_rebinding_page_is_refused_by_host_and_origin() {
+    let Some(python) = mcp_python() else { return };
+    let mut env = Env::with_tools("", &posts_config(&python, POSTS_TOOLS)).await;
+    env.start();
+    let initialize = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } } });
+    let send = |headers: Vec<(&'static str, &'static str)>| {
+        let mut request = env
+            .req(reqwest::Method::POST, "/mcp/posts")
+            .header("accept", "application/json, text/event-stream")
+            .json(&initialize);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    // A page on another site, even with the token: its Host, or its Origin, gives it away.
+    for headers in
+        [vec![("host", "evil.example:7600")], vec![("origin", "http://evil.example")], vec![("origin", "null")]]
+    {
+        let answer = send(headers.clone()).await.unwrap();
+        assert_eq!(answer.status(), 403, "{headers:?}");
+        let body: Value = answer.json().await.unwrap();
+        assert!(body["error"]["message"].as_str().unwrap().starts_with("refused "), "{body:#}");
+    }
+    // A local tool's page, and agents (no Origin), are served.
+    for headers in [vec![("origin", "http://localhost:6274")], vec![("host", "localhost")], vec![]] {
+        let answer = send(headers.clone()).await.unwrap();
+        assert_eq!(answer.status(), 200, "{headers:?}");
+    }
+    assert!(server_calls(&env, "create_post").is_empty());
+    env.stop(false);
+    env.assert_no_secret_leaked();
+}

@@ -265,7 +265,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     let mcp = Arc::new(crate::mcp::McpHub::new(config, &secrets, &redactor, &store, &events, &shutdown, &tracker));
     pipeline.set_mcp_relay(Arc::clone(&mcp) as Arc<dyn crate::pipeline::McpRelay>);
     tracker.spawn(crate::mcp::publish::run(Arc::clone(&mcp), store.clone(), shutdown.clone()));
-    let mcp_door = crate::mcp::routes(Arc::clone(&pipeline), Arc::clone(&mcp), config.gateway.body_timeout);
+    let mcp_door = crate::mcp::routes(Arc::clone(&pipeline), Arc::clone(&mcp), config.gateway.body_timeout, addr);
     let gateway = crate::gateway::Service::new(Arc::clone(&pipeline), mcp_door, &config.gateway, Arc::clone(&metrics));
     let supervisor = Supervisor::new(SupervisorInit {
         config,

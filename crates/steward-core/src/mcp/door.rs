@@ -63,12 +63,62 @@ struct Door {
     hub: Arc<McpHub>,
     /// `gateway.body_timeout`.
     body_timeout: Duration,
+    /// The gateway listens on loopback only: `Host` must be loopback too.
+    loopback: bool,
 }
 
 /// `POST`, `GET` and `DELETE` of `/mcp/{server}`, for the gateway's listener.
-pub fn routes(pipeline: Arc<Pipeline>, hub: Arc<McpHub>, body_timeout: Duration) -> axum::Router {
+/// `listen` is the gateway's address: on loopback, every request must name
+/// a loopback host (see [`rebinding`]).
+pub fn routes(
+    pipeline: Arc<Pipeline>,
+    hub: Arc<McpHub>,
+    body_timeout: Duration,
+    listen: std::net::SocketAddr,
+) -> axum::Router {
     let methods: MethodRouter<Door> = axum::routing::post(post).get(get).delete(delete);
-    axum::Router::new().route("/mcp/{server}", methods).with_state(Door { pipeline, hub, body_timeout })
+    let door = Door { pipeline, hub, body_timeout, loopback: listen.ip().is_loopback() };
+    axum::Router::new().route("/mcp/{server}", methods).with_state(door)
+}
+
+/// Whether `host` (a `Host` header, or an `Origin`'s host and port) names
+/// this machine's loopback: `localhost`, `127.x.y.z` or `[::1]`, any port.
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim().to_ascii_lowercase();
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+            _ => host.as_str(),
+        },
+    };
+    name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// DNS rebinding (the transport's MUST): a web page whose own name was made
+/// to resolve to 127.0.0.1 sends its own `Host` and `Origin`. A request
+/// with an `Origin` that is not loopback is refused (agents send none; a
+/// local browser tool's page is on loopback), and so is one whose `Host` is
+/// not loopback while the gateway listens on loopback only. The steward
+/// token is required besides, which such a page does not have.
+fn rebinding(door: &Door, headers: &HeaderMap) -> Option<&'static str> {
+    if let Some(origin) = headers.get(http::header::ORIGIN) {
+        let host = origin.to_str().ok().and_then(|o| o.split_once("://")).map(|(_, rest)| rest);
+        if !host.is_some_and(|h| !h.contains('/') && is_loopback_host(h)) {
+            return Some(
+                "an Origin that is not this machine's loopback: browser pages of other sites may not use the MCP door",
+            );
+        }
+    }
+    if door.loopback {
+        let host = headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+        if !is_loopback_host(host) {
+            return Some(
+                "a Host that is not loopback while steward listens on loopback only (DNS rebinding?): use http://127.0.0.1:PORT/mcp/NAME",
+            );
+        }
+    }
+    None
 }
 
 /// An HTTP error whose body is a JSON-RPC error saying the fix.
@@ -86,6 +136,9 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
 
 /// The checks every method shares: the server exists, the agent's token.
 fn check(door: &Door, server: &str, headers: &HeaderMap) -> Result<(), Box<Response<Body>>> {
+    if let Some(why) = rebinding(door, headers) {
+        return Err(Box::new(transport_error(StatusCode::FORBIDDEN, RELAY_ERROR, format!("refused {why}"))));
+    }
     if !door.hub.has(server) {
         let message =
             format!("no MCP server named `{server}` is configured; add [mcp.{server}] to steward.toml or fix the URL");
@@ -488,5 +541,31 @@ async fn delete(State(door): State<Door>, Path(server): Path<String>, headers: H
         response
     } else {
         transport_error(StatusCode::NOT_FOUND, INVALID_REQUEST, "unknown or ended MCP session")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_host;
+
+    #[test]
+    fn loopback_hosts_are_named_in_any_spelling_and_others_are_not() {
+        for host in
+            ["localhost", "LOCALHOST:7600", "127.0.0.1", "127.0.0.1:7600", "127.1.2.3:80", "[::1]", "[::1]:7600"]
+        {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "",
+            "evil.example",
+            "evil.example:7600",
+            "localhost.evil.example",
+            "127.0.0.1.evil.example",
+            "10.0.0.1:7600",
+            "[::2]:7600",
+            "0.0.0.0",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
     }
 }
