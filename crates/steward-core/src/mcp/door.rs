@@ -385,11 +385,11 @@ async fn dispatch(
     if method == "tools/call" {
         return Ok(tools_call(door, server, session, id, params, headers).await);
     }
-    if method != "ping" {
-        if let Some(refusal) = door.pipeline.mcp_message_refusal(&headers).await {
-            door.pipeline.count_mcp_message(server, method, true);
-            return Ok(McpAnswer::Error(rpc_error(RELAY_ERROR, refusal)));
-        }
+    if method != "ping"
+        && let Some(refusal) = door.pipeline.mcp_message_refusal(&headers).await
+    {
+        door.pipeline.count_mcp_message(server, method, true);
+        return Ok(McpAnswer::Error(rpc_error(RELAY_ERROR, refusal)));
     }
     let reply = match method {
         "ping" => Ok(McpAnswer::Result(json!({}))),
