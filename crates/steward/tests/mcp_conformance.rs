@@ -10,9 +10,10 @@
 //! in `.mcp-node`): it implements every `test_*` tool, prompt and resource
 //! the suite asks for, so every scenario passes directly, and through
 //! steward (`[mcp.conformance] url = ...`, steward an HTTP MCP client of it).
-//! The reference server `@modelcontextprotocol/server-everything` runs too
-//! (through steward over stdio); it lacks the `test_*` names, so many of its
-//! scenarios fail, the same way both ways. The README records both.
+//! The MCP project's demo server `@modelcontextprotocol/server-everything`
+//! runs too (through steward over stdio); it lacks the `test_*` names, so
+//! many of its scenarios fail, the same way both ways, except that steward
+//! passes `dns-rebinding-protection` where it fails. The README records both.
 //!
 //! The suite's client sends no `Authorization` header and has no option
 //! for one, so the through-steward runs go through a loopback proxy in
