@@ -424,14 +424,8 @@ impl HttpServer {
     /// a revision steward relays), then `notifications/initialized`.
     async fn connect(&self) -> Result<UpSession, McpForwardError> {
         let name = &self.link.name;
-        let mut params = self.init_params.lock().unwrap_or_else(PoisonError::into_inner).clone().unwrap_or_else(
-            || json!({ "capabilities": {}, "clientInfo": { "name": "steward", "version": env!("CARGO_PKG_VERSION") } }),
-        );
-        if let Some(object) = params.as_object_mut() {
-            let asked = object.get("protocolVersion").and_then(Value::as_str).unwrap_or_default();
-            let version = SESSION_VERSIONS.iter().find(|v| **v == asked).unwrap_or(&SESSION_VERSIONS[0]);
-            object.insert("protocolVersion".to_owned(), (*version).into());
-        }
+        let params =
+            super::upstream::initialize_params(self.init_params.lock().unwrap_or_else(PoisonError::into_inner).clone());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let message = json!({ "jsonrpc": "2.0", "id": id, "method": "initialize", "params": params });
         let (answer, session_id) = match self.link.post_connecting(None, &message, Some(id)).await {

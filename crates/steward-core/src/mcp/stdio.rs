@@ -44,7 +44,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::SESSION_VERSIONS;
 use super::upstream::{ServerMessages, ServerState};
 use crate::config::{McpEnvValue, McpServerConfig, McpTransport};
 use crate::pipeline::McpForwardError;
@@ -424,14 +423,8 @@ impl StdioServer {
         self.watch_exit(Arc::clone(&conn), started);
 
         // Initialize it as the first client asked, at a revision steward relays.
-        let mut params = self.init_params.lock().unwrap_or_else(PoisonError::into_inner).clone().unwrap_or_else(
-            || json!({ "capabilities": {}, "clientInfo": { "name": "steward", "version": env!("CARGO_PKG_VERSION") } }),
-        );
-        if let Some(object) = params.as_object_mut() {
-            let asked = object.get("protocolVersion").and_then(Value::as_str).unwrap_or_default();
-            let version = SESSION_VERSIONS.iter().find(|v| **v == asked).unwrap_or(&SESSION_VERSIONS[0]);
-            object.insert("protocolVersion".to_owned(), (*version).into());
-        }
+        let params =
+            super::upstream::initialize_params(self.init_params.lock().unwrap_or_else(PoisonError::into_inner).clone());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (otx, orx) = oneshot::channel();
         conn.pending.lock().unwrap_or_else(PoisonError::into_inner).insert(id, otx);

@@ -4,7 +4,7 @@
 //! rewriting, cancellation and progress routing are written once against
 //! [`Upstream`]; only framing, connection and restart differ below it.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::http::HttpServer;
 use super::stdio::StdioServer;
@@ -128,4 +128,19 @@ impl Upstream {
             Upstream::Http(server) => server.notify(message).await,
         }
     }
+}
+
+/// The `initialize` params a server is (re)started with: the first
+/// client's (`stored`), or steward's own, at a session revision steward
+/// speaks to servers (the client's when it is one, else the newest).
+pub(super) fn initialize_params(stored: Option<Value>) -> Value {
+    let mut params = stored.unwrap_or_else(
+        || json!({ "capabilities": {}, "clientInfo": { "name": "steward", "version": env!("CARGO_PKG_VERSION") } }),
+    );
+    if let Some(object) = params.as_object_mut() {
+        let asked = object.get("protocolVersion").and_then(Value::as_str).unwrap_or_default();
+        let version = super::SESSION_VERSIONS.iter().find(|v| **v == asked).unwrap_or(&super::SESSION_VERSIONS[0]);
+        object.insert("protocolVersion".to_owned(), (*version).into());
+    }
+    params
 }

@@ -146,23 +146,7 @@ impl Validator<'_> {
     ) -> BTreeMap<String, McpEnvValue> {
         let mut out = BTreeMap::new();
         for (name, value) in env {
-            let text = name.get_ref();
-            if !is_identifier(text) {
-                self.push(Problem::new(
-                    name.span(),
-                    format!("{text:?} is not a valid environment variable name"),
-                    "invalid variable name",
-                    "use letters, digits and _, not starting with a digit, like SOCIAL_TOKEN = \"credential:social\"",
-                ));
-            }
-            if value.get_ref().contains('\0') {
-                self.push(Problem::new(
-                    value.span(),
-                    format!("the value of {text} contains a NUL character"),
-                    "NUL",
-                    "remove the \\0 character; an environment value cannot contain it",
-                ));
-            }
+            self.env_entry(&name, &value, "SOCIAL_TOKEN = \"credential:social\"");
             let parsed = match value.get_ref().strip_prefix(CREDENTIAL_REF_PREFIX) {
                 Some(credential) => {
                     let reference = Spanned::new(value.span(), credential.to_owned());
