@@ -22,6 +22,9 @@
 //!   `POST /v1/embeddings`, `GET /v1/models`.
 //! - Anthropic: `POST /v1/messages` (and `GET /v1/models` with
 //!   `anthropic-version`). Knobs: see [`llm`].
+//! - MCP: `POST /mcp`, a stateless streamable-HTTP MCP server with one
+//!   tool, `echo` (the same server runs over stdio: `mock-upstream
+//!   --mcp-stdio`); see [`mcp`].
 //! - Control: `GET|DELETE /__mock/requests`, `GET|PUT /__mock/faults`,
 //!   `POST /__mock/status/{code}`.
 //! - `/reflect` (any method): echoes the credential it received (the
@@ -43,7 +46,7 @@
 //! - [`server`]: listener, accept loop, the shutdown mechanism.
 //! - `conn`: one connection; reset (RST) and cut (FIN after flush).
 //! - `intake`: body collection, recording, faults, latency, then routing.
-//! - `routes`: the route table. `rest`, [`llm`], `control`, `reflect`: the handlers.
+//! - `routes`: the route table. `rest`, [`llm`], [`mcp`], `control`, `reflect`: the handlers.
 //! - [`script`]: scripted answers.
 //! - `paced`: streaming bodies (pacing, cuts).
 //! - [`faults`], [`recording`]: fault decisions and the request log.
@@ -57,6 +60,7 @@ mod control;
 pub mod faults;
 mod intake;
 pub mod llm;
+pub mod mcp;
 mod paced;
 pub mod recording;
 mod reflect;

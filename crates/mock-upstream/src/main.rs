@@ -1,5 +1,7 @@
 //! The `mock-upstream` binary: serves the fake upstream on `--listen` until
-//! Ctrl-C or SIGTERM, then shuts down gracefully.
+//! Ctrl-C or SIGTERM, then shuts down gracefully; with `--mcp-stdio`, serves
+//! the MCP mock (`mock_upstream::mcp`) on stdin/stdout instead, until stdin
+//! ends.
 //!
 //! Exit codes: 0 after a clean shutdown, 1 when the address cannot be bound
 //! or the signal handler cannot be installed.
@@ -21,6 +23,10 @@ struct Args {
     /// Do not record requests (for long benchmarks).
     #[arg(long)]
     no_record: bool,
+    /// Serve the MCP mock over stdio (one JSON-RPC message per line) until
+    /// stdin ends, instead of listening.
+    #[arg(long)]
+    mcp_stdio: bool,
 }
 
 #[tokio::main]
@@ -42,6 +48,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    if args.mcp_stdio {
+        let serve = || mock_upstream::mcp::serve_stdio(std::io::stdin().lock(), std::io::stdout().lock());
+        return tokio::task::spawn_blocking(serve).await.context("the MCP stdio task")?.context("MCP over stdio");
+    }
     let mock =
         MockUpstream::start_on(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     mock.set_recording(!args.no_record);

@@ -11,7 +11,7 @@ use axum::routing::{any, get, post};
 use crate::api_error::{ApiError, Flavor};
 use crate::llm::{anthropic, openai};
 use crate::state::Shared;
-use crate::{control, reflect, rest};
+use crate::{control, mcp, reflect, rest};
 
 /// The router for one mock instance.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -23,6 +23,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/stream", get(rest::stream))
         .route("/echo", post(rest::echo))
         .route("/reflect", any(reflect::reflect))
+        .route("/mcp", post(mcp::post).get(mcp::not_offered).delete(mcp::not_offered))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/responses", post(openai::responses))
         .route("/v1/embeddings", post(openai::embeddings))

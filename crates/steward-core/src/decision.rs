@@ -58,6 +58,9 @@ pub enum Decision {
     ApprovalDenied,
     /// Supervised mode: nobody decided before `[supervised] expires` (fail closed).
     ApprovalExpired,
+    /// An MCP tool's definition (name, description, input schema) changed
+    /// since steward pinned it, and nobody ran `steward mcp trust` yet.
+    ToolChanged,
     /// steward stopped (crash, `kill -9`) while the call was in flight: the
     /// audit line written at the next start. The journal keeps the row's
     /// decision and says `interrupted` in its reason.
@@ -93,7 +96,7 @@ struct Facts {
 
 impl Decision {
     /// Every decision, in declaration order (a test checks it is complete).
-    pub const ALL: [Decision; 20] = [
+    pub const ALL: [Decision; 21] = [
         Decision::Allowed,
         Decision::Unauthenticated,
         Decision::Killed,
@@ -113,6 +116,7 @@ impl Decision {
         Decision::ApprovalPending,
         Decision::ApprovalDenied,
         Decision::ApprovalExpired,
+        Decision::ToolChanged,
         Decision::Interrupted,
     ];
 
@@ -139,6 +143,7 @@ impl Decision {
             Decision::ApprovalPending => ("approval_pending", Some(StatusCode::CONFLICT), Ignored),
             Decision::ApprovalDenied => ("approval_denied", Some(StatusCode::FORBIDDEN), Ignored),
             Decision::ApprovalExpired => ("approval_expired", Some(StatusCode::FORBIDDEN), Ignored),
+            Decision::ToolChanged => ("tool_changed", Some(StatusCode::FORBIDDEN), Failed),
             Decision::Interrupted => ("interrupted", None, Ignored),
         };
         Facts { name, status, weight }
@@ -237,6 +242,7 @@ mod tests {
             ("approval_pending", 409),
             ("approval_denied", 403),
             ("approval_expired", 403),
+            ("tool_changed", 403),
         ];
         for (decision, status) in expected {
             assert_eq!(status_of_decision(decision), Some(status), "{decision}");
@@ -251,7 +257,7 @@ mod tests {
     /// before the flag was stored (migration 4 backfills with that list).
     #[test]
     fn the_error_flag_keeps_the_error_rate_classification() {
-        let failed = ["loop_detected", "store_unavailable", "unmatched", "unknown_price"];
+        let failed = ["loop_detected", "store_unavailable", "unmatched", "unknown_price", "tool_changed"];
         let ignored = [
             "unauthenticated",
             "killed",

@@ -143,6 +143,15 @@ pub enum Event {
         /// Why, redacted.
         reason: String,
     },
+    /// An MCP server changed a pinned tool's definition (name, description
+    /// or input schema): the tool is refused and hidden until `steward mcp
+    /// trust`. Published once per new definition.
+    McpToolChanged {
+        /// `[mcp.NAME]`.
+        server: String,
+        /// The MCP tool name.
+        tool: String,
+    },
 }
 
 /// The daemon's event channel. Cheap to clone; every clone publishes to the

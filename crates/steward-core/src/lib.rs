@@ -60,6 +60,7 @@ pub mod doctor;
 pub mod events;
 pub mod gateway;
 pub mod llm;
+pub mod mcp;
 pub mod monitor;
 pub mod outbound;
 pub mod pipeline;

@@ -172,6 +172,10 @@ pub enum Phase {
     /// "admin"`): stop, resume, approve, deny, undo, with `via` (`cli` or
     /// `dashboard`) and `by` (who: the dashboard session) as extra fields.
     Operator,
+    /// Not a call: the MCP messages other than `tools/call` relayed for one
+    /// server in the last minute, counted per method with their errors
+    /// (`door = "mcp"`, `methods`; see `pipeline::mcp_summary`).
+    Summary,
     /// Not a call: supervised mode switched (`door = "supervised"`,
     /// `steward graduate` or `steward supervise`; see `supervision`).
     Supervision,

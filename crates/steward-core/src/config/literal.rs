@@ -10,6 +10,8 @@
 //! of the same text declares it, or when it looks like a name rather than a
 //! token: short and lower-case (a mistyped name then gets validation's
 //! "credential is not defined" instead of a misleading "literal secret").
+//! The same holds for an `[mcp.*] env` value `credential:NAME`, whatever
+//! the variable is called (`SOCIAL_TOKEN = "credential:social"`).
 
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
@@ -36,7 +38,12 @@ pub fn find_literal_secrets(text: &str) -> Vec<redact::Finding> {
         .into_iter()
         .filter(|finding| {
             let value = text.get(finding.range.clone()).unwrap_or_default().trim_matches(['"', '\'']);
-            !(finding.kind == CREDENTIAL_ASSIGNMENT && (declared.contains(value) || name_like(value)))
+            let names_credential = |name: &str| declared.contains(name) || name_like(name);
+            // `[mcp.*] env = { TOKEN = "credential:social" }` names one too, under any variable name.
+            if let Some(name) = value.strip_prefix(crate::config::CREDENTIAL_REF_PREFIX) {
+                return !names_credential(name);
+            }
+            !(finding.kind == CREDENTIAL_ASSIGNMENT && names_credential(value))
         })
         .collect()
 }
@@ -79,5 +86,8 @@ mod tests {
         assert!(kinds.iter().any(|(_, v)| v.contains(&token)), "{kinds:?}");
         assert!(kinds.iter().any(|(_, v)| v.contains("a1b2c3d4e5f6a7b8c9d0")), "{kinds:?}");
         assert!(!kinds.iter().any(|(_, v)| ["social", "llm-key", "socail"].contains(v)), "{kinds:?}");
+        let mcp = "[credentials.social]\nsource = \"env:S\"\n[mcp.s]\ncommand = [\"x\"]\n\
+                   env = { SOCIAL_TOKEN = \"credential:social\", API_KEY = \"credential:other\" }\n";
+        assert!(find_literal_secrets(mcp).is_empty(), "{:?}", find_literal_secrets(mcp));
     }
 }

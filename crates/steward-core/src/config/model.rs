@@ -37,6 +37,8 @@ pub struct Config {
     pub tools: Vec<ToolConfig>,
     /// Named LLM providers, reached through `/llm/{name}/...`.
     pub llm: BTreeMap<String, LlmProviderConfig>,
+    /// Named MCP servers, reached through `/mcp/{name}` and `steward mcp NAME`.
+    pub mcp: BTreeMap<String, McpServerConfig>,
     /// The daily spend cap and how LLM calls are bounded against it.
     pub spend: SpendConfig,
     /// `[prices."MODEL"]`: additions to and overrides of the built-in price table.
@@ -666,12 +668,17 @@ impl ModelPrice {
 pub struct ToolConfig {
     /// Unique tool name: what audit records, limits and `steward last --tool` use.
     pub name: String,
-    /// Key into [`Config::upstreams`].
+    /// Which front door the tool's calls come through: it says what
+    /// `upstream` and `path` name.
+    pub door: ToolDoor,
+    /// Key into [`Config::upstreams`] (HTTP tools) or [`Config::mcp`] (MCP tools).
     pub upstream: String,
-    /// HTTP method, upper case (`POST`), or `*` for any.
+    /// HTTP method, upper case (`POST`), or `*` for any; `*` for MCP tools.
     pub method: String,
-    /// Path pattern relative to the upstream, segments `{name}` match any one segment,
-    /// a final `{*rest}` matches the remainder.
+    /// HTTP tools: the path pattern relative to the upstream, segments
+    /// `{name}` match any one segment, a final `{*rest}` matches the
+    /// remainder. MCP tools: the MCP tool name glob (`*` any run of
+    /// characters, `?` one character).
     pub path: String,
     /// Whether the call changes the world (posting, sending, deleting).
     pub side_effect: bool,
@@ -683,6 +690,60 @@ pub struct ToolConfig {
     pub approval: Approval,
     /// How a call of this tool is undone (`undo = ...`); `None` when not declared.
     pub undo: Option<UndoSpec>,
+}
+
+/// What a `[[tools]]` entry matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolDoor {
+    /// `upstream = "NAME"`, `match = "METHOD /path"`: calls through `/api/NAME`.
+    Api,
+    /// `mcp = "NAME"`, `match = "tool_name_glob"`: `tools/call` requests to the MCP server NAME.
+    Mcp,
+}
+
+/// `[mcp.NAME]`: an MCP server whose tools the agent calls through steward.
+#[derive(Debug, Clone)]
+pub struct McpServerConfig {
+    /// How steward reaches it.
+    pub transport: McpTransport,
+    /// Largest JSON-RPC message accepted either way, in bytes: a bound on
+    /// what one message can make steward hold in memory.
+    pub max_message_size: u64,
+    /// How long one request may wait for the server's answer before the
+    /// agent gets an error (a hung server must not hang the agent forever).
+    pub request_timeout: Duration,
+}
+
+/// How steward reaches an MCP server.
+#[derive(Debug, Clone)]
+pub enum McpTransport {
+    /// steward runs the server and talks JSON-RPC lines on its stdin/stdout.
+    Stdio {
+        /// argv, run without a shell.
+        command: Vec<String>,
+        /// The server's variables besides the inherited `PATH`, `HOME`, ... .
+        env: BTreeMap<String, McpEnvValue>,
+        /// Absolute; `None` runs it in the config file's directory.
+        workdir: Option<PathBuf>,
+    },
+    /// A streamable-HTTP server.
+    Http {
+        /// The MCP endpoint, http(s).
+        url: String,
+        /// `[credentials.*]` name injected as `auth` says.
+        credential: Option<String>,
+        /// Where the credential goes.
+        auth: AuthInjection,
+    },
+}
+
+/// One `env` value of a stdio MCP server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum McpEnvValue {
+    /// A value written in the config (checked for secrets like `[agent] env`).
+    Plain(String),
+    /// `credential:NAME`: the credential's value, injected when the server starts.
+    Credential(String),
 }
 
 /// `N/unit` such as `10/hour`.

@@ -33,6 +33,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "upstreams",
     "tools",
     "llm",
+    "mcp",
     "spend",
     "prices",
     "loop_breaker",
@@ -70,6 +71,8 @@ pub(super) struct RawConfig {
     pub tools: Vec<RawTool>,
     /// `[llm.NAME]` in name order; `None` body when the entry is broken.
     pub llm: Vec<(Spanned<String>, Option<RawLlm>)>,
+    /// `[mcp.NAME]` in name order; `None` body when the entry is broken.
+    pub mcp: Vec<(Spanned<String>, Option<RawMcp>)>,
     /// `[spend]`
     pub spend: RawSpend,
     /// `[prices."MODEL"]` in name order; `None` body when the entry is broken.
@@ -217,13 +220,15 @@ pub(super) struct RawAuth {
 
 /// One `[[tools]]` entry.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a [[tools]] table with name, upstream and match")]
+#[serde(deny_unknown_fields, expecting = "a [[tools]] table with name, upstream (or mcp) and match")]
 pub(super) struct RawTool {
     /// `[a-z0-9_.-]+`, unique.
     pub name: Spanned<String>,
-    /// Name of an `[upstreams.*]` entry.
-    pub upstream: Spanned<String>,
-    /// `METHOD PATH`
+    /// Name of an `[upstreams.*]` entry (HTTP tools).
+    pub upstream: Option<Spanned<String>>,
+    /// Name of an `[mcp.*]` entry (MCP tools); excludes `upstream`.
+    pub mcp: Option<Spanned<String>>,
+    /// `METHOD PATH` (HTTP tools) or an MCP tool name glob (MCP tools).
     #[serde(rename = "match")]
     pub rule: Spanned<String>,
     /// Defaults from the method.
@@ -256,6 +261,8 @@ pub(super) struct RawUndo {
     pub query: Option<Spanned<String>>,
     /// Body template: any TOML value, sent as JSON.
     pub body: Option<Spanned<toml::Value>>,
+    /// MCP tools: the undo tool's `arguments`, a table of templates.
+    pub arguments: Option<Spanned<toml::Value>>,
     /// The reason the tool's calls cannot be undone.
     pub none: Option<Spanned<String>>,
 }
@@ -275,6 +282,31 @@ pub(super) struct RawLlm {
     pub connect_timeout: Option<Spanned<DurationText>>,
     /// A duration.
     pub read_timeout: Option<Spanned<DurationText>>,
+}
+
+/// `[mcp.NAME]`: an MCP server steward runs (`command`) or reaches (`url`).
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an [mcp.NAME] table with command = [\"...\"] (stdio) or url = \"https://...\" (streamable HTTP)"
+)]
+pub(super) struct RawMcp {
+    /// argv of a stdio server.
+    pub command: Option<Spanned<Vec<Spanned<String>>>>,
+    /// The stdio server's variables: plain values or `credential:NAME`.
+    pub env: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+    /// Relative to the config file's directory.
+    pub workdir: Option<Spanned<String>>,
+    /// http(s) URL of a streamable-HTTP server.
+    pub url: Option<Spanned<String>>,
+    /// Name of a `[credentials.*]` entry (HTTP servers).
+    pub credential: Option<Spanned<String>>,
+    /// Where the credential goes (HTTP servers).
+    pub auth: Option<Spanned<RawAuth>>,
+    /// A size: the largest JSON-RPC message either way.
+    pub max_message_size: Option<Spanned<SizeValue>>,
+    /// A duration: how long a request may wait for the server's answer.
+    pub request_timeout: Option<Spanned<DurationText>>,
 }
 
 /// `[spend]`
@@ -575,6 +607,7 @@ impl RawConfig {
                 "upstreams" => raw.upstreams = named_entries(value, "upstreams", problems),
                 "tools" => raw.tools = tool_entries(value, problems),
                 "llm" => raw.llm = named_entries(value, "llm", problems),
+                "mcp" => raw.mcp = named_entries(value, "mcp", problems),
                 "spend" => set(&mut raw.spend, value, "[spend]", problems),
                 "prices" => raw.prices = price_entries(value, problems),
                 "loop_breaker" => set(&mut raw.loop_breaker, value, "[loop_breaker]", problems),
@@ -782,7 +815,7 @@ fn example_line(field: &str) -> String {
         "name" => "\"my-name\"",
         "source" => "\"env:NAME\"",
         "base_url" => "\"https://api.example.com\"",
-        "upstream" => "\"NAME\" (one of the [upstreams.*] names)",
+        "upstream" => "\"NAME\" (one of the [upstreams.*] names; or mcp = \"NAME\" for an MCP tool)",
         "match" => "\"GET /path/{id}\"",
         "header" => "\"Authorization\"",
         "format" => "\"Bearer {secret}\"",

@@ -189,6 +189,18 @@ max_total_size = "2GB"
 # Long by default: a model may think for minutes before its first token.
 #read_timeout = "120s"
 
+# MCP servers: the agent reaches one as http://127.0.0.1:7600/mcp/<name>
+# (streamable HTTP, with its steward token), or launches `steward mcp <name>`
+# as a stdio server. Every tools/call goes through the same checks as an API
+# call; declare MCP tools in [[tools]] with mcp = "<name>" and match = the
+# MCP tool name (a glob). A server steward runs gets credentials in its
+# environment only: the agent never sees them.
+#[mcp.social]
+#command = ["npx", "-y", "@acme/social-mcp"]
+#env = { SOCIAL_TOKEN = "credential:social" }
+# The largest JSON-RPC message either way.
+#max_message_size = "16MiB"
+
 [spend]
 # Hard cap on LLM spend per day, in USD. Before a call is forwarded its
 # worst-case cost is reserved; a call that does not fit under the cap is
@@ -449,6 +461,7 @@ mod tests {
         assert_eq!(c.upstreams["social"].base_url, "https://social.example");
         assert_eq!(c.tools.len(), 1);
         assert_eq!(c.tools[0].name, "post");
+        assert!(matches!(c.mcp["social"].transport, crate::config::McpTransport::Stdio { .. }));
         let openai = &c.llm["openai"];
         assert_eq!(openai.kind, crate::config::LlmKind::OpenAi);
         assert_eq!(openai.base_url, "https://api.openai.com");

@@ -261,7 +261,12 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     let backup_store = store.clone();
     let journal_store = store.clone();
     let introspect_store = store.clone();
-    let gateway = crate::gateway::Service::new(Arc::clone(&pipeline), &config.gateway, Arc::clone(&metrics));
+    let shutdown = CancellationToken::new();
+    let mcp = Arc::new(crate::mcp::McpHub::new(config, &secrets, &redactor, &store, &events, &shutdown, &tracker));
+    pipeline.set_mcp_relay(Arc::clone(&mcp) as Arc<dyn crate::pipeline::McpRelay>);
+    tracker.spawn(crate::mcp::publish::run(Arc::clone(&mcp), store.clone(), shutdown.clone()));
+    let mcp_door = crate::mcp::routes(Arc::clone(&pipeline), Arc::clone(&mcp), config.gateway.body_timeout, addr);
+    let gateway = crate::gateway::Service::new(Arc::clone(&pipeline), mcp_door, &config.gateway, Arc::clone(&metrics));
     let supervisor = Supervisor::new(SupervisorInit {
         config,
         secrets: &secrets.load(),
@@ -288,7 +293,6 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     let addr_path = config.state.addr_path();
     write_private(&addr_path, &format!("{addr}\n"))?;
 
-    let shutdown = CancellationToken::new();
     let monitor_stop = shutdown.child_token();
     let monitor = MonitorInit {
         config,
@@ -345,6 +349,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     }
     tracker.spawn(crate::admin::serve(admin_listener, crate::admin::router(admin), shutdown.clone(), admin_socket));
     tracker.spawn(Arc::clone(&pipeline).run_junk_flush(shutdown.clone()));
+    tracker.spawn(Arc::clone(&pipeline).run_mcp_summary(shutdown.clone()));
     tracker.spawn(Arc::clone(&pipeline).run_approval_watch(shutdown.clone()));
     tracker.spawn(retention::task(config, Arc::clone(&audit), journal_store, shutdown.clone()));
     tracker.spawn(supervisor.run(shutdown.clone()));

@@ -26,8 +26,8 @@
 //! # Restart needed
 //! Some sections are bound once at start: the listener and its limits
 //! (`[gateway]`), the state dir (`[state]`), the agent process and its box
-//! (`[agent]`), the audit log's files (`[logging]`) and the backup schedule
-//! (`[backup]`). A change there is **not applied**, and does not refuse the
+//! (`[agent]`), the audit log's files (`[logging]`), the backup schedule
+//! (`[backup]`) and the MCP servers steward runs (`[mcp]`). A change there is **not applied**, and does not refuse the
 //! reload: everything else is applied, the sections above keep their
 //! running values, and the report names each changed key ("restart needed:
 //! gateway.listen"). `steward status` keeps saying so until a restart.
@@ -57,8 +57,9 @@ pub const CONFIG_SHA256_KEY: &str = "config.sha256";
 /// (comma-separated; absent when none do).
 pub const RESTART_NEEDED_KEY: &str = "config.restart_needed";
 
-/// Top-level sections bound once at start (see the module docs).
-pub const RESTART_SECTIONS: [&str; 5] = ["agent", "gateway", "state", "logging", "backup"];
+/// Top-level sections bound once at start (see the module docs). `[mcp]`
+/// is among them: its stdio servers are processes started with the daemon.
+pub const RESTART_SECTIONS: [&str; 6] = ["agent", "gateway", "state", "logging", "backup", "mcp"];
 
 /// Why a reload was refused. Nothing changed: the old config keeps running.
 #[derive(Debug, thiserror::Error)]
@@ -375,6 +376,7 @@ fn keep_restart_sections(new: Config, running: &Config) -> Config {
         state: running.state.clone(),
         logging: running.logging.clone(),
         backup: running.backup.clone(),
+        mcp: running.mcp.clone(),
         ..new
     }
 }

@@ -1,6 +1,7 @@
 //! `GET /`: the overview (agent state, the kill switch, today's spend
 //! against the cap and the last 14 days as a chart, each tool's use of its
-//! limit, firing alerts, backups and restore tests, credential expiry,
+//! limit, the MCP servers' states and changed tool pins, firing alerts,
+//! backups and restore tests, credential expiry,
 //! supervised or graduated), and its two actions, `POST /stop` and `POST
 //! /resume`, which call the admin API's [`kill::stop`] and
 //! [`kill::resume`] (the functions behind `POST /admin/v1/stop` and
@@ -168,6 +169,36 @@ async fn body(state: &DashboardState) -> Result<String, StoreError> {
         }
     }
     out.push_str("</table></section>");
+
+    // MCP servers: the state the daemon published, and tools refused until trusted.
+    if !config.mcp.is_empty() {
+        let states = crate::store::mcp_servers::all(store).await?;
+        let changed = crate::store::pins::changed(store).await?;
+        out.push_str(
+            "<section class=\"card\" id=\"mcp\"><h2>MCP servers</h2><table><tr><th>server</th><th>state</th></tr>",
+        );
+        for name in config.mcp.keys() {
+            let (state, reason) = states.get(name).map_or(("idle", None), |r| (r.state.as_str(), r.reason.as_deref()));
+            let class = match state {
+                "running" | "reachable" => "ok",
+                "fatal" | "unreachable" => "bad",
+                _ => "muted",
+            };
+            let reason = reason.map(|r| format!(": {}", esc(r))).unwrap_or_default();
+            let _ = write!(out, "<tr><td>{}</td><td class=\"{class}\">{}{reason}</td></tr>", esc(name), esc(state));
+            let tools: Vec<&str> = changed.iter().filter(|(s, _, _)| s == name).map(|(_, t, _)| t.as_str()).collect();
+            if !tools.is_empty() {
+                let _ = write!(
+                    out,
+                    "<tr><td></td><td class=\"bad\">changed tool definitions, refused until trusted: {} \
+                     (<code>steward mcp trust {}</code>)</td></tr>",
+                    esc(&tools.join(", ")),
+                    esc(name)
+                );
+            }
+        }
+        out.push_str("</table></section>");
+    }
 
     // Alerts.
     let firing = crate::monitor::engine::read_firing(store).await?;

@@ -22,8 +22,8 @@ fn every_route_audited() -> CheckResult {
     CheckResult::pass(
         SECTION,
         "every route is audited",
-        "by construction: /api and /llm calls, refused ones included, go through the one pipeline, which writes \
-         one audit record per call",
+        "by construction: /api and /llm calls and MCP tools/call, refused ones included, go through the one \
+         pipeline, which writes one audit record per call",
     )
 }
 

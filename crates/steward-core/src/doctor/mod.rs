@@ -5,7 +5,8 @@
 //! one function each, in one file each: `credentials`, `logging` (with its
 //! disk items in `disk`), `rate_limiting`, `monitoring`, `backups`,
 //! `runbook`, `sandbox` (the agent's box), `running_config` (the daemon
-//! runs the file on disk), `first_week` (supervised mode), and
+//! runs the file on disk), `first_week` (supervised mode), `dashboard`,
+//! `mcp` (tool pins and the servers' states), and
 //! `not_configured` for what is not set up (backups without `[backup]`). A
 //! check only reads the prepared [`Context`]; the slow or fallible gathering
 //! (resolving credentials, probing the store) happens once, in [`gather`].
@@ -21,6 +22,7 @@ mod disk;
 mod first_week;
 mod git_scan;
 mod logging;
+mod mcp;
 mod monitoring;
 mod not_configured;
 mod rate_limiting;
@@ -39,6 +41,7 @@ use crate::store::Store;
 
 pub use disk::{DEFAULT_AUDIT_BYTES_PER_CALL, DEFAULT_STORE_BYTES_PER_CALL, DiskProbe, ObservedRate};
 pub use git_scan::{MAX_SCANNED_FILE_BYTES, ScanOutcome, TrackedSecret, scan_tracked_files};
+pub use mcp::McpProbe;
 pub use sandbox::NamespaceProbe;
 
 /// Outcome of one checklist item.
@@ -135,6 +138,8 @@ pub struct Context<'a> {
     pub running_config: Option<crate::daemon::ConfigDrift>,
     /// Supervised mode's records, when the store is readable.
     pub supervision: Option<crate::supervision::SupervisionState>,
+    /// The MCP tool pins and the servers' states, when the store is readable.
+    pub mcp: Option<McpProbe>,
 }
 
 /// The recorded runbook page, judged against the config file and the disk.
@@ -171,6 +176,7 @@ pub const SECTIONS: &[SectionCheck] = &[
     running_config::check,
     first_week::check,
     dashboard::check,
+    mcp::check,
 ];
 
 /// The scored checklist.
@@ -230,6 +236,15 @@ pub async fn gather(config: &Config, now: SystemTime) -> Context<'_> {
         Some(opened) => crate::supervision::read(opened).await.ok(),
         None => None,
     };
+    let mcp = match &opened {
+        Some(opened) if !config.mcp.is_empty() => {
+            let daemon = crate::state_dir::running_pid(&config.state.dir).is_some();
+            let pins = crate::store::pins::all(opened).await.ok().unwrap_or_default();
+            let servers = if daemon { crate::store::mcp_servers::all(opened).await.ok() } else { None };
+            Some(McpProbe { pins: pins.into_iter().map(|(s, t, p)| (s, t, p.changed())).collect(), servers })
+        }
+        _ => None,
+    };
     let namespaces = NamespaceProbe::read();
     let disk = DiskProbe::gather(config, opened.as_ref(), now).await;
     let running_config = match (&opened, crate::state_dir::running_pid(&config.state.dir)) {
@@ -249,6 +264,7 @@ pub async fn gather(config: &Config, now: SystemTime) -> Context<'_> {
         disk,
         running_config,
         supervision,
+        mcp,
     }
 }
 

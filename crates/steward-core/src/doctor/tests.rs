@@ -53,6 +53,7 @@ async fn context<'a>(config: &'a Config, env: &[(&str, &str)], now: SystemTime) 
         disk,
         running_config: None,
         supervision: None,
+        mcp: None,
     }
 }
 

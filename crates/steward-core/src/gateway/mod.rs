@@ -1,6 +1,7 @@
 //! The gateway: the HTTP server the agent talks to, and its HTTP front doors:
-//! `/api/{upstream}/...` (REST APIs) and `/llm/{provider}/...` (OpenAI- and
-//! Anthropic-compatible APIs; an SDK only changes its base URL and API key).
+//! `/api/{upstream}/...` (REST APIs), `/llm/{provider}/...` (OpenAI- and
+//! Anthropic-compatible APIs; an SDK only changes its base URL and API key)
+//! and `/mcp/{server}` (MCP's streamable HTTP, see `mcp`).
 //!
 //! A front door only translates its protocol into a [`Call`] and back. Both
 //! read the request target once into a [`RequestTarget`] (the canonical path
@@ -79,9 +80,11 @@ pub struct Service {
 
 impl Service {
     /// The router and limits `gateway` configures, around `pipeline`.
-    pub fn new(pipeline: Arc<Pipeline>, gateway: &GatewayConfig, metrics: Arc<Metrics>) -> Self {
+    /// `doors` are more routes on the same listener (the MCP door's
+    /// `/mcp/{server}`, built by `mcp::routes`).
+    pub fn new(pipeline: Arc<Pipeline>, doors: Router, gateway: &GatewayConfig, metrics: Arc<Metrics>) -> Self {
         let tasks = pipeline.tasks().clone();
-        let app = router(pipeline, gateway, Arc::clone(&metrics));
+        let app = router(pipeline, gateway, Arc::clone(&metrics)).merge(doors);
         Self { app, limits: ServerLimits::from_config(gateway), metrics, tasks }
     }
 
@@ -146,7 +149,7 @@ async fn not_found() -> impl IntoResponse {
         "error": {
             "type": "steward",
             "reason": "not_found",
-            "message": "steward serves /api/{upstream}/..., /llm/{provider}/..., /healthz, /readyz and /metrics; check the agent's base URL",
+            "message": "steward serves /api/{upstream}/..., /llm/{provider}/..., /mcp/{server}, /healthz, /readyz and /metrics; check the agent's base URL",
         }
     });
     (StatusCode::NOT_FOUND, axum::Json(body))
@@ -186,8 +189,8 @@ async fn http_door(gw: Gateway, request: Request, door: Door) -> Response<Body> 
 }
 
 /// Reads the whole body, at most `limit` bytes, with at most `idle` between
-/// two chunks.
-async fn read_body(mut body: Body, limit: u64, idle: Duration) -> Result<Bytes, Refusal> {
+/// two chunks (the MCP door reads its messages with it too).
+pub(crate) async fn read_body(mut body: Body, limit: u64, idle: Duration) -> Result<Bytes, Refusal> {
     let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
     let mut buf = BytesMut::new();
     loop {

@@ -20,6 +20,7 @@
 //! | `backup_failed` | the most recent backup attempt failed | warning |
 //! | `backup_overdue` | no successful backup for [`MAX_BACKUP_AGE_MS`](crate::backup::health::MAX_BACKUP_AGE_MS) (26 h), counted from when backups were first watched | critical |
 //! | `undo_failed` | an operator's undo failed (the upstream answered 5xx or another error, was unreachable, or steward refused it) and was not retried successfully since ([`Event::UndoFailed`], and the store's failed undos) | critical |
+//! | `mcp_tool_changed` | an MCP server changed the definition of a pinned tool and nobody ran `steward mcp trust` since (`kv` `mcp.pin.*`, [`Event::McpToolChanged`]) | critical |
 //! | `restore_test` | the last restore test failed, or none passed for [`MAX_RESTORE_TEST_AGE_MS`](crate::backup::health::MAX_RESTORE_TEST_AGE_MS) (8 days) | warning |
 //!
 //! Conditions are re-evaluated every [`EVAL_EVERY`] and right after any bus
@@ -127,6 +128,8 @@ pub mod rules {
     pub const RESTORE_TEST: &str = "restore_test";
     /// An operator's undo failed: the original call is still in effect.
     pub const UNDO_FAILED: &str = "undo_failed";
+    /// An MCP server changed a pinned tool's definition.
+    pub const MCP_TOOL_CHANGED: &str = "mcp_tool_changed";
     /// Prefix of the per-credential expiry rule: `credential_expiry:NAME`.
     pub const CREDENTIAL_EXPIRY_PREFIX: &str = "credential_expiry:";
     /// Every built-in rule with a fixed key (the per-credential expiry keys

@@ -69,6 +69,8 @@ mod approval;
 mod forward;
 mod junk;
 mod live;
+mod mcp;
+mod mcp_summary;
 mod plan;
 mod refusal;
 mod relay;
@@ -96,6 +98,7 @@ pub use approval::{
 pub use forward::{ForwardError, Forwarded, Forwarder};
 pub use junk::{SAMPLE_EVERY, SAMPLED_COUNT_KEY};
 pub use live::LiveConfig;
+pub use mcp::{McpAnswer, McpForwardError, McpRelay, McpToolCall, refusal_result, scrub_json};
 pub use refusal::{ErrorShape, Refusal, RefusalView, refusal_body, stream_error_event};
 pub use retry::{BASE_DELAY, MAX_ATTEMPTS, MAX_DELAY};
 pub use undo::{UndoError, UndoReport, UndoRequest};
@@ -167,6 +170,9 @@ pub struct Call {
     /// Set only by the operator's undo (`undo.rs`), never by a front door:
     /// the call is the undo of another, and the kill switch lets it pass.
     undo: Option<undo::UndoMark>,
+    /// The MCP tool a `tools/call` names ([`Call::mcp_tool`]); `None` for
+    /// the HTTP doors.
+    mcp: Option<McpToolCall>,
 }
 
 impl Call {
@@ -185,6 +191,7 @@ impl Call {
             headers,
             body,
             undo: None,
+            mcp: None,
         }
     }
 }
@@ -237,6 +244,12 @@ pub struct Pipeline {
     tasks: TaskTracker,
     /// Calls held for a human's approval (supervised mode), by digest.
     approvals: Arc<Approvals>,
+    /// Where the operator's undo of an MCP tool's call goes (the daemon's
+    /// MCP hub; unset without `[mcp.*]` servers).
+    mcp_relay: std::sync::OnceLock<Arc<dyn McpRelay>>,
+    /// The MCP messages other than `tools/call`, counted for the audit
+    /// log's summary lines.
+    mcp_summary: mcp_summary::McpSummary,
 }
 
 /// Why the pipeline could not be assembled.
@@ -280,7 +293,15 @@ impl Pipeline {
             junk: JunkSampler::default(),
             tasks,
             approvals: Arc::new(Approvals::default()),
+            mcp_relay: std::sync::OnceLock::new(),
+            mcp_summary: mcp_summary::McpSummary::default(),
         })
+    }
+
+    /// Where the operator's undo of an MCP tool's call is sent (set once,
+    /// by the daemon).
+    pub fn set_mcp_relay(&self, relay: Arc<dyn McpRelay>) {
+        let _ = self.mcp_relay.set(relay);
     }
 
     /// The pipeline publishing on the daemon's `events` and counting into
@@ -343,8 +364,8 @@ impl Pipeline {
             Ok(plan) => plan,
             Err((refusal, journaled)) => return self.refuse(record, refusal, journaled).await,
         };
-        if let Err(refused) = self.audit_admission(&record).await {
-            return refused;
+        if let Err(view) = self.audit_admission(&record).await {
+            return refusal_response(&view, &record.call_id, record.shape);
         }
         self.forward(call, record, plan).await
     }
@@ -394,7 +415,7 @@ impl Pipeline {
     /// failed write withdraws the admission (journal row refused, spend
     /// reservation released, rate slot freed) and refuses this very call:
     /// no call is forwarded without its audit line.
-    async fn audit_admission(&self, record: &CallRecord) -> Result<(), Response<Body>> {
+    async fn audit_admission(&self, record: &CallRecord) -> Result<(), RefusalView> {
         let line = self.audit_record(record, Decision::Allowed, Phase::Admitted, None, None, 0);
         let Err(err) = self.audit.write(&line).await else {
             return Ok(());
@@ -410,7 +431,7 @@ impl Pipeline {
             tracing::error!(error = %store_err, call_id = %record.call_id, "could not withdraw the call's admission");
             self.write_failed(Some(store_err), None);
         }
-        Err(self.refuse(record.clone(), Refusal::StoreUnavailable, true).await)
+        Err(self.record_refusal(record.clone(), Refusal::StoreUnavailable, true).await)
     }
 
     fn describe(&self, call: &Call) -> CallRecord {
@@ -467,8 +488,9 @@ impl Pipeline {
             self.gate(&call.headers).await.map_err(|refusal| (refusal, false))?;
         }
         let plan = match call.door {
-            Door::Api | Door::Mcp => self.plan_api(call, record)?,
+            Door::Api => self.plan_api(call, record)?,
             Door::Llm => self.plan_llm(call, record)?,
+            Door::Mcp => self.plan_mcp(call, record)?,
         };
         record.tool.clone_from(&plan.tool);
         let tool_name = plan.tool.clone().unwrap_or_default();
@@ -543,6 +565,15 @@ impl Pipeline {
         if refusal.is_junk() {
             return self.refuse_junk(record, &refusal).await;
         }
+        let (call_id, shape) = (record.call_id.clone(), record.shape);
+        let view = self.record_refusal(record, refusal, journaled).await;
+        refusal_response(&view, &call_id, shape)
+    }
+
+    /// Journals and audits a refused call (not junk: see `refuse`), and
+    /// returns how the refusal is worded, for the front door to answer in
+    /// its protocol.
+    async fn record_refusal(&self, record: CallRecord, refusal: Refusal, journaled: bool) -> RefusalView {
         let view = refusal.view();
         let journal = async {
             if journaled {
@@ -560,7 +591,7 @@ impl Pipeline {
             0,
         );
         self.finish(&record, view.decision, None, journal, audit).await;
-        refusal_response(&view, &record.call_id, record.shape)
+        view
     }
 
     /// Where every journaled call ends, refused or forwarded: counted, then

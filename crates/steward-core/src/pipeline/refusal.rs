@@ -114,6 +114,15 @@ pub enum Refusal {
         /// When to repeat the identical call.
         retry_after: Duration,
     },
+    /// The MCP tool's definition changed since it was pinned (tool pinning:
+    /// a server must not change what a tool says it does behind the
+    /// operator's back).
+    ToolChanged {
+        /// `[mcp.NAME]`.
+        server: String,
+        /// The MCP tool name.
+        tool: String,
+    },
     /// Supervised mode: a human refused the call.
     ApprovalDenied {
         /// The request's id.
@@ -169,6 +178,7 @@ impl Refusal {
             Refusal::ApprovalPending { .. } => Decision::ApprovalPending,
             Refusal::ApprovalDenied { .. } => Decision::ApprovalDenied,
             Refusal::ApprovalExpired { .. } => Decision::ApprovalExpired,
+            Refusal::ToolChanged { .. } => Decision::ToolChanged,
         }
     }
 
@@ -305,6 +315,14 @@ impl Refusal {
                 format!(
                     "nobody approved this call in time (request {id} expired); an operator must be watching \
                      `steward approvals` before the agent tries again"
+                ),
+                None,
+                false,
+            ),
+            Refusal::ToolChanged { server, tool } => (
+                format!(
+                    "the MCP server `{server}` changed the definition of tool `{tool}` since steward pinned it; \
+                     an operator must review it (`steward mcp list`) and run `steward mcp trust {server}`"
                 ),
                 None,
                 false,
@@ -461,6 +479,7 @@ mod tests {
             Refusal::ApprovalPending { id: String::new(), retry_after: Duration::ZERO },
             Refusal::ApprovalDenied { id: String::new(), reason: String::new() },
             Refusal::ApprovalExpired { id: String::new() },
+            Refusal::ToolChanged { server: String::new(), tool: String::new() },
         ];
         for refusal in &all {
             match refusal {
@@ -483,7 +502,8 @@ mod tests {
                 | Refusal::UpstreamTimeout { .. }
                 | Refusal::ApprovalPending { .. }
                 | Refusal::ApprovalDenied { .. }
-                | Refusal::ApprovalExpired { .. } => {}
+                | Refusal::ApprovalExpired { .. }
+                | Refusal::ToolChanged { .. } => {}
             }
         }
         all

@@ -198,7 +198,8 @@ impl Harness {
         let listener = crate::gateway::bind(config.gateway.listen).unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let service = crate::gateway::Service::new(Arc::clone(&pipeline), &config.gateway, metrics);
+        let service =
+            crate::gateway::Service::new(Arc::clone(&pipeline), axum::Router::new(), &config.gateway, metrics);
         tasks.spawn(service.serve(listener, shutdown.clone()));
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
         Harness { dir, mock, config, pipeline, store, tasks, shutdown, addr, token, client }

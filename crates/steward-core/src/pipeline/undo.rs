@@ -352,6 +352,9 @@ impl Pipeline {
                 "the undo tool `{tool}` is no longer configured; declare it again (or undo at the provider)"
             ));
         };
+        if live.matcher.tool(tool).is_some_and(|t| t.door == crate::config::ToolDoor::Mcp) {
+            return self.send_mcp_undo(row, undo_call_id, tool, upstream, path).await;
+        }
         let (path_part, query) = match path.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (path.as_str(), None),
@@ -408,6 +411,53 @@ impl Pipeline {
                     journaled.decision,
                     journaled.reason.unwrap_or_default()
                 ))
+            }
+        }
+    }
+}
+
+impl Pipeline {
+    /// The undo of an MCP tool's call: a `tools/call` of the undo tool
+    /// (recorded path `/<MCP tool name>`, body = its arguments) through
+    /// the pipeline, sent to the server by the MCP hub. An `isError` result
+    /// (the tool's, or steward's refusal) is a failed undo.
+    async fn send_mcp_undo(
+        self: &Arc<Self>,
+        row: &UndoRow,
+        undo_call_id: String,
+        tool: &str,
+        server: &str,
+        path: &str,
+    ) -> (UndoState, Option<u16>, Option<String>) {
+        let failed = |reason: String| (UndoState::Failed, None, Some(reason));
+        let Some(relay) = self.mcp_relay.get().cloned() else {
+            return failed(format!("the MCP server `{server}` is not running in this daemon; restart steward"));
+        };
+        let name = percent_encoding::percent_decode_str(path.trim_start_matches('/')).decode_utf8_lossy().into_owned();
+        let arguments = row.body.as_deref().and_then(|b| serde_json::from_str::<Value>(b).ok());
+        let mut call = Call::mcp_tool(
+            server,
+            super::McpToolCall { name: name.clone(), read_only: false },
+            arguments.clone(),
+            HeaderMap::new(),
+        );
+        call.id = undo_call_id;
+        call.undo = Some(UndoMark { of: row.call_id.clone(), tool: tool.to_owned(), force: row.forced });
+        let params =
+            serde_json::json!({ "name": name, "arguments": arguments.unwrap_or_else(|| serde_json::json!({})) });
+        let server_name = server.to_owned();
+        let forward = || async move { relay.call_tool(&server_name, params).await };
+        match self.handle_mcp(call, forward).await {
+            super::McpAnswer::Result(result) if result.get("isError").and_then(Value::as_bool) != Some(true) => {
+                (UndoState::Undone, Some(200), None)
+            }
+            super::McpAnswer::Result(result) => {
+                let text = result.pointer("/content/0/text").and_then(Value::as_str).unwrap_or("an error result");
+                failed(format!("the undo tool answered: {}", self.redact(text)))
+            }
+            super::McpAnswer::Error(error) => {
+                let text = error.get("message").and_then(Value::as_str).unwrap_or("an error");
+                failed(format!("the MCP server answered an error: {}", self.redact(text)))
             }
         }
     }

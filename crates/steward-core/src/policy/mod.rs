@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use canonical_path::CanonicalPath;
 use sha2::{Digest, Sha256};
 
-use crate::config::{ToolConfig, UnmatchedPolicy};
+use crate::config::{ToolConfig, ToolDoor, UnmatchedPolicy};
 
 /// Longest input summary kept in the journal and audit log, in characters.
 /// Long enough to recognise a post, short enough that a log line stays a line.
@@ -48,6 +48,9 @@ pub struct ToolMatcher {
     tools: Vec<ToolConfig>,
     /// Rules per upstream name, in declaration order.
     rules: HashMap<String, Vec<Rule>>,
+    /// MCP tools per `[mcp.*]` server: (index into `tools`, name glob), in
+    /// declaration order.
+    mcp_rules: HashMap<String, Vec<(usize, String)>>,
     unmatched: UnmatchedPolicy,
 }
 
@@ -66,7 +69,12 @@ impl ToolMatcher {
     /// Compiles every tool rule. The config loader already validated the patterns.
     pub fn new(tools: &[ToolConfig], unmatched: UnmatchedPolicy) -> Self {
         let mut rules: HashMap<String, Vec<Rule>> = HashMap::new();
+        let mut mcp_rules: HashMap<String, Vec<(usize, String)>> = HashMap::new();
         for (index, tool) in tools.iter().enumerate() {
+            if tool.door == ToolDoor::Mcp {
+                mcp_rules.entry(tool.upstream.clone()).or_default().push((index, tool.path.clone()));
+                continue;
+            }
             let method = (tool.method != "*").then(|| tool.method.to_ascii_uppercase());
             rules.entry(tool.upstream.clone()).or_default().push(Rule {
                 tool: index,
@@ -74,7 +82,25 @@ impl ToolMatcher {
                 segments: compile_pattern(&tool.path),
             });
         }
-        Self { tools: tools.to_vec(), rules, unmatched }
+        Self { tools: tools.to_vec(), rules, mcp_rules, unmatched }
+    }
+
+    /// Names the tool for a `tools/call` of `name` on the MCP server
+    /// `server`: the first MCP tool whose glob matches. An unmatched tool
+    /// is what an unmatched REST call is: refused, except that
+    /// `allow-get` lets through a tool whose (pinned) definition says it
+    /// only reads (`annotations.readOnlyHint`), as it lets a GET through.
+    pub fn identify_mcp(&self, server: &str, name: &str, read_only: bool) -> Identified<'_> {
+        let found = self
+            .mcp_rules
+            .get(server)
+            .and_then(|rules| rules.iter().find(|(_, glob)| glob_matches(glob, name)))
+            .and_then(|(index, _)| self.tools.get(*index));
+        match found {
+            Some(tool) => Identified::Tool(tool),
+            None if self.unmatched == UnmatchedPolicy::AllowGet && read_only => Identified::UnmatchedAllowed,
+            None => Identified::UnmatchedDenied,
+        }
     }
 
     /// The `[[tools]]` entry named `name`.
@@ -105,6 +131,37 @@ impl ToolMatcher {
             None => Identified::UnmatchedDenied,
         }
     }
+}
+
+/// Whether the MCP tool name `name` matches `glob`: `*` is any run of
+/// characters (none included), `?` exactly one, anything else itself.
+pub fn glob_matches(glob: &str, name: &str) -> bool {
+    let (glob, name): (Vec<char>, Vec<char>) = (glob.chars().collect(), name.chars().collect());
+    // Iterative matching with one backtrack point (the last `*`): linear in
+    // practice, never exponential.
+    let (mut g, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match glob.get(g) {
+            Some('*') => {
+                star = Some((g, n));
+                g += 1;
+            }
+            Some(c) if *c == '?' || *c == name[n] => {
+                g += 1;
+                n += 1;
+            }
+            _ => match star {
+                Some((sg, sn)) => {
+                    g = sg + 1;
+                    n = sn + 1;
+                    star = Some((sg, sn + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    glob[g..].iter().all(|c| *c == '*')
 }
 
 /// The segments of a rule's path pattern. The config loader refused every

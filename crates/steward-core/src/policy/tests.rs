@@ -5,6 +5,7 @@ use crate::config::{RateLimit, RetryPolicy};
 
 fn tool(name: &str, method: &str, path: &str) -> ToolConfig {
     ToolConfig {
+        door: crate::config::ToolDoor::Api,
         name: name.into(),
         upstream: "social".into(),
         method: method.into(),
@@ -98,4 +99,36 @@ fn summary_redacts_truncates_and_stays_on_one_line() {
     assert_eq!(summary.chars().count(), SUMMARY_MAX_CHARS + 1);
     assert_eq!(input_summary(&redactor, &[0xff, 0xfe, 0x00]), "<3 bytes binary>");
     assert_eq!(input_summary(&redactor, b""), "");
+}
+
+#[test]
+fn mcp_tool_globs() {
+    use super::glob_matches;
+    assert!(glob_matches("create_post", "create_post"));
+    assert!(!glob_matches("create_post", "create_posts"));
+    assert!(glob_matches("calendar_*", "calendar_"));
+    assert!(glob_matches("calendar_*", "calendar_create"));
+    assert!(!glob_matches("calendar_*", "calendar"));
+    assert!(glob_matches("*_post", "delete_post"));
+    assert!(glob_matches("a*b*c", "aXXbYYbc"));
+    assert!(glob_matches("get_?", "get_x"));
+    assert!(!glob_matches("get_?", "get_xy"));
+    assert!(glob_matches("*", "anything"));
+}
+
+#[test]
+fn mcp_tools_match_by_server_and_name_and_unmatched_follows_the_policy() {
+    let mut post = tool("post", "*", "create_post");
+    post.door = crate::config::ToolDoor::Mcp;
+    post.upstream = "social".to_owned();
+    let matcher = ToolMatcher::new(std::slice::from_ref(&post), UnmatchedPolicy::Deny);
+    assert!(matches!(matcher.identify_mcp("social", "create_post", false), Identified::Tool(t) if t.name == "post"));
+    assert!(matches!(matcher.identify_mcp("other", "create_post", false), Identified::UnmatchedDenied));
+    assert!(matches!(matcher.identify_mcp("social", "read_post", true), Identified::UnmatchedDenied));
+    // An MCP tool never names an /api call of an upstream of the same name.
+    let path = CanonicalPath::parse("/create_post").unwrap();
+    assert!(matches!(matcher.identify("social", "POST", &path), Identified::UnmatchedDenied));
+    let matcher = ToolMatcher::new(std::slice::from_ref(&post), UnmatchedPolicy::AllowGet);
+    assert!(matches!(matcher.identify_mcp("social", "read_post", true), Identified::UnmatchedAllowed));
+    assert!(matches!(matcher.identify_mcp("social", "delete_post", false), Identified::UnmatchedDenied));
 }

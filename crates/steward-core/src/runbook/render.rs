@@ -16,7 +16,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use crate::config::{BackupDestination, Config, CredentialConfig, RateLimit, UndoSpec};
+use crate::config::{BackupDestination, Config, CredentialConfig, RateLimit, ToolDoor, UndoSpec};
 
 /// Renders the runbook of `config`, loaded from `config_path`, as of `now`.
 pub fn render(config: &Config, config_path: &Path, now: SystemTime) -> String {
@@ -85,8 +85,9 @@ impl Page<'_> {
         self.line("");
         self.line(format!("- **Agent**: {} (environment: {})", config.agent.name, config.agent.environment.as_str()));
         self.line(format!("- **Config**: {}", code(&config_path.display().to_string())));
+        let mcp = if config.mcp.is_empty() { "" } else { ", `/mcp/{server}` (MCP tools)" };
         self.line(format!(
-            "- **Gateway**: {} (the agent calls `/api/{{upstream}}/...` and `/llm/{{provider}}/...` here)",
+            "- **Gateway**: {} (the agent calls `/api/{{upstream}}/...` and `/llm/{{provider}}/...`{mcp} here)",
             code(&format!("http://{}", config.gateway.listen))
         ));
         self.line(format!("- **State**: {} (store, agent token)", code(&config.state.dir.display().to_string())));
@@ -200,12 +201,25 @@ impl Page<'_> {
         self.line("| tool | upstream | match | limit | undo |");
         self.line("| --- | --- | --- | --- | --- |");
         for tool in &tools {
+            let mcp = tool.door == ToolDoor::Mcp;
             let upstream = match self.config.upstreams.get(&tool.upstream).and_then(|u| origin(&u.base_url)) {
+                _ if mcp => format!("MCP server {}", tool.upstream),
                 Some(origin) => format!("{} ({})", tool.upstream, code(&origin)),
                 None => tool.upstream.clone(),
             };
+            let matched = if mcp {
+                format!("MCP tool {}", code(&tool.path))
+            } else {
+                code(&format!("{} {}", tool.method, tool.path))
+            };
             let limit = tool.limit.map_or_else(|| "none".to_owned(), format_limit);
             let undo = match &tool.undo {
+                Some(UndoSpec::Call(call)) if mcp => {
+                    // Kept as the path `/` + the MCP tool's name (config::undo).
+                    let target = call.path.text.trim_start_matches('/');
+                    let arguments = call.body.as_ref().map_or_else(|| "{}".to_owned(), ToString::to_string);
+                    format!("{} (tool {})", code(&format!("{target} {arguments}")), code(&call.tool))
+                }
                 Some(UndoSpec::Call(call)) => {
                     format!("{} (tool {})", code(&format!("{} {}", call.method, call.path.text)), code(&call.tool))
                 }
@@ -216,7 +230,7 @@ impl Page<'_> {
                 "| {} | {} | {} | {} | {} |",
                 cell(&code(&tool.name)),
                 cell(&upstream),
-                cell(&code(&format!("{} {}", tool.method, tool.path))),
+                cell(&matched),
                 cell(&limit),
                 cell(&undo)
             ));

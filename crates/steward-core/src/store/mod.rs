@@ -84,6 +84,8 @@
 
 mod approvals;
 mod checkpoint;
+pub mod mcp_servers;
+pub mod pins;
 mod queries;
 mod redaction;
 mod report;

@@ -58,9 +58,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-pub use group::live_members;
+pub use group::{live_members, stop_group};
 pub use launch::{INHERITED_ENV, Launcher};
-pub use output::{MAX_LINE, SCAN_TAIL};
+pub use output::{MAX_LINE, SCAN_TAIL, render as render_output};
 pub use policy::{EXIT_DO_NOT_RESTART, RestartPolicy, Verdict};
 
 use crate::agent_state::{AgentState, AgentStatus};

@@ -18,6 +18,7 @@ mod graduate;
 mod init;
 mod last;
 mod logs;
+mod mcp;
 mod reload;
 mod report;
 mod restore;
@@ -136,6 +137,10 @@ enum Command {
     /// Credentials: list them (never the values) or make the running daemon reload them.
     #[command(subcommand)]
     Secrets(secrets::Command),
+    /// MCP: `steward mcp NAME` is the stdio server NAME for an agent (bridged to the running daemon's /mcp/NAME);
+    /// `steward mcp list` shows servers, tools and pins; `steward mcp trust NAME` accepts changed tool definitions.
+    #[command(subcommand)]
+    Mcp(mcp::Command),
     /// Score this deployment against the production checklist: PASS/WARN/FAIL with a fix for each.
     Doctor(doctor::Args),
     /// Internal: the agent's box (namespaces, its own user, parent-death signal).
@@ -196,6 +201,8 @@ impl Cli {
             Command::Restore(args) => args.json,
             Command::Runbook(args) => args.json,
             Command::Report(args) => args.json,
+            Command::Mcp(mcp::Command::List(args)) => args.json,
+            Command::Mcp(_) => false,
             Command::Graduate(_) | Command::Supervise(_) => false,
             Command::Init(_)
             | Command::Run(_)
@@ -254,6 +261,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Reload(args) => reload::run(&config_path, args),
         Command::Secrets(command) => secrets::run(&config_path, command),
         Command::Doctor(args) => Ok(doctor::run(&config_path, args)),
+        Command::Mcp(command) => mcp::run(&config_path, command),
         Command::Alerts(command) => alerts::run(&config_path, command),
         Command::AgentExec(args) => Ok(agent_exec::run(args)),
         Command::AgentInit(args) => Ok(agent_exec::run_init(args)),

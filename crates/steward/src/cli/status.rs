@@ -40,7 +40,7 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         std::fs::read_to_string(config.state.addr_path()).ok().map(|s| s.trim().to_owned()).filter(|_| pid.is_some());
     let now = now_ms();
     let today = config.spend.day_of(std::time::SystemTime::now(), 0);
-    let (kill, tools, (spent, spend_stop), published, fatal, alerts, drift) = runtime()?.block_on(async {
+    let (kill, tools, (spent, spend_stop), published, fatal, alerts, drift, mcp) = runtime()?.block_on(async {
         let store = open_store_read_only(&config)?;
         let spent = store.spend_total(&today).await.context("cannot read the spend ledger")?;
         let spend_stop = store.spend_stop(&today).await.context("cannot read the spend ledger")?;
@@ -70,7 +70,8 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
             Some(_) => Some(steward_core::daemon::config_drift(&store, &config).await),
             None => None,
         };
-        Ok::<_, anyhow::Error>((kill, tools, (spent, spend_stop), published, fatal, alerts, drift))
+        let mcp = mcp_servers(&store, &config, pid.is_some()).await?;
+        Ok::<_, anyhow::Error>((kill, tools, (spent, spend_stop), published, fatal, alerts, drift, mcp))
     })?;
     let agent = AgentView::new(&config, pid.is_some(), &kill, published, fatal, now);
 
@@ -106,6 +107,7 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
             "healthy": agent.healthy,
             "kill_switch": { "engaged": kill.engaged, "reason": kill.reason, "source": kill.source, "changed_ms": kill.changed_ms },
             "tools": tools,
+            "mcp": mcp,
             "spend": {
                 "day": today,
                 "spent_usd": spent as f64 / 1_000_000.0,
@@ -161,8 +163,78 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         };
         anstream::println!("{name:<16} {in_hour:>9}   {window}");
     }
+    print_mcp(&mcp);
     print_alerts(&alerts);
     Ok(ExitCode::from(exit::OK))
+}
+
+/// Each `[mcp.NAME]` server: its transport, the state the daemon last
+/// published (`stopped` when no daemon runs), and its tools whose
+/// definition changed since it was pinned (refused until trusted).
+async fn mcp_servers(store: &Store, config: &Config, daemon_running: bool) -> anyhow::Result<Vec<serde_json::Value>> {
+    use steward_core::config::McpTransport;
+    use steward_core::store::{mcp_servers, pins};
+    if config.mcp.is_empty() {
+        return Ok(Vec::new());
+    }
+    let records = mcp_servers::all(store).await.context("cannot read the MCP servers' states")?;
+    let changed = pins::changed(store).await.context("cannot read the MCP tool pins")?;
+    Ok(config
+        .mcp
+        .iter()
+        .map(|(name, server)| {
+            let record = records.get(name);
+            let (state, reason, since_ms) = match record {
+                Some(r) if daemon_running => (r.state.clone(), r.reason.clone(), Some(r.since_ms)),
+                Some(r) if r.state == "fatal" => (r.state.clone(), r.reason.clone(), Some(r.since_ms)),
+                _ if daemon_running => ("idle".to_owned(), None, None),
+                _ => ("stopped".to_owned(), None, None),
+            };
+            let changed: Vec<&str> =
+                changed.iter().filter(|(s, _, _)| s == name).map(|(_, tool, _)| tool.as_str()).collect();
+            serde_json::json!({
+                "server": name,
+                "transport": match server.transport { McpTransport::Stdio { .. } => "stdio", McpTransport::Http { .. } => "http" },
+                "state": state,
+                "reason": reason,
+                "since_ms": since_ms,
+                "changed_tools": changed,
+            })
+        })
+        .collect())
+}
+
+fn print_mcp(servers: &[serde_json::Value]) {
+    if servers.is_empty() {
+        return;
+    }
+    anstream::println!(
+        "
+mcp server       transport   state"
+    );
+    for server in servers {
+        let name = server["server"].as_str().unwrap_or_default();
+        let state = server["state"].as_str().unwrap_or_default();
+        let shown = match state {
+            "fatal" | "unreachable" => format!(
+                "{}: {}  (its stderr is in steward's own log: `journalctl -u steward`)",
+                state.red().bold(),
+                server["reason"].as_str().unwrap_or("no reason recorded")
+            ),
+            "running" | "reachable" => state.green().to_string(),
+            _ => state.to_owned(),
+        };
+        anstream::println!("{name:<16} {:<11} {shown}", server["transport"].as_str().unwrap_or_default());
+        let changed: Vec<&str> =
+            server["changed_tools"].as_array().into_iter().flatten().filter_map(serde_json::Value::as_str).collect();
+        if !changed.is_empty() {
+            anstream::println!(
+                "                 {}: {} (refused until `steward mcp trust {name}`; `steward mcp list` shows them)",
+                "changed tool definitions".red().bold(),
+                changed.join(", ")
+            );
+        }
+    }
 }
 
 /// The `config` line: the running hash, and whether the file on disk differs.

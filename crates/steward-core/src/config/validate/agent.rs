@@ -127,7 +127,7 @@ impl Validator<'_> {
         raw.into_inner()
     }
 
-    fn agent_command(&mut self, command: Spanned<Vec<Spanned<String>>>) -> Vec<String> {
+    pub(super) fn agent_command(&mut self, command: Spanned<Vec<Spanned<String>>>) -> Vec<String> {
         let span = command.span();
         let words = command.into_inner();
         let Some(program) = words.first() else {
@@ -184,22 +184,8 @@ impl Validator<'_> {
                         AGENT_ENV_SET_BY_STEWARD.join(", ")
                     ),
                 ));
-            } else if !is_identifier(text) {
-                self.push(Problem::new(
-                    name.span(),
-                    format!("{text:?} is not a valid environment variable name"),
-                    "invalid variable name",
-                    "use letters, digits and _, not starting with a digit, like LOG_LEVEL = \"info\"",
-                ));
             }
-            if value.get_ref().contains('\0') {
-                self.push(Problem::new(
-                    value.span(),
-                    format!("the value of {text} contains a NUL character"),
-                    "NUL",
-                    "remove the \\0 character; an environment value cannot contain it",
-                ));
-            }
+            self.env_entry(&name, &value, "LOG_LEVEL = \"info\"");
             out.insert(name.into_inner(), value.into_inner());
         }
         out

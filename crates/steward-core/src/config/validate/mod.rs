@@ -11,6 +11,7 @@
 //! - `credentials`: `[credentials.*]`, `[policy]`;
 //! - `upstreams`: `[upstreams.*]`, `[[tools]]`, `[loop_breaker]`;
 //! - `llm`: `[llm.*]`, `[spend]`, `[prices.*]`;
+//! - `mcp`: `[mcp.*]` (the MCP tools of `[[tools]]` are checked with the others);
 //! - `backup`, `alerts` (with `[heartbeat]`), `runbook`, `supervised`, `dashboard`: their sections;
 //! - `ready`: `[supervised.ready]`, the readiness verdict's thresholds;
 //! - `values`: the checks of single values every section shares.
@@ -22,6 +23,7 @@ mod credentials;
 mod dashboard;
 mod llm;
 mod local;
+mod mcp;
 mod ready;
 mod runbook;
 mod supervised;
@@ -36,6 +38,7 @@ pub use alerts::{
 pub use backup::{DEFAULT_BACKUP_SCHEDULE, DEFAULT_BACKUP_TIMEZONE, DEFAULT_KEEP, DEFAULT_RESTORE_TEST, parse_cron};
 pub use credentials::{DEFAULT_EXPIRY_WARNING_DAYS, MAX_EXPIRY_WARNING_DAYS};
 pub use dashboard::{DEFAULT_DASHBOARD_LISTEN, DEFAULT_SESSION_TTL};
+pub use mcp::{CREDENTIAL_REF_PREFIX, DEFAULT_MCP_MAX_MESSAGE_SIZE, DEFAULT_MCP_REQUEST_TIMEOUT};
 pub use ready::{DEFAULT_READY_MIN_DAYS, DEFAULT_READY_MIN_DECISIONS, DEFAULT_READY_QUIET_DAYS, MAX_READY_DAYS};
 pub use runbook::DEFAULT_RUNBOOK_FILE;
 pub use supervised::{DEFAULT_SUPERVISED_EXPIRES, DEFAULT_SUPERVISED_WAIT, MAX_SUPERVISED_WAIT};
@@ -147,7 +150,8 @@ pub(super) fn validate(raw: RawConfig, source: &str, source_path: &Path, problem
     let policy = v.policy(raw.policy);
     let credentials = v.credentials(raw.credentials, &policy);
     let upstreams = v.upstreams(raw.upstreams, &credentials);
-    let tools = v.tools(raw.tools, &upstreams);
+    let mcp = v.mcp(raw.mcp, &credentials);
+    let tools = v.tools(raw.tools, &upstreams, &mcp);
     let llm = v.llm(raw.llm, &credentials);
     let spend = v.spend(raw.spend);
     let prices = v.prices(raw.prices);
@@ -184,6 +188,7 @@ pub(super) fn validate(raw: RawConfig, source: &str, source_path: &Path, problem
         upstreams: upstreams.into_iter().filter_map(|(k, v)| Some((k, v?))).collect(),
         tools,
         llm,
+        mcp,
         spend,
         prices,
         loop_breaker,

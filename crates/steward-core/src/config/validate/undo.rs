@@ -15,7 +15,7 @@ impl Validator<'_> {
         if let Some(reason) = raw.none {
             let extra = [raw_span(&raw.tool), raw_span(&raw.path), raw_span(&raw.method), raw_span(&raw.query)]
                 .into_iter()
-                .chain([raw.body.as_ref().map(Spanned::span)])
+                .chain([raw.body.as_ref().map(Spanned::span), raw.arguments.as_ref().map(Spanned::span)])
                 .flatten()
                 .next();
             if let Some(extra) = extra {
@@ -38,7 +38,7 @@ impl Validator<'_> {
             }
             return Some(UndoSpec::Declined { reason: reason.into_inner() });
         }
-        let Some(undo_tool) = raw.tool else {
+        let Some(undo_tool) = raw.tool.clone() else {
             self.push(Problem::new(
                 span,
                 "undo names no tool",
@@ -62,6 +62,9 @@ impl Validator<'_> {
             ));
             return None;
         };
+        if tool.door == ToolDoor::Mcp || target.door == ToolDoor::Mcp {
+            return self.mcp_undo(span, raw, &undo_tool, tool, target);
+        }
         if target.upstream != tool.upstream {
             self.push(Problem::new(
                 undo_tool.span(),
@@ -71,6 +74,15 @@ impl Validator<'_> {
                 ),
                 "other upstream",
                 "an undo goes to the upstream that made the call: name a tool of the same upstream",
+            ));
+            return None;
+        }
+        if let Some(arguments) = &raw.arguments {
+            self.push(Problem::new(
+                arguments.span(),
+                "undo arguments are for MCP tools",
+                "HTTP tool",
+                "an HTTP tool's undo is a request: write path = \"...\" (and body = { ... }) instead of arguments",
             ));
             return None;
         }
@@ -152,6 +164,98 @@ impl Validator<'_> {
             None => None,
         };
         Some(UndoSpec::Call(UndoCall { tool: target.name.clone(), method, path: path_template, query, body }))
+    }
+
+    /// The undo of an MCP tool: a `tools/call` of another MCP tool of the
+    /// same server, whose `arguments` are templates. It is kept as an
+    /// [`UndoCall`] whose path is `/` + the undo tool's MCP name and whose
+    /// body is the arguments.
+    fn mcp_undo(
+        &mut self,
+        span: std::ops::Range<usize>,
+        raw: RawUndo,
+        undo_tool: &Spanned<String>,
+        tool: &ToolConfig,
+        target: &ToolConfig,
+    ) -> Option<UndoSpec> {
+        if tool.door != target.door || target.upstream != tool.upstream {
+            self.push(Problem::new(
+                undo_tool.span(),
+                format!(
+                    "undo tool {:?} is not an MCP tool of server {:?} like {:?}",
+                    target.name, tool.upstream, tool.name
+                ),
+                "other server",
+                "an MCP tool's undo is a call of another tool of the same [mcp.*] server (mcp = the same name)",
+            ));
+            return None;
+        }
+        let extra = [raw_span(&raw.path), raw_span(&raw.method), raw_span(&raw.query)]
+            .into_iter()
+            .chain([raw.body.as_ref().map(Spanned::span)])
+            .flatten()
+            .next();
+        if let Some(extra) = extra {
+            self.push(Problem::new(
+                extra,
+                "path, method, query and body are for HTTP tools",
+                "MCP tool",
+                "an MCP tool's undo is written undo = { tool = \"delete_post\", arguments = { id = \
+                 \"{response.structuredContent.id}\" } }",
+            ));
+            return None;
+        }
+        if target.path.contains(['*', '?']) {
+            self.push(Problem::new(
+                undo_tool.span(),
+                format!("undo tool {:?} matches the MCP tool names {:?}, not one name", target.name, target.path),
+                "a glob",
+                "declare the undo tool with the exact MCP tool name, like match = \"delete_post\"",
+            ));
+            return None;
+        }
+        let Some(arguments) = raw.arguments else {
+            self.push(Problem::new(
+                span,
+                "the undo of an MCP tool needs its arguments",
+                "missing arguments",
+                "add the undo call's arguments, like arguments = { id = \"{response.structuredContent.id}\" }",
+            ));
+            return None;
+        };
+        let arguments_span = arguments.span();
+        let json = match serde_json::to_value(arguments.into_inner()) {
+            Ok(json @ serde_json::Value::Object(_)) => json,
+            _ => {
+                self.push(Problem::new(
+                    arguments_span,
+                    "undo arguments must be a table",
+                    "not a table",
+                    "write the arguments as a TOML table, like arguments = { id = \"{response.structuredContent.id}\" }",
+                ));
+                return None;
+            }
+        };
+        let leaves = match body_templates(&json) {
+            Ok(leaves) => leaves,
+            Err(err) => {
+                self.push(Problem::new(arguments_span, format!("undo {err}"), "bad placeholder", PLACEHOLDER_HELP));
+                return None;
+            }
+        };
+        for leaf in &leaves {
+            if !self.path_params_known(leaf, &[], arguments_span.clone()) {
+                return None;
+            }
+        }
+        let path = Template::parse(&format!("/{}", target.path.replace('{', "{{").replace('}', "}}"))).ok()?;
+        Some(UndoSpec::Call(UndoCall {
+            tool: target.name.clone(),
+            method: "POST".to_owned(),
+            path,
+            query: None,
+            body: Some(json),
+        }))
     }
 
     fn template(&mut self, text: &Spanned<String>, params: &[String]) -> Option<Template> {

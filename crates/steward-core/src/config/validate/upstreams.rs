@@ -96,7 +96,7 @@ impl Validator<'_> {
         }
     }
 
-    fn auth(&mut self, raw: RawAuth) -> AuthInjection {
+    pub(super) fn auth(&mut self, raw: RawAuth) -> AuthInjection {
         let header = raw.header.get_ref();
         if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
             self.push(Problem::new(
@@ -132,6 +132,7 @@ impl Validator<'_> {
         &mut self,
         raw: Vec<RawTool>,
         upstreams: &BTreeMap<String, Option<UpstreamConfig>>,
+        mcp: &BTreeMap<String, McpServerConfig>,
     ) -> Vec<ToolConfig> {
         let mut first_seen: HashMap<String, usize> = HashMap::new();
         let mut out = Vec::with_capacity(raw.len());
@@ -163,35 +164,65 @@ impl Validator<'_> {
                     first_seen.insert(name.clone(), tool.name.span().start);
                 }
             }
-            if !upstreams.contains_key(tool.upstream.get_ref()) {
-                let defined: Vec<&str> = upstreams.keys().map(String::as_str).collect();
-                let help = if defined.is_empty() {
-                    format!(
-                        "no upstreams are defined; add [upstreams.{}] with base_url = \"https://...\"",
-                        tool.upstream.get_ref()
-                    )
-                } else {
-                    format!(
-                        "use one of the defined upstreams: {}; or add [upstreams.{}]",
-                        defined.join(", "),
-                        tool.upstream.get_ref()
-                    )
-                };
-                self.push(Problem::new(
-                    tool.upstream.span(),
-                    format!("upstream {:?} is not defined", tool.upstream.get_ref()),
-                    "unknown upstream",
-                    help,
-                ));
-            }
-            let (method, path) = match parse_rule(tool.rule.get_ref()) {
-                Ok(rule) => (rule.method, rule.path),
-                Err(err) => {
-                    self.push(Problem::new(tool.rule.span(), err.message, "invalid match", err.help));
-                    ("*".to_owned(), "/".to_owned())
+            let (door, upstream, method, path) = match (tool.upstream, tool.mcp) {
+                (Some(upstream), None) => {
+                    self.tool_upstream(&upstream, upstreams);
+                    let (method, path) = match parse_rule(tool.rule.get_ref()) {
+                        Ok(rule) => (rule.method, rule.path),
+                        Err(err) => {
+                            self.push(Problem::new(tool.rule.span(), err.message, "invalid match", err.help));
+                            ("*".to_owned(), "/".to_owned())
+                        }
+                    };
+                    (ToolDoor::Api, upstream.into_inner(), method, path)
+                }
+                (None, Some(server)) => {
+                    self.tool_mcp_server(&server, mcp);
+                    if let Err(message) = mcp::check_mcp_glob(tool.rule.get_ref()) {
+                        self.push(Problem::new(
+                            tool.rule.span(),
+                            message,
+                            "invalid match",
+                            "an MCP tool's match is the MCP tool name, or a glob of it: match = \"create_post\" \
+                             or match = \"calendar_*\"",
+                        ));
+                    }
+                    if let Some(retry) = &tool.retry
+                        && retry.get_ref() != "never"
+                    {
+                        self.push(Problem::new(
+                            retry.span(),
+                            format!("retry = {:?} on an MCP tool", retry.get_ref()),
+                            "never retried",
+                            "remove retry: steward never repeats an MCP tools/call on its own (a repeat could \
+                             act twice); the agent decides",
+                        ));
+                    }
+                    (ToolDoor::Mcp, server.into_inner(), "*".to_owned(), tool.rule.into_inner())
+                }
+                (Some(upstream), Some(server)) => {
+                    self.push(Problem::new(
+                        server.span(),
+                        format!("tool {name:?} names both an upstream and an MCP server"),
+                        "upstream or mcp",
+                        "keep upstream = \"NAME\" for an HTTP tool (match = \"METHOD /path\"), or mcp = \"NAME\" \
+                         for an MCP tool (match = \"tool_name\"), not both",
+                    ));
+                    (ToolDoor::Api, upstream.into_inner(), "*".to_owned(), "/".to_owned())
+                }
+                (None, None) => {
+                    self.push(Problem::new(
+                        tool.name.span(),
+                        format!("tool {name:?} names neither an upstream nor an MCP server"),
+                        "upstream or mcp",
+                        "add upstream = \"NAME\" (one of the [upstreams.*] names) for an HTTP tool, or \
+                         mcp = \"NAME\" (one of the [mcp.*] names) for an MCP tool",
+                    ));
+                    (ToolDoor::Api, String::new(), "*".to_owned(), "/".to_owned())
                 }
             };
-            // Fail closed: an unknown (`*`) method counts as side-effecting and not retryable.
+            // Fail closed: an unknown (`*`) method counts as side-effecting and
+            // not retryable; so does every MCP tool (its method is `*`).
             let safe_method = matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS");
             let idempotent_method = safe_method || matches!(method.as_str(), "PUT" | "DELETE");
             let side_effect = tool.side_effect.unwrap_or(!safe_method);
@@ -225,7 +256,8 @@ impl Validator<'_> {
             }
             out.push(ToolConfig {
                 name: tool.name.into_inner(),
-                upstream: tool.upstream.into_inner(),
+                door,
+                upstream,
                 method,
                 path,
                 side_effect,
@@ -241,6 +273,51 @@ impl Validator<'_> {
             out[index].undo = spec;
         }
         out
+    }
+
+    /// `upstream = "NAME"` of a tool names a defined upstream.
+    fn tool_upstream(&mut self, upstream: &Spanned<String>, upstreams: &BTreeMap<String, Option<UpstreamConfig>>) {
+        if upstreams.contains_key(upstream.get_ref()) {
+            return;
+        }
+        let defined: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+        let help = if defined.is_empty() {
+            format!("no upstreams are defined; add [upstreams.{}] with base_url = \"https://...\"", upstream.get_ref())
+        } else {
+            format!(
+                "use one of the defined upstreams: {}; or add [upstreams.{}]",
+                defined.join(", "),
+                upstream.get_ref()
+            )
+        };
+        self.push(Problem::new(
+            upstream.span(),
+            format!("upstream {:?} is not defined", upstream.get_ref()),
+            "unknown upstream",
+            help,
+        ));
+    }
+
+    /// `mcp = "NAME"` of a tool names a defined MCP server.
+    fn tool_mcp_server(&mut self, server: &Spanned<String>, mcp: &BTreeMap<String, McpServerConfig>) {
+        if mcp.contains_key(server.get_ref()) {
+            return;
+        }
+        let defined: Vec<&str> = mcp.keys().map(String::as_str).collect();
+        let help = if defined.is_empty() {
+            format!(
+                "no MCP servers are defined; add [mcp.{}] with command = [...] or url = \"https://...\"",
+                server.get_ref()
+            )
+        } else {
+            format!("use one of the defined MCP servers: {}; or add [mcp.{}]", defined.join(", "), server.get_ref())
+        };
+        self.push(Problem::new(
+            server.span(),
+            format!("MCP server {:?} is not defined", server.get_ref()),
+            "unknown MCP server",
+            help,
+        ));
     }
 
     pub(super) fn loop_breaker(&mut self, raw: RawLoopBreaker) -> LoopBreakerConfig {

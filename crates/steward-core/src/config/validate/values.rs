@@ -21,6 +21,28 @@ impl Validator<'_> {
         }
     }
 
+    /// One `env` entry (`[agent] env`, `[mcp.*] env`): a valid variable
+    /// name (`example` shows one in the fix) and a value without NUL.
+    pub(super) fn env_entry(&mut self, name: &Spanned<String>, value: &Spanned<String>, example: &str) {
+        let text = name.get_ref();
+        if !crate::config::rule::is_identifier(text) {
+            self.push(Problem::new(
+                name.span(),
+                format!("{text:?} is not a valid environment variable name"),
+                "invalid variable name",
+                format!("use letters, digits and _, not starting with a digit, like {example}"),
+            ));
+        }
+        if value.get_ref().contains('\0') {
+            self.push(Problem::new(
+                value.span(),
+                format!("the value of {text} contains a NUL character"),
+                "NUL",
+                "remove the \\0 character; an environment value cannot contain it",
+            ));
+        }
+    }
+
     /// One of a fixed set of words.
     pub(super) fn choice<T: Copy>(
         &mut self,

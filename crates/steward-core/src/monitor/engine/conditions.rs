@@ -45,7 +45,37 @@ impl Engine {
         self.credential_expiry(now, &mut active);
         self.backups(now_ms, &mut active).await;
         self.undo_failed(&mut active).await;
+        self.mcp_tool_changed(&mut active).await;
         active
+    }
+
+    /// `mcp_tool_changed`: a pinned MCP tool's definition changed and is not
+    /// trusted yet (the pins in `kv`, see `crate::mcp::pins`).
+    async fn mcp_tool_changed(&mut self, active: &mut Active) {
+        let changed = match crate::store::pins::changed(&self.store).await {
+            Ok(changed) => changed,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the MCP tool pins for the mcp_tool_changed alert");
+                return;
+            }
+        };
+        let Some(first) = changed.first() else { return };
+        let names: Vec<String> = changed.iter().map(|(server, tool, _)| format!("{server}/{tool}")).collect();
+        active.insert(
+            rules::MCP_TOOL_CHANGED.into(),
+            Finding::new(
+                Severity::Critical,
+                "An MCP server changed a tool's definition: the tool is refused",
+                format!(
+                    "The definition (description or input schema) of {} changed since steward pinned it; a changed \
+                     description can carry instructions for the agent. steward refuses and hides the tool. Review \
+                     it with `steward mcp list`, then run `steward mcp trust {}` to accept it.",
+                    names.join(", "),
+                    first.0
+                ),
+            )
+            .since(first.2),
+        );
     }
 
     fn redact(&self, text: &str) -> String {
