@@ -129,6 +129,24 @@ async fn wait_for(client: &Client, css: &str) -> fantoccini::elements::Element {
     }
 }
 
+/// Clicks the element `css` names, found afresh on each try: the live feed
+/// may replace a row between finding and clicking it (a stale element), so
+/// a failed click is tried again until [`STEP`] has passed.
+async fn click(client: &Client, css: &str) {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let element = wait_for(client, css).await;
+        match element.click().await {
+            Ok(()) => return,
+            Err(err) if Instant::now() < deadline => {
+                eprintln!("clicking {css} again: {err}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("clicking {css}: {err}"),
+        }
+    }
+}
+
 /// Opens `path` and waits for its `<h1>`.
 async fn open(client: &Client, base: &str, path: &str) {
     client.goto(&format!("{base}{path}")).await.unwrap();
@@ -283,8 +301,19 @@ async fn the_dashboard_in_a_real_browser() {
     let status_id = posted["id"].as_str().unwrap().to_owned();
     open(&client, &base, "/feed").await;
     let row = format!("#call-{post_call}");
-    wait_for(&client, &format!("{row} summary")).await.click().await.unwrap();
-    wait_for(&client, &format!("#undo-{post_call}")).await.click().await.unwrap();
+    // Open the row, then Undo; again from the top if the feed replaced the
+    // row in between (its details closed again).
+    let deadline = Instant::now() + STEP;
+    loop {
+        click(&client, &format!("{row} summary")).await;
+        let undo = wait_for(&client, &format!("#undo-{post_call}")).await;
+        match undo.click().await {
+            Ok(()) => break,
+            Err(err) if Instant::now() < deadline => eprintln!("clicking Undo again: {err}"),
+            Err(err) => panic!("clicking Undo: {err}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     wait_for(&client, "#feed").await;
     let gone = reqwest::get(format!("{}/api/v1/statuses/{status_id}", env.mock.base_url())).await.unwrap();
     assert_eq!(gone.status(), 404, "the post is deleted at the upstream");
