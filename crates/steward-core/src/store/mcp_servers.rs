@@ -33,6 +33,18 @@ impl ServerRecord {
     }
 }
 
+/// What to show for a server whose last record is `record`: the record
+/// while a daemon runs (`idle` before the first one), else `stopped`
+/// (shutdown records it so) unless the daemon died with the server
+/// crash-looped, which stays `fatal`: it is still why the server is down.
+pub fn as_seen(record: Option<&ServerRecord>, daemon_running: bool) -> (String, Option<String>) {
+    match record {
+        Some(r) if daemon_running || r.state == "fatal" => (r.state.clone(), r.reason.clone()),
+        _ if daemon_running => ("idle".to_owned(), None),
+        _ => ("stopped".to_owned(), None),
+    }
+}
+
 /// Records `server`'s state.
 pub async fn publish(store: &Store, server: &str, record: &ServerRecord) -> Result<(), StoreError> {
     let value = serde_json::to_string(record).unwrap_or_default();

@@ -105,13 +105,7 @@ fn list(config_path: &Path, args: &ListArgs) -> Result<ExitCode, CliError> {
                 .filter(|(s, _, _)| s == name)
                 .map(|(_, tool, pin)| json!({ "tool": tool, "changed": pin.changed(), "pinned": &pin.pinned[..12], "seen": &pin.seen[..12], "description": pin.description }))
                 .collect();
-            // The daemon's record, or `stopped` when none runs (a crash
-            // loop stays `fatal`: it is still why the server is down).
-            let (state, reason) = match states.get(name) {
-                Some(r) if daemon_running || r.state == "fatal" => (r.state.clone(), r.reason.clone()),
-                _ if daemon_running => ("idle".to_owned(), None),
-                _ => ("stopped".to_owned(), None),
-            };
+            let (state, reason) = steward_core::store::mcp_servers::as_seen(states.get(name), daemon_running);
             json!({ "name": name, "transport": transport, "state": state, "reason": reason, "tools": tools, "pins": pinned })
         })
         .collect();

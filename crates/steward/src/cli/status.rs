@@ -184,12 +184,8 @@ async fn mcp_servers(store: &Store, config: &Config, daemon_running: bool) -> an
         .iter()
         .map(|(name, server)| {
             let record = records.get(name);
-            let (state, reason, since_ms) = match record {
-                Some(r) if daemon_running => (r.state.clone(), r.reason.clone(), Some(r.since_ms)),
-                Some(r) if r.state == "fatal" => (r.state.clone(), r.reason.clone(), Some(r.since_ms)),
-                _ if daemon_running => ("idle".to_owned(), None, None),
-                _ => ("stopped".to_owned(), None, None),
-            };
+            let (state, reason) = mcp_servers::as_seen(record, daemon_running);
+            let since_ms = record.filter(|r| r.state == state).map(|r| r.since_ms);
             let changed: Vec<&str> =
                 changed.iter().filter(|(s, _, _)| s == name).map(|(_, tool, _)| tool.as_str()).collect();
             serde_json::json!({
