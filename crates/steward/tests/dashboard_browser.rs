@@ -132,6 +132,7 @@ async fn wait_for(client: &Client, css: &str) -> fantoccini::elements::Element {
 /// Clicks the element `css` names, found afresh on each try: the live feed
 /// may replace a row between finding and clicking it (a stale element), so
 /// a failed click is tried again until [`STEP`] has passed.
+#[expect(clippy::panic, reason = "a test helper fails its test by panicking, saying what went wrong")]
 async fn click(client: &Client, css: &str) {
     let deadline = Instant::now() + STEP;
     loop {
