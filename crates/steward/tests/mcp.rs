@@ -99,9 +99,15 @@ async fn client(env: &Env, python: &Path, steps: Value) -> Value {
 }
 
 async fn client_with(env: &Env, python: &Path, steps: Value, vars: &[(&str, String)]) -> Value {
+    run_client("mcp_client.py", env, python, steps, vars).await
+}
+
+/// Runs the client script `script` of tests/sdk (the 1.x or the 2.x SDK's)
+/// with `steps` against `/mcp/posts` (or what `vars` say) and returns its report.
+async fn run_client(script: &str, env: &Env, python: &Path, steps: Value, vars: &[(&str, String)]) -> Value {
     let mut command = std::process::Command::new(python);
     command
-        .arg(sdk_dir().join("mcp_client.py"))
+        .arg(sdk_dir().join(script))
         .arg(steps.to_string())
         .env("MCP_URL", env.url("/mcp/posts"))
         .env("MCP_TOKEN", &env.token);
@@ -111,7 +117,7 @@ async fn client_with(env: &Env, python: &Path, steps: Value, vars: &[(&str, Stri
     let out = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();
     assert!(
         out.status.success(),
-        "mcp_client.py failed: {}\n--- daemon log ---\n{}",
+        "{script} failed: {}\n--- daemon log ---\n{}",
         String::from_utf8_lossy(&out.stderr),
         env.daemon_log()
     );
@@ -732,25 +738,7 @@ fn mcp2_python() -> Option<PathBuf> {
 
 /// Runs the 2.x SDK client (tests/sdk/mcp2_client.py) with `steps` and returns its report.
 async fn client2(env: &Env, python: &Path, steps: Value, vars: &[(&str, String)]) -> Value {
-    let mut command = std::process::Command::new(python);
-    command
-        .arg(sdk_dir().join("mcp2_client.py"))
-        .arg(steps.to_string())
-        .env("MCP_URL", env.url("/mcp/posts"))
-        .env("MCP_TOKEN", &env.token);
-    for (name, value) in vars {
-        command.env(name, value);
-    }
-    let out = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();
-    assert!(
-        out.status.success(),
-        "mcp2_client.py failed: {}\n--- daemon log ---\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        env.daemon_log()
-    );
-    let parsed = serde_json::from_slice(&out.stdout);
-    assert!(parsed.is_ok(), "not a report: {}", String::from_utf8_lossy(&out.stdout));
-    parsed.unwrap()
+    run_client("mcp2_client.py", env, python, steps, vars).await
 }
 
 /// `POSTS_TOOLS` and `ask` (the server asks the client for a sampling completion).
