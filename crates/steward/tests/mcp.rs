@@ -34,18 +34,26 @@ fn sdk_dir() -> PathBuf {
 fn mcp_python() -> Option<PathBuf> {
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
     let python = if venv.exists() { venv } else { PathBuf::from("python3") };
-    let ok = std::process::Command::new(&python)
-        .args(["-c", "import mcp.server.fastmcp, mcp.client.streamable_http"])
-        .output()
-        .is_ok_and(|o| o.status.success());
+    python_with(
+        python,
+        "import mcp.server.fastmcp, mcp.client.streamable_http",
+        "the Python `mcp` SDK is not importable (run .ci/run)",
+        "the official Python `mcp` SDK is not installed (run .ci/run to create .venv)",
+    )
+}
+
+/// `python` when `probe` runs there; else `None` with a loud NOT RUN
+/// (`missing`), or a failure (`required`) when CI requires the SDKs.
+fn python_with(python: PathBuf, probe: &str, required: &str, missing: &str) -> Option<PathBuf> {
+    let ok = std::process::Command::new(&python).args(["-c", probe]).output().is_ok_and(|o| o.status.success());
     if ok {
         return Some(python);
     }
     assert!(
         std::env::var_os("STEWARD_REQUIRE_SDKS").is_none() && std::env::var_os("STEWARD_REQUIRE_MCP").is_none(),
-        "STEWARD_REQUIRE_SDKS/STEWARD_REQUIRE_MCP is set but the Python `mcp` SDK is not importable (run .ci/run)"
+        "STEWARD_REQUIRE_SDKS/STEWARD_REQUIRE_MCP is set but {required}"
     );
-    eprintln!("!!! NOT RUN: the official Python `mcp` SDK is not installed (run .ci/run to create .venv) !!!");
+    eprintln!("!!! NOT RUN: {missing} !!!");
     None
 }
 
@@ -720,20 +728,12 @@ fn env_doctor_json(env: &Env) -> String {
 /// when it is missing, unless CI requires it (`STEWARD_REQUIRE_SDKS` or
 /// `STEWARD_REQUIRE_MCP`).
 fn mcp2_python() -> Option<PathBuf> {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv-mcp2/bin/python");
-    let ok = std::process::Command::new(&python)
-        .args(["-c", "import mcp, mcp_types.version as v; from mcp import Client; assert '2026-07-28' in v.MODERN_PROTOCOL_VERSIONS"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        return Some(python);
-    }
-    assert!(
-        std::env::var_os("STEWARD_REQUIRE_SDKS").is_none() && std::env::var_os("STEWARD_REQUIRE_MCP").is_none(),
-        "STEWARD_REQUIRE_SDKS/STEWARD_REQUIRE_MCP is set but .venv-mcp2 has no `mcp` 2.x SDK (run .ci/run)"
-    );
-    eprintln!("!!! NOT RUN: the official Python `mcp` 2.x SDK is not installed in .venv-mcp2 (run .ci/run) !!!");
-    None
+    python_with(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv-mcp2/bin/python"),
+        "import mcp, mcp_types.version as v; from mcp import Client; assert '2026-07-28' in v.MODERN_PROTOCOL_VERSIONS",
+        ".venv-mcp2 has no `mcp` 2.x SDK (run .ci/run)",
+        "the official Python `mcp` 2.x SDK is not installed in .venv-mcp2 (run .ci/run)",
+    )
 }
 
 /// Runs the 2.x SDK client (tests/sdk/mcp2_client.py) with `steps` and returns its report.
