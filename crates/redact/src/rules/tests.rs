@@ -13,6 +13,15 @@ fn table_has_at_least_100_rules_with_unique_ids() {
     assert_eq!(RedactorBuilder::new().build().rule_count(), rules.len());
 }
 
+/// Rules compile on their first keyword hit; every built-in one must
+/// compile (with the email rule and a known secret in the same engine).
+#[test]
+fn every_rule_compiles() {
+    let redactor = RedactorBuilder::new().secret("canary", "canary-0123456789").build();
+    let engine = redactor.engine.as_ref().map(|e| e.compile_all());
+    assert!(matches!(engine, Some(Ok(()))), "{engine:?}");
+}
+
 #[test]
 fn every_rule_has_keywords_that_occur_in_its_example() {
     for rule in all() {
