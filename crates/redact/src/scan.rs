@@ -126,6 +126,30 @@ impl CompiledRule {
     }
 }
 
+/// A part of the engine built on its first use by `build`. `Err` holds why
+/// it could not be built (a bug in a built-in table); callers then fail
+/// closed.
+struct Lazy<T> {
+    cell: OnceLock<Result<T, String>>,
+    build: Box<dyn Fn() -> Result<T, BuildError> + Send + Sync>,
+}
+
+impl<T> Lazy<T> {
+    fn new(build: impl Fn() -> Result<T, BuildError> + Send + Sync + 'static) -> Self {
+        Self { cell: OnceLock::new(), build: Box::new(build) }
+    }
+
+    fn get(&self) -> Result<&T, &str> {
+        self.cell.get_or_init(|| (self.build)().map_err(|e| e.to_string())).as_ref().map_err(String::as_str)
+    }
+}
+
+impl<T> std::fmt::Debug for Lazy<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lazy").field("built", &self.cell.get().is_some()).finish()
+    }
+}
+
 /// What a trigger-pattern id stands for.
 #[derive(Debug, Clone, Copy)]
 enum Trigger {
@@ -205,16 +229,18 @@ pub(crate) struct Engine {
     /// The enabled PII shapes alone, with their pattern ids, for anchored
     /// checks where a literal won the trigger scan at a byte where a PII
     /// match could also start (the IBAN `SK31...` and Twilio's `SK`).
-    pii_only: Option<(Regex, Vec<PiiPattern>)>,
+    /// Compiled on first use (see [`CompiledRule`] for why).
+    pii_only: Option<Lazy<(Regex, Vec<PiiPattern>)>>,
     /// Per literal trigger: every literal that can start where it matched
     /// (itself included). The scan reports one pattern per position; the
     /// others starting there are read from here and compared directly.
     literals: Vec<Vec<PrefixLiteral>>,
     /// Case-insensitive keywords, for rescanning spans that a PII match
     /// skipped.
-    keywords_ci: Option<KeywordSet>,
+    /// Compiled on first use: only spans a PII match skipped need it.
+    keywords_ci: Option<Lazy<KeywordSet>>,
     /// Case-sensitive keywords (`SK`, `AC`, `:AA`), likewise.
-    keywords_cs: Option<KeywordSet>,
+    keywords_cs: Option<Lazy<KeywordSet>>,
     /// Longest keyword: how far past a skipped span a rescan must read.
     max_keyword_len: usize,
     /// Every known-secret form, for rescanning skipped spans.
@@ -447,15 +473,16 @@ impl Engine {
             None
         } else {
             let list: Vec<String> = pii.iter().map(|p| ascii_boundaries(p.regex())).collect();
-            Some((compile(&list)?, pii.to_vec()))
+            let pii = pii.to_vec();
+            Some(Lazy::new(move || Ok((compile(&list)?, pii.clone()))))
         };
         // A compile error for the trigger could quote a known secret, so
         // it is reported without detail when secrets are involved.
         let trigger = compile_unfiltered(&patterns).map_err(|e| if known_forms.is_empty() { e } else { BuildError::TooLarge })?;
 
         let max_keyword_len = kws.iter().map(|k| k.len()).max().unwrap_or(0);
-        let keywords_ci = keyword_set(ci, true)?;
-        let keywords_cs = keyword_set(cs, false)?;
+        let keywords_ci = (!ci.is_empty()).then(|| Lazy::new(move || keyword_set(&ci, true)));
+        let keywords_cs = (!cs.is_empty()).then(|| Lazy::new(move || keyword_set(&cs, false)));
         let max_known_len = known_forms.iter().map(String::len).max().unwrap_or(0);
         let known = if known_forms.is_empty() {
             None
@@ -487,9 +514,17 @@ impl Engine {
     /// Compiles every rule now, reporting the first that fails: tests and
     /// `steward doctor`'s self-check see a broken built-in rule at once
     /// instead of on its first keyword hit.
+    #[cfg(test)]
     pub(crate) fn compile_all(&self) -> Result<(), BuildError> {
         for rule in &self.rules {
             rule.regexes().map_err(|detail| BuildError::Rule { id: rule.id, detail: detail.to_owned() })?;
+        }
+        let failed = |detail: &str| BuildError::Automaton { detail: detail.to_owned() };
+        if let Some(pii) = &self.pii_only {
+            pii.get().map_err(failed)?;
+        }
+        for set in [&self.keywords_ci, &self.keywords_cs].into_iter().flatten() {
+            set.get().map_err(failed)?;
         }
         Ok(())
     }
@@ -584,7 +619,12 @@ impl Engine {
 
     /// A validated PII match starting exactly at `s`, if any.
     fn pii_at(&self, text: &str, s: usize, out: &mut Vec<Candidate>) {
-        let Some((regex, patterns)) = &self.pii_only else {
+        let Some(pii_only) = &self.pii_only else {
+            return;
+        };
+        let Ok((regex, patterns)) = pii_only.get() else {
+            // Fail closed: the rest of the text is withheld.
+            out.push(Candidate { range: s..text.len(), kind: crate::FAILED_KIND, category: Category::Pii, priority: 0 });
             return;
         };
         let input = Input::new(text).span(s..text.len()).anchored(Anchored::Yes);
@@ -612,6 +652,11 @@ impl Engine {
         let len = text.len();
         let kw_end = (span.end + self.max_keyword_len).min(len);
         for set in [&self.keywords_ci, &self.keywords_cs].into_iter().flatten() {
+            let Ok(set) = set.get() else {
+                // Fail closed: the span is withheld as if it were a secret.
+                known.push(span.start..kw_end);
+                continue;
+            };
             let input = aho_corasick::Input::new(text).span(span.start..kw_end);
             for m in set.ac.find_overlapping_iter(input) {
                 if m.start() >= span.end {
@@ -768,16 +813,13 @@ impl Engine {
 
 /// Builds one overlapping keyword automaton. A DFA: it is searched many
 /// times over short spans, where its start-up cost matters most.
-fn keyword_set(list: Vec<(String, Vec<usize>)>, insensitive: bool) -> Result<Option<KeywordSet>, BuildError> {
-    if list.is_empty() {
-        return Ok(None);
-    }
-    let (words, rules): (Vec<String>, Vec<Vec<usize>>) = list.into_iter().unzip();
+fn keyword_set(list: &[(String, Vec<usize>)], insensitive: bool) -> Result<KeywordSet, BuildError> {
+    let (words, rules): (Vec<String>, Vec<Vec<usize>>) = list.iter().cloned().unzip();
     let ac = AhoCorasick::builder()
         .ascii_case_insensitive(insensitive)
         .match_kind(MatchKind::Standard)
         .kind(Some(AhoCorasickKind::DFA))
         .build(&words)
         .map_err(|e| BuildError::Automaton { detail: e.to_string() })?;
-    Ok(Some(KeywordSet { ac, rules }))
+    Ok(KeywordSet { ac, rules })
 }

@@ -181,7 +181,7 @@ impl HttpServer {
         };
         // No read timeout here: an SSE stream may be quiet for long; every
         // request is bounded by request_timeout instead.
-        let client = reqwest::Client::builder()
+        let client = crate::outbound::client_builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("steward/", env!("CARGO_PKG_VERSION")))

@@ -109,7 +109,7 @@ impl Forwarder {
     ) -> Result<Self, ForwardError> {
         let mut map = HashMap::new();
         for (name, upstream) in upstreams {
-            let client = reqwest::Client::builder()
+            let client = crate::outbound::client_builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(upstream.connect_timeout)
                 .read_timeout(upstream.read_timeout)

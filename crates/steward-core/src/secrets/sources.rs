@@ -185,7 +185,7 @@ async fn read_vault(
         return Err(missing("VAULT_TOKEN"));
     }
     let failed = |detail: String| SecretsError::Vault { credential: name.into(), reference: reference.clone(), detail };
-    let client = reqwest::Client::builder()
+    let client = crate::outbound::client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(VAULT_TIMEOUT)
         .build()

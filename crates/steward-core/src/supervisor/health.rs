@@ -21,7 +21,7 @@ pub struct HealthCheck {
 impl HealthCheck {
     /// A client that follows no redirect and gives up after `timeout`.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, SupervisorError> {
-        let client = reqwest::Client::builder()
+        let client = crate::outbound::client_builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(timeout)
             .timeout(timeout)

@@ -230,7 +230,7 @@ struct Bridge {
 
 impl Bridge {
     fn new(endpoint: String, token: String) -> anyhow::Result<Arc<Self>> {
-        let client = reqwest::Client::builder()
+        let client = steward_core::outbound::client_builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(std::time::Duration::from_secs(5))
             .build()
