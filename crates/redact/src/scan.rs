@@ -478,7 +478,8 @@ impl Engine {
         };
         // A compile error for the trigger could quote a known secret, so
         // it is reported without detail when secrets are involved.
-        let trigger = compile_unfiltered(&patterns).map_err(|e| if known_forms.is_empty() { e } else { BuildError::TooLarge })?;
+        let trigger =
+            compile_unfiltered(&patterns).map_err(|e| if known_forms.is_empty() { e } else { BuildError::TooLarge })?;
 
         let max_keyword_len = kws.iter().map(|k| k.len()).max().unwrap_or(0);
         let keywords_ci = (!ci.is_empty()).then(|| Lazy::new(move || keyword_set(&ci, true)));
@@ -624,7 +625,12 @@ impl Engine {
         };
         let Ok((regex, patterns)) = pii_only.get() else {
             // Fail closed: the rest of the text is withheld.
-            out.push(Candidate { range: s..text.len(), kind: crate::FAILED_KIND, category: Category::Pii, priority: 0 });
+            out.push(Candidate {
+                range: s..text.len(),
+                kind: crate::FAILED_KIND,
+                category: Category::Pii,
+                priority: 0,
+            });
             return;
         };
         let input = Input::new(text).span(s..text.len()).anchored(Anchored::Yes);
@@ -754,7 +760,12 @@ impl Engine {
         let len = text.len();
         let Ok(RuleRegexes { regex, has_secret_group, value_regex }) = rule.regexes() else {
             // Fail closed: a rule that cannot run withholds its window.
-            out.push(Candidate { range: window.clone(), kind: crate::FAILED_KIND, category: rule.category, priority: rule_idx });
+            out.push(Candidate {
+                range: window.clone(),
+                kind: crate::FAILED_KIND,
+                category: rule.category,
+                priority: rule_idx,
+            });
             return window.end;
         };
         let mut caps: Option<Captures> = None;

@@ -7,7 +7,8 @@
 //! `BENCH_SECS` (default 5) sets each phase's length; the steady phases run
 //! `BENCH_ROUNDS` (default 3) alternating rounds per target, pooled;
 //! `BENCH_ONLY=steady` runs only the steady phases (to compare quickly or
-//! profile them).
+//! profile them); `BENCH_ONLY=lowrate` only the low-rate rows (a quiet
+//! agent's pace: 5 clients, each one call every 100 ms, as `hey -q 10 -c 5`).
 //! The load generator shares the machine with steward and the mock, so max-RPS
 //! figures are a floor for what steward does with a separate client.
 
@@ -118,6 +119,18 @@ max_identical = 0
         return;
     }
 
+    // A quiet agent's pace: 5 clients, 10 calls/s each. Twice the phase
+    // (at least 10 s, 500 calls per target) so the p99 rests on several
+    // samples; the targets alternate in rounds, as in the steady phase.
+    let low_length = (phase * 2).max(Duration::from_secs(10));
+    let [dlow, slow]: [Latencies; 2] =
+        paced_rounds(&[&direct, &through], low_length).await.try_into().ok().expect("one result per target");
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("lowrate") {
+        low_rate_rows(&dlow, &slow);
+        daemon.shutdown().await;
+        mock.shutdown().await;
+        return;
+    }
     let d1k = fixed_rate(&direct, 1000, phase).await;
     let s1k = fixed_rate(&through, 1000, phase).await;
     let dmax = max_rps(&direct, 64, phase).await;
@@ -130,8 +143,7 @@ max_identical = 0
         .ok()
         .expect("one result per target");
 
-    println!("| measurement | direct to mock | through steward | added by steward |");
-    println!("| --- | --- | --- | --- |");
+    low_rate_rows(&dlow, &slow);
     println!(
         "| p50 latency at 1k RPS | {:.3} ms | {:.3} ms | {:.3} ms |",
         d1k.p(50.0),
@@ -209,6 +221,82 @@ max_identical = 0
     );
     daemon.shutdown().await;
     mock.shutdown().await;
+}
+
+/// The table's head and its first rows: latency at a quiet agent's pace.
+fn low_rate_rows(direct: &Latencies, through: &Latencies) {
+    println!("| measurement | direct to mock | through steward | added by steward |");
+    println!("| --- | --- | --- | --- |");
+    for (pct, label) in [(50.0, "p50"), (99.0, "p99")] {
+        println!(
+            "| {label} latency at 50 req/s (5 clients x 10/s) | {:.3} ms | {:.3} ms | {:.3} ms |",
+            direct.p(pct),
+            through.p(pct),
+            through.p(pct) - direct.p(pct)
+        );
+    }
+    println!(
+        "| requests completed at 50 req/s | {} ({} errors) | {} ({} errors) | |",
+        direct.lat.len(),
+        direct.errors,
+        through.lat.len(),
+        through.errors
+    );
+}
+
+/// [`paced`] for each target in turn, in [`STEADY_ROUNDS`] rounds of
+/// `length / rounds`, pooled per target.
+async fn paced_rounds(targets: &[&Target], length: Duration) -> Vec<Latencies> {
+    let rounds = u32::try_from(STEADY_ROUNDS).unwrap_or(1);
+    let mut pooled: Vec<Latencies> = targets.iter().map(|_| Latencies { lat: Vec::new(), errors: 0 }).collect();
+    for _ in 0..rounds {
+        for (target, sum) in targets.iter().zip(pooled.iter_mut()) {
+            let round = paced(target, 5, 10, length / rounds).await;
+            sum.lat.extend(round.lat);
+            sum.errors += round.errors;
+        }
+    }
+    for sum in &mut pooled {
+        sum.lat.sort_by(|a, b| a.total_cmp(b));
+    }
+    pooled
+}
+
+/// Closed loop at a fixed pace: `clients` loops, each sending one request
+/// every 1/`per_client_rps` s (or as soon as the previous answer is in, if
+/// that is later), as `hey -q per_client_rps -c clients` does.
+async fn paced(target: &Target, clients: u64, per_client_rps: u64, length: Duration) -> Latencies {
+    let end = Instant::now() + length;
+    let mut handles = Vec::new();
+    for i in 0..clients {
+        let target = target.clone();
+        handles.push(tokio::spawn(async move {
+            let every = Duration::from_nanos(1_000_000_000 / per_client_rps);
+            // Spread the clients over the period instead of in step.
+            tokio::time::sleep(every / u32::try_from(clients).unwrap_or(1) * u32::try_from(i).unwrap_or(0)).await;
+            let mut interval = tokio::time::interval(every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let (mut lat, mut errors) = (Vec::new(), 0);
+            while Instant::now() < end {
+                interval.tick().await;
+                let start = Instant::now();
+                if target.hit().await {
+                    lat.push(start.elapsed().as_secs_f64() * 1000.0);
+                } else {
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let (mut lat, mut errors) = (Vec::new(), 0);
+    for handle in handles {
+        let (l, e) = handle.await.unwrap_or_default();
+        lat.extend(l);
+        errors += e;
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    Latencies { lat, errors }
 }
 
 #[derive(Clone)]

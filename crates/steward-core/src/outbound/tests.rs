@@ -11,10 +11,8 @@ use super::client_builder;
 /// connection. Returns its port and the ALPN protocol each handshake chose.
 async fn tls_server() -> (u16, tokio::sync::mpsc::UnboundedReceiver<Option<Vec<u8>>>) {
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../steward/tests/fixtures");
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(fixtures.join("dashboard-test.crt"))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(fixtures.join("dashboard-test.crt")).unwrap().collect::<Result<_, _>>().unwrap();
     let key = PrivateKeyDer::from_pem_file(fixtures.join("dashboard-test.key")).unwrap();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
