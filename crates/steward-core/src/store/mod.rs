@@ -23,7 +23,9 @@
 //!   batches serialize on the lock (`busy_timeout` 5 s) and stay exact.
 //! - Reads use a separate read-only connection behind a mutex, on
 //!   `spawn_blocking`. WAL lets them run while the writer commits, and they see
-//!   every committed write, including another process's.
+//!   every committed write, including another process's. The kill switch,
+//!   which every agent call reads first, has a read connection of its own,
+//!   used on the caller's thread (see [`Store::kill_state`]).
 //! - Time is never read here: every call passes `now_ms` (unix epoch
 //!   milliseconds), so tests inject time.
 //! - Before every batch and every read the store checks that the database path
@@ -463,6 +465,9 @@ struct Inner {
     _checkpointer: Option<checkpoint::Checkpointer>,
     path: PathBuf,
     reader: Mutex<schema::Opened>,
+    /// The kill switch's own read connection, used on the caller's thread
+    /// (see [`Store::kill_state`]).
+    gate: Mutex<schema::Opened>,
     /// Every write's free text passes it before it is queued.
     redactor: SharedRedactor,
     counters: Arc<WriterCounters>,
@@ -494,7 +499,8 @@ impl Store {
     /// value written through this handle passes `redactor` first.
     pub fn open(path: &Path, redactor: SharedRedactor) -> Result<Store, StoreError> {
         let mut writer = schema::open_writer(path, schema::MIGRATIONS)?;
-        let reader = schema::open_reader(path)?;
+        let reader = schema::open_reader(path, BUSY_TIMEOUT)?;
+        let gate = schema::open_reader(path, std::time::Duration::ZERO)?;
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let checkpoints = Arc::new(checkpoint::Counters::default());
         let checkpointer = checkpoint::spawn(path, &mut writer.conn, &tx, &checkpoints);
@@ -507,6 +513,7 @@ impl Store {
                 _checkpointer: checkpointer,
                 path: path.to_path_buf(),
                 reader: Mutex::new(reader),
+                gate: Mutex::new(gate),
                 redactor,
                 counters,
                 checkpoints,
@@ -599,8 +606,40 @@ impl Store {
     }
 
     /// The kill switch as committed right now (any process's write included).
+    ///
+    /// Every agent call reads it first, so it is read on the caller's thread
+    /// through a connection of its own: one row of a WAL database, a stat and
+    /// a few reads from the page cache (microseconds), where a hop to the
+    /// blocking pool and back cost a wake-up of two idle threads per call.
+    /// That connection never waits: when another caller holds it, or SQLite
+    /// reports a lock (a checkpoint restarting the WAL), the read goes the
+    /// usual way, through the shared read connection on `spawn_blocking`.
+    /// Either way it sees every committed write, another process's too.
     pub async fn kill_state(&self) -> Result<KillState, StoreError> {
+        if let Some(state) = self.kill_state_inline() {
+            return state;
+        }
         self.read(queries::kill_state).await
+    }
+
+    /// [`Store::kill_state`] through the gate's connection; `None` when that
+    /// connection is taken or the database is locked.
+    fn kill_state_inline(&self) -> Option<Result<KillState, StoreError>> {
+        let gate = self.inner.gate.try_lock().ok()?;
+        if let Err(gone) = gate.check_same_file() {
+            return Some(Err(gone));
+        }
+        match queries::read_kill_state(&gate.conn) {
+            Err(rusqlite::Error::SqliteFailure(f, _))
+                if matches!(
+                    f.code,
+                    rusqlite::ffi::ErrorCode::DatabaseBusy | rusqlite::ffi::ErrorCode::DatabaseLocked
+                ) =>
+            {
+                None
+            }
+            read => Some(read.map_err(queries::kill_state_error)),
+        }
     }
 
     /// Journal rows matching `q`, newest first.

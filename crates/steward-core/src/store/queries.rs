@@ -9,21 +9,30 @@ use crate::decision::Decision;
 
 /// The kill switch row.
 pub(super) fn kill_state(conn: &Connection) -> Result<KillState, StoreError> {
-    conn.prepare_cached("SELECT engaged, reason, source, changed_ms FROM kill_switch WHERE id = 1")
-        .and_then(|mut s| {
-            s.query_row([], |row| {
-                Ok(KillState {
-                    engaged: row.get::<_, i64>(0)? != 0,
-                    reason: row.get(1)?,
-                    source: row.get(2)?,
-                    changed_ms: row.get(3)?,
-                })
+    read_kill_state(conn).map_err(kill_state_error)
+}
+
+/// The kill switch row, with SQLite's own error (the gate tells a lock from
+/// a failure).
+pub(super) fn read_kill_state(conn: &Connection) -> rusqlite::Result<KillState> {
+    conn.prepare_cached("SELECT engaged, reason, source, changed_ms FROM kill_switch WHERE id = 1").and_then(|mut s| {
+        s.query_row([], |row| {
+            Ok(KillState {
+                engaged: row.get::<_, i64>(0)? != 0,
+                reason: row.get(1)?,
+                source: row.get(2)?,
+                changed_ms: row.get(3)?,
             })
         })
-        .map_err(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => StoreError::Corrupt("the kill switch row is missing".into()),
-            e => sql_error("reading the kill switch", e),
-        })
+    })
+}
+
+/// What a failed read of the kill switch means.
+pub(super) fn kill_state_error(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::QueryReturnedNoRows => StoreError::Corrupt("the kill switch row is missing".into()),
+        e => sql_error("reading the kill switch", e),
+    }
 }
 
 /// Rows for `steward last`, newest first.

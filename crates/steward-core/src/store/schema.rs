@@ -173,11 +173,12 @@ pub(super) fn open_writer(path: &Path, migrations: &[&str]) -> Result<Opened, St
     Ok(Opened { conn, path: path.to_path_buf(), id })
 }
 
-/// Opens the read-only connection used by queries.
-pub(super) fn open_reader(path: &Path) -> Result<Opened, StoreError> {
+/// Opens a read-only connection: the queries' (waiting up to `busy_timeout`
+/// for a lock) or the gate's (not waiting: see [`super::Store::kill_state`]).
+pub(super) fn open_reader(path: &Path, busy_timeout: std::time::Duration) -> Result<Opened, StoreError> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(|e| sql_error(&format!("opening {} for reading", path.display()), e))?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| sql_error("setting busy_timeout", e))?;
+    conn.busy_timeout(busy_timeout).map_err(|e| sql_error("setting busy_timeout", e))?;
     let id = file_id(path).map_err(|e| StoreError::Unavailable(format!("cannot stat {}: {e}", path.display())))?;
     Ok(Opened { conn, path: path.to_path_buf(), id })
 }

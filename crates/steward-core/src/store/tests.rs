@@ -438,6 +438,24 @@ async fn a_second_store_sees_the_kill_switch_at_once() {
     assert_eq!(cli.last(LastQuery::default()).await.unwrap().len(), 2);
 }
 
+/// The kill switch is read on the caller's thread through the gate's own
+/// connection; when another caller holds that connection, the read takes
+/// the shared one instead of waiting or failing the call. (A WAL reader that
+/// SQLite reports busy falls back the same way; no test here makes SQLite
+/// refuse a WAL read while the store's own connections are open.)
+#[tokio::test]
+async fn the_kill_switch_is_read_the_usual_way_when_the_gate_is_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path());
+    store.engage_kill("stop requested", "cli", T0).await.unwrap();
+    {
+        let _taken = store.inner.gate.lock().unwrap();
+        assert!(store.kill_state_inline().is_none());
+        assert!(store.kill_state().await.unwrap().engaged);
+    }
+    assert!(store.kill_state_inline().unwrap().unwrap().engaged);
+}
+
 #[tokio::test]
 async fn complete_records_the_outcome() {
     let dir = tempfile::tempdir().unwrap();
