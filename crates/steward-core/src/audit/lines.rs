@@ -4,7 +4,9 @@
 //! The audit log is one ([`AUDIT`]); the agent's captured stdout/stderr is
 //! another ([`AGENT`]). Both get exactly the same guarantees (see the
 //! [module docs](super)): bounded queue with backpressure, one `write(2)` per
-//! batch, whole lines only, rename-based rotation, timed `fdatasync`.
+//! batch, whole lines only, rename-based rotation, timed `fdatasync`. A line
+//! written while nothing is queued is written by its caller (see
+//! [`LineLog::write_line`]).
 //! Callers redact before writing: a `LineLog` stores what it is given.
 
 use std::path::{Path, PathBuf};
@@ -50,6 +52,10 @@ pub struct LineLog {
     /// One permit per queued line: the bound of the queue.
     permits: Arc<Semaphore>,
     queue: std::sync::mpsc::Sender<writer::Msg>,
+    /// The file's writer: the thread's, and the caller's on the inline path.
+    pub(super) writer: writer::Shared,
+    /// Whether a caller may write inline (see [`LineLog::write_line`]).
+    inline: bool,
     healthy: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -86,16 +92,20 @@ impl LineLog {
         writer::create_private_dir(dir)?;
         let healthy = Arc::new(AtomicBool::new(true));
         let writer = writer::Writer::open(dir, family, max_file_size, Arc::clone(&healthy))?.with_budget(budget);
+        let writer: writer::Shared = Arc::new(std::sync::Mutex::new(writer));
         let (queue, rx) = std::sync::mpsc::channel();
+        let shared = Arc::clone(&writer);
         let thread = std::thread::Builder::new()
             .name(format!("steward-log-{}", family.prefix.trim_end_matches('-')))
-            .spawn(move || writer.run(&rx))
+            .spawn(move || writer::Writer::run(&shared, &rx))
             .map_err(|e| AuditError::io("start the writer thread for", dir, e))?;
         Ok(LineLog {
             dir: dir.to_path_buf(),
             family,
             permits: Arc::new(Semaphore::new(QUEUE_CAPACITY)),
             queue,
+            writer,
+            inline: budget.is_none(),
             healthy,
             thread: Some(thread),
         })
@@ -104,11 +114,44 @@ impl LineLog {
     /// Appends `line` (which must not contain a line break). Returns once it
     /// was written to the file (flushed to the kernel), or with the error
     /// that prevented it.
+    ///
+    /// When nothing is queued and the writer is free (a call at an agent's
+    /// pace), the caller writes the line itself: the same `write(2)` the
+    /// thread would make, without waking the thread and waiting to be woken
+    /// back (two idle threads' wake-ups on every call). Otherwise the line
+    /// joins the queue and the thread's next batch. A budgeted log (the
+    /// agent's output, which may list and prune its directory at a write)
+    /// always goes through the thread.
     pub async fn write_line(&self, line: String) -> Result<(), AuditError> {
+        let line = match self.write_inline(line) {
+            Ok(written) => return written,
+            Err(line) => line,
+        };
         let permit = Arc::clone(&self.permits).acquire_owned().await.map_err(|_| AuditError::Stopped)?;
         let (ack, done) = oneshot::channel();
         self.queue.send(writer::Msg::Line { line, ack, _permit: permit }).map_err(|_| AuditError::Stopped)?;
         done.await.map_err(|_| AuditError::Stopped)?
+    }
+
+    /// Writes `line` on the caller's thread when the queue is empty and the
+    /// writer free; gives it back otherwise.
+    pub(super) fn write_inline(&self, line: String) -> Result<Result<(), AuditError>, String> {
+        if !self.inline || self.permits.available_permits() < QUEUE_CAPACITY {
+            return Err(line);
+        }
+        let Ok(mut writer) = self.writer.try_lock() else {
+            return Err(line);
+        };
+        let was_dirty = writer.is_dirty();
+        let (ack, mut done) = oneshot::channel();
+        writer.write_batch(vec![(line, ack)]);
+        let woke = !was_dirty && writer.is_dirty();
+        drop(writer);
+        if woke {
+            // The thread may wait without a timeout: it starts the sync timer.
+            let _ = self.queue.send(writer::Msg::Dirty);
+        }
+        Ok(done.try_recv().unwrap_or(Err(AuditError::Stopped)))
     }
 
     /// False after a failed write, until a later write succeeds.

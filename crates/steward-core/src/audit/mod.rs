@@ -13,7 +13,11 @@
 //! (backpressure): a record is never dropped. The thread takes everything
 //! queued, appends it to the file with one `write(2)`, and only then
 //! acknowledges each record of the batch. `write` returns after that
-//! acknowledgement.
+//! acknowledgement. When nothing is queued and the thread is not writing (a
+//! quiet agent's pace), the caller makes that same `write(2)` itself and
+//! returns, so a lone record costs no thread wake-up; the thread still runs
+//! the timed sync. Such a caller also pays the `fdatasync` of a rotation
+//! when its line is the one that rotates the file (once per `max_file_size`).
 //!
 //! # Durability trade-off
 //! An acknowledged record is in the kernel's page cache: it survives a crash

@@ -523,3 +523,54 @@ fn walk_sizes(dir: &Path) -> u64 {
         .map(|p| if p.is_dir() { walk_sizes(&p) } else { std::fs::metadata(&p).unwrap().len() })
         .sum()
 }
+
+/// A line written while nothing is queued is written by its caller; while
+/// the writer is busy it joins the queue instead, and the thread writes it
+/// once the writer is free. Either way it is in the file when `write_line`
+/// returns, and an inline write into a clean file still gets its timed sync.
+#[tokio::test]
+async fn a_lone_line_is_written_inline_and_a_busy_writer_queues_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = LineLog::open(tmp.path(), AUDIT, 1 << 20).unwrap();
+    let lines_on_disk = || std::fs::read_to_string(tmp.path().join("audit.jsonl")).unwrap().lines().count();
+
+    // Inline: written before any await.
+    assert!(matches!(log.write_inline("one".into()), Ok(Ok(()))));
+    assert_eq!(lines_on_disk(), 1);
+    // The writer thread syncs it within the interval, though it was never woken by a line.
+    let synced = std::time::Instant::now();
+    while writer::lock(&log.writer).is_dirty() {
+        assert!(synced.elapsed() < SYNC_INTERVAL * 5, "an inline write was never synced");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The writer is busy (held here as the thread would hold it): the line is given back...
+    let shared = Arc::clone(&log.writer);
+    let held = writer::lock(&shared);
+    assert!(matches!(log.write_inline("two".into()), Err(line) if line == "two"));
+    // ...and `write_line` queues it; the thread writes it once the writer is free.
+    let queued = tokio::spawn({
+        let log = Arc::new(log);
+        let writing = Arc::clone(&log);
+        async move {
+            writing.write_line("two".into()).await.unwrap();
+            log
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!queued.is_finished(), "the queued line waits for the writer");
+    drop(held);
+    let log = Arc::into_inner(queued.await.unwrap()).unwrap();
+    assert_eq!(lines_on_disk(), 2);
+    log.shutdown().await;
+    assert_eq!(std::fs::read_to_string(tmp.path().join("audit.jsonl")).unwrap(), "one\ntwo\n");
+}
+
+/// The agent's log, budgeted, never writes on the caller's thread: pruning
+/// its directory may list and delete files.
+#[test]
+fn a_budgeted_log_always_writes_through_its_thread() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = LineLog::open_with_budget(tmp.path(), AGENT, 4096, Some(1 << 20)).unwrap();
+    assert!(matches!(log.write_inline("out".into()), Err(line) if line == "out"));
+}

@@ -41,6 +41,19 @@ pub(super) enum Msg {
     },
     /// Write what is queued before this, fsync, stop.
     Shutdown(oneshot::Sender<()>),
+    /// A caller wrote inline into a clean file: the thread, which may be
+    /// waiting without a timeout, starts the sync timer.
+    Dirty,
+}
+
+/// The writer, shared by its thread and by the callers that write inline
+/// (see `LineLog::write_line`).
+pub(super) type Shared = std::sync::Arc<std::sync::Mutex<Writer>>;
+
+/// The shared writer, even after a panic while it was held: its state is a
+/// file and counters, each left consistent by every step.
+pub(super) fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Writer> {
+    shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 type Ack = oneshot::Sender<Result<(), AuditError>>;
@@ -210,14 +223,19 @@ impl Writer {
         )))
     }
 
-    /// The thread's loop: until shutdown or every sender is gone.
-    pub(super) fn run(mut self, rx: &Receiver<Msg>) {
+    /// The thread's loop: until shutdown or every sender is gone. It holds
+    /// the writer only while it writes or syncs, never while it waits.
+    pub(super) fn run(shared: &Shared, rx: &Receiver<Msg>) {
         loop {
-            let first = if self.dirty {
-                match rx.recv_timeout(SYNC_INTERVAL.saturating_sub(self.last_sync.elapsed())) {
+            let dirty_since = {
+                let writer = lock(shared);
+                writer.dirty.then(|| writer.last_sync.elapsed())
+            };
+            let first = if let Some(since) = dirty_since {
+                match rx.recv_timeout(SYNC_INTERVAL.saturating_sub(since)) {
                     Ok(msg) => msg,
                     Err(RecvTimeoutError::Timeout) => {
-                        self.sync_in_background();
+                        lock(shared).sync_in_background();
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
@@ -234,6 +252,7 @@ impl Writer {
             while let Some(msg) = next.take() {
                 match msg {
                     Msg::Line { line, ack, _permit } => lines.push((line, ack)),
+                    Msg::Dirty => {}
                     Msg::Shutdown(done) => {
                         shutdown = Some(done);
                         break;
@@ -243,23 +262,29 @@ impl Writer {
                     next = rx.try_recv().ok();
                 }
             }
+            let mut writer = lock(shared);
             if !lines.is_empty() {
-                self.write_batch(lines);
+                writer.write_batch(lines);
             }
-            if self.dirty && self.last_sync.elapsed() >= SYNC_INTERVAL {
-                self.sync_in_background();
+            if writer.dirty && writer.last_sync.elapsed() >= SYNC_INTERVAL {
+                writer.sync_in_background();
             }
             if let Some(done) = shutdown {
-                self.sync();
+                writer.sync();
                 let _ = done.send(());
                 return;
             }
         }
-        self.sync();
+        lock(shared).sync();
+    }
+
+    /// Whether bytes were written since the last `fdatasync`.
+    pub(super) fn is_dirty(&self) -> bool {
+        self.dirty
     }
 
     /// Appends the batch (rotating where needed), then acknowledges each line.
-    fn write_batch(&mut self, lines: Vec<(String, Ack)>) {
+    pub(super) fn write_batch(&mut self, lines: Vec<(String, Ack)>) {
         if let Err(e) = self.ensure_open() {
             self.fail(lines.into_iter().map(|(_, ack)| ack), &e);
             return;
