@@ -3,7 +3,8 @@
 # in one run: the LLM door, non-streaming, in front of a canned nginx
 # upstream. A script, not CI: it installs the peers and takes minutes.
 #
-#   bench/peers.sh                  # direct, steward (needs nginx, hey, wrk)
+#   bench/peers.sh                  # direct, the bare hop, steward (needs
+#                                   # nginx, hey, wrk)
 #   bench/peers.sh --peers          # also LiteLLM (pip litellm[proxy]) and
 #                                   # Portkey (npm @portkey-ai/gateway)
 #
@@ -19,7 +20,7 @@ PEERS=0
 [ "${1:-}" = "--peers" ] && PEERS=1
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${WORK:-$(mktemp -d /tmp/steward-peers.XXXXXX)}
-UPSTREAM_PORT=18080 STEWARD_PORT=18082 LITELLM_PORT=18083 PORTKEY_PORT=18787
+UPSTREAM_PORT=18080 FLOOR_PORT=18081 STEWARD_PORT=18082 LITELLM_PORT=18083 PORTKEY_PORT=18787
 BODY='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}]}'
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -100,7 +101,21 @@ LUA
 # --- direct ----------------------------------------------------------------
 measure "direct to nginx" "http://127.0.0.1:$UPSTREAM_PORT/v1/chat/completions" ""
 
+# --- the floor: a bare proxy hop on steward's HTTP stack --------------------
+# The gateway bench's no-op proxy (axum server, reqwest client, streamed body;
+# no auth, policy, store or audit), served by the bench binary itself.
+GATEWAY_BENCH=$(cd "$ROOT" && cargo bench -q --locked -p steward --bench gateway --no-run --message-format=json 2>/dev/null |
+  python3 -c 'import json,sys
+for m in map(json.loads, sys.stdin):
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "gateway" and m.get("executable"): print(m["executable"])')
+BENCH_NOOP_PROXY=127.0.0.1:$FLOOR_PORT BENCH_UPSTREAM=http://127.0.0.1:$UPSTREAM_PORT "$GATEWAY_BENCH" >"$WORK/floor.log" 2>&1 &
+FLOOR_PID=$!; PIDS+=($FLOOR_PID)
+measure "bare proxy hop (steward's HTTP stack, no pipeline)" "http://127.0.0.1:$FLOOR_PORT/v1/chat/completions" "" "$FLOOR_PID"
+kill "$FLOOR_PID" 2>/dev/null || true
+
 # --- steward ---------------------------------------------------------------
+# The bench profile is the release profile's settings, and the gateway bench
+# above built this binary with it.
 BIN=${STEWARD_BIN:-$ROOT/target/release/steward}
 [ -x "$BIN" ] || (cd "$ROOT" && cargo build --release --locked -p steward)
 mkdir -p "$WORK/steward"

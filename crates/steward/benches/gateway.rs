@@ -11,6 +11,10 @@
 //! agent's pace: 5 clients, each one call every 100 ms, as `hey -q 10 -c 5`).
 //! The load generator shares the machine with steward and the mock, so max-RPS
 //! figures are a floor for what steward does with a separate client.
+//!
+//! `BENCH_NOOP_PROXY=127.0.0.1:18081 BENCH_UPSTREAM=http://127.0.0.1:18080`
+//! runs no benchmark: it serves the no-op proxy (the floor row) on that
+//! address until killed, for `bench/peers.sh`.
 
 #![expect(
     clippy::expect_used,
@@ -31,6 +35,13 @@ const TOKEN: &str = "bench-upstream-token-0123456789";
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    if let Ok(listen) = std::env::var("BENCH_NOOP_PROXY") {
+        let upstream = std::env::var("BENCH_UPSTREAM").expect("BENCH_UPSTREAM: the upstream's base URL");
+        let addr =
+            noop_proxy(upstream, listen.parse().expect("BENCH_NOOP_PROXY: an address such as 127.0.0.1:18081")).await;
+        println!("no-op proxy on {addr}");
+        std::future::pending::<()>().await;
+    }
     let secs: u64 = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
     let phase = Duration::from_secs(secs);
 
@@ -94,7 +105,7 @@ max_identical = 0
     let llm_direct = Target { url: format!("{}/v1/chat/completions", mock.base_url()), ..direct.clone() };
     let llm_through =
         Target { url: format!("http://{}/llm/openai/v1/chat/completions", daemon.addr()), ..through.clone() };
-    let noop = noop_proxy(mock.base_url()).await;
+    let noop = noop_proxy(mock.base_url(), "127.0.0.1:0".parse().expect("addr")).await;
     let llm_noop = Target { url: format!("http://{noop}/v1/chat/completions"), ..direct.clone() };
 
     // `BENCH_ONLY=steady`: only the steady streams (direct, through a no-op
@@ -486,10 +497,10 @@ async fn steady_streams(target: &Target, concurrency: u64, length: Duration) -> 
     Steady { stats: stream_stats(results), peak: peak.load(Ordering::Relaxed) }
 }
 
-/// Starts a pass-through proxy to `upstream` on 127.0.0.1 and returns its
+/// Starts a pass-through proxy to `upstream` on `listen` and returns its
 /// address: the request is forwarded with its headers and body, the answer
 /// streamed back as it arrives. No auth, policy, store, audit or parsing.
-async fn noop_proxy(upstream: String) -> std::net::SocketAddr {
+async fn noop_proxy(upstream: String, listen: std::net::SocketAddr) -> std::net::SocketAddr {
     use axum::body::Body;
     use axum::extract::{Request, State};
     use axum::response::Response;
@@ -518,7 +529,7 @@ async fn noop_proxy(upstream: String) -> std::net::SocketAddr {
     let client = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build().expect("client");
     let app = axum::Router::new().fallback(forward).with_state((client, upstream));
     // The gateway's backlog, so the comparison is of the pipeline, not of listen queues.
-    let listener = steward_core::gateway::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let listener = steward_core::gateway::bind(listen).expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
