@@ -529,6 +529,7 @@ fn walk_sizes(dir: &Path) -> u64 {
 /// once the writer is free. Either way it is in the file when `write_line`
 /// returns, and an inline write into a clean file still gets its timed sync.
 #[tokio::test]
+#[expect(clippy::await_holding_lock, reason = "the test holds the writer as its thread would, across the wait")]
 async fn a_lone_line_is_written_inline_and_a_busy_writer_queues_it() {
     let tmp = tempfile::tempdir().unwrap();
     let log = LineLog::open(tmp.path(), AUDIT, 1 << 20).unwrap();

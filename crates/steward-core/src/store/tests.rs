@@ -444,6 +444,7 @@ async fn a_second_store_sees_the_kill_switch_at_once() {
 /// SQLite reports busy falls back the same way; no test here makes SQLite
 /// refuse a WAL read while the store's own connections are open.)
 #[tokio::test]
+#[expect(clippy::await_holding_lock, reason = "the test holds the gate's connection as another caller would")]
 async fn the_kill_switch_is_read_the_usual_way_when_the_gate_is_busy() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_in(dir.path());
