@@ -443,7 +443,7 @@ pub fn new_call_id() -> String {
 }
 
 /// Handle to the store. Cheap to clone; every clone shares one writer thread
-/// and one read connection. Dropping the last clone stops the writer after it
+/// and two read connections (the queries' and the kill switch's). Dropping the last clone stops the writer after it
 /// finished the ops already queued.
 #[derive(Clone)]
 pub struct Store {
