@@ -90,7 +90,8 @@ wrk.method = "POST"
 wrk.body = '$BODY'
 wrk.headers["content-type"] = "application/json"
 LUA
-  [ -n "$header" ] && echo "wrk.headers[\"${header%%:*}\"] = \"${header#*: }\"" >> "$WORK/post.lua"
+  # A Lua long string: the value may hold quotes (Portkey's JSON config).
+  [ -n "$header" ] && echo "wrk.headers[\"${header%%:*}\"] = [[${header#*: }]]" >> "$WORK/post.lua"
   local w; w=$(wrk -t2 -c32 -d"${SECS}s" -s "$WORK/post.lua" "$url")
   local rps; rps=$(awk '/Requests\/sec/{printf "%.0f", $2}' <<<"$w")
   local non2xx; non2xx=$(awk '/Non-2xx/{print $NF}' <<<"$w")
@@ -157,11 +158,13 @@ model_list:
       api_base: http://127.0.0.1:$UPSTREAM_PORT/v1
       api_key: sk-bench
 YAML
-  "$WORK/litellm/bin/litellm" --config "$WORK/litellm.yaml" --host 127.0.0.1 --port "$LITELLM_PORT" \
-    >"$WORK/litellm.log" 2>&1 &
+  # LiteLLM refuses to start without a strong master key; the agent presents it.
+  LITELLM_KEY="sk-bench-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  LITELLM_MASTER_KEY=$LITELLM_KEY "$WORK/litellm/bin/litellm" --config "$WORK/litellm.yaml" \
+    --host 127.0.0.1 --port "$LITELLM_PORT" >"$WORK/litellm.log" 2>&1 &
   LITELLM_PID=$!; PIDS+=($LITELLM_PID)
   measure "LiteLLM proxy $("$WORK/litellm/bin/pip" show litellm | awk '/^Version/{print $2}')" \
-    "http://127.0.0.1:$LITELLM_PORT/v1/chat/completions" "Authorization: Bearer sk-bench" "$LITELLM_PID"
+    "http://127.0.0.1:$LITELLM_PORT/v1/chat/completions" "Authorization: Bearer $LITELLM_KEY" "$LITELLM_PID"
   kill "$LITELLM_PID" 2>/dev/null || true
 
   # --- Portkey -----------------------------------------------------------------
