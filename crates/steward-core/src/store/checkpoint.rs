@@ -33,6 +33,19 @@
 //!    zero bytes. Never under load: there the next commit cuts the file, for
 //!    free.
 //!
+//! 4. When a pass copied the whole WAL, and the WAL file is within
+//!    [`JOURNAL_SIZE_LIMIT`], the checkpointer has the **writer** commit a
+//!    probe write of its own at once ([`rewinds_after`]). That commit finds
+//!    the WAL all copied, so SQLite rewinds it and `fsync`s its new header
+//!    (it does so before the first frame after every rewind, at any
+//!    `synchronous` but `OFF`). Without it the rewind, and that `fsync`,
+//!    came inside the next call's admission: once a second at an agent's
+//!    pace, 2 % of calls at 50 req/s, the whole p99 on a virtual disk
+//!    (BENCHMARKS.md, issue 19). Passes then skip while no commit but
+//!    these came, so the probe's frames stay uncopied, the next call's
+//!    commit appends to the WAL instead of rewinding it, and a store at
+//!    rest writes nothing.
+//!
 //! Running the escalation on the writer thread instead of here makes the
 //! pause exactly the checkpoint's own time: the writer does not sit in
 //! SQLite's busy handler (sleeps of up to 100 ms) waiting for a lock this
@@ -185,6 +198,15 @@ pub(super) fn escalation(pass: &Pass, wal_file_bytes: u64, idle: bool) -> Option
     (idle && wal_file_bytes > JOURNAL_SIZE_LIMIT).then_some(CheckpointMode::Truncate)
 }
 
+/// Whether, after a pass, the writer should rewind the WAL with a commit of
+/// its own (point 4 of the module docs): the pass copied every frame of a
+/// WAL that holds some, and the file is small enough that rewinding is all
+/// it needs (a larger one is cut by [`escalation`]'s truncate, or by the
+/// next commit).
+pub(super) fn rewinds_after(pass: &Pass, wal_file_bytes: u64) -> bool {
+    !pass.busy && pass.log > 0 && pass.checkpointed == pass.log && wal_file_bytes <= JOURNAL_SIZE_LIMIT
+}
+
 /// Checkpoint durations and the writer's view of the WAL, shared by the
 /// checkpointer, the writer's commit hook and [`super::Store::wal_stats`].
 #[derive(Debug, Default)]
@@ -200,7 +222,7 @@ pub(super) struct Counters {
     pub(super) frames: AtomicU64,
     /// Commits seen by the hook: a pass that finds it unchanged since the
     /// pass before knows the store was idle in between.
-    commits: AtomicU64,
+    pub(super) commits: AtomicU64,
     /// Frames in the WAL when the last pass started: the hook wakes the
     /// next one [`WAKE_AT_FRAMES`] later.
     frames_at_pass: AtomicU64,
@@ -384,6 +406,11 @@ impl Worker {
         // spinning: the pending flag stays set, so the hook sends no more.
         let mut wakes_welcome = true;
         let mut commits_before = self.counters.commits.load(Ordering::Relaxed);
+        // The commit of the rewind this thread asked for since the last
+        // look (point 4): not the store's activity.
+        let mut own_commits = 0_u64;
+        // Since that rewind, no commit but its own came: passes wait.
+        let mut resting = false;
         'passes: loop {
             let tick = Instant::now() + CHECKPOINT_EVERY;
             loop {
@@ -396,8 +423,15 @@ impl Worker {
             self.counters.wake_pending.store(false, Ordering::Relaxed);
             self.counters.frames_at_pass.store(self.counters.frames.load(Ordering::Relaxed), Ordering::Relaxed);
             let commits = self.counters.commits.load(Ordering::Relaxed);
-            let idle = commits == commits_before;
+            let idle = commits.saturating_sub(commits_before) <= own_commits;
             commits_before = commits;
+            own_commits = 0;
+            if idle && resting {
+                // Only the rewind's probe since the rewind: leave its
+                // frames, so the next call appends instead of rewinding.
+                continue;
+            }
+            resting = false;
             let pass = match run(&self.conn, CheckpointMode::Passive) {
                 Ok(pass) => pass,
                 Err(e) => {
@@ -417,6 +451,14 @@ impl Worker {
                 }
             };
             let wal_bytes = std::fs::metadata(&self.wal).map_or(0, |m| m.len());
+            if rewinds_after(&now, wal_bytes) {
+                match self.rewind() {
+                    Some(Ok(())) => (own_commits, resting) = (1, true),
+                    Some(Err(e)) => tracing::warn!(error = %e, "could not rewind the WAL between calls"),
+                    None => break,
+                }
+                continue;
+            }
             let Some(mode) = escalation(&now, wal_bytes, idle) else { continue };
             match self.escalate(mode) {
                 Some(Ok(escalated)) => {
@@ -441,16 +483,32 @@ impl Worker {
     /// Has the writer thread run a `mode` checkpoint between two batches and
     /// waits for it. `None` when the store is closing.
     fn escalate(&self, mode: CheckpointMode) -> Option<Result<Pass, StoreError>> {
-        let writer = self.writer.upgrade()?;
-        let (reply, answer) = oneshot::channel();
-        writer.blocking_send(Op { req: Request::Checkpoint(mode), reply }).ok()?;
-        // Not held while waiting: the writer must be free to stop once the store is dropped.
-        drop(writer);
-        match answer.blocking_recv().ok()? {
+        match self.ask_writer(Request::Checkpoint(mode))? {
             Ok(Response::Checkpointed(pass)) => Some(Ok(pass)),
             Ok(other) => Some(Err(super::unexpected(&other))),
             Err(e) => Some(Err(e)),
         }
+    }
+
+    /// Has the writer commit the rewind's probe write alone, and waits for
+    /// it. `None` when the store is closing.
+    fn rewind(&self) -> Option<Result<(), StoreError>> {
+        match self.ask_writer(Request::Rewind)? {
+            Ok(Response::Done) => Some(Ok(())),
+            Ok(other) => Some(Err(super::unexpected(&other))),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// Sends `req` to the writer thread and waits for its answer. `None`
+    /// when the store is closing.
+    fn ask_writer(&self, req: Request) -> Option<Result<Response, StoreError>> {
+        let writer = self.writer.upgrade()?;
+        let (reply, answer) = oneshot::channel();
+        writer.blocking_send(Op { req, reply }).ok()?;
+        // Not held while waiting: the writer must be free to stop once the store is dropped.
+        drop(writer);
+        answer.blocking_recv().ok()
     }
 }
 
@@ -478,6 +536,16 @@ mod tests {
         assert_eq!(escalation(&pass(500, 500), JOURNAL_SIZE_LIMIT, true), None);
         // Under load the next commit rewinds the WAL and cuts the file, for free.
         assert_eq!(escalation(&pass(500, 500), JOURNAL_SIZE_LIMIT + 1, false), None);
+    }
+
+    #[test]
+    fn a_wal_copied_whole_is_rewound_by_the_writer_unless_empty_busy_or_oversized() {
+        assert!(rewinds_after(&pass(12, 12), 64 * 1024));
+        assert!(rewinds_after(&pass(12, 12), JOURNAL_SIZE_LIMIT));
+        assert!(!rewinds_after(&pass(12, 11), 64 * 1024), "frames left: the next pass copies them");
+        assert!(!rewinds_after(&pass(0, 0), 64 * 1024), "nothing to rewind");
+        assert!(!rewinds_after(&pass(12, 12), JOURNAL_SIZE_LIMIT + 1), "left to the truncate");
+        assert!(!rewinds_after(&Pass { busy: true, ..pass(12, 12) }, 64 * 1024));
     }
 
     #[test]

@@ -59,6 +59,7 @@ impl Request {
                 Request::FinishUndo { call_id, state, reason: reason.map(|v| text(r, v)), now_ms }
             }
             Request::Ping => Request::Ping,
+            Request::Rewind => Request::Rewind,
             Request::Checkpoint(mode) => Request::Checkpoint(mode),
             #[cfg(test)]
             Request::Exec(sql) => Request::Exec(sql),

@@ -90,6 +90,12 @@ pub(super) enum Request {
     /// A `RESTART` or `TRUNCATE` checkpoint, run between two batches (never
     /// inside a transaction), asked for by the checkpointer thread.
     Checkpoint(CheckpointMode),
+    /// The probe write of [`Request::Ping`] in a transaction of its own,
+    /// asked for by the checkpointer right after a pass copied the whole
+    /// WAL: its commit rewinds the WAL and pays SQLite's header `fsync`
+    /// between calls instead of inside the next call's commit (see
+    /// `checkpoint.rs`).
+    Rewind,
     #[cfg(test)]
     Exec(String),
 }
@@ -130,25 +136,35 @@ struct Writer {
 
 fn run(writer: &Writer, mut rx: mpsc::Receiver<Op>, counters: &WriterCounters) {
     let mut batch = Vec::with_capacity(MAX_BATCH_EXTRA + 1);
-    // A checkpoint found while draining: it runs after the batch gathered so far.
-    let mut checkpoint: Option<Op> = None;
+    // A checkpointer's op found while draining: it runs alone, after the
+    // batch gathered so far.
+    let mut alone: Option<Op> = None;
     loop {
-        let op = match checkpoint.take() {
+        let op = match alone.take() {
             Some(op) => op,
             None => match rx.blocking_recv() {
                 Some(op) => op,
                 None => break,
             },
         };
-        if let Request::Checkpoint(mode) = op.req {
-            let _ = op.reply.send(run_checkpoint(&writer.opened, mode).map(Response::Checkpointed));
-            continue;
+        match op.req {
+            Request::Checkpoint(mode) => {
+                let _ = op.reply.send(run_checkpoint(&writer.opened, mode).map(Response::Checkpointed));
+                continue;
+            }
+            Request::Rewind => {
+                let committed = run_batch(writer, std::slice::from_ref(&op))
+                    .and_then(|mut results| results.pop().unwrap_or(Ok(Response::Done)));
+                let _ = op.reply.send(committed);
+                continue;
+            }
+            _ => {}
         }
         batch.push(op);
         while batch.len() <= MAX_BATCH_EXTRA {
             match rx.try_recv() {
-                Ok(op) if matches!(op.req, Request::Checkpoint(_)) => {
-                    checkpoint = Some(op);
+                Ok(op) if matches!(op.req, Request::Checkpoint(_) | Request::Rewind) => {
+                    alone = Some(op);
                     break;
                 }
                 Ok(op) => batch.push(op),
@@ -318,7 +334,7 @@ fn apply(conn: &Connection, req: &Request, redactor: &Redactor) -> Result<Respon
         // Rewrites one row of `kv`: the page reaches the WAL at commit, so a
         // file that refuses writes fails here, which an empty transaction
         // would not notice (it writes nothing).
-        Request::Ping => conn
+        Request::Ping | Request::Rewind => conn
             .prepare_cached(
                 "INSERT INTO kv (key, value, updated_ms) VALUES ('store.write_probe', '', 0)
                  ON CONFLICT (key) DO UPDATE SET updated_ms = updated_ms + 1",

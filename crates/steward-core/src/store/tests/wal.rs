@@ -105,3 +105,47 @@ async fn continuous_writes_still_get_the_wal_rewound() {
     let rows = store.tool_counts_in(Window::after(0)).await.unwrap();
     assert_eq!(rows, [("post".to_owned(), u64::try_from(written).unwrap())], "nothing lost");
 }
+
+/// The WAL header's first salt: SQLite draws a new one at every rewind.
+fn wal_salt(db: &Path) -> [u8; 4] {
+    let header = std::fs::read(checkpoint::wal_path(db)).unwrap();
+    header[16..20].try_into().unwrap()
+}
+
+/// At an agent's pace the WAL is rewound by a commit of the checkpointer's
+/// own, right after a pass copied it, not by the next call's commit (which
+/// would pay SQLite's header `fsync`); and a store at rest then writes
+/// nothing, not even passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_rewound_between_calls_and_a_quiet_store_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("steward.db");
+    let store = Store::open(&db, crate::store::tests::redactor()).unwrap();
+    let commits = || store.inner.checkpoints.commits.load(Ordering::Relaxed);
+    let passes = || histogram(&store, CheckpointMode::Passive).count;
+
+    for (n, call) in ["first", "second"].into_iter().enumerate() {
+        let salt_before = wal_salt(&db);
+        assert_eq!(
+            store.admit(admission(call, T0 + i64::try_from(n).unwrap(), Some("post"), call)).await.unwrap(),
+            AdmitOutcome::Admitted
+        );
+        if n > 0 {
+            assert_eq!(wal_salt(&db), salt_before, "the call's commit appended to the WAL; it did not rewind it");
+        }
+        // The next pass copies the call and the writer rewinds the WAL with its probe.
+        let after_call = commits();
+        let start = Instant::now();
+        while commits() == after_call {
+            assert!(start.elapsed() < DEADLINE, "no rewind after a pass: {:?}", store.wal_stats());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_ne!(wal_salt(&db), salt_before, "the probe's commit rewound the WAL");
+        // At rest: no more commits, and the passes wait for a call.
+        let (rest_commits, rest_passes) = (commits(), passes());
+        tokio::time::sleep(checkpoint::CHECKPOINT_EVERY * 3).await;
+        assert_eq!((commits(), passes()), (rest_commits, rest_passes), "a store at rest wrote or checkpointed");
+    }
+    // Nothing lost.
+    assert_eq!(store.tool_counts_in(Window::after(0)).await.unwrap(), [("post".to_owned(), 2)]);
+}
