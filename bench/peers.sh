@@ -23,7 +23,18 @@ WORK=${WORK:-$(mktemp -d /tmp/steward-peers.XXXXXX)}
 UPSTREAM_PORT=18080 FLOOR_PORT=18081 STEWARD_PORT=18082 LITELLM_PORT=18083 PORTKEY_PORT=18787
 BODY='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}]}'
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+tree() { # pid: it and all its descendants (npx runs node a few levels down)
+  local p=$1 c
+  echo "$p"
+  for c in $(pgrep -P "$p" || true); do tree "$c"; done
+}
+
+cleanup() { # every process started here, with its descendants (npx's node, LiteLLM's workers)
+  local all p
+  all=$(for p in "${PIDS[@]}"; do tree "$p"; done)
+  for p in $all; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
 trap cleanup EXIT
 
 need() { command -v "$1" >/dev/null || { echo "needs $1: apt-get install -y $2" >&2; exit 1; }; }
@@ -67,9 +78,9 @@ wait_http() { # url [header]
   echo "no 200 from $1 within 60 s" >&2; return 1
 }
 
-rss_mb() { # pid...: VmRSS of the processes and their children, MB
-  local total=0 p
-  for p in "$@" $(for q in "$@"; do pgrep -P "$q" || true; done); do
+rss_mb() { # pid...: VmRSS of the processes and all their descendants, MB
+  local total=0 p kb
+  for p in $(for q in "$@"; do tree "$q"; done | sort -u); do
     kb=$(awk '/VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
     total=$((total + ${kb:-0}))
   done
@@ -112,7 +123,7 @@ for m in map(json.loads, sys.stdin):
 BENCH_NOOP_PROXY=127.0.0.1:$FLOOR_PORT BENCH_UPSTREAM=http://127.0.0.1:$UPSTREAM_PORT "$GATEWAY_BENCH" >"$WORK/floor.log" 2>&1 &
 FLOOR_PID=$!; PIDS+=($FLOOR_PID)
 measure "bare proxy hop (steward's HTTP stack, no pipeline)" "http://127.0.0.1:$FLOOR_PORT/v1/chat/completions" "" "$FLOOR_PID"
-kill "$FLOOR_PID" 2>/dev/null || true
+for p in $(tree "$FLOOR_PID"); do kill "$p" 2>/dev/null || true; done
 
 # --- steward ---------------------------------------------------------------
 # The bench profile is the release profile's settings, and the gateway bench
@@ -165,7 +176,7 @@ YAML
   LITELLM_PID=$!; PIDS+=($LITELLM_PID)
   measure "LiteLLM proxy $("$WORK/litellm/bin/pip" show litellm | awk '/^Version/{print $2}')" \
     "http://127.0.0.1:$LITELLM_PORT/v1/chat/completions" "Authorization: Bearer $LITELLM_KEY" "$LITELLM_PID"
-  kill "$LITELLM_PID" 2>/dev/null || true
+  for p in $(tree "$LITELLM_PID"); do kill "$p" 2>/dev/null || true; done
 
   # --- Portkey -----------------------------------------------------------------
   mkdir -p "$WORK/portkey" && (cd "$WORK/portkey" && npm init -y >/dev/null && npm install -s @portkey-ai/gateway >/dev/null)
