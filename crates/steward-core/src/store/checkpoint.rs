@@ -454,7 +454,13 @@ impl Worker {
             if rewinds_after(&now, wal_bytes) {
                 match self.rewind() {
                     Some(Ok(())) => (own_commits, resting) = (1, true),
-                    Some(Err(e)) => tracing::warn!(error = %e, "could not rewind the WAL between calls"),
+                    Some(Err(e)) => {
+                        // Not retried every second on a store that refuses
+                        // writes (that is alerted elsewhere): the next call's
+                        // commit rewinds the WAL, or fails the same way.
+                        resting = true;
+                        tracing::warn!(error = %e, "could not rewind the WAL between calls");
+                    }
                     None => break,
                 }
                 continue;
