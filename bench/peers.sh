@@ -29,12 +29,13 @@ tree() { # pid: it and all its descendants (npx runs node a few levels down)
   for c in $(pgrep -P "$p" || true); do tree "$c"; done
 }
 
-cleanup() { # every process started here, with its descendants (npx's node, LiteLLM's workers)
+stop_tree() { # pid...: stops them with their descendants (npx's node, LiteLLM's workers)
   local all p
-  all=$(for p in "${PIDS[@]}"; do tree "$p"; done)
+  all=$(for p in "$@"; do tree "$p"; done)
   for p in $all; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
 }
+
+cleanup() { stop_tree "${PIDS[@]}"; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
 need() { command -v "$1" >/dev/null || { echo "needs $1: apt-get install -y $2" >&2; exit 1; }; }
@@ -123,7 +124,7 @@ for m in map(json.loads, sys.stdin):
 BENCH_NOOP_PROXY=127.0.0.1:$FLOOR_PORT BENCH_UPSTREAM=http://127.0.0.1:$UPSTREAM_PORT "$GATEWAY_BENCH" >"$WORK/floor.log" 2>&1 &
 FLOOR_PID=$!; PIDS+=($FLOOR_PID)
 measure "bare proxy hop (steward's HTTP stack, no pipeline)" "http://127.0.0.1:$FLOOR_PORT/v1/chat/completions" "" "$FLOOR_PID"
-for p in $(tree "$FLOOR_PID"); do kill "$p" 2>/dev/null || true; done
+stop_tree "$FLOOR_PID"
 
 # --- steward ---------------------------------------------------------------
 # The bench profile is the release profile's settings, and the gateway bench
@@ -176,7 +177,7 @@ YAML
   LITELLM_PID=$!; PIDS+=($LITELLM_PID)
   measure "LiteLLM proxy $("$WORK/litellm/bin/pip" show litellm | awk '/^Version/{print $2}')" \
     "http://127.0.0.1:$LITELLM_PORT/v1/chat/completions" "Authorization: Bearer $LITELLM_KEY" "$LITELLM_PID"
-  for p in $(tree "$LITELLM_PID"); do kill "$p" 2>/dev/null || true; done
+  stop_tree "$LITELLM_PID"
 
   # --- Portkey -----------------------------------------------------------------
   mkdir -p "$WORK/portkey" && (cd "$WORK/portkey" && npm init -y >/dev/null && npm install -s @portkey-ai/gateway >/dev/null)

@@ -153,8 +153,11 @@ fn run(writer: &Writer, mut rx: mpsc::Receiver<Op>, counters: &WriterCounters) {
                 continue;
             }
             Request::Rewind => {
-                let committed = run_batch(writer, std::slice::from_ref(&op))
-                    .and_then(|mut results| results.pop().unwrap_or(Ok(Response::Done)));
+                let committed = run_batch(writer, std::slice::from_ref(&op)).and_then(|mut results| {
+                    results
+                        .pop()
+                        .unwrap_or_else(|| Err(StoreError::Unavailable("the rewind's batch returned no result".into())))
+                });
                 let _ = op.reply.send(committed);
                 continue;
             }
