@@ -18,6 +18,11 @@
 //!   spilled to a temporary file inside a commit. When SQLite rolls back the whole
 //!   transaction (I/O error, disk full) or the commit fails, **every** op of the
 //!   batch gets the error: the caller refuses its call (fail closed).
+//! - A lone op at rest (no other write in flight or begun in the last 200 µs,
+//!   nothing queued, the writer thread idle) runs on its caller's thread, on the same connection under
+//!   the same mutex, in the transaction the thread would have run: no thread
+//!   wake-ups for an agent's call at an agent's pace. It never waits for the
+//!   write lock: when another process holds it, the op is queued as above.
 //! - `BEGIN IMMEDIATE` takes SQLite's write lock up front, so several
 //!   processes (the daemon and `steward stop`) can share one file: their
 //!   batches serialize on the lock (`busy_timeout` 5 s) and stay exact.
@@ -100,7 +105,7 @@ mod writer;
 pub(crate) mod tests;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -428,6 +433,9 @@ pub struct WriterStats {
     pub batches: u64,
     /// Ops those transactions carried.
     pub ops: u64,
+    /// Of those transactions, the lone ops run on their caller's thread
+    /// (nothing queued, the writer idle: see `writer.rs`).
+    pub inline: u64,
 }
 
 /// Counters shared with the writer thread.
@@ -435,6 +443,7 @@ pub struct WriterStats {
 struct WriterCounters {
     batches: AtomicU64,
     ops: AtomicU64,
+    inline: AtomicU64,
 }
 
 /// A fresh call id: UUIDv7, so ids sort by time.
@@ -460,6 +469,12 @@ struct Inner {
     // Field order matters: `ops` is dropped before `_writer_thread`, so the
     // writer sees its channel close and exits before the join.
     ops: mpsc::Sender<Op>,
+    /// The writer's connection, for a lone op run on its caller's thread.
+    writer: Arc<writer::Shared>,
+    /// Writes from this handle not answered yet (see [`Store::write`]).
+    writes_in_flight: AtomicUsize,
+    /// When the last write began (see [`Store::write`]).
+    pace: Pace,
     /// Dropping it stops the checkpointer thread and waits for its last
     /// checkpoint (the writer still runs then: it is joined last).
     _checkpointer: Option<checkpoint::Checkpointer>,
@@ -505,11 +520,14 @@ impl Store {
         let checkpoints = Arc::new(checkpoint::Counters::default());
         let checkpointer = checkpoint::spawn(path, &mut writer.conn, &tx, &checkpoints);
         let counters = Arc::new(WriterCounters::default());
-        let handle = writer::spawn(writer, rx, Arc::clone(&counters), Arc::clone(&redactor))
+        let (shared, handle) = writer::spawn(writer, rx, Arc::clone(&counters), Arc::clone(&redactor))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the store writer thread: {e}")))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 ops: tx,
+                writer: shared,
+                writes_in_flight: AtomicUsize::new(0),
+                pace: Pace::new(),
                 _checkpointer: checkpointer,
                 path: path.to_path_buf(),
                 reader: Mutex::new(reader),
@@ -755,6 +773,7 @@ impl Store {
         WriterStats {
             batches: self.inner.counters.batches.load(Ordering::Relaxed),
             ops: self.inner.counters.ops.load(Ordering::Relaxed),
+            inline: self.inner.counters.inline.load(Ordering::Relaxed),
         }
     }
 
@@ -832,6 +851,21 @@ impl Store {
 
     async fn write(&self, req: Request) -> Result<Response, StoreError> {
         let req = req.redacted(&self.inner.redactor.load());
+        // At rest (no other write in flight or begun in the last
+        // [`QUIET_GAP`], nothing queued) the op runs here, on the caller's
+        // thread, instead of waking the writer thread and being woken back
+        // by it. Under load it is queued, so that concurrent ops share one
+        // commit: run inline one by one, each paying its own commit, they
+        // cost 20-30 % of the throughput at 32 clients.
+        let in_flight = InFlight::enter(&self.inner.writes_in_flight);
+        let quiet = self.inner.pace.quiet_since_last();
+        if in_flight.alone
+            && quiet
+            && self.inner.ops.capacity() == WRITE_QUEUE
+            && let Some(done) = self.inner.writer.try_inline(&req)
+        {
+            return done;
+        }
         let (reply, rx) = oneshot::channel();
         self.inner
             .ops
@@ -862,6 +896,52 @@ impl Store {
     #[cfg(test)]
     pub(crate) async fn exec_on_writer(&self, sql: &str) -> Result<(), StoreError> {
         self.write_done(Request::Exec(sql.to_owned())).await
+    }
+}
+
+/// A write that begins within this time of the previous one is queued for
+/// the writer thread even when nothing else is in flight: writes that close
+/// together are a load (1k calls a second are 2k writes, 0.5 ms apart), and
+/// a load is cheaper group-committed than committed one by one.
+const QUIET_GAP: std::time::Duration = std::time::Duration::from_micros(200);
+
+/// When the last write began, as nanoseconds since the store opened.
+struct Pace {
+    base: std::time::Instant,
+    last_ns: AtomicU64,
+}
+
+impl Pace {
+    fn new() -> Self {
+        Pace { base: std::time::Instant::now(), last_ns: AtomicU64::new(0) }
+    }
+
+    /// Records a write beginning now; true when the previous one began at
+    /// least [`QUIET_GAP`] ago.
+    fn quiet_since_last(&self) -> bool {
+        let now = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let previous = self.last_ns.swap(now, Ordering::Relaxed);
+        now.saturating_sub(previous) >= u64::try_from(QUIET_GAP.as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// One write in flight, counted until it is answered or its caller gives up.
+struct InFlight<'a> {
+    count: &'a AtomicUsize,
+    /// No other write was in flight when this one began.
+    alone: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        let alone = count.fetch_add(1, Ordering::AcqRel) == 0;
+        InFlight { count, alone }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

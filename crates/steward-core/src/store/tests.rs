@@ -214,7 +214,57 @@ async fn queued_ops_share_one_transaction() {
     }
     // Evaluated one after the other inside the shared transaction: exact.
     assert_eq!(admitted, 10);
-    assert_eq!(store.writer_stats(), WriterStats { batches: 2, ops: 20 });
+    assert_eq!(store.writer_stats(), WriterStats { batches: 2, ops: 20, inline: 0 });
+}
+
+#[tokio::test]
+async fn a_lone_op_at_rest_runs_on_its_callers_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("steward.db"), redactor()).unwrap();
+    for i in 0..3 {
+        // At an agent's pace: writes close together are queued (a load).
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let outcome = store.admit(limited(&format!("c{i}"), T0 + i, per_hour(2))).await.unwrap();
+        let expected =
+            if i < 2 { AdmitOutcome::Admitted } else { AdmitOutcome::RateLimited { retry_after_ms: 3_599_998 } };
+        assert_eq!(outcome, expected);
+    }
+    // One transaction each, all run by the caller: the writer thread was
+    // never woken.
+    assert_eq!(store.writer_stats(), WriterStats { batches: 3, ops: 3, inline: 3 });
+    // Committed like any batch: another connection reads them.
+    let other = rusqlite::Connection::open(dir.path().join("steward.db")).unwrap();
+    let rows: i64 = other.query_row("SELECT COUNT(*) FROM calls", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows, 3);
+}
+
+/// `steward stop` in another process holds SQLite's write lock: a caller
+/// must not sit in SQLite's busy wait on a tokio worker. Its op is queued
+/// for the writer thread, which waits for the lock, and the caller's thread
+/// keeps serving (a current-thread runtime: a blocked caller would stall
+/// the timer below for the whole busy timeout).
+#[tokio::test(flavor = "current_thread")]
+async fn a_lone_op_never_waits_for_another_connections_write_lock_on_the_callers_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steward.db");
+    let store = Store::open(&path, redactor()).unwrap();
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let started = std::time::Instant::now();
+    let admit = tokio::spawn({
+        let store = store.clone();
+        async move { store.admit(limited("held", T0, per_hour(10))).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(started.elapsed() < Duration::from_secs(2), "the caller's thread was blocked: {:?}", started.elapsed());
+    assert!(!admit.is_finished(), "admitted while another connection held the write lock");
+    other.execute_batch("COMMIT").unwrap();
+    assert_eq!(admit.await.unwrap().unwrap(), AdmitOutcome::Admitted);
+    assert_eq!(store.writer_stats(), WriterStats { batches: 1, ops: 1, inline: 0 });
+    // The lock free again: the next lone op runs inline.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(store.admit(limited("free", T0 + 1, per_hour(10))).await.unwrap(), AdmitOutcome::Admitted);
+    assert_eq!(store.writer_stats(), WriterStats { batches: 2, ops: 2, inline: 1 });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,10 +1,18 @@
-//! The writer thread: owns the write connection, group-commits queued ops,
-//! and holds the SQL of every write (admission, journal, kill switch, kv).
-//! It also runs the checkpoints that must briefly hold the writer (see
-//! `checkpoint.rs`), between two batches.
+//! The writer: owns the write connection, group-commits queued ops on its
+//! thread, and holds the SQL of every write (admission, journal, kill
+//! switch, kv). It also runs the checkpoints that must briefly hold the
+//! writer (see `checkpoint.rs`), between two batches.
+//!
+//! A lone op at rest (nothing queued, the thread idle) is run by its caller
+//! on the same connection ([`Shared::try_inline`]): the same transaction the
+//! thread would commit, without the two thread wake-ups (the writer's, then
+//! the caller's) that an agent's call paid twice at an agent's pace. The
+//! caller never waits for SQLite's write lock: when another connection holds
+//! it (`steward stop` in another process), the op is queued for the thread,
+//! which waits for the lock as before.
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, TryLockError};
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -114,19 +122,35 @@ pub(super) enum Response {
 /// Starts the writer thread. It runs until every sender is dropped.
 /// `redactor` is for the one value the writer copies inside the database
 /// (see [`admit`]); every value a request carries was redacted before it
-/// was queued.
+/// was queued. The returned [`Shared`] runs lone ops inline.
 pub(super) fn spawn(
     writer: Opened,
     rx: mpsc::Receiver<Op>,
     counters: Arc<WriterCounters>,
     redactor: SharedRedactor,
-) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("steward-store-writer".into())
-        .spawn(move || run(&Writer { opened: writer, redactor }, rx, &counters))
+) -> std::io::Result<(Arc<Shared>, JoinHandle<()>)> {
+    let shared = Arc::new(Shared {
+        writer: Mutex::new(Writer { opened: writer, redactor }),
+        thread_busy: AtomicBool::new(false),
+        counters,
+    });
+    let thread = Arc::clone(&shared);
+    let handle = std::thread::Builder::new().name("steward-store-writer".into()).spawn(move || run(&thread, rx))?;
+    Ok((shared, handle))
 }
 
-/// What the writer thread owns.
+/// The write connection, shared by the writer thread and the callers that
+/// run a lone op inline. Whoever holds the mutex is the only writer of this
+/// store handle: batches and inline ops never overlap.
+pub(super) struct Shared {
+    writer: Mutex<Writer>,
+    /// Set while the thread holds ops it took from the queue: a caller then
+    /// queues instead of overtaking them.
+    thread_busy: AtomicBool,
+    counters: Arc<WriterCounters>,
+}
+
+/// What the writer owns.
 struct Writer {
     /// The write connection.
     opened: Opened,
@@ -134,7 +158,59 @@ struct Writer {
     redactor: SharedRedactor,
 }
 
-fn run(writer: &Writer, mut rx: mpsc::Receiver<Op>, counters: &WriterCounters) {
+impl Shared {
+    /// Runs `req` on the caller's thread, alone in its transaction, when
+    /// the writer is free: the thread holds no op and no other caller is
+    /// writing (the caller checked that nothing is queued). `None` means it
+    /// did not run and must be queued: the writer is busy, or another
+    /// connection (another process) holds SQLite's write lock, which the
+    /// caller never waits for. Checkpoints and the rewind probe only come
+    /// through the queue.
+    pub(super) fn try_inline(&self, req: &Request) -> Option<Result<Response, StoreError>> {
+        if matches!(req, Request::Checkpoint(_) | Request::Rewind) || self.thread_busy.load(Ordering::Acquire) {
+            return None;
+        }
+        let writer = match self.writer.try_lock() {
+            Ok(writer) => writer,
+            // Poisoned: the thread recovers the connection (see `lock`).
+            Err(TryLockError::WouldBlock | TryLockError::Poisoned(_)) => return None,
+        };
+        Some(match run_batch(&writer, &[req], Wait::No) {
+            Ok(Some(mut results)) => {
+                self.counted(results.len(), true);
+                results
+                    .pop()
+                    .unwrap_or_else(|| Err(StoreError::Unavailable("an inline op's batch returned no result".into())))
+            }
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::error!(error = %e, ops = 1, "state store batch failed");
+                Err(e)
+            }
+        })
+    }
+
+    /// The writer, for the thread: waits for an inline op to finish, and
+    /// after a caller panicked mid-op rolls back what it left open.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Writer> {
+        let writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if !writer.opened.conn.is_autocommit() {
+            let _ = writer.opened.conn.execute_batch("ROLLBACK");
+        }
+        writer
+    }
+
+    fn counted(&self, ops: usize, inline: bool) {
+        let counters = &self.counters;
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+        counters.ops.fetch_add(u64::try_from(ops).unwrap_or(u64::MAX), Ordering::Relaxed);
+        if inline {
+            counters.inline.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn run(shared: &Shared, mut rx: mpsc::Receiver<Op>) {
     let mut batch = Vec::with_capacity(MAX_BATCH_EXTRA + 1);
     // A checkpointer's op found while draining: it runs alone, after the
     // batch gathered so far.
@@ -147,18 +223,24 @@ fn run(writer: &Writer, mut rx: mpsc::Receiver<Op>, counters: &WriterCounters) {
                 None => break,
             },
         };
+        shared.thread_busy.store(true, Ordering::Release);
+        let writer = shared.lock();
         match op.req {
             Request::Checkpoint(mode) => {
                 let _ = op.reply.send(run_checkpoint(&writer.opened, mode).map(Response::Checkpointed));
+                drop(writer);
+                shared.thread_busy.store(false, Ordering::Release);
                 continue;
             }
             Request::Rewind => {
-                let committed = run_batch(writer, std::slice::from_ref(&op)).and_then(|mut results| {
+                let committed = run_batch(&writer, &[&op.req], Wait::Yes).and_then(|results| {
                     results
-                        .pop()
+                        .and_then(|mut results| results.pop())
                         .unwrap_or_else(|| Err(StoreError::Unavailable("the rewind's batch returned no result".into())))
                 });
                 let _ = op.reply.send(committed);
+                drop(writer);
+                shared.thread_busy.store(false, Ordering::Release);
                 continue;
             }
             _ => {}
@@ -174,10 +256,14 @@ fn run(writer: &Writer, mut rx: mpsc::Receiver<Op>, counters: &WriterCounters) {
                 Err(_) => break,
             }
         }
-        match run_batch(writer, &batch) {
+        let reqs: Vec<&Request> = batch.iter().map(|op| &op.req).collect();
+        let ran = run_batch(&writer, &reqs, Wait::Yes);
+        drop(reqs);
+        drop(writer);
+        match ran {
             Ok(results) => {
-                counters.batches.fetch_add(1, Ordering::Relaxed);
-                counters.ops.fetch_add(u64::try_from(results.len()).unwrap_or(u64::MAX), Ordering::Relaxed);
+                let results = results.unwrap_or_default();
+                shared.counted(results.len(), false);
                 for (op, result) in batch.drain(..).zip(results) {
                     // A caller that gave up waiting no longer needs the answer.
                     let _ = op.reply.send(result);
@@ -189,6 +275,11 @@ fn run(writer: &Writer, mut rx: mpsc::Receiver<Op>, counters: &WriterCounters) {
                     let _ = op.reply.send(Err(e.clone()));
                 }
             }
+        }
+        // Cleared only when the queue looked empty: a caller that finds it
+        // clear and nothing queued runs inline.
+        if alone.is_none() {
+            shared.thread_busy.store(false, Ordering::Release);
         }
     }
 }
@@ -205,25 +296,40 @@ fn run_checkpoint(writer: &Opened, mode: CheckpointMode) -> Result<Pass, StoreEr
     pass
 }
 
+/// Whether a batch waits for SQLite's write lock (`busy_timeout`) when
+/// another connection holds it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// The thread: waits up to `busy_timeout`, as every batch always did.
+    Yes,
+    /// A caller's inline op: never waits (the op is queued instead).
+    No,
+}
+
 /// Runs a batch in one transaction. `Err` means nothing of the batch was
-/// committed; `Ok` carries each op's own result (an op that failed alone was
-/// rolled back: to its savepoint, or with the transaction when it was the
-/// batch's only op).
-fn run_batch(writer: &Writer, batch: &[Op]) -> Result<Vec<Result<Response, StoreError>>, StoreError> {
+/// committed; `Ok(Some)` carries each op's own result (an op that failed
+/// alone was rolled back: to its savepoint, or with the transaction when it
+/// was the batch's only op); `Ok(None)` means it did not start, because the
+/// write lock was held elsewhere and `wait` is [`Wait::No`].
+fn run_batch(
+    writer: &Writer,
+    batch: &[&Request],
+    wait: Wait,
+) -> Result<Option<Vec<Result<Response, StoreError>>>, StoreError> {
     writer.opened.check_same_file()?;
     let conn = &writer.opened.conn;
-    let redactor = writer.redactor.load();
     // Cached statements: parsing BEGIN and COMMIT again was a tenth of the
     // writer's CPU per batch under streaming load.
-    conn.prepare_cached("BEGIN IMMEDIATE")
-        .and_then(|mut s| s.execute([]))
-        .map_err(|e| sql_error("starting a write transaction", e))?;
+    if !begin(conn, wait)? {
+        return Ok(None);
+    }
+    let redactor = writer.redactor.load();
     let mut results = Vec::with_capacity(batch.len());
     // A lone op (the usual case at agent rates) needs no savepoint: when it
     // fails, rolling back the transaction is rolling back the op.
     let lone = batch.len() == 1;
-    for op in batch {
-        let result = if lone { apply(conn, &op.req, &redactor) } else { apply_in_savepoint(conn, &op.req, &redactor) };
+    for &req in batch {
+        let result = if lone { apply(conn, req, &redactor) } else { apply_in_savepoint(conn, req, &redactor) };
         if conn.is_autocommit() {
             // SQLite rolled back the whole transaction (I/O error, disk full):
             // the earlier ops' effects are gone too, so all of them fail.
@@ -238,9 +344,37 @@ fn run_batch(writer: &Writer, batch: &[Op]) -> Result<Vec<Result<Response, Store
         conn.prepare_cached("ROLLBACK")
             .and_then(|mut s| s.execute([]))
             .map_err(|e| sql_error("rolling back a failed op", e))?;
-        return Ok(results);
+        return Ok(Some(results));
     }
-    commit(conn).map(|()| results)
+    commit(conn).map(|()| Some(results))
+}
+
+/// `BEGIN IMMEDIATE`: takes SQLite's write lock. With [`Wait::No`] the
+/// busy timeout is zero for that one statement (restored before anything
+/// else runs, so the rest of the transaction behaves as the thread's), and
+/// `false` means another connection holds the lock.
+fn begin(conn: &Connection, wait: Wait) -> Result<bool, StoreError> {
+    if wait == Wait::No {
+        conn.busy_timeout(std::time::Duration::ZERO).map_err(|e| sql_error("zeroing busy_timeout", e))?;
+    }
+    let begun = conn.prepare_cached("BEGIN IMMEDIATE").and_then(|mut s| s.execute([]));
+    if wait == Wait::No {
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| {
+            if begun.is_ok() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            sql_error("restoring busy_timeout", e)
+        })?;
+    }
+    match begun {
+        Ok(_) => Ok(true),
+        Err(rusqlite::Error::SqliteFailure(f, _))
+            if wait == Wait::No && f.code == rusqlite::ffi::ErrorCode::DatabaseBusy =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(sql_error("starting a write transaction", e)),
+    }
 }
 
 fn commit(conn: &Connection) -> Result<(), StoreError> {
