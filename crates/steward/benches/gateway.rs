@@ -133,11 +133,16 @@ max_identical = 0
     // A quiet agent's pace: 5 clients, 10 calls/s each. Twice the phase
     // (at least 10 s, 500 calls per target) so the p99 rests on several
     // samples; the targets alternate in rounds, as in the steady phase.
+    // The no-op proxy is the floor: what the hop alone adds at this pace.
     let low_length = (phase * 2).max(Duration::from_secs(10));
-    let [dlow, slow]: [Latencies; 2] =
-        paced_rounds(&[&direct, &through], low_length).await.try_into().ok().expect("one result per target");
+    let api_noop = Target { url: format!("http://{noop}/echo"), ..direct.clone() };
+    let [dlow, nlow, slow]: [Latencies; 3] = paced_rounds(&[&direct, &api_noop, &through], low_length)
+        .await
+        .try_into()
+        .ok()
+        .expect("one result per target");
     if std::env::var("BENCH_ONLY").as_deref() == Ok("lowrate") {
-        low_rate_rows(&dlow, &slow);
+        low_rate_rows(&dlow, &nlow, &slow);
         daemon.shutdown().await;
         mock.shutdown().await;
         return;
@@ -154,7 +159,7 @@ max_identical = 0
         .ok()
         .expect("one result per target");
 
-    low_rate_rows(&dlow, &slow);
+    low_rate_rows(&dlow, &nlow, &slow);
     println!(
         "| p50 latency at 1k RPS | {:.3} ms | {:.3} ms | {:.3} ms |",
         d1k.p(50.0),
@@ -234,8 +239,9 @@ max_identical = 0
     mock.shutdown().await;
 }
 
-/// The table's head and its first rows: latency at a quiet agent's pace.
-fn low_rate_rows(direct: &Latencies, through: &Latencies) {
+/// The table's head and its first rows: latency at a quiet agent's pace,
+/// through steward and through the no-op proxy (the floor).
+fn low_rate_rows(direct: &Latencies, noop: &Latencies, through: &Latencies) {
     println!("| measurement | direct to mock | through steward | added by steward |");
     println!("| --- | --- | --- | --- |");
     for (pct, label) in [(50.0, "p50"), (99.0, "p99")] {
@@ -244,6 +250,14 @@ fn low_rate_rows(direct: &Latencies, through: &Latencies) {
             direct.p(pct),
             through.p(pct),
             through.p(pct) - direct.p(pct)
+        );
+    }
+    for (pct, label) in [(50.0, "p50"), (99.0, "p99")] {
+        println!(
+            "| {label} latency at 50 req/s, no-op proxy (same HTTP stack, no pipeline) | {:.3} ms | {:.3} ms | {:.3} ms |",
+            direct.p(pct),
+            noop.p(pct),
+            noop.p(pct) - direct.p(pct)
         );
     }
     println!(
