@@ -136,11 +136,8 @@ max_identical = 0
     // The no-op proxy is the floor: what the hop alone adds at this pace.
     let low_length = (phase * 2).max(Duration::from_secs(10));
     let api_noop = Target { url: format!("http://{noop}/echo"), ..direct.clone() };
-    let [dlow, nlow, slow]: [Latencies; 3] = paced_rounds(&[&direct, &api_noop, &through], low_length)
-        .await
-        .try_into()
-        .ok()
-        .expect("one result per target");
+    let [dlow, nlow, slow]: [Latencies; 3] =
+        paced_rounds(&[&direct, &api_noop, &through], low_length).await.try_into().ok().expect("one result per target");
     if std::env::var("BENCH_ONLY").as_deref() == Ok("lowrate") {
         low_rate_rows(&dlow, &nlow, &slow);
         daemon.shutdown().await;

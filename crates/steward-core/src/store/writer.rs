@@ -9,7 +9,9 @@
 //! the caller's) that an agent's call paid twice at an agent's pace. The
 //! caller never waits for SQLite's write lock: when another connection holds
 //! it (`steward stop` in another process), the op is queued for the thread,
-//! which waits for the lock as before.
+//! which waits for the lock as before. Like any commit, an inline one pays
+//! SQLite's WAL-header `fsync` if it is the one that rewinds the WAL; the
+//! checkpointer's probe normally takes that (see `checkpoint.rs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, TryLockError};
@@ -193,7 +195,11 @@ impl Shared {
     /// The writer, for the thread: waits for an inline op to finish, and
     /// after a caller panicked mid-op rolls back what it left open.
     fn lock(&self) -> std::sync::MutexGuard<'_, Writer> {
-        let writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let writer = self.writer.lock().unwrap_or_else(|poisoned| {
+            // Recovered below: callers may run inline again afterwards.
+            self.writer.clear_poison();
+            PoisonError::into_inner(poisoned)
+        });
         if !writer.opened.conn.is_autocommit() {
             let _ = writer.opened.conn.execute_batch("ROLLBACK");
         }
