@@ -241,21 +241,16 @@ max_identical = 0
 fn low_rate_rows(direct: &Latencies, noop: &Latencies, through: &Latencies) {
     println!("| measurement | direct to mock | through steward | added by steward |");
     println!("| --- | --- | --- | --- |");
-    for (pct, label) in [(50.0, "p50"), (99.0, "p99")] {
-        println!(
-            "| {label} latency at 50 req/s (5 clients x 10/s) | {:.3} ms | {:.3} ms | {:.3} ms |",
-            direct.p(pct),
-            through.p(pct),
-            through.p(pct) - direct.p(pct)
-        );
-    }
-    for (pct, label) in [(50.0, "p50"), (99.0, "p99")] {
-        println!(
-            "| {label} latency at 50 req/s, no-op proxy (same HTTP stack, no pipeline) | {:.3} ms | {:.3} ms | {:.3} ms |",
-            direct.p(pct),
-            noop.p(pct),
-            noop.p(pct) - direct.p(pct)
-        );
+    let rows = [(" (5 clients x 10/s)", through), (", no-op proxy (same HTTP stack, no pipeline)", noop)];
+    for (what, target) in rows {
+        for (pct, label) in [(50.0, "p50"), (99.0, "p99")] {
+            println!(
+                "| {label} latency at 50 req/s{what} | {:.3} ms | {:.3} ms | {:.3} ms |",
+                direct.p(pct),
+                target.p(pct),
+                target.p(pct) - direct.p(pct)
+            );
+        }
     }
     println!(
         "| requests completed at 50 req/s | {} ({} errors) | {} ({} errors) | |",

@@ -19,10 +19,11 @@
 //!   transaction (I/O error, disk full) or the commit fails, **every** op of the
 //!   batch gets the error: the caller refuses its call (fail closed).
 //! - A lone op at rest (no other write in flight or begun in the last 200 µs,
-//!   nothing queued, the writer thread idle) runs on its caller's thread, on the same connection under
-//!   the same mutex, in the transaction the thread would have run: no thread
-//!   wake-ups for an agent's call at an agent's pace. It never waits for the
-//!   write lock: when another process holds it, the op is queued as above.
+//!   nothing queued, the writer thread idle) runs on its caller's thread, on
+//!   the same connection under the same mutex, in the transaction the thread
+//!   would have run: no thread wake-ups for an agent's call at an agent's
+//!   pace. It never waits for the write lock: when another process holds it,
+//!   the op is queued as above.
 //! - `BEGIN IMMEDIATE` takes SQLite's write lock up front, so several
 //!   processes (the daemon and `steward stop`) can share one file: their
 //!   batches serialize on the lock (`busy_timeout` 5 s) and stay exact.

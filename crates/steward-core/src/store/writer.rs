@@ -230,55 +230,49 @@ fn run(shared: &Shared, mut rx: mpsc::Receiver<Op>) {
             },
         };
         shared.thread_busy.store(true, Ordering::Release);
-        let writer = shared.lock();
         match op.req {
             Request::Checkpoint(mode) => {
-                let _ = op.reply.send(run_checkpoint(&writer.opened, mode).map(Response::Checkpointed));
-                drop(writer);
-                shared.thread_busy.store(false, Ordering::Release);
-                continue;
+                let pass = run_checkpoint(&shared.lock().opened, mode);
+                let _ = op.reply.send(pass.map(Response::Checkpointed));
             }
             Request::Rewind => {
-                let committed = run_batch(&writer, &[&op.req], Wait::Yes).and_then(|results| {
+                let committed = run_waiting(&shared.lock(), &[&op.req]).and_then(|mut results| {
                     results
-                        .and_then(|mut results| results.pop())
+                        .pop()
                         .unwrap_or_else(|| Err(StoreError::Unavailable("the rewind's batch returned no result".into())))
                 });
                 let _ = op.reply.send(committed);
-                drop(writer);
-                shared.thread_busy.store(false, Ordering::Release);
-                continue;
             }
-            _ => {}
-        }
-        batch.push(op);
-        while batch.len() <= MAX_BATCH_EXTRA {
-            match rx.try_recv() {
-                Ok(op) if matches!(op.req, Request::Checkpoint(_) | Request::Rewind) => {
-                    alone = Some(op);
-                    break;
+            _ => {
+                batch.push(op);
+                while batch.len() <= MAX_BATCH_EXTRA {
+                    match rx.try_recv() {
+                        Ok(op) if matches!(op.req, Request::Checkpoint(_) | Request::Rewind) => {
+                            alone = Some(op);
+                            break;
+                        }
+                        Ok(op) => batch.push(op),
+                        Err(_) => break,
+                    }
                 }
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
-        let reqs: Vec<&Request> = batch.iter().map(|op| &op.req).collect();
-        let ran = run_batch(&writer, &reqs, Wait::Yes);
-        drop(reqs);
-        drop(writer);
-        match ran {
-            Ok(results) => {
-                let results = results.unwrap_or_default();
-                shared.counted(results.len(), false);
-                for (op, result) in batch.drain(..).zip(results) {
-                    // A caller that gave up waiting no longer needs the answer.
-                    let _ = op.reply.send(result);
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, ops = batch.len(), "state store batch failed");
-                for op in batch.drain(..) {
-                    let _ = op.reply.send(Err(e.clone()));
+                let reqs: Vec<&Request> = batch.iter().map(|op| &op.req).collect();
+                // The writer is released before the answers wake anyone.
+                let ran = run_waiting(&shared.lock(), &reqs);
+                drop(reqs);
+                match ran {
+                    Ok(results) => {
+                        shared.counted(results.len(), false);
+                        for (op, result) in batch.drain(..).zip(results) {
+                            // A caller that gave up waiting no longer needs the answer.
+                            let _ = op.reply.send(result);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, ops = batch.len(), "state store batch failed");
+                        for op in batch.drain(..) {
+                            let _ = op.reply.send(Err(e.clone()));
+                        }
+                    }
                 }
             }
         }
@@ -353,6 +347,12 @@ fn run_batch(
         return Ok(Some(results));
     }
     commit(conn).map(|()| Some(results))
+}
+
+/// [`run_batch`] for the thread, which waits for the write lock.
+fn run_waiting(writer: &Writer, batch: &[&Request]) -> Result<Vec<Result<Response, StoreError>>, StoreError> {
+    run_batch(writer, batch, Wait::Yes)?
+        .ok_or_else(|| StoreError::Unavailable("a batch that waits for the write lock did not start".into()))
 }
 
 /// `BEGIN IMMEDIATE`: takes SQLite's write lock. With [`Wait::No`] the
