@@ -857,7 +857,7 @@ impl Store {
         // thread, instead of waking the writer thread and being woken back
         // by it. Under load it is queued, so that concurrent ops share one
         // commit: run inline one by one, each paying its own commit, they
-        // cost 20-30 % of the throughput at 32 clients.
+        // cost up to 30 % of the throughput at 32 clients.
         let in_flight = InFlight::enter(&self.inner.writes_in_flight);
         let quiet = self.inner.pace.quiet_since_last();
         if in_flight.alone
