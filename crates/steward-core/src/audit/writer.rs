@@ -51,9 +51,13 @@ pub(super) enum Msg {
 pub(super) type Shared = std::sync::Arc<std::sync::Mutex<Writer>>;
 
 /// The shared writer, even after a panic while it was held: its state is a
-/// file and counters, each left consistent by every step.
+/// file and counters, each left consistent by every step. The poison is
+/// cleared, so callers write inline again afterwards.
 pub(super) fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Writer> {
-    shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    shared.lock().unwrap_or_else(|poisoned| {
+        shared.clear_poison();
+        std::sync::PoisonError::into_inner(poisoned)
+    })
 }
 
 type Ack = oneshot::Sender<Result<(), AuditError>>;

@@ -439,7 +439,7 @@ pub struct WriterStats {
     pub inline: u64,
 }
 
-/// Counters shared with the writer thread.
+/// The writer's counters (see [`WriterStats`]).
 #[derive(Debug, Default)]
 struct WriterCounters {
     batches: AtomicU64,
@@ -452,8 +452,9 @@ pub fn new_call_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// Handle to the store. Cheap to clone; every clone shares one writer thread
-/// and two read connections (the queries' and the kill switch's). Dropping the last clone stops the writer after it
+/// Handle to the store. Cheap to clone; every clone shares one writer (its
+/// thread and its connection) and two read connections (the queries' and
+/// the kill switch's). Dropping the last clone stops the writer after it
 /// finished the ops already queued.
 #[derive(Clone)]
 pub struct Store {
@@ -486,7 +487,6 @@ struct Inner {
     gate: Mutex<schema::Opened>,
     /// Every write's free text passes it before it is queued.
     redactor: SharedRedactor,
-    counters: Arc<WriterCounters>,
     /// Checkpoint durations and the WAL's frames, for [`Store::wal_stats`].
     checkpoints: Arc<checkpoint::Counters>,
     _writer_thread: WriterThread,
@@ -520,8 +520,7 @@ impl Store {
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let checkpoints = Arc::new(checkpoint::Counters::default());
         let checkpointer = checkpoint::spawn(path, &mut writer.conn, &tx, &checkpoints);
-        let counters = Arc::new(WriterCounters::default());
-        let (shared, handle) = writer::spawn(writer, rx, Arc::clone(&counters), Arc::clone(&redactor))
+        let (shared, handle) = writer::spawn(writer, rx, Arc::clone(&redactor))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the store writer thread: {e}")))?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -534,7 +533,6 @@ impl Store {
                 reader: Mutex::new(reader),
                 gate: Mutex::new(gate),
                 redactor,
-                counters,
                 checkpoints,
                 _writer_thread: WriterThread(Some(handle)),
             }),
@@ -771,11 +769,7 @@ impl Store {
 
     /// Batches and ops committed by this handle's writer.
     pub fn writer_stats(&self) -> WriterStats {
-        WriterStats {
-            batches: self.inner.counters.batches.load(Ordering::Relaxed),
-            ops: self.inner.counters.ops.load(Ordering::Relaxed),
-            inline: self.inner.counters.inline.load(Ordering::Relaxed),
-        }
+        self.inner.writer.stats()
     }
 
     /// The store's files on disk and its checkpoints since it opened, for

@@ -28,7 +28,7 @@ use super::checkpoint::{self, CheckpointMode, ESCALATION_BUSY_WAIT, Pass};
 use super::schema::Opened;
 use super::{
     Admission, AdmitOutcome, BUSY_TIMEOUT, Completion, MAX_BATCH_EXTRA, StoreError, Window, WriterCounters,
-    duration_ms, queries, spend, sql_error,
+    WriterStats, duration_ms, queries, spend, sql_error,
 };
 use crate::redaction::SharedRedactor;
 
@@ -128,13 +128,12 @@ pub(super) enum Response {
 pub(super) fn spawn(
     writer: Opened,
     rx: mpsc::Receiver<Op>,
-    counters: Arc<WriterCounters>,
     redactor: SharedRedactor,
 ) -> std::io::Result<(Arc<Shared>, JoinHandle<()>)> {
     let shared = Arc::new(Shared {
         writer: Mutex::new(Writer { opened: writer, redactor }),
         thread_busy: AtomicBool::new(false),
-        counters,
+        counters: WriterCounters::default(),
     });
     let thread = Arc::clone(&shared);
     let handle = std::thread::Builder::new().name("steward-store-writer".into()).spawn(move || run(&thread, rx))?;
@@ -149,7 +148,7 @@ pub(super) struct Shared {
     /// Set while the thread holds ops it took from the queue: a caller then
     /// queues instead of overtaking them.
     thread_busy: AtomicBool,
-    counters: Arc<WriterCounters>,
+    counters: WriterCounters,
 }
 
 /// What the writer owns.
@@ -204,6 +203,16 @@ impl Shared {
             let _ = writer.opened.conn.execute_batch("ROLLBACK");
         }
         writer
+    }
+
+    /// Batches and ops committed so far.
+    pub(super) fn stats(&self) -> WriterStats {
+        let counters = &self.counters;
+        WriterStats {
+            batches: counters.batches.load(Ordering::Relaxed),
+            ops: counters.ops.load(Ordering::Relaxed),
+            inline: counters.inline.load(Ordering::Relaxed),
+        }
     }
 
     fn counted(&self, ops: usize, inline: bool) {
