@@ -613,6 +613,91 @@ async fn a_burst_of_10k_server_notifications_does_not_deadlock_the_session() {
     env.assert_no_secret_leaked();
 }
 
+/// The events of an SSE body, each `data:` parsed.
+fn sse_messages(body: &str) -> Vec<Value> {
+    body.split("\n\n")
+        .filter_map(|event| event.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|data| serde_json::from_str(data).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_reaches_the_client_before_the_answer_scrubbed_on_the_requests_own_stream() {
+    let Some(python) = mcp_python() else { return };
+    let tools = format!(
+        "{POSTS_TOOLS}\n[[tools]]\nname = \"progress\"\nmcp = \"posts\"\nmatch = \"progress\"\nside_effect = false\n"
+    );
+    let mut env = Env::with_tools("", &posts_config(&python, &tools)).await;
+    env.start();
+
+    // The official SDK's client: every progress notification of every call
+    // arrives, in order, before its answer (the last one is sent just
+    // before the answer; over the session's GET stream the client could
+    // read the answer first and drop it). 20 calls, so a race shows.
+    let report =
+        client(&env, &python, json!([{ "progress": "progress", "args": { "n": 3 }, "times": 20, "vary": "tag" }]))
+            .await;
+    let calls = report["steps"][0]["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 20, "{report:#}");
+    for call in calls {
+        assert_eq!(call["result"]["text"], "reported 3", "{report:#}");
+        let progress: Vec<f64> =
+            call["progress"].as_array().unwrap().iter().map(|p| p["progress"].as_f64().unwrap()).collect();
+        assert_eq!(progress, [1.0, 2.0, 3.0], "every progress notification, in order: {report:#}");
+        assert_eq!(call["progress"][0]["message"], "step 1 with [REDACTED:social]", "scrubbed: {report:#}");
+    }
+    assert!(!report.to_string().contains(CANARY_TOKEN), "{report:#}");
+
+    // On the wire: a client that takes SSE gets the progress, then the
+    // response, on its POST; one that takes JSON only gets the response.
+    let post = |accept: &'static str, session: Option<String>, body: Value| {
+        let mut request = env.req(reqwest::Method::POST, "/mcp/posts").header("accept", accept).json(&body);
+        if let Some(session) = session {
+            request = request.header("mcp-session-id", session);
+        }
+        request.send()
+    };
+    let both = "application/json, text/event-stream";
+    let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "raw", "version": "1" } } });
+    let opened = post(both, None, init).await.unwrap();
+    let session = opened.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let call = |id: u64| {
+        json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": { "name": "progress", "arguments": { "n": 2, "tag": id }, "_meta": { "progressToken": format!("t{id}") } } })
+    };
+    let streamed = post(both, Some(session.clone()), call(2)).await.unwrap();
+    assert_eq!(streamed.headers()["content-type"], "text/event-stream");
+    let messages = sse_messages(&streamed.text().await.unwrap());
+    assert_eq!(messages.len(), 3, "{messages:#?}");
+    for (i, message) in messages[..2].iter().enumerate() {
+        assert_eq!(message["method"], "notifications/progress", "{messages:#?}");
+        assert_eq!(message["params"]["progressToken"], "t2", "{messages:#?}");
+        assert_eq!(message["params"]["progress"].as_f64(), Some(i as f64 + 1.0), "{messages:#?}");
+    }
+    assert_eq!(messages[2]["id"], 2, "the response comes last: {messages:#?}");
+    assert_eq!(messages[2]["result"]["content"][0]["text"], "reported 2", "{messages:#?}");
+    let plain = post("application/json", Some(session), call(3)).await.unwrap();
+    assert_eq!(plain.headers()["content-type"], "application/json");
+    let answer: Value = plain.json().await.unwrap();
+    assert_eq!(answer["result"]["content"][0]["text"], "reported 2", "{answer:#}");
+
+    // Through `steward mcp` (stdio to the daemon): the bridge relays the
+    // SSE answer's progress and response as they come.
+    let stdio = json!([common::steward_bin().display().to_string(), "mcp", "posts"]).to_string();
+    let vars = [("MCP_STDIO", stdio), ("STEWARD_URL", env.url("")), ("STEWARD_TOKEN", env.token.clone())];
+    let steps = json!([{ "progress": "progress", "args": { "n": 2, "tag": 100 }, "times": 3, "vary": "tag" }]);
+    let report = client_with(&env, &python, steps, &vars).await;
+    for call in report["steps"][0]["calls"].as_array().unwrap() {
+        assert_eq!(call["result"]["text"], "reported 2", "{report:#}");
+        assert_eq!(call["progress"].as_array().unwrap().len(), 2, "{report:#}");
+    }
+
+    assert_eq!(mcp_lines(&env).iter().filter(|l| l["tool"] == "progress").count(), 25, "every call audited");
+    env.stop(false);
+    env.assert_no_secret_leaked();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_call_is_cancelled_at_the_server_and_recorded() {
     let Some(python) = mcp_python() else { return };

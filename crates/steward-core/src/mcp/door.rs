@@ -10,7 +10,9 @@
 //! - `POST` carries one JSON-RPC message. `initialize` opens a session (the
 //!   answer names it in `Mcp-Session-Id`); every later message names it,
 //!   unless it is a stateless request. A
-//!   request is answered with one JSON response: `tools/call` becomes a
+//!   request is answered with one JSON response (or, when it carries a
+//!   progress token and the client takes SSE, an SSE stream of its
+//!   progress, then that response: see [`streamed`]): `tools/call` becomes a
 //!   [`Call`] of the one pipeline (its refusals are `isError` results, see
 //!   `pipeline::mcp`), `tools/list` is relayed with the tools the policy
 //!   denies left out, `ping` is answered here, everything else is relayed
@@ -243,15 +245,100 @@ async fn post(State(door): State<Door>, Path(server): Path<String>, request: Req
         return accepted();
     };
     let params = message.get("params").cloned();
+    let token = params.as_ref().and_then(|p| p.pointer("/_meta/progressToken")).cloned();
+    if let Some(token) = token.filter(|_| takes_sse(&parts.headers)) {
+        return streamed(door, server, session, id, method, params, parts.headers, &token);
+    }
     let reply = dispatch(&door, &server, &session, &id, &method, params, parts.headers).await;
-    let body = match reply {
+    json_response(StatusCode::OK, &reply_body(&door, &id, reply))
+}
+
+/// The JSON-RPC response to the request `id`.
+fn reply_body(door: &Door, id: &Value, reply: Result<McpAnswer, McpForwardError>) -> Value {
+    match reply {
         Ok(McpAnswer::Result(result)) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
         Ok(McpAnswer::Error(error)) => json!({ "jsonrpc": "2.0", "id": id, "error": error }),
         Err(err) => {
             json!({ "jsonrpc": "2.0", "id": id, "error": rpc_error(RELAY_ERROR, door.pipeline.redact(&err.to_string())) })
         }
-    };
-    json_response(StatusCode::OK, &body)
+    }
+}
+
+/// Whether the client takes an SSE answer to its `POST` (`Accept` names
+/// `text/event-stream`; the transport has every client send it).
+fn takes_sse(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|kind| kind.split(';').next().is_some_and(|k| k.trim().eq_ignore_ascii_case("text/event-stream")))
+}
+
+/// One SSE event carrying `message`.
+fn sse_event(message: &Value) -> String {
+    format!("event: message\ndata: {message}\n\n")
+}
+
+/// A session's request with a progress token, from a client that takes
+/// SSE: answered as an SSE stream of what the server says about it (its
+/// progress, its requests carrying the token), then its response, so the
+/// progress reaches the client before the response, on one connection.
+/// Over the session's `GET` stream instead, a client may read the response
+/// first and drop the progress still on its way, as it must (the
+/// request has ended for it). The stream carries a keepalive comment while
+/// the request is quiet (it may wait for an approval for minutes).
+///
+/// The request runs on the daemon's task tracker: a client that hangs up
+/// does not cancel it (only `notifications/cancelled` does, as the
+/// transport says), it ends and is recorded whole.
+#[expect(clippy::too_many_arguments, reason = "the parts of one request, moved into its task")]
+fn streamed(
+    door: Door,
+    server: String,
+    session: Arc<Session>,
+    id: Value,
+    method: String,
+    params: Option<Value>,
+    headers: HeaderMap,
+    token: &Value,
+) -> Response<Body> {
+    let (related_tx, related) = tokio::sync::mpsc::channel(super::SESSION_BUFFER);
+    let guard = door.hub.stream_related(&server, token, related_tx);
+    let (answer_tx, answer) = tokio::sync::oneshot::channel();
+    door.hub.tasks().clone().spawn(async move {
+        let reply = dispatch(&door, &server, &session, &id, &method, params, headers).await;
+        // What the server says after the response goes to the session.
+        drop(guard);
+        let _ = answer_tx.send(reply_body(&door, &id, reply));
+    });
+    let stream = futures_util::stream::unfold(Some((related, answer)), |state| async move {
+        let (mut related, mut answer) = state?;
+        let chunk = tokio::select! {
+            biased;
+            Some(message) = related.recv() => return Some((Ok(Bytes::from(sse_event(&message))), Some((related, answer)))),
+            body = &mut answer => {
+                // Everything the server said before its response is in the
+                // channel already (one ordered reader routes both): it goes first.
+                let mut chunk = String::new();
+                while let Ok(message) = related.try_recv() {
+                    chunk.push_str(&sse_event(&message));
+                }
+                let body = body.unwrap_or_else(|_| {
+                    json!({ "jsonrpc": "2.0", "id": null, "error": rpc_error(RELAY_ERROR, "steward failed to serve the request") })
+                });
+                chunk.push_str(&sse_event(&body));
+                chunk
+            }
+            () = tokio::time::sleep(KEEPALIVE_EVERY) => return Some((Ok(Bytes::from_static(b": keepalive\n\n")), Some((related, answer)))),
+        };
+        Some((Ok::<_, Infallible>(Bytes::from(chunk)), None))
+    });
+    let mut response = Response::new(Body::from_stream(stream.boxed()));
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
 }
 
 /// A request of a 2026-07-28 client (see `stateless`): checked, then

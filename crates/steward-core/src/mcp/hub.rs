@@ -130,6 +130,11 @@ struct Router {
     sessions: Mutex<BTreeMap<String, Arc<Session>>>,
     /// Progress token (JSON text) → session id.
     progress: Mutex<HashMap<String, String>>,
+    /// Progress token (JSON text) → the stream of the one `POST` that
+    /// carries it, while that request is answered as SSE (see
+    /// [`McpHub::stream_related`]): what the server says about the request
+    /// goes there, before its answer, instead of to the session's `GET`.
+    streams: Mutex<HashMap<String, mpsc::Sender<Value>>>,
     /// The session that made the latest request, and whether it was a
     /// stateless request (then no session takes the server's requests).
     latest: Mutex<Option<(String, bool)>>,
@@ -180,6 +185,17 @@ impl Router {
         ended
     }
 
+    /// Hands `message` (about the request with progress `token`) to that
+    /// request's own stream; gives it back when there is none, or it is
+    /// full or closed (then it goes to the session, as without one).
+    fn to_request_stream(&self, token: &Value, message: Value) -> Result<(), Value> {
+        let stream = self.streams.lock().unwrap_or_else(PoisonError::into_inner).get(&token.to_string()).cloned();
+        match stream {
+            Some(stream) => stream.try_send(message).map_err(mpsc::error::TrySendError::into_inner),
+            None => Err(message),
+        }
+    }
+
     fn session_for_progress(&self, token: &Value) -> Option<Arc<Session>> {
         let id = self.progress.lock().unwrap_or_else(PoisonError::into_inner).get(&token.to_string()).cloned()?;
         self.lock_sessions().get(&id).cloned()
@@ -188,7 +204,13 @@ impl Router {
 
 impl ServerMessages for Router {
     fn server_request(&self, message: Value) -> bool {
-        let message = self.scrubbed(message);
+        let mut message = self.scrubbed(message);
+        if let Some(token) = message.pointer("/params/_meta/progressToken").cloned() {
+            match self.to_request_stream(&token, message) {
+                Ok(()) => return true,
+                Err(back) => message = back,
+            }
+        }
         let session = message
             .pointer("/params/_meta/progressToken")
             .and_then(|token| self.session_for_progress(token))
@@ -214,9 +236,11 @@ impl ServerMessages for Router {
         let message = self.scrubbed(message);
         let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
         if method == "notifications/progress"
-            && let Some(token) = message.pointer("/params/progressToken")
+            && let Some(token) = message.pointer("/params/progressToken").cloned()
         {
-            if let Some(session) = self.session_for_progress(token) {
+            if let Err(message) = self.to_request_stream(&token, message)
+                && let Some(session) = self.session_for_progress(&token)
+            {
                 let _ = session.push(message);
             }
             return;
@@ -225,6 +249,26 @@ impl ServerMessages for Router {
             if !session.push(message.clone()) {
                 tracing::warn!(session = %session.id, method, "dropped a server notification: the session's GET stream is not reading");
             }
+        }
+    }
+}
+
+/// A request's own stream of what the server says about it (see
+/// [`McpHub::stream_related`]); dropping it sends the rest to the session.
+#[derive(Debug)]
+pub struct RelatedStream {
+    router: Arc<Router>,
+    key: String,
+    stream: mpsc::Sender<Value>,
+}
+
+impl Drop for RelatedStream {
+    fn drop(&mut self) {
+        let mut streams = self.router.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        // Another request may have taken the token since (a client reusing
+        // it): only this request's own entry is removed.
+        if streams.get(&self.key).is_some_and(|s| s.same_channel(&self.stream)) {
+            streams.remove(&self.key);
         }
     }
 }
@@ -419,6 +463,20 @@ impl McpHub {
         Some(session)
     }
 
+    /// Sends what `server` says about the client request with progress
+    /// `token` (its progress notifications, its requests carrying that
+    /// token) to `stream` instead of the session's `GET` stream, until the
+    /// returned guard is dropped: the door answers such a `POST` as SSE, so
+    /// its progress reaches the client before its answer, on one
+    /// connection (over two, the client may read the answer first and drop
+    /// the progress that arrives after it). `None` for an unknown server.
+    pub fn stream_related(&self, server: &str, token: &Value, stream: mpsc::Sender<Value>) -> Option<RelatedStream> {
+        let router = Arc::clone(&self.servers.get(server)?.router);
+        let key = token.to_string();
+        router.streams.lock().unwrap_or_else(PoisonError::into_inner).insert(key.clone(), stream.clone());
+        Some(RelatedStream { router, key, stream })
+    }
+
     /// Ends the session `id`; false when there was none.
     pub fn close_session(&self, server: &str, id: &str) -> bool {
         let Some(entry) = self.servers.get(server) else { return false };
@@ -552,5 +610,45 @@ mod session_tests {
         assert!(router.lock_sessions().contains_key("listening"));
         assert!(router.progress.lock().unwrap().is_empty(), "the ended session's progress routes are gone");
         assert!(router.make_room(now).is_empty(), "room for one more already");
+    }
+
+    /// What `McpHub::stream_related` registers, for `router`.
+    fn related(router: &Arc<Router>, token: &Value) -> (RelatedStream, mpsc::Receiver<Value>) {
+        let (tx, rx) = mpsc::channel(4);
+        let key = token.to_string();
+        router.streams.lock().unwrap().insert(key.clone(), tx.clone());
+        (RelatedStream { router: Arc::clone(router), key, stream: tx }, rx)
+    }
+
+    #[test]
+    fn a_requests_progress_goes_to_its_own_stream_while_it_is_open_then_to_its_session() {
+        let router = Arc::new(Router::default());
+        let session = open(&router, "s", Instant::now());
+        let token = serde_json::json!("t1");
+        router.progress.lock().unwrap().insert(token.to_string(), "s".into());
+        let progress = |n: u64| serde_json::json!({ "method": "notifications/progress", "params": { "progressToken": "t1", "progress": n } });
+        let asked = serde_json::json!({ "id": 9, "method": "sampling/createMessage", "params": { "_meta": { "progressToken": "t1" } } });
+
+        let (guard, mut rx) = related(&router, &token);
+        router.server_notification(progress(1));
+        assert!(router.server_request(asked.clone()), "the server's request carrying the token is taken");
+        assert_eq!(rx.try_recv().unwrap()["params"]["progress"], 1);
+        assert_eq!(rx.try_recv().unwrap()["id"], 9);
+        let mut get = session.stream().unwrap();
+        assert!(get.try_recv().is_err(), "nothing went to the session's GET stream");
+
+        // A second request reusing the token takes it over; the first one's
+        // end does not remove the second's route.
+        let (second, mut rx2) = related(&router, &token);
+        drop(guard);
+        router.server_notification(progress(2));
+        assert_eq!(rx2.try_recv().unwrap()["params"]["progress"], 2);
+        drop(second);
+        assert!(router.streams.lock().unwrap().is_empty());
+
+        // Without a stream: the session, as before.
+        router.server_notification(progress(3));
+        assert_eq!(get.try_recv().unwrap()["params"]["progress"], 3);
+        assert!(rx.try_recv().is_err() && rx2.try_recv().is_err());
     }
 }

@@ -44,7 +44,9 @@
 //! to: progress by its token, other requests (sampling, elicitation,
 //! roots) to the session that made the latest request, list-changed and
 //! log notifications to every session; a session reads them on its `GET`
-//! stream (buffered up to [`SESSION_BUFFER`] while none is open). Every
+//! stream (buffered up to [`SESSION_BUFFER`] while none is open), except
+//! what is about a request the door answers as SSE (its progress, the
+//! server's requests carrying its token), which goes on that answer. Every
 //! message from a server reaches a session scrubbed of credential values
 //! (`tools/call` answers by the pipeline, the rest by the hub).
 //!

@@ -355,6 +355,12 @@ impl Bridge {
             *self.session.lock().await = Some(session.to_owned());
         }
         let status = response.status();
+        if status.is_success() && is_sse(&response) {
+            // A request with a progress token: its progress, then its
+            // answer, as they come.
+            self.relay_events(response).await;
+            return;
+        }
         let Ok(body) = response.bytes().await else { return };
         if body.is_empty() {
             return;
@@ -382,10 +388,15 @@ impl Bridge {
             .header("mcp-session-id", session)
             .send()
             .await;
-        let Ok(mut response) = response else { return };
+        let Ok(response) = response else { return };
         if !response.status().is_success() {
             return;
         }
+        self.relay_events(response).await;
+    }
+
+    /// Writes every message of an SSE `response` to stdout, as it comes.
+    async fn relay_events(&self, mut response: reqwest::Response) {
         let mut pending = Vec::new();
         while let Ok(Some(chunk)) = response.chunk().await {
             pending.extend_from_slice(&chunk);
@@ -403,6 +414,15 @@ impl Bridge {
             }
         }
     }
+}
+
+/// Whether the daemon answered as an SSE stream.
+fn is_sse(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"))
 }
 
 /// The id (JSON text) of a 2026-07-28 request, which the bridge sends

@@ -5,6 +5,7 @@ stdio through `steward mcp NAME` (`MCP_STDIO` = a JSON argv).
 argv[1] is a JSON list of steps: {"list": true}, {"call": NAME, "args": {...}},
 {"sleep": SECONDS}, {"prompts": true}, {"resources": true}, {"read": URI},
 {"cancel_slow": SECONDS} (call `slow`, cancel it after 1 s),
+{"progress": NAME, "args": {...}, "times": N, "vary": ARG} (N calls with a progress callback),
 {"kill_previous": true} (SIGKILL the pid the previous step answered). Prints one JSON object: the negotiated protocol version
 and each step's result ({"tools": [...]} or {"isError", "text", "structured"}).
 """
@@ -40,6 +41,23 @@ async def run(session, steps):
                 out["steps"].append(result_of(result))
             except Exception as err:  # a JSON-RPC error: reported, not raised
                 out["steps"].append({"error": str(err)})
+        elif "progress" in step:
+            # {"progress": NAME, "args": {...}, "times": N, "vary": ARG}: N
+            # calls with a progress callback (ARG set to 0..N-1, so they are
+            # not one call repeated); each call's progress, in order.
+            calls = []
+            for i in range(step.get("times", 1)):
+                args = dict(step.get("args", {}))
+                if "vary" in step:
+                    args[step["vary"]] = args.get(step["vary"], 0) + i
+                seen = []
+
+                async def on_progress(progress, total, message, seen=seen):
+                    seen.append({"progress": progress, "total": total, "message": message})
+
+                result = await session.call_tool(step["progress"], args, progress_callback=on_progress)
+                calls.append({"result": result_of(result), "progress": seen})
+            out["steps"].append({"calls": calls})
         elif step.get("prompts"):
             try:
                 prompts = await session.list_prompts()

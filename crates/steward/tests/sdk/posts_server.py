@@ -4,7 +4,9 @@ Tools: create_post / delete_post (each call is appended to $POSTS_LOG as one
 JSON line, so a test can count what the server really received), whoami
 (answers with the $SOCIAL_TOKEN it was given: steward must scrub it),
 big (a result of N bytes), ask (asks the client for a sampling
-completion and says whether it got one), burst (N log notifications, then the answer), junk (prints a non-JSON line on stdout, then
+completion and says whether it got one), burst (N log notifications, then the answer),
+progress (N progress notifications, the last one just before the answer, each
+message naming $SOCIAL_TOKEN: steward must scrub it), junk (prints a non-JSON line on stdout, then
 answers), slow (sleeps; for cancellation). create_post's description is
 read from $POSTS_DESCRIPTION_FILE when set, so a test can change it
 between two runs (tool pinning). A line of junk is printed on stdout before
@@ -118,6 +120,14 @@ async def burst(n: int, ctx: Context) -> str:
     for i in range(n):
         await ctx.info(f"burst line {i}")
     return f"sent {n}"
+
+
+@mcp.tool()
+async def progress(n: int, ctx: Context, tag: int = 0) -> str:
+    """Report progress `n` times (the last just before the answer), then answer (`tag` only tells calls apart)."""
+    for i in range(n):
+        await ctx.report_progress(i + 1, n, f"step {i + 1} with {os.environ.get('SOCIAL_TOKEN', '')}")
+    return f"reported {n}"
 
 
 @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
