@@ -90,8 +90,10 @@
 //!   declares one, and where its undo stands (see `undo.rs` for why it is a
 //!   table of its own).
 
+mod admission;
 mod approvals;
 mod checkpoint;
+mod db;
 pub mod mcp_servers;
 pub mod pins;
 mod queries;
@@ -789,7 +791,7 @@ impl Store {
     /// A small persisted value.
     pub async fn kv_get(&self, key: &str) -> Result<Option<String>, StoreError> {
         let key = key.to_owned();
-        self.read(move |conn| queries::kv_get(conn, &key)).await
+        self.read(move |conn| db::at_once(queries::kv_get(&db::Sqlite(conn), &key))).await
     }
 
     /// Sets a small persisted value.
@@ -805,14 +807,14 @@ impl Store {
     /// The committed spend of `day` (settled costs plus open reservations), micro-dollars.
     pub async fn spend_total(&self, day: &str) -> Result<u64, StoreError> {
         let day = day.to_owned();
-        self.read(move |conn| spend::day_total(conn, &day)).await
+        self.read(move |conn| db::at_once(spend::day_total(&db::Sqlite(conn), &day))).await
     }
 
     /// The stop in force on spend day `day`, if a call of that day used
     /// more than its reservation (see [`SpendStop`]).
     pub async fn spend_stop(&self, day: &str) -> Result<Option<SpendStop>, StoreError> {
         let day = day.to_owned();
-        self.read(move |conn| spend::stop_on(conn, &day)).await
+        self.read(move |conn| db::at_once(spend::stop_on(&db::Sqlite(conn), &day))).await
     }
 
     /// Lifts the spend stop, whatever its day (`steward resume`: an operator

@@ -4,6 +4,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::db::{Db, args};
 use super::{CallRow, JournalFootprint, KillState, LastQuery, StoreError, Window, sql_error};
 use crate::decision::Decision;
 
@@ -15,7 +16,7 @@ pub(super) fn kill_state(conn: &Connection) -> Result<KillState, StoreError> {
 /// The kill switch row, with SQLite's own error (the gate tells a lock from
 /// a failure).
 pub(super) fn read_kill_state(conn: &Connection) -> rusqlite::Result<KillState> {
-    conn.prepare_cached("SELECT engaged, reason, source, changed_ms FROM kill_switch WHERE id = 1").and_then(|mut s| {
+    conn.prepare_cached(super::admission::KILL_STATE_SQL).and_then(|mut s| {
         s.query_row([], |row| {
             Ok(KillState {
                 engaged: row.get::<_, i64>(0)? != 0,
@@ -165,8 +166,8 @@ fn non_negative(v: i64) -> u64 {
 }
 
 /// One kv value.
-pub(super) fn kv_get(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
-    conn.prepare_cached("SELECT value FROM kv WHERE key = ?1")
-        .and_then(|mut s| s.query_row([key], |row| row.get(0)).optional())
-        .map_err(|e| sql_error("reading a kv entry", e))
+pub(super) async fn kv_get(db: &impl Db, key: &str) -> Result<Option<String>, StoreError> {
+    let value =
+        db.first("reading a kv entry", "SELECT value FROM kv WHERE key = ?1", &args![key], |row| row.text(0)).await?;
+    Ok(value.flatten())
 }

@@ -29,6 +29,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::db::{Db, Sqlite, args, at_once};
 use super::{StoreError, sql_error};
 
 /// A worst-case reservation against the daily cap, taken at admission.
@@ -165,8 +166,8 @@ fn stored_tokens(tokens: u64) -> i64 {
 }
 
 /// The stop in force on `day`, if any.
-pub(super) fn stop_on(conn: &Connection, day: &str) -> Result<Option<SpendStop>, StoreError> {
-    let stored = super::queries::kv_get(conn, STOP_KEY)?;
+pub(super) async fn stop_on(db: &impl Db, day: &str) -> Result<Option<SpendStop>, StoreError> {
+    let stored = super::queries::kv_get(db, STOP_KEY).await?;
     Ok(stored.and_then(|text| serde_json::from_str::<SpendStop>(&text).ok()).filter(|stop| stop.day == day))
 }
 
@@ -178,7 +179,7 @@ fn write_stop(conn: &Connection, call_id: &str, reason: &str, now_ms: i64) -> Re
         .and_then(|mut s| s.query_row([call_id], |row| row.get(0)).optional())
         .map_err(|e| sql_error("reading a call's spend day", e))?;
     let Some(day) = day else { return Ok(()) };
-    if stop_on(conn, &day)?.is_some() {
+    if at_once(stop_on(&Sqlite(conn), &day))?.is_some() {
         return Ok(());
     }
     let stop = SpendStop { day, reason: reason.to_owned(), call_id: call_id.to_owned(), at_ms: now_ms };
@@ -194,23 +195,27 @@ fn write_stop(conn: &Connection, call_id: &str, reason: &str, now_ms: i64) -> Re
 }
 
 /// The day's committed spend: settled costs plus open reservations.
-pub(super) fn day_total(conn: &Connection, day: &str) -> Result<u64, StoreError> {
-    conn.prepare_cached("SELECT COALESCE((SELECT committed_micros FROM spend_days WHERE day = ?1), 0)")
-        .and_then(|mut s| s.query_row([day], |row| row.get::<_, i64>(0)))
-        .map(|n| u64::try_from(n).unwrap_or(0))
-        .map_err(|e| sql_error("summing the day's spend", e))
+pub(super) async fn day_total(db: &impl Db, day: &str) -> Result<u64, StoreError> {
+    let total = db
+        .first(
+            "summing the day's spend",
+            "SELECT committed_micros FROM spend_days WHERE day = ?1",
+            &args![day],
+            |row| row.int_not_null(0),
+        )
+        .await?;
+    Ok(total.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
 }
 
 /// Records a reservation for an admitted call.
-pub(super) fn reserve(conn: &Connection, call_id: &str, hold: &SpendHold, now_ms: i64) -> Result<(), StoreError> {
-    conn.prepare_cached(
+pub(super) async fn reserve(db: &impl Db, call_id: &str, hold: &SpendHold, now_ms: i64) -> Result<(), StoreError> {
+    db.execute(
+        "reserving spend",
         "INSERT INTO spend (call_id, day, provider, model, reserved_micros, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        &args![call_id, &hold.day, &hold.provider, &hold.model, micros_i64(hold.reserve_micros), now_ms],
     )
-    .and_then(|mut s| {
-        s.execute(params![call_id, hold.day, hold.provider, hold.model, micros_i64(hold.reserve_micros), now_ms])
-    })
+    .await
     .map(|_| ())
-    .map_err(|e| sql_error("reserving spend", e))
 }
 
 /// Settles a reservation at the real cost (saturated, see the module docs),

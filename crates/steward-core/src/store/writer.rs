@@ -1,6 +1,7 @@
 //! The writer: owns the write connection, group-commits queued ops on its
-//! thread, and holds the SQL of every write (admission, journal, kill
-//! switch, kv). It also runs the checkpoints that must briefly hold the
+//! thread, and holds the SQL of every write (journal, kill switch, kv) but
+//! admission's, which `admission.rs` writes once for every database (see
+//! `db.rs`) and the writer runs inside its transaction. It also runs the checkpoints that must briefly hold the
 //! writer (see `checkpoint.rs`), between two batches.
 //!
 //! A lone op at rest (nothing queued, the thread idle) is run by its caller
@@ -17,18 +18,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, TryLockError};
 use std::thread::JoinHandle;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, oneshot};
 
 use redact::Redactor;
 
 use crate::decision::Decision;
 
+use super::admission::{self, NewRow};
 use super::checkpoint::{self, CheckpointMode, ESCALATION_BUSY_WAIT, Pass};
+use super::db::{Sqlite, at_once};
 use super::schema::Opened;
 use super::{
-    Admission, AdmitOutcome, BUSY_TIMEOUT, Completion, MAX_BATCH_EXTRA, StoreError, Window, WriterCounters,
-    WriterStats, duration_ms, queries, spend, sql_error,
+    Admission, AdmitOutcome, BUSY_TIMEOUT, Completion, MAX_BATCH_EXTRA, StoreError, WriterCounters, WriterStats, spend,
+    sql_error,
 };
 use crate::redaction::SharedRedactor;
 
@@ -422,19 +425,19 @@ fn apply_in_savepoint(conn: &Connection, req: &Request, redactor: &Redactor) -> 
 
 fn apply(conn: &Connection, req: &Request, redactor: &Redactor) -> Result<Response, StoreError> {
     match req {
-        Request::Admit(a) => admit(conn, a, redactor).map(Response::Admit),
+        Request::Admit(a) => at_once(admission::admit(&Sqlite(conn), a, redactor)).map(Response::Admit),
         Request::Precheck(a) => precheck(conn, a, redactor).map(Response::Admit),
         Request::Approval(w) => w.apply(conn),
         Request::Refused { admission, decision, reason, status } => {
             let row = NewRow { decision: *decision, reason: Some(reason), status: Some(*status), finished: true };
-            insert_call(conn, admission, &row).map(|()| Response::Done)
+            at_once(admission::insert_call(&Sqlite(conn), admission, &row)).map(|()| Response::Done)
         }
         Request::Complete(c) => complete(conn, c).map(|()| Response::Done),
         Request::Withdraw { call_id, decision, reason, status, now_ms } => {
             withdraw(conn, call_id, *decision, reason, *status, *now_ms).map(|()| Response::Done)
         }
         Request::EngageKill { reason, source, now_ms } => {
-            engage_kill(conn, reason, source, *now_ms).map(|()| Response::Done)
+            at_once(admission::engage_kill(&Sqlite(conn), reason, source, *now_ms)).map(|()| Response::Done)
         }
         Request::ReleaseKill { now_ms } => conn
             .prepare_cached("UPDATE kill_switch SET engaged = 0, changed_ms = ?1 WHERE id = 1")
@@ -503,58 +506,6 @@ fn apply(conn: &Connection, req: &Request, redactor: &Redactor) -> Result<Respon
     }
 }
 
-/// Kill switch, loop breaker, rate limit, insert: see [`super::Store::admit`].
-/// The kill switch's reason is redacted again as it is copied onto the
-/// refused call: `steward stop` wrote it knowing fewer secrets than the daemon.
-fn admit(conn: &Connection, a: &Admission, redactor: &Redactor) -> Result<AdmitOutcome, StoreError> {
-    let kill = queries::kill_state(conn)?;
-    if !a.undo_by_operator
-        && let Some(reason) = kill.refusal_reason(redactor)
-    {
-        insert_call(
-            conn,
-            a,
-            &NewRow { decision: Decision::Killed, reason: Some(&reason), status: None, finished: true },
-        )?;
-        return Ok(AdmitOutcome::Killed { reason });
-    }
-    if let Some(tool) = a.tool.as_deref()
-        && let Some(refused) = admit_tool(conn, a, tool, &kill)?
-    {
-        return Ok(refused);
-    }
-    if let Some(hold) = &a.spend {
-        if let Some(stop) = spend::stop_on(conn, &hold.day)? {
-            insert_call(
-                conn,
-                a,
-                &NewRow { decision: Decision::SpendCap, reason: Some(&stop.reason), status: None, finished: true },
-            )?;
-            return Ok(AdmitOutcome::SpendStopped { reason: stop.reason });
-        }
-        let spent_micros = spend::day_total(conn, &hold.day)?;
-        if let Some(cap_micros) = hold.cap_micros
-            && spent_micros.saturating_add(hold.reserve_micros) > cap_micros
-        {
-            let reason = format!(
-                "daily spend cap: {spent_micros} of {cap_micros} micro-USD committed, this call reserves {}",
-                hold.reserve_micros
-            );
-            insert_call(
-                conn,
-                a,
-                &NewRow { decision: Decision::SpendCap, reason: Some(&reason), status: None, finished: true },
-            )?;
-            return Ok(AdmitOutcome::SpendCapped { spent_micros, cap_micros, reserve_micros: hold.reserve_micros });
-        }
-        insert_call(conn, a, &NewRow { decision: Decision::Allowed, reason: None, status: None, finished: false })?;
-        spend::reserve(conn, &a.call_id, hold, a.now_ms)?;
-        return Ok(AdmitOutcome::Admitted);
-    }
-    insert_call(conn, a, &NewRow { decision: Decision::Allowed, reason: None, status: None, finished: false })?;
-    Ok(AdmitOutcome::Admitted)
-}
-
 /// Admission's verdict on `a` without its effects: the same code inside a
 /// savepoint that is always rolled back, so the two cannot disagree on what
 /// would be refused. The loop breaker is left out: it engages the kill
@@ -565,7 +516,7 @@ fn precheck(conn: &Connection, a: &Admission, redactor: &Redactor) -> Result<Adm
     conn.prepare_cached("SAVEPOINT precheck")
         .and_then(|mut s| s.execute([]))
         .map_err(|e| sql_error("opening the precheck savepoint", e))?;
-    let outcome = admit(conn, &a, redactor);
+    let outcome = at_once(admission::admit(&Sqlite(conn), &a, redactor));
     if !conn.is_autocommit() {
         conn.prepare_cached("ROLLBACK TO precheck")
             .and_then(|mut s| s.execute([]))
@@ -573,99 +524,6 @@ fn precheck(conn: &Connection, a: &Admission, redactor: &Redactor) -> Result<Adm
             .map_err(|e| sql_error("rolling back the precheck", e))?;
     }
     outcome
-}
-
-/// The per-tool steps of admission: loop breaker, then rate limit. `Some`
-/// when the call is refused (and journaled).
-fn admit_tool(
-    conn: &Connection,
-    a: &Admission,
-    tool: &str,
-    kill: &super::KillState,
-) -> Result<Option<AdmitOutcome>, StoreError> {
-    let breaker = a.loop_breaker;
-    if breaker.max_identical > 0 {
-        // A release (human `resume`) starts a fresh count: calls before it
-        // no longer count toward a loop.
-        let window = Window::ending_at(a.now_ms, breaker.window).and_after(kill.changed_ms);
-        let earlier: i64 = conn
-            .prepare_cached(
-                "SELECT COUNT(*) FROM calls
-                 WHERE tool = ?1 AND loop_key = ?2 AND started_ms > ?3 AND decision IN (?4, ?5)",
-            )
-            .and_then(|mut s| {
-                s.query_row(
-                    params![
-                        tool,
-                        a.loop_key,
-                        window.after_ms(),
-                        Decision::Allowed.as_str(),
-                        Decision::RateLimited.as_str()
-                    ],
-                    |row| row.get(0),
-                )
-            })
-            .map_err(|e| sql_error("counting identical calls", e))?;
-        if earlier.saturating_add(1) >= i64::from(breaker.max_identical) {
-            let reason = format!("loop detected: {tool}");
-            engage_kill(conn, &reason, "loop_breaker", a.now_ms)?;
-            insert_call(
-                conn,
-                a,
-                &NewRow { decision: Decision::LoopDetected, reason: Some(&reason), status: None, finished: true },
-            )?;
-            return Ok(Some(AdmitOutcome::LoopDetected { reason }));
-        }
-    }
-
-    if let Some(limit) = a.limit {
-        let per = duration_ms(limit.per);
-        let window = Window::ending_at(a.now_ms, limit.per);
-        let allowed = Decision::Allowed.as_str();
-        let in_window: i64 = conn
-            .prepare_cached("SELECT COUNT(*) FROM calls WHERE tool = ?1 AND decision = ?3 AND started_ms > ?2")
-            .and_then(|mut s| s.query_row(params![tool, window.after_ms(), allowed], |row| row.get(0)))
-            .map_err(|e| sql_error("counting the rate window", e))?;
-        let max = i64::from(limit.max);
-        if in_window >= max {
-            // The call fits once `in_window - max + 1` calls left the window:
-            // when the oldest leaves if the window is exactly full, later
-            // if it is over-full (the limit was lowered).
-            let leaving: Option<i64> = conn
-                .prepare_cached(
-                    "SELECT started_ms FROM calls WHERE tool = ?1 AND decision = ?4 AND started_ms > ?2
-                     ORDER BY started_ms LIMIT 1 OFFSET ?3",
-                )
-                .and_then(|mut s| {
-                    s.query_row(params![tool, window.after_ms(), in_window - max, allowed], |row| row.get(0)).optional()
-                })
-                .map_err(|e| sql_error("finding the window's oldest call", e))?;
-            // Capped at one window: calls are stamped before the writer orders
-            // them, so the oldest in the window may carry a later stamp than
-            // this call, and a slot never takes longer than a window to free.
-            let retry_after_ms = match leaving {
-                Some(started) => started.saturating_add(per).saturating_sub(a.now_ms).clamp(1, per.max(1)),
-                None => per.max(1),
-            };
-            let reason = format!("rate limit: {} per {} ms", limit.max, per);
-            insert_call(
-                conn,
-                a,
-                &NewRow { decision: Decision::RateLimited, reason: Some(&reason), status: None, finished: true },
-            )?;
-            return Ok(Some(AdmitOutcome::RateLimited { retry_after_ms }));
-        }
-    }
-    Ok(None)
-}
-
-fn engage_kill(conn: &Connection, reason: &str, source: &str, now_ms: i64) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "UPDATE kill_switch SET engaged = 1, reason = ?1, source = ?2, changed_ms = ?3 WHERE id = 1 AND engaged = 0",
-    )
-    .and_then(|mut s| s.execute(params![reason, source, now_ms]))
-    .map(|_| ())
-    .map_err(|e| sql_error("engaging the kill switch", e))
 }
 
 fn complete(conn: &Connection, c: &Completion) -> Result<(), StoreError> {
@@ -732,48 +590,4 @@ fn withdraw(
         return Err(StoreError::NotFound(format!("call {call_id} in flight")));
     }
     spend::release(conn, call_id, now_ms)
-}
-
-/// The columns an insert decides; the rest come from the [`Admission`].
-struct NewRow<'a> {
-    decision: Decision,
-    reason: Option<&'a str>,
-    status: Option<u16>,
-    /// Refusals are finished on arrival; admitted calls are in flight.
-    finished: bool,
-}
-
-fn insert_call(conn: &Connection, a: &Admission, row: &NewRow<'_>) -> Result<(), StoreError> {
-    let finished_ms = row.finished.then_some(a.now_ms);
-    let duration_ms = row.finished.then_some(0_i64);
-    // An admitted call's flag is written when it completes.
-    let counts_as_error = if row.finished { row.decision.counts_as_error(row.status) } else { None };
-    conn.prepare_cached(
-        "INSERT INTO calls (id, started_ms, finished_ms, door, tool, upstream, method, path, loop_key,
-                            input_summary, input_sha256, decision, reason, status, duration_ms, attempts,
-                            counts_as_error)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 0, ?16)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            a.call_id,
-            a.now_ms,
-            finished_ms,
-            a.door,
-            a.tool,
-            a.upstream,
-            a.method,
-            a.path,
-            a.loop_key,
-            a.input_summary,
-            a.input_sha256,
-            row.decision.as_str(),
-            row.reason,
-            row.status,
-            duration_ms,
-            counts_as_error
-        ])
-    })
-    .map(|_| ())
-    .map_err(|e| sql_error("journaling a call", e))
 }
