@@ -1,8 +1,8 @@
 //! The store's data access as one small interface, so that a rule of the
 //! store (admission, its gates, the spend ledger) is written once, against
 //! [`Db`], and runs on whichever database holds the state: the embedded
-//! SQLite file ([`Sqlite`], here) or, for a fleet, PostgreSQL (see
-//! `docs/fleet.md`). What differs between databases lives behind the trait:
+//! SQLite file ([`Sqlite`], here) or, for a fleet, PostgreSQL (`pg.rs`,
+//! see `docs/fleet.md`). What differs between databases lives behind the trait:
 //! how a statement is prepared and bound, how a row is read, what an error
 //! means.
 //!
@@ -111,6 +111,19 @@ pub(super) use args;
 #[derive(Debug)]
 pub(super) struct RowError(String);
 
+impl RowError {
+    /// The driver's complaint about a value.
+    pub(super) fn new(why: String) -> Self {
+        RowError(why)
+    }
+
+    /// What it means to the store: the database holds something steward
+    /// did not write.
+    pub(super) fn unreadable(&self, doing: &str) -> StoreError {
+        StoreError::Corrupt(format!("{doing}: unexpected value: {}", self.0))
+    }
+}
+
 /// One row of a result, its columns by position.
 pub(super) trait Row {
     /// Column `i` as an integer, `None` for NULL.
@@ -177,12 +190,6 @@ impl Row for rusqlite::Row<'_> {
     }
 }
 
-/// What a row that could not be read means: the database holds something
-/// steward did not write.
-fn unreadable(doing: &str, e: &RowError) -> StoreError {
-    StoreError::Corrupt(format!("{doing}: unexpected value: {}", e.0))
-}
-
 impl Db for Sqlite<'_> {
     async fn execute(&self, doing: &str, sql: &'static str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
         self.0
@@ -202,7 +209,7 @@ impl Db for Sqlite<'_> {
         let mut statement = self.0.prepare_cached(sql).map_err(|e| sql_error(doing, e))?;
         let mut rows = statement.query(params_from_iter(args)).map_err(|e| sql_error(doing, e))?;
         match rows.next().map_err(|e| sql_error(doing, e))? {
-            Some(row) => map(row).map(Some).map_err(|e| unreadable(doing, &e)),
+            Some(row) => map(row).map(Some).map_err(|e| e.unreadable(doing)),
             None => Ok(None),
         }
     }

@@ -1,0 +1,297 @@
+//! The store on PostgreSQL, for a fleet of instances sharing one set of
+//! limits (issue 20; the design, and what is still to build, is
+//! `docs/fleet.md`). Not reachable from the configuration yet.
+//!
+//! What is here: the schema and its versioned migration ([`migrate`]), the
+//! [`Db`] implementation the store's rules run on ([`Postgres`]), and the
+//! admission transaction ([`admit`]), exact across instances.
+//!
+//! Exactness: SQLite serializes every write transaction; here a write
+//! transaction takes transaction-scoped advisory locks on the keys its
+//! rules count (a tool's window and loop count, a spend day's total),
+//! always in the same order (tool, then day), before it reads them. Two
+//! admissions of one tool, from any instance, then run one after the
+//! other, each seeing the other's committed row (READ COMMITTED reads what
+//! committed before each statement, and the lock is released only at
+//! commit); admissions of different tools do not wait for each other.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use bytes::BytesMut;
+use redact::Redactor;
+use tokio_postgres::types::{IsNull, ToSql, Type};
+use tokio_postgres::{Client, Statement, Transaction};
+
+use super::db::{Arg, Db, Row, RowError, args};
+use super::{Admission, AdmitOutcome, StoreError, admission};
+
+/// Schema migrations, applied in order; `steward_schema.version` is the
+/// number applied. Append only: never edit a released entry, add one. The
+/// tables mirror SQLite's (`schema.rs`), with `BIGINT` for every integer.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: the journal, the kill switch, kv, the spend ledger and its per-day
+    // running total (kept by triggers, as on SQLite).
+    "CREATE TABLE calls (
+        id              TEXT PRIMARY KEY NOT NULL,
+        started_ms      BIGINT NOT NULL,
+        finished_ms     BIGINT,
+        door            TEXT NOT NULL,
+        tool            TEXT,
+        upstream        TEXT NOT NULL,
+        method          TEXT NOT NULL,
+        path            TEXT NOT NULL,
+        loop_key        TEXT NOT NULL,
+        input_summary   TEXT NOT NULL,
+        input_sha256    TEXT NOT NULL,
+        decision        TEXT NOT NULL,
+        reason          TEXT,
+        status          BIGINT,
+        duration_ms     BIGINT,
+        attempts        BIGINT NOT NULL DEFAULT 0,
+        response_ref    TEXT,
+        cost_usd        DOUBLE PRECISION,
+        extra_json      TEXT,
+        counts_as_error BIGINT CHECK (counts_as_error IN (0, 1))
+    );
+    CREATE INDEX calls_tool_decision_started ON calls (tool, decision, started_ms);
+    CREATE INDEX calls_tool_loop_started ON calls (tool, loop_key, started_ms);
+    CREATE INDEX calls_started ON calls (started_ms);
+    CREATE INDEX calls_in_flight ON calls (started_ms) WHERE finished_ms IS NULL;
+    CREATE TABLE kill_switch (
+        id         BIGINT PRIMARY KEY CHECK (id = 1),
+        engaged    BIGINT NOT NULL CHECK (engaged IN (0, 1)),
+        reason     TEXT,
+        source     TEXT,
+        changed_ms BIGINT NOT NULL
+    );
+    INSERT INTO kill_switch (id, engaged, reason, source, changed_ms) VALUES (1, 0, NULL, NULL, 0);
+    CREATE TABLE kv (
+        key        TEXT PRIMARY KEY NOT NULL,
+        value      TEXT NOT NULL,
+        updated_ms BIGINT NOT NULL
+    );
+    CREATE TABLE spend (
+        call_id         TEXT PRIMARY KEY NOT NULL,
+        day             TEXT NOT NULL,
+        provider        TEXT NOT NULL,
+        model           TEXT NOT NULL,
+        reserved_micros BIGINT NOT NULL,
+        settled_micros  BIGINT,
+        input_tokens    BIGINT,
+        output_tokens   BIGINT,
+        cached_tokens   BIGINT,
+        estimated       BIGINT NOT NULL DEFAULT 0,
+        created_ms      BIGINT NOT NULL,
+        settled_ms      BIGINT
+    );
+    CREATE INDEX spend_day ON spend (day);
+    CREATE TABLE spend_days (
+        day              TEXT PRIMARY KEY NOT NULL,
+        committed_micros BIGINT NOT NULL
+    );
+    CREATE FUNCTION steward_spend_days() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            UPDATE spend_days SET committed_micros = committed_micros - COALESCE(OLD.settled_micros, OLD.reserved_micros)
+                WHERE day = OLD.day;
+        END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+            INSERT INTO spend_days (day, committed_micros) VALUES (NEW.day, 0) ON CONFLICT (day) DO NOTHING;
+            UPDATE spend_days SET committed_micros = committed_micros + COALESCE(NEW.settled_micros, NEW.reserved_micros)
+                WHERE day = NEW.day;
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER spend_days_on_change AFTER INSERT OR UPDATE OF day, reserved_micros, settled_micros OR DELETE
+        ON spend FOR EACH ROW EXECUTE FUNCTION steward_spend_days();",
+];
+
+/// The advisory-lock namespace of migrations: two instances migrating at
+/// once apply each migration once.
+const MIGRATE_LOCK: i64 = 0x5354_4557_0000_0001;
+
+/// The seeds that make the admission locks' keys (`hashtextextended` of
+/// the tool or the day): one per kind of key, in the order they are taken.
+const TOOL_LOCKS: i64 = 0x5354_4557_0000_0002;
+const DAY_LOCKS: i64 = 0x5354_4557_0000_0003;
+
+/// Creates or upgrades the schema; the version now applied. Refuses a
+/// database migrated by a newer steward ([`StoreError::TooNew`]).
+pub async fn migrate(client: &mut Client) -> Result<i64, StoreError> {
+    let failed = |doing: &'static str| move |e: tokio_postgres::Error| pg_error(doing, &e);
+    let tx = client.transaction().await.map_err(failed("starting the migration"))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK]).await.map_err(failed("locking the schema"))?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS steward_schema (version BIGINT NOT NULL)")
+        .await
+        .map_err(failed("creating the schema version table"))?;
+    let found: Option<i64> = tx
+        .query_opt("SELECT version FROM steward_schema", &[])
+        .await
+        .map_err(failed("reading the schema version"))?
+        .map(|row| row.get(0));
+    let supported = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    let found = match found {
+        Some(version) => version,
+        None => {
+            tx.execute("INSERT INTO steward_schema (version) VALUES (0)", &[])
+                .await
+                .map_err(failed("recording the schema version"))?;
+            0
+        }
+    };
+    if found > supported {
+        return Err(StoreError::TooNew { found, supported });
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(usize::try_from(found).unwrap_or(usize::MAX)) {
+        tx.batch_execute(migration).await.map_err(failed("applying a schema migration"))?;
+        let version = i64::try_from(index + 1).unwrap_or(i64::MAX);
+        tx.execute("UPDATE steward_schema SET version = $1", &[&version])
+            .await
+            .map_err(failed("recording the schema version"))?;
+    }
+    tx.commit().await.map_err(failed("committing the migration"))?;
+    Ok(supported)
+}
+
+/// Decides and journals one call (see [`super::Store::admit`]) in its own
+/// transaction: the rules of `admission.rs`, under the locks of the keys
+/// they count (see the module docs).
+pub async fn admit(
+    client: &mut Client,
+    statements: &Statements,
+    a: &Admission,
+    redactor: &Redactor,
+) -> Result<AdmitOutcome, StoreError> {
+    let tx = client.transaction().await.map_err(|e| pg_error("starting an admission", &e))?;
+    let db = Postgres { tx: &tx, statements };
+    if let Some(tool) = a.tool.as_deref().filter(|_| a.limit.is_some() || a.loop_breaker.max_identical > 0) {
+        db.execute(
+            "locking the tool's window",
+            "SELECT pg_advisory_xact_lock(hashtextextended(?1, ?2))",
+            &args![tool, TOOL_LOCKS],
+        )
+        .await?;
+    }
+    if let Some(hold) = &a.spend {
+        db.execute(
+            "locking the spend day",
+            "SELECT pg_advisory_xact_lock(hashtextextended(?1, ?2))",
+            &args![&hold.day, DAY_LOCKS],
+        )
+        .await?;
+    }
+    let outcome = admission::admit(&db, a, redactor).await?;
+    tx.commit().await.map_err(|e| pg_error("committing an admission", &e))?;
+    Ok(outcome)
+}
+
+/// The statements one connection has prepared, by their text (a prepared
+/// statement belongs to its connection: one cache per connection).
+#[derive(Debug, Default)]
+pub struct Statements(Mutex<HashMap<&'static str, Statement>>);
+
+/// A PostgreSQL transaction the store's rules run in.
+pub(super) struct Postgres<'a> {
+    tx: &'a Transaction<'a>,
+    statements: &'a Statements,
+}
+
+impl Postgres<'_> {
+    /// `sql` prepared on this connection, once.
+    async fn statement(&self, doing: &str, sql: &'static str) -> Result<Statement, StoreError> {
+        let cached = self.statements.0.lock().unwrap_or_else(PoisonError::into_inner).get(sql).cloned();
+        if let Some(statement) = cached {
+            return Ok(statement);
+        }
+        let statement = self.tx.prepare(&dialect(sql)).await.map_err(|e| pg_error(doing, &e))?;
+        self.statements.0.lock().unwrap_or_else(PoisonError::into_inner).insert(sql, statement.clone());
+        Ok(statement)
+    }
+}
+
+/// `sql` with its `?N` placeholders as PostgreSQL's `$N`.
+fn dialect(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '?' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('$');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// What a failed statement means to the store: the database cannot answer
+/// (the caller refuses its call). A row that is not what steward wrote is
+/// damage.
+fn pg_error(doing: &str, e: &tokio_postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db) => StoreError::Unavailable(format!("{doing}: {} ({})", db.message(), db.code().code())),
+        None => StoreError::Unavailable(format!("{doing}: {e}")),
+    }
+}
+
+impl ToSql for Arg<'_> {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Arg::Int(v) => v.to_sql(ty, out),
+            Arg::Text(v) => v.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <i64 as ToSql>::accepts(ty) || <&str as ToSql>::accepts(ty)
+    }
+
+    fn to_sql_checked(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        // Each variant checks the column's type against its own.
+        match self {
+            Arg::Int(v) => v.to_sql_checked(ty, out),
+            Arg::Text(v) => v.to_sql_checked(ty, out),
+        }
+    }
+}
+
+impl Row for tokio_postgres::Row {
+    fn int(&self, i: usize) -> Result<Option<i64>, RowError> {
+        self.try_get(i).map_err(|e| RowError::new(e.to_string()))
+    }
+
+    fn text(&self, i: usize) -> Result<Option<String>, RowError> {
+        self.try_get(i).map_err(|e| RowError::new(e.to_string()))
+    }
+}
+
+impl Db for Postgres<'_> {
+    async fn execute(&self, doing: &str, sql: &'static str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
+        let statement = self.statement(doing, sql).await?;
+        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        self.tx.execute(&statement, &params).await.map_err(|e| pg_error(doing, &e))
+    }
+
+    async fn first<T>(
+        &self,
+        doing: &str,
+        sql: &'static str,
+        args: &[Arg<'_>],
+        map: impl FnOnce(&dyn Row) -> Result<T, RowError>,
+    ) -> Result<Option<T>, StoreError> {
+        let statement = self.statement(doing, sql).await?;
+        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        let rows = self.tx.query(&statement, &params).await.map_err(|e| pg_error(doing, &e))?;
+        match rows.first() {
+            Some(row) => map(row).map(Some).map_err(|e| e.unreadable(doing)),
+            None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
