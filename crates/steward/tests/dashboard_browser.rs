@@ -316,8 +316,18 @@ async fn the_dashboard_in_a_real_browser() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     wait_for(&client, "#feed").await;
-    let gone = reqwest::get(format!("{}/api/v1/statuses/{status_id}", env.mock.base_url())).await.unwrap();
-    assert_eq!(gone.status(), 404, "the post is deleted at the upstream");
+    // The click posts the form; the undo runs on the daemon while the
+    // browser loads the answer (the old page's #feed may be the one found):
+    // wait, bounded, for the upstream to say the post is gone.
+    let deadline = Instant::now() + STEP;
+    let status = loop {
+        let gone = reqwest::get(format!("{}/api/v1/statuses/{status_id}", env.mock.base_url())).await.unwrap();
+        if gone.status() == 404 || Instant::now() >= deadline {
+            break gone.status();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status, 404, "the post is deleted at the upstream");
     assert!(
         env.mock.requests().iter().any(|r| r.method == "DELETE" && r.path == format!("/api/v1/statuses/{status_id}")),
         "the undo reached the upstream"
@@ -342,8 +352,17 @@ async fn the_dashboard_in_a_real_browser() {
     wait_for(&plain, "#agent-state:not(.killed)").await;
     assert_eq!(agent_list(&env).await.0, 200);
     wait_for(&plain, "#logout").await.click().await.unwrap();
+    // The old page has an h1 too: wait, bounded, for the login page's URL.
+    let deadline = Instant::now() + STEP;
+    let path = loop {
+        let path = plain.current_url().await.unwrap().path().to_owned();
+        if path == "/login" || Instant::now() >= deadline {
+            break path;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(path, "/login");
     wait_for(&plain, "h1").await;
-    assert_eq!(plain.current_url().await.unwrap().path(), "/login");
     plain.close().await.unwrap();
     drop(driver);
 
