@@ -24,12 +24,20 @@ use rusqlite::{Connection, params_from_iter};
 use super::{StoreError, sql_error};
 
 /// A value bound to a statement's placeholder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum Arg<'a> {
     /// A 64-bit integer, or NULL.
     Int(Option<i64>),
+    /// A double, or NULL.
+    Real(Option<f64>),
     /// Text, or NULL.
     Text(Option<&'a str>),
+}
+
+impl From<f64> for Arg<'_> {
+    fn from(v: f64) -> Self {
+        Arg::Real(Some(v))
+    }
 }
 
 impl From<i64> for Arg<'_> {
@@ -140,6 +148,11 @@ pub(super) trait Row {
 /// Where the store's rules read and write (see the module docs). Every
 /// method names what it is `doing`, for the error a failure becomes.
 pub(super) trait Db {
+    /// Whether a failed statement aborts the whole transaction (PostgreSQL)
+    /// rather than only itself (SQLite): a rule that goes on after a failed
+    /// statement puts a savepoint around it there.
+    fn aborts_on_error(&self) -> bool;
+
     /// Runs `sql` with `args`; the rows it changed.
     fn execute(
         &self,
@@ -175,6 +188,7 @@ impl ToSql for Arg<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         match self {
             Arg::Int(v) => v.to_sql(),
+            Arg::Real(v) => v.to_sql(),
             Arg::Text(v) => v.to_sql(),
         }
     }
@@ -191,6 +205,10 @@ impl Row for rusqlite::Row<'_> {
 }
 
 impl Db for Sqlite<'_> {
+    fn aborts_on_error(&self) -> bool {
+        false
+    }
+
     async fn execute(&self, doing: &str, sql: &'static str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
         self.0
             .prepare_cached(sql)

@@ -93,6 +93,7 @@
 mod admission;
 mod approvals;
 mod checkpoint;
+mod completion;
 mod db;
 pub mod mcp_servers;
 #[cfg_attr(

@@ -4,7 +4,9 @@
 //!
 //! What is here: the schema and its versioned migration ([`migrate`]), the
 //! [`Db`] implementation the store's rules run on ([`Postgres`]), and the
-//! admission transaction ([`admit`]), exact across instances.
+//! transactions of a call's writes: its admission ([`admit`]), exact
+//! across instances, its completion with its settlement ([`complete`]) and
+//! its withdrawal ([`withdraw`]).
 //!
 //! Exactness: SQLite serializes every write transaction; here a write
 //! transaction takes transaction-scoped advisory locks on the keys its
@@ -24,7 +26,8 @@ use tokio_postgres::types::{IsNull, ToSql, Type};
 use tokio_postgres::{Client, Statement, Transaction};
 
 use super::db::{Arg, Db, Row, RowError, args};
-use super::{Admission, AdmitOutcome, StoreError, admission};
+use super::{Admission, AdmitOutcome, Completion, StoreError, admission, completion};
+use crate::decision::Decision;
 
 /// Schema migrations, applied in order; `steward_schema.version` is the
 /// number applied. Append only: never edit a released entry, add one. The
@@ -105,6 +108,29 @@ pub(super) const MIGRATIONS: &[&str] = &[
     END $$;
     CREATE TRIGGER spend_days_on_change AFTER INSERT OR UPDATE OF day, reserved_micros, settled_micros OR DELETE
         ON spend FOR EACH ROW EXECUTE FUNCTION steward_spend_days();",
+    // 2: the undo plans of completed calls (see `undo.rs`).
+    "CREATE TABLE undos (
+        call_id      TEXT PRIMARY KEY NOT NULL,
+        tool         TEXT NOT NULL,
+        started_ms   BIGINT NOT NULL,
+        state        TEXT NOT NULL
+                     CHECK (state IN ('planned', 'unavailable', 'running', 'undone', 'gone', 'failed')),
+        undo_tool    TEXT,
+        method       TEXT,
+        path         TEXT,
+        body         TEXT,
+        reason       TEXT,
+        planned_ms   BIGINT NOT NULL,
+        changed_ms   BIGINT NOT NULL,
+        undo_call_id TEXT,
+        attempts     BIGINT NOT NULL DEFAULT 0,
+        by           TEXT,
+        via          TEXT,
+        forced       BIGINT NOT NULL DEFAULT 0 CHECK (forced IN (0, 1))
+    );
+    CREATE INDEX undos_tool_started ON undos (tool, started_ms);
+    CREATE INDEX undos_started ON undos (started_ms);
+    CREATE INDEX undos_state ON undos (state) WHERE state IN ('running', 'failed');",
 ];
 
 /// The advisory-lock namespace of migrations: two instances migrating at
@@ -174,16 +200,64 @@ pub async fn admit(
         .await?;
     }
     if let Some(hold) = &a.spend {
-        db.execute(
-            "locking the spend day",
-            "SELECT pg_advisory_xact_lock(hashtextextended(?1, ?2))",
-            &args![&hold.day, DAY_LOCKS],
-        )
-        .await?;
+        lock_day(&db, &hold.day).await?;
     }
     let outcome = admission::admit(&db, a, redactor).await?;
     tx.commit().await.map_err(|e| pg_error("committing an admission", &e))?;
     Ok(outcome)
+}
+
+/// Records the outcome of an admitted call (see [`super::Store::complete`])
+/// in its own transaction. A settlement changes its spend day's total, so
+/// it takes that day's lock first, as admission does: an admission never
+/// decides on a total a settlement is changing.
+pub async fn complete(client: &mut Client, statements: &Statements, c: &Completion) -> Result<(), StoreError> {
+    let tx = client.transaction().await.map_err(|e| pg_error("starting a completion", &e))?;
+    let db = Postgres { tx: &tx, statements };
+    if c.spend.is_some() {
+        let day = db
+            .first(
+                "reading a call's spend day",
+                "SELECT day FROM spend WHERE call_id = ?1",
+                &args![&c.call_id],
+                |row| row.text(0),
+            )
+            .await?
+            .flatten();
+        if let Some(day) = day {
+            lock_day(&db, &day).await?;
+        }
+    }
+    completion::complete(&db, c).await?;
+    tx.commit().await.map_err(|e| pg_error("committing a completion", &e))
+}
+
+/// Withdraws an admitted call that was never forwarded (see
+/// [`super::Store::withdraw`]) in its own transaction.
+pub async fn withdraw(
+    client: &mut Client,
+    statements: &Statements,
+    call_id: &str,
+    decision: Decision,
+    reason: &str,
+    status: u16,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let tx = client.transaction().await.map_err(|e| pg_error("starting a withdrawal", &e))?;
+    let db = Postgres { tx: &tx, statements };
+    completion::withdraw(&db, call_id, decision, reason, status, now_ms).await?;
+    tx.commit().await.map_err(|e| pg_error("committing a withdrawal", &e))
+}
+
+/// Takes the lock of spend day `day` until the transaction ends.
+async fn lock_day(db: &Postgres<'_>, day: &str) -> Result<(), StoreError> {
+    db.execute(
+        "locking the spend day",
+        "SELECT pg_advisory_xact_lock(hashtextextended(?1, ?2))",
+        &args![day, DAY_LOCKS],
+    )
+    .await
+    .map(|_| ())
 }
 
 /// The statements one connection has prepared, by their text (a prepared
@@ -238,12 +312,13 @@ impl ToSql for Arg<'_> {
     fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         match self {
             Arg::Int(v) => v.to_sql(ty, out),
+            Arg::Real(v) => v.to_sql(ty, out),
             Arg::Text(v) => v.to_sql(ty, out),
         }
     }
 
     fn accepts(ty: &Type) -> bool {
-        <i64 as ToSql>::accepts(ty) || <&str as ToSql>::accepts(ty)
+        <i64 as ToSql>::accepts(ty) || <f64 as ToSql>::accepts(ty) || <&str as ToSql>::accepts(ty)
     }
 
     fn to_sql_checked(
@@ -254,6 +329,7 @@ impl ToSql for Arg<'_> {
         // Each variant checks the column's type against its own.
         match self {
             Arg::Int(v) => v.to_sql_checked(ty, out),
+            Arg::Real(v) => v.to_sql_checked(ty, out),
             Arg::Text(v) => v.to_sql_checked(ty, out),
         }
     }
@@ -270,6 +346,10 @@ impl Row for tokio_postgres::Row {
 }
 
 impl Db for Postgres<'_> {
+    fn aborts_on_error(&self) -> bool {
+        true
+    }
+
     async fn execute(&self, doing: &str, sql: &'static str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
         let statement = self.statement(doing, sql).await?;
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();

@@ -27,9 +27,9 @@
 //! overflowing sum becomes a REAL, which a STRICT INTEGER column refuses,
 //! and the whole completion with it).
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
-use super::db::{Db, Sqlite, args, at_once};
+use super::db::{Db, args};
 use super::{StoreError, sql_error};
 
 /// A worst-case reservation against the daily cap, taken at admission.
@@ -173,25 +173,28 @@ pub(super) async fn stop_on(db: &impl Db, day: &str) -> Result<Option<SpendStop>
 
 /// Records the day's stop, unless one is already in force that day (the
 /// first cause stays on record).
-fn write_stop(conn: &Connection, call_id: &str, reason: &str, now_ms: i64) -> Result<(), StoreError> {
-    let day: Option<String> = conn
-        .prepare_cached("SELECT day FROM spend WHERE call_id = ?1")
-        .and_then(|mut s| s.query_row([call_id], |row| row.get(0)).optional())
-        .map_err(|e| sql_error("reading a call's spend day", e))?;
+async fn write_stop(db: &impl Db, call_id: &str, reason: &str, now_ms: i64) -> Result<(), StoreError> {
+    let day = db
+        .first("reading a call's spend day", "SELECT day FROM spend WHERE call_id = ?1", &args![call_id], |row| {
+            row.text(0)
+        })
+        .await?
+        .flatten();
     let Some(day) = day else { return Ok(()) };
-    if at_once(stop_on(&Sqlite(conn), &day))?.is_some() {
+    if stop_on(db, &day).await?.is_some() {
         return Ok(());
     }
     let stop = SpendStop { day, reason: reason.to_owned(), call_id: call_id.to_owned(), at_ms: now_ms };
     let text =
         serde_json::to_string(&stop).map_err(|e| StoreError::Unavailable(format!("encoding a spend stop: {e}")))?;
-    conn.prepare_cached(
+    db.execute(
+        "recording the day's spend stop",
         "INSERT INTO kv (key, value, updated_ms) VALUES (?1, ?2, ?3)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms",
+        &args![STOP_KEY, &text, now_ms],
     )
-    .and_then(|mut s| s.execute(params![STOP_KEY, text, now_ms]))
+    .await
     .map(|_| ())
-    .map_err(|e| sql_error("recording the day's spend stop", e))
 }
 
 /// The day's committed spend: settled costs plus open reservations.
@@ -222,35 +225,46 @@ pub(super) async fn reserve(db: &impl Db, call_id: &str, hold: &SpendHold, now_m
 /// copies it onto the journal row, and records the day's stop the
 /// settlement carries. When the settlement itself cannot be stored, the
 /// reservation is billed and the day stopped instead, so the journal row is
-/// never lost with it and the cap stays closed.
-pub(super) fn settle(conn: &Connection, call_id: &str, s: &SpendSettlement, now_ms: i64) -> Result<(), StoreError> {
-    if let Err(err) = settle_exactly(conn, call_id, s, now_ms) {
+/// never lost with it and the cap stays closed. (On a database where a
+/// failed statement aborts the transaction, the settlement runs under a
+/// savepoint, so the fallback can still be written.)
+pub(super) async fn settle(db: &impl Db, call_id: &str, s: &SpendSettlement, now_ms: i64) -> Result<(), StoreError> {
+    let guarded = db.aborts_on_error();
+    if guarded {
+        db.execute("opening the settlement's savepoint", "SAVEPOINT settle", &[]).await?;
+    }
+    let settled = settle_exactly(db, call_id, s, now_ms).await;
+    if guarded {
+        let end = if settled.is_ok() { "RELEASE settle" } else { "ROLLBACK TO settle" };
+        db.execute("closing the settlement's savepoint", end, &[]).await?;
+    }
+    if let Err(err) = settled {
         tracing::error!(error = %err, call_id, "cannot store a call's settlement; billing its reservation");
-        conn.prepare_cached(
+        db.execute(
+            "settling spend at its reservation",
             "UPDATE spend SET settled_micros = reserved_micros, estimated = 1, settled_ms = ?2 WHERE call_id = ?1",
+            &args![call_id, now_ms],
         )
-        .and_then(|mut st| st.execute(params![call_id, now_ms]))
-        .map_err(|e| sql_error("settling spend at its reservation", e))?;
+        .await?;
         let reason = format!(
             "the settlement of call {call_id} could not be stored ({err}); it was billed at its reservation, \
              and LLM calls are stopped for the day"
         );
-        return write_stop(conn, call_id, &reason, now_ms);
+        return write_stop(db, call_id, &reason, now_ms).await;
     }
     match &s.stop {
-        Some(reason) => write_stop(conn, call_id, reason, now_ms),
+        Some(reason) => write_stop(db, call_id, reason, now_ms).await,
         None => Ok(()),
     }
 }
 
-fn settle_exactly(conn: &Connection, call_id: &str, s: &SpendSettlement, now_ms: i64) -> Result<(), StoreError> {
-    conn.prepare_cached(
+async fn settle_exactly(db: &impl Db, call_id: &str, s: &SpendSettlement, now_ms: i64) -> Result<(), StoreError> {
+    db.execute(
+        "settling spend",
         "UPDATE spend SET settled_micros = ?2, input_tokens = ?3, output_tokens = ?4, cached_tokens = ?5,
                 estimated = ?6, settled_ms = ?7
          WHERE call_id = ?1",
-    )
-    .and_then(|mut st| {
-        st.execute(params![
+        &args![
             call_id,
             stored_micros(s.micros),
             stored_tokens(s.input_tokens),
@@ -258,29 +272,28 @@ fn settle_exactly(conn: &Connection, call_id: &str, s: &SpendSettlement, now_ms:
             stored_tokens(s.cached_tokens),
             s.estimated,
             now_ms
-        ])
-    })
-    .map_err(|e| sql_error("settling spend", e))?;
-    conn.prepare_cached("UPDATE calls SET cost_usd = ?2 WHERE id = ?1")
-        .and_then(|mut st| st.execute(params![call_id, s.micros.min(MAX_STORED_MICROS) as f64 / 1_000_000.0]))
+        ],
+    )
+    .await?;
+    let usd = s.micros.min(MAX_STORED_MICROS) as f64 / 1_000_000.0;
+    db.execute("recording a call's cost", "UPDATE calls SET cost_usd = ?2 WHERE id = ?1", &args![call_id, usd])
+        .await
         .map(|_| ())
-        .map_err(|e| sql_error("recording a call's cost", e))
 }
 
 /// Settles the open reservation of `call_id`, if it has one, at no cost:
 /// the call never left steward.
-pub(super) fn release(conn: &Connection, call_id: &str, now_ms: i64) -> Result<(), StoreError> {
-    let released = conn
-        .prepare_cached(
+pub(super) async fn release(db: &impl Db, call_id: &str, now_ms: i64) -> Result<(), StoreError> {
+    let released = db
+        .execute(
+            "releasing a reservation",
             "UPDATE spend SET settled_micros = 0, estimated = 0, settled_ms = ?2
              WHERE call_id = ?1 AND settled_micros IS NULL",
+            &args![call_id, now_ms],
         )
-        .and_then(|mut s| s.execute(params![call_id, now_ms]))
-        .map_err(|e| sql_error("releasing a reservation", e))?;
+        .await?;
     if released > 0 {
-        conn.prepare_cached("UPDATE calls SET cost_usd = 0 WHERE id = ?1")
-            .and_then(|mut s| s.execute([call_id]))
-            .map_err(|e| sql_error("recording a call's cost", e))?;
+        db.execute("recording a call's cost", "UPDATE calls SET cost_usd = 0 WHERE id = ?1", &args![call_id]).await?;
     }
     Ok(())
 }

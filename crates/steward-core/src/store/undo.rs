@@ -23,6 +23,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
+use super::db::{Db, args};
 use super::{StoreError, sql_error};
 
 /// Migration 6.
@@ -243,21 +244,31 @@ fn with_state((mut row, state): (UndoRow, String)) -> Result<UndoRow, StoreError
 }
 
 /// Records `plan` for the completed call `call_id` (same op as the completion).
-pub(super) fn record(conn: &Connection, call_id: &str, plan: &UndoPlan, now_ms: i64) -> Result<(), StoreError> {
+pub(super) async fn record(db: &impl Db, call_id: &str, plan: &UndoPlan, now_ms: i64) -> Result<(), StoreError> {
     let (state, tool, method, path, body, reason) = match plan {
         UndoPlan::Call { tool, method, path, body } => {
             (UndoState::Planned, Some(tool), Some(method), Some(path), body.as_ref(), None)
         }
         UndoPlan::Unavailable { reason } => (UndoState::Unavailable, None, None, None, None, Some(reason)),
     };
-    conn.prepare_cached(
+    db.execute(
+        "recording an undo plan",
         "INSERT INTO undos (call_id, tool, started_ms, state, undo_tool, method, path, body, reason, planned_ms, changed_ms)
          SELECT id, COALESCE(tool, ''), started_ms, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8 FROM calls WHERE id = ?1
          ON CONFLICT (call_id) DO NOTHING",
+        &args![
+            call_id,
+            state.as_str(),
+            tool.map(String::as_str),
+            method.map(String::as_str),
+            path.map(String::as_str),
+            body.map(String::as_str),
+            reason.map(String::as_str),
+            now_ms
+        ],
     )
-    .and_then(|mut s| s.execute(params![call_id, state.as_str(), tool, method, path, body, reason, now_ms]))
+    .await
     .map(|_| ())
-    .map_err(|e| sql_error("recording an undo plan", e))
 }
 
 /// See [`super::Store::claim_undo`].

@@ -27,6 +27,7 @@ use crate::decision::Decision;
 
 use super::admission::{self, NewRow};
 use super::checkpoint::{self, CheckpointMode, ESCALATION_BUSY_WAIT, Pass};
+use super::completion;
 use super::db::{Sqlite, at_once};
 use super::schema::Opened;
 use super::{
@@ -432,9 +433,10 @@ fn apply(conn: &Connection, req: &Request, redactor: &Redactor) -> Result<Respon
             let row = NewRow { decision: *decision, reason: Some(reason), status: Some(*status), finished: true };
             at_once(admission::insert_call(&Sqlite(conn), admission, &row)).map(|()| Response::Done)
         }
-        Request::Complete(c) => complete(conn, c).map(|()| Response::Done),
+        Request::Complete(c) => at_once(completion::complete(&Sqlite(conn), c)).map(|()| Response::Done),
         Request::Withdraw { call_id, decision, reason, status, now_ms } => {
-            withdraw(conn, call_id, *decision, reason, *status, *now_ms).map(|()| Response::Done)
+            at_once(completion::withdraw(&Sqlite(conn), call_id, *decision, reason, *status, *now_ms))
+                .map(|()| Response::Done)
         }
         Request::EngageKill { reason, source, now_ms } => {
             at_once(admission::engage_kill(&Sqlite(conn), reason, source, *now_ms)).map(|()| Response::Done)
@@ -524,70 +526,4 @@ fn precheck(conn: &Connection, a: &Admission, redactor: &Redactor) -> Result<Adm
             .map_err(|e| sql_error("rolling back the precheck", e))?;
     }
     outcome
-}
-
-fn complete(conn: &Connection, c: &Completion) -> Result<(), StoreError> {
-    let changed = conn
-        .prepare_cached(
-            "UPDATE calls SET finished_ms = ?2, status = ?3, duration_ms = ?4, attempts = ?5,
-                    response_ref = ?6, reason = COALESCE(?7, reason), extra_json = ?8, counts_as_error = ?9
-             WHERE id = ?1",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                c.call_id,
-                c.now_ms,
-                c.status,
-                i64::try_from(c.duration_ms).unwrap_or(i64::MAX),
-                c.attempts,
-                c.response_ref,
-                c.error,
-                c.extra_json,
-                // Only admitted (`allowed`) calls are completed.
-                Decision::Allowed.counts_as_error(c.status)
-            ])
-        })
-        .map_err(|e| sql_error("completing a call", e))?;
-    if changed == 0 {
-        return Err(StoreError::NotFound(format!("call {}", c.call_id)));
-    }
-    if let Some(settlement) = &c.spend {
-        spend::settle(conn, &c.call_id, settlement, c.now_ms)?;
-    }
-    if let Some(plan) = &c.undo {
-        super::undo::record(conn, &c.call_id, plan, c.now_ms)?;
-    }
-    Ok(())
-}
-
-/// See [`super::Store::withdraw`].
-fn withdraw(
-    conn: &Connection,
-    call_id: &str,
-    decision: Decision,
-    reason: &str,
-    status: u16,
-    now_ms: i64,
-) -> Result<(), StoreError> {
-    let changed = conn
-        .prepare_cached(
-            "UPDATE calls SET decision = ?2, reason = ?3, status = ?4, finished_ms = ?5,
-                    duration_ms = MAX(?5 - started_ms, 0), counts_as_error = ?6
-             WHERE id = ?1 AND finished_ms IS NULL",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                call_id,
-                decision.as_str(),
-                reason,
-                status,
-                now_ms,
-                decision.counts_as_error(Some(status))
-            ])
-        })
-        .map_err(|e| sql_error("withdrawing a call", e))?;
-    if changed == 0 {
-        return Err(StoreError::NotFound(format!("call {call_id} in flight")));
-    }
-    spend::release(conn, call_id, now_ms)
 }

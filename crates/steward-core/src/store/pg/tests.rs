@@ -179,3 +179,93 @@ async fn the_same_rules_decide_the_same_way_on_sqlite_and_postgresql() {
     assert_eq!(on_sqlite[7], AdmitOutcome::LoopDetected { reason: "loop detected: search".into() });
     assert!(matches!(on_sqlite[8], AdmitOutcome::Killed { .. }), "{on_sqlite:#?}");
 }
+
+/// A journal row's id, decision, status, whether it finished, its cost.
+type CallFacts = (String, String, Option<i64>, bool, Option<f64>);
+
+/// A settlement of `micros`, with the day's stop when `stop` says why.
+fn settlement(micros: u64, stop: Option<&str>) -> crate::store::SpendSettlement {
+    crate::store::SpendSettlement {
+        micros,
+        input_tokens: 10,
+        output_tokens: 20,
+        cached_tokens: 0,
+        estimated: false,
+        stop: stop.map(str::to_owned),
+    }
+}
+
+/// The end of a call, on both databases through the same rules: a
+/// withdrawal frees its window slot and releases its reservation, a
+/// settlement moves the day's total, one past its reservation stops the
+/// day, an undo plan is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_end_of_a_call_is_recorded_the_same_way_on_sqlite_and_postgresql() {
+    let Some((_cluster, mut conn)) = database().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::open(&dir.path().join("steward.db"), redactor()).unwrap();
+    let undo = crate::store::UndoPlan::Unavailable { reason: "no undo declared".into() };
+    let done = |id: &str, now_ms: i64| crate::store::tests::completion(id, now_ms, Some(200));
+
+    let mut outcomes = [Vec::new(), Vec::new()];
+    // On SQLite, through the store.
+    for a in [post("p1", T0, 2), post("p2", T0 + 1, 2), post("p3", T0 + 2, 2)] {
+        outcomes[0].push(sqlite.admit(a).await.unwrap());
+    }
+    sqlite.withdraw("p2", Decision::StoreUnavailable, "audit failed", 503, T0 + 3).await.unwrap();
+    outcomes[0].push(sqlite.admit(post("p4", T0 + 4, 2)).await.unwrap());
+    sqlite.complete(Completion { undo: Some(undo.clone()), ..done("p1", T0 + 5) }).await.unwrap();
+    outcomes[0].push(sqlite.admit(priced("l1", T0, 600_000, 1_000_000)).await.unwrap());
+    sqlite.complete(Completion { spend: Some(settlement(200_000, None)), ..done("l1", T0 + 6) }).await.unwrap();
+    outcomes[0].push(sqlite.admit(priced("l2", T0 + 7, 600_000, 1_000_000)).await.unwrap());
+    let over =
+        Completion { spend: Some(settlement(900_000, Some("billed past its reservation"))), ..done("l2", T0 + 8) };
+    sqlite.complete(over.clone()).await.unwrap();
+    outcomes[0].push(sqlite.admit(priced("l3", T0 + 9, 1, 1_000_000)).await.unwrap());
+
+    // On PostgreSQL, the same steps.
+    let r = redactor();
+    let r = r.load();
+    let c = &mut conn;
+    for a in [post("p1", T0, 2), post("p2", T0 + 1, 2), post("p3", T0 + 2, 2)] {
+        outcomes[1].push(admit(&mut c.client, &c.statements, &a, &r).await.unwrap());
+    }
+    withdraw(&mut c.client, &c.statements, "p2", Decision::StoreUnavailable, "audit failed", 503, T0 + 3)
+        .await
+        .unwrap();
+    outcomes[1].push(admit(&mut c.client, &c.statements, &post("p4", T0 + 4, 2), &r).await.unwrap());
+    complete(&mut c.client, &c.statements, &Completion { undo: Some(undo), ..done("p1", T0 + 5) }).await.unwrap();
+    outcomes[1].push(admit(&mut c.client, &c.statements, &priced("l1", T0, 600_000, 1_000_000), &r).await.unwrap());
+    let settled = Completion { spend: Some(settlement(200_000, None)), ..done("l1", T0 + 6) };
+    complete(&mut c.client, &c.statements, &settled).await.unwrap();
+    outcomes[1].push(admit(&mut c.client, &c.statements, &priced("l2", T0 + 7, 600_000, 1_000_000), &r).await.unwrap());
+    complete(&mut c.client, &c.statements, &over).await.unwrap();
+    outcomes[1].push(admit(&mut c.client, &c.statements, &priced("l3", T0 + 9, 1, 1_000_000), &r).await.unwrap());
+
+    let [on_sqlite, on_postgres] = outcomes;
+    assert_eq!(on_postgres, on_sqlite);
+    assert_eq!(on_sqlite[3], AdmitOutcome::Admitted, "the withdrawn call's slot is free: {on_sqlite:#?}");
+    assert_eq!(on_sqlite[5], AdmitOutcome::Admitted, "200k settled + 600k reserved fit: {on_sqlite:#?}");
+    assert_eq!(on_sqlite[6], AdmitOutcome::SpendStopped { reason: "billed past its reservation".into() });
+
+    assert_eq!(sqlite.spend_total("2026-12-04").await.unwrap(), 1_100_000);
+    let day = conn.client.query_one("SELECT committed_micros FROM spend_days", &[]).await.unwrap();
+    assert_eq!(day.get::<_, i64>(0), 1_100_000, "the settlements moved the day's total");
+    let rows = conn
+        .client
+        .query("SELECT id, decision, status, finished_ms IS NOT NULL, cost_usd FROM calls ORDER BY id", &[])
+        .await
+        .unwrap();
+    let rows: Vec<CallFacts> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).collect();
+    for (id, decision, status, finished, cost) in &rows {
+        let call = sqlite.call(id).await.unwrap().unwrap();
+        assert_eq!(
+            (&call.decision, call.status.map(i64::from), call.finished_ms.is_some(), call.cost_usd),
+            (decision, *status, *finished, *cost),
+            "call {id}"
+        );
+    }
+    assert_eq!(rows.len(), 7);
+    let undos = conn.client.query_one("SELECT call_id, state FROM undos", &[]).await.unwrap();
+    assert_eq!((undos.get::<_, String>(0), undos.get::<_, String>(1)), ("p1".into(), "unavailable".into()));
+}
