@@ -48,6 +48,15 @@
 //!   batches; `journal_size_limit` cuts the rewound file back. See
 //!   `checkpoint.rs`; [`Store::wal_stats`] feeds `/metrics`.
 //!
+//! - **The rules are written once, against `db::Db`:** admission
+//!   (`admission.rs`: kill switch, loop breaker, rate window, spend stop,
+//!   cap and reservation) and a call's end (`completion.rs`: completion,
+//!   settlement, withdrawal, undo plan). The writer runs them on its SQLite
+//!   connection, at once (`db::at_once`); `pg.rs` runs the same functions
+//!   on PostgreSQL for a fleet (issue 20, `docs/fleet.md`: tested against a
+//!   real server, not reachable from the configuration yet). The rest of
+//!   the store still speaks `rusqlite` directly and moves over the same way.
+//!
 //! - **Only redacted text is stored.** Every [`Store`] owns a redactor
 //!   ([`SharedRedactor`]) and passes every free-text value of every write
 //!   through it before the op is queued (see `redaction.rs` for what counts as
