@@ -3,7 +3,8 @@
 //! against [`Db`], inside the caller's write transaction, so the same rules
 //! run on every database the store can use (see `db.rs`). The order: kill
 //! switch, loop breaker, rate limit, spend stop and cap, then the insert
-//! and the reservation.
+//! and the reservation. The kill switch's own writes (engage, release) are
+//! here too: admission reads what they write.
 
 use redact::Redactor;
 
@@ -161,6 +162,18 @@ pub(super) async fn engage_kill(db: &impl Db, reason: &str, source: &str, now_ms
         "engaging the kill switch",
         "UPDATE kill_switch SET engaged = 1, reason = ?1, source = ?2, changed_ms = ?3 WHERE id = 1 AND engaged = 0",
         &args![reason, source, now_ms],
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Releases the kill switch (a human `steward resume`), stamping
+/// `changed_ms`, which restarts the loop breaker's count.
+pub(super) async fn release_kill(db: &impl Db, now_ms: i64) -> Result<(), StoreError> {
+    db.execute(
+        "releasing the kill switch",
+        "UPDATE kill_switch SET engaged = 0, changed_ms = ?1 WHERE id = 1",
+        &args![now_ms],
     )
     .await
     .map(|_| ())

@@ -6,7 +6,9 @@
 //! [`Db`] implementation the store's rules run on ([`Postgres`]), and the
 //! transactions of a call's writes: its admission ([`admit`]), exact
 //! across instances, its completion with its settlement ([`complete`]) and
-//! its withdrawal ([`withdraw`]).
+//! its withdrawal ([`withdraw`]); and the kill switch across the fleet
+//! (`kill.rs`: `NOTIFY` with every change, a `LISTEN`ing watch with a poll
+//! behind it, unknown and so refused when neither can read).
 //!
 //! Exactness: SQLite serializes every write transaction; here a write
 //! transaction takes transaction-scoped advisory locks on the keys its
@@ -372,6 +374,8 @@ impl Db for Postgres<'_> {
         }
     }
 }
+
+pub mod kill;
 
 #[cfg(test)]
 mod tests;

@@ -441,11 +441,9 @@ fn apply(conn: &Connection, req: &Request, redactor: &Redactor) -> Result<Respon
         Request::EngageKill { reason, source, now_ms } => {
             at_once(admission::engage_kill(&Sqlite(conn), reason, source, *now_ms)).map(|()| Response::Done)
         }
-        Request::ReleaseKill { now_ms } => conn
-            .prepare_cached("UPDATE kill_switch SET engaged = 0, changed_ms = ?1 WHERE id = 1")
-            .and_then(|mut s| s.execute([now_ms]))
-            .map(|_| Response::Done)
-            .map_err(|e| sql_error("releasing the kill switch", e)),
+        Request::ReleaseKill { now_ms } => {
+            at_once(admission::release_kill(&Sqlite(conn), *now_ms)).map(|()| Response::Done)
+        }
         Request::SettleInterrupted { now_ms } => spend::settle_open_at_reserved(conn, *now_ms).and_then(|()| {
             super::undo::fail_running(conn, *now_ms)?;
             // The outcome is unknown: the error-rate alert leaves the call out.

@@ -269,3 +269,86 @@ async fn the_end_of_a_call_is_recorded_the_same_way_on_sqlite_and_postgresql() {
     let undos = conn.client.query_one("SELECT call_id, state FROM undos", &[]).await.unwrap();
     assert_eq!((undos.get::<_, String>(0), undos.get::<_, String>(1)), ("p1".into(), "unavailable".into()));
 }
+
+/// Waits, bounded, until `watch` knows something `wanted` accepts; how long
+/// it took.
+async fn until(
+    watch: &kill::KillWatch,
+    bound: std::time::Duration,
+    wanted: impl Fn(&kill::Known) -> bool,
+) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    loop {
+        let known = watch.current();
+        if wanted(&known) {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < bound, "still {known:?} after {bound:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+fn engaged(known: &kill::Known) -> bool {
+    matches!(known, kill::Known::State(state) if state.engaged)
+}
+
+fn released(known: &kill::Known) -> bool {
+    matches!(known, kill::Known::State(state) if !state.engaged)
+}
+
+/// `steward stop` from one host reaches an instance that listens (its poll
+/// set to a minute, so only a notification can bring it) and one that only
+/// polls; a database that goes away turns the state unknown (refuse), and
+/// its return brings the watch back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_reaches_every_instance_by_notification_or_poll_and_a_lost_database_fails_closed() {
+    use std::time::Duration;
+    let Some((mut cluster, mut conn)) = database().await else { return };
+    let url = cluster.url();
+    let minutes = Duration::from_secs(600);
+    let by_note = kill::KillWatch::start(
+        &url,
+        kill::WatchTiming { poll: Duration::from_secs(60), stale_after: minutes, listen: true },
+    );
+    let by_poll = kill::KillWatch::start(
+        &url,
+        kill::WatchTiming { poll: Duration::from_millis(500), stale_after: minutes, listen: false },
+    );
+    until(&by_note, Duration::from_secs(10), released).await;
+    until(&by_poll, Duration::from_secs(10), released).await;
+    // The listener has read once at start; its next poll is a minute away.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    kill::engage(&mut conn.client, &conn.statements, "stopped by the on-call", "cli", T0).await.unwrap();
+    let (note_took, poll_took) = tokio::join!(
+        until(&by_note, Duration::from_secs(30), engaged),
+        until(&by_poll, Duration::from_secs(30), engaged)
+    );
+    eprintln!("the stop reached the listening instance in {note_took:?}, the polling one in {poll_took:?}");
+    let kill::Known::State(state) = by_note.current() else { panic!("unknown") };
+    assert_eq!((state.reason.as_deref(), state.source.as_deref()), (Some("stopped by the on-call"), Some("cli")));
+    // The admission's own read agrees, on any connection.
+    let refused = admit_on(&mut conn, &post("after-stop", T0 + 1, 10)).await;
+    assert!(matches!(refused, AdmitOutcome::Killed { .. }), "{refused:?}");
+
+    kill::release(&mut conn.client, &conn.statements, T0 + 2).await.unwrap();
+    until(&by_note, Duration::from_secs(30), released).await;
+    until(&by_poll, Duration::from_secs(30), released).await;
+
+    // Fail closed: the database stops; the watch says unknown once its
+    // last read is older than `stale_after`, and recovers after.
+    let watch = kill::KillWatch::start(
+        &url,
+        kill::WatchTiming { poll: Duration::from_millis(200), stale_after: Duration::from_secs(1), listen: true },
+    );
+    until(&watch, Duration::from_secs(10), released).await;
+    cluster.stop();
+    until(
+        &watch,
+        Duration::from_secs(10),
+        |known| matches!(known, kill::Known::Unknown(why) if why.contains("cannot be read")),
+    )
+    .await;
+    cluster.restart();
+    until(&watch, Duration::from_secs(20), released).await;
+}

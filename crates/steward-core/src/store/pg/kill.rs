@@ -1,0 +1,211 @@
+//! The kill switch across a fleet: `steward stop` on any host engages it in
+//! the shared database and `NOTIFY`s [`CHANNEL`] in the same transaction;
+//! every instance keeps a [`KillWatch`], which `LISTEN`s on a connection of
+//! its own and also reads the row every [`WatchTiming::poll`] (the fallback
+//! when notifications are lost: a pooler, a dropped connection). Each call
+//! reads the watch's memory, not the database; admission re-reads the row
+//! in its transaction, as on SQLite, and that read decides.
+//!
+//! Fail closed: when no read has succeeded for [`WatchTiming::stale_after`]
+//! (the database is down, the listener's connection broke and the poll
+//! fails too), [`KillWatch::current`] says [`Known::Unknown`] and the
+//! caller refuses the call with the reason.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_util::sync::CancellationToken;
+
+use super::super::{KillState, StoreError, admission};
+use super::{Postgres, Statements, pg_error};
+
+/// The channel `steward stop` and `steward resume` notify.
+pub const CHANNEL: &str = "steward_kill";
+
+/// How a [`KillWatch`] keeps up.
+#[derive(Debug, Clone, Copy)]
+pub struct WatchTiming {
+    /// Read the row this often whatever the notifications do.
+    pub poll: Duration,
+    /// No successful read for this long: the state is unknown (refuse).
+    pub stale_after: Duration,
+    /// Listen for notifications (off only to test the poll alone).
+    pub listen: bool,
+}
+
+impl Default for WatchTiming {
+    /// A stop reaches every instance within 1 s by notification, within
+    /// 1 s plus a read by the poll; 2 s without a read fails closed.
+    fn default() -> Self {
+        Self { poll: Duration::from_secs(1), stale_after: Duration::from_secs(2), listen: true }
+    }
+}
+
+/// What an instance knows of the fleet's kill switch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Known {
+    /// The row as last read.
+    State(KillState),
+    /// No read succeeded recently: why (the caller refuses, fail closed).
+    Unknown(String),
+}
+
+/// The last read and when it happened.
+#[derive(Debug)]
+struct Last {
+    state: Option<KillState>,
+    read_at: Option<Instant>,
+    error: Option<String>,
+}
+
+/// This instance's view of the kill switch (see the module docs). Dropping
+/// it stops its task.
+#[derive(Debug)]
+pub struct KillWatch {
+    last: Arc<Mutex<Last>>,
+    timing: WatchTiming,
+    stop: CancellationToken,
+}
+
+impl Drop for KillWatch {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl KillWatch {
+    /// Starts watching the kill switch of the database at `url`.
+    pub fn start(url: &str, timing: WatchTiming) -> KillWatch {
+        let last = Arc::new(Mutex::new(Last { state: None, read_at: None, error: None }));
+        let stop = CancellationToken::new();
+        tokio::spawn(watch(url.to_owned(), timing, Arc::clone(&last), stop.clone()));
+        KillWatch { last, timing, stop }
+    }
+
+    /// The kill switch as last read, or unknown when that read is older
+    /// than `stale_after` (or there has been none).
+    pub fn current(&self) -> Known {
+        let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        match (&last.state, last.read_at) {
+            (Some(state), Some(at)) if at.elapsed() < self.timing.stale_after => Known::State(state.clone()),
+            _ => Known::Unknown(match &last.error {
+                Some(error) => format!("the fleet's kill switch cannot be read: {error}"),
+                None => "the fleet's kill switch has not been read yet".to_owned(),
+            }),
+        }
+    }
+}
+
+/// Engages the fleet's kill switch (unless engaged already: the first cause
+/// stays) and notifies every instance, in one transaction.
+pub async fn engage(
+    client: &mut Client,
+    statements: &Statements,
+    reason: &str,
+    source: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let tx = client.transaction().await.map_err(|e| pg_error("starting to engage the kill switch", &e))?;
+    let db = Postgres { tx: &tx, statements };
+    admission::engage_kill(&db, reason, source, now_ms).await?;
+    notify(&tx).await?;
+    tx.commit().await.map_err(|e| pg_error("committing the kill switch", &e))
+}
+
+/// Releases the fleet's kill switch and notifies every instance.
+pub async fn release(client: &mut Client, statements: &Statements, now_ms: i64) -> Result<(), StoreError> {
+    let tx = client.transaction().await.map_err(|e| pg_error("starting to release the kill switch", &e))?;
+    let db = Postgres { tx: &tx, statements };
+    admission::release_kill(&db, now_ms).await?;
+    notify(&tx).await?;
+    tx.commit().await.map_err(|e| pg_error("committing the kill switch", &e))
+}
+
+/// `NOTIFY` on [`CHANNEL`], delivered when the transaction commits.
+async fn notify(tx: &tokio_postgres::Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute("SELECT pg_notify($1, '')", &[&CHANNEL])
+        .await
+        .map(|_| ())
+        .map_err(|e| pg_error("notifying the fleet", &e))
+}
+
+/// Reads the row in a short transaction of its own.
+async fn read(client: &mut Client, statements: &Statements) -> Result<KillState, StoreError> {
+    let tx = client.transaction().await.map_err(|e| pg_error("reading the kill switch", &e))?;
+    let state = admission::kill_state(&Postgres { tx: &tx, statements }).await?;
+    tx.commit().await.map_err(|e| pg_error("reading the kill switch", &e))?;
+    Ok(state)
+}
+
+/// The watch's task: connect, listen, read on every notification and every
+/// poll; on any failure, record it and connect again (every poll period).
+async fn watch(url: String, timing: WatchTiming, last: Arc<Mutex<Last>>, stop: CancellationToken) {
+    let record = |result: Result<KillState, StoreError>| {
+        let mut last = last.lock().unwrap_or_else(PoisonError::into_inner);
+        match result {
+            Ok(state) => {
+                last.state = Some(state);
+                last.read_at = Some(Instant::now());
+                last.error = None;
+            }
+            Err(err) => last.error = Some(err.to_string()),
+        }
+    };
+    loop {
+        let connected = tokio::select! {
+            connected = tokio_postgres::connect(&url, NoTls) => connected,
+            () = stop.cancelled() => return,
+        };
+        let (mut client, mut connection) = match connected {
+            Ok(pair) => pair,
+            Err(e) => {
+                record(Err(pg_error("connecting to watch the kill switch", &e)));
+                tokio::select! {
+                    () = tokio::time::sleep(timing.poll) => continue,
+                    () = stop.cancelled() => return,
+                }
+            }
+        };
+        // The connection's messages: notifications to this task, the end of
+        // the connection as the channel closing.
+        let (notes_tx, mut notes) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let pump = tokio::spawn(async move {
+            while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                if matches!(message, AsyncMessage::Notification(_)) && notes_tx.send(()).is_err() {
+                    return;
+                }
+            }
+        });
+        let statements = Statements::default();
+        if timing.listen
+            && let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await
+        {
+            record(Err(pg_error("listening for the kill switch", &e)));
+        }
+        let mut poll = tokio::time::interval(timing.poll);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                note = notes.recv() => {
+                    if note.is_none() {
+                        break; // the connection ended
+                    }
+                    while notes.try_recv().is_ok() {}
+                }
+                _ = poll.tick() => {}
+                () = stop.cancelled() => {
+                    pump.abort();
+                    return;
+                }
+            }
+            let read = read(&mut client, &statements).await;
+            let failed = read.is_err();
+            record(read);
+            if failed && client.is_closed() {
+                break;
+            }
+        }
+        pump.abort();
+    }
+}
