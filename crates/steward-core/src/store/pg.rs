@@ -8,7 +8,8 @@
 //! across instances, its completion with its settlement ([`complete`]) and
 //! its withdrawal ([`withdraw`]); and the kill switch across the fleet
 //! (`kill.rs`: `NOTIFY` with every change, a `LISTEN`ing watch with a poll
-//! behind it, unknown and so refused when neither can read).
+//! behind it, unknown and so refused when neither can read); instances,
+//! their leases and the settlement of a dead one's calls (`lease.rs`).
 //!
 //! Exactness: SQLite serializes every write transaction; here a write
 //! transaction takes transaction-scoped advisory locks on the keys its
@@ -133,6 +134,19 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX undos_tool_started ON undos (tool, started_ms);
     CREATE INDEX undos_started ON undos (started_ms);
     CREATE INDEX undos_state ON undos (state) WHERE state IN ('running', 'failed');",
+    // 3: the fleet's instances and their leases (see `lease.rs`), and the
+    // instance of each journal row, from the admitting transaction's
+    // `steward.instance` setting.
+    "CREATE TABLE instances (
+        name       TEXT PRIMARY KEY NOT NULL,
+        host       TEXT NOT NULL,
+        pid        BIGINT NOT NULL,
+        started_ms BIGINT NOT NULL,
+        seen_ms    BIGINT NOT NULL,
+        state      TEXT NOT NULL CHECK (state IN ('live', 'lapsed'))
+    );
+    ALTER TABLE calls ADD COLUMN instance TEXT DEFAULT NULLIF(current_setting('steward.instance', true), '');
+    CREATE INDEX calls_instance_in_flight ON calls (instance) WHERE finished_ms IS NULL;",
 ];
 
 /// The advisory-lock namespace of migrations: two instances migrating at
@@ -184,15 +198,18 @@ pub async fn migrate(client: &mut Client) -> Result<i64, StoreError> {
 
 /// Decides and journals one call (see [`super::Store::admit`]) in its own
 /// transaction: the rules of `admission.rs`, under the locks of the keys
-/// they count (see the module docs).
+/// they count (see the module docs). The row records `instance`, the
+/// instance that admitted it (see `lease.rs`).
 pub async fn admit(
     client: &mut Client,
     statements: &Statements,
+    instance: &str,
     a: &Admission,
     redactor: &Redactor,
 ) -> Result<AdmitOutcome, StoreError> {
     let tx = client.transaction().await.map_err(|e| pg_error("starting an admission", &e))?;
     let db = Postgres { tx: &tx, statements };
+    db.execute("naming the instance", "SELECT set_config('steward.instance', ?1, true)", &args![instance]).await?;
     if let Some(tool) = a.tool.as_deref().filter(|_| a.limit.is_some() || a.loop_breaker.max_identical > 0) {
         db.execute(
             "locking the tool's window",
@@ -376,6 +393,7 @@ impl Db for Postgres<'_> {
 }
 
 pub mod kill;
+pub mod lease;
 
 #[cfg(test)]
 mod tests;

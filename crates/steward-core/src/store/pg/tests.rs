@@ -37,7 +37,7 @@ async fn database() -> Option<(pg_harness::PgCluster, Conn)> {
 async fn admit_on(conn: &mut Conn, a: &Admission) -> AdmitOutcome {
     let redactor = redactor();
     let redactor = redactor.load();
-    admit(&mut conn.client, &conn.statements, a, &redactor).await.unwrap()
+    admit(&mut conn.client, &conn.statements, "test", a, &redactor).await.unwrap()
 }
 
 fn post(id: &str, now_ms: i64, max: u32) -> Admission {
@@ -228,19 +228,23 @@ async fn the_end_of_a_call_is_recorded_the_same_way_on_sqlite_and_postgresql() {
     let r = r.load();
     let c = &mut conn;
     for a in [post("p1", T0, 2), post("p2", T0 + 1, 2), post("p3", T0 + 2, 2)] {
-        outcomes[1].push(admit(&mut c.client, &c.statements, &a, &r).await.unwrap());
+        outcomes[1].push(admit(&mut c.client, &c.statements, "test", &a, &r).await.unwrap());
     }
     withdraw(&mut c.client, &c.statements, "p2", Decision::StoreUnavailable, "audit failed", 503, T0 + 3)
         .await
         .unwrap();
-    outcomes[1].push(admit(&mut c.client, &c.statements, &post("p4", T0 + 4, 2), &r).await.unwrap());
+    outcomes[1].push(admit(&mut c.client, &c.statements, "test", &post("p4", T0 + 4, 2), &r).await.unwrap());
     complete(&mut c.client, &c.statements, &Completion { undo: Some(undo), ..done("p1", T0 + 5) }).await.unwrap();
-    outcomes[1].push(admit(&mut c.client, &c.statements, &priced("l1", T0, 600_000, 1_000_000), &r).await.unwrap());
+    outcomes[1]
+        .push(admit(&mut c.client, &c.statements, "test", &priced("l1", T0, 600_000, 1_000_000), &r).await.unwrap());
     let settled = Completion { spend: Some(settlement(200_000, None)), ..done("l1", T0 + 6) };
     complete(&mut c.client, &c.statements, &settled).await.unwrap();
-    outcomes[1].push(admit(&mut c.client, &c.statements, &priced("l2", T0 + 7, 600_000, 1_000_000), &r).await.unwrap());
+    outcomes[1].push(
+        admit(&mut c.client, &c.statements, "test", &priced("l2", T0 + 7, 600_000, 1_000_000), &r).await.unwrap(),
+    );
     complete(&mut c.client, &c.statements, &over).await.unwrap();
-    outcomes[1].push(admit(&mut c.client, &c.statements, &priced("l3", T0 + 9, 1, 1_000_000), &r).await.unwrap());
+    outcomes[1]
+        .push(admit(&mut c.client, &c.statements, "test", &priced("l3", T0 + 9, 1, 1_000_000), &r).await.unwrap());
 
     let [on_sqlite, on_postgres] = outcomes;
     assert_eq!(on_postgres, on_sqlite);
@@ -351,4 +355,67 @@ async fn a_stop_reaches_every_instance_by_notification_or_poll_and_a_lost_databa
     .await;
     cluster.restart();
     until(&watch, Duration::from_secs(20), released).await;
+}
+
+/// A journal row's id, instance, end and reason.
+type Settled = (String, Option<String>, Option<i64>, Option<String>);
+
+/// An instance that stops beating mid-call is settled by the others after
+/// its lease: its calls finished as interrupted, its reservation billed in
+/// full (the day's total unchanged, nothing counted twice), once, however
+/// many reapers run; a live instance's call is left alone; a second live
+/// process cannot take a name in use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_instances_calls_are_settled_once_after_its_lease() {
+    const LEASE: i64 = 30_000;
+    let Some((cluster, mut conn)) = database().await else { return };
+    let r = redactor();
+    let r = r.load();
+    lease::beat(&conn.client, "web-1", "host-a", 100, LEASE, T0).await.unwrap();
+    lease::beat(&conn.client, "web-2", "host-b", 200, LEASE, T0).await.unwrap();
+    let c = &mut conn;
+    for (instance, a) in [
+        ("web-1", priced("dead-llm", T0, 300_000, 1_000_000)),
+        ("web-1", post("dead-post", T0, 10)),
+        ("web-2", post("live-post", T0, 10)),
+    ] {
+        assert_eq!(admit(&mut c.client, &c.statements, instance, &a, &r).await.unwrap(), AdmitOutcome::Admitted);
+    }
+    // web-2 keeps beating; web-1 died after T0. Another process may not
+    // take web-2's name while its lease holds.
+    lease::beat(&conn.client, "web-2", "host-b", 200, LEASE, T0 + 25_000).await.unwrap();
+    let err = lease::beat(&conn.client, "web-2", "host-c", 300, LEASE, T0 + 26_000).await.unwrap_err();
+    assert!(err.to_string().contains("`[store] instance`"), "{err}");
+    assert!(lease::reap(&mut conn.client, LEASE, T0 + 29_000).await.unwrap().is_empty(), "web-1's lease still holds");
+
+    // Two reapers at once, on two connections, after the lease.
+    let mut other = connect(&cluster).await;
+    let (first, second) = tokio::join!(
+        lease::reap(&mut conn.client, LEASE, T0 + 31_000),
+        lease::reap(&mut other.client, LEASE, T0 + 31_000)
+    );
+    let mut settled: Vec<(String, u64)> = first.unwrap().into_iter().chain(second.unwrap()).collect();
+    settled.sort();
+    assert_eq!(settled, [("web-1".to_owned(), 2)], "settled once");
+
+    let rows = conn.client.query("SELECT id, instance, finished_ms, reason FROM calls ORDER BY id", &[]).await.unwrap();
+    let rows: Vec<Settled> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
+    assert_eq!(
+        rows,
+        [
+            ("dead-llm".into(), Some("web-1".into()), Some(T0 + 31_000), Some("interrupted".into())),
+            ("dead-post".into(), Some("web-1".into()), Some(T0 + 31_000), Some("interrupted".into())),
+            ("live-post".into(), Some("web-2".into()), None, None),
+        ]
+    );
+    let spend = conn.client.query_one("SELECT settled_micros, estimated FROM spend", &[]).await.unwrap();
+    assert_eq!(
+        (spend.get::<_, Option<i64>>(0), spend.get::<_, i64>(1)),
+        (Some(300_000), 1),
+        "billed at its reservation"
+    );
+    let day = conn.client.query_one("SELECT committed_micros FROM spend_days", &[]).await.unwrap();
+    assert_eq!(day.get::<_, i64>(0), 300_000, "the day's total unchanged: nothing counted twice");
+    // A restarted web-1 takes its name back.
+    lease::beat(&conn.client, "web-1", "host-a", 101, LEASE, T0 + 40_000).await.unwrap();
 }

@@ -1,0 +1,90 @@
+//! Instances and their leases: every instance of a fleet has a row in
+//! `instances` it refreshes ([`beat`]) while it runs; each journal row
+//! carries the instance that admitted it (`calls.instance`, from the
+//! transaction's `steward.instance` setting). An instance that stops
+//! beating for a lease is dead to the fleet: any live instance's [`reap`]
+//! settles its in-flight calls the way a restart settles a single
+//! instance's (`Store::settle_interrupted`): finished as `interrupted`,
+//! status unknown, their spend reservations billed in full (fail closed:
+//! the upstream may have billed them), so no reservation stays open and
+//! nothing is counted twice. Two reapers never settle the same instance:
+//! each takes the lapsed rows `FOR UPDATE SKIP LOCKED`.
+
+use tokio_postgres::Client;
+
+use super::super::StoreError;
+use super::pg_error;
+use crate::decision::Decision;
+
+/// Refreshes `name`'s lease (creating its row). Refused when another live
+/// process holds the name (its lease not lapsed): two instances of one
+/// name would settle each other's calls.
+pub async fn beat(
+    client: &Client,
+    name: &str,
+    host: &str,
+    pid: u32,
+    lease_ms: i64,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let pid = i64::from(pid);
+    let taken = client
+        .execute(
+            "INSERT INTO instances (name, host, pid, started_ms, seen_ms, state) VALUES ($1, $2, $3, $4, $4, 'live')
+             ON CONFLICT (name) DO UPDATE SET seen_ms = $4, state = 'live', host = $2, pid = $3,
+                 started_ms = CASE WHEN instances.host = $2 AND instances.pid = $3 THEN instances.started_ms ELSE $4 END
+             WHERE (instances.host = $2 AND instances.pid = $3) OR instances.state <> 'live' OR instances.seen_ms < $4 - $5",
+            &[&name, &host, &pid, &now_ms, &lease_ms],
+        )
+        .await
+        .map_err(|e| pg_error("renewing the instance's lease", &e))?;
+    if taken == 0 {
+        return Err(StoreError::Unavailable(format!(
+            "another live steward holds the instance name `{name}` in this database; give each instance its own \
+             `[store] instance` (default: the host name)"
+        )));
+    }
+    Ok(())
+}
+
+/// Settles the instances whose lease lapsed before `now_ms - lease_ms`
+/// (see the module docs); for each, its name and the calls settled.
+pub async fn reap(client: &mut Client, lease_ms: i64, now_ms: i64) -> Result<Vec<(String, u64)>, StoreError> {
+    let tx = client.transaction().await.map_err(|e| pg_error("starting to settle lapsed instances", &e))?;
+    let lapsed = tx
+        .query(
+            "SELECT name FROM instances WHERE state = 'live' AND seen_ms < $1 ORDER BY name FOR UPDATE SKIP LOCKED",
+            &[&(now_ms - lease_ms)],
+        )
+        .await
+        .map_err(|e| pg_error("finding lapsed instances", &e))?;
+    let mut settled = Vec::new();
+    for row in lapsed {
+        let name: String = row.get(0);
+        // Billed at their reservation: the day's total does not change, so
+        // no admission can decide on a total this is changing.
+        tx.execute(
+            "UPDATE spend SET settled_micros = reserved_micros, estimated = 1, settled_ms = $2
+             WHERE settled_micros IS NULL
+               AND call_id IN (SELECT id FROM calls WHERE instance = $1 AND finished_ms IS NULL)",
+            &[&name, &now_ms],
+        )
+        .await
+        .map_err(|e| pg_error("billing a lapsed instance's reservations", &e))?;
+        let calls = tx
+            .execute(
+                "UPDATE calls SET finished_ms = $2, reason = $3, status = NULL, counts_as_error = NULL,
+                        duration_ms = CASE WHEN $2 > started_ms THEN $2 - started_ms ELSE 0 END
+                 WHERE instance = $1 AND finished_ms IS NULL",
+                &[&name, &now_ms, &Decision::Interrupted.as_str()],
+            )
+            .await
+            .map_err(|e| pg_error("settling a lapsed instance's calls", &e))?;
+        tx.execute("UPDATE instances SET state = 'lapsed' WHERE name = $1", &[&name])
+            .await
+            .map_err(|e| pg_error("marking an instance lapsed", &e))?;
+        settled.push((name, calls));
+    }
+    tx.commit().await.map_err(|e| pg_error("committing the settlement of lapsed instances", &e))?;
+    Ok(settled)
+}
