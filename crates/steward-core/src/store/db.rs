@@ -13,7 +13,11 @@
 //!
 //! Statements are `&'static str` in the dialect both databases accept,
 //! placeholders written `?N`; parameters are [`Arg`]s, integers always as
-//! 64-bit (`BIGINT` columns on PostgreSQL).
+//! 64-bit (`BIGINT` columns on PostgreSQL). PostgreSQL gives each
+//! placeholder the type its context implies: a placeholder compared only
+//! with a literal (`?3 = 0`, a 32-bit integer) or only tested for NULL
+//! (`?1 IS NULL`) is written `CAST(?N AS BIGINT)` or `CAST(?N AS TEXT)`,
+//! which SQLite reads the same.
 
 use std::future::Future;
 
@@ -138,6 +142,13 @@ pub(super) trait Row {
     fn int(&self, i: usize) -> Result<Option<i64>, RowError>;
     /// Column `i` as text, `None` for NULL.
     fn text(&self, i: usize) -> Result<Option<String>, RowError>;
+    /// Column `i` as a double, `None` for NULL.
+    fn real(&self, i: usize) -> Result<Option<f64>, RowError>;
+
+    /// Column `i`, text that is never NULL.
+    fn text_not_null(&self, i: usize) -> Result<String, RowError> {
+        self.text(i)?.ok_or_else(|| RowError(format!("column {i} is NULL")))
+    }
 
     /// Column `i`, an integer that is never NULL.
     fn int_not_null(&self, i: usize) -> Result<i64, RowError> {
@@ -170,6 +181,15 @@ pub(super) trait Db {
         args: &[Arg<'_>],
         map: impl FnOnce(&dyn Row) -> Result<T, RowError>,
     ) -> impl Future<Output = Result<Option<T>, StoreError>>;
+
+    /// Every row of `sql` with `args`, each through `map`.
+    fn rows<T>(
+        &self,
+        doing: &str,
+        sql: &'static str,
+        args: &[Arg<'_>],
+        map: impl FnMut(&dyn Row) -> Result<T, RowError>,
+    ) -> impl Future<Output = Result<Vec<T>, StoreError>>;
 }
 
 /// Runs a rule on SQLite, whose data access never waits (see the module
@@ -202,6 +222,10 @@ impl Row for rusqlite::Row<'_> {
     fn text(&self, i: usize) -> Result<Option<String>, RowError> {
         self.get(i).map_err(|e| RowError(e.to_string()))
     }
+
+    fn real(&self, i: usize) -> Result<Option<f64>, RowError> {
+        self.get(i).map_err(|e| RowError(e.to_string()))
+    }
 }
 
 impl Db for Sqlite<'_> {
@@ -230,6 +254,22 @@ impl Db for Sqlite<'_> {
             Some(row) => map(row).map(Some).map_err(|e| e.unreadable(doing)),
             None => Ok(None),
         }
+    }
+
+    async fn rows<T>(
+        &self,
+        doing: &str,
+        sql: &'static str,
+        args: &[Arg<'_>],
+        mut map: impl FnMut(&dyn Row) -> Result<T, RowError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut statement = self.0.prepare_cached(sql).map_err(|e| sql_error(doing, e))?;
+        let mut rows = statement.query(params_from_iter(args)).map_err(|e| sql_error(doing, e))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| sql_error(doing, e))? {
+            out.push(map(row).map_err(|e| e.unreadable(doing))?);
+        }
+        Ok(out)
     }
 }
 

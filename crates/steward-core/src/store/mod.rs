@@ -678,7 +678,7 @@ impl Store {
 
     /// Journal rows matching `q`, newest first.
     pub async fn last(&self, q: LastQuery) -> Result<Vec<CallRow>, StoreError> {
-        self.read(move |conn| queries::last(conn, &q)).await
+        self.read(move |conn| db::at_once(queries::last(&db::Sqlite(conn), &q))).await
     }
 
     /// Allowed calls per tool started in `window`, sorted by tool: what
@@ -707,7 +707,7 @@ impl Store {
     /// Calls still in flight, oldest first: at startup, before
     /// [`Store::settle_interrupted`], the calls the last run left unfinished.
     pub async fn in_flight(&self) -> Result<Vec<CallRow>, StoreError> {
-        self.read(queries::in_flight).await
+        self.read(|conn| db::at_once(queries::in_flight(&db::Sqlite(conn)))).await
     }
 
     /// Marks calls still in flight (left by a daemon that crashed) as
@@ -747,7 +747,7 @@ impl Store {
     /// The journal row of call `id`, if any.
     pub async fn call(&self, id: &str) -> Result<Option<CallRow>, StoreError> {
         let id = id.to_owned();
-        self.read(move |conn| queries::call(conn, &id)).await
+        self.read(move |conn| db::at_once(queries::call(&db::Sqlite(conn), &id))).await
     }
 
     /// Undo plans matching `q`, newest original call first.

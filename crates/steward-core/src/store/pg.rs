@@ -29,7 +29,7 @@ use tokio_postgres::types::{IsNull, ToSql, Type};
 use tokio_postgres::{Client, Statement, Transaction};
 
 use super::db::{Arg, Db, Row, RowError, args};
-use super::{Admission, AdmitOutcome, Completion, StoreError, admission, completion};
+use super::{Admission, AdmitOutcome, CallRow, Completion, LastQuery, StoreError, admission, completion, queries};
 use crate::decision::Decision;
 
 /// Schema migrations, applied in order; `steward_schema.version` is the
@@ -362,6 +362,10 @@ impl Row for tokio_postgres::Row {
     fn text(&self, i: usize) -> Result<Option<String>, RowError> {
         self.try_get(i).map_err(|e| RowError::new(e.to_string()))
     }
+
+    fn real(&self, i: usize) -> Result<Option<f64>, RowError> {
+        self.try_get(i).map_err(|e| RowError::new(e.to_string()))
+    }
 }
 
 impl Db for Postgres<'_> {
@@ -390,6 +394,28 @@ impl Db for Postgres<'_> {
             None => Ok(None),
         }
     }
+
+    async fn rows<T>(
+        &self,
+        doing: &str,
+        sql: &'static str,
+        args: &[Arg<'_>],
+        mut map: impl FnMut(&dyn Row) -> Result<T, RowError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let statement = self.statement(doing, sql).await?;
+        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        let rows = self.tx.query(&statement, &params).await.map_err(|e| pg_error(doing, &e))?;
+        rows.iter().map(|row| map(row).map_err(|e| e.unreadable(doing))).collect()
+    }
+}
+
+/// The journal's rows for `steward last` (see [`super::Store::last`]), from
+/// every instance of the fleet.
+pub async fn last(client: &mut Client, statements: &Statements, q: &LastQuery) -> Result<Vec<CallRow>, StoreError> {
+    let tx = client.transaction().await.map_err(|e| pg_error("reading the journal", &e))?;
+    let rows = queries::last(&Postgres { tx: &tx, statements }, q).await?;
+    tx.commit().await.map_err(|e| pg_error("reading the journal", &e))?;
+    Ok(rows)
 }
 
 pub mod kill;

@@ -2,9 +2,9 @@
 //! take any connection, so the writer can reuse [`kill_state`] inside its
 //! transaction.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, params};
 
-use super::db::{Db, args};
+use super::db::{Db, Row, RowError, args};
 use super::{CallRow, JournalFootprint, KillState, LastQuery, StoreError, Window, sql_error};
 use crate::decision::Decision;
 
@@ -36,71 +36,76 @@ pub(super) fn kill_state_error(e: rusqlite::Error) -> StoreError {
     }
 }
 
-/// Rows for `steward last`, newest first.
-pub(super) fn last(conn: &Connection, q: &LastQuery) -> Result<Vec<CallRow>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT id, started_ms, finished_ms, door, tool, upstream, method, path, loop_key, input_summary,
-                    input_sha256, decision, reason, status, duration_ms, attempts, response_ref, cost_usd, extra_json
-             FROM calls
-             WHERE (?1 IS NULL OR tool = ?1)
-               AND (?2 IS NULL OR started_ms >= ?2)
-               AND (?3 = 0 OR decision != ?5 OR status >= 400 OR (status IS NULL AND finished_ms IS NOT NULL))
+/// The columns of a journal row, in [`call_row`]'s order.
+macro_rules! call_columns {
+    () => {
+        "id, started_ms, finished_ms, door, tool, upstream, method, path, loop_key, input_summary,
+         input_sha256, decision, reason, status, duration_ms, attempts, response_ref, cost_usd, extra_json"
+    };
+}
+
+/// Rows for `steward last`, newest first. (The casts name the optional
+/// filters' types, which PostgreSQL cannot infer from `IS NULL`.)
+pub(super) async fn last(db: &impl Db, q: &LastQuery) -> Result<Vec<CallRow>, StoreError> {
+    db.rows(
+        "reading the journal",
+        concat!(
+            "SELECT ",
+            call_columns!(),
+            " FROM calls
+             WHERE (CAST(?1 AS TEXT) IS NULL OR tool = ?1)
+               AND (CAST(?2 AS BIGINT) IS NULL OR started_ms >= ?2)
+               AND (CAST(?3 AS BIGINT) = 0 OR decision != ?5 OR status >= 400 OR (status IS NULL AND finished_ms IS NOT NULL))
              ORDER BY started_ms DESC, id DESC
-             LIMIT ?4",
-        )
-        .map_err(|e| sql_error("preparing the journal query", e))?;
-    let rows = stmt
-        .query_map(params![q.tool, q.since_ms, q.failed_only, q.limit, Decision::Allowed.as_str()], call_row)
-        .map_err(|e| sql_error("reading the journal", e))?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(|e| sql_error("reading the journal", e))
+             LIMIT ?4"
+        ),
+        &args![q.tool.as_deref(), q.since_ms, q.failed_only, q.limit, Decision::Allowed.as_str()],
+        call_row,
+    )
+    .await
 }
 
 /// The journal row of `id`.
-pub(super) fn call(conn: &Connection, id: &str) -> Result<Option<CallRow>, StoreError> {
-    conn.prepare_cached(
-        "SELECT id, started_ms, finished_ms, door, tool, upstream, method, path, loop_key, input_summary,
-                input_sha256, decision, reason, status, duration_ms, attempts, response_ref, cost_usd, extra_json
-         FROM calls WHERE id = ?1",
-    )
-    .and_then(|mut s| s.query_row([id], call_row).optional())
-    .map_err(|e| sql_error("reading a call", e))
+pub(super) async fn call(db: &impl Db, id: &str) -> Result<Option<CallRow>, StoreError> {
+    db.first("reading a call", concat!("SELECT ", call_columns!(), " FROM calls WHERE id = ?1"), &args![id], call_row)
+        .await
 }
 
 /// Calls still in flight (admitted, not finished), oldest first.
-pub(super) fn in_flight(conn: &Connection) -> Result<Vec<CallRow>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT id, started_ms, finished_ms, door, tool, upstream, method, path, loop_key, input_summary,
-                    input_sha256, decision, reason, status, duration_ms, attempts, response_ref, cost_usd, extra_json
-             FROM calls WHERE finished_ms IS NULL ORDER BY started_ms, id",
-        )
-        .map_err(|e| sql_error("preparing the in-flight query", e))?;
-    let rows = stmt.query_map([], call_row).map_err(|e| sql_error("reading calls in flight", e))?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(|e| sql_error("reading calls in flight", e))
+pub(super) async fn in_flight(db: &impl Db) -> Result<Vec<CallRow>, StoreError> {
+    db.rows(
+        "reading calls in flight",
+        concat!("SELECT ", call_columns!(), " FROM calls WHERE finished_ms IS NULL ORDER BY started_ms, id"),
+        &[],
+        call_row,
+    )
+    .await
 }
 
-fn call_row(row: &Row<'_>) -> rusqlite::Result<CallRow> {
+fn call_row(row: &dyn Row) -> Result<CallRow, RowError> {
+    let status =
+        row.int(13)?.map(|s| u16::try_from(s).map_err(|_| RowError::new(format!("status {s}")))).transpose()?;
+    let attempts = row.int_not_null(15)?;
     Ok(CallRow {
-        id: row.get(0)?,
-        started_ms: row.get(1)?,
-        finished_ms: row.get(2)?,
-        door: row.get(3)?,
-        tool: row.get(4)?,
-        upstream: row.get(5)?,
-        method: row.get(6)?,
-        path: row.get(7)?,
-        loop_key: row.get(8)?,
-        input_summary: row.get(9)?,
-        input_sha256: row.get(10)?,
-        decision: row.get(11)?,
-        reason: row.get(12)?,
-        status: row.get(13)?,
-        duration_ms: row.get::<_, Option<i64>>(14)?.map(non_negative),
-        attempts: row.get(15)?,
-        response_ref: row.get(16)?,
-        cost_usd: row.get(17)?,
-        extra_json: row.get(18)?,
+        id: row.text_not_null(0)?,
+        started_ms: row.int_not_null(1)?,
+        finished_ms: row.int(2)?,
+        door: row.text_not_null(3)?,
+        tool: row.text(4)?,
+        upstream: row.text_not_null(5)?,
+        method: row.text_not_null(6)?,
+        path: row.text_not_null(7)?,
+        loop_key: row.text_not_null(8)?,
+        input_summary: row.text_not_null(9)?,
+        input_sha256: row.text_not_null(10)?,
+        decision: row.text_not_null(11)?,
+        reason: row.text(12)?,
+        status,
+        duration_ms: row.int(14)?.map(non_negative),
+        attempts: u32::try_from(attempts).map_err(|_| RowError::new(format!("attempts {attempts}")))?,
+        response_ref: row.text(16)?,
+        cost_usd: row.real(17)?,
+        extra_json: row.text(18)?,
     })
 }
 

@@ -272,6 +272,20 @@ async fn the_end_of_a_call_is_recorded_the_same_way_on_sqlite_and_postgresql() {
     assert_eq!(rows.len(), 7);
     let undos = conn.client.query_one("SELECT call_id, state FROM undos", &[]).await.unwrap();
     assert_eq!((undos.get::<_, String>(0), undos.get::<_, String>(1)), ("p1".into(), "unavailable".into()));
+
+    // `steward last` reads the same journal from either, filter by filter.
+    let all = crate::store::LastQuery { limit: 50, ..crate::store::LastQuery::default() };
+    for q in [
+        all.clone(),
+        crate::store::LastQuery { failed_only: true, ..all.clone() },
+        crate::store::LastQuery { tool: Some("post".into()), limit: 2, ..all.clone() },
+        crate::store::LastQuery { since_ms: Some(T0 + 5), ..all.clone() },
+    ] {
+        let on_sqlite = sqlite.last(q.clone()).await.unwrap();
+        let on_postgres = last(&mut conn.client, &conn.statements, &q).await.unwrap();
+        assert!(!on_sqlite.is_empty(), "{q:?}");
+        assert_eq!(on_postgres, on_sqlite, "{q:?}");
+    }
 }
 
 /// Waits, bounded, until `watch` knows something `wanted` accepts; how long
