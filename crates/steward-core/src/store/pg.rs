@@ -303,6 +303,11 @@ impl Postgres<'_> {
     }
 }
 
+/// `args` as the driver binds them.
+fn bound<'a>(args: &'a [Arg<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    args.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
+}
+
 /// `sql` with its `?N` placeholders as PostgreSQL's `$N`.
 fn dialect(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len());
@@ -375,7 +380,7 @@ impl Db for Postgres<'_> {
 
     async fn execute(&self, doing: &str, sql: &'static str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
         let statement = self.statement(doing, sql).await?;
-        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        let params = bound(args);
         self.tx.execute(&statement, &params).await.map_err(|e| pg_error(doing, &e))
     }
 
@@ -387,7 +392,7 @@ impl Db for Postgres<'_> {
         map: impl FnOnce(&dyn Row) -> Result<T, RowError>,
     ) -> Result<Option<T>, StoreError> {
         let statement = self.statement(doing, sql).await?;
-        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        let params = bound(args);
         let rows = self.tx.query(&statement, &params).await.map_err(|e| pg_error(doing, &e))?;
         match rows.first() {
             Some(row) => map(row).map(Some).map_err(|e| e.unreadable(doing)),
@@ -403,7 +408,7 @@ impl Db for Postgres<'_> {
         mut map: impl FnMut(&dyn Row) -> Result<T, RowError>,
     ) -> Result<Vec<T>, StoreError> {
         let statement = self.statement(doing, sql).await?;
-        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        let params = bound(args);
         let rows = self.tx.query(&statement, &params).await.map_err(|e| pg_error(doing, &e))?;
         rows.iter().map(|row| map(row).map_err(|e| e.unreadable(doing))).collect()
     }
