@@ -7,7 +7,9 @@
 //!    └──expires_ms─> expired   (the sweep, or a decision that came too late)
 //! ```
 //!
-//! Every transition is one conditional `UPDATE` on the writer thread, so two
+//! Every transition is one conditional `UPDATE` (written once against
+//! `db::Db`: the writer thread runs it on SQLite, `pg.rs` on PostgreSQL,
+//! where the row lock and the re-checked `WHERE` make it the same), so two
 //! deciders (the CLI writing the store directly and the daemon's admin API)
 //! or two held calls racing for one grant cannot both win: a decision
 //! applies only to a `pending` row whose `expires_ms` is still ahead, and a
@@ -16,11 +18,10 @@
 //! keeps the request's digest and redacted summary, never its body (see
 //! `pipeline::approval`); `decided_*` record who decided, how and when.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
-
+use super::db::{Db, Row, RowError, Sqlite, args, at_once};
 use super::redaction::text;
 use super::writer::Response;
-use super::{Store, StoreError, sql_error};
+use super::{Store, StoreError};
 
 /// Where a request is in its lifecycle (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -217,69 +218,71 @@ impl ApprovalWrite {
         }
     }
 
-    pub(super) fn apply(&self, conn: &Connection) -> Result<Response, StoreError> {
+    /// Applies the write in the caller's transaction, on either database.
+    pub(super) async fn apply(&self, db: &impl Db) -> Result<Response, StoreError> {
         match self {
-            ApprovalWrite::Create(a) => conn
-                .prepare_cached(
+            ApprovalWrite::Create(a) => db
+                .execute(
+                    "recording an approval request",
                     "INSERT INTO approvals (id, created_ms, expires_ms, door, tool, upstream, method, path, digest,
                                             summary, state)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending')",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        a.id,
+                    &args![
+                        &a.id,
                         a.created_ms,
                         a.expires_ms,
-                        a.door,
-                        a.tool,
-                        a.upstream,
-                        a.method,
-                        a.path,
-                        a.digest,
-                        a.summary
-                    ])
-                })
-                .map(|_| Response::Done)
-                .map_err(|e| sql_error("recording an approval request", e)),
-            ApprovalWrite::Decide(d) => decide(conn, d).map(|d| Response::Decided(Box::new(d))),
-            ApprovalWrite::ExpireDue { now_ms } => expire_due(conn, *now_ms, None).map(Response::Count),
-            ApprovalWrite::Release { id, call_id, now_ms } => conn
-                .prepare_cached(
+                        &a.door,
+                        &a.tool,
+                        &a.upstream,
+                        &a.method,
+                        &a.path,
+                        &a.digest,
+                        &a.summary
+                    ],
+                )
+                .await
+                .map(|_| Response::Done),
+            ApprovalWrite::Decide(d) => decide(db, d).await.map(|d| Response::Decided(Box::new(d))),
+            ApprovalWrite::ExpireDue { now_ms } => expire_due(db, *now_ms, None).await.map(Response::Count),
+            ApprovalWrite::Release { id, call_id, now_ms } => db
+                .execute(
+                    "releasing an approved call",
                     "UPDATE approvals SET state = 'released', released_call_id = ?2
                      WHERE id = ?1 AND state = 'approved' AND ?3 < decided_ms + (expires_ms - created_ms)",
+                    &args![id, call_id, *now_ms],
                 )
-                .and_then(|mut s| s.execute(params![id, call_id, now_ms]))
-                .map(|n| Response::Count(u64::try_from(n).unwrap_or(0)))
-                .map_err(|e| sql_error("releasing an approved call", e)),
+                .await
+                .map(Response::Count),
         }
     }
 }
 
 /// Pending rows past their expiry become `expired` (only `id` when given).
-fn expire_due(conn: &Connection, now_ms: i64, id: Option<&str>) -> Result<u64, StoreError> {
-    conn.prepare_cached(
+async fn expire_due(db: &impl Db, now_ms: i64, id: Option<&str>) -> Result<u64, StoreError> {
+    db.execute(
+        "expiring approval requests",
         "UPDATE approvals SET state = 'expired', decided_ms = ?1, decided_by = 'steward', decided_via = ?2
-         WHERE state = 'pending' AND expires_ms <= ?1 AND (?3 IS NULL OR id = ?3)",
+         WHERE state = 'pending' AND expires_ms <= ?1 AND (CAST(?3 AS TEXT) IS NULL OR id = ?3)",
+        &args![now_ms, VIA_EXPIRY, id],
     )
-    .and_then(|mut s| s.execute(params![now_ms, VIA_EXPIRY, id]))
-    .map(|n| u64::try_from(n).unwrap_or(0))
-    .map_err(|e| sql_error("expiring approval requests", e))
+    .await
 }
 
-fn decide(conn: &Connection, d: &ApprovalDecision) -> Result<Decided, StoreError> {
+async fn decide(db: &impl Db, d: &ApprovalDecision) -> Result<Decided, StoreError> {
     let state = match d.verdict {
         Verdict::Approve => ApprovalState::Approved,
         Verdict::Deny => ApprovalState::Denied,
     };
-    let changed = conn
-        .prepare_cached(
+    let changed = db
+        .execute(
+            "recording an approval decision",
             "UPDATE approvals SET state = ?2, decided_ms = ?3, decided_by = ?4, decided_via = ?5, note = ?6
              WHERE id = ?1 AND state = 'pending' AND expires_ms > ?3",
+            &args![&d.id, state.as_str(), d.now_ms, &d.by, &d.via, &d.note],
         )
-        .and_then(|mut s| s.execute(params![d.id, state.as_str(), d.now_ms, d.by, d.via, d.note]))
-        .map_err(|e| sql_error("recording an approval decision", e))?;
-    let expired = if changed == 0 { expire_due(conn, d.now_ms, Some(&d.id))? > 0 } else { false };
-    let row = by_id(conn, &d.id)?.ok_or_else(|| StoreError::NotFound(format!("approval request {}", d.id)))?;
+        .await?;
+    let expired = if changed == 0 { expire_due(db, d.now_ms, Some(&d.id)).await? > 0 } else { false };
+    let row = by_id(db, &d.id).await?.ok_or_else(|| StoreError::NotFound(format!("approval request {}", d.id)))?;
     Ok(match (changed, expired) {
         (0, true) => Decided::Expired(row),
         (0, false) => Decided::AlreadyDecided(row),
@@ -287,44 +290,43 @@ fn decide(conn: &Connection, d: &ApprovalDecision) -> Result<Decided, StoreError
     })
 }
 
-const COLUMNS: &str = "id, created_ms, expires_ms, door, tool, upstream, method, path, digest, summary, state,
-                       decided_ms, decided_by, decided_via, note, released_call_id";
+/// `SELECT` of every column of `approvals`, in [`approval_row`]'s order,
+/// followed by the rest of the statement.
+macro_rules! select_approvals {
+    ($($rest:literal),+) => {
+        concat!(
+            "SELECT id, created_ms, expires_ms, door, tool, upstream, method, path, digest, summary, state,
+                    decided_ms, decided_by, decided_via, note, released_call_id FROM approvals ",
+            $($rest),+
+        )
+    };
+}
 
-fn approval_row(row: &Row<'_>) -> rusqlite::Result<ApprovalRow> {
-    let state: String = row.get(10)?;
+fn approval_row(row: &dyn Row) -> Result<ApprovalRow, RowError> {
+    let state = row.text_not_null(10)?;
     Ok(ApprovalRow {
-        id: row.get(0)?,
-        created_ms: row.get(1)?,
-        expires_ms: row.get(2)?,
-        door: row.get(3)?,
-        tool: row.get(4)?,
-        upstream: row.get(5)?,
-        method: row.get(6)?,
-        path: row.get(7)?,
-        digest: row.get(8)?,
-        summary: row.get(9)?,
+        id: row.text_not_null(0)?,
+        created_ms: row.int_not_null(1)?,
+        expires_ms: row.int_not_null(2)?,
+        door: row.text_not_null(3)?,
+        tool: row.text_not_null(4)?,
+        upstream: row.text_not_null(5)?,
+        method: row.text_not_null(6)?,
+        path: row.text_not_null(7)?,
+        digest: row.text_not_null(8)?,
+        summary: row.text_not_null(9)?,
         // The table's CHECK allows only the five words.
         state: ApprovalState::parse(&state).unwrap_or(ApprovalState::Expired),
-        decided_ms: row.get(11)?,
-        decided_by: row.get(12)?,
-        decided_via: row.get(13)?,
-        note: row.get(14)?,
-        released_call_id: row.get(15)?,
+        decided_ms: row.int(11)?,
+        decided_by: row.text(12)?,
+        decided_via: row.text(13)?,
+        note: row.text(14)?,
+        released_call_id: row.text(15)?,
     })
 }
 
-fn query(conn: &Connection, filter: &str, params: impl rusqlite::Params) -> Result<Vec<ApprovalRow>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM approvals {filter}");
-    let mut stmt = conn.prepare_cached(&sql).map_err(|e| sql_error("preparing an approvals query", e))?;
-    let rows = stmt.query_map(params, approval_row).map_err(|e| sql_error("reading approvals", e))?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(|e| sql_error("reading approvals", e))
-}
-
-fn by_id(conn: &Connection, id: &str) -> Result<Option<ApprovalRow>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM approvals WHERE id = ?1");
-    conn.prepare_cached(&sql)
-        .and_then(|mut s| s.query_row([id], approval_row).optional())
-        .map_err(|e| sql_error("reading an approval", e))
+pub(super) async fn by_id(db: &impl Db, id: &str) -> Result<Option<ApprovalRow>, StoreError> {
+    db.first("reading an approval", select_approvals!("WHERE id = ?1"), &args![id], approval_row).await
 }
 
 /// Most rows a prefix lookup returns: enough to list an ambiguous prefix's matches.
@@ -367,13 +369,21 @@ impl Store {
 
     /// Pending requests, oldest first.
     pub async fn pending_approvals(&self) -> Result<Vec<ApprovalRow>, StoreError> {
-        self.read(|conn| query(conn, "WHERE state = 'pending' ORDER BY created_ms, id", [])).await
+        self.read(|conn| {
+            at_once(Sqlite(conn).rows(
+                "reading approvals",
+                select_approvals!("WHERE state = 'pending' ORDER BY created_ms, id"),
+                &[],
+                approval_row,
+            ))
+        })
+        .await
     }
 
     /// One request by its full id.
     pub async fn approval(&self, id: &str) -> Result<Option<ApprovalRow>, StoreError> {
         let id = id.to_owned();
-        self.read(move |conn| by_id(conn, &id)).await
+        self.read(move |conn| at_once(by_id(&Sqlite(conn), &id))).await
     }
 
     /// Requests whose id starts with `prefix` (case-insensitive), newest
@@ -385,11 +395,12 @@ impl Store {
             return Ok(Vec::new());
         }
         self.read(move |conn| {
-            query(
-                conn,
-                "WHERE substr(id, 1, length(?1)) = ?1 ORDER BY created_ms DESC, id LIMIT ?2",
-                params![prefix, PREFIX_MATCHES],
-            )
+            at_once(Sqlite(conn).rows(
+                "reading approvals",
+                select_approvals!("WHERE substr(id, 1, length(?1)) = ?1 ORDER BY created_ms DESC, id LIMIT ?2"),
+                &args![&prefix, PREFIX_MATCHES],
+                approval_row,
+            ))
         })
         .await
     }
@@ -401,14 +412,16 @@ impl Store {
     pub async fn open_approval_for(&self, digest: &str, now_ms: i64) -> Result<Option<ApprovalRow>, StoreError> {
         let digest = digest.to_owned();
         self.read(move |conn| {
-            query(
-                conn,
-                "WHERE digest = ?1 AND (state = 'pending'
+            at_once(Sqlite(conn).first(
+                "reading approvals",
+                select_approvals!(
+                    "WHERE digest = ?1 AND (state = 'pending'
                        OR (state = 'approved' AND ?2 < decided_ms + (expires_ms - created_ms)))
-                 ORDER BY created_ms DESC, id LIMIT 1",
-                params![digest, now_ms],
-            )
-            .map(|rows| rows.into_iter().next())
+                     ORDER BY created_ms DESC, id LIMIT 1"
+                ),
+                &args![&digest, now_ms],
+                approval_row,
+            ))
         })
         .await
     }
@@ -418,14 +431,27 @@ impl Store {
     /// decisions, `steward last` and `steward report`.
     pub async fn approvals_decided_since(&self, since_ms: i64) -> Result<Vec<ApprovalRow>, StoreError> {
         self.read(move |conn| {
-            query(conn, "WHERE decided_ms IS NOT NULL AND decided_ms >= ?1 ORDER BY decided_ms, id", [since_ms])
+            at_once(Sqlite(conn).rows(
+                "reading approvals",
+                select_approvals!("WHERE decided_ms IS NOT NULL AND decided_ms >= ?1 ORDER BY decided_ms, id"),
+                &args![since_ms],
+                approval_row,
+            ))
         })
         .await
     }
 
     /// Requests created at or after `since_ms`, oldest first.
     pub async fn approvals_created_since(&self, since_ms: i64) -> Result<Vec<ApprovalRow>, StoreError> {
-        self.read(move |conn| query(conn, "WHERE created_ms >= ?1 ORDER BY created_ms, id", [since_ms])).await
+        self.read(move |conn| {
+            at_once(Sqlite(conn).rows(
+                "reading approvals",
+                select_approvals!("WHERE created_ms >= ?1 ORDER BY created_ms, id"),
+                &args![since_ms],
+                approval_row,
+            ))
+        })
+        .await
     }
 
     async fn write_approval(&self, w: ApprovalWrite) -> Result<Response, StoreError> {

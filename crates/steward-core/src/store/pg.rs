@@ -28,7 +28,9 @@ use redact::Redactor;
 use tokio_postgres::types::{IsNull, ToSql, Type};
 use tokio_postgres::{Client, Statement, Transaction};
 
+use super::approvals::ApprovalWrite;
 use super::db::{Arg, Db, Row, RowError, args};
+use super::writer::Response;
 use super::{Admission, AdmitOutcome, CallRow, Completion, LastQuery, StoreError, admission, completion, queries};
 use crate::decision::Decision;
 
@@ -147,6 +149,29 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE calls ADD COLUMN instance TEXT DEFAULT NULLIF(current_setting('steward.instance', true), '');
     CREATE INDEX calls_instance_in_flight ON calls (instance) WHERE finished_ms IS NULL;",
+    // 4: supervised mode's approval requests (see `approvals.rs`).
+    "CREATE TABLE approvals (
+        id               TEXT PRIMARY KEY NOT NULL,
+        created_ms       BIGINT NOT NULL,
+        expires_ms       BIGINT NOT NULL,
+        door             TEXT NOT NULL,
+        tool             TEXT NOT NULL,
+        upstream         TEXT NOT NULL,
+        method           TEXT NOT NULL,
+        path             TEXT NOT NULL,
+        digest           TEXT NOT NULL,
+        summary          TEXT NOT NULL,
+        state            TEXT NOT NULL
+                         CHECK (state IN ('pending', 'approved', 'denied', 'expired', 'released')),
+        decided_ms       BIGINT,
+        decided_by       TEXT,
+        decided_via      TEXT,
+        note             TEXT,
+        released_call_id TEXT
+    );
+    CREATE INDEX approvals_state_created ON approvals (state, created_ms);
+    CREATE INDEX approvals_digest_state ON approvals (digest, state);
+    CREATE INDEX approvals_decided ON approvals (decided_ms) WHERE decided_ms IS NOT NULL;",
 ];
 
 /// The advisory-lock namespace of migrations: two instances migrating at
@@ -266,6 +291,22 @@ pub async fn withdraw(
     let db = Postgres { tx: &tx, statements };
     completion::withdraw(&db, call_id, decision, reason, status, now_ms).await?;
     tx.commit().await.map_err(|e| pg_error("committing a withdrawal", &e))
+}
+
+/// Applies an approval write (create, decide, expire, release: see
+/// `approvals.rs`) in its own transaction. Each is one conditional
+/// `UPDATE`: two instances deciding one request, or two held calls racing
+/// for one grant, serialize on the row's lock, and the second finds it no
+/// longer pending (or approved): one decision, one release.
+pub(super) async fn approval(
+    client: &mut Client,
+    statements: &Statements,
+    write: &ApprovalWrite,
+) -> Result<Response, StoreError> {
+    let tx = client.transaction().await.map_err(|e| pg_error("starting an approval write", &e))?;
+    let response = write.apply(&Postgres { tx: &tx, statements }).await?;
+    tx.commit().await.map_err(|e| pg_error("committing an approval write", &e))?;
+    Ok(response)
 }
 
 /// Takes the lock of spend day `day` until the transaction ends.

@@ -428,7 +428,7 @@ fn apply(conn: &Connection, req: &Request, redactor: &Redactor) -> Result<Respon
     match req {
         Request::Admit(a) => at_once(admission::admit(&Sqlite(conn), a, redactor)).map(Response::Admit),
         Request::Precheck(a) => precheck(conn, a, redactor).map(Response::Admit),
-        Request::Approval(w) => w.apply(conn),
+        Request::Approval(w) => at_once(w.apply(&Sqlite(conn))),
         Request::Refused { admission, decision, reason, status } => {
             let row = NewRow { decision: *decision, reason: Some(reason), status: Some(*status), finished: true };
             at_once(admission::insert_call(&Sqlite(conn), admission, &row)).map(|()| Response::Done)

@@ -433,3 +433,115 @@ async fn a_dead_instances_calls_are_settled_once_after_its_lease() {
     // A restarted web-1 takes its name back.
     lease::beat(&conn.client, "web-1", "host-a", 101, LEASE, T0 + 40_000).await.unwrap();
 }
+
+/// A pending approval request for `digest`, made at `T0`, for a minute.
+fn approval_request(id: &str) -> crate::store::NewApproval {
+    crate::store::NewApproval {
+        id: id.to_owned(),
+        created_ms: T0,
+        expires_ms: T0 + 60_000,
+        door: "api".into(),
+        tool: "post".into(),
+        upstream: "mastodon".into(),
+        method: "POST".into(),
+        path: "/api/v1/statuses".into(),
+        digest: format!("digest-{id}"),
+        summary: "{\"status\":\"hello\"}".into(),
+    }
+}
+
+fn decision(id: &str, verdict: crate::store::Verdict, by: &str, now_ms: i64) -> crate::store::ApprovalDecision {
+    crate::store::ApprovalDecision {
+        id: id.to_owned(),
+        verdict,
+        by: by.to_owned(),
+        via: "cli".into(),
+        note: None,
+        now_ms,
+    }
+}
+
+/// Supervised mode across a fleet: two instances decide one request at
+/// once, one decision is recorded; three held calls race for its grant,
+/// one is released; a late decision finds the request expired. The same
+/// writes give the same rows on SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_decision_and_one_release_per_request_across_instances() {
+    use crate::store::approvals::ApprovalWrite;
+    use crate::store::writer::Response;
+    use crate::store::{Decided, Verdict};
+    let Some((cluster, mut conn)) = database().await else { return };
+    let c = &mut conn;
+    approval(&mut c.client, &c.statements, &ApprovalWrite::Create(approval_request("a1"))).await.unwrap();
+    approval(&mut c.client, &c.statements, &ApprovalWrite::Create(approval_request("a2"))).await.unwrap();
+
+    let mut deciders = Vec::new();
+    for (n, verdict) in [(0, Verdict::Approve), (1, Verdict::Deny), (2, Verdict::Approve)] {
+        let mut other = connect(&cluster).await;
+        deciders.push(tokio::spawn(async move {
+            let write = ApprovalWrite::Decide(decision("a1", verdict, &format!("ops-{n}"), T0 + 1_000));
+            approval(&mut other.client, &other.statements, &write).await.unwrap()
+        }));
+    }
+    let mut recorded = Vec::new();
+    for decider in deciders {
+        match decider.await.unwrap() {
+            Response::Decided(decided) => match *decided {
+                Decided::Recorded(row) => recorded.push(row),
+                Decided::AlreadyDecided(_) => {}
+                other => panic!("unexpected {other:?}"),
+            },
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(recorded.len(), 1, "exactly one decision: {recorded:#?}");
+    let approved = recorded[0].state == crate::store::ApprovalState::Approved;
+
+    let mut racers = Vec::new();
+    for n in 0..3 {
+        let mut other = connect(&cluster).await;
+        racers.push(tokio::spawn(async move {
+            let write = ApprovalWrite::Release { id: "a1".into(), call_id: format!("held-{n}"), now_ms: T0 + 2_000 };
+            matches!(approval(&mut other.client, &other.statements, &write).await.unwrap(), Response::Count(1))
+        }));
+    }
+    let mut released = 0;
+    for racer in racers {
+        released += usize::from(racer.await.unwrap());
+    }
+    assert_eq!(released, usize::from(approved), "one grant, one release (none when denied)");
+
+    // Too late: the request expired before the decision arrived.
+    let late = ApprovalWrite::Decide(decision("a2", Verdict::Approve, "ops", T0 + 61_000));
+    let Response::Decided(late) = approval(&mut c.client, &c.statements, &late).await.unwrap() else { panic!() };
+    assert!(matches!(*late, Decided::Expired(ref row) if row.decided_via.as_deref() == Some("expiry")), "{late:?}");
+
+    // The same writes on SQLite leave the same rows.
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::open(&dir.path().join("steward.db"), redactor()).unwrap();
+    sqlite.create_approval(approval_request("a1")).await.unwrap();
+    sqlite.create_approval(approval_request("a2")).await.unwrap();
+    let first = &recorded[0];
+    let verdict = if approved { Verdict::Approve } else { Verdict::Deny };
+    let by = first.decided_by.clone().unwrap();
+    sqlite.decide_approval(decision("a1", verdict, &by, T0 + 1_000)).await.unwrap();
+    if approved {
+        let winner = conn
+            .client
+            .query_one("SELECT released_call_id FROM approvals WHERE id = 'a1'", &[])
+            .await
+            .unwrap()
+            .get::<_, String>(0);
+        assert!(sqlite.release_approval("a1", &winner, T0 + 2_000).await.unwrap());
+    }
+    sqlite.decide_approval(decision("a2", Verdict::Approve, "ops", T0 + 61_000)).await.unwrap();
+    for id in ["a1", "a2"] {
+        let on_postgres = crate::store::approvals::by_id(
+            &Postgres { tx: &conn.client.transaction().await.unwrap(), statements: &conn.statements },
+            id,
+        )
+        .await
+        .unwrap();
+        assert_eq!(on_postgres, sqlite.approval(id).await.unwrap(), "{id}");
+    }
+}
