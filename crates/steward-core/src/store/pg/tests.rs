@@ -545,3 +545,39 @@ async fn one_decision_and_one_release_per_request_across_instances() {
         assert_eq!(on_postgres, sqlite.approval(id).await.unwrap(), "{id}");
     }
 }
+
+/// The two schemas are written by hand, one per dialect: every table the
+/// store shares has the same columns, in the same order, on both (the
+/// PostgreSQL journal has one more: each row's `instance`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgresql_schema_has_the_sqlite_schemas_columns() {
+    let Some((_cluster, conn)) = database().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steward.db");
+    drop(Store::open(&path, redactor()).unwrap());
+    let sqlite = rusqlite::Connection::open(&path).unwrap();
+    for table in ["calls", "kill_switch", "kv", "spend", "spend_days", "undos", "approvals"] {
+        let mut on_sqlite: Vec<String> = sqlite
+            .prepare(&format!("PRAGMA table_info({table})"))
+            .unwrap()
+            .query_map([], |row| row.get::<_, String>(1))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        if table == "calls" {
+            on_sqlite.push("instance".into());
+        }
+        let on_postgres: Vec<String> = conn
+            .client
+            .query(
+                "SELECT column_name::TEXT FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position",
+                &[&table],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(on_postgres, on_sqlite, "{table}");
+    }
+}
