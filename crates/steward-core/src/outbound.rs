@@ -47,7 +47,7 @@ pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
 /// Each builder gets its own lazy verifier, so a client built after a
 /// reload reads the roots afresh, as before.
 pub fn client_builder() -> reqwest::ClientBuilder {
-    match tls_config() {
+    match tls_config(&[b"h2", b"http/1.1"]) {
         Ok(config) => reqwest::Client::builder().tls_backend_preconfigured(config),
         // Unreachable with aws-lc-rs's default suites; reqwest's own
         // default verifies against the same roots, read eagerly.
@@ -55,10 +55,11 @@ pub fn client_builder() -> reqwest::ClientBuilder {
     }
 }
 
-/// The rustls client config of [`client_builder`]: the process's crypto
-/// provider (aws-lc-rs), TLS 1.2 and 1.3, ALPN `h2` then `http/1.1` (what
-/// reqwest offers by default), and a [`LazyPlatformVerifier`].
-fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
+/// The rustls client config of [`client_builder`] (with ALPN `h2` then
+/// `http/1.1`, what reqwest offers by default) and of the fleet store's
+/// connections (ALPN `postgresql`): the process's crypto provider
+/// (aws-lc-rs), TLS 1.2 and 1.3, and a [`LazyPlatformVerifier`].
+pub(crate) fn tls_config(alpn: &[&[u8]]) -> Result<rustls::ClientConfig, rustls::Error> {
     let provider = CryptoProvider::get_default()
         .cloned()
         .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
@@ -68,7 +69,7 @@ fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
 }
 
@@ -127,7 +128,7 @@ impl ServerCertVerifier for LazyPlatformVerifier {
     }
 }
 
-/// Every secret reference of `[alerts]` and `[heartbeat]`, with the label
+/// Every secret reference of `[alerts]`, `[heartbeat]` and `[store]`, with the label
 /// its value is stored under in [`crate::secrets::Secrets`]. Labels contain
 /// `:`, which credential names cannot, so they never collide.
 pub fn secret_references(config: &Config) -> Vec<(String, CredentialSource)> {
@@ -153,6 +154,9 @@ pub fn secret_references(config: &Config) -> Vec<(String, CredentialSource)> {
     }
     if let Some(heartbeat) = &config.heartbeat {
         out.push((HEARTBEAT_URL_LABEL.to_owned(), heartbeat.url.clone()));
+    }
+    if let Some(fleet) = &config.store.fleet {
+        out.push((crate::config::STORE_URL_LABEL.to_owned(), fleet.url.clone()));
     }
     out
 }

@@ -27,6 +27,8 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// Where the store, the agent token and the daemon lock live.
     pub state: StateConfig,
+    /// `[store]`: the embedded SQLite file, or a PostgreSQL database a fleet shares.
+    pub store: StoreConfig,
     /// Audit log location, rotation and retention.
     pub logging: LoggingConfig,
     /// Named credential references; values are resolved by `secrets`, never stored here.
@@ -322,6 +324,33 @@ pub struct DashboardTls {
     /// PEM private key, absolute.
     pub key: PathBuf,
 }
+
+/// `[store]`
+#[derive(Debug, Clone, Default)]
+pub struct StoreConfig {
+    /// `None`: the embedded SQLite file `[state] dir/steward.db` (the default).
+    pub fleet: Option<FleetStoreConfig>,
+}
+
+/// `[store] url = ...`: a PostgreSQL database shared by a fleet of instances
+/// (`docs/fleet.md`).
+#[derive(Debug, Clone)]
+pub struct FleetStoreConfig {
+    /// The connection URL, a secret reference (it may carry a password);
+    /// resolved by `secrets` under [`STORE_URL_LABEL`].
+    pub url: CredentialSource,
+    /// This instance's name in the fleet: its lease, its journal rows, its
+    /// audit lines. Default: the host name.
+    pub instance: String,
+    /// Connections in the pool (default 8).
+    pub pool: usize,
+    /// An instance silent this long is dead to the fleet: a live one settles
+    /// its calls (default 30 s).
+    pub lease: Duration,
+}
+
+/// The [`crate::secrets::Secrets`] label of `[store] url`.
+pub const STORE_URL_LABEL: &str = "store:url";
 
 /// `[state]`
 #[derive(Debug, Clone)]

@@ -28,6 +28,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "agent",
     "gateway",
     "state",
+    "store",
     "logging",
     "credentials",
     "upstreams",
@@ -61,6 +62,8 @@ pub(super) struct RawConfig {
     pub gateway: RawGateway,
     /// `[state]`
     pub state: RawState,
+    /// `[store]`
+    pub store: RawStore,
     /// `[logging]`
     pub logging: RawLogging,
     /// `[credentials.NAME]` in name order; `None` body when the entry is broken.
@@ -153,6 +156,20 @@ pub(super) struct RawGateway {
 pub(super) struct RawState {
     /// Relative to the config file's directory.
     pub dir: Option<Spanned<String>>,
+}
+
+/// `[store]`: the state store's backend (absent: the embedded SQLite file).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [store] table")]
+pub(super) struct RawStore {
+    /// A reference (`env:NAME`, `file:PATH`) to a PostgreSQL connection URL.
+    pub url: Option<Spanned<String>>,
+    /// This instance's name in the fleet.
+    pub instance: Option<Spanned<String>>,
+    /// Connections in the pool.
+    pub pool: Option<Spanned<i64>>,
+    /// A duration: how long a silent instance keeps its calls.
+    pub lease: Option<Spanned<DurationText>>,
 }
 
 /// `[logging]`
@@ -600,6 +617,7 @@ impl RawConfig {
                 }
                 "gateway" => set(&mut raw.gateway, value, "[gateway]", problems),
                 "state" => set(&mut raw.state, value, "[state]", problems),
+                "store" => set(&mut raw.store, value, "[store]", problems),
                 "logging" => set(&mut raw.logging, value, "[logging]", problems),
                 "credentials" => {
                     raw.credentials = named_entries(value, "credentials", problems);

@@ -59,7 +59,7 @@ pub const RESTART_NEEDED_KEY: &str = "config.restart_needed";
 
 /// Top-level sections bound once at start (see the module docs). `[mcp]`
 /// is among them: its stdio servers are processes started with the daemon.
-pub const RESTART_SECTIONS: [&str; 6] = ["agent", "gateway", "state", "logging", "backup", "mcp"];
+pub const RESTART_SECTIONS: [&str; 7] = ["agent", "gateway", "state", "store", "logging", "backup", "mcp"];
 
 /// Why a reload was refused. Nothing changed: the old config keeps running.
 #[derive(Debug, thiserror::Error)]
@@ -374,6 +374,7 @@ fn keep_restart_sections(new: Config, running: &Config) -> Config {
         agent: running.agent.clone(),
         gateway: running.gateway.clone(),
         state: running.state.clone(),
+        store: running.store.clone(),
         logging: running.logging.clone(),
         backup: running.backup.clone(),
         mcp: running.mcp.clone(),

@@ -20,13 +20,11 @@
 //! committed before each statement, and the lock is released only at
 //! commit); admissions of different tools do not wait for each other.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
-
 use bytes::BytesMut;
+use deadpool_postgres::{ClientWrapper as Client, Transaction};
 use redact::Redactor;
+use tokio_postgres::Statement;
 use tokio_postgres::types::{IsNull, ToSql, Type};
-use tokio_postgres::{Client, Statement, Transaction};
 
 use super::approvals::ApprovalWrite;
 use super::db::{Arg, Db, Row, RowError, args};
@@ -227,13 +225,12 @@ pub async fn migrate(client: &mut Client) -> Result<i64, StoreError> {
 /// instance that admitted it (see `lease.rs`).
 pub async fn admit(
     client: &mut Client,
-    statements: &Statements,
     instance: &str,
     a: &Admission,
     redactor: &Redactor,
 ) -> Result<AdmitOutcome, StoreError> {
     let tx = client.transaction().await.map_err(|e| pg_error("starting an admission", &e))?;
-    let db = Postgres { tx: &tx, statements };
+    let db = Postgres { tx: &tx };
     db.execute("naming the instance", "SELECT set_config('steward.instance', ?1, true)", &args![instance]).await?;
     if let Some(tool) = a.tool.as_deref().filter(|_| a.limit.is_some() || a.loop_breaker.max_identical > 0) {
         db.execute(
@@ -255,9 +252,9 @@ pub async fn admit(
 /// in its own transaction. A settlement changes its spend day's total, so
 /// it takes that day's lock first, as admission does: an admission never
 /// decides on a total a settlement is changing.
-pub async fn complete(client: &mut Client, statements: &Statements, c: &Completion) -> Result<(), StoreError> {
+pub async fn complete(client: &mut Client, c: &Completion) -> Result<(), StoreError> {
     let tx = client.transaction().await.map_err(|e| pg_error("starting a completion", &e))?;
-    let db = Postgres { tx: &tx, statements };
+    let db = Postgres { tx: &tx };
     if c.spend.is_some() {
         let day = db
             .first(
@@ -280,7 +277,6 @@ pub async fn complete(client: &mut Client, statements: &Statements, c: &Completi
 /// [`super::Store::withdraw`]) in its own transaction.
 pub async fn withdraw(
     client: &mut Client,
-    statements: &Statements,
     call_id: &str,
     decision: Decision,
     reason: &str,
@@ -288,7 +284,7 @@ pub async fn withdraw(
     now_ms: i64,
 ) -> Result<(), StoreError> {
     let tx = client.transaction().await.map_err(|e| pg_error("starting a withdrawal", &e))?;
-    let db = Postgres { tx: &tx, statements };
+    let db = Postgres { tx: &tx };
     completion::withdraw(&db, call_id, decision, reason, status, now_ms).await?;
     tx.commit().await.map_err(|e| pg_error("committing a withdrawal", &e))
 }
@@ -298,13 +294,9 @@ pub async fn withdraw(
 /// `UPDATE`: two instances deciding one request, or two held calls racing
 /// for one grant, serialize on the row's lock, and the second finds it no
 /// longer pending (or approved): one decision, one release.
-pub(super) async fn approval(
-    client: &mut Client,
-    statements: &Statements,
-    write: &ApprovalWrite,
-) -> Result<Response, StoreError> {
+pub(super) async fn approval(client: &mut Client, write: &ApprovalWrite) -> Result<Response, StoreError> {
     let tx = client.transaction().await.map_err(|e| pg_error("starting an approval write", &e))?;
-    let response = write.apply(&Postgres { tx: &tx, statements }).await?;
+    let response = write.apply(&Postgres { tx: &tx }).await?;
     tx.commit().await.map_err(|e| pg_error("committing an approval write", &e))?;
     Ok(response)
 }
@@ -320,27 +312,16 @@ async fn lock_day(db: &Postgres<'_>, day: &str) -> Result<(), StoreError> {
     .map(|_| ())
 }
 
-/// The statements one connection has prepared, by their text (a prepared
-/// statement belongs to its connection: one cache per connection).
-#[derive(Debug, Default)]
-pub struct Statements(Mutex<HashMap<&'static str, Statement>>);
-
-/// A PostgreSQL transaction the store's rules run in.
+/// A PostgreSQL transaction the store's rules run in. Its statements are
+/// prepared once per connection (the pool's statement cache).
 pub(super) struct Postgres<'a> {
     tx: &'a Transaction<'a>,
-    statements: &'a Statements,
 }
 
 impl Postgres<'_> {
     /// `sql` prepared on this connection, once.
     async fn statement(&self, doing: &str, sql: &'static str) -> Result<Statement, StoreError> {
-        let cached = self.statements.0.lock().unwrap_or_else(PoisonError::into_inner).get(sql).cloned();
-        if let Some(statement) = cached {
-            return Ok(statement);
-        }
-        let statement = self.tx.prepare(&dialect(sql)).await.map_err(|e| pg_error(doing, &e))?;
-        self.statements.0.lock().unwrap_or_else(PoisonError::into_inner).insert(sql, statement.clone());
-        Ok(statement)
+        self.tx.prepare_cached(&dialect(sql)).await.map_err(|e| pg_error(doing, &e))
     }
 }
 
@@ -457,13 +438,14 @@ impl Db for Postgres<'_> {
 
 /// The journal's rows for `steward last` (see [`super::Store::last`]), from
 /// every instance of the fleet.
-pub async fn last(client: &mut Client, statements: &Statements, q: &LastQuery) -> Result<Vec<CallRow>, StoreError> {
+pub async fn last(client: &mut Client, q: &LastQuery) -> Result<Vec<CallRow>, StoreError> {
     let tx = client.transaction().await.map_err(|e| pg_error("reading the journal", &e))?;
-    let rows = queries::last(&Postgres { tx: &tx, statements }, q).await?;
+    let rows = queries::last(&Postgres { tx: &tx }, q).await?;
     tx.commit().await.map_err(|e| pg_error("reading the journal", &e))?;
     Ok(rows)
 }
 
+pub mod connect;
 pub mod kill;
 pub mod lease;
 

@@ -291,7 +291,12 @@ impl Validator<'_> {
 
     /// A secret-bearing value: `env:NAME` or `file:PATH`, never the value
     /// itself (a webhook URL is as good as a password).
-    fn reference(&mut self, text: &Spanned<String>, key: &str, example_var: &str) -> Option<CredentialSource> {
+    pub(super) fn reference(
+        &mut self,
+        text: &Spanned<String>,
+        key: &str,
+        example_var: &str,
+    ) -> Option<CredentialSource> {
         let value = text.get_ref().as_str();
         if value.starts_with("env:") || value.starts_with("file:") {
             let before = self.problems.len();

@@ -1,5 +1,6 @@
 //! Stage two for what steward keeps on this host: `[gateway]` (where it
-//! listens, and the server's limits), `[state]` (its private directory) and
+//! listens, and the server's limits), `[state]` (its private directory),
+//! `[store]` (the embedded store, or the fleet's PostgreSQL database) and
 //! `[logging]` (the audit log's files and retention).
 
 use super::*;
@@ -83,6 +84,75 @@ impl Validator<'_> {
         StateConfig { dir }
     }
 
+    /// `[store]`: absent or without `url`, the embedded SQLite store; with
+    /// `url`, the fleet's PostgreSQL database (`docs/fleet.md`).
+    pub(super) fn store(&mut self, raw: RawStore) -> StoreConfig {
+        let Some(url_text) = raw.url else {
+            for (key, span) in [
+                ("instance", raw.instance.as_ref().map(Spanned::span)),
+                ("pool", raw.pool.as_ref().map(Spanned::span)),
+                ("lease", raw.lease.as_ref().map(Spanned::span)),
+            ] {
+                if let Some(span) = span {
+                    self.push(Problem::new(
+                        span,
+                        format!("[store] {key} is set but [store] url is not"),
+                        "without url",
+                        "set url = \"env:STEWARD_STORE_URL\" (a PostgreSQL URL) to share the store across a fleet, \
+                         or remove the key: the embedded store has one instance",
+                    ));
+                }
+            }
+            return StoreConfig::default();
+        };
+        let url = self.reference(&url_text, "url", "STEWARD_STORE_URL");
+        let instance = match raw.instance {
+            Some(text) => {
+                let name = text.get_ref();
+                let valid = !name.is_empty()
+                    && name.len() <= 63
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+                if !valid {
+                    self.push(Problem::new(
+                        text.span(),
+                        format!("[store] instance {name:?} is not a name of 1 to 63 letters, digits, _ . -"),
+                        "invalid name",
+                        "name this instance like instance = \"web-1\" (default: the host name)",
+                    ));
+                }
+                name.clone()
+            }
+            None => default_instance(),
+        };
+        let pool = match raw.pool {
+            Some(n) if (1..=256).contains(n.get_ref()) => usize::try_from(*n.get_ref()).unwrap_or(8),
+            Some(n) => {
+                self.push(Problem::new(
+                    n.span(),
+                    format!("[store] pool {} is not between 1 and 256", n.get_ref()),
+                    "out of range",
+                    "pool = 8 (the default) suits one instance; each connection is a server process",
+                ));
+                DEFAULT_STORE_POOL
+            }
+            None => DEFAULT_STORE_POOL,
+        };
+        let lease_span = raw.lease.as_ref().map(Spanned::span);
+        let lease = self.timeout(raw.lease, "lease", "30s", DEFAULT_STORE_LEASE);
+        if let Some(span) = lease_span
+            && lease < Duration::from_secs(5)
+        {
+            self.push(Problem::new(
+                span,
+                format!("[store] lease {lease:?} is under 5 s"),
+                "too short",
+                "an instance beats every second; a lease under 5 s settles a live instance's calls on a hiccup. \
+                 Use lease = \"30s\" (the default)",
+            ));
+        }
+        StoreConfig { fleet: url.map(|url| FleetStoreConfig { url, instance, pool, lease }) }
+    }
+
     pub(super) fn logging(&mut self, raw: RawLogging, state: &StateConfig) -> LoggingConfig {
         let dir = match raw.dir {
             Some(text) => self.path(&text, "dir"),
@@ -153,4 +223,24 @@ pub(super) fn parse_listen(text: &str) -> Option<SocketAddr> {
         return port.parse().ok().map(|port| SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port));
     }
     text.parse().ok()
+}
+
+/// `[store] pool` when absent.
+const DEFAULT_STORE_POOL: usize = 8;
+/// `[store] lease` when absent.
+const DEFAULT_STORE_LEASE: Duration = Duration::from_secs(30);
+
+/// The host name, as a valid instance name (`localhost` when it cannot be
+/// read); what `[store] instance` defaults to.
+fn default_instance() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    let name: String = host
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') { c } else { '-' })
+        .take(63)
+        .collect();
+    if name.is_empty() { "localhost".to_owned() } else { name }
 }

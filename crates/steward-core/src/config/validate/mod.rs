@@ -146,6 +146,7 @@ pub(super) fn validate(raw: RawConfig, source: &str, source_path: &Path, problem
     v.agent_environment = agent.environment;
     let gateway = v.gateway(raw.gateway);
     let state = v.state(raw.state);
+    let store = v.store(raw.store);
     let logging = v.logging(raw.logging, &state);
     let policy = v.policy(raw.policy);
     let credentials = v.credentials(raw.credentials, &policy);
@@ -183,6 +184,7 @@ pub(super) fn validate(raw: RawConfig, source: &str, source_path: &Path, problem
         agent,
         gateway,
         state,
+        store,
         logging,
         credentials: credentials.into_iter().filter_map(|(k, v)| Some((k, v?))).collect(),
         upstreams: upstreams.into_iter().filter_map(|(k, v)| Some((k, v?))).collect(),

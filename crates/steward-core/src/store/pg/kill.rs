@@ -14,11 +14,12 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 
 use super::super::{KillState, StoreError, admission};
-use super::{Postgres, Statements, pg_error};
+use super::connect::Target;
+use super::{Client, Postgres, pg_error};
 
 /// The channel `steward stop` and `steward resume` notify.
 pub const CHANNEL: &str = "steward_kill";
@@ -75,11 +76,11 @@ impl Drop for KillWatch {
 }
 
 impl KillWatch {
-    /// Starts watching the kill switch of the database at `url`.
-    pub fn start(url: &str, timing: WatchTiming) -> KillWatch {
+    /// Starts watching the kill switch of the database at `target`.
+    pub fn start(target: &Target, timing: WatchTiming) -> KillWatch {
         let last = Arc::new(Mutex::new(Last { state: None, read_at: None, error: None }));
         let stop = CancellationToken::new();
-        tokio::spawn(watch(url.to_owned(), timing, Arc::clone(&last), stop.clone()));
+        tokio::spawn(watch(target.clone(), timing, Arc::clone(&last), stop.clone()));
         KillWatch { last, timing, stop }
     }
 
@@ -99,24 +100,18 @@ impl KillWatch {
 
 /// Engages the fleet's kill switch (unless engaged already: the first cause
 /// stays) and notifies every instance, in one transaction.
-pub async fn engage(
-    client: &mut Client,
-    statements: &Statements,
-    reason: &str,
-    source: &str,
-    now_ms: i64,
-) -> Result<(), StoreError> {
+pub async fn engage(client: &mut Client, reason: &str, source: &str, now_ms: i64) -> Result<(), StoreError> {
     let tx = client.transaction().await.map_err(|e| pg_error("starting to engage the kill switch", &e))?;
-    let db = Postgres { tx: &tx, statements };
+    let db = Postgres { tx: &tx };
     admission::engage_kill(&db, reason, source, now_ms).await?;
     notify(&tx).await?;
     tx.commit().await.map_err(|e| pg_error("committing the kill switch", &e))
 }
 
 /// Releases the fleet's kill switch and notifies every instance.
-pub async fn release(client: &mut Client, statements: &Statements, now_ms: i64) -> Result<(), StoreError> {
+pub async fn release(client: &mut Client, now_ms: i64) -> Result<(), StoreError> {
     let tx = client.transaction().await.map_err(|e| pg_error("starting to release the kill switch", &e))?;
-    let db = Postgres { tx: &tx, statements };
+    let db = Postgres { tx: &tx };
     admission::release_kill(&db, now_ms).await?;
     notify(&tx).await?;
     tx.commit().await.map_err(|e| pg_error("committing the kill switch", &e))
@@ -131,16 +126,16 @@ async fn notify(tx: &tokio_postgres::Transaction<'_>) -> Result<(), StoreError> 
 }
 
 /// Reads the row in a short transaction of its own.
-async fn read(client: &mut Client, statements: &Statements) -> Result<KillState, StoreError> {
+async fn read(client: &mut Client) -> Result<KillState, StoreError> {
     let tx = client.transaction().await.map_err(|e| pg_error("reading the kill switch", &e))?;
-    let state = admission::kill_state(&Postgres { tx: &tx, statements }).await?;
+    let state = admission::kill_state(&Postgres { tx: &tx }).await?;
     tx.commit().await.map_err(|e| pg_error("reading the kill switch", &e))?;
     Ok(state)
 }
 
 /// The watch's task: connect, listen, read on every notification and every
 /// poll; on any failure, record it and connect again (every poll period).
-async fn watch(url: String, timing: WatchTiming, last: Arc<Mutex<Last>>, stop: CancellationToken) {
+async fn watch(target: Target, timing: WatchTiming, last: Arc<Mutex<Last>>, stop: CancellationToken) {
     let record = |result: Result<KillState, StoreError>| {
         let mut last = last.lock().unwrap_or_else(PoisonError::into_inner);
         match result {
@@ -154,13 +149,13 @@ async fn watch(url: String, timing: WatchTiming, last: Arc<Mutex<Last>>, stop: C
     };
     loop {
         let connected = tokio::select! {
-            connected = tokio_postgres::connect(&url, NoTls) => connected,
+            connected = target.connect_raw() => connected,
             () = stop.cancelled() => return,
         };
-        let (mut client, mut connection) = match connected {
+        let (client, mut connection) = match connected {
             Ok(pair) => pair,
             Err(e) => {
-                record(Err(pg_error("connecting to watch the kill switch", &e)));
+                record(Err(e));
                 tokio::select! {
                     () = tokio::time::sleep(timing.poll) => continue,
                     () = stop.cancelled() => return,
@@ -177,7 +172,8 @@ async fn watch(url: String, timing: WatchTiming, last: Arc<Mutex<Last>>, stop: C
                 }
             }
         });
-        let statements = Statements::default();
+        // Dropping the client ends the connection's task.
+        let mut client = Client::new(client, pump);
         if timing.listen
             && let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await
         {
@@ -194,18 +190,14 @@ async fn watch(url: String, timing: WatchTiming, last: Arc<Mutex<Last>>, stop: C
                     while notes.try_recv().is_ok() {}
                 }
                 _ = poll.tick() => {}
-                () = stop.cancelled() => {
-                    pump.abort();
-                    return;
-                }
+                () = stop.cancelled() => return,
             }
-            let read = read(&mut client, &statements).await;
+            let read = read(&mut client).await;
             let failed = read.is_err();
             record(read);
             if failed && client.is_closed() {
                 break;
             }
         }
-        pump.abort();
     }
 }

@@ -7,23 +7,23 @@
 use std::sync::Arc;
 
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls};
 
 use super::super::tests::{T0, admission, redactor};
 use super::*;
 use crate::config::RateLimit;
 use crate::store::{SpendHold, Store};
 
-/// A connection to `cluster` and its statement cache.
+/// A connection to `cluster` (with its statement cache).
 struct Conn {
     client: Client,
-    statements: Statements,
 }
 
 async fn connect(cluster: &pg_harness::PgCluster) -> Conn {
-    let (client, connection) = tokio_postgres::connect(&cluster.url(), NoTls).await.unwrap();
-    tokio::spawn(connection);
-    Conn { client, statements: Statements::default() }
+    Conn { client: target(cluster).connect().await.unwrap() }
+}
+
+fn target(cluster: &pg_harness::PgCluster) -> connect::Target {
+    connect::Target::parse(&cluster.url()).unwrap()
 }
 
 /// A migrated database and the cluster holding it.
@@ -37,7 +37,7 @@ async fn database() -> Option<(pg_harness::PgCluster, Conn)> {
 async fn admit_on(conn: &mut Conn, a: &Admission) -> AdmitOutcome {
     let redactor = redactor();
     let redactor = redactor.load();
-    admit(&mut conn.client, &conn.statements, "test", a, &redactor).await.unwrap()
+    admit(&mut conn.client, "test", a, &redactor).await.unwrap()
 }
 
 fn post(id: &str, now_ms: i64, max: u32) -> Admission {
@@ -228,23 +228,17 @@ async fn the_end_of_a_call_is_recorded_the_same_way_on_sqlite_and_postgresql() {
     let r = r.load();
     let c = &mut conn;
     for a in [post("p1", T0, 2), post("p2", T0 + 1, 2), post("p3", T0 + 2, 2)] {
-        outcomes[1].push(admit(&mut c.client, &c.statements, "test", &a, &r).await.unwrap());
+        outcomes[1].push(admit(&mut c.client, "test", &a, &r).await.unwrap());
     }
-    withdraw(&mut c.client, &c.statements, "p2", Decision::StoreUnavailable, "audit failed", 503, T0 + 3)
-        .await
-        .unwrap();
-    outcomes[1].push(admit(&mut c.client, &c.statements, "test", &post("p4", T0 + 4, 2), &r).await.unwrap());
-    complete(&mut c.client, &c.statements, &Completion { undo: Some(undo), ..done("p1", T0 + 5) }).await.unwrap();
-    outcomes[1]
-        .push(admit(&mut c.client, &c.statements, "test", &priced("l1", T0, 600_000, 1_000_000), &r).await.unwrap());
+    withdraw(&mut c.client, "p2", Decision::StoreUnavailable, "audit failed", 503, T0 + 3).await.unwrap();
+    outcomes[1].push(admit(&mut c.client, "test", &post("p4", T0 + 4, 2), &r).await.unwrap());
+    complete(&mut c.client, &Completion { undo: Some(undo), ..done("p1", T0 + 5) }).await.unwrap();
+    outcomes[1].push(admit(&mut c.client, "test", &priced("l1", T0, 600_000, 1_000_000), &r).await.unwrap());
     let settled = Completion { spend: Some(settlement(200_000, None)), ..done("l1", T0 + 6) };
-    complete(&mut c.client, &c.statements, &settled).await.unwrap();
-    outcomes[1].push(
-        admit(&mut c.client, &c.statements, "test", &priced("l2", T0 + 7, 600_000, 1_000_000), &r).await.unwrap(),
-    );
-    complete(&mut c.client, &c.statements, &over).await.unwrap();
-    outcomes[1]
-        .push(admit(&mut c.client, &c.statements, "test", &priced("l3", T0 + 9, 1, 1_000_000), &r).await.unwrap());
+    complete(&mut c.client, &settled).await.unwrap();
+    outcomes[1].push(admit(&mut c.client, "test", &priced("l2", T0 + 7, 600_000, 1_000_000), &r).await.unwrap());
+    complete(&mut c.client, &over).await.unwrap();
+    outcomes[1].push(admit(&mut c.client, "test", &priced("l3", T0 + 9, 1, 1_000_000), &r).await.unwrap());
 
     let [on_sqlite, on_postgres] = outcomes;
     assert_eq!(on_postgres, on_sqlite);
@@ -282,7 +276,7 @@ async fn the_end_of_a_call_is_recorded_the_same_way_on_sqlite_and_postgresql() {
         crate::store::LastQuery { since_ms: Some(T0 + 5), ..all.clone() },
     ] {
         let on_sqlite = sqlite.last(q.clone()).await.unwrap();
-        let on_postgres = last(&mut conn.client, &conn.statements, &q).await.unwrap();
+        let on_postgres = last(&mut conn.client, &q).await.unwrap();
         assert!(!on_sqlite.is_empty(), "{q:?}");
         assert_eq!(on_postgres, on_sqlite, "{q:?}");
     }
@@ -322,7 +316,7 @@ fn released(known: &kill::Known) -> bool {
 async fn a_stop_reaches_every_instance_by_notification_or_poll_and_a_lost_database_fails_closed() {
     use std::time::Duration;
     let Some((mut cluster, mut conn)) = database().await else { return };
-    let url = cluster.url();
+    let url = target(&cluster);
     let minutes = Duration::from_secs(600);
     let by_note = kill::KillWatch::start(
         &url,
@@ -337,7 +331,7 @@ async fn a_stop_reaches_every_instance_by_notification_or_poll_and_a_lost_databa
     // The listener has read once at start; its next poll is a minute away.
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    kill::engage(&mut conn.client, &conn.statements, "stopped by the on-call", "cli", T0).await.unwrap();
+    kill::engage(&mut conn.client, "stopped by the on-call", "cli", T0).await.unwrap();
     let (note_took, poll_took) = tokio::join!(
         until(&by_note, Duration::from_secs(30), engaged),
         until(&by_poll, Duration::from_secs(30), engaged)
@@ -349,7 +343,7 @@ async fn a_stop_reaches_every_instance_by_notification_or_poll_and_a_lost_databa
     let refused = admit_on(&mut conn, &post("after-stop", T0 + 1, 10)).await;
     assert!(matches!(refused, AdmitOutcome::Killed { .. }), "{refused:?}");
 
-    kill::release(&mut conn.client, &conn.statements, T0 + 2).await.unwrap();
+    kill::release(&mut conn.client, T0 + 2).await.unwrap();
     until(&by_note, Duration::from_secs(30), released).await;
     until(&by_poll, Duration::from_secs(30), released).await;
 
@@ -393,7 +387,7 @@ async fn a_dead_instances_calls_are_settled_once_after_its_lease() {
         ("web-1", post("dead-post", T0, 10)),
         ("web-2", post("live-post", T0, 10)),
     ] {
-        assert_eq!(admit(&mut c.client, &c.statements, instance, &a, &r).await.unwrap(), AdmitOutcome::Admitted);
+        assert_eq!(admit(&mut c.client, instance, &a, &r).await.unwrap(), AdmitOutcome::Admitted);
     }
     // web-2 keeps beating; web-1 died after T0. Another process may not
     // take web-2's name while its lease holds.
@@ -472,15 +466,15 @@ async fn one_decision_and_one_release_per_request_across_instances() {
     use crate::store::{Decided, Verdict};
     let Some((cluster, mut conn)) = database().await else { return };
     let c = &mut conn;
-    approval(&mut c.client, &c.statements, &ApprovalWrite::Create(approval_request("a1"))).await.unwrap();
-    approval(&mut c.client, &c.statements, &ApprovalWrite::Create(approval_request("a2"))).await.unwrap();
+    approval(&mut c.client, &ApprovalWrite::Create(approval_request("a1"))).await.unwrap();
+    approval(&mut c.client, &ApprovalWrite::Create(approval_request("a2"))).await.unwrap();
 
     let mut deciders = Vec::new();
     for (n, verdict) in [(0, Verdict::Approve), (1, Verdict::Deny), (2, Verdict::Approve)] {
         let mut other = connect(&cluster).await;
         deciders.push(tokio::spawn(async move {
             let write = ApprovalWrite::Decide(decision("a1", verdict, &format!("ops-{n}"), T0 + 1_000));
-            approval(&mut other.client, &other.statements, &write).await.unwrap()
+            approval(&mut other.client, &write).await.unwrap()
         }));
     }
     let mut recorded = Vec::new();
@@ -502,7 +496,7 @@ async fn one_decision_and_one_release_per_request_across_instances() {
         let mut other = connect(&cluster).await;
         racers.push(tokio::spawn(async move {
             let write = ApprovalWrite::Release { id: "a1".into(), call_id: format!("held-{n}"), now_ms: T0 + 2_000 };
-            matches!(approval(&mut other.client, &other.statements, &write).await.unwrap(), Response::Count(1))
+            matches!(approval(&mut other.client, &write).await.unwrap(), Response::Count(1))
         }));
     }
     let mut released = 0;
@@ -513,7 +507,7 @@ async fn one_decision_and_one_release_per_request_across_instances() {
 
     // Too late: the request expired before the decision arrived.
     let late = ApprovalWrite::Decide(decision("a2", Verdict::Approve, "ops", T0 + 61_000));
-    let Response::Decided(late) = approval(&mut c.client, &c.statements, &late).await.unwrap() else { panic!() };
+    let Response::Decided(late) = approval(&mut c.client, &late).await.unwrap() else { panic!() };
     assert!(matches!(*late, Decided::Expired(ref row) if row.decided_via.as_deref() == Some("expiry")), "{late:?}");
 
     // The same writes on SQLite leave the same rows.
@@ -536,12 +530,10 @@ async fn one_decision_and_one_release_per_request_across_instances() {
     }
     sqlite.decide_approval(decision("a2", Verdict::Approve, "ops", T0 + 61_000)).await.unwrap();
     for id in ["a1", "a2"] {
-        let on_postgres = crate::store::approvals::by_id(
-            &Postgres { tx: &conn.client.transaction().await.unwrap(), statements: &conn.statements },
-            id,
-        )
-        .await
-        .unwrap();
+        let on_postgres =
+            crate::store::approvals::by_id(&Postgres { tx: &conn.client.transaction().await.unwrap() }, id)
+                .await
+                .unwrap();
         assert_eq!(on_postgres, sqlite.approval(id).await.unwrap(), "{id}");
     }
 }
