@@ -191,6 +191,8 @@ pub struct AuditLog {
     cfg: LoggingConfig,
     redactor: SharedRedactor,
     lines: LineLog,
+    /// `"instance":"NAME",` for a fleet's instance: the head of every line.
+    instance: Option<String>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -207,13 +209,25 @@ impl AuditLog {
     /// starts the writer thread.
     pub fn open(cfg: &LoggingConfig, redactor: SharedRedactor) -> Result<AuditLog, AuditError> {
         let lines = LineLog::open(&cfg.dir, AUDIT, cfg.max_file_size)?;
-        Ok(AuditLog { cfg: cfg.clone(), redactor, lines })
+        Ok(AuditLog { cfg: cfg.clone(), redactor, lines, instance: None })
+    }
+
+    /// Every line names `instance`, the fleet's name of this steward
+    /// (`[store] instance`; its characters need no JSON escaping), so that
+    /// lines gathered from several hosts say where each call went through.
+    #[must_use]
+    pub fn with_instance(mut self, instance: &str) -> AuditLog {
+        self.instance = Some(format!("\"instance\":{},", serde_json::Value::from(instance)));
+        self
     }
 
     /// Appends one record. Returns once the line was written to the file
     /// (flushed to the kernel), or with the error that prevented it.
     pub async fn write(&self, rec: &AuditRecord) -> Result<(), AuditError> {
-        let line = serde_json::to_string(rec).map_err(|e| AuditError::Serialize(Arc::new(e)))?;
+        let mut line = serde_json::to_string(rec).map_err(|e| AuditError::Serialize(Arc::new(e)))?;
+        if let Some(head) = &self.instance {
+            line.insert_str(1, head);
+        }
         let line = one_line(self.redactor.load().redact(&line).into_owned());
         self.lines.write_line(line).await
     }

@@ -40,6 +40,7 @@ pub use model::*;
 pub use template::{starter_template, starter_template_in};
 pub use undo::{UndoCall, UndoSpec};
 pub use validate::DEFAULT_RUNBOOK_FILE;
+pub use validate::local::host_name;
 pub use validate::{
     AGENT_ENV_SET_BY_STEWARD, DEFAULT_AGENT_DOWN_AFTER, DEFAULT_AUTH_FORMAT, DEFAULT_AUTH_HEADER,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_ERROR_RATE_MIN_CALLS, DEFAULT_ERROR_RATE_PERCENT, DEFAULT_EXPIRY_WARNING_DAYS,

@@ -27,6 +27,7 @@
 //! (`secrets::introspect`), which asks each `introspection_url` about the
 //! new tokens in the background.
 
+mod fleet;
 mod reload;
 mod retention;
 mod systemd;
@@ -238,7 +239,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     let events = EventBus::new();
     let metrics = Arc::new(Metrics::new());
 
-    let (store, audit) = open_records(config, &redactor).await?;
+    let (store, audit) = open_records(config, &secrets.load(), &redactor).await?;
     let reload_token = AgentToken::from_value(agent_token.expose());
     let agent_token_value = secrecy::SecretString::from(agent_token.expose().to_owned());
     let tracker = TaskTracker::new();
@@ -353,6 +354,9 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     tracker.spawn(Arc::clone(&pipeline).run_approval_watch(shutdown.clone()));
     tracker.spawn(retention::task(config, Arc::clone(&audit), journal_store, shutdown.clone()));
     tracker.spawn(supervisor.run(shutdown.clone()));
+    if let Some(fleet) = &config.store.fleet {
+        tracker.spawn(fleet::task(store.clone(), fleet.lease, shutdown.clone()));
+    }
     crate::backup::schedule::spawn(
         &tracker,
         Arc::new(config.clone()),
@@ -413,10 +417,26 @@ fn open_admin(config: &Config) -> Result<(AdminToken, tokio::net::UnixListener, 
 
 /// Opens the store (its files made private) and the audit log, and gives
 /// the calls the last run left in flight their records.
-async fn open_records(config: &Config, redactor: &SharedRedactor) -> Result<(Store, Arc<AuditLog>), DaemonError> {
-    let store = Store::open(&config.state.db_path(), Arc::clone(redactor))?;
-    restrict_store_files(&config.state.db_path())?;
-    let audit = Arc::new(AuditLog::open(&config.logging, Arc::clone(redactor))?);
+async fn open_records(
+    config: &Config,
+    secrets: &Secrets,
+    redactor: &SharedRedactor,
+) -> Result<(Store, Arc<AuditLog>), DaemonError> {
+    use secrecy::ExposeSecret as _;
+    let url = secrets.get(crate::config::STORE_URL_LABEL).map(|url| url.expose_secret());
+    let store = Store::open_configured(config, url, Arc::clone(redactor)).await?;
+    if let (Some(fleet), Some(fleet_config)) = (store.fleet(), &config.store.fleet) {
+        // The name first: a second live process of one name would settle
+        // this one's calls as its own.
+        fleet.beat(fleet_config.lease, unix_ms(SystemTime::now())).await?;
+    } else {
+        restrict_store_files(&config.state.db_path())?;
+    }
+    let mut audit = AuditLog::open(&config.logging, Arc::clone(redactor))?;
+    if let Some(fleet) = store.fleet() {
+        audit = audit.with_instance(fleet.instance());
+    }
+    let audit = Arc::new(audit);
     audit_interrupted(&store, &audit, &config.agent.name).await?;
     Ok((store, audit))
 }

@@ -16,10 +16,22 @@ fn hours(ms: i64) -> String {
 
 /// The Backups section.
 pub(super) fn check(ctx: &Context<'_>) -> Vec<CheckResult> {
-    let Some(backup) = &ctx.config.backup else {
-        return super::not_configured::backups(ctx);
-    };
     let mut out = Vec::new();
+    if ctx.config.store.fleet.is_some() {
+        // steward's archive cannot hold a shared database consistently.
+        out.push(CheckResult::warn(
+            SECTION,
+            "the fleet's database is backed up",
+            "the store is the fleet's PostgreSQL database ([store] url): steward's backups keep the config and \
+             agent state, not the database",
+            "back the database up with pg_dump (daily, to another host) or continuous archiving for point-in-time \
+             recovery, and test a restore; see docs/fleet.md",
+        ));
+    }
+    let Some(backup) = &ctx.config.backup else {
+        out.extend(super::not_configured::backups(ctx));
+        return out;
+    };
     // A five-field cron whose day fields are all `*` runs at least daily.
     let fields: Vec<&str> = backup.schedule.split_whitespace().collect();
     let daily = fields.len() == 5 && fields[2..].iter().all(|f| *f == "*");

@@ -201,11 +201,8 @@ impl Report {
 /// Resolves credentials and probes the store: the part of doctor that does I/O.
 pub async fn gather(config: &Config, now: SystemTime) -> Context<'_> {
     let resolution = Secrets::resolve_all(config).await;
-    let store = probe_store(&config.state.dir, &config.state.db_path()).await;
-    let opened = match store {
-        StoreProbe::Writable => Store::open(&config.state.db_path(), read_only_redactor()).ok(),
-        _ => None,
-    };
+    let url = crate::secrets::store_url(config).await.ok().flatten();
+    let (store, opened) = probe_store(config, url.as_ref().map(secrecy::ExposeSecret::expose_secret)).await;
     let backup_health = match (&config.backup, &opened) {
         (Some(_), Some(opened)) => crate::backup::health(opened, crate::clock::unix_ms(now)).await.ok(),
         _ => None,
@@ -279,19 +276,21 @@ pub async fn run(config: &Config, now: SystemTime) -> Report {
     score(&ctx)
 }
 
-async fn probe_store(dir: &Path, db: &Path) -> StoreProbe {
-    if !dir.is_dir() {
-        return StoreProbe::Missing;
+/// Opens the store `config` names and writes its probe row; the store
+/// when that worked.
+async fn probe_store(config: &Config, url: Option<&str>) -> (StoreProbe, Option<Store>) {
+    if !config.state.dir.is_dir() {
+        return (StoreProbe::Missing, None);
     }
     // Opening creates the database in an existing state dir, which is what
     // `steward run` would do first anyway.
-    let store = match Store::open(db, read_only_redactor()) {
+    let store = match Store::open_configured(config, url, read_only_redactor()).await {
         Ok(store) => store,
-        Err(err) => return StoreProbe::Failed(err.to_string()),
+        Err(err) => return (StoreProbe::Failed(err.to_string()), None),
     };
     match store.check_writable().await {
-        Ok(()) => StoreProbe::Writable,
-        Err(err) => StoreProbe::Failed(err.to_string()),
+        Ok(()) => (StoreProbe::Writable, Some(store)),
+        Err(err) => (StoreProbe::Failed(err.to_string()), None),
     }
 }
 

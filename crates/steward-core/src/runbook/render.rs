@@ -447,6 +447,13 @@ impl Page<'_> {
              `restore ID --in-place` replaces the live state (stop `steward run` first; the current state \
              is backed up before).",
         );
+        if self.config.store.fleet.is_some() {
+            self.line(
+                "- The store is the fleet's PostgreSQL database (`[store] url`): these backups keep the config \
+                 and agent state only. The database is restored with `pg_restore` from its `pg_dump` (or by \
+                 point-in-time recovery); stop every instance first, then `steward migrate`, then start them.",
+            );
+        }
     }
 
     fn alerts(&mut self) {

@@ -633,6 +633,14 @@ pub async fn local_redactor(config: &Config) -> redact::Redactor {
     builder.build()
 }
 
+/// The value of `[store] url` (`None` without one): what a command that
+/// opens the store needs, without the agent's credentials.
+pub async fn store_url(config: &Config) -> Result<Option<SecretString>, SecretsError> {
+    let Some(fleet) = &config.store.fleet else { return Ok(None) };
+    let read = sources::read(crate::config::STORE_URL_LABEL, &fleet.url, &process_env).await?;
+    Ok(Some(read.value))
+}
+
 /// A redactor that reads no credential source at all (`steward doctor`'s
 /// logging check): the secret rules, the configured PII detectors and the
 /// agent token when given, but no credential value. Commands that write the

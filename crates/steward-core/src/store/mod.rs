@@ -105,11 +105,7 @@ mod checkpoint;
 mod completion;
 mod db;
 pub mod mcp_servers;
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the fleet store, not reachable from the configuration yet (docs/fleet.md)")
-)]
-pub(crate) mod pg;
+pub mod pg;
 pub mod pins;
 mod queries;
 mod redaction;
@@ -475,14 +471,55 @@ pub fn new_call_id() -> String {
 /// finished the ops already queued.
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<Inner>,
+    backend: Backend,
+}
+
+/// Where the state lives: the embedded SQLite file (one instance), or the
+/// PostgreSQL database a fleet of instances shares (`pg/fleet.rs`).
+#[derive(Clone)]
+enum Backend {
+    Sqlite(Arc<Inner>),
+    Fleet(Arc<FleetInner>),
+}
+
+/// The fleet backend and the redactor every write passes.
+struct FleetInner {
+    fleet: pg::fleet::Fleet,
+    redactor: SharedRedactor,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.inner.path).finish_non_exhaustive()
+        match &self.backend {
+            Backend::Sqlite(inner) => f.debug_struct("Store").field("path", &inner.path).finish_non_exhaustive(),
+            Backend::Fleet(inner) => f.debug_struct("Store").field("fleet", &inner.fleet).finish_non_exhaustive(),
+        }
     }
 }
+
+/// Runs `$body`, a rule's future over `$db: &impl Db`, on whichever
+/// backend `$store` has: on SQLite's read connection (its future is ready
+/// at once), or in a transaction on a pooled PostgreSQL connection. The
+/// body's captures are moved on SQLite (it runs on the blocking pool) and
+/// borrowed on PostgreSQL.
+macro_rules! on_db {
+    ($store:expr, |$db:ident| $body:expr) => {
+        match &$store.backend {
+            $crate::store::Backend::Sqlite(inner) => {
+                $crate::store::Inner::read(inner, move |conn| {
+                    let $db = &$crate::store::db::Sqlite(conn);
+                    $crate::store::db::at_once($body)
+                })
+                .await
+            }
+            $crate::store::Backend::Fleet(inner) => {
+                let mut client = inner.fleet.client().await?;
+                Ok($crate::store::pg::fleet::in_tx!(client, "reading the fleet's store", |$db| $body))
+            }
+        }
+    };
+}
+use on_db;
 
 struct Inner {
     // Field order matters: `ops` is dropped before `_writer_thread`, so the
@@ -540,7 +577,7 @@ impl Store {
         let (shared, handle) = writer::spawn(writer, rx, Arc::clone(&redactor))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the store writer thread: {e}")))?;
         Ok(Store {
-            inner: Arc::new(Inner {
+            backend: Backend::Sqlite(Arc::new(Inner {
                 ops: tx,
                 writer: shared,
                 writes_in_flight: AtomicUsize::new(0),
@@ -552,13 +589,63 @@ impl Store {
                 redactor,
                 checkpoints,
                 _writer_thread: WriterThread(Some(handle)),
-            }),
+            })),
         })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.inner.path
+    /// Opens the store `config` names: the embedded SQLite file in
+    /// `[state] dir`, or with `[store] url` the fleet's PostgreSQL database
+    /// (`store_url`: the URL's resolved value; see `docs/fleet.md`).
+    /// Refuses a fleet database whose schema is not this steward's (the
+    /// message names `steward migrate`) or that sits behind a
+    /// transaction-mode pooler.
+    pub async fn open_configured(
+        config: &crate::config::Config,
+        store_url: Option<&str>,
+        redactor: SharedRedactor,
+    ) -> Result<Store, StoreError> {
+        let Some(fleet) = &config.store.fleet else { return Store::open(&config.state.db_path(), redactor) };
+        let url = store_url.ok_or_else(|| {
+            StoreError::Unavailable("[store] url did not resolve; check it with `steward config check`".into())
+        })?;
+        Store::open_fleet(url, &fleet.instance, fleet.pool, redactor).await
+    }
+
+    /// Connects to the fleet's PostgreSQL database at `url` as `instance`
+    /// (see [`Store::open_configured`]).
+    pub async fn open_fleet(
+        url: &str,
+        instance: &str,
+        pool: usize,
+        redactor: SharedRedactor,
+    ) -> Result<Store, StoreError> {
+        let fleet = pg::fleet::Fleet::open(url, instance, pool).await?;
+        Ok(Store { backend: Backend::Fleet(Arc::new(FleetInner { fleet, redactor })) })
+    }
+
+    /// The fleet's database handle, when this store is one.
+    pub fn fleet(&self) -> Option<&pg::fleet::Fleet> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Fleet(inner) => Some(&inner.fleet),
+        }
+    }
+
+    /// The SQLite backend (tests reach into its writer).
+    #[cfg(test)]
+    fn inner(&self) -> &Inner {
+        match &self.backend {
+            Backend::Sqlite(inner) => inner,
+            Backend::Fleet(_) => panic!("a fleet store has no SQLite writer"),
+        }
+    }
+
+    /// The database file (`None`: the store is the fleet's database).
+    pub fn path(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Sqlite(inner) => Some(&inner.path),
+            Backend::Fleet(_) => None,
+        }
     }
 
     /// Decides whether a call may go through, and journals it either way. See
@@ -649,17 +736,25 @@ impl Store {
     /// reports a lock (a checkpoint restarting the WAL), the read goes the
     /// usual way, through the shared read connection on `spawn_blocking`.
     /// Either way it sees every committed write, another process's too.
+    ///
+    /// A fleet's instance reads its watch's memory (`pg/kill.rs`: kept up
+    /// by notification and poll), and fails when that is stale: the call is
+    /// refused (fail closed).
     pub async fn kill_state(&self) -> Result<KillState, StoreError> {
-        if let Some(state) = self.kill_state_inline() {
+        let inner = match &self.backend {
+            Backend::Sqlite(inner) => inner,
+            Backend::Fleet(inner) => return inner.fleet.kill_state(),
+        };
+        if let Some(state) = Self::kill_state_inline(inner) {
             return state;
         }
-        self.read(queries::kill_state).await
+        inner.read(queries::kill_state).await
     }
 
     /// [`Store::kill_state`] through the gate's connection; `None` when that
     /// connection is taken or the database is locked.
-    fn kill_state_inline(&self) -> Option<Result<KillState, StoreError>> {
-        let gate = self.inner.gate.try_lock().ok()?;
+    fn kill_state_inline(inner: &Inner) -> Option<Result<KillState, StoreError>> {
+        let gate = inner.gate.try_lock().ok()?;
         if let Err(gone) = gate.check_same_file() {
             return Some(Err(gone));
         }
@@ -786,37 +881,61 @@ impl Store {
 
     /// Batches and ops committed by this handle's writer.
     pub fn writer_stats(&self) -> WriterStats {
-        self.inner.writer.stats()
+        match &self.backend {
+            Backend::Sqlite(inner) => inner.writer.stats(),
+            Backend::Fleet(_) => WriterStats::default(),
+        }
     }
 
     /// The store's files on disk and its checkpoints since it opened, for
     /// `/metrics` and retention. Three `stat` calls: cheap enough for every scrape.
+    /// A fleet's store has no local files: zeros.
     pub fn wal_stats(&self) -> WalStats {
+        let Backend::Sqlite(inner) = &self.backend else {
+            return WalStats {
+                wal_bytes: 0,
+                db_bytes: 0,
+                shm_bytes: 0,
+                wal_frames: 0,
+                checkpoints: CheckpointMode::ALL.iter().map(|_| CheckpointHistogram::default()).collect(),
+            };
+        };
         let len = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
-        let counters = &self.inner.checkpoints;
+        let counters = &inner.checkpoints;
         WalStats {
-            wal_bytes: len(&checkpoint::wal_path(&self.inner.path)),
-            db_bytes: len(&self.inner.path),
-            shm_bytes: len(&checkpoint::side_file(&self.inner.path, "-shm")),
+            wal_bytes: len(&checkpoint::wal_path(&inner.path)),
+            db_bytes: len(&inner.path),
+            shm_bytes: len(&checkpoint::side_file(&inner.path, "-shm")),
             wal_frames: counters.frames.load(Ordering::Relaxed),
             checkpoints: CheckpointMode::ALL.iter().map(|&mode| counters.histogram(mode)).collect(),
         }
     }
 
     /// A small persisted value.
+    ///
+    /// On a fleet's store most keys are this instance's own (see
+    /// [`pg::fleet::Fleet::kv_key`]).
     pub async fn kv_get(&self, key: &str) -> Result<Option<String>, StoreError> {
-        let key = key.to_owned();
+        let key = self.kv_key(key);
         self.read(move |conn| db::at_once(queries::kv_get(&db::Sqlite(conn), &key))).await
     }
 
     /// Sets a small persisted value.
     pub async fn kv_set(&self, key: &str, value: &str, now_ms: i64) -> Result<(), StoreError> {
-        self.write_done(Request::KvSet { key: key.to_owned(), value: value.to_owned(), now_ms }).await
+        self.write_done(Request::KvSet { key: self.kv_key(key), value: value.to_owned(), now_ms }).await
     }
 
     /// Removes a persisted value (no error when it is absent).
     pub async fn kv_delete(&self, key: &str) -> Result<(), StoreError> {
-        self.write_done(Request::KvDelete { key: key.to_owned() }).await
+        self.write_done(Request::KvDelete { key: self.kv_key(key) }).await
+    }
+
+    /// `key` as this store keeps it (see [`Store::kv_get`]).
+    fn kv_key(&self, key: &str) -> String {
+        match &self.backend {
+            Backend::Sqlite(_) => key.to_owned(),
+            Backend::Fleet(inner) => inner.fleet.kv_key(key).into_owned(),
+        }
     }
 
     /// The committed spend of `day` (settled costs plus open reservations), micro-dollars.
@@ -862,37 +981,69 @@ impl Store {
     }
 
     async fn write(&self, req: Request) -> Result<Response, StoreError> {
-        let req = req.redacted(&self.inner.redactor.load());
+        match &self.backend {
+            Backend::Sqlite(inner) => inner.write(req).await,
+            Backend::Fleet(inner) => {
+                let redactor = inner.redactor.load();
+                inner.fleet.write(&req.redacted(&redactor), &redactor).await
+            }
+        }
+    }
+
+    /// A read on the SQLite backend's read connection; a fleet store has
+    /// none (its reads go through [`on_db!`]).
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        match &self.backend {
+            Backend::Sqlite(inner) => inner.read(f).await,
+            Backend::Fleet(_) => Err(StoreError::Unavailable("this read is not available on a fleet store".into())),
+        }
+    }
+
+    /// Runs raw SQL on the writer connection inside a batch (tests only: to
+    /// simulate a full disk).
+    #[cfg(test)]
+    pub(crate) async fn exec_on_writer(&self, sql: &str) -> Result<(), StoreError> {
+        self.write_done(Request::Exec(sql.to_owned())).await
+    }
+}
+
+impl Inner {
+    /// Queues (or runs at once) one write on the SQLite writer.
+    async fn write(&self, req: Request) -> Result<Response, StoreError> {
+        let req = req.redacted(&self.redactor.load());
         // At rest (no other write in flight or begun in the last
         // [`QUIET_GAP`], nothing queued) the op runs here, on the caller's
         // thread, instead of waking the writer thread and being woken back
         // by it. Under load it is queued, so that concurrent ops share one
         // commit: run inline one by one, each paying its own commit, they
         // cost up to 30 % of the throughput at 32 clients.
-        let in_flight = InFlight::enter(&self.inner.writes_in_flight);
-        let quiet = self.inner.pace.quiet_since_last();
+        let in_flight = InFlight::enter(&self.writes_in_flight);
+        let quiet = self.pace.quiet_since_last();
         if in_flight.alone
             && quiet
-            && self.inner.ops.capacity() == WRITE_QUEUE
-            && let Some(done) = self.inner.writer.try_inline(&req)
+            && self.ops.capacity() == WRITE_QUEUE
+            && let Some(done) = self.writer.try_inline(&req)
         {
             return done;
         }
         let (reply, rx) = oneshot::channel();
-        self.inner
-            .ops
+        self.ops
             .send(Op { req, reply })
             .await
             .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?;
         rx.await.map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?
     }
 
-    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    async fn read<T, F>(self: &Arc<Self>, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let inner = Arc::clone(&self.inner);
+        let inner = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let reader =
                 inner.reader.lock().map_err(|_| StoreError::Unavailable("the read connection is poisoned".into()))?;
@@ -901,13 +1052,6 @@ impl Store {
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
-    }
-
-    /// Runs raw SQL on the writer connection inside a batch (tests only: to
-    /// simulate a full disk).
-    #[cfg(test)]
-    pub(crate) async fn exec_on_writer(&self, sql: &str) -> Result<(), StoreError> {
-        self.write_done(Request::Exec(sql.to_owned())).await
     }
 }
 

@@ -143,7 +143,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
         pid        BIGINT NOT NULL,
         started_ms BIGINT NOT NULL,
         seen_ms    BIGINT NOT NULL,
-        state      TEXT NOT NULL CHECK (state IN ('live', 'lapsed'))
+        state      TEXT NOT NULL CHECK (state IN ('live', 'lapsed', 'stopped'))
     );
     ALTER TABLE calls ADD COLUMN instance TEXT DEFAULT NULLIF(current_setting('steward.instance', true), '');
     CREATE INDEX calls_instance_in_flight ON calls (instance) WHERE finished_ms IS NULL;",
@@ -446,6 +446,7 @@ pub async fn last(client: &mut Client, q: &LastQuery) -> Result<Vec<CallRow>, St
 }
 
 pub mod connect;
+pub mod fleet;
 pub mod kill;
 pub mod lease;
 

@@ -192,7 +192,7 @@ async fn queued_ops_share_one_transaction() {
         _ = &mut first => panic!("cannot finish while the lock is held"),
         () = std::future::ready(()) => {}
     }
-    while store.inner.ops.capacity() < WRITE_QUEUE {
+    while store.inner().ops.capacity() < WRITE_QUEUE {
         tokio::task::yield_now().await;
     }
     let rest: Vec<_> = (0..19)
@@ -201,7 +201,7 @@ async fn queued_ops_share_one_transaction() {
             tokio::spawn(async move { store.admit(limited(&format!("c{i}"), T0 + 1, per_hour(10))).await })
         })
         .collect();
-    while store.inner.ops.capacity() > WRITE_QUEUE - 19 {
+    while store.inner().ops.capacity() > WRITE_QUEUE - 19 {
         tokio::task::yield_now().await;
     }
     other.execute_batch("COMMIT").unwrap();
@@ -500,7 +500,7 @@ async fn the_kill_switch_is_read_the_usual_way_when_the_gate_is_busy() {
     let store = open_in(dir.path());
     store.engage_kill("stop requested", "cli", T0).await.unwrap();
     {
-        let _taken = store.inner.gate.lock().unwrap();
+        let _taken = store.inner().gate.lock().unwrap();
         assert!(store.kill_state_inline().is_none());
         assert!(store.kill_state().await.unwrap().engaged);
     }

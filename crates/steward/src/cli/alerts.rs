@@ -50,7 +50,7 @@ pub fn run(path: &Path, command: Command) -> Result<ExitCode, CliError> {
         let (token, _) =
             AgentToken::load_or_create(&config.state.token_path()).context("cannot read the agent token")?;
         let redactor = steward_core::redaction::shared(secrets.redactor(&token, &config.redaction));
-        let store = open_store_with(&config, Arc::clone(&redactor))?;
+        let store = open_store_with(&config, Arc::clone(&redactor)).await?;
         let sinks = monitor::build_sinks(&config, &secrets).context("cannot set up the alert sinks")?;
         let client = steward_core::outbound::http_client().context("cannot build the HTTP client")?;
         let alert = Alert::test(&config.agent.name, std::time::SystemTime::now());

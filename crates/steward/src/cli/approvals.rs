@@ -82,7 +82,7 @@ pub fn list(path: &Path, args: &ListArgs) -> Result<ExitCode, CliError> {
         Some((_, list)) => (list, true),
         None => {
             let rows = rt.block_on(async {
-                let store = open_store_read_only(&config)?;
+                let store = open_store_read_only(&config).await?;
                 store.pending_approvals().await.context("cannot read the approval requests")
             })?;
             let now = now_ms();

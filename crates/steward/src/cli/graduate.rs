@@ -65,7 +65,7 @@ pub fn graduate(path: &Path, args: GraduateArgs) -> Result<ExitCode, CliError> {
     let now = SystemTime::now();
     let outcome = runtime()?.block_on(async {
         let redactor = steward_core::redaction::shared(local_redactor(&config).await);
-        let store = open_store_with(&config, std::sync::Arc::clone(&redactor))?;
+        let store = open_store_with(&config, std::sync::Arc::clone(&redactor)).await?;
         if let Some(graduation) = supervision::read(&store).await.context("cannot read supervised mode")?.graduated {
             return Ok::<_, anyhow::Error>(Graduated::Already(graduation));
         }
@@ -143,7 +143,7 @@ pub fn supervise(path: &Path, args: SuperviseArgs) -> Result<ExitCode, CliError>
     let now = SystemTime::now();
     let withdrew = runtime()?.block_on(async {
         let redactor = steward_core::redaction::shared(local_redactor(&config).await);
-        let store = open_store_with(&config, std::sync::Arc::clone(&redactor))?;
+        let store = open_store_with(&config, std::sync::Arc::clone(&redactor)).await?;
         if supervision::read(&store).await.context("cannot read supervised mode")?.graduated.is_none() {
             return Ok::<_, anyhow::Error>(None);
         }

@@ -55,7 +55,7 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
     };
     let since_ms = query.since_ms;
     let (mut rows, decisions, undos) = runtime()?.block_on(async {
-        let store = open_store_read_only(&config)?;
+        let store = open_store_read_only(&config).await?;
         let rows = store.last(query).await.context("cannot read the journal")?;
         // Decisions made since the oldest call shown (or the --since bound).
         let from = rows.last().map(|r| r.started_ms).or(since_ms).unwrap_or(0);
@@ -126,7 +126,7 @@ fn undoable(config: &Config, args: &Args) -> Result<ExitCode, CliError> {
         ..UndoQuery::default()
     };
     let rows = runtime()?.block_on(async {
-        let store = open_store_read_only(config)?;
+        let store = open_store_read_only(config).await?;
         store.undos(query).await.context("cannot read the undo plans")
     })?;
     if args.json {

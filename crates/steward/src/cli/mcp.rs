@@ -80,7 +80,7 @@ fn list(config_path: &Path, args: &ListArgs) -> Result<ExitCode, CliError> {
     let config = load_config(config_path)?;
     let daemon_running = steward_core::state_dir::running_pid(&config.state.dir).is_some();
     let (pins, states) = runtime()?.block_on(async {
-        let store = open_store_read_only(&config)?;
+        let store = open_store_read_only(&config).await?;
         let pins = pins::all(&store).await.context("cannot read the tool pins")?;
         let states =
             steward_core::store::mcp_servers::all(&store).await.context("cannot read the MCP servers' states")?;

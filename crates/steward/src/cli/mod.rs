@@ -19,6 +19,7 @@ mod init;
 mod last;
 mod logs;
 mod mcp;
+mod migrate;
 mod reload;
 mod report;
 mod restore;
@@ -106,6 +107,9 @@ enum Command {
     Stop(stop::StopArgs),
     /// Release the kill switch, and clear a crash-loop hold: the agent starts again.
     Resume(stop::ResumeArgs),
+    /// Create or upgrade the schema of the fleet's PostgreSQL database ([store] url); once, from any host,
+    /// before starting instances of a new version. The embedded store needs nothing.
+    Migrate(migrate::Args),
     /// Show recent calls, newest first.
     Last(last::Args),
     /// Supervised mode: the requests waiting for a human, oldest first, with the full request (--json).
@@ -184,6 +188,7 @@ impl Cli {
         match &self.command {
             Command::Config(ConfigCommand::Check(args)) => args.json,
             Command::Last(args) => args.json,
+            Command::Migrate(args) => args.json,
             Command::Approvals(args) => args.json,
             Command::Approve(args) => args.json,
             Command::Deny(args) => args.json,
@@ -249,6 +254,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Stop(args) => stop::stop(&config_path, args),
         Command::Resume(args) => stop::resume(&config_path, args),
         Command::Last(args) => last::run(&config_path, args),
+        Command::Migrate(args) => migrate::run(&config_path, args),
         Command::Approvals(args) => approvals::list(&config_path, &args),
         Command::Approve(args) => approvals::approve(&config_path, &args),
         Command::Deny(args) => approvals::deny(&config_path, &args),
@@ -301,26 +307,31 @@ fn load_config(path: &Path) -> Result<Config, CliError> {
 /// before the daemon ever ran.
 async fn open_store(config: &Config) -> anyhow::Result<steward_core::store::Store> {
     let redactor = steward_core::redaction::shared(steward_core::secrets::local_redactor(config).await);
-    open_store_with(config, redactor)
+    open_store_with(config, redactor).await
 }
 
 /// [`open_store`] with a redactor the command already built (one that knows
 /// more secrets, such as `alerts test`'s).
-fn open_store_with(
+/// With `[store] url`, the fleet's database (its URL resolved here).
+async fn open_store_with(
     config: &Config,
     redactor: steward_core::redaction::SharedRedactor,
 ) -> anyhow::Result<steward_core::store::Store> {
     use anyhow::Context;
+    use secrecy::ExposeSecret as _;
     steward_core::state_dir::ensure_private_dir(&config.state.dir).context("cannot create the state dir")?;
-    steward_core::store::Store::open(&config.state.db_path(), redactor).context("cannot open the store")
+    let url = steward_core::secrets::store_url(config).await.context("cannot resolve [store] url")?;
+    steward_core::store::Store::open_configured(config, url.as_ref().map(|u| u.expose_secret()), redactor)
+        .await
+        .context("cannot open the store")
 }
 
 /// Opens the store of `config` for a command that only reads it (`last`,
 /// `status`, `spend`): building a redactor would cost more than the command,
 /// so any free text written through this handle is withheld whole instead
 /// (fail closed, never stored unchecked).
-fn open_store_read_only(config: &Config) -> anyhow::Result<steward_core::store::Store> {
-    open_store_with(config, steward_core::redaction::shared(redact::Redactor::withhold_all()))
+async fn open_store_read_only(config: &Config) -> anyhow::Result<steward_core::store::Store> {
+    open_store_with(config, steward_core::redaction::shared(redact::Redactor::withhold_all())).await
 }
 
 /// A runtime for commands that talk to the store.

@@ -43,7 +43,7 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
     let now = SystemTime::now();
     let report = runtime()?.block_on(async {
         let doctor_fails = doctor_fails(&config, now).await;
-        let store = open_store_read_only(&config)?;
+        let store = open_store_read_only(&config).await?;
         let inputs = report::Inputs { now, since: args.since, doctor_fails };
         report::gather(&store, &config, inputs).await.context("cannot read the report from the store")
     })?;

@@ -31,7 +31,7 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
     let today = config.spend.day_of(now, 0);
     let first = config.spend.day_of(now, args.days - 1);
     let (total, rows, stop) = runtime()?.block_on(async {
-        let store = open_store_read_only(&config)?;
+        let store = open_store_read_only(&config).await?;
         let total = store.spend_total(&today).await.context("cannot read the spend ledger")?;
         let rows = store.spend_by_day(&first, &today).await.context("cannot read the spend ledger")?;
         let stop = store.spend_stop(&today).await.context("cannot read the spend ledger")?;

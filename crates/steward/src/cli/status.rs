@@ -31,6 +31,10 @@ pub struct Args {
     /// Machine-readable output.
     #[arg(long)]
     pub(super) json: bool,
+    /// With [store] url: every instance of the fleet (name, host, pid, last renewal, state, calls in
+    /// flight) instead of this instance's view. With --json the fleet is always included.
+    #[arg(long)]
+    fleet: bool,
 }
 
 pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
@@ -40,8 +44,23 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         std::fs::read_to_string(config.state.addr_path()).ok().map(|s| s.trim().to_owned()).filter(|_| pid.is_some());
     let now = now_ms();
     let today = config.spend.day_of(std::time::SystemTime::now(), 0);
-    let (kill, tools, (spent, spend_stop), published, fatal, alerts, drift, mcp) = runtime()?.block_on(async {
-        let store = open_store_read_only(&config)?;
+    if args.fleet && config.store.fleet.is_none() {
+        return Err(anyhow::anyhow!(
+            "--fleet needs a fleet: this steward's store is the embedded SQLite file; set [store] url to share a \
+             PostgreSQL database between instances (docs/fleet.md)"
+        )
+        .into());
+    }
+    let (kill, tools, (spent, spend_stop), published, fatal, alerts, drift, mcp, fleet) = runtime()?.block_on(async {
+        let store = open_store_read_only(&config).await?;
+        let fleet = match store.fleet() {
+            Some(fleet) => Some((
+                fleet.describe().to_owned(),
+                fleet.instance().to_owned(),
+                fleet.instances().await.context("cannot read the fleet's instances")?,
+            )),
+            None => None,
+        };
         let spent = store.spend_total(&today).await.context("cannot read the spend ledger")?;
         let spend_stop = store.spend_stop(&today).await.context("cannot read the spend ledger")?;
         let kill = store.kill_state().await.context("cannot read the kill switch")?;
@@ -71,8 +90,14 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
             None => None,
         };
         let mcp = mcp_servers(&store, &config, pid.is_some()).await?;
-        Ok::<_, anyhow::Error>((kill, tools, (spent, spend_stop), published, fatal, alerts, drift, mcp))
+        Ok::<_, anyhow::Error>((kill, tools, (spent, spend_stop), published, fatal, alerts, drift, mcp, fleet))
     })?;
+    if args.fleet && !args.json {
+        if let Some((database, me, instances)) = &fleet {
+            print_fleet(database, me, instances, now);
+        }
+        return Ok(ExitCode::from(exit::OK));
+    }
     let agent = AgentView::new(&config, pid.is_some(), &kill, published, fatal, now);
 
     if args.json {
@@ -108,6 +133,9 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
             "kill_switch": { "engaged": kill.engaged, "reason": kill.reason, "source": kill.source, "changed_ms": kill.changed_ms },
             "tools": tools,
             "mcp": mcp,
+            "fleet": fleet.as_ref().map(|(database, me, instances)| serde_json::json!({
+                "database": database, "instance": me, "instances": instances,
+            })),
             "spend": {
                 "day": today,
                 "spent_usd": spent as f64 / 1_000_000.0,
@@ -420,5 +448,28 @@ fn print_alerts(alerts: &AlertStatus) {
         Some(t) if t.ok => anstream::println!("tested   {} (every sink delivered)", format_ms(t.at_ms)),
         Some(t) => anstream::println!("tested   {} ({})", format_ms(t.at_ms), "some sinks failed".red()),
         None => {}
+    }
+}
+
+/// `steward status --fleet`: one line per instance.
+fn print_fleet(database: &str, me: &str, instances: &[steward_core::store::pg::lease::InstanceRow], now: i64) {
+    anstream::println!("fleet    {database} (this instance: {me})");
+    if instances.is_empty() {
+        anstream::println!("no instance has run against this database yet");
+        return;
+    }
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::NOTHING);
+    table.set_header(["INSTANCE", "STATE", "HOST", "PID", "LAST SEEN", "IN FLIGHT"]);
+    for i in instances {
+        let seen = format!("{}s ago", (now - i.seen_ms).max(0) / 1000);
+        table.add_row([i.name.clone(), i.state.clone(), i.host.clone(), i.pid.to_string(), seen, i.in_flight.to_string()]);
+    }
+    anstream::println!("{table}");
+    if instances.iter().any(|i| i.state == "lapsed") {
+        anstream::println!(
+            "a lapsed instance stopped renewing its lease: its calls in flight were settled as interrupted; check its host \
+             and its logs, then start it again"
+        );
     }
 }

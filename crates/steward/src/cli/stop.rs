@@ -43,7 +43,7 @@ pub fn stop(path: &Path, args: StopArgs) -> Result<ExitCode, CliError> {
     let reason = runtime()?.block_on(async {
         let redactor = redaction::shared(local_redactor(&config).await);
         let reason = redactor.load().redact(&args.reason).into_owned();
-        let store = open_store_with(&config, redactor)?;
+        let store = open_store_with(&config, redactor).await?;
         store.engage_kill(&reason, "cli", now_ms()).await.context("cannot engage the kill switch")?;
         Ok::<_, anyhow::Error>(reason)
     })?;

@@ -233,14 +233,18 @@ const DEFAULT_STORE_LEASE: Duration = Duration::from_secs(30);
 /// The host name, as a valid instance name (`localhost` when it cannot be
 /// read); what `[store] instance` defaults to.
 fn default_instance() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .unwrap_or_default();
-    let name: String = host
-        .trim()
+    let name: String = host_name()
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') { c } else { '-' })
         .take(63)
         .collect();
     if name.is_empty() { "localhost".to_owned() } else { name }
+}
+
+/// This host's name (empty when it cannot be read).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_default()
 }

@@ -22,7 +22,7 @@ mod backup;
 mod credentials;
 mod dashboard;
 mod llm;
-mod local;
+pub(super) mod local;
 mod mcp;
 mod ready;
 mod runbook;

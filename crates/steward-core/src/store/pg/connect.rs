@@ -201,7 +201,7 @@ fn without_text(e: &tokio_postgres::Error) -> String {
 }
 
 /// Why a connection failed: the server's message, or the driver's.
-fn cause(e: &tokio_postgres::Error) -> String {
+pub(super) fn cause(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         None => {

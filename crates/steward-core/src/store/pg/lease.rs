@@ -10,11 +10,14 @@
 //! nothing is counted twice. Two reapers never settle the same instance:
 //! each takes the lapsed rows `FOR UPDATE SKIP LOCKED`.
 
-use tokio_postgres::Client;
+use super::Client;
 
 use super::super::StoreError;
 use super::pg_error;
 use crate::decision::Decision;
+
+/// How a refused [`beat`]'s message begins.
+pub const NAME_TAKEN: &str = "another live steward holds the instance name";
 
 /// Refreshes `name`'s lease (creating its row). Refused when another live
 /// process holds the name (its lease not lapsed): two instances of one
@@ -40,7 +43,7 @@ pub async fn beat(
         .map_err(|e| pg_error("renewing the instance's lease", &e))?;
     if taken == 0 {
         return Err(StoreError::Unavailable(format!(
-            "another live steward holds the instance name `{name}` in this database; give each instance its own \
+            "{NAME_TAKEN} `{name}` in this database; give each instance its own \
              `[store] instance` (default: the host name)"
         )));
     }
@@ -61,25 +64,7 @@ pub async fn reap(client: &mut Client, lease_ms: i64, now_ms: i64) -> Result<Vec
     let mut settled = Vec::new();
     for row in lapsed {
         let name: String = row.get(0);
-        // Billed at their reservation: the day's total does not change, so
-        // no admission can decide on a total this is changing.
-        tx.execute(
-            "UPDATE spend SET settled_micros = reserved_micros, estimated = 1, settled_ms = $2
-             WHERE settled_micros IS NULL
-               AND call_id IN (SELECT id FROM calls WHERE instance = $1 AND finished_ms IS NULL)",
-            &[&name, &now_ms],
-        )
-        .await
-        .map_err(|e| pg_error("billing a lapsed instance's reservations", &e))?;
-        let calls = tx
-            .execute(
-                "UPDATE calls SET finished_ms = $2, reason = $3, status = NULL, counts_as_error = NULL,
-                        duration_ms = CASE WHEN $2 > started_ms THEN $2 - started_ms ELSE 0 END
-                 WHERE instance = $1 AND finished_ms IS NULL",
-                &[&name, &now_ms, &Decision::Interrupted.as_str()],
-            )
-            .await
-            .map_err(|e| pg_error("settling a lapsed instance's calls", &e))?;
+        let calls = settle_calls_of(&tx, &name, now_ms).await?;
         tx.execute("UPDATE instances SET state = 'lapsed' WHERE name = $1", &[&name])
             .await
             .map_err(|e| pg_error("marking an instance lapsed", &e))?;
@@ -87,4 +72,83 @@ pub async fn reap(client: &mut Client, lease_ms: i64, now_ms: i64) -> Result<Vec
     }
     tx.commit().await.map_err(|e| pg_error("committing the settlement of lapsed instances", &e))?;
     Ok(settled)
+}
+
+/// At an instance's start: the calls it left in flight when it last
+/// stopped (it crashed before its lease lapsed, or nobody reaped it yet),
+/// settled as a lapsed instance's are. The caller holds the name (its
+/// [`beat`] succeeded), so no other process is running them.
+pub async fn settle_own(client: &mut Client, name: &str, now_ms: i64) -> Result<u64, StoreError> {
+    let tx = client.transaction().await.map_err(|e| pg_error("starting to settle interrupted calls", &e))?;
+    let calls = settle_calls_of(&tx, name, now_ms).await?;
+    tx.commit().await.map_err(|e| pg_error("committing the settlement of interrupted calls", &e))?;
+    Ok(calls)
+}
+
+/// `name`'s in-flight calls finished as `interrupted`, their reservations
+/// billed in full; how many calls.
+async fn settle_calls_of(tx: &tokio_postgres::Transaction<'_>, name: &str, now_ms: i64) -> Result<u64, StoreError> {
+    // Billed at their reservation: the day's total does not change, so
+    // no admission can decide on a total this is changing.
+    tx.execute(
+        "UPDATE spend SET settled_micros = reserved_micros, estimated = 1, settled_ms = $2
+         WHERE settled_micros IS NULL
+           AND call_id IN (SELECT id FROM calls WHERE instance = $1 AND finished_ms IS NULL)",
+        &[&name, &now_ms],
+    )
+    .await
+    .map_err(|e| pg_error("billing an instance's open reservations", &e))?;
+    tx.execute(
+        "UPDATE calls SET finished_ms = $2, reason = $3, status = NULL, counts_as_error = NULL,
+                duration_ms = CASE WHEN $2 > started_ms THEN $2 - started_ms ELSE 0 END
+         WHERE instance = $1 AND finished_ms IS NULL",
+        &[&name, &now_ms, &Decision::Interrupted.as_str()],
+    )
+    .await
+    .map_err(|e| pg_error("settling an instance's interrupted calls", &e))
+}
+
+/// One instance of the fleet, as `steward status --fleet` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InstanceRow {
+    /// `[store] instance`.
+    pub name: String,
+    /// The host it last ran on.
+    pub host: String,
+    /// Its process id there.
+    pub pid: i64,
+    /// When that process took the name, epoch ms.
+    pub started_ms: i64,
+    /// Its last renewal, epoch ms.
+    pub seen_ms: i64,
+    /// `live` (renewing), `stopped` (a clean exit) or `lapsed` (stopped
+    /// renewing; its calls were settled by another instance).
+    pub state: String,
+    /// Its calls in flight now.
+    pub in_flight: i64,
+}
+
+/// Every instance the database has seen, by name.
+pub async fn list(client: &Client) -> Result<Vec<InstanceRow>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT i.name, i.host, i.pid, i.started_ms, i.seen_ms, i.state,
+                    (SELECT COUNT(*) FROM calls c WHERE c.instance = i.name AND c.finished_ms IS NULL)
+             FROM instances i ORDER BY i.name",
+            &[],
+        )
+        .await
+        .map_err(|e| pg_error("listing the fleet's instances", &e))?;
+    Ok(rows
+        .iter()
+        .map(|r| InstanceRow {
+            name: r.get(0),
+            host: r.get(1),
+            pid: r.get(2),
+            started_ms: r.get(3),
+            seen_ms: r.get(4),
+            state: r.get(5),
+            in_flight: r.get(6),
+        })
+        .collect())
 }
