@@ -1,7 +1,8 @@
 //! The end of an admitted call, written once against [`Db`] (see `db.rs`):
-//! its completion (outcome, settlement, undo plan) and its withdrawal (an
-//! admission that was never forwarded). See [`super::Store::complete`] and
-//! [`super::Store::withdraw`].
+//! its completion (outcome, settlement, undo plan), its withdrawal (an
+//! admission that was never forwarded), and the settlement of the calls a
+//! stopped daemon left in flight. See [`super::Store::complete`],
+//! [`super::Store::withdraw`] and [`super::Store::settle_interrupted`].
 
 use super::db::{Db, args};
 use super::{Completion, StoreError, spend, undo};
@@ -65,4 +66,22 @@ pub(super) async fn withdraw(
         return Err(StoreError::NotFound(format!("call {call_id} in flight")));
     }
     spend::release(db, call_id, now_ms).await
+}
+
+/// Finishes every call still in flight as `interrupted` at `now_ms`, bills
+/// their open reservations in full and fails the undos left running (see
+/// [`super::Store::settle_interrupted`]); the calls finished. The outcome
+/// is unknown, so the status stays NULL and the error-rate alert leaves the
+/// calls out.
+pub(super) async fn settle_interrupted(db: &impl Db, now_ms: i64) -> Result<u64, StoreError> {
+    spend::settle_open_at_reserved(db, now_ms).await?;
+    undo::fail_running(db, now_ms).await?;
+    db.execute(
+        "settling interrupted calls",
+        "UPDATE calls SET finished_ms = ?1, reason = ?2, status = NULL, counts_as_error = NULL,
+                duration_ms = CASE WHEN ?1 > started_ms THEN ?1 - started_ms ELSE 0 END
+         WHERE finished_ms IS NULL",
+        &args![now_ms, Decision::Interrupted.as_str()],
+    )
+    .await
 }

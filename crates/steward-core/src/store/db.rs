@@ -18,6 +18,16 @@
 //! with a literal (`?3 = 0`, a 32-bit integer) or only tested for NULL
 //! (`?1 IS NULL`) is written `CAST(?N AS BIGINT)` or `CAST(?N AS TEXT)`,
 //! which SQLite reads the same.
+//!
+//! The rest of the common dialect: every integer a rule reads is a
+//! `BIGINT` on PostgreSQL (`COUNT(*)` is; `SUM` of one is `numeric`, so
+//! `CAST(SUM(x) AS BIGINT)`); a condition is counted with
+//! `SUM(CASE WHEN .. THEN 1 ELSE 0 END)`, not by summing a boolean; no
+//! `rowid`, no scalar `MAX(a, b)` (a `CASE`). An order is total (a tie
+//! broken by a key, never left to the row's place on disk) and says where
+//! NULLs go when a column can hold one: SQLite puts them first, PostgreSQL
+//! last. Text sorts by the database's collation on PostgreSQL, byte order
+//! (SQLite's) under the `C` collation.
 
 use std::future::Future;
 

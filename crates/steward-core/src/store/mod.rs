@@ -50,12 +50,20 @@
 //!
 //! - **The rules are written once, against `db::Db`:** admission
 //!   (`admission.rs`: kill switch, loop breaker, rate window, spend stop,
-//!   cap and reservation) and a call's end (`completion.rs`: completion,
-//!   settlement, withdrawal, undo plan). The writer runs them on its SQLite
-//!   connection, at once (`db::at_once`); `pg.rs` runs the same functions
-//!   on PostgreSQL for a fleet (issue 20, `docs/fleet.md`: tested against a
-//!   real server, not reachable from the configuration yet). The rest of
-//!   the store still speaks `rusqlite` directly and moves over the same way.
+//!   cap and reservation), a call's end (`completion.rs`: completion,
+//!   settlement, withdrawal, undo plan, a restart's settlement of the calls
+//!   left in flight), approvals (`approvals.rs`), undo plans (`undo.rs`),
+//!   the spend ledger (`spend.rs`), the journal's and kv's reads and
+//!   retention (`queries.rs`) and the report's counts (`report.rs`). The
+//!   writer runs the writes on its SQLite connection, at once
+//!   (`db::at_once`), and `Store::read` the reads on the read
+//!   connection; `pg.rs` runs the same functions on PostgreSQL for a fleet
+//!   (issue 20, `docs/fleet.md`: tested against a real server, not
+//!   reachable from the configuration yet). What speaks `rusqlite`
+//!   directly is SQLite's own: opening and migrating the file
+//!   (`schema.rs`), the transaction, its savepoints and the checkpoints
+//!   (`writer.rs`, `checkpoint.rs`), the kill switch gate's fast read, and
+//!   the file's bytes in use.
 //!
 //! - **Only redacted text is stored.** Every [`Store`] owns a redactor
 //!   ([`SharedRedactor`]) and passes every free-text value of every write
@@ -779,14 +787,18 @@ impl Store {
     /// Allowed calls per tool started in `window`, sorted by tool: what
     /// counts against a tool's limit, by the rule admission uses.
     pub async fn tool_counts_in(&self, window: Window) -> Result<Vec<(String, u64)>, StoreError> {
-        self.read(move |conn| queries::tool_counts_in(conn, window)).await
+        self.read(move |conn| db::at_once(queries::tool_counts_in(&db::Sqlite(conn), window))).await
     }
 
     /// How many calls started since `since_ms`, how many rows the journal
     /// holds in all, and the database bytes they use (for `steward doctor`'s
     /// disk projection).
     pub async fn journal_footprint(&self, since_ms: i64) -> Result<JournalFootprint, StoreError> {
-        self.read(move |conn| queries::footprint(conn, since_ms)).await
+        self.read(move |conn| {
+            let counts = db::at_once(queries::footprint(&db::Sqlite(conn), since_ms))?;
+            Ok(JournalFootprint { used_bytes: queries::used_bytes(conn)?, ..counts })
+        })
+        .await
     }
 
     /// `(judged, failed)`: the finished calls started in `window` that the
@@ -796,7 +808,7 @@ impl Store {
     /// for what is failed, judged, or left out); calls still in flight and
     /// calls `interrupted` by a steward restart carry none.
     pub async fn error_counts_in(&self, window: Window) -> Result<(u64, u64), StoreError> {
-        self.read(move |conn| queries::error_counts_in(conn, window)).await
+        self.read(move |conn| db::at_once(queries::error_counts_in(&db::Sqlite(conn), window))).await
     }
 
     /// Calls still in flight, oldest first: at startup, before
@@ -847,14 +859,14 @@ impl Store {
 
     /// Undo plans matching `q`, newest original call first.
     pub async fn undos(&self, q: UndoQuery) -> Result<Vec<UndoRow>, StoreError> {
-        self.read(move |conn| undo::query(conn, &q)).await
+        self.read(move |conn| db::at_once(undo::query(&db::Sqlite(conn), &q))).await
     }
 
     /// Journal ids matching what an operator typed (a whole id, the short
     /// id `steward last` shows, or a prefix of either), newest first, at most 10.
     pub async fn find_call_ids(&self, text: &str) -> Result<Vec<String>, StoreError> {
         let text = text.to_owned();
-        self.read(move |conn| undo::find_call_ids(conn, &text)).await
+        self.read(move |conn| db::at_once(undo::find_call_ids(&db::Sqlite(conn), &text))).await
     }
 
     /// Marks the undo of `claim.call_id` as running under `claim`, if it can
@@ -962,7 +974,7 @@ impl Store {
     /// Spend per day and model for `from_day..=to_day` (`YYYY-MM-DD`), newest day first.
     pub async fn spend_by_day(&self, from_day: &str, to_day: &str) -> Result<Vec<SpendRow>, StoreError> {
         let (from, to) = (from_day.to_owned(), to_day.to_owned());
-        self.read(move |conn| spend::by_day(conn, &from, &to)).await
+        self.read(move |conn| db::at_once(spend::by_day(&db::Sqlite(conn), &from, &to))).await
     }
 
     /// Rewrites one small row and commits: `Ok` means a call could be

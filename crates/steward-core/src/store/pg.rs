@@ -10,6 +10,9 @@
 //! (`kill.rs`: `NOTIFY` with every change, a `LISTEN`ing watch with a poll
 //! behind it, unknown and so refused when neither can read); instances,
 //! their leases and the settlement of a dead one's calls (`lease.rs`).
+//! The rest of the store's rules (its reads, undo claims, retention, kv)
+//! run on [`Postgres`] as they are, tested against SQLite's answers
+//! (`tests.rs`); their transactions here are still to write.
 //!
 //! Exactness: SQLite serializes every write transaction; here a write
 //! transaction takes transaction-scoped advisory locks on the keys its

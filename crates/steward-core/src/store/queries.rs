@@ -1,8 +1,16 @@
-//! Read queries: the kill switch, `steward last`, per-tool counts, kv. They
-//! take any connection, so the writer can reuse [`kill_state`] inside its
-//! transaction.
+//! The journal's and kv's reads and their maintenance writes: `steward
+//! last`, one call, the calls in flight, per-tool and error counts, the
+//! journal's footprint, kv (get, set, delete, the write probe) and the
+//! journal's retention. Written once against [`Db`] (see `db.rs`): the
+//! store runs them on its SQLite connections with `db::at_once` (the
+//! writes inside the writer's transaction), `pg.rs` on PostgreSQL.
+//!
+//! SQLite only, on a `rusqlite` connection: the kill switch's read
+//! ([`read_kill_state`]: the gate's fast path tells a lock from a failure
+//! by SQLite's own error) and the file's bytes in use ([`used_bytes`]:
+//! SQLite's pages; PostgreSQL's size is its own question).
 
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 
 use super::db::{Db, Row, RowError, args};
 use super::{CallRow, JournalFootprint, KillState, LastQuery, StoreError, Window, sql_error};
@@ -110,58 +118,84 @@ fn call_row(row: &dyn Row) -> Result<CallRow, RowError> {
 }
 
 /// Allowed calls per tool started in `window`.
-pub(super) fn tool_counts_in(conn: &Connection, window: Window) -> Result<Vec<(String, u64)>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT tool, COUNT(*) FROM calls
-             WHERE decision = ?2 AND tool IS NOT NULL AND started_ms > ?1
-             GROUP BY tool ORDER BY tool",
-        )
-        .map_err(|e| sql_error("preparing the tool counts", e))?;
-    let rows = stmt
-        .query_map(params![window.after_ms(), Decision::Allowed.as_str()], |row| {
-            Ok((row.get::<_, String>(0)?, non_negative(row.get::<_, i64>(1)?)))
-        })
-        .map_err(|e| sql_error("counting calls per tool", e))?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(|e| sql_error("counting calls per tool", e))
+pub(super) async fn tool_counts_in(db: &impl Db, window: Window) -> Result<Vec<(String, u64)>, StoreError> {
+    db.rows(
+        "counting calls per tool",
+        "SELECT tool, COUNT(*) FROM calls
+         WHERE decision = ?2 AND tool IS NOT NULL AND started_ms > ?1
+         GROUP BY tool ORDER BY tool",
+        &args![window.after_ms(), Decision::Allowed.as_str()],
+        |row| Ok((row.text_not_null(0)?, non_negative(row.int_not_null(1)?))),
+    )
+    .await
 }
 
 /// `(judged, failed)` calls started in `window`, for the error-rate alert:
 /// the rows' own flags. See [`super::Store::error_counts_in`].
-pub(super) fn error_counts_in(conn: &Connection, window: Window) -> Result<(u64, u64), StoreError> {
-    conn.prepare_cached(
-        "SELECT COUNT(*), COALESCE(SUM(counts_as_error), 0)
-         FROM calls
-         WHERE started_ms > ?1 AND counts_as_error IS NOT NULL",
-    )
-    .and_then(|mut s| {
-        s.query_row([window.after_ms()], |row| {
-            Ok((non_negative(row.get::<_, i64>(0)?), non_negative(row.get::<_, i64>(1)?)))
-        })
-    })
-    .map_err(|e| sql_error("counting failed calls", e))
+pub(super) async fn error_counts_in(db: &impl Db, window: Window) -> Result<(u64, u64), StoreError> {
+    let counts = db
+        .first(
+            "counting failed calls",
+            "SELECT COUNT(*), CAST(COALESCE(SUM(counts_as_error), 0) AS BIGINT)
+             FROM calls
+             WHERE started_ms > ?1 AND counts_as_error IS NOT NULL",
+            &args![window.after_ms()],
+            |row| Ok((non_negative(row.int_not_null(0)?), non_negative(row.int_not_null(1)?))),
+        )
+        .await?;
+    // An aggregate without GROUP BY always returns its one row.
+    Ok(counts.unwrap_or((0, 0)))
 }
 
-/// The journal's volume since `since_ms` and the database's size in use,
-/// for doctor's disk projection. Two counts over indexes and three pragmas:
-/// a fraction of a second even for millions of rows.
-pub(super) fn footprint(conn: &Connection, since_ms: i64) -> Result<JournalFootprint, StoreError> {
-    let (recent_calls, recent_first_ms) = conn
-        .prepare_cached("SELECT COUNT(*), MIN(started_ms) FROM calls WHERE started_ms >= ?1")
-        .and_then(|mut s| s.query_row([since_ms], |row| Ok((non_negative(row.get(0)?), row.get(1)?))))
-        .map_err(|e| sql_error("counting recent calls", e))?;
-    let rows = conn
-        .prepare_cached("SELECT COUNT(*) FROM calls")
-        .and_then(|mut s| s.query_row([], |row| row.get(0)))
-        .map(non_negative)
-        .map_err(|e| sql_error("counting journal rows", e))?;
+/// The journal's volume since `since_ms`, for doctor's disk projection:
+/// two counts over indexes, a fraction of a second even for millions of
+/// rows. `used_bytes` is left 0: what the database occupies is each
+/// database's own question (on SQLite, [`used_bytes`]), which the caller
+/// fills in.
+pub(super) async fn footprint(db: &impl Db, since_ms: i64) -> Result<JournalFootprint, StoreError> {
+    let (recent_calls, recent_first_ms) = db
+        .first(
+            "counting recent calls",
+            "SELECT COUNT(*), MIN(started_ms) FROM calls WHERE started_ms >= ?1",
+            &args![since_ms],
+            |row| Ok((non_negative(row.int_not_null(0)?), row.int(1)?)),
+        )
+        .await?
+        .unwrap_or((0, None));
+    let rows = db
+        .first("counting journal rows", "SELECT COUNT(*) FROM calls", &[], |row| row.int_not_null(0))
+        .await?
+        .map_or(0, non_negative);
+    Ok(JournalFootprint { recent_calls, recent_first_ms, rows, used_bytes: 0 })
+}
+
+/// The bytes of the SQLite file in use (its pages not on the free list):
+/// three pragmas, SQLite's own arithmetic.
+pub(super) fn used_bytes(conn: &Connection) -> Result<u64, StoreError> {
     let pragma = |name: &str| {
         conn.pragma_query_value(None, name, |row| row.get::<_, i64>(0))
             .map(non_negative)
             .map_err(|e| sql_error(&format!("reading {name}"), e))
     };
     let used_pages = pragma("page_count")?.saturating_sub(pragma("freelist_count")?);
-    Ok(JournalFootprint { recent_calls, recent_first_ms, rows, used_bytes: used_pages * pragma("page_size")? })
+    Ok(used_pages * pragma("page_size")?)
+}
+
+/// Deletes up to `max_rows` finished journal rows of calls started before
+/// `before_ms`, oldest first (ties by id), then the undo plans left
+/// without their call; the rows deleted.
+pub(super) async fn prune_journal(db: &impl Db, before_ms: i64, max_rows: u64) -> Result<u64, StoreError> {
+    let deleted = db
+        .execute(
+            "pruning the journal",
+            "DELETE FROM calls WHERE id IN (
+                 SELECT id FROM calls WHERE started_ms < ?1 AND finished_ms IS NOT NULL
+                 ORDER BY started_ms, id LIMIT ?2)",
+            &args![before_ms, i64::try_from(max_rows).unwrap_or(i64::MAX)],
+        )
+        .await?;
+    super::undo::prune_orphans(db, before_ms).await?;
+    Ok(deleted)
 }
 
 /// SQLite has no unsigned integers; counts and durations are stored as
@@ -175,4 +209,35 @@ pub(super) async fn kv_get(db: &impl Db, key: &str) -> Result<Option<String>, St
     let value =
         db.first("reading a kv entry", "SELECT value FROM kv WHERE key = ?1", &args![key], |row| row.text(0)).await?;
     Ok(value.flatten())
+}
+
+/// Sets one kv value.
+pub(super) async fn kv_set(db: &impl Db, key: &str, value: &str, now_ms: i64) -> Result<(), StoreError> {
+    db.execute(
+        "writing a kv entry",
+        "INSERT INTO kv (key, value, updated_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms",
+        &args![key, value, now_ms],
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Removes one kv value (nothing when it is absent).
+pub(super) async fn kv_delete(db: &impl Db, key: &str) -> Result<(), StoreError> {
+    db.execute("deleting a key", "DELETE FROM kv WHERE key = ?1", &args![key]).await.map(|_| ())
+}
+
+/// Rewrites one row of `kv` (see [`super::Store::check_writable`]): a
+/// real write, so a database that refuses writes fails here, which an
+/// empty transaction would not notice (it writes nothing).
+pub(super) async fn write_probe(db: &impl Db) -> Result<(), StoreError> {
+    db.execute(
+        "writing the probe row",
+        "INSERT INTO kv (key, value, updated_ms) VALUES ('store.write_probe', '', 0)
+         ON CONFLICT (key) DO UPDATE SET updated_ms = kv.updated_ms + 1",
+        &[],
+    )
+    .await
+    .map(|_| ())
 }

@@ -1,12 +1,12 @@
 //! The read queries behind `steward report`: the journal, the approvals and
-//! the kv table summarized over a [`Window`]. Each is one indexed scan that
+//! the kv table summarized over a [`Window`], written once against [`Db`]
+//! (see `db.rs`) for SQLite and PostgreSQL. Each is one indexed scan that
 //! groups in SQL, so a week of a busy agent returns a few hundred rows, not
 //! its calls. What the numbers mean (days, medians, the readiness verdict)
 //! is decided in `crate::report`; these only count.
 
-use rusqlite::{Connection, OptionalExtension, params};
-
-use super::{Store, StoreError, Window, sql_error};
+use super::db::{Db, Sqlite, args, at_once};
+use super::{Store, StoreError, Window};
 use crate::decision::Decision;
 
 /// Calls of one tool started in one time bucket (see [`Store::calls_by_bucket`]).
@@ -56,34 +56,34 @@ impl Store {
     /// bucket then tool. A report groups the buckets into days of its
     /// time zone: 15-minute buckets fit every zone's offset.
     pub async fn calls_by_bucket(&self, window: Window, bucket_ms: i64) -> Result<Vec<ToolBucket>, StoreError> {
-        self.read(move |conn| calls_by_bucket(conn, window, bucket_ms.max(1))).await
+        self.read(move |conn| at_once(calls_by_bucket(&Sqlite(conn), window, bucket_ms.max(1)))).await
     }
 
     /// Refused calls started in `window` per decision (`rate_limited`,
     /// `loop_detected`, ...), most frequent first.
     pub async fn refusals_in(&self, window: Window) -> Result<Vec<(String, u64)>, StoreError> {
-        self.read(move |conn| refusals_in(conn, window)).await
+        self.read(move |conn| at_once(refusals_in(&Sqlite(conn), window))).await
     }
 
     /// Admitted calls started in `window` whose upstream failed.
     pub async fn upstream_errors_in(&self, window: Window) -> Result<UpstreamErrors, StoreError> {
-        self.read(move |conn| upstream_errors_in(conn, window)).await
+        self.read(move |conn| at_once(upstream_errors_in(&Sqlite(conn), window))).await
     }
 
     /// Approval requests created in `window`, oldest first.
     pub async fn approvals_in(&self, window: Window) -> Result<Vec<ApprovalOutcome>, StoreError> {
-        self.read(move |conn| approvals_in(conn, window)).await
+        self.read(move |conn| at_once(approvals_in(&Sqlite(conn), window))).await
     }
 
     /// When a human last denied a request, epoch ms (`None`: never).
     pub async fn last_denial_ms(&self) -> Result<Option<i64>, StoreError> {
-        self.read(last_denial_ms).await
+        self.read(|conn| at_once(last_denial_ms(&Sqlite(conn)))).await
     }
 
     /// Every kv entry whose key starts with `prefix`: `(key, value, updated_ms)`, by key.
     pub async fn kv_with_prefix(&self, prefix: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
         let prefix = prefix.to_owned();
-        self.read(move |conn| kv_with_prefix(conn, &prefix)).await
+        self.read(move |conn| at_once(kv_with_prefix(&Sqlite(conn), &prefix))).await
     }
 }
 
@@ -91,56 +91,60 @@ fn count(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-fn calls_by_bucket(conn: &Connection, window: Window, bucket_ms: i64) -> Result<Vec<ToolBucket>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT tool, (started_ms / ?2) * ?2 AS bucket, COUNT(*), SUM(decision = ?3)
-             FROM calls WHERE started_ms > ?1
-             GROUP BY tool, bucket ORDER BY bucket, tool",
-        )
-        .map_err(|e| sql_error("preparing the calls per tool", e))?;
-    let rows = stmt
-        .query_map(params![window.after_ms(), bucket_ms, Decision::Allowed.as_str()], |row| {
+/// See [`Store::calls_by_bucket`]; `bucket_ms` at least 1. The calls no
+/// tool matched come first in their bucket (`NULLS FIRST`: SQLite's
+/// default, not PostgreSQL's).
+pub(super) async fn calls_by_bucket(
+    db: &impl Db,
+    window: Window,
+    bucket_ms: i64,
+) -> Result<Vec<ToolBucket>, StoreError> {
+    db.rows(
+        "counting calls per tool",
+        "SELECT tool, (started_ms / ?2) * ?2 AS bucket, COUNT(*),
+                CAST(SUM(CASE WHEN decision = ?3 THEN 1 ELSE 0 END) AS BIGINT)
+         FROM calls WHERE started_ms > ?1
+         GROUP BY tool, bucket ORDER BY bucket, tool NULLS FIRST",
+        &args![window.after_ms(), bucket_ms, Decision::Allowed.as_str()],
+        |row| {
             Ok(ToolBucket {
-                tool: row.get(0)?,
-                bucket_ms: row.get(1)?,
-                calls: count(row.get(2)?),
-                allowed: count(row.get(3)?),
+                tool: row.text(0)?,
+                bucket_ms: row.int_not_null(1)?,
+                calls: count(row.int_not_null(2)?),
+                allowed: count(row.int_not_null(3)?),
             })
-        })
-        .map_err(|e| sql_error("counting calls per tool", e))?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(|e| sql_error("counting calls per tool", e))
+        },
+    )
+    .await
 }
 
-fn refusals_in(conn: &Connection, window: Window) -> Result<Vec<(String, u64)>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT decision, COUNT(*) FROM calls WHERE started_ms > ?1 AND decision != ?2
-             GROUP BY decision ORDER BY COUNT(*) DESC, decision",
-        )
-        .map_err(|e| sql_error("preparing the refusals", e))?;
-    let rows = stmt
-        .query_map(params![window.after_ms(), Decision::Allowed.as_str()], |row| {
-            Ok((row.get::<_, String>(0)?, count(row.get(1)?)))
-        })
-        .map_err(|e| sql_error("counting refusals", e))?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(|e| sql_error("counting refusals", e))
+/// See [`Store::refusals_in`].
+pub(super) async fn refusals_in(db: &impl Db, window: Window) -> Result<Vec<(String, u64)>, StoreError> {
+    db.rows(
+        "counting refusals",
+        "SELECT decision, COUNT(*) FROM calls WHERE started_ms > ?1 AND decision != ?2
+         GROUP BY decision ORDER BY COUNT(*) DESC, decision",
+        &args![window.after_ms(), Decision::Allowed.as_str()],
+        |row| Ok((row.text_not_null(0)?, count(row.int_not_null(1)?))),
+    )
+    .await
 }
 
 /// An admitted call's failure is in its row: a 5xx status, or no status with
 /// the forwarding error as its reason (`interrupted` rows are steward's own
 /// restart, not the upstream's failure).
-fn upstream_errors_in(conn: &Connection, window: Window) -> Result<UpstreamErrors, StoreError> {
-    conn.prepare_cached(
-        "SELECT COALESCE(SUM(status >= 500), 0),
-                COALESCE(SUM(status IS NULL AND reason IS NOT NULL AND reason != ?3
-                             AND substr(reason, 1, length(?4)) != ?4), 0),
-                COALESCE(SUM(status IS NULL AND substr(reason, 1, length(?4)) = ?4), 0)
-         FROM calls WHERE started_ms > ?1 AND decision = ?2 AND finished_ms IS NOT NULL",
-    )
-    .and_then(|mut s| {
-        s.query_row(
-            params![
+pub(super) async fn upstream_errors_in(db: &impl Db, window: Window) -> Result<UpstreamErrors, StoreError> {
+    let errors = db
+        .first(
+            "counting upstream errors",
+            "SELECT CAST(COALESCE(SUM(CASE WHEN status >= 500 THEN 1 ELSE 0 END), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(CASE WHEN status IS NULL AND reason IS NOT NULL AND reason != ?3
+                                            AND substr(reason, 1, length(CAST(?4 AS TEXT))) != ?4
+                                       THEN 1 ELSE 0 END), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(CASE WHEN status IS NULL AND substr(reason, 1, length(CAST(?4 AS TEXT))) = ?4
+                                       THEN 1 ELSE 0 END), 0) AS BIGINT)
+             FROM calls WHERE started_ms > ?1 AND decision = ?2 AND finished_ms IS NOT NULL",
+            &args![
                 window.after_ms(),
                 Decision::Allowed.as_str(),
                 Decision::Interrupted.as_str(),
@@ -148,51 +152,56 @@ fn upstream_errors_in(conn: &Connection, window: Window) -> Result<UpstreamError
             ],
             |row| {
                 Ok(UpstreamErrors {
-                    status_5xx: count(row.get(0)?),
-                    unreachable: count(row.get(1)?),
-                    timeout: count(row.get(2)?),
+                    status_5xx: count(row.int_not_null(0)?),
+                    unreachable: count(row.int_not_null(1)?),
+                    timeout: count(row.int_not_null(2)?),
                 })
             },
         )
-    })
-    .map_err(|e| sql_error("counting upstream errors", e))
+        .await?;
+    // An aggregate without GROUP BY always returns its one row.
+    Ok(errors.unwrap_or_default())
 }
 
-fn approvals_in(conn: &Connection, window: Window) -> Result<Vec<ApprovalOutcome>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT state, created_ms, decided_ms, decided_via FROM approvals
-             WHERE created_ms > ?1 ORDER BY created_ms, id",
-        )
-        .map_err(|e| sql_error("preparing the approvals query", e))?;
-    let rows = stmt
-        .query_map([window.after_ms()], |row| {
+/// See [`Store::approvals_in`].
+pub(super) async fn approvals_in(db: &impl Db, window: Window) -> Result<Vec<ApprovalOutcome>, StoreError> {
+    db.rows(
+        "reading approvals",
+        "SELECT state, created_ms, decided_ms, decided_via FROM approvals
+         WHERE created_ms > ?1 ORDER BY created_ms, id",
+        &args![window.after_ms()],
+        |row| {
             Ok(ApprovalOutcome {
-                state: row.get(0)?,
-                created_ms: row.get(1)?,
-                decided_ms: row.get(2)?,
-                decided_via: row.get(3)?,
+                state: row.text_not_null(0)?,
+                created_ms: row.int_not_null(1)?,
+                decided_ms: row.int(2)?,
+                decided_via: row.text(3)?,
             })
-        })
-        .map_err(|e| sql_error("reading approvals", e))?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(|e| sql_error("reading approvals", e))
-}
-
-fn last_denial_ms(conn: &Connection) -> Result<Option<i64>, StoreError> {
-    conn.prepare_cached(
-        "SELECT MAX(decided_ms) FROM approvals WHERE state = 'denied' AND COALESCE(decided_via, '') != 'expiry'",
+        },
     )
-    .and_then(|mut s| s.query_row([], |row| row.get::<_, Option<i64>>(0)).optional())
-    .map(Option::flatten)
-    .map_err(|e| sql_error("reading the last denial", e))
+    .await
 }
 
-fn kv_with_prefix(conn: &Connection, prefix: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached("SELECT key, value, updated_ms FROM kv WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key")
-        .map_err(|e| sql_error("preparing the kv listing", e))?;
-    let rows = stmt
-        .query_map([prefix], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-        .map_err(|e| sql_error("listing kv entries", e))?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(|e| sql_error("listing kv entries", e))
+/// See [`Store::last_denial_ms`].
+pub(super) async fn last_denial_ms(db: &impl Db) -> Result<Option<i64>, StoreError> {
+    let last = db
+        .first(
+            "reading the last denial",
+            "SELECT MAX(decided_ms) FROM approvals WHERE state = 'denied' AND COALESCE(decided_via, '') != 'expiry'",
+            &[],
+            |row| row.int(0),
+        )
+        .await?;
+    Ok(last.flatten())
+}
+
+/// See [`Store::kv_with_prefix`].
+pub(super) async fn kv_with_prefix(db: &impl Db, prefix: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
+    db.rows(
+        "listing kv entries",
+        "SELECT key, value, updated_ms FROM kv WHERE substr(key, 1, length(CAST(?1 AS TEXT))) = ?1 ORDER BY key",
+        &args![prefix],
+        |row| Ok((row.text_not_null(0)?, row.text_not_null(1)?, row.int_not_null(2)?)),
+    )
+    .await
 }

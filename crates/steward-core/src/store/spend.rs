@@ -21,16 +21,18 @@
 //! priced call on that spend day is refused ([`super::AdmitOutcome::SpendStopped`])
 //! until the day ends or `steward resume` lifts it ([`super::Store::lift_spend_stop`]).
 //!
+//! Every read and write of the ledger is written once against [`Db`] (see
+//! `db.rs`), for SQLite and PostgreSQL (whose triggers keep `spend_days`
+//! the same way: `pg.rs`).
+//!
 //! **Bounded numbers.** Settled costs and token counts are stored saturated
 //! at [`MAX_STORED_MICROS`] and [`MAX_STORED_TOKENS`], so neither a column nor
 //! the day's running total can overflow SQLite's 64-bit integers (an
 //! overflowing sum becomes a REAL, which a STRICT INTEGER column refuses,
 //! and the whole completion with it).
 
-use rusqlite::{Connection, params};
-
+use super::StoreError;
 use super::db::{Db, args};
-use super::{StoreError, sql_error};
 
 /// A worst-case reservation against the daily cap, taken at admission.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -300,59 +302,62 @@ pub(super) async fn release(db: &impl Db, call_id: &str, now_ms: i64) -> Result<
 
 /// At daemon start: reservations of calls that never completed are settled at
 /// their worst case (fail closed: the upstream may have billed them in full).
-pub(super) fn settle_open_at_reserved(conn: &Connection, now_ms: i64) -> Result<(), StoreError> {
-    conn.prepare_cached(
+pub(super) async fn settle_open_at_reserved(db: &impl Db, now_ms: i64) -> Result<(), StoreError> {
+    db.execute(
+        "settling interrupted reservations",
         "UPDATE spend SET settled_micros = reserved_micros, estimated = 1, settled_ms = ?1 WHERE settled_micros IS NULL",
+        &args![now_ms],
     )
-    .and_then(|mut s| s.execute([now_ms]))
+    .await
     .map(|_| ())
-    .map_err(|e| sql_error("settling interrupted reservations", e))
 }
 
-/// Deletes up to `max_rows` settled records of days before `before_day`, then
-/// the running totals of days left without records. The delete trigger keeps
-/// each day's total equal to its remaining records until then.
-pub(super) fn prune(conn: &Connection, before_day: &str, max_rows: u64) -> Result<u64, StoreError> {
-    let deleted = conn
-        .prepare_cached(
-            "DELETE FROM spend WHERE rowid IN (
-                 SELECT rowid FROM spend WHERE day < ?1 AND settled_micros IS NOT NULL ORDER BY day LIMIT ?2)",
+/// Deletes up to `max_rows` settled records of days before `before_day`
+/// (oldest day first, ties by call id), then the running totals of days
+/// left without records. The delete trigger keeps each day's total equal
+/// to its remaining records until then.
+pub(super) async fn prune(db: &impl Db, before_day: &str, max_rows: u64) -> Result<u64, StoreError> {
+    let deleted = db
+        .execute(
+            "pruning the spend ledger",
+            "DELETE FROM spend WHERE call_id IN (
+                 SELECT call_id FROM spend WHERE day < ?1 AND settled_micros IS NOT NULL
+                 ORDER BY day, call_id LIMIT ?2)",
+            &args![before_day, i64::try_from(max_rows).unwrap_or(i64::MAX)],
         )
-        .and_then(|mut s| s.execute(params![before_day, i64::try_from(max_rows).unwrap_or(i64::MAX)]))
-        .map_err(|e| sql_error("pruning the spend ledger", e))?;
-    conn.prepare_cached(
+        .await?;
+    db.execute(
+        "pruning the spend day totals",
         "DELETE FROM spend_days WHERE day < ?1 AND NOT EXISTS (SELECT 1 FROM spend WHERE spend.day = spend_days.day)",
+        &args![before_day],
     )
-    .and_then(|mut s| s.execute([before_day]))
-    .map_err(|e| sql_error("pruning the spend day totals", e))?;
-    Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
+    .await?;
+    Ok(deleted)
 }
 
 /// Per day and model, for days in `[from_day, to_day]` (inclusive, `YYYY-MM-DD`).
-pub(super) fn by_day(conn: &Connection, from_day: &str, to_day: &str) -> Result<Vec<SpendRow>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT day, model, COUNT(*),
-                    COALESCE(SUM(settled_micros), 0),
-                    COALESCE(SUM(CASE WHEN settled_micros IS NULL THEN reserved_micros ELSE 0 END), 0),
-                    COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0)
-             FROM spend WHERE day >= ?1 AND day <= ?2
-             GROUP BY day, model ORDER BY day DESC, model",
-        )
-        .map_err(|e| sql_error("preparing the spend query", e))?;
-    let rows = stmt
-        .query_map([from_day, to_day], |row| {
-            let n = |i: usize| row.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0));
+pub(super) async fn by_day(db: &impl Db, from_day: &str, to_day: &str) -> Result<Vec<SpendRow>, StoreError> {
+    db.rows(
+        "reading spend",
+        "SELECT day, model, COUNT(*),
+                CAST(COALESCE(SUM(settled_micros), 0) AS BIGINT),
+                CAST(COALESCE(SUM(CASE WHEN settled_micros IS NULL THEN reserved_micros ELSE 0 END), 0) AS BIGINT),
+                CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT)
+         FROM spend WHERE day >= ?1 AND day <= ?2
+         GROUP BY day, model ORDER BY day DESC, model",
+        &args![from_day, to_day],
+        |row| {
+            let n = |i: usize| row.int_not_null(i).map(|v| u64::try_from(v).unwrap_or(0));
             Ok(SpendRow {
-                day: row.get(0)?,
-                model: row.get(1)?,
+                day: row.text_not_null(0)?,
+                model: row.text_not_null(1)?,
                 calls: n(2)?,
                 settled_micros: n(3)?,
                 reserved_micros: n(4)?,
                 input_tokens: n(5)?,
                 output_tokens: n(6)?,
             })
-        })
-        .map_err(|e| sql_error("reading spend", e))?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(|e| sql_error("reading spend", e))
+        },
+    )
+    .await
 }

@@ -15,16 +15,19 @@
 //! pipeline already refused to plan an undo whose text redaction would
 //! change (it could not be sent as stored).
 //!
-//! `running` is claimed in one transaction ([`claim`]), so two operators
-//! (or a CLI and the dashboard) undoing the same call send one undo; a
-//! daemon that stops mid-undo leaves it `running`, and the next start turns
-//! it into `failed` (retryable) with the reason.
+//! `running` is claimed by one conditional `UPDATE` ([`claim`]), so two
+//! operators (or a CLI and the dashboard, or two instances of a fleet)
+//! undoing the same call send one undo; a daemon that stops mid-undo
+//! leaves it `running`, and the next start turns it into `failed`
+//! (retryable) with the reason.
+//!
+//! Every read and write of the table is written once against `db::Db`
+//! (see `db.rs`), for SQLite and PostgreSQL.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
-use super::db::{Db, args};
-use super::{StoreError, sql_error};
+use super::StoreError;
+use super::db::{Db, Row, RowError, args};
 
 /// Migration 6.
 pub(super) const MIGRATION: &str = "CREATE TABLE undos (
@@ -211,30 +214,41 @@ pub enum ClaimOutcome {
     NoPlan,
 }
 
-const COLUMNS: &str = "call_id, tool, started_ms, state, undo_tool, method, path, body, reason, changed_ms, \
-                       undo_call_id, attempts, by, via, forced";
+/// `SELECT` of the columns [`undo_row`] reads, followed by the rest of the
+/// statement.
+macro_rules! select_undos {
+    ($($rest:literal),+) => {
+        concat!(
+            "SELECT call_id, tool, started_ms, state, undo_tool, method, path, body, reason, changed_ms,
+                    undo_call_id, attempts, by, via, forced FROM undos ",
+            $($rest),+
+        )
+    };
+}
 
-fn row(r: &Row<'_>) -> rusqlite::Result<(UndoRow, String)> {
-    let state: String = r.get(3)?;
+/// A row of [`select_undos`], with its state still as stored: an unknown
+/// one is named by [`with_state`].
+fn undo_row(r: &dyn Row) -> Result<(UndoRow, String), RowError> {
+    let attempts = r.int_not_null(11)?;
     Ok((
         UndoRow {
-            call_id: r.get(0)?,
-            tool: r.get(1)?,
-            started_ms: r.get(2)?,
+            call_id: r.text_not_null(0)?,
+            tool: r.text_not_null(1)?,
+            started_ms: r.int_not_null(2)?,
             state: UndoState::Planned,
-            undo_tool: r.get(4)?,
-            method: r.get(5)?,
-            path: r.get(6)?,
-            body: r.get(7)?,
-            reason: r.get(8)?,
-            changed_ms: r.get(9)?,
-            undo_call_id: r.get(10)?,
-            attempts: r.get(11)?,
-            by: r.get(12)?,
-            via: r.get(13)?,
-            forced: r.get::<_, i64>(14)? != 0,
+            undo_tool: r.text(4)?,
+            method: r.text(5)?,
+            path: r.text(6)?,
+            body: r.text(7)?,
+            reason: r.text(8)?,
+            changed_ms: r.int_not_null(9)?,
+            undo_call_id: r.text(10)?,
+            attempts: u32::try_from(attempts).map_err(|_| RowError::new(format!("attempts {attempts}")))?,
+            by: r.text(12)?,
+            via: r.text(13)?,
+            forced: r.int_not_null(14)? != 0,
         },
-        state,
+        r.text_not_null(3)?,
     ))
 }
 
@@ -271,37 +285,42 @@ pub(super) async fn record(db: &impl Db, call_id: &str, plan: &UndoPlan, now_ms:
     .map(|_| ())
 }
 
-/// See [`super::Store::claim_undo`].
-pub(super) fn claim(conn: &Connection, c: &UndoClaim) -> Result<ClaimOutcome, StoreError> {
-    let Some(current) = one(conn, &c.call_id)? else { return Ok(ClaimOutcome::NoPlan) };
-    if !current.state.is_undoable() {
-        return Ok(ClaimOutcome::NotClaimed(current));
-    }
-    conn.prepare_cached(
-        "UPDATE undos SET state = 'running', undo_call_id = ?2, by = ?3, via = ?4, forced = ?5, changed_ms = ?6,
-                attempts = attempts + 1
-         WHERE call_id = ?1",
-    )
-    .and_then(|mut s| s.execute(params![c.call_id, c.undo_call_id, c.by, c.via, c.forced, c.now_ms]))
-    .map_err(|e| sql_error("claiming an undo", e))?;
-    let claimed = one(conn, &c.call_id)?.ok_or_else(|| StoreError::NotFound(format!("undo of {}", c.call_id)))?;
-    Ok(ClaimOutcome::Claimed(claimed))
+/// See [`super::Store::claim_undo`]. One conditional `UPDATE`: of two
+/// claims of one plan, on any database, the second finds it running (on
+/// PostgreSQL it waits for the first's row lock, then re-checks the state).
+pub(super) async fn claim(db: &impl Db, c: &UndoClaim) -> Result<ClaimOutcome, StoreError> {
+    let claimed = db
+        .execute(
+            "claiming an undo",
+            "UPDATE undos SET state = 'running', undo_call_id = ?2, by = ?3, via = ?4, forced = ?5, changed_ms = ?6,
+                    attempts = attempts + 1
+             WHERE call_id = ?1 AND state IN ('planned', 'failed')",
+            &args![&c.call_id, &c.undo_call_id, &c.by, &c.via, c.forced, c.now_ms],
+        )
+        .await?;
+    Ok(match one(db, &c.call_id).await? {
+        Some(row) if claimed > 0 => ClaimOutcome::Claimed(row),
+        Some(row) => ClaimOutcome::NotClaimed(row),
+        None if claimed > 0 => return Err(StoreError::NotFound(format!("undo of {}", c.call_id))),
+        None => ClaimOutcome::NoPlan,
+    })
 }
 
 /// See [`super::Store::finish_undo`].
-pub(super) fn finish(
-    conn: &Connection,
+pub(super) async fn finish(
+    db: &impl Db,
     call_id: &str,
     state: UndoState,
     reason: Option<&str>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let changed = conn
-        .prepare_cached(
+    let changed = db
+        .execute(
+            "finishing an undo",
             "UPDATE undos SET state = ?2, reason = ?3, changed_ms = ?4 WHERE call_id = ?1 AND state = 'running'",
+            &args![call_id, state.as_str(), reason, now_ms],
         )
-        .and_then(|mut s| s.execute(params![call_id, state.as_str(), reason, now_ms]))
-        .map_err(|e| sql_error("finishing an undo", e))?;
+        .await?;
     if changed == 0 {
         return Err(StoreError::NotFound(format!("running undo of call {call_id}")));
     }
@@ -309,52 +328,56 @@ pub(super) fn finish(
 }
 
 /// At startup: undos a stopped daemon left `running` become `failed` (retryable).
-pub(super) fn fail_running(conn: &Connection, now_ms: i64) -> Result<(), StoreError> {
-    conn.prepare_cached(
+pub(super) async fn fail_running(db: &impl Db, now_ms: i64) -> Result<(), StoreError> {
+    db.execute(
+        "failing undos left running",
         "UPDATE undos SET state = 'failed', changed_ms = ?1,
                 reason = 'steward stopped while the undo was in flight; check the upstream, then run it again'
          WHERE state = 'running'",
+        &args![now_ms],
     )
-    .and_then(|mut s| s.execute([now_ms]))
+    .await
     .map(|_| ())
-    .map_err(|e| sql_error("failing undos left running", e))
 }
 
 /// Plans whose call the journal no longer holds (after pruning).
-pub(super) fn prune_orphans(conn: &Connection, before_ms: i64) -> Result<(), StoreError> {
-    conn.prepare_cached(
+pub(super) async fn prune_orphans(db: &impl Db, before_ms: i64) -> Result<(), StoreError> {
+    db.execute(
+        "pruning undo plans",
         "DELETE FROM undos WHERE started_ms < ?1 AND NOT EXISTS (SELECT 1 FROM calls WHERE calls.id = undos.call_id)",
+        &args![before_ms],
     )
-    .and_then(|mut s| s.execute([before_ms]))
+    .await
     .map(|_| ())
-    .map_err(|e| sql_error("pruning undo plans", e))
 }
 
-fn one(conn: &Connection, call_id: &str) -> Result<Option<UndoRow>, StoreError> {
-    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM undos WHERE call_id = ?1"))
-        .and_then(|mut s| s.query_row([call_id], row).optional())
-        .map_err(|e| sql_error("reading an undo plan", e))?
+/// The plan of `call_id`, if it has one.
+pub(super) async fn one(db: &impl Db, call_id: &str) -> Result<Option<UndoRow>, StoreError> {
+    db.first("reading an undo plan", select_undos!("WHERE call_id = ?1"), &args![call_id], undo_row)
+        .await?
         .map(with_state)
         .transpose()
 }
 
-/// See [`super::Store::undos`].
-pub(super) fn query(conn: &Connection, q: &UndoQuery) -> Result<Vec<UndoRow>, StoreError> {
-    let mut sql = format!("SELECT {COLUMNS} FROM undos WHERE started_ms >= ?1 AND (?2 IS NULL OR tool = ?2)");
-    if q.undoable_only {
-        sql.push_str(" AND state IN ('planned', 'failed')");
-    }
-    if q.failed_only {
-        sql.push_str(" AND state = 'failed'");
-    }
-    sql.push_str(" ORDER BY started_ms DESC, call_id DESC");
-    let mut stmt = conn.prepare(&sql).map_err(|e| sql_error("reading undo plans", e))?;
-    let rows = stmt
-        .query_map(params![q.since_ms.unwrap_or(i64::MIN), q.tool], row)
-        .map_err(|e| sql_error("reading undo plans", e))?;
+/// See [`super::Store::undos`]. One statement for every filter: the flags
+/// are parameters (`0`: not asked for), so the text stays the same.
+pub(super) async fn query(db: &impl Db, q: &UndoQuery) -> Result<Vec<UndoRow>, StoreError> {
+    let rows = db
+        .rows(
+            "reading undo plans",
+            select_undos!(
+                "WHERE started_ms >= ?1 AND (CAST(?2 AS TEXT) IS NULL OR tool = ?2)
+                   AND (CAST(?3 AS BIGINT) = 0 OR state IN ('planned', 'failed'))
+                   AND (CAST(?4 AS BIGINT) = 0 OR state = 'failed')
+                 ORDER BY started_ms DESC, call_id DESC"
+            ),
+            &args![q.since_ms.unwrap_or(i64::MIN), &q.tool, q.undoable_only, q.failed_only],
+            undo_row,
+        )
+        .await?;
     let mut out = Vec::new();
     for r in rows {
-        let r = with_state(r.map_err(|e| sql_error("reading an undo plan", e))?)?;
+        let r = with_state(r)?;
         if q.call_ids.as_ref().is_some_and(|ids| !ids.contains(&r.call_id)) {
             continue;
         }
@@ -367,16 +390,22 @@ pub(super) fn query(conn: &Connection, q: &UndoQuery) -> Result<Vec<UndoRow>, St
 }
 
 /// Journal ids matching `text`: the whole id, the short id `steward last`
-/// shows (its last group), or a prefix of either; at most 10.
-pub(super) fn find_call_ids(conn: &Connection, text: &str) -> Result<Vec<String>, StoreError> {
+/// shows (its last group), or a prefix of either; at most 10, newest first
+/// (ties by id). Only hex digits and `-` get into the pattern, so it holds
+/// no `LIKE` wildcard, and it is lowercase like every id steward makes
+/// (SQLite's `LIKE` ignores ASCII case, PostgreSQL's does not).
+pub(super) async fn find_call_ids(db: &impl Db, text: &str) -> Result<Vec<String>, StoreError> {
     let pattern: String = text.chars().filter(|c| c.is_ascii_hexdigit() || *c == '-').collect();
     if pattern.is_empty() || pattern.len() != text.len() {
         return Ok(Vec::new());
     }
-    conn.prepare_cached(
-        "SELECT id FROM calls WHERE id = ?1 OR id LIKE ?1 || '%' OR id LIKE '%-' || ?1 || '%'
-         ORDER BY started_ms DESC LIMIT 10",
+    db.rows(
+        "finding a call",
+        "SELECT id FROM calls
+         WHERE id = ?1 OR id LIKE CAST(?1 AS TEXT) || '%' OR id LIKE '%-' || CAST(?1 AS TEXT) || '%'
+         ORDER BY started_ms DESC, id DESC LIMIT 10",
+        &args![pattern.to_ascii_lowercase().as_str()],
+        |r| r.text_not_null(0),
     )
-    .and_then(|mut s| s.query_map([pattern.to_ascii_lowercase()], |r| r.get(0))?.collect())
-    .map_err(|e| sql_error("finding a call", e))
+    .await
 }

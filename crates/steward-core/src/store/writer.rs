@@ -1,8 +1,11 @@
 //! The writer: owns the write connection, group-commits queued ops on its
-//! thread, and holds the SQL of every write (journal, kill switch, kv) but
-//! admission's, which `admission.rs` writes once for every database (see
-//! `db.rs`) and the writer runs inside its transaction. It also runs the checkpoints that must briefly hold the
-//! writer (see `checkpoint.rs`), between two batches.
+//! thread, and runs each op's rule inside its transaction. The rules are
+//! written once against `db::Db` in the module that owns their table
+//! (`admission.rs`, `completion.rs`, `approvals.rs`, `spend.rs`, `undo.rs`,
+//! `queries.rs`: see `db.rs`), so PostgreSQL runs the same ones; what stays
+//! here is SQLite's own: the transaction and its savepoints (a precheck's
+//! included) and the checkpoints that must briefly hold the writer (see
+//! `checkpoint.rs`), between two batches.
 //!
 //! A lone op at rest (nothing queued, the thread idle) is run by its caller
 //! on the same connection ([`Shared::try_inline`]): the same transaction the
@@ -18,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, TryLockError};
 use std::thread::JoinHandle;
 
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use redact::Redactor;
@@ -31,8 +34,8 @@ use super::completion;
 use super::db::{Sqlite, at_once};
 use super::schema::Opened;
 use super::{
-    Admission, AdmitOutcome, BUSY_TIMEOUT, Completion, MAX_BATCH_EXTRA, StoreError, WriterCounters, WriterStats, spend,
-    sql_error,
+    Admission, AdmitOutcome, BUSY_TIMEOUT, Completion, MAX_BATCH_EXTRA, StoreError, WriterCounters, WriterStats,
+    queries, spend, sql_error, undo,
 };
 use crate::redaction::SharedRedactor;
 
@@ -444,59 +447,24 @@ fn apply(conn: &Connection, req: &Request, redactor: &Redactor) -> Result<Respon
         Request::ReleaseKill { now_ms } => {
             at_once(admission::release_kill(&Sqlite(conn), *now_ms)).map(|()| Response::Done)
         }
-        Request::SettleInterrupted { now_ms } => spend::settle_open_at_reserved(conn, *now_ms).and_then(|()| {
-            super::undo::fail_running(conn, *now_ms)?;
-            // The outcome is unknown: the error-rate alert leaves the call out.
-            conn.prepare_cached(
-                "UPDATE calls SET finished_ms = ?1, reason = ?2, status = NULL, counts_as_error = NULL,
-                        duration_ms = MAX(?1 - started_ms, 0)
-                 WHERE finished_ms IS NULL",
-            )
-            .and_then(|mut s| s.execute(params![now_ms, Decision::Interrupted.as_str()]))
-            .map(|n| Response::Count(u64::try_from(n).unwrap_or(u64::MAX)))
-            .map_err(|e| sql_error("settling interrupted calls", e))
-        }),
-        Request::KvSet { key, value, now_ms } => conn
-            .prepare_cached(
-                "INSERT INTO kv (key, value, updated_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms",
-            )
-            .and_then(|mut s| s.execute(params![key, value, now_ms]))
-            .map(|_| Response::Done)
-            .map_err(|e| sql_error("writing a kv entry", e)),
-        Request::KvDelete { key } => conn
-            .prepare_cached("DELETE FROM kv WHERE key = ?1")
-            .and_then(|mut s| s.execute([key]))
-            .map(|_| Response::Done)
-            .map_err(|e| sql_error("deleting a key", e)),
-        Request::PruneJournal { before_ms, max_rows } => conn
-            .prepare_cached(
-                "DELETE FROM calls WHERE id IN (
-                     SELECT id FROM calls WHERE started_ms < ?1 AND finished_ms IS NOT NULL
-                     ORDER BY started_ms LIMIT ?2)",
-            )
-            .and_then(|mut s| s.execute(params![before_ms, i64::try_from(*max_rows).unwrap_or(i64::MAX)]))
-            .map_err(|e| sql_error("pruning the journal", e))
-            .and_then(|n| {
-                super::undo::prune_orphans(conn, *before_ms)?;
-                Ok(Response::Count(u64::try_from(n).unwrap_or(u64::MAX)))
-            }),
-        Request::PruneSpend { before_day, max_rows } => spend::prune(conn, before_day, *max_rows).map(Response::Count),
-        Request::ClaimUndo(claim) => super::undo::claim(conn, claim).map(|c| Response::Claim(Box::new(c))),
-        Request::FinishUndo { call_id, state, reason, now_ms } => {
-            super::undo::finish(conn, call_id, *state, reason.as_deref(), *now_ms).map(|()| Response::Done)
+        Request::SettleInterrupted { now_ms } => {
+            at_once(completion::settle_interrupted(&Sqlite(conn), *now_ms)).map(Response::Count)
         }
-        // Rewrites one row of `kv`: the page reaches the WAL at commit, so a
-        // file that refuses writes fails here, which an empty transaction
-        // would not notice (it writes nothing).
-        Request::Ping | Request::Rewind => conn
-            .prepare_cached(
-                "INSERT INTO kv (key, value, updated_ms) VALUES ('store.write_probe', '', 0)
-                 ON CONFLICT (key) DO UPDATE SET updated_ms = updated_ms + 1",
-            )
-            .and_then(|mut s| s.execute([]))
-            .map(|_| Response::Done)
-            .map_err(|e| sql_error("writing the probe row", e)),
+        Request::KvSet { key, value, now_ms } => {
+            at_once(queries::kv_set(&Sqlite(conn), key, value, *now_ms)).map(|()| Response::Done)
+        }
+        Request::KvDelete { key } => at_once(queries::kv_delete(&Sqlite(conn), key)).map(|()| Response::Done),
+        Request::PruneJournal { before_ms, max_rows } => {
+            at_once(queries::prune_journal(&Sqlite(conn), *before_ms, *max_rows)).map(Response::Count)
+        }
+        Request::PruneSpend { before_day, max_rows } => {
+            at_once(spend::prune(&Sqlite(conn), before_day, *max_rows)).map(Response::Count)
+        }
+        Request::ClaimUndo(claim) => at_once(undo::claim(&Sqlite(conn), claim)).map(|c| Response::Claim(Box::new(c))),
+        Request::FinishUndo { call_id, state, reason, now_ms } => {
+            at_once(undo::finish(&Sqlite(conn), call_id, *state, reason.as_deref(), *now_ms)).map(|()| Response::Done)
+        }
+        Request::Ping | Request::Rewind => at_once(queries::write_probe(&Sqlite(conn))).map(|()| Response::Done),
         // Never batched: `run` takes checkpoints out of the batch.
         Request::Checkpoint(mode) => {
             Err(StoreError::Unavailable(format!("a {} checkpoint cannot run inside a transaction", mode.as_str())))

@@ -2,7 +2,9 @@
 //! cluster per test; NOT RUN without PostgreSQL, a failure under `.ci/run`):
 //! the schema's migration, admission exact across instances (the issue's
 //! 3 x 100 against `10/hour`, and the daily cap under 200 concurrent
-//! calls), and the same rules deciding the same way as on SQLite.
+//! calls), and the same rules deciding the same way as on SQLite; the
+//! rest of the store (every read, undo claims, retention, kv) answering
+//! and writing the same on both.
 
 use std::sync::Arc;
 
@@ -572,4 +574,329 @@ async fn the_postgresql_schema_has_the_sqlite_schemas_columns() {
             .collect();
         assert_eq!(on_postgres, on_sqlite, "{table}");
     }
+}
+
+/// A priced call of spend day `day`.
+fn priced_on(id: &str, day: &str, now_ms: i64, reserve_micros: u64) -> Admission {
+    let mut a = priced(id, now_ms, reserve_micros, 10_000_000);
+    if let Some(hold) = a.spend.as_mut() {
+        hold.day = day.to_owned();
+    }
+    a
+}
+
+fn undo_call(path: &str) -> crate::store::UndoPlan {
+    crate::store::UndoPlan::Call {
+        tool: "delete_status".into(),
+        method: "DELETE".into(),
+        path: path.into(),
+        body: Some("{}".into()),
+    }
+}
+
+fn undo_claim(call_id: &str, now_ms: i64) -> crate::store::UndoClaim {
+    crate::store::UndoClaim {
+        call_id: call_id.into(),
+        undo_call_id: format!("undo-{call_id}"),
+        by: "ana".into(),
+        via: "cli".into(),
+        forced: call_id == "s1",
+        now_ms,
+    }
+}
+
+/// Two journal ids as steward makes them (UUIDv7), started at the same
+/// instant: `steward undo`'s lookup by a prefix or the short id.
+const UUID_IN_FLIGHT: &str = "019ae4a1-0000-7000-8000-4b1c9e2a7f3d";
+const UUID_DONE: &str = "019ae4a1-0000-7000-8000-4b1c00000001";
+
+/// A small history, the same on either database: admissions (one rate
+/// limited), completions with and without a cost, upstream failures, a
+/// withdrawal, calls left in flight, undo plans claimed and finished, kv
+/// entries and approval decisions. What each step answered, to compare.
+async fn history(db: &impl Db, redactor: &Redactor) -> Result<Vec<String>, StoreError> {
+    use crate::store::approvals::ApprovalWrite;
+    use crate::store::tests::completion as done;
+    use crate::store::{UndoPlan, UndoState, Verdict, undo};
+    let search = |id: &str, now_ms: i64| admission(id, now_ms, Some("search"), id);
+    let mut said = Vec::new();
+    for a in [
+        post("p1", T0, 2),
+        post("p2", T0 + 1_000, 2),
+        post("p3", T0 + 2_000, 2),
+        priced_on("old-llm", "2026-12-01", T0, 100_000),
+        priced_on("l1", "2026-12-04", T0 + 3_000, 600_000),
+        priced_on("l2", "2026-12-04", T0 + 4_000, 600_000),
+        search("s1", T0 + 5_000),
+        search("t1", T0 + 6_000),
+        search("t2", T0 + 7_000),
+        admission("u1", T0 + 8_000, None, "u1"),
+        search("w1", T0 + 9_000),
+        search(UUID_IN_FLIGHT, T0 + 10_000),
+        search(UUID_DONE, T0 + 10_000),
+    ] {
+        said.push(format!("admit {}: {:?}", a.call_id, admission::admit(db, &a, redactor).await?));
+    }
+    let unavailable = UndoPlan::Unavailable { reason: "no id in the response".into() };
+    for c in [
+        Completion { undo: Some(undo_call("/api/v1/statuses/1")), ..done("p1", T0 + 100, Some(200)) },
+        Completion { undo: Some(undo_call("/api/v1/statuses/2")), ..done("p2", T0 + 1_100, Some(502)) },
+        Completion { spend: Some(settlement(50_000, None)), ..done("old-llm", T0 + 200, Some(200)) },
+        Completion { spend: Some(settlement(200_000, None)), ..done("l1", T0 + 3_100, Some(200)) },
+        Completion { undo: Some(undo_call("/api/v1/statuses/3")), ..done("s1", T0 + 5_100, Some(200)) },
+        Completion { error: Some("upstream timed out after 30 s".into()), ..done("t1", T0 + 36_000, None) },
+        Completion { error: Some("connection refused".into()), ..done("t2", T0 + 7_100, None) },
+        Completion { undo: Some(unavailable), ..done("u1", T0 + 8_100, Some(201)) },
+        done(UUID_DONE, T0 + 10_100, Some(200)),
+    ] {
+        completion::complete(db, &c).await?;
+    }
+    completion::withdraw(db, "w1", Decision::StoreUnavailable, "audit failed", 503, T0 + 9_001).await?;
+
+    // p1's undo fails, s1's is done, p2's is left running; the others are
+    // not claimable.
+    for (id, at) in [("p1", T0 + 20_000), ("s1", T0 + 20_001), ("p2", T0 + 20_002), ("u1", T0 + 20_003), ("zz", 0)] {
+        said.push(format!("claim {id}: {:?}", undo::claim(db, &undo_claim(id, at)).await?));
+    }
+    undo::finish(db, "p1", UndoState::Failed, Some("the upstream answered 500"), T0 + 21_000).await?;
+    undo::finish(db, "s1", UndoState::Undone, None, T0 + 21_001).await?;
+    said.push(format!("claim s1 again: {:?}", undo::claim(db, &undo_claim("s1", T0 + 22_000)).await?));
+    said.push(format!("finish u1: {:?}", undo::finish(db, "u1", UndoState::Undone, None, T0 + 22_001).await));
+
+    for (key, value, at) in
+        [("report.a", "1", T0), ("report.b", "2", T0 + 1), ("other", "x", T0 + 2), ("report.a", "3", T0 + 3)]
+    {
+        queries::kv_set(db, key, value, at).await?;
+    }
+    for id in ["a1", "a2", "a3"] {
+        ApprovalWrite::Create(approval_request(id)).apply(db).await?;
+    }
+    for (id, verdict, at) in [("a1", Verdict::Deny, T0 + 1_000), ("a2", Verdict::Approve, T0 + 2_000)] {
+        let write = ApprovalWrite::Decide(decision(id, verdict, "ops", at));
+        said.push(format!("decide {id}: {:?}", write.apply(db).await?));
+    }
+    Ok(said)
+}
+
+/// Every read written against [`Db`], named, with what it answered.
+async fn every_read(db: &impl Db) -> Result<Vec<(&'static str, String)>, StoreError> {
+    use crate::store::{UndoQuery, Window, report, spend, undo};
+    let all = Window::after(T0 - 1);
+    let later = Window::after(T0 + 5_000);
+    let undos = UndoQuery::default();
+    Ok(vec![
+        ("tool_counts_in", format!("{:?}", queries::tool_counts_in(db, all).await?)),
+        ("tool_counts_in later", format!("{:?}", queries::tool_counts_in(db, later).await?)),
+        ("error_counts_in", format!("{:?}", queries::error_counts_in(db, all).await?)),
+        ("error_counts_in later", format!("{:?}", queries::error_counts_in(db, later).await?)),
+        ("footprint", format!("{:?}", queries::footprint(db, T0 + 5_000).await?)),
+        ("footprint of nothing", format!("{:?}", queries::footprint(db, T0 + 999_000).await?)),
+        ("kv_get", format!("{:?}", queries::kv_get(db, "report.a").await?)),
+        ("in_flight", format!("{:?}", queries::in_flight(db).await?)),
+        ("by_day", format!("{:?}", spend::by_day(db, "2026-12-01", "2026-12-31").await?)),
+        ("by_day, one day", format!("{:?}", spend::by_day(db, "2026-12-04", "2026-12-04").await?)),
+        ("day_total", format!("{:?}", spend::day_total(db, "2026-12-04").await?)),
+        ("one", format!("{:?}", undo::one(db, "p2").await?)),
+        ("one failed", format!("{:?}", undo::one(db, "p1").await?)),
+        ("one without a plan", format!("{:?}", undo::one(db, "zz").await?)),
+        ("undos", format!("{:?}", undo::query(db, &undos).await?)),
+        (
+            "undos undoable",
+            format!("{:?}", undo::query(db, &UndoQuery { undoable_only: true, ..undos.clone() }).await?),
+        ),
+        ("undos failed", format!("{:?}", undo::query(db, &UndoQuery { failed_only: true, ..undos.clone() }).await?)),
+        (
+            "undos of a tool since, limited",
+            format!(
+                "{:?}",
+                undo::query(
+                    db,
+                    &UndoQuery { tool: Some("post".into()), since_ms: Some(T0 + 1), limit: 1, ..undos.clone() }
+                )
+                .await?
+            ),
+        ),
+        (
+            "undos of some calls",
+            format!(
+                "{:?}",
+                undo::query(db, &UndoQuery { call_ids: Some(vec!["s1".into(), "u1".into()]), ..undos.clone() }).await?
+            ),
+        ),
+        ("find_call_ids by prefix", format!("{:?}", undo::find_call_ids(db, "019ae4a1").await?)),
+        ("find_call_ids by short id", format!("{:?}", undo::find_call_ids(db, "4b1c9e2a7f3d").await?)),
+        ("find_call_ids by a part", format!("{:?}", undo::find_call_ids(db, "4B1C").await?)),
+        ("find_call_ids of nothing", format!("{:?}", undo::find_call_ids(db, "x'; DROP").await?)),
+        ("calls_by_bucket", format!("{:?}", report::calls_by_bucket(db, all, 900_000).await?)),
+        ("calls_by_bucket by second", format!("{:?}", report::calls_by_bucket(db, later, 1_000).await?)),
+        ("refusals_in", format!("{:?}", report::refusals_in(db, all).await?)),
+        ("upstream_errors_in", format!("{:?}", report::upstream_errors_in(db, all).await?)),
+        ("upstream_errors_in later", format!("{:?}", report::upstream_errors_in(db, Window::after(T0 + 6_500)).await?)),
+        ("approvals_in", format!("{:?}", report::approvals_in(db, all).await?)),
+        ("last_denial_ms", format!("{:?}", report::last_denial_ms(db).await?)),
+        ("kv_with_prefix", format!("{:?}", report::kv_with_prefix(db, "report.").await?)),
+        ("kv_with_prefix, every key", format!("{:?}", report::kv_with_prefix(db, "").await?)),
+    ])
+}
+
+/// The maintenance writes written against [`Db`], and what each answered.
+async fn maintenance(db: &impl Db) -> Result<Vec<String>, StoreError> {
+    use crate::store::{spend, undo};
+    Ok(vec![
+        format!("settle_interrupted: {}", completion::settle_interrupted(db, T0 + 60_000).await?),
+        // old-llm and p1 started at the same instant: the first by id goes
+        // first (on SQLite it once was the first inserted, p1).
+        format!("prune_journal, one row: {}", queries::prune_journal(db, T0 + 500, 1).await?),
+        format!("left of the two: {:?}", queries::call(db, "p1").await?.map(|c| c.id)),
+        format!("prune_journal: {}", queries::prune_journal(db, T0 + 500, 100).await?),
+        format!("prune spend: {}", spend::prune(db, "2026-12-04", 100).await?),
+        format!("prune_orphans: {:?}", undo::prune_orphans(db, T0 + 60_000).await?),
+        format!("kv_set: {:?}", queries::kv_set(db, "report.c", "4", T0 + 9).await?),
+        format!("kv_delete: {:?}", queries::kv_delete(db, "other").await?),
+        format!("kv_delete of nothing: {:?}", queries::kv_delete(db, "absent").await?),
+        format!("write_probe: {:?}", queries::write_probe(db).await?),
+        format!("write_probe again: {:?}", queries::write_probe(db).await?),
+    ])
+}
+
+/// Every row of every table both databases hold (the journal without
+/// PostgreSQL's `instance`), column by column, through the same [`Db`]
+/// getters.
+async fn every_row(db: &impl Db) -> Result<Vec<String>, StoreError> {
+    // Each table's columns, and the kind of each: text, integer or real.
+    let tables: [(&'static str, &str); 7] = [
+        (
+            "SELECT id, started_ms, finished_ms, door, tool, upstream, method, path, loop_key, input_summary,
+                    input_sha256, decision, reason, status, duration_ms, attempts, response_ref, cost_usd,
+                    extra_json, counts_as_error FROM calls ORDER BY id",
+            // id, started, finished; door .. reason; status, duration, attempts; the rest.
+            concat!("tii", "tttttttttt", "iii", "trti"),
+        ),
+        ("SELECT id, engaged, reason, source, changed_ms FROM kill_switch", "iitti"),
+        ("SELECT key, value, updated_ms FROM kv ORDER BY key", "tti"),
+        (
+            "SELECT call_id, day, provider, model, reserved_micros, settled_micros, input_tokens, output_tokens,
+                    cached_tokens, estimated, created_ms, settled_ms FROM spend ORDER BY call_id",
+            "ttttiiiiiiii",
+        ),
+        ("SELECT day, committed_micros FROM spend_days ORDER BY day", "ti"),
+        (
+            "SELECT call_id, tool, started_ms, state, undo_tool, method, path, body, reason, planned_ms, changed_ms,
+                    undo_call_id, attempts, by, via, forced FROM undos ORDER BY call_id",
+            // call_id, tool, started; state .. reason; planned, changed; undo_call_id; attempts; by, via; forced.
+            concat!("tti", "tttttt", "ii", "t", "i", "tt", "i"),
+        ),
+        (
+            "SELECT id, created_ms, expires_ms, door, tool, upstream, method, path, digest, summary, state,
+                    decided_ms, decided_by, decided_via, note, released_call_id FROM approvals ORDER BY id",
+            // id, created, expires; door .. state; decided_ms; decided_by .. released_call_id.
+            concat!("tii", "tttttttt", "i", "tttt"),
+        ),
+    ];
+    let mut out = Vec::new();
+    for (sql, kinds) in tables {
+        let rows = db
+            .rows("reading every row", sql, &[], |row| {
+                let mut columns = Vec::new();
+                for (i, kind) in kinds.chars().enumerate() {
+                    columns.push(match kind {
+                        'i' => format!("{:?}", row.int(i)?),
+                        'r' => format!("{:?}", row.real(i)?),
+                        _ => format!("{:?}", row.text(i)?),
+                    });
+                }
+                Ok(columns.join(" | "))
+            })
+            .await?;
+        out.extend(rows);
+    }
+    Ok(out)
+}
+
+/// Compares what SQLite and PostgreSQL said, line by line (a line names
+/// its step).
+fn same<T: PartialEq + std::fmt::Debug>(step: &str, on_sqlite: &[T], on_postgres: &[T]) {
+    for (s, p) in on_sqlite.iter().zip(on_postgres) {
+        assert_eq!(p, s, "{step}");
+    }
+    assert_eq!(on_postgres.len(), on_sqlite.len(), "{step}");
+}
+
+/// `$body` with `$db` a [`Postgres`] on `$conn`, in one transaction, committed.
+macro_rules! on_postgres {
+    ($conn:expr, |$db:ident| $body:expr) => {{
+        let tx = $conn.client.transaction().await.unwrap();
+        let out = {
+            let $db = &Postgres { tx: &tx, statements: &$conn.statements };
+            $body.await.unwrap()
+        };
+        tx.commit().await.unwrap();
+        out
+    }};
+}
+
+/// The rest of the store, written once against [`Db`]: the same history on
+/// SQLite and PostgreSQL reads the same through every report, count, undo
+/// and kv read, and the maintenance writes (a restart's settlement, the
+/// journal's and the ledger's retention, kv, the write probe) leave the
+/// same rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_read_and_maintenance_write_agrees_on_sqlite_and_postgresql() {
+    use crate::store::db::{Sqlite, at_once};
+    let Some((_cluster, mut conn)) = database().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steward.db");
+    drop(Store::open(&path, redactor()).unwrap());
+    let sqlite = rusqlite::Connection::open(&path).unwrap();
+    let lite = &Sqlite(&sqlite);
+    let r = redactor();
+    let r = r.load();
+
+    let told = [at_once(history(lite, &r)).unwrap(), on_postgres!(conn, |db| history(db, &r))];
+    same("the history", &told[0], &told[1]);
+    for expected in ["admit p3: RateLimited { retry_after_ms: 3598000 }", "claim zz: NoPlan"] {
+        assert!(told[0].iter().any(|s| s == expected), "{expected}: {:#?}", told[0]);
+    }
+    for expected in
+        ["claim p1: Claimed", "claim u1: NotClaimed", "claim s1 again: NotClaimed", "finish u1: Err(NotFound"]
+    {
+        assert!(told[0].iter().any(|s| s.starts_with(expected)), "{expected}: {:#?}", told[0]);
+    }
+
+    let reads = [at_once(every_read(lite)).unwrap(), on_postgres!(conn, |db| every_read(db))];
+    same("the reads", &reads[0], &reads[1]);
+    let answer = |name: &str| reads[0].iter().find(|(n, _)| *n == name).map(|(_, a)| a.clone()).unwrap();
+    assert_eq!(answer("tool_counts_in"), r#"[("post", 2), ("search", 5)]"#);
+    assert_eq!(answer("error_counts_in"), "(11, 4)");
+    assert_eq!(answer("upstream_errors_in"), "UpstreamErrors { status_5xx: 1, unreachable: 1, timeout: 1 }");
+    assert_eq!(answer("refusals_in"), r#"[("rate_limited", 1), ("store_unavailable", 1)]"#);
+    assert_eq!(answer("last_denial_ms"), format!("Some({})", T0 + 1_000));
+    assert!(answer("calls_by_bucket").starts_with("[ToolBucket { tool: None,"), "unmatched calls first");
+    assert_eq!(answer("find_call_ids by a part"), format!("[{UUID_IN_FLIGHT:?}, {UUID_DONE:?}]"));
+
+    let maintained = [at_once(maintenance(lite)).unwrap(), on_postgres!(conn, |db| maintenance(db))];
+    same("the maintenance", &maintained[0], &maintained[1]);
+    assert_eq!(
+        maintained[0][..5],
+        [
+            "settle_interrupted: 2",
+            "prune_journal, one row: 1",
+            r#"left of the two: Some("p1")"#,
+            "prune_journal: 1",
+            "prune spend: 1"
+        ]
+    );
+
+    let rows = [at_once(every_row(lite)).unwrap(), on_postgres!(conn, |db| every_row(db))];
+    same("the rows after", &rows[0], &rows[1]);
+    let row = |start: &str| rows[0].iter().find(|r| r.starts_with(start)).cloned().unwrap_or_default();
+    assert!(row(r#"Some("p2") | Some("post") |"#).contains(r#"Some("failed")"#), "fail_running: {:#?}", rows[0]);
+    assert!(row(r#"Some("l2") | Some("2026-12-04")"#).contains("Some(600000) | Some(600000)"), "{:#?}", rows[0]);
+    assert!(row(r#"Some("store.write_probe")"#).ends_with("Some(1)"), "{:#?}", rows[0]);
+    for gone in [r#"Some("old-llm")"#, r#"Some("p1")"#, r#"Some("other")"#, r#"Some("2026-12-01")"#] {
+        assert!(!rows[0].iter().any(|r| r.starts_with(gone)), "{gone}: {:#?}", rows[0]);
+    }
+
+    let after = [at_once(every_read(lite)).unwrap(), on_postgres!(conn, |db| every_read(db))];
+    same("the reads after", &after[0], &after[1]);
 }
