@@ -78,7 +78,7 @@ pub async fn pending(state: &AdminState) -> Result<Vec<Value>, ApiError> {
 async fn context(state: &AdminState, tool: &str, now_ms: i64) -> Result<Value, crate::store::StoreError> {
     let recent = state
         .store
-        .last(LastQuery { limit: RECENT_CALLS, tool: Some(tool.to_owned()), since_ms: None, failed_only: false })
+        .last(LastQuery { limit: RECENT_CALLS, tool: Some(tool.to_owned()), ..LastQuery::default() })
         .await?;
     let recent: Vec<Value> = recent
         .iter()

@@ -51,7 +51,7 @@ pub async fn calls(state: &AdminState, query: &CallsQuery) -> Result<Vec<CallRow
             limit: if filtered { MAX_CALLS } else { limit },
             tool: query.tool.clone().filter(|t| !t.is_empty()),
             since_ms: query.since_ms,
-            failed_only: false,
+            ..LastQuery::default()
         })
         .await
         .map_err(|e| ApiError::store(state.pipeline.redact(&e.to_string())))?;

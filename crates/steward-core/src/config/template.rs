@@ -90,6 +90,16 @@ max_connections = 1024
 # the daemon lock. Created with mode 0700. Back it up.
 dir = "./.steward"
 
+# A fleet: several instances (hosts) share one PostgreSQL database, and with
+# it their limits, spend cap, kill switch, approvals and journal. Without
+# [store] url the store is the SQLite file above (one instance). Run
+# `steward migrate` once before the first start. See docs/fleet.md.
+#[store]
+#url = "env:STEWARD_STORE_URL"    # that variable holds a postgresql:// URL, password and sslmode=require included
+#instance = "web-1"               # default: the host name; unique among live instances
+#pool = 8
+#lease = "30s"                    # a silent instance's calls are settled by a live one after this
+
 [logging]
 # Audit log: one JSON line per call, secrets and PII redacted before writing.
 dir = "./.steward/logs"
@@ -479,6 +489,9 @@ mod tests {
         assert_eq!(backup.keep, crate::config::DEFAULT_KEEP);
         let names: Vec<&str> = c.alerts.sinks.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["webhook", "email"]);
+        let fleet = c.store.fleet.unwrap();
+        assert_eq!(fleet.url, CredentialSource::Env("STEWARD_STORE_URL".into()));
+        assert_eq!((fleet.instance.as_str(), fleet.pool, fleet.lease), ("web-1", 8, Duration::from_secs(30)));
         let heartbeat = c.heartbeat.unwrap();
         assert_eq!(heartbeat.url, CredentialSource::Env("DEADMAN_URL".into()));
         assert_eq!(heartbeat.every, Duration::from_secs(60));

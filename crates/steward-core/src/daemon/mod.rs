@@ -240,6 +240,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     let metrics = Arc::new(Metrics::new());
 
     let (store, audit) = open_records(config, &secrets.load(), &redactor).await?;
+    let lease_store = store.clone();
     let reload_token = AgentToken::from_value(agent_token.expose());
     let agent_token_value = secrecy::SecretString::from(agent_token.expose().to_owned());
     let tracker = TaskTracker::new();
@@ -355,7 +356,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     tracker.spawn(retention::task(config, Arc::clone(&audit), journal_store, shutdown.clone()));
     tracker.spawn(supervisor.run(shutdown.clone()));
     if let Some(fleet) = &config.store.fleet {
-        tracker.spawn(fleet::task(store.clone(), fleet.lease, shutdown.clone()));
+        tracker.spawn(fleet::task(lease_store, fleet.lease, shutdown.clone()));
     }
     crate::backup::schedule::spawn(
         &tracker,

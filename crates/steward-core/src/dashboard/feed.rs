@@ -281,6 +281,7 @@ mod tests {
             response_ref: None,
             cost_usd: None,
             extra_json: None,
+            instance: None,
         };
         let html = row_html(&row, Some(UndoState::Planned), "tok");
         assert!(!html.contains("<script>") && !html.contains("<img") && !html.contains("<post>"), "{html}");

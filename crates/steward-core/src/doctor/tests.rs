@@ -36,9 +36,7 @@ async fn context<'a>(config: &'a Config, env: &[(&str, &str)], now: SystemTime) 
     let map: HashMap<String, String> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     let lookup = move |name: &str| map.get(name).cloned();
     let resolution = Secrets::resolve_all_with(config, &lookup).await;
-    let store = probe_store(&config.state.dir, &config.state.db_path()).await;
-    let opened = matches!(store, StoreProbe::Writable)
-        .then(|| Store::open(&config.state.db_path(), crate::store::tests::redactor()).unwrap());
+    let (store, opened) = probe_store(config, None).await;
     let disk = DiskProbe::gather(config, opened.as_ref(), now).await;
     Context {
         config,

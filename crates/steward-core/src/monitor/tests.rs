@@ -222,7 +222,7 @@ async fn open_incidents_survive_a_restart_without_being_sent_again() {
 async fn a_kill_switch_engaged_by_another_process_fires_with_its_reason_redacted() {
     let mut f = fixture("").await;
     // `steward stop` runs in its own process with its own store handle.
-    let cli = Store::open(f.store.path(), crate::store::tests::redactor()).unwrap();
+    let cli = Store::open(f.store.path().unwrap(), crate::store::tests::redactor()).unwrap();
     let reason = format!("token {CANARY} was leaked");
     cli.engage_kill(&reason, "cli", ms(t0())).await.unwrap();
     let notices = f.engine.evaluate(at(t0(), 3)).await;

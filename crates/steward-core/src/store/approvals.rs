@@ -18,7 +18,7 @@
 //! keeps the request's digest and redacted summary, never its body (see
 //! `pipeline::approval`); `decided_*` record who decided, how and when.
 
-use super::db::{Db, Row, RowError, Sqlite, args, at_once};
+use super::db::{Db, Row, RowError, args};
 use super::redaction::text;
 use super::writer::Response;
 use super::{Store, StoreError};
@@ -369,21 +369,18 @@ impl Store {
 
     /// Pending requests, oldest first.
     pub async fn pending_approvals(&self) -> Result<Vec<ApprovalRow>, StoreError> {
-        self.read(|conn| {
-            at_once(Sqlite(conn).rows(
-                "reading approvals",
-                select_approvals!("WHERE state = 'pending' ORDER BY created_ms, id"),
-                &[],
-                approval_row,
-            ))
-        })
-        .await
+        on_db!(self, |db| db.rows(
+            "reading approvals",
+            select_approvals!("WHERE state = 'pending' ORDER BY created_ms, id"),
+            &[],
+            approval_row,
+        ))
     }
 
     /// One request by its full id.
     pub async fn approval(&self, id: &str) -> Result<Option<ApprovalRow>, StoreError> {
         let id = id.to_owned();
-        self.read(move |conn| at_once(by_id(&Sqlite(conn), &id))).await
+        on_db!(self, |db| by_id(db, &id))
     }
 
     /// Requests whose id starts with `prefix` (case-insensitive), newest
@@ -394,15 +391,14 @@ impl Store {
         if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(Vec::new());
         }
-        self.read(move |conn| {
-            at_once(Sqlite(conn).rows(
-                "reading approvals",
-                select_approvals!("WHERE substr(id, 1, length(?1)) = ?1 ORDER BY created_ms DESC, id LIMIT ?2"),
-                &args![&prefix, PREFIX_MATCHES],
-                approval_row,
-            ))
-        })
-        .await
+        on_db!(self, |db| db.rows(
+            "reading approvals",
+            select_approvals!(
+                "WHERE substr(id, 1, length(CAST(?1 AS TEXT))) = CAST(?1 AS TEXT) ORDER BY created_ms DESC, id LIMIT ?2"
+            ),
+            &args![&prefix, PREFIX_MATCHES],
+            approval_row,
+        ))
     }
 
     /// The request still open for `digest` at `now_ms`: pending (even if
@@ -411,47 +407,38 @@ impl Store {
     /// found again through it.
     pub async fn open_approval_for(&self, digest: &str, now_ms: i64) -> Result<Option<ApprovalRow>, StoreError> {
         let digest = digest.to_owned();
-        self.read(move |conn| {
-            at_once(Sqlite(conn).first(
-                "reading approvals",
-                select_approvals!(
-                    "WHERE digest = ?1 AND (state = 'pending'
+        on_db!(self, |db| db.first(
+            "reading approvals",
+            select_approvals!(
+                "WHERE digest = ?1 AND (state = 'pending'
                        OR (state = 'approved' AND ?2 < decided_ms + (expires_ms - created_ms)))
                      ORDER BY created_ms DESC, id LIMIT 1"
-                ),
-                &args![&digest, now_ms],
-                approval_row,
-            ))
-        })
-        .await
+            ),
+            &args![&digest, now_ms],
+            approval_row,
+        ))
     }
 
     /// Requests decided (approved, denied, expired, whether used since or
     /// not) at or after `since_ms`, in decision order: the audit of
     /// decisions, `steward last` and `steward report`.
     pub async fn approvals_decided_since(&self, since_ms: i64) -> Result<Vec<ApprovalRow>, StoreError> {
-        self.read(move |conn| {
-            at_once(Sqlite(conn).rows(
-                "reading approvals",
-                select_approvals!("WHERE decided_ms IS NOT NULL AND decided_ms >= ?1 ORDER BY decided_ms, id"),
-                &args![since_ms],
-                approval_row,
-            ))
-        })
-        .await
+        on_db!(self, |db| db.rows(
+            "reading approvals",
+            select_approvals!("WHERE decided_ms IS NOT NULL AND decided_ms >= ?1 ORDER BY decided_ms, id"),
+            &args![since_ms],
+            approval_row,
+        ))
     }
 
     /// Requests created at or after `since_ms`, oldest first.
     pub async fn approvals_created_since(&self, since_ms: i64) -> Result<Vec<ApprovalRow>, StoreError> {
-        self.read(move |conn| {
-            at_once(Sqlite(conn).rows(
-                "reading approvals",
-                select_approvals!("WHERE created_ms >= ?1 ORDER BY created_ms, id"),
-                &args![since_ms],
-                approval_row,
-            ))
-        })
-        .await
+        on_db!(self, |db| db.rows(
+            "reading approvals",
+            select_approvals!("WHERE created_ms >= ?1 ORDER BY created_ms, id"),
+            &args![since_ms],
+            approval_row,
+        ))
     }
 
     async fn write_approval(&self, w: ApprovalWrite) -> Result<Response, StoreError> {

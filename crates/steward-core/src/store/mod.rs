@@ -107,6 +107,29 @@
 //!   declares one, and where its undo stands (see `undo.rs` for why it is a
 //!   table of its own).
 
+/// Runs `$body`, a rule's future over `$db: &impl Db`, on whichever
+/// backend `$store` has: on SQLite's read connection (its future is ready
+/// at once), or in a transaction on a pooled PostgreSQL connection. The
+/// body's captures are moved on SQLite (it runs on the blocking pool) and
+/// borrowed on PostgreSQL.
+macro_rules! on_db {
+    ($store:expr, |$db:ident| $body:expr) => {
+        match &$store.backend {
+            $crate::store::Backend::Sqlite(inner) => {
+                $crate::store::Inner::read(inner, move |conn| {
+                    let $db = &$crate::store::db::Sqlite(conn);
+                    $crate::store::db::at_once($body)
+                })
+                .await
+            }
+            $crate::store::Backend::Fleet(inner) => {
+                let mut client = inner.fleet.client().await?;
+                Ok($crate::store::pg::fleet::in_tx!(client, "reading the fleet's store", |$db| $body))
+            }
+        }
+    };
+}
+
 mod admission;
 mod approvals;
 mod checkpoint;
@@ -372,12 +395,15 @@ pub struct LastQuery {
     pub since_ms: Option<i64>,
     /// Only failed calls: refused, status >= 400, or finished without a status.
     pub failed_only: bool,
+    /// Only the calls this instance of a fleet admitted (`None`: every
+    /// instance's; on the embedded store every call).
+    pub instance: Option<String>,
 }
 
 impl Default for LastQuery {
     /// The 20 newest calls: what fits on a terminal.
     fn default() -> Self {
-        Self { limit: 20, tool: None, since_ms: None, failed_only: false }
+        Self { limit: 20, tool: None, since_ms: None, failed_only: false, instance: None }
     }
 }
 
@@ -422,6 +448,10 @@ pub struct CallRow {
     pub cost_usd: Option<f64>,
     /// Door-specific details, JSON.
     pub extra_json: Option<String>,
+    /// The fleet's instance that admitted it (`[store] instance`); `None`
+    /// on the embedded store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 impl CallRow {
@@ -504,30 +534,6 @@ impl std::fmt::Debug for Store {
         }
     }
 }
-
-/// Runs `$body`, a rule's future over `$db: &impl Db`, on whichever
-/// backend `$store` has: on SQLite's read connection (its future is ready
-/// at once), or in a transaction on a pooled PostgreSQL connection. The
-/// body's captures are moved on SQLite (it runs on the blocking pool) and
-/// borrowed on PostgreSQL.
-macro_rules! on_db {
-    ($store:expr, |$db:ident| $body:expr) => {
-        match &$store.backend {
-            $crate::store::Backend::Sqlite(inner) => {
-                $crate::store::Inner::read(inner, move |conn| {
-                    let $db = &$crate::store::db::Sqlite(conn);
-                    $crate::store::db::at_once($body)
-                })
-                .await
-            }
-            $crate::store::Backend::Fleet(inner) => {
-                let mut client = inner.fleet.client().await?;
-                Ok($crate::store::pg::fleet::in_tx!(client, "reading the fleet's store", |$db| $body))
-            }
-        }
-    };
-}
-use on_db;
 
 struct Inner {
     // Field order matters: `ops` is dropped before `_writer_thread`, so the
@@ -781,24 +787,31 @@ impl Store {
 
     /// Journal rows matching `q`, newest first.
     pub async fn last(&self, q: LastQuery) -> Result<Vec<CallRow>, StoreError> {
-        self.read(move |conn| db::at_once(queries::last(&db::Sqlite(conn), &q))).await
+        on_db!(self, |db| queries::last(db, &q))
     }
 
     /// Allowed calls per tool started in `window`, sorted by tool: what
     /// counts against a tool's limit, by the rule admission uses.
     pub async fn tool_counts_in(&self, window: Window) -> Result<Vec<(String, u64)>, StoreError> {
-        self.read(move |conn| db::at_once(queries::tool_counts_in(&db::Sqlite(conn), window))).await
+        on_db!(self, |db| queries::tool_counts_in(db, window))
     }
 
     /// How many calls started since `since_ms`, how many rows the journal
     /// holds in all, and the database bytes they use (for `steward doctor`'s
     /// disk projection).
     pub async fn journal_footprint(&self, since_ms: i64) -> Result<JournalFootprint, StoreError> {
-        self.read(move |conn| {
-            let counts = db::at_once(queries::footprint(&db::Sqlite(conn), since_ms))?;
-            Ok(JournalFootprint { used_bytes: queries::used_bytes(conn)?, ..counts })
-        })
-        .await
+        match &self.backend {
+            Backend::Sqlite(inner) => {
+                inner
+                    .read(move |conn| {
+                        let counts = db::at_once(queries::footprint(&db::Sqlite(conn), since_ms))?;
+                        Ok(JournalFootprint { used_bytes: queries::used_bytes(conn)?, ..counts })
+                    })
+                    .await
+            }
+            // The fleet's database is not on this host's disk.
+            Backend::Fleet(_) => on_db!(self, |db| queries::footprint(db, since_ms)),
+        }
     }
 
     /// `(judged, failed)`: the finished calls started in `window` that the
@@ -808,13 +821,14 @@ impl Store {
     /// for what is failed, judged, or left out); calls still in flight and
     /// calls `interrupted` by a steward restart carry none.
     pub async fn error_counts_in(&self, window: Window) -> Result<(u64, u64), StoreError> {
-        self.read(move |conn| db::at_once(queries::error_counts_in(&db::Sqlite(conn), window))).await
+        on_db!(self, |db| queries::error_counts_in(db, window))
     }
 
     /// Calls still in flight, oldest first: at startup, before
     /// [`Store::settle_interrupted`], the calls the last run left unfinished.
     pub async fn in_flight(&self) -> Result<Vec<CallRow>, StoreError> {
-        self.read(|conn| db::at_once(queries::in_flight(&db::Sqlite(conn)))).await
+        let instance = self.fleet().map(|fleet| fleet.instance().to_owned());
+        on_db!(self, |db| queries::in_flight(db, instance.as_deref()))
     }
 
     /// Marks calls still in flight (left by a daemon that crashed) as
@@ -854,19 +868,19 @@ impl Store {
     /// The journal row of call `id`, if any.
     pub async fn call(&self, id: &str) -> Result<Option<CallRow>, StoreError> {
         let id = id.to_owned();
-        self.read(move |conn| db::at_once(queries::call(&db::Sqlite(conn), &id))).await
+        on_db!(self, |db| queries::call(db, &id))
     }
 
     /// Undo plans matching `q`, newest original call first.
     pub async fn undos(&self, q: UndoQuery) -> Result<Vec<UndoRow>, StoreError> {
-        self.read(move |conn| db::at_once(undo::query(&db::Sqlite(conn), &q))).await
+        on_db!(self, |db| undo::query(db, &q))
     }
 
     /// Journal ids matching what an operator typed (a whole id, the short
     /// id `steward last` shows, or a prefix of either), newest first, at most 10.
     pub async fn find_call_ids(&self, text: &str) -> Result<Vec<String>, StoreError> {
         let text = text.to_owned();
-        self.read(move |conn| db::at_once(undo::find_call_ids(&db::Sqlite(conn), &text))).await
+        on_db!(self, |db| undo::find_call_ids(db, &text))
     }
 
     /// Marks the undo of `claim.call_id` as running under `claim`, if it can
@@ -909,7 +923,10 @@ impl Store {
                 db_bytes: 0,
                 shm_bytes: 0,
                 wal_frames: 0,
-                checkpoints: CheckpointMode::ALL.iter().map(|_| CheckpointHistogram::default()).collect(),
+                checkpoints: CheckpointMode::ALL
+                    .iter()
+                    .map(|&mode| checkpoint::Counters::default().histogram(mode))
+                    .collect(),
             };
         };
         let len = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
@@ -929,7 +946,7 @@ impl Store {
     /// [`pg::fleet::Fleet::kv_key`]).
     pub async fn kv_get(&self, key: &str) -> Result<Option<String>, StoreError> {
         let key = self.kv_key(key);
-        self.read(move |conn| db::at_once(queries::kv_get(&db::Sqlite(conn), &key))).await
+        on_db!(self, |db| queries::kv_get(db, &key))
     }
 
     /// Sets a small persisted value.
@@ -953,14 +970,14 @@ impl Store {
     /// The committed spend of `day` (settled costs plus open reservations), micro-dollars.
     pub async fn spend_total(&self, day: &str) -> Result<u64, StoreError> {
         let day = day.to_owned();
-        self.read(move |conn| db::at_once(spend::day_total(&db::Sqlite(conn), &day))).await
+        on_db!(self, |db| spend::day_total(db, &day))
     }
 
     /// The stop in force on spend day `day`, if a call of that day used
     /// more than its reservation (see [`SpendStop`]).
     pub async fn spend_stop(&self, day: &str) -> Result<Option<SpendStop>, StoreError> {
         let day = day.to_owned();
-        self.read(move |conn| db::at_once(spend::stop_on(&db::Sqlite(conn), &day))).await
+        on_db!(self, |db| spend::stop_on(db, &day))
     }
 
     /// Lifts the spend stop, whatever its day (`steward resume`: an operator
@@ -974,7 +991,7 @@ impl Store {
     /// Spend per day and model for `from_day..=to_day` (`YYYY-MM-DD`), newest day first.
     pub async fn spend_by_day(&self, from_day: &str, to_day: &str) -> Result<Vec<SpendRow>, StoreError> {
         let (from, to) = (from_day.to_owned(), to_day.to_owned());
-        self.read(move |conn| db::at_once(spend::by_day(&db::Sqlite(conn), &from, &to))).await
+        on_db!(self, |db| spend::by_day(db, &from, &to))
     }
 
     /// Rewrites one small row and commits: `Ok` means a call could be
@@ -999,19 +1016,6 @@ impl Store {
                 let redactor = inner.redactor.load();
                 inner.fleet.write(&req.redacted(&redactor), &redactor).await
             }
-        }
-    }
-
-    /// A read on the SQLite backend's read connection; a fleet store has
-    /// none (its reads go through [`on_db!`]).
-    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        match &self.backend {
-            Backend::Sqlite(inner) => inner.read(f).await,
-            Backend::Fleet(_) => Err(StoreError::Unavailable("this read is not available on a fleet store".into())),
         }
     }
 

@@ -318,7 +318,7 @@ async fn lock_day(db: &Postgres<'_>, day: &str) -> Result<(), StoreError> {
 /// A PostgreSQL transaction the store's rules run in. Its statements are
 /// prepared once per connection (the pool's statement cache).
 pub(super) struct Postgres<'a> {
-    tx: &'a Transaction<'a>,
+    pub(super) tx: &'a Transaction<'a>,
 }
 
 impl Postgres<'_> {
@@ -350,7 +350,7 @@ fn dialect(sql: &str) -> String {
 /// What a failed statement means to the store: the database cannot answer
 /// (the caller refuses its call). A row that is not what steward wrote is
 /// damage.
-fn pg_error(doing: &str, e: &tokio_postgres::Error) -> StoreError {
+pub(super) fn pg_error(doing: &str, e: &tokio_postgres::Error) -> StoreError {
     match e.as_db_error() {
         Some(db) => StoreError::Unavailable(format!("{doing}: {} ({})", db.message(), db.code().code())),
         None => StoreError::Unavailable(format!("{doing}: {e}")),

@@ -48,7 +48,7 @@ pub(super) fn kill_state_error(e: rusqlite::Error) -> StoreError {
 macro_rules! call_columns {
     () => {
         "id, started_ms, finished_ms, door, tool, upstream, method, path, loop_key, input_summary,
-         input_sha256, decision, reason, status, duration_ms, attempts, response_ref, cost_usd, extra_json"
+         input_sha256, decision, reason, status, duration_ms, attempts, response_ref, cost_usd, extra_json, instance"
     };
 }
 
@@ -64,10 +64,11 @@ pub(super) async fn last(db: &impl Db, q: &LastQuery) -> Result<Vec<CallRow>, St
              WHERE (CAST(?1 AS TEXT) IS NULL OR tool = ?1)
                AND (CAST(?2 AS BIGINT) IS NULL OR started_ms >= ?2)
                AND (CAST(?3 AS BIGINT) = 0 OR decision != ?5 OR status >= 400 OR (status IS NULL AND finished_ms IS NOT NULL))
+               AND (CAST(?6 AS TEXT) IS NULL OR instance = ?6)
              ORDER BY started_ms DESC, id DESC
              LIMIT ?4"
         ),
-        &args![q.tool.as_deref(), q.since_ms, q.failed_only, q.limit, Decision::Allowed.as_str()],
+        &args![q.tool.as_deref(), q.since_ms, q.failed_only, q.limit, Decision::Allowed.as_str(), q.instance.as_deref()],
         call_row,
     )
     .await
@@ -79,12 +80,19 @@ pub(super) async fn call(db: &impl Db, id: &str) -> Result<Option<CallRow>, Stor
         .await
 }
 
-/// Calls still in flight (admitted, not finished), oldest first.
-pub(super) async fn in_flight(db: &impl Db) -> Result<Vec<CallRow>, StoreError> {
+/// Calls still in flight (admitted, not finished), oldest first; only
+/// `instance`'s when given (a fleet's instance at its start: the others'
+/// calls are theirs).
+pub(super) async fn in_flight(db: &impl Db, instance: Option<&str>) -> Result<Vec<CallRow>, StoreError> {
     db.rows(
         "reading calls in flight",
-        concat!("SELECT ", call_columns!(), " FROM calls WHERE finished_ms IS NULL ORDER BY started_ms, id"),
-        &[],
+        concat!(
+            "SELECT ",
+            call_columns!(),
+            " FROM calls WHERE finished_ms IS NULL AND (CAST(?1 AS TEXT) IS NULL OR instance = ?1)
+             ORDER BY started_ms, id"
+        ),
+        &args![instance],
         call_row,
     )
     .await
@@ -114,6 +122,7 @@ fn call_row(row: &dyn Row) -> Result<CallRow, RowError> {
         response_ref: row.text(16)?,
         cost_usd: row.real(17)?,
         extra_json: row.text(18)?,
+        instance: row.text(19)?,
     })
 }
 

@@ -5,7 +5,7 @@
 //! its calls. What the numbers mean (days, medians, the readiness verdict)
 //! is decided in `crate::report`; these only count.
 
-use super::db::{Db, Sqlite, args, at_once};
+use super::db::{Db, args};
 use super::{Store, StoreError, Window};
 use crate::decision::Decision;
 
@@ -56,34 +56,34 @@ impl Store {
     /// bucket then tool. A report groups the buckets into days of its
     /// time zone: 15-minute buckets fit every zone's offset.
     pub async fn calls_by_bucket(&self, window: Window, bucket_ms: i64) -> Result<Vec<ToolBucket>, StoreError> {
-        self.read(move |conn| at_once(calls_by_bucket(&Sqlite(conn), window, bucket_ms.max(1)))).await
+        on_db!(self, |db| calls_by_bucket(db, window, bucket_ms.max(1)))
     }
 
     /// Refused calls started in `window` per decision (`rate_limited`,
     /// `loop_detected`, ...), most frequent first.
     pub async fn refusals_in(&self, window: Window) -> Result<Vec<(String, u64)>, StoreError> {
-        self.read(move |conn| at_once(refusals_in(&Sqlite(conn), window))).await
+        on_db!(self, |db| refusals_in(db, window))
     }
 
     /// Admitted calls started in `window` whose upstream failed.
     pub async fn upstream_errors_in(&self, window: Window) -> Result<UpstreamErrors, StoreError> {
-        self.read(move |conn| at_once(upstream_errors_in(&Sqlite(conn), window))).await
+        on_db!(self, |db| upstream_errors_in(db, window))
     }
 
     /// Approval requests created in `window`, oldest first.
     pub async fn approvals_in(&self, window: Window) -> Result<Vec<ApprovalOutcome>, StoreError> {
-        self.read(move |conn| at_once(approvals_in(&Sqlite(conn), window))).await
+        on_db!(self, |db| approvals_in(db, window))
     }
 
     /// When a human last denied a request, epoch ms (`None`: never).
     pub async fn last_denial_ms(&self) -> Result<Option<i64>, StoreError> {
-        self.read(|conn| at_once(last_denial_ms(&Sqlite(conn)))).await
+        on_db!(self, |db| last_denial_ms(db))
     }
 
     /// Every kv entry whose key starts with `prefix`: `(key, value, updated_ms)`, by key.
     pub async fn kv_with_prefix(&self, prefix: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
         let prefix = prefix.to_owned();
-        self.read(move |conn| at_once(kv_with_prefix(&Sqlite(conn), &prefix))).await
+        on_db!(self, |db| kv_with_prefix(db, &prefix))
     }
 }
 

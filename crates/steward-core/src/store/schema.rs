@@ -96,6 +96,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX approvals_decided ON approvals (decided_ms) WHERE decided_ms IS NOT NULL;",
     // 6: the undo plan of each released call whose tool declares one (see `undo.rs`).
     super::undo::MIGRATION,
+    // 7: the instance of a fleet that admitted the call (always NULL here:
+    // one instance; the column exists so that the journal's statements are
+    // the same on both backends, see `pg.rs`).
+    "ALTER TABLE calls ADD COLUMN instance TEXT;",
 ];
 
 /// Device and inode of the database file as opened.

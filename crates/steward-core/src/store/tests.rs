@@ -501,10 +501,10 @@ async fn the_kill_switch_is_read_the_usual_way_when_the_gate_is_busy() {
     store.engage_kill("stop requested", "cli", T0).await.unwrap();
     {
         let _taken = store.inner().gate.lock().unwrap();
-        assert!(store.kill_state_inline().is_none());
+        assert!(Store::kill_state_inline(store.inner()).is_none());
         assert!(store.kill_state().await.unwrap().engaged);
     }
-    assert!(store.kill_state_inline().unwrap().unwrap().engaged);
+    assert!(Store::kill_state_inline(store.inner()).unwrap().unwrap().engaged);
 }
 
 #[tokio::test]

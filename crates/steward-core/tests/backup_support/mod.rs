@@ -155,7 +155,7 @@ pub fn completion(id: &str, now_ms: i64) -> Completion {
 
 /// Every journal row, newest first.
 pub async fn all_rows(store: &Store) -> Vec<steward_core::store::CallRow> {
-    store.last(LastQuery { limit: 1_000_000, tool: None, since_ms: None, failed_only: false }).await.unwrap()
+    store.last(LastQuery { limit: 1_000_000, ..LastQuery::default() }).await.unwrap()
 }
 
 /// One raw tar entry: name bytes as stored, type, link target, content.

@@ -33,6 +33,10 @@ pub struct Args {
     /// Only calls steward can still undo, with the undo it would send (`steward undo CALL`).
     #[arg(long, conflicts_with = "failed")]
     undoable: bool,
+    /// With [store] url: every instance's calls (the fleet's journal), each with its instance;
+    /// without it only this instance's.
+    #[arg(long)]
+    fleet: bool,
     /// One JSON array, for scripts.
     #[arg(long)]
     pub(super) json: bool,
@@ -44,6 +48,13 @@ fn parse_since(text: &str) -> Result<std::time::Duration, String> {
 
 pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
     let config = load_config(path)?;
+    if args.fleet && config.store.fleet.is_none() {
+        return Err(anyhow::anyhow!(
+            "--fleet needs a fleet: this steward's store is the embedded SQLite file, which holds only its own \
+             calls; set [store] url to share a PostgreSQL database between instances (docs/fleet.md)"
+        )
+        .into());
+    }
     if args.undoable {
         return undoable(&config, &args);
     }
@@ -52,6 +63,10 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         tool: args.tool.clone(),
         since_ms: args.since.map(|d| now_ms() - i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
         failed_only: args.failed,
+        instance: match &config.store.fleet {
+            Some(fleet) if !args.fleet => Some(fleet.instance.clone()),
+            _ => None,
+        },
     };
     let since_ms = query.since_ms;
     let (mut rows, decisions, undos) = runtime()?.block_on(async {

@@ -25,7 +25,7 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
     let config = load_config(path)?;
     if config.store.fleet.is_none() {
         if args.json {
-            print_json(&serde_json::json!({ "backend": "sqlite", "migrated": false }));
+            print_json(&serde_json::json!({ "backend": "sqlite", "migrated": false }))?;
         } else {
             anstream::println!(
                 "the store is the embedded SQLite file ({}); it migrates itself when steward opens it: nothing to do \
@@ -51,7 +51,7 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
             "from_version": migrated.from,
             "to_version": migrated.to,
             "migrated": migrated.from != migrated.to,
-        }));
+        }))?;
     } else if migrated.from == migrated.to {
         anstream::println!("{database}: schema already at version {} (this steward's); nothing to apply", migrated.to);
     } else {

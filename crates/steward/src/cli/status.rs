@@ -51,47 +51,48 @@ pub fn run(path: &Path, args: Args) -> Result<ExitCode, CliError> {
         )
         .into());
     }
-    let (kill, tools, (spent, spend_stop), published, fatal, alerts, drift, mcp, fleet) = runtime()?.block_on(async {
-        let store = open_store_read_only(&config).await?;
-        let fleet = match store.fleet() {
-            Some(fleet) => Some((
-                fleet.describe().to_owned(),
-                fleet.instance().to_owned(),
-                fleet.instances().await.context("cannot read the fleet's instances")?,
-            )),
-            None => None,
-        };
-        let spent = store.spend_total(&today).await.context("cannot read the spend ledger")?;
-        let spend_stop = store.spend_stop(&today).await.context("cannot read the spend ledger")?;
-        let kill = store.kill_state().await.context("cannot read the kill switch")?;
-        let published = agent_state::read_status(&store).await.context("cannot read the agent status")?;
-        let fatal = agent_state::read_fatal(&store).await.context("cannot read the agent status")?;
-        let hour = store
-            .tool_counts_in(Window::ending_at(now, std::time::Duration::from_secs(3600)))
-            .await
-            .context("cannot read the journal")?;
-        let mut tools = Vec::new();
-        for tool in &config.tools {
-            let in_hour = hour.iter().find(|(name, _)| name == &tool.name).map_or(0, |(_, n)| *n);
-            let window = match tool.limit {
-                Some(limit) => {
-                    // Counted by the rule admission enforces.
-                    let window = Window::ending_at(now, limit.per);
-                    let counts = store.tool_counts_in(window).await.context("cannot read the journal")?;
-                    Some((counts.iter().find(|(name, _)| name == &tool.name).map_or(0, |(_, n)| *n), limit))
-                }
+    let (kill, tools, (spent, spend_stop), published, fatal, alerts, drift, mcp, fleet) =
+        runtime()?.block_on(async {
+            let store = open_store_read_only(&config).await?;
+            let fleet = match store.fleet() {
+                Some(fleet) => Some((
+                    fleet.describe().to_owned(),
+                    fleet.instance().to_owned(),
+                    fleet.instances().await.context("cannot read the fleet's instances")?,
+                )),
                 None => None,
             };
-            tools.push((tool.name.clone(), in_hour, window));
-        }
-        let alerts = alert_status(&store, &config).await?;
-        let drift = match pid {
-            Some(_) => Some(steward_core::daemon::config_drift(&store, &config).await),
-            None => None,
-        };
-        let mcp = mcp_servers(&store, &config, pid.is_some()).await?;
-        Ok::<_, anyhow::Error>((kill, tools, (spent, spend_stop), published, fatal, alerts, drift, mcp, fleet))
-    })?;
+            let spent = store.spend_total(&today).await.context("cannot read the spend ledger")?;
+            let spend_stop = store.spend_stop(&today).await.context("cannot read the spend ledger")?;
+            let kill = store.kill_state().await.context("cannot read the kill switch")?;
+            let published = agent_state::read_status(&store).await.context("cannot read the agent status")?;
+            let fatal = agent_state::read_fatal(&store).await.context("cannot read the agent status")?;
+            let hour = store
+                .tool_counts_in(Window::ending_at(now, std::time::Duration::from_secs(3600)))
+                .await
+                .context("cannot read the journal")?;
+            let mut tools = Vec::new();
+            for tool in &config.tools {
+                let in_hour = hour.iter().find(|(name, _)| name == &tool.name).map_or(0, |(_, n)| *n);
+                let window = match tool.limit {
+                    Some(limit) => {
+                        // Counted by the rule admission enforces.
+                        let window = Window::ending_at(now, limit.per);
+                        let counts = store.tool_counts_in(window).await.context("cannot read the journal")?;
+                        Some((counts.iter().find(|(name, _)| name == &tool.name).map_or(0, |(_, n)| *n), limit))
+                    }
+                    None => None,
+                };
+                tools.push((tool.name.clone(), in_hour, window));
+            }
+            let alerts = alert_status(&store, &config).await?;
+            let drift = match pid {
+                Some(_) => Some(steward_core::daemon::config_drift(&store, &config).await),
+                None => None,
+            };
+            let mcp = mcp_servers(&store, &config, pid.is_some()).await?;
+            Ok::<_, anyhow::Error>((kill, tools, (spent, spend_stop), published, fatal, alerts, drift, mcp, fleet))
+        })?;
     if args.fleet && !args.json {
         if let Some((database, me, instances)) = &fleet {
             print_fleet(database, me, instances, now);
@@ -459,11 +460,18 @@ fn print_fleet(database: &str, me: &str, instances: &[steward_core::store::pg::l
         return;
     }
     let mut table = comfy_table::Table::new();
-    table.load_preset(comfy_table::presets::NOTHING);
+    table.load_style(comfy_table::presets::NOTHING);
     table.set_header(["INSTANCE", "STATE", "HOST", "PID", "LAST SEEN", "IN FLIGHT"]);
     for i in instances {
         let seen = format!("{}s ago", (now - i.seen_ms).max(0) / 1000);
-        table.add_row([i.name.clone(), i.state.clone(), i.host.clone(), i.pid.to_string(), seen, i.in_flight.to_string()]);
+        table.add_row([
+            i.name.clone(),
+            i.state.clone(),
+            i.host.clone(),
+            i.pid.to_string(),
+            seen,
+            i.in_flight.to_string(),
+        ]);
     }
     anstream::println!("{table}");
     if instances.iter().any(|i| i.state == "lapsed") {

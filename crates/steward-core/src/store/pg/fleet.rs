@@ -27,24 +27,25 @@ use crate::store::KillState;
 /// `$client`, committed when it succeeds; the value of `$body`.
 macro_rules! in_tx {
     ($client:expr, $doing:literal, |$db:ident| $body:expr) => {{
-        let tx = $client.transaction().await.map_err(|e| pg_error(concat!("starting ", $doing), &e))?;
+        let tx =
+            $client.transaction().await.map_err(|e| $crate::store::pg::pg_error(concat!("starting ", $doing), &e))?;
         let out = {
-            let $db = &Postgres { tx: &tx };
+            let $db = &$crate::store::pg::Postgres { tx: &tx };
             $body.await?
         };
-        tx.commit().await.map_err(|e| pg_error(concat!("committing ", $doing), &e))?;
+        tx.commit().await.map_err(|e| $crate::store::pg::pg_error(concat!("committing ", $doing), &e))?;
         out
     }};
 }
 pub(crate) use in_tx;
 
-/// The kv entries the whole fleet shares (see [`Fleet::kv_key`]).
-const FLEET_WIDE_KEYS: &[&str] = &[
-    crate::store::STOP_KEY,
-    crate::supervision::SINCE_KEY,
-    crate::supervision::GRADUATED_KEY,
-    crate::supervision::RETURNED_KEY,
-];
+/// Whether the whole fleet shares kv entry `key` (see [`Fleet::kv_key`]):
+/// the spend stop ([`crate::store::STOP_KEY`], which admission reads) and
+/// supervised mode's record (`supervision.rs`'s `supervised.*` keys: the
+/// fleet runs one agent's first week, graduated once).
+fn fleet_wide(key: &str) -> bool {
+    key == crate::store::STOP_KEY || key.starts_with("supervised.")
+}
 
 /// See the module docs.
 pub struct Fleet {
@@ -217,7 +218,7 @@ impl Fleet {
 
     /// Every instance the database has seen (`steward status --fleet`).
     pub async fn instances(&self) -> Result<Vec<lease::InstanceRow>, StoreError> {
-        lease::list(&self.client().await?).await
+        lease::list(&*self.client().await?).await
     }
 
     /// `key` as this instance stores it: the kv entries of one instance
@@ -226,7 +227,7 @@ impl Fleet {
     /// fleet's own (the spend stop, supervised mode) shared, as the rules
     /// that read them are.
     pub fn kv_key<'k>(&self, key: &'k str) -> std::borrow::Cow<'k, str> {
-        if FLEET_WIDE_KEYS.contains(&key) {
+        if fleet_wide(key) {
             std::borrow::Cow::Borrowed(key)
         } else {
             std::borrow::Cow::Owned(format!("{}/{key}", self.instance))
@@ -237,17 +238,17 @@ impl Fleet {
     pub async fn leave(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
         client
-            .execute("UPDATE instances SET state = 'stopped' WHERE name = $1 AND pid = $2", &[
-                &self.instance,
-                &i64::from(std::process::id()),
-            ])
+            .execute(
+                "UPDATE instances SET state = 'stopped' WHERE name = $1 AND pid = $2",
+                &[&self.instance, &i64::from(std::process::id())],
+            )
             .await
             .map(|_| ())
             .map_err(|e| pg_error("marking the instance stopped", &e))
     }
 
     /// Runs one of the store's writes in its own transaction.
-    pub(crate) async fn write(&self, req: &Request, redactor: &Redactor) -> Result<Response, StoreError> {
+    pub(in crate::store) async fn write(&self, req: &Request, redactor: &Redactor) -> Result<Response, StoreError> {
         let mut client = self.client().await?;
         let client = &mut *client;
         match req {
@@ -299,16 +300,14 @@ impl Fleet {
                 in_tx!(client, "deleting a kv entry", |db| queries::kv_delete(db, key));
                 Ok(Response::Done)
             }
-            Request::PruneJournal { before_ms, max_rows } => Ok(Response::Count(in_tx!(
-                client,
-                "pruning the journal",
-                |db| queries::prune_journal(db, *before_ms, *max_rows)
-            ))),
+            Request::PruneJournal { before_ms, max_rows } => {
+                Ok(Response::Count(in_tx!(client, "pruning the journal", |db| queries::prune_journal(
+                    db, *before_ms, *max_rows
+                ))))
+            }
             Request::PruneSpend { before_day, max_rows } => {
                 Ok(Response::Count(in_tx!(client, "pruning the spend ledger", |db| spend::prune(
-                    db,
-                    before_day,
-                    *max_rows
+                    db, before_day, *max_rows
                 ))))
             }
             Request::ClaimUndo(claim) => {
@@ -316,13 +315,7 @@ impl Fleet {
                 Ok(Response::Claim(Box::new(outcome)))
             }
             Request::FinishUndo { call_id, state, reason, now_ms } => {
-                in_tx!(client, "finishing an undo", |db| undo::finish(
-                    db,
-                    call_id,
-                    *state,
-                    reason.as_deref(),
-                    *now_ms
-                ));
+                in_tx!(client, "finishing an undo", |db| undo::finish(db, call_id, *state, reason.as_deref(), *now_ms));
                 Ok(Response::Done)
             }
             Request::Ping | Request::Rewind => {

@@ -278,10 +278,19 @@ async fn the_end_of_a_call_is_recorded_the_same_way_on_sqlite_and_postgresql() {
         crate::store::LastQuery { since_ms: Some(T0 + 5), ..all.clone() },
     ] {
         let on_sqlite = sqlite.last(q.clone()).await.unwrap();
-        let on_postgres = last(&mut conn.client, &q).await.unwrap();
+        let mut on_postgres = last(&mut conn.client, &q).await.unwrap();
         assert!(!on_sqlite.is_empty(), "{q:?}");
+        // Each PostgreSQL row names the instance that admitted it.
+        for row in &mut on_postgres {
+            assert_eq!(row.instance.take().as_deref(), Some("test"), "{q:?}");
+        }
         assert_eq!(on_postgres, on_sqlite, "{q:?}");
     }
+    // Filtered by instance: this instance's rows, none of another's.
+    let mine = crate::store::LastQuery { instance: Some("test".into()), ..all.clone() };
+    assert_eq!(last(&mut conn.client, &mine).await.unwrap().len(), sqlite.last(all.clone()).await.unwrap().len());
+    let other = crate::store::LastQuery { instance: Some("web-9".into()), ..all };
+    assert!(last(&mut conn.client, &other).await.unwrap().is_empty());
 }
 
 /// Waits, bounded, until `watch` knows something `wanted` accepts; how long
@@ -542,7 +551,7 @@ async fn one_decision_and_one_release_per_request_across_instances() {
 
 /// The two schemas are written by hand, one per dialect: every table the
 /// store shares has the same columns, in the same order, on both (the
-/// PostgreSQL journal has one more: each row's `instance`).
+/// journal's `instance` is always NULL on SQLite).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_postgresql_schema_has_the_sqlite_schemas_columns() {
     let Some((_cluster, conn)) = database().await else { return };
@@ -551,16 +560,13 @@ async fn the_postgresql_schema_has_the_sqlite_schemas_columns() {
     drop(Store::open(&path, redactor()).unwrap());
     let sqlite = rusqlite::Connection::open(&path).unwrap();
     for table in ["calls", "kill_switch", "kv", "spend", "spend_days", "undos", "approvals"] {
-        let mut on_sqlite: Vec<String> = sqlite
+        let on_sqlite: Vec<String> = sqlite
             .prepare(&format!("PRAGMA table_info({table})"))
             .unwrap()
             .query_map([], |row| row.get::<_, String>(1))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        if table == "calls" {
-            on_sqlite.push("instance".into());
-        }
         let on_postgres: Vec<String> = conn
             .client
             .query(
@@ -692,7 +698,7 @@ async fn every_read(db: &impl Db) -> Result<Vec<(&'static str, String)>, StoreEr
         ("footprint", format!("{:?}", queries::footprint(db, T0 + 5_000).await?)),
         ("footprint of nothing", format!("{:?}", queries::footprint(db, T0 + 999_000).await?)),
         ("kv_get", format!("{:?}", queries::kv_get(db, "report.a").await?)),
-        ("in_flight", format!("{:?}", queries::in_flight(db).await?)),
+        ("in_flight", format!("{:?}", queries::in_flight(db, None).await?)),
         ("by_day", format!("{:?}", spend::by_day(db, "2026-12-01", "2026-12-31").await?)),
         ("by_day, one day", format!("{:?}", spend::by_day(db, "2026-12-04", "2026-12-04").await?)),
         ("day_total", format!("{:?}", spend::day_total(db, "2026-12-04").await?)),
@@ -827,7 +833,7 @@ macro_rules! on_postgres {
     ($conn:expr, |$db:ident| $body:expr) => {{
         let tx = $conn.client.transaction().await.unwrap();
         let out = {
-            let $db = &Postgres { tx: &tx, statements: &$conn.statements };
+            let $db = &Postgres { tx: &tx };
             $body.await.unwrap()
         };
         tx.commit().await.unwrap();

@@ -121,7 +121,7 @@ async fn the_wal_is_rewound_between_calls_and_a_quiet_store_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("steward.db");
     let store = Store::open(&db, crate::store::tests::redactor()).unwrap();
-    let commits = || store.inner.checkpoints.commits.load(Ordering::Relaxed);
+    let commits = || store.inner().checkpoints.commits.load(Ordering::Relaxed);
     let passes = || histogram(&store, CheckpointMode::Passive).count;
 
     for (n, call) in ["first", "second"].into_iter().enumerate() {
