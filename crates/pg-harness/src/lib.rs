@@ -288,6 +288,108 @@ impl Drop for PgCluster {
     }
 }
 
+/// PgBouncer in front of a [`PgCluster`], for the tests of what steward
+/// does behind a pooler: started by [`PgCluster::pooler`] on a free
+/// loopback port with its own temp dir (config, log), killed on drop.
+#[derive(Debug)]
+pub struct PgBouncer {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: std::process::Child,
+}
+
+/// Where Debian's `pgbouncer` package installs the binary (off a user's `PATH`).
+const PGBOUNCER_DEBIAN: &str = "/usr/sbin/pgbouncer";
+
+impl PgCluster {
+    /// Starts PgBouncer in front of this cluster's `postgres` database
+    /// with `pool_mode` (`session` or `transaction`), trust authentication,
+    /// on a free loopback port. `None` when PgBouncer is not installed
+    /// (after a NOT RUN banner), unless [`REQUIRE_VAR`] is set: `.ci/run`
+    /// installs Debian's `pgbouncer` too.
+    pub fn pooler(&self, pool_mode: &str) -> Option<PgBouncer> {
+        let on_path = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).map(|d| d.join("pgbouncer")).collect::<Vec<_>>())
+            .unwrap_or_default();
+        let Some(binary) = on_path.into_iter().chain([PathBuf::from(PGBOUNCER_DEBIAN)]).find(|p| is_executable(p))
+        else {
+            assert!(
+                std::env::var_os(REQUIRE_VAR).is_none(),
+                "{REQUIRE_VAR} is set but pgbouncer is not installed: apt-get install pgbouncer"
+            );
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n!!! NOT RUN: pgbouncer is not installed (apt-get install pgbouncer) !!!\n"
+            );
+            return None;
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("steward-pgbouncer-")
+            .tempdir_in("/tmp")
+            .unwrap_or_else(|e| panic!("cannot create a temp dir for pgbouncer: {e}"));
+        let port = free_port();
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        let ini = format!(
+            "[databases]\npostgres = host=127.0.0.1 port={pg} dbname=postgres\n\
+             [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+             auth_type = trust\nauth_file = {users}\npool_mode = {pool_mode}\n\
+             logfile = {log}\npidfile = {pid}\nignore_startup_parameters = extra_float_digits,options\n",
+            pg = self.port,
+            users = path("users.txt"),
+            log = path("pgbouncer.log"),
+            pid = path("pgbouncer.pid"),
+        );
+        std::fs::write(dir.path().join("users.txt"), format!("\"{USER}\" \"\"\n")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("pgbouncer.ini"), ini).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap_or_else(|e| panic!("{e}"));
+        if let Some(user) = &self.run_as {
+            // PgBouncer refuses to run as root, like PostgreSQL.
+            run(Command::new("chown").arg("-R").arg(user).arg(dir.path())).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let child = self
+            .tool(&binary)
+            .arg(dir.path().join("pgbouncer.ini"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let bouncer = PgBouncer { dir, port, child };
+        if !wait_for_tcp(port, true, READY_TIMEOUT) {
+            let log = std::fs::read_to_string(bouncer.dir.path().join("pgbouncer.log")).unwrap_or_default();
+            panic!("pgbouncer did not listen on 127.0.0.1:{port} within {READY_TIMEOUT:?}:\n{log}");
+        }
+        Some(bouncer)
+    }
+}
+
+impl PgBouncer {
+    /// The URL a client connects through the pooler with (as [`PgCluster::url`]).
+    pub fn url(&self) -> String {
+        format!("postgres://{USER}@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// PgBouncer's log so far, for a failure message.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pgbouncer.log")).unwrap_or_else(|e| format!("(no log: {e})"))
+    }
+}
+
+impl Drop for PgBouncer {
+    /// Stops PgBouncer itself (its pid file: under `runuser` the child is
+    /// `runuser`, which a kill would not pass on), then reaps the child.
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("pgbouncer.pid")) {
+            let _ = Command::new("kill").arg("-TERM").arg(pid.trim()).status();
+        }
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The binaries a cluster needs, from one directory (one major version).
 #[derive(Debug, PartialEq)]
 struct Tools {

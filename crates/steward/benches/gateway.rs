@@ -12,6 +12,12 @@
 //! The load generator shares the machine with steward and the mock, so max-RPS
 //! figures are a floor for what steward does with a separate client.
 //!
+//! `BENCH_ONLY=fleet` compares the two stores instead (issue 20): the same
+//! daemon with its embedded SQLite store and with a fleet's PostgreSQL
+//! store (`[store] url`, a throwaway local cluster: `crates/pg-harness`),
+//! in alternating rounds of the same run: p50/p99 at 50 req/s and at 1k
+//! req/s, and max req/s.
+//!
 //! `BENCH_NOOP_PROXY=127.0.0.1:18081 BENCH_UPSTREAM=http://127.0.0.1:18080`
 //! runs no benchmark: it serves the no-op proxy (the floor row) on that
 //! address until killed, for `bench/peers.sh`.
@@ -125,6 +131,13 @@ max_identical = 0
                 steady.peak
             );
         }
+        daemon.shutdown().await;
+        mock.shutdown().await;
+        return;
+    }
+
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("fleet") {
+        fleet_rows(&dir, &through, phase).await;
         daemon.shutdown().await;
         mock.shutdown().await;
         return;
@@ -259,6 +272,62 @@ fn low_rate_rows(direct: &Latencies, noop: &Latencies, through: &Latencies) {
         through.lat.len(),
         through.errors
     );
+}
+
+/// `BENCH_ONLY=fleet`: a second daemon on the same config with `[store]
+/// url` set (a throwaway PostgreSQL cluster on loopback, default
+/// durability), and both measured in the same run, alternating.
+async fn fleet_rows(dir: &tempfile::TempDir, sqlite: &Target, phase: Duration) {
+    let cluster = pg_harness::PgCluster::start().expect("PostgreSQL (initdb, postgres) for BENCH_ONLY=fleet");
+    let url = cluster.url();
+    steward_core::store::pg::fleet::migrate_at(&url).await.expect("migrate the bench database");
+    let text = std::fs::read_to_string(dir.path().join("steward.toml")).expect("config");
+    let text = text.replace("dir = \"./state\"", "dir = \"./state-pg\"")
+        + "[store]\nurl = \"file:store.url\"\ninstance = \"bench\"\npool = 16\n";
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dir.path().join("store.url"))
+        .expect("store url file");
+    writeln!(f, "{url}").expect("write store url");
+    std::fs::write(dir.path().join("steward-pg.toml"), text).expect("config");
+    let config = steward_core::config::load(&dir.path().join("steward-pg.toml")).expect("valid config");
+    let daemon = steward_core::daemon::start(&config).await.expect("daemon on PostgreSQL");
+    let token = std::fs::read_to_string(config.state.token_path()).expect("agent token").trim().to_owned();
+    let pg = Target { url: format!("http://{}/api/api/echo", daemon.addr()), token: Some(token), ..sqlite.clone() };
+    fixed_rate(&pg, 500, Duration::from_millis(500)).await;
+
+    let low_length = (phase * 2).max(Duration::from_secs(10));
+    let [lite_low, pg_low]: [Latencies; 2] =
+        paced_rounds(&[sqlite, &pg], low_length).await.try_into().ok().expect("one result per target");
+    let lite_1k = fixed_rate(sqlite, 1000, phase).await;
+    let pg_1k = fixed_rate(&pg, 1000, phase).await;
+    let lite_max = max_rps(sqlite, 64, phase).await;
+    let pg_max = max_rps(&pg, 64, phase).await;
+    println!("| measurement (through steward) | SQLite store | PostgreSQL store | difference |");
+    println!("| --- | --- | --- | --- |");
+    for (what, lite, pg) in [("50 req/s (5 clients x 10/s)", &lite_low, &pg_low), ("1k req/s", &lite_1k, &pg_1k)] {
+        for (pct, label) in [(50.0, "p50"), (99.0, "p99")] {
+            println!(
+                "| {label} latency at {what} | {:.3} ms | {:.3} ms | {:+.3} ms |",
+                lite.p(pct),
+                pg.p(pct),
+                pg.p(pct) - lite.p(pct)
+            );
+        }
+        println!(
+            "| requests completed at {what} | {} ({} errors) | {} ({} errors) | |",
+            lite.lat.len(),
+            lite.errors,
+            pg.lat.len(),
+            pg.errors
+        );
+    }
+    println!("| max req/s, 64 concurrent | {:.0} | {:.0} | |", lite_max.0, pg_max.0);
+    println!("| p99 latency at max req/s | {:.3} ms | {:.3} ms | |", lite_max.1, pg_max.1);
+    daemon.shutdown().await;
+    drop(cluster);
 }
 
 /// [`paced`] for each target in turn, in [`STEADY_ROUNDS`] rounds of

@@ -121,7 +121,14 @@ pub(super) fn plan(config: &Config, id: &str) -> Result<Plan, BackupError> {
     let mut warnings = Vec::new();
     let config_entry = archive_path(&root, &config.source_path)?;
     let mut sources = vec![Source { archive_path: config_entry.clone(), file: config.source_path.clone() }];
-    let db_entry = if db.exists() {
+    let db_entry = if config.store.fleet.is_some() {
+        warnings.push(
+            "the store is the fleet's PostgreSQL database ([store] url): this backup holds the config and agent \
+             state; back the database up with pg_dump or point-in-time recovery (docs/fleet.md)"
+                .to_owned(),
+        );
+        None
+    } else if db.exists() {
         let snapshot = staging.0.join(DB_SNAPSHOT);
         snapshot_db(&db, &snapshot)?;
         let entry = archive_path(&root, &db)?;

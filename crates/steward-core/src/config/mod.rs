@@ -133,6 +133,8 @@ mod tests_ready;
 #[cfg(test)]
 mod tests_runbook;
 #[cfg(test)]
+mod tests_store;
+#[cfg(test)]
 mod tests_supervised;
 #[cfg(test)]
 mod tests_undo;

@@ -140,6 +140,9 @@ async fn readyz(gw: Gateway) -> Response<Body> {
 async fn metrics(gw: Gateway) -> Response<Body> {
     let metrics = &gw.metrics;
     metrics.observe_store(&gw.pipeline.store().wal_stats());
+    if let Some(fleet) = gw.pipeline.store().fleet() {
+        metrics.observe_fleet(&fleet.stats());
+    }
     let text = metrics.render();
     ([(http::header::CONTENT_TYPE, crate::monitor::metrics::CONTENT_TYPE)], text).into_response()
 }

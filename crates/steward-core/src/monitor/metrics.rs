@@ -26,7 +26,8 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use crate::events::Event;
-use crate::store::{CheckpointHistogram, WalStats};
+use crate::store::WalStats;
+use crate::store::pg::fleet::FleetStats;
 use crate::telemetry::CallMetrics;
 
 /// Content type of [`Metrics::render`]: the OpenMetrics text format, which
@@ -99,13 +100,23 @@ struct CheckpointLabels {
     mode: &'static str,
 }
 
+/// Labels of `steward_store_op_duration_seconds` (a fleet's store).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabels {
+    /// The store operation (`store::pg::timing::OPS`).
+    op: &'static str,
+}
+
 /// A histogram the store keeps itself (cumulative since it opened), copied
 /// in at each scrape: the store has no dependency on the metrics registry.
 #[derive(Debug, Default)]
 struct CopiedHistogram {
-    /// The store's histogram as last copied; `None` before the first copy.
-    state: std::sync::Mutex<Option<CheckpointHistogram>>,
+    /// As last copied; `None` before the first copy.
+    state: std::sync::Mutex<Option<Copied>>,
 }
+
+/// `(sum in seconds, count, buckets)`: a histogram as the encoder takes it.
+type Copied = (f64, u64, Vec<(f64, u64)>);
 
 impl TypedMetric for CopiedHistogram {
     const TYPE: MetricType = MetricType::Histogram;
@@ -115,7 +126,7 @@ impl EncodeMetric for CopiedHistogram {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
         let state = self.state.lock().map_err(|_| std::fmt::Error)?;
         match &*state {
-            Some(h) => encoder.encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &h.buckets, None),
+            Some((sum, count, buckets)) => encoder.encode_histogram::<NoLabelSet>(*sum, *count, buckets, None),
             None => encoder.encode_histogram::<NoLabelSet>(0.0, 0, &[], None),
         }
     }
@@ -243,7 +254,16 @@ pub struct Metrics {
     store_wal_bytes: Gauge,
     store_db_bytes: Gauge,
     store_checkpoints: Family<CheckpointLabels, CopiedHistogram>,
+    store_pool: Family<PoolLabels, Gauge>,
+    store_ops: Family<OpLabels, CopiedHistogram>,
     agent: AgentStats,
+}
+
+/// Labels of `steward_store_pool_connections`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    /// `open`, `idle`, or `waiting` (operations waiting for a connection).
+    state: &'static str,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -345,6 +365,18 @@ impl Metrics {
             "WAL checkpoints by mode; restart and truncate hold the store's writer for their duration",
             store_checkpoints.clone(),
         );
+        let store_pool = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "store_pool_connections",
+            "A fleet's store ([store] url): connections to the database open and idle, and operations waiting for one",
+            store_pool.clone(),
+        );
+        let store_ops = Family::<OpLabels, CopiedHistogram>::default();
+        registry.register(
+            "store_op_duration_seconds",
+            "A fleet's store ([store] url): each store operation's duration, round trips to the database included",
+            store_ops.clone(),
+        );
         Self {
             registry,
             calls,
@@ -367,6 +399,8 @@ impl Metrics {
             store_wal_bytes,
             store_db_bytes,
             store_checkpoints,
+            store_pool,
+            store_ops,
             agent: AgentStats::default(),
         }
     }
@@ -474,7 +508,20 @@ impl Metrics {
         for histogram in &stats.checkpoints {
             let metric = self.store_checkpoints.get_or_create(&CheckpointLabels { mode: histogram.mode.as_str() });
             if let Ok(mut state) = metric.state.lock() {
-                *state = Some(histogram.clone());
+                *state = Some((histogram.sum_seconds, histogram.count, histogram.buckets.clone()));
+            }
+        }
+    }
+
+    /// Copies a fleet's store pool state and operation durations in (before a render).
+    pub fn observe_fleet(&self, stats: &FleetStats) {
+        for (state, n) in [("open", stats.pool_size), ("idle", stats.pool_idle), ("waiting", stats.pool_waiting)] {
+            self.store_pool.get_or_create(&PoolLabels { state }).set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        for op in &stats.ops {
+            let metric = self.store_ops.get_or_create(&OpLabels { op: op.op });
+            if let Ok(mut state) = metric.state.lock() {
+                *state = Some((op.sum_seconds, op.count, op.buckets.clone()));
             }
         }
     }

@@ -7,6 +7,11 @@
 //! - `kill`: the kill switch before every other refusal;
 //! - `lifecycle`: fail-closed store and audit failures, `/readyz` when not
 //!   ready, and the record of a response the agent abandoned.
+//!
+//! One suite, two backends: the harness opens the embedded SQLite store,
+//! or with `STEWARD_TEST_STORE=postgresql` a fleet's store on a throwaway
+//! PostgreSQL cluster (`.ci/run` runs the suite both ways). Only the way a
+//! test breaks the store differs ([`Harness::break_store`]).
 
 mod kill;
 mod lifecycle;
@@ -156,6 +161,27 @@ pub(super) struct Harness {
     addr: SocketAddr,
     token: String,
     client: reqwest::Client,
+    /// The PostgreSQL cluster of a fleet's store (`STEWARD_TEST_STORE=postgresql`).
+    pg: Option<std::sync::Mutex<pg_harness::PgCluster>>,
+}
+
+/// The store this run of the suite uses: SQLite, or with
+/// `STEWARD_TEST_STORE=postgresql` a fleet's store on a cluster of its own.
+async fn open_store(
+    config: &Config,
+    redactor: crate::redaction::SharedRedactor,
+) -> (Store, Option<pg_harness::PgCluster>) {
+    match std::env::var("STEWARD_TEST_STORE").as_deref() {
+        Ok("postgresql") => {
+            let cluster = pg_harness::PgCluster::start()
+                .unwrap_or_else(|| panic!("STEWARD_TEST_STORE=postgresql needs PostgreSQL's initdb and postgres"));
+            crate::store::pg::fleet::migrate_at(&cluster.url()).await.unwrap();
+            let store = Store::open_fleet(&cluster.url(), "test", 4, redactor).await.unwrap();
+            (store, Some(cluster))
+        }
+        Ok("sqlite") | Err(_) => (Store::open(&config.state.db_path(), redactor).unwrap(), None),
+        Ok(other) => panic!("STEWARD_TEST_STORE={other}: use sqlite or postgresql"),
+    }
 }
 
 impl Harness {
@@ -184,7 +210,7 @@ impl Harness {
         let secrets = Secrets::resolve(&config).await.unwrap();
         let redactor = Arc::new(ArcSwap::from_pointee(secrets.redactor(&agent_token, &config.redaction)));
         let secrets = Arc::new(ArcSwap::from_pointee(secrets));
-        let store = Store::open(&config.state.db_path(), Arc::clone(&redactor)).unwrap();
+        let (store, pg) = open_store(&config, Arc::clone(&redactor)).await;
         let audit = Arc::new(AuditLog::open(&config.logging, Arc::clone(&redactor)).unwrap());
         let tasks = TaskTracker::new();
         let metrics = Arc::new(Metrics::new());
@@ -202,7 +228,44 @@ impl Harness {
             crate::gateway::Service::new(Arc::clone(&pipeline), axum::Router::new(), &config.gateway, metrics);
         tasks.spawn(service.serve(listener, shutdown.clone()));
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        Harness { dir, mock, config, pipeline, store, tasks, shutdown, addr, token, client }
+        let pg = pg.map(std::sync::Mutex::new);
+        Harness { dir, mock, config, pipeline, store, tasks, shutdown, addr, token, client, pg }
+    }
+
+    /// Makes the store unable to journal a call: on SQLite a trigger that
+    /// refuses inserts into the journal (reads still work), on PostgreSQL
+    /// the server stopped.
+    pub(super) async fn break_store(&self) {
+        match &self.pg {
+            None => self
+                .store
+                .exec_on_writer(
+                    "CREATE TEMP TRIGGER refuse_calls BEFORE INSERT ON calls BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+                )
+                .await
+                .unwrap(),
+            Some(pg) => pg.lock().unwrap().stop(),
+        }
+    }
+
+    /// Undoes [`Harness::break_store`]; returns once a call is journaled again.
+    pub(super) async fn mend_store(&self) {
+        match &self.pg {
+            None => self.store.exec_on_writer("DROP TRIGGER temp.refuse_calls").await.unwrap(),
+            Some(pg) => {
+                pg.lock().unwrap().restart();
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                while self.store.check_writable().await.is_err() || self.store.kill_state().await.is_err() {
+                    assert!(std::time::Instant::now() < deadline, "the store did not come back");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    /// Whether the store is the fleet's PostgreSQL.
+    pub(super) fn on_postgresql(&self) -> bool {
+        self.pg.is_some()
     }
 
     pub(super) fn url(&self, path: &str) -> String {

@@ -123,8 +123,11 @@ macro_rules! on_db {
                 .await
             }
             $crate::store::Backend::Fleet(inner) => {
+                let started = std::time::Instant::now();
                 let mut client = inner.fleet.client().await?;
-                Ok($crate::store::pg::fleet::in_tx!(client, "reading the fleet's store", |$db| $body))
+                let out = $crate::store::pg::fleet::in_tx!(client, "reading the fleet's store", |$db| $body);
+                inner.fleet.times.record($crate::store::pg::timing::Op::Read, started.elapsed());
+                Ok(out)
             }
         }
     };

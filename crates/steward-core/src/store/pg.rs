@@ -173,6 +173,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX approvals_state_created ON approvals (state, created_ms);
     CREATE INDEX approvals_digest_state ON approvals (digest, state);
     CREATE INDEX approvals_decided ON approvals (decided_ms) WHERE decided_ms IS NOT NULL;",
+    // 5: every change of the kill switch notifies the fleet at its commit,
+    // whoever made it (`steward stop`, `resume`, an instance's loop breaker
+    // inside its admission): see `pg/kill.rs`.
+    "CREATE FUNCTION steward_kill_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN
+         PERFORM pg_notify('steward_kill', '');
+         RETURN NULL;
+     END $$;
+     CREATE TRIGGER kill_switch_notify AFTER UPDATE ON kill_switch
+         FOR EACH ROW EXECUTE FUNCTION steward_kill_notify();",
 ];
 
 /// The advisory-lock namespace of migrations: two instances migrating at
@@ -452,6 +462,7 @@ pub mod connect;
 pub mod fleet;
 pub mod kill;
 pub mod lease;
+pub mod timing;
 
 #[cfg(test)]
 mod tests;

@@ -48,6 +48,11 @@ pub fn stop(path: &Path, args: StopArgs) -> Result<ExitCode, CliError> {
         Ok::<_, anyhow::Error>(reason)
     })?;
     anstream::println!("kill switch engaged ({reason}): every call is refused until `steward resume`");
+    if config.store.fleet.is_some() {
+        anstream::println!(
+            "the store is the fleet's database: every instance refuses calls within about a second (see `steward status --fleet`)"
+        );
+    }
     if let Some(pid) = running_pid(&config.state.dir) {
         let agent = if config.agent.process.is_some() {
             " and stops the agent (SIGTERM, then SIGKILL after [agent] stop_grace)"

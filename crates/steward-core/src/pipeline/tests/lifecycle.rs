@@ -26,24 +26,26 @@ async fn a_store_that_cannot_journal_refuses_the_call_503_and_readyz_says_so() {
     let h = Harness::start().await;
     assert_eq!(readyz(&h).await.0, 200);
 
-    // Admission cannot journal (the write connection refuses inserts into
-    // the journal; reads still work): 503, nothing forwarded.
-    h.store
-        .exec_on_writer(
-            "CREATE TEMP TRIGGER refuse_calls BEFORE INSERT ON calls BEGIN SELECT RAISE(ABORT, 'disk full'); END",
-        )
-        .await
-        .unwrap();
+    // Admission cannot journal (SQLite: the write connection refuses
+    // inserts into the journal; PostgreSQL: the server is down): 503,
+    // nothing forwarded.
+    h.break_store().await;
     let refused = answer(post(&h)).await;
     assert_eq!((refused.status, refused.reason.as_str()), (503, "store_unavailable"), "{refused:?}");
     assert_eq!(refused.retry_after.as_deref(), Some("5"));
     assert!(refused.message.contains("steward status"), "{}", refused.message);
-    assert!(h.row(&refused.call_id).await.is_none(), "the store took nothing");
     let lines = h.audit_of(&refused.call_id);
     assert_eq!(lines.len(), 1, "the audit log still has the refusal: {lines:?}");
     assert_eq!(lines[0]["decision"], "store_unavailable");
-    h.store.exec_on_writer("DROP TRIGGER temp.refuse_calls").await.unwrap();
+    h.mend_store().await;
+    assert!(h.row(&refused.call_id).await.is_none(), "the store took nothing");
     assert_eq!(answer(post(&h)).await.status, 200);
+    if h.on_postgresql() {
+        // The file-level faults below are the embedded store's.
+        assert_eq!(h.mock.requests().len(), 1, "only the call made while the store worked went out");
+        h.finish().await;
+        return;
+    }
 
     // The database vanished (moved away): the first read already fails closed.
     let db = h.config.state.db_path();

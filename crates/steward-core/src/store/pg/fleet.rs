@@ -20,8 +20,9 @@ use super::super::writer::{Request, Response};
 use super::super::{StoreError, queries, spend, undo};
 use super::connect::Target;
 use super::kill::{KillWatch, Known, WatchTiming};
+use super::timing::{Op, OpLatency, OpTimes};
 use super::{MIGRATIONS, Postgres, admit, approval, complete, kill, lease, pg_error, withdraw};
-use crate::store::KillState;
+use crate::store::{AdmitOutcome, KillState};
 
 /// Runs `$body` (a future over `$db: &Postgres`) in one transaction on
 /// `$client`, committed when it succeeds; the value of `$body`.
@@ -53,6 +54,21 @@ pub struct Fleet {
     pool: Pool,
     instance: String,
     watch: KillWatch,
+    /// Each operation's duration, for `/metrics`.
+    pub(in crate::store) times: OpTimes,
+}
+
+/// The pool and the operations' durations now, for `/metrics`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetStats {
+    /// Connections open.
+    pub pool_size: usize,
+    /// Of which idle.
+    pub pool_idle: usize,
+    /// Operations waiting for a connection.
+    pub pool_waiting: usize,
+    /// Every operation's latency histogram.
+    pub ops: Vec<OpLatency>,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -133,7 +149,11 @@ impl Fleet {
             target,
             pool,
             instance: instance.to_owned(),
+            times: OpTimes::default(),
         };
+        // First: behind a transaction-mode pooler even the schema's read
+        // can fail (a prepared statement lost between transactions).
+        fleet.target.check_session_pooling().await?;
         let client = fleet.client().await?;
         let found = schema_version(&client).await?;
         let supported = supported_version();
@@ -147,7 +167,6 @@ impl Fleet {
                 fleet.target.describe()
             )));
         }
-        fleet.target.check_session_pooling().await?;
         // The first read of the kill switch, so that the first call (or
         // `steward resume`'s read) finds it known; unknown after 5 s is an
         // error (fail closed).
@@ -186,10 +205,15 @@ impl Fleet {
         })
     }
 
-    /// The pool right now: `(size, idle, waiting)`.
-    pub fn pool_status(&self) -> (usize, usize, usize) {
+    /// The pool and the operations' durations now.
+    pub fn stats(&self) -> FleetStats {
         let status = self.pool.status();
-        (status.size, status.available, status.waiting)
+        FleetStats {
+            pool_size: status.size,
+            pool_idle: status.available,
+            pool_waiting: status.waiting,
+            ops: self.times.snapshot(),
+        }
     }
 
     /// The kill switch as this instance's watch last read it (no round
@@ -249,6 +273,21 @@ impl Fleet {
 
     /// Runs one of the store's writes in its own transaction.
     pub(in crate::store) async fn write(&self, req: &Request, redactor: &Redactor) -> Result<Response, StoreError> {
+        let started = std::time::Instant::now();
+        let response = self.run(req, redactor).await?;
+        self.times.record(op_of(req), started.elapsed());
+        let changed_kill = matches!(req, Request::EngageKill { .. } | Request::ReleaseKill { .. })
+            || matches!(response, Response::Admit(AdmitOutcome::LoopDetected { .. }));
+        if changed_kill {
+            // Read-your-writes: this instance sees its own change at once;
+            // the others by the notification.
+            let mut client = self.client().await?;
+            self.watch.observe(kill::read(&mut client).await?);
+        }
+        Ok(response)
+    }
+
+    async fn run(&self, req: &Request, redactor: &Redactor) -> Result<Response, StoreError> {
         let mut client = self.client().await?;
         let client = &mut *client;
         match req {
@@ -331,5 +370,25 @@ impl Fleet {
                 Ok(Response::Done)
             }
         }
+    }
+}
+
+/// What `req` is timed as.
+fn op_of(req: &Request) -> Op {
+    match req {
+        Request::Admit(_) => Op::Admit,
+        Request::Precheck(_) => Op::Precheck,
+        Request::Approval(_) => Op::Approval,
+        Request::Refused { .. } => Op::Refused,
+        Request::Complete(_) => Op::Complete,
+        Request::Withdraw { .. } => Op::Withdraw,
+        Request::EngageKill { .. } | Request::ReleaseKill { .. } => Op::KillSwitch,
+        Request::SettleInterrupted { .. } => Op::Settle,
+        Request::KvSet { .. } | Request::KvDelete { .. } => Op::Kv,
+        Request::PruneJournal { .. } | Request::PruneSpend { .. } => Op::Prune,
+        Request::ClaimUndo(_) | Request::FinishUndo { .. } => Op::Undo,
+        Request::Ping | Request::Rewind | Request::Checkpoint(_) => Op::Probe,
+        #[cfg(test)]
+        Request::Exec(_) => Op::Probe,
     }
 }

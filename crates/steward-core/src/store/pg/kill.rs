@@ -1,5 +1,7 @@
 //! The kill switch across a fleet: `steward stop` on any host engages it in
-//! the shared database and `NOTIFY`s [`CHANNEL`] in the same transaction;
+//! the shared database, and every change of the row (a stop, a resume, an
+//! instance's loop breaker) `NOTIFY`s [`CHANNEL`] at its commit (a trigger:
+//! migration 5);
 //! every instance keeps a [`KillWatch`], which `LISTEN`s on a connection of
 //! its own and also reads the row every [`WatchTiming::poll`] (the fallback
 //! when notifications are lost: a pooler, a dropped connection). Each call
@@ -21,7 +23,7 @@ use super::super::{KillState, StoreError, admission};
 use super::connect::Target;
 use super::{Client, Postgres, pg_error};
 
-/// The channel `steward stop` and `steward resume` notify.
+/// The channel every change of the kill switch notifies (the trigger of migration 5).
 pub const CHANNEL: &str = "steward_kill";
 
 /// How a [`KillWatch`] keeps up.
@@ -84,6 +86,19 @@ impl KillWatch {
         KillWatch { last, timing, stop }
     }
 
+    /// Records a state this instance read right after its own write (a
+    /// stop, a resume, its loop breaker), so its next read sees its own
+    /// write without waiting for the notification's round trip. A state
+    /// older than the one held (by `changed_ms`) is ignored.
+    pub fn observe(&self, state: KillState) {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if last.state.as_ref().is_none_or(|held| held.changed_ms <= state.changed_ms) {
+            last.state = Some(state);
+            last.read_at = Some(Instant::now());
+            last.error = None;
+        }
+    }
+
     /// The kill switch as last read, or unknown when that read is older
     /// than `stale_after` (or there has been none).
     pub fn current(&self) -> Known {
@@ -104,7 +119,6 @@ pub async fn engage(client: &mut Client, reason: &str, source: &str, now_ms: i64
     let tx = client.transaction().await.map_err(|e| pg_error("starting to engage the kill switch", &e))?;
     let db = Postgres { tx: &tx };
     admission::engage_kill(&db, reason, source, now_ms).await?;
-    notify(&tx).await?;
     tx.commit().await.map_err(|e| pg_error("committing the kill switch", &e))
 }
 
@@ -113,20 +127,11 @@ pub async fn release(client: &mut Client, now_ms: i64) -> Result<(), StoreError>
     let tx = client.transaction().await.map_err(|e| pg_error("starting to release the kill switch", &e))?;
     let db = Postgres { tx: &tx };
     admission::release_kill(&db, now_ms).await?;
-    notify(&tx).await?;
     tx.commit().await.map_err(|e| pg_error("committing the kill switch", &e))
 }
 
-/// `NOTIFY` on [`CHANNEL`], delivered when the transaction commits.
-async fn notify(tx: &tokio_postgres::Transaction<'_>) -> Result<(), StoreError> {
-    tx.execute("SELECT pg_notify($1, '')", &[&CHANNEL])
-        .await
-        .map(|_| ())
-        .map_err(|e| pg_error("notifying the fleet", &e))
-}
-
 /// Reads the row in a short transaction of its own.
-async fn read(client: &mut Client) -> Result<KillState, StoreError> {
+pub(super) async fn read(client: &mut Client) -> Result<KillState, StoreError> {
     let tx = client.transaction().await.map_err(|e| pg_error("reading the kill switch", &e))?;
     let state = admission::kill_state(&Postgres { tx: &tx }).await?;
     tx.commit().await.map_err(|e| pg_error("reading the kill switch", &e))?;

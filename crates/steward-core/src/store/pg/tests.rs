@@ -906,3 +906,25 @@ async fn every_read_and_maintenance_write_agrees_on_sqlite_and_postgresql() {
     let after = [at_once(every_read(lite)).unwrap(), on_postgres!(conn, |db| every_read(db))];
     same("the reads after", &after[0], &after[1]);
 }
+
+/// Behind PgBouncer in transaction mode a session's LISTEN and locks do
+/// not survive its transaction: steward refuses to open the store there,
+/// saying what to change; in session mode it opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_mode_pooler_is_refused_and_a_session_mode_one_is_not() {
+    let Some((cluster, _conn)) = database().await else { return };
+    let Some(transaction) = cluster.pooler("transaction") else { return };
+    let err = connect::Target::parse(&transaction.url()).unwrap().check_session_pooling().await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("pooler in transaction mode") && text.contains("pool_mode = session"), "{text}");
+    let opened = Store::open_fleet(&transaction.url(), "web-1", 2, redactor()).await;
+    assert!(opened.as_ref().is_err_and(|e| e.to_string().contains("transaction mode")), "{opened:?}");
+
+    let Some(session) = cluster.pooler("session") else { return };
+    connect::Target::parse(&session.url()).unwrap().check_session_pooling().await.unwrap();
+    let store = match Store::open_fleet(&session.url(), "web-1", 2, redactor()).await {
+        Ok(store) => store,
+        Err(e) => panic!("{e}\n{}", session.log()),
+    };
+    assert!(!store.kill_state().await.unwrap().engaged);
+}
