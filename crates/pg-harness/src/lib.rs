@@ -88,6 +88,8 @@ pub struct PgCluster {
     /// The unprivileged user the server runs as when this process is root;
     /// `None`: as this process's user.
     run_as: Option<String>,
+    /// Whether the server offers TLS ([`PgCluster::start_tls`]).
+    tls: bool,
 }
 
 impl PgCluster {
@@ -99,6 +101,22 @@ impl PgCluster {
     /// the fix. Any other failure fails the test with the tail of the
     /// server's log.
     pub fn start() -> Option<PgCluster> {
+        Self::start_with(false)
+    }
+
+    /// [`PgCluster::start`] with TLS offered (`ssl = on`, plain connections
+    /// still accepted) with the certificate in `fixtures/` for `127.0.0.1`,
+    /// signed by the CA at [`PgCluster::test_ca`].
+    pub fn start_tls() -> Option<PgCluster> {
+        Self::start_with(true)
+    }
+
+    /// The CA that signed [`PgCluster::start_tls`]'s certificate (PEM).
+    pub fn test_ca() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pg-test-ca.crt")
+    }
+
+    fn start_with(tls: bool) -> Option<PgCluster> {
         let Some(tools) = find_tools(std::env::var_os("PATH"), Path::new(VERSIONS_DIR)) else {
             not_installed();
             return None;
@@ -117,9 +135,12 @@ impl PgCluster {
             .prefix("steward-pg-")
             .tempdir_in(&parent)
             .unwrap_or_else(|e| panic!("cannot create a temp dir under {}: {e}", parent.display()));
-        let mut cluster = PgCluster { dir, port: 0, pg_ctl: tools.pg_ctl, run_as };
+        let mut cluster = PgCluster { dir, port: 0, pg_ctl: tools.pg_ctl, run_as, tls };
         if let Err(why) = cluster.initdb(&tools.initdb) {
             cluster.fail("initdb failed", &why);
+        }
+        if tls && let Err(why) = cluster.install_certificate() {
+            cluster.fail("cannot install the test certificate", &why);
         }
         for attempt in 1..=PORT_ATTEMPTS {
             cluster.port = free_port();
@@ -182,6 +203,22 @@ impl PgCluster {
             .arg(dir))
     }
 
+    /// The test certificate and key into the data directory (the key
+    /// private to the server's user, as PostgreSQL demands).
+    fn install_certificate(&self) -> Result<(), String> {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+        for (from, to) in [("pg-test.crt", "server.crt"), ("pg-test.key", "server.key")] {
+            let target = self.dir.path().join(to);
+            std::fs::copy(fixtures.join(from), &target).map_err(|e| format!("cannot copy {from}: {e}"))?;
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| format!("cannot chmod {to}: {e}"))?;
+            if let Some(user) = &self.run_as {
+                run(Command::new("chown").arg(user).arg(&target))?;
+            }
+        }
+        Ok(())
+    }
+
     /// `pg_ctl start` on [`PgCluster::port`], then waits for a TCP connect.
     fn launch(&self) -> Result<(), String> {
         let dir = self.dir.path();
@@ -189,8 +226,9 @@ impl PgCluster {
         let quoted = format!("'{}'", dir.to_string_lossy().replace('\'', r"'\''"));
         let options = format!(
             "-c listen_addresses=127.0.0.1 -p {} -k {quoted} -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off",
-            self.port
+             -c full_page_writes=off{}",
+            self.port,
+            if self.tls { " -c ssl=on" } else { "" }
         );
         run(self
             .tool(&self.pg_ctl)

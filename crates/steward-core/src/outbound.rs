@@ -73,6 +73,24 @@ pub(crate) fn tls_config(alpn: &[&[u8]]) -> Result<rustls::ClientConfig, rustls:
     Ok(config)
 }
 
+/// A rustls client config that trusts only `roots` (a private CA, such as
+/// a database's `sslrootcert`), with the process's crypto provider and
+/// ALPN `alpn`.
+pub(crate) fn tls_config_with_roots(
+    roots: rustls::RootCertStore,
+    alpn: &[&[u8]],
+) -> Result<rustls::ClientConfig, rustls::Error> {
+    let provider = CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
+}
+
 /// `rustls_platform_verifier::Verifier`, built on the first certificate it
 /// is asked to verify. Signatures are checked with the provider's
 /// algorithms, as the platform verifier does, without needing the roots.

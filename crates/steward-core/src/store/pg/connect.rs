@@ -9,9 +9,13 @@
 //!
 //! TLS: `sslmode` from the URL (`disable`, `prefer`, the default, or
 //! `require`). When TLS is used the server's certificate is always
-//! verified against the platform's roots (the outbound HTTP door's
-//! verifier): `require` is what libpq calls `verify-full`.
+//! verified, and its name checked: `require` is what libpq calls
+//! `verify-full`. Against the platform's roots (the outbound HTTP door's
+//! verifier), or with `sslrootcert=PATH` in the URL against that CA
+//! bundle only (a private CA; the driver does not know the option, so it
+//! is taken out here).
 
+use std::path::PathBuf;
 use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,7 +59,8 @@ impl Target {
     /// or a libpq key/value string. The error names the form expected and
     /// never repeats the text (it may hold a password).
     pub fn parse(url: &str) -> Result<Target, StoreError> {
-        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
+        let (url, root_cert) = take_root_cert(url);
+        let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| {
             StoreError::Unavailable(format!(
                 "[store] url is not a PostgreSQL connection URL ({}); write it like \
                  postgresql://steward:PASSWORD@db.internal:5432/steward?sslmode=require",
@@ -83,9 +88,12 @@ impl Target {
             config.get_user().unwrap_or("(user from the environment)"),
             config.get_dbname().or(config.get_user()).unwrap_or("postgres")
         );
-        let tls = crate::outbound::tls_config(&[b"postgresql"])
-            .map(MakeRustlsConnect::new)
-            .map_err(|e| StoreError::Unavailable(format!("cannot set up TLS for the fleet's database: {e}")))?;
+        let tls = match &root_cert {
+            None => crate::outbound::tls_config(&[b"postgresql"]),
+            Some(path) => crate::outbound::tls_config_with_roots(roots_from(path)?, &[b"postgresql"]),
+        }
+        .map(MakeRustlsConnect::new)
+        .map_err(|e| StoreError::Unavailable(format!("cannot set up TLS for the fleet's database: {e}")))?;
         Ok(Target { config, tls, describe: describe.into() })
     }
 
@@ -190,6 +198,66 @@ impl Target {
             }
         )))
     }
+}
+
+/// `url` without its `sslrootcert=PATH` (percent-decoded in a URL's
+/// query; a bare word in the key/value form), and that path.
+fn take_root_cert(url: &str) -> (String, Option<PathBuf>) {
+    const KEY: &str = "sslrootcert=";
+    if let Some((base, query)) = url.split_once('?') {
+        let mut root = None;
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| match pair.strip_prefix(KEY) {
+                Some(value) => {
+                    root =
+                        Some(PathBuf::from(percent_encoding::percent_decode_str(value).decode_utf8_lossy().as_ref()));
+                    false
+                }
+                None => true,
+            })
+            .collect();
+        let url = if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) };
+        return (url, root);
+    }
+    if url.contains("://") {
+        return (url.to_owned(), None);
+    }
+    let mut root = None;
+    let kept: Vec<&str> = url
+        .split_whitespace()
+        .filter(|word| match word.strip_prefix(KEY) {
+            Some(value) => {
+                root = Some(PathBuf::from(value));
+                false
+            }
+            None => true,
+        })
+        .collect();
+    (kept.join(" "), root)
+}
+
+/// The certificates of the PEM bundle at `path`, as the only roots trusted.
+fn roots_from(path: &std::path::Path) -> Result<rustls::RootCertStore, StoreError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
+    let unreadable = |why: String| {
+        StoreError::Unavailable(format!(
+            "[store] url's sslrootcert {} cannot be used: {why}; point it at the PEM file of the CA that signed \
+             the database server's certificate",
+            path.display()
+        ))
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| unreadable(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| unreadable(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(unreadable("it holds no certificate".into()));
+    }
+    Ok(roots)
 }
 
 /// A driver error's cause without any of the text it was given.

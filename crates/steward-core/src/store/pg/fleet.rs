@@ -78,7 +78,7 @@ impl std::fmt::Debug for Fleet {
 }
 
 /// The schema version of the database `client` reaches (0: none yet).
-pub async fn schema_version(client: &Object) -> Result<i64, StoreError> {
+pub async fn schema_version(client: &tokio_postgres::Client) -> Result<i64, StoreError> {
     let exists = client
         .query_one("SELECT to_regclass('steward_schema') IS NOT NULL", &[])
         .await
@@ -115,24 +115,7 @@ pub struct Migrated {
 pub async fn migrate_at(url: &str) -> Result<(String, Migrated), StoreError> {
     let target = Target::parse(url)?;
     let mut client = target.connect().await?;
-    let from = {
-        let tx = client.transaction().await.map_err(|e| pg_error("reading the schema version", &e))?;
-        let exists: bool = tx
-            .query_one("SELECT to_regclass('steward_schema') IS NOT NULL", &[])
-            .await
-            .map_err(|e| pg_error("reading the schema version", &e))?
-            .get(0);
-        let version = if exists {
-            tx.query_opt("SELECT version FROM steward_schema", &[])
-                .await
-                .map_err(|e| pg_error("reading the schema version", &e))?
-                .map_or(0, |r| r.get(0))
-        } else {
-            0
-        };
-        tx.commit().await.map_err(|e| pg_error("reading the schema version", &e))?;
-        version
-    };
+    let from = schema_version(&client).await?;
     let to = super::migrate(&mut client).await?;
     Ok((target.describe().to_owned(), Migrated { from, to }))
 }

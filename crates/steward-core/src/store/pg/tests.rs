@@ -928,3 +928,45 @@ async fn a_transaction_mode_pooler_is_refused_and_a_session_mode_one_is_not() {
     };
     assert!(!store.kill_state().await.unwrap().engaged);
 }
+
+/// TLS through rustls: with `sslrootcert` (a private CA) the connection is
+/// encrypted and the server's certificate verified; without it the same
+/// certificate is refused against the platform's roots, and the message
+/// never carries the URL's password; `sslmode=disable` stays plain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_verifies_the_servers_certificate_against_the_roots_it_is_given() {
+    let Some(cluster) = pg_harness::PgCluster::start_tls() else { return };
+    let ca = pg_harness::PgCluster::test_ca();
+    let base = cluster.url().replacen("://steward@", "://steward:tlsCanaryPw77@", 1);
+    let encoded: String =
+        percent_encoding::utf8_percent_encode(&ca.display().to_string(), percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
+    let verified = format!("{base}?sslmode=require&sslrootcert={encoded}");
+    crate::store::pg::fleet::migrate_at(&verified).await.unwrap();
+    let client = connect::Target::parse(&verified).unwrap().connect().await.unwrap();
+    let ssl: bool =
+        client.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap().get(0);
+    assert!(ssl, "the connection is encrypted");
+    let store = Store::open_fleet(&verified, "web-1", 2, redactor()).await.unwrap();
+    assert!(!store.kill_state().await.unwrap().engaged);
+
+    // The platform's roots do not know the test CA: refused, and said why.
+    let err = connect::Target::parse(&format!("{base}?sslmode=require")).unwrap().connect().await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("cannot connect") && text.to_lowercase().contains("certificate"), "{text}");
+    assert!(!text.contains("tlsCanaryPw77"), "{text}");
+
+    // A bundle that is not one: the fix named.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("empty.pem"), "").unwrap();
+    let bad = format!("{base}?sslmode=require&sslrootcert={}", dir.path().join("empty.pem").display());
+    let err = connect::Target::parse(&bad).unwrap_err().to_string();
+    assert!(err.contains("sslrootcert") && err.contains("PEM file of the CA"), "{err}");
+    assert!(!err.contains("tlsCanaryPw77"), "{err}");
+
+    // Plain when asked.
+    let plain = connect::Target::parse(&format!("{base}?sslmode=disable")).unwrap().connect().await.unwrap();
+    let ssl: bool =
+        plain.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap().get(0);
+    assert!(!ssl);
+}
