@@ -275,8 +275,9 @@ fn low_rate_rows(direct: &Latencies, noop: &Latencies, through: &Latencies) {
 }
 
 /// `BENCH_ONLY=fleet`: a second daemon on the same config with `[store]
-/// url` set (a throwaway PostgreSQL cluster on loopback, default
-/// durability), and both measured in the same run, alternating.
+/// url` set (a throwaway PostgreSQL cluster on loopback, with pg-harness's
+/// test settings: `fsync` and `synchronous_commit` off, so no commit waits
+/// for a disk flush), and both measured in the same run, alternating.
 async fn fleet_rows(dir: &tempfile::TempDir, sqlite: &Target, phase: Duration) {
     let cluster = pg_harness::PgCluster::start().expect("PostgreSQL (initdb, postgres) for BENCH_ONLY=fleet");
     let url = cluster.url();
