@@ -317,3 +317,115 @@ async fn a_database_restart_refuses_calls_while_it_is_down_and_counts_nothing_tw
     env.stop(false);
     assert_no_leak(&[&env]);
 }
+
+/// Supervised mode across the fleet: a call held on one instance is seen
+/// and approved from another host's CLI, and released once, on its own
+/// instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_call_held_on_one_instance_is_approved_from_another() {
+    let Some(cluster) = pg_harness::PgCluster::start() else { return };
+    let url = url_with_canary(&cluster);
+    let supervised =
+        |name: &str| format!("{}\n[supervised]\nenabled = true\nwait = \"25s\"\n", sections(name, "30s", 1.0));
+    let mut held_on = Env::with_tools("", &supervised("web-1")).await;
+    let mut other = Env::with_tools("", &supervised("web-2")).await;
+    for env in [&held_on, &other] {
+        common::private_file(&env.dir.path().join("store.url"), &format!("{url}\n"));
+    }
+    migrate(&held_on);
+    held_on.start();
+    other.start();
+
+    let call = held_on.req(Method::POST, "/api/social/api/v1/statuses").json(&json!({ "status": "held" }));
+    let agent = tokio::spawn(async move { call.send().await.unwrap().status().as_u16() });
+    let pending = |env: &Env| -> Vec<Value> {
+        let out = env.steward(&["approvals", "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+        listed["approvals"].as_array().cloned().unwrap_or_default()
+    };
+    let mut request = None;
+    let seen = within(Duration::from_secs(15), async || {
+        request = pending(&other).into_iter().next();
+        request.is_some()
+    })
+    .await;
+    assert!(seen.is_some(), "web-2 never saw web-1's pending request");
+    let id = request.unwrap()["id"].as_str().unwrap().to_owned();
+    assert!(held_on.mock.requests().is_empty(), "nothing leaves before the approval");
+    let out = other.steward(&["approve", &id, "--note", "from web-2"]);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(agent.await.unwrap(), 200);
+    assert_eq!(held_on.mock.requests().len(), 1, "released once, on its own instance");
+    assert!(other.mock.requests().is_empty());
+    held_on.stop(false);
+    other.stop(false);
+    assert_no_leak(&[&held_on, &other]);
+}
+
+/// Undo across the fleet: a post made through one instance is undone from
+/// another host (its daemon sends the recorded undo), once: the first
+/// instance then finds it undone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_call_made_on_one_instance_is_undone_from_another_once() {
+    const TOOLS: &str = r#"
+[[tools]]
+name = "post"
+upstream = "social"
+match = "POST /api/v1/statuses"
+side_effect = true
+retry = "never"
+undo = { tool = "delete_status", path = "/api/v1/statuses/{response.id}" }
+
+[[tools]]
+name = "delete_status"
+upstream = "social"
+match = "DELETE /api/v1/statuses/{id}"
+retry = "never"
+"#;
+    let Some(cluster) = pg_harness::PgCluster::start() else { return };
+    let url = url_with_canary(&cluster);
+    let config = |name: &str| {
+        format!("{TOOLS}\n[store]\nurl = \"file:store.url\"\ninstance = \"{name}\"\n[supervised]\nenabled = false\n")
+    };
+    let mut made_on = Env::with_tools("", &config("web-1")).await;
+    let mut undone_from = Env::with_tools("", &config("web-2")).await;
+    for env in [&made_on, &undone_from] {
+        common::private_file(&env.dir.path().join("store.url"), &format!("{url}\n"));
+    }
+    // One upstream, as a fleet has: web-2 reaches web-1's mock.
+    let text = std::fs::read_to_string(&undone_from.config_path).unwrap();
+    std::fs::write(&undone_from.config_path, text.replace(&undone_from.mock.base_url(), &made_on.mock.base_url()))
+        .unwrap();
+    migrate(&made_on);
+    made_on.start();
+    undone_from.start();
+
+    let response = made_on
+        .req(Method::POST, "/api/social/api/v1/statuses")
+        .json(&json!({ "status": "oops" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let call_id = response.headers()["x-steward-call-id"].to_str().unwrap().to_owned();
+    let status_id = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+
+    let out = undone_from.steward(&["undo", &call_id, "--yes", "--json"]);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let deletes = || -> Vec<String> {
+        made_on.mock.requests().into_iter().filter(|r| r.method == "DELETE").map(|r| r.path).collect()
+    };
+    assert_eq!(deletes(), [format!("/api/v1/statuses/{status_id}")], "the undo went out, from web-2");
+
+    // One claim across the fleet: web-1 finds it undone and sends nothing.
+    let again = made_on.steward(&["undo", &call_id, "--yes", "--json"]);
+    let text = format!("{}{}", String::from_utf8_lossy(&again.stdout), String::from_utf8_lossy(&again.stderr));
+    assert!(text.contains("undone"), "{text}");
+    assert_eq!(deletes().len(), 1, "sent once: {text}");
+    let row = fleet_journal(&made_on).into_iter().find(|r| r["id"] == call_id.as_str()).unwrap();
+    assert_eq!(row["undo"]["state"], "undone", "{row}");
+    made_on.stop(false);
+    undone_from.stop(false);
+    assert_no_leak(&[&made_on, &undone_from]);
+}
