@@ -7,7 +7,7 @@
 //! instance's (`Store::settle_interrupted`): finished as `interrupted`,
 //! status unknown, their spend reservations billed in full (fail closed:
 //! the upstream may have billed them), so no reservation stays open and
-//! nothing is counted twice. Two reapers never settle the same instance:
+//! nothing is counted twice; the undos it was running fail (retryable). Two reapers never settle the same instance:
 //! each takes the lapsed rows `FOR UPDATE SKIP LOCKED`.
 
 use super::Client;
@@ -98,6 +98,17 @@ async fn settle_calls_of(tx: &tokio_postgres::Transaction<'_>, name: &str, now_m
     )
     .await
     .map_err(|e| pg_error("billing an instance's open reservations", &e))?;
+    // Its undos in flight (their undo call is one of its calls) can be run
+    // again, as a single instance's restart leaves them (`undo::fail_running`).
+    tx.execute(
+        "UPDATE undos SET state = 'failed', changed_ms = $2,
+                reason = 'the steward instance running this undo stopped before it finished; check the upstream, then run it again'
+         WHERE state = 'running'
+           AND undo_call_id IN (SELECT id FROM calls WHERE instance = $1 AND finished_ms IS NULL)",
+        &[&name, &now_ms],
+    )
+    .await
+    .map_err(|e| pg_error("failing an instance's undos in flight", &e))?;
     tx.execute(
         "UPDATE calls SET finished_ms = $2, reason = $3, status = NULL, counts_as_error = NULL,
                 duration_ms = CASE WHEN $2 > started_ms THEN $2 - started_ms ELSE 0 END

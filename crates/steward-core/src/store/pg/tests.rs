@@ -400,6 +400,18 @@ async fn a_dead_instances_calls_are_settled_once_after_its_lease() {
     ] {
         assert_eq!(admit(&mut c.client, instance, &a, &r).await.unwrap(), AdmitOutcome::Admitted);
     }
+    // Each instance was running an undo (its undo call in flight).
+    for (original, undo_call) in [("orig-1", "dead-post"), ("orig-2", "live-post")] {
+        conn.client
+            .execute(
+                "INSERT INTO undos (call_id, tool, started_ms, state, undo_tool, method, path, planned_ms, changed_ms,
+                                    undo_call_id, attempts)
+                 VALUES ($1, 'post', $3, 'running', 'delete_status', 'DELETE', '/x', $3, $3, $2, 1)",
+                &[&original, &undo_call, &T0],
+            )
+            .await
+            .unwrap();
+    }
     // web-2 keeps beating; web-1 died after T0. Another process may not
     // take web-2's name while its lease holds.
     lease::beat(&conn.client, "web-2", "host-b", 200, LEASE, T0 + 25_000).await.unwrap();
@@ -435,6 +447,13 @@ async fn a_dead_instances_calls_are_settled_once_after_its_lease() {
     );
     let day = conn.client.query_one("SELECT committed_micros FROM spend_days", &[]).await.unwrap();
     assert_eq!(day.get::<_, i64>(0), 300_000, "the day's total unchanged: nothing counted twice");
+    let undos = conn.client.query("SELECT call_id, state FROM undos ORDER BY call_id", &[]).await.unwrap();
+    let undos: Vec<(String, String)> = undos.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        undos,
+        [("orig-1".into(), "failed".into()), ("orig-2".into(), "running".into())],
+        "web-1's undo can be run again; web-2's runs on"
+    );
     // A restarted web-1 takes its name back.
     lease::beat(&conn.client, "web-1", "host-a", 101, LEASE, T0 + 40_000).await.unwrap();
 }
