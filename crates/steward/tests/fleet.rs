@@ -429,3 +429,51 @@ retry = "never"
     undone_from.stop(false);
     assert_no_leak(&[&made_on, &undone_from]);
 }
+
+/// The alerts over state the fleet shares (here the kill switch) are
+/// notified once for the fleet, by its speaker, not once per instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fleet_wide_alert_is_notified_once_not_once_per_instance() {
+    let Some(cluster) = pg_harness::PgCluster::start() else { return };
+    let url = url_with_canary(&cluster);
+    let notices: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = std::sync::Arc::default();
+    let kept = std::sync::Arc::clone(&notices);
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let kept = std::sync::Arc::clone(&kept);
+            async move {
+                kept.lock().unwrap().push(serde_json::from_str::<Value>(&body).unwrap());
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let alerting = |name: &str| {
+        format!("{}\n[[alerts.sinks]]\nkind = \"webhook\"\nurl = \"file:hook.url\"\n", sections(name, "30s", 1.0))
+    };
+    let mut envs = vec![Env::with_tools("", &alerting("web-1")).await, Env::with_tools("", &alerting("web-2")).await];
+    for env in &envs {
+        common::private_file(&env.dir.path().join("store.url"), &format!("{url}\n"));
+        common::private_file(&env.dir.path().join("hook.url"), &format!("{hook}\n"));
+    }
+    migrate(&envs[0]);
+    for env in &mut envs {
+        env.start();
+    }
+    let kill_notices = || notices.lock().unwrap().iter().filter(|n| n["key"] == "kill_switch").count();
+    assert!(envs[1].steward(&["stop", "--reason", "fleet alert test"]).status.success());
+    assert!(within(Duration::from_secs(30), async || kill_notices() >= 1).await.is_some(), "never alerted");
+    // Two more rounds of both engines (every 5 s): still one notice.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(kill_notices(), 1, "{:?}", notices.lock().unwrap());
+    assert!(envs[1].steward(&["resume"]).status.success());
+    assert!(within(Duration::from_secs(30), async || kill_notices() >= 2).await.is_some(), "never resolved");
+    for env in &mut envs {
+        env.stop(false);
+    }
+    let refs: Vec<&Env> = envs.iter().collect();
+    assert_no_leak(&refs);
+}

@@ -640,6 +640,19 @@ impl Store {
         Ok(Store { backend: Backend::Fleet(Arc::new(FleetInner { fleet, redactor })) })
     }
 
+    /// Whether this instance notifies the alerts about state a fleet
+    /// shares (its journal, spend, kill switch): always on the embedded
+    /// store; on a fleet, the live instance with the first name (so one
+    /// notice, not one per instance; another takes over within seconds of
+    /// its death). When that cannot be read, yes: a duplicate alert beats
+    /// a silent one.
+    pub async fn speaks_for_fleet(&self, now_ms: i64) -> bool {
+        match &self.backend {
+            Backend::Sqlite(_) => true,
+            Backend::Fleet(inner) => inner.fleet.speaks(now_ms).await.unwrap_or(true),
+        }
+    }
+
     /// The fleet's database handle, when this store is one.
     pub fn fleet(&self) -> Option<&pg::fleet::Fleet> {
         match &self.backend {

@@ -23,6 +23,18 @@ use crate::store::{KillState, UndoQuery, Window};
 /// Conditions found true, by rule key.
 type Active = BTreeMap<String, Finding>;
 
+/// The rules read from state a fleet shares (its journal, spend ledger,
+/// kill switch, undo plans): evaluated by every instance, notified by the
+/// fleet's speaker only ([`crate::store::Store::speaks_for_fleet`]).
+const FLEET_WIDE_RULES: &[&str] = &[
+    rules::KILL_SWITCH,
+    rules::ERROR_RATE,
+    rules::SPEND_CAP,
+    rules::SPEND_THRESHOLD,
+    rules::SPEND_OVERRUN,
+    rules::UNDO_FAILED,
+];
+
 /// `micros` as dollars, the way the spend rules quote them.
 fn usd(micros: u64) -> String {
     crate::config::units::Usd::from_micros(micros).to_string()
@@ -46,6 +58,13 @@ impl Engine {
         self.backups(now_ms, &mut active).await;
         self.undo_failed(&mut active).await;
         self.mcp_tool_changed(&mut active).await;
+        // On a fleet, the rules over the shared state fire on one instance
+        // (the fleet's speaker), not on each: one notice, not N.
+        if !self.store.speaks_for_fleet(now_ms).await {
+            for rule in FLEET_WIDE_RULES {
+                active.remove(*rule);
+            }
+        }
         active
     }
 

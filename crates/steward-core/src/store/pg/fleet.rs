@@ -223,6 +223,13 @@ impl Fleet {
         lease::reap(&mut client, i64::try_from(lease.as_millis()).unwrap_or(i64::MAX), now_ms).await
     }
 
+    /// Whether this instance is the fleet's speaker (see
+    /// [`crate::store::Store::speaks_for_fleet`]).
+    pub async fn speaks(&self, now_ms: i64) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        Ok(lease::speaker(&client, now_ms).await?.is_none_or(|name| name == self.instance))
+    }
+
     /// Every instance the database has seen (`steward status --fleet`).
     pub async fn instances(&self) -> Result<Vec<lease::InstanceRow>, StoreError> {
         lease::list(&*self.client().await?).await

@@ -163,3 +163,20 @@ pub async fn list(client: &Client) -> Result<Vec<InstanceRow>, StoreError> {
         })
         .collect())
 }
+
+/// An instance renewing its lease is live for the speaker's choice if it
+/// renewed within this (renewals come every second).
+pub const SPEAKER_FRESH_MS: i64 = 5_000;
+
+/// The fleet's speaker: the live instance (renewed within
+/// [`SPEAKER_FRESH_MS`]) with the first name; `None` when none is.
+pub async fn speaker(client: &Client, now_ms: i64) -> Result<Option<String>, StoreError> {
+    client
+        .query_opt(
+            "SELECT name FROM instances WHERE state = 'live' AND seen_ms >= $1 ORDER BY name LIMIT 1",
+            &[&(now_ms - SPEAKER_FRESH_MS)],
+        )
+        .await
+        .map(|row| row.map(|r| r.get(0)))
+        .map_err(|e| pg_error("finding the fleet's speaker", &e))
+}

@@ -412,6 +412,8 @@ async fn a_dead_instances_calls_are_settled_once_after_its_lease() {
             .await
             .unwrap();
     }
+    // Both live: the first name speaks for the fleet.
+    assert_eq!(lease::speaker(&conn.client, T0 + 1_000).await.unwrap().as_deref(), Some("web-1"));
     // web-2 keeps beating; web-1 died after T0. Another process may not
     // take web-2's name while its lease holds.
     lease::beat(&conn.client, "web-2", "host-b", 200, LEASE, T0 + 25_000).await.unwrap();
@@ -454,8 +456,11 @@ async fn a_dead_instances_calls_are_settled_once_after_its_lease() {
         [("orig-1".into(), "failed".into()), ("orig-2".into(), "running".into())],
         "web-1's undo can be run again; web-2's runs on"
     );
-    // A restarted web-1 takes its name back.
+    // The speaker: web-2 now that web-1 lapsed.
+    assert_eq!(lease::speaker(&conn.client, T0 + 26_000).await.unwrap().as_deref(), Some("web-2"));
+    // A restarted web-1 takes its name back, and speaks again.
     lease::beat(&conn.client, "web-1", "host-a", 101, LEASE, T0 + 40_000).await.unwrap();
+    assert_eq!(lease::speaker(&conn.client, T0 + 40_000).await.unwrap().as_deref(), Some("web-1"));
 }
 
 /// A pending approval request for `digest`, made at `T0`, for a minute.
