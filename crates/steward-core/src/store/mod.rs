@@ -975,7 +975,8 @@ impl Store {
         self.write_done(Request::KvDelete { key: self.kv_key(key) }).await
     }
 
-    /// `key` as this store keeps it (see [`Store::kv_get`]).
+    /// `key` as this store keeps it (see [`Store::kv_get`]): on a fleet,
+    /// `key` itself or `INSTANCE/key`, so a prefix maps as its keys do.
     fn kv_key(&self, key: &str) -> String {
         match &self.backend {
             Backend::Sqlite(_) => key.to_owned(),

@@ -81,9 +81,13 @@ impl Store {
     }
 
     /// Every kv entry whose key starts with `prefix`: `(key, value, updated_ms)`, by key.
+    /// On a fleet's store, this instance's entries (or the fleet's, for its
+    /// shared keys: see [`Store::kv_get`]), keyed as they were set.
     pub async fn kv_with_prefix(&self, prefix: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let prefix = prefix.to_owned();
-        on_db!(self, |db| kv_with_prefix(db, &prefix))
+        let stored = self.kv_key(prefix);
+        let namespace = stored.len() - prefix.len();
+        let rows = on_db!(self, |db| kv_with_prefix(db, &stored))?;
+        Ok(rows.into_iter().map(|(key, value, at)| (key[namespace..].to_owned(), value, at)).collect())
     }
 }
 

@@ -994,3 +994,28 @@ async fn tls_verifies_the_servers_certificate_against_the_roots_it_is_given() {
         plain.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap().get(0);
     assert!(!ssl);
 }
+
+/// On a fleet, kv entries are the instance's own (its agent's status, its
+/// MCP pins) unless the fleet shares them (the spend stop, supervised
+/// mode): two instances' entries of one key do not overwrite each other,
+/// a prefix lists this instance's as they were set, and a shared key is
+/// one value for both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_entries_are_each_instances_own_except_the_fleets() {
+    let Some((cluster, _conn)) = database().await else { return };
+    let web1 = Store::open_fleet(&cluster.url(), "web-1", 2, redactor()).await.unwrap();
+    let web2 = Store::open_fleet(&cluster.url(), "web-2", 2, redactor()).await.unwrap();
+    web1.kv_set("supervisor.status", "running on web-1", T0).await.unwrap();
+    web2.kv_set("supervisor.status", "running on web-2", T0).await.unwrap();
+    assert_eq!(web1.kv_get("supervisor.status").await.unwrap().as_deref(), Some("running on web-1"));
+    assert_eq!(web2.kv_get("supervisor.status").await.unwrap().as_deref(), Some("running on web-2"));
+    web1.kv_set("mcp.pin.files/read", "pin-1", T0).await.unwrap();
+    let pins = web1.kv_with_prefix("mcp.pin.").await.unwrap();
+    assert_eq!(pins, [("mcp.pin.files/read".to_owned(), "pin-1".to_owned(), T0)]);
+    assert!(web2.kv_with_prefix("mcp.pin.").await.unwrap().is_empty());
+    web1.kv_set("supervised.graduated", "{}", T0).await.unwrap();
+    assert_eq!(web2.kv_get("supervised.graduated").await.unwrap().as_deref(), Some("{}"));
+    web2.kv_delete("supervisor.status").await.unwrap();
+    assert!(web2.kv_get("supervisor.status").await.unwrap().is_none());
+    assert!(web1.kv_get("supervisor.status").await.unwrap().is_some());
+}
