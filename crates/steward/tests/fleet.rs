@@ -245,15 +245,27 @@ async fn a_killed_instances_call_is_settled_by_a_live_one_after_its_lease() {
     crashed.start();
     live.start();
 
-    // A post that hangs upstream, then its instance is killed.
+    // A post and a priced LLM call that hang upstream, then their instance
+    // is killed.
     crashed.mock.set_faults(mock_upstream::faults::Faults { latency: Duration::from_secs(60), ..Default::default() });
     let hanging = crashed.req(Method::POST, "/api/social/api/v1/statuses").json(&json!({ "status": "hang" }));
     let _call = tokio::spawn(async move { hanging.send().await });
+    let priced = crashed.req(Method::POST, "/llm/openai/v1/chat/completions").json(&json!({
+        "model": "gpt-4o-mini", "max_tokens": 100, "messages": [{"role": "user", "content": "hang"}]
+    }));
+    let _llm = tokio::spawn(async move { priced.send().await });
     let in_flight = within(Duration::from_secs(10), async || {
-        fleet_journal(&live).iter().any(|r| r["tool"] == "post" && r["finished_ms"].is_null())
+        fleet_journal(&live).iter().filter(|r| r["instance"] == "web-1" && r["finished_ms"].is_null()).count() == 2
     })
     .await;
-    assert!(in_flight.is_some(), "the call was never journaled in flight");
+    assert!(in_flight.is_some(), "the calls were never journaled in flight");
+    let spend = |env: &Env| -> Value {
+        let out = env.steward(&["spend", "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["today"].clone()
+    };
+    let reserved = spend(&live)["reserved_usd"].as_f64().unwrap();
+    assert!(reserved > 0.0, "the LLM call holds a reservation");
     let killed = Instant::now();
     crashed.stop(true);
 
@@ -275,6 +287,13 @@ async fn a_killed_instances_call_is_settled_by_a_live_one_after_its_lease() {
     // The lease runs from the last renewal, up to a second before the kill.
     assert!(took >= Duration::from_secs(4), "settled before the lease lapsed ({took:?})");
     assert!(live.daemon_log().contains("web-1"), "the live instance says whose calls it settled");
+    // Its reservation no longer held open: billed in full (fail closed),
+    // the day's total unchanged.
+    let after = within(Duration::from_secs(10), async || spend(&live)["reserved_usd"].as_f64() == Some(0.0)).await;
+    assert!(after.is_some(), "the reservation stayed open: {}", spend(&live));
+    let today = spend(&live);
+    assert!((today["settled_usd"].as_f64().unwrap() - reserved).abs() < 1e-9, "{today}");
+    assert!((today["spent_usd"].as_f64().unwrap() - reserved).abs() < 1e-9, "nothing counted twice: {today}");
 
     // The name is free again: the crashed instance restarts as web-1.
     crashed.mock.set_faults(mock_upstream::faults::Faults::default());

@@ -68,20 +68,23 @@ pub(super) async fn withdraw(
     spend::release(db, call_id, now_ms).await
 }
 
-/// Finishes every call still in flight as `interrupted` at `now_ms`, bills
-/// their open reservations in full and fails the undos left running (see
-/// [`super::Store::settle_interrupted`]); the calls finished. The outcome
+/// Finishes the calls still in flight as `interrupted` at `now_ms`, bills
+/// their open reservations in full and fails the undos they were running
+/// (see [`super::Store::settle_interrupted`]); the calls finished. Every
+/// call when `instance` is `None` (one instance restarting: nothing of it
+/// is running); on a fleet, the calls `instance` admitted (its own at its
+/// restart, or a lapsed one's, by the reaper: `pg/lease.rs`). The outcome
 /// is unknown, so the status stays NULL and the error-rate alert leaves the
 /// calls out.
-pub(super) async fn settle_interrupted(db: &impl Db, now_ms: i64) -> Result<u64, StoreError> {
-    spend::settle_open_at_reserved(db, now_ms).await?;
-    undo::fail_running(db, now_ms).await?;
+pub(super) async fn settle_interrupted(db: &impl Db, now_ms: i64, instance: Option<&str>) -> Result<u64, StoreError> {
+    spend::settle_open_at_reserved(db, now_ms, instance).await?;
+    undo::fail_running(db, now_ms, instance).await?;
     db.execute(
         "settling interrupted calls",
         "UPDATE calls SET finished_ms = ?1, reason = ?2, status = NULL, counts_as_error = NULL,
                 duration_ms = CASE WHEN ?1 > started_ms THEN ?1 - started_ms ELSE 0 END
-         WHERE finished_ms IS NULL",
-        &args![now_ms, Decision::Interrupted.as_str()],
+         WHERE finished_ms IS NULL AND (CAST(?3 AS TEXT) IS NULL OR instance = ?3)",
+        &args![now_ms, Decision::Interrupted.as_str(), instance],
     )
     .await
 }

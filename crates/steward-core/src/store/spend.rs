@@ -302,11 +302,18 @@ pub(super) async fn release(db: &impl Db, call_id: &str, now_ms: i64) -> Result<
 
 /// At daemon start: reservations of calls that never completed are settled at
 /// their worst case (fail closed: the upstream may have billed them in full).
-pub(super) async fn settle_open_at_reserved(db: &impl Db, now_ms: i64) -> Result<(), StoreError> {
+pub(super) async fn settle_open_at_reserved(
+    db: &impl Db,
+    now_ms: i64,
+    instance: Option<&str>,
+) -> Result<(), StoreError> {
     db.execute(
         "settling interrupted reservations",
-        "UPDATE spend SET settled_micros = reserved_micros, estimated = 1, settled_ms = ?1 WHERE settled_micros IS NULL",
-        &args![now_ms],
+        "UPDATE spend SET settled_micros = reserved_micros, estimated = 1, settled_ms = ?1
+         WHERE settled_micros IS NULL
+           AND (CAST(?2 AS TEXT) IS NULL
+                OR call_id IN (SELECT id FROM calls WHERE instance = ?2 AND finished_ms IS NULL))",
+        &args![now_ms, instance],
     )
     .await
     .map(|_| ())

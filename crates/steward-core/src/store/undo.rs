@@ -328,13 +328,15 @@ pub(super) async fn finish(
 }
 
 /// At startup: undos a stopped daemon left `running` become `failed` (retryable).
-pub(super) async fn fail_running(db: &impl Db, now_ms: i64) -> Result<(), StoreError> {
+pub(super) async fn fail_running(db: &impl Db, now_ms: i64, instance: Option<&str>) -> Result<(), StoreError> {
     db.execute(
         "failing undos left running",
         "UPDATE undos SET state = 'failed', changed_ms = ?1,
                 reason = 'steward stopped while the undo was in flight; check the upstream, then run it again'
-         WHERE state = 'running'",
-        &args![now_ms],
+         WHERE state = 'running'
+           AND (CAST(?2 AS TEXT) IS NULL
+                OR undo_call_id IN (SELECT id FROM calls WHERE instance = ?2 AND finished_ms IS NULL))",
+        &args![now_ms, instance],
     )
     .await
     .map(|_| ())

@@ -448,7 +448,7 @@ fn apply(conn: &Connection, req: &Request, redactor: &Redactor) -> Result<Respon
             at_once(admission::release_kill(&Sqlite(conn), *now_ms)).map(|()| Response::Done)
         }
         Request::SettleInterrupted { now_ms } => {
-            at_once(completion::settle_interrupted(&Sqlite(conn), *now_ms)).map(Response::Count)
+            at_once(completion::settle_interrupted(&Sqlite(conn), *now_ms, None)).map(Response::Count)
         }
         Request::KvSet { key, value, now_ms } => {
             at_once(queries::kv_set(&Sqlite(conn), key, value, *now_ms)).map(|()| Response::Done)

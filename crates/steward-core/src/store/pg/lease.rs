@@ -7,14 +7,15 @@
 //! instance's (`Store::settle_interrupted`): finished as `interrupted`,
 //! status unknown, their spend reservations billed in full (fail closed:
 //! the upstream may have billed them), so no reservation stays open and
-//! nothing is counted twice; the undos it was running fail (retryable). Two reapers never settle the same instance:
-//! each takes the lapsed rows `FOR UPDATE SKIP LOCKED`.
+//! nothing is counted twice; the undos it was running fail (retryable).
+//! One rule for both: `completion::settle_interrupted`, for one instance.
+//! Two reapers never settle the same instance: each takes the lapsed rows
+//! `FOR UPDATE SKIP LOCKED`.
 
-use super::Client;
+use deadpool_postgres::Transaction;
 
 use super::super::StoreError;
-use super::pg_error;
-use crate::decision::Decision;
+use super::{Client, Postgres, pg_error};
 
 /// How a refused [`beat`]'s message begins.
 pub const NAME_TAKEN: &str = "another live steward holds the instance name";
@@ -86,37 +87,11 @@ pub async fn settle_own(client: &mut Client, name: &str, now_ms: i64) -> Result<
 }
 
 /// `name`'s in-flight calls finished as `interrupted`, their reservations
-/// billed in full; how many calls.
-async fn settle_calls_of(tx: &tokio_postgres::Transaction<'_>, name: &str, now_ms: i64) -> Result<u64, StoreError> {
-    // Billed at their reservation: the day's total does not change, so
-    // no admission can decide on a total this is changing.
-    tx.execute(
-        "UPDATE spend SET settled_micros = reserved_micros, estimated = 1, settled_ms = $2
-         WHERE settled_micros IS NULL
-           AND call_id IN (SELECT id FROM calls WHERE instance = $1 AND finished_ms IS NULL)",
-        &[&name, &now_ms],
-    )
-    .await
-    .map_err(|e| pg_error("billing an instance's open reservations", &e))?;
-    // Its undos in flight (their undo call is one of its calls) can be run
-    // again, as a single instance's restart leaves them (`undo::fail_running`).
-    tx.execute(
-        "UPDATE undos SET state = 'failed', changed_ms = $2,
-                reason = 'the steward instance running this undo stopped before it finished; check the upstream, then run it again'
-         WHERE state = 'running'
-           AND undo_call_id IN (SELECT id FROM calls WHERE instance = $1 AND finished_ms IS NULL)",
-        &[&name, &now_ms],
-    )
-    .await
-    .map_err(|e| pg_error("failing an instance's undos in flight", &e))?;
-    tx.execute(
-        "UPDATE calls SET finished_ms = $2, reason = $3, status = NULL, counts_as_error = NULL,
-                duration_ms = CASE WHEN $2 > started_ms THEN $2 - started_ms ELSE 0 END
-         WHERE instance = $1 AND finished_ms IS NULL",
-        &[&name, &now_ms, &Decision::Interrupted.as_str()],
-    )
-    .await
-    .map_err(|e| pg_error("settling an instance's interrupted calls", &e))
+/// billed in full, the undos they were running failed: the rule a single
+/// instance's restart runs (`completion::settle_interrupted`), for one
+/// instance; how many calls.
+async fn settle_calls_of(tx: &Transaction<'_>, name: &str, now_ms: i64) -> Result<u64, StoreError> {
+    super::super::completion::settle_interrupted(&Postgres { tx }, now_ms, Some(name)).await
 }
 
 /// One instance of the fleet, as `steward status --fleet` shows it.

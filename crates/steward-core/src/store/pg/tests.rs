@@ -773,7 +773,7 @@ async fn every_read(db: &impl Db) -> Result<Vec<(&'static str, String)>, StoreEr
 async fn maintenance(db: &impl Db) -> Result<Vec<String>, StoreError> {
     use crate::store::{spend, undo};
     Ok(vec![
-        format!("settle_interrupted: {}", completion::settle_interrupted(db, T0 + 60_000).await?),
+        format!("settle_interrupted: {}", completion::settle_interrupted(db, T0 + 60_000, None).await?),
         // old-llm and p1 started at the same instant: the first by id goes
         // first (on SQLite it once was the first inserted, p1).
         format!("prune_journal, one row: {}", queries::prune_journal(db, T0 + 500, 1).await?),
