@@ -387,25 +387,13 @@ async fn a_call_held_on_one_instance_is_approved_from_another() {
 /// instance then finds it undone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_call_made_on_one_instance_is_undone_from_another_once() {
-    const TOOLS: &str = r#"
-[[tools]]
-name = "post"
-upstream = "social"
-match = "POST /api/v1/statuses"
-side_effect = true
-retry = "never"
-undo = { tool = "delete_status", path = "/api/v1/statuses/{response.id}" }
-
-[[tools]]
-name = "delete_status"
-upstream = "social"
-match = "DELETE /api/v1/statuses/{id}"
-retry = "never"
-"#;
     let Some(cluster) = pg_harness::PgCluster::start() else { return };
     let url = url_with_canary(&cluster);
     let config = |name: &str| {
-        format!("{TOOLS}\n[store]\nurl = \"file:store.url\"\ninstance = \"{name}\"\n[supervised]\nenabled = false\n")
+        format!(
+            "{}\n[store]\nurl = \"file:store.url\"\ninstance = \"{name}\"\n[supervised]\nenabled = false\n",
+            common::UNDOABLE_TOOLS
+        )
     };
     let mut made_on = Env::with_tools("", &config("web-1")).await;
     let mut undone_from = Env::with_tools("", &config("web-2")).await;

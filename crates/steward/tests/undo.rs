@@ -11,39 +11,10 @@ use std::process::Output;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use common::Env;
-
-const TOOLS: &str = r#"
-[[tools]]
-name = "post"
-upstream = "social"
-match = "POST /api/v1/statuses"
-side_effect = true
-retry = "never"
-undo = { tool = "delete_status", path = "/api/v1/statuses/{response.id}" }
-
-[[tools]]
-name = "delete_status"
-upstream = "social"
-match = "DELETE /api/v1/statuses/{id}"
-limit = "100/hour"
-retry = "never"
-
-[[tools]]
-name = "list"
-upstream = "social"
-match = "GET /api/v1/statuses"
-
-[[tools]]
-name = "echo"
-upstream = "social"
-match = "POST /echo"
-side_effect = true
-undo = { tool = "delete_status", path = "/api/v1/statuses/{response.id}" }
-"#;
+use common::{Env, UNDOABLE_TOOLS};
 
 async fn started() -> Env {
-    let mut env = Env::with_tools("", TOOLS).await;
+    let mut env = Env::with_tools("", UNDOABLE_TOOLS).await;
     env.start();
     env
 }
@@ -260,7 +231,7 @@ async fn a_dry_run_sends_nothing_and_without_yes_or_a_terminal_nothing_is_sent()
 /// not hold it, while the agent's own call of the same tool waits.
 #[tokio::test]
 async fn supervised_mode_holds_the_agents_delete_but_not_the_operators_undo() {
-    let tools = TOOLS.replace(
+    let tools = UNDOABLE_TOOLS.replace(
         "match = \"DELETE /api/v1/statuses/{id}\"\nlimit",
         "match = \"DELETE /api/v1/statuses/{id}\"\nside_effect = true\napproval = \"always\"\nlimit",
     );

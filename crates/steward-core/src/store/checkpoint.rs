@@ -66,6 +66,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
+use super::durations::Durations;
 use super::writer::{Op, Request, Response};
 use super::{BUSY_TIMEOUT, StoreError, sql_error};
 
@@ -209,13 +210,11 @@ pub(super) fn rewinds_after(pass: &Pass, wal_file_bytes: u64) -> bool {
 
 /// Checkpoint durations and the writer's view of the WAL, shared by the
 /// checkpointer, the writer's commit hook and [`super::Store::wal_stats`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Counters {
-    /// Per mode (see [`CheckpointMode::index`]): one count per bucket of
-    /// [`CHECKPOINT_BUCKETS`] plus the overflow bucket.
-    buckets: [[AtomicU64; CHECKPOINT_BUCKETS.len() + 1]; 3],
-    /// Per mode: total time, microseconds.
-    sum_micros: [AtomicU64; 3],
+    /// Per mode (see [`CheckpointMode::index`]): durations over
+    /// [`CHECKPOINT_BUCKETS`].
+    durations: [Durations; 3],
     /// Per mode: checkpoints that reported busy (could not finish).
     busy: [AtomicU64; 3],
     /// Frames in the WAL after the writer's last commit.
@@ -231,13 +230,23 @@ pub(super) struct Counters {
     wake_pending: AtomicBool,
 }
 
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            durations: std::array::from_fn(|_| Durations::new(&CHECKPOINT_BUCKETS)),
+            busy: Default::default(),
+            frames: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            frames_at_pass: AtomicU64::new(0),
+            wake_pending: AtomicBool::new(false),
+        }
+    }
+}
+
 impl Counters {
     fn record(&self, mode: CheckpointMode, pass: &Pass) {
         let i = mode.index();
-        let secs = pass.elapsed.as_secs_f64();
-        let bucket = CHECKPOINT_BUCKETS.iter().position(|&le| secs <= le).unwrap_or(CHECKPOINT_BUCKETS.len());
-        self.buckets[i][bucket].fetch_add(1, Ordering::Relaxed);
-        self.sum_micros[i].fetch_add(u64::try_from(pass.elapsed.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.durations[i].record(pass.elapsed);
         if pass.busy {
             self.busy[i].fetch_add(1, Ordering::Relaxed);
         }
@@ -246,15 +255,13 @@ impl Counters {
     /// The histogram of `mode` as it stands.
     pub(super) fn histogram(&self, mode: CheckpointMode) -> CheckpointHistogram {
         let i = mode.index();
-        let bounds = CHECKPOINT_BUCKETS.iter().copied().chain(std::iter::once(f64::INFINITY));
-        let buckets: Vec<(f64, u64)> =
-            bounds.zip(&self.buckets[i]).map(|(le, count)| (le, count.load(Ordering::Relaxed))).collect();
+        let s = self.durations[i].snapshot();
         CheckpointHistogram {
             mode,
-            count: buckets.iter().map(|(_, n)| n).sum(),
-            sum_seconds: self.sum_micros[i].load(Ordering::Relaxed) as f64 / 1e6,
+            count: s.count,
+            sum_seconds: s.sum_seconds,
             busy: self.busy[i].load(Ordering::Relaxed),
-            buckets,
+            buckets: s.buckets,
         }
     }
 }

@@ -138,6 +138,7 @@ mod approvals;
 mod checkpoint;
 mod completion;
 mod db;
+mod durations;
 pub mod mcp_servers;
 pub mod pg;
 pub mod pins;

@@ -62,6 +62,37 @@ match = "POST /echo"
 side_effect = false
 "#;
 
+/// Tools whose posts declare their undo (a DELETE of the status the
+/// response names), for the undo tests (`undo.rs`, `fleet.rs`).
+pub const UNDOABLE_TOOLS: &str = r#"
+[[tools]]
+name = "post"
+upstream = "social"
+match = "POST /api/v1/statuses"
+side_effect = true
+retry = "never"
+undo = { tool = "delete_status", path = "/api/v1/statuses/{response.id}" }
+
+[[tools]]
+name = "delete_status"
+upstream = "social"
+match = "DELETE /api/v1/statuses/{id}"
+limit = "100/hour"
+retry = "never"
+
+[[tools]]
+name = "list"
+upstream = "social"
+match = "GET /api/v1/statuses"
+
+[[tools]]
+name = "echo"
+upstream = "social"
+match = "POST /echo"
+side_effect = true
+undo = { tool = "delete_status", path = "/api/v1/statuses/{response.id}" }
+"#;
+
 /// The account supervised agents run as in these tests (and `.ci/run` creates).
 pub const AGENT_USER: &str = "steward-agent";
 

@@ -2,10 +2,11 @@
 //! (`steward_store_op_duration_seconds{op}`): the database's round trips
 //! are the floor of every call's latency on a fleet (`docs/fleet.md`), so
 //! the on-call person sees which operation is slow and by how much.
-//! Cumulative histograms in atomics, copied out at each scrape.
+//! Cumulative histograms (`store/durations.rs`), copied out at each scrape.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use super::super::durations::Durations;
 
 /// The operations timed, in label order.
 pub const OPS: [&str; 13] = [
@@ -42,37 +43,30 @@ pub struct OpLatency {
 }
 
 /// The histograms of every operation.
-#[derive(Debug, Default)]
-pub struct OpTimes {
-    counts: [[AtomicU64; BOUNDS.len() + 1]; OPS.len()],
-    sum_micros: [AtomicU64; OPS.len()],
+#[derive(Debug)]
+pub struct OpTimes(Vec<Durations>);
+
+impl Default for OpTimes {
+    fn default() -> Self {
+        OpTimes(OPS.iter().map(|_| Durations::new(&BOUNDS)).collect())
+    }
 }
 
 impl OpTimes {
     /// One run of `op` that took `took`.
     pub fn record(&self, op: Op, took: Duration) {
-        let op = op as usize;
-        let Some(counts) = self.counts.get(op) else { return };
-        let seconds = took.as_secs_f64();
-        let bucket = BOUNDS.iter().position(|&le| seconds <= le).unwrap_or(BOUNDS.len());
-        counts[bucket].fetch_add(1, Ordering::Relaxed);
-        self.sum_micros[op].fetch_add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        if let Some(durations) = self.0.get(op as usize) {
+            durations.record(took);
+        }
     }
 
     /// Every operation's histogram now.
     pub fn snapshot(&self) -> Vec<OpLatency> {
         OPS.iter()
-            .enumerate()
-            .map(|(i, &op)| {
-                let bounds = BOUNDS.iter().copied().chain(std::iter::once(f64::INFINITY));
-                let buckets: Vec<(f64, u64)> =
-                    bounds.zip(&self.counts[i]).map(|(le, n)| (le, n.load(Ordering::Relaxed))).collect();
-                OpLatency {
-                    op,
-                    count: buckets.iter().map(|(_, n)| n).sum(),
-                    sum_seconds: self.sum_micros[i].load(Ordering::Relaxed) as f64 / 1e6,
-                    buckets,
-                }
+            .zip(&self.0)
+            .map(|(&op, durations)| {
+                let s = durations.snapshot();
+                OpLatency { op, buckets: s.buckets, count: s.count, sum_seconds: s.sum_seconds }
             })
             .collect()
     }
