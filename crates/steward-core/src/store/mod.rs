@@ -1,5 +1,8 @@
-//! The SQLite state store: the call journal, the persistent rate windows, the
-//! loop breaker's memory, the kill switch and a small key/value table.
+//! The state store: the call journal, the persistent rate windows, the
+//! loop breaker's memory, the kill switch and a small key/value table; in
+//! the embedded SQLite file (the default, described below), or with
+//! `[store] url` in a PostgreSQL database a fleet of instances shares
+//! (`pg.rs`, `docs/fleet.md`). [`Store`] is the same API on both.
 //!
 //! # Why it looks like this
 //! - **One writer thread per [`Store`]** owns the write connection. Every write
@@ -56,10 +59,9 @@
 //!   the spend ledger (`spend.rs`), the journal's and kv's reads and
 //!   retention (`queries.rs`) and the report's counts (`report.rs`). The
 //!   writer runs the writes on its SQLite connection, at once
-//!   (`db::at_once`), and `Store::read` the reads on the read
-//!   connection; `pg.rs` runs the same functions on PostgreSQL for a fleet
-//!   (issue 20, `docs/fleet.md`: tested against a real server, not
-//!   reachable from the configuration yet). What speaks `rusqlite`
+//!   (`db::at_once`), and `on_db!` the reads on the read connection;
+//!   `pg.rs` runs the same functions on PostgreSQL for a fleet
+//!   (`[store] url`, `docs/fleet.md`). What speaks `rusqlite`
 //!   directly is SQLite's own: opening and migrating the file
 //!   (`schema.rs`), the transaction, its savepoints and the checkpoints
 //!   (`writer.rs`, `checkpoint.rs`), the kill switch gate's fast read, and

@@ -1,9 +1,9 @@
 //! The store on PostgreSQL, for a fleet of instances sharing one set of
-//! limits (issue 20; the design, and what is still to build, is
-//! `docs/fleet.md`). Not reachable from the configuration yet.
+//! limits (`[store] url`; the design, the measured numbers and the known
+//! limits are `docs/fleet.md`). `fleet.rs` is what `Store` holds then.
 //!
 //! What is here: the schema and its versioned migration ([`migrate`]), the
-//! [`Db`] implementation the store's rules run on ([`Postgres`]), and the
+//! `Db` implementation the store's rules run on (`Postgres`), and the
 //! transactions of a call's writes: its admission ([`admit`]), exact
 //! across instances, its completion with its settlement ([`complete`]) and
 //! its withdrawal ([`withdraw`]); and the kill switch across the fleet
@@ -11,8 +11,11 @@
 //! behind it, unknown and so refused when neither can read); instances,
 //! their leases and the settlement of a dead one's calls (`lease.rs`).
 //! The rest of the store's rules (its reads, undo claims, retention, kv)
-//! run on [`Postgres`] as they are, tested against SQLite's answers
-//! (`tests.rs`); their transactions here are still to write.
+//! run on `Postgres` as they are, in the transactions `fleet.rs` opens
+//! (`Fleet::write`, and `Store`'s `on_db!` for reads), tested against
+//! SQLite's answers (`tests.rs`). Also here: the connection (`connect.rs`:
+//! the URL, TLS, the pool, the pooler check) and each operation's
+//! duration for `/metrics` (`timing.rs`).
 //!
 //! Exactness: SQLite serializes every write transaction; here a write
 //! transaction takes transaction-scoped advisory locks on the keys its
