@@ -127,7 +127,7 @@ macro_rules! on_db {
             $crate::store::Backend::Fleet(inner) => {
                 let started = std::time::Instant::now();
                 let mut client = inner.fleet.client().await?;
-                let out = $crate::store::pg::fleet::in_tx!(client, "reading the fleet's store", |$db| $body);
+                let out = $crate::store::pg::in_tx!(client, "a read of the fleet's store", |$db| $body);
                 inner.fleet.times.record($crate::store::pg::timing::Op::Read, started.elapsed());
                 Ok(out)
             }

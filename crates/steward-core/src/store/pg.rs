@@ -38,6 +38,25 @@ use super::writer::Response;
 use super::{Admission, AdmitOutcome, CallRow, Completion, LastQuery, StoreError, admission, completion, queries};
 use crate::decision::Decision;
 
+/// Runs `$body` (a future over `$db: &Postgres`) in one transaction on
+/// `$client`, committed when it succeeds; the value of `$body`. `$doing`
+/// names the work in the errors ("starting a withdrawal"). Every write
+/// and read of the fleet's store that is one rule in one transaction
+/// goes through it.
+macro_rules! in_tx {
+    ($client:expr, $doing:literal, |$db:ident| $body:expr) => {{
+        let tx =
+            $client.transaction().await.map_err(|e| $crate::store::pg::pg_error(concat!("starting ", $doing), &e))?;
+        let out = {
+            let $db = &$crate::store::pg::Postgres { tx: &tx };
+            $body.await?
+        };
+        tx.commit().await.map_err(|e| $crate::store::pg::pg_error(concat!("committing ", $doing), &e))?;
+        out
+    }};
+}
+pub(crate) use in_tx;
+
 /// Schema migrations, applied in order; `steward_schema.version` is the
 /// number applied. Append only: never edit a released entry, add one. The
 /// tables mirror SQLite's (`schema.rs`), with `BIGINT` for every integer.
@@ -299,10 +318,8 @@ pub async fn withdraw(
     status: u16,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let tx = client.transaction().await.map_err(|e| pg_error("starting a withdrawal", &e))?;
-    let db = Postgres { tx: &tx };
-    completion::withdraw(&db, call_id, decision, reason, status, now_ms).await?;
-    tx.commit().await.map_err(|e| pg_error("committing a withdrawal", &e))
+    in_tx!(client, "a withdrawal", |db| completion::withdraw(db, call_id, decision, reason, status, now_ms));
+    Ok(())
 }
 
 /// Applies an approval write (create, decide, expire, release: see
@@ -311,10 +328,7 @@ pub async fn withdraw(
 /// for one grant, serialize on the row's lock, and the second finds it no
 /// longer pending (or approved): one decision, one release.
 pub(super) async fn approval(client: &mut Client, write: &ApprovalWrite) -> Result<Response, StoreError> {
-    let tx = client.transaction().await.map_err(|e| pg_error("starting an approval write", &e))?;
-    let response = write.apply(&Postgres { tx: &tx }).await?;
-    tx.commit().await.map_err(|e| pg_error("committing an approval write", &e))?;
-    Ok(response)
+    Ok(in_tx!(client, "an approval write", |db| write.apply(db)))
 }
 
 /// Takes the lock of spend day `day` until the transaction ends.
@@ -455,10 +469,7 @@ impl Db for Postgres<'_> {
 /// The journal's rows for `steward last` (see [`super::Store::last`]), from
 /// every instance of the fleet.
 pub async fn last(client: &mut Client, q: &LastQuery) -> Result<Vec<CallRow>, StoreError> {
-    let tx = client.transaction().await.map_err(|e| pg_error("reading the journal", &e))?;
-    let rows = queries::last(&Postgres { tx: &tx }, q).await?;
-    tx.commit().await.map_err(|e| pg_error("reading the journal", &e))?;
-    Ok(rows)
+    Ok(in_tx!(client, "a read of the journal", |db| queries::last(db, q)))
 }
 
 pub mod connect;

@@ -24,22 +24,6 @@ use super::timing::{Op, OpLatency, OpTimes};
 use super::{MIGRATIONS, Postgres, admit, approval, complete, kill, lease, pg_error, withdraw};
 use crate::store::{AdmitOutcome, KillState};
 
-/// Runs `$body` (a future over `$db: &Postgres`) in one transaction on
-/// `$client`, committed when it succeeds; the value of `$body`.
-macro_rules! in_tx {
-    ($client:expr, $doing:literal, |$db:ident| $body:expr) => {{
-        let tx =
-            $client.transaction().await.map_err(|e| $crate::store::pg::pg_error(concat!("starting ", $doing), &e))?;
-        let out = {
-            let $db = &$crate::store::pg::Postgres { tx: &tx };
-            $body.await?
-        };
-        tx.commit().await.map_err(|e| $crate::store::pg::pg_error(concat!("committing ", $doing), &e))?;
-        out
-    }};
-}
-pub(crate) use in_tx;
-
 /// Whether the whole fleet shares kv entry `key` (see [`Fleet::kv_key`]):
 /// the spend stop ([`crate::store::STOP_KEY`], which admission reads) and
 /// supervised mode's record (`supervision.rs`'s `supervised.*` keys: the
@@ -295,7 +279,7 @@ impl Fleet {
             Request::Approval(w) => approval(client, w).await,
             Request::Refused { admission: a, decision, reason, status } => {
                 let row = NewRow { decision: *decision, reason: Some(reason), status: Some(*status), finished: true };
-                in_tx!(client, "journaling a refusal", |db| {
+                in_tx!(client, "a refusal's journaling", |db| {
                     async {
                         db.execute(
                             "naming the instance",
@@ -322,33 +306,33 @@ impl Fleet {
                 lease::settle_own(client, &self.instance, *now_ms).await.map(Response::Count)
             }
             Request::KvSet { key, value, now_ms } => {
-                in_tx!(client, "writing a kv entry", |db| queries::kv_set(db, key, value, *now_ms));
+                in_tx!(client, "a kv write", |db| queries::kv_set(db, key, value, *now_ms));
                 Ok(Response::Done)
             }
             Request::KvDelete { key } => {
-                in_tx!(client, "deleting a kv entry", |db| queries::kv_delete(db, key));
+                in_tx!(client, "a kv deletion", |db| queries::kv_delete(db, key));
                 Ok(Response::Done)
             }
             Request::PruneJournal { before_ms, max_rows } => {
-                Ok(Response::Count(in_tx!(client, "pruning the journal", |db| queries::prune_journal(
+                Ok(Response::Count(in_tx!(client, "the journal's pruning", |db| queries::prune_journal(
                     db, *before_ms, *max_rows
                 ))))
             }
             Request::PruneSpend { before_day, max_rows } => {
-                Ok(Response::Count(in_tx!(client, "pruning the spend ledger", |db| spend::prune(
+                Ok(Response::Count(in_tx!(client, "the spend ledger's pruning", |db| spend::prune(
                     db, before_day, *max_rows
                 ))))
             }
             Request::ClaimUndo(claim) => {
-                let outcome = in_tx!(client, "claiming an undo", |db| undo::claim(db, claim));
+                let outcome = in_tx!(client, "an undo's claim", |db| undo::claim(db, claim));
                 Ok(Response::Claim(Box::new(outcome)))
             }
             Request::FinishUndo { call_id, state, reason, now_ms } => {
-                in_tx!(client, "finishing an undo", |db| undo::finish(db, call_id, *state, reason.as_deref(), *now_ms));
+                in_tx!(client, "an undo's end", |db| undo::finish(db, call_id, *state, reason.as_deref(), *now_ms));
                 Ok(Response::Done)
             }
             Request::Ping | Request::Rewind => {
-                in_tx!(client, "writing the probe row", |db| queries::write_probe(db));
+                in_tx!(client, "the probe row's write", |db| queries::write_probe(db));
                 Ok(Response::Done)
             }
             Request::Checkpoint(_) => {

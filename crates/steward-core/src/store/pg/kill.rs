@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::super::{KillState, StoreError, admission};
 use super::connect::Target;
-use super::{Client, Postgres, pg_error};
+use super::{Client, pg_error};
 
 /// The channel every change of the kill switch notifies (the trigger of migration 5).
 pub const CHANNEL: &str = "steward_kill";
@@ -116,26 +116,19 @@ impl KillWatch {
 /// Engages the fleet's kill switch (unless engaged already: the first cause
 /// stays) and notifies every instance, in one transaction.
 pub async fn engage(client: &mut Client, reason: &str, source: &str, now_ms: i64) -> Result<(), StoreError> {
-    let tx = client.transaction().await.map_err(|e| pg_error("starting to engage the kill switch", &e))?;
-    let db = Postgres { tx: &tx };
-    admission::engage_kill(&db, reason, source, now_ms).await?;
-    tx.commit().await.map_err(|e| pg_error("committing the kill switch", &e))
+    in_tx!(client, "the kill switch's engagement", |db| admission::engage_kill(db, reason, source, now_ms));
+    Ok(())
 }
 
 /// Releases the fleet's kill switch and notifies every instance.
 pub async fn release(client: &mut Client, now_ms: i64) -> Result<(), StoreError> {
-    let tx = client.transaction().await.map_err(|e| pg_error("starting to release the kill switch", &e))?;
-    let db = Postgres { tx: &tx };
-    admission::release_kill(&db, now_ms).await?;
-    tx.commit().await.map_err(|e| pg_error("committing the kill switch", &e))
+    in_tx!(client, "the kill switch's release", |db| admission::release_kill(db, now_ms));
+    Ok(())
 }
 
 /// Reads the row in a short transaction of its own.
 pub(super) async fn read(client: &mut Client) -> Result<KillState, StoreError> {
-    let tx = client.transaction().await.map_err(|e| pg_error("reading the kill switch", &e))?;
-    let state = admission::kill_state(&Postgres { tx: &tx }).await?;
-    tx.commit().await.map_err(|e| pg_error("reading the kill switch", &e))?;
-    Ok(state)
+    Ok(in_tx!(client, "a read of the kill switch", |db| admission::kill_state(db)))
 }
 
 /// The watch's task: connect, listen, read on every notification and every

@@ -80,10 +80,11 @@ pub async fn reap(client: &mut Client, lease_ms: i64, now_ms: i64) -> Result<Vec
 /// settled as a lapsed instance's are. The caller holds the name (its
 /// [`beat`] succeeded), so no other process is running them.
 pub async fn settle_own(client: &mut Client, name: &str, now_ms: i64) -> Result<u64, StoreError> {
-    let tx = client.transaction().await.map_err(|e| pg_error("starting to settle interrupted calls", &e))?;
-    let calls = settle_calls_of(&tx, name, now_ms).await?;
-    tx.commit().await.map_err(|e| pg_error("committing the settlement of interrupted calls", &e))?;
-    Ok(calls)
+    Ok(in_tx!(client, "the settlement of interrupted calls", |db| super::super::completion::settle_interrupted(
+        db,
+        now_ms,
+        Some(name)
+    )))
 }
 
 /// `name`'s in-flight calls finished as `interrupted`, their reservations
