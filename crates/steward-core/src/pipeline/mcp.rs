@@ -299,17 +299,17 @@ impl Pipeline {
     }
 
     /// Plans an MCP `tools/call`: the tool from the MCP rules of the server.
-    pub(super) fn plan_mcp(&self, call: &Call, record: &CallRecord) -> Result<Plan, (Refusal, bool)> {
+    pub(super) fn plan_mcp(&self, call: &Call, record: &CallRecord) -> Result<Plan, Refusal> {
         let live = &record.live;
         let Some(tool_call) = &call.mcp else {
-            return Err((Refusal::BadRequest { detail: "an MCP call without a tool name".to_owned() }, false));
+            return Err(Refusal::BadRequest { detail: "an MCP call without a tool name".to_owned() });
         };
         let tool = match live.matcher.identify_mcp(&call.upstream, &tool_call.name, tool_call.read_only) {
             Identified::Tool(tool) => Some(tool),
             Identified::UnmatchedAllowed => None,
             Identified::UnmatchedDenied => {
                 let route = format!("the MCP tool `{}` of [mcp.{}]", tool_call.name, call.upstream);
-                return Err((Refusal::Unmatched { route }, false));
+                return Err(Refusal::Unmatched { route });
             }
         };
         if let Some(mark) = &call.undo
@@ -319,7 +319,7 @@ impl Pipeline {
                 "the undo is planned as a call of tool `{}`, but the MCP tool `{}` is not it; fix the undo or the tools' match",
                 mark.tool, tool_call.name
             );
-            return Err((Refusal::BadRequest { detail }, false));
+            return Err(Refusal::BadRequest { detail });
         }
         Ok(Plan {
             tool: tool.map(|t| t.name.clone()),

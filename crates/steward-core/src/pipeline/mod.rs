@@ -15,16 +15,25 @@
 //! **The kill switch comes first.** A stopped agent hears `killed` for every
 //! call it makes, whatever else is wrong with it: matched or unmatched, an
 //! unknown upstream or price, an expired credential, a bad or malformed
-//! request, a body too large or stalled. `Pipeline::gate` decides it, once
-//! per request, right after authentication and before anything else (the
-//! front doors' early refusals go through it too: [`Pipeline::reject`],
-//! [`Pipeline::reject_target`]): it reads the switch as committed
-//! ([`crate::store::KillState::refusal_reason`] words the refusal). Admission
-//! reads it again inside its store transaction, and that check is the
-//! authoritative one: a `steward stop` committed between the two still stops
-//! the call, atomically with its rate slot and spend reservation. Requests
-//! without a valid steward token are not the agent's calls: they stay
-//! `unauthenticated`, killed or not, and learn nothing about the switch.
+//! request, a body too large or stalled. Right after authentication, the
+//! switch decides every call before anything else is decided for it, and it
+//! is read once per call, where the call's fate is settled:
+//! - a call on its way through reads it in its admission transaction
+//!   (`Store::admit`), the authoritative read: a `steward stop` committed
+//!   before it stops the call, atomically with its rate slot and spend
+//!   reservation. Planning before it decides nothing anyone sees, and the
+//!   approval step's precheck reads the switch before a call is held;
+//! - a call refused before admission (by the front door, its plan or the
+//!   approval step) reads it as it is refused (`Pipeline::gate`,
+//!   [`Pipeline::reject`], [`Pipeline::reject_target`]), and an engaged
+//!   switch replaces that refusal with `killed`
+//!   ([`crate::store::KillState::refusal_reason`] words it).
+//!
+//! Either way the call meets the switch as committed when it is decided, and
+//! a lone call makes one store read fewer than a separate gate in front of
+//! admission would (issue 19). Requests without a valid steward token are
+//! not the agent's calls: they stay `unauthenticated`, killed or not, and
+//! learn nothing about the switch.
 //!
 //! `plan` holds what differs per door; kill switch, loop breaker, rate limit
 //! and spend cap are decided together in one store transaction
@@ -381,20 +390,23 @@ impl Pipeline {
         self.refuse(record, refusal, false).await
     }
 
-    /// The first steps of every request, before anything about it is read:
+    /// The first steps of a request refused before admission:
     /// authentication, then the kill switch (see the module docs).
     async fn gate(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         if !self.authenticated(headers) {
             return Err(Refusal::Unauthenticated);
         }
+        self.kill_refusal().await.map_or(Ok(()), Err)
+    }
+
+    /// The kill switch as committed: `Some(killed)` while it is engaged,
+    /// `Some(store_unavailable)` when it cannot be read (fail closed).
+    async fn kill_refusal(&self) -> Option<Refusal> {
         match self.store.kill_state().await {
-            Ok(state) => match state.refusal_reason(&self.redactor.load()) {
-                Some(reason) => Err(Refusal::Killed { reason }),
-                None => Ok(()),
-            },
+            Ok(state) => state.refusal_reason(&self.redactor.load()).map(|reason| Refusal::Killed { reason }),
             Err(err) => {
                 tracing::error!(error = %err, "cannot read the kill switch; refusing the call (fail closed)");
-                Err(Refusal::StoreUnavailable)
+                Some(Refusal::StoreUnavailable)
             }
         }
     }
@@ -484,14 +496,36 @@ impl Pipeline {
     async fn admit(&self, call: &mut Call, record: &mut CallRecord) -> Result<Plan, (Refusal, bool)> {
         // The operator's undo was authenticated by the admin API, and the
         // kill switch does not stop it (see `undo`); no agent call is marked.
-        if call.undo.is_none() {
-            self.gate(&call.headers).await.map_err(|refusal| (refusal, false))?;
+        let agents = call.undo.is_none();
+        if agents && !self.authenticated(&call.headers) {
+            return Err((Refusal::Unauthenticated, false));
         }
-        let plan = match call.door {
-            Door::Api => self.plan_api(call, record)?,
-            Door::Llm => self.plan_llm(call, record)?,
-            Door::Mcp => self.plan_mcp(call, record)?,
+        let (plan, loop_key) = match self.plan_and_supervise(call, record).await {
+            Ok(planned) => planned,
+            // Refused before admission: the kill switch, read now, comes first.
+            Err(refusal) if agents => return Err((self.kill_refusal().await.unwrap_or(refusal), false)),
+            Err(refusal) => return Err((refusal, false)),
         };
+        let tool_name = plan.tool.clone().unwrap_or_default();
+        match self.store.admit(self.admission(record, loop_key, Some(&plan))).await {
+            Ok(outcome) => self.admitted(outcome, &tool_name).map(|()| plan).map_err(|refusal| (refusal, true)),
+            Err(err) => {
+                tracing::error!(error = %err, "store refused the admission; failing closed");
+                self.write_failed(Some(&err), None);
+                Err((Refusal::StoreUnavailable, false))
+            }
+        }
+    }
+
+    /// The steps before admission, none of which anyone sees unless the
+    /// call is refused: the door's plan, then the approval step. Returns
+    /// the plan and the call's loop key.
+    async fn plan_and_supervise(&self, call: &mut Call, record: &mut CallRecord) -> Result<(Plan, String), Refusal> {
+        let plan = match call.door {
+            Door::Api => self.plan_api(call, record),
+            Door::Llm => self.plan_llm(call, record),
+            Door::Mcp => self.plan_mcp(call, record),
+        }?;
         record.tool.clone_from(&plan.tool);
         let tool_name = plan.tool.clone().unwrap_or_default();
         let loop_key = policy::loop_key(
@@ -501,15 +535,8 @@ impl Pipeline {
             call.query.as_ref().map(CanonicalQuery::as_str),
             &call.body,
         );
-        self.supervise(call, record, &plan, &loop_key).await.map_err(|refusal| (refusal, false))?;
-        match self.store.admit(self.admission(record, loop_key, Some(&plan))).await {
-            Ok(outcome) => self.admitted(outcome, &tool_name).map(|()| plan).map_err(|refusal| (refusal, true)),
-            Err(err) => {
-                tracing::error!(error = %err, "store refused the admission; failing closed");
-                self.write_failed(Some(&err), None);
-                Err((Refusal::StoreUnavailable, false))
-            }
-        }
+        self.supervise(call, record, &plan, &loop_key).await?;
+        Ok((plan, loop_key))
     }
 
     /// What admission's `outcome` means for the call: `Ok` when admitted,

@@ -78,34 +78,31 @@ impl Pipeline {
     /// Refuses a call whose upstream needs a credential that has expired at
     /// the call's arrival. Checked per call against the live secrets, so a
     /// reload with a fresh token lifts it at once.
-    fn check_credential(&self, record: &CallRecord, forward_key: &str, call: &Call) -> Result<(), (Refusal, bool)> {
+    fn check_credential(&self, record: &CallRecord, forward_key: &str, call: &Call) -> Result<(), Refusal> {
         let Some(credential) = record.live.forwarder.credential_of(forward_key) else { return Ok(()) };
         let secrets = self.secrets.load();
         let Some((expires_at, _)) = secrets.expiry(credential) else { return Ok(()) };
         if expires_at > call.received_at {
             return Ok(());
         }
-        Err((
-            Refusal::CredentialExpired {
-                credential: credential.to_owned(),
-                expired_on: crate::clock::format_day(expires_at),
-            },
-            false,
-        ))
+        Err(Refusal::CredentialExpired {
+            credential: credential.to_owned(),
+            expired_on: crate::clock::format_day(expires_at),
+        })
     }
 
     /// Plans an `/api/{upstream}` call: the tool from the `[[tools]]` rules.
-    pub(super) fn plan_api(&self, call: &Call, record: &CallRecord) -> Result<Plan, (Refusal, bool)> {
+    pub(super) fn plan_api(&self, call: &Call, record: &CallRecord) -> Result<Plan, Refusal> {
         let forward_key = forward_key(Door::Api, &call.upstream);
         let live = &record.live;
         if !live.forwarder.has_upstream(&forward_key) {
-            return Err((Refusal::UnknownUpstream { name: call.upstream.clone() }, false));
+            return Err(Refusal::UnknownUpstream { name: call.upstream.clone() });
         }
         let tool = match live.matcher.identify(&call.upstream, call.method.as_str(), &call.path) {
             Identified::Tool(tool) => Some(tool),
             Identified::UnmatchedAllowed => None,
             Identified::UnmatchedDenied => {
-                return Err((Refusal::Unmatched { route: format!("{} {}", call.method, record.path) }, false));
+                return Err(Refusal::Unmatched { route: format!("{} {}", call.method, record.path) });
             }
         };
         if let Some(mark) = &call.undo
@@ -116,7 +113,7 @@ impl Pipeline {
                 "the undo is planned as a call of tool `{}`, but {} {} is {found}; fix the undo's path or the tools' match",
                 mark.tool, call.method, record.path
             );
-            return Err((Refusal::BadRequest { detail }, false));
+            return Err(Refusal::BadRequest { detail });
         }
         self.check_credential(record, &forward_key, call)?;
         let retry = match tool {
@@ -145,14 +142,14 @@ impl Pipeline {
 
     /// Plans an `/llm/{provider}` call: every endpoint passes; generation
     /// endpoints need a known price and reserve their worst case.
-    pub(super) fn plan_llm(&self, call: &mut Call, record: &mut CallRecord) -> Result<Plan, (Refusal, bool)> {
+    pub(super) fn plan_llm(&self, call: &mut Call, record: &mut CallRecord) -> Result<Plan, Refusal> {
         let live = Arc::clone(&record.live);
         let Some(provider) = live.llm.get(&call.upstream) else {
-            return Err((Refusal::UnknownUpstream { name: call.upstream.clone() }, false));
+            return Err(Refusal::UnknownUpstream { name: call.upstream.clone() });
         };
         self.check_credential(record, &forward_key(Door::Llm, &call.upstream), call)?;
         let request = LlmRequest::inspect(provider.kind, &call.path, &call.body)
-            .map_err(|e| (Refusal::BadRequest { detail: e.to_string() }, false))?;
+            .map_err(|e| Refusal::BadRequest { detail: e.to_string() })?;
         let endpoint = request.endpoint();
         if provider.kind == LlmKind::Anthropic && !call.headers.contains_key("anthropic-version") {
             call.headers.insert("anthropic-version", HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION));
@@ -172,14 +169,13 @@ impl Pipeline {
                     record.tool = Some(tool);
                     let summary = format!("model {model}: {}", request.summary().unwrap_or_default());
                     record.input_summary = policy::truncate_summary(&self.redactor.load().redact(&summary));
-                    return Err((Refusal::UnknownPrice { model: model.to_owned() }, false));
+                    return Err(Refusal::UnknownPrice { model: model.to_owned() });
                 }
             },
             (true, None) => {
-                return Err((
-                    Refusal::BadRequest { detail: format!("a {} request must name its `model`", endpoint.as_str()) },
-                    false,
-                ));
+                return Err(Refusal::BadRequest {
+                    detail: format!("a {} request must name its `model`", endpoint.as_str()),
+                });
             }
         };
         let hold = price.as_ref().map(|price| SpendHold {

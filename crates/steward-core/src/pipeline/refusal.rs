@@ -191,7 +191,7 @@ impl Refusal {
                 false,
             ),
             Refusal::Killed { reason } => (
-                                format!("steward's kill switch is engaged ({reason}); an operator must run `steward resume`"),
+                                crate::store::KillState::refusal_message(reason),
                 None,
                 false,
             ),

@@ -39,7 +39,12 @@ pub(super) async fn admit(db: &impl Db, a: &Admission, redactor: &Redactor) -> R
     if !a.undo_by_operator
         && let Some(reason) = kill.refusal_reason(redactor)
     {
-        let row = NewRow { decision: Decision::Killed, reason: Some(&reason), status: None, finished: true };
+        // Journaled as a call refused before admission would be: the
+        // refusal's message and status (the pipeline reads the switch
+        // here for every call it admits).
+        let message = KillState::refusal_message(&reason);
+        let status = Decision::Killed.status().map(|s| s.as_u16());
+        let row = NewRow { decision: Decision::Killed, reason: Some(&message), status, finished: true };
         insert_call(db, a, &row).await?;
         return Ok(AdmitOutcome::Killed { reason });
     }

@@ -374,6 +374,13 @@ pub struct KillState {
 }
 
 impl KillState {
+    /// What a call refused by the switch hears, and what its journal row
+    /// says, whichever check refused it: `reason` is
+    /// [`KillState::refusal_reason`]'s.
+    pub fn refusal_message(reason: &str) -> String {
+        format!("steward's kill switch is engaged ({reason}); an operator must run `steward resume`")
+    }
+
     /// The reason every call is refused with while the switch is engaged
     /// (`None` when released), passed through `redactor`: `steward stop`
     /// wrote it knowing fewer secrets than the daemon. The one wording both

@@ -459,7 +459,12 @@ async fn the_kill_switch_refuses_until_released() {
     let out = store.admit(limited("a", T0 + 10, per_hour(10))).await.unwrap();
     assert_eq!(out, AdmitOutcome::Killed { reason: "maintenance".into() });
     let row = &store.last(LastQuery::default()).await.unwrap()[0];
-    assert_eq!((row.decision.as_str(), row.reason.as_deref()), ("killed", Some("maintenance")));
+    // Journaled as the refusal the agent hears, with its status.
+    let message = super::KillState::refusal_message("maintenance");
+    assert_eq!(
+        (row.decision.as_str(), row.reason.as_deref(), row.status),
+        ("killed", Some(message.as_str()), Some(403))
+    );
     // Killed calls do not use up the window.
     store.release_kill(T0 + 20).await.unwrap();
     for i in 0..10 {

@@ -171,7 +171,8 @@ async fn a_kill_reason_written_knowing_less_is_redacted_again_when_copied() {
     let outcome = daemon.admit(admission("c1", T0 + 1, Some("post"), "k")).await.unwrap();
     assert_eq!(outcome, AdmitOutcome::Killed { reason: "leaked [REDACTED:credential]".into() });
     let rows = daemon.last(LastQuery::default()).await.unwrap();
-    assert_eq!(rows[0].reason.as_deref(), Some("leaked [REDACTED:credential]"));
+    let message = crate::store::KillState::refusal_message("leaked [REDACTED:credential]");
+    assert_eq!(rows[0].reason.as_deref(), Some(message.as_str()));
 }
 
 #[tokio::test]
