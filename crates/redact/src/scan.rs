@@ -16,10 +16,10 @@
 
 use std::collections::HashSet;
 use std::ops::Range;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
-use regex_automata::meta::Regex;
+use regex_automata::meta::{Cache, Regex};
 use regex_automata::util::captures::Captures;
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input};
@@ -216,6 +216,36 @@ pub(crate) struct Candidate {
     pub priority: usize,
 }
 
+/// The trigger scan's search caches, taken for one scan and put back.
+///
+/// The trigger regex is one lazy DFA over hundreds of patterns. Its states
+/// are built as text first reaches them and kept in the cache the search
+/// used: a cold cache costs a line of a few hundred bytes ~50 µs, a warm
+/// one ~2 µs, and it takes a few thousand lines of varied text (ids,
+/// digests, timestamps) to warm. `regex`'s own pool keys its caches by
+/// thread, so a quiet daemon, whose calls land on whichever of its threads
+/// is free, spreads its lines over several caches and keeps them all cold.
+/// Here a scan takes the cache put back last, so at rest every scan reuses
+/// the warmest one (and a warm-up run on any thread warms it, see
+/// [`crate::Redactor::redact`]); concurrent scans each get their own, and
+/// the pool keeps as many as ever ran at once.
+#[derive(Debug, Default)]
+struct TriggerCaches {
+    idle: Mutex<Vec<Cache>>,
+}
+
+impl TriggerCaches {
+    /// The cache put back last, or a fresh one for `regex`.
+    fn take(&self, regex: &Regex) -> Cache {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop().unwrap_or_else(|| regex.create_cache())
+    }
+
+    /// Puts `cache` back, to be taken first.
+    fn put(&self, cache: Cache) {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner).push(cache);
+    }
+}
+
 /// The compiled engine.
 #[derive(Debug)]
 pub(crate) struct Engine {
@@ -224,6 +254,9 @@ pub(crate) struct Engine {
     /// The one-pass scanner: keyword and known-secret literals, the
     /// marker opening, PII shapes.
     trigger: Regex,
+    /// The trigger scan's search caches (its lazy DFA's states), most
+    /// recently used last: see [`TriggerCaches`].
+    trigger_caches: TriggerCaches,
     /// What each trigger pattern id stands for.
     triggers: Vec<Trigger>,
     /// The enabled PII shapes alone, with their pattern ids, for anchored
@@ -499,6 +532,7 @@ impl Engine {
         marker_kinds.sort_unstable();
         Ok(Self {
             rules,
+            trigger_caches: TriggerCaches::default(),
             trigger,
             triggers,
             literals,
@@ -510,6 +544,12 @@ impl Engine {
             max_known_len,
             marker_kinds,
         })
+    }
+
+    /// How many trigger-scan caches are idle in the pool.
+    #[cfg(test)]
+    pub(crate) fn idle_trigger_caches(&self) -> usize {
+        self.trigger_caches.idle.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 
     /// Compiles every rule now, reporting the first that fails: tests and
@@ -543,9 +583,10 @@ impl Engine {
         let mut at = 0usize;
         let mut kept_until = 0usize;
         let mut pii_until = 0usize;
+        let mut cache = self.trigger_caches.take(&self.trigger);
         while at < len {
             let input = Input::new(text).span(at..len);
-            let Some(m) = self.trigger.search(&input) else {
+            let Some(m) = self.trigger.search_with(&mut cache, &input) else {
                 break;
             };
             let (s, e) = (m.start(), m.end());
@@ -614,6 +655,7 @@ impl Engine {
                 _ => s + 1,
             };
         }
+        self.trigger_caches.put(cache);
         self.run_rules(text, hits, secrets_only, &mut raw.candidates);
         raw
     }

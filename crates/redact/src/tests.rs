@@ -20,6 +20,38 @@ pub(crate) fn plain() -> &'static Redactor {
     &DEFAULT
 }
 
+// ---- the trigger scan's caches
+
+/// Scans one after another, on any thread, reuse the one warm cache (a
+/// quiet daemon's lines land on whichever thread is free); scans at once
+/// each get their own, and every cache is put back.
+#[test]
+fn sequential_scans_share_one_trigger_cache_and_concurrent_ones_do_not() {
+    let r = RedactorBuilder::new().build();
+    let engine = r.engine.as_deref().unwrap();
+    assert_eq!(engine.idle_trigger_caches(), 0);
+    let text = "token=ghp_0123456789abcdefghijABCDEFGHIJ012345 from alice@example.com";
+    for _ in 0..3 {
+        std::thread::scope(|s| {
+            s.spawn(|| assert_ne!(r.redact(text), text));
+        });
+        assert_eq!(engine.idle_trigger_caches(), 1, "a scan after another took a fresh cache");
+    }
+    let barrier = std::sync::Barrier::new(4);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                barrier.wait();
+                for _ in 0..50 {
+                    assert_ne!(r.redact(text), text);
+                }
+            });
+        }
+    });
+    let idle = engine.idle_trigger_caches();
+    assert!((1..=4).contains(&idle), "{idle} caches idle after 4 threads");
+}
+
 // ---- known secrets
 
 #[test]

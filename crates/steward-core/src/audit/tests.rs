@@ -575,3 +575,30 @@ fn a_budgeted_log_always_writes_through_its_thread() {
     let log = LineLog::open_with_budget(tmp.path(), AGENT, 4096, Some(1 << 20)).unwrap();
     assert!(matches!(log.write_inline("out".into()), Err(line) if line == "out"));
 }
+
+/// The warm-up redacts lines shaped like the log's own and writes none:
+/// each is a record as `write` serializes it (every key of a record), and
+/// the redactor leaves it whole (steward's own ids, digests and times are
+/// not mistaken for secrets, so the states it warms are those real lines
+/// reach).
+#[tokio::test]
+async fn the_warm_up_redacts_real_shaped_lines_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(&config(dir.path(), 1 << 20), redactor()).unwrap();
+    log.warm_up();
+    assert_eq!(std::fs::metadata(log.active_path()).unwrap().len(), 0, "the warm-up wrote to the log");
+
+    let keys = |line: &str| -> Vec<String> {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        value.as_object().unwrap().keys().cloned().collect()
+    };
+    let real = keys(&serde_json::to_string(&record("c1")).unwrap());
+    let redactor = redactor().load_full();
+    let now = SystemTime::now();
+    for i in 0..200 {
+        let line = warm_up_line(i, now + Duration::from_millis(u64::from(i) * 7919));
+        let got = keys(&line);
+        assert!(real.iter().all(|k| got.contains(k)), "line {i} is not shaped like a record: {line}");
+        assert_eq!(redactor.redact(&line), line, "line {i} was redacted");
+    }
+}

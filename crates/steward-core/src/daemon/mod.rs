@@ -376,6 +376,7 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
     if options.systemd {
         systemd::ready(&tracker, shutdown.clone(), Arc::clone(&supervisor_stats));
     }
+    warm_up_redactor(&audit);
     tracing::info!(%addr, agent = %config.agent.name, "steward is listening");
     Ok(RunningDaemon {
         addr,
@@ -391,6 +392,18 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
         pipeline,
         _lock: lock,
     })
+}
+
+/// Warms the redactor now loaded on a thread of its own (see
+/// [`AuditLog::warm_up`]): the daemon is ready meanwhile, and a call that
+/// comes first finds a colder redactor, never a wait. Also after a reload
+/// swaps the redactor.
+pub(crate) fn warm_up_redactor(audit: &Arc<AuditLog>) {
+    let audit = Arc::clone(audit);
+    let spawned = std::thread::Builder::new().name("steward-warm-up".into()).spawn(move || audit.warm_up());
+    if let Err(err) = spawned {
+        tracing::debug!(error = %err, "could not start the redactor's warm-up; it warms with the calls");
+    }
 }
 
 /// The agent token of `[state] dir`, created on the first start.

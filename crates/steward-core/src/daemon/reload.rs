@@ -287,6 +287,7 @@ impl Reloader {
             .collect();
         let fresh = fresh.retain_retired(&previous);
         inner.redactor.store(Arc::new(fresh.redactor(&inner.agent_token, &config.redaction)));
+        super::warm_up_redactor(&inner.audit);
         let credentials = fresh.credential_count(&config);
         let alert_references = fresh.names().count() - credentials;
         let retired = fresh.retired_count();
