@@ -23,7 +23,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::config::Host;
 use tokio_postgres::tls::MakeTlsConnect;
-use tokio_postgres::{AsyncMessage, Socket};
+use tokio_postgres::{AsyncMessage, SimpleQueryMessage, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::super::StoreError;
@@ -163,14 +163,24 @@ impl Target {
         let failed = |doing: &'static str| move |e: tokio_postgres::Error| pg_error(doing, &e);
         let nonce = crate::store::new_call_id();
         listener.batch_execute("LISTEN steward_probe").await.map_err(failed("listening for the session probe"))?;
-        let pid = |row: tokio_postgres::Row| row.get::<_, i32>(0);
-        let first = listener.query_one("SELECT pg_backend_pid()", &[]).await.map(pid);
-        let second = listener.query_one("SELECT pg_backend_pid()", &[]).await.map(pid);
-        let same_backend =
-            first.map_err(failed("probing the session"))? == second.map_err(failed("probing the session"))?;
+        // The simple query protocol throughout: a statement prepared on
+        // one server connection and run on another fails in transaction
+        // mode ("prepared statement does not exist") before the probe
+        // could tell what it is for.
+        let backend_pid = || async {
+            let messages = listener.simple_query("SELECT pg_backend_pid()").await?;
+            Ok::<_, tokio_postgres::Error>(messages.into_iter().find_map(|m| match m {
+                SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                _ => None,
+            }))
+        };
+        let first = backend_pid().await.map_err(failed("probing the session"))?;
+        let second = backend_pid().await.map_err(failed("probing the session"))?;
+        let same_backend = first.is_some() && first == second;
         let notifier = self.connect().await?;
+        // The nonce is a UUID (hex digits and dashes): safe as a literal.
         notifier
-            .execute("SELECT pg_notify('steward_probe', $1)", &[&nonce])
+            .simple_query(&format!("SELECT pg_notify('steward_probe', '{nonce}')"))
             .await
             .map_err(failed("notifying the session probe"))?;
         let heard = tokio::time::timeout(Duration::from_secs(2), async {
