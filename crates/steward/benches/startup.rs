@@ -17,8 +17,10 @@
 //!   spawns `steward stop` and measures from the spawn to the first call
 //!   answered 403 `killed`. `steward resume` between runs. The time of the
 //!   `stop` process itself (spawn to exit) is shown beside it.
-//! - **RSS**: `VmRSS` of the daemon 1 s after ready, then after `BENCH_CALLS`
-//!   calls from 32 concurrent keep-alive clients.
+//! - **RSS**: `VmRSS` of the daemon 1 s after ready, then after
+//!   `BENCH_CALLS` calls from 32 concurrent keep-alive clients, each split
+//!   into `RssAnon` (what steward holds) and `RssFile` (the executable's
+//!   mapped pages, shared page cache).
 //! - **Binary**: the size of the binary under test, and of a stripped copy.
 //!
 //! Nothing here is a test: the figures vary with the machine and are
@@ -113,12 +115,8 @@ fn main() {
     println!("| `steward run` start to ready, first start (creates the state) | {first:.1} ms | | |");
     row(&format!("`steward stop` invoked to the next call refused ({runs} runs)"), &mut refused);
     row("`steward stop` process, spawn to exit", &mut stop_exit);
-    println!("| idle RSS, 1 s after ready | {:.1} MB | | |", idle_rss as f64 / 1024.0);
-    println!(
-        "| RSS after {done} calls ({:.0} calls/s, 32 clients) | {:.1} MB | | |",
-        done as f64 / load_secs,
-        loaded_rss as f64 / 1024.0
-    );
+    println!("| idle RSS, 1 s after ready | {idle_rss} | | |");
+    println!("| RSS after {done} calls ({:.0} calls/s, 32 clients) | {loaded_rss} | | |", done as f64 / load_secs);
     println!(
         "| binary under test / stripped copy | {:.1} MB / {} | | |",
         size as f64 / 1e6,
@@ -282,16 +280,35 @@ fn stop_to_refusal(bin: &str, config: &Path, addr: SocketAddr, token: &str) -> (
     ((at.saturating_sub(offset)).as_secs_f64() * 1000.0, stop_took)
 }
 
-/// `VmRSS` of `pid`, in kB.
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+/// The resident memory of `pid`, in kB, as `/proc/PID/status` splits it.
+#[derive(Clone, Copy)]
+struct Rss {
+    /// `VmRSS`: everything mapped and resident.
+    total: u64,
+    /// `RssAnon`: the heap, the stacks, what the process itself holds.
+    anon: u64,
+    /// `RssFile`: mapped files, nearly all the executable's own pages:
+    /// page cache shared with every process running the binary.
+    file: u64,
+}
+
+impl std::fmt::Display for Rss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mb = |kb: u64| kb as f64 / 1024.0;
+        write!(f, "{:.1} MB (anonymous {:.1}, files {:.1})", mb(self.total), mb(self.anon), mb(self.file))
+    }
+}
+
+fn rss_kb(pid: u32) -> Rss {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    Rss { total: field("VmRSS:"), anon: field("RssAnon:"), file: field("RssFile:") }
 }
 
 /// `calls` calls from 32 keep-alive clients; how many succeeded.
