@@ -517,9 +517,10 @@ impl Pipeline {
         }
     }
 
-    /// The steps before admission, none of which anyone sees unless the
-    /// call is refused: the door's plan, then the approval step. Returns
-    /// the plan and the call's loop key.
+    /// The steps before admission: the door's plan (which decides nothing
+    /// anyone sees), then the approval step (whose precheck reads the kill
+    /// switch before a call is held for a human). Returns the plan and the
+    /// call's loop key.
     async fn plan_and_supervise(&self, call: &mut Call, record: &mut CallRecord) -> Result<(Plan, String), Refusal> {
         let plan = match call.door {
             Door::Api => self.plan_api(call, record),
