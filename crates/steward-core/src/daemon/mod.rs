@@ -396,11 +396,18 @@ pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Runni
 
 /// Warms the redactor now loaded on a thread of its own (see
 /// [`AuditLog::warm_up`]): the daemon is ready meanwhile, and a call that
-/// comes first finds a colder redactor, never a wait. Also after a reload
+/// comes first finds a colder redactor, never a wait. The thread runs at
+/// the lowest priority (nice 19, a per-thread value on Linux), so it takes
+/// only CPU that no call and no other process wants. Also after a reload
 /// swaps the redactor.
 pub(crate) fn warm_up_redactor(audit: &Arc<AuditLog>) {
     let audit = Arc::clone(audit);
-    let spawned = std::thread::Builder::new().name("steward-warm-up".into()).spawn(move || audit.warm_up());
+    let spawned = std::thread::Builder::new().name("steward-warm-up".into()).spawn(move || {
+        if let Err(err) = rustix::process::setpriority_process(None, 19) {
+            tracing::debug!(error = %err, "could not lower the warm-up's priority");
+        }
+        audit.warm_up();
+    });
     if let Err(err) = spawned {
         tracing::debug!(error = %err, "could not start the redactor's warm-up; it warms with the calls");
     }
