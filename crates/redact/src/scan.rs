@@ -226,9 +226,10 @@ pub(crate) struct Candidate {
 /// thread, so a quiet daemon, whose calls land on whichever of its threads
 /// is free, spreads its lines over several caches and keeps them all cold.
 /// Here a scan takes the cache put back last, so at rest every scan reuses
-/// the warmest one (and a warm-up run on any thread warms it, see
-/// [`crate::Redactor::redact`]); concurrent scans each get their own, and
-/// the pool keeps as many as ever ran at once.
+/// the warmest one, and a warm-up (lines redacted on any thread, as
+/// steward's daemon does after it starts) warms the cache later calls
+/// use; concurrent scans each get their own, and the pool keeps as many as
+/// ever ran at once.
 #[derive(Debug, Default)]
 struct TriggerCaches {
     idle: Mutex<Vec<Cache>>,
