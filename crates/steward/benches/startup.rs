@@ -74,7 +74,7 @@ fn main() {
     assert_eq!(call(addr, &agent_token), Some(200), "a call through steward must pass before the stop runs");
     let idle_rss = {
         std::thread::sleep(Duration::from_secs(1));
-        rss_kb(daemon.id())
+        rss(daemon.id())
     };
     let mut refused = Vec::with_capacity(runs);
     let mut stop_exit = Vec::with_capacity(runs);
@@ -93,7 +93,7 @@ fn main() {
     let load_start = Instant::now();
     let done = rt.block_on(load(addr, &agent_token, calls));
     let load_secs = load_start.elapsed().as_secs_f64();
-    let loaded_rss = rss_kb(daemon.id());
+    let loaded_rss = rss(daemon.id());
     terminate(daemon);
     rt.block_on(mock.shutdown());
 
@@ -299,7 +299,7 @@ impl std::fmt::Display for Rss {
     }
 }
 
-fn rss_kb(pid: u32) -> Rss {
+fn rss(pid: u32) -> Rss {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
